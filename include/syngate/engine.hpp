@@ -1,0 +1,139 @@
+// The handshake proxy as a pure state machine: (packet, now, flow table) -> (verdict, packets to
+// emit). No syscalls, clocks or threads: the daemon's NFQUEUE workers and the unit tests drive it
+// the same way. One Engine per worker; an Engine is not thread-safe and needs no locks.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string_view>
+#include <vector>
+
+#include "syngate/cookie.hpp"
+#include "syngate/packet.hpp"
+
+namespace syngate {
+
+struct Service {
+  Address address;
+  uint16_t port = 0;
+  friend bool operator==(const Service&, const Service&) = default;
+};
+
+struct EngineConfig {
+  std::vector<Service> services;
+
+  // Flow table: preallocated, never grows. Memory is max_flows * sizeof(flow) + hash buckets.
+  uint32_t max_flows = 262144;
+  uint32_t max_flows_per_source = 1024;  // 0 = no per-source limit
+
+  // What our SYN-ACK announces to clients.
+  uint16_t synack_window = 65535;  // unscaled, as in every SYN segment; never 0
+  uint8_t announced_wscale = 7;    // what the client will scale our windows by
+  bool announce_ecn = false;       // accept a client's ECN request in the SYN-ACK
+
+  // Data that arrives before the backend has answered is held here (bytes per flow, and how many
+  // flows may hold data at once); the rest is dropped and the client retransmits it.
+  uint32_t early_data_bytes = 4096;
+  uint32_t early_data_slots = 4096;
+
+  // Backend handshake: SYN retried after retry_initial_ms, doubling, syn_retries times; then RST.
+  uint32_t backend_syn_retries = 3;
+  uint32_t backend_retry_initial_ms = 1000;
+
+  uint32_t established_idle_s = 600;  // an established flow with no packet for this long is freed
+  uint32_t closing_idle_s = 60;       // a half-closed flow (FIN one way) with no packet
+  uint32_t linger_s = 30;             // after both FINs or a RST: translate late retransmissions
+};
+
+enum class Verdict : uint8_t { Accept, Drop };
+
+struct Decision {
+  Verdict verdict = Verdict::Accept;
+  bool modified = false;  // the packet was rewritten in place: hand the new bytes to the kernel
+};
+
+// Receives the packets the engine wants on the wire (full IP packets). The bytes are valid only
+// during the call; a sink that batches must copy them.
+class PacketSink {
+ public:
+  virtual ~PacketSink() = default;
+  virtual void send(std::span<const uint8_t> packet) = 0;
+};
+
+// Every reason a packet is dropped or a flow refused, for counters and metrics.
+enum class DropReason : uint8_t {
+  Malformed,            // failed to parse (verdict: accept, the kernel decides; counted)
+  SynAnswered,          // client SYN consumed, cookie SYN-ACK sent (not an error)
+  CookieInvalid,        // ACK with no flow and a cookie that does not validate
+  NoFlow,               // non-SYN, non-ACK-only packet for a protected service with no flow
+  TableFull,            // valid cookie, but the flow table is full
+  SourceLimit,          // valid cookie, but the source has max_flows_per_source flows
+  EarlyDataOverflow,    // data before the backend answered, past the buffer
+  BackendSynAckConsumed,// backend SYN-ACK consumed (not an error)
+  BackendSynAckUnexpected, // SYN-ACK for no flow or not matching our SYN
+  BackendTimeout,       // backend never answered: RST sent to the client
+  BackendReset,         // backend RST during handshake: RST sent to the client
+  StaleSegment,         // segment for a flow that cannot take it (e.g. client data before ack)
+  Count_
+};
+std::string_view to_string(DropReason r) noexcept;
+
+struct EngineCounters {
+  uint64_t packets = 0;
+  uint64_t syn_received = 0;
+  uint64_t cookies_sent = 0;
+  uint64_t cookies_valid = 0;
+  uint64_t cookies_invalid = 0;
+  uint64_t flows_created = 0;
+  uint64_t flows_refused = 0;
+  uint64_t flows_closed = 0;
+  uint64_t flows_active = 0;
+  uint64_t flows_reused = 0;  // a valid cookie ACK replaced a lingering flow on the same tuple
+  uint64_t backend_syns_sent = 0;
+  uint64_t backend_syn_retries = 0;
+  uint64_t established = 0;
+  uint64_t translated = 0;  // packets rewritten on an established flow
+  uint64_t passed_through = 0;  // packets for services we do not protect, accepted untouched
+  uint64_t early_data_buffered = 0;
+  uint64_t drops[static_cast<size_t>(DropReason::Count_)] = {};
+  uint64_t drop(DropReason r) const noexcept { return drops[static_cast<size_t>(r)]; }
+};
+
+class Engine {
+ public:
+  Engine(const EngineConfig& config, const CookieJar& cookies);
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // One packet as it crossed the hook. `checksum_ready=false` when the kernel handed it over
+  // with its checksum not yet computed (NFQA_SKB_CSUMNOTREADY): a rewrite then recomputes it.
+  Decision process(std::span<uint8_t> packet, uint64_t now_ns, PacketSink& sink,
+                   bool checksum_ready = true);
+
+  // Runs timers due at now_ns: backend SYN retries, idle and linger expiry. Call it at least a
+  // few times a second; cost is proportional to the timers that fire.
+  void advance(uint64_t now_ns, PacketSink& sink);
+
+  // New cookie secrets (rotation or reload); flows in progress are not affected.
+  void set_cookies(const CookieJar& cookies);
+
+  const EngineCounters& counters() const noexcept;
+  const EngineConfig& config() const noexcept;
+  // Bytes the flow table and early-data pool hold, fixed at construction.
+  size_t memory_bytes() const noexcept;
+  static size_t flow_entry_bytes() noexcept;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Stateless SYN answer, shared by Engine::process and by SYN-only workers (they need no flow
+// table). Returns false when `syn` is not a SYN to protect (then nothing was emitted).
+bool answer_syn(const TcpPacket& syn, const CookieJar& cookies, const EngineConfig& config,
+                uint64_t now_ns, PacketSink& sink);
+
+}  // namespace syngate
