@@ -1,0 +1,432 @@
+#include "syngate/packet.hpp"
+
+#include <algorithm>
+#include <cstring>
+
+#include "syngate/checksum.hpp"
+
+namespace syngate {
+namespace {
+
+inline uint16_t be16(const uint8_t* p) noexcept { return static_cast<uint16_t>((p[0] << 8) | p[1]); }
+inline uint32_t be32(const uint8_t* p) noexcept {
+  return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | p[3];
+}
+inline void put16(uint8_t* p, uint16_t v) noexcept {
+  p[0] = static_cast<uint8_t>(v >> 8);
+  p[1] = static_cast<uint8_t>(v);
+}
+inline void put32(uint8_t* p, uint32_t v) noexcept {
+  p[0] = static_cast<uint8_t>(v >> 24);
+  p[1] = static_cast<uint8_t>(v >> 16);
+  p[2] = static_cast<uint8_t>(v >> 8);
+  p[3] = static_cast<uint8_t>(v);
+}
+
+constexpr uint8_t kProtoTcp = 6;
+constexpr size_t kIpv4MinHeader = 20;
+constexpr size_t kIpv6Header = 40;
+constexpr size_t kTcpMinHeader = 20;
+constexpr int kMaxIpv6ExtHeaders = 8;
+
+// TCP header field offsets.
+constexpr size_t kSeqOff = 4;
+constexpr size_t kAckOff = 8;
+constexpr size_t kDataOffOff = 12;
+constexpr size_t kFlagsOff = 13;
+constexpr size_t kWindowOff = 14;
+constexpr size_t kChecksumOff = 16;
+
+}  // namespace
+
+std::string_view to_string(ParseError e) noexcept {
+  switch (e) {
+    case ParseError::None: return "none";
+    case ParseError::Truncated: return "truncated";
+    case ParseError::BadIpVersion: return "bad_ip_version";
+    case ParseError::BadIpHeaderLength: return "bad_ip_header_length";
+    case ParseError::BadTotalLength: return "bad_total_length";
+    case ParseError::Fragment: return "fragment";
+    case ParseError::NotTcp: return "not_tcp";
+    case ParseError::BadIpv6ExtHeader: return "bad_ipv6_ext_header";
+    case ParseError::TruncatedTcpHeader: return "truncated_tcp_header";
+    case ParseError::BadTcpDataOffset: return "bad_tcp_data_offset";
+    case ParseError::BadTcpOption: return "bad_tcp_option";
+  }
+  return "unknown";
+}
+
+ParseError parse_tcp_options(std::span<const uint8_t> o, TcpOptions& out, uint16_t base_offset) noexcept {
+  const size_t n = o.size();
+  size_t i = 0;
+  while (i < n) {
+    const uint8_t kind = o[i];
+    if (kind == tcp_option::END) break;
+    if (kind == tcp_option::NOP) {
+      ++i;
+      continue;
+    }
+    if (i + 1 >= n) return ParseError::BadTcpOption;
+    const size_t len = o[i + 1];
+    if (len < 2 || i + len > n) return ParseError::BadTcpOption;
+    const uint8_t* body = o.data() + i + 2;
+    switch (kind) {
+      case tcp_option::MSS:
+        if (len != 4) return ParseError::BadTcpOption;
+        out.has_mss = true;
+        out.mss = be16(body);
+        break;
+      case tcp_option::WSCALE:
+        if (len != 3) return ParseError::BadTcpOption;
+        out.has_wscale = true;
+        out.wscale = std::min(body[0], kMaxWindowScale);
+        break;
+      case tcp_option::SACK_PERMITTED:
+        if (len != 2) return ParseError::BadTcpOption;
+        out.sack_permitted = true;
+        break;
+      case tcp_option::TIMESTAMP:
+        if (len != 10) return ParseError::BadTcpOption;
+        out.has_timestamps = true;
+        out.tsval = be32(body);
+        out.tsecr = be32(body + 4);
+        out.ts_offset = static_cast<uint16_t>(base_offset + i + 2);
+        break;
+      case tcp_option::SACK: {
+        if (len < 10 || (len - 2) % 8 != 0) return ParseError::BadTcpOption;
+        const size_t blocks = std::min((len - 2) / 8, kMaxSackBlocks);
+        out.sack_count = static_cast<uint8_t>(blocks);
+        for (size_t b = 0; b < blocks; ++b) out.sack[b] = {be32(body + 8 * b), be32(body + 8 * b + 4)};
+        out.sack_offset = static_cast<uint16_t>(base_offset + i + 2);
+        break;
+      }
+      default:
+        break;  // unknown kinds are skipped by their length
+    }
+    i += len;
+  }
+  return ParseError::None;
+}
+
+// Friend of TcpPacket: the only place that may fill in a view.
+struct PacketParser {
+  static ParseResult parse(std::span<uint8_t> buf) noexcept {
+    ParseResult r;
+    const size_t size = buf.size();
+    uint8_t* d = buf.data();
+    if (size < 1) return fail(r, ParseError::Truncated);
+    const uint8_t version = d[0] >> 4;
+    size_t total = 0;
+    size_t l4 = 0;
+    if (version == 4) {
+      if (size < kIpv4MinHeader) return fail(r, ParseError::Truncated);
+      const size_t ihl = size_t{d[0] & 0x0fu} * 4;
+      if (ihl < kIpv4MinHeader || ihl > size) return fail(r, ParseError::BadIpHeaderLength);
+      total = be16(d + 2);
+      if (total < ihl || total > size) return fail(r, ParseError::BadTotalLength);
+      if ((be16(d + 6) & 0x3fffu) != 0) return fail(r, ParseError::Fragment);  // MF or offset
+      if (d[9] != kProtoTcp) return fail(r, ParseError::NotTcp);
+      l4 = ihl;
+    } else if (version == 6) {
+      if (size < kIpv6Header) return fail(r, ParseError::Truncated);
+      total = kIpv6Header + be16(d + 4);
+      if (total > size) return fail(r, ParseError::BadTotalLength);
+      uint8_t next = d[6];
+      size_t off = kIpv6Header;
+      int hops = 0;
+      while (next != kProtoTcp) {
+        if (++hops > kMaxIpv6ExtHeaders) return fail(r, ParseError::BadIpv6ExtHeader);
+        size_t hlen = 0;
+        switch (next) {
+          case 0:    // hop-by-hop options
+          case 43:   // routing
+          case 60:   // destination options
+            if (off + 2 > total) return fail(r, ParseError::BadIpv6ExtHeader);
+            hlen = (size_t{d[off + 1]} + 1) * 8;
+            break;
+          case 51:   // authentication header: length in 4-octet units, minus 2
+            if (off + 2 > total) return fail(r, ParseError::BadIpv6ExtHeader);
+            hlen = (size_t{d[off + 1]} + 2) * 4;
+            break;
+          case 44:
+            return fail(r, ParseError::Fragment);
+          default:
+            return fail(r, ParseError::NotTcp);  // ESP, no-next-header, UDP, ICMPv6, ...
+        }
+        if (off + hlen > total) return fail(r, ParseError::BadIpv6ExtHeader);
+        next = d[off];
+        off += hlen;
+      }
+      l4 = off;
+    } else {
+      return fail(r, ParseError::BadIpVersion);
+    }
+
+    if (total - l4 < kTcpMinHeader) return fail(r, ParseError::TruncatedTcpHeader);
+    const size_t doff = static_cast<size_t>(d[l4 + kDataOffOff] >> 4) * 4;
+    if (doff < kTcpMinHeader || l4 + doff > total) return fail(r, ParseError::BadTcpDataOffset);
+    TcpPacket& p = r.packet;
+    const ParseError oe = parse_tcp_options(
+        std::span<const uint8_t>(d + l4 + kTcpMinHeader, doff - kTcpMinHeader), p.options_);
+    if (oe != ParseError::None) return fail(r, oe);
+    p.data_ = d;
+    p.length_ = static_cast<uint32_t>(total);
+    p.tcp_offset_ = static_cast<uint16_t>(l4);
+    p.tcp_header_len_ = static_cast<uint16_t>(doff);
+    p.version_ = version;
+    r.error = ParseError::None;
+    return r;
+  }
+
+ private:
+  static ParseResult& fail(ParseResult& r, ParseError e) noexcept {
+    r.error = e;
+    r.packet = TcpPacket{};
+    return r;
+  }
+};
+
+ParseResult parse_tcp_packet(std::span<uint8_t> buffer) noexcept { return PacketParser::parse(buffer); }
+
+// ---- TcpPacket accessors ----------------------------------------------------------------------
+
+Address TcpPacket::src() const noexcept {
+  return is_v4() ? Address::from_v4(std::span<const uint8_t, 4>(data_ + 12, 4))
+                 : Address::from_v6(std::span<const uint8_t, 16>(data_ + 8, 16));
+}
+Address TcpPacket::dst() const noexcept {
+  return is_v4() ? Address::from_v4(std::span<const uint8_t, 4>(data_ + 16, 4))
+                 : Address::from_v6(std::span<const uint8_t, 16>(data_ + 24, 16));
+}
+uint8_t TcpPacket::ttl() const noexcept { return is_v4() ? data_[8] : data_[7]; }
+uint16_t TcpPacket::sport() const noexcept { return be16(data_ + tcp_offset_); }
+uint16_t TcpPacket::dport() const noexcept { return be16(data_ + tcp_offset_ + 2); }
+uint32_t TcpPacket::seq() const noexcept { return be32(data_ + tcp_offset_ + kSeqOff); }
+uint32_t TcpPacket::ack() const noexcept { return be32(data_ + tcp_offset_ + kAckOff); }
+uint8_t TcpPacket::flags() const noexcept { return data_[tcp_offset_ + kFlagsOff]; }
+uint16_t TcpPacket::window() const noexcept { return be16(data_ + tcp_offset_ + kWindowOff); }
+uint16_t TcpPacket::checksum() const noexcept { return be16(data_ + tcp_offset_ + kChecksumOff); }
+
+// ---- TcpPacket mutators: RFC 1624 incremental checksum ---------------------------------------
+
+void TcpPacket::set_seq(uint32_t value) noexcept {
+  uint8_t* t = data_ + tcp_offset_;
+  const uint32_t old = be32(t + kSeqOff);
+  put32(t + kSeqOff, value);
+  put16(t + kChecksumOff, csum_replace32(be16(t + kChecksumOff), old, value));
+}
+
+void TcpPacket::set_ack(uint32_t value) noexcept {
+  uint8_t* t = data_ + tcp_offset_;
+  const uint32_t old = be32(t + kAckOff);
+  put32(t + kAckOff, value);
+  put16(t + kChecksumOff, csum_replace32(be16(t + kChecksumOff), old, value));
+}
+
+void TcpPacket::set_window(uint16_t value) noexcept {
+  uint8_t* t = data_ + tcp_offset_;
+  const uint16_t old = be16(t + kWindowOff);
+  put16(t + kWindowOff, value);
+  put16(t + kChecksumOff, csum_replace16(be16(t + kChecksumOff), old, value));
+}
+
+// Rewrites a 32-bit option field at `off` (from the TCP header start) and patches the checksum.
+// The incremental rule holds only for fields at an even offset; an odd one (possible with exotic
+// option padding) falls back to a full recompute.
+static void rewrite_option32(uint8_t* tcp, size_t off, uint32_t value, TcpPacket& p) noexcept {
+  const uint32_t old = be32(tcp + off);
+  put32(tcp + off, value);
+  if (off % 2 == 0) {
+    put16(tcp + kChecksumOff, csum_replace32(be16(tcp + kChecksumOff), old, value));
+  } else {
+    p.recompute_checksum();
+  }
+}
+
+void TcpPacket::set_tsval(uint32_t value) noexcept {
+  if (!options_.has_timestamps) return;
+  options_.tsval = value;
+  rewrite_option32(data_ + tcp_offset_, options_.ts_offset, value, *this);
+}
+
+void TcpPacket::set_tsecr(uint32_t value) noexcept {
+  if (!options_.has_timestamps) return;
+  options_.tsecr = value;
+  rewrite_option32(data_ + tcp_offset_, options_.ts_offset + 4u, value, *this);
+}
+
+void TcpPacket::set_sack_block(size_t index, SackBlock block) noexcept {
+  if (index >= options_.sack_count) return;
+  options_.sack[index] = block;
+  const size_t off = options_.sack_offset + 8 * index;
+  rewrite_option32(data_ + tcp_offset_, off, block.left, *this);
+  rewrite_option32(data_ + tcp_offset_, off + 4, block.right, *this);
+}
+
+namespace {
+uint16_t segment_checksum(const uint8_t* data, bool v4, std::span<const uint8_t> segment) noexcept {
+  if (v4) {
+    return tcp_checksum_v4(std::span<const uint8_t, 4>(data + 12, 4),
+                           std::span<const uint8_t, 4>(data + 16, 4), segment);
+  }
+  return tcp_checksum_v6(std::span<const uint8_t, 16>(data + 8, 16),
+                         std::span<const uint8_t, 16>(data + 24, 16), segment);
+}
+}  // namespace
+
+void TcpPacket::recompute_checksum() noexcept {
+  uint8_t* t = data_ + tcp_offset_;
+  put16(t + kChecksumOff, 0);
+  put16(t + kChecksumOff, segment_checksum(data_, is_v4(), tcp_segment()));
+}
+
+bool TcpPacket::checksum_valid() const noexcept {
+  // Summing a segment together with its own checksum gives 0 after complement when it is right.
+  return segment_checksum(data_, is_v4(), tcp_segment()) == 0;
+}
+
+// ---- Builders ---------------------------------------------------------------------------------
+
+namespace {
+
+// Writes the options of `o` into dst (when non-null) in the layout Linux uses, and returns their
+// padded length. SACK blocks that do not fit in the 40 option bytes are left out.
+size_t write_options(uint8_t* dst, const TcpOptions& o) noexcept {
+  uint8_t buf[kMaxTcpOptionsLen];
+  size_t n = 0;
+  if (o.has_mss) {
+    buf[n++] = tcp_option::MSS;
+    buf[n++] = 4;
+    put16(buf + n, o.mss);
+    n += 2;
+  }
+  if (o.has_timestamps) {
+    if (o.sack_permitted) {
+      buf[n++] = tcp_option::SACK_PERMITTED;
+      buf[n++] = 2;
+    } else {
+      buf[n++] = tcp_option::NOP;
+      buf[n++] = tcp_option::NOP;
+    }
+    buf[n++] = tcp_option::TIMESTAMP;
+    buf[n++] = 10;
+    put32(buf + n, o.tsval);
+    put32(buf + n + 4, o.tsecr);
+    n += 8;
+  } else if (o.sack_permitted) {
+    buf[n++] = tcp_option::NOP;
+    buf[n++] = tcp_option::NOP;
+    buf[n++] = tcp_option::SACK_PERMITTED;
+    buf[n++] = 2;
+  }
+  if (o.has_wscale) {
+    buf[n++] = tcp_option::NOP;
+    buf[n++] = tcp_option::WSCALE;
+    buf[n++] = 3;
+    buf[n++] = std::min(o.wscale, kMaxWindowScale);
+  }
+  const size_t room = kMaxTcpOptionsLen - n;
+  size_t blocks = std::min<size_t>(o.sack_count, kMaxSackBlocks);
+  while (blocks > 0 && 4 + 8 * blocks > room) --blocks;
+  if (blocks > 0) {
+    buf[n++] = tcp_option::NOP;
+    buf[n++] = tcp_option::NOP;
+    buf[n++] = tcp_option::SACK;
+    buf[n++] = static_cast<uint8_t>(2 + 8 * blocks);
+    for (size_t b = 0; b < blocks; ++b) {
+      put32(buf + n, o.sack[b].left);
+      put32(buf + n + 4, o.sack[b].right);
+      n += 8;
+    }
+  }
+  while (n % 4 != 0) buf[n++] = tcp_option::END;
+  if (dst) std::memcpy(dst, buf, n);
+  return n;
+}
+
+}  // namespace
+
+size_t tcp_options_wire_length(const TcpOptions& o) noexcept { return write_options(nullptr, o); }
+
+size_t build_tcp_packet(std::span<uint8_t> out, const SegmentSpec& s) noexcept {
+  const bool v4 = s.tuple.src.is_v4();
+  const size_t ip_len = v4 ? kIpv4MinHeader : kIpv6Header;
+  const size_t opt_len = tcp_options_wire_length(s.options);
+  const size_t tcp_len = kTcpMinHeader + opt_len + s.payload.size();
+  const size_t total = ip_len + tcp_len;
+  if (total > out.size() || tcp_len > 0xffff || (v4 && total > 0xffff)) return 0;
+
+  uint8_t* d = out.data();
+  if (v4) {
+    d[0] = 0x45;
+    d[1] = 0;
+    put16(d + 2, static_cast<uint16_t>(total));
+    put16(d + 4, 0);       // ID: zero is fine with DF set (RFC 6864)
+    put16(d + 6, 0x4000);  // DF
+    d[8] = s.ttl;
+    d[9] = kProtoTcp;
+    put16(d + 10, 0);
+    std::memcpy(d + 12, s.tuple.src.bytes.data() + 12, 4);
+    std::memcpy(d + 16, s.tuple.dst.bytes.data() + 12, 4);
+    put16(d + 10, ipv4_header_checksum(std::span<const uint8_t>(d, kIpv4MinHeader)));
+  } else {
+    put32(d, 0x60000000u);
+    put16(d + 4, static_cast<uint16_t>(tcp_len));
+    d[6] = kProtoTcp;
+    d[7] = s.ttl;
+    std::memcpy(d + 8, s.tuple.src.bytes.data(), 16);
+    std::memcpy(d + 24, s.tuple.dst.bytes.data(), 16);
+  }
+  uint8_t* t = d + ip_len;
+  put16(t, s.tuple.sport);
+  put16(t + 2, s.tuple.dport);
+  put32(t + kSeqOff, s.seq);
+  put32(t + kAckOff, s.ack);
+  t[kDataOffOff] = static_cast<uint8_t>(((kTcpMinHeader + opt_len) / 4) << 4);
+  t[kFlagsOff] = s.flags;
+  put16(t + kWindowOff, s.window);
+  put16(t + kChecksumOff, 0);
+  put16(t + 18, 0);  // urgent pointer
+  write_options(t + kTcpMinHeader, s.options);
+  if (!s.payload.empty()) std::memcpy(t + kTcpMinHeader + opt_len, s.payload.data(), s.payload.size());
+  put16(t + kChecksumOff, segment_checksum(d, v4, std::span<const uint8_t>(t, tcp_len)));
+  return total;
+}
+
+size_t build_syn(std::span<uint8_t> out, const FlowTuple& t, uint32_t seq, uint16_t window,
+                 const TcpOptions& options, uint8_t extra_flags) noexcept {
+  SegmentSpec s{.tuple = t, .seq = seq, .ack = 0, .flags = static_cast<uint8_t>(tcp_flag::SYN | extra_flags),
+                .window = window, .options = options};
+  return build_tcp_packet(out, s);
+}
+
+size_t build_syn_ack(std::span<uint8_t> out, const FlowTuple& t, uint32_t seq, uint32_t ack,
+                     uint16_t window, const TcpOptions& options, uint8_t extra_flags) noexcept {
+  SegmentSpec s{.tuple = t, .seq = seq, .ack = ack,
+                .flags = static_cast<uint8_t>(tcp_flag::SYN | tcp_flag::ACK | extra_flags),
+                .window = window, .options = options};
+  return build_tcp_packet(out, s);
+}
+
+size_t build_ack(std::span<uint8_t> out, const FlowTuple& t, uint32_t seq, uint32_t ack,
+                 uint16_t window, const TcpOptions& options, std::span<const uint8_t> payload) noexcept {
+  const uint8_t flags = payload.empty() ? tcp_flag::ACK : (tcp_flag::ACK | tcp_flag::PSH);
+  SegmentSpec s{.tuple = t, .seq = seq, .ack = ack, .flags = flags, .window = window,
+                .options = options, .payload = payload};
+  return build_tcp_packet(out, s);
+}
+
+size_t build_window_update(std::span<uint8_t> out, const FlowTuple& t, uint32_t seq, uint32_t ack,
+                           uint16_t window, const TcpOptions& options) noexcept {
+  return build_ack(out, t, seq, ack, window, options);
+}
+
+size_t build_rst(std::span<uint8_t> out, const FlowTuple& t, uint32_t seq, uint32_t ack,
+                 bool with_ack) noexcept {
+  SegmentSpec s{.tuple = t, .seq = seq, .ack = with_ack ? ack : 0,
+                .flags = static_cast<uint8_t>(with_ack ? (tcp_flag::RST | tcp_flag::ACK) : tcp_flag::RST),
+                .window = 0};
+  return build_tcp_packet(out, s);
+}
+
+}  // namespace syngate
