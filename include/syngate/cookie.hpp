@@ -2,7 +2,9 @@
 // our answer, so the gateway keeps no state for a SYN.
 //
 // Layout of the 32-bit cookie (our ISN), most significant bit first:
-//   bits 31..6  26 bits of SipHash-2-4(key, src, dst, sport, dport, client ISN, counter)
+//   bits 31..6  26 bits of SipHash-2-4(key, src, dst, sport, dport, client ISN, counter,
+//               MSS index): the MSS index is hashed too, so no bit of the cookie can be changed
+//               without detection (a client cannot pick another table entry by editing its ACK)
 //   bits  5..4  counter & 3: the validator rebuilds the full counter from `now`, so only ages
 //               0 .. max_age (< 4) can be expressed and anything older fails
 //   bits  3..0  index into kCookieMssTable (16 steps instead of Linux's 4: 1260 stays 1260)
@@ -70,8 +72,8 @@ class CookieJar {
   uint32_t max_age() const noexcept { return max_age_; }
 
  private:
-  uint32_t hash(const CookieKey& key, const FlowTuple& t, uint32_t client_isn,
-                uint32_t counter) const noexcept;
+  uint32_t hash(const CookieKey& key, const FlowTuple& t, uint32_t client_isn, uint32_t counter,
+                uint8_t mss_index) const noexcept;
   CookieSecrets secrets_;
   uint32_t max_age_;
 };
