@@ -28,10 +28,21 @@ struct EngineConfig {
   uint32_t max_flows = 262144;
   uint32_t max_flows_per_source = 1024;  // 0 = no per-source limit
 
-  // What our SYN-ACK announces to clients.
-  uint16_t synack_window = 65535;  // unscaled, as in every SYN segment; never 0
-  uint8_t announced_wscale = 7;    // what the client will scale our windows by
-  bool announce_ecn = false;       // accept a client's ECN request in the SYN-ACK
+  // What our SYN-ACK announces to clients. The window is unscaled (as in every SYN segment) and
+  // never 0, so a client can send its request with the third ACK; by default it matches the
+  // early-data buffer so what the client may send is what we can hold.
+  uint16_t synack_window = 4096;
+  uint8_t announced_wscale = 7;       // what the client will scale our windows by
+  uint16_t announced_mss_v4 = 1460;   // MSS we announce (the backend's is not known yet)
+  uint16_t announced_mss_v6 = 1440;
+  bool announce_ecn = false;          // accept a client's ECN request in the SYN-ACK
+
+  // When the flow table is full: evict the oldest lingering flow if there is one; otherwise
+  // refuse the connection, with an RST to the client when this is set (else a silent drop).
+  bool table_full_reset = true;
+
+  // Seed for the flow-table hash; the daemon sets a random one per worker.
+  uint64_t hash_seed = 0x5eed5eed5eed5eedull;
 
   // Data that arrives before the backend has answered is held here (bytes per flow, and how many
   // flows may hold data at once); the rest is dropped and the client retransmits it.
@@ -64,7 +75,9 @@ class PacketSink {
 
 // Every reason a packet is dropped or a flow refused, for counters and metrics.
 enum class DropReason : uint8_t {
-  Malformed,            // failed to parse (verdict: accept, the kernel decides; counted)
+  Malformed,            // failed to parse, or a fragment: dropped, since letting it through would
+                        // let a crafted SYN reach the backend without a cookie
+  InvalidFlags,         // impossible flag combination (SYN+RST, SYN+FIN, client SYN+ACK, no ACK)
   SynAnswered,          // client SYN consumed, cookie SYN-ACK sent (not an error)
   CookieInvalid,        // ACK with no flow and a cookie that does not validate
   NoFlow,               // non-SYN, non-ACK-only packet for a protected service with no flow

@@ -1,0 +1,811 @@
+// The handshake proxy. See include/syngate/engine.hpp for the contract and DESIGN.md for the
+// protocol. Sequence spaces: the client's ISN is passed to the backend unchanged, so only the
+// server's side needs translating: delta = backend ISN - cookie ISN, tsoff = backend TSval - our
+// SYN-ACK TSval.
+#include "syngate/engine.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "syngate/checksum.hpp"
+
+namespace syngate {
+
+std::string_view to_string(DropReason r) noexcept {
+  switch (r) {
+    case DropReason::Malformed: return "malformed";
+    case DropReason::InvalidFlags: return "invalid_flags";
+    case DropReason::SynAnswered: return "syn_answered";
+    case DropReason::CookieInvalid: return "cookie_invalid";
+    case DropReason::NoFlow: return "no_flow";
+    case DropReason::TableFull: return "table_full";
+    case DropReason::SourceLimit: return "source_limit";
+    case DropReason::EarlyDataOverflow: return "early_data_overflow";
+    case DropReason::BackendSynAckConsumed: return "backend_synack_consumed";
+    case DropReason::BackendSynAckUnexpected: return "backend_synack_unexpected";
+    case DropReason::BackendTimeout: return "backend_timeout";
+    case DropReason::BackendReset: return "backend_reset";
+    case DropReason::StaleSegment: return "stale_segment";
+    case DropReason::Count_: break;
+  }
+  return "unknown";
+}
+
+namespace {
+
+constexpr uint32_t kNone = std::numeric_limits<uint32_t>::max();
+constexpr uint8_t kNoWscale = 0xff;
+constexpr uint16_t kDefaultMssV4 = 536;   // RFC 9293 3.7.1: assumed when a SYN carries no MSS
+constexpr uint16_t kDefaultMssV6 = 1220;  // RFC 8200 minimum MTU minus headers
+constexpr size_t kMaxSynRetryLevels = 16;
+
+inline uint32_t now_ms(uint64_t now_ns) noexcept { return static_cast<uint32_t>(now_ns / 1000000); }
+// Wrap-safe "a is at or after b" for millisecond stamps.
+inline bool time_reached(uint32_t now, uint32_t deadline) noexcept {
+  return static_cast<int32_t>(now - deadline) >= 0;
+}
+
+bool is_ecn_setup_syn(uint8_t flags) noexcept {
+  return (flags & (tcp_flag::ECE | tcp_flag::CWR)) == (tcp_flag::ECE | tcp_flag::CWR);
+}
+
+uint16_t announced_mss(const EngineConfig& c, bool v4) noexcept {
+  return v4 ? c.announced_mss_v4 : c.announced_mss_v6;
+}
+
+enum class State : uint8_t { Free, SynSent, Established, Closing, Linger };
+
+// Timer lists. A flow sits on exactly one; each list has one timeout, so appending keeps it in
+// deadline order (SYN retries use one list per backoff level for the same reason).
+enum ListId : uint8_t {
+  kListNone = 0,
+  kListEstablished,
+  kListClosing,
+  kListLinger,
+  kListSynSent0,  // + retry level
+  kListCount = kListSynSent0 + kMaxSynRetryLevels
+};
+
+namespace bit {
+constexpr uint8_t kSack = 1 << 0;
+constexpr uint8_t kTimestamps = 1 << 1;
+constexpr uint8_t kEcn = 1 << 2;
+constexpr uint8_t kBackendWscale = 1 << 3;  // backend agreed to window scaling
+constexpr uint8_t kClientFin = 1 << 4;
+constexpr uint8_t kServerFin = 1 << 5;
+constexpr uint8_t kClientFinAcked = 1 << 6;
+constexpr uint8_t kServerFinAcked = 1 << 7;
+}  // namespace bit
+
+// One proxied connection. Kept to 96 bytes: with its hash bucket and per-source accounting a
+// flow costs at most 128 bytes of the fixed budget.
+struct Flow {
+  FlowTuple key;            // client -> backend, 36 bytes
+  uint32_t hash_next;       // chain in the flow hash
+  uint32_t list_prev;       // timer list links
+  uint32_t list_next;
+  uint32_t client_isn;
+  uint32_t cookie_isn;
+  uint32_t delta;           // backend ISN - cookie ISN
+  uint32_t tsoff;           // backend TSval - our TSval; before the backend answers: our SYN-ACK TSval
+  uint32_t client_tsval;    // newest TSval seen from the client
+  uint32_t stamp_ms;        // last activity; in SynSent, when the current SYN was sent
+  uint32_t client_fin_seq;  // sequence number of the client's FIN
+  uint32_t server_fin_seq;  // sequence number of the server's FIN, in the backend's space
+  // In SynSent the early-data slot (or kNone); afterwards, when the flow joined its timer list.
+  union {
+    uint32_t early_slot;
+    uint32_t queued_ms;
+  };
+  uint16_t mss;             // decoded from the cookie
+  uint16_t client_window;   // window field of the client's cookie ACK (client-scaled)
+  uint16_t early_len;
+  State state;
+  uint8_t list;
+  uint8_t retries;
+  uint8_t client_ws;        // kNoWscale when the client did not scale
+  uint8_t backend_ws;
+  uint8_t bits;
+};
+static_assert(sizeof(Flow) <= 96, "flow entry grew past its memory budget");
+
+struct SourceEntry {
+  Address address;
+  uint32_t count;
+  uint32_t next;
+};
+
+uint64_t mix64(uint64_t h) noexcept {
+  h ^= h >> 33;
+  h *= 0xff51afd7ed558ccdull;
+  h ^= h >> 33;
+  h *= 0xc4ceb9fe1a85ec53ull;
+  h ^= h >> 33;
+  return h;
+}
+
+uint64_t load64(const uint8_t* p) noexcept {
+  uint64_t v;
+  std::memcpy(&v, p, 8);
+  return v;
+}
+
+uint64_t hash_address(const Address& a, uint64_t seed) noexcept {
+  return mix64(seed ^ load64(a.bytes.data()) ^ mix64(load64(a.bytes.data() + 8) + seed));
+}
+
+uint64_t hash_tuple(const FlowTuple& t, uint64_t seed) noexcept {
+  uint64_t h = hash_address(t.src, seed);
+  h = mix64(h ^ hash_address(t.dst, seed + 1));
+  return mix64(h ^ (uint64_t{t.sport} << 16 | t.dport));
+}
+
+uint32_t round_up_pow2(uint32_t v) noexcept {
+  uint32_t p = 1;
+  while (p < v && p < (1u << 31)) p <<= 1;
+  return p;
+}
+
+}  // namespace
+
+bool answer_syn(const TcpPacket& syn, const CookieJar& cookies, const EngineConfig& config,
+                uint64_t now_ns, PacketSink& sink) {
+  if ((syn.flags() & (tcp_flag::SYN | tcp_flag::ACK | tcp_flag::RST | tcp_flag::FIN)) != tcp_flag::SYN) {
+    return false;
+  }
+  const FlowTuple t = syn.tuple();
+  const TcpOptions& in = syn.options();
+  const bool v4 = t.src.is_v4();
+  const uint16_t client_mss = in.has_mss ? in.mss : (v4 ? kDefaultMssV4 : kDefaultMssV6);
+  const uint32_t cookie = cookies.make(t, syn.seq(), client_mss, cookie_counter(now_ns));
+
+  TcpOptions out;
+  out.has_mss = true;
+  out.mss = announced_mss(config, v4);
+  uint8_t extra = 0;
+  // Without timestamps the cookie cannot carry window scale or SACK, so (as Linux does) we offer
+  // neither: both ends then agree on unscaled windows.
+  if (in.has_timestamps) {
+    SynOptionBits b;
+    b.has_wscale = in.has_wscale;
+    b.wscale = in.wscale;
+    b.sack_permitted = in.sack_permitted;
+    b.ecn = config.announce_ecn && is_ecn_setup_syn(syn.flags());
+    out.has_timestamps = true;
+    out.tsval = encode_ts_options(now_ms(now_ns), b);
+    out.tsecr = in.tsval;
+    out.sack_permitted = in.sack_permitted;
+    if (in.has_wscale) {
+      out.has_wscale = true;
+      out.wscale = config.announced_wscale;
+    }
+    if (b.ecn) extra = tcp_flag::ECE;
+  }
+  uint8_t buf[kMaxHeadersLen];
+  const size_t n = build_syn_ack(buf, t.reversed(), cookie, syn.seq() + 1,
+                                 std::max<uint16_t>(config.synack_window, 1), out, extra);
+  if (n == 0) return false;
+  sink.send(std::span<const uint8_t>(buf, n));
+  return true;
+}
+
+struct Engine::Impl {
+  EngineConfig cfg;
+  CookieJar cookies;
+  EngineCounters counters;
+
+  std::vector<Flow> flows;
+  std::vector<uint32_t> buckets;
+  uint32_t bucket_mask = 0;
+  uint32_t free_head = kNone;
+
+  std::vector<SourceEntry> sources;
+  std::vector<uint32_t> source_buckets;
+  uint32_t source_mask = 0;
+  uint32_t source_free = kNone;
+
+  std::vector<uint8_t> early_pool;
+  std::vector<uint32_t> early_free;  // stack of free slot indices
+
+  struct List {
+    uint32_t head = kNone;
+    uint32_t tail = kNone;
+  };
+  List lists[kListCount];
+
+  std::vector<uint8_t> scratch;  // one packet being built
+  uint32_t syn_levels = 1;
+
+  Impl(const EngineConfig& c, const CookieJar& j) : cfg(c), cookies(j) {
+    cfg.max_flows = std::max<uint32_t>(cfg.max_flows, 1);
+    cfg.backend_syn_retries = std::min<uint32_t>(cfg.backend_syn_retries, kMaxSynRetryLevels - 1);
+    syn_levels = cfg.backend_syn_retries + 1;
+    flows.resize(cfg.max_flows);
+    for (uint32_t i = 0; i < cfg.max_flows; ++i) {
+      flows[i].state = State::Free;
+      flows[i].hash_next = i + 1 < cfg.max_flows ? i + 1 : kNone;  // free list reuses hash_next
+    }
+    free_head = 0;
+    const uint32_t nb = round_up_pow2(cfg.max_flows);
+    buckets.assign(nb, kNone);
+    bucket_mask = nb - 1;
+    if (cfg.max_flows_per_source > 0) {
+      sources.resize(cfg.max_flows);
+      for (uint32_t i = 0; i < cfg.max_flows; ++i) sources[i].next = i + 1 < cfg.max_flows ? i + 1 : kNone;
+      source_free = 0;
+      source_buckets.assign(nb, kNone);
+      source_mask = nb - 1;
+    }
+    early_pool.resize(size_t{cfg.early_data_slots} * cfg.early_data_bytes);
+    early_free.reserve(cfg.early_data_slots);
+    for (uint32_t i = cfg.early_data_slots; i > 0; --i) early_free.push_back(i - 1);
+    scratch.resize(kMaxHeadersLen + std::max<size_t>(cfg.early_data_bytes, 64));
+  }
+
+  void count(DropReason r) { ++counters.drops[static_cast<size_t>(r)]; }
+
+  // ---- flow hash --------------------------------------------------------------------------
+  uint32_t bucket_of(const FlowTuple& k) const { return static_cast<uint32_t>(hash_tuple(k, cfg.hash_seed)) & bucket_mask; }
+
+  uint32_t find(const FlowTuple& k) const {
+    for (uint32_t i = buckets[bucket_of(k)]; i != kNone; i = flows[i].hash_next) {
+      if (flows[i].key == k) return i;
+    }
+    return kNone;
+  }
+
+  // ---- timer lists ------------------------------------------------------------------------
+  void list_remove(uint32_t i) {
+    Flow& f = flows[i];
+    if (f.list == kListNone) return;
+    List& l = lists[f.list];
+    if (f.list_prev != kNone) flows[f.list_prev].list_next = f.list_next; else l.head = f.list_next;
+    if (f.list_next != kNone) flows[f.list_next].list_prev = f.list_prev; else l.tail = f.list_prev;
+    f.list = kListNone;
+  }
+
+  void list_append(uint32_t i, uint8_t id) {
+    list_remove(i);
+    Flow& f = flows[i];
+    List& l = lists[id];
+    f.list = id;
+    f.list_next = kNone;
+    f.list_prev = l.tail;
+    if (l.tail != kNone) flows[l.tail].list_next = i; else l.head = i;
+    l.tail = i;
+  }
+
+  // ---- per-source accounting ----------------------------------------------------------------
+  uint32_t source_bucket(const Address& a) const { return static_cast<uint32_t>(hash_address(a, ~cfg.hash_seed)) & source_mask; }
+
+  bool source_acquire(const Address& a) {
+    if (cfg.max_flows_per_source == 0) return true;
+    uint32_t& head = source_buckets[source_bucket(a)];
+    for (uint32_t i = head; i != kNone; i = sources[i].next) {
+      if (sources[i].address == a) {
+        if (sources[i].count >= cfg.max_flows_per_source) return false;
+        ++sources[i].count;
+        return true;
+      }
+    }
+    if (source_free == kNone) return false;  // cannot happen: one entry per flow at most
+    const uint32_t i = source_free;
+    source_free = sources[i].next;
+    sources[i] = {a, 1, head};
+    head = i;
+    return true;
+  }
+
+  void source_release(const Address& a) {
+    if (cfg.max_flows_per_source == 0) return;
+    uint32_t* link = &source_buckets[source_bucket(a)];
+    while (*link != kNone) {
+      SourceEntry& e = sources[*link];
+      if (e.address == a) {
+        if (--e.count == 0) {
+          const uint32_t i = *link;
+          *link = e.next;
+          e.next = source_free;
+          source_free = i;
+        }
+        return;
+      }
+      link = &e.next;
+    }
+  }
+
+  // ---- flow lifetime ----------------------------------------------------------------------
+  void release_early(Flow& f) {
+    if (f.state == State::SynSent && f.early_slot != kNone) {
+      early_free.push_back(f.early_slot);
+      f.early_slot = kNone;
+    }
+    f.early_len = 0;
+  }
+
+  void free_flow(uint32_t i) {
+    Flow& f = flows[i];
+    list_remove(i);
+    uint32_t* link = &buckets[bucket_of(f.key)];
+    while (*link != i) link = &flows[*link].hash_next;
+    *link = f.hash_next;
+    release_early(f);
+    source_release(f.key.src);
+    f.state = State::Free;
+    f.hash_next = free_head;
+    free_head = i;
+    --counters.flows_active;
+    ++counters.flows_closed;
+  }
+
+  // Returns the new flow's index, or kNone with the refusal counted.
+  uint32_t allocate_flow(const FlowTuple& key, uint32_t now) {
+    if (free_head == kNone) {
+      const uint32_t victim = lists[kListLinger].head;
+      if (victim == kNone) {
+        count(DropReason::TableFull);
+        return kNone;
+      }
+      free_flow(victim);
+    }
+    if (!source_acquire(key.src)) {
+      count(DropReason::SourceLimit);
+      return kNone;
+    }
+    const uint32_t i = free_head;
+    Flow& f = flows[i];
+    free_head = f.hash_next;
+    f = Flow{};
+    f.key = key;
+    f.early_slot = kNone;
+    f.list = kListNone;
+    f.list_prev = f.list_next = kNone;
+    f.client_ws = kNoWscale;
+    f.backend_ws = 0;
+    f.stamp_ms = now;
+    uint32_t& head = buckets[bucket_of(key)];
+    f.hash_next = head;
+    head = i;
+    ++counters.flows_active;
+    ++counters.flows_created;
+    return i;
+  }
+
+  void enter(uint32_t i, State s, uint32_t now) {
+    Flow& f = flows[i];
+    if (f.state == State::SynSent && s != State::SynSent) release_early(f);
+    f.state = s;
+    if (s != State::SynSent) f.queued_ms = now;
+    switch (s) {
+      case State::Established: list_append(i, kListEstablished); break;
+      case State::Closing: list_append(i, kListClosing); break;
+      case State::Linger: list_append(i, kListLinger); break;
+      case State::SynSent: list_append(i, static_cast<uint8_t>(kListSynSent0 + f.retries)); break;
+      case State::Free: break;
+    }
+  }
+
+  // ---- emission ---------------------------------------------------------------------------
+  void emit(PacketSink& sink, size_t n) {
+    if (n) sink.send(std::span<const uint8_t>(scratch.data(), n));
+  }
+
+  TcpOptions backend_syn_options(const Flow& f) const {
+    TcpOptions o;
+    o.has_mss = true;
+    o.mss = f.mss;
+    if (f.client_ws != kNoWscale) {
+      o.has_wscale = true;
+      o.wscale = f.client_ws;
+    }
+    o.sack_permitted = (f.bits & bit::kSack) != 0;
+    if (f.bits & bit::kTimestamps) {
+      o.has_timestamps = true;
+      o.tsval = f.client_tsval;
+      o.tsecr = 0;
+    }
+    return o;
+  }
+
+  void send_backend_syn(uint32_t i, PacketSink& sink) {
+    const Flow& f = flows[i];
+    const uint8_t extra = (f.bits & bit::kEcn) ? (tcp_flag::ECE | tcp_flag::CWR) : 0;
+    // A SYN's window is never scaled: send the client's real window, as far as 16 bits hold it.
+    const uint8_t shift = f.client_ws == kNoWscale ? 0 : f.client_ws;
+    const uint16_t window = static_cast<uint16_t>(std::min<uint64_t>(uint64_t{f.client_window} << shift, 0xffff));
+    emit(sink, build_syn(scratch, f.key, f.client_isn, window, backend_syn_options(f), extra));
+    ++counters.backend_syns_sent;
+  }
+
+  // RST to the client from the backend's address, acceptable in the client's ESTABLISHED state
+  // because its sequence number is exactly what the client expects next.
+  void reset_client(const Flow& f, PacketSink& sink) {
+    emit(sink, build_rst(scratch, f.key.reversed(), f.cookie_isn + 1, f.client_isn + 1 + f.early_len, true));
+  }
+
+  // Timestamp option for packets we send on the client's behalf to the backend.
+  TcpOptions ts_to_backend(const Flow& f, uint32_t backend_tsval) const {
+    TcpOptions o;
+    if (f.bits & bit::kTimestamps) {
+      o.has_timestamps = true;
+      o.tsval = f.client_tsval;
+      o.tsecr = backend_tsval;
+    }
+    return o;
+  }
+
+  // ---- window translation -------------------------------------------------------------------
+  // Shift the client applies to the windows we (the backend, translated) announce.
+  uint8_t client_view_shift(const Flow& f) const {
+    return f.client_ws != kNoWscale ? cfg.announced_wscale : 0;
+  }
+  uint8_t backend_shift(const Flow& f) const {
+    return (f.bits & bit::kBackendWscale) ? f.backend_ws : 0;
+  }
+  uint16_t server_window_for_client(const Flow& f, uint16_t field) const {
+    const uint8_t from = backend_shift(f);
+    const uint8_t to = client_view_shift(f);
+    if (from == to) return field;
+    const uint64_t bytes = uint64_t{field} << from;
+    uint64_t scaled = bytes >> to;
+    if (scaled == 0 && bytes > 0) scaled = 1;  // never turn an open window into a zero window
+    return static_cast<uint16_t>(std::min<uint64_t>(scaled, 0xffff));
+  }
+  uint16_t client_window_for_server(const Flow& f, uint16_t field) const {
+    // The backend applies the client's scale only if it agreed to scaling.
+    if (f.client_ws == kNoWscale || (f.bits & bit::kBackendWscale)) return field;
+    return static_cast<uint16_t>(std::min<uint64_t>(uint64_t{field} << f.client_ws, 0xffff));
+  }
+
+  // ---- the client's side --------------------------------------------------------------------
+  Decision client_packet(TcpPacket& p, const FlowTuple& key, uint64_t now_ns, PacketSink& sink) {
+    const uint8_t fl = p.flags();
+    const bool syn = fl & tcp_flag::SYN;
+    const bool rst = fl & tcp_flag::RST;
+    const bool ack = fl & tcp_flag::ACK;
+    if (syn) {
+      if (ack || rst || (fl & tcp_flag::FIN)) return drop(DropReason::InvalidFlags);
+      ++counters.syn_received;
+      if (answer_syn(p, cookies, cfg, now_ns, sink)) ++counters.cookies_sent;
+      return drop(DropReason::SynAnswered);
+    }
+    uint32_t i = find(key);
+    if (i != kNone && (flows[i].state == State::Linger || flows[i].state == State::Closing) && ack && !rst &&
+        p.seq() - 1 != flows[i].client_isn) {
+      // Client port reuse: a fresh cookie ACK on a tuple whose old connection is winding down.
+      if (cookies.check(key, p.seq() - 1, p.ack() - 1, cookie_counter(now_ns))) {
+        free_flow(i);
+        ++counters.flows_reused;
+        return new_flow(p, key, now_ns, sink);
+      }
+    }
+    if (i == kNone) {
+      if (!ack || rst) return drop(rst ? DropReason::NoFlow : DropReason::InvalidFlags);
+      return new_flow(p, key, now_ns, sink);
+    }
+    Flow& f = flows[i];
+    if (!ack && !rst) return drop(DropReason::InvalidFlags);
+    if (f.bits & bit::kTimestamps && p.options().has_timestamps) f.client_tsval = p.options().tsval;
+
+    if (f.state == State::SynSent) {
+      if (rst) {
+        // The client gave up before the backend answered: withdraw our SYN from the backend.
+        emit(sink, build_rst(scratch, f.key, f.client_isn + 1, 0, false));
+        free_flow(i);
+        return {Verdict::Drop, false};
+      }
+      buffer_early_data(f, p);
+      return {Verdict::Drop, false};
+    }
+
+    // Established, closing or lingering: translate into the backend's sequence space.
+    if (ack) {
+      const uint32_t backend_ack = p.ack() + f.delta;
+      p.set_ack(backend_ack);
+      if ((f.bits & bit::kServerFin) && seq_after(backend_ack, f.server_fin_seq)) f.bits |= bit::kServerFinAcked;
+    }
+    const TcpOptions& o = p.options();
+    for (size_t b = 0; b < o.sack_count; ++b) {
+      p.set_sack_block(b, {o.sack[b].left + f.delta, o.sack[b].right + f.delta});
+    }
+    if (o.has_timestamps) p.set_tsecr(o.tsecr + f.tsoff);
+    const uint16_t w = client_window_for_server(f, p.window());
+    if (w != p.window()) p.set_window(w);
+    if (fl & tcp_flag::FIN) {
+      f.bits |= bit::kClientFin;
+      f.client_fin_seq = p.seq() + static_cast<uint32_t>(p.payload_len());
+    }
+    after_translation(i, rst, now_ms(now_ns));
+    ++counters.translated;
+    return {Verdict::Accept, true};
+  }
+
+  void after_translation(uint32_t i, bool rst, uint32_t now) {
+    Flow& f = flows[i];
+    f.stamp_ms = now;
+    const uint8_t both_acked = bit::kClientFinAcked | bit::kServerFinAcked;
+    if (rst || (f.bits & both_acked) == both_acked) {
+      if (f.state != State::Linger) enter(i, State::Linger, now);
+    } else if ((f.bits & (bit::kClientFin | bit::kServerFin)) && f.state == State::Established) {
+      enter(i, State::Closing, now);
+    }
+  }
+
+  Decision new_flow(TcpPacket& p, const FlowTuple& key, uint64_t now_ns, PacketSink& sink) {
+    const uint32_t client_isn = p.seq() - 1;
+    const uint32_t cookie_isn = p.ack() - 1;
+    const std::optional<uint16_t> mss = cookies.check(key, client_isn, cookie_isn, cookie_counter(now_ns));
+    if (!mss) {
+      ++counters.cookies_invalid;
+      return drop(DropReason::CookieInvalid);
+    }
+    ++counters.cookies_valid;
+    const uint32_t i = allocate_flow(key, now_ms(now_ns));
+    if (i == kNone) {
+      ++counters.flows_refused;
+      if (cfg.table_full_reset) {
+        emit(sink, build_rst(scratch, key.reversed(), cookie_isn + 1, 0, false));
+      }
+      return {Verdict::Drop, false};
+    }
+    Flow& f = flows[i];
+    f.client_isn = client_isn;
+    f.cookie_isn = cookie_isn;
+    f.mss = *mss;
+    const TcpOptions& o = p.options();
+    if (o.has_timestamps) {
+      // Only a client that sent timestamps got window scale and SACK offered (answer_syn).
+      const SynOptionBits b = decode_ts_options(o.tsecr);
+      f.bits |= bit::kTimestamps;
+      f.client_tsval = o.tsval;
+      f.tsoff = o.tsecr;  // our SYN-ACK TSval, until the backend's is known
+      if (b.sack_permitted) f.bits |= bit::kSack;
+      if (b.ecn) f.bits |= bit::kEcn;
+      if (b.has_wscale) f.client_ws = b.wscale;
+    }
+    f.client_window = p.window();
+    f.retries = 0;
+    enter(i, State::SynSent, now_ms(now_ns));
+    buffer_early_data(f, p);
+    send_backend_syn(i, sink);
+    return {Verdict::Drop, false};
+  }
+
+  // Holds in-order data the client sends before the backend has answered; the rest is dropped
+  // (never acknowledged to the client, so it will retransmit it).
+  void buffer_early_data(Flow& f, const TcpPacket& p) {
+    const size_t len = p.payload_len();
+    const bool fin = p.flags() & tcp_flag::FIN;
+    if (len == 0 && !fin) return;
+    const uint32_t expected = f.client_isn + 1 + f.early_len;
+    if (p.seq() != expected) {
+      if (seq_after(p.seq(), expected)) count(DropReason::EarlyDataOverflow);
+      return;  // a retransmission of what we hold, or a gap
+    }
+    if (len == 0) return;  // a bare FIN waits for its retransmission after the handshake
+    if (f.early_slot == kNone) {
+      if (early_free.empty()) {
+        count(DropReason::EarlyDataOverflow);
+        return;
+      }
+      f.early_slot = early_free.back();
+      early_free.pop_back();
+    }
+    if (f.early_len + len > cfg.early_data_bytes) {
+      count(DropReason::EarlyDataOverflow);
+      return;
+    }
+    std::memcpy(early_pool.data() + size_t{f.early_slot} * cfg.early_data_bytes + f.early_len,
+                p.payload().data(), len);
+    f.early_len = static_cast<uint16_t>(f.early_len + len);
+    ++counters.early_data_buffered;
+  }
+
+  // ---- the backend's side -------------------------------------------------------------------
+  Decision server_packet(TcpPacket& p, const FlowTuple& key, uint64_t now_ns, PacketSink& sink) {
+    const uint8_t fl = p.flags();
+    const uint32_t i = find(key);
+    if (i == kNone) {
+      if (fl & tcp_flag::SYN) return drop(DropReason::BackendSynAckUnexpected);
+      return drop(DropReason::NoFlow);
+    }
+    Flow& f = flows[i];
+    const bool rst = fl & tcp_flag::RST;
+    if (f.state == State::SynSent) {
+      if (rst) {
+        // Port closed or the backend refused: tell the client now rather than after retries.
+        if (!(fl & tcp_flag::ACK) || p.ack() == f.client_isn + 1) {
+          reset_client(f, sink);
+          free_flow(i);
+          return drop(DropReason::BackendReset);
+        }
+        return drop(DropReason::StaleSegment);
+      }
+      if ((fl & (tcp_flag::SYN | tcp_flag::ACK)) == (tcp_flag::SYN | tcp_flag::ACK) && p.ack() == f.client_isn + 1) {
+        backend_answered(i, p, now_ns, sink);
+        return drop(DropReason::BackendSynAckConsumed);
+      }
+      return drop(DropReason::BackendSynAckUnexpected);
+    }
+    if (fl & tcp_flag::SYN) {
+      // A retransmitted SYN-ACK: our ACK was lost. Answer it again rather than let it through.
+      if ((fl & tcp_flag::ACK) && p.seq() - f.cookie_isn == f.delta) {
+        const uint32_t backend_ts = p.options().has_timestamps ? p.options().tsval : 0;
+        emit(sink, build_ack(scratch, f.key, f.client_isn + 1, p.seq() + 1,
+                             client_window_for_server(f, f.client_window), ts_to_backend(f, backend_ts)));
+        return drop(DropReason::BackendSynAckConsumed);
+      }
+      return drop(DropReason::BackendSynAckUnexpected);
+    }
+    if (fl & tcp_flag::FIN) {
+      f.bits |= bit::kServerFin;
+      f.server_fin_seq = p.seq() + static_cast<uint32_t>(p.payload_len());
+    }
+    if ((fl & tcp_flag::ACK) && (f.bits & bit::kClientFin) && seq_after(p.ack(), f.client_fin_seq)) {
+      f.bits |= bit::kClientFinAcked;
+    }
+    p.set_seq(p.seq() - f.delta);
+    const TcpOptions& o = p.options();
+    if (o.has_timestamps) p.set_tsval(o.tsval - f.tsoff);
+    const uint16_t w = server_window_for_client(f, p.window());
+    if (w != p.window()) p.set_window(w);
+    after_translation(i, rst, now_ms(now_ns));
+    ++counters.translated;
+    return {Verdict::Accept, true};
+  }
+
+  void backend_answered(uint32_t i, const TcpPacket& synack, uint64_t now_ns, PacketSink& sink) {
+    Flow& f = flows[i];
+    const TcpOptions& o = synack.options();
+    const uint32_t backend_isn = synack.seq();
+    f.delta = backend_isn - f.cookie_isn;
+    uint32_t backend_ts = 0;
+    if ((f.bits & bit::kTimestamps) && o.has_timestamps) {
+      backend_ts = o.tsval;
+      f.tsoff = o.tsval - f.tsoff;  // f.tsoff held our SYN-ACK TSval until now
+    } else {
+      f.tsoff = 0;
+    }
+    if (f.client_ws != kNoWscale && o.has_wscale) {
+      f.bits |= bit::kBackendWscale;
+      f.backend_ws = o.wscale;
+    }
+    const uint16_t client_window = client_window_for_server(f, f.client_window);
+    const TcpOptions ts = ts_to_backend(f, backend_ts);
+    if (f.early_len > 0) {
+      const uint8_t* data = early_pool.data() + size_t{f.early_slot} * cfg.early_data_bytes;
+      emit(sink, build_ack(scratch, f.key, f.client_isn + 1, backend_isn + 1, client_window, ts,
+                           std::span<const uint8_t>(data, f.early_len)));
+    } else {
+      emit(sink, build_ack(scratch, f.key, f.client_isn + 1, backend_isn + 1, client_window, ts));
+    }
+    release_early(f);
+
+    // Tell the client the real window now that it is known (ours was only the early-data room).
+    uint64_t backend_bytes = synack.window();  // a SYN-ACK's own window is unscaled
+    uint16_t update = static_cast<uint16_t>(std::min<uint64_t>(backend_bytes >> client_view_shift(f), 0xffff));
+    if (update == 0 && backend_bytes > 0) update = 1;
+    TcpOptions to_client;
+    if (f.bits & bit::kTimestamps) {
+      to_client.has_timestamps = true;
+      to_client.tsval = backend_ts - f.tsoff;
+      to_client.tsecr = f.client_tsval;
+    }
+    emit(sink, build_window_update(scratch, f.key.reversed(), f.cookie_isn + 1, f.client_isn + 1, update, to_client));
+    f.stamp_ms = now_ms(now_ns);
+    ++counters.established;
+    enter(i, State::Established, f.stamp_ms);
+  }
+
+  // ---- timers -------------------------------------------------------------------------------
+  void advance(uint64_t now_ns, PacketSink& sink) {
+    const uint32_t now = now_ms(now_ns);
+    for (uint32_t level = 0; level < syn_levels; ++level) {
+      const uint32_t timeout = cfg.backend_retry_initial_ms << level;
+      List& l = lists[kListSynSent0 + level];
+      while (l.head != kNone && time_reached(now, flows[l.head].stamp_ms + timeout)) {
+        const uint32_t i = l.head;
+        Flow& f = flows[i];
+        if (f.retries >= cfg.backend_syn_retries) {
+          reset_client(f, sink);
+          count(DropReason::BackendTimeout);
+          free_flow(i);
+          continue;
+        }
+        ++f.retries;
+        ++counters.backend_syn_retries;
+        f.stamp_ms = now;
+        enter(i, State::SynSent, now);
+        send_backend_syn(i, sink);
+      }
+    }
+    expire(kListEstablished, cfg.established_idle_s * 1000u, now, true);
+    expire(kListClosing, cfg.closing_idle_s * 1000u, now, true);
+    expire(kListLinger, cfg.linger_s * 1000u, now, false);
+  }
+
+  // Lists are in queued_ms order, so the walk stops at the first flow not yet due. Packets only
+  // refresh stamp_ms (one store on the hot path); a due flow that saw traffic since it was
+  // queued is queued again instead of freed. An idle flow thus goes after T to 2T of silence,
+  // and each flow is requeued at most once per T, so the walk is amortised O(1) per flow.
+  void expire(uint8_t id, uint32_t timeout, uint32_t now, bool refresh) {
+    List& l = lists[id];
+    while (l.head != kNone) {
+      const uint32_t i = l.head;
+      Flow& f = flows[i];
+      if (!time_reached(now, f.queued_ms + timeout)) break;
+      if (refresh && !time_reached(now, f.stamp_ms + timeout)) {
+        list_append(i, id);
+        f.queued_ms = now;
+        continue;
+      }
+      free_flow(i);
+    }
+  }
+
+  Decision drop(DropReason r) {
+    count(r);
+    return {Verdict::Drop, false};
+  }
+
+  bool is_service(const Address& a, uint16_t port) const {
+    for (const Service& s : cfg.services) {
+      if (s.port == port && s.address == a) return true;
+    }
+    return false;
+  }
+
+  Decision process(std::span<uint8_t> bytes, uint64_t now_ns, PacketSink& sink, bool checksum_ready) {
+    ++counters.packets;
+    ParseResult r = parse_tcp_packet(bytes);
+    if (!r) {
+      if (r.error == ParseError::NotTcp) {
+        ++counters.passed_through;
+        return {Verdict::Accept, false};
+      }
+      return drop(DropReason::Malformed);
+    }
+    TcpPacket& p = r.packet;
+    FlowTuple t = p.tuple();
+    if (!p.is_v4() && (t.src.is_v4() || t.dst.is_v4())) {
+      // v4-mapped addresses inside IPv6 would alias IPv4 flows; they never appear on a wire.
+      return drop(DropReason::Malformed);
+    }
+    Decision d;
+    if (is_service(t.dst, t.dport)) {
+      d = client_packet(p, t, now_ns, sink);
+    } else if (is_service(t.src, t.sport)) {
+      d = server_packet(p, t.reversed(), now_ns, sink);
+    } else {
+      ++counters.passed_through;
+      return {Verdict::Accept, false};
+    }
+    if (d.modified && !checksum_ready) p.recompute_checksum();
+    return d;
+  }
+};
+
+Engine::Engine(const EngineConfig& config, const CookieJar& cookies)
+    : impl_(std::make_unique<Impl>(config, cookies)) {}
+Engine::~Engine() = default;
+
+Decision Engine::process(std::span<uint8_t> packet, uint64_t now_ns, PacketSink& sink, bool checksum_ready) {
+  return impl_->process(packet, now_ns, sink, checksum_ready);
+}
+void Engine::advance(uint64_t now_ns, PacketSink& sink) { impl_->advance(now_ns, sink); }
+void Engine::set_cookies(const CookieJar& cookies) { impl_->cookies = cookies; }
+const EngineCounters& Engine::counters() const noexcept { return impl_->counters; }
+const EngineConfig& Engine::config() const noexcept { return impl_->cfg; }
+
+size_t Engine::flow_entry_bytes() noexcept { return sizeof(Flow); }
+
+size_t Engine::memory_bytes() const noexcept {
+  const Impl& m = *impl_;
+  return m.flows.size() * sizeof(Flow) + m.buckets.size() * sizeof(uint32_t) +
+         m.sources.size() * sizeof(SourceEntry) + m.source_buckets.size() * sizeof(uint32_t) +
+         m.early_pool.size() + m.early_free.capacity() * sizeof(uint32_t) + m.scratch.size();
+}
+
+}  // namespace syngate
