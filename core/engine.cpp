@@ -142,9 +142,11 @@ uint64_t hash_tuple(const FlowTuple& t, uint64_t seed) noexcept {
   return mix64(h ^ (uint64_t{t.sport} << 16 | t.dport));
 }
 
-uint32_t round_up_pow2(uint32_t v) noexcept {
+// Hash buckets: the largest power of two not above the flow count, so chains average one to
+// two entries and the buckets cost at most 4 bytes per flow.
+uint32_t bucket_count_for(uint32_t flows) noexcept {
   uint32_t p = 1;
-  while (p < v && p < (1u << 31)) p <<= 1;
+  while (p <= flows / 2) p <<= 1;
   return p;
 }
 
@@ -228,7 +230,7 @@ struct Engine::Impl {
       flows[i].hash_next = i + 1 < cfg.max_flows ? i + 1 : kNone;  // free list reuses hash_next
     }
     free_head = 0;
-    const uint32_t nb = round_up_pow2(cfg.max_flows);
+    const uint32_t nb = bucket_count_for(cfg.max_flows);
     buckets.assign(nb, kNone);
     bucket_mask = nb - 1;
     if (cfg.max_flows_per_source > 0) {

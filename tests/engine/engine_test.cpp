@@ -1,0 +1,724 @@
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <string>
+
+#include "engine_harness.hpp"
+#include "syngate/checksum.hpp"
+
+namespace syngate::test {
+namespace {
+
+// Views only: pass string literals or strings that outlive the packet being built.
+std::span<const uint8_t> text(std::string_view s) {
+  return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
+}
+
+// ---- SYN -----------------------------------------------------------------------------------
+
+TEST_F(EngineTest, SynIsAnsweredWithCookieAndKeepsNoState) {
+  Conn c = Conn::v4();
+  Decision d = feed(c.syn());
+  EXPECT_EQ(d.verdict, Verdict::Drop);
+  ASSERT_EQ(sink.size(), 1u);
+  Seen sa(sink.packets[0]);
+  EXPECT_TRUE(sa.pkt.has(tcp_flag::SYN | tcp_flag::ACK));
+  EXPECT_EQ(sa.pkt.tuple(), c.c2s.reversed());
+  EXPECT_EQ(sa.pkt.ack(), c.client_isn + 1);
+  EXPECT_GT(sa.pkt.window(), 0) << "a zero window would make the client wait";
+  EXPECT_EQ(sa.pkt.window(), cfg.synack_window);
+  const TcpOptions& o = sa.pkt.options();
+  EXPECT_TRUE(o.has_mss);
+  EXPECT_EQ(o.mss, cfg.announced_mss_v4);
+  EXPECT_TRUE(o.sack_permitted);
+  EXPECT_TRUE(o.has_wscale);
+  EXPECT_EQ(o.wscale, cfg.announced_wscale);
+  ASSERT_TRUE(o.has_timestamps);
+  EXPECT_EQ(o.tsecr, c.client_ts);
+  EXPECT_EQ(counters().flows_active, 0u);
+  EXPECT_EQ(counters().cookies_sent, 1u);
+  EXPECT_EQ(counters().drop(DropReason::SynAnswered), 1u);
+}
+
+TEST_F(EngineTest, RetransmittedSynGetsTheSameAnswer) {
+  Conn c = Conn::v4();
+  feed(c.syn());
+  now += 3 * kSecond;  // a typical SYN retransmission interval
+  feed(c.syn());
+  ASSERT_EQ(sink.size(), 2u);
+  Seen a(sink.packets[0]), b(sink.packets[1]);
+  EXPECT_EQ(a.pkt.seq(), b.pkt.seq());
+  EXPECT_EQ(counters().flows_active, 0u);
+}
+
+TEST_F(EngineTest, SynWithoutTimestampsOffersOnlyMss) {
+  Conn c = Conn::v4();
+  c.client_syn_opts.has_timestamps = false;
+  feed(c.syn());
+  ASSERT_EQ(sink.size(), 1u);
+  Seen sa(sink.packets[0]);
+  EXPECT_TRUE(sa.pkt.options().has_mss);
+  EXPECT_FALSE(sa.pkt.options().has_wscale);
+  EXPECT_FALSE(sa.pkt.options().sack_permitted);
+  EXPECT_FALSE(sa.pkt.options().has_timestamps);
+}
+
+TEST_F(EngineTest, ImpossibleSynFlagsAreDropped) {
+  Conn c = Conn::v4();
+  Bytes b = c.syn();
+  ParseResult r = parse_tcp_packet(b);
+  ASSERT_TRUE(r);
+  const size_t flags_at = r.packet.tcp_offset() + 13;
+  b[flags_at] = tcp_flag::SYN | tcp_flag::RST;
+  r.packet.recompute_checksum();
+  EXPECT_EQ(feed(b).verdict, Verdict::Drop);
+  EXPECT_EQ(sink.size(), 0u);
+  EXPECT_EQ(counters().drop(DropReason::InvalidFlags), 1u);
+}
+
+// ---- cookie ACK ------------------------------------------------------------------------------
+
+TEST_F(EngineTest, ValidCookieAckOpensBackendConnection) {
+  Conn c = Conn::v4();
+  Seen syn = open_to_backend_syn(c);
+  EXPECT_TRUE(syn.pkt.has(tcp_flag::SYN));
+  EXPECT_FALSE(syn.pkt.has(tcp_flag::ACK));
+  EXPECT_EQ(syn.pkt.tuple(), c.c2s) << "the backend must see the client's own address";
+  EXPECT_EQ(syn.pkt.seq(), c.client_isn);
+  const TcpOptions& o = syn.pkt.options();
+  EXPECT_EQ(o.mss, 1460);
+  EXPECT_TRUE(o.has_wscale);
+  EXPECT_EQ(o.wscale, 7);
+  EXPECT_TRUE(o.sack_permitted);
+  ASSERT_TRUE(o.has_timestamps);
+  EXPECT_EQ(o.tsval, 1001u) << "the backend SYN carries the client's current TSval";
+  EXPECT_EQ(syn.pkt.window(), std::min(0xffff, c.client_window << 7));
+  EXPECT_EQ(counters().flows_active, 1u);
+  EXPECT_EQ(counters().cookies_valid, 1u);
+  EXPECT_EQ(counters().backend_syns_sent, 1u);
+}
+
+TEST_F(EngineTest, ForgedCookieAckIsDroppedAndCounted) {
+  Conn c = Conn::v4();
+  feed(c.syn());
+  Seen sa(sink.packets[0]);
+  sink.clear();
+  c.cookie_isn = sa.pkt.seq() ^ 0x00010000;  // one hash bit off
+  c.synack_tsval = sa.pkt.options().tsval;
+  EXPECT_EQ(feed(c.third_ack()).verdict, Verdict::Drop);
+  EXPECT_EQ(sink.size(), 0u);
+  EXPECT_EQ(counters().cookies_invalid, 1u);
+  EXPECT_EQ(counters().drop(DropReason::CookieInvalid), 1u);
+  EXPECT_EQ(counters().flows_active, 0u);
+}
+
+TEST_F(EngineTest, ExpiredCookieIsRejected) {
+  Conn c = Conn::v4();
+  feed(c.syn());
+  Seen sa(sink.packets[0]);
+  sink.clear();
+  c.cookie_isn = sa.pkt.seq();
+  c.synack_tsval = sa.pkt.options().tsval;
+  now += 5 * kCookieTickNs;
+  feed(c.third_ack());
+  EXPECT_EQ(sink.size(), 0u);
+  EXPECT_EQ(counters().cookies_invalid, 1u);
+}
+
+TEST_F(EngineTest, AckFromAnotherTupleDoesNotValidate) {
+  Conn c = Conn::v4();
+  feed(c.syn());
+  Seen sa(sink.packets[0]);
+  sink.clear();
+  Conn other = Conn::v4(40001);
+  other.cookie_isn = sa.pkt.seq();
+  other.synack_tsval = sa.pkt.options().tsval;
+  feed(other.third_ack());
+  EXPECT_EQ(sink.size(), 0u);
+  EXPECT_EQ(counters().cookies_invalid, 1u);
+}
+
+// ---- backend SYN-ACK ---------------------------------------------------------------------------
+
+TEST_F(EngineTest, BackendSynAckIsAckedWithTheBackendsOwnTimestamp) {
+  Conn c = Conn::v4();
+  std::vector<Seen> out = establish(c);
+  ASSERT_EQ(out.size(), 2u);
+  const Seen& ack = out[0];
+  EXPECT_EQ(ack.pkt.tuple(), c.c2s);
+  EXPECT_EQ(ack.pkt.flags(), tcp_flag::ACK);
+  EXPECT_EQ(ack.pkt.seq(), c.client_isn + 1);
+  EXPECT_EQ(ack.pkt.ack(), c.backend_isn + 1);
+  ASSERT_TRUE(ack.pkt.options().has_timestamps);
+  // Kernel SYNPROXY gets this wrong and the backend then ignores the ACK (TSEcrRejected).
+  EXPECT_EQ(ack.pkt.options().tsecr, c.backend_ts);
+  EXPECT_EQ(ack.pkt.options().tsval, 1001u);
+
+  const Seen& upd = out[1];
+  EXPECT_EQ(upd.pkt.tuple(), c.c2s.reversed());
+  EXPECT_EQ(upd.pkt.seq(), c.cookie_isn + 1);
+  EXPECT_EQ(upd.pkt.ack(), c.client_isn + 1);
+  EXPECT_EQ(upd.pkt.window(), 65160 >> cfg.announced_wscale);
+  ASSERT_TRUE(upd.pkt.options().has_timestamps);
+  EXPECT_EQ(upd.pkt.options().tsval, c.synack_tsval) << "the client's view of our clock must not jump";
+  EXPECT_EQ(upd.pkt.options().tsecr, 1001u);
+  EXPECT_EQ(counters().established, 1u);
+}
+
+TEST_F(EngineTest, EarlyDataIsBufferedAndDeliveredWithTheAck) {
+  Conn c = Conn::v4();
+  const std::string req = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+  std::vector<Seen> out = establish(c, text(req));
+  ASSERT_EQ(out.size(), 2u);
+  const Seen& data = out[0];
+  EXPECT_EQ(data.pkt.seq(), c.client_isn + 1);
+  EXPECT_EQ(data.pkt.ack(), c.backend_isn + 1);
+  ASSERT_EQ(data.pkt.payload_len(), req.size());
+  EXPECT_EQ(std::memcmp(data.pkt.payload().data(), req.data(), req.size()), 0);
+  // We never acknowledge early data ourselves: the backend's ACK will.
+  EXPECT_EQ(out[1].pkt.ack(), c.client_isn + 1);
+  EXPECT_EQ(counters().early_data_buffered, 1u);
+}
+
+TEST_F(EngineTest, DataSentWhileBackendIsSilentIsBufferedInOrder) {
+  Conn c = Conn::v4();
+  Seen syn = open_to_backend_syn(c);
+  SegmentSpec s{.tuple = c.c2s, .seq = c.client_isn + 1, .ack = c.cookie_isn + 1,
+                .flags = tcp_flag::ACK | tcp_flag::PSH, .window = c.client_window,
+                .options = c.client_ts_opts(1002), .payload = text("hello ")};
+  EXPECT_EQ(feed(make(s)).verdict, Verdict::Drop);
+  s.seq += 6;
+  s.payload = text("world");
+  EXPECT_EQ(feed(make(s)).verdict, Verdict::Drop);
+  // A retransmission of the first part changes nothing.
+  s.seq -= 6;
+  s.payload = text("hello ");
+  feed(make(s));
+  EXPECT_EQ(sink.size(), 0u);
+  feed(c.backend_synack(syn.pkt.options().tsval));
+  ASSERT_GE(sink.size(), 1u);
+  Seen data(sink.packets[0]);
+  ASSERT_EQ(data.pkt.payload_len(), 11u);
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(data.pkt.payload().data()), 11), "hello world");
+  EXPECT_EQ(data.pkt.options().tsval, 1002u) << "newest client TSval";
+}
+
+TEST_F(EngineTest, EarlyDataBeyondTheBufferIsDroppedNotAcked) {
+  cfg.early_data_bytes = 8;
+  Conn c = Conn::v4();
+  Seen syn = open_to_backend_syn(c);
+  SegmentSpec s{.tuple = c.c2s, .seq = c.client_isn + 1, .ack = c.cookie_isn + 1,
+                .flags = tcp_flag::ACK, .window = c.client_window, .options = c.client_ts_opts(1002),
+                .payload = text("0123456789")};
+  feed(make(s));
+  EXPECT_EQ(counters().drop(DropReason::EarlyDataOverflow), 1u);
+  feed(c.backend_synack(syn.pkt.options().tsval));
+  ASSERT_EQ(sink.size(), 2u);
+  EXPECT_EQ(Seen(sink.packets[0]).pkt.payload_len(), 0u);
+}
+
+TEST_F(EngineTest, BackendResetDuringHandshakeResetsTheClientAtOnce) {
+  Conn c = Conn::v4();
+  open_to_backend_syn(c);
+  SegmentSpec rst{.tuple = c.c2s.reversed(), .seq = 0, .ack = c.client_isn + 1,
+                  .flags = tcp_flag::RST | tcp_flag::ACK};
+  EXPECT_EQ(feed(make(rst)).verdict, Verdict::Drop);
+  ASSERT_EQ(sink.size(), 1u);
+  Seen r(sink.packets[0]);
+  EXPECT_TRUE(r.pkt.has(tcp_flag::RST));
+  EXPECT_EQ(r.pkt.tuple(), c.c2s.reversed());
+  EXPECT_EQ(r.pkt.seq(), c.cookie_isn + 1) << "RST must be exactly in the client's window";
+  EXPECT_EQ(counters().flows_active, 0u);
+  EXPECT_EQ(counters().drop(DropReason::BackendReset), 1u);
+}
+
+TEST_F(EngineTest, SilentBackendGetsRetriesWithBackoffThenClientIsReset) {
+  cfg.backend_syn_retries = 3;
+  cfg.backend_retry_initial_ms = 1000;
+  Conn c = Conn::v4();
+  open_to_backend_syn(c);
+  const uint64_t t0 = now;
+  auto advance_to = [&](uint64_t t) {
+    now = t;
+    engine->advance(now, sink);
+  };
+  advance_to(t0 + 999 * kMs);
+  EXPECT_EQ(sink.size(), 0u);
+  advance_to(t0 + 1000 * kMs);
+  ASSERT_EQ(sink.size(), 1u);
+  EXPECT_TRUE(Seen(sink.packets[0]).pkt.has(tcp_flag::SYN));
+  advance_to(t0 + 2999 * kMs);
+  EXPECT_EQ(sink.size(), 1u) << "second retry waits 2 s";
+  advance_to(t0 + 3000 * kMs);
+  EXPECT_EQ(sink.size(), 2u);
+  advance_to(t0 + 7000 * kMs);
+  EXPECT_EQ(sink.size(), 3u);
+  EXPECT_EQ(counters().backend_syn_retries, 3u);
+  advance_to(t0 + 14999 * kMs);
+  EXPECT_EQ(sink.size(), 3u);
+  advance_to(t0 + 15000 * kMs);
+  ASSERT_EQ(sink.size(), 4u);
+  Seen r(sink.packets[3]);
+  EXPECT_TRUE(r.pkt.has(tcp_flag::RST));
+  EXPECT_EQ(r.pkt.tuple(), c.c2s.reversed());
+  EXPECT_EQ(r.pkt.seq(), c.cookie_isn + 1);
+  EXPECT_EQ(counters().flows_active, 0u);
+  EXPECT_EQ(counters().drop(DropReason::BackendTimeout), 1u);
+}
+
+TEST_F(EngineTest, ClientResetBeforeBackendAnswersWithdrawsTheSyn) {
+  Conn c = Conn::v4();
+  open_to_backend_syn(c);
+  SegmentSpec rst{.tuple = c.c2s, .seq = c.client_isn + 1, .flags = tcp_flag::RST};
+  feed(make(rst));
+  ASSERT_EQ(sink.size(), 1u);
+  Seen r(sink.packets[0]);
+  EXPECT_TRUE(r.pkt.has(tcp_flag::RST));
+  EXPECT_EQ(r.pkt.tuple(), c.c2s);
+  EXPECT_EQ(r.pkt.seq(), c.client_isn + 1);
+  EXPECT_EQ(counters().flows_active, 0u);
+}
+
+TEST_F(EngineTest, LostAckToBackendIsResentOnSynAckRetransmission) {
+  Conn c = Conn::v4();
+  Seen syn = open_to_backend_syn(c);
+  feed(c.backend_synack(syn.pkt.options().tsval));
+  sink.clear();
+  EXPECT_EQ(feed(c.backend_synack(syn.pkt.options().tsval)).verdict, Verdict::Drop);
+  ASSERT_EQ(sink.size(), 1u);
+  Seen ack(sink.packets[0]);
+  EXPECT_EQ(ack.pkt.flags(), tcp_flag::ACK);
+  EXPECT_EQ(ack.pkt.ack(), c.backend_isn + 1);
+}
+
+// ---- established translation -------------------------------------------------------------------
+
+struct Established : EngineTest {
+  Conn c = Conn::v4();
+  void open() { establish(c); }
+  Bytes from_backend(std::span<const uint8_t> data, uint8_t flags = tcp_flag::ACK | tcp_flag::PSH,
+                     uint32_t ts = 50000100) {
+    TcpOptions o;
+    if (c.backend_synack_opts.has_timestamps) {
+      o.has_timestamps = true;
+      o.tsval = ts;
+      o.tsecr = 1001;
+    }
+    SegmentSpec s{.tuple = c.c2s.reversed(), .seq = c.backend_next, .ack = c.client_next, .flags = flags,
+                  .window = c.backend_window, .options = o, .payload = data};
+    c.backend_next += static_cast<uint32_t>(data.size()) + ((flags & tcp_flag::FIN) ? 1 : 0);
+    return make(s);
+  }
+  Bytes from_client(std::span<const uint8_t> data, uint8_t flags = tcp_flag::ACK, uint32_t ack_client_space = 0,
+                    uint32_t tsecr = 0) {
+    TcpOptions o = c.client_ts_opts(1005);
+    if (tsecr) o.tsecr = tsecr;
+    SegmentSpec s{.tuple = c.c2s, .seq = c.client_next,
+                  .ack = ack_client_space ? ack_client_space : c.cookie_isn + 1, .flags = flags,
+                  .window = c.client_window, .options = o, .payload = data};
+    c.client_next += static_cast<uint32_t>(data.size()) + ((flags & tcp_flag::FIN) ? 1 : 0);
+    return make(s);
+  }
+};
+
+TEST_F(Established, ServerDataIsTranslatedIntoTheClientsSpace) {
+  open();
+  Bytes b = from_backend(text("220 hello\r\n"));  // a server that speaks first
+  Decision d = feed(b);
+  EXPECT_EQ(d.verdict, Verdict::Accept);
+  EXPECT_TRUE(d.modified);
+  ParseResult r = parse_tcp_packet(b);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r.packet.seq(), c.cookie_isn + 1);
+  EXPECT_EQ(r.packet.ack(), c.client_isn + 1);
+  EXPECT_EQ(r.packet.options().tsval, c.synack_tsval + 100);
+  EXPECT_TRUE(r.packet.checksum_valid());
+  EXPECT_EQ(counters().translated, 1u);
+}
+
+TEST_F(Established, ClientAcksAndEchoesAreTranslatedIntoTheBackendsSpace) {
+  open();
+  feed(from_backend(text("0123456789")));
+  const uint32_t client_view_ack = c.cookie_isn + 1 + 10;
+  const uint32_t echoed = c.synack_tsval + 100;
+  Bytes b = from_client(text("x"), tcp_flag::ACK | tcp_flag::PSH, client_view_ack, echoed);
+  EXPECT_EQ(feed(b).verdict, Verdict::Accept);
+  ParseResult r = parse_tcp_packet(b);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r.packet.ack(), c.backend_isn + 1 + 10);
+  EXPECT_EQ(r.packet.seq(), c.client_isn + 1) << "client sequence space is never translated";
+  EXPECT_EQ(r.packet.options().tsecr, 50000100u);
+  EXPECT_EQ(r.packet.window(), c.client_window) << "same scale on both sides: untouched";
+  EXPECT_TRUE(r.packet.checksum_valid());
+}
+
+TEST_F(Established, SackBlocksFromTheClientAreTranslated) {
+  open();
+  TcpOptions o = c.client_ts_opts(1005);
+  o.sack_count = 2;
+  o.sack[0] = {c.cookie_isn + 1 + 1000, c.cookie_isn + 1 + 2000};
+  o.sack[1] = {c.cookie_isn + 1 + 3000, c.cookie_isn + 1 + 4000};
+  SegmentSpec s{.tuple = c.c2s, .seq = c.client_next, .ack = c.cookie_isn + 1, .flags = tcp_flag::ACK,
+                .window = c.client_window, .options = o};
+  Bytes b = make(s);
+  feed(b);
+  ParseResult r = parse_tcp_packet(b);
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r.packet.options().sack_count, 2);
+  EXPECT_EQ(r.packet.options().sack[0], (SackBlock{c.backend_isn + 1 + 1000, c.backend_isn + 1 + 2000}));
+  EXPECT_EQ(r.packet.options().sack[1], (SackBlock{c.backend_isn + 1 + 3000, c.backend_isn + 1 + 4000}));
+  EXPECT_TRUE(r.packet.checksum_valid());
+}
+
+TEST_F(Established, TranslationHoldsAcrossSequenceWraparound) {
+  c.client_isn = 0xfffffff0u;
+  c.backend_isn = 0xffffff00u;
+  open();
+  std::string big(300, 'z');
+  for (int i = 0; i < 3; ++i) {  // backend seq crosses 2^32 during these
+    Bytes b = from_backend(text(big));
+    feed(b);
+    ParseResult r = parse_tcp_packet(b);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r.packet.seq(), c.cookie_isn + 1 + 300u * i);
+    EXPECT_TRUE(r.packet.checksum_valid());
+  }
+  for (int i = 0; i < 3; ++i) {  // and the client's
+    Bytes b = from_client(text(big), tcp_flag::ACK, c.cookie_isn + 1 + 900);
+    feed(b);
+    ParseResult r = parse_tcp_packet(b);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r.packet.seq(), 0xfffffff1u + 300u * i);
+    EXPECT_EQ(r.packet.ack(), c.backend_isn + 1 + 900);
+  }
+}
+
+TEST_F(Established, WindowsAreRescaledWhenTheBackendScalesDifferently) {
+  c.backend_synack_opts.wscale = 2;  // we announced 7
+  open();
+  c.backend_window = 30000;  // 120000 bytes
+  Bytes b = from_backend(text("x"));
+  feed(b);
+  ParseResult r = parse_tcp_packet(b);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r.packet.window(), (30000u << 2) >> 7);
+  EXPECT_TRUE(r.packet.checksum_valid());
+  // The client's windows need no change: the backend applies the client's own scale.
+  Bytes cb = from_client(text("y"));
+  feed(cb);
+  EXPECT_EQ(parse_tcp_packet(cb).packet.window(), c.client_window);
+}
+
+TEST_F(Established, LargerBackendScaleIsClampedNotWrapped) {
+  c.backend_synack_opts.wscale = 12;
+  open();
+  c.backend_window = 4000;  // 16 MB: more than 65535 << 7
+  Bytes b = from_backend(text("x"));
+  feed(b);
+  EXPECT_EQ(parse_tcp_packet(b).packet.window(), 0xffff);
+}
+
+TEST_F(Established, BackendWithoutScalingSeesTheClientsRealWindow) {
+  c.backend_synack_opts.has_wscale = false;
+  open();
+  Bytes cb = from_client(text("y"));
+  feed(cb);
+  EXPECT_EQ(parse_tcp_packet(cb).packet.window(), std::min(0xffff, c.client_window << 7));
+  c.backend_window = 29200;
+  Bytes b = from_backend(text("x"));
+  feed(b);
+  EXPECT_EQ(parse_tcp_packet(b).packet.window(), 29200 >> 7);
+}
+
+TEST_F(Established, ChecksumNotReadyIsRecomputedInFull) {
+  open();
+  Bytes b = from_backend(text("abc"));
+  ParseResult r = parse_tcp_packet(b);
+  ASSERT_TRUE(r);
+  b[r.packet.tcp_offset() + 16] = 0x12;  // a partial checksum, as the kernel hands it over
+  b[r.packet.tcp_offset() + 17] = 0x34;
+  Decision d = feed(b, false);
+  EXPECT_TRUE(d.modified);
+  EXPECT_TRUE(parse_tcp_packet(b).packet.checksum_valid());
+}
+
+// ---- teardown ------------------------------------------------------------------------------------
+
+TEST_F(Established, FinBothWaysLingersThenFrees) {
+  cfg.linger_s = 30;
+  open();
+  feed(from_client({}, tcp_flag::FIN | tcp_flag::ACK));
+  feed(from_backend({}, tcp_flag::ACK, 50000101));  // acks the client's FIN
+  EXPECT_EQ(counters().flows_active, 1u);
+  feed(from_backend({}, tcp_flag::FIN | tcp_flag::ACK, 50000102));
+  feed(from_client({}, tcp_flag::ACK, c.cookie_isn + 2));  // acks the server's FIN
+  EXPECT_EQ(counters().flows_active, 1u);
+  // A late retransmission during linger is still translated.
+  c.backend_next -= 1;
+  Bytes late = from_backend({}, tcp_flag::FIN | tcp_flag::ACK, 50000102);
+  EXPECT_EQ(feed(late).verdict, Verdict::Accept);
+  EXPECT_EQ(parse_tcp_packet(late).packet.seq(), c.cookie_isn + 1);
+  now += 29 * kSecond;
+  engine->advance(now, sink);
+  EXPECT_EQ(counters().flows_active, 1u);
+  now += 2 * kSecond;
+  engine->advance(now, sink);
+  EXPECT_EQ(counters().flows_active, 0u);
+  EXPECT_EQ(counters().flows_closed, 1u);
+}
+
+TEST_F(Established, HalfCloseKeepsDataFlowingTheOtherWay) {
+  open();
+  feed(from_client({}, tcp_flag::FIN | tcp_flag::ACK));
+  for (int i = 0; i < 3; ++i) {
+    Bytes b = from_backend(text("more data"));
+    EXPECT_EQ(feed(b).verdict, Verdict::Accept);
+    EXPECT_EQ(parse_tcp_packet(b).packet.seq(), c.cookie_isn + 1 + 9u * i);
+  }
+  EXPECT_EQ(counters().flows_active, 1u);
+}
+
+TEST_F(Established, SimultaneousCloseLingers) {
+  cfg.linger_s = 5;
+  open();
+  feed(from_client({}, tcp_flag::FIN | tcp_flag::ACK));
+  feed(from_backend({}, tcp_flag::FIN | tcp_flag::ACK));  // crossing FINs, neither acks the other yet
+  feed(from_client({}, tcp_flag::ACK, c.cookie_isn + 2));
+  feed(from_backend({}, tcp_flag::ACK));
+  now += 6 * kSecond;
+  engine->advance(now, sink);
+  EXPECT_EQ(counters().flows_active, 0u);
+}
+
+TEST_F(Established, ResetFromEitherSideIsForwardedAndLingers) {
+  cfg.linger_s = 5;
+  open();
+  Bytes r = from_backend({}, tcp_flag::RST | tcp_flag::ACK);
+  EXPECT_EQ(feed(r).verdict, Verdict::Accept);
+  EXPECT_EQ(parse_tcp_packet(r).packet.seq(), c.cookie_isn + 1);
+  now += 6 * kSecond;
+  engine->advance(now, sink);
+  EXPECT_EQ(counters().flows_active, 0u);
+}
+
+TEST_F(Established, IdleFlowExpires) {
+  cfg.established_idle_s = 10;
+  open();
+  now += 5 * kSecond;
+  feed(from_client(text("ping")));
+  now += 9 * kSecond;
+  engine->advance(now, sink);
+  EXPECT_EQ(counters().flows_active, 1u) << "activity 9 s ago: still alive";
+  now += 25 * kSecond;
+  engine->advance(now, sink);
+  EXPECT_EQ(counters().flows_active, 0u);
+}
+
+TEST_F(Established, NewCookieAckOnLingeringTupleStartsANewConnection) {
+  open();
+  feed(from_client({}, tcp_flag::FIN | tcp_flag::ACK));
+  feed(from_backend({}, tcp_flag::FIN | tcp_flag::ACK));
+  feed(from_client({}, tcp_flag::ACK, c.cookie_isn + 2));
+  // The client reuses its port at once, as a busy client with few ports does.
+  Conn again = Conn::v4(c.c2s.sport);
+  again.client_isn = c.client_isn + 100000;
+  again.backend_isn = 0x12345678;
+  std::vector<Seen> out = establish(again);
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_EQ(out[0].pkt.ack(), again.backend_isn + 1);
+  EXPECT_EQ(counters().flows_reused, 1u);
+  EXPECT_EQ(counters().flows_active, 1u);
+}
+
+// ---- bounded memory and refusals -------------------------------------------------------------------
+
+TEST_F(EngineTest, FlowEntryFitsTheBudget) {
+  cfg.max_flows = 100000;
+  cfg.max_flows_per_source = 16;
+  cfg.early_data_slots = 0;
+  start();
+  EXPECT_LE(Engine::flow_entry_bytes(), 96u);
+  const double per_flow = static_cast<double>(engine->memory_bytes()) / cfg.max_flows;
+  EXPECT_LE(per_flow, 128.0);
+  RecordProperty("flow_entry_bytes", static_cast<int>(Engine::flow_entry_bytes()));
+}
+
+TEST_F(EngineTest, FullTableRefusesNewFlowsWithReset) {
+  cfg.max_flows = 2;
+  for (uint16_t port = 1000; port < 1002; ++port) {
+    Conn c = Conn::v4(port);
+    open_to_backend_syn(c);
+  }
+  Conn c = Conn::v4(2000);
+  feed(c.syn());
+  Seen sa(sink.packets[0]);
+  c.cookie_isn = sa.pkt.seq();
+  c.synack_tsval = sa.pkt.options().tsval;
+  sink.clear();
+  feed(c.third_ack());
+  ASSERT_EQ(sink.size(), 1u);
+  EXPECT_TRUE(Seen(sink.packets[0]).pkt.has(tcp_flag::RST));
+  EXPECT_EQ(counters().drop(DropReason::TableFull), 1u);
+  EXPECT_EQ(counters().flows_refused, 1u);
+  EXPECT_EQ(counters().flows_active, 2u);
+}
+
+TEST_F(EngineTest, FullTableEvictsALingeringFlowFirst) {
+  cfg.max_flows = 1;
+  start();
+  Conn a = Conn::v4(1000);
+  establish(a);
+  SegmentSpec rst{.tuple = a.c2s, .seq = a.client_isn + 1, .flags = tcp_flag::RST};
+  feed(make(rst));  // -> linger
+  Conn b = Conn::v4(1001);
+  open_to_backend_syn(b);
+  EXPECT_EQ(counters().flows_active, 1u);
+  EXPECT_EQ(counters().flows_refused, 0u);
+}
+
+TEST_F(EngineTest, PerSourceLimitIsEnforced) {
+  cfg.max_flows_per_source = 2;
+  for (uint16_t port = 1000; port < 1002; ++port) {
+    Conn c = Conn::v4(port);
+    open_to_backend_syn(c);
+  }
+  Conn c = Conn::v4(1002);
+  feed(c.syn());
+  Seen sa(sink.packets[0]);
+  c.cookie_isn = sa.pkt.seq();
+  c.synack_tsval = sa.pkt.options().tsval;
+  sink.clear();
+  feed(c.third_ack());
+  EXPECT_EQ(counters().drop(DropReason::SourceLimit), 1u);
+  // Another source is not affected.
+  Conn other = Conn::v4(1002);
+  other.c2s.src = *Address::parse("10.10.1.3");
+  open_to_backend_syn(other);
+  EXPECT_EQ(counters().flows_active, 3u);
+}
+
+TEST_F(EngineTest, ClosedFlowsGiveTheirSourceQuotaBack) {
+  cfg.max_flows_per_source = 1;
+  cfg.linger_s = 1;
+  Conn a = Conn::v4(1000);
+  open_to_backend_syn(a);
+  SegmentSpec rst{.tuple = a.c2s.reversed(), .ack = a.client_isn + 1, .flags = tcp_flag::RST | tcp_flag::ACK};
+  feed(make(rst));
+  EXPECT_EQ(counters().flows_active, 0u);
+  Conn b = Conn::v4(1001);
+  open_to_backend_syn(b);
+  EXPECT_EQ(counters().flows_active, 1u);
+}
+
+// ---- what is not ours ------------------------------------------------------------------------------
+
+TEST_F(EngineTest, UnprotectedTrafficPassesUntouched) {
+  Conn c = Conn::v4();
+  c.c2s.dport = 22;
+  Bytes b = c.syn();
+  const Bytes before = b;
+  Decision d = feed(b);
+  EXPECT_EQ(d.verdict, Verdict::Accept);
+  EXPECT_FALSE(d.modified);
+  EXPECT_EQ(b, before);
+  EXPECT_EQ(counters().passed_through, 1u);
+}
+
+TEST_F(EngineTest, MalformedPacketsAreDroppedAndCounted) {
+  Bytes junk = {0x45, 0x00, 0x00};
+  EXPECT_EQ(feed(junk).verdict, Verdict::Drop);
+  Conn c = Conn::v4();
+  Bytes frag = c.syn();
+  frag[6] = 0x20;  // MF: a fragmented SYN must not slip past the cookie check
+  EXPECT_EQ(feed(frag).verdict, Verdict::Drop);
+  EXPECT_EQ(counters().drop(DropReason::Malformed), 2u);
+  EXPECT_EQ(sink.size(), 0u);
+}
+
+TEST_F(EngineTest, AckForUnknownFlowWithoutCookieIsDropped) {
+  Conn c = Conn::v4();
+  c.cookie_isn = 0xdeadbeef;
+  feed(c.third_ack());
+  EXPECT_EQ(counters().drop(DropReason::CookieInvalid), 1u);
+  SegmentSpec s{.tuple = c.c2s.reversed(), .seq = 5, .ack = 6, .flags = tcp_flag::ACK};
+  feed(make(s));
+  EXPECT_EQ(counters().drop(DropReason::NoFlow), 1u);
+}
+
+// ---- client variants -------------------------------------------------------------------------------
+
+struct Variant {
+  std::string name;
+  bool v6;
+  bool timestamps;
+  bool wscale;
+  bool sack;
+  uint16_t mss;
+};
+
+class ClientVariants : public EngineTest, public ::testing::WithParamInterface<Variant> {};
+
+TEST_P(ClientVariants, HandshakeAndDataBothWays) {
+  const Variant& v = GetParam();
+  Conn c = v.v6 ? Conn::v6() : Conn::v4();
+  c.client_syn_opts.mss = v.mss;
+  c.client_syn_opts.has_timestamps = v.timestamps;
+  c.client_syn_opts.has_wscale = v.wscale;
+  c.client_syn_opts.sack_permitted = v.sack;
+  c.backend_synack_opts = c.client_syn_opts;
+  c.backend_synack_opts.tsval = c.backend_ts;
+  c.backend_synack_opts.mss = 1460;
+
+  Seen syn = open_to_backend_syn(c, text("hi"));
+  const TcpOptions& o = syn.pkt.options();
+  EXPECT_EQ(o.mss, v.mss) << "the backend must get the client's MSS, not a coarse step";
+  EXPECT_EQ(o.has_timestamps, v.timestamps);
+  EXPECT_EQ(o.has_wscale, v.timestamps && v.wscale) << "scaling needs timestamps to cross the cookie";
+  EXPECT_EQ(o.sack_permitted, v.timestamps && v.sack);
+  if (o.has_wscale) {
+    EXPECT_EQ(o.wscale, 7);
+  }
+  feed(c.backend_synack(o.has_timestamps ? o.tsval : 0));
+  ASSERT_EQ(sink.size(), 2u);
+  Seen data(sink.packets[0]);
+  EXPECT_EQ(data.pkt.payload_len(), 2u);
+  EXPECT_EQ(data.pkt.options().has_timestamps, v.timestamps);
+  sink.clear();
+
+  TcpOptions bo;
+  if (v.timestamps) {
+    bo.has_timestamps = true;
+    bo.tsval = c.backend_ts + 7;
+    bo.tsecr = 1001;
+  }
+  SegmentSpec s{.tuple = c.c2s.reversed(), .seq = c.backend_isn + 1, .ack = c.client_isn + 3,
+                .flags = tcp_flag::ACK | tcp_flag::PSH, .window = 1000, .options = bo,
+                .payload = text("response")};
+  Bytes b = make(s);
+  EXPECT_EQ(feed(b).verdict, Verdict::Accept);
+  ParseResult r = parse_tcp_packet(b);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r.packet.seq(), c.cookie_isn + 1);
+  EXPECT_TRUE(r.packet.checksum_valid());
+  if (v.timestamps) {
+    EXPECT_EQ(r.packet.options().tsval, c.synack_tsval + 7);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Engine, ClientVariants,
+    ::testing::Values(Variant{"v4_full_1460", false, true, true, true, 1460},
+                      Variant{"v4_mss536", false, true, true, true, 536},
+                      Variant{"v4_mss1220", false, true, true, true, 1220},
+                      Variant{"v4_mss1260", false, true, true, true, 1260},
+                      Variant{"v4_jumbo8960", false, true, true, true, 8960},
+                      Variant{"v4_no_timestamps", false, false, true, true, 1460},
+                      Variant{"v4_no_wscale", false, true, false, true, 1460},
+                      Variant{"v4_no_sack", false, true, true, false, 1460},
+                      Variant{"v4_bare", false, false, false, false, 1260},
+                      Variant{"v6_full", true, true, true, true, 1440},
+                      Variant{"v6_mss1220_no_ts", true, false, true, true, 1220}),
+    [](const ::testing::TestParamInfo<Variant>& i) { return i.param.name; });
+
+}  // namespace
+}  // namespace syngate::test
