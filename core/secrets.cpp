@@ -15,6 +15,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -311,7 +312,11 @@ CookieSecrets load_or_create_secrets(const std::string& path, uint32_t counter_n
   // file meanwhile, and then its keys (already in use there) win.
   const CookieSecrets fresh = generate_secrets(counter_now);
   const std::string tmp = write_temp(path, fresh);
-  const int rc = ::link(tmp.c_str(), path.c_str());
+  int rc = ::link(tmp.c_str(), path.c_str());
+  if (rc != 0 && (errno == EPERM || errno == EOPNOTSUPP || errno == EMLINK)) {
+    // A filesystem without hard links (vfat and the like): the same no-replace guarantee.
+    rc = ::renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, path.c_str(), RENAME_NOREPLACE);
+  }
   const int saved = errno;
   ::unlink(tmp.c_str());
   if (rc != 0) {

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -15,6 +16,7 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "syngate/cookie.hpp"
@@ -482,6 +484,36 @@ TEST_F(SecretsFile, SecondLoadReturnsTheSameSecrets) {
   EXPECT_EQ(first, second);
   EXPECT_EQ(second.current_since, 123u);
   EXPECT_EQ(dir_entries(), std::vector<std::string>{"cookie.secrets"});
+}
+
+TEST_F(SecretsFile, ConcurrentCreatorsAgreeOnOneSetOfKeys) {
+  // Gateways started together on a shared file: whoever creates it first wins, the others must
+  // adopt its keys rather than overwrite them (or their cookies would fail on the others).
+  for (int round = 0; round < 20; ++round) {
+    path_ = (dir_ / ("race-" + std::to_string(round))).string();
+    std::vector<CookieSecrets> got(6);
+    std::vector<std::string> errors(got.size());
+    std::vector<std::thread> threads;
+    for (size_t i = 0; i < got.size(); ++i) {
+      threads.emplace_back([&, i] {
+        try {
+          got[i] = load_or_create_secrets(path_, static_cast<uint32_t>(i));
+        } catch (const std::exception& e) {
+          errors[i] = e.what();
+        }
+      });
+    }
+    for (auto& t : threads) t.join();
+    for (size_t i = 0; i < got.size(); ++i) {
+      ASSERT_EQ(errors[i], "");
+      ASSERT_EQ(got[i], got[0]) << "round " << round << " thread " << i;
+    }
+    ASSERT_EQ(load_or_create_secrets(path_, 99), got[0]);
+  }
+  std::vector<std::string> expected;
+  for (int round = 0; round < 20; ++round) expected.push_back("race-" + std::to_string(round));
+  std::sort(expected.begin(), expected.end());
+  EXPECT_EQ(dir_entries(), expected);  // and no temp file left by any loser
 }
 
 TEST_F(SecretsFile, ARestartKeepsValidatingCookiesInFlight) {
