@@ -1,0 +1,430 @@
+#include "config.hpp"
+
+#include <arpa/inet.h>
+
+#include <algorithm>
+#include <fstream>
+#include <limits>
+#include <set>
+#include <sstream>
+#include <toml++/toml.h>
+
+namespace syngate::gw {
+
+ConfigError::ConfigError(const std::string& source, const std::string& key,
+                         const std::string& reason)
+    : std::runtime_error(source + ": " + (key.empty() ? std::string() : key + ": ") + reason),
+      key_(key),
+      reason_(reason) {}
+
+std::string_view to_string(Mode m) noexcept {
+  switch (m) {
+    case Mode::Router: return "router";
+    case Mode::Host: return "host";
+    case Mode::Both: return "both";
+  }
+  return "?";
+}
+
+std::string_view to_string(IptablesBackend b) noexcept {
+  switch (b) {
+    case IptablesBackend::Auto: return "auto";
+    case IptablesBackend::Nft: return "nft";
+    case IptablesBackend::Legacy: return "legacy";
+  }
+  return "?";
+}
+
+bool GatewayConfig::has_v4() const noexcept {
+  return std::any_of(services.begin(), services.end(), [](const auto& s) { return !s.v6; });
+}
+bool GatewayConfig::has_v6() const noexcept {
+  return std::any_of(services.begin(), services.end(), [](const auto& s) { return s.v6; });
+}
+
+namespace {
+
+// Reads the keys of one table, remembering which it consumed so that leftovers (typos) can be
+// reported by name.
+class TableReader {
+ public:
+  TableReader(const toml::table& table, std::string prefix, const std::string& source)
+      : table_(table), prefix_(std::move(prefix)), source_(source) {}
+
+  std::string key(std::string_view k) const { return prefix_ + std::string(k); }
+  [[noreturn]] void fail(std::string_view k, const std::string& reason) const {
+    throw ConfigError(source_, key(k), reason);
+  }
+
+  const toml::node* find(std::string_view k) {
+    seen_.insert(std::string(k));
+    return table_.get(k);
+  }
+
+  template <typename T>
+  void integer(std::string_view k, T& out, int64_t lo, int64_t hi) {
+    const toml::node* n = find(k);
+    if (!n) return;
+    if (!n->is_integer()) fail(k, "must be an integer (got " + type_name(*n) + ")");
+    int64_t v = n->as_integer()->get();
+    if (v < lo || v > hi) {
+      fail(k, "must be between " + std::to_string(lo) + " and " + std::to_string(hi) + " (got " +
+                  std::to_string(v) + ")");
+    }
+    out = static_cast<T>(v);
+  }
+
+  void boolean(std::string_view k, bool& out) {
+    const toml::node* n = find(k);
+    if (!n) return;
+    if (!n->is_boolean()) fail(k, "must be true or false (got " + type_name(*n) + ")");
+    out = n->as_boolean()->get();
+  }
+
+  bool string(std::string_view k, std::string& out) {
+    const toml::node* n = find(k);
+    if (!n) return false;
+    if (!n->is_string()) fail(k, "must be a string (got " + type_name(*n) + ")");
+    out = n->as_string()->get();
+    return true;
+  }
+
+  void int_list(std::string_view k, std::vector<int>& out, int lo, int hi) {
+    const toml::node* n = find(k);
+    if (!n) return;
+    const toml::array* a = n->as_array();
+    if (!a) fail(k, "must be an array of integers (got " + type_name(*n) + ")");
+    out.clear();
+    for (const toml::node& e : *a) {
+      if (!e.is_integer()) fail(k, "must be an array of integers (found " + type_name(e) + ")");
+      int64_t v = e.as_integer()->get();
+      if (v < lo || v > hi) {
+        fail(k, "entries must be between " + std::to_string(lo) + " and " + std::to_string(hi) +
+                    " (got " + std::to_string(v) + ")");
+      }
+      out.push_back(static_cast<int>(v));
+    }
+  }
+
+  void reject_unknown() const {
+    for (const auto& [k, v] : table_) {
+      if (!seen_.count(std::string(k.str()))) {
+        fail(k.str(), "unknown key (check the spelling; see deploy/syngate.toml for every key)");
+      }
+    }
+  }
+
+  static std::string type_name(const toml::node& n) {
+    switch (n.type()) {
+      case toml::node_type::string: return "a string";
+      case toml::node_type::integer: return "an integer";
+      case toml::node_type::floating_point: return "a float";
+      case toml::node_type::boolean: return "a boolean";
+      case toml::node_type::array: return "an array";
+      case toml::node_type::table: return "a table";
+      default: return "a date/time";
+    }
+  }
+
+ private:
+  const toml::table& table_;
+  std::string prefix_;
+  const std::string& source_;
+  std::set<std::string> seen_;
+};
+
+constexpr int64_t kU32Max = std::numeric_limits<uint32_t>::max();
+
+// Canonical text of an address, and its family; nullopt-like false when it is not an address.
+bool canonical_address(const std::string& text, std::string& out, bool& v6) {
+  unsigned char buf[16];
+  char str[INET6_ADDRSTRLEN];
+  if (inet_pton(AF_INET, text.c_str(), buf) == 1) {
+    v6 = false;
+    out = inet_ntop(AF_INET, buf, str, sizeof str);
+    return true;
+  }
+  if (inet_pton(AF_INET6, text.c_str(), buf) == 1) {
+    v6 = true;
+    out = inet_ntop(AF_INET6, buf, str, sizeof str);
+    return true;
+  }
+  return false;
+}
+
+bool is_loopback(const std::string& host) {
+  unsigned char buf[16];
+  if (inet_pton(AF_INET, host.c_str(), buf) == 1) return buf[0] == 127;
+  if (inet_pton(AF_INET6, host.c_str(), buf) == 1) {
+    static const unsigned char lo[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+    return std::equal(buf, buf + 16, lo);
+  }
+  return host == "localhost";
+}
+
+void parse_metrics_address(TableReader& r, GatewayConfig& c) {
+  std::string text;
+  if (!r.string("metrics_address", text)) return;
+  if (text.empty() || text == "off") {
+    c.metrics_port = 0;
+    return;
+  }
+  // "host:port", "[v6]:port"
+  std::string host, port;
+  if (text.front() == '[') {
+    auto close = text.find(']');
+    if (close == std::string::npos || close + 1 >= text.size() || text[close + 1] != ':') {
+      r.fail("metrics_address", "expected \"[v6-address]:port\" (got \"" + text + "\")");
+    }
+    host = text.substr(1, close - 1);
+    port = text.substr(close + 2);
+  } else {
+    auto colon = text.rfind(':');
+    if (colon == std::string::npos || text.find(':') != colon) {
+      r.fail("metrics_address", "expected \"host:port\", e.g. \"127.0.0.1:9470\" (got \"" + text +
+                                    "\")");
+    }
+    host = text.substr(0, colon);
+    port = text.substr(colon + 1);
+  }
+  std::string canon;
+  bool v6 = false;
+  if (host != "localhost" && !canonical_address(host, canon, v6)) {
+    r.fail("metrics_address", "\"" + host + "\" is not an IP address");
+  }
+  char* end = nullptr;
+  long p = std::strtol(port.c_str(), &end, 10);
+  if (port.empty() || *end != '\0' || p < 1 || p > 65535) {
+    r.fail("metrics_address", "port must be 1..65535 (got \"" + port + "\")");
+  }
+  c.metrics_host = host == "localhost" ? "127.0.0.1" : canon;
+  c.metrics_port = static_cast<uint16_t>(p);
+}
+
+void parse_gateway(const toml::table& t, GatewayConfig& c) {
+  TableReader r(t, "gateway.", c.source);
+  if (!r.string("secret_file", c.secret_file) || c.secret_file.empty()) {
+    r.fail("secret_file", "is required: the file holding the SYN-cookie secrets (created 0600 if "
+                          "missing), e.g. \"/var/lib/syngate/secrets\"");
+  }
+  if (r.string("log_level", c.log_level)) {
+    static const std::set<std::string> levels = {"trace", "debug", "info", "warn", "error", "critical", "off"};
+    if (!levels.count(c.log_level)) {
+      r.fail("log_level", "must be one of trace, debug, info, warn, error, critical, off (got \"" +
+                              c.log_level + "\")");
+    }
+  }
+  parse_metrics_address(r, c);
+  r.boolean("metrics_allow_remote", c.metrics_allow_remote);
+  if (c.metrics_port != 0 && !c.metrics_allow_remote && !is_loopback(c.metrics_host)) {
+    r.fail("metrics_address", "\"" + c.metrics_host + "\" is not a loopback address; the metrics "
+                              "endpoint has no authentication, set metrics_allow_remote = true to "
+                              "expose it anyway");
+  }
+  r.integer("stats_interval_s", c.stats_interval_s, 0, 86400);
+  r.integer("syn_queue", c.syn_queue, 0, 65535);
+  r.integer("syn_queues", c.syn_queues, 1, 64);
+  r.integer("flow_queue", c.flow_queue, 0, 65535);
+  r.integer("flow_queues", c.flow_queues, 1, 64);
+  if (c.syn_queue + c.syn_queues - 1 > 65535) r.fail("syn_queues", "queue numbers past 65535");
+  if (c.flow_queue + c.flow_queues - 1 > 65535) r.fail("flow_queues", "queue numbers past 65535");
+  bool overlap = c.syn_queue < c.flow_queue + c.flow_queues && c.flow_queue < c.syn_queue + c.syn_queues;
+  if (overlap) {
+    r.fail("flow_queue", "flow queues " + std::to_string(c.flow_queue) + ".." +
+                             std::to_string(c.flow_queue + c.flow_queues - 1) +
+                             " overlap the SYN queues " + std::to_string(c.syn_queue) + ".." +
+                             std::to_string(c.syn_queue + c.syn_queues - 1) +
+                             "; SYNs must be queued apart from established traffic");
+  }
+  r.integer("syn_queue_maxlen", c.syn_queue_maxlen, 16, 1 << 20);
+  r.integer("flow_queue_maxlen", c.flow_queue_maxlen, 16, 1 << 20);
+  r.boolean("fail_open", c.fail_open);
+  r.integer("rcvbuf_bytes", c.rcvbuf_bytes, 1 << 16, 1 << 30);
+  r.integer("sndbuf_bytes", c.sndbuf_bytes, 1 << 16, 1 << 30);
+  r.integer("batch_size", c.batch_size, 1, 1024);
+  r.integer("syn_worker_nice", c.syn_worker_nice, -20, 19);
+  r.integer("flow_worker_nice", c.flow_worker_nice, -20, 19);
+  r.int_list("syn_cpus", c.syn_cpus, 0, 4095);
+  r.int_list("flow_cpus", c.flow_cpus, 0, 4095);
+  r.integer("advance_interval_ms", c.advance_interval_ms, 10, 1000);
+  std::string text;
+  if (r.string("mode", text)) {
+    if (text == "router") c.mode = Mode::Router;
+    else if (text == "host") c.mode = Mode::Host;
+    else if (text == "both") c.mode = Mode::Both;
+    else r.fail("mode", "must be \"router\" (FORWARD), \"host\" (INPUT/OUTPUT) or \"both\" (got \"" + text + "\")");
+  }
+  r.integer("mark", c.mark, 1, kU32Max);
+  if (r.string("iptables", text)) {
+    if (text == "auto") c.iptables = IptablesBackend::Auto;
+    else if (text == "nft") c.iptables = IptablesBackend::Nft;
+    else if (text == "legacy") c.iptables = IptablesBackend::Legacy;
+    else r.fail("iptables", "must be \"auto\", \"nft\" or \"legacy\" (got \"" + text + "\")");
+  }
+  if (r.string("chain", c.chain)) {
+    bool ok = !c.chain.empty() && c.chain.size() <= 28 &&
+              std::all_of(c.chain.begin(), c.chain.end(), [](char ch) {
+                return (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
+                       (ch >= '0' && ch <= '9') || ch == '_' || ch == '-';
+              });
+    if (!ok) r.fail("chain", "must be 1..28 characters of A-Z a-z 0-9 _ - (got \"" + c.chain + "\")");
+  }
+  r.integer("secret_rotation_s", c.secret_rotation_s, 0, 86400 * 365);
+  if (c.secret_rotation_s != 0 && c.secret_rotation_s < 128) {
+    r.fail("secret_rotation_s", "must be 0 (never) or at least 128: a cookie is checked with the "
+                                "current and the previous key only, so rotating faster than two "
+                                "64-second cookie ticks invalidates handshakes in flight");
+  }
+  r.reject_unknown();
+}
+
+void parse_engine(const toml::table& t, GatewayConfig& c) {
+  TableReader r(t, "engine.", c.source);
+  EngineConfig& e = c.engine;
+  r.integer("max_flows", e.max_flows, 1, 1 << 26);
+  r.integer("max_flows_per_source", e.max_flows_per_source, 0, kU32Max);
+  r.integer("synack_window", e.synack_window, 1, 65535);
+  r.integer("announced_wscale", e.announced_wscale, 0, kMaxWindowScale);
+  r.boolean("announce_ecn", e.announce_ecn);
+  r.integer("early_data_bytes", e.early_data_bytes, 0, 1 << 20);
+  r.integer("early_data_slots", e.early_data_slots, 0, 1 << 24);
+  r.integer("backend_syn_retries", e.backend_syn_retries, 0, 16);
+  r.integer("backend_retry_initial_ms", e.backend_retry_initial_ms, 10, 60000);
+  r.integer("established_idle_s", e.established_idle_s, 1, 86400 * 7);
+  r.integer("closing_idle_s", e.closing_idle_s, 1, 86400);
+  r.integer("linger_s", e.linger_s, 0, 3600);
+  r.integer("cookie_max_age", c.cookie_max_age, 0, 3);
+  r.reject_unknown();
+}
+
+void parse_services(const toml::node* node, GatewayConfig& c) {
+  if (!node) {
+    throw ConfigError(c.source, "service",
+                      "at least one [[service]] table is required, e.g. [[service]] address = "
+                      "\"10.10.3.2\" port = 80");
+  }
+  const toml::array* arr = node->as_array();
+  if (!arr || !arr->is_array_of_tables()) {
+    throw ConfigError(c.source, "service", "must be an array of tables: write [[service]]");
+  }
+  if (arr->empty()) throw ConfigError(c.source, "service", "at least one [[service]] is required");
+  size_t i = 0;
+  for (const toml::node& n : *arr) {
+    TableReader r(*n.as_table(), "service[" + std::to_string(i) + "].", c.source);
+    ServiceEntry s;
+    std::string text;
+    if (!r.string("address", text)) r.fail("address", "is required (an IPv4 or IPv6 address)");
+    if (!canonical_address(text, s.address, s.v6)) {
+      r.fail("address", "\"" + text + "\" is not an IPv4 or IPv6 address (names are not resolved)");
+    }
+    const toml::node* p = r.find("port");
+    if (!p) r.fail("port", "is required (1..65535)");
+    r.integer("port", s.port, 1, 65535);
+    r.reject_unknown();
+    for (const ServiceEntry& other : c.services) {
+      if (other == s) r.fail("address", "duplicate service " + s.address + " port " + std::to_string(s.port));
+    }
+    c.services.push_back(s);
+    ++i;
+  }
+}
+
+}  // namespace
+
+GatewayConfig parse_config(std::string_view toml_text, std::string_view source) {
+  GatewayConfig c;
+  c.source = std::string(source);
+  toml::table root;
+  try {
+    root = toml::parse(toml_text, source);
+  } catch (const toml::parse_error& e) {
+    std::ostringstream where;
+    where << "line " << e.source().begin.line << ", column " << e.source().begin.column;
+    throw ConfigError(c.source, "", "TOML syntax error at " + where.str() + ": " +
+                                        std::string(e.description()));
+  }
+  for (const auto& [k, v] : root) {
+    std::string key(k.str());
+    if (key != "gateway" && key != "engine" && key != "service") {
+      throw ConfigError(c.source, key, "unknown section (expected [gateway], [engine], [[service]])");
+    }
+    if ((key == "gateway" || key == "engine") && !v.is_table()) {
+      throw ConfigError(c.source, key, "must be a table: write [" + key + "]");
+    }
+  }
+  const toml::table* gw = root["gateway"].as_table();
+  if (!gw) {
+    throw ConfigError(c.source, "gateway", "section [gateway] is required (it holds secret_file)");
+  }
+  parse_gateway(*gw, c);
+  if (const toml::table* e = root["engine"].as_table()) parse_engine(*e, c);
+  parse_services(root.get("service"), c);
+  c.engine.services = to_engine_services(c.services);
+  return c;
+}
+
+GatewayConfig load_config(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw ConfigError(path, "", "cannot open the file for reading");
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  if (in.bad()) throw ConfigError(path, "", "read error");
+  return parse_config(ss.str(), path);
+}
+
+std::vector<Service> to_engine_services(const std::vector<ServiceEntry>& services) {
+  std::vector<Service> out;
+  for (const ServiceEntry& s : services) {
+    Service svc;
+    unsigned char buf[16] = {};
+    if (s.v6) {
+      inet_pton(AF_INET6, s.address.c_str(), buf);
+      std::copy(buf, buf + 16, svc.address.bytes.begin());
+    } else {
+      inet_pton(AF_INET, s.address.c_str(), buf);
+      svc.address.bytes = {};
+      svc.address.bytes[10] = 0xff;
+      svc.address.bytes[11] = 0xff;
+      std::copy(buf, buf + 4, svc.address.bytes.begin() + 12);
+    }
+    svc.port = s.port;
+    out.push_back(svc);
+  }
+  return out;
+}
+
+std::vector<std::string> non_reloadable_changes(const GatewayConfig& a, const GatewayConfig& b) {
+  std::vector<std::string> out;
+  auto check = [&](bool differ, const char* key) {
+    if (differ) out.push_back(key);
+  };
+  check(a.secret_file != b.secret_file, "gateway.secret_file");
+  check(a.metrics_host != b.metrics_host || a.metrics_port != b.metrics_port, "gateway.metrics_address");
+  check(a.syn_queue != b.syn_queue || a.syn_queues != b.syn_queues, "gateway.syn_queue(s)");
+  check(a.flow_queue != b.flow_queue || a.flow_queues != b.flow_queues, "gateway.flow_queue(s)");
+  check(a.syn_queue_maxlen != b.syn_queue_maxlen || a.flow_queue_maxlen != b.flow_queue_maxlen,
+        "gateway.*_queue_maxlen");
+  check(a.fail_open != b.fail_open, "gateway.fail_open");
+  check(a.rcvbuf_bytes != b.rcvbuf_bytes || a.sndbuf_bytes != b.sndbuf_bytes, "gateway.*buf_bytes");
+  check(a.batch_size != b.batch_size, "gateway.batch_size");
+  check(a.syn_worker_nice != b.syn_worker_nice || a.flow_worker_nice != b.flow_worker_nice ||
+            a.syn_cpus != b.syn_cpus || a.flow_cpus != b.flow_cpus,
+        "gateway worker placement (nice/cpus)");
+  check(a.mark != b.mark, "gateway.mark");
+  check(a.cookie_max_age != b.cookie_max_age, "engine.cookie_max_age");
+  const EngineConfig& x = a.engine;
+  const EngineConfig& y = b.engine;
+  bool engine_differs = x.max_flows != y.max_flows || x.max_flows_per_source != y.max_flows_per_source ||
+                        x.synack_window != y.synack_window || x.announced_wscale != y.announced_wscale ||
+                        x.announce_ecn != y.announce_ecn || x.early_data_bytes != y.early_data_bytes ||
+                        x.early_data_slots != y.early_data_slots ||
+                        x.backend_syn_retries != y.backend_syn_retries ||
+                        x.backend_retry_initial_ms != y.backend_retry_initial_ms ||
+                        x.established_idle_s != y.established_idle_s ||
+                        x.closing_idle_s != y.closing_idle_s || x.linger_s != y.linger_s;
+  check(engine_differs, "[engine] settings");
+  check(a.services != b.services, "[[service]] list (flow tables are built for it)");
+  return out;
+}
+
+}  // namespace syngate::gw

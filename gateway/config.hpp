@@ -1,0 +1,102 @@
+// The daemon's configuration: one TOML file, validated whole before anything touches the network.
+// Pure code (parsing and validation only); load_config() is the one function that reads a file.
+#pragma once
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "syngate/engine.hpp"
+
+namespace syngate::gw {
+
+// An error names the file, the key (dotted TOML path) and the reason, so an operator can fix it
+// without reading code: "syngate.toml: gateway.syn_queues: must be between 1 and 64 (got 0)".
+class ConfigError : public std::runtime_error {
+ public:
+  ConfigError(const std::string& source, const std::string& key, const std::string& reason);
+  const std::string& key() const noexcept { return key_; }
+  const std::string& reason() const noexcept { return reason_; }
+
+ private:
+  std::string key_;
+  std::string reason_;
+};
+
+// Which netfilter hooks the rules use: a router forwards to servers behind it (FORWARD), a host
+// runs the services itself (INPUT for client packets, OUTPUT for the replies).
+enum class Mode : uint8_t { Router, Host, Both };
+std::string_view to_string(Mode m) noexcept;
+
+enum class IptablesBackend : uint8_t { Auto, Nft, Legacy };
+std::string_view to_string(IptablesBackend b) noexcept;
+
+struct ServiceEntry {
+  std::string address;  // canonical text form (inet_ntop), as iptables gets it
+  bool v6 = false;
+  uint16_t port = 0;
+  friend bool operator==(const ServiceEntry&, const ServiceEntry&) = default;
+};
+
+struct GatewayConfig {
+  std::string source;  // file name, for messages
+
+  // [gateway]
+  std::string secret_file;
+  std::string log_level = "info";
+  std::string metrics_host = "127.0.0.1";
+  uint16_t metrics_port = 9470;  // 0 disables the endpoint
+  bool metrics_allow_remote = false;
+  uint32_t stats_interval_s = 10;  // periodic log line; 0 = off
+
+  uint16_t syn_queue = 0;
+  uint16_t syn_queues = 1;
+  uint16_t flow_queue = 8;
+  uint16_t flow_queues = 1;
+  uint32_t syn_queue_maxlen = 4096;
+  uint32_t flow_queue_maxlen = 8192;
+  bool fail_open = false;
+  uint32_t rcvbuf_bytes = 16u << 20;
+  uint32_t sndbuf_bytes = 4u << 20;
+  uint32_t batch_size = 64;
+  int syn_worker_nice = 10;
+  int flow_worker_nice = 0;
+  std::vector<int> syn_cpus;   // empty: let the scheduler place workers
+  std::vector<int> flow_cpus;
+  uint32_t advance_interval_ms = 100;
+
+  Mode mode = Mode::Both;
+  uint32_t mark = 0x5347;  // SO_MARK of emitted packets; the rules let such packets through
+  IptablesBackend iptables = IptablesBackend::Auto;
+  std::string chain = "SYNGATE";
+
+  uint32_t secret_rotation_s = 0;  // 0 = keep the secrets until the file changes
+  uint32_t cookie_max_age = 1;
+
+  // [engine], mapped 1:1 onto EngineConfig (services come from [[service]]).
+  EngineConfig engine;
+
+  // [[service]]
+  std::vector<ServiceEntry> services;
+
+  bool has_v4() const noexcept;
+  bool has_v6() const noexcept;
+};
+
+// Parses and validates TOML text. Unknown keys are errors (a typo must not silently fall back to
+// a default). Throws ConfigError.
+GatewayConfig parse_config(std::string_view toml_text, std::string_view source = "config");
+// Reads the file and parses it; a missing or unreadable file is a ConfigError too.
+GatewayConfig load_config(const std::string& path);
+
+// Turns the service list into the engine's form (IPv4 as v4-mapped Address).
+std::vector<Service> to_engine_services(const std::vector<ServiceEntry>& services);
+
+// One line per setting that differs and cannot change without a restart (queues, buffers,
+// workers, flow table sizes); empty when a reload can apply everything.
+std::vector<std::string> non_reloadable_changes(const GatewayConfig& running,
+                                                const GatewayConfig& next);
+
+}  // namespace syngate::gw

@@ -1,0 +1,443 @@
+// The daemon shell around the pure engine: one thread per NFQUEUE queue (SYN workers answer
+// SYNs statelessly, flow workers own an Engine each), a metrics thread, and the main thread that
+// waits for signals, logs the periodic summary and rotates secrets.
+#include "daemon.hpp"
+
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <fstream>
+#include <httplib.h>
+#include <memory>
+#include <mutex>
+#include <spdlog/spdlog.h>
+#include <sstream>
+#include <thread>
+#include <vector>
+
+#include "config.hpp"
+#include "metrics.hpp"
+#include "nfqueue.hpp"
+#include "sender.hpp"
+#include "syngate/cookie.hpp"
+#include "syngate/engine.hpp"
+#include "syngate/packet.hpp"
+
+namespace syngate::gw {
+
+namespace {
+
+uint64_t monotonic_ns() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+// Cookie secrets shared by all workers. Workers poll `generation` (one relaxed load per batch)
+// and copy the secrets into their own CookieJar when it moves: the hot path takes no lock.
+struct SharedSecrets {
+  std::mutex mutex;
+  CookieSecrets secrets;
+  std::atomic<uint64_t> generation{1};
+
+  void publish(const CookieSecrets& s) {
+    std::lock_guard lock(mutex);
+    secrets = s;
+    generation.fetch_add(1, std::memory_order_release);
+  }
+  CookieSecrets get() {
+    std::lock_guard lock(mutex);
+    return secrets;
+  }
+};
+
+// Secrets persisted under one boot's monotonic clock may claim a start in the future after a
+// reboot (the clock restarted): then the current key is taken to start now.
+CookieSecrets sane(CookieSecrets s, uint32_t counter_now) {
+  if (s.current_since > counter_now) s.current_since = counter_now;
+  return s;
+}
+
+struct Worker {
+  unsigned id = 0;
+  bool syn_only = false;
+  uint16_t queue = 0;
+  int nice = 0;
+  int cpu = -1;
+
+  std::unique_ptr<NfQueue> nfq;
+  std::unique_ptr<RawSender> sender;
+  std::unique_ptr<CookieJar> jar;
+  std::unique_ptr<Engine> engine;
+  EngineConfig engine_config;
+  uint64_t seen_generation = 0;
+
+  EngineCounters syn_counters{};  // SYN workers count here; flow workers read the engine's
+  IntakeCounters intake{};
+  ReceiveStats rx{};
+
+  std::mutex snapshot_mutex;
+  WorkerSnapshot snapshot;
+  std::thread thread;
+};
+
+struct Daemon {
+  GatewayConfig config;
+  std::string config_path;
+  SharedSecrets secrets;
+  std::atomic<bool> stop{false};
+  std::vector<std::unique_ptr<Worker>> workers;
+  std::atomic<uint64_t> reloads{0};
+  std::atomic<uint64_t> reload_failures{0};
+  double start_time = 0;
+
+  void worker_main(Worker& w);
+  void handle(Worker& w, const QueuedPacket& p, uint64_t now);
+  void publish(Worker& w);
+  GatewaySnapshot snapshot();
+};
+
+void Daemon::publish(Worker& w) {
+  std::lock_guard lock(w.snapshot_mutex);
+  w.snapshot.engine = w.syn_only ? w.syn_counters : w.engine->counters();
+  w.intake.netlink_enobufs = w.rx.enobufs;
+  w.intake.netlink_errors = w.rx.errors;
+  w.intake.emitted = w.sender->sent;
+  w.intake.emit_errors = w.sender->errors;
+  w.snapshot.intake = w.intake;
+}
+
+void Daemon::handle(Worker& w, const QueuedPacket& p, uint64_t now) {
+  bool fail_accept = config.fail_open;
+  if (p.truncated) {
+    // A partial copy must never be re-injected, and the engine cannot translate what it cannot
+    // see: drop, the sender retransmits (retransmissions are not aggregated by GRO).
+    ++w.intake.truncated;
+    ++w.intake.verdict_drop;
+    if (w.syn_only) ++w.syn_counters.packets;
+    w.nfq->verdict(p.id, false);
+    return;
+  }
+  Decision d{fail_accept ? Verdict::Accept : Verdict::Drop, false};
+  try {
+    if (w.syn_only) {
+      EngineCounters& c = w.syn_counters;
+      ++c.packets;
+      ParseResult parsed = parse_tcp_packet(p.data);
+      if (!parsed) {
+        ++c.drops[static_cast<size_t>(DropReason::Malformed)];
+        d = {Verdict::Accept, false};
+      } else if (parsed.packet.has(tcp_flag::SYN) && !parsed.packet.has(tcp_flag::ACK) &&
+                 answer_syn(parsed.packet, *w.jar, w.engine_config, now, *w.sender)) {
+        ++c.syn_received;
+        ++c.cookies_sent;
+        ++c.drops[static_cast<size_t>(DropReason::SynAnswered)];
+        d = {Verdict::Drop, false};
+      } else {
+        ++c.passed_through;
+        d = {Verdict::Accept, false};
+      }
+    } else {
+      d = w.engine->process(p.data, now, *w.sender, p.checksum_ready);
+    }
+  } catch (const std::exception& e) {
+    ++w.intake.exceptions;
+    if (w.intake.exceptions < 10) spdlog::error("worker {}: packet processing threw: {}", w.id, e.what());
+  } catch (...) {
+    ++w.intake.exceptions;
+  }
+  if (d.verdict == Verdict::Accept && d.modified) {
+    ++w.intake.verdict_modified;
+    w.nfq->verdict_modified(p.id, p.data);
+  } else if (d.verdict == Verdict::Accept) {
+    ++w.intake.verdict_accept;
+    w.nfq->verdict(p.id, true);
+  } else {
+    ++w.intake.verdict_drop;
+    w.nfq->verdict(p.id, false);
+  }
+}
+
+void Daemon::worker_main(Worker& w) {
+  std::string name = (w.syn_only ? "syn-q" : "flow-q") + std::to_string(w.queue);
+  pthread_setname_np(pthread_self(), name.substr(0, 15).c_str());
+  // Flow workers outrank SYN workers for the CPU: when a flood saturates the SYN path, the
+  // established connections keep moving.
+  if (setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), w.nice) != 0) {
+    spdlog::warn("worker {}: cannot set nice {}: {}", w.id, w.nice, std::strerror(errno));
+  }
+  if (w.cpu >= 0) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(w.cpu, &set);
+    if (pthread_setaffinity_np(pthread_self(), sizeof set, &set) != 0) {
+      spdlog::warn("worker {}: cannot pin to CPU {}", w.id, w.cpu);
+    }
+  }
+  const uint64_t advance_ns = static_cast<uint64_t>(config.advance_interval_ms) * 1000000ull;
+  const uint64_t publish_ns = 100000000ull;
+  uint64_t last_advance = monotonic_ns(), last_publish = 0;
+  bool draining = false;
+  for (;;) {
+    if (stop.load(std::memory_order_relaxed)) draining = true;
+    uint64_t gen = secrets.generation.load(std::memory_order_acquire);
+    if (gen != w.seen_generation) {
+      *w.jar = CookieJar(secrets.get(), config.cookie_max_age);
+      if (w.engine) w.engine->set_cookies(*w.jar);
+      w.seen_generation = gen;
+    }
+    const auto& batch = w.nfq->receive(draining, w.rx);
+    uint64_t now = monotonic_ns();
+    if (!batch.empty()) {
+      ++w.intake.batches;
+      for (const QueuedPacket& p : batch) {
+        handle(w, p, now);
+        // Emitted packets follow the verdicts of the packets before them, so that e.g. data
+        // the engine releases to a backend is not overtaken by later segments of the batch.
+        if (!w.syn_only && w.sender->pending()) {
+          w.nfq->flush(w.rx);
+          w.sender->flush();
+        }
+      }
+      w.nfq->flush(w.rx);
+      w.sender->flush();
+    }
+    if (w.engine && now - last_advance >= advance_ns) {
+      try {
+        w.engine->advance(now, *w.sender);
+      } catch (const std::exception& e) {
+        ++w.intake.exceptions;
+        spdlog::error("worker {}: advance threw: {}", w.id, e.what());
+      }
+      w.sender->flush();
+      last_advance = now;
+    }
+    if (now - last_publish >= publish_ns) {
+      publish(w);
+      last_publish = now;
+    }
+    if (draining && batch.empty()) break;
+  }
+  publish(w);
+}
+
+uint64_t rss_bytes() {
+  std::ifstream in("/proc/self/statm");
+  uint64_t size = 0, resident = 0;
+  in >> size >> resident;
+  return resident * static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+}
+
+GatewaySnapshot Daemon::snapshot() {
+  GatewaySnapshot s;
+  for (auto& w : workers) {
+    std::lock_guard lock(w->snapshot_mutex);
+    s.workers.push_back(w->snapshot);
+  }
+  std::ifstream in("/proc/net/netfilter/nfnetlink_queue");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  for (const auto& q : parse_nfqueue_proc(ss.str())) {
+    bool ours = (q.queue >= config.syn_queue && q.queue < config.syn_queue + config.syn_queues) ||
+                (q.queue >= config.flow_queue && q.queue < config.flow_queue + config.flow_queues);
+    if (ours) s.queues.push_back(q);
+  }
+  s.secrets_generation = secrets.generation.load();
+  s.reloads = reloads.load();
+  s.reload_failures = reload_failures.load();
+  s.start_time_seconds = start_time;
+  s.rss_bytes = rss_bytes();
+  return s;
+}
+
+void set_log_level(const std::string& level) {
+  spdlog::set_level(spdlog::level::from_str(level));
+}
+
+}  // namespace
+
+int run_daemon(const std::string& config_path) {
+  auto d = std::make_unique<Daemon>();
+  d->config_path = config_path;
+  try {
+    d->config = load_config(config_path);
+  } catch (const std::exception& e) {
+    spdlog::critical("{}", e.what());
+    return 2;
+  }
+  GatewayConfig& cfg = d->config;
+  set_log_level(cfg.log_level);
+  d->start_time = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+
+  // Signals go to the main thread only: block them before any thread starts.
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGTERM);
+  sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+
+  uint32_t counter = cookie_counter(monotonic_ns());
+  try {
+    d->secrets.publish(sane(load_or_create_secrets(cfg.secret_file, counter), counter));
+  } catch (const std::exception& e) {
+    spdlog::critical("gateway.secret_file {}: {}", cfg.secret_file, e.what());
+    return 2;
+  }
+
+  try {
+    unsigned id = 0;
+    auto add = [&](bool syn_only, uint16_t queue, int cpu) {
+      auto w = std::make_unique<Worker>();
+      w->id = id++;
+      w->syn_only = syn_only;
+      w->queue = queue;
+      w->nice = syn_only ? cfg.syn_worker_nice : cfg.flow_worker_nice;
+      w->cpu = cpu;
+      w->engine_config = cfg.engine;
+      QueueOptions qo;
+      qo.maxlen = syn_only ? cfg.syn_queue_maxlen : cfg.flow_queue_maxlen;
+      qo.fail_open = cfg.fail_open;
+      qo.rcvbuf_bytes = cfg.rcvbuf_bytes;
+      qo.sndbuf_bytes = cfg.sndbuf_bytes;
+      qo.batch = cfg.batch_size;
+      qo.recv_timeout_ms = std::min<uint32_t>(cfg.advance_interval_ms, 100);
+      if (syn_only) {
+        // SYNs are never GSO and only their headers matter; small slots keep large batches cheap.
+        qo.copy_range = 2048;
+        qo.slot_bytes = 4096;
+        qo.gso = false;
+      }
+      w->nfq = std::make_unique<NfQueue>(queue, qo);
+      w->sender = std::make_unique<RawSender>(cfg.mark, cfg.sndbuf_bytes, cfg.has_v4(), cfg.has_v6());
+      w->jar = std::make_unique<CookieJar>(d->secrets.get(), cfg.cookie_max_age);
+      w->seen_generation = d->secrets.generation.load();
+      if (!syn_only) w->engine = std::make_unique<Engine>(w->engine_config, *w->jar);
+      w->snapshot.id = w->id;
+      w->snapshot.syn_only = syn_only;
+      w->snapshot.queue = queue;
+      w->snapshot.flow_table_bytes = w->engine ? w->engine->memory_bytes() : 0;
+      d->workers.push_back(std::move(w));
+    };
+    for (uint16_t i = 0; i < cfg.syn_queues; ++i) {
+      int cpu = cfg.syn_cpus.empty() ? -1 : cfg.syn_cpus[i % cfg.syn_cpus.size()];
+      add(true, static_cast<uint16_t>(cfg.syn_queue + i), cpu);
+    }
+    for (uint16_t i = 0; i < cfg.flow_queues; ++i) {
+      int cpu = cfg.flow_cpus.empty() ? -1 : cfg.flow_cpus[i % cfg.flow_cpus.size()];
+      add(false, static_cast<uint16_t>(cfg.flow_queue + i), cpu);
+    }
+  } catch (const std::exception& e) {
+    spdlog::critical("startup failed: {}", e.what());
+    return 1;
+  }
+
+  std::unique_ptr<httplib::Server> http;
+  std::thread http_thread;
+  if (cfg.metrics_port != 0) {
+    http = std::make_unique<httplib::Server>();
+    Daemon* dp = d.get();
+    http->Get("/metrics", [dp](const httplib::Request&, httplib::Response& res) {
+      res.set_content(render_prometheus(dp->snapshot()), "text/plain; version=0.0.4");
+    });
+    http->Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
+      res.set_content("ok\n", "text/plain");
+    });
+    if (!http->bind_to_port(cfg.metrics_host, cfg.metrics_port)) {
+      spdlog::critical("gateway.metrics_address {}:{}: cannot listen (address in use or not local)",
+                       cfg.metrics_host, cfg.metrics_port);
+      return 1;
+    }
+    http_thread = std::thread([&http] { http->listen_after_bind(); });
+  }
+
+  for (auto& w : d->workers) {
+    Worker* wp = w.get();
+    w->thread = std::thread([&d, wp] { d->worker_main(*wp); });
+  }
+  spdlog::info("syngate running: {} service(s), SYN queue(s) {}..{}, flow queue(s) {}..{}, fail-{}, "
+               "metrics {}",
+               cfg.services.size(), cfg.syn_queue, cfg.syn_queue + cfg.syn_queues - 1, cfg.flow_queue,
+               cfg.flow_queue + cfg.flow_queues - 1, cfg.fail_open ? "open" : "closed",
+               cfg.metrics_port ? cfg.metrics_host + ":" + std::to_string(cfg.metrics_port) : "off");
+  for (const auto& w : d->workers) {
+    if (!w->syn_only && !w->nfq->gso_enabled()) {
+      spdlog::warn("queue {}: kernel refused NFQA_CFG_F_GSO; GSO packets are segmented before queueing", w->queue);
+    }
+  }
+
+  GatewaySnapshot prev = d->snapshot();
+  auto prev_time = std::chrono::steady_clock::now();
+  auto last_rotation = prev_time;
+  int exit_code = 0;
+  for (;;) {
+    timespec timeout{1, 0};
+    int sig = sigtimedwait(&sigs, nullptr, &timeout);
+    if (sig == SIGTERM || sig == SIGINT) {
+      spdlog::info("signal {}: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+      break;
+    }
+    if (sig == SIGHUP) {
+      try {
+        GatewayConfig next = load_config(config_path);
+        for (const auto& key : non_reloadable_changes(cfg, next)) {
+          spdlog::warn("reload: {} changed; it takes effect only after a restart", key);
+        }
+        cfg.log_level = next.log_level;
+        set_log_level(cfg.log_level);
+        cfg.stats_interval_s = next.stats_interval_s;
+        cfg.secret_rotation_s = next.secret_rotation_s;
+        uint32_t c = cookie_counter(monotonic_ns());
+        CookieSecrets loaded = sane(load_or_create_secrets(cfg.secret_file, c), c);
+        if (!(loaded == d->secrets.get())) {
+          d->secrets.publish(loaded);
+          spdlog::info("reload: new cookie secrets from {}", cfg.secret_file);
+        }
+        ++d->reloads;
+        spdlog::info("reload: done (log level {}, stats every {} s)", cfg.log_level, cfg.stats_interval_s);
+      } catch (const std::exception& e) {
+        ++d->reload_failures;
+        spdlog::error("reload failed, keeping the running configuration: {}", e.what());
+      }
+    }
+    auto now = std::chrono::steady_clock::now();
+    if (cfg.secret_rotation_s != 0 &&
+        now - last_rotation >= std::chrono::seconds(cfg.secret_rotation_s)) {
+      try {
+        CookieSecrets next = rotate_secrets(d->secrets.get(), cookie_counter(monotonic_ns()));
+        save_secrets(cfg.secret_file, next);
+        d->secrets.publish(next);
+        spdlog::info("cookie secrets rotated");
+      } catch (const std::exception& e) {
+        spdlog::error("secret rotation failed: {}", e.what());
+      }
+      last_rotation = now;
+    }
+    if (cfg.stats_interval_s != 0 && now - prev_time >= std::chrono::seconds(cfg.stats_interval_s)) {
+      GatewaySnapshot cur = d->snapshot();
+      double dt = std::chrono::duration<double>(now - prev_time).count();
+      spdlog::info("{}", summary_line(cur, prev, dt));
+      prev = std::move(cur);
+      prev_time = now;
+    }
+  }
+  d->stop.store(true);
+  for (auto& w : d->workers) w->thread.join();
+  if (http) {
+    http->stop();
+    http_thread.join();
+  }
+  GatewaySnapshot last = d->snapshot();
+  spdlog::info("stopped: {}", summary_line(last, GatewaySnapshot{}, 0));
+  return exit_code;
+}
+
+}  // namespace syngate::gw

@@ -1,0 +1,124 @@
+// syngate: inline SYN-flood gateway (NFQUEUE handshake proxy with SYN cookies).
+#include <sys/stat.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <iostream>
+#include <spdlog/spdlog.h>
+
+#include "config.hpp"
+#include "daemon.hpp"
+#include "iptables_exec.hpp"
+#include "rules.hpp"
+#include "syngate/cookie.hpp"
+
+namespace gw = syngate::gw;
+
+namespace {
+
+int cmd_check(const std::string& path) {
+  gw::GatewayConfig c;
+  try {
+    c = gw::load_config(path);
+  } catch (const std::exception& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return 2;
+  }
+  struct stat st;
+  if (stat(c.secret_file.c_str(), &st) == 0) {
+    try {
+      // Reading validates the format and the 0600 permission; check never creates the file.
+      (void)syngate::load_or_create_secrets(c.secret_file, 0);
+    } catch (const std::exception& e) {
+      std::cerr << "error: " << path << ": gateway.secret_file: " << e.what() << "\n";
+      return 2;
+    }
+  }
+  std::cout << "ok: " << path << "\n";
+  for (const auto& s : c.services) {
+    std::cout << "  service " << (s.v6 ? "[" + s.address + "]" : s.address) << ":" << s.port << "\n";
+  }
+  std::cout << "  SYN queues " << c.syn_queue << ".." << c.syn_queue + c.syn_queues - 1
+            << ", flow queues " << c.flow_queue << ".." << c.flow_queue + c.flow_queues - 1
+            << ", mode " << gw::to_string(c.mode) << ", fail-" << (c.fail_open ? "open" : "closed")
+            << "\n  metrics "
+            << (c.metrics_port ? c.metrics_host + ":" + std::to_string(c.metrics_port) : std::string("off"))
+            << ", secrets " << c.secret_file
+            << (stat(c.secret_file.c_str(), &st) == 0 ? "" : " (created on first run)") << "\n";
+  return 0;
+}
+
+int cmd_rules(const std::string& action, const std::string& path) {
+  gw::GatewayConfig c;
+  try {
+    c = gw::load_config(path);
+  } catch (const std::exception& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return 2;
+  }
+  try {
+    if (action == "up") {
+      gw::Backend b = gw::choose_backend(c.iptables);
+      gw::apply_plan(b, gw::plan_up(c), c.has_v6());
+      std::cout << "syngate rules installed (iptables-" << b.name << ", chain " << c.chain << ")\n"
+                << gw::show_rules(b, c.chain);
+    } else if (action == "down") {
+      for (const auto& b : gw::available_backends(c.iptables)) {
+        gw::apply_plan(b, gw::plan_down(c.chain), false);
+      }
+      std::cout << "syngate rules removed (chain " << c.chain << ")\n";
+    } else {
+      bool any = false;
+      for (const auto& b : gw::available_backends(c.iptables)) {
+        std::string text = gw::show_rules(b, c.chain);
+        if (text.empty()) continue;
+        any = true;
+        std::cout << "## iptables-" << b.name << "\n" << text;
+      }
+      if (!any) std::cout << "no syngate rules installed (chain " << c.chain << ")\n";
+    }
+  } catch (const std::exception& e) {
+    std::cerr << "error: rules " << action << ": " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "syngate: inline SYN-flood gateway. Client SYNs to the configured services are answered with\n"
+      "SYN cookies from NFQUEUE; only clients that complete the handshake reach the backends,\n"
+      "through a per-connection proxy that translates sequence numbers.\n\n"
+      "Typical deployment:\n"
+      "  syngate check --config /etc/syngate/syngate.toml   # validate\n"
+      "  syngate rules up --config /etc/syngate/syngate.toml # install the iptables rules\n"
+      "  syngate run --config /etc/syngate/syngate.toml     # or: systemctl start syngate\n"
+      "Signals: SIGTERM/SIGINT stop cleanly; SIGHUP reloads log level, stats interval and cookie\n"
+      "secrets (other changes need a restart and are named in the log)."};
+  app.require_subcommand(1);
+  std::string config;
+
+  auto* run = app.add_subcommand("run", "Run the gateway in the foreground (needs CAP_NET_ADMIN and CAP_NET_RAW).");
+  run->add_option("-c,--config", config, "TOML configuration file")->required();
+
+  std::string action;
+  auto* rules = app.add_subcommand(
+      "rules",
+      "Install (up), remove (down) or list (show) the iptables rules for the configured services\n"
+      "in the current network namespace. Idempotent; uses a dedicated chain in the raw and mangle\n"
+      "tables; works with the nft or the legacy iptables backend (gateway.iptables).");
+  rules->add_option("action", action, "up | down | show")
+      ->required()
+      ->check(CLI::IsMember({"up", "down", "show"}));
+  rules->add_option("-c,--config", config, "TOML configuration file")->required();
+
+  auto* check = app.add_subcommand("check", "Validate a configuration; errors name the key and the reason.");
+  check->add_option("-c,--config", config, "TOML configuration file")->required();
+
+  CLI11_PARSE(app, argc, argv);
+  if (*check) return cmd_check(config);
+  if (*rules) return cmd_rules(action, config);
+  return gw::run_daemon(config);
+}

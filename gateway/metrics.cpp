@@ -1,0 +1,230 @@
+#include "metrics.hpp"
+
+#include <cinttypes>
+#include <cstdio>
+#include <sstream>
+
+namespace syngate::gw {
+
+std::vector<KernelQueueStats> parse_nfqueue_proc(std::string_view text) {
+  // Columns: queue_number peer_portid queue_total copy_mode copy_range queue_dropped
+  //          user_dropped id_sequence 1
+  std::vector<KernelQueueStats> out;
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t nl = text.find('\n', pos);
+    if (nl == std::string_view::npos) nl = text.size();
+    std::string line(text.substr(pos, nl - pos));
+    pos = nl + 1;
+    unsigned q = 0, portid = 0, mode = 0, range = 0;
+    unsigned long long total = 0, qd = 0, ud = 0, seq = 0;
+    if (std::sscanf(line.c_str(), "%u %u %llu %u %u %llu %llu %llu", &q, &portid, &total, &mode,
+                    &range, &qd, &ud, &seq) == 8 &&
+        q <= 65535) {
+      out.push_back({static_cast<uint16_t>(q), portid, total, qd, ud, seq});
+    }
+  }
+  return out;
+}
+
+EngineCounters sum_engine(const std::vector<WorkerSnapshot>& workers) {
+  EngineCounters t{};
+  for (const auto& w : workers) {
+    const EngineCounters& c = w.engine;
+    t.packets += c.packets;
+    t.syn_received += c.syn_received;
+    t.cookies_sent += c.cookies_sent;
+    t.cookies_valid += c.cookies_valid;
+    t.cookies_invalid += c.cookies_invalid;
+    t.flows_created += c.flows_created;
+    t.flows_refused += c.flows_refused;
+    t.flows_closed += c.flows_closed;
+    t.flows_active += c.flows_active;
+    t.flows_reused += c.flows_reused;
+    t.backend_syns_sent += c.backend_syns_sent;
+    t.backend_syn_retries += c.backend_syn_retries;
+    t.established += c.established;
+    t.translated += c.translated;
+    t.passed_through += c.passed_through;
+    t.early_data_buffered += c.early_data_buffered;
+    for (size_t i = 0; i < static_cast<size_t>(DropReason::Count_); ++i) t.drops[i] += c.drops[i];
+  }
+  return t;
+}
+
+IntakeCounters sum_intake(const std::vector<WorkerSnapshot>& workers) {
+  IntakeCounters t{};
+  for (const auto& w : workers) {
+    const IntakeCounters& c = w.intake;
+    t.batches += c.batches;
+    t.verdict_accept += c.verdict_accept;
+    t.verdict_modified += c.verdict_modified;
+    t.verdict_drop += c.verdict_drop;
+    t.netlink_enobufs += c.netlink_enobufs;
+    t.netlink_errors += c.netlink_errors;
+    t.exceptions += c.exceptions;
+    t.truncated += c.truncated;
+    t.emitted += c.emitted;
+    t.emit_errors += c.emit_errors;
+  }
+  return t;
+}
+
+namespace {
+
+class Writer {
+ public:
+  void family(const char* name, const char* type, const char* help) {
+    out_ << "# HELP " << name << ' ' << help << "\n# TYPE " << name << ' ' << type << '\n';
+  }
+  void worker(const char* name, const WorkerSnapshot& w, uint64_t v, const char* extra = nullptr) {
+    out_ << name << "{worker=\"" << w.id << "\",kind=\"" << (w.syn_only ? "syn" : "flow")
+         << "\",queue=\"" << w.queue << '"';
+    if (extra) out_ << ',' << extra;
+    out_ << "} " << v << '\n';
+  }
+  void plain(const char* name, const std::string& labels, double v) {
+    out_ << name;
+    if (!labels.empty()) out_ << '{' << labels << '}';
+    char buf[64];
+    if (v == static_cast<double>(static_cast<uint64_t>(v)) && v >= 0) {
+      std::snprintf(buf, sizeof buf, "%" PRIu64, static_cast<uint64_t>(v));
+    } else {
+      std::snprintf(buf, sizeof buf, "%.3f", v);
+    }
+    out_ << ' ' << buf << '\n';
+  }
+  std::string str() const { return out_.str(); }
+
+ private:
+  std::ostringstream out_;
+};
+
+std::string escape_label(std::string_view v) {
+  std::string out;
+  for (char c : v) {
+    if (c == '\\' || c == '"') out += '\\';
+    if (c == '\n') {
+      out += "\\n";
+      continue;
+    }
+    out += c;
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string render_prometheus(const GatewaySnapshot& s) {
+  Writer w;
+  struct EngineMetric {
+    const char* name;
+    const char* type;
+    const char* help;
+    uint64_t EngineCounters::*field;
+  };
+  static const EngineMetric engine_metrics[] = {
+      {"syngate_packets_total", "counter", "Packets the worker received from its NFQUEUE.", &EngineCounters::packets},
+      {"syngate_syn_received_total", "counter", "Client SYNs to a protected service.", &EngineCounters::syn_received},
+      {"syngate_cookies_sent_total", "counter", "SYN-ACKs sent with a SYN cookie.", &EngineCounters::cookies_sent},
+      {"syngate_cookies_valid_total", "counter", "Client ACKs whose cookie validated.", &EngineCounters::cookies_valid},
+      {"syngate_cookies_invalid_total", "counter", "Client ACKs with no flow and a cookie that failed (forged, expired or spoofed).", &EngineCounters::cookies_invalid},
+      {"syngate_flows_created_total", "counter", "Flows created after a valid cookie.", &EngineCounters::flows_created},
+      {"syngate_flows_refused_total", "counter", "Valid cookies refused a flow (table full or per-source limit).", &EngineCounters::flows_refused},
+      {"syngate_flows_closed_total", "counter", "Flows freed (closed, reset or idle).", &EngineCounters::flows_closed},
+      {"syngate_flows_reused_total", "counter", "Lingering flows replaced by a new valid cookie on the same tuple.", &EngineCounters::flows_reused},
+      {"syngate_backend_syns_sent_total", "counter", "SYNs sent to backends (first attempts).", &EngineCounters::backend_syns_sent},
+      {"syngate_backend_syn_retries_total", "counter", "SYN retransmissions to backends that did not answer.", &EngineCounters::backend_syn_retries},
+      {"syngate_established_total", "counter", "Flows whose backend handshake completed.", &EngineCounters::established},
+      {"syngate_translated_total", "counter", "Packets of established flows rewritten (seq/ack/timestamps/window).", &EngineCounters::translated},
+      {"syngate_passed_through_total", "counter", "Packets accepted untouched (not for a protected service).", &EngineCounters::passed_through},
+      {"syngate_early_data_buffered_total", "counter", "Client data segments held until the backend answered.", &EngineCounters::early_data_buffered},
+  };
+  for (const auto& m : engine_metrics) {
+    w.family(m.name, m.type, m.help);
+    for (const auto& wk : s.workers) w.worker(m.name, wk, wk.engine.*(m.field));
+  }
+  w.family("syngate_flows_active", "gauge", "Flows in the worker's flow table now.");
+  for (const auto& wk : s.workers) w.worker("syngate_flows_active", wk, wk.engine.flows_active);
+  w.family("syngate_flow_table_bytes", "gauge", "Memory preallocated for the flow table and early-data pool.");
+  for (const auto& wk : s.workers) w.worker("syngate_flow_table_bytes", wk, wk.flow_table_bytes);
+
+  w.family("syngate_drops_total", "counter",
+           "Packets consumed or dropped, and flows refused, by reason (syn_answered and "
+           "backend_synack_consumed are normal work, not errors).");
+  for (const auto& wk : s.workers) {
+    for (size_t i = 0; i < static_cast<size_t>(DropReason::Count_); ++i) {
+      std::string extra = "reason=\"" + escape_label(to_string(static_cast<DropReason>(i))) + "\"";
+      w.worker("syngate_drops_total", wk, wk.engine.drops[i], extra.c_str());
+    }
+  }
+
+  w.family("syngate_verdicts_total", "counter", "Verdicts given to the kernel, by verdict.");
+  for (const auto& wk : s.workers) {
+    w.worker("syngate_verdicts_total", wk, wk.intake.verdict_accept, "verdict=\"accept\"");
+    w.worker("syngate_verdicts_total", wk, wk.intake.verdict_modified, "verdict=\"accept_modified\"");
+    w.worker("syngate_verdicts_total", wk, wk.intake.verdict_drop, "verdict=\"drop\"");
+  }
+  struct IntakeMetric {
+    const char* name;
+    const char* help;
+    uint64_t IntakeCounters::*field;
+  };
+  static const IntakeMetric intake_metrics[] = {
+      {"syngate_receive_batches_total", "recvmmsg calls that returned packets (packets/batches = mean batch).", &IntakeCounters::batches},
+      {"syngate_netlink_drops_total", "ENOBUFS on the queue socket: the kernel dropped packets it could not deliver (see syngate_queue_user_dropped_total for the count).", &IntakeCounters::netlink_enobufs},
+      {"syngate_netlink_errors_total", "Other netlink receive/send errors and kernel error replies.", &IntakeCounters::netlink_errors},
+      {"syngate_engine_exceptions_total", "Packets whose processing threw; they got the fail-mode verdict.", &IntakeCounters::exceptions},
+      {"syngate_truncated_total", "Packets longer than the copy range; dropped so that a partial copy is never re-injected.", &IntakeCounters::truncated},
+      {"syngate_emitted_total", "Packets the engine sent through the raw sockets.", &IntakeCounters::emitted},
+      {"syngate_emit_errors_total", "Raw-socket sends that failed.", &IntakeCounters::emit_errors},
+  };
+  for (const auto& m : intake_metrics) {
+    w.family(m.name, "counter", m.help);
+    for (const auto& wk : s.workers) w.worker(m.name, wk, wk.intake.*(m.field));
+  }
+
+  w.family("syngate_queue_waiting", "gauge", "Packets waiting in the kernel queue for a verdict.");
+  for (const auto& q : s.queues) w.plain("syngate_queue_waiting", "queue=\"" + std::to_string(q.queue) + "\"", static_cast<double>(q.waiting));
+  w.family("syngate_queue_dropped_total", "counter", "Packets the kernel dropped because the queue was full (queue_maxlen), or let through if fail_open.");
+  for (const auto& q : s.queues) w.plain("syngate_queue_dropped_total", "queue=\"" + std::to_string(q.queue) + "\"", static_cast<double>(q.queue_dropped));
+  w.family("syngate_queue_user_dropped_total", "counter", "Packets the kernel dropped because syngate's netlink socket buffer was full.");
+  for (const auto& q : s.queues) w.plain("syngate_queue_user_dropped_total", "queue=\"" + std::to_string(q.queue) + "\"", static_cast<double>(q.user_dropped));
+  w.family("syngate_queue_packets_total", "counter", "Packets ever queued on the queue (kernel id sequence).");
+  for (const auto& q : s.queues) w.plain("syngate_queue_packets_total", "queue=\"" + std::to_string(q.queue) + "\"", static_cast<double>(q.id_sequence));
+
+  w.family("syngate_cookie_secrets_generation", "gauge", "Increments each time new cookie secrets are loaded or rotated.");
+  w.plain("syngate_cookie_secrets_generation", "", static_cast<double>(s.secrets_generation));
+  w.family("syngate_reloads_total", "counter", "SIGHUP reloads, by result.");
+  w.plain("syngate_reloads_total", "result=\"ok\"", static_cast<double>(s.reloads));
+  w.plain("syngate_reloads_total", "result=\"failed\"", static_cast<double>(s.reload_failures));
+  w.family("syngate_resident_memory_bytes", "gauge", "Resident set size of the daemon.");
+  w.plain("syngate_resident_memory_bytes", "", static_cast<double>(s.rss_bytes));
+  w.family("syngate_start_time_seconds", "gauge", "Unix time the daemon started.");
+  w.plain("syngate_start_time_seconds", "", s.start_time_seconds);
+  return w.str();
+}
+
+std::string summary_line(const GatewaySnapshot& now, const GatewaySnapshot& prev, double dt) {
+  EngineCounters a = sum_engine(now.workers), b = sum_engine(prev.workers);
+  IntakeCounters ia = sum_intake(now.workers);
+  uint64_t qd = 0, ud = 0;
+  for (const auto& q : now.queues) {
+    qd += q.queue_dropped;
+    ud += q.user_dropped;
+  }
+  auto rate = [&](uint64_t x, uint64_t y) { return dt > 0 ? static_cast<double>(x - y) / dt : 0.0; };
+  char buf[512];
+  std::snprintf(buf, sizeof buf,
+                "pkts %.0f/s syn %.0f/s cookies sent %.0f/s valid %.0f/s invalid %.0f/s | flows active %" PRIu64
+                " created %.0f/s refused %" PRIu64 " | queue drops %" PRIu64 " user drops %" PRIu64
+                " enobufs %" PRIu64 " exceptions %" PRIu64 " emit errors %" PRIu64,
+                rate(a.packets, b.packets), rate(a.syn_received, b.syn_received),
+                rate(a.cookies_sent, b.cookies_sent), rate(a.cookies_valid, b.cookies_valid),
+                rate(a.cookies_invalid, b.cookies_invalid), a.flows_active,
+                rate(a.flows_created, b.flows_created), a.flows_refused, qd, ud, ia.netlink_enobufs,
+                ia.exceptions, ia.emit_errors);
+  return buf;
+}
+
+}  // namespace syngate::gw

@@ -1,0 +1,63 @@
+// iptables rules for the configured services, generated as plain data (pure, unit-tested) and
+// applied by a small executor (iptables_exec.cpp) that runs the iptables binaries.
+//
+// Layout (one dedicated chain, default SYNGATE, in two tables, so `rules down` removes exactly ours):
+//   raw    SYNGATE  <- PREROUTING, OUTPUT     CT --notrack for every protected packet: conntrack
+//                                             would otherwise judge the rewritten sequence numbers
+//                                             (and our raw-socket packets) INVALID.
+//   mangle SYNGATE  <- FORWARD (router mode), INPUT + OUTPUT (host mode)
+//                   1. packets carrying our mark (our own raw-socket output) -> RETURN
+//                   2. client SYN to a service          -> NFQUEUE over the SYN queues
+//                   3. anything else to/from a service  -> NFQUEUE over the flow queues
+// Queueing from mangle (not filter) means the operator's filter rules still see, and may drop,
+// what syngate accepts: NF_ACCEPT after a queue continues with the next table, not the next rule.
+// --queue-balance hashes the address pair symmetrically (nfqueue_hash), so both directions of a
+// connection reach the same flow worker; --queue-cpu-fanout would break that and is never used.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "config.hpp"
+
+namespace syngate::gw {
+
+struct RuleCommand {
+  enum class Kind : uint8_t {
+    Run,        // must succeed
+    Optional,   // may fail (e.g. flushing a chain that does not exist)
+    Ensure,     // args hold an -I/-A rule: skip when the same rule exists (checked with -C)
+    RemoveAll,  // args hold a -D rule: repeat until it fails (removes duplicates too)
+    Restore,    // feed `restore_input` to <binary>-restore --noflush (atomic per table)
+  };
+  Kind kind = Kind::Run;
+  bool v6 = false;                // ip6tables instead of iptables
+  std::vector<std::string> args;  // arguments after the binary name
+  std::string restore_input;      // for Restore
+  friend bool operator==(const RuleCommand&, const RuleCommand&) = default;
+};
+
+// The text that `iptables-restore --noflush` gets for one table of one family: declares our chain
+// (creating it, or flushing it when it exists) and fills it, so an update never leaves a window
+// with a half-filled chain.
+std::string restore_script(const GatewayConfig& config, bool v6, const std::string& table);
+
+// The chain body alone (the "-A CHAIN ..." lines, without the -A prefix split out): for tests and
+// `rules show` comparisons.
+std::vector<std::vector<std::string>> chain_rules(const GatewayConfig& config, bool v6,
+                                                  const std::string& table);
+
+// Installs or updates the rules: idempotent, and running it with another mode removes the jumps
+// the new mode does not use.
+std::vector<RuleCommand> plan_up(const GatewayConfig& config);
+// Removes every jump to the chain and the chain itself from both tables, for both families.
+// Depends only on the chain name so that a config whose services changed still cleans up.
+std::vector<RuleCommand> plan_down(const std::string& chain);
+
+// "--queue-num N" or "--queue-balance first:last", plus "--queue-bypass" when fail_open.
+std::vector<std::string> nfqueue_target(uint16_t first, uint16_t count, bool bypass);
+
+// One command line as a shell would show it (for logs and error messages).
+std::string render(const std::string& binary, const std::vector<std::string>& args);
+
+}  // namespace syngate::gw
