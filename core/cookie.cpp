@@ -40,8 +40,10 @@ inline uint8_t* put32(uint8_t* p, uint32_t v) noexcept {
   return p + 4;
 }
 
-// Whether a cookie made at `counter` was made with the current key. Serial comparison so that
-// the answer stays right across the (theoretical, 8700-year) wrap of the 32-bit counter.
+// Whether a cookie made at `counter` was made with the current key. Only two keys are kept, so
+// rotations must be more than max_age ticks apart or cookies of the key before `previous` fail.
+// Serial comparison so that the answer stays right across the (theoretical, 8700-year) wrap of
+// the 32-bit counter.
 inline bool made_with_current(uint32_t counter, uint32_t since) noexcept {
   return static_cast<int32_t>(counter - since) >= 0;
 }
