@@ -1,0 +1,193 @@
+# Shared fixture for the gateway integration tests (label "root"): builds the DESIGN lab topology
+# in network namespaces unique to this run, and tears everything down on every exit path.
+#
+#   cli (10.10.1.2) --- gw (10.10.1.1 | 10.10.2.1 | 10.10.3.1) --- srv (10.10.3.2)
+#   atk (10.10.2.2) ---'          route 198.18.0.0/15 -> atk (spoofed backscatter dies there)
+#
+# The namespaces are linked only to each other: nothing here touches the root namespace's
+# interfaces, sysctls or iptables. Processes are started through `bg NS cmd...` and killed by PID.
+#
+# Usage in a test script:
+#   source "$(dirname "$0")/lib.sh"; lab_init "$1"   # $1 = path of the syngate binary
+#   lab_up; start_nginx; start_syngate "$config_text"; ... ; pass "message"
+set -euo pipefail
+
+lab_init() {
+  SYNGATE_BIN=${1:?usage: test.sh /path/to/syngate [extra]}
+  [[ -x $SYNGATE_BIN ]] || { echo "FAIL: $SYNGATE_BIN is not executable"; exit 1; }
+  if [[ $(id -u) != 0 ]]; then echo "SKIP: needs root"; exit 77; fi
+  LAB_ID="$$$RANDOM"
+  LAB_ID=${LAB_ID:0:9}
+  NS_CLI="sgcli$LAB_ID"; NS_GW="sggw$LAB_ID"; NS_SRV="sgsrv$LAB_ID"; NS_ATK="sgatk$LAB_ID"
+  LAB_DIR=$(mktemp -d /tmp/syngate-test.XXXXXX)
+  LAB_PIDS=()
+  LAB_FAILED=0
+  trap lab_down EXIT
+  trap 'exit 130' INT TERM
+}
+
+log() { echo "[$(date +%T.%3N)] $*"; }
+fail() { echo "FAIL: $*"; LAB_FAILED=1; exit 1; }
+pass() { echo "PASS: $*"; }
+
+in_ns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
+
+lab_up() {
+  for ns in "$NS_CLI" "$NS_GW" "$NS_SRV" "$NS_ATK"; do
+    ip netns add "$ns"
+    in_ns "$ns" ip link set lo up
+  done
+  # veth pairs created directly inside the namespaces (never in the root namespace)
+  ip link add c0 netns "$NS_CLI" type veth peer name g1 netns "$NS_GW"
+  ip link add a0 netns "$NS_ATK" type veth peer name g2 netns "$NS_GW"
+  ip link add s0 netns "$NS_SRV" type veth peer name g3 netns "$NS_GW"
+  in_ns "$NS_CLI" ip addr add 10.10.1.2/24 dev c0
+  in_ns "$NS_ATK" ip addr add 10.10.2.2/24 dev a0
+  in_ns "$NS_SRV" ip addr add 10.10.3.2/24 dev s0
+  in_ns "$NS_GW" ip addr add 10.10.1.1/24 dev g1
+  in_ns "$NS_GW" ip addr add 10.10.2.1/24 dev g2
+  in_ns "$NS_GW" ip addr add 10.10.3.1/24 dev g3
+  for pair in "$NS_CLI c0" "$NS_ATK a0" "$NS_SRV s0" "$NS_GW g1" "$NS_GW g2" "$NS_GW g3"; do
+    set -- $pair
+    in_ns "$1" ip link set "$2" up
+  done
+  in_ns "$NS_CLI" ip route add default via 10.10.1.1
+  in_ns "$NS_ATK" ip route add default via 10.10.2.1
+  in_ns "$NS_SRV" ip route add default via 10.10.3.1
+  in_ns "$NS_GW" sysctl -qw net.ipv4.ip_forward=1
+  in_ns "$NS_GW" ip route add 198.18.0.0/15 via 10.10.2.2
+  # atk swallows backscatter to the spoofed range instead of answering it
+  in_ns "$NS_ATK" ip route add blackhole 198.18.0.0/15
+  in_ns "$NS_CLI" ip tcp_metrics flush 2>/dev/null || true
+}
+
+lab_down() {
+  local rc=$?
+  set +e
+  for pid in "${LAB_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null; done
+  sleep 0.2
+  for pid in "${LAB_PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null; done
+  # anything still running inside our namespaces was started by this test
+  for ns in "$NS_CLI" "$NS_GW" "$NS_SRV" "$NS_ATK"; do
+    for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null; done
+  done
+  for ns in "$NS_CLI" "$NS_GW" "$NS_SRV" "$NS_ATK"; do ip netns del "$ns" 2>/dev/null; done
+  if [[ $rc != 0 && -f $LAB_DIR/syngate.log ]]; then
+    echo "---- syngate log (tail) ----"; tail -n 40 "$LAB_DIR/syngate.log"
+  fi
+  rm -rf "$LAB_DIR"
+  exit $rc
+}
+
+# bg NS cmd... : start a process in a namespace; its PID lands in LAB_PIDS and in $BG_PID.
+bg() {
+  local ns=$1; shift
+  ip netns exec "$ns" "$@" &
+  BG_PID=$!
+  LAB_PIDS+=("$BG_PID")
+}
+
+wait_port() {  # wait_port NS ADDR PORT [seconds]
+  local ns=$1 addr=$2 port=$3 limit=${4:-10} i
+  for ((i = 0; i < limit * 20; i++)); do
+    in_ns "$ns" bash -c "exec 3<>/dev/tcp/$addr/$port" 2>/dev/null && return 0
+    sleep 0.05
+  done
+  return 1
+}
+
+wait_listen() {  # wait_listen NS PORT: until a local listener exists (without connecting)
+  local ns=$1 port=$2 i
+  for ((i = 0; i < 200; i++)); do
+    in_ns "$ns" ss -Htln "sport = :$port" | grep -q . && return 0
+    sleep 0.05
+  done
+  return 1
+}
+
+start_nginx() {
+  mkdir -p "$LAB_DIR/www" "$LAB_DIR/nginx"
+  echo "hello from srv" > "$LAB_DIR/www/index.html"
+  cat > "$LAB_DIR/nginx/nginx.conf" <<CONF
+user root;
+worker_processes 1;
+daemon off;
+pid $LAB_DIR/nginx/nginx.pid;
+error_log $LAB_DIR/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  sendfile on;
+  keepalive_timeout 0;
+  client_body_temp_path $LAB_DIR/nginx/body;
+  proxy_temp_path $LAB_DIR/nginx/proxy;
+  fastcgi_temp_path $LAB_DIR/nginx/fastcgi;
+  uwsgi_temp_path $LAB_DIR/nginx/uwsgi;
+  scgi_temp_path $LAB_DIR/nginx/scgi;
+  server { listen 10.10.3.2:80 backlog=4096; root $LAB_DIR/www; }
+}
+CONF
+  bg "$NS_SRV" nginx -c "$LAB_DIR/nginx/nginx.conf" -p "$LAB_DIR/nginx"
+  wait_listen "$NS_SRV" 80 || fail "nginx did not start: $(cat "$LAB_DIR/nginx/error.log" 2>/dev/null)"
+}
+
+# A server that speaks first: writes a greeting as soon as a connection is accepted.
+start_greeter() {  # start_greeter PORT
+  local port=$1
+  cat > "$LAB_DIR/greeter.py" <<'PY'
+import socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("10.10.3.2", int(sys.argv[1]))); s.listen(128)
+while True:
+    c, _ = s.accept()
+    c.sendall(b"220 greetings from srv\r\n")
+    c.close()
+PY
+  bg "$NS_SRV" /usr/bin/python3 "$LAB_DIR/greeter.py" "$port"
+  wait_listen "$NS_SRV" "$port" || fail "greeter did not start"
+}
+
+# Writes $LAB_DIR/syngate.toml: the minimal config plus whatever extra TOML the caller gives
+# (extra [gateway] keys go in $1, extra [engine] keys in $2, extra services in $3).
+write_config() {
+  cat > "$LAB_DIR/syngate.toml" <<CONF
+[gateway]
+secret_file = "$LAB_DIR/secrets"
+stats_interval_s = 0
+${1:-}
+
+[engine]
+${2:-}
+
+[[service]]
+address = "10.10.3.2"
+port = 80
+${3:-}
+CONF
+}
+
+# Installs the rules and starts the daemon in gw; waits until the queues are bound.
+start_syngate() {
+  in_ns "$NS_GW" "$SYNGATE_BIN" check --config "$LAB_DIR/syngate.toml" >/dev/null
+  in_ns "$NS_GW" "$SYNGATE_BIN" rules up --config "$LAB_DIR/syngate.toml" >/dev/null
+  bg "$NS_GW" "$SYNGATE_BIN" run --config "$LAB_DIR/syngate.toml" >>"$LAB_DIR/syngate.log" 2>&1
+  SYNGATE_PID=$BG_PID
+  local i
+  for ((i = 0; i < 100; i++)); do
+    if grep -q "syngate running" "$LAB_DIR/syngate.log" 2>/dev/null; then return 0; fi
+    kill -0 "$SYNGATE_PID" 2>/dev/null || fail "syngate exited: $(cat "$LAB_DIR/syngate.log")"
+    sleep 0.05
+  done
+  fail "syngate did not start: $(cat "$LAB_DIR/syngate.log")"
+}
+
+metrics() { in_ns "$NS_GW" curl -s --max-time 2 http://127.0.0.1:9470/metrics; }
+# metric_sum NAME [label-filter]: sum of a metric over all its series
+metric_sum() {
+  metrics | awk -v n="$1" -v f="${2:-}" '$1 ~ "^"n"({|$)" && index($1, f) { s += $2 } END { printf "%d\n", s }'
+}
+
+rss_kb() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status"; }
+
+# curl from cli; prints the body; extra curl options allowed
+cli_curl() { in_ns "$NS_CLI" curl -sS --max-time "${CURL_TIMEOUT:-5}" "$@"; }
