@@ -1,0 +1,830 @@
+// tcptune: apply, verify, diff and roll back TCP sysctl profiles; diagnose socket state.
+// This file is the command-line shell: it gathers inputs, calls the pure code in tuner/lib, and
+// performs the writes in the order that keeps every failure recoverable.
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "lib/diagnose.hpp"
+#include "lib/journal.hpp"
+#include "lib/plan.hpp"
+#include "lib/profile.hpp"
+#include "lib/registry.hpp"
+#include "lib/sysctl_conf.hpp"
+#include "lib/value.hpp"
+#include "sys/system.hpp"
+
+using json = nlohmann::json;
+using namespace tcptune;
+
+namespace {
+
+enum Exit { kOk = 0, kDrift = 1, kBadInput = 2, kRolledBack = 3 };
+
+struct Options {
+  std::string command;
+  std::string profile;
+  std::vector<std::string> keys;
+  std::string sysctl_conf = "/etc/sysctl.conf";
+  std::string state_dir = "/var/lib/tcptune";
+  std::string netns;
+  std::vector<std::string> sysctl_d;
+  std::vector<std::string> profile_dirs;
+  bool dry_run = false;
+  bool json = false;
+  bool conf_given = false, state_given = false;
+  double interval = 0;
+  Thresholds thresholds;
+  long long time_wait_threshold = -1;
+};
+
+const std::vector<std::string> kDefaultSysctlD = {"/etc/sysctl.d", "/run/sysctl.d", "/usr/local/lib/sysctl.d", "/usr/lib/sysctl.d",
+                                                  "/lib/sysctl.d"};
+
+std::string now_iso() {
+  std::time_t t = std::time(nullptr);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
+  return buf;
+}
+
+void err(const std::string& msg) { std::cerr << "tcptune: " << msg << "\n"; }
+
+void emit_json(const json& j) { std::cout << j.dump(2) << "\n"; }
+
+ProfileSource profile_source(const Options& o) {
+  ProfileSource src;
+  src.read = [](const std::string& p) -> std::optional<std::string> {
+    auto d = sys::read_file(p);
+    if (!d.exists || !d.error.empty()) return std::nullopt;
+    return d.text;
+  };
+  src.search_dirs = o.profile_dirs;
+  if (const char* env = std::getenv("TCPTUNE_PROFILE_PATH")) {
+    std::stringstream ss(env);
+    std::string d;
+    while (std::getline(ss, d, ':'))
+      if (!d.empty()) src.search_dirs.push_back(d);
+  }
+  src.search_dirs.push_back(TCPTUNE_INSTALL_PROFILE_DIR);
+  src.search_dirs.push_back(TCPTUNE_SOURCE_PROFILE_DIR);
+  return src;
+}
+
+// Loads and checks the profile, including whether it may be applied inside the requested netns.
+std::optional<Profile> load(const Options& o, json& out, std::vector<std::string>& warnings) {
+  auto res = load_profile(o.profile, profile_source(o));
+  if (!res.profile) {
+    if (o.json) {
+      out["status"] = "invalid-profile";
+      out["errors"] = res.errors;
+      emit_json(out);
+    } else {
+      err("invalid profile, nothing applied:");
+      for (const auto& e : res.errors) std::cerr << "  " << e << "\n";
+    }
+    return std::nullopt;
+  }
+  if (!o.netns.empty()) {
+    std::vector<std::string> host;
+    for (const auto& s : res.profile->settings) {
+      if (!s.def) {
+        warnings.push_back(s.key + ": not in the registry, so its netns scope is unknown; the kernel refuses it in a netns if it is host-wide");
+      } else if (s.def->scope != Scope::PerNetns) {
+        host.push_back(s.key + " (" + std::string(scope_name(s.def->scope)) + ")");
+      }
+    }
+    if (!host.empty()) {
+      std::string msg = "--netns " + o.netns + ": these keys are host-wide, not per network namespace; setting them would change the host:";
+      if (o.json) {
+        out["status"] = "invalid-profile";
+        out["errors"] = json::array({msg});
+        for (auto& h : host) out["errors"].push_back(h);
+        emit_json(out);
+      } else {
+        err(msg);
+        for (const auto& h : host) std::cerr << "  " << h << "\n";
+        std::cerr << "  (remove them with [profile] unset = [...] in a profile for namespaces)\n";
+      }
+      return std::nullopt;
+    }
+  }
+  return res.profile;
+}
+
+bool enter(const Options& o) {
+  if (o.netns.empty()) return true;
+  auto e = sys::enter_netns(o.netns);
+  if (!e.empty()) {
+    err(e);
+    return false;
+  }
+  return true;
+}
+
+LiveMap read_live(const Profile& p) {
+  LiveMap live;
+  for (const auto& s : p.settings) live[s.key] = sys::read_sysctl(s.key);
+  return live;
+}
+
+std::string journal_dir(const Options& o) { return o.state_dir + "/journal"; }
+
+struct Stored {
+  JournalEntry entry;
+  std::string path;
+};
+
+// Latest journal entry, pending or committed. Corrupt entries stop everything: guessing is unsafe.
+std::optional<Stored> latest_entry(const Options& o, std::string* error, unsigned long* max_id) {
+  std::optional<Stored> best;
+  unsigned long top = 0;
+  for (const auto& sub : {std::string(""), std::string("/rolled-back")}) {
+    for (const auto& name : sys::list_dir(journal_dir(o) + sub)) {
+      auto id = journal_id_from_name(name);
+      if (!id) continue;
+      top = std::max(top, *id);
+      if (!sub.empty()) continue;
+      if (best && best->entry.id > *id) continue;
+      std::string path = journal_dir(o) + "/" + name;
+      auto d = sys::read_file(path);
+      std::string e;
+      auto entry = journal_from_json(d.text, &e);
+      if (!entry) {
+        *error = path + ": " + e;
+        return std::nullopt;
+      }
+      best = Stored{*entry, path};
+    }
+  }
+  if (max_id) *max_id = top;
+  return best;
+}
+
+std::string value_table(const std::vector<Change>& changes, bool only_changes) {
+  size_t w = 0;
+  for (const auto& c : changes) w = std::max(w, c.key.size());
+  std::string out;
+  for (const auto& c : changes) {
+    if (only_changes && !c.changes) continue;
+    std::string line = "  " + c.key + std::string(w - c.key.size() + 2, ' ');
+    if (!c.before) {
+      line += "(absent) -> " + c.after + "   FAILS: not in this kernel";
+    } else if (c.changes) {
+      line += *c.before + " -> " + c.after;
+    } else {
+      line += c.after + "   (unchanged)";
+    }
+    out += line + "\n";
+  }
+  return out;
+}
+
+json changes_json(const std::vector<Change>& changes) {
+  json a = json::array();
+  for (const auto& c : changes)
+    a.push_back({{"key", c.key}, {"before", c.before ? json(*c.before) : json(nullptr)}, {"after", c.after}, {"changes", c.changes}});
+  return a;
+}
+
+// Writes `before` values back, newest first. Returns the keys that could not be restored.
+std::vector<std::string> restore_values(const std::vector<JournalValue>& written) {
+  std::vector<std::string> failed;
+  for (auto it = written.rbegin(); it != written.rend(); ++it) {
+    auto e = sys::write_sysctl(it->key, it->before);
+    if (!e.empty()) failed.push_back(it->key + ": " + e);
+  }
+  return failed;
+}
+
+int cmd_apply(const Options& o, bool diff_only) {
+  json out;
+  out["command"] = diff_only ? "diff" : "apply";
+  std::vector<std::string> warnings;
+  auto profile = load(o, out, warnings);
+  if (!profile) return kBadInput;
+  bool dry = diff_only || o.dry_run;
+  if (!dry && !o.netns.empty() && !o.conf_given) {
+    err("--netns " + o.netns + " needs an explicit --sysctl-conf: values persisted in /etc/sysctl.conf would be applied to the "
+        "host at boot, not to the namespace");
+    return kBadInput;
+  }
+  if (!enter(o)) return kBadInput;
+  out["profile"] = profile->name;
+  out["chain"] = profile->chain;
+  out["netns"] = o.netns;
+  out["sysctl_conf"] = o.sysctl_conf;
+
+  auto conf = sys::read_file(o.sysctl_conf);
+  if (!conf.error.empty()) {
+    err(conf.error);
+    return kBadInput;
+  }
+  auto live = read_live(*profile);
+  auto plan = make_plan(*profile, live, conf.text);
+  out["changes"] = changes_json(plan.changes);
+  out["conf_diff"] = unified_diff(plan.conf_before, plan.conf_after, o.sysctl_conf, o.sysctl_conf + " (after)");
+  out["warnings"] = warnings;
+  if (!plan.error.empty()) {
+    err(o.sysctl_conf + ": " + plan.error);
+    return kBadInput;
+  }
+  auto print_plan = [&](bool with_diff) {
+    std::cout << "profile " << profile->name;
+    if (profile->chain.size() > 1) {
+      std::string c;
+      for (const auto& n : profile->chain) c += (c.empty() ? "" : " -> ") + n;
+      std::cout << " (" << c << ")";
+    }
+    std::cout << (o.netns.empty() ? "" : " in netns " + o.netns) << "\n";
+    for (const auto& w : warnings) std::cout << "warning: " << w << "\n";
+    std::cout << value_table(plan.changes, false);
+    if (with_diff) {
+      std::string d = out["conf_diff"];
+      std::cout << (d.empty() ? o.sysctl_conf + ": no change\n" : d);
+    }
+  };
+  if (!plan.problems.empty()) {
+    out["status"] = "failed";
+    out["errors"] = plan.problems;
+    if (o.json) {
+      emit_json(out);
+    } else {
+      if (!dry) err("apply failed before writing anything (nothing to roll back):");
+      for (const auto& p : plan.problems) std::cerr << "  " << p << "\n";
+    }
+    if (dry) {
+      if (!o.json) print_plan(true);
+      return kOk;
+    }
+    return kRolledBack;
+  }
+  if (plan.nothing_to_do()) {
+    out["status"] = "unchanged";
+    if (o.json)
+      emit_json(out);
+    else
+      std::cout << "profile " << profile->name << " is already applied: live values and " << o.sysctl_conf
+                << " match, nothing to change\n";
+    return kOk;
+  }
+  if (dry) {
+    out["status"] = "dry-run";
+    if (o.json)
+      emit_json(out);
+    else {
+      print_plan(true);
+      std::cout << "(dry run: nothing written)\n";
+    }
+    return kOk;
+  }
+
+  // --- the transaction ---
+  if (auto e = sys::make_dirs(journal_dir(o) + "/rolled-back", 0700); !e.empty()) {
+    err("state dir: " + e);
+    return kBadInput;
+  }
+  if (auto e = sys::lock_state_dir(o.state_dir); !e.empty()) {
+    err(e);
+    return kBadInput;
+  }
+  std::string jerr;
+  unsigned long max_id = 0;
+  auto last = latest_entry(o, &jerr, &max_id);
+  if (!jerr.empty()) {
+    err(jerr);
+    return kBadInput;
+  }
+  if (last && last->entry.state != "committed") {
+    err("journal entry " + last->path + " is from an apply that did not finish; run `tcptune rollback` first");
+    return kBadInput;
+  }
+  JournalEntry entry;
+  entry.id = max_id + 1;
+  entry.time = now_iso();
+  entry.state = "pending";
+  entry.profile = profile->name;
+  entry.profile_path = sys::real_path(profile->path);
+  entry.netns = o.netns;
+  entry.conf_path = o.sysctl_conf;
+  entry.conf_existed = conf.exists;
+  entry.conf_mode = conf.exists ? conf.mode : 0644;
+  entry.conf_before = plan.conf_before;
+  entry.conf_after = plan.conf_after;
+  for (const auto& c : plan.changes)
+    if (c.changes) entry.values.push_back({c.key, *c.before, c.after});
+  std::string jpath = journal_dir(o) + "/" + journal_file_name(entry.id);
+  // Journal first: if we die half way, the previous values are already on disk for rollback.
+  if (auto e = sys::atomic_write(jpath, journal_to_json(entry), 0600); !e.empty()) {
+    err("journal: " + e + " (nothing written)");
+    return kRolledBack;
+  }
+  std::vector<JournalValue> written;
+  std::string failure;
+  for (const auto& v : entry.values) {
+    written.push_back(v);  // a failed write may still have changed the value
+    if (auto e = sys::write_sysctl(v.key, v.after); !e.empty()) {
+      failure = v.key + " = " + v.after + ": " + e;
+      break;
+    }
+    auto back = sys::read_sysctl(v.key);
+    if (!back.present || !same_value(back.value, v.after)) {
+      failure = v.key + " = " + v.after + ": the kernel kept " + (back.present ? back.value : back.error) +
+                " (clamped or rejected the value)";
+      break;
+    }
+  }
+  if (failure.empty() && plan.conf_changes()) {
+    if (auto e = sys::atomic_write(o.sysctl_conf, plan.conf_after, entry.conf_mode); !e.empty()) failure = e;
+  }
+  if (!failure.empty()) {
+    auto not_restored = restore_values(written);
+    sys::remove_file(jpath);
+    out["status"] = "rolled-back";
+    out["errors"] = json::array({failure});
+    out["restored"] = written.size() - not_restored.size();
+    out["not_restored"] = not_restored;
+    if (o.json) {
+      emit_json(out);
+    } else {
+      err("apply failed: " + failure);
+      std::cerr << "  rolled back: restored " << written.size() - not_restored.size() << " of " << written.size()
+                << " value(s) written; " << o.sysctl_conf << " left untouched\n";
+      for (const auto& n : not_restored) std::cerr << "  NOT restored: " << n << "\n";
+    }
+    return kRolledBack;
+  }
+  entry.state = "committed";
+  if (auto e = sys::atomic_write(jpath, journal_to_json(entry), 0600); !e.empty())
+    warnings.push_back("journal " + jpath + " still says pending: " + e);
+  out["status"] = "applied";
+  out["journal_id"] = entry.id;
+  out["warnings"] = warnings;
+  if (o.json) {
+    emit_json(out);
+  } else {
+    print_plan(false);
+    std::cout << "applied " << entry.values.size() << " value(s); " << o.sysctl_conf
+              << (plan.conf_changes() ? " updated (managed block)" : " already up to date") << "; journal entry " << entry.id
+              << " in " << journal_dir(o) << "\n";
+  }
+  return kOk;
+}
+
+std::vector<BootFile> gather_boot_files(const Options& o, const std::string& conf_text, bool* linked) {
+  auto conf_real = sys::real_path(o.sysctl_conf);
+  std::vector<BootFile> cands;
+  const auto& dirs = o.sysctl_d.empty() ? kDefaultSysctlD : o.sysctl_d;
+  for (const auto& d : dirs) {
+    for (const auto& name : sys::list_dir(d)) {
+      if (!name.ends_with(".conf")) continue;
+      BootFile f;
+      f.path = d + "/" + name;
+      f.name = name;
+      auto real = sys::real_path(f.path);
+      f.is_conf = !conf_real.empty() && real == conf_real;
+      if (!f.is_conf) {
+        auto data = sys::read_file(f.path);
+        f.text = data.text;
+      }
+      cands.push_back(std::move(f));
+    }
+  }
+  BootFile conf;
+  conf.path = o.sysctl_conf;
+  conf.name = "sysctl.conf";
+  conf.text = conf_text;
+  return boot_order(std::move(cands), conf, linked);
+}
+
+int cmd_verify(const Options& o) {
+  json out;
+  out["command"] = "verify";
+  std::vector<std::string> warnings;
+  auto profile = load(o, out, warnings);
+  if (!profile) return kBadInput;
+  if (!enter(o)) return kBadInput;
+  auto conf = sys::read_file(o.sysctl_conf);
+  if (!conf.error.empty()) {
+    err(conf.error);
+    return kBadInput;
+  }
+  auto live = read_live(*profile);
+  bool linked = false;
+  auto order = gather_boot_files(o, conf.text, &linked);
+  auto rep = compute_drift(*profile, live, o.sysctl_conf, conf.text, order, linked);
+  warnings.insert(warnings.end(), rep.warnings.begin(), rep.warnings.end());
+  out["profile"] = profile->name;
+  out["netns"] = o.netns;
+  out["drift"] = rep.drift;
+  out["warnings"] = warnings;
+  out["keys"] = json::array();
+  for (const auto& r : rep.rows) {
+    out["keys"].push_back({{"key", r.key},
+                           {"profile", r.want},
+                           {"live", r.live ? json(*r.live) : json(nullptr)},
+                           {"persisted", r.persisted ? json(*r.persisted) : json(nullptr)},
+                           {"boot", r.boot ? json(r.boot->value) : json(nullptr)},
+                           {"boot_source", r.boot ? json(r.boot->path + ":" + std::to_string(r.boot->line)) : json(nullptr)},
+                           {"ok", r.ok()},
+                           {"note", r.note}});
+  }
+  if (o.json) {
+    emit_json(out);
+    return rep.drift ? kDrift : kOk;
+  }
+  size_t wk = 3, wp = 7, wl = 4, wb = 7;
+  auto show = [](const std::optional<std::string>& v) { return v ? *v : std::string("-"); };
+  for (const auto& r : rep.rows) {
+    wk = std::max(wk, r.key.size());
+    wp = std::max(wp, r.want.size());
+    wl = std::max(wl, show(r.live).size());
+    wb = std::max(wb, show(r.persisted).size());
+  }
+  auto pad = [](const std::string& s, size_t w) { return s + std::string(w > s.size() ? w - s.size() : 0, ' '); };
+  std::cout << pad("KEY", wk) << "  " << pad("PROFILE", wp) << "  " << pad("LIVE", wl) << "  " << pad("CONF", wb) << "  STATUS\n";
+  for (const auto& r : rep.rows) {
+    std::string status = r.ok() ? "ok" : "DRIFT";
+    std::vector<std::string> what;
+    if (!r.live_ok) what.push_back("live");
+    if (!r.persisted_ok) what.push_back("conf");
+    if (!r.boot_ok && r.persisted_ok) what.push_back("boot");
+    if (!what.empty()) {
+      status += " (";
+      for (size_t i = 0; i < what.size(); ++i) status += (i ? "," : "") + what[i];
+      status += ")";
+    }
+    if (!r.note.empty() && !r.ok()) status += ": " + r.note;
+    std::cout << pad(r.key, wk) << "  " << pad(r.want, wp) << "  " << pad(show(r.live), wl) << "  " << pad(show(r.persisted), wb)
+              << "  " << status << "\n";
+  }
+  for (const auto& w : warnings) std::cout << "warning: " << w << "\n";
+  std::cout << (rep.drift ? "drift found\n" : "no drift: live values, " + o.sysctl_conf + " and boot order match the profile\n");
+  return rep.drift ? kDrift : kOk;
+}
+
+int cmd_rollback(const Options& o) {
+  json out;
+  out["command"] = "rollback";
+  if (!o.dry_run) {
+    if (auto e = sys::make_dirs(journal_dir(o) + "/rolled-back", 0700); !e.empty()) {
+      err("state dir: " + e);
+      return kBadInput;
+    }
+    if (auto e = sys::lock_state_dir(o.state_dir); !e.empty()) {
+      err(e);
+      return kBadInput;
+    }
+  }
+  std::string jerr;
+  auto last = latest_entry(o, &jerr, nullptr);
+  if (!jerr.empty()) {
+    err(jerr);
+    return kBadInput;
+  }
+  if (!last) {
+    out["status"] = "nothing-to-roll-back";
+    if (o.json)
+      emit_json(out);
+    else
+      err("nothing to roll back: no journal entries in " + journal_dir(o));
+    return kBadInput;
+  }
+  const auto& e = last->entry;
+  if (e.netns != o.netns) {
+    err("journal entry " + std::to_string(e.id) + " was applied " + (e.netns.empty() ? "in the host netns" : "in netns " + e.netns) +
+        "; run rollback with " + (e.netns.empty() ? "no --netns" : "--netns " + e.netns));
+    return kBadInput;
+  }
+  if (o.conf_given && sys::real_path(o.sysctl_conf) != sys::real_path(e.conf_path))
+    std::cerr << "tcptune: note: entry " << e.id << " persisted into " << e.conf_path << "; restoring that file\n";
+  if (!enter(o)) return kBadInput;
+  auto cur = sys::read_file(e.conf_path);
+  if (!cur.error.empty()) {
+    err(cur.error);
+    return kBadInput;
+  }
+  // Restore the file exactly when nobody touched it since; otherwise swap back only our block.
+  std::string file_note;
+  std::optional<std::string> new_text;
+  bool remove = false;
+  if (cur.exists && cur.text == e.conf_after) {
+    if (e.conf_existed)
+      new_text = e.conf_before;
+    else
+      remove = true;
+    file_note = "restored byte for byte";
+  } else if ((cur.exists || !e.conf_existed) && cur.text == e.conf_before && cur.exists == e.conf_existed) {
+    file_note = "already as before";
+  } else {
+    auto edit = replace_block(cur.text, block_text(e.conf_before));
+    if (!edit.error.empty()) {
+      err(e.conf_path + ": " + edit.error);
+      return kBadInput;
+    }
+    new_text = edit.text;
+    file_note = "changed since the apply: only the managed block was restored";
+  }
+  out["journal_id"] = e.id;
+  out["profile"] = e.profile;
+  out["conf"] = e.conf_path;
+  out["conf_note"] = file_note;
+  json vals = json::array();
+  for (const auto& v : e.values) vals.push_back({{"key", v.key}, {"from", v.after}, {"to", v.before}});
+  out["values"] = vals;
+  if (o.dry_run) {
+    out["status"] = "dry-run";
+    if (o.json) {
+      emit_json(out);
+    } else {
+      std::cout << "would roll back entry " << e.id << " (" << e.profile << ", " << e.time << "):\n";
+      for (const auto& v : e.values) std::cout << "  " << v.key << "  " << sys::read_sysctl(v.key).value << " -> " << v.before << "\n";
+      std::cout << "  " << e.conf_path << ": " << (remove ? "removed (did not exist before)" : file_note) << "\n";
+      if (new_text) std::cout << unified_diff(cur.text, *new_text, e.conf_path, e.conf_path + " (after rollback)");
+      std::cout << "(dry run: nothing written)\n";
+    }
+    return kOk;
+  }
+  auto failed = restore_values(e.values);
+  std::string ferr;
+  if (remove)
+    ferr = sys::remove_file(e.conf_path);
+  else if (new_text)
+    ferr = sys::atomic_write(e.conf_path, *new_text, cur.exists ? cur.mode : e.conf_mode);
+  if (!ferr.empty()) failed.push_back(ferr);
+  if (!failed.empty()) {
+    out["status"] = "failed";
+    out["errors"] = failed;
+    if (o.json)
+      emit_json(out);
+    else {
+      err("rollback of entry " + std::to_string(e.id) + " incomplete (the entry is kept; fix and run rollback again):");
+      for (const auto& f : failed) std::cerr << "  " << f << "\n";
+    }
+    return kRolledBack;
+  }
+  std::string dest = journal_dir(o) + "/rolled-back/" + journal_file_name(e.id);
+  if (auto me = sys::atomic_write(dest, journal_to_json(e), 0600); me.empty()) sys::remove_file(last->path);
+  out["status"] = "rolled-back";
+  if (o.json)
+    emit_json(out);
+  else
+    std::cout << "rolled back entry " << e.id << " (" << e.profile << " applied " << e.time << "): " << e.values.size()
+              << " value(s) restored; " << e.conf_path << " " << (remove ? "removed (did not exist before)" : file_note) << "\n";
+  return kOk;
+}
+
+int cmd_show(const Options& o) {
+  if (!enter(o)) return kBadInput;
+  std::vector<std::string> keys;
+  bool explicit_keys = !o.keys.empty();
+  if (explicit_keys) {
+    for (const auto& k : o.keys) keys.push_back(normalize_key(k));
+  } else {
+    for (const auto& d : registry()) {
+      if (d.status != Status::Active) continue;
+      auto star = d.name.find('*');
+      if (star == std::string::npos) {
+        keys.push_back(d.name);
+      } else {
+        for (const char* which : {"all", "default"}) keys.push_back(d.name.substr(0, star) + which + d.name.substr(star + 1));
+      }
+    }
+  }
+  json arr = json::array();
+  int rc = kOk;
+  size_t w = 0;
+  for (const auto& k : keys) w = std::max(w, k.size());
+  for (const auto& k : keys) {
+    auto v = sys::read_sysctl(k);
+    const KeyDef* def = find_key(k);
+    if (!v.present && explicit_keys) rc = kBadInput;
+    if (!v.present && !explicit_keys) continue;  // e.g. conntrack keys without nf_conntrack loaded
+    json j{{"key", k}, {"value", v.present ? json(v.value) : json(nullptr)}};
+    if (!v.present) j["error"] = v.error;
+    if (def) {
+      j["scope"] = scope_name(def->scope);
+      j["type"] = kind_name(def->kind);
+      j["doc"] = def->doc;
+      if (def->status != Status::Active) j["refused"] = def->reason;
+    }
+    arr.push_back(j);
+    if (!o.json) {
+      std::string line = k + std::string(w - k.size() + 2, ' ') + (v.present ? v.value : "(" + v.error + ")");
+      if (def) line += "   [" + std::string(scope_name(def->scope)) + "] " + def->doc;
+      else line += "   [not in registry]";
+      std::cout << line << "\n";
+    }
+  }
+  if (o.json) emit_json({{"command", "show"}, {"netns", o.netns}, {"keys", arr}});
+  return rc;
+}
+
+int cmd_profiles(const Options& o) {
+  auto src = profile_source(o);
+  json arr = json::array();
+  std::set<std::string> seen;
+  for (const auto& d : src.search_dirs) {
+    for (const auto& name : sys::list_dir(d)) {
+      if (!name.ends_with(".toml")) continue;
+      std::string stem = name.substr(0, name.size() - 5);
+      if (!seen.insert(stem).second) continue;  // an earlier directory shadows it
+      std::string path = d + "/" + name;
+      auto data = sys::read_file(path);
+      std::string e;
+      auto h = read_header(data.text, path, &e);
+      json j{{"name", stem}, {"path", path}};
+      if (h) {
+        j["description"] = h->description;
+        j["extends"] = h->extends;
+        auto full = load_profile(path, src);
+        j["keys"] = full.profile ? full.profile->settings.size() : 0;
+        if (!full.profile) j["errors"] = full.errors;
+      } else {
+        j["errors"] = json::array({e});
+      }
+      arr.push_back(j);
+    }
+  }
+  if (o.json) {
+    emit_json({{"command", "profiles"}, {"profiles", arr}});
+    return kOk;
+  }
+  for (const auto& j : arr) {
+    std::cout << j["name"].get<std::string>();
+    if (j.contains("extends") && !j["extends"].get<std::string>().empty()) std::cout << " (extends " << j["extends"].get<std::string>() << ")";
+    if (j.contains("keys")) std::cout << ", " << j["keys"].get<size_t>() << " keys";
+    std::cout << "\n    " << j["path"].get<std::string>() << "\n";
+    if (j.contains("description")) std::cout << "    " << j["description"].get<std::string>() << "\n";
+    if (j.contains("errors"))
+      for (const auto& e : j["errors"]) std::cout << "    INVALID: " << e.get<std::string>() << "\n";
+  }
+  return kOk;
+}
+
+int cmd_diagnose(const Options& o) {
+  if (!enter(o)) return kBadInput;
+  DiagInput in;
+  in.thresholds = o.thresholds;
+  if (o.time_wait_threshold >= 0) in.thresholds.time_wait = static_cast<std::uint64_t>(o.time_wait_threshold);
+  for (const char* k : {"net.ipv4.tcp_syncookies", "net.ipv4.tcp_max_syn_backlog", "net.core.somaxconn", "net.ipv4.tcp_max_tw_buckets",
+                        "net.ipv4.ip_local_port_range", "net.ipv4.tcp_synack_retries"}) {
+    auto v = sys::read_sysctl(k);
+    if (v.present) in.sysctl[k] = v.value;
+  }
+  Counters first;
+  if (o.interval > 0) {
+    first = sys::read_counters();
+    std::this_thread::sleep_for(std::chrono::duration<double>(o.interval));
+  }
+  auto t0 = std::chrono::steady_clock::now();
+  auto scan = sys::scan_tcp(true);
+  auto t1 = std::chrono::steady_clock::now();
+  if (!scan.error.empty()) {
+    err(scan.error);
+    return kBadInput;
+  }
+  in.counts = scan.counts;
+  in.listeners = scan.listeners;
+  in.counters = sys::read_counters();
+  if (o.interval > 0) {
+    Counters d;
+    for (const auto& [k, v] : in.counters) d[k] = v - (first.count(k) ? first[k] : 0);
+    in.delta = d;
+    in.interval_s = o.interval;
+  }
+  if (scan.close_wait_inodes.size() >= in.thresholds.close_wait) in.close_wait_owners = sys::socket_owners(scan.close_wait_inodes);
+  auto findings = diagnose(in);
+  bool serious = false;
+  for (const auto& f : findings)
+    if (f.severity != Severity::Info) serious = true;
+  double ms = std::chrono::duration<double, std::milli>(t1 - t0).count();
+  static constexpr int order[] = {10, 3, 1, 8, 6, 4, 5, 9, 11, 2, 7};
+  if (o.json) {
+    json states;
+    for (int s : order) states[std::string(state_name(s))] = {{"ipv4", in.counts.v4[s] + (s == 3 ? in.counts.v4[12] : 0)},
+                                                             {"ipv6", in.counts.v6[s] + (s == 3 ? in.counts.v6[12] : 0)},
+                                                             {"total", in.counts.get(s)}};
+    json counters;
+    for (const char* k : {"TcpExt.ListenOverflows", "TcpExt.ListenDrops", "TcpExt.SyncookiesSent", "TcpExt.SyncookiesRecv",
+                          "TcpExt.SyncookiesFailed", "TcpExt.TCPReqQFullDrop", "TcpExt.TCPReqQFullDoCookies",
+                          "TcpExt.TCPTimeWaitOverflow", "TcpExt.TCPMemoryPressures", "TcpExt.TCPAbortOnMemory", "Tcp.CurrEstab",
+                          "Tcp.PassiveOpens", "Tcp.ActiveOpens", "Tcp.AttemptFails"}) {
+      auto it = in.counters.find(k);
+      if (it != in.counters.end()) counters[k] = in.delta ? json{{"total", it->second}, {"delta", (*in.delta)[k]}} : json(it->second);
+    }
+    json fs = json::array();
+    for (const auto& f : findings)
+      fs.push_back({{"id", f.id}, {"severity", severity_name(f.severity)}, {"title", f.title}, {"detail", f.detail}, {"advice", f.advice},
+                    {"profile", f.profile}});
+    json ls = json::array();
+    for (const auto& l : in.listeners) ls.push_back({{"local", l.local}, {"accept_queue", l.accept_queue}, {"backlog", l.backlog}});
+    json owners = json::array();
+    for (const auto& w : in.close_wait_owners) owners.push_back({{"pid", w.pid}, {"comm", w.comm}, {"close_wait", w.count}});
+    emit_json({{"command", "diagnose"}, {"netns", o.netns}, {"sockets", in.counts.total()}, {"scan_ms", ms}, {"states", states},
+               {"listeners", ls}, {"close_wait_owners", owners}, {"counters", counters}, {"sysctl", in.sysctl}, {"findings", fs}});
+    return serious ? kDrift : kOk;
+  }
+  std::cout << "TCP sockets" << (o.netns.empty() ? "" : " in netns " + o.netns) << ": " << in.counts.total() << " (sock_diag scan "
+            << static_cast<long>(ms * 1000) / 1000.0 << " ms)\n";
+  std::printf("  %-12s %10s %10s %10s\n", "STATE", "IPv4", "IPv6", "TOTAL");
+  for (int s : order) {
+    auto v4 = in.counts.v4[s] + (s == 3 ? in.counts.v4[12] : 0), v6 = in.counts.v6[s] + (s == 3 ? in.counts.v6[12] : 0);
+    std::printf("  %-12s %10llu %10llu %10llu\n", std::string(state_name(s)).c_str(), static_cast<unsigned long long>(v4),
+                static_cast<unsigned long long>(v6), static_cast<unsigned long long>(in.counts.get(s)));
+  }
+  std::cout << "counters " << (in.delta ? "(change in the last " + std::to_string(o.interval) + " s)" : "(since boot or netns creation)")
+            << ":\n";
+  for (const char* k : {"TcpExt.ListenOverflows", "TcpExt.ListenDrops", "TcpExt.SyncookiesSent", "TcpExt.SyncookiesRecv",
+                        "TcpExt.SyncookiesFailed", "TcpExt.TCPReqQFullDrop", "TcpExt.TCPReqQFullDoCookies"}) {
+    const Counters& c = in.delta ? *in.delta : in.counters;
+    auto it = c.find(k);
+    std::printf("  %-28s %lld\n", k, it == c.end() ? 0LL : static_cast<long long>(it->second));
+  }
+  if (findings.empty()) {
+    std::cout << "no findings\n";
+    return kOk;
+  }
+  for (const auto& f : findings) {
+    std::cout << "[" << severity_name(f.severity) << "] " << f.id << ": " << f.title << "\n    " << f.detail << "\n    advice: " << f.advice
+              << "\n";
+    if (!f.profile.empty()) std::cout << "    profile: tcptune apply " << f.profile << "\n";
+  }
+  return serious ? kDrift : kOk;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  CLI::App app{
+      "tcptune: apply, verify, diff and roll back TCP sysctl profiles; diagnose TCP socket state.\n"
+      "Exit codes: 0 ok; 1 drift found (verify) or warning/critical findings (diagnose); 2 bad input;\n"
+      "3 apply failed and was rolled back (or rollback was incomplete)."};
+  app.require_subcommand(1, 1);
+  app.fallthrough();
+  app.add_option("--sysctl-conf", o.sysctl_conf, "sysctl.conf holding the managed block")->capture_default_str();
+  app.add_option("--state-dir", o.state_dir, "journal directory (default /var/lib/tcptune, or /var/lib/tcptune/netns/NAME with --netns)");
+  app.add_option("--netns", o.netns, "act inside the network namespace /var/run/netns/NAME; host-wide keys are refused");
+  app.add_option("--sysctl-d", o.sysctl_d,
+                 "sysctl.d directory to check for lines that win at boot (repeatable, in priority order; default "
+                 "/etc/sysctl.d /run/sysctl.d /usr/local/lib/sysctl.d /usr/lib/sysctl.d /lib/sysctl.d)");
+  app.add_option("--profile-dir", o.profile_dirs, "extra directory with profiles, searched first (repeatable)");
+  app.add_flag("--dry-run", o.dry_run, "show what apply or rollback would do, write nothing");
+  app.add_flag("--json", o.json, "machine-readable output");
+
+  auto* apply = app.add_subcommand("apply", "apply PROFILE: validate, write live values, persist in sysctl.conf, journal");
+  apply->add_option("profile", o.profile, "profile path or shipped profile name")->required();
+  auto* verify = app.add_subcommand("verify", "verify PROFILE: drift of live values, sysctl.conf and boot order (exit 1 on drift)");
+  verify->add_option("profile", o.profile, "profile path or shipped profile name")->required();
+  auto* diff = app.add_subcommand("diff", "diff PROFILE: what apply would change, values and file; writes nothing");
+  diff->add_option("profile", o.profile, "profile path or shipped profile name")->required();
+  app.add_subcommand("rollback", "undo the latest apply (values and sysctl.conf); repeat to step further back");
+  auto* show = app.add_subcommand("show", "show [KEY...]: live values with type, scope and meaning");
+  show->add_option("keys", o.keys, "sysctl keys (default: every registry key present)");
+  auto* diagnose_cmd = app.add_subcommand("diagnose", "count TCP states via sock_diag, read kernel counters, report findings");
+  diagnose_cmd->add_option("--interval", o.interval, "sample counters over SEC seconds and judge the change, not totals since boot");
+  diagnose_cmd->add_option("--syn-recv-threshold", o.thresholds.syn_recv, "SYN_RECV sockets that suggest a SYN flood")
+      ->capture_default_str();
+  diagnose_cmd->add_option("--close-wait-threshold", o.thresholds.close_wait, "CLOSE_WAIT sockets that suggest a leak")
+      ->capture_default_str();
+  diagnose_cmd->add_option("--time-wait-threshold", o.time_wait_threshold, "TIME_WAIT sockets worth a finding (default: half the port range)");
+  app.add_subcommand("profiles", "list shipped profiles");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    return kBadInput;
+  }
+  o.command = app.get_subcommands().front()->get_name();
+  o.conf_given = app.count("--sysctl-conf") > 0;
+  o.state_given = app.count("--state-dir") > 0;
+  if (!o.netns.empty() && !o.state_given) o.state_dir = "/var/lib/tcptune/netns/" + o.netns;
+  try {
+    if (o.command == "apply") return cmd_apply(o, false);
+    if (o.command == "diff") return cmd_apply(o, true);
+    if (o.command == "verify") return cmd_verify(o);
+    if (o.command == "rollback") return cmd_rollback(o);
+    if (o.command == "show") return cmd_show(o);
+    if (o.command == "diagnose") return cmd_diagnose(o);
+    if (o.command == "profiles") return cmd_profiles(o);
+  } catch (const std::exception& e) {
+    err(std::string("internal error: ") + e.what());
+    return kBadInput;
+  }
+  return kBadInput;
+}
