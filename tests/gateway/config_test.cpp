@@ -1,0 +1,214 @@
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "config.hpp"
+
+using syngate::gw::ConfigError;
+using syngate::gw::GatewayConfig;
+using syngate::gw::parse_config;
+
+namespace {
+
+const char* kMinimal = R"(
+[gateway]
+secret_file = "/var/lib/syngate/secrets"
+[[service]]
+address = "10.10.3.2"
+port = 80
+)";
+
+// Parses `text` expecting an error; returns it for inspection.
+ConfigError error_of(const std::string& text) {
+  try {
+    parse_config(text, "t.toml");
+  } catch (const ConfigError& e) {
+    return e;
+  }
+  ADD_FAILURE() << "no error for:\n" << text;
+  return ConfigError("", "", "");
+}
+
+std::string with_gateway(const std::string& extra) {
+  return "[gateway]\nsecret_file = \"/s\"\n" + extra + "\n[[service]]\naddress = \"10.0.0.1\"\nport = 80\n";
+}
+
+}  // namespace
+
+TEST(Config, MinimalConfigGetsSafeDefaults) {
+  GatewayConfig c = parse_config(kMinimal, "t.toml");
+  EXPECT_EQ(c.secret_file, "/var/lib/syngate/secrets");
+  ASSERT_EQ(c.services.size(), 1u);
+  EXPECT_EQ(c.services[0].address, "10.10.3.2");
+  EXPECT_FALSE(c.services[0].v6);
+  EXPECT_EQ(c.services[0].port, 80);
+  EXPECT_FALSE(c.fail_open);
+  EXPECT_EQ(c.metrics_host, "127.0.0.1");
+  EXPECT_EQ(c.metrics_port, 9470);
+  EXPECT_EQ(c.syn_queue, 0);
+  EXPECT_EQ(c.flow_queue, 8);
+  EXPECT_EQ(c.mode, syngate::gw::Mode::Both);
+  // The engine gets the default EngineConfig plus the services, v4-mapped.
+  syngate::EngineConfig defaults;
+  EXPECT_EQ(c.engine.max_flows, defaults.max_flows);
+  ASSERT_EQ(c.engine.services.size(), 1u);
+  EXPECT_EQ(c.engine.services[0].port, 80);
+  const auto& b = c.engine.services[0].address.bytes;
+  EXPECT_EQ(b[10], 0xff);
+  EXPECT_EQ(b[11], 0xff);
+  EXPECT_EQ(b[12], 10);
+  EXPECT_EQ(b[15], 2);
+}
+
+TEST(Config, EngineKeysMapOneToOne) {
+  std::string text = std::string(kMinimal) + R"(
+[engine]
+max_flows = 1000
+max_flows_per_source = 7
+synack_window = 29200
+announced_wscale = 9
+announce_ecn = true
+early_data_bytes = 2048
+early_data_slots = 12
+backend_syn_retries = 2
+backend_retry_initial_ms = 250
+established_idle_s = 100
+closing_idle_s = 20
+linger_s = 5
+cookie_max_age = 2
+)";
+  GatewayConfig c = parse_config(text, "t.toml");
+  EXPECT_EQ(c.engine.max_flows, 1000u);
+  EXPECT_EQ(c.engine.max_flows_per_source, 7u);
+  EXPECT_EQ(c.engine.synack_window, 29200);
+  EXPECT_EQ(c.engine.announced_wscale, 9);
+  EXPECT_TRUE(c.engine.announce_ecn);
+  EXPECT_EQ(c.engine.early_data_bytes, 2048u);
+  EXPECT_EQ(c.engine.early_data_slots, 12u);
+  EXPECT_EQ(c.engine.backend_syn_retries, 2u);
+  EXPECT_EQ(c.engine.backend_retry_initial_ms, 250u);
+  EXPECT_EQ(c.engine.established_idle_s, 100u);
+  EXPECT_EQ(c.engine.closing_idle_s, 20u);
+  EXPECT_EQ(c.engine.linger_s, 5u);
+  EXPECT_EQ(c.cookie_max_age, 2u);
+}
+
+TEST(Config, Ipv6ServiceIsCanonicalised) {
+  std::string text = "[gateway]\nsecret_file = \"/s\"\n[[service]]\naddress = \"2001:DB8:0::1\"\nport = 443\n";
+  GatewayConfig c = parse_config(text, "t.toml");
+  EXPECT_EQ(c.services[0].address, "2001:db8::1");
+  EXPECT_TRUE(c.services[0].v6);
+  EXPECT_TRUE(c.has_v6());
+  EXPECT_FALSE(c.has_v4());
+}
+
+TEST(Config, MissingSecretFileNamesTheKey) {
+  auto e = error_of("[gateway]\n[[service]]\naddress = \"10.0.0.1\"\nport = 80\n");
+  EXPECT_EQ(e.key(), "gateway.secret_file");
+  EXPECT_NE(std::string(e.what()).find("t.toml: gateway.secret_file: is required"), std::string::npos) << e.what();
+}
+
+TEST(Config, NoServiceIsAnError) {
+  auto e = error_of("[gateway]\nsecret_file = \"/s\"\n");
+  EXPECT_EQ(e.key(), "service");
+}
+
+TEST(Config, OutOfRangeValueNamesKeyAndRange) {
+  auto e = error_of(with_gateway("syn_queues = 0"));
+  EXPECT_EQ(e.key(), "gateway.syn_queues");
+  EXPECT_NE(e.reason().find("between 1 and 64 (got 0)"), std::string::npos) << e.reason();
+}
+
+TEST(Config, WrongTypeIsReported) {
+  auto e = error_of(with_gateway("fail_open = \"yes\""));
+  EXPECT_EQ(e.key(), "gateway.fail_open");
+  EXPECT_NE(e.reason().find("true or false"), std::string::npos);
+}
+
+TEST(Config, UnknownKeyIsATypo) {
+  auto e = error_of(with_gateway("synqueue = 3"));
+  EXPECT_EQ(e.key(), "gateway.synqueue");
+  EXPECT_NE(e.reason().find("unknown key"), std::string::npos);
+  auto e2 = error_of(std::string(kMinimal) + "[engine]\nmax_flow = 5\n");
+  EXPECT_EQ(e2.key(), "engine.max_flow");
+  auto e3 = error_of(std::string(kMinimal) + "[gatway]\n");
+  EXPECT_EQ(e3.key(), "gatway");
+}
+
+TEST(Config, OverlappingQueuesAreRefused) {
+  auto e = error_of(with_gateway("syn_queue = 4\nsyn_queues = 4\nflow_queue = 6"));
+  EXPECT_EQ(e.key(), "gateway.flow_queue");
+  EXPECT_NE(e.reason().find("overlap"), std::string::npos);
+  EXPECT_NO_THROW(parse_config(with_gateway("syn_queue = 4\nsyn_queues = 4\nflow_queue = 8"), "t"));
+}
+
+TEST(Config, BadServiceAddressAndPort) {
+  auto e = error_of("[gateway]\nsecret_file = \"/s\"\n[[service]]\naddress = \"srv.example\"\nport = 80\n");
+  EXPECT_EQ(e.key(), "service[0].address");
+  auto e2 = error_of("[gateway]\nsecret_file = \"/s\"\n[[service]]\naddress = \"10.0.0.1\"\nport = 80\n"
+                     "[[service]]\naddress = \"10.0.0.2\"\nport = 70000\n");
+  EXPECT_EQ(e2.key(), "service[1].port");
+  auto e3 = error_of("[gateway]\nsecret_file = \"/s\"\n[[service]]\naddress = \"10.0.0.1\"\n");
+  EXPECT_EQ(e3.key(), "service[0].port");
+  auto e4 = error_of("[gateway]\nsecret_file = \"/s\"\n[[service]]\naddress = \"10.0.0.1\"\nport = 80\n"
+                     "[[service]]\naddress = \"10.0.0.1\"\nport = 80\n");
+  EXPECT_NE(e4.reason().find("duplicate"), std::string::npos);
+}
+
+TEST(Config, MetricsOnlyOnLoopbackUnlessAllowed) {
+  auto e = error_of(with_gateway("metrics_address = \"0.0.0.0:9470\""));
+  EXPECT_EQ(e.key(), "gateway.metrics_address");
+  EXPECT_NE(e.reason().find("metrics_allow_remote"), std::string::npos);
+  GatewayConfig c = parse_config(with_gateway("metrics_address = \"10.1.2.3:9100\"\nmetrics_allow_remote = true"), "t");
+  EXPECT_EQ(c.metrics_host, "10.1.2.3");
+  EXPECT_EQ(c.metrics_port, 9100);
+  GatewayConfig v6 = parse_config(with_gateway("metrics_address = \"[::1]:9471\""), "t");
+  EXPECT_EQ(v6.metrics_host, "::1");
+  GatewayConfig off = parse_config(with_gateway("metrics_address = \"off\""), "t");
+  EXPECT_EQ(off.metrics_port, 0);
+  EXPECT_EQ(error_of(with_gateway("metrics_address = \"127.0.0.1\"")).key(), "gateway.metrics_address");
+  EXPECT_EQ(error_of(with_gateway("metrics_address = \"127.0.0.1:0\"")).key(), "gateway.metrics_address");
+}
+
+TEST(Config, EnumsAndChain) {
+  GatewayConfig c = parse_config(with_gateway("mode = \"router\"\niptables = \"legacy\"\nchain = \"SG_1\""), "t");
+  EXPECT_EQ(c.mode, syngate::gw::Mode::Router);
+  EXPECT_EQ(c.iptables, syngate::gw::IptablesBackend::Legacy);
+  EXPECT_EQ(c.chain, "SG_1");
+  EXPECT_EQ(error_of(with_gateway("mode = \"bridge\"")).key(), "gateway.mode");
+  EXPECT_EQ(error_of(with_gateway("iptables = \"ebtables\"")).key(), "gateway.iptables");
+  EXPECT_EQ(error_of(with_gateway("chain = \"BAD CHAIN\"")).key(), "gateway.chain");
+}
+
+TEST(Config, RotationFasterThanTwoTicksIsRefused) {
+  EXPECT_EQ(error_of(with_gateway("secret_rotation_s = 60")).key(), "gateway.secret_rotation_s");
+  EXPECT_EQ(parse_config(with_gateway("secret_rotation_s = 3600"), "t").secret_rotation_s, 3600u);
+}
+
+TEST(Config, SyntaxErrorGivesLine) {
+  auto e = error_of("[gateway]\nsecret_file = \n");
+  EXPECT_NE(std::string(e.what()).find("line 2"), std::string::npos) << e.what();
+}
+
+TEST(Config, ReloadReportsWhatNeedsARestart) {
+  GatewayConfig a = parse_config(kMinimal, "t");
+  GatewayConfig b = parse_config(std::string(kMinimal) + "", "t");
+  EXPECT_TRUE(non_reloadable_changes(a, b).empty());
+  b.log_level = "debug";  // reloadable
+  EXPECT_TRUE(non_reloadable_changes(a, b).empty());
+  b.flow_queues = 2;
+  b.engine.max_flows = 5;
+  auto changes = non_reloadable_changes(a, b);
+  ASSERT_EQ(changes.size(), 2u);
+  EXPECT_EQ(changes[0], "gateway.flow_queue(s)");
+  EXPECT_EQ(changes[1], "[engine] settings");
+}
+
+TEST(Config, LoadMissingFileNamesIt) {
+  try {
+    syngate::gw::load_config("/nonexistent/syngate.toml");
+    FAIL();
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("/nonexistent/syngate.toml"), std::string::npos);
+  }
+}

@@ -1,0 +1,121 @@
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <string>
+
+#include "config.hpp"
+#include "rules.hpp"
+
+using namespace syngate::gw;
+
+namespace {
+GatewayConfig config(const std::string& extra_gateway = "", const std::string& services =
+                         "[[service]]\naddress = \"10.10.3.2\"\nport = 80\n") {
+  return parse_config("[gateway]\nsecret_file = \"/s\"\n" + extra_gateway + "\n" + services, "t");
+}
+std::string join(const std::vector<std::string>& v) {
+  std::string s;
+  for (const auto& a : v) s += (s.empty() ? "" : " ") + a;
+  return s;
+}
+}  // namespace
+
+TEST(Rules, QueueTargets) {
+  EXPECT_EQ(join(nfqueue_target(0, 1, false)), "-j NFQUEUE --queue-num 0");
+  EXPECT_EQ(join(nfqueue_target(8, 4, false)), "-j NFQUEUE --queue-balance 8:11");
+  EXPECT_EQ(join(nfqueue_target(8, 2, true)), "-j NFQUEUE --queue-balance 8:9 --queue-bypass");
+}
+
+TEST(Rules, MangleChainQueuesSynsApartFromFlows) {
+  auto rules = chain_rules(config("flow_queues = 2"), false, "mangle");
+  ASSERT_EQ(rules.size(), 4u);
+  EXPECT_EQ(join(rules[0]), "-m mark --mark 0x5347 -j RETURN");
+  EXPECT_EQ(join(rules[1]),
+            "-d 10.10.3.2/32 -p tcp -m tcp --dport 80 --tcp-flags FIN,SYN,RST,ACK SYN -j NFQUEUE --queue-num 0");
+  EXPECT_EQ(join(rules[2]), "-d 10.10.3.2/32 -p tcp -m tcp --dport 80 -j NFQUEUE --queue-balance 8:9");
+  EXPECT_EQ(join(rules[3]), "-s 10.10.3.2/32 -p tcp -m tcp --sport 80 -j NFQUEUE --queue-balance 8:9");
+  for (const auto& r : rules) {
+    EXPECT_EQ(std::find(r.begin(), r.end(), "--queue-cpu-fanout"), r.end());
+  }
+}
+
+TEST(Rules, FailOpenAddsBypassEverywhere) {
+  auto rules = chain_rules(config("fail_open = true"), false, "mangle");
+  for (size_t i = 1; i < rules.size(); ++i) EXPECT_EQ(rules[i].back(), "--queue-bypass");
+  auto closed = chain_rules(config(), false, "mangle");
+  for (const auto& r : closed) EXPECT_NE(r.back(), "--queue-bypass");
+}
+
+TEST(Rules, RawChainUntracksBothDirections) {
+  auto rules = chain_rules(config(), false, "raw");
+  ASSERT_EQ(rules.size(), 2u);
+  EXPECT_EQ(join(rules[0]), "-d 10.10.3.2/32 -p tcp -m tcp --dport 80 -j CT --notrack");
+  EXPECT_EQ(join(rules[1]), "-s 10.10.3.2/32 -p tcp -m tcp --sport 80 -j CT --notrack");
+}
+
+TEST(Rules, FamiliesAreSeparated) {
+  auto c = config("", "[[service]]\naddress = \"10.0.0.1\"\nport = 80\n"
+                      "[[service]]\naddress = \"2001:db8::1\"\nport = 443\n");
+  auto v4 = chain_rules(c, false, "raw");
+  auto v6 = chain_rules(c, true, "raw");
+  ASSERT_EQ(v4.size(), 2u);
+  ASSERT_EQ(v6.size(), 2u);
+  EXPECT_EQ(v6[0][1], "2001:db8::1/128");
+}
+
+TEST(Rules, RestoreScriptDeclaresAndFillsTheChain) {
+  std::string s = restore_script(config("chain = \"SGX\""), false, "mangle");
+  EXPECT_EQ(s.rfind("*mangle\n:SGX - [0:0]\n-A SGX -m mark --mark 0x5347 -j RETURN\n", 0), 0u) << s;
+  EXPECT_NE(s.find("-A SGX -d 10.10.3.2/32 -p tcp -m tcp --dport 80 --tcp-flags FIN,SYN,RST,ACK SYN -j NFQUEUE --queue-num 0\n"), std::string::npos);
+  EXPECT_EQ(s.substr(s.size() - 7), "COMMIT\n");
+}
+
+TEST(Rules, UpJumpsFollowTheMode) {
+  auto find = [](const std::vector<RuleCommand>& plan, const std::string& table, const std::string& hook) {
+    for (const auto& c : plan) {
+      if (c.v6 || c.args.size() < 5 || c.args[2] != table || c.args[4] != hook) continue;
+      return c.kind;
+    }
+    return RuleCommand::Kind::Run;  // not present
+  };
+  auto router = plan_up(config("mode = \"router\""));
+  EXPECT_EQ(find(router, "mangle", "FORWARD"), RuleCommand::Kind::Ensure);
+  EXPECT_EQ(find(router, "mangle", "INPUT"), RuleCommand::Kind::RemoveAll);
+  EXPECT_EQ(find(router, "mangle", "OUTPUT"), RuleCommand::Kind::RemoveAll);
+  EXPECT_EQ(find(router, "raw", "PREROUTING"), RuleCommand::Kind::Ensure);
+  EXPECT_EQ(find(router, "raw", "OUTPUT"), RuleCommand::Kind::Ensure);
+  auto host = plan_up(config("mode = \"host\""));
+  EXPECT_EQ(find(host, "mangle", "FORWARD"), RuleCommand::Kind::RemoveAll);
+  EXPECT_EQ(find(host, "mangle", "INPUT"), RuleCommand::Kind::Ensure);
+  EXPECT_EQ(find(host, "mangle", "OUTPUT"), RuleCommand::Kind::Ensure);
+  // Chains are filled (Restore) before any jump points at them.
+  size_t first_restore = router.size(), first_jump = router.size();
+  for (size_t i = 0; i < router.size(); ++i) {
+    if (router[i].v6) continue;
+    if (router[i].kind == RuleCommand::Kind::Restore) first_restore = std::min(first_restore, i);
+    if (router[i].kind == RuleCommand::Kind::Ensure) first_jump = std::min(first_jump, i);
+  }
+  EXPECT_LT(first_restore, first_jump);
+  // No v6 service: the v6 side only cleans up.
+  for (const auto& c : router) {
+    if (c.v6) {
+      EXPECT_TRUE(c.kind == RuleCommand::Kind::RemoveAll || c.kind == RuleCommand::Kind::Optional);
+    }
+  }
+}
+
+TEST(Rules, DownRemovesJumpsBeforeTheChain) {
+  auto plan = plan_down("SYNGATE");
+  size_t last_jump_removal = 0, first_delete = plan.size();
+  for (size_t i = 0; i < plan.size(); ++i) {
+    if (plan[i].v6) continue;
+    if (plan[i].kind == RuleCommand::Kind::RemoveAll) last_jump_removal = i;
+    if (join(plan[i].args).find("-X SYNGATE") != std::string::npos) first_delete = std::min(first_delete, i);
+  }
+  EXPECT_LT(last_jump_removal, first_delete);
+  EXPECT_EQ(join(plan[0].args), "-w -t mangle -D FORWARD -p tcp -j SYNGATE");
+}
+
+TEST(Rules, RenderQuotes) {
+  EXPECT_EQ(render("iptables", {"-A", "X", "--comment", "a b"}), "iptables -A X --comment 'a b'");
+}
