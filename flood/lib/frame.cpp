@@ -1,0 +1,142 @@
+#include "frame.hpp"
+
+#include <cstdio>
+#include <cstring>
+
+#include "syngate/checksum.hpp"
+#include "syngate/packet.hpp"
+
+namespace syngate::flood {
+
+namespace {
+
+uint16_t load16(const uint8_t* p) noexcept { return static_cast<uint16_t>(p[0] << 8 | p[1]); }
+uint32_t load32(const uint8_t* p) noexcept {
+  return uint32_t{p[0]} << 24 | uint32_t{p[1]} << 16 | uint32_t{p[2]} << 8 | p[3];
+}
+void store16(uint8_t* p, uint16_t v) noexcept {
+  p[0] = static_cast<uint8_t>(v >> 8);
+  p[1] = static_cast<uint8_t>(v);
+}
+void store32(uint8_t* p, uint32_t v) noexcept {
+  p[0] = static_cast<uint8_t>(v >> 24);
+  p[1] = static_cast<uint8_t>(v >> 16);
+  p[2] = static_cast<uint8_t>(v >> 8);
+  p[3] = static_cast<uint8_t>(v);
+}
+
+int hex_digit(char c) noexcept {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+}  // namespace
+
+std::optional<Mac> parse_mac(std::string_view text) noexcept {
+  if (text.size() != 17) return std::nullopt;
+  Mac mac{};
+  for (size_t i = 0; i < 6; ++i) {
+    const int hi = hex_digit(text[i * 3]);
+    const int lo = hex_digit(text[i * 3 + 1]);
+    if (hi < 0 || lo < 0) return std::nullopt;
+    if (i < 5 && text[i * 3 + 2] != ':' && text[i * 3 + 2] != '-') return std::nullopt;
+    mac[i] = static_cast<uint8_t>(hi << 4 | lo);
+  }
+  return mac;
+}
+
+std::string format_mac(const Mac& m) {
+  char out[18];
+  std::snprintf(out, sizeof out, "%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3], m[4], m[5]);
+  return out;
+}
+
+std::optional<FloodKind> parse_flood_kind(std::string_view name) noexcept {
+  if (name == "syn") return FloodKind::Syn;
+  if (name == "ack") return FloodKind::Ack;
+  if (name == "rst") return FloodKind::Rst;
+  if (name == "fin") return FloodKind::Fin;
+  if (name == "mixed") return FloodKind::Mixed;
+  return std::nullopt;
+}
+
+std::string_view to_string(FloodKind k) noexcept {
+  switch (k) {
+    case FloodKind::Syn: return "syn";
+    case FloodKind::Ack: return "ack";
+    case FloodKind::Rst: return "rst";
+    case FloodKind::Fin: return "fin";
+    case FloodKind::Mixed: return "mixed";
+  }
+  return "?";
+}
+
+uint8_t flood_flags(FloodKind kind, uint64_t n) noexcept {
+  using namespace tcp_flag;
+  switch (kind) {
+    case FloodKind::Syn: return SYN;
+    case FloodKind::Ack: return ACK;
+    case FloodKind::Rst: return RST;
+    case FloodKind::Fin: return FIN | ACK;
+    case FloodKind::Mixed: {
+      static constexpr uint8_t pattern[8] = {SYN, SYN, SYN, SYN, ACK, ACK, RST, FIN | ACK};
+      return pattern[n % 8];
+    }
+  }
+  return SYN;
+}
+
+std::optional<FrameTemplate> FrameTemplate::make(const FrameSpec& spec) {
+  FrameTemplate t;
+  // Placeholder source; render() replaces it. Any address works since checksums are updated.
+  const FlowTuple tuple{Address::from_v4(kBenchmarkRange.base + 1), Address::from_v4(spec.dst_ip), 1024,
+                        spec.dst_port};
+  TcpOptions opts{};
+  opts.has_mss = true;
+  opts.mss = spec.mss;
+  const size_t ip_len = build_syn(std::span<uint8_t>(t.buf_.data() + kEthHeaderLen, kMaxFrameLen - kEthHeaderLen),
+                                  tuple, 0, 64240, opts);
+  if (ip_len < 40) return std::nullopt;
+  std::memcpy(t.buf_.data(), spec.dst_mac.data(), 6);
+  std::memcpy(t.buf_.data() + 6, spec.src_mac.data(), 6);
+  t.buf_[12] = 0x08;  // ETH_P_IP
+  t.buf_[13] = 0x00;
+  t.len_ = kEthHeaderLen + ip_len;
+  const uint8_t* ip = t.buf_.data() + kEthHeaderLen;
+  t.tcp_ = kEthHeaderLen + static_cast<size_t>(ip[0] & 0x0f) * 4;
+  const uint8_t* tcp = t.buf_.data() + t.tcp_;
+  t.ip_check_ = load16(ip + 10);
+  t.src_ip_ = load32(ip + 12);
+  t.sport_ = load16(tcp);
+  t.seq_ = load32(tcp + 4);
+  t.ack_ = load32(tcp + 8);
+  t.off_flags_ = load16(tcp + 12);
+  t.tcp_check_ = load16(tcp + 16);
+  return t;
+}
+
+void FrameTemplate::render(uint8_t* out, uint32_t src_ip, uint16_t sport, uint32_t seq, uint32_t ack,
+                           uint8_t flags) const noexcept {
+  std::memcpy(out, buf_.data(), len_);
+  uint8_t* ip = out + kEthHeaderLen;
+  uint8_t* tcp = out + tcp_;
+  store32(ip + 12, src_ip);
+  store16(ip + 10, csum_replace32(ip_check_, src_ip_, src_ip));
+
+  const uint16_t off_flags = static_cast<uint16_t>((off_flags_ & 0xff00) | flags);
+  uint16_t check = tcp_check_;
+  check = csum_replace32(check, src_ip_, src_ip);  // the pseudo-header carries the source address
+  check = csum_replace16(check, sport_, sport);
+  check = csum_replace32(check, seq_, seq);
+  check = csum_replace32(check, ack_, ack);
+  check = csum_replace16(check, off_flags_, off_flags);
+  store16(tcp, sport);
+  store32(tcp + 4, seq);
+  store32(tcp + 8, ack);
+  store16(tcp + 12, off_flags);
+  store16(tcp + 16, check);
+}
+
+}  // namespace syngate::flood

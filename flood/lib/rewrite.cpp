@@ -1,0 +1,162 @@
+#include "rewrite.hpp"
+
+#include <cmath>
+#include <cstring>
+
+#include "syngate/checksum.hpp"
+#include "syngate/packet.hpp"
+
+namespace syngate::flood {
+
+namespace {
+uint16_t load16(const uint8_t* p) noexcept { return static_cast<uint16_t>(p[0] << 8 | p[1]); }
+uint32_t load32(const uint8_t* p) noexcept {
+  return uint32_t{p[0]} << 24 | uint32_t{p[1]} << 16 | uint32_t{p[2]} << 8 | p[3];
+}
+void store16(uint8_t* p, uint16_t v) noexcept {
+  p[0] = static_cast<uint8_t>(v >> 8);
+  p[1] = static_cast<uint8_t>(v);
+}
+void store32(uint8_t* p, uint32_t v) noexcept {
+  p[0] = static_cast<uint8_t>(v >> 24);
+  p[1] = static_cast<uint8_t>(v >> 16);
+  p[2] = static_cast<uint8_t>(v >> 8);
+  p[3] = static_cast<uint8_t>(v);
+}
+
+constexpr uint16_t kEthIp = 0x0800;
+constexpr uint16_t kEthIp6 = 0x86DD;
+constexpr uint16_t kEthVlan = 0x8100;
+constexpr uint16_t kEthQinQ = 0x88A8;
+
+L3Location by_ethertype(uint16_t type, size_t offset, size_t total) noexcept {
+  if (offset > total) return {SkipReason::Truncated, 0, 0};
+  if (type == kEthIp) return {SkipReason::None, offset, total - offset};
+  if (type == kEthIp6) return {SkipReason::NotIpv4, 0, 0};
+  return {SkipReason::NotIp, 0, 0};
+}
+}  // namespace
+
+std::optional<LinkType> link_type_from_dlt(int dlt) noexcept {
+  switch (dlt) {
+    case 0: return LinkType::Null;        // DLT_NULL (BSD loopback)
+    case 1: return LinkType::Ethernet;    // DLT_EN10MB
+    case 12:                              // DLT_RAW on most platforms
+    case 14:                              // DLT_RAW on OpenBSD
+    case 101: return LinkType::Raw;       // LINKTYPE_RAW
+    case 113: return LinkType::LinuxSll;  // DLT_LINUX_SLL ("any" device)
+    case 276: return LinkType::LinuxSll2;
+    default: return std::nullopt;
+  }
+}
+
+std::string_view to_string(SkipReason r) noexcept {
+  switch (r) {
+    case SkipReason::None: return "none";
+    case SkipReason::NotIp: return "not_ip";
+    case SkipReason::NotIpv4: return "ipv6";
+    case SkipReason::NotTcp: return "not_tcp";
+    case SkipReason::Fragment: return "fragment";
+    case SkipReason::Truncated: return "truncated";
+    case SkipReason::Malformed: return "malformed";
+  }
+  return "?";
+}
+
+L3Location locate_ip(std::span<const uint8_t> f, LinkType link) noexcept {
+  const size_t n = f.size();
+  switch (link) {
+    case LinkType::Raw: {
+      if (n < 1) return {SkipReason::Truncated, 0, 0};
+      const uint8_t v = f[0] >> 4;
+      if (v == 4) return {SkipReason::None, 0, n};
+      if (v == 6) return {SkipReason::NotIpv4, 0, 0};
+      return {SkipReason::NotIp, 0, 0};
+    }
+    case LinkType::Null: {
+      if (n < 4) return {SkipReason::Truncated, 0, 0};
+      // Address family in the capturing host's byte order: AF_INET is 2 either way round.
+      const uint32_t le = uint32_t{f[0]} | uint32_t{f[1]} << 8 | uint32_t{f[2]} << 16 | uint32_t{f[3]} << 24;
+      const uint32_t be = load32(f.data());
+      if (le == 2 || be == 2) return {SkipReason::None, 4, n - 4};
+      if (le == 10 || le == 24 || le == 28 || le == 30 || be == 24 || be == 28 || be == 30)
+        return {SkipReason::NotIpv4, 0, 0};
+      return {SkipReason::NotIp, 0, 0};
+    }
+    case LinkType::Ethernet: {
+      if (n < 14) return {SkipReason::Truncated, 0, 0};
+      size_t off = 12;
+      uint16_t type = load16(f.data() + off);
+      // Up to two VLAN tags (802.1Q, QinQ).
+      for (int tags = 0; tags < 2 && (type == kEthVlan || type == kEthQinQ); ++tags) {
+        off += 4;
+        if (off + 2 > n) return {SkipReason::Truncated, 0, 0};
+        type = load16(f.data() + off);
+      }
+      return by_ethertype(type, off + 2, n);
+    }
+    case LinkType::LinuxSll: {
+      if (n < 16) return {SkipReason::Truncated, 0, 0};
+      return by_ethertype(load16(f.data() + 14), 16, n);
+    }
+    case LinkType::LinuxSll2: {
+      if (n < 20) return {SkipReason::Truncated, 0, 0};
+      return by_ethertype(load16(f.data()), 20, n);
+    }
+  }
+  return {SkipReason::NotIp, 0, 0};
+}
+
+uint32_t map_into_range(uint32_t original, const Cidr& range) noexcept {
+  // A 32-bit mix (the murmur3 finaliser) so that neighbouring originals spread over the range.
+  uint32_t h = original;
+  h ^= h >> 16;
+  h *= 0x85ebca6bu;
+  h ^= h >> 13;
+  h *= 0xc2b2ae35u;
+  h ^= h >> 16;
+  const uint64_t size = range.size();
+  if (size >= 4) return range.base + 1 + static_cast<uint32_t>(h % (size - 2));
+  return range.base + static_cast<uint32_t>(h % size);
+}
+
+SkipReason rewrite_ipv4_tcp(std::span<uint8_t> buf, const RewriteConfig& cfg, size_t& ip_len) noexcept {
+  if (buf.size() < 20) return SkipReason::Truncated;
+  uint8_t* ip = buf.data();
+  if ((ip[0] >> 4) == 6) return SkipReason::NotIpv4;
+  if ((ip[0] >> 4) != 4) return SkipReason::NotIp;
+  const size_t ihl = static_cast<size_t>(ip[0] & 0x0f) * 4;
+  const size_t total = load16(ip + 2);
+  if (ihl < 20 || total < ihl) return SkipReason::Malformed;
+  if (ihl > buf.size() || total > buf.size()) return SkipReason::Truncated;
+  if (ip[9] != 6) return SkipReason::NotTcp;
+  const uint16_t frag = load16(ip + 6);
+  if ((frag & 0x3fff) != 0) return SkipReason::Fragment;  // MF set or a non-zero offset
+  if (total < ihl + 20) return SkipReason::Malformed;
+  uint8_t* tcp = ip + ihl;
+  const size_t doff = static_cast<size_t>(tcp[12] >> 4) * 4;
+  if (doff < 20 || ihl + doff > total) return SkipReason::Malformed;
+
+  store32(ip + 16, cfg.dst_ip);
+  if (cfg.spoof) store32(ip + 12, map_into_range(load32(ip + 12), *cfg.spoof));
+  store16(tcp + 2, cfg.dst_port);
+
+  store16(ip + 10, 0);
+  store16(ip + 10, ipv4_header_checksum(std::span<const uint8_t>(ip, ihl)));
+  store16(tcp + 16, 0);
+  const std::span<const uint8_t, 4> src(ip + 12, 4);
+  const std::span<const uint8_t, 4> dst(ip + 16, 4);
+  store16(tcp + 16, tcp_checksum_v4(src, dst, std::span<const uint8_t>(tcp, total - ihl)));
+  ip_len = total;
+  return SkipReason::None;
+}
+
+uint64_t replay_offset_ns(uint64_t first_ts_ns, uint64_t ts_ns, double speed, uint64_t floor_ns) noexcept {
+  if (ts_ns <= first_ts_ns || !(speed > 0)) return floor_ns;
+  const double scaled = static_cast<double>(ts_ns - first_ts_ns) / speed;
+  // Past ~584 years the double no longer fits; clamp rather than overflow.
+  const uint64_t offset = scaled >= 1.8e19 ? UINT64_MAX : static_cast<uint64_t>(scaled + 0.5);
+  return offset < floor_ns ? floor_ns : offset;
+}
+
+}  // namespace syngate::flood

@@ -1,0 +1,64 @@
+// Replay of captured traffic: find the IP packet inside a captured frame, rewrite its
+// destination (and optionally its source) and fix the checksums; schedule sends from capture
+// timestamps. Pure: libpcap and the sockets stay in the program.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string_view>
+
+#include "addr.hpp"
+
+namespace syngate::flood {
+
+// The link types we unwrap (values are pcap's DLT_* / LINKTYPE_* numbers).
+enum class LinkType : uint8_t { Ethernet, Raw, LinuxSll, LinuxSll2, Null };
+std::optional<LinkType> link_type_from_dlt(int dlt) noexcept;
+
+enum class SkipReason : uint8_t {
+  None = 0,
+  NotIp,       // ARP, LLDP, unknown ethertype
+  NotIpv4,     // IPv6: the replayer targets IPv4
+  NotTcp,      // UDP, ICMP, ...
+  Fragment,    // a fragment has no whole TCP header to rewrite
+  Truncated,   // snaplen cut the packet: we cannot fix a checksum over bytes we do not have
+  Malformed,   // headers that do not add up
+};
+inline constexpr size_t kSkipReasonCount = 7;
+std::string_view to_string(SkipReason r) noexcept;
+
+// Locates the IP packet in a captured frame: offset and length (length from the link layer's
+// view; the IP header's own length is checked later).
+struct L3Location {
+  SkipReason skip = SkipReason::None;
+  size_t offset = 0;
+  size_t length = 0;
+};
+L3Location locate_ip(std::span<const uint8_t> frame, LinkType link) noexcept;
+
+struct RewriteConfig {
+  uint32_t dst_ip = 0;  // host order
+  uint16_t dst_port = 0;
+  std::optional<Cidr> spoof;  // when set, sources are mapped into this range
+};
+
+// Rewrites one IPv4 TCP packet in place (the bytes of the IP packet, possibly followed by link
+// padding): destination address and port become the target; with a spoof range, the source
+// address is mapped deterministically into the range (the same original source always maps to
+// the same spoofed one, so a captured flow stays one flow). Both checksums are recomputed from
+// scratch because captures often hold packets whose checksum the NIC was to fill in.
+// Returns the IP packet's length in `ip_len` on success.
+SkipReason rewrite_ipv4_tcp(std::span<uint8_t> ip, const RewriteConfig& config, size_t& ip_len) noexcept;
+
+// Where a source address lands in the spoof range (skipping network/broadcast like
+// AddressIterator does for ranges of four or more).
+uint32_t map_into_range(uint32_t original, const Cidr& range) noexcept;
+
+// When to send a captured packet, relative to the start of the replay: (ts - first_ts) / speed.
+// Timestamps going backwards in the capture are held at the previous send time (`floor_ns`), so
+// the schedule never runs backwards.
+uint64_t replay_offset_ns(uint64_t first_ts_ns, uint64_t ts_ns, double speed, uint64_t floor_ns) noexcept;
+
+}  // namespace syngate::flood

@@ -1,0 +1,15 @@
+#pragma once
+
+#include <vector>
+
+#include "addr.hpp"
+#include "probe_report.hpp"
+
+namespace syngate::flood {
+
+// Opens config.count connections to `target`, at most config.concurrency at a time, each with
+// its own deadline of config.timeout_ms from its connect() call; optionally sends an HTTP GET
+// or waits for the server's banner. Returns one Attempt per connection.
+std::vector<Attempt> run_probe(const ProbeConfig& config, const Endpoint& target);
+
+}  // namespace syngate::flood
