@@ -120,12 +120,12 @@ std::vector<Op> diff_ops(const std::vector<std::string>& a, const std::vector<st
       ops.push_back({' ', pre + i, pre + j});
       ++i;
       ++j;
-    } else if (j < m && (i == n || L[i][j + 1] >= L[i + 1][j])) {
+    } else if (i < n && (j == m || L[i + 1][j] >= L[i][j + 1])) {
+      ops.push_back({'-', pre + i, pre + j});  // deletions first, as diff(1) prints them
+      ++i;
+    } else {
       ops.push_back({'+', pre + i, pre + j});
       ++j;
-    } else {
-      ops.push_back({'-', pre + i, pre + j});
-      ++i;
     }
   }
   for (size_t k = 0; k < suf; ++k) ops.push_back({' ', pre + n + k, pre + m + k});

@@ -1,6 +1,7 @@
 #include "profile.hpp"
 
 #include <algorithm>
+#include <filesystem>
 #include <map>
 #include <set>
 #include <toml++/toml.h>
@@ -155,6 +156,7 @@ std::optional<std::string> resolve_profile(std::string_view arg, const std::stri
   bool is_path = a.find('/') != std::string::npos || a.ends_with(".toml");
   if (is_path) {
     std::string p = (a[0] == '/' || relative_dir.empty()) ? a : relative_dir + "/" + a;
+    p = std::filesystem::path(p).lexically_normal().string();  // "sub/../base.toml" names one file
     if (src.read(p)) return p;
     return std::nullopt;
   }
