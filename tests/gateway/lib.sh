@@ -82,7 +82,7 @@ lab_down() {
 # bg NS cmd... : start a process in a namespace; its PID lands in LAB_PIDS and in $BG_PID.
 bg() {
   local ns=$1; shift
-  ip netns exec "$ns" "$@" &
+  ip netns exec "$ns" "$@" >>"${BG_LOG:-$LAB_DIR/bg.log}" 2>&1 &
   BG_PID=$!
   LAB_PIDS+=("$BG_PID")
 }
@@ -170,7 +170,7 @@ CONF
 start_syngate() {
   in_ns "$NS_GW" "$SYNGATE_BIN" check --config "$LAB_DIR/syngate.toml" >/dev/null
   in_ns "$NS_GW" "$SYNGATE_BIN" rules up --config "$LAB_DIR/syngate.toml" >/dev/null
-  bg "$NS_GW" "$SYNGATE_BIN" run --config "$LAB_DIR/syngate.toml" >>"$LAB_DIR/syngate.log" 2>&1
+  BG_LOG=$LAB_DIR/syngate.log bg "$NS_GW" "$SYNGATE_BIN" run --config "$LAB_DIR/syngate.toml"
   SYNGATE_PID=$BG_PID
   local i
   for ((i = 0; i < 100; i++)); do
