@@ -15,13 +15,117 @@
 #   tests/fuzz/corpus/packet/kernel_<name>.bin   the same packets, binary, as fuzzing seeds
 #
 # Needs root, iproute2, ethtool, tcpdump, iptables, python3 (scripts/deps.sh installs them).
-# Not run in CI: the tests read the committed fixtures. Usage: sudo tests/core/capture_fixtures.sh
+#   tests/fuzz/corpus/packet/crafted_<name>.bin hand-made edge cases (also: --crafted-only, no root)
+# Not run in CI: the tests read the committed fixtures.
+# Usage: sudo tests/core/capture_fixtures.sh            capture everything
+#        tests/core/capture_fixtures.sh --crafted-only   only rewrite the crafted fuzz seeds
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 fixtures=${FIXTURE_OUT:-$here/fixtures}
 corpus=${CORPUS_OUT:-$repo/tests/fuzz/corpus/packet}
+
+# Hand-made edge cases for the fuzzer's seed corpus (no root needed for this part): IP options,
+# IPv6 extension headers, fragments, odd TCP option layouts, malformed lengths.
+write_crafted_seeds() {
+  mkdir -p "$corpus"
+  rm -f "$corpus"/crafted_*.bin
+  python3 - "$corpus" <<'PY'
+import os, struct, sys
+out = sys.argv[1]
+
+def csum(data):
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack("!%dH" % (len(data) // 2), data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+def tcp(opts=b"", payload=b"", flags=0x02, seq=0x01020304, ack=0, win=65535, doff=None):
+    opts += b"\0" * (-len(opts) % 4)
+    d = doff if doff is not None else (20 + len(opts)) // 4
+    return struct.pack("!HHIIBBHHH", 40000, 80, seq, ack, d << 4, flags, win, 0, 0) + opts + payload
+
+def fix_tcp_csum(seg, pseudo_src_dst, v6):
+    n = len(seg)
+    pseudo = pseudo_src_dst + (struct.pack("!IxxxB", n, 6) if v6 else struct.pack("!BBH", 0, 6, n))
+    c = csum(pseudo + seg[:16] + b"\0\0" + seg[18:])
+    return seg[:16] + struct.pack("!H", c) + seg[18:]
+
+SRC4, DST4 = bytes([198, 18, 0, 1]), bytes([198, 19, 0, 2])
+SRC6 = bytes.fromhex("20010db8000000000000000000000001")
+DST6 = bytes.fromhex("20010db800000000000000000000abcd")
+
+def v4(seg, ipopts=b"", proto=6, frag=0x4000, pad=b"", total=None):
+    hl = 20 + len(ipopts)
+    seg = fix_tcp_csum(seg, SRC4 + DST4, False) if proto == 6 and len(seg) >= 20 else seg
+    tl = total if total is not None else hl + len(seg)
+    h = struct.pack("!BBHHHBBH4s4s", 0x40 | hl // 4, 0, tl, 0x1234, frag, 64, proto, 0, SRC4, DST4) + ipopts
+    h = h[:10] + struct.pack("!H", csum(h)) + h[12:]
+    return h + seg + pad
+
+def v6(seg, ext=b"", first=6, src=SRC6, dst=DST6):
+    seg = fix_tcp_csum(seg, src + dst, True) if len(seg) >= 20 else seg
+    return struct.pack("!IHBB", 0x60000000, len(ext) + len(seg), first, 64) + src + dst + ext + seg
+
+def ext(nxt, words):
+    body = bytes([1, 8 * (words + 1) - 4]) + b"\0" * (8 * (words + 1) - 4)
+    return bytes([nxt, words]) + body
+
+SYN_OPTS = bytes([2, 4, 5, 180, 4, 2, 8, 10, 0, 0, 0, 1, 0, 0, 0, 0, 1, 3, 3, 7])
+TS = bytes([1, 1, 8, 10, 0, 0, 0, 5, 0, 0, 0, 6])
+def sack(n):
+    return bytes([1, 1, 5, 2 + 8 * n]) + b"".join(struct.pack("!II", 0xFFFFF000 + i, 0x10 + i) for i in range(n))
+
+seeds = {
+    "v4_syn_all_options": v4(tcp(SYN_OPTS)),
+    "v4_ip_router_alert": v4(tcp(SYN_OPTS), ipopts=bytes([0x94, 4, 0, 0])),
+    "v4_ip_options_max": v4(tcp(), ipopts=bytes([1] * 40)),
+    "v4_link_padding": v4(tcp(flags=0x10, payload=b"x"), pad=b"\0" * 6),
+    "v4_fragment_mf": v4(tcp(), frag=0x2000),
+    "v4_fragment_offset": v4(tcp(), frag=0x00b9),
+    "v4_udp": v4(b"\0" * 28, proto=17),
+    "v4_total_too_long": v4(tcp(), total=200),
+    "v4_doff15_nops": v4(tcp(opts=bytes([1] * 40), flags=0x10)),
+    "v4_doff_past_end": v4(tcp(doff=15)),
+    "v4_unknown_options": v4(tcp(bytes([30, 4, 0x12, 0x34, 34, 2, 254, 6, 0xf9, 0x89, 1, 2, 2, 4, 5, 120]))),
+    "v4_option_len0": v4(tcp(bytes([30, 0, 0, 0]))),
+    "v4_option_len1": v4(tcp(bytes([30, 1, 0, 0]))),
+    "v4_option_past_end": v4(tcp(bytes([1, 1, 8, 10, 0, 0, 0, 1]))),
+    "v4_mss_len3": v4(tcp(bytes([2, 3, 5, 0]))),
+    "v4_wscale_255": v4(tcp(bytes([1, 3, 3, 255]))),
+    "v4_ts_odd_offset_sack": v4(tcp(bytes([1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2, 1, 5, 10, 0, 0, 0, 3, 0, 0, 0, 4]), flags=0x10, payload=b"abc")),
+    "v4_ts_sack3": v4(tcp(TS + sack(3), flags=0x10)),
+    "v4_sack4": v4(tcp(sack(4), flags=0x10)),
+    "v4_end_then_garbage": v4(tcp(bytes([2, 4, 5, 180, 0, 30, 0, 99]))),
+    "v4_data_odd_payload": v4(tcp(TS, flags=0x18, payload=b"hello, world!")),
+    "v4_rst": v4(tcp(flags=0x04, win=0)),
+    "v4_truncated_tcp": v4(tcp())[:30],
+    "v6_syn_all_options": v6(tcp(SYN_OPTS)),
+    "v6_ext_chain": v6(tcp(SYN_OPTS), ext(60, 0) + ext(43, 1) + ext(6, 2), first=0),
+    "v6_fragment": v6(tcp(), bytes([6, 0, 0, 1, 0xde, 0xad, 0xbe, 0xef]), first=44),
+    "v6_atomic_fragment": v6(tcp(), bytes([6, 0, 0, 0, 0, 0, 0, 1]), first=44),
+    "v6_ah": v6(tcp(), bytes([6, 4]) + b"\0" * 22, first=51),
+    "v6_no_next_header": v6(b"", first=59),
+    "v6_ext_past_end": v6(tcp(), bytes([6, 200]) + b"\0" * 6, first=60),
+    "v6_v4mapped_src": v6(tcp(TS, flags=0x10), src=bytes(10) + b"\xff\xff" + SRC4),
+    "v6_sack_ts": v6(tcp(TS + sack(2), flags=0x10)),
+    "bad_version": bytes([0x50]) + v4(tcp())[1:],
+    "empty": b"",
+}
+for name, data in seeds.items():
+    with open(os.path.join(out, "crafted_%s.bin" % name), "wb") as f:
+        f.write(data)
+print("wrote %d crafted seeds" % len(seeds))
+PY
+}
+
+if [ "${1:-}" = --crafted-only ]; then
+  write_crafted_seeds
+  exit 0
+fi
 
 for tool in ip ethtool tcpdump iptables ip6tables python3 ss; do
   command -v "$tool" >/dev/null || { echo "capture_fixtures: missing $tool (run scripts/deps.sh)" >&2; exit 1; }
@@ -282,6 +386,7 @@ done
 
 mkdir -p "$fixtures" "$corpus"
 rm -f "$fixtures"/*.hex "$fixtures"/*.expect "$corpus"/kernel_*.bin
+write_crafted_seeds
 
 python3 - "$work" "$fixtures" "$corpus" "${scenarios[@]}" <<'PY'
 import os, re, struct, subprocess, sys
