@@ -188,13 +188,16 @@ void Daemon::worker_main(Worker& w) {
   bool draining = false;
   for (;;) {
     if (stop.load(std::memory_order_relaxed)) draining = true;
+    const auto& batch = w.nfq->receive(draining, w.rx);
+    // Checked after the wait, not before: a batch that arrives after new secrets were
+    // published must be handled with them, or SYN and flow workers would disagree on the key
+    // for up to one receive timeout.
     uint64_t gen = secrets.generation.load(std::memory_order_acquire);
     if (gen != w.seen_generation) {
       *w.jar = CookieJar(secrets.get(), config.cookie_max_age);
       if (w.engine) w.engine->set_cookies(*w.jar);
       w.seen_generation = gen;
     }
-    const auto& batch = w.nfq->receive(draining, w.rx);
     uint64_t now = monotonic_ns();
     if (!batch.empty()) {
       ++w.intake.batches;
