@@ -334,6 +334,9 @@ int cmd_apply(const Options& o, bool diff_only) {
     written.push_back(v);  // a failed write may still have changed the value
     if (auto e = sys::write_sysctl(v.key, v.after); !e.empty()) {
       failure = v.key + " = " + v.after + ": " + e;
+      // A refused write normally leaves the old value; only restore it if it did change.
+      auto now = sys::read_sysctl(v.key);
+      if (now.present && same_value(now.value, v.before)) written.pop_back();
       break;
     }
     auto back = sys::read_sysctl(v.key);
@@ -770,6 +773,16 @@ int main(int argc, char** argv) {
       "tcptune: apply, verify, diff and roll back TCP sysctl profiles; diagnose TCP socket state.\n"
       "Exit codes: 0 ok; 1 drift found (verify) or warning/critical findings (diagnose); 2 bad input;\n"
       "3 apply failed and was rolled back (or rollback was incomplete)."};
+  app.footer(
+      "PROFILE is a path (containing '/' or ending in .toml) or the name of a shipped profile (see `tcptune profiles`).\n"
+      "Examples:\n"
+      "  tcptune diff syn-flood-defense          what would change, nothing written\n"
+      "  tcptune apply syn-flood-defense         apply, persist in /etc/sysctl.conf, journal the old values\n"
+      "  tcptune verify syn-flood-defense        drift table; exit 1 on drift\n"
+      "  tcptune rollback                        undo the latest apply (repeat to go further back)\n"
+      "  tcptune --netns lab-gw --sysctl-conf /tmp/gw.conf apply gateway\n"
+      "  tcptune diagnose --interval 5           socket states, counters, findings over 5 s\n"
+      "Options may follow the subcommand. Operator guide: docs/tcptune.md");
   app.require_subcommand(1, 1);
   app.fallthrough();
   app.add_option("--sysctl-conf", o.sysctl_conf, "sysctl.conf holding the managed block")->capture_default_str();
