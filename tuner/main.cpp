@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <ctime>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -827,6 +828,10 @@ int main(int argc, char** argv) {
   o.conf_given = app.count("--sysctl-conf") > 0;
   o.state_given = app.count("--state-dir") > 0;
   if (!o.netns.empty() && !o.state_given) o.state_dir = "/var/lib/tcptune/netns/" + o.netns;
+  // The journal records the conf path; make it absolute so rollback works from any directory.
+  o.sysctl_conf = std::filesystem::absolute(o.sysctl_conf).lexically_normal().string();
+  o.state_dir = std::filesystem::absolute(o.state_dir).lexically_normal().string();
+  for (auto& d : o.sysctl_d) d = std::filesystem::absolute(d).lexically_normal().string();
   try {
     if (o.command == "apply") return cmd_apply(o, false);
     if (o.command == "diff") return cmd_apply(o, true);
