@@ -177,6 +177,16 @@ for k in $KEYS; do eq "$(nsget "$k")" "${NS0[$k]}" "midway failure: $k"; done
 cmp -s "$CONF" "$TMP/orig.conf" || fail "midway failure changed the conf"
 eq "$(journal_count)" 0 "midway failure left a journal entry"
 
+step "a symlinked sysctl.conf stays a symlink; its target gets the block"
+printf '# target\n' > "$TMP/target.conf"
+ln -s "$TMP/target.conf" "$TMP/link.conf"
+run 0 "$T" --netns "$NS" --sysctl-conf "$TMP/link.conf" --state-dir "$TMP/state2" apply base
+[ -L "$TMP/link.conf" ] || fail "the symlink was replaced by a file"
+grep -q "profile=base" "$TMP/target.conf" || fail "target did not get the block"
+run 0 "$T" --netns "$NS" --sysctl-conf "$TMP/link.conf" --state-dir "$TMP/state2" rollback
+[ -L "$TMP/link.conf" ] || fail "rollback replaced the symlink"
+eq "$(cat "$TMP/target.conf")" "# target" "target after rollback"
+
 step "the host was never touched"
 for k in $KEYS; do eq "$(hostget "$k")" "${HOST0[$k]}" "HOST $k"; done
 echo "PASS"

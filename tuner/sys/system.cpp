@@ -149,7 +149,14 @@ FileData read_file(const std::string& path) {
   return d;
 }
 
-std::string atomic_write(const std::string& path, const std::string& text, unsigned mode) {
+std::string atomic_write(const std::string& given, const std::string& text, unsigned mode) {
+  // Replace the file a symlink points to, not the link (e.g. a sysctl.conf managed elsewhere).
+  std::string path = given;
+  struct stat lst {};
+  if (::lstat(given.c_str(), &lst) == 0 && S_ISLNK(lst.st_mode)) {
+    path = real_path(given);
+    if (path.empty()) return "cannot resolve symlink " + given + ": " + errstr(errno);
+  }
   std::string tmpl = path + ".tcptune-XXXXXX";
   std::vector<char> buf(tmpl.begin(), tmpl.end());
   buf.push_back('\0');
