@@ -65,9 +65,9 @@ greet_check() {  # greet_check LABEL MIN_MSS MAX_MSS: 20 greetings, each within 
     out=$(in_ns "$NS_CLI" /usr/bin/python3 "$LAB_DIR/greet.py") || fail "$label: greeting connection failed"
     read -r t mss <<<"$out"
     [[ $mss != none ]] || fail "$label: no greeting"
-    (( $(echo "$t > 0.5" | bc) )) && fail "$label: greeting took ${t}s"
+    fcmp "$t > 0.5" && fail "$label: greeting took ${t}s"
     (( mss >= lo && mss <= hi )) || fail "$label: backend MSS $mss, want $lo..$hi"
-    worst=$(echo "if ($t > $worst) $t else $worst" | bc)
+    worst=$(calc "($t > $worst) ? $t : $worst")
   done
   echo "$worst $mss"
 }

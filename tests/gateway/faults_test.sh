@@ -23,19 +23,19 @@ curl_fail() {
   local start rc=0
   start=$(date +%s.%N)
   CURL_TIMEOUT=10 cli_curl -o /dev/null "$1" 2>/dev/null || rc=$?
-  echo "$rc $(echo "$(date +%s.%N) - $start" | bc)"
+  echo "$rc $(calc "$(date +%s.%N) - $start")"
 }
 
 read -r rc secs < <(curl_fail http://10.10.3.2:81/)
 # 56: connection reset after the (cookie) handshake; 7: refused. 28 would be a timeout.
 [[ $rc == 56 || $rc == 7 ]] || fail "closed backend port: curl exit $rc after ${secs}s, want a reset"
-(( $(echo "$secs < 1" | bc) )) || fail "closed backend port: reset took ${secs}s"
+fcmp "$secs < 1" || fail "closed backend port: reset took ${secs}s"
 pass "closed backend port: client reset after ${secs}s (curl exit $rc)"
 
 read -r rc secs < <(curl_fail http://10.10.3.3/)
 [[ $rc == 56 || $rc == 7 ]] || fail "backend down: curl exit $rc after ${secs}s, want a reset"
 # 200 + 400 + 800 ms of retries
-(( $(echo "$secs > 1.2 && $secs < 4" | bc) )) || fail "backend down: reset after ${secs}s, want ~1.4 s"
+fcmp "$secs > 1.2 && $secs < 4" || fail "backend down: reset after ${secs}s, want ~1.4 s"
 retries=$(metric_sum syngate_backend_syn_retries_total)
 (( retries >= 2 )) || fail "backend down: $retries backend SYN retries counted"
 pass "backend down: client reset after ${secs}s, $retries backend SYN retries"

@@ -66,7 +66,7 @@ legit_pid=$!
 LAB_PIDS+=("$legit_pid")
 start=$(date +%s.%N)
 flood $((RATE * SECS))
-flood_secs=$(echo "$(date +%s.%N) - $start" | bc)
+flood_secs=$(calc "$(date +%s.%N) - $start")
 wait "$legit_pid" || true
 read -r ok total < "$LAB_DIR/legit.out"
 sleep 0.5

@@ -29,9 +29,9 @@ pass "concurrent: 200/200"
 log "50 MB download"
 start=$(date +%s.%N)
 got=$(CURL_TIMEOUT=60 cli_curl http://10.10.3.2/big.bin | sha256sum | cut -d' ' -f1)
-secs=$(echo "$(date +%s.%N) - $start" | bc)
+secs=$(calc "$(date +%s.%N) - $start")
 [[ $got == "$want" ]] || fail "50 MB download: sha256 $got, want $want"
-pass "50 MB download intact in ${secs}s ($(echo "50 * 8 / $secs" | bc) Mbit/s)"
+pass "50 MB download intact in ${secs}s ($(calc "int(50 * 8 / $secs)") Mbit/s)"
 
 valid=$(metric_sum syngate_cookies_valid_total)
 sent=$(metric_sum syngate_cookies_sent_total)

@@ -30,6 +30,10 @@ log() { echo "[$(date +%T.%3N)] $*"; }
 fail() { echo "FAIL: $*"; LAB_FAILED=1; exit 1; }
 pass() { echo "PASS: $*"; }
 
+# Floating-point helpers without bc: calc EXPR prints it, fcmp EXPR succeeds when it is true.
+calc() { awk "BEGIN { print $1 }"; }
+fcmp() { awk "BEGIN { exit !($1) }"; }
+
 in_ns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
 
 lab_up() {
