@@ -798,6 +798,7 @@ Decision Engine::process(std::span<uint8_t> packet, uint64_t now_ns, PacketSink&
 }
 void Engine::advance(uint64_t now_ns, PacketSink& sink) { impl_->advance(now_ns, sink); }
 void Engine::set_cookies(const CookieJar& cookies) { impl_->cookies = cookies; }
+void Engine::set_services(std::vector<Service> services) { impl_->cfg.services = std::move(services); }
 const EngineCounters& Engine::counters() const noexcept { return impl_->counters; }
 const EngineConfig& Engine::config() const noexcept { return impl_->cfg; }
 

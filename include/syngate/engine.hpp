@@ -132,6 +132,9 @@ class Engine {
 
   // New cookie secrets (rotation or reload); flows in progress are not affected.
   void set_cookies(const CookieJar& cookies);
+  // New list of protected services (config reload). Flows in progress keep their state; those of
+  // a service no longer listed stop being translated, as its packets stop reaching us too.
+  void set_services(std::vector<Service> services);
 
   const EngineCounters& counters() const noexcept;
   const EngineConfig& config() const noexcept;

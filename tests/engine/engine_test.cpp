@@ -624,6 +624,26 @@ TEST_F(EngineTest, UnprotectedTrafficPassesUntouched) {
   EXPECT_EQ(counters().passed_through, 1u);
 }
 
+TEST_F(EngineTest, ServicesCanBeReplacedWithoutLosingFlows) {
+  Conn c = Conn::v4();
+  std::vector<Seen> out = establish(c);
+  Service extra{*Address::parse("10.10.3.3"), 25};
+  engine->set_services({cfg.services[0], extra});
+  Bytes b;
+  {
+    SegmentSpec s{.tuple = c.c2s.reversed(), .seq = c.backend_isn + 1, .ack = c.client_isn + 1,
+                  .flags = tcp_flag::ACK, .window = 100};
+    b = make(s);
+  }
+  EXPECT_TRUE(feed(b).modified) << "the live flow is still translated";
+  Conn smtp = Conn::v4();
+  smtp.c2s.dst = extra.address;
+  smtp.c2s.dport = extra.port;
+  sink.clear();
+  feed(smtp.syn());
+  EXPECT_EQ(sink.size(), 1u) << "the new service is protected";
+}
+
 TEST_F(EngineTest, MalformedPacketsAreDroppedAndCounted) {
   Bytes junk = {0x45, 0x00, 0x00};
   EXPECT_EQ(feed(junk).verdict, Verdict::Drop);
