@@ -1,0 +1,162 @@
+#!/usr/bin/env python3
+"""Collects the lab's per-point JSON files into report.json, table.md and a gnuplot chart.
+
+Usage: report.py OUT_DIR   (the directory run.sh wrote; points/<mode>/<idx>.{flood,probe,gw}.json)
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+MODE_ORDER = ["none", "syncookies", "synproxy", "synproxy-ts", "syngate"]
+
+
+def load(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def collect(out):
+    config = load(os.path.join(out, "config.json"))
+    rates = config["rates"].split()
+    modes = {}
+    points_dir = os.path.join(out, "points")
+    names = sorted(os.listdir(points_dir), key=lambda m: (MODE_ORDER.index(m) if m in MODE_ORDER else 99, m))
+    for mode in names:
+        mdir = os.path.join(points_dir, mode)
+        skipped = os.path.join(mdir, "skipped")
+        if os.path.exists(skipped):
+            modes[mode] = {"status": "skipped", "reason": open(skipped).read().strip(), "points": []}
+            continue
+        points = []
+        for idx, rate in enumerate(rates):
+            base = os.path.join(mdir, str(idx))
+            if not os.path.exists(base + ".probe.json"):
+                continue
+            flood = load(base + ".flood.json") if os.path.exists(base + ".flood.json") else {}
+            probe = load(base + ".probe.json")
+            gw = load(base + ".gw.json") if os.path.exists(base + ".gw.json") else {}
+            points.append({
+                "rate_requested": rate,
+                "flood_pps": round(flood.get("pps", 0)),
+                "flood_sent": flood.get("sent", 0),
+                "success_pct": probe["success_pct"],
+                "connect_ms": probe["connect_ms"],
+                "first_byte_ms": probe["first_byte_ms"],
+                "failures": probe["failures"],
+                "failures_detail": probe["failures_detail"],
+                "gateway": gw,
+            })
+        entry = {"status": "ok", "points": points}
+        banner = os.path.join(mdir, "banner.probe.json")
+        if os.path.exists(banner):
+            b = load(banner)
+            entry["banner_no_flood"] = {"success_pct": b["success_pct"], "first_byte_ms": b["first_byte_ms"],
+                                        "failures_detail": b["failures_detail"]}
+        modes[mode] = entry
+    return {"config": config, "modes": modes}
+
+
+def table(report):
+    lines = ["| mode | flood (SYN/s) | success % | connect p50 / p99 (ms) | first byte p99 (ms) | failures (timeout/rst/other) | gw CPU | gw RSS |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    notes = []
+    for mode, m in report["modes"].items():
+        if m["status"] != "ok":
+            lines.append(f"| {mode} | skipped | | | | | | |")
+            notes.append(f"- {mode} skipped: {m['reason']}")
+            continue
+        for p in m["points"]:
+            f = p["failures"]
+            gw = p["gateway"]
+            if mode == "syngate":
+                cpu = f"{gw.get('daemon_cpu_pct', 0):.0f}% (daemon)"
+                rss = f"{gw.get('daemon_rss_kb', 0) / 1024:.1f} MB"
+            else:
+                cpu = f"{gw.get('softirq_pct_of_machine', 0):.0f}% (softirq, all)"
+                rss = f"{gw.get('gw_conntrack_entries', 0)} ct" if mode.startswith("synproxy") else "-"
+            lines.append(
+                f"| {mode} | {p['flood_pps']} | {p['success_pct']:.1f} | "
+                f"{p['connect_ms']['p50']:.1f} / {p['connect_ms']['p99']:.1f} | {p['first_byte_ms']['p99']:.1f} | "
+                f"{f['timeout']}/{f['refused_rst']}/{f['other']} | {cpu} | {rss} |")
+        if "banner_no_flood" in m:
+            notes.append(f"- {mode}: server-speaks-first service, no flood: "
+                         f"{m['banner_no_flood']['success_pct']:.1f}% got the banner within 1 s")
+    return "\n".join(lines) + "\n" + ("\n" + "\n".join(notes) + "\n" if notes else "")
+
+
+def chart(report, out):
+    gnuplot = shutil.which("gnuplot")
+    if not gnuplot:
+        print("report.py: gnuplot not found, no chart (apt-get install gnuplot-nox)", file=sys.stderr)
+        return None
+    series = []
+    for mode, m in report["modes"].items():
+        if m["status"] != "ok" or not m["points"]:
+            continue
+        path = os.path.join(out, f"chart-{mode}.dat")
+        with open(path, "w") as f:
+            f.write("# flood_kpps success_pct connect_p99_ms\n")
+            for p in sorted(m["points"], key=lambda p: p["flood_pps"]):
+                # Failed connections have no latency; show the deadline so a collapse stays visible.
+                p99 = p["connect_ms"]["p99"] if p["connect_ms"]["count"] else report["config"]["probe_timeout_ms"]
+                f.write(f"{p['flood_pps'] / 1000:.1f} {p['success_pct']:.2f} {p99:.2f}\n")
+        series.append((mode, path))
+    if not series:
+        return None
+    terms = subprocess.run([gnuplot, "-e", "set terminal"], capture_output=True, text=True).stderr
+    if "pngcairo" in terms:
+        term, ext = "pngcairo size 1100,480 font 'sans,10'", "png"
+    elif " png " in terms:
+        term, ext = "png size 1100,480", "png"
+    else:
+        term, ext = "svg size 1100,480", "svg"
+    target = os.path.join(out, f"chart.{ext}")
+    plot1 = ", ".join(f"'{p}' using 1:2 with linespoints lw 2 title '{m}'" for m, p in series)
+    plot2 = ", ".join(f"'{p}' using 1:3 with linespoints lw 2 title '{m}'" for m, p in series)
+    script = f"""
+set terminal {term}
+set output '{target}'
+set multiplot layout 1,2 title 'syngate lab: legitimate HTTP clients under a spoofed SYN flood'
+set grid
+set key bottom left
+set xlabel 'flood rate achieved (kSYN/s)'
+set ylabel 'legitimate connections that succeeded (%)'
+set yrange [0:105]
+plot {plot1}
+set key top left
+set ylabel 'connect latency p99 (ms, log scale)'
+set logscale y
+set yrange [*:*]
+plot {plot2}
+unset multiplot
+"""
+    subprocess.run([gnuplot], input=script, text=True, check=True)
+    return target
+
+
+def main():
+    # One-line summaries for run.sh's progress log.
+    if sys.argv[1] == "--point":
+        f, p, mode, rate = load(sys.argv[2]), load(sys.argv[3]), sys.argv[4], sys.argv[5]
+        print(f"{mode:>12} rate {rate:>7}: flood {f.get('pps', 0):>9.0f} pps  success {p['success_pct']:6.2f}%  "
+              f"connect p99 {p['connect_ms']['p99']:8.2f} ms")
+        return
+    if sys.argv[1] == "--banner":
+        p, mode = load(sys.argv[2]), sys.argv[3]
+        print(f"{mode:>12} banner service (server speaks first, no flood): {p['success_pct']:.1f}% within 1 s")
+        return
+    out = sys.argv[1]
+    report = collect(out)
+    with open(os.path.join(out, "report.json"), "w") as f:
+        json.dump(report, f, indent=2)
+    text = table(report)
+    with open(os.path.join(out, "table.md"), "w") as f:
+        f.write(text)
+    print(text)
+    chart(report, out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,395 @@
+#!/usr/bin/env bash
+# The flood lab: builds the DESIGN topology in four network namespaces, runs nginx (and a
+# server-speaks-first banner service) on srv, and for each defence mode runs the same flood
+# schedule from atk and the same legitimate-client probe from cli. Writes report.json,
+# table.md and chart.png (or .svg) into the output directory. Tears everything down on every
+# exit path. Needs root. Nothing it sends leaves the namespaces it creates.
+#
+#   cli 10.10.1.2 ─┐                     ┌─ srv 10.10.3.2 (nginx :80, banner :2222)
+#                  ├── gw 10.10.{1,2,3}.1 (ip_forward; mode under test)
+#   atk 10.10.2.2 ─┘   198.18.0.0/15 -> atk (backscatter dies there)
+#
+# Usage: bench/lab/run.sh [options]   (--help lists them)
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+
+build="$root/build"
+synflood=""
+syngate=""
+modes="none syncookies synproxy synproxy-ts syngate"
+rates="0 20000 60000 150000 max"
+flood_max_s=40        # upper bound of any one flood; it is stopped as soon as the probe ends
+warmup_s=1.5
+probe_count=100
+probe_conc=25
+probe_timeout_ms=2000
+banner_count=40
+gw_cpu=other          # syngate on the CPU of the flood ("same") or the other one ("other")
+flood_cpu=1
+out=""
+quiet=0
+
+usage() {
+  cat <<EOF
+Usage: $0 [options]
+  --build DIR            build tree holding flood/synflood and gateway/syngate (default: $build)
+  --synflood PATH        synflood binary (default: BUILD/flood/synflood)
+  --syngate PATH         syngate binary (default: BUILD/gateway/syngate; mode skipped if absent/broken)
+  --modes "LIST"         any of: none syncookies synproxy synproxy-ts syngate (default: all)
+  --rates "LIST"         flood rates in SYN/s; 0 = no flood, max = as fast as the generator goes
+                         (default: "$rates")
+  --probe-count N        legitimate connections per point (default $probe_count)
+  --probe-concurrency C  in flight at once (default $probe_conc)
+  --probe-timeout-ms T   per-connection deadline (default $probe_timeout_ms)
+  --banner-count N       server-speaks-first probes per mode, no flood (default $banner_count; 0 = skip)
+  --gw-cpu same|other    pin syngate to the flood's CPU or the other one (default $gw_cpu)
+  --out DIR              output directory (default: bench/lab/out/<timestamp>)
+  --quiet                less chatter
+Every flood is bounded (${flood_max_s}s at most) and spoofs 198.18.0.0/15 only.
+EOF
+}
+
+while (($#)); do
+  case "$1" in
+    --build) build=$2; shift 2 ;;
+    --synflood) synflood=$2; shift 2 ;;
+    --syngate) syngate=$2; shift 2 ;;
+    --modes) modes=$2; shift 2 ;;
+    --rates) rates=$2; shift 2 ;;
+    --probe-count) probe_count=$2; shift 2 ;;
+    --probe-concurrency) probe_conc=$2; shift 2 ;;
+    --probe-timeout-ms) probe_timeout_ms=$2; shift 2 ;;
+    --banner-count) banner_count=$2; shift 2 ;;
+    --gw-cpu) gw_cpu=$2; shift 2 ;;
+    --out) out=$2; shift 2 ;;
+    --quiet) quiet=1; shift ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+
+synflood=${synflood:-$build/flood/synflood}
+syngate=${syngate:-$build/gateway/syngate}
+out=${out:-$here/out/$(date +%Y%m%d-%H%M%S)}
+[ "$(id -u)" = 0 ] || { echo "run.sh: needs root (network namespaces, iptables inside them)" >&2; exit 2; }
+[ -x "$synflood" ] || { echo "run.sh: no synflood at $synflood (build it: cmake --build BUILD --target synflood)" >&2; exit 2; }
+for tool in ip iptables nginx python3 taskset; do
+  command -v "$tool" >/dev/null || { echo "run.sh: missing $tool (run scripts/deps.sh)" >&2; exit 2; }
+done
+case "$gw_cpu" in same|other) ;; *) echo "run.sh: --gw-cpu must be same or other" >&2; exit 2 ;; esac
+ncpu=$(nproc)
+if [ "$ncpu" -lt 2 ]; then flood_cpu=0; fi
+if [ "$gw_cpu" = same ]; then syngate_cpu=$flood_cpu; else syngate_cpu=$(( (flood_cpu + 1) % ncpu )); fi
+
+log() { ((quiet)) || echo "[lab] $*" >&2; }
+
+# ---------------------------------------------------------------------------------------------
+# Topology, with a trap that removes it whatever happens.
+tag="sgl$$"
+cli="$tag-cli"; atk="$tag-atk"; gw="$tag-gw"; srv="$tag-srv"
+tmp=$(mktemp -d "/tmp/syngate-lab.XXXXXX")
+mkdir -p "$out/points"
+pids=()
+
+teardown() {
+  local rc=$?
+  trap - EXIT INT TERM
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  stop_nginx
+  for ns in "$cli" "$atk" "$gw" "$srv"; do ip netns del "$ns" 2>/dev/null || true; done
+  rm -rf "$tmp"
+  exit "$rc"
+}
+
+stop_nginx() {
+  if [ -s "$tmp/nginx.pid" ]; then
+    local p
+    p=$(cat "$tmp/nginx.pid")
+    kill -TERM "$p" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    rm -f "$tmp/nginx.pid"
+  fi
+}
+trap teardown EXIT
+trap 'exit 130' INT TERM
+
+nsx() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
+
+log "building topology $tag (cli atk gw srv)"
+for ns in "$cli" "$atk" "$gw" "$srv"; do
+  ip netns add "$ns"
+  ip -n "$ns" link set lo up
+done
+link() {  # link NS_A IF_A ADDR_A NS_B IF_B ADDR_B
+  ip -n "$1" link add "$2" type veth peer name "$5" netns "$4"
+  ip -n "$1" addr add "$3" dev "$2"
+  ip -n "$4" addr add "$6" dev "$5"
+  ip -n "$1" link set "$2" up
+  ip -n "$4" link set "$5" up
+}
+link "$cli" eth0 10.10.1.2/24 "$gw" c0 10.10.1.1/24
+link "$atk" eth0 10.10.2.2/24 "$gw" a0 10.10.2.1/24
+link "$srv" eth0 10.10.3.2/24 "$gw" s0 10.10.3.1/24
+ip -n "$cli" route add default via 10.10.1.1
+ip -n "$atk" route add default via 10.10.2.1
+ip -n "$srv" route add default via 10.10.3.1
+ip -n "$gw" route add 198.18.0.0/15 via 10.10.2.2
+nsx "$gw" sysctl -qw net.ipv4.ip_forward=1
+# The attacker namespace must not answer the backscatter (it owns none of 198.18/15 anyway).
+nsx "$atk" sysctl -qw net.ipv4.ip_forward=0
+
+# ---------------------------------------------------------------------------------------------
+# Servers on srv: nginx on :80 (client speaks first) and a banner service on :2222 (server
+# speaks first, like SMTP or SSH), both with the small backlog set by the mode's sysctls.
+start_nginx() {
+  cat >"$tmp/nginx.conf" <<EOF
+worker_processes 1;
+pid $tmp/nginx.pid;
+error_log $tmp/nginx-error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $tmp/body;
+  proxy_temp_path $tmp/proxy;
+  fastcgi_temp_path $tmp/fastcgi;
+  uwsgi_temp_path $tmp/uwsgi;
+  scgi_temp_path $tmp/scgi;
+  server {
+    listen 10.10.3.2:80 backlog=64;
+    location / { return 200 "syngate lab\n"; }
+  }
+}
+EOF
+  nsx "$srv" nginx -c "$tmp/nginx.conf" -p "$tmp" -e "$tmp/nginx-error.log"
+  for _ in $(seq 50); do [ -s "$tmp/nginx.pid" ] && break; sleep 0.1; done
+  [ -s "$tmp/nginx.pid" ] || { echo "run.sh: nginx did not start:" >&2; cat "$tmp/nginx-error.log" >&2; exit 1; }
+}
+
+start_banner() {
+  cat >"$tmp/banner.py" <<'EOF'
+import asyncio, sys
+async def greet(reader, writer):
+    writer.write(b"220 syngate-lab banner\r\n")
+    try:
+        await writer.drain()
+        await asyncio.wait_for(reader.read(1), timeout=5)
+    except Exception:
+        pass
+    writer.close()
+async def main():
+    server = await asyncio.start_server(greet, "10.10.3.2", 2222, backlog=64)
+    async with server:
+        await server.serve_forever()
+asyncio.run(main())
+EOF
+  # Not through nsx: $! must be the process itself (ip netns exec execs it), so kill reaches it.
+  ip netns exec "$srv" python3 "$tmp/banner.py" >"$tmp/banner.log" 2>&1 &
+  banner_pid=$!
+  pids+=("$banner_pid")
+}
+
+# ---------------------------------------------------------------------------------------------
+# Modes. Each sets srv's sysctls and gw's defence, and returns 1 with a reason to skip.
+srv_sysctls() {  # srv_sysctls SYNCOOKIES
+  nsx "$srv" sysctl -qw net.ipv4.tcp_syncookies="$1"
+  nsx "$srv" sysctl -qw net.core.somaxconn=64
+  nsx "$srv" sysctl -qw net.ipv4.tcp_max_syn_backlog=64
+}
+
+gw_clear() {
+  nsx "$gw" iptables -t raw -F
+  nsx "$gw" iptables -F
+  nsx "$gw" iptables -t raw -X 2>/dev/null || true
+  nsx "$gw" iptables -X 2>/dev/null || true
+  nsx "$gw" conntrack -F >/dev/null 2>&1 || true
+}
+
+synproxy_up() {  # synproxy_up "EXTRA SYNPROXY OPTIONS"
+  local port
+  for port in 80 2222; do
+    nsx "$gw" iptables -t raw -A PREROUTING -i a0 -p tcp -d 10.10.3.2 --dport $port --syn -j CT --notrack
+    nsx "$gw" iptables -t raw -A PREROUTING -i c0 -p tcp -d 10.10.3.2 --dport $port --syn -j CT --notrack
+    # shellcheck disable=SC2086
+    nsx "$gw" iptables -A FORWARD -p tcp -d 10.10.3.2 --dport $port -m conntrack --ctstate INVALID,UNTRACKED \
+      -j SYNPROXY --sack-perm $1 --wscale 7 --mss 1460
+  done
+  nsx "$gw" iptables -A FORWARD -m conntrack --ctstate INVALID -j DROP
+  nsx "$gw" sysctl -qw net.netfilter.nf_conntrack_tcp_loose=0
+}
+
+syngate_pid=""
+syngate_up() {
+  if [ ! -x "$syngate" ]; then
+    skip_reason="no syngate binary at $syngate (build the gateway: cmake --build BUILD --target syngate)"
+    return 1
+  fi
+  cat >"$tmp/syngate.toml" <<EOF
+[gateway]
+secret_file = "$tmp/syngate.secrets"
+
+[[service]]
+address = "10.10.3.2"
+port = 80
+
+[[service]]
+address = "10.10.3.2"
+port = 2222
+EOF
+  if ! nsx "$gw" "$syngate" rules up --config "$tmp/syngate.toml" >"$tmp/syngate-rules.log" 2>&1; then
+    skip_reason="syngate rules up failed: $(tail -n 3 "$tmp/syngate-rules.log" | tr '\n' ' ')"
+    return 1
+  fi
+  ip netns exec "$gw" taskset -c "$syngate_cpu" "$syngate" run --config "$tmp/syngate.toml" >"$out/syngate.log" 2>&1 &
+  syngate_pid=$!
+  pids+=("$syngate_pid")
+  sleep 1
+  if ! kill -0 "$syngate_pid" 2>/dev/null; then
+    skip_reason="syngate run exited at start: $(tail -n 3 "$out/syngate.log" | tr '\n' ' ')"
+    syngate_pid=""
+    nsx "$gw" "$syngate" rules down --config "$tmp/syngate.toml" >/dev/null 2>&1 || true
+    return 1
+  fi
+  # The daemon may print "ready" before its queues bind; a few clean connections prove it.
+  nsx "$cli" "$synflood" probe --target 10.10.3.2:80 --count 20 --concurrency 5 --timeout-ms 1000 --http / \
+    --json >"$tmp/syngate-check.json" || true
+  local ok
+  ok=$(python3 -c 'import json,sys; print(int(json.load(open(sys.argv[1]))["success_pct"] >= 90))' \
+    "$tmp/syngate-check.json" 2>/dev/null || echo 0)
+  if [ "$ok" != 1 ]; then
+    skip_reason="syngate is running but serves < 90% of clients with no flood at all: $(cat "$tmp/syngate-check.json")"
+    syngate_down
+    return 1
+  fi
+}
+
+syngate_down() {
+  if [ -n "$syngate_pid" ]; then
+    kill -TERM "$syngate_pid" 2>/dev/null || true
+    wait "$syngate_pid" 2>/dev/null || true
+    syngate_pid=""
+  fi
+  nsx "$gw" "$syngate" rules down --config "$tmp/syngate.toml" >/dev/null 2>&1 || true
+}
+
+mode_up() {
+  skip_reason=""
+  gw_clear
+  stop_nginx
+  case "$1" in
+    none) srv_sysctls 0 ;;
+    syncookies) srv_sysctls 1 ;;
+    synproxy) srv_sysctls 0; synproxy_up "" ;;
+    synproxy-ts) srv_sysctls 0; synproxy_up "--timestamp" ;;
+    syngate) srv_sysctls 0; syngate_up || return 1 ;;
+    *) skip_reason="unknown mode $1"; return 1 ;;
+  esac
+  start_nginx  # after the sysctls: the listen backlog is fixed at listen() time
+}
+
+mode_down() {
+  [ "$1" = syngate ] && syngate_down
+  gw_clear
+}
+
+# ---------------------------------------------------------------------------------------------
+# Measurements
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+softirq_ticks() { awk '/^cpu / {print $8}' /proc/stat; }
+clk_tck=$(getconf CLK_TCK)
+
+fresh_state() {
+  # A client cached in tcp_metrics counts as a proven peer and slips past a full SYN queue.
+  nsx "$cli" ip tcp_metrics flush all 2>/dev/null || true
+  nsx "$srv" ip tcp_metrics flush all 2>/dev/null || true
+  nsx "$gw" conntrack -F >/dev/null 2>&1 || true
+}
+
+run_point() {  # run_point MODE IDX RATE
+  local mode=$1 idx=$2 rate=$3 base="$out/points/$1/$2"
+  mkdir -p "$out/points/$mode"
+  fresh_state
+  local flood_pid="" t0 t1 c0=0 c1=0 s0 s1
+  if [ "$rate" != 0 ]; then
+    local r=$rate
+    [ "$rate" = max ] && r=0
+    ip netns exec "$atk" taskset -c "$flood_cpu" "$synflood" syn --target 10.10.3.2:80 --rate "$r" \
+      --duration "$flood_max_s" --json >"$base.flood.json" 2>"$base.flood.err" &
+    flood_pid=$!
+    pids+=("$flood_pid")
+    sleep "$warmup_s"
+  fi
+  t0=$(date +%s.%N); s0=$(softirq_ticks)
+  [ -n "$syngate_pid" ] && c0=$(cpu_ticks "$syngate_pid")
+  nsx "$cli" "$synflood" probe --target 10.10.3.2:80 --count "$probe_count" --concurrency "$probe_conc" \
+    --timeout-ms "$probe_timeout_ms" --http / --json >"$base.probe.json"
+  t1=$(date +%s.%N); s1=$(softirq_ticks)
+  [ -n "$syngate_pid" ] && c1=$(cpu_ticks "$syngate_pid")
+  local conntrack_count
+  conntrack_count=$(nsx "$gw" cat /proc/sys/net/netfilter/nf_conntrack_count 2>/dev/null || echo 0)
+  local rss=0
+  [ -n "$syngate_pid" ] && rss=$(rss_kb "$syngate_pid")
+  if [ -n "$flood_pid" ]; then
+    kill -TERM "$flood_pid" 2>/dev/null || true
+    wait "$flood_pid" || true
+  else
+    echo '{"sent":0,"pps":0,"elapsed_s":0}' >"$base.flood.json"
+  fi
+  python3 - "$base.gw.json" "$t0" "$t1" "$c0" "$c1" "$s0" "$s1" "$clk_tck" "$rss" "$conntrack_count" "$ncpu" <<'EOF'
+import json, sys
+path, t0, t1, c0, c1, s0, s1, hz, rss, ct, ncpu = sys.argv[1:]
+wall = float(t1) - float(t0)
+out = {
+    "window_s": wall,
+    "daemon_cpu_pct": 100.0 * (int(c1) - int(c0)) / int(hz) / wall if wall > 0 else 0,
+    "softirq_pct_of_machine": 100.0 * (int(s1) - int(s0)) / int(hz) / wall / int(ncpu) if wall > 0 else 0,
+    "daemon_rss_kb": int(rss),
+    "gw_conntrack_entries": int(ct),
+}
+json.dump(out, open(path, "w"))
+EOF
+  log "$(python3 "$here/report.py" --point "$base.flood.json" "$base.probe.json" "$mode" "$rate")"
+}
+
+run_banner() {  # server-speaks-first check, no flood
+  local mode=$1
+  ((banner_count > 0)) || return 0
+  fresh_state
+  nsx "$cli" "$synflood" probe --target 10.10.3.2:2222 --count "$banner_count" --concurrency 10 \
+    --timeout-ms 1000 --expect-banner --json >"$out/points/$mode/banner.probe.json"
+  log "$(python3 "$here/report.py" --banner "$out/points/$mode/banner.probe.json" "$mode")"
+}
+
+# ---------------------------------------------------------------------------------------------
+start_banner
+{
+  echo "{"
+  echo "\"kernel\": \"$(uname -r)\", \"cpus\": $ncpu, \"flood_cpu\": $flood_cpu, \"syngate_cpu\": $syngate_cpu,"
+  echo "\"rates\": \"$rates\", \"probe_count\": $probe_count, \"probe_concurrency\": $probe_conc,"
+  echo "\"probe_timeout_ms\": $probe_timeout_ms, \"flood_max_s\": $flood_max_s, \"warmup_s\": $warmup_s"
+  echo "}"
+} >"$out/config.json"
+
+for mode in $modes; do
+  mkdir -p "$out/points/$mode"
+  if ! mode_up "$mode"; then
+    log "$mode: SKIPPED: $skip_reason"
+    printf '%s\n' "$skip_reason" >"$out/points/$mode/skipped"
+    continue
+  fi
+  log "mode $mode"
+  idx=0
+  for rate in $rates; do
+    run_point "$mode" "$idx" "$rate"
+    idx=$((idx + 1))
+  done
+  run_banner "$mode"
+  mode_down "$mode"
+done
+
+python3 "$here/report.py" "$out"
+log "report: $out/report.json, table: $out/table.md, chart: $(ls "$out"/chart.* 2>/dev/null | head -1)"
