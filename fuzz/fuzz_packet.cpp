@@ -5,6 +5,7 @@
 // heap buffer so that a read one byte past the end is reported.
 // Seeds: tests/fuzz/corpus/packet (kernel_*: real kernel packets from tests/core/capture_fixtures.sh;
 // crafted_*: hand-made edge cases written by the same script).
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -139,7 +140,7 @@ void check_rebuild(const TcpPacket& p) {
   FUZZ_CHECK(b.seq() == p.seq() && b.ack() == p.ack());
   FUZZ_CHECK(b.flags() == p.flags() && b.window() == p.window() && b.ttl() == p.ttl());
   FUZZ_CHECK(b.payload_len() == p.payload_len());
-  FUZZ_CHECK(std::memcmp(b.payload().data(), payload.data(), payload.size()) == 0);
+  FUZZ_CHECK(std::equal(payload.begin(), payload.end(), b.payload().begin()));
   FUZZ_CHECK(b.tcp_header_len() == 20 + opt_len);
   FUZZ_CHECK(b.checksum_valid());
   const TcpOptions& x = p.options();
@@ -214,7 +215,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     FUZZ_CHECK(p.options().tsval == tsval && p.options().tsecr == tsecr);
     check_checksum_after_setter(p, valid);
   } else {
-    FUZZ_CHECK(std::memcmp(before_ts.data(), buf.get(), size) == 0);
+    FUZZ_CHECK(std::equal(before_ts.begin(), before_ts.end(), buf.get()));
   }
   for (size_t i = 0; i <= kMaxSackBlocks; ++i) {
     const std::vector<uint8_t> snapshot(buf.get(), buf.get() + size);
@@ -224,7 +225,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       FUZZ_CHECK(p.options().sack[i] == blk);
       check_checksum_after_setter(p, valid);
     } else {
-      FUZZ_CHECK(std::memcmp(snapshot.data(), buf.get(), size) == 0);
+      FUZZ_CHECK(std::equal(snapshot.begin(), snapshot.end(), buf.get()));
     }
   }
   // The rewritten packet still parses to the same shape, with the new values in it.
@@ -237,7 +238,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     FUZZ_CHECK(reread.packet.options().tsval == tsval && reread.packet.options().tsecr == tsecr);
   }
   // Setters never touch bytes past the IP length (link padding).
-  FUZZ_CHECK(std::memcmp(before.data(), buf.get() + len, size - len) == 0);
+  FUZZ_CHECK(std::equal(before.begin(), before.end(), buf.get() + len));
 
   p.recompute_checksum();
   FUZZ_CHECK(p.checksum_valid());
