@@ -770,11 +770,7 @@ struct Engine::Impl {
       return drop(DropReason::Malformed);
     }
     TcpPacket& p = r.packet;
-    FlowTuple t = p.tuple();
-    if (!p.is_v4() && (t.src.is_v4() || t.dst.is_v4())) {
-      // v4-mapped addresses inside IPv6 would alias IPv4 flows; they never appear on a wire.
-      return drop(DropReason::Malformed);
-    }
+    const FlowTuple t = p.tuple();
     Decision d;
     if (is_service(t.dst, t.dport)) {
       d = client_packet(p, t, now_ns, sink);

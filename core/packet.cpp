@@ -52,6 +52,7 @@ std::string_view to_string(ParseError e) noexcept {
     case ParseError::TruncatedTcpHeader: return "truncated_tcp_header";
     case ParseError::BadTcpDataOffset: return "bad_tcp_data_offset";
     case ParseError::BadTcpOption: return "bad_tcp_option";
+    case ParseError::MappedAddress: return "mapped_address";
   }
   return "unknown";
 }
@@ -158,6 +159,10 @@ struct PacketParser {
         off += hlen;
       }
       l4 = off;
+      static constexpr uint8_t kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+      if (std::memcmp(d + 8, kMapped, 12) == 0 || std::memcmp(d + 24, kMapped, 12) == 0) {
+        return fail(r, ParseError::MappedAddress);
+      }
     } else {
       return fail(r, ParseError::BadIpVersion);
     }

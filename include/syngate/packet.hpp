@@ -113,6 +113,8 @@ enum class ParseError : uint8_t {
   TruncatedTcpHeader,   // fewer than 20 bytes of TCP header
   BadTcpDataOffset,     // data offset < 5 words or past the segment
   BadTcpOption,         // an option runs past the header or has an impossible length
+  MappedAddress,        // IPv6 packet with a v4-mapped address (RFC 4291 2.5.5.2: never on a
+                        // wire; it would alias an IPv4 flow)
 };
 std::string_view to_string(ParseError e) noexcept;
 

@@ -589,6 +589,21 @@ ParseError options_error(const Bytes& opts) {
   return parse_error(v4_packet(s));
 }
 
+TEST(ParseErrors, MappedAddressInIpv6) {
+  // ::ffff:198.18.0.1 as source, then as destination: either would alias an IPv4 flow.
+  for (size_t at : {size_t{8}, size_t{24}}) {
+    Bytes p = v6_packet(Seg{});
+    std::fill(p.begin() + static_cast<long>(at), p.begin() + static_cast<long>(at) + 10, 0);
+    p[at + 10] = 0xff;
+    p[at + 11] = 0xff;
+    p[at + 12] = 198;
+    p[at + 13] = 18;
+    p[at + 14] = 0;
+    p[at + 15] = 1;
+    EXPECT_EQ(parse_error(p), ParseError::MappedAddress) << "address at offset " << at;
+  }
+}
+
 TEST(ParseErrors, BadTcpOptionLengthZeroOneOrPastEnd) {
   EXPECT_EQ(options_error({30, 0, 0, 0}), ParseError::BadTcpOption);      // length 0
   EXPECT_EQ(options_error({30, 1, 0, 0}), ParseError::BadTcpOption);      // length 1
@@ -855,7 +870,7 @@ TEST(Parse, FailedParseLeavesNoView) {
 
 TEST(Parse, ErrorNamesAreDistinct) {
   std::set<std::string> names;
-  for (int e = 0; e <= static_cast<int>(ParseError::BadTcpOption); ++e) {
+  for (int e = 0; e <= static_cast<int>(ParseError::MappedAddress); ++e) {
     const auto name = to_string(static_cast<ParseError>(e));
     EXPECT_FALSE(name.empty());
     EXPECT_TRUE(names.insert(std::string(name)).second) << name;
