@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Short lab for CI: every mode at no flood and at one fixed flood rate, then the kernel-side
+# assertions (check_report.py kernel). RUN_SERIAL: a flood on a 2-CPU runner must not share it
+# with other tests' timing.
+set -euo pipefail
+synflood=${1:?usage: lab_ci.sh SYNFLOOD SYNGATE OUT}
+syngate=${2:?}
+out=${3:?}
+[ "$(id -u)" = 0 ] || { echo "SKIP: the lab needs root"; exit 77; }
+here=$(cd "$(dirname "$0")" && pwd)
+rm -rf "$out"
+"$here/../../bench/lab/run.sh" --synflood "$synflood" --syngate "$syngate" --out "$out" \
+  --modes "none syncookies synproxy synproxy-ts syngate" --rates "0 ${LAB_CI_RATE:-60000}" \
+  --probe-count 100 --probe-concurrency 25 --probe-timeout-ms 2000 --banner-count 20
+python3 "$here/check_report.py" "$out/report.json" kernel
