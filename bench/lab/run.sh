@@ -96,6 +96,7 @@ pids=()
 teardown() {
   local rc=$?
   trap - EXIT INT TERM
+  set +e  # every step runs even if one fails
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
   stop_nginx

@@ -11,10 +11,13 @@ tx="sgft-tx-$$"; rx="sgft-rx-$$"
 tmp=$(mktemp -d)
 srv_pid=""
 cleanup() {
-  [ -n "$srv_pid" ] && kill "$srv_pid" 2>/dev/null && wait "$srv_pid" 2>/dev/null
+  local rc=$?
+  set +e  # tear down everything even if one step fails, and keep the test's own exit status
+  if [ -n "$srv_pid" ]; then kill "$srv_pid" 2>/dev/null; wait "$srv_pid" 2>/dev/null; fi
   ip netns del "$tx" 2>/dev/null || true
   ip netns del "$rx" 2>/dev/null || true
   rm -rf "$tmp"
+  exit "$rc"
 }
 trap cleanup EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
