@@ -284,10 +284,12 @@ mode_up() {
     syncookies) srv_sysctls 1 ;;
     synproxy) srv_sysctls 0; synproxy_up "" ;;
     synproxy-ts) srv_sysctls 0; synproxy_up "--timestamp" ;;
-    syngate) srv_sysctls 0; syngate_up || return 1 ;;
+    syngate) srv_sysctls 0 ;;
     *) skip_reason="unknown mode $1"; return 1 ;;
   esac
   start_nginx  # after the sysctls: the listen backlog is fixed at listen() time
+  # The gateway's own readiness check needs the backend listening.
+  if [ "$1" = syngate ]; then syngate_up || return 1; fi
 }
 
 mode_down() {
