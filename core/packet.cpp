@@ -3,25 +3,11 @@
 #include <algorithm>
 #include <cstring>
 
+#include "syngate/bytes.hpp"
 #include "syngate/checksum.hpp"
 
 namespace syngate {
 namespace {
-
-inline uint16_t be16(const uint8_t* p) noexcept { return static_cast<uint16_t>((p[0] << 8) | p[1]); }
-inline uint32_t be32(const uint8_t* p) noexcept {
-  return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | p[3];
-}
-inline void put16(uint8_t* p, uint16_t v) noexcept {
-  p[0] = static_cast<uint8_t>(v >> 8);
-  p[1] = static_cast<uint8_t>(v);
-}
-inline void put32(uint8_t* p, uint32_t v) noexcept {
-  p[0] = static_cast<uint8_t>(v >> 24);
-  p[1] = static_cast<uint8_t>(v >> 16);
-  p[2] = static_cast<uint8_t>(v >> 8);
-  p[3] = static_cast<uint8_t>(v);
-}
 
 constexpr uint8_t kProtoTcp = 6;
 constexpr size_t kIpv4MinHeader = 20;
@@ -75,7 +61,7 @@ ParseError parse_tcp_options(std::span<const uint8_t> o, TcpOptions& out, uint16
       case tcp_option::MSS:
         if (len != 4) return ParseError::BadTcpOption;
         out.has_mss = true;
-        out.mss = be16(body);
+        out.mss = load_be16(body);
         break;
       case tcp_option::WSCALE:
         if (len != 3) return ParseError::BadTcpOption;
@@ -89,15 +75,15 @@ ParseError parse_tcp_options(std::span<const uint8_t> o, TcpOptions& out, uint16
       case tcp_option::TIMESTAMP:
         if (len != 10) return ParseError::BadTcpOption;
         out.has_timestamps = true;
-        out.tsval = be32(body);
-        out.tsecr = be32(body + 4);
+        out.tsval = load_be32(body);
+        out.tsecr = load_be32(body + 4);
         out.ts_offset = static_cast<uint16_t>(base_offset + i + 2);
         break;
       case tcp_option::SACK: {
         if (len < 10 || (len - 2) % 8 != 0) return ParseError::BadTcpOption;
         const size_t blocks = std::min((len - 2) / 8, kMaxSackBlocks);
         out.sack_count = static_cast<uint8_t>(blocks);
-        for (size_t b = 0; b < blocks; ++b) out.sack[b] = {be32(body + 8 * b), be32(body + 8 * b + 4)};
+        for (size_t b = 0; b < blocks; ++b) out.sack[b] = {load_be32(body + 8 * b), load_be32(body + 8 * b + 4)};
         out.sack_offset = static_cast<uint16_t>(base_offset + i + 2);
         break;
       }
@@ -123,14 +109,14 @@ struct PacketParser {
       if (size < kIpv4MinHeader) return fail(r, ParseError::Truncated);
       const size_t ihl = size_t{d[0] & 0x0fu} * 4;
       if (ihl < kIpv4MinHeader || ihl > size) return fail(r, ParseError::BadIpHeaderLength);
-      total = be16(d + 2);
+      total = load_be16(d + 2);
       if (total < ihl || total > size) return fail(r, ParseError::BadTotalLength);
-      if ((be16(d + 6) & 0x3fffu) != 0) return fail(r, ParseError::Fragment);  // MF or offset
+      if ((load_be16(d + 6) & 0x3fffu) != 0) return fail(r, ParseError::Fragment);  // MF or offset
       if (d[9] != kProtoTcp) return fail(r, ParseError::NotTcp);
       l4 = ihl;
     } else if (version == 6) {
       if (size < kIpv6Header) return fail(r, ParseError::Truncated);
-      total = kIpv6Header + be16(d + 4);
+      total = kIpv6Header + load_be16(d + 4);
       if (total > size) return fail(r, ParseError::BadTotalLength);
       uint8_t next = d[6];
       size_t off = kIpv6Header;
@@ -204,45 +190,45 @@ Address TcpPacket::dst() const noexcept {
                  : Address::from_v6(std::span<const uint8_t, 16>(data_ + 24, 16));
 }
 uint8_t TcpPacket::ttl() const noexcept { return is_v4() ? data_[8] : data_[7]; }
-uint16_t TcpPacket::sport() const noexcept { return be16(data_ + tcp_offset_); }
-uint16_t TcpPacket::dport() const noexcept { return be16(data_ + tcp_offset_ + 2); }
-uint32_t TcpPacket::seq() const noexcept { return be32(data_ + tcp_offset_ + kSeqOff); }
-uint32_t TcpPacket::ack() const noexcept { return be32(data_ + tcp_offset_ + kAckOff); }
+uint16_t TcpPacket::sport() const noexcept { return load_be16(data_ + tcp_offset_); }
+uint16_t TcpPacket::dport() const noexcept { return load_be16(data_ + tcp_offset_ + 2); }
+uint32_t TcpPacket::seq() const noexcept { return load_be32(data_ + tcp_offset_ + kSeqOff); }
+uint32_t TcpPacket::ack() const noexcept { return load_be32(data_ + tcp_offset_ + kAckOff); }
 uint8_t TcpPacket::flags() const noexcept { return data_[tcp_offset_ + kFlagsOff]; }
-uint16_t TcpPacket::window() const noexcept { return be16(data_ + tcp_offset_ + kWindowOff); }
-uint16_t TcpPacket::checksum() const noexcept { return be16(data_ + tcp_offset_ + kChecksumOff); }
+uint16_t TcpPacket::window() const noexcept { return load_be16(data_ + tcp_offset_ + kWindowOff); }
+uint16_t TcpPacket::checksum() const noexcept { return load_be16(data_ + tcp_offset_ + kChecksumOff); }
 
 // ---- TcpPacket mutators: RFC 1624 incremental checksum ---------------------------------------
 
 void TcpPacket::set_seq(uint32_t value) noexcept {
   uint8_t* t = data_ + tcp_offset_;
-  const uint32_t old = be32(t + kSeqOff);
-  put32(t + kSeqOff, value);
-  put16(t + kChecksumOff, csum_replace32(be16(t + kChecksumOff), old, value));
+  const uint32_t old = load_be32(t + kSeqOff);
+  store_be32(t + kSeqOff, value);
+  store_be16(t + kChecksumOff, csum_replace32(load_be16(t + kChecksumOff), old, value));
 }
 
 void TcpPacket::set_ack(uint32_t value) noexcept {
   uint8_t* t = data_ + tcp_offset_;
-  const uint32_t old = be32(t + kAckOff);
-  put32(t + kAckOff, value);
-  put16(t + kChecksumOff, csum_replace32(be16(t + kChecksumOff), old, value));
+  const uint32_t old = load_be32(t + kAckOff);
+  store_be32(t + kAckOff, value);
+  store_be16(t + kChecksumOff, csum_replace32(load_be16(t + kChecksumOff), old, value));
 }
 
 void TcpPacket::set_window(uint16_t value) noexcept {
   uint8_t* t = data_ + tcp_offset_;
-  const uint16_t old = be16(t + kWindowOff);
-  put16(t + kWindowOff, value);
-  put16(t + kChecksumOff, csum_replace16(be16(t + kChecksumOff), old, value));
+  const uint16_t old = load_be16(t + kWindowOff);
+  store_be16(t + kWindowOff, value);
+  store_be16(t + kChecksumOff, csum_replace16(load_be16(t + kChecksumOff), old, value));
 }
 
 // Rewrites a 32-bit option field at `off` (from the TCP header start) and patches the checksum.
 // The incremental rule holds only for fields at an even offset; an odd one (possible with exotic
 // option padding) falls back to a full recompute.
 static void rewrite_option32(uint8_t* tcp, size_t off, uint32_t value, TcpPacket& p) noexcept {
-  const uint32_t old = be32(tcp + off);
-  put32(tcp + off, value);
+  const uint32_t old = load_be32(tcp + off);
+  store_be32(tcp + off, value);
   if (off % 2 == 0) {
-    put16(tcp + kChecksumOff, csum_replace32(be16(tcp + kChecksumOff), old, value));
+    store_be16(tcp + kChecksumOff, csum_replace32(load_be16(tcp + kChecksumOff), old, value));
   } else {
     p.recompute_checksum();
   }
@@ -281,8 +267,8 @@ uint16_t segment_checksum(const uint8_t* data, bool v4, std::span<const uint8_t>
 
 void TcpPacket::recompute_checksum() noexcept {
   uint8_t* t = data_ + tcp_offset_;
-  put16(t + kChecksumOff, 0);
-  put16(t + kChecksumOff, segment_checksum(data_, is_v4(), tcp_segment()));
+  store_be16(t + kChecksumOff, 0);
+  store_be16(t + kChecksumOff, segment_checksum(data_, is_v4(), tcp_segment()));
 }
 
 bool TcpPacket::checksum_valid() const noexcept {
@@ -302,7 +288,7 @@ size_t write_options(uint8_t* dst, const TcpOptions& o) noexcept {
   if (o.has_mss) {
     buf[n++] = tcp_option::MSS;
     buf[n++] = 4;
-    put16(buf + n, o.mss);
+    store_be16(buf + n, o.mss);
     n += 2;
   }
   if (o.has_timestamps) {
@@ -315,8 +301,8 @@ size_t write_options(uint8_t* dst, const TcpOptions& o) noexcept {
     }
     buf[n++] = tcp_option::TIMESTAMP;
     buf[n++] = 10;
-    put32(buf + n, o.tsval);
-    put32(buf + n + 4, o.tsecr);
+    store_be32(buf + n, o.tsval);
+    store_be32(buf + n + 4, o.tsecr);
     n += 8;
   } else if (o.sack_permitted) {
     buf[n++] = tcp_option::NOP;
@@ -339,8 +325,8 @@ size_t write_options(uint8_t* dst, const TcpOptions& o) noexcept {
     buf[n++] = tcp_option::SACK;
     buf[n++] = static_cast<uint8_t>(2 + 8 * blocks);
     for (size_t b = 0; b < blocks; ++b) {
-      put32(buf + n, o.sack[b].left);
-      put32(buf + n + 4, o.sack[b].right);
+      store_be32(buf + n, o.sack[b].left);
+      store_be32(buf + n + 4, o.sack[b].right);
       n += 8;
     }
   }
@@ -365,36 +351,36 @@ size_t build_tcp_packet(std::span<uint8_t> out, const SegmentSpec& s) noexcept {
   if (v4) {
     d[0] = 0x45;
     d[1] = 0;
-    put16(d + 2, static_cast<uint16_t>(total));
-    put16(d + 4, 0);       // ID: zero is fine with DF set (RFC 6864)
-    put16(d + 6, 0x4000);  // DF
+    store_be16(d + 2, static_cast<uint16_t>(total));
+    store_be16(d + 4, 0);       // ID: zero is fine with DF set (RFC 6864)
+    store_be16(d + 6, 0x4000);  // DF
     d[8] = s.ttl;
     d[9] = kProtoTcp;
-    put16(d + 10, 0);
+    store_be16(d + 10, 0);
     std::memcpy(d + 12, s.tuple.src.bytes.data() + 12, 4);
     std::memcpy(d + 16, s.tuple.dst.bytes.data() + 12, 4);
-    put16(d + 10, ipv4_header_checksum(std::span<const uint8_t>(d, kIpv4MinHeader)));
+    store_be16(d + 10, ipv4_header_checksum(std::span<const uint8_t>(d, kIpv4MinHeader)));
   } else {
-    put32(d, 0x60000000u);
-    put16(d + 4, static_cast<uint16_t>(tcp_len));
+    store_be32(d, 0x60000000u);
+    store_be16(d + 4, static_cast<uint16_t>(tcp_len));
     d[6] = kProtoTcp;
     d[7] = s.ttl;
     std::memcpy(d + 8, s.tuple.src.bytes.data(), 16);
     std::memcpy(d + 24, s.tuple.dst.bytes.data(), 16);
   }
   uint8_t* t = d + ip_len;
-  put16(t, s.tuple.sport);
-  put16(t + 2, s.tuple.dport);
-  put32(t + kSeqOff, s.seq);
-  put32(t + kAckOff, s.ack);
+  store_be16(t, s.tuple.sport);
+  store_be16(t + 2, s.tuple.dport);
+  store_be32(t + kSeqOff, s.seq);
+  store_be32(t + kAckOff, s.ack);
   t[kDataOffOff] = static_cast<uint8_t>(((kTcpMinHeader + opt_len) / 4) << 4);
   t[kFlagsOff] = s.flags;
-  put16(t + kWindowOff, s.window);
-  put16(t + kChecksumOff, 0);
-  put16(t + 18, 0);  // urgent pointer
+  store_be16(t + kWindowOff, s.window);
+  store_be16(t + kChecksumOff, 0);
+  store_be16(t + 18, 0);  // urgent pointer
   write_options(t + kTcpMinHeader, s.options);
   if (!s.payload.empty()) std::memcpy(t + kTcpMinHeader + opt_len, s.payload.data(), s.payload.size());
-  put16(t + kChecksumOff, segment_checksum(d, v4, std::span<const uint8_t>(t, tcp_len)));
+  store_be16(t + kChecksumOff, segment_checksum(d, v4, std::span<const uint8_t>(t, tcp_len)));
   return total;
 }
 

@@ -3,27 +3,13 @@
 #include <cstdio>
 #include <cstring>
 
+#include "syngate/bytes.hpp"
 #include "syngate/checksum.hpp"
 #include "syngate/packet.hpp"
 
 namespace syngate::flood {
 
 namespace {
-
-uint16_t load16(const uint8_t* p) noexcept { return static_cast<uint16_t>(p[0] << 8 | p[1]); }
-uint32_t load32(const uint8_t* p) noexcept {
-  return uint32_t{p[0]} << 24 | uint32_t{p[1]} << 16 | uint32_t{p[2]} << 8 | p[3];
-}
-void store16(uint8_t* p, uint16_t v) noexcept {
-  p[0] = static_cast<uint8_t>(v >> 8);
-  p[1] = static_cast<uint8_t>(v);
-}
-void store32(uint8_t* p, uint32_t v) noexcept {
-  p[0] = static_cast<uint8_t>(v >> 24);
-  p[1] = static_cast<uint8_t>(v >> 16);
-  p[2] = static_cast<uint8_t>(v >> 8);
-  p[3] = static_cast<uint8_t>(v);
-}
 
 int hex_digit(char c) noexcept {
   if (c >= '0' && c <= '9') return c - '0';
@@ -107,13 +93,13 @@ std::optional<FrameTemplate> FrameTemplate::make(const FrameSpec& spec) {
   const uint8_t* ip = t.buf_.data() + kEthHeaderLen;
   t.tcp_ = kEthHeaderLen + static_cast<size_t>(ip[0] & 0x0f) * 4;
   const uint8_t* tcp = t.buf_.data() + t.tcp_;
-  t.ip_check_ = load16(ip + 10);
-  t.src_ip_ = load32(ip + 12);
-  t.sport_ = load16(tcp);
-  t.seq_ = load32(tcp + 4);
-  t.ack_ = load32(tcp + 8);
-  t.off_flags_ = load16(tcp + 12);
-  t.tcp_check_ = load16(tcp + 16);
+  t.ip_check_ = load_be16(ip + 10);
+  t.src_ip_ = load_be32(ip + 12);
+  t.sport_ = load_be16(tcp);
+  t.seq_ = load_be32(tcp + 4);
+  t.ack_ = load_be32(tcp + 8);
+  t.off_flags_ = load_be16(tcp + 12);
+  t.tcp_check_ = load_be16(tcp + 16);
   return t;
 }
 
@@ -122,8 +108,8 @@ void FrameTemplate::render(uint8_t* out, uint32_t src_ip, uint16_t sport, uint32
   std::memcpy(out, buf_.data(), len_);
   uint8_t* ip = out + kEthHeaderLen;
   uint8_t* tcp = out + tcp_;
-  store32(ip + 12, src_ip);
-  store16(ip + 10, csum_replace32(ip_check_, src_ip_, src_ip));
+  store_be32(ip + 12, src_ip);
+  store_be16(ip + 10, csum_replace32(ip_check_, src_ip_, src_ip));
 
   const uint16_t off_flags = static_cast<uint16_t>((off_flags_ & 0xff00) | flags);
   uint16_t check = tcp_check_;
@@ -132,11 +118,11 @@ void FrameTemplate::render(uint8_t* out, uint32_t src_ip, uint16_t sport, uint32
   check = csum_replace32(check, seq_, seq);
   check = csum_replace32(check, ack_, ack);
   check = csum_replace16(check, off_flags_, off_flags);
-  store16(tcp, sport);
-  store32(tcp + 4, seq);
-  store32(tcp + 8, ack);
-  store16(tcp + 12, off_flags);
-  store16(tcp + 16, check);
+  store_be16(tcp, sport);
+  store_be32(tcp + 4, seq);
+  store_be32(tcp + 8, ack);
+  store_be16(tcp + 12, off_flags);
+  store_be16(tcp + 16, check);
 }
 
 }  // namespace syngate::flood

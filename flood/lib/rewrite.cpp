@@ -3,26 +3,13 @@
 #include <cmath>
 #include <cstring>
 
+#include "syngate/bytes.hpp"
 #include "syngate/checksum.hpp"
 #include "syngate/packet.hpp"
 
 namespace syngate::flood {
 
 namespace {
-uint16_t load16(const uint8_t* p) noexcept { return static_cast<uint16_t>(p[0] << 8 | p[1]); }
-uint32_t load32(const uint8_t* p) noexcept {
-  return uint32_t{p[0]} << 24 | uint32_t{p[1]} << 16 | uint32_t{p[2]} << 8 | p[3];
-}
-void store16(uint8_t* p, uint16_t v) noexcept {
-  p[0] = static_cast<uint8_t>(v >> 8);
-  p[1] = static_cast<uint8_t>(v);
-}
-void store32(uint8_t* p, uint32_t v) noexcept {
-  p[0] = static_cast<uint8_t>(v >> 24);
-  p[1] = static_cast<uint8_t>(v >> 16);
-  p[2] = static_cast<uint8_t>(v >> 8);
-  p[3] = static_cast<uint8_t>(v);
-}
 
 constexpr uint16_t kEthIp = 0x0800;
 constexpr uint16_t kEthIp6 = 0x86DD;
@@ -77,7 +64,7 @@ L3Location locate_ip(std::span<const uint8_t> f, LinkType link) noexcept {
       if (n < 4) return {SkipReason::Truncated, 0, 0};
       // Address family in the capturing host's byte order: AF_INET is 2 either way round.
       const uint32_t le = uint32_t{f[0]} | uint32_t{f[1]} << 8 | uint32_t{f[2]} << 16 | uint32_t{f[3]} << 24;
-      const uint32_t be = load32(f.data());
+      const uint32_t be = load_be32(f.data());
       if (le == 2 || be == 2) return {SkipReason::None, 4, n - 4};
       if (le == 10 || le == 24 || le == 28 || le == 30 || be == 24 || be == 28 || be == 30)
         return {SkipReason::NotIpv4, 0, 0};
@@ -86,22 +73,22 @@ L3Location locate_ip(std::span<const uint8_t> f, LinkType link) noexcept {
     case LinkType::Ethernet: {
       if (n < 14) return {SkipReason::Truncated, 0, 0};
       size_t off = 12;
-      uint16_t type = load16(f.data() + off);
+      uint16_t type = load_be16(f.data() + off);
       // Up to two VLAN tags (802.1Q, QinQ).
       for (int tags = 0; tags < 2 && (type == kEthVlan || type == kEthQinQ); ++tags) {
         off += 4;
         if (off + 2 > n) return {SkipReason::Truncated, 0, 0};
-        type = load16(f.data() + off);
+        type = load_be16(f.data() + off);
       }
       return by_ethertype(type, off + 2, n);
     }
     case LinkType::LinuxSll: {
       if (n < 16) return {SkipReason::Truncated, 0, 0};
-      return by_ethertype(load16(f.data() + 14), 16, n);
+      return by_ethertype(load_be16(f.data() + 14), 16, n);
     }
     case LinkType::LinuxSll2: {
       if (n < 20) return {SkipReason::Truncated, 0, 0};
-      return by_ethertype(load16(f.data()), 20, n);
+      return by_ethertype(load_be16(f.data()), 20, n);
     }
   }
   return {SkipReason::NotIp, 0, 0};
@@ -126,27 +113,27 @@ SkipReason rewrite_ipv4_tcp(std::span<uint8_t> buf, const RewriteConfig& cfg, si
   if ((ip[0] >> 4) == 6) return SkipReason::NotIpv4;
   if ((ip[0] >> 4) != 4) return SkipReason::NotIp;
   const size_t ihl = static_cast<size_t>(ip[0] & 0x0f) * 4;
-  const size_t total = load16(ip + 2);
+  const size_t total = load_be16(ip + 2);
   if (ihl < 20 || total < ihl) return SkipReason::Malformed;
   if (ihl > buf.size() || total > buf.size()) return SkipReason::Truncated;
   if (ip[9] != 6) return SkipReason::NotTcp;
-  const uint16_t frag = load16(ip + 6);
+  const uint16_t frag = load_be16(ip + 6);
   if ((frag & 0x3fff) != 0) return SkipReason::Fragment;  // MF set or a non-zero offset
   if (total < ihl + 20) return SkipReason::Malformed;
   uint8_t* tcp = ip + ihl;
   const size_t doff = static_cast<size_t>(tcp[12] >> 4) * 4;
   if (doff < 20 || ihl + doff > total) return SkipReason::Malformed;
 
-  store32(ip + 16, cfg.dst_ip);
-  if (cfg.spoof) store32(ip + 12, map_into_range(load32(ip + 12), *cfg.spoof));
-  store16(tcp + 2, cfg.dst_port);
+  store_be32(ip + 16, cfg.dst_ip);
+  if (cfg.spoof) store_be32(ip + 12, map_into_range(load_be32(ip + 12), *cfg.spoof));
+  store_be16(tcp + 2, cfg.dst_port);
 
-  store16(ip + 10, 0);
-  store16(ip + 10, ipv4_header_checksum(std::span<const uint8_t>(ip, ihl)));
-  store16(tcp + 16, 0);
+  store_be16(ip + 10, 0);
+  store_be16(ip + 10, ipv4_header_checksum(std::span<const uint8_t>(ip, ihl)));
+  store_be16(tcp + 16, 0);
   const std::span<const uint8_t, 4> src(ip + 12, 4);
   const std::span<const uint8_t, 4> dst(ip + 16, 4);
-  store16(tcp + 16, tcp_checksum_v4(src, dst, std::span<const uint8_t>(tcp, total - ihl)));
+  store_be16(tcp + 16, tcp_checksum_v4(src, dst, std::span<const uint8_t>(tcp, total - ihl)));
   ip_len = total;
   return SkipReason::None;
 }
