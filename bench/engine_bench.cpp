@@ -11,7 +11,6 @@ using namespace syngate;
 
 struct NullSink : PacketSink {
   size_t sent = 0;
-  std::span<const uint8_t> last;
   std::vector<uint8_t> copy;
   bool keep = false;
   void send(std::span<const uint8_t> p) override {
@@ -56,6 +55,30 @@ TcpOptions syn_options() {
 const FlowTuple kTuple{*Address::parse("198.18.0.1"), *Address::parse("10.10.3.2"), 1024, 80};
 constexpr uint64_t kNow = 1000ull * 1000 * 1000 * 1000;
 
+// SYN, cookie ACK and backend SYN-ACK (with the backend's window scale) for tuple t: leaves the
+// flow established.
+void handshake(Engine& engine, NullSink& sink, const FlowTuple& t, uint64_t now, uint8_t backend_wscale) {
+  SegmentSpec syn{.tuple = t, .seq = 100, .flags = tcp_flag::SYN, .window = 64240, .options = syn_options()};
+  std::vector<uint8_t> b = packet(syn);
+  engine.process(b, now, sink);
+  const TcpPacket sa = parse_tcp_packet(sink.copy).packet;
+  TcpOptions ts;
+  ts.has_timestamps = true;
+  ts.tsval = 12346;
+  ts.tsecr = sa.options().tsval;
+  SegmentSpec ack{.tuple = t, .seq = 101, .ack = sa.seq() + 1, .flags = tcp_flag::ACK, .window = 502, .options = ts};
+  b = packet(ack);
+  engine.process(b, now, sink);
+  TcpOptions bts = syn_options();
+  bts.tsval = 999;
+  bts.tsecr = 12346;
+  bts.wscale = backend_wscale;
+  SegmentSpec synack{.tuple = t.reversed(), .seq = 5000, .ack = 101, .flags = tcp_flag::SYN | tcp_flag::ACK,
+                     .window = 65160, .options = bts};
+  b = packet(synack);
+  engine.process(b, now, sink);
+}
+
 void BM_SpoofedSyn(benchmark::State& state) {
   CookieJar jar(secrets());
   Engine engine(config(), jar);
@@ -99,26 +122,9 @@ void BM_ProxiedHandshake(benchmark::State& state) {
   for (auto _ : state) {
     FlowTuple t = kTuple;
     t.sport = ++port;
-    SegmentSpec syn{.tuple = t, .seq = 100, .flags = tcp_flag::SYN, .window = 64240, .options = syn_options()};
-    std::vector<uint8_t> b = packet(syn);
-    engine.process(b, now, sink);
-    const TcpPacket sa = parse_tcp_packet(sink.copy).packet;
-    TcpOptions ts;
-    ts.has_timestamps = true;
-    ts.tsval = 12346;
-    ts.tsecr = sa.options().tsval;
-    SegmentSpec ack{.tuple = t, .seq = 101, .ack = sa.seq() + 1, .flags = tcp_flag::ACK, .window = 502, .options = ts};
-    b = packet(ack);
-    engine.process(b, now, sink);
-    TcpOptions bts = syn_options();
-    bts.tsval = 999;
-    bts.tsecr = 12346;
-    SegmentSpec synack{.tuple = t.reversed(), .seq = 5000, .ack = 101, .flags = tcp_flag::SYN | tcp_flag::ACK,
-                       .window = 65160, .options = bts};
-    b = packet(synack);
-    engine.process(b, now, sink);
+    handshake(engine, sink, t, now, 7);
     SegmentSpec rst{.tuple = t, .seq = 101, .flags = tcp_flag::RST};
-    b = packet(rst);
+    std::vector<uint8_t> b = packet(rst);
     engine.process(b, now, sink);
     now += 1000 * 1000;
     engine.advance(now, sink);
@@ -135,25 +141,7 @@ void BM_TranslateEstablished(benchmark::State& state) {
   NullSink sink;
   sink.keep = true;
   const FlowTuple t = kTuple;
-  SegmentSpec syn{.tuple = t, .seq = 100, .flags = tcp_flag::SYN, .window = 64240, .options = syn_options()};
-  std::vector<uint8_t> b = packet(syn);
-  engine.process(b, kNow, sink);
-  const TcpPacket sa = parse_tcp_packet(sink.copy).packet;
-  TcpOptions ts;
-  ts.has_timestamps = true;
-  ts.tsval = 12346;
-  ts.tsecr = sa.options().tsval;
-  SegmentSpec ack{.tuple = t, .seq = 101, .ack = sa.seq() + 1, .flags = tcp_flag::ACK, .window = 502, .options = ts};
-  b = packet(ack);
-  engine.process(b, kNow, sink);
-  TcpOptions bts = syn_options();
-  bts.tsval = 999;
-  bts.tsecr = 12346;
-  bts.wscale = 9;  // differs from what we announced: windows are rescaled too
-  SegmentSpec synack{.tuple = t.reversed(), .seq = 5000, .ack = 101, .flags = tcp_flag::SYN | tcp_flag::ACK,
-                     .window = 65160, .options = bts};
-  b = packet(synack);
-  engine.process(b, kNow, sink);
+  handshake(engine, sink, t, kNow, 9);  // differs from what we announced: windows are rescaled too
 
   std::vector<uint8_t> payload(1400, 'x');
   TcpOptions dts;

@@ -683,7 +683,7 @@ struct Engine::Impl {
     } else {
       emit(sink, build_ack(scratch, f.key, f.client_isn + 1, backend_isn + 1, client_window, ts));
     }
-    release_early(f);
+    // The early-data slot goes back to the pool when the flow enters Established below.
 
     // Tell the client the real window now that it is known (ours was only the early-data room).
     uint64_t backend_bytes = synack.window();  // a SYN-ACK's own window is unscaled

@@ -158,9 +158,9 @@ class EngineTest : public ::testing::Test {
   Decision feed(Bytes&& b) { return feed(b); }
   const EngineCounters& counters() { return engine->counters(); }
 
-  // Runs the handshake up to the point where the engine has sent the backend its SYN.
-  // Returns the backend SYN.
-  Seen open_to_backend_syn(Conn& c, std::span<const uint8_t> early = {}) {
+  // Sends the client's SYN and learns the cookie and TSval from the engine's SYN-ACK, which it
+  // returns; the sink is left empty.
+  Seen learn_cookie(Conn& c) {
     sink.clear();
     Decision d = feed(c.syn());
     EXPECT_EQ(d.verdict, Verdict::Drop);
@@ -169,7 +169,14 @@ class EngineTest : public ::testing::Test {
     c.cookie_isn = synack.pkt.seq();
     c.synack_tsval = synack.pkt.options().tsval;
     sink.clear();
-    d = feed(c.third_ack(early));
+    return synack;
+  }
+
+  // Runs the handshake up to the point where the engine has sent the backend its SYN.
+  // Returns the backend SYN.
+  Seen open_to_backend_syn(Conn& c, std::span<const uint8_t> early = {}) {
+    learn_cookie(c);
+    Decision d = feed(c.third_ack(early));
     EXPECT_EQ(d.verdict, Verdict::Drop);
     EXPECT_EQ(sink.size(), 1u) << "a valid cookie ACK must produce exactly the backend SYN";
     Seen syn(sink.packets.at(0));

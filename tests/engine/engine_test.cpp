@@ -100,11 +100,8 @@ TEST_F(EngineTest, ValidCookieAckOpensBackendConnection) {
 
 TEST_F(EngineTest, ForgedCookieAckIsDroppedAndCounted) {
   Conn c = Conn::v4();
-  feed(c.syn());
-  Seen sa(sink.packets[0]);
-  sink.clear();
-  c.cookie_isn = sa.pkt.seq() ^ 0x00010000;  // one hash bit off
-  c.synack_tsval = sa.pkt.options().tsval;
+  learn_cookie(c);
+  c.cookie_isn ^= 0x00010000;  // one hash bit off
   EXPECT_EQ(feed(c.third_ack()).verdict, Verdict::Drop);
   EXPECT_EQ(sink.size(), 0u);
   EXPECT_EQ(counters().cookies_invalid, 1u);
@@ -114,11 +111,7 @@ TEST_F(EngineTest, ForgedCookieAckIsDroppedAndCounted) {
 
 TEST_F(EngineTest, ExpiredCookieIsRejected) {
   Conn c = Conn::v4();
-  feed(c.syn());
-  Seen sa(sink.packets[0]);
-  sink.clear();
-  c.cookie_isn = sa.pkt.seq();
-  c.synack_tsval = sa.pkt.options().tsval;
+  learn_cookie(c);
   now += 5 * kCookieTickNs;
   feed(c.third_ack());
   EXPECT_EQ(sink.size(), 0u);
@@ -127,12 +120,10 @@ TEST_F(EngineTest, ExpiredCookieIsRejected) {
 
 TEST_F(EngineTest, AckFromAnotherTupleDoesNotValidate) {
   Conn c = Conn::v4();
-  feed(c.syn());
-  Seen sa(sink.packets[0]);
-  sink.clear();
+  learn_cookie(c);
   Conn other = Conn::v4(40001);
-  other.cookie_isn = sa.pkt.seq();
-  other.synack_tsval = sa.pkt.options().tsval;
+  other.cookie_isn = c.cookie_isn;
+  other.synack_tsval = c.synack_tsval;
   feed(other.third_ack());
   EXPECT_EQ(sink.size(), 0u);
   EXPECT_EQ(counters().cookies_invalid, 1u);
@@ -550,11 +541,7 @@ TEST_F(EngineTest, FullTableRefusesNewFlowsWithReset) {
     open_to_backend_syn(c);
   }
   Conn c = Conn::v4(2000);
-  feed(c.syn());
-  Seen sa(sink.packets[0]);
-  c.cookie_isn = sa.pkt.seq();
-  c.synack_tsval = sa.pkt.options().tsval;
-  sink.clear();
+  learn_cookie(c);
   feed(c.third_ack());
   ASSERT_EQ(sink.size(), 1u);
   EXPECT_TRUE(Seen(sink.packets[0]).pkt.has(tcp_flag::RST));
@@ -583,11 +570,7 @@ TEST_F(EngineTest, PerSourceLimitIsEnforced) {
     open_to_backend_syn(c);
   }
   Conn c = Conn::v4(1002);
-  feed(c.syn());
-  Seen sa(sink.packets[0]);
-  c.cookie_isn = sa.pkt.seq();
-  c.synack_tsval = sa.pkt.options().tsval;
-  sink.clear();
+  learn_cookie(c);
   feed(c.third_ack());
   EXPECT_EQ(counters().drop(DropReason::SourceLimit), 1u);
   // Another source is not affected.
