@@ -53,7 +53,7 @@ struct TxOptions {
   std::string iface;
   std::string dst_mac;
   int sndbuf = kDefaultSndbuf;
-  std::string tx_method = "mmsg";
+  std::string tx_method = "ring";
   bool json = false;
 };
 
@@ -100,7 +100,7 @@ int run_flood(const FloodOptions& o) {
   const Egress eg = resolve_egress(target.ip, o.iface, o.dst_mac);
   const auto tmpl = FrameTemplate::make({eg.src_mac, eg.dst_mac, target.ip, target.port, 1460});
   if (!tmpl) throw std::runtime_error("could not build the packet template");
-  PacketSocket sock(eg.ifindex, o.sndbuf, tx_method(o));
+  PacketSocket sock(eg.ifindex, o.sndbuf, kEthHeaderLen + static_cast<size_t>(eg.mtu), tx_method(o));
 
   const uint64_t seed = o.seed ? o.seed : now_ns();
   AddressIterator addrs(spoof, seed);
@@ -140,6 +140,8 @@ int run_flood(const FloodOptions& o) {
     attempted += n;
     last = now_ns();
   }
+  sent += sock.finish();
+  last = now_ns();
   const double elapsed = static_cast<double>(last - start) / 1e9;
   const double pps = elapsed > 0 ? static_cast<double>(sent) / elapsed : 0;
   if (o.json) {
@@ -151,6 +153,7 @@ int run_flood(const FloodOptions& o) {
                         {"rate_target", o.rate},
                         {"sent", sent},
                         {"send_errors", sock.errors()},
+                        {"device_full_waits", sock.full_waits()},
                         {"elapsed_s", elapsed},
                         {"pps", pps},
                         {"sndbuf", sock.sndbuf()},
@@ -195,7 +198,7 @@ int run_replay(const ReplayOptions& o) {
   }
 
   const Egress eg = resolve_egress(target.ip, o.iface, o.dst_mac);
-  PacketSocket sock(eg.ifindex, o.sndbuf, tx_method(o));
+  PacketSocket sock(eg.ifindex, o.sndbuf, kEthHeaderLen + static_cast<size_t>(eg.mtu), tx_method(o));
 
   std::vector<uint8_t> storage(kBatch * 65536);
   uint8_t* frames[kBatch];
@@ -283,8 +286,10 @@ int run_replay(const ReplayOptions& o) {
     if (pending == kBatch) flush();
   }
   flush();
-  pcap_close(pcap);
+  sent += sock.finish();
+  // The error text lives in the pcap handle, so it is printed before the handle is closed.
   if (rc == -1) std::fprintf(stderr, "synflood: pcap read error: %s\n", pcap_geterr(pcap));
+  pcap_close(pcap);
 
   const double elapsed = static_cast<double>(now_ns() - start) / 1e9;
   nlohmann::json skip_json = nlohmann::json::object();
@@ -349,8 +354,8 @@ void add_tx_options(CLI::App* app, TxOptions& o) {
       ->capture_default_str()
       ->check(CLI::Range(4096, 1 << 30));
   app->add_option("--tx-method", o.tx_method,
-                  "mmsg: batched sendmmsg (fastest on veth); ring: TPACKET_V2 transmit ring (veth must "
-                  "copy its zero-copy pages, which halves the rate there; try it on a real NIC)")
+                  "ring: TPACKET_V2 transmit ring, one send() per batch (fastest; falls back to mmsg when "
+                  "the kernel refuses it); mmsg: batched sendmmsg, one message header per frame")
       ->capture_default_str()
       ->check(CLI::IsMember({"mmsg", "ring"}));
   app->add_flag("--json", o.json, "Print the result as one JSON object");

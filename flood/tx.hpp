@@ -1,5 +1,5 @@
 // The generator's transmit path: an AF_PACKET socket on one interface, frames handed to the
-// driver in batches with sendmmsg, bypassing the qdisc. Also finds the interface and the next
+// driver in batches through a TPACKET_V2 ring (or sendmmsg), bypassing the qdisc. Also finds the interface and the next
 // hop's MAC for a target from the current network namespace's tables.
 #pragma once
 
@@ -8,6 +8,8 @@
 #include <string>
 
 #include "frame.hpp"
+
+struct tpacket2_hdr;  // linux/if_packet.h
 
 namespace syngate::flood {
 
@@ -32,32 +34,53 @@ class PacketSocket {
   // Opens the socket bound to `ifindex`, with PACKET_QDISC_BYPASS and a send buffer of
   // `sndbuf` bytes (SO_SNDBUFFORCE, falling back to SO_SNDBUF without CAP_NET_ADMIN). On veth
   // the transmit work runs on the sender's CPU, so a small buffer throttles the flood itself.
+  // Frames outside [Ethernet header, max_frame] bytes are refused (counted in errors()).
   // Ring: a TPACKET_V2 transmit ring (frames written to shared memory, one send() per batch,
-  // no per-frame msghdr copies); frames larger than the ring slot fall back to sendmmsg.
-  PacketSocket(int ifindex, int sndbuf, Method method = Method::Mmsg);
+  // no per-frame msghdr copies); frames larger than a ring slot fall back to sendmmsg, and so
+  // does everything when the kernel refuses the ring.
+  PacketSocket(int ifindex, int sndbuf, size_t max_frame, Method method = Method::Ring);
   ~PacketSocket();
   PacketSocket(const PacketSocket&) = delete;
   PacketSocket& operator=(const PacketSocket&) = delete;
 
-  // Sends frames[0..n) (each `lens[i]` bytes) with as few syscalls as possible. Returns the
-  // number the kernel accepted; frames it refused are counted in errors() and not retried, so
-  // the caller's rate accounting stays simple and honest.
+  // Sends frames[0..n) (each `lens[i]` bytes) with as few syscalls as possible. Returns how
+  // many the kernel took during this call. A device whose queue is full is waited for (up to
+  // 10 ms per frame), as a NIC's transmit ring pushes back; frames refused for good are
+  // counted in errors() and not retried. Ring frames the kernel has not taken yet are counted
+  // by a later call or by finish().
   size_t send_batch(uint8_t* const* frames, const size_t* lens, size_t n);
+  // Waits up to `timeout_ns` for the ring's queued frames to be taken and returns how many
+  // were; the rest count as errors. Call once, after the last send_batch.
+  size_t finish(uint64_t timeout_ns = 1'000'000'000);
   uint64_t errors() const noexcept { return errors_; }
+  // Times the sender slept because the device's queue was full: non-zero means the device or
+  // the receiver behind it, not the generator, set the pace.
+  uint64_t full_waits() const noexcept { return full_waits_; }
   int sndbuf() const noexcept { return sndbuf_; }
   int last_errno() const noexcept { return last_errno_; }
   const char* method() const noexcept { return ring_ ? "tpacket_v2_ring" : "sendmmsg"; }
 
  private:
+  void setup_ring();
+  size_t ring_capacity() const noexcept;
+  ::tpacket2_hdr* ring_slot(size_t index) const noexcept;
+  void ring_kick() noexcept;
+  size_t ring_reap() noexcept;
   size_t send_mmsg(uint8_t* const* frames, const size_t* lens, size_t n);
   size_t send_ring(uint8_t* const* frames, const size_t* lens, size_t n);
   int fd_ = -1;
+  size_t max_frame_ = 0;
   uint8_t* ring_ = nullptr;
   size_t ring_bytes_ = 0;
   size_t ring_frames_ = 0;
-  size_t ring_next_ = 0;
+  size_t ring_next_ = 0;     // next slot to fill
+  size_t ring_reap_ = 0;     // oldest slot not yet counted
+  size_t ring_pending_ = 0;  // slots filled but not yet counted
+  bool ring_vnet_ = false;
   int sndbuf_ = 0;
   uint64_t errors_ = 0;
+  uint64_t full_waits_ = 0;
+  unsigned idle_kicks_ = 0;
   int last_errno_ = 0;
 };
 
