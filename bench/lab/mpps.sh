@@ -1,37 +1,75 @@
 #!/usr/bin/env bash
-# Measures the generator's raw speed: two network namespaces joined by a veth pair, the
-# receiver dropping everything in raw PREROUTING (so nothing but the veth hop and one rule costs
-# CPU), the generator pinned to one core, unlimited rate, bounded by duration.
-# Usage (root): bench/lab/mpps.sh [SYNFLOOD_BINARY] [SECONDS] [CPU]
+# Measures the generator's raw speed on one core: two network namespaces joined by a veth pair,
+# the receiver dropping everything in raw PREROUTING, the generator pinned to one core (SCHED_FIFO,
+# so the builds of a shared machine do not take it), unlimited rate, bounded by duration.
+#
+# On veth the receiver's work normally runs on the sender's CPU: veth_xmit hands the frame to
+# the peer's backlog on the current CPU, and the softirq that drains it runs there too, so the
+# whole receiving IP stack is charged to the generator. A real NIC sends to another machine. To
+# measure the generator rather than the receiver, the default layout ("offcore") turns on veth's
+# NAPI mode on the receiving end (GRO on the peer, TSO off on the sender, which veth requires)
+# with a threaded NAPI poller pinned to another core; the veth ring then pushes back on the
+# generator like a NIC's transmit ring. "shared" keeps the classic layout for comparison.
+#
+# Usage (root): bench/lab/mpps.sh [SYNFLOOD_BINARY] [SECONDS] [CPU] [offcore|shared|both] [ring|mmsg]
+# Prints one JSON object per layout: the generator's own report plus the receiver's count.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 bin=${1:-$here/../../build/flood/synflood}
 seconds=${2:-5}
 cpu=${3:-1}
+layouts=${4:-both}
+method=${5:-ring}
 [ -x "$bin" ] || { echo "mpps.sh: no synflood binary at $bin (build it first)" >&2; exit 2; }
 [ "$(id -u)" = 0 ] || { echo "mpps.sh: needs root (network namespaces)" >&2; exit 2; }
+case $layouts in offcore|shared) ;; both) layouts="offcore shared" ;;
+  *) echo "mpps.sh: layout must be offcore, shared or both" >&2; exit 2 ;; esac
+ncpu=$(nproc)
+other=$(( (cpu + 1) % ncpu ))
 
 tx="sgmpps-tx-$$"
 rx="sgmpps-rx-$$"
+rxdev="mrx$$"   # unique, so the NAPI thread (napi/<dev>-<id>) is ours
 cleanup() {
   ip netns del "$tx" 2>/dev/null || true
   ip netns del "$rx" 2>/dev/null || true
 }
 trap cleanup EXIT INT TERM
 
-ip netns add "$tx"
-ip netns add "$rx"
-ip -n "$tx" link add veth0 type veth peer name veth1 netns "$rx"
-ip -n "$tx" addr add 10.99.0.1/24 dev veth0
-ip -n "$rx" addr add 10.99.0.2/24 dev veth1
-ip -n "$tx" link set lo up
-ip -n "$rx" link set lo up
-ip -n "$tx" link set veth0 up
-ip -n "$rx" link set veth1 up
-ip netns exec "$rx" iptables -t raw -A PREROUTING -p tcp --dport 80 -j DROP
-mac=$(ip -n "$rx" -br link show veth1 | awk '{print $3}')
+run_layout() {
+  local layout=$1
+  cleanup
+  ip netns add "$tx"
+  ip netns add "$rx"
+  ip -n "$tx" link add veth0 type veth peer name "$rxdev" netns "$rx"
+  ip -n "$tx" addr add 10.99.0.1/24 dev veth0
+  ip -n "$rx" addr add 10.99.0.2/24 dev "$rxdev"
+  ip -n "$tx" link set lo up
+  ip -n "$rx" link set lo up
+  ip -n "$tx" link set veth0 up
+  ip -n "$rx" link set "$rxdev" up
+  ip netns exec "$rx" iptables -t raw -A PREROUTING -p tcp --dport 80 -j DROP
+  local poller=""
+  if [ "$layout" = offcore ]; then
+    [ "$ncpu" -ge 2 ] || { echo "mpps.sh: offcore needs two CPUs" >&2; return 2; }
+    ip netns exec "$tx" ethtool -K veth0 tso off >/dev/null
+    ip netns exec "$rx" ethtool -K "$rxdev" gro on >/dev/null
+    ip netns exec "$rx" sh -c "echo 1 > /sys/class/net/$rxdev/threaded"
+    poller=$(pgrep -x "napi/$rxdev-[0-9]+" | head -1 || true)
+    [ -n "$poller" ] || { echo "mpps.sh: no NAPI thread for $rxdev (kernel without threaded NAPI?)" >&2; return 2; }
+    taskset -p -c "$other" "$poller" >/dev/null
+  fi
+  local mac
+  mac=$(ip -n "$rx" -br link show "$rxdev" | awk '{print $3}')
+  local receiver="softirq on the generator's CPU"
+  [ -z "$poller" ] || receiver="NAPI thread $poller on CPU $other"
+  echo "layout $layout: generator on CPU $cpu (tx method $method), receiver $receiver, ${seconds}s" >&2
+  local report dropped
+  report=$(ip netns exec "$tx" chrt -f 50 taskset -c "$cpu" "$bin" syn --target 10.99.0.2:80 --rate 0 \
+    --duration "$seconds" --iface veth0 --dst-mac "$mac" --tx-method "$method" --json)
+  dropped=$(ip netns exec "$rx" iptables -t raw -nvxL PREROUTING | awk 'NR==3 {print $1}')
+  python3 -c 'import json,sys; j=json.loads(sys.argv[1]); j["layout"]=sys.argv[2]; j["receiver_dropped"]=int(sys.argv[3]); print(json.dumps(j, sort_keys=True))' \
+    "$report" "$layout" "$dropped"
+}
 
-echo "generator pinned to CPU $cpu (SCHED_FIFO, so the builds of a shared machine do not take its core), unlimited rate, ${seconds}s, receiver drops in raw PREROUTING" >&2
-ip netns exec "$tx" chrt -f 50 taskset -c "$cpu" "$bin" syn --target 10.99.0.2:80 --rate 0 --duration "$seconds" \
-  --iface veth0 --dst-mac "$mac" --json
-ip netns exec "$rx" iptables -t raw -nvxL PREROUTING | awk 'NR==3 {print "{\"receiver_dropped\": " $1 "}"}'
+for layout in $layouts; do run_layout "$layout"; done
