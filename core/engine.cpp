@@ -334,7 +334,7 @@ struct Engine::Impl {
     while (*link != i) link = &flows[*link].hash_next;
     *link = f.hash_next;
     release_early(f);
-    source_release(f.key.src);
+    if (f.state != State::Linger) source_release(f.key.src);  // a lingering flow gave it back already
     f.state = State::Free;
     f.hash_next = free_head;
     free_head = i;
@@ -344,17 +344,20 @@ struct Engine::Impl {
 
   // Returns the new flow's index, or kNone with the refusal counted.
   uint32_t allocate_flow(const FlowTuple& key, uint32_t now) {
+    // The source is checked first, so that a refused source never costs another client its
+    // lingering flow.
+    if (!source_acquire(key.src)) {
+      count(DropReason::SourceLimit);
+      return kNone;
+    }
     if (free_head == kNone) {
       const uint32_t victim = lists[kListLinger].head;
       if (victim == kNone) {
+        source_release(key.src);
         count(DropReason::TableFull);
         return kNone;
       }
       free_flow(victim);
-    }
-    if (!source_acquire(key.src)) {
-      count(DropReason::SourceLimit);
-      return kNone;
     }
     const uint32_t i = free_head;
     Flow& f = flows[i];
@@ -378,6 +381,11 @@ struct Engine::Impl {
   void enter(uint32_t i, State s, uint32_t now) {
     Flow& f = flows[i];
     if (f.state == State::SynSent && s != State::SynSent) release_early(f);
+    // A closed flow lingers only to translate late retransmissions and is the first to go when
+    // the table is full, so it stops counting against its source: a busy client (or a NAT in
+    // front of many) that opens and closes connections quickly is limited by what it holds
+    // open, not by the last linger_s seconds of its history.
+    if (s == State::Linger && f.state != State::Linger) source_release(f.key.src);
     f.state = s;
     if (s != State::SynSent) f.queued_ms = now;
     switch (s) {

@@ -26,7 +26,9 @@ struct EngineConfig {
 
   // Flow table: preallocated, never grows. Memory is max_flows * sizeof(flow) + hash buckets.
   uint32_t max_flows = 262144;
-  uint32_t max_flows_per_source = 1024;  // 0 = no per-source limit
+  // Open flows (handshaking, established or closing) one client address may hold; lingering
+  // closed flows do not count. 0 = no per-source limit.
+  uint32_t max_flows_per_source = 1024;
 
   // What our SYN-ACK announces to clients. The window is unscaled (as in every SYN segment) and
   // never 0, so a client can send its request with the third ACK; by default it matches the

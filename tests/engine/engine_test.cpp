@@ -593,6 +593,52 @@ TEST_F(EngineTest, ClosedFlowsGiveTheirSourceQuotaBack) {
   EXPECT_EQ(counters().flows_active, 1u);
 }
 
+TEST_F(EngineTest, LingeringFlowsDoNotCountAgainstTheirSource) {
+  // One client that opens and closes connections faster than they linger (a NAT, a load
+  // tester) must not be refused for its closed ones.
+  cfg.max_flows_per_source = 2;
+  cfg.linger_s = 30;
+  for (uint16_t port = 1000; port < 1010; ++port) {
+    Conn c = Conn::v4(port);
+    establish(c);
+    SegmentSpec rst{.tuple = c.c2s, .seq = c.client_isn + 1, .flags = tcp_flag::RST};
+    feed(make(rst));  // -> linger
+  }
+  EXPECT_EQ(counters().drop(DropReason::SourceLimit), 0u);
+  EXPECT_EQ(counters().flows_active, 10u);  // all ten still linger
+  // Open ones still count: two open, the third is refused.
+  Conn a = Conn::v4(2000), b = Conn::v4(2001), c = Conn::v4(2002);
+  establish(a);
+  establish(b);
+  learn_cookie(c);
+  feed(c.third_ack());
+  EXPECT_EQ(counters().drop(DropReason::SourceLimit), 1u);
+  // Expiring the lingering flows later must not give back quota the open flows hold.
+  now += 31 * kMs * 1000;
+  engine->advance(now, sink);
+  EXPECT_EQ(counters().flows_active, 2u);
+  learn_cookie(c);
+  feed(c.third_ack());
+  EXPECT_EQ(counters().drop(DropReason::SourceLimit), 2u);
+}
+
+TEST_F(EngineTest, RefusedSourceDoesNotEvictAnotherClientsLingeringFlow) {
+  cfg.max_flows = 2;
+  cfg.max_flows_per_source = 1;
+  Conn lingering = Conn::v4(1000);
+  lingering.c2s.src = *Address::parse("10.10.1.7");
+  establish(lingering);
+  SegmentSpec rst{.tuple = lingering.c2s, .seq = lingering.client_isn + 1, .flags = tcp_flag::RST};
+  feed(make(rst));
+  Conn open = Conn::v4(1001);
+  open_to_backend_syn(open);
+  Conn refused = Conn::v4(1002);  // same source as `open`, over its limit
+  learn_cookie(refused);
+  feed(refused.third_ack());
+  EXPECT_EQ(counters().drop(DropReason::SourceLimit), 1u);
+  EXPECT_EQ(counters().flows_active, 2u);  // the lingering flow is still there
+}
+
 // ---- what is not ours ------------------------------------------------------------------------------
 
 TEST_F(EngineTest, UnprotectedTrafficPassesUntouched) {
