@@ -54,6 +54,9 @@ def collect(out):
             b = load(banner)
             entry["banner_no_flood"] = {"success_pct": b["success_pct"], "first_byte_ms": b["first_byte_ms"],
                                         "failures_detail": b["failures_detail"]}
+            srv = os.path.join(mdir, "banner.srv.json")
+            if os.path.exists(srv):
+                entry["banner_no_flood"]["srv_tsecr_rejected"] = load(srv)["srv_tsecr_rejected"]
         modes[mode] = entry
     return {"config": config, "modes": modes}
 

@@ -368,12 +368,22 @@ EOF
   log "$(python3 "$here/report.py" --point "$base.flood.json" "$base.probe.json" "$mode" "$rate")"
 }
 
+tsecr_rejected() {  # srv's TcpExtTSEcrRejected
+  nsx "$srv" awk '/^TcpExt:/ { if (!n) { for (i = 2; i <= NF; i++) k[i] = $i; n = 1 }
+    else for (i = 2; i <= NF; i++) if (k[i] == "TSEcrRejected") print $i }' /proc/net/netstat
+}
+
 run_banner() {  # server-speaks-first check, no flood
   local mode=$1
   ((banner_count > 0)) || return 0
   fresh_state
+  local rejected0 rejected1
+  rejected0=$(tsecr_rejected)
   nsx "$cli" "$synflood" probe --target 10.10.3.2:2222 --count "$banner_count" --concurrency 10 \
     --timeout-ms 1000 --expect-banner --json >"$out/points/$mode/banner.probe.json"
+  rejected1=$(tsecr_rejected)
+  # The mechanism behind a stall, not only its symptom: srv refusing the TSecr of a third ACK.
+  echo "{\"srv_tsecr_rejected\": $((rejected1 - rejected0))}" >"$out/points/$mode/banner.srv.json"
   log "$(python3 "$here/report.py" --banner "$out/points/$mode/banner.probe.json" "$mode")"
 }
 

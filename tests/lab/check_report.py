@@ -50,8 +50,14 @@ if what == "kernel":
     if ts and plain:
         # The known finding: the third ACK SYNPROXY sends with --timestamp carries a TSecr the
         # server rejects, so a server that speaks first waits for a client that is waiting too.
-        check(ts["success_pct"] <= 20,
-              f"synproxy --timestamp stalls server-speaks-first ({ts['success_pct']:.1f}% <= 20%)")
+        # How many stall varies from run to run (0-50% got the banner in time here): a stalled
+        # connection is rescued by srv's SYN-ACK retransmission at 1 s, a coin flip against the
+        # probe's 1 s deadline. The cause does not vary: srv counts the TSecr it rejected.
+        check(ts["success_pct"] <= 60,
+              f"synproxy --timestamp stalls server-speaks-first ({ts['success_pct']:.1f}% <= 60%)")
+        if "srv_tsecr_rejected" in ts:
+            check(ts["srv_tsecr_rejected"] > 0,
+                  f"srv rejected SYNPROXY's TSecr ({ts['srv_tsecr_rejected']} TcpExtTSEcrRejected)")
         check(plain["success_pct"] >= 95,
               f"synproxy without timestamps serves it ({plain['success_pct']:.1f}% >= 95%)")
 elif what == "syngate":
@@ -62,6 +68,13 @@ elif what == "syngate":
     p = top(m["points"])
     check(p["success_pct"] >= 99,
           f"syngate keeps >= 99% under {p['flood_pps']} SYN/s ({p['success_pct']:.1f}%)")
+    banner = m.get("banner_no_flood")
+    if banner:
+        check(banner["success_pct"] >= 95,
+              f"syngate serves server-speaks-first ({banner['success_pct']:.1f}% >= 95%)")
+        if "srv_tsecr_rejected" in banner:
+            check(banner["srv_tsecr_rejected"] == 0,
+                  f"srv accepted every TSecr syngate sent ({banner['srv_tsecr_rejected']} rejected)")
 else:
     sys.exit(f"unknown check {what}")
 
