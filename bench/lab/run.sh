@@ -142,7 +142,7 @@ nsx "$gw" sysctl -qw net.ipv4.ip_forward=1
 # The attacker namespace must not answer the backscatter (it owns none of 198.18/15 anyway).
 nsx "$atk" sysctl -qw net.ipv4.ip_forward=0
 # ...and it dies at the first hook, as on a wire to nowhere. On veth the receiver's work runs on
-# the sending CPU, so a slow death in atk (route lookup, early demux, an ICMP error) would be
+# the sending CPU, so a slow death in atk (early demux, a route lookup, ip_error) would be
 # charged to whatever sent the SYN-ACK: the defence under test. Measured before this rule: a
 # fifth of syngate's SYN worker went to atk's ip_rcv.
 nsx "$atk" iptables -t raw -A PREROUTING -d 198.18.0.0/15 -j DROP
