@@ -303,6 +303,8 @@ int run_replay(const ReplayOptions& o) {
     nlohmann::json j = {{"mode", "replay"},       {"file", o.file},
                         {"target", o.target},     {"read", read},
                         {"sent", sent},           {"send_errors", sock.errors()},
+                        {"device_full_waits", sock.full_waits()},
+                        {"tx_method", sock.method()},
                         {"skipped", skip_json},   {"elapsed_s", elapsed},
                         {"pps", elapsed > 0 ? static_cast<double>(sent) / elapsed : 0},
                         {"interrupted", g_stop.load()}};

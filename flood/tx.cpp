@@ -122,6 +122,8 @@ constexpr unsigned kRingBlockSize = 1 << 16;
 constexpr unsigned kRingBlocks = 16;       // 4096 frames
 constexpr size_t kRingDataOffset = TPACKET2_HDRLEN - sizeof(sockaddr_ll);
 constexpr unsigned kSpinKicks = 64;
+// How long the sender sleeps when the device's queue is full, before it tries again.
+constexpr uint64_t kFullQueueWaitNs = 20'000;
 
 // struct virtio_net_hdr (linux/virtio_net.h, which C++ cannot include: it has a member named
 // `class`). Fields are little-endian on a little-endian host; all zero means "no offload".
@@ -282,7 +284,7 @@ size_t PacketSocket::send_ring(uint8_t* const* frames, const size_t* lens, size_
     // are still in flight); let it drain instead of spinning on send().
     if (queued == 0 && reaped == 0) {
       ++full_waits_;
-      if (++idle_kicks_ > kSpinKicks) sleep_until_ns(now_ns() + 20'000);
+      if (++idle_kicks_ > kSpinKicks) sleep_until_ns(now_ns() + kFullQueueWaitNs);
     } else {
       idle_kicks_ = 0;
     }
@@ -299,7 +301,7 @@ size_t PacketSocket::finish(uint64_t timeout_ns) {
     ring_kick();
     taken += ring_reap();
     if (ring_pending_ == 0 || now_ns() >= deadline) break;
-    sleep_until_ns(now_ns() + 20'000);
+    sleep_until_ns(now_ns() + kFullQueueWaitNs);
   }
   // Whatever is still queued never left, and closing the socket discards it.
   errors_ += ring_pending_;
@@ -334,7 +336,7 @@ size_t PacketSocket::send_mmsg(uint8_t* const* frames, const size_t* lens, size_
         if (full_since == 0) full_since = now;
         if (now - full_since < kFullQueuePatienceNs) {
           ++full_waits_;
-          sleep_until_ns(now + 20'000);
+          sleep_until_ns(now + kFullQueueWaitNs);
           continue;
         }
       }

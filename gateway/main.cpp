@@ -4,6 +4,7 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <iostream>
+#include <optional>
 #include <spdlog/spdlog.h>
 
 #include "config.hpp"
@@ -16,14 +17,20 @@ namespace gw = syngate::gw;
 
 namespace {
 
-int cmd_check(const std::string& path) {
-  gw::GatewayConfig c;
+// The configuration, or nullopt with the reason printed for the operator.
+std::optional<gw::GatewayConfig> load_or_report(const std::string& path) {
   try {
-    c = gw::load_config(path);
+    return gw::load_config(path);
   } catch (const std::exception& e) {
     std::cerr << "error: " << e.what() << "\n";
-    return 2;
+    return std::nullopt;
   }
+}
+
+int cmd_check(const std::string& path) {
+  const auto loaded = load_or_report(path);
+  if (!loaded) return 2;
+  const gw::GatewayConfig& c = *loaded;
   struct stat st;
   if (stat(c.secret_file.c_str(), &st) == 0) {
     try {
@@ -49,13 +56,9 @@ int cmd_check(const std::string& path) {
 }
 
 int cmd_rules(const std::string& action, const std::string& path) {
-  gw::GatewayConfig c;
-  try {
-    c = gw::load_config(path);
-  } catch (const std::exception& e) {
-    std::cerr << "error: " << e.what() << "\n";
-    return 2;
-  }
+  const auto loaded = load_or_report(path);
+  if (!loaded) return 2;
+  const gw::GatewayConfig& c = *loaded;
   try {
     if (action == "up") {
       gw::Backend b = gw::choose_backend(c.iptables);

@@ -140,6 +140,20 @@ LiveMap read_live(const Profile& p) {
 
 std::string journal_dir(const Options& o) { return o.state_dir + "/journal"; }
 
+// Creates the state directory (with the journal's rolled-back folder) and takes its lock, held
+// until the process exits, so two writers never interleave their journal entries.
+bool prepare_state_dir(const Options& o) {
+  if (auto e = sys::make_dirs(journal_dir(o) + "/rolled-back", 0700); !e.empty()) {
+    err("state dir: " + e);
+    return false;
+  }
+  if (auto e = sys::lock_state_dir(o.state_dir); !e.empty()) {
+    err(e);
+    return false;
+  }
+  return true;
+}
+
 struct Stored {
   JournalEntry entry;
   std::string path;
@@ -290,14 +304,7 @@ int cmd_apply(const Options& o, bool diff_only) {
   }
 
   // --- the transaction ---
-  if (auto e = sys::make_dirs(journal_dir(o) + "/rolled-back", 0700); !e.empty()) {
-    err("state dir: " + e);
-    return kBadInput;
-  }
-  if (auto e = sys::lock_state_dir(o.state_dir); !e.empty()) {
-    err(e);
-    return kBadInput;
-  }
+  if (!prepare_state_dir(o)) return kBadInput;
   std::string jerr;
   unsigned long max_id = 0;
   auto last = latest_entry(o, &jerr, &max_id);
@@ -479,16 +486,7 @@ int cmd_verify(const Options& o) {
 int cmd_rollback(const Options& o) {
   json out;
   out["command"] = "rollback";
-  if (!o.dry_run) {
-    if (auto e = sys::make_dirs(journal_dir(o) + "/rolled-back", 0700); !e.empty()) {
-      err("state dir: " + e);
-      return kBadInput;
-    }
-    if (auto e = sys::lock_state_dir(o.state_dir); !e.empty()) {
-      err(e);
-      return kBadInput;
-    }
-  }
+  if (!o.dry_run && !prepare_state_dir(o)) return kBadInput;
   std::string jerr;
   auto last = latest_entry(o, &jerr, nullptr);
   if (!jerr.empty()) {

@@ -6,10 +6,9 @@
 # On veth the receiver's work normally runs on the sender's CPU: veth_xmit hands the frame to
 # the peer's backlog on the current CPU, and the softirq that drains it runs there too, so the
 # whole receiving IP stack is charged to the generator. A real NIC sends to another machine. To
-# measure the generator rather than the receiver, the default layout ("offcore") turns on veth's
-# NAPI mode on the receiving end (GRO on the peer, TSO off on the sender, which veth requires)
-# with a threaded NAPI poller pinned to another core; the veth ring then pushes back on the
-# generator like a NIC's transmit ring. "shared" keeps the classic layout for comparison.
+# measure the generator rather than the receiver, the default layout ("offcore") moves the
+# receive work to another core (offcore_receiver.sh). "shared" keeps the classic layout for
+# comparison.
 #
 # Usage (root): bench/lab/mpps.sh [SYNFLOOD_BINARY] [SECONDS] [CPU] [offcore|shared|both] [ring|mmsg]
 # Prints one JSON object per layout: the generator's own report plus the receiver's count.
@@ -52,12 +51,7 @@ run_layout() {
   local poller=""
   if [ "$layout" = offcore ]; then
     [ "$ncpu" -ge 2 ] || { echo "mpps.sh: offcore needs two CPUs" >&2; return 2; }
-    ip netns exec "$tx" ethtool -K veth0 tso off >/dev/null
-    ip netns exec "$rx" ethtool -K "$rxdev" gro on >/dev/null
-    ip netns exec "$rx" sh -c "echo 1 > /sys/class/net/$rxdev/threaded"
-    poller=$(pgrep -x "napi/$rxdev-[0-9]+" | head -1 || true)
-    [ -n "$poller" ] || { echo "mpps.sh: no NAPI thread for $rxdev (kernel without threaded NAPI?)" >&2; return 2; }
-    taskset -p -c "$other" "$poller" >/dev/null
+    poller=$("$here/offcore_receiver.sh" "$tx" veth0 "$rx" "$rxdev" "$other")
   fi
   local mac
   mac=$(ip -n "$rx" -br link show "$rxdev" | awk '{print $3}')

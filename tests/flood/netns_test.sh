@@ -77,20 +77,16 @@ done
 [ "$(jget "$out" '["tx_method"]')" = sendmmsg ] || fail "--tx-method mmsg reported $(jget "$out" '["tx_method"]')"
 
 echo "== a full device queue pushes back instead of losing frames (veth NAPI ring drained on another CPU)"
-# With GRO on the receiving end, veth queues frames in a 256-entry ring drained by a NAPI
-# poller and answers "busy" when it is full, as a NIC's transmit ring does. Threaded NAPI on the
-# other CPU lets an unlimited flood outrun the poller, so the ring fills again and again.
+# With the receive work on the other CPU (veth NAPI mode, threaded poller), veth queues frames
+# in a 256-entry ring and answers "busy" when it is full, as a NIC's transmit ring does; an
+# unlimited flood outruns the poller, so the ring fills again and again.
 if [ "$(nproc)" -ge 2 ]; then
   bp="bp$$"
   ip -n "$tx" link add bptx type veth peer name "$bp" netns "$rx"
   ip -n "$tx" addr add 10.98.0.1/24 dev bptx
   ip -n "$rx" addr add 10.98.0.2/24 dev "$bp"
-  ip netns exec "$tx" ethtool -K bptx tso off >/dev/null
-  ip netns exec "$rx" ethtool -K "$bp" gro on >/dev/null
   ip -n "$tx" link set bptx up; ip -n "$rx" link set "$bp" up
-  ip netns exec "$rx" sh -c "echo 1 > /sys/class/net/$bp/threaded"
-  poller=$(pgrep -x "napi/$bp-[0-9]+" | head -1) || fail "no NAPI thread for $bp"
-  taskset -p -c 0 "$poller" >/dev/null
+  "$(dirname "$0")/../../bench/lab/offcore_receiver.sh" "$tx" bptx "$rx" "$bp" 0 >/dev/null
   bpmac=$(ip -n "$rx" -br link show "$bp" | awk '{print $3}')
   for method in ring mmsg; do
     reset_rules
