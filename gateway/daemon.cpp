@@ -16,6 +16,7 @@
 #include <cstring>
 #include <fstream>
 #include <httplib.h>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <spdlog/spdlog.h>
@@ -24,6 +25,7 @@
 #include <vector>
 
 #include "config.hpp"
+#include "flow_state.hpp"
 #include "metrics.hpp"
 #include "nfqueue.hpp"
 #include "seeds.hpp"
@@ -95,6 +97,7 @@ struct Worker {
   std::unique_ptr<NfQueue> nfq;
   std::unique_ptr<RawSender> sender;
   std::unique_ptr<CookieJar> jar;
+  std::unique_ptr<MappedTable> table_file;  // flow workers with gateway.state_dir: the engine's state
   std::unique_ptr<Engine> engine;
   std::unique_ptr<SynGuard> guard;  // SYN workers: the SYN decision's state (flow workers' is in the engine)
   EngineConfig engine_config;
@@ -339,6 +342,26 @@ int run_daemon(const std::string& config_path) {
     return 2;
   }
 
+  // Flow tables that outlive the process: which saved tables to take over, which to import.
+  const uint64_t boot_id = current_boot_id();
+  FlowStatePlan state_plan;
+  std::map<std::string, std::vector<uint8_t>> imports;  // read before any file is reformatted
+  if (!cfg.state_dir.empty()) {
+    try {
+      prepare_state_dir(cfg.state_dir);
+      state_plan = plan_flow_state(cfg.state_dir, cfg.flow_queue, cfg.flow_queues, cfg.engine, boot_id);
+      for (const auto& note : state_plan.notes) spdlog::warn("flow state: {}", note);
+      for (const auto& q : state_plan.queues) {
+        for (const auto& path : q.imports) {
+          if (!imports.count(path)) imports[path] = read_table_file(path);
+        }
+      }
+    } catch (const std::exception& e) {
+      spdlog::critical("gateway.state_dir: {}", e.what());
+      return 1;
+    }
+  }
+
   try {
     unsigned id = 0;
     auto add = [&](bool syn_only, uint16_t queue, int cpu) {
@@ -373,8 +396,29 @@ int run_daemon(const std::string& config_path) {
       if (syn_only) {
         w->guard = std::make_unique<SynGuard>(SynGuardConfig{w->engine_config.policy, w->engine_config.hash_key,
                                                              w->engine_config.budget_share});
-      } else {
+      } else if (cfg.state_dir.empty()) {
         w->engine = std::make_unique<Engine>(w->engine_config, *w->jar);
+      } else {
+        const FlowStatePlan::Queue& plan = state_plan.queues.at(queue - cfg.flow_queue);
+        w->table_file = std::make_unique<MappedTable>(plan.path, Engine::state_bytes(w->engine_config));
+        w->engine = std::make_unique<Engine>(w->engine_config, *w->jar,
+                                             EngineState{w->table_file->region(), boot_id});
+        const RestoreReport& r = w->engine->restore_report();
+        if (r.attached) {
+          spdlog::info("flow queue {}: took over {} flows from {} (dropped: {} torn, {} invalid)", queue,
+                       r.restored, plan.path, r.dropped_torn, r.dropped_invalid);
+        } else if (r.reason != "no saved table") {
+          spdlog::warn("flow queue {}: started with an empty table: {}", queue, r.reason);
+        }
+        for (const auto& path : plan.imports) {
+          const RestoreReport ir = w->engine->import_state(imports.at(path), boot_id);
+          if (ir.attached) {
+            spdlog::info("flow queue {}: imported {} flows from {} (dropped: {} torn, {} invalid, {} no room)", queue,
+                         ir.restored, path, ir.dropped_torn, ir.dropped_invalid, ir.dropped_no_room);
+          } else {
+            spdlog::warn("flow queue {}: nothing imported from {}: {}", queue, path, ir.reason);
+          }
+        }
       }
       w->seen_policy_generation = d->policy.generation.load();
       w->snapshot.id = w->id;
@@ -395,6 +439,11 @@ int run_daemon(const std::string& config_path) {
     spdlog::critical("startup failed: {}", e.what());
     return 1;
   }
+
+  for (const auto& path : state_plan.obsolete) {
+    if (unlink(path.c_str()) != 0) spdlog::warn("flow state: cannot remove {}: {}", path, std::strerror(errno));
+  }
+  imports.clear();
 
   std::unique_ptr<httplib::Server> http;
   std::thread http_thread;
