@@ -104,6 +104,8 @@ set -euo pipefail
 fail() { echo "FAIL: $*"; exit 1; }
 echo "== dpkg -i"
 dpkg -i /tmp/syngate.deb
+echo "== dpkg -L syngate"
+dpkg -L syngate
 echo "== state"
 ls -ld /var/lib/syngate /etc/syngate /etc/syngate/syngate.toml
 [[ $(stat -c %a /var/lib/syngate) == 700 ]] || fail "/var/lib/syngate is not 0700"
@@ -120,6 +122,10 @@ echo "$out"
 grep -q 'service' <<<"$out" || fail "the refusal does not name the missing service"
 printf '\n[[service]]\naddress = "10.10.3.2"\nport = 80\n' >> /etc/syngate/syngate.toml
 syngate check --config /etc/syngate/syngate.toml
+echo "== dpkg -i again (reinstall/upgrade path): the edited conffile stays"
+dpkg -i /tmp/syngate.deb
+grep -q '^address = "10.10.3.2"' /etc/syngate/syngate.toml || fail "reinstall replaced the edited conffile"
+[[ $(stat -c %a /var/lib/syngate) == 700 ]] || fail "/var/lib/syngate mode after reinstall"
 echo "== tcptune finds its shipped profiles"
 tcptune --json profiles > /tmp/profiles.json
 python3 - <<'PY'
