@@ -4,10 +4,12 @@
 # SYN flood (198.18.0.0/15, 6000/s for 15 s) runs. Read back through Prometheus's HTTP API: the
 # cookie rate matches the offered flood, the counter Prometheus stored equals syngate's own, and
 # the SyngateSynFlood alert becomes pending (its `for: 1m` is not waited out).
-#   prometheus_scrape_test.sh SYNGATE RULES_DIR
+#   prometheus_scrape_test.sh SYNGATE RULES_DIR [SYNFLOOD]
 source "$(dirname "$0")/../gateway/lib.sh"
+source "$(dirname "$0")/flood.sh"
 lab_init "$1"
-RULES=${2:?usage: prometheus_scrape_test.sh SYNGATE RULES_DIR}
+RULES=${2:?usage: prometheus_scrape_test.sh SYNGATE RULES_DIR [SYNFLOOD]}
+SYNFLOOD=${3:-}
 command -v prometheus >/dev/null || fail "prometheus not found (apt-get install prometheus; scripts/deps.sh does)"
 lab_up
 start_nginx
@@ -39,24 +41,7 @@ log "prometheus scrapes syngate; rules loaded: $groups"
 grep -q SyngateSynFlood <<<"$groups" || fail "the rules did not load"
 
 RATE=6000 SECS=15
-in_ns "$NS_ATK" timeout 40 /usr/bin/python3 - "$RATE" "$SECS" <<'PY' > "$LAB_DIR/flood.out" 2>&1 &
-import socket, struct, random, sys, time
-rate, secs = int(sys.argv[1]), int(sys.argv[2])
-def csum(b):
-    s = sum(struct.unpack("!%dH" % (len(b) // 2), b)); s = (s >> 16) + (s & 0xffff); s += s >> 16
-    return ~s & 0xffff
-s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
-dst = socket.inet_aton("10.10.3.2"); t0 = time.monotonic()
-for i in range(rate * secs):
-    src = struct.pack("!I", (198 << 24 | 18 << 16) + random.randrange(1 << 17))
-    tcp = struct.pack("!HHIIBBHHH", random.randrange(1024, 65535), 80, random.getrandbits(32), 0, 5 << 4, 0x02, 64240, 0, 0)
-    tcp = tcp[:16] + struct.pack("!H", csum(src + dst + struct.pack("!BBH", 0, 6, len(tcp)) + tcp)) + tcp[18:]
-    s.sendto(struct.pack("!BBHHHBBH4s4s", 0x45, 0, 40, 0, 0, 64, 6, 0, src, dst) + tcp, ("10.10.3.2", 0))
-    if i % 256 == 0:
-        ahead = i / rate - (time.monotonic() - t0)
-        if ahead > 0: time.sleep(ahead)
-print("sent %d in %.1f s" % (rate * secs, time.monotonic() - t0))
-PY
+spoofed_syn_flood "$RATE" "$SECS" > "$LAB_DIR/flood.out" 2>&1 &
 flood_pid=$!
 LAB_PIDS+=("$flood_pid")
 sleep 8

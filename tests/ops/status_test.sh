@@ -3,9 +3,11 @@
 # exit 1 before the daemon runs; UP during a bounded spoofed SYN flood (198.18.0.0/15) with the
 # cookie rate, the workers, the flows a client left and their table use; --watch redraws; exit 3
 # for an endpoint that is not syngate, 2 for a configuration without metrics, 1 again after stop.
-#   status_test.sh SYNGATE
+#   status_test.sh SYNGATE [SYNFLOOD]
 source "$(dirname "$0")/../gateway/lib.sh"
+source "$(dirname "$0")/flood.sh"
 lab_init "$1"
+SYNFLOOD=${2:-}
 lab_up
 start_nginx
 write_config "flow_queues = 2" "max_flows = 1000"
@@ -23,23 +25,7 @@ start_syngate
 for i in $(seq 25); do cli_curl http://10.10.3.2/ >/dev/null || fail "request $i failed"; done
 
 # A bounded flood: 6000 SYNs/s for 6 s from the spoofed range.
-in_ns "$NS_ATK" timeout 30 /usr/bin/python3 - <<'PY' > "$LAB_DIR/flood.out" 2>&1 &
-import socket, struct, random, time
-def csum(b):
-    s = sum(struct.unpack("!%dH" % (len(b) // 2), b)); s = (s >> 16) + (s & 0xffff); s += s >> 16
-    return ~s & 0xffff
-s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
-dst = socket.inet_aton("10.10.3.2"); t0 = time.monotonic(); rate = 6000
-for i in range(rate * 6):
-    src = struct.pack("!I", (198 << 24 | 18 << 16) + random.randrange(1 << 17))
-    tcp = struct.pack("!HHIIBBHHH", random.randrange(1024, 65535), 80, random.getrandbits(32), 0, 5 << 4, 0x02, 64240, 0, 0)
-    tcp = tcp[:16] + struct.pack("!H", csum(src + dst + struct.pack("!BBH", 0, 6, len(tcp)) + tcp)) + tcp[18:]
-    s.sendto(struct.pack("!BBHHHBBH4s4s", 0x45, 0, 40, 0, 0, 64, 6, 0, src, dst) + tcp, ("10.10.3.2", 0))
-    if i % 256 == 0:
-        ahead = i / rate - (time.monotonic() - t0)
-        if ahead > 0: time.sleep(ahead)
-print("sent", rate * 6)
-PY
+spoofed_syn_flood 6000 6 > "$LAB_DIR/flood.out" 2>&1 &
 flood_pid=$!
 LAB_PIDS+=("$flood_pid")
 sleep 1.5
