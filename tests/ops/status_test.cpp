@@ -79,9 +79,9 @@ TEST(StatusParse, MalformedLinesNameTheirNumber) {
   }
 }
 
-// The captured text must be what today's daemon renders: same metric families as
-// render_prometheus, so a renamed metric breaks this test and not an operator's screen.
-TEST(StatusFixture, CapturedTextHasTheFamiliesSyngateRenders) {
+// Every family in the captured text must still be rendered by render_prometheus, so a renamed
+// or removed metric breaks this test and not an operator's screen. New families are fine.
+TEST(StatusFixture, CapturedFamiliesAreStillRendered) {
   GatewaySnapshot snap;
   WorkerSnapshot w;
   w.syn_only = true;
@@ -89,8 +89,8 @@ TEST(StatusFixture, CapturedTextHasTheFamiliesSyngateRenders) {
   snap.queues.push_back({});
   const auto rendered = family_names(parse_prometheus_text(render_prometheus(snap)));
   const auto captured = family_names(parse_prometheus_text(read_fixture("metrics_flood_a.txt")));
-  EXPECT_EQ(rendered, captured);
-  EXPECT_GT(rendered.size(), 20u);
+  for (const auto& name : captured) EXPECT_TRUE(rendered.count(name)) << name << " is no longer rendered";
+  EXPECT_GT(captured.size(), 20u);
 }
 
 TEST(StatusReport, RatesFromTheCapturedScrapes) {
