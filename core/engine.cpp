@@ -440,7 +440,8 @@ struct Engine::Impl {
       }
     }
     counters.flows_restored = restored.restored;
-    counters.flows_restore_dropped = restored.dropped_torn + restored.dropped_invalid;
+    counters.restore_dropped_torn = restored.dropped_torn;
+    counters.restore_dropped_invalid = restored.dropped_invalid;
   }
 
   // An entry whose fields contradict each other came from a bug or damage, not from us: drop it.
@@ -1075,7 +1076,9 @@ struct Engine::Impl {
       ++r.restored;
     }
     counters.flows_restored += r.restored;
-    counters.flows_restore_dropped += r.dropped_torn + r.dropped_invalid + r.dropped_no_room;
+    counters.restore_dropped_torn += r.dropped_torn;
+    counters.restore_dropped_invalid += r.dropped_invalid;
+    counters.restore_dropped_no_room += r.dropped_no_room;
     return r;
   }
 

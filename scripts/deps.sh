@@ -7,6 +7,7 @@ packages=(
   libnetfilter-queue-dev libmnl-dev libtomlplusplus-dev libspdlog-dev libsodium-dev
   libcli11-dev libpcap-dev libcpp-httplib-dev nlohmann-json3-dev
   iproute2 iptables conntrack nginx-light curl iperf3 tcpdump ethtool gnuplot-nox procps python3
+  lintian file man-db prometheus
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -137,7 +137,14 @@ struct EngineCounters {
   uint64_t passed_through = 0;  // packets for services we do not protect, accepted untouched
   uint64_t early_data_buffered = 0;
   uint64_t flows_restored = 0;         // flows taken over from a saved table at start
-  uint64_t flows_restore_dropped = 0;  // saved flows dropped at start (torn, implausible, no room)
+  // Saved flows dropped at start: being changed when the process died, fields that contradict
+  // each other (or a duplicate), no room in a smaller table.
+  uint64_t restore_dropped_torn = 0;
+  uint64_t restore_dropped_invalid = 0;
+  uint64_t restore_dropped_no_room = 0;
+  uint64_t flows_restore_dropped() const noexcept {
+    return restore_dropped_torn + restore_dropped_invalid + restore_dropped_no_room;
+  }
   uint64_t drops[static_cast<size_t>(DropReason::Count_)] = {};
   uint64_t drop(DropReason r) const noexcept { return drops[static_cast<size_t>(r)]; }
 };

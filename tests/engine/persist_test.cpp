@@ -110,7 +110,8 @@ TEST_F(PersistTest, AnEntryBeingChangedWhenTheProcessDiedIsDropped) {
   start_on(region);
   EXPECT_EQ(engine->restore_report().restored, 1u);
   EXPECT_EQ(engine->restore_report().dropped_torn, 1u);
-  EXPECT_EQ(counters().flows_restore_dropped, 1u);
+  EXPECT_EQ(counters().flows_restore_dropped(), 1u);
+  EXPECT_EQ(counters().restore_dropped_torn, 1u);
 }
 
 TEST_F(PersistTest, ImplausibleEntriesAreDropped) {
