@@ -212,7 +212,12 @@ TEST_F(PersistTest, AKilledProcessLeavesATableTheNextStartCanUse) {
     munmap(mem, bytes);
     start_on(copy);
     const RestoreReport& r = engine->restore_report();
-    ASSERT_TRUE(r.attached) << r.reason;
+    if (!r.attached) {
+      // Killed before its engine formatted the memory: nothing was saved, and nothing is used.
+      EXPECT_EQ(r.reason, "no saved table");
+      engine.reset();
+      continue;
+    }
     EXPECT_EQ(r.dropped_invalid, 0u) << "round " << round;
     EXPECT_LE(r.dropped_torn, 3u);
     EXPECT_EQ(counters().flows_active, r.restored);
@@ -227,8 +232,11 @@ TEST_F(PersistTest, AKilledProcessLeavesATableTheNextStartCanUse) {
     });
     EXPECT_EQ(found, r.restored);
     EXPECT_EQ(counters().drop(DropReason::CookieInvalid), 0u) << "a restored flow was not found by its tuple";
-    now += 4000 * kSecond;
-    engine->advance(now, sink);
+    // Backend SYN retries step one backoff level per timer run; then everything expires.
+    for (int k = 0; k < 20; ++k) {
+      now += 4000 * kSecond;
+      engine->advance(now, sink);
+    }
     EXPECT_EQ(counters().flows_active, 0u) << "timer lists hold every restored flow";
     engine.reset();
   }
