@@ -146,7 +146,7 @@ out_has "outside the meaningful range"
 printf '[sysctl]\n"net.core.somaxconn" = 2048\n"net.ipv4.tcp_tw_recycle" = 0\n' > "$TMP/p/removed.toml"
 run 2 tt apply removed
 out_has "removed in Linux 4.12"
-printf '[profile]\nextends = "base"\n[sysctl]\n"net.core.somaxconn" = 2048\n"net.ipv4.tcp_mem" = [1000, 2000, 3000]\n' > "$TMP/p/global.toml"
+printf '[profile]\nextends = "base"\n[sysctl]\n"net.core.somaxconn" = 2048\n"net.ipv4.tcp_mem" = [100000, 200000, 300000]\n' > "$TMP/p/global.toml"
 run 2 tt apply global
 out_has "host-wide"
 out_has "net.ipv4.tcp_mem (global)"

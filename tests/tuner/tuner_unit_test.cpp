@@ -462,3 +462,103 @@ TEST(Diagnose, IntervalUsesDeltas) {
   (*in.delta)["TcpExt.SyncookiesSent"] = 5000;
   EXPECT_TRUE(has(diagnose(in), "syn-flood"));
 }
+
+// ---------------- issue 14: defects found by trying the tool as an adversary ----------------
+
+// systemd-sysctl (checked with 252 in a netns on the same files): a glob never overrides a key that
+// some file names explicitly, whatever the file order; it fills in the other interfaces only.
+TEST(Issue14, ExplicitKeyBeatsGlobAtBoot) {
+  BootFile conf{"/etc/sysctl.conf", "sysctl.conf", true, "net.ipv4.conf.all.rp_filter = 1\n"};
+  std::vector<BootFile> cands = {
+      {"/etc/sysctl.d/99-sysctl.conf", "99-sysctl.conf", true, ""},
+      {"/etc/sysctl.d/99-zz.conf", "99-zz.conf", false, "net.ipv4.conf.*.rp_filter = 2\n"},
+  };
+  bool linked = false;
+  auto order = boot_order(cands, conf, &linked);
+  auto all = boot_source(order, "net.ipv4.conf.all.rp_filter");
+  ASSERT_TRUE(all);
+  EXPECT_EQ(all->path, "/etc/sysctl.conf");
+  EXPECT_EQ(all->value, "1");
+  auto lo = boot_source(order, "net.ipv4.conf.lo.rp_filter");
+  ASSERT_TRUE(lo);
+  EXPECT_EQ(lo->value, "2");
+  // an explicit key in an earlier file still beats a later glob; a later explicit key beats both
+  order.insert(order.begin(), BootFile{"/usr/lib/sysctl.d/10-x.conf", "10-x.conf", false, "net.ipv4.conf.lo.rp_filter = 0\n"});
+  EXPECT_EQ(boot_source(order, "net.ipv4.conf.lo.rp_filter")->value, "0");
+  order.push_back(BootFile{"/etc/sysctl.d/zz.conf", "zz.conf", false, "net.ipv4.conf.all.rp_filter = 2\n"});
+  EXPECT_EQ(boot_source(order, "net.ipv4.conf.all.rp_filter")->path, "/etc/sysctl.d/zz.conf");
+  // between globs, the last one wins
+  order.push_back(BootFile{"/etc/sysctl.d/zzz.conf", "zzz.conf", false, "net.ipv4.conf.e*.rp_filter = 1\n"});
+  EXPECT_EQ(boot_source(order, "net.ipv4.conf.eth0.rp_filter")->value, "1");
+}
+
+TEST(Issue14, RegistryRefusesValuesThatCrippleTcpAndSaysWhy) {
+  struct Case {
+    const char* key;
+    const char* value;
+    const char* why;  // a word of the reason the error must give
+  };
+  for (const auto& c : {Case{"net.ipv4.tcp_mem", "1 2 3", "pressure"}, Case{"net.ipv4.tcp_rmem", "1 1 1", "segment"},
+                        Case{"net.ipv4.tcp_wmem", "1 1 1", "segment"}, Case{"net.ipv4.tcp_synack_retries", "0", "lost"}}) {
+    const auto* def = find_key(c.key);
+    ASSERT_NE(def, nullptr) << c.key;
+    auto r = check_value(*def, c.value);
+    EXPECT_FALSE(r.ok) << c.key << " = " << c.value;
+    EXPECT_NE(r.error.find("outside the meaningful range"), std::string::npos) << r.error;
+    EXPECT_NE(r.error.find(c.why), std::string::npos) << c.key << ": " << r.error;
+  }
+  EXPECT_TRUE(check_value(*find_key("net.ipv4.tcp_rmem"), "4096 131072 6291456").ok);
+  EXPECT_TRUE(check_value(*find_key("net.ipv4.tcp_mem"), "94000 125000 188000").ok);
+  EXPECT_TRUE(check_value(*find_key("net.ipv4.tcp_synack_retries"), "1").ok);
+}
+
+TEST(Issue14, MultiValueErrorsNameTheField) {
+  auto r = check_value(*find_key("net.ipv4.ip_local_port_range"), "80 100");
+  EXPECT_FALSE(r.ok);
+  EXPECT_NE(r.error.find("low port 80 is outside the meaningful range 1024..65535"), std::string::npos) << r.error;
+  EXPECT_EQ(r.error.find("value 1"), std::string::npos) << r.error;
+  r = check_value(*find_key("net.ipv4.tcp_rmem"), "4096 8192 100");
+  EXPECT_NE(r.error.find("max 100"), std::string::npos) << r.error;
+}
+
+TEST(Issue14, DuplicateKeysInAnySpellingNameBothLines) {
+  auto src = mem_source({{"/p/spell.toml", "[sysctl]\n\"net.core.somaxconn\" = 5000\nnet.core.somaxconn = 6000\n"},
+                         {"/p/plain.toml", "[sysctl]\n\"net.core.somaxconn\" = 5000\n\"net.core.somaxconn\" = 6000\n"},
+                         {"/p/bare.toml", "[sysctl]\nnet.core.somaxconn = 5000\n\n net . core . somaxconn = 6000\n"},
+                         {"/p/table.toml", "[sysctl]\n\"net.core.somaxconn\" = 5000\n[sysctl.net.core]\nsomaxconn = 6000\n"}});
+  for (const char* name : {"spell", "plain", "bare", "table"}) {
+    auto r = load_profile(name, src);
+    EXPECT_FALSE(r.profile) << name;
+    auto all = joined(r.errors);
+    EXPECT_NE(all.find("net.core.somaxconn is set twice"), std::string::npos) << name << ": " << all;
+    EXPECT_NE(all.find("line 2"), std::string::npos) << name << ": " << all;
+    EXPECT_EQ(all.find("nenet"), std::string::npos) << name << ": " << all;
+  }
+  EXPECT_NE(joined(load_profile("spell", src).errors).find("/p/spell.toml:3"), std::string::npos);
+  EXPECT_NE(joined(load_profile("plain", src).errors).find("/p/plain.toml:3"), std::string::npos);
+  EXPECT_NE(joined(load_profile("bare", src).errors).find("/p/bare.toml:4"), std::string::npos);
+}
+
+TEST(Issue14, ExtendsCycleNamesTheChainAndLine) {
+  auto src = mem_source({{"/p/a.toml", "[profile]\nextends='b'\n"},
+                         {"/p/b.toml", "# b\n[profile]\nextends='c'\n"},
+                         {"/p/c.toml", "[profile]\ndescription='c'\nextends='a'\n"},
+                         {"/p/self.toml", "[profile]\nextends='self'\n"}});
+  auto all = joined(load_profile("a", src).errors);
+  EXPECT_NE(all.find("/p/c.toml:3: extends cycle: a -> b -> c -> a"), std::string::npos) << all;
+  all = joined(load_profile("self", src).errors);
+  EXPECT_NE(all.find("/p/self.toml:2: extends cycle: self -> self"), std::string::npos) << all;
+}
+
+TEST(Issue14, CorruptJournalSaysWhatIsWrongInItsOwnWords) {
+  std::string err;
+  EXPECT_FALSE(journal_from_json("{\"version\": 1, \"id\": 1, \"state\": \"commi", &err));
+  EXPECT_NE(err.find("not valid JSON"), std::string::npos) << err;
+  EXPECT_EQ(err.find("[json."), std::string::npos) << err;
+  EXPECT_EQ(err.find("parse_error"), std::string::npos) << err;
+  EXPECT_FALSE(journal_from_json("{\"version\": 1, \"id\": \"x\"}", &err));
+  EXPECT_NE(err.find("'id'"), std::string::npos) << err;
+  EXPECT_EQ(err.find("[json."), std::string::npos) << err;
+  EXPECT_FALSE(journal_from_json("{\"version\": 1, \"id\": 3}", &err));
+  EXPECT_NE(err.find("'state' is missing"), std::string::npos) << err;
+}
