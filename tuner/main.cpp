@@ -687,6 +687,7 @@ int cmd_show(const Options& o) {
       std::cout << line << "\n";
     }
   }
+  if (arr.empty()) return fail(o, fout, kFailed, {"no registry key could be read under /proc/sys here"});
   if (o.json) emit_json({{"command", "show"}, {"netns", o.netns}, {"keys", arr}});
   return rc;
 }
@@ -936,9 +937,10 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", std::string("tcptune ") + TCPTUNE_VERSION);
   app.require_subcommand(1, 1);
   app.fallthrough();
-  app.add_option("--sysctl-conf", o.sysctl_conf, "sysctl.conf holding the managed block")->capture_default_str();
+  app.add_option("--sysctl-conf", o.sysctl_conf, "sysctl.conf holding the managed block (absent, a regular file or a symlink to one)")
+      ->capture_default_str();
   app.add_option("--state-dir", o.state_dir, "journal directory (default /var/lib/tcptune, or /var/lib/tcptune/netns/NAME with --netns)");
-  app.add_option("--netns", o.netns, "act inside the network namespace /var/run/netns/NAME; host-wide keys are refused");
+  app.add_option("--netns", o.netns, "act inside the network namespace /var/run/netns/NAME; host-wide keys are refused; an empty or invalid NAME is a usage error");
   app.add_option("--sysctl-d", o.sysctl_d,
                  "sysctl.d directory to check for lines that win at boot (repeatable, in priority order; default "
                  "/etc/sysctl.d /run/sysctl.d /usr/local/lib/sysctl.d /usr/lib/sysctl.d /lib/sysctl.d)");
@@ -952,7 +954,7 @@ int main(int argc, char** argv) {
   verify->add_option("profile", o.profile, "profile path or shipped profile name")->required();
   auto* diff = app.add_subcommand("diff", "diff PROFILE: what apply would change, values and file; writes nothing");
   diff->add_option("profile", o.profile, "profile path or shipped profile name")->required();
-  app.add_subcommand("rollback", "undo the latest apply (values and sysctl.conf); repeat to step further back");
+  app.add_subcommand("rollback", "undo the latest apply of this --sysctl-conf and --netns (values and file); repeat to step further back");
   auto* show = app.add_subcommand("show", "show [KEY...]: live values with type, scope and meaning");
   show->add_option("keys", o.keys, "sysctl keys (default: every registry key present)");
   auto* diagnose_cmd = app.add_subcommand("diagnose", "count TCP states via sock_diag, read kernel counters, report findings");

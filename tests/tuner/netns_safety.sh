@@ -175,6 +175,13 @@ eq "$(nsget net.ipv4.tcp_synack_retries)" 2 "synack_retries after a rollback of 
 cmp -s "$TMP/A.conf" "$TMP/A-applied.conf" || bad "a rollback for B.conf changed A.conf"
 check_rc 2 "$T" --netns "$NS" --state-dir "$STATE" rollback
 has "--sysctl-conf"
+# a later entry for another file that changed the same keys has to be rolled back first
+check_rc 0 tt_conf "$TMP/B.conf" apply high-concurrency
+check_rc 2 tt_conf "$TMP/A.conf" rollback
+has "roll it back first"
+eq "$(nsget net.core.somaxconn)" 65535 "somaxconn after a refused out-of-order rollback"
+check_rc 0 tt_conf "$TMP/B.conf" rollback
+cmp -s "$TMP/B.conf" "$TMP/orig.conf" || bad "B.conf not restored"
 check_rc 0 tt_conf "$TMP/A.conf" rollback
 cmp -s "$TMP/A.conf" "$TMP/orig.conf" || bad "A.conf not restored"
 eq "$(nsget net.ipv4.tcp_synack_retries)" "${NS0[net.ipv4.tcp_synack_retries]}" "synack_retries after rolling back A"
@@ -230,6 +237,23 @@ has "interrupted"
 check_rc 0 tt status
 has "INTERRUPTED"
 check_rc 0 tt rollback
+# a signal arriving during an apply: the transaction completes, then tcptune says so and exits 128+N.
+# The SIGTERM is made pending (blocked) before exec, so it is there when the transaction starts.
+with_pending_sigterm() {
+  python3 -c 'import os, signal, sys
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+os.kill(os.getpid(), signal.SIGTERM)
+os.execvp(sys.argv[1], sys.argv[1:])' "$@"
+}
+check_rc 143 with_pending_sigterm "$T" --netns "$NS" --sysctl-conf "$CONF" --state-dir "$STATE" --sysctl-d "$DROPIN" apply syn-flood-defense
+has "SIGTERM arrived during the apply; it was completed first"
+eq "$(nsget net.ipv4.tcp_synack_retries)" 2 "synack_retries after an apply that received SIGTERM"
+grep -q '"state": "committed"' "$STATE"/journal/*.json || bad "the signalled apply did not commit its journal entry"
+check_rc 0 tt verify syn-flood-defense
+check_rc 143 with_pending_sigterm "$T" --netns "$NS" --sysctl-conf "$CONF" --state-dir "$STATE" rollback
+has "SIGTERM arrived during the rollback"
+eq "$(nsget net.ipv4.tcp_synack_retries)" "${NS0[net.ipv4.tcp_synack_retries]}" "synack_retries after a rollback that received SIGTERM"
+check_rc 2 tt rollback
 # a signal during diagnose --interval is reported, not silent (SIGTERM: a background job of a
 # non-interactive shell starts with SIGINT ignored, and tcptune leaves an ignored signal ignored)
 "$T" --netns "$NS" diagnose --interval 30 >"$TMP/out" 2>"$TMP/err" &
