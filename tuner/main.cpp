@@ -68,7 +68,12 @@ void emit_json(const json& j) { std::cout << j.dump(2) << "\n"; }
 // Ends a command on an error: the reason on stderr, and with --json also a document on stdout, so
 // a script reading stdout never mistakes silence for success.
 int fail(const Options& o, json& out, int code, const std::vector<std::string>& errors, const std::string& status = "") {
-  for (const auto& e : errors) err(e);
+  for (const auto& e : errors) {
+    if (e.starts_with("  "))
+      std::cerr << e << "\n";  // detail lines under a headline
+    else
+      err(e);
+  }
   if (o.json) {
     out["status"] = status.empty() ? (code == kUsage ? "error" : "failed") : status;
     out["errors"] = errors;
@@ -213,8 +218,9 @@ Journal load_journal(const std::string& state_dir) {
 }
 
 std::string interrupted_note(const Stored& s) {
+  std::string scope = (s.entry.netns.empty() ? "" : "--netns " + s.entry.netns + " ") + "--sysctl-conf " + s.entry.conf_path;
   return "journal entry " + std::to_string(s.entry.id) + " (" + s.entry.profile + ", " + s.entry.time +
-         ") is from an apply that was interrupted before it finished; run `tcptune rollback` to undo what it wrote";
+         ") is from an apply that was interrupted before it finished; run `tcptune " + scope + " rollback` to undo what it wrote";
 }
 
 std::string value_table(const std::vector<Change>& changes, bool only_changes, size_t w = 0) {
