@@ -837,13 +837,10 @@ int cmd_diagnose(const Options& o) {
 // the host's state dir and every namespace's under it, or the one state dir given.
 int cmd_status(const Options& o) {
   json out{{"command", "status"}};
-  std::vector<std::string> dirs;
-  if (o.state_given || !o.netns.empty()) {
-    dirs.push_back(o.state_dir);
-  } else {
-    dirs.push_back(o.state_dir);
+  // Without --netns: DIR and the per-namespace dirs under DIR/netns/, the layout of the defaults.
+  std::vector<std::string> dirs{o.state_dir};
+  if (o.netns.empty())
     for (const auto& name : sys::list_dir(o.state_dir + "/netns")) dirs.push_back(o.state_dir + "/netns/" + name);
-  }
   json scopes = json::array();
   std::vector<std::string> errors;
   for (const auto& dir : dirs) {

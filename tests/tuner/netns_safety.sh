@@ -273,6 +273,14 @@ has "net.ipv4.tcp_synack_retries"
 has "${NS0[net.ipv4.tcp_synack_retries]} -> 2"
 check_rc 0 tt --json status
 eq "$(json_field '[s["profile"] for s in j["scopes"] if s["netns"] == "'"$NS"'"][0]')" "syn-flood-defense" "status --json profile"
+# discovery: the namespaces' state dirs under STATE_DIR/netns/, as with the default /var/lib/tcptune
+in_root() { "$T" --netns "$NS" --sysctl-conf "$TMP/root.conf" --state-dir "$TMP/root/netns/$NS" "$@"; }
+check_rc 0 in_root apply long-lived-connections
+check_rc 0 "$T" --state-dir "$TMP/root" status
+has "netns $NS: profile long-lived-connections"
+has "$TMP/root.conf"
+has "net.ipv4.tcp_keepalive_time"
+check_rc 0 in_root rollback
 check_rc 0 tt rollback
 check_rc 0 tt status
 has "no profile applied"
