@@ -424,18 +424,16 @@ int take_pending(const sigset_t& set) {
 }
 }  // namespace
 
-static_assert(sizeof(sigset_t) <= sizeof(unsigned long[16]));
-
 HeldSignals::HeldSignals() {
   sigset_t set = held_set();
-  ::sigprocmask(SIG_BLOCK, &set, reinterpret_cast<sigset_t*>(old_mask_));
+  ::sigprocmask(SIG_BLOCK, &set, &old_mask_);
 }
 
 int HeldSignals::finish() {
   if (!active_) return 0;
   active_ = false;
   int sig = take_pending(held_set());
-  ::sigprocmask(SIG_SETMASK, reinterpret_cast<sigset_t*>(old_mask_), nullptr);
+  ::sigprocmask(SIG_SETMASK, &old_mask_, nullptr);
   return sig;
 }
 

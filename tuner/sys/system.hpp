@@ -1,6 +1,8 @@
 // The thin shell: everything tcptune does to the running system. Kept small; the decisions are made
 // by the pure code in tuner/lib.
 #pragma once
+#include <signal.h>
+
 #include <optional>
 #include <string>
 #include <vector>
@@ -67,7 +69,7 @@ class HeldSignals {
 
  private:
   bool active_ = true;
-  unsigned long old_mask_[16]{};  // sigset_t, kept opaque here
+  sigset_t old_mask_{};
 };
 // Sleeps SECONDS unless SIGINT, SIGTERM or SIGHUP arrives first: returns that signal, or 0.
 int sleep_unless_signalled(double seconds);
