@@ -26,7 +26,9 @@
 
 #include "config.hpp"
 #include "flow_state.hpp"
+#include "iptables_exec.hpp"
 #include "metrics.hpp"
+#include "notify.hpp"
 #include "nfqueue.hpp"
 #include "seeds.hpp"
 #include "sender.hpp"
@@ -111,6 +113,9 @@ struct Worker {
   std::mutex snapshot_mutex;
   WorkerSnapshot snapshot;
   std::thread thread;
+  // One tick per loop turn (the loop turns at least every receive timeout, <= 100 ms, even when
+  // idle): the watchdog is fed only while every worker's heartbeat moves.
+  std::atomic<uint64_t> heartbeat{0};
 };
 
 struct Daemon {
@@ -225,6 +230,7 @@ void Daemon::worker_main(Worker& w) {
   uint64_t last_advance = monotonic_ns(), last_publish = 0;
   bool draining = false;
   for (;;) {
+    w.heartbeat.fetch_add(1, std::memory_order_relaxed);
     if (stop.load(std::memory_order_relaxed)) draining = true;
     const auto& batch = w.nfq->receive(draining, w.rx);
     // Checked after the wait, not before: a batch that arrives after new secrets were
@@ -483,8 +489,74 @@ int run_daemon(const std::string& config_path) {
   auto prev_time = std::chrono::steady_clock::now();
   auto last_rotation = prev_time;
   int exit_code = 0;
+
+  // systemd: READY once the queues are bound (done: the workers hold them) and the rules are in
+  // place; STATUS every turn; WATCHDOG only while every worker makes progress.
+  SystemdNotifier notifier;
+  bool ready_sent = false;
+  bool rules_warned = false;
+  ProgressCheck progress;
+  const auto watchdog_period = notifier.watchdog_interval() / 2;
+  auto last_watchdog_check = std::chrono::steady_clock::now();
+  std::vector<size_t> last_stuck;
+  auto rules_in_place = [&cfg]() {
+    try {
+      return !show_rules(choose_backend(cfg.iptables), cfg.chain).empty();
+    } catch (const std::exception&) {
+      return false;
+    }
+  };
+  auto status_line = [&d](const GatewaySnapshot& cur, const GatewaySnapshot& before, double dt) {
+    const EngineCounters now_c = sum_engine(cur.workers), then_c = sum_engine(before.workers);
+    auto rate = [dt](uint64_t a, uint64_t b) { return dt > 0 ? static_cast<uint64_t>((a - b) / dt) : 0; };
+    return fmt::format("{} flows, {} SYN/s, {} cookies sent/s, {} valid/s, {} invalid/s, {} workers",
+                       now_c.flows_active, rate(now_c.syn_received, then_c.syn_received),
+                       rate(now_c.cookies_sent, then_c.cookies_sent), rate(now_c.cookies_valid, then_c.cookies_valid),
+                       rate(now_c.cookies_invalid, then_c.cookies_invalid), d->workers.size());
+  };
+  GatewaySnapshot status_prev = prev;
+  auto status_time = prev_time;
+
   for (;;) {
+    if (notifier.enabled()) {
+      const auto t = std::chrono::steady_clock::now();
+      GatewaySnapshot cur = d->snapshot();
+      const std::string line = status_line(cur, status_prev, std::chrono::duration<double>(t - status_time).count());
+      status_prev = std::move(cur);
+      status_time = t;
+      if (!ready_sent) {
+        if (rules_in_place()) {
+          notifier.ready(line);
+          ready_sent = true;
+          spdlog::info("systemd: ready");
+        } else {
+          if (!rules_warned) spdlog::warn("systemd: waiting for the rules (syngate rules up) before READY");
+          rules_warned = true;
+          notifier.status("waiting for the iptables rules: run syngate rules up");
+        }
+      } else {
+        notifier.status(line);
+      }
+      if (watchdog_period.count() > 0 && t - last_watchdog_check >= watchdog_period) {
+        last_watchdog_check = t;
+        std::vector<uint64_t> beats;
+        for (const auto& w : d->workers) beats.push_back(w->heartbeat.load(std::memory_order_relaxed));
+        std::vector<size_t> stuck = progress.stuck(beats);
+        if (stuck.empty()) {
+          notifier.watchdog();
+        } else if (stuck != last_stuck) {
+          std::string names;
+          for (size_t i : stuck) names += (names.empty() ? "" : ", ") + std::to_string(d->workers[i]->id);
+          spdlog::error("worker(s) {} made no progress for {} ms: withholding the systemd watchdog", names,
+                        std::chrono::duration_cast<std::chrono::milliseconds>(watchdog_period).count());
+        }
+        last_stuck = std::move(stuck);
+      }
+    }
     timespec timeout{1, 0};
+    if (watchdog_period.count() > 0 && watchdog_period < std::chrono::seconds(1)) {
+      timeout = {0, static_cast<long>(std::chrono::duration_cast<std::chrono::nanoseconds>(watchdog_period).count())};
+    }
     int sig = sigtimedwait(&sigs, nullptr, &timeout);
     if (sig == SIGTERM || sig == SIGINT) {
       spdlog::info("signal {}: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
@@ -540,6 +612,7 @@ int run_daemon(const std::string& config_path) {
       prev_time = now;
     }
   }
+  notifier.stopping("stopping: draining the queues");
   d->stop.store(true);
   for (auto& w : d->workers) w->thread.join();
   if (http) {
