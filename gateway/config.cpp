@@ -38,10 +38,12 @@ std::string_view to_string(IptablesBackend b) noexcept {
 }
 
 bool GatewayConfig::has_v4() const noexcept {
-  return std::any_of(services.begin(), services.end(), [](const auto& s) { return !s.v6; });
+  auto v4 = [](const auto& s) { return !s.v6; };
+  return std::any_of(services.begin(), services.end(), v4) || std::any_of(draining.begin(), draining.end(), v4);
 }
 bool GatewayConfig::has_v6() const noexcept {
-  return std::any_of(services.begin(), services.end(), [](const auto& s) { return s.v6; });
+  auto v6 = [](const auto& s) { return s.v6; };
+  return std::any_of(services.begin(), services.end(), v6) || std::any_of(draining.begin(), draining.end(), v6);
 }
 
 namespace {
@@ -461,7 +463,6 @@ std::vector<std::string> non_reloadable_changes(const GatewayConfig& a, const Ga
                         x.established_idle_s != y.established_idle_s ||
                         x.closing_idle_s != y.closing_idle_s || x.linger_s != y.linger_s;
   check(engine_differs, "[engine] settings");
-  check(a.services != b.services, "[[service]] list (flow tables are built for it)");
   return out;
 }
 

@@ -85,7 +85,11 @@ struct GatewayConfig {
 
   // [[service]]
   std::vector<ServiceEntry> services;
+  // Not from the file: services a running daemon still drains after a reload removed them
+  // (read by `rules up` from state_dir); their flow traffic stays queued, their SYNs do not.
+  std::vector<ServiceEntry> draining;
 
+  // Whether any service (or draining service) of the family is configured.
   bool has_v4() const noexcept;
   bool has_v6() const noexcept;
 };
