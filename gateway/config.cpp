@@ -218,6 +218,9 @@ void parse_gateway(const toml::table& t, GatewayConfig& c) {
                               c.log_level + "\")");
     }
   }
+  if (r.string("log_format", c.log_format) && c.log_format != "text" && c.log_format != "json") {
+    r.fail("log_format", "must be \"text\" or \"json\" (got \"" + c.log_format + "\")");
+  }
   parse_metrics_address(r, c);
   r.boolean("metrics_allow_remote", c.metrics_allow_remote);
   if (c.metrics_port != 0 && !c.metrics_allow_remote && !is_loopback(c.metrics_host)) {

@@ -46,6 +46,7 @@ struct GatewayConfig {
   // [gateway]
   std::string secret_file;
   std::string log_level = "info";
+  std::string log_format = "text";  // "text" or "json" (one JSON object per line)
   std::string metrics_host = "127.0.0.1";
   uint16_t metrics_port = 9470;  // 0 disables the endpoint
   bool metrics_allow_remote = false;

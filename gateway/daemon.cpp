@@ -27,6 +27,7 @@
 #include "config.hpp"
 #include "flow_state.hpp"
 #include "iptables_exec.hpp"
+#include "log_format.hpp"
 #include "metrics.hpp"
 #include "notify.hpp"
 #include "nfqueue.hpp"
@@ -346,6 +347,7 @@ int run_daemon(const std::string& config_path) {
   }
   GatewayConfig& cfg = d->config;
   set_log_level(cfg.log_level);
+  set_log_format(cfg.log_format);
   d->start_time = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 
   // Signals go to the main thread only: block them before any thread starts.
@@ -608,6 +610,8 @@ int run_daemon(const std::string& config_path) {
         }
         cfg.log_level = next.log_level;
         set_log_level(cfg.log_level);
+        cfg.log_format = next.log_format;
+        set_log_format(cfg.log_format);
         cfg.stats_interval_s = next.stats_interval_s;
         cfg.secret_rotation_s = next.secret_rotation_s;
         cfg.engine.policy = next.engine.policy;
