@@ -122,7 +122,8 @@ static_assert(sizeof(Flow) <= 96, "flow entry grew past its memory budget");
 
 // The persisted table's header. Layout changes bump kStateVersion.
 constexpr char kStateMagic[8] = {'s', 'y', 'n', 'g', 'a', 't', 'e', 'F'};
-constexpr uint32_t kStateVersion = 1;
+// 2: timestamps from the daemon's CLOCK_TAI (1 counted from the boot).
+constexpr uint32_t kStateVersion = 2;
 constexpr uint32_t kJournalSlots = 8;
 constexpr uint32_t kJournalOverflow = 0xffffffffu;
 struct StateHeader {

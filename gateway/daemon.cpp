@@ -41,9 +41,14 @@ namespace syngate::gw {
 
 namespace {
 
-uint64_t monotonic_ns() {
+// The gateway's one clock, for cookies (time counter, TSval) and flow timers alike: CLOCK_TAI.
+// Cookies must agree between machines that share a secrets file (scale-out behind ECMP or
+// anycast), so the clock must be one that NTP keeps in step across machines, unlike
+// CLOCK_MONOTONIC, which counts from each boot. TAI, unlike CLOCK_REALTIME, does not jump at
+// leap seconds, and the in-kernel fast path reads the same clock (bpf_ktime_get_tai_ns).
+uint64_t clock_ns() {
   timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
+  clock_gettime(CLOCK_TAI, &ts);
   return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
 }
 
@@ -85,8 +90,8 @@ struct SharedPolicy {
   }
 };
 
-// Secrets persisted under one boot's monotonic clock may claim a start in the future after a
-// reboot (the clock restarted): then the current key is taken to start now.
+// A secrets file whose key claims to start in the future (written under another clock: an older
+// syngate counted from the boot, or a machine whose clock ran ahead) is taken to start now.
 CookieSecrets sane(CookieSecrets s, uint32_t counter_now) {
   if (s.current_since > counter_now) s.current_since = counter_now;
   return s;
@@ -231,7 +236,7 @@ void Daemon::worker_main(Worker& w) {
   }
   const uint64_t advance_ns = static_cast<uint64_t>(config.advance_interval_ms) * 1000000ull;
   const uint64_t publish_ns = 100000000ull;
-  uint64_t last_advance = monotonic_ns(), last_publish = 0, last_prune = 0;
+  uint64_t last_advance = clock_ns(), last_publish = 0, last_prune = 0;
   bool draining = false;
   for (;;) {
     w.heartbeat.fetch_add(1, std::memory_order_relaxed);
@@ -261,7 +266,7 @@ void Daemon::worker_main(Worker& w) {
         w.draining = w.engine->draining_services();
       }
     }
-    uint64_t now = monotonic_ns();
+    uint64_t now = clock_ns();
     if (!batch.empty()) {
       ++w.intake.batches;
       for (const QueuedPacket& p : batch) {
@@ -359,7 +364,7 @@ int run_daemon(const std::string& config_path) {
   pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
 
   d->policy.publish(cfg.engine.policy, cfg.engine.services);
-  uint32_t counter = cookie_counter(monotonic_ns());
+  uint32_t counter = cookie_counter(clock_ns());
   try {
     d->secrets.publish(sane(load_or_create_secrets(cfg.secret_file, counter), counter));
   } catch (const std::exception& e) {
@@ -632,7 +637,7 @@ int run_daemon(const std::string& config_path) {
           }
         }
         d->policy.publish(next.engine.policy, cfg.engine.services);
-        uint32_t c = cookie_counter(monotonic_ns());
+        uint32_t c = cookie_counter(clock_ns());
         CookieSecrets loaded = sane(load_or_create_secrets(cfg.secret_file, c), c);
         if (!(loaded == d->secrets.get())) {
           d->secrets.publish(loaded);
@@ -653,7 +658,7 @@ int run_daemon(const std::string& config_path) {
     if (cfg.secret_rotation_s != 0 &&
         now - last_rotation >= std::chrono::seconds(cfg.secret_rotation_s)) {
       try {
-        CookieSecrets next = rotate_secrets(d->secrets.get(), cookie_counter(monotonic_ns()));
+        CookieSecrets next = rotate_secrets(d->secrets.get(), cookie_counter(clock_ns()));
         save_secrets(cfg.secret_file, next);
         d->secrets.publish(next);
         spdlog::info("cookie secrets rotated");
