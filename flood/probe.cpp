@@ -32,6 +32,7 @@ double ms_between(uint64_t a, uint64_t b) { return static_cast<double>(b - a) / 
 
 std::vector<Attempt> run_probe(const ProbeConfig& cfg, const Endpoint& target) {
   std::vector<Attempt> attempts(cfg.count);
+  std::vector<bool> done(cfg.count, false);
   const std::string request = cfg.http_path.empty()
                                   ? std::string()
                                   : "GET " + cfg.http_path + " HTTP/1.1\r\nHost: " + format_ipv4(target.ip) +
@@ -54,6 +55,7 @@ std::vector<Attempt> run_probe(const ProbeConfig& cfg, const Endpoint& target) {
   auto finish = [&](size_t slot, Failure f) {
     Conn& c = slots[slot];
     attempts[c.index].failure = f;
+    done[c.index] = true;
     ::epoll_ctl(ep, EPOLL_CTL_DEL, c.fd, nullptr);
     ::close(c.fd);
     c = Conn{};
@@ -70,6 +72,7 @@ std::vector<Attempt> run_probe(const ProbeConfig& cfg, const Endpoint& target) {
     c.fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (c.fd < 0) {
       attempts[c.index].failure = Failure::Other;
+      done[c.index] = true;
       c = Conn{};
       free_slots.push_back(slot);
       ++finished;
@@ -140,7 +143,7 @@ std::vector<Attempt> run_probe(const ProbeConfig& cfg, const Endpoint& target) {
   };
 
   epoll_event events[256];
-  while (finished < cfg.count) {
+  while (finished < cfg.count && !stop_requested()) {
     while (launched < cfg.count && !free_slots.empty()) launch();
     const int n = ::epoll_wait(ep, events, 256, 5);
     if (n < 0 && errno != EINTR) throw std::runtime_error(std::string("epoll_wait: ") + std::strerror(errno));
@@ -168,8 +171,15 @@ std::vector<Attempt> run_probe(const ProbeConfig& cfg, const Endpoint& target) {
         finish(s, slots[s].connected ? Failure::ResponseTimeout : Failure::ConnectTimeout);
     }
   }
+  // After a stop, connections still in flight are closed and left out: they have no outcome.
+  for (Conn& c : slots)
+    if (c.fd >= 0) ::close(c.fd);
   ::close(ep);
-  return attempts;
+  std::vector<Attempt> finished_attempts;
+  finished_attempts.reserve(finished);
+  for (size_t i = 0; i < attempts.size(); ++i)
+    if (done[i]) finished_attempts.push_back(attempts[i]);
+  return finished_attempts;
 }
 
 }  // namespace syngate::flood

@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <signal.h>
 #include <endian.h>
 #include <linux/if_packet.h>
 #include <net/ethernet.h>
@@ -64,6 +65,38 @@ void sleep_until_ns(uint64_t deadline) noexcept {
   }
 }
 
+std::atomic<bool> g_stop{false};
+
+bool stop_requested() noexcept { return g_stop.load(std::memory_order_relaxed); }
+
+namespace {
+void on_stop_signal(int) { g_stop.store(true); }
+}  // namespace
+
+void install_stop_signals() {
+  struct sigaction sa {};
+  sa.sa_handler = on_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = 0;  // no SA_RESTART: clock_nanosleep and epoll_wait return EINTR
+  ::sigaction(SIGINT, &sa, nullptr);
+  ::sigaction(SIGTERM, &sa, nullptr);
+}
+
+bool sleep_until_unless_stopped(uint64_t target) noexcept {
+  // A signal landing between the check and the sleep is noticed at the end of the slice.
+  constexpr uint64_t kSlice = 50'000'000;
+  for (;;) {
+    if (stop_requested()) return false;
+    const uint64_t now = now_ns();
+    if (now >= target) return true;
+    const uint64_t until = std::min(target, now + kSlice);
+    timespec ts{};
+    ts.tv_sec = static_cast<time_t>(until / 1'000'000'000ULL);
+    ts.tv_nsec = static_cast<long>(until % 1'000'000'000ULL);
+    (void)clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, nullptr);
+  }
+}
+
 Egress resolve_egress(uint32_t target, const std::string& iface, const std::string& dst_mac) {
   Egress e;
   const auto route = pick_route(read_file("/proc/net/route"), target);
@@ -110,7 +143,7 @@ Egress resolve_egress(uint32_t target, const std::string& iface, const std::stri
       return e;
     }
     if (attempt % 20 == 0) poke_neighbour(target);
-    sleep_until_ns(now_ns() + 10'000'000);
+    if (!sleep_until_unless_stopped(now_ns() + 10'000'000)) throw std::runtime_error("interrupted while resolving the next hop");
   }
   throw std::runtime_error("cannot resolve the MAC of next hop " + format_ipv4(e.next_hop) + " on " + e.iface +
                            " (is it up? give --dst-mac to skip the lookup)");
@@ -283,6 +316,7 @@ size_t PacketSocket::send_ring(uint8_t* const* frames, const size_t* lens, size_
     // Nothing queued and nothing taken: the device's queue is full (or skbs of earlier frames
     // are still in flight); let it drain instead of spinning on send().
     if (queued == 0 && reaped == 0) {
+      if (should_give_up()) break;
       ++full_waits_;
       if (++idle_kicks_ > kSpinKicks) sleep_until_ns(now_ns() + kFullQueueWaitNs);
     } else {
@@ -293,6 +327,16 @@ size_t PacketSocket::send_ring(uint8_t* const* frames, const size_t* lens, size_
   return taken;
 }
 
+bool PacketSocket::should_give_up() const noexcept { return stop_requested() || now_ns() >= deadline_; }
+
+size_t PacketSocket::abandon() noexcept {
+  if (!ring_) return 0;
+  const size_t taken = ring_reap();
+  discarded_ += ring_pending_;
+  ring_pending_ = 0;
+  return taken;
+}
+
 size_t PacketSocket::finish(uint64_t timeout_ns) {
   if (!ring_) return 0;
   size_t taken = 0;
@@ -300,7 +344,7 @@ size_t PacketSocket::finish(uint64_t timeout_ns) {
   while (ring_pending_ > 0) {
     ring_kick();
     taken += ring_reap();
-    if (ring_pending_ == 0 || now_ns() >= deadline) break;
+    if (ring_pending_ == 0 || now_ns() >= deadline || stop_requested()) break;
     sleep_until_ns(now_ns() + kFullQueueWaitNs);
   }
   // Whatever is still queued never left, and closing the socket discards it.
@@ -334,6 +378,7 @@ size_t PacketSocket::send_mmsg(uint8_t* const* frames, const size_t* lens, size_
         // The device's queue is full: the same frame is tried again once it drains.
         const uint64_t now = now_ns();
         if (full_since == 0) full_since = now;
+        if (should_give_up()) break;
         if (now - full_since < kFullQueuePatienceNs) {
           ++full_waits_;
           sleep_until_ns(now + kFullQueueWaitNs);

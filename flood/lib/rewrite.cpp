@@ -46,6 +46,7 @@ std::string_view to_string(SkipReason r) noexcept {
     case SkipReason::Fragment: return "fragment";
     case SkipReason::Truncated: return "truncated";
     case SkipReason::Malformed: return "malformed";
+    case SkipReason::RealSource: return "source_outside_range";
   }
   return "?";
 }
@@ -124,6 +125,8 @@ SkipReason rewrite_ipv4_tcp(std::span<uint8_t> buf, const RewriteConfig& cfg, si
   const size_t doff = static_cast<size_t>(tcp[12] >> 4) * 4;
   if (doff < 20 || ihl + doff > total) return SkipReason::Malformed;
 
+  if (!cfg.spoof && cfg.allowed_sources && !cfg.allowed_sources->contains(load_be32(ip + 12)))
+    return SkipReason::RealSource;
   store_be32(ip + 16, cfg.dst_ip);
   if (cfg.spoof) store_be32(ip + 12, map_into_range(load_be32(ip + 12), *cfg.spoof));
   store_be16(tcp + 2, cfg.dst_port);

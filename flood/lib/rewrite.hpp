@@ -25,8 +25,9 @@ enum class SkipReason : uint8_t {
   Fragment,    // a fragment has no whole TCP header to rewrite
   Truncated,   // snaplen cut the packet: we cannot fix a checksum over bytes we do not have
   Malformed,   // headers that do not add up
+  RealSource,  // captured source outside the allowed range, kept as is: it would be spoofed
 };
-inline constexpr size_t kSkipReasonCount = 7;
+inline constexpr size_t kSkipReasonCount = 8;
 std::string_view to_string(SkipReason r) noexcept;
 
 // Locates the IP packet in a captured frame: offset and length (length from the link layer's
@@ -42,6 +43,9 @@ struct RewriteConfig {
   uint32_t dst_ip = 0;  // host order
   uint16_t dst_port = 0;
   std::optional<Cidr> spoof;  // when set, sources are mapped into this range
+  // Without a spoof range the captured sources are kept; when this is set, packets whose source
+  // lies outside it are skipped (RealSource) instead of sent from someone else's address.
+  std::optional<Cidr> allowed_sources;
 };
 
 // Rewrites one IPv4 TCP packet in place (the bytes of the IP packet, possibly followed by link
