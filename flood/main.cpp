@@ -133,7 +133,7 @@ bool live_stats_wanted(bool json) { return !json && ::isatty(STDOUT_FILENO) == 1
 
 struct TxOptions {
   std::string target;
-  std::string spoof = kBenchmarkRange.to_string();
+  std::string spoof;  // empty: the benchmarking range of the target's family
   bool allow_any_spoof = false;
   std::string iface;
   std::string dst_mac;
@@ -147,6 +147,7 @@ PacketSocket::Method tx_method(const TxOptions& o) {
 }
 
 Cidr checked_spoof(const TxOptions& o) {
+  if (o.spoof.empty()) return kBenchmarkRange;
   std::string err;
   const auto c = parse_cidr(o.spoof, &err);
   if (!c) throw UsageError("--spoof: " + err);
@@ -158,6 +159,28 @@ Cidr checked_spoof(const TxOptions& o) {
   return *c;
 }
 
+Cidr6 checked_spoof6(const TxOptions& o) {
+  if (o.spoof.empty()) return kBenchmarkRange6;
+  std::string err;
+  const auto c = parse_cidr6(o.spoof, &err);
+  if (!c) throw UsageError("--spoof (the target is IPv6): " + err);
+  if (!c->within(kBenchmarkRange6) && !o.allow_any_spoof)
+    throw UsageError("--spoof " + c->to_string() + " is outside the IPv6 benchmarking range " +
+                     kBenchmarkRange6.to_string() +
+                     "; spoofing real addresses sends backscatter to real hosts. "
+                     "Pass --allow-any-spoof if this is really what you want.");
+  return *c;
+}
+
+bool is_v6_target(const std::string& text) { return !text.empty() && text[0] == '['; }
+
+Endpoint6 checked_target6(const std::string& text) {
+  std::string err;
+  const auto e = parse_endpoint6(text, &err);
+  if (!e) throw UsageError("--target: " + err);
+  return *e;
+}
+
 Endpoint checked_target(const std::string& text) {
   std::string err;
   const auto e = parse_endpoint(text, &err);
@@ -165,9 +188,13 @@ Endpoint checked_target(const std::string& text) {
   return *e;
 }
 
-Egress checked_egress(uint32_t target, const TxOptions& o) {
+void check_dst_mac(const TxOptions& o) {
   if (!o.dst_mac.empty() && !parse_mac(o.dst_mac))
     throw UsageError("bad --dst-mac '" + o.dst_mac + "' (expected aa:bb:cc:dd:ee:ff)");
+}
+
+Egress checked_egress(uint32_t target, const TxOptions& o) {
+  check_dst_mac(o);
   return resolve_egress(target, o.iface, o.dst_mac);
 }
 
@@ -204,15 +231,39 @@ int run_flood(const FloodOptions& o) {
     throw UsageError("a flood needs --duration S or --count N (it must stop by itself)");
   const auto malform = parse_malform(o.malform);
   if (!malform) throw UsageError("unknown --malform kind " + o.malform);
-  const Endpoint target = checked_target(o.target);
-  const Cidr spoof = checked_spoof(o);
-  const Egress eg = checked_egress(target.ip, o);
-  const auto tmpl = FrameTemplate::make({eg.src_mac, eg.dst_mac, target.ip, target.port, 1460, *malform});
+  const bool v6 = is_v6_target(o.target);
+  if (v6 && *malform != Malform::None) throw UsageError("--malform builds IPv4 frames only; the target is IPv6");
+  FrameSpec spec;
+  std::optional<AddressIterator> addrs;
+  std::optional<AddressIterator6> addrs6;
+  std::string spoof_text;
+  Egress eg;
+  const uint64_t seed = o.seed ? o.seed : now_ns();
+  if (v6) {
+    const Endpoint6 target = checked_target6(o.target);
+    const Cidr6 spoof = checked_spoof6(o);
+    check_dst_mac(o);
+    eg = resolve_egress6(target.ip, o.iface, o.dst_mac);
+    spec.dst_ip6 = target.ip;
+    spec.dst_port = target.port;
+    addrs6.emplace(spoof, seed);
+    spoof_text = spoof.to_string();
+  } else {
+    const Endpoint target = checked_target(o.target);
+    const Cidr spoof = checked_spoof(o);
+    eg = checked_egress(target.ip, o);
+    spec.dst_ip = target.ip;
+    spec.dst_port = target.port;
+    addrs.emplace(spoof, seed);
+    spoof_text = spoof.to_string();
+  }
+  spec.src_mac = eg.src_mac;
+  spec.dst_mac = eg.dst_mac;
+  spec.malform = *malform;
+  const auto tmpl = FrameTemplate::make(spec);
   if (!tmpl) throw std::runtime_error("could not build the packet template");
   PacketSocket sock(eg.ifindex, o.sndbuf, kEthHeaderLen + static_cast<size_t>(eg.mtu), tx_method(o));
 
-  const uint64_t seed = o.seed ? o.seed : now_ns();
-  AddressIterator addrs(spoof, seed);
   PortIterator ports(seed >> 17);
   FastRandom rng(seed * 0x9E3779B97F4A7C15ULL);
 
@@ -243,8 +294,12 @@ int run_flood(const FloodOptions& o) {
     }
     for (uint64_t i = 0; i < n; ++i) {
       const uint64_t r = rng.next();
-      tmpl->render(frames[i], addrs.next(), ports.next(), static_cast<uint32_t>(r), static_cast<uint32_t>(r >> 32),
-                   flood_flags(*kind, attempted + i));
+      if (v6)
+        tmpl->render6(frames[i], addrs6->next(), ports.next(), static_cast<uint32_t>(r),
+                      static_cast<uint32_t>(r >> 32), flood_flags(*kind, attempted + i));
+      else
+        tmpl->render(frames[i], addrs->next(), ports.next(), static_cast<uint32_t>(r), static_cast<uint32_t>(r >> 32),
+                     flood_flags(*kind, attempted + i));
     }
     sent += sock.send_batch(frames, lens, n);
     attempted += n;
@@ -260,7 +315,7 @@ int run_flood(const FloodOptions& o) {
                         {"target", o.target},
                         {"iface", eg.iface},
                         {"dst_mac", format_mac(eg.dst_mac)},
-                        {"spoof", spoof.to_string()},
+                        {"spoof", spoof_text},
                         {"malform", o.malform},
                         {"rate_target", o.rate},
                         {"sent", sent},
@@ -303,6 +358,7 @@ struct PcapCloser {
 };
 
 int run_replay(const ReplayOptions& o) {
+  if (is_v6_target(o.target)) throw UsageError("replay targets IPv4 only (floods take an [IPv6]:PORT target)");
   const Endpoint target = checked_target(o.target);
   RewriteConfig cfg{target.ip, target.port, std::nullopt, std::nullopt};
   if (o.keep_sources) {
@@ -434,7 +490,7 @@ int run_replay(const ReplayOptions& o) {
   }
   skip_json["oversize"] = oversize;
   const std::string sources = o.keep_sources ? (o.allow_any_spoof ? "kept" : "kept (benchmarking range only)")
-                                             : "mapped into " + o.spoof;
+                                             : "mapped into " + cfg.spoof->to_string();
   if (o.json) {
     nlohmann::json j = {{"mode", "replay"},       {"file", o.file},
                         {"target", o.target},     {"read", read},
@@ -501,13 +557,15 @@ int run_probe_cmd(ProbeOptions o) {
   return error.empty() ? kExitDone : kExitFailed;
 }
 
-void add_tx_options(CLI::App* app, TxOptions& o) {
-  app->add_option("--target", o.target, "Destination IP:PORT (IPv4)")->required();
+void add_tx_options(CLI::App* app, TxOptions& o, bool ipv6) {
+  app->add_option("--target", o.target, ipv6 ? "Destination IPv4:PORT or [IPv6]:PORT" : "Destination IP:PORT (IPv4)")
+      ->required();
   app->add_option("--iface", o.iface, "Send on this interface (default: the route to the target)");
   app->add_option("--dst-mac", o.dst_mac,
                   "Destination MAC of the frames (default: the next hop's, from the neighbour table)");
   app->add_flag("--allow-any-spoof", o.allow_any_spoof,
-                "Allow source addresses outside 198.18.0.0/15 (real addresses get the backscatter)");
+                "Allow source addresses outside 198.18.0.0/15 (IPv6: 2001:2::/48); real addresses get "
+                "the backscatter");
   app->add_option("--sndbuf", o.sndbuf,
                   "Socket send buffer in bytes (SO_SNDBUFFORCE). On veth the receive work runs on the "
                   "sender's CPU; a small buffer throttles the flood itself")
@@ -546,15 +604,16 @@ int main(int argc, char** argv) {
             ? "Flood a mix (per 8 packets: 4 SYN, 2 ACK, 1 RST, 1 FIN+ACK) from spoofed sources"
             : "Flood " + std::string(kind) + " segments from spoofed sources (AF_PACKET, see --tx-method)";
     CLI::App* cmd = app.add_subcommand(kind, desc);
-    add_tx_options(cmd, flood);
+    add_tx_options(cmd, flood, true);
     cmd->add_option("--rate", flood.rate, "Packets per second; 0 = as fast as possible")
         ->required()
         ->check(whole_number());
     cmd->add_option("--duration", flood.bounds.duration_s, "Stop after S seconds")
         ->check(finite_number(0, true));
     cmd->add_option("--count", flood.bounds.count, "Stop after N packets")->check(whole_number(1));
-    cmd->add_option("--spoof", flood.spoof, "Source range (CIDR); outside 198.18.0.0/15 needs --allow-any-spoof")
-        ->capture_default_str();
+    cmd->add_option("--spoof", flood.spoof,
+                    "Source range (CIDR) of the target's family; default 198.18.0.0/15 (RFC 2544), or "
+                    "2001:2::/48 (RFC 5180) for an IPv6 target. Others need --allow-any-spoof");
     cmd->add_option("--seed", flood.seed, "Seed for addresses, ports and sequence numbers (default: clock)")
         ->check(whole_number());
     if (std::string(kind) == "syn") {
@@ -576,7 +635,7 @@ int main(int argc, char** argv) {
   CLI::App* rcmd = app.add_subcommand(
       "replay", "Replay the TCP packets of a pcap file at the target (other protocols are skipped and counted)");
   rcmd->add_option("file", replay.file, "pcap file")->required()->check(CLI::ExistingFile);
-  add_tx_options(rcmd, replay);
+  add_tx_options(rcmd, replay, false);
   auto* speed = rcmd->add_option("--speed", replay.speed,
                                  "Follow the capture's timing, scaled (2 = twice as fast); the default timing")
                     ->capture_default_str()
@@ -588,8 +647,7 @@ int main(int argc, char** argv) {
   speed->excludes(rrate);
   auto* rspoof = rcmd->add_option("--spoof", replay.spoof,
                                   "Map sources into this range (one captured source -> one spoofed source); "
-                                  "outside 198.18.0.0/15 needs --allow-any-spoof")
-                     ->capture_default_str();
+                                  "default 198.18.0.0/15; others need --allow-any-spoof");
   rcmd->add_flag("--keep-sources", replay.keep_sources,
                  "Send from the captured source addresses; packets from outside 198.18.0.0/15 are "
                  "skipped and counted unless --allow-any-spoof is given")

@@ -5,6 +5,9 @@
 #include <signal.h>
 #include <endian.h>
 #include <linux/if_packet.h>
+#include <linux/neighbour.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
 #include <net/ethernet.h>
 #include <net/if.h>
 #include <netinet/in.h>
@@ -46,6 +49,93 @@ void poke_neighbour(uint32_t target) {
   sa.sin_addr.s_addr = htonl(target);
   const char byte = 0;
   (void)::sendto(fd, &byte, 1, MSG_DONTWAIT, reinterpret_cast<sockaddr*>(&sa), sizeof sa);
+  ::close(fd);
+}
+
+void poke_neighbour6(const Ip6& target) {
+  const int fd = ::socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return;
+  sockaddr_in6 sa{};
+  sa.sin6_family = AF_INET6;
+  sa.sin6_port = htons(9);  // discard
+  std::memcpy(&sa.sin6_addr, target.data(), 16);
+  const char byte = 0;
+  (void)::sendto(fd, &byte, 1, MSG_DONTWAIT, reinterpret_cast<sockaddr*>(&sa), sizeof sa);
+  ::close(fd);
+}
+
+// The link-layer address of a usable IPv6 neighbour entry for `ip` on `ifindex`, from an
+// RTM_GETNEIGH dump (IPv6 has no /proc table like /proc/net/arp).
+std::optional<Mac> find_neighbour6(const Ip6& ip, int ifindex) {
+  const int fd = ::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+  if (fd < 0) return std::nullopt;
+  struct {
+    nlmsghdr nh;
+    ndmsg nd;
+  } req{};
+  req.nh.nlmsg_len = sizeof req;
+  req.nh.nlmsg_type = RTM_GETNEIGH;
+  req.nh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+  req.nh.nlmsg_seq = 1;
+  req.nd.ndm_family = AF_INET6;
+  std::optional<Mac> found;
+  if (::send(fd, &req, sizeof req, 0) < 0) {
+    ::close(fd);
+    return std::nullopt;
+  }
+  constexpr uint16_t kUsable = NUD_REACHABLE | NUD_STALE | NUD_DELAY | NUD_PROBE | NUD_PERMANENT | NUD_NOARP;
+  std::vector<char> buf(1 << 16);
+  for (bool done = false; !done;) {
+    const ssize_t got = ::recv(fd, buf.data(), buf.size(), 0);
+    if (got <= 0) break;
+    int n = static_cast<int>(got);
+    for (auto* nh = reinterpret_cast<nlmsghdr*>(buf.data()); NLMSG_OK(nh, n); nh = NLMSG_NEXT(nh, n)) {
+      if (nh->nlmsg_type == NLMSG_DONE || nh->nlmsg_type == NLMSG_ERROR) {
+        done = true;
+        break;
+      }
+      if (nh->nlmsg_type != RTM_NEWNEIGH) continue;
+      const auto* nd = static_cast<const ndmsg*>(NLMSG_DATA(nh));
+      if (nd->ndm_ifindex != ifindex || !(nd->ndm_state & kUsable)) continue;
+      const uint8_t* dst = nullptr;
+      const uint8_t* lladdr = nullptr;
+      int len = static_cast<int>(RTM_PAYLOAD(nh));
+      for (auto* a = reinterpret_cast<rtattr*>(RTM_RTA(nd)); RTA_OK(a, len); a = RTA_NEXT(a, len)) {
+        if (a->rta_type == NDA_DST && RTA_PAYLOAD(a) == 16) dst = static_cast<const uint8_t*>(RTA_DATA(a));
+        if (a->rta_type == NDA_LLADDR && RTA_PAYLOAD(a) == 6) lladdr = static_cast<const uint8_t*>(RTA_DATA(a));
+      }
+      if (dst && lladdr && std::memcmp(dst, ip.data(), 16) == 0) {
+        Mac m{};
+        std::memcpy(m.data(), lladdr, 6);
+        found = m;
+      }
+    }
+  }
+  ::close(fd);
+  return found;
+}
+
+// Interface index, MAC and MTU of `e.iface`.
+void read_interface(Egress& e) {
+  const int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) throw std::runtime_error(errno_text("socket"));
+  ifreq ifr{};
+  if (e.iface.size() >= IFNAMSIZ) {
+    ::close(fd);
+    throw std::runtime_error("interface name too long: " + e.iface);
+  }
+  std::memcpy(ifr.ifr_name, e.iface.c_str(), e.iface.size() + 1);
+  if (::ioctl(fd, SIOCGIFINDEX, &ifr) < 0) {
+    ::close(fd);
+    throw std::runtime_error(errno_text("no interface '" + e.iface + "'"));
+  }
+  e.ifindex = ifr.ifr_ifindex;
+  if (::ioctl(fd, SIOCGIFHWADDR, &ifr) < 0) {
+    ::close(fd);
+    throw std::runtime_error(errno_text("cannot read the MAC of " + e.iface));
+  }
+  std::memcpy(e.src_mac.data(), ifr.ifr_hwaddr.sa_data, 6);
+  if (::ioctl(fd, SIOCGIFMTU, &ifr) == 0) e.mtu = ifr.ifr_mtu;
   ::close(fd);
 }
 
@@ -110,26 +200,7 @@ Egress resolve_egress(uint32_t target, const std::string& iface, const std::stri
   }
   e.next_hop = (route && route->iface == e.iface) ? route->next_hop : target;
 
-  const int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) throw std::runtime_error(errno_text("socket"));
-  ifreq ifr{};
-  if (e.iface.size() >= IFNAMSIZ) {
-    ::close(fd);
-    throw std::runtime_error("interface name too long: " + e.iface);
-  }
-  std::memcpy(ifr.ifr_name, e.iface.c_str(), e.iface.size() + 1);
-  if (::ioctl(fd, SIOCGIFINDEX, &ifr) < 0) {
-    ::close(fd);
-    throw std::runtime_error(errno_text("no interface '" + e.iface + "'"));
-  }
-  e.ifindex = ifr.ifr_ifindex;
-  if (::ioctl(fd, SIOCGIFHWADDR, &ifr) < 0) {
-    ::close(fd);
-    throw std::runtime_error(errno_text("cannot read the MAC of " + e.iface));
-  }
-  std::memcpy(e.src_mac.data(), ifr.ifr_hwaddr.sa_data, 6);
-  if (::ioctl(fd, SIOCGIFMTU, &ifr) == 0) e.mtu = ifr.ifr_mtu;
-  ::close(fd);
+  read_interface(e);
 
   if (!dst_mac.empty()) {
     const auto mac = parse_mac(dst_mac);
@@ -146,6 +217,38 @@ Egress resolve_egress(uint32_t target, const std::string& iface, const std::stri
     if (!sleep_until_unless_stopped(now_ns() + 10'000'000)) throw std::runtime_error("interrupted while resolving the next hop");
   }
   throw std::runtime_error("cannot resolve the MAC of next hop " + format_ipv4(e.next_hop) + " on " + e.iface +
+                           " (is it up? give --dst-mac to skip the lookup)");
+}
+
+Egress resolve_egress6(const Ip6& target, const std::string& iface, const std::string& dst_mac) {
+  Egress e;
+  const auto route = pick_route6(read_file("/proc/net/ipv6_route"), target);
+  if (iface.empty()) {
+    if (!route)
+      throw std::runtime_error("no route to " + format_ipv6(target) +
+                               " in this network namespace (give --iface and --dst-mac)");
+    e.iface = route->iface;
+  } else {
+    e.iface = iface;
+  }
+  const Ip6 next_hop = (route && route->iface == e.iface) ? route->next_hop : target;
+  read_interface(e);
+  if (!dst_mac.empty()) {
+    const auto mac = parse_mac(dst_mac);
+    if (!mac) throw std::runtime_error("bad --dst-mac '" + dst_mac + "' (expected aa:bb:cc:dd:ee:ff)");
+    e.dst_mac = *mac;
+    return e;
+  }
+  for (int attempt = 0; attempt < 300; ++attempt) {  // up to 3 s: DAD and NDP take longer than ARP
+    if (const auto mac = find_neighbour6(next_hop, e.ifindex)) {
+      e.dst_mac = *mac;
+      return e;
+    }
+    if (attempt % 20 == 0) poke_neighbour6(target);
+    if (!sleep_until_unless_stopped(now_ns() + 10'000'000))
+      throw std::runtime_error("interrupted while resolving the next hop");
+  }
+  throw std::runtime_error("cannot resolve the MAC of next hop " + format_ipv6(next_hop) + " on " + e.iface +
                            " (is it up? give --dst-mac to skip the lookup)");
 }
 

@@ -28,6 +28,8 @@ struct Egress {
 // discard port to make the kernel resolve the neighbour. Throws std::runtime_error with a
 // message an operator can act on.
 Egress resolve_egress(uint32_t target, const std::string& iface, const std::string& dst_mac);
+// The same for an IPv6 target: /proc/net/ipv6_route, and the neighbour table over netlink.
+Egress resolve_egress6(const Ip6& target, const std::string& iface, const std::string& dst_mac);
 
 class PacketSocket {
  public:

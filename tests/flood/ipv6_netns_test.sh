@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# synflood floods against an IPv6 target, inside two network namespaces joined by a veth pair
+# (created here, removed by the trap). The receiver counts arrivals by TCP flags with ip6tables
+# counters in raw PREROUTING. Checks: every flood kind arrives complete, from 2001:2::/48 by
+# default; the next hop's MAC is found over NDP; rate accuracy; spoof ranges outside 2001:2::/48
+# are refused without --allow-any-spoof, narrower ones inside it are used.
+set -euo pipefail
+bin=${1:?usage: ipv6_netns_test.sh SYNFLOOD}
+[ "$(id -u)" = 0 ] || { echo "SKIP: needs root"; exit 77; }
+
+tx="sgf6-tx-$$"; rx="sgf6-rx-$$"
+cleanup() {
+  local rc=$?
+  set +e
+  ip netns del "$tx" 2>/dev/null
+  ip netns del "$rx" 2>/dev/null
+  exit "$rc"
+}
+trap cleanup EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+ip netns add "$tx"; ip netns add "$rx"
+ip -n "$tx" link add veth0 type veth peer name veth1 netns "$rx"
+ip -n "$tx" addr add fd00:77::1/64 dev veth0 nodad
+ip -n "$rx" addr add fd00:77::2/64 dev veth1 nodad
+for ns in "$tx" "$rx"; do ip -n "$ns" link set lo up; done
+ip -n "$tx" link set veth0 up; ip -n "$rx" link set veth1 up
+
+counter() {
+  ip netns exec "$rx" ip6tables -t raw -nvxL PREROUTING | awk -v c="$1" '$0 ~ "/\\* " c " \\*/" {print $1}'
+}
+reset_rules() {
+  local t="ip netns exec $rx ip6tables -t raw"
+  $t -F PREROUTING
+  $t -A PREROUTING -s 2001:2:0:1::/64 -p tcp --dport 80 -m comment --comment narrow
+  $t -A PREROUTING -s 2001:2::/48 -p tcp --dport 80 --tcp-flags ALL SYN -m comment --comment syn -j DROP
+  $t -A PREROUTING -s 2001:2::/48 -p tcp --dport 80 --tcp-flags ALL ACK -m comment --comment ack -j DROP
+  $t -A PREROUTING -s 2001:2::/48 -p tcp --dport 80 --tcp-flags ALL RST -m comment --comment rst -j DROP
+  $t -A PREROUTING -s 2001:2::/48 -p tcp --dport 80 --tcp-flags ALL FIN,ACK -m comment --comment fin -j DROP
+  $t -A PREROUTING -p tcp -m comment --comment other -j DROP
+}
+jget() { python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print(eval("d" + sys.argv[2]))' "$1" "$2"; }
+within() {  # within ACTUAL EXPECTED PCT
+  python3 -c 'import sys; a,e,p=map(float,sys.argv[1:]); sys.exit(0 if abs(a-e) <= e*p/100 else 1)' "$@"
+}
+
+echo "== every kind, 2000 packets each, neighbour found over NDP"
+for kind in syn ack rst fin; do
+  reset_rules
+  out=$(ip netns exec "$tx" "$bin" "$kind" --target '[fd00:77::2]:80' --rate 0 --count 2000 --json)
+  echo "$out"
+  [ "$(counter "$kind")" = 2000 ] || fail "$kind: $(counter "$kind") of 2000 arrived"
+  [ "$(counter other)" = 0 ] || fail "$kind: $(counter other) packets from outside 2001:2::/48 or with other flags"
+  [ "$(jget "$out" '["spoof"]')" = 2001:2::/48 ] || fail "default IPv6 spoof range reported as $(jget "$out" '["spoof"]')"
+done
+reset_rules
+out=$(ip netns exec "$tx" "$bin" mixed --target '[fd00:77::2]:80' --rate 0 --count 8000 --json)
+echo "$out"
+[ "$(counter syn)" = 4000 ] && [ "$(counter ack)" = 2000 ] && [ "$(counter rst)" = 1000 ] && [ "$(counter fin)" = 1000 ] ||
+  fail "mixed: $(counter syn)/$(counter ack)/$(counter rst)/$(counter fin) SYN/ACK/RST/FIN, expected 4000/2000/1000/1000"
+
+echo "== rate: 10000 pps for 1 s"
+reset_rules
+out=$(ip netns exec "$tx" "$bin" syn --target '[fd00:77::2]:80' --rate 10000 --duration 1 --json)
+echo "$out"
+within "$(counter syn)" 10000 2 || fail "received $(counter syn) SYNs, expected 10000 +-2%"
+
+echo "== spoof ranges: inside 2001:2::/48 used, outside refused"
+reset_rules
+ip netns exec "$tx" "$bin" syn --target '[fd00:77::2]:80' --rate 0 --count 500 --spoof 2001:2:0:1::/64 >/dev/null
+[ "$(counter narrow)" = 500 ] || fail "--spoof 2001:2:0:1::/64: $(counter narrow) of 500 from that subnet"
+rc=0; err=$(ip netns exec "$tx" "$bin" syn --target '[fd00:77::2]:80' --rate 0 --count 10 --spoof 2001:db8::/32 2>&1 >/dev/null) || rc=$?
+[ "$rc" = 2 ] || fail "--spoof 2001:db8::/32 exited $rc, expected 2"
+grep -q allow-any-spoof <<<"$err" || fail "the refusal does not name --allow-any-spoof: $err"
+rc=0; ip netns exec "$tx" "$bin" syn --target '[fd00:77::2]:80' --rate 0 --count 10 --spoof 198.18.0.0/15 2>/dev/null || rc=$?
+[ "$rc" = 2 ] || fail "an IPv4 --spoof range with an IPv6 target exited $rc"
+[ "$(counter other)" = 0 ] || fail "refused runs sent $(counter other) packets"
+
+echo "PASS"
