@@ -358,16 +358,30 @@ struct PcapCloser {
 };
 
 int run_replay(const ReplayOptions& o) {
-  if (is_v6_target(o.target)) throw UsageError("replay targets IPv4 only (floods take an [IPv6]:PORT target)");
-  const Endpoint target = checked_target(o.target);
-  RewriteConfig cfg{target.ip, target.port, std::nullopt, std::nullopt};
-  if (o.keep_sources) {
-    // Captured sources go out as they are only when they are benchmarking addresses, unless the
-    // operator opts in: otherwise replay would spoof whatever real hosts the capture saw.
-    if (!o.allow_any_spoof) cfg.allowed_sources = kBenchmarkRange;
+  // Captured sources go out as they are only when they are benchmarking addresses, unless the
+  // operator opts in: otherwise replay would spoof whatever real hosts the capture saw.
+  const bool v6 = is_v6_target(o.target);
+  RewriteConfig cfg{0, 0, std::nullopt, std::nullopt};
+  RewriteConfig6 cfg6;
+  std::string sources;
+  if (v6) {
+    const Endpoint6 target = checked_target6(o.target);
+    cfg6.dst_ip = target.ip;
+    cfg6.dst_port = target.port;
+    if (!o.keep_sources) cfg6.spoof = checked_spoof6(o);
+    else if (!o.allow_any_spoof) cfg6.allowed_sources = kBenchmarkRange6;
+    if (cfg6.spoof) sources = "mapped into " + cfg6.spoof->to_string();
   } else {
-    cfg.spoof = checked_spoof(o);
+    const Endpoint target = checked_target(o.target);
+    cfg.dst_ip = target.ip;
+    cfg.dst_port = target.port;
+    if (!o.keep_sources) cfg.spoof = checked_spoof(o);
+    else if (!o.allow_any_spoof) cfg.allowed_sources = kBenchmarkRange;
+    if (cfg.spoof) sources = "mapped into " + cfg.spoof->to_string();
   }
+  if (o.keep_sources)
+    sources = o.allow_any_spoof ? "kept" : "kept (benchmarking range only, " +
+                                               (v6 ? kBenchmarkRange6.to_string() : kBenchmarkRange.to_string()) + ")";
   if (!(o.speed > 0)) throw UsageError("--speed must be > 0");
 
   char errbuf[PCAP_ERRBUF_SIZE] = {};
@@ -380,7 +394,8 @@ int run_replay(const ReplayOptions& o) {
     throw std::runtime_error("unsupported link type " + std::string(name ? name : "?") + " in " + o.file);
   }
 
-  const Egress eg = checked_egress(target.ip, o);
+  check_dst_mac(o);
+  const Egress eg = v6 ? resolve_egress6(cfg6.dst_ip, o.iface, o.dst_mac) : resolve_egress(cfg.dst_ip, o.iface, o.dst_mac);
   PacketSocket sock(eg.ifindex, o.sndbuf, kEthHeaderLen + static_cast<size_t>(eg.mtu), tx_method(o));
 
   std::vector<uint8_t> storage(kBatch * 65536);
@@ -430,8 +445,8 @@ int run_replay(const ReplayOptions& o) {
     ++read;
     const uint64_t ts = static_cast<uint64_t>(hdr->ts.tv_sec) * 1'000'000'000ULL + static_cast<uint64_t>(hdr->ts.tv_usec);
     const L3Location loc = locate_ip(std::span<const uint8_t>(data, hdr->caplen), *link);
-    if (loc.skip != SkipReason::None) {
-      ++skipped[static_cast<size_t>(loc.skip)];
+    if (loc.skip != SkipReason::None || loc.version != (v6 ? 6 : 4)) {
+      ++skipped[static_cast<size_t>(loc.skip != SkipReason::None ? loc.skip : SkipReason::OtherFamily)];
       continue;
     }
     if (loc.length > static_cast<size_t>(eg.mtu)) {
@@ -441,15 +456,16 @@ int run_replay(const ReplayOptions& o) {
     uint8_t* frame = frames[pending];
     std::memcpy(frame + kEthHeaderLen, data + loc.offset, loc.length);
     size_t ip_len = 0;
-    const SkipReason why = rewrite_ipv4_tcp(std::span<uint8_t>(frame + kEthHeaderLen, loc.length), cfg, ip_len);
+    const std::span<uint8_t> ip(frame + kEthHeaderLen, loc.length);
+    const SkipReason why = v6 ? rewrite_ipv6_tcp(ip, cfg6, ip_len) : rewrite_ipv4_tcp(ip, cfg, ip_len);
     if (why != SkipReason::None) {
       ++skipped[static_cast<size_t>(why)];
       continue;
     }
     std::memcpy(frame, eg.dst_mac.data(), 6);
     std::memcpy(frame + 6, eg.src_mac.data(), 6);
-    frame[12] = 0x08;
-    frame[13] = 0x00;
+    frame[12] = v6 ? 0x86 : 0x08;
+    frame[13] = v6 ? 0xDD : 0x00;
     const size_t frame_len = kEthHeaderLen + ip_len;
     lens[pending] = frame_len;
     if (!o.rate_set) {
@@ -489,8 +505,6 @@ int run_replay(const ReplayOptions& o) {
     skipped_total += skipped[i];
   }
   skip_json["oversize"] = oversize;
-  const std::string sources = o.keep_sources ? (o.allow_any_spoof ? "kept" : "kept (benchmarking range only)")
-                                             : "mapped into " + cfg.spoof->to_string();
   if (o.json) {
     nlohmann::json j = {{"mode", "replay"},       {"file", o.file},
                         {"target", o.target},     {"read", read},
@@ -557,9 +571,8 @@ int run_probe_cmd(ProbeOptions o) {
   return error.empty() ? kExitDone : kExitFailed;
 }
 
-void add_tx_options(CLI::App* app, TxOptions& o, bool ipv6) {
-  app->add_option("--target", o.target, ipv6 ? "Destination IPv4:PORT or [IPv6]:PORT" : "Destination IP:PORT (IPv4)")
-      ->required();
+void add_tx_options(CLI::App* app, TxOptions& o) {
+  app->add_option("--target", o.target, "Destination IPv4:PORT or [IPv6]:PORT")->required();
   app->add_option("--iface", o.iface, "Send on this interface (default: the route to the target)");
   app->add_option("--dst-mac", o.dst_mac,
                   "Destination MAC of the frames (default: the next hop's, from the neighbour table)");
@@ -604,7 +617,7 @@ int main(int argc, char** argv) {
             ? "Flood a mix (per 8 packets: 4 SYN, 2 ACK, 1 RST, 1 FIN+ACK) from spoofed sources"
             : "Flood " + std::string(kind) + " segments from spoofed sources (AF_PACKET, see --tx-method)";
     CLI::App* cmd = app.add_subcommand(kind, desc);
-    add_tx_options(cmd, flood, true);
+    add_tx_options(cmd, flood);
     cmd->add_option("--rate", flood.rate, "Packets per second; 0 = as fast as possible")
         ->required()
         ->check(whole_number());
@@ -633,9 +646,11 @@ int main(int argc, char** argv) {
 
   ReplayOptions replay;
   CLI::App* rcmd = app.add_subcommand(
-      "replay", "Replay the TCP packets of a pcap file at the target (other protocols are skipped and counted)");
+      "replay",
+      "Replay the TCP packets of a pcap file at the target, IPv4 packets at an IPv4 target and IPv6 packets "
+      "at an IPv6 one (everything else is skipped and counted)");
   rcmd->add_option("file", replay.file, "pcap file")->required()->check(CLI::ExistingFile);
-  add_tx_options(rcmd, replay, false);
+  add_tx_options(rcmd, replay);
   auto* speed = rcmd->add_option("--speed", replay.speed,
                                  "Follow the capture's timing, scaled (2 = twice as fast); the default timing")
                     ->capture_default_str()
@@ -647,10 +662,11 @@ int main(int argc, char** argv) {
   speed->excludes(rrate);
   auto* rspoof = rcmd->add_option("--spoof", replay.spoof,
                                   "Map sources into this range (one captured source -> one spoofed source); "
-                                  "default 198.18.0.0/15; others need --allow-any-spoof");
+                                  "default 198.18.0.0/15, or 2001:2::/48 for an IPv6 target; others need "
+                                  "--allow-any-spoof");
   rcmd->add_flag("--keep-sources", replay.keep_sources,
-                 "Send from the captured source addresses; packets from outside 198.18.0.0/15 are "
-                 "skipped and counted unless --allow-any-spoof is given")
+                 "Send from the captured source addresses; packets from outside 198.18.0.0/15 "
+                 "(IPv6: 2001:2::/48) are skipped and counted unless --allow-any-spoof is given")
       ->excludes(rspoof);
   rcmd->add_option("--duration", replay.bounds.duration_s, "Stop after S seconds")->check(finite_number(0, true));
   rcmd->add_option("--count", replay.bounds.count, "Stop after N packets")->check(whole_number(1));

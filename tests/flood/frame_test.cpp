@@ -111,7 +111,9 @@ TEST(Rewrite, LocatesIpBehindEveryLinkType) {
   std::vector<uint8_t> v6(60, 0);
   v6[12] = 0x86;
   v6[13] = 0xDD;
-  EXPECT_EQ(locate_ip(v6, LinkType::Ethernet).skip, SkipReason::NotIpv4);
+  EXPECT_EQ(locate_ip(v6, LinkType::Ethernet).skip, SkipReason::None);
+  EXPECT_EQ(locate_ip(v6, LinkType::Ethernet).version, 6);
+  EXPECT_EQ(locate_ip(eth, LinkType::Ethernet).version, 4);
   std::vector<uint8_t> sll(16 + 40, 0);
   sll[14] = 0x08;
   EXPECT_EQ(locate_ip(sll, LinkType::LinuxSll).offset, 16u);

@@ -3,17 +3,20 @@
 # (created here, removed by the trap). The receiver counts arrivals by TCP flags with ip6tables
 # counters in raw PREROUTING. Checks: every flood kind arrives complete, from 2001:2::/48 by
 # default; the next hop's MAC is found over NDP; rate accuracy; spoof ranges outside 2001:2::/48
-# are refused without --allow-any-spoof, narrower ones inside it are used.
+# are refused without --allow-any-spoof, narrower ones inside it are used; replay of an IPv6
+# capture maps sources into 2001:2::/48 (or keeps benchmarking ones only) and skips IPv4 packets.
 set -euo pipefail
 bin=${1:?usage: ipv6_netns_test.sh SYNFLOOD}
 [ "$(id -u)" = 0 ] || { echo "SKIP: needs root"; exit 77; }
 
 tx="sgf6-tx-$$"; rx="sgf6-rx-$$"
+tmp=$(mktemp -d)
 cleanup() {
   local rc=$?
   set +e
   ip netns del "$tx" 2>/dev/null
   ip netns del "$rx" 2>/dev/null
+  rm -rf "$tmp"
   exit "$rc"
 }
 trap cleanup EXIT
@@ -75,5 +78,46 @@ grep -q allow-any-spoof <<<"$err" || fail "the refusal does not name --allow-any
 rc=0; ip netns exec "$tx" "$bin" syn --target '[fd00:77::2]:80' --rate 0 --count 10 --spoof 198.18.0.0/15 2>/dev/null || rc=$?
 [ "$rc" = 2 ] || fail "an IPv4 --spoof range with an IPv6 target exited $rc"
 [ "$(counter other)" = 0 ] || fail "refused runs sent $(counter other) packets"
+
+echo "== replay at an IPv6 target: sources mapped into 2001:2::/48, IPv4 packets skipped"
+python3 - "$tmp/v6.pcap" <<'PY'
+import socket, struct, sys
+def csum(b):
+    if len(b) % 2: b += b"\0"
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    while s >> 16: s = (s & 0xffff) + (s >> 16)
+    return ~s & 0xffff
+def v6syn(src, i):
+    s, d = socket.inet_pton(socket.AF_INET6, src), socket.inet_pton(socket.AF_INET6, "2001:db8::20")
+    tcp = struct.pack("!HHIIBBHHH", 40000 + i, 443, i, 0, 0x50, 0x02, 1000, 0, 0)
+    c = csum(s + d + struct.pack("!IxxxB", len(tcp), 6) + tcp)
+    tcp = tcp[:16] + struct.pack("!H", c) + tcp[18:]
+    return b"\x86\xdd", struct.pack("!IHBB", 0x60000000, len(tcp), 6, 64) + s + d + tcp
+def v4syn(i):
+    tcp = struct.pack("!HHIIBBHHH", 40000 + i, 443, i, 0, 0x50, 0x02, 1000, 0, 0)
+    h = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 40, 1, 0, 64, 6, 0, bytes([198, 18, 0, 5]), bytes([192, 0, 2, 20]))
+    return b"\x08\x00", h[:10] + struct.pack("!H", csum(h)) + h[12:] + tcp
+pkts = [v6syn("2001:db8::10", i) for i in range(5)] + [v6syn("2001:2::99", 5), v4syn(6), v4syn(7)]
+with open(sys.argv[1], "wb") as f:
+    f.write(struct.pack("<IHHiIII", 0xa1b2c3d4, 2, 4, 0, 0, 65535, 1))
+    for i, (etype, ip) in enumerate(pkts):
+        frame = b"\x02\0\0\0\0\x02\x02\0\0\0\0\x01" + etype + ip
+        f.write(struct.pack("<IIII", 1, i * 1000, len(frame), len(frame)) + frame)
+PY
+reset_rules
+ip netns exec "$rx" ip6tables -t raw -I PREROUTING -s 2001:db8::/32 -m comment --comment real
+out=$(ip netns exec "$tx" "$bin" replay "$tmp/v6.pcap" --target '[fd00:77::2]:80' --json)
+echo "$out"
+[ "$(counter syn)" = 6 ] || fail "replay: $(counter syn) of 6 IPv6 SYNs arrived from 2001:2::/48"
+[ "$(counter real)" = 0 ] || fail "replay sent $(counter real) packets from 2001:db8::/32"
+[ "$(jget "$out" '["skipped"]["other_family"]')" = 2 ] || fail "the 2 IPv4 packets were not skipped as other_family"
+reset_rules
+ip netns exec "$rx" ip6tables -t raw -I PREROUTING -s 2001:2::99 -m comment --comment kept
+ip netns exec "$rx" ip6tables -t raw -I PREROUTING -s 2001:db8::/32 -m comment --comment real
+out=$(ip netns exec "$tx" "$bin" replay "$tmp/v6.pcap" --target '[fd00:77::2]:80' --keep-sources --json)
+echo "$out"
+[ "$(counter kept)" = 1 ] || fail "--keep-sources: $(counter kept) of 1 arrived from 2001:2::99"
+[ "$(counter real)" = 0 ] || fail "--keep-sources sent $(counter real) packets from 2001:db8::/32"
+[ "$(jget "$out" '["skipped"]["source_outside_range"]')" = 5 ] || fail "real IPv6 sources not counted as skipped"
 
 echo "PASS"

@@ -3,6 +3,7 @@
 #include "addr.hpp"
 #include "frame.hpp"
 #include "netinfo.hpp"
+#include "rewrite.hpp"
 
 #include <gtest/gtest.h>
 
@@ -117,4 +118,58 @@ TEST(Ipv6Route, LongestPrefixThenMetric) {
   r = pick_route6(table, *parse_ipv6("fd00:99::1"));  // only a reject route is that specific
   ASSERT_TRUE(r);
   EXPECT_EQ(r->iface, "eth0");
+}
+
+TEST(Ipv6Replay, RetargetsMapsAndFixesTheChecksum) {
+  std::vector<uint8_t> buf(kMaxHeadersLen + 3);
+  SegmentSpec s;
+  s.tuple = {Address::from_v6(*parse_ipv6("2001:db8::10")), Address::from_v6(*parse_ipv6("2001:db8::20")), 40000, 443};
+  s.flags = tcp_flag::SYN;
+  s.seq = 7;
+  const uint8_t payload[3] = {1, 2, 3};
+  s.payload = payload;
+  buf.resize(build_tcp_packet(buf, s));
+  ASSERT_GT(buf.size(), 60u);
+  buf[40 + 16] ^= 0x55;  // a checksum the capturing NIC never filled in
+  RewriteConfig6 cfg;
+  cfg.dst_ip = *parse_ipv6("fd00:77::2");
+  cfg.dst_port = 80;
+  cfg.spoof = kBenchmarkRange6;
+  size_t len = 0;
+  auto copy = buf;
+  ASSERT_EQ(rewrite_ipv6_tcp(copy, cfg, len), SkipReason::None);
+  EXPECT_EQ(len, buf.size());
+  auto parsed = parse_tcp_packet(copy);
+  ASSERT_TRUE(parsed) << to_string(parsed.error);
+  EXPECT_TRUE(parsed.packet.checksum_valid());
+  EXPECT_EQ(parsed.packet.dst(), Address::from_v6(cfg.dst_ip));
+  EXPECT_EQ(parsed.packet.dport(), 80);
+  EXPECT_EQ(parsed.packet.sport(), 40000);
+  EXPECT_EQ(parsed.packet.payload_len(), 3u);
+  const Ip6 mapped = map_into_range6(*parse_ipv6("2001:db8::10"), kBenchmarkRange6);
+  EXPECT_TRUE(kBenchmarkRange6.contains(mapped));
+  EXPECT_NE(mapped, kBenchmarkRange6.base);
+  EXPECT_EQ(parsed.packet.src(), Address::from_v6(mapped));
+  EXPECT_NE(map_into_range6(*parse_ipv6("2001:db8::11"), kBenchmarkRange6), mapped);
+
+  // Kept sources: only from the allowed range.
+  cfg.spoof.reset();
+  cfg.allowed_sources = kBenchmarkRange6;
+  copy = buf;
+  EXPECT_EQ(rewrite_ipv6_tcp(copy, cfg, len), SkipReason::RealSource);
+  EXPECT_EQ(copy, buf);
+  // What cannot be rewritten.
+  copy = buf;
+  copy[6] = 44;
+  EXPECT_EQ(rewrite_ipv6_tcp(copy, cfg, len), SkipReason::Fragment);
+  copy[6] = 0;
+  EXPECT_EQ(rewrite_ipv6_tcp(copy, cfg, len), SkipReason::Ipv6ExtensionHeaders);
+  copy[6] = 17;
+  EXPECT_EQ(rewrite_ipv6_tcp(copy, cfg, len), SkipReason::NotTcp);
+  copy = buf;
+  copy[0] = 0x45;
+  EXPECT_EQ(rewrite_ipv6_tcp(copy, cfg, len), SkipReason::OtherFamily);
+  copy = buf;
+  copy[5] += 10;  // payload length beyond the capture
+  EXPECT_EQ(rewrite_ipv6_tcp(copy, cfg, len), SkipReason::Truncated);
 }
