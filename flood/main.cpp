@@ -232,7 +232,8 @@ int run_flood(const FloodOptions& o) {
   const auto malform = parse_malform(o.malform);
   if (!malform) throw UsageError("unknown --malform kind " + o.malform);
   const bool v6 = is_v6_target(o.target);
-  if (v6 && *malform != Malform::None) throw UsageError("--malform builds IPv4 frames only; the target is IPv6");
+  if (v6 && !malform_has_ipv6_form(*malform))
+    throw UsageError("--malform " + o.malform + " has no IPv6 form (IPv6 has no IP header options)");
   FrameSpec spec;
   std::optional<AddressIterator> addrs;
   std::optional<AddressIterator6> addrs6;
@@ -632,7 +633,8 @@ int main(int argc, char** argv) {
     if (std::string(kind) == "syn") {
       std::string help =
           "Send SYNs with one named defect and nothing else wrong (IP checksum valid, TCP checksum "
-          "valid over the TCP bytes sent), to check that a defence does not pass them to the server:";
+          "valid over the TCP bytes sent), to check that a defence does not pass them to the server. "
+          "All but ip-options also at an IPv6 target (fragments with a fragment header):";
       std::vector<std::string> names{"none"};
       for (const auto& k : malform_kinds()) {
         help += "\n  " + std::string(k.name) + ": " + std::string(k.description);

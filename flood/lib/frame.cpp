@@ -78,7 +78,6 @@ std::optional<FrameTemplate> FrameTemplate::make(const FrameSpec& spec) {
   FrameTemplate t;
   // Placeholder source; render() replaces it. Any address works since checksums are updated.
   t.v6_ = spec.dst_ip6.has_value();
-  if (t.v6_ && spec.malform != Malform::None) return std::nullopt;  // malformed frames are IPv4 only
   Ip6 src6 = kBenchmarkRange6.base;
   src6[15] = 1;
   const FlowTuple tuple = t.v6_ ? FlowTuple{Address::from_v6(src6), Address::from_v6(*spec.dst_ip6), 1024, spec.dst_port}
@@ -100,7 +99,8 @@ std::optional<FrameTemplate> FrameTemplate::make(const FrameSpec& spec) {
     f.dport = spec.dst_port;
     f.mss = spec.mss;
     f.tsval = 1;
-    ip_len = build_malformed_syn(ip_out, spec.malform, f);
+    ip_len = t.v6_ ? build_malformed_syn6(ip_out, spec.malform, f, src6, *spec.dst_ip6)
+                   : build_malformed_syn(ip_out, spec.malform, f);
     if (ip_len == 0) return std::nullopt;
     t.forced_flags_ = malform_flags(spec.malform);
     t.has_tcp_header_ = malform_has_tcp_header(spec.malform);
@@ -112,7 +112,8 @@ std::optional<FrameTemplate> FrameTemplate::make(const FrameSpec& spec) {
   t.len_ = kEthHeaderLen + ip_len;
   const uint8_t* ip = t.buf_.data() + kEthHeaderLen;
   if (t.v6_) {
-    t.tcp_ = kEthHeaderLen + 40;  // the core builder writes no extension headers
+    // Extension headers: only the fragment header of the fragment kinds.
+    t.tcp_ = kEthHeaderLen + kIpv6HeaderLen + (ip[6] == 44 ? kIpv6FragmentHeaderLen : 0);
     std::memcpy(t.src_ip6_.data(), ip + 8, 16);
   } else {
     t.tcp_ = kEthHeaderLen + static_cast<size_t>(ip[0] & 0x0f) * 4;
@@ -143,6 +144,7 @@ void FrameTemplate::render6(uint8_t* out, const Ip6& src_ip, uint16_t sport, uin
                             uint8_t flags) const noexcept {
   std::memcpy(out, buf_.data(), len_);
   std::memcpy(out + kEthHeaderLen + 8, src_ip.data(), 16);
+  if (!has_tcp_header_) return;
   uint16_t check = tcp_check_;
   for (size_t i = 0; i < 16; i += 4)
     check = csum_replace32(check, load_be32(src_ip6_.data() + i), load_be32(src_ip.data() + i));

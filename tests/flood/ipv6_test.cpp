@@ -97,8 +97,8 @@ TEST(Ipv6Frame, RenderedFramesAreValid) {
     EXPECT_EQ(p.seq(), static_cast<uint32_t>(r));
     EXPECT_EQ(p.flags(), flags);
   }
-  spec.malform = Malform::SynFin;
-  EXPECT_FALSE(FrameTemplate::make(spec));  // malformed frames are IPv4 only
+  spec.malform = Malform::IpOptions;
+  EXPECT_FALSE(FrameTemplate::make(spec));  // IPv6 has no header options to put there
 }
 
 TEST(Ipv6Route, LongestPrefixThenMetric) {
