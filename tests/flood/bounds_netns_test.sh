@@ -75,6 +75,7 @@ with open(path, "wb") as f:
 PY
 }
 mkpcap "$tmp/gap10.pcap" 198.18.0.10 0 10
+mkpcap "$tmp/gap2.5.pcap" 198.18.0.10 0 2.5
 mkpcap "$tmp/gap3600.pcap" 198.18.0.10 0 3600
 mkpcap "$tmp/real.pcap" 8.8.8.8 0 0.001 0.002
 mkpcap "$tmp/bench.pcap" 198.19.7.7 0 0.001 0.002
@@ -206,6 +207,10 @@ ip netns exec "$tx" script -q -e -c "$bin syn --target 10.77.0.2:80 --rate 1000 
 cat -v "$tmp/tty.log"
 lines=$(tr '\r' '\n' <"$tmp/tty.log" | grep -cE '^ +[0-9]+\.[0-9] s  sent [0-9]+  [0-9]+ pps  [0-9]+ errors')
 [ "$lines" = 2 ] || fail "expected 2 progress lines on a terminal in 2.5 s, saw $lines"
+ip netns exec "$tx" script -q -e -c "$bin replay $tmp/gap2.5.pcap --target 10.77.0.2:8080" "$tmp/tty.log" >/dev/null
+cat -v "$tmp/tty.log"
+lines=$(tr '\r' '\n' <"$tmp/tty.log" | grep -cE '^ +[0-9]+\.[0-9] s  sent 1  [0-9]+ pps  0 errors')
+[ "$lines" = 2 ] || fail "expected 2 progress lines from a 2.5 s replay on a terminal, saw $lines"
 ip netns exec "$tx" script -q -e -c "$bin syn --target 10.77.0.2:80 --rate 1000 --duration 1.5 --json" "$tmp/tty.log" >/dev/null
 ! grep -q " pps  " "$tmp/tty.log" || fail "progress line printed with --json"
 ip netns exec "$tx" "$bin" syn --target 10.77.0.2:80 --rate 1000 --duration 1.5 >"$tmp/pipe.log"
