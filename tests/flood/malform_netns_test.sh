@@ -61,11 +61,21 @@ for kind in $kinds; do
     [ "$target" = 10.99.0.2:80 ] || kinds6="$kinds6 $kind"
   done
 done
-sleep 0.3  # let tcpdump write the last frames
-kill -INT "$dump_pid"; wait "$dump_pid" || true; dump_pid=""
-
 n_kinds=$(echo "$kinds" | wc -w)
 n_kinds6=$(echo "$kinds6" | wc -w)
+# tcpdump drops what it has not read from its socket when it is stopped: wait (up to 10 s)
+# until it has written every frame, then stop it.
+records() {
+  python3 -c 'import struct,sys
+d=open(sys.argv[1],"rb").read(); p=24; n=0
+while p + 16 <= len(d): p += 16 + struct.unpack("<I", d[p+8:p+12])[0]; n += 1
+print(n)' "$tmp/rx.pcap" 2>/dev/null || echo 0
+}
+for _ in $(seq 100); do
+  [ "$(records)" -ge $(((n_kinds + n_kinds6) * per_kind)) ] && break
+  sleep 0.1
+done
+kill -INT "$dump_pid"; wait "$dump_pid" || true; dump_pid=""
 got=$(ip netns exec "$rx" iptables -t raw -nvxL PREROUTING | awk '/\/\* malformed \*\// {print $1}')
 [ "$got" = $((n_kinds * per_kind)) ] || fail "the receiver counted $got malformed IPv4 SYNs, expected $((n_kinds * per_kind))"
 got=$(ip netns exec "$rx" ip6tables -t raw -nvxL PREROUTING | awk '/\/\* malformed \*\// {print $1}')
