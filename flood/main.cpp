@@ -20,6 +20,7 @@
 #include "addr.hpp"
 #include "frame.hpp"
 #include "live.hpp"
+#include "numbers.hpp"
 #include "malform.hpp"
 #include "probe.hpp"
 #include "probe_report.hpp"
@@ -349,7 +350,6 @@ struct ReplayOptions : TxOptions {
   double speed = 1.0;
   uint64_t rate = 0;
   bool rate_set = false;    // --rate given: ignore capture timing (0 = as fast as possible)
-  bool spoof_set = false;
   bool keep_sources = false;
   Bounds bounds;
 };
@@ -705,7 +705,6 @@ int main(int argc, char** argv) {
     const int rc = app.exit(e);  // prints help, the version, or the error
     return rc == 0 ? kExitDone : kExitUsage;
   }
-  replay.spoof_set = rspoof->count() > 0;
   replay.rate_set = rrate->count() > 0;
   install_stop_signals();
   ::prctl(PR_SET_TIMERSLACK, 1000UL, 0, 0, 0);  // wake-ups within ~1 us: pacing depends on it

@@ -1,11 +1,10 @@
-// The once-a-second progress line of a flood or replay on a terminal, and the strict number
-// parsing of the command line. Pure: the caller passes the clock.
+// The once-a-second progress line of a flood or replay on a terminal. Pure: the caller passes
+// the clock.
 #pragma once
 
 #include <cstdint>
 #include <optional>
 #include <string>
-#include <string_view>
 
 namespace syngate::flood {
 
@@ -28,11 +27,5 @@ class LiveTicker {
 };
 
 std::string format_live_line(double elapsed_s, uint64_t sent, double pps, uint64_t errors);
-
-// A non-negative decimal integer that fits in 64 bits: digits only, so "-5", "+5", "1e3",
-// " 5" and "5x" are refused (strtoull would wrap "-5" to 2^64 - 5).
-std::optional<uint64_t> parse_count(std::string_view text) noexcept;
-// A finite decimal number (no NaN, no infinity, no hex floats).
-std::optional<double> parse_finite(std::string_view text) noexcept;
 
 }  // namespace syngate::flood

@@ -1,4 +1,5 @@
 #include "live.hpp"
+#include "numbers.hpp"
 
 #include <gtest/gtest.h>
 
