@@ -708,16 +708,36 @@ int main(int argc, char** argv) {
   replay.rate_set = rrate->count() > 0;
   install_stop_signals();
   ::prctl(PR_SET_TIMERSLACK, 1000UL, 0, 0, 0);  // wake-ups within ~1 us: pacing depends on it
+  // A run that cannot start still answers --json with a report, so a script reading stdout
+  // sees why.
+  std::string mode = "?";
+  bool json = false;
+  auto report_error = [&](const char* what) {
+    std::fprintf(stderr, "synflood: %s\n", what);
+    if (json) std::cout << nlohmann::json{{"mode", mode}, {"sent", 0}, {"error", what}}.dump() << "\n";
+  };
   try {
     for (CLI::App* cmd : flood_cmds)
-      if (cmd->parsed()) return run_flood(flood);
-    if (rcmd->parsed()) return run_replay(replay);
-    if (pcmd->parsed()) return run_probe_cmd(probe);
+      if (cmd->parsed()) {
+        mode = cmd->get_name();
+        json = flood.json;
+        return run_flood(flood);
+      }
+    if (rcmd->parsed()) {
+      mode = "replay";
+      json = replay.json;
+      return run_replay(replay);
+    }
+    if (pcmd->parsed()) {
+      mode = "probe";
+      json = probe.json;
+      return run_probe_cmd(probe);
+    }
   } catch (const UsageError& e) {
-    std::fprintf(stderr, "synflood: %s\n", e.what());
+    report_error(e.what());
     return kExitUsage;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "synflood: %s\n", e.what());
+    report_error(e.what());
     return kExitFailed;
   }
   return kExitUsage;

@@ -163,6 +163,8 @@ out=$(ip netns exec "$tx" "$bin" replay "$tmp/bench.pcap" --target 10.77.0.2:808
 [ "$(counter kept)" = 3 ] || fail "--keep-sources with benchmarking sources: $(counter kept) of 3 arrived from 198.19.7.7"
 rc=0; ip netns exec "$tx" "$bin" replay "$tmp/real.pcap" --target 10.77.0.2:8080 --spoof 8.8.0.0/16 2>"$tmp/err" || rc=$?
 [ "$rc" = 2 ] || fail "--spoof 8.8.0.0/16 exited $rc, expected 2"
+rc=0; out=$(ip netns exec "$tx" "$bin" replay "$tmp/real.pcap" --target 10.77.0.2:8080 --spoof 8.8.0.0/16 --json 2>/dev/null) || rc=$?
+jget "$out" '["error"]' | grep -q allow-any-spoof || fail "the refusal is not in the JSON: $out"
 grep -q allow-any-spoof "$tmp/err" || fail "the refusal does not name --allow-any-spoof"
 
 echo "== exit codes: failures are 1 with an error in the JSON"
@@ -184,6 +186,11 @@ rc=0; ip netns exec "$tx" "$bin" probe --target 10.77.0.2:8081 --count 5 --concu
 [ "$rc" = 0 ] || fail "a probe without --min-success exited $rc"
 out=$(ip netns exec "$tx" "$bin" syn --target 10.77.0.2:80 --rate 0 --count 10 --json)
 [ "$(jget "$out" '["error"]')" = None ] || fail "a clean flood reports an error"
+
+rc=0; out=$(ip netns exec "$tx" "$bin" syn --target 10.66.0.2:80 --rate 0 --count 10 --json 2>/dev/null) || rc=$?
+echo "$out (exit $rc)"
+[ "$rc" = 1 ] || fail "a flood with no route to its target exited $rc"
+jget "$out" '["error"]' | grep -q "no route" || fail "no route error missing from the JSON"
 
 echo "== usage errors exit 2 and send nothing"
 reset_rules
