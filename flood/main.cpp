@@ -540,14 +540,19 @@ struct ProbeOptions {
 };
 
 int run_probe_cmd(ProbeOptions o) {
-  const Endpoint target = checked_target(o.cfg.target);
+  std::optional<Endpoint> target;
+  std::optional<Endpoint6> target6;
+  if (is_v6_target(o.cfg.target))
+    target6 = checked_target6(o.cfg.target);
+  else
+    target = checked_target(o.cfg.target);
   if (o.cfg.count == 0) throw UsageError("--count must be > 0");
   if (o.cfg.concurrency == 0) throw UsageError("--concurrency must be > 0");
   if (o.cfg.timeout_ms == 0) throw UsageError("--timeout-ms must be > 0");
   if (!o.cfg.http_path.empty() && o.cfg.http_path[0] != '/') throw UsageError("--http PATH must start with /");
   o.cfg.concurrency = std::min(o.cfg.concurrency, o.cfg.count);
   const uint64_t start = now_ns();
-  const auto attempts = run_probe(o.cfg, target);
+  const auto attempts = target6 ? run_probe(o.cfg, *target6) : run_probe(o.cfg, *target);
   const auto report = summarize_probe(o.cfg, attempts, static_cast<double>(now_ns() - start) / 1e9);
   const bool interrupted = stop_requested();
   std::string error;
@@ -678,7 +683,7 @@ int main(int argc, char** argv) {
   ProbeOptions probe;
   CLI::App* pcmd = app.add_subcommand(
       "probe", "Legitimate clients: success %, connect and first-byte latency percentiles, failures by kind");
-  pcmd->add_option("--target", probe.cfg.target, "Server IP:PORT (IPv4)")->required();
+  pcmd->add_option("--target", probe.cfg.target, "Server IPv4:PORT or [IPv6]:PORT")->required();
   pcmd->add_option("--count", probe.cfg.count, "Connections to open")->required()->check(whole_number(1));
   pcmd->add_option("--concurrency", probe.cfg.concurrency, "Connections in flight at once")
       ->default_val(10)

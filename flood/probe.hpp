@@ -12,5 +12,6 @@ namespace syngate::flood {
 // or waits for the server's banner. Returns one Attempt per connection that finished: all of
 // them, unless SIGINT/SIGTERM (stop_requested) ended the run early.
 std::vector<Attempt> run_probe(const ProbeConfig& config, const Endpoint& target);
+std::vector<Attempt> run_probe(const ProbeConfig& config, const Endpoint6& target);
 
 }  // namespace syngate::flood

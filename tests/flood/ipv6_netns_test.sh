@@ -4,16 +4,19 @@
 # counters in raw PREROUTING. Checks: every flood kind arrives complete, from 2001:2::/48 by
 # default; the next hop's MAC is found over NDP; rate accuracy; spoof ranges outside 2001:2::/48
 # are refused without --allow-any-spoof, narrower ones inside it are used; replay of an IPv6
-# capture maps sources into 2001:2::/48 (or keeps benchmarking ones only) and skips IPv4 packets.
+# capture maps sources into 2001:2::/48 (or keeps benchmarking ones only) and skips IPv4 packets;
+# the prober connects over IPv6.
 set -euo pipefail
 bin=${1:?usage: ipv6_netns_test.sh SYNFLOOD}
 [ "$(id -u)" = 0 ] || { echo "SKIP: needs root"; exit 77; }
 
 tx="sgf6-tx-$$"; rx="sgf6-rx-$$"
 tmp=$(mktemp -d)
+srv_pid=""
 cleanup() {
   local rc=$?
   set +e
+  if [ -n "$srv_pid" ]; then kill "$srv_pid" 2>/dev/null; wait "$srv_pid" 2>/dev/null; fi
   ip netns del "$tx" 2>/dev/null
   ip netns del "$rx" 2>/dev/null
   rm -rf "$tmp"
@@ -119,5 +122,19 @@ echo "$out"
 [ "$(counter kept)" = 1 ] || fail "--keep-sources: $(counter kept) of 1 arrived from 2001:2::99"
 [ "$(counter real)" = 0 ] || fail "--keep-sources sent $(counter real) packets from 2001:db8::/32"
 [ "$(jget "$out" '["skipped"]["source_outside_range"]')" = 5 ] || fail "real IPv6 sources not counted as skipped"
+
+echo "== probe over IPv6: an HTTP server and a closed port"
+ip netns exec "$rx" ip6tables -t raw -F PREROUTING  # the counting rules drop every TCP segment
+ip netns exec "$rx" python3 -m http.server 8080 --bind fd00:77::2 --directory "$tmp" >/dev/null 2>&1 &
+srv_pid=$!
+for _ in $(seq 50); do
+  ip netns exec "$rx" ss -ltn | grep -q '\[fd00:77::2\]:8080' && break
+  sleep 0.1
+done
+out=$(ip netns exec "$tx" "$bin" probe --target '[fd00:77::2]:8080' --count 20 --concurrency 4 --timeout-ms 2000 --http / --json)
+echo "$out"
+[ "$(jget "$out" '["success_pct"]')" = 100.0 ] || fail "IPv6 probe against a healthy server did not reach 100%"
+out=$(ip netns exec "$tx" "$bin" probe --target '[fd00:77::2]:8081' --count 5 --concurrency 5 --timeout-ms 1000 --json)
+[ "$(jget "$out" '["failures_detail"]["refused"]')" = 5 ] || fail "closed IPv6 port not reported as refused: $out"
 
 echo "PASS"
