@@ -455,6 +455,7 @@ int run_daemon(const std::string& config_path) {
       w->snapshot.syn_only = syn_only;
       w->snapshot.queue = queue;
       w->snapshot.flow_table_bytes = w->engine ? w->engine->memory_bytes() : 0;
+      w->snapshot.flow_table_capacity = w->engine ? w->engine->config().max_flows : 0;
       d->workers.push_back(std::move(w));
     };
     for (uint16_t i = 0; i < cfg.syn_queues; ++i) {
