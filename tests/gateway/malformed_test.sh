@@ -12,19 +12,7 @@ SYNFLOOD=${2:?usage: malformed_test.sh SYNGATE SYNFLOOD}
 COUNT=${MALFORM_COUNT:-3000}
 RATE=${MALFORM_RATE:-15000}
 lab_up
-# IPv6 on every link too: the same floods over IPv6, spoofed from 2001:2::/48.
-in_ns "$NS_CLI" ip -6 addr add fd00:10:1::2/64 dev c0 nodad
-in_ns "$NS_ATK" ip -6 addr add fd00:10:2::2/64 dev a0 nodad
-in_ns "$NS_GW" ip -6 addr add fd00:10:1::1/64 dev g1 nodad
-in_ns "$NS_GW" ip -6 addr add fd00:10:2::1/64 dev g2 nodad
-in_ns "$NS_GW" ip -6 addr add fd00:10:3::1/64 dev g3 nodad
-in_ns "$NS_SRV" ip -6 addr add fd00:10:3::2/64 dev s0 nodad
-in_ns "$NS_CLI" ip -6 route add default via fd00:10:1::1
-in_ns "$NS_ATK" ip -6 route add default via fd00:10:2::1
-in_ns "$NS_SRV" ip -6 route add default via fd00:10:3::1
-in_ns "$NS_GW" sysctl -qw net.ipv6.conf.all.forwarding=1
-in_ns "$NS_GW" ip -6 route add 2001:2::/48 via fd00:10:2::2
-in_ns "$NS_ATK" ip6tables -t raw -A PREROUTING -d 2001:2::/48 -j DROP
+lab_ipv6  # the same floods over IPv6, spoofed from 2001:2::/48
 in_ns "$NS_SRV" ip6tables -t raw -I PREROUTING -s 2001:2::/48 -j ACCEPT
 # srv as the issue found it: no cookies of its own and a small backlog, so SYNs that got through
 # would also hurt the legitimate client.

@@ -18,21 +18,7 @@ want=$(sha256sum < "$LAB_DIR/www/big.bin" | cut -d' ' -f1)
 # in the client's socket, so the transfer depends on the gateway for its whole length.
 in_ns "$NS_CLI" sysctl -qw net.ipv4.tcp_rmem="4096 16384 65536"
 
-cat > "$LAB_DIR/echo.py" <<'PY'
-import socket, threading
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("10.10.3.2", 7000)); s.listen(64)
-def serve(c):
-    c.sendall(b"hello\n")          # the server speaks first
-    f = c.makefile("rb")
-    for line in f:
-        c.sendall(b"echo " + line)
-while True:
-    c, _ = s.accept()
-    threading.Thread(target=serve, args=(c,), daemon=True).start()
-PY
-bg "$NS_SRV" /usr/bin/python3 "$LAB_DIR/echo.py"
-wait_listen "$NS_SRV" 7000 || fail "echo server did not start"
+start_echo 7000
 
 cat > "$LAB_DIR/idle.py" <<'PY'
 import os, socket, sys, time
