@@ -611,7 +611,19 @@ int run_daemon(const std::string& config_path) {
     if (sig == SIGHUP) {
       try {
         GatewayConfig next = load_config(config_path);
-        for (const auto& key : non_reloadable_changes(cfg, next)) {
+        const std::vector<std::string> restart_keys = non_reloadable_changes(cfg, next);
+        if (!restart_keys.empty() && !cfg.state_dir.empty() && next.state_dir == cfg.state_dir) {
+          // What only a new process can apply (queues, table sizes, buffers): stop like for
+          // SIGTERM, then start again in this same process (exec). The flow tables in state_dir
+          // carry every connection over, resized or re-sharded on the way in.
+          std::string keys;
+          for (const auto& key : restart_keys) keys += (keys.empty() ? "" : ", ") + key;
+          spdlog::info("reload: {} changed: restarting in place to apply it; proxied flows are kept", keys);
+          ++d->reloads;
+          exit_code = kRestartInPlace;
+          break;
+        }
+        for (const auto& key : restart_keys) {
           spdlog::warn("reload: {} changed; it takes effect only after a restart", key);
         }
         cfg.log_level = next.log_level;
@@ -676,7 +688,11 @@ int run_daemon(const std::string& config_path) {
       prev_time = now;
     }
   }
-  notifier.stopping("stopping: draining the queues");
+  if (exit_code == kRestartInPlace) {
+    notifier.reloading("restarting in place to apply the new configuration");
+  } else {
+    notifier.stopping("stopping: draining the queues");
+  }
   d->stop.store(true);
   for (auto& w : d->workers) w->thread.join();
   if (http) {

@@ -4,6 +4,7 @@
 # server that speaks first, through syngate; then
 #   1. kill -9 at 1.5 s, the same config started again 1 s later (what Restart=always does);
 #   2. SIGTERM and a new binary (an upgrade);
+#   3. SIGHUP with new [engine] table sizes (syngate restarts in place, same PID);
 # every download arrives intact (sha256) and every idle connection carries data both ways
 # afterwards. 3. A handshake split across a restart: the SYN answered by one process, the ACK
 # (cookie) validated by the next.
@@ -98,8 +99,27 @@ upgrade() {
   wait "$SYNGATE_PID" 2>/dev/null || true
   SYNGATE_BIN=$LAB_DIR/syngate-new start_syngate
 }
+resize() {
+  # [engine] sizes can only change in a new process: SIGHUP restarts syngate in place (same
+  # PID), and the new table imports every flow.
+  local before
+  before=$(grep -c "syngate running" "$LAB_DIR/syngate.log")
+  write_config "" "max_flows = 5000" '[[service]]
+address = "10.10.3.2"
+port = 7000'
+  kill -HUP "$SYNGATE_PID"
+  for _ in $(seq 100); do
+    (( $(grep -c "syngate running" "$LAB_DIR/syngate.log") > before )) && break
+    sleep 0.05
+  done
+  (( $(grep -c "syngate running" "$LAB_DIR/syngate.log") > before )) || fail "no restart in place: $(tail -3 "$LAB_DIR/syngate.log")"
+  kill -0 "$SYNGATE_PID" || fail "the restart in place changed the PID"
+  grep -q "imported" "$LAB_DIR/syngate.log" || fail "the resized table imported nothing: $(tail -5 "$LAB_DIR/syngate.log")"
+  [[ $(metric_sum syngate_flow_table_capacity) == 5000 ]] || fail "max_flows did not change"
+}
 round "kill -9, restart after 1 s" crash
 round "SIGTERM, new binary" upgrade
+round "SIGHUP with a new max_flows (restart in place)" resize
 
 log "a handshake split across a restart"
 # The client's ACKs are held back until the gateway has restarted: the SYN-ACK (cookie) comes
