@@ -81,6 +81,15 @@ lab_ipv6() {
   in_ns "$NS_GW" sysctl -qw net.ipv6.conf.all.forwarding=1
   in_ns "$NS_GW" ip -6 route add 2001:2::/48 via fd00:10:2::2
   in_ns "$NS_ATK" ip6tables -t raw -A PREROUTING -d 2001:2::/48 -j DROP
+  # Resolve the gateway's IPv6 neighbours now: packets to a neighbour still INCOMPLETE wait in a
+  # short queue and the first ones of a test would be lost or late.
+  local addr i
+  for addr in fd00:10:1::2 fd00:10:2::2 fd00:10:3::2; do
+    for ((i = 0; i < 30; i++)); do
+      in_ns "$NS_GW" ping -6 -c 1 -W 1 "$addr" >/dev/null 2>&1 && break
+      sleep 0.1
+    done
+  done
 }
 
 lab_down() {

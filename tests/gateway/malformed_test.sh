@@ -19,18 +19,25 @@ in_ns "$NS_SRV" ip6tables -t raw -I PREROUTING -s 2001:2::/48 -j ACCEPT
 in_ns "$NS_SRV" sysctl -qw net.ipv4.tcp_syncookies=0 net.ipv4.tcp_max_syn_backlog=128
 # Count everything from the spoofed range that reaches srv, before anything else can drop it.
 in_ns "$NS_SRV" iptables -t raw -I PREROUTING -s 198.18.0.0/15 -j ACCEPT
+reached() {  # everything from both spoofed ranges that reached srv
+  local v4 v6
+  v4=$(in_ns "$NS_SRV" iptables -t raw -L PREROUTING -vnx | awk '$8 == "198.18.0.0/15" { print $1 }')
+  v6=$(in_ns "$NS_SRV" ip6tables -t raw -L PREROUTING -vnx | awk '$8 == "2001:2::/48" { print $1 }')
+  echo $(( v4 + v6 ))
+}
+
+# The counters must see what gets through: before syngate and its rules are in place, 10
+# well-formed spoofed SYNs per family cross the gateway and are counted at srv.
+in_ns "$NS_ATK" "$SYNFLOOD" syn --target 10.10.3.2:80 --count 10 --rate 1000 --duration 5 > /dev/null
+in_ns "$NS_ATK" "$SYNFLOOD" syn --target '[fd00:10:3::2]:80' --count 10 --rate 1000 --duration 5 > /dev/null
+sleep 0.3
+(( $(reached) == 20 )) || fail "the counters at srv saw $(reached) of 20 unprotected spoofed SYNs"
 start_nginx
 write_config "" "" '[[service]]
 address = "fd00:10:3::2"
 port = 80'
 start_syngate
 
-reached() {  # everything from both spoofed ranges that reached srv
-  local v4 v6
-  v4=$(in_ns "$NS_SRV" iptables -t raw -L PREROUTING -vnx | awk '$8 == "198.18.0.0/15" { print $1 }')
-  v6=$(in_ns "$NS_SRV" ip6tables -t raw -L PREROUTING -vnx | awk '$7 == "2001:2::/48" { print $1 }')
-  echo $(( v4 + v6 ))
-}
 
 legit() {
   local ok=0 total=0
