@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Collects the lab's per-point JSON files into report.json, table.md and a gnuplot chart.
 
-Usage: report.py OUT_DIR   (the directory run.sh wrote; points/<mode>/<idx>.{flood,probe,gw}.json)
+Usage: report.py OUT_DIR   (the directory run.sh wrote: points/<mode>/<idx>.{flood,probe,gw}.json for the
+SYN rate sweep; ack{4,6}.json, malformed{4,6}.tsv and mixed{4,6}.{flood,probe,gw}.json for the other kinds)
 """
 import json
 import os
@@ -17,6 +18,26 @@ def load(path):
         return json.load(f)
 
 
+def point(base, rate):
+    """One probe-under-flood point (base.{flood,probe,gw}.json), or None if it was not run."""
+    if not os.path.exists(base + ".probe.json"):
+        return None
+    flood = load(base + ".flood.json") if os.path.exists(base + ".flood.json") else {}
+    probe = load(base + ".probe.json")
+    gw = load(base + ".gw.json") if os.path.exists(base + ".gw.json") else {}
+    return {
+        "rate_requested": rate,
+        "flood_pps": round(flood.get("pps", 0)),
+        "flood_sent": flood.get("sent", 0),
+        "success_pct": probe["success_pct"],
+        "connect_ms": probe["connect_ms"],
+        "first_byte_ms": probe["first_byte_ms"],
+        "failures": probe["failures"],
+        "failures_detail": probe["failures_detail"],
+        "gateway": gw,
+    }
+
+
 def collect(out):
     config = load(os.path.join(out, "config.json"))
     rates = config["rates"].split()
@@ -29,25 +50,7 @@ def collect(out):
         if os.path.exists(skipped):
             modes[mode] = {"status": "skipped", "reason": open(skipped).read().strip(), "points": []}
             continue
-        points = []
-        for idx, rate in enumerate(rates):
-            base = os.path.join(mdir, str(idx))
-            if not os.path.exists(base + ".probe.json"):
-                continue
-            flood = load(base + ".flood.json") if os.path.exists(base + ".flood.json") else {}
-            probe = load(base + ".probe.json")
-            gw = load(base + ".gw.json") if os.path.exists(base + ".gw.json") else {}
-            points.append({
-                "rate_requested": rate,
-                "flood_pps": round(flood.get("pps", 0)),
-                "flood_sent": flood.get("sent", 0),
-                "success_pct": probe["success_pct"],
-                "connect_ms": probe["connect_ms"],
-                "first_byte_ms": probe["first_byte_ms"],
-                "failures": probe["failures"],
-                "failures_detail": probe["failures_detail"],
-                "gateway": gw,
-            })
+        points = [p for p in (point(os.path.join(mdir, str(idx)), rate) for idx, rate in enumerate(rates)) if p]
         entry = {"status": "ok", "points": points}
         banner = os.path.join(mdir, "banner.probe.json")
         if os.path.exists(banner):
@@ -57,6 +60,21 @@ def collect(out):
             srv = os.path.join(mdir, "banner.srv.json")
             if os.path.exists(srv):
                 entry["banner_no_flood"]["srv_tsecr_rejected"] = load(srv)["srv_tsecr_rejected"]
+        for family in ("4", "6"):
+            fam = "ipv" + family
+            ack = os.path.join(mdir, f"ack{family}.json")
+            if os.path.exists(ack):
+                entry.setdefault("forged_ack_download", {})[fam] = load(ack)
+            mal = os.path.join(mdir, f"malformed{family}.tsv")
+            if os.path.exists(mal):
+                kinds = {}
+                for line in open(mal):
+                    kind, sent, reached, rc = line.split()
+                    kinds[kind] = {"sent": int(sent), "reached_srv": int(reached), "synflood_exit": int(rc)}
+                entry.setdefault("malformed", {})[fam] = kinds
+            mixed = point(os.path.join(mdir, f"mixed{family}"), config.get("mixed_rate", 0))
+            if mixed:
+                entry.setdefault("mixed", {})[fam] = mixed
         modes[mode] = entry
     return {"config": config, "modes": modes}
 
@@ -86,7 +104,58 @@ def table(report):
         if "banner_no_flood" in m:
             notes.append(f"- {mode}: server-speaks-first service, no flood: "
                          f"{m['banner_no_flood']['success_pct']:.1f}% got the banner within 1 s")
-    return "\n".join(lines) + "\n" + ("\n" + "\n".join(notes) + "\n" if notes else "")
+    text = "## Spoofed SYN flood\n\n" + "\n".join(lines) + "\n" + ("\n" + "\n".join(notes) + "\n" if notes else "")
+    return text + kind_tables(report)
+
+
+def ok_modes(report, key):
+    return [(mode, m[key]) for mode, m in report["modes"].items() if m["status"] == "ok" and key in m]
+
+
+def mb_s(bps):
+    return f"{bps / 1e6:.1f}"
+
+
+def kind_tables(report):
+    out = []
+    acks = ok_modes(report, "forged_ack_download")
+    if acks:
+        out += ["", "## Forged-ACK flood during a download", "",
+                "| mode | IP | alone (MB/s) | under flood (MB/s) | ratio | intact | flood (ACK/s) | forged ACKs at srv |",
+                "|---|---|---:|---:|---:|---|---:|---:|"]
+        for mode, fams in acks:
+            for fam, a in sorted(fams.items()):
+                intact = "yes" if a["flood"]["intact"] and a["no_flood"]["intact"] else "NO"
+                out.append(f"| {mode} | {fam} | {mb_s(a['no_flood']['bytes_per_s'])} | {mb_s(a['flood']['bytes_per_s'])} | "
+                           f"{a['speed_ratio']:.2f} | {intact} | {a['flood_pps']} | {a['forged_acks_at_srv']} |")
+    mals = ok_modes(report, "malformed")
+    if mals:
+        kinds = []
+        for _, fams in mals:
+            for k in fams.values():
+                kinds += [x for x in k if x not in kinds]
+        head = [f"{mode} v{fam[-1]}" for mode, fams in mals for fam in sorted(fams)]
+        out += ["", "## Malformed-SYN flood: spoofed packets that reached srv (of those sent)", "",
+                "| kind | " + " | ".join(head) + " |", "|---|" + "---:|" * len(head)]
+        for kind in kinds:
+            cells = []
+            for _, fams in mals:
+                for fam in sorted(fams):
+                    k = fams[fam].get(kind)
+                    cells.append(f"{k['reached_srv']} / {k['sent']}" if k else "-")
+            out.append(f"| {kind} | " + " | ".join(cells) + " |")
+    mixed = ok_modes(report, "mixed")
+    if mixed:
+        out += ["", "## Mixed SYN/ACK/RST/FIN flood", "",
+                "| mode | IP | flood (pkt/s) | success % | connect p50 / p99 (ms) | failures (timeout/rst/other) |",
+                "|---|---|---:|---:|---:|---:|"]
+        for mode, fams in mixed:
+            for fam, p in sorted(fams.items()):
+                f = p["failures"]
+                out.append(f"| {mode} | {fam} | {p['flood_pps']} | {p['success_pct']:.1f} | "
+                           f"{p['connect_ms']['p50']:.1f} / {p['connect_ms']['p99']:.1f} | "
+                           f"{f['timeout']}/{f['refused_rst']}/{f['other']} |")
+    return "\n".join(out) + ("\n" if out else "")
 
 
 def chart(report, out):
@@ -145,6 +214,17 @@ def main():
         f, p, mode, rate = load(sys.argv[2]), load(sys.argv[3]), sys.argv[4], sys.argv[5]
         print(f"{mode:>12} rate {rate:>7}: flood {f.get('pps', 0):>9.0f} pps  success {p['success_pct']:6.2f}%  "
               f"connect p99 {p['connect_ms']['p99']:8.2f} ms")
+        return
+    if sys.argv[1] == "--ack":
+        a, mode, fam = load(sys.argv[2]), sys.argv[3], sys.argv[4]
+        print(f"{mode:>12} IPv{fam} download {a['size_mb']} MB: alone {mb_s(a['no_flood']['bytes_per_s'])} MB/s, "
+              f"under {a['flood_pps']} forged ACK/s {mb_s(a['flood']['bytes_per_s'])} MB/s "
+              f"(ratio {a['speed_ratio']:.2f}, intact {a['flood']['intact']})")
+        return
+    if sys.argv[1] == "--malformed":
+        path, mode, fam = sys.argv[2:5]
+        rows = [line.split() for line in open(path)]
+        print(f"{mode:>12} IPv{fam} malformed SYNs reaching srv: " + " ".join(f"{k}={r}/{s}" for k, s, r, _ in rows))
         return
     if sys.argv[1] == "--banner":
         p, mode = load(sys.argv[2]), sys.argv[3]
