@@ -175,8 +175,6 @@ def chart(report, out):
                 p99 = p["connect_ms"]["p99"] if p["connect_ms"]["count"] else report["config"]["probe_timeout_ms"]
                 f.write(f"{p['flood_pps'] / 1000:.1f} {p['success_pct']:.2f} {p99:.2f}\n")
         series.append((mode, path))
-    if not series:
-        return None
     terms = subprocess.run([gnuplot, "-e", "set terminal"], capture_output=True, text=True).stderr
     if "pngcairo" in terms:
         term, ext = "pngcairo size 1100,480 font 'sans,10'", "png"
@@ -184,6 +182,9 @@ def chart(report, out):
         term, ext = "png size 1100,480", "png"
     else:
         term, ext = "svg size 1100,480", "svg"
+    kinds_chart(report, out, gnuplot, term, ext)
+    if not series:
+        return None
     target = os.path.join(out, f"chart.{ext}")
     plot1 = ", ".join(f"'{p}' using 1:2 with linespoints lw 2 title '{m}'" for m, p in series)
     plot2 = ", ".join(f"'{p}' using 1:3 with linespoints lw 2 title '{m}'" for m, p in series)
@@ -202,6 +203,58 @@ set ylabel 'connect latency p99 (ms, log scale)'
 set logscale y
 set yrange [*:*]
 plot {plot2}
+unset multiplot
+"""
+    subprocess.run([gnuplot], input=script, text=True, check=True)
+    return target
+
+
+def kinds_chart(report, out, gnuplot, term, ext):
+    """One bar panel per extra attack kind, IPv4 and IPv6 side by side for each mode."""
+    rows = []
+    for mode, m in report["modes"].items():
+        if m["status"] != "ok":
+            continue
+        row = [mode]
+        for fam in ("ipv4", "ipv6"):
+            a = m.get("forged_ack_download", {}).get(fam)
+            row.append(f"{a['speed_ratio']:.3f}" if a else "?")
+        for fam in ("ipv4", "ipv6"):
+            p = m.get("mixed", {}).get(fam)
+            row.append(f"{p['success_pct']:.2f}" if p else "?")
+        for fam in ("ipv4", "ipv6"):
+            kinds = m.get("malformed", {}).get(fam)
+            sent = sum(k["sent"] for k in kinds.values()) if kinds else 0
+            row.append(f"{100.0 * sum(k['reached_srv'] for k in kinds.values()) / sent:.2f}" if sent else "?")
+        if any(c != "?" for c in row[1:]):
+            rows.append(row)
+    if not rows:
+        return None
+    dat = os.path.join(out, "chart-kinds.dat")
+    with open(dat, "w") as f:
+        f.write("# mode ack_ratio_v4 ack_ratio_v6 mixed_success_v4 mixed_success_v6 malformed_reached_pct_v4 v6\n")
+        for r in rows:
+            f.write(" ".join(r) + "\n")
+    target = os.path.join(out, f"chart-kinds.{ext}")
+    panels = [(2, "download speed under forged-ACK flood / alone", "[0:1.2]"),
+              (4, "legitimate connections during mixed flood (%)", "[0:105]"),
+              (6, "malformed SYNs that reached srv (% of sent)", "[0:105]")]
+    plots = []
+    for col, title, yr in panels:
+        plots.append(f"set title '{title}'\nset yrange {yr}\n"
+                     f"plot '{dat}' using {col}:xtic(1) title 'IPv4', '' using {col + 1} title 'IPv6'")
+    script = f"""
+set terminal {term.replace('1100,480', '1300,420')}
+set output '{target}'
+set datafile missing '?'
+set style data histograms
+set style histogram clustered gap 1
+set style fill solid 0.8 border -1
+set grid ytics
+set xtics rotate by -30
+set key below
+set multiplot layout 1,3 title 'syngate lab: the other attack kinds, per mode'
+{chr(10).join(plots)}
 unset multiplot
 """
     subprocess.run([gnuplot], input=script, text=True, check=True)

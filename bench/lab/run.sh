@@ -43,7 +43,8 @@ malform_kinds="opt-zero-len opt-past-header opt-len-one ip-options doff-short do
 malform_count=2000
 malform_rate=20000
 download_mb=20
-download_max_s=25
+download_max_s=12     # per download; the forged-ACK flood lasts repeats x this + 5 s at most
+download_repeats=3
 ack_rate=max
 mixed_rate=60000
 
@@ -66,6 +67,7 @@ Usage: $0 [options]
   --malform-count N      SYNs per malform kind (default $malform_count)
   --malform-rate R       their rate in SYN/s (default $malform_rate)
   --download-mb N        size of the download under the forged-ACK flood (default $download_mb)
+  --download-repeats N   downloads per measurement, the median is reported (default $download_repeats)
   --ack-rate R           forged-ACK flood rate, max = as fast as the generator goes (default $ack_rate)
   --mixed-rate R         mixed flood rate (default $mixed_rate)
   --out DIR              output directory (default: bench/lab/out/<timestamp>)
@@ -94,6 +96,7 @@ while (($#)); do
     --malform-rate) malform_rate=$2; shift 2 ;;
     --download-mb) download_mb=$2; shift 2 ;;
     --ack-rate) ack_rate=$2; shift 2 ;;
+    --download-repeats) download_repeats=$2; shift 2 ;;
     --mixed-rate) mixed_rate=$2; shift 2 ;;
     --quiet) quiet=1; shift ;;
     -h|--help) usage; exit 0 ;;
@@ -459,6 +462,14 @@ json_field() {  # json_field FILE KEY DEFAULT
     2>/dev/null || echo "$3"
 }
 
+# A 20 MB download over veth takes a tenth of a second: one alone is noise, the median of a few is not.
+download_median() {  # download_median FAMILY OUTFILE -> the median (by speed) of download_repeats downloads
+  local i
+  for i in $(seq "$download_repeats"); do download "$1" "$2"; done | sort -g -k1,1 | \
+    awk '{ line[NR] = $0; if ($4 != 1) bad = 1 } END { split(line[int((NR + 1) / 2)], f, " ");
+      print f[1], f[2], f[3], (bad ? 0 : f[4]) }'
+}
+
 download() {  # download FAMILY OUTFILE -> "bytes_per_s seconds http_code intact(0/1)"
   local host=10.10.3.2
   [ "$1" = 6 ] && host="[fd00:10:3::2]"
@@ -481,14 +492,14 @@ run_ack() {  # run_ack MODE FAMILY
   [ "$r" = max ] && r=0
   fresh_state
   local quiet_res flood_res reached0 reached1 flood_pid
-  quiet_res=$(download "$family" "$tmp/dl")
+  quiet_res=$(download_median "$family" "$tmp/dl")
   reached0=$(reached_srv "$family")
   ip netns exec "$atk" taskset -c "$flood_cpu" "$synflood" ack --target "$target" --rate "$r" \
-    --duration "$flood_max_s" --json >"$base.flood.json" 2>"$base.flood.err" &
+    --duration "$((download_repeats * download_max_s + 5))" --json >"$base.flood.json" 2>"$base.flood.err" &
   flood_pid=$!
   pids+=("$flood_pid")
   sleep "$warmup_s"
-  flood_res=$(download "$family" "$tmp/dl")
+  flood_res=$(download_median "$family" "$tmp/dl")
   kill -TERM "$flood_pid" 2>/dev/null || true
   wait "$flood_pid" || true
   reached1=$(reached_srv "$family")
@@ -569,7 +580,8 @@ big_sha=$(sha256sum <"$tmp/www/big" | cut -d' ' -f1)
   echo "\"rates\": \"$rates\", \"probe_count\": $probe_count, \"probe_concurrency\": $probe_conc,"
   echo "\"probe_timeout_ms\": $probe_timeout_ms, \"flood_max_s\": $flood_max_s, \"warmup_s\": $warmup_s,"
   echo "\"kinds\": \"$kinds\", \"malform_kinds\": \"$malform_kinds\", \"malform_count\": $malform_count,"
-  echo "\"malform_rate\": $malform_rate, \"download_mb\": $download_mb, \"ack_rate\": \"$ack_rate\", \"mixed_rate\": $mixed_rate"
+  echo "\"malform_rate\": $malform_rate, \"download_mb\": $download_mb, \"ack_rate\": \"$ack_rate\", \"mixed_rate\": $mixed_rate,"
+  echo "\"download_repeats\": $download_repeats"
   echo "}"
 } >"$out/config.json"
 
