@@ -39,6 +39,7 @@ flood_cpu=1
 out=""
 quiet=0
 kinds="syn ack malformed mixed ipv6"
+kind_modes=""        # modes that run the kinds other than syn (default: every mode)
 malform_kinds="opt-zero-len opt-past-header opt-len-one ip-options doff-short doff-long tcp-truncated frag-first frag-later syn-fin syn-rst"
 malform_count=2000
 malform_rate=20000
@@ -63,6 +64,7 @@ Usage: $0 [options]
   --banner-count N       server-speaks-first probes per mode, no flood (default $banner_count; 0 = skip)
   --gw-cpu same|other    pin syngate to the flood's CPU or the other one (default $gw_cpu)
   --kinds "LIST"         attack kinds: syn ack malformed mixed ipv6 (default: "$kinds")
+  --kind-modes "LIST"    run ack/malformed/mixed/ipv6 only for these modes (default: every mode)
   --malform-kinds "LIST" synflood --malform kinds (default: all eleven)
   --malform-count N      SYNs per malform kind (default $malform_count)
   --malform-rate R       their rate in SYN/s (default $malform_rate)
@@ -91,6 +93,7 @@ while (($#)); do
     --gw-cpu) gw_cpu=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     --kinds) kinds=$2; shift 2 ;;
+    --kind-modes) kind_modes=$2; shift 2 ;;
     --malform-kinds) malform_kinds=$2; shift 2 ;;
     --malform-count) malform_count=$2; shift 2 ;;
     --malform-rate) malform_rate=$2; shift 2 ;;
@@ -444,7 +447,7 @@ out = {
 }
 json.dump(out, open(path, "w"))
 EOF
-  log "$(python3 "$here/report.py" --point "$base.flood.json" "$base.probe.json" "$mode" "$rate")"
+  log "$(python3 "$here/report.py" --point "$base.flood.json" "$base.probe.json" "$mode" "$flood_kind IPv$family $rate")"
 }
 
 
@@ -601,8 +604,10 @@ for mode in $modes; do
     done
     run_banner "$mode"
   fi
-  run_family_kinds "$mode" 4
-  has_kind ipv6 && run_family_kinds "$mode" 6
+  if [ -z "$kind_modes" ] || [[ " $kind_modes " == *" $mode "* ]]; then
+    run_family_kinds "$mode" 4
+    if has_kind ipv6; then run_family_kinds "$mode" 6; fi
+  fi
   mode_down "$mode"
 done
 
