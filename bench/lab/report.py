@@ -265,7 +265,7 @@ def main():
     # One-line summaries for run.sh's progress log.
     if sys.argv[1] == "--point":
         f, p, mode, rate = load(sys.argv[2]), load(sys.argv[3]), sys.argv[4], sys.argv[5]
-        print(f"{mode:>12} rate {rate:>7}: flood {f.get('pps', 0):>9.0f} pps  success {p['success_pct']:6.2f}%  "
+        print(f"{mode:>12} {rate:>16}: flood {f.get('pps', 0):>9.0f} pps  success {p['success_pct']:6.2f}%  "
               f"connect p99 {p['connect_ms']['p99']:8.2f} ms")
         return
     if sys.argv[1] == "--ack":
