@@ -44,7 +44,7 @@ malform_kinds="opt-zero-len opt-past-header opt-len-one ip-options doff-short do
 malform_count=2000
 malform_rate=20000
 download_mb=20
-download_max_s=12     # per download; the forged-ACK flood lasts repeats x this + 5 s at most
+download_max_s=11     # per download; the forged-ACK flood lasts repeats x this + 5 s at most
 download_repeats=3
 ack_rate=max
 mixed_rate=60000
@@ -74,7 +74,7 @@ Usage: $0 [options]
   --mixed-rate R         mixed flood rate (default $mixed_rate)
   --out DIR              output directory (default: bench/lab/out/<timestamp>)
   --quiet                less chatter
-Every flood is bounded (${flood_max_s}s at most) and spoofs 198.18.0.0/15 (IPv6: 2001:2::/48) only.
+Every flood is bounded (${flood_max_s}s at most; the forged-ACK flood repeats x ${download_max_s}s + 5s) and spoofs 198.18.0.0/15 (IPv6: 2001:2::/48) only.
 Exit codes: 0 done (a mode that could not run is recorded as skipped), 1 a step failed, 2 usage.
 EOF
 }
@@ -467,8 +467,7 @@ json_field() {  # json_field FILE KEY DEFAULT
 
 # A 20 MB download over veth takes a tenth of a second: one alone is noise, the median of a few is not.
 download_median() {  # download_median FAMILY OUTFILE -> the median (by speed) of download_repeats downloads
-  local i
-  for i in $(seq "$download_repeats"); do download "$1" "$2"; done | sort -g -k1,1 | \
+  for _ in $(seq "$download_repeats"); do download "$1" "$2"; done | sort -g -k1,1 | \
     awk '{ line[NR] = $0; if ($4 != 1) bad = 1 } END { split(line[int((NR + 1) / 2)], f, " ");
       print f[1], f[2], f[3], (bad ? 0 : f[4]) }'
 }
