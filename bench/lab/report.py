@@ -236,7 +236,7 @@ def kinds_chart(report, out, gnuplot, term, ext):
         for r in rows:
             f.write(" ".join(r) + "\n")
     target = os.path.join(out, f"chart-kinds.{ext}")
-    panels = [(2, "download speed under forged-ACK flood / alone", "[0:1.2]"),
+    panels = [(2, "download speed under forged-ACK flood / alone", "[0:*]"),
               (4, "legitimate connections during mixed flood (%)", "[0:105]"),
               (6, "malformed SYNs that reached srv (% of sent)", "[0:105]")]
     plots = []
