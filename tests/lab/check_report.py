@@ -91,6 +91,8 @@ elif what == "syngate":
                   f"syngate {fam} {kind}: {k['reached_srv']} of {k['sent']} malformed SYNs reached srv (want 0 of > 0)")
     for fam, a in sorted(m.get("forged_ack_download", {}).items()):
         check(a["flood_pps"] >= 20000, f"syngate {fam}: the forged-ACK flood really ran ({a['flood_pps']} ACK/s)")
+        check(a["forged_acks_at_srv"] == 0,
+              f"syngate {fam}: {a['forged_acks_at_srv']} forged ACKs reached srv (want 0)")
         check(a["no_flood"]["intact"] and a["flood"]["intact"],
               f"syngate {fam}: the {a['size_mb']} MB download arrived intact, alone and under the flood")
         # Threshold: measured on the 2-CPU machine kind CI runs on, with the flood generator at its
