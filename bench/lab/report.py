@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Collects the lab's per-point JSON files into report.json, table.md and a gnuplot chart.
 
-Usage: report.py OUT_DIR   (the directory run.sh wrote; points/<mode>/<idx>.{flood,probe,gw}.json)
+Usage: report.py OUT_DIR   (the directory run.sh wrote: points/<mode>/<idx>.{flood,probe,gw}.json for the
+SYN rate sweep; ack{4,6}.json, malformed{4,6}.tsv and mixed{4,6}.{flood,probe,gw}.json for the other kinds)
 """
 import json
 import os
@@ -17,6 +18,26 @@ def load(path):
         return json.load(f)
 
 
+def point(base, rate):
+    """One probe-under-flood point (base.{flood,probe,gw}.json), or None if it was not run."""
+    if not os.path.exists(base + ".probe.json"):
+        return None
+    flood = load(base + ".flood.json") if os.path.exists(base + ".flood.json") else {}
+    probe = load(base + ".probe.json")
+    gw = load(base + ".gw.json") if os.path.exists(base + ".gw.json") else {}
+    return {
+        "rate_requested": rate,
+        "flood_pps": round(flood.get("pps", 0)),
+        "flood_sent": flood.get("sent", 0),
+        "success_pct": probe["success_pct"],
+        "connect_ms": probe["connect_ms"],
+        "first_byte_ms": probe["first_byte_ms"],
+        "failures": probe["failures"],
+        "failures_detail": probe["failures_detail"],
+        "gateway": gw,
+    }
+
+
 def collect(out):
     config = load(os.path.join(out, "config.json"))
     rates = config["rates"].split()
@@ -29,25 +50,7 @@ def collect(out):
         if os.path.exists(skipped):
             modes[mode] = {"status": "skipped", "reason": open(skipped).read().strip(), "points": []}
             continue
-        points = []
-        for idx, rate in enumerate(rates):
-            base = os.path.join(mdir, str(idx))
-            if not os.path.exists(base + ".probe.json"):
-                continue
-            flood = load(base + ".flood.json") if os.path.exists(base + ".flood.json") else {}
-            probe = load(base + ".probe.json")
-            gw = load(base + ".gw.json") if os.path.exists(base + ".gw.json") else {}
-            points.append({
-                "rate_requested": rate,
-                "flood_pps": round(flood.get("pps", 0)),
-                "flood_sent": flood.get("sent", 0),
-                "success_pct": probe["success_pct"],
-                "connect_ms": probe["connect_ms"],
-                "first_byte_ms": probe["first_byte_ms"],
-                "failures": probe["failures"],
-                "failures_detail": probe["failures_detail"],
-                "gateway": gw,
-            })
+        points = [p for p in (point(os.path.join(mdir, str(idx)), rate) for idx, rate in enumerate(rates)) if p]
         entry = {"status": "ok", "points": points}
         banner = os.path.join(mdir, "banner.probe.json")
         if os.path.exists(banner):
@@ -57,6 +60,21 @@ def collect(out):
             srv = os.path.join(mdir, "banner.srv.json")
             if os.path.exists(srv):
                 entry["banner_no_flood"]["srv_tsecr_rejected"] = load(srv)["srv_tsecr_rejected"]
+        for family in ("4", "6"):
+            fam = "ipv" + family
+            ack = os.path.join(mdir, f"ack{family}.json")
+            if os.path.exists(ack):
+                entry.setdefault("forged_ack_download", {})[fam] = load(ack)
+            mal = os.path.join(mdir, f"malformed{family}.tsv")
+            if os.path.exists(mal):
+                kinds = {}
+                for line in open(mal):
+                    kind, sent, reached, rc = line.split()
+                    kinds[kind] = {"sent": int(sent), "reached_srv": int(reached), "synflood_exit": int(rc)}
+                entry.setdefault("malformed", {})[fam] = kinds
+            mixed = point(os.path.join(mdir, f"mixed{family}"), config.get("mixed_rate", 0))
+            if mixed:
+                entry.setdefault("mixed", {})[fam] = mixed
         modes[mode] = entry
     return {"config": config, "modes": modes}
 
@@ -86,7 +104,58 @@ def table(report):
         if "banner_no_flood" in m:
             notes.append(f"- {mode}: server-speaks-first service, no flood: "
                          f"{m['banner_no_flood']['success_pct']:.1f}% got the banner within 1 s")
-    return "\n".join(lines) + "\n" + ("\n" + "\n".join(notes) + "\n" if notes else "")
+    text = "## Spoofed SYN flood\n\n" + "\n".join(lines) + "\n" + ("\n" + "\n".join(notes) + "\n" if notes else "")
+    return text + kind_tables(report)
+
+
+def ok_modes(report, key):
+    return [(mode, m[key]) for mode, m in report["modes"].items() if m["status"] == "ok" and key in m]
+
+
+def mb_s(bps):
+    return f"{bps / 1e6:.1f}"
+
+
+def kind_tables(report):
+    out = []
+    acks = ok_modes(report, "forged_ack_download")
+    if acks:
+        out += ["", "## Forged-ACK flood during a download", "",
+                "| mode | IP | alone (MB/s) | under flood (MB/s) | ratio | intact | flood (ACK/s) | forged ACKs at srv |",
+                "|---|---|---:|---:|---:|---|---:|---:|"]
+        for mode, fams in acks:
+            for fam, a in sorted(fams.items()):
+                intact = "yes" if a["flood"]["intact"] and a["no_flood"]["intact"] else "NO"
+                out.append(f"| {mode} | {fam} | {mb_s(a['no_flood']['bytes_per_s'])} | {mb_s(a['flood']['bytes_per_s'])} | "
+                           f"{a['speed_ratio']:.2f} | {intact} | {a['flood_pps']} | {a['forged_acks_at_srv']} |")
+    mals = ok_modes(report, "malformed")
+    if mals:
+        kinds = []
+        for _, fams in mals:
+            for k in fams.values():
+                kinds += [x for x in k if x not in kinds]
+        head = [f"{mode} v{fam[-1]}" for mode, fams in mals for fam in sorted(fams)]
+        out += ["", "## Malformed-SYN flood: spoofed packets that reached srv (of those sent)", "",
+                "| kind | " + " | ".join(head) + " |", "|---|" + "---:|" * len(head)]
+        for kind in kinds:
+            cells = []
+            for _, fams in mals:
+                for fam in sorted(fams):
+                    k = fams[fam].get(kind)
+                    cells.append(f"{k['reached_srv']} / {k['sent']}" if k else "-")
+            out.append(f"| {kind} | " + " | ".join(cells) + " |")
+    mixed = ok_modes(report, "mixed")
+    if mixed:
+        out += ["", "## Mixed SYN/ACK/RST/FIN flood", "",
+                "| mode | IP | flood (pkt/s) | success % | connect p50 / p99 (ms) | failures (timeout/rst/other) |",
+                "|---|---|---:|---:|---:|---:|"]
+        for mode, fams in mixed:
+            for fam, p in sorted(fams.items()):
+                f = p["failures"]
+                out.append(f"| {mode} | {fam} | {p['flood_pps']} | {p['success_pct']:.1f} | "
+                           f"{p['connect_ms']['p50']:.1f} / {p['connect_ms']['p99']:.1f} | "
+                           f"{f['timeout']}/{f['refused_rst']}/{f['other']} |")
+    return "\n".join(out) + ("\n" if out else "")
 
 
 def chart(report, out):
@@ -106,8 +175,6 @@ def chart(report, out):
                 p99 = p["connect_ms"]["p99"] if p["connect_ms"]["count"] else report["config"]["probe_timeout_ms"]
                 f.write(f"{p['flood_pps'] / 1000:.1f} {p['success_pct']:.2f} {p99:.2f}\n")
         series.append((mode, path))
-    if not series:
-        return None
     terms = subprocess.run([gnuplot, "-e", "set terminal"], capture_output=True, text=True).stderr
     if "pngcairo" in terms:
         term, ext = "pngcairo size 1100,480 font 'sans,10'", "png"
@@ -115,6 +182,9 @@ def chart(report, out):
         term, ext = "png size 1100,480", "png"
     else:
         term, ext = "svg size 1100,480", "svg"
+    kinds_chart(report, out, gnuplot, term, ext)
+    if not series:
+        return None
     target = os.path.join(out, f"chart.{ext}")
     plot1 = ", ".join(f"'{p}' using 1:2 with linespoints lw 2 title '{m}'" for m, p in series)
     plot2 = ", ".join(f"'{p}' using 1:3 with linespoints lw 2 title '{m}'" for m, p in series)
@@ -139,12 +209,75 @@ unset multiplot
     return target
 
 
+def kinds_chart(report, out, gnuplot, term, ext):
+    """One bar panel per extra attack kind, IPv4 and IPv6 side by side for each mode."""
+    rows = []
+    for mode, m in report["modes"].items():
+        if m["status"] != "ok":
+            continue
+        row = [mode]
+        for fam in ("ipv4", "ipv6"):
+            a = m.get("forged_ack_download", {}).get(fam)
+            row.append(f"{a['speed_ratio']:.3f}" if a else "?")
+        for fam in ("ipv4", "ipv6"):
+            p = m.get("mixed", {}).get(fam)
+            row.append(f"{p['success_pct']:.2f}" if p else "?")
+        for fam in ("ipv4", "ipv6"):
+            kinds = m.get("malformed", {}).get(fam)
+            sent = sum(k["sent"] for k in kinds.values()) if kinds else 0
+            row.append(f"{100.0 * sum(k['reached_srv'] for k in kinds.values()) / sent:.2f}" if sent else "?")
+        if any(c != "?" for c in row[1:]):
+            rows.append(row)
+    if not rows:
+        return None
+    dat = os.path.join(out, "chart-kinds.dat")
+    with open(dat, "w") as f:
+        f.write("# mode ack_ratio_v4 ack_ratio_v6 mixed_success_v4 mixed_success_v6 malformed_reached_pct_v4 v6\n")
+        for r in rows:
+            f.write(" ".join(r) + "\n")
+    target = os.path.join(out, f"chart-kinds.{ext}")
+    panels = [(2, "download speed under forged-ACK flood / alone", "[0:*]"),
+              (4, "legitimate connections during mixed flood (%)", "[0:105]"),
+              (6, "malformed SYNs that reached srv (% of sent)", "[0:105]")]
+    plots = []
+    for col, title, yr in panels:
+        plots.append(f"set title '{title}'\nset yrange {yr}\n"
+                     f"plot '{dat}' using {col}:xtic(1) title 'IPv4', '' using {col + 1} title 'IPv6'")
+    script = f"""
+set terminal {term.replace('1100,480', '1300,420')}
+set output '{target}'
+set datafile missing '?'
+set style data histograms
+set style histogram clustered gap 1
+set style fill solid 0.8 border -1
+set grid ytics
+set xtics rotate by -30
+set key below
+set multiplot layout 1,3 title 'syngate lab: the other attack kinds, per mode'
+{chr(10).join(plots)}
+unset multiplot
+"""
+    subprocess.run([gnuplot], input=script, text=True, check=True)
+    return target
+
+
 def main():
     # One-line summaries for run.sh's progress log.
     if sys.argv[1] == "--point":
         f, p, mode, rate = load(sys.argv[2]), load(sys.argv[3]), sys.argv[4], sys.argv[5]
-        print(f"{mode:>12} rate {rate:>7}: flood {f.get('pps', 0):>9.0f} pps  success {p['success_pct']:6.2f}%  "
+        print(f"{mode:>12} {rate:>16}: flood {f.get('pps', 0):>9.0f} pps  success {p['success_pct']:6.2f}%  "
               f"connect p99 {p['connect_ms']['p99']:8.2f} ms")
+        return
+    if sys.argv[1] == "--ack":
+        a, mode, fam = load(sys.argv[2]), sys.argv[3], sys.argv[4]
+        print(f"{mode:>12} IPv{fam} download {a['size_mb']} MB: alone {mb_s(a['no_flood']['bytes_per_s'])} MB/s, "
+              f"under {a['flood_pps']} forged ACK/s {mb_s(a['flood']['bytes_per_s'])} MB/s "
+              f"(ratio {a['speed_ratio']:.2f}, intact {a['flood']['intact']})")
+        return
+    if sys.argv[1] == "--malformed":
+        path, mode, fam = sys.argv[2:5]
+        rows = [line.split() for line in open(path)]
+        print(f"{mode:>12} IPv{fam} malformed SYNs reaching srv: " + " ".join(f"{k}={r}/{s}" for k, s, r, _ in rows))
         return
     if sys.argv[1] == "--banner":
         p, mode = load(sys.argv[2]), sys.argv[3]

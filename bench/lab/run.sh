@@ -8,6 +8,14 @@
 #   cli 10.10.1.2 ─┐                     ┌─ srv 10.10.3.2 (nginx :80, banner :2222)
 #                  ├── gw 10.10.{1,2,3}.1 (ip_forward; mode under test)
 #   atk 10.10.2.2 ─┘   198.18.0.0/15 -> atk (backscatter dies there)
+# Every link also has IPv6 (fd00:10:{1,2,3}::/64, the same host numbers); 2001:2::/48 -> atk.
+#
+# Attack kinds (--kinds), each run for every mode:
+#   syn        spoofed SYN floods at --rates, legitimate HTTP probe during each
+#   ack        a download of --download-mb MB from srv, alone and then during a forged-ACK flood
+#   malformed  a bounded flood of each --malform-kinds SYN at srv; srv counts what reaches it
+#   mixed      a SYN/ACK/RST/FIN mixed flood at --mixed-rate, legitimate HTTP probe during it
+#   ipv6       ack, malformed and mixed again with IPv6 targets, spoofed from 2001:2::/48
 #
 # Usage: bench/lab/run.sh [options]   (--help lists them)
 set -euo pipefail
@@ -30,6 +38,16 @@ gw_cpu=other          # syngate on the CPU of the flood ("same") or the other on
 flood_cpu=1
 out=""
 quiet=0
+kinds="syn ack malformed mixed ipv6"
+kind_modes=""        # modes that run the kinds other than syn (default: every mode)
+malform_kinds="opt-zero-len opt-past-header opt-len-one ip-options doff-short doff-long tcp-truncated frag-first frag-later syn-fin syn-rst"
+malform_count=2000
+malform_rate=20000
+download_mb=20
+download_max_s=11     # per download; the forged-ACK flood lasts repeats x this + 5 s at most
+download_repeats=3
+ack_rate=max
+mixed_rate=60000
 
 usage() {
   cat <<EOF
@@ -45,9 +63,19 @@ Usage: $0 [options]
   --probe-timeout-ms T   per-connection deadline (default $probe_timeout_ms)
   --banner-count N       server-speaks-first probes per mode, no flood (default $banner_count; 0 = skip)
   --gw-cpu same|other    pin syngate to the flood's CPU or the other one (default $gw_cpu)
+  --kinds "LIST"         attack kinds: syn ack malformed mixed ipv6 (default: "$kinds")
+  --kind-modes "LIST"    run ack/malformed/mixed/ipv6 only for these modes (default: every mode)
+  --malform-kinds "LIST" synflood --malform kinds (default: all eleven)
+  --malform-count N      SYNs per malform kind (default $malform_count)
+  --malform-rate R       their rate in SYN/s (default $malform_rate)
+  --download-mb N        size of the download under the forged-ACK flood (default $download_mb)
+  --download-repeats N   downloads per measurement, the median is reported (default $download_repeats)
+  --ack-rate R           forged-ACK flood rate, max = as fast as the generator goes (default $ack_rate)
+  --mixed-rate R         mixed flood rate (default $mixed_rate)
   --out DIR              output directory (default: bench/lab/out/<timestamp>)
   --quiet                less chatter
-Every flood is bounded (${flood_max_s}s at most) and spoofs 198.18.0.0/15 only.
+Every flood is bounded (${flood_max_s}s at most; the forged-ACK flood repeats x ${download_max_s}s + 5s) and spoofs 198.18.0.0/15 (IPv6: 2001:2::/48) only.
+Exit codes: 0 done (a mode that could not run is recorded as skipped), 1 a step failed, 2 usage.
 EOF
 }
 
@@ -64,6 +92,15 @@ while (($#)); do
     --banner-count) banner_count=$2; shift 2 ;;
     --gw-cpu) gw_cpu=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
+    --kinds) kinds=$2; shift 2 ;;
+    --kind-modes) kind_modes=$2; shift 2 ;;
+    --malform-kinds) malform_kinds=$2; shift 2 ;;
+    --malform-count) malform_count=$2; shift 2 ;;
+    --malform-rate) malform_rate=$2; shift 2 ;;
+    --download-mb) download_mb=$2; shift 2 ;;
+    --ack-rate) ack_rate=$2; shift 2 ;;
+    --download-repeats) download_repeats=$2; shift 2 ;;
+    --mixed-rate) mixed_rate=$2; shift 2 ;;
     --quiet) quiet=1; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
@@ -75,9 +112,13 @@ syngate=${syngate:-$build/gateway/syngate}
 out=${out:-$here/out/$(date +%Y%m%d-%H%M%S)}
 [ "$(id -u)" = 0 ] || { echo "run.sh: needs root (network namespaces, iptables inside them)" >&2; exit 2; }
 [ -x "$synflood" ] || { echo "run.sh: no synflood at $synflood (build it: cmake --build BUILD --target synflood)" >&2; exit 2; }
-for tool in ip iptables nginx python3 taskset; do
+for tool in ip iptables ip6tables nginx python3 taskset curl sha256sum; do
   command -v "$tool" >/dev/null || { echo "run.sh: missing $tool (run scripts/deps.sh)" >&2; exit 2; }
 done
+for k in $kinds; do
+  case "$k" in syn|ack|malformed|mixed|ipv6) ;; *) echo "run.sh: unknown kind $k (see --help)" >&2; exit 2 ;; esac
+done
+has_kind() { [[ " $kinds " == *" $1 "* ]]; }
 case "$gw_cpu" in same|other) ;; *) echo "run.sh: --gw-cpu must be same or other" >&2; exit 2 ;; esac
 ncpu=$(nproc)
 if [ "$ncpu" -lt 2 ]; then flood_cpu=0; fi
@@ -135,6 +176,22 @@ link "$cli" eth0 10.10.1.2/24 "$gw" c0 10.10.1.1/24
 link "$atk" eth0 10.10.2.2/24 "$gw" a0 10.10.2.1/24
 link "$srv" eth0 10.10.3.2/24 "$gw" s0 10.10.3.1/24
 ip -n "$cli" route add default via 10.10.1.1
+# IPv6 on every link: nodad, or the addresses are unusable for a second or two.
+ip -n "$cli" -6 addr add fd00:10:1::2/64 dev eth0 nodad
+ip -n "$gw" -6 addr add fd00:10:1::1/64 dev c0 nodad
+ip -n "$atk" -6 addr add fd00:10:2::2/64 dev eth0 nodad
+ip -n "$gw" -6 addr add fd00:10:2::1/64 dev a0 nodad
+ip -n "$srv" -6 addr add fd00:10:3::2/64 dev eth0 nodad
+ip -n "$gw" -6 addr add fd00:10:3::1/64 dev s0 nodad
+ip -n "$cli" -6 route add default via fd00:10:1::1
+ip -n "$atk" -6 route add default via fd00:10:2::1
+ip -n "$srv" -6 route add default via fd00:10:3::1
+ip -n "$gw" -6 route add 2001:2::/48 via fd00:10:2::2
+nsx "$gw" sysctl -qw net.ipv6.conf.all.forwarding=1
+nsx "$atk" ip6tables -t raw -A PREROUTING -d 2001:2::/48 -j DROP
+# srv counts every spoofed packet that reaches it, ahead of anything that could drop it.
+nsx "$srv" iptables -t raw -I PREROUTING -s 198.18.0.0/15 -j ACCEPT
+nsx "$srv" ip6tables -t raw -I PREROUTING -s 2001:2::/48 -j ACCEPT
 ip -n "$atk" route add default via 10.10.2.1
 ip -n "$srv" route add default via 10.10.3.1
 ip -n "$gw" route add 198.18.0.0/15 via 10.10.2.2
@@ -165,7 +222,9 @@ http {
   scgi_temp_path $tmp/scgi;
   server {
     listen 10.10.3.2:80 backlog=64;
+    listen [fd00:10:3::2]:80 backlog=64;
     location / { return 200 "syngate lab\n"; }
+    location /big { root $tmp/www; }
   }
 }
 EOF
@@ -215,6 +274,10 @@ gw_clear() {
   nsx "$gw" iptables -F
   nsx "$gw" iptables -t raw -X 2>/dev/null || true
   nsx "$gw" iptables -X 2>/dev/null || true
+  nsx "$gw" ip6tables -t raw -F
+  nsx "$gw" ip6tables -F
+  nsx "$gw" ip6tables -t raw -X 2>/dev/null || true
+  nsx "$gw" ip6tables -X 2>/dev/null || true
   nsx "$gw" conntrack -F >/dev/null 2>&1 || true
 }
 
@@ -228,6 +291,14 @@ synproxy_up() {  # synproxy_up "EXTRA SYNPROXY OPTIONS"
       -j SYNPROXY --sack-perm $1 --wscale 7 --mss 1460
   done
   nsx "$gw" iptables -A FORWARD -m conntrack --ctstate INVALID -j DROP
+  for port in 80 2222; do
+    nsx "$gw" ip6tables -t raw -A PREROUTING -i a0 -p tcp -d fd00:10:3::2 --dport $port --syn -j CT --notrack
+    nsx "$gw" ip6tables -t raw -A PREROUTING -i c0 -p tcp -d fd00:10:3::2 --dport $port --syn -j CT --notrack
+    # shellcheck disable=SC2086
+    nsx "$gw" ip6tables -A FORWARD -p tcp -d fd00:10:3::2 --dport $port -m conntrack --ctstate INVALID,UNTRACKED \
+      -j SYNPROXY --sack-perm $1 --wscale 7 --mss 1440
+  done
+  nsx "$gw" ip6tables -A FORWARD -m conntrack --ctstate INVALID -j DROP
   nsx "$gw" sysctl -qw net.netfilter.nf_conntrack_tcp_loose=0
 }
 
@@ -249,6 +320,10 @@ port = 80
 [[service]]
 address = "10.10.3.2"
 port = 2222
+
+[[service]]
+address = "fd00:10:3::2"
+port = 80
 EOF
   if ! nsx "$gw" "$syngate" rules up --config "$tmp/syngate.toml" >"$tmp/syngate-rules.log" 2>&1; then
     skip_reason="syngate rules up failed: $(tail -n 3 "$tmp/syngate-rules.log" | tr '\n' ' ')"
@@ -323,15 +398,21 @@ fresh_state() {
   nsx "$gw" conntrack -F >/dev/null 2>&1 || true
 }
 
-run_point() {  # run_point MODE IDX RATE
-  local mode=$1 idx=$2 rate=$3 base="$out/points/$1/$2"
+target_of() {  # target_of 4|6 PORT
+  if [ "$1" = 6 ]; then echo "[fd00:10:3::2]:$2"; else echo "10.10.3.2:$2"; fi
+}
+
+run_point() {  # run_point MODE NAME RATE [FLOOD_KIND [FAMILY]]  (points/MODE/NAME.*.json)
+  local mode=$1 idx=$2 rate=$3 flood_kind=${4:-syn} family=${5:-4} base="$out/points/$1/$2"
+  local target
+  target=$(target_of "$family" 80)
   mkdir -p "$out/points/$mode"
   fresh_state
   local flood_pid="" t0 t1 c0=0 c1=0 s0 s1
   if [ "$rate" != 0 ]; then
     local r=$rate
     [ "$rate" = max ] && r=0
-    ip netns exec "$atk" taskset -c "$flood_cpu" "$synflood" syn --target 10.10.3.2:80 --rate "$r" \
+    ip netns exec "$atk" taskset -c "$flood_cpu" "$synflood" "$flood_kind" --target "$target" --rate "$r" \
       --duration "$flood_max_s" --json >"$base.flood.json" 2>"$base.flood.err" &
     flood_pid=$!
     pids+=("$flood_pid")
@@ -339,7 +420,7 @@ run_point() {  # run_point MODE IDX RATE
   fi
   t0=$(date +%s.%N); s0=$(softirq_ticks)
   [ -n "$syngate_pid" ] && c0=$(cpu_ticks "$syngate_pid")
-  nsx "$cli" "$synflood" probe --target 10.10.3.2:80 --count "$probe_count" --concurrency "$probe_conc" \
+  nsx "$cli" "$synflood" probe --target "$target" --count "$probe_count" --concurrency "$probe_conc" \
     --timeout-ms "$probe_timeout_ms" --http / --json >"$base.probe.json"
   t1=$(date +%s.%N); s1=$(softirq_ticks)
   [ -n "$syngate_pid" ] && c1=$(cpu_ticks "$syngate_pid")
@@ -366,7 +447,106 @@ out = {
 }
 json.dump(out, open(path, "w"))
 EOF
-  log "$(python3 "$here/report.py" --point "$base.flood.json" "$base.probe.json" "$mode" "$rate")"
+  log "$(python3 "$here/report.py" --point "$base.flood.json" "$base.probe.json" "$mode" "$flood_kind IPv$family $rate")"
+}
+
+
+# Every spoofed packet that reached srv so far (its raw PREROUTING counter rules).
+reached_srv() {  # reached_srv 4|6
+  if [ "$1" = 6 ]; then
+    nsx "$srv" ip6tables -t raw -L PREROUTING -vnx | awk '$8 == "2001:2::/48" { print $1 }'
+  else
+    nsx "$srv" iptables -t raw -L PREROUTING -vnx | awk '$8 == "198.18.0.0/15" { print $1 }'
+  fi
+}
+
+json_field() {  # json_field FILE KEY DEFAULT
+  python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get(sys.argv[2], sys.argv[3]))' "$1" "$2" "$3" \
+    2>/dev/null || echo "$3"
+}
+
+# A 20 MB download over veth takes a tenth of a second: one alone is noise, the median of a few is not.
+download_median() {  # download_median FAMILY OUTFILE -> the median (by speed) of download_repeats downloads
+  for _ in $(seq "$download_repeats"); do download "$1" "$2"; done | sort -g -k1,1 | \
+    awk '{ line[NR] = $0; if ($4 != 1) bad = 1 } END { split(line[int((NR + 1) / 2)], f, " ");
+      print f[1], f[2], f[3], (bad ? 0 : f[4]) }'
+}
+
+download() {  # download FAMILY OUTFILE -> "bytes_per_s seconds http_code intact(0/1)"
+  local host=10.10.3.2
+  [ "$1" = 6 ] && host="[fd00:10:3::2]"
+  rm -f "$2"
+  local w
+  w=$(nsx "$cli" curl -s -g -o "$2" --max-time "$download_max_s" -w '%{speed_download} %{time_total} %{http_code}' \
+    "http://$host/big" 2>/dev/null) || true
+  [ -n "$w" ] || w="0 $download_max_s 000"
+  local intact=0
+  [ -f "$2" ] && [ "$(sha256sum <"$2" | cut -d' ' -f1)" = "$big_sha" ] && intact=1
+  rm -f "$2"
+  echo "$w $intact"
+}
+
+# The download alone, then the same download while atk floods forged ACKs at the port.
+run_ack() {  # run_ack MODE FAMILY
+  local mode=$1 family=$2 base="$out/points/$1/ack$2"
+  local target r=$ack_rate
+  target=$(target_of "$family" 80)
+  [ "$r" = max ] && r=0
+  fresh_state
+  local quiet_res flood_res reached0 reached1 flood_pid
+  quiet_res=$(download_median "$family" "$tmp/dl")
+  reached0=$(reached_srv "$family")
+  ip netns exec "$atk" taskset -c "$flood_cpu" "$synflood" ack --target "$target" --rate "$r" \
+    --duration "$((download_repeats * download_max_s + 5))" --json >"$base.flood.json" 2>"$base.flood.err" &
+  flood_pid=$!
+  pids+=("$flood_pid")
+  sleep "$warmup_s"
+  flood_res=$(download_median "$family" "$tmp/dl")
+  kill -TERM "$flood_pid" 2>/dev/null || true
+  wait "$flood_pid" || true
+  reached1=$(reached_srv "$family")
+  python3 - "$base.json" "$quiet_res" "$flood_res" "$(json_field "$base.flood.json" pps 0)" \
+    "$((reached1 - reached0))" "$download_mb" <<'EOF'
+import json, sys
+path, quiet, flood, pps, reached, mb = sys.argv[1:]
+def parse(s):
+    bps, secs, code, intact = s.split()
+    return {"bytes_per_s": float(bps), "seconds": float(secs), "http_code": int(code), "intact": intact == "1"}
+q, f = parse(quiet), parse(flood)
+json.dump({"size_mb": int(mb), "no_flood": q, "flood": f, "flood_pps": round(float(pps)),
+           "forged_acks_at_srv": int(reached),
+           "speed_ratio": f["bytes_per_s"] / q["bytes_per_s"] if q["bytes_per_s"] > 0 else 0}, open(path, "w"))
+EOF
+  log "$(python3 "$here/report.py" --ack "$base.json" "$mode" "$family")"
+}
+
+# Each malformed SYN kind, bounded, at the protected port; srv counts what arrives.
+run_malformed() {  # run_malformed MODE FAMILY
+  local mode=$1 family=$2 base="$out/points/$1/malformed$2"
+  local target kind before after sent rc
+  target=$(target_of "$family" 80)
+  fresh_state
+  : >"$base.tsv"
+  for kind in $malform_kinds; do
+    # IPv6 has no IP header options: synflood refuses that kind, so it is not run.
+    [ "$family" = 6 ] && [ "$kind" = ip-options ] && continue
+    before=$(reached_srv "$family")
+    rc=0
+    ip netns exec "$atk" taskset -c "$flood_cpu" timeout 30 "$synflood" syn --malform "$kind" --target "$target" \
+      --rate "$malform_rate" --count "$malform_count" --duration 20 --json >"$base.$kind.json" 2>"$base.$kind.err" || rc=$?
+    sent=$(json_field "$base.$kind.json" sent 0)
+    sleep 0.3  # stragglers in flight through gw
+    after=$(reached_srv "$family")
+    printf '%s\t%s\t%s\t%s\n' "$kind" "$sent" "$((after - before))" "$rc" >>"$base.tsv"
+  done
+  log "$(python3 "$here/report.py" --malformed "$base.tsv" "$mode" "$family")"
+}
+
+run_family_kinds() {  # run_family_kinds MODE FAMILY
+  has_kind ack && run_ack "$1" "$2"
+  has_kind malformed && run_malformed "$1" "$2"
+  if has_kind mixed; then run_point "$1" "mixed$2" "$mixed_rate" mixed "$2"; fi
+  return 0
 }
 
 tsecr_rejected() {  # srv's TcpExtTSEcrRejected
@@ -390,11 +570,20 @@ run_banner() {  # server-speaks-first check, no flood
 
 # ---------------------------------------------------------------------------------------------
 start_banner
+mkdir -p "$tmp/www"
+head -c "$((download_mb * 1024 * 1024))" /dev/urandom >"$tmp/www/big"
+# nginx's workers run unprivileged and mktemp -d is 0700.
+chmod 755 "$tmp" "$tmp/www"
+chmod 644 "$tmp/www/big"
+big_sha=$(sha256sum <"$tmp/www/big" | cut -d' ' -f1)
 {
   echo "{"
   echo "\"kernel\": \"$(uname -r)\", \"cpus\": $ncpu, \"flood_cpu\": $flood_cpu, \"syngate_cpu\": $syngate_cpu,"
   echo "\"rates\": \"$rates\", \"probe_count\": $probe_count, \"probe_concurrency\": $probe_conc,"
-  echo "\"probe_timeout_ms\": $probe_timeout_ms, \"flood_max_s\": $flood_max_s, \"warmup_s\": $warmup_s"
+  echo "\"probe_timeout_ms\": $probe_timeout_ms, \"flood_max_s\": $flood_max_s, \"warmup_s\": $warmup_s,"
+  echo "\"kinds\": \"$kinds\", \"malform_kinds\": \"$malform_kinds\", \"malform_count\": $malform_count,"
+  echo "\"malform_rate\": $malform_rate, \"download_mb\": $download_mb, \"ack_rate\": \"$ack_rate\", \"mixed_rate\": $mixed_rate,"
+  echo "\"download_repeats\": $download_repeats"
   echo "}"
 } >"$out/config.json"
 
@@ -406,12 +595,18 @@ for mode in $modes; do
     continue
   fi
   log "mode $mode"
-  idx=0
-  for rate in $rates; do
-    run_point "$mode" "$idx" "$rate"
-    idx=$((idx + 1))
-  done
-  run_banner "$mode"
+  if has_kind syn; then
+    idx=0
+    for rate in $rates; do
+      run_point "$mode" "$idx" "$rate"
+      idx=$((idx + 1))
+    done
+    run_banner "$mode"
+  fi
+  if [ -z "$kind_modes" ] || [[ " $kind_modes " == *" $mode "* ]]; then
+    run_family_kinds "$mode" 4
+    if has_kind ipv6; then run_family_kinds "$mode" 6; fi
+  fi
   mode_down "$mode"
 done
 

@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
-"""Assertions over a lab report. `kernel`: the flood is real (none collapses) and the kernel
-defences behave as measured on this machine kind. `syngate`: syngate keeps >= 99% at the
-highest rate; exit 77 (ctest SKIP) when the lab had to skip the syngate mode."""
+"""Assertions over a lab report. `kernel`: the flood is real (none collapses, malformed SYNs
+reach an undefended srv) and the kernel defences behave as measured on this machine kind.
+`syngate`: syngate keeps >= 99% at the highest SYN rate, no malformed SYN reaches srv, a
+download keeps its speed under a forged-ACK flood, clients get through a mixed flood; exit 77
+(ctest SKIP) when the lab had to skip the syngate mode."""
 import json
 import sys
 
 SKIP = 77
+MIN_ACK_FLOOD_SPEED_RATIO = 0.05  # why this value: at its use below
 report = json.load(open(sys.argv[1]))
 what = sys.argv[2]
 modes = report["modes"]
@@ -60,14 +63,21 @@ if what == "kernel":
                   f"srv rejected SYNPROXY's TSecr ({ts['srv_tsecr_rejected']} TcpExtTSEcrRejected)")
         check(plain["success_pct"] >= 95,
               f"synproxy without timestamps serves it ({plain['success_pct']:.1f}% >= 95%)")
+    # Without a defence the malformed SYNs reach srv by design: proof that the floods ran and that
+    # srv's counter rule counts (a counter that always reads 0 would make the syngate check vacuous).
+    mal = modes.get("none", {}).get("malformed", {})
+    for fam, kinds in sorted(mal.items()):
+        reached = sum(k["reached_srv"] for k in kinds.values())
+        check(reached > 0, f"none {fam}: malformed SYNs reach an undefended srv ({reached} counted)")
 elif what == "syngate":
     m = modes.get("syngate")
     if not m or m["status"] != "ok":
         print("SKIP: syngate mode did not run: " + (m["reason"] if m else "not in the report"))
         sys.exit(SKIP)
-    p = top(m["points"])
-    check(p["success_pct"] >= 99,
-          f"syngate keeps >= 99% under {p['flood_pps']} SYN/s ({p['success_pct']:.1f}%)")
+    if m["points"]:
+        p = top(m["points"])
+        check(p["success_pct"] >= 99,
+              f"syngate keeps >= 99% under {p['flood_pps']} SYN/s ({p['success_pct']:.1f}%)")
     banner = m.get("banner_no_flood")
     if banner:
         check(banner["success_pct"] >= 95,
@@ -75,6 +85,30 @@ elif what == "syngate":
         if "srv_tsecr_rejected" in banner:
             check(banner["srv_tsecr_rejected"] == 0,
                   f"srv accepted every TSecr syngate sent ({banner['srv_tsecr_rejected']} rejected)")
+    for fam, kinds in sorted(m.get("malformed", {}).items()):
+        for kind, k in kinds.items():
+            check(k["sent"] > 0 and k["reached_srv"] == 0,
+                  f"syngate {fam} {kind}: {k['reached_srv']} of {k['sent']} malformed SYNs reached srv (want 0 of > 0)")
+    for fam, a in sorted(m.get("forged_ack_download", {}).items()):
+        check(a["flood_pps"] >= 20000, f"syngate {fam}: the forged-ACK flood really ran ({a['flood_pps']} ACK/s)")
+        check(a["forged_acks_at_srv"] == 0,
+              f"syngate {fam}: {a['forged_acks_at_srv']} forged ACKs reached srv (want 0)")
+        check(a["no_flood"]["intact"] and a["flood"]["intact"],
+              f"syngate {fam}: the {a['size_mb']} MB download arrived intact, alone and under the flood")
+        # Threshold: measured on the 2-CPU machine kind CI runs on, with the flood generator at its
+        # maximum (150k-280k forged ACK/s) on one CPU and syngate on the other, syngate's
+        # forged-ACK path still in userspace: the median download kept 0.14-0.62 of its own
+        # no-flood speed over IPv4 and 0.29-0.74 over IPv6 (6 runs each, 33-212 MB/s in absolute
+        # terms; one more IPv4 run read 1.53 against a slow no-flood reading), the low end while
+        # other builds shared the machine. 0.05 is a third of the worst run: what it catches is a
+        # collapse (legitimate ACKs lost in the queue; a download stalled to the 11 s deadline
+        # reads ~0.01), not a slower gateway.
+        check(a["speed_ratio"] >= MIN_ACK_FLOOD_SPEED_RATIO,
+              f"syngate {fam}: download keeps {a['speed_ratio']:.2f} of its speed under "
+              f"{a['flood_pps']} forged ACK/s (>= {MIN_ACK_FLOOD_SPEED_RATIO})")
+    for fam, p in sorted(m.get("mixed", {}).items()):
+        check(p["success_pct"] >= 95,
+              f"syngate {fam}: clients get through a {p['flood_pps']} pkt/s mixed flood ({p['success_pct']:.1f}% >= 95%)")
 else:
     sys.exit(f"unknown check {what}")
 
