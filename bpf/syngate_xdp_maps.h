@@ -1,0 +1,58 @@
+/* What the XDP program and the daemon share: map keys and values and counter indices. Plain C
+ * for both compilers (types from the cookie specification's shim). */
+#ifndef SYNGATE_XDP_MAPS_H
+#define SYNGATE_XDP_MAPS_H
+
+#include "syngate/spec/cookie_spec.h"
+
+/* A protected service: the address as syngate's Address stores it (IPv4 v4-mapped, ::ffff:a.b.c.d)
+ * and the port in network order. */
+struct sg_xdp_service_key {
+  sg_u8 addr[16];
+  sg_u16 port_be;
+  sg_u16 pad; /* zero */
+};
+
+/* A flow the NFQUEUE engine holds, client -> server, same address form; ports in network order. */
+struct sg_xdp_flow_key {
+  sg_u8 src[16];
+  sg_u8 dst[16];
+  sg_u16 sport_be;
+  sg_u16 dport_be;
+};
+
+/* What the SYN-ACK announces and how the program behaves; one entry, written before `ready`. */
+struct sg_xdp_config {
+  sg_u64 fixed_now_ns;   /* 0: the clock (bpf_ktime_get_ns); else this instant (tests) */
+  sg_u16 synack_window;  /* never 0 on the wire: 0 is sent as 1, as the engine does */
+  sg_u16 mss_v4;
+  sg_u16 mss_v6;
+  sg_u8 wscale;          /* announced when the client asked for window scaling (with timestamps) */
+  sg_u8 announce_ecn;
+  sg_u8 ready;           /* keys and services are loaded: act; before that, pass everything */
+  sg_u8 drop_no_flow;    /* the flow map is kept in step by the engine: non-SYN packets with no
+                            flow and no valid cookie may be dropped here */
+  sg_u16 pad;
+  sg_u32 pad2;
+};
+
+/* Cookie keys: two slots and an index. The daemon writes the slot not in use, then flips the
+ * index, so a reader never sees half of a key (an array map value is not updated atomically). */
+#define SG_XDP_KEY_SLOTS 2
+
+enum sg_xdp_counter {
+  SG_XDP_SYN_ANSWERED = 0,   /* SYN answered with a cookie SYN-ACK (XDP_TX) */
+  SG_XDP_COOKIE_VALID,       /* ACK with no flow and a valid cookie: passed to the engine */
+  SG_XDP_COOKIE_INVALID,     /* ACK with no flow and no valid cookie: dropped */
+  SG_XDP_FLOW_PASSED,        /* packet of a flow the engine holds: passed */
+  SG_XDP_NO_FLOW,            /* RST with no flow: dropped */
+  SG_XDP_INVALID_FLAGS,      /* impossible flags (SYN+ACK/RST/FIN from a client, no ACK): dropped */
+  SG_XDP_MALFORMED,          /* SYN whose TCP options do not parse: dropped */
+  SG_XDP_PASSED_UNHANDLED,   /* for a service but left to the engine: IP options, fragments,
+                                IPv6 extension headers, bad lengths, not ready */
+  SG_XDP_PASSED_OTHER,       /* not TCP to a protected service */
+  SG_XDP_TX_ERROR,           /* a SYN-ACK could not be built in place (tail adjust): passed */
+  SG_XDP_COUNTER_COUNT
+};
+
+#endif /* SYNGATE_XDP_MAPS_H */

@@ -1,0 +1,93 @@
+// The XDP fast path's control plane: loads the program (libbpf skeleton), fills its maps (keys,
+// services, settings, flows), attaches it to interfaces through BPF links (so it goes away with
+// the process) and reads its per-CPU counters. See bpf/syngate_xdp.bpf.c for what it does.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "syngate/cookie.hpp"
+#include "syngate/engine.hpp"
+
+namespace syngate::xdp {
+
+// Which XDP hook an interface gets. Auto: native on real NICs, generic (skb) on veth, since a
+// veth delivers natively XDP_TX'd frames only when its peer runs an XDP program too.
+enum class AttachMode : uint8_t { Auto, Native, Generic, Off };
+std::string_view to_string(AttachMode m) noexcept;
+
+// The SYN-ACK's announced values (as the engine's) and the program's behaviour switches.
+struct Settings {
+  uint16_t synack_window = 4096;
+  uint16_t mss_v4 = 1460;
+  uint16_t mss_v6 = 1440;
+  uint8_t wscale = 7;
+  bool announce_ecn = false;
+  // Drop non-SYN packets with no flow and no valid cookie: only when the flow map is kept in step
+  // with the engine's flow tables (every worker reports its flows).
+  bool drop_no_flow = false;
+  // 0: the program reads the monotonic clock; else it acts as if now were this (tests).
+  uint64_t fixed_now_ns = 0;
+};
+Settings settings_from(const EngineConfig& engine, bool drop_no_flow);
+
+// Counter names, in the program's counter order (syngate_xdp_maps.h), for metrics.
+inline constexpr std::array<std::string_view, 10> kCounterNames = {
+    "syn_answered",  "cookie_valid", "cookie_invalid",    "flow_passed", "no_flow",
+    "invalid_flags", "malformed",    "passed_unhandled", "passed_other", "tx_error"};
+using Counters = std::array<uint64_t, kCounterNames.size()>;
+
+struct Attachment {
+  std::string interface;
+  int ifindex = 0;
+  AttachMode mode = AttachMode::Off;  // Native or Generic once attached
+  std::string driver;
+};
+
+// True when this build carries the XDP program.
+bool available() noexcept;
+
+class Program {
+ public:
+  // Loads the program with room for `max_flows` flows in its flow map. Throws std::runtime_error
+  // with the reason (no BPF support, not permitted, verifier refusal with its log tail).
+  explicit Program(uint32_t max_flows);
+  ~Program();  // detaches everywhere, unloads
+  Program(const Program&) = delete;
+  Program& operator=(const Program&) = delete;
+
+  // Settings, then keys and services, then `ready`: before it the program passes everything.
+  void configure(const Settings& s, bool ready);
+  // New keys: written into the slot not in use, then the slot index flips, so the program never
+  // reads a half-written key.
+  void set_secrets(const CookieSecrets& secrets, uint32_t max_age);
+  // Replaces the protected services.
+  void set_services(const std::vector<Service>& services);
+  // The engine's flows (client -> server). Thread-safe (one syscall each).
+  bool add_flow(const FlowTuple& t) noexcept;
+  void remove_flow(const FlowTuple& t) noexcept;
+
+  Counters counters() const;
+  int program_fd() const noexcept;
+
+  // Attaches to one interface. Returns false and sets *why when it cannot (then nothing changed).
+  bool attach(const std::string& interface, AttachMode mode, std::string* why);
+  void detach_all() noexcept;
+  std::vector<Attachment> attachments() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Every interface of the namespace that is up and not loopback.
+std::vector<std::string> default_interfaces();
+// The kernel driver of an interface (ethtool), "" when unknown.
+std::string interface_driver(const std::string& interface);
+
+}  // namespace syngate::xdp
