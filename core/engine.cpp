@@ -197,6 +197,7 @@ struct Engine::Impl {
   EngineConfig cfg;
   CookieJar cookies;
   EngineCounters counters;
+  FlowObserver* observer = nullptr;
 
   std::vector<Flow> flows;
   std::vector<uint32_t> buckets;
@@ -335,6 +336,7 @@ struct Engine::Impl {
     *link = f.hash_next;
     release_early(f);
     if (f.state != State::Linger) source_release(f.key.src);  // a lingering flow gave it back already
+    if (observer) observer->flow_freed(f.key);
     f.state = State::Free;
     f.hash_next = free_head;
     free_head = i;
@@ -375,6 +377,7 @@ struct Engine::Impl {
     head = i;
     ++counters.flows_active;
     ++counters.flows_created;
+    if (observer) observer->flow_created(key);
     return i;
   }
 
@@ -803,6 +806,7 @@ Decision Engine::process(std::span<uint8_t> packet, uint64_t now_ns, PacketSink&
 void Engine::advance(uint64_t now_ns, PacketSink& sink) { impl_->advance(now_ns, sink); }
 void Engine::set_cookies(const CookieJar& cookies) { impl_->cookies = cookies; }
 void Engine::set_services(std::vector<Service> services) { impl_->cfg.services = std::move(services); }
+void Engine::set_flow_observer(FlowObserver* observer) noexcept { impl_->observer = observer; }
 const EngineCounters& Engine::counters() const noexcept { return impl_->counters; }
 const EngineConfig& Engine::config() const noexcept { return impl_->cfg; }
 

@@ -116,6 +116,15 @@ struct EngineCounters {
   uint64_t drop(DropReason r) const noexcept { return drops[static_cast<size_t>(r)]; }
 };
 
+// Told when a flow enters and leaves an Engine's table, from inside process()/advance(): the
+// XDP fast path keeps its flow map in step this way. Must not call back into the Engine.
+class FlowObserver {
+ public:
+  virtual ~FlowObserver() = default;
+  virtual void flow_created(const FlowTuple& client_to_server) noexcept = 0;
+  virtual void flow_freed(const FlowTuple& client_to_server) noexcept = 0;
+};
+
 class Engine {
  public:
   Engine(const EngineConfig& config, const CookieJar& cookies);
@@ -137,6 +146,8 @@ class Engine {
   // New list of protected services (config reload). Flows in progress keep their state; those of
   // a service no longer listed stop being translated, as its packets stop reaching us too.
   void set_services(std::vector<Service> services);
+  // nullptr (the default) for none. The observer must outlive the Engine or be reset first.
+  void set_flow_observer(FlowObserver* observer) noexcept;
 
   const EngineCounters& counters() const noexcept;
   const EngineConfig& config() const noexcept;
