@@ -17,7 +17,10 @@
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
+#include <sstream>
 #include <stdexcept>
+
+#include <spdlog/spdlog.h>
 
 #ifdef SYNGATE_HAVE_XDP
 #include <bpf/bpf.h>
@@ -79,6 +82,88 @@ std::string interface_driver(const std::string& interface) {
   close(fd);
   if (rc != 0) return "";
   return std::string(info.driver, strnlen(info.driver, sizeof info.driver));
+}
+
+std::unique_ptr<FastPath> FastPath::start(AttachMode mode, std::vector<std::string> interfaces,
+                                          const EngineConfig& engine, const CookieSecrets& secrets,
+                                          uint32_t cookie_max_age, uint32_t max_flows) {
+  if (mode == AttachMode::Off) {
+    spdlog::info("xdp: off by configuration; every packet takes the NFQUEUE path");
+    return nullptr;
+  }
+  std::unique_ptr<Program> program;
+  try {
+    program = std::make_unique<Program>(max_flows);
+    program->configure(settings_from(engine, true), false);
+    program->set_secrets(secrets, cookie_max_age);
+    program->set_services(engine.services);
+    program->configure(settings_from(engine, true), true);
+  } catch (const std::exception& e) {
+    spdlog::warn("xdp: fast path unavailable, running on NFQUEUE only: {}", e.what());
+    return nullptr;
+  }
+  if (interfaces.empty()) interfaces = default_interfaces();
+  for (const std::string& name : interfaces) {
+    std::string why;
+    if (program->attach(name, mode, &why)) continue;
+    spdlog::warn("xdp: cannot attach to {} ({} mode): {}", name, to_string(mode), why);
+  }
+  const auto attached = program->attachments();
+  if (attached.empty()) {
+    spdlog::warn("xdp: attached nowhere (interfaces: {}); running on NFQUEUE only",
+                 interfaces.empty() ? std::string("none up") : [&] {
+                   std::string all;
+                   for (const auto& n : interfaces) all += (all.empty() ? "" : ",") + n;
+                   return all;
+                 }());
+    return nullptr;
+  }
+  for (const auto& a : attached) {
+    spdlog::info("xdp: attached to {} ({} mode, driver {})", a.interface, to_string(a.mode),
+                 a.driver.empty() ? "unknown" : a.driver);
+  }
+  return std::unique_ptr<FastPath>(new FastPath(std::move(program)));
+}
+
+void FastPath::set_secrets(const CookieSecrets& secrets, uint32_t cookie_max_age) {
+  program_->set_secrets(secrets, cookie_max_age);
+}
+
+void FastPath::detach() noexcept { program_->detach_all(); }
+
+void FastPath::flow_created(const FlowTuple& t) noexcept {
+  // A flow XDP does not know has its later packets dropped there; the map is sized to the
+  // engines' total, so this only fails under memory pressure. Counted, for the metrics.
+  if (!program_->add_flow(t)) flow_insert_failures_.fetch_add(1, std::memory_order_relaxed);
+}
+
+void FastPath::flow_freed(const FlowTuple& t) noexcept { program_->remove_flow(t); }
+
+std::string FastPath::render_disabled() {
+  return "# HELP syngate_xdp_enabled Whether the XDP fast path is attached anywhere.\n"
+         "# TYPE syngate_xdp_enabled gauge\nsyngate_xdp_enabled 0\n";
+}
+
+std::string FastPath::render_metrics() const {
+  std::ostringstream out;
+  out << "# HELP syngate_xdp_enabled Whether the XDP fast path is attached anywhere.\n"
+         "# TYPE syngate_xdp_enabled gauge\nsyngate_xdp_enabled 1\n";
+  out << "# HELP syngate_xdp_attached XDP attachments of syngate's program, by interface, mode and driver.\n"
+         "# TYPE syngate_xdp_attached gauge\n";
+  for (const auto& a : program_->attachments()) {
+    out << "syngate_xdp_attached{interface=\"" << a.interface << "\",mode=\"" << to_string(a.mode)
+        << "\",driver=\"" << a.driver << "\"} 1\n";
+  }
+  out << "# HELP syngate_xdp_packets_total Packets the XDP fast path decided, by outcome (summed over CPUs).\n"
+         "# TYPE syngate_xdp_packets_total counter\n";
+  const Counters c = program_->counters();
+  for (size_t i = 0; i < c.size(); ++i) {
+    out << "syngate_xdp_packets_total{outcome=\"" << kCounterNames[i] << "\"} " << c[i] << "\n";
+  }
+  out << "# HELP syngate_xdp_flow_insert_failures_total Flows the XDP flow map could not take.\n"
+         "# TYPE syngate_xdp_flow_insert_failures_total counter\n"
+      << "syngate_xdp_flow_insert_failures_total " << flow_insert_failures_.load() << "\n";
+  return out.str();
 }
 
 #ifdef SYNGATE_HAVE_XDP

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -83,6 +84,34 @@ class Program {
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;
+};
+
+// The daemon's use of the program: loads it, fills its maps from the configuration, attaches it
+// where the mode says, keeps its keys current and its flow map in step with the flow workers
+// (as their engines' FlowObserver), and renders its metrics.
+class FastPath : public FlowObserver {
+ public:
+  // Returns nullptr, having logged why, when mode is Off or nothing could be attached; the
+  // daemon then runs as an NFQUEUE gateway only. `interfaces` empty: default_interfaces().
+  static std::unique_ptr<FastPath> start(AttachMode mode, std::vector<std::string> interfaces,
+                                         const EngineConfig& engine, const CookieSecrets& secrets,
+                                         uint32_t cookie_max_age, uint32_t max_flows);
+  // Keys changed (rotation, reload): published through the program's second key slot.
+  void set_secrets(const CookieSecrets& secrets, uint32_t cookie_max_age);
+  // Detaches from every interface (the program stays loaded for the flow workers' last calls).
+  void detach() noexcept;
+  void flow_created(const FlowTuple& t) noexcept override;
+  void flow_freed(const FlowTuple& t) noexcept override;
+  // syngate_xdp_* metrics in the Prometheus text format.
+  std::string render_metrics() const;
+  // The metrics when there is no fast path (syngate_xdp_enabled 0).
+  static std::string render_disabled();
+  const Program& program() const noexcept { return *program_; }
+
+ private:
+  explicit FastPath(std::unique_ptr<Program> p) : program_(std::move(p)) {}
+  std::unique_ptr<Program> program_;
+  std::atomic<uint64_t> flow_insert_failures_{0};
 };
 
 // Every interface of the namespace that is up and not loopback.
