@@ -194,9 +194,17 @@ std::string errno_text(int err) { return std::strerror(err < 0 ? -err : err); }
 thread_local std::string* g_libbpf_log = nullptr;
 int collect_libbpf_log(enum libbpf_print_level level, const char* format, va_list args) {
   if (level == LIBBPF_DEBUG || !g_libbpf_log) return 0;
-  char line[1024];
-  const int n = vsnprintf(line, sizeof line, format, args);
-  if (n > 0) g_libbpf_log->append(line);
+  va_list copy;
+  va_copy(copy, args);
+  const int n = vsnprintf(nullptr, 0, format, copy);
+  va_end(copy);
+  if (n > 0) {
+    std::string text(static_cast<size_t>(n) + 1, '\0');
+    vsnprintf(text.data(), text.size(), format, args);
+    text.resize(static_cast<size_t>(n));
+    g_libbpf_log->append(text);
+  }
+  // The verifier's log can run to megabytes; its end says why.
   if (g_libbpf_log->size() > 8192) g_libbpf_log->erase(0, g_libbpf_log->size() - 8192);
   return 0;
 }
@@ -234,7 +242,9 @@ Program::Program(uint32_t max_flows) : impl_(std::make_unique<Impl>()) {
   if (err != 0) {
     if (skel) syngate_xdp__destroy(skel);
     std::string reason = "loading the XDP program failed: " + errno_text(err);
-    if (err == -EPERM) reason += " (needs CAP_BPF and CAP_NET_ADMIN, or root)";
+    if (err == -EPERM || err == -EACCES) {
+      reason += " (needs CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN, or root; without CAP_PERFMON the verifier refuses the program)";
+    }
     if (!log.empty()) reason += "\n" + log;
     throw std::runtime_error(reason);
   }
@@ -335,6 +345,10 @@ bool Program::attach(const std::string& interface, AttachMode mode, std::string*
   // syngate cannot see or arrange from here: generic mode answers correctly on veth.
   AttachMode want = mode;
   if (mode == AttachMode::Auto) want = driver == "veth" ? AttachMode::Generic : AttachMode::Native;
+  if (mode == AttachMode::Native && driver == "veth") {
+    spdlog::warn("xdp: native mode on veth {}: its SYN-ACKs reach the peer only if the peer runs an XDP "
+                 "program too; \"auto\" or \"generic\" work as is", interface);
+  }
   auto try_mode = [&](AttachMode m) -> int {
     LIBBPF_OPTS(bpf_link_create_opts, opts);
     opts.flags = m == AttachMode::Generic ? XDP_FLAGS_SKB_MODE : XDP_FLAGS_DRV_MODE;
