@@ -13,22 +13,28 @@
 
 namespace syngate {
 
+static_assert(drop_reason(SynDropReason::Truncated) == DropReason::Truncated);
+static_assert(drop_reason(SynDropReason::BackscatterBudget) == DropReason::BackscatterBudget);
+static_assert(static_cast<int>(SynDropReason::Count_) - 1 == static_cast<int>(DropReason::SynAnswered));
+
 std::string_view to_string(DropReason r) noexcept {
+  if (static_cast<uint8_t>(r) < static_cast<uint8_t>(DropReason::SynAnswered)) {
+    return to_string(static_cast<SynDropReason>(static_cast<uint8_t>(r) + 1));
+  }
   switch (r) {
-    case DropReason::Malformed: return "malformed";
-    case DropReason::InvalidFlags: return "invalid_flags";
     case DropReason::SynAnswered: return "syn_answered";
     case DropReason::CookieInvalid: return "cookie_invalid";
     case DropReason::NoFlow: return "no_flow";
     case DropReason::TableFull: return "table_full";
     case DropReason::SourceLimit: return "source_limit";
+    case DropReason::NewFlowRate: return "new_flow_rate";
     case DropReason::EarlyDataOverflow: return "early_data_overflow";
     case DropReason::BackendSynAckConsumed: return "backend_synack_consumed";
     case DropReason::BackendSynAckUnexpected: return "backend_synack_unexpected";
     case DropReason::BackendTimeout: return "backend_timeout";
     case DropReason::BackendReset: return "backend_reset";
     case DropReason::StaleSegment: return "stale_segment";
-    case DropReason::Count_: break;
+    default: break;
   }
   return "unknown";
 }
@@ -220,8 +226,10 @@ struct Engine::Impl {
 
   std::vector<uint8_t> scratch;  // one packet being built
   uint32_t syn_levels = 1;
+  SynGuard guard;
 
-  Impl(const EngineConfig& c, const CookieJar& j) : cfg(c), cookies(j) {
+  Impl(const EngineConfig& c, const CookieJar& j)
+      : cfg(c), cookies(j), guard(SynGuardConfig{c.policy, c.hash_key, c.budget_share}) {
     cfg.max_flows = std::max<uint32_t>(cfg.max_flows, 1);
     cfg.backend_syn_retries = std::min<uint32_t>(cfg.backend_syn_retries, kMaxSynRetryLevels - 1);
     syn_levels = cfg.backend_syn_retries + 1;
@@ -478,12 +486,7 @@ struct Engine::Impl {
     const bool syn = fl & tcp_flag::SYN;
     const bool rst = fl & tcp_flag::RST;
     const bool ack = fl & tcp_flag::ACK;
-    if (syn) {
-      if (ack || rst || (fl & tcp_flag::FIN)) return drop(DropReason::InvalidFlags);
-      ++counters.syn_received;
-      if (answer_syn(p, cookies, cfg, now_ns, sink)) ++counters.cookies_sent;
-      return drop(DropReason::SynAnswered);
-    }
+    if (syn) return drop(DropReason::InvalidFlags);  // client SYNs were decided by the SynGuard
     uint32_t i = find(key);
     if (i != kNone && (flows[i].state == State::Linger || flows[i].state == State::Closing) && ack && !rst &&
         p.seq() - 1 != flows[i].client_isn) {
@@ -555,6 +558,10 @@ struct Engine::Impl {
       return drop(DropReason::CookieInvalid);
     }
     ++counters.cookies_valid;
+    if (!guard.take_new_flow(key.src, now_ns)) {
+      ++counters.flows_refused;
+      return drop(DropReason::NewFlowRate);
+    }
     const uint32_t i = allocate_flow(key, now_ms(now_ns));
     if (i == kNone) {
       ++counters.flows_refused;
@@ -763,33 +770,27 @@ struct Engine::Impl {
     return {Verdict::Drop, false};
   }
 
-  bool is_service(const Address& a, uint16_t port) const {
-    for (const Service& s : cfg.services) {
-      if (s.port == port && s.address == a) return true;
-    }
-    return false;
-  }
-
   Decision process(std::span<uint8_t> bytes, uint64_t now_ns, PacketSink& sink, bool checksum_ready) {
     ++counters.packets;
-    ParseResult r = parse_tcp_packet(bytes);
-    if (!r) {
-      if (r.error == ParseError::NotTcp) {
+    SynVerdict v = guard.decide(bytes, cfg.services, now_ns);
+    TcpPacket& p = v.parsed.packet;
+    Decision d;
+    switch (v.action) {
+      case SynAction::Drop:
+        return drop(drop_reason(v.reason));
+      case SynAction::Pass:
         ++counters.passed_through;
         return {Verdict::Accept, false};
-      }
-      return drop(DropReason::Malformed);
-    }
-    TcpPacket& p = r.packet;
-    const FlowTuple t = p.tuple();
-    Decision d;
-    if (is_service(t.dst, t.dport)) {
-      d = client_packet(p, t, now_ns, sink);
-    } else if (is_service(t.src, t.sport)) {
-      d = server_packet(p, t.reversed(), now_ns, sink);
-    } else {
-      ++counters.passed_through;
-      return {Verdict::Accept, false};
+      case SynAction::Answer:
+        ++counters.syn_received;
+        if (answer_syn(p, cookies, cfg, now_ns, sink)) ++counters.cookies_sent;
+        return drop(DropReason::SynAnswered);
+      case SynAction::ClientFlow:
+        d = client_packet(p, p.tuple(), now_ns, sink);
+        break;
+      case SynAction::ServerFlow:
+        d = server_packet(p, p.tuple().reversed(), now_ns, sink);
+        break;
     }
     if (d.modified && !checksum_ready) p.recompute_checksum();
     return d;
@@ -807,6 +808,10 @@ void Engine::advance(uint64_t now_ns, PacketSink& sink) { impl_->advance(now_ns,
 void Engine::set_cookies(const CookieJar& cookies) { impl_->cookies = cookies; }
 void Engine::set_services(std::vector<Service> services) { impl_->cfg.services = std::move(services); }
 void Engine::set_flow_observer(FlowObserver* observer) noexcept { impl_->observer = observer; }
+void Engine::set_policy(std::shared_ptr<const SourcePolicy> policy) {
+  impl_->cfg.policy = policy;
+  impl_->guard.set_policy(std::move(policy));
+}
 const EngineCounters& Engine::counters() const noexcept { return impl_->counters; }
 const EngineConfig& Engine::config() const noexcept { return impl_->cfg; }
 

@@ -5,6 +5,7 @@
 
 #include "syngate/bytes.hpp"
 #include "syngate/checksum.hpp"
+#include "syngate/spec/syn_rules.h"
 
 namespace syngate {
 namespace {
@@ -13,7 +14,6 @@ constexpr uint8_t kProtoTcp = 6;
 constexpr size_t kIpv4MinHeader = 20;
 constexpr size_t kIpv6Header = 40;
 constexpr size_t kTcpMinHeader = 20;
-constexpr int kMaxIpv6ExtHeaders = 8;
 
 // TCP header field offsets.
 constexpr size_t kSeqOff = 4;
@@ -22,6 +22,19 @@ constexpr size_t kDataOffOff = 12;
 constexpr size_t kFlagsOff = 13;
 constexpr size_t kWindowOff = 14;
 constexpr size_t kChecksumOff = 16;
+
+// The parser reports the specification's own parse errors, value for value.
+static_assert(static_cast<int>(ParseError::Truncated) == SG_PE_TRUNCATED);
+static_assert(static_cast<int>(ParseError::BadIpVersion) == SG_PE_BAD_IP_VERSION);
+static_assert(static_cast<int>(ParseError::BadIpHeaderLength) == SG_PE_BAD_IP_HEADER_LENGTH);
+static_assert(static_cast<int>(ParseError::BadTotalLength) == SG_PE_BAD_TOTAL_LENGTH);
+static_assert(static_cast<int>(ParseError::Fragment) == SG_PE_FRAGMENT);
+static_assert(static_cast<int>(ParseError::NotTcp) == SG_PE_NOT_TCP);
+static_assert(static_cast<int>(ParseError::BadIpv6ExtHeader) == SG_PE_BAD_IPV6_EXT);
+static_assert(static_cast<int>(ParseError::TruncatedTcpHeader) == SG_PE_TRUNCATED_TCP);
+static_assert(static_cast<int>(ParseError::BadTcpDataOffset) == SG_PE_BAD_DATA_OFFSET);
+static_assert(static_cast<int>(ParseError::BadTcpOption) == SG_PE_BAD_OPTION);
+static_assert(static_cast<int>(ParseError::MappedAddress) == SG_PE_MAPPED_ADDRESS);
 
 }  // namespace
 
@@ -44,53 +57,29 @@ std::string_view to_string(ParseError e) noexcept {
 }
 
 ParseError parse_tcp_options(std::span<const uint8_t> o, TcpOptions& out, uint16_t base_offset) noexcept {
-  const size_t n = o.size();
-  size_t i = 0;
-  while (i < n) {
-    const uint8_t kind = o[i];
-    if (kind == tcp_option::END) break;
-    if (kind == tcp_option::NOP) {
-      ++i;
-      continue;
-    }
-    if (i + 1 >= n) return ParseError::BadTcpOption;
-    const size_t len = o[i + 1];
-    if (len < 2 || i + len > n) return ParseError::BadTcpOption;
-    const uint8_t* body = o.data() + i + 2;
-    switch (kind) {
-      case tcp_option::MSS:
-        if (len != 4) return ParseError::BadTcpOption;
-        out.has_mss = true;
-        out.mss = load_be16(body);
-        break;
-      case tcp_option::WSCALE:
-        if (len != 3) return ParseError::BadTcpOption;
-        out.has_wscale = true;
-        out.wscale = std::min(body[0], kMaxWindowScale);
-        break;
-      case tcp_option::SACK_PERMITTED:
-        if (len != 2) return ParseError::BadTcpOption;
-        out.sack_permitted = true;
-        break;
-      case tcp_option::TIMESTAMP:
-        if (len != 10) return ParseError::BadTcpOption;
-        out.has_timestamps = true;
-        out.tsval = load_be32(body);
-        out.tsecr = load_be32(body + 4);
-        out.ts_offset = static_cast<uint16_t>(base_offset + i + 2);
-        break;
-      case tcp_option::SACK: {
-        if (len < 10 || (len - 2) % 8 != 0) return ParseError::BadTcpOption;
-        const size_t blocks = std::min((len - 2) / 8, kMaxSackBlocks);
-        out.sack_count = static_cast<uint8_t>(blocks);
-        for (size_t b = 0; b < blocks; ++b) out.sack[b] = {load_be32(body + 8 * b), load_be32(body + 8 * b + 4)};
-        out.sack_offset = static_cast<uint16_t>(base_offset + i + 2);
-        break;
-      }
-      default:
-        break;  // unknown kinds are skipped by their length
-    }
-    i += len;
+  if (o.size() > kMaxTcpOptionsLen) return ParseError::BadTcpOption;
+  const uint32_t n = static_cast<uint32_t>(o.size());
+  sg_tcp_opts found{};
+  uint32_t off = 0;
+  for (;;) {
+    off = sg_tcp_option_step(o.data(), n, off, &found);
+    if (off == SG_OPT_STEP_DONE) break;
+    if (off == SG_OPT_STEP_BAD) return ParseError::BadTcpOption;
+  }
+  out.has_mss = found.has_mss;
+  out.mss = found.mss;
+  out.has_wscale = found.has_wscale;
+  out.wscale = found.wscale;
+  out.sack_permitted = found.sack_permitted;
+  out.has_timestamps = found.has_timestamps;
+  out.tsval = found.tsval;
+  out.tsecr = found.tsecr;
+  if (found.ts_offset) out.ts_offset = static_cast<uint16_t>(base_offset + found.ts_offset);
+  if (found.sack_offset) {
+    const uint8_t* body = o.data() + found.sack_offset;
+    out.sack_count = static_cast<uint8_t>(std::min<size_t>(found.sack_count, kMaxSackBlocks));
+    for (size_t b = 0; b < out.sack_count; ++b) out.sack[b] = {load_be32(body + 8 * b), load_be32(body + 8 * b + 4)};
+    out.sack_offset = static_cast<uint16_t>(base_offset + found.sack_offset);
   }
   return ParseError::None;
 }
@@ -106,14 +95,12 @@ struct PacketParser {
     size_t total = 0;
     size_t l4 = 0;
     if (version == 4) {
-      if (size < kIpv4MinHeader) return fail(r, ParseError::Truncated);
-      const size_t ihl = size_t{d[0] & 0x0fu} * 4;
-      if (ihl < kIpv4MinHeader || ihl > size) return fail(r, ParseError::BadIpHeaderLength);
-      total = load_be16(d + 2);
-      if (total < ihl || total > size) return fail(r, ParseError::BadTotalLength);
-      if ((load_be16(d + 6) & 0x3fffu) != 0) return fail(r, ParseError::Fragment);  // MF or offset
-      if (d[9] != kProtoTcp) return fail(r, ParseError::NotTcp);
+      uint32_t ihl = 0, total32 = 0;
+      const auto e = sg_ipv4_header(d, static_cast<uint32_t>(std::min<size_t>(size, 0xffffffffu)), &ihl, &total32);
+      if (e != SG_PE_NONE) return fail(r, static_cast<ParseError>(e));
+      total = total32;
       l4 = ihl;
+      r.has_ip_options = ihl > kIpv4MinHeader;
     } else if (version == 6) {
       if (size < kIpv6Header) return fail(r, ParseError::Truncated);
       total = kIpv6Header + load_be16(d + 4);
@@ -122,29 +109,23 @@ struct PacketParser {
       size_t off = kIpv6Header;
       int hops = 0;
       while (next != kProtoTcp) {
-        if (++hops > kMaxIpv6ExtHeaders) return fail(r, ParseError::BadIpv6ExtHeader);
-        size_t hlen = 0;
-        switch (next) {
-          case 0:    // hop-by-hop options
-          case 43:   // routing
-          case 60:   // destination options
-            if (off + 2 > total) return fail(r, ParseError::BadIpv6ExtHeader);
-            hlen = (size_t{d[off + 1]} + 1) * 8;
-            break;
-          case 51:   // authentication header: length in 4-octet units, minus 2
-            if (off + 2 > total) return fail(r, ParseError::BadIpv6ExtHeader);
-            hlen = (size_t{d[off + 1]} + 2) * 4;
-            break;
-          case 44:
-            return fail(r, ParseError::Fragment);
-          default:
-            return fail(r, ParseError::NotTcp);  // ESP, no-next-header, UDP, ICMPv6, ...
+        if (++hops > SG_IPV6_MAX_EXT_HEADERS) return fail(r, ParseError::BadIpv6ExtHeader);
+        if (off + 2 > total) {
+          // Not even the two bytes that say how long the header is: truncated, unless the chain
+          // was already known to end in something that is not TCP.
+          uint32_t ignored = 0;
+          const auto e = sg_ipv6_ext_header(next, 0, &ignored);
+          return fail(r, e == SG_PE_NONE ? ParseError::BadIpv6ExtHeader : static_cast<ParseError>(e));
         }
+        uint32_t hlen = 0;
+        const auto e = sg_ipv6_ext_header(next, d[off + 1], &hlen);
+        if (e != SG_PE_NONE) return fail(r, static_cast<ParseError>(e));
         if (off + hlen > total) return fail(r, ParseError::BadIpv6ExtHeader);
         next = d[off];
         off += hlen;
       }
       l4 = off;
+      r.has_ip_options = l4 > kIpv6Header;
       static constexpr uint8_t kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
       if (std::memcmp(d + 8, kMapped, 12) == 0 || std::memcmp(d + 24, kMapped, 12) == 0) {
         return fail(r, ParseError::MappedAddress);
@@ -153,9 +134,12 @@ struct PacketParser {
       return fail(r, ParseError::BadIpVersion);
     }
 
-    if (total - l4 < kTcpMinHeader) return fail(r, ParseError::TruncatedTcpHeader);
-    const size_t doff = static_cast<size_t>(d[l4 + kDataOffOff] >> 4) * 4;
-    if (doff < kTcpMinHeader || l4 + doff > total) return fail(r, ParseError::BadTcpDataOffset);
+    uint32_t doff = 0;
+    // The data offset byte is read only when the segment holds it; sg_tcp_header rejects a
+    // segment shorter than 20 bytes before it looks at the byte.
+    const uint8_t doff_byte = total - l4 > kDataOffOff ? d[l4 + kDataOffOff] : 0;
+    const auto te = sg_tcp_header(static_cast<uint32_t>(total - l4), doff_byte, &doff);
+    if (te != SG_PE_NONE) return fail(r, static_cast<ParseError>(te));
     TcpPacket& p = r.packet;
     const ParseError oe = parse_tcp_options(
         std::span<const uint8_t>(d + l4 + kTcpMinHeader, doff - kTcpMinHeader), p.options_);

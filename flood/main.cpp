@@ -17,6 +17,7 @@
 
 #include "addr.hpp"
 #include "frame.hpp"
+#include "malform.hpp"
 #include "probe.hpp"
 #include "probe_report.hpp"
 #include "rate.hpp"
@@ -88,6 +89,7 @@ struct FloodOptions : TxOptions {
   uint64_t rate = 0;
   Bounds bounds;
   uint64_t seed = 0;
+  std::string malform = "none";
 };
 
 int run_flood(const FloodOptions& o) {
@@ -98,7 +100,9 @@ int run_flood(const FloodOptions& o) {
   const Endpoint target = checked_target(o.target);
   const Cidr spoof = checked_spoof(o);
   const Egress eg = resolve_egress(target.ip, o.iface, o.dst_mac);
-  const auto tmpl = FrameTemplate::make({eg.src_mac, eg.dst_mac, target.ip, target.port, 1460});
+  const auto malform = parse_malform(o.malform);
+  if (!malform) throw std::runtime_error("unknown --malform kind " + o.malform);
+  const auto tmpl = FrameTemplate::make({eg.src_mac, eg.dst_mac, target.ip, target.port, 1460, *malform});
   if (!tmpl) throw std::runtime_error("could not build the packet template");
   PacketSocket sock(eg.ifindex, o.sndbuf, kEthHeaderLen + static_cast<size_t>(eg.mtu), tx_method(o));
 
@@ -150,6 +154,7 @@ int run_flood(const FloodOptions& o) {
                         {"iface", eg.iface},
                         {"dst_mac", format_mac(eg.dst_mac)},
                         {"spoof", spoof.to_string()},
+                        {"malform", o.malform},
                         {"rate_target", o.rate},
                         {"sent", sent},
                         {"send_errors", sock.errors()},
@@ -161,8 +166,9 @@ int run_flood(const FloodOptions& o) {
                         {"interrupted", g_stop.load()}};
     std::cout << j.dump() << "\n";
   } else {
+    const std::string what = *malform == Malform::None ? o.kind : o.kind + " (malformed: " + o.malform + ")";
     std::printf("%s flood -> %s via %s (%s): sent %llu in %.3f s = %.0f pps (target %s), %llu send errors\n",
-                o.kind.c_str(), o.target.c_str(), eg.iface.c_str(), format_mac(eg.dst_mac).c_str(),
+                what.c_str(), o.target.c_str(), eg.iface.c_str(), format_mac(eg.dst_mac).c_str(),
                 static_cast<unsigned long long>(sent), elapsed, pps,
                 o.rate ? std::to_string(o.rate).c_str() : "unlimited",
                 static_cast<unsigned long long>(sock.errors()));
@@ -386,6 +392,17 @@ int main(int argc, char** argv) {
     cmd->add_option("--count", flood.bounds.count, "Stop after N packets")->check(CLI::PositiveNumber);
     cmd->add_option("--spoof", flood.spoof, "Source range (CIDR)")->capture_default_str();
     cmd->add_option("--seed", flood.seed, "Seed for addresses, ports and sequence numbers (default: clock)");
+    if (std::string(kind) == "syn") {
+      std::string help =
+          "Send SYNs with one named defect (and nothing else wrong: IP and TCP checksums valid), to check "
+          "that a defence does not pass them to the server:";
+      std::vector<std::string> names{"none"};
+      for (const auto& k : malform_kinds()) {
+        help += "\n  " + std::string(k.name) + ": " + std::string(k.description);
+        names.emplace_back(k.name);
+      }
+      cmd->add_option("--malform", flood.malform, help)->capture_default_str()->check(CLI::IsMember(names));
+    }
     cmd->callback([&flood, cmd]() { flood.kind = cmd->get_name(); });
     flood_cmds.push_back(cmd);
   }

@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <fstream>
 #include <limits>
+#include <map>
+#include <memory>
 #include <set>
 #include <sstream>
 #include <toml++/toml.h>
@@ -338,6 +340,35 @@ void parse_xdp(const toml::table& t, GatewayConfig& c) {
   r.reject_unknown();
 }
 
+// [policy]: one prefix set for allow and deny (the longest match decides), and the budgets. A
+// prefix listed twice, even once in each list, is an error: which one should win is not clear.
+void parse_policy(const toml::table& t, GatewayConfig& c) {
+  TableReader r(t, "policy.", c.source);
+  auto policy = std::make_shared<SourcePolicy>();
+  std::map<std::string, std::string> where;  // canonical prefix -> "policy.deny[3]"
+  for (const char* list : {"deny", "allow"}) {
+    const toml::node* n = r.find(list);
+    if (!n) continue;
+    const toml::array* a = n->as_array();
+    if (!a) r.fail(list, "must be an array of CIDR strings such as [\"192.0.2.0/24\", \"2001:db8::/32\"]");
+    size_t i = 0;
+    for (const toml::node& e : *a) {
+      const std::string key = std::string(list) + "[" + std::to_string(i++) + "]";
+      if (!e.is_string()) r.fail(key, "must be a CIDR string (got " + TableReader::type_name(e) + ")");
+      std::string why;
+      const std::optional<Prefix> p = Prefix::parse(e.as_string()->get(), &why);
+      if (!p) r.fail(key, why);
+      const auto [it, fresh] = where.emplace(p->to_string(), "policy." + key);
+      if (!fresh) r.fail(key, p->to_string() + " is already listed as " + it->second);
+      policy->add(*p, std::string_view(list) == "deny");
+    }
+  }
+  r.integer("synack_per_prefix_per_s", policy->synack_per_prefix_per_s, 0, kU32Max);
+  r.integer("new_flows_per_source_per_s", policy->new_flows_per_source_per_s, 0, kU32Max);
+  r.reject_unknown();
+  c.engine.policy = std::move(policy);
+}
+
 void parse_services(const toml::node* node, GatewayConfig& c) {
   if (!node) {
     throw ConfigError(c.source, "service",
@@ -386,10 +417,10 @@ GatewayConfig parse_config(std::string_view toml_text, std::string_view source) 
   }
   for (const auto& [k, v] : root) {
     std::string key(k.str());
-    if (key != "gateway" && key != "engine" && key != "service" && key != "xdp") {
-      throw ConfigError(c.source, key, "unknown section (expected [gateway], [engine], [[service]], [xdp])");
+    if (key != "gateway" && key != "engine" && key != "policy" && key != "service" && key != "xdp") {
+      throw ConfigError(c.source, key, "unknown section (expected [gateway], [engine], [policy], [[service]], [xdp])");
     }
-    if ((key == "gateway" || key == "engine" || key == "xdp") && !v.is_table()) {
+    if ((key == "gateway" || key == "engine" || key == "policy" || key == "xdp") && !v.is_table()) {
       throw ConfigError(c.source, key, "must be a table: write [" + key + "]");
     }
   }
@@ -399,6 +430,8 @@ GatewayConfig parse_config(std::string_view toml_text, std::string_view source) 
   }
   parse_gateway(*gw, c);
   if (const toml::table* e = root["engine"].as_table()) parse_engine(*e, c);
+  if (const toml::table* p = root["policy"].as_table()) parse_policy(*p, c);
+  if (!c.engine.policy) c.engine.policy = std::make_shared<SourcePolicy>();
   parse_services(root.get("service"), c);
   if (const toml::table* x = root["xdp"].as_table()) parse_xdp(*x, c);
   c.engine.services = to_engine_services(c.services);

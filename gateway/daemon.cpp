@@ -26,6 +26,7 @@
 #include "config.hpp"
 #include "metrics.hpp"
 #include "nfqueue.hpp"
+#include "seeds.hpp"
 #include "sender.hpp"
 #include "xdp.hpp"
 #include "syngate/cookie.hpp"
@@ -60,6 +61,24 @@ struct SharedSecrets {
   }
 };
 
+// The source policy in force, shared by all workers the same way: a reload publishes a new one
+// and workers pick it up at their next batch; budgets and flows carry on.
+struct SharedPolicy {
+  std::mutex mutex;
+  std::shared_ptr<const SourcePolicy> policy;
+  std::atomic<uint64_t> generation{1};
+
+  void publish(std::shared_ptr<const SourcePolicy> p) {
+    std::lock_guard lock(mutex);
+    policy = std::move(p);
+    generation.fetch_add(1, std::memory_order_release);
+  }
+  std::shared_ptr<const SourcePolicy> get() {
+    std::lock_guard lock(mutex);
+    return policy;
+  }
+};
+
 // Secrets persisted under one boot's monotonic clock may claim a start in the future after a
 // reboot (the clock restarted): then the current key is taken to start now.
 CookieSecrets sane(CookieSecrets s, uint32_t counter_now) {
@@ -78,7 +97,9 @@ struct Worker {
   std::unique_ptr<RawSender> sender;
   std::unique_ptr<CookieJar> jar;
   std::unique_ptr<Engine> engine;
+  std::unique_ptr<SynGuard> guard;  // SYN workers: the SYN decision's state (flow workers' is in the engine)
   EngineConfig engine_config;
+  uint64_t seen_policy_generation = 0;
   uint64_t seen_generation = 0;
 
   EngineCounters syn_counters{};  // SYN workers count here; flow workers read the engine's
@@ -94,6 +115,7 @@ struct Daemon {
   GatewayConfig config;
   std::string config_path;
   SharedSecrets secrets;
+  SharedPolicy policy;
   std::atomic<bool> stop{false};
   std::vector<std::unique_ptr<Worker>> workers;
   std::atomic<uint64_t> reloads{0};
@@ -104,6 +126,7 @@ struct Daemon {
 
   void worker_main(Worker& w);
   void handle(Worker& w, const QueuedPacket& p, uint64_t now);
+  Decision handle_syn(Worker& w, const QueuedPacket& p, uint64_t now);
   void publish(Worker& w);
   GatewaySnapshot snapshot();
 };
@@ -132,22 +155,7 @@ void Daemon::handle(Worker& w, const QueuedPacket& p, uint64_t now) {
   Decision d{fail_accept ? Verdict::Accept : Verdict::Drop, false};
   try {
     if (w.syn_only) {
-      EngineCounters& c = w.syn_counters;
-      ++c.packets;
-      ParseResult parsed = parse_tcp_packet(p.data);
-      if (!parsed) {
-        ++c.drops[static_cast<size_t>(DropReason::Malformed)];
-        d = {Verdict::Accept, false};
-      } else if (parsed.packet.has(tcp_flag::SYN) && !parsed.packet.has(tcp_flag::ACK) &&
-                 answer_syn(parsed.packet, *w.jar, w.engine_config, now, *w.sender)) {
-        ++c.syn_received;
-        ++c.cookies_sent;
-        ++c.drops[static_cast<size_t>(DropReason::SynAnswered)];
-        d = {Verdict::Drop, false};
-      } else {
-        ++c.passed_through;
-        d = {Verdict::Accept, false};
-      }
+      d = handle_syn(w, p, now);
     } else {
       d = w.engine->process(p.data, now, *w.sender, p.checksum_ready);
     }
@@ -167,6 +175,33 @@ void Daemon::handle(Worker& w, const QueuedPacket& p, uint64_t now) {
     ++w.intake.verdict_drop;
     w.nfq->verdict(p.id, false);
   }
+}
+
+// A SYN worker holds no flows: what the SYN decision does not answer, drop or pass has no flow
+// to belong to here, so it is dropped too (the rules send only SYNs to these queues).
+Decision Daemon::handle_syn(Worker& w, const QueuedPacket& p, uint64_t now) {
+  EngineCounters& c = w.syn_counters;
+  ++c.packets;
+  SynVerdict v = w.guard->decide(p.data, w.engine_config.services, now);
+  auto drop = [&c](DropReason r) {
+    ++c.drops[static_cast<size_t>(r)];
+    return Decision{Verdict::Drop, false};
+  };
+  switch (v.action) {
+    case SynAction::Pass:
+      ++c.passed_through;
+      return {Verdict::Accept, false};
+    case SynAction::Answer:
+      ++c.syn_received;
+      if (answer_syn(v.parsed.packet, *w.jar, w.engine_config, now, *w.sender)) ++c.cookies_sent;
+      return drop(DropReason::SynAnswered);
+    case SynAction::Drop:
+      return drop(drop_reason(v.reason));
+    case SynAction::ClientFlow:
+    case SynAction::ServerFlow:
+      break;
+  }
+  return drop(DropReason::NoFlow);
 }
 
 void Daemon::worker_main(Worker& w) {
@@ -200,6 +235,13 @@ void Daemon::worker_main(Worker& w) {
       *w.jar = CookieJar(secrets.get(), config.cookie_max_age);
       if (w.engine) w.engine->set_cookies(*w.jar);
       w.seen_generation = gen;
+    }
+    uint64_t pgen = policy.generation.load(std::memory_order_acquire);
+    if (pgen != w.seen_policy_generation) {
+      auto p = policy.get();
+      if (w.engine) w.engine->set_policy(p);
+      if (w.guard) w.guard->set_policy(p);
+      w.seen_policy_generation = pgen;
     }
     uint64_t now = monotonic_ns();
     if (!batch.empty()) {
@@ -291,6 +333,7 @@ int run_daemon(const std::string& config_path) {
   sigaddset(&sigs, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
 
+  d->policy.publish(cfg.engine.policy);
   uint32_t counter = cookie_counter(monotonic_ns());
   try {
     d->secrets.publish(sane(load_or_create_secrets(cfg.secret_file, counter), counter));
@@ -309,6 +352,10 @@ int run_daemon(const std::string& config_path) {
       w->nice = syn_only ? cfg.syn_worker_nice : cfg.flow_worker_nice;
       w->cpu = cpu;
       w->engine_config = cfg.engine;
+      randomize_hash_keys(w->engine_config);
+      // SYN workers split the per-prefix SYN-ACK budget; a flow worker answers SYNs only when
+      // the rules send it some, and then holds the whole budget.
+      w->engine_config.budget_share = syn_only ? cfg.syn_queues : 1;
       QueueOptions qo;
       qo.maxlen = syn_only ? cfg.syn_queue_maxlen : cfg.flow_queue_maxlen;
       qo.fail_open = cfg.fail_open;
@@ -326,7 +373,13 @@ int run_daemon(const std::string& config_path) {
       w->sender = std::make_unique<RawSender>(cfg.mark, cfg.sndbuf_bytes, cfg.has_v4(), cfg.has_v6());
       w->jar = std::make_unique<CookieJar>(d->secrets.get(), cfg.cookie_max_age);
       w->seen_generation = d->secrets.generation.load();
-      if (!syn_only) w->engine = std::make_unique<Engine>(w->engine_config, *w->jar);
+      if (syn_only) {
+        w->guard = std::make_unique<SynGuard>(SynGuardConfig{w->engine_config.policy, w->engine_config.hash_key,
+                                                             w->engine_config.budget_share});
+      } else {
+        w->engine = std::make_unique<Engine>(w->engine_config, *w->jar);
+      }
+      w->seen_policy_generation = d->policy.generation.load();
       w->snapshot.id = w->id;
       w->snapshot.syn_only = syn_only;
       w->snapshot.queue = queue;
@@ -416,6 +469,8 @@ int run_daemon(const std::string& config_path) {
         set_log_level(cfg.log_level);
         cfg.stats_interval_s = next.stats_interval_s;
         cfg.secret_rotation_s = next.secret_rotation_s;
+        cfg.engine.policy = next.engine.policy;
+        d->policy.publish(next.engine.policy);
         uint32_t c = cookie_counter(monotonic_ns());
         CookieSecrets loaded = sane(load_or_create_secrets(cfg.secret_file, c), c);
         if (!(loaded == d->secrets.get())) {
@@ -423,7 +478,11 @@ int run_daemon(const std::string& config_path) {
           spdlog::info("reload: new cookie secrets from {}", cfg.secret_file);
         }
         ++d->reloads;
-        spdlog::info("reload: done (log level {}, stats every {} s)", cfg.log_level, cfg.stats_interval_s);
+        const SourcePolicy& pol = *cfg.engine.policy;
+        spdlog::info("reload: done (log level {}, stats every {} s, policy: {} prefixes, {} SYN-ACKs/s per "
+                     "prefix, {} new flows/s per source)",
+                     cfg.log_level, cfg.stats_interval_s, pol.prefixes.size(), pol.synack_per_prefix_per_s,
+                     pol.new_flows_per_source_per_s);
       } catch (const std::exception& e) {
         ++d->reload_failures;
         spdlog::error("reload failed, keeping the running configuration: {}", e.what());

@@ -51,6 +51,28 @@ std::vector<std::vector<std::string>> chain_rules(const GatewayConfig& c, bool v
   std::vector<std::vector<std::string>> rules;
   if (table == "mangle") {
     rules.push_back({"-m", "mark", "--mark", hex(c.mark), "-j", "RETURN"});
+    // A non-first fragment carries no ports, so no port rule below matches it: without this it
+    // would cross the gateway unseen. Every TCP fragment to a protected address goes to the SYN
+    // queue, where the SYN decision drops and counts it (a lone fragment is harmless to the
+    // server, but what the gateway cannot read it must not pass). TCP sets DF; real traffic to
+    // these addresses does not fragment.
+    std::vector<std::string> addresses;
+    for (const ServiceEntry& s : c.services) {
+      if (s.v6 == v6 && std::find(addresses.begin(), addresses.end(), s.address) == addresses.end()) {
+        addresses.push_back(s.address);
+      }
+    }
+    auto st = nfqueue_target(c.syn_queue, c.syn_queues, c.fail_open);
+    for (const std::string& a : addresses) {
+      std::vector<std::string> r = {"-d", a + (v6 ? "/128" : "/32"), "-p", "tcp"};
+      if (v6) {
+        r.insert(r.end(), {"-m", "frag"});
+      } else {
+        r.push_back("-f");
+      }
+      r.insert(r.end(), st.begin(), st.end());
+      rules.push_back(r);
+    }
   }
   for (const ServiceEntry& s : c.services) {
     if (s.v6 != v6) continue;

@@ -79,12 +79,27 @@ std::optional<FrameTemplate> FrameTemplate::make(const FrameSpec& spec) {
   // Placeholder source; render() replaces it. Any address works since checksums are updated.
   const FlowTuple tuple{Address::from_v4(kBenchmarkRange.base + 1), Address::from_v4(spec.dst_ip), 1024,
                         spec.dst_port};
-  TcpOptions opts{};
-  opts.has_mss = true;
-  opts.mss = spec.mss;
-  const size_t ip_len = build_syn(std::span<uint8_t>(t.buf_.data() + kEthHeaderLen, kMaxFrameLen - kEthHeaderLen),
-                                  tuple, 0, 64240, opts);
-  if (ip_len < 40) return std::nullopt;
+  const std::span<uint8_t> ip_out(t.buf_.data() + kEthHeaderLen, kMaxFrameLen - kEthHeaderLen);
+  size_t ip_len = 0;
+  if (spec.malform == Malform::None) {
+    TcpOptions opts{};
+    opts.has_mss = true;
+    opts.mss = spec.mss;
+    ip_len = build_syn(ip_out, tuple, 0, 64240, opts);
+    if (ip_len < 40) return std::nullopt;
+  } else {
+    SynFields f;
+    f.src_ip = kBenchmarkRange.base + 1;
+    f.dst_ip = spec.dst_ip;
+    f.sport = 1024;
+    f.dport = spec.dst_port;
+    f.mss = spec.mss;
+    f.tsval = 1;
+    ip_len = build_malformed_syn(ip_out, spec.malform, f);
+    if (ip_len == 0) return std::nullopt;
+    t.forced_flags_ = malform_flags(spec.malform);
+    t.has_tcp_header_ = malform_has_tcp_header(spec.malform);
+  }
   std::memcpy(t.buf_.data(), spec.dst_mac.data(), 6);
   std::memcpy(t.buf_.data() + 6, spec.src_mac.data(), 6);
   t.buf_[12] = 0x08;  // ETH_P_IP
@@ -110,6 +125,8 @@ void FrameTemplate::render(uint8_t* out, uint32_t src_ip, uint16_t sport, uint32
   uint8_t* tcp = out + tcp_;
   store_be32(ip + 12, src_ip);
   store_be16(ip + 10, csum_replace32(ip_check_, src_ip_, src_ip));
+  if (!has_tcp_header_) return;
+  if (forced_flags_) flags = forced_flags_;
 
   const uint16_t off_flags = static_cast<uint16_t>((off_flags_ & 0xff00) | flags);
   uint16_t check = tcp_check_;

@@ -12,6 +12,7 @@
 #include <string_view>
 
 #include "addr.hpp"
+#include "malform.hpp"
 
 namespace syngate::flood {
 
@@ -37,6 +38,9 @@ struct FrameSpec {
   uint32_t dst_ip = 0;  // host order
   uint16_t dst_port = 0;
   uint16_t mss = 1460;  // the only option a flood SYN carries: small frames go faster
+  // A malformed SYN instead (see malform.hpp): the defect is built into the template and
+  // survives render(), which still varies source, port, sequence and ack.
+  Malform malform = Malform::None;
 };
 
 class FrameTemplate {
@@ -48,7 +52,9 @@ class FrameTemplate {
   std::span<const uint8_t> bytes() const noexcept { return {buf_.data(), len_}; }
 
   // Writes one frame into `out` (at least length() bytes): the template with these fields
-  // replaced and both checksums updated incrementally from the template's own.
+  // replaced and both checksums updated incrementally from the template's own. A malform kind
+  // that forces flags (syn-fin, syn-rst) ignores `flags`; a non-first fragment has no TCP
+  // header, so only its source address changes.
   void render(uint8_t* out, uint32_t src_ip, uint16_t sport, uint32_t seq, uint32_t ack,
               uint8_t flags) const noexcept;
 
@@ -63,6 +69,8 @@ class FrameTemplate {
   uint32_t seq_ = 0;
   uint32_t ack_ = 0;
   uint16_t off_flags_ = 0;  // data offset nibble + flags, the 16-bit word the checksum sees
+  uint8_t forced_flags_ = 0;
+  bool has_tcp_header_ = true;
 };
 
 }  // namespace syngate::flood

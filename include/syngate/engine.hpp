@@ -12,6 +12,7 @@
 
 #include "syngate/cookie.hpp"
 #include "syngate/packet.hpp"
+#include "syngate/syn_decision.hpp"
 
 namespace syngate {
 
@@ -43,8 +44,16 @@ struct EngineConfig {
   // refuse the connection, with an RST to the client when this is set (else a silent drop).
   bool table_full_reset = true;
 
-  // Seed for the flow-table hash; the daemon sets a random one per worker.
-  uint64_t hash_seed = 0x5eed5eed5eed5eedull;
+  // Keys for the flow table's hash and the budget tables' SipHash. The daemon draws both from the
+  // system's random source for every worker at start (gw::randomize_hash_keys): a compiled-in
+  // value would let anyone who reads the source aim a flood at one hash chain or budget cell.
+  uint64_t hash_seed = 0;
+  HashKey hash_key{};
+
+  // Source policy ([policy]): allow/deny prefixes and budgets. Null = no prefixes, default budgets.
+  std::shared_ptr<const SourcePolicy> policy;
+  // How many workers split the per-prefix SYN-ACK budget between them.
+  uint32_t budget_share = 1;
 
   // Data that arrives before the backend has answered is held here (bytes per flow, and how many
   // flows may hold data at once); the rest is dropped and the client retransmits it.
@@ -75,16 +84,25 @@ class PacketSink {
   virtual void send(std::span<const uint8_t> packet) = 0;
 };
 
-// Every reason a packet is dropped or a flow refused, for counters and metrics.
+// Every reason a packet is dropped or a flow refused, for counters and metrics. The first ten
+// are the SYN decision's (SynDropReason, in the same order).
 enum class DropReason : uint8_t {
-  Malformed,            // failed to parse, or a fragment: dropped, since letting it through would
-                        // let a crafted SYN reach the backend without a cookie
+  Truncated,            // headers cut short (IP or TCP)
+  BadIpHeader,          // IP version, header or total length, IPv6 extension chain, mapped address
+  Fragment,             // a fragment: its TCP header cannot be trusted to be whole
+  IpOptions,            // a SYN with IPv4 options or IPv6 extension headers
+  BadDataOffset,        // TCP data offset < 5 words or past the segment
+  BadTcpOption,         // a TCP option with an impossible length or running past the header
   InvalidFlags,         // impossible flag combination (SYN+RST, SYN+FIN, client SYN+ACK, no ACK)
+  Denied,               // SYN from a source in policy.deny
+  NotAllowed,           // SYN from a source outside a non-empty policy.allow
+  BackscatterBudget,    // SYN whose source /24 (/48) had its SYN-ACKs for this second
   SynAnswered,          // client SYN consumed, cookie SYN-ACK sent (not an error)
   CookieInvalid,        // ACK with no flow and a cookie that does not validate
-  NoFlow,               // non-SYN, non-ACK-only packet for a protected service with no flow
+  NoFlow,               // packet for a protected service that no flow or cookie explains
   TableFull,            // valid cookie, but the flow table is full
   SourceLimit,          // valid cookie, but the source has max_flows_per_source flows
+  NewFlowRate,          // valid cookie, but the source opened policy.new_flows_per_source_per_s
   EarlyDataOverflow,    // data before the backend answered, past the buffer
   BackendSynAckConsumed,// backend SYN-ACK consumed (not an error)
   BackendSynAckUnexpected, // SYN-ACK for no flow or not matching our SYN
@@ -93,6 +111,10 @@ enum class DropReason : uint8_t {
   StaleSegment,         // segment for a flow that cannot take it (e.g. client data before ack)
   Count_
 };
+// The engine's name for a reason of the SYN decision.
+constexpr DropReason drop_reason(SynDropReason r) noexcept {
+  return static_cast<DropReason>(static_cast<uint8_t>(r) - 1);
+}
 std::string_view to_string(DropReason r) noexcept;
 
 struct EngineCounters {
@@ -148,6 +170,8 @@ class Engine {
   void set_services(std::vector<Service> services);
   // nullptr (the default) for none. The observer must outlive the Engine or be reset first.
   void set_flow_observer(FlowObserver* observer) noexcept;
+  // New source policy (config reload); budgets and flows carry on.
+  void set_policy(std::shared_ptr<const SourcePolicy> policy);
 
   const EngineCounters& counters() const noexcept;
   const EngineConfig& config() const noexcept;

@@ -177,6 +177,8 @@ class TcpPacket {
 struct ParseResult {
   ParseError error = ParseError::Truncated;
   TcpPacket packet;
+  // IPv4 options or IPv6 extension headers before TCP: legal on a flow, refused on a SYN.
+  bool has_ip_options = false;
   explicit operator bool() const noexcept { return error == ParseError::None; }
 };
 

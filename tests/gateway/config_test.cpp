@@ -3,6 +3,9 @@
 #include <string>
 
 #include "config.hpp"
+#include "seeds.hpp"
+
+#include <set>
 
 using syngate::gw::ConfigError;
 using syngate::gw::GatewayConfig;
@@ -211,4 +214,76 @@ TEST(Config, LoadMissingFileNamesIt) {
   } catch (const ConfigError& e) {
     EXPECT_NE(std::string(e.what()).find("/nonexistent/syngate.toml"), std::string::npos);
   }
+}
+
+// ---- [policy] --------------------------------------------------------------------------------
+
+TEST(Policy, ParsesAllowDenyAndBudgets) {
+  GatewayConfig c = parse_config(std::string(kMinimal) + R"(
+[policy]
+deny = ["198.18.0.0/15", "2001:2::/48"]
+allow = ["10.0.0.0/8", "10.10.1.7"]
+synack_per_prefix_per_s = 50
+new_flows_per_source_per_s = 20
+)", "t.toml");
+  ASSERT_TRUE(c.engine.policy);
+  const syngate::SourcePolicy& p = *c.engine.policy;
+  EXPECT_EQ(p.prefixes.size(), 4u);
+  EXPECT_TRUE(p.allow_list);
+  EXPECT_EQ(p.synack_per_prefix_per_s, 50u);
+  EXPECT_EQ(p.new_flows_per_source_per_s, 20u);
+  EXPECT_EQ(p.prefixes.longest_match(*syngate::Address::parse("198.19.0.1")), syngate::kPolicyDeny);
+  EXPECT_EQ(p.prefixes.longest_match(*syngate::Address::parse("10.10.1.7")), syngate::kPolicyAllow);
+}
+
+TEST(Policy, DefaultsWhenAbsent) {
+  GatewayConfig c = parse_config(kMinimal, "t.toml");
+  ASSERT_TRUE(c.engine.policy);
+  EXPECT_TRUE(c.engine.policy->prefixes.empty());
+  EXPECT_FALSE(c.engine.policy->allow_list);
+  EXPECT_EQ(c.engine.policy->synack_per_prefix_per_s, syngate::SourcePolicy::kDefaultSynackPerPrefixPerS);
+  EXPECT_EQ(c.engine.policy->new_flows_per_source_per_s, 0u);
+}
+
+TEST(Policy, ErrorsNameTheKey) {
+  auto with = [](const std::string& body) { return std::string(kMinimal) + "[policy]\n" + body + "\n"; };
+  ConfigError e = error_of(with(R"(deny = ["10.0.0.0/8", "10.1.2.3/16"])"));
+  EXPECT_EQ(e.key(), "policy.deny[1]");
+  EXPECT_NE(e.reason().find("host bits"), std::string::npos) << e.what();
+  e = error_of(with(R"(allow = ["nonsense"])"));
+  EXPECT_EQ(e.key(), "policy.allow[0]");
+  e = error_of(with(R"(deny = "10.0.0.0/8")"));
+  EXPECT_EQ(e.key(), "policy.deny");
+  e = error_of(with(R"(deny = [8])"));
+  EXPECT_EQ(e.key(), "policy.deny[0]");
+  e = error_of(with(R"(deny = ["10.0.0.0/8"]
+allow = ["10.0.0.0/8"])"));
+  EXPECT_EQ(e.key(), "policy.allow[0]");
+  EXPECT_NE(e.reason().find("policy.deny[0]"), std::string::npos) << e.what();
+  e = error_of(with("synack_per_prefix_per_s = -1"));
+  EXPECT_EQ(e.key(), "policy.synack_per_prefix_per_s");
+  e = error_of(with("new_flows_per_source = 3"));
+  EXPECT_EQ(e.key(), "policy.new_flows_per_source");
+  e = error_of("policy = 3\n" + std::string(kMinimal));
+  EXPECT_EQ(e.key(), "policy");
+}
+
+// ---- hash keys -------------------------------------------------------------------------------
+
+TEST(HashKeys, EveryWorkerGetsFreshRandomKeys) {
+  GatewayConfig c = parse_config(kMinimal, "t.toml");
+  EXPECT_EQ(c.engine.hash_seed, 0u) << "nothing compiled in: the config leaves the keys unset";
+  std::set<uint64_t> seeds;
+  std::set<syngate::HashKey> keys;
+  for (int i = 0; i < 32; ++i) {
+    syngate::EngineConfig e = c.engine;
+    syngate::gw::randomize_hash_keys(e);
+    EXPECT_NE(e.hash_seed, 0u);
+    EXPECT_NE(e.hash_seed, 0x5eed5eed5eed5eedull) << "the old compiled-in seed";
+    EXPECT_NE(e.hash_key, syngate::HashKey{});
+    seeds.insert(e.hash_seed);
+    keys.insert(e.hash_key);
+  }
+  EXPECT_EQ(seeds.size(), 32u);
+  EXPECT_EQ(keys.size(), 32u);
 }

@@ -28,15 +28,23 @@ TEST(Rules, QueueTargets) {
 
 TEST(Rules, MangleChainQueuesSynsApartFromFlows) {
   auto rules = chain_rules(config("flow_queues = 2"), false, "mangle");
-  ASSERT_EQ(rules.size(), 4u);
+  ASSERT_EQ(rules.size(), 5u);
   EXPECT_EQ(join(rules[0]), "-m mark --mark 0x5347 -j RETURN");
-  EXPECT_EQ(join(rules[1]),
+  EXPECT_EQ(join(rules[1]), "-d 10.10.3.2/32 -p tcp -f -j NFQUEUE --queue-num 0");
+  EXPECT_EQ(join(rules[2]),
             "-d 10.10.3.2/32 -p tcp -m tcp --dport 80 --tcp-flags FIN,SYN,RST,ACK SYN -j NFQUEUE --queue-num 0");
-  EXPECT_EQ(join(rules[2]), "-d 10.10.3.2/32 -p tcp -m tcp --dport 80 -j NFQUEUE --queue-balance 8:9");
-  EXPECT_EQ(join(rules[3]), "-s 10.10.3.2/32 -p tcp -m tcp --sport 80 -j NFQUEUE --queue-balance 8:9");
+  EXPECT_EQ(join(rules[3]), "-d 10.10.3.2/32 -p tcp -m tcp --dport 80 -j NFQUEUE --queue-balance 8:9");
+  EXPECT_EQ(join(rules[4]), "-s 10.10.3.2/32 -p tcp -m tcp --sport 80 -j NFQUEUE --queue-balance 8:9");
   for (const auto& r : rules) {
     EXPECT_EQ(std::find(r.begin(), r.end(), "--queue-cpu-fanout"), r.end());
   }
+}
+
+TEST(Rules, FragmentsToProtectedAddressesAreQueuedOncePerAddress) {
+  auto rules = chain_rules(config("", "[[service]]\naddress = \"10.10.3.2\"\nport = 80\n[[service]]\naddress = \"10.10.3.2\"\nport = 443\n"), false, "mangle");
+  size_t fragment_rules = 0;
+  for (const auto& r : rules) fragment_rules += std::find(r.begin(), r.end(), "-f") != r.end();
+  EXPECT_EQ(fragment_rules, 1u);
 }
 
 TEST(Rules, FailOpenAddsBypassEverywhere) {

@@ -1,0 +1,191 @@
+// The SYN decision in the core: one function every worker kind calls on every packet it gets,
+// following the specification in syngate/spec/syn_rules.h (which the in-kernel fast path
+// compiles too). Plus what the decision needs: the source policy (a longest-prefix set of allow
+// and deny entries) and fixed-memory per-prefix / per-source budgets.
+//
+// Pure code: no syscalls, no clocks. Random hash keys come from the caller.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "syngate/packet.hpp"
+
+namespace syngate {
+
+struct Service;
+
+// ---- Prefix sets ----------------------------------------------------------------------------
+
+// An IPv4 or IPv6 prefix. IPv4 is stored v4-mapped, so a /24 is length 96 + 24 inside: both
+// families share one table and one lookup.
+struct Prefix {
+  Address address;  // host bits cleared
+  uint8_t length = 0;  // in the 128-bit space
+  bool v4 = false;
+
+  // "10.1.0.0/16", "2001:db8::/32", or a bare address (a host prefix). Host bits set in the
+  // text are an error ("10.1.2.3/16" is a typo more often than not). nullopt with *error set.
+  static std::optional<Prefix> parse(std::string_view text, std::string* error = nullptr);
+  // The length as written (0..32 for IPv4).
+  uint8_t family_length() const noexcept { return v4 ? static_cast<uint8_t>(length - 96) : length; }
+  std::string to_string() const;
+  bool contains(const Address& a) const noexcept;
+  friend bool operator==(const Prefix&, const Prefix&) = default;
+};
+
+// The address with all but its first `length` bits (of 128) cleared.
+Address mask_address(const Address& a, uint8_t length) noexcept;
+
+// Longest-prefix match from prefixes to small values. Lookup allocates nothing and costs one
+// hash probe per distinct prefix length present (longest first).
+class PrefixSet {
+ public:
+  // Adds or replaces the value of a prefix.
+  void insert(const Prefix& p, uint8_t value);
+  // The value of the longest prefix containing `a`.
+  std::optional<uint8_t> longest_match(const Address& a) const noexcept;
+  size_t size() const noexcept { return entries_.size(); }
+  bool empty() const noexcept { return entries_.empty(); }
+  struct Entry {
+    Prefix prefix;
+    uint8_t value;
+  };
+  // In insertion order (for exporting to another data path, e.g. a BPF LPM map).
+  const std::vector<Entry>& entries() const noexcept { return entries_; }
+
+ private:
+  struct KeyHash {
+    size_t operator()(const Address& a) const noexcept;
+  };
+  std::vector<Entry> entries_;
+  // One map per prefix length present, longest first.
+  std::vector<std::pair<uint8_t, std::unordered_map<Address, uint8_t, KeyHash>>> by_length_;
+};
+
+// ---- Source policy ---------------------------------------------------------------------------
+
+inline constexpr uint8_t kPolicyAllow = 1;  // sg_policy_match values
+inline constexpr uint8_t kPolicyDeny = 2;
+
+// The [policy] table. Shared read-only between workers (a reload publishes a new one).
+struct SourcePolicy {
+  PrefixSet prefixes;     // allow and deny entries; the longest match decides
+  bool allow_list = false;  // some allow entry exists: sources matching none are refused
+
+  // Backscatter budget: SYN-ACKs per second to one /24 (IPv4) or /48 (IPv6), over the whole
+  // gateway. A SYN proxy answers every spoofed SYN, so an attacker who spoofs a victim network
+  // aims our SYN-ACKs at it. 0 = unlimited.
+  uint32_t synack_per_prefix_per_s = kDefaultSynackPerPrefixPerS;
+  // New proxied flows per second from one client address (real hosts completing handshakes,
+  // e.g. a botnet). 0 = unlimited.
+  uint32_t new_flows_per_source_per_s = 0;
+
+  // 1000/s to one /24 is more than the new connections a /24 of real clients opens to one
+  // service (a large carrier NAT excepted: raise it there), and caps what a spoofer can reflect
+  // at one victim network at ~0.6 Mbit/s of SYN-ACKs.
+  static constexpr uint32_t kDefaultSynackPerPrefixPerS = 1000;
+
+  // Adds an entry; a prefix listed twice (even in both lists) is an error for the caller.
+  void add(const Prefix& p, bool deny);
+};
+
+// ---- Budgets ---------------------------------------------------------------------------------
+
+using HashKey = std::array<uint8_t, 16>;
+
+// A fixed table of one-second budget cells indexed by a keyed SipHash of the key bytes: memory
+// is fixed however many sources there are, and without the random key nobody can choose
+// sources that land on a victim's cell.
+class BudgetTable {
+ public:
+  BudgetTable(size_t cells, const HashKey& key);
+  // Takes one unit for `key_bytes` in second `now_s`; false when the cell is spent.
+  bool take(std::span<const uint8_t> key_bytes, uint32_t now_s, uint32_t limit) noexcept;
+  size_t memory_bytes() const noexcept;
+
+ private:
+  std::vector<uint64_t> cells_;  // sg_budget_cell, packed
+  HashKey key_;
+  size_t mask_;
+};
+
+// ---- The decision ----------------------------------------------------------------------------
+
+// What to do with one queued packet.
+enum class SynAction : uint8_t {
+  Pass,          // not for a protected service: accept untouched
+  Answer,        // a client SYN that passed every rule: answer with a cookie, drop the SYN
+  ClientFlow,    // client -> service, not a SYN: the flow path (cookie ACK or an existing flow)
+  ServerFlow,    // service -> client: the flow path
+  Drop,          // dropped; `reason` says why
+};
+
+// Reasons the decision drops a packet: the specification's sg_reason values, one for one.
+enum class SynDropReason : uint8_t {
+  None = 0,
+  Truncated,
+  BadIpHeader,
+  Fragment,
+  IpOptions,
+  BadDataOffset,
+  BadTcpOption,
+  InvalidFlags,
+  Denied,
+  NotAllowed,
+  BackscatterBudget,
+  Count_
+};
+std::string_view to_string(SynDropReason r) noexcept;
+
+struct SynVerdict {
+  SynAction action = SynAction::Drop;
+  SynDropReason reason = SynDropReason::None;
+  ParseResult parsed;  // valid when the packet parsed (every action but a malformed Drop)
+};
+
+struct SynGuardConfig {
+  std::shared_ptr<const SourcePolicy> policy;  // null = no policy, default budgets
+  HashKey hash_key{};     // random per process; keys the budget tables
+  uint32_t budget_share = 1;  // how many workers split the per-prefix budget (SYN workers)
+  size_t budget_cells = 16384;  // per table: 128 KiB each, fixed
+};
+
+// Per-worker state of the decision: the policy in force and the budget tables. Not thread-safe;
+// one per worker, like the flow table.
+class SynGuard {
+ public:
+  explicit SynGuard(SynGuardConfig config);
+
+  // THE decision: every worker kind calls this on every packet it gets from its queue.
+  SynVerdict decide(std::span<uint8_t> packet, std::span<const Service> services,
+                    uint64_t now_ns) noexcept;
+
+  // For the flow path: may `source` open one more flow this second? (policy's
+  // new_flows_per_source_per_s; true when unlimited)
+  bool take_new_flow(const Address& source, uint64_t now_ns) noexcept;
+
+  // A reload: the new policy applies to the next packet; budgets carry on.
+  void set_policy(std::shared_ptr<const SourcePolicy> policy);
+  const SourcePolicy& policy() const noexcept { return *policy_; }
+  size_t memory_bytes() const noexcept;
+
+ private:
+  std::shared_ptr<const SourcePolicy> policy_;
+  uint32_t share_;
+  uint32_t synack_limit_ = 0;  // per worker, from the policy and share
+  BudgetTable prefix_budget_;
+  BudgetTable source_budget_;
+};
+
+// Whether (address, port) is one of the services.
+bool is_protected(std::span<const Service> services, const Address& a, uint16_t port) noexcept;
+
+}  // namespace syngate

@@ -1,0 +1,437 @@
+// The SYN decision over every class of packet a queue can hand a worker, the prefix set and the
+// budgets. The same SynGuard::decide runs in every worker kind, so these cover them all.
+#include <gtest/gtest.h>
+
+#include <vector>
+
+#include "syngate/engine.hpp"
+#include "syngate/packet.hpp"
+#include "syngate/spec/syn_rules.h"
+#include "syngate/syn_decision.hpp"
+
+namespace syngate {
+namespace {
+
+using Bytes = std::vector<uint8_t>;
+constexpr uint64_t kSecond = 1000000000ull;
+
+const Address kClient = *Address::parse("10.10.1.2");
+const Address kServer = *Address::parse("10.10.3.2");
+const Address kClient6 = *Address::parse("2001:db8:1::2");
+const Address kServer6 = *Address::parse("2001:db8:3::2");
+
+std::vector<Service> services() { return {{kServer, 80}, {kServer6, 80}}; }
+
+HashKey key_of(uint8_t b) {
+  HashKey k{};
+  k.fill(b);
+  return k;
+}
+
+// A SYN as Linux sends it: MSS, SACK-permitted, timestamps, NOP, window scale (20 option bytes).
+Bytes syn(const Address& src = kClient, const Address& dst = kServer, uint16_t dport = 80,
+          uint8_t flags = tcp_flag::SYN) {
+  TcpOptions o;
+  o.has_mss = true;
+  o.mss = 1460;
+  o.sack_permitted = true;
+  o.has_timestamps = true;
+  o.tsval = 12345;
+  o.has_wscale = true;
+  o.wscale = 7;
+  SegmentSpec s{.tuple = {src, dst, 40000, dport}, .seq = 1000, .flags = flags, .window = 64240, .options = o};
+  Bytes b(kMaxHeadersLen + 64);
+  b.resize(build_tcp_packet(b, s));
+  return b;
+}
+
+size_t tcp_offset(const Bytes& b) { return (b[0] >> 4) == 4 ? size_t(b[0] & 0xf) * 4 : 40; }
+
+// Overwrites the TCP option bytes (after the fixed 20) with `opts`, padded with END to the
+// current header length.
+void set_options(Bytes& b, const std::vector<uint8_t>& opts) {
+  const size_t t = tcp_offset(b);
+  const size_t hdr = size_t(b[t + 12] >> 4) * 4;
+  ASSERT_LE(opts.size(), hdr - 20);
+  for (size_t i = 0; i < hdr - 20; ++i) b[t + 20 + i] = i < opts.size() ? opts[i] : 0;
+}
+
+// Inserts IPv4 options (a 4-byte NOP NOP NOP END block) into an IPv4 packet.
+Bytes with_ip_options(Bytes b) {
+  b.insert(b.begin() + 20, {1, 1, 1, 0});
+  b[0] = 0x46;
+  const uint16_t total = static_cast<uint16_t>(b.size());
+  b[2] = static_cast<uint8_t>(total >> 8);
+  b[3] = static_cast<uint8_t>(total);
+  return b;
+}
+
+struct DecisionTest : ::testing::Test {
+  SynGuard guard{SynGuardConfig{nullptr, key_of(7), 1}};
+  SynVerdict decide(Bytes& b, uint64_t now = 100 * kSecond) { return guard.decide(b, services(), now); }
+  SynDropReason dropped(Bytes b) {
+    SynVerdict v = decide(b);
+    EXPECT_EQ(v.action, SynAction::Drop);
+    return v.reason;
+  }
+};
+
+TEST_F(DecisionTest, AWellFormedSynIsAnswered) {
+  Bytes b = syn();
+  EXPECT_EQ(decide(b).action, SynAction::Answer);
+  Bytes b6 = syn(kClient6, kServer6);
+  EXPECT_EQ(decide(b6).action, SynAction::Answer);
+}
+
+TEST_F(DecisionTest, EcnSetupAndPushUrgentStillAnswered) {
+  Bytes b = syn(kClient, kServer, 80, tcp_flag::SYN | tcp_flag::ECE | tcp_flag::CWR);
+  EXPECT_EQ(decide(b).action, SynAction::Answer);
+}
+
+TEST_F(DecisionTest, MalformedOptionsAreDroppedNotPassed) {
+  // The attack: one zero-length option among normal ones. Linux's stack stops parsing
+  // there and accepts the SYN; every path here must drop it.
+  Bytes zero_len = syn();
+  set_options(zero_len, {2, 4, 0x05, 0xb4, 8, 0});
+  EXPECT_EQ(dropped(zero_len), SynDropReason::BadTcpOption);
+  Bytes len_one = syn();
+  set_options(len_one, {2, 4, 0x05, 0xb4, 30, 1});
+  EXPECT_EQ(dropped(len_one), SynDropReason::BadTcpOption);
+  Bytes past_header = syn();
+  set_options(past_header, {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 4});  // MSS runs out
+  EXPECT_EQ(dropped(past_header), SynDropReason::BadTcpOption);
+  Bytes no_length_byte = syn();
+  set_options(no_length_byte, {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 3});
+  EXPECT_EQ(dropped(no_length_byte), SynDropReason::BadTcpOption);
+  Bytes wrong_mss_len = syn();
+  set_options(wrong_mss_len, {2, 5, 0x05, 0xb4, 0});
+  EXPECT_EQ(dropped(wrong_mss_len), SynDropReason::BadTcpOption);
+  Bytes bad_sack = syn();
+  set_options(bad_sack, {5, 9, 0, 0, 0, 0, 0, 0, 0});
+  EXPECT_EQ(dropped(bad_sack), SynDropReason::BadTcpOption);
+}
+
+TEST_F(DecisionTest, UnknownWellFormedOptionsAreAnswered) {
+  // TFO cookie request (34, len 2), MPTCP (30), experimental (253/254 with an ExID).
+  for (const std::vector<uint8_t>& opts : std::vector<std::vector<uint8_t>>{
+           {2, 4, 0x05, 0xb4, 34, 2},
+           {2, 4, 0x05, 0xb4, 30, 12, 0x00, 0x81, 1, 2, 3, 4, 5, 6, 7, 8},
+           {2, 4, 0x05, 0xb4, 253, 4, 0xf9, 0x89},
+           {254, 6, 0xab, 0xcd, 1, 2, 2, 4, 0x05, 0xb4},
+           {2, 4, 0x05, 0xb4, 0, 0x99, 0x99}}) {  // END: what follows is padding
+    Bytes b = syn();
+    set_options(b, opts);
+    SynVerdict v = decide(b);
+    EXPECT_EQ(v.action, SynAction::Answer) << int(opts[4]);
+    EXPECT_TRUE(v.parsed.packet.options().has_mss);
+  }
+}
+
+TEST_F(DecisionTest, BadDataOffsetAndTruncatedHeadersAreDropped) {
+  Bytes small = syn();
+  small[tcp_offset(small) + 12] = 0x40;  // 4 words
+  EXPECT_EQ(dropped(small), SynDropReason::BadDataOffset);
+  Bytes past = syn();
+  past[tcp_offset(past) + 12] = 0xf0;  // 60 bytes, the segment has 40
+  EXPECT_EQ(dropped(past), SynDropReason::BadDataOffset);
+  Bytes cut = syn();
+  cut.resize(20 + 12);
+  cut[2] = 0;
+  cut[3] = 32;  // IP length says 12 bytes of TCP
+  EXPECT_EQ(dropped(cut), SynDropReason::Truncated);
+  Bytes shorter_than_ip_length = syn();
+  shorter_than_ip_length.resize(shorter_than_ip_length.size() - 4);
+  EXPECT_EQ(dropped(shorter_than_ip_length), SynDropReason::BadIpHeader);
+  EXPECT_EQ(dropped(Bytes{0x45, 0}), SynDropReason::Truncated);
+}
+
+TEST_F(DecisionTest, FragmentsAreDropped) {
+  Bytes first = syn();
+  first[6] = 0x20;  // MF
+  EXPECT_EQ(dropped(first), SynDropReason::Fragment);
+  Bytes later = syn();
+  later[7] = 0x10;  // offset 128
+  EXPECT_EQ(dropped(later), SynDropReason::Fragment);
+  Bytes v6 = syn(kClient6, kServer6);
+  v6[6] = 44;  // fragment header instead of TCP
+  EXPECT_EQ(dropped(v6), SynDropReason::Fragment);
+}
+
+TEST_F(DecisionTest, SynsWithIpOptionsAreDroppedButFlowsMayCarryThem) {
+  EXPECT_EQ(dropped(with_ip_options(syn())), SynDropReason::IpOptions);
+  Bytes ack = with_ip_options(syn(kClient, kServer, 80, tcp_flag::ACK));
+  EXPECT_EQ(decide(ack).action, SynAction::ClientFlow);
+}
+
+TEST_F(DecisionTest, ImpossibleFlagSetsAreDropped) {
+  for (uint8_t f : {uint8_t(tcp_flag::SYN | tcp_flag::FIN), uint8_t(tcp_flag::SYN | tcp_flag::RST),
+                    uint8_t(tcp_flag::SYN | tcp_flag::ACK), uint8_t(tcp_flag::FIN), uint8_t(0),
+                    uint8_t(tcp_flag::PSH | tcp_flag::URG), uint8_t(tcp_flag::FIN | tcp_flag::PSH | tcp_flag::URG)}) {
+    EXPECT_EQ(dropped(syn(kClient, kServer, 80, f)), SynDropReason::InvalidFlags) << int(f);
+  }
+}
+
+TEST_F(DecisionTest, NonSynsGoToTheFlowPath) {
+  for (uint8_t f : {uint8_t(tcp_flag::ACK), uint8_t(tcp_flag::RST), uint8_t(tcp_flag::ACK | tcp_flag::FIN),
+                    uint8_t(tcp_flag::ACK | tcp_flag::PSH), uint8_t(tcp_flag::RST | tcp_flag::ACK)}) {
+    Bytes b = syn(kClient, kServer, 80, f);
+    EXPECT_EQ(decide(b).action, SynAction::ClientFlow) << int(f);
+  }
+  // From the service's address and port: the server's side.
+  Bytes from_server = syn(kServer, kClient, 80, tcp_flag::SYN | tcp_flag::ACK);
+  std::swap(from_server[20], from_server[22]);
+  std::swap(from_server[21], from_server[23]);
+  EXPECT_EQ(decide(from_server).action, SynAction::ServerFlow);
+}
+
+TEST_F(DecisionTest, OtherServicesPassUntouched) {
+  Bytes b = syn(kClient, kServer, 22);
+  const Bytes before = b;
+  EXPECT_EQ(decide(b).action, SynAction::Pass);
+  EXPECT_EQ(b, before);
+}
+
+TEST_F(DecisionTest, MalformedPacketsDropEvenForOtherServices) {
+  // What the rules queued and we cannot read, we cannot vouch for.
+  Bytes b = syn(kClient, kServer, 22);
+  set_options(b, {8, 0});
+  EXPECT_EQ(dropped(b), SynDropReason::BadTcpOption);
+}
+
+// ---- policy ----------------------------------------------------------------------------------
+
+std::shared_ptr<SourcePolicy> policy_of(std::vector<std::pair<std::string, bool>> entries) {
+  auto p = std::make_shared<SourcePolicy>();
+  for (const auto& [text, deny] : entries) p->add(*Prefix::parse(text), deny);
+  return p;
+}
+
+TEST_F(DecisionTest, DenyAllowLongestPrefix) {
+  guard.set_policy(policy_of({{"10.10.0.0/16", false}, {"10.10.1.0/24", true}, {"10.10.1.2/32", false},
+                              {"2001:db8::/32", true}}));
+  Bytes ok = syn(*Address::parse("10.10.1.2"));
+  EXPECT_EQ(decide(ok).action, SynAction::Answer) << "the /32 allow is longer than the /24 deny";
+  EXPECT_EQ(dropped(syn(*Address::parse("10.10.1.3"))), SynDropReason::Denied);
+  Bytes in16 = syn(*Address::parse("10.10.7.1"));
+  EXPECT_EQ(decide(in16).action, SynAction::Answer);
+  EXPECT_EQ(dropped(syn(*Address::parse("192.0.2.1"))), SynDropReason::NotAllowed);
+  EXPECT_EQ(dropped(syn(kClient6, kServer6)), SynDropReason::Denied);
+  // Policy is about SYNs: an ACK from a denied source still reaches the flow path, which only
+  // creates a flow for a valid cookie (that a denied source never got).
+  Bytes ack = syn(*Address::parse("10.10.1.3"), kServer, 80, tcp_flag::ACK);
+  EXPECT_EQ(decide(ack).action, SynAction::ClientFlow);
+}
+
+TEST_F(DecisionTest, DenyOnlyPolicyAnswersEveryoneElse) {
+  guard.set_policy(policy_of({{"198.18.0.0/15", true}}));
+  EXPECT_EQ(dropped(syn(*Address::parse("198.19.255.255"))), SynDropReason::Denied);
+  Bytes other = syn(*Address::parse("198.20.0.1"));
+  EXPECT_EQ(decide(other).action, SynAction::Answer);
+}
+
+TEST_F(DecisionTest, BackscatterBudgetPerSlash24PerSecond) {
+  auto p = std::make_shared<SourcePolicy>();
+  p->synack_per_prefix_per_s = 5;
+  guard.set_policy(p);
+  int answered = 0;
+  for (int i = 0; i < 50; ++i) {
+    Bytes b = syn(Address::from_v4(0xC6120000u + static_cast<uint32_t>(i)));  // 198.18.0.i: one /24
+    if (decide(b, 10 * kSecond).action == SynAction::Answer) ++answered;
+  }
+  EXPECT_EQ(answered, 5);
+  Bytes other = syn(*Address::parse("10.10.1.2"));
+  EXPECT_EQ(decide(other, 10 * kSecond).action, SynAction::Answer) << "another /24 has its own budget";
+  Bytes next_second = syn(Address::from_v4(0xC6120001u));
+  EXPECT_EQ(decide(next_second, 11 * kSecond).action, SynAction::Answer) << "the budget refills each second";
+  // IPv6: one /48.
+  int answered6 = 0;
+  for (int i = 0; i < 20; ++i) {
+    Address a = *Address::parse("2001:2:0:1::1");
+    a.bytes[15] = static_cast<uint8_t>(i);
+    a.bytes[7] = static_cast<uint8_t>(i);  // different /64s inside one /48
+    Bytes b = syn(a, kServer6);
+    if (decide(b, 10 * kSecond).action == SynAction::Answer) ++answered6;
+  }
+  EXPECT_EQ(answered6, 5);
+}
+
+TEST_F(DecisionTest, BudgetIsSplitBetweenWorkersRoundingUp) {
+  auto p = std::make_shared<SourcePolicy>();
+  p->synack_per_prefix_per_s = 5;
+  SynGuard shared(SynGuardConfig{p, key_of(1), 2});
+  int answered = 0;
+  for (int i = 0; i < 20; ++i) {
+    Bytes b = syn(Address::from_v4(0xC6120000u + static_cast<uint32_t>(i)));
+    if (shared.decide(b, services(), 3 * kSecond).action == SynAction::Answer) ++answered;
+  }
+  EXPECT_EQ(answered, 3);
+}
+
+TEST_F(DecisionTest, RefusedSynsSpendNoBudget) {
+  auto p = policy_of({{"198.18.0.0/24", true}});
+  p->synack_per_prefix_per_s = 1;
+  guard.set_policy(p);
+  for (int i = 0; i < 10; ++i) dropped(syn(Address::from_v4(0xC6120000u + 5)));
+  Bytes bad = syn(*Address::parse("10.10.1.2"));
+  set_options(bad, {8, 0});
+  dropped(bad);
+  Bytes good = syn(*Address::parse("10.10.1.2"));
+  EXPECT_EQ(decide(good).action, SynAction::Answer);
+}
+
+TEST_F(DecisionTest, NewFlowsPerSource) {
+  auto p = std::make_shared<SourcePolicy>();
+  p->new_flows_per_source_per_s = 3;
+  guard.set_policy(p);
+  int ok = 0;
+  for (int i = 0; i < 10; ++i) ok += guard.take_new_flow(kClient, 5 * kSecond);
+  EXPECT_EQ(ok, 3);
+  EXPECT_TRUE(guard.take_new_flow(*Address::parse("10.10.1.3"), 5 * kSecond));
+  EXPECT_TRUE(guard.take_new_flow(kClient, 6 * kSecond));
+  guard.set_policy(std::make_shared<SourcePolicy>());
+  for (int i = 0; i < 100; ++i) EXPECT_TRUE(guard.take_new_flow(kClient, 6 * kSecond)) << "0 = unlimited";
+}
+
+TEST(BudgetTable, MemoryIsFixedWhateverTheSources) {
+  BudgetTable t(1024, key_of(3));
+  const size_t before = t.memory_bytes();
+  for (uint32_t i = 0; i < 200000; ++i) {
+    Address a = Address::from_v4(i * 2654435761u);
+    t.take(a.bytes, 1, 10);
+  }
+  EXPECT_EQ(t.memory_bytes(), before);
+  EXPECT_EQ(before, 1024 * 8u);
+}
+
+TEST(BudgetTable, TheKeyDecidesWhichSourcesShareACell) {
+  // With a different key, a different set of sources collides with a given one: whoever does
+  // not know the key cannot pick sources that starve a victim's cell.
+  auto collides = [](const HashKey& k) {
+    std::vector<int> out;
+    for (int i = 1; i < 400; ++i) {
+      BudgetTable t(64, k);
+      Address victim = *Address::parse("10.10.1.0");
+      t.take(victim.bytes, 1, 1);
+      Address other = Address::from_v4(0x0a000000u + (static_cast<uint32_t>(i) << 8));
+      if (!t.take(other.bytes, 1, 1)) out.push_back(i);
+    }
+    return out;
+  };
+  const auto a = collides(key_of(1));
+  const auto b = collides(key_of(2));
+  EXPECT_FALSE(a.empty());
+  EXPECT_NE(a, b);
+}
+
+// ---- prefixes --------------------------------------------------------------------------------
+
+TEST(Prefix, ParsesBothFamiliesAndRefusesHostBits) {
+  auto p = Prefix::parse("10.1.0.0/16");
+  ASSERT_TRUE(p);
+  EXPECT_TRUE(p->v4);
+  EXPECT_EQ(p->family_length(), 16);
+  EXPECT_EQ(p->to_string(), "10.1.0.0/16");
+  EXPECT_TRUE(p->contains(*Address::parse("10.1.255.3")));
+  EXPECT_FALSE(p->contains(*Address::parse("10.2.0.1")));
+  auto h = Prefix::parse("192.0.2.7");
+  ASSERT_TRUE(h);
+  EXPECT_EQ(h->family_length(), 32);
+  auto v6 = Prefix::parse("2001:db8::/32");
+  ASSERT_TRUE(v6);
+  EXPECT_FALSE(v6->v4);
+  EXPECT_TRUE(v6->contains(*Address::parse("2001:db8:ffff::1")));
+  EXPECT_FALSE(v6->contains(*Address::parse("10.1.0.1")));
+  std::string why;
+  EXPECT_FALSE(Prefix::parse("10.1.2.3/16", &why));
+  EXPECT_NE(why.find("host bits"), std::string::npos) << why;
+  EXPECT_NE(why.find("10.1.0.0/16"), std::string::npos) << why;
+  EXPECT_FALSE(Prefix::parse("10.1.0.0/33", &why));
+  EXPECT_FALSE(Prefix::parse("10.1.0.0/", &why));
+  EXPECT_FALSE(Prefix::parse("10.1.0.0/x", &why));
+  EXPECT_FALSE(Prefix::parse("2001:db8::/129", &why));
+  EXPECT_FALSE(Prefix::parse("example.com/8", &why));
+  auto all = Prefix::parse("0.0.0.0/0");
+  ASSERT_TRUE(all);
+  EXPECT_TRUE(all->contains(*Address::parse("203.0.113.9")));
+  EXPECT_FALSE(all->contains(*Address::parse("2001:db8::1"))) << "0.0.0.0/0 is IPv4 only";
+}
+
+TEST(PrefixSet, LongestMatchWins) {
+  PrefixSet s;
+  s.insert(*Prefix::parse("10.0.0.0/8"), 1);
+  s.insert(*Prefix::parse("10.1.0.0/16"), 2);
+  s.insert(*Prefix::parse("10.1.2.0/24"), 3);
+  s.insert(*Prefix::parse("::/0"), 9);
+  EXPECT_EQ(s.longest_match(*Address::parse("10.1.2.3")), 3);
+  EXPECT_EQ(s.longest_match(*Address::parse("10.1.3.3")), 2);
+  EXPECT_EQ(s.longest_match(*Address::parse("10.2.3.3")), 1);
+  EXPECT_EQ(s.longest_match(*Address::parse("2001:db8::1")), 9);
+  // ::/0 covers the v4-mapped space too: IPv4 lives inside the 128-bit space here.
+  EXPECT_EQ(s.longest_match(*Address::parse("11.0.0.1")), 9);
+  s.insert(*Prefix::parse("10.1.0.0/16"), 4);
+  EXPECT_EQ(s.longest_match(*Address::parse("10.1.3.3")), 4);
+  EXPECT_EQ(s.size(), 4u);
+  PrefixSet empty;
+  EXPECT_FALSE(empty.longest_match(*Address::parse("10.1.2.3")));
+}
+
+// ---- the engine uses the same decision ----------------------------------------------------------
+
+struct NullSink : PacketSink {
+  size_t sent = 0;
+  void send(std::span<const uint8_t>) override { ++sent; }
+};
+
+TEST(EngineDecision, EngineDropsWhatTheGuardDrops) {
+  EngineConfig cfg;
+  cfg.services = services();
+  cfg.max_flows = 16;
+  cfg.early_data_slots = 4;
+  cfg.policy = policy_of({{"198.18.0.0/15", true}});
+  CookieSecrets secrets;
+  secrets.current.fill(1);
+  CookieJar jar(secrets);
+  Engine e(cfg, jar);
+  NullSink sink;
+  Bytes zero_len = syn();
+  set_options(zero_len, {2, 4, 0x05, 0xb4, 8, 0});
+  EXPECT_EQ(e.process(zero_len, kSecond, sink).verdict, Verdict::Drop);
+  EXPECT_EQ(e.counters().drop(DropReason::BadTcpOption), 1u);
+  Bytes denied = syn(*Address::parse("198.18.3.4"));
+  EXPECT_EQ(e.process(denied, kSecond, sink).verdict, Verdict::Drop);
+  EXPECT_EQ(e.counters().drop(DropReason::Denied), 1u);
+  EXPECT_EQ(sink.sent, 0u);
+  Bytes good = syn();
+  e.process(good, kSecond, sink);
+  EXPECT_EQ(sink.sent, 1u);
+  EXPECT_EQ(e.counters().cookies_sent, 1u);
+  // A reload that lifts the deny.
+  e.set_policy(std::make_shared<SourcePolicy>());
+  Bytes again = syn(*Address::parse("198.18.3.4"));
+  e.process(again, kSecond, sink);
+  EXPECT_EQ(sink.sent, 2u);
+}
+
+// The spec's option step, driven directly (as the fast path does): never reads past `len`.
+TEST(SynRulesSpec, OptionStepStaysInsideItsBuffer) {
+  uint8_t buf[40];
+  for (uint32_t len = 0; len <= 40; ++len) {
+    for (int fill : {0, 1, 2, 8, 0xff}) {
+      for (uint8_t& c : buf) c = static_cast<uint8_t>(fill);
+      sg_tcp_opts o{};
+      uint32_t off = 0;
+      int steps = 0;
+      for (;;) {
+        off = sg_tcp_option_step(buf, len, off, &o);
+        if (off == SG_OPT_STEP_DONE || off == SG_OPT_STEP_BAD) break;
+        ASSERT_LE(off, len);
+        ASSERT_LT(++steps, 41);
+      }
+    }
+  }
+  sg_tcp_opts o{};
+  EXPECT_EQ(sg_tcp_option_step(buf, 41, 0, &o), SG_OPT_STEP_BAD) << "more than 40 option bytes";
+}
+
+}  // namespace
+}  // namespace syngate

@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# synflood syn --malform: every kind goes on the wire as built. Two network namespaces joined by
+# a veth pair (created here, removed by the trap); the receiver counts what arrives from the
+# spoof range with an iptables counter in raw PREROUTING (before the stack can drop anything)
+# and captures it with tcpdump, and a checker classifies every captured frame by its defect and
+# verifies the IP checksum (and the TCP checksum where the frame holds a whole segment).
+set -euo pipefail
+bin=${1:?usage: malform_netns_test.sh SYNFLOOD}
+[ "$(id -u)" = 0 ] || { echo "SKIP: needs root"; exit 77; }
+command -v tcpdump >/dev/null || { echo "SKIP: needs tcpdump"; exit 77; }
+
+tx="sgmf-tx-$$"; rx="sgmf-rx-$$"
+tmp=$(mktemp -d)
+dump_pid=""
+cleanup() {
+  local rc=$?
+  set +e
+  if [ -n "$dump_pid" ]; then kill "$dump_pid" 2>/dev/null; wait "$dump_pid" 2>/dev/null; fi
+  ip netns del "$tx" 2>/dev/null
+  ip netns del "$rx" 2>/dev/null
+  rm -rf "$tmp"
+  exit "$rc"
+}
+trap cleanup EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+ip netns add "$tx"; ip netns add "$rx"
+ip -n "$tx" link add veth0 type veth peer name veth1 netns "$rx"
+ip -n "$tx" addr add 10.99.0.1/24 dev veth0
+ip -n "$rx" addr add 10.99.0.2/24 dev veth1
+for ns in "$tx" "$rx"; do ip -n "$ns" link set lo up; done
+ip -n "$tx" link set veth0 up; ip -n "$rx" link set veth1 up
+ip netns exec "$rx" iptables -t raw -A PREROUTING -s 198.18.0.0/15 -p tcp -m comment --comment malformed -j DROP
+
+per_kind=25
+kinds=$("$bin" syn --help | sed -n 's/^ *--malform TEXT:{none,\([^}]*\)}.*/\1/p' | tr , ' ')
+[ -n "$kinds" ] || fail "could not read the malform kinds from --help"
+echo "kinds: $kinds"
+
+ip netns exec "$rx" tcpdump -i veth1 -n -U -w "$tmp/rx.pcap" 'src net 198.18.0.0/15' 2>"$tmp/dump.err" &
+dump_pid=$!
+for _ in $(seq 100); do grep -q "listening on" "$tmp/dump.err" && break; sleep 0.05; done
+grep -q "listening on" "$tmp/dump.err" || fail "tcpdump did not start: $(cat "$tmp/dump.err")"
+
+for kind in $kinds; do
+  out=$(ip netns exec "$tx" "$bin" syn --target 10.99.0.2:80 --rate 1000 --count "$per_kind" --malform "$kind" --json)
+  echo "$out"
+  python3 -c 'import json,sys; d=json.loads(sys.argv[1]); sys.exit(0 if d["sent"] == int(sys.argv[2]) and d["malform"] == sys.argv[3] else 1)' \
+    "$out" "$per_kind" "$kind" || fail "$kind: report does not say $per_kind sent"
+done
+sleep 0.3  # let tcpdump write the last frames
+kill -INT "$dump_pid"; wait "$dump_pid" || true; dump_pid=""
+
+n_kinds=$(echo "$kinds" | wc -w)
+got=$(ip netns exec "$rx" iptables -t raw -nvxL PREROUTING | awk '/\/\* malformed \*\// {print $1}')
+[ "$got" = $((n_kinds * per_kind)) ] || fail "the receiver counted $got malformed SYNs, expected $((n_kinds * per_kind))"
+
+python3 - "$tmp/rx.pcap" "$per_kind" $kinds <<'PY'
+import struct, sys
+path, per_kind, kinds = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+
+def csum(b):
+    if len(b) % 2: b += b"\0"
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    while s >> 16: s = (s & 0xffff) + (s >> 16)
+    return s
+
+def options(opts):
+    """(kind, length, offset) of every option until one cannot be read."""
+    i, out = 0, []
+    while i < len(opts):
+        k = opts[i]
+        if k == 0: break
+        if k == 1: i += 1; continue
+        if i + 1 >= len(opts): out.append((k, None, i)); break
+        l = opts[i + 1]
+        out.append((k, l, i))
+        if l < 2: break
+        i += l
+    return out
+
+def classify(ip):
+    ihl = (ip[0] & 15) * 4
+    total = struct.unpack("!H", ip[2:4])[0]
+    frag = struct.unpack("!H", ip[6:8])[0]
+    if (frag & 0x1fff) != 0: return "frag-later", False
+    if frag & 0x2000: return "frag-first", False
+    tcp = ip[ihl:total]
+    if ihl > 20: return "ip-options", True
+    if len(tcp) < 20: return "tcp-truncated", True
+    doff = (tcp[12] >> 4) * 4
+    if doff < 20: return "doff-short", True
+    if doff > len(tcp): return "doff-long", True
+    flags = tcp[13]
+    if flags == 0x03: return "syn-fin", True
+    if flags == 0x06: return "syn-rst", True
+    for k, l, off in options(tcp[20:doff]):
+        if l == 0: return "opt-zero-len", True
+        if l == 1: return "opt-len-one", True
+        if l is not None and off + l > doff - 20: return "opt-past-header", True
+    return "normal", True
+
+counts = {}
+with open(path, "rb") as f:
+    data = f.read()
+magic = struct.unpack("<I", data[:4])[0]
+assert magic in (0xa1b2c3d4, 0xa1b23c4d), hex(magic)
+pos = 24
+while pos + 16 <= len(data):
+    _, _, caplen, _ = struct.unpack("<IIII", data[pos:pos + 16])
+    frame = data[pos + 16:pos + 16 + caplen]
+    pos += 16 + caplen
+    assert frame[12:14] == b"\x08\x00", "not IPv4"
+    ip = frame[14:]
+    ihl = (ip[0] & 15) * 4
+    assert csum(ip[:ihl]) == 0xffff, "bad IP header checksum"
+    kind, whole_segment = classify(ip)
+    if whole_segment:
+        total = struct.unpack("!H", ip[2:4])[0]
+        pseudo = ip[12:20] + struct.pack("!BBH", 0, 6, total - ihl)
+        assert csum(pseudo + ip[ihl:total]) == 0xffff, "bad TCP checksum in a " + kind + " frame"
+    counts[kind] = counts.get(kind, 0) + 1
+print("captured at the receiver:", counts)
+expected = {k: per_kind for k in kinds}
+if counts != expected:
+    sys.exit("FAIL: expected %s" % expected)
+PY
+echo "PASS"
