@@ -30,12 +30,6 @@ char LICENSE[] SEC("license") = "Dual MIT/GPL";
 #define IPV6_HLEN 40
 #define TCP_HLEN 20
 #define TCP_MAX_OPTIONS 40
-#define TCP_FIN 0x01
-#define TCP_SYN 0x02
-#define TCP_RST 0x04
-#define TCP_ACK 0x10
-#define TCP_ECE 0x40
-#define TCP_CWR 0x80
 #define DEFAULT_MSS_V4 536  /* RFC 9293 3.7.1: assumed when a SYN carries no MSS */
 #define DEFAULT_MSS_V6 1220 /* RFC 8200 minimum MTU minus headers */
 #define REPLY_TTL 64
@@ -85,9 +79,44 @@ struct {
   __type(value, __u64);
 } sg_counters SEC(".maps");
 
+/* Drops by the SYN decision's reason (syn_rules.h: sg_reason values index it). */
+struct {
+  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+  __uint(max_entries, SG_R_COUNT_);
+  __type(key, __u32);
+  __type(value, __u64);
+} sg_reasons SEC(".maps");
+
+/* The source policy's allow (1) and deny (2) prefixes: the longest match decides. */
+struct {
+  __uint(type, BPF_MAP_TYPE_LPM_TRIE);
+  __uint(max_entries, 65536);
+  __uint(map_flags, BPF_F_NO_PREALLOC);
+  __type(key, struct sg_xdp_prefix_key);
+  __type(value, __u8);
+} sg_prefixes SEC(".maps");
+
+/* Backscatter budget cells (sg_budget_cell packed: second low, used high), per CPU: each CPU holds
+ * its share of the budget, as each NFQUEUE worker does in the engine. */
+struct {
+  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+  __uint(max_entries, SG_XDP_BUDGET_CELLS);
+  __type(key, __u32);
+  __type(value, __u64);
+} sg_budget SEC(".maps");
+
 static __always_inline void count(__u32 which) {
   __u64* v = bpf_map_lookup_elem(&sg_counters, &which);
   if (v) *v += 1;
+}
+
+/* A drop by the SYN decision: counted by its outcome and by its specification reason. */
+static __always_inline int drop_for(__u32 outcome, enum sg_reason why) {
+  __u32 r = (__u32)why;
+  __u64* v = bpf_map_lookup_elem(&sg_reasons, &r);
+  if (v) *v += 1;
+  count(outcome);
+  return XDP_DROP;
 }
 
 static __always_inline int pass_as(__u32 which) {
@@ -116,72 +145,28 @@ static __always_inline void store_be32(__u8* p, __u32 v) {
   p[3] = v;
 }
 
-/* The SYN's options, walked one option per bpf_loop step over a stack copy: a plain loop over 40
- * option bytes costs the verifier more than its instruction budget. Same rules as the engine's
- * parse_tcp_options: a malformed option makes the whole packet malformed. */
+/* The SYN's options, walked by the specification's sg_tcp_option_step, one option per bpf_loop
+ * step over a stack copy: a plain loop over 40 option bytes costs the verifier more than its
+ * instruction budget. */
 struct option_walk {
-  __u8 buf[64]; /* 40 used; indices are masked to 63 so the verifier sees every read in bounds */
-  __u32 n;
-  __u32 i;
-  __u32 tsval;
-  __u16 mss;
-  __u8 wscale;
-  __u8 has_mss;
-  __u8 has_wscale;
-  __u8 sack_permitted;
-  __u8 has_timestamps;
-  __u8 error;
+  __u8 buf[SG_TCP_MAX_OPTIONS];
+  __u32 len;
+  __u32 off;
+  struct sg_tcp_opts o;
+  __u32 bad;
 };
-
-static __always_inline __u8 opt_at(const struct option_walk* w, __u32 i) { return w->buf[i & 63]; }
 
 static long option_step(__u32 step, void* ctx) {
   struct option_walk* w = ctx;
-  const __u32 i = w->i;
   (void)step;
-  if (i >= w->n) return 1;
-  const __u8 kind = opt_at(w, i);
-  if (kind == 0) return 1; /* end of options */
-  if (kind == 1) {         /* NOP */
-    w->i = i + 1;
-    return 0;
+  const __u32 next = sg_tcp_option_step(w->buf, w->len, w->off, &w->o);
+  if (next == SG_OPT_STEP_DONE) return 1;
+  if (next == SG_OPT_STEP_BAD) {
+    w->bad = 1;
+    return 1;
   }
-  if (i + 1 >= w->n) goto bad;
-  const __u32 len = opt_at(w, i + 1);
-  if (len < 2 || i + len > w->n) goto bad;
-  switch (kind) {
-    case 2: /* MSS */
-      if (len != 4) goto bad;
-      w->has_mss = 1;
-      w->mss = (__u16)opt_at(w, i + 2) << 8 | opt_at(w, i + 3);
-      break;
-    case 3: /* window scale */
-      if (len != 3) goto bad;
-      w->has_wscale = 1;
-      w->wscale = opt_at(w, i + 2);
-      if (w->wscale > SG_MAX_WINDOW_SCALE) w->wscale = SG_MAX_WINDOW_SCALE;
-      break;
-    case 4: /* SACK permitted */
-      if (len != 2) goto bad;
-      w->sack_permitted = 1;
-      break;
-    case 8: /* timestamps */
-      if (len != 10) goto bad;
-      w->has_timestamps = 1;
-      w->tsval = (__u32)opt_at(w, i + 2) << 24 | (__u32)opt_at(w, i + 3) << 16 |
-                 (__u32)opt_at(w, i + 4) << 8 | opt_at(w, i + 5);
-      break;
-    case 5: /* SACK blocks */
-      if (len < 10 || (len - 2) % 8 != 0) goto bad;
-      break;
-    default: /* unknown kinds are skipped by their length */
-      break;
-  }
-  w->i = i + len;
+  w->off = next;
   return 0;
-bad:
-  w->error = 1;
-  return 1;
 }
 
 /* One's-complement sum of `len` bytes (a multiple of 4, at most 40) on top of `seed`. */
@@ -238,23 +223,52 @@ static __always_inline struct sg_cookie_flow cookie_flow(const struct parsed* p)
   return f;
 }
 
+/* Steps 3 and 4 of the SYN decision (syn_rules.h): the source policy, then the backscatter
+ * budget of the source's /24 (/48), taken only by a SYN that got this far. */
+static __always_inline int refuse_source(const struct parsed* p, const struct sg_xdp_config* cfg) {
+  if (cfg->has_prefixes || cfg->allow_list) {
+    struct sg_xdp_prefix_key k;
+    k.prefixlen = 128;
+    __builtin_memcpy(k.addr, p->key.src, 16);
+    const __u8* m = bpf_map_lookup_elem(&sg_prefixes, &k);
+    const enum sg_reason why = sg_policy_verdict(m ? (enum sg_policy_match)*m : SG_POLICY_NO_MATCH, cfg->allow_list);
+    if (why != SG_OK) return why;
+  }
+  if (cfg->synack_limit == 0) return SG_OK;
+  __u8 group[16];
+  __builtin_memcpy(group, p->key.src, 16);
+  /* Keep 96 + 24 bits of an IPv4 address, 48 of an IPv6 one. */
+  if (p->v6) {
+    __builtin_memset(group + SG_BUDGET_PREFIX_V6 / 8, 0, 16 - SG_BUDGET_PREFIX_V6 / 8);
+  } else {
+    group[15] = 0;
+  }
+  __u32 cell = (__u32)sg_siphash24_16(cfg->budget_key, group) & (SG_XDP_BUDGET_CELLS - 1);
+  __u64* packed = bpf_map_lookup_elem(&sg_budget, &cell);
+  if (!packed) return SG_OK;
+  struct sg_budget_cell c = {(__u32)*packed, (__u32)(*packed >> 32)};
+  const int ok = sg_budget_take(&c, (__u32)(now_ns(cfg) / 1000000000ull), cfg->synack_limit);
+  *packed = (__u64)c.second | (__u64)c.used << 32;
+  return ok ? SG_OK : SG_R_BACKSCATTER_BUDGET;
+}
+
 static __noinline int answer_syn(struct xdp_md* ctx, struct parsed* p, const struct sg_xdp_config* cfg,
                                  __u32 client_seq) {
-  if (p->flags & (TCP_ACK | TCP_RST | TCP_FIN)) return drop_as(SG_XDP_INVALID_FLAGS);
-
   struct option_walk w = {};
-  w.n = (p->tcp_hlen - TCP_HLEN) & 63;
-  if (w.n > TCP_MAX_OPTIONS) return pass_as(SG_XDP_PASSED_UNHANDLED);
-  if (w.n > 0) {
-    if (bpf_xdp_load_bytes(ctx, p->l4_off + TCP_HLEN, w.buf, w.n)) return pass_as(SG_XDP_PASSED_UNHANDLED);
+  w.len = (p->tcp_hlen - TCP_HLEN) & 63;
+  if (w.len > TCP_MAX_OPTIONS) return pass_as(SG_XDP_PASSED_UNHANDLED);
+  if (w.len > 0) {
+    if (bpf_xdp_load_bytes(ctx, p->l4_off + TCP_HLEN, w.buf, w.len)) return pass_as(SG_XDP_PASSED_UNHANDLED);
     bpf_loop(TCP_MAX_OPTIONS, option_step, &w, 0);
-    if (w.error) return drop_as(SG_XDP_MALFORMED);
+    if (w.bad) return drop_for(SG_XDP_MALFORMED, SG_R_BAD_OPTION);
   }
+  const int refused = refuse_source(p, cfg);
+  if (refused != SG_OK) return drop_for(SG_XDP_SYN_REFUSED, (enum sg_reason)refused);
 
   const struct sg_cookie_secrets* secrets = current_secrets();
   if (!secrets) return pass_as(SG_XDP_PASSED_UNHANDLED);
   const __u64 now = now_ns(cfg);
-  const __u16 client_mss = w.has_mss ? w.mss : (p->v6 ? DEFAULT_MSS_V6 : DEFAULT_MSS_V4);
+  const __u16 client_mss = w.o.has_mss ? w.o.mss : (p->v6 ? DEFAULT_MSS_V6 : DEFAULT_MSS_V4);
   const struct sg_cookie_flow cf = cookie_flow(p);
   const __u32 cookie = sg_cookie_make(secrets, &cf, client_seq, client_mss, sg_cookie_counter(now));
 
@@ -267,34 +281,34 @@ static __noinline int answer_syn(struct xdp_md* ctx, struct parsed* p, const str
   th[20] = 2;
   th[21] = 4;
   store_be16(th + 22, p->v6 ? cfg->mss_v6 : cfg->mss_v4);
-  if (w.has_timestamps) {
+  if (w.o.has_timestamps) {
     struct sg_syn_option_bits bits;
-    bits.has_wscale = w.has_wscale;
-    bits.wscale = w.wscale;
-    bits.sack_permitted = w.sack_permitted;
-    bits.ecn = cfg->announce_ecn && (p->flags & (TCP_ECE | TCP_CWR)) == (TCP_ECE | TCP_CWR);
-    th[24] = w.sack_permitted ? 4 : 1;
-    th[25] = w.sack_permitted ? 2 : 1;
+    bits.has_wscale = w.o.has_wscale;
+    bits.wscale = w.o.wscale;
+    bits.sack_permitted = w.o.sack_permitted;
+    bits.ecn = cfg->announce_ecn && (p->flags & (SG_TCP_ECE | SG_TCP_CWR)) == (SG_TCP_ECE | SG_TCP_CWR);
+    th[24] = w.o.sack_permitted ? 4 : 1;
+    th[25] = w.o.sack_permitted ? 2 : 1;
     th[26] = 8;
     th[27] = 10;
     store_be32(th + 28, sg_encode_ts_options(sg_now_ms(now), &bits));
-    store_be32(th + 32, w.tsval);
+    store_be32(th + 32, w.o.tsval);
     tcp_len = TCP_HLEN + 16;
-    if (w.has_wscale) {
+    if (w.o.has_wscale) {
       th[36] = 1;
       th[37] = 3;
       th[38] = 3;
       th[39] = cfg->wscale < SG_MAX_WINDOW_SCALE ? cfg->wscale : SG_MAX_WINDOW_SCALE;
       tcp_len = TCP_HLEN + 20;
     }
-    if (bits.ecn) extra_flags = TCP_ECE;
+    if (bits.ecn) extra_flags = SG_TCP_ECE;
   }
   __builtin_memcpy(th, &p->key.dport_be, 2);
   __builtin_memcpy(th + 2, &p->key.sport_be, 2);
   store_be32(th + 4, cookie);
   store_be32(th + 8, client_seq + 1);
   th[12] = (__u8)((tcp_len / 4) << 4);
-  th[13] = TCP_SYN | TCP_ACK | extra_flags;
+  th[13] = SG_TCP_SYN | SG_TCP_ACK | extra_flags;
   store_be16(th + 14, cfg->synack_window ? cfg->synack_window : 1);
 
   /* IP header and the pseudo-header sum, from server to client. */
@@ -350,8 +364,7 @@ static __noinline int answer_syn(struct xdp_md* ctx, struct parsed* p, const str
 
 static __noinline int check_no_flow(struct parsed* p, const struct sg_xdp_config* cfg, __u32 seq, __u32 ack) {
   if (bpf_map_lookup_elem(&sg_flows, &p->key)) return pass_as(SG_XDP_FLOW_PASSED);
-  if (p->flags & TCP_RST) return drop_as(SG_XDP_NO_FLOW);
-  if (!(p->flags & TCP_ACK)) return drop_as(SG_XDP_INVALID_FLAGS);
+  if (p->flags & SG_TCP_RST) return drop_as(SG_XDP_NO_FLOW);
   const struct sg_cookie_secrets* secrets = current_secrets();
   if (!secrets) return pass_as(SG_XDP_PASSED_UNHANDLED);
   const struct sg_cookie_flow cf = cookie_flow(p);
@@ -429,7 +442,15 @@ int syngate_xdp(struct xdp_md* ctx) {
   const __u32 seq = load_be32(tcp + 4);
   const __u32 ack = load_be32(tcp + 8);
 
-  if (p.flags & TCP_SYN) return answer_syn(ctx, &p, cfg, seq);
+  enum sg_reason why = SG_OK;
+  switch (sg_syn_precheck(p.flags, 0, &why)) {
+    case SG_ACTION_DROP:
+      return drop_for(SG_XDP_INVALID_FLAGS, why);
+    case SG_ACTION_ANSWER:
+      return answer_syn(ctx, &p, cfg, seq);
+    default:
+      break;
+  }
   if (!cfg->drop_no_flow) return pass_as(SG_XDP_PASSED_UNHANDLED);
   return check_no_flow(&p, cfg, seq, ack);
 }

@@ -4,6 +4,7 @@
 #define SYNGATE_XDP_MAPS_H
 
 #include "syngate/spec/cookie_spec.h"
+#include "syngate/spec/syn_rules.h"
 
 /* A protected service: the address as syngate's Address stores it (IPv4 v4-mapped, ::ffff:a.b.c.d)
  * and the port in network order. */
@@ -32,9 +33,19 @@ struct sg_xdp_config {
   sg_u8 ready;           /* keys and services are loaded: act; before that, pass everything */
   sg_u8 drop_no_flow;    /* the flow map is kept in step by the engine: non-SYN packets with no
                             flow and no valid cookie may be dropped here */
-  sg_u16 pad;
-  sg_u32 pad2;
+  sg_u8 has_prefixes;    /* the policy map holds allow/deny prefixes */
+  sg_u8 allow_list;      /* some prefix is an allow entry: sources matching none are refused */
+  sg_u32 synack_limit;   /* backscatter budget per CPU: SYN-ACKs per second per /24 (/48); 0 = none */
+  sg_u8 budget_key[16];  /* SipHash key of the budget cells (random per process) */
 };
+
+/* A policy prefix: LPM trie key over the 128-bit Address form (an IPv4 /24 is 96 + 24). */
+struct sg_xdp_prefix_key {
+  sg_u32 prefixlen;
+  sg_u8 addr[16];
+};
+
+#define SG_XDP_BUDGET_CELLS 16384 /* per CPU; a power of two */
 
 /* Cookie keys: two slots and an index. The daemon writes the slot not in use, then flips the
  * index, so a reader never sees half of a key (an array map value is not updated atomically). */
@@ -52,6 +63,7 @@ enum sg_xdp_counter {
                                 IPv6 extension headers, bad lengths, not ready */
   SG_XDP_PASSED_OTHER,       /* not TCP to a protected service */
   SG_XDP_TX_ERROR,           /* a SYN-ACK could not be built in place (tail adjust): passed */
+  SG_XDP_SYN_REFUSED,        /* SYN dropped by the source policy or the backscatter budget */
   SG_XDP_COUNTER_COUNT
 };
 

@@ -123,6 +123,7 @@ struct Daemon {
   double start_time = 0;
   std::unique_ptr<xdp::FastPath> xdp;  // null: no fast path (off, unavailable, attached nowhere)
   uint64_t xdp_secrets_generation = 0;
+  uint64_t xdp_policy_generation = 0;
 
   void worker_main(Worker& w);
   void handle(Worker& w, const QueuedPacket& p, uint64_t now);
@@ -406,6 +407,7 @@ int run_daemon(const std::string& config_path) {
                                 d->secrets.get(), cfg.cookie_max_age,
                                 static_cast<uint32_t>(std::min<uint64_t>(all_flows, 1u << 26)));
   d->xdp_secrets_generation = d->secrets.generation.load();
+  d->xdp_policy_generation = d->policy.generation.load();
   if (d->xdp) {
     for (auto& w : d->workers) {
       if (w->engine) w->engine->set_flow_observer(d->xdp.get());
@@ -507,6 +509,15 @@ int run_daemon(const std::string& config_path) {
         d->xdp->set_secrets(d->secrets.get(), cfg.cookie_max_age);
       } catch (const std::exception& e) {
         spdlog::error("xdp: new cookie secrets not published ({}); detaching, NFQUEUE takes over", e.what());
+        d->xdp->detach();
+      }
+    }
+    if (d->xdp && d->policy.generation.load() != d->xdp_policy_generation) {
+      d->xdp_policy_generation = d->policy.generation.load();
+      try {
+        d->xdp->set_policy(cfg.engine);
+      } catch (const std::exception& e) {
+        spdlog::error("xdp: new policy not published ({}); detaching, NFQUEUE takes over", e.what());
         d->xdp->detach();
       }
     }

@@ -20,6 +20,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include <sodium.h>
 #include <spdlog/spdlog.h>
 
 #ifdef SYNGATE_HAVE_XDP
@@ -43,8 +44,18 @@ std::string_view to_string(AttachMode m) noexcept {
   return "unknown";
 }
 
-Settings settings_from(const EngineConfig& engine, bool drop_no_flow) {
+Settings settings_from(const EngineConfig& engine, bool drop_no_flow, uint32_t cpus) {
   Settings s;
+  if (engine.policy) {
+    const SourcePolicy& p = *engine.policy;
+    s.has_prefixes = !p.prefixes.empty();
+    s.allow_list = p.allow_list;
+    const uint32_t share = std::max<uint32_t>(cpus, 1);
+    s.synack_limit_per_cpu = p.synack_per_prefix_per_s == 0 ? 0 : (p.synack_per_prefix_per_s + share - 1) / share;
+  } else {
+    s.synack_limit_per_cpu = (SourcePolicy::kDefaultSynackPerPrefixPerS + std::max<uint32_t>(cpus, 1) - 1) /
+                             std::max<uint32_t>(cpus, 1);
+  }
   s.synack_window = engine.synack_window;
   s.mss_v4 = engine.announced_mss_v4;
   s.mss_v6 = engine.announced_mss_v6;
@@ -52,6 +63,12 @@ Settings settings_from(const EngineConfig& engine, bool drop_no_flow) {
   s.announce_ecn = engine.announce_ecn;
   s.drop_no_flow = drop_no_flow;
   return s;
+}
+
+// The budget is split over the CPUs that can run the program: those online now.
+static uint32_t online_cpus() {
+  const long n = sysconf(_SC_NPROCESSORS_ONLN);
+  return n > 0 ? static_cast<uint32_t>(n) : 1;
 }
 
 std::vector<std::string> default_interfaces() {
@@ -92,12 +109,18 @@ std::unique_ptr<FastPath> FastPath::start(AttachMode mode, std::vector<std::stri
     return nullptr;
   }
   std::unique_ptr<Program> program;
+  // The budget cells' hash key: random, so nobody can pick sources that share a victim's cell.
+  std::array<uint8_t, 16> budget_key{};
+  randombytes_buf(budget_key.data(), budget_key.size());
+  Settings settings = settings_from(engine, true, online_cpus());
+  settings.budget_key = budget_key;
   try {
     program = std::make_unique<Program>(max_flows);
-    program->configure(settings_from(engine, true), false);
+    program->configure(settings, false);
     program->set_secrets(secrets, cookie_max_age);
     program->set_services(engine.services);
-    program->configure(settings_from(engine, true), true);
+    if (engine.policy) program->set_prefixes(engine.policy->prefixes);
+    program->configure(settings, true);
   } catch (const std::exception& e) {
     spdlog::warn("xdp: fast path unavailable, running on NFQUEUE only: {}", e.what());
     return nullptr;
@@ -122,7 +145,16 @@ std::unique_ptr<FastPath> FastPath::start(AttachMode mode, std::vector<std::stri
     spdlog::info("xdp: attached to {} ({} mode, driver {})", a.interface, to_string(a.mode),
                  a.driver.empty() ? "unknown" : a.driver);
   }
-  return std::unique_ptr<FastPath>(new FastPath(std::move(program)));
+  std::unique_ptr<FastPath> fast(new FastPath(std::move(program)));
+  fast->budget_key_ = budget_key;
+  return fast;
+}
+
+void FastPath::set_policy(const EngineConfig& engine) {
+  Settings settings = settings_from(engine, true, online_cpus());
+  settings.budget_key = budget_key_;
+  program_->set_prefixes(engine.policy ? engine.policy->prefixes : PrefixSet{});
+  program_->configure(settings, true);
 }
 
 void FastPath::set_secrets(const CookieSecrets& secrets, uint32_t cookie_max_age) {
@@ -159,6 +191,12 @@ std::string FastPath::render_metrics() const {
   const Counters c = program_->counters();
   for (size_t i = 0; i < c.size(); ++i) {
     out << "syngate_xdp_packets_total{outcome=\"" << kCounterNames[i] << "\"} " << c[i] << "\n";
+  }
+  out << "# HELP syngate_xdp_drops_total Packets the XDP fast path dropped by the SYN decision, by reason.\n"
+         "# TYPE syngate_xdp_drops_total counter\n";
+  const ReasonCounters r = program_->reasons();
+  for (size_t i = 1; i < r.size(); ++i) {
+    out << "syngate_xdp_drops_total{reason=\"" << to_string(static_cast<SynDropReason>(i)) << "\"} " << r[i] << "\n";
   }
   out << "# HELP syngate_xdp_flow_insert_failures_total Flows the XDP flow map could not take.\n"
          "# TYPE syngate_xdp_flow_insert_failures_total counter\n"
@@ -218,6 +256,7 @@ struct Program::Impl {
   uint32_t key_slot = 0;  // the slot the program reads
   bool keys_written = false;
   std::vector<Service> services;
+  std::vector<sg_xdp_prefix_key> prefixes;
   mutable std::mutex attach_mutex;
   struct Link {
     Attachment info;
@@ -268,6 +307,10 @@ void Program::configure(const Settings& s, bool ready) {
   c.announce_ecn = s.announce_ecn ? 1 : 0;
   c.ready = ready ? 1 : 0;
   c.drop_no_flow = s.drop_no_flow ? 1 : 0;
+  c.has_prefixes = s.has_prefixes ? 1 : 0;
+  c.allow_list = s.allow_list ? 1 : 0;
+  c.synack_limit = s.synack_limit_per_cpu;
+  std::memcpy(c.budget_key, s.budget_key.data(), sizeof c.budget_key);
   const uint32_t zero = 0;
   if (bpf_map_update_elem(impl_->map_fd(impl_->skel->maps.sg_config), &zero, &c, BPF_ANY) != 0) {
     throw std::runtime_error("XDP settings map update failed: " + errno_text(errno));
@@ -310,6 +353,28 @@ void Program::set_services(const std::vector<Service>& services) {
   impl_->services = services;
 }
 
+void Program::set_prefixes(const PrefixSet& prefixes) {
+  const int fd = impl_->map_fd(impl_->skel->maps.sg_prefixes);
+  std::vector<sg_xdp_prefix_key> keys;
+  for (const PrefixSet::Entry& e : prefixes.entries()) {
+    sg_xdp_prefix_key k{};
+    k.prefixlen = e.prefix.length;
+    std::memcpy(k.addr, e.prefix.address.bytes.data(), 16);
+    const uint8_t value = e.value;
+    if (bpf_map_update_elem(fd, &k, &value, BPF_ANY) != 0) {
+      throw std::runtime_error("XDP policy map update failed: " + errno_text(errno));
+    }
+    keys.push_back(k);
+  }
+  for (const sg_xdp_prefix_key& old : impl_->prefixes) {
+    const bool kept = std::any_of(keys.begin(), keys.end(), [&](const sg_xdp_prefix_key& k) {
+      return k.prefixlen == old.prefixlen && std::memcmp(k.addr, old.addr, 16) == 0;
+    });
+    if (!kept) bpf_map_delete_elem(fd, &old);
+  }
+  impl_->prefixes = std::move(keys);
+}
+
 bool Program::add_flow(const FlowTuple& t) noexcept {
   const sg_xdp_flow_key k = flow_key(t);
   const uint8_t one = 1;
@@ -327,6 +392,20 @@ Counters Program::counters() const {
   if (cpus <= 0) return out;
   std::vector<uint64_t> per_cpu(static_cast<size_t>(cpus));
   const int fd = impl_->map_fd(impl_->skel->maps.sg_counters);
+  for (uint32_t i = 0; i < out.size(); ++i) {
+    if (bpf_map_lookup_elem(fd, &i, per_cpu.data()) != 0) continue;
+    for (uint64_t v : per_cpu) out[i] += v;
+  }
+  return out;
+}
+
+ReasonCounters Program::reasons() const {
+  ReasonCounters out{};
+  static_assert(std::tuple_size_v<ReasonCounters> == SG_R_COUNT_, "one counter per specification reason");
+  const int cpus = libbpf_num_possible_cpus();
+  if (cpus <= 0) return out;
+  std::vector<uint64_t> per_cpu(static_cast<size_t>(cpus));
+  const int fd = impl_->map_fd(impl_->skel->maps.sg_reasons);
   for (uint32_t i = 0; i < out.size(); ++i) {
     if (bpf_map_lookup_elem(fd, &i, per_cpu.data()) != 0) continue;
     for (uint64_t v : per_cpu) out[i] += v;
@@ -404,6 +483,8 @@ Program::~Program() = default;
 void Program::configure(const Settings&, bool) {}
 void Program::set_secrets(const CookieSecrets&, uint32_t) {}
 void Program::set_services(const std::vector<Service>&) {}
+void Program::set_prefixes(const PrefixSet&) {}
+ReasonCounters Program::reasons() const { return {}; }
 bool Program::add_flow(const FlowTuple&) noexcept { return false; }
 void Program::remove_flow(const FlowTuple&) noexcept {}
 Counters Program::counters() const { return {}; }

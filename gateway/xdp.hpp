@@ -14,6 +14,7 @@
 
 #include "syngate/cookie.hpp"
 #include "syngate/engine.hpp"
+#include "syngate/syn_decision.hpp"
 
 namespace syngate::xdp {
 
@@ -34,14 +35,24 @@ struct Settings {
   bool drop_no_flow = false;
   // 0: the program reads the monotonic clock; else it acts as if now were this (tests).
   uint64_t fixed_now_ns = 0;
+  // The source policy (set_prefixes holds the prefixes): whether any prefix is loaded, whether
+  // some is an allow entry, and the backscatter budget each CPU enforces (0 = none).
+  bool has_prefixes = false;
+  bool allow_list = false;
+  uint32_t synack_limit_per_cpu = 0;
+  std::array<uint8_t, 16> budget_key{};
 };
-Settings settings_from(const EngineConfig& engine, bool drop_no_flow);
+// The engine's announced values and policy; the per-prefix budget split over `cpus` CPUs (each
+// holds its share, rounded up, as each NFQUEUE worker does).
+Settings settings_from(const EngineConfig& engine, bool drop_no_flow, uint32_t cpus);
 
 // Counter names, in the program's counter order (syngate_xdp_maps.h), for metrics.
-inline constexpr std::array<std::string_view, 10> kCounterNames = {
-    "syn_answered",  "cookie_valid", "cookie_invalid",    "flow_passed", "no_flow",
-    "invalid_flags", "malformed",    "passed_unhandled", "passed_other", "tx_error"};
+inline constexpr std::array<std::string_view, 11> kCounterNames = {
+    "syn_answered",  "cookie_valid", "cookie_invalid",   "flow_passed",  "no_flow",   "invalid_flags",
+    "malformed",     "passed_unhandled", "passed_other", "tx_error",     "syn_refused"};
 using Counters = std::array<uint64_t, kCounterNames.size()>;
+// Drops by the SYN decision's reason (SynDropReason order).
+using ReasonCounters = std::array<uint64_t, static_cast<size_t>(SynDropReason::Count_)>;
 
 struct Attachment {
   std::string interface;
@@ -69,11 +80,14 @@ class Program {
   void set_secrets(const CookieSecrets& secrets, uint32_t max_age);
   // Replaces the protected services.
   void set_services(const std::vector<Service>& services);
+  // Replaces the policy's allow/deny prefixes (new ones in first, then stale ones out).
+  void set_prefixes(const PrefixSet& prefixes);
   // The engine's flows (client -> server). Thread-safe (one syscall each).
   bool add_flow(const FlowTuple& t) noexcept;
   void remove_flow(const FlowTuple& t) noexcept;
 
   Counters counters() const;
+  ReasonCounters reasons() const;
   int program_fd() const noexcept;
 
   // Attaches to one interface. Returns false and sets *why when it cannot (then nothing changed).
@@ -98,6 +112,8 @@ class FastPath : public FlowObserver {
                                          uint32_t cookie_max_age, uint32_t max_flows);
   // Keys changed (rotation, reload): published through the program's second key slot.
   void set_secrets(const CookieSecrets& secrets, uint32_t cookie_max_age);
+  // The policy changed (reload): prefixes, allow list and budget.
+  void set_policy(const EngineConfig& engine);
   // Detaches from every interface (the program stays loaded for the flow workers' last calls).
   void detach() noexcept;
   void flow_created(const FlowTuple& t) noexcept override;
@@ -111,6 +127,7 @@ class FastPath : public FlowObserver {
  private:
   explicit FastPath(std::unique_ptr<Program> p) : program_(std::move(p)) {}
   std::unique_ptr<Program> program_;
+  std::array<uint8_t, 16> budget_key_{};
   std::atomic<uint64_t> flow_insert_failures_{0};
 };
 

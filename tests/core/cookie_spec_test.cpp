@@ -5,6 +5,7 @@
 #include <sodium.h>
 
 #include <algorithm>
+#include <cstring>
 #include <array>
 #include <random>
 #include <vector>
@@ -82,6 +83,23 @@ TEST(CookieSpec, SipHashMatchesLibsodiumOnTheIpv6Layout) {
     ASSERT_EQ(sg_cookie_hash_v6(key.data(), src.data(), dst.data(), sport, dport, isn, counter, idx),
               reference_hash(key, src.data(), dst.data(), 16, sport, dport, isn, counter, idx))
         << "iteration " << i;
+  }
+}
+
+TEST(CookieSpec, SixteenByteSipHashMatchesLibsodium) {
+  ASSERT_GE(sodium_init(), 0);
+  Random r;
+  for (int i = 0; i < 20000; ++i) {
+    const auto key = r.bytes<16>();
+    const auto in = r.bytes<16>();
+    uint64_t expected = 0;
+    crypto_shorthash_siphash24(reinterpret_cast<unsigned char*>(&expected), in.data(), in.size(), key.data());
+    uint8_t le[8];
+    const uint64_t got = sg_siphash24_16(key.data(), in.data());
+    for (int b = 0; b < 8; ++b) le[b] = static_cast<uint8_t>(got >> (8 * b));
+    uint64_t got_as_bytes = 0;
+    std::memcpy(&got_as_bytes, le, 8);  // libsodium writes the hash little-endian
+    ASSERT_EQ(got_as_bytes, expected) << "iteration " << i;
   }
 }
 

@@ -3,7 +3,8 @@
 # generic on veth), the client's SYNs are answered in XDP (none reaches the SYN queue), curl
 # through the gateway works (cookie ACKs pass to the flow workers, which keep the flow map), a
 # bounded forged-ACK flood from atk (198.18.0.0/15) dies in XDP without reaching the flow queue,
-# and the program leaves the interfaces when syngate stops.
+# a [policy] deny entry added by SIGHUP stops the client's SYNs in XDP, and the program leaves
+# the interfaces when syngate stops.
 #   xdp_test.sh SYNGATE SYNFLOOD
 source "$(dirname "$0")/lib.sh"
 lab_init "$1"
@@ -61,6 +62,22 @@ log "spoofed SYN flood of 20000: XDP answered $syn_answered; SYN queue saw $(que
 (( syn_answered >= 19000 )) || fail "XDP answered only $syn_answered of 20000 spoofed SYNs"
 (( $(queue_packets 0) == 0 )) || fail "spoofed SYNs reached the SYN queue"
 [[ $(cli_curl http://10.10.3.2/) == "hello from srv" ]] || fail "request after the floods failed"
+
+# ---- the source policy follows a reload (SIGHUP) into XDP ----------------------------------
+XDP_MODE=auto write_config "" "" '
+[policy]
+deny = ["10.10.1.0/24"]'
+kill -HUP "$SYNGATE_PID"
+for ((i = 0; i < 60; i++)); do grep -q "reload: done" "$LAB_DIR/syngate.log" && break; sleep 0.05; done
+sleep 1.2  # the main loop publishes to XDP within its one-second tick
+CURL_TIMEOUT=2 cli_curl http://10.10.3.2/ >/dev/null 2>&1 && fail "a denied client got through after the reload"
+denied=$(metric_sum syngate_xdp_drops_total 'reason="denied"')
+(( denied >= 1 )) || fail "XDP counted no denied SYN (syngate_xdp_drops_total{reason=\"denied\"} = $denied)"
+XDP_MODE=auto write_config
+kill -HUP "$SYNGATE_PID"
+sleep 1.5
+[[ $(cli_curl http://10.10.3.2/) == "hello from srv" ]] || fail "the client is still refused after the deny entry was removed"
+log "policy reload: $denied SYNs of a denied client dropped in XDP, then admitted again"
 
 # ---- the program goes with the process ----------------------------------------------------
 kill -TERM "$SYNGATE_PID"

@@ -13,7 +13,10 @@
 
 #include <bpf/bpf.h>
 
+#include <sched.h>
+
 #include <algorithm>
+#include <functional>
 #include <cstring>
 #include <memory>
 #include <optional>
@@ -24,6 +27,7 @@
 #include "../core/packet_fixtures.hpp"
 #include "syngate/engine.hpp"
 #include "syngate/packet.hpp"
+#include "syngate/syn_decision.hpp"
 #include "syngate_xdp_maps.h"
 #include "xdp.hpp"
 
@@ -94,6 +98,9 @@ class XdpDiff : public ::testing::Test {
       FAIL() << load_error_;
     }
     config_.services = {{addr("10.77.0.2"), 47001}, {addr("fd77::2"), 47001}};
+    // No budget unless a test sets one: every comparison uses a fresh engine, whose budget
+    // starts full, while the program's budget cells carry over from packet to packet.
+    set_policy([](SourcePolicy& p) { p.synack_per_prefix_per_s = 0; });
     config_.max_flows = 64;
     config_.early_data_slots = 4;
     secrets_ = {key(1), key(2), 0};
@@ -108,12 +115,22 @@ class XdpDiff : public ::testing::Test {
     return k;
   }
 
+  void set_policy(const std::function<void(SourcePolicy&)>& edit) {
+    auto p = std::make_shared<SourcePolicy>();
+    edit(*p);
+    config_.policy = p;
+  }
+
+  // The program gets what the engine has; the budget is the whole per-prefix budget on one CPU
+  // (the tests pin themselves where it matters).
   void apply(bool drop_no_flow = true) {
-    xdp::Settings s = xdp::settings_from(config_, drop_no_flow);
+    xdp::Settings s = xdp::settings_from(config_, drop_no_flow, 1);
     s.fixed_now_ns = now_ns_;
+    s.budget_key = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
     program_->configure(s, true);
     program_->set_secrets(secrets_, max_age_);
     program_->set_services(config_.services);
+    program_->set_prefixes(config_.policy->prefixes);
   }
 
   XdpResult run_xdp(const std::vector<uint8_t>& frame) {
@@ -518,6 +535,77 @@ TEST_F(XdpDiff, KeyRotationFlipsSlotsAndCookiesFollowTheEngine) {
     }
     now_ns_ += 2 * SG_COOKIE_TICK_NS;
   }
+}
+
+TEST_F(XdpDiff, SourcePolicyDeniesAndAllowsAsTheEngineDoes) {
+  std::mt19937_64 rng(2024);
+  auto prefix = [](const char* text) { return *Prefix::parse(text); };
+  set_policy([&](SourcePolicy& p) {
+    p.synack_per_prefix_per_s = 0;
+    p.add(prefix("198.18.0.0/16"), /*deny=*/true);
+    p.add(prefix("198.18.7.0/24"), /*deny=*/false);  // longer: allowed inside the denied /16
+    p.add(prefix("2001:2::/48"), /*deny=*/false);
+  });
+  apply();
+  int denied = 0, not_allowed = 0, answered = 0;
+  for (int i = 0; i < 1500; ++i) {
+    Segment s = random_syn(rng);
+    if (!s.v6 && rng() % 3 == 0) s.src[14] = 7;  // inside the allowed /24
+    if (s.v6 && rng() % 3 == 0) s.src[5] = 9;     // outside the allowed /48
+    const uint32_t action = compare(build(s), "policy SYN " + std::to_string(i));
+    if (action == XDP_TX) ++answered;
+    if (action == XDP_DROP) {
+      EXPECT_EQ(last_delta_[SG_XDP_SYN_REFUSED], 1u);
+      const uint64_t d = last_engine_.drop(DropReason::Denied), n = last_engine_.drop(DropReason::NotAllowed);
+      EXPECT_EQ(d + n, 1u) << "the engine dropped it for another reason";
+      denied += static_cast<int>(d);
+      not_allowed += static_cast<int>(n);
+    }
+  }
+  EXPECT_GT(denied, 150);       // IPv4 outside 198.18.7.0/24 but inside the denied /16
+  EXPECT_GT(not_allowed, 100);  // IPv4 in 198.19/16 and IPv6 outside 2001:2::/48
+  EXPECT_GT(answered, 300);
+}
+
+TEST_F(XdpDiff, BackscatterBudgetStopsAtTheLimitPerPrefixAndSecond) {
+  // One CPU, so that every run meets the same per-CPU budget cells.
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  CPU_SET(0, &one);
+  cpu_set_t old;
+  sched_getaffinity(0, sizeof old, &old);
+  ASSERT_EQ(sched_setaffinity(0, sizeof one, &one), 0);
+  set_policy([](SourcePolicy& p) { p.synack_per_prefix_per_s = 40; });
+  apply();
+  Engine engine(config_, CookieJar(secrets_, max_age_));  // one engine for the whole sequence
+  std::mt19937_64 rng(40);
+  auto one_second = [&](const char* what) {
+    int xdp_answered = 0, engine_answered = 0, xdp_budget = 0;
+    for (int i = 0; i < 100; ++i) {
+      Segment s = random_syn(rng);
+      s.v6 = false;
+      s.dst = addr("10.77.0.2").bytes;
+      s.src = addr("198.18.44.0").bytes;
+      s.src[15] = static_cast<uint8_t>(rng());  // one /24
+      const std::vector<uint8_t> ip = build(s);
+      const XdpResult x = run_xdp(ethernet(ip, 0, nullptr));
+      xdp_answered += x.action == XDP_TX;
+      xdp_budget += static_cast<int>(x.delta[SG_XDP_SYN_REFUSED]);
+      Capture sink;
+      std::vector<uint8_t> copy = ip;
+      engine.process(copy, now_ns_, sink);
+      engine_answered += static_cast<int>(sink.sent.size());
+    }
+    EXPECT_EQ(xdp_answered, 40) << what;
+    EXPECT_EQ(xdp_budget, 60) << what;
+    EXPECT_EQ(engine_answered, 40) << what;
+  };
+  one_second("first second");
+  now_ns_ += 1'000'000'000ull;
+  apply();
+  one_second("next second: a fresh budget");
+  sched_setaffinity(0, sizeof old, &old);
+  EXPECT_GE(program_->reasons()[static_cast<size_t>(SynDropReason::BackscatterBudget)], 120u);
 }
 
 // Not a check: the per-packet cost, printed for the README (BPF_PROG_TEST_RUN's own timing).

@@ -196,6 +196,16 @@ SG_INLINE sg_u32 sg_cookie_hash_v6(const sg_u8 key[16], const sg_u8 src[16], con
   return (sg_u32)(h >> 32) >> (32 - SG_COOKIE_HASH_BITS);
 }
 
+/* SipHash-2-4 of exactly 16 bytes (an address, e.g. a masked source prefix for a budget cell):
+ * two message words and a last block holding only the length. */
+SG_INLINE sg_u64 sg_siphash24_16(const sg_u8 key[16], const sg_u8 in[16]) {
+  struct sg_sip_state s;
+  sg_sip_init(&s, key);
+  sg_sip_word(&s, sg_load_le64(in));
+  sg_sip_word(&s, sg_load_le64(in + 8));
+  return sg_sip_finish(&s, (sg_u64)16 << 56);
+}
+
 /* ---- Cookies -------------------------------------------------------------------------------- */
 
 /* The keys a cookie may have been made with. Two keys only, so rotations must be more than
