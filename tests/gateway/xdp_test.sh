@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The XDP fast path in the lab: syngate attaches its program to the gateway's veths (auto mode:
-# generic on veth), the client's SYNs are answered in XDP (none reaches the SYN queue), curl
+# generic on veth), the client's SYNs are answered in XDP (none reaches the SYN queue), curl over
+# IPv4 and IPv6
 # through the gateway works (cookie ACKs pass to the flow workers, which keep the flow map), a
 # bounded forged-ACK flood from atk (198.18.0.0/15) dies in XDP without reaching the flow queue,
 # a [policy] deny entry added by SIGHUP stops the client's SYNs in XDP, and the program leaves
@@ -11,8 +12,24 @@ lab_init "$1"
 SYNFLOOD=${2:?usage: xdp_test.sh SYNGATE SYNFLOOD}
 ACKS=${XDP_TEST_ACKS:-40000}
 lab_up
+# IPv6 on the client and server links as well (nodad: usable at once), as ipv6_test.sh does.
+in_ns "$NS_CLI" ip -6 addr add fd00:10:1::2/64 dev c0 nodad
+in_ns "$NS_GW" ip -6 addr add fd00:10:1::1/64 dev g1 nodad
+in_ns "$NS_GW" ip -6 addr add fd00:10:3::1/64 dev g3 nodad
+in_ns "$NS_SRV" ip -6 addr add fd00:10:3::2/64 dev s0 nodad
+in_ns "$NS_CLI" ip -6 route add default via fd00:10:1::1
+in_ns "$NS_SRV" ip -6 route add default via fd00:10:3::1
+in_ns "$NS_GW" sysctl -qw net.ipv6.conf.all.forwarding=1
 start_nginx
-XDP_MODE=auto write_config
+sed -e "s|listen 10.10.3.2:80 backlog=4096;|listen [fd00:10:3::2]:80 backlog=4096;|" \
+    -e "s|nginx.pid|nginx6.pid|" "$LAB_DIR/nginx/nginx.conf" > "$LAB_DIR/nginx/nginx6.conf"
+bg "$NS_SRV" nginx -c "$LAB_DIR/nginx/nginx6.conf" -p "$LAB_DIR/nginx"
+for i in $(seq 100); do in_ns "$NS_SRV" ss -Htln | grep -q 'fd00:10:3::2\]:80' && break; sleep 0.05; done
+V6_SERVICE='
+[[service]]
+address = "fd00:10:3::2"
+port = 80'
+XDP_MODE=auto write_config "" "" "$V6_SERVICE"
 start_syngate
 
 grep -q "xdp: attached to g1 (generic mode, driver veth)" "$LAB_DIR/syngate.log" ||
@@ -39,6 +56,17 @@ log "50 requests: XDP answered $answered SYNs, passed $valid cookie ACKs; SYN qu
 (( syn_queue == 0 )) || fail "$syn_queue packets reached the SYN queue although XDP answers SYNs"
 (( created >= 50 )) || fail "the flow workers created only $created flows"
 
+# ---- IPv6: the same, SYN-ACKs built for IPv6 in XDP ----------------------------------------
+before=$(xdp syn_answered)
+for i in $(seq 20); do
+  [[ $(cli_curl -6 'http://[fd00:10:3::2]/') == "hello from srv" ]] || fail "IPv6 request $i through the gateway failed"
+done
+sleep 0.3
+answered6=$(( $(xdp syn_answered) - before ))
+log "20 IPv6 requests: XDP answered $answered6 SYNs; SYN queue saw $(queue_packets 0) packets"
+(( answered6 >= 20 )) || fail "XDP answered only $answered6 IPv6 SYNs for 20 connections"
+(( $(queue_packets 0) == 0 )) || fail "IPv6 SYNs reached the SYN queue"
+
 # ---- forged ACK flood: dropped in XDP -----------------------------------------------------
 flow_before=$(queue_packets 8)
 invalid_before=$(xdp cookie_invalid)
@@ -64,16 +92,16 @@ log "spoofed SYN flood of 20000: XDP answered $syn_answered; SYN queue saw $(que
 [[ $(cli_curl http://10.10.3.2/) == "hello from srv" ]] || fail "request after the floods failed"
 
 # ---- the source policy follows a reload (SIGHUP) into XDP ----------------------------------
-XDP_MODE=auto write_config "" "" '
+XDP_MODE=auto write_config "" "" "$V6_SERVICE
 [policy]
-deny = ["10.10.1.0/24"]'
+deny = [\"10.10.1.0/24\"]"
 kill -HUP "$SYNGATE_PID"
 for ((i = 0; i < 60; i++)); do grep -q "reload: done" "$LAB_DIR/syngate.log" && break; sleep 0.05; done
 sleep 1.2  # the main loop publishes to XDP within its one-second tick
 CURL_TIMEOUT=2 cli_curl http://10.10.3.2/ >/dev/null 2>&1 && fail "a denied client got through after the reload"
 denied=$(metric_sum syngate_xdp_drops_total 'reason="denied"')
 (( denied >= 1 )) || fail "XDP counted no denied SYN (syngate_xdp_drops_total{reason=\"denied\"} = $denied)"
-XDP_MODE=auto write_config
+XDP_MODE=auto write_config "" "" "$V6_SERVICE"
 kill -HUP "$SYNGATE_PID"
 sleep 1.5
 [[ $(cli_curl http://10.10.3.2/) == "hello from srv" ]] || fail "the client is still refused after the deny entry was removed"
@@ -84,4 +112,4 @@ kill -TERM "$SYNGATE_PID"
 for ((i = 0; i < 100; i++)); do kill -0 "$SYNGATE_PID" 2>/dev/null || break; sleep 0.05; done
 kill -0 "$SYNGATE_PID" 2>/dev/null && fail "syngate did not stop"
 in_ns "$NS_GW" ip -d link show g1 | grep -q "xdp" && fail "XDP program still attached to g1 after syngate exited"
-pass "XDP: $answered+$syn_answered SYNs answered in XDP, 50/50 requests, $dropped/$ACKS forged ACKs dropped before NFQUEUE, detached on exit"
+pass "XDP: $answered+$answered6+$syn_answered SYNs answered in XDP, 50/50 IPv4 and 20/20 IPv6 requests, $dropped/$ACKS forged ACKs dropped before NFQUEUE, detached on exit"
