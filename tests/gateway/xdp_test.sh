@@ -112,4 +112,11 @@ kill -TERM "$SYNGATE_PID"
 for ((i = 0; i < 100; i++)); do kill -0 "$SYNGATE_PID" 2>/dev/null || break; sleep 0.05; done
 kill -0 "$SYNGATE_PID" 2>/dev/null && fail "syngate did not stop"
 in_ns "$NS_GW" ip -d link show g1 | grep -q "xdp" && fail "XDP program still attached to g1 after syngate exited"
-pass "XDP: $answered+$answered6+$syn_answered SYNs answered in XDP, 50/50 IPv4 and 20/20 IPv6 requests, $dropped/$ACKS forged ACKs dropped before NFQUEUE, detached on exit"
+# Killed outright, too: the links die with the process's file descriptors.
+start_syngate
+in_ns "$NS_GW" ip -d link show g1 | grep -q "xdpgeneric" || fail "no XDP program on g1 after the restart"
+kill -KILL "$SYNGATE_PID"
+for ((i = 0; i < 100; i++)); do kill -0 "$SYNGATE_PID" 2>/dev/null || break; sleep 0.05; done
+sleep 0.2
+in_ns "$NS_GW" ip -d link show g1 | grep -q "xdp" && fail "XDP program still attached to g1 after syngate was killed"
+pass "XDP: $answered+$answered6+$syn_answered SYNs answered in XDP, 50/50 IPv4 and 20/20 IPv6 requests, $dropped/$ACKS forged ACKs dropped before NFQUEUE, detached on exit and on SIGKILL"
