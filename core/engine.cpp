@@ -8,6 +8,9 @@
 #include <cstring>
 #include <limits>
 #include <vector>
+#include <atomic>
+#include <functional>
+#include <string>
 
 #include "syngate/checksum.hpp"
 
@@ -117,6 +120,56 @@ struct Flow {
 };
 static_assert(sizeof(Flow) <= 96, "flow entry grew past its memory budget");
 
+// The persisted table's header. Layout changes bump kStateVersion.
+constexpr char kStateMagic[8] = {'s', 'y', 'n', 'g', 'a', 't', 'e', 'F'};
+constexpr uint32_t kStateVersion = 1;
+constexpr uint32_t kJournalSlots = 8;
+constexpr uint32_t kJournalOverflow = 0xffffffffu;
+struct StateHeader {
+  char magic[8];
+  uint32_t version;
+  uint32_t flow_bytes;
+  uint32_t max_flows;
+  uint32_t early_data_bytes;
+  uint32_t early_data_slots;
+  uint32_t reserved;
+  uint64_t boot_id;
+  uint32_t dirty_count;
+  uint32_t dirty[kJournalSlots];
+};
+constexpr size_t kStateHeaderBytes = 128;
+static_assert(sizeof(StateHeader) <= kStateHeaderBytes);
+
+struct StateLayout {
+  size_t flows_offset, early_offset, total;
+};
+StateLayout layout_of(const EngineConfig& c) {
+  StateLayout l;
+  l.flows_offset = kStateHeaderBytes;
+  l.early_offset = l.flows_offset + size_t{c.max_flows} * sizeof(Flow);
+  l.total = l.early_offset + size_t{c.early_data_slots} * c.early_data_bytes;
+  return l;
+}
+
+// Empty when `region` holds a table this configuration can use in place; otherwise why not.
+std::string incompatibility(std::span<const uint8_t> region, const EngineConfig& c, uint64_t boot_id) {
+  if (region.size() < kStateHeaderBytes) return "no saved table";
+  StateHeader h;
+  std::memcpy(&h, region.data(), sizeof h);
+  if (std::memcmp(h.magic, kStateMagic, sizeof h.magic) != 0) return "no saved table";
+  if (h.version != kStateVersion || h.flow_bytes != sizeof(Flow)) {
+    return "saved by a syngate with another table layout (version " + std::to_string(h.version) + ")";
+  }
+  if (h.boot_id != boot_id) return "saved before the machine rebooted";
+  if (h.max_flows != c.max_flows || h.early_data_bytes != c.early_data_bytes ||
+      h.early_data_slots != c.early_data_slots) {
+    return "saved with other table sizes (max_flows " + std::to_string(h.max_flows) + ", early data " +
+           std::to_string(h.early_data_slots) + " x " + std::to_string(h.early_data_bytes) + ")";
+  }
+  if (region.size() != layout_of(c).total) return "the file has the wrong size";
+  return {};
+}
+
 struct SourceEntry {
   Address address;
   uint32_t count;
@@ -205,7 +258,15 @@ struct Engine::Impl {
   EngineCounters counters;
   FlowObserver* observer = nullptr;
 
-  std::vector<Flow> flows;
+  // The persistent part: header, flow entries, early-data pool. Either `own` (heap) or a region
+  // the caller maps (a file on tmpfs) so that flows outlive the process. Everything else here
+  // (hash chains, free lists, timer lists, per-source counts) is rebuilt from the entries.
+  std::vector<uint8_t> own;
+  StateHeader* header = nullptr;
+  Flow* flows = nullptr;
+  uint8_t* early_pool = nullptr;
+  RestoreReport restored;
+
   std::vector<uint32_t> buckets;
   uint32_t bucket_mask = 0;
   uint32_t free_head = kNone;
@@ -215,7 +276,6 @@ struct Engine::Impl {
   uint32_t source_mask = 0;
   uint32_t source_free = kNone;
 
-  std::vector<uint8_t> early_pool;
   std::vector<uint32_t> early_free;  // stack of free slot indices
 
   struct List {
@@ -228,17 +288,18 @@ struct Engine::Impl {
   uint32_t syn_levels = 1;
   SynGuard guard;
 
-  Impl(const EngineConfig& c, const CookieJar& j)
-      : cfg(c), cookies(j), guard(SynGuardConfig{c.policy, c.hash_key, c.budget_share}) {
-    cfg.max_flows = std::max<uint32_t>(cfg.max_flows, 1);
-    cfg.backend_syn_retries = std::min<uint32_t>(cfg.backend_syn_retries, kMaxSynRetryLevels - 1);
+  Impl(const EngineConfig& c, const CookieJar& j, EngineState state)
+      : cfg(normalized(c)), cookies(j), guard(SynGuardConfig{c.policy, c.hash_key, c.budget_share}) {
     syn_levels = cfg.backend_syn_retries + 1;
-    flows.resize(cfg.max_flows);
-    for (uint32_t i = 0; i < cfg.max_flows; ++i) {
-      flows[i].state = State::Free;
-      flows[i].hash_next = i + 1 < cfg.max_flows ? i + 1 : kNone;  // free list reuses hash_next
+    const StateLayout lay = layout_of(cfg);
+    std::span<uint8_t> region = state.region;
+    if (region.empty()) {
+      own.assign(lay.total, 0);
+      region = own;
     }
-    free_head = 0;
+    header = reinterpret_cast<StateHeader*>(region.data());
+    flows = reinterpret_cast<Flow*>(region.data() + lay.flows_offset);
+    early_pool = region.data() + lay.early_offset;
     const uint32_t nb = bucket_count_for(cfg.max_flows);
     buckets.assign(nb, kNone);
     bucket_mask = nb - 1;
@@ -249,10 +310,163 @@ struct Engine::Impl {
       source_buckets.assign(nb, kNone);
       source_mask = nb - 1;
     }
-    early_pool.resize(size_t{cfg.early_data_slots} * cfg.early_data_bytes);
     early_free.reserve(cfg.early_data_slots);
-    for (uint32_t i = cfg.early_data_slots; i > 0; --i) early_free.push_back(i - 1);
     scratch.resize(kMaxHeadersLen + std::max<size_t>(cfg.early_data_bytes, 64));
+
+    restored.reason = state.region.empty() ? std::string() : incompatibility(region, cfg, state.boot_id);
+    if (!state.region.empty() && restored.reason.empty()) {
+      restored.attached = true;
+      rebuild();
+    } else {
+      format(state.boot_id);
+      rebuild();
+    }
+  }
+
+  static EngineConfig normalized(EngineConfig c) {
+    c.max_flows = std::max<uint32_t>(c.max_flows, 1);
+    c.backend_syn_retries = std::min<uint32_t>(c.backend_syn_retries, kMaxSynRetryLevels - 1);
+    return c;
+  }
+
+  // A fresh, empty table.
+  void format(uint64_t boot_id) {
+    StateHeader h{};
+    std::memcpy(h.magic, kStateMagic, sizeof h.magic);
+    h.version = kStateVersion;
+    h.flow_bytes = sizeof(Flow);
+    h.max_flows = cfg.max_flows;
+    h.early_data_bytes = cfg.early_data_bytes;
+    h.early_data_slots = cfg.early_data_slots;
+    h.boot_id = boot_id;
+    for (uint32_t i = 0; i < cfg.max_flows; ++i) flows[i].state = State::Free;
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+    *header = h;  // the magic last in effect: a half-formatted table fails validation
+  }
+
+  // ---- crash safety -------------------------------------------------------------------------
+  // Before an entry changes, its index goes into the header's journal; when the packet (or
+  // timer) that changed it is done, the journal is emptied. A process killed in between leaves
+  // the index behind, and the next start discards exactly those entries: no torn entry is used.
+  // The signal fences keep the compiler from moving entry stores across the journal stores (a
+  // SIGKILL stops this thread between two of its own instructions, so program order is enough).
+  Flow& edit(uint32_t i) {
+    StateHeader& h = *header;
+    const uint32_t n = h.dirty_count;
+    for (uint32_t k = 0; k < n && k < kJournalSlots; ++k) {
+      if (h.dirty[k] == i) return flows[i];
+    }
+    if (n < kJournalSlots) {
+      h.dirty[n] = i;
+      std::atomic_signal_fence(std::memory_order_seq_cst);
+      h.dirty_count = n + 1;
+    } else {
+      h.dirty_count = kJournalOverflow;  // cannot happen: a packet touches at most 3 entries
+    }
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+    return flows[i];
+  }
+  void settle() {
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+    header->dirty_count = 0;
+  }
+
+  // Rebuilds every derived structure from the entries, dropping (and counting) torn and
+  // impossible ones. Runs at start only.
+  void rebuild() {
+    StateHeader& h = *header;
+    if (h.dirty_count == kJournalOverflow) {
+      for (uint32_t i = 0; i < cfg.max_flows; ++i) {
+        if (flows[i].state != State::Free) ++restored.dropped_torn;
+        flows[i].state = State::Free;
+      }
+    } else {
+      for (uint32_t k = 0; k < h.dirty_count && k < kJournalSlots; ++k) {
+        const uint32_t i = h.dirty[k];
+        if (i < cfg.max_flows && flows[i].state != State::Free) {
+          flows[i].state = State::Free;
+          ++restored.dropped_torn;
+        }
+      }
+    }
+    h.dirty_count = 0;
+    std::vector<uint8_t> slot_used(cfg.early_data_slots, 0);
+    struct Queued {
+      uint32_t index;
+      uint32_t stamp;
+    };
+    std::vector<Queued> by_list[kListCount];
+    uint32_t newest = 0;
+    free_head = kNone;
+    counters.flows_active = 0;
+    for (uint32_t i = cfg.max_flows; i-- > 0;) {
+      Flow& f = flows[i];
+      f.hash_next = f.list_prev = f.list_next = kNone;
+      if (f.state != State::Free && !plausible(f, slot_used)) {
+        f.state = State::Free;
+        ++restored.dropped_invalid;
+      }
+      if (f.state != State::Free && find(f.key) != kNone) {
+        f.state = State::Free;  // the same connection twice: keep one
+        ++restored.dropped_invalid;
+      }
+      if (f.state == State::Free) {
+        f.list = kListNone;
+        f.hash_next = free_head;
+        free_head = i;
+        continue;
+      }
+      uint32_t& head = buckets[bucket_of(f.key)];
+      f.hash_next = head;
+      head = i;
+      if (f.state != State::Linger) source_acquire_unchecked(f.key.src);
+      const uint32_t stamp = f.state == State::SynSent ? f.stamp_ms : f.queued_ms;
+      by_list[f.list].push_back({i, stamp});
+      newest = stamp;
+      ++counters.flows_active;
+      ++restored.restored;
+    }
+    for (uint32_t slot = cfg.early_data_slots; slot-- > 0;) {
+      if (!slot_used[slot]) early_free.push_back(slot);
+    }
+    // Timer lists in deadline order, wrap-safe around the newest stamp.
+    for (uint8_t id = 1; id < kListCount; ++id) {
+      auto& v = by_list[id];
+      std::sort(v.begin(), v.end(), [newest](const Queued& a, const Queued& b) {
+        return static_cast<int32_t>(a.stamp - newest) < static_cast<int32_t>(b.stamp - newest);
+      });
+      for (const Queued& q : v) {
+        flows[q.index].list = kListNone;
+        list_append(q.index, id);
+      }
+    }
+    counters.flows_restored = restored.restored;
+    counters.restore_dropped_torn = restored.dropped_torn;
+    counters.restore_dropped_invalid = restored.dropped_invalid;
+  }
+
+  // An entry whose fields contradict each other came from a bug or damage, not from us: drop it.
+  bool plausible(const Flow& f, std::vector<uint8_t>& slot_used) const {
+    switch (f.state) {
+      case State::SynSent:
+        if (f.list < kListSynSent0 || f.list >= kListSynSent0 + syn_levels) return false;
+        if (f.retries > cfg.backend_syn_retries) return false;
+        if (f.early_slot != kNone) {
+          if (f.early_slot >= cfg.early_data_slots || slot_used[f.early_slot]) return false;
+          if (f.early_len > cfg.early_data_bytes) return false;
+          slot_used[f.early_slot] = 1;
+        } else if (f.early_len != 0) {
+          return false;
+        }
+        break;
+      case State::Established: if (f.list != kListEstablished) return false; break;
+      case State::Closing: if (f.list != kListClosing) return false; break;
+      case State::Linger: if (f.list != kListLinger) return false; break;
+      default: return false;
+    }
+    if (f.client_ws != kNoWscale && f.client_ws > kMaxWindowScale) return false;
+    if (f.backend_ws > kMaxWindowScale) return false;
+    return true;
   }
 
   void count(DropReason r) { ++counters.drops[static_cast<size_t>(r)]; }
@@ -309,6 +523,22 @@ struct Engine::Impl {
     return true;
   }
 
+  // At start: a restored flow counts against its source whatever the limit is now.
+  void source_acquire_unchecked(const Address& a) {
+    if (cfg.max_flows_per_source == 0) return;
+    uint32_t& head = source_buckets[source_bucket(a)];
+    for (uint32_t i = head; i != kNone; i = sources[i].next) {
+      if (sources[i].address == a) {
+        ++sources[i].count;
+        return;
+      }
+    }
+    const uint32_t i = source_free;
+    source_free = sources[i].next;
+    sources[i] = {a, 1, head};
+    head = i;
+  }
+
   void source_release(const Address& a) {
     if (cfg.max_flows_per_source == 0) return;
     uint32_t* link = &source_buckets[source_bucket(a)];
@@ -337,7 +567,7 @@ struct Engine::Impl {
   }
 
   void free_flow(uint32_t i) {
-    Flow& f = flows[i];
+    Flow& f = edit(i);
     list_remove(i);
     uint32_t* link = &buckets[bucket_of(f.key)];
     while (*link != i) link = &flows[*link].hash_next;
@@ -370,7 +600,7 @@ struct Engine::Impl {
       free_flow(victim);
     }
     const uint32_t i = free_head;
-    Flow& f = flows[i];
+    Flow& f = edit(i);
     free_head = f.hash_next;
     f = Flow{};
     f.key = key;
@@ -390,7 +620,7 @@ struct Engine::Impl {
   }
 
   void enter(uint32_t i, State s, uint32_t now) {
-    Flow& f = flows[i];
+    Flow& f = edit(i);
     if (f.state == State::SynSent && s != State::SynSent) release_early(f);
     // A closed flow lingers only to translate late retransmissions and is the first to go when
     // the table is full, so it stops counting against its source: a busy client (or a NAT in
@@ -501,7 +731,7 @@ struct Engine::Impl {
       if (!ack || rst) return drop(rst ? DropReason::NoFlow : DropReason::InvalidFlags);
       return new_flow(p, key, now_ns, sink);
     }
-    Flow& f = flows[i];
+    Flow& f = edit(i);
     if (!ack && !rst) return drop(DropReason::InvalidFlags);
     if (f.bits & bit::kTimestamps && p.options().has_timestamps) f.client_tsval = p.options().tsval;
 
@@ -539,7 +769,7 @@ struct Engine::Impl {
   }
 
   void after_translation(uint32_t i, bool rst, uint32_t now) {
-    Flow& f = flows[i];
+    Flow& f = edit(i);
     f.stamp_ms = now;
     const uint8_t both_acked = bit::kClientFinAcked | bit::kServerFinAcked;
     if (rst || (f.bits & both_acked) == both_acked) {
@@ -570,7 +800,7 @@ struct Engine::Impl {
       }
       return {Verdict::Drop, false};
     }
-    Flow& f = flows[i];
+    Flow& f = edit(i);
     f.client_isn = client_isn;
     f.cookie_isn = cookie_isn;
     f.mss = *mss;
@@ -617,7 +847,7 @@ struct Engine::Impl {
       count(DropReason::EarlyDataOverflow);
       return;
     }
-    std::memcpy(early_pool.data() + size_t{f.early_slot} * cfg.early_data_bytes + f.early_len,
+    std::memcpy(early_pool + size_t{f.early_slot} * cfg.early_data_bytes + f.early_len,
                 p.payload().data(), len);
     f.early_len = static_cast<uint16_t>(f.early_len + len);
     ++counters.early_data_buffered;
@@ -631,7 +861,7 @@ struct Engine::Impl {
       if (fl & tcp_flag::SYN) return drop(DropReason::BackendSynAckUnexpected);
       return drop(DropReason::NoFlow);
     }
-    Flow& f = flows[i];
+    Flow& f = edit(i);
     const bool rst = fl & tcp_flag::RST;
     if (f.state == State::SynSent) {
       if (rst) {
@@ -677,7 +907,7 @@ struct Engine::Impl {
   }
 
   void backend_answered(uint32_t i, const TcpPacket& synack, uint64_t now_ns, PacketSink& sink) {
-    Flow& f = flows[i];
+    Flow& f = edit(i);
     const TcpOptions& o = synack.options();
     const uint32_t backend_isn = synack.seq();
     f.delta = backend_isn - f.cookie_isn;
@@ -695,7 +925,7 @@ struct Engine::Impl {
     const uint16_t client_window = client_window_for_server(f, f.client_window);
     const TcpOptions ts = ts_to_backend(f, backend_ts);
     if (f.early_len > 0) {
-      const uint8_t* data = early_pool.data() + size_t{f.early_slot} * cfg.early_data_bytes;
+      const uint8_t* data = early_pool + size_t{f.early_slot} * cfg.early_data_bytes;
       emit(sink, build_ack(scratch, f.key, f.client_isn + 1, backend_isn + 1, client_window, ts,
                            std::span<const uint8_t>(data, f.early_len)));
     } else {
@@ -726,8 +956,9 @@ struct Engine::Impl {
       const uint32_t timeout = cfg.backend_retry_initial_ms << level;
       List& l = lists[kListSynSent0 + level];
       while (l.head != kNone && time_reached(now, flows[l.head].stamp_ms + timeout)) {
+        settle();
         const uint32_t i = l.head;
-        Flow& f = flows[i];
+        Flow& f = edit(i);
         if (f.retries >= cfg.backend_syn_retries) {
           reset_client(f, sink);
           count(DropReason::BackendTimeout);
@@ -744,6 +975,7 @@ struct Engine::Impl {
     expire(kListEstablished, cfg.established_idle_s * 1000u, now, true);
     expire(kListClosing, cfg.closing_idle_s * 1000u, now, true);
     expire(kListLinger, cfg.linger_s * 1000u, now, false);
+    settle();
   }
 
   // Lists are in queued_ms order, so the walk stops at the first flow not yet due. Packets only
@@ -753,8 +985,9 @@ struct Engine::Impl {
   void expire(uint8_t id, uint32_t timeout, uint32_t now, bool refresh) {
     List& l = lists[id];
     while (l.head != kNone) {
+      settle();
       const uint32_t i = l.head;
-      Flow& f = flows[i];
+      Flow& f = edit(i);
       if (!time_reached(now, f.queued_ms + timeout)) break;
       if (refresh && !time_reached(now, f.stamp_ms + timeout)) {
         list_append(i, id);
@@ -765,12 +998,105 @@ struct Engine::Impl {
     }
   }
 
+  // Copies the live flows of another table (another layout, or another worker's shard) into this
+  // one, as far as they fit; see Engine::import_state.
+  RestoreReport import_from(std::span<const uint8_t> region, uint64_t boot_id) {
+    RestoreReport r;
+    if (region.size() < kStateHeaderBytes) return r.refuse("no saved table");
+    StateHeader h;
+    std::memcpy(&h, region.data(), sizeof h);
+    if (std::memcmp(h.magic, kStateMagic, sizeof h.magic) != 0) return r.refuse("no saved table");
+    if (h.version != kStateVersion || h.flow_bytes != sizeof(Flow)) return r.refuse("another table layout");
+    if (h.boot_id != boot_id) return r.refuse("saved before the machine rebooted");
+    if (h.dirty_count == kJournalOverflow) return r.refuse("damaged (journal overflow)");
+    EngineConfig theirs = cfg;
+    theirs.max_flows = h.max_flows;
+    theirs.early_data_bytes = h.early_data_bytes;
+    theirs.early_data_slots = h.early_data_slots;
+    const StateLayout lay = layout_of(theirs);
+    if (h.max_flows == 0 || region.size() != lay.total) return r.refuse("the file has the wrong size");
+    r.attached = true;
+    auto torn = [&](uint32_t i) {
+      for (uint32_t k = 0; k < h.dirty_count && k < kJournalSlots; ++k) {
+        if (h.dirty[k] == i) return true;
+      }
+      return false;
+    };
+    for (uint32_t i = 0; i < h.max_flows; ++i) {
+      Flow src;
+      std::memcpy(&src, region.data() + lay.flows_offset + size_t{i} * sizeof(Flow), sizeof src);
+      if (src.state == State::Free) continue;
+      if (torn(i)) {
+        ++r.dropped_torn;
+        continue;
+      }
+      if (src.state < State::SynSent || src.state > State::Linger || find(src.key) != kNone) {
+        ++r.dropped_invalid;
+        continue;
+      }
+      const bool has_early = src.state == State::SynSent && src.early_slot != kNone && src.early_len > 0;
+      if (has_early && (src.early_slot >= h.early_data_slots || src.early_len > h.early_data_bytes ||
+                        src.early_len > cfg.early_data_bytes)) {
+        ++r.dropped_invalid;
+        continue;
+      }
+      if (free_head == kNone || (has_early && early_free.empty())) {
+        ++r.dropped_no_room;
+        continue;
+      }
+      const uint32_t j = free_head;
+      free_head = flows[j].hash_next;
+      Flow& f = edit(j);
+      f = src;
+      f.hash_next = f.list_prev = f.list_next = kNone;
+      f.list = kListNone;
+      if (f.state == State::SynSent) {
+        f.retries = static_cast<uint8_t>(std::min<uint32_t>(f.retries, cfg.backend_syn_retries));
+        f.early_slot = kNone;
+        if (has_early) {
+          f.early_slot = early_free.back();
+          early_free.pop_back();
+          std::memcpy(early_pool + size_t{f.early_slot} * cfg.early_data_bytes,
+                      region.data() + lay.early_offset + size_t{src.early_slot} * h.early_data_bytes, f.early_len);
+        } else {
+          f.early_len = 0;
+        }
+      }
+      uint32_t& head = buckets[bucket_of(f.key)];
+      f.hash_next = head;
+      head = j;
+      if (f.state != State::Linger) source_acquire_unchecked(f.key.src);
+      // Filed at the tail of its timer list with its own stamps: an imported flow that is older
+      // than the ones already queued expires late, never early.
+      switch (f.state) {
+        case State::SynSent: list_append(j, static_cast<uint8_t>(kListSynSent0 + f.retries)); break;
+        case State::Established: list_append(j, kListEstablished); break;
+        case State::Closing: list_append(j, kListClosing); break;
+        default: list_append(j, kListLinger); break;
+      }
+      settle();
+      ++counters.flows_active;
+      ++r.restored;
+    }
+    counters.flows_restored += r.restored;
+    counters.restore_dropped_torn += r.dropped_torn;
+    counters.restore_dropped_invalid += r.dropped_invalid;
+    counters.restore_dropped_no_room += r.dropped_no_room;
+    return r;
+  }
+
   Decision drop(DropReason r) {
     count(r);
     return {Verdict::Drop, false};
   }
 
   Decision process(std::span<uint8_t> bytes, uint64_t now_ns, PacketSink& sink, bool checksum_ready) {
+    const Decision d = process_packet(bytes, now_ns, sink, checksum_ready);
+    settle();
+    return d;
+  }
+
+  Decision process_packet(std::span<uint8_t> bytes, uint64_t now_ns, PacketSink& sink, bool checksum_ready) {
     ++counters.packets;
     SynVerdict v = guard.decide(bytes, cfg.services, now_ns);
     TcpPacket& p = v.parsed.packet;
@@ -797,9 +1123,25 @@ struct Engine::Impl {
   }
 };
 
-Engine::Engine(const EngineConfig& config, const CookieJar& cookies)
-    : impl_(std::make_unique<Impl>(config, cookies)) {}
+Engine::Engine(const EngineConfig& config, const CookieJar& cookies, EngineState state)
+    : impl_(std::make_unique<Impl>(config, cookies, state)) {}
 Engine::~Engine() = default;
+
+size_t Engine::state_bytes(const EngineConfig& config) { return layout_of(Impl::normalized(config)).total; }
+std::string Engine::state_incompatibility(std::span<const uint8_t> region, const EngineConfig& config,
+                                          uint64_t boot_id) {
+  return incompatibility(region, Impl::normalized(config), boot_id);
+}
+const RestoreReport& Engine::restore_report() const noexcept { return impl_->restored; }
+RestoreReport Engine::import_state(std::span<const uint8_t> region, uint64_t boot_id) {
+  return impl_->import_from(region, boot_id);
+}
+void Engine::for_each_flow(const std::function<void(const FlowTuple&)>& fn) const {
+  const Impl& m = *impl_;
+  for (uint32_t i = 0; i < m.cfg.max_flows; ++i) {
+    if (m.flows[i].state != State::Free) fn(m.flows[i].key);
+  }
+}
 
 Decision Engine::process(std::span<uint8_t> packet, uint64_t now_ns, PacketSink& sink, bool checksum_ready) {
   return impl_->process(packet, now_ns, sink, checksum_ready);
@@ -807,7 +1149,16 @@ Decision Engine::process(std::span<uint8_t> packet, uint64_t now_ns, PacketSink&
 void Engine::advance(uint64_t now_ns, PacketSink& sink) { impl_->advance(now_ns, sink); }
 void Engine::set_cookies(const CookieJar& cookies) { impl_->cookies = cookies; }
 void Engine::set_services(std::vector<Service> services) { impl_->cfg.services = std::move(services); }
-void Engine::set_flow_observer(FlowObserver* observer) noexcept { impl_->observer = observer; }
+void Engine::set_flow_observer(FlowObserver* observer) noexcept {
+  Impl& m = *impl_;
+  m.observer = observer;
+  if (!observer) return;
+  // Flows restored from a saved table or imported before there was an observer: it hears of
+  // them now, or it would take their packets for forgeries.
+  for (uint32_t i = 0; i < m.cfg.max_flows; ++i) {
+    if (m.flows[i].state != State::Free) observer->flow_created(m.flows[i].key);
+  }
+}
 void Engine::set_policy(std::shared_ptr<const SourcePolicy> policy) {
   impl_->cfg.policy = policy;
   impl_->guard.set_policy(std::move(policy));
@@ -819,9 +1170,10 @@ size_t Engine::flow_entry_bytes() noexcept { return sizeof(Flow); }
 
 size_t Engine::memory_bytes() const noexcept {
   const Impl& m = *impl_;
-  return m.flows.size() * sizeof(Flow) + m.buckets.size() * sizeof(uint32_t) +
+  return size_t{m.cfg.max_flows} * sizeof(Flow) + m.buckets.size() * sizeof(uint32_t) +
          m.sources.size() * sizeof(SourceEntry) + m.source_buckets.size() * sizeof(uint32_t) +
-         m.early_pool.size() + m.early_free.capacity() * sizeof(uint32_t) + m.scratch.size();
+         size_t{m.cfg.early_data_slots} * m.cfg.early_data_bytes + m.early_free.capacity() * sizeof(uint32_t) +
+         m.scratch.size();
 }
 
 }  // namespace syngate

@@ -36,7 +36,10 @@ void check(bool ok) {
 }
 
 // Sources and prefixes come from a small space so that they often overlap.
-Address small_v4(uint8_t b, uint8_t c) { return Address::from_v4(0x0a000000u | uint32_t{b & 3} << 16 | uint32_t{c & 7} << 8 | (c >> 3)); }
+Address small_v4(uint8_t b, uint8_t c) {
+  return Address::from_v4(0x0a000000u | static_cast<uint32_t>(b & 3) << 16 | static_cast<uint32_t>(c & 7) << 8 |
+                          static_cast<uint32_t>(c >> 3));
+}
 
 }  // namespace
 

@@ -281,6 +281,10 @@ void parse_gateway(const toml::table& t, GatewayConfig& c) {
               });
     if (!ok) r.fail("chain", "must be 1..28 characters of A-Z a-z 0-9 _ - (got \"" + c.chain + "\")");
   }
+  if (r.string("state_dir", c.state_dir) && !c.state_dir.empty() && c.state_dir.front() != '/') {
+    r.fail("state_dir", "must be an absolute directory path, or \"\" to keep flows in memory only (got \"" +
+                            c.state_dir + "\")");
+  }
   r.integer("secret_rotation_s", c.secret_rotation_s, 0, 86400 * 365);
   if (c.secret_rotation_s != 0 && c.secret_rotation_s < 128) {
     r.fail("secret_rotation_s", "must be 0 (never) or at least 128: a cookie is checked with the "
@@ -474,6 +478,7 @@ std::vector<std::string> non_reloadable_changes(const GatewayConfig& a, const Ga
     if (differ) out.push_back(key);
   };
   check(a.secret_file != b.secret_file, "gateway.secret_file");
+  check(a.state_dir != b.state_dir, "gateway.state_dir");
   check(a.metrics_host != b.metrics_host || a.metrics_port != b.metrics_port, "gateway.metrics_address");
   check(a.syn_queue != b.syn_queue || a.syn_queues != b.syn_queues, "gateway.syn_queue(s)");
   check(a.flow_queue != b.flow_queue || a.flow_queues != b.flow_queues, "gateway.flow_queue(s)");

@@ -78,6 +78,11 @@ struct GatewayConfig {
   IptablesBackend iptables = IptablesBackend::Auto;
   std::string chain = "SYNGATE";
 
+  // Where flow workers keep their flow tables (one file per flow queue, mapped shared) so that
+  // proxied connections survive a restart, an upgrade or a crash. Empty: in process memory only.
+  // Meant for a tmpfs (the default /run is one): a reboot must start clean.
+  std::string state_dir = "/run/syngate";
+
   uint32_t secret_rotation_s = 0;  // 0 = keep the secrets until the file changes
   uint32_t cookie_max_age = 1;
 

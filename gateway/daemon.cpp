@@ -16,6 +16,7 @@
 #include <cstring>
 #include <fstream>
 #include <httplib.h>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <spdlog/spdlog.h>
@@ -24,7 +25,10 @@
 #include <vector>
 
 #include "config.hpp"
+#include "flow_state.hpp"
+#include "iptables_exec.hpp"
 #include "metrics.hpp"
+#include "notify.hpp"
 #include "nfqueue.hpp"
 #include "seeds.hpp"
 #include "sender.hpp"
@@ -96,6 +100,7 @@ struct Worker {
   std::unique_ptr<NfQueue> nfq;
   std::unique_ptr<RawSender> sender;
   std::unique_ptr<CookieJar> jar;
+  std::unique_ptr<MappedTable> table_file;  // flow workers with gateway.state_dir: the engine's state
   std::unique_ptr<Engine> engine;
   std::unique_ptr<SynGuard> guard;  // SYN workers: the SYN decision's state (flow workers' is in the engine)
   EngineConfig engine_config;
@@ -109,6 +114,9 @@ struct Worker {
   std::mutex snapshot_mutex;
   WorkerSnapshot snapshot;
   std::thread thread;
+  // One tick per loop turn (the loop turns at least every receive timeout, <= 100 ms, even when
+  // idle): the watchdog is fed only while every worker's heartbeat moves.
+  std::atomic<uint64_t> heartbeat{0};
 };
 
 struct Daemon {
@@ -226,6 +234,7 @@ void Daemon::worker_main(Worker& w) {
   uint64_t last_advance = monotonic_ns(), last_publish = 0;
   bool draining = false;
   for (;;) {
+    w.heartbeat.fetch_add(1, std::memory_order_relaxed);
     if (stop.load(std::memory_order_relaxed)) draining = true;
     const auto& batch = w.nfq->receive(draining, w.rx);
     // Checked after the wait, not before: a batch that arrives after new secrets were
@@ -343,6 +352,26 @@ int run_daemon(const std::string& config_path) {
     return 2;
   }
 
+  // Flow tables that outlive the process: which saved tables to take over, which to import.
+  const uint64_t boot_id = current_boot_id();
+  FlowStatePlan state_plan;
+  std::map<std::string, std::vector<uint8_t>> imports;  // read before any file is reformatted
+  if (!cfg.state_dir.empty()) {
+    try {
+      prepare_state_dir(cfg.state_dir);
+      state_plan = plan_flow_state(cfg.state_dir, cfg.flow_queue, cfg.flow_queues, cfg.engine, boot_id);
+      for (const auto& note : state_plan.notes) spdlog::warn("flow state: {}", note);
+      for (const auto& q : state_plan.queues) {
+        for (const auto& path : q.imports) {
+          if (!imports.count(path)) imports[path] = read_table_file(path);
+        }
+      }
+    } catch (const std::exception& e) {
+      spdlog::critical("gateway.state_dir: {}", e.what());
+      return 1;
+    }
+  }
+
   try {
     unsigned id = 0;
     auto add = [&](bool syn_only, uint16_t queue, int cpu) {
@@ -377,8 +406,29 @@ int run_daemon(const std::string& config_path) {
       if (syn_only) {
         w->guard = std::make_unique<SynGuard>(SynGuardConfig{w->engine_config.policy, w->engine_config.hash_key,
                                                              w->engine_config.budget_share});
-      } else {
+      } else if (cfg.state_dir.empty()) {
         w->engine = std::make_unique<Engine>(w->engine_config, *w->jar);
+      } else {
+        const FlowStatePlan::Queue& plan = state_plan.queues.at(queue - cfg.flow_queue);
+        w->table_file = std::make_unique<MappedTable>(plan.path, Engine::state_bytes(w->engine_config));
+        w->engine = std::make_unique<Engine>(w->engine_config, *w->jar,
+                                             EngineState{w->table_file->region(), boot_id});
+        const RestoreReport& r = w->engine->restore_report();
+        if (r.attached) {
+          spdlog::info("flow queue {}: took over {} flows from {} (dropped: {} torn, {} invalid)", queue,
+                       r.restored, plan.path, r.dropped_torn, r.dropped_invalid);
+        } else if (r.reason != "no saved table") {
+          spdlog::warn("flow queue {}: started with an empty table: {}", queue, r.reason);
+        }
+        for (const auto& path : plan.imports) {
+          const RestoreReport ir = w->engine->import_state(imports.at(path), boot_id);
+          if (ir.attached) {
+            spdlog::info("flow queue {}: imported {} flows from {} (dropped: {} torn, {} invalid, {} no room)", queue,
+                         ir.restored, path, ir.dropped_torn, ir.dropped_invalid, ir.dropped_no_room);
+          } else {
+            spdlog::warn("flow queue {}: nothing imported from {}: {}", queue, path, ir.reason);
+          }
+        }
       }
       w->seen_policy_generation = d->policy.generation.load();
       w->snapshot.id = w->id;
@@ -399,6 +449,11 @@ int run_daemon(const std::string& config_path) {
     spdlog::critical("startup failed: {}", e.what());
     return 1;
   }
+
+  for (const auto& path : state_plan.obsolete) {
+    if (unlink(path.c_str()) != 0) spdlog::warn("flow state: cannot remove {}: {}", path, std::strerror(errno));
+  }
+  imports.clear();
 
   // The XDP fast path, before any worker runs, so that every flow reaches its flow map.
   static_assert(static_cast<int>(XdpMode::Off) == static_cast<int>(xdp::AttachMode::Off));
@@ -454,8 +509,74 @@ int run_daemon(const std::string& config_path) {
   auto prev_time = std::chrono::steady_clock::now();
   auto last_rotation = prev_time;
   int exit_code = 0;
+
+  // systemd: READY once the queues are bound (done: the workers hold them) and the rules are in
+  // place; STATUS every turn; WATCHDOG only while every worker makes progress.
+  SystemdNotifier notifier;
+  bool ready_sent = false;
+  bool rules_warned = false;
+  ProgressCheck progress;
+  const auto watchdog_period = notifier.watchdog_interval() / 2;
+  auto last_watchdog_check = std::chrono::steady_clock::now();
+  std::vector<size_t> last_stuck;
+  auto rules_in_place = [&cfg]() {
+    try {
+      return !show_rules(choose_backend(cfg.iptables), cfg.chain).empty();
+    } catch (const std::exception&) {
+      return false;
+    }
+  };
+  auto status_line = [&d](const GatewaySnapshot& cur, const GatewaySnapshot& before, double dt) {
+    const EngineCounters now_c = sum_engine(cur.workers), then_c = sum_engine(before.workers);
+    auto rate = [dt](uint64_t a, uint64_t b) { return dt > 0 ? static_cast<uint64_t>((a - b) / dt) : 0; };
+    return fmt::format("{} flows, {} SYN/s, {} cookies sent/s, {} valid/s, {} invalid/s, {} workers",
+                       now_c.flows_active, rate(now_c.syn_received, then_c.syn_received),
+                       rate(now_c.cookies_sent, then_c.cookies_sent), rate(now_c.cookies_valid, then_c.cookies_valid),
+                       rate(now_c.cookies_invalid, then_c.cookies_invalid), d->workers.size());
+  };
+  GatewaySnapshot status_prev = prev;
+  auto status_time = prev_time;
+
   for (;;) {
+    if (notifier.enabled()) {
+      const auto t = std::chrono::steady_clock::now();
+      GatewaySnapshot cur = d->snapshot();
+      const std::string line = status_line(cur, status_prev, std::chrono::duration<double>(t - status_time).count());
+      status_prev = std::move(cur);
+      status_time = t;
+      if (!ready_sent) {
+        if (rules_in_place()) {
+          notifier.ready(line);
+          ready_sent = true;
+          spdlog::info("systemd: ready");
+        } else {
+          if (!rules_warned) spdlog::warn("systemd: waiting for the rules (syngate rules up) before READY");
+          rules_warned = true;
+          notifier.status("waiting for the iptables rules: run syngate rules up");
+        }
+      } else {
+        notifier.status(line);
+      }
+      if (watchdog_period.count() > 0 && t - last_watchdog_check >= watchdog_period) {
+        last_watchdog_check = t;
+        std::vector<uint64_t> beats;
+        for (const auto& w : d->workers) beats.push_back(w->heartbeat.load(std::memory_order_relaxed));
+        std::vector<size_t> stuck = progress.stuck(beats);
+        if (stuck.empty()) {
+          notifier.watchdog();
+        } else if (stuck != last_stuck) {
+          std::string names;
+          for (size_t i : stuck) names += (names.empty() ? "" : ", ") + std::to_string(d->workers[i]->id);
+          spdlog::error("worker(s) {} made no progress for {} ms: withholding the systemd watchdog", names,
+                        std::chrono::duration_cast<std::chrono::milliseconds>(watchdog_period).count());
+        }
+        last_stuck = std::move(stuck);
+      }
+    }
     timespec timeout{1, 0};
+    if (watchdog_period.count() > 0 && watchdog_period < std::chrono::seconds(1)) {
+      timeout = {0, static_cast<long>(std::chrono::duration_cast<std::chrono::nanoseconds>(watchdog_period).count())};
+    }
     int sig = sigtimedwait(&sigs, nullptr, &timeout);
     if (sig == SIGTERM || sig == SIGINT) {
       spdlog::info("signal {}: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
@@ -529,6 +650,7 @@ int run_daemon(const std::string& config_path) {
       prev_time = now;
     }
   }
+  notifier.stopping("stopping: draining the queues");
   // Off the interfaces first: until the workers stop, NFQUEUE takes the traffic XDP was taking.
   if (d->xdp) d->xdp->detach();
   d->stop.store(true);

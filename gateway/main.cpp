@@ -11,6 +11,7 @@
 #include "daemon.hpp"
 #include "iptables_exec.hpp"
 #include "rules.hpp"
+#include "status_cmd.hpp"
 #include "syngate/cookie.hpp"
 
 namespace gw = syngate::gw;
@@ -102,6 +103,7 @@ int main(int argc, char** argv) {
       "  syngate check --config /etc/syngate/syngate.toml   # validate\n"
       "  syngate rules up --config /etc/syngate/syngate.toml # install the iptables rules\n"
       "  syngate run --config /etc/syngate/syngate.toml     # or: systemctl start syngate\n"
+      "  syngate status --watch 2                           # what the running daemon is doing\n"
       "Signals: SIGTERM/SIGINT stop cleanly; SIGHUP reloads log level, stats interval and cookie\n"
       "secrets (other changes need a restart and are named in the log)."};
   app.require_subcommand(1);
@@ -124,7 +126,11 @@ int main(int argc, char** argv) {
   auto* check = app.add_subcommand("check", "Validate a configuration; errors name the key and the reason.");
   check->add_option("-c,--config", config, "TOML configuration file")->required();
 
+  gw::StatusOptions status_options;
+  auto* status = gw::add_status_subcommand(app, status_options);
+
   CLI11_PARSE(app, argc, argv);
+  if (*status) return gw::cmd_status(status_options);
   if (*check) return cmd_check(config);
   if (*rules) return cmd_rules(action, config);
   return gw::run_daemon(config);

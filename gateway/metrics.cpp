@@ -47,6 +47,10 @@ EngineCounters sum_engine(const std::vector<WorkerSnapshot>& workers) {
     t.translated += c.translated;
     t.passed_through += c.passed_through;
     t.early_data_buffered += c.early_data_buffered;
+    t.flows_restored += c.flows_restored;
+    t.restore_dropped_torn += c.restore_dropped_torn;
+    t.restore_dropped_invalid += c.restore_dropped_invalid;
+    t.restore_dropped_no_room += c.restore_dropped_no_room;
     for (size_t i = 0; i < static_cast<size_t>(DropReason::Count_); ++i) t.drops[i] += c.drops[i];
   }
   return t;
@@ -139,6 +143,7 @@ std::string render_prometheus(const GatewaySnapshot& s) {
       {"syngate_translated_total", "counter", "Packets of established flows rewritten (seq/ack/timestamps/window).", &EngineCounters::translated},
       {"syngate_passed_through_total", "counter", "Packets accepted untouched (not for a protected service).", &EngineCounters::passed_through},
       {"syngate_early_data_buffered_total", "counter", "Client data segments held until the backend answered.", &EngineCounters::early_data_buffered},
+      {"syngate_flows_restored_total", "counter", "Flows taken over at start from the table the previous process left (restart, upgrade, crash).", &EngineCounters::flows_restored},
   };
   for (const auto& m : engine_metrics) {
     w.family(m.name, m.type, m.help);
@@ -148,6 +153,15 @@ std::string render_prometheus(const GatewaySnapshot& s) {
   for (const auto& wk : s.workers) w.worker("syngate_flows_active", wk, wk.engine.flows_active);
   w.family("syngate_flow_table_bytes", "gauge", "Memory preallocated for the flow table and early-data pool.");
   for (const auto& wk : s.workers) w.worker("syngate_flow_table_bytes", wk, wk.flow_table_bytes);
+
+  w.family("syngate_flows_restore_dropped_total", "counter",
+           "Saved flows dropped at start, by reason: torn (being changed when the process died), "
+           "invalid (contradictory fields or a duplicate), no_room (the new table is smaller).");
+  for (const auto& wk : s.workers) {
+    w.worker("syngate_flows_restore_dropped_total", wk, wk.engine.restore_dropped_torn, "reason=\"torn\"");
+    w.worker("syngate_flows_restore_dropped_total", wk, wk.engine.restore_dropped_invalid, "reason=\"invalid\"");
+    w.worker("syngate_flows_restore_dropped_total", wk, wk.engine.restore_dropped_no_room, "reason=\"no_room\"");
+  }
 
   w.family("syngate_drops_total", "counter",
            "Packets consumed or dropped, and flows refused, by reason (syn_answered and "

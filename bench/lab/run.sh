@@ -240,6 +240,7 @@ syngate_up() {
   cat >"$tmp/syngate.toml" <<EOF
 [gateway]
 secret_file = "$tmp/syngate.secrets"
+state_dir = "$tmp/syngate-state"
 
 [[service]]
 address = "10.10.3.2"

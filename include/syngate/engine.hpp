@@ -5,6 +5,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
+#include <string>
 #include <memory>
 #include <span>
 #include <string_view>
@@ -134,6 +136,15 @@ struct EngineCounters {
   uint64_t translated = 0;  // packets rewritten on an established flow
   uint64_t passed_through = 0;  // packets for services we do not protect, accepted untouched
   uint64_t early_data_buffered = 0;
+  uint64_t flows_restored = 0;         // flows taken over from a saved table at start
+  // Saved flows dropped at start: being changed when the process died, fields that contradict
+  // each other (or a duplicate), no room in a smaller table.
+  uint64_t restore_dropped_torn = 0;
+  uint64_t restore_dropped_invalid = 0;
+  uint64_t restore_dropped_no_room = 0;
+  uint64_t flows_restore_dropped() const noexcept {
+    return restore_dropped_torn + restore_dropped_invalid + restore_dropped_no_room;
+  }
   uint64_t drops[static_cast<size_t>(DropReason::Count_)] = {};
   uint64_t drop(DropReason r) const noexcept { return drops[static_cast<size_t>(r)]; }
 };
@@ -147,9 +158,34 @@ class FlowObserver {
   virtual void flow_freed(const FlowTuple& client_to_server) noexcept = 0;
 };
 
+// Where an engine keeps its flows. By default its own heap memory. A caller that wants flows to
+// outlive the process (the daemon maps a file on tmpfs, shared) hands a region of
+// Engine::state_bytes(config) bytes: the engine takes over the table the region holds when it was
+// written by a compatible engine under the same boot (state_incompatibility() is empty), and
+// formats it otherwise. Only the flow entries and early data live there; every index is rebuilt
+// at start, and an entry that was being changed when its process died is dropped, never used.
+struct EngineState {
+  std::span<uint8_t> region;  // empty: heap memory
+  uint64_t boot_id = 0;       // identifies this boot: a table from another boot is never used
+};
+
+// What a start found in the saved table.
+struct RestoreReport {
+  bool attached = false;  // a saved table was used (in place, or imported)
+  std::string reason;     // why not, when it was not
+  uint64_t restored = 0;
+  uint64_t dropped_torn = 0;     // being changed when the process died
+  uint64_t dropped_invalid = 0;  // fields that contradict each other, duplicates
+  uint64_t dropped_no_room = 0;  // import: the new table is full
+  RestoreReport& refuse(std::string why) {
+    reason = std::move(why);
+    return *this;
+  }
+};
+
 class Engine {
  public:
-  Engine(const EngineConfig& config, const CookieJar& cookies);
+  Engine(const EngineConfig& config, const CookieJar& cookies, EngineState state = {});
   ~Engine();
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
@@ -168,10 +204,21 @@ class Engine {
   // New list of protected services (config reload). Flows in progress keep their state; those of
   // a service no longer listed stop being translated, as its packets stop reaching us too.
   void set_services(std::vector<Service> services);
-  // nullptr (the default) for none. The observer must outlive the Engine or be reset first.
+  // nullptr (the default) for none. The observer must outlive the Engine or be reset first. It
+  // is told at once of every flow already in the table (restored or imported).
   void set_flow_observer(FlowObserver* observer) noexcept;
   // New source policy (config reload); budgets and flows carry on.
   void set_policy(std::shared_ptr<const SourcePolicy> policy);
+
+  static size_t state_bytes(const EngineConfig& config);
+  static std::string state_incompatibility(std::span<const uint8_t> region, const EngineConfig& config,
+                                           uint64_t boot_id);
+  const RestoreReport& restore_report() const noexcept;
+  // Copies the live flows of a saved table that cannot be used in place (other sizes, another
+  // worker's shard) into this engine, as far as they fit. Flows already present are skipped.
+  RestoreReport import_state(std::span<const uint8_t> region, uint64_t boot_id);
+  // Every flow's client -> service tuple (e.g. to refill a fast path's flow map after a restart).
+  void for_each_flow(const std::function<void(const FlowTuple&)>& fn) const;
 
   const EngineCounters& counters() const noexcept;
   const EngineConfig& config() const noexcept;

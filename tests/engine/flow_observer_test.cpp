@@ -45,6 +45,20 @@ TEST_F(FlowObserverTest, CreatedOnTheCookieAckWithTheClientToServerTuple) {
   EXPECT_EQ(rec.live[0], c.c2s);
 }
 
+TEST_F(FlowObserverTest, AnObserverSetLaterHearsOfTheFlowsAlreadyThere) {
+  engine->set_flow_observer(nullptr);
+  Conn a = Conn::v4(40011);
+  establish(a);
+  Conn b = Conn::v6(40012);
+  open_to_backend_syn(b);
+  Recorder late;
+  engine->set_flow_observer(&late);
+  ASSERT_EQ(late.live.size(), 2u);
+  EXPECT_NE(std::find(late.live.begin(), late.live.end(), a.c2s), late.live.end());
+  EXPECT_NE(std::find(late.live.begin(), late.live.end(), b.c2s), late.live.end());
+  engine->set_flow_observer(&rec);  // `late` goes out of scope before the engine
+}
+
 TEST_F(FlowObserverTest, ForgedAcksCreateNothing) {
   Conn c = Conn::v4();
   learn_cookie(c);

@@ -160,6 +160,7 @@ write_config() {
   cat > "$LAB_DIR/syngate.toml" <<CONF
 [gateway]
 secret_file = "$LAB_DIR/secrets"
+state_dir = "$LAB_DIR/state"
 stats_interval_s = 0
 ${1:-}
 

@@ -10,6 +10,7 @@ conf() {  # conf BACKEND MODE EXTRA_SERVICES
   cat > "$LAB_DIR/r.toml" <<CONF
 [gateway]
 secret_file = "$LAB_DIR/secrets"
+state_dir = "$LAB_DIR/state"
 iptables = "$1"
 mode = "$2"
 fail_open = ${4:-false}

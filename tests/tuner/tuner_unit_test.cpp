@@ -7,6 +7,7 @@
 #include <map>
 #include <sstream>
 
+#include "lib/args.hpp"
 #include "lib/diagnose.hpp"
 #include "lib/journal.hpp"
 #include "lib/plan.hpp"
@@ -461,4 +462,223 @@ TEST(Diagnose, IntervalUsesDeltas) {
   EXPECT_TRUE(diagnose(in).empty());
   (*in.delta)["TcpExt.SyncookiesSent"] = 5000;
   EXPECT_TRUE(has(diagnose(in), "syn-flood"));
+}
+
+// ---------------- issue 14: defects found by trying the tool as an adversary ----------------
+
+// systemd-sysctl (checked with 252 in a netns on the same files): a glob never overrides a key that
+// some file names explicitly, whatever the file order; it fills in the other interfaces only.
+TEST(Issue14, ExplicitKeyBeatsGlobAtBoot) {
+  BootFile conf{"/etc/sysctl.conf", "sysctl.conf", true, "net.ipv4.conf.all.rp_filter = 1\n"};
+  std::vector<BootFile> cands = {
+      {"/etc/sysctl.d/99-sysctl.conf", "99-sysctl.conf", true, ""},
+      {"/etc/sysctl.d/99-zz.conf", "99-zz.conf", false, "net.ipv4.conf.*.rp_filter = 2\n"},
+  };
+  bool linked = false;
+  auto order = boot_order(cands, conf, &linked);
+  auto all = boot_source(order, "net.ipv4.conf.all.rp_filter");
+  ASSERT_TRUE(all);
+  EXPECT_EQ(all->path, "/etc/sysctl.conf");
+  EXPECT_EQ(all->value, "1");
+  auto lo = boot_source(order, "net.ipv4.conf.lo.rp_filter");
+  ASSERT_TRUE(lo);
+  EXPECT_EQ(lo->value, "2");
+  // an explicit key in an earlier file still beats a later glob; a later explicit key beats both
+  order.insert(order.begin(), BootFile{"/usr/lib/sysctl.d/10-x.conf", "10-x.conf", false, "net.ipv4.conf.lo.rp_filter = 0\n"});
+  EXPECT_EQ(boot_source(order, "net.ipv4.conf.lo.rp_filter")->value, "0");
+  order.push_back(BootFile{"/etc/sysctl.d/zz.conf", "zz.conf", false, "net.ipv4.conf.all.rp_filter = 2\n"});
+  EXPECT_EQ(boot_source(order, "net.ipv4.conf.all.rp_filter")->path, "/etc/sysctl.d/zz.conf");
+  // between globs, the last one wins
+  order.push_back(BootFile{"/etc/sysctl.d/zzz.conf", "zzz.conf", false, "net.ipv4.conf.e*.rp_filter = 1\n"});
+  EXPECT_EQ(boot_source(order, "net.ipv4.conf.eth0.rp_filter")->value, "1");
+}
+
+TEST(Issue14, RegistryRefusesValuesThatCrippleTcpAndSaysWhy) {
+  struct Case {
+    const char* key;
+    const char* value;
+    const char* why;  // a word of the reason the error must give
+  };
+  for (const auto& c : {Case{"net.ipv4.tcp_mem", "1 2 3", "pressure"}, Case{"net.ipv4.tcp_rmem", "1 1 1", "segment"},
+                        Case{"net.ipv4.tcp_wmem", "1 1 1", "segment"}, Case{"net.ipv4.tcp_synack_retries", "0", "lost"}}) {
+    const auto* def = find_key(c.key);
+    ASSERT_NE(def, nullptr) << c.key;
+    auto r = check_value(*def, c.value);
+    EXPECT_FALSE(r.ok) << c.key << " = " << c.value;
+    EXPECT_NE(r.error.find("outside the meaningful range"), std::string::npos) << r.error;
+    EXPECT_NE(r.error.find(c.why), std::string::npos) << c.key << ": " << r.error;
+  }
+  EXPECT_TRUE(check_value(*find_key("net.ipv4.tcp_rmem"), "4096 131072 6291456").ok);
+  EXPECT_TRUE(check_value(*find_key("net.ipv4.tcp_mem"), "94000 125000 188000").ok);
+  EXPECT_TRUE(check_value(*find_key("net.ipv4.tcp_synack_retries"), "1").ok);
+}
+
+TEST(Issue14, MultiValueErrorsNameTheField) {
+  auto r = check_value(*find_key("net.ipv4.ip_local_port_range"), "80 100");
+  EXPECT_FALSE(r.ok);
+  EXPECT_NE(r.error.find("low port 80 is outside the meaningful range 1024..65535"), std::string::npos) << r.error;
+  EXPECT_EQ(r.error.find("value 1"), std::string::npos) << r.error;
+  r = check_value(*find_key("net.ipv4.tcp_rmem"), "4096 8192 100");
+  EXPECT_NE(r.error.find("max 100"), std::string::npos) << r.error;
+}
+
+TEST(Issue14, DuplicateKeysInAnySpellingNameBothLines) {
+  auto src = mem_source({{"/p/spell.toml", "[sysctl]\n\"net.core.somaxconn\" = 5000\nnet.core.somaxconn = 6000\n"},
+                         {"/p/plain.toml", "[sysctl]\n\"net.core.somaxconn\" = 5000\n\"net.core.somaxconn\" = 6000\n"},
+                         {"/p/bare.toml", "[sysctl]\nnet.core.somaxconn = 5000\n\n net . core . somaxconn = 6000\n"},
+                         {"/p/table.toml", "[sysctl]\n\"net.core.somaxconn\" = 5000\n[sysctl.net.core]\nsomaxconn = 6000\n"}});
+  for (const char* name : {"spell", "plain", "bare", "table"}) {
+    auto r = load_profile(name, src);
+    EXPECT_FALSE(r.profile) << name;
+    auto all = joined(r.errors);
+    EXPECT_NE(all.find("net.core.somaxconn is set twice"), std::string::npos) << name << ": " << all;
+    EXPECT_NE(all.find("line 2"), std::string::npos) << name << ": " << all;
+    EXPECT_EQ(all.find("nenet"), std::string::npos) << name << ": " << all;
+  }
+  EXPECT_NE(joined(load_profile("spell", src).errors).find("/p/spell.toml:3"), std::string::npos);
+  EXPECT_NE(joined(load_profile("plain", src).errors).find("/p/plain.toml:3"), std::string::npos);
+  EXPECT_NE(joined(load_profile("bare", src).errors).find("/p/bare.toml:4"), std::string::npos);
+}
+
+TEST(Issue14, ExtendsCycleNamesTheChainAndLine) {
+  auto src = mem_source({{"/p/a.toml", "[profile]\nextends='b'\n"},
+                         {"/p/b.toml", "# b\n[profile]\nextends='c'\n"},
+                         {"/p/c.toml", "[profile]\ndescription='c'\nextends='a'\n"},
+                         {"/p/self.toml", "[profile]\nextends='self'\n"}});
+  auto all = joined(load_profile("a", src).errors);
+  EXPECT_NE(all.find("/p/c.toml:3: extends cycle: a -> b -> c -> a"), std::string::npos) << all;
+  all = joined(load_profile("self", src).errors);
+  EXPECT_NE(all.find("/p/self.toml:2: extends cycle: self -> self"), std::string::npos) << all;
+}
+
+TEST(Issue14, CorruptJournalSaysWhatIsWrongInItsOwnWords) {
+  std::string err;
+  EXPECT_FALSE(journal_from_json("{\"version\": 1, \"id\": 1, \"state\": \"commi", &err));
+  EXPECT_NE(err.find("not valid JSON"), std::string::npos) << err;
+  EXPECT_EQ(err.find("[json."), std::string::npos) << err;
+  EXPECT_EQ(err.find("parse_error"), std::string::npos) << err;
+  EXPECT_FALSE(journal_from_json("{\"version\": 1, \"id\": \"x\"}", &err));
+  EXPECT_NE(err.find("'id'"), std::string::npos) << err;
+  EXPECT_EQ(err.find("[json."), std::string::npos) << err;
+  EXPECT_FALSE(journal_from_json("{\"version\": 1, \"id\": 3}", &err));
+  EXPECT_NE(err.find("'state' is missing"), std::string::npos) << err;
+}
+
+TEST(Issue14, CommandLineNumbersAndNetnsNames) {
+  EXPECT_EQ(parse_count("0"), 0u);
+  EXPECT_EQ(parse_count("128"), 128u);
+  for (const char* bad : {"", "-1", "+1", " 1", "1.5", "1e3", "nan", "inf", "18446744073709551616"}) EXPECT_FALSE(parse_count(bad)) << bad;
+  EXPECT_EQ(parse_seconds("5"), 5.0);
+  EXPECT_EQ(parse_seconds("0.25"), 0.25);
+  for (const char* bad : {"", "0", "0.0", "-1", "nan", "inf", "-inf", "1e3", " 1", "3600.5", "99999", "."}) EXPECT_FALSE(parse_seconds(bad)) << bad;
+  EXPECT_EQ(netns_name_error("lab-gw"), "");
+  for (const char* bad : {"", ".", "..", "a/b", "/var/run/netns/x", "-x", "a\nb"}) EXPECT_NE(netns_name_error(bad), "") << bad;
+  EXPECT_NE(netns_name_error("").find("host"), std::string::npos);
+}
+
+namespace {
+Profile profile_from(const std::string& name, const std::string& toml) {
+  auto r = load_profile(name, mem_source({{"/p/" + name + ".toml", toml}}));
+  EXPECT_TRUE(r.profile) << joined(r.errors);
+  return *r.profile;
+}
+JournalEntry entry(unsigned long id, const std::string& profile, std::vector<JournalValue> values, const std::string& conf_after) {
+  JournalEntry e;
+  e.id = id;
+  e.state = "committed";
+  e.profile = profile;
+  e.conf_path = "/c";
+  e.values = std::move(values);
+  e.conf_after = conf_after;
+  return e;
+}
+}  // namespace
+
+TEST(Issue14, ProfileSwitchRestoresKeysTheNewProfileDropsOrSaysWhyNot) {
+  auto old_p = profile_from("old", "[sysctl]\n\"net.ipv4.tcp_tw_reuse\" = 1\n\"net.ipv4.tcp_fin_timeout\" = 15\n"
+                                   "\"net.core.somaxconn\" = 8192\n\"net.ipv4.tcp_sack\" = 1\n\"net.ipv4.tcp_retries2\" = 9\n");
+  auto new_p = profile_from("new", "[sysctl]\n\"net.core.somaxconn\" = 4096\n");
+  std::string conf = render_block("old", profile_kvs(old_p));
+  // old changed tw_reuse, fin_timeout, retries2 and somaxconn; sack was already 1
+  std::vector<JournalEntry> history{entry(1, "old",
+                                          {{"net.ipv4.tcp_tw_reuse", "2", "1"},
+                                           {"net.ipv4.tcp_fin_timeout", "60", "15"},
+                                           {"net.ipv4.tcp_retries2", "15", "9"},
+                                           {"net.core.somaxconn", "4096", "8192"}},
+                                          conf)};
+  LiveMap live{{"net.ipv4.tcp_tw_reuse", {true, "1", ""}},
+               {"net.ipv4.tcp_fin_timeout", {true, "30", ""}},  // changed by someone since
+               {"net.ipv4.tcp_sack", {true, "1", ""}},
+               {"net.ipv4.tcp_retries2", {true, "15", ""}}};  // already back
+  auto d = dropped_keys(conf, new_p, history, live);
+  ASSERT_EQ(d.size(), 4u);
+  std::map<std::string, Dropped> by;
+  for (auto& x : d) by[x.key] = x;
+  EXPECT_EQ(by["net.ipv4.tcp_tw_reuse"].restore_to, "2");
+  EXPECT_FALSE(by["net.ipv4.tcp_fin_timeout"].restore_to);
+  EXPECT_NE(by["net.ipv4.tcp_fin_timeout"].note.find("someone else"), std::string::npos);
+  EXPECT_FALSE(by["net.ipv4.tcp_sack"].restore_to);
+  EXPECT_FALSE(by["net.ipv4.tcp_sack"].kept);
+  EXPECT_FALSE(by["net.ipv4.tcp_retries2"].restore_to);
+  for (auto& x : d) EXPECT_FALSE(x.kept) << x.key;
+  // no journal for the block: nothing is known, every live key is kept and said so
+  auto unknown = dropped_keys(conf, new_p, {}, live);
+  ASSERT_EQ(unknown.size(), 4u);
+  for (auto& x : unknown) {
+    EXPECT_TRUE(x.kept) << x.key;
+    EXPECT_FALSE(x.restore_to) << x.key;
+    EXPECT_NE(x.note.find("left as is"), std::string::npos) << x.note;
+  }
+  // the same profile again drops nothing
+  EXPECT_TRUE(dropped_keys(conf, old_p, history, live).empty());
+}
+
+TEST(Issue14, VerifyReportsLiveValuesNoFileRestores) {
+  auto p = profile_from("new", "[sysctl]\n\"net.core.somaxconn\" = 4096\n");
+  std::string conf = render_block("new", profile_kvs(p));
+  BootFile cf{"/c", "sysctl.conf", true, conf};
+  bool linked = false;
+  auto order = boot_order({{"/d/99-sysctl.conf", "99-sysctl.conf", true, ""}}, cf, &linked);
+  LiveMap live{{"net.core.somaxconn", {true, "4096", ""}}, {"net.ipv4.tcp_tw_reuse", {true, "1", ""}}};
+  JournalEntry kept = entry(2, "new", {}, conf);
+  kept.kept = {{"net.ipv4.tcp_tw_reuse", "1"}};
+  auto rep = compute_drift(p, live, "/c", conf, order, linked, {kept});
+  EXPECT_TRUE(rep.drift);
+  ASSERT_EQ(rep.rows.size(), 2u);
+  EXPECT_TRUE(rep.rows[1].stale);
+  EXPECT_EQ(rep.rows[1].key, "net.ipv4.tcp_tw_reuse");
+  EXPECT_NE(rep.rows[1].note.find("no file restores it at boot"), std::string::npos) << rep.rows[1].note;
+  // a file that restores the value at boot, or the value being back where it was, is no drift
+  auto order2 = boot_order({{"/d/99-sysctl.conf", "99-sysctl.conf", true, ""}, {"/d/50-x.conf", "50-x.conf", false, "net.ipv4.tcp_tw_reuse = 1\n"}},
+                           cf, &linked);
+  EXPECT_FALSE(compute_drift(p, live, "/c", conf, order2, linked, {kept}).drift);
+  auto restored = entry(1, "old", {{"net.ipv4.tcp_tw_reuse", "2", "1"}}, conf);
+  auto back = entry(2, "new", {{"net.ipv4.tcp_tw_reuse", "1", "2"}}, conf);
+  live["net.ipv4.tcp_tw_reuse"].value = "2";
+  EXPECT_FALSE(compute_drift(p, live, "/c", conf, order, linked, {restored, back}).drift);
+  live["net.ipv4.tcp_tw_reuse"].value = "1";  // applied by old, dropped by nothing since: drift
+  EXPECT_TRUE(compute_drift(p, live, "/c", conf, order, linked, {restored}).drift);
+}
+
+TEST(Issue14, StatusSummarizesEachScope) {
+  auto a = entry(1, "high-concurrency", {{"net.ipv4.tcp_tw_reuse", "2", "1"}, {"net.core.somaxconn", "4096", "65535"}}, "");
+  auto b = entry(2, "long-lived-connections", {{"net.ipv4.tcp_tw_reuse", "1", "2"}, {"net.ipv4.tcp_keepalive_time", "7200", "300"}}, "");
+  auto other = entry(3, "base", {{"net.core.somaxconn", "4096", "1024"}}, "");
+  other.netns = "ns1";
+  other.state = "pending";
+  EXPECT_TRUE(in_scope(a, "", "/c"));
+  EXPECT_FALSE(in_scope(other, "", "/c"));
+  auto s = summarize({b, other, a});
+  ASSERT_EQ(s.size(), 2u);
+  EXPECT_EQ(s[0].netns, "");
+  EXPECT_EQ(s[0].latest.profile, "long-lived-connections");
+  EXPECT_EQ(s[0].entries, 2u);
+  EXPECT_FALSE(s[0].interrupted);
+  ASSERT_EQ(s[0].changed.size(), 2u);  // tw_reuse is back where it was
+  EXPECT_EQ(s[0].changed[0].key, "net.core.somaxconn");
+  EXPECT_EQ(s[0].changed[0].by, "high-concurrency");
+  EXPECT_EQ(s[0].changed[1].key, "net.ipv4.tcp_keepalive_time");
+  EXPECT_EQ(s[0].changed[1].before, "7200");
+  EXPECT_EQ(s[1].netns, "ns1");
+  EXPECT_TRUE(s[1].interrupted);
 }

@@ -16,6 +16,82 @@ std::vector<KV> profile_kvs(const Profile& p) {
   return kvs;
 }
 
+std::vector<std::string> block_keys(const std::string& conf_text) {
+  std::vector<std::string> keys;
+  for (const auto& a : parse_conf(conf_text).assignments)
+    if (a.in_block) keys.push_back(a.key);
+  return keys;
+}
+
+namespace {
+
+// The value a key had before the first entry in history changed it.
+struct Origin {
+  enum Kind { Known, NeverChanged, Unknown } kind = Unknown;
+  std::string value;
+};
+
+Origin origin_of(const std::string& key, const std::vector<JournalEntry>& history, bool history_covers_block) {
+  for (const auto& e : history)
+    for (const auto& v : e.values)
+      if (v.key == key) return {Origin::Known, v.before};
+  for (const auto& e : history)
+    for (const auto& k : e.kept)
+      if (k.key == key) return {Origin::Unknown, {}};
+  return {history_covers_block ? Origin::NeverChanged : Origin::Unknown, {}};
+}
+
+}  // namespace
+
+std::vector<Dropped> dropped_keys(const std::string& conf_text, const Profile& p, const std::vector<JournalEntry>& history,
+                                  const LiveMap& live) {
+  std::vector<Dropped> out;
+  auto parsed = parse_conf(conf_text);
+  if (!parsed.error.empty() || !parsed.block.present) return out;
+  // The journal explains the block only if the latest entry wrote the block that is there now.
+  bool covers = !history.empty() && block_text(history.back().conf_after) == block_text(conf_text);
+  for (const auto& a : parsed.assignments) {
+    if (!a.in_block || p.find(a.key)) continue;
+    Dropped d;
+    d.key = a.key;
+    d.block_value = a.value;
+    auto it = live.find(a.key);
+    if (it != live.end() && it->second.present) d.live = it->second.value;
+    std::string was = "no longer set by " + p.name + " (" + parsed.block.profile + " set it to " + a.value + ")";
+    auto origin = origin_of(a.key, history, covers);
+    if (!d.live) {
+      d.note = was + ": absent here, nothing to restore";
+    } else if (origin.kind == Origin::NeverChanged) {
+      d.note = was + ": it already had this value before tcptune, left as it is";
+    } else if (origin.kind == Origin::Known && same_value(*d.live, origin.value)) {
+      d.note = was + ": already back at its value from before tcptune";
+    } else if (origin.kind == Origin::Known && same_value(*d.live, a.value)) {
+      d.restore_to = origin.value;
+      d.note = was + ": restored to its value from before tcptune";
+    } else if (origin.kind == Origin::Known) {
+      d.note = was + ": changed by someone else since (live " + *d.live + "), left as is and no longer persisted";
+    } else {
+      d.kept = true;
+      d.note = was + ": its value from before tcptune is unknown (no journal entry for it here), so " + *d.live +
+               " is left as is, live but no longer persisted; verify reports it";
+    }
+    out.push_back(std::move(d));
+  }
+  return out;
+}
+
+std::vector<std::string> journal_keys(const std::vector<JournalEntry>& history) {
+  std::vector<std::string> keys;
+  auto add = [&](const std::string& k) {
+    if (std::find(keys.begin(), keys.end(), k) == keys.end()) keys.push_back(k);
+  };
+  for (const auto& e : history) {
+    for (const auto& v : e.values) add(v.key);
+    for (const auto& k : e.kept) add(k.key);
+  }
+  return keys;
+}
+
 ApplyPlan make_plan(const Profile& p, const LiveMap& live, const std::string& conf_text) {
   ApplyPlan plan;
   for (const auto& s : p.settings) {
@@ -45,7 +121,7 @@ ApplyPlan make_plan(const Profile& p, const LiveMap& live, const std::string& co
 }
 
 DriftReport compute_drift(const Profile& p, const LiveMap& live, const std::string& conf_path, const std::string& conf_text,
-                          const std::vector<BootFile>& order, bool conf_linked) {
+                          const std::vector<BootFile>& order, bool conf_linked, const std::vector<JournalEntry>& history) {
   DriftReport rep;
   auto parsed = parse_conf(conf_text);
   if (!parsed.error.empty()) rep.warnings.push_back(conf_path + ": " + parsed.error);
@@ -87,6 +163,45 @@ DriftReport compute_drift(const Profile& p, const LiveMap& live, const std::stri
     if (!r.boot) notes.push_back("not set at boot");
     for (const auto& n : notes) r.note += (r.note.empty() ? "" : "; ") + n;
     if (!r.ok()) rep.drift = true;
+    rep.rows.push_back(std::move(r));
+  }
+  for (const auto& key : journal_keys(history)) {
+    if (p.find(key)) continue;
+    // tcptune's latest word on the key, and its value before tcptune first changed it
+    std::optional<std::string> origin, set;
+    std::string by;
+    bool origin_unknown = false;
+    for (const auto& e : history) {
+      for (const auto& v : e.values)
+        if (v.key == key) {
+          if (!origin && !origin_unknown) origin = v.before;
+          set = v.after;
+          by = e.profile;
+        }
+      for (const auto& k : e.kept)
+        if (k.key == key) {
+          if (!origin) origin_unknown = true;
+          set = k.value;
+          by = e.profile;
+        }
+    }
+    auto it = live.find(key);
+    if (it == live.end() || !it->second.present || !set) continue;
+    const std::string& now = it->second.value;
+    if (origin && same_value(now, *origin)) continue;  // back where it was before tcptune
+    if (!same_value(now, *set)) continue;              // someone else's value since, not tcptune's
+    auto boot = boot_source(order, key);
+    if (boot && same_value(boot->value, now)) continue;  // a file restores it at boot
+    DriftRow r;
+    r.key = key;
+    r.want = "-";
+    r.live = now;
+    r.boot = boot;
+    r.stale = true;
+    r.note = "not in " + p.name + ": live " + now + " was set by tcptune (" + by + ") and no file restores it at boot" +
+             (origin ? " (it was " + *origin + " before tcptune)" : "") + "; re-apply " + by + ", add it to the profile or roll back";
+    rep.warnings.push_back(key + ": " + r.note);
+    rep.drift = true;
     rep.rows.push_back(std::move(r));
   }
   if (!block_is_ours) rep.drift = true;

@@ -1,6 +1,7 @@
 #include "profile.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <filesystem>
 #include <map>
 #include <set>
@@ -33,6 +34,7 @@ std::string where(const std::string& path, const toml::node& n) {
 struct RawValue {
   std::string text;
   std::string where;
+  int line = 0;
   std::string error;
 };
 
@@ -40,6 +42,7 @@ struct RawValue {
 RawValue to_text(const toml::node& v, const std::string& path) {
   RawValue r;
   r.where = where(path, v);
+  r.line = static_cast<int>(v.source().begin.line);
   if (auto i = v.as_integer()) {
     r.text = std::to_string(i->get());
   } else if (auto b = v.as_boolean()) {
@@ -72,12 +75,98 @@ void flatten(const toml::table& t, const std::string& prefix, const std::string&
       flatten(*sub, key, path, out, errors);
       continue;
     }
-    out[normalize_key(key)] = to_text(v, path);
+    auto value = to_text(v, path);
+    auto [it, fresh] = out.try_emplace(normalize_key(key), value);
+    if (!fresh) {
+      // TOML sees "a.b" = 1 and a.b = 2 as different keys; sysctl does not. Report the later line.
+      const RawValue& first = it->second.line <= value.line ? it->second : value;
+      const RawValue& second = it->second.line <= value.line ? value : it->second;
+      errors.push_back(second.where + ": " + it->first + " is set twice (first at line " + std::to_string(first.line) + ")");
+    }
   }
+}
+
+// Dotted TOML key of a key/value or table header line, segments unquoted ("a".b . 'c' -> a.b.c).
+// Empty when the line does not start with a key.
+std::string scan_key(std::string_view s, size_t& i) {
+  std::string key;
+  while (true) {
+    while (i < s.size() && (s[i] == ' ' || s[i] == '\t')) ++i;
+    if (i >= s.size()) return {};
+    std::string seg;
+    if (s[i] == '"' || s[i] == '\'') {
+      char q = s[i++];
+      while (i < s.size() && s[i] != q) {
+        if (q == '"' && s[i] == '\\' && i + 1 < s.size()) ++i;
+        seg += s[i++];
+      }
+      if (i >= s.size()) return {};
+      ++i;
+    } else {
+      while (i < s.size() && (std::isalnum(static_cast<unsigned char>(s[i])) || s[i] == '_' || s[i] == '-')) seg += s[i++];
+      if (seg.empty()) return {};
+    }
+    key += (key.empty() ? "" : ".") + seg;
+    while (i < s.size() && (s[i] == ' ' || s[i] == '\t')) ++i;
+    if (i < s.size() && s[i] == '.') {
+      ++i;
+      continue;
+    }
+    return key;
+  }
+}
+
+// toml++ reports a plainly repeated key as a parse error with a garbled key name; find the repeat
+// ourselves to name the key and both lines. Best effort: only used to explain a parse error.
+std::optional<std::string> find_repeated_key(const std::string& text, const std::string& path) {
+  std::map<std::string, size_t> seen;  // normalized full key -> line
+  std::string table;
+  auto lines_of = [&] {
+    std::vector<std::string> v;
+    size_t b = 0;
+    while (b <= text.size()) {
+      size_t e = text.find('\n', b);
+      v.push_back(text.substr(b, e == std::string::npos ? std::string::npos : e - b));
+      if (e == std::string::npos) break;
+      b = e + 1;
+    }
+    return v;
+  }();
+  std::string in_multiline;  // the closing quotes of a multi-line string being skipped
+  for (size_t n = 0; n < lines_of.size(); ++n) {
+    std::string_view line = lines_of[n];
+    if (!in_multiline.empty()) {
+      if (line.find(in_multiline) != std::string_view::npos) in_multiline.clear();
+      continue;
+    }
+    size_t i = 0;
+    while (i < line.size() && (line[i] == ' ' || line[i] == '\t')) ++i;
+    if (i < line.size() && line[i] == '[') {
+      bool array = i + 1 < line.size() && line[i + 1] == '[';
+      i += array ? 2 : 1;
+      table = array ? std::string() : scan_key(line, i);
+      continue;
+    }
+    std::string key = scan_key(line, i);
+    if (key.empty() || i >= line.size() || line[i] != '=') continue;
+    std::string_view rest = line.substr(i + 1);
+    for (const char* q : {"\"\"\"", "'''"}) {
+      auto open = rest.find(q);
+      if (open != std::string_view::npos && rest.find(q, open + 3) == std::string_view::npos) in_multiline = q;
+    }
+    std::string full = table.empty() ? key : table + "." + key;
+    auto [it, fresh] = seen.emplace(full, n + 1);
+    if (!fresh) {
+      std::string shown = full.starts_with("sysctl.") ? normalize_key(full.substr(7)) : full;
+      return path + ":" + std::to_string(n + 1) + ": " + shown + " is set twice (first at line " + std::to_string(it->second) + ")";
+    }
+  }
+  return std::nullopt;
 }
 
 struct Layer {
   std::string name, description, path, extends;
+  int extends_line = 0;
   std::vector<std::string> allow_unknown, unset;
   std::map<std::string, RawValue> values;
 };
@@ -87,6 +176,10 @@ std::optional<Layer> parse_layer(const std::string& text, const std::string& pat
   try {
     doc = toml::parse(text, path);
   } catch (const toml::parse_error& e) {
+    if (auto repeated = find_repeated_key(text, path)) {
+      errors.push_back(*repeated);
+      return std::nullopt;
+    }
     errors.push_back(path + ":" + std::to_string(e.source().begin.line) + ": TOML syntax: " + std::string(e.description()));
     return std::nullopt;
   }
@@ -121,6 +214,7 @@ std::optional<Layer> parse_layer(const std::string& text, const std::string& pat
           continue;
         }
         (key == "name" ? l.name : key == "description" ? l.description : l.extends) = s->get();
+        if (key == "extends") l.extends_line = static_cast<int>(v.source().begin.line);
       } else if (key == "allow-unknown") {
         string_list(v, "allow-unknown", l.allow_unknown);
       } else if (key == "unset") {
@@ -200,12 +294,21 @@ LoadResult load_profile(std::string_view arg, const ProfileSource& src) {
                            ")");
       return res;
     }
+    auto chain_to = [&](const std::string& last) {
+      std::string c;
+      for (const auto& l : layers) c += l.name + " -> ";
+      return c + last;
+    };
+    auto extends_where = [&] { return layers.back().path + ":" + std::to_string(layers.back().extends_line); };
     if (!seen.insert(*path).second) {
-      res.errors.push_back(*path + ": extends cycle");
+      std::string again;
+      for (const auto& l : layers)
+        if (l.path == *path) again = l.name;
+      res.errors.push_back(extends_where() + ": extends cycle: " + chain_to(again));
       return res;
     }
     if (layers.size() >= 16) {
-      res.errors.push_back(*path + ": extends chain deeper than 16");
+      res.errors.push_back(extends_where() + ": extends chain deeper than 16: " + chain_to(want));
       return res;
     }
     auto text = src.read(*path);

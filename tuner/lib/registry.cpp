@@ -32,6 +32,10 @@ KeyDef vec(std::string name, std::vector<Field> fields, Check check, Scope scope
   d.doc = std::move(doc);
   return d;
 }
+KeyDef with_floor(KeyDef d, std::string why) {
+  d.floor_reason = std::move(why);
+  return d;
+}
 KeyDef text(std::string name, Scope scope, std::string doc) {
   KeyDef d;
   d.name = std::move(name);
@@ -61,7 +65,8 @@ std::vector<KeyDef> build() {
                       "SYN cookies: 0 off, 1 when a SYN queue overflows, 2 always (kernel accepts 3+, which means nothing)"));
   r.push_back(integer("net.ipv4.tcp_max_syn_backlog", 128, 1 << 24, N,
                       "SYN queue (half-open connections) per listener before drops or cookies (kernel accepts negatives)"));
-  r.push_back(integer("net.ipv4.tcp_synack_retries", 0, 20, N, "SYN-ACK retransmissions for a half-open connection (each doubles the wait)"));
+  r.push_back(with_floor(integer("net.ipv4.tcp_synack_retries", 1, 20, N, "SYN-ACK retransmissions for a half-open connection (each doubles the wait)"),
+                         "0 sends a single SYN-ACK: one lost packet fails the handshake until the client resends its SYN, 1 s or more later"));
   r.push_back(integer("net.ipv4.tcp_syn_retries", 1, 127, N, "SYN retransmissions of an outgoing connect() before it fails"));
   r.push_back(boolean("net.ipv4.tcp_abort_on_overflow", N, "reset (1) instead of dropping (0) the final ACK when the accept queue is full"));
   r.push_back(boolean("net.ipv4.tcp_migrate_req", N, "move queued requests of a closed SO_REUSEPORT listener to a sibling listener"));
@@ -72,8 +77,9 @@ std::vector<KeyDef> build() {
   r.push_back(integer("net.ipv4.tcp_fin_timeout", 1, 600, N, "seconds an orphaned connection stays in FIN_WAIT_2"));
   r.push_back(integer("net.ipv4.tcp_tw_reuse", 0, 2, N, "reuse TIME_WAIT ports for outgoing connects: 0 off, 1 on, 2 loopback only"));
   r.push_back(integer("net.ipv4.tcp_max_tw_buckets", 256, kIntMax, N, "TIME_WAIT sockets kept before new ones are destroyed early"));
-  r.push_back(vec("net.ipv4.ip_local_port_range", {{1024, 65535}, {1024, 65535}}, Check::PortRange, N,
-                  "ephemeral ports for outgoing connections: low high (low below 1024 would steal service ports)"));
+  r.push_back(with_floor(vec("net.ipv4.ip_local_port_range", {{1024, 65535, "low port"}, {1024, 65535, "high port"}}, Check::PortRange, N,
+                             "ephemeral ports for outgoing connections: low high (low below 1024 would steal service ports)"),
+                         "ports below 1024 belong to services; handing them out to outgoing connections steals them"));
   r.push_back(integer("net.ipv4.tcp_orphan_retries", 0, 15, N, "retries before an orphaned (closed by us) connection is killed; 0 means 8"));
   r.push_back(integer("net.ipv4.tcp_max_orphans", 0, kIntMax, G, "orphaned sockets host-wide before they are reset"));
   // --- keepalive and retransmission ---
@@ -83,12 +89,18 @@ std::vector<KeyDef> build() {
   r.push_back(integer("net.ipv4.tcp_retries1", 1, 255, N, "retransmissions before the route is re-checked (RFC 1122 minimum 3)"));
   r.push_back(integer("net.ipv4.tcp_retries2", 3, 255, N, "retransmissions before an established connection is killed (15 ~ 15 min)"));
   // --- buffers and memory ---
-  r.push_back(vec("net.ipv4.tcp_rmem", {{1, kIntMax}, {1, kIntMax}, {1, kIntMax}}, Check::Ascending, N,
-                  "receive buffer per socket, bytes: min default max (autotuning range)"));
-  r.push_back(vec("net.ipv4.tcp_wmem", {{1, kIntMax}, {1, kIntMax}, {1, kIntMax}}, Check::Ascending, N,
-                  "send buffer per socket, bytes: min default max"));
-  r.push_back(vec("net.ipv4.tcp_mem", {{1, LLONG_MAX}, {1, LLONG_MAX}, {1, LLONG_MAX}}, Check::Ascending, G,
-                  "TCP memory host-wide, pages: low pressure high"));
+  const std::string one_page =
+      "below one page (4096 bytes) a socket cannot hold one full-size segment (about 2.3 KB of memory with its overhead) and stalls";
+  r.push_back(with_floor(vec("net.ipv4.tcp_rmem", {{4096, kIntMax, "min"}, {4096, kIntMax, "default"}, {4096, kIntMax, "max"}},
+                             Check::Ascending, N, "receive buffer per socket, bytes: min default max (autotuning range)"),
+                         one_page));
+  r.push_back(with_floor(vec("net.ipv4.tcp_wmem", {{4096, kIntMax, "min"}, {4096, kIntMax, "default"}, {4096, kIntMax, "max"}},
+                             Check::Ascending, N, "send buffer per socket, bytes: min default max"),
+                         one_page));
+  r.push_back(with_floor(vec("net.ipv4.tcp_mem", {{4096, LLONG_MAX, "low"}, {4096, LLONG_MAX, "pressure"}, {4096, LLONG_MAX, "high"}},
+                             Check::Ascending, G, "TCP memory host-wide, pages: low pressure high"),
+                         "below 4096 pages (16 MiB) all of TCP is under memory pressure after a few dozen busy connections, "
+                         "and sockets get their buffers cut or are aborted"));
   r.push_back(integer("net.core.rmem_max", 4096, kIntMax, H, "largest SO_RCVBUF an application may set, bytes"));
   r.push_back(integer("net.core.wmem_max", 4096, kIntMax, H, "largest SO_SNDBUF an application may set, bytes"));
   r.push_back(integer("net.core.rmem_default", 4096, kIntMax, H, "default receive buffer of non-TCP sockets, bytes"));
@@ -248,8 +260,9 @@ Checked check_value(const KeyDef& def, std::string_view text) {
     }
     const auto& f = def.fields[i];
     if (*v < f.min || *v > f.max) {
-      out.error = std::string(toks.size() > 1 ? "value " + std::to_string(i + 1) + " " : "") + std::to_string(*v) +
-                  " is outside the meaningful range " + std::to_string(f.min) + ".." + std::to_string(f.max);
+      std::string field = f.name ? std::string(f.name) + " " : toks.size() > 1 ? "value " + std::to_string(i + 1) + ": " : "";
+      out.error = field + std::to_string(*v) + " is outside the meaningful range " + std::to_string(f.min) + ".." + std::to_string(f.max);
+      if (*v < f.min && !def.floor_reason.empty()) out.error += " (" + def.floor_reason + ")";
       return out;
     }
     nums.push_back(*v);

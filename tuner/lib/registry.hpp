@@ -24,6 +24,7 @@ enum class Check { None, Ascending, PortRange };
 struct Field {
   std::int64_t min;
   std::int64_t max;
+  const char* name = nullptr;  // "low port", "min"...: named in errors of multi-value keys
 };
 
 struct KeyDef {
@@ -35,6 +36,7 @@ struct KeyDef {
   Status status = Status::Active;
   std::string reason;  // why a Removed/Obsolete key is refused
   Check check = Check::None;
+  std::string floor_reason;  // why values below the minimum are refused, when the kernel accepts them
 };
 
 const std::vector<KeyDef>& registry();

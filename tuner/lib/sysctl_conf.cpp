@@ -191,14 +191,18 @@ bool glob_match(std::string_view p, std::string_view s) {
 }
 
 std::optional<Source> boot_source(const std::vector<BootFile>& order, std::string_view key) {
-  std::optional<Source> win;
+  // systemd-sysctl applies a glob only to keys no file names explicitly ("explicit setting exists"),
+  // so the last explicit assignment wins over any glob, wherever the glob is; among globs the last wins.
+  std::optional<Source> exact, glob;
   for (const auto& f : order) {
     for (const auto& a : parse_conf(f.text).assignments) {
-      bool match = a.key == key || (a.key.find_first_of("*?") != std::string::npos && glob_match(a.key, key));
-      if (match) win = Source{f.path, a.line, a.value};
+      if (a.key == key)
+        exact = Source{f.path, a.line, a.value};
+      else if (a.key.find_first_of("*?") != std::string::npos && glob_match(a.key, key))
+        glob = Source{f.path, a.line, a.value};
     }
   }
-  return win;
+  return exact ? exact : glob;
 }
 
 }  // namespace tcptune

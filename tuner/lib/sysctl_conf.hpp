@@ -71,7 +71,8 @@ struct Source {
   std::string value;
 };
 // Where key's value comes from at boot (last assignment wins), nullopt when nothing sets it.
-// Glob keys of systemd (net.ipv4.conf.*.rp_filter) match too.
+// Glob keys of systemd (net.ipv4.conf.*.rp_filter) match too, but only where no file names the key
+// explicitly: systemd-sysctl never lets a glob override an explicit key.
 std::optional<Source> boot_source(const std::vector<BootFile>& order, std::string_view key);
 bool glob_match(std::string_view pattern, std::string_view key);
 

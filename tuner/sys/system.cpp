@@ -10,12 +10,14 @@
 #include <linux/sock_diag.h>
 #include <netinet/in.h>
 #include <sched.h>
+#include <signal.h>
 #include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cerrno>
 #include <cstring>
 #include <map>
@@ -135,15 +137,52 @@ std::string enter_netns(const std::string& name) {
   return "";
 }
 
+namespace {
+const char* file_kind(mode_t m) {
+  if (S_ISCHR(m)) return "a character device";
+  if (S_ISBLK(m)) return "a block device";
+  if (S_ISFIFO(m)) return "a fifo";
+  if (S_ISSOCK(m)) return "a socket";
+  if (S_ISDIR(m)) return "a directory";
+  return "not a regular file";
+}
+}  // namespace
+
+std::string regular_file_error(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) {
+    if (errno == ENOENT) {
+      // A dangling symlink would make apply create its target somewhere unexpected.
+      struct stat lst {};
+      if (::lstat(path.c_str(), &lst) == 0 && S_ISLNK(lst.st_mode)) return path + " is a symlink to nothing: not a regular file";
+      return "";
+    }
+    return path + ": " + errstr(errno);
+  }
+  if (S_ISREG(st.st_mode)) return "";
+  return path + " is " + file_kind(st.st_mode) + ", not a regular file: tcptune neither reads nor replaces it";
+}
+
 FileData read_file(const std::string& path) {
   FileData d;
-  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (auto e = regular_file_error(path); !e.empty()) {
+    d.exists = true;
+    d.error = e;
+    return d;
+  }
+  // O_NONBLOCK: should the path become a fifo after the check, open must not hang on it.
+  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY));
   if (fd.fd < 0) {
     if (errno != ENOENT) d.error = path + ": " + errstr(errno);
     return d;
   }
   struct stat st {};
   if (::fstat(fd.fd, &st) == 0) d.mode = st.st_mode & 07777;
+  if (!S_ISREG(st.st_mode)) {
+    d.exists = true;
+    d.error = path + " is " + file_kind(st.st_mode) + ", not a regular file: tcptune neither reads nor replaces it";
+    return d;
+  }
   d.exists = true;
   if (!read_all(fd.fd, d.text)) d.error = path + ": read: " + errstr(errno);
   return d;
@@ -157,6 +196,7 @@ std::string atomic_write(const std::string& given, const std::string& text, unsi
     path = real_path(given);
     if (path.empty()) return "cannot resolve symlink " + given + ": " + errstr(errno);
   }
+  if (auto e = regular_file_error(path); !e.empty()) return e;
   std::string tmpl = path + ".tcptune-XXXXXX";
   std::vector<char> buf(tmpl.begin(), tmpl.end());
   buf.push_back('\0');
@@ -192,6 +232,7 @@ std::string atomic_write(const std::string& given, const std::string& text, unsi
 }
 
 std::string remove_file(const std::string& path) {
+  if (auto e = regular_file_error(path); !e.empty()) return e;
   if (::unlink(path.c_str()) != 0 && errno != ENOENT) return "unlink " + path + ": " + errstr(errno);
   Fd dfd(::open(dir_of(path).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (dfd.fd >= 0) ::fsync(dfd.fd);
@@ -365,6 +406,60 @@ Counters read_counters() {
     for (auto& [k, v] : parse_proc_counters(d.text)) c[k] = v;
   }
   return c;
+}
+
+namespace {
+sigset_t held_set() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGHUP);
+  return set;
+}
+int take_pending(const sigset_t& set) {
+  struct timespec zero {};
+  int sig = ::sigtimedwait(&set, nullptr, &zero);
+  return sig > 0 ? sig : 0;
+}
+}  // namespace
+
+HeldSignals::HeldSignals() {
+  sigset_t set = held_set();
+  ::sigprocmask(SIG_BLOCK, &set, &old_mask_);
+}
+
+int HeldSignals::finish() {
+  if (!active_) return 0;
+  active_ = false;
+  int sig = take_pending(held_set());
+  ::sigprocmask(SIG_SETMASK, &old_mask_, nullptr);
+  return sig;
+}
+
+HeldSignals::~HeldSignals() { finish(); }
+
+int sleep_unless_signalled(double seconds) {
+  sigset_t set = held_set(), old;
+  ::sigprocmask(SIG_BLOCK, &set, &old);
+  auto ns = static_cast<long long>(seconds * 1e9);
+  struct timespec left {static_cast<time_t>(ns / 1000000000), static_cast<long>(ns % 1000000000)};
+  int sig = 0;
+  while (true) {
+    auto start = std::chrono::steady_clock::now();
+    int r = ::sigtimedwait(&set, nullptr, &left);
+    if (r > 0) {
+      sig = r;
+      break;
+    }
+    if (errno != EINTR) break;  // EAGAIN: the time is up
+    auto spent = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start).count();
+    long long rest = static_cast<long long>(left.tv_sec) * 1000000000 + left.tv_nsec - spent;
+    if (rest <= 0) break;
+    left = {static_cast<time_t>(rest / 1000000000), static_cast<long>(rest % 1000000000)};
+  }
+  ::sigprocmask(SIG_SETMASK, &old, nullptr);
+  return sig;
 }
 
 }  // namespace tcptune::sys

@@ -1,6 +1,8 @@
 // The thin shell: everything tcptune does to the running system. Kept small; the decisions are made
 // by the pure code in tuner/lib.
 #pragma once
+#include <signal.h>
+
 #include <optional>
 #include <string>
 #include <vector>
@@ -20,6 +22,10 @@ std::vector<std::string> list_sysctl_dir(const std::string& dotted_prefix);
 
 // Enter /var/run/netns/NAME (as `ip netns add` creates it). "" on success.
 std::string enter_netns(const std::string& name);
+
+// "" when PATH is absent, a regular file or a symlink to one; else why tcptune must not read or
+// replace it (a device node, a fifo, a directory...). Checked before anything is written.
+std::string regular_file_error(const std::string& path);
 
 struct FileData {
   bool exists = false;
@@ -50,5 +56,22 @@ SockScan scan_tcp(bool want_details);
 std::vector<OwnerCount> socket_owners(const std::vector<unsigned>& inodes);
 
 Counters read_counters();  // /proc/net/netstat + /proc/net/snmp of the current netns
+
+// SIGINT, SIGTERM and SIGHUP held back while a transaction runs, so it is never left half done;
+// finish() takes a signal that arrived meanwhile (its number, or 0) and restores the signal mask.
+class HeldSignals {
+ public:
+  HeldSignals();
+  ~HeldSignals();
+  int finish();
+  HeldSignals(const HeldSignals&) = delete;
+  HeldSignals& operator=(const HeldSignals&) = delete;
+
+ private:
+  bool active_ = true;
+  sigset_t old_mask_{};
+};
+// Sleeps SECONDS unless SIGINT, SIGTERM or SIGHUP arrives first: returns that signal, or 0.
+int sleep_unless_signalled(double seconds);
 
 }  // namespace tcptune::sys

@@ -1,0 +1,185 @@
+// `syngate status`: fetches the daemon's metrics twice and prints the report (status.hpp).
+#include "status_cmd.hpp"
+
+#include <httplib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <iostream>
+#include <thread>
+
+#include "config.hpp"
+#include "status.hpp"
+
+namespace syngate::gw {
+
+namespace {
+
+std::atomic<bool> g_stop{false};
+constexpr const char* kDefaultConfig = "/etc/syngate/syngate.toml";
+
+double monotonic_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+double unix_s() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+enum class FetchResult { Ok, Down, NotSyngate };
+
+struct Fetched {
+  FetchResult result = FetchResult::Down;
+  std::string reason;
+  Scrape scrape;
+};
+
+Fetched fetch(const std::string& host, uint16_t port) {
+  Fetched f;
+  httplib::Client client(host, port);
+  client.set_connection_timeout(1, 0);
+  client.set_read_timeout(3, 0);
+  f.scrape.time_s = monotonic_s();
+  auto res = client.Get("/metrics");
+  if (!res) {
+    f.result = FetchResult::Down;
+    f.reason = "no answer at the metrics address: " + httplib::to_string(res.error()) + " error";
+    return f;
+  }
+  if (res->status != 200) {
+    f.result = FetchResult::NotSyngate;
+    f.reason = "GET /metrics answered HTTP " + std::to_string(res->status);
+    return f;
+  }
+  try {
+    f.scrape.samples = parse_prometheus_text(res->body);
+  } catch (const MetricsParseError& e) {
+    f.result = FetchResult::NotSyngate;
+    f.reason = e.what();
+    return f;
+  }
+  f.result = FetchResult::Ok;
+  return f;
+}
+
+bool sleep_interruptible(double seconds) {
+  const double end = monotonic_s() + seconds;
+  while (!g_stop.load()) {
+    double left = end - monotonic_s();
+    if (left <= 0) return true;
+    std::this_thread::sleep_for(std::chrono::duration<double>(std::min(left, 0.1)));
+  }
+  return false;
+}
+
+}  // namespace
+
+CLI::App* add_status_subcommand(CLI::App& app, StatusOptions& o) {
+  auto* cmd = app.add_subcommand(
+      "status",
+      "Show what a running syngate is doing, read from its metrics endpoint: up or not, uptime,\n"
+      "per-worker rates (SYNs, cookies sent/valid/invalid, flows created), active flows and table\n"
+      "use, drops by reason, kernel queue drops, the XDP fast path when present.\n"
+      "Rates need two scrapes: a single run takes two one second apart; --watch S redraws every S s.\n"
+      "Exit codes: 0 up, 1 not running (nothing answers), 2 bad configuration or metrics off,\n"
+      "3 the address answers but not with syngate's metrics.");
+  cmd->add_option("-c,--config", o.config,
+                  "TOML configuration: gateway.metrics_address and engine.max_flows come from it\n"
+                  "(default /etc/syngate/syngate.toml when it exists, else 127.0.0.1:9470)");
+  cmd->add_flag("--json", o.json, "One JSON object per screen (with --watch, one per line)");
+  cmd->add_option("--watch", o.watch_s, "Redraw every S seconds (0.2 to 86400) until interrupted")
+      ->type_name("S")
+      ->check(CLI::Range(0.2, 86400.0));
+  cmd->callback([&o]() {
+    struct stat st;
+    if (o.config.empty() && stat(kDefaultConfig, &st) == 0) o.config = kDefaultConfig;
+  });
+  return cmd;
+}
+
+int cmd_status(const StatusOptions& o) {
+  std::string host = "127.0.0.1";
+  uint16_t port = 9470;
+  uint32_t max_flows = 0;
+  if (!o.config.empty()) {
+    GatewayConfig c;
+    try {
+      c = load_config(o.config);
+    } catch (const std::exception& e) {
+      std::cerr << "error: " << e.what() << "\n";
+      return 2;
+    }
+    if (c.metrics_port == 0) {
+      std::cerr << "error: " << o.config
+                << ": gateway.metrics_address is \"off\": status reads the metrics endpoint, enable it\n";
+      return 2;
+    }
+    host = c.metrics_host;
+    port = c.metrics_port;
+    max_flows = c.engine.max_flows;
+  }
+  const std::string endpoint = (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" +
+                               std::to_string(port);
+
+  const bool watching = o.watch_s > 0;
+  const bool clear = watching && !o.json && isatty(STDOUT_FILENO);
+  if (watching) {
+    std::signal(SIGINT, [](int) { g_stop.store(true); });
+    std::signal(SIGTERM, [](int) { g_stop.store(true); });
+  }
+
+  int rc = 0;
+  Fetched prev = fetch(host, port);
+  // The first screen comes after one second even with a longer --watch interval.
+  double wait = 1.0;
+  while (true) {
+    if (prev.result == FetchResult::Ok && !sleep_interruptible(wait)) break;
+    Fetched now = prev.result == FetchResult::Ok ? fetch(host, port) : prev;
+    std::string text;
+    nlohmann::json json;
+    if (now.result == FetchResult::Ok) {
+      try {
+        StatusReport r = build_status(prev.scrape, now.scrape, max_flows, unix_s(), endpoint);
+        text = render_status_text(r);
+        json = status_to_json(r);
+        rc = 0;
+      } catch (const std::exception& e) {
+        now.result = FetchResult::NotSyngate;
+        now.reason = e.what();
+      }
+    }
+    if (now.result == FetchResult::Down) {
+      text = render_down_text(endpoint, now.reason);
+      json = down_to_json(endpoint, now.reason);
+      rc = 1;
+    } else if (now.result == FetchResult::NotSyngate) {
+      text = "syngate at " + endpoint + ": NOT SYNGATE (" + now.reason + ")\n";
+      json = down_to_json(endpoint, now.reason);
+      rc = 3;
+    }
+    if (clear) std::cout << "\033[H\033[2J";
+    if (o.json) {
+      std::cout << json.dump() << "\n";
+    } else {
+      std::cout << text;
+      if (watching) std::cout << "\n(every " << o.watch_s << " s; Ctrl-C to stop)\n";
+    }
+    std::cout.flush();
+    if (!watching) break;
+    if (now.result != FetchResult::Ok) {
+      // Keep watching: the screen comes back when the daemon does.
+      if (!sleep_interruptible(o.watch_s)) break;
+      prev = fetch(host, port);
+      wait = 1.0;
+      continue;
+    }
+    prev = std::move(now);
+    wait = o.watch_s;
+  }
+  return watching && g_stop.load() ? 0 : rc;
+}
+
+}  // namespace syngate::gw

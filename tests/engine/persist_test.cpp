@@ -1,0 +1,246 @@
+// Flow state that outlives the engine: a table in a caller's region is taken over by the next
+// engine on the same region (a restarted process), refused across a reboot, imported across a
+// layout or shard change, and an entry that was being changed when its process was killed is
+// dropped, never used. The crash test forks a child that churns flows in shared memory and
+// SIGKILLs it at random instants.
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <random>
+
+#include "engine_harness.hpp"
+
+namespace syngate::test {
+namespace {
+
+constexpr uint64_t kBoot = 0xb007b007u;
+
+class PersistTest : public EngineTest {
+ protected:
+  std::vector<uint8_t> region;
+  void start_on(std::vector<uint8_t>& r, uint64_t boot = kBoot) {
+    r.resize(Engine::state_bytes(cfg));
+    jar.emplace(fixed_secrets());
+    engine.emplace(cfg, *jar, EngineState{r, boot});
+  }
+  // A server->client data segment; returns it as translated for the client.
+  Bytes server_data(const Conn& c, uint32_t seq_offset) {
+    SegmentSpec s{.tuple = c.c2s.reversed(), .seq = c.backend_isn + 1 + seq_offset, .ack = c.client_isn + 1,
+                  .flags = tcp_flag::ACK, .window = 500};
+    s.options.has_timestamps = true;
+    s.options.tsval = c.backend_ts + 10;
+    s.options.tsecr = 1001;
+    Bytes b = make(s);
+    EXPECT_TRUE(feed(b).modified);
+    return b;
+  }
+};
+
+TEST_F(PersistTest, ARestartedEngineKeepsTranslatingEveryFlow) {
+  start_on(region);
+  EXPECT_FALSE(engine->restore_report().attached) << "a zeroed region holds no table";
+  std::vector<Conn> conns;
+  std::vector<Bytes> before;
+  for (uint16_t port = 1000; port < 1010; ++port) {
+    Conn c = Conn::v4(port);
+    establish(c);
+    conns.push_back(c);
+    before.push_back(server_data(c, 100));
+  }
+  engine.reset();  // the process dies; the region (a mapped file) stays
+  start_on(region);
+  const RestoreReport& r = engine->restore_report();
+  EXPECT_TRUE(r.attached) << r.reason;
+  EXPECT_EQ(r.restored, 10u);
+  EXPECT_EQ(counters().flows_active, 10u);
+  EXPECT_EQ(counters().flows_restored, 10u);
+  for (size_t i = 0; i < conns.size(); ++i) {
+    EXPECT_EQ(server_data(conns[i], 100), before[i]) << "same translation after the restart";
+  }
+  size_t listed = 0;
+  engine->for_each_flow([&](const FlowTuple&) { ++listed; });
+  EXPECT_EQ(listed, 10u);
+  // Timers were rebuilt: idle flows still expire.
+  now += 2 * kSecond * cfg.established_idle_s + kSecond;
+  engine->advance(now, sink);
+  EXPECT_EQ(counters().flows_active, 0u);
+}
+
+TEST_F(PersistTest, AHandshakeSplitAcrossTheRestartCompletes) {
+  start_on(region);
+  Conn c = Conn::v4();
+  const Bytes early = {'G', 'E', 'T', ' ', '/'};
+  Seen syn = open_to_backend_syn(c, early);
+  engine.reset();
+  start_on(region);
+  ASSERT_EQ(engine->restore_report().restored, 1u);
+  Decision d = feed(c.backend_synack(syn.pkt.options().tsval));
+  EXPECT_EQ(d.verdict, Verdict::Drop);
+  ASSERT_GE(sink.size(), 1u);
+  Seen ack(sink.packets.at(0));
+  EXPECT_EQ(std::vector<uint8_t>(ack.pkt.payload().begin(), ack.pkt.payload().end()), early)
+      << "the early data buffered before the restart reaches the backend";
+}
+
+TEST_F(PersistTest, ATableFromAnotherBootIsNeverUsed) {
+  start_on(region);
+  Conn c = Conn::v4();
+  establish(c);
+  engine.reset();
+  start_on(region, kBoot + 1);
+  EXPECT_FALSE(engine->restore_report().attached);
+  EXPECT_NE(engine->restore_report().reason.find("reboot"), std::string::npos) << engine->restore_report().reason;
+  EXPECT_EQ(counters().flows_active, 0u);
+}
+
+TEST_F(PersistTest, AnEntryBeingChangedWhenTheProcessDiedIsDropped) {
+  start_on(region);
+  Conn a = Conn::v4(1000), b = Conn::v4(1001);
+  establish(a);
+  establish(b);
+  // The header's journal (engine.cpp, StateHeader): dirty_count at byte 40, dirty[] from 44.
+  // A kill between edit() and settle() leaves exactly this: flow 0 listed as being changed.
+  const uint32_t one = 1, index0 = 0;
+  std::memcpy(region.data() + 40, &one, 4);
+  std::memcpy(region.data() + 44, &index0, 4);
+  engine.reset();
+  start_on(region);
+  EXPECT_EQ(engine->restore_report().restored, 1u);
+  EXPECT_EQ(engine->restore_report().dropped_torn, 1u);
+  EXPECT_EQ(counters().flows_restore_dropped(), 1u);
+  EXPECT_EQ(counters().restore_dropped_torn, 1u);
+}
+
+TEST_F(PersistTest, ImplausibleEntriesAreDropped) {
+  start_on(region);
+  Conn a = Conn::v4(1000);
+  establish(a);
+  engine.reset();
+  // Scribble over the whole flow entry area: nothing it holds may be used blindly.
+  const size_t header = 128;
+  for (size_t i = header; i < header + 96; ++i) region[i] = 0x5a;
+  start_on(region);
+  EXPECT_EQ(engine->restore_report().restored, 0u);
+  EXPECT_EQ(engine->restore_report().dropped_invalid, 1u);
+}
+
+TEST_F(PersistTest, OtherSizesImportWhatFits) {
+  start_on(region);
+  std::vector<Conn> conns;
+  std::vector<Bytes> before;
+  for (uint16_t port = 1000; port < 1006; ++port) {
+    Conn c = Conn::v4(port);
+    establish(c);
+    conns.push_back(c);
+    before.push_back(server_data(c, 7));
+  }
+  engine.reset();
+  cfg.max_flows = 4;  // smaller table: 4 of 6 fit
+  EXPECT_FALSE(Engine::state_incompatibility(region, cfg, kBoot).empty());
+  std::vector<uint8_t> fresh;
+  start_on(fresh);
+  RestoreReport r = engine->import_state(region, kBoot);
+  EXPECT_TRUE(r.attached) << r.reason;
+  EXPECT_EQ(r.restored, 4u);
+  EXPECT_EQ(r.dropped_no_room, 2u);
+  size_t same = 0;
+  for (size_t i = 0; i < conns.size(); ++i) {
+    SegmentSpec s{.tuple = conns[i].c2s.reversed(), .seq = conns[i].backend_isn + 1 + 7,
+                  .ack = conns[i].client_isn + 1, .flags = tcp_flag::ACK, .window = 500};
+    s.options.has_timestamps = true;
+    s.options.tsval = conns[i].backend_ts + 10;
+    s.options.tsecr = 1001;
+    Bytes b = make(s);
+    if (feed(b).modified && b == before[i]) ++same;
+  }
+  EXPECT_EQ(same, 4u);
+  // Importing the same table again adds nothing: flows already present are skipped.
+  EXPECT_EQ(engine->import_state(region, kBoot).restored, 0u);
+}
+
+TEST_F(PersistTest, AKilledProcessLeavesATableTheNextStartCanUse) {
+  // The child churns flows (handshakes, data, closes, timer runs) in shared memory until it is
+  // SIGKILLed at a random instant; the parent then starts on the same memory and checks that the
+  // table is consistent: every restored flow can be found and driven, and expiring everything
+  // brings the table back to empty.
+  std::mt19937 rng(12345);
+  const size_t bytes = Engine::state_bytes(cfg);
+  for (int round = 0; round < 12; ++round) {
+    void* mem = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    ASSERT_NE(mem, MAP_FAILED);
+    std::span<uint8_t> shared(static_cast<uint8_t*>(mem), bytes);
+    const pid_t child = fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+      CookieJar j(fixed_secrets());
+      Engine e(cfg, j, EngineState{shared, kBoot});
+      RecordingSink out;
+      uint64_t t = 1000 * kSecond;
+      for (uint32_t n = 0;; ++n) {
+        Conn c = Conn::v4(static_cast<uint16_t>(1000 + n % 200));
+        c.client_isn = n * 7919;
+        Bytes s = c.syn();
+        out.clear();
+        e.process(s, t, out);
+        if (out.packets.empty()) continue;
+        ParseResult sa = parse_tcp_packet(out.packets[0]);
+        c.cookie_isn = sa.packet.seq();
+        c.synack_tsval = sa.packet.options().tsval;
+        Bytes ack = c.third_ack();
+        out.clear();
+        e.process(ack, t, out);
+        Bytes synack = c.backend_synack(c.client_ts);
+        e.process(synack, t, out);
+        if (n % 3 == 0) {
+          SegmentSpec f{.tuple = c.c2s, .seq = c.client_isn + 1, .ack = c.cookie_isn + 1,
+                        .flags = tcp_flag::ACK | tcp_flag::RST};
+          Bytes rst = make(f);
+          e.process(rst, t, out);
+        }
+        t += 3 * kMs;
+        if (n % 50 == 0) e.advance(t, out);
+      }
+    }
+    usleep(2000 + rng() % 30000);
+    kill(child, SIGKILL);
+    int status = 0;
+    waitpid(child, &status, 0);
+    std::vector<uint8_t> copy(shared.begin(), shared.end());
+    munmap(mem, bytes);
+    start_on(copy);
+    const RestoreReport& r = engine->restore_report();
+    if (!r.attached) {
+      // Killed before its engine formatted the memory: nothing was saved, and nothing is used.
+      EXPECT_EQ(r.reason, "no saved table");
+      engine.reset();
+      continue;
+    }
+    EXPECT_EQ(r.dropped_invalid, 0u) << "round " << round;
+    EXPECT_LE(r.dropped_torn, 3u);
+    EXPECT_EQ(counters().flows_active, r.restored);
+    size_t found = 0;
+    engine->for_each_flow([&](const FlowTuple& t) {
+      // Every restored flow is reachable by its tuple: a client ACK for it is translated or
+      // consumed, never treated as an unknown flow's cookie ACK.
+      SegmentSpec s{.tuple = t, .seq = 1, .ack = 1, .flags = tcp_flag::ACK};
+      Bytes b = make(s);
+      feed(b);
+      ++found;
+    });
+    EXPECT_EQ(found, r.restored);
+    EXPECT_EQ(counters().drop(DropReason::CookieInvalid), 0u) << "a restored flow was not found by its tuple";
+    // Backend SYN retries step one backoff level per timer run; then everything expires.
+    for (int k = 0; k < 20; ++k) {
+      now += 4000 * kSecond;
+      engine->advance(now, sink);
+    }
+    EXPECT_EQ(counters().flows_active, 0u) << "timer lists hold every restored flow";
+    engine.reset();
+  }
+}
+
+}  // namespace
+}  // namespace syngate::test

@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# Proxied connections survive the gateway process: 5 rate-limited downloads (the client's receive
+# buffer is small, so nothing is buffered whole before the cut) and 5 idle connections to a
+# server that speaks first, through syngate; then
+#   1. kill -9 at 1.5 s, the same config started again 1 s later (what Restart=always does);
+#   2. SIGTERM and a new binary (an upgrade);
+# every download arrives intact (sha256) and every idle connection carries data both ways
+# afterwards. 3. A handshake split across a restart: the SYN answered by one process, the ACK
+# (cookie) validated by the next.
+#   restart_test.sh SYNGATE
+source "$(dirname "$0")/lib.sh"
+lab_init "$1"
+lab_up
+start_nginx
+head -c $((3 * 1024 * 1024)) /dev/urandom > "$LAB_DIR/www/big.bin"
+want=$(sha256sum < "$LAB_DIR/www/big.bin" | cut -d' ' -f1)
+# A small receive buffer: curl's rate limit then holds the data in the server's send queue, not
+# in the client's socket, so the transfer depends on the gateway for its whole length.
+in_ns "$NS_CLI" sysctl -qw net.ipv4.tcp_rmem="4096 16384 65536"
+
+cat > "$LAB_DIR/echo.py" <<'PY'
+import socket, threading
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("10.10.3.2", 7000)); s.listen(64)
+def serve(c):
+    c.sendall(b"hello\n")          # the server speaks first
+    f = c.makefile("rb")
+    for line in f:
+        c.sendall(b"echo " + line)
+while True:
+    c, _ = s.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+PY
+bg "$NS_SRV" /usr/bin/python3 "$LAB_DIR/echo.py"
+wait_listen "$NS_SRV" 7000 || fail "echo server did not start"
+
+cat > "$LAB_DIR/idle.py" <<'PY'
+import os, socket, sys, time
+trigger, n = sys.argv[1], 5
+conns = []
+for i in range(n):
+    c = socket.create_connection(("10.10.3.2", 7000), timeout=10)
+    f = c.makefile("rb")
+    assert f.readline() == b"hello\n"
+    conns.append((c, f))
+print("connected", flush=True)
+deadline = time.time() + 60
+while not os.path.exists(trigger) and time.time() < deadline:
+    time.sleep(0.05)
+ok = 0
+for i, (c, f) in enumerate(conns):
+    try:
+        c.sendall(b"ping %d\n" % i)
+        if f.readline() == b"echo ping %d\n" % i:
+            ok += 1
+    except OSError as e:
+        print("connection", i, e, flush=True)
+print("ok", ok, flush=True)
+PY
+
+write_config "" "" '[[service]]
+address = "10.10.3.2"
+port = 7000'
+start_syngate
+
+# One round: downloads and idle connections, then $1 (a function) cuts the gateway mid-way.
+round() {
+  local name=$1 cut=$2
+  rm -f "$LAB_DIR"/got.* "$LAB_DIR/trigger" "$LAB_DIR/idle.out"
+  BG_LOG=$LAB_DIR/idle.out bg "$NS_CLI" /usr/bin/python3 "$LAB_DIR/idle.py" "$LAB_DIR/trigger"
+  local idle_pid=$BG_PID dl=()
+  for i in 1 2 3 4 5; do
+    in_ns "$NS_CLI" curl -sS --max-time 40 --limit-rate 600k -o "$LAB_DIR/got.$i" http://10.10.3.2/big.bin \
+      2>>"$LAB_DIR/curl.err" &
+    dl+=($!)
+    LAB_PIDS+=($!)
+  done
+  for _ in $(seq 100); do grep -q connected "$LAB_DIR/idle.out" 2>/dev/null && break; sleep 0.05; done
+  grep -q connected "$LAB_DIR/idle.out" || fail "$name: idle connections did not open: $(cat "$LAB_DIR/idle.out")"
+  sleep 1.5
+  local partial
+  partial=$(stat -c %s "$LAB_DIR"/got.* 2>/dev/null | awk '{ s += $1 } END { print s + 0 }')
+  $cut
+  local ok=0
+  for p in "${dl[@]}"; do wait "$p" || true; done
+  for i in 1 2 3 4 5; do
+    [[ $(sha256sum < "$LAB_DIR/got.$i" | cut -d' ' -f1) == "$want" ]] && ok=$((ok + 1))
+  done
+  touch "$LAB_DIR/trigger"
+  wait "$idle_pid" 2>/dev/null || true
+  local idle_ok
+  idle_ok=$(awk '$1 == "ok" { print $2 }' "$LAB_DIR/idle.out")
+  log "$name: $((partial / 1024)) KiB of 5 x 3 MiB were through at the cut; downloads intact $ok/5, idle connections $idle_ok/5"
+  (( partial < 5 * 3 * 1024 * 1024 / 2 )) || fail "$name: the downloads were mostly done before the cut"
+  (( ok == 5 )) || fail "$name: $ok/5 downloads intact ($(tail -3 "$LAB_DIR/curl.err" 2>/dev/null))"
+  [[ $idle_ok == 5 ]] || fail "$name: $idle_ok/5 idle connections usable: $(cat "$LAB_DIR/idle.out")"
+  local restored
+  restored=$(metric_sum syngate_flows_restored_total)
+  (( restored >= 10 )) || fail "$name: the new process took over only $restored flows"
+  pass "$name: 5/5 downloads intact, 5/5 idle connections both ways, $restored flows taken over"
+}
+
+crash() {
+  kill -KILL "$SYNGATE_PID"
+  wait "$SYNGATE_PID" 2>/dev/null || true
+  sleep 1
+  start_syngate
+}
+upgrade() {
+  cp "$SYNGATE_BIN" "$LAB_DIR/syngate-new"
+  kill -TERM "$SYNGATE_PID"
+  wait "$SYNGATE_PID" 2>/dev/null || true
+  SYNGATE_BIN=$LAB_DIR/syngate-new start_syngate
+}
+round "kill -9, restart after 1 s" crash
+round "SIGTERM, new binary" upgrade
+
+log "a handshake split across a restart"
+# The client's ACKs are held back until the gateway has restarted: the SYN-ACK (cookie) comes
+# from the old process, the cookie ACK reaches the new one.
+in_ns "$NS_CLI" iptables -A OUTPUT -p tcp --dport 80 --tcp-flags SYN,ACK,RST ACK -j DROP
+in_ns "$NS_CLI" curl -sS --max-time 20 -o "$LAB_DIR/split.txt" http://10.10.3.2/ 2>"$LAB_DIR/split.err" &
+split_pid=$!
+LAB_PIDS+=("$split_pid")
+sleep 0.5
+crash
+valid_before=$(metric_sum syngate_cookies_valid_total)
+in_ns "$NS_CLI" iptables -D OUTPUT -p tcp --dport 80 --tcp-flags SYN,ACK,RST ACK -j DROP
+wait "$split_pid" || fail "the split handshake failed: $(cat "$LAB_DIR/split.err")"
+[[ $(cat "$LAB_DIR/split.txt") == "hello from srv" ]] || fail "the split handshake got: $(cat "$LAB_DIR/split.txt")"
+sleep 0.3
+(( $(metric_sum syngate_cookies_valid_total) > valid_before )) || fail "the new process validated no cookie"
+(( $(metric_sum syngate_cookies_sent_total) == 0 )) || fail "the new process answered a SYN: the handshake was not split"
+pass "a cookie issued before the restart validated after it"
