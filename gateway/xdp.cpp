@@ -171,10 +171,9 @@ void FastPath::flow_created(const FlowTuple& t) noexcept {
 
 void FastPath::flow_freed(const FlowTuple& t) noexcept { program_->remove_flow(t); }
 
-std::string FastPath::render_disabled() {
-  return "# HELP syngate_xdp_enabled Whether the XDP fast path is attached anywhere.\n"
-         "# TYPE syngate_xdp_enabled gauge\nsyngate_xdp_enabled 0\n";
-}
+// No fast path, no syngate_xdp_* series: their absence is what `syngate status` and dashboards
+// read as "not in use".
+std::string FastPath::render_disabled() { return ""; }
 
 std::string FastPath::render_metrics() const {
   std::ostringstream out;

@@ -120,7 +120,7 @@ class FastPath : public FlowObserver {
   void flow_freed(const FlowTuple& t) noexcept override;
   // syngate_xdp_* metrics in the Prometheus text format.
   std::string render_metrics() const;
-  // The metrics when there is no fast path (syngate_xdp_enabled 0).
+  // The metrics when there is no fast path: none.
   static std::string render_disabled();
   const Program& program() const noexcept { return *program_; }
 
