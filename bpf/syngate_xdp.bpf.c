@@ -200,8 +200,10 @@ static __always_inline int v4_mapped(const __u8* a) {
   return low == 0 && mid == bpf_htonl(0x0000ffff);
 }
 
+/* CLOCK_TAI, as the daemon's clock: the cookie counter and the TSvals must agree with the
+ * engine's, and with other gateways sharing the secrets file (monotonic time counts from boot). */
 static __always_inline __u64 now_ns(const struct sg_xdp_config* cfg) {
-  return cfg->fixed_now_ns ? cfg->fixed_now_ns : bpf_ktime_get_ns();
+  return cfg->fixed_now_ns ? cfg->fixed_now_ns : bpf_ktime_get_tai_ns();
 }
 
 static __always_inline const struct sg_cookie_secrets* current_secrets(void) {

@@ -122,7 +122,8 @@ static_assert(sizeof(Flow) <= 96, "flow entry grew past its memory budget");
 
 // The persisted table's header. Layout changes bump kStateVersion.
 constexpr char kStateMagic[8] = {'s', 'y', 'n', 'g', 'a', 't', 'e', 'F'};
-constexpr uint32_t kStateVersion = 1;
+// 2: timestamps from the daemon's CLOCK_TAI (1 counted from the boot).
+constexpr uint32_t kStateVersion = 2;
 constexpr uint32_t kJournalSlots = 8;
 constexpr uint32_t kJournalOverflow = 0xffffffffu;
 struct StateHeader {
@@ -287,6 +288,9 @@ struct Engine::Impl {
   std::vector<uint8_t> scratch;  // one packet being built
   uint32_t syn_levels = 1;
   SynGuard guard;
+  // Services removed by a reload: their flows are still translated until they end; new
+  // connections to them are no longer proxied (their SYNs pass untouched).
+  std::vector<Service> draining;
 
   Impl(const EngineConfig& c, const CookieJar& j, EngineState state)
       : cfg(normalized(c)), cookies(j), guard(SynGuardConfig{c.policy, c.hash_key, c.budget_share}) {
@@ -1105,6 +1109,16 @@ struct Engine::Impl {
       case SynAction::Drop:
         return drop(drop_reason(v.reason));
       case SynAction::Pass:
+        if (!draining.empty()) {
+          if (is_protected(draining, p.dst(), p.dport()) && !(p.flags() & tcp_flag::SYN) && find(p.tuple()) != kNone) {
+            d = client_packet(p, p.tuple(), now_ns, sink);
+            break;
+          }
+          if (is_protected(draining, p.src(), p.sport()) && find(p.tuple().reversed()) != kNone) {
+            d = server_packet(p, p.tuple().reversed(), now_ns, sink);
+            break;
+          }
+        }
         ++counters.passed_through;
         return {Verdict::Accept, false};
       case SynAction::Answer:
@@ -1148,7 +1162,34 @@ Decision Engine::process(std::span<uint8_t> packet, uint64_t now_ns, PacketSink&
 }
 void Engine::advance(uint64_t now_ns, PacketSink& sink) { impl_->advance(now_ns, sink); }
 void Engine::set_cookies(const CookieJar& cookies) { impl_->cookies = cookies; }
-void Engine::set_services(std::vector<Service> services) { impl_->cfg.services = std::move(services); }
+void Engine::set_services(std::vector<Service> services) {
+  Impl& m = *impl_;
+  for (const Service& old : m.cfg.services) {
+    const bool kept = std::find(services.begin(), services.end(), old) != services.end();
+    if (!kept && std::find(m.draining.begin(), m.draining.end(), old) == m.draining.end()) m.draining.push_back(old);
+  }
+  // A service added back is protected again, not draining.
+  std::erase_if(m.draining, [&](const Service& s) { return std::find(services.begin(), services.end(), s) != services.end(); });
+  m.cfg.services = std::move(services);
+  prune_draining();
+}
+
+const std::vector<Service>& Engine::draining_services() const noexcept { return impl_->draining; }
+
+void Engine::prune_draining() {
+  Impl& m = *impl_;
+  if (m.draining.empty()) return;
+  std::vector<bool> live(m.draining.size(), false);
+  for (uint32_t i = 0; i < m.cfg.max_flows; ++i) {
+    const Flow& f = m.flows[i];
+    if (f.state == State::Free) continue;
+    for (size_t k = 0; k < m.draining.size(); ++k) {
+      if (f.key.dst == m.draining[k].address && f.key.dport == m.draining[k].port) live[k] = true;
+    }
+  }
+  size_t k = 0;
+  std::erase_if(m.draining, [&](const Service&) { return !live[k++]; });
+}
 void Engine::set_flow_observer(FlowObserver* observer) noexcept {
   Impl& m = *impl_;
   m.observer = observer;

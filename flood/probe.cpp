@@ -30,11 +30,13 @@ double ms_between(uint64_t a, uint64_t b) { return static_cast<double>(b - a) / 
 
 }  // namespace
 
-std::vector<Attempt> run_probe(const ProbeConfig& cfg, const Endpoint& target) {
+// One implementation for both families: the address to connect to and the Host header's text.
+static std::vector<Attempt> run_probe_to(const ProbeConfig& cfg, const sockaddr* sa, socklen_t sa_len, const std::string& host) {
   std::vector<Attempt> attempts(cfg.count);
+  std::vector<bool> done(cfg.count, false);
   const std::string request = cfg.http_path.empty()
                                   ? std::string()
-                                  : "GET " + cfg.http_path + " HTTP/1.1\r\nHost: " + format_ipv4(target.ip) +
+                                  : "GET " + cfg.http_path + " HTTP/1.1\r\nHost: " + host +
                                         "\r\nUser-Agent: synflood-probe\r\nConnection: close\r\n\r\n";
   const bool wants_response = !request.empty() || cfg.expect_banner;
   const uint64_t timeout_ns = cfg.timeout_ms * 1'000'000ULL;
@@ -46,14 +48,11 @@ std::vector<Attempt> run_probe(const ProbeConfig& cfg, const Endpoint& target) {
   for (size_t i = slots.size(); i-- > 0;) free_slots.push_back(i);
   size_t launched = 0, finished = 0;
 
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  sa.sin_port = htons(target.port);
-  sa.sin_addr.s_addr = htonl(target.ip);
 
   auto finish = [&](size_t slot, Failure f) {
     Conn& c = slots[slot];
     attempts[c.index].failure = f;
+    done[c.index] = true;
     ::epoll_ctl(ep, EPOLL_CTL_DEL, c.fd, nullptr);
     ::close(c.fd);
     c = Conn{};
@@ -67,9 +66,10 @@ std::vector<Attempt> run_probe(const ProbeConfig& cfg, const Endpoint& target) {
     Conn& c = slots[slot];
     c.index = launched++;
     c.start = now_ns();
-    c.fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    c.fd = ::socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (c.fd < 0) {
       attempts[c.index].failure = Failure::Other;
+      done[c.index] = true;
       c = Conn{};
       free_slots.push_back(slot);
       ++finished;
@@ -79,7 +79,7 @@ std::vector<Attempt> run_probe(const ProbeConfig& cfg, const Endpoint& target) {
     ev.events = EPOLLOUT;
     ev.data.u64 = slot;
     ::epoll_ctl(ep, EPOLL_CTL_ADD, c.fd, &ev);
-    if (::connect(c.fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) < 0 && errno != EINPROGRESS)
+    if (::connect(c.fd, sa, sa_len) < 0 && errno != EINPROGRESS)
       finish(slot, classify_errno(errno, false));
     // A connect that completed at once still reports EPOLLOUT, handled in the loop.
   };
@@ -140,7 +140,7 @@ std::vector<Attempt> run_probe(const ProbeConfig& cfg, const Endpoint& target) {
   };
 
   epoll_event events[256];
-  while (finished < cfg.count) {
+  while (finished < cfg.count && !stop_requested()) {
     while (launched < cfg.count && !free_slots.empty()) launch();
     const int n = ::epoll_wait(ep, events, 256, 5);
     if (n < 0 && errno != EINTR) throw std::runtime_error(std::string("epoll_wait: ") + std::strerror(errno));
@@ -168,8 +168,31 @@ std::vector<Attempt> run_probe(const ProbeConfig& cfg, const Endpoint& target) {
         finish(s, slots[s].connected ? Failure::ResponseTimeout : Failure::ConnectTimeout);
     }
   }
+  // After a stop, connections still in flight are closed and left out: they have no outcome.
+  for (Conn& c : slots)
+    if (c.fd >= 0) ::close(c.fd);
   ::close(ep);
-  return attempts;
+  std::vector<Attempt> finished_attempts;
+  finished_attempts.reserve(finished);
+  for (size_t i = 0; i < attempts.size(); ++i)
+    if (done[i]) finished_attempts.push_back(attempts[i]);
+  return finished_attempts;
+}
+
+std::vector<Attempt> run_probe(const ProbeConfig& cfg, const Endpoint& target) {
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(target.port);
+  sa.sin_addr.s_addr = htonl(target.ip);
+  return run_probe_to(cfg, reinterpret_cast<const sockaddr*>(&sa), sizeof sa, format_ipv4(target.ip));
+}
+
+std::vector<Attempt> run_probe(const ProbeConfig& cfg, const Endpoint6& target) {
+  sockaddr_in6 sa{};
+  sa.sin6_family = AF_INET6;
+  sa.sin6_port = htons(target.port);
+  std::memcpy(&sa.sin6_addr, target.ip.data(), 16);
+  return run_probe_to(cfg, reinterpret_cast<const sockaddr*>(&sa), sizeof sa, "[" + format_ipv6(target.ip) + "]");
 }
 
 }  // namespace syngate::flood

@@ -2,8 +2,12 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <signal.h>
 #include <endian.h>
 #include <linux/if_packet.h>
+#include <linux/neighbour.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
 #include <net/ethernet.h>
 #include <net/if.h>
 #include <netinet/in.h>
@@ -48,35 +52,71 @@ void poke_neighbour(uint32_t target) {
   ::close(fd);
 }
 
-}  // namespace
-
-uint64_t now_ns() noexcept {
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ULL + static_cast<uint64_t>(ts.tv_nsec);
+void poke_neighbour6(const Ip6& target) {
+  const int fd = ::socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return;
+  sockaddr_in6 sa{};
+  sa.sin6_family = AF_INET6;
+  sa.sin6_port = htons(9);  // discard
+  std::memcpy(&sa.sin6_addr, target.data(), 16);
+  const char byte = 0;
+  (void)::sendto(fd, &byte, 1, MSG_DONTWAIT, reinterpret_cast<sockaddr*>(&sa), sizeof sa);
+  ::close(fd);
 }
 
-void sleep_until_ns(uint64_t deadline) noexcept {
-  timespec ts{};
-  ts.tv_sec = static_cast<time_t>(deadline / 1'000'000'000ULL);
-  ts.tv_nsec = static_cast<long>(deadline % 1'000'000'000ULL);
-  while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, nullptr) == EINTR) {
+// The link-layer address of a usable IPv6 neighbour entry for `ip` on `ifindex`, from an
+// RTM_GETNEIGH dump (IPv6 has no /proc table like /proc/net/arp).
+std::optional<Mac> find_neighbour6(const Ip6& ip, int ifindex) {
+  const int fd = ::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+  if (fd < 0) return std::nullopt;
+  struct {
+    nlmsghdr nh;
+    ndmsg nd;
+  } req{};
+  req.nh.nlmsg_len = sizeof req;
+  req.nh.nlmsg_type = RTM_GETNEIGH;
+  req.nh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+  req.nh.nlmsg_seq = 1;
+  req.nd.ndm_family = AF_INET6;
+  std::optional<Mac> found;
+  if (::send(fd, &req, sizeof req, 0) < 0) {
+    ::close(fd);
+    return std::nullopt;
   }
+  constexpr uint16_t kUsable = NUD_REACHABLE | NUD_STALE | NUD_DELAY | NUD_PROBE | NUD_PERMANENT | NUD_NOARP;
+  std::vector<char> buf(1 << 16);
+  for (bool done = false; !done;) {
+    const ssize_t got = ::recv(fd, buf.data(), buf.size(), 0);
+    if (got <= 0) break;
+    int n = static_cast<int>(got);
+    for (auto* nh = reinterpret_cast<nlmsghdr*>(buf.data()); NLMSG_OK(nh, n); nh = NLMSG_NEXT(nh, n)) {
+      if (nh->nlmsg_type == NLMSG_DONE || nh->nlmsg_type == NLMSG_ERROR) {
+        done = true;
+        break;
+      }
+      if (nh->nlmsg_type != RTM_NEWNEIGH) continue;
+      const auto* nd = static_cast<const ndmsg*>(NLMSG_DATA(nh));
+      if (nd->ndm_ifindex != ifindex || !(nd->ndm_state & kUsable)) continue;
+      const uint8_t* dst = nullptr;
+      const uint8_t* lladdr = nullptr;
+      int len = static_cast<int>(RTM_PAYLOAD(nh));
+      for (auto* a = reinterpret_cast<rtattr*>(RTM_RTA(nd)); RTA_OK(a, len); a = RTA_NEXT(a, len)) {
+        if (a->rta_type == NDA_DST && RTA_PAYLOAD(a) == 16) dst = static_cast<const uint8_t*>(RTA_DATA(a));
+        if (a->rta_type == NDA_LLADDR && RTA_PAYLOAD(a) == 6) lladdr = static_cast<const uint8_t*>(RTA_DATA(a));
+      }
+      if (dst && lladdr && std::memcmp(dst, ip.data(), 16) == 0) {
+        Mac m{};
+        std::memcpy(m.data(), lladdr, 6);
+        found = m;
+      }
+    }
+  }
+  ::close(fd);
+  return found;
 }
 
-Egress resolve_egress(uint32_t target, const std::string& iface, const std::string& dst_mac) {
-  Egress e;
-  const auto route = pick_route(read_file("/proc/net/route"), target);
-  if (iface.empty()) {
-    if (!route)
-      throw std::runtime_error("no route to " + format_ipv4(target) +
-                               " in this network namespace (give --iface and --dst-mac)");
-    e.iface = route->iface;
-  } else {
-    e.iface = iface;
-  }
-  e.next_hop = (route && route->iface == e.iface) ? route->next_hop : target;
-
+// Interface index, MAC and MTU of `e.iface`.
+void read_interface(Egress& e) {
   const int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   if (fd < 0) throw std::runtime_error(errno_text("socket"));
   ifreq ifr{};
@@ -97,6 +137,70 @@ Egress resolve_egress(uint32_t target, const std::string& iface, const std::stri
   std::memcpy(e.src_mac.data(), ifr.ifr_hwaddr.sa_data, 6);
   if (::ioctl(fd, SIOCGIFMTU, &ifr) == 0) e.mtu = ifr.ifr_mtu;
   ::close(fd);
+}
+
+}  // namespace
+
+uint64_t now_ns() noexcept {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ULL + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+void sleep_until_ns(uint64_t deadline) noexcept {
+  timespec ts{};
+  ts.tv_sec = static_cast<time_t>(deadline / 1'000'000'000ULL);
+  ts.tv_nsec = static_cast<long>(deadline % 1'000'000'000ULL);
+  while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, nullptr) == EINTR) {
+  }
+}
+
+std::atomic<bool> g_stop{false};
+
+bool stop_requested() noexcept { return g_stop.load(std::memory_order_relaxed); }
+
+namespace {
+void on_stop_signal(int) { g_stop.store(true); }
+}  // namespace
+
+void install_stop_signals() {
+  struct sigaction sa {};
+  sa.sa_handler = on_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = 0;  // no SA_RESTART: clock_nanosleep and epoll_wait return EINTR
+  ::sigaction(SIGINT, &sa, nullptr);
+  ::sigaction(SIGTERM, &sa, nullptr);
+}
+
+bool sleep_until_unless_stopped(uint64_t target) noexcept {
+  // A signal landing between the check and the sleep is noticed at the end of the slice.
+  constexpr uint64_t kSlice = 50'000'000;
+  for (;;) {
+    if (stop_requested()) return false;
+    const uint64_t now = now_ns();
+    if (now >= target) return true;
+    const uint64_t until = std::min(target, now + kSlice);
+    timespec ts{};
+    ts.tv_sec = static_cast<time_t>(until / 1'000'000'000ULL);
+    ts.tv_nsec = static_cast<long>(until % 1'000'000'000ULL);
+    (void)clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, nullptr);
+  }
+}
+
+Egress resolve_egress(uint32_t target, const std::string& iface, const std::string& dst_mac) {
+  Egress e;
+  const auto route = pick_route(read_file("/proc/net/route"), target);
+  if (iface.empty()) {
+    if (!route)
+      throw std::runtime_error("no route to " + format_ipv4(target) +
+                               " in this network namespace (give --iface and --dst-mac)");
+    e.iface = route->iface;
+  } else {
+    e.iface = iface;
+  }
+  e.next_hop = (route && route->iface == e.iface) ? route->next_hop : target;
+
+  read_interface(e);
 
   if (!dst_mac.empty()) {
     const auto mac = parse_mac(dst_mac);
@@ -110,9 +214,41 @@ Egress resolve_egress(uint32_t target, const std::string& iface, const std::stri
       return e;
     }
     if (attempt % 20 == 0) poke_neighbour(target);
-    sleep_until_ns(now_ns() + 10'000'000);
+    if (!sleep_until_unless_stopped(now_ns() + 10'000'000)) throw std::runtime_error("interrupted while resolving the next hop");
   }
   throw std::runtime_error("cannot resolve the MAC of next hop " + format_ipv4(e.next_hop) + " on " + e.iface +
+                           " (is it up? give --dst-mac to skip the lookup)");
+}
+
+Egress resolve_egress6(const Ip6& target, const std::string& iface, const std::string& dst_mac) {
+  Egress e;
+  const auto route = pick_route6(read_file("/proc/net/ipv6_route"), target);
+  if (iface.empty()) {
+    if (!route)
+      throw std::runtime_error("no route to " + format_ipv6(target) +
+                               " in this network namespace (give --iface and --dst-mac)");
+    e.iface = route->iface;
+  } else {
+    e.iface = iface;
+  }
+  const Ip6 next_hop = (route && route->iface == e.iface) ? route->next_hop : target;
+  read_interface(e);
+  if (!dst_mac.empty()) {
+    const auto mac = parse_mac(dst_mac);
+    if (!mac) throw std::runtime_error("bad --dst-mac '" + dst_mac + "' (expected aa:bb:cc:dd:ee:ff)");
+    e.dst_mac = *mac;
+    return e;
+  }
+  for (int attempt = 0; attempt < 300; ++attempt) {  // up to 3 s: DAD and NDP take longer than ARP
+    if (const auto mac = find_neighbour6(next_hop, e.ifindex)) {
+      e.dst_mac = *mac;
+      return e;
+    }
+    if (attempt % 20 == 0) poke_neighbour6(target);
+    if (!sleep_until_unless_stopped(now_ns() + 10'000'000))
+      throw std::runtime_error("interrupted while resolving the next hop");
+  }
+  throw std::runtime_error("cannot resolve the MAC of next hop " + format_ipv6(next_hop) + " on " + e.iface +
                            " (is it up? give --dst-mac to skip the lookup)");
 }
 
@@ -283,6 +419,7 @@ size_t PacketSocket::send_ring(uint8_t* const* frames, const size_t* lens, size_
     // Nothing queued and nothing taken: the device's queue is full (or skbs of earlier frames
     // are still in flight); let it drain instead of spinning on send().
     if (queued == 0 && reaped == 0) {
+      if (should_give_up()) break;
       ++full_waits_;
       if (++idle_kicks_ > kSpinKicks) sleep_until_ns(now_ns() + kFullQueueWaitNs);
     } else {
@@ -293,6 +430,16 @@ size_t PacketSocket::send_ring(uint8_t* const* frames, const size_t* lens, size_
   return taken;
 }
 
+bool PacketSocket::should_give_up() const noexcept { return stop_requested() || now_ns() >= deadline_; }
+
+size_t PacketSocket::abandon() noexcept {
+  if (!ring_) return 0;
+  const size_t taken = ring_reap();
+  discarded_ += ring_pending_;
+  ring_pending_ = 0;
+  return taken;
+}
+
 size_t PacketSocket::finish(uint64_t timeout_ns) {
   if (!ring_) return 0;
   size_t taken = 0;
@@ -300,7 +447,7 @@ size_t PacketSocket::finish(uint64_t timeout_ns) {
   while (ring_pending_ > 0) {
     ring_kick();
     taken += ring_reap();
-    if (ring_pending_ == 0 || now_ns() >= deadline) break;
+    if (ring_pending_ == 0 || now_ns() >= deadline || stop_requested()) break;
     sleep_until_ns(now_ns() + kFullQueueWaitNs);
   }
   // Whatever is still queued never left, and closing the socket discards it.
@@ -334,6 +481,7 @@ size_t PacketSocket::send_mmsg(uint8_t* const* frames, const size_t* lens, size_
         // The device's queue is full: the same frame is tried again once it drains.
         const uint64_t now = now_ns();
         if (full_since == 0) full_since = now;
+        if (should_give_up()) break;
         if (now - full_since < kFullQueuePatienceNs) {
           ++full_waits_;
           sleep_until_ns(now + kFullQueueWaitNs);

@@ -3,6 +3,7 @@
 // hop's MAC for a target from the current network namespace's tables.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <span>
 #include <string>
@@ -27,6 +28,8 @@ struct Egress {
 // discard port to make the kernel resolve the neighbour. Throws std::runtime_error with a
 // message an operator can act on.
 Egress resolve_egress(uint32_t target, const std::string& iface, const std::string& dst_mac);
+// The same for an IPv6 target: /proc/net/ipv6_route, and the neighbour table over netlink.
+Egress resolve_egress6(const Ip6& target, const std::string& iface, const std::string& dst_mac);
 
 class PacketSocket {
  public:
@@ -51,7 +54,15 @@ class PacketSocket {
   size_t send_batch(uint8_t* const* frames, const size_t* lens, size_t n);
   // Waits up to `timeout_ns` for the ring's queued frames to be taken and returns how many
   // were; the rest count as errors. Call once, after the last send_batch.
-  size_t finish(uint64_t timeout_ns = 1'000'000'000);
+  size_t finish(uint64_t timeout_ns = 250'000'000);
+  // After a stop: counts what the kernel already took and returns it, without handing it the
+  // frames still queued in the ring (closing the socket drops them; counted in discarded()).
+  // Call instead of finish().
+  size_t abandon() noexcept;
+  // From this time on (monotonic ns), and once a stop is requested, waits for a full device
+  // queue give up: the frames not sent are neither sent nor errors.
+  void set_deadline(uint64_t deadline_ns) noexcept { deadline_ = deadline_ns; }
+  uint64_t discarded() const noexcept { return discarded_; }
   uint64_t errors() const noexcept { return errors_; }
   // Times the sender slept because the device's queue was full: non-zero means the device or
   // the receiver behind it, not the generator, set the pace.
@@ -78,7 +89,10 @@ class PacketSocket {
   size_t ring_pending_ = 0;  // slots filled but not yet counted
   bool ring_vnet_ = false;
   int sndbuf_ = 0;
+  bool should_give_up() const noexcept;
   uint64_t errors_ = 0;
+  uint64_t discarded_ = 0;
+  uint64_t deadline_ = UINT64_MAX;
   uint64_t full_waits_ = 0;
   unsigned idle_kicks_ = 0;
   int last_errno_ = 0;
@@ -87,5 +101,14 @@ class PacketSocket {
 // Monotonic clock in nanoseconds, and an absolute sleep on it.
 uint64_t now_ns() noexcept;
 void sleep_until_ns(uint64_t deadline) noexcept;
+
+// Set by SIGINT and SIGTERM (install_stop_signals); every wait in the program checks it.
+extern std::atomic<bool> g_stop;
+bool stop_requested() noexcept;
+// Handlers without SA_RESTART, so that a signal also cuts a sleep short.
+void install_stop_signals();
+// Sleeps until `target` (monotonic ns) in slices of at most 50 ms, returning early (false) as
+// soon as a stop is requested; true when `target` was reached.
+bool sleep_until_unless_stopped(uint64_t target) noexcept;
 
 }  // namespace syngate::flood

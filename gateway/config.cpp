@@ -48,10 +48,12 @@ std::string_view to_string(XdpMode m) noexcept {
 }
 
 bool GatewayConfig::has_v4() const noexcept {
-  return std::any_of(services.begin(), services.end(), [](const auto& s) { return !s.v6; });
+  auto v4 = [](const auto& s) { return !s.v6; };
+  return std::any_of(services.begin(), services.end(), v4) || std::any_of(draining.begin(), draining.end(), v4);
 }
 bool GatewayConfig::has_v6() const noexcept {
-  return std::any_of(services.begin(), services.end(), [](const auto& s) { return s.v6; });
+  auto v6 = [](const auto& s) { return s.v6; };
+  return std::any_of(services.begin(), services.end(), v6) || std::any_of(draining.begin(), draining.end(), v6);
 }
 
 namespace {
@@ -225,6 +227,9 @@ void parse_gateway(const toml::table& t, GatewayConfig& c) {
       r.fail("log_level", "must be one of trace, debug, info, warn, error, critical, off (got \"" +
                               c.log_level + "\")");
     }
+  }
+  if (r.string("log_format", c.log_format) && c.log_format != "text" && c.log_format != "json") {
+    r.fail("log_format", "must be \"text\" or \"json\" (got \"" + c.log_format + "\")");
   }
   parse_metrics_address(r, c);
   r.boolean("metrics_allow_remote", c.metrics_allow_remote);
@@ -503,7 +508,6 @@ std::vector<std::string> non_reloadable_changes(const GatewayConfig& a, const Ga
                         x.established_idle_s != y.established_idle_s ||
                         x.closing_idle_s != y.closing_idle_s || x.linger_s != y.linger_s;
   check(engine_differs, "[engine] settings");
-  check(a.services != b.services, "[[service]] list (flow tables are built for it)");
   check(a.xdp_mode != b.xdp_mode || a.xdp_interfaces != b.xdp_interfaces, "[xdp] mode/interfaces");
   return out;
 }

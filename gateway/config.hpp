@@ -52,6 +52,7 @@ struct GatewayConfig {
   // [gateway]
   std::string secret_file;
   std::string log_level = "info";
+  std::string log_format = "text";  // "text" or "json" (one JSON object per line)
   std::string metrics_host = "127.0.0.1";
   uint16_t metrics_port = 9470;  // 0 disables the endpoint
   bool metrics_allow_remote = false;
@@ -91,11 +92,15 @@ struct GatewayConfig {
 
   // [[service]]
   std::vector<ServiceEntry> services;
+  // Not from the file: services a running daemon still drains after a reload removed them
+  // (read by `rules up` from state_dir); their flow traffic stays queued, their SYNs do not.
+  std::vector<ServiceEntry> draining;
 
   // [xdp]
   XdpMode xdp_mode = XdpMode::Auto;
   std::vector<std::string> xdp_interfaces;  // empty: every up, non-loopback interface
 
+  // Whether any service (or draining service) of the family is configured.
   bool has_v4() const noexcept;
   bool has_v6() const noexcept;
 };

@@ -27,6 +27,7 @@
 #include "config.hpp"
 #include "flow_state.hpp"
 #include "iptables_exec.hpp"
+#include "log_format.hpp"
 #include "metrics.hpp"
 #include "notify.hpp"
 #include "nfqueue.hpp"
@@ -41,9 +42,14 @@ namespace syngate::gw {
 
 namespace {
 
-uint64_t monotonic_ns() {
+// The gateway's one clock, for cookies (time counter, TSval) and flow timers alike: CLOCK_TAI.
+// Cookies must agree between machines that share a secrets file (scale-out behind ECMP or
+// anycast), so the clock must be one that NTP keeps in step across machines, unlike
+// CLOCK_MONOTONIC, which counts from each boot. TAI, unlike CLOCK_REALTIME, does not jump at
+// leap seconds, and the in-kernel fast path reads the same clock (bpf_ktime_get_tai_ns).
+uint64_t clock_ns() {
   timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
+  clock_gettime(CLOCK_TAI, &ts);
   return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
 }
 
@@ -70,21 +76,23 @@ struct SharedSecrets {
 struct SharedPolicy {
   std::mutex mutex;
   std::shared_ptr<const SourcePolicy> policy;
+  std::vector<Service> services;
   std::atomic<uint64_t> generation{1};
 
-  void publish(std::shared_ptr<const SourcePolicy> p) {
+  void publish(std::shared_ptr<const SourcePolicy> p, std::vector<Service> s) {
     std::lock_guard lock(mutex);
     policy = std::move(p);
+    services = std::move(s);
     generation.fetch_add(1, std::memory_order_release);
   }
-  std::shared_ptr<const SourcePolicy> get() {
+  std::pair<std::shared_ptr<const SourcePolicy>, std::vector<Service>> get() {
     std::lock_guard lock(mutex);
-    return policy;
+    return {policy, services};
   }
 };
 
-// Secrets persisted under one boot's monotonic clock may claim a start in the future after a
-// reboot (the clock restarted): then the current key is taken to start now.
+// A secrets file whose key claims to start in the future (written under another clock: an older
+// syngate counted from the boot, or a machine whose clock ran ahead) is taken to start now.
 CookieSecrets sane(CookieSecrets s, uint32_t counter_now) {
   if (s.current_since > counter_now) s.current_since = counter_now;
   return s;
@@ -113,6 +121,7 @@ struct Worker {
 
   std::mutex snapshot_mutex;
   WorkerSnapshot snapshot;
+  std::vector<Service> draining;  // under snapshot_mutex: removed services with flows here
   std::thread thread;
   // One tick per loop turn (the loop turns at least every receive timeout, <= 100 ms, even when
   // idle): the watchdog is fed only while every worker's heartbeat moves.
@@ -231,7 +240,7 @@ void Daemon::worker_main(Worker& w) {
   }
   const uint64_t advance_ns = static_cast<uint64_t>(config.advance_interval_ms) * 1000000ull;
   const uint64_t publish_ns = 100000000ull;
-  uint64_t last_advance = monotonic_ns(), last_publish = 0;
+  uint64_t last_advance = clock_ns(), last_publish = 0, last_prune = 0;
   bool draining = false;
   for (;;) {
     w.heartbeat.fetch_add(1, std::memory_order_relaxed);
@@ -248,12 +257,20 @@ void Daemon::worker_main(Worker& w) {
     }
     uint64_t pgen = policy.generation.load(std::memory_order_acquire);
     if (pgen != w.seen_policy_generation) {
-      auto p = policy.get();
-      if (w.engine) w.engine->set_policy(p);
+      auto [p, services] = policy.get();
+      if (w.engine) {
+        w.engine->set_policy(p);
+        if (services != w.engine_config.services) w.engine->set_services(services);
+      }
       if (w.guard) w.guard->set_policy(p);
+      w.engine_config.services = std::move(services);
       w.seen_policy_generation = pgen;
+      if (w.engine) {
+        std::lock_guard lock(w.snapshot_mutex);
+        w.draining = w.engine->draining_services();
+      }
     }
-    uint64_t now = monotonic_ns();
+    uint64_t now = clock_ns();
     if (!batch.empty()) {
       ++w.intake.batches;
       for (const QueuedPacket& p : batch) {
@@ -267,6 +284,12 @@ void Daemon::worker_main(Worker& w) {
       }
       w.nfq->flush(w.rx);
       w.sender->flush();
+    }
+    if (w.engine && now - last_prune >= 5000000000ull) {
+      w.engine->prune_draining();
+      std::lock_guard lock(w.snapshot_mutex);
+      w.draining = w.engine->draining_services();
+      last_prune = now;
     }
     if (w.engine && now - last_advance >= advance_ns) {
       try {
@@ -333,6 +356,7 @@ int run_daemon(const std::string& config_path) {
   }
   GatewayConfig& cfg = d->config;
   set_log_level(cfg.log_level);
+  set_log_format(cfg.log_format);
   d->start_time = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 
   // Signals go to the main thread only: block them before any thread starts.
@@ -343,8 +367,8 @@ int run_daemon(const std::string& config_path) {
   sigaddset(&sigs, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
 
-  d->policy.publish(cfg.engine.policy);
-  uint32_t counter = cookie_counter(monotonic_ns());
+  d->policy.publish(cfg.engine.policy, cfg.engine.services);
+  uint32_t counter = cookie_counter(clock_ns());
   try {
     d->secrets.publish(sane(load_or_create_secrets(cfg.secret_file, counter), counter));
   } catch (const std::exception& e) {
@@ -535,6 +559,9 @@ int run_daemon(const std::string& config_path) {
                        rate(now_c.cookies_invalid, then_c.cookies_invalid), d->workers.size());
   };
   GatewaySnapshot status_prev = prev;
+  // Removed services whose flows are still draining, as last written for `syngate rules up`.
+  std::vector<ServiceEntry> written_draining;
+  if (!cfg.state_dir.empty()) written_draining = read_draining_services(cfg.state_dir);
   auto status_time = prev_time;
 
   for (;;) {
@@ -573,6 +600,24 @@ int run_daemon(const std::string& config_path) {
         last_stuck = std::move(stuck);
       }
     }
+    if (!cfg.state_dir.empty()) {
+      std::vector<ServiceEntry> draining;
+      for (const auto& w : d->workers) {
+        std::lock_guard lock(w->snapshot_mutex);
+        for (const Service& sv : w->draining) {
+          ServiceEntry e{sv.address.to_string(), !sv.address.is_v4(), sv.port};
+          if (std::find(draining.begin(), draining.end(), e) == draining.end()) draining.push_back(e);
+        }
+      }
+      if (draining != written_draining) {
+        try {
+          write_draining_services(cfg.state_dir, draining);
+          written_draining = std::move(draining);
+        } catch (const std::exception& e) {
+          spdlog::error("{}", e.what());
+        }
+      }
+    }
     timespec timeout{1, 0};
     if (watchdog_period.count() > 0 && watchdog_period < std::chrono::seconds(1)) {
       timeout = {0, static_cast<long>(std::chrono::duration_cast<std::chrono::nanoseconds>(watchdog_period).count())};
@@ -590,11 +635,29 @@ int run_daemon(const std::string& config_path) {
         }
         cfg.log_level = next.log_level;
         set_log_level(cfg.log_level);
+        cfg.log_format = next.log_format;
+        set_log_format(cfg.log_format);
         cfg.stats_interval_s = next.stats_interval_s;
         cfg.secret_rotation_s = next.secret_rotation_s;
         cfg.engine.policy = next.engine.policy;
-        d->policy.publish(next.engine.policy);
-        uint32_t c = cookie_counter(monotonic_ns());
+        if (next.services != cfg.services) {
+          if ((next.has_v6() && !cfg.has_v6()) || (next.has_v4() && !cfg.has_v4())) {
+            spdlog::warn("reload: [[service]] list adds an address family syngate has no raw socket for; "
+                         "it takes effect only after a restart (which keeps every flow)");
+          } else {
+            for (const auto& sv : cfg.services) {
+              if (std::find(next.services.begin(), next.services.end(), sv) == next.services.end()) {
+                spdlog::info("reload: service {}:{} removed: its flows drain, new connections are not proxied",
+                             sv.address, sv.port);
+              }
+            }
+            cfg.services = next.services;
+            cfg.engine.services = next.engine.services;
+            spdlog::info("reload: {} service(s); run `syngate rules up` to queue what was added", cfg.services.size());
+          }
+        }
+        d->policy.publish(next.engine.policy, cfg.engine.services);
+        uint32_t c = cookie_counter(clock_ns());
         CookieSecrets loaded = sane(load_or_create_secrets(cfg.secret_file, c), c);
         if (!(loaded == d->secrets.get())) {
           d->secrets.publish(loaded);
@@ -615,7 +678,7 @@ int run_daemon(const std::string& config_path) {
     if (cfg.secret_rotation_s != 0 &&
         now - last_rotation >= std::chrono::seconds(cfg.secret_rotation_s)) {
       try {
-        CookieSecrets next = rotate_secrets(d->secrets.get(), cookie_counter(monotonic_ns()));
+        CookieSecrets next = rotate_secrets(d->secrets.get(), cookie_counter(clock_ns()));
         save_secrets(cfg.secret_file, next);
         d->secrets.publish(next);
         spdlog::info("cookie secrets rotated");

@@ -89,6 +89,30 @@ std::vector<uint8_t> read_table_file(const std::string& path) {
   return std::vector<uint8_t>(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
 }
 
+void write_draining_services(const std::string& dir, const std::vector<ServiceEntry>& services) {
+  const std::string path = dir + "/draining-services";
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    for (const ServiceEntry& s : services) out << s.address << " " << s.port << "\n";
+    if (!out) throw std::runtime_error("cannot write " + tmp);
+  }
+  if (rename(tmp.c_str(), path.c_str()) != 0) fail("cannot replace", path);
+}
+
+std::vector<ServiceEntry> read_draining_services(const std::string& dir) {
+  std::vector<ServiceEntry> out;
+  std::ifstream in(dir + "/draining-services");
+  std::string address;
+  unsigned port = 0;
+  while (in >> address >> port) {
+    if (port == 0 || port > 65535) continue;
+    ServiceEntry e{address, address.find(':') != std::string::npos, static_cast<uint16_t>(port)};
+    out.push_back(e);
+  }
+  return out;
+}
+
 FlowStatePlan plan_flow_state(const std::string& dir, uint16_t first, uint16_t count,
                               const EngineConfig& config, uint64_t boot_id) {
   FlowStatePlan plan;

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "config.hpp"
 #include "syngate/engine.hpp"
 
 namespace syngate::gw {
@@ -65,5 +66,11 @@ std::vector<uint8_t> read_table_file(const std::string& path);
 void prepare_state_dir(const std::string& dir);
 
 std::string table_path(const std::string& dir, uint16_t queue);
+
+// Services removed by a reload whose flows have not all ended yet ("ADDRESS PORT" lines in
+// state_dir/draining-services). `syngate rules up` keeps queueing their flow traffic (not their
+// SYNs) while they are listed, so a removed service's connections finish through the proxy.
+void write_draining_services(const std::string& dir, const std::vector<ServiceEntry>& services);
+std::vector<ServiceEntry> read_draining_services(const std::string& dir);
 
 }  // namespace syngate::gw

@@ -8,6 +8,7 @@
 #include <spdlog/spdlog.h>
 
 #include "config.hpp"
+#include "flow_state.hpp"
 #include "daemon.hpp"
 #include "iptables_exec.hpp"
 #include "rules.hpp"
@@ -63,9 +64,15 @@ int cmd_check(const std::string& path) {
 int cmd_rules(const std::string& action, const std::string& path) {
   const auto loaded = load_or_report(path);
   if (!loaded) return 2;
-  const gw::GatewayConfig& c = *loaded;
+  gw::GatewayConfig c = *loaded;
   try {
     if (action == "up") {
+      if (!c.state_dir.empty()) {
+        c.draining = gw::read_draining_services(c.state_dir);
+        for (const auto& s : c.draining) {
+          std::cout << "service " << s.address << ":" << s.port << " is draining: its flows stay queued\n";
+        }
+      }
       gw::Backend b = gw::choose_backend(c.iptables);
       gw::apply_plan(b, gw::plan_up(c), c.has_v6());
       std::cout << "syngate rules installed (iptables-" << b.name << ", chain " << c.chain << ")\n"

@@ -97,6 +97,23 @@ std::vector<std::vector<std::string>> chain_rules(const GatewayConfig& c, bool v
       }
     }
   }
+  // Draining services: their connections finish through the proxy; new SYNs go straight on.
+  for (const ServiceEntry& s : c.draining) {
+    if (s.v6 != v6) continue;
+    if (std::find(c.services.begin(), c.services.end(), s) != c.services.end()) continue;
+    std::string port = std::to_string(s.port);
+    std::vector<std::string> to = {"-d", host_prefix(s), "-p", "tcp", "-m", "tcp", "--dport", port};
+    std::vector<std::string> from = {"-s", host_prefix(s), "-p", "tcp", "-m", "tcp", "--sport", port};
+    auto ft = nfqueue_target(c.flow_queue, c.flow_queues, c.fail_open);
+    for (auto r : {to, from}) {
+      if (table == "raw") {
+        r.insert(r.end(), {"-j", "CT", "--notrack"});
+      } else {
+        r.insert(r.end(), ft.begin(), ft.end());
+      }
+      rules.push_back(r);
+    }
+  }
   return rules;
 }
 

@@ -147,6 +147,7 @@ std::unique_ptr<FastPath> FastPath::start(AttachMode mode, std::vector<std::stri
   }
   std::unique_ptr<FastPath> fast(new FastPath(std::move(program)));
   fast->budget_key_ = budget_key;
+  fast->services_ = engine.services;
   return fast;
 }
 
@@ -154,6 +155,21 @@ void FastPath::set_policy(const EngineConfig& engine) {
   Settings settings = settings_from(engine, true, online_cpus());
   settings.budget_key = budget_key_;
   program_->set_prefixes(engine.policy ? engine.policy->prefixes : PrefixSet{});
+  // A service removed by a reload leaves the program at once (its flows drain through NFQUEUE).
+  // One added is answered here only after a restart: until `syngate rules up` queues its traffic,
+  // a cookie ACK would reach the backend unproxied and be reset.
+  std::vector<Service> kept;
+  for (const Service& s : services_) {
+    if (std::find(engine.services.begin(), engine.services.end(), s) != engine.services.end()) kept.push_back(s);
+  }
+  for (const Service& s : engine.services) {
+    if (std::find(services_.begin(), services_.end(), s) == services_.end()) {
+      spdlog::info("xdp: service {}:{} added by the reload is answered by NFQUEUE until a restart",
+                   s.address.to_string(), s.port);
+    }
+  }
+  program_->set_services(kept);
+  services_ = std::move(kept);
   program_->configure(settings, true);
 }
 

@@ -112,7 +112,8 @@ class FastPath : public FlowObserver {
                                          uint32_t cookie_max_age, uint32_t max_flows);
   // Keys changed (rotation, reload): published through the program's second key slot.
   void set_secrets(const CookieSecrets& secrets, uint32_t cookie_max_age);
-  // The policy changed (reload): prefixes, allow list and budget.
+  // The policy or the services changed (reload): prefixes, allow list, budget; services removed
+  // leave the program (added ones join at the next start).
   void set_policy(const EngineConfig& engine);
   // Detaches from every interface (the program stays loaded for the flow workers' last calls).
   void detach() noexcept;
@@ -128,6 +129,7 @@ class FastPath : public FlowObserver {
   explicit FastPath(std::unique_ptr<Program> p) : program_(std::move(p)) {}
   std::unique_ptr<Program> program_;
   std::array<uint8_t, 16> budget_key_{};
+  std::vector<Service> services_;  // what the program protects
   std::atomic<uint64_t> flow_insert_failures_{0};
 };
 

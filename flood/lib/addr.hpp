@@ -3,6 +3,7 @@
 // Pure code, no syscalls.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -80,6 +81,50 @@ class FastRandom {
   }
 
  private:
+  uint64_t state_;
+};
+
+// ---- IPv6 ---------------------------------------------------------------------------------
+
+using Ip6 = std::array<uint8_t, 16>;
+
+struct Cidr6 {
+  Ip6 base{};  // host bits cleared
+  uint8_t prefix = 128;
+
+  bool contains(const Ip6& addr) const noexcept;
+  bool within(const Cidr6& outer) const noexcept { return prefix >= outer.prefix && outer.contains(base); }
+  std::string to_string() const;
+  friend bool operator==(const Cidr6&, const Cidr6&) = default;
+};
+
+// RFC 4291 text (what inet_pton accepts, no zone index) with an optional "/n"; host bits set
+// below the prefix are an error, as for IPv4.
+std::optional<Cidr6> parse_cidr6(std::string_view text, std::string* error = nullptr);
+std::optional<Ip6> parse_ipv6(std::string_view text) noexcept;
+std::string format_ipv6(const Ip6& addr);
+
+// RFC 5180 benchmarking prefix, the only one IPv6 floods may spoof by default.
+inline constexpr Cidr6 kBenchmarkRange6{{0x20, 0x01, 0x00, 0x02}, 48};  // 2001:2::/48
+
+// "[addr]:port".
+struct Endpoint6 {
+  Ip6 ip{};
+  uint16_t port = 0;
+};
+std::optional<Endpoint6> parse_endpoint6(std::string_view text, std::string* error = nullptr);
+
+// Visits the addresses of an IPv6 range in a scrambled order with full period over its low
+// min(128 - prefix, 64) bits (the same LCG as AddressIterator); bits above stay the base's. The
+// all-zero host part (the subnet-router anycast address) is skipped.
+class AddressIterator6 {
+ public:
+  AddressIterator6(const Cidr6& range, uint64_t seed) noexcept;
+  Ip6 next() noexcept;
+
+ private:
+  Ip6 base_;
+  uint64_t mask_;
   uint64_t state_;
 };
 

@@ -41,6 +41,9 @@ struct FrameSpec {
   // A malformed SYN instead (see malform.hpp): the defect is built into the template and
   // survives render(), which still varies source, port, sequence and ack.
   Malform malform = Malform::None;
+  // An IPv6 target instead of dst_ip: the template is Ethernet + IPv6 + TCP, and frames are
+  // written with render6().
+  std::optional<Ip6> dst_ip6;
 };
 
 class FrameTemplate {
@@ -57,9 +60,17 @@ class FrameTemplate {
   // header, so only its source address changes.
   void render(uint8_t* out, uint32_t src_ip, uint16_t sport, uint32_t seq, uint32_t ack,
               uint8_t flags) const noexcept;
+  // The same for an IPv6 template (no IP header checksum; the TCP pseudo-header has the source).
+  void render6(uint8_t* out, const Ip6& src_ip, uint16_t sport, uint32_t seq, uint32_t ack,
+               uint8_t flags) const noexcept;
+  bool is_v6() const noexcept { return v6_; }
 
  private:
+  void render_tcp(uint8_t* out, uint16_t check, uint16_t sport, uint32_t seq, uint32_t ack,
+                  uint8_t flags) const noexcept;
   std::array<uint8_t, kMaxFrameLen> buf_{};
+  bool v6_ = false;
+  Ip6 src_ip6_{};
   size_t len_ = 0;
   size_t tcp_ = 0;  // offset of the TCP header in the frame
   uint16_t ip_check_ = 0;

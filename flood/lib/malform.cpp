@@ -95,17 +95,24 @@ uint8_t malform_flags(Malform kind) noexcept {
 
 bool malform_has_tcp_header(Malform kind) noexcept { return kind != Malform::LaterFragment; }
 
-size_t build_malformed_syn(std::span<uint8_t> out, Malform kind, const SynFields& f) noexcept {
-  // The whole TCP segment first (checksummed as a whole), then the part of it this frame holds.
-  std::array<uint8_t, kFullSynTcpLen> seg{};
-  size_t seg_len = kFullSynTcpLen;
+namespace {
+
+// The TCP segment of a kind, its checksum field zero, and which part of it the frame carries.
+struct Segment {
+  std::array<uint8_t, kFullSynTcpLen> bytes{};
+  size_t len = kFullSynTcpLen;
+  size_t from = 0, to = kFullSynTcpLen;
+};
+
+Segment build_segment(Malform kind, const SynFields& f) noexcept {
+  Segment s;
+  uint8_t* seg = s.bytes.data();
   uint8_t doff_words = kFullSynTcpLen / 4;
-  uint8_t flags = tcp_flag::SYN;
-  store_be16(seg.data(), f.sport);
-  store_be16(seg.data() + 2, f.dport);
-  store_be32(seg.data() + 4, f.seq);
-  store_be16(seg.data() + 14, kWindow);
-  uint8_t* opts = seg.data() + 20;
+  store_be16(seg, f.sport);
+  store_be16(seg + 2, f.dport);
+  store_be32(seg + 4, f.seq);
+  store_be16(seg + 14, kWindow);
+  uint8_t* opts = seg + 20;
   if (kind == Malform::OptPastHeader)
     write_options_mss_past_header(opts, f);
   else
@@ -117,31 +124,33 @@ size_t build_malformed_syn(std::span<uint8_t> out, Malform kind, const SynFields
     case Malform::DataOffsetLong: doff_words = 15; break;
     case Malform::TruncatedHeader:
       doff_words = 5;  // an option-less header, cut before its urgent pointer
-      seg_len = 18;
+      s.len = s.to = 18;
       break;
+    case Malform::FirstFragment: s.to = kFragmentSplit; break;
+    case Malform::LaterFragment: s.from = kFragmentSplit; break;
     default: break;
   }
-  if (const uint8_t forced = malform_flags(kind)) flags = forced;
   seg[12] = static_cast<uint8_t>(doff_words << 4);
-  seg[13] = flags;
+  const uint8_t forced = malform_flags(kind);
+  seg[13] = forced ? forced : tcp_flag::SYN;
+  return s;
+}
 
+}  // namespace
+
+size_t build_malformed_syn(std::span<uint8_t> out, Malform kind, const SynFields& f) noexcept {
+  Segment s = build_segment(kind, f);
   uint8_t src[4], dst[4];
   store_be32(src, f.src_ip);
   store_be32(dst, f.dst_ip);
-  store_be16(seg.data() + 16, tcp_checksum_v4(std::span<const uint8_t, 4>(src, 4), std::span<const uint8_t, 4>(dst, 4),
-                                               std::span<const uint8_t>(seg.data(), seg_len)));
-
-  size_t from = 0, to = seg_len;
+  store_be16(s.bytes.data() + 16,
+             tcp_checksum_v4(std::span<const uint8_t, 4>(src, 4), std::span<const uint8_t, 4>(dst, 4),
+                             std::span<const uint8_t>(s.bytes.data(), s.len)));
   uint16_t frag = kDontFragment;
-  if (kind == Malform::FirstFragment) {
-    to = kFragmentSplit;
-    frag = kMoreFragments;
-  } else if (kind == Malform::LaterFragment) {
-    from = kFragmentSplit;
-    frag = static_cast<uint16_t>(kFragmentSplit / 8);
-  }
+  if (kind == Malform::FirstFragment) frag = kMoreFragments;
+  if (kind == Malform::LaterFragment) frag = static_cast<uint16_t>(kFragmentSplit / 8);
   const size_t ihl = kIpHeader + (kind == Malform::IpOptions ? kIpOptionsLen : 0);
-  const size_t total = ihl + (to - from);
+  const size_t total = ihl + (s.to - s.from);
   if (out.size() < total) return 0;
   uint8_t* ip = out.data();
   std::memset(ip, 0, ihl);
@@ -161,7 +170,39 @@ size_t build_malformed_syn(std::span<uint8_t> out, Malform kind, const SynFields
     o[3] = 4;   // pointer to the first free slot
   }
   store_be16(ip + 10, ipv4_header_checksum(std::span<const uint8_t>(ip, ihl)));
-  std::memcpy(ip + ihl, seg.data() + from, to - from);
+  std::memcpy(ip + ihl, s.bytes.data() + s.from, s.to - s.from);
+  return total;
+}
+
+bool malform_has_ipv6_form(Malform kind) noexcept { return kind != Malform::IpOptions; }
+
+size_t build_malformed_syn6(std::span<uint8_t> out, Malform kind, const SynFields& f, const Ip6& src,
+                            const Ip6& dst) noexcept {
+  if (!malform_has_ipv6_form(kind)) return 0;
+  Segment s = build_segment(kind, f);
+  store_be16(s.bytes.data() + 16,
+             tcp_checksum_v6(std::span<const uint8_t, 16>(src), std::span<const uint8_t, 16>(dst),
+                             std::span<const uint8_t>(s.bytes.data(), s.len)));
+  const bool fragment = kind == Malform::FirstFragment || kind == Malform::LaterFragment;
+  const size_t ext = fragment ? kIpv6FragmentHeaderLen : 0;
+  const size_t total = kIpv6HeaderLen + ext + (s.to - s.from);
+  if (out.size() < total) return 0;
+  uint8_t* ip = out.data();
+  std::memset(ip, 0, kIpv6HeaderLen + ext);
+  ip[0] = 0x60;
+  store_be16(ip + 4, static_cast<uint16_t>(total - kIpv6HeaderLen));
+  ip[6] = fragment ? 44 : 6;
+  ip[7] = 64;
+  std::memcpy(ip + 8, src.data(), 16);
+  std::memcpy(ip + 24, dst.data(), 16);
+  if (fragment) {
+    uint8_t* fh = ip + kIpv6HeaderLen;
+    fh[0] = 6;  // next header: TCP
+    const uint16_t offset_words = static_cast<uint16_t>(s.from / 8);
+    store_be16(fh + 2, static_cast<uint16_t>(offset_words << 3 | (kind == Malform::FirstFragment ? 1 : 0)));
+    store_be32(fh + 4, f.ip_id);
+  }
+  std::memcpy(ip + kIpv6HeaderLen + ext, s.bytes.data() + s.from, s.to - s.from);
   return total;
 }
 

@@ -9,6 +9,8 @@
 #include <span>
 #include <string_view>
 
+#include "addr.hpp"
+
 namespace syngate::flood {
 
 enum class Malform : uint8_t {
@@ -58,6 +60,15 @@ inline constexpr size_t kFragmentSplit = 24;
 // length, or 0 when `out` is too small. For the fragments, the TCP checksum is that of the whole
 // normal SYN, whose bytes the two fragment kinds split between them.
 size_t build_malformed_syn(std::span<uint8_t> out, Malform kind, const SynFields& f) noexcept;
+
+// The IPv6 form of a kind: the same TCP segment behind an IPv6 header (hop limit 64, no flow
+// label); the fragment kinds put a fragment header (identification = ip_id) in front of the
+// same split. Returns 0 for ip-options, which has no IPv6 form, and when `out` is too small.
+inline constexpr size_t kIpv6HeaderLen = 40;
+inline constexpr size_t kIpv6FragmentHeaderLen = 8;
+bool malform_has_ipv6_form(Malform kind) noexcept;
+size_t build_malformed_syn6(std::span<uint8_t> out, Malform kind, const SynFields& f, const Ip6& src,
+                            const Ip6& dst) noexcept;
 
 // The TCP flags a kind forces (0: the flood's own flags apply).
 uint8_t malform_flags(Malform kind) noexcept;

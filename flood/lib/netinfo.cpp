@@ -97,4 +97,52 @@ std::optional<Mac> find_neighbour(std::string_view table, uint32_t ip, std::stri
   return found;
 }
 
+namespace {
+std::optional<Ip6> ipv6_route_hex(std::string_view s) {
+  if (s.size() != 32) return std::nullopt;
+  Ip6 out{};
+  for (size_t i = 0; i < 16; ++i) {
+    uint32_t byte = 0;
+    auto [p, ec] = std::from_chars(s.data() + 2 * i, s.data() + 2 * i + 2, byte, 16);
+    if (ec != std::errc{} || p != s.data() + 2 * i + 2) return std::nullopt;
+    out[i] = static_cast<uint8_t>(byte);
+  }
+  return out;
+}
+std::optional<uint32_t> plain_hex(std::string_view s) {
+  uint32_t v = 0;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v, 16);
+  if (ec != std::errc{} || p != s.data() + s.size()) return std::nullopt;
+  return v;
+}
+}  // namespace
+
+std::optional<RouteChoice6> pick_route6(std::string_view table, const Ip6& target) {
+  constexpr uint32_t kRtfReject = 0x0200;
+  std::optional<RouteChoice6> best;
+  int best_prefix = -1;
+  uint32_t best_metric = 0;
+  for_each_line(table, [&](std::string_view line) {
+    // dest plen src src_plen next_hop metric refcnt use flags iface (hex, no header line)
+    const auto f = split_ws(line);
+    if (f.size() < 10) return;
+    const auto dest = ipv6_route_hex(f[0]);
+    const auto plen = plain_hex(f[1]);
+    const auto hop = ipv6_route_hex(f[4]);
+    const auto metric = plain_hex(f[5]);
+    const auto flags = plain_hex(f[8]);
+    if (!dest || !plen || *plen > 128 || !hop || !metric || !flags) return;
+    if (*flags & kRtfReject) return;
+    if (!Cidr6{*dest, static_cast<uint8_t>(*plen)}.contains(target)) return;
+    const int prefix = static_cast<int>(*plen);
+    if (prefix < best_prefix || (prefix == best_prefix && *metric >= best_metric)) return;
+    best_prefix = prefix;
+    best_metric = *metric;
+    RouteChoice6 r{std::string(f[9]), *hop};
+    if (r.next_hop == Ip6{}) r.next_hop = target;
+    best = r;
+  });
+  return best;
+}
+
 }  // namespace syngate::flood

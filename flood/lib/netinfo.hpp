@@ -24,4 +24,13 @@ std::optional<RouteChoice> pick_route(std::string_view proc_net_route, uint32_t 
 // does not count).
 std::optional<Mac> find_neighbour(std::string_view proc_net_arp, uint32_t ip, std::string_view iface);
 
+struct RouteChoice6 {
+  std::string iface;
+  Ip6 next_hop{};  // the gateway, or the target itself on a connected route
+};
+
+// The most specific usable route (longest prefix, then lowest metric; reject routes skipped) to
+// `target` in /proc/net/ipv6_route.
+std::optional<RouteChoice6> pick_route6(std::string_view proc_net_ipv6_route, const Ip6& target);
+
 }  // namespace syngate::flood

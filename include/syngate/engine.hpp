@@ -201,12 +201,17 @@ class Engine {
 
   // New cookie secrets (rotation or reload); flows in progress are not affected.
   void set_cookies(const CookieJar& cookies);
-  // New list of protected services (config reload). Flows in progress keep their state; those of
-  // a service no longer listed stop being translated, as its packets stop reaching us too.
+  // New list of protected services (config reload). A removed service drains: its flows are still
+  // translated until they end (the rules keep queueing its traffic while it drains), and new
+  // connections to it are no longer proxied. Flows of kept services are untouched.
   void set_services(std::vector<Service> services);
   // nullptr (the default) for none. The observer must outlive the Engine or be reset first. It
   // is told at once of every flow already in the table (restored or imported).
   void set_flow_observer(FlowObserver* observer) noexcept;
+  // Removed services that still have flows. prune_draining() forgets those whose flows have all
+  // ended (a walk over the table: call it every few seconds, not per packet).
+  const std::vector<Service>& draining_services() const noexcept;
+  void prune_draining();
   // New source policy (config reload); budgets and flows carry on.
   void set_policy(std::shared_ptr<const SourcePolicy> policy);
 

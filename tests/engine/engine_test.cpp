@@ -772,3 +772,44 @@ INSTANTIATE_TEST_SUITE_P(
 
 }  // namespace
 }  // namespace syngate::test
+
+namespace syngate::test {
+namespace {
+
+TEST_F(EngineTest, ARemovedServiceDrainsItsFlows) {
+  Conn c = Conn::v4();
+  establish(c);
+  engine->set_services({cfg.services[1]});  // 10.10.3.2:80 removed
+  ASSERT_EQ(engine->draining_services().size(), 1u);
+  SegmentSpec s{.tuple = c.c2s.reversed(), .seq = c.backend_isn + 1, .ack = c.client_isn + 1,
+                .flags = tcp_flag::ACK, .window = 100};
+  Bytes from_server = make(s);
+  EXPECT_TRUE(feed(from_server).modified) << "the live flow of a removed service is still translated";
+  SegmentSpec cs{.tuple = c.c2s, .seq = c.client_isn + 1, .ack = c.cookie_isn + 1, .flags = tcp_flag::ACK, .window = 100};
+  Bytes from_client = make(cs);
+  EXPECT_TRUE(feed(from_client).modified);
+  // A new connection to the removed service is no longer proxied: its SYN passes untouched.
+  Conn fresh = Conn::v4(41000);
+  sink.clear();
+  Bytes syn = fresh.syn();
+  const Bytes before = syn;
+  Decision d = feed(syn);
+  EXPECT_EQ(d.verdict, Verdict::Accept);
+  EXPECT_EQ(syn, before);
+  EXPECT_EQ(sink.size(), 0u);
+  engine->prune_draining();
+  EXPECT_EQ(engine->draining_services().size(), 1u) << "a flow is still open";
+  now += 2 * kSecond * cfg.established_idle_s + kSecond;
+  engine->advance(now, sink);
+  engine->prune_draining();
+  EXPECT_TRUE(engine->draining_services().empty()) << "its last flow ended";
+  // Adding it back protects it again.
+  engine->set_services({cfg.services[0], cfg.services[1]});
+  sink.clear();
+  Bytes again = Conn::v4(42000).syn();
+  feed(again);
+  EXPECT_EQ(sink.size(), 1u);
+}
+
+}  // namespace
+}  // namespace syngate::test

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <vector>
 
+#include "syngate/bytes.hpp"
 #include "syngate/checksum.hpp"
 #include "syngate/packet.hpp"
 
@@ -110,7 +111,9 @@ TEST(Rewrite, LocatesIpBehindEveryLinkType) {
   std::vector<uint8_t> v6(60, 0);
   v6[12] = 0x86;
   v6[13] = 0xDD;
-  EXPECT_EQ(locate_ip(v6, LinkType::Ethernet).skip, SkipReason::NotIpv4);
+  EXPECT_EQ(locate_ip(v6, LinkType::Ethernet).skip, SkipReason::None);
+  EXPECT_EQ(locate_ip(v6, LinkType::Ethernet).version, 6);
+  EXPECT_EQ(locate_ip(eth, LinkType::Ethernet).version, 4);
   std::vector<uint8_t> sll(16 + 40, 0);
   sll[14] = 0x08;
   EXPECT_EQ(locate_ip(sll, LinkType::LinuxSll).offset, 16u);
@@ -141,7 +144,7 @@ TEST(Rewrite, RetargetsAndFixesChecksums) {
   buf.resize(len + 6);  // Ethernet minimum-frame padding after the IP packet
   buf[22] ^= 0xff;     // a checksum the capturing NIC never filled in: rewrite must not care
   const Cidr spoof = *parse_cidr("198.18.0.0/15");
-  RewriteConfig cfg{*parse_ipv4("10.10.3.2"), 80, spoof};
+  RewriteConfig cfg{*parse_ipv4("10.10.3.2"), 80, spoof, std::nullopt};
   size_t ip_len = 0;
   ASSERT_EQ(rewrite_ipv4_tcp(buf, cfg, ip_len), SkipReason::None);
   EXPECT_EQ(ip_len, len);
@@ -163,7 +166,7 @@ TEST(Rewrite, SkipsWhatItCannotReplay) {
   ip[3] = 40;
   ip[9] = 17;  // UDP
   size_t len = 0;
-  const RewriteConfig cfg{1, 80, std::nullopt};
+  const RewriteConfig cfg{1, 80, std::nullopt, std::nullopt};
   EXPECT_EQ(rewrite_ipv4_tcp(ip, cfg, len), SkipReason::NotTcp);
   ip[9] = 6;
   ip[6] = 0x20;  // more fragments
@@ -174,6 +177,30 @@ TEST(Rewrite, SkipsWhatItCannotReplay) {
   ip[3] = 40;
   ip[32] = 0x40;  // TCP data offset 4 words: impossible
   EXPECT_EQ(rewrite_ipv4_tcp(ip, cfg, len), SkipReason::Malformed);
+}
+
+TEST(Rewrite, KeptSourcesMustBeInTheAllowedRange) {
+  std::vector<uint8_t> buf(kMaxHeadersLen);
+  const auto build_from = [&](const char* src) {
+    SegmentSpec s;
+    s.tuple = {Address::from_v4(*parse_ipv4(src)), Address::from_v4(*parse_ipv4("192.0.2.20")), 40000, 443};
+    s.flags = tcp_flag::SYN;
+    buf.assign(kMaxHeadersLen, 0);
+    buf.resize(build_tcp_packet(buf, s));
+  };
+  RewriteConfig cfg{*parse_ipv4("10.10.3.2"), 80, std::nullopt, kBenchmarkRange};
+  size_t len = 0;
+  build_from("8.8.8.8");
+  const auto before = buf;
+  EXPECT_EQ(rewrite_ipv4_tcp(buf, cfg, len), SkipReason::RealSource);
+  EXPECT_EQ(buf, before);  // untouched
+  build_from("198.19.1.2");
+  ASSERT_EQ(rewrite_ipv4_tcp(buf, cfg, len), SkipReason::None);
+  EXPECT_EQ(load_be32(buf.data() + 12), *parse_ipv4("198.19.1.2"));  // kept
+  cfg.spoof = *parse_cidr("198.18.0.0/24");  // a mapping makes every source allowed
+  build_from("8.8.8.8");
+  ASSERT_EQ(rewrite_ipv4_tcp(buf, cfg, len), SkipReason::None);
+  EXPECT_TRUE(cfg.spoof->contains(load_be32(buf.data() + 12)));
 }
 
 TEST(Rewrite, SpoofMappingIsStableAndAvoidsEdges) {

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# synflood syn --malform: every kind goes on the wire as built. Two network namespaces joined by
-# a veth pair (created here, removed by the trap); the receiver counts what arrives from the
-# spoof range with an iptables counter in raw PREROUTING (before the stack can drop anything)
-# and captures it with tcpdump, and a checker classifies every captured frame by its defect and
-# verifies the IP checksum (and the TCP checksum where the frame holds a whole segment).
+# synflood syn --malform: every kind goes on the wire as built, over IPv4 and (for the kinds that
+# have an IPv6 form) over IPv6. Two network namespaces joined by a veth pair (created here,
+# removed by the trap); the receiver counts what arrives from the spoof ranges with iptables and
+# ip6tables counters in raw PREROUTING (before the stack can drop anything) and captures it with
+# tcpdump, and a checker classifies every captured frame by its family and defect and verifies
+# the IPv4 header checksum and the TCP checksum where the frame holds a whole segment.
 set -euo pipefail
 bin=${1:?usage: malform_netns_test.sh SYNFLOOD}
 [ "$(id -u)" = 0 ] || { echo "SKIP: needs root"; exit 77; }
@@ -28,36 +29,61 @@ ip netns add "$tx"; ip netns add "$rx"
 ip -n "$tx" link add veth0 type veth peer name veth1 netns "$rx"
 ip -n "$tx" addr add 10.99.0.1/24 dev veth0
 ip -n "$rx" addr add 10.99.0.2/24 dev veth1
+ip -n "$tx" addr add fd00:99::1/64 dev veth0 nodad
+ip -n "$rx" addr add fd00:99::2/64 dev veth1 nodad
 for ns in "$tx" "$rx"; do ip -n "$ns" link set lo up; done
 ip -n "$tx" link set veth0 up; ip -n "$rx" link set veth1 up
 ip netns exec "$rx" iptables -t raw -A PREROUTING -s 198.18.0.0/15 -p tcp -m comment --comment malformed -j DROP
+ip netns exec "$rx" ip6tables -t raw -A PREROUTING -s 2001:2::/48 -m comment --comment malformed -j DROP
 
 per_kind=25
 kinds=$("$bin" syn --help | sed -n 's/^ *--malform TEXT:{none,\([^}]*\)}.*/\1/p' | tr , ' ')
 [ -n "$kinds" ] || fail "could not read the malform kinds from --help"
 echo "kinds: $kinds"
 
-ip netns exec "$rx" tcpdump -i veth1 -n -U -w "$tmp/rx.pcap" 'src net 198.18.0.0/15' 2>"$tmp/dump.err" &
+ip netns exec "$rx" tcpdump -i veth1 -n -U -w "$tmp/rx.pcap" 'src net 198.18.0.0/15 or src net 2001:2::/48' 2>"$tmp/dump.err" &
 dump_pid=$!
 for _ in $(seq 100); do grep -q "listening on" "$tmp/dump.err" && break; sleep 0.05; done
 grep -q "listening on" "$tmp/dump.err" || fail "tcpdump did not start: $(cat "$tmp/dump.err")"
 
+kinds6=""
 for kind in $kinds; do
-  out=$(ip netns exec "$tx" "$bin" syn --target 10.99.0.2:80 --rate 1000 --count "$per_kind" --malform "$kind" --json)
-  echo "$out"
-  python3 -c 'import json,sys; d=json.loads(sys.argv[1]); sys.exit(0 if d["sent"] == int(sys.argv[2]) and d["malform"] == sys.argv[3] else 1)' \
-    "$out" "$per_kind" "$kind" || fail "$kind: report does not say $per_kind sent"
+  for target in 10.99.0.2:80 '[fd00:99::2]:80'; do
+    rc=0; out=$(ip netns exec "$tx" "$bin" syn --target "$target" --rate 1000 --count "$per_kind" --malform "$kind" --json 2>"$tmp/err") || rc=$?
+    if [ "$kind" = ip-options ] && [ "$target" != 10.99.0.2:80 ]; then
+      [ "$rc" = 2 ] || fail "ip-options at an IPv6 target exited $rc, expected 2 (no IPv6 form)"
+      continue
+    fi
+    [ "$rc" = 0 ] || fail "$kind -> $target exited $rc: $(cat "$tmp/err")"
+    echo "$out"
+    python3 -c 'import json,sys; d=json.loads(sys.argv[1]); sys.exit(0 if d["sent"] == int(sys.argv[2]) and d["malform"] == sys.argv[3] else 1)' \
+      "$out" "$per_kind" "$kind" || fail "$kind: report does not say $per_kind sent"
+    [ "$target" = 10.99.0.2:80 ] || kinds6="$kinds6 $kind"
+  done
 done
-sleep 0.3  # let tcpdump write the last frames
-kill -INT "$dump_pid"; wait "$dump_pid" || true; dump_pid=""
-
 n_kinds=$(echo "$kinds" | wc -w)
+n_kinds6=$(echo "$kinds6" | wc -w)
+# tcpdump drops what it has not read from its socket when it is stopped: wait (up to 10 s)
+# until it has written every frame, then stop it.
+records() {
+  python3 -c 'import struct,sys
+d=open(sys.argv[1],"rb").read(); p=24; n=0
+while p + 16 <= len(d): p += 16 + struct.unpack("<I", d[p+8:p+12])[0]; n += 1
+print(n)' "$tmp/rx.pcap" 2>/dev/null || echo 0
+}
+for _ in $(seq 100); do
+  [ "$(records)" -ge $(((n_kinds + n_kinds6) * per_kind)) ] && break
+  sleep 0.1
+done
+kill -INT "$dump_pid"; wait "$dump_pid" || true; dump_pid=""
 got=$(ip netns exec "$rx" iptables -t raw -nvxL PREROUTING | awk '/\/\* malformed \*\// {print $1}')
-[ "$got" = $((n_kinds * per_kind)) ] || fail "the receiver counted $got malformed SYNs, expected $((n_kinds * per_kind))"
+[ "$got" = $((n_kinds * per_kind)) ] || fail "the receiver counted $got malformed IPv4 SYNs, expected $((n_kinds * per_kind))"
+got=$(ip netns exec "$rx" ip6tables -t raw -nvxL PREROUTING | awk '/\/\* malformed \*\// {print $1}')
+[ "$got" = $((n_kinds6 * per_kind)) ] || fail "the receiver counted $got malformed IPv6 SYNs, expected $((n_kinds6 * per_kind))"
 
-python3 - "$tmp/rx.pcap" "$per_kind" $kinds <<'PY'
+python3 - "$tmp/rx.pcap" "$per_kind" "$kinds" "$kinds6" <<'PY'
 import struct, sys
-path, per_kind, kinds = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+path, per_kind, kinds, kinds6 = sys.argv[1], int(sys.argv[2]), sys.argv[3].split(), sys.argv[4].split()
 
 def csum(b):
     if len(b) % 2: b += b"\0"
@@ -85,8 +111,21 @@ def classify(ip):
     frag = struct.unpack("!H", ip[6:8])[0]
     if (frag & 0x1fff) != 0: return "frag-later", False
     if frag & 0x2000: return "frag-first", False
-    tcp = ip[ihl:total]
     if ihl > 20: return "ip-options", True
+    return classify_tcp(ip[ihl:total])
+
+def classify6(ip):
+    plen = struct.unpack("!H", ip[4:6])[0]
+    if ip[6] == 44:
+        assert ip[40] == 6, "fragment header not followed by TCP"
+        off_m = struct.unpack("!H", ip[42:44])[0]
+        if off_m >> 3: return "frag-later", False
+        if off_m & 1: return "frag-first", False
+        sys.exit("FAIL: an atomic fragment")
+    assert ip[6] == 6, "IPv6 next header %d" % ip[6]
+    return classify_tcp(ip[40:40 + plen])
+
+def classify_tcp(tcp):
     if len(tcp) < 20: return "tcp-truncated", True
     doff = (tcp[12] >> 4) * 4
     if doff < 20: return "doff-short", True
@@ -100,7 +139,7 @@ def classify(ip):
         if l is not None and off + l > doff - 20: return "opt-past-header", True
     return "normal", True
 
-counts = {}
+counts, counts6 = {}, {}
 with open(path, "rb") as f:
     data = f.read()
 magic = struct.unpack("<I", data[:4])[0]
@@ -110,8 +149,16 @@ while pos + 16 <= len(data):
     _, _, caplen, _ = struct.unpack("<IIII", data[pos:pos + 16])
     frame = data[pos + 16:pos + 16 + caplen]
     pos += 16 + caplen
-    assert frame[12:14] == b"\x08\x00", "not IPv4"
     ip = frame[14:]
+    if frame[12:14] == b"\x86\xdd":
+        kind, whole_segment = classify6(ip)
+        if whole_segment:
+            seg = ip[40:40 + struct.unpack("!H", ip[4:6])[0]]
+            pseudo = ip[8:40] + struct.pack("!IxxxB", len(seg), 6)
+            assert csum(pseudo + seg) == 0xffff, "bad TCP checksum in an IPv6 " + kind + " frame"
+        counts6[kind] = counts6.get(kind, 0) + 1
+        continue
+    assert frame[12:14] == b"\x08\x00", "neither IPv4 nor IPv6"
     ihl = (ip[0] & 15) * 4
     assert csum(ip[:ihl]) == 0xffff, "bad IP header checksum"
     kind, whole_segment = classify(ip)
@@ -120,9 +167,11 @@ while pos + 16 <= len(data):
         pseudo = ip[12:20] + struct.pack("!BBH", 0, 6, total - ihl)
         assert csum(pseudo + ip[ihl:total]) == 0xffff, "bad TCP checksum in a " + kind + " frame"
     counts[kind] = counts.get(kind, 0) + 1
-print("captured at the receiver:", counts)
-expected = {k: per_kind for k in kinds}
-if counts != expected:
-    sys.exit("FAIL: expected %s" % expected)
+print("IPv4 captured at the receiver:", counts)
+print("IPv6 captured at the receiver:", counts6)
+if counts != {k: per_kind for k in kinds}:
+    sys.exit("FAIL: IPv4: expected %d of each of %s" % (per_kind, kinds))
+if counts6 != {k: per_kind for k in kinds6}:
+    sys.exit("FAIL: IPv6: expected %d of each of %s" % (per_kind, kinds6))
 PY
 echo "PASS"

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -268,6 +269,118 @@ TEST(Malform, RenderedFramesKeepTheDefect) {
       } else {
         EXPECT_TRUE(tcp_checksum_ok(ip, tcp_of(ip))) << k.name;
       }
+    }
+  }
+}
+
+// ---- IPv6 ----------------------------------------------------------------------------------
+
+namespace {
+const Ip6 kSrc6 = *parse_ipv6("2001:2::7");
+const Ip6 kDst6 = *parse_ipv6("fd00:77::2");
+
+std::vector<uint8_t> build6(Malform kind, const SynFields& f = fields()) {
+  std::vector<uint8_t> out(128);
+  out.resize(build_malformed_syn6(out, kind, f, kSrc6, kDst6));
+  return out;
+}
+
+bool tcp_checksum6_ok(std::span<const uint8_t> segment) {
+  std::vector<uint8_t> s(segment.begin(), segment.end());
+  const uint16_t stored = load_be16(s.data() + 16);
+  s[16] = s[17] = 0;
+  return tcp_checksum_v6(std::span<const uint8_t, 16>(kSrc6), std::span<const uint8_t, 16>(kDst6), s) == stored;
+}
+}  // namespace
+
+// Every kind with an IPv6 form carries the same TCP bytes as its IPv4 form (checked byte by
+// byte above), behind a valid IPv6 header, with the IPv6 checksum.
+TEST(Malform6, SameTcpDefectBehindAnIpv6Header) {
+  EXPECT_FALSE(malform_has_ipv6_form(Malform::IpOptions));
+  EXPECT_TRUE(build6(Malform::IpOptions).empty());
+  for (const auto& k : malform_kinds()) {
+    if (!malform_has_ipv6_form(k.kind)) continue;
+    const auto ip = build6(k.kind);
+    ASSERT_FALSE(ip.empty()) << k.name;
+    EXPECT_EQ(ip[0], 0x60);
+    EXPECT_EQ(ip[7], 64);
+    EXPECT_EQ(load_be16(ip.data() + 4), ip.size() - 40) << k.name;
+    EXPECT_TRUE(std::equal(kSrc6.begin(), kSrc6.end(), ip.begin() + 8));
+    EXPECT_TRUE(std::equal(kDst6.begin(), kDst6.end(), ip.begin() + 24));
+    const bool fragment = k.kind == Malform::FirstFragment || k.kind == Malform::LaterFragment;
+    const size_t tcp = fragment ? 48 : 40;
+    EXPECT_EQ(ip[6], fragment ? 44 : 6) << k.name;
+    const auto v4 = build(k.kind);
+    const std::vector<uint8_t> tcp4(v4.begin() + static_cast<long>(ihl(v4)), v4.end());
+    const std::vector<uint8_t> tcp6(ip.begin() + static_cast<long>(tcp), ip.end());
+    ASSERT_EQ(tcp4.size(), tcp6.size()) << k.name;
+    for (size_t b = 0; b < tcp4.size(); ++b) {
+      const bool checksum_byte = k.kind != Malform::LaterFragment && (b == 16 || b == 17);
+      if (!checksum_byte) {
+        EXPECT_EQ(tcp6[b], tcp4[b]) << k.name << " TCP byte " << b;
+      }
+    }
+    if (!fragment) {
+      EXPECT_TRUE(tcp_checksum6_ok(tcp6)) << k.name;
+    }
+  }
+}
+
+TEST(Malform6, ParserVerdicts) {
+  const std::pair<Malform, ParseError> cases[] = {
+      {Malform::OptZeroLength, ParseError::BadTcpOption},     {Malform::OptPastHeader, ParseError::BadTcpOption},
+      {Malform::OptLengthOne, ParseError::BadTcpOption},      {Malform::DataOffsetShort, ParseError::BadTcpDataOffset},
+      {Malform::DataOffsetLong, ParseError::BadTcpDataOffset}, {Malform::TruncatedHeader, ParseError::TruncatedTcpHeader},
+      {Malform::FirstFragment, ParseError::Fragment},         {Malform::LaterFragment, ParseError::Fragment},
+      {Malform::SynFin, ParseError::None},                    {Malform::SynRst, ParseError::None},
+  };
+  for (const auto& [kind, expected] : cases) EXPECT_EQ(parse_error(build6(kind)), expected) << to_string(kind);
+}
+
+TEST(Malform6, FragmentHeadersSplitTheNormalSyn) {
+  const auto first = build6(Malform::FirstFragment);
+  const auto later = build6(Malform::LaterFragment);
+  const auto whole = build6(Malform::None);
+  EXPECT_EQ(first[40], 6);                            // next header after the fragment header
+  EXPECT_EQ(load_be16(first.data() + 42), 0x0001);    // offset 0, M set
+  EXPECT_EQ(load_be16(later.data() + 42), 3u << 3);   // offset 3 * 8 = 24, M clear
+  EXPECT_EQ(load_be32(first.data() + 44), 0x1234u);   // one identification for both
+  EXPECT_EQ(load_be32(later.data() + 44), 0x1234u);
+  std::vector<uint8_t> seg(first.begin() + 48, first.end());
+  seg.insert(seg.end(), later.begin() + 48, later.end());
+  EXPECT_TRUE(std::equal(seg.begin(), seg.end(), whole.begin() + 40));
+  EXPECT_TRUE(tcp_checksum6_ok(seg));
+}
+
+TEST(Malform6, RenderedFramesKeepTheDefect) {
+  FrameSpec spec;
+  spec.src_mac = *parse_mac("02:00:00:00:00:01");
+  spec.dst_mac = *parse_mac("02:00:00:00:00:02");
+  spec.dst_ip6 = kDst6;
+  spec.dst_port = 80;
+  for (const auto& k : malform_kinds()) {
+    if (!malform_has_ipv6_form(k.kind)) continue;
+    spec.malform = k.kind;
+    const auto t = FrameTemplate::make(spec);
+    ASSERT_TRUE(t) << k.name;
+    AddressIterator6 addrs(kBenchmarkRange6, 5);
+    std::vector<uint8_t> frame(kMaxFrameLen);
+    for (int i = 0; i < 100; ++i) {
+      const Ip6 src = addrs.next();
+      t->render6(frame.data(), src, static_cast<uint16_t>(3000 + i), 77u + static_cast<uint32_t>(i), 0, tcp_flag::SYN);
+      EXPECT_EQ(frame[12], 0x86);
+      const std::vector<uint8_t> ip(frame.begin() + kEthHeaderLen, frame.begin() + static_cast<long>(t->length()));
+      EXPECT_TRUE(std::equal(src.begin(), src.end(), ip.begin() + 8));
+      const bool fragment = k.kind == Malform::FirstFragment || k.kind == Malform::LaterFragment;
+      if (fragment) continue;
+      std::vector<uint8_t> seg(ip.begin() + 40, ip.end());
+      std::vector<uint8_t> s(seg);
+      const uint16_t stored = load_be16(s.data() + 16);
+      s[16] = s[17] = 0;
+      EXPECT_EQ(tcp_checksum_v6(std::span<const uint8_t, 16>(src), std::span<const uint8_t, 16>(kDst6), s), stored)
+          << k.name;
+      EXPECT_EQ(load_be16(seg.data()), 3000 + i);
+      EXPECT_EQ(parse_error(ip), parse_error(build6(k.kind))) << k.name;  // the defect survives
     }
   }
 }

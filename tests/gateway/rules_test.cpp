@@ -47,6 +47,23 @@ TEST(Rules, FragmentsToProtectedAddressesAreQueuedOncePerAddress) {
   EXPECT_EQ(fragment_rules, 1u);
 }
 
+TEST(Rules, ADrainingServiceKeepsItsFlowRulesButNotItsSynRule) {
+  GatewayConfig c = config();
+  c.draining = {{"10.10.3.2", false, 7000}};
+  auto rules = chain_rules(c, false, "mangle");
+  std::vector<std::string> for_7000;
+  for (const auto& r : rules) {
+    const std::string line = join(r);
+    if (line.find("port 7000") != std::string::npos) for_7000.push_back(line);
+  }
+  ASSERT_EQ(for_7000.size(), 2u);
+  EXPECT_EQ(for_7000[0], "-d 10.10.3.2/32 -p tcp -m tcp --dport 7000 -j NFQUEUE --queue-num 8");
+  EXPECT_EQ(for_7000[1], "-s 10.10.3.2/32 -p tcp -m tcp --sport 7000 -j NFQUEUE --queue-num 8");
+  EXPECT_EQ(chain_rules(c, false, "raw").size(), 4u);
+  c.draining = {{"10.10.3.2", false, 80}};  // listed again: a configured service is not draining
+  EXPECT_EQ(chain_rules(c, false, "mangle").size(), chain_rules(config(), false, "mangle").size());
+}
+
 TEST(Rules, FailOpenAddsBypassEverywhere) {
   auto rules = chain_rules(config("fail_open = true"), false, "mangle");
   for (size_t i = 1; i < rules.size(); ++i) EXPECT_EQ(rules[i].back(), "--queue-bypass");
