@@ -11,6 +11,7 @@
 #include <map>
 #include <vector>
 
+#include "fuzz_input.hpp"
 #include "syngate/packet.hpp"
 #include "syngate/syn_decision.hpp"
 #include "syngate/engine.hpp"
@@ -19,21 +20,8 @@ namespace {
 
 using namespace syngate;
 
-struct Input {
-  const uint8_t* p;
-  size_t n;
-  uint8_t u8() {
-    if (!n) return 0;
-    --n;
-    return *p++;
-  }
-  uint16_t u16() { return static_cast<uint16_t>(u8() << 8 | u8()); }
-  uint32_t u32() { return uint32_t{u16()} << 16 | u16(); }
-};
-
-void check(bool ok) {
-  if (!ok) __builtin_trap();
-}
+using fuzz::Input;
+using fuzz::check;
 
 // Sources and prefixes come from a small space so that they often overlap.
 Address small_v4(uint8_t b, uint8_t c) {

@@ -10,28 +10,15 @@
 #include <vector>
 
 #include "syngate/engine.hpp"
+#include "fuzz_input.hpp"
 #include "syngate/packet.hpp"
 
 namespace {
 
 using namespace syngate;
 
-struct Input {
-  const uint8_t* p;
-  size_t n;
-  bool empty() const { return n == 0; }
-  uint8_t u8() {
-    if (!n) return 0;
-    --n;
-    return *p++;
-  }
-  uint16_t u16() { return static_cast<uint16_t>(u8() << 8 | u8()); }
-  uint32_t u32() { return uint32_t{u16()} << 16 | u16(); }
-};
-
-void check(bool ok) {
-  if (!ok) __builtin_trap();
-}
+using fuzz::Input;
+using fuzz::check;
 
 struct Peer {
   uint32_t client_isn = 0, cookie = 0, synack_ts = 0;

@@ -459,6 +459,7 @@ int run_daemon(const std::string& config_path) {
       w->snapshot.syn_only = syn_only;
       w->snapshot.queue = queue;
       w->snapshot.flow_table_bytes = w->engine ? w->engine->memory_bytes() : 0;
+      w->snapshot.flow_table_capacity = w->engine ? w->engine->config().max_flows : 0;
       d->workers.push_back(std::move(w));
     };
     for (uint16_t i = 0; i < cfg.syn_queues; ++i) {
@@ -630,7 +631,19 @@ int run_daemon(const std::string& config_path) {
     if (sig == SIGHUP) {
       try {
         GatewayConfig next = load_config(config_path);
-        for (const auto& key : non_reloadable_changes(cfg, next)) {
+        const std::vector<std::string> restart_keys = non_reloadable_changes(cfg, next);
+        if (!restart_keys.empty() && !cfg.state_dir.empty() && next.state_dir == cfg.state_dir) {
+          // What only a new process can apply (queues, table sizes, buffers): stop like for
+          // SIGTERM, then start again in this same process (exec). The flow tables in state_dir
+          // carry every connection over, resized or re-sharded on the way in.
+          std::string keys;
+          for (const auto& key : restart_keys) keys += (keys.empty() ? "" : ", ") + key;
+          spdlog::info("reload: {} changed: restarting in place to apply it; proxied flows are kept", keys);
+          ++d->reloads;
+          exit_code = kRestartInPlace;
+          break;
+        }
+        for (const auto& key : restart_keys) {
           spdlog::warn("reload: {} changed; it takes effect only after a restart", key);
         }
         cfg.log_level = next.log_level;
@@ -713,7 +726,11 @@ int run_daemon(const std::string& config_path) {
       prev_time = now;
     }
   }
-  notifier.stopping("stopping: draining the queues");
+  if (exit_code == kRestartInPlace) {
+    notifier.reloading("restarting in place to apply the new configuration");
+  } else {
+    notifier.stopping("stopping: draining the queues");
+  }
   // Off the interfaces first: until the workers stop, NFQUEUE takes the traffic XDP was taking.
   if (d->xdp) d->xdp->detach();
   d->stop.store(true);

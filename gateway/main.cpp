@@ -1,5 +1,9 @@
 // syngate: inline SYN-flood gateway (NFQUEUE handshake proxy with SYN cookies).
 #include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
@@ -140,5 +144,12 @@ int main(int argc, char** argv) {
   if (*status) return gw::cmd_status(status_options);
   if (*check) return cmd_check(config);
   if (*rules) return cmd_rules(action, config);
-  return gw::run_daemon(config);
+  const int rc = gw::run_daemon(config);
+  if (rc == gw::kRestartInPlace) {
+    // Same PID (systemd keeps tracking it), same arguments, the binary this process runs.
+    execv("/proc/self/exe", argv);
+    spdlog::critical("restart in place failed: exec /proc/self/exe: {}", std::strerror(errno));
+    return 1;
+  }
+  return rc;
 }

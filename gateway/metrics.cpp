@@ -153,6 +153,10 @@ std::string render_prometheus(const GatewaySnapshot& s) {
   for (const auto& wk : s.workers) w.worker("syngate_flows_active", wk, wk.engine.flows_active);
   w.family("syngate_flow_table_bytes", "gauge", "Memory preallocated for the flow table and early-data pool.");
   for (const auto& wk : s.workers) w.worker("syngate_flow_table_bytes", wk, wk.flow_table_bytes);
+  w.family("syngate_flow_table_capacity", "gauge", "Flows the worker's table holds at most (engine.max_flows).");
+  for (const auto& wk : s.workers) {
+    if (!wk.syn_only) w.worker("syngate_flow_table_capacity", wk, wk.flow_table_capacity);
+  }
 
   w.family("syngate_flows_restore_dropped_total", "counter",
            "Saved flows dropped at start, by reason: torn (being changed when the process died), "

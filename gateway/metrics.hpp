@@ -32,6 +32,7 @@ struct WorkerSnapshot {
   EngineCounters engine{};
   IntakeCounters intake{};
   uint64_t flow_table_bytes = 0;
+  uint64_t flow_table_capacity = 0;  // engine.max_flows of a flow worker; 0 for SYN workers
 };
 
 // One line of /proc/net/netfilter/nfnetlink_queue.

@@ -23,6 +23,9 @@ void SystemdNotifier::status(const std::string& status) {
 void SystemdNotifier::stopping(const std::string& status) {
   if (enabled_) sd_notifyf(0, "STOPPING=1\nSTATUS=%s", status.c_str());
 }
+void SystemdNotifier::reloading(const std::string& status) {
+  if (enabled_) sd_notifyf(0, "RELOADING=1\nSTATUS=%s", status.c_str());
+}
 void SystemdNotifier::watchdog() {
   if (enabled_) sd_notify(0, "WATCHDOG=1");
 }

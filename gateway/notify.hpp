@@ -19,6 +19,8 @@ class SystemdNotifier {
   void ready(const std::string& status);
   void status(const std::string& status);
   void stopping(const std::string& status);
+  // Before a restart in place (exec): the new process sends READY=1 when it is ready again.
+  void reloading(const std::string& status);
   void watchdog();
 
  private:

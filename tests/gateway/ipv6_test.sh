@@ -6,14 +6,7 @@ source "$(dirname "$0")/lib.sh"
 lab_init "$@"
 lab_up
 
-# The IPv4 lab plus an IPv6 address on each link (nodad: usable at once).
-in_ns "$NS_CLI" ip -6 addr add fd00:10:1::2/64 dev c0 nodad
-in_ns "$NS_GW" ip -6 addr add fd00:10:1::1/64 dev g1 nodad
-in_ns "$NS_GW" ip -6 addr add fd00:10:3::1/64 dev g3 nodad
-in_ns "$NS_SRV" ip -6 addr add fd00:10:3::2/64 dev s0 nodad
-in_ns "$NS_CLI" ip -6 route add default via fd00:10:1::1
-in_ns "$NS_SRV" ip -6 route add default via fd00:10:3::1
-in_ns "$NS_GW" sysctl -qw net.ipv6.conf.all.forwarding=1
+lab_ipv6
 
 start_nginx
 # A second nginx server block is simpler as a second instance on the IPv6 address.

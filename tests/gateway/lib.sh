@@ -66,6 +66,23 @@ lab_up() {
   in_ns "$NS_CLI" ip tcp_metrics flush 2>/dev/null || true
 }
 
+# IPv6 on every link of the lab: cli fd00:10:1::2, atk fd00:10:2::2, srv fd00:10:3::2, gw ::1 on
+# each; the spoofed range 2001:2::/48 routed to atk, whose backscatter dies there.
+lab_ipv6() {
+  in_ns "$NS_CLI" ip -6 addr add fd00:10:1::2/64 dev c0 nodad
+  in_ns "$NS_ATK" ip -6 addr add fd00:10:2::2/64 dev a0 nodad
+  in_ns "$NS_SRV" ip -6 addr add fd00:10:3::2/64 dev s0 nodad
+  in_ns "$NS_GW" ip -6 addr add fd00:10:1::1/64 dev g1 nodad
+  in_ns "$NS_GW" ip -6 addr add fd00:10:2::1/64 dev g2 nodad
+  in_ns "$NS_GW" ip -6 addr add fd00:10:3::1/64 dev g3 nodad
+  in_ns "$NS_CLI" ip -6 route add default via fd00:10:1::1
+  in_ns "$NS_ATK" ip -6 route add default via fd00:10:2::1
+  in_ns "$NS_SRV" ip -6 route add default via fd00:10:3::1
+  in_ns "$NS_GW" sysctl -qw net.ipv6.conf.all.forwarding=1
+  in_ns "$NS_GW" ip -6 route add 2001:2::/48 via fd00:10:2::2
+  in_ns "$NS_ATK" ip6tables -t raw -A PREROUTING -d 2001:2::/48 -j DROP
+}
+
 lab_down() {
   local rc=$?
   set +e
@@ -150,6 +167,25 @@ while True:
 PY
   bg "$NS_SRV" /usr/bin/python3 "$LAB_DIR/greeter.py" "$port"
   wait_listen "$NS_SRV" "$port" || fail "greeter did not start"
+}
+
+# A server that speaks first and then echoes: "hello\n" on accept, "echo LINE" for every line.
+start_echo() {  # start_echo PORT
+  local port=$1
+  [[ -f $LAB_DIR/echo.py ]] || cat > "$LAB_DIR/echo.py" <<'PY'
+import socket, sys, threading
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("10.10.3.2", int(sys.argv[1]))); s.listen(64)
+def serve(c):
+    c.sendall(b"hello\n")
+    for line in c.makefile("rb"):
+        c.sendall(b"echo " + line)
+while True:
+    c, _ = s.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+PY
+  bg "$NS_SRV" /usr/bin/python3 "$LAB_DIR/echo.py" "$port"
+  wait_listen "$NS_SRV" "$port" || fail "echo server on $port did not start"
 }
 
 # Writes $LAB_DIR/syngate.toml: the minimal config plus whatever extra TOML the caller gives

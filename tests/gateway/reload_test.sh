@@ -14,22 +14,8 @@ head -c $((3 * 1024 * 1024)) /dev/urandom > "$LAB_DIR/www/big.bin"
 want=$(sha256sum < "$LAB_DIR/www/big.bin" | cut -d' ' -f1)
 in_ns "$NS_CLI" sysctl -qw net.ipv4.tcp_rmem="4096 16384 65536"
 
-cat > "$LAB_DIR/echo.py" <<'PY'
-import socket, sys, threading
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("10.10.3.2", int(sys.argv[1]))); s.listen(64)
-def serve(c):
-    c.sendall(b"hello\n")
-    for line in c.makefile("rb"):
-        c.sendall(b"echo " + line)
-while True:
-    c, _ = s.accept()
-    threading.Thread(target=serve, args=(c,), daemon=True).start()
-PY
-for port in 7000 7001; do
-  bg "$NS_SRV" /usr/bin/python3 "$LAB_DIR/echo.py" "$port"
-  wait_listen "$NS_SRV" "$port" || fail "echo server $port did not start"
-done
+start_echo 7000
+start_echo 7001
 cat > "$LAB_DIR/talk.py" <<'PY'
 # talk.py PORT TRIGGER: connects, reads the greeting, waits for TRIGGER (a file), then pings.
 import os, socket, sys, time

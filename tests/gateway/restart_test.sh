@@ -4,6 +4,7 @@
 # server that speaks first, through syngate; then
 #   1. kill -9 at 1.5 s, the same config started again 1 s later (what Restart=always does);
 #   2. SIGTERM and a new binary (an upgrade);
+#   3. SIGHUP with new [engine] table sizes (syngate restarts in place, same PID);
 # every download arrives intact (sha256) and every idle connection carries data both ways
 # afterwards. 3. A handshake split across a restart: the SYN answered by one process, the ACK
 # (cookie) validated by the next.
@@ -18,21 +19,7 @@ want=$(sha256sum < "$LAB_DIR/www/big.bin" | cut -d' ' -f1)
 # in the client's socket, so the transfer depends on the gateway for its whole length.
 in_ns "$NS_CLI" sysctl -qw net.ipv4.tcp_rmem="4096 16384 65536"
 
-cat > "$LAB_DIR/echo.py" <<'PY'
-import socket, threading
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("10.10.3.2", 7000)); s.listen(64)
-def serve(c):
-    c.sendall(b"hello\n")          # the server speaks first
-    f = c.makefile("rb")
-    for line in f:
-        c.sendall(b"echo " + line)
-while True:
-    c, _ = s.accept()
-    threading.Thread(target=serve, args=(c,), daemon=True).start()
-PY
-bg "$NS_SRV" /usr/bin/python3 "$LAB_DIR/echo.py"
-wait_listen "$NS_SRV" 7000 || fail "echo server did not start"
+start_echo 7000
 
 cat > "$LAB_DIR/idle.py" <<'PY'
 import os, socket, sys, time
@@ -112,8 +99,27 @@ upgrade() {
   wait "$SYNGATE_PID" 2>/dev/null || true
   SYNGATE_BIN=$LAB_DIR/syngate-new start_syngate
 }
+resize() {
+  # [engine] sizes can only change in a new process: SIGHUP restarts syngate in place (same
+  # PID), and the new table imports every flow.
+  local before
+  before=$(grep -c "syngate running" "$LAB_DIR/syngate.log")
+  write_config "" "max_flows = 5000" '[[service]]
+address = "10.10.3.2"
+port = 7000'
+  kill -HUP "$SYNGATE_PID"
+  for _ in $(seq 100); do
+    (( $(grep -c "syngate running" "$LAB_DIR/syngate.log") > before )) && break
+    sleep 0.05
+  done
+  (( $(grep -c "syngate running" "$LAB_DIR/syngate.log") > before )) || fail "no restart in place: $(tail -3 "$LAB_DIR/syngate.log")"
+  kill -0 "$SYNGATE_PID" || fail "the restart in place changed the PID"
+  grep -q "imported" "$LAB_DIR/syngate.log" || fail "the resized table imported nothing: $(tail -5 "$LAB_DIR/syngate.log")"
+  [[ $(metric_sum syngate_flow_table_capacity) == 5000 ]] || fail "max_flows did not change"
+}
 round "kill -9, restart after 1 s" crash
 round "SIGTERM, new binary" upgrade
+round "SIGHUP with a new max_flows (restart in place)" resize
 
 log "a handshake split across a restart"
 # The client's ACKs are held back until the gateway has restarted: the SYN-ACK (cookie) comes
