@@ -257,6 +257,7 @@ struct Engine::Impl {
   EngineConfig cfg;
   CookieJar cookies;
   EngineCounters counters;
+  FlowObserver* observer = nullptr;
 
   // The persistent part: header, flow entries, early-data pool. Either `own` (heap) or a region
   // the caller maps (a file on tmpfs) so that flows outlive the process. Everything else here
@@ -577,6 +578,7 @@ struct Engine::Impl {
     *link = f.hash_next;
     release_early(f);
     if (f.state != State::Linger) source_release(f.key.src);  // a lingering flow gave it back already
+    if (observer) observer->flow_freed(f.key);
     f.state = State::Free;
     f.hash_next = free_head;
     free_head = i;
@@ -617,6 +619,7 @@ struct Engine::Impl {
     head = i;
     ++counters.flows_active;
     ++counters.flows_created;
+    if (observer) observer->flow_created(key);
     return i;
   }
 
@@ -1186,6 +1189,16 @@ void Engine::prune_draining() {
   }
   size_t k = 0;
   std::erase_if(m.draining, [&](const Service&) { return !live[k++]; });
+}
+void Engine::set_flow_observer(FlowObserver* observer) noexcept {
+  Impl& m = *impl_;
+  m.observer = observer;
+  if (!observer) return;
+  // Flows restored from a saved table or imported before there was an observer: it hears of
+  // them now, or it would take their packets for forgeries.
+  for (uint32_t i = 0; i < m.cfg.max_flows; ++i) {
+    if (m.flows[i].state != State::Free) observer->flow_created(m.flows[i].key);
+  }
 }
 void Engine::set_policy(std::shared_ptr<const SourcePolicy> policy) {
   impl_->cfg.policy = policy;

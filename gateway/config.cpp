@@ -37,6 +37,16 @@ std::string_view to_string(IptablesBackend b) noexcept {
   return "?";
 }
 
+std::string_view to_string(XdpMode m) noexcept {
+  switch (m) {
+    case XdpMode::Auto: return "auto";
+    case XdpMode::Native: return "native";
+    case XdpMode::Generic: return "generic";
+    case XdpMode::Off: return "off";
+  }
+  return "?";
+}
+
 bool GatewayConfig::has_v4() const noexcept {
   auto v4 = [](const auto& s) { return !s.v6; };
   return std::any_of(services.begin(), services.end(), v4) || std::any_of(draining.begin(), draining.end(), v4);
@@ -308,6 +318,37 @@ void parse_engine(const toml::table& t, GatewayConfig& c) {
   r.reject_unknown();
 }
 
+void parse_xdp(const toml::table& t, GatewayConfig& c) {
+  TableReader r(t, "xdp.", c.source);
+  std::string text;
+  if (r.string("mode", text)) {
+    if (text == "auto") c.xdp_mode = XdpMode::Auto;
+    else if (text == "native") c.xdp_mode = XdpMode::Native;
+    else if (text == "generic") c.xdp_mode = XdpMode::Generic;
+    else if (text == "off") c.xdp_mode = XdpMode::Off;
+    else r.fail("mode", "must be \"auto\", \"native\", \"generic\" or \"off\" (got \"" + text + "\")");
+  }
+  if (const toml::node* n = r.find("interfaces")) {
+    const toml::array* a = n->as_array();
+    if (!a) r.fail("interfaces", "must be an array of interface names, e.g. [\"eth0\"]");
+    std::set<std::string> seen;
+    for (const toml::node& e : *a) {
+      if (!e.is_string()) r.fail("interfaces", "must be an array of interface names (strings)");
+      const std::string name = e.as_string()->get();
+      // The kernel's rules for a name: 1..15 bytes, no '/', no whitespace, not "." or "..".
+      const bool bad_char = std::any_of(name.begin(), name.end(), [](char ch) {
+        return ch == '/' || ch == ':' || ch == ' ' || ch == '\t' || ch == '\n';
+      });
+      if (name.empty() || name.size() > 15 || bad_char || name == "." || name == "..") {
+        r.fail("interfaces", "\"" + name + "\" is not a valid interface name (1-15 characters, no '/', ':' or spaces)");
+      }
+      if (!seen.insert(name).second) r.fail("interfaces", "\"" + name + "\" is listed twice");
+      c.xdp_interfaces.push_back(name);
+    }
+  }
+  r.reject_unknown();
+}
+
 // [policy]: one prefix set for allow and deny (the longest match decides), and the budgets. A
 // prefix listed twice, even once in each list, is an error: which one should win is not clear.
 void parse_policy(const toml::table& t, GatewayConfig& c) {
@@ -385,10 +426,10 @@ GatewayConfig parse_config(std::string_view toml_text, std::string_view source) 
   }
   for (const auto& [k, v] : root) {
     std::string key(k.str());
-    if (key != "gateway" && key != "engine" && key != "policy" && key != "service") {
-      throw ConfigError(c.source, key, "unknown section (expected [gateway], [engine], [policy], [[service]])");
+    if (key != "gateway" && key != "engine" && key != "policy" && key != "service" && key != "xdp") {
+      throw ConfigError(c.source, key, "unknown section (expected [gateway], [engine], [policy], [[service]], [xdp])");
     }
-    if ((key == "gateway" || key == "engine" || key == "policy") && !v.is_table()) {
+    if ((key == "gateway" || key == "engine" || key == "policy" || key == "xdp") && !v.is_table()) {
       throw ConfigError(c.source, key, "must be a table: write [" + key + "]");
     }
   }
@@ -401,6 +442,7 @@ GatewayConfig parse_config(std::string_view toml_text, std::string_view source) 
   if (const toml::table* p = root["policy"].as_table()) parse_policy(*p, c);
   if (!c.engine.policy) c.engine.policy = std::make_shared<SourcePolicy>();
   parse_services(root.get("service"), c);
+  if (const toml::table* x = root["xdp"].as_table()) parse_xdp(*x, c);
   c.engine.services = to_engine_services(c.services);
   return c;
 }
@@ -466,6 +508,7 @@ std::vector<std::string> non_reloadable_changes(const GatewayConfig& a, const Ga
                         x.established_idle_s != y.established_idle_s ||
                         x.closing_idle_s != y.closing_idle_s || x.linger_s != y.linger_s;
   check(engine_differs, "[engine] settings");
+  check(a.xdp_mode != b.xdp_mode || a.xdp_interfaces != b.xdp_interfaces, "[xdp] mode/interfaces");
   return out;
 }
 

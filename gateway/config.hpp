@@ -33,6 +33,12 @@ std::string_view to_string(Mode m) noexcept;
 enum class IptablesBackend : uint8_t { Auto, Nft, Legacy };
 std::string_view to_string(IptablesBackend b) noexcept;
 
+// Where the XDP fast path attaches: auto picks per interface (native on real NICs, generic on
+// veth) and runs without it where nothing can attach; native/generic force one hook; off never
+// loads it.
+enum class XdpMode : uint8_t { Auto, Native, Generic, Off };
+std::string_view to_string(XdpMode m) noexcept;
+
 struct ServiceEntry {
   std::string address;  // canonical text form (inet_ntop), as iptables gets it
   bool v6 = false;
@@ -89,6 +95,10 @@ struct GatewayConfig {
   // Not from the file: services a running daemon still drains after a reload removed them
   // (read by `rules up` from state_dir); their flow traffic stays queued, their SYNs do not.
   std::vector<ServiceEntry> draining;
+
+  // [xdp]
+  XdpMode xdp_mode = XdpMode::Auto;
+  std::vector<std::string> xdp_interfaces;  // empty: every up, non-loopback interface
 
   // Whether any service (or draining service) of the family is configured.
   bool has_v4() const noexcept;

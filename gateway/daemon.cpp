@@ -33,6 +33,7 @@
 #include "nfqueue.hpp"
 #include "seeds.hpp"
 #include "sender.hpp"
+#include "xdp.hpp"
 #include "syngate/cookie.hpp"
 #include "syngate/engine.hpp"
 #include "syngate/packet.hpp"
@@ -137,6 +138,9 @@ struct Daemon {
   std::atomic<uint64_t> reloads{0};
   std::atomic<uint64_t> reload_failures{0};
   double start_time = 0;
+  std::unique_ptr<xdp::FastPath> xdp;  // null: no fast path (off, unavailable, attached nowhere)
+  uint64_t xdp_secrets_generation = 0;
+  uint64_t xdp_policy_generation = 0;
 
   void worker_main(Worker& w);
   void handle(Worker& w, const QueuedPacket& p, uint64_t now);
@@ -476,13 +480,29 @@ int run_daemon(const std::string& config_path) {
   }
   imports.clear();
 
+  // The XDP fast path, before any worker runs, so that every flow reaches its flow map.
+  static_assert(static_cast<int>(XdpMode::Off) == static_cast<int>(xdp::AttachMode::Off));
+  const uint64_t all_flows = uint64_t{cfg.engine.max_flows} * cfg.flow_queues;
+  d->xdp = xdp::FastPath::start(static_cast<xdp::AttachMode>(cfg.xdp_mode), cfg.xdp_interfaces, cfg.engine,
+                                d->secrets.get(), cfg.cookie_max_age,
+                                static_cast<uint32_t>(std::min<uint64_t>(all_flows, 1u << 26)));
+  d->xdp_secrets_generation = d->secrets.generation.load();
+  d->xdp_policy_generation = d->policy.generation.load();
+  if (d->xdp) {
+    for (auto& w : d->workers) {
+      if (w->engine) w->engine->set_flow_observer(d->xdp.get());
+    }
+  }
+
   std::unique_ptr<httplib::Server> http;
   std::thread http_thread;
   if (cfg.metrics_port != 0) {
     http = std::make_unique<httplib::Server>();
     Daemon* dp = d.get();
     http->Get("/metrics", [dp](const httplib::Request&, httplib::Response& res) {
-      res.set_content(render_prometheus(dp->snapshot()), "text/plain; version=0.0.4");
+      res.set_content(render_prometheus(dp->snapshot()) +
+                          (dp->xdp ? dp->xdp->render_metrics() : xdp::FastPath::render_disabled()),
+                      "text/plain; version=0.0.4");
     });
     http->Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
       res.set_content("ok\n", "text/plain");
@@ -680,6 +700,24 @@ int run_daemon(const std::string& config_path) {
       }
       last_rotation = now;
     }
+    if (d->xdp && d->secrets.generation.load() != d->xdp_secrets_generation) {
+      d->xdp_secrets_generation = d->secrets.generation.load();
+      try {
+        d->xdp->set_secrets(d->secrets.get(), cfg.cookie_max_age);
+      } catch (const std::exception& e) {
+        spdlog::error("xdp: new cookie secrets not published ({}); detaching, NFQUEUE takes over", e.what());
+        d->xdp->detach();
+      }
+    }
+    if (d->xdp && d->policy.generation.load() != d->xdp_policy_generation) {
+      d->xdp_policy_generation = d->policy.generation.load();
+      try {
+        d->xdp->set_policy(cfg.engine);
+      } catch (const std::exception& e) {
+        spdlog::error("xdp: new policy not published ({}); detaching, NFQUEUE takes over", e.what());
+        d->xdp->detach();
+      }
+    }
     if (cfg.stats_interval_s != 0 && now - prev_time >= std::chrono::seconds(cfg.stats_interval_s)) {
       GatewaySnapshot cur = d->snapshot();
       double dt = std::chrono::duration<double>(now - prev_time).count();
@@ -693,6 +731,8 @@ int run_daemon(const std::string& config_path) {
   } else {
     notifier.stopping("stopping: draining the queues");
   }
+  // Off the interfaces first: until the workers stop, NFQUEUE takes the traffic XDP was taking.
+  if (d->xdp) d->xdp->detach();
   d->stop.store(true);
   for (auto& w : d->workers) w->thread.join();
   if (http) {

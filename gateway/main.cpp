@@ -58,6 +58,10 @@ int cmd_check(const std::string& path) {
             << (c.metrics_port ? c.metrics_host + ":" + std::to_string(c.metrics_port) : std::string("off"))
             << ", secrets " << c.secret_file
             << (stat(c.secret_file.c_str(), &st) == 0 ? "" : " (created on first run)") << "\n";
+  std::string interfaces;
+  for (const auto& i : c.xdp_interfaces) interfaces += (interfaces.empty() ? "" : ",") + i;
+  std::cout << "  xdp " << gw::to_string(c.xdp_mode) << " on "
+            << (interfaces.empty() ? std::string("every up, non-loopback interface") : interfaces) << "\n";
   return 0;
 }
 

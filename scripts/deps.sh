@@ -2,7 +2,7 @@
 # Installs every Debian 12 package the build, the tests and the lab need. Idempotent.
 set -euo pipefail
 packages=(
-  build-essential cmake pkg-config clang libclang-rt-dev
+  build-essential cmake pkg-config clang libclang-rt-dev libbpf-dev bpftool
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   libnetfilter-queue-dev libmnl-dev libtomlplusplus-dev libspdlog-dev libsodium-dev
   libcli11-dev libpcap-dev libsystemd-dev libcpp-httplib-dev nlohmann-json3-dev

@@ -26,16 +26,17 @@
 #include <string>
 
 #include "syngate/packet.hpp"
+#include "syngate/spec/cookie_spec.h"
 
 namespace syngate {
 
 // Ascending. A client's MSS is rounded down to the nearest entry (never up: we must not promise
 // the backend a larger MSS than the client can take). Values below the first entry use it.
-inline constexpr std::array<uint16_t, 16> kCookieMssTable = {
-    216, 536, 1024, 1200, 1220, 1240, 1260, 1300, 1360, 1400, 1420, 1440, 1452, 1460, 4312, 8960};
+// The values live in spec/cookie_spec.h, which the XDP program compiles too.
+inline constexpr std::array<uint16_t, 16> kCookieMssTable = SG_COOKIE_MSS_TABLE;
 
 // Cookie time counter period: one tick per 64 seconds (Linux uses 60 s ticks).
-inline constexpr uint64_t kCookieTickNs = 64ull * 1000 * 1000 * 1000;
+inline constexpr uint64_t kCookieTickNs = SG_COOKIE_TICK_NS;
 inline constexpr uint32_t cookie_counter(uint64_t now_ns) noexcept {
   return static_cast<uint32_t>(now_ns / kCookieTickNs);
 }
@@ -72,10 +73,9 @@ class CookieJar {
   uint32_t max_age() const noexcept { return max_age_; }
 
  private:
-  uint32_t hash(const CookieKey& key, const FlowTuple& t, uint32_t client_isn, uint32_t counter,
-                uint8_t mss_index) const noexcept;
   CookieSecrets secrets_;
   uint32_t max_age_;
+  sg_cookie_secrets spec_;  // the same keys in the shared specification's form
 };
 
 // What the client's SYN asked for, carried through the timestamp.

@@ -149,6 +149,15 @@ struct EngineCounters {
   uint64_t drop(DropReason r) const noexcept { return drops[static_cast<size_t>(r)]; }
 };
 
+// Told when a flow enters and leaves an Engine's table, from inside process()/advance(): the
+// XDP fast path keeps its flow map in step this way. Must not call back into the Engine.
+class FlowObserver {
+ public:
+  virtual ~FlowObserver() = default;
+  virtual void flow_created(const FlowTuple& client_to_server) noexcept = 0;
+  virtual void flow_freed(const FlowTuple& client_to_server) noexcept = 0;
+};
+
 // Where an engine keeps its flows. By default its own heap memory. A caller that wants flows to
 // outlive the process (the daemon maps a file on tmpfs, shared) hands a region of
 // Engine::state_bytes(config) bytes: the engine takes over the table the region holds when it was
@@ -196,6 +205,9 @@ class Engine {
   // translated until they end (the rules keep queueing its traffic while it drains), and new
   // connections to it are no longer proxied. Flows of kept services are untouched.
   void set_services(std::vector<Service> services);
+  // nullptr (the default) for none. The observer must outlive the Engine or be reset first. It
+  // is told at once of every flow already in the table (restored or imported).
+  void set_flow_observer(FlowObserver* observer) noexcept;
   // Removed services that still have flows. prune_draining() forgets those whose flows have all
   // ended (a walk over the table: call it every few seconds, not per packet).
   const std::vector<Service>& draining_services() const noexcept;

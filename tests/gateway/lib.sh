@@ -199,6 +199,8 @@ PY
 
 # Writes $LAB_DIR/syngate.toml: the minimal config plus whatever extra TOML the caller gives
 # (extra [gateway] keys go in $1, extra [engine] keys in $2, extra services in $3).
+# The XDP fast path is off unless XDP_MODE says otherwise: these tests assert the NFQUEUE path's
+# own counters, and xdp_test.sh tests the fast path.
 write_config() {
   cat > "$LAB_DIR/syngate.toml" <<CONF
 [gateway]
@@ -209,6 +211,9 @@ ${1:-}
 
 [engine]
 ${2:-}
+
+[xdp]
+mode = "${XDP_MODE:-off}"
 
 [[service]]
 address = "10.10.3.2"

@@ -1,0 +1,70 @@
+/* What the XDP program and the daemon share: map keys and values and counter indices. Plain C
+ * for both compilers (types from the cookie specification's shim). */
+#ifndef SYNGATE_XDP_MAPS_H
+#define SYNGATE_XDP_MAPS_H
+
+#include "syngate/spec/cookie_spec.h"
+#include "syngate/spec/syn_rules.h"
+
+/* A protected service: the address as syngate's Address stores it (IPv4 v4-mapped, ::ffff:a.b.c.d)
+ * and the port in network order. */
+struct sg_xdp_service_key {
+  sg_u8 addr[16];
+  sg_u16 port_be;
+  sg_u16 pad; /* zero */
+};
+
+/* A flow the NFQUEUE engine holds, client -> server, same address form; ports in network order. */
+struct sg_xdp_flow_key {
+  sg_u8 src[16];
+  sg_u8 dst[16];
+  sg_u16 sport_be;
+  sg_u16 dport_be;
+};
+
+/* What the SYN-ACK announces and how the program behaves; one entry, written before `ready`. */
+struct sg_xdp_config {
+  sg_u64 fixed_now_ns;   /* 0: CLOCK_TAI, the daemon's clock; else this instant (tests) */
+  sg_u16 synack_window;  /* never 0 on the wire: 0 is sent as 1, as the engine does */
+  sg_u16 mss_v4;
+  sg_u16 mss_v6;
+  sg_u8 wscale;          /* announced when the client asked for window scaling (with timestamps) */
+  sg_u8 announce_ecn;
+  sg_u8 ready;           /* keys and services are loaded: act; before that, pass everything */
+  sg_u8 drop_no_flow;    /* the flow map is kept in step by the engine: non-SYN packets with no
+                            flow and no valid cookie may be dropped here */
+  sg_u8 has_prefixes;    /* the policy map holds allow/deny prefixes */
+  sg_u8 allow_list;      /* some prefix is an allow entry: sources matching none are refused */
+  sg_u32 synack_limit;   /* backscatter budget per CPU: SYN-ACKs per second per /24 (/48); 0 = none */
+  sg_u8 budget_key[16];  /* SipHash key of the budget cells (random per process) */
+};
+
+/* A policy prefix: LPM trie key over the 128-bit Address form (an IPv4 /24 is 96 + 24). */
+struct sg_xdp_prefix_key {
+  sg_u32 prefixlen;
+  sg_u8 addr[16];
+};
+
+#define SG_XDP_BUDGET_CELLS 16384 /* per CPU; a power of two */
+
+/* Cookie keys: two slots and an index. The daemon writes the slot not in use, then flips the
+ * index, so a reader never sees half of a key (an array map value is not updated atomically). */
+#define SG_XDP_KEY_SLOTS 2
+
+enum sg_xdp_counter {
+  SG_XDP_SYN_ANSWERED = 0,   /* SYN answered with a cookie SYN-ACK (XDP_TX) */
+  SG_XDP_COOKIE_VALID,       /* ACK with no flow and a valid cookie: passed to the engine */
+  SG_XDP_COOKIE_INVALID,     /* ACK with no flow and no valid cookie: dropped */
+  SG_XDP_FLOW_PASSED,        /* packet of a flow the engine holds: passed */
+  SG_XDP_NO_FLOW,            /* RST with no flow: dropped */
+  SG_XDP_INVALID_FLAGS,      /* impossible flags (SYN+ACK/RST/FIN from a client, no ACK): dropped */
+  SG_XDP_MALFORMED,          /* SYN whose TCP options do not parse: dropped */
+  SG_XDP_PASSED_UNHANDLED,   /* for a service but left to the engine: IP options, fragments,
+                                IPv6 extension headers, bad lengths, not ready */
+  SG_XDP_PASSED_OTHER,       /* not TCP to a protected service */
+  SG_XDP_TX_ERROR,           /* a SYN-ACK could not be built in place (tail adjust): passed */
+  SG_XDP_SYN_REFUSED,        /* SYN dropped by the source policy or the backscatter budget */
+  SG_XDP_COUNTER_COUNT
+};
+
+#endif /* SYNGATE_XDP_MAPS_H */

@@ -1,0 +1,667 @@
+// The XDP program against the C++ engine, packet by packet: the kernel runs the real BPF object
+// (BPF_PROG_TEST_RUN) and a fresh Engine processes the same IP packet at the same instant. A SYN
+// the program answers must get a byte-identical SYN-ACK from the engine; a packet it drops must
+// be dropped by the engine too (and create no flow); an ACK it passes as a valid cookie must make
+// the engine create a flow. XDP_PASS otherwise leaves the decision to the engine, as in the
+// daemon. Inputs: the kernel-captured fixtures of tests/core/fixtures, then random well-formed
+// and malformed packets from fixed seeds.
+//
+// Needs root (or CAP_BPF + CAP_NET_ADMIN) and a kernel with BPF: skipped, saying so, otherwise.
+#include <gtest/gtest.h>
+#include <linux/bpf.h>
+#include <unistd.h>
+
+#include <bpf/bpf.h>
+
+#include <sched.h>
+
+#include <algorithm>
+#include <functional>
+#include <cstring>
+#include <memory>
+#include <optional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "../core/packet_fixtures.hpp"
+#include "syngate/engine.hpp"
+#include "syngate/packet.hpp"
+#include "syngate/syn_decision.hpp"
+#include "syngate_xdp_maps.h"
+#include "xdp.hpp"
+
+namespace syngate {
+namespace {
+
+using testing::fixtures;
+
+constexpr uint8_t kClientMac[6] = {0x02, 0x00, 0x00, 0x00, 0x00, 0x01};
+constexpr uint8_t kGatewayMac[6] = {0x02, 0x00, 0x00, 0x00, 0x00, 0x02};
+
+struct Capture : PacketSink {
+  std::vector<std::vector<uint8_t>> sent;
+  void send(std::span<const uint8_t> p) override { sent.emplace_back(p.begin(), p.end()); }
+};
+
+struct XdpResult {
+  uint32_t action = 0;
+  std::vector<uint8_t> frame;
+  xdp::Counters delta{};
+};
+
+struct EngineResult {
+  Decision decision;
+  std::vector<std::vector<uint8_t>> sent;
+  EngineCounters counters;
+};
+
+Address addr(const char* text) { return *Address::parse(text); }
+
+std::vector<uint8_t> ethernet(const std::vector<uint8_t>& ip, size_t padding, std::mt19937_64* rng) {
+  std::vector<uint8_t> f(kGatewayMac, kGatewayMac + 6);
+  f.insert(f.end(), kClientMac, kClientMac + 6);
+  const bool v6 = !ip.empty() && (ip[0] >> 4) == 6;
+  f.push_back(v6 ? 0x86 : 0x08);
+  f.push_back(v6 ? 0xdd : 0x00);
+  f.insert(f.end(), ip.begin(), ip.end());
+  while (f.size() < 60) f.push_back(0);  // Ethernet minimum frame: short packets arrive padded
+  for (size_t i = 0; i < padding; ++i) f.push_back(rng ? static_cast<uint8_t>((*rng)()) : 0);
+  return f;
+}
+
+class XdpDiff : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    if (!xdp::available()) return;
+    if (geteuid() != 0) return;
+    try {
+      program_ = new xdp::Program(4096);
+    } catch (const std::exception& e) {
+      load_error_ = e.what();
+    }
+  }
+  static void TearDownTestSuite() {
+    delete program_;
+    program_ = nullptr;
+  }
+
+  void SetUp() override {
+    if (!xdp::available()) GTEST_SKIP() << "built without the XDP program (clang, bpftool or libbpf-dev missing)";
+    if (geteuid() != 0) GTEST_SKIP() << "needs root for BPF_PROG_LOAD and BPF_PROG_TEST_RUN";
+    // A verifier refusal is a failure, not a skip: only a kernel without BPF may skip.
+    if (!program_) {
+      if (load_error_.find("Operation not permitted") != std::string::npos ||
+          load_error_.find("Function not implemented") != std::string::npos) {
+        GTEST_SKIP() << "BPF unavailable here: " << load_error_;
+      }
+      FAIL() << load_error_;
+    }
+    config_.services = {{addr("10.77.0.2"), 47001}, {addr("fd77::2"), 47001}};
+    // No budget unless a test sets one: every comparison uses a fresh engine, whose budget
+    // starts full, while the program's budget cells carry over from packet to packet.
+    set_policy([](SourcePolicy& p) { p.synack_per_prefix_per_s = 0; });
+    config_.max_flows = 64;
+    config_.early_data_slots = 4;
+    secrets_ = {key(1), key(2), 0};
+    now_ns_ = 1'800'000'000'000'000'000ull;  // a clock far from zero: counter and TSval wrap-free
+    apply();
+  }
+
+  static CookieKey key(uint64_t seed) {
+    std::mt19937_64 rng(seed);
+    CookieKey k{};
+    for (auto& b : k) b = static_cast<uint8_t>(rng());
+    return k;
+  }
+
+  void set_policy(const std::function<void(SourcePolicy&)>& edit) {
+    auto p = std::make_shared<SourcePolicy>();
+    edit(*p);
+    config_.policy = p;
+  }
+
+  // The program gets what the engine has; the budget is the whole per-prefix budget on one CPU
+  // (the tests pin themselves where it matters).
+  void apply(bool drop_no_flow = true) {
+    xdp::Settings s = xdp::settings_from(config_, drop_no_flow, 1);
+    s.fixed_now_ns = now_ns_;
+    s.budget_key = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
+    program_->configure(s, true);
+    program_->set_secrets(secrets_, max_age_);
+    program_->set_services(config_.services);
+    program_->set_prefixes(config_.policy->prefixes);
+  }
+
+  XdpResult run_xdp(const std::vector<uint8_t>& frame) {
+    XdpResult r;
+    const xdp::Counters before = program_->counters();
+    std::vector<uint8_t> out(frame.size() + 256);
+    LIBBPF_OPTS(bpf_test_run_opts, opts);
+    opts.data_in = frame.data();
+    opts.data_size_in = static_cast<uint32_t>(frame.size());
+    opts.data_out = out.data();
+    opts.data_size_out = static_cast<uint32_t>(out.size());
+    opts.repeat = 1;
+    const int rc = bpf_prog_test_run_opts(program_->program_fd(), &opts);
+    EXPECT_EQ(rc, 0) << "BPF_PROG_TEST_RUN: " << std::strerror(errno);
+    r.action = opts.retval;
+    out.resize(opts.data_size_out);
+    r.frame = std::move(out);
+    const xdp::Counters after = program_->counters();
+    for (size_t i = 0; i < after.size(); ++i) r.delta[i] = after[i] - before[i];
+    return r;
+  }
+
+  EngineResult run_engine(std::vector<uint8_t> ip) {
+    Engine engine(config_, CookieJar(secrets_, max_age_));
+    Capture sink;
+    EngineResult r;
+    r.decision = engine.process(ip, now_ns_, sink);
+    r.sent = std::move(sink.sent);
+    r.counters = engine.counters();
+    return r;
+  }
+
+  // Runs both and checks the agreement rules. Returns the XDP action.
+  uint32_t compare(const std::vector<uint8_t>& ip, const std::string& what, size_t padding = 0,
+                   std::mt19937_64* rng = nullptr) {
+    const std::vector<uint8_t> frame = ethernet(ip, padding, rng);
+    const XdpResult x = run_xdp(frame);
+    const EngineResult e = run_engine(as_the_ip_layer_passes_it(frame));
+    SCOPED_TRACE(what);
+    switch (x.action) {
+      case XDP_TX: {
+        EXPECT_EQ(x.delta[SG_XDP_SYN_ANSWERED], 1u);
+        EXPECT_EQ(e.counters.cookies_sent, 1u) << "XDP answered a SYN the engine did not: " << hex(ip);
+        if (e.sent.size() != 1 || x.frame.size() < 14) {
+          ADD_FAILURE() << "engine sent " << e.sent.size() << " packets";
+          break;
+        }
+        EXPECT_TRUE(std::equal(kClientMac, kClientMac + 6, x.frame.begin())) << "destination MAC";
+        EXPECT_TRUE(std::equal(kGatewayMac, kGatewayMac + 6, x.frame.begin() + 6)) << "source MAC";
+        const std::vector<uint8_t> xdp_ip(x.frame.begin() + 14, x.frame.end());
+        EXPECT_EQ(hex(xdp_ip), hex(e.sent[0])) << "SYN-ACKs differ (XDP first, engine second)";
+        ++answered_;
+        break;
+      }
+      case XDP_DROP:
+        EXPECT_EQ(e.decision.verdict, Verdict::Drop) << "XDP dropped what the engine accepts";
+        EXPECT_TRUE(e.sent.empty()) << "XDP dropped what the engine answers";
+        EXPECT_EQ(e.counters.flows_created, 0u) << "XDP dropped an ACK the engine takes";
+        ++dropped_;
+        break;
+      case XDP_PASS:
+        EXPECT_EQ(x.frame, frame) << "a passed frame must be unchanged";
+        if (x.delta[SG_XDP_COOKIE_VALID]) {
+          EXPECT_EQ(e.counters.cookies_valid, 1u) << "XDP passed a cookie the engine rejects";
+        }
+        ++passed_;
+        break;
+      default:
+        ADD_FAILURE() << "unexpected XDP action " << x.action;
+    }
+    last_delta_ = x.delta;
+    last_engine_ = e.counters;
+    return x.action;
+  }
+
+  // The engine gets what the kernel's IP layer hands to netfilter: the frame after Ethernet,
+  // trimmed to the IP length (link padding removed). A frame shorter than its IP length never
+  // reaches NFQUEUE (ip_rcv drops it); the engine then sees the short packet and must refuse it.
+  static std::vector<uint8_t> as_the_ip_layer_passes_it(const std::vector<uint8_t>& frame) {
+    std::vector<uint8_t> ip(frame.begin() + 14, frame.end());
+    size_t total = ip.size();
+    if (ip.size() >= 4 && (ip[0] >> 4) == 4) total = size_t{ip[2]} << 8 | ip[3];
+    if (ip.size() >= 6 && (ip[0] >> 4) == 6) total = 40 + (size_t{ip[4]} << 8 | ip[5]);
+    if (total <= ip.size()) ip.resize(total);
+    return ip;
+  }
+
+  static std::string hex(const std::vector<uint8_t>& b) {
+    static const char* d = "0123456789abcdef";
+    std::string s;
+    for (size_t i = 0; i < b.size(); ++i) {
+      if (i && i % 4 == 0) s += ' ';
+      s += d[b[i] >> 4];
+      s += d[b[i] & 15];
+    }
+    return s;
+  }
+
+  static inline xdp::Program* program_ = nullptr;
+  static inline std::string load_error_;
+  EngineConfig config_;
+  CookieSecrets secrets_;
+  uint32_t max_age_ = 1;
+  uint64_t now_ns_ = 0;
+  xdp::Counters last_delta_{};
+  EngineCounters last_engine_{};
+  int answered_ = 0, dropped_ = 0, passed_ = 0;
+};
+
+// ---- random packets -------------------------------------------------------------------------
+
+// A realistic or odd option list: the options a SYN may carry in random order, with NOPs,
+// unknown kinds, an END and trailing bytes, padded to a multiple of 4 and at most 40 bytes.
+std::vector<uint8_t> random_options(std::mt19937_64& rng) {
+  std::vector<std::vector<uint8_t>> parts;
+  auto u = [&](unsigned n) { return static_cast<unsigned>(rng() % n); };
+  if (u(4)) {
+    const uint16_t mss = u(3) ? static_cast<uint16_t>(rng()) : static_cast<uint16_t>(1200 + u(300));
+    parts.push_back({2, 4, static_cast<uint8_t>(mss >> 8), static_cast<uint8_t>(mss)});
+  }
+  if (u(2)) parts.push_back({3, 3, static_cast<uint8_t>(u(20))});
+  if (u(2)) parts.push_back({4, 2});
+  if (u(3)) {
+    std::vector<uint8_t> ts = {8, 10};
+    for (int i = 0; i < 8; ++i) ts.push_back(static_cast<uint8_t>(rng()));
+    parts.push_back(ts);
+  }
+  if (!u(4)) parts.push_back({1});
+  if (!u(6)) parts.push_back({static_cast<uint8_t>(30 + u(200)), 2});
+  if (!u(8)) {
+    std::vector<uint8_t> sack = {5, 10};
+    for (int i = 0; i < 8; ++i) sack.push_back(static_cast<uint8_t>(rng()));
+    parts.push_back(sack);
+  }
+  std::shuffle(parts.begin(), parts.end(), rng);
+  std::vector<uint8_t> out;
+  for (const auto& p : parts) {
+    if (out.size() + p.size() > 40) continue;
+    out.insert(out.end(), p.begin(), p.end());
+  }
+  if (!u(5) && out.size() < 40) {
+    out.push_back(0);  // END, then whatever: ignored
+    while (out.size() % 4 != 0) out.push_back(static_cast<uint8_t>(rng()));
+  }
+  while (out.size() % 4 != 0) out.push_back(1);
+  return out;
+}
+
+struct Segment {
+  bool v6 = false;
+  std::array<uint8_t, 16> src{}, dst{};
+  uint16_t sport = 0, dport = 47001;
+  uint32_t seq = 0, ack = 0;
+  uint8_t flags = tcp_flag::SYN;
+  uint16_t window = 64240;
+  uint8_t ttl = 64;
+  uint8_t tos = 0;
+  std::vector<uint8_t> options;
+  std::vector<uint8_t> payload;
+  std::vector<uint8_t> ip_options;  // IPv4 only
+  uint16_t frag = 0x4000;           // IPv4 flags+offset field
+};
+
+std::vector<uint8_t> build(const Segment& s) {
+  std::vector<uint8_t> p;
+  const size_t tcp_len = 20 + s.options.size() + s.payload.size();
+  if (s.v6) {
+    p = {0x60, 0, 0, 0, static_cast<uint8_t>(tcp_len >> 8), static_cast<uint8_t>(tcp_len), 6, s.ttl};
+    p.insert(p.end(), s.src.begin(), s.src.end());
+    p.insert(p.end(), s.dst.begin(), s.dst.end());
+  } else {
+    const size_t ihl = 20 + s.ip_options.size();
+    const size_t total = ihl + tcp_len;
+    p = {static_cast<uint8_t>(0x40 | ihl / 4), s.tos, static_cast<uint8_t>(total >> 8), static_cast<uint8_t>(total),
+         0x12, 0x34, static_cast<uint8_t>(s.frag >> 8), static_cast<uint8_t>(s.frag), s.ttl, 6, 0, 0};
+    p.insert(p.end(), s.src.begin() + 12, s.src.end());
+    p.insert(p.end(), s.dst.begin() + 12, s.dst.end());
+    p.insert(p.end(), s.ip_options.begin(), s.ip_options.end());
+  }
+  const size_t doff = (20 + s.options.size()) / 4;
+  const uint8_t th[20] = {static_cast<uint8_t>(s.sport >> 8), static_cast<uint8_t>(s.sport),
+                          static_cast<uint8_t>(s.dport >> 8), static_cast<uint8_t>(s.dport),
+                          static_cast<uint8_t>(s.seq >> 24), static_cast<uint8_t>(s.seq >> 16),
+                          static_cast<uint8_t>(s.seq >> 8), static_cast<uint8_t>(s.seq),
+                          static_cast<uint8_t>(s.ack >> 24), static_cast<uint8_t>(s.ack >> 16),
+                          static_cast<uint8_t>(s.ack >> 8), static_cast<uint8_t>(s.ack),
+                          static_cast<uint8_t>(doff << 4), s.flags,
+                          static_cast<uint8_t>(s.window >> 8), static_cast<uint8_t>(s.window),
+                          0xab, 0xcd, 0, 0};  // checksums are not what either side checks
+  p.insert(p.end(), th, th + 20);
+  p.insert(p.end(), s.options.begin(), s.options.end());
+  p.insert(p.end(), s.payload.begin(), s.payload.end());
+  return p;
+}
+
+Segment random_syn(std::mt19937_64& rng) {
+  Segment s;
+  s.v6 = rng() & 1;
+  if (s.v6) {
+    s.src = addr("2001:2::1").bytes;
+    for (int i = 8; i < 16; ++i) s.src[i] = static_cast<uint8_t>(rng());
+    s.dst = addr("fd77::2").bytes;
+  } else {
+    s.src = addr("198.18.0.0").bytes;
+    s.src[14] = static_cast<uint8_t>(rng() & 1);
+    s.src[14] |= static_cast<uint8_t>(rng() & 0xfe);
+    s.src[13] = static_cast<uint8_t>(18 + (rng() & 1));
+    s.src[15] = static_cast<uint8_t>(rng());
+    s.dst = addr("10.77.0.2").bytes;
+  }
+  s.sport = static_cast<uint16_t>(1024 + rng() % 64000);
+  s.seq = static_cast<uint32_t>(rng());
+  s.ack = (rng() % 4 == 0) ? static_cast<uint32_t>(rng()) : 0;  // a SYN's ack field is ignored
+  s.flags = tcp_flag::SYN;
+  if (rng() % 3 == 0) s.flags |= tcp_flag::ECE | tcp_flag::CWR;
+  if (rng() % 8 == 0) s.flags |= tcp_flag::PSH;
+  if (rng() % 8 == 0) s.flags |= tcp_flag::URG;
+  s.window = static_cast<uint16_t>(rng());
+  s.ttl = static_cast<uint8_t>(1 + rng() % 255);
+  s.tos = (rng() % 4 == 0) ? static_cast<uint8_t>(rng()) : 0;
+  s.options = random_options(rng);
+  if (rng() % 10 == 0) s.payload.resize(rng() % 200, 0x5a);  // a SYN with data (TFO-like)
+  return s;
+}
+
+TEST_F(XdpDiff, KernelCapturedFixturesGetTheEnginesAnswer) {
+  int syns = 0;
+  for (const auto& f : fixtures()) {
+    compare(f.bytes, f.name);
+    if (f.name.find("_syn") != std::string::npos && f.at("dport") == "47001" && f.at("flags") == "SYN") {
+      EXPECT_EQ(last_delta_[SG_XDP_SYN_ANSWERED], 1u) << f.name << " not answered in XDP";
+      ++syns;
+    }
+  }
+  EXPECT_GE(syns, 6);
+  EXPECT_GT(dropped_, 0);  // the captures' later segments have no flow here
+}
+
+TEST_F(XdpDiff, FixturesWithEcnAnnouncedAndOtherSettings) {
+  config_.announce_ecn = true;
+  config_.synack_window = 0;  // sent as 1 by both
+  config_.announced_wscale = 14;
+  config_.announced_mss_v4 = 1400;
+  config_.announced_mss_v6 = 1380;
+  apply();
+  for (const auto& f : fixtures()) compare(f.bytes, f.name);
+  EXPECT_GT(answered_, 0);
+}
+
+TEST_F(XdpDiff, RandomSynsAreAnsweredByteForByteAsTheEngineDoes) {
+  std::mt19937_64 rng(15);
+  for (int i = 0; i < 3000; ++i) {
+    if (i % 500 == 0) {
+      now_ns_ = rng() >> 2;
+      config_.announce_ecn = rng() & 1;
+      config_.synack_window = static_cast<uint16_t>(rng());
+      apply();
+    }
+    const Segment s = random_syn(rng);
+    const size_t padding = rng() % 4 == 0 ? rng() % 64 : 0;
+    const uint32_t action = compare(build(s), "random SYN " + std::to_string(i), padding, &rng);
+    ASSERT_EQ(action, static_cast<uint32_t>(XDP_TX)) << "a well-formed SYN to a service must be answered in XDP";
+  }
+  EXPECT_EQ(answered_, 3000);
+}
+
+TEST_F(XdpDiff, MalformedAndOddSynsGetTheSameVerdict) {
+  std::mt19937_64 rng(1515);
+  int malformed = 0, invalid = 0;
+  for (int i = 0; i < 4000; ++i) {
+    Segment s = random_syn(rng);
+    switch (rng() % 6) {
+      case 0:  // corrupt option bytes
+        if (!s.options.empty()) {
+          for (int k = 0; k < 3; ++k) s.options[rng() % s.options.size()] = static_cast<uint8_t>(rng());
+        }
+        break;
+      case 1:  // impossible flags
+        s.flags |= std::array<uint8_t, 3>{tcp_flag::ACK, tcp_flag::RST, tcp_flag::FIN}[rng() % 3];
+        break;
+      case 2:  // IPv4 options: the engine's call
+        if (!s.v6) s.ip_options = {1, 1, 1, 0};
+        break;
+      case 3:  // fragment
+        if (!s.v6) s.frag = static_cast<uint16_t>(rng() % 2 ? 0x2000 : 0x0010);
+        break;
+      case 4:  // option lengths that run past the header
+        if (s.options.size() >= 4) s.options[s.options.size() - 3] = static_cast<uint8_t>(2 + rng() % 40);
+        break;
+      default:
+        break;
+    }
+    std::vector<uint8_t> ip = build(s);
+    if (rng() % 10 == 0) ip.resize(ip.size() - 1 - rng() % std::min<size_t>(ip.size() - 1, 30));  // truncated
+    compare(ip, "odd SYN " + std::to_string(i), rng() % 3 == 0 ? rng() % 30 : 0, &rng);
+    malformed += static_cast<int>(last_delta_[SG_XDP_MALFORMED]);
+    invalid += static_cast<int>(last_delta_[SG_XDP_INVALID_FLAGS]);
+  }
+  EXPECT_GT(malformed, 50);
+  EXPECT_GT(invalid, 200);
+  EXPECT_GT(answered_, 1000);
+  EXPECT_GT(passed_, 100);
+}
+
+TEST_F(XdpDiff, CookieAcksPassForgedOnesDrop) {
+  std::mt19937_64 rng(151515);
+  int valid = 0, forged = 0;
+  for (int i = 0; i < 2000; ++i) {
+    Segment syn = random_syn(rng);
+    syn.payload.clear();
+    const EngineResult answer = run_engine(build(syn));
+    ASSERT_EQ(answer.sent.size(), 1u);
+    ParseResult synack = parse_tcp_packet(std::span<uint8_t>(const_cast<uint8_t*>(answer.sent[0].data()), answer.sent[0].size()));
+    ASSERT_TRUE(synack);
+    Segment ack = syn;
+    ack.flags = tcp_flag::ACK;
+    ack.seq = syn.seq + 1;
+    ack.ack = synack.packet.seq() + 1;
+    ack.options = {1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 0};
+    const bool forge = rng() % 2;
+    if (forge) {
+      switch (rng() % 3) {
+        case 0: ack.ack ^= 1u << (rng() % 32); break;
+        case 1: ack.seq += 1 + static_cast<uint32_t>(rng() % 1000); break;
+        default: ack.sport ^= 1; break;
+      }
+    }
+    if (rng() % 4 == 0) ack.payload.assign(1 + rng() % 100, 'x');
+    if (rng() % 5 == 0) now_ns_ += (rng() % 3) * SG_COOKIE_TICK_NS, apply();  // age 0..2 ticks
+    const uint32_t action = compare(build(ack), std::string(forge ? "forged" : "valid") + " ACK " + std::to_string(i));
+    if (action == XDP_PASS) {
+      EXPECT_EQ(last_delta_[SG_XDP_COOKIE_VALID], 1u);
+      ++valid;
+    } else {
+      EXPECT_EQ(action, static_cast<uint32_t>(XDP_DROP));
+      EXPECT_EQ(last_delta_[SG_XDP_COOKIE_INVALID], 1u);
+      EXPECT_EQ(last_engine_.cookies_invalid, 1u);
+      ++forged;
+    }
+  }
+  EXPECT_GT(valid, 500);
+  EXPECT_GT(forged, 500);
+}
+
+TEST_F(XdpDiff, FlowsPassRstAndFlaglessSegmentsWithoutAFlowDrop) {
+  Segment s;
+  s.src = addr("198.18.1.1").bytes;
+  s.dst = addr("10.77.0.2").bytes;
+  s.sport = 40000;
+  s.seq = 1000;
+  s.ack = 2000;
+  s.flags = tcp_flag::ACK | tcp_flag::PSH;
+  s.payload.assign(10, 'a');
+  EXPECT_EQ(compare(build(s), "forged data"), static_cast<uint32_t>(XDP_DROP));
+  const FlowTuple t{addr("198.18.1.1"), addr("10.77.0.2"), 40000, 47001};
+  ASSERT_TRUE(program_->add_flow(t));
+  const XdpResult with_flow = run_xdp(ethernet(build(s), 0, nullptr));
+  EXPECT_EQ(with_flow.action, static_cast<uint32_t>(XDP_PASS));
+  EXPECT_EQ(with_flow.delta[SG_XDP_FLOW_PASSED], 1u);
+  program_->remove_flow(t);
+  EXPECT_EQ(run_xdp(ethernet(build(s), 0, nullptr)).action, static_cast<uint32_t>(XDP_DROP));
+
+  s.flags = tcp_flag::RST;
+  EXPECT_EQ(compare(build(s), "RST without a flow"), static_cast<uint32_t>(XDP_DROP));
+  EXPECT_EQ(last_delta_[SG_XDP_NO_FLOW], 1u);
+  s.flags = tcp_flag::FIN;
+  EXPECT_EQ(compare(build(s), "FIN without ACK"), static_cast<uint32_t>(XDP_DROP));
+  EXPECT_EQ(last_delta_[SG_XDP_INVALID_FLAGS], 1u);
+
+  // Without a flow map kept in step, nothing but SYNs is judged here.
+  apply(/*drop_no_flow=*/false);
+  s.flags = tcp_flag::ACK;
+  EXPECT_EQ(run_xdp(ethernet(build(s), 0, nullptr)).action, static_cast<uint32_t>(XDP_PASS));
+}
+
+TEST_F(XdpDiff, OtherTrafficPassesUntouched) {
+  Segment s;
+  s.src = addr("198.18.1.1").bytes;
+  s.dst = addr("10.77.0.2").bytes;
+  s.dport = 47009;  // not a service
+  s.flags = tcp_flag::ACK;
+  const std::vector<uint8_t> frame = ethernet(build(s), 0, nullptr);
+  XdpResult r = run_xdp(frame);
+  EXPECT_EQ(r.action, static_cast<uint32_t>(XDP_PASS));
+  EXPECT_EQ(r.frame, frame);
+  EXPECT_EQ(r.delta[SG_XDP_PASSED_OTHER], 1u);
+  std::vector<uint8_t> arp = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 2, 0, 0, 0, 0, 1, 0x08, 0x06};
+  arp.resize(60, 0);
+  r = run_xdp(arp);
+  EXPECT_EQ(r.action, static_cast<uint32_t>(XDP_PASS));
+  EXPECT_EQ(r.frame, arp);
+}
+
+TEST_F(XdpDiff, KeyRotationFlipsSlotsAndCookiesFollowTheEngine) {
+  std::mt19937_64 rng(7);
+  for (int round = 0; round < 6; ++round) {
+    secrets_ = rotate_secrets(secrets_, cookie_counter(now_ns_));
+    apply();
+    for (int i = 0; i < 50; ++i) {
+      EXPECT_EQ(compare(build(random_syn(rng)), "after rotation " + std::to_string(round)),
+                static_cast<uint32_t>(XDP_TX));
+    }
+    now_ns_ += 2 * SG_COOKIE_TICK_NS;
+  }
+}
+
+TEST_F(XdpDiff, SourcePolicyDeniesAndAllowsAsTheEngineDoes) {
+  std::mt19937_64 rng(2024);
+  auto prefix = [](const char* text) { return *Prefix::parse(text); };
+  set_policy([&](SourcePolicy& p) {
+    p.synack_per_prefix_per_s = 0;
+    p.add(prefix("198.18.0.0/16"), /*deny=*/true);
+    p.add(prefix("198.18.7.0/24"), /*deny=*/false);  // longer: allowed inside the denied /16
+    p.add(prefix("2001:2::/48"), /*deny=*/false);
+  });
+  apply();
+  int denied = 0, not_allowed = 0, answered = 0;
+  for (int i = 0; i < 1500; ++i) {
+    Segment s = random_syn(rng);
+    if (!s.v6 && rng() % 3 == 0) s.src[14] = 7;  // inside the allowed /24
+    if (s.v6 && rng() % 3 == 0) s.src[5] = 9;     // outside the allowed /48
+    const uint32_t action = compare(build(s), "policy SYN " + std::to_string(i));
+    if (action == XDP_TX) ++answered;
+    if (action == XDP_DROP) {
+      EXPECT_EQ(last_delta_[SG_XDP_SYN_REFUSED], 1u);
+      const uint64_t d = last_engine_.drop(DropReason::Denied), n = last_engine_.drop(DropReason::NotAllowed);
+      EXPECT_EQ(d + n, 1u) << "the engine dropped it for another reason";
+      denied += static_cast<int>(d);
+      not_allowed += static_cast<int>(n);
+    }
+  }
+  EXPECT_GT(denied, 150);       // IPv4 outside 198.18.7.0/24 but inside the denied /16
+  EXPECT_GT(not_allowed, 100);  // IPv4 in 198.19/16 and IPv6 outside 2001:2::/48
+  EXPECT_GT(answered, 300);
+}
+
+TEST_F(XdpDiff, BackscatterBudgetStopsAtTheLimitPerPrefixAndSecond) {
+  // One CPU, so that every run meets the same per-CPU budget cells.
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  CPU_SET(0, &one);
+  cpu_set_t old;
+  sched_getaffinity(0, sizeof old, &old);
+  ASSERT_EQ(sched_setaffinity(0, sizeof one, &one), 0);
+  set_policy([](SourcePolicy& p) { p.synack_per_prefix_per_s = 40; });
+  apply();
+  Engine engine(config_, CookieJar(secrets_, max_age_));  // one engine for the whole sequence
+  std::mt19937_64 rng(40);
+  auto one_second = [&](const char* what) {
+    int xdp_answered = 0, engine_answered = 0, xdp_budget = 0;
+    for (int i = 0; i < 100; ++i) {
+      Segment s = random_syn(rng);
+      s.v6 = false;
+      s.dst = addr("10.77.0.2").bytes;
+      s.src = addr("198.18.44.0").bytes;
+      s.src[15] = static_cast<uint8_t>(rng());  // one /24
+      const std::vector<uint8_t> ip = build(s);
+      const XdpResult x = run_xdp(ethernet(ip, 0, nullptr));
+      xdp_answered += x.action == XDP_TX;
+      xdp_budget += static_cast<int>(x.delta[SG_XDP_SYN_REFUSED]);
+      Capture sink;
+      std::vector<uint8_t> copy = ip;
+      engine.process(copy, now_ns_, sink);
+      engine_answered += static_cast<int>(sink.sent.size());
+    }
+    EXPECT_EQ(xdp_answered, 40) << what;
+    EXPECT_EQ(xdp_budget, 60) << what;
+    EXPECT_EQ(engine_answered, 40) << what;
+  };
+  one_second("first second");
+  now_ns_ += 1'000'000'000ull;
+  apply();
+  one_second("next second: a fresh budget");
+  sched_setaffinity(0, sizeof old, &old);
+  EXPECT_GE(program_->reasons()[static_cast<size_t>(SynDropReason::BackscatterBudget)], 120u);
+}
+
+// Not a check: the per-packet cost, printed for the README (BPF_PROG_TEST_RUN's own timing).
+TEST_F(XdpDiff, CostPerPacket) {
+  std::mt19937_64 rng(99);
+  Segment syn = random_syn(rng);
+  syn.v6 = false;
+  syn.src = addr("198.18.0.7").bytes;
+  syn.dst = addr("10.77.0.2").bytes;
+  syn.flags = tcp_flag::SYN;
+  syn.payload.clear();
+  syn.options = {2, 4, 5, 0xb4, 4, 2, 8, 10, 1, 2, 3, 4, 0, 0, 0, 0, 1, 3, 3, 7};
+  Segment ack = syn;
+  ack.flags = tcp_flag::ACK;
+  ack.seq = syn.seq + 1;
+  ack.ack = 12345;
+  ack.options.clear();
+  // One run per call: with repeat > 1 the kernel reruns the program on the frame it already
+  // rewrote (a SYN-ACK after the first run), so the mean would be that of another path. Each
+  // call's duration is the program's run time as the kernel measured it.
+  auto measure_frame = [&](const std::vector<uint8_t>& frame, const char* what, uint32_t expected_action) {
+    std::vector<uint8_t> out(frame.size() + 64);
+    std::vector<uint32_t> ns;
+    for (int i = 0; i < 20000; ++i) {
+      LIBBPF_OPTS(bpf_test_run_opts, opts);
+      opts.data_in = frame.data();
+      opts.data_size_in = static_cast<uint32_t>(frame.size());
+      opts.data_out = out.data();
+      opts.data_size_out = static_cast<uint32_t>(out.size());
+      opts.repeat = 1;
+      ASSERT_EQ(bpf_prog_test_run_opts(program_->program_fd(), &opts), 0);
+      ASSERT_EQ(opts.retval, expected_action) << what;
+      ns.push_back(opts.duration);
+    }
+    std::sort(ns.begin(), ns.end());
+    std::printf("[ xdp cost ] %-30s median %u ns, p90 %u ns per packet (BPF_PROG_TEST_RUN)\n", what,
+                ns[ns.size() / 2], ns[ns.size() * 9 / 10]);
+  };
+  auto measure = [&](const Segment& s, const char* what, uint32_t expected_action) {
+    measure_frame(ethernet(build(s), 0, nullptr), what, expected_action);
+  };
+  // The floor of one BPF_PROG_TEST_RUN timing: a frame the program passes at its first test.
+  std::vector<uint8_t> arp = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 2, 0, 0, 0, 0, 1, 0x08, 0x06};
+  arp.resize(60, 0);
+  measure_frame(arp, "ARP passed (timing floor)", XDP_PASS);
+  measure(syn, "IPv4 SYN answered (XDP_TX)", XDP_TX);
+  measure(ack, "IPv4 forged ACK dropped", XDP_DROP);
+  syn.v6 = true;
+  syn.src = addr("2001:2::7").bytes;
+  syn.dst = addr("fd77::2").bytes;
+  ack.v6 = true;
+  ack.src = syn.src;
+  ack.dst = syn.dst;
+  measure(syn, "IPv6 SYN answered (XDP_TX)", XDP_TX);
+  measure(ack, "IPv6 forged ACK dropped", XDP_DROP);
+}
+
+}  // namespace
+}  // namespace syngate
