@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "syngate/cookie.hpp"
+#include "syngate/flow_table.hpp"
 #include "syngate/packet.hpp"
 #include "syngate/syn_decision.hpp"
 
@@ -147,40 +148,6 @@ struct EngineCounters {
   }
   uint64_t drops[static_cast<size_t>(DropReason::Count_)] = {};
   uint64_t drop(DropReason r) const noexcept { return drops[static_cast<size_t>(r)]; }
-};
-
-// Told when a flow enters and leaves an Engine's table, from inside process()/advance(): the
-// XDP fast path keeps its flow map in step this way. Must not call back into the Engine.
-class FlowObserver {
- public:
-  virtual ~FlowObserver() = default;
-  virtual void flow_created(const FlowTuple& client_to_server) noexcept = 0;
-  virtual void flow_freed(const FlowTuple& client_to_server) noexcept = 0;
-};
-
-// Where an engine keeps its flows. By default its own heap memory. A caller that wants flows to
-// outlive the process (the daemon maps a file on tmpfs, shared) hands a region of
-// Engine::state_bytes(config) bytes: the engine takes over the table the region holds when it was
-// written by a compatible engine under the same boot (state_incompatibility() is empty), and
-// formats it otherwise. Only the flow entries and early data live there; every index is rebuilt
-// at start, and an entry that was being changed when its process died is dropped, never used.
-struct EngineState {
-  std::span<uint8_t> region;  // empty: heap memory
-  uint64_t boot_id = 0;       // identifies this boot: a table from another boot is never used
-};
-
-// What a start found in the saved table.
-struct RestoreReport {
-  bool attached = false;  // a saved table was used (in place, or imported)
-  std::string reason;     // why not, when it was not
-  uint64_t restored = 0;
-  uint64_t dropped_torn = 0;     // being changed when the process died
-  uint64_t dropped_invalid = 0;  // fields that contradict each other, duplicates
-  uint64_t dropped_no_room = 0;  // import: the new table is full
-  RestoreReport& refuse(std::string why) {
-    reason = std::move(why);
-    return *this;
-  }
 };
 
 class Engine {

@@ -1,0 +1,546 @@
+#include "syngate/flow_table.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+
+namespace syngate::flows {
+
+// The persisted table's header. Layout changes bump kStateVersion.
+constexpr char kStateMagic[8] = {'s', 'y', 'n', 'g', 'a', 't', 'e', 'F'};
+// 2: timestamps from the daemon's CLOCK_TAI (1 counted from the boot).
+constexpr uint32_t kStateVersion = 2;
+constexpr uint32_t kJournalSlots = 8;
+constexpr uint32_t kJournalOverflow = 0xffffffffu;
+struct StateHeader {
+  char magic[8];
+  uint32_t version;
+  uint32_t flow_bytes;
+  uint32_t max_flows;
+  uint32_t early_data_bytes;
+  uint32_t early_data_slots;
+  uint32_t reserved;
+  uint64_t boot_id;
+  uint32_t dirty_count;
+  uint32_t dirty[kJournalSlots];
+};
+constexpr size_t kStateHeaderBytes = 128;
+static_assert(sizeof(StateHeader) <= kStateHeaderBytes);
+
+namespace {
+
+struct StateLayout {
+  size_t flows_offset, early_offset, total;
+};
+StateLayout layout_of(const FlowTableConfig& c) {
+  StateLayout l;
+  l.flows_offset = kStateHeaderBytes;
+  l.early_offset = l.flows_offset + size_t{c.max_flows} * sizeof(Flow);
+  l.total = l.early_offset + size_t{c.early_data_slots} * c.early_data_bytes;
+  return l;
+}
+
+// Empty when `region` holds a table this configuration can use in place; otherwise why not.
+std::string incompatibility(std::span<const uint8_t> region, const FlowTableConfig& c, uint64_t boot_id) {
+  if (region.size() < kStateHeaderBytes) return "no saved table";
+  StateHeader h;
+  std::memcpy(&h, region.data(), sizeof h);
+  if (std::memcmp(h.magic, kStateMagic, sizeof h.magic) != 0) return "no saved table";
+  if (h.version != kStateVersion || h.flow_bytes != sizeof(Flow)) {
+    return "saved by a syngate with another table layout (version " + std::to_string(h.version) + ")";
+  }
+  if (h.boot_id != boot_id) return "saved before the machine rebooted";
+  if (h.max_flows != c.max_flows || h.early_data_bytes != c.early_data_bytes ||
+      h.early_data_slots != c.early_data_slots) {
+    return "saved with other table sizes (max_flows " + std::to_string(h.max_flows) + ", early data " +
+           std::to_string(h.early_data_slots) + " x " + std::to_string(h.early_data_bytes) + ")";
+  }
+  if (region.size() != layout_of(c).total) return "the file has the wrong size";
+  return {};
+}
+
+
+
+uint64_t mix64(uint64_t h) noexcept {
+  h ^= h >> 33;
+  h *= 0xff51afd7ed558ccdull;
+  h ^= h >> 33;
+  h *= 0xc4ceb9fe1a85ec53ull;
+  h ^= h >> 33;
+  return h;
+}
+
+uint64_t load64(const uint8_t* p) noexcept {
+  uint64_t v;
+  std::memcpy(&v, p, 8);
+  return v;
+}
+
+uint64_t hash_address(const Address& a, uint64_t seed) noexcept {
+  return mix64(seed ^ load64(a.bytes.data()) ^ mix64(load64(a.bytes.data() + 8) + seed));
+}
+
+uint64_t hash_tuple(const FlowTuple& t, uint64_t seed) noexcept {
+  uint64_t h = hash_address(t.src, seed);
+  h = mix64(h ^ hash_address(t.dst, seed + 1));
+  return mix64(h ^ (uint64_t{t.sport} << 16 | t.dport));
+}
+
+// Hash buckets: the largest power of two not above the flow count, so chains average one to
+// two entries and the buckets cost at most 4 bytes per flow.
+uint32_t bucket_count_for(uint32_t flows) noexcept {
+  uint32_t p = 1;
+  while (p <= flows / 2) p <<= 1;
+  return p;
+}
+}  // namespace
+
+FlowTable::FlowTable(const FlowTableConfig& c, EngineState state) : cfg(c) {
+  syn_levels = cfg.backend_syn_retries + 1;
+  const StateLayout lay = layout_of(cfg);
+  std::span<uint8_t> region = state.region;
+  if (region.empty()) {
+    own.assign(lay.total, 0);
+    region = own;
+  }
+  header = reinterpret_cast<StateHeader*>(region.data());
+  flows = reinterpret_cast<Flow*>(region.data() + lay.flows_offset);
+  early_pool = region.data() + lay.early_offset;
+  const uint32_t nb = bucket_count_for(cfg.max_flows);
+  buckets.assign(nb, kNone);
+  bucket_mask = nb - 1;
+  if (cfg.max_flows_per_source > 0) {
+    sources.resize(cfg.max_flows);
+    for (uint32_t i = 0; i < cfg.max_flows; ++i) sources[i].next = i + 1 < cfg.max_flows ? i + 1 : kNone;
+    source_free = 0;
+    source_buckets.assign(nb, kNone);
+    source_mask = nb - 1;
+  }
+  early_free.reserve(cfg.early_data_slots);
+
+  restored.reason = state.region.empty() ? std::string() : incompatibility(region, cfg, state.boot_id);
+  if (!state.region.empty() && restored.reason.empty()) {
+    restored.attached = true;
+    rebuild();
+  } else {
+    format(state.boot_id);
+    rebuild();
+  }
+}
+
+
+size_t FlowTable::state_bytes(const FlowTableConfig& config) { return layout_of(config).total; }
+
+std::string FlowTable::incompatibility(std::span<const uint8_t> region, const FlowTableConfig& config,
+                                       uint64_t boot_id) {
+  return ::syngate::flows::incompatibility(region, config, boot_id);
+}
+
+// A fresh, empty table.
+void FlowTable::format(uint64_t boot_id) {
+  StateHeader h{};
+  std::memcpy(h.magic, kStateMagic, sizeof h.magic);
+  h.version = kStateVersion;
+  h.flow_bytes = sizeof(Flow);
+  h.max_flows = cfg.max_flows;
+  h.early_data_bytes = cfg.early_data_bytes;
+  h.early_data_slots = cfg.early_data_slots;
+  h.boot_id = boot_id;
+  for (uint32_t i = 0; i < cfg.max_flows; ++i) flows[i].state = State::Free;
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  *header = h;  // the magic last in effect: a half-formatted table fails validation
+}
+
+// ---- crash safety -------------------------------------------------------------------------
+// Before an entry changes, its index goes into the header's journal; when the packet (or
+// timer) that changed it is done, the journal is emptied. A process killed in between leaves
+// the index behind, and the next start discards exactly those entries: no torn entry is used.
+// The signal fences keep the compiler from moving entry stores across the journal stores (a
+// SIGKILL stops this thread between two of its own instructions, so program order is enough).
+Flow& FlowTable::edit(uint32_t i) {
+  StateHeader& h = *header;
+  const uint32_t n = h.dirty_count;
+  for (uint32_t k = 0; k < n && k < kJournalSlots; ++k) {
+    if (h.dirty[k] == i) return flows[i];
+  }
+  if (n < kJournalSlots) {
+    h.dirty[n] = i;
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+    h.dirty_count = n + 1;
+  } else {
+    h.dirty_count = kJournalOverflow;  // cannot happen: a packet touches at most 3 entries
+  }
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  return flows[i];
+}
+void FlowTable::settle() {
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  header->dirty_count = 0;
+}
+
+// Rebuilds every derived structure from the entries, dropping (and counting) torn and
+// impossible ones. Runs at start only.
+void FlowTable::rebuild() {
+  StateHeader& h = *header;
+  if (h.dirty_count == kJournalOverflow) {
+    for (uint32_t i = 0; i < cfg.max_flows; ++i) {
+      if (flows[i].state != State::Free) ++restored.dropped_torn;
+      flows[i].state = State::Free;
+    }
+  } else {
+    for (uint32_t k = 0; k < h.dirty_count && k < kJournalSlots; ++k) {
+      const uint32_t i = h.dirty[k];
+      if (i < cfg.max_flows && flows[i].state != State::Free) {
+        flows[i].state = State::Free;
+        ++restored.dropped_torn;
+      }
+    }
+  }
+  h.dirty_count = 0;
+  std::vector<uint8_t> slot_used(cfg.early_data_slots, 0);
+  struct Queued {
+    uint32_t index;
+    uint32_t stamp;
+  };
+  std::vector<Queued> by_list[kListCount];
+  uint32_t newest = 0;
+  free_head = kNone;
+  count_.active = 0;
+  for (uint32_t i = cfg.max_flows; i-- > 0;) {
+    Flow& f = flows[i];
+    f.hash_next = f.list_prev = f.list_next = kNone;
+    if (f.state != State::Free && !plausible(f, slot_used)) {
+      f.state = State::Free;
+      ++restored.dropped_invalid;
+    }
+    if (f.state != State::Free && find(f.key) != kNone) {
+      f.state = State::Free;  // the same connection twice: keep one
+      ++restored.dropped_invalid;
+    }
+    if (f.state == State::Free) {
+      f.list = kListNone;
+      f.hash_next = free_head;
+      free_head = i;
+      continue;
+    }
+    uint32_t& head = buckets[bucket_of(f.key)];
+    f.hash_next = head;
+    head = i;
+    if (f.state != State::Linger) source_acquire_unchecked(f.key.src);
+    const uint32_t stamp = f.state == State::SynSent ? f.stamp_ms : f.queued_ms;
+    by_list[f.list].push_back({i, stamp});
+    newest = stamp;
+    ++count_.active;
+    ++restored.restored;
+  }
+  for (uint32_t slot = cfg.early_data_slots; slot-- > 0;) {
+    if (!slot_used[slot]) early_free.push_back(slot);
+  }
+  // Timer lists in deadline order, wrap-safe around the newest stamp.
+  for (uint8_t id = 1; id < kListCount; ++id) {
+    auto& v = by_list[id];
+    std::sort(v.begin(), v.end(), [newest](const Queued& a, const Queued& b) {
+      return static_cast<int32_t>(a.stamp - newest) < static_cast<int32_t>(b.stamp - newest);
+    });
+    for (const Queued& q : v) {
+      flows[q.index].list = kListNone;
+      list_append(q.index, id);
+    }
+  }
+  count_.restored = restored.restored;
+  count_.restore_dropped_torn = restored.dropped_torn;
+  count_.restore_dropped_invalid = restored.dropped_invalid;
+}
+
+// An entry whose fields contradict each other came from a bug or damage, not from us: drop it.
+bool FlowTable::plausible(const Flow& f, std::vector<uint8_t>& slot_used) const {
+  switch (f.state) {
+    case State::SynSent:
+      if (f.list < kListSynSent0 || f.list >= kListSynSent0 + syn_levels) return false;
+      if (f.retries > cfg.backend_syn_retries) return false;
+      if (f.early_slot != kNone) {
+        if (f.early_slot >= cfg.early_data_slots || slot_used[f.early_slot]) return false;
+        if (f.early_len > cfg.early_data_bytes) return false;
+        slot_used[f.early_slot] = 1;
+      } else if (f.early_len != 0) {
+        return false;
+      }
+      break;
+    case State::Established: if (f.list != kListEstablished) return false; break;
+    case State::Closing: if (f.list != kListClosing) return false; break;
+    case State::Linger: if (f.list != kListLinger) return false; break;
+    default: return false;
+  }
+  if (f.client_ws != kNoWscale && f.client_ws > kMaxWindowScale) return false;
+  if (f.backend_ws > kMaxWindowScale) return false;
+  return true;
+}
+
+// ---- flow hash --------------------------------------------------------------------------
+uint32_t FlowTable::bucket_of(const FlowTuple& k) const { return static_cast<uint32_t>(hash_tuple(k, cfg.hash_seed)) & bucket_mask; }
+
+uint32_t FlowTable::find(const FlowTuple& k) const {
+  for (uint32_t i = buckets[bucket_of(k)]; i != kNone; i = flows[i].hash_next) {
+    if (flows[i].key == k) return i;
+  }
+  return kNone;
+}
+
+// ---- timer lists ------------------------------------------------------------------------
+void FlowTable::list_remove(uint32_t i) {
+  Flow& f = flows[i];
+  if (f.list == kListNone) return;
+  List& l = lists[f.list];
+  if (f.list_prev != kNone) flows[f.list_prev].list_next = f.list_next; else l.head = f.list_next;
+  if (f.list_next != kNone) flows[f.list_next].list_prev = f.list_prev; else l.tail = f.list_prev;
+  f.list = kListNone;
+}
+
+void FlowTable::list_append(uint32_t i, uint8_t id) {
+  list_remove(i);
+  Flow& f = flows[i];
+  List& l = lists[id];
+  f.list = id;
+  f.list_next = kNone;
+  f.list_prev = l.tail;
+  if (l.tail != kNone) flows[l.tail].list_next = i; else l.head = i;
+  l.tail = i;
+}
+
+// ---- per-source accounting ----------------------------------------------------------------
+uint32_t FlowTable::source_bucket(const Address& a) const { return static_cast<uint32_t>(hash_address(a, ~cfg.hash_seed)) & source_mask; }
+
+bool FlowTable::source_acquire(const Address& a) {
+  if (cfg.max_flows_per_source == 0) return true;
+  uint32_t& head = source_buckets[source_bucket(a)];
+  for (uint32_t i = head; i != kNone; i = sources[i].next) {
+    if (sources[i].address == a) {
+      if (sources[i].count >= cfg.max_flows_per_source) return false;
+      ++sources[i].count;
+      return true;
+    }
+  }
+  if (source_free == kNone) return false;  // cannot happen: one entry per flow at most
+  const uint32_t i = source_free;
+  source_free = sources[i].next;
+  sources[i] = {a, 1, head};
+  head = i;
+  return true;
+}
+
+// At start: a restored flow counts against its source whatever the limit is now.
+void FlowTable::source_acquire_unchecked(const Address& a) {
+  if (cfg.max_flows_per_source == 0) return;
+  uint32_t& head = source_buckets[source_bucket(a)];
+  for (uint32_t i = head; i != kNone; i = sources[i].next) {
+    if (sources[i].address == a) {
+      ++sources[i].count;
+      return;
+    }
+  }
+  const uint32_t i = source_free;
+  source_free = sources[i].next;
+  sources[i] = {a, 1, head};
+  head = i;
+}
+
+void FlowTable::source_release(const Address& a) {
+  if (cfg.max_flows_per_source == 0) return;
+  uint32_t* link = &source_buckets[source_bucket(a)];
+  while (*link != kNone) {
+    SourceEntry& e = sources[*link];
+    if (e.address == a) {
+      if (--e.count == 0) {
+        const uint32_t i = *link;
+        *link = e.next;
+        e.next = source_free;
+        source_free = i;
+      }
+      return;
+    }
+    link = &e.next;
+  }
+}
+
+// ---- flow lifetime ----------------------------------------------------------------------
+void FlowTable::release_early(Flow& f) {
+  if (f.state == State::SynSent && f.early_slot != kNone) {
+    early_free.push_back(f.early_slot);
+    f.early_slot = kNone;
+  }
+  f.early_len = 0;
+}
+
+void FlowTable::free_flow(uint32_t i) {
+  Flow& f = edit(i);
+  list_remove(i);
+  uint32_t* link = &buckets[bucket_of(f.key)];
+  while (*link != i) link = &flows[*link].hash_next;
+  *link = f.hash_next;
+  release_early(f);
+  if (f.state != State::Linger) source_release(f.key.src);  // a lingering flow gave it back already
+  if (observer) observer->flow_freed(f.key);
+  f.state = State::Free;
+  f.hash_next = free_head;
+  free_head = i;
+  --count_.active;
+  ++count_.closed;
+}
+
+// Returns the new flow's index, or kNone with the refusal counted.
+uint32_t FlowTable::allocate_flow(const FlowTuple& key, uint32_t now) {
+  // The source is checked first, so that a refused source never costs another client its
+  // lingering flow.
+  if (!source_acquire(key.src)) {
+    ++count_.refused_source_limit;
+    return kNone;
+  }
+  if (free_head == kNone) {
+    const uint32_t victim = lists[kListLinger].head;
+    if (victim == kNone) {
+      source_release(key.src);
+      ++count_.refused_table_full;
+      return kNone;
+    }
+    free_flow(victim);
+  }
+  const uint32_t i = free_head;
+  Flow& f = edit(i);
+  free_head = f.hash_next;
+  f = Flow{};
+  f.key = key;
+  f.early_slot = kNone;
+  f.list = kListNone;
+  f.list_prev = f.list_next = kNone;
+  f.client_ws = kNoWscale;
+  f.backend_ws = 0;
+  f.stamp_ms = now;
+  uint32_t& head = buckets[bucket_of(key)];
+  f.hash_next = head;
+  head = i;
+  ++count_.active;
+  ++count_.created;
+  if (observer) observer->flow_created(key);
+  return i;
+}
+
+void FlowTable::enter(uint32_t i, State s, uint32_t now) {
+  Flow& f = edit(i);
+  if (f.state == State::SynSent && s != State::SynSent) release_early(f);
+  // A closed flow lingers only to translate late retransmissions and is the first to go when
+  // the table is full, so it stops counting against its source: a busy client (or a NAT in
+  // front of many) that opens and closes connections quickly is limited by what it holds
+  // open, not by the last linger_s seconds of its history.
+  if (s == State::Linger && f.state != State::Linger) source_release(f.key.src);
+  f.state = s;
+  if (s != State::SynSent) f.queued_ms = now;
+  switch (s) {
+    case State::Established: list_append(i, kListEstablished); break;
+    case State::Closing: list_append(i, kListClosing); break;
+    case State::Linger: list_append(i, kListLinger); break;
+    case State::SynSent: list_append(i, static_cast<uint8_t>(kListSynSent0 + f.retries)); break;
+    case State::Free: break;
+  }
+}
+
+// Copies the live flows of another table (another layout, or another worker's shard) into this
+// one, as far as they fit; see Engine::import_state.
+RestoreReport FlowTable::import_from(std::span<const uint8_t> region, uint64_t boot_id) {
+  RestoreReport r;
+  if (region.size() < kStateHeaderBytes) return r.refuse("no saved table");
+  StateHeader h;
+  std::memcpy(&h, region.data(), sizeof h);
+  if (std::memcmp(h.magic, kStateMagic, sizeof h.magic) != 0) return r.refuse("no saved table");
+  if (h.version != kStateVersion || h.flow_bytes != sizeof(Flow)) return r.refuse("another table layout");
+  if (h.boot_id != boot_id) return r.refuse("saved before the machine rebooted");
+  if (h.dirty_count == kJournalOverflow) return r.refuse("damaged (journal overflow)");
+  FlowTableConfig theirs = cfg;
+  theirs.max_flows = h.max_flows;
+  theirs.early_data_bytes = h.early_data_bytes;
+  theirs.early_data_slots = h.early_data_slots;
+  const StateLayout lay = layout_of(theirs);
+  if (h.max_flows == 0 || region.size() != lay.total) return r.refuse("the file has the wrong size");
+  r.attached = true;
+  auto torn = [&](uint32_t i) {
+    for (uint32_t k = 0; k < h.dirty_count && k < kJournalSlots; ++k) {
+      if (h.dirty[k] == i) return true;
+    }
+    return false;
+  };
+  for (uint32_t i = 0; i < h.max_flows; ++i) {
+    Flow src;
+    std::memcpy(&src, region.data() + lay.flows_offset + size_t{i} * sizeof(Flow), sizeof src);
+    if (src.state == State::Free) continue;
+    if (torn(i)) {
+      ++r.dropped_torn;
+      continue;
+    }
+    if (src.state < State::SynSent || src.state > State::Linger || find(src.key) != kNone) {
+      ++r.dropped_invalid;
+      continue;
+    }
+    const bool has_early = src.state == State::SynSent && src.early_slot != kNone && src.early_len > 0;
+    if (has_early && (src.early_slot >= h.early_data_slots || src.early_len > h.early_data_bytes ||
+                      src.early_len > cfg.early_data_bytes)) {
+      ++r.dropped_invalid;
+      continue;
+    }
+    if (free_head == kNone || (has_early && early_free.empty())) {
+      ++r.dropped_no_room;
+      continue;
+    }
+    const uint32_t j = free_head;
+    free_head = flows[j].hash_next;
+    Flow& f = edit(j);
+    f = src;
+    f.hash_next = f.list_prev = f.list_next = kNone;
+    f.list = kListNone;
+    if (f.state == State::SynSent) {
+      f.retries = static_cast<uint8_t>(std::min<uint32_t>(f.retries, cfg.backend_syn_retries));
+      f.early_slot = kNone;
+      if (has_early) {
+        f.early_slot = early_free.back();
+        early_free.pop_back();
+        std::memcpy(early_pool + size_t{f.early_slot} * cfg.early_data_bytes,
+                    region.data() + lay.early_offset + size_t{src.early_slot} * h.early_data_bytes, f.early_len);
+      } else {
+        f.early_len = 0;
+      }
+    }
+    uint32_t& head = buckets[bucket_of(f.key)];
+    f.hash_next = head;
+    head = j;
+    if (f.state != State::Linger) source_acquire_unchecked(f.key.src);
+    // Filed at the tail of its timer list with its own stamps: an imported flow that is older
+    // than the ones already queued expires late, never early.
+    switch (f.state) {
+      case State::SynSent: list_append(j, static_cast<uint8_t>(kListSynSent0 + f.retries)); break;
+      case State::Established: list_append(j, kListEstablished); break;
+      case State::Closing: list_append(j, kListClosing); break;
+      default: list_append(j, kListLinger); break;
+    }
+    settle();
+    ++count_.active;
+    ++r.restored;
+  }
+  count_.restored += r.restored;
+  count_.restore_dropped_torn += r.dropped_torn;
+  count_.restore_dropped_invalid += r.dropped_invalid;
+  count_.restore_dropped_no_room += r.dropped_no_room;
+  return r;
+}
+
+uint32_t FlowTable::take_early_slot() {
+  if (early_free.empty()) return kNone;
+  const uint32_t slot = early_free.back();
+  early_free.pop_back();
+  return slot;
+}
+
+size_t FlowTable::memory_bytes() const noexcept {
+  return size_t{cfg.max_flows} * sizeof(Flow) + buckets.size() * sizeof(uint32_t) +
+         sources.size() * sizeof(SourceEntry) + source_buckets.size() * sizeof(uint32_t) +
+         size_t{cfg.early_data_slots} * cfg.early_data_bytes + early_free.capacity() * sizeof(uint32_t);
+}
+
+}  // namespace syngate::flows

@@ -1,0 +1,226 @@
+// The flow table: where proxied connections live, apart from what the proxy does with them.
+// Storage (a fixed pool of entries and an early-data pool, in heap memory or in a region the
+// caller maps so that it outlives the process), lookup (a seeded hash), the timer lists, per-source
+// accounting, iteration and export (import of another table). Persistence is a property of the
+// table: the handshake and translation logic (engine.cpp) only finds, allocates, edits and frees
+// entries, and never knows whether they live in a file.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "syngate/packet.hpp"
+
+namespace syngate {
+
+// Where a table keeps its entries. By default its own heap memory. A caller that wants flows to
+// outlive the process (the daemon maps a file on tmpfs, shared) hands a region of
+// FlowTable::state_bytes() bytes: the table takes over what the region holds when it was
+// written by a compatible table under the same boot, and formats it otherwise. Only the entries
+// and early data live there; every index is rebuilt at start, and an entry that was being
+// changed when its process died is dropped, never used.
+struct EngineState {
+  std::span<uint8_t> region;  // empty: heap memory
+  uint64_t boot_id = 0;       // identifies this boot: a table from another boot is never used
+};
+
+// What a start found in the saved table.
+struct RestoreReport {
+  bool attached = false;  // a saved table was used (in place, or imported)
+  std::string reason;     // why not, when it was not
+  uint64_t restored = 0;
+  uint64_t dropped_torn = 0;     // being changed when the process died
+  uint64_t dropped_invalid = 0;  // fields that contradict each other, duplicates
+  uint64_t dropped_no_room = 0;  // import: the new table is full
+  RestoreReport& refuse(std::string why) {
+    reason = std::move(why);
+    return *this;
+  }
+};
+
+// Told when a flow enters and leaves the table: e.g. the XDP fast path keeps its flow map in
+// step this way. Must not call back into the table or its engine.
+class FlowObserver {
+ public:
+  virtual ~FlowObserver() = default;
+  virtual void flow_created(const FlowTuple& client_to_server) noexcept = 0;
+  virtual void flow_freed(const FlowTuple& client_to_server) noexcept = 0;
+};
+
+namespace flows {
+
+inline constexpr uint32_t kNone = 0xffffffffu;
+inline constexpr uint8_t kNoWscale = 0xff;
+inline constexpr size_t kMaxSynRetryLevels = 16;
+
+enum class State : uint8_t { Free, SynSent, Established, Closing, Linger };
+
+// Timer lists. A flow sits on exactly one; each list has one timeout, so appending keeps it in
+// deadline order (SYN retries use one list per backoff level for the same reason).
+enum ListId : uint8_t {
+  kListNone = 0,
+  kListEstablished,
+  kListClosing,
+  kListLinger,
+  kListSynSent0,  // + retry level
+  kListCount = kListSynSent0 + kMaxSynRetryLevels
+};
+
+
+// One proxied connection. Kept to 96 bytes: with its hash bucket and per-source accounting a
+// flow costs at most 128 bytes of the fixed budget.
+struct Flow {
+  FlowTuple key;            // client -> backend, 36 bytes
+  uint32_t hash_next;       // chain in the flow hash
+  uint32_t list_prev;       // timer list links
+  uint32_t list_next;
+  uint32_t client_isn;
+  uint32_t cookie_isn;
+  uint32_t delta;           // backend ISN - cookie ISN
+  uint32_t tsoff;           // backend TSval - our TSval; before the backend answers: our SYN-ACK TSval
+  uint32_t client_tsval;    // newest TSval seen from the client
+  uint32_t stamp_ms;        // last activity; in SynSent, when the current SYN was sent
+  uint32_t client_fin_seq;  // sequence number of the client's FIN
+  uint32_t server_fin_seq;  // sequence number of the server's FIN, in the backend's space
+  // In SynSent the early-data slot (or kNone); afterwards, when the flow joined its timer list.
+  union {
+    uint32_t early_slot;
+    uint32_t queued_ms;
+  };
+  uint16_t mss;             // decoded from the cookie
+  uint16_t client_window;   // window field of the client's cookie ACK (client-scaled)
+  uint16_t early_len;
+  State state;
+  uint8_t list;
+  uint8_t retries;
+  uint8_t client_ws;        // kNoWscale when the client did not scale
+  uint8_t backend_ws;
+  uint8_t bits;
+};
+static_assert(sizeof(Flow) <= 96, "flow entry grew past its memory budget");
+
+struct SourceEntry {
+  Address address;
+  uint32_t count;
+  uint32_t next;
+};
+
+struct StateHeader;
+
+struct FlowTableConfig {
+  uint32_t max_flows = 1;
+  uint32_t max_flows_per_source = 0;  // 0: no per-source accounting
+  uint32_t early_data_bytes = 0;
+  uint32_t early_data_slots = 0;
+  uint32_t backend_syn_retries = 0;   // SYN retry lists in use: retries + 1
+  uint64_t hash_seed = 0;
+};
+
+// What the table counts on its own: live flows, and what it refuses or drops at start.
+struct FlowTableCounters {
+  uint64_t active = 0;
+  uint64_t created = 0;
+  uint64_t closed = 0;
+  uint64_t refused_source_limit = 0;
+  uint64_t refused_table_full = 0;
+  uint64_t restored = 0;
+  uint64_t restore_dropped_torn = 0;
+  uint64_t restore_dropped_invalid = 0;
+  uint64_t restore_dropped_no_room = 0;
+};
+
+class FlowTable {
+ public:
+  FlowTable(const FlowTableConfig& config, EngineState state);
+  FlowTable(const FlowTable&) = delete;
+  FlowTable& operator=(const FlowTable&) = delete;
+
+  static size_t state_bytes(const FlowTableConfig& config);
+  // Empty when `region` holds a table this configuration can use in place; otherwise why not.
+  static std::string incompatibility(std::span<const uint8_t> region, const FlowTableConfig& config,
+                                     uint64_t boot_id);
+  const RestoreReport& restore_report() const noexcept { return restored; }
+  // Copies the live entries of another table (another layout, or another shard) into this one,
+  // as far as they fit. Entries already present are skipped.
+  RestoreReport import_from(std::span<const uint8_t> region, uint64_t boot_id);
+
+  // ---- for the proxy: lookup, lifetime, edits ----------------------------------------------
+  uint32_t find(const FlowTuple& key) const;
+  const Flow& get(uint32_t i) const { return flows[i]; }
+  // Before an entry changes: marks it in the journal (crash safety) and returns it.
+  Flow& edit(uint32_t i);
+  // When the packet or timer that changed entries is done: empties the journal.
+  void settle();
+  // A new entry for `key`, or kNone (refusal counted: the source's limit, or a full table
+  // with no lingering flow to evict).
+  uint32_t allocate_flow(const FlowTuple& key, uint32_t now);
+  void free_flow(uint32_t i);
+  // Moves the entry to state `s` and files it on that state's timer list.
+  void enter(uint32_t i, State s, uint32_t now);
+  void list_append(uint32_t i, uint8_t id);
+  void release_early(Flow& f);
+  uint8_t* early_data(uint32_t slot) noexcept { return early_pool + size_t{slot} * cfg.early_data_bytes; }
+  // A slot from the early-data pool, or kNone when none is free.
+  uint32_t take_early_slot();
+
+  struct List {
+    uint32_t head = kNone;
+    uint32_t tail = kNone;
+  };
+  const List& list(uint8_t id) const noexcept { return lists[id]; }
+
+  void set_observer(FlowObserver* o) noexcept { observer = o; }
+  const FlowTableCounters& counters() const noexcept { return count_; }
+  const FlowTableConfig& config() const noexcept { return cfg; }
+  size_t memory_bytes() const noexcept;
+  // Every live entry, in table order.
+  template <typename Fn>
+  void for_each(Fn&& fn) const {
+    for (uint32_t i = 0; i < cfg.max_flows; ++i) {
+      if (flows[i].state != State::Free) fn(i, flows[i]);
+    }
+  }
+
+ private:
+  void format(uint64_t boot_id);
+  void rebuild();
+  bool plausible(const Flow& f, std::vector<uint8_t>& slot_used) const;
+  uint32_t bucket_of(const FlowTuple& k) const;
+  void list_remove(uint32_t i);
+  uint32_t source_bucket(const Address& a) const;
+  bool source_acquire(const Address& a);
+  void source_acquire_unchecked(const Address& a);
+  void source_release(const Address& a);
+
+  FlowTableConfig cfg;
+  uint32_t syn_levels = 1;
+  FlowTableCounters count_;
+  FlowObserver* observer = nullptr;
+  // The persistent part: header, flow entries, early-data pool. Either `own` (heap) or a region
+  // the caller maps (a file on tmpfs) so that flows outlive the process. Everything else here
+  // (hash chains, free lists, timer lists, per-source counts) is rebuilt from the entries.
+  std::vector<uint8_t> own;
+  StateHeader* header = nullptr;
+  Flow* flows = nullptr;
+  uint8_t* early_pool = nullptr;
+  RestoreReport restored;
+
+  std::vector<uint32_t> buckets;
+  uint32_t bucket_mask = 0;
+  uint32_t free_head = kNone;
+
+  std::vector<SourceEntry> sources;
+  std::vector<uint32_t> source_buckets;
+  uint32_t source_mask = 0;
+  uint32_t source_free = kNone;
+
+  std::vector<uint32_t> early_free;  // stack of free slot indices
+
+  List lists[kListCount];
+};
+
+}  // namespace flows
+}  // namespace syngate
