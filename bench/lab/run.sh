@@ -587,17 +587,23 @@ big_sha=$(sha256sum <"$tmp/www/big" | cut -d' ' -f1)
   echo "}"
 } >"$out/config.json"
 
+n_modes=$(wc -w <<<"$modes")
+n_rates=$(wc -w <<<"$rates")
+mode_no=0
+lab_start=$SECONDS
 for mode in $modes; do
+  mode_no=$((mode_no + 1))
   mkdir -p "$out/points/$mode"
   if ! mode_up "$mode"; then
     log "$mode: SKIPPED: $skip_reason"
     printf '%s\n' "$skip_reason" >"$out/points/$mode/skipped"
     continue
   fi
-  log "mode $mode"
+  log "mode $mode_no/$n_modes: $mode ($((SECONDS - lab_start)) s so far)"
   if has_kind syn; then
     idx=0
     for rate in $rates; do
+      log "  $mode: SYN flood point $((idx + 1))/$n_rates (rate $rate), $((n_modes - mode_no)) mode(s) after this one"
       run_point "$mode" "$idx" "$rate"
       idx=$((idx + 1))
     done
