@@ -10,27 +10,8 @@ set -euo pipefail
 bin=${1:?usage: ipv6_netns_test.sh SYNFLOOD}
 [ "$(id -u)" = 0 ] || { echo "SKIP: needs root"; exit 77; }
 
-tx="sgf6-tx-$$"; rx="sgf6-rx-$$"
-tmp=$(mktemp -d)
-srv_pid=""
-cleanup() {
-  local rc=$?
-  set +e
-  if [ -n "$srv_pid" ]; then kill "$srv_pid" 2>/dev/null; wait "$srv_pid" 2>/dev/null; fi
-  ip netns del "$tx" 2>/dev/null
-  ip netns del "$rx" 2>/dev/null
-  rm -rf "$tmp"
-  exit "$rc"
-}
-trap cleanup EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
-
-ip netns add "$tx"; ip netns add "$rx"
-ip -n "$tx" link add veth0 type veth peer name veth1 netns "$rx"
-ip -n "$tx" addr add fd00:77::1/64 dev veth0 nodad
-ip -n "$rx" addr add fd00:77::2/64 dev veth1 nodad
-for ns in "$tx" "$rx"; do ip -n "$ns" link set lo up; done
-ip -n "$tx" link set veth0 up; ip -n "$rx" link set veth1 up
+source "$(dirname "$0")/pair.sh"
+pair_up f6 "fd00:77::1/64" "fd00:77::2/64"
 
 counter() {
   ip netns exec "$rx" ip6tables -t raw -nvxL PREROUTING | awk -v c="$1" '$0 ~ "/\\* " c " \\*/" {print $1}'

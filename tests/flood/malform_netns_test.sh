@@ -10,29 +10,8 @@ bin=${1:?usage: malform_netns_test.sh SYNFLOOD}
 [ "$(id -u)" = 0 ] || { echo "SKIP: needs root"; exit 77; }
 command -v tcpdump >/dev/null || { echo "SKIP: needs tcpdump"; exit 77; }
 
-tx="sgmf-tx-$$"; rx="sgmf-rx-$$"
-tmp=$(mktemp -d)
-dump_pid=""
-cleanup() {
-  local rc=$?
-  set +e
-  if [ -n "$dump_pid" ]; then kill "$dump_pid" 2>/dev/null; wait "$dump_pid" 2>/dev/null; fi
-  ip netns del "$tx" 2>/dev/null
-  ip netns del "$rx" 2>/dev/null
-  rm -rf "$tmp"
-  exit "$rc"
-}
-trap cleanup EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
-
-ip netns add "$tx"; ip netns add "$rx"
-ip -n "$tx" link add veth0 type veth peer name veth1 netns "$rx"
-ip -n "$tx" addr add 10.99.0.1/24 dev veth0
-ip -n "$rx" addr add 10.99.0.2/24 dev veth1
-ip -n "$tx" addr add fd00:99::1/64 dev veth0 nodad
-ip -n "$rx" addr add fd00:99::2/64 dev veth1 nodad
-for ns in "$tx" "$rx"; do ip -n "$ns" link set lo up; done
-ip -n "$tx" link set veth0 up; ip -n "$rx" link set veth1 up
+source "$(dirname "$0")/pair.sh"
+pair_up mf "10.99.0.1/24 fd00:99::1/64" "10.99.0.2/24 fd00:99::2/64"
 ip netns exec "$rx" iptables -t raw -A PREROUTING -s 198.18.0.0/15 -p tcp -m comment --comment malformed -j DROP
 ip netns exec "$rx" ip6tables -t raw -A PREROUTING -s 2001:2::/48 -m comment --comment malformed -j DROP
 

@@ -8,27 +8,8 @@ set -euo pipefail
 bin=${1:?usage: netns_test.sh SYNFLOOD}
 [ "$(id -u)" = 0 ] || { echo "SKIP: needs root"; exit 77; }
 
-tx="sgft-tx-$$"; rx="sgft-rx-$$"
-tmp=$(mktemp -d)
-srv_pid=""
-cleanup() {
-  local rc=$?
-  set +e  # tear down everything even if one step fails, and keep the test's own exit status
-  if [ -n "$srv_pid" ]; then kill "$srv_pid" 2>/dev/null; wait "$srv_pid" 2>/dev/null; fi
-  ip netns del "$tx" 2>/dev/null || true
-  ip netns del "$rx" 2>/dev/null || true
-  rm -rf "$tmp"
-  exit "$rc"
-}
-trap cleanup EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
-
-ip netns add "$tx"; ip netns add "$rx"
-ip -n "$tx" link add veth0 type veth peer name veth1 netns "$rx"
-ip -n "$tx" addr add 10.99.0.1/24 dev veth0
-ip -n "$rx" addr add 10.99.0.2/24 dev veth1
-for ns in "$tx" "$rx"; do ip -n "$ns" link set lo up; done
-ip -n "$tx" link set veth0 up; ip -n "$rx" link set veth1 up
+source "$(dirname "$0")/pair.sh"
+pair_up ft "10.99.0.1/24" "10.99.0.2/24"
 ip -n "$tx" route add 198.18.0.0/15 dev veth0  # backscatter from rx has somewhere to go, and dies
 
 counter() {  # packets counted by the rule with this comment

@@ -9,29 +9,8 @@ set -euo pipefail
 bin=${1:?usage: replay_capture_test.sh SYNFLOOD}
 [ "$(id -u)" = 0 ] || { echo "SKIP: needs root"; exit 77; }
 command -v tcpdump >/dev/null || { echo "SKIP: no tcpdump (scripts/deps.sh installs it)"; exit 77; }
-id="$$$RANDOM"; id=${id:0:9}
-tx=sgrtx$id; rx=sgrrx$id
-tmp=$(mktemp -d /tmp/syngate-replay.XXXXXX)
-cleanup() {
-  local rc=$?
-  set +e
-  for ns in $tx $rx; do
-    for p in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$p" 2>/dev/null; done
-    ip netns del "$ns" 2>/dev/null
-  done
-  rm -rf "$tmp"
-  exit $rc
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-fail() { echo "FAIL: $*"; exit 1; }
-ip netns add $tx; ip netns add $rx
-ip link add veth0 netns $tx type veth peer name veth1 netns $rx
-ip -n $tx addr add 10.99.0.1/24 dev veth0
-ip -n $rx addr add 10.99.0.2/24 dev veth1
-ip -n $rx addr add 10.99.0.3/24 dev veth1
-for ns in $tx $rx; do ip -n $ns link set lo up; done
-ip -n $tx link set veth0 up; ip -n $rx link set veth1 up
+source "$(dirname "$0")/pair.sh"
+pair_up rc "10.99.0.1/24" "10.99.0.2/24 10.99.0.3/24"
 # The receiver drops what it counts (nothing answers the spoofed sources).
 ip netns exec $rx iptables -t raw -A PREROUTING -d 10.99.0.3 -p tcp --dport 8080 -s 198.19.0.0/16 -j DROP
 ip netns exec $rx iptables -t raw -A PREROUTING -d 10.99.0.3 -p tcp -j DROP
