@@ -10,7 +10,6 @@
 #include <charconv>
 #include <cstring>
 
-#include "syngate/engine.hpp"
 #include "syngate/spec/syn_rules.h"
 
 namespace syngate {

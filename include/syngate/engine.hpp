@@ -19,11 +19,6 @@
 
 namespace syngate {
 
-struct Service {
-  Address address;
-  uint16_t port = 0;
-  friend bool operator==(const Service&, const Service&) = default;
-};
 
 struct EngineConfig {
   std::vector<Service> services;

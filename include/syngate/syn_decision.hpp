@@ -20,7 +20,12 @@
 
 namespace syngate {
 
-struct Service;
+// A protected service: the SYN decision's first question is whether a packet is for one.
+struct Service {
+  Address address;
+  uint16_t port = 0;
+  friend bool operator==(const Service&, const Service&) = default;
+};
 
 // ---- Prefix sets ----------------------------------------------------------------------------
 
