@@ -10,7 +10,7 @@
 # receive work to another core (offcore_receiver.sh). "shared" keeps the classic layout for
 # comparison.
 #
-# Usage (root): bench/lab/mpps.sh [SYNFLOOD_BINARY] [SECONDS] [CPU] [offcore|shared|both] [ring|mmsg]
+# Usage (root): bench/lab/mpps.sh [SYNFLOOD_BINARY] [SECONDS] [CPU] [offcore|shared|both] [ring|mmsg] [4|6]
 # Prints one JSON object per layout: the generator's own report plus the receiver's count.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -19,6 +19,8 @@ seconds=${2:-5}
 cpu=${3:-1}
 layouts=${4:-both}
 method=${5:-ring}
+family=${6:-4}   # 6: an IPv6 flood (spoofed from 2001:2::/48) at [fd00:99::2]:80
+case $family in 4|6) ;; *) echo "mpps.sh: family must be 4 or 6" >&2; exit 2 ;; esac
 [ -x "$bin" ] || { echo "mpps.sh: no synflood binary at $bin (build it first)" >&2; exit 2; }
 [ "$(id -u)" = 0 ] || { echo "mpps.sh: needs root (network namespaces)" >&2; exit 2; }
 case $layouts in offcore|shared) ;; both) layouts="offcore shared" ;;
@@ -43,11 +45,14 @@ run_layout() {
   ip -n "$tx" link add veth0 type veth peer name "$rxdev" netns "$rx"
   ip -n "$tx" addr add 10.99.0.1/24 dev veth0
   ip -n "$rx" addr add 10.99.0.2/24 dev "$rxdev"
+  ip -n "$tx" addr add fd00:99::1/64 dev veth0 nodad
+  ip -n "$rx" addr add fd00:99::2/64 dev "$rxdev" nodad
   ip -n "$tx" link set lo up
   ip -n "$rx" link set lo up
   ip -n "$tx" link set veth0 up
   ip -n "$rx" link set "$rxdev" up
   ip netns exec "$rx" iptables -t raw -A PREROUTING -p tcp --dport 80 -j DROP
+  ip netns exec "$rx" ip6tables -t raw -A PREROUTING -p tcp --dport 80 -j DROP
   local poller=""
   if [ "$layout" = offcore ]; then
     [ "$ncpu" -ge 2 ] || { echo "mpps.sh: offcore needs two CPUs" >&2; return 2; }
@@ -57,12 +62,14 @@ run_layout() {
   mac=$(ip -n "$rx" -br link show "$rxdev" | awk '{print $3}')
   local receiver="softirq on the generator's CPU"
   [ -z "$poller" ] || receiver="NAPI thread $poller on CPU $other"
-  echo "layout $layout: generator on CPU $cpu (tx method $method), receiver $receiver, ${seconds}s" >&2
+  echo "layout $layout: IPv$family, generator on CPU $cpu (tx method $method), receiver $receiver, ${seconds}s" >&2
   local report dropped
-  report=$(ip netns exec "$tx" chrt -f 50 taskset -c "$cpu" "$bin" syn --target 10.99.0.2:80 --rate 0 \
+  local target=10.99.0.2:80 filter=iptables
+  [ "$family" = 6 ] && { target='[fd00:99::2]:80'; filter=ip6tables; }
+  report=$(ip netns exec "$tx" chrt -f 50 taskset -c "$cpu" "$bin" syn --target "$target" --rate 0 \
     --duration "$seconds" --iface veth0 --dst-mac "$mac" --tx-method "$method" --json) || true
   # synflood exits 1 when any frame failed to send; the report (send_errors, error) says how many
-  dropped=$(ip netns exec "$rx" iptables -t raw -nvxL PREROUTING | awk 'NR==3 {print $1}')
+  dropped=$(ip netns exec "$rx" "$filter" -t raw -nvxL PREROUTING | awk 'NR==3 {print $1}')
   python3 -c 'import json,sys; j=json.loads(sys.argv[1]); j["layout"]=sys.argv[2]; j["receiver_dropped"]=int(sys.argv[3]); print(json.dumps(j, sort_keys=True))' \
     "$report" "$layout" "$dropped"
 }
