@@ -1,5 +1,5 @@
-// The handshake proxy. See include/syngate/engine.hpp for the contract and DESIGN.md for the
-// protocol. Sequence spaces: the client's ISN is passed to the backend unchanged, so only the
+// The handshake proxy. See include/syngate/engine.hpp for the contract and README.md ("How the
+// gateway works") for the protocol. Sequence spaces: the client's ISN is passed to the backend unchanged, so only the
 // server's side needs translating: delta = backend ISN - cookie ISN, tsoff = backend TSval - our
 // SYN-ACK TSval.
 #include "syngate/engine.hpp"

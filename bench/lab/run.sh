@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The flood lab: builds the DESIGN topology in four network namespaces, runs nginx (and a
+# The flood lab: builds the lab topology (drawn below) in four network namespaces, runs nginx (and a
 # server-speaks-first banner service) on srv, and for each defence mode runs the same flood
 # schedule from atk and the same legitimate-client probe from cli. Writes report.json,
 # table.md and chart.png (or .svg) into the output directory. Tears everything down on every

@@ -1,4 +1,4 @@
-# Shared fixture for the gateway integration tests (label "root"): builds the DESIGN lab topology
+# Shared fixture for the gateway integration tests (label "root"): builds the lab topology (drawn below)
 # in network namespaces unique to this run, and tears everything down on every exit path.
 #
 #   cli (10.10.1.2) --- gw (10.10.1.1 | 10.10.2.1 | 10.10.3.1) --- srv (10.10.3.2)
