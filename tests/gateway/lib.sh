@@ -83,10 +83,13 @@ lab_ipv6() {
   in_ns "$NS_ATK" ip6tables -t raw -A PREROUTING -d 2001:2::/48 -j DROP
   # Resolve the gateway's IPv6 neighbours now: packets to a neighbour still INCOMPLETE wait in a
   # short queue and the first ones of a test would be lost or late.
+  # A datagram to each neighbour starts the resolution; wait until the entry is usable.
   local addr i
   for addr in fd00:10:1::2 fd00:10:2::2 fd00:10:3::2; do
-    for ((i = 0; i < 30; i++)); do
-      in_ns "$NS_GW" ping -6 -c 1 -W 1 "$addr" >/dev/null 2>&1 && break
+    for ((i = 0; i < 50; i++)); do
+      in_ns "$NS_GW" ip -6 neigh show "$addr" | grep -qE 'REACHABLE|STALE|DELAY|PROBE' && break
+      (( i % 10 == 0 )) && in_ns "$NS_GW" python3 -c 'import socket, sys
+socket.socket(socket.AF_INET6, socket.SOCK_DGRAM).sendto(b"x", (sys.argv[1], 9))' "$addr"
       sleep 0.1
     done
   done
