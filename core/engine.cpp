@@ -128,7 +128,6 @@ struct Engine::Impl {
   // proxy logic on top of it.
   FlowTable table;
   std::vector<uint8_t> scratch;  // one packet being built
-  uint32_t syn_levels = 1;
   SynGuard guard;
   // Services removed by a reload: their flows are still translated until they end; new
   // connections to them are no longer proxied (their SYNs pass untouched).
@@ -139,7 +138,6 @@ struct Engine::Impl {
         cookies(j),
         table(table_config(cfg), state),
         guard(SynGuardConfig{c.policy, c.hash_key, c.budget_share}) {
-    syn_levels = cfg.backend_syn_retries + 1;
     scratch.resize(kMaxHeadersLen + std::max<size_t>(cfg.early_data_bytes, 64));
   }
 
@@ -477,7 +475,7 @@ struct Engine::Impl {
   // ---- timers -------------------------------------------------------------------------------
   void advance(uint64_t now_ns, PacketSink& sink) {
     const uint32_t now = now_ms(now_ns);
-    for (uint32_t level = 0; level < syn_levels; ++level) {
+    for (uint32_t level = 0; level <= cfg.backend_syn_retries; ++level) {
       const uint32_t timeout = cfg.backend_retry_initial_ms << level;
       const FlowTable::List& l = table.list(static_cast<uint8_t>(kListSynSent0 + level));
       while (l.head != kNone && time_reached(now, table.get(l.head).stamp_ms + timeout)) {

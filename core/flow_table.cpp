@@ -10,20 +10,6 @@ namespace syngate::flows {
 constexpr char kStateMagic[8] = {'s', 'y', 'n', 'g', 'a', 't', 'e', 'F'};
 // 2: timestamps from the daemon's CLOCK_TAI (1 counted from the boot).
 constexpr uint32_t kStateVersion = 2;
-constexpr uint32_t kJournalSlots = 8;
-constexpr uint32_t kJournalOverflow = 0xffffffffu;
-struct StateHeader {
-  char magic[8];
-  uint32_t version;
-  uint32_t flow_bytes;
-  uint32_t max_flows;
-  uint32_t early_data_bytes;
-  uint32_t early_data_slots;
-  uint32_t reserved;
-  uint64_t boot_id;
-  uint32_t dirty_count;
-  uint32_t dirty[kJournalSlots];
-};
 constexpr size_t kStateHeaderBytes = 128;
 static_assert(sizeof(StateHeader) <= kStateHeaderBytes);
 
@@ -149,33 +135,6 @@ void FlowTable::format(uint64_t boot_id) {
   for (uint32_t i = 0; i < cfg.max_flows; ++i) flows[i].state = State::Free;
   std::atomic_signal_fence(std::memory_order_seq_cst);
   *header = h;  // the magic last in effect: a half-formatted table fails validation
-}
-
-// ---- crash safety -------------------------------------------------------------------------
-// Before an entry changes, its index goes into the header's journal; when the packet (or
-// timer) that changed it is done, the journal is emptied. A process killed in between leaves
-// the index behind, and the next start discards exactly those entries: no torn entry is used.
-// The signal fences keep the compiler from moving entry stores across the journal stores (a
-// SIGKILL stops this thread between two of its own instructions, so program order is enough).
-Flow& FlowTable::edit(uint32_t i) {
-  StateHeader& h = *header;
-  const uint32_t n = h.dirty_count;
-  for (uint32_t k = 0; k < n && k < kJournalSlots; ++k) {
-    if (h.dirty[k] == i) return flows[i];
-  }
-  if (n < kJournalSlots) {
-    h.dirty[n] = i;
-    std::atomic_signal_fence(std::memory_order_seq_cst);
-    h.dirty_count = n + 1;
-  } else {
-    h.dirty_count = kJournalOverflow;  // cannot happen: a packet touches at most 3 entries
-  }
-  std::atomic_signal_fence(std::memory_order_seq_cst);
-  return flows[i];
-}
-void FlowTable::settle() {
-  std::atomic_signal_fence(std::memory_order_seq_cst);
-  header->dirty_count = 0;
 }
 
 // Rebuilds every derived structure from the entries, dropping (and counting) torn and

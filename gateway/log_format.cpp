@@ -1,5 +1,6 @@
 #include "log_format.hpp"
 
+#include <nlohmann/json.hpp>
 #include <spdlog/pattern_formatter.h>
 #include <spdlog/spdlog.h>
 
@@ -8,26 +9,6 @@
 #include <ctime>
 
 namespace syngate::gw {
-
-void append_json_escaped(std::string_view text, std::string& out) {
-  for (unsigned char c : text) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (c < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          out += buf;
-        } else {
-          out += static_cast<char>(c);
-        }
-    }
-  }
-}
 
 void JsonLogFormatter::format(const spdlog::details::log_msg& msg, spdlog::memory_buf_t& dest) {
   const auto since = msg.time.time_since_epoch();
@@ -39,14 +20,15 @@ void JsonLogFormatter::format(const spdlog::details::log_msg& msg, spdlog::memor
   char stamp[96];  // room for any int the compiler imagines in the fields
   std::snprintf(stamp, sizeof stamp, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
                 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms));
-  std::string line = "{\"time\":\"";
-  line += stamp;
-  line += "\",\"level\":\"";
+  // nlohmann-json does the escaping (control characters as \uXXXX; bytes that are not UTF-8
+  // replaced rather than thrown on, since a log line must never fail).
   const auto level = spdlog::level::to_string_view(msg.level);
-  line.append(level.data(), level.size());
-  line += "\",\"logger\":\"syngate\",\"msg\":\"";
-  append_json_escaped(std::string_view(msg.payload.data(), msg.payload.size()), line);
-  line += "\"}\n";
+  const nlohmann::ordered_json j = {
+      {"time", stamp},
+      {"level", std::string(level.data(), level.size())},
+      {"logger", "syngate"},
+      {"msg", std::string(msg.payload.data(), msg.payload.size())}};
+  const std::string line = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
   dest.append(line.data(), line.data() + line.size());
 }
 

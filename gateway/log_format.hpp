@@ -6,7 +6,6 @@
 
 #include <memory>
 #include <string>
-#include <string_view>
 
 namespace syngate::gw {
 
@@ -17,9 +16,6 @@ class JsonLogFormatter final : public spdlog::formatter {
   void format(const spdlog::details::log_msg& msg, spdlog::memory_buf_t& dest) override;
   std::unique_ptr<spdlog::formatter> clone() const override;
 };
-
-// Appends `text` to `out` as the inside of a JSON string.
-void append_json_escaped(std::string_view text, std::string& out);
 
 // Installs the format on spdlog's default logger: "text" or "json".
 void set_log_format(const std::string& format);

@@ -6,6 +6,7 @@
 // entries, and never knows whether they live in a file.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -108,7 +109,22 @@ struct SourceEntry {
   uint32_t next;
 };
 
-struct StateHeader;
+// The persisted table's header (the rest of its checks live in flow_table.cpp). Its journal is
+// here so that edit() and settle(), on every packet, inline.
+inline constexpr uint32_t kJournalSlots = 8;
+inline constexpr uint32_t kJournalOverflow = 0xffffffffu;
+struct StateHeader {
+  char magic[8];
+  uint32_t version;
+  uint32_t flow_bytes;
+  uint32_t max_flows;
+  uint32_t early_data_bytes;
+  uint32_t early_data_slots;
+  uint32_t reserved;
+  uint64_t boot_id;
+  uint32_t dirty_count;
+  uint32_t dirty[kJournalSlots];
+};
 
 struct FlowTableConfig {
   uint32_t max_flows = 1;
@@ -150,10 +166,32 @@ class FlowTable {
   // ---- for the proxy: lookup, lifetime, edits ----------------------------------------------
   uint32_t find(const FlowTuple& key) const;
   const Flow& get(uint32_t i) const { return flows[i]; }
-  // Before an entry changes: marks it in the journal (crash safety) and returns it.
-  Flow& edit(uint32_t i);
-  // When the packet or timer that changed entries is done: empties the journal.
-  void settle();
+  // Crash safety. Before an entry changes, its index goes into the header's journal; when the
+  // packet (or timer) that changed it is done, the journal is emptied. A process killed in
+  // between leaves the index behind, and the next start discards exactly those entries: no torn
+  // entry is used. The signal fences keep the compiler from moving entry stores across the
+  // journal stores (a SIGKILL stops this thread between two of its own instructions, so program
+  // order is enough).
+  Flow& edit(uint32_t i) {
+    StateHeader& h = *header;
+    const uint32_t n = h.dirty_count;
+    for (uint32_t k = 0; k < n && k < kJournalSlots; ++k) {
+      if (h.dirty[k] == i) return flows[i];
+    }
+    if (n < kJournalSlots) {
+      h.dirty[n] = i;
+      std::atomic_signal_fence(std::memory_order_seq_cst);
+      h.dirty_count = n + 1;
+    } else {
+      h.dirty_count = kJournalOverflow;  // cannot happen: a packet touches at most 3 entries
+    }
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+    return flows[i];
+  }
+  void settle() {
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+    header->dirty_count = 0;
+  }
   // A new entry for `key`, or kNone (refusal counted: the source's limit, or a full table
   // with no lingering flow to evict).
   uint32_t allocate_flow(const FlowTuple& key, uint32_t now);

@@ -6,8 +6,7 @@ source "$(dirname "$0")/lib.sh"
 lab_init "$@"
 lab_up
 start_nginx
-head -c $((50 * 1024 * 1024)) /dev/urandom > "$LAB_DIR/www/big.bin"
-want=$(sha256sum < "$LAB_DIR/www/big.bin" | cut -d' ' -f1)
+serve_big 50
 write_config
 start_syngate
 

@@ -15,8 +15,7 @@ sed -e "s|listen 10.10.3.2:80 backlog=4096;|listen [fd00:10:3::2]:80 backlog=409
 bg "$NS_SRV" nginx -c "$LAB_DIR/nginx/nginx6.conf" -p "$LAB_DIR/nginx"
 wait_listen "$NS_SRV" 80 || fail "nginx (IPv6) did not start"
 for i in $(seq 100); do in_ns "$NS_SRV" ss -Htln | grep -q 'fd00:10:3::2\]:80' && break; sleep 0.05; done
-head -c $((5 * 1024 * 1024)) /dev/urandom > "$LAB_DIR/www/big.bin"
-want=$(sha256sum < "$LAB_DIR/www/big.bin" | cut -d' ' -f1)
+serve_big 5
 
 write_config "" "" '
 [[service]]

@@ -181,6 +181,16 @@ PY
   wait_listen "$NS_SRV" "$port" || fail "greeter did not start"
 }
 
+# serve_big MB: random bytes as nginx's /big.bin; $want is their sha256.
+serve_big() {
+  head -c $(($1 * 1024 * 1024)) /dev/urandom > "$LAB_DIR/www/big.bin"
+  want=$(sha256sum < "$LAB_DIR/www/big.bin" | cut -d' ' -f1)
+}
+
+# A small client receive buffer: a rate-limited download then waits in the server's send queue,
+# not in the client's socket, so it depends on the gateway for its whole length.
+small_client_rmem() { in_ns "$NS_CLI" sysctl -qw net.ipv4.tcp_rmem="4096 16384 65536"; }
+
 # A server that speaks first and then echoes: "hello\n" on accept, "echo LINE" for every line.
 start_echo() {  # start_echo PORT
   local port=$1

@@ -9,8 +9,7 @@ lab_init "$1"
 SYNFLOOD=${2:?usage: policy_test.sh SYNGATE SYNFLOOD}
 lab_up
 start_nginx
-head -c $((8 * 1024 * 1024)) /dev/urandom > "$LAB_DIR/www/big.bin"
-want=$(sha256sum < "$LAB_DIR/www/big.bin" | cut -d' ' -f1)
+serve_big 8
 # SYN-ACKs from the service that reach cli and atk (atk's existing rule drops the spoofed range's
 # backscatter; this one, inserted before it, counts it).
 in_ns "$NS_CLI" iptables -t raw -I PREROUTING -s 10.10.3.2 -p tcp --tcp-flags SYN,ACK SYN,ACK -j ACCEPT

@@ -10,9 +10,8 @@ source "$(dirname "$0")/lib.sh"
 lab_init "$1"
 lab_up
 start_nginx
-head -c $((3 * 1024 * 1024)) /dev/urandom > "$LAB_DIR/www/big.bin"
-want=$(sha256sum < "$LAB_DIR/www/big.bin" | cut -d' ' -f1)
-in_ns "$NS_CLI" sysctl -qw net.ipv4.tcp_rmem="4096 16384 65536"
+serve_big 3
+small_client_rmem
 
 start_echo 7000
 start_echo 7001
