@@ -2,7 +2,10 @@
 """Collects the lab's per-point JSON files into report.json, table.md and a gnuplot chart.
 
 Usage: report.py OUT_DIR   (the directory run.sh wrote: points/<mode>/<idx>.{flood,probe,gw}.json for the
-SYN rate sweep; ack{4,6}.json, malformed{4,6}.tsv and mixed{4,6}.{flood,probe,gw}.json for the other kinds)
+SYN rate sweep; ack{4,6}.json, malformed{4,6}.tsv, mixed{4,6}.{flood,probe,gw}.json and connrate.tsv for
+the other kinds)
+       report.py --summary OUT LAYOUT_DIR...   (run.sh --layout both: OUT/summary.md, the layouts side
+by side with syngate's ratios against kernel SYNPROXY measured in the same run)
 """
 import json
 import os
@@ -10,7 +13,8 @@ import shutil
 import subprocess
 import sys
 
-MODE_ORDER = ["none", "syncookies", "synproxy", "synproxy-ts", "syngate"]
+MODE_ORDER = ["none", "syncookies", "synproxy", "synproxy-ts", "syngate", "syngate-native", "syngate-nfqueue"]
+CLEAN_PCT = 99.0  # a point is clean when at least this share of legitimate connections succeeded
 
 
 def load(path):
@@ -36,6 +40,17 @@ def point(base, rate):
         "failures_detail": probe["failures_detail"],
         "gateway": gw,
     }
+
+
+def connrate_of(path):
+    """ab runs (run, requests/s, complete, failed): the median run by rate."""
+    runs = []
+    for line in open(path):
+        run, rps, done, failed = line.split()
+        runs.append({"conn_per_s": float(rps), "complete": int(done), "failed": int(failed)})
+    med = sorted(runs, key=lambda r: r["conn_per_s"])[(len(runs) - 1) // 2] if runs else None
+    return {"runs": runs, "median_conn_per_s": med["conn_per_s"] if med else 0,
+            "failed": sum(r["failed"] for r in runs), "complete": sum(r["complete"] for r in runs)}
 
 
 def collect(out):
@@ -75,6 +90,9 @@ def collect(out):
             mixed = point(os.path.join(mdir, f"mixed{family}"), config.get("mixed_rate", 0))
             if mixed:
                 entry.setdefault("mixed", {})[fam] = mixed
+        connrate = os.path.join(mdir, "connrate.tsv")
+        if os.path.exists(connrate):
+            entry["connrate"] = connrate_of(connrate)
         modes[mode] = entry
     return {"config": config, "modes": modes}
 
@@ -91,9 +109,12 @@ def table(report):
         for p in m["points"]:
             f = p["failures"]
             gw = p["gateway"]
-            if mode == "syngate":
+            if mode.startswith("syngate"):
                 cpu = f"{gw.get('daemon_cpu_pct', 0):.0f}% (daemon)"
                 rss = f"{gw.get('daemon_rss_kb', 0) / 1024:.1f} MB"
+                if gw.get("xdp_syn_answered_per_s") or gw.get("nfqueue_cookies_sent_per_s"):
+                    cpu += (f"; SYN-ACKs/s: {gw.get('xdp_syn_answered_per_s', 0)} XDP, "
+                            f"{gw.get('nfqueue_cookies_sent_per_s', 0)} NFQUEUE")
             else:
                 cpu = f"{gw.get('softirq_pct_of_machine', 0):.0f}% (softirq, all)"
                 rss = f"{gw.get('gw_conntrack_entries', 0)} ct" if mode.startswith("synproxy") else "-"
@@ -105,7 +126,7 @@ def table(report):
             notes.append(f"- {mode}: server-speaks-first service, no flood: "
                          f"{m['banner_no_flood']['success_pct']:.1f}% got the banner within 1 s")
     text = "## Spoofed SYN flood\n\n" + "\n".join(lines) + "\n" + ("\n" + "\n".join(notes) + "\n" if notes else "")
-    return text + kind_tables(report)
+    return text + kind_tables(report) + "\n".join(targets(report))
 
 
 def ok_modes(report, key):
@@ -121,13 +142,15 @@ def kind_tables(report):
     acks = ok_modes(report, "forged_ack_download")
     if acks:
         out += ["", "## Forged-ACK flood during a download", "",
-                "| mode | IP | alone (MB/s) | under flood (MB/s) | ratio | intact | flood (ACK/s) | forged ACKs at srv |",
-                "|---|---|---:|---:|---:|---|---:|---:|"]
+                "| mode | IP | alone (MB/s) | under flood (MB/s) | ratio | intact | flood (ACK/s) | forged ACKs at srv | new connections during the flood |",
+                "|---|---|---:|---:|---:|---|---:|---:|---:|"]
         for mode, fams in acks:
             for fam, a in sorted(fams.items()):
                 intact = "yes" if a["flood"]["intact"] and a["no_flood"]["intact"] else "NO"
+                nc = a.get("new_connections")
+                ncs = f"{nc['success_pct']:.1f}% (p99 {nc['connect_ms']['p99']:.1f} ms)" if nc else "-"
                 out.append(f"| {mode} | {fam} | {mb_s(a['no_flood']['bytes_per_s'])} | {mb_s(a['flood']['bytes_per_s'])} | "
-                           f"{a['speed_ratio']:.2f} | {intact} | {a['flood_pps']} | {a['forged_acks_at_srv']} |")
+                           f"{a['speed_ratio']:.2f} | {intact} | {a['flood_pps']} | {a['forged_acks_at_srv']} | {ncs} |")
     mals = ok_modes(report, "malformed")
     if mals:
         kinds = []
@@ -155,7 +178,108 @@ def kind_tables(report):
                 out.append(f"| {mode} | {fam} | {p['flood_pps']} | {p['success_pct']:.1f} | "
                            f"{p['connect_ms']['p50']:.1f} / {p['connect_ms']['p99']:.1f} | "
                            f"{f['timeout']}/{f['refused_rst']}/{f['other']} |")
+    rates = ok_modes(report, "connrate")
+    if rates:
+        out += ["", "## New connections per second (ab, a connection per request, no flood)", "",
+                "| mode | conn/s (median of runs) | runs | failed |", "|---|---:|---|---:|"]
+        for mode, c in rates:
+            runs = ", ".join(f"{r['conn_per_s']:.0f}" for r in c["runs"])
+            out.append(f"| {mode} | {c['median_conn_per_s']:.0f} | {runs} | {c['failed']} |")
     return "\n".join(out) + ("\n" if out else "")
+
+
+def sweep(report, mode):
+    m = report["modes"].get(mode)
+    if not m or m["status"] != "ok" or not m["points"]:
+        return None
+    return m["points"]
+
+
+def capacity(points):
+    """(highest flood rate reached before the first point under CLEAN_PCT, clean at every rate)."""
+    best, clean = 0, True
+    for p in sorted(points, key=lambda p: p["flood_pps"]):
+        if p["success_pct"] < CLEAN_PCT:
+            clean = False
+            break
+        best = p["flood_pps"]
+    return best, clean
+
+
+def targets(report, against="synproxy"):
+    """syngate's standing against the kernel's SYNPROXY measured in the same run, as markdown."""
+    layout = report["config"].get("layout", "shared")
+    base = sweep(report, against)
+    lines = []
+    for mode in ("syngate", "syngate-native", "syngate-nfqueue"):
+        pts = sweep(report, mode)
+        if not pts or not base:
+            continue
+        lines += ["", f"## {mode} against kernel {against} ({layout} layout, same run)", ""]
+        cap, clean = capacity(pts)
+        bcap, bclean = capacity(base)
+        top, btop = max(pts, key=lambda p: p["flood_pps"]), max(base, key=lambda p: p["flood_pps"])
+        lines.append(f"- capacity (highest flood rate with >= {CLEAN_PCT:g}% served, every lower rate too): "
+                     f"{mode} {cap} SYN/s{' (clean at every rate)' if clean else ''}, {against} {bcap} SYN/s"
+                     f"{' (clean at every rate)' if bclean else ''}"
+                     + (f", ratio {cap / bcap:.2f}" if bcap else ""))
+        lines.append(f"- at the highest rate: {mode} served {top['success_pct']:.1f}% under {top['flood_pps']} SYN/s, "
+                     f"{against} {btop['success_pct']:.1f}% under {btop['flood_pps']} SYN/s")
+        by_rate = {p["rate_requested"]: p for p in base}
+        worse = [p["rate_requested"] for p in pts if p["rate_requested"] in by_rate
+                 and p["success_pct"] < by_rate[p["rate_requested"]]["success_pct"]]
+        lines.append(f"- rates where {mode} served fewer than {against}: " + (", ".join(worse) if worse else "none"))
+        quiet, bquiet = pts[0], base[0]
+        if quiet["rate_requested"] == "0" and bquiet["rate_requested"] == "0" and quiet["connect_ms"]["count"]:
+            lines.append(f"- connect p99 with no flood: {mode} {quiet['connect_ms']['p99']:.2f} ms, {against} "
+                         f"{bquiet['connect_ms']['p99']:.2f} ms (difference {quiet['connect_ms']['p99'] - bquiet['connect_ms']['p99']:+.2f} ms)")
+        m, b = report["modes"][mode], report["modes"][against]
+        for fam, a in sorted(m.get("forged_ack_download", {}).items()):
+            ba = b.get("forged_ack_download", {}).get(fam)
+            if not ba:
+                continue
+            share = a["speed_ratio"] / ba["speed_ratio"] if ba["speed_ratio"] > 0 else 0
+            nc = a.get("new_connections", {})
+            lines.append(f"- forged-ACK flood {fam}: the download keeps {a['speed_ratio']:.2f} of its speed through {mode} "
+                         f"({a['flood_pps']} ACK/s), {ba['speed_ratio']:.2f} through {against} ({ba['flood_pps']} ACK/s): "
+                         f"{share:.2f} of {against}'s share; new connections during the flood "
+                         f"{nc.get('success_pct', 0):.1f}%")
+        if "connrate" in m and "connrate" in b and b["connrate"]["median_conn_per_s"]:
+            c, bc = m["connrate"]["median_conn_per_s"], b["connrate"]["median_conn_per_s"]
+            kernel = report["modes"].get("none", {}).get("connrate", {}).get("median_conn_per_s")
+            lines.append(f"- new connections per second: {mode} {c:.0f}, {against} {bc:.0f} (ratio {c / bc:.2f})"
+                         + (f", no defence {kernel:.0f} (ratio {c / kernel:.2f})" if kernel else ""))
+    return lines
+
+
+def summary(out, layout_dirs):
+    parts = ["# syngate lab: both layouts", ""]
+    for d in layout_dirs:
+        path = os.path.join(d, "report.json")
+        if not os.path.exists(path):
+            parts.append(f"- {d}: no report (the run failed; see its log)")
+            continue
+        report = load(path)
+        layout = report["config"].get("layout", os.path.basename(d))
+        parts += [f"## Layout: {layout}", "", f"Full tables: {os.path.join(d, 'table.md')}", ""]
+        rows = ["| mode | capacity (SYN/s, >= 99% served) | clean at every rate | highest rate | served there | connect p99 no flood (ms) | conn/s |",
+                "|---|---:|---|---:|---:|---:|---:|"]
+        for mode, m in report["modes"].items():
+            if m["status"] != "ok" or not m["points"]:
+                rows.append(f"| {mode} | {m['status']} | | | | | |")
+                continue
+            cap, clean = capacity(m["points"])
+            top = max(m["points"], key=lambda p: p["flood_pps"])
+            q = m["points"][0]
+            p99 = f"{q['connect_ms']['p99']:.2f}" if q["rate_requested"] == "0" and q["connect_ms"]["count"] else "-"
+            cr = m.get("connrate", {}).get("median_conn_per_s")
+            rows.append(f"| {mode} | {cap} | {'yes' if clean else 'no'} | {top['flood_pps']} | {top['success_pct']:.1f}% | "
+                        f"{p99} | {f'{cr:.0f}' if cr else '-'} |")
+        parts += rows + targets(report) + [""]
+    text = "\n".join(parts) + "\n"
+    with open(os.path.join(out, "summary.md"), "w") as f:
+        f.write(text)
+    print(text)
 
 
 def chart(report, out):
@@ -239,6 +363,8 @@ def kinds_chart(report, out, gnuplot, term, ext):
     panels = [(2, "download speed under forged-ACK flood / alone", "[0:*]"),
               (4, "legitimate connections during mixed flood (%)", "[0:105]"),
               (6, "malformed SYNs that reached srv (% of sent)", "[0:105]")]
+    # A panel whose kind did not run in any mode has no points: gnuplot refuses to draw it.
+    panels = [p for p in panels if any(r[p[0] - 1] != "?" or r[p[0]] != "?" for r in rows)]
     plots = []
     for col, title, yr in panels:
         plots.append(f"set title '{title}'\nset yrange {yr}\n"
@@ -253,7 +379,7 @@ set style fill solid 0.8 border -1
 set grid ytics
 set xtics rotate by -30
 set key below
-set multiplot layout 1,3 title 'syngate lab: the other attack kinds, per mode'
+set multiplot layout 1,{len(panels)} title 'syngate lab: the other attack kinds, per mode'
 {chr(10).join(plots)}
 unset multiplot
 """
@@ -278,6 +404,15 @@ def main():
         path, mode, fam = sys.argv[2:5]
         rows = [line.split() for line in open(path)]
         print(f"{mode:>12} IPv{fam} malformed SYNs reaching srv: " + " ".join(f"{k}={r}/{s}" for k, s, r, _ in rows))
+        return
+    if sys.argv[1] == "--connrate":
+        c, mode = connrate_of(sys.argv[2]), sys.argv[3]
+        runs = ", ".join(f"{r['conn_per_s']:.0f}" for r in c["runs"])
+        print(f"{mode:>12} new connections/s (ab, no keep-alive): median {c['median_conn_per_s']:.0f} ({runs}), "
+              f"{c['failed']} failed")
+        return
+    if sys.argv[1] == "--summary":
+        summary(sys.argv[2], sys.argv[3:])
         return
     if sys.argv[1] == "--banner":
         p, mode = load(sys.argv[2]), sys.argv[3]

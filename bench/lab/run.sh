@@ -16,6 +16,17 @@
 #   malformed  a bounded flood of each --malform-kinds SYN at srv; srv counts what reaches it
 #   mixed      a SYN/ACK/RST/FIN mixed flood at --mixed-rate, legitimate HTTP probe during it
 #   ipv6       ack, malformed and mixed again with IPv6 targets, spoofed from 2001:2::/48
+#   connrate   new connections per second of a real client (ab, a connection per request), no flood
+#
+# Layouts (--layout): where the gateway's per-packet work runs.
+#   shared     veth as it is: what atk sends, gw receives on atk's CPU (softirq in the sender's
+#              context), so the kernel part of every defence shares the generator's CPU; syngate's
+#              daemon runs on the other CPU.
+#   offcore    gw's flood-facing veth in NAPI mode with a threaded poller pinned to one CPU and
+#              syngate pinned to the same CPU, the generator alone on the other: every cost of the
+#              defence (kernel and daemon) lands on one core, as on a real box with a NIC queue.
+#   both       the two, one after the other (OUT/shared, OUT/offcore), then OUT/summary.md with
+#              the ratios against the kernel's SYNPROXY measured in the same run.
 #
 # Usage: bench/lab/run.sh [options]   (--help lists them)
 set -euo pipefail
@@ -26,11 +37,13 @@ root=$(cd "$here/../.." && pwd)
 build="$root/build"
 synflood=""
 syngate=""
-modes="none syncookies synproxy synproxy-ts syngate"
-rates="0 20000 60000 150000 max"
+modes="none syncookies synproxy synproxy-ts syngate syngate-native syngate-nfqueue"
+rates="0 20000 60000 150000 300000 600000 max"
+layout=both
 flood_max_s=40        # upper bound of any one flood; it is stopped as soon as the probe ends
 warmup_s=1.5
 probe_count=100
+max_probe_count=1000  # at the "max" rate: enough connections to tell 99.9% from 100%
 probe_conc=25
 probe_timeout_ms=2000
 banner_count=40
@@ -38,7 +51,7 @@ gw_cpu=other          # syngate on the CPU of the flood ("same") or the other on
 flood_cpu=1
 out=""
 quiet=0
-kinds="syn ack malformed mixed ipv6"
+kinds="syn ack malformed mixed ipv6 connrate"
 kind_modes=""        # modes that run the kinds other than syn (default: every mode)
 malform_kinds="opt-zero-len opt-past-header opt-len-one ip-options doff-short doff-long tcp-truncated frag-first frag-later syn-fin syn-rst"
 malform_count=2000
@@ -48,6 +61,8 @@ download_max_s=11     # per download; the forged-ACK flood lasts repeats x this 
 download_repeats=3
 ack_rate=max
 mixed_rate=60000
+connrate_count=10000  # connections per ab run (three runs, the median is reported)
+connrate_conc=16
 
 usage() {
   cat <<EOF
@@ -55,15 +70,23 @@ Usage: $0 [options]
   --build DIR            build tree holding flood/synflood and gateway/syngate (default: $build)
   --synflood PATH        synflood binary (default: BUILD/flood/synflood)
   --syngate PATH         syngate binary (default: BUILD/gateway/syngate; mode skipped if absent/broken)
-  --modes "LIST"         any of: none syncookies synproxy synproxy-ts syngate (default: all)
+  --modes "LIST"         any of: none syncookies synproxy synproxy-ts syngate syngate-native
+                         syngate-nfqueue (default: all). syngate: as shipped, [xdp] mode = "auto"
+                         (generic XDP on veth); syngate-native: native XDP on gw's client- and
+                         flood-facing veths, their peers running a pass-through XDP program as a
+                         NIC's wire would need none (BUILD/bpf/lab_xdp_pass.bpf.o); syngate-nfqueue:
+                         [xdp] mode = "off", every packet through NFQUEUE
+  --layout L             shared, offcore or both (default $layout; see the top of this file)
   --rates "LIST"         flood rates in SYN/s; 0 = no flood, max = as fast as the generator goes
                          (default: "$rates")
   --probe-count N        legitimate connections per point (default $probe_count)
+  --max-probe-count N    legitimate connections at the "max" rate (default $max_probe_count)
   --probe-concurrency C  in flight at once (default $probe_conc)
   --probe-timeout-ms T   per-connection deadline (default $probe_timeout_ms)
   --banner-count N       server-speaks-first probes per mode, no flood (default $banner_count; 0 = skip)
-  --gw-cpu same|other    pin syngate to the flood's CPU or the other one (default $gw_cpu)
-  --kinds "LIST"         attack kinds: syn ack malformed mixed ipv6 (default: "$kinds")
+  --gw-cpu same|other    shared layout: pin syngate to the flood's CPU or the other one (default
+                         $gw_cpu); offcore always uses the other one, with the poller
+  --kinds "LIST"         attack kinds: syn ack malformed mixed ipv6 connrate (default: "$kinds")
   --kind-modes "LIST"    run ack/malformed/mixed/ipv6 only for these modes (default: every mode)
   --malform-kinds "LIST" synflood --malform kinds (default: all eleven)
   --malform-count N      SYNs per malform kind (default $malform_count)
@@ -72,15 +95,20 @@ Usage: $0 [options]
   --download-repeats N   downloads per measurement, the median is reported (default $download_repeats)
   --ack-rate R           forged-ACK flood rate, max = as fast as the generator goes (default $ack_rate)
   --mixed-rate R         mixed flood rate (default $mixed_rate)
+  --connrate-count N     connections per ab run of the connrate kind (default $connrate_count)
   --out DIR              output directory (default: bench/lab/out/<timestamp>)
   --quiet                less chatter
-Every flood is bounded (${flood_max_s}s at most; the forged-ACK flood repeats x ${download_max_s}s + 5s) and spoofs 198.18.0.0/15 (IPv6: 2001:2::/48) only.
+Every flood is bounded (${flood_max_s}s at most; the forged-ACK flood repeats x ${download_max_s}s + a probe + 5s) and spoofs 198.18.0.0/15 (IPv6: 2001:2::/48) only.
 Exit codes: 0 done (a mode that could not run is recorded as skipped), 1 a step failed, 2 usage.
 EOF
 }
 
+orig_args=("$@")
 while (($#)); do
   case "$1" in
+    --layout) layout=$2; shift 2 ;;
+    --max-probe-count) max_probe_count=$2; shift 2 ;;
+    --connrate-count) connrate_count=$2; shift 2 ;;
     --build) build=$2; shift 2 ;;
     --synflood) synflood=$2; shift 2 ;;
     --syngate) syngate=$2; shift 2 ;;
@@ -109,6 +137,7 @@ done
 
 synflood=${synflood:-$build/flood/synflood}
 syngate=${syngate:-$build/gateway/syngate}
+lab_pass=$(dirname "$syngate")/../bpf/lab_xdp_pass.bpf.o  # built next to syngate (BUILD/gateway/syngate)
 out=${out:-$here/out/$(date +%Y%m%d-%H%M%S)}
 [ "$(id -u)" = 0 ] || { echo "run.sh: needs root (network namespaces, iptables inside them)" >&2; exit 2; }
 [ -x "$synflood" ] || { echo "run.sh: no synflood at $synflood (build it: cmake --build BUILD --target synflood)" >&2; exit 2; }
@@ -116,11 +145,30 @@ for tool in ip iptables ip6tables nginx python3 taskset curl sha256sum; do
   command -v "$tool" >/dev/null || { echo "run.sh: missing $tool (run scripts/deps.sh)" >&2; exit 2; }
 done
 for k in $kinds; do
-  case "$k" in syn|ack|malformed|mixed|ipv6) ;; *) echo "run.sh: unknown kind $k (see --help)" >&2; exit 2 ;; esac
+  case "$k" in syn|ack|malformed|mixed|ipv6|connrate) ;; *) echo "run.sh: unknown kind $k (see --help)" >&2; exit 2 ;; esac
 done
 has_kind() { [[ " $kinds " == *" $1 "* ]]; }
 case "$gw_cpu" in same|other) ;; *) echo "run.sh: --gw-cpu must be same or other" >&2; exit 2 ;; esac
 ncpu=$(nproc)
+case "$layout" in
+  shared) ;;
+  offcore)
+    [ "$ncpu" -ge 2 ] || { echo "run.sh: the offcore layout needs two CPUs" >&2; exit 2; }
+    command -v ethtool >/dev/null || { echo "run.sh: missing ethtool (run scripts/deps.sh)" >&2; exit 2; }
+    gw_cpu=other ;;
+  both)
+    # One topology per layout, each torn down before the next: run this script once per layout.
+    rc=0
+    for l in shared offcore; do
+      "$0" "${orig_args[@]}" --layout "$l" --out "$out/$l" || rc=1
+    done
+    python3 "$here/report.py" --summary "$out" "$out/shared" "$out/offcore" || rc=1
+    exit "$rc" ;;
+  *) echo "run.sh: --layout must be shared, offcore or both" >&2; exit 2 ;;
+esac
+if has_kind connrate; then
+  command -v ab >/dev/null || { echo "run.sh: missing ab (apache2-utils; run scripts/deps.sh)" >&2; exit 2; }
+fi
 if [ "$ncpu" -lt 2 ]; then flood_cpu=0; fi
 if [ "$gw_cpu" = same ]; then syngate_cpu=$flood_cpu; else syngate_cpu=$(( (flood_cpu + 1) % ncpu )); fi
 
@@ -173,14 +221,18 @@ link() {  # link NS_A IF_A ADDR_A NS_B IF_B ADDR_B
   ip -n "$4" link set "$5" up
 }
 link "$cli" eth0 10.10.1.2/24 "$gw" c0 10.10.1.1/24
-link "$atk" eth0 10.10.2.2/24 "$gw" a0 10.10.2.1/24
+# gw's flood-facing device: in the offcore layout its NAPI poller thread is found by name
+# (napi/<dev>-<id>), so the name must be unique on the machine.
+aif=a0
+[ "$layout" = offcore ] && aif="a$$"
+link "$atk" eth0 10.10.2.2/24 "$gw" "$aif" 10.10.2.1/24
 link "$srv" eth0 10.10.3.2/24 "$gw" s0 10.10.3.1/24
 ip -n "$cli" route add default via 10.10.1.1
 # IPv6 on every link: nodad, or the addresses are unusable for a second or two.
 ip -n "$cli" -6 addr add fd00:10:1::2/64 dev eth0 nodad
 ip -n "$gw" -6 addr add fd00:10:1::1/64 dev c0 nodad
 ip -n "$atk" -6 addr add fd00:10:2::2/64 dev eth0 nodad
-ip -n "$gw" -6 addr add fd00:10:2::1/64 dev a0 nodad
+ip -n "$gw" -6 addr add fd00:10:2::1/64 dev "$aif" nodad
 ip -n "$srv" -6 addr add fd00:10:3::2/64 dev eth0 nodad
 ip -n "$gw" -6 addr add fd00:10:3::1/64 dev s0 nodad
 ip -n "$cli" -6 route add default via fd00:10:1::1
@@ -203,6 +255,13 @@ nsx "$atk" sysctl -qw net.ipv4.ip_forward=0
 # charged to whatever sent the SYN-ACK: the defence under test. Measured before this rule: a
 # fifth of syngate's SYN worker went to atk's ip_rcv.
 nsx "$atk" iptables -t raw -A PREROUTING -d 198.18.0.0/15 -j DROP
+poller=""
+if [ "$layout" = offcore ]; then
+  # The flood reaches gw through a NAPI ring drained by a poller thread on syngate's CPU, so the
+  # gateway's kernel work (XDP, netfilter, SYNPROXY, the forwarding) runs there, not on atk's.
+  poller=$("$here/offcore_receiver.sh" "$atk" eth0 "$gw" "$aif" "$syngate_cpu")
+  log "offcore layout: gw's $aif polled by NAPI thread $poller on CPU $syngate_cpu, generator on CPU $flood_cpu"
+fi
 
 # ---------------------------------------------------------------------------------------------
 # Servers on srv: nginx on :80 (client speaks first) and a banner service on :2222 (server
@@ -284,7 +343,7 @@ gw_clear() {
 synproxy_up() {  # synproxy_up "EXTRA SYNPROXY OPTIONS"
   local port
   for port in 80 2222; do
-    nsx "$gw" iptables -t raw -A PREROUTING -i a0 -p tcp -d 10.10.3.2 --dport $port --syn -j CT --notrack
+    nsx "$gw" iptables -t raw -A PREROUTING -i "$aif" -p tcp -d 10.10.3.2 --dport $port --syn -j CT --notrack
     nsx "$gw" iptables -t raw -A PREROUTING -i c0 -p tcp -d 10.10.3.2 --dport $port --syn -j CT --notrack
     # shellcheck disable=SC2086
     nsx "$gw" iptables -A FORWARD -p tcp -d 10.10.3.2 --dport $port -m conntrack --ctstate INVALID,UNTRACKED \
@@ -292,7 +351,7 @@ synproxy_up() {  # synproxy_up "EXTRA SYNPROXY OPTIONS"
   done
   nsx "$gw" iptables -A FORWARD -m conntrack --ctstate INVALID -j DROP
   for port in 80 2222; do
-    nsx "$gw" ip6tables -t raw -A PREROUTING -i a0 -p tcp -d fd00:10:3::2 --dport $port --syn -j CT --notrack
+    nsx "$gw" ip6tables -t raw -A PREROUTING -i "$aif" -p tcp -d fd00:10:3::2 --dport $port --syn -j CT --notrack
     nsx "$gw" ip6tables -t raw -A PREROUTING -i c0 -p tcp -d fd00:10:3::2 --dport $port --syn -j CT --notrack
     # shellcheck disable=SC2086
     nsx "$gw" ip6tables -A FORWARD -p tcp -d fd00:10:3::2 --dport $port -m conntrack --ctstate INVALID,UNTRACKED \
@@ -303,7 +362,9 @@ synproxy_up() {  # synproxy_up "EXTRA SYNPROXY OPTIONS"
 }
 
 syngate_pid=""
-syngate_up() {
+syngate_metrics_port=9470  # inside gw's namespace: its own loopback
+syngate_up() {  # syngate_up XDP_MODE [XDP_INTERFACES as a TOML array]
+  local xdp_mode=$1 xdp_interfaces=${2:-}
   if [ ! -x "$syngate" ]; then
     skip_reason="no syngate binary at $syngate (build the gateway: cmake --build BUILD --target syngate)"
     return 1
@@ -312,6 +373,18 @@ syngate_up() {
 [gateway]
 secret_file = "$tmp/syngate.secrets"
 state_dir = "$tmp/syngate-state"
+metrics_address = "127.0.0.1:$syngate_metrics_port"
+
+[xdp]
+mode = "$xdp_mode"
+${xdp_interfaces:+interfaces = $xdp_interfaces}
+
+# The lab spoofs from one /15, 512 /24s: from 512k SYN/s up the default backscatter budget
+# (1000 SYN-ACKs/s per /24) would refuse part of the flood cheaply where the kernel modes answer
+# every SYN. A real flood spoofs the whole address space, where the budget never bites; the lab
+# makes syngate answer every SYN too, and the connrate kind's one client is not held to it.
+[policy]
+synack_per_prefix_per_s = 0
 
 [[service]]
 address = "10.10.3.2"
@@ -329,12 +402,12 @@ EOF
     skip_reason="syngate rules up failed: $(tail -n 3 "$tmp/syngate-rules.log" | tr '\n' ' ')"
     return 1
   fi
-  ip netns exec "$gw" taskset -c "$syngate_cpu" "$syngate" run --config "$tmp/syngate.toml" >"$out/syngate.log" 2>&1 &
+  ip netns exec "$gw" taskset -c "$syngate_cpu" "$syngate" run --config "$tmp/syngate.toml" >"$out/$mode.log" 2>&1 &
   syngate_pid=$!
   pids+=("$syngate_pid")
   sleep 1
   if ! kill -0 "$syngate_pid" 2>/dev/null; then
-    skip_reason="syngate run exited at start: $(tail -n 3 "$out/syngate.log" | tr '\n' ' ')"
+    skip_reason="syngate run exited at start: $(tail -n 3 "$out/$mode.log" | tr '\n' ' ')"
     syngate_pid=""
     nsx "$gw" "$syngate" rules down --config "$tmp/syngate.toml" >/dev/null 2>&1 || true
     return 1
@@ -350,6 +423,34 @@ EOF
     syngate_down
     return 1
   fi
+  # Which path answers is part of the result: say so when the fast path did not attach.
+  syngate_counters >"$out/points/$mode/xdp_at_start.json"
+  if [ "$xdp_mode" != off ] && [ "$(json_field "$out/points/$mode/xdp_at_start.json" xdp_enabled 0)" != 1 ]; then
+    log "$mode: the XDP fast path did not attach; this mode measures NFQUEUE only: $(grep -i 'xdp' "$out/$mode.log" | tail -n 2 | tr '\n' ' ')"
+  fi
+}
+
+# syngate's counters that tell which path did the work, as JSON (all 0 when it does not answer).
+syngate_counters() {
+  nsx "$gw" curl -s --max-time 2 "http://127.0.0.1:$syngate_metrics_port/metrics" 2>/dev/null | python3 -c '
+import json, re, sys
+want = {
+    "xdp_enabled": ("syngate_xdp_enabled", None),
+    "xdp_syn_answered": ("syngate_xdp_packets_total", "syn_answered"),
+    "xdp_forged_dropped": ("syngate_xdp_packets_total", "cookie_invalid"),
+    "xdp_cookie_valid": ("syngate_xdp_packets_total", "cookie_valid"),
+    "nfqueue_cookies_sent": ("syngate_cookies_sent_total", None),
+    "nfqueue_packets": ("syngate_packets_total", None),
+}
+sums = dict.fromkeys(want, 0)
+for line in sys.stdin:
+    m = re.match(r"^([a-z_]+)(\{[^}]*\})?\s+(\S+)$", line)
+    if not m:
+        continue
+    for key, (name, outcome) in want.items():
+        if m.group(1) == name and (outcome is None or f"outcome=\"{outcome}\"" in (m.group(2) or "")):
+            sums[key] += float(m.group(3))
+print(json.dumps({k: int(v) for k, v in sums.items()}))'
 }
 
 syngate_down() {
@@ -370,16 +471,33 @@ mode_up() {
     syncookies) srv_sysctls 1 ;;
     synproxy) srv_sysctls 0; synproxy_up "" ;;
     synproxy-ts) srv_sysctls 0; synproxy_up "--timestamp" ;;
-    syngate) srv_sysctls 0 ;;
+    syngate|syngate-native|syngate-nfqueue) srv_sysctls 0 ;;
     *) skip_reason="unknown mode $1"; return 1 ;;
   esac
   start_nginx  # after the sysctls: the listen backlog is fixed at listen() time
   # The gateway's own readiness check needs the backend listening.
-  if [ "$1" = syngate ]; then syngate_up || return 1; fi
+  case "$1" in
+    syngate) syngate_up auto || return 1 ;;
+    syngate-nfqueue) syngate_up off || return 1 ;;
+    syngate-native)
+      if [ ! -f "$lab_pass" ]; then
+        skip_reason="no $lab_pass (built with the syngate target when the XDP fast path is built)"
+        return 1
+      fi
+      nsx "$cli" ip link set dev eth0 xdpdrv obj "$lab_pass" sec xdp
+      nsx "$atk" ip link set dev eth0 xdpdrv obj "$lab_pass" sec xdp
+      syngate_up native "[\"$aif\", \"c0\"]" || { wire_pass_off; return 1; } ;;
+  esac
+}
+
+wire_pass_off() {
+  nsx "$cli" ip link set dev eth0 xdpdrv off 2>/dev/null || true
+  nsx "$atk" ip link set dev eth0 xdpdrv off 2>/dev/null || true
 }
 
 mode_down() {
-  [ "$1" = syngate ] && syngate_down
+  case "$1" in syngate|syngate-native|syngate-nfqueue) syngate_down ;; esac
+  if [ "$1" = syngate-native ]; then wire_pass_off; fi
   gw_clear
 }
 
@@ -418,12 +536,21 @@ run_point() {  # run_point MODE NAME RATE [FLOOD_KIND [FAMILY]]  (points/MODE/NA
     pids+=("$flood_pid")
     sleep "$warmup_s"
   fi
+  local count=$probe_count
+  [ "$rate" = max ] && [ "$flood_kind" = syn ] && count=$max_probe_count
+  local counters0='{}' counters1='{}' k0=0 k1=0
+  [ -n "$syngate_pid" ] && { k0=$(date +%s.%N); counters0=$(syngate_counters); }
   t0=$(date +%s.%N); s0=$(softirq_ticks)
   [ -n "$syngate_pid" ] && c0=$(cpu_ticks "$syngate_pid")
-  nsx "$cli" "$synflood" probe --target "$target" --count "$probe_count" --concurrency "$probe_conc" \
+  nsx "$cli" "$synflood" probe --target "$target" --count "$count" --concurrency "$probe_conc" \
     --timeout-ms "$probe_timeout_ms" --http / --json >"$base.probe.json"
   t1=$(date +%s.%N); s1=$(softirq_ticks)
   [ -n "$syngate_pid" ] && c1=$(cpu_ticks "$syngate_pid")
+  if [ -n "$syngate_pid" ]; then
+    # The workers publish their counters every 100 ms: wait for the last probe packets to show.
+    sleep 0.25
+    k1=$(date +%s.%N); counters1=$(syngate_counters)
+  fi
   local conntrack_count
   conntrack_count=$(nsx "$gw" cat /proc/sys/net/netfilter/nf_conntrack_count 2>/dev/null || echo 0)
   local rss=0
@@ -434,9 +561,10 @@ run_point() {  # run_point MODE NAME RATE [FLOOD_KIND [FAMILY]]  (points/MODE/NA
   else
     echo '{"sent":0,"pps":0,"elapsed_s":0}' >"$base.flood.json"
   fi
-  python3 - "$base.gw.json" "$t0" "$t1" "$c0" "$c1" "$s0" "$s1" "$clk_tck" "$rss" "$conntrack_count" "$ncpu" <<'EOF'
+  python3 - "$base.gw.json" "$t0" "$t1" "$c0" "$c1" "$s0" "$s1" "$clk_tck" "$rss" "$conntrack_count" "$ncpu" \
+    "$counters0" "$counters1" "$k0" "$k1" <<'EOF'
 import json, sys
-path, t0, t1, c0, c1, s0, s1, hz, rss, ct, ncpu = sys.argv[1:]
+path, t0, t1, c0, c1, s0, s1, hz, rss, ct, ncpu, n0, n1, k0, k1 = sys.argv[1:]
 wall = float(t1) - float(t0)
 out = {
     "window_s": wall,
@@ -445,6 +573,12 @@ out = {
     "daemon_rss_kb": int(rss),
     "gw_conntrack_entries": int(ct),
 }
+# syngate: what each path did around the probe window, per second.
+n0, n1, k_wall = json.loads(n0 or "{}"), json.loads(n1 or "{}"), float(k1) - float(k0)
+if n1 and k_wall > 0:
+    out["xdp_enabled"] = n1.get("xdp_enabled", 0)
+    for key in ("xdp_syn_answered", "xdp_forged_dropped", "xdp_cookie_valid", "nfqueue_cookies_sent", "nfqueue_packets"):
+        out[key + "_per_s"] = round((n1.get(key, 0) - n0.get(key, 0)) / k_wall)
 json.dump(out, open(path, "w"))
 EOF
   log "$(python3 "$here/report.py" --point "$base.flood.json" "$base.probe.json" "$mode" "$flood_kind IPv$family $rate")"
@@ -486,7 +620,8 @@ download() {  # download FAMILY OUTFILE -> "bytes_per_s seconds http_code intact
   echo "$w $intact"
 }
 
-# The download alone, then the same download while atk floods forged ACKs at the port.
+# The download alone, then the same download while atk floods forged ACKs at the port, then new
+# legitimate connections while the flood goes on.
 run_ack() {  # run_ack MODE FAMILY
   local mode=$1 family=$2 base="$out/points/$1/ack$2"
   local target r=$ack_rate
@@ -496,25 +631,31 @@ run_ack() {  # run_ack MODE FAMILY
   local quiet_res flood_res reached0 reached1 flood_pid
   quiet_res=$(download_median "$family" "$tmp/dl")
   reached0=$(reached_srv "$family")
+  local probe_bound_s=$(( (probe_count / probe_conc + 1) * (probe_timeout_ms / 1000 + 1) ))
   ip netns exec "$atk" taskset -c "$flood_cpu" "$synflood" ack --target "$target" --rate "$r" \
-    --duration "$((download_repeats * download_max_s + 5))" --json >"$base.flood.json" 2>"$base.flood.err" &
+    --duration "$((download_repeats * download_max_s + probe_bound_s + 5))" --json >"$base.flood.json" 2>"$base.flood.err" &
   flood_pid=$!
   pids+=("$flood_pid")
   sleep "$warmup_s"
   flood_res=$(download_median "$family" "$tmp/dl")
+  nsx "$cli" "$synflood" probe --target "$target" --count "$probe_count" --concurrency "$probe_conc" \
+    --timeout-ms "$probe_timeout_ms" --http / --json >"$base.probe.json"
   kill -TERM "$flood_pid" 2>/dev/null || true
   wait "$flood_pid" || true
   reached1=$(reached_srv "$family")
   python3 - "$base.json" "$quiet_res" "$flood_res" "$(json_field "$base.flood.json" pps 0)" \
-    "$((reached1 - reached0))" "$download_mb" <<'EOF'
+    "$((reached1 - reached0))" "$download_mb" "$base.probe.json" <<'EOF'
 import json, sys
-path, quiet, flood, pps, reached, mb = sys.argv[1:]
+path, quiet, flood, pps, reached, mb, probe_path = sys.argv[1:]
 def parse(s):
     bps, secs, code, intact = s.split()
     return {"bytes_per_s": float(bps), "seconds": float(secs), "http_code": int(code), "intact": intact == "1"}
 q, f = parse(quiet), parse(flood)
+probe = json.load(open(probe_path))
 json.dump({"size_mb": int(mb), "no_flood": q, "flood": f, "flood_pps": round(float(pps)),
            "forged_acks_at_srv": int(reached),
+           "new_connections": {"count": probe["count"],
+                               "success_pct": probe["success_pct"], "connect_ms": probe["connect_ms"]},
            "speed_ratio": f["bytes_per_s"] / q["bytes_per_s"] if q["bytes_per_s"] > 0 else 0}, open(path, "w"))
 EOF
   log "$(python3 "$here/report.py" --ack "$base.json" "$mode" "$family")"
@@ -540,6 +681,24 @@ run_malformed() {  # run_malformed MODE FAMILY
     printf '%s\t%s\t%s\t%s\n' "$kind" "$sent" "$((after - before))" "$rc" >>"$base.tsv"
   done
   log "$(python3 "$here/report.py" --malformed "$base.tsv" "$mode" "$family")"
+}
+
+# New connections per second of a real client that opens a connection per request (ab without
+# keep-alive; nginx closes each, so the TIME_WAITs are srv's and cli never runs out of ports).
+# Three runs, the median is reported.
+run_connrate() {  # run_connrate MODE
+  local mode=$1 base="$out/points/$1/connrate" i
+  : >"$base.tsv"
+  for i in 1 2 3; do
+    # The runs reuse cli's ports; a conntrack entry of the run before still in TIME_WAIT stalls
+    # SYNPROXY's handshake for that port (a known SYNPROXY limit, not what this measures).
+    fresh_state
+    nsx "$cli" ab -q -n "$connrate_count" -c "$connrate_conc" -s 5 -r "http://10.10.3.2/" >"$base.$i.txt" 2>&1 || true
+    awk -v run="$i" '/^Requests per second:/ {rps = $4} /^Complete requests:/ {done = $3}
+      /^Failed requests:/ {failed = $3} END {printf "%s\t%s\t%s\t%s\n", run, rps + 0, done + 0, failed + 0}' \
+      "$base.$i.txt" >>"$base.tsv"
+  done
+  log "$(python3 "$here/report.py" --connrate "$base.tsv" "$mode")"
 }
 
 run_family_kinds() {  # run_family_kinds MODE FAMILY
@@ -583,7 +742,8 @@ big_sha=$(sha256sum <"$tmp/www/big" | cut -d' ' -f1)
   echo "\"probe_timeout_ms\": $probe_timeout_ms, \"flood_max_s\": $flood_max_s, \"warmup_s\": $warmup_s,"
   echo "\"kinds\": \"$kinds\", \"malform_kinds\": \"$malform_kinds\", \"malform_count\": $malform_count,"
   echo "\"malform_rate\": $malform_rate, \"download_mb\": $download_mb, \"ack_rate\": \"$ack_rate\", \"mixed_rate\": $mixed_rate,"
-  echo "\"download_repeats\": $download_repeats"
+  echo "\"download_repeats\": $download_repeats, \"layout\": \"$layout\", \"napi_poller_pid\": \"$poller\","
+  echo "\"max_probe_count\": $max_probe_count, \"connrate_count\": $connrate_count, \"connrate_concurrency\": $connrate_conc"
   echo "}"
 } >"$out/config.json"
 
@@ -612,6 +772,7 @@ for mode in $modes; do
   if [ -z "$kind_modes" ] || [[ " $kind_modes " == *" $mode "* ]]; then
     run_family_kinds "$mode" 4
     if has_kind ipv6; then run_family_kinds "$mode" 6; fi
+    if has_kind connrate; then run_connrate "$mode"; fi
   fi
   mode_down "$mode"
 done
