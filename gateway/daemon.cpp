@@ -1,6 +1,8 @@
-// The daemon shell around the pure engine: one thread per NFQUEUE queue (SYN workers answer
-// SYNs statelessly, flow workers own an Engine each), a metrics thread, and the main thread that
-// waits for signals, logs the periodic summary and rotates secrets.
+// The daemon shell around the workers: it binds one NFQUEUE queue and one raw sender per worker
+// and runs each worker on a thread of its own (named, niced and pinned here); the workers
+// themselves (worker.hpp: SynWorker answers SYNs statelessly, FlowWorker owns an Engine) hold the
+// per-packet loop. Besides: a metrics thread, and the main thread that waits for signals,
+// reloads, rotates secrets, feeds systemd and logs the periodic summary.
 #include "daemon.hpp"
 
 #include <pthread.h>
@@ -33,6 +35,8 @@
 #include "nfqueue.hpp"
 #include "seeds.hpp"
 #include "sender.hpp"
+#include "shared_state.hpp"
+#include "worker.hpp"
 #include "xdp.hpp"
 #include "syngate/cookie.hpp"
 #include "syngate/engine.hpp"
@@ -53,44 +57,6 @@ uint64_t clock_ns() {
   return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
 }
 
-// Cookie secrets shared by all workers. Workers poll `generation` (one relaxed load per batch)
-// and copy the secrets into their own CookieJar when it moves: the hot path takes no lock.
-struct SharedSecrets {
-  std::mutex mutex;
-  CookieSecrets secrets;
-  std::atomic<uint64_t> generation{1};
-
-  void publish(const CookieSecrets& s) {
-    std::lock_guard lock(mutex);
-    secrets = s;
-    generation.fetch_add(1, std::memory_order_release);
-  }
-  CookieSecrets get() {
-    std::lock_guard lock(mutex);
-    return secrets;
-  }
-};
-
-// The source policy in force, shared by all workers the same way: a reload publishes a new one
-// and workers pick it up at their next batch; budgets and flows carry on.
-struct SharedPolicy {
-  std::mutex mutex;
-  std::shared_ptr<const SourcePolicy> policy;
-  std::vector<Service> services;
-  std::atomic<uint64_t> generation{1};
-
-  void publish(std::shared_ptr<const SourcePolicy> p, std::vector<Service> s) {
-    std::lock_guard lock(mutex);
-    policy = std::move(p);
-    services = std::move(s);
-    generation.fetch_add(1, std::memory_order_release);
-  }
-  std::pair<std::shared_ptr<const SourcePolicy>, std::vector<Service>> get() {
-    std::lock_guard lock(mutex);
-    return {policy, services};
-  }
-};
-
 // A secrets file whose key claims to start in the future (written under another clock: an older
 // syngate counted from the boot, or a machine whose clock ran ahead) is taken to start now.
 CookieSecrets sane(CookieSecrets s, uint32_t counter_now) {
@@ -98,34 +64,15 @@ CookieSecrets sane(CookieSecrets s, uint32_t counter_now) {
   return s;
 }
 
-struct Worker {
-  unsigned id = 0;
-  bool syn_only = false;
-  uint16_t queue = 0;
-  int nice = 0;
-  int cpu = -1;
-
+// A worker and what the daemon gives it: its queue, its raw sockets, a thread and where it runs.
+struct WorkerThread {
   std::unique_ptr<NfQueue> nfq;
   std::unique_ptr<RawSender> sender;
-  std::unique_ptr<CookieJar> jar;
-  std::unique_ptr<MappedTable> table_file;  // flow workers with gateway.state_dir: the engine's state
-  std::unique_ptr<Engine> engine;
-  std::unique_ptr<SynGuard> guard;  // SYN workers: the SYN decision's state (flow workers' is in the engine)
-  EngineConfig engine_config;
-  uint64_t seen_policy_generation = 0;
-  uint64_t seen_generation = 0;
-
-  EngineCounters syn_counters{};  // SYN workers count here; flow workers read the engine's
-  IntakeCounters intake{};
-  ReceiveStats rx{};
-
-  std::mutex snapshot_mutex;
-  WorkerSnapshot snapshot;
-  std::vector<Service> draining;  // under snapshot_mutex: removed services with flows here
+  std::unique_ptr<Worker> worker;  // after nfq and sender: destroyed before them
+  FlowWorker* flow = nullptr;      // the same worker when it is a flow worker
+  int nice = 0;
+  int cpu = -1;
   std::thread thread;
-  // One tick per loop turn (the loop turns at least every receive timeout, <= 100 ms, even when
-  // idle): the watchdog is fed only while every worker's heartbeat moves.
-  std::atomic<uint64_t> heartbeat{0};
 };
 
 struct Daemon {
@@ -134,7 +81,7 @@ struct Daemon {
   SharedSecrets secrets;
   SharedPolicy policy;
   std::atomic<bool> stop{false};
-  std::vector<std::unique_ptr<Worker>> workers;
+  std::vector<std::unique_ptr<WorkerThread>> workers;
   std::atomic<uint64_t> reloads{0};
   std::atomic<uint64_t> reload_failures{0};
   double start_time = 0;
@@ -142,172 +89,33 @@ struct Daemon {
   uint64_t xdp_secrets_generation = 0;
   uint64_t xdp_policy_generation = 0;
 
-  void worker_main(Worker& w);
-  void handle(Worker& w, const QueuedPacket& p, uint64_t now);
-  Decision handle_syn(Worker& w, const QueuedPacket& p, uint64_t now);
-  void publish(Worker& w);
+  void run_worker(WorkerThread& t);
   GatewaySnapshot snapshot();
 };
 
-void Daemon::publish(Worker& w) {
-  std::lock_guard lock(w.snapshot_mutex);
-  w.snapshot.engine = w.syn_only ? w.syn_counters : w.engine->counters();
-  w.intake.netlink_enobufs = w.rx.enobufs;
-  w.intake.netlink_errors = w.rx.errors;
-  w.intake.emitted = w.sender->sent;
-  w.intake.emit_errors = w.sender->errors;
-  w.snapshot.intake = w.intake;
-}
-
-void Daemon::handle(Worker& w, const QueuedPacket& p, uint64_t now) {
-  bool fail_accept = config.fail_open;
-  if (p.truncated) {
-    // A partial copy must never be re-injected, and the engine cannot translate what it cannot
-    // see: drop, the sender retransmits (retransmissions are not aggregated by GRO).
-    ++w.intake.truncated;
-    ++w.intake.verdict_drop;
-    if (w.syn_only) ++w.syn_counters.packets;
-    w.nfq->verdict(p.id, false);
-    return;
-  }
-  Decision d{fail_accept ? Verdict::Accept : Verdict::Drop, false};
-  try {
-    if (w.syn_only) {
-      d = handle_syn(w, p, now);
-    } else {
-      d = w.engine->process(p.data, now, *w.sender, p.checksum_ready);
-    }
-  } catch (const std::exception& e) {
-    ++w.intake.exceptions;
-    if (w.intake.exceptions < 10) spdlog::error("worker {}: packet processing threw: {}", w.id, e.what());
-  } catch (...) {
-    ++w.intake.exceptions;
-  }
-  if (d.verdict == Verdict::Accept && d.modified) {
-    ++w.intake.verdict_modified;
-    w.nfq->verdict_modified(p.id, p.data);
-  } else if (d.verdict == Verdict::Accept) {
-    ++w.intake.verdict_accept;
-    w.nfq->verdict(p.id, true);
-  } else {
-    ++w.intake.verdict_drop;
-    w.nfq->verdict(p.id, false);
-  }
-}
-
-// A SYN worker holds no flows: what the SYN decision does not answer, drop or pass has no flow
-// to belong to here, so it is dropped too (the rules send only SYNs to these queues).
-Decision Daemon::handle_syn(Worker& w, const QueuedPacket& p, uint64_t now) {
-  EngineCounters& c = w.syn_counters;
-  ++c.packets;
-  SynVerdict v = w.guard->decide(p.data, w.engine_config.services, now);
-  auto drop = [&c](DropReason r) {
-    ++c.drops[static_cast<size_t>(r)];
-    return Decision{Verdict::Drop, false};
-  };
-  switch (v.action) {
-    case SynAction::Pass:
-      ++c.passed_through;
-      return {Verdict::Accept, false};
-    case SynAction::Answer:
-      ++c.syn_received;
-      if (answer_syn(v.parsed.packet, *w.jar, w.engine_config, now, *w.sender)) ++c.cookies_sent;
-      return drop(DropReason::SynAnswered);
-    case SynAction::Drop:
-      return drop(drop_reason(v.reason));
-    case SynAction::ClientFlow:
-    case SynAction::ServerFlow:
-      break;
-  }
-  return drop(DropReason::NoFlow);
-}
-
-void Daemon::worker_main(Worker& w) {
-  std::string name = (w.syn_only ? "syn-q" : "flow-q") + std::to_string(w.queue);
+void Daemon::run_worker(WorkerThread& t) {
+  Worker& w = *t.worker;
+  std::string name = (w.syn_only() ? "syn-q" : "flow-q") + std::to_string(w.queue());
   pthread_setname_np(pthread_self(), name.substr(0, 15).c_str());
   // Flow workers outrank SYN workers for the CPU: when a flood saturates the SYN path, the
   // established connections keep moving.
-  if (setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), w.nice) != 0) {
-    spdlog::warn("worker {}: cannot set nice {}: {}", w.id, w.nice, std::strerror(errno));
+  if (setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), t.nice) != 0) {
+    spdlog::warn("worker {}: cannot set nice {}: {}", w.id(), t.nice, std::strerror(errno));
   }
-  if (w.cpu >= 0) {
+  if (t.cpu >= 0) {
     cpu_set_t set;
     CPU_ZERO(&set);
-    CPU_SET(w.cpu, &set);
+    CPU_SET(t.cpu, &set);
     if (pthread_setaffinity_np(pthread_self(), sizeof set, &set) != 0) {
-      spdlog::warn("worker {}: cannot pin to CPU {}", w.id, w.cpu);
+      spdlog::warn("worker {}: cannot pin to CPU {}", w.id(), t.cpu);
     }
   }
-  const uint64_t advance_ns = static_cast<uint64_t>(config.advance_interval_ms) * 1000000ull;
-  const uint64_t publish_ns = 100000000ull;
-  uint64_t last_advance = clock_ns(), last_publish = 0, last_prune = 0;
   bool draining = false;
   for (;;) {
-    w.heartbeat.fetch_add(1, std::memory_order_relaxed);
     if (stop.load(std::memory_order_relaxed)) draining = true;
-    const auto& batch = w.nfq->receive(draining, w.rx);
-    // Checked after the wait, not before: a batch that arrives after new secrets were
-    // published must be handled with them, or SYN and flow workers would disagree on the key
-    // for up to one receive timeout.
-    uint64_t gen = secrets.generation.load(std::memory_order_acquire);
-    if (gen != w.seen_generation) {
-      *w.jar = CookieJar(secrets.get(), config.cookie_max_age);
-      if (w.engine) w.engine->set_cookies(*w.jar);
-      w.seen_generation = gen;
-    }
-    uint64_t pgen = policy.generation.load(std::memory_order_acquire);
-    if (pgen != w.seen_policy_generation) {
-      auto [p, services] = policy.get();
-      if (w.engine) {
-        w.engine->set_policy(p);
-        if (services != w.engine_config.services) w.engine->set_services(services);
-      }
-      if (w.guard) w.guard->set_policy(p);
-      w.engine_config.services = std::move(services);
-      w.seen_policy_generation = pgen;
-      if (w.engine) {
-        std::lock_guard lock(w.snapshot_mutex);
-        w.draining = w.engine->draining_services();
-      }
-    }
-    uint64_t now = clock_ns();
-    if (!batch.empty()) {
-      ++w.intake.batches;
-      for (const QueuedPacket& p : batch) {
-        handle(w, p, now);
-        // Emitted packets follow the verdicts of the packets before them, so that e.g. data
-        // the engine releases to a backend is not overtaken by later segments of the batch.
-        if (!w.syn_only && w.sender->pending()) {
-          w.nfq->flush(w.rx);
-          w.sender->flush();
-        }
-      }
-      w.nfq->flush(w.rx);
-      w.sender->flush();
-    }
-    if (w.engine && now - last_prune >= 5000000000ull) {
-      w.engine->prune_draining();
-      std::lock_guard lock(w.snapshot_mutex);
-      w.draining = w.engine->draining_services();
-      last_prune = now;
-    }
-    if (w.engine && now - last_advance >= advance_ns) {
-      try {
-        w.engine->advance(now, *w.sender);
-      } catch (const std::exception& e) {
-        ++w.intake.exceptions;
-        spdlog::error("worker {}: advance threw: {}", w.id, e.what());
-      }
-      w.sender->flush();
-      last_advance = now;
-    }
-    if (now - last_publish >= publish_ns) {
-      publish(w);
-      last_publish = now;
-    }
-    if (draining && batch.empty()) break;
+    if (w.turn(draining) == 0 && draining) break;
   }
-  publish(w);
+  w.publish();
 }
 
 uint64_t rss_bytes() {
@@ -320,8 +128,7 @@ uint64_t rss_bytes() {
 GatewaySnapshot Daemon::snapshot() {
   GatewaySnapshot s;
   for (auto& w : workers) {
-    std::lock_guard lock(w->snapshot_mutex);
-    s.workers.push_back(w->snapshot);
+    s.workers.push_back(w->worker->snapshot());
   }
   std::ifstream in("/proc/net/netfilter/nfnetlink_queue");
   std::stringstream ss;
@@ -399,17 +206,20 @@ int run_daemon(const std::string& config_path) {
   try {
     unsigned id = 0;
     auto add = [&](bool syn_only, uint16_t queue, int cpu) {
-      auto w = std::make_unique<Worker>();
-      w->id = id++;
-      w->syn_only = syn_only;
-      w->queue = queue;
-      w->nice = syn_only ? cfg.syn_worker_nice : cfg.flow_worker_nice;
-      w->cpu = cpu;
-      w->engine_config = cfg.engine;
-      randomize_hash_keys(w->engine_config);
+      auto t = std::make_unique<WorkerThread>();
+      t->nice = syn_only ? cfg.syn_worker_nice : cfg.flow_worker_nice;
+      t->cpu = cpu;
+      WorkerSetup setup;
+      setup.id = id++;
+      setup.queue = queue;
+      setup.engine = cfg.engine;
+      randomize_hash_keys(setup.engine);
       // SYN workers split the per-prefix SYN-ACK budget; a flow worker answers SYNs only when
       // the rules send it some, and then holds the whole budget.
-      w->engine_config.budget_share = syn_only ? cfg.syn_queues : 1;
+      setup.engine.budget_share = syn_only ? cfg.syn_queues : 1;
+      setup.cookie_max_age = cfg.cookie_max_age;
+      setup.fail_open = cfg.fail_open;
+      setup.advance_interval_ns = static_cast<uint64_t>(cfg.advance_interval_ms) * 1000000ull;
       QueueOptions qo;
       qo.maxlen = syn_only ? cfg.syn_queue_maxlen : cfg.flow_queue_maxlen;
       qo.fail_open = cfg.fail_open;
@@ -423,21 +233,23 @@ int run_daemon(const std::string& config_path) {
         qo.slot_bytes = 4096;
         qo.gso = false;
       }
-      w->nfq = std::make_unique<NfQueue>(queue, qo);
-      w->sender = std::make_unique<RawSender>(cfg.mark, cfg.sndbuf_bytes, cfg.has_v4(), cfg.has_v6());
-      w->jar = std::make_unique<CookieJar>(d->secrets.get(), cfg.cookie_max_age);
-      w->seen_generation = d->secrets.generation.load();
+      t->nfq = std::make_unique<NfQueue>(queue, qo);
+      t->sender = std::make_unique<RawSender>(cfg.mark, cfg.sndbuf_bytes, cfg.has_v4(), cfg.has_v6());
       if (syn_only) {
-        w->guard = std::make_unique<SynGuard>(SynGuardConfig{w->engine_config.policy, w->engine_config.hash_key,
-                                                             w->engine_config.budget_share});
+        t->worker = std::make_unique<SynWorker>(std::move(setup), *t->nfq, *t->sender, d->secrets, d->policy, clock_ns);
       } else if (cfg.state_dir.empty()) {
-        w->engine = std::make_unique<Engine>(w->engine_config, *w->jar);
+        auto w = std::make_unique<FlowWorker>(std::move(setup), *t->nfq, *t->sender, d->secrets, d->policy, clock_ns);
+        t->flow = w.get();
+        t->worker = std::move(w);
       } else {
         const FlowStatePlan::Queue& plan = state_plan.queues.at(queue - cfg.flow_queue);
-        w->table_file = std::make_unique<MappedTable>(plan.path, Engine::state_bytes(w->engine_config));
-        w->engine = std::make_unique<Engine>(w->engine_config, *w->jar,
-                                             EngineState{w->table_file->region(), boot_id});
-        const RestoreReport& r = w->engine->restore_report();
+        auto table_file = std::make_unique<MappedTable>(plan.path, Engine::state_bytes(setup.engine));
+        auto w = std::make_unique<FlowWorker>(std::move(setup), *t->nfq, *t->sender, d->secrets, d->policy, clock_ns,
+                                              std::move(table_file), boot_id);
+        t->flow = w.get();
+        t->worker = std::move(w);
+        Engine& engine = t->flow->engine();
+        const RestoreReport& r = engine.restore_report();
         if (r.attached) {
           spdlog::info("flow queue {}: took over {} flows from {} (dropped: {} torn, {} invalid)", queue,
                        r.restored, plan.path, r.dropped_torn, r.dropped_invalid);
@@ -445,7 +257,7 @@ int run_daemon(const std::string& config_path) {
           spdlog::warn("flow queue {}: started with an empty table: {}", queue, r.reason);
         }
         for (const auto& path : plan.imports) {
-          const RestoreReport ir = w->engine->import_state(imports.at(path), boot_id);
+          const RestoreReport ir = engine.import_state(imports.at(path), boot_id);
           if (ir.attached) {
             spdlog::info("flow queue {}: imported {} flows from {} (dropped: {} torn, {} invalid, {} no room)", queue,
                          ir.restored, path, ir.dropped_torn, ir.dropped_invalid, ir.dropped_no_room);
@@ -454,13 +266,7 @@ int run_daemon(const std::string& config_path) {
           }
         }
       }
-      w->seen_policy_generation = d->policy.generation.load();
-      w->snapshot.id = w->id;
-      w->snapshot.syn_only = syn_only;
-      w->snapshot.queue = queue;
-      w->snapshot.flow_table_bytes = w->engine ? w->engine->memory_bytes() : 0;
-      w->snapshot.flow_table_capacity = w->engine ? w->engine->config().max_flows : 0;
-      d->workers.push_back(std::move(w));
+      d->workers.push_back(std::move(t));
     };
     for (uint16_t i = 0; i < cfg.syn_queues; ++i) {
       int cpu = cfg.syn_cpus.empty() ? -1 : cfg.syn_cpus[i % cfg.syn_cpus.size()];
@@ -490,7 +296,7 @@ int run_daemon(const std::string& config_path) {
   d->xdp_policy_generation = d->policy.generation.load();
   if (d->xdp) {
     for (auto& w : d->workers) {
-      if (w->engine) w->engine->set_flow_observer(d->xdp.get());
+      if (w->flow) w->flow->engine().set_flow_observer(d->xdp.get());
     }
   }
 
@@ -516,8 +322,8 @@ int run_daemon(const std::string& config_path) {
   }
 
   for (auto& w : d->workers) {
-    Worker* wp = w.get();
-    w->thread = std::thread([&d, wp] { d->worker_main(*wp); });
+    WorkerThread* wp = w.get();
+    w->thread = std::thread([&d, wp] { d->run_worker(*wp); });
   }
   spdlog::info("syngate running: {} service(s), SYN queue(s) {}..{}, flow queue(s) {}..{}, fail-{}, "
                "metrics {}",
@@ -525,8 +331,8 @@ int run_daemon(const std::string& config_path) {
                cfg.flow_queue + cfg.flow_queues - 1, cfg.fail_open ? "open" : "closed",
                cfg.metrics_port ? cfg.metrics_host + ":" + std::to_string(cfg.metrics_port) : "off");
   for (const auto& w : d->workers) {
-    if (!w->syn_only && !w->nfq->gso_enabled()) {
-      spdlog::warn("queue {}: kernel refused NFQA_CFG_F_GSO; GSO packets are segmented before queueing", w->queue);
+    if (w->flow && !w->nfq->gso_enabled()) {
+      spdlog::warn("queue {}: kernel refused NFQA_CFG_F_GSO; GSO packets are segmented before queueing", w->nfq->queue());
     }
   }
 
@@ -588,13 +394,13 @@ int run_daemon(const std::string& config_path) {
       if (watchdog_period.count() > 0 && t - last_watchdog_check >= watchdog_period) {
         last_watchdog_check = t;
         std::vector<uint64_t> beats;
-        for (const auto& w : d->workers) beats.push_back(w->heartbeat.load(std::memory_order_relaxed));
+        for (const auto& w : d->workers) beats.push_back(w->worker->heartbeat());
         std::vector<size_t> stuck = progress.stuck(beats);
         if (stuck.empty()) {
           notifier.watchdog();
         } else if (stuck != last_stuck) {
           std::string names;
-          for (size_t i : stuck) names += (names.empty() ? "" : ", ") + std::to_string(d->workers[i]->id);
+          for (size_t i : stuck) names += (names.empty() ? "" : ", ") + std::to_string(d->workers[i]->worker->id());
           spdlog::error("worker(s) {} made no progress for {} ms: withholding the systemd watchdog", names,
                         std::chrono::duration_cast<std::chrono::milliseconds>(watchdog_period).count());
         }
@@ -604,8 +410,7 @@ int run_daemon(const std::string& config_path) {
     if (!cfg.state_dir.empty()) {
       std::vector<ServiceEntry> draining;
       for (const auto& w : d->workers) {
-        std::lock_guard lock(w->snapshot_mutex);
-        for (const Service& sv : w->draining) {
+        for (const Service& sv : w->worker->draining_services()) {
           ServiceEntry e{sv.address.to_string(), !sv.address.is_v4(), sv.port};
           if (std::find(draining.begin(), draining.end(), e) == draining.end()) draining.push_back(e);
         }

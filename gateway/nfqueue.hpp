@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "packet_io.hpp"
+
 struct mnl_socket;
 
 namespace syngate::gw {
@@ -26,25 +28,12 @@ struct QueueOptions {
   uint32_t recv_timeout_ms = 100;
 };
 
-struct QueuedPacket {
-  uint32_t id = 0;
-  std::span<uint8_t> data;  // the (possibly truncated) packet, in our receive buffer: mutable
-  uint32_t original_length = 0;
-  bool truncated = false;
-  bool checksum_ready = true;  // false: NFQA_SKB_CSUMNOTREADY
-};
-
-struct ReceiveStats {
-  uint64_t enobufs = 0;
-  uint64_t errors = 0;
-};
-
-class NfQueue {
+class NfQueue final : public PacketQueue {
  public:
   // Binds the queue and configures it in one message; throws std::runtime_error with the reason
   // (e.g. another process holds the queue, or no CAP_NET_ADMIN).
   NfQueue(uint16_t queue, const QueueOptions& options);
-  ~NfQueue();
+  ~NfQueue() override;
   NfQueue(const NfQueue&) = delete;
   NfQueue& operator=(const NfQueue&) = delete;
 
@@ -53,13 +42,13 @@ class NfQueue {
 
   // Waits up to recv_timeout_ms (or not at all when nonblocking) for packets, then takes what is
   // ready, up to `batch` messages. Returns the packets; an empty result means timeout or error.
-  const std::vector<QueuedPacket>& receive(bool nonblocking, ReceiveStats& stats);
+  const std::vector<QueuedPacket>& receive(bool nonblocking, ReceiveStats& stats) override;
 
   // Verdicts, in the order the packets were received.
-  void verdict(uint32_t id, bool accept);
-  void verdict_modified(uint32_t id, std::span<const uint8_t> bytes);
+  void verdict(uint32_t id, bool accept) override;
+  void verdict_modified(uint32_t id, std::span<const uint8_t> bytes) override;
   // Sends what is pending (the caller flushes before emitting packets so that ordering holds).
-  void flush(ReceiveStats& stats);
+  void flush(ReceiveStats& stats) override;
 
  private:
   void close_run();

@@ -10,11 +10,11 @@
 #include <span>
 #include <vector>
 
-#include "syngate/engine.hpp"
+#include "packet_io.hpp"
 
 namespace syngate::gw {
 
-class RawSender final : public PacketSink {
+class RawSender final : public BatchSender {
  public:
   RawSender(uint32_t mark, uint32_t sndbuf_bytes, bool need_v4, bool need_v6);
   ~RawSender() override;
@@ -22,11 +22,8 @@ class RawSender final : public PacketSink {
   RawSender& operator=(const RawSender&) = delete;
 
   void send(std::span<const uint8_t> packet) override;
-  bool pending() const noexcept { return !entries_.empty(); }
-  void flush();
-
-  uint64_t sent = 0;
-  uint64_t errors = 0;
+  bool pending() const noexcept override { return !entries_.empty(); }
+  void flush() override;
 
  private:
   struct Entry {
