@@ -40,7 +40,7 @@ syngate=""
 modes="none syncookies synproxy synproxy-ts syngate syngate-native syngate-nfqueue"
 rates="0 20000 60000 150000 300000 600000 max"
 layout=both
-flood_max_s=40        # upper bound of any one flood; it is stopped as soon as the probe ends
+flood_max_s=40        # upper bound of a flood, raised to outlast its probe; stopped when the probe ends
 warmup_s=1.5
 probe_count=100
 max_probe_count=1000  # at the "max" rate: enough connections to tell 99.9% from 100%
@@ -98,7 +98,8 @@ Usage: $0 [options]
   --connrate-count N     connections per ab run of the connrate kind (default $connrate_count)
   --out DIR              output directory (default: bench/lab/out/<timestamp>)
   --quiet                less chatter
-Every flood is bounded (${flood_max_s}s at most; the forged-ACK flood repeats x ${download_max_s}s + a probe + 5s) and spoofs 198.18.0.0/15 (IPv6: 2001:2::/48) only.
+Every flood is bounded (${flood_max_s}s, or its probe's worst case + 5s if longer; the forged-ACK flood
+repeats x ${download_max_s}s + a probe + 5s) and spoofs 198.18.0.0/15 (IPv6: 2001:2::/48) only.
 Exit codes: 0 done (a mode that could not run is recorded as skipped), 1 a step failed, 2 usage.
 EOF
 }
@@ -520,6 +521,11 @@ target_of() {  # target_of 4|6 PORT
   if [ "$1" = 6 ]; then echo "[fd00:10:3::2]:$2"; else echo "10.10.3.2:$2"; fi
 }
 
+# The longest a probe of COUNT connections can take: every one waiting out its deadline.
+probe_bound_s() {  # probe_bound_s COUNT
+  echo $(( (($1 + probe_conc - 1) / probe_conc) * ((probe_timeout_ms + 999) / 1000) ))
+}
+
 run_point() {  # run_point MODE NAME RATE [FLOOD_KIND [FAMILY]]  (points/MODE/NAME.*.json)
   local mode=$1 idx=$2 rate=$3 flood_kind=${4:-syn} family=${5:-4} base="$out/points/$1/$2"
   local target
@@ -527,17 +533,22 @@ run_point() {  # run_point MODE NAME RATE [FLOOD_KIND [FAMILY]]  (points/MODE/NA
   mkdir -p "$out/points/$mode"
   fresh_state
   local flood_pid="" t0 t1 c0=0 c1=0 s0 s1
+  local count=$probe_count
+  [ "$rate" = max ] && [ "$flood_kind" = syn ] && count=$max_probe_count
+  # The flood must outlast the probe even when every connection waits out its deadline, or the
+  # probe's last connections would run after the flood and count as served.
+  local bound
+  bound=$(probe_bound_s "$count")
+  local flood_s=$(( bound + 5 > flood_max_s ? bound + 5 : flood_max_s ))
   if [ "$rate" != 0 ]; then
     local r=$rate
     [ "$rate" = max ] && r=0
     ip netns exec "$atk" taskset -c "$flood_cpu" "$synflood" "$flood_kind" --target "$target" --rate "$r" \
-      --duration "$flood_max_s" --json >"$base.flood.json" 2>"$base.flood.err" &
+      --duration "$flood_s" --json >"$base.flood.json" 2>"$base.flood.err" &
     flood_pid=$!
     pids+=("$flood_pid")
     sleep "$warmup_s"
   fi
-  local count=$probe_count
-  [ "$rate" = max ] && [ "$flood_kind" = syn ] && count=$max_probe_count
   local counters0='{}' counters1='{}' k0=0 k1=0
   [ -n "$syngate_pid" ] && { k0=$(date +%s.%N); counters0=$(syngate_counters); }
   t0=$(date +%s.%N); s0=$(softirq_ticks)
@@ -631,9 +642,10 @@ run_ack() {  # run_ack MODE FAMILY
   local quiet_res flood_res reached0 reached1 flood_pid
   quiet_res=$(download_median "$family" "$tmp/dl")
   reached0=$(reached_srv "$family")
-  local probe_bound_s=$(( (probe_count / probe_conc + 1) * (probe_timeout_ms / 1000 + 1) ))
+  local probe_bound
+  probe_bound=$(probe_bound_s "$probe_count")
   ip netns exec "$atk" taskset -c "$flood_cpu" "$synflood" ack --target "$target" --rate "$r" \
-    --duration "$((download_repeats * download_max_s + probe_bound_s + 5))" --json >"$base.flood.json" 2>"$base.flood.err" &
+    --duration "$((download_repeats * download_max_s + probe_bound + 5))" --json >"$base.flood.json" 2>"$base.flood.err" &
   flood_pid=$!
   pids+=("$flood_pid")
   sleep "$warmup_s"
