@@ -226,17 +226,17 @@ link() {  # link NS_A IF_A ADDR_A NS_B IF_B ADDR_B
   ip -n "$4" link set "$5" up
 }
 link "$cli" eth0 10.10.1.2/24 "$gw" c0 10.10.1.1/24
-# gw's flood-facing device: in the offcore layout its NAPI poller thread is found by name
-# (napi/<dev>-<id>), so the name must be unique on the machine.
-aif=a0
-[ "$layout" = offcore ] && aif="a$$"
-link "$atk" eth0 10.10.2.2/24 "$gw" "$aif" 10.10.2.1/24
+# The two ends of the flood's link: in the offcore layout their NAPI poller threads are found by
+# name (napi/<dev>-<id>), so the names must be unique on the machine.
+aif=a0 atk_if=eth0
+[ "$layout" = offcore ] && { aif="a$$"; atk_if="k$$"; }
+link "$atk" "$atk_if" 10.10.2.2/24 "$gw" "$aif" 10.10.2.1/24
 link "$srv" eth0 10.10.3.2/24 "$gw" s0 10.10.3.1/24
 ip -n "$cli" route add default via 10.10.1.1
 # IPv6 on every link: nodad, or the addresses are unusable for a second or two.
 ip -n "$cli" -6 addr add fd00:10:1::2/64 dev eth0 nodad
 ip -n "$gw" -6 addr add fd00:10:1::1/64 dev c0 nodad
-ip -n "$atk" -6 addr add fd00:10:2::2/64 dev eth0 nodad
+ip -n "$atk" -6 addr add fd00:10:2::2/64 dev "$atk_if" nodad
 ip -n "$gw" -6 addr add fd00:10:2::1/64 dev "$aif" nodad
 ip -n "$srv" -6 addr add fd00:10:3::2/64 dev eth0 nodad
 ip -n "$gw" -6 addr add fd00:10:3::1/64 dev s0 nodad
@@ -264,8 +264,12 @@ poller=""
 if [ "$layout" = offcore ]; then
   # The flood reaches gw through a NAPI ring drained by a poller thread on syngate's CPU, so the
   # gateway's kernel work (XDP, netfilter, SYNPROXY, the forwarding) runs there, not on atk's.
-  poller=$("$here/offcore_receiver.sh" "$atk" eth0 "$gw" "$aif" "$syngate_cpu")
-  log "offcore layout: gw's $aif polled by NAPI thread $poller on CPU $syngate_cpu, generator on CPU $flood_cpu"
+  poller=$("$here/offcore_receiver.sh" "$atk" "$atk_if" "$gw" "$aif" "$syngate_cpu")
+  # And the backscatter leaves the gateway as it would leave a box on a wire: atk receives it
+  # on the generator's CPU, so the gateway's core pays for sending it, not for atk's receive.
+  atk_poller=$("$here/offcore_receiver.sh" "$gw" "$aif" "$atk" "$atk_if" "$flood_cpu")
+  log "offcore layout: gw's $aif polled by NAPI thread $poller on CPU $syngate_cpu, generator and atk's" \
+    "receive (NAPI thread $atk_poller) on CPU $flood_cpu"
 fi
 
 # ---------------------------------------------------------------------------------------------
@@ -490,14 +494,14 @@ mode_up() {
         return 1
       fi
       nsx "$cli" ip link set dev eth0 xdpdrv obj "$lab_pass" sec xdp
-      nsx "$atk" ip link set dev eth0 xdpdrv obj "$lab_pass" sec xdp
+      nsx "$atk" ip link set dev "$atk_if" xdpdrv obj "$lab_pass" sec xdp
       syngate_up native "[\"$aif\", \"c0\"]" || { wire_pass_off; return 1; } ;;
   esac
 }
 
 wire_pass_off() {
   nsx "$cli" ip link set dev eth0 xdpdrv off 2>/dev/null || true
-  nsx "$atk" ip link set dev eth0 xdpdrv off 2>/dev/null || true
+  nsx "$atk" ip link set dev "$atk_if" xdpdrv off 2>/dev/null || true
 }
 
 mode_down() {

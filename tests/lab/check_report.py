@@ -119,14 +119,12 @@ elif what == "syngate":
               f"syngate {fam}: {a['forged_acks_at_srv']} forged ACKs reached srv (want 0)")
         check(a["no_flood"]["intact"] and a["flood"]["intact"],
               f"syngate {fam}: the {a['size_mb']} MB download arrived intact, alone and under the flood")
-        # Threshold: measured on the 2-CPU machine kind CI runs on, with the flood generator at its
-        # maximum (150k-280k forged ACK/s) on one CPU and syngate on the other, syngate's
-        # forged-ACK path still in userspace: the median download kept 0.14-0.62 of its own
-        # no-flood speed over IPv4 and 0.29-0.74 over IPv6 (6 runs each, 33-212 MB/s in absolute
-        # terms; one more IPv4 run read 1.53 against a slow no-flood reading), the low end while
-        # other builds shared the machine. 0.05 is a third of the worst run: what it catches is a
-        # collapse (legitimate ACKs lost in the queue; a download stalled to the 11 s deadline
-        # reads ~0.01), not a slower gateway.
+        # Threshold: a collapse detector, not a speed target (the benchmark compares against
+        # SYNPROXY in the same run). On the 2-CPU machine kind CI runs on, with the generator at
+        # its maximum on one CPU and syngate on the other, the median download kept 0.55-0.85 of
+        # its no-flood speed at 470-640k forged ACK/s with the XDP fast path dropping them, and
+        # 0.14-0.74 when they all still crossed NFQUEUE. A download stalled to the 11 s deadline
+        # (legitimate ACKs lost in a queue) reads about 0.01.
         check(a["speed_ratio"] >= MIN_ACK_FLOOD_SPEED_RATIO,
               f"syngate {fam}: download keeps {a['speed_ratio']:.2f} of its speed under "
               f"{a['flood_pps']} forged ACK/s (>= {MIN_ACK_FLOOD_SPEED_RATIO})")
