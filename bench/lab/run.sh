@@ -77,9 +77,9 @@ Usage: $0 [options]
   --modes "LIST"         any of: none syncookies synproxy synproxy-ts syngate syngate-native
                          syngate-nfqueue (default: all). syngate: as shipped, [xdp] mode = "auto"
                          (generic XDP on veth); syngate-native: native XDP on gw's client- and
-                         flood-facing veths, their peers running a pass-through XDP program as a
-                         NIC's wire would need none (BUILD/bpf/lab_xdp_pass.bpf.o); syngate-nfqueue:
-                         [xdp] mode = "off", every packet through NFQUEUE
+                         flood-facing veths, with a pass-through XDP program on their peers, which
+                         a veth needs and a NIC does not (BUILD/bpf/lab_xdp_pass.bpf.o);
+                         syngate-nfqueue: [xdp] mode = "off", every packet through NFQUEUE
   --layout L             shared, offcore or both (default $layout; see the top of this file)
   --rates "LIST"         flood rates in SYN/s; 0 = no flood, max = as fast as the generator goes
                          (default: "$rates")
@@ -91,7 +91,7 @@ Usage: $0 [options]
   --gw-cpu same|other    shared layout: pin syngate to the flood's CPU or the other one (default
                          $gw_cpu); offcore always uses the other one, with the poller
   --kinds "LIST"         attack kinds: syn ack malformed mixed ipv6 connrate (default: "$kinds")
-  --kind-modes "LIST"    run ack/malformed/mixed/ipv6 only for these modes (default: every mode)
+  --kind-modes "LIST"    run the kinds other than syn only for these modes (default: every mode)
   --malform-kinds "LIST" synflood --malform kinds (default: all eleven)
   --malform-count N      SYNs per malform kind (default $malform_count)
   --malform-rate R       their rate in SYN/s (default $malform_rate)
