@@ -5,12 +5,14 @@
  *   - a client SYN is answered in place (XDP_TX) with the SYN-ACK the NFQUEUE engine would send:
  *     same cookie (include/syngate/spec/cookie_spec.h), MSS table, TSval option bits, options,
  *     window, TTL and header fields;
- *   - a SYN with impossible flags or unparsable options is dropped, as the engine drops it;
+ *   - a SYN with impossible flags, unparsable options or IPv4 options is dropped, as the engine
+ *     drops it;
  *   - any other packet of a flow the engine holds (the flow map, kept by the engine's workers)
  *     passes; one with no flow passes only as an ACK whose cookie validates (the engine then
- *     creates the flow); forged ACKs, RSTs and flagless segments are dropped.
+ *     creates the flow); forged ACKs, RSTs and flagless segments are dropped, with IPv4 options
+ *     or without.
  * Everything the program does not handle itself passes unchanged to the NFQUEUE path, which
- * decides: IP options, fragments, IPv6 extension headers, bad lengths, v4-mapped IPv6 addresses,
+ * decides: fragments, IPv6 extension headers, bad lengths, v4-mapped IPv6 addresses,
  * anything before the daemon has loaded keys and services.
  *
  * Lengths come from the IP header, never from data_end (Ethernet pads short frames). */
@@ -187,6 +189,7 @@ struct parsed {
   __u32 tcp_hlen;
   __u8 flags;
   __u8 v6;
+  __u8 ip_options;            /* an IPv4 header longer than 20 bytes */
   __u8 eth[14];
 };
 
@@ -393,15 +396,22 @@ int syngate_xdp(struct xdp_md* ctx) {
     const __u8* ip = eth + ETH_HLEN_;
     if ((const void*)(ip + IPV4_HLEN) > end) return pass_as(SG_XDP_PASSED_OTHER);
     if (ip[9] != IPPROTO_TCP) return pass_as(SG_XDP_PASSED_OTHER);
-    if (ip[0] != 0x45) return pass_as(SG_XDP_PASSED_UNHANDLED); /* IP options (or not IPv4) */
-    if (*(const __u16*)(ip + 6) & bpf_htons(0x3fff)) return pass_as(SG_XDP_PASSED_UNHANDLED);
-    ip_total = (__u32)ip[2] << 8 | ip[3];
+    /* The core's IPv4 rules. Lengths that do not add up and fragments are the engine's to drop.
+     * Options are not: a SYN carrying them is refused below (sg_syn_precheck), and any other
+     * segment meets the flow and cookie checks as one without would, so that forged ACKs with
+     * options cost the flow workers nothing either. */
+    __u32 ihl = 0;
+    if ((ip[0] >> 4) != 4 || sg_ipv4_header(ip, (__u32)((long)end - (long)ip), &ihl, &ip_total) != SG_PE_NONE) {
+      return pass_as(SG_XDP_PASSED_UNHANDLED);
+    }
+    if (ihl > 60) return pass_as(SG_XDP_PASSED_UNHANDLED); /* never: ihl is 4 bits; tells the verifier */
     p.key.src[10] = p.key.src[11] = 0xff;
     p.key.dst[10] = p.key.dst[11] = 0xff;
     __builtin_memcpy(p.key.src + 12, ip + 12, 4);
     __builtin_memcpy(p.key.dst + 12, ip + 16, 4);
-    p.l4_off = ETH_HLEN_ + IPV4_HLEN;
-    tcp = ip + IPV4_HLEN;
+    p.l4_off = ETH_HLEN_ + ihl;
+    p.ip_options = ihl > IPV4_HLEN;
+    tcp = ip + ihl;
   } else if (proto == bpf_htons(ETH_P_IPV6)) {
     const __u8* ip = eth + ETH_HLEN_;
     if ((const void*)(ip + IPV6_HLEN) > end) return pass_as(SG_XDP_PASSED_OTHER);
@@ -445,9 +455,9 @@ int syngate_xdp(struct xdp_md* ctx) {
   const __u32 ack = load_be32(tcp + 8);
 
   enum sg_reason why = SG_OK;
-  switch (sg_syn_precheck(p.flags, 0, &why)) {
+  switch (sg_syn_precheck(p.flags, p.ip_options, &why)) {
     case SG_ACTION_DROP:
-      return drop_for(SG_XDP_INVALID_FLAGS, why);
+      return drop_for(why == SG_R_IP_OPTIONS ? SG_XDP_MALFORMED : SG_XDP_INVALID_FLAGS, why);
     case SG_ACTION_ANSWER:
       return answer_syn(ctx, &p, cfg, seq);
     default:

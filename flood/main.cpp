@@ -235,6 +235,9 @@ int run_flood(const FloodOptions& o) {
   const bool v6 = is_v6_target(o.target);
   if (v6 && !malform_has_ipv6_form(*malform))
     throw UsageError("--malform " + o.malform + " has no IPv6 form (IPv6 has no IP header options)");
+  if (*kind != FloodKind::Syn && malform_flags(*malform) != 0)
+    throw UsageError("--malform " + o.malform + " sets its own flags: it is a syn flood's defect, not an " + o.kind +
+                     " flood's");
   FrameSpec spec;
   std::optional<AddressIterator> addrs;
   std::optional<AddressIterator6> addrs6;
@@ -637,13 +640,18 @@ int main(int argc, char** argv) {
                     "2001:2::/48 (RFC 5180) for an IPv6 target. Others need --allow-any-spoof");
     cmd->add_option("--seed", flood.seed, "Seed for addresses, ports and sequence numbers (default: clock)")
         ->check(whole_number());
-    if (std::string(kind) == "syn") {
+    {
+      const bool syn = std::string(kind) == "syn";
       std::string help =
-          "Send SYNs with one named defect and nothing else wrong (IP checksum valid, TCP checksum "
-          "valid over the TCP bytes sent), to check that a defence does not pass them to the server. "
-          "All but ip-options also at an IPv6 target (fragments with a fragment header):";
+          syn ? "Send SYNs with one named defect and nothing else wrong (IP checksum valid, TCP checksum "
+                "valid over the TCP bytes sent), to check that a defence does not pass them to the server. "
+                "All but ip-options also at an IPv6 target (fragments with a fragment header):"
+              : "Send these segments with one named defect of the IP or TCP header (the flag defects "
+                "belong to syn floods), e.g. forged ACKs with IP options, to check that a fast path does "
+                "not hand them to a slower one. All but ip-options also at an IPv6 target:";
       std::vector<std::string> names{"none"};
       for (const auto& k : malform_kinds()) {
+        if (!syn && malform_flags(k.kind) != 0) continue;
         help += "\n  " + std::string(k.name) + ": " + std::string(k.description);
         names.emplace_back(k.name);
       }
