@@ -10,9 +10,10 @@
  *   - any other packet of a flow the engine holds (the flow map, kept by the engine's workers)
  *     passes; one with no flow passes only as an ACK whose cookie validates (the engine then
  *     creates the flow); forged ACKs, RSTs and flagless segments are dropped, with IPv4 options
- *     or without.
+ *     or without;
+ *   - an IPv4 TCP fragment is dropped, as the engine drops every one.
  * Everything the program does not handle itself passes unchanged to the NFQUEUE path, which
- * decides: fragments, IPv6 extension headers, bad lengths, v4-mapped IPv6 addresses,
+ * decides: IPv6 extension headers and fragments, bad lengths, v4-mapped IPv6 addresses,
  * anything before the daemon has loaded keys and services.
  *
  * Lengths come from the IP header, never from data_end (Ethernet pads short frames). */
@@ -63,6 +64,13 @@ struct {
   __type(key, struct sg_xdp_service_key);
   __type(value, __u8);
 } sg_services SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, 4096);
+  __type(key, struct sg_xdp_service_addr);
+  __type(value, __u8);
+} sg_service_addrs SEC(".maps");
 
 /* Sized by the loader to the engine's total flow budget, so an insert for a live flow never
  * fails for room; allocated as used. */
@@ -379,6 +387,32 @@ static __noinline int check_no_flow(struct parsed* p, const struct sg_xdp_config
   return drop_as(SG_XDP_COOKIE_INVALID);
 }
 
+/* A TCP fragment (lengths checked) for a protected service: the engine drops every one, so it
+ * dies here, before it costs a queue. The first fragment carries the ports and is the service's
+ * when its port is; a later one carries none and is the service's when its address is (the
+ * rules queue those by address alone). */
+static __noinline int ipv4_fragment(const __u8* ip, const void* end) {
+  if ((const void*)(ip + IPV4_HLEN) > end) return pass_as(SG_XDP_PASSED_OTHER);
+  const __u32 offset = ((__u32)ip[6] << 8 | ip[7]) & 0x1fff;
+  if (offset != 0) {
+    struct sg_xdp_service_addr a = {};
+    a.addr[10] = a.addr[11] = 0xff;
+    __builtin_memcpy(a.addr + 12, ip + 16, 4);
+    if (!bpf_map_lookup_elem(&sg_service_addrs, &a)) return pass_as(SG_XDP_PASSED_OTHER);
+    return drop_for(SG_XDP_MALFORMED, SG_R_FRAGMENT);
+  }
+  const __u32 ihl = (__u32)(ip[0] & 0x0f) * 4;
+  if (ihl < IPV4_HLEN) return pass_as(SG_XDP_PASSED_UNHANDLED);
+  const __u8* tcp = ip + ihl;
+  if ((const void*)(tcp + 4) > end) return pass_as(SG_XDP_PASSED_UNHANDLED);
+  struct sg_xdp_service_key service = {};
+  service.addr[10] = service.addr[11] = 0xff;
+  __builtin_memcpy(service.addr + 12, ip + 16, 4);
+  __builtin_memcpy(&service.port_be, tcp + 2, 2);
+  if (!bpf_map_lookup_elem(&sg_services, &service)) return pass_as(SG_XDP_PASSED_OTHER);
+  return drop_for(SG_XDP_MALFORMED, SG_R_FRAGMENT);
+}
+
 SEC("xdp")
 int syngate_xdp(struct xdp_md* ctx) {
   const void* data = (void*)(long)ctx->data;
@@ -401,9 +435,10 @@ int syngate_xdp(struct xdp_md* ctx) {
      * segment meets the flow and cookie checks as one without would, so that forged ACKs with
      * options cost the flow workers nothing either. */
     __u32 ihl = 0;
-    if ((ip[0] >> 4) != 4 || sg_ipv4_header(ip, (__u32)((long)end - (long)ip), &ihl, &ip_total) != SG_PE_NONE) {
-      return pass_as(SG_XDP_PASSED_UNHANDLED);
-    }
+    if ((ip[0] >> 4) != 4) return pass_as(SG_XDP_PASSED_UNHANDLED);
+    const enum sg_parse_error pe = sg_ipv4_header(ip, (__u32)((long)end - (long)ip), &ihl, &ip_total);
+    if (pe == SG_PE_FRAGMENT) return ipv4_fragment(ip, end);
+    if (pe != SG_PE_NONE) return pass_as(SG_XDP_PASSED_UNHANDLED);
     if (ihl > 60) return pass_as(SG_XDP_PASSED_UNHANDLED); /* never: ihl is 4 bits; tells the verifier */
     p.key.src[10] = p.key.src[11] = 0xff;
     p.key.dst[10] = p.key.dst[11] = 0xff;

@@ -14,6 +14,12 @@ struct sg_xdp_service_key {
   sg_u16 pad; /* zero */
 };
 
+/* An address that hosts a protected service, for what carries no port: a TCP fragment past the
+ * first, which the rules queue (and the engine drops) by address alone. Same address form. */
+struct sg_xdp_service_addr {
+  sg_u8 addr[16];
+};
+
 /* A flow the NFQUEUE engine holds, client -> server, same address form; ports in network order. */
 struct sg_xdp_flow_key {
   sg_u8 src[16];
@@ -58,7 +64,8 @@ enum sg_xdp_counter {
   SG_XDP_FLOW_PASSED,        /* packet of a flow the engine holds: passed */
   SG_XDP_NO_FLOW,            /* RST with no flow: dropped */
   SG_XDP_INVALID_FLAGS,      /* impossible flags (SYN+ACK/RST/FIN from a client, no ACK): dropped */
-  SG_XDP_MALFORMED,          /* SYN whose TCP options do not parse, or with IPv4 options: dropped */
+  SG_XDP_MALFORMED,          /* a SYN whose TCP options do not parse or with IPv4 options, or a TCP
+                                fragment for a protected service: dropped */
   SG_XDP_PASSED_UNHANDLED,   /* for a service but left to the engine: IP options, fragments,
                                 IPv6 extension headers, bad lengths, not ready */
   SG_XDP_PASSED_OTHER,       /* not TCP to a protected service */

@@ -241,6 +241,12 @@ sg_xdp_service_key service_key(const Service& s) {
   return k;
 }
 
+sg_xdp_service_addr service_addr(const Address& address) {
+  sg_xdp_service_addr a{};
+  std::memcpy(a.addr, address.bytes.data(), 16);
+  return a;
+}
+
 std::string errno_text(int err) { return std::strerror(err < 0 ? -err : err); }
 
 // libbpf reports the verifier's log through its print callback; keep its tail for the error.
@@ -353,10 +359,15 @@ void Program::set_secrets(const CookieSecrets& secrets, uint32_t max_age) {
 
 void Program::set_services(const std::vector<Service>& services) {
   const int fd = impl_->map_fd(impl_->skel->maps.sg_services);
+  const int addr_fd = impl_->map_fd(impl_->skel->maps.sg_service_addrs);
   const uint8_t one = 1;
+  auto hosts = [](const std::vector<Service>& list, const Address& a) {
+    return std::any_of(list.begin(), list.end(), [&a](const Service& s) { return s.address == a; });
+  };
   for (const Service& s : services) {
     const sg_xdp_service_key k = service_key(s);
-    if (bpf_map_update_elem(fd, &k, &one, BPF_ANY) != 0) {
+    const sg_xdp_service_addr a = service_addr(s.address);
+    if (bpf_map_update_elem(fd, &k, &one, BPF_ANY) != 0 || bpf_map_update_elem(addr_fd, &a, &one, BPF_ANY) != 0) {
       throw std::runtime_error("XDP service map update failed: " + errno_text(errno));
     }
   }
@@ -364,6 +375,10 @@ void Program::set_services(const std::vector<Service>& services) {
     if (std::find(services.begin(), services.end(), old) != services.end()) continue;
     const sg_xdp_service_key k = service_key(old);
     bpf_map_delete_elem(fd, &k);
+    if (!hosts(services, old.address)) {
+      const sg_xdp_service_addr a = service_addr(old.address);
+      bpf_map_delete_elem(addr_fd, &a);
+    }
   }
   impl_->services = services;
 }

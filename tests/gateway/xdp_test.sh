@@ -3,8 +3,8 @@
 # generic on veth), the client's SYNs are answered in XDP (none reaches the SYN queue), curl over
 # IPv4 and IPv6
 # through the gateway works (cookie ACKs pass to the flow workers, which keep the flow map), a
-# bounded forged-ACK flood from atk (198.18.0.0/15), plain and with IPv4 options, dies in XDP
-# without reaching the flow queue,
+# bounded forged-ACK flood from atk (198.18.0.0/15), plain, with IPv4 options and as first and
+# later fragments, dies in XDP without reaching a queue,
 # a [policy] deny entry added by SIGHUP stops the client's SYNs in XDP, and the program leaves
 # the interfaces when syngate stops.
 #   xdp_test.sh SYNGATE SYNFLOOD
@@ -68,21 +68,23 @@ log "20 IPv6 requests: XDP answered $answered6 SYNs; SYN queue saw $(queue_packe
 (( answered6 >= 20 )) || fail "XDP answered only $answered6 IPv6 SYNs for 20 connections"
 (( $(queue_packets 0) == 0 )) || fail "IPv6 SYNs reached the SYN queue"
 
-# ---- forged ACK floods, plain and with IPv4 options: dropped in XDP ---------------------------
-# Options must not make a forged ACK the flow workers' problem: NFQUEUE is the slow path.
-for malform in none ip-options; do
-  flow_before=$(queue_packets 8)
-  invalid_before=$(xdp cookie_invalid)
+# ---- forged ACK floods, plain, with IPv4 options, as fragments: dropped in XDP ------------------
+# A header defect must not make a forged ACK the workers' problem: NFQUEUE is the slow path.
+# (Fragments die as malformed: the engine drops every fragment for a service, the later ones
+# by address.)
+for malform in none ip-options frag-first frag-later; do
+  flow_before=$(( $(queue_packets 8) + $(queue_packets 0) ))
+  invalid_before=$(( $(xdp cookie_invalid) + $(xdp malformed) ))
   in_ns "$NS_ATK" timeout 60 "$SYNFLOOD" ack --target 10.10.3.2:80 --rate 20000 --count "$ACKS" \
     --duration 20 --malform "$malform" > "$LAB_DIR/ackflood.out" 2>&1 ||
     fail "synflood ack --malform $malform failed: $(cat "$LAB_DIR/ackflood.out")"
   sleep 0.5
-  dropped=$(( $(xdp cookie_invalid) - invalid_before ))
-  reached=$(( $(queue_packets 8) - flow_before ))
+  dropped=$(( $(xdp cookie_invalid) + $(xdp malformed) - invalid_before ))
+  reached=$(( $(queue_packets 8) + $(queue_packets 0) - flow_before ))
   engine_invalid=$(metric_sum syngate_cookies_invalid_total)
-  log "forged ACK flood of $ACKS (malform $malform): XDP dropped $dropped; the flow queue saw $reached packets; engine rejected $engine_invalid cookies"
+  log "forged ACK flood of $ACKS (malform $malform): XDP dropped $dropped; the queues saw $reached packets; engine rejected $engine_invalid cookies"
   (( dropped >= ACKS * 95 / 100 )) || fail "XDP dropped only $dropped of $ACKS forged ACKs (malform $malform)"
-  (( reached < ACKS / 100 )) || fail "$reached packets of the flood (malform $malform) reached the flow queue"
+  (( reached < ACKS / 100 )) || fail "$reached packets of the flood (malform $malform) reached a queue"
 done
 
 # ---- a spoofed SYN flood: answered in XDP, the SYN queue stays empty -----------------------
