@@ -5,15 +5,15 @@
  *   - a client SYN is answered in place (XDP_TX) with the SYN-ACK the NFQUEUE engine would send:
  *     same cookie (include/syngate/spec/cookie_spec.h), MSS table, TSval option bits, options,
  *     window, TTL and header fields;
- *   - a SYN with impossible flags, unparsable options or IPv4 options is dropped, as the engine
- *     drops it;
+ *   - a SYN with impossible flags, unparsable options, IPv4 options or IPv6 extension headers is
+ *     dropped, as the engine drops it;
  *   - any other packet of a flow the engine holds (the flow map, kept by the engine's workers)
  *     passes; one with no flow passes only as an ACK whose cookie validates (the engine then
- *     creates the flow); forged ACKs, RSTs and flagless segments are dropped, with IPv4 options
- *     or without;
+ *     creates the flow); forged ACKs, RSTs and flagless segments are dropped, also behind IPv4
+ *     options or IPv6 extension headers;
  *   - an IPv4 TCP fragment is dropped, as the engine drops every one.
  * Everything the program does not handle itself passes unchanged to the NFQUEUE path, which
- * decides: IPv6 extension headers and fragments, bad lengths, v4-mapped IPv6 addresses,
+ * decides: IPv6 fragments, long extension-header chains, bad lengths, v4-mapped IPv6 addresses,
  * anything before the daemon has loaded keys and services.
  *
  * Lengths come from the IP header, never from data_end (Ethernet pads short frames). */
@@ -387,6 +387,10 @@ static __noinline int check_no_flow(struct parsed* p, const struct sg_xdp_config
   return drop_as(SG_XDP_COOKIE_INVALID);
 }
 
+/* How far into the frame a TCP header may start: Ethernet, IPv6 and up to 256 bytes of extension
+ * headers (more is the engine's to walk). */
+#define SG_XDP_MAX_L4_OFF (ETH_HLEN_ + IPV6_HLEN + 256)
+
 /* A TCP fragment (lengths checked) for a protected service: the engine drops every one, so it
  * dies here, before it costs a queue. The first fragment carries the ports and is the service's
  * when its port is; a later one carries none and is the service's when its address is (the
@@ -450,19 +454,35 @@ int syngate_xdp(struct xdp_md* ctx) {
   } else if (proto == bpf_htons(ETH_P_IPV6)) {
     const __u8* ip = eth + ETH_HLEN_;
     if ((const void*)(ip + IPV6_HLEN) > end) return pass_as(SG_XDP_PASSED_OTHER);
-    if (ip[6] != IPPROTO_TCP) {
-      const __u8 next = ip[6];
-      /* Extension headers before TCP: the engine walks them. */
-      if (next == 0 || next == 43 || next == 44 || next == 51 || next == 60) return pass_as(SG_XDP_PASSED_UNHANDLED);
-      return pass_as(SG_XDP_PASSED_OTHER);
-    }
     if ((ip[0] >> 4) != 6) return pass_as(SG_XDP_PASSED_UNHANDLED);
+    /* The core's extension-header walk: a SYN behind extension headers is refused below, any
+     * other segment meets the flow and cookie checks, so that forged ACKs behind a hop-by-hop
+     * header cost the flow workers nothing either. Fragments stay the engine's (the rules queue
+     * every IPv6 fragment to the SYN workers, away from the flows). */
+    __u8 next = ip[6];
+    __u32 off = ETH_HLEN_ + IPV6_HLEN;
+    for (int i = 0; i < SG_IPV6_MAX_EXT_HEADERS && next != IPPROTO_TCP; i++) {
+      __u8 h[2];
+      __u32 hlen = 0;
+      /* Which header `next` names decides whether there is one to read; its length byte then
+       * decides how long it is. */
+      const enum sg_parse_error e = sg_ipv6_ext_header(next, 0, &hlen);
+      if (e == SG_PE_NOT_TCP) return pass_as(SG_XDP_PASSED_OTHER);
+      if (e != SG_PE_NONE || bpf_xdp_load_bytes(ctx, off, h, 2)) return pass_as(SG_XDP_PASSED_UNHANDLED);
+      sg_ipv6_ext_header(next, h[1], &hlen);
+      next = h[0];
+      off += hlen;
+      if (off > SG_XDP_MAX_L4_OFF) return pass_as(SG_XDP_PASSED_UNHANDLED);
+    }
+    if (next != IPPROTO_TCP) return pass_as(SG_XDP_PASSED_UNHANDLED);
     ip_total = IPV6_HLEN + ((__u32)ip[4] << 8 | ip[5]);
     __builtin_memcpy(p.key.src, ip + 8, 16);
     __builtin_memcpy(p.key.dst, ip + 24, 16);
-    p.l4_off = ETH_HLEN_ + IPV6_HLEN;
+    p.l4_off = off;
+    p.ip_options = off > ETH_HLEN_ + IPV6_HLEN;
     p.v6 = 1;
-    tcp = ip + IPV6_HLEN;
+    if (off > SG_XDP_MAX_L4_OFF) return pass_as(SG_XDP_PASSED_UNHANDLED); /* tells the verifier */
+    tcp = (const __u8*)data + off;
   } else {
     return pass_as(SG_XDP_PASSED_OTHER);
   }

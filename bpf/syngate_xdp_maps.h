@@ -64,8 +64,8 @@ enum sg_xdp_counter {
   SG_XDP_FLOW_PASSED,        /* packet of a flow the engine holds: passed */
   SG_XDP_NO_FLOW,            /* RST with no flow: dropped */
   SG_XDP_INVALID_FLAGS,      /* impossible flags (SYN+ACK/RST/FIN from a client, no ACK): dropped */
-  SG_XDP_MALFORMED,          /* a SYN whose TCP options do not parse or with IPv4 options, or a TCP
-                                fragment for a protected service: dropped */
+  SG_XDP_MALFORMED,          /* a SYN whose TCP options do not parse or with IPv4 options or IPv6
+                                extension headers, or an IPv4 TCP fragment for a service: dropped */
   SG_XDP_PASSED_UNHANDLED,   /* for a service but left to the engine: IP options, fragments,
                                 IPv6 extension headers, bad lengths, not ready */
   SG_XDP_PASSED_OTHER,       /* not TCP to a protected service */

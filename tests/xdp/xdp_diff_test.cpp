@@ -291,6 +291,7 @@ struct Segment {
   std::vector<uint8_t> options;
   std::vector<uint8_t> payload;
   std::vector<uint8_t> ip_options;  // IPv4 only
+  bool hop_by_hop = false;          // IPv6 only: an 8-byte hop-by-hop header (PadN) before TCP
   uint16_t frag = 0x4000;           // IPv4 flags+offset field
 };
 
@@ -298,9 +299,12 @@ std::vector<uint8_t> build(const Segment& s) {
   std::vector<uint8_t> p;
   const size_t tcp_len = 20 + s.options.size() + s.payload.size();
   if (s.v6) {
-    p = {0x60, 0, 0, 0, static_cast<uint8_t>(tcp_len >> 8), static_cast<uint8_t>(tcp_len), 6, s.ttl};
+    const size_t payload = tcp_len + (s.hop_by_hop ? 8 : 0);
+    p = {0x60, 0, 0, 0, static_cast<uint8_t>(payload >> 8), static_cast<uint8_t>(payload),
+         static_cast<uint8_t>(s.hop_by_hop ? 0 : 6), s.ttl};
     p.insert(p.end(), s.src.begin(), s.src.end());
     p.insert(p.end(), s.dst.begin(), s.dst.end());
+    if (s.hop_by_hop) p.insert(p.end(), {6, 0, 1, 4, 0, 0, 0, 0});  // next TCP, 8 bytes, PadN of 4
   } else {
     const size_t ihl = 20 + s.ip_options.size();
     const size_t total = ihl + tcp_len;
@@ -412,8 +416,12 @@ TEST_F(XdpDiff, MalformedAndOddSynsGetTheSameVerdict) {
       case 1:  // impossible flags
         s.flags |= std::array<uint8_t, 3>{tcp_flag::ACK, tcp_flag::RST, tcp_flag::FIN}[rng() % 3];
         break;
-      case 2:  // IPv4 options: the engine's call
-        if (!s.v6) s.ip_options = {1, 1, 1, 0};
+      case 2:  // IPv4 options or an IPv6 extension header: a SYN carrying them is refused
+        if (s.v6) {
+          s.hop_by_hop = true;
+        } else {
+          s.ip_options = {1, 1, 1, 0};
+        }
         break;
       case 3:  // fragment, first or later: the engine drops both, and so must XDP (a later one
                // by the service's address alone, as the rules queue it)
@@ -441,7 +449,7 @@ TEST_F(XdpDiff, MalformedAndOddSynsGetTheSameVerdict) {
 
 TEST_F(XdpDiff, CookieAcksPassForgedOnesDrop) {
   std::mt19937_64 rng(151515);
-  int valid = 0, forged = 0, forged_with_ip_options = 0;
+  int valid = 0, forged = 0, forged_with_ip_options = 0, forged_behind_ext_header = 0;
   for (int i = 0; i < 2000; ++i) {
     Segment syn = random_syn(rng);
     syn.payload.clear();
@@ -463,9 +471,11 @@ TEST_F(XdpDiff, CookieAcksPassForgedOnesDrop) {
       }
     }
     if (rng() % 4 == 0) ack.payload.assign(1 + rng() % 100, 'x');
-    // IPv4 options do not make a forged ACK the engine's problem: it must die in XDP all the same.
-    const bool ip_options = !ack.v6 && rng() % 4 == 0;
-    if (ip_options) ack.ip_options = {1, 1, 1, 0};
+    // IPv4 options or an IPv6 extension header do not make a forged ACK the engine's problem: it
+    // must die in XDP all the same.
+    const bool ip_options = rng() % 4 == 0;
+    if (ip_options && ack.v6) ack.hop_by_hop = true;
+    if (ip_options && !ack.v6) ack.ip_options = {1, 1, 1, 0};
     if (rng() % 5 == 0) now_ns_ += (rng() % 3) * SG_COOKIE_TICK_NS, apply();  // age 0..2 ticks
     const uint32_t action = compare(build(ack), std::string(forge ? "forged" : "valid") + " ACK " + std::to_string(i));
     if (action == XDP_PASS) {
@@ -476,12 +486,14 @@ TEST_F(XdpDiff, CookieAcksPassForgedOnesDrop) {
       EXPECT_EQ(last_delta_[SG_XDP_COOKIE_INVALID], 1u);
       EXPECT_EQ(last_engine_.cookies_invalid, 1u);
       ++forged;
-      forged_with_ip_options += ip_options;
+      forged_with_ip_options += ip_options && !ack.v6;
+      forged_behind_ext_header += ip_options && ack.v6;
     }
   }
   EXPECT_GT(valid, 500);
   EXPECT_GT(forged, 500);
-  EXPECT_GT(forged_with_ip_options, 50);
+  EXPECT_GT(forged_with_ip_options, 20);
+  EXPECT_GT(forged_behind_ext_header, 20);
 }
 
 TEST_F(XdpDiff, FlowsPassRstAndFlaglessSegmentsWithoutAFlowDrop) {
