@@ -23,7 +23,7 @@ echo
 echo "Flooding 10.10.3.2:80 (nginx in namespace srv) with $rate spoofed SYN/s from namespace atk;"
 echo "a legitimate client in namespace cli opens 100 HTTP connections at each step."
 echo
-bench/lab/run.sh --build "$build" --layout shared --modes "$modes" --rates "0 $rate" --probe-count 100 \
+bench/lab/run.sh --build "$build" --layout shared --modes "$modes" --rates "0 $rate" --probe-count 100 --max-probe-count 100 \
   --banner-count 0 --kinds syn --out "$out" --quiet >/dev/null
 echo "Results (also in $out: report.json, table.md, chart):"
 echo
