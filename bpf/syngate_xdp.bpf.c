@@ -211,6 +211,12 @@ static __always_inline int v4_mapped(const __u8* a) {
   return low == 0 && mid == bpf_htonl(0x0000ffff);
 }
 
+/* An IPv4 address as the engine's Address holds it: v4-mapped, ::ffff:a.b.c.d. */
+static __always_inline void v4_mapped_from(__u8* out, const __u8* ip4) {
+  out[10] = out[11] = 0xff;
+  __builtin_memcpy(out + 12, ip4, 4);
+}
+
 /* CLOCK_TAI, as the daemon's clock: the cookie counter and the TSvals must agree with the
  * engine's, and with other gateways sharing the secrets file (monotonic time counts from boot). */
 static __always_inline __u64 now_ns(const struct sg_xdp_config* cfg) {
@@ -400,8 +406,7 @@ static __noinline int ipv4_fragment(const __u8* ip, const void* end) {
   const __u32 offset = ((__u32)ip[6] << 8 | ip[7]) & 0x1fff;
   if (offset != 0) {
     struct sg_xdp_service_addr a = {};
-    a.addr[10] = a.addr[11] = 0xff;
-    __builtin_memcpy(a.addr + 12, ip + 16, 4);
+    v4_mapped_from(a.addr, ip + 16);
     if (!bpf_map_lookup_elem(&sg_service_addrs, &a)) return pass_as(SG_XDP_PASSED_OTHER);
     return drop_for(SG_XDP_MALFORMED, SG_R_FRAGMENT);
   }
@@ -410,8 +415,7 @@ static __noinline int ipv4_fragment(const __u8* ip, const void* end) {
   const __u8* tcp = ip + ihl;
   if ((const void*)(tcp + 4) > end) return pass_as(SG_XDP_PASSED_UNHANDLED);
   struct sg_xdp_service_key service = {};
-  service.addr[10] = service.addr[11] = 0xff;
-  __builtin_memcpy(service.addr + 12, ip + 16, 4);
+  v4_mapped_from(service.addr, ip + 16);
   __builtin_memcpy(&service.port_be, tcp + 2, 2);
   if (!bpf_map_lookup_elem(&sg_services, &service)) return pass_as(SG_XDP_PASSED_OTHER);
   return drop_for(SG_XDP_MALFORMED, SG_R_FRAGMENT);
@@ -444,10 +448,8 @@ int syngate_xdp(struct xdp_md* ctx) {
     if (pe == SG_PE_FRAGMENT) return ipv4_fragment(ip, end);
     if (pe != SG_PE_NONE) return pass_as(SG_XDP_PASSED_UNHANDLED);
     if (ihl > 60) return pass_as(SG_XDP_PASSED_UNHANDLED); /* never: ihl is 4 bits; tells the verifier */
-    p.key.src[10] = p.key.src[11] = 0xff;
-    p.key.dst[10] = p.key.dst[11] = 0xff;
-    __builtin_memcpy(p.key.src + 12, ip + 12, 4);
-    __builtin_memcpy(p.key.dst + 12, ip + 16, 4);
+    v4_mapped_from(p.key.src, ip + 12);
+    v4_mapped_from(p.key.dst, ip + 16);
     p.l4_off = ETH_HLEN_ + ihl;
     p.ip_options = ihl > IPV4_HLEN;
     tcp = ip + ihl;
@@ -462,14 +464,14 @@ int syngate_xdp(struct xdp_md* ctx) {
     __u8 next = ip[6];
     __u32 off = ETH_HLEN_ + IPV6_HLEN;
     for (int i = 0; i < SG_IPV6_MAX_EXT_HEADERS && next != IPPROTO_TCP; i++) {
-      __u8 h[2];
+      /* The header's next-header and length bytes; unreadable ones matter only if `next` names
+       * an extension header (for anything else the walk ends as not TCP). */
+      __u8 h[2] = {0, 0};
+      const int unreadable = bpf_xdp_load_bytes(ctx, off, h, 2) != 0;
       __u32 hlen = 0;
-      /* Which header `next` names decides whether there is one to read; its length byte then
-       * decides how long it is. */
-      const enum sg_parse_error e = sg_ipv6_ext_header(next, 0, &hlen);
+      const enum sg_parse_error e = sg_ipv6_ext_header(next, h[1], &hlen);
       if (e == SG_PE_NOT_TCP) return pass_as(SG_XDP_PASSED_OTHER);
-      if (e != SG_PE_NONE || bpf_xdp_load_bytes(ctx, off, h, 2)) return pass_as(SG_XDP_PASSED_UNHANDLED);
-      sg_ipv6_ext_header(next, h[1], &hlen);
+      if (e != SG_PE_NONE || unreadable) return pass_as(SG_XDP_PASSED_UNHANDLED);
       next = h[0];
       off += hlen;
       if (off > SG_XDP_MAX_L4_OFF) return pass_as(SG_XDP_PASSED_UNHANDLED);

@@ -49,8 +49,7 @@ size_t Worker::turn(bool draining) {
       handle(p, now);
       after_packet();
     }
-    queue_.flush(rx_);
-    sender_.flush();
+    flush_verdicts_then_packets();
   }
   periodic(now);
   if (now - last_publish_ >= kPublishIntervalNs) {

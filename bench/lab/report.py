@@ -195,6 +195,17 @@ def sweep(report, mode):
     return m["points"]
 
 
+def top(points):
+    """The point of the highest flood rate reached."""
+    return max(points, key=lambda p: p["flood_pps"])
+
+
+def quiet_p99(points):
+    """Connect p99 of the no-flood point, or None when there is none or nothing connected."""
+    q = points[0]
+    return q["connect_ms"]["p99"] if q["rate_requested"] == "0" and q["connect_ms"]["count"] else None
+
+
 def capacity(points):
     """(highest flood rate reached before the first point under CLEAN_PCT, clean at every rate)."""
     best, clean = 0, True
@@ -218,21 +229,21 @@ def targets(report, against="synproxy"):
         lines += ["", f"## {mode} against kernel {against} ({layout} layout, same run)", ""]
         cap, clean = capacity(pts)
         bcap, bclean = capacity(base)
-        top, btop = max(pts, key=lambda p: p["flood_pps"]), max(base, key=lambda p: p["flood_pps"])
+        peak, bpeak = top(pts), top(base)
         lines.append(f"- capacity (highest flood rate with >= {CLEAN_PCT:g}% served, every lower rate too): "
                      f"{mode} {cap} SYN/s{' (clean at every rate)' if clean else ''}, {against} {bcap} SYN/s"
                      f"{' (clean at every rate)' if bclean else ''}"
                      + (f", ratio {cap / bcap:.2f}" if bcap else ""))
-        lines.append(f"- at the highest rate: {mode} served {top['success_pct']:.1f}% under {top['flood_pps']} SYN/s, "
-                     f"{against} {btop['success_pct']:.1f}% under {btop['flood_pps']} SYN/s")
+        lines.append(f"- at the highest rate: {mode} served {peak['success_pct']:.1f}% under {peak['flood_pps']} SYN/s, "
+                     f"{against} {bpeak['success_pct']:.1f}% under {bpeak['flood_pps']} SYN/s")
         by_rate = {p["rate_requested"]: p for p in base}
         worse = [p["rate_requested"] for p in pts if p["rate_requested"] in by_rate
                  and p["success_pct"] < by_rate[p["rate_requested"]]["success_pct"]]
         lines.append(f"- rates where {mode} served fewer than {against}: " + (", ".join(worse) if worse else "none"))
-        quiet, bquiet = pts[0], base[0]
-        if quiet["rate_requested"] == "0" and bquiet["rate_requested"] == "0" and quiet["connect_ms"]["count"]:
-            lines.append(f"- connect p99 with no flood: {mode} {quiet['connect_ms']['p99']:.2f} ms, {against} "
-                         f"{bquiet['connect_ms']['p99']:.2f} ms (difference {quiet['connect_ms']['p99'] - bquiet['connect_ms']['p99']:+.2f} ms)")
+        p99, bp99 = quiet_p99(pts), quiet_p99(base)
+        if p99 is not None and bp99 is not None:
+            lines.append(f"- connect p99 with no flood: {mode} {p99:.2f} ms, {against} {bp99:.2f} ms "
+                         f"(difference {p99 - bp99:+.2f} ms)")
         m, b = report["modes"][mode], report["modes"][against]
         for fam, a in sorted(m.get("forged_ack_download", {}).items()):
             ba = b.get("forged_ack_download", {}).get(fam)
@@ -269,12 +280,10 @@ def summary(out, layout_dirs):
                 rows.append(f"| {mode} | {m['status']} | | | | | |")
                 continue
             cap, clean = capacity(m["points"])
-            top = max(m["points"], key=lambda p: p["flood_pps"])
-            q = m["points"][0]
-            p99 = f"{q['connect_ms']['p99']:.2f}" if q["rate_requested"] == "0" and q["connect_ms"]["count"] else "-"
+            peak, p99 = top(m["points"]), quiet_p99(m["points"])
             cr = m.get("connrate", {}).get("median_conn_per_s")
-            rows.append(f"| {mode} | {cap} | {'yes' if clean else 'no'} | {top['flood_pps']} | {top['success_pct']:.1f}% | "
-                        f"{p99} | {f'{cr:.0f}' if cr else '-'} |")
+            rows.append(f"| {mode} | {cap} | {'yes' if clean else 'no'} | {peak['flood_pps']} | {peak['success_pct']:.1f}% | "
+                        f"{f'{p99:.2f}' if p99 is not None else '-'} | {f'{cr:.0f}' if cr else '-'} |")
         parts += rows + targets(report) + [""]
     text = "\n".join(parts) + "\n"
     with open(os.path.join(out, "summary.md"), "w") as f:

@@ -529,7 +529,14 @@ target_of() {  # target_of 4|6 PORT
   if [ "$1" = 6 ]; then echo "[fd00:10:3::2]:$2"; else echo "10.10.3.2:$2"; fi
 }
 
-# The longest a probe of COUNT connections can take: every one waiting out its deadline.
+# The legitimate client: COUNT HTTP connections to TARGET, --probe-concurrency at a time, each
+# with --probe-timeout-ms to succeed.
+http_probe() {  # http_probe TARGET COUNT OUT_JSON
+  nsx "$cli" "$synflood" probe --target "$1" --count "$2" --concurrency "$probe_conc" \
+    --timeout-ms "$probe_timeout_ms" --http / --json >"$3"
+}
+
+# The longest http_probe of COUNT connections can take: every one waiting out its deadline.
 probe_bound_s() {  # probe_bound_s COUNT
   echo $(( (($1 + probe_conc - 1) / probe_conc) * ((probe_timeout_ms + 999) / 1000) ))
 }
@@ -562,8 +569,7 @@ run_point() {  # run_point MODE NAME RATE [FLOOD_KIND [FAMILY]]  (points/MODE/NA
   [ -n "$syngate_pid" ] && { k0=$(date +%s.%N); counters0=$(syngate_counters); }
   t0=$(date +%s.%N); s0=$(softirq_ticks)
   [ -n "$syngate_pid" ] && c0=$(cpu_ticks "$syngate_pid")
-  nsx "$cli" "$synflood" probe --target "$target" --count "$count" --concurrency "$probe_conc" \
-    --timeout-ms "$probe_timeout_ms" --http / --json >"$base.probe.json"
+  http_probe "$target" "$count" "$base.probe.json"
   t1=$(date +%s.%N); s1=$(softirq_ticks)
   [ -n "$syngate_pid" ] && c1=$(cpu_ticks "$syngate_pid")
   if [ -n "$syngate_pid" ]; then
@@ -659,8 +665,7 @@ run_ack() {  # run_ack MODE FAMILY
   pids+=("$flood_pid")
   sleep "$warmup_s"
   flood_res=$(download_median "$family" "$tmp/dl")
-  nsx "$cli" "$synflood" probe --target "$target" --count "$probe_count" --concurrency "$probe_conc" \
-    --timeout-ms "$probe_timeout_ms" --http / --json >"$base.probe.json"
+  http_probe "$target" "$probe_count" "$base.probe.json"
   kill -TERM "$flood_pid" 2>/dev/null || true
   wait "$flood_pid" || true
   reached1=$(reached_srv "$family")
