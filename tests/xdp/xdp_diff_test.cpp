@@ -527,6 +527,32 @@ TEST_F(XdpDiff, FlowsPassRstAndFlaglessSegmentsWithoutAFlowDrop) {
   EXPECT_EQ(run_xdp(ethernet(build(s), 0, nullptr)).action, static_cast<uint32_t>(XDP_PASS));
 }
 
+// After a change in the number of flow queues every worker imports every saved flow; the copies
+// a worker never sees packets for expire there as idle. Freeing such a copy must not delete the
+// key the live copy needs: the map counts the tables holding each flow.
+TEST_F(XdpDiff, AFlowStaysInTheMapWhileAnyTableHoldsIt) {
+  Segment s;
+  s.src = addr("198.18.1.2").bytes;
+  s.dst = addr("10.77.0.2").bytes;
+  s.sport = 40001;
+  s.seq = 1000;
+  s.ack = 2000;
+  s.flags = tcp_flag::ACK;
+  const FlowTuple t{addr("198.18.1.2"), addr("10.77.0.2"), 40001, 47001};
+  ASSERT_TRUE(program_->add_flow(t));  // worker A's live copy
+  ASSERT_TRUE(program_->add_flow(t));  // worker B's imported copy
+  EXPECT_EQ(program_->flow_holders(t), 2u);
+  program_->remove_flow(t);  // B's copy expires as idle
+  EXPECT_EQ(program_->flow_holders(t), 1u);
+  EXPECT_EQ(run_xdp(ethernet(build(s), 0, nullptr)).action, static_cast<uint32_t>(XDP_PASS))
+      << "the live copy's packets must still pass";
+  program_->remove_flow(t);  // the connection ends
+  EXPECT_EQ(program_->flow_holders(t), 0u);
+  EXPECT_EQ(run_xdp(ethernet(build(s), 0, nullptr)).action, static_cast<uint32_t>(XDP_DROP));
+  program_->remove_flow(t);  // a stray extra free changes nothing
+  EXPECT_EQ(program_->flow_holders(t), 0u);
+}
+
 TEST_F(XdpDiff, OtherTrafficPassesUntouched) {
   Segment s;
   s.src = addr("198.18.1.1").bytes;
