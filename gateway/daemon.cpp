@@ -46,15 +46,23 @@ namespace syngate::gw {
 
 namespace {
 
-// The gateway's one clock, for cookies (time counter, TSval) and flow timers alike: CLOCK_TAI.
-// Cookies must agree between machines that share a secrets file (scale-out behind ECMP or
-// anycast), so the clock must be one that NTP keeps in step across machines, unlike
-// CLOCK_MONOTONIC, which counts from each boot. TAI, unlike CLOCK_REALTIME, does not jump at
-// leap seconds, and the in-kernel fast path reads the same clock (bpf_ktime_get_tai_ns).
+// The gateway's cookie clock (time counter, SYN-ACK TSval): CLOCK_TAI. Cookies must agree between
+// machines that share a secrets file (scale-out behind ECMP or anycast), so the clock must be one
+// that NTP keeps in step across machines, unlike CLOCK_MONOTONIC, which counts from each boot.
+// TAI, unlike CLOCK_REALTIME, does not jump at leap seconds, and the in-kernel fast path reads
+// the same clock (bpf_ktime_get_tai_ns).
 uint64_t clock_ns() {
   timespec ts;
   clock_gettime(CLOCK_TAI, &ts);
   return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
+// Flow timers count on CLOCK_MONOTONIC instead: TAI steps with the wall clock (`date -s`,
+// `chronyc makestep`), and a forward step longer than the idle timeout would free every flow.
+// Saved tables are tied to the boot, so monotonic stamps stay meaningful across restarts.
+EngineClock engine_clock() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return {clock_ns(), static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec)};
 }
 
 // A secrets file whose key claims to start in the future (written under another clock: an older
@@ -236,15 +244,15 @@ int run_daemon(const std::string& config_path) {
       t->nfq = std::make_unique<NfQueue>(queue, qo);
       t->sender = std::make_unique<RawSender>(cfg.mark, cfg.sndbuf_bytes, cfg.has_v4(), cfg.has_v6());
       if (syn_only) {
-        t->worker = std::make_unique<SynWorker>(std::move(setup), *t->nfq, *t->sender, d->secrets, d->policy, clock_ns);
+        t->worker = std::make_unique<SynWorker>(std::move(setup), *t->nfq, *t->sender, d->secrets, d->policy, engine_clock);
       } else if (cfg.state_dir.empty()) {
-        auto w = std::make_unique<FlowWorker>(std::move(setup), *t->nfq, *t->sender, d->secrets, d->policy, clock_ns);
+        auto w = std::make_unique<FlowWorker>(std::move(setup), *t->nfq, *t->sender, d->secrets, d->policy, engine_clock);
         t->flow = w.get();
         t->worker = std::move(w);
       } else {
         const FlowStatePlan::Queue& plan = state_plan.queues.at(queue - cfg.flow_queue);
         auto table_file = std::make_unique<MappedTable>(plan.path, Engine::state_bytes(setup.engine));
-        auto w = std::make_unique<FlowWorker>(std::move(setup), *t->nfq, *t->sender, d->secrets, d->policy, clock_ns,
+        auto w = std::make_unique<FlowWorker>(std::move(setup), *t->nfq, *t->sender, d->secrets, d->policy, engine_clock,
                                               std::move(table_file), boot_id);
         t->flow = w.get();
         t->worker = std::move(w);
@@ -257,7 +265,7 @@ int run_daemon(const std::string& config_path) {
           spdlog::warn("flow queue {}: started with an empty table: {}", queue, r.reason);
         }
         for (const auto& path : plan.imports) {
-          const RestoreReport ir = engine.import_state(imports.at(path), boot_id);
+          const RestoreReport ir = engine.import_state(imports.at(path), boot_id, engine_clock());
           if (ir.attached) {
             spdlog::info("flow queue {}: imported {} flows from {} (dropped: {} torn, {} invalid, {} no room)", queue,
                          ir.restored, path, ir.dropped_torn, ir.dropped_invalid, ir.dropped_no_room);
