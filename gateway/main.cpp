@@ -72,7 +72,13 @@ int cmd_rules(const std::string& action, const std::string& path) {
   try {
     if (action == "up") {
       if (!c.state_dir.empty()) {
-        c.draining = gw::read_draining_services(c.state_dir);
+        try {
+          c.draining = gw::read_draining_services(c.state_dir, gw::this_instance(c.instance));
+        } catch (const std::exception& e) {
+          // The rules go up regardless: without the list, only a removed service's last flows
+          // lose their queueing.
+          std::cerr << "warning: draining services not read: " << e.what() << "\n";
+        }
         for (const auto& s : c.draining) {
           std::cout << "service " << s.address << ":" << s.port << " is draining: its flows stay queued\n";
         }
