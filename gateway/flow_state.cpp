@@ -212,7 +212,11 @@ std::vector<ServiceEntry> parse_draining(const std::string& text) {
   return out;
 }
 
-std::string mib(size_t bytes) { return std::to_string((bytes + (1u << 20) - 1) >> 20) + " MiB"; }
+std::string mib(size_t bytes) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.1f MiB", static_cast<double>(bytes) / (1u << 20));
+  return text;
+}
 
 }  // namespace
 
