@@ -11,8 +11,10 @@
 #   trustlink  draining-services.tmp is never followed through a symlink;
 #   reserve    the tables are reserved on their filesystem: a full tmpfs (in a private mount
 #              namespace) refuses the start with a message, where it used to SIGBUS the daemon;
-#   bigfile    a 2 GiB table file of the wrong size costs the restart nothing (header read only).
-#   state_test.sh SYNGATE [PART...]   (default: every part)
+#   bigfile    a 2 GiB table file of the wrong size costs the restart nothing (header read only);
+#   legacy     (only with SYNGATE_OLD=path of a syngate that kept its tables directly in state_dir,
+#              e.g. 901d793) an upgrade from it keeps every connection.
+#   state_test.sh SYNGATE [PART...]   (default: every part but legacy)
 source "$(dirname "$0")/lib.sh"
 lab_init "$1"
 shift
@@ -80,6 +82,7 @@ part_stale() {
   start_syngate
   local ino_after restored
   ino_after=$(in_ns "$NS_GW" stat -Lc %i /proc/self/ns/net)
+  sleep 0.5  # the workers publish their counters every 100 ms
   restored=$(metric_sum syngate_flows_restored_total)
   log "stale: gateway namespace inode $ino_before, then $ino_after; $restored flows taken over"
   (( restored == 0 )) || fail "stale: a syngate in a fresh namespace took over $restored flows of a deleted one"
@@ -294,6 +297,33 @@ part_bigfile() {
   stop_syngate
   lab_reset
   pass "bigfile: a 2 GiB table of the wrong size cost the start $ms ms (RSS $((rss / 1024)) MiB)"
+}
+
+part_legacy() {
+  [[ -n ${SYNGATE_OLD:-} ]] || fail "legacy: set SYNGATE_OLD to the earlier release's syngate"
+  log "legacy: an upgrade from $SYNGATE_OLD"
+  lab_up
+  start_echo 7000
+  echo_config
+  local new=$SYNGATE_BIN
+  SYNGATE_BIN=$SYNGATE_OLD start_syngate
+  hold_connections 4
+  wait_flows 4 || fail "legacy: the flows are not in the old release's table"
+  [[ -f $LAB_DIR/state/flows-q8.bin ]] || fail "legacy: $SYNGATE_OLD does not keep its tables in state_dir itself"
+  stop_syngate
+  SYNGATE_BIN=$new start_syngate
+  local restored
+  for _ in $(seq 40); do
+    restored=$(metric_sum syngate_flows_restored_total)
+    (( restored >= 4 )) && break
+    sleep 0.05
+  done
+  (( restored >= 4 )) || fail "legacy: the upgrade took over $restored of 4 flows: $(tail -8 "$LAB_DIR/syngate.log")"
+  [[ ! -e $LAB_DIR/state/flows-q8.bin ]] || fail "legacy: the old table is still in state_dir"
+  touch "$LAB_DIR/release"
+  stop_syngate
+  lab_reset
+  pass "legacy: the upgrade took over the earlier release's $restored flows"
 }
 
 for p in "${parts[@]}"; do
