@@ -255,6 +255,11 @@ std::string instance_dir(const std::string& state_dir, const InstanceId& id) {
   return state_dir + "/" + id.name + ".netns-" + std::to_string(id.netns_inode);
 }
 
+void check_state_dir(const std::string& state_dir) {
+  const int fd = open_trusted_dir(AT_FDCWD, state_dir, state_dir, false);
+  if (fd >= 0) close(fd);
+}
+
 std::string table_name(uint16_t queue) { return "flows-q" + std::to_string(queue) + ".bin"; }
 
 StateDir::StateDir(const std::string& state_dir, const InstanceId& id) : path_(instance_dir(state_dir, id)) {

@@ -38,6 +38,10 @@ InstanceId this_instance(const std::string& name);
 // state_dir/NAME.netns-INODE
 std::string instance_dir(const std::string& state_dir, const InstanceId& id);
 
+// For `syngate check`: throws when state_dir exists but syngate would refuse it (a symlink, not
+// a directory, another user's, writable by group or others). Creates nothing.
+void check_state_dir(const std::string& state_dir);
+
 // This instance's directory, checked, created when missing, and locked for the life of the
 // process (a second syngate with the same identity refuses to start). Files another identity
 // left behind (a namespace that has since been deleted and whose inode number this one reuses,
