@@ -255,9 +255,10 @@ CONF
     sleep 4
   fi
   local rc=0
+  for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done  # a refusal exits
   if kill -0 "$pid" 2>/dev/null; then
     kill -TERM "$pid"
-    fail "reserve: syngate ran on a table its filesystem cannot hold"
+    fail "reserve: syngate ran on a table its filesystem cannot hold: $(tail -3 "$LAB_DIR/tiny.log")"
   fi
   wait "$pid" || rc=$?
   (( rc != 135 && rc < 128 )) || fail "reserve: syngate was killed by signal $((rc - 128)) (exit $rc): $(tail -2 "$LAB_DIR/tiny.log")"
