@@ -60,14 +60,6 @@ int main(int argc, char** argv) {
       FlowTuple key{Address::from_v4(0xc6120000u + (i >> 14)), server, static_cast<uint16_t>(1024 + (i & 0x3fff)), 7000};
       const uint32_t f = table.allocate_flow(key, now);
       if (f == flows::kNone) break;
-      flows::Flow& e = table.edit(f);
-      e.client_isn = i * 7919u;
-      e.cookie_isn = i * 104729u;
-      e.delta = i * 2654435761u;
-      e.mss = 1460;
-      e.client_window = 502;
-      e.client_ws = 7;
-      e.backend_ws = 7;
       table.enter(f, flows::State::Established, now);
       table.settle();
       ++made;

@@ -2,7 +2,8 @@
 # How long a restart takes over a full flow table: the [engine] defaults (262144 flows per
 # queue, default queues), every entry an established flow, saved by a syngate that was killed.
 # Prints the time from exec to "syngate running" for a restart in place (same config) and for
-# one that imports every flow (another max_flows), best of RUNS.
+# one that imports every flow (another max_flows), best of RUNS. MAX_FLOWS=N sizes the table
+# (default 262144); FLOWS=N fills it (default 262144).
 # state_dir is a tmpfs, as the default /run is, mounted in a private mount namespace.
 #   restart_time.sh SYNGATE FLOW_TABLE_FILL [RUNS]
 if [[ -z ${RESTART_TIME_PRIVATE:-} && $(id -u) == 0 ]]; then
@@ -11,9 +12,11 @@ fi
 source "$(dirname "$0")/lib.sh"
 lab_init "$1"
 mkdir -p "$LAB_DIR/state"
-mount -t tmpfs -o size=1g,mode=0700 syngate-state "$LAB_DIR/state"
+mount -t tmpfs -o size=4g,mode=0700 syngate-state "$LAB_DIR/state"
 FILL=${2:?usage: restart_time.sh SYNGATE FLOW_TABLE_FILL [RUNS]}
 RUNS=${3:-3}
+MAX_FLOWS=${MAX_FLOWS:-262144}
+FLOWS=${FLOWS:-262144}
 lab_up
 
 timed_start() {  # START_MS: the milliseconds from exec to "syngate running"
@@ -32,20 +35,20 @@ timed_start() {  # START_MS: the milliseconds from exec to "syngate running"
 }
 stop() { kill -TERM "$SYNGATE_PID"; wait "$SYNGATE_PID" 2>/dev/null || true; }
 
-write_config
+write_config "" "max_flows = $MAX_FLOWS"
 in_ns "$NS_GW" "$SYNGATE_BIN" rules up --config "$LAB_DIR/syngate.toml" >/dev/null
 timed_start
 stop
 table=$(find "$LAB_DIR/state" -name flows-q8.bin -type f)
 [[ -n $table ]] || fail "no table file after a first run"
 
-measure() {  # measure LABEL FLOWS [ENGINE-TOML]: best of RUNS restarts over a freshly filled table
+measure() {  # measure LABEL FLOWS [MAX_FLOWS]: best of RUNS restarts over a freshly filled table
   local best=999999 ms i size
   for ((i = 0; i < RUNS; i++)); do
-    write_config
-    "$FILL" "$table" "$2" >/dev/null || fail "fill failed"
+    write_config "" "max_flows = $MAX_FLOWS"
+    "$FILL" "$table" "$2" "$MAX_FLOWS" >/dev/null || fail "fill failed"
     size=$(stat -c %s "$table")
-    write_config "" "${3:-}"
+    write_config "" "max_flows = ${3:-$MAX_FLOWS}"
     timed_start
     ms=$START_MS
     (( $2 == 0 )) || grep -qE "(took over|imported) $2 flows" <(tail -5 "$LAB_DIR/syngate.log") ||
@@ -56,6 +59,6 @@ measure() {  # measure LABEL FLOWS [ENGINE-TOML]: best of RUNS restarts over a f
   log "$1: $size byte table, $2 flows: restart $best ms (best of $RUNS)"
 }
 measure "in place, empty table" 0
-measure "in place" 262144
-measure "import into another size" 262144 "max_flows = 300000"
+measure "in place" "$FLOWS"
+measure "import into another size" "$FLOWS" "$((MAX_FLOWS + 4096))"
 pass "measured"
