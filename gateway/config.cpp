@@ -221,7 +221,8 @@ bool instance_char(char ch) {
 }
 
 bool valid_instance_name(const std::string& name) {
-  return !name.empty() && name.size() <= 64 && name.front() != '.' && std::all_of(name.begin(), name.end(), instance_char);
+  return !name.empty() && name.size() <= 64 && name.front() != '.' &&
+         std::all_of(name.begin(), name.end(), instance_char);
 }
 
 }  // namespace

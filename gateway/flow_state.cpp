@@ -245,7 +245,9 @@ InstanceId this_instance(const std::string& name) {
   if (s >= 0) {
     uint64_t cookie = 0;
     socklen_t len = sizeof cookie;
-    if (getsockopt(s, SOL_SOCKET, SO_NETNS_COOKIE, &cookie, &len) == 0 && len == sizeof cookie) id.netns_cookie = cookie;
+    if (getsockopt(s, SOL_SOCKET, SO_NETNS_COOKIE, &cookie, &len) == 0 && len == sizeof cookie) {
+      id.netns_cookie = cookie;
+    }
     close(s);
   }
   return id;

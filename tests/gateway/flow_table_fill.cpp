@@ -40,7 +40,8 @@ int main(int argc, char** argv) {
     return 1;
   }
   const int fd = open(argv[1], O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0 || ftruncate(fd, static_cast<off_t>(bytes)) != 0 || posix_fallocate(fd, 0, static_cast<off_t>(bytes)) != 0) {
+  if (fd < 0 || ftruncate(fd, static_cast<off_t>(bytes)) != 0 ||
+      posix_fallocate(fd, 0, static_cast<off_t>(bytes)) != 0) {
     std::perror(argv[1]);
     return 1;
   }
@@ -57,7 +58,9 @@ int main(int argc, char** argv) {
     flows::FlowTable table(tc, EngineState{{static_cast<uint8_t*>(p), bytes}, gw::current_boot_id()});
     const Address server = *Address::parse("10.10.3.2");
     for (uint32_t i = 0; i < flows_wanted; ++i) {
-      FlowTuple key{Address::from_v4(0xc6120000u + (i >> 14)), server, static_cast<uint16_t>(1024 + (i & 0x3fff)), 7000};
+      // 16384 ports per source (the per-source limit is not checked here), sources in 198.18/15.
+      const FlowTuple key{Address::from_v4(0xc6120000u + (i >> 14)), server,
+                          static_cast<uint16_t>(1024 + (i & 0x3fff)), 7000};
       const uint32_t f = table.allocate_flow(key, now);
       if (f == flows::kNone) break;
       table.enter(f, flows::State::Established, now);
