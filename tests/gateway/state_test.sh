@@ -292,7 +292,7 @@ part_bigfile() {
   local ms=$(((t1 - t0) / 1000000)) rss
   rss=$(rss_kb "$SYNGATE_PID")
   log "bigfile: started in $ms ms, RSS $((rss / 1024)) MiB"
-  (( ms < 2000 )) || fail "bigfile: the start took $ms ms"
+  (( ms < 3000 )) || fail "bigfile: the start took $ms ms"
   (( rss < 200 * 1024 )) || fail "bigfile: RSS $((rss / 1024)) MiB after the start"
   (( $(stat -c %s "$table") < 1024 * 1024 * 1024 )) || fail "bigfile: the 2 GiB file is still there"
   stop_syngate
