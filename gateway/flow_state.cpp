@@ -517,7 +517,7 @@ FlowStatePlan plan_flow_state(const StateDir& dir, uint16_t first, uint16_t coun
 }
 
 bool remove_state_file(const StateDir& dir, const std::string& name) {
-  return unlinkat(dir.fd(), name.c_str(), 0) == 0;
+  return unlinkat(dir.fd(), name.c_str(), 0) == 0 || errno == ENOENT;
 }
 
 }  // namespace syngate::gw

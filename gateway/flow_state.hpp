@@ -129,7 +129,8 @@ struct FlowStatePlan {
 // which imported.
 FlowStatePlan plan_flow_state(const StateDir& dir, uint16_t first, uint16_t count, const EngineConfig& config,
                               uint64_t boot_id);
-// Removes a file of the instance directory (obsolete tables); false with errno set on failure.
+// Removes a file of the instance directory (obsolete tables); false with errno set on failure
+// (a file already gone is not one).
 bool remove_state_file(const StateDir& dir, const std::string& name);
 
 std::string table_name(uint16_t queue);
