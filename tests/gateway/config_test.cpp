@@ -287,3 +287,22 @@ TEST(HashKeys, EveryWorkerGetsFreshRandomKeys) {
   EXPECT_EQ(seeds.size(), 32u);
   EXPECT_EQ(keys.size(), 32u);
 }
+
+TEST(Config, InstanceIsTheConfigFileNameUnlessSet) {
+  EXPECT_EQ(parse_config(kMinimal, "/etc/syngate/syngate.toml").instance, "syngate");
+  EXPECT_EQ(parse_config(kMinimal, "/etc/syngate/edge.toml").instance, "edge");
+  EXPECT_EQ(parse_config(kMinimal, "edge.v6.toml").instance, "edge.v6");
+  EXPECT_EQ(parse_config(kMinimal, "/etc/syngate/my gw.conf").instance, "my_gw.conf");
+  EXPECT_EQ(syngate::gw::default_instance_name("/etc/syngate/.toml"), "_toml");
+  EXPECT_EQ(syngate::gw::default_instance_name(""), "syngate");
+  EXPECT_EQ(parse_config(with_gateway("instance = \"edge@ns1\""), "/etc/syngate/syngate.toml").instance, "edge@ns1");
+  EXPECT_EQ(error_of(with_gateway("instance = \"\"")).key(), "gateway.instance");
+  EXPECT_EQ(error_of(with_gateway("instance = \"../x\"")).key(), "gateway.instance");
+  EXPECT_EQ(error_of(with_gateway("instance = \".hidden\"")).key(), "gateway.instance");
+  // Another instance name is another state directory: only a new process can move to it.
+  GatewayConfig a = parse_config(kMinimal, "/etc/syngate/a.toml");
+  GatewayConfig b = parse_config(kMinimal, "/etc/syngate/b.toml");
+  auto changes = non_reloadable_changes(a, b);
+  ASSERT_EQ(changes.size(), 1u);
+  EXPECT_EQ(changes[0], "gateway.instance");
+}

@@ -95,17 +95,24 @@ socket.socket(socket.AF_INET6, socket.SOCK_DGRAM).sendto(b"x", (sys.argv[1], 9))
   done
 }
 
+# Kills what the test started and deletes its namespaces (the lab can then come up again, fresh).
+lab_reset() {
+  local pid ns
+  for pid in "${LAB_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  sleep 0.2
+  for pid in "${LAB_PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+  # anything still running inside our namespaces was started by this test
+  for ns in "$NS_CLI" "$NS_GW" "$NS_SRV" "$NS_ATK"; do
+    for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null || true; done
+  done
+  for ns in "$NS_CLI" "$NS_GW" "$NS_SRV" "$NS_ATK"; do ip netns del "$ns" 2>/dev/null || true; done
+  LAB_PIDS=()
+}
+
 lab_down() {
   local rc=$?
   set +e
-  for pid in "${LAB_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null; done
-  sleep 0.2
-  for pid in "${LAB_PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null; done
-  # anything still running inside our namespaces was started by this test
-  for ns in "$NS_CLI" "$NS_GW" "$NS_SRV" "$NS_ATK"; do
-    for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null; done
-  done
-  for ns in "$NS_CLI" "$NS_GW" "$NS_SRV" "$NS_ATK"; do ip netns del "$ns" 2>/dev/null; done
+  lab_reset
   if [[ $rc != 0 && -f $LAB_DIR/syngate.log ]]; then
     echo "---- syngate log (tail) ----"; tail -n 40 "$LAB_DIR/syngate.log"
   fi
@@ -250,6 +257,12 @@ start_syngate() {
     sleep 0.05
   done
   fail "syngate did not start: $(cat "$LAB_DIR/syngate.log")"
+}
+
+# The gateway's own state directory: gateway.state_dir/INSTANCE.netns-INODE (the instance is the
+# config file's name: syngate), as gateway/flow_state.hpp lays it out.
+state_instance_dir() {
+  echo "$LAB_DIR/state/${1:-syngate}.netns-$(in_ns "$NS_GW" stat -Lc %i /proc/self/ns/net)"
 }
 
 metrics() { in_ns "$NS_GW" curl -s --max-time 2 http://127.0.0.1:9470/metrics; }
