@@ -73,11 +73,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     ParseResult before = parse_tcp_packet(pkt);
     const bool was_valid = before && before.packet.checksum_valid();
     const size_t emitted = sink.out.size();
-    Decision d = engine.process(pkt, now, sink, ready);
+    // Room to grow, as the daemon's receive slots give (a segment may get timestamps added).
+    const size_t length = pkt.size();
+    pkt.resize(length + 64);
+    Decision d = engine.process(std::span<uint8_t>(pkt.data(), length), now, sink, ready, pkt.size());
+    check(d.length == 0 || (d.modified && d.length > length && d.length <= pkt.size()));
+    pkt.resize(d.length ? d.length : length);
     if (d.modified) {
       ParseResult after = parse_tcp_packet(pkt);
       check(static_cast<bool>(after));
-      if (was_valid || !ready) check(after.packet.checksum_valid());
+      if (was_valid || !ready || d.length) check(after.packet.checksum_valid());
     }
     // Learn what the engine told each side, so later packets can answer it.
     for (size_t k = emitted; k < sink.out.size(); ++k) {
