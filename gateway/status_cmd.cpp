@@ -1,18 +1,19 @@
 // `syngate status`: fetches the daemon's metrics twice and prints the report (status.hpp).
 #include "status_cmd.hpp"
 
-#include <httplib.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <csignal>
 #include <iostream>
 #include <thread>
 
 #include "config.hpp"
+#include "http_get.hpp"
 #include "status.hpp"
 
 namespace syngate::gw {
@@ -37,25 +38,29 @@ struct Fetched {
   Scrape scrape;
 };
 
+// Whatever answers at the address, a scrape ends within this and holds at most this much: a
+// daemon's metrics are tens of kilobytes, even with many workers.
+constexpr std::chrono::milliseconds kScrapeDeadline{5000};
+constexpr size_t kMaxMetricsBytes = 16 * 1024 * 1024;
+
 Fetched fetch(const std::string& host, uint16_t port) {
   Fetched f;
-  httplib::Client client(host, port);
-  client.set_connection_timeout(1, 0);
-  client.set_read_timeout(3, 0);
   f.scrape.time_s = monotonic_s();
-  auto res = client.Get("/metrics");
-  if (!res) {
-    f.result = FetchResult::Down;
-    f.reason = "no answer at the metrics address: " + httplib::to_string(res.error()) + " error";
+  const HttpGetResult res = http_get(host, port, "/metrics", kScrapeDeadline, kMaxMetricsBytes);
+  if (!res.ok) {
+    // No answer in time counts as down; an answer that is not HTTP, or too large, is not syngate.
+    const bool answered = res.connected && !res.timed_out;
+    f.result = answered ? FetchResult::NotSyngate : FetchResult::Down;
+    f.reason = (answered ? "" : "no answer at the metrics address: ") + res.error;
     return f;
   }
-  if (res->status != 200) {
+  if (res.status != 200) {
     f.result = FetchResult::NotSyngate;
-    f.reason = "GET /metrics answered HTTP " + std::to_string(res->status);
+    f.reason = "GET /metrics answered HTTP " + std::to_string(res.status);
     return f;
   }
   try {
-    f.scrape.samples = parse_prometheus_text(res->body);
+    f.scrape.samples = parse_prometheus_text(res.body);
   } catch (const MetricsParseError& e) {
     f.result = FetchResult::NotSyngate;
     f.reason = e.what();
@@ -92,6 +97,13 @@ CLI::App* add_status_subcommand(CLI::App& app, StatusOptions& o) {
   cmd->add_flag("--json", o.json, "One JSON object per screen (with --watch, one per line)");
   cmd->add_option("--watch", o.watch_s, "Redraw every S seconds (0.2 to 86400) until interrupted")
       ->type_name("S")
+      // CLI::Range lets NaN through (no comparison with it is true), and NaN never ends a sleep.
+      ->check(CLI::Validator(
+                  [](std::string& text) {
+                    const double v = std::strtod(text.c_str(), nullptr);
+                    return std::isfinite(v) ? std::string() : "--watch needs a number of seconds, got " + text;
+                  },
+                  "", "finite"))
       ->check(CLI::Range(0.2, 86400.0));
   cmd->callback([&o]() {
     struct stat st;
