@@ -89,11 +89,13 @@ CLI::App* add_status_subcommand(CLI::App& app, StatusOptions& o) {
       "per-worker rates (SYNs, cookies sent/valid/invalid, flows created), active flows and table\n"
       "use, drops by reason, kernel queue drops, the XDP fast path when present.\n"
       "Rates need two scrapes: a single run takes two one second apart; --watch S redraws every S s.\n"
-      "Exit codes: 0 up, 1 not running (nothing answers), 2 bad configuration or metrics off,\n"
-      "3 the address answers but not with syngate's metrics.");
+      "Each scrape gets 5 s and 16 MiB in all, whatever answers at the address.\n"
+      "Exit codes: 0 up, 1 not running (nothing answers, or not within 5 s), 2 bad configuration\n"
+      "or metrics off, 3 the address answers but not with syngate's metrics.");
   cmd->add_option("-c,--config", o.config,
-                  "TOML configuration: gateway.metrics_address and engine.max_flows come from it\n"
-                  "(default /etc/syngate/syngate.toml when it exists, else 127.0.0.1:9470)");
+                  "TOML configuration: gateway.metrics_address comes from it (default\n"
+                  "/etc/syngate/syngate.toml when it exists, else 127.0.0.1:9470); table use comes\n"
+                  "from the daemon's syngate_flow_table_capacity (engine.max_flows for an older daemon)");
   cmd->add_flag("--json", o.json, "One JSON object per screen (with --watch, one per line)");
   cmd->add_option("--watch", o.watch_s, "Redraw every S seconds (0.2 to 86400) until interrupted")
       ->type_name("S")
@@ -101,7 +103,7 @@ CLI::App* add_status_subcommand(CLI::App& app, StatusOptions& o) {
       ->check(CLI::Validator(
                   [](std::string& text) {
                     const double v = std::strtod(text.c_str(), nullptr);
-                    return std::isfinite(v) ? std::string() : "--watch needs a number of seconds, got " + text;
+                    return std::isfinite(v) ? std::string() : "needs a finite number of seconds, got " + text;
                   },
                   "", "finite"))
       ->check(CLI::Range(0.2, 86400.0));
