@@ -273,7 +273,21 @@ MetricsEndpoint::MetricsEndpoint(std::string host, uint16_t port, Render render,
   impl_->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (impl_->stop_fd < 0) throw std::runtime_error(std::string("metrics endpoint: eventfd: ") + std::strerror(errno));
   Impl* p = impl_.get();
-  impl_->thread = std::thread([p] { p->run(); });
+  // Whatever goes wrong here (memory, a bug) costs the metrics, never the process.
+  impl_->thread = std::thread([p] {
+    for (;;) {
+      try {
+        p->run();
+        return;
+      } catch (const std::exception& e) {
+        spdlog::error("metrics endpoint: {}; closing its connections and going on", e.what());
+        for (const Connection& c : p->connections) close(c.fd);
+        p->connections.clear();
+        pollfd stop{p->stop_fd, POLLIN, 0};
+        if (poll(&stop, 1, 1000) > 0) return;
+      }
+    }
+  });
 }
 
 MetricsEndpoint::~MetricsEndpoint() {
