@@ -102,7 +102,7 @@ struct {
 /* The source policy's allow (1) and deny (2) prefixes: the longest match decides. */
 struct {
   __uint(type, BPF_MAP_TYPE_LPM_TRIE);
-  __uint(max_entries, 65536);
+  __uint(max_entries, SG_XDP_MAX_PREFIXES);
   __uint(map_flags, BPF_F_NO_PREALLOC);
   __type(key, struct sg_xdp_prefix_key);
   __type(value, __u8);

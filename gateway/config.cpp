@@ -11,6 +11,8 @@
 #include <sstream>
 #include <toml++/toml.h>
 
+#include "syngate_xdp_maps.h"
+
 namespace syngate::gw {
 
 ConfigError::ConfigError(const std::string& source, const std::string& key,
@@ -475,6 +477,15 @@ GatewayConfig parse_config(std::string_view toml_text, std::string_view source) 
   if (!c.engine.policy) c.engine.policy = std::make_shared<SourcePolicy>();
   parse_services(root.get("service"), c);
   if (const toml::table* x = root["xdp"].as_table()) parse_xdp(*x, c);
+  // A list the fast path's map cannot hold would leave the whole fast path off at start; say so
+  // here, where `syngate check` and a reload see it, rather than in a warning at run time.
+  if (c.xdp_mode != XdpMode::Off && c.engine.policy->prefixes.size() > SG_XDP_MAX_PREFIXES) {
+    throw ConfigError(c.source, "policy",
+                      "deny and allow list " + std::to_string(c.engine.policy->prefixes.size()) +
+                          " prefixes together; the XDP fast path holds at most " +
+                          std::to_string(SG_XDP_MAX_PREFIXES) +
+                          ": merge them into shorter prefixes, or set [xdp] mode = \"off\"");
+  }
   c.engine.services = to_engine_services(c.services);
   return c;
 }

@@ -17,7 +17,6 @@
 #include <chrono>
 #include <cstring>
 #include <fstream>
-#include <httplib.h>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -31,6 +30,7 @@
 #include "iptables_exec.hpp"
 #include "log_format.hpp"
 #include "metrics.hpp"
+#include "metrics_endpoint.hpp"
 #include "notify.hpp"
 #include "nfqueue.hpp"
 #include "seeds.hpp"
@@ -309,25 +309,13 @@ int run_daemon(const std::string& config_path) {
     }
   }
 
-  std::unique_ptr<httplib::Server> http;
-  std::thread http_thread;
+  // The endpoint never stops the gateway: an address it cannot bind is logged and retried.
+  std::unique_ptr<MetricsEndpoint> metrics_endpoint;
   if (cfg.metrics_port != 0) {
-    http = std::make_unique<httplib::Server>();
     Daemon* dp = d.get();
-    http->Get("/metrics", [dp](const httplib::Request&, httplib::Response& res) {
-      res.set_content(render_prometheus(dp->snapshot()) +
-                          (dp->xdp ? dp->xdp->render_metrics() : xdp::FastPath::render_disabled()),
-                      "text/plain; version=0.0.4");
+    metrics_endpoint = std::make_unique<MetricsEndpoint>(cfg.metrics_host, cfg.metrics_port, [dp] {
+      return render_prometheus(dp->snapshot()) + (dp->xdp ? dp->xdp->render_metrics() : xdp::FastPath::render_disabled());
     });
-    http->Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
-      res.set_content("ok\n", "text/plain");
-    });
-    if (!http->bind_to_port(cfg.metrics_host, cfg.metrics_port)) {
-      spdlog::critical("gateway.metrics_address {}:{}: cannot listen (address in use or not local)",
-                       cfg.metrics_host, cfg.metrics_port);
-      return 1;
-    }
-    http_thread = std::thread([&http] { http->listen_after_bind(); });
   }
 
   for (auto& w : d->workers) {
@@ -560,10 +548,7 @@ int run_daemon(const std::string& config_path) {
   if (d->xdp) d->xdp->detach();
   d->stop.store(true);
   for (auto& w : d->workers) w->thread.join();
-  if (http) {
-    http->stop();
-    http_thread.join();
-  }
+  metrics_endpoint.reset();
   GatewaySnapshot last = d->snapshot();
   spdlog::info("stopped: {}", summary_line(last, GatewaySnapshot{}, 0));
   return exit_code;

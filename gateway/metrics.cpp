@@ -104,19 +104,6 @@ class Writer {
   std::ostringstream out_;
 };
 
-std::string escape_label(std::string_view v) {
-  std::string out;
-  for (char c : v) {
-    if (c == '\\' || c == '"') out += '\\';
-    if (c == '\n') {
-      out += "\\n";
-      continue;
-    }
-    out += c;
-  }
-  return out;
-}
-
 }  // namespace
 
 std::string render_prometheus(const GatewaySnapshot& s) {
@@ -175,7 +162,7 @@ std::string render_prometheus(const GatewaySnapshot& s) {
            "backend_synack_consumed are normal work, not errors).");
   for (const auto& wk : s.workers) {
     for (size_t i = 0; i < static_cast<size_t>(DropReason::Count_); ++i) {
-      std::string extra = "reason=\"" + escape_label(to_string(static_cast<DropReason>(i))) + "\"";
+      std::string extra = "reason=\"" + prometheus_label_value(to_string(static_cast<DropReason>(i))) + "\"";
       w.worker("syngate_drops_total", wk, wk.engine.drops[i], extra.c_str());
     }
   }

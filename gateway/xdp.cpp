@@ -2,6 +2,7 @@
 // bpftool or libbpf at build time) Program's constructor refuses with the reason and the daemon
 // runs as an NFQUEUE gateway only.
 #include "xdp.hpp"
+#include "metrics.hpp"
 
 #include <linux/ethtool.h>
 #include <linux/sockios.h>
@@ -198,8 +199,8 @@ std::string FastPath::render_metrics() const {
   out << "# HELP syngate_xdp_attached XDP attachments of syngate's program, by interface, mode and driver.\n"
          "# TYPE syngate_xdp_attached gauge\n";
   for (const auto& a : program_->attachments()) {
-    out << "syngate_xdp_attached{interface=\"" << a.interface << "\",mode=\"" << to_string(a.mode)
-        << "\",driver=\"" << a.driver << "\"} 1\n";
+    out << "syngate_xdp_attached{interface=\"" << gw::prometheus_label_value(a.interface) << "\",mode=\""
+        << to_string(a.mode) << "\",driver=\"" << gw::prometheus_label_value(a.driver) << "\"} 1\n";
   }
   out << "# HELP syngate_xdp_packets_total Packets the XDP fast path decided, by outcome (summed over CPUs).\n"
          "# TYPE syngate_xdp_packets_total counter\n";

@@ -268,6 +268,28 @@ allow = ["10.0.0.0/8"])"));
   EXPECT_EQ(e.key(), "policy");
 }
 
+// The XDP fast path's policy map holds 65,536 prefixes (allow and deny together); one more made
+// the map update fail at start and left the whole fast path off, with only a warning in the log.
+TEST(Policy, ListsBeyondTheFastPathMapAreRefusedUnlessXdpIsOff) {
+  std::string deny = "deny = [";
+  for (int a = 0; a < 256; ++a) {
+    for (int b = 0; b < 256; ++b) deny += "\"10." + std::to_string(a) + "." + std::to_string(b) + ".0/24\",";
+  }
+  deny += "]\n";
+  const std::string full = std::string(kMinimal) + "[policy]\n" + deny;
+  EXPECT_EQ(parse_config(full, "t.toml").engine.policy->prefixes.size(), 65536u);
+
+  const std::string over = full + "allow = [\"192.0.2.0/24\"]\n";
+  ConfigError e = error_of(over);
+  EXPECT_EQ(e.key(), "policy");
+  EXPECT_NE(e.reason().find("65537 prefixes"), std::string::npos) << e.what();
+  EXPECT_NE(e.reason().find("at most 65536"), std::string::npos) << e.what();
+  EXPECT_NE(e.reason().find("mode = \"off\""), std::string::npos) << e.what();
+
+  // Without the fast path the NFQUEUE engine's own table has no such bound.
+  EXPECT_EQ(parse_config(over + "[xdp]\nmode = \"off\"\n", "t.toml").engine.policy->prefixes.size(), 65537u);
+}
+
 // ---- hash keys -------------------------------------------------------------------------------
 
 TEST(HashKeys, EveryWorkerGetsFreshRandomKeys) {

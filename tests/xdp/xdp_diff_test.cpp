@@ -614,6 +614,27 @@ TEST_F(XdpDiff, SourcePolicyDeniesAndAllowsAsTheEngineDoes) {
   EXPECT_GT(answered, 300);
 }
 
+// The policy map holds SG_XDP_MAX_PREFIXES prefixes, the bound `syngate check` enforces (a
+// longer list made the map update fail at start and left the whole fast path off): all of them
+// load, one more does not.
+TEST_F(XdpDiff, PolicyMapHoldsTheCheckedLimitAndNoMore) {
+  auto fill = [](size_t count) {
+    auto p = std::make_shared<SourcePolicy>();
+    for (size_t i = 0; i < count; ++i) {
+      const std::string text = "10." + std::to_string(i >> 16 & 255) + "." + std::to_string(i >> 8 & 255) + "." +
+                               std::to_string(i & 255) + "/32";
+      p->add(*Prefix::parse(text), /*deny=*/true);
+    }
+    return p;
+  };
+  const auto full = fill(SG_XDP_MAX_PREFIXES);
+  ASSERT_EQ(full->prefixes.size(), size_t{SG_XDP_MAX_PREFIXES});
+  EXPECT_NO_THROW(program_->set_prefixes(full->prefixes));
+  const auto over = fill(SG_XDP_MAX_PREFIXES + 1);
+  EXPECT_THROW(program_->set_prefixes(over->prefixes), std::runtime_error);
+  program_->set_prefixes(PrefixSet{});  // the next tests start from an empty map
+}
+
 TEST_F(XdpDiff, BackscatterBudgetStopsAtTheLimitPerPrefixAndSecond) {
   // One CPU, so that every run meets the same per-CPU budget cells.
   cpu_set_t one;
