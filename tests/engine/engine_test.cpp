@@ -682,6 +682,21 @@ TEST_F(BackendWithoutTimestamps, EverySegmentToTheClientCarriesTimestampsThatNev
   EXPECT_EQ(counters().timestamps_supplied, 3u);
 }
 
+TEST_F(BackendWithoutTimestamps, ASuperPacketGetsThemOnce) {
+  // NFQUEUE hands over GSO/GRO super-packets whole: the option goes into the one header, which
+  // the kernel copies into every segment when it splits the packet.
+  open();
+  Decision d;
+  const std::string body(65160, 'g');  // 45 segments of 1448, as a sender with MSS 1448 builds it
+  Bytes out = server_segment(text(body), d);
+  ASSERT_EQ(d.length, out.size()) << "grown";
+  ParseResult r = parse_tcp_packet(out);
+  ASSERT_TRUE(r);
+  EXPECT_TRUE(r.packet.options().has_timestamps);
+  EXPECT_EQ(r.packet.payload_len(), body.size());
+  EXPECT_TRUE(r.packet.checksum_valid());
+}
+
 TEST_F(BackendWithoutTimestamps, TheWindowUpdateCarriesATimestampToo) {
   Seen syn = open_to_backend_syn(c);
   feed(c.backend_synack(0));
