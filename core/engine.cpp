@@ -275,6 +275,14 @@ struct Engine::Impl {
     f.client_acked = ack;
     f.client_wnd = window;
   }
+  // The RST check of one direction (flow_spec.h); counts what is passed on for the endpoint.
+  sg_rst_verdict judge_rst(const Flow& f, uint32_t seq, uint32_t sender_next, uint32_t receiver_acked,
+                           uint32_t receiver_window) {
+    const sg_rst_verdict v =
+        sg_rst_check(seq, sender_next, receiver_acked, receiver_window, (f.seen & kSeenBoth) == kSeenBoth);
+    if (v == SG_RST_CHALLENGE) ++counters.rst_passed_in_window;
+    return v;
+  }
   static void track_server(Flow& f, const TcpPacket& p) {
     const uint32_t window = sg_window_bytes(p.window(), shifts(f).server_sends);
     if (!(f.seen & kSeenServer)) {
@@ -331,12 +339,9 @@ struct Engine::Impl {
 
     bool ends_flow = false;
     if (rst) {
-      const int known = (f.seen & kSeenBoth) == kSeenBoth;
-      switch (sg_rst_check(p.seq(), f.client_next, f.server_acked, f.server_wnd, known)) {
-        case SG_RST_RESET: ends_flow = true; break;
-        case SG_RST_CHALLENGE: ++counters.rst_passed_in_window; break;
-        default: return drop(DropReason::RstOutOfWindow);
-      }
+      const sg_rst_verdict v = judge_rst(f, p.seq(), f.client_next, f.server_acked, f.server_wnd);
+      if (v == SG_RST_OUT_OF_WINDOW) return drop(DropReason::RstOutOfWindow);
+      ends_flow = v == SG_RST_RESET;
     } else {
       if (f.bits & bit::kTimestamps && p.options().has_timestamps) f.client_tsval = p.options().tsval;
       track_client(f, p);
@@ -500,12 +505,9 @@ struct Engine::Impl {
     bool ends_flow = false;
     if (rst) {
       // Spoofed as the service or real: judged against what the client acknowledged and offered.
-      const int known = (f.seen & kSeenBoth) == kSeenBoth;
-      switch (sg_rst_check(p.seq(), f.server_next, f.client_acked, f.client_wnd, known)) {
-        case SG_RST_RESET: ends_flow = true; break;
-        case SG_RST_CHALLENGE: ++counters.rst_passed_in_window; break;
-        default: return drop(DropReason::RstOutOfWindow);
-      }
+      const sg_rst_verdict v = judge_rst(f, p.seq(), f.server_next, f.client_acked, f.client_wnd);
+      if (v == SG_RST_OUT_OF_WINDOW) return drop(DropReason::RstOutOfWindow);
+      ends_flow = v == SG_RST_RESET;
     } else {
       track_server(f, p);
       if (fl & tcp_flag::FIN) {

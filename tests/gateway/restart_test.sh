@@ -98,6 +98,14 @@ upgrade() {
   wait "$SYNGATE_PID" 2>/dev/null || true
   SYNGATE_BIN=$LAB_DIR/syngate-new start_syngate
 }
+sighup_restart_in_place() {  # sighup_restart_in_place RUNNING_LINES_BEFORE
+  kill -HUP "$SYNGATE_PID"
+  for _ in $(seq 100); do
+    (( $(grep -c "syngate running" "$LAB_DIR/syngate.log") > $1 )) && break
+    sleep 0.05
+  done
+  (( $(grep -c "syngate running" "$LAB_DIR/syngate.log") > $1 )) || fail "no restart in place: $(tail -3 "$LAB_DIR/syngate.log")"
+}
 resize() {
   # [engine] sizes can only change in a new process: SIGHUP restarts syngate in place (same
   # PID), and the new table imports every flow.
@@ -106,12 +114,7 @@ resize() {
   write_config "" "max_flows = 5000" '[[service]]
 address = "10.10.3.2"
 port = 7000'
-  kill -HUP "$SYNGATE_PID"
-  for _ in $(seq 100); do
-    (( $(grep -c "syngate running" "$LAB_DIR/syngate.log") > before )) && break
-    sleep 0.05
-  done
-  (( $(grep -c "syngate running" "$LAB_DIR/syngate.log") > before )) || fail "no restart in place: $(tail -3 "$LAB_DIR/syngate.log")"
+  sighup_restart_in_place "$before"
   kill -0 "$SYNGATE_PID" || fail "the restart in place changed the PID"
   grep -q "imported" "$LAB_DIR/syngate.log" || fail "the resized table imported nothing: $(tail -5 "$LAB_DIR/syngate.log")"
   [[ $(metric_sum syngate_flow_table_capacity) == 5000 ]] || fail "max_flows did not change"
@@ -131,12 +134,7 @@ rescale() {
 announced_wscale = 12" '[[service]]
 address = "10.10.3.2"
 port = 7000'
-  kill -HUP "$SYNGATE_PID"
-  for _ in $(seq 100); do
-    (( $(grep -c "syngate running" "$LAB_DIR/syngate.log") > before )) && break
-    sleep 0.05
-  done
-  (( $(grep -c "syngate running" "$LAB_DIR/syngate.log") > before )) || fail "no restart in place: $(tail -3 "$LAB_DIR/syngate.log")"
+  sighup_restart_in_place "$before"
   sleep 1  # the server's next segments carry its window to the client
   wnd_after=$(client_snd_wnd)
   log "the server's window as the client reads it: $wnd_before before the new announced_wscale, $wnd_after after"
