@@ -40,6 +40,7 @@ struct Settings {
   bool has_prefixes = false;
   bool allow_list = false;
   uint32_t synack_limit_per_cpu = 0;
+  uint32_t synack_limit_per_address = 0;  // unanswered, per proven source: shared by all CPUs
   std::array<uint8_t, 16> budget_key{};
 };
 // The engine's announced values and policy; the per-prefix budget split over `cpus` CPUs (each
