@@ -409,6 +409,16 @@ void Program::set_prefixes(const PrefixSet& prefixes) {
   impl_->prefixes = std::move(keys);
 }
 
+void Program::forget_proven_sources() {
+  const int fd = impl_->map_fd(impl_->skel->maps.sg_proven);
+  sg_xdp_proven_key key{}, next{};
+  // Deleting while iterating restarts from the first key each time: the map only shrinks.
+  while (bpf_map_get_next_key(fd, nullptr, &next) == 0) {
+    key = next;
+    if (bpf_map_delete_elem(fd, &key) != 0) break;
+  }
+}
+
 bool Program::add_flow(const FlowTuple& t) noexcept {
   const sg_xdp_flow_key k = flow_key(t);
   const uint8_t one = 1;
@@ -518,6 +528,7 @@ void Program::configure(const Settings&, bool) {}
 void Program::set_secrets(const CookieSecrets&, uint32_t) {}
 void Program::set_services(const std::vector<Service>&) {}
 void Program::set_prefixes(const PrefixSet&) {}
+void Program::forget_proven_sources() {}
 ReasonCounters Program::reasons() const { return {}; }
 bool Program::add_flow(const FlowTuple&) noexcept { return false; }
 void Program::remove_flow(const FlowTuple&) noexcept {}

@@ -83,6 +83,9 @@ class Program {
   void set_services(const std::vector<Service>& services);
   // Replaces the policy's allow/deny prefixes (new ones in first, then stale ones out).
   void set_prefixes(const PrefixSet& prefixes);
+  // Forgets every source that proved itself (each then proves itself again with its next cookie
+  // ACK; until then its prefix's budget applies).
+  void forget_proven_sources();
   // The engine's flows (client -> server). Thread-safe (one syscall each).
   bool add_flow(const FlowTuple& t) noexcept;
   void remove_flow(const FlowTuple& t) noexcept;
