@@ -412,8 +412,31 @@ static __always_inline void source_proved(const __u8* src, __u32 now_s) {
   bpf_map_update_elem(&sg_proven, src, &fresh, BPF_ANY);
 }
 
+/* An ACK on a tuple the engine holds a flow for may still answer a SYN-ACK sent here: a client
+ * that reuses its port while its closed flow lingers starts a new handshake on that tuple, and
+ * the engine takes its cookie ACK over the old flow. Unless it is given back here, every such
+ * SYN-ACK would count as unanswered, and a busy client that cycles through its ports would spend
+ * its budget on connections it completed. Checked only while the source has SYN-ACKs outstanding
+ * this second, so the traffic of established flows costs no cookie check. */
+static __always_inline void answered_over_flow(const struct parsed* p, const struct sg_xdp_config* cfg, __u32 seq,
+                                               __u32 ack) {
+  if (p->flags & SG_TCP_RST) return;
+  struct sg_proven* entry = bpf_map_lookup_elem(&sg_proven, p->key.src);
+  if (!entry) return;
+  const __u64 now = now_ns(cfg);
+  const __u32 now_s = (__u32)(now / 1000000000ull);
+  if (entry->unanswered.second != now_s || entry->unanswered.used == 0) return;
+  const struct sg_cookie_secrets* secrets = current_secrets();
+  if (!secrets) return;
+  const struct sg_cookie_flow cf = cookie_flow(p);
+  if (sg_cookie_check(secrets, &cf, seq - 1, ack - 1, sg_cookie_counter(now))) sg_source_proved(entry, 1, now_s);
+}
+
 static __noinline int check_no_flow(struct parsed* p, const struct sg_xdp_config* cfg, __u32 seq, __u32 ack) {
-  if (bpf_map_lookup_elem(&sg_flows, &p->key)) return pass_as(SG_XDP_FLOW_PASSED);
+  if (bpf_map_lookup_elem(&sg_flows, &p->key)) {
+    answered_over_flow(p, cfg, seq, ack);
+    return pass_as(SG_XDP_FLOW_PASSED);
+  }
   if (p->flags & SG_TCP_RST) return drop_as(SG_XDP_NO_FLOW);
   const struct sg_cookie_secrets* secrets = current_secrets();
   if (!secrets) return pass_as(SG_XDP_PASSED_UNHANDLED);

@@ -109,9 +109,11 @@ struct SourcePolicy {
   // service (a large carrier NAT excepted: raise it there), and caps what a spoofer can reflect
   // at one victim network at ~0.6 Mbit/s of SYN-ACKs.
   static constexpr uint32_t kDefaultSynackPerPrefixPerS = 1000;
-  // A real client leaves few SYN-ACKs unanswered (a lost ACK, a connect() given up); 100/s caps
-  // what a spoofer can aim at one proven host at ~60 kbit/s.
-  static constexpr uint32_t kDefaultSynackPerAddressPerS = 100;
+  // A real client leaves few SYN-ACKs unanswered (a lost ACK, a connect() given up). The same
+  // ~0.6 Mbit/s as a /24 gets: a spoofer of a whole /24 at 50k SYN/s lands ~200/s on each of its
+  // addresses, so a proven client in it keeps its budget; one who spoofs the client's own
+  // address aims no more at it than at a network that never answers.
+  static constexpr uint32_t kDefaultSynackPerAddressPerS = 1000;
 
   // Adds an entry; a prefix listed twice (even in both lists) is an error for the caller.
   void add(const Prefix& p, bool deny);
