@@ -750,6 +750,48 @@ TEST_F(XdpDiff, ProvenSourcesKeepTheirOwnBudgetWhileTheirPrefixIsSpoofed) {
   sched_setaffinity(0, sizeof old, &old);
 }
 
+TEST_F(XdpDiff, ACookieAckOverALingeringFlowGivesItsSynAckBack) {
+  // A client reusing its port while its closed flow lingers: the tuple is in the flow map, so the
+  // ACK passes as the flow's, and still answers the SYN-ACK XDP sent for it.
+  set_policy([](SourcePolicy& p) {
+    p.synack_per_prefix_per_s = 1000;
+    p.synack_per_address_per_s = 1;
+  });
+  apply();
+  std::mt19937_64 rng(5);
+  auto handshake = [&](uint16_t sport, bool flow_in_map) {
+    Segment syn = random_syn(rng);
+    syn.v6 = false;
+    syn.src = addr("198.18.61.7").bytes;
+    syn.dst = addr("10.77.0.2").bytes;
+    syn.sport = sport;
+    syn.payload.clear();
+    const XdpResult answer = run_xdp(ethernet(build(syn), 0, nullptr));
+    if (answer.action != XDP_TX) return false;
+    std::vector<uint8_t> ip(answer.frame.begin() + 14, answer.frame.end());
+    ParseResult synack = parse_tcp_packet(std::span<uint8_t>(ip.data(), ip.size()));
+    EXPECT_TRUE(synack);
+    Segment ack = syn;
+    ack.flags = tcp_flag::ACK;
+    ack.seq = syn.seq + 1;
+    ack.ack = synack.packet.seq() + 1;
+    ack.options.clear();
+    const FlowTuple t{addr("198.18.61.7"), addr("10.77.0.2"), sport, 47001};
+    if (flow_in_map) {
+      EXPECT_TRUE(program_->add_flow(t));
+    }
+    const XdpResult passed = run_xdp(ethernet(build(ack), 0, nullptr));
+    EXPECT_EQ(passed.action, static_cast<uint32_t>(XDP_PASS));
+    EXPECT_EQ(passed.delta[flow_in_map ? SG_XDP_FLOW_PASSED : SG_XDP_COOKIE_VALID], 1u);
+    if (flow_in_map) program_->remove_flow(t);
+    return true;
+  };
+  ASSERT_TRUE(handshake(1000, false));  // proves the source
+  // With one unanswered SYN-ACK allowed, every further handshake needs the previous one given
+  // back, also when its ACK met a lingering flow.
+  for (uint16_t i = 0; i < 20; ++i) ASSERT_TRUE(handshake(static_cast<uint16_t>(2000 + i), true)) << i;
+}
+
 // Not a check: the per-packet cost, printed for the README (BPF_PROG_TEST_RUN's own timing).
 TEST_F(XdpDiff, CostPerPacket) {
   std::mt19937_64 rng(99);
