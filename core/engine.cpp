@@ -83,6 +83,16 @@ constexpr uint8_t kServerFinAcked = 1 << 7;
 
 }  // namespace
 
+SynGuardConfig syn_guard_config(const EngineConfig& c) {
+  SynGuardConfig g;
+  g.policy = c.policy;
+  g.hash_key = c.hash_key;
+  g.budget_share = c.budget_share;
+  g.proven = c.proven_sources;
+  g.source_prefix_v6 = c.source_prefix_v6;
+  return g;
+}
+
 bool answer_syn(const TcpPacket& syn, const CookieJar& cookies, const EngineConfig& config,
                 uint64_t now_ns, PacketSink& sink) {
   if ((syn.flags() & (tcp_flag::SYN | tcp_flag::ACK | tcp_flag::RST | tcp_flag::FIN)) != tcp_flag::SYN) {
@@ -146,7 +156,7 @@ struct Engine::Impl {
       : cfg(normalized(c)),
         cookies(j),
         table(table_config(cfg), state),
-        guard(SynGuardConfig{c.policy, c.hash_key, c.budget_share}) {
+        guard(syn_guard_config(c)) {
     scratch.resize(kMaxHeadersLen + std::max<size_t>(cfg.early_data_bytes, 64));
   }
 
@@ -160,6 +170,7 @@ struct Engine::Impl {
     FlowTableConfig t;
     t.max_flows = c.max_flows;
     t.max_flows_per_source = c.max_flows_per_source;
+    t.source_prefix_v6 = c.source_prefix_v6;
     t.early_data_bytes = c.early_data_bytes;
     t.early_data_slots = c.early_data_slots;
     t.backend_syn_retries = c.backend_syn_retries;
@@ -392,6 +403,7 @@ struct Engine::Impl {
       return drop(DropReason::CookieInvalid);
     }
     ++counters.cookies_valid;
+    guard.source_proved(key.src, now.cookie_ns);
     if (!guard.take_new_flow(key.src, now.cookie_ns)) {
       ++counters.flows_refused;
       return drop(DropReason::NewFlowRate);
