@@ -24,7 +24,7 @@ using namespace flows;
 static_assert(drop_reason(SynDropReason::Truncated) == DropReason::Truncated);
 static_assert(drop_reason(SynDropReason::BackscatterBudget) == DropReason::BackscatterBudget);
 static_assert(static_cast<int>(SynDropReason::Count_) - 1 == static_cast<int>(DropReason::SynAnswered));
-static_assert(kNoWscale == SG_FLOW_NO_WSCALE && kMaxWindowScale == SG_FLOW_MAX_WSCALE);
+static_assert(kNoWscale == SG_FLOW_NO_WSCALE && kMaxWindowScale == SG_MAX_WSCALE);
 
 std::string_view to_string(DropReason r) noexcept {
   if (static_cast<uint8_t>(r) < static_cast<uint8_t>(DropReason::SynAnswered)) {
@@ -51,8 +51,8 @@ std::string_view to_string(DropReason r) noexcept {
 
 namespace {
 
-constexpr uint16_t kDefaultMssV4 = 536;   // RFC 9293 3.7.1: assumed when a SYN carries no MSS
-constexpr uint16_t kDefaultMssV6 = 1220;  // RFC 8200 minimum MTU minus headers
+constexpr uint16_t kDefaultMssV4 = SG_DEFAULT_MSS_V4;  // assumed when a SYN carries no MSS (sg_types.h)
+constexpr uint16_t kDefaultMssV6 = SG_DEFAULT_MSS_V6;
 
 inline uint32_t now_ms(uint64_t now_ns) noexcept { return static_cast<uint32_t>(now_ns / 1000000); }
 // Flow timers run on the timer clock; cookies and our SYN-ACK TSvals on the cookie clock.
