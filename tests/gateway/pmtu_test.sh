@@ -7,8 +7,9 @@
 # as the gateway forwarded it (the backend's). Each must reach its endpoint with the quote
 # translated back, or the endpoint ignores it (TcpExtOutOfWindowIcmps) and the transfer stalls.
 #
-# Checked: every transfer arrives whole (sha256) within 10 s; no endpoint counted an
-# out-of-window ICMP; captures on cli and srv show every ICMP error quoting exactly the
+# The gateway's filter drops conntrack's INVALID, as operators' firewalls do.
+# Checked: every transfer arrives whole (sha256) within 10 s; captures on cli and srv show every
+# ICMP error (at least one per family) quoting exactly the
 # sequence, acknowledgment and timestamp values that endpoint sent, with a valid checksum; the
 # same transfers between addresses syngate does not protect work (the lab itself is sound).
 # Four flow queues, so that errors often concern a flow another worker owns.
@@ -18,6 +19,11 @@ source "$(dirname "$0")/lib.sh"
 lab_init "$1"
 lab_up_routed
 HERE=$(cd "$(dirname "$0")" && pwd)
+# A firewall as operators write it on the gateway: conntrack's INVALID dropped. An ICMP error
+# quoting an untracked (protected) flow is INVALID to conntrack unless the rules untrack it too.
+for ipt in iptables ip6tables; do
+  in_ns "$NS_GW" "$ipt" -w -A FORWARD -m conntrack --ctstate INVALID -j DROP
+done
 
 # Unprotected addresses next to the service's, for the same transfers without syngate in the way.
 in_ns "$NS_CLI" ip addr add 10.10.1.3/24 dev c0
@@ -65,9 +71,16 @@ if [[ ${XDP_MODE:-off} != off ]]; then
 fi
 
 # Captures on both endpoints (what each sent, and the ICMP errors it got), checked at the end.
-BG_LOG=$LAB_DIR/tcpdump.log bg "$NS_CLI" tcpdump -i c0 -n -U -s 1600 -w "$LAB_DIR/cli.pcap" tcp or icmp or icmp6
+# Only the endpoint's own segments and ICMP, with a large buffer: the other side's 4 MB would
+# overrun the capture on a busy machine. Immediate mode: a quiet capture would otherwise hold its
+# packets in a kernel block until it fills, and lose them when stopped.
+capture() {  # capture NS DEV FILE ADDR4 ADDR6
+  BG_LOG=$LAB_DIR/tcpdump.log bg "$1" tcpdump -i "$2" -n -U --immediate-mode -B 32768 -s 1400 -w "$3" \
+    "icmp or icmp6 or (tcp and (src host $4 or src host $5))"
+}
+capture "$NS_CLI" c0 "$LAB_DIR/cli.pcap" 10.10.1.2 fd00:10:1::2
 CAP_CLI=$BG_PID
-BG_LOG=$LAB_DIR/tcpdump.log bg "$NS_SRV" tcpdump -i s0 -n -U -s 1600 -w "$LAB_DIR/srv.pcap" tcp or icmp or icmp6
+capture "$NS_SRV" s0 "$LAB_DIR/srv.pcap" 10.10.3.2 fd00:10:3::2
 CAP_SRV=$BG_PID
 for ((i = 0; i < 100; i++)); do
   (( $(grep -c "listening on" "$LAB_DIR/tcpdump.log" 2>/dev/null || true) == 2 )) && break
@@ -110,14 +123,12 @@ download syngate6-down 'http://[fd00:10:3::2]/big.bin' fd00:10:1::2
 upload syngate4-up http://10.10.3.2/up/syngate4-up.bin 10.10.1.2
 upload syngate6-up 'http://[fd00:10:3::2]/up/syngate6-up.bin' fd00:10:1::2
 
-for ns in "$NS_SRV" "$NS_CLI"; do
-  oow=$(in_ns "$ns" nstat -asz TcpExtOutOfWindowIcmps | awk '$1 == "TcpExtOutOfWindowIcmps" { print $2 }')
-  (( ${oow:-0} == 0 )) || fail "$ns counted $oow out-of-window ICMP errors: a quote was not translated"
-done
-pass "no endpoint counted an out-of-window ICMP error"
+oow() { in_ns "$1" nstat -asz TcpExtOutOfWindowIcmps | awk '$1 == "TcpExtOutOfWindowIcmps" { print $2 }'; }
+log "TcpExtOutOfWindowIcmps: srv $(oow "$NS_SRV"), cli $(oow "$NS_CLI") (an error that arrives after its segment was acknowledged counts too)"
 
 kill -INT "$CAP_CLI" "$CAP_SRV" 2>/dev/null
 wait "$CAP_CLI" "$CAP_SRV" 2>/dev/null || true
+log "captures: $(grep -h "dropped by kernel" "$LAB_DIR/tcpdump.log" | tr '\n' ' ')"
 log "srv's capture (errors from rcl about srv's segments):"
 python3 "$HERE/icmp_quotes.py" "$LAB_DIR/srv.pcap" --host 10.10.3.2 --host fd00:10:3::2 \
   --fields seq,ack,tsval,tsecr --families 4,6 || fail "srv got ICMP errors whose quotes were not translated back"
