@@ -73,13 +73,15 @@ struct {
 } sg_service_addrs SEC(".maps");
 
 /* Sized by the loader to the engine's total flow budget, so an insert for a live flow never
- * fails for room; allocated as used. */
+ * fails for room; allocated as used. The value counts the flow tables holding the flow (after a
+ * change in the number of flow queues every worker imports every saved flow): the program only
+ * asks whether the key is present; the control plane deletes it when the last copy goes. */
 struct {
   __uint(type, BPF_MAP_TYPE_HASH);
   __uint(max_entries, 262144);
   __uint(map_flags, BPF_F_NO_PREALLOC);
   __type(key, struct sg_xdp_flow_key);
-  __type(value, __u8);
+  __type(value, __u32);
 } sg_flows SEC(".maps");
 
 struct {
@@ -100,7 +102,7 @@ struct {
 /* The source policy's allow (1) and deny (2) prefixes: the longest match decides. */
 struct {
   __uint(type, BPF_MAP_TYPE_LPM_TRIE);
-  __uint(max_entries, 65536);
+  __uint(max_entries, SG_XDP_MAX_PREFIXES);
   __uint(map_flags, BPF_F_NO_PREALLOC);
   __type(key, struct sg_xdp_prefix_key);
   __type(value, __u8);

@@ -45,6 +45,10 @@ struct sg_xdp_config {
   sg_u8 budget_key[16];  /* SipHash key of the budget cells (random per process) */
 };
 
+/* The policy map holds at most this many allow and deny prefixes together: a larger list would
+ * not load, and the fast path would be off. `syngate check` refuses such a list. */
+#define SG_XDP_MAX_PREFIXES 65536
+
 /* A policy prefix: LPM trie key over the 128-bit Address form (an IPv4 /24 is 96 + 24). */
 struct sg_xdp_prefix_key {
   sg_u32 prefixlen;

@@ -28,7 +28,8 @@ function(syngate_packaging)
   install(TARGETS synflood RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 
   # Absolute destinations: Debian's paths for these do not follow the prefix.
-  install(FILES ${PROJECT_SOURCE_DIR}/deploy/syngate.service DESTINATION /lib/systemd/system)
+  install(FILES ${PROJECT_SOURCE_DIR}/deploy/syngate.service ${PROJECT_SOURCE_DIR}/deploy/syngate@.service
+          DESTINATION /lib/systemd/system)
   install(FILES ${PROJECT_SOURCE_DIR}/deploy/syngate.toml DESTINATION /etc/syngate)
 
   # Man pages and the Debian changelog, compressed the way Debian wants them: gzip -9 -n (no name

@@ -14,6 +14,7 @@
 
 #include "syngate/checksum.hpp"
 #include "syngate/flow_table.hpp"
+#include "syngate/spec/flow_spec.h"
 #include "syngate/icmp.hpp"
 
 namespace syngate {
@@ -24,6 +25,7 @@ using namespace flows;
 static_assert(drop_reason(SynDropReason::Truncated) == DropReason::Truncated);
 static_assert(drop_reason(SynDropReason::BackscatterBudget) == DropReason::BackscatterBudget);
 static_assert(static_cast<int>(SynDropReason::Count_) - 1 == static_cast<int>(DropReason::SynAnswered));
+static_assert(kNoWscale == SG_FLOW_NO_WSCALE && kMaxWindowScale == SG_FLOW_MAX_WSCALE);
 
 std::string_view to_string(DropReason r) noexcept {
   if (static_cast<uint8_t>(r) < static_cast<uint8_t>(DropReason::SynAnswered)) {
@@ -42,6 +44,7 @@ std::string_view to_string(DropReason r) noexcept {
     case DropReason::BackendTimeout: return "backend_timeout";
     case DropReason::BackendReset: return "backend_reset";
     case DropReason::StaleSegment: return "stale_segment";
+    case DropReason::RstOutOfWindow: return "rst_out_of_window";
     case DropReason::IcmpNoFlow: return "icmp_no_flow";
     default: break;
   }
@@ -54,6 +57,8 @@ constexpr uint16_t kDefaultMssV4 = 536;   // RFC 9293 3.7.1: assumed when a SYN 
 constexpr uint16_t kDefaultMssV6 = 1220;  // RFC 8200 minimum MTU minus headers
 
 inline uint32_t now_ms(uint64_t now_ns) noexcept { return static_cast<uint32_t>(now_ns / 1000000); }
+// Flow timers run on the timer clock; cookies and our SYN-ACK TSvals on the cookie clock.
+inline uint32_t timer_ms(const EngineClock& now) noexcept { return now_ms(now.timer_ns); }
 // Wrap-safe "a is at or after b" for millisecond stamps.
 inline bool time_reached(uint32_t now, uint32_t deadline) noexcept {
   return static_cast<int32_t>(now - deadline) >= 0;
@@ -134,6 +139,10 @@ struct Engine::Impl {
   // Services removed by a reload: their flows are still translated until they end; new
   // connections to them are no longer proxied (their SYNs pass untouched).
   std::vector<Service> draining;
+  // Services whose backend last answered with timestamps: their new flows get the client's full
+  // MSS. The others (and any not heard from yet) are told 12 bytes less, so that syngate can add
+  // the Timestamps option the client was promised if the backend turns out not to send it.
+  std::vector<Service> backends_with_timestamps;
 
   Impl(const EngineConfig& c, const CookieJar& j, EngineState state)
       : cfg(normalized(c)),
@@ -169,10 +178,29 @@ struct Engine::Impl {
     if (n) sink.send(std::span<const uint8_t>(scratch.data(), n));
   }
 
+  static constexpr uint16_t kTimestampRoom = 12;  // NOP NOP TS(10)
+  bool backend_has_timestamps(const FlowTuple& key) const {
+    return is_protected(backends_with_timestamps, key.dst, key.dport);
+  }
+  void learn_backend_timestamps(const FlowTuple& key, bool has) {
+    const Service s{key.dst, key.dport};
+    const auto it = std::find(backends_with_timestamps.begin(), backends_with_timestamps.end(), s);
+    if (has && it == backends_with_timestamps.end()) backends_with_timestamps.push_back(s);
+    if (!has && it != backends_with_timestamps.end()) backends_with_timestamps.erase(it);
+  }
+  // The TSval syngate gives a client whose backend lacks timestamps: the cookie clock in ms, as in
+  // our SYN-ACK, and never below the last one sent (that clock may step back).
+  uint32_t supplied_tsval(Flow& f, const EngineClock& now) const {
+    const uint32_t t = now_ms(now.cookie_ns);
+    if (sg_seq_after(t, f.tsoff)) f.tsoff = t;
+    return f.tsoff;
+  }
+
   TcpOptions backend_syn_options(const Flow& f) const {
     TcpOptions o;
     o.has_mss = true;
     o.mss = f.mss;
+    if (f.supply & kSupplyRoomForTimestamps) o.mss = static_cast<uint16_t>(std::max<int>(f.mss - kTimestampRoom, 64));
     if (f.client_ws != kNoWscale) {
       o.has_wscale = true;
       o.wscale = f.client_ws;
@@ -205,7 +233,7 @@ struct Engine::Impl {
   // Timestamp option for packets we send on the client's behalf to the backend.
   TcpOptions ts_to_backend(const Flow& f, uint32_t backend_tsval) const {
     TcpOptions o;
-    if (f.bits & bit::kTimestamps) {
+    if ((f.bits & bit::kTimestamps) && !(f.supply & kSupplyTimestamps)) {
       o.has_timestamps = true;
       o.tsval = f.client_tsval;
       o.tsecr = backend_tsval;
@@ -213,31 +241,60 @@ struct Engine::Impl {
     return o;
   }
 
-  // ---- window translation -------------------------------------------------------------------
-  // Shift the client applies to the windows we (the backend, translated) announce.
-  uint8_t client_view_shift(const Flow& f) const {
-    return f.client_ws != kNoWscale ? cfg.announced_wscale : 0;
+  // ---- window translation (flow_spec.h) ---------------------------------------------------
+  static sg_flow_shifts shifts(const Flow& f) {
+    return sg_flow_window_shifts(f.client_ws, (f.bits & bit::kBackendWscale) != 0, f.backend_ws, f.announced_ws);
   }
-  uint8_t backend_shift(const Flow& f) const {
-    return (f.bits & bit::kBackendWscale) ? f.backend_ws : 0;
+  static uint16_t server_window_for_client(const Flow& f, uint16_t field) {
+    const sg_flow_shifts s = shifts(f);
+    return sg_window_rescale(field, s.server_sends, s.client_reads);
   }
-  uint16_t server_window_for_client(const Flow& f, uint16_t field) const {
-    const uint8_t from = backend_shift(f);
-    const uint8_t to = client_view_shift(f);
-    if (from == to) return field;
-    const uint64_t bytes = uint64_t{field} << from;
-    uint64_t scaled = bytes >> to;
-    if (scaled == 0 && bytes > 0) scaled = 1;  // never turn an open window into a zero window
-    return static_cast<uint16_t>(std::min<uint64_t>(scaled, 0xffff));
+  static uint16_t client_window_for_server(const Flow& f, uint16_t field) {
+    const sg_flow_shifts s = shifts(f);
+    return sg_window_rescale(field, s.client_sends, s.server_reads);
   }
-  uint16_t client_window_for_server(const Flow& f, uint16_t field) const {
-    // The backend applies the client's scale only if it agreed to scaling.
-    if (f.client_ws == kNoWscale || (f.bits & bit::kBackendWscale)) return field;
-    return static_cast<uint16_t>(std::min<uint64_t>(uint64_t{field} << f.client_ws, 0xffff));
+
+  // ---- what each end has sent and acknowledged (flow_spec.h) ----------------------------------
+  static uint32_t seq_end(const TcpPacket& p) {
+    return p.seq() + static_cast<uint32_t>(p.payload_len()) + ((p.flags() & tcp_flag::FIN) ? 1u : 0u);
+  }
+  static constexpr uint8_t kSeenBoth = kSeenClient | kSeenServer;
+  // A client segment, before translation. Only a segment that fits what the server offered and
+  // acknowledges only what the server sent moves the record: a blind forgery cannot aim it.
+  static void track_client(Flow& f, const TcpPacket& p) {
+    const uint32_t ack = sg_ack_to_backend(p.ack(), f.delta);
+    const uint32_t window = sg_window_bytes(p.window(), shifts(f).client_sends);
+    if (!(f.seen & kSeenClient)) {  // first packet since an import from an older table
+      f.client_next = seq_end(p);
+      f.client_acked = ack;
+      f.client_wnd = window;
+      f.seen |= kSeenClient;
+      return;
+    }
+    if (!(f.seen & kSeenServer)) return;
+    if (!sg_segment_plausible(p.seq(), ack, f.server_acked, f.server_wnd, f.client_acked, f.server_next)) return;
+    f.client_next = sg_seq_max(f.client_next, seq_end(p));
+    f.client_acked = ack;
+    f.client_wnd = window;
+  }
+  static void track_server(Flow& f, const TcpPacket& p) {
+    const uint32_t window = sg_window_bytes(p.window(), shifts(f).server_sends);
+    if (!(f.seen & kSeenServer)) {
+      f.server_next = seq_end(p);
+      f.server_acked = p.ack();
+      f.server_wnd = window;
+      f.seen |= kSeenServer;
+      return;
+    }
+    if (!(f.seen & kSeenClient)) return;
+    if (!sg_segment_plausible(p.seq(), p.ack(), f.client_acked, f.client_wnd, f.server_acked, f.client_next)) return;
+    f.server_next = sg_seq_max(f.server_next, seq_end(p));
+    f.server_acked = p.ack();
+    f.server_wnd = window;
   }
 
   // ---- the client's side --------------------------------------------------------------------
-  Decision client_packet(TcpPacket& p, const FlowTuple& key, uint64_t now_ns, PacketSink& sink) {
+  Decision client_packet(TcpPacket& p, const FlowTuple& key, const EngineClock& now, PacketSink& sink) {
     const uint8_t fl = p.flags();
     const bool syn = fl & tcp_flag::SYN;
     const bool rst = fl & tcp_flag::RST;
@@ -247,78 +304,96 @@ struct Engine::Impl {
     if (i != kNone && (table.get(i).state == State::Linger || table.get(i).state == State::Closing) && ack && !rst &&
         p.seq() - 1 != table.get(i).client_isn) {
       // Client port reuse: a fresh cookie ACK on a tuple whose old connection is winding down.
-      if (cookies.check(key, p.seq() - 1, p.ack() - 1, cookie_counter(now_ns))) {
+      if (cookies.check(key, p.seq() - 1, p.ack() - 1, cookie_counter(now.cookie_ns))) {
         table.free_flow(i);
         ++counters.flows_reused;
-        return new_flow(p, key, now_ns, sink);
+        return new_flow(p, key, now, sink);
       }
     }
     if (i == kNone) {
       if (!ack || rst) return drop(rst ? DropReason::NoFlow : DropReason::InvalidFlags);
-      return new_flow(p, key, now_ns, sink);
+      return new_flow(p, key, now, sink);
     }
     Flow& f = table.edit(i);
     if (!ack && !rst) return drop(DropReason::InvalidFlags);
-    if (f.bits & bit::kTimestamps && p.options().has_timestamps) f.client_tsval = p.options().tsval;
 
     if (f.state == State::SynSent) {
       if (rst) {
-        // The client gave up before the backend answered: withdraw our SYN from the backend.
+        // The client gave up before the backend answered: withdraw our SYN from the backend. Its
+        // RST names what it sent (the ISN + 1, up to the data we saw): anything else is a guess.
+        if (!sg_seq_within(p.seq(), f.client_isn + 1, f.client_next)) return drop(DropReason::RstOutOfWindow);
         emit(sink, build_rst(scratch, f.key, f.client_isn + 1, 0, false));
         table.free_flow(i);
         return {Verdict::Drop, false};
       }
+      if (f.bits & bit::kTimestamps && p.options().has_timestamps) f.client_tsval = p.options().tsval;
       buffer_early_data(f, p);
       return {Verdict::Drop, false};
     }
 
+    bool ends_flow = false;
+    if (rst) {
+      const int known = (f.seen & kSeenBoth) == kSeenBoth;
+      switch (sg_rst_check(p.seq(), f.client_next, f.server_acked, f.server_wnd, known)) {
+        case SG_RST_RESET: ends_flow = true; break;
+        case SG_RST_CHALLENGE: ++counters.rst_passed_in_window; break;
+        default: return drop(DropReason::RstOutOfWindow);
+      }
+    } else {
+      if (f.bits & bit::kTimestamps && p.options().has_timestamps) f.client_tsval = p.options().tsval;
+      track_client(f, p);
+    }
+
     // Established, closing or lingering: translate into the backend's sequence space.
     if (ack) {
-      const uint32_t backend_ack = p.ack() + f.delta;
+      const uint32_t backend_ack = sg_ack_to_backend(p.ack(), f.delta);
       p.set_ack(backend_ack);
-      if ((f.bits & bit::kServerFin) && seq_after(backend_ack, f.server_fin_seq)) f.bits |= bit::kServerFinAcked;
+      if (!rst && (f.bits & bit::kServerFin) && seq_after(backend_ack, f.server_fin_seq)) f.bits |= bit::kServerFinAcked;
     }
     const TcpOptions& o = p.options();
     for (size_t b = 0; b < o.sack_count; ++b) {
-      p.set_sack_block(b, {o.sack[b].left + f.delta, o.sack[b].right + f.delta});
+      p.set_sack_block(b, {sg_sack_edge_to_backend(o.sack[b].left, f.delta),
+                           sg_sack_edge_to_backend(o.sack[b].right, f.delta)});
     }
-    if (o.has_timestamps) p.set_tsecr(o.tsecr + f.tsoff);
+    // A backend without timestamps ignores the option (RFC 7323 3.2); its TSecr names our clock.
+    if (o.has_timestamps && !(f.supply & kSupplyTimestamps)) p.set_tsecr(sg_tsecr_to_backend(o.tsecr, f.tsoff));
     const uint16_t w = client_window_for_server(f, p.window());
     if (w != p.window()) p.set_window(w);
-    if (fl & tcp_flag::FIN) {
+    if (!rst && (fl & tcp_flag::FIN)) {
       f.bits |= bit::kClientFin;
       f.client_fin_seq = p.seq() + static_cast<uint32_t>(p.payload_len());
     }
-    after_translation(i, rst, now_ms(now_ns));
+    // An RST passed on for the endpoint to judge is not activity: it must not keep a flow alive.
+    if (!rst || ends_flow) after_translation(i, ends_flow, timer_ms(now));
     ++counters.translated;
     return {Verdict::Accept, true};
   }
 
-  void after_translation(uint32_t i, bool rst, uint32_t now) {
+  void after_translation(uint32_t i, bool reset, uint32_t now) {
     Flow& f = table.edit(i);
     f.stamp_ms = now;
     const uint8_t both_acked = bit::kClientFinAcked | bit::kServerFinAcked;
-    if (rst || (f.bits & both_acked) == both_acked) {
+    if (reset || (f.bits & both_acked) == both_acked) {
       if (f.state != State::Linger) table.enter(i, State::Linger, now);
     } else if ((f.bits & (bit::kClientFin | bit::kServerFin)) && f.state == State::Established) {
       table.enter(i, State::Closing, now);
     }
   }
 
-  Decision new_flow(TcpPacket& p, const FlowTuple& key, uint64_t now_ns, PacketSink& sink) {
+  Decision new_flow(TcpPacket& p, const FlowTuple& key, const EngineClock& now, PacketSink& sink) {
     const uint32_t client_isn = p.seq() - 1;
     const uint32_t cookie_isn = p.ack() - 1;
-    const std::optional<uint16_t> mss = cookies.check(key, client_isn, cookie_isn, cookie_counter(now_ns));
+    const std::optional<uint16_t> mss = cookies.check(key, client_isn, cookie_isn, cookie_counter(now.cookie_ns));
     if (!mss) {
       ++counters.cookies_invalid;
       return drop(DropReason::CookieInvalid);
     }
     ++counters.cookies_valid;
-    if (!guard.take_new_flow(key.src, now_ns)) {
+    if (!guard.take_new_flow(key.src, now.cookie_ns)) {
       ++counters.flows_refused;
       return drop(DropReason::NewFlowRate);
     }
-    const uint32_t i = table.allocate_flow(key, now_ms(now_ns));
+    const uint32_t i = table.allocate_flow(key, timer_ms(now));
     if (i == kNone) {
       ++counters.flows_refused;
       if (cfg.table_full_reset) {
@@ -342,8 +417,11 @@ struct Engine::Impl {
       if (b.has_wscale) f.client_ws = b.wscale;
     }
     f.client_window = p.window();
+    f.announced_ws = cfg.announced_wscale;
+    if ((f.bits & bit::kTimestamps) && !backend_has_timestamps(key)) f.supply |= kSupplyRoomForTimestamps;
+    f.client_next = client_isn + 1;
     f.retries = 0;
-    table.enter(i, State::SynSent, now_ms(now_ns));
+    table.enter(i, State::SynSent, timer_ms(now));
     buffer_early_data(f, p);
     send_backend_syn(i, sink);
     return {Verdict::Drop, false};
@@ -355,6 +433,11 @@ struct Engine::Impl {
     const size_t len = p.payload_len();
     const bool fin = p.flags() & tcp_flag::FIN;
     if (len == 0 && !fin) return;
+    // What the client has sent, as far as it fits the window our SYN-ACK offered.
+    const uint32_t end = seq_end(p);
+    if (sg_seq_within(end, f.client_isn + 1, f.client_isn + 1 + std::max<uint32_t>(cfg.synack_window, 1))) {
+      f.client_next = sg_seq_max(f.client_next, end);
+    }
     const uint32_t expected = f.client_isn + 1 + f.early_len;
     if (p.seq() != expected) {
       if (seq_after(p.seq(), expected)) count(DropReason::EarlyDataOverflow);
@@ -379,7 +462,8 @@ struct Engine::Impl {
   }
 
   // ---- the backend's side -------------------------------------------------------------------
-  Decision server_packet(TcpPacket& p, const FlowTuple& key, uint64_t now_ns, PacketSink& sink) {
+  Decision server_packet(TcpPacket& p, const FlowTuple& key, const EngineClock& now, PacketSink& sink,
+                         std::span<uint8_t> room) {
     const uint8_t fl = p.flags();
     const uint32_t i = table.find(key);
     if (i == kNone) {
@@ -390,8 +474,9 @@ struct Engine::Impl {
     const bool rst = fl & tcp_flag::RST;
     if (f.state == State::SynSent) {
       if (rst) {
-        // Port closed or the backend refused: tell the client now rather than after retries.
-        if (!(fl & tcp_flag::ACK) || p.ack() == f.client_isn + 1) {
+        // Port closed or the backend refused: tell the client now rather than after retries. Only
+        // an RST that acknowledges our SYN is the backend's (RFC 9293 3.10.7.3, SYN-SENT).
+        if ((fl & tcp_flag::ACK) && p.ack() == f.client_isn + 1) {
           reset_client(f, sink);
           table.free_flow(i);
           return drop(DropReason::BackendReset);
@@ -399,7 +484,7 @@ struct Engine::Impl {
         return drop(DropReason::StaleSegment);
       }
       if ((fl & (tcp_flag::SYN | tcp_flag::ACK)) == (tcp_flag::SYN | tcp_flag::ACK) && p.ack() == f.client_isn + 1) {
-        backend_answered(i, p, now_ns, sink);
+        backend_answered(i, p, now, sink);
         return drop(DropReason::BackendSynAckConsumed);
       }
       return drop(DropReason::BackendSynAckUnexpected);
@@ -414,32 +499,64 @@ struct Engine::Impl {
       }
       return drop(DropReason::BackendSynAckUnexpected);
     }
-    if (fl & tcp_flag::FIN) {
-      f.bits |= bit::kServerFin;
-      f.server_fin_seq = p.seq() + static_cast<uint32_t>(p.payload_len());
+    bool ends_flow = false;
+    if (rst) {
+      // Spoofed as the service or real: judged against what the client acknowledged and offered.
+      const int known = (f.seen & kSeenBoth) == kSeenBoth;
+      switch (sg_rst_check(p.seq(), f.server_next, f.client_acked, f.client_wnd, known)) {
+        case SG_RST_RESET: ends_flow = true; break;
+        case SG_RST_CHALLENGE: ++counters.rst_passed_in_window; break;
+        default: return drop(DropReason::RstOutOfWindow);
+      }
+    } else {
+      track_server(f, p);
+      if (fl & tcp_flag::FIN) {
+        f.bits |= bit::kServerFin;
+        f.server_fin_seq = p.seq() + static_cast<uint32_t>(p.payload_len());
+      }
+      if ((fl & tcp_flag::ACK) && (f.bits & bit::kClientFin) && seq_after(p.ack(), f.client_fin_seq)) {
+        f.bits |= bit::kClientFinAcked;
+      }
     }
-    if ((fl & tcp_flag::ACK) && (f.bits & bit::kClientFin) && seq_after(p.ack(), f.client_fin_seq)) {
-      f.bits |= bit::kClientFinAcked;
-    }
-    p.set_seq(p.seq() - f.delta);
+    p.set_seq(sg_seq_to_client(p.seq(), f.delta));
     const TcpOptions& o = p.options();
-    if (o.has_timestamps) p.set_tsval(o.tsval - f.tsoff);
+    if (o.has_timestamps) p.set_tsval(sg_tsval_to_client(o.tsval, f.tsoff));
     const uint16_t w = server_window_for_client(f, p.window());
     if (w != p.window()) p.set_window(w);
-    after_translation(i, rst, now_ms(now_ns));
+    if (!rst || ends_flow) after_translation(i, ends_flow, timer_ms(now));
     ++counters.translated;
+    if ((f.supply & kSupplyTimestamps) && !rst) return supply_timestamps(f, p, now, room);
     return {Verdict::Accept, true};
   }
 
-  void backend_answered(uint32_t i, const TcpPacket& synack, uint64_t now_ns, PacketSink& sink) {
+  // The client was promised timestamps (RFC 7323: then every segment carries them) and the
+  // backend does not send them: add them, with a TSval that never goes back and the client's
+  // newest TSval as TSecr.
+  Decision supply_timestamps(Flow& f, const TcpPacket& p, const EngineClock& now, std::span<uint8_t> room) {
+    const size_t length = p.bytes().size();
+    const bool room_in_mss = f.supply & kSupplyRoomForTimestamps;
+    const size_t n = room_in_mss ? insert_timestamps(room, length, supplied_tsval(f, now), f.client_tsval) : 0;
+    if (n == 0) {
+      ++counters.timestamps_not_supplied;  // passed as it is (Linux accepts it, RFC 7323 3.2 may not)
+      return {Verdict::Accept, true};
+    }
+    ++counters.timestamps_supplied;
+    return {Verdict::Accept, true, static_cast<uint32_t>(n)};
+  }
+
+  void backend_answered(uint32_t i, const TcpPacket& synack, const EngineClock& now, PacketSink& sink) {
     Flow& f = table.edit(i);
     const TcpOptions& o = synack.options();
     const uint32_t backend_isn = synack.seq();
     f.delta = backend_isn - f.cookie_isn;
     uint32_t backend_ts = 0;
+    if (f.bits & bit::kTimestamps) learn_backend_timestamps(f.key, o.has_timestamps);
     if ((f.bits & bit::kTimestamps) && o.has_timestamps) {
       backend_ts = o.tsval;
       f.tsoff = o.tsval - f.tsoff;  // f.tsoff held our SYN-ACK TSval until now
+    } else if (f.bits & bit::kTimestamps) {
+      // f.tsoff keeps our SYN-ACK TSval: the last one the client saw, where supplied ones start.
+      f.supply |= kSupplyTimestamps;
     } else {
       f.tsoff = 0;
     }
@@ -458,18 +575,25 @@ struct Engine::Impl {
     }
     // The early-data slot goes back to the pool when the flow enters Established below.
 
+    // What each end has sent and acknowledged so far, for the RST check.
+    f.client_next = sg_seq_max(f.client_next, f.client_isn + 1 + f.early_len);
+    f.client_acked = backend_isn + 1;
+    f.client_wnd = sg_window_bytes(f.client_window, shifts(f).client_sends);
+    f.server_next = backend_isn + 1;
+    f.server_acked = f.client_isn + 1;
+    f.server_wnd = synack.window();  // a SYN-ACK's own window is unscaled
+    f.seen = kSeenBoth;
+
     // Tell the client the real window now that it is known (ours was only the early-data room).
-    uint64_t backend_bytes = synack.window();  // a SYN-ACK's own window is unscaled
-    uint16_t update = static_cast<uint16_t>(std::min<uint64_t>(backend_bytes >> client_view_shift(f), 0xffff));
-    if (update == 0 && backend_bytes > 0) update = 1;
+    const uint16_t update = sg_window_rescale(synack.window(), 0, shifts(f).client_reads);
     TcpOptions to_client;
     if (f.bits & bit::kTimestamps) {
       to_client.has_timestamps = true;
-      to_client.tsval = backend_ts - f.tsoff;
+      to_client.tsval = (f.supply & kSupplyTimestamps) ? supplied_tsval(f, now) : sg_tsval_to_client(backend_ts, f.tsoff);
       to_client.tsecr = f.client_tsval;
     }
     emit(sink, build_window_update(scratch, f.key.reversed(), f.cookie_isn + 1, f.client_isn + 1, update, to_client));
-    f.stamp_ms = now_ms(now_ns);
+    f.stamp_ms = timer_ms(now);
     ++counters.established;
     table.enter(i, State::Established, f.stamp_ms);
   }
@@ -495,15 +619,17 @@ struct Engine::Impl {
     }
     const Flow& f = table.get(i);
     if (f.state == State::SynSent) return drop(DropReason::IcmpNoFlow);
-    const QuoteShift shift = to_client ? quote_shift_to_client(f.delta, f.tsoff) : quote_shift_to_server(f.delta, f.tsoff);
+    // Timestamps that syngate supplies for a backend without them were never translated.
+    const uint32_t tsoff = (f.supply & kSupplyTimestamps) ? 0 : f.tsoff;
+    const QuoteShift shift = to_client ? quote_shift_to_client(f.delta, tsoff) : quote_shift_to_server(f.delta, tsoff);
     const bool changed = shift_quote(bytes, e, shift) > 0;
     ++counters.icmp_translated;
     return {Verdict::Accept, changed};
   }
 
   // ---- timers -------------------------------------------------------------------------------
-  void advance(uint64_t now_ns, PacketSink& sink) {
-    const uint32_t now = now_ms(now_ns);
+  void advance(const EngineClock& clock, PacketSink& sink) {
+    const uint32_t now = timer_ms(clock);
     for (uint32_t level = 0; level <= cfg.backend_syn_retries; ++level) {
       const uint32_t timeout = cfg.backend_retry_initial_ms << level;
       const FlowTable::List& l = table.list(static_cast<uint8_t>(kListSynSent0 + level));
@@ -556,15 +682,18 @@ struct Engine::Impl {
     return {Verdict::Drop, false};
   }
 
-  Decision process(std::span<uint8_t> bytes, uint64_t now_ns, PacketSink& sink, bool checksum_ready) {
-    const Decision d = process_packet(bytes, now_ns, sink, checksum_ready);
+  Decision process(std::span<uint8_t> bytes, const EngineClock& now, PacketSink& sink, bool checksum_ready,
+                   size_t capacity) {
+    const std::span<uint8_t> room(bytes.data(), std::max(bytes.size(), capacity));
+    const Decision d = process_packet(bytes, now, sink, checksum_ready, room);
     table.settle();
     return d;
   }
 
-  Decision process_packet(std::span<uint8_t> bytes, uint64_t now_ns, PacketSink& sink, bool checksum_ready) {
+  Decision process_packet(std::span<uint8_t> bytes, const EngineClock& now, PacketSink& sink, bool checksum_ready,
+                          std::span<uint8_t> room) {
     ++counters.packets;
-    SynVerdict v = guard.decide(bytes, cfg.services, now_ns);
+    SynVerdict v = guard.decide(bytes, cfg.services, now.cookie_ns);
     TcpPacket& p = v.parsed.packet;
     Decision d;
     switch (v.action) {
@@ -573,11 +702,12 @@ struct Engine::Impl {
       case SynAction::Pass:
         if (!draining.empty()) {
           if (is_protected(draining, p.dst(), p.dport()) && !(p.flags() & tcp_flag::SYN) && table.find(p.tuple()) != kNone) {
-            d = client_packet(p, p.tuple(), now_ns, sink);
+            d = client_packet(p, p.tuple(), now, sink);
             break;
           }
           if (is_protected(draining, p.src(), p.sport()) && table.find(p.tuple().reversed()) != kNone) {
-            d = server_packet(p, p.tuple().reversed(), now_ns, sink);
+            d = server_packet(p, p.tuple().reversed(), now, sink, room);
+            if (d.length) return d;  // grown: its checksum is whole
             break;
           }
         }
@@ -585,13 +715,14 @@ struct Engine::Impl {
         return {Verdict::Accept, false};
       case SynAction::Answer:
         ++counters.syn_received;
-        if (answer_syn(p, cookies, cfg, now_ns, sink)) ++counters.cookies_sent;
+        if (answer_syn(p, cookies, cfg, now.cookie_ns, sink)) ++counters.cookies_sent;
         return drop(DropReason::SynAnswered);
       case SynAction::ClientFlow:
-        d = client_packet(p, p.tuple(), now_ns, sink);
+        d = client_packet(p, p.tuple(), now, sink);
         break;
       case SynAction::ServerFlow:
-        d = server_packet(p, p.tuple().reversed(), now_ns, sink);
+        d = server_packet(p, p.tuple().reversed(), now, sink, room);
+        if (d.length) return d;  // grown: its checksum is whole
         break;
       case SynAction::Icmp:
         return icmp_message(bytes, v.icmp);
@@ -613,17 +744,21 @@ std::string Engine::state_incompatibility(std::span<const uint8_t> region, const
   return FlowTable::incompatibility(region, Impl::table_config(Impl::normalized(config)), boot_id);
 }
 const RestoreReport& Engine::restore_report() const noexcept { return impl_->table.restore_report(); }
-RestoreReport Engine::import_state(std::span<const uint8_t> region, uint64_t boot_id) {
-  return impl_->table.import_from(region, boot_id);
+RestoreReport Engine::import_state(std::span<const uint8_t> region, uint64_t boot_id, const EngineClock& now) {
+  FlowTable::OlderLayout older;
+  older.now_ms = timer_ms(now);
+  older.announced_wscale = impl_->cfg.announced_wscale;
+  return impl_->table.import_from(region, boot_id, older);
 }
 void Engine::for_each_flow(const std::function<void(const FlowTuple&)>& fn) const {
   impl_->table.for_each([&fn](uint32_t, const Flow& f) { fn(f.key); });
 }
 
-Decision Engine::process(std::span<uint8_t> packet, uint64_t now_ns, PacketSink& sink, bool checksum_ready) {
-  return impl_->process(packet, now_ns, sink, checksum_ready);
+Decision Engine::process(std::span<uint8_t> packet, const EngineClock& now, PacketSink& sink, bool checksum_ready,
+                         size_t capacity) {
+  return impl_->process(packet, now, sink, checksum_ready, capacity);
 }
-void Engine::advance(uint64_t now_ns, PacketSink& sink) { impl_->advance(now_ns, sink); }
+void Engine::advance(const EngineClock& now, PacketSink& sink) { impl_->advance(now, sink); }
 void Engine::set_cookies(const CookieJar& cookies) { impl_->cookies = cookies; }
 void Engine::set_services(std::vector<Service> services) {
   Impl& m = *impl_;

@@ -9,19 +9,64 @@ namespace syngate::flows {
 // The persisted table's header. Layout changes bump kStateVersion.
 constexpr char kStateMagic[8] = {'s', 'y', 'n', 'g', 'a', 't', 'e', 'F'};
 // 2: timestamps from the daemon's CLOCK_TAI (1 counted from the boot).
-constexpr uint32_t kStateVersion = 2;
+// 3: 128-byte entries (sequence tracking for the RST check, the announced window scale), stamps
+//    on the timer clock (CLOCK_MONOTONIC: a wall-clock step must not expire flows).
+constexpr uint32_t kStateVersion = 3;
+constexpr uint32_t kOldestImportedVersion = 2;
+static_assert(kOldestImportedVersion == 2, "import_from converts version 2 entries (FlowV2) only");
 constexpr size_t kStateHeaderBytes = 128;
 static_assert(sizeof(StateHeader) <= kStateHeaderBytes);
 
 namespace {
 
+// An entry as version 2 (releases up to 901d793) saved it: 96 bytes, stamps on CLOCK_TAI.
+struct FlowV2 {
+  FlowTuple key;
+  uint32_t hash_next, list_prev, list_next;
+  uint32_t client_isn, cookie_isn, delta, tsoff, client_tsval, stamp_ms, client_fin_seq, server_fin_seq;
+  uint32_t early_slot_or_queued_ms;
+  uint16_t mss, client_window, early_len;
+  State state;
+  uint8_t list, retries, client_ws, backend_ws, bits;
+};
+static_assert(sizeof(FlowV2) == 96);
+
+Flow from_v2(const FlowV2& o, const FlowTable::OlderLayout& older) {
+  Flow f{};
+  f.key = o.key;
+  f.client_isn = o.client_isn;
+  f.cookie_isn = o.cookie_isn;
+  f.delta = o.delta;
+  f.tsoff = o.tsoff;
+  f.client_tsval = o.client_tsval;
+  f.client_fin_seq = o.client_fin_seq;
+  f.server_fin_seq = o.server_fin_seq;
+  f.early_slot = o.early_slot_or_queued_ms;
+  if (o.state != State::SynSent) f.queued_ms = older.now_ms;
+  // The old stamps were on another clock: the flow counts as active now, so it expires late,
+  // never early. A SYN due for retry is sent again at most one interval late.
+  f.stamp_ms = older.now_ms;
+  f.mss = o.mss;
+  f.client_window = o.client_window;
+  f.early_len = o.early_len;
+  f.state = o.state;
+  f.list = o.list;
+  f.retries = o.retries;
+  f.client_ws = o.client_ws;
+  f.backend_ws = o.backend_ws;
+  f.bits = o.bits;
+  f.seen = 0;  // tracking starts with the next packet of each end
+  f.announced_ws = older.announced_wscale;
+  return f;
+}
+
 struct StateLayout {
   size_t flows_offset, early_offset, total;
 };
-StateLayout layout_of(const FlowTableConfig& c) {
+StateLayout layout_of(const FlowTableConfig& c, size_t flow_bytes = sizeof(Flow)) {
   StateLayout l;
   l.flows_offset = kStateHeaderBytes;
-  l.early_offset = l.flows_offset + size_t{c.max_flows} * sizeof(Flow);
+  l.early_offset = l.flows_offset + size_t{c.max_flows} * flow_bytes;
   l.total = l.early_offset + size_t{c.early_data_slots} * c.early_data_bytes;
   return l;
 }
@@ -231,7 +276,7 @@ bool FlowTable::plausible(const Flow& f, std::vector<uint8_t>& slot_used) const 
     default: return false;
   }
   if (f.client_ws != kNoWscale && f.client_ws > kMaxWindowScale) return false;
-  if (f.backend_ws > kMaxWindowScale) return false;
+  if (f.backend_ws > kMaxWindowScale || f.announced_ws > kMaxWindowScale) return false;
   return true;
 }
 
@@ -404,20 +449,22 @@ void FlowTable::enter(uint32_t i, State s, uint32_t now) {
 
 // Copies the live flows of another table (another layout, or another worker's shard) into this
 // one, as far as they fit; see Engine::import_state.
-RestoreReport FlowTable::import_from(std::span<const uint8_t> region, uint64_t boot_id) {
+RestoreReport FlowTable::import_from(std::span<const uint8_t> region, uint64_t boot_id, const OlderLayout& older) {
   RestoreReport r;
   if (region.size() < kStateHeaderBytes) return r.refuse("no saved table");
   StateHeader h;
   std::memcpy(&h, region.data(), sizeof h);
   if (std::memcmp(h.magic, kStateMagic, sizeof h.magic) != 0) return r.refuse("no saved table");
-  if (h.version != kStateVersion || h.flow_bytes != sizeof(Flow)) return r.refuse("another table layout");
+  const bool current = h.version == kStateVersion && h.flow_bytes == sizeof(Flow);
+  const bool v2 = h.version == kOldestImportedVersion && h.flow_bytes == sizeof(FlowV2);
+  if (!current && !v2) return r.refuse("another table layout (version " + std::to_string(h.version) + ")");
   if (h.boot_id != boot_id) return r.refuse("saved before the machine rebooted");
   if (h.dirty_count == kJournalOverflow) return r.refuse("damaged (journal overflow)");
   FlowTableConfig theirs = cfg;
   theirs.max_flows = h.max_flows;
   theirs.early_data_bytes = h.early_data_bytes;
   theirs.early_data_slots = h.early_data_slots;
-  const StateLayout lay = layout_of(theirs);
+  const StateLayout lay = layout_of(theirs, h.flow_bytes);
   if (h.max_flows == 0 || region.size() != lay.total) return r.refuse("the file has the wrong size");
   r.attached = true;
   auto torn = [&](uint32_t i) {
@@ -428,13 +475,21 @@ RestoreReport FlowTable::import_from(std::span<const uint8_t> region, uint64_t b
   };
   for (uint32_t i = 0; i < h.max_flows; ++i) {
     Flow src;
-    std::memcpy(&src, region.data() + lay.flows_offset + size_t{i} * sizeof(Flow), sizeof src);
+    const uint8_t* entry = region.data() + lay.flows_offset + size_t{i} * h.flow_bytes;
+    if (current) {
+      std::memcpy(&src, entry, sizeof src);
+    } else {
+      FlowV2 old;
+      std::memcpy(&old, entry, sizeof old);
+      src = from_v2(old, older);
+    }
     if (src.state == State::Free) continue;
     if (torn(i)) {
       ++r.dropped_torn;
       continue;
     }
-    if (src.state < State::SynSent || src.state > State::Linger || find(src.key) != kNone) {
+    if (src.state < State::SynSent || src.state > State::Linger || find(src.key) != kNone ||
+        src.announced_ws > kMaxWindowScale) {
       ++r.dropped_invalid;
       continue;
     }

@@ -404,4 +404,57 @@ size_t build_rst(std::span<uint8_t> out, const FlowTuple& t, uint32_t seq, uint3
   return build_tcp_packet(out, s);
 }
 
+// ---- Adding a Timestamps option ----------------------------------------------------------------
+
+size_t insert_timestamps(std::span<uint8_t> buffer, size_t length, uint32_t tsval, uint32_t tsecr) noexcept {
+  if (length > buffer.size()) return 0;
+  ParseResult r = parse_tcp_packet(buffer.first(length));
+  if (!r) return 0;
+  const TcpPacket& p = r.packet;
+  const TcpOptions& in = p.options();
+  if (in.has_timestamps || in.has_mss || in.has_wscale || in.sack_permitted) return 0;
+  // Only options this function can write back (SACK blocks, padding): any other would be lost.
+  const uint8_t* t = p.bytes().data() + p.tcp_offset();
+  for (size_t off = kTcpMinHeader; off < p.tcp_header_len();) {
+    const uint8_t kind = t[off];
+    if (kind == tcp_option::END) break;
+    if (kind == tcp_option::NOP) {
+      ++off;
+      continue;
+    }
+    if (kind != tcp_option::SACK) return 0;
+    off += t[off + 1];  // lengths were validated by the parser
+  }
+  TcpOptions out;
+  out.has_timestamps = true;
+  out.tsval = tsval;
+  out.tsecr = tsecr;
+  out.sack_count = in.sack_count;  // write_options keeps the ones that fit (three, with timestamps)
+  out.sack = in.sack;
+  uint8_t opts[kMaxTcpOptionsLen];
+  const size_t opt_len = write_options(opts, out);
+  const size_t tcp_off = p.tcp_offset(), old_header = p.tcp_header_len(), new_header = kTcpMinHeader + opt_len;
+  const size_t payload = p.payload_len();
+  const size_t new_length = tcp_off + new_header + payload;
+  if (new_length > buffer.size() || (p.is_v4() && new_length > 0xffff) || (!p.is_v4() && new_length - kIpv6Header > 0xffff)) {
+    return 0;
+  }
+  uint8_t* d = buffer.data();
+  std::memmove(d + tcp_off + new_header, d + tcp_off + old_header, payload);
+  std::memcpy(d + tcp_off + kTcpMinHeader, opts, opt_len);
+  d[tcp_off + kDataOffOff] = static_cast<uint8_t>(((new_header / 4) << 4) | (d[tcp_off + kDataOffOff] & 0x0f));
+  if (p.is_v4()) {
+    const size_t ihl = static_cast<size_t>(d[0] & 0x0f) * 4;
+    store_be16(d + 2, static_cast<uint16_t>(new_length));
+    store_be16(d + 10, 0);
+    store_be16(d + 10, ipv4_header_checksum(std::span<const uint8_t>(d, ihl)));
+  } else {
+    store_be16(d + 4, static_cast<uint16_t>(new_length - kIpv6Header));
+  }
+  ParseResult grown = parse_tcp_packet(buffer.first(new_length));
+  if (!grown) return 0;  // cannot happen: the header was written from a parsed one
+  grown.packet.recompute_checksum();
+  return new_length;
+}
+
 }  // namespace syngate

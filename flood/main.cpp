@@ -35,7 +35,8 @@ namespace {
 // Exit codes (documented in --help and docs/lab.md).
 constexpr int kExitDone = 0;    // ran to its bound (or was interrupted) with nothing failed
 constexpr int kExitFailed = 1;  // ran but failed: nothing sent, frames refused, a read error, a
-                                // probe below --min-success, or the run could not start
+                                // probe with no success or below --min-success, or the run could
+                                // not start
 constexpr int kExitUsage = 2;   // bad command line: nothing was sent
 
 // A command line that cannot run as given (exit 2), as opposed to a run that failed (exit 1).
@@ -538,7 +539,7 @@ int run_replay(const ReplayOptions& o) {
 
 struct ProbeOptions {
   ProbeConfig cfg;
-  double min_success = 0;
+  std::optional<double> min_success;  // unset: at least one connection must succeed
   bool json = false;
 };
 
@@ -558,17 +559,10 @@ int run_probe_cmd(ProbeOptions o) {
   const auto attempts = target6 ? run_probe(o.cfg, *target6) : run_probe(o.cfg, *target);
   const auto report = summarize_probe(o.cfg, attempts, static_cast<double>(now_ns() - start) / 1e9);
   const bool interrupted = stop_requested();
-  std::string error;
-  if (report.attempted == 0) {
-    error = "no connection finished";
-  } else if (report.success_pct < o.min_success) {
-    char buf[128];
-    std::snprintf(buf, sizeof buf, "%.2f%% succeeded, below --min-success %.2f%%", report.success_pct, o.min_success);
-    error = buf;
-  }
+  const std::string error = probe_failure(report, o.min_success);
   if (o.json) {
     nlohmann::json j = to_json(report);
-    j["min_success_pct"] = o.min_success;
+    j["min_success_pct"] = o.min_success ? nlohmann::json(*o.min_success) : nlohmann::json(nullptr);
     j["interrupted"] = interrupted;
     j["error"] = error_json(error);
     std::cout << j.dump() << "\n";
@@ -614,8 +608,9 @@ int main(int argc, char** argv) {
       "after; an interrupted run says so in its report. On a terminal, runs print a progress\n"
       "line once a second.\n"
       "Exit status: 0 done (also when interrupted, if nothing failed); 1 ran but failed\n"
-      "(nothing sent, frames refused by the device, a pcap read error, a probe below\n"
-      "--min-success, or the run could not start); 2 bad command line (nothing sent).\n"
+      "(nothing sent, frames refused by the device, a pcap read error, a probe in which no\n"
+      "connection succeeded or below --min-success, or the run could not start); 2 bad\n"
+      "command line (nothing sent).\n"
       "JSON reports carry \"error\": null, or what failed."};
   app.set_version_flag("--version", "synflood " SYNFLOOD_VERSION);
   app.require_subcommand(1);
@@ -708,7 +703,8 @@ int main(int argc, char** argv) {
                  "Send nothing and wait for the server to speak first (SMTP/SSH-like services)")
       ->excludes(http);
   pcmd->add_option("--min-success", probe.min_success,
-                   "Exit 1 when fewer than PCT percent of the connections succeed (default 0: report only)")
+                   "Exit 1 when fewer than PCT percent of the connections succeed (default: exit 1 only when "
+                   "none did; 0: report only, never fail on the result)")
       ->check(finite_number(0, false, 100));
   pcmd->add_flag("--json", probe.json, "Print the result as one JSON object");
 

@@ -82,16 +82,21 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const bool icmp_plain = icmp.kind != IcmpKind::NotIcmp && (pkt[0] >> 4 == 4 || pkt[6] == 58);
     const bool icmp_valid = icmp_plain && syngate::test::icmp_checksum_residue(pkt) == 0;
     const size_t emitted = sink.out.size();
-    Decision d = engine.process(pkt, now, sink, ready);
+    // Room to grow, as the daemon's receive slots give (a segment may get timestamps added).
+    const size_t length = pkt.size();
+    pkt.resize(length + 64);
+    Decision d = engine.process(std::span<uint8_t>(pkt.data(), length), now, sink, ready, pkt.size());
+    check(d.length == 0 || (d.modified && d.length > length && d.length <= pkt.size()));
+    pkt.resize(d.length ? d.length : length);
     check(d.verdict != Verdict::NextQueue || (cfg.icmp_next_queue && !d.modified && icmp.kind == IcmpKind::TcpError));
     if (icmp.kind != IcmpKind::NotIcmp) {
-      check(sink.out.size() == emitted);
+      check(sink.out.size() == emitted && d.length == 0);
       check(!d.modified || icmp.kind == IcmpKind::TcpError);
       if (d.modified && icmp_valid) check(syngate::test::icmp_checksum_residue(pkt) == 0);
     } else if (d.modified) {
       ParseResult after = parse_tcp_packet(pkt);
       check(static_cast<bool>(after));
-      if (was_valid || !ready) check(after.packet.checksum_valid());
+      if (was_valid || !ready || d.length) check(after.packet.checksum_valid());
     }
     // Learn what the engine told each side, so later packets can answer it.
     for (size_t k = emitted; k < sink.out.size(); ++k) {

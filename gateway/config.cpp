@@ -11,6 +11,8 @@
 #include <sstream>
 #include <toml++/toml.h>
 
+#include "syngate_xdp_maps.h"
+
 namespace syngate::gw {
 
 ConfigError::ConfigError(const std::string& source, const std::string& key,
@@ -215,6 +217,33 @@ void parse_metrics_address(TableReader& r, GatewayConfig& c) {
   c.metrics_port = static_cast<uint16_t>(p);
 }
 
+bool instance_char(char ch) {
+  return (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_' || ch == '-' ||
+         ch == '.' || ch == '@';
+}
+
+bool valid_instance_name(const std::string& name) {
+  return !name.empty() && name.size() <= 64 && name.front() != '.' &&
+         std::all_of(name.begin(), name.end(), instance_char);
+}
+
+}  // namespace
+
+std::string default_instance_name(std::string_view config_path) {
+  std::string name(config_path.substr(config_path.find_last_of('/') == std::string_view::npos
+                                          ? 0
+                                          : config_path.find_last_of('/') + 1));
+  if (name.size() > 5 && name.ends_with(".toml")) name.resize(name.size() - 5);
+  for (char& ch : name) {
+    if (!instance_char(ch)) ch = '_';
+  }
+  if (name.size() > 64) name.resize(64);
+  if (!name.empty() && name.front() == '.') name.front() = '_';
+  return name.empty() ? "syngate" : name;
+}
+
+namespace {
+
 void parse_gateway(const toml::table& t, GatewayConfig& c) {
   TableReader r(t, "gateway.", c.source);
   if (!r.string("secret_file", c.secret_file) || c.secret_file.empty()) {
@@ -290,6 +319,11 @@ void parse_gateway(const toml::table& t, GatewayConfig& c) {
     r.fail("state_dir", "must be an absolute directory path, or \"\" to keep flows in memory only (got \"" +
                             c.state_dir + "\")");
   }
+  if (r.string("instance", c.instance) && !valid_instance_name(c.instance)) {
+    r.fail("instance", "must be 1..64 characters of A-Z a-z 0-9 _ - . @, not starting with '.' (got \"" +
+                           c.instance + "\")");
+  }
+  if (c.instance.empty()) c.instance = default_instance_name(c.source);
   r.integer("secret_rotation_s", c.secret_rotation_s, 0, 86400 * 365);
   if (c.secret_rotation_s != 0 && c.secret_rotation_s < 128) {
     r.fail("secret_rotation_s", "must be 0 (never) or at least 128: a cookie is checked with the "
@@ -443,6 +477,15 @@ GatewayConfig parse_config(std::string_view toml_text, std::string_view source) 
   if (!c.engine.policy) c.engine.policy = std::make_shared<SourcePolicy>();
   parse_services(root.get("service"), c);
   if (const toml::table* x = root["xdp"].as_table()) parse_xdp(*x, c);
+  // A list the fast path's map cannot hold would leave the whole fast path off at start; say so
+  // here, where `syngate check` and a reload see it, rather than in a warning at run time.
+  if (c.xdp_mode != XdpMode::Off && c.engine.policy->prefixes.size() > SG_XDP_MAX_PREFIXES) {
+    throw ConfigError(c.source, "policy",
+                      "deny and allow list " + std::to_string(c.engine.policy->prefixes.size()) +
+                          " prefixes together; the XDP fast path holds at most " +
+                          std::to_string(SG_XDP_MAX_PREFIXES) +
+                          ": merge them into shorter prefixes, or set [xdp] mode = \"off\"");
+  }
   c.engine.services = to_engine_services(c.services);
   return c;
 }
@@ -484,6 +527,7 @@ std::vector<std::string> non_reloadable_changes(const GatewayConfig& a, const Ga
   };
   check(a.secret_file != b.secret_file, "gateway.secret_file");
   check(a.state_dir != b.state_dir, "gateway.state_dir");
+  check(a.instance != b.instance, "gateway.instance");
   check(a.metrics_host != b.metrics_host || a.metrics_port != b.metrics_port, "gateway.metrics_address");
   check(a.syn_queue != b.syn_queue || a.syn_queues != b.syn_queues, "gateway.syn_queue(s)");
   check(a.flow_queue != b.flow_queue || a.flow_queues != b.flow_queues, "gateway.flow_queue(s)");

@@ -83,6 +83,10 @@ struct GatewayConfig {
   // proxied connections survive a restart, an upgrade or a crash. Empty: in process memory only.
   // Meant for a tmpfs (the default /run is one): a reboot must start clean.
   std::string state_dir = "/run/syngate";
+  // Names this instance's files in state_dir (with its network namespace): instances in other
+  // namespaces or with other names never share, import or delete each other's tables. Defaults
+  // to the config file's name without ".toml" (syngate@edge.service reads edge.toml: "edge").
+  std::string instance;
 
   uint32_t secret_rotation_s = 0;  // 0 = keep the secrets until the file changes
   uint32_t cookie_max_age = 1;
@@ -110,6 +114,10 @@ struct GatewayConfig {
 GatewayConfig parse_config(std::string_view toml_text, std::string_view source = "config");
 // Reads the file and parses it; a missing or unreadable file is a ConfigError too.
 GatewayConfig load_config(const std::string& path);
+
+// gateway.instance when the file does not set it: the file's name without ".toml", characters
+// other than A-Z a-z 0-9 _ - . @ replaced by '_' ("syngate" when nothing is left).
+std::string default_instance_name(std::string_view config_path);
 
 // Turns the service list into the engine's form (IPv4 as v4-mapped Address).
 std::vector<Service> to_engine_services(const std::vector<ServiceEntry>& services);

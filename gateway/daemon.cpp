@@ -17,7 +17,6 @@
 #include <chrono>
 #include <cstring>
 #include <fstream>
-#include <httplib.h>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -31,6 +30,7 @@
 #include "iptables_exec.hpp"
 #include "log_format.hpp"
 #include "metrics.hpp"
+#include "metrics_endpoint.hpp"
 #include "notify.hpp"
 #include "nfqueue.hpp"
 #include "seeds.hpp"
@@ -46,15 +46,23 @@ namespace syngate::gw {
 
 namespace {
 
-// The gateway's one clock, for cookies (time counter, TSval) and flow timers alike: CLOCK_TAI.
-// Cookies must agree between machines that share a secrets file (scale-out behind ECMP or
-// anycast), so the clock must be one that NTP keeps in step across machines, unlike
-// CLOCK_MONOTONIC, which counts from each boot. TAI, unlike CLOCK_REALTIME, does not jump at
-// leap seconds, and the in-kernel fast path reads the same clock (bpf_ktime_get_tai_ns).
+// The gateway's cookie clock (time counter, SYN-ACK TSval): CLOCK_TAI. Cookies must agree between
+// machines that share a secrets file (scale-out behind ECMP or anycast), so the clock must be one
+// that NTP keeps in step across machines, unlike CLOCK_MONOTONIC, which counts from each boot.
+// TAI, unlike CLOCK_REALTIME, does not jump at leap seconds, and the in-kernel fast path reads
+// the same clock (bpf_ktime_get_tai_ns).
 uint64_t clock_ns() {
   timespec ts;
   clock_gettime(CLOCK_TAI, &ts);
   return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
+// Flow timers count on CLOCK_MONOTONIC instead: TAI steps with the wall clock (`date -s`,
+// `chronyc makestep`), and a forward step longer than the idle timeout would free every flow.
+// Saved tables are tied to the boot, so monotonic stamps stay meaningful across restarts.
+EngineClock engine_clock() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return {clock_ns(), static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec)};
 }
 
 // A secrets file whose key claims to start in the future (written under another clock: an older
@@ -81,6 +89,7 @@ struct Daemon {
   SharedSecrets secrets;
   SharedPolicy policy;
   std::atomic<bool> stop{false};
+  std::unique_ptr<StateDir> state;  // this instance's directory, locked while the process lives
   std::vector<std::unique_ptr<WorkerThread>> workers;
   std::atomic<uint64_t> reloads{0};
   std::atomic<uint64_t> reload_failures{0};
@@ -186,17 +195,12 @@ int run_daemon(const std::string& config_path) {
   // Flow tables that outlive the process: which saved tables to take over, which to import.
   const uint64_t boot_id = current_boot_id();
   FlowStatePlan state_plan;
-  std::map<std::string, std::vector<uint8_t>> imports;  // read before any file is reformatted
   if (!cfg.state_dir.empty()) {
     try {
-      prepare_state_dir(cfg.state_dir);
-      state_plan = plan_flow_state(cfg.state_dir, cfg.flow_queue, cfg.flow_queues, cfg.engine, boot_id);
+      d->state = std::make_unique<StateDir>(cfg.state_dir, this_instance(cfg.instance));
+      for (const auto& note : d->state->notes()) spdlog::warn("flow state: {}", note);
+      state_plan = plan_flow_state(*d->state, cfg.flow_queue, cfg.flow_queues, cfg.engine, boot_id);
       for (const auto& note : state_plan.notes) spdlog::warn("flow state: {}", note);
-      for (const auto& q : state_plan.queues) {
-        for (const auto& path : q.imports) {
-          if (!imports.count(path)) imports[path] = read_table_file(path);
-        }
-      }
     } catch (const std::exception& e) {
       spdlog::critical("gateway.state_dir: {}", e.what());
       return 1;
@@ -238,15 +242,17 @@ int run_daemon(const std::string& config_path) {
       t->nfq = std::make_unique<NfQueue>(queue, qo);
       t->sender = std::make_unique<RawSender>(cfg.mark, cfg.sndbuf_bytes, cfg.has_v4(), cfg.has_v6());
       if (syn_only) {
-        t->worker = std::make_unique<SynWorker>(std::move(setup), *t->nfq, *t->sender, d->secrets, d->policy, clock_ns);
+        t->worker = std::make_unique<SynWorker>(std::move(setup), *t->nfq, *t->sender, d->secrets, d->policy, engine_clock);
       } else if (cfg.state_dir.empty()) {
-        auto w = std::make_unique<FlowWorker>(std::move(setup), *t->nfq, *t->sender, d->secrets, d->policy, clock_ns);
+        auto w = std::make_unique<FlowWorker>(std::move(setup), *t->nfq, *t->sender, d->secrets, d->policy, engine_clock);
         t->flow = w.get();
         t->worker = std::move(w);
       } else {
         const FlowStatePlan::Queue& plan = state_plan.queues.at(queue - cfg.flow_queue);
-        auto table_file = std::make_unique<MappedTable>(plan.path, Engine::state_bytes(setup.engine));
-        auto w = std::make_unique<FlowWorker>(std::move(setup), *t->nfq, *t->sender, d->secrets, d->policy, clock_ns,
+        auto table_file =
+            std::make_unique<MappedTable>(*d->state, plan.name, Engine::state_bytes(setup.engine), plan.in_place);
+        const std::string table_path = table_file->path();
+        auto w = std::make_unique<FlowWorker>(std::move(setup), *t->nfq, *t->sender, d->secrets, d->policy, engine_clock,
                                               std::move(table_file), boot_id);
         t->flow = w.get();
         t->worker = std::move(w);
@@ -254,12 +260,13 @@ int run_daemon(const std::string& config_path) {
         const RestoreReport& r = engine.restore_report();
         if (r.attached) {
           spdlog::info("flow queue {}: took over {} flows from {} (dropped: {} torn, {} invalid)", queue,
-                       r.restored, plan.path, r.dropped_torn, r.dropped_invalid);
+                       r.restored, table_path, r.dropped_torn, r.dropped_invalid);
         } else if (r.reason != "no saved table") {
           spdlog::warn("flow queue {}: started with an empty table: {}", queue, r.reason);
         }
-        for (const auto& path : plan.imports) {
-          const RestoreReport ir = engine.import_state(imports.at(path), boot_id);
+        for (const auto& name : plan.imports) {
+          const std::string path = d->state->path() + "/" + name;
+          const RestoreReport ir = engine.import_state(state_plan.saved.at(name)->region(), boot_id, engine_clock());
           if (ir.attached) {
             spdlog::info("flow queue {}: imported {} flows from {} (dropped: {} torn, {} invalid, {} no room)", queue,
                          ir.restored, path, ir.dropped_torn, ir.dropped_invalid, ir.dropped_no_room);
@@ -283,10 +290,12 @@ int run_daemon(const std::string& config_path) {
     return 1;
   }
 
-  for (const auto& path : state_plan.obsolete) {
-    if (unlink(path.c_str()) != 0) spdlog::warn("flow state: cannot remove {}: {}", path, std::strerror(errno));
+  for (const auto& name : state_plan.obsolete) {
+    if (!remove_state_file(*d->state, name)) {
+      spdlog::warn("flow state: cannot remove {}/{}: {}", d->state->path(), name, std::strerror(errno));
+    }
   }
-  imports.clear();
+  state_plan.saved.clear();  // unmaps the old files (those replaced by a fresh table are freed now)
 
   // The XDP fast path, before any worker runs, so that every flow reaches its flow map.
   static_assert(static_cast<int>(XdpMode::Off) == static_cast<int>(xdp::AttachMode::Off));
@@ -302,25 +311,13 @@ int run_daemon(const std::string& config_path) {
     }
   }
 
-  std::unique_ptr<httplib::Server> http;
-  std::thread http_thread;
+  // The endpoint never stops the gateway: an address it cannot bind is logged and retried.
+  std::unique_ptr<MetricsEndpoint> metrics_endpoint;
   if (cfg.metrics_port != 0) {
-    http = std::make_unique<httplib::Server>();
     Daemon* dp = d.get();
-    http->Get("/metrics", [dp](const httplib::Request&, httplib::Response& res) {
-      res.set_content(render_prometheus(dp->snapshot()) +
-                          (dp->xdp ? dp->xdp->render_metrics() : xdp::FastPath::render_disabled()),
-                      "text/plain; version=0.0.4");
+    metrics_endpoint = std::make_unique<MetricsEndpoint>(cfg.metrics_host, cfg.metrics_port, [dp] {
+      return render_prometheus(dp->snapshot()) + (dp->xdp ? dp->xdp->render_metrics() : xdp::FastPath::render_disabled());
     });
-    http->Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
-      res.set_content("ok\n", "text/plain");
-    });
-    if (!http->bind_to_port(cfg.metrics_host, cfg.metrics_port)) {
-      spdlog::critical("gateway.metrics_address {}:{}: cannot listen (address in use or not local)",
-                       cfg.metrics_host, cfg.metrics_port);
-      return 1;
-    }
-    http_thread = std::thread([&http] { http->listen_after_bind(); });
   }
 
   for (auto& w : d->workers) {
@@ -370,7 +367,18 @@ int run_daemon(const std::string& config_path) {
   GatewaySnapshot status_prev = prev;
   // Removed services whose flows are still draining, as last written for `syngate rules up`.
   std::vector<ServiceEntry> written_draining;
-  if (!cfg.state_dir.empty()) written_draining = read_draining_services(cfg.state_dir);
+  if (d->state) {
+    try {
+      written_draining = read_draining_services(*d->state);
+    } catch (const std::exception& e) {
+      spdlog::warn("flow state: {}: replaced by an empty list", e.what());
+      try {
+        write_draining_services(*d->state, {});
+      } catch (const std::exception& w) {
+        spdlog::error("{}", w.what());
+      }
+    }
+  }
   auto status_time = prev_time;
 
   for (;;) {
@@ -409,7 +417,7 @@ int run_daemon(const std::string& config_path) {
         last_stuck = std::move(stuck);
       }
     }
-    if (!cfg.state_dir.empty()) {
+    if (d->state) {
       std::vector<ServiceEntry> draining;
       for (const auto& w : d->workers) {
         for (const Service& sv : w->worker->draining_services()) {
@@ -419,7 +427,7 @@ int run_daemon(const std::string& config_path) {
       }
       if (draining != written_draining) {
         try {
-          write_draining_services(cfg.state_dir, draining);
+          write_draining_services(*d->state, draining);
           written_draining = std::move(draining);
         } catch (const std::exception& e) {
           spdlog::error("{}", e.what());
@@ -439,7 +447,7 @@ int run_daemon(const std::string& config_path) {
       try {
         GatewayConfig next = load_config(config_path);
         const std::vector<std::string> restart_keys = non_reloadable_changes(cfg, next);
-        if (!restart_keys.empty() && !cfg.state_dir.empty() && next.state_dir == cfg.state_dir) {
+        if (!restart_keys.empty() && d->state && next.state_dir == cfg.state_dir && next.instance == cfg.instance) {
           // What only a new process can apply (queues, table sizes, buffers): stop like for
           // SIGTERM, then start again in this same process (exec). The flow tables in state_dir
           // carry every connection over, resized or re-sharded on the way in.
@@ -542,10 +550,7 @@ int run_daemon(const std::string& config_path) {
   if (d->xdp) d->xdp->detach();
   d->stop.store(true);
   for (auto& w : d->workers) w->thread.join();
-  if (http) {
-    http->stop();
-    http_thread.join();
-  }
+  metrics_endpoint.reset();
   GatewaySnapshot last = d->snapshot();
   spdlog::info("stopped: {}", summary_line(last, GatewaySnapshot{}, 0));
   return exit_code;

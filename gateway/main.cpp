@@ -33,6 +33,15 @@ std::optional<gw::GatewayConfig> load_or_report(const std::string& path) {
   }
 }
 
+// Where this config's flow tables live when syngate runs in this network namespace.
+std::string state_dir_of(const gw::GatewayConfig& c) {
+  try {
+    return gw::instance_dir(c.state_dir, gw::this_instance(c.instance));
+  } catch (const std::exception&) {
+    return c.state_dir + "/" + c.instance + ".netns-INODE";
+  }
+}
+
 int cmd_check(const std::string& path) {
   const auto loaded = load_or_report(path);
   if (!loaded) return 2;
@@ -47,6 +56,14 @@ int cmd_check(const std::string& path) {
       return 2;
     }
   }
+  if (!c.state_dir.empty()) {
+    try {
+      gw::check_state_dir(c.state_dir);
+    } catch (const std::exception& e) {
+      std::cerr << "error: " << path << ": gateway.state_dir: " << e.what() << "\n";
+      return 2;
+    }
+  }
   std::cout << "ok: " << path << "\n";
   for (const auto& s : c.services) {
     std::cout << "  service " << (s.v6 ? "[" + s.address + "]" : s.address) << ":" << s.port << "\n";
@@ -57,7 +74,10 @@ int cmd_check(const std::string& path) {
             << "\n  metrics "
             << (c.metrics_port ? c.metrics_host + ":" + std::to_string(c.metrics_port) : std::string("off"))
             << ", secrets " << c.secret_file
-            << (stat(c.secret_file.c_str(), &st) == 0 ? "" : " (created on first run)") << "\n";
+            << (stat(c.secret_file.c_str(), &st) == 0 ? "" : " (created on first run)") << "\n  flow tables "
+            << (c.state_dir.empty() ? std::string("in memory only (lost on restart)")
+                                    : state_dir_of(c) + " (instance " + c.instance + " in this network namespace)")
+            << "\n";
   std::string interfaces;
   for (const auto& i : c.xdp_interfaces) interfaces += (interfaces.empty() ? "" : ",") + i;
   std::cout << "  xdp " << gw::to_string(c.xdp_mode) << " on "
@@ -72,7 +92,13 @@ int cmd_rules(const std::string& action, const std::string& path) {
   try {
     if (action == "up") {
       if (!c.state_dir.empty()) {
-        c.draining = gw::read_draining_services(c.state_dir);
+        try {
+          c.draining = gw::read_draining_services(c.state_dir, gw::this_instance(c.instance));
+        } catch (const std::exception& e) {
+          // The rules go up regardless: without the list, only a removed service's last flows
+          // lose their queueing.
+          std::cerr << "warning: draining services not read: " << e.what() << "\n";
+        }
         for (const auto& s : c.draining) {
           std::cout << "service " << s.address << ":" << s.port << " is draining: its flows stay queued\n";
         }

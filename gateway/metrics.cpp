@@ -108,19 +108,6 @@ class Writer {
   std::ostringstream out_;
 };
 
-std::string escape_label(std::string_view v) {
-  std::string out;
-  for (char c : v) {
-    if (c == '\\' || c == '"') out += '\\';
-    if (c == '\n') {
-      out += "\\n";
-      continue;
-    }
-    out += c;
-  }
-  return out;
-}
-
 }  // namespace
 
 std::string render_prometheus(const GatewaySnapshot& s) {
@@ -145,6 +132,9 @@ std::string render_prometheus(const GatewaySnapshot& s) {
       {"syngate_backend_syn_retries_total", "counter", "SYN retransmissions to backends that did not answer.", &EngineCounters::backend_syn_retries},
       {"syngate_established_total", "counter", "Flows whose backend handshake completed.", &EngineCounters::established},
       {"syngate_translated_total", "counter", "Packets of established flows rewritten (seq/ack/timestamps/window).", &EngineCounters::translated},
+      {"syngate_timestamps_supplied_total", "counter", "Segments to clients given the Timestamps option their backend does not send (the client was promised timestamps).", &EngineCounters::timestamps_supplied},
+      {"syngate_timestamps_not_supplied_total", "counter", "Segments to such clients left without one (no room, or an option syngate cannot keep).", &EngineCounters::timestamps_not_supplied},
+      {"syngate_rst_passed_in_window_total", "counter", "RSTs inside the receiver's window but not exact: passed on for the endpoint to judge, which answers with a challenge ACK (RFC 5961); the flow carries on.", &EngineCounters::rst_passed_in_window},
       {"syngate_passed_through_total", "counter", "Packets accepted untouched (not for a protected service).", &EngineCounters::passed_through},
       {"syngate_early_data_buffered_total", "counter", "Client data segments held until the backend answered.", &EngineCounters::early_data_buffered},
       {"syngate_flows_restored_total", "counter", "Flows taken over at start from the table the previous process left (restart, upgrade, crash).", &EngineCounters::flows_restored},
@@ -188,7 +178,7 @@ std::string render_prometheus(const GatewaySnapshot& s) {
            "backend_synack_consumed are normal work, not errors).");
   for (const auto& wk : s.workers) {
     for (size_t i = 0; i < static_cast<size_t>(DropReason::Count_); ++i) {
-      std::string extra = "reason=\"" + escape_label(to_string(static_cast<DropReason>(i))) + "\"";
+      std::string extra = "reason=\"" + prometheus_label_value(to_string(static_cast<DropReason>(i))) + "\"";
       w.worker("syngate_drops_total", wk, wk.engine.drops[i], extra.c_str());
     }
   }

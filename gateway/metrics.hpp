@@ -60,6 +60,23 @@ struct GatewaySnapshot {
 
 std::string render_prometheus(const GatewaySnapshot& s);
 
+// A label value as the exposition format writes it: backslash, double quote and newline escaped.
+// Every value that comes from outside (an interface name such as up"link, a driver) goes
+// through it, or one such name breaks every scrape.
+inline std::string prometheus_label_value(std::string_view v) {
+  std::string out;
+  out.reserve(v.size());
+  for (char c : v) {
+    if (c == '\n') {
+      out += "\\n";
+      continue;
+    }
+    if (c == '\\' || c == '"') out += '\\';
+    out += c;
+  }
+  return out;
+}
+
 // Totals over all workers (for the periodic log line and the tests).
 EngineCounters sum_engine(const std::vector<WorkerSnapshot>& workers);
 IntakeCounters sum_intake(const std::vector<WorkerSnapshot>& workers);

@@ -172,6 +172,9 @@ const std::vector<QueuedPacket>& NfQueue::receive(bool nonblocking, ReceiveStats
                   mnl_attr_get_payload_len(attr[NFQA_PAYLOAD])};
       }
       p.original_length = static_cast<uint32_t>(p.data.size());
+      // The payload is the message's last attribute (nfnetlink_queue puts it there) and the
+      // message has the slot to itself: what follows it in the slot is free.
+      p.capacity = p.data.empty() ? 0 : static_cast<size_t>(base + opt_.slot_bytes - p.data.data());
       if (attr[NFQA_CAP_LEN]) {
         p.original_length = ntohl(mnl_attr_get_u32(attr[NFQA_CAP_LEN]));
         p.truncated = p.original_length > p.data.size();

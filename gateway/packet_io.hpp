@@ -14,6 +14,7 @@ namespace syngate::gw {
 struct QueuedPacket {
   uint32_t id = 0;
   std::span<uint8_t> data;  // the (possibly truncated) packet, in our receive buffer: mutable
+  size_t capacity = 0;      // bytes writable from data.data() (>= data.size()): room to grow into
   uint32_t original_length = 0;
   bool truncated = false;
   bool checksum_ready = true;  // false: NFQA_SKB_CSUMNOTREADY

@@ -217,6 +217,7 @@ StatusReport build_status(const Scrape& prev, const Scrape& now, uint32_t max_fl
   std::map<std::string, WorkerStatus> workers;  // by worker label
   std::map<std::string, QueueStatus> queues;    // by queue label
   std::map<std::string, double> worker_packets_delta;
+  std::map<std::string, double> capacity;  // flows each flow worker's table holds, as the daemon says
   for (const auto& m : now.samples) {
     if (m.name.rfind("syngate_", 0) != 0) continue;
     any_syngate = true;
@@ -244,6 +245,8 @@ StatusReport build_status(const Scrape& prev, const Scrape& now, uint32_t max_fl
       w->flows_created_rate = rate;
     } else if (w && m.name == "syngate_flows_active") {
       w->flows_active = static_cast<uint64_t>(m.value);
+    } else if (w && m.name == "syngate_flow_table_capacity") {
+      capacity[worker] = m.value;
     } else if (w && m.name == "syngate_drops_total") {
       CounterStatus& d = r.drops[label(m, "reason")];
       d.total += m.value;
@@ -284,7 +287,7 @@ StatusReport build_status(const Scrape& prev, const Scrape& now, uint32_t max_fl
   std::vector<std::string> worker_ids;
   for (const auto& [id, w] : workers) worker_ids.push_back(id);
   std::sort(worker_ids.begin(), worker_ids.end(), less_numeric);
-  uint64_t flow_workers = 0;
+  double total_capacity = 0;
   for (const auto& id : worker_ids) {
     WorkerStatus w = workers[id];
     auto q = queues.find(w.queue);
@@ -292,9 +295,14 @@ StatusReport build_status(const Scrape& prev, const Scrape& now, uint32_t max_fl
       q->second.kind = w.kind;
       w.queue_waiting = q->second.waiting;
     }
+    // The running daemon's own table size first: the configuration may have changed since it
+    // started, and without --config status knows no other.
+    double table_size = 0;
     if (w.kind == "flow") {
-      ++flow_workers;
-      if (max_flows > 0) w.table_use = static_cast<double>(w.flows_active) / max_flows;
+      const auto c = capacity.find(id);
+      table_size = c != capacity.end() && c->second > 0 ? c->second : max_flows;
+      if (table_size > 0) w.table_use = static_cast<double>(w.flows_active) / table_size;
+      total_capacity += table_size;
     }
     w.stalled = w.queue_waiting > 0 && dt > 0 && worker_packets_delta[id] == 0;
     if (w.stalled) {
@@ -304,7 +312,7 @@ StatusReport build_status(const Scrape& prev, const Scrape& now, uint32_t max_fl
     }
     if (w.table_use && *w.table_use >= 0.9) {
       r.warnings.push_back("worker " + id + ": flow table " + fmt("%.0f", *w.table_use * 100) +
-                           "% full (engine.max_flows = " + std::to_string(max_flows) + ")");
+                           "% full (engine.max_flows = " + fmt("%.0f", table_size) + ")");
     }
     r.total.packets_rate += w.packets_rate;
     r.total.syn_rate += w.syn_rate;
@@ -316,9 +324,7 @@ StatusReport build_status(const Scrape& prev, const Scrape& now, uint32_t max_fl
     r.workers.push_back(std::move(w));
   }
   r.total.worker = "total";
-  if (max_flows > 0 && flow_workers > 0) {
-    r.total.table_use = static_cast<double>(r.total.flows_active) / (static_cast<double>(max_flows) * flow_workers);
-  }
+  if (total_capacity > 0) r.total.table_use = static_cast<double>(r.total.flows_active) / total_capacity;
 
   std::vector<std::string> queue_ids;
   for (const auto& [id, q] : queues) queue_ids.push_back(id);

@@ -80,8 +80,9 @@ struct StatusReport {
   std::vector<std::string> warnings;  // what needs the operator's attention, one line each
 };
 
-// Builds the report from two scrapes of one daemon (prev earlier than now). max_flows is the
-// flow-table size per flow worker from the configuration (0 when unknown). now_unix_s is the wall
+// Builds the report from two scrapes of one daemon (prev earlier than now). Table use divides by
+// the daemon's syngate_flow_table_capacity; max_flows, the flow-table size per flow worker from
+// the configuration (0 when unknown), stands in for a daemon that does not export it. now_unix_s is the wall
 // clock, for the uptime. Throws std::runtime_error if `now` holds no syngate metrics.
 StatusReport build_status(const Scrape& prev, const Scrape& now, uint32_t max_flows, double now_unix_s,
                           std::string endpoint);

@@ -1,18 +1,19 @@
 // `syngate status`: fetches the daemon's metrics twice and prints the report (status.hpp).
 #include "status_cmd.hpp"
 
-#include <httplib.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <csignal>
 #include <iostream>
 #include <thread>
 
 #include "config.hpp"
+#include "http_get.hpp"
 #include "status.hpp"
 
 namespace syngate::gw {
@@ -37,25 +38,29 @@ struct Fetched {
   Scrape scrape;
 };
 
+// Whatever answers at the address, a scrape ends within this and holds at most this much: a
+// daemon's metrics are tens of kilobytes, even with many workers.
+constexpr std::chrono::milliseconds kScrapeDeadline{5000};
+constexpr size_t kMaxMetricsBytes = 16 * 1024 * 1024;
+
 Fetched fetch(const std::string& host, uint16_t port) {
   Fetched f;
-  httplib::Client client(host, port);
-  client.set_connection_timeout(1, 0);
-  client.set_read_timeout(3, 0);
   f.scrape.time_s = monotonic_s();
-  auto res = client.Get("/metrics");
-  if (!res) {
-    f.result = FetchResult::Down;
-    f.reason = "no answer at the metrics address: " + httplib::to_string(res.error()) + " error";
+  const HttpGetResult res = http_get(host, port, "/metrics", kScrapeDeadline, kMaxMetricsBytes);
+  if (!res.ok) {
+    // No answer in time counts as down; an answer that is not HTTP, or too large, is not syngate.
+    const bool answered = res.connected && !res.timed_out;
+    f.result = answered ? FetchResult::NotSyngate : FetchResult::Down;
+    f.reason = (answered ? "" : "no answer at the metrics address: ") + res.error;
     return f;
   }
-  if (res->status != 200) {
+  if (res.status != 200) {
     f.result = FetchResult::NotSyngate;
-    f.reason = "GET /metrics answered HTTP " + std::to_string(res->status);
+    f.reason = "GET /metrics answered HTTP " + std::to_string(res.status);
     return f;
   }
   try {
-    f.scrape.samples = parse_prometheus_text(res->body);
+    f.scrape.samples = parse_prometheus_text(res.body);
   } catch (const MetricsParseError& e) {
     f.result = FetchResult::NotSyngate;
     f.reason = e.what();
@@ -84,14 +89,23 @@ CLI::App* add_status_subcommand(CLI::App& app, StatusOptions& o) {
       "per-worker rates (SYNs, cookies sent/valid/invalid, flows created), active flows and table\n"
       "use, drops by reason, kernel queue drops, the XDP fast path when present.\n"
       "Rates need two scrapes: a single run takes two one second apart; --watch S redraws every S s.\n"
-      "Exit codes: 0 up, 1 not running (nothing answers), 2 bad configuration or metrics off,\n"
-      "3 the address answers but not with syngate's metrics.");
+      "Each scrape gets 5 s and 16 MiB in all, whatever answers at the address.\n"
+      "Exit codes: 0 up, 1 not running (nothing answers, or not within 5 s), 2 bad configuration\n"
+      "or metrics off, 3 the address answers but not with syngate's metrics.");
   cmd->add_option("-c,--config", o.config,
-                  "TOML configuration: gateway.metrics_address and engine.max_flows come from it\n"
-                  "(default /etc/syngate/syngate.toml when it exists, else 127.0.0.1:9470)");
+                  "TOML configuration: gateway.metrics_address comes from it (default\n"
+                  "/etc/syngate/syngate.toml when it exists, else 127.0.0.1:9470); table use comes\n"
+                  "from the daemon's syngate_flow_table_capacity (engine.max_flows for an older daemon)");
   cmd->add_flag("--json", o.json, "One JSON object per screen (with --watch, one per line)");
   cmd->add_option("--watch", o.watch_s, "Redraw every S seconds (0.2 to 86400) until interrupted")
       ->type_name("S")
+      // CLI::Range lets NaN through (no comparison with it is true), and NaN never ends a sleep.
+      ->check(CLI::Validator(
+                  [](std::string& text) {
+                    const double v = std::strtod(text.c_str(), nullptr);
+                    return std::isfinite(v) ? std::string() : "needs a finite number of seconds, got " + text;
+                  },
+                  "", "finite"))
       ->check(CLI::Range(0.2, 86400.0));
   cmd->callback([&o]() {
     struct stat st;

@@ -34,19 +34,20 @@ size_t Worker::turn(bool draining) {
   heartbeat_.fetch_add(1, std::memory_order_relaxed);
   if (!started_) {
     started_ = true;
-    start(clock_());
+    start(clock_().timer_ns);
   }
   const std::vector<QueuedPacket>& batch = queue_.receive(draining, rx_);
   // Checked after the wait, not before: a batch that arrives after new secrets were published
   // must be handled with them, or SYN and flow workers would disagree on the key for up to one
   // receive timeout. The clock is read after the wait for the same reason.
   pick_up_shared_state();
-  const uint64_t now = clock_();
+  const EngineClock clock = clock_();
+  const uint64_t now = clock.timer_ns;
   const size_t packets = batch.size();
   if (packets != 0) {
     ++intake_.batches;
     for (const QueuedPacket& p : batch) {
-      handle(p, now);
+      handle(p, clock);
       after_packet();
     }
     flush_verdicts_then_packets();
@@ -76,7 +77,7 @@ void Worker::pick_up_shared_state() {
   }
 }
 
-void Worker::handle(const QueuedPacket& p, uint64_t now) {
+void Worker::handle(const QueuedPacket& p, const EngineClock& now) {
   if (p.truncated) {
     // A partial copy must never be re-injected, and the engine cannot translate what it cannot
     // see: drop, the sender retransmits (retransmissions are not aggregated by GRO).
@@ -101,7 +102,7 @@ void Worker::handle(const QueuedPacket& p, uint64_t now) {
     queue_.verdict_to_queue(p.id, static_cast<uint16_t>(setup_.queue + 1));
   } else if (d.verdict == Verdict::Accept && d.modified) {
     ++intake_.verdict_modified;
-    queue_.verdict_modified(p.id, p.data);
+    queue_.verdict_modified(p.id, d.length ? std::span<const uint8_t>(p.data.data(), d.length) : p.data);
   } else if (d.verdict == Verdict::Accept) {
     ++intake_.verdict_accept;
     queue_.verdict(p.id, true);
@@ -154,10 +155,10 @@ SynWorker::SynWorker(WorkerSetup setup, PacketQueue& queue, BatchSender& sender,
     : Worker(true, std::move(setup), queue, sender, secrets, policy, std::move(clock)),
       guard_(SynGuardConfig{setup_.engine.policy, setup_.engine.hash_key, setup_.engine.budget_share}) {}
 
-Decision SynWorker::decide(const QueuedPacket& p, uint64_t now) {
+Decision SynWorker::decide(const QueuedPacket& p, const EngineClock& now) {
   EngineCounters& c = counters_;
   ++c.packets;
-  SynVerdict v = guard_.decide(p.data, setup_.engine.services, now);
+  SynVerdict v = guard_.decide(p.data, setup_.engine.services, now.cookie_ns);
   auto drop = [&c](DropReason r) {
     ++c.drops[static_cast<size_t>(r)];
     return Decision{Verdict::Drop, false};
@@ -168,7 +169,7 @@ Decision SynWorker::decide(const QueuedPacket& p, uint64_t now) {
       return {Verdict::Accept, false};
     case SynAction::Answer:
       ++c.syn_received;
-      if (answer_syn(v.parsed.packet, jar_, setup_.engine, now, sender_)) ++c.cookies_sent;
+      if (answer_syn(v.parsed.packet, jar_, setup_.engine, now.cookie_ns, sender_)) ++c.cookies_sent;
       return drop(DropReason::SynAnswered);
     case SynAction::Drop:
       return drop(drop_reason(v.reason));
@@ -196,8 +197,8 @@ FlowWorker::FlowWorker(WorkerSetup setup, PacketQueue& queue, BatchSender& sende
   set_flow_table_size(engine_->memory_bytes(), engine_->config().max_flows);
 }
 
-Decision FlowWorker::decide(const QueuedPacket& p, uint64_t now) {
-  return engine_->process(p.data, now, sender_, p.checksum_ready);
+Decision FlowWorker::decide(const QueuedPacket& p, const EngineClock& now) {
+  return engine_->process(p.data, now, sender_, p.checksum_ready, p.capacity);
 }
 
 // Emitted packets follow the verdicts of the packets before them, so that e.g. data the engine

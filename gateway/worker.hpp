@@ -24,8 +24,9 @@
 
 namespace syngate::gw {
 
-// The clock a worker reads after each wait for packets (the daemon's CLOCK_TAI in ns).
-using WorkerClock = std::function<uint64_t()>;
+// The clocks a worker reads after each wait for packets: the daemon's CLOCK_TAI for cookies,
+// CLOCK_MONOTONIC for timers (EngineClock says why).
+using WorkerClock = std::function<EngineClock()>;
 
 struct WorkerSetup {
   unsigned id = 0;
@@ -70,7 +71,7 @@ class Worker {
          SharedPolicy& policy, WorkerClock clock);
 
   // The kind's answer to one whole packet; may throw (the packet then gets the fail-mode verdict).
-  virtual Decision decide(const QueuedPacket& p, uint64_t now) = 0;
+  virtual Decision decide(const QueuedPacket& p, const EngineClock& now) = 0;
   virtual void count_truncated() {}
   // After each packet's verdict was given (not yet flushed).
   virtual void after_packet() {}
@@ -95,7 +96,7 @@ class Worker {
 
  private:
   void pick_up_shared_state();
-  void handle(const QueuedPacket& p, uint64_t now);
+  void handle(const QueuedPacket& p, const EngineClock& now);
 
   const bool syn_only_;
   SharedSecrets& secrets_;
@@ -122,7 +123,7 @@ class SynWorker final : public Worker {
             SharedPolicy& policy, WorkerClock clock);
 
  private:
-  Decision decide(const QueuedPacket& p, uint64_t now) override;
+  Decision decide(const QueuedPacket& p, const EngineClock& now) override;
   void count_truncated() override { ++counters_.packets; }
   void use_policy(const std::shared_ptr<const SourcePolicy>& policy, const std::vector<Service>& services) override;
   EngineCounters counters() const override { return counters_; }
@@ -145,7 +146,7 @@ class FlowWorker final : public Worker {
   Engine& engine() noexcept { return *engine_; }
 
  private:
-  Decision decide(const QueuedPacket& p, uint64_t now) override;
+  Decision decide(const QueuedPacket& p, const EngineClock& now) override;
   void after_packet() override;
   void start(uint64_t now) override;
   void periodic(uint64_t now) override;

@@ -2,6 +2,7 @@
 // bpftool or libbpf at build time) Program's constructor refuses with the reason and the daemon
 // runs as an NFQUEUE gateway only.
 #include "xdp.hpp"
+#include "metrics.hpp"
 
 #include <linux/ethtool.h>
 #include <linux/sockios.h>
@@ -198,8 +199,8 @@ std::string FastPath::render_metrics() const {
   out << "# HELP syngate_xdp_attached XDP attachments of syngate's program, by interface, mode and driver.\n"
          "# TYPE syngate_xdp_attached gauge\n";
   for (const auto& a : program_->attachments()) {
-    out << "syngate_xdp_attached{interface=\"" << a.interface << "\",mode=\"" << to_string(a.mode)
-        << "\",driver=\"" << a.driver << "\"} 1\n";
+    out << "syngate_xdp_attached{interface=\"" << gw::prometheus_label_value(a.interface) << "\",mode=\""
+        << to_string(a.mode) << "\",driver=\"" << gw::prometheus_label_value(a.driver) << "\"} 1\n";
   }
   out << "# HELP syngate_xdp_packets_total Packets the XDP fast path decided, by outcome (summed over CPUs).\n"
          "# TYPE syngate_xdp_packets_total counter\n";
@@ -279,6 +280,9 @@ struct Program::Impl {
   std::vector<Service> services;
   std::vector<sg_xdp_prefix_key> prefixes;
   mutable std::mutex attach_mutex;
+  // Flow workers add and remove flows from their own threads; a reference count is a
+  // read-modify-write of the map value.
+  std::mutex flows_mutex;
   struct Link {
     Attachment info;
     int fd = -1;
@@ -405,15 +409,38 @@ void Program::set_prefixes(const PrefixSet& prefixes) {
   impl_->prefixes = std::move(keys);
 }
 
+// The key's value counts the flow tables that hold the flow. A copy that one worker imported but
+// never sees packets for expires as idle there; removing it must not delete the key the live
+// copy in another worker needs, whether or not a worker ever sees that flow's packets.
 bool Program::add_flow(const FlowTuple& t) noexcept {
   const sg_xdp_flow_key k = flow_key(t);
-  const uint8_t one = 1;
-  return bpf_map_update_elem(impl_->map_fd(impl_->skel->maps.sg_flows), &k, &one, BPF_ANY) == 0;
+  const int fd = impl_->map_fd(impl_->skel->maps.sg_flows);
+  std::lock_guard lock(impl_->flows_mutex);
+  uint32_t holders = 0;
+  if (bpf_map_lookup_elem(fd, &k, &holders) != 0) holders = 0;
+  ++holders;
+  return bpf_map_update_elem(fd, &k, &holders, BPF_ANY) == 0;
 }
 
 void Program::remove_flow(const FlowTuple& t) noexcept {
   const sg_xdp_flow_key k = flow_key(t);
-  bpf_map_delete_elem(impl_->map_fd(impl_->skel->maps.sg_flows), &k);
+  const int fd = impl_->map_fd(impl_->skel->maps.sg_flows);
+  std::lock_guard lock(impl_->flows_mutex);
+  uint32_t holders = 0;
+  if (bpf_map_lookup_elem(fd, &k, &holders) != 0) return;
+  if (holders > 1) {
+    --holders;
+    bpf_map_update_elem(fd, &k, &holders, BPF_EXIST);
+  } else {
+    bpf_map_delete_elem(fd, &k);
+  }
+}
+
+uint32_t Program::flow_holders(const FlowTuple& t) const noexcept {
+  const sg_xdp_flow_key k = flow_key(t);
+  uint32_t holders = 0;
+  if (bpf_map_lookup_elem(impl_->map_fd(impl_->skel->maps.sg_flows), &k, &holders) != 0) return 0;
+  return holders;
 }
 
 Counters Program::counters() const {
@@ -517,6 +544,7 @@ void Program::set_prefixes(const PrefixSet&) {}
 ReasonCounters Program::reasons() const { return {}; }
 bool Program::add_flow(const FlowTuple&) noexcept { return false; }
 void Program::remove_flow(const FlowTuple&) noexcept {}
+uint32_t Program::flow_holders(const FlowTuple&) const noexcept { return 0; }
 Counters Program::counters() const { return {}; }
 int Program::program_fd() const noexcept { return -1; }
 bool Program::attach(const std::string&, AttachMode, std::string* why) {

@@ -82,9 +82,13 @@ class Program {
   void set_services(const std::vector<Service>& services);
   // Replaces the policy's allow/deny prefixes (new ones in first, then stale ones out).
   void set_prefixes(const PrefixSet& prefixes);
-  // The engine's flows (client -> server). Thread-safe (one syscall each).
+  // The engine's flows (client -> server). Thread-safe.
+  // Every flow table that holds the flow adds it once and removes it once: the key stays while
+  // any table holds the flow (see xdp.cpp).
   bool add_flow(const FlowTuple& t) noexcept;
   void remove_flow(const FlowTuple& t) noexcept;
+  // How many flow tables hold the flow (0: not in the map).
+  uint32_t flow_holders(const FlowTuple& t) const noexcept;
 
   Counters counters() const;
   ReasonCounters reasons() const;

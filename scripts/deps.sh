@@ -5,7 +5,7 @@ packages=(
   build-essential cmake pkg-config clang libclang-rt-dev libbpf-dev bpftool
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   libnetfilter-queue-dev libmnl-dev libtomlplusplus-dev libspdlog-dev libsodium-dev
-  libcli11-dev libpcap-dev libsystemd-dev libcpp-httplib-dev nlohmann-json3-dev
+  libcli11-dev libpcap-dev libsystemd-dev nlohmann-json3-dev
   iproute2 iptables conntrack nginx-light curl apache2-utils iperf3 tcpdump ethtool gnuplot-nox procps python3
   lintian file man-db prometheus
 )

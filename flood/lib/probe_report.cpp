@@ -135,4 +135,19 @@ std::string to_text(const ProbeReport& r) {
   return out;
 }
 
+std::string probe_failure(const ProbeReport& r, std::optional<double> min_success_pct) {
+  if (r.attempted == 0) return "no connection finished";
+  char buf[160];
+  if (!min_success_pct) {
+    if (r.succeeded > 0) return "";
+    std::snprintf(buf, sizeof buf,
+                  "none of the %llu connections succeeded (--min-success 0 reports without failing)",
+                  static_cast<unsigned long long>(r.attempted));
+    return buf;
+  }
+  if (r.success_pct >= *min_success_pct) return "";
+  std::snprintf(buf, sizeof buf, "%.2f%% succeeded, below --min-success %.2f%%", r.success_pct, *min_success_pct);
+  return buf;
+}
+
 }  // namespace syngate::flood

@@ -4,6 +4,7 @@
 
 #include <array>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -66,5 +67,11 @@ struct ProbeReport {
 ProbeReport summarize_probe(const ProbeConfig& config, const std::vector<Attempt>& attempts, double elapsed_s);
 nlohmann::json to_json(const ProbeReport& r);
 std::string to_text(const ProbeReport& r);
+
+// Why the run counts as failed (exit 1), or "" when it passed. Without --min-success a run in
+// which no connection succeeded fails, as ping and curl -f do when the target never answers;
+// --min-success PCT asks for at least PCT percent instead (0: report only, for runs that
+// expect every connection to fail).
+std::string probe_failure(const ProbeReport& r, std::optional<double> min_success_pct);
 
 }  // namespace syngate::flood

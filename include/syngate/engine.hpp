@@ -77,9 +77,22 @@ struct EngineConfig {
 // (only with EngineConfig::icmp_next_queue).
 enum class Verdict : uint8_t { Accept, Drop, NextQueue };
 
+// The two clocks the engine reads. Cookies and the TSvals of our SYN-ACKs count on a clock that
+// machines sharing a secrets file agree on (the daemon: CLOCK_TAI, as the XDP fast path); flow
+// timers on one that never steps (CLOCK_MONOTONIC), so that setting the wall clock forward
+// cannot expire every flow at once. Tests and tools that need only one pass a single value.
+struct EngineClock {
+  uint64_t cookie_ns = 0;
+  uint64_t timer_ns = 0;
+  constexpr EngineClock() = default;
+  constexpr EngineClock(uint64_t both_ns) noexcept : cookie_ns(both_ns), timer_ns(both_ns) {}  // NOLINT: implicit
+  constexpr EngineClock(uint64_t cookie, uint64_t timer) noexcept : cookie_ns(cookie), timer_ns(timer) {}
+};
+
 struct Decision {
   Verdict verdict = Verdict::Accept;
   bool modified = false;  // the packet was rewritten in place: hand the new bytes to the kernel
+  uint32_t length = 0;    // when modified and it grew (within the capacity given): its new length
 };
 
 // Receives the packets the engine wants on the wire (full IP packets). The bytes are valid only
@@ -115,6 +128,7 @@ enum class DropReason : uint8_t {
   BackendTimeout,       // backend never answered: RST sent to the client
   BackendReset,         // backend RST during handshake: RST sent to the client
   StaleSegment,         // segment for a flow that cannot take it (e.g. client data before ack)
+  RstOutOfWindow,       // RST whose sequence number is outside the receiver's window: a blind guess
   IcmpNoFlow,           // ICMP error quoting a service's segment that no established flow
                         // explains (in SynSent only our own SYN has crossed)
   Count_
@@ -140,6 +154,13 @@ struct EngineCounters {
   uint64_t backend_syn_retries = 0;
   uint64_t established = 0;
   uint64_t translated = 0;  // packets rewritten on an established flow
+  // RSTs inside the receiver's window but not exact (RFC 5961 3.2): passed on for the endpoint to
+  // judge (it answers with a challenge ACK); the flow carries on.
+  uint64_t rst_passed_in_window = 0;
+  // Segments to a client that was promised timestamps its backend lacks: given one by syngate,
+  // or not (no room: the flow's backend was told the full MSS, or an option syngate cannot keep).
+  uint64_t timestamps_supplied = 0;
+  uint64_t timestamps_not_supplied = 0;
   uint64_t passed_through = 0;  // packets for services we do not protect, accepted untouched
   uint64_t early_data_buffered = 0;
   // ICMP errors about TCP segments (icmp.hpp): quote translated for its endpoint; handed to the
@@ -170,12 +191,14 @@ class Engine {
 
   // One packet as it crossed the hook. `checksum_ready=false` when the kernel handed it over
   // with its checksum not yet computed (NFQA_SKB_CSUMNOTREADY): a rewrite then recomputes it.
-  Decision process(std::span<uint8_t> packet, uint64_t now_ns, PacketSink& sink,
-                   bool checksum_ready = true);
+  // `capacity`: bytes writable from packet.data() (at least packet.size()); a segment may grow
+  // into them (Decision::length), e.g. by the timestamps a backend lacks.
+  Decision process(std::span<uint8_t> packet, const EngineClock& now, PacketSink& sink,
+                   bool checksum_ready = true, size_t capacity = 0);
 
   // Runs timers due at now_ns: backend SYN retries, idle and linger expiry. Call it at least a
   // few times a second; cost is proportional to the timers that fire.
-  void advance(uint64_t now_ns, PacketSink& sink);
+  void advance(const EngineClock& now, PacketSink& sink);
 
   // New cookie secrets (rotation or reload); flows in progress are not affected.
   void set_cookies(const CookieJar& cookies);
@@ -198,8 +221,9 @@ class Engine {
                                            uint64_t boot_id);
   const RestoreReport& restore_report() const noexcept;
   // Copies the live flows of a saved table that cannot be used in place (other sizes, another
-  // worker's shard) into this engine, as far as they fit. Flows already present are skipped.
-  RestoreReport import_state(std::span<const uint8_t> region, uint64_t boot_id);
+  // worker's shard, an older release's layout) into this engine, as far as they fit. Flows
+  // already present are skipped. `now`: older layouts kept their stamps on another clock.
+  RestoreReport import_state(std::span<const uint8_t> region, uint64_t boot_id, const EngineClock& now);
   // Every flow's client -> service tuple (e.g. to refill a fast path's flow map after a restart).
   void for_each_flow(const std::function<void(const FlowTuple&)>& fn) const;
 

@@ -71,8 +71,9 @@ enum ListId : uint8_t {
 };
 
 
-// One proxied connection. Kept to 96 bytes: with its hash bucket and per-source accounting a
-// flow costs at most 128 bytes of the fixed budget.
+// One proxied connection: 128 bytes, so that with its hash bucket and per-source accounting a
+// flow costs at most 160 bytes of the fixed budget. The layout is saved in the table files
+// (kStateVersion in flow_table.cpp): a change needs a new version and an import of the old one.
 struct Flow {
   FlowTuple key;            // client -> backend, 36 bytes
   uint32_t hash_next;       // chain in the flow hash
@@ -83,7 +84,7 @@ struct Flow {
   uint32_t delta;           // backend ISN - cookie ISN
   uint32_t tsoff;           // backend TSval - our TSval; before the backend answers: our SYN-ACK TSval
   uint32_t client_tsval;    // newest TSval seen from the client
-  uint32_t stamp_ms;        // last activity; in SynSent, when the current SYN was sent
+  uint32_t stamp_ms;        // last activity (timer clock); in SynSent, when the current SYN was sent
   uint32_t client_fin_seq;  // sequence number of the client's FIN
   uint32_t server_fin_seq;  // sequence number of the server's FIN, in the backend's space
   // In SynSent the early-data slot (or kNone); afterwards, when the flow joined its timer list.
@@ -91,6 +92,14 @@ struct Flow {
     uint32_t early_slot;
     uint32_t queued_ms;
   };
+  // What each end has sent and acknowledged, for the RST check (flow_spec.h, sg_rst_check):
+  // client space for the client's sequence numbers, backend space for the server's.
+  uint32_t client_next;     // highest client seq + length
+  uint32_t server_next;     // highest server seq + length (backend space)
+  uint32_t client_acked;    // highest ack from the client, in backend space
+  uint32_t server_acked;    // highest ack from the server
+  uint32_t client_wnd;      // the client's last window, bytes
+  uint32_t server_wnd;      // the server's last window, bytes
   uint16_t mss;             // decoded from the cookie
   uint16_t client_window;   // window field of the client's cookie ACK (client-scaled)
   uint16_t early_len;
@@ -100,8 +109,20 @@ struct Flow {
   uint8_t client_ws;        // kNoWscale when the client did not scale
   uint8_t backend_ws;
   uint8_t bits;
+  uint8_t seen;             // which ends the tracking fields above hold (kSeenClient, kSeenServer)
+  uint8_t announced_ws;     // the shift our SYN-ACK announced to this client: a reload never changes it
+  uint8_t supply;           // what syngate supplies that the backend lacks (kSupply* bits)
+  uint8_t reserved[5];
 };
-static_assert(sizeof(Flow) <= 96, "flow entry grew past its memory budget");
+static_assert(sizeof(Flow) == 128, "flow entry size is part of the saved table layout");
+inline constexpr uint8_t kSeenClient = 1 << 0;
+inline constexpr uint8_t kSeenServer = 1 << 1;
+// The backend was told an MSS 12 bytes short of the client's, leaving room for a Timestamps
+// option in every segment it sends.
+inline constexpr uint8_t kSupplyRoomForTimestamps = 1 << 0;
+// The client was promised timestamps and the backend answered without: syngate adds them to
+// every segment to the client (flow.tsoff then holds the last TSval it sent).
+inline constexpr uint8_t kSupplyTimestamps = 1 << 1;
 
 struct SourceEntry {
   Address address;
@@ -160,8 +181,13 @@ class FlowTable {
                                      uint64_t boot_id);
   const RestoreReport& restore_report() const noexcept { return restored; }
   // Copies the live entries of another table (another layout, or another shard) into this one,
-  // as far as they fit. Entries already present are skipped.
-  RestoreReport import_from(std::span<const uint8_t> region, uint64_t boot_id);
+  // as far as they fit. Entries already present are skipped. A table of an older release is
+  // converted: what its entries lack comes from `older`.
+  struct OlderLayout {
+    uint32_t now_ms = 0;         // timer clock now: older tables' stamps were on another clock
+    uint8_t announced_wscale = 7;  // older entries did not record the shift their client was told
+  };
+  RestoreReport import_from(std::span<const uint8_t> region, uint64_t boot_id, const OlderLayout& older);
 
   // ---- for the proxy: lookup, lifetime, edits ----------------------------------------------
   uint32_t find(const FlowTuple& key) const;

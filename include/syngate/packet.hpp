@@ -226,6 +226,13 @@ size_t build_window_update(std::span<uint8_t> out, const FlowTuple& t, uint32_t 
 size_t build_rst(std::span<uint8_t> out, const FlowTuple& t, uint32_t seq, uint32_t ack,
                  bool with_ack) noexcept;
 
+// Adds a Timestamps option to the TCP segment in buffer[0, length) (a data segment or pure ACK
+// whose only options are SACK blocks; SACK blocks beyond the three that then fit are left out),
+// moving its payload, fixing the IP length and the IPv4 header checksum and recomputing the TCP
+// checksum in full. Returns the new length, or 0 (nothing changed) when the buffer lacks the room,
+// the segment already has timestamps, or carries an option that could not be written back.
+size_t insert_timestamps(std::span<uint8_t> buffer, size_t length, uint32_t tsval, uint32_t tsecr) noexcept;
+
 // Sequence-space comparisons that hold across 32-bit wraparound (RFC 1982 style).
 constexpr bool seq_before(uint32_t a, uint32_t b) noexcept { return static_cast<int32_t>(a - b) < 0; }
 constexpr bool seq_after(uint32_t a, uint32_t b) noexcept { return static_cast<int32_t>(a - b) > 0; }

@@ -100,6 +100,18 @@ TEST_P(IcmpThroughEngine, AnErrorToTheClientQuotesWhatTheClientSent) {
   EXPECT_EQ(counters().icmp_translated, 1u);
 }
 
+// A backend without timestamps: syngate supplies them to the client and passes the client's TSecr
+// on untranslated, so a quote of the client's segment keeps its TSecr too.
+TEST_P(IcmpThroughEngine, SuppliedTimestampsAreNotTranslatedInAQuote) {
+  c.backend_synack_opts.has_timestamps = false;
+  establish(c);
+  auto [sent, forwarded] = client_data();
+  Bytes err = too_big(forwarded, c.c2s.src);
+  feed(err);
+  EXPECT_EQ(quoted_header(err, tcp_header(sent).size()), tcp_header(sent));
+  EXPECT_EQ(icmp_checksum_residue(err), 0);
+}
+
 TEST_P(IcmpThroughEngine, AnErrorIsNoSignOfLife) {
   establish(c);
   auto [sent, forwarded] = backend_data();

@@ -9,6 +9,8 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <fstream>
+#include <iterator>
 #include <random>
 
 #include "engine_harness.hpp"
@@ -121,7 +123,7 @@ TEST_F(PersistTest, ImplausibleEntriesAreDropped) {
   engine.reset();
   // Scribble over the whole flow entry area: nothing it holds may be used blindly.
   const size_t header = 128;
-  for (size_t i = header; i < header + 96; ++i) region[i] = 0x5a;
+  for (size_t i = header; i < header + Engine::flow_entry_bytes(); ++i) region[i] = 0x5a;
   start_on(region);
   EXPECT_EQ(engine->restore_report().restored, 0u);
   EXPECT_EQ(engine->restore_report().dropped_invalid, 1u);
@@ -142,7 +144,7 @@ TEST_F(PersistTest, OtherSizesImportWhatFits) {
   EXPECT_FALSE(Engine::state_incompatibility(region, cfg, kBoot).empty());
   std::vector<uint8_t> fresh;
   start_on(fresh);
-  RestoreReport r = engine->import_state(region, kBoot);
+  RestoreReport r = engine->import_state(region, kBoot, now);
   EXPECT_TRUE(r.attached) << r.reason;
   EXPECT_EQ(r.restored, 4u);
   EXPECT_EQ(r.dropped_no_room, 2u);
@@ -158,7 +160,89 @@ TEST_F(PersistTest, OtherSizesImportWhatFits) {
   }
   EXPECT_EQ(same, 4u);
   // Importing the same table again adds nothing: flows already present are skipped.
-  EXPECT_EQ(engine->import_state(region, kBoot).restored, 0u);
+  EXPECT_EQ(engine->import_state(region, kBoot, now).restored, 0u);
+}
+
+// An upgrade keeps every connection: a table saved by the release before the layout changed
+// (version 2, written by 901d793's engine: tests/engine/fixtures, made with the harness of this
+// file) is imported, and its flows translate exactly as that engine translated them.
+TEST_F(PersistTest, ATableOfTheReleaseBeforeIsImported) {
+  auto slurp = [](const char* name) {
+    std::ifstream in(std::string(SYNGATE_ENGINE_FIXTURE_DIR) + "/" + name, std::ios::binary);
+    return Bytes(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  };
+  const Bytes old_table = slurp("flows-v2-901d793.bin");
+  const Bytes expected = slurp("flows-v2-901d793.expect");
+  ASSERT_FALSE(old_table.empty());
+  ASSERT_FALSE(expected.empty());
+  cfg.max_flows = 16;
+  cfg.early_data_slots = 4;
+  cfg.early_data_bytes = 256;
+  EXPECT_NE(Engine::state_incompatibility(old_table, cfg, kBoot), "") << "not usable in place: another layout";
+  std::vector<uint8_t> fresh;
+  start_on(fresh);
+  RestoreReport r = engine->import_state(old_table, kBoot, now);
+  ASSERT_TRUE(r.attached) << r.reason;
+  EXPECT_EQ(r.restored, 4u) << "three established or closing flows and one handshake";
+  EXPECT_EQ(r.dropped_invalid + r.dropped_torn, 0u);
+  // The same segments the old engine translated (see the fixture's writer), in the same order.
+  Conn a = Conn::v4(1000);
+  Conn b = Conn::v6(1001);
+  b.client_syn_opts = TcpOptions{};
+  b.client_syn_opts.has_mss = true;
+  b.client_syn_opts.mss = 1440;
+  b.backend_synack_opts = b.client_syn_opts;
+  Conn c = Conn::v4(1002);
+  Conn d = Conn::v4(1003);
+  // The cookies were made under the fixture's fixed secrets and clock: learn them again.
+  for (Conn* k : {&a, &b, &c, &d}) {
+    sink.clear();
+    feed(k->syn());
+    Seen synack(sink.packets.at(0));
+    k->cookie_isn = synack.pkt.seq();
+    k->synack_tsval = synack.pkt.options().tsval;
+  }
+  sink.clear();
+  std::vector<Bytes> got;
+  for (Conn* k : {&a, &b, &d}) {
+    SegmentSpec s{.tuple = k->c2s.reversed(), .seq = k->backend_isn + 1, .ack = k->client_isn + 1,
+                  .flags = tcp_flag::ACK | tcp_flag::PSH, .window = 500};
+    if (k->client_has_ts()) {
+      s.options.has_timestamps = true;
+      s.options.tsval = k->backend_ts + 10;
+      s.options.tsecr = 1001;
+    }
+    const Bytes data = {'h', 'i'};
+    s.payload = data;
+    Bytes p = make(s);
+    EXPECT_TRUE(feed(p).modified);
+    got.push_back(p);
+    SegmentSpec t{.tuple = k->c2s, .seq = k->client_isn + 1, .ack = k->cookie_isn + 3, .flags = tcp_flag::ACK,
+                  .window = 400, .options = k->client_ts_opts(1600)};
+    if (k->client_has_ts()) {
+      t.options.sack_count = 1;
+      t.options.sack[0] = {k->cookie_isn + 10, k->cookie_isn + 20};
+    }
+    Bytes q = make(t);
+    EXPECT_TRUE(feed(q).modified);
+    got.push_back(q);
+  }
+  Bytes synack = c.backend_synack(c.synack_tsval);
+  feed(synack);
+  for (auto& p : sink.packets) got.push_back(p);
+  std::vector<Bytes> want;
+  for (size_t off = 0; off + 4 <= expected.size();) {
+    uint32_t n;
+    std::memcpy(&n, expected.data() + off, 4);
+    want.emplace_back(expected.begin() + off + 4, expected.begin() + off + 4 + n);
+    off += 4 + n;
+  }
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t i = 0; i < want.size(); ++i) EXPECT_EQ(got[i], want[i]) << "packet " << i;
+  // Imported flows got fresh timer stamps (the old ones were on another clock): they expire
+  // after a full idle period from now, not at once.
+  engine->advance(now + kSecond, sink);
+  EXPECT_EQ(counters().flows_active, 4u);
 }
 
 TEST_F(PersistTest, AKilledProcessLeavesATableTheNextStartCanUse) {

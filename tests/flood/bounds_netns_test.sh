@@ -167,8 +167,14 @@ sleep 1  # carrier back
 rc=0; out=$(ip netns exec "$tx" "$bin" probe --target 10.77.0.2:8081 --count 5 --concurrency 5 --timeout-ms 1000 --min-success 50 --json) || rc=$?
 echo "$out (exit $rc)"
 [ "$rc" = 1 ] || fail "a probe with 0 of 5 successes and --min-success 50 exited $rc"
-rc=0; ip netns exec "$tx" "$bin" probe --target 10.77.0.2:8081 --count 5 --concurrency 5 --timeout-ms 1000 >/dev/null || rc=$?
-[ "$rc" = 0 ] || fail "a probe without --min-success exited $rc"
+# A target that never answers is a failure by default, as for ping and curl -f.
+rc=0; out=$(ip netns exec "$tx" "$bin" probe --target 10.77.0.2:8081 --count 5 --concurrency 5 --timeout-ms 1000 --json 2>"$tmp/err") || rc=$?
+echo "$out (exit $rc)"
+[ "$rc" = 1 ] || fail "a probe with 0 of 5 successes and no --min-success exited $rc"
+jget "$out" '["error"]' | grep -q "none of the 5 connections succeeded" || fail "no total-failure error in the JSON"
+grep -q "none of the 5 connections succeeded" "$tmp/err" || fail "no total-failure error on stderr"
+rc=0; ip netns exec "$tx" "$bin" probe --target 10.77.0.2:8081 --count 5 --concurrency 5 --timeout-ms 1000 --min-success 0 >/dev/null || rc=$?
+[ "$rc" = 0 ] || fail "a probe with --min-success 0 (report only) exited $rc"
 out=$(ip netns exec "$tx" "$bin" syn --target 10.77.0.2:80 --rate 0 --count 10 --json)
 [ "$(jget "$out" '["error"]')" = None ] || fail "a clean flood reports an error"
 

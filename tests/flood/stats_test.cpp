@@ -70,3 +70,26 @@ TEST(Probe, SummaryCountsSuccessAndFailuresSeparately) {
   EXPECT_EQ(j["check"], "http");
   EXPECT_EQ(j["first_byte_ms"]["p50"], 5.0);
 }
+
+// A run in which the target never answered fails by default, as ping and curl -f do;
+// --min-success sets the bar instead, and 0 only reports.
+TEST(Probe, TotalFailureFailsUnlessMinSuccessSaysOtherwise) {
+  ProbeConfig cfg;
+  cfg.target = "10.10.3.2:80";
+  std::vector<Attempt> none(5);
+  for (auto& a : none) a.failure = Failure::Refused;
+  const auto dead = summarize_probe(cfg, none, 1.0);
+  EXPECT_NE(probe_failure(dead, std::nullopt).find("none of the 5 connections succeeded"), std::string::npos)
+      << probe_failure(dead, std::nullopt);
+  EXPECT_EQ(probe_failure(dead, 0.0), "");
+  EXPECT_NE(probe_failure(dead, 50.0), "");
+
+  std::vector<Attempt> one(5, none[0]);
+  one[0] = {Failure::None, 1.0, -1};
+  const auto weak = summarize_probe(cfg, one, 1.0);
+  EXPECT_EQ(probe_failure(weak, std::nullopt), "");
+  EXPECT_NE(probe_failure(weak, 50.0).find("20.00% succeeded, below --min-success 50.00%"), std::string::npos);
+  EXPECT_EQ(probe_failure(weak, 20.0), "");
+
+  EXPECT_EQ(probe_failure(summarize_probe(cfg, {}, 0.0), 0.0), "no connection finished");
+}

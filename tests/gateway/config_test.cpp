@@ -268,6 +268,28 @@ allow = ["10.0.0.0/8"])"));
   EXPECT_EQ(e.key(), "policy");
 }
 
+// The XDP fast path's policy map holds 65,536 prefixes (allow and deny together); one more made
+// the map update fail at start and left the whole fast path off, with only a warning in the log.
+TEST(Policy, ListsBeyondTheFastPathMapAreRefusedUnlessXdpIsOff) {
+  std::string deny = "deny = [";
+  for (int a = 0; a < 256; ++a) {
+    for (int b = 0; b < 256; ++b) deny += "\"10." + std::to_string(a) + "." + std::to_string(b) + ".0/24\",";
+  }
+  deny += "]\n";
+  const std::string full = std::string(kMinimal) + "[policy]\n" + deny;
+  EXPECT_EQ(parse_config(full, "t.toml").engine.policy->prefixes.size(), 65536u);
+
+  const std::string over = full + "allow = [\"192.0.2.0/24\"]\n";
+  ConfigError e = error_of(over);
+  EXPECT_EQ(e.key(), "policy");
+  EXPECT_NE(e.reason().find("65537 prefixes"), std::string::npos) << e.what();
+  EXPECT_NE(e.reason().find("at most 65536"), std::string::npos) << e.what();
+  EXPECT_NE(e.reason().find("mode = \"off\""), std::string::npos) << e.what();
+
+  // Without the fast path the NFQUEUE engine's own table has no such bound.
+  EXPECT_EQ(parse_config(over + "[xdp]\nmode = \"off\"\n", "t.toml").engine.policy->prefixes.size(), 65537u);
+}
+
 // ---- hash keys -------------------------------------------------------------------------------
 
 TEST(HashKeys, EveryWorkerGetsFreshRandomKeys) {
@@ -286,4 +308,23 @@ TEST(HashKeys, EveryWorkerGetsFreshRandomKeys) {
   }
   EXPECT_EQ(seeds.size(), 32u);
   EXPECT_EQ(keys.size(), 32u);
+}
+
+TEST(Config, InstanceIsTheConfigFileNameUnlessSet) {
+  EXPECT_EQ(parse_config(kMinimal, "/etc/syngate/syngate.toml").instance, "syngate");
+  EXPECT_EQ(parse_config(kMinimal, "/etc/syngate/edge.toml").instance, "edge");
+  EXPECT_EQ(parse_config(kMinimal, "edge.v6.toml").instance, "edge.v6");
+  EXPECT_EQ(parse_config(kMinimal, "/etc/syngate/my gw.conf").instance, "my_gw.conf");
+  EXPECT_EQ(syngate::gw::default_instance_name("/etc/syngate/.toml"), "_toml");
+  EXPECT_EQ(syngate::gw::default_instance_name(""), "syngate");
+  EXPECT_EQ(parse_config(with_gateway("instance = \"edge@ns1\""), "/etc/syngate/syngate.toml").instance, "edge@ns1");
+  EXPECT_EQ(error_of(with_gateway("instance = \"\"")).key(), "gateway.instance");
+  EXPECT_EQ(error_of(with_gateway("instance = \"../x\"")).key(), "gateway.instance");
+  EXPECT_EQ(error_of(with_gateway("instance = \".hidden\"")).key(), "gateway.instance");
+  // Another instance name is another state directory: only a new process can move to it.
+  GatewayConfig a = parse_config(kMinimal, "/etc/syngate/a.toml");
+  GatewayConfig b = parse_config(kMinimal, "/etc/syngate/b.toml");
+  auto changes = non_reloadable_changes(a, b);
+  ASSERT_EQ(changes.size(), 1u);
+  EXPECT_EQ(changes[0], "gateway.instance");
 }

@@ -106,8 +106,9 @@ socket.socket(socket.AF_INET6, socket.SOCK_DGRAM).sendto(b"x", (sys.argv[1], 9))
 # Each router's route toward its endpoint has a 1280-byte MTU: a 1280-byte link seen from the
 # router, in that direction only (the interfaces stay at 1500, so the endpoints announce and
 # expect 1500). Locked, because IPv6 forwarding honours only a locked route MTU; IPv6 routes
-# replaced at the kernel's metric (256), or the kernel's own route would stay first. Packets larger than that toward cli make rcl answer "fragmentation needed" /
-# "packet too big" to their sender through the gateway; toward srv, rsv does.
+# replaced at the kernel's metric (256), or the kernel's own route would stay first. Packets
+# larger than that toward cli make rcl answer "fragmentation needed" / "packet too big" to their
+# sender through the gateway; toward srv, rsv does.
 lab_up_routed() {
   NS_RCL="sgrc$LAB_ID"; NS_RSV="sgrs$LAB_ID"
   LAB_EXTRA_NS=("$NS_RCL" "$NS_RSV")
@@ -168,17 +169,24 @@ socket.socket(socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET, socket.
   done
 }
 
+# Kills what the test started and deletes its namespaces (the lab can then come up again, fresh).
+lab_reset() {
+  local pid ns
+  for pid in "${LAB_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  sleep 0.2
+  for pid in "${LAB_PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+  # anything still running inside our namespaces was started by this test
+  for ns in "$NS_CLI" "$NS_GW" "$NS_SRV" "$NS_ATK" "${LAB_EXTRA_NS[@]}"; do
+    for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null || true; done
+  done
+  for ns in "$NS_CLI" "$NS_GW" "$NS_SRV" "$NS_ATK" "${LAB_EXTRA_NS[@]}"; do ip netns del "$ns" 2>/dev/null || true; done
+  LAB_PIDS=()
+}
+
 lab_down() {
   local rc=$?
   set +e
-  for pid in "${LAB_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null; done
-  sleep 0.2
-  for pid in "${LAB_PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null; done
-  # anything still running inside our namespaces was started by this test
-  for ns in "$NS_CLI" "$NS_GW" "$NS_SRV" "$NS_ATK" "${LAB_EXTRA_NS[@]}"; do
-    for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null; done
-  done
-  for ns in "$NS_CLI" "$NS_GW" "$NS_SRV" "$NS_ATK" "${LAB_EXTRA_NS[@]}"; do ip netns del "$ns" 2>/dev/null; done
+  lab_reset
   if [[ $rc != 0 && -f $LAB_DIR/syngate.log ]]; then
     echo "---- syngate log (tail) ----"; tail -n 40 "$LAB_DIR/syngate.log"
   fi
@@ -323,6 +331,12 @@ start_syngate() {
     sleep 0.05
   done
   fail "syngate did not start: $(cat "$LAB_DIR/syngate.log")"
+}
+
+# The gateway's own state directory: gateway.state_dir/INSTANCE.netns-INODE (the instance is the
+# config file's name: syngate), as gateway/flow_state.hpp lays it out.
+state_instance_dir() {
+  echo "$LAB_DIR/state/${1:-syngate}.netns-$(in_ns "$NS_GW" stat -Lc %i /proc/self/ns/net)"
 }
 
 metrics() { in_ns "$NS_GW" curl -s --max-time 2 http://127.0.0.1:9470/metrics; }

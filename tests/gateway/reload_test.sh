@@ -79,11 +79,12 @@ pass "a 3 MiB download across the reload and the rules update arrived intact"
 
 log "the removed service's flows end; it stops draining"
 # The old connection closed; its flow lingers 1 s, then goes; the daemon prunes every 5 s.
+draining=$(state_instance_dir)/draining-services
 for _ in $(seq 60); do
-  [[ -e $LAB_DIR/state/draining-services && ! -s $LAB_DIR/state/draining-services ]] && break
+  [[ -e $draining && ! -s $draining ]] && break
   sleep 0.25
 done
-[[ ! -s $LAB_DIR/state/draining-services ]] || fail "still draining after 15 s: $(cat "$LAB_DIR/state/draining-services")"
+[[ ! -s $draining ]] || fail "still draining after 15 s: $(cat "$draining")"
 in_ns "$NS_GW" "$SYNGATE_BIN" rules up --config "$LAB_DIR/syngate.toml" > /dev/null
 queue_rules | grep -q -- "--dport 7000" && fail "rules for 7000 remain after it drained"
 pass "drained: rules up removed the last rules of 7000"

@@ -472,7 +472,7 @@ class ThrowingWorker final : public Worker {
       : Worker(false, std::move(setup), q, s, sec, pol, std::move(clock)), std_exception_(std_exception) {}
 
  private:
-  Decision decide(const QueuedPacket&, uint64_t) override {
+  Decision decide(const QueuedPacket&, const EngineClock&) override {
     if (std_exception_) throw std::runtime_error("engine bug");
     throw 42;
   }

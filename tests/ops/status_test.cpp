@@ -207,6 +207,44 @@ TEST(StatusReport, WarnsAboutStuckWorkersFlowQueueDropsAndFullTables) {
   }
 }
 
+// Without --config, status knew no table size and showed "?" for table use; the daemon exports
+// its own (syngate_flow_table_capacity), which is also right after a reload changed the file.
+TEST(StatusReport, TableUseFromTheDaemonsOwnCapacity) {
+  const std::string capacity = "syngate_flow_table_capacity{worker=\"0\",kind=\"flow\",queue=\"8\"} 1000\n";
+  const StatusReport r = build_status(scrape_of(daemon_text(500, 0, 0, 1000, capacity), 10),
+                                      scrape_of(daemon_text(900, 0, 0, 1000, capacity), 12), 0, 2000, "x");
+  ASSERT_EQ(r.workers.size(), 1u);
+  ASSERT_TRUE(r.workers[0].table_use);
+  EXPECT_DOUBLE_EQ(*r.workers[0].table_use, 0.95);
+  ASSERT_TRUE(r.total.table_use);
+  EXPECT_DOUBLE_EQ(*r.total.table_use, 0.95);
+  std::string all;
+  for (const auto& w : r.warnings) all += w + "\n";
+  EXPECT_NE(all.find("flow table 95% full (engine.max_flows = 1000)"), std::string::npos) << all;
+  // The daemon's figure wins over a configuration that says otherwise.
+  const StatusReport c = build_status(scrape_of(daemon_text(500, 0, 0, 1000, capacity), 10),
+                                      scrape_of(daemon_text(900, 0, 0, 1000, capacity), 12), 4000, 2000, "x");
+  EXPECT_DOUBLE_EQ(*c.workers[0].table_use, 0.95);
+}
+
+// An interface named up"link broke every scrape: the writer left the quote bare. Written through
+// prometheus_label_value, the name comes back whole.
+TEST(StatusParse, LabelValuesWithQuotesAndBackslashesRoundTrip) {
+  const std::string name = "up\"link\\x";
+  const std::string text = daemon_text(1, 0, 0, 1, "syngate_xdp_attached{interface=\"" + prometheus_label_value(name) +
+                                                       "\",mode=\"native\"} 1\n");
+  const Scrape s = scrape_of(text, 0);
+  bool found = false;
+  for (const auto& m : s.samples) {
+    if (m.name != "syngate_xdp_attached") continue;
+    found = true;
+    EXPECT_EQ(m.labels.at("interface"), name);
+    EXPECT_EQ(m.labels.at("mode"), "native");
+  }
+  EXPECT_TRUE(found);
+  EXPECT_EQ(prometheus_label_value("a\nb"), "a\\nb");
+}
+
 TEST(StatusReport, RestartCountsFromZero) {
   const Scrape a = scrape_of(daemon_text(5000, 0, 0, 1000), 10);
   const Scrape b = scrape_of(daemon_text(300, 0, 0, 1005), 11);

@@ -40,7 +40,7 @@ if [[ $part == contents ]]; then
   # path and mode of every file, as "MODE PATH"
   dpkg-deb -c "$deb" | awk '{ p = $6; sub(/^\./, "", p); sub(/\/$/, "", p); print p; print $1 " " p > "/dev/stderr" }' \
     > "$work/files" 2> "$work/modes"
-  for f in /usr/sbin/syngate /usr/sbin/tcptune /usr/bin/synflood /lib/systemd/system/syngate.service \
+  for f in /usr/sbin/syngate /usr/sbin/tcptune /usr/bin/synflood /lib/systemd/system/syngate.service /lib/systemd/system/syngate@.service \
            /etc/syngate/syngate.toml /usr/share/man/man8/syngate.8.gz /usr/share/man/man8/tcptune.8.gz \
            /usr/share/man/man1/synflood.1.gz /usr/share/doc/syngate/copyright \
            /usr/share/doc/syngate/changelog.Debian.gz /usr/share/doc/syngate/README.md \
@@ -56,7 +56,7 @@ if [[ $part == contents ]]; then
   grep -qx -- '-rwxr-xr-x /usr/sbin/syngate' "$work/modes" || fail "syngate mode: $(grep sbin/syngate "$work/modes")"
   grep -qx -- '-rw-r--r-- /etc/syngate/syngate.toml' "$work/modes" || fail "conffile mode"
   # Nothing else sneaks in (test programs, headers, static libraries).
-  unexpected=$(grep -vE '^(/usr/(sbin|bin)/(syngate|tcptune|synflood)|/etc(/syngate(/syngate.toml)?)?|/lib(/systemd(/system(/syngate.service)?)?)?|/usr(/sbin|/bin|/share(/man(/man[18](/(syngate|tcptune).8.gz|/synflood.1.gz)?)?|/doc(/syngate(/.*)?)?|/tcptune(/profiles(/[a-z-]+\.toml)?)?|/lintian(/overrides(/syngate)?)?)?)?|)$' "$work/files" || true)
+  unexpected=$(grep -vE '^(/usr/(sbin|bin)/(syngate|tcptune|synflood)|/etc(/syngate(/syngate.toml)?)?|/lib(/systemd(/system(/syngate@?.service)?)?)?|/usr(/sbin|/bin|/share(/man(/man[18](/(syngate|tcptune).8.gz|/synflood.1.gz)?)?|/doc(/syngate(/.*)?)?|/tcptune(/profiles(/[a-z-]+\.toml)?)?|/lintian(/overrides(/syngate)?)?)?)?|)$' "$work/files" || true)
   [[ -z $unexpected ]] || fail "unexpected files in the package: $unexpected"
   # Binaries are stripped (lintian would say so too, as an error).
   dpkg-deb -x "$deb" "$work/root"

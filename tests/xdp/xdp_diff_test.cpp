@@ -527,6 +527,32 @@ TEST_F(XdpDiff, FlowsPassRstAndFlaglessSegmentsWithoutAFlowDrop) {
   EXPECT_EQ(run_xdp(ethernet(build(s), 0, nullptr)).action, static_cast<uint32_t>(XDP_PASS));
 }
 
+// After a change in the number of flow queues every worker imports every saved flow; the copies
+// a worker never sees packets for expire there as idle. Freeing such a copy must not delete the
+// key the live copy needs: the map counts the tables holding each flow.
+TEST_F(XdpDiff, AFlowStaysInTheMapWhileAnyTableHoldsIt) {
+  Segment s;
+  s.src = addr("198.18.1.2").bytes;
+  s.dst = addr("10.77.0.2").bytes;
+  s.sport = 40001;
+  s.seq = 1000;
+  s.ack = 2000;
+  s.flags = tcp_flag::ACK;
+  const FlowTuple t{addr("198.18.1.2"), addr("10.77.0.2"), 40001, 47001};
+  ASSERT_TRUE(program_->add_flow(t));  // worker A's live copy
+  ASSERT_TRUE(program_->add_flow(t));  // worker B's imported copy
+  EXPECT_EQ(program_->flow_holders(t), 2u);
+  program_->remove_flow(t);  // B's copy expires as idle
+  EXPECT_EQ(program_->flow_holders(t), 1u);
+  EXPECT_EQ(run_xdp(ethernet(build(s), 0, nullptr)).action, static_cast<uint32_t>(XDP_PASS))
+      << "the live copy's packets must still pass";
+  program_->remove_flow(t);  // the connection ends
+  EXPECT_EQ(program_->flow_holders(t), 0u);
+  EXPECT_EQ(run_xdp(ethernet(build(s), 0, nullptr)).action, static_cast<uint32_t>(XDP_DROP));
+  program_->remove_flow(t);  // a stray extra free changes nothing
+  EXPECT_EQ(program_->flow_holders(t), 0u);
+}
+
 TEST_F(XdpDiff, OtherTrafficPassesUntouched) {
   Segment s;
   s.src = addr("198.18.1.1").bytes;
@@ -586,6 +612,27 @@ TEST_F(XdpDiff, SourcePolicyDeniesAndAllowsAsTheEngineDoes) {
   EXPECT_GT(denied, 150);       // IPv4 outside 198.18.7.0/24 but inside the denied /16
   EXPECT_GT(not_allowed, 100);  // IPv4 in 198.19/16 and IPv6 outside 2001:2::/48
   EXPECT_GT(answered, 300);
+}
+
+// The policy map holds SG_XDP_MAX_PREFIXES prefixes, the bound `syngate check` enforces (a
+// longer list made the map update fail at start and left the whole fast path off): all of them
+// load, one more does not.
+TEST_F(XdpDiff, PolicyMapHoldsTheCheckedLimitAndNoMore) {
+  auto fill = [](size_t count) {
+    auto p = std::make_shared<SourcePolicy>();
+    for (size_t i = 0; i < count; ++i) {
+      const std::string text = "10." + std::to_string(i >> 16 & 255) + "." + std::to_string(i >> 8 & 255) + "." +
+                               std::to_string(i & 255) + "/32";
+      p->add(*Prefix::parse(text), /*deny=*/true);
+    }
+    return p;
+  };
+  const auto full = fill(SG_XDP_MAX_PREFIXES);
+  ASSERT_EQ(full->prefixes.size(), size_t{SG_XDP_MAX_PREFIXES});
+  EXPECT_NO_THROW(program_->set_prefixes(full->prefixes));
+  const auto over = fill(SG_XDP_MAX_PREFIXES + 1);
+  EXPECT_THROW(program_->set_prefixes(over->prefixes), std::runtime_error);
+  program_->set_prefixes(PrefixSet{});  // the next tests start from an empty map
 }
 
 TEST_F(XdpDiff, BackscatterBudgetStopsAtTheLimitPerPrefixAndSecond) {
