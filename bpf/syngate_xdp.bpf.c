@@ -108,6 +108,18 @@ struct {
   __type(value, __u8);
 } sg_prefixes SEC(".maps");
 
+/* Sources that proved themselves (syn_rules.h), written here when a cookie ACK validates, read
+ * when their SYNs come: shared by all CPUs, so a proven source's budget is the address limit
+ * whichever CPU its packets land on. Only a valid cookie ACK inserts: a SYN never does, so a
+ * flood cannot push proven sources out. Updates race between CPUs without atomics: a lost update
+ * miscounts one SYN-ACK, never lets a source through that is not proven. */
+struct {
+  __uint(type, BPF_MAP_TYPE_LRU_HASH);
+  __uint(max_entries, SG_XDP_PROVEN_ENTRIES);
+  __type(key, struct sg_xdp_proven_key);
+  __type(value, struct sg_proven);
+} sg_proven SEC(".maps");
+
 /* Backscatter budget cells (sg_budget_cell packed: second low, used high), per CPU: each CPU holds
  * its share of the budget, as each NFQUEUE worker does in the engine. */
 struct {
@@ -245,17 +257,24 @@ static __always_inline struct sg_cookie_flow cookie_flow(const struct parsed* p)
 }
 
 /* Steps 3 and 4 of the SYN decision (syn_rules.h): the source policy, then the backscatter
- * budget of the source's /24 (/48), taken only by a SYN that got this far. */
+ * budget sg_budget_of names (the source's own when it proved itself, else its /24's or /48's),
+ * taken only by a SYN that got this far. */
 static __always_inline int refuse_source(const struct parsed* p, const struct sg_xdp_config* cfg) {
   if (cfg->has_prefixes || cfg->allow_list) {
-    struct sg_xdp_prefix_key k;
-    k.prefixlen = 128;
+    struct sg_xdp_prefix_key k = {};
+    k.prefixlen = sg_policy_key_length(128);
+    k.family = p->v6 ? SG_POLICY_FAMILY_V6 : SG_POLICY_FAMILY_V4;
     __builtin_memcpy(k.addr, p->key.src, 16);
     const __u8* m = bpf_map_lookup_elem(&sg_prefixes, &k);
     const enum sg_reason why = sg_policy_verdict(m ? (enum sg_policy_match)*m : SG_POLICY_NO_MATCH, cfg->allow_list);
     if (why != SG_OK) return why;
   }
-  if (cfg->synack_limit == 0) return SG_OK;
+  if (cfg->synack_limit == 0 && cfg->synack_address_limit == 0) return SG_OK;
+  const __u32 now_s = (__u32)(now_ns(cfg) / 1000000000ull);
+  struct sg_proven* proven = bpf_map_lookup_elem(&sg_proven, p->key.src);
+  if (proven && sg_budget_of(proven, now_s) == SG_BUDGET_ADDRESS) {
+    return sg_budget_take(&proven->unanswered, now_s, cfg->synack_address_limit) ? SG_OK : SG_R_BACKSCATTER_BUDGET;
+  }
   __u8 group[16];
   __builtin_memcpy(group, p->key.src, 16);
   /* Keep 96 + 24 bits of an IPv4 address, 48 of an IPv6 one. */
@@ -268,7 +287,7 @@ static __always_inline int refuse_source(const struct parsed* p, const struct sg
   __u64* packed = bpf_map_lookup_elem(&sg_budget, &cell);
   if (!packed) return SG_OK;
   struct sg_budget_cell c = {(__u32)*packed, (__u32)(*packed >> 32)};
-  const int ok = sg_budget_take(&c, (__u32)(now_ns(cfg) / 1000000000ull), cfg->synack_limit);
+  const int ok = sg_budget_take(&c, now_s, cfg->synack_limit);
   *packed = (__u64)c.second | (__u64)c.used << 32;
   return ok ? SG_OK : SG_R_BACKSCATTER_BUDGET;
 }
@@ -383,13 +402,50 @@ static __noinline int answer_syn(struct xdp_md* ctx, struct parsed* p, const str
   return XDP_TX;
 }
 
+/* A valid cookie ACK: its source receives at its address (syn_rules.h: sg_source_proved). */
+static __always_inline void source_proved(const __u8* src, __u32 now_s) {
+  struct sg_proven* entry = bpf_map_lookup_elem(&sg_proven, src);
+  if (entry) {
+    sg_source_proved(entry, 1, now_s);
+    return;
+  }
+  struct sg_proven fresh = {};
+  sg_source_proved(&fresh, 0, now_s);
+  bpf_map_update_elem(&sg_proven, src, &fresh, BPF_ANY);
+}
+
+/* An ACK on a tuple the engine holds a flow for may still answer a SYN-ACK sent here: a client
+ * that reuses its port while its closed flow lingers starts a new handshake on that tuple, and
+ * the engine takes its cookie ACK over the old flow. Unless it is given back here, every such
+ * SYN-ACK would count as unanswered, and a busy client that cycles through its ports would spend
+ * its budget on connections it completed. Checked only while the source has SYN-ACKs outstanding
+ * this second, so the traffic of established flows costs no cookie check. */
+static __always_inline void answered_over_flow(const struct parsed* p, const struct sg_xdp_config* cfg, __u32 seq,
+                                               __u32 ack) {
+  if (p->flags & SG_TCP_RST) return;
+  struct sg_proven* entry = bpf_map_lookup_elem(&sg_proven, p->key.src);
+  if (!entry) return;
+  const __u64 now = now_ns(cfg);
+  const __u32 now_s = (__u32)(now / 1000000000ull);
+  if (entry->unanswered.second != now_s || entry->unanswered.used == 0) return;
+  const struct sg_cookie_secrets* secrets = current_secrets();
+  if (!secrets) return;
+  const struct sg_cookie_flow cf = cookie_flow(p);
+  if (sg_cookie_check(secrets, &cf, seq - 1, ack - 1, sg_cookie_counter(now))) sg_source_proved(entry, 1, now_s);
+}
+
 static __noinline int check_no_flow(struct parsed* p, const struct sg_xdp_config* cfg, __u32 seq, __u32 ack) {
-  if (bpf_map_lookup_elem(&sg_flows, &p->key)) return pass_as(SG_XDP_FLOW_PASSED);
+  if (bpf_map_lookup_elem(&sg_flows, &p->key)) {
+    answered_over_flow(p, cfg, seq, ack);
+    return pass_as(SG_XDP_FLOW_PASSED);
+  }
   if (p->flags & SG_TCP_RST) return drop_as(SG_XDP_NO_FLOW);
   const struct sg_cookie_secrets* secrets = current_secrets();
   if (!secrets) return pass_as(SG_XDP_PASSED_UNHANDLED);
   const struct sg_cookie_flow cf = cookie_flow(p);
-  if (sg_cookie_check(secrets, &cf, seq - 1, ack - 1, sg_cookie_counter(now_ns(cfg)))) {
+  const __u64 now = now_ns(cfg);
+  if (sg_cookie_check(secrets, &cf, seq - 1, ack - 1, sg_cookie_counter(now))) {
+    source_proved(p->key.src, (__u32)(now / 1000000000ull));
     return pass_as(SG_XDP_COOKIE_VALID);
   }
   return drop_as(SG_XDP_COOKIE_INVALID);

@@ -41,19 +41,32 @@ struct sg_xdp_config {
                             flow and no valid cookie may be dropped here */
   sg_u8 has_prefixes;    /* the policy map holds allow/deny prefixes */
   sg_u8 allow_list;      /* some prefix is an allow entry: sources matching none are refused */
-  sg_u32 synack_limit;   /* backscatter budget per CPU: SYN-ACKs per second per /24 (/48); 0 = none */
+  sg_u32 synack_limit;   /* backscatter budget per CPU: SYN-ACKs per second per /24 (/48) of
+                            unproven sources; 0 = none */
   sg_u8 budget_key[16];  /* SipHash key of the budget cells (random per process) */
+  sg_u32 synack_address_limit; /* unanswered SYN-ACKs per second to one proven source, over all
+                                  CPUs (the proven map is shared); 0 = none */
 };
 
 /* The policy map holds at most this many allow and deny prefixes together: a larger list would
  * not load, and the fast path would be off. `syngate check` refuses such a list. */
 #define SG_XDP_MAX_PREFIXES 65536
 
-/* A policy prefix: LPM trie key over the 128-bit Address form (an IPv4 /24 is 96 + 24). */
+/* A policy prefix: LPM trie key over the family tag and the 128-bit Address form, so that a
+ * prefix matches its own family only (syn_rules.h: SG_POLICY_FAMILY_V4). prefixlen is
+ * sg_policy_key_length(length): an IPv4 /24 is 8 + 96 + 24, an IPv6 ::/0 is 8. */
 struct sg_xdp_prefix_key {
   sg_u32 prefixlen;
+  sg_u8 family;   /* SG_POLICY_FAMILY_V4 or SG_POLICY_FAMILY_V6 */
+  sg_u8 addr[16];
+  sg_u8 pad[3];   /* zero */
+};
+
+/* A source that proved itself (syn_rules.h: struct sg_proven), keyed by its address. */
+struct sg_xdp_proven_key {
   sg_u8 addr[16];
 };
+#define SG_XDP_PROVEN_ENTRIES 65536
 
 #define SG_XDP_BUDGET_CELLS 16384 /* per CPU; a power of two */
 

@@ -85,6 +85,16 @@ constexpr uint8_t kServerFinAcked = 1 << 7;
 
 }  // namespace
 
+SynGuardConfig syn_guard_config(const EngineConfig& c) {
+  SynGuardConfig g;
+  g.policy = c.policy;
+  g.hash_key = c.hash_key;
+  g.budget_share = c.budget_share;
+  g.proven = c.proven_sources;
+  g.source_prefix_v6 = c.source_prefix_v6;
+  return g;
+}
+
 bool answer_syn(const TcpPacket& syn, const CookieJar& cookies, const EngineConfig& config,
                 uint64_t now_ns, PacketSink& sink) {
   if ((syn.flags() & (tcp_flag::SYN | tcp_flag::ACK | tcp_flag::RST | tcp_flag::FIN)) != tcp_flag::SYN) {
@@ -148,7 +158,7 @@ struct Engine::Impl {
       : cfg(normalized(c)),
         cookies(j),
         table(table_config(cfg), state),
-        guard(SynGuardConfig{c.policy, c.hash_key, c.budget_share}) {
+        guard(syn_guard_config(c)) {
     scratch.resize(kMaxHeadersLen + std::max<size_t>(cfg.early_data_bytes, 64));
   }
 
@@ -162,6 +172,7 @@ struct Engine::Impl {
     FlowTableConfig t;
     t.max_flows = c.max_flows;
     t.max_flows_per_source = c.max_flows_per_source;
+    t.source_prefix_v6 = c.source_prefix_v6;
     t.early_data_bytes = c.early_data_bytes;
     t.early_data_slots = c.early_data_slots;
     t.backend_syn_retries = c.backend_syn_retries;
@@ -277,6 +288,14 @@ struct Engine::Impl {
     f.client_acked = ack;
     f.client_wnd = window;
   }
+  // The RST check of one direction (flow_spec.h); counts what is passed on for the endpoint.
+  sg_rst_verdict judge_rst(const Flow& f, uint32_t seq, uint32_t sender_next, uint32_t receiver_acked,
+                           uint32_t receiver_window) {
+    const sg_rst_verdict v =
+        sg_rst_check(seq, sender_next, receiver_acked, receiver_window, (f.seen & kSeenBoth) == kSeenBoth);
+    if (v == SG_RST_CHALLENGE) ++counters.rst_passed_in_window;
+    return v;
+  }
   static void track_server(Flow& f, const TcpPacket& p) {
     const uint32_t window = sg_window_bytes(p.window(), shifts(f).server_sends);
     if (!(f.seen & kSeenServer)) {
@@ -333,12 +352,9 @@ struct Engine::Impl {
 
     bool ends_flow = false;
     if (rst) {
-      const int known = (f.seen & kSeenBoth) == kSeenBoth;
-      switch (sg_rst_check(p.seq(), f.client_next, f.server_acked, f.server_wnd, known)) {
-        case SG_RST_RESET: ends_flow = true; break;
-        case SG_RST_CHALLENGE: ++counters.rst_passed_in_window; break;
-        default: return drop(DropReason::RstOutOfWindow);
-      }
+      const sg_rst_verdict v = judge_rst(f, p.seq(), f.client_next, f.server_acked, f.server_wnd);
+      if (v == SG_RST_OUT_OF_WINDOW) return drop(DropReason::RstOutOfWindow);
+      ends_flow = v == SG_RST_RESET;
     } else {
       if (f.bits & bit::kTimestamps && p.options().has_timestamps) f.client_tsval = p.options().tsval;
       track_client(f, p);
@@ -389,6 +405,7 @@ struct Engine::Impl {
       return drop(DropReason::CookieInvalid);
     }
     ++counters.cookies_valid;
+    guard.source_proved(key.src, now.cookie_ns);
     if (!guard.take_new_flow(key.src, now.cookie_ns)) {
       ++counters.flows_refused;
       return drop(DropReason::NewFlowRate);
@@ -502,12 +519,9 @@ struct Engine::Impl {
     bool ends_flow = false;
     if (rst) {
       // Spoofed as the service or real: judged against what the client acknowledged and offered.
-      const int known = (f.seen & kSeenBoth) == kSeenBoth;
-      switch (sg_rst_check(p.seq(), f.server_next, f.client_acked, f.client_wnd, known)) {
-        case SG_RST_RESET: ends_flow = true; break;
-        case SG_RST_CHALLENGE: ++counters.rst_passed_in_window; break;
-        default: return drop(DropReason::RstOutOfWindow);
-      }
+      const sg_rst_verdict v = judge_rst(f, p.seq(), f.server_next, f.client_acked, f.client_wnd);
+      if (v == SG_RST_OUT_OF_WINDOW) return drop(DropReason::RstOutOfWindow);
+      ends_flow = v == SG_RST_RESET;
     } else {
       track_server(f, p);
       if (fl & tcp_flag::FIN) {

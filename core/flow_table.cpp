@@ -312,10 +312,12 @@ void FlowTable::list_append(uint32_t i, uint8_t id) {
 }
 
 // ---- per-source accounting ----------------------------------------------------------------
+// A source is a source_group: an IPv4 address, an IPv6 prefix (a /64 by default).
 uint32_t FlowTable::source_bucket(const Address& a) const { return static_cast<uint32_t>(hash_address(a, ~cfg.hash_seed)) & source_mask; }
 
-bool FlowTable::source_acquire(const Address& a) {
+bool FlowTable::source_acquire(const Address& source) {
   if (cfg.max_flows_per_source == 0) return true;
+  const Address a = source_group(source, cfg.source_prefix_v6);
   uint32_t& head = source_buckets[source_bucket(a)];
   for (uint32_t i = head; i != kNone; i = sources[i].next) {
     if (sources[i].address == a) {
@@ -333,8 +335,9 @@ bool FlowTable::source_acquire(const Address& a) {
 }
 
 // At start: a restored flow counts against its source whatever the limit is now.
-void FlowTable::source_acquire_unchecked(const Address& a) {
+void FlowTable::source_acquire_unchecked(const Address& source) {
   if (cfg.max_flows_per_source == 0) return;
+  const Address a = source_group(source, cfg.source_prefix_v6);
   uint32_t& head = source_buckets[source_bucket(a)];
   for (uint32_t i = head; i != kNone; i = sources[i].next) {
     if (sources[i].address == a) {
@@ -348,8 +351,9 @@ void FlowTable::source_acquire_unchecked(const Address& a) {
   head = i;
 }
 
-void FlowTable::source_release(const Address& a) {
+void FlowTable::source_release(const Address& source) {
   if (cfg.max_flows_per_source == 0) return;
+  const Address a = source_group(source, cfg.source_prefix_v6);
   uint32_t* link = &source_buckets[source_bucket(a)];
   while (*link != kNone) {
     SourceEntry& e = sources[*link];
@@ -396,7 +400,10 @@ uint32_t FlowTable::allocate_flow(const FlowTuple& key, uint32_t now) {
   // The source is checked first, so that a refused source never costs another client its
   // lingering flow.
   if (!source_acquire(key.src)) {
-    ++count_.refused_source_limit;
+    // With no room either, the table is what refused: a source at its limit in a full table
+    // would be refused all the same below its limit.
+    const bool table_full = free_head == kNone && lists[kListLinger].head == kNone;
+    ++(table_full ? count_.refused_table_full : count_.refused_source_limit);
     return kNone;
   }
   if (free_head == kNone) {

@@ -88,7 +88,13 @@ std::optional<Prefix> Prefix::parse(std::string_view text, std::string* error) {
 
 std::string Prefix::to_string() const { return address.to_string() + "/" + std::to_string(family_length()); }
 
-bool Prefix::contains(const Address& a) const noexcept { return mask_address(a, length) == address; }
+bool Prefix::contains(const Address& a) const noexcept {
+  return a.is_v4() == v4 && mask_address(a, length) == address;
+}
+
+Address source_group(const Address& a, uint8_t v6_prefix) noexcept {
+  return a.is_v4() ? a : mask_address(a, v6_prefix);
+}
 
 size_t PrefixSet::KeyHash::operator()(const Address& a) const noexcept {
   // Operator-written keys only (the policy file), so an unkeyed hash cannot be attacked here.
@@ -99,13 +105,14 @@ size_t PrefixSet::KeyHash::operator()(const Address& a) const noexcept {
 }
 
 void PrefixSet::insert(const Prefix& p, uint8_t value) {
-  auto it = std::find_if(by_length_.begin(), by_length_.end(), [&](const auto& e) { return e.first == p.length; });
+  auto level = [&](const Level& l) { return l.v4 == p.v4 && l.length == p.length; };
+  auto it = std::find_if(by_length_.begin(), by_length_.end(), level);
   if (it == by_length_.end()) {
-    by_length_.emplace_back(p.length, std::unordered_map<Address, uint8_t, KeyHash>{});
-    std::sort(by_length_.begin(), by_length_.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
-    it = std::find_if(by_length_.begin(), by_length_.end(), [&](const auto& e) { return e.first == p.length; });
+    by_length_.push_back({p.v4, p.length, {}});
+    std::sort(by_length_.begin(), by_length_.end(), [](const Level& a, const Level& b) { return a.length > b.length; });
+    it = std::find_if(by_length_.begin(), by_length_.end(), level);
   }
-  auto [slot, fresh] = it->second.insert_or_assign(p.address, value);
+  auto [slot, fresh] = it->map.insert_or_assign(p.address, value);
   (void)slot;
   if (fresh) {
     entries_.push_back({p, value});
@@ -117,9 +124,11 @@ void PrefixSet::insert(const Prefix& p, uint8_t value) {
 }
 
 std::optional<uint8_t> PrefixSet::longest_match(const Address& a) const noexcept {
-  for (const auto& [length, map] : by_length_) {
-    auto it = map.find(mask_address(a, length));
-    if (it != map.end()) return it->second;
+  const bool v4 = a.is_v4();
+  for (const Level& l : by_length_) {
+    if (l.v4 != v4) continue;
+    auto it = l.map.find(mask_address(a, l.length));
+    if (it != l.map.end()) return it->second;
   }
   return std::nullopt;
 }
@@ -156,6 +165,67 @@ bool BudgetTable::take(std::span<const uint8_t> key_bytes, uint32_t now_s, uint3
 
 size_t BudgetTable::memory_bytes() const noexcept { return cells_.size() * sizeof(uint64_t); }
 
+// ---- Proven sources --------------------------------------------------------------------------
+
+namespace {
+uint64_t pack(const sg_budget_cell& c) { return uint64_t{c.second} | uint64_t{c.used} << 32; }
+sg_budget_cell unpack(uint64_t v) { return {static_cast<uint32_t>(v), static_cast<uint32_t>(v >> 32)}; }
+}  // namespace
+
+ProvenSources::ProvenSources(size_t slots, const HashKey& key)
+    : slots_(round_up_pow2(std::max<size_t>(slots, 1))), key_(key), mask_(slots_.size() - 1) {}
+
+uint64_t ProvenSources::hash(const Address& a) const noexcept {
+  uint64_t h = 0;
+  crypto_shorthash_siphash24(reinterpret_cast<unsigned char*>(&h), a.bytes.data(), a.bytes.size(), key_.data());
+  return h;
+}
+
+// The slot is h's low bits; the owner tag its high 32 bits (never 0, which marks an empty slot).
+// Two sources with the same slot and tag would share an entry: 1 in 2^32 per slot, and with the
+// random key nobody can choose such a pair.
+static uint32_t tag_of(uint64_t h) { return static_cast<uint32_t>(h >> 32) | 1u; }
+
+ProvenSources::Take ProvenSources::take(const Address& a, uint32_t now_s, uint32_t limit) noexcept {
+  const uint64_t h = hash(a);
+  Slot& slot = slots_[h & mask_];
+  const uint64_t owner = slot.owner.load(std::memory_order_acquire);
+  sg_proven entry{static_cast<uint32_t>(owner), {}};
+  if (static_cast<uint32_t>(owner >> 32) != tag_of(h) || sg_budget_of(&entry, now_s) != SG_BUDGET_ADDRESS) {
+    return Take::NotProven;
+  }
+  uint64_t seen = slot.budget.load(std::memory_order_relaxed);
+  for (;;) {
+    sg_budget_cell cell = unpack(seen);
+    if (!sg_budget_take(&cell, now_s, limit)) return Take::Spent;
+    if (slot.budget.compare_exchange_weak(seen, pack(cell), std::memory_order_relaxed)) return Take::Taken;
+  }
+}
+
+void ProvenSources::prove(const Address& a, uint32_t now_s) noexcept {
+  const uint64_t h = hash(a);
+  Slot& slot = slots_[h & mask_];
+  const uint64_t owner = slot.owner.load(std::memory_order_acquire);
+  const bool known = static_cast<uint32_t>(owner >> 32) == tag_of(h);
+  uint64_t seen = slot.budget.load(std::memory_order_relaxed);
+  for (;;) {
+    sg_proven entry{static_cast<uint32_t>(owner), unpack(seen)};
+    sg_source_proved(&entry, known, now_s);
+    if (slot.budget.compare_exchange_weak(seen, pack(entry.unanswered), std::memory_order_relaxed)) {
+      // Published after its budget, so that a reader that sees the new owner sees that budget.
+      const uint64_t next = uint64_t{tag_of(h)} << 32 | entry.proven_s;
+      if (next != owner) slot.owner.store(next, std::memory_order_release);
+      return;
+    }
+  }
+}
+
+bool ProvenSources::proven(const Address& a, uint32_t now_s) const noexcept {
+  const uint64_t h = hash(a);
+  const uint64_t owner = slots_[h & mask_].owner.load(std::memory_order_acquire);
+  return static_cast<uint32_t>(owner >> 32) == tag_of(h) && sg_proof_current(static_cast<uint32_t>(owner), now_s);
+}
+
 // ---- The decision ----------------------------------------------------------------------------
 
 bool is_protected(std::span<const Service> services, const Address& a, uint16_t port) noexcept {
@@ -180,7 +250,11 @@ HashKey derived_key(HashKey k, uint8_t tweak) {
 SynGuard::SynGuard(SynGuardConfig config)
     : share_(std::max<uint32_t>(config.budget_share, 1)),
       prefix_budget_(config.budget_cells, derived_key(config.hash_key, 0x01)),
-      source_budget_(config.budget_cells, derived_key(config.hash_key, 0x02)) {
+      source_budget_(config.budget_cells, derived_key(config.hash_key, 0x02)),
+      proven_(config.proven ? std::move(config.proven)
+                            : std::make_shared<ProvenSources>(ProvenSources::kDefaultSlots,
+                                                              derived_key(config.hash_key, 0x03))),
+      source_prefix_v6_(config.source_prefix_v6) {
   set_policy(std::move(config.policy));
 }
 
@@ -192,7 +266,7 @@ void SynGuard::set_policy(std::shared_ptr<const SourcePolicy> policy) {
 }
 
 size_t SynGuard::memory_bytes() const noexcept {
-  return prefix_budget_.memory_bytes() + source_budget_.memory_bytes();
+  return prefix_budget_.memory_bytes() + source_budget_.memory_bytes() + proven_->memory_bytes();
 }
 
 SynVerdict SynGuard::decide(std::span<uint8_t> packet, std::span<const Service> services,
@@ -241,10 +315,16 @@ SynVerdict SynGuard::decide(std::span<uint8_t> packet, std::span<const Service> 
       return v;
     }
   }
-  if (synack_limit_ != 0) {
-    const Address group = mask_address(src, src.is_v4() ? 96 + SG_BUDGET_PREFIX_V4 : SG_BUDGET_PREFIX_V6);
+  if (synack_limit_ != 0 || pol.synack_per_address_per_s != 0) {
     const uint32_t now_s = static_cast<uint32_t>(now_ns / 1000000000ull);
-    if (!prefix_budget_.take(group.bytes, now_s, synack_limit_)) {
+    // The address budget is the whole gateway's (one shared table), never split between workers.
+    ProvenSources::Take own = proven_->take(src, now_s, pol.synack_per_address_per_s);
+    bool answered = own == ProvenSources::Take::Taken;
+    if (own == ProvenSources::Take::NotProven) {
+      const Address group = mask_address(src, src.is_v4() ? 96 + SG_BUDGET_PREFIX_V4 : SG_BUDGET_PREFIX_V6);
+      answered = prefix_budget_.take(group.bytes, now_s, synack_limit_);
+    }
+    if (!answered) {
       v.action = SynAction::Drop;
       v.reason = SynDropReason::BackscatterBudget;
       return v;
@@ -257,7 +337,12 @@ SynVerdict SynGuard::decide(std::span<uint8_t> packet, std::span<const Service> 
 bool SynGuard::take_new_flow(const Address& source, uint64_t now_ns) noexcept {
   const uint32_t limit = policy_->new_flows_per_source_per_s;
   if (limit == 0) return true;
-  return source_budget_.take(source.bytes, static_cast<uint32_t>(now_ns / 1000000000ull), limit);
+  const Address group = source_group(source, source_prefix_v6_);
+  return source_budget_.take(group.bytes, static_cast<uint32_t>(now_ns / 1000000000ull), limit);
+}
+
+void SynGuard::source_proved(const Address& source, uint64_t now_ns) noexcept {
+  proven_->prove(source, static_cast<uint32_t>(now_ns / 1000000000ull));
 }
 
 }  // namespace syngate

@@ -338,6 +338,7 @@ void parse_engine(const toml::table& t, GatewayConfig& c) {
   EngineConfig& e = c.engine;
   r.integer("max_flows", e.max_flows, 1, 1 << 26);
   r.integer("max_flows_per_source", e.max_flows_per_source, 0, kU32Max);
+  r.integer("source_prefix_v6", e.source_prefix_v6, 16, 128);
   r.integer("synack_window", e.synack_window, 1, 65535);
   r.integer("announced_wscale", e.announced_wscale, 0, kMaxWindowScale);
   r.boolean("announce_ecn", e.announce_ecn);
@@ -407,6 +408,7 @@ void parse_policy(const toml::table& t, GatewayConfig& c) {
     }
   }
   r.integer("synack_per_prefix_per_s", policy->synack_per_prefix_per_s, 0, kU32Max);
+  r.integer("synack_per_address_per_s", policy->synack_per_address_per_s, 0, kU32Max);
   r.integer("new_flows_per_source_per_s", policy->new_flows_per_source_per_s, 0, kU32Max);
   r.reject_unknown();
   c.engine.policy = std::move(policy);
@@ -432,12 +434,23 @@ void parse_services(const toml::node* node, GatewayConfig& c) {
     if (!canonical_address(text, s.address, s.v6)) {
       r.fail("address", "\"" + text + "\" is not an IPv4 or IPv6 address (names are not resolved)");
     }
+    // ::ffff:a.b.c.d never appears on a wire: the rules would match nothing, and the IPv4
+    // service it names would be installed under the wrong family.
+    if (s.v6 && !Address::parse(s.address)) {
+      r.fail("address", "\"" + text + "\" is an IPv4-mapped IPv6 address, which no packet carries; write the "
+                        "IPv4 address itself (\"" + s.address.substr(s.address.rfind(':') + 1) + "\")");
+    }
     const toml::node* p = r.find("port");
     if (!p) r.fail("port", "is required (1..65535)");
     r.integer("port", s.port, 1, 65535);
     r.reject_unknown();
+    // As addresses, not as text: 2001:db8::1 and 2001:DB8:0::1 are one service.
+    const Address address = *Address::parse(s.address);
     for (const ServiceEntry& other : c.services) {
-      if (other == s) r.fail("address", "duplicate service " + s.address + " port " + std::to_string(s.port));
+      if (other.port == s.port && Address::parse(other.address) == address) {
+        r.fail("address", "duplicate service " + s.address + " port " + std::to_string(s.port) +
+                              " (\"" + text + "\" is the same address as an earlier entry)");
+      }
     }
     c.services.push_back(s);
     ++i;
@@ -544,6 +557,7 @@ std::vector<std::string> non_reloadable_changes(const GatewayConfig& a, const Ga
   const EngineConfig& x = a.engine;
   const EngineConfig& y = b.engine;
   bool engine_differs = x.max_flows != y.max_flows || x.max_flows_per_source != y.max_flows_per_source ||
+                        x.source_prefix_v6 != y.source_prefix_v6 ||
                         x.synack_window != y.synack_window || x.announced_wscale != y.announced_wscale ||
                         x.announce_ecn != y.announce_ecn || x.early_data_bytes != y.early_data_bytes ||
                         x.early_data_slots != y.early_data_slots ||

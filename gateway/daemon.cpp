@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <sodium.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -207,6 +208,17 @@ int run_daemon(const std::string& config_path) {
     }
   }
 
+  // One table of proven sources for every worker: flow workers write what cookie ACKs prove, SYN
+  // workers read it (its own random key, like every other hash table here).
+  {
+    if (sodium_init() < 0) {
+      spdlog::critical("libsodium failed to initialise (no random source)");
+      return 1;
+    }
+    HashKey key{};
+    randombytes_buf(key.data(), key.size());
+    cfg.engine.proven_sources = std::make_shared<ProvenSources>(ProvenSources::kDefaultSlots, key);
+  }
   try {
     unsigned id = 0;
     auto add = [&](bool syn_only, uint16_t queue, int cpu) {
@@ -494,9 +506,9 @@ int run_daemon(const std::string& config_path) {
         ++d->reloads;
         const SourcePolicy& pol = *cfg.engine.policy;
         spdlog::info("reload: done (log level {}, stats every {} s, policy: {} prefixes, {} SYN-ACKs/s per "
-                     "prefix, {} new flows/s per source)",
+                     "prefix, {} unanswered per proven address, {} new flows/s per source)",
                      cfg.log_level, cfg.stats_interval_s, pol.prefixes.size(), pol.synack_per_prefix_per_s,
-                     pol.new_flows_per_source_per_s);
+                     pol.synack_per_address_per_s, pol.new_flows_per_source_per_s);
       } catch (const std::exception& e) {
         ++d->reload_failures;
         spdlog::error("reload failed, keeping the running configuration: {}", e.what());

@@ -153,7 +153,7 @@ void Worker::set_flow_table_size(uint64_t bytes, uint64_t capacity) {
 SynWorker::SynWorker(WorkerSetup setup, PacketQueue& queue, BatchSender& sender, SharedSecrets& secrets,
                      SharedPolicy& policy, WorkerClock clock)
     : Worker(true, std::move(setup), queue, sender, secrets, policy, std::move(clock)),
-      guard_(SynGuardConfig{setup_.engine.policy, setup_.engine.hash_key, setup_.engine.budget_share}) {}
+      guard_(syn_guard_config(setup_.engine)) {}
 
 Decision SynWorker::decide(const QueuedPacket& p, const EngineClock& now) {
   EngineCounters& c = counters_;

@@ -53,9 +53,11 @@ Settings settings_from(const EngineConfig& engine, bool drop_no_flow, uint32_t c
     s.allow_list = p.allow_list;
     const uint32_t share = std::max<uint32_t>(cpus, 1);
     s.synack_limit_per_cpu = p.synack_per_prefix_per_s == 0 ? 0 : (p.synack_per_prefix_per_s + share - 1) / share;
+    s.synack_limit_per_address = p.synack_per_address_per_s;
   } else {
     s.synack_limit_per_cpu = (SourcePolicy::kDefaultSynackPerPrefixPerS + std::max<uint32_t>(cpus, 1) - 1) /
                              std::max<uint32_t>(cpus, 1);
+    s.synack_limit_per_address = SourcePolicy::kDefaultSynackPerAddressPerS;
   }
   s.synack_window = engine.synack_window;
   s.mss_v4 = engine.announced_mss_v4;
@@ -335,6 +337,7 @@ void Program::configure(const Settings& s, bool ready) {
   c.has_prefixes = s.has_prefixes ? 1 : 0;
   c.allow_list = s.allow_list ? 1 : 0;
   c.synack_limit = s.synack_limit_per_cpu;
+  c.synack_address_limit = s.synack_limit_per_address;
   std::memcpy(c.budget_key, s.budget_key.data(), sizeof c.budget_key);
   const uint32_t zero = 0;
   if (bpf_map_update_elem(impl_->map_fd(impl_->skel->maps.sg_config), &zero, &c, BPF_ANY) != 0) {
@@ -392,7 +395,8 @@ void Program::set_prefixes(const PrefixSet& prefixes) {
   std::vector<sg_xdp_prefix_key> keys;
   for (const PrefixSet::Entry& e : prefixes.entries()) {
     sg_xdp_prefix_key k{};
-    k.prefixlen = e.prefix.length;
+    k.prefixlen = sg_policy_key_length(e.prefix.length);
+    k.family = e.prefix.v4 ? SG_POLICY_FAMILY_V4 : SG_POLICY_FAMILY_V6;
     std::memcpy(k.addr, e.prefix.address.bytes.data(), 16);
     const uint8_t value = e.value;
     if (bpf_map_update_elem(fd, &k, &value, BPF_ANY) != 0) {
@@ -402,11 +406,21 @@ void Program::set_prefixes(const PrefixSet& prefixes) {
   }
   for (const sg_xdp_prefix_key& old : impl_->prefixes) {
     const bool kept = std::any_of(keys.begin(), keys.end(), [&](const sg_xdp_prefix_key& k) {
-      return k.prefixlen == old.prefixlen && std::memcmp(k.addr, old.addr, 16) == 0;
+      return k.prefixlen == old.prefixlen && k.family == old.family && std::memcmp(k.addr, old.addr, 16) == 0;
     });
     if (!kept) bpf_map_delete_elem(fd, &old);
   }
   impl_->prefixes = std::move(keys);
+}
+
+void Program::forget_proven_sources() {
+  const int fd = impl_->map_fd(impl_->skel->maps.sg_proven);
+  sg_xdp_proven_key key{}, next{};
+  // Deleting while iterating restarts from the first key each time: the map only shrinks.
+  while (bpf_map_get_next_key(fd, nullptr, &next) == 0) {
+    key = next;
+    if (bpf_map_delete_elem(fd, &key) != 0) break;
+  }
 }
 
 // The key's value counts the flow tables that hold the flow. A copy that one worker imported but
@@ -541,6 +555,7 @@ void Program::configure(const Settings&, bool) {}
 void Program::set_secrets(const CookieSecrets&, uint32_t) {}
 void Program::set_services(const std::vector<Service>&) {}
 void Program::set_prefixes(const PrefixSet&) {}
+void Program::forget_proven_sources() {}
 ReasonCounters Program::reasons() const { return {}; }
 bool Program::add_flow(const FlowTuple&) noexcept { return false; }
 void Program::remove_flow(const FlowTuple&) noexcept {}

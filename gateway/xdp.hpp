@@ -40,6 +40,7 @@ struct Settings {
   bool has_prefixes = false;
   bool allow_list = false;
   uint32_t synack_limit_per_cpu = 0;
+  uint32_t synack_limit_per_address = 0;  // unanswered, per proven source: shared by all CPUs
   std::array<uint8_t, 16> budget_key{};
 };
 // The engine's announced values and policy; the per-prefix budget split over `cpus` CPUs (each
@@ -82,6 +83,9 @@ class Program {
   void set_services(const std::vector<Service>& services);
   // Replaces the policy's allow/deny prefixes (new ones in first, then stale ones out).
   void set_prefixes(const PrefixSet& prefixes);
+  // Forgets every source that proved itself (each then proves itself again with its next cookie
+  // ACK; until then its prefix's budget applies).
+  void forget_proven_sources();
   // The engine's flows (client -> server). Thread-safe.
   // Every flow table that holds the flow adds it once and removes it once: the key stays while
   // any table holds the flow (see xdp.cpp).

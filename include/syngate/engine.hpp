@@ -28,6 +28,9 @@ struct EngineConfig {
   // Open flows (handshaking, established or closing) one client address may hold; lingering
   // closed flows do not count. 0 = no per-source limit.
   uint32_t max_flows_per_source = 1024;
+  // IPv6 sources count against max_flows_per_source and policy.new_flows_per_source_per_s per
+  // prefix of this length (source_group), IPv4 per address.
+  uint8_t source_prefix_v6 = kDefaultSourcePrefixV6;
 
   // What our SYN-ACK announces to clients. The window is unscaled (as in every SYN segment) and
   // never 0, so a client can send its request with the third ACK; by default it matches the
@@ -52,6 +55,9 @@ struct EngineConfig {
   std::shared_ptr<const SourcePolicy> policy;
   // How many workers split the per-prefix SYN-ACK budget between them.
   uint32_t budget_share = 1;
+  // Sources that proved themselves, shared by every worker of a gateway (SYN workers read what
+  // flow workers prove); null = the engine's own.
+  std::shared_ptr<ProvenSources> proven_sources{};
 
   // Data that arrives before the backend has answered is held here (bytes per flow, and how many
   // flows may hold data at once); the rest is dropped and the client retransmits it.
@@ -237,6 +243,9 @@ class Engine {
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
+
+// The SYN decision's settings from an engine's.
+SynGuardConfig syn_guard_config(const EngineConfig& config);
 
 // Stateless SYN answer, shared by Engine::process and by SYN-only workers (they need no flow
 // table). Returns false when `syn` is not a SYN to protect (then nothing was emitted).

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "syngate/packet.hpp"
+#include "syngate/syn_decision.hpp"
 
 namespace syngate {
 
@@ -150,6 +151,7 @@ struct StateHeader {
 struct FlowTableConfig {
   uint32_t max_flows = 1;
   uint32_t max_flows_per_source = 0;  // 0: no per-source accounting
+  uint8_t source_prefix_v6 = kDefaultSourcePrefixV6;  // per-source means per source_group
   uint32_t early_data_bytes = 0;
   uint32_t early_data_slots = 0;
   uint32_t backend_syn_retries = 0;   // SYN retry lists in use: retries + 1

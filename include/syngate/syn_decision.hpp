@@ -7,6 +7,7 @@
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -30,8 +31,8 @@ struct Service {
 
 // ---- Prefix sets ----------------------------------------------------------------------------
 
-// An IPv4 or IPv6 prefix. IPv4 is stored v4-mapped, so a /24 is length 96 + 24 inside: both
-// families share one table and one lookup.
+// An IPv4 or IPv6 prefix. IPv4 is stored v4-mapped, so a /24 is length 96 + 24 inside; a prefix
+// covers addresses of its own family only (an IPv6 ::/0 is all of IPv6, not IPv4 as well).
 struct Prefix {
   Address address;  // host bits cleared
   uint8_t length = 0;  // in the 128-bit space
@@ -50,8 +51,9 @@ struct Prefix {
 // The address with all but its first `length` bits (of 128) cleared.
 Address mask_address(const Address& a, uint8_t length) noexcept;
 
-// Longest-prefix match from prefixes to small values. Lookup allocates nothing and costs one
-// hash probe per distinct prefix length present (longest first).
+// Longest-prefix match from prefixes to small values, within the address's family (see
+// SG_POLICY_FAMILY_V4 in the specification). Lookup allocates nothing and costs one hash probe per
+// distinct prefix length present in that family (longest first).
 class PrefixSet {
  public:
   // Adds or replaces the value of a prefix.
@@ -72,8 +74,13 @@ class PrefixSet {
     size_t operator()(const Address& a) const noexcept;
   };
   std::vector<Entry> entries_;
-  // One map per prefix length present, longest first.
-  std::vector<std::pair<uint8_t, std::unordered_map<Address, uint8_t, KeyHash>>> by_length_;
+  struct Level {
+    bool v4;
+    uint8_t length;
+    std::unordered_map<Address, uint8_t, KeyHash> map;
+  };
+  // One map per family and prefix length present, longest first.
+  std::vector<Level> by_length_;
 };
 
 // ---- Source policy ---------------------------------------------------------------------------
@@ -86,10 +93,15 @@ struct SourcePolicy {
   PrefixSet prefixes;     // allow and deny entries; the longest match decides
   bool allow_list = false;  // some allow entry exists: sources matching none are refused
 
-  // Backscatter budget: SYN-ACKs per second to one /24 (IPv4) or /48 (IPv6), over the whole
-  // gateway. A SYN proxy answers every spoofed SYN, so an attacker who spoofs a victim network
-  // aims our SYN-ACKs at it. 0 = unlimited.
+  // Backscatter budgets (syn_rules.h has the rule). SYN-ACKs per second to one /24 (IPv4) or
+  // /48 (IPv6) of sources that have not proved themselves, over the whole gateway: a SYN proxy
+  // answers every spoofed SYN, so an attacker who spoofs a victim network aims our SYN-ACKs at
+  // it. 0 = unlimited.
   uint32_t synack_per_prefix_per_s = kDefaultSynackPerPrefixPerS;
+  // SYN-ACKs per second that one address which proved itself (a valid cookie ACK) leaves
+  // unanswered. Those it answers are given back, so a real client is not throttled at any rate;
+  // whoever spoofs its address aims at most this many a second at it. 0 = unlimited.
+  uint32_t synack_per_address_per_s = kDefaultSynackPerAddressPerS;
   // New proxied flows per second from one client address (real hosts completing handshakes,
   // e.g. a botnet). 0 = unlimited.
   uint32_t new_flows_per_source_per_s = 0;
@@ -98,10 +110,21 @@ struct SourcePolicy {
   // service (a large carrier NAT excepted: raise it there), and caps what a spoofer can reflect
   // at one victim network at ~0.6 Mbit/s of SYN-ACKs.
   static constexpr uint32_t kDefaultSynackPerPrefixPerS = 1000;
+  // A real client leaves few SYN-ACKs unanswered (a lost ACK, a connect() given up). The same
+  // ~0.6 Mbit/s as a /24 gets: a spoofer of a whole /24 at 50k SYN/s lands ~200/s on each of its
+  // addresses, so a proven client in it keeps its budget; one who spoofs the client's own
+  // address aims no more at it than at a network that never answers.
+  static constexpr uint32_t kDefaultSynackPerAddressPerS = 1000;
 
   // Adds an entry; a prefix listed twice (even in both lists) is an error for the caller.
   void add(const Prefix& p, bool deny);
 };
+
+// The unit per-source limits count in (max_flows_per_source, new_flows_per_source_per_s): an
+// IPv4 address, or the IPv6 prefix of `v6_prefix` bits holding the address. One IPv6 host
+// commonly holds a whole /64, so counting per /128 would let it take the limit many times over.
+Address source_group(const Address& a, uint8_t v6_prefix) noexcept;
+inline constexpr uint8_t kDefaultSourcePrefixV6 = 64;
 
 // ---- Budgets ---------------------------------------------------------------------------------
 
@@ -119,6 +142,36 @@ class BudgetTable {
 
  private:
   std::vector<uint64_t> cells_;  // sg_budget_cell, packed
+  HashKey key_;
+  size_t mask_;
+};
+
+// Sources that proved they receive at their address (syn_rules.h: a valid cookie ACK), each with
+// its budget of unanswered SYN-ACKs. One table serves a whole gateway: flow workers prove
+// sources, SYN workers take from their budgets, on other threads, so every field is an atomic
+// word (lock-free, no allocation after construction). Fixed memory: slots indexed by a keyed
+// hash; a source proving itself takes over its slot from whichever source held it, which then
+// falls back to its prefix's budget (never to more SYN-ACKs).
+class ProvenSources {
+ public:
+  ProvenSources(size_t slots, const HashKey& key);
+  enum class Take : uint8_t { NotProven, Taken, Spent };
+  // Step 4 for a proven source: one SYN-ACK from its own budget (limit 0 = no limit). NotProven
+  // when the table vouches for no current proof of `a`: the prefix budget decides.
+  Take take(const Address& a, uint32_t now_s, uint32_t limit) noexcept;
+  // A valid cookie ACK from `a`.
+  void prove(const Address& a, uint32_t now_s) noexcept;
+  bool proven(const Address& a, uint32_t now_s) const noexcept;
+  size_t memory_bytes() const noexcept { return slots_.size() * sizeof(Slot); }
+  static constexpr size_t kDefaultSlots = 65536;
+
+ private:
+  struct Slot {
+    std::atomic<uint64_t> owner{0};   // tag << 32 | proven_s; 0 = empty
+    std::atomic<uint64_t> budget{0};  // sg_budget_cell, packed: second low, used high
+  };
+  uint64_t hash(const Address& a) const noexcept;
+  std::vector<Slot> slots_;
   HashKey key_;
   size_t mask_;
 };
@@ -165,6 +218,10 @@ struct SynGuardConfig {
   HashKey hash_key{};     // random per process; keys the budget tables
   uint32_t budget_share = 1;  // how many workers split the per-prefix budget (SYN workers)
   size_t budget_cells = 16384;  // per table: 128 KiB each, fixed
+  // Shared by every worker of a gateway (flow workers prove, SYN workers take); null = a table
+  // of this guard's own (a single engine that answers its SYNs and validates its ACKs).
+  std::shared_ptr<ProvenSources> proven{};
+  uint8_t source_prefix_v6 = kDefaultSourcePrefixV6;  // take_new_flow counts per source_group
 };
 
 // Per-worker state of the decision: the policy in force and the budget tables. Not thread-safe;
@@ -178,8 +235,10 @@ class SynGuard {
                     uint64_t now_ns) noexcept;
 
   // For the flow path: may `source` open one more flow this second? (policy's
-  // new_flows_per_source_per_s; true when unlimited)
+  // new_flows_per_source_per_s per source_group; true when unlimited)
   bool take_new_flow(const Address& source, uint64_t now_ns) noexcept;
+  // For the flow path: a valid cookie ACK from `source` (syn_rules.h: sg_source_proved).
+  void source_proved(const Address& source, uint64_t now_ns) noexcept;
 
   // A reload: the new policy applies to the next packet; budgets carry on.
   void set_policy(std::shared_ptr<const SourcePolicy> policy);
@@ -192,6 +251,8 @@ class SynGuard {
   uint32_t synack_limit_ = 0;  // per worker, from the policy and share
   BudgetTable prefix_budget_;
   BudgetTable source_budget_;
+  std::shared_ptr<ProvenSources> proven_;
+  uint8_t source_prefix_v6_;
 };
 
 // Whether (address, port) is one of the services.

@@ -389,13 +389,213 @@ TEST(PrefixSet, LongestMatchWins) {
   EXPECT_EQ(s.longest_match(*Address::parse("10.1.3.3")), 2);
   EXPECT_EQ(s.longest_match(*Address::parse("10.2.3.3")), 1);
   EXPECT_EQ(s.longest_match(*Address::parse("2001:db8::1")), 9);
-  // ::/0 covers the v4-mapped space too: IPv4 lives inside the 128-bit space here.
-  EXPECT_EQ(s.longest_match(*Address::parse("11.0.0.1")), 9);
+  // IPv4 is held v4-mapped inside the 128-bit space, but ::/0 is all of IPv6 and nothing else.
+  EXPECT_FALSE(s.longest_match(*Address::parse("11.0.0.1")));
   s.insert(*Prefix::parse("10.1.0.0/16"), 4);
   EXPECT_EQ(s.longest_match(*Address::parse("10.1.3.3")), 4);
   EXPECT_EQ(s.size(), 4u);
   PrefixSet empty;
   EXPECT_FALSE(empty.longest_match(*Address::parse("10.1.2.3")));
+}
+
+TEST(PrefixSet, Ipv6PrefixesCoveringTheMappedSpaceMatchIpv6Only) {
+  // Every IPv6 prefix of /80 or shorter that starts with zeros contains ::ffff:0:0/96, where
+  // IPv4 addresses live in the 128-bit form; none of them may match an IPv4 source.
+  for (const char* text : {"::/0", "::/1", "::/64", "::/80", "::/95"}) {
+    PrefixSet s;
+    s.insert(*Prefix::parse(text), 2);
+    EXPECT_FALSE(s.longest_match(*Address::parse("10.10.1.2"))) << text;
+    EXPECT_FALSE(Prefix::parse(text)->contains(*Address::parse("10.10.1.2"))) << text;
+    EXPECT_EQ(s.longest_match(*Address::parse("::1")), 2) << text;
+  }
+  // Mixed families of the same 128-bit length class stay apart.
+  PrefixSet s;
+  s.insert(*Prefix::parse("0.0.0.0/0"), 1);
+  s.insert(*Prefix::parse("::/0"), 2);
+  EXPECT_EQ(s.longest_match(*Address::parse("10.10.1.2")), 1);
+  EXPECT_EQ(s.longest_match(*Address::parse("2001:db8::1")), 2);
+}
+
+TEST_F(DecisionTest, AnIpv6PolicyPrefixDecidesNothingForIpv4) {
+  // deny ::/0, meant as "all IPv6": IPv4 clients are still answered.
+  guard.set_policy(policy_of({{"::/0", true}}));
+  Bytes v4 = syn(kClient);
+  EXPECT_EQ(decide(v4).action, SynAction::Answer) << "deny ::/0 denied an IPv4 client";
+  EXPECT_EQ(dropped(syn(kClient6, kServer6)), SynDropReason::Denied);
+  // allow one IPv4 /24 and all of IPv6: other IPv4 clients are not let in by ::/0.
+  guard.set_policy(policy_of({{"10.10.9.0/24", false}, {"::/0", false}}));
+  EXPECT_EQ(dropped(syn(kClient)), SynDropReason::NotAllowed) << "allow ::/0 let an IPv4 client in";
+  Bytes listed = syn(*Address::parse("10.10.9.7"));
+  EXPECT_EQ(decide(listed).action, SynAction::Answer);
+  Bytes v6 = syn(kClient6, kServer6);
+  EXPECT_EQ(decide(v6).action, SynAction::Answer);
+}
+
+// ---- per-source limits count an IPv6 /64 as one source ------------------------------------------
+
+TEST(SourceGroup, Ipv6SourcesGroupByTheirPrefixIpv4ByAddress) {
+  const Address a = *Address::parse("2001:db8:1:2:aaaa::1");
+  const Address b = *Address::parse("2001:db8:1:2:bbbb::7");
+  EXPECT_EQ(source_group(a, 64), source_group(b, 64));
+  EXPECT_NE(source_group(a, 64), source_group(*Address::parse("2001:db8:1:3::1"), 64));
+  EXPECT_NE(source_group(a, 128), source_group(b, 128));
+  EXPECT_EQ(source_group(kClient, 64), kClient) << "IPv4 counts per address";
+  EXPECT_NE(source_group(kClient, 64), source_group(*Address::parse("10.10.1.3"), 64));
+}
+
+TEST_F(DecisionTest, NewFlowsPerSourceCountsAnIpv6Slash64AsOneSource) {
+  auto p = std::make_shared<SourcePolicy>();
+  p->new_flows_per_source_per_s = 3;
+  guard.set_policy(p);
+  int ok = 0;
+  for (int i = 0; i < 10; ++i) {
+    Address a = *Address::parse("2001:db8:1:2::1");
+    a.bytes[15] = static_cast<uint8_t>(i);
+    a.bytes[9] = static_cast<uint8_t>(i * 7);  // anywhere in the /64
+    ok += guard.take_new_flow(a, 5 * kSecond);
+  }
+  EXPECT_EQ(ok, 3) << "one /64 opened more new flows a second than one source may";
+  EXPECT_TRUE(guard.take_new_flow(*Address::parse("2001:db8:1:3::1"), 5 * kSecond)) << "another /64";
+  // Configurable: per /128, each address is its own source.
+  SynGuardConfig per_address{p, key_of(7), 1};
+  per_address.source_prefix_v6 = 128;
+  SynGuard g128(per_address);
+  for (int i = 0; i < 10; ++i) {
+    Address a = *Address::parse("2001:db8:1:2::1");
+    a.bytes[15] = static_cast<uint8_t>(i);
+    EXPECT_TRUE(g128.take_new_flow(a, 5 * kSecond));
+  }
+}
+
+// ---- backscatter budget: proven sources ---------------------------------------------------------
+
+TEST(SynRulesSpec, BudgetOfProvenSourcesAndTheirUnansweredSynAcks) {
+  sg_proven e{};
+  EXPECT_EQ(sg_budget_of(nullptr, 100), SG_BUDGET_PREFIX) << "no entry: the prefix decides";
+  sg_source_proved(&e, 0, 100);
+  EXPECT_EQ(e.proven_s, 100u);
+  EXPECT_EQ(sg_budget_of(&e, 100), SG_BUDGET_ADDRESS);
+  EXPECT_EQ(sg_budget_of(&e, 100 + SG_PROVEN_TTL_S), SG_BUDGET_ADDRESS);
+  EXPECT_EQ(sg_budget_of(&e, 101 + SG_PROVEN_TTL_S), SG_BUDGET_PREFIX) << "a proof lapses";
+  EXPECT_EQ(sg_budget_of(&e, 99), SG_BUDGET_PREFIX) << "a proof stamped ahead of the clock vouches for nothing";
+  // Unanswered SYN-ACKs: taken per SYN-ACK, given back per answer, within the second.
+  for (int i = 0; i < 3; ++i) EXPECT_TRUE(sg_budget_take(&e.unanswered, 100, 3));
+  EXPECT_FALSE(sg_budget_take(&e.unanswered, 100, 3));
+  sg_source_proved(&e, 1, 100);  // one answered
+  EXPECT_TRUE(sg_budget_take(&e.unanswered, 100, 3));
+  EXPECT_FALSE(sg_budget_take(&e.unanswered, 100, 3));
+  // A give-back never goes below zero or into another second's window.
+  sg_budget_cell c{7, 0};
+  sg_budget_give(&c, 7);
+  EXPECT_EQ(c.used, 0u);
+  c = {7, 2};
+  sg_budget_give(&c, 8);
+  EXPECT_EQ(c.used, 2u);
+  // A lapsed proof renewed starts with a full budget.
+  sg_source_proved(&e, 1, 5000);
+  EXPECT_EQ(e.unanswered.used, 0u);
+  EXPECT_EQ(e.unanswered.second, 5000u);
+}
+
+// A client at 10.10.1.2 that answers every SYN-ACK, and a spoofer who floods its /24.
+struct ProvenBudgetTest : DecisionTest {
+  void SetUp() override {
+    auto p = std::make_shared<SourcePolicy>();
+    p->synack_per_prefix_per_s = 5;
+    p->synack_per_address_per_s = 3;
+    guard.set_policy(p);
+  }
+  bool answered(const Address& src, uint64_t now) {
+    Bytes b = syn(src);
+    return decide(b, now).action == SynAction::Answer;
+  }
+};
+
+TEST_F(ProvenBudgetTest, AProvenClientIsNotThrottledByItsPrefixBudget) {
+  const uint64_t t = 50 * kSecond;
+  EXPECT_TRUE(answered(kClient, t));
+  guard.source_proved(kClient, t);  // its cookie ACK
+  // 1000 connections in one second, each SYN-ACK answered: the prefix allows 5, the address 3
+  // unanswered, and none of these is refused.
+  for (int i = 0; i < 1000; ++i) {
+    ASSERT_TRUE(answered(kClient, t)) << "connection " << i;
+    guard.source_proved(kClient, t);
+  }
+}
+
+TEST_F(ProvenBudgetTest, ASpooferOfItsPrefixDoesNotLockItOut) {
+  const uint64_t t = 60 * kSecond;
+  guard.source_proved(kClient, t - kSecond);
+  int spoofed = 0;
+  for (int i = 0; i < 500; ++i) {
+    spoofed += answered(Address::from_v4(0x0a0a0100u + static_cast<uint32_t>(i % 250) + 3), t);  // 10.10.1.3..
+    if (i % 10 == 0) {
+      ASSERT_TRUE(answered(kClient, t)) << "the proven client was refused while its /24 is spoofed";
+      guard.source_proved(kClient, t);
+    }
+  }
+  EXPECT_EQ(spoofed, 5) << "a /24 that never answers gets its prefix budget, no more";
+}
+
+TEST_F(ProvenBudgetTest, ASpooferOfAProvenAddressDrawsOnlyItsUnansweredBudget) {
+  const uint64_t t = 70 * kSecond;
+  guard.source_proved(kClient, t - kSecond);
+  int got = 0;
+  for (int i = 0; i < 1000; ++i) got += answered(kClient, t);  // nobody answers these
+  EXPECT_EQ(got, 3);
+  int next = 0;
+  for (int i = 0; i < 1000; ++i) next += answered(kClient, t + kSecond);
+  EXPECT_EQ(next, 3) << "the same bound every second";
+}
+
+TEST_F(ProvenBudgetTest, ALapsedProofFallsBackToThePrefixBudget) {
+  guard.source_proved(kClient, 10 * kSecond);
+  const uint64_t later = (11 + SG_PROVEN_TTL_S) * kSecond;
+  int got = 0;
+  for (int i = 0; i < 20; ++i) got += answered(kClient, later);
+  EXPECT_EQ(got, 5);
+}
+
+TEST_F(ProvenBudgetTest, ZeroMeansUnlimitedForEachBudget) {
+  auto p = std::make_shared<SourcePolicy>();
+  p->synack_per_prefix_per_s = 0;
+  p->synack_per_address_per_s = 0;
+  guard.set_policy(p);
+  guard.source_proved(kClient, 80 * kSecond);
+  for (int i = 0; i < 200; ++i) {
+    ASSERT_TRUE(answered(kClient, 80 * kSecond));
+    ASSERT_TRUE(answered(*Address::parse("10.10.1.9"), 80 * kSecond));
+  }
+}
+
+TEST(ProvenSources, SharedBetweenTheWorkerThatProvesAndTheOneThatAnswers) {
+  auto table = std::make_shared<ProvenSources>(1024, key_of(5));
+  auto p = std::make_shared<SourcePolicy>();
+  p->synack_per_prefix_per_s = 1;
+  SynGuardConfig c{p, key_of(6), 1};
+  c.proven = table;
+  SynGuard syn_worker(c);
+  SynGuard flow_worker(c);
+  const uint64_t t = 90 * kSecond;
+  flow_worker.source_proved(kClient, t);
+  EXPECT_TRUE(table->proven(kClient, 90));
+  for (int i = 0; i < 50; ++i) {
+    Bytes b = syn(kClient);
+    ASSERT_EQ(syn_worker.decide(b, services(), t).action, SynAction::Answer);
+    flow_worker.source_proved(kClient, t);
+  }
+  EXPECT_FALSE(table->proven(*Address::parse("10.10.1.3"), 90));
+}
+
+TEST(ProvenSources, FixedMemoryAndASynNeverCreatesAnEntry) {
+  ProvenSources t(4096, key_of(8));
+  const size_t before = t.memory_bytes();
+  for (uint32_t i = 0; i < 100000; ++i) {
+    EXPECT_EQ(t.take(Address::from_v4(0xC6120000u + i), 5, 10), ProvenSources::Take::NotProven);
+  }
+  for (uint32_t i = 0; i < 100000; ++i) t.prove(Address::from_v4(0x0a000000u + i), 5);
+  EXPECT_EQ(t.memory_bytes(), before);
+  EXPECT_LE(before, 4096u * 16);
 }
 
 // ---- the engine uses the same decision ----------------------------------------------------------

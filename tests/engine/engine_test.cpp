@@ -682,6 +682,21 @@ TEST_F(BackendWithoutTimestamps, EverySegmentToTheClientCarriesTimestampsThatNev
   EXPECT_EQ(counters().timestamps_supplied, 3u);
 }
 
+TEST_F(BackendWithoutTimestamps, ASuperPacketGetsThemOnce) {
+  // NFQUEUE hands over GSO/GRO super-packets whole: the option goes into the one header, which
+  // the kernel copies into every segment when it splits the packet.
+  open();
+  Decision d;
+  const std::string body(65160, 'g');  // 45 segments of 1448, as a sender with MSS 1448 builds it
+  Bytes out = server_segment(text(body), d);
+  ASSERT_EQ(d.length, out.size()) << "grown";
+  ParseResult r = parse_tcp_packet(out);
+  ASSERT_TRUE(r);
+  EXPECT_TRUE(r.packet.options().has_timestamps);
+  EXPECT_EQ(r.packet.payload_len(), body.size());
+  EXPECT_TRUE(r.packet.checksum_valid());
+}
+
 TEST_F(BackendWithoutTimestamps, TheWindowUpdateCarriesATimestampToo) {
   Seen syn = open_to_backend_syn(c);
   feed(c.backend_synack(0));
@@ -828,6 +843,96 @@ TEST_F(EngineTest, PerSourceLimitIsEnforced) {
   other.c2s.src = *Address::parse("10.10.1.3");
   open_to_backend_syn(other);
   EXPECT_EQ(counters().flows_active, 3u);
+}
+
+TEST_F(EngineTest, PerSourceLimitCountsAnIpv6Slash64AsOneSource) {
+  // One host holding a /64 must not take the whole table: with 2 flows per source, the third
+  // flow from another address of the same /64 is refused, while another /64 is served.
+  cfg.max_flows_per_source = 2;
+  for (uint16_t i = 0; i < 2; ++i) {
+    Conn c = Conn::v6(static_cast<uint16_t>(1000 + i));
+    c.c2s.src.bytes[15] = static_cast<uint8_t>(0x10 + i);
+    c.c2s.src.bytes[8] = static_cast<uint8_t>(i);  // the interface-identifier half differs
+    open_to_backend_syn(c);
+  }
+  Conn third = Conn::v6(1002);
+  third.c2s.src.bytes[15] = 0x99;
+  third.c2s.src.bytes[12] = 0x42;
+  learn_cookie(third);
+  feed(third.third_ack());
+  EXPECT_EQ(counters().drop(DropReason::SourceLimit), 1u) << "a /64 held more flows than one source may";
+  Conn other = Conn::v6(1003);
+  other.c2s.src.bytes[7] ^= 1;  // the next /64
+  open_to_backend_syn(other);
+  EXPECT_EQ(counters().flows_active, 3u);
+}
+
+TEST_F(EngineTest, PerSourcePrefixV6IsConfigurable) {
+  cfg.max_flows_per_source = 1;
+  cfg.source_prefix_v6 = 128;
+  for (uint16_t i = 0; i < 4; ++i) {
+    Conn c = Conn::v6(static_cast<uint16_t>(1000 + i));
+    c.c2s.src.bytes[15] = static_cast<uint8_t>(0x10 + i);
+    open_to_backend_syn(c);
+  }
+  EXPECT_EQ(counters().drop(DropReason::SourceLimit), 0u);
+  EXPECT_EQ(counters().flows_active, 4u);
+}
+
+TEST_F(EngineTest, AFullTableIsCountedAsTableFullEvenForASourceAtItsLimit) {
+  cfg.max_flows = 2;
+  cfg.max_flows_per_source = 2;
+  for (uint16_t port = 1000; port < 1002; ++port) {
+    Conn c = Conn::v4(port);
+    open_to_backend_syn(c);
+  }
+  Conn c = Conn::v4(2000);  // the same source, at its limit, and no room left
+  learn_cookie(c);
+  feed(c.third_ack());
+  EXPECT_EQ(counters().drop(DropReason::TableFull), 1u);
+  EXPECT_EQ(counters().drop(DropReason::SourceLimit), 0u);
+}
+
+TEST_F(EngineTest, BackscatterBudgetAClientThatProvedItselfIsNotLockedOutByASpooferOfItsPrefix) {
+  auto p = std::make_shared<SourcePolicy>();
+  p->synack_per_prefix_per_s = 10;
+  p->synack_per_address_per_s = 5;
+  cfg.policy = p;
+  Conn first = Conn::v4(1000);
+  open_to_backend_syn(first);  // a cookie ACK: 10.10.1.2 proved it receives at its address
+  int spoofed_answered = 0, client_refused = 0;
+  for (int i = 0; i < 2000; ++i) {
+    Conn spoof = Conn::v4(static_cast<uint16_t>(3000 + i));
+    spoof.c2s.src.bytes[15] = static_cast<uint8_t>(3 + i % 200);  // elsewhere in 10.10.1.0/24
+    sink.clear();
+    feed(spoof.syn());
+    spoofed_answered += static_cast<int>(sink.size());
+    if (i % 20 == 0) {
+      Conn c = Conn::v4(static_cast<uint16_t>(10000 + i));
+      sink.clear();
+      feed(c.syn());
+      if (sink.size() != 1) {
+        ++client_refused;
+        continue;
+      }
+      c.cookie_isn = Seen(sink.packets.at(0)).pkt.seq();
+      c.synack_tsval = Seen(sink.packets.at(0)).pkt.options().tsval;
+      sink.clear();
+      feed(c.third_ack());  // answered: the SYN-ACK is given back
+    }
+  }
+  EXPECT_EQ(client_refused, 0);
+  // The /24's 10 a second, less the one the client's first SYN took before it had proved itself.
+  EXPECT_EQ(spoofed_answered, 9) << "SYN-ACKs to a /24 that never answers: its budget, no more";
+  // Spoofing the proven address itself draws at most its unanswered budget.
+  int at_client = 0;
+  for (int i = 0; i < 500; ++i) {
+    Conn spoof = Conn::v4(static_cast<uint16_t>(20000 + i));
+    sink.clear();
+    feed(spoof.syn());
+    at_client += static_cast<int>(sink.size());
+  }
+  EXPECT_EQ(at_client, 5);
 }
 
 TEST_F(EngineTest, ClosedFlowsGiveTheirSourceQuotaBack) {

@@ -8,8 +8,9 @@
 # upload, each checked by sha256, and neither end may count a PAWS rejection (TcpExtPAWSEstab) or
 # a discarded SACK block (TcpExtTCPSACKDiscard). Then, for a client with every option, each
 # backend's transfer speed is reported against the backend that has them all (median of
-# BACKENDS_RUNS runs; the assertion here only catches a collapse, the 10% comparison is a
-# measurement: BACKENDS_RUNS=7 BACKENDS_MIN_RATIO=0.9 bash tests/gateway/backends_test.sh ...).
+# BACKENDS_RUNS runs; a backend without window scaling against what it reaches with no gateway
+# at all). The assertion here only catches a collapse; the 10% comparison is a measurement:
+#   BACKENDS_RUNS=7 BACKENDS_MIN_RATIO=0.9 BACKENDS_MB=32 bash tests/gateway/backends_test.sh ...
 source "$(dirname "$0")/lib.sh"
 lab_init "$1"
 lab_up
@@ -100,8 +101,13 @@ transfer() {  # transfer down|up: checks the digest, prints the seconds
 }
 # A new backend setting: one short connection to each service teaches syngate whether that
 # backend sends timestamps (it leaves room for them until it has heard that it does).
-warm_up() { in_ns "$NS_CLI" /usr/bin/python3 "$LAB_DIR/client.py" down "$LAB_DIR/data.bin" >/dev/null; \
-            in_ns "$NS_CLI" /usr/bin/python3 "$LAB_DIR/client.py" up "$LAB_DIR/data.bin" >/dev/null; }
+# Those first connections were told the full MSS and so get no timestamps added: their last
+# segments must be gone before the counters are read.
+warm_up() {
+  in_ns "$NS_CLI" /usr/bin/python3 "$LAB_DIR/client.py" down "$LAB_DIR/data.bin" >/dev/null
+  in_ns "$NS_CLI" /usr/bin/python3 "$LAB_DIR/client.py" up "$LAB_DIR/data.bin" >/dev/null
+  sleep 1
+}
 
 kinds=(none timestamps sack window_scaling)
 for backend in "${kinds[@]}"; do
@@ -122,7 +128,7 @@ for backend in "${kinds[@]}"; do
     (( cli_sack == cli_sack0 && srv_sack == srv_sack0 )) ||
       fail "$combo: SACK blocks discarded (client +$((cli_sack - cli_sack0)), backend +$((srv_sack - srv_sack0)))"
     (( $(metric_sum syngate_timestamps_not_supplied_total) == unsupplied0 )) ||
-      fail "$combo: segments left without the timestamps the client was promised"
+      fail "$combo: segments left without the timestamps the client was promised ($(metrics | grep -E '^syngate_timestamps'))"
     log "$combo: ${MB} MB down ${down}s, up ${up}s, intact; no PAWS rejection, no SACK discard"
   done
 done
@@ -141,11 +147,30 @@ for backend in "${kinds[@]}"; do
     speed[$backend.$dir]=$(for ((r = 0; r < RUNS; r++)); do transfer "$dir"; done | median)
   done
 done
+# The same two backends without a gateway: a backend that cannot scale its windows is held to
+# 64 KB in flight by its own stack, through syngate or not; what syngate must not do is cost more
+# when an option is missing than when it is there.
+kill "$SYNGATE_PID"; wait "$SYNGATE_PID" 2>/dev/null || true
+in_ns "$NS_GW" "$SYNGATE_BIN" rules down --config "$LAB_DIR/syngate.toml" >/dev/null
+declare -A direct
+for backend in none window_scaling; do
+  set_options "$NS_SRV" "$backend"
+  for dir in down up; do
+    direct[$backend.$dir]=$(for ((r = 0; r < RUNS; r++)); do transfer "$dir"; done | median)
+  done
+done
 for backend in timestamps sack window_scaling; do
   for dir in down up; do
     ratio=$(calc "${speed[none.$dir]} / ${speed[$backend.$dir]}")
-    log "backend without $backend, $dir: ${speed[$backend.$dir]}s vs ${speed[none.$dir]}s with every option: ${ratio}x the speed (median of $RUNS)"
-    fcmp "$ratio >= $MIN_RATIO" || fail "backend without $backend, $dir: ${ratio}x the speed of a backend with every option"
+    want=$MIN_RATIO
+    note=""
+    if [[ $backend == window_scaling ]]; then
+      bound=$(calc "${direct[none.$dir]} / ${direct[$backend.$dir]}")
+      want=$(calc "$MIN_RATIO * $bound")
+      note=" (without a gateway the same backend runs at ${bound}x: its own 64 KB window)"
+    fi
+    log "backend without $backend, $dir: ${speed[$backend.$dir]}s vs ${speed[none.$dir]}s with every option: ${ratio}x the speed (median of $RUNS)$note"
+    fcmp "$ratio >= $want" || fail "backend without $backend, $dir: ${ratio}x the speed of a backend with every option$note"
   done
 done
-pass "speed against a backend with every option: every ratio >= $MIN_RATIO (median of $RUNS runs of $MB MB)"
+pass "speed against a backend with every option: every ratio >= $MIN_RATIO (for window scaling: of what the same backend reaches without a gateway; median of $RUNS runs of $MB MB)"

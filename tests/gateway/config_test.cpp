@@ -158,6 +158,42 @@ TEST(Config, BadServiceAddressAndPort) {
   EXPECT_NE(e4.reason().find("duplicate"), std::string::npos);
 }
 
+TEST(Config, Ipv4MappedServiceAddressIsRefused) {
+  // ::ffff:10.10.3.2 is on no wire: the ip6tables rules would match nothing and, with XDP on, the
+  // IPv4 service would become unreachable.
+  for (const char* text : {"::ffff:10.10.3.2", "::FFFF:a0a:302", "0:0:0:0:0:ffff:10.10.3.2"}) {
+    auto e = error_of(std::string("[gateway]\nsecret_file = \"/s\"\n[[service]]\naddress = \"") + text +
+                      "\"\nport = 80\n");
+    EXPECT_EQ(e.key(), "service[0].address") << text;
+    EXPECT_NE(e.reason().find("IPv4-mapped"), std::string::npos) << e.reason();
+    EXPECT_NE(e.reason().find("\"10.10.3.2\""), std::string::npos) << "names the address to write: " << e.reason();
+  }
+}
+
+TEST(Config, DuplicateServicesAreComparedAsAddresses) {
+  auto e = error_of("[gateway]\nsecret_file = \"/s\"\n[[service]]\naddress = \"2001:db8::1\"\nport = 443\n"
+                    "[[service]]\naddress = \"2001:DB8:0::1\"\nport = 443\n");
+  EXPECT_EQ(e.key(), "service[1].address");
+  EXPECT_NE(e.reason().find("duplicate"), std::string::npos) << e.reason();
+  auto e2 = error_of("[gateway]\nsecret_file = \"/s\"\n[[service]]\naddress = \"2001:db8::1\"\nport = 443\n"
+                     "[[service]]\naddress = \"2001:0db8:0000:0000:0000:0000:0000:0001\"\nport = 443\n");
+  EXPECT_EQ(e2.key(), "service[1].address");
+  // Same address, another port: two services.
+  EXPECT_NO_THROW(parse_config("[gateway]\nsecret_file = \"/s\"\n[[service]]\naddress = \"2001:db8::1\"\nport = 443\n"
+                               "[[service]]\naddress = \"2001:DB8::1\"\nport = 80\n", "t"));
+}
+
+TEST(Config, SourcePrefixV6) {
+  GatewayConfig d = parse_config(kMinimal, "t.toml");
+  EXPECT_EQ(d.engine.source_prefix_v6, 64) << "IPv6 sources count per /64 by default";
+  GatewayConfig c = parse_config(std::string(kMinimal) + "[engine]\nsource_prefix_v6 = 56\n", "t.toml");
+  EXPECT_EQ(c.engine.source_prefix_v6, 56);
+  auto e = error_of(std::string(kMinimal) + "[engine]\nsource_prefix_v6 = 129\n");
+  EXPECT_EQ(e.key(), "engine.source_prefix_v6");
+  GatewayConfig other = parse_config(std::string(kMinimal) + "[engine]\nsource_prefix_v6 = 128\n", "t.toml");
+  EXPECT_FALSE(syngate::gw::non_reloadable_changes(d, other).empty());
+}
+
 TEST(Config, MetricsOnlyOnLoopbackUnlessAllowed) {
   auto e = error_of(with_gateway("metrics_address = \"0.0.0.0:9470\""));
   EXPECT_EQ(e.key(), "gateway.metrics_address");
@@ -224,6 +260,7 @@ TEST(Policy, ParsesAllowDenyAndBudgets) {
 deny = ["198.18.0.0/15", "2001:2::/48"]
 allow = ["10.0.0.0/8", "10.10.1.7"]
 synack_per_prefix_per_s = 50
+synack_per_address_per_s = 7
 new_flows_per_source_per_s = 20
 )", "t.toml");
   ASSERT_TRUE(c.engine.policy);
@@ -231,6 +268,7 @@ new_flows_per_source_per_s = 20
   EXPECT_EQ(p.prefixes.size(), 4u);
   EXPECT_TRUE(p.allow_list);
   EXPECT_EQ(p.synack_per_prefix_per_s, 50u);
+  EXPECT_EQ(p.synack_per_address_per_s, 7u);
   EXPECT_EQ(p.new_flows_per_source_per_s, 20u);
   EXPECT_EQ(p.prefixes.longest_match(*syngate::Address::parse("198.19.0.1")), syngate::kPolicyDeny);
   EXPECT_EQ(p.prefixes.longest_match(*syngate::Address::parse("10.10.1.7")), syngate::kPolicyAllow);
@@ -242,6 +280,7 @@ TEST(Policy, DefaultsWhenAbsent) {
   EXPECT_TRUE(c.engine.policy->prefixes.empty());
   EXPECT_FALSE(c.engine.policy->allow_list);
   EXPECT_EQ(c.engine.policy->synack_per_prefix_per_s, syngate::SourcePolicy::kDefaultSynackPerPrefixPerS);
+  EXPECT_EQ(c.engine.policy->synack_per_address_per_s, syngate::SourcePolicy::kDefaultSynackPerAddressPerS);
   EXPECT_EQ(c.engine.policy->new_flows_per_source_per_s, 0u);
 }
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The [policy] table through the real gateway: a denied client gets no SYN-ACK, an allow list
-# serves only its sources, the backscatter budget caps the SYN-ACKs a flood spoofed from one /24
+# serves only its sources, IPv6 prefixes (even ::/0) decide nothing for IPv4 clients, the backscatter budget caps the SYN-ACKs a flood spoofed from one /24
 # draws (counted where they land, at atk) while a client in another prefix stays at 100%, and a
 # SIGHUP that changes the policy during a download leaves the download intact.
 #   policy_test.sh SYNGATE SYNFLOOD
@@ -53,6 +53,18 @@ sleep 0.3
 (( $(synacks "$NS_ATK") - before == 0 )) || fail "atk got a SYN-ACK outside the allow list"
 (( $(metric_sum syngate_drops_total 'reason="not_allowed"') >= 1 )) || fail "nothing counted as not_allowed"
 pass "allow: the listed client is served, atk is not"
+
+log "IPv6 prefixes decide nothing for IPv4 clients (IPv4 is held as ::ffff:a.b.c.d inside)"
+policy 'deny = ["::/0"]'
+reload
+[[ $(cli_curl http://10.10.3.2/) == "hello from srv" ]] || fail "deny ::/0 (all of IPv6) refused an IPv4 client"
+policy 'allow = ["10.10.9.0/24", "::/0"]'
+reload
+before=$(synacks "$NS_CLI")
+CURL_TIMEOUT=2 cli_curl http://10.10.3.2/ >/dev/null 2>&1 && fail "allow ::/0 let an IPv4 client outside 10.10.9.0/24 in"
+sleep 0.3
+(( $(synacks "$NS_CLI") - before == 0 )) || fail "an IPv4 client outside the allowed /24 got a SYN-ACK"
+pass "deny ::/0 leaves IPv4 alone; allow ::/0 lets no IPv4 client in"
 
 log "backscatter budget: 100 SYN-ACKs/s per /24; 10000 SYNs spoofed from 198.18.7.0/24 in 2 s"
 policy 'synack_per_prefix_per_s = 100'

@@ -5,6 +5,8 @@
 #   1. kill -9 at 1.5 s, the same config started again 1 s later (what Restart=always does);
 #   2. SIGTERM and a new binary (an upgrade);
 #   3. SIGHUP with new [engine] table sizes (syngate restarts in place, same PID);
+#   3b. SIGHUP with a new announced_wscale (restart in place): running flows keep the shift their
+#      clients were told;
 # every download arrives intact (sha256) and every idle connection carries data both ways
 # afterwards. 3. A handshake split across a restart: the SYN answered by one process, the ACK
 # (cookie) validated by the next.
@@ -96,6 +98,14 @@ upgrade() {
   wait "$SYNGATE_PID" 2>/dev/null || true
   SYNGATE_BIN=$LAB_DIR/syngate-new start_syngate
 }
+sighup_restart_in_place() {  # sighup_restart_in_place RUNNING_LINES_BEFORE
+  kill -HUP "$SYNGATE_PID"
+  for _ in $(seq 100); do
+    (( $(grep -c "syngate running" "$LAB_DIR/syngate.log") > $1 )) && break
+    sleep 0.05
+  done
+  (( $(grep -c "syngate running" "$LAB_DIR/syngate.log") > $1 )) || fail "no restart in place: $(tail -3 "$LAB_DIR/syngate.log")"
+}
 resize() {
   # [engine] sizes can only change in a new process: SIGHUP restarts syngate in place (same
   # PID), and the new table imports every flow.
@@ -104,19 +114,36 @@ resize() {
   write_config "" "max_flows = 5000" '[[service]]
 address = "10.10.3.2"
 port = 7000'
-  kill -HUP "$SYNGATE_PID"
-  for _ in $(seq 100); do
-    (( $(grep -c "syngate running" "$LAB_DIR/syngate.log") > before )) && break
-    sleep 0.05
-  done
-  (( $(grep -c "syngate running" "$LAB_DIR/syngate.log") > before )) || fail "no restart in place: $(tail -3 "$LAB_DIR/syngate.log")"
+  sighup_restart_in_place "$before"
   kill -0 "$SYNGATE_PID" || fail "the restart in place changed the PID"
   grep -q "imported" "$LAB_DIR/syngate.log" || fail "the resized table imported nothing: $(tail -5 "$LAB_DIR/syngate.log")"
   [[ $(metric_sum syngate_flow_table_capacity) == 5000 ]] || fail "max_flows did not change"
 }
+# The backend's window as the client reads it (the largest over the client's connections).
+client_snd_wnd() {
+  in_ns "$NS_CLI" ss -tin "dst 10.10.3.2:80" | grep -o 'snd_wnd:[0-9]*' | cut -d: -f2 | sort -n | tail -1
+}
+rescale() {
+  # A new announced_wscale also restarts in place. The running connections were told the old
+  # shift in their SYN-ACK: they must keep being translated with it, or the client reads every
+  # window of the server 2^5 times too small.
+  local before wnd_before wnd_after
+  wnd_before=$(client_snd_wnd)
+  before=$(grep -c "syngate running" "$LAB_DIR/syngate.log")
+  write_config "" "max_flows = 5000
+announced_wscale = 12" '[[service]]
+address = "10.10.3.2"
+port = 7000'
+  sighup_restart_in_place "$before"
+  sleep 1  # the server's next segments carry its window to the client
+  wnd_after=$(client_snd_wnd)
+  log "the server's window as the client reads it: $wnd_before before the new announced_wscale, $wnd_after after"
+  (( wnd_after * 4 >= wnd_before )) || fail "the running flows took the new announced_wscale: the client's view of the server's window fell from $wnd_before to $wnd_after"
+}
 round "kill -9, restart after 1 s" crash
 round "SIGTERM, new binary" upgrade
 round "SIGHUP with a new max_flows (restart in place)" resize
+round "SIGHUP with a new announced_wscale (restart in place)" rescale
 
 log "a handshake split across a restart"
 # The client's ACKs are held back until the gateway has restarted: the SYN-ACK (cookie) comes

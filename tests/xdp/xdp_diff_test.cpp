@@ -100,7 +100,11 @@ class XdpDiff : public ::testing::Test {
     config_.services = {{addr("10.77.0.2"), 47001}, {addr("fd77::2"), 47001}};
     // No budget unless a test sets one: every comparison uses a fresh engine, whose budget
     // starts full, while the program's budget cells carry over from packet to packet.
-    set_policy([](SourcePolicy& p) { p.synack_per_prefix_per_s = 0; });
+    set_policy([](SourcePolicy& p) {
+      p.synack_per_prefix_per_s = 0;
+      p.synack_per_address_per_s = 0;
+    });
+    program_->forget_proven_sources();  // earlier tests' cookie ACKs proved sources
     config_.max_flows = 64;
     config_.early_data_slots = 4;
     secrets_ = {key(1), key(2), 0};
@@ -674,6 +678,165 @@ TEST_F(XdpDiff, BackscatterBudgetStopsAtTheLimitPerPrefixAndSecond) {
   one_second("next second: a fresh budget");
   sched_setaffinity(0, sizeof old, &old);
   EXPECT_GE(program_->reasons()[static_cast<size_t>(SynDropReason::BackscatterBudget)], 120u);
+}
+
+TEST_F(XdpDiff, PolicyPrefixesOfOneFamilyNeverMatchTheOther) {
+  // IPv4 lives in the v4-mapped part of the 128-bit form, inside ::/0 .. ::/80; the LPM map's
+  // family tag keeps IPv6 prefixes off IPv4 sources, as the engine's prefix set does.
+  std::mt19937_64 rng(46);
+  auto prefix = [](const char* text) { return *Prefix::parse(text); };
+  for (bool allow : {false, true}) {
+    set_policy([&](SourcePolicy& p) {
+      p.synack_per_prefix_per_s = 0;
+      p.synack_per_address_per_s = 0;
+      p.add(prefix("::/0"), /*deny=*/!allow);
+      p.add(prefix("::/80"), /*deny=*/!allow);
+      if (allow) p.add(prefix("10.99.0.0/16"), /*deny=*/false);  // no random source is in it
+    });
+    apply();
+    int v4_answered = 0, v4_refused = 0, v6_answered = 0, v6_refused = 0;
+    for (int i = 0; i < 300; ++i) {
+      Segment s = random_syn(rng);
+      const uint32_t action = compare(build(s), std::string(allow ? "allow" : "deny") + " SYN " + std::to_string(i));
+      (s.v6 ? (action == XDP_TX ? v6_answered : v6_refused) : (action == XDP_TX ? v4_answered : v4_refused))++;
+    }
+    if (allow) {
+      EXPECT_EQ(v4_answered, 0) << "allow ::/0 let IPv4 sources outside the allowed /24 in";
+      EXPECT_GT(v4_refused, 100);
+      EXPECT_GT(v6_answered, 100);
+    } else {
+      EXPECT_GT(v4_answered, 100) << "deny ::/0 denied IPv4 sources";
+      EXPECT_EQ(v4_refused, 0);
+      EXPECT_EQ(v6_answered, 0);
+    }
+  }
+}
+
+TEST_F(XdpDiff, ProvenSourcesKeepTheirOwnBudgetWhileTheirPrefixIsSpoofed) {
+  // One CPU, so that every run meets the same per-CPU prefix cells.
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  CPU_SET(0, &one);
+  cpu_set_t old;
+  sched_getaffinity(0, sizeof old, &old);
+  ASSERT_EQ(sched_setaffinity(0, sizeof one, &one), 0);
+  set_policy([](SourcePolicy& p) {
+    p.synack_per_prefix_per_s = 20;
+    p.synack_per_address_per_s = 5;
+  });
+  apply();
+  Engine engine(config_, CookieJar(secrets_, max_age_));  // one engine for the whole sequence
+  std::mt19937_64 rng(77);
+  struct Both {
+    uint32_t xdp;
+    size_t engine_sent;
+    std::vector<uint8_t> engine_packet;
+  };
+  auto both = [&](const Segment& s) {
+    const std::vector<uint8_t> ip = build(s);
+    const XdpResult x = run_xdp(ethernet(ip, 0, nullptr));
+    Capture sink;
+    std::vector<uint8_t> copy = ip;
+    engine.process(copy, now_ns_, sink);
+    Both b{x.action, sink.sent.size(), sink.sent.empty() ? std::vector<uint8_t>{} : sink.sent[0]};
+    if (x.action == XDP_TX && b.engine_sent == 1) {
+      EXPECT_EQ(hex(std::vector<uint8_t>(x.frame.begin() + 14, x.frame.end())), hex(b.engine_packet));
+    }
+    return b;
+  };
+  auto syn_from = [&](const char* src, uint16_t sport) {
+    Segment s = random_syn(rng);
+    s.v6 = false;
+    s.src = addr(src).bytes;
+    s.dst = addr("10.77.0.2").bytes;
+    s.sport = sport;
+    s.payload.clear();
+    return s;
+  };
+  // The client connects: its cookie ACK proves it on both paths.
+  int client_ok = 0, client_tries = 0;
+  auto connect = [&](uint16_t sport) {
+    ++client_tries;
+    Segment syn = syn_from("198.18.50.7", sport);
+    const Both answer = both(syn);
+    EXPECT_EQ(answer.xdp == XDP_TX, answer.engine_sent == 1) << "the paths disagree on the client's SYN";
+    if (answer.xdp != XDP_TX || answer.engine_sent != 1) return;
+    ParseResult synack = parse_tcp_packet(std::span<uint8_t>(const_cast<uint8_t*>(answer.engine_packet.data()),
+                                                             answer.engine_packet.size()));
+    ASSERT_TRUE(synack);
+    Segment ack = syn;
+    ack.flags = tcp_flag::ACK;
+    ack.seq = syn.seq + 1;
+    ack.ack = synack.packet.seq() + 1;
+    ack.options.clear();
+    const Both passed = both(ack);
+    EXPECT_EQ(passed.xdp, static_cast<uint32_t>(XDP_PASS));  // a valid cookie: XDP proves, passes
+    ++client_ok;
+  };
+  connect(1000);
+  int spoofed_xdp = 0, spoofed_engine = 0;
+  for (int i = 0; i < 400; ++i) {
+    const std::string src = "198.18.50." + std::to_string(8 + i % 200);
+    const Both b = both(syn_from(src.c_str(), static_cast<uint16_t>(2000 + i)));
+    spoofed_xdp += b.xdp == XDP_TX;
+    spoofed_engine += static_cast<int>(b.engine_sent);
+    if (i % 20 == 0) connect(static_cast<uint16_t>(5000 + i));
+  }
+  EXPECT_EQ(client_ok, client_tries) << "a proven client was refused while its /24 was spoofed";
+  EXPECT_EQ(spoofed_xdp, 19) << "the /24's 20, less the client's first SYN";
+  EXPECT_EQ(spoofed_engine, 19);
+  // Spoofing the proven address itself: at most its unanswered budget, on both paths.
+  int at_client_xdp = 0, at_client_engine = 0;
+  for (int i = 0; i < 100; ++i) {
+    const Both b = both(syn_from("198.18.50.7", static_cast<uint16_t>(9000 + i)));
+    at_client_xdp += b.xdp == XDP_TX;
+    at_client_engine += static_cast<int>(b.engine_sent);
+  }
+  EXPECT_EQ(at_client_xdp, 5);
+  EXPECT_EQ(at_client_engine, 5);
+  sched_setaffinity(0, sizeof old, &old);
+}
+
+TEST_F(XdpDiff, ACookieAckOverALingeringFlowGivesItsSynAckBack) {
+  // A client reusing its port while its closed flow lingers: the tuple is in the flow map, so the
+  // ACK passes as the flow's, and still answers the SYN-ACK XDP sent for it.
+  set_policy([](SourcePolicy& p) {
+    p.synack_per_prefix_per_s = 1000;
+    p.synack_per_address_per_s = 1;
+  });
+  apply();
+  std::mt19937_64 rng(5);
+  auto handshake = [&](uint16_t sport, bool flow_in_map) {
+    Segment syn = random_syn(rng);
+    syn.v6 = false;
+    syn.src = addr("198.18.61.7").bytes;
+    syn.dst = addr("10.77.0.2").bytes;
+    syn.sport = sport;
+    syn.payload.clear();
+    const XdpResult answer = run_xdp(ethernet(build(syn), 0, nullptr));
+    if (answer.action != XDP_TX) return false;
+    std::vector<uint8_t> ip(answer.frame.begin() + 14, answer.frame.end());
+    ParseResult synack = parse_tcp_packet(std::span<uint8_t>(ip.data(), ip.size()));
+    EXPECT_TRUE(synack);
+    Segment ack = syn;
+    ack.flags = tcp_flag::ACK;
+    ack.seq = syn.seq + 1;
+    ack.ack = synack.packet.seq() + 1;
+    ack.options.clear();
+    const FlowTuple t{addr("198.18.61.7"), addr("10.77.0.2"), sport, 47001};
+    if (flow_in_map) {
+      EXPECT_TRUE(program_->add_flow(t));
+    }
+    const XdpResult passed = run_xdp(ethernet(build(ack), 0, nullptr));
+    EXPECT_EQ(passed.action, static_cast<uint32_t>(XDP_PASS));
+    EXPECT_EQ(passed.delta[flow_in_map ? SG_XDP_FLOW_PASSED : SG_XDP_COOKIE_VALID], 1u);
+    if (flow_in_map) program_->remove_flow(t);
+    return true;
+  };
+  ASSERT_TRUE(handshake(1000, false));  // proves the source
+  // With one unanswered SYN-ACK allowed, every further handshake needs the previous one given
+  // back, also when its ACK met a lingering flow.
+  for (uint16_t i = 0; i < 20; ++i) ASSERT_TRUE(handshake(static_cast<uint16_t>(2000 + i), true)) << i;
 }
 
 // Not a check: the per-packet cost, printed for the README (BPF_PROG_TEST_RUN's own timing).

@@ -90,7 +90,8 @@ enum sg_reason {
   SG_R_INVALID_FLAGS = 7,      /* a flag set no real client sends */
   SG_R_DENIED = 8,             /* source in policy.deny (longest prefix) */
   SG_R_NOT_ALLOWED = 9,        /* policy.allow is set and the source is not in it */
-  SG_R_BACKSCATTER_BUDGET = 10,/* the source's /24 (/48) used up its SYN-ACKs for this second */
+  SG_R_BACKSCATTER_BUDGET = 10,/* the source's budget of SYN-ACKs is spent for this second: its
+                                  own (a proven source) or its /24's (/48's) (sg_budget_of) */
   SG_R_COUNT_ = 11
 };
 
@@ -267,6 +268,18 @@ static inline int sg_is_client_syn(sg_u8 flags) {
 
 /* ---- Source policy -------------------------------------------------------------------------- */
 
+/* A policy prefix matches sources of its own family only. Both families share the 128-bit
+ * address form (IPv4 v4-mapped, ::ffff:a.b.c.d), in which any IPv6 prefix of /80 or shorter
+ * would also cover every IPv4 source: `deny = ["::/0"]`, meant as "all IPv6", would deny all of
+ * IPv4. So a lookup key is a family tag followed by the address, and a prefix's length counts
+ * the tag's bits too: an LPM trie (or any longest-prefix match) over such keys never crosses
+ * families. */
+#define SG_POLICY_FAMILY_V4 4
+#define SG_POLICY_FAMILY_V6 6
+#define SG_POLICY_TAG_BITS 8
+/* The key length of a prefix of `length` bits in the 128-bit form (an IPv4 /24 is 96 + 24). */
+static inline sg_u32 sg_policy_key_length(sg_u32 length) { return SG_POLICY_TAG_BITS + length; }
+
 /* The outcome of the longest-prefix lookup of a SYN's source in the policy's prefix set. */
 enum sg_policy_match {
   SG_POLICY_NO_MATCH = 0,
@@ -282,10 +295,33 @@ static inline enum sg_reason sg_policy_verdict(enum sg_policy_match m, int allow
   return SG_OK;
 }
 
-/* Prefix lengths the backscatter budget groups sources by: the units networks are routed and
- * announced in, so one victim network is one budget. */
+/* ---- Backscatter budget ---------------------------------------------------------------------
+ * A SYN proxy answers every SYN, so whoever spoofs an address aims our SYN-ACKs at it. Two
+ * budgets bound that, and neither stands in a real client's way:
+ *  - A source that proved it receives at its address (a valid cookie ACK from it within the
+ *    last SG_PROVEN_TTL_S seconds) has a budget of its own: the SYN-ACKs sent to it that it has
+ *    not answered, per second (sg_budget_take for each SYN-ACK, sg_budget_give for each valid
+ *    cookie ACK). A client answers the SYN-ACKs it asked for, so it is not throttled at any
+ *    connection rate; whoever spoofs its address draws at most the address limit of unanswered
+ *    SYN-ACKs a second at it; whoever spoofs its /24 does not touch its budget at all.
+ *  - Every other source shares its /24 (IPv4) or /48 (IPv6) budget of SYN-ACKs per second, so a
+ *    prefix that never answers gets at most the prefix limit.
+ * Proving takes a SYN-ACK received at the address: a spoofer cannot prove an address it cannot
+ * receive at, and a SYN never creates a proven entry (an unvalidated SYN costs no state), so a
+ * flood cannot push proven sources out of a path's table either.
+ * Each path keeps proven sources its own way (the engine: a table its flow workers write and its
+ * SYN workers read; XDP: an LRU hash it writes when it validates a cookie ACK) and calls the
+ * functions below on them. */
+
+/* Prefix lengths the budget of unproven sources groups them by: the units networks are routed
+ * and announced in, so one victim network is one budget. */
 #define SG_BUDGET_PREFIX_V4 24
 #define SG_BUDGET_PREFIX_V6 48
+
+/* How long a valid cookie ACK vouches for its source: long enough for a client that comes back
+ * now and then, short enough that an address that changed hands soon falls back to its prefix's
+ * budget. Every valid cookie ACK renews it. */
+#define SG_PROVEN_TTL_S 900
 
 /* A budget cell: how many units were taken in which one-second window. Fixed-size cells in a
  * fixed table, indexed by a keyed hash of the prefix or address, so memory never depends on how
@@ -308,6 +344,47 @@ static inline int sg_budget_take(struct sg_budget_cell *cell, sg_u32 now_s, sg_u
   return 1;
 }
 
+/* Gives one unit back (a SYN-ACK that was answered). One taken in an earlier second is not given
+ * back: that window is gone, and the new one owes it nothing. */
+static inline void sg_budget_give(struct sg_budget_cell *cell, sg_u32 now_s) {
+  if (cell->second == now_s && cell->used > 0) cell->used -= 1;
+}
+
+/* A source that proved itself: when last, and its budget of unanswered SYN-ACKs. */
+struct sg_proven {
+  sg_u32 proven_s;
+  struct sg_budget_cell unanswered;
+};
+
+/* Whether a proof at `proven_s` still vouches at `now_s` (a stamp ahead of the clock does not). */
+static inline int sg_proof_current(sg_u32 proven_s, sg_u32 now_s) {
+  return (sg_u32)(now_s - proven_s) <= SG_PROVEN_TTL_S;
+}
+
+/* Which budget a SYN that passed the policy takes from (step 4 below). */
+enum sg_budget_kind {
+  SG_BUDGET_PREFIX = 0,  /* the /24 (/48) cell, with the prefix limit */
+  SG_BUDGET_ADDRESS = 1  /* the source's own unanswered cell, with the address limit */
+};
+
+/* `entry` is the source's proven entry when the path holds one for it, else NULL. */
+static inline enum sg_budget_kind sg_budget_of(const struct sg_proven *entry, sg_u32 now_s) {
+  return entry && sg_proof_current(entry->proven_s, now_s) ? SG_BUDGET_ADDRESS : SG_BUDGET_PREFIX;
+}
+
+/* A valid cookie ACK from the source at `now_s`. `entry` is its proven entry, `known` whether it
+ * held this source before (else it is a fresh one to fill in). The SYN-ACK it answered is given
+ * back; a new or lapsed proof starts with a full budget. */
+static inline void sg_source_proved(struct sg_proven *entry, int known, sg_u32 now_s) {
+  if (known && sg_proof_current(entry->proven_s, now_s)) {
+    sg_budget_give(&entry->unanswered, now_s);
+  } else {
+    entry->unanswered.second = now_s;
+    entry->unanswered.used = 0;
+  }
+  entry->proven_s = now_s;
+}
+
 /* ---- The decision ---------------------------------------------------------------------------
  * The order every path follows for a packet queued for a protected service:
  *   0. headers (sg_ipv4_header or the sg_ipv6_ext_header walk, sg_tcp_header, the
@@ -317,12 +394,15 @@ static inline int sg_budget_take(struct sg_budget_cell *cell, sg_u32 now_s, sg_u
  *   1. flags: invalid -> DROP(INVALID_FLAGS); not a SYN -> FLOW.
  *   2. a SYN with IP options or IPv6 extension headers -> DROP(IP_OPTIONS).
  *   3. policy (sg_policy_verdict) -> DROP(DENIED | NOT_ALLOWED).
- *   4. backscatter budget (sg_budget_take on the source's /24 or /48) -> DROP(BACKSCATTER_BUDGET).
+ *   4. backscatter budget: sg_budget_take on the budget sg_budget_of names (the source's own
+ *      when it proved itself, else its /24's or /48's) -> DROP(BACKSCATTER_BUDGET).
  *   5. ANSWER.
+ * And on the flow side: a valid cookie ACK proves its source (sg_source_proved).
  * Steps 3 and 4 need lookups each path does its own way (a prefix set / an LPM map; a budget
- * table / a per-CPU map), so the decision is split where they happen: sg_syn_precheck gives
- * steps 1-2, the caller looks the source up, sg_syn_policy_step gives step 3, and the caller
- * takes from the budget only for a SYN that got this far (so refused SYNs use up no budget). */
+ * table / a per-CPU map; proven sources: a shared table / an LRU hash), so the decision is
+ * split where they happen: sg_syn_precheck gives steps 1-2, the caller looks the source up,
+ * sg_policy_verdict gives step 3, and the caller takes from the budget only for a SYN that got
+ * this far (so refused SYNs use up no budget). */
 static inline enum sg_action sg_syn_precheck(sg_u8 flags, int has_ip_options, enum sg_reason *why) {
   if (!sg_client_flags_valid(flags)) {
     *why = SG_R_INVALID_FLAGS;
