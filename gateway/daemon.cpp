@@ -233,6 +233,8 @@ int run_daemon(const std::string& config_path) {
       // SYN workers split the per-prefix SYN-ACK budget; a flow worker answers SYNs only when
       // the rules send it some, and then holds the whole budget.
       setup.engine.budget_share = syn_only ? cfg.syn_queues : 1;
+      // ICMP errors enter at the first flow queue and move along until a worker has their flow.
+      setup.engine.icmp_next_queue = !syn_only && queue + 1 < cfg.flow_queue + cfg.flow_queues;
       setup.cookie_max_age = cfg.cookie_max_age;
       setup.fail_open = cfg.fail_open;
       setup.advance_interval_ns = static_cast<uint64_t>(cfg.advance_interval_ms) * 1000000ull;
