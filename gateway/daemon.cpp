@@ -195,6 +195,13 @@ int run_daemon(const std::string& config_path) {
     return 2;
   }
 
+  try {
+    check_table_room(cfg, machine_room(cfg.state_dir), false);
+  } catch (const std::exception& e) {
+    spdlog::critical("{}", e.what());
+    return 1;
+  }
+
   // Flow tables that outlive the process: which saved tables to take over, which to import.
   const uint64_t boot_id = current_boot_id();
   FlowStatePlan state_plan;

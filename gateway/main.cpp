@@ -78,7 +78,7 @@ int cmd_check(const std::string& path) {
             << (stat(c.secret_file.c_str(), &st) == 0 ? "" : " (created on first run)") << "\n  flow tables "
             << (c.state_dir.empty() ? std::string("in memory only (lost on restart)")
                                     : state_dir_of(c) + " (instance " + c.instance + " in this network namespace)")
-            << "\n";
+            << ", " << (gw::flow_tables_bytes(c) >> 20) << " MiB for " << c.flow_queues << " flow queue(s)\n";
   std::string interfaces;
   for (const auto& i : c.xdp_interfaces) interfaces += (interfaces.empty() ? "" : ",") + i;
   std::cout << "  xdp " << gw::to_string(c.xdp_mode) << " on "
