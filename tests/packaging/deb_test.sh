@@ -155,7 +155,7 @@ rules_left() {
   local s
   for s in iptables-nft-save iptables-legacy-save ip6tables-nft-save ip6tables-legacy-save; do
     command -v "$s" >/dev/null || continue
-    "$s" 2>/dev/null | grep SYNGATE || true
+    "$s" 2>/dev/null | grep -E 'SYNGATE|SG_EDGE' || true
   done
 }
 echo "== dpkg -i"
@@ -185,6 +185,11 @@ echo "== the gateway in this network namespace: rules up, the daemon started and
 ip link set lo up
 syngate rules up --config /etc/syngate/syngate.toml > /dev/null
 [[ -n $(rules_left) ]] || fail "rules up installed nothing"
+# A second instance (syngate@edge) with a chain of its own.
+printf '[gateway]\nsecret_file = "/var/lib/syngate/edge-secrets"\nchain = "SG_EDGE"\nsyn_queue = 20\nflow_queue = 28\nmetrics_address = "127.0.0.1:9471"\n[[service]]\naddress = "10.10.4.2"\nport = 443\n' \
+  > /etc/syngate/edge.toml
+syngate rules up --config /etc/syngate/edge.toml > /dev/null
+rules_left | grep -q SG_EDGE || fail "rules up for the edge instance installed nothing"
 syngate run --config /etc/syngate/syngate.toml > /tmp/run.log 2>&1 &
 daemon=$!
 for _ in $(seq 100); do
@@ -212,7 +217,7 @@ PY
 echo "== man pages"
 man -w syngate tcptune synflood
 synflood --help | head -3
-echo "== dpkg -r (takes the rules down; keeps the edited conffile, the secrets and the flow tables)"
+echo "== dpkg -r (takes every instance's rules down; keeps the edited conffile, the secrets and the flow tables)"
 dpkg -r syngate
 [[ -f /etc/syngate/syngate.toml ]] || fail "remove deleted the conffile"
 [[ -d /var/lib/syngate ]] || fail "remove deleted the state directory"
@@ -225,6 +230,8 @@ dpkg -P syngate
 [[ ! -e /etc/syngate/syngate.toml ]] || fail "purge left the conffile"
 [[ ! -e /var/lib/syngate ]] || fail "purge left /var/lib/syngate"
 [[ ! -e /run/syngate ]] || fail "purge left /run/syngate"
+[[ -f /etc/syngate/edge.toml ]] || fail "purge deleted the operator's own instance configuration"
+rm /etc/syngate/edge.toml
 echo "== dpkg -r when the configuration does not load (the shipped one names no service)"
 dpkg -i /tmp/syngate.deb > /dev/null
 printf '[gateway]\nsecret_file = "/var/lib/syngate/secrets"\n[[service]]\naddress = "10.10.3.2"\nport = 80\n' > /tmp/elsewhere.toml
