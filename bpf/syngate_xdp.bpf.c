@@ -26,7 +26,9 @@
 #include "syngate/spec/cookie_spec.h"
 #include "syngate_xdp_maps.h"
 
-char LICENSE[] SEC("license") = "Dual MIT/GPL";
+// The project's licence (GPL-2.0-or-later, LICENSE) as the kernel spells it; "GPL" also admits
+// the GPL-only helpers.
+char LICENSE[] SEC("license") = "GPL";
 
 #define ETH_HLEN_ 14
 #define IPV4_HLEN 20

@@ -307,13 +307,8 @@ void parse_gateway(const toml::table& t, GatewayConfig& c) {
     else if (text == "legacy") c.iptables = IptablesBackend::Legacy;
     else r.fail("iptables", "must be \"auto\", \"nft\" or \"legacy\" (got \"" + text + "\")");
   }
-  if (r.string("chain", c.chain)) {
-    bool ok = !c.chain.empty() && c.chain.size() <= 28 &&
-              std::all_of(c.chain.begin(), c.chain.end(), [](char ch) {
-                return (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
-                       (ch >= '0' && ch <= '9') || ch == '_' || ch == '-';
-              });
-    if (!ok) r.fail("chain", "must be 1..28 characters of A-Z a-z 0-9 _ - (got \"" + c.chain + "\")");
+  if (r.string("chain", c.chain) && !valid_chain_name(c.chain)) {
+    r.fail("chain", "must be " + std::string(kChainNameRule) + " (got \"" + c.chain + "\")");
   }
   if (r.string("state_dir", c.state_dir) && !c.state_dir.empty() && c.state_dir.front() != '/') {
     r.fail("state_dir", "must be an absolute directory path, or \"\" to keep flows in memory only (got \"" +
@@ -510,6 +505,13 @@ GatewayConfig load_config(const std::string& path) {
   ss << in.rdbuf();
   if (in.bad()) throw ConfigError(path, "", "read error");
   return parse_config(ss.str(), path);
+}
+
+bool valid_chain_name(std::string_view name) noexcept {
+  return !name.empty() && name.size() <= 28 && std::all_of(name.begin(), name.end(), [](char ch) {
+    return (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_' ||
+           ch == '-';
+  });
 }
 
 std::vector<Service> to_engine_services(const std::vector<ServiceEntry>& services) {

@@ -119,6 +119,10 @@ GatewayConfig load_config(const std::string& path);
 // other than A-Z a-z 0-9 _ - . @ replaced by '_' ("syngate" when nothing is left).
 std::string default_instance_name(std::string_view config_path);
 
+// gateway.chain, and `syngate rules down --chain`: a name iptables accepts for a user chain.
+inline constexpr std::string_view kChainNameRule = "1..28 characters of A-Z a-z 0-9 _ -";
+bool valid_chain_name(std::string_view name) noexcept;
+
 // Turns the service list into the engine's form (IPv4 as v4-mapped Address).
 std::vector<Service> to_engine_services(const std::vector<ServiceEntry>& services);
 

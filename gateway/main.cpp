@@ -86,10 +86,25 @@ int cmd_check(const std::string& path) {
   return 0;
 }
 
-int cmd_rules(const std::string& action, const std::string& path) {
-  const auto loaded = load_or_report(path);
-  if (!loaded) return 2;
-  gw::GatewayConfig c = *loaded;
+// With only a chain name (no configuration), `down` and `show` act on that chain in every
+// backend: what the package's prerm does when the configuration no longer loads.
+int cmd_rules(const std::string& action, const std::string& path, const std::string& chain_only) {
+  gw::GatewayConfig c;
+  if (!chain_only.empty()) {
+    if (action == "up") {
+      std::cerr << "error: rules up: --chain is for down and show; up needs the services: --config FILE\n";
+      return 2;
+    }
+    c.chain = chain_only;
+  } else if (path.empty()) {
+    std::cerr << "error: rules " << action << ": --config FILE is required"
+              << (action == "up" ? "" : " (or --chain NAME)") << "\n";
+    return 2;
+  } else {
+    const auto loaded = load_or_report(path);
+    if (!loaded) return 2;
+    c = *loaded;
+  }
   try {
     if (action == "up") {
       if (!c.state_dir.empty()) {
@@ -155,11 +170,20 @@ int main(int argc, char** argv) {
       "rules",
       "Install (up), remove (down) or list (show) the iptables rules for the configured services\n"
       "in the current network namespace. Idempotent; uses a dedicated chain in the raw and mangle\n"
-      "tables; works with the nft or the legacy iptables backend (gateway.iptables).");
+      "tables; works with the nft or the legacy iptables backend (gateway.iptables).\n"
+      "`down --chain NAME` removes them without a configuration (e.g. one that no longer loads).");
   rules->add_option("action", action, "up | down | show")
       ->required()
       ->check(CLI::IsMember({"up", "down", "show"}));
-  rules->add_option("-c,--config", config, "TOML configuration file")->required();
+  std::string chain;
+  auto* rules_config = rules->add_option("-c,--config", config, "TOML configuration file");
+  rules->add_option("--chain", chain,
+                    "down/show without a configuration: the chain name (gateway.chain, default SYNGATE)")
+      ->excludes(rules_config)
+      ->check([](const std::string& name) {
+        return gw::valid_chain_name(name) ? std::string()
+                                          : "must be " + std::string(gw::kChainNameRule) + " (got \"" + name + "\")";
+      });
 
   auto* check = app.add_subcommand("check", "Validate a configuration; errors name the key and the reason.");
   check->add_option("-c,--config", config, "TOML configuration file")->required();
@@ -170,7 +194,7 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   if (*status) return gw::cmd_status(status_options);
   if (*check) return cmd_check(config);
-  if (*rules) return cmd_rules(action, config);
+  if (*rules) return cmd_rules(action, config, chain);
   const int rc = gw::run_daemon(config);
   if (rc == gw::kRestartInPlace) {
     // Same PID (systemd keeps tracking it), same arguments, the binary this process runs.
