@@ -57,7 +57,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   policy->synack_per_prefix_per_s = in.u8() % 4;  // 0 = unlimited
   HashKey key{};
   for (auto& k : key) k = in.u8();
-  SynGuard guard(SynGuardConfig{policy, key, 1, 64});
+  SynGuardConfig gc{policy, key, 1, 64};
+  gc.proven = std::make_shared<ProvenSources>(64, key);  // small tables: a fresh guard per input stays cheap
+  SynGuard guard(gc);
 
   std::map<std::pair<uint32_t, uint32_t>, uint32_t> answers;  // (/24, second) -> answers
   uint64_t now = 0;

@@ -52,6 +52,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   cfg.services = {{*Address::parse("10.10.3.2"), 80}, {*Address::parse("fd00::2"), 443}};
   cfg.max_flows = 3;
   cfg.max_flows_per_source = 2;
+  cfg.proven_sources = std::make_shared<ProvenSources>(64, cfg.hash_key);  // small: one engine per input
   cfg.early_data_bytes = 64;
   cfg.early_data_slots = 2;
   cfg.backend_syn_retries = in.u8() % 4;

@@ -316,17 +316,24 @@ ${3:-}
 CONF
 }
 
+# How many times the daemon's log says it is running (0 before the log exists).
+running_lines() {
+  local n
+  n=$(grep -c "syngate running" "$LAB_DIR/syngate.log" 2>/dev/null) || true
+  echo "${n:-0}"
+}
+
 # Installs the rules and starts the daemon in gw; waits until the queues are bound.
 start_syngate() {
   in_ns "$NS_GW" "$SYNGATE_BIN" check --config "$LAB_DIR/syngate.toml" >/dev/null
   in_ns "$NS_GW" "$SYNGATE_BIN" rules up --config "$LAB_DIR/syngate.toml" >/dev/null
   # the log is appended across restarts: wait for one more "running" line than before
   local before i
-  before=$(grep -c "syngate running" "$LAB_DIR/syngate.log" 2>/dev/null || true)
+  before=$(running_lines)
   BG_LOG=$LAB_DIR/syngate.log bg "$NS_GW" "$SYNGATE_BIN" run --config "$LAB_DIR/syngate.toml"
   SYNGATE_PID=$BG_PID
   for ((i = 0; i < 100; i++)); do
-    if (( $(grep -c "syngate running" "$LAB_DIR/syngate.log" 2>/dev/null || true) > ${before:-0} )); then return 0; fi
+    if (( $(running_lines) > before )); then return 0; fi
     kill -0 "$SYNGATE_PID" 2>/dev/null || fail "syngate exited: $(cat "$LAB_DIR/syngate.log")"
     sleep 0.05
   done
