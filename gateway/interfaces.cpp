@@ -57,7 +57,8 @@ InterfacePlan plan_interfaces(const RoutingFacts& facts, Mode mode) {
     reason += d.via.empty() ? ")" : " via " + d.via + ")";
     chooser.add(d.ifindex, reason + ": clients arrive here");
   }
-  const bool have_default = chooser.any();
+  // A default route through a down interface still says where clients come from: it is down.
+  const bool have_default = !facts.defaults.empty();
   for (const ServiceRouteFact& s : facts.services) {
     const std::string addr = s.address.to_string();
     if (s.local) {
