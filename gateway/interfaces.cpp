@@ -58,7 +58,10 @@ InterfacePlan plan_interfaces(const RoutingFacts& facts, Mode mode) {
     chooser.add(d.ifindex, reason + ": clients arrive here");
   }
   // A default route through a down interface still says where clients come from: it is down.
-  const bool have_default = !facts.defaults.empty();
+  const bool have_default = !facts.defaults.empty() || facts.had_default;
+  if (facts.defaults.empty() && facts.had_default) {
+    chooser.note("the default route is gone (its uplink down?): the client side gets the program back with it");
+  }
   for (const ServiceRouteFact& s : facts.services) {
     const std::string addr = s.address.to_string();
     if (s.local) {

@@ -48,6 +48,9 @@ struct RoutingFacts {
   std::vector<DefaultRouteFact> defaults;
   std::vector<ServiceRouteFact> services;
   std::vector<RoutedFact> routed;
+  // Not from the kernel: a default route was seen earlier (by this process). Its absence now is an
+  // uplink that went down (its routes go with it), not a namespace without one: no fallback.
+  bool had_default = false;
 };
 
 struct InterfaceChoice {
@@ -66,7 +69,7 @@ struct InterfacePlan {
 // The rule. Clients and floods arrive by the default routes (IPv4 and IPv6, every nexthop);
 // servers are reached by the route to each service address (a local one, as in host mode, is
 // this host: nothing to attach toward it). Loopback and down interfaces are never chosen.
-// Without any default route the client side cannot be told apart: every up interface that
+// Without any default route, ever, the client side cannot be told apart: every up interface that
 // carries a route is taken, and a note says so. `mode` only checks that the routes agree with
 // gateway.mode (notes).
 InterfacePlan plan_interfaces(const RoutingFacts& facts, Mode mode);

@@ -213,7 +213,8 @@ RoutingFacts read_routing_facts(const std::vector<Address>& services) {
     for (const bool fibmatch : {true, false}) {
       nlmsghdr* nlh = mnl_nlmsg_put_header(buf);
       nlh->nlmsg_type = RTM_GETROUTE;
-      nlh->nlmsg_flags = NLM_F_REQUEST;
+      // The ACK ends the answer (a get has no NLMSG_DONE).
+      nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK;
       auto* rtm = static_cast<rtmsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(rtmsg)));
       rtm->rtm_family = v4 ? AF_INET : AF_INET6;
       rtm->rtm_dst_len = v4 ? 32 : 128;

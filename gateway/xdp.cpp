@@ -174,12 +174,14 @@ std::unique_ptr<FastPath> FastPath::start(AttachMode mode, std::vector<std::stri
   return fast;
 }
 
-gw::InterfacePlan FastPath::plan() const {
+gw::InterfacePlan FastPath::plan() {
   std::vector<Address> addresses;
   for (const Service& s : services_) {
     if (std::find(addresses.begin(), addresses.end(), s.address) == addresses.end()) addresses.push_back(s.address);
   }
-  const gw::RoutingFacts facts = gw::read_routing_facts(addresses);
+  gw::RoutingFacts facts = gw::read_routing_facts(addresses);
+  facts.had_default = had_default_;
+  had_default_ = had_default_ || !facts.defaults.empty();
   return listed_.empty() ? gw::plan_interfaces(facts, gateway_mode_) : gw::plan_listed(facts, listed_);
 }
 

@@ -144,7 +144,7 @@ class FastPath : public FlowObserver {
 
  private:
   explicit FastPath(std::unique_ptr<Program> p) : program_(std::move(p)) {}
-  gw::InterfacePlan plan() const;
+  gw::InterfacePlan plan();
   // Attaches and detaches until the program is where `plan` says; logs what it changed.
   void apply(const gw::InterfacePlan& plan);
   std::unique_ptr<Program> program_;
@@ -154,6 +154,7 @@ class FastPath : public FlowObserver {
   std::unique_ptr<gw::LinkWatcher> watcher_;
   std::atomic<bool> detached_{false};  // detach() was called: the rule no longer re-attaches
   gw::InterfacePlan applied_;
+  bool had_default_ = false;  // a default route was seen: its absence is an uplink down
   std::vector<std::pair<int, std::string>> attach_failures_;  // logged once per interface and reason
   std::array<uint8_t, 16> budget_key_{};
   std::vector<Service> services_;  // what the program protects

@@ -130,6 +130,22 @@ TEST(InterfaceRule, WithoutADefaultRouteEveryRoutedInterface) {
   EXPECT_EQ(p.interfaces[1].reasons.size(), 2u);  // both of g2's routes
 }
 
+// The uplink goes down and its default route with it: that is not a namespace without a default
+// route, so the unrelated interfaces stay without the program.
+TEST(InterfaceRule, AnUplinkDownIsNotANamespaceWithoutDefaultRoute) {
+  RoutingFacts f = lab();
+  f.links[1].up = false;  // g1
+  f.defaults.clear();
+  f.routed = {{3, "10.10.2.0/24"}, {4, "10.10.3.0/24"}, {5, "10.99.0.0/24"}};
+  f.had_default = true;
+  InterfacePlan p = plan_interfaces(f, Mode::Router);
+  EXPECT_EQ(names(p), std::vector<std::string>{"g3"});
+  EXPECT_TRUE(notes_contain(p, "the default route is gone"));
+  f.had_default = false;  // never had one: the fallback
+  p = plan_interfaces(f, Mode::Router);
+  EXPECT_EQ(names(p), (std::vector<std::string>{"g2", "g3", "u0"}));
+}
+
 TEST(InterfaceRule, ListedInterfacesWinAsListedUpOrNot) {
   RoutingFacts f = lab();
   f.links[2].up = false;  // g2
