@@ -181,6 +181,7 @@ gw::InterfacePlan FastPath::plan() {
   }
   gw::RoutingFacts facts = gw::read_routing_facts(addresses);
   facts.had_default = had_default_;
+  links_ = facts.links;
   had_default_ = had_default_ || !facts.defaults.empty();
   return listed_.empty() ? gw::plan_interfaces(facts, gateway_mode_) : gw::plan_listed(facts, listed_);
 }
@@ -196,8 +197,11 @@ void FastPath::apply(const gw::InterfacePlan& plan) {
                                     [&](const gw::InterfaceChoice& c) { return c.ifindex == a.ifindex; });
     if (needed) continue;
     program_->detach(a.ifindex);
-    spdlog::info("xdp: detached from {} (ifindex {}): no longer needed (down, gone or no route uses it)", a.interface,
-                 a.ifindex);
+    const auto link = std::find_if(links_.begin(), links_.end(), [&](const gw::LinkFact& l) { return l.ifindex == a.ifindex; });
+    spdlog::info("xdp: detached from {} (ifindex {}): {}", a.interface, a.ifindex,
+                 link == links_.end() ? "the interface is gone"
+                 : !link->up          ? "the interface is down"
+                                      : "no longer needed (no default route or service route uses it)");
   }
   const auto attached = program_->attachments();
   std::vector<std::pair<int, std::string>> failures;

@@ -154,7 +154,8 @@ class FastPath : public FlowObserver {
   std::unique_ptr<gw::LinkWatcher> watcher_;
   std::atomic<bool> detached_{false};  // detach() was called: the rule no longer re-attaches
   gw::InterfacePlan applied_;
-  bool had_default_ = false;  // a default route was seen: its absence is an uplink down
+  bool had_default_ = false;
+  std::vector<gw::LinkFact> links_;  // as last read, to say why an interface was left  // a default route was seen: its absence is an uplink down
   std::vector<std::pair<int, std::string>> attach_failures_;  // logged once per interface and reason
   std::array<uint8_t, 16> budget_key_{};
   std::vector<Service> services_;  // what the program protects
