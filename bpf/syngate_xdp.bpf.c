@@ -33,8 +33,6 @@ char LICENSE[] SEC("license") = "Dual MIT/GPL";
 #define IPV6_HLEN 40
 #define TCP_HLEN 20
 #define TCP_MAX_OPTIONS 40
-#define DEFAULT_MSS_V4 536  /* RFC 9293 3.7.1: assumed when a SYN carries no MSS */
-#define DEFAULT_MSS_V6 1220 /* RFC 8200 minimum MTU minus headers */
 #define REPLY_TTL 64
 
 struct {
@@ -308,7 +306,7 @@ static __noinline int answer_syn(struct xdp_md* ctx, struct parsed* p, const str
   const struct sg_cookie_secrets* secrets = current_secrets();
   if (!secrets) return pass_as(SG_XDP_PASSED_UNHANDLED);
   const __u64 now = now_ns(cfg);
-  const __u16 client_mss = w.o.has_mss ? w.o.mss : (p->v6 ? DEFAULT_MSS_V6 : DEFAULT_MSS_V4);
+  const __u16 client_mss = w.o.has_mss ? w.o.mss : (p->v6 ? SG_DEFAULT_MSS_V6 : SG_DEFAULT_MSS_V4);
   const struct sg_cookie_flow cf = cookie_flow(p);
   const __u32 cookie = sg_cookie_make(secrets, &cf, client_seq, client_mss, sg_cookie_counter(now));
 
@@ -338,7 +336,7 @@ static __noinline int answer_syn(struct xdp_md* ctx, struct parsed* p, const str
       th[36] = 1;
       th[37] = 3;
       th[38] = 3;
-      th[39] = cfg->wscale < SG_MAX_WINDOW_SCALE ? cfg->wscale : SG_MAX_WINDOW_SCALE;
+      th[39] = cfg->wscale < SG_MAX_WSCALE ? cfg->wscale : SG_MAX_WSCALE;
       tcp_len = TCP_HLEN + 20;
     }
     if (bits.ecn) extra_flags = SG_TCP_ECE;

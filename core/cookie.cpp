@@ -13,7 +13,7 @@ namespace {
 static_assert(kCookieMssTable.size() == SG_COOKIE_MSS_MASK + 1, "4 bits of MSS index in the cookie");
 static_assert(std::is_sorted(kCookieMssTable.begin(), kCookieMssTable.end()));
 static_assert(SG_COOKIE_HASH_BITS + 2 + 4 == 32);
-static_assert(kTsOptionBits == SG_TS_OPTION_BITS && kMaxWindowScale == SG_MAX_WINDOW_SCALE);
+static_assert(kTsOptionBits == SG_TS_OPTION_BITS && kMaxWindowScale == SG_MAX_WSCALE);
 
 // The IPv4-mapped prefix ::ffff:0:0/96, as Address stores IPv4. Checked here rather than through
 // Address::is_v4() so the hot path inlines it.

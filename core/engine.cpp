@@ -15,6 +15,7 @@
 #include "syngate/checksum.hpp"
 #include "syngate/flow_table.hpp"
 #include "syngate/spec/flow_spec.h"
+#include "syngate/icmp.hpp"
 
 namespace syngate {
 
@@ -24,7 +25,7 @@ using namespace flows;
 static_assert(drop_reason(SynDropReason::Truncated) == DropReason::Truncated);
 static_assert(drop_reason(SynDropReason::BackscatterBudget) == DropReason::BackscatterBudget);
 static_assert(static_cast<int>(SynDropReason::Count_) - 1 == static_cast<int>(DropReason::SynAnswered));
-static_assert(kNoWscale == SG_FLOW_NO_WSCALE && kMaxWindowScale == SG_FLOW_MAX_WSCALE);
+static_assert(kNoWscale == SG_FLOW_NO_WSCALE && kMaxWindowScale == SG_MAX_WSCALE);
 
 std::string_view to_string(DropReason r) noexcept {
   if (static_cast<uint8_t>(r) < static_cast<uint8_t>(DropReason::SynAnswered)) {
@@ -44,6 +45,7 @@ std::string_view to_string(DropReason r) noexcept {
     case DropReason::BackendReset: return "backend_reset";
     case DropReason::StaleSegment: return "stale_segment";
     case DropReason::RstOutOfWindow: return "rst_out_of_window";
+    case DropReason::IcmpNoFlow: return "icmp_no_flow";
     default: break;
   }
   return "unknown";
@@ -51,8 +53,8 @@ std::string_view to_string(DropReason r) noexcept {
 
 namespace {
 
-constexpr uint16_t kDefaultMssV4 = 536;   // RFC 9293 3.7.1: assumed when a SYN carries no MSS
-constexpr uint16_t kDefaultMssV6 = 1220;  // RFC 8200 minimum MTU minus headers
+constexpr uint16_t kDefaultMssV4 = SG_DEFAULT_MSS_V4;  // assumed when a SYN carries no MSS (sg_types.h)
+constexpr uint16_t kDefaultMssV6 = SG_DEFAULT_MSS_V6;
 
 inline uint32_t now_ms(uint64_t now_ns) noexcept { return static_cast<uint32_t>(now_ns / 1000000); }
 // Flow timers run on the timer clock; cookies and our SYN-ACK TSvals on the cookie clock.
@@ -610,6 +612,35 @@ struct Engine::Impl {
     table.enter(i, State::Established, f.stamp_ms);
   }
 
+  // ---- ICMP errors about flows (icmp.hpp) ------------------------------------------------------
+  // A router's error quotes a segment as the gateway passed it on, in the sequence space of the
+  // side it went to; the endpoint it is addressed to believes it only in its own. The flow is
+  // read, not touched: an error is no sign of life.
+  Decision icmp_message(std::span<uint8_t> bytes, const IcmpError& e) {
+    if (e.kind != IcmpKind::TcpError) {
+      ++counters.icmp_untouched;
+      return {Verdict::Accept, false};
+    }
+    // Flows are keyed client -> service: a quote that matches one as it is was sent by the client
+    // (the error is addressed to it), one that matches reversed by the server.
+    uint32_t i = table.find(e.quoted);
+    const bool to_client = i != kNone;
+    if (!to_client) i = table.find(e.quoted.reversed());
+    if (i == kNone) {
+      if (!cfg.icmp_next_queue) return drop(DropReason::IcmpNoFlow);
+      ++counters.icmp_passed_on;
+      return {Verdict::NextQueue, false};
+    }
+    const Flow& f = table.get(i);
+    if (f.state == State::SynSent) return drop(DropReason::IcmpNoFlow);
+    // Timestamps that syngate supplies for a backend without them were never translated.
+    const uint32_t tsoff = (f.supply & kSupplyTimestamps) ? 0 : f.tsoff;
+    const QuoteShift shift = to_client ? quote_shift_to_client(f.delta, tsoff) : quote_shift_to_server(f.delta, tsoff);
+    const bool changed = shift_quote(bytes, e, shift) > 0;
+    ++counters.icmp_translated;
+    return {Verdict::Accept, changed};
+  }
+
   // ---- timers -------------------------------------------------------------------------------
   void advance(const EngineClock& clock, PacketSink& sink) {
     const uint32_t now = timer_ms(clock);
@@ -707,6 +738,8 @@ struct Engine::Impl {
         d = server_packet(p, p.tuple().reversed(), now, sink, room);
         if (d.length) return d;  // grown: its checksum is whole
         break;
+      case SynAction::Icmp:
+        return icmp_message(bytes, v.icmp);
     }
     if (d.modified && !checksum_ready) p.recompute_checksum();
     return d;

@@ -273,6 +273,14 @@ SynVerdict SynGuard::decide(std::span<uint8_t> packet, std::span<const Service> 
                             uint64_t now_ns) noexcept {
   SynVerdict v;
   v.parsed = parse_tcp_packet(packet);
+  if (!v.parsed && v.parsed.error == ParseError::NotTcp) {
+    // ICMP is not TCP, but a router's error about a flow's segment must reach the flow path.
+    v.icmp = parse_icmp_error(packet);
+    if (v.icmp.kind != IcmpKind::NotIcmp) {
+      v.action = SynAction::Icmp;
+      return v;
+    }
+  }
   if (!v.parsed) {
     v.action = SynAction::Drop;
     v.reason = static_cast<SynDropReason>(sg_reason_of_parse_error(static_cast<sg_parse_error>(v.parsed.error)));

@@ -94,6 +94,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const ParseResult independent = parse_tcp_packet(copy);
     check(static_cast<bool>(independent) == static_cast<bool>(v.parsed));
     if (!v.parsed) {
+      if (v.action == SynAction::Icmp) {  // ICMP is the flow path's; never a SYN to answer
+        check(independent.error == ParseError::NotTcp && v.icmp.kind != IcmpKind::NotIcmp);
+        continue;
+      }
       check(v.action == SynAction::Drop && v.reason != SynDropReason::None && v.reason < SynDropReason::Count_);
       continue;
     }

@@ -1,16 +1,21 @@
 // Feeds packet sequences through the engine: a few clients and a backend whose packets are built
 // from the fuzz input but stay close enough to real conversations (they echo cookies and ISNs the
 // engine emitted) to reach every state, mixed with raw bytes and time jumps.
+// ICMP errors quoting the conversation's segments (any error type, cut anywhere) reach the flow
+// path's translation.
 // Invariants: no crash or sanitizer report; every emitted packet parses with a valid checksum;
-// a rewritten packet still parses and its checksum stays valid; the flow count stays bounded.
+// a rewritten packet still parses and its checksum stays valid (TCP or ICMP); an ICMP message
+// emits nothing and is rewritten only when it is an error about TCP; the flow count stays bounded.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <vector>
 
-#include "syngate/engine.hpp"
+#include "../tests/core/icmp_builder.hpp"
 #include "fuzz_input.hpp"
+#include "syngate/engine.hpp"
+#include "syngate/icmp.hpp"
 #include "syngate/packet.hpp"
 
 namespace {
@@ -51,6 +56,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   cfg.early_data_slots = 2;
   cfg.backend_syn_retries = in.u8() % 4;
   cfg.announced_wscale = in.u8() % 15;
+  cfg.icmp_next_queue = cfg.announced_wscale & 1;
   CookieSecrets secrets;
   secrets.current.fill(7);
   CookieJar jar(secrets);
@@ -72,6 +78,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto feed = [&](std::vector<uint8_t>& pkt, bool ready) {
     ParseResult before = parse_tcp_packet(pkt);
     const bool was_valid = before && before.packet.checksum_valid();
+    const IcmpError icmp = parse_icmp_error(pkt);
+    const bool icmp_plain = icmp.kind != IcmpKind::NotIcmp && (pkt[0] >> 4 == 4 || pkt[6] == 58);
+    const bool icmp_valid = icmp_plain && syngate::test::icmp_checksum_residue(pkt) == 0;
     const size_t emitted = sink.out.size();
     // Room to grow, as the daemon's receive slots give (a segment may get timestamps added).
     const size_t length = pkt.size();
@@ -79,7 +88,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     Decision d = engine.process(std::span<uint8_t>(pkt.data(), length), now, sink, ready, pkt.size());
     check(d.length == 0 || (d.modified && d.length > length && d.length <= pkt.size()));
     pkt.resize(d.length ? d.length : length);
-    if (d.modified) {
+    check(d.verdict != Verdict::NextQueue || (cfg.icmp_next_queue && !d.modified && icmp.kind == IcmpKind::TcpError));
+    if (icmp.kind != IcmpKind::NotIcmp) {
+      check(sink.out.size() == emitted && d.length == 0);
+      check(!d.modified || icmp.kind == IcmpKind::TcpError);
+      if (d.modified && icmp_valid) check(syngate::test::icmp_checksum_residue(pkt) == 0);
+    } else if (d.modified) {
       ParseResult after = parse_tcp_packet(pkt);
       check(static_cast<bool>(after));
       if (was_valid || !ready || d.length) check(after.packet.checksum_valid());
@@ -123,7 +137,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     s.window = in.u16();
     s.payload = std::span<const uint8_t>(payload, (bits & 16) ? len : 0);
     const uint32_t jitter = (bits & 32) ? in.u32() : in.u8() % 4;
-    switch (op % 8) {
+    switch (op % 9) {
       case 0:  // client SYN
         peer.client_isn = in.u32();
         s.tuple = t;
@@ -184,11 +198,32 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         feed(pkt, true);
         continue;
       }
+      case 8: {  // a router's ICMP error quoting a segment of either side, near the flow's numbers
+        const bool from_backend = bits & 64;
+        s.tuple = from_backend ? t.reversed() : t;
+        s.seq = from_backend ? peer.backend_isn + 1 + jitter : peer.client_isn + 1 + jitter;
+        s.ack = from_backend ? peer.client_isn + 1 : peer.cookie + 1 + jitter;
+        s.flags = tcp_flag::ACK | ((bits & 128) ? tcp_flag::RST : 0);
+        s.options.sack_count = in.u8() % 5;
+        for (auto& b : s.options.sack) b = {s.ack + in.u16(), s.ack + in.u16()};
+        const size_t n = build_tcp_packet(buf, s);
+        if (n == 0) continue;
+        const bool v6 = !t.src.is_v4();
+        const Address router = v6 ? *Address::parse("fd00::4") : *Address::parse("10.10.4.2");
+        static constexpr uint8_t kTypes4[] = {3, 11, 12, 0, 5, 8};
+        static constexpr uint8_t kTypes6[] = {1, 2, 3, 4, 128, 135};
+        const uint8_t type = v6 ? kTypes6[in.u8() % 6] : kTypes4[in.u8() % 6];
+        std::vector<uint8_t> pkt = syngate::test::icmp_error(std::span<const uint8_t>(buf.data(), n), router,
+                                                             s.tuple.src, type, in.u8(), in.u32(), in.u16() % (n + 1));
+        if (in.u8() & 1) pkt[in.u16() % pkt.size()] ^= static_cast<uint8_t>(1u << (in.u8() % 8));
+        feed(pkt, true);
+        continue;
+      }
     }
     const size_t n = build_tcp_packet(buf, s);
     if (n == 0) continue;
     std::vector<uint8_t> pkt(buf.begin(), buf.begin() + static_cast<long>(n));
-    feed(pkt, !(bits & 64) || op % 8 == 0);
+    feed(pkt, !(bits & 64) || op % 9 == 0);
   }
   return 0;
 }

@@ -3,6 +3,9 @@
 // from the parsed fields via build_tcp_packet that must parse back to the same fields.
 // Invariants abort (ASan/UBSan catch the memory errors); the input is copied into an exactly-sized
 // heap buffer so that a read one byte past the end is reported.
+// ICMP errors (parse_icmp_error, shift_quote) over the same bytes: offsets inside the buffer, a
+// shift changes only the quoted TCP header and the ICMP checksum, keeps a valid checksum valid,
+// and the opposite shift restores every byte.
 // Seeds: tests/fuzz/corpus/packet (kernel_*: real kernel packets from tests/core/capture_fixtures.sh;
 // crafted_*: hand-made edge cases written by the same script).
 #include <algorithm>
@@ -14,6 +17,7 @@
 #include <vector>
 
 #include "syngate/checksum.hpp"
+#include "syngate/icmp.hpp"
 #include "syngate/packet.hpp"
 
 namespace {
@@ -159,6 +163,60 @@ void check_rebuild(const TcpPacket& p) {
   }
 }
 
+// The ICMP checksum over the message as the outer header bounds it (pseudo-header from the outer
+// addresses for IPv6): 0 when intact.
+uint16_t icmp_residue(const uint8_t* buf, const IcmpError& e) {
+  size_t end;
+  uint32_t sum = 0;
+  if (e.v4) {
+    end = (size_t{buf[2]} << 8) | buf[3];
+  } else {
+    end = 40 + ((size_t{buf[4]} << 8) | buf[5]);
+    sum = csum_partial(std::span<const uint8_t>(buf + 8, 32));
+    sum += static_cast<uint32_t>(end - e.icmp_offset) + 58u;
+  }
+  return csum_fold(csum_partial(std::span<const uint8_t>(buf + e.icmp_offset, end - e.icmp_offset), sum));
+}
+
+void check_icmp(uint8_t* buf, size_t size, ValueStream& values) {
+  const std::span<uint8_t> packet(buf, size);
+  const IcmpError e = parse_icmp_error(packet);
+  const std::vector<uint8_t> before(buf, buf + size);
+  QuoteShift s{values.next(), values.next(), values.next(), values.next(), values.next()};
+  if (e.kind != IcmpKind::TcpError) {
+    FUZZ_CHECK(shift_quote(packet, e, s) == 0);
+    FUZZ_CHECK(std::equal(before.begin(), before.end(), buf));
+    return;
+  }
+  FUZZ_CHECK(e.tcp_length >= 8);
+  FUZZ_CHECK(size_t{e.tcp_offset} + e.tcp_length <= size);
+  FUZZ_CHECK(size_t{e.icmp_offset} + 8 <= e.tcp_offset);
+  FUZZ_CHECK(e.quoted.sport == ((buf[e.tcp_offset] << 8) | buf[e.tcp_offset + 1]));
+  const bool valid = icmp_residue(buf, e) == 0;
+  const int changed = shift_quote(packet, e, s);
+  FUZZ_CHECK(changed >= 0 && changed <= 2 + 8);  // seq, ack, and 40 option bytes of 10-byte options
+  for (size_t i = 0; i < size; ++i) {
+    const bool quote = i >= e.tcp_offset && i < size_t{e.tcp_offset} + e.tcp_length;
+    const bool check = i == e.icmp_offset + 2u || i == e.icmp_offset + 3u;
+    if (!quote && !check) FUZZ_CHECK(buf[i] == before[i]);
+  }
+  if (valid) FUZZ_CHECK(icmp_residue(buf, e) == 0);
+  const IcmpError again = parse_icmp_error(packet);
+  FUZZ_CHECK(again.kind == e.kind && again.tcp_offset == e.tcp_offset && again.tcp_length == e.tcp_length &&
+             again.icmp_offset == e.icmp_offset);
+  const QuoteShift back{0u - s.seq, 0u - s.ack, 0u - s.tsval, 0u - s.tsecr, 0u - s.sack};
+  FUZZ_CHECK(shift_quote(packet, e, back) == changed);
+  for (size_t i = 0; i < size; ++i) {
+    if (i == e.icmp_offset + 2u) {
+      const uint16_t was = static_cast<uint16_t>(before[i] << 8 | before[i + 1]);
+      FUZZ_CHECK(same_checksum(static_cast<uint16_t>(buf[i] << 8 | buf[i + 1]), was));
+      ++i;
+      continue;
+    }
+    FUZZ_CHECK(buf[i] == before[i]);
+  }
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -178,8 +236,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (!r) {
     FUZZ_CHECK(r.error != ParseError::None);
     FUZZ_CHECK(!to_string(r.error).empty());
+    ValueStream icmp_values{data, size};
+    check_icmp(buf.get(), size, icmp_values);
     return 0;
   }
+  FUZZ_CHECK(parse_icmp_error(std::span<const uint8_t>(buf.get(), size)).kind == IcmpKind::NotIcmp);
   TcpPacket& p = r.packet;
   check_view(p, buf.get(), size);
   // Parsing is a pure function of the bytes.

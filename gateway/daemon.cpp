@@ -33,6 +33,8 @@
 #include "metrics.hpp"
 #include "metrics_endpoint.hpp"
 #include "notify.hpp"
+#include "reload_plan.hpp"
+#include "start_check.hpp"
 #include "nfqueue.hpp"
 #include "seeds.hpp"
 #include "sender.hpp"
@@ -193,6 +195,13 @@ int run_daemon(const std::string& config_path) {
     return 2;
   }
 
+  try {
+    check_table_room(cfg, machine_room(cfg.state_dir), false);
+  } catch (const std::exception& e) {
+    spdlog::critical("{}", e.what());
+    return 1;
+  }
+
   // Flow tables that outlive the process: which saved tables to take over, which to import.
   const uint64_t boot_id = current_boot_id();
   FlowStatePlan state_plan;
@@ -233,6 +242,8 @@ int run_daemon(const std::string& config_path) {
       // SYN workers split the per-prefix SYN-ACK budget; a flow worker answers SYNs only when
       // the rules send it some, and then holds the whole budget.
       setup.engine.budget_share = syn_only ? cfg.syn_queues : 1;
+      // ICMP errors enter at the first flow queue and move along until a worker has their flow.
+      setup.engine.icmp_next_queue = !syn_only && queue + 1 < cfg.flow_queue + cfg.flow_queues;
       setup.cookie_max_age = cfg.cookie_max_age;
       setup.fail_open = cfg.fail_open;
       setup.advance_interval_ns = static_cast<uint64_t>(cfg.advance_interval_ms) * 1000000ull;
@@ -454,23 +465,28 @@ int run_daemon(const std::string& config_path) {
       break;
     }
     if (sig == SIGHUP) {
+      // All or nothing: everything the new configuration needs is read and checked first; only
+      // then is it applied, in steps that cannot fail. A refused reload leaves nothing changed.
       try {
         GatewayConfig next = load_config(config_path);
-        const std::vector<std::string> restart_keys = non_reloadable_changes(cfg, next);
-        if (!restart_keys.empty() && d->state && next.state_dir == cfg.state_dir && next.instance == cfg.instance) {
+        const ReloadPlan plan = plan_reload(cfg, next);
+        std::string keys;
+        for (const auto& key : plan.restart_keys) keys += (keys.empty() ? "" : ", ") + key;
+        if (plan.restart_in_place) {
           // What only a new process can apply (queues, table sizes, buffers): stop like for
           // SIGTERM, then start again in this same process (exec). The flow tables in state_dir
-          // carry every connection over, resized or re-sharded on the way in.
-          std::string keys;
-          for (const auto& key : restart_keys) keys += (keys.empty() ? "" : ", ") + key;
+          // carry every connection over, resized or re-sharded on the way in. A configuration
+          // the new process could not start on is refused here, while this one still runs.
+          check_restart(next, plan);
           spdlog::info("reload: {} changed: restarting in place to apply it; proxied flows are kept", keys);
           ++d->reloads;
           exit_code = kRestartInPlace;
           break;
         }
-        for (const auto& key : restart_keys) {
-          spdlog::warn("reload: {} changed; it takes effect only after a restart", key);
-        }
+        const uint32_t c = cookie_counter(clock_ns());
+        const CookieSecrets loaded = sane(load_or_create_secrets(cfg.secret_file, c), c);
+
+        if (!keys.empty()) spdlog::warn("reload: {} changed; it takes effect only after a restart", keys);
         cfg.log_level = next.log_level;
         set_log_level(cfg.log_level);
         cfg.log_format = next.log_format;
@@ -478,25 +494,20 @@ int run_daemon(const std::string& config_path) {
         cfg.stats_interval_s = next.stats_interval_s;
         cfg.secret_rotation_s = next.secret_rotation_s;
         cfg.engine.policy = next.engine.policy;
-        if (next.services != cfg.services) {
-          if ((next.has_v6() && !cfg.has_v6()) || (next.has_v4() && !cfg.has_v4())) {
-            spdlog::warn("reload: [[service]] list adds an address family syngate has no raw socket for; "
-                         "it takes effect only after a restart (which keeps every flow)");
-          } else {
-            for (const auto& sv : cfg.services) {
-              if (std::find(next.services.begin(), next.services.end(), sv) == next.services.end()) {
-                spdlog::info("reload: service {}:{} removed: its flows drain, new connections are not proxied",
-                             sv.address, sv.port);
-              }
-            }
-            cfg.services = next.services;
-            cfg.engine.services = next.engine.services;
-            spdlog::info("reload: {} service(s); run `syngate rules up` to queue what was added", cfg.services.size());
-          }
+        if (plan.services_wait_for_restart) {
+          spdlog::warn("reload: [[service]] list adds an address family syngate has no raw socket for; "
+                       "it takes effect only after a restart (which keeps every flow)");
         }
-        d->policy.publish(next.engine.policy, cfg.engine.services);
-        uint32_t c = cookie_counter(clock_ns());
-        CookieSecrets loaded = sane(load_or_create_secrets(cfg.secret_file, c), c);
+        for (const auto& sv : plan.removed_services) {
+          spdlog::info("reload: service {}:{} removed: its flows drain, new connections are not proxied",
+                       sv.address, sv.port);
+        }
+        if (plan.apply_services) {
+          cfg.services = next.services;
+          cfg.engine.services = next.engine.services;
+          spdlog::info("reload: {} service(s); run `syngate rules up` to queue what was added", cfg.services.size());
+        }
+        d->policy.publish(cfg.engine.policy, cfg.engine.services);
         if (!(loaded == d->secrets.get())) {
           d->secrets.publish(loaded);
           spdlog::info("reload: new cookie secrets from {}", cfg.secret_file);

@@ -16,6 +16,7 @@
 #include "daemon.hpp"
 #include "iptables_exec.hpp"
 #include "rules.hpp"
+#include "start_check.hpp"
 #include "status_cmd.hpp"
 #include "syngate/cookie.hpp"
 
@@ -46,15 +47,14 @@ int cmd_check(const std::string& path) {
   const auto loaded = load_or_report(path);
   if (!loaded) return 2;
   const gw::GatewayConfig& c = *loaded;
-  struct stat st;
-  if (stat(c.secret_file.c_str(), &st) == 0) {
-    try {
-      // Reading validates the format and the 0600 permission; check never creates the file.
-      (void)syngate::load_or_create_secrets(c.secret_file, 0);
-    } catch (const std::exception& e) {
-      std::cerr << "error: " << path << ": gateway.secret_file: " << e.what() << "\n";
-      return 2;
-    }
+  try {
+    // Reads an existing secrets file (format, 0600); never creates one.
+    gw::check_secret_file(c);
+    // Tables that cannot fit would stop a start (or a restart in place) after the rules are up.
+    gw::check_table_room(c, gw::machine_room(c.state_dir), false);
+  } catch (const std::exception& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return 2;
   }
   if (!c.state_dir.empty()) {
     try {
@@ -64,6 +64,7 @@ int cmd_check(const std::string& path) {
       return 2;
     }
   }
+  struct stat st;
   std::cout << "ok: " << path << "\n";
   for (const auto& s : c.services) {
     std::cout << "  service " << (s.v6 ? "[" + s.address + "]" : s.address) << ":" << s.port << "\n";
@@ -77,7 +78,7 @@ int cmd_check(const std::string& path) {
             << (stat(c.secret_file.c_str(), &st) == 0 ? "" : " (created on first run)") << "\n  flow tables "
             << (c.state_dir.empty() ? std::string("in memory only (lost on restart)")
                                     : state_dir_of(c) + " (instance " + c.instance + " in this network namespace)")
-            << "\n";
+            << ", " << (gw::flow_tables_bytes(c) >> 20) << " MiB for " << c.flow_queues << " flow queue(s)\n";
   std::string interfaces;
   for (const auto& i : c.xdp_interfaces) interfaces += (interfaces.empty() ? "" : ",") + i;
   std::cout << "  xdp " << gw::to_string(c.xdp_mode) << " on "

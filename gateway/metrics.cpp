@@ -47,6 +47,9 @@ EngineCounters sum_engine(const std::vector<WorkerSnapshot>& workers) {
     t.translated += c.translated;
     t.passed_through += c.passed_through;
     t.early_data_buffered += c.early_data_buffered;
+    t.icmp_translated += c.icmp_translated;
+    t.icmp_passed_on += c.icmp_passed_on;
+    t.icmp_untouched += c.icmp_untouched;
     t.flows_restored += c.flows_restored;
     t.restore_dropped_torn += c.restore_dropped_torn;
     t.restore_dropped_invalid += c.restore_dropped_invalid;
@@ -64,6 +67,7 @@ IntakeCounters sum_intake(const std::vector<WorkerSnapshot>& workers) {
     t.verdict_accept += c.verdict_accept;
     t.verdict_modified += c.verdict_modified;
     t.verdict_drop += c.verdict_drop;
+    t.verdict_next_queue += c.verdict_next_queue;
     t.netlink_enobufs += c.netlink_enobufs;
     t.netlink_errors += c.netlink_errors;
     t.exceptions += c.exceptions;
@@ -148,6 +152,18 @@ std::string render_prometheus(const GatewaySnapshot& s) {
     if (!wk.syn_only) w.worker("syngate_flow_table_capacity", wk, wk.flow_table_capacity);
   }
 
+  w.family("syngate_icmp_errors_total", "counter",
+           "ICMP errors about a protected service's TCP segments, by outcome: translated (the quote "
+           "moved into the sequence space of the endpoint it is addressed to), passed_on (no flow on "
+           "this worker: handed to the next flow queue), untouched (not an error that concerns TCP, or a "
+           "quote too short or malformed to translate: accepted as it is). Errors no worker has a flow "
+           "for are dropped as syngate_drops_total{reason=\"icmp_no_flow\"}.");
+  for (const auto& wk : s.workers) {
+    w.worker("syngate_icmp_errors_total", wk, wk.engine.icmp_translated, "outcome=\"translated\"");
+    w.worker("syngate_icmp_errors_total", wk, wk.engine.icmp_passed_on, "outcome=\"passed_on\"");
+    w.worker("syngate_icmp_errors_total", wk, wk.engine.icmp_untouched, "outcome=\"untouched\"");
+  }
+
   w.family("syngate_flows_restore_dropped_total", "counter",
            "Saved flows dropped at start, by reason: torn (being changed when the process died), "
            "invalid (contradictory fields or a duplicate), no_room (the new table is smaller).");
@@ -172,6 +188,7 @@ std::string render_prometheus(const GatewaySnapshot& s) {
     w.worker("syngate_verdicts_total", wk, wk.intake.verdict_accept, "verdict=\"accept\"");
     w.worker("syngate_verdicts_total", wk, wk.intake.verdict_modified, "verdict=\"accept_modified\"");
     w.worker("syngate_verdicts_total", wk, wk.intake.verdict_drop, "verdict=\"drop\"");
+    w.worker("syngate_verdicts_total", wk, wk.intake.verdict_next_queue, "verdict=\"next_queue\"");
   }
   struct IntakeMetric {
     const char* name;

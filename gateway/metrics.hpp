@@ -17,6 +17,7 @@ struct IntakeCounters {
   uint64_t verdict_accept = 0;   // accepted unmodified
   uint64_t verdict_modified = 0; // accepted with rewritten bytes
   uint64_t verdict_drop = 0;
+  uint64_t verdict_next_queue = 0;  // handed untouched to the next flow queue (ICMP errors)
   uint64_t netlink_enobufs = 0;  // the socket overflowed: the kernel dropped queued packets
   uint64_t netlink_errors = 0;   // other receive/send errors, and error acks from the kernel
   uint64_t exceptions = 0;       // the engine threw: the packet got the fail-mode verdict

@@ -226,6 +226,16 @@ void NfQueue::verdict_modified(uint32_t id, std::span<const uint8_t> bytes) {
   tx_used_ += NLMSG_ALIGN(nlh->nlmsg_len);
 }
 
+void NfQueue::verdict_to_queue(uint32_t id, uint16_t queue) {
+  close_run();
+  reserve(256, pending_stats_);
+  nlmsghdr* nlh = nfq_nlmsg_put(tx_.data() + tx_used_, NFQNL_MSG_VERDICT, queue_);
+  uint32_t verdict = NF_QUEUE_NR(queue);
+  if (opt_.fail_open) verdict |= NF_VERDICT_FLAG_QUEUE_BYPASS;
+  nfq_nlmsg_verdict_put(nlh, static_cast<int>(id), static_cast<int>(verdict));
+  tx_used_ += NLMSG_ALIGN(nlh->nlmsg_len);
+}
+
 void NfQueue::flush(ReceiveStats& stats) {
   pending_stats_ = &stats;
   close_run();

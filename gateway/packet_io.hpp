@@ -37,6 +37,9 @@ class PacketQueue {
   virtual void verdict(uint32_t id, bool accept) = 0;
   // Accept, with the packet's new bytes.
   virtual void verdict_modified(uint32_t id, std::span<const uint8_t> bytes) = 0;
+  // Hands the packet, untouched, to another queue (NF_QUEUE): it re-enters at the same hook, after
+  // the rule that queued it, and the next queue's worker gives it its verdict.
+  virtual void verdict_to_queue(uint32_t id, uint16_t queue) = 0;
   // Sends the verdicts held so far.
   virtual void flush(ReceiveStats& stats) = 0;
 };

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "syngate/packet.hpp"
+
 namespace syngate::gw {
 
 namespace {
@@ -27,11 +29,49 @@ std::vector<std::string> mangle_hooks(Mode m) {
 const std::vector<std::string> kAllMangleHooks = {"FORWARD", "INPUT", "OUTPUT"};
 const std::vector<std::string> kRawHooks = {"PREROUTING", "OUTPUT"};
 
-std::vector<std::string> jump(const std::string& verb, const std::string& hook, const std::string& chain) {
+std::vector<std::string> jump(const std::string& verb, const std::string& hook, const std::string& chain,
+                              const std::string& protocol = "tcp") {
   std::vector<std::string> a = {"-w", "-t", "", verb, hook};
   if (verb == "-I") a.push_back("1");
-  a.insert(a.end(), {"-p", "tcp", "-j", chain});
+  a.insert(a.end(), {"-p", protocol, "-j", chain});
   return a;
+}
+
+// ICMP errors about protected flows cross the same chains. Not from mangle OUTPUT: an error this
+// box sends itself quotes a packet before or after its own translation (a forwarded packet too big
+// for the next hop: before), and only the errors of routers elsewhere are known to quote the
+// translated side.
+const char* icmp_protocol(bool v6) { return v6 ? "ipv6-icmp" : "icmp"; }
+bool icmp_from_hook(const std::string& hook) { return hook != "OUTPUT"; }
+
+// The u32 test that an ICMP error quotes a TCP segment to (or from) a service, written as
+// iptables prints it back. IPv4: the error types that matter to TCP (3 unreachable, 11 time
+// exceeded, 12 parameter problem) at the ICMP header after the outer IP header (IHL), the
+// quoted header's protocol (TCP), fragment offset (0: it has ports), destination (or source)
+// address, and the quoted TCP header (after the quoted IHL) with the service's port as
+// destination (or source). IPv6: no extension headers on either header (routers send none):
+// ICMPv6 types 1-4 at byte 40, outer next header 58, quoted next header 6, the quoted address
+// in four words, the ports at byte 88.
+std::vector<std::string> icmp_quote_match(const ServiceEntry& s, bool quote_from_service) {
+  const std::optional<Address> a = Address::parse(s.address);
+  const std::string port = hex(s.port);
+  std::string u32;
+  if (!s.v6) {
+    const char* ihl = "0x0>>0x16&0x3c@";
+    u32 = std::string(ihl) + "0x0>>0x18=0x3,0xb,0xc&&" + ihl + "0x10>>0x10&0xff=0x6&&" + ihl + "0xc&0x1fff=0x0&&" +
+          ihl + (quote_from_service ? "0x14=" : "0x18=") + hex(a ? a->v4_host_order() : 0) + "&&" + ihl +
+          "0x8>>0x16&0x3c@0x8" + (quote_from_service ? ">>0x10=" : "&0xffff=") + port;
+    return {"-p", icmp_protocol(false), "!", "-f", "-m", "u32", "--u32", u32};
+  }
+  u32 = "0x28>>0x18=0x1:0x4&&0x4>>0x8&0xff=0x3a&&0x34>>0x8&0xff=0x6";
+  const uint32_t first_word = quote_from_service ? 0x38 : 0x48;
+  for (uint32_t w = 0; w < 4; ++w) {
+    uint32_t v = 0;
+    for (uint32_t b = 0; b < 4; ++b) v = v << 8 | (a ? a->bytes[4 * w + b] : 0);
+    u32 += "&&" + hex(first_word + 4 * w) + "=" + hex(v);
+  }
+  u32 += std::string("&&0x58") + (quote_from_service ? ">>0x10=" : "&0xffff=") + port;
+  return {"-p", icmp_protocol(true), "-m", "u32", "--u32", u32};
 }
 
 }  // namespace
@@ -98,9 +138,14 @@ std::vector<std::vector<std::string>> chain_rules(const GatewayConfig& c, bool v
     }
   }
   // Draining services: their connections finish through the proxy; new SYNs go straight on.
+  std::vector<ServiceEntry> flowing;  // services whose flows are proxied: configured and draining
+  for (const ServiceEntry& s : c.services) {
+    if (s.v6 == v6) flowing.push_back(s);
+  }
   for (const ServiceEntry& s : c.draining) {
     if (s.v6 != v6) continue;
     if (std::find(c.services.begin(), c.services.end(), s) != c.services.end()) continue;
+    flowing.push_back(s);
     std::string port = std::to_string(s.port);
     std::vector<std::string> to = {"-d", host_prefix(s), "-p", "tcp", "-m", "tcp", "--dport", port};
     std::vector<std::string> from = {"-s", host_prefix(s), "-p", "tcp", "-m", "tcp", "--sport", port};
@@ -110,6 +155,22 @@ std::vector<std::vector<std::string>> chain_rules(const GatewayConfig& c, bool v
         r.insert(r.end(), {"-j", "CT", "--notrack"});
       } else {
         r.insert(r.end(), ft.begin(), ft.end());
+      }
+      rules.push_back(r);
+    }
+  }
+  // ICMP errors quoting a proxied flow's segment: untracked like the flow (conntrack would find
+  // no entry for the quote and call them INVALID), and queued to the first flow queue, whose
+  // worker hands an error it has no flow for to the next one (the queue balancing hashes the
+  // router's address, not the flow's).
+  const auto first_flow_queue = nfqueue_target(c.flow_queue, 1, c.fail_open);
+  for (const ServiceEntry& s : flowing) {
+    for (bool from_service : {false, true}) {
+      auto r = icmp_quote_match(s, from_service);
+      if (table == "raw") {
+        r.insert(r.end(), {"-j", "CT", "--notrack"});
+      } else {
+        r.insert(r.end(), first_flow_queue.begin(), first_flow_queue.end());
       }
       rules.push_back(r);
     }
@@ -148,17 +209,20 @@ std::vector<RuleCommand> plan_up(const GatewayConfig& c) {
       r.restore_input = restore_script(c, v6, table);
       plan.push_back(r);
     }
-    for (const auto& hook : kRawHooks) {
-      auto a = jump("-I", hook, c.chain);
-      a[2] = "raw";
-      plan.push_back({RuleCommand::Kind::Ensure, v6, a, {}});
-    }
-    auto wanted = mangle_hooks(c.mode);
-    for (const auto& hook : kAllMangleHooks) {
-      bool want = std::find(wanted.begin(), wanted.end(), hook) != wanted.end();
-      auto a = jump(want ? "-I" : "-D", hook, c.chain);
-      a[2] = "mangle";
-      plan.push_back({want ? RuleCommand::Kind::Ensure : RuleCommand::Kind::RemoveAll, v6, a, {}});
+    for (const std::string protocol : {"tcp", icmp_protocol(v6)}) {
+      for (const auto& hook : kRawHooks) {
+        auto a = jump("-I", hook, c.chain, protocol);
+        a[2] = "raw";
+        plan.push_back({RuleCommand::Kind::Ensure, v6, a, {}});
+      }
+      auto wanted = mangle_hooks(c.mode);
+      for (const auto& hook : kAllMangleHooks) {
+        const bool want = std::find(wanted.begin(), wanted.end(), hook) != wanted.end() &&
+                          (protocol == "tcp" || icmp_from_hook(hook));
+        auto a = jump(want ? "-I" : "-D", hook, c.chain, protocol);
+        a[2] = "mangle";
+        plan.push_back({want ? RuleCommand::Kind::Ensure : RuleCommand::Kind::RemoveAll, v6, a, {}});
+      }
     }
   }
   return plan;
@@ -167,15 +231,17 @@ std::vector<RuleCommand> plan_up(const GatewayConfig& c) {
 std::vector<RuleCommand> plan_down(const std::string& chain) {
   std::vector<RuleCommand> plan;
   for (bool v6 : {false, true}) {
-    for (const auto& hook : kAllMangleHooks) {
-      auto a = jump("-D", hook, chain);
-      a[2] = "mangle";
-      plan.push_back({RuleCommand::Kind::RemoveAll, v6, a, {}});
-    }
-    for (const auto& hook : kRawHooks) {
-      auto a = jump("-D", hook, chain);
-      a[2] = "raw";
-      plan.push_back({RuleCommand::Kind::RemoveAll, v6, a, {}});
+    for (const std::string protocol : {"tcp", icmp_protocol(v6)}) {
+      for (const auto& hook : kAllMangleHooks) {
+        auto a = jump("-D", hook, chain, protocol);
+        a[2] = "mangle";
+        plan.push_back({RuleCommand::Kind::RemoveAll, v6, a, {}});
+      }
+      for (const auto& hook : kRawHooks) {
+        auto a = jump("-D", hook, chain, protocol);
+        a[2] = "raw";
+        plan.push_back({RuleCommand::Kind::RemoveAll, v6, a, {}});
+      }
     }
     for (const char* table : {"mangle", "raw"}) {
       plan.push_back({RuleCommand::Kind::Optional, v6, {"-w", "-t", table, "-F", chain}, {}});

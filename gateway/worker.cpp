@@ -96,7 +96,11 @@ void Worker::handle(const QueuedPacket& p, const EngineClock& now) {
   } catch (...) {
     ++intake_.exceptions;
   }
-  if (d.verdict == Verdict::Accept && d.modified) {
+  if (d.verdict == Verdict::NextQueue) {
+    // Flow queues are numbered in a row; only a flow worker that is not the last says this.
+    ++intake_.verdict_next_queue;
+    queue_.verdict_to_queue(p.id, static_cast<uint16_t>(setup_.queue + 1));
+  } else if (d.verdict == Verdict::Accept && d.modified) {
     ++intake_.verdict_modified;
     queue_.verdict_modified(p.id, d.length ? std::span<const uint8_t>(p.data.data(), d.length) : p.data);
   } else if (d.verdict == Verdict::Accept) {
@@ -171,6 +175,7 @@ Decision SynWorker::decide(const QueuedPacket& p, const EngineClock& now) {
       return drop(drop_reason(v.reason));
     case SynAction::ClientFlow:
     case SynAction::ServerFlow:
+    case SynAction::Icmp:  // errors about flows go to the flow queues
       break;
   }
   return drop(DropReason::NoFlow);

@@ -68,12 +68,20 @@ struct EngineConfig {
   uint32_t backend_syn_retries = 3;
   uint32_t backend_retry_initial_ms = 1000;
 
+  // An ICMP error quoting no flow of this engine goes to the next flow queue (Verdict::NextQueue)
+  // instead of being dropped. The daemon sets it on every flow worker but the last: the rules
+  // queue errors to the first flow queue, as the queue balancing would hash the router's address
+  // rather than the flow's, so the worker that gets an error need not own its flow.
+  bool icmp_next_queue = false;
+
   uint32_t established_idle_s = 600;  // an established flow with no packet for this long is freed
   uint32_t closing_idle_s = 60;       // a half-closed flow (FIN one way) with no packet
   uint32_t linger_s = 30;             // after both FINs or a RST: translate late retransmissions
 };
 
-enum class Verdict : uint8_t { Accept, Drop };
+// NextQueue: not this engine's packet, untouched; the caller hands it to the next flow queue
+// (only with EngineConfig::icmp_next_queue).
+enum class Verdict : uint8_t { Accept, Drop, NextQueue };
 
 // The two clocks the engine reads. Cookies and the TSvals of our SYN-ACKs count on a clock that
 // machines sharing a secrets file agree on (the daemon: CLOCK_TAI, as the XDP fast path); flow
@@ -127,6 +135,8 @@ enum class DropReason : uint8_t {
   BackendReset,         // backend RST during handshake: RST sent to the client
   StaleSegment,         // segment for a flow that cannot take it (e.g. client data before ack)
   RstOutOfWindow,       // RST whose sequence number is outside the receiver's window: a blind guess
+  IcmpNoFlow,           // ICMP error quoting a service's segment that no established flow
+                        // explains (in SynSent only our own SYN has crossed)
   Count_
 };
 // The engine's name for a reason of the SYN decision.
@@ -159,6 +169,12 @@ struct EngineCounters {
   uint64_t timestamps_not_supplied = 0;
   uint64_t passed_through = 0;  // packets for services we do not protect, accepted untouched
   uint64_t early_data_buffered = 0;
+  // ICMP errors about TCP segments (icmp.hpp): quote translated for its endpoint; handed to the
+  // next flow queue (no flow here); other ICMP accepted untouched (not an error that concerns
+  // TCP, or a quote too short or malformed to translate).
+  uint64_t icmp_translated = 0;
+  uint64_t icmp_passed_on = 0;
+  uint64_t icmp_untouched = 0;
   uint64_t flows_restored = 0;         // flows taken over from a saved table at start
   // Saved flows dropped at start: being changed when the process died, fields that contradict
   // each other (or a duplicate), no room in a smaller table.

@@ -17,6 +17,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "syngate/icmp.hpp"
 #include "syngate/packet.hpp"
 
 namespace syngate {
@@ -183,6 +184,8 @@ enum class SynAction : uint8_t {
   Answer,        // a client SYN that passed every rule: answer with a cookie, drop the SYN
   ClientFlow,    // client -> service, not a SYN: the flow path (cookie ACK or an existing flow)
   ServerFlow,    // service -> client: the flow path
+  Icmp,          // ICMP or ICMPv6: an error about a flow's segment is the flow path's to translate,
+                 // anything else passes untouched (see `icmp`)
   Drop,          // dropped; `reason` says why
 };
 
@@ -206,7 +209,8 @@ std::string_view to_string(SynDropReason r) noexcept;
 struct SynVerdict {
   SynAction action = SynAction::Drop;
   SynDropReason reason = SynDropReason::None;
-  ParseResult parsed;  // valid when the packet parsed (every action but a malformed Drop)
+  ParseResult parsed;  // valid when the packet parsed (every action but a malformed Drop and Icmp)
+  IcmpError icmp;      // what an Icmp packet is
 };
 
 struct SynGuardConfig {

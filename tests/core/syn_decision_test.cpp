@@ -4,6 +4,7 @@
 
 #include <vector>
 
+#include "icmp_builder.hpp"
 #include "syngate/engine.hpp"
 #include "syngate/packet.hpp"
 #include "syngate/spec/syn_rules.h"
@@ -196,6 +197,28 @@ TEST_F(DecisionTest, MalformedPacketsDropEvenForOtherServices) {
   Bytes b = syn(kClient, kServer, 22);
   set_options(b, {8, 0});
   EXPECT_EQ(dropped(b), SynDropReason::BadTcpOption);
+}
+
+// ICMP is not TCP, yet an error about a flow's segment is the flow path's, and other ICMP passes
+// untouched; other protocols stay dropped as before.
+TEST_F(DecisionTest, IcmpGoesToTheFlowPathOtherProtocolsDrop) {
+  const Address router = *Address::parse("10.10.4.2");
+  Bytes err = test::icmp_error(syn(), router, kClient, 3, 4, 1280);
+  const Bytes before = err;
+  SynVerdict v = decide(err);
+  EXPECT_EQ(v.action, SynAction::Icmp);
+  EXPECT_EQ(v.icmp.kind, IcmpKind::TcpError);
+  EXPECT_EQ(v.icmp.quoted, (FlowTuple{kClient, kServer, 40000, 80}));
+  EXPECT_EQ(err, before) << "the decision never writes";
+  Bytes err6 = test::icmp_error(syn(kClient6, kServer6), *Address::parse("2001:db8:4::2"), kClient6, 2, 0, 1280);
+  EXPECT_EQ(decide(err6).action, SynAction::Icmp);
+  Bytes echo = test::icmp_error(syn(), router, kClient, 8, 0);
+  v = decide(echo);
+  EXPECT_EQ(v.action, SynAction::Icmp);
+  EXPECT_EQ(v.icmp.kind, IcmpKind::Untouched);
+  Bytes udp = syn();
+  udp[9] = 17;
+  EXPECT_EQ(dropped(udp), SynDropReason::BadIpHeader);
 }
 
 // ---- policy ----------------------------------------------------------------------------------

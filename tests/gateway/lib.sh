@@ -21,6 +21,7 @@ lab_init() {
   NS_CLI="sgcli$LAB_ID"; NS_GW="sggw$LAB_ID"; NS_SRV="sgsrv$LAB_ID"; NS_ATK="sgatk$LAB_ID"
   LAB_DIR=$(mktemp -d /tmp/syngate-test.XXXXXX)
   LAB_PIDS=()
+  LAB_EXTRA_NS=()  # namespaces a topology adds beyond the four above (lab_up_routed)
   LAB_FAILED=0
   trap lab_down EXIT
   trap 'exit 130' INT TERM
@@ -95,6 +96,79 @@ socket.socket(socket.AF_INET6, socket.SOCK_DGRAM).sendto(b"x", (sys.argv[1], 9))
   done
 }
 
+# The lab with a router on each side of the gateway, for what routers send back (ICMP errors),
+# IPv4 and IPv6, instead of lab_up (no atk):
+#
+#   cli ---- rcl ---- gw ---- rsv ---- srv
+#   10.10.1.2    10.10.1.1|10.10.4.2    10.10.4.1|10.10.5.1    10.10.5.2|10.10.3.1    10.10.3.2
+#   (IPv6: fd00:10:N::x on the same links)
+#
+# Each router's route toward its endpoint has a 1280-byte MTU: a 1280-byte link seen from the
+# router, in that direction only (the interfaces stay at 1500, so the endpoints announce and
+# expect 1500). Locked, because IPv6 forwarding honours only a locked route MTU; IPv6 routes
+# replaced at the kernel's metric (256), or the kernel's own route would stay first. Packets
+# larger than that toward cli make rcl answer "fragmentation needed" / "packet too big" to their
+# sender through the gateway; toward srv, rsv does.
+lab_up_routed() {
+  NS_RCL="sgrc$LAB_ID"; NS_RSV="sgrs$LAB_ID"
+  LAB_EXTRA_NS=("$NS_RCL" "$NS_RSV")
+  for ns in "$NS_CLI" "$NS_RCL" "$NS_GW" "$NS_RSV" "$NS_SRV"; do
+    ip netns add "$ns"
+    in_ns "$ns" ip link set lo up
+  done
+  ip link add c0 netns "$NS_CLI" type veth peer name rc0 netns "$NS_RCL"
+  ip link add rc1 netns "$NS_RCL" type veth peer name g1 netns "$NS_GW"
+  ip link add g3 netns "$NS_GW" type veth peer name rs0 netns "$NS_RSV"
+  ip link add rs1 netns "$NS_RSV" type veth peer name s0 netns "$NS_SRV"
+  local link ns dev a4 a6
+  for link in "$NS_CLI c0 10.10.1.2 fd00:10:1::2" "$NS_RCL rc0 10.10.1.1 fd00:10:1::1" \
+              "$NS_RCL rc1 10.10.4.2 fd00:10:4::2" "$NS_GW g1 10.10.4.1 fd00:10:4::1" \
+              "$NS_GW g3 10.10.5.1 fd00:10:5::1" "$NS_RSV rs0 10.10.5.2 fd00:10:5::2" \
+              "$NS_RSV rs1 10.10.3.1 fd00:10:3::1" "$NS_SRV s0 10.10.3.2 fd00:10:3::2"; do
+    read -r ns dev a4 a6 <<<"$link"
+    in_ns "$ns" ip addr add "$a4/24" dev "$dev"
+    in_ns "$ns" ip -6 addr add "$a6/64" dev "$dev" nodad
+    in_ns "$ns" ip link set "$dev" up
+  done
+  for ns in "$NS_RCL" "$NS_GW" "$NS_RSV"; do
+    in_ns "$ns" sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1
+  done
+  in_ns "$NS_CLI" ip route add default via 10.10.1.1
+  in_ns "$NS_CLI" ip -6 route add default via fd00:10:1::1
+  in_ns "$NS_RCL" ip route add default via 10.10.4.1
+  in_ns "$NS_RCL" ip -6 route add default via fd00:10:4::1
+  in_ns "$NS_GW" ip route add 10.10.1.0/24 via 10.10.4.2
+  in_ns "$NS_GW" ip -6 route add fd00:10:1::/64 via fd00:10:4::2
+  in_ns "$NS_GW" ip route add 10.10.3.0/24 via 10.10.5.2
+  in_ns "$NS_GW" ip -6 route add fd00:10:3::/64 via fd00:10:5::2
+  in_ns "$NS_RSV" ip route add default via 10.10.5.1
+  in_ns "$NS_RSV" ip -6 route add default via fd00:10:5::1
+  in_ns "$NS_SRV" ip route add default via 10.10.3.1
+  in_ns "$NS_SRV" ip -6 route add default via fd00:10:3::1
+  in_ns "$NS_RCL" ip route replace 10.10.1.0/24 dev rc0 mtu lock 1280
+  in_ns "$NS_RCL" ip -6 route replace fd00:10:1::/64 dev rc0 metric 256 mtu lock 1280
+  in_ns "$NS_RSV" ip route replace 10.10.3.0/24 dev rs1 mtu lock 1280
+  in_ns "$NS_RSV" ip -6 route replace fd00:10:3::/64 dev rs1 metric 256 mtu lock 1280
+  # Every neighbour resolved now, both ways of every link: an INCOMPLETE neighbour holds the
+  # first packets of a test back. A datagram to the neighbour starts the resolution.
+  local pair peer i
+  for pair in "$NS_CLI 10.10.1.1 fd00:10:1::1" "$NS_RCL 10.10.1.2 fd00:10:1::2" \
+              "$NS_RCL 10.10.4.1 fd00:10:4::1" "$NS_GW 10.10.4.2 fd00:10:4::2" \
+              "$NS_GW 10.10.5.2 fd00:10:5::2" "$NS_RSV 10.10.5.1 fd00:10:5::1" \
+              "$NS_RSV 10.10.3.2 fd00:10:3::2" "$NS_SRV 10.10.3.1 fd00:10:3::1"; do
+    read -r ns a4 a6 <<<"$pair"
+    for peer in "$a4" "$a6"; do
+      for ((i = 0; i < 50; i++)); do
+        in_ns "$ns" ip neigh show "$peer" | grep -qE 'REACHABLE|STALE|DELAY|PROBE' && break
+        (( i % 10 == 0 )) && in_ns "$ns" python3 -c 'import socket, sys
+socket.socket(socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET, socket.SOCK_DGRAM).sendto(b"x", (sys.argv[1], 9))' "$peer"
+        sleep 0.1
+      done
+      (( i < 50 )) || fail "routed lab: $ns cannot resolve its neighbour $peer"
+    done
+  done
+}
+
 # Kills what the test started and deletes its namespaces (the lab can then come up again, fresh).
 lab_reset() {
   local pid ns
@@ -102,10 +176,10 @@ lab_reset() {
   sleep 0.2
   for pid in "${LAB_PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
   # anything still running inside our namespaces was started by this test
-  for ns in "$NS_CLI" "$NS_GW" "$NS_SRV" "$NS_ATK"; do
+  for ns in "$NS_CLI" "$NS_GW" "$NS_SRV" "$NS_ATK" "${LAB_EXTRA_NS[@]}"; do
     for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null || true; done
   done
-  for ns in "$NS_CLI" "$NS_GW" "$NS_SRV" "$NS_ATK"; do ip netns del "$ns" 2>/dev/null || true; done
+  for ns in "$NS_CLI" "$NS_GW" "$NS_SRV" "$NS_ATK" "${LAB_EXTRA_NS[@]}"; do ip netns del "$ns" 2>/dev/null || true; done
   LAB_PIDS=()
 }
 

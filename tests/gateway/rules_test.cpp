@@ -28,7 +28,7 @@ TEST(Rules, QueueTargets) {
 
 TEST(Rules, MangleChainQueuesSynsApartFromFlows) {
   auto rules = chain_rules(config("flow_queues = 2"), false, "mangle");
-  ASSERT_EQ(rules.size(), 5u);
+  ASSERT_EQ(rules.size(), 7u);  // and two for ICMP errors (below)
   EXPECT_EQ(join(rules[0]), "-m mark --mark 0x5347 -j RETURN");
   EXPECT_EQ(join(rules[1]), "-d 10.10.3.2/32 -p tcp -f -j NFQUEUE --queue-num 0");
   EXPECT_EQ(join(rules[2]),
@@ -43,7 +43,9 @@ TEST(Rules, MangleChainQueuesSynsApartFromFlows) {
 TEST(Rules, FragmentsToProtectedAddressesAreQueuedOncePerAddress) {
   auto rules = chain_rules(config("", "[[service]]\naddress = \"10.10.3.2\"\nport = 80\n[[service]]\naddress = \"10.10.3.2\"\nport = 443\n"), false, "mangle");
   size_t fragment_rules = 0;
-  for (const auto& r : rules) fragment_rules += std::find(r.begin(), r.end(), "-f") != r.end();
+  for (const auto& r : rules) {
+    fragment_rules += std::find(r.begin(), r.end(), "-f") != r.end() && std::find(r.begin(), r.end(), "!") == r.end();
+  }
   EXPECT_EQ(fragment_rules, 1u);
 }
 
@@ -59,7 +61,7 @@ TEST(Rules, ADrainingServiceKeepsItsFlowRulesButNotItsSynRule) {
   ASSERT_EQ(for_7000.size(), 2u);
   EXPECT_EQ(for_7000[0], "-d 10.10.3.2/32 -p tcp -m tcp --dport 7000 -j NFQUEUE --queue-num 8");
   EXPECT_EQ(for_7000[1], "-s 10.10.3.2/32 -p tcp -m tcp --sport 7000 -j NFQUEUE --queue-num 8");
-  EXPECT_EQ(chain_rules(c, false, "raw").size(), 4u);
+  EXPECT_EQ(chain_rules(c, false, "raw").size(), 8u);  // TCP and ICMP errors, each way, both services
   c.draining = {{"10.10.3.2", false, 80}};  // listed again: a configured service is not draining
   EXPECT_EQ(chain_rules(c, false, "mangle").size(), chain_rules(config(), false, "mangle").size());
 }
@@ -73,9 +75,78 @@ TEST(Rules, FailOpenAddsBypassEverywhere) {
 
 TEST(Rules, RawChainUntracksBothDirections) {
   auto rules = chain_rules(config(), false, "raw");
-  ASSERT_EQ(rules.size(), 2u);
+  ASSERT_EQ(rules.size(), 4u);
   EXPECT_EQ(join(rules[0]), "-d 10.10.3.2/32 -p tcp -m tcp --dport 80 -j CT --notrack");
   EXPECT_EQ(join(rules[1]), "-s 10.10.3.2/32 -p tcp -m tcp --sport 80 -j CT --notrack");
+}
+
+// ICMP errors whose quote is a segment to or from a service (u32 on the quoted header, in the
+// form iptables prints back), untracked in raw and queued to the first flow queue in mangle.
+TEST(Rules, IcmpErrorsAboutAServicesSegmentsAreUntrackedAndQueued) {
+  const auto c = config("flow_queues = 4", "[[service]]\naddress = \"10.10.3.2\"\nport = 80\n"
+                                           "[[service]]\naddress = \"fd00:10:3::2\"\nport = 443\n");
+  const std::string v4_to =
+      "-p icmp ! -f -m u32 --u32 0x0>>0x16&0x3c@0x0>>0x18=0x3,0xb,0xc&&0x0>>0x16&0x3c@0x10>>0x10&0xff=0x6&&"
+      "0x0>>0x16&0x3c@0xc&0x1fff=0x0&&0x0>>0x16&0x3c@0x18=0xa0a0302&&0x0>>0x16&0x3c@0x8>>0x16&0x3c@0x8&0xffff=0x50";
+  const std::string v4_from =
+      "-p icmp ! -f -m u32 --u32 0x0>>0x16&0x3c@0x0>>0x18=0x3,0xb,0xc&&0x0>>0x16&0x3c@0x10>>0x10&0xff=0x6&&"
+      "0x0>>0x16&0x3c@0xc&0x1fff=0x0&&0x0>>0x16&0x3c@0x14=0xa0a0302&&0x0>>0x16&0x3c@0x8>>0x16&0x3c@0x8>>0x10=0x50";
+  const std::string v6_to =
+      "-p ipv6-icmp -m u32 --u32 0x28>>0x18=0x1:0x4&&0x4>>0x8&0xff=0x3a&&0x34>>0x8&0xff=0x6&&"
+      "0x48=0xfd000010&&0x4c=0x30000&&0x50=0x0&&0x54=0x2&&0x58&0xffff=0x1bb";
+  const std::string v6_from =
+      "-p ipv6-icmp -m u32 --u32 0x28>>0x18=0x1:0x4&&0x4>>0x8&0xff=0x3a&&0x34>>0x8&0xff=0x6&&"
+      "0x38=0xfd000010&&0x3c=0x30000&&0x40=0x0&&0x44=0x2&&0x58>>0x10=0x1bb";
+  auto mangle = chain_rules(c, false, "mangle");
+  ASSERT_GE(mangle.size(), 2u);
+  EXPECT_EQ(join(mangle[mangle.size() - 2]), v4_to + " -j NFQUEUE --queue-num 8");
+  EXPECT_EQ(join(mangle.back()), v4_from + " -j NFQUEUE --queue-num 8");
+  auto raw = chain_rules(c, false, "raw");
+  EXPECT_EQ(join(raw[raw.size() - 2]), v4_to + " -j CT --notrack");
+  EXPECT_EQ(join(raw.back()), v4_from + " -j CT --notrack");
+  auto mangle6 = chain_rules(c, true, "mangle");
+  EXPECT_EQ(join(mangle6[mangle6.size() - 2]), v6_to + " -j NFQUEUE --queue-num 8");
+  EXPECT_EQ(join(mangle6.back()), v6_from + " -j NFQUEUE --queue-num 8");
+  auto raw6 = chain_rules(c, true, "raw");
+  EXPECT_EQ(join(raw6.back()), v6_from + " -j CT --notrack");
+  // Nothing else in the chains is about ICMP.
+  size_t icmp = 0;
+  for (const auto& r : mangle) icmp += join(r).find("icmp") != std::string::npos;
+  EXPECT_EQ(icmp, 2u);
+}
+
+TEST(Rules, IcmpJumpsSkipOutputWhereTheBoxSpeaksForItself) {
+  auto jump_kind = [](const std::vector<RuleCommand>& plan, bool v6, const std::string& table, const std::string& hook,
+                      const std::string& protocol) {
+    for (const auto& c : plan) {
+      if (c.v6 == v6 && c.args.size() >= 7 && c.args[2] == table && c.args[4] == hook &&
+          std::find(c.args.begin(), c.args.end(), protocol) != c.args.end()) {
+        return c.kind;
+      }
+    }
+    return RuleCommand::Kind::Run;  // not present
+  };
+  auto both = plan_up(config("", "[[service]]\naddress = \"10.10.3.2\"\nport = 80\n"
+                                 "[[service]]\naddress = \"fd00:10:3::2\"\nport = 443\n"));
+  for (bool v6 : {false, true}) {
+    const std::string p = v6 ? "ipv6-icmp" : "icmp";
+    EXPECT_EQ(jump_kind(both, v6, "mangle", "FORWARD", p), RuleCommand::Kind::Ensure);
+    EXPECT_EQ(jump_kind(both, v6, "mangle", "INPUT", p), RuleCommand::Kind::Ensure);
+    EXPECT_EQ(jump_kind(both, v6, "mangle", "OUTPUT", p), RuleCommand::Kind::RemoveAll);
+    EXPECT_EQ(jump_kind(both, v6, "mangle", "OUTPUT", "tcp"), RuleCommand::Kind::Ensure);
+    EXPECT_EQ(jump_kind(both, v6, "raw", "PREROUTING", p), RuleCommand::Kind::Ensure);
+    EXPECT_EQ(jump_kind(both, v6, "raw", "OUTPUT", p), RuleCommand::Kind::Ensure);
+  }
+  auto down = plan_down("SYNGATE");
+  size_t icmp_removals = 0;
+  for (const auto& c : down) {
+    const std::string line = join(c.args);
+    if (c.kind == RuleCommand::Kind::RemoveAll && (line.find("-p icmp ") != std::string::npos ||
+                                                   line.find("-p ipv6-icmp ") != std::string::npos)) {
+      ++icmp_removals;
+    }
+  }
+  EXPECT_EQ(icmp_removals, 2u * 5u);  // both families: three mangle hooks, two raw hooks
 }
 
 TEST(Rules, FamiliesAreSeparated) {
@@ -83,8 +154,8 @@ TEST(Rules, FamiliesAreSeparated) {
                       "[[service]]\naddress = \"2001:db8::1\"\nport = 443\n");
   auto v4 = chain_rules(c, false, "raw");
   auto v6 = chain_rules(c, true, "raw");
-  ASSERT_EQ(v4.size(), 2u);
-  ASSERT_EQ(v6.size(), 2u);
+  ASSERT_EQ(v4.size(), 4u);
+  ASSERT_EQ(v6.size(), 4u);
   EXPECT_EQ(v6[0][1], "2001:db8::1/128");
 }
 

@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
 # `syngate rules up|down|show` against real iptables in a private network namespace, for both the
-# nft and the legacy backend: exact rules, idempotence, mode switches, IPv6, clean removal.
+# nft and the legacy backend: exact rules (ICMP errors about the services included), idempotence,
+# mode switches, IPv6, clean removal.
 source "$(dirname "$0")/lib.sh"
 lab_init "$@"
 ip netns add "$NS_GW"
 SG() { in_ns "$NS_GW" "$SYNGATE_BIN" "$@"; }
+# ICMP errors quoting a segment to / from the service (u32 on the quote, as iptables prints it).
+ICMP_TO='0x0>>0x16&0x3c@0x0>>0x18=0x3,0xb,0xc&&0x0>>0x16&0x3c@0x10>>0x10&0xff=0x6&&0x0>>0x16&0x3c@0xc&0x1fff=0x0&&0x0>>0x16&0x3c@0x18=0xa0a0302&&0x0>>0x16&0x3c@0x8>>0x16&0x3c@0x8&0xffff=0x50'
+ICMP_FROM='0x0>>0x16&0x3c@0x0>>0x18=0x3,0xb,0xc&&0x0>>0x16&0x3c@0x10>>0x10&0xff=0x6&&0x0>>0x16&0x3c@0xc&0x1fff=0x0&&0x0>>0x16&0x3c@0x14=0xa0a0302&&0x0>>0x16&0x3c@0x8>>0x16&0x3c@0x8>>0x10=0x50'
+ICMP6_FROM='0x28>>0x18=0x1:0x4&&0x4>>0x8&0xff=0x3a&&0x34>>0x8&0xff=0x6&&0x38=0x20010db8&&0x3c=0x0&&0x40=0x0&&0x44=0x2&&0x58>>0x10=0x1bb'
 
 conf() {  # conf BACKEND MODE EXTRA_SERVICES
   cat > "$LAB_DIR/r.toml" <<CONF
@@ -34,13 +39,21 @@ for backend in nft legacy; do
     "-A SYNGATE -m mark --mark 0x5347 -j RETURN" \
     "-A SYNGATE -d 10.10.3.2/32 -p tcp -m tcp --dport 80 --tcp-flags FIN,SYN,RST,ACK SYN -j NFQUEUE --queue-num 0" \
     "-A SYNGATE -d 10.10.3.2/32 -p tcp -m tcp --dport 80 -j NFQUEUE --queue-num 8" \
-    "-A SYNGATE -s 10.10.3.2/32 -p tcp -m tcp --sport 80 -j NFQUEUE --queue-num 8"; do
+    "-A SYNGATE -s 10.10.3.2/32 -p tcp -m tcp --sport 80 -j NFQUEUE --queue-num 8" \
+    "-A FORWARD -p icmp -j SYNGATE" "-A INPUT -p icmp -j SYNGATE" \
+    "-A SYNGATE -p icmp ! -f -m u32 --u32 \"$ICMP_TO\" -j NFQUEUE --queue-num 8" \
+    "-A SYNGATE -p icmp ! -f -m u32 --u32 \"$ICMP_FROM\" -j NFQUEUE --queue-num 8"; do
     grep -qxF -- "$want" <<<"$mangle" || fail "$backend mangle lacks: $want
 $mangle"
   done
+  # An ICMP error this box sends itself is not queued (it may quote either side of the translation).
+  grep -qF -- "-A OUTPUT -p icmp" <<<"$mangle" && fail "$backend: ICMP jump from mangle OUTPUT"
   for want in "-A PREROUTING -p tcp -j SYNGATE" "-A OUTPUT -p tcp -j SYNGATE" \
     "-A SYNGATE -d 10.10.3.2/32 -p tcp -m tcp --dport 80 -j CT --notrack" \
-    "-A SYNGATE -s 10.10.3.2/32 -p tcp -m tcp --sport 80 -j CT --notrack"; do
+    "-A SYNGATE -s 10.10.3.2/32 -p tcp -m tcp --sport 80 -j CT --notrack" \
+    "-A PREROUTING -p icmp -j SYNGATE" "-A OUTPUT -p icmp -j SYNGATE" \
+    "-A SYNGATE -p icmp ! -f -m u32 --u32 \"$ICMP_TO\" -j CT --notrack" \
+    "-A SYNGATE -p icmp ! -f -m u32 --u32 \"$ICMP_FROM\" -j CT --notrack"; do
     grep -qxF -- "$want" <<<"$raw" || fail "$backend raw lacks: $want
 $raw"
   done
@@ -73,6 +86,12 @@ port = 443' true
   grep -qxF -- "-A SYNGATE -s 2001:db8::2/128 -p tcp -m tcp --sport 443 -j NFQUEUE --queue-num 8 --queue-bypass" <<<"$v6" \
     || fail "$backend: v6 rules missing:
 $v6"
+  grep -qxF -- "-A FORWARD -p ipv6-icmp -j SYNGATE" <<<"$v6" || fail "$backend: no ICMPv6 jump:
+$v6"
+  grep -qxF -- "-A SYNGATE -p ipv6-icmp -m u32 --u32 \"$ICMP6_FROM\" -j NFQUEUE --queue-num 8 --queue-bypass" <<<"$v6" \
+    || fail "$backend: no ICMPv6 error rule:
+$v6"
+  grep -qF -- "-A INPUT -p icmp -j SYNGATE" <<<"$mangle" && fail "$backend router: ICMP INPUT jump left over"
   grep -qF -- "10.10.3.2" <<<"$v6" && fail "$backend: v4 service in ip6tables"
   pass "$backend: mode switch, fail_open bypass and IPv6 rules"
 

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "../core/icmp_builder.hpp"
 #include "engine_harness.hpp"
 #include "packet_io.hpp"
 #include "shared_state.hpp"
@@ -24,11 +25,12 @@ using test::Seen;
 
 // What left the worker, in the order it would have reached the kernel.
 struct Wire {
-  enum class Kind { Accept, Drop, Modified, Emitted };
+  enum class Kind { Accept, Drop, Modified, Emitted, NextQueue };
   struct Entry {
     Kind kind;
     uint32_t id = 0;  // verdicts
     Bytes bytes;      // modified verdicts and emitted packets
+    uint16_t queue = 0;  // NextQueue: where to
   };
   std::vector<Entry> entries;
 
@@ -80,6 +82,9 @@ class ScriptedQueue final : public PacketQueue {
   void verdict(uint32_t id, bool accept) override { held_verdicts_.push_back({accept ? K::Accept : K::Drop, id, {}}); }
   void verdict_modified(uint32_t id, std::span<const uint8_t> bytes) override {
     held_verdicts_.push_back({K::Modified, id, Bytes(bytes.begin(), bytes.end())});
+  }
+  void verdict_to_queue(uint32_t id, uint16_t queue) override {
+    held_verdicts_.push_back({K::NextQueue, id, {}, queue});
   }
   void flush(ReceiveStats&) override {
     for (auto& v : held_verdicts_) wire_.entries.push_back(std::move(v));
@@ -365,6 +370,63 @@ TEST_F(FlowWorkerTest, TranslatedPacketsLeaveAsModifiedVerdictsWithTheNewBytes) 
   w.publish();  // the turns ran at one instant: the snapshot was published before them
   EXPECT_EQ(w.snapshot().intake.verdict_modified, 1u);
   EXPECT_EQ(w.snapshot().engine.translated, 1u);
+}
+
+// The rules queue ICMP errors to the first flow queue, whatever worker owns the flow: a worker
+// without it hands the error, untouched, to the next flow queue; the one that has it translates
+// the quote; the last one drops an error nobody has a flow for.
+TEST_F(FlowWorkerTest, AnIcmpErrorMovesAlongTheFlowQueuesToTheWorkerThatHasItsFlow) {
+  WorkerSetup first_setup = setup();
+  first_setup.queue = 8;
+  first_setup.engine.icmp_next_queue = true;
+  Wire first_wire;
+  ScriptedQueue first_queue{first_wire};
+  CapturingSender first_sender{first_wire};
+  FlowWorker first(first_setup, first_queue, first_sender, secrets, policy, clock);
+  WorkerSetup owner_setup = setup();
+  owner_setup.queue = 9;
+  FlowWorker owner(owner_setup, queue, sender, secrets, policy, clock);
+
+  Conn c = Conn::v4();
+  learn_cookie(c);
+  turn_with(owner, {{c.third_ack()}});
+  Seen backend_syn(wire.emitted().at(0));
+  turn_with(owner, {{c.backend_synack(backend_syn.pkt.options().tsval)}});
+  wire.clear();
+  const std::string data(1400, 'd');
+  SegmentSpec s{.tuple = c.c2s.reversed(), .seq = c.backend_isn + 1, .ack = c.client_isn + 1,
+                .flags = tcp_flag::ACK, .window = c.backend_window,
+                .payload = std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(data.data()), data.size())};
+  const Bytes sent = test::make(s);
+  turn_with(owner, {{sent}});
+  ASSERT_EQ(wire.kinds(), (std::vector<K>{K::Modified}));
+  const Bytes err = test::icmp_error(wire.entries[0].bytes, *Address::parse("10.10.4.2"), c.c2s.dst, 3, 4, 1280, 548);
+  wire.clear();
+
+  first_queue.add_batch({{err}});
+  first.turn(false);
+  ASSERT_EQ(first_wire.kinds(), (std::vector<K>{K::NextQueue}));
+  EXPECT_EQ(first_wire.entries[0].queue, 9u);
+  first.publish();
+  EXPECT_EQ(first.snapshot().intake.verdict_next_queue, 1u);
+  EXPECT_EQ(first.snapshot().engine.icmp_passed_on, 1u);
+
+  turn_with(owner, {{err}});
+  ASSERT_EQ(wire.kinds(), (std::vector<K>{K::Modified}));
+  const Bytes& out = wire.entries[0].bytes;
+  EXPECT_EQ(test::icmp_checksum_residue(out), 0);
+  EXPECT_TRUE(std::equal(sent.begin() + 24, sent.begin() + 36, out.begin() + 48 + 4)) << "seq back in the backend's space";
+  EXPECT_TRUE(std::equal(sent.begin() + 20, sent.begin() + 24, out.begin() + 48));
+
+  // An error about a connection no worker has: the last one drops it.
+  Conn stranger = Conn::v4(41000);
+  SegmentSpec t{.tuple = stranger.c2s.reversed(), .seq = 5, .ack = 6, .flags = tcp_flag::ACK, .window = 1};
+  wire.clear();
+  turn_with(owner, {{test::icmp_error(test::make(t), *Address::parse("10.10.4.2"), c.c2s.dst, 3, 4, 1280)}});
+  EXPECT_EQ(wire.kinds(), (std::vector<K>{K::Drop}));
+  owner.publish();
+  EXPECT_EQ(owner.snapshot().engine.drop(DropReason::IcmpNoFlow), 1u);
+  EXPECT_EQ(owner.snapshot().engine.icmp_translated, 1u);
 }
 
 TEST_F(FlowWorkerTest, AServiceRemovedByAReloadDrainsWhileItHasFlows) {

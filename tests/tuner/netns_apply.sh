@@ -6,7 +6,7 @@
 set -euo pipefail
 T=$1
 PROFILES=$2
-[ "$(id -u)" = 0 ] || { echo "needs root (network namespaces)"; exit 1; }
+[ "$(id -u)" = 0 ] || { echo "SKIP: needs root (network namespaces)"; exit 77; }
 
 NS=tcptune-test-$$-apply
 TMP=$(mktemp -d /tmp/tcptune-test.XXXXXX)

@@ -5,7 +5,7 @@
 set -euo pipefail
 T=$1
 HERE=$(cd "$(dirname "$0")" && pwd)
-[ "$(id -u)" = 0 ] || { echo "needs root (network namespaces)"; exit 1; }
+[ "$(id -u)" = 0 ] || { echo "SKIP: needs root (network namespaces)"; exit 77; }
 
 NS=tcptune-test-$$-diag
 TMP=$(mktemp -d /tmp/tcptune-test.XXXXXX)

@@ -8,7 +8,7 @@
 set -uo pipefail
 T=$1
 PROFILES=$2
-[ "$(id -u)" = 0 ] || { echo "needs root (network namespaces)"; exit 1; }
+[ "$(id -u)" = 0 ] || { echo "SKIP: needs root (network namespaces)"; exit 77; }
 
 NS=tcptune-test-$$-safety
 TMP=$(mktemp -d /tmp/tcptune-test.XXXXXX)

@@ -22,23 +22,7 @@
 #ifndef SYNGATE_SPEC_COOKIE_SPEC_H
 #define SYNGATE_SPEC_COOKIE_SPEC_H
 
-#if defined(__bpf__)
-#include <linux/types.h>
-typedef __u8 sg_u8;
-typedef __u16 sg_u16;
-typedef __u32 sg_u32;
-typedef __s32 sg_s32;
-typedef __u64 sg_u64;
-#define SG_INLINE static inline __attribute__((always_inline))
-#else
-#include <stdint.h>
-typedef uint8_t sg_u8;
-typedef uint16_t sg_u16;
-typedef uint32_t sg_u32;
-typedef int32_t sg_s32;
-typedef uint64_t sg_u64;
-#define SG_INLINE static inline
-#endif
+#include "syngate/spec/sg_types.h"
 
 #define SG_COOKIE_HASH_BITS 26
 #define SG_COOKIE_COUNTER_SHIFT 4
@@ -51,7 +35,6 @@ typedef uint64_t sg_u64;
 
 #define SG_TS_OPTION_BITS 6
 #define SG_TS_OPTION_MASK ((1u << SG_TS_OPTION_BITS) - 1u)
-#define SG_MAX_WINDOW_SCALE 14u
 
 /* Ascending; a client's MSS is rounded down to the nearest entry, never up (we must not promise
  * the backend a larger MSS than the client can take). 16 steps instead of Linux's 4. */
@@ -276,7 +259,7 @@ struct sg_syn_option_bits {
  * timestamps (offset to ours) from ever looking older to the client than the SYN-ACK's (PAWS).
  * Unsigned wrap is intended when now_ts < 64: serially that value still lies just before. */
 SG_INLINE sg_u32 sg_encode_ts_options(sg_u32 now_ts, const struct sg_syn_option_bits* b) {
-  sg_u32 options = b->has_wscale ? (b->wscale < SG_MAX_WINDOW_SCALE ? b->wscale : SG_MAX_WINDOW_SCALE) : 0xFu;
+  sg_u32 options = b->has_wscale ? (b->wscale < SG_MAX_WSCALE ? b->wscale : SG_MAX_WSCALE) : 0xFu;
   if (b->sack_permitted) options |= 1u << 4;
   if (b->ecn) options |= 1u << 5;
   sg_u32 ts = (now_ts & ~SG_TS_OPTION_MASK) | options;

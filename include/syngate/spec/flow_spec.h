@@ -36,7 +36,6 @@ extern "C" {
 
 /* Shared constants of the handshake: one place for every path. */
 #define SG_FLOW_NO_WSCALE 0xffu   /* the client did not (or could not) scale its windows */
-#define SG_FLOW_MAX_WSCALE 14u    /* RFC 7323 2.3: larger shifts are treated as 14 */
 #define SG_FLOW_MAX_WINDOW 0xffffu
 /* How far below what a receiver acknowledged a segment may start and still move the record:
  * retransmissions of data the sender has not yet seen acknowledged (its window's worth). */

@@ -16,19 +16,7 @@
 #ifndef SYNGATE_SPEC_SYN_RULES_H
 #define SYNGATE_SPEC_SYN_RULES_H
 
-#if defined(__bpf__)
-#include <linux/types.h>
-typedef __u8 sg_u8;
-typedef __u16 sg_u16;
-typedef __u32 sg_u32;
-typedef __u64 sg_u64;
-#else
-#include <stdint.h>
-typedef uint8_t sg_u8;
-typedef uint16_t sg_u16;
-typedef uint32_t sg_u32;
-typedef uint64_t sg_u64;
-#endif
+#include "syngate/spec/sg_types.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -56,7 +44,6 @@ extern "C" {
 #define SG_TCP_MAX_OPTIONS 40 /* data offset 15 words minus the fixed 20 bytes */
 #define SG_IPV4_MIN_HEADER 20
 #define SG_IPV6_HEADER 40
-#define SG_MAX_WSCALE 14 /* RFC 7323 2.3: larger shifts are treated as 14 */
 
 /* ---- Parse errors ----------------------------------------------------------------------------
  * Why a packet's headers cannot be trusted. The C++ parser (ParseError) uses these very values. */
