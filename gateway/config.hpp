@@ -102,7 +102,7 @@ struct GatewayConfig {
 
   // [xdp]
   XdpMode xdp_mode = XdpMode::Auto;
-  std::vector<std::string> xdp_interfaces;  // empty: every up, non-loopback interface
+  std::vector<std::string> xdp_interfaces;  // empty: where gw::plan_interfaces() says
 
   // Whether any service (or draining service) of the family is configured.
   bool has_v4() const noexcept;

@@ -321,8 +321,8 @@ int run_daemon(const std::string& config_path) {
   // The XDP fast path, before any worker runs, so that every flow reaches its flow map.
   static_assert(static_cast<int>(XdpMode::Off) == static_cast<int>(xdp::AttachMode::Off));
   const uint64_t all_flows = uint64_t{cfg.engine.max_flows} * cfg.flow_queues;
-  d->xdp = xdp::FastPath::start(static_cast<xdp::AttachMode>(cfg.xdp_mode), cfg.xdp_interfaces, cfg.engine,
-                                d->secrets.get(), cfg.cookie_max_age,
+  d->xdp = xdp::FastPath::start(static_cast<xdp::AttachMode>(cfg.xdp_mode), cfg.xdp_interfaces, cfg.mode,
+                                cfg.engine, d->secrets.get(), cfg.cookie_max_age,
                                 static_cast<uint32_t>(std::min<uint64_t>(all_flows, 1u << 26)));
   d->xdp_secrets_generation = d->secrets.generation.load();
   d->xdp_policy_generation = d->policy.generation.load();
@@ -536,6 +536,7 @@ int run_daemon(const std::string& config_path) {
       }
       last_rotation = now;
     }
+    if (d->xdp) d->xdp->follow_interfaces();
     if (d->xdp && d->secrets.generation.load() != d->xdp_secrets_generation) {
       d->xdp_secrets_generation = d->secrets.generation.load();
       try {

@@ -105,8 +105,8 @@ std::string interface_driver(const std::string& interface) {
 }
 
 std::unique_ptr<FastPath> FastPath::start(AttachMode mode, std::vector<std::string> interfaces,
-                                          const EngineConfig& engine, const CookieSecrets& secrets,
-                                          uint32_t cookie_max_age, uint32_t max_flows) {
+                                          gw::Mode gateway_mode, const EngineConfig& engine,
+                                          const CookieSecrets& secrets, uint32_t cookie_max_age, uint32_t max_flows) {
   if (mode == AttachMode::Off) {
     spdlog::info("xdp: off by configuration; every packet takes the NFQUEUE path");
     return nullptr;
@@ -128,30 +128,120 @@ std::unique_ptr<FastPath> FastPath::start(AttachMode mode, std::vector<std::stri
     spdlog::warn("xdp: fast path unavailable, running on NFQUEUE only: {}", e.what());
     return nullptr;
   }
-  if (interfaces.empty()) interfaces = default_interfaces();
-  for (const std::string& name : interfaces) {
-    std::string why;
-    if (program->attach(name, mode, &why)) continue;
-    spdlog::warn("xdp: cannot attach to {} ({} mode): {}", name, to_string(mode), why);
-  }
-  const auto attached = program->attachments();
-  if (attached.empty()) {
-    spdlog::warn("xdp: attached nowhere (interfaces: {}); running on NFQUEUE only",
-                 interfaces.empty() ? std::string("none up") : [&] {
-                   std::string all;
-                   for (const auto& n : interfaces) all += (all.empty() ? "" : ",") + n;
-                   return all;
-                 }());
-    return nullptr;
-  }
-  for (const auto& a : attached) {
-    spdlog::info("xdp: attached to {} ({} mode, driver {})", a.interface, to_string(a.mode),
-                 a.driver.empty() ? "unknown" : a.driver);
-  }
   std::unique_ptr<FastPath> fast(new FastPath(std::move(program)));
   fast->budget_key_ = budget_key;
   fast->services_ = engine.services;
+  fast->mode_ = mode;
+  fast->listed_ = std::move(interfaces);
+  fast->gateway_mode_ = gateway_mode;
+  gw::InterfacePlan plan;
+  bool planned = true;
+  try {
+    plan = fast->plan();
+  } catch (const std::exception& e) {
+    planned = false;
+    spdlog::warn("xdp: cannot read links and routes ({}); attaching to every up interface", e.what());
+    for (const std::string& name : fast->listed_.empty() ? default_interfaces() : fast->listed_) {
+      plan.interfaces.push_back({static_cast<int>(if_nametoindex(name.c_str())), name, {"up"}});
+    }
+  }
+  if (planned) {
+    spdlog::info("xdp: {} interface(s) need the fast path{}", plan.interfaces.size(),
+                 fast->listed_.empty() ? " (clients by the default routes, servers by the routes to the services)"
+                                       : " (listed in [xdp] interfaces)");
+    for (const std::string& line : gw::describe(plan)) spdlog::info("xdp: needed on {}", line);
+    for (const std::string& note : plan.notes) spdlog::info("xdp: {}", note);
+  }
+  fast->apply(plan);
+  if (fast->program_->attachments().empty() && !plan.interfaces.empty()) {
+    std::string all;
+    for (const auto& c : plan.interfaces) all += (all.empty() ? "" : ",") + c.name;
+    spdlog::warn("xdp: attached nowhere (interfaces: {}); running on NFQUEUE only", all);
+    return nullptr;
+  }
+  if (planned) {
+    try {
+      fast->watcher_ = std::make_unique<gw::LinkWatcher>();
+      spdlog::info("xdp: following link and route changes (rtnetlink): the rule is re-applied as interfaces "
+                   "come and go");
+    } catch (const std::exception& e) {
+      spdlog::warn("xdp: interfaces stay as attached now: {}", e.what());
+    }
+  }
+  if (plan.interfaces.empty()) {
+    spdlog::warn("xdp: no interface needs the fast path yet; NFQUEUE answers until one does");
+  }
   return fast;
+}
+
+gw::InterfacePlan FastPath::plan() {
+  std::vector<Address> addresses;
+  for (const Service& s : services_) {
+    if (std::find(addresses.begin(), addresses.end(), s.address) == addresses.end()) addresses.push_back(s.address);
+  }
+  gw::RoutingFacts facts = gw::read_routing_facts(addresses);
+  facts.had_default = had_default_;
+  links_ = facts.links;
+  had_default_ = had_default_ || !facts.defaults.empty();
+  return listed_.empty() ? gw::plan_interfaces(facts, gateway_mode_) : gw::plan_listed(facts, listed_);
+}
+
+void FastPath::apply(const gw::InterfacePlan& plan) {
+  auto reasons_of = [](const gw::InterfaceChoice& c) {
+    std::string all;
+    for (const auto& r : c.reasons) all += (all.empty() ? "" : "; ") + r;
+    return all;
+  };
+  for (const Attachment& a : program_->attachments()) {
+    const bool needed = std::any_of(plan.interfaces.begin(), plan.interfaces.end(),
+                                    [&](const gw::InterfaceChoice& c) { return c.ifindex == a.ifindex; });
+    if (needed) continue;
+    program_->detach(a.ifindex);
+    const auto link = std::find_if(links_.begin(), links_.end(), [&](const gw::LinkFact& l) { return l.ifindex == a.ifindex; });
+    spdlog::info("xdp: detached from {} (ifindex {}): {}", a.interface, a.ifindex,
+                 link == links_.end() ? "the interface is gone"
+                 : !link->up          ? "the interface is down"
+                                      : "no longer needed (no default route or service route uses it)");
+  }
+  const auto attached = program_->attachments();
+  std::vector<std::pair<int, std::string>> failures;
+  for (const gw::InterfaceChoice& c : plan.interfaces) {
+    if (std::any_of(attached.begin(), attached.end(), [&](const Attachment& a) { return a.ifindex == c.ifindex; })) {
+      continue;
+    }
+    std::string why;
+    if (program_->attach(c.name, mode_, &why)) {
+      for (const Attachment& a : program_->attachments()) {
+        if (a.interface != c.name) continue;
+        spdlog::info("xdp: attached to {} ({} mode, driver {}): {}", a.interface, to_string(a.mode),
+                     a.driver.empty() ? "unknown" : a.driver, reasons_of(c));
+      }
+      continue;
+    }
+    failures.emplace_back(c.ifindex, why);
+    if (std::find(attach_failures_.begin(), attach_failures_.end(), failures.back()) == attach_failures_.end()) {
+      spdlog::warn("xdp: cannot attach to {} ({} mode): {}", c.name, to_string(mode_), why);
+    }
+  }
+  attach_failures_ = std::move(failures);
+  applied_ = plan;
+}
+
+void FastPath::follow_interfaces() noexcept {
+  if (!watcher_ || !watcher_->changed() || detached_.load()) return;
+  try {
+    const gw::InterfacePlan next = plan();
+    if (next.notes != applied_.notes) {
+      for (const std::string& note : next.notes) {
+        if (std::find(applied_.notes.begin(), applied_.notes.end(), note) == applied_.notes.end()) {
+          spdlog::info("xdp: links or routes changed: {}", note);
+        }
+      }
+    }
+    apply(next);
+  } catch (const std::exception& e) {
+    spdlog::warn("xdp: links or routes changed, but cannot read them: {}; interfaces stay as they are", e.what());
+  }
 }
 
 void FastPath::set_policy(const EngineConfig& engine) {
@@ -180,7 +270,10 @@ void FastPath::set_secrets(const CookieSecrets& secrets, uint32_t cookie_max_age
   program_->set_secrets(secrets, cookie_max_age);
 }
 
-void FastPath::detach() noexcept { program_->detach_all(); }
+void FastPath::detach() noexcept {
+  detached_.store(true);
+  program_->detach_all();
+}
 
 void FastPath::flow_created(const FlowTuple& t) noexcept {
   // A flow XDP does not know has its later packets dropped there; the map is sized to the
@@ -196,11 +289,13 @@ std::string FastPath::render_disabled() { return ""; }
 
 std::string FastPath::render_metrics() const {
   std::ostringstream out;
+  const std::vector<Attachment> attached = program_->attachments();
   out << "# HELP syngate_xdp_enabled Whether the XDP fast path is attached anywhere.\n"
-         "# TYPE syngate_xdp_enabled gauge\nsyngate_xdp_enabled 1\n";
+         "# TYPE syngate_xdp_enabled gauge\nsyngate_xdp_enabled "
+      << (attached.empty() ? 0 : 1) << "\n";
   out << "# HELP syngate_xdp_attached XDP attachments of syngate's program, by interface, mode and driver.\n"
          "# TYPE syngate_xdp_attached gauge\n";
-  for (const auto& a : program_->attachments()) {
+  for (const auto& a : attached) {
     out << "syngate_xdp_attached{interface=\"" << gw::prometheus_label_value(a.interface) << "\",mode=\""
         << to_string(a.mode) << "\",driver=\"" << gw::prometheus_label_value(a.driver) << "\"} 1\n";
   }
@@ -527,6 +622,18 @@ bool Program::attach(const std::string& interface, AttachMode mode, std::string*
   return true;
 }
 
+void Program::detach(int ifindex) noexcept {
+  std::lock_guard lock(impl_->attach_mutex);
+  for (auto it = impl_->links.begin(); it != impl_->links.end();) {
+    if (it->info.ifindex == ifindex) {
+      close(it->fd);
+      it = impl_->links.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
 void Program::detach_all() noexcept {
   std::lock_guard lock(impl_->attach_mutex);
   // Closing the link fd detaches: the same thing happens when the process dies.
@@ -566,6 +673,7 @@ bool Program::attach(const std::string&, AttachMode, std::string* why) {
   if (why) *why = "built without XDP";
   return false;
 }
+void Program::detach(int) noexcept {}
 void Program::detach_all() noexcept {}
 std::vector<Attachment> Program::attachments() const { return {}; }
 

@@ -12,6 +12,7 @@
 #include <string_view>
 #include <vector>
 
+#include "interfaces.hpp"
 #include "syngate/cookie.hpp"
 #include "syngate/engine.hpp"
 #include "syngate/syn_decision.hpp"
@@ -100,6 +101,8 @@ class Program {
 
   // Attaches to one interface. Returns false and sets *why when it cannot (then nothing changed).
   bool attach(const std::string& interface, AttachMode mode, std::string* why);
+  // Detaches from the interface of that index (also when the interface is gone).
+  void detach(int ifindex) noexcept;
   void detach_all() noexcept;
   std::vector<Attachment> attachments() const;
 
@@ -113,11 +116,17 @@ class Program {
 // (as their engines' FlowObserver), and renders its metrics.
 class FastPath : public FlowObserver {
  public:
-  // Returns nullptr, having logged why, when mode is Off or nothing could be attached; the
-  // daemon then runs as an NFQUEUE gateway only. `interfaces` empty: default_interfaces().
+  // Returns nullptr, having logged why, when mode is Off or the program could not be attached
+  // anywhere it is needed; the daemon then runs as an NFQUEUE gateway only. `interfaces` empty:
+  // where gw::plan_interfaces() says (logged with its reasons), else exactly those listed.
   static std::unique_ptr<FastPath> start(AttachMode mode, std::vector<std::string> interfaces,
-                                         const EngineConfig& engine, const CookieSecrets& secrets,
-                                         uint32_t cookie_max_age, uint32_t max_flows);
+                                         gw::Mode gateway_mode, const EngineConfig& engine,
+                                         const CookieSecrets& secrets, uint32_t cookie_max_age,
+                                         uint32_t max_flows);
+  // Re-applies the interface rule when rtnetlink announced a link or route change since the last
+  // call: attaches where it is now needed, detaches where it no longer is (logged). From the
+  // daemon's tick.
+  void follow_interfaces() noexcept;
   // Keys changed (rotation, reload): published through the program's second key slot.
   void set_secrets(const CookieSecrets& secrets, uint32_t cookie_max_age);
   // The policy or the services changed (reload): prefixes, allow list, budget; services removed
@@ -135,13 +144,25 @@ class FastPath : public FlowObserver {
 
  private:
   explicit FastPath(std::unique_ptr<Program> p) : program_(std::move(p)) {}
+  gw::InterfacePlan plan();
+  // Attaches and detaches until the program is where `plan` says; logs what it changed.
+  void apply(const gw::InterfacePlan& plan);
   std::unique_ptr<Program> program_;
+  AttachMode mode_ = AttachMode::Auto;
+  std::vector<std::string> listed_;  // [xdp] interfaces: wins over the rule
+  gw::Mode gateway_mode_ = gw::Mode::Both;
+  std::unique_ptr<gw::LinkWatcher> watcher_;
+  std::atomic<bool> detached_{false};  // detach() was called: the rule no longer re-attaches
+  gw::InterfacePlan applied_;
+  bool had_default_ = false;
+  std::vector<gw::LinkFact> links_;  // as last read, to say why an interface was left  // a default route was seen: its absence is an uplink down
+  std::vector<std::pair<int, std::string>> attach_failures_;  // logged once per interface and reason
   std::array<uint8_t, 16> budget_key_{};
   std::vector<Service> services_;  // what the program protects
   std::atomic<uint64_t> flow_insert_failures_{0};
 };
 
-// Every interface of the namespace that is up and not loopback.
+// Every interface of the namespace that is up and not loopback (when rtnetlink cannot be read).
 std::vector<std::string> default_interfaces();
 // The kernel driver of an interface (ethtool), "" when unknown.
 std::string interface_driver(const std::string& interface);

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# The XDP fast path attaches where the interface rule says (gateway/interfaces.hpp), and follows
+# interfaces as they come and go. The gateway gets a default route via the client link (g1), as an
+# uplink has; then:
+#   - at start: g1 (default route) and g3 (route to the service) get the program; g2 and a veth
+#     made before start for something else (u0, with an address and a route) do not;
+#   - a veth made after start (u1) does not get it either;
+#   - g1 down: the program leaves it; up again with its default route back: it is attached again
+#     and SYNs through it are answered in XDP;
+#   - the client link deleted and made anew (a new g1, a new ifindex): the new g1 gets it.
+#   xdp_interfaces_test.sh SYNGATE
+source "$(dirname "$0")/lib.sh"
+lab_init "$1"
+lab_up
+start_nginx
+in_ns "$NS_GW" ip route add default via 10.10.1.2
+unrelated() {  # unrelated NAME ADDR/LEN: a veth pair inside gw, up, with an address and a route
+  in_ns "$NS_GW" ip link add "$1" type veth peer name "$1p"
+  in_ns "$NS_GW" ip addr add "$2" dev "$1"
+  in_ns "$NS_GW" ip link set "$1" up
+  in_ns "$NS_GW" ip link set "$1p" up
+}
+unrelated u0 10.99.0.1/24
+has_xdp() { in_ns "$NS_GW" ip -d link show "$1" | grep -q "prog/xdp\|xdpgeneric"; }
+wait_xdp() {  # wait_xdp IF yes|no: until the interface has (or has not) the program, 5 s at most
+  local i
+  for ((i = 0; i < 50; i++)); do
+    if [[ $2 == yes ]]; then has_xdp "$1" && return 0; else has_xdp "$1" || return 0; fi
+    sleep 0.1
+  done
+  return 1
+}
+XDP_MODE=auto write_config
+start_syngate
+grep "xdp:" "$LAB_DIR/syngate.log"
+grep -q "xdp: needed on g1: default route (IPv4 via 10.10.1.2)" "$LAB_DIR/syngate.log" ||
+  fail "the log does not say why g1 was picked"
+grep -q "xdp: needed on g3: route to service 10.10.3.2" "$LAB_DIR/syngate.log" ||
+  fail "the log does not say why g3 was picked"
+grep -q "xdp: following link and route changes" "$LAB_DIR/syngate.log" || fail "the log does not say it follows changes"
+has_xdp g1 || fail "no XDP program on g1 (the default route's interface)"
+has_xdp g3 || fail "no XDP program on g3 (toward the server)"
+has_xdp g2 && fail "XDP program on g2, which neither a default route nor a service route uses"
+has_xdp u0 && fail "XDP program on u0, an unrelated veth made before start"
+
+unrelated u1 10.99.1.1/24
+sleep 2.5  # the daemon's tick reads the announcements within a second
+has_xdp u1 && fail "XDP program on u1, an unrelated veth made after start"
+has_xdp g1 || fail "g1 lost the program when an unrelated veth came"
+
+xdp() { metric_sum syngate_xdp_packets_total "outcome=\"$1\""; }
+in_ns "$NS_GW" ip link set g1 down
+wait_xdp g1 no || fail "the program stayed on g1 while it was down"
+grep -q "xdp: detached from g1" "$LAB_DIR/syngate.log" || fail "the log does not say g1 was left"
+sleep 1.5  # an uplink down is not a namespace without a default route: nothing else gets it
+for ifc in g2 u0 u1; do has_xdp "$ifc" && fail "XDP program on $ifc while g1 was down"; done
+in_ns "$NS_GW" ip link set g1 up
+in_ns "$NS_GW" ip route replace default via 10.10.1.2  # as a network manager puts it back
+wait_xdp g1 yes || fail "g1 did not get the program again after it came back up: $(grep xdp: "$LAB_DIR/syngate.log" | tail -5)"
+for ((i = 0; i < 50; i++)); do in_ns "$NS_CLI" ping -c1 -W1 10.10.1.1 >/dev/null 2>&1 && break; sleep 0.1; done
+before=$(xdp syn_answered)
+for i in $(seq 5); do
+  [[ $(cli_curl http://10.10.3.2/) == "hello from srv" ]] || fail "request $i after g1 came back failed"
+done
+sleep 0.3
+answered=$(( $(xdp syn_answered) - before ))
+(( answered >= 5 )) || fail "XDP answered $answered SYNs for 5 requests after g1 came back"
+for ifc in g2 u0 u1; do has_xdp "$ifc" && fail "XDP program on $ifc after g1 came back"; done
+log "g1 down and up: detached and attached again; $answered SYNs answered in XDP after"
+
+# The client link goes and comes anew (a new device, a new ifindex).
+in_ns "$NS_GW" ip link del g1
+ip link add c0 netns "$NS_CLI" type veth peer name g1 netns "$NS_GW"
+in_ns "$NS_CLI" ip addr add 10.10.1.2/24 dev c0
+in_ns "$NS_GW" ip addr add 10.10.1.1/24 dev g1
+in_ns "$NS_CLI" ip link set c0 up
+in_ns "$NS_GW" ip link set g1 up
+in_ns "$NS_CLI" ip route replace default via 10.10.1.1
+in_ns "$NS_GW" ip route replace default via 10.10.1.2
+wait_xdp g1 yes || fail "the new g1 did not get the program: $(grep xdp: "$LAB_DIR/syngate.log" | tail -5)"
+[[ $(cli_curl http://10.10.3.2/) == "hello from srv" ]] || fail "request over the new g1 failed"
+(( $(metric_sum syngate_xdp_attached 'interface="g1"') == 1 )) || fail "no attach gauge for the new g1"
+grep "xdp:" "$LAB_DIR/syngate.log" | tail -6
+pass "XDP on g1 and g3 only (not g2, not u0 made before start, not u1 made after); g1 down/up and re-created got it again"
