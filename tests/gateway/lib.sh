@@ -220,6 +220,7 @@ wait_listen() {  # wait_listen NS PORT: until a local listener exists (without c
   return 1
 }
 
+# start_nginx [SERVER_BLOCK_BODY]: nginx in srv serving $LAB_DIR/www; by default on 10.10.3.2:80.
 start_nginx() {
   mkdir -p "$LAB_DIR/www" "$LAB_DIR/nginx"
   echo "hello from srv" > "$LAB_DIR/www/index.html"
@@ -239,7 +240,7 @@ http {
   fastcgi_temp_path $LAB_DIR/nginx/fastcgi;
   uwsgi_temp_path $LAB_DIR/nginx/uwsgi;
   scgi_temp_path $LAB_DIR/nginx/scgi;
-  server { listen 10.10.3.2:80 backlog=4096; root $LAB_DIR/www; }
+  server { ${1:-listen 10.10.3.2:80 backlog=4096;} root $LAB_DIR/www; }
 }
 CONF
   bg "$NS_SRV" nginx -c "$LAB_DIR/nginx/nginx.conf" -p "$LAB_DIR/nginx"

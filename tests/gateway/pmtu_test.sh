@@ -31,32 +31,9 @@ in_ns "$NS_CLI" ip -6 addr add fd00:10:1::3/64 dev c0 nodad
 in_ns "$NS_SRV" ip addr add 10.10.3.3/24 dev s0
 in_ns "$NS_SRV" ip -6 addr add fd00:10:3::3/64 dev s0 nodad
 
-mkdir -p "$LAB_DIR/www/up" "$LAB_DIR/nginx"
-cat > "$LAB_DIR/nginx/nginx.conf" <<CONF
-user root;
-worker_processes 1;
-daemon off;
-pid $LAB_DIR/nginx/nginx.pid;
-error_log $LAB_DIR/nginx/error.log warn;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  sendfile on;
-  keepalive_timeout 0;
-  client_body_temp_path $LAB_DIR/nginx/body;
-  proxy_temp_path $LAB_DIR/nginx/proxy;
-  fastcgi_temp_path $LAB_DIR/nginx/fastcgi;
-  uwsgi_temp_path $LAB_DIR/nginx/uwsgi;
-  scgi_temp_path $LAB_DIR/nginx/scgi;
-  server {
-    listen 10.10.3.2:80; listen [fd00:10:3::2]:80; listen 10.10.3.3:80; listen [fd00:10:3::3]:80;
-    root $LAB_DIR/www;
-    location /up/ { dav_methods PUT; client_max_body_size 64m; }
-  }
-}
-CONF
-bg "$NS_SRV" nginx -c "$LAB_DIR/nginx/nginx.conf" -p "$LAB_DIR/nginx"
-wait_listen "$NS_SRV" 80 || fail "nginx did not start: $(cat "$LAB_DIR/nginx/error.log" 2>/dev/null)"
+mkdir -p "$LAB_DIR/www/up"
+start_nginx 'listen 10.10.3.2:80; listen [fd00:10:3::2]:80; listen 10.10.3.3:80; listen [fd00:10:3::3]:80;
+    location /up/ { dav_methods PUT; client_max_body_size 64m; }'
 head -c $((4 * 1024 * 1024)) /dev/urandom > "$LAB_DIR/www/big.bin"
 want=$(sha256sum < "$LAB_DIR/www/big.bin" | cut -d' ' -f1)
 
