@@ -215,16 +215,6 @@ struct parsed {
   __u8 eth[14];
 };
 
-/* ::ffff:0:0/96 never appears on a wire (RFC 4291 2.5.5.2); the engine refuses it because it
- * would alias an IPv4 flow. */
-static __always_inline int v4_mapped(const __u8* a) {
-  __u64 low;
-  __u32 mid;
-  __builtin_memcpy(&low, a, 8);
-  __builtin_memcpy(&mid, a + 8, 4);
-  return low == 0 && mid == bpf_htonl(0x0000ffff);
-}
-
 /* An IPv4 address as the engine's Address holds it: v4-mapped, ::ffff:a.b.c.d. */
 static __always_inline void v4_mapped_from(__u8* out, const __u8* ip4) {
   out[10] = out[11] = 0xff;
@@ -562,7 +552,7 @@ int syngate_xdp(struct xdp_md* ctx) {
   /* What the engine would call malformed or cannot be sure of is its call, not ours. */
   const __u32 ip_hlen = p.l4_off - ETH_HLEN_;
   if (ip_total > frame_len - ETH_HLEN_ || ip_total < ip_hlen + TCP_HLEN) return pass_as(SG_XDP_PASSED_UNHANDLED);
-  if (p.v6 && (v4_mapped(p.key.src) || v4_mapped(p.key.dst))) return pass_as(SG_XDP_PASSED_UNHANDLED);
+  if (p.v6 && (sg_is_v4_mapped(p.key.src) || sg_is_v4_mapped(p.key.dst))) return pass_as(SG_XDP_PASSED_UNHANDLED);
   p.tcp_hlen = (__u32)(tcp[12] >> 4) * 4;
   if (p.tcp_hlen < TCP_HLEN || ip_hlen + p.tcp_hlen > ip_total) return pass_as(SG_XDP_PASSED_UNHANDLED);
   p.flags = tcp[13];

@@ -256,10 +256,6 @@ struct Engine::Impl {
   static sg_flow_shifts shifts(const Flow& f) {
     return sg_flow_window_shifts(f.client_ws, (f.bits & bit::kBackendWscale) != 0, f.backend_ws, f.announced_ws);
   }
-  static uint16_t server_window_for_client(const Flow& f, uint16_t field) {
-    const sg_flow_shifts s = shifts(f);
-    return sg_window_rescale(field, s.server_sends, s.client_reads);
-  }
   static uint16_t client_window_for_server(const Flow& f, uint16_t field) {
     const sg_flow_shifts s = shifts(f);
     return sg_window_rescale(field, s.client_sends, s.server_reads);
@@ -272,9 +268,9 @@ struct Engine::Impl {
   static constexpr uint8_t kSeenBoth = kSeenClient | kSeenServer;
   // A client segment, before translation. Only a segment that fits what the server offered and
   // acknowledges only what the server sent moves the record: a blind forgery cannot aim it.
-  static void track_client(Flow& f, const TcpPacket& p) {
+  static void track_client(Flow& f, const TcpPacket& p, const sg_flow_shifts& shift) {
     const uint32_t ack = sg_ack_to_backend(p.ack(), f.delta);
-    const uint32_t window = sg_window_bytes(p.window(), shifts(f).client_sends);
+    const uint32_t window = sg_window_bytes(p.window(), shift.client_sends);
     if (!(f.seen & kSeenClient)) {  // first packet since an import from an older table
       f.client_next = seq_end(p);
       f.client_acked = ack;
@@ -296,8 +292,8 @@ struct Engine::Impl {
     if (v == SG_RST_CHALLENGE) ++counters.rst_passed_in_window;
     return v;
   }
-  static void track_server(Flow& f, const TcpPacket& p) {
-    const uint32_t window = sg_window_bytes(p.window(), shifts(f).server_sends);
+  static void track_server(Flow& f, const TcpPacket& p, const sg_flow_shifts& shift) {
+    const uint32_t window = sg_window_bytes(p.window(), shift.server_sends);
     if (!(f.seen & kSeenServer)) {
       f.server_next = seq_end(p);
       f.server_acked = p.ack();
@@ -350,6 +346,7 @@ struct Engine::Impl {
       return {Verdict::Drop, false};
     }
 
+    const sg_flow_shifts shift = shifts(f);  // once per packet: tracking and rescaling both use it
     bool ends_flow = false;
     if (rst) {
       const sg_rst_verdict v = judge_rst(f, p.seq(), f.client_next, f.server_acked, f.server_wnd);
@@ -357,7 +354,7 @@ struct Engine::Impl {
       ends_flow = v == SG_RST_RESET;
     } else {
       if (f.bits & bit::kTimestamps && p.options().has_timestamps) f.client_tsval = p.options().tsval;
-      track_client(f, p);
+      track_client(f, p, shift);
     }
 
     // Established, closing or lingering: translate into the backend's sequence space.
@@ -373,7 +370,7 @@ struct Engine::Impl {
     }
     // A backend without timestamps ignores the option (RFC 7323 3.2); its TSecr names our clock.
     if (o.has_timestamps && !(f.supply & kSupplyTimestamps)) p.set_tsecr(sg_tsecr_to_backend(o.tsecr, f.tsoff));
-    const uint16_t w = client_window_for_server(f, p.window());
+    const uint16_t w = sg_window_rescale(p.window(), shift.client_sends, shift.server_reads);
     if (w != p.window()) p.set_window(w);
     if (!rst && (fl & tcp_flag::FIN)) {
       f.bits |= bit::kClientFin;
@@ -516,6 +513,7 @@ struct Engine::Impl {
       }
       return drop(DropReason::BackendSynAckUnexpected);
     }
+    const sg_flow_shifts shift = shifts(f);  // once per packet: tracking and rescaling both use it
     bool ends_flow = false;
     if (rst) {
       // Spoofed as the service or real: judged against what the client acknowledged and offered.
@@ -523,7 +521,7 @@ struct Engine::Impl {
       if (v == SG_RST_OUT_OF_WINDOW) return drop(DropReason::RstOutOfWindow);
       ends_flow = v == SG_RST_RESET;
     } else {
-      track_server(f, p);
+      track_server(f, p, shift);
       if (fl & tcp_flag::FIN) {
         f.bits |= bit::kServerFin;
         f.server_fin_seq = p.seq() + static_cast<uint32_t>(p.payload_len());
@@ -535,7 +533,7 @@ struct Engine::Impl {
     p.set_seq(sg_seq_to_client(p.seq(), f.delta));
     const TcpOptions& o = p.options();
     if (o.has_timestamps) p.set_tsval(sg_tsval_to_client(o.tsval, f.tsoff));
-    const uint16_t w = server_window_for_client(f, p.window());
+    const uint16_t w = sg_window_rescale(p.window(), shift.server_sends, shift.client_reads);
     if (w != p.window()) p.set_window(w);
     if (!rst || ends_flow) after_translation(i, ends_flow, timer_ms(now));
     ++counters.translated;

@@ -19,11 +19,6 @@ constexpr uint32_t kIpv6Header = 40;
 constexpr uint32_t kIcmpHeader = 8;
 constexpr uint32_t kQuotedTcpMin = 8;  // ports and sequence number: all RFC 792 promises
 
-bool is_mapped(const uint8_t* a) noexcept {
-  static constexpr uint8_t kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-  return std::memcmp(a, kMapped, sizeof kMapped) == 0;
-}
-
 // Walks an IPv6 extension-header chain from `next` at `off`, within `end`. Returns the header
 // that ends it (its value in *next, its offset in *off), or false when the chain is cut short,
 // too long, or reaches a fragment header.
@@ -124,7 +119,7 @@ IcmpError parse_icmp_error(std::span<const uint8_t> packet) noexcept {
     e.quoted.dst = Address::from_v4(std::span<const uint8_t, 4>(q + 16, 4));
   } else {
     if (avail < kIpv6Header || (q[0] >> 4) != 6) return e;
-    if (is_mapped(q + 8) || is_mapped(q + 24)) return e;  // never on a wire; would alias IPv4
+    if (sg_is_v4_mapped(q + 8) || sg_is_v4_mapped(q + 24)) return e;  // never on a wire; would alias IPv4
     uint8_t next = q[6];
     tcp = inner + kIpv6Header;
     if (!walk_ipv6_chain(d, inner_end, &next, &tcp) || next != kProtoTcp) return e;

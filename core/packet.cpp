@@ -126,8 +126,7 @@ struct PacketParser {
       }
       l4 = off;
       r.has_ip_options = l4 > kIpv6Header;
-      static constexpr uint8_t kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-      if (std::memcmp(d + 8, kMapped, 12) == 0 || std::memcmp(d + 24, kMapped, 12) == 0) {
+      if (sg_is_v4_mapped(d + 8) || sg_is_v4_mapped(d + 24)) {
         return fail(r, ParseError::MappedAddress);
       }
     } else {

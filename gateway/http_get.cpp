@@ -1,4 +1,5 @@
 #include "http_get.hpp"
+#include "socket_address.hpp"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -84,17 +85,9 @@ HttpGetResult http_get(const std::string& host, uint16_t port, const std::string
                        std::chrono::milliseconds deadline, size_t max_body) {
   HttpGetResult r;
   const auto end = Clock::now() + deadline;
-  sockaddr_storage ss{};
-  socklen_t len = 0;
-  if (auto* a4 = reinterpret_cast<sockaddr_in*>(&ss); inet_pton(AF_INET, host.c_str(), &a4->sin_addr) == 1) {
-    a4->sin_family = AF_INET;
-    a4->sin_port = htons(port);
-    len = sizeof *a4;
-  } else if (auto* a6 = reinterpret_cast<sockaddr_in6*>(&ss); inet_pton(AF_INET6, host.c_str(), &a6->sin6_addr) == 1) {
-    a6->sin6_family = AF_INET6;
-    a6->sin6_port = htons(port);
-    len = sizeof *a6;
-  } else {
+  sockaddr_storage ss;
+  const socklen_t len = socket_address(host, port, ss);
+  if (len == 0) {
     r.error = "\"" + host + "\" is not an IPv4 or IPv6 address";
     return r;
   }

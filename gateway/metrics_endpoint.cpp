@@ -1,4 +1,5 @@
 #include "metrics_endpoint.hpp"
+#include "socket_address.hpp"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -60,17 +61,8 @@ struct MetricsEndpoint::Impl {
 
   // One attempt to listen; on failure, says why (once per distinct reason).
   void try_listen() {
-    sockaddr_storage ss{};
-    socklen_t len = 0;
-    if (auto* a4 = reinterpret_cast<sockaddr_in*>(&ss); inet_pton(AF_INET, host.c_str(), &a4->sin_addr) == 1) {
-      a4->sin_family = AF_INET;
-      a4->sin_port = htons(port);
-      len = sizeof *a4;
-    } else if (auto* a6 = reinterpret_cast<sockaddr_in6*>(&ss); inet_pton(AF_INET6, host.c_str(), &a6->sin6_addr) == 1) {
-      a6->sin6_family = AF_INET6;
-      a6->sin6_port = htons(port);
-      len = sizeof *a6;
-    }
+    sockaddr_storage ss;
+    const socklen_t len = socket_address(host, port, ss);
     std::string why;
     int fd = -1;
     if (len == 0) {

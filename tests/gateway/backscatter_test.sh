@@ -53,16 +53,6 @@ policy() {  # policy TOML-LINES: the config with this [policy] table ('' = the s
   [[ -n $1 ]] && printf '\n[policy]\n%s\n' "$1" >> "$LAB_DIR/syngate.toml"
   return 0
 }
-reload() {
-  local before
-  before=$(grep -c "reload: done" "$LAB_DIR/syngate.log" || true)
-  kill -HUP "$SYNGATE_PID"
-  for _ in $(seq 100); do
-    (( $(grep -c "reload: done" "$LAB_DIR/syngate.log" || true) > before )) && { sleep 0.25; return 0; }
-    sleep 0.05
-  done
-  fail "no reload after SIGHUP: $(tail -3 "$LAB_DIR/syngate.log")"
-}
 # A flood from atk, bounded in count and time; sets FLOOD_SECS to how long it ran.
 flood() {  # flood SPOOF-CIDR RATE SECONDS
   local start

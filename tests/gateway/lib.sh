@@ -324,6 +324,19 @@ running_lines() {
   echo "${n:-0}"
 }
 
+# SIGHUP, then wait until the daemon logs the reload as done (a quarter second more for the
+# workers to pick it up).
+reload() {
+  local before
+  before=$(grep -c "reload: done" "$LAB_DIR/syngate.log" || true)
+  kill -HUP "$SYNGATE_PID"
+  for _ in $(seq 100); do
+    (( $(grep -c "reload: done" "$LAB_DIR/syngate.log" || true) > before )) && { sleep 0.25; return 0; }
+    sleep 0.05
+  done
+  fail "no reload after SIGHUP: $(tail -3 "$LAB_DIR/syngate.log")"
+}
+
 # Installs the rules and starts the daemon in gw; waits until the queues are bound.
 start_syngate() {
   in_ns "$NS_GW" "$SYNGATE_BIN" check --config "$LAB_DIR/syngate.toml" >/dev/null

@@ -20,16 +20,6 @@ policy() {  # policy TOML-LINES: rewrites the config with this [policy] table
   write_config
   printf '\n[policy]\n%s\n' "$1" >> "$LAB_DIR/syngate.toml"
 }
-reload() {
-  local before
-  before=$(grep -c "reload: done" "$LAB_DIR/syngate.log" || true)
-  kill -HUP "$SYNGATE_PID"
-  for _ in $(seq 100); do
-    (( $(grep -c "reload: done" "$LAB_DIR/syngate.log" || true) > before )) && { sleep 0.25; return 0; }
-    sleep 0.05
-  done
-  fail "no reload after SIGHUP: $(tail -3 "$LAB_DIR/syngate.log")"
-}
 
 log "deny: the client's /24 is denied"
 policy 'deny = ["10.10.1.0/24"]'

@@ -82,6 +82,16 @@ enum sg_reason {
   SG_R_COUNT_ = 11
 };
 
+/* ::ffff:0:0/96 never appears on a wire (RFC 4291 2.5.5.2): an IPv6 packet that carries such an
+ * address would alias an IPv4 flow, so every path refuses it. `a` holds 16 address bytes. */
+static inline int sg_is_v4_mapped(const sg_u8 *a) {
+  int i;
+  for (i = 0; i < 10; i++) {
+    if (a[i] != 0) return 0;
+  }
+  return a[10] == 0xff && a[11] == 0xff;
+}
+
 /* A packet queued for a protected service whose headers do not parse is dropped, whatever it
  * is: the rules queued it as TCP to a protected service, and what we cannot read we cannot vouch
  * for. This is the reason it is counted under. */
