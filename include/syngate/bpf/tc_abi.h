@@ -1,0 +1,82 @@
+/* What the tc translation programs (established flows in the kernel) and the daemon share: the
+ * flow map's key and value, the mark bit, counter indices. Plain C for both compilers.
+ *
+ * Hand-over. When the backend's SYN-ACK completes a proxied handshake, the worker writes two
+ * entries (one per direction) synchronously, before syngate sends the backend the ACK that
+ * completes its handshake: the server cannot send a byte before that ACK, so every server
+ * segment finds its entry. Client segments already queued are translated by the engine with the
+ * same parameters. From then on the programs translate what they can and set SG_TC_MARK on the
+ * packet, which the NFQUEUE rules skip (matched with the mask SG_TC_MARK: an operator's own
+ * MARK/CONNMARK bits are left alone); anything they cannot rewrite (IPv4 options, fragments,
+ * IPv6 extension headers, an option layout they cannot walk, SYN, RST, FIN, a map miss) goes on
+ * unmarked to NFQUEUE as before.
+ *
+ * Ownership. Only the daemon creates and deletes entries; the programs only update the
+ * kernel-kept fields below, so a forged packet can never remove state. */
+#ifndef SYNGATE_BPF_TC_ABI_H
+#define SYNGATE_BPF_TC_ABI_H
+
+#include "syngate/spec/sg_types.h"
+
+/* The packet's own direction, as on the wire: the client's segments are keyed client -> server,
+ * the server's server -> client. Addresses as syngate's Address stores them (IPv4 as
+ * ::ffff:a.b.c.d), ports in network order: the same form as the XDP flow key. */
+struct sg_tc_flow_key {
+  sg_u8 src[16];
+  sg_u8 dst[16];
+  sg_u16 sport_be;
+  sg_u16 dport_be;
+};
+
+enum sg_tc_direction {
+  SG_TC_TO_SERVER = 0, /* the client's segments: ack, SACK edges + delta; TSecr + tsoff */
+  SG_TC_TO_CLIENT = 1  /* the server's segments: seq - delta; TSval - tsoff */
+};
+
+/* value.options */
+#define SG_TC_OPT_TIMESTAMPS 0x01u /* both ends send timestamps: TSval/TSecr are translated */
+
+/* value.closing, set by the program (never cleared by it) */
+#define SG_TC_SEEN_FIN 0x01u
+#define SG_TC_SEEN_RST 0x02u
+
+struct sg_tc_flow {
+  /* Written by the daemon at hand-over; the programs only read these. */
+  sg_u32 delta;          /* backend ISN - cookie ISN (flow_spec.h) */
+  sg_u32 tsoff;          /* backend TSval - our TSval (flow_spec.h) */
+  sg_u8 direction;       /* enum sg_tc_direction */
+  sg_u8 window_from;     /* the shift the sender's window field is in (flow_spec.h shifts) */
+  sg_u8 window_to;       /* the shift the receiver reads it with */
+  sg_u8 options;         /* SG_TC_OPT_* */
+  sg_u32 generation;     /* the daemon's hand-over counter: tells a reused tuple's entries apart */
+
+  /* Kept by the programs (the engine reads them when it needs them: timers, RST, FIN, restart).
+   * Sequence spaces as in the engine's Flow: client numbers as sent, server numbers in the
+   * backend's space, acks in the space of the receiver they go to. */
+  sg_u64 last_ns;        /* bpf_ktime_get_ns() (CLOCK_MONOTONIC: the engine's timer clock) of the
+                            latest segment this entry translated */
+  sg_u32 sender_next;    /* highest seq + length this direction sent */
+  sg_u32 acked;          /* highest ack this direction sent */
+  sg_u32 window_bytes;   /* this direction's latest window, in bytes */
+  sg_u32 newest_tsval;   /* this direction's newest TSval, as it sent it, in sequence order */
+  sg_u32 newest_tsval_seq; /* the sequence number that carried newest_tsval */
+  sg_u32 fin_seq;        /* sequence number of this direction's FIN when SG_TC_SEEN_FIN */
+  sg_u8 seen;            /* non-zero once a segment has moved the fields above */
+  sg_u8 closing;         /* SG_TC_SEEN_*: the program punts this flow to NFQUEUE from now on */
+  sg_u8 pad[6];
+  sg_u64 packets;        /* segments translated by the program (atomic adds) */
+};
+
+/* skb->mark bit of a packet already translated (by a tc program, by the engine's verdict, or
+ * sent by syngate itself): the NFQUEUE rules skip it, tc egress leaves it alone. */
+#define SG_TC_MARK 0x40000000u
+
+enum sg_tc_counter {
+  SG_TC_TRANSLATED = 0, /* translated and marked */
+  SG_TC_PUNTED,         /* a flow's packet the program left to NFQUEUE (SYN/FIN/RST, layout) */
+  SG_TC_ALREADY_MARKED, /* egress: translated before (ingress, engine verdict, syngate's own) */
+  SG_TC_MISS,           /* TCP with no flow entry: left alone */
+  SG_TC_COUNTER_COUNT
+};
+
+#endif /* SYNGATE_BPF_TC_ABI_H */
