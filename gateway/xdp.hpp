@@ -53,8 +53,8 @@ inline constexpr std::array<std::string_view, 11> kCounterNames = {
     "syn_answered",  "cookie_valid", "cookie_invalid",   "flow_passed",  "no_flow",   "invalid_flags",
     "malformed",     "passed_unhandled", "passed_other", "tx_error",     "syn_refused"};
 using Counters = std::array<uint64_t, kCounterNames.size()>;
-// Drops by the SYN decision's reason (SynDropReason order).
-using ReasonCounters = std::array<uint64_t, static_cast<size_t>(SynDropReason::Count_)>;
+// Drops by reason (drop_reasons.h: the program counts the SYN decision's reasons).
+using ReasonCounters = std::array<uint64_t, kDropReasonCount>;
 
 struct Attachment {
   std::string interface;
