@@ -28,8 +28,8 @@
 #include "syngate/engine.hpp"
 #include "syngate/packet.hpp"
 #include "syngate/syn_decision.hpp"
-#include "syngate_xdp_maps.h"
-#include "xdp.hpp"
+#include "syngate/bpf/xdp_abi.h"
+#include "fast_path.hpp"
 
 namespace syngate {
 namespace {
