@@ -3,10 +3,13 @@
 // and every reason has a label of its own that Prometheus accepts.
 #include <gtest/gtest.h>
 
+#include <iterator>
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
 
+#include "syngate/bpf/xdp_abi.h"
 #include "syngate/drop_reason.hpp"
 #include "syngate/spec/syn_rules.h"
 
@@ -14,6 +17,7 @@ extern "C" int drop_reasons_count_from_c(void);
 extern "C" int drop_reasons_syn_count_from_c(void);
 extern "C" const char* drop_reason_label_from_c(int r);
 extern "C" int drop_reason_is_work_from_c(int r);
+extern "C" int xdp_outcome_count_from_c(void);
 
 namespace syngate {
 namespace {
@@ -88,6 +92,43 @@ TEST(DropReasons, PublishedLabelsStay) {
       "icmp_no_flow"};
   ASSERT_LE(std::size(published), kDropReasonCount);
   for (size_t i = 0; i < std::size(published); ++i) EXPECT_EQ(kDropReasonLabels[i], published[i]) << i;
+}
+
+// The XDP program's view: its per-reason map (sg_reasons) has one slot per reason of the list, and
+// its outcome counters (xdp_abi.h: SG_XDP_OUTCOMES) that stand for one reason carry that reason's
+// label, so syngate_xdp_packets_total{outcome="cookie_invalid"} and
+// syngate_drops_total{reason="cookie_invalid"} count the same thing.
+struct Outcome {
+  std::string_view label;
+  int reason;
+};
+constexpr Outcome kOutcomes[] = {
+#define OUTCOME_(e, label, reason) {label, reason},
+    SG_XDP_OUTCOMES(OUTCOME_)
+#undef OUTCOME_
+};
+static_assert(std::size(kOutcomes) == SG_XDP_COUNTER_COUNT);
+
+TEST(DropReasons, XdpOutcomesAgreeWithTheVocabulary) {
+  EXPECT_EQ(xdp_outcome_count_from_c(), SG_XDP_COUNTER_COUNT);
+  std::set<std::string_view> seen;
+  for (const Outcome& o : kOutcomes) {
+    EXPECT_TRUE(seen.insert(o.label).second) << o.label;
+    ASSERT_GE(o.reason, 0);
+    ASSERT_LT(o.reason, SG_R_COUNT_);
+    const std::optional<DropReason> named = drop_reason_labelled(o.label);
+    if (o.reason != SG_OK) {
+      EXPECT_EQ(to_string(static_cast<DropReason>(o.reason)), o.label);
+    } else {
+      EXPECT_FALSE(named) << o.label << " is a reason's label: the outcome should carry that reason";
+    }
+  }
+  // Published labels of syngate_xdp_packets_total{outcome}.
+  const char* published[] = {"syn_answered", "cookie_valid",     "cookie_invalid", "flow_passed",
+                             "no_flow",      "invalid_flags",    "malformed",      "passed_unhandled",
+                             "passed_other", "tx_error",         "syn_refused"};
+  ASSERT_LE(std::size(published), std::size(kOutcomes));
+  for (size_t i = 0; i < std::size(published); ++i) EXPECT_EQ(kOutcomes[i].label, published[i]) << i;
 }
 
 }  // namespace
