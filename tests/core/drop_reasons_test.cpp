@@ -3,7 +3,9 @@
 // and every reason has a label of its own that Prometheus accepts.
 #include <gtest/gtest.h>
 
+#include <fstream>
 #include <iterator>
+#include <sstream>
 #include <optional>
 #include <set>
 #include <string>
@@ -92,6 +94,26 @@ TEST(DropReasons, PublishedLabelsStay) {
       "icmp_no_flow"};
   ASSERT_LE(std::size(published), kDropReasonCount);
   for (size_t i = 0; i < std::size(published); ++i) EXPECT_EQ(kDropReasonLabels[i], published[i]) << i;
+}
+
+// The README's table of reason values has one row per reason, in the list's order: operators read
+// it to know what a label means.
+TEST(DropReasons, ReadmeDocumentsEveryReason) {
+  std::ifstream in(SYNGATE_README);
+  ASSERT_TRUE(in) << SYNGATE_README;
+  std::stringstream text;
+  text << in.rdbuf();
+  const std::string readme = text.str();
+  const size_t table = readme.find("| reason | meaning |");
+  ASSERT_NE(table, std::string::npos);
+  size_t at = table;
+  for (size_t i = 1; i < kDropReasonCount; ++i) {
+    const std::string row = "\n| `" + std::string(kDropReasonLabels[i]) + "` |";
+    const size_t found = readme.find(row, table);
+    ASSERT_NE(found, std::string::npos) << "README has no row for " << kDropReasonLabels[i];
+    EXPECT_GT(found, at) << kDropReasonLabels[i] << " is out of the list's order";
+    at = found;
+  }
 }
 
 // The XDP program's view: its per-reason map (sg_reasons) has one slot per reason of the list, and
