@@ -43,10 +43,10 @@ static uint32_t online_cpus() {
   return n > 0 ? static_cast<uint32_t>(n) : 1;
 }
 
-std::unique_ptr<FastPath> FastPath::start(AttachMode mode, std::vector<std::string> interfaces,
+std::unique_ptr<FastPath> FastPath::start(gw::XdpMode mode, std::vector<std::string> interfaces,
                                           gw::Mode gateway_mode, const EngineConfig& engine,
                                           const CookieSecrets& secrets, uint32_t cookie_max_age, uint32_t max_flows) {
-  if (mode == AttachMode::Off) {
+  if (mode == gw::XdpMode::Off) {
     spdlog::info("xdp: off by configuration; every packet takes the NFQUEUE path");
     return nullptr;
   }
