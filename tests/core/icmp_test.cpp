@@ -4,7 +4,7 @@
 
 #include <vector>
 
-#include "icmp_builder.hpp"
+#include "syngate_test/icmp_builder.hpp"
 #include "syngate/bytes.hpp"
 #include "syngate/icmp.hpp"
 #include "syngate/packet.hpp"
