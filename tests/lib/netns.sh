@@ -92,12 +92,18 @@ stop_pid() {  # stop_pid PID [SIGNAL]
   untrack_pid "$1"
 }
 
-# Kills the registered PIDs (TERM, then KILL), whatever still runs inside the registered
-# namespaces, and deletes them. The kit can be used again afterwards (a fresh topology).
+# Kills the registered PIDs (TERM, up to a second to exit, then KILL), whatever still runs inside
+# the registered namespaces, and deletes them. The kit can be used again afterwards (a fresh
+# topology).
 netns_reset() {
-  local pid ns
+  local pid ns i alive
   for pid in "${NETNS_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  ((${#NETNS_PIDS[@]} == 0)) || sleep 0.2
+  for ((i = 0; i < 20; i++)); do
+    alive=0
+    for pid in "${NETNS_PIDS[@]}"; do kill -0 "$pid" 2>/dev/null && { alive=1; break; }; done
+    ((alive)) || break
+    sleep 0.05
+  done
   for pid in "${NETNS_PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
   for ns in "${NETNS_LIST[@]}"; do
     for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null || true; done
