@@ -489,6 +489,57 @@ TEST_F(TcDiff, CapturedConnectionsAreByteIdentical) {
   EXPECT_GT(compared, 20u);
 }
 
+// What the program costs per packet (BPF_PROG_TEST_RUN, the mean of 2000 runs each; printed, not
+// asserted: speed belongs in the lab). The map entry stays the same, so these are warm lookups.
+TEST_F(TcDiff, CostPerPacket) {
+  Conn c = Conn::v4(7000);
+  establish(c);
+  hand_over(*good_, c);
+  auto cost = [&](const Bytes& ip, const char* what) {
+    const Bytes frame = ethernet(ip);
+    Bytes out(frame.size() + 256);
+    LIBBPF_OPTS(bpf_test_run_opts, opts);
+    opts.data_in = frame.data();
+    opts.data_size_in = static_cast<uint32_t>(frame.size());
+    opts.data_out = out.data();
+    opts.data_size_out = static_cast<uint32_t>(out.size());
+    opts.repeat = 2000;
+    ASSERT_EQ(bpf_prog_test_run_opts(good_->ingress, &opts), 0);
+    std::printf("[ tc cost ] %-44s %u ns per packet\n", what, opts.duration);
+  };
+  Bytes arp = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 2, 0, 0, 0, 0, 1, 0x08, 0x06};
+  arp.resize(46, 0);
+  {
+    const Bytes frame = arp;
+    Bytes out(frame.size() + 256);
+    LIBBPF_OPTS(bpf_test_run_opts, opts);
+    opts.data_in = frame.data();
+    opts.data_size_in = static_cast<uint32_t>(frame.size());
+    opts.data_out = out.data();
+    opts.data_size_out = static_cast<uint32_t>(out.size());
+    opts.repeat = 2000;
+    ASSERT_EQ(bpf_prog_test_run_opts(good_->ingress, &opts), 0);
+    std::printf("[ tc cost ] %-44s %u ns per packet\n", "not IP (the floor of a run)", opts.duration);
+  }
+  static const std::vector<uint8_t> payload(1448, 'x');
+  TcpOptions ts;
+  ts.has_timestamps = true;
+  ts.tsval = 5;
+  ts.tsecr = c.synack_tsval;
+  SegmentSpec data{.tuple = c.c2s.reversed(), .seq = c.backend_isn + 1, .ack = c.client_isn + 1,
+                   .flags = tcp_flag::ACK, .window = 500, .options = ts, .payload = payload};
+  cost(test::make(data), "server 1500-byte segment with TS");
+  TcpOptions sack = ts;
+  sack.sack_count = 3;
+  for (size_t i = 0; i < 3; ++i) sack.sack[i] = {c.cookie_isn + 1000 * static_cast<uint32_t>(i + 1), c.cookie_isn + 1000 * static_cast<uint32_t>(i + 1) + 500};
+  SegmentSpec ack{.tuple = c.c2s, .seq = c.client_isn + 1, .ack = c.cookie_isn + 1, .flags = tcp_flag::ACK,
+                  .window = 500, .options = sack};
+  Bytes a = test::make(ack);
+  cost(a, "client pure ACK with TS and 3 SACK blocks");
+  ASSERT_TRUE(relayout(a, Layout::OddNop));
+  cost(a, "the same, odd layout (walked)");
+}
+
 // The same comparison against a build with one field translated wrong (the server's sequence
 // number off by one in both directions, its checksum kept right): the differential test must see it.
 TEST_F(TcDiff, CatchesADeliberatelyBrokenField) {
