@@ -25,8 +25,8 @@
 #include <string>
 #include <vector>
 
-#include "../core/packet_fixtures.hpp"
-#include "../engine/engine_harness.hpp"
+#include "syngate_test/packet_fixtures.hpp"
+#include "syngate_test/engine_harness.hpp"
 #include "syngate/bpf/tc_abi.h"
 #include "syngate/spec/flow_spec.h"
 #include "syngate_tc.skel.h"
