@@ -6,6 +6,8 @@
 #include <linux/types.h>
 #include <bpf/bpf_helpers.h>
 
+#include "syngate/spec/xlate_spec.h"
+
 /* One's-complement sum of `len` bytes (a multiple of 4, at most 40) on top of `seed`, unfolded:
  * bpf_csum_diff does the adding, so the bytes may sit on the stack. */
 static __always_inline __u32 sum_words(__u8* p, __u32 len, __u32 seed) {
@@ -13,30 +15,16 @@ static __always_inline __u32 sum_words(__u8* p, __u32 len, __u32 seed) {
 }
 
 /* A 32-bit sum folded to 16 bits and complemented: the value a checksum field holds. */
-static __always_inline __u16 fold(__u32 sum) {
-  sum = (sum & 0xffff) + (sum >> 16);
-  sum = (sum & 0xffff) + (sum >> 16);
-  return (__u16)~sum;
-}
+static __always_inline __u16 fold(__u32 sum) { return (__u16)~sg_csum_fold(sum); }
 
-/* A checksum field updated for one 16-bit word of the covered data changing from `from` to `to`
- * (RFC 1624, eqn. 3: HC' = ~(~HC + ~m + m')). Field and words in the same byte order, as read
- * from the packet. */
+/* A checksum field updated for one 16-bit (or 32-bit) word of the covered data changing from
+ * `from` to `to` (RFC 1624): the arithmetic is the translation spec's (xlate_spec.h), which the
+ * engine and the tc program apply too. Field and words in the same byte order. */
 static __always_inline __u16 csum_replace16(__u16 check, __u16 from, __u16 to) {
-  __u32 sum = (__u16)~check;
-  sum += (__u16)~from;
-  sum += to;
-  return fold(sum);
+  return sg_csum_apply(check, sg_csum_fold(sg_csum_diff16(from, to)));
 }
-
-/* The same for a 32-bit word (two 16-bit halves), e.g. a sequence number or a timestamp. */
 static __always_inline __u16 csum_replace32(__u16 check, __u32 from, __u32 to) {
-  __u32 sum = (__u16)~check;
-  sum += (__u16)~(from >> 16);
-  sum += (__u16)~from;
-  sum += to >> 16;
-  sum += (__u16)to;
-  return fold(sum);
+  return sg_csum_apply(check, sg_csum_fold(sg_csum_diff32(from, to)));
 }
 
 #endif /* SYNGATE_BPF_LIB_CSUM_H */

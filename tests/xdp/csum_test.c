@@ -1,6 +1,6 @@
-/* bpf/lib/csum.h's incremental updates (RFC 1624) against a checksum computed afresh over the
- * changed data, on the host (the helpers are plain arithmetic; only sum_words needs the kernel).
- * A checksum of 0x0000 and one of 0xffff are the same one's-complement zero: a receiver's sum
+/* bpf/lib/csum.h's incremental updates (RFC 1624, the arithmetic of xlate_spec.h) against a
+ * checksum computed afresh over the changed data, on the host (the helpers are plain arithmetic;
+ * only sum_words needs the kernel). A checksum of 0x0000 and one of 0xffff are the same one's-complement zero: a receiver's sum
  * over the segment verifies either, so either is accepted. */
 #include <stdio.h>
 
