@@ -12,20 +12,9 @@ deb=${1:?usage: root.sh DEB}
 cache=${SYNGATE_TEST_CACHE:-/var/cache/syngate-test}
 suite=bookworm
 
-# The .deb's dependencies, first alternative of each, without versions.
-# A virtual one (libspdlog1.10-fmt9) becomes the real package that provides it here: debootstrap
-# takes only real names.
-deps=$(dpkg-deb -f "$deb" Depends | tr ',' '\n' | sed -E 's/\|.*//; s/\(.*\)//; s/[[:space:]]//g' | grep -v '^$')
-real=()
-for p in $deps; do
-  if [[ -n $(apt-cache show --no-all-versions "$p" 2>/dev/null) ]]; then real+=("$p"); continue; fi
-  provider=$(apt-cache showpkg "$p" | awk '/^Reverse Provides:/ { on = 1; next } on && NF { print $1; exit }')
-  [[ -n $provider ]] || { echo "root.sh: no package provides $p" >&2; exit 1; }
-  real+=("$provider")
-done
-deps=${real[*]}
-packages=$(printf '%s\n' systemd systemd-sysv dbus $deps | sort -u | paste -sd, -)
-key=$(printf '%s %s %s\n' "$suite" "$(dpkg --print-architecture)" "$packages" | sha256sum | cut -c1-16)
+# The .deb's dependencies, first alternative of each, without versions: the cache key.
+deps=$(dpkg-deb -f "$deb" Depends | tr ',' '\n' | sed -E 's/\|.*//; s/\(.*\)//; s/[[:space:]]//g' | grep -v '^$' | sort -u)
+key=$(printf '%s %s %s\n' "$suite" "$(dpkg --print-architecture)" "$(echo $deps)" | sha256sum | cut -c1-16)
 root=$cache/bookworm-$key
 if [[ -f $root/.complete ]]; then echo "$root"; exit 0; fi
 
@@ -37,6 +26,16 @@ mirror=$(grep -rhoE '^(deb|URIs:)[[:space:]]+http://[^[:space:]]+/debian/?([[:sp
            /etc/apt/sources.list.d/ 2>/dev/null | awk '{print $2}' | head -1 || true)
 mirror=${mirror:-http://deb.debian.org/debian}
 rm -rf "$cache"/bookworm-*  # an older package list's root
+# A virtual dependency (libspdlog1.10-fmt9) becomes the real package that provides it:
+# debootstrap takes only real names.
+real=()
+for p in $deps; do
+  if [[ -n $(apt-cache show --no-all-versions "$p" 2>/dev/null) ]]; then real+=("$p"); continue; fi
+  provider=$(apt-cache showpkg "$p" | awk '/^Reverse Provides:/ { on = 1; next } on && NF { print $1; exit }')
+  [[ -n $provider ]] || { echo "root.sh: no package provides $p" >&2; exit 1; }
+  real+=("$provider")
+done
+packages=$(printf '%s\n' systemd systemd-sysv dbus "${real[@]}" | sort -u | paste -sd, -)
 echo "building $root: debootstrap minbase $suite from $mirror with $packages" >&2
 t0=$SECONDS
 debootstrap --variant=minbase --include="$packages" "$suite" "$root.tmp" "$mirror" > "$cache/debootstrap.log" 2>&1 ||
