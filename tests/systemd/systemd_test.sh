@@ -134,6 +134,11 @@ ct systemctl status syngate --no-pager > "$LAB_DIR/status.txt" 2>&1 || true
 grep -q "Status: \"" "$LAB_DIR/status.txt" || fail "systemctl status shows no Status line: $(cat "$LAB_DIR/status.txt")"
 grep "Status:" "$LAB_DIR/status.txt" | sed 's/^ */  /'
 pass "enable --now after configuring: active, READY, live STATUS in systemctl status"
+# `rules up` (root, the unit's "+" step) reads the daemon's state directory, owned by syngate.
+ct systemctl restart syngate || fail "restart"
+ct journalctl -u syngate --no-pager -o cat | grep "draining services not read" &&
+  fail "rules up (root) could not read the syngate user's state directory"
+main_pid=$(ct systemctl show -P MainPID syngate)
 
 # The sandbox as the kernel sees it.
 ct_proc() { ct cat "/proc/$1/status"; }
