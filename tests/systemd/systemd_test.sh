@@ -18,6 +18,8 @@
 # The container's root is an overlay on the cached root in a private mount namespace: nothing
 # of it outlives the test, and the host's / is never modified.
 #   systemd_test.sh BUILD SYNGATE
+# IPTABLES=legacy runs it all with gateway.iptables = "legacy" (default: the configuration's auto,
+# which is nft on Debian 12).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 build=$(cd "${1:?usage: systemd_test.sh BUILD SYNGATE}" && pwd)
@@ -118,6 +120,9 @@ ct sh -c 'cat >> /etc/syngate/syngate.toml' <<'CONF'
 address = "10.10.3.2"
 port = 80
 CONF
+if [[ -n ${IPTABLES:-} ]]; then
+  ct sed -i "s|^\[gateway\]\$|[gateway]\niptables = \"$IPTABLES\"|" /etc/syngate/syngate.toml
+fi
 t0=$SECONDS
 ct systemctl restart syngate || fail "start: $(ct journalctl -u syngate --no-pager -o cat | tail -20)"
 [[ $(ct systemctl is-active syngate) == active ]] || fail "not active"
@@ -221,7 +226,7 @@ grep -i "watchdog timeout" "$LAB_DIR/journal.txt" | tail -1 | sed 's/^/  journal
 pass "SIGSTOP: watchdog timeout (WatchdogSec=$watchdog_s), restarted and serving again after ${took} s"
 
 # ---- stop, dpkg -r, dpkg -P: what each leaves (deploy/README.md, section 7) ----
-rules() { in_ns "$NS_GW" iptables -t mangle -S SYNGATE 2>/dev/null | grep -c NFQUEUE || true; }
+rules() { in_ns "$NS_GW" "iptables${IPTABLES:+-$IPTABLES}" -t mangle -S SYNGATE 2>/dev/null | grep -c NFQUEUE || true; }
 ct systemctl stop syngate
 [[ $(ct systemctl is-active syngate || true) == inactive ]] || fail "not stopped"
 (($(rules) > 0)) || fail "stop removed the rules"
