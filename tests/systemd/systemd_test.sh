@@ -128,6 +128,9 @@ ct systemctl restart syngate || fail "start: $(ct journalctl -u syngate --no-pag
 [[ $(ct systemctl is-active syngate) == active ]] || fail "not active"
 main_pid=$(ct systemctl show -P MainPID syngate)
 log "active (READY) in $((SECONDS - t0)) s, main PID $main_pid (container)"
+backend=$(ct journalctl -u syngate --no-pager -o cat | grep -o 'rules installed (iptables-[a-z]*' | tail -1)
+log "$backend)"
+[[ -z ${IPTABLES:-} || $backend == *"iptables-$IPTABLES" ]] || fail "not the $IPTABLES backend: $backend"
 status=""
 for _ in $(seq 50); do
   status=$(ct systemctl show -P StatusText syngate)
