@@ -57,7 +57,9 @@ ct_down() {
     kill -KILL "$NSPAWN_PID" 2>/dev/null || true
   fi
 }
-trap 'rc=$?; set +e; ct_down $rc; (exit $rc); lab_down' EXIT
+# Before the kit's teardown (tests/lib/netns.sh), which would kill the container's processes
+# with its namespace: the journal while it is there, then an orderly poweroff.
+trap 'rc=$?; set +e; ct_down $rc; (exit $rc); netns_exit' EXIT
 
 mkdir -p "$LAB_DIR/upper" "$LAB_DIR/work" "$LAB_DIR/merged" "$LAB_DIR/share"
 cp "$deb" "$LAB_DIR/share/syngate.deb"
@@ -73,7 +75,7 @@ unshare --mount --propagation private bash -c '
     --system-call-filter="bpf perf_event_open" --bind-ro="$2/share:/mnt/share"
 ' ct "$root" "$LAB_DIR" "$LAB_ID" "$NS_GW" > "$LAB_DIR/console.log" 2>&1 < /dev/null &
 NSPAWN_PID=$!
-LAB_PIDS+=("$NSPAWN_PID")
+track_pid "$NSPAWN_PID"
 # The container's PID 1 (systemd): nspawn's child in a PID namespace of its own.
 for _ in $(seq 200); do
   for p in $(pgrep -P "$NSPAWN_PID" 2>/dev/null || true); do
@@ -176,11 +178,12 @@ download() {  # download NAME: starts a rate-limited download, its PID in $DL_PI
   in_ns "$NS_CLI" curl -sS --max-time 60 --limit-rate 400k -o "$LAB_DIR/$1.bin" http://10.10.3.2/big.bin \
     > "$LAB_DIR/$1.curl" 2>&1 &
   DL_PID=$!
-  LAB_PIDS+=("$DL_PID")
+  track_pid "$DL_PID"
   sleep 1.5
 }
 intact() {  # intact NAME WHAT
   wait "$DL_PID" || fail "$2: the download failed: $(cat "$LAB_DIR/$1.curl")"
+  untrack_pid "$DL_PID"
   [[ $(sha256sum < "$LAB_DIR/$1.bin" | cut -d' ' -f1) == "$want" ]] || fail "$2: the download is corrupt"
 }
 nrestarts() { ct systemctl show -P NRestarts syngate; }
