@@ -31,6 +31,8 @@ function(syngate_packaging)
   install(FILES ${PROJECT_SOURCE_DIR}/deploy/syngate.service ${PROJECT_SOURCE_DIR}/deploy/syngate@.service
           DESTINATION /lib/systemd/system)
   install(FILES ${PROJECT_SOURCE_DIR}/deploy/syngate.toml DESTINATION /etc/syngate)
+  # The units' system user, created by the postinst.
+  install(FILES ${PROJECT_SOURCE_DIR}/deploy/syngate.sysusers DESTINATION /usr/lib/sysusers.d RENAME syngate.conf)
 
   # Man pages and the Debian changelog, compressed the way Debian wants them: gzip -9 -n (no name
   # or timestamp in the header, so the package is reproducible).

@@ -57,11 +57,11 @@ std::string octal_mode(mode_t mode) {
 }
 
 // Why a directory in the state path must not be used (another user could plant, replace or
-// rewrite the tables there), or empty.
-std::string dir_distrust(const struct stat& st) {
+// rewrite the tables there), or empty. `owner`: the user it must belong to (this process's).
+std::string dir_distrust(const struct stat& st, uid_t owner) {
   if (!S_ISDIR(st.st_mode)) return "not a directory";
-  if (st.st_uid != geteuid()) {
-    return "owned by uid " + std::to_string(st.st_uid) + ", not by this process (uid " + std::to_string(geteuid()) +
+  if (st.st_uid != owner) {
+    return "owned by uid " + std::to_string(st.st_uid) + ", not by this process (uid " + std::to_string(owner) +
            "); chown it or choose another directory";
   }
   if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
@@ -72,9 +72,9 @@ std::string dir_distrust(const struct stat& st) {
 
 // Why a file there must not be used, or empty. A table is the daemon's alone: another user who
 // could write it could rewrite live flows' sequence deltas.
-std::string file_distrust(const struct stat& st) {
+std::string file_distrust(const struct stat& st, uid_t owner = geteuid()) {
   if (!S_ISREG(st.st_mode)) return "not a regular file";
-  if (st.st_uid != geteuid()) return "owned by uid " + std::to_string(st.st_uid) + ", not by this process";
+  if (st.st_uid != owner) return "owned by uid " + std::to_string(st.st_uid) + ", not by this process";
   if ((st.st_mode & (S_IRWXG | S_IRWXO)) != 0) return "mode " + octal_mode(st.st_mode) + " opens it to other users";
   if (st.st_nlink != 1) return "it has " + std::to_string(st.st_nlink) + " hard links";
   return {};
@@ -82,7 +82,8 @@ std::string file_distrust(const struct stat& st) {
 
 // Opens a directory without following a symlink in its last component and checks it. With
 // `create`, a missing one is made (0700).
-int open_trusted_dir(int at, const std::string& name, const std::string& shown, bool create) {
+int open_trusted_dir(int at, const std::string& name, const std::string& shown, bool create,
+                     uid_t owner = geteuid()) {
   int fd = openat(at, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0 && errno == ENOENT && create) {
     if (mkdirat(at, name.c_str(), 0700) != 0 && errno != EEXIST) fail("cannot create", shown);
@@ -100,7 +101,7 @@ int open_trusted_dir(int at, const std::string& name, const std::string& shown, 
   Fd guard(fd);
   struct stat st;
   if (fstat(fd, &st) != 0) fail("cannot stat", shown);
-  const std::string why = dir_distrust(st);
+  const std::string why = dir_distrust(st, owner);
   if (!why.empty()) throw std::runtime_error(shown + ": " + why);
   return guard.release();
 }
@@ -439,12 +440,12 @@ void write_draining_services(const StateDir& dir, const std::vector<ServiceEntry
 }
 
 namespace {
-std::vector<ServiceEntry> read_draining_at(int dir, const std::string& dir_path) {
+std::vector<ServiceEntry> read_draining_at(int dir, const std::string& dir_path, uid_t owner = geteuid()) {
   struct stat st;
   const std::string shown = dir_path + "/" + kDraining;
   Fd f(open_state_file(dir, kDraining, shown, st));
   if (f.fd < 0) return {};
-  if (const std::string why = file_distrust(st); !why.empty()) {
+  if (const std::string why = file_distrust(st, owner); !why.empty()) {
     throw std::runtime_error(shown + ": not trusted (" + why + ")");
   }
   return parse_draining(read_small(f.fd));
@@ -456,15 +457,22 @@ std::vector<ServiceEntry> read_draining_services(const StateDir& dir) {
 }
 
 std::vector<ServiceEntry> read_draining_services(const std::string& state_dir, const InstanceId& id) {
-  Fd top(open_trusted_dir(AT_FDCWD, state_dir, state_dir, false));
+  // `syngate rules up` runs as root while the daemon may run as a user of its own (the unit's
+  // User=syngate): root reads what the state directory's owner wrote there, with every other
+  // check kept (no symlinks, no group/other write, one owner throughout). That user already
+  // decides what the data path does with the queued traffic, so the list gives it nothing more.
+  uid_t owner = geteuid();
+  struct stat top_st;
+  if (owner == 0 && lstat(state_dir.c_str(), &top_st) == 0 && S_ISDIR(top_st.st_mode)) owner = top_st.st_uid;
+  Fd top(open_trusted_dir(AT_FDCWD, state_dir, state_dir, false, owner));
   if (top.fd < 0) return {};
   const std::string path = instance_dir(state_dir, id);
-  Fd dir(open_trusted_dir(top.fd, path.substr(state_dir.size() + 1), path, false));
+  Fd dir(open_trusted_dir(top.fd, path.substr(state_dir.size() + 1), path, false, owner));
   if (dir.fd < 0) return {};
   struct stat st;
   Fd ident(open_state_file(dir.fd, kInstanceFile, path + "/" + kInstanceFile, st));
   if (ident.fd < 0 || !same_identity(parse_identity(read_small(ident.fd)), id)) return {};
-  return read_draining_at(dir.fd, path);
+  return read_draining_at(dir.fd, path, owner);
 }
 
 FlowStatePlan plan_flow_state(const StateDir& dir, uint16_t first, uint16_t count, const EngineConfig& config,

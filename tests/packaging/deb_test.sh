@@ -48,7 +48,7 @@ if [[ $part == contents ]]; then
   dpkg-deb -c "$deb" | awk '{ p = $6; sub(/^\./, "", p); sub(/\/$/, "", p); print p; print $1 " " p > "/dev/stderr" }' \
     > "$work/files" 2> "$work/modes"
   for f in /usr/sbin/syngate /usr/sbin/tcptune /usr/bin/synflood /lib/systemd/system/syngate.service /lib/systemd/system/syngate@.service \
-           /etc/syngate/syngate.toml /usr/share/man/man8/syngate.8.gz /usr/share/man/man8/tcptune.8.gz \
+           /etc/syngate/syngate.toml /usr/lib/sysusers.d/syngate.conf /usr/share/man/man8/syngate.8.gz /usr/share/man/man8/tcptune.8.gz \
            /usr/share/man/man1/synflood.1.gz /usr/share/doc/syngate/copyright \
            /usr/share/doc/syngate/changelog.Debian.gz /usr/share/doc/syngate/README.md \
            /usr/share/doc/syngate/deploy-README.md /usr/share/doc/syngate/tcptune.md \
@@ -63,7 +63,7 @@ if [[ $part == contents ]]; then
   grep -qx -- '-rwxr-xr-x /usr/sbin/syngate' "$work/modes" || fail "syngate mode: $(grep sbin/syngate "$work/modes")"
   grep -qx -- '-rw-r--r-- /etc/syngate/syngate.toml' "$work/modes" || fail "conffile mode"
   # Nothing else sneaks in (test programs, headers, static libraries).
-  unexpected=$(grep -vE '^(/usr/(sbin|bin)/(syngate|tcptune|synflood)|/etc(/syngate(/syngate.toml)?)?|/lib(/systemd(/system(/syngate@?.service)?)?)?|/usr(/sbin|/bin|/share(/man(/man[18](/(syngate|tcptune).8.gz|/synflood.1.gz)?)?|/doc(/syngate(/.*)?)?|/tcptune(/profiles(/[a-z-]+\.toml)?)?|/lintian(/overrides(/syngate)?)?)?)?|)$' "$work/files" || true)
+  unexpected=$(grep -vE '^(/usr/(sbin|bin)/(syngate|tcptune|synflood)|/etc(/syngate(/syngate.toml)?)?|/lib(/systemd(/system(/syngate@?.service)?)?)?|/usr(/sbin|/bin|/lib(/sysusers.d(/syngate.conf)?)?|/share(/man(/man[18](/(syngate|tcptune).8.gz|/synflood.1.gz)?)?|/doc(/syngate(/.*)?)?|/tcptune(/profiles(/[a-z-]+\.toml)?)?|/lintian(/overrides(/syngate)?)?)?)?|)$' "$work/files" || true)
   [[ -z $unexpected ]] || fail "unexpected files in the package: $unexpected"
   # Binaries are stripped (lintian would say so too, as an error).
   dpkg-deb -x "$deb" "$work/root"
@@ -165,7 +165,7 @@ dpkg -L syngate
 echo "== state"
 ls -ld /var/lib/syngate /etc/syngate /etc/syngate/syngate.toml
 [[ $(stat -c %a /var/lib/syngate) == 700 ]] || fail "/var/lib/syngate is not 0700"
-[[ $(stat -c %U /var/lib/syngate) == root ]] || fail "/var/lib/syngate owner"
+[[ $(stat -c %U /var/lib/syngate) == syngate ]] || fail "/var/lib/syngate owner: $(stat -c %U /var/lib/syngate), not the units' user syngate"
 dpkg-query -W -f='${Conffiles}\n' syngate | grep -q '/etc/syngate/syngate.toml' || fail "conffile not registered"
 echo "systemctl is-enabled: $(systemctl is-enabled syngate.service 2>&1 || true)"
 state=$(systemctl is-enabled syngate.service 2>&1 || true)
