@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstring>
 #include <limits>
+#include <optional>
 #include <vector>
 #include <atomic>
 #include <functional>
@@ -250,6 +251,19 @@ struct Engine::Impl {
       o.tsecr = backend_tsval;
     }
     return o;
+  }
+
+  // What another data path needs to translate an established flow as this engine does; none
+  // when only the engine can (it adds the timestamps the client was promised and the backend
+  // lacks, growing every segment).
+  static std::optional<FlowTranslation> translation(const Flow& f) {
+    if (f.supply & kSupplyTimestamps) return std::nullopt;
+    FlowTranslation t;
+    t.delta = f.delta;
+    t.timestamps = (f.bits & bit::kTimestamps) != 0;
+    t.tsoff = t.timestamps ? f.tsoff : 0;
+    t.shifts = shifts(f);
+    return t;
   }
 
   // ---- window translation (flow_spec.h) ---------------------------------------------------
@@ -576,6 +590,11 @@ struct Engine::Impl {
       f.bits |= bit::kBackendWscale;
       f.backend_ws = o.wscale;
     }
+    // The translation is complete: hand it over before anything reaches the backend (the ACK
+    // below lets it send), so that none of its segments can overtake the hand-over.
+    if (FlowObserver* observer = table.flow_observer()) {
+      if (const std::optional<FlowTranslation> t = translation(f)) observer->flow_established(f.key, *t);
+    }
     const uint16_t client_window = client_window_for_server(f, f.client_window);
     const TcpOptions ts = ts_to_backend(f, backend_ts);
     if (f.early_len > 0) {
@@ -804,7 +823,12 @@ void Engine::set_flow_observer(FlowObserver* observer) noexcept {
   if (!observer) return;
   // Flows restored from a saved table or imported before there was an observer: it hears of
   // them now, or it would take their packets for forgeries.
-  m.table.for_each([observer](uint32_t, const Flow& f) { observer->flow_created(f.key); });
+  m.table.for_each([observer](uint32_t, const Flow& f) {
+    observer->flow_created(f.key);
+    // Only Established: a closing flow's segments are the engine's anyway (FIN and RST merge).
+    if (f.state != State::Established) return;
+    if (const std::optional<FlowTranslation> t = Impl::translation(f)) observer->flow_established(f.key, *t);
+  });
 }
 void Engine::set_policy(std::shared_ptr<const SourcePolicy> policy) {
   impl_->cfg.policy = policy;
