@@ -11,7 +11,7 @@
 #include <sstream>
 #include <toml++/toml.h>
 
-#include "syngate_xdp_maps.h"
+#include "syngate/bpf/xdp_abi.h"
 
 namespace syngate::gw {
 

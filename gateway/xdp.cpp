@@ -30,7 +30,7 @@
 #include <linux/if_link.h>
 
 #include "syngate_xdp.skel.h"
-#include "syngate_xdp_maps.h"
+#include "syngate/bpf/xdp_abi.h"
 #endif
 
 namespace syngate::xdp {

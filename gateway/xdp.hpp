@@ -48,7 +48,7 @@ struct Settings {
 // holds its share, rounded up, as each NFQUEUE worker does).
 Settings settings_from(const EngineConfig& engine, bool drop_no_flow, uint32_t cpus);
 
-// Counter names, in the program's counter order (syngate_xdp_maps.h), for metrics.
+// Counter names, in the program's counter order (include/syngate/bpf/xdp_abi.h), for metrics.
 inline constexpr std::array<std::string_view, 11> kCounterNames = {
     "syn_answered",  "cookie_valid", "cookie_invalid",   "flow_passed",  "no_flow",   "invalid_flags",
     "malformed",     "passed_unhandled", "passed_other", "tx_error",     "syn_refused"};

@@ -28,7 +28,7 @@
 #include "syngate/engine.hpp"
 #include "syngate/packet.hpp"
 #include "syngate/syn_decision.hpp"
-#include "syngate_xdp_maps.h"
+#include "syngate/bpf/xdp_abi.h"
 #include "xdp.hpp"
 
 namespace syngate {

@@ -1,7 +1,8 @@
-/* What the XDP program and the daemon share: map keys and values and counter indices. Plain C
- * for both compilers (types from the cookie specification's shim). */
-#ifndef SYNGATE_XDP_MAPS_H
-#define SYNGATE_XDP_MAPS_H
+/* What the XDP program (bpf/syngate_xdp.bpf.c, its maps in bpf/lib/xdp_maps.h) and the daemon
+ * (gateway/xdp_program.cpp) share: map keys and values, limits and counter indices. Plain C for
+ * both compilers (types from the cookie specification's shim). */
+#ifndef SYNGATE_BPF_XDP_ABI_H
+#define SYNGATE_BPF_XDP_ABI_H
 
 #include "syngate/spec/cookie_spec.h"
 #include "syngate/spec/syn_rules.h"
@@ -91,4 +92,4 @@ enum sg_xdp_counter {
   SG_XDP_COUNTER_COUNT
 };
 
-#endif /* SYNGATE_XDP_MAPS_H */
+#endif /* SYNGATE_BPF_XDP_ABI_H */
