@@ -41,6 +41,7 @@
 #include "shared_state.hpp"
 #include "worker.hpp"
 #include "xdp.hpp"
+#include "syngate/bpf/tc_abi.h"
 #include "syngate/cookie.hpp"
 #include "syngate/engine.hpp"
 #include "syngate/packet.hpp"
@@ -247,6 +248,7 @@ int run_daemon(const std::string& config_path) {
       setup.cookie_max_age = cfg.cookie_max_age;
       setup.fail_open = cfg.fail_open;
       setup.advance_interval_ns = static_cast<uint64_t>(cfg.advance_interval_ms) * 1000000ull;
+      setup.verdict_mark_bits = cfg.kernel_path_on() ? SG_TC_MARK : 0;
       QueueOptions qo;
       qo.maxlen = syn_only ? cfg.syn_queue_maxlen : cfg.flow_queue_maxlen;
       qo.fail_open = cfg.fail_open;
@@ -261,7 +263,10 @@ int run_daemon(const std::string& config_path) {
         qo.gso = false;
       }
       t->nfq = std::make_unique<NfQueue>(queue, qo);
-      t->sender = std::make_unique<RawSender>(cfg.mark, cfg.sndbuf_bytes, cfg.has_v4(), cfg.has_v6());
+      // syngate's own packets (window updates, RSTs, backend SYNs and ACKs) are translated already:
+      // with the kernel path on they carry SG_TC_MARK too, which tc egress leaves alone.
+      t->sender = std::make_unique<RawSender>(cfg.mark | (cfg.kernel_path_on() ? SG_TC_MARK : 0), cfg.sndbuf_bytes,
+                                              cfg.has_v4(), cfg.has_v6());
       if (syn_only) {
         t->worker = std::make_unique<SynWorker>(std::move(setup), *t->nfq, *t->sender, d->secrets, d->policy, engine_clock);
       } else if (cfg.state_dir.empty()) {
