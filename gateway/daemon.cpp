@@ -40,7 +40,7 @@
 #include "sender.hpp"
 #include "shared_state.hpp"
 #include "worker.hpp"
-#include "xdp.hpp"
+#include "fast_path.hpp"
 #include "syngate/bpf/tc_abi.h"
 #include "syngate/cookie.hpp"
 #include "syngate/engine.hpp"
@@ -324,9 +324,8 @@ int run_daemon(const std::string& config_path) {
   state_plan.saved.clear();  // unmaps the old files (those replaced by a fresh table are freed now)
 
   // The XDP fast path, before any worker runs, so that every flow reaches its flow map.
-  static_assert(static_cast<int>(XdpMode::Off) == static_cast<int>(xdp::AttachMode::Off));
   const uint64_t all_flows = uint64_t{cfg.engine.max_flows} * cfg.flow_queues;
-  d->xdp = xdp::FastPath::start(static_cast<xdp::AttachMode>(cfg.xdp_mode), cfg.xdp_interfaces, cfg.mode,
+  d->xdp = xdp::FastPath::start(cfg.xdp_mode, cfg.xdp_interfaces, cfg.mode,
                                 cfg.engine, d->secrets.get(), cfg.cookie_max_age,
                                 static_cast<uint32_t>(std::min<uint64_t>(all_flows, 1u << 26)));
   d->xdp_secrets_generation = d->secrets.generation.load();

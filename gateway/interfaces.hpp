@@ -84,6 +84,12 @@ std::vector<std::string> describe(const InterfacePlan& plan);
 // route lookup per service address). Throws std::runtime_error when netlink fails.
 RoutingFacts read_routing_facts(const std::vector<Address>& services);
 
+// Every interface of the namespace that is up and not loopback, by ioctl (for when rtnetlink
+// cannot be read).
+std::vector<std::string> default_interfaces();
+// The kernel driver of an interface (ethtool), "" when unknown.
+std::string interface_driver(const std::string& interface);
+
 // Tells when links or routes change (RTNLGRP_LINK, RTNLGRP_IPV4_ROUTE, RTNLGRP_IPV6_ROUTE):
 // a non-blocking netlink socket drained by changed().
 class LinkWatcher {

@@ -29,7 +29,7 @@
 #include "syngate/packet.hpp"
 #include "syngate/syn_decision.hpp"
 #include "syngate/bpf/xdp_abi.h"
-#include "xdp.hpp"
+#include "fast_path.hpp"
 
 namespace syngate {
 namespace {

@@ -1,0 +1,99 @@
+// What every libbpf loader in the daemon needs, whichever program it loads (the XDP program
+// now, the tc programs next): errno as text, libbpf's messages kept for the error a failed load
+// throws, per-CPU counter sums, and the bookkeeping of BPF links by interface.
+#pragma once
+
+#include <unistd.h>
+
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#ifdef SYNGATE_HAVE_XDP
+#include <bpf/libbpf.h>
+#endif
+
+namespace syngate::bpf {
+
+// strerror of an errno value or of a negative libbpf return.
+std::string errno_text(int err);
+
+#ifdef SYNGATE_HAVE_XDP
+
+// While it lives, libbpf's messages (warnings, the verifier's log) on this thread are kept, the
+// last 8 KiB of them: the verifier's log can run to megabytes and its end says why. Restores the
+// previous print function when it goes. One at a time.
+class LibbpfLog {
+ public:
+  LibbpfLog();
+  ~LibbpfLog();
+  LibbpfLog(const LibbpfLog&) = delete;
+  LibbpfLog& operator=(const LibbpfLog&) = delete;
+  const std::string& text() const noexcept { return text_; }
+
+ private:
+  std::string text_;
+  libbpf_print_fn_t previous_;
+};
+
+// "loading the <what> failed: <errno text>", with the capabilities it needs when refused for
+// permission, and libbpf's log after it.
+std::string load_failure(std::string_view what, int err, const std::string& log);
+
+// Each entry [0, entries) of a per-CPU array map summed over the possible CPUs (0 where a
+// lookup fails).
+std::vector<uint64_t> per_cpu_sums(int map_fd, uint32_t entries);
+
+#endif
+
+// BPF links by interface. Closing a link's fd detaches its program, as the process's exit does.
+// `Info` describes one attachment and has an `int ifindex`. Thread-safe.
+template <typename Info>
+class Links {
+ public:
+  Links() = default;
+  ~Links() { clear(); }
+  Links(const Links&) = delete;
+  Links& operator=(const Links&) = delete;
+
+  // Takes ownership of the link fd.
+  void add(Info info, int fd) {
+    std::lock_guard lock(mutex_);
+    links_.push_back({std::move(info), fd});
+  }
+  // Detaches every link on that interface (also when the interface is gone).
+  void remove(int ifindex) noexcept {
+    std::lock_guard lock(mutex_);
+    for (auto it = links_.begin(); it != links_.end();) {
+      if (it->info.ifindex == ifindex) {
+        close(it->fd);
+        it = links_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  void clear() noexcept {
+    std::lock_guard lock(mutex_);
+    for (auto& l : links_) close(l.fd);
+    links_.clear();
+  }
+  std::vector<Info> list() const {
+    std::lock_guard lock(mutex_);
+    std::vector<Info> out;
+    for (const auto& l : links_) out.push_back(l.info);
+    return out;
+  }
+
+ private:
+  struct Link {
+    Info info;
+    int fd = -1;
+  };
+  mutable std::mutex mutex_;
+  std::vector<Link> links_;
+};
+
+}  // namespace syngate::bpf

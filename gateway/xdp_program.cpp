@@ -1,0 +1,330 @@
+// The XDP program's loader (see xdp_program.hpp). Built with or without the program: without it
+// (no clang, bpftool or libbpf at build time) the constructor refuses with the reason and the
+// daemon runs as an NFQUEUE gateway only.
+#include "xdp_program.hpp"
+
+#include <algorithm>
+#include <mutex>
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
+
+#ifdef SYNGATE_HAVE_XDP
+#include <arpa/inet.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <linux/if_link.h>
+#include <net/if.h>
+
+#include <spdlog/spdlog.h>
+
+#include "bpf_util.hpp"
+#include "interfaces.hpp"
+#include "syngate/bpf/xdp_abi.h"
+#include "syngate_xdp.skel.h"
+#endif
+
+namespace syngate::xdp {
+
+#ifdef SYNGATE_HAVE_XDP
+
+namespace {
+
+static_assert(kCounterNames.size() == SG_XDP_COUNTER_COUNT, "one name per program counter");
+
+sg_xdp_flow_key flow_key(const FlowTuple& t) {
+  sg_xdp_flow_key k{};
+  std::memcpy(k.src, t.src.bytes.data(), 16);
+  std::memcpy(k.dst, t.dst.bytes.data(), 16);
+  k.sport_be = htons(t.sport);
+  k.dport_be = htons(t.dport);
+  return k;
+}
+
+sg_xdp_service_key service_key(const Service& s) {
+  sg_xdp_service_key k{};
+  std::memcpy(k.addr, s.address.bytes.data(), 16);
+  k.port_be = htons(s.port);
+  return k;
+}
+
+sg_xdp_service_addr service_addr(const Address& address) {
+  sg_xdp_service_addr a{};
+  std::memcpy(a.addr, address.bytes.data(), 16);
+  return a;
+}
+
+}  // namespace
+
+bool available() noexcept { return true; }
+
+struct Program::Impl {
+  syngate_xdp* skel = nullptr;
+  uint32_t key_slot = 0;  // the slot the program reads
+  bool keys_written = false;
+  std::vector<Service> services;
+  std::vector<sg_xdp_prefix_key> prefixes;
+  // Flow workers add and remove flows from their own threads; a reference count is a
+  // read-modify-write of the map value.
+  std::mutex flows_mutex;
+  bpf::Links<Attachment> links;
+  int map_fd(const bpf_map* m) const { return bpf_map__fd(m); }
+};
+
+Program::Program(uint32_t max_flows) : impl_(std::make_unique<Impl>()) {
+  syngate_xdp* skel = nullptr;
+  int err = 0;
+  std::string log;
+  {
+    bpf::LibbpfLog capture;
+    skel = syngate_xdp__open();
+    err = skel ? 0 : -errno;
+    if (skel) {
+      bpf_map__set_max_entries(skel->maps.sg_flows, std::max<uint32_t>(max_flows, 1024));
+      err = syngate_xdp__load(skel);
+    }
+    log = capture.text();
+  }
+  if (err != 0) {
+    if (skel) syngate_xdp__destroy(skel);
+    throw std::runtime_error(bpf::load_failure("XDP program", err, log));
+  }
+  impl_->skel = skel;
+}
+
+Program::~Program() {
+  detach_all();
+  if (impl_->skel) syngate_xdp__destroy(impl_->skel);
+}
+
+int Program::program_fd() const noexcept { return bpf_program__fd(impl_->skel->progs.syngate_xdp); }
+
+void Program::configure(const Settings& s, bool ready) {
+  sg_xdp_config c{};
+  c.fixed_now_ns = s.fixed_now_ns;
+  c.synack_window = s.synack_window;
+  c.mss_v4 = s.mss_v4;
+  c.mss_v6 = s.mss_v6;
+  c.wscale = s.wscale;
+  c.announce_ecn = s.announce_ecn ? 1 : 0;
+  c.ready = ready ? 1 : 0;
+  c.drop_no_flow = s.drop_no_flow ? 1 : 0;
+  c.has_prefixes = s.has_prefixes ? 1 : 0;
+  c.allow_list = s.allow_list ? 1 : 0;
+  c.synack_limit = s.synack_limit_per_cpu;
+  c.synack_address_limit = s.synack_limit_per_address;
+  std::memcpy(c.budget_key, s.budget_key.data(), sizeof c.budget_key);
+  const uint32_t zero = 0;
+  if (bpf_map_update_elem(impl_->map_fd(impl_->skel->maps.sg_config), &zero, &c, BPF_ANY) != 0) {
+    throw std::runtime_error("XDP settings map update failed: " + bpf::errno_text(errno));
+  }
+}
+
+void Program::set_secrets(const CookieSecrets& secrets, uint32_t max_age) {
+  sg_cookie_secrets v{};
+  std::memcpy(v.current, secrets.current.data(), 16);
+  std::memcpy(v.previous, secrets.previous.data(), 16);
+  v.current_since = secrets.current_since;
+  v.max_age = std::min<uint32_t>(max_age, SG_COOKIE_MAX_AGE);
+  // The first write may go to the slot in use: nothing reads keys before `ready`.
+  const uint32_t slot = impl_->keys_written ? (impl_->key_slot ^ 1u) : impl_->key_slot;
+  if (bpf_map_update_elem(impl_->map_fd(impl_->skel->maps.sg_keys), &slot, &v, BPF_ANY) != 0) {
+    throw std::runtime_error("XDP key map update failed: " + bpf::errno_text(errno));
+  }
+  const uint32_t zero = 0;
+  if (bpf_map_update_elem(impl_->map_fd(impl_->skel->maps.sg_key_slot), &zero, &slot, BPF_ANY) != 0) {
+    throw std::runtime_error("XDP key slot update failed: " + bpf::errno_text(errno));
+  }
+  impl_->key_slot = slot;
+  impl_->keys_written = true;
+}
+
+void Program::set_services(const std::vector<Service>& services) {
+  const int fd = impl_->map_fd(impl_->skel->maps.sg_services);
+  const int addr_fd = impl_->map_fd(impl_->skel->maps.sg_service_addrs);
+  const uint8_t one = 1;
+  auto hosts = [](const std::vector<Service>& list, const Address& a) {
+    return std::any_of(list.begin(), list.end(), [&a](const Service& s) { return s.address == a; });
+  };
+  for (const Service& s : services) {
+    const sg_xdp_service_key k = service_key(s);
+    const sg_xdp_service_addr a = service_addr(s.address);
+    if (bpf_map_update_elem(fd, &k, &one, BPF_ANY) != 0 || bpf_map_update_elem(addr_fd, &a, &one, BPF_ANY) != 0) {
+      throw std::runtime_error("XDP service map update failed: " + bpf::errno_text(errno));
+    }
+  }
+  for (const Service& old : impl_->services) {
+    if (std::find(services.begin(), services.end(), old) != services.end()) continue;
+    const sg_xdp_service_key k = service_key(old);
+    bpf_map_delete_elem(fd, &k);
+    if (!hosts(services, old.address)) {
+      const sg_xdp_service_addr a = service_addr(old.address);
+      bpf_map_delete_elem(addr_fd, &a);
+    }
+  }
+  impl_->services = services;
+}
+
+void Program::set_prefixes(const PrefixSet& prefixes) {
+  const int fd = impl_->map_fd(impl_->skel->maps.sg_prefixes);
+  std::vector<sg_xdp_prefix_key> keys;
+  for (const PrefixSet::Entry& e : prefixes.entries()) {
+    sg_xdp_prefix_key k{};
+    k.prefixlen = sg_policy_key_length(e.prefix.length);
+    k.family = e.prefix.v4 ? SG_POLICY_FAMILY_V4 : SG_POLICY_FAMILY_V6;
+    std::memcpy(k.addr, e.prefix.address.bytes.data(), 16);
+    const uint8_t value = e.value;
+    if (bpf_map_update_elem(fd, &k, &value, BPF_ANY) != 0) {
+      throw std::runtime_error("XDP policy map update failed: " + bpf::errno_text(errno));
+    }
+    keys.push_back(k);
+  }
+  for (const sg_xdp_prefix_key& old : impl_->prefixes) {
+    const bool kept = std::any_of(keys.begin(), keys.end(), [&](const sg_xdp_prefix_key& k) {
+      return k.prefixlen == old.prefixlen && k.family == old.family && std::memcmp(k.addr, old.addr, 16) == 0;
+    });
+    if (!kept) bpf_map_delete_elem(fd, &old);
+  }
+  impl_->prefixes = std::move(keys);
+}
+
+void Program::forget_proven_sources() {
+  const int fd = impl_->map_fd(impl_->skel->maps.sg_proven);
+  sg_xdp_proven_key key{}, next{};
+  // Deleting while iterating restarts from the first key each time: the map only shrinks.
+  while (bpf_map_get_next_key(fd, nullptr, &next) == 0) {
+    key = next;
+    if (bpf_map_delete_elem(fd, &key) != 0) break;
+  }
+}
+
+// The key's value counts the flow tables that hold the flow. A copy that one worker imported but
+// never sees packets for expires as idle there; removing it must not delete the key the live
+// copy in another worker needs, whether or not a worker ever sees that flow's packets.
+bool Program::add_flow(const FlowTuple& t) noexcept {
+  const sg_xdp_flow_key k = flow_key(t);
+  const int fd = impl_->map_fd(impl_->skel->maps.sg_flows);
+  std::lock_guard lock(impl_->flows_mutex);
+  uint32_t holders = 0;
+  if (bpf_map_lookup_elem(fd, &k, &holders) != 0) holders = 0;
+  ++holders;
+  return bpf_map_update_elem(fd, &k, &holders, BPF_ANY) == 0;
+}
+
+void Program::remove_flow(const FlowTuple& t) noexcept {
+  const sg_xdp_flow_key k = flow_key(t);
+  const int fd = impl_->map_fd(impl_->skel->maps.sg_flows);
+  std::lock_guard lock(impl_->flows_mutex);
+  uint32_t holders = 0;
+  if (bpf_map_lookup_elem(fd, &k, &holders) != 0) return;
+  if (holders > 1) {
+    --holders;
+    bpf_map_update_elem(fd, &k, &holders, BPF_EXIST);
+  } else {
+    bpf_map_delete_elem(fd, &k);
+  }
+}
+
+uint32_t Program::flow_holders(const FlowTuple& t) const noexcept {
+  const sg_xdp_flow_key k = flow_key(t);
+  uint32_t holders = 0;
+  if (bpf_map_lookup_elem(impl_->map_fd(impl_->skel->maps.sg_flows), &k, &holders) != 0) return 0;
+  return holders;
+}
+
+Counters Program::counters() const {
+  Counters out{};
+  const std::vector<uint64_t> sums = bpf::per_cpu_sums(impl_->map_fd(impl_->skel->maps.sg_counters), out.size());
+  std::copy(sums.begin(), sums.end(), out.begin());
+  return out;
+}
+
+ReasonCounters Program::reasons() const {
+  ReasonCounters out{};
+  static_assert(std::tuple_size_v<ReasonCounters> == SG_R_COUNT_, "one counter per specification reason");
+  const std::vector<uint64_t> sums = bpf::per_cpu_sums(impl_->map_fd(impl_->skel->maps.sg_reasons), out.size());
+  std::copy(sums.begin(), sums.end(), out.begin());
+  return out;
+}
+
+bool Program::attach(const std::string& interface, AttachMode mode, std::string* why) {
+  const int ifindex = static_cast<int>(if_nametoindex(interface.c_str()));
+  if (ifindex == 0) {
+    if (why) *why = "no such interface";
+    return false;
+  }
+  const std::string driver = gw::interface_driver(interface);
+  // A veth hands natively XDP_TX'd frames to its peer only when the peer runs XDP too, which
+  // syngate cannot see or arrange from here: generic mode answers correctly on veth.
+  AttachMode want = mode;
+  if (mode == AttachMode::Auto) want = driver == "veth" ? AttachMode::Generic : AttachMode::Native;
+  if (mode == AttachMode::Native && driver == "veth") {
+    spdlog::warn("xdp: native mode on veth {}: its SYN-ACKs reach the peer only if the peer runs an XDP "
+                 "program too; \"auto\" or \"generic\" work as is", interface);
+  }
+  auto try_mode = [&](AttachMode m) -> int {
+    LIBBPF_OPTS(bpf_link_create_opts, opts);
+    opts.flags = m == AttachMode::Generic ? XDP_FLAGS_SKB_MODE : XDP_FLAGS_DRV_MODE;
+    return bpf_link_create(program_fd(), ifindex, BPF_XDP, &opts);
+  };
+  int fd = try_mode(want);
+  std::string failure;
+  if (fd < 0) {
+    failure = std::string(to_string(want)) + ": " + bpf::errno_text(errno);
+    // Auto falls back to generic on a driver without native XDP.
+    if (mode == AttachMode::Auto && want == AttachMode::Native) {
+      want = AttachMode::Generic;
+      fd = try_mode(want);
+      if (fd < 0) failure += "; generic: " + bpf::errno_text(errno);
+    }
+  }
+  if (fd < 0) {
+    if (why) {
+      *why = failure;
+      if (failure.find("Device or resource busy") != std::string::npos) *why += " (another XDP program is attached)";
+    }
+    return false;
+  }
+  impl_->links.add({interface, ifindex, want, driver}, fd);
+  return true;
+}
+
+void Program::detach(int ifindex) noexcept { impl_->links.remove(ifindex); }
+
+// Closing the link fds detaches: the same thing happens when the process dies.
+void Program::detach_all() noexcept { impl_->links.clear(); }
+
+std::vector<Attachment> Program::attachments() const { return impl_->links.list(); }
+
+#else  // !SYNGATE_HAVE_XDP
+
+bool available() noexcept { return false; }
+
+struct Program::Impl {};
+
+Program::Program(uint32_t) {
+  throw std::runtime_error("this syngate was built without the XDP fast path (clang, bpftool or libbpf missing)");
+}
+Program::~Program() = default;
+void Program::configure(const Settings&, bool) {}
+void Program::set_secrets(const CookieSecrets&, uint32_t) {}
+void Program::set_services(const std::vector<Service>&) {}
+void Program::set_prefixes(const PrefixSet&) {}
+void Program::forget_proven_sources() {}
+ReasonCounters Program::reasons() const { return {}; }
+bool Program::add_flow(const FlowTuple&) noexcept { return false; }
+void Program::remove_flow(const FlowTuple&) noexcept {}
+uint32_t Program::flow_holders(const FlowTuple&) const noexcept { return 0; }
+Counters Program::counters() const { return {}; }
+int Program::program_fd() const noexcept { return -1; }
+bool Program::attach(const std::string&, AttachMode, std::string* why) {
+  if (why) *why = "built without XDP";
+  return false;
+}
+void Program::detach(int) noexcept {}
+void Program::detach_all() noexcept {}
+std::vector<Attachment> Program::attachments() const { return {}; }
+
+#endif
+
+}  // namespace syngate::xdp

@@ -1,0 +1,110 @@
+// The XDP program's loader: loads bpf/syngate_xdp.bpf.c (libbpf skeleton), fills its maps (keys,
+// services, settings, prefixes, flows), attaches it to interfaces through BPF links (so it goes
+// away with the process) and reads its per-CPU counters. The maps' layout is
+// include/syngate/bpf/xdp_abi.h; what the daemon does with the program is fast_path.hpp.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "config.hpp"
+#include "syngate/cookie.hpp"
+#include "syngate/engine.hpp"
+#include "syngate/syn_decision.hpp"
+
+namespace syngate::xdp {
+
+// The SYN-ACK's announced values (as the engine's) and the program's behaviour switches.
+struct Settings {
+  uint16_t synack_window = 4096;
+  uint16_t mss_v4 = 1460;
+  uint16_t mss_v6 = 1440;
+  uint8_t wscale = 7;
+  bool announce_ecn = false;
+  // Drop non-SYN packets with no flow and no valid cookie: only when the flow map is kept in step
+  // with the engine's flow tables (every worker reports its flows).
+  bool drop_no_flow = false;
+  // 0: the program reads the monotonic clock; else it acts as if now were this (tests).
+  uint64_t fixed_now_ns = 0;
+  // The source policy (set_prefixes holds the prefixes): whether any prefix is loaded, whether
+  // some is an allow entry, and the backscatter budget each CPU enforces (0 = none).
+  bool has_prefixes = false;
+  bool allow_list = false;
+  uint32_t synack_limit_per_cpu = 0;
+  uint32_t synack_limit_per_address = 0;  // unanswered, per proven source: shared by all CPUs
+  std::array<uint8_t, 16> budget_key{};
+};
+
+// Counter names, in the program's counter order (include/syngate/bpf/xdp_abi.h), for metrics.
+inline constexpr std::array<std::string_view, 11> kCounterNames = {
+    "syn_answered",  "cookie_valid", "cookie_invalid",   "flow_passed",  "no_flow",   "invalid_flags",
+    "malformed",     "passed_unhandled", "passed_other", "tx_error",     "syn_refused"};
+using Counters = std::array<uint64_t, kCounterNames.size()>;
+// Drops by the SYN decision's reason (SynDropReason order).
+using ReasonCounters = std::array<uint64_t, static_cast<size_t>(SynDropReason::Count_)>;
+
+// Which XDP hook an interface gets: the configuration's [xdp] mode (gw::XdpMode). Auto: native
+// on real NICs, generic (skb) on veth, since a veth delivers natively XDP_TX'd frames only when
+// its peer runs an XDP program too.
+using AttachMode = gw::XdpMode;
+
+struct Attachment {
+  std::string interface;
+  int ifindex = 0;
+  AttachMode mode = AttachMode::Off;  // Native or Generic once attached
+  std::string driver;
+};
+
+// True when this build carries the XDP program.
+bool available() noexcept;
+
+class Program {
+ public:
+  // Loads the program with room for `max_flows` flows in its flow map. Throws std::runtime_error
+  // with the reason (no BPF support, not permitted, verifier refusal with its log tail).
+  explicit Program(uint32_t max_flows);
+  ~Program();  // detaches everywhere, unloads
+  Program(const Program&) = delete;
+  Program& operator=(const Program&) = delete;
+
+  // Settings, then keys and services, then `ready`: before it the program passes everything.
+  void configure(const Settings& s, bool ready);
+  // New keys: written into the slot not in use, then the slot index flips, so the program never
+  // reads a half-written key.
+  void set_secrets(const CookieSecrets& secrets, uint32_t max_age);
+  // Replaces the protected services.
+  void set_services(const std::vector<Service>& services);
+  // Replaces the policy's allow/deny prefixes (new ones in first, then stale ones out).
+  void set_prefixes(const PrefixSet& prefixes);
+  // Forgets every source that proved itself (each then proves itself again with its next cookie
+  // ACK; until then its prefix's budget applies).
+  void forget_proven_sources();
+  // The engine's flows (client -> server). Thread-safe.
+  // Every flow table that holds the flow adds it once and removes it once: the key stays while
+  // any table holds the flow (see xdp_program.cpp).
+  bool add_flow(const FlowTuple& t) noexcept;
+  void remove_flow(const FlowTuple& t) noexcept;
+  // How many flow tables hold the flow (0: not in the map).
+  uint32_t flow_holders(const FlowTuple& t) const noexcept;
+
+  Counters counters() const;
+  ReasonCounters reasons() const;
+  int program_fd() const noexcept;
+
+  // Attaches to one interface. Returns false and sets *why when it cannot (then nothing changed).
+  bool attach(const std::string& interface, AttachMode mode, std::string* why);
+  // Detaches from the interface of that index (also when the interface is gone).
+  void detach(int ifindex) noexcept;
+  void detach_all() noexcept;
+  std::vector<Attachment> attachments() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace syngate::xdp
