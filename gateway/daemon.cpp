@@ -41,6 +41,7 @@
 #include "shared_state.hpp"
 #include "worker.hpp"
 #include "fast_path.hpp"
+#include "tc_program.hpp"
 #include "syngate/bpf/tc_abi.h"
 #include "syngate/cookie.hpp"
 #include "syngate/engine.hpp"
@@ -101,6 +102,8 @@ struct Daemon {
   std::unique_ptr<xdp::FastPath> xdp;  // null: no fast path (off, unavailable, attached nowhere)
   uint64_t xdp_secrets_generation = 0;
   uint64_t xdp_policy_generation = 0;
+  std::unique_ptr<tc::KernelPath> tc;  // null: every segment through NFQUEUE (off, unavailable)
+  tc::FlowObservers observers;         // what the flow engines tell of their flows
 
   void run_worker(WorkerThread& t);
   GatewaySnapshot snapshot();
@@ -330,9 +333,15 @@ int run_daemon(const std::string& config_path) {
                                 static_cast<uint32_t>(std::min<uint64_t>(all_flows, 1u << 26)));
   d->xdp_secrets_generation = d->secrets.generation.load();
   d->xdp_policy_generation = d->policy.generation.load();
-  if (d->xdp) {
+  // Established flows in the kernel, also before any worker runs: every flow restored from a
+  // saved table is handed over again when its engine gets the observer.
+  d->tc = tc::KernelPath::start(cfg, static_cast<uint32_t>(std::min<uint64_t>(all_flows, 1u << 25)));
+  d->observers.add(d->xdp.get());
+  d->observers.add(d->tc.get());
+  if (!d->observers.empty()) {
+    FlowObserver* observer = d->observers.single() ? d->observers.single() : &d->observers;
     for (auto& w : d->workers) {
-      if (w->flow) w->flow->engine().set_flow_observer(d->xdp.get());
+      if (w->flow) w->flow->engine().set_flow_observer(observer);
     }
   }
 
@@ -341,7 +350,8 @@ int run_daemon(const std::string& config_path) {
   if (cfg.metrics_port != 0) {
     Daemon* dp = d.get();
     metrics_endpoint = std::make_unique<MetricsEndpoint>(cfg.metrics_host, cfg.metrics_port, [dp] {
-      return render_prometheus(dp->snapshot()) + (dp->xdp ? dp->xdp->render_metrics() : xdp::FastPath::render_disabled());
+      return render_prometheus(dp->snapshot()) + (dp->xdp ? dp->xdp->render_metrics() : xdp::FastPath::render_disabled()) +
+             (dp->tc ? dp->tc->render_metrics() : std::string());
     });
   }
 
@@ -574,6 +584,9 @@ int run_daemon(const std::string& config_path) {
   }
   // Off the interfaces first: until the workers stop, NFQUEUE takes the traffic XDP was taking.
   if (d->xdp) d->xdp->detach();
+  // Off the interfaces too: the flows go on through NFQUEUE while the workers drain, and a
+  // restarted syngate hands them over again.
+  if (d->tc) d->tc->stop();
   d->stop.store(true);
   for (auto& w : d->workers) w->thread.join();
   metrics_endpoint.reset();
