@@ -11,6 +11,8 @@
 #include <string>
 #include <string_view>
 
+#include "syngate/spec/xlate_spec.h"
+
 namespace syngate {
 
 // ---------------------------------------------------------------------------------------------
@@ -158,6 +160,12 @@ class TcpPacket {
   void set_tsval(uint32_t value) noexcept;
   void set_tsecr(uint32_t value) noexcept;
   void set_sack_block(size_t index, SackBlock block) noexcept;
+
+  // The fields the translation of an established flow reads and writes (xlate_spec.h), and
+  // their write-back with the checksum difference sg_xlate() returned: one checksum update for
+  // the whole segment, as the tc programs make.
+  sg_xlate_segment xlate_fields() const noexcept;
+  void store_xlate(const sg_xlate_segment& s, uint16_t csum_diff) noexcept;
 
   // Recomputes the TCP checksum from scratch (needed when the kernel handed us a packet whose
   // checksum was not filled in yet, e.g. NFQA_SKB_CSUMNOTREADY).
