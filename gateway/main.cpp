@@ -130,7 +130,7 @@ int cmd_rules(const std::string& action, const std::string& path, const std::str
       }
       // The kernel path's tc filters (and, with a configuration, its pinned map) go too: left
       // alone they would keep translating with the offsets of flows nobody tracks.
-      for (const std::string& r : tc::remove_everywhere(chain_only.empty() ? tc::pin_dir(c.instance) : "")) {
+      for (const std::string& r : syngate::tc::remove_everywhere(chain_only.empty() ? syngate::tc::pin_dir(c.instance) : "")) {
         std::cout << "removed tc " << r << "\n";
       }
       std::cout << "syngate rules removed (chain " << c.chain << ")\n";
