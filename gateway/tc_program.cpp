@@ -18,6 +18,7 @@
 #include <spdlog/spdlog.h>
 
 #include "bpf_util.hpp"
+#include "flow_state.hpp"
 #include "interfaces.hpp"
 
 #ifdef SYNGATE_HAVE_TC
@@ -30,7 +31,16 @@
 
 namespace syngate::tc {
 
-std::string pin_dir(const std::string& instance) { return "/sys/fs/bpf/syngate/" + instance; }
+std::string pin_dir(const std::string& instance) {
+  // Named as the instance's state directory is (flow_state.hpp): instances in other network
+  // namespaces never share a map.
+  std::string dir = "/sys/fs/bpf/syngate/" + instance;
+  try {
+    dir += ".netns-" + std::to_string(gw::this_instance(instance).netns_inode);
+  } catch (const std::exception&) {
+  }
+  return dir;
+}
 
 sg_tc_flow_key flow_key(const FlowTuple& t) {
   sg_tc_flow_key k{};

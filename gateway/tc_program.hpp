@@ -27,7 +27,8 @@ namespace syngate::tc {
 inline constexpr uint32_t kFilterHandle = 0x5347;
 inline constexpr uint32_t kFilterPriority = 0x5347;
 
-// Where an instance pins its maps: /sys/fs/bpf/syngate/<instance>.
+// Where an instance pins its maps: /sys/fs/bpf/syngate/<instance>.netns-<inode of this network
+// namespace>.
 std::string pin_dir(const std::string& instance);
 
 // Counter names, in the program's order (tc_abi.h, enum sg_tc_counter).

@@ -179,6 +179,9 @@ lab_reset() {
   for ns in "$NS_CLI" "$NS_GW" "$NS_SRV" "$NS_ATK" "${LAB_EXTRA_NS[@]}"; do
     for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null || true; done
   done
+  # The kernel path's pins of the gateway's namespace (named by its inode), left by a kill -9
+  local pins
+  if pins=$(tc_pin_dir 2>/dev/null); then rm -rf "$pins"; rmdir /sys/fs/bpf/syngate 2>/dev/null || true; fi
   for ns in "$NS_CLI" "$NS_GW" "$NS_SRV" "$NS_ATK" "${LAB_EXTRA_NS[@]}"; do ip netns del "$ns" 2>/dev/null || true; done
   LAB_PIDS=()
 }
@@ -302,6 +305,7 @@ write_config() {
 secret_file = "$LAB_DIR/secrets"
 state_dir = "$LAB_DIR/state"
 stats_interval_s = 0
+kernel_path = "${KERNEL_PATH:-auto}"
 ${1:-}
 
 [engine]
@@ -358,6 +362,13 @@ start_syngate() {
 # config file's name: syngate), as gateway/flow_state.hpp lays it out.
 state_instance_dir() {
   echo "$LAB_DIR/state/${1:-syngate}.netns-$(in_ns "$NS_GW" stat -Lc %i /proc/self/ns/net)"
+}
+
+# Where the gateway's kernel path pins its flow map (gateway/tc_program.cpp, pin_dir).
+tc_pin_dir() {
+  local inode
+  inode=$(in_ns "$NS_GW" stat -Lc %i /proc/self/ns/net) || return 1
+  echo "/sys/fs/bpf/syngate/${1:-syngate}.netns-$inode"
 }
 
 metrics() { in_ns "$NS_GW" curl -s --max-time 2 http://127.0.0.1:9470/metrics; }
