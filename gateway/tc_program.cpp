@@ -74,12 +74,11 @@ namespace {
 
 // mkdir -p for the pin directory (bpffs allows directories).
 [[maybe_unused]] bool make_dirs(const std::string& path) {
-  for (size_t pos = 1; pos != std::string::npos;) {
-    pos = path.find('/', pos + 1);
+  for (size_t pos = path.find('/', 1);; pos = path.find('/', pos + 1)) {
     const std::string part = path.substr(0, pos);
     if (mkdir(part.c_str(), 0700) != 0 && errno != EEXIST) return false;
+    if (pos == std::string::npos) return true;
   }
-  return true;
 }
 
 constexpr const char* kFlowsPin = "/sg_tc_flows";

@@ -3,7 +3,8 @@
 # syngate arrive intact (sha256) with their segments translated by the tc programs (the kernel
 # counter moves, the engine's translated count stays small: only what reached NFQUEUE before the
 # hand-over, FINs and RSTs), IPv4 and IPv6; every flow's map entries are gone once its connection
-# closed and its linger ended; a stop removes the filters and the pins. Mode from $1's neighbour:
+# closed and its linger ended; a clean stop removes the filters (and pins, where /sys/fs/bpf is a
+# bpffs). Mode:
 #   kernel_path_test.sh SYNGATE [router|host]
 source "$(dirname "$0")/lib.sh"
 lab_init "$@"
@@ -68,11 +69,20 @@ CONF
 start_syngate
 grep -q "tc: translating established flows" "$LAB_DIR/syngate.log" ||
   fail "the kernel path did not attach: $(grep 'tc:' "$LAB_DIR/syngate.log")"
-PINS=$(tc_pin_dir)
-[[ -e $PINS/sg_tc_flows ]] || fail "no pinned flow map at $PINS"
-pass "$MODE: tc attached ($(grep -c 'tc: translating' "$LAB_DIR/syngate.log") interface(s)), flow map pinned at $PINS"
-
-map_entries() { bpftool -j map dump pinned "$PINS/sg_tc_flows" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))'; }
+# The daemon's flow map, found through its own fds (fdinfo names each map's id): pins need a
+# bpffs, which `ip netns exec` hides behind a fresh /sys.
+flow_map_id() {
+  local fd id
+  for fd in /proc/"$SYNGATE_PID"/fdinfo/*; do
+    id=$(awk '/^map_id:/ { print $2 }' "$fd" 2>/dev/null) || continue
+    [[ -n $id ]] || continue
+    bpftool -j map show id "$id" 2>/dev/null | grep -q '"name":"sg_tc_flows"' && { echo "$id"; return 0; }
+  done
+  return 1
+}
+MAP_ID=$(flow_map_id) || fail "no sg_tc_flows map among syngate's fds"
+map_entries() { bpftool -j map dump id "$MAP_ID" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))'; }
+pass "$MODE: tc attached ($(grep -c 'tc: translating' "$LAB_DIR/syngate.log") interface(s)), flow map id $MAP_ID"
 
 for url in "http://$V4/big.bin" "http://[$V6]/big.bin"; do
   k0=$(metric_sum syngate_tc_packets_total 'outcome="translated"')
@@ -94,13 +104,14 @@ for ((i = 0; i < 100; i++)); do
   (( n == 0 )) && break
   sleep 0.1
 done
-(( n == 0 )) || fail "$n flow map entries left: $(bpftool map dump pinned "$PINS/sg_tc_flows" | head -20)"
+(( n == 0 )) || fail "$n flow map entries left: $(bpftool map dump id "$MAP_ID" | head -20)"
 active=$(metric_sum syngate_flows_active)
 (( active == 0 )) || fail "$active flows still active"
 pass "$MODE: flow map and flow table empty after close and linger"
 
 kill -TERM "$SYNGATE_PID"
 wait "$SYNGATE_PID" || fail "syngate exit code $? after SIGTERM"
+PINS=$(tc_pin_dir)
 [[ ! -e $PINS ]] || fail "pins left after a clean stop: $(ls "$PINS")"
 left=$(in_ns "$NS_GW" tc filter show dev g1 ingress)
 [[ -z $left ]] || fail "tc filter left on g1 after a clean stop: $left"
