@@ -341,7 +341,9 @@ int run_daemon(const std::string& config_path) {
   if (!d->observers.empty()) {
     FlowObserver* observer = d->observers.single() ? d->observers.single() : &d->observers;
     for (auto& w : d->workers) {
-      if (w->flow) w->flow->engine().set_flow_observer(observer);
+      if (!w->flow) continue;
+      w->flow->engine().set_kernel_state(d->tc.get());
+      w->flow->engine().set_flow_observer(observer);
     }
   }
 

@@ -70,6 +70,18 @@ FlowEntries flow_entries(const FlowTuple& c2s, const FlowTranslation& t, uint32_
   return e;
 }
 
+KernelRecord kernel_record(const sg_tc_flow& e) noexcept {
+  KernelRecord r;
+  r.has_record = (e.seen & SG_TC_SEEN_RECORD) != 0;
+  r.has_tsval = (e.seen & SG_TC_SEEN_TSVAL) != 0;
+  r.last_ns = e.last_ns;
+  r.sender_next = e.sender_next;
+  r.acked = e.acked;
+  r.window_bytes = e.window_bytes;
+  r.newest_tsval = e.newest_tsval;
+  return r;
+}
+
 namespace {
 
 // mkdir -p for the pin directory (bpffs allows directories).
@@ -225,6 +237,13 @@ bool Program::write_flow(const FlowTuple& c2s, const FlowTranslation& t, uint32_
   return true;
 }
 
+bool Program::read_flow(const FlowTuple& c2s, sg_tc_flow& to_server, sg_tc_flow& to_client) const noexcept {
+  const int fd = impl_->flows_fd();
+  const sg_tc_flow_key a = flow_key(c2s);
+  const sg_tc_flow_key b = flow_key(c2s.reversed());
+  return bpf_map_lookup_elem(fd, &a, &to_server) == 0 && bpf_map_lookup_elem(fd, &b, &to_client) == 0;
+}
+
 void Program::delete_flow(const FlowTuple& c2s) noexcept {
   const int fd = impl_->flows_fd();
   const sg_tc_flow_key a = flow_key(c2s);
@@ -297,6 +316,7 @@ void Program::detach_all() noexcept {}
 std::vector<int> Program::attached() const { return {}; }
 bool Program::write_flow(const FlowTuple&, const FlowTranslation&, uint32_t) noexcept { return false; }
 void Program::delete_flow(const FlowTuple&) noexcept {}
+bool Program::read_flow(const FlowTuple&, sg_tc_flow&, sg_tc_flow&) const noexcept { return false; }
 uint64_t Program::clear_flows() noexcept { return 0; }
 uint64_t Program::flow_entries_count() const noexcept { return 0; }
 Counters Program::counters() const { return {}; }
@@ -383,6 +403,14 @@ void KernelPath::flow_established(const FlowTuple& t, const FlowTranslation& x) 
 }
 
 void KernelPath::flow_freed(const FlowTuple& t) noexcept { program_->delete_flow(t); }
+
+bool KernelPath::read(const FlowTuple& t, KernelFlowView& out) noexcept {
+  sg_tc_flow to_server{}, to_client{};
+  if (!program_->read_flow(t, to_server, to_client)) return false;
+  out.to_server = kernel_record(to_server);
+  out.to_client = kernel_record(to_client);
+  return true;
+}
 
 std::string KernelPath::render_metrics() const {
   std::ostringstream out;

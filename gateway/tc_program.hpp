@@ -45,6 +45,8 @@ struct FlowEntries {
   sg_tc_flow to_client{};
 };
 FlowEntries flow_entries(const FlowTuple& client_to_server, const FlowTranslation& t, uint32_t generation);
+// What the engine merges from one entry (the program's record of its direction).
+KernelRecord kernel_record(const sg_tc_flow& entry) noexcept;
 sg_tc_flow_key flow_key(const FlowTuple& t);
 
 // True when this build carries the tc program.
@@ -69,6 +71,8 @@ class Program {
 
   // Map edits, thread-safe (single syscalls).
   bool write_flow(const FlowTuple& client_to_server, const FlowTranslation& t, uint32_t generation) noexcept;
+  // Both entries of a flow; false when either is missing.
+  bool read_flow(const FlowTuple& client_to_server, sg_tc_flow& to_server, sg_tc_flow& to_client) const noexcept;
   void delete_flow(const FlowTuple& client_to_server) noexcept;
   // Deletes every entry (at start: the flow workers hand their established flows over again).
   uint64_t clear_flows() noexcept;
@@ -86,7 +90,7 @@ class Program {
 std::vector<std::string> remove_everywhere(const std::string& pin_dir) noexcept;
 
 // The daemon's use of the programs.
-class KernelPath : public FlowObserver {
+class KernelPath : public FlowObserver, public KernelFlowState {
  public:
   // nullptr, having logged why, when the kernel path is off or cannot load or attach anywhere;
   // the daemon then runs as before.
@@ -98,6 +102,7 @@ class KernelPath : public FlowObserver {
   void flow_created(const FlowTuple&) noexcept override {}
   void flow_freed(const FlowTuple& t) noexcept override;
   void flow_established(const FlowTuple& t, const FlowTranslation& x) noexcept override;
+  bool read(const FlowTuple& client_to_server, KernelFlowView& out) noexcept override;
 
   // syngate_tc_* metrics in the Prometheus text format.
   std::string render_metrics() const;

@@ -74,6 +74,31 @@ class FlowObserver {
   virtual void flow_established(const FlowTuple& /*client_to_server*/, const FlowTranslation& /*t*/) noexcept {}
 };
 
+// What another data path (the tc programs) recorded of a handed-over flow since the hand-over, one
+// direction: the engine merges it in before it judges an RST, tracks a segment or expires an idle
+// flow, as it no longer sees every segment.
+struct KernelRecord {
+  bool has_record = false;  // sender_next, acked, window_bytes hold something
+  bool has_tsval = false;   // newest_tsval holds something
+  uint64_t last_ns = 0;     // timer clock (CLOCK_MONOTONIC) of the latest segment translated; 0: none
+  uint32_t sender_next = 0;  // highest seq + length sent (client space / backend space, as sent)
+  uint32_t acked = 0;        // highest ack sent, in the space of the receiver it goes to
+  uint32_t window_bytes = 0;
+  uint32_t newest_tsval = 0;  // as the sender sent it
+};
+struct KernelFlowView {
+  KernelRecord to_server;  // the client's segments
+  KernelRecord to_client;  // the server's
+};
+// Reads that record; implemented by the daemon over the tc flow map (a system call each, so the
+// engine asks only when it needs it: expiry, RST, a segment that reached it anyway).
+class KernelFlowState {
+ public:
+  virtual ~KernelFlowState() = default;
+  // False when it holds nothing for the flow (never handed over, or the entry is gone).
+  virtual bool read(const FlowTuple& client_to_server, KernelFlowView& out) noexcept = 0;
+};
+
 namespace flows {
 
 inline constexpr uint32_t kNone = 0xffffffffu;

@@ -259,5 +259,74 @@ TEST_F(HandOverTest, AnObserverSetLaterHearsOfEstablishedFlowsOnly) {
   engine->set_flow_observer(&rec);
 }
 
+// ---- merging what the kernel path recorded -------------------------------------------------
+
+struct FakeKernel : KernelFlowState {
+  bool has = false;
+  KernelFlowView view;
+  int reads = 0;
+  bool read(const FlowTuple&, KernelFlowView& out) noexcept override {
+    ++reads;
+    if (has) out = view;
+    return has;
+  }
+};
+
+class KernelMergeTest : public EngineTest {
+ protected:
+  FakeKernel kernel;
+  void SetUp() override {
+    EngineTest::SetUp();
+    cfg.established_idle_s = 10;
+    start();
+    engine->set_kernel_state(&kernel);
+  }
+};
+
+TEST_F(KernelMergeTest, AFlowBusyInTheKernelIsNotExpiredAsIdle) {
+  Conn c = Conn::v4();
+  establish(c);
+  kernel.has = true;
+  for (int s = 0; s < 60; ++s) {
+    now += kSecond;
+    kernel.view.to_client.last_ns = now;  // the kernel translated a segment this second
+    engine->advance(now, sink);
+  }
+  EXPECT_EQ(counters().flows_active, 1u) << "60 s of kernel-only traffic, idle timeout 10 s";
+  EXPECT_GT(kernel.reads, 0);
+  for (int s = 0; s < 25; ++s) {
+    now += kSecond;
+    engine->advance(now, sink);
+  }
+  EXPECT_EQ(counters().flows_active, 0u) << "idle in both paths: expired";
+}
+
+TEST_F(KernelMergeTest, AnExactRstAfterKernelTrafficIsBelieved) {
+  Conn c = Conn::v4();
+  establish(c);
+  // The server sent 10 MB through the kernel path; the client acknowledged it all.
+  const uint32_t sent = 10u << 20;
+  kernel.has = true;
+  kernel.view.to_client = {.has_record = true, .last_ns = now, .sender_next = c.backend_isn + 1 + sent,
+                           .acked = c.client_isn + 1, .window_bytes = 65535u << 7};
+  kernel.view.to_server = {.has_record = true, .last_ns = now, .sender_next = c.client_isn + 1,
+                           .acked = c.backend_isn + 1 + sent, .window_bytes = 65535u << 7};
+  SegmentSpec rst{.tuple = c.c2s.reversed(), .seq = c.backend_isn + 1 + sent, .ack = c.client_isn + 1,
+                  .flags = tcp_flag::RST | tcp_flag::ACK, .window = 0};
+  const Decision d = feed(make(rst));
+  EXPECT_EQ(d.verdict, Verdict::Accept) << "the server's own RST, at what it sent through the kernel";
+  EXPECT_EQ(counters().drop(DropReason::RstOutOfWindow), 0u);
+}
+
+TEST_F(KernelMergeTest, WithoutTheKernelsRecordThatRstWouldBeTakenForABlindGuess) {
+  Conn c = Conn::v4();
+  establish(c);
+  const uint32_t sent = 10u << 20;
+  SegmentSpec rst{.tuple = c.c2s.reversed(), .seq = c.backend_isn + 1 + sent, .ack = c.client_isn + 1,
+                  .flags = tcp_flag::RST | tcp_flag::ACK, .window = 0};
+  EXPECT_EQ(feed(make(rst)).verdict, Verdict::Drop);
+  EXPECT_EQ(counters().drop(DropReason::RstOutOfWindow), 1u);
+}
+
 }  // namespace
 }  // namespace syngate::test
