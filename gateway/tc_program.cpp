@@ -135,7 +135,11 @@ int detach_one(int ifindex, bpf_tc_attach_point point) {
 
 int attach_one(int ifindex, bpf_tc_attach_point point, int prog_fd) {
   bpf_tc_hook h = hook_of(ifindex, point);
-  const int created = bpf_tc_hook_create(&h);  // the clsact qdisc, shared with others: never removed
+  int created = 0;
+  {
+    bpf::LibbpfLog quiet;  // "exclusivity flag on" when clsact exists already: expected, not news
+    created = bpf_tc_hook_create(&h);  // the clsact qdisc, shared with others: never removed
+  }
   if (created != 0 && created != -EEXIST) return created;
   bpf_tc_opts o{};
   o.sz = sizeof o;

@@ -84,6 +84,7 @@ MAP_ID=$(flow_map_id) || fail "no sg_tc_flows map among syngate's fds"
 map_entries() { bpftool -j map dump id "$MAP_ID" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))'; }
 pass "$MODE: tc attached ($(grep -c 'tc: translating' "$LAB_DIR/syngate.log") interface(s)), flow map id $MAP_ID"
 
+SHARE_FAILED=()
 for url in "http://$V4/big.bin" "http://[$V6]/big.bin"; do
   k0=$(metric_sum syngate_tc_packets_total 'outcome="translated"')
   e0=$(metric_sum syngate_translated_total)
@@ -92,8 +93,20 @@ for url in "http://$V4/big.bin" "http://[$V6]/big.bin"; do
   k=$(( $(metric_sum syngate_tc_packets_total 'outcome="translated"') - k0 ))
   e=$(( $(metric_sum syngate_translated_total) - e0 ))
   (( k > 100 )) || fail "$url: only $k segments translated in the kernel (engine: $e)"
-  (( e < 50 )) || fail "$url: the engine translated $e segments (kernel: $k): the flow was not handed over"
-  pass "$MODE $url: 30 MB intact; translated in the kernel $k, in the engine $e"
+  if [[ $MODE == host ]]; then
+    # Host mode's OUTPUT still queues the server's replies (the xt_bpf match on the flow map is
+    # not there yet): the engine translates them, marks them, and tc egress leaves them alone.
+    already=$(metric_sum syngate_tc_packets_total 'outcome="already_marked"')
+    (( already > 0 )) || fail "$url: tc egress saw no packet the engine had marked"
+    pass "$MODE $url: 30 MB intact; client segments translated in the kernel $k, server replies in the engine $e (marked: tc egress left $already alone)"
+  elif (( e >= 50 )); then
+    # Checked last, so that one run says what else holds.
+    SHARE_FAILED+=("$url: the engine translated $e segments (kernel: $k)")
+    log "$url: 30 MB intact, but the engine translated $e segments (kernel $k):"
+    metrics | grep -E '^syngate_tc_|^syngate_verdicts_total' | grep -v ' 0$'
+  else
+    pass "$MODE $url: 30 MB intact; translated in the kernel $k, in the engine $e"
+  fi
 done
 handed=$(metric_sum syngate_tc_flows_handed_over_total)
 (( handed >= 2 )) || fail "flows handed over: $handed"
@@ -116,3 +129,4 @@ PINS=$(tc_pin_dir)
 left=$(in_ns "$NS_GW" tc filter show dev g1 ingress)
 [[ -z $left ]] || fail "tc filter left on g1 after a clean stop: $left"
 pass "$MODE: a clean stop removed the filters and the pins"
+(( ${#SHARE_FAILED[@]} == 0 )) || fail "segments left to the engine: ${SHARE_FAILED[*]}"
