@@ -221,9 +221,30 @@ static __always_inline int translate(struct __sk_buff* skb, int egress) {
   __u16 diff = sg_xlate(&s, &xp);
 #ifdef SG_TC_BREAK_FIELD
   /* A test build only (tests/tc): one field translated wrong, its checksum kept right, so only
-   * the differential test can notice. */
+   * the differential test can notice. 1 (the default): the sequence number; 2: the last SACK
+   * edge; 3: the TSecr; 4: a non-zero window. */
+#if SG_TC_BREAK_FIELD == 2
+  if (s.sack_count) {
+    const __u32 last = 2 * (__u32)s.sack_count - 1;
+    if (last < 2 * SG_XLATE_MAX_SACK) {
+      diff = sg_csum_fold((__u32)diff + sg_xlate_option_diff(s.sack[last], s.sack[last] + 1, s.sack_odd));
+      s.sack[last] += 1;
+    }
+  }
+#elif SG_TC_BREAK_FIELD == 3
+  if (s.has_ts) {
+    diff = sg_csum_fold((__u32)diff + sg_xlate_option_diff(s.tsecr, s.tsecr + 1, s.ts_odd));
+    s.tsecr += 1;
+  }
+#elif SG_TC_BREAK_FIELD == 4
+  if (s.window > 1) {
+    diff = sg_csum_fold((__u32)diff + sg_csum_diff16(s.window, s.window - 1));
+    s.window -= 1;
+  }
+#else
   diff = sg_csum_fold((__u32)diff + sg_csum_diff32(s.seq, s.seq + 1));
   s.seq += 1;
+#endif
 #endif
 
   for (__u32 i = 0; i < 2 * SG_XLATE_MAX_SACK; i++) store_be32(hdr + hdr_off(lay.sack_off + 4 * i), s.sack[i]);

@@ -6,6 +6,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <optional>
 #include <span>
 #include <string>
@@ -37,7 +38,14 @@ struct Address {
   uint32_t v4_host_order() const noexcept;
   std::string to_string() const;
 
-  friend bool operator==(const Address&, const Address&) = default;
+  // Two 64-bit compares, inlined: the defaulted comparison became a memcmp call, about a tenth of
+  // an established segment's time in the engine (service and flow-table lookups).
+  friend bool operator==(const Address& a, const Address& b) noexcept {
+    uint64_t x[2], y[2];
+    std::memcpy(x, a.bytes.data(), 16);
+    std::memcpy(y, b.bytes.data(), 16);
+    return ((x[0] ^ y[0]) | (x[1] ^ y[1])) == 0;
+  }
 };
 
 // A TCP 4-tuple as seen in one packet (src -> dst).

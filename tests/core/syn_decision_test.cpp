@@ -4,16 +4,17 @@
 
 #include <vector>
 
-#include "icmp_builder.hpp"
+#include "syngate_test/icmp_builder.hpp"
 #include "syngate/engine.hpp"
 #include "syngate/packet.hpp"
 #include "syngate/spec/syn_rules.h"
 #include "syngate/syn_decision.hpp"
+#include "syngate_test/segments.hpp"
 
 namespace syngate {
 namespace {
 
-using Bytes = std::vector<uint8_t>;
+using test::Bytes;
 constexpr uint64_t kSecond = 1000000000ull;
 
 const Address kClient = *Address::parse("10.10.1.2");
@@ -32,30 +33,11 @@ HashKey key_of(uint8_t b) {
 // A SYN as Linux sends it: MSS, SACK-permitted, timestamps, NOP, window scale (20 option bytes).
 Bytes syn(const Address& src = kClient, const Address& dst = kServer, uint16_t dport = 80,
           uint8_t flags = tcp_flag::SYN) {
-  TcpOptions o;
-  o.has_mss = true;
-  o.mss = 1460;
-  o.sack_permitted = true;
-  o.has_timestamps = true;
-  o.tsval = 12345;
-  o.has_wscale = true;
-  o.wscale = 7;
-  SegmentSpec s{.tuple = {src, dst, 40000, dport}, .seq = 1000, .flags = flags, .window = 64240, .options = o};
-  Bytes b(kMaxHeadersLen + 64);
-  b.resize(build_tcp_packet(b, s));
-  return b;
+  return test::segment({.tuple = {src, dst, 40000, dport}, .seq = 1000, .flags = flags, .window = 64240,
+                        .options = test::linux_syn_options(12345)});
 }
 
-size_t tcp_offset(const Bytes& b) { return (b[0] >> 4) == 4 ? size_t(b[0] & 0xf) * 4 : 40; }
-
-// Overwrites the TCP option bytes (after the fixed 20) with `opts`, padded with END to the
-// current header length.
-void set_options(Bytes& b, const std::vector<uint8_t>& opts) {
-  const size_t t = tcp_offset(b);
-  const size_t hdr = size_t(b[t + 12] >> 4) * 4;
-  ASSERT_LE(opts.size(), hdr - 20);
-  for (size_t i = 0; i < hdr - 20; ++i) b[t + 20 + i] = i < opts.size() ? opts[i] : 0;
-}
+using test::tcp_offset;
 
 // Inserts IPv4 options (a 4-byte NOP NOP NOP END block) into an IPv4 packet.
 Bytes with_ip_options(Bytes b) {
@@ -70,7 +52,7 @@ Bytes with_ip_options(Bytes b) {
 struct DecisionTest : ::testing::Test {
   SynGuard guard{SynGuardConfig{nullptr, key_of(7), 1}};
   SynVerdict decide(Bytes& b, uint64_t now = 100 * kSecond) { return guard.decide(b, services(), now); }
-  SynDropReason dropped(Bytes b) {
+  DropReason dropped(Bytes b) {
     SynVerdict v = decide(b);
     EXPECT_EQ(v.action, SynAction::Drop);
     return v.reason;
@@ -93,23 +75,25 @@ TEST_F(DecisionTest, MalformedOptionsAreDroppedNotPassed) {
   // The attack: one zero-length option among normal ones. Linux's stack stops parsing
   // there and accepts the SYN; every path here must drop it.
   Bytes zero_len = syn();
-  set_options(zero_len, {2, 4, 0x05, 0xb4, 8, 0});
-  EXPECT_EQ(dropped(zero_len), SynDropReason::BadTcpOption);
+  ASSERT_TRUE(test::set_tcp_options(zero_len, {2, 4, 0x05, 0xb4, 8, 0}));
+  EXPECT_EQ(dropped(zero_len), DropReason::BadTcpOption);
   Bytes len_one = syn();
-  set_options(len_one, {2, 4, 0x05, 0xb4, 30, 1});
-  EXPECT_EQ(dropped(len_one), SynDropReason::BadTcpOption);
+  ASSERT_TRUE(test::set_tcp_options(len_one, {2, 4, 0x05, 0xb4, 30, 1}));
+  EXPECT_EQ(dropped(len_one), DropReason::BadTcpOption);
   Bytes past_header = syn();
-  set_options(past_header, {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 4});  // MSS runs out
-  EXPECT_EQ(dropped(past_header), SynDropReason::BadTcpOption);
+  // MSS runs out
+  ASSERT_TRUE(test::set_tcp_options(past_header, {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 4}));
+  EXPECT_EQ(dropped(past_header), DropReason::BadTcpOption);
   Bytes no_length_byte = syn();
-  set_options(no_length_byte, {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 3});
-  EXPECT_EQ(dropped(no_length_byte), SynDropReason::BadTcpOption);
+  ASSERT_TRUE(
+      test::set_tcp_options(no_length_byte, {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 3}));
+  EXPECT_EQ(dropped(no_length_byte), DropReason::BadTcpOption);
   Bytes wrong_mss_len = syn();
-  set_options(wrong_mss_len, {2, 5, 0x05, 0xb4, 0});
-  EXPECT_EQ(dropped(wrong_mss_len), SynDropReason::BadTcpOption);
+  ASSERT_TRUE(test::set_tcp_options(wrong_mss_len, {2, 5, 0x05, 0xb4, 0}));
+  EXPECT_EQ(dropped(wrong_mss_len), DropReason::BadTcpOption);
   Bytes bad_sack = syn();
-  set_options(bad_sack, {5, 9, 0, 0, 0, 0, 0, 0, 0});
-  EXPECT_EQ(dropped(bad_sack), SynDropReason::BadTcpOption);
+  ASSERT_TRUE(test::set_tcp_options(bad_sack, {5, 9, 0, 0, 0, 0, 0, 0, 0}));
+  EXPECT_EQ(dropped(bad_sack), DropReason::BadTcpOption);
 }
 
 TEST_F(DecisionTest, UnknownWellFormedOptionsAreAnswered) {
@@ -121,7 +105,7 @@ TEST_F(DecisionTest, UnknownWellFormedOptionsAreAnswered) {
            {254, 6, 0xab, 0xcd, 1, 2, 2, 4, 0x05, 0xb4},
            {2, 4, 0x05, 0xb4, 0, 0x99, 0x99}}) {  // END: what follows is padding
     Bytes b = syn();
-    set_options(b, opts);
+    ASSERT_TRUE(test::set_tcp_options(b, opts));
     SynVerdict v = decide(b);
     EXPECT_EQ(v.action, SynAction::Answer) << int(opts[4]);
     EXPECT_TRUE(v.parsed.packet.options().has_mss);
@@ -131,35 +115,35 @@ TEST_F(DecisionTest, UnknownWellFormedOptionsAreAnswered) {
 TEST_F(DecisionTest, BadDataOffsetAndTruncatedHeadersAreDropped) {
   Bytes small = syn();
   small[tcp_offset(small) + 12] = 0x40;  // 4 words
-  EXPECT_EQ(dropped(small), SynDropReason::BadDataOffset);
+  EXPECT_EQ(dropped(small), DropReason::BadDataOffset);
   Bytes past = syn();
   past[tcp_offset(past) + 12] = 0xf0;  // 60 bytes, the segment has 40
-  EXPECT_EQ(dropped(past), SynDropReason::BadDataOffset);
+  EXPECT_EQ(dropped(past), DropReason::BadDataOffset);
   Bytes cut = syn();
   cut.resize(20 + 12);
   cut[2] = 0;
   cut[3] = 32;  // IP length says 12 bytes of TCP
-  EXPECT_EQ(dropped(cut), SynDropReason::Truncated);
+  EXPECT_EQ(dropped(cut), DropReason::Truncated);
   Bytes shorter_than_ip_length = syn();
   shorter_than_ip_length.resize(shorter_than_ip_length.size() - 4);
-  EXPECT_EQ(dropped(shorter_than_ip_length), SynDropReason::BadIpHeader);
-  EXPECT_EQ(dropped(Bytes{0x45, 0}), SynDropReason::Truncated);
+  EXPECT_EQ(dropped(shorter_than_ip_length), DropReason::BadIpHeader);
+  EXPECT_EQ(dropped(Bytes{0x45, 0}), DropReason::Truncated);
 }
 
 TEST_F(DecisionTest, FragmentsAreDropped) {
   Bytes first = syn();
   first[6] = 0x20;  // MF
-  EXPECT_EQ(dropped(first), SynDropReason::Fragment);
+  EXPECT_EQ(dropped(first), DropReason::Fragment);
   Bytes later = syn();
   later[7] = 0x10;  // offset 128
-  EXPECT_EQ(dropped(later), SynDropReason::Fragment);
+  EXPECT_EQ(dropped(later), DropReason::Fragment);
   Bytes v6 = syn(kClient6, kServer6);
   v6[6] = 44;  // fragment header instead of TCP
-  EXPECT_EQ(dropped(v6), SynDropReason::Fragment);
+  EXPECT_EQ(dropped(v6), DropReason::Fragment);
 }
 
 TEST_F(DecisionTest, SynsWithIpOptionsAreDroppedButFlowsMayCarryThem) {
-  EXPECT_EQ(dropped(with_ip_options(syn())), SynDropReason::IpOptions);
+  EXPECT_EQ(dropped(with_ip_options(syn())), DropReason::IpOptions);
   Bytes ack = with_ip_options(syn(kClient, kServer, 80, tcp_flag::ACK));
   EXPECT_EQ(decide(ack).action, SynAction::ClientFlow);
 }
@@ -168,7 +152,7 @@ TEST_F(DecisionTest, ImpossibleFlagSetsAreDropped) {
   for (uint8_t f : {uint8_t(tcp_flag::SYN | tcp_flag::FIN), uint8_t(tcp_flag::SYN | tcp_flag::RST),
                     uint8_t(tcp_flag::SYN | tcp_flag::ACK), uint8_t(tcp_flag::FIN), uint8_t(0),
                     uint8_t(tcp_flag::PSH | tcp_flag::URG), uint8_t(tcp_flag::FIN | tcp_flag::PSH | tcp_flag::URG)}) {
-    EXPECT_EQ(dropped(syn(kClient, kServer, 80, f)), SynDropReason::InvalidFlags) << int(f);
+    EXPECT_EQ(dropped(syn(kClient, kServer, 80, f)), DropReason::InvalidFlags) << int(f);
   }
 }
 
@@ -195,8 +179,8 @@ TEST_F(DecisionTest, OtherServicesPassUntouched) {
 TEST_F(DecisionTest, MalformedPacketsDropEvenForOtherServices) {
   // What the rules queued and we cannot read, we cannot vouch for.
   Bytes b = syn(kClient, kServer, 22);
-  set_options(b, {8, 0});
-  EXPECT_EQ(dropped(b), SynDropReason::BadTcpOption);
+  ASSERT_TRUE(test::set_tcp_options(b, {8, 0}));
+  EXPECT_EQ(dropped(b), DropReason::BadTcpOption);
 }
 
 // ICMP is not TCP, yet an error about a flow's segment is the flow path's, and other ICMP passes
@@ -218,7 +202,7 @@ TEST_F(DecisionTest, IcmpGoesToTheFlowPathOtherProtocolsDrop) {
   EXPECT_EQ(v.icmp.kind, IcmpKind::Untouched);
   Bytes udp = syn();
   udp[9] = 17;
-  EXPECT_EQ(dropped(udp), SynDropReason::BadIpHeader);
+  EXPECT_EQ(dropped(udp), DropReason::BadIpHeader);
 }
 
 // ---- policy ----------------------------------------------------------------------------------
@@ -234,11 +218,11 @@ TEST_F(DecisionTest, DenyAllowLongestPrefix) {
                               {"2001:db8::/32", true}}));
   Bytes ok = syn(*Address::parse("10.10.1.2"));
   EXPECT_EQ(decide(ok).action, SynAction::Answer) << "the /32 allow is longer than the /24 deny";
-  EXPECT_EQ(dropped(syn(*Address::parse("10.10.1.3"))), SynDropReason::Denied);
+  EXPECT_EQ(dropped(syn(*Address::parse("10.10.1.3"))), DropReason::Denied);
   Bytes in16 = syn(*Address::parse("10.10.7.1"));
   EXPECT_EQ(decide(in16).action, SynAction::Answer);
-  EXPECT_EQ(dropped(syn(*Address::parse("192.0.2.1"))), SynDropReason::NotAllowed);
-  EXPECT_EQ(dropped(syn(kClient6, kServer6)), SynDropReason::Denied);
+  EXPECT_EQ(dropped(syn(*Address::parse("192.0.2.1"))), DropReason::NotAllowed);
+  EXPECT_EQ(dropped(syn(kClient6, kServer6)), DropReason::Denied);
   // Policy is about SYNs: an ACK from a denied source still reaches the flow path, which only
   // creates a flow for a valid cookie (that a denied source never got).
   Bytes ack = syn(*Address::parse("10.10.1.3"), kServer, 80, tcp_flag::ACK);
@@ -247,7 +231,7 @@ TEST_F(DecisionTest, DenyAllowLongestPrefix) {
 
 TEST_F(DecisionTest, DenyOnlyPolicyAnswersEveryoneElse) {
   guard.set_policy(policy_of({{"198.18.0.0/15", true}}));
-  EXPECT_EQ(dropped(syn(*Address::parse("198.19.255.255"))), SynDropReason::Denied);
+  EXPECT_EQ(dropped(syn(*Address::parse("198.19.255.255"))), DropReason::Denied);
   Bytes other = syn(*Address::parse("198.20.0.1"));
   EXPECT_EQ(decide(other).action, SynAction::Answer);
 }
@@ -296,7 +280,7 @@ TEST_F(DecisionTest, RefusedSynsSpendNoBudget) {
   guard.set_policy(p);
   for (int i = 0; i < 10; ++i) dropped(syn(Address::from_v4(0xC6120000u + 5)));
   Bytes bad = syn(*Address::parse("10.10.1.2"));
-  set_options(bad, {8, 0});
+  ASSERT_TRUE(test::set_tcp_options(bad, {8, 0}));
   dropped(bad);
   Bytes good = syn(*Address::parse("10.10.1.2"));
   EXPECT_EQ(decide(good).action, SynAction::Answer);
@@ -421,10 +405,10 @@ TEST_F(DecisionTest, AnIpv6PolicyPrefixDecidesNothingForIpv4) {
   guard.set_policy(policy_of({{"::/0", true}}));
   Bytes v4 = syn(kClient);
   EXPECT_EQ(decide(v4).action, SynAction::Answer) << "deny ::/0 denied an IPv4 client";
-  EXPECT_EQ(dropped(syn(kClient6, kServer6)), SynDropReason::Denied);
+  EXPECT_EQ(dropped(syn(kClient6, kServer6)), DropReason::Denied);
   // allow one IPv4 /24 and all of IPv6: other IPv4 clients are not let in by ::/0.
   guard.set_policy(policy_of({{"10.10.9.0/24", false}, {"::/0", false}}));
-  EXPECT_EQ(dropped(syn(kClient)), SynDropReason::NotAllowed) << "allow ::/0 let an IPv4 client in";
+  EXPECT_EQ(dropped(syn(kClient)), DropReason::NotAllowed) << "allow ::/0 let an IPv4 client in";
   Bytes listed = syn(*Address::parse("10.10.9.7"));
   EXPECT_EQ(decide(listed).action, SynAction::Answer);
   Bytes v6 = syn(kClient6, kServer6);
@@ -617,7 +601,7 @@ TEST(EngineDecision, EngineDropsWhatTheGuardDrops) {
   Engine e(cfg, jar);
   NullSink sink;
   Bytes zero_len = syn();
-  set_options(zero_len, {2, 4, 0x05, 0xb4, 8, 0});
+  ASSERT_TRUE(test::set_tcp_options(zero_len, {2, 4, 0x05, 0xb4, 8, 0}));
   EXPECT_EQ(e.process(zero_len, kSecond, sink).verdict, Verdict::Drop);
   EXPECT_EQ(e.counters().drop(DropReason::BadTcpOption), 1u);
   Bytes denied = syn(*Address::parse("198.18.3.4"));

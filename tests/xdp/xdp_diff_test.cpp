@@ -24,7 +24,7 @@
 #include <string>
 #include <vector>
 
-#include "../core/packet_fixtures.hpp"
+#include "syngate_test/packet_fixtures.hpp"
 #include "syngate/engine.hpp"
 #include "syngate/packet.hpp"
 #include "syngate/syn_decision.hpp"
@@ -677,7 +677,7 @@ TEST_F(XdpDiff, BackscatterBudgetStopsAtTheLimitPerPrefixAndSecond) {
   apply();
   one_second("next second: a fresh budget");
   sched_setaffinity(0, sizeof old, &old);
-  EXPECT_GE(program_->reasons()[static_cast<size_t>(SynDropReason::BackscatterBudget)], 120u);
+  EXPECT_GE(program_->reasons()[static_cast<size_t>(DropReason::BackscatterBudget)], 120u);
 }
 
 TEST_F(XdpDiff, PolicyPrefixesOfOneFamilyNeverMatchTheOther) {

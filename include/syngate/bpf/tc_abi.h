@@ -12,7 +12,13 @@
  * unmarked to NFQUEUE as before.
  *
  * Ownership. Only the daemon creates and deletes entries; the programs only update the
- * kernel-kept fields below, so a forged packet can never remove state. */
+ * kernel-kept fields below, so a forged packet can never remove state.
+ *
+ * The object (bpf/syngate_tc.bpf.c, skeleton `syngate_tc`): programs sg_tc_ingress and
+ * sg_tc_egress (SEC "tc", clsact), map sg_tc_flows (BPF_MAP_TYPE_HASH, this key and value; the
+ * daemon sets max_entries before load) and sg_tc_counters (BPF_MAP_TYPE_PERCPU_ARRAY of __u64,
+ * indexed by enum sg_tc_counter). A segment of either direction is punted once either of the
+ * flow's two entries has `closing` set. */
 #ifndef SYNGATE_BPF_TC_ABI_H
 #define SYNGATE_BPF_TC_ABI_H
 
@@ -34,7 +40,9 @@ enum sg_tc_direction {
 };
 
 /* value.options */
-#define SG_TC_OPT_TIMESTAMPS 0x01u /* both ends send timestamps: TSval/TSecr are translated */
+#define SG_TC_OPT_TIMESTAMPS 0x01u /* both ends send timestamps: TSval/TSecr are translated (to the
+                                      server: TSecr; to the client: TSval). A flow whose timestamps
+                                      the engine supplies (backend without them) is not handed over */
 
 /* value.seen, set by the program: sender_next/acked/window_bytes hold the record of this
  * direction (xlate_spec.h, sg_flow_track_segment: started by the first segment, then moved only by
