@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstring>
 #include <limits>
+#include <optional>
 #include <vector>
 #include <atomic>
 #include <functional>
@@ -127,6 +128,8 @@ struct Engine::Impl {
   // MSS. The others (and any not heard from yet) are told 12 bytes less, so that syngate can add
   // the Timestamps option the client was promised if the backend turns out not to send it.
   std::vector<Service> backends_with_timestamps;
+  // What the kernel path recorded of handed-over flows (null: none, the engine sees every segment).
+  KernelFlowState* kernel = nullptr;
 
   Impl(const EngineConfig& c, const CookieJar& j, EngineState state)
       : cfg(normalized(c)),
@@ -226,6 +229,50 @@ struct Engine::Impl {
     return o;
   }
 
+  // What another data path needs to translate an established flow as this engine does; none
+  // when only the engine can (it adds the timestamps the client was promised and the backend
+  // lacks, growing every segment).
+  static std::optional<FlowTranslation> translation(const Flow& f) {
+    if (f.supply & kSupplyTimestamps) return std::nullopt;
+    FlowTranslation t;
+    t.delta = f.delta;
+    t.timestamps = (f.bits & bit::kTimestamps) != 0;
+    t.tsoff = t.timestamps ? f.tsoff : 0;
+    t.shifts = shifts(f);
+    return t;
+  }
+
+  // Folds what the kernel path recorded since the hand-over into the flow: each end's highest
+  // sequence number and ack (the later wins, as in tracking), the window that came with the
+  // latest ack, the client's newest TSval, the latest activity.
+  void merge_kernel(Flow& f) {
+    if (!kernel || f.state == State::SynSent || f.state == State::Free) return;
+    if (f.supply & kSupplyTimestamps) return;  // never handed over (translation())
+    KernelFlowView v;
+    if (!kernel->read(f.key, v)) return;
+    const KernelRecord& c = v.to_server;
+    const KernelRecord& s = v.to_client;
+    if (c.has_record) {
+      f.client_next = sg_seq_max(f.client_next, c.sender_next);
+      if (!sg_seq_before(c.acked, f.client_acked)) {
+        f.client_acked = c.acked;
+        f.client_wnd = c.window_bytes;
+      }
+    }
+    if (s.has_record) {
+      f.server_next = sg_seq_max(f.server_next, s.sender_next);
+      if (!sg_seq_before(s.acked, f.server_acked)) {
+        f.server_acked = s.acked;
+        f.server_wnd = s.window_bytes;
+      }
+    }
+    if (c.has_tsval && (f.bits & bit::kTimestamps) && sg_seq_after(c.newest_tsval, f.client_tsval)) {
+      f.client_tsval = c.newest_tsval;
+    }
+    const uint64_t last = std::max(c.last_ns, s.last_ns);
+    if (last != 0 && sg_seq_after(now_ms(last), f.stamp_ms)) f.stamp_ms = now_ms(last);
+  }
+
   // ---- window translation (flow_spec.h) ---------------------------------------------------
   static sg_flow_shifts shifts(const Flow& f) {
     return sg_flow_window_shifts(f.client_ws, (f.bits & bit::kBackendWscale) != 0, f.backend_ws, f.announced_ws);
@@ -309,6 +356,7 @@ struct Engine::Impl {
       return {Verdict::Drop, false};
     }
 
+    merge_kernel(f);  // before the RST check and tracking read the record
     const sg_flow_shifts shift = shifts(f);  // once per packet: tracking and rescaling both use it
     bool ends_flow = false;
     if (rst) {
@@ -472,6 +520,7 @@ struct Engine::Impl {
       }
       return drop(DropReason::BackendSynAckUnexpected);
     }
+    merge_kernel(f);
     const sg_flow_shifts shift = shifts(f);  // once per packet: tracking and rescaling both use it
     bool ends_flow = false;
     if (rst) {
@@ -533,6 +582,11 @@ struct Engine::Impl {
     if (f.client_ws != kNoWscale && o.has_wscale) {
       f.bits |= bit::kBackendWscale;
       f.backend_ws = o.wscale;
+    }
+    // The translation is complete: hand it over before anything reaches the backend (the ACK
+    // below lets it send), so that none of its segments can overtake the hand-over.
+    if (FlowObserver* observer = table.flow_observer()) {
+      if (const std::optional<FlowTranslation> t = translation(f)) observer->flow_established(f.key, *t);
     }
     const uint16_t client_window = client_window_for_server(f, f.client_window);
     const TcpOptions ts = ts_to_backend(f, backend_ts);
@@ -637,6 +691,8 @@ struct Engine::Impl {
       const uint32_t i = l.head;
       Flow& f = table.edit(i);
       if (!time_reached(now, f.queued_ms + timeout)) break;
+      // A handed-over flow's segments may all have crossed the kernel path: its record says.
+      if (refresh) merge_kernel(f);
       if (refresh && !time_reached(now, f.stamp_ms + timeout)) {
         table.list_append(i, id);
         f.queued_ms = now;
@@ -762,8 +818,14 @@ void Engine::set_flow_observer(FlowObserver* observer) noexcept {
   if (!observer) return;
   // Flows restored from a saved table or imported before there was an observer: it hears of
   // them now, or it would take their packets for forgeries.
-  m.table.for_each([observer](uint32_t, const Flow& f) { observer->flow_created(f.key); });
+  m.table.for_each([observer](uint32_t, const Flow& f) {
+    observer->flow_created(f.key);
+    // Only Established: a closing flow's segments are the engine's anyway (FIN and RST merge).
+    if (f.state != State::Established) return;
+    if (const std::optional<FlowTranslation> t = Impl::translation(f)) observer->flow_established(f.key, *t);
+  });
 }
+void Engine::set_kernel_state(KernelFlowState* state) noexcept { impl_->kernel = state; }
 void Engine::set_policy(std::shared_ptr<const SourcePolicy> policy) {
   impl_->cfg.policy = policy;
   impl_->guard.set_policy(std::move(policy));

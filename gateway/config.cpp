@@ -49,6 +49,8 @@ std::string_view to_string(XdpMode m) noexcept {
   return "?";
 }
 
+std::string_view to_string(KernelPath k) noexcept { return k == KernelPath::Off ? "off" : "auto"; }
+
 bool GatewayConfig::has_v4() const noexcept {
   auto v4 = [](const auto& s) { return !s.v6; };
   return std::any_of(services.begin(), services.end(), v4) || std::any_of(draining.begin(), draining.end(), v4);
@@ -301,6 +303,12 @@ void parse_gateway(const toml::table& t, GatewayConfig& c) {
     else r.fail("mode", "must be \"router\" (FORWARD), \"host\" (INPUT/OUTPUT) or \"both\" (got \"" + text + "\")");
   }
   r.integer("mark", c.mark, 1, kU32Max);
+  if (r.string("kernel_path", text)) {
+    if (text == "auto") c.kernel_path = KernelPath::Auto;
+    else if (text == "off") c.kernel_path = KernelPath::Off;
+    else r.fail("kernel_path", "must be \"auto\" (established flows translated by tc programs where they load) or "
+                               "\"off\" (every segment through NFQUEUE) (got \"" + text + "\")");
+  }
   if (r.string("iptables", text)) {
     if (text == "auto") c.iptables = IptablesBackend::Auto;
     else if (text == "nft") c.iptables = IptablesBackend::Nft;
@@ -555,6 +563,7 @@ std::vector<std::string> non_reloadable_changes(const GatewayConfig& a, const Ga
             a.syn_cpus != b.syn_cpus || a.flow_cpus != b.flow_cpus,
         "gateway worker placement (nice/cpus)");
   check(a.mark != b.mark, "gateway.mark");
+  check(a.kernel_path != b.kernel_path, "gateway.kernel_path");
   check(a.cookie_max_age != b.cookie_max_age, "engine.cookie_max_age");
   const EngineConfig& x = a.engine;
   const EngineConfig& y = b.engine;

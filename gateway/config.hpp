@@ -39,6 +39,11 @@ std::string_view to_string(IptablesBackend b) noexcept;
 enum class XdpMode : uint8_t { Auto, Native, Generic, Off };
 std::string_view to_string(XdpMode m) noexcept;
 
+// Established flows in the kernel (tc programs translate them, issue 23): auto where the programs
+// load and attach, off never (every segment crosses NFQUEUE, as before).
+enum class KernelPath : uint8_t { Auto, Off };
+std::string_view to_string(KernelPath k) noexcept;
+
 struct ServiceEntry {
   std::string address;  // canonical text form (inet_ntop), as iptables gets it
   bool v6 = false;
@@ -78,6 +83,10 @@ struct GatewayConfig {
   uint32_t mark = 0x5347;  // SO_MARK of emitted packets; the rules let such packets through
   IptablesBackend iptables = IptablesBackend::Auto;
   std::string chain = "SYNGATE";
+  // With the kernel path on, packets carrying SG_TC_MARK (tc_abi.h) skip the queue rules, and
+  // syngate sets that bit on what it translates and sends (so tc egress leaves them alone).
+  KernelPath kernel_path = KernelPath::Auto;
+  bool kernel_path_on() const noexcept { return kernel_path != KernelPath::Off; }
 
   // Where flow workers keep their flow tables (one file per flow queue, mapped shared) so that
   // proxied connections survive a restart, an upgrade or a crash. Empty: in process memory only.

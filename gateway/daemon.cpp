@@ -42,6 +42,8 @@
 #include "shared_state.hpp"
 #include "worker.hpp"
 #include "fast_path.hpp"
+#include "tc_program.hpp"
+#include "syngate/bpf/tc_abi.h"
 #include "syngate/cookie.hpp"
 #include "syngate/engine.hpp"
 #include "syngate/packet.hpp"
@@ -103,14 +105,14 @@ uint64_t rss_bytes() {
 // The gateway process. run_daemon (at the end of this file) takes its steps in order:
 //   startup: read_config, block_signals, publish_secrets, check_room, open_flow_state,
 //            share_proven_sources, start_workers (queues, senders, tables; no thread yet),
-//            start_fast_path, serve_metrics, run_workers, log_started, begin_ticks;
+//            start_fast_path, start_kernel_path, serve_metrics, run_workers, log_started, begin_ticks;
 //   tick(), once a second (or half the watchdog period) until it returns false: notify_systemd,
 //            sync_draining_services, wait_for_signal, reload, rotate_cookie_secrets,
 //            sync_fast_path, log_stats;
 //   shutdown().
-// A further data path (such as tc) is one more start step beside start_fast_path (before
+// A further data path is one more start step beside start_fast_path and start_kernel_path (before
 // run_workers, so that every flow reaches it), its publishing beside sync_fast_path in tick(), and
-// its detach in shutdown() beside the fast path's, before the workers stop.
+// its detach in shutdown() beside theirs, before the workers stop.
 struct Daemon {
   GatewayConfig config;
   std::string config_path;
@@ -125,6 +127,8 @@ struct Daemon {
   std::unique_ptr<xdp::FastPath> xdp;  // null: no fast path (off, unavailable, attached nowhere)
   uint64_t xdp_secrets_generation = 0;
   uint64_t xdp_policy_generation = 0;
+  std::unique_ptr<tc::KernelPath> tc;  // null: every segment through NFQUEUE (off, unavailable)
+  tc::FlowObservers observers;         // what the flow engines tell of their flows
 
   // Startup only: the saved tables and what to do with them (the mapped ones are let go once the
   // workers hold theirs).
@@ -161,6 +165,7 @@ struct Daemon {
   void add_worker(bool syn_only, uint16_t queue, int cpu);
   std::unique_ptr<FlowWorker> flow_worker_on_state(WorkerSetup setup, WorkerThread& t, uint16_t queue);
   void start_fast_path();
+  void start_kernel_path();
   void serve_metrics();
   void run_workers();
   void log_started();
@@ -301,6 +306,7 @@ WorkerSetup worker_setup(const GatewayConfig& cfg, unsigned id, bool syn_only, u
   setup.cookie_max_age = cfg.cookie_max_age;
   setup.fail_open = cfg.fail_open;
   setup.advance_interval_ns = static_cast<uint64_t>(cfg.advance_interval_ms) * 1000000ull;
+  setup.verdict_mark_bits = cfg.kernel_path_on() ? SG_TC_MARK : 0;
   return setup;
 }
 
@@ -327,7 +333,10 @@ void Daemon::add_worker(bool syn_only, uint16_t queue, int cpu) {
   t->cpu = cpu;
   WorkerSetup setup = worker_setup(config, static_cast<unsigned>(workers.size()), syn_only, queue);
   t->nfq = std::make_unique<NfQueue>(queue, queue_options(config, syn_only));
-  t->sender = std::make_unique<RawSender>(config.mark, config.sndbuf_bytes, config.has_v4(), config.has_v6());
+  // syngate's own packets (window updates, RSTs, backend SYNs and ACKs) are translated already:
+  // with the kernel path on they carry SG_TC_MARK too, which tc egress leaves alone.
+  t->sender = std::make_unique<RawSender>(config.mark | (config.kernel_path_on() ? SG_TC_MARK : 0), config.sndbuf_bytes,
+                                          config.has_v4(), config.has_v6());
   if (syn_only) {
     t->worker = std::make_unique<SynWorker>(std::move(setup), *t->nfq, *t->sender, secrets, policy, engine_clock);
   } else {
@@ -376,10 +385,22 @@ void Daemon::start_fast_path() {
                              config.cookie_max_age, static_cast<uint32_t>(std::min<uint64_t>(all_flows, 1u << 26)));
   xdp_secrets_generation = secrets.generation.load();
   xdp_policy_generation = policy.generation.load();
-  if (xdp) {
-    for (auto& w : workers) {
-      if (w->flow) w->flow->engine().set_flow_observer(xdp.get());
-    }
+}
+
+// Established flows in the kernel (tc), also before any worker runs: every flow restored from a
+// saved table is handed over again when its engine gets the observer. The flow engines then
+// tell the XDP flow map and the tc flow map of their flows through one observer.
+void Daemon::start_kernel_path() {
+  const uint64_t all_flows = uint64_t{config.engine.max_flows} * config.flow_queues;
+  tc = tc::KernelPath::start(config, static_cast<uint32_t>(std::min<uint64_t>(all_flows, 1u << 25)));
+  observers.add(xdp.get());
+  observers.add(tc.get());
+  if (observers.empty()) return;
+  FlowObserver* observer = observers.single() ? observers.single() : &observers;
+  for (auto& w : workers) {
+    if (!w->flow) continue;
+    w->flow->engine().set_kernel_state(tc.get());
+    w->flow->engine().set_flow_observer(observer);
   }
 }
 
@@ -387,7 +408,8 @@ void Daemon::start_fast_path() {
 void Daemon::serve_metrics() {
   if (config.metrics_port == 0) return;
   metrics_endpoint = std::make_unique<MetricsEndpoint>(config.metrics_host, config.metrics_port, [this] {
-    return render_prometheus(snapshot()) + (xdp ? xdp->render_metrics() : xdp::FastPath::render_disabled());
+    return render_prometheus(snapshot()) + (xdp ? xdp->render_metrics() : xdp::FastPath::render_disabled()) +
+           (tc ? tc->render_metrics() : std::string());
   });
 }
 
@@ -636,6 +658,9 @@ int Daemon::shutdown() {
   }
   // Off the interfaces first: until the workers stop, NFQUEUE takes the traffic XDP was taking.
   if (xdp) xdp->detach();
+  // Off the interfaces too: the flows go on through NFQUEUE while the workers drain, and a
+  // restarted syngate hands them over again.
+  if (tc) tc->stop();
   stop.store(true);
   for (auto& w : workers) w->thread.join();
   metrics_endpoint.reset();
@@ -720,6 +745,7 @@ int run_daemon(const std::string& config_path) {
   if (!d->publish_secrets()) return 2;
   if (!d->check_room() || !d->open_flow_state() || !d->share_proven_sources() || !d->start_workers()) return 1;
   d->start_fast_path();
+  d->start_kernel_path();
   d->serve_metrics();
   d->run_workers();
   d->log_started();

@@ -16,6 +16,7 @@
 #include "daemon.hpp"
 #include "iptables_exec.hpp"
 #include "rules.hpp"
+#include "tc_program.hpp"
 #include "start_check.hpp"
 #include "status_cmd.hpp"
 #include "syngate/cookie.hpp"
@@ -126,6 +127,11 @@ int cmd_rules(const std::string& action, const std::string& path, const std::str
     } else if (action == "down") {
       for (const auto& b : gw::available_backends(c.iptables)) {
         gw::apply_plan(b, gw::plan_down(c.chain), false);
+      }
+      // The kernel path's tc filters (and, with a configuration, its pinned map) go too: left
+      // alone they would keep translating with the offsets of flows nobody tracks.
+      for (const std::string& r : syngate::tc::remove_everywhere(chain_only.empty() ? syngate::tc::pin_dir(c.instance) : "")) {
+        std::cout << "removed tc " << r << "\n";
       }
       std::cout << "syngate rules removed (chain " << c.chain << ")\n";
     } else {

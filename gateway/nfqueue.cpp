@@ -179,6 +179,7 @@ const std::vector<QueuedPacket>& NfQueue::receive(bool nonblocking, ReceiveStats
         p.original_length = ntohl(mnl_attr_get_u32(attr[NFQA_CAP_LEN]));
         p.truncated = p.original_length > p.data.size();
       }
+      if (attr[NFQA_MARK]) p.mark = ntohl(mnl_attr_get_u32(attr[NFQA_MARK]));
       if (attr[NFQA_SKB_INFO]) {
         uint32_t info = ntohl(mnl_attr_get_u32(attr[NFQA_SKB_INFO]));
         p.checksum_ready = !(info & NFQA_SKB_CSUMNOTREADY);
@@ -217,11 +218,12 @@ void NfQueue::verdict(uint32_t id, bool accept) {
   run_last_ = id;
 }
 
-void NfQueue::verdict_modified(uint32_t id, std::span<const uint8_t> bytes) {
+void NfQueue::verdict_modified(uint32_t id, std::span<const uint8_t> bytes, std::optional<uint32_t> mark) {
   close_run();
   reserve(bytes.size() + 256, pending_stats_);
   nlmsghdr* nlh = nfq_nlmsg_put(tx_.data() + tx_used_, NFQNL_MSG_VERDICT, queue_);
   nfq_nlmsg_verdict_put(nlh, static_cast<int>(id), NF_ACCEPT);
+  if (mark) nfq_nlmsg_verdict_put_mark(nlh, *mark);
   nfq_nlmsg_verdict_put_pkt(nlh, bytes.data(), static_cast<uint32_t>(bytes.size()));
   tx_used_ += NLMSG_ALIGN(nlh->nlmsg_len);
 }

@@ -46,7 +46,7 @@ class NfQueue final : public PacketQueue {
 
   // Verdicts, in the order the packets were received.
   void verdict(uint32_t id, bool accept) override;
-  void verdict_modified(uint32_t id, std::span<const uint8_t> bytes) override;
+  void verdict_modified(uint32_t id, std::span<const uint8_t> bytes, std::optional<uint32_t> mark) override;
   // NF_QUEUE to `queue`; with fail_open, bypassed (accepted) when nothing listens there.
   void verdict_to_queue(uint32_t id, uint16_t queue) override;
   // Sends what is pending (the caller flushes before emitting packets so that ordering holds).

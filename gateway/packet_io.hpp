@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -18,6 +19,7 @@ struct QueuedPacket {
   uint32_t original_length = 0;
   bool truncated = false;
   bool checksum_ready = true;  // false: NFQA_SKB_CSUMNOTREADY
+  uint32_t mark = 0;           // skb->mark as queued (NFQA_MARK)
 };
 
 struct ReceiveStats {
@@ -35,8 +37,8 @@ class PacketQueue {
   // timeout or error.
   virtual const std::vector<QueuedPacket>& receive(bool nonblocking, ReceiveStats& stats) = 0;
   virtual void verdict(uint32_t id, bool accept) = 0;
-  // Accept, with the packet's new bytes.
-  virtual void verdict_modified(uint32_t id, std::span<const uint8_t> bytes) = 0;
+  // Accept, with the packet's new bytes, and its new skb->mark when `mark` is set.
+  virtual void verdict_modified(uint32_t id, std::span<const uint8_t> bytes, std::optional<uint32_t> mark) = 0;
   // Hands the packet, untouched, to another queue (NF_QUEUE): it re-enters at the same hook, after
   // the rule that queued it, and the next queue's worker gives it its verdict.
   virtual void verdict_to_queue(uint32_t id, uint16_t queue) = 0;

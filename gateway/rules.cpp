@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "syngate/bpf/tc_abi.h"
 #include "syngate/packet.hpp"
 
 namespace syngate::gw {
@@ -91,6 +92,9 @@ std::vector<std::vector<std::string>> chain_rules(const GatewayConfig& c, bool v
   std::vector<std::vector<std::string>> rules;
   if (table == "mangle") {
     rules.push_back({"-m", "mark", "--mark", hex(c.mark), "-j", "RETURN"});
+    // Translated already (tc ingress, the engine's verdict, syngate's own packets): matched by
+    // the one bit, so an operator's MARK/CONNMARK in the other bits cannot queue it again.
+    if (c.kernel_path_on()) rules.push_back({"-m", "mark", "--mark", hex(SG_TC_MARK) + "/" + hex(SG_TC_MARK), "-j", "RETURN"});
     // A non-first fragment carries no ports, so no port rule below matches it: without this it
     // would cross the gateway unseen. Every TCP fragment to a protected address goes to the SYN
     // queue, where the SYN decision drops and counts it (a lone fragment is harmless to the

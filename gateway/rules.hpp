@@ -7,6 +7,7 @@
 //                                             (and our raw-socket packets) INVALID.
 //   mangle SYNGATE  <- FORWARD (router mode), INPUT + OUTPUT (host mode)
 //                   1. packets carrying our mark (our own raw-socket output) -> RETURN
+//                      with the kernel path on: the SG_TC_MARK bit (translated already) -> RETURN
 //                   2. client SYN to a service          -> NFQUEUE over the SYN queues
 //                   3. anything else to/from a service  -> NFQUEUE over the flow queues
 // Queueing from mangle (not filter) means the operator's filter rules still see, and may drop,

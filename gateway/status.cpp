@@ -275,6 +275,11 @@ StatusReport build_status(const Scrape& prev, const Scrape& now, uint32_t max_fl
     } else if (m.name == "syngate_engine_exceptions_total" && rate > 0) {
       r.warnings.push_back("worker " + worker + ": " + count_text(rate * dt) +
                            " packets threw in the engine during the interval (they got the fail-mode verdict)");
+    } else if (m.name == "syngate_translated_total") {
+      r.translated_engine.total += m.value;
+      r.translated_engine.rate += rate;
+    } else if (m.name == "syngate_tc_packets_total" && label(m, "outcome") == "translated") {
+      r.translated_kernel = CounterStatus{m.value, rate};
     } else if (m.name.rfind("syngate_xdp_", 0) == 0) {
       XdpSeries x{series_key(m), m.value, std::nullopt};
       if (m.name.size() > 6 && m.name.compare(m.name.size() - 6, 6, "_total") == 0) x.rate = rate;
@@ -421,6 +426,14 @@ std::string render_status_text(const StatusReport& r) {
   }
   if (r.queues.empty()) o << "  none reported\n";
 
+  o << "\nsegments translated: engine " << count_text(r.translated_engine.total) << " ("
+    << rate_text(r.translated_engine.rate) << "/s), kernel ";
+  if (r.translated_kernel) {
+    o << count_text(r.translated_kernel->total) << " (" << rate_text(r.translated_kernel->rate) << "/s)\n";
+  } else {
+    o << "off (no syngate_tc_* metrics)\n";
+  }
+
   o << "\nXDP fast path: ";
   if (r.xdp.empty()) {
     o << "not in use (no syngate_xdp_* metrics)\n";
@@ -491,6 +504,8 @@ nlohmann::json status_to_json(const StatusReport& r) {
                            {"dropped", counter(q.dropped)},
                            {"user_dropped", counter(q.user_dropped)}});
   }
+  j["translated"] = {{"engine", counter(r.translated_engine)},
+                     {"kernel", r.translated_kernel ? counter(*r.translated_kernel) : json(nullptr)}};
   if (r.xdp.empty()) {
     j["xdp"] = nullptr;
   } else {

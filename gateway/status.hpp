@@ -74,6 +74,10 @@ struct StatusReport {
   std::map<std::string, CounterStatus> drops;  // by reason, summed over workers
   std::vector<QueueStatus> queues;
   std::vector<XdpSeries> xdp;  // every syngate_xdp_* series, when the daemon exports them
+  // Segments of established flows translated by the engine (NFQUEUE) and by the tc programs
+  // (the kernel path; none when the daemon exports no syngate_tc_* metrics).
+  CounterStatus translated_engine;
+  std::optional<CounterStatus> translated_kernel;
   CounterStatus reloads_ok, reloads_failed;
   double secrets_generation = 0;
   double rss_bytes = 0;

@@ -102,7 +102,9 @@ void Worker::handle(const QueuedPacket& p, const EngineClock& now) {
     queue_.verdict_to_queue(p.id, static_cast<uint16_t>(setup_.queue + 1));
   } else if (d.verdict == Verdict::Accept && d.modified) {
     ++intake_.verdict_modified;
-    queue_.verdict_modified(p.id, d.length ? std::span<const uint8_t>(p.data.data(), d.length) : p.data);
+    queue_.verdict_modified(p.id, d.length ? std::span<const uint8_t>(p.data.data(), d.length) : p.data,
+                            setup_.verdict_mark_bits ? std::optional<uint32_t>(p.mark | setup_.verdict_mark_bits)
+                                                     : std::nullopt);
   } else if (d.verdict == Verdict::Accept) {
     ++intake_.verdict_accept;
     queue_.verdict(p.id, true);

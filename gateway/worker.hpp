@@ -37,6 +37,9 @@ struct WorkerSetup {
   uint32_t cookie_max_age = 1;
   bool fail_open = false;  // the verdict for a packet whose handling threw: accept (else drop)
   uint64_t advance_interval_ns = 100000000;  // flow workers: how often the engine's timers run
+  // Set on the skb->mark of every packet the worker rewrites (the packet's other bits kept):
+  // SG_TC_MARK with the kernel path on, so that the rules and tc egress leave it alone. 0: none.
+  uint32_t verdict_mark_bits = 0;
 };
 
 class Worker {

@@ -181,6 +181,10 @@ class Engine {
   // nullptr (the default) for none. The observer must outlive the Engine or be reset first. It
   // is told at once of every flow already in the table (restored or imported).
   void set_flow_observer(FlowObserver* observer) noexcept;
+  // nullptr (the default) for none. Where another data path translates handed-over flows, the
+  // engine merges what it recorded (activity, each end's numbers, the newest TSval) before it
+  // expires an idle flow, judges an RST or tracks a segment. Must outlive the Engine or be reset.
+  void set_kernel_state(KernelFlowState* state) noexcept;
   // Removed services that still have flows. prune_draining() forgets those whose flows have all
   // ended (a walk over the table: call it every few seconds, not per packet).
   const std::vector<Service>& draining_services() const noexcept;

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "syngate/packet.hpp"
+#include "syngate/spec/flow_spec.h"
 #include "syngate/syn_decision.hpp"
 
 namespace syngate {
@@ -43,6 +44,20 @@ struct RestoreReport {
   }
 };
 
+// An established flow's translation (flow_spec.h), as another data path (the tc programs) needs
+// it to carry the flow on with exactly the engine's numbers.
+struct FlowTranslation {
+  uint32_t delta = 0;  // backend ISN - cookie ISN
+  uint32_t tsoff = 0;  // backend TSval - our SYN-ACK TSval (0 without timestamps)
+  sg_flow_shifts shifts{};
+  bool timestamps = false;  // both ends send timestamps: TSval/TSecr are translated
+  friend bool operator==(const FlowTranslation& a, const FlowTranslation& b) noexcept {
+    return a.delta == b.delta && a.tsoff == b.tsoff && a.timestamps == b.timestamps &&
+           a.shifts.client_sends == b.shifts.client_sends && a.shifts.server_reads == b.shifts.server_reads &&
+           a.shifts.server_sends == b.shifts.server_sends && a.shifts.client_reads == b.shifts.client_reads;
+  }
+};
+
 // Told when a flow enters and leaves the table: e.g. the XDP fast path keeps its flow map in
 // step this way. Must not call back into the table or its engine.
 class FlowObserver {
@@ -50,6 +65,38 @@ class FlowObserver {
   virtual ~FlowObserver() = default;
   virtual void flow_created(const FlowTuple& client_to_server) noexcept = 0;
   virtual void flow_freed(const FlowTuple& client_to_server) noexcept = 0;
+  // The backend's SYN-ACK completed the flow's handshake and its translation needs nothing only
+  // the engine can do: another data path may translate it from now on. Called synchronously
+  // before the engine emits the ACK that completes the backend's handshake, so the backend cannot
+  // send a segment the other path has not heard of. Not called for a flow whose client was
+  // promised timestamps its backend lacks (the engine adds them to every segment). Also called
+  // by set_flow_observer for established flows already in the table. flow_freed ends it.
+  virtual void flow_established(const FlowTuple& /*client_to_server*/, const FlowTranslation& /*t*/) noexcept {}
+};
+
+// What another data path (the tc programs) recorded of a handed-over flow since the hand-over, one
+// direction: the engine merges it in before it judges an RST, tracks a segment or expires an idle
+// flow, as it no longer sees every segment.
+struct KernelRecord {
+  bool has_record = false;  // sender_next, acked, window_bytes hold something
+  bool has_tsval = false;   // newest_tsval holds something
+  uint64_t last_ns = 0;     // timer clock (CLOCK_MONOTONIC) of the latest segment translated; 0: none
+  uint32_t sender_next = 0;  // highest seq + length sent (client space / backend space, as sent)
+  uint32_t acked = 0;        // highest ack sent, in the space of the receiver it goes to
+  uint32_t window_bytes = 0;
+  uint32_t newest_tsval = 0;  // as the sender sent it
+};
+struct KernelFlowView {
+  KernelRecord to_server;  // the client's segments
+  KernelRecord to_client;  // the server's
+};
+// Reads that record; implemented by the daemon over the tc flow map (a system call each, so the
+// engine asks only when it needs it: expiry, RST, a segment that reached it anyway).
+class KernelFlowState {
+ public:
+  virtual ~KernelFlowState() = default;
+  // False when it holds nothing for the flow (never handed over, or the entry is gone).
+  virtual bool read(const FlowTuple& client_to_server, KernelFlowView& out) noexcept = 0;
 };
 
 namespace flows {
@@ -239,6 +286,7 @@ class FlowTable {
   const List& list(uint8_t id) const noexcept { return lists[id]; }
 
   void set_observer(FlowObserver* o) noexcept { observer = o; }
+  FlowObserver* flow_observer() const noexcept { return observer; }
   const FlowTableCounters& counters() const noexcept { return count_; }
   const FlowTableConfig& config() const noexcept { return cfg; }
   size_t memory_bytes() const noexcept;

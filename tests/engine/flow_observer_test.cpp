@@ -102,5 +102,231 @@ TEST_F(FlowObserverTest, EveryFlowFreedIsOneThatWasCreatedUnderTableChurn) {
   EXPECT_EQ(rec.created - rec.freed, static_cast<int>(counters().flows_active));
 }
 
+// ---- hand-over of established flows (the tc path) -------------------------------------------
+
+// Records each hand-over with what the sink held at that moment: the ordering the tc path relies
+// on is that the entry exists before the backend can send (it needs our ACK first).
+struct HandOvers : FlowObserver {
+  const RecordingSink* sink = nullptr;
+  struct Call {
+    FlowTuple key;
+    FlowTranslation t;
+    size_t emitted_before;
+  };
+  std::vector<Call> calls;
+  void flow_created(const FlowTuple&) noexcept override {}
+  void flow_freed(const FlowTuple&) noexcept override {}
+  void flow_established(const FlowTuple& key, const FlowTranslation& t) noexcept override {
+    calls.push_back({key, t, sink ? sink->size() : 0});
+  }
+};
+
+class HandOverTest : public EngineTest {
+ protected:
+  HandOvers rec;
+  void SetUp() override {
+    EngineTest::SetUp();
+    start();
+    rec.sink = &sink;
+    engine->set_flow_observer(&rec);
+  }
+  // The backend's SYN-ACK, fed with the sink as it is; returns what it emitted.
+  std::vector<Seen> answer(Conn& c, std::span<const uint8_t> early = {}) {
+    Seen syn = open_to_backend_syn(c, early);
+    EXPECT_EQ(sink.size(), 0u);
+    const uint32_t tsecr = syn.pkt.options().has_timestamps ? syn.pkt.options().tsval : 0;
+    feed(c.backend_synack(tsecr));
+    std::vector<Seen> out;
+    for (auto& p : sink.packets) out.emplace_back(p);
+    sink.clear();
+    c.client_next = c.client_isn + 1 + static_cast<uint32_t>(early.size());
+    c.backend_next = c.backend_isn + 1;
+    return out;
+  }
+  // A backend data segment as the engine translates it for the client.
+  Seen server_segment_through_engine(Conn& c, uint32_t tsval, uint16_t window) {
+    TcpOptions o;
+    if (c.backend_synack_opts.has_timestamps && c.client_has_ts()) {
+      o.has_timestamps = true;
+      o.tsval = tsval;
+      o.tsecr = 1001;
+    }
+    const Bytes data(100, 0x61);
+    SegmentSpec s{.tuple = c.c2s.reversed(), .seq = c.backend_next, .ack = c.client_next,
+                  .flags = tcp_flag::ACK | tcp_flag::PSH, .window = window, .options = o, .payload = data};
+    Bytes b = make(s);
+    EXPECT_EQ(feed(b).verdict, Verdict::Accept);
+    return Seen(b);
+  }
+};
+
+TEST_F(HandOverTest, BeforeTheAckThatLetsTheBackendSendWithTheEnginesNumbers) {
+  Conn c = Conn::v4();
+  const Bytes early(30, 0x42);
+  const std::vector<Seen> out = answer(c, early);
+  ASSERT_EQ(rec.calls.size(), 1u);
+  const HandOvers::Call& call = rec.calls[0];
+  EXPECT_EQ(call.key, c.c2s);
+  EXPECT_EQ(call.emitted_before, 0u) << "the hand-over must precede every packet of that step";
+  ASSERT_GE(out.size(), 1u);
+  EXPECT_EQ(out[0].pkt.tuple(), c.c2s) << "the step's first packet is the backend's ACK";
+  EXPECT_EQ(out[0].pkt.payload_len(), early.size());
+  EXPECT_EQ(call.t.delta, c.backend_isn - c.cookie_isn);
+  EXPECT_TRUE(call.t.timestamps);
+  EXPECT_EQ(call.t.tsoff, c.backend_ts - c.synack_tsval);
+  EXPECT_EQ(call.t.shifts.client_sends, 7);
+  EXPECT_EQ(call.t.shifts.server_reads, 7);
+  EXPECT_EQ(call.t.shifts.server_sends, 7);
+  EXPECT_EQ(call.t.shifts.client_reads, cfg.announced_wscale);
+
+  // What the other path would compute from these numbers is what the engine sends.
+  const uint32_t backend_seq = c.backend_next;
+  const Seen seg = server_segment_through_engine(c, 50000300, 1000);
+  EXPECT_EQ(seg.pkt.seq(), sg_seq_to_client(backend_seq, call.t.delta));
+  EXPECT_EQ(seg.pkt.options().tsval, sg_tsval_to_client(50000300, call.t.tsoff));
+  EXPECT_EQ(seg.pkt.window(), sg_window_rescale(1000, call.t.shifts.server_sends, call.t.shifts.client_reads));
+}
+
+TEST_F(HandOverTest, ScaleMismatchAndIPv6CarryTheirOwnShifts) {
+  Conn c = Conn::v6();
+  c.backend_synack_opts.wscale = 14;
+  answer(c);
+  ASSERT_EQ(rec.calls.size(), 1u);
+  EXPECT_EQ(rec.calls[0].key, c.c2s);
+  EXPECT_EQ(rec.calls[0].t.shifts.server_sends, 14);
+  EXPECT_EQ(rec.calls[0].t.shifts.client_reads, cfg.announced_wscale);
+  const Seen seg = server_segment_through_engine(c, 50000400, 3);
+  EXPECT_EQ(seg.pkt.window(), sg_window_rescale(3, 14, cfg.announced_wscale));
+}
+
+TEST_F(HandOverTest, ClientWithoutTimestampsIsHandedOverUnscaled) {
+  Conn c = Conn::v4();
+  c.client_syn_opts.has_timestamps = false;  // then no window scale or SACK either (answer_syn)
+  c.backend_synack_opts.has_timestamps = false;
+  c.backend_synack_opts.has_wscale = false;
+  answer(c);
+  ASSERT_EQ(rec.calls.size(), 1u);
+  EXPECT_FALSE(rec.calls[0].t.timestamps);
+  EXPECT_EQ(rec.calls[0].t.tsoff, 0u);
+  EXPECT_EQ(rec.calls[0].t.shifts.client_sends, 0);
+  EXPECT_EQ(rec.calls[0].t.shifts.client_reads, 0);
+  EXPECT_EQ(rec.calls[0].t.delta, c.backend_isn - c.cookie_isn);
+}
+
+TEST_F(HandOverTest, NotWhenTheEngineSuppliesTimestampsTheBackendLacks) {
+  Conn c = Conn::v4();
+  c.backend_synack_opts.has_timestamps = false;
+  const std::vector<Seen> out = answer(c);
+  EXPECT_FALSE(out.empty()) << "the flow is established all the same";
+  EXPECT_EQ(counters().established, 1u);
+  EXPECT_TRUE(rec.calls.empty()) << "every segment to this client grows: only the engine can do that";
+}
+
+TEST_F(HandOverTest, ARetransmittedSynAckIsNoSecondHandOver) {
+  Conn c = Conn::v4();
+  Seen syn = open_to_backend_syn(c);
+  feed(c.backend_synack(syn.pkt.options().tsval));
+  feed(c.backend_synack(syn.pkt.options().tsval));
+  EXPECT_EQ(rec.calls.size(), 1u);
+}
+
+TEST_F(HandOverTest, NothingBeforeTheBackendAnswersNorForForgedSynAcks) {
+  Conn c = Conn::v4();
+  open_to_backend_syn(c);
+  EXPECT_TRUE(rec.calls.empty());
+  Bytes wrong = c.backend_synack(0);
+  TcpPacket p = parse_tcp_packet(wrong).packet;
+  p.set_ack(p.ack() + 1);
+  p.recompute_checksum();
+  feed(wrong);
+  EXPECT_TRUE(rec.calls.empty());
+}
+
+TEST_F(HandOverTest, AnObserverSetLaterHearsOfEstablishedFlowsOnly) {
+  engine->set_flow_observer(nullptr);
+  Conn a = Conn::v4(40021);
+  establish(a);
+  Conn b = Conn::v4(40022);
+  open_to_backend_syn(b);
+  Conn s = Conn::v4(40023);
+  s.backend_synack_opts.has_timestamps = false;
+  establish(s);
+  HandOvers late;
+  engine->set_flow_observer(&late);
+  ASSERT_EQ(late.calls.size(), 1u);
+  EXPECT_EQ(late.calls[0].key, a.c2s);
+  EXPECT_EQ(late.calls[0].t.delta, a.backend_isn - a.cookie_isn);
+  engine->set_flow_observer(&rec);
+}
+
+// ---- merging what the kernel path recorded -------------------------------------------------
+
+struct FakeKernel : KernelFlowState {
+  bool has = false;
+  KernelFlowView view;
+  int reads = 0;
+  bool read(const FlowTuple&, KernelFlowView& out) noexcept override {
+    ++reads;
+    if (has) out = view;
+    return has;
+  }
+};
+
+class KernelMergeTest : public EngineTest {
+ protected:
+  FakeKernel kernel;
+  void SetUp() override {
+    EngineTest::SetUp();
+    cfg.established_idle_s = 10;
+    start();
+    engine->set_kernel_state(&kernel);
+  }
+};
+
+TEST_F(KernelMergeTest, AFlowBusyInTheKernelIsNotExpiredAsIdle) {
+  Conn c = Conn::v4();
+  establish(c);
+  kernel.has = true;
+  for (int s = 0; s < 60; ++s) {
+    now += kSecond;
+    kernel.view.to_client.last_ns = now;  // the kernel translated a segment this second
+    engine->advance(now, sink);
+  }
+  EXPECT_EQ(counters().flows_active, 1u) << "60 s of kernel-only traffic, idle timeout 10 s";
+  EXPECT_GT(kernel.reads, 0);
+  for (int s = 0; s < 25; ++s) {
+    now += kSecond;
+    engine->advance(now, sink);
+  }
+  EXPECT_EQ(counters().flows_active, 0u) << "idle in both paths: expired";
+}
+
+TEST_F(KernelMergeTest, AnExactRstAfterKernelTrafficIsBelieved) {
+  Conn c = Conn::v4();
+  establish(c);
+  // The server sent 10 MB through the kernel path; the client acknowledged it all.
+  const uint32_t sent = 10u << 20;
+  kernel.has = true;
+  kernel.view.to_client = {.has_record = true, .last_ns = now, .sender_next = c.backend_isn + 1 + sent,
+                           .acked = c.client_isn + 1, .window_bytes = 65535u << 7};
+  kernel.view.to_server = {.has_record = true, .last_ns = now, .sender_next = c.client_isn + 1,
+                           .acked = c.backend_isn + 1 + sent, .window_bytes = 65535u << 7};
+  SegmentSpec rst{.tuple = c.c2s.reversed(), .seq = c.backend_isn + 1 + sent, .ack = c.client_isn + 1,
+                  .flags = tcp_flag::RST | tcp_flag::ACK, .window = 0};
+  const Decision d = feed(make(rst));
+  EXPECT_EQ(d.verdict, Verdict::Accept) << "the server's own RST, at what it sent through the kernel";
+  EXPECT_EQ(counters().drop(DropReason::RstOutOfWindow), 0u);
+}
+
+TEST_F(KernelMergeTest, WithoutTheKernelsRecordThatRstWouldBeTakenForABlindGuess) {
+  Conn c = Conn::v4();
+  establish(c);
+  const uint32_t sent = 10u << 20;
+  SegmentSpec rst{.tuple = c.c2s.reversed(), .seq = c.backend_isn + 1 + sent, .ack = c.client_isn + 1,
+                  .flags = tcp_flag::RST | tcp_flag::ACK, .window = 0};
+  EXPECT_EQ(feed(make(rst)).verdict, Verdict::Drop);
+  EXPECT_EQ(counters().drop(DropReason::RstOutOfWindow), 1u);
+}
+
 }  // namespace
 }  // namespace syngate::test

@@ -219,6 +219,18 @@ TEST(Config, EnumsAndChain) {
   EXPECT_EQ(error_of(with_gateway("chain = \"BAD CHAIN\"")).key(), "gateway.chain");
 }
 
+TEST(Config, KernelPathIsAutoUnlessTurnedOffAndNeedsARestart) {
+  const GatewayConfig a = parse_config(kMinimal, "t");
+  EXPECT_EQ(a.kernel_path, syngate::gw::KernelPath::Auto);
+  EXPECT_TRUE(a.kernel_path_on());
+  const GatewayConfig off = parse_config(with_gateway("kernel_path = \"off\""), "t");
+  EXPECT_FALSE(off.kernel_path_on());
+  EXPECT_EQ(error_of(with_gateway("kernel_path = \"on\"")).key(), "gateway.kernel_path");
+  const auto changes = non_reloadable_changes(parse_config(with_gateway(""), "t"), off);
+  ASSERT_EQ(changes.size(), 1u);
+  EXPECT_EQ(changes[0], "gateway.kernel_path");
+}
+
 TEST(Config, RotationFasterThanTwoTicksIsRefused) {
   EXPECT_EQ(error_of(with_gateway("secret_rotation_s = 60")).key(), "gateway.secret_rotation_s");
   EXPECT_EQ(parse_config(with_gateway("secret_rotation_s = 3600"), "t").secret_rotation_s, 3600u);

@@ -163,7 +163,13 @@ socket.socket(socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET, socket.
 }
 
 # Kills what the test started and deletes its namespaces (the lab can then come up again, fresh).
-lab_reset() { netns_reset; }
+lab_reset() {
+  # The kernel path's pins of the gateway's namespace (named by its inode), where a kill -9 left
+  # them (only where the daemon saw a bpffs at /sys/fs/bpf)
+  local pins
+  if pins=$(tc_pin_dir 2>/dev/null); then rm -rf "$pins"; rmdir /sys/fs/bpf/syngate 2>/dev/null || true; fi
+  netns_reset
+}
 
 # At exit, after the kit's teardown (netns_on_exit): the daemon's log on failure, then the files.
 lab_down() {
@@ -277,6 +283,7 @@ write_config() {
 secret_file = "$LAB_DIR/secrets"
 state_dir = "$LAB_DIR/state"
 stats_interval_s = 0
+kernel_path = "${KERNEL_PATH:-auto}"
 ${1:-}
 
 [engine]
@@ -333,6 +340,13 @@ start_syngate() {
 # config file's name: syngate), as gateway/flow_state.hpp lays it out.
 state_instance_dir() {
   echo "$LAB_DIR/state/${1:-syngate}.netns-$(in_ns "$NS_GW" stat -Lc %i /proc/self/ns/net)"
+}
+
+# Where the gateway's kernel path pins its flow map (gateway/tc_program.cpp, pin_dir).
+tc_pin_dir() {
+  local inode
+  inode=$(in_ns "$NS_GW" stat -Lc %i /proc/self/ns/net) || return 1
+  echo "/sys/fs/bpf/syngate/${1:-syngate}.netns-$inode"
 }
 
 metrics() { in_ns "$NS_GW" curl -s --max-time 2 http://127.0.0.1:9470/metrics; }

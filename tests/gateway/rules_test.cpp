@@ -27,7 +27,7 @@ TEST(Rules, QueueTargets) {
 }
 
 TEST(Rules, MangleChainQueuesSynsApartFromFlows) {
-  auto rules = chain_rules(config("flow_queues = 2"), false, "mangle");
+  auto rules = chain_rules(config("flow_queues = 2\nkernel_path = \"off\""), false, "mangle");
   ASSERT_EQ(rules.size(), 7u);  // and two for ICMP errors (below)
   EXPECT_EQ(join(rules[0]), "-m mark --mark 0x5347 -j RETURN");
   EXPECT_EQ(join(rules[1]), "-d 10.10.3.2/32 -p tcp -f -j NFQUEUE --queue-num 0");
@@ -68,9 +68,26 @@ TEST(Rules, ADrainingServiceKeepsItsFlowRulesButNotItsSynRule) {
 
 TEST(Rules, FailOpenAddsBypassEverywhere) {
   auto rules = chain_rules(config("fail_open = true"), false, "mangle");
-  for (size_t i = 1; i < rules.size(); ++i) EXPECT_EQ(rules[i].back(), "--queue-bypass");
+  for (size_t i = 2; i < rules.size(); ++i) EXPECT_EQ(rules[i].back(), "--queue-bypass");
   auto closed = chain_rules(config(), false, "mangle");
   for (const auto& r : closed) EXPECT_NE(r.back(), "--queue-bypass");
+}
+
+// The kernel path (tc programs) marks what it translated with one bit: the chain lets it pass
+// before any queue rule, matched with a mask so an operator's own mark bits change nothing.
+TEST(Rules, TranslatedBitSkipsTheQueuesWhenTheKernelPathIsOn) {
+  for (bool v6 : {false, true}) {
+    const std::string services = v6 ? "[[service]]\naddress = \"2001:db8::1\"\nport = 80\n"
+                                    : "[[service]]\naddress = \"10.10.3.2\"\nport = 80\n";
+    auto on = chain_rules(config("", services), v6, "mangle");
+    ASSERT_GE(on.size(), 3u);
+    EXPECT_EQ(join(on[0]), "-m mark --mark 0x5347 -j RETURN");
+    EXPECT_EQ(join(on[1]), "-m mark --mark 0x40000000/0x40000000 -j RETURN");
+    auto off = chain_rules(config("kernel_path = \"off\"", services), v6, "mangle");
+    EXPECT_EQ(off.size() + 1, on.size());
+    for (const auto& r : off) EXPECT_EQ(std::find(r.begin(), r.end(), "0x40000000/0x40000000"), r.end());
+    EXPECT_EQ(chain_rules(config("", services), v6, "raw"), chain_rules(config("kernel_path = \"off\"", services), v6, "raw"));
+  }
 }
 
 TEST(Rules, RawChainUntracksBothDirections) {

@@ -74,14 +74,16 @@ class ScriptedQueue final : public PacketQueue {
         p.data = s.bytes;
         p.original_length = static_cast<uint32_t>(s.bytes.size());
         p.truncated = s.truncated;
+        p.mark = queued_mark;
         current_.push_back(p);
       }
     }
     return current_;
   }
   void verdict(uint32_t id, bool accept) override { held_verdicts_.push_back({accept ? K::Accept : K::Drop, id, {}}); }
-  void verdict_modified(uint32_t id, std::span<const uint8_t> bytes) override {
+  void verdict_modified(uint32_t id, std::span<const uint8_t> bytes, std::optional<uint32_t> mark) override {
     held_verdicts_.push_back({K::Modified, id, Bytes(bytes.begin(), bytes.end())});
+    marks.push_back(mark);
   }
   void verdict_to_queue(uint32_t id, uint16_t queue) override {
     held_verdicts_.push_back({K::NextQueue, id, {}, queue});
@@ -91,6 +93,8 @@ class ScriptedQueue final : public PacketQueue {
     held_verdicts_.clear();
   }
   size_t unflushed() const { return held_verdicts_.size(); }
+  std::vector<std::optional<uint32_t>> marks;  // of each modified verdict
+  uint32_t queued_mark = 0;                    // skb->mark of every packet received
 
  private:
   Wire& wire_;
@@ -362,6 +366,41 @@ TEST_F(FlowWorkerTest, TranslatedPacketsLeaveAsModifiedVerdictsWithTheNewBytes) 
   w.publish();  // the turns ran at one instant: the snapshot was published before them
   EXPECT_EQ(w.snapshot().intake.verdict_modified, 1u);
   EXPECT_EQ(w.snapshot().engine.translated, 1u);
+}
+
+// With the kernel path on, what the engine rewrote carries the translated bit on top of the
+// packet's own mark (an operator's bits kept), so that neither the queue rules nor tc egress take
+// it again; without it the verdict leaves the mark alone.
+TEST_F(FlowWorkerTest, RewrittenPacketsCarryTheVerdictMarkBitOnTopOfTheirOwn) {
+  for (const uint32_t bits : {0u, 0x40000000u}) {
+    Wire w_wire;
+    ScriptedQueue q{w_wire};
+    CapturingSender snd{w_wire};
+    WorkerSetup s = setup();
+    s.verdict_mark_bits = bits;
+    FlowWorker w(s, q, snd, secrets, policy, clock);
+    Conn c = Conn::v4();
+    learn_cookie(c);
+    q.add_batch({{c.third_ack()}});
+    w.turn(false);
+    Seen backend_syn(w_wire.emitted().at(0));
+    q.add_batch({{c.backend_synack(backend_syn.pkt.options().tsval)}});
+    w.turn(false);
+    q.queued_mark = 0x5;  // an operator's MARK
+    SegmentSpec d{.tuple = c.c2s.reversed(), .seq = c.backend_isn + 1, .ack = c.client_isn + 1,
+                  .flags = tcp_flag::ACK, .window = c.backend_window};
+    d.options.has_timestamps = true;
+    d.options.tsval = c.backend_ts + 1;
+    d.options.tsecr = 1001;
+    q.add_batch({{test::make(d)}});
+    w.turn(false);
+    ASSERT_EQ(q.marks.size(), 1u);
+    if (bits == 0) {
+      EXPECT_FALSE(q.marks[0].has_value());
+    } else {
+      EXPECT_EQ(q.marks[0], std::optional<uint32_t>(0x40000005u));
+    }
+  }
 }
 
 // The rules queue ICMP errors to the first flow queue, whatever worker owns the flow: a worker

@@ -270,6 +270,27 @@ TEST(StatusReport, XdpSeriesShownWhenPresent) {
   EXPECT_EQ(status_to_json(r)["xdp"].size(), 2u);
 }
 
+TEST(StatusReport, SegmentsTranslatedInTheKernelAndInTheEngine) {
+  const std::string tc0 = "syngate_tc_packets_total{outcome=\"translated\"} 1000\n"
+                          "syngate_tc_packets_total{outcome=\"punted\"} 7\nsyngate_translated_total{worker=\"1\"} 10\n";
+  const std::string tc1 = "syngate_tc_packets_total{outcome=\"translated\"} 4000\n"
+                          "syngate_tc_packets_total{outcome=\"punted\"} 9\nsyngate_translated_total{worker=\"1\"} 13\n";
+  const StatusReport r = build_status(scrape_of(daemon_text(1, 0, 0, 1, tc0), 0),
+                                      scrape_of(daemon_text(2, 0, 0, 1, tc1), 3), 0, 10, "x");
+  ASSERT_TRUE(r.translated_kernel);
+  EXPECT_DOUBLE_EQ(r.translated_kernel->total, 4000);
+  EXPECT_DOUBLE_EQ(r.translated_kernel->rate, 1000);
+  EXPECT_DOUBLE_EQ(r.translated_engine.total, 13);
+  EXPECT_DOUBLE_EQ(r.translated_engine.rate, 1);
+  const std::string text = render_status_text(r);
+  EXPECT_NE(text.find("segments translated: engine 13 (1.00/s), kernel 4000 (1000/s)"), std::string::npos) << text;
+  EXPECT_EQ(status_to_json(r)["translated"]["kernel"]["total"], 4000);
+  const StatusReport off = build_status(scrape_of(daemon_text(1, 0, 0, 1, ""), 0),
+                                        scrape_of(daemon_text(2, 0, 0, 1, ""), 3), 0, 10, "x");
+  EXPECT_FALSE(off.translated_kernel);
+  EXPECT_TRUE(status_to_json(off)["translated"]["kernel"].is_null());
+}
+
 TEST(StatusReport, RefusesTextWithoutSyngateMetrics) {
   const Scrape other = scrape_of("node_load1 0.5\ngo_goroutines 12\n", 1);
   EXPECT_THROW(build_status(other, other, 0, 0, "x"), std::runtime_error);

@@ -1,0 +1,441 @@
+// The tc programs' control plane. Built with or without the program: without it (no BPF tools at
+// build time, or a tree without bpf/syngate_tc.bpf.c) Program's constructor refuses with the
+// reason and the daemon runs with every segment through NFQUEUE.
+#include "tc_program.hpp"
+
+#include <arpa/inet.h>
+#include <net/if.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <mutex>
+#include <sstream>
+#include <stdexcept>
+
+#include <spdlog/spdlog.h>
+
+#include "bpf_util.hpp"
+#include "flow_state.hpp"
+#include "interfaces.hpp"
+
+#ifdef SYNGATE_HAVE_TC
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <linux/pkt_cls.h>
+
+#include "syngate_tc.skel.h"
+#endif
+
+namespace syngate::tc {
+
+std::string pin_dir(const std::string& instance) {
+  // Named as the instance's state directory is (flow_state.hpp): instances in other network
+  // namespaces never share a map.
+  std::string dir = "/sys/fs/bpf/syngate/" + instance;
+  try {
+    dir += ".netns-" + std::to_string(gw::this_instance(instance).netns_inode);
+  } catch (const std::exception&) {
+  }
+  return dir;
+}
+
+sg_tc_flow_key flow_key(const FlowTuple& t) {
+  sg_tc_flow_key k{};
+  std::memcpy(k.src, t.src.bytes.data(), 16);
+  std::memcpy(k.dst, t.dst.bytes.data(), 16);
+  k.sport_be = htons(t.sport);
+  k.dport_be = htons(t.dport);
+  return k;
+}
+
+FlowEntries flow_entries(const FlowTuple& c2s, const FlowTranslation& t, uint32_t generation) {
+  FlowEntries e;
+  const uint8_t options = t.timestamps ? SG_TC_OPT_TIMESTAMPS : 0;
+  e.to_server_key = flow_key(c2s);
+  e.to_server.delta = t.delta;
+  e.to_server.tsoff = t.tsoff;
+  e.to_server.direction = SG_TC_TO_SERVER;
+  e.to_server.window_from = t.shifts.client_sends;
+  e.to_server.window_to = t.shifts.server_reads;
+  e.to_server.options = options;
+  e.to_server.generation = generation;
+  e.to_client_key = flow_key(c2s.reversed());
+  e.to_client = e.to_server;
+  e.to_client.direction = SG_TC_TO_CLIENT;
+  e.to_client.window_from = t.shifts.server_sends;
+  e.to_client.window_to = t.shifts.client_reads;
+  return e;
+}
+
+KernelRecord kernel_record(const sg_tc_flow& e) noexcept {
+  KernelRecord r;
+  r.has_record = (e.seen & SG_TC_SEEN_RECORD) != 0;
+  r.has_tsval = (e.seen & SG_TC_SEEN_TSVAL) != 0;
+  r.last_ns = e.last_ns;
+  r.sender_next = e.sender_next;
+  r.acked = e.acked;
+  r.window_bytes = e.window_bytes;
+  r.newest_tsval = e.newest_tsval;
+  return r;
+}
+
+namespace {
+
+// mkdir -p for the pin directory (bpffs allows directories).
+[[maybe_unused]] bool make_dirs(const std::string& path) {
+  for (size_t pos = path.find('/', 1);; pos = path.find('/', pos + 1)) {
+    const std::string part = path.substr(0, pos);
+    if (mkdir(part.c_str(), 0700) != 0 && errno != EEXIST) return false;
+    if (pos == std::string::npos) return true;
+  }
+}
+
+constexpr const char* kFlowsPin = "/sg_tc_flows";
+
+void remove_pins(const std::string& dir) noexcept {
+  if (dir.empty()) return;
+  unlink((dir + kFlowsPin).c_str());
+  rmdir(dir.c_str());
+}
+
+}  // namespace
+
+#ifdef SYNGATE_HAVE_TC
+
+bool available() noexcept { return true; }
+
+struct Program::Impl {
+  syngate_tc* skel = nullptr;
+  mutable std::mutex mutex;
+  std::vector<std::pair<int, bool>> attached;  // ifindex, egress too
+  int flows_fd() const { return bpf_map__fd(skel->maps.sg_tc_flows); }
+};
+
+namespace {
+
+bpf_tc_hook hook_of(int ifindex, bpf_tc_attach_point point) {
+  bpf_tc_hook h{};
+  h.sz = sizeof h;
+  h.ifindex = ifindex;
+  h.attach_point = point;
+  return h;
+}
+
+int detach_one(int ifindex, bpf_tc_attach_point point) {
+  bpf_tc_hook h = hook_of(ifindex, point);
+  bpf_tc_opts o{};
+  o.sz = sizeof o;
+  o.handle = kFilterHandle;
+  o.priority = kFilterPriority;
+  return bpf_tc_detach(&h, &o);
+}
+
+int attach_one(int ifindex, bpf_tc_attach_point point, int prog_fd) {
+  bpf_tc_hook h = hook_of(ifindex, point);
+  int created = 0;
+  {
+    bpf::LibbpfLog quiet;  // "exclusivity flag on" when clsact exists already: expected, not news
+    created = bpf_tc_hook_create(&h);  // the clsact qdisc, shared with others: never removed
+  }
+  if (created != 0 && created != -EEXIST) return created;
+  bpf_tc_opts o{};
+  o.sz = sizeof o;
+  o.handle = kFilterHandle;
+  o.priority = kFilterPriority;
+  o.prog_fd = prog_fd;
+  o.flags = BPF_TC_F_REPLACE;  // a dead syngate's filter is replaced in place, never doubled
+  return bpf_tc_attach(&h, &o);
+}
+
+syngate_tc* open_and_load(uint32_t max_entries, const std::string& pin, int* err, std::string* log) {
+  bpf::LibbpfLog capture;
+  syngate_tc* skel = syngate_tc__open();
+  *err = skel ? 0 : -errno;
+  if (skel) {
+    bpf_map__set_max_entries(skel->maps.sg_tc_flows, max_entries);
+    if (!pin.empty()) bpf_map__set_pin_path(skel->maps.sg_tc_flows, pin.c_str());
+    *err = syngate_tc__load(skel);
+    if (*err != 0) {
+      syngate_tc__destroy(skel);
+      skel = nullptr;
+    }
+  }
+  *log = capture.text();
+  return skel;
+}
+
+}  // namespace
+
+Program::Program(uint32_t max_flows, const std::string& dir) : impl_(std::make_unique<Impl>()) {
+  const uint32_t entries = std::max<uint32_t>(max_flows, 1024) * 2;
+  std::string pin;
+  if (!dir.empty()) {
+    if (make_dirs(dir)) {
+      pin = dir + kFlowsPin;
+    } else {
+      spdlog::warn("tc: cannot create {} ({}): the flow map is not pinned", dir, std::strerror(errno));
+    }
+  }
+  int err = 0;
+  std::string log;
+  syngate_tc* skel = open_and_load(entries, pin, &err, &log);
+  if (!skel && !pin.empty()) {
+    // A map pinned by another layout or size cannot be reused: its flows are handed over again
+    // from the flow tables anyway.
+    spdlog::info("tc: the pinned flow map {} cannot be reused ({}); replacing it", pin, bpf::errno_text(err));
+    unlink(pin.c_str());
+    skel = open_and_load(entries, pin, &err, &log);
+  }
+  if (!skel) throw std::runtime_error(bpf::load_failure("tc programs", err, log));
+  impl_->skel = skel;
+}
+
+Program::~Program() {
+  if (impl_->skel) syngate_tc__destroy(impl_->skel);
+}
+
+bool Program::attach(int ifindex, bool egress, std::string* why) {
+  std::lock_guard lock(impl_->mutex);
+  int err = attach_one(ifindex, BPF_TC_INGRESS, bpf_program__fd(impl_->skel->progs.sg_tc_ingress));
+  if (err == 0 && egress) {
+    err = attach_one(ifindex, BPF_TC_EGRESS, bpf_program__fd(impl_->skel->progs.sg_tc_egress));
+    if (err != 0) detach_one(ifindex, BPF_TC_INGRESS);
+  }
+  if (err != 0) {
+    if (why) *why = bpf::errno_text(err);
+    return false;
+  }
+  impl_->attached.emplace_back(ifindex, egress);
+  return true;
+}
+
+void Program::detach_all() noexcept {
+  std::lock_guard lock(impl_->mutex);
+  for (const auto& [ifindex, egress] : impl_->attached) {
+    detach_one(ifindex, BPF_TC_INGRESS);
+    if (egress) detach_one(ifindex, BPF_TC_EGRESS);
+  }
+  impl_->attached.clear();
+}
+
+std::vector<int> Program::attached() const {
+  std::lock_guard lock(impl_->mutex);
+  std::vector<int> out;
+  for (const auto& a : impl_->attached) out.push_back(a.first);
+  return out;
+}
+
+bool Program::write_flow(const FlowTuple& c2s, const FlowTranslation& t, uint32_t generation) noexcept {
+  const FlowEntries e = flow_entries(c2s, t, generation);
+  const int fd = impl_->flows_fd();
+  // BPF_ANY: an entry of an earlier flow on the tuple (a restart's, or one whose free was lost) is
+  // replaced whole, kernel-kept fields included.
+  if (bpf_map_update_elem(fd, &e.to_client_key, &e.to_client, BPF_ANY) != 0) return false;
+  if (bpf_map_update_elem(fd, &e.to_server_key, &e.to_server, BPF_ANY) != 0) {
+    bpf_map_delete_elem(fd, &e.to_client_key);
+    return false;
+  }
+  return true;
+}
+
+bool Program::read_flow(const FlowTuple& c2s, sg_tc_flow& to_server, sg_tc_flow& to_client) const noexcept {
+  const int fd = impl_->flows_fd();
+  const sg_tc_flow_key a = flow_key(c2s);
+  const sg_tc_flow_key b = flow_key(c2s.reversed());
+  return bpf_map_lookup_elem(fd, &a, &to_server) == 0 && bpf_map_lookup_elem(fd, &b, &to_client) == 0;
+}
+
+void Program::delete_flow(const FlowTuple& c2s) noexcept {
+  const int fd = impl_->flows_fd();
+  const sg_tc_flow_key a = flow_key(c2s);
+  const sg_tc_flow_key b = flow_key(c2s.reversed());
+  bpf_map_delete_elem(fd, &a);
+  bpf_map_delete_elem(fd, &b);
+}
+
+uint64_t Program::clear_flows() noexcept {
+  const int fd = impl_->flows_fd();
+  uint64_t n = 0;
+  sg_tc_flow_key key{};
+  // Always restart from the first key: deleting the current one would lose the iteration's place.
+  while (bpf_map_get_next_key(fd, nullptr, &key) == 0) {
+    if (bpf_map_delete_elem(fd, &key) != 0) break;
+    ++n;
+  }
+  return n;
+}
+
+uint64_t Program::flow_entries_count() const noexcept {
+  const int fd = impl_->flows_fd();
+  uint64_t n = 0;
+  sg_tc_flow_key key{}, next{};
+  const void* prev = nullptr;
+  while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+    ++n;
+    key = next;
+    prev = &key;
+  }
+  return n;
+}
+
+Counters Program::counters() const {
+  Counters out{};
+  const std::vector<uint64_t> sums = bpf::per_cpu_sums(bpf_map__fd(impl_->skel->maps.sg_tc_counters), out.size());
+  std::copy_n(sums.begin(), std::min(sums.size(), out.size()), out.begin());
+  return out;
+}
+
+std::vector<std::string> remove_everywhere(const std::string& dir) noexcept {
+  std::vector<std::string> removed;
+  struct if_nameindex* list = if_nameindex();
+  for (struct if_nameindex* i = list; list && i->if_index != 0; ++i) {
+    const int index = static_cast<int>(i->if_index);
+    if (detach_one(index, BPF_TC_INGRESS) == 0) removed.push_back(std::string(i->if_name) + " ingress");
+    if (detach_one(index, BPF_TC_EGRESS) == 0) removed.push_back(std::string(i->if_name) + " egress");
+  }
+  if (list) if_freenameindex(list);
+  if (!dir.empty() && access((dir + kFlowsPin).c_str(), F_OK) == 0) removed.push_back(dir + kFlowsPin);
+  remove_pins(dir);
+  return removed;
+}
+
+#else  // !SYNGATE_HAVE_TC
+
+bool available() noexcept { return false; }
+
+struct Program::Impl {};
+
+Program::Program(uint32_t, const std::string&) {
+  throw std::runtime_error("this build has no tc programs (built without the BPF tools or bpf/syngate_tc.bpf.c)");
+}
+Program::~Program() = default;
+bool Program::attach(int, bool, std::string* why) {
+  if (why) *why = "no tc programs in this build";
+  return false;
+}
+void Program::detach_all() noexcept {}
+std::vector<int> Program::attached() const { return {}; }
+bool Program::write_flow(const FlowTuple&, const FlowTranslation&, uint32_t) noexcept { return false; }
+void Program::delete_flow(const FlowTuple&) noexcept {}
+bool Program::read_flow(const FlowTuple&, sg_tc_flow&, sg_tc_flow&) const noexcept { return false; }
+uint64_t Program::clear_flows() noexcept { return 0; }
+uint64_t Program::flow_entries_count() const noexcept { return 0; }
+Counters Program::counters() const { return {}; }
+std::vector<std::string> remove_everywhere(const std::string& dir) noexcept {
+  remove_pins(dir);
+  return {};
+}
+
+#endif
+
+// ---- KernelPath -------------------------------------------------------------------------------
+
+std::unique_ptr<KernelPath> KernelPath::start(const gw::GatewayConfig& config, uint32_t max_flows) {
+  const std::string pins = pin_dir(config.instance);
+  if (!config.kernel_path_on()) {
+    // A kernel path a dead syngate left must not keep translating with its old offsets.
+    for (const std::string& r : remove_everywhere(pins)) spdlog::info("tc: removed {} left by an earlier run", r);
+    spdlog::info("tc: kernel path off by configuration; every segment of a proxied flow crosses NFQUEUE");
+    return nullptr;
+  }
+  std::unique_ptr<Program> program;
+  try {
+    program = std::make_unique<Program>(max_flows, pins);
+  } catch (const std::exception& e) {
+    remove_everywhere(pins);
+    spdlog::warn("tc: kernel path unavailable, every segment crosses NFQUEUE: {}", e.what());
+    return nullptr;
+  }
+  // Entries a dead syngate left (a reused pinned map) may name flows its restore dropped: start
+  // empty; the flow workers hand over every established flow again before they run.
+  if (const uint64_t stale = program->clear_flows(); stale > 0) {
+    spdlog::info("tc: {} flow map entries of an earlier run cleared; established flows are handed over again", stale);
+  }
+  std::vector<Address> addresses;
+  std::vector<Service> services = gw::to_engine_services(config.services);
+  for (const Service& s : services) {
+    if (std::find(addresses.begin(), addresses.end(), s.address) == addresses.end()) addresses.push_back(s.address);
+  }
+  gw::InterfacePlan plan;
+  try {
+    const gw::RoutingFacts facts = gw::read_routing_facts(addresses);
+    plan = config.xdp_interfaces.empty() ? gw::plan_interfaces(facts, config.mode)
+                                         : gw::plan_listed(facts, config.xdp_interfaces);
+  } catch (const std::exception& e) {
+    remove_everywhere(pins);
+    spdlog::warn("tc: cannot read links and routes ({}); kernel path off, every segment crosses NFQUEUE", e.what());
+    return nullptr;
+  }
+  // Egress translates what this host's own services send (host and both modes); a router's
+  // forwarded segments are translated at the ingress of the interface they arrive on.
+  const bool egress = config.mode != gw::Mode::Router;
+  for (const gw::InterfaceChoice& c : plan.interfaces) {
+    std::string why;
+    if (program->attach(c.ifindex, egress, &why)) {
+      spdlog::info("tc: translating established flows on {} (ingress{})", c.name, egress ? " and egress" : "");
+    } else {
+      spdlog::warn("tc: cannot attach to {}: {}", c.name, why);
+    }
+  }
+  if (program->attached().empty()) {
+    program.reset();
+    remove_everywhere(pins);
+    spdlog::warn("tc: attached nowhere; kernel path off, every segment crosses NFQUEUE");
+    return nullptr;
+  }
+  return std::unique_ptr<KernelPath>(new KernelPath(std::move(program), pins));
+}
+
+KernelPath::~KernelPath() = default;
+
+void KernelPath::stop() noexcept {
+  program_->detach_all();
+  remove_pins(pin_dir_);
+}
+
+void KernelPath::flow_established(const FlowTuple& t, const FlowTranslation& x) noexcept {
+  const uint32_t generation = generation_.fetch_add(1, std::memory_order_relaxed) + 1;
+  // A flow the map cannot take stays the engine's: its segments miss and go to NFQUEUE.
+  if (program_->write_flow(t, x, generation)) {
+    handed_over_.fetch_add(1, std::memory_order_relaxed);
+  } else {
+    write_failures_.fetch_add(1, std::memory_order_relaxed);
+  }
+}
+
+void KernelPath::flow_freed(const FlowTuple& t) noexcept { program_->delete_flow(t); }
+
+bool KernelPath::read(const FlowTuple& t, KernelFlowView& out) noexcept {
+  sg_tc_flow to_server{}, to_client{};
+  if (!program_->read_flow(t, to_server, to_client)) return false;
+  out.to_server = kernel_record(to_server);
+  out.to_client = kernel_record(to_client);
+  return true;
+}
+
+std::string KernelPath::render_metrics() const {
+  std::ostringstream out;
+  out << "# HELP syngate_tc_enabled Whether the tc programs translate established flows (the kernel path).\n"
+         "# TYPE syngate_tc_enabled gauge\nsyngate_tc_enabled "
+      << (program_->attached().empty() ? 0 : 1) << "\n";
+  out << "# HELP syngate_tc_packets_total Packets the tc programs saw on flows they know, by outcome (summed "
+         "over CPUs); translated is the segments translated in the kernel.\n"
+         "# TYPE syngate_tc_packets_total counter\n";
+  const Counters c = program_->counters();
+  for (size_t i = 0; i < c.size(); ++i) {
+    out << "syngate_tc_packets_total{outcome=\"" << kCounterNames[i] << "\"} " << c[i] << "\n";
+  }
+  out << "# HELP syngate_tc_flows_handed_over_total Established flows handed to the tc programs.\n"
+         "# TYPE syngate_tc_flows_handed_over_total counter\nsyngate_tc_flows_handed_over_total "
+      << handed_over_.load() << "\n";
+  out << "# HELP syngate_tc_flow_write_failures_total Hand-overs the flow map could not take (the engine "
+         "keeps those flows).\n# TYPE syngate_tc_flow_write_failures_total counter\n"
+         "syngate_tc_flow_write_failures_total "
+      << write_failures_.load() << "\n";
+  return out.str();
+}
+
+}  // namespace syngate::tc
