@@ -136,7 +136,7 @@ static __always_inline int translate(struct __sk_buff* skb, int egress) {
   const void* data = (const void*)(long)skb->data;
   const void* end = (const void*)(long)skb->data_end;
   struct pkt p = {};
-  if (pkt_parse_headers(data, end, &p) != PKT_TCP) return TC_ACT_OK;
+  if (pkt_parse_headers(data, end, skb->len, &p) != PKT_TCP) return TC_ACT_OK;
   if (p.ip_options || !pkt_lengths_ok(&p, skb->len)) return TC_ACT_OK;
   /* From here on the packet is reached through helpers only: forgetting how IPv4 and IPv6 got
    * their offsets lets the verifier treat both families as one path. */

@@ -295,7 +295,7 @@ int syngate_xdp(struct xdp_md* ctx) {
   const void* end = (void*)(long)ctx->data_end;
   struct parsed x = {};
   struct pkt* p = &x.h;
-  switch (pkt_parse_headers(data, end, p)) {
+  switch (pkt_parse_headers(data, end, (__u32)((long)end - (long)data), p)) {
     case PKT_TCP:
       break;
     case PKT_NOT_TCP:

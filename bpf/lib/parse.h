@@ -61,8 +61,11 @@ enum pkt_parse {
   PKT_IPV4_FRAGMENT    /* an IPv4 fragment (IP lengths checked): no TCP fields are set */
 };
 
-/* Ethernet, IP and the fixed TCP header of the frame at [data, end). */
-static __always_inline enum pkt_parse pkt_parse_headers(const void* data, const void* end, struct pkt* p) {
+/* Ethernet, IP and the fixed TCP header of the frame at [data, end), the linear part of a frame
+ * of `frame_len` bytes in all. The IP lengths are judged against the whole frame: a tc program
+ * sees GSO/GRO super-packets whose payload sits in pages past `end` (XDP frames are linear). */
+static __always_inline enum pkt_parse pkt_parse_headers(const void* data, const void* end, __u32 frame_len,
+                                                        struct pkt* p) {
   const __u8* eth = data;
   if ((const void*)(eth + ETH_HLEN_) > end) return PKT_NOT_TCP;
   const __u16 proto = *(const __u16*)(eth + 12);
@@ -74,7 +77,7 @@ static __always_inline enum pkt_parse pkt_parse_headers(const void* data, const 
     /* The core's IPv4 rules. Lengths that do not add up and fragments are the engine's to drop. */
     __u32 ihl = 0;
     if ((ip[0] >> 4) != 4) return PKT_UNHANDLED;
-    const enum sg_parse_error pe = sg_ipv4_header(ip, (__u32)((long)end - (long)ip), &ihl, &p->ip_total);
+    const enum sg_parse_error pe = sg_ipv4_header(ip, frame_len - ETH_HLEN_, &ihl, &p->ip_total);
     if (pe == SG_PE_FRAGMENT) return PKT_IPV4_FRAGMENT;
     if (pe != SG_PE_NONE) return PKT_UNHANDLED;
     if (ihl > 60) return PKT_UNHANDLED; /* never: ihl is 4 bits; tells the verifier */
