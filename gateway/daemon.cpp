@@ -29,6 +29,7 @@
 #include "config.hpp"
 #include "flow_state.hpp"
 #include "iptables_exec.hpp"
+#include "rules.hpp"
 #include "log_format.hpp"
 #include "metrics.hpp"
 #include "metrics_endpoint.hpp"
@@ -96,6 +97,7 @@ struct Daemon {
   std::vector<std::unique_ptr<WorkerThread>> workers;
   std::atomic<uint64_t> reloads{0};
   std::atomic<uint64_t> reload_failures{0};
+  std::atomic<int> rules_in_place{-1};  // at the last check: 1 yes, 0 no, -1 not checked yet
   double start_time = 0;
   std::unique_ptr<xdp::FastPath> xdp;  // null: no fast path (off, unavailable, attached nowhere)
   uint64_t xdp_secrets_generation = 0;
@@ -153,6 +155,7 @@ GatewaySnapshot Daemon::snapshot() {
   s.secrets_generation = secrets.generation.load();
   s.reloads = reloads.load();
   s.reload_failures = reload_failures.load();
+  s.rules_in_place = rules_in_place.load();
   s.start_time_seconds = start_time;
   s.rss_bytes = rss_bytes();
   return s;
@@ -400,6 +403,7 @@ int run_daemon(const std::string& config_path) {
     }
   }
   auto status_time = prev_time;
+  auto last_rules_check = prev_time - std::chrono::seconds(2);
 
   for (;;) {
     if (notifier.enabled()) {
@@ -523,6 +527,28 @@ int run_daemon(const std::string& config_path) {
       }
     }
     auto now = std::chrono::steady_clock::now();
+    // The rules deleted or flushed under a running syngate (a firewall reload, iptables -F):
+    // the services' traffic then bypasses it. Checked every 2 s; said in the log on each change,
+    // and always in the metrics (syngate_rules_in_place) and so in `syngate status`.
+    if (now - last_rules_check >= std::chrono::seconds(2)) {
+      last_rules_check = now;
+      std::vector<std::string> missing;
+      try {
+        const Backend b = choose_backend(cfg.iptables);
+        missing = missing_rules(show_rules(b, cfg.chain), cfg.chain, b.v4, cfg.has_v4(), b.v6, cfg.has_v6());
+      } catch (const std::exception& e) {
+        missing = {e.what()};
+      }
+      const int was = d->rules_in_place.exchange(missing.empty() ? 1 : 0);
+      if (!missing.empty() && was != 0) {
+        std::string what;
+        for (const auto& m : missing) what += (what.empty() ? "" : "; ") + m;
+        spdlog::error("iptables rules missing ({}): the services' traffic bypasses syngate; run `syngate rules up`",
+                      what);
+      } else if (missing.empty() && was == 0) {
+        spdlog::info("iptables rules in place again (chain {})", cfg.chain);
+      }
+    }
     if (cfg.secret_rotation_s != 0 &&
         now - last_rotation >= std::chrono::seconds(cfg.secret_rotation_s)) {
       try {
