@@ -34,7 +34,7 @@ broken() {
   (( $(metric_sum syngate_cookie_secrets_generation) == gen )) || fail "$name: the secrets changed"
   (( $(metric_sum syngate_reloads_total 'result="failed"') == failed + 1 )) || fail "$name: failed reload not counted"
   for i in 1 2 3; do cli_curl http://10.10.3.2/ >/dev/null || fail "$name: request $i after the refused reload failed"; done
-  log "$name: ${line#*reload failed}"
+  log "$name: ${line#*reload failed, keeping the running configuration: }"
   rm -rf "$secrets"
 }
 
