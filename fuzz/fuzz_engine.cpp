@@ -12,7 +12,7 @@
 #include <cstring>
 #include <vector>
 
-#include "../tests/core/icmp_builder.hpp"
+#include "syngate_test/icmp_builder.hpp"
 #include "fuzz_input.hpp"
 #include "syngate/engine.hpp"
 #include "syngate/icmp.hpp"
