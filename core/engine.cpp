@@ -13,6 +13,7 @@
 #include <functional>
 #include <string>
 
+#include "syngate/bytes.hpp"
 #include "syngate/checksum.hpp"
 #include "syngate/flow_table.hpp"
 #include "syngate/spec/flow_spec.h"
@@ -623,10 +624,27 @@ struct Engine::Impl {
   }
 
   // ---- ICMP errors about flows (icmp.hpp) ------------------------------------------------------
+  // Only our own SYN has crossed in SynSent, sent from the client's address, so a router's error
+  // about it comes addressed to the client. The client, handshaken with the cookie, is established
+  // and would take an unreachable as a soft error (or find its quoted sequence number stale), so
+  // it gets what a host in SYN-SENT makes of a hard error: the connection fails now, by a RST,
+  // rather than after every retry. Only errors quoting our SYN's sequence number count.
+  Decision icmp_in_syn_sent(uint32_t i, std::span<const uint8_t> bytes, const IcmpError& e, bool to_client,
+                            PacketSink& sink) {
+    const Flow& f = table.get(i);
+    const bool hard = e.v4 ? (e.type == 3 && e.code != 4) || e.type == 11 : e.type == 1 || e.type == 3;
+    if (!to_client || !hard || load_be32(bytes.data() + e.tcp_offset + 4) != f.client_isn) {
+      return drop(DropReason::IcmpNoFlow);
+    }
+    reset_client(f, sink);
+    table.free_flow(i);
+    return drop(DropReason::BackendUnreachable);
+  }
+
   // A router's error quotes a segment as the gateway passed it on, in the sequence space of the
   // side it went to; the endpoint it is addressed to believes it only in its own. The flow is
   // read, not touched: an error is no sign of life.
-  Decision icmp_message(std::span<uint8_t> bytes, const IcmpError& e) {
+  Decision icmp_message(std::span<uint8_t> bytes, const IcmpError& e, PacketSink& sink) {
     if (e.kind != IcmpKind::TcpError) {
       ++counters.icmp_untouched;
       return {Verdict::Accept, false};
@@ -641,8 +659,8 @@ struct Engine::Impl {
       ++counters.icmp_passed_on;
       return {Verdict::NextQueue, false};
     }
+    if (table.get(i).state == State::SynSent) return icmp_in_syn_sent(i, bytes, e, to_client, sink);
     const Flow& f = table.get(i);
-    if (f.state == State::SynSent) return drop(DropReason::IcmpNoFlow);
     // Timestamps that syngate supplies for a backend without them were never translated.
     const uint32_t tsoff = (f.supply & kSupplyTimestamps) ? 0 : f.tsoff;
     const QuoteShift shift = to_client ? quote_shift_to_client(f.delta, tsoff) : quote_shift_to_server(f.delta, tsoff);
@@ -751,7 +769,7 @@ struct Engine::Impl {
         if (d.length) return d;  // grown: its checksum is whole
         break;
       case SynAction::Icmp:
-        return icmp_message(bytes, v.icmp);
+        return icmp_message(bytes, v.icmp, sink);
     }
     if (d.modified && !checksum_ready) p.recompute_checksum();
     return d;

@@ -214,7 +214,8 @@ void check_file_safety(const std::string& path, const struct stat& st) {
 
 // Returns nullopt when the file does not exist.
 std::optional<CookieSecrets> read_secrets(const std::string& path) {
-  Fd f(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));
+  // O_NONBLOCK: a FIFO in its place must not block the reload until a writer comes (fstat refuses it).
+  Fd f(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK));
   if (f.fd < 0) {
     if (errno == ENOENT) return std::nullopt;
     fail_errno(path, "cannot open");

@@ -30,6 +30,7 @@
 #include "config.hpp"
 #include "flow_state.hpp"
 #include "iptables_exec.hpp"
+#include "rules.hpp"
 #include "log_format.hpp"
 #include "metrics.hpp"
 #include "metrics_endpoint.hpp"
@@ -108,7 +109,7 @@ uint64_t rss_bytes() {
 //            start_fast_path, start_kernel_path, serve_metrics, run_workers, log_started, begin_ticks;
 //   tick(), once a second (or half the watchdog period) until it returns false: notify_systemd,
 //            sync_draining_services, wait_for_signal, reload, rotate_cookie_secrets,
-//            sync_fast_path, log_stats;
+//            check_rules, sync_fast_path, log_stats;
 //   shutdown().
 // A further data path is one more start step beside start_fast_path and start_kernel_path (before
 // run_workers, so that every flow reaches it), its publishing beside sync_fast_path in tick(), and
@@ -123,6 +124,7 @@ struct Daemon {
   std::vector<std::unique_ptr<WorkerThread>> workers;
   std::atomic<uint64_t> reloads{0};
   std::atomic<uint64_t> reload_failures{0};
+  std::atomic<int> rules_state{-1};  // at the last check_rules: 1 in place, 0 not, -1 not checked yet
   double start_time = 0;
   std::unique_ptr<xdp::FastPath> xdp;  // null: no fast path (off, unavailable, attached nowhere)
   uint64_t xdp_secrets_generation = 0;
@@ -151,6 +153,7 @@ struct Daemon {
   GatewaySnapshot stats_prev;  // what the last periodic summary counted from
   Clock::time_point stats_time;
   Clock::time_point last_rotation;
+  Clock::time_point last_rules_check;
   // Removed services whose flows are still draining, as last written for `syngate rules up`.
   std::vector<ServiceEntry> written_draining;
 
@@ -180,6 +183,7 @@ struct Daemon {
   bool reload();
   void apply_reload(const GatewayConfig& next, const ReloadPlan& plan, const std::string& keys);
   void rotate_cookie_secrets(Clock::time_point now);
+  void check_rules(Clock::time_point now);
   void sync_fast_path();
   void log_stats(Clock::time_point now);
 
@@ -440,6 +444,7 @@ void Daemon::begin_ticks() {
   stats_prev = snapshot();
   stats_time = Clock::now();
   last_rotation = stats_time;
+  last_rules_check = stats_time - std::chrono::seconds(2);
   watchdog_period = notifier.watchdog_interval() / 2;
   last_watchdog_check = Clock::now();
   status_prev = stats_prev;
@@ -471,6 +476,7 @@ bool Daemon::tick() {
   if (sig == SIGHUP && !reload()) return false;  // restarting in place
   const auto now = Clock::now();
   rotate_cookie_secrets(now);
+  check_rules(now);
   sync_fast_path();
   log_stats(now);
   return true;
@@ -614,6 +620,29 @@ void Daemon::rotate_cookie_secrets(Clock::time_point now) {
   last_rotation = now;
 }
 
+// The rules deleted or flushed under a running syngate (a firewall reload, iptables -F): the
+// services' traffic then bypasses it. Checked every 2 s; said in the log on each change, and
+// always in the metrics (syngate_rules_in_place) and so in `syngate status`.
+void Daemon::check_rules(Clock::time_point now) {
+  if (now - last_rules_check < std::chrono::seconds(2)) return;
+  last_rules_check = now;
+  std::vector<std::string> missing;
+  try {
+    const Backend b = choose_backend(config.iptables);
+    missing = missing_rules(show_rules(b, config.chain), config.chain, b.v4, config.has_v4(), b.v6, config.has_v6());
+  } catch (const std::exception& e) {
+    missing = {e.what()};
+  }
+  const int was = rules_state.exchange(missing.empty() ? 1 : 0);
+  if (!missing.empty() && was != 0) {
+    std::string what;
+    for (const auto& m : missing) what += (what.empty() ? "" : "; ") + m;
+    spdlog::error("iptables rules missing ({}): the services' traffic bypasses syngate; run `syngate rules up`", what);
+  } else if (missing.empty() && was == 0) {
+    spdlog::info("iptables rules in place again (chain {})", config.chain);
+  }
+}
+
 // The fast path follows the interfaces, and the secrets and policy the workers already use; what
 // it cannot take detaches it (NFQUEUE then sees every packet).
 void Daemon::sync_fast_path() {
@@ -712,6 +741,7 @@ GatewaySnapshot Daemon::snapshot() {
   s.secrets_generation = secrets.generation.load();
   s.reloads = reloads.load();
   s.reload_failures = reload_failures.load();
+  s.rules_in_place = rules_state.load();
   s.start_time_seconds = start_time;
   s.rss_bytes = rss_bytes();
   return s;

@@ -227,6 +227,10 @@ std::string render_prometheus(const GatewaySnapshot& s) {
   w.family("syngate_reloads_total", "counter", "SIGHUP reloads, by result.");
   w.plain("syngate_reloads_total", "result=\"ok\"", static_cast<double>(s.reloads));
   w.plain("syngate_reloads_total", "result=\"failed\"", static_cast<double>(s.reload_failures));
+  w.family("syngate_rules_in_place", "gauge",
+           "1 when syngate's iptables chains and the jumps into them were all there at the last check (every 2 s), "
+           "0 when some were missing: the services' traffic then bypasses syngate. -1 before the first check.");
+  w.plain("syngate_rules_in_place", "", static_cast<double>(s.rules_in_place));
   w.family("syngate_resident_memory_bytes", "gauge", "Resident set size of the daemon.");
   w.plain("syngate_resident_memory_bytes", "", static_cast<double>(s.rss_bytes));
   w.family("syngate_start_time_seconds", "gauge", "Unix time the daemon started.");

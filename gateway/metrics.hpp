@@ -54,6 +54,7 @@ struct GatewaySnapshot {
   uint64_t secrets_generation = 0;
   uint64_t reloads = 0;
   uint64_t reload_failures = 0;
+  int rules_in_place = -1;  // 1 / 0 at the daemon's last check; -1 before the first
   double start_time_seconds = 0;  // unix time
   uint64_t rss_bytes = 0;
 };

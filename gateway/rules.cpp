@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <map>
 
 #include "syngate/bpf/tc_abi.h"
 #include "syngate/packet.hpp"
@@ -263,6 +264,47 @@ std::string render(const std::string& binary, const std::vector<std::string>& ar
     out += quote ? "'" + a + "'" : a;
   }
   return out;
+}
+
+std::vector<std::string> missing_rules(const std::string& shown, const std::string& chain,
+                                       const std::string& v4_binary, bool need_v4,
+                                       const std::string& v6_binary, bool need_v6) {
+  struct Seen {
+    bool declared = false, filled = false, jumped = false;
+  };
+  std::map<std::string, Seen> sections;  // "BINARY -t TABLE"
+  std::string section;
+  size_t pos = 0;
+  while (pos < shown.size()) {
+    size_t nl = shown.find('\n', pos);
+    if (nl == std::string::npos) nl = shown.size();
+    const std::string line = shown.substr(pos, nl - pos);
+    pos = nl + 1;
+    if (line.rfind("# ", 0) == 0) {
+      section = line.substr(2);
+      continue;
+    }
+    Seen& s = sections[section];
+    if (line == "-N " + chain) {
+      s.declared = true;
+    } else if (line.rfind("-A " + chain + " ", 0) == 0) {
+      s.filled = true;
+    } else if (line.rfind("-A ", 0) == 0 && (line + " ").find(" -j " + chain + " ") != std::string::npos) {
+      s.jumped = true;
+    }
+  }
+  std::vector<std::string> missing;
+  for (const auto& [binary, needed] : {std::pair{v4_binary, need_v4}, std::pair{v6_binary, need_v6}}) {
+    if (!needed) continue;
+    for (const char* table : {"raw", "mangle"}) {
+      const std::string where = binary + " -t " + table;
+      const Seen s = sections.count(where) ? sections[where] : Seen{};
+      if (!s.declared) missing.push_back(where + ": no chain " + chain);
+      else if (!s.filled) missing.push_back(where + ": chain " + chain + " is empty");
+      if (!s.jumped) missing.push_back(where + ": no jump to " + chain);
+    }
+  }
+  return missing;
 }
 
 }  // namespace syngate::gw

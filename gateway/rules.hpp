@@ -58,6 +58,15 @@ std::vector<RuleCommand> plan_down(const std::string& chain);
 // "--queue-num N" or "--queue-balance first:last", plus "--queue-bypass" when fail_open.
 std::vector<std::string> nfqueue_target(uint16_t first, uint16_t count, bool bypass);
 
+// What `show_rules` output (sections "# BINARY -t TABLE") lacks for a running gateway: for each
+// family in use (its binary named) and each of raw and mangle, the chain, a rule in it and a jump
+// into it. One line per missing piece, e.g. "iptables -t mangle: no jump to SYNGATE"; empty when
+// everything is there. Checks presence, not every rule's text: enough to see the rules deleted or
+// flushed (a firewall reload, iptables -F) under a running syngate.
+std::vector<std::string> missing_rules(const std::string& shown, const std::string& chain,
+                                       const std::string& v4_binary, bool need_v4,
+                                       const std::string& v6_binary, bool need_v6);
+
 // One command line as a shell would show it (for logs and error messages).
 std::string render(const std::string& binary, const std::vector<std::string>& args);
 

@@ -266,6 +266,8 @@ StatusReport build_status(const Scrape& prev, const Scrape& now, uint32_t max_fl
       q.user_dropped = {m.value, rate};
     } else if (m.name == "syngate_reloads_total") {
       (label(m, "result") == "failed" ? r.reloads_failed : r.reloads_ok) = {m.value, rate};
+    } else if (m.name == "syngate_rules_in_place") {
+      r.rules_in_place = m.value;
     } else if (m.name == "syngate_cookie_secrets_generation") {
       r.secrets_generation = m.value;
     } else if (m.name == "syngate_resident_memory_bytes") {
@@ -361,6 +363,10 @@ StatusReport build_status(const Scrape& prev, const Scrape& now, uint32_t max_fl
       r.warnings.push_back("valid cookies refused a flow (" + reason + "): " +
                            rate_text(it->second.rate) + "/s");
     }
+  }
+  if (r.rules_in_place == 0) {
+    r.warnings.push_back("the iptables rules are missing: the services' traffic bypasses syngate (see the log; "
+                         "run syngate rules up)");
   }
   if (r.reloads_failed.rate > 0) {
     r.warnings.push_back("a SIGHUP reload failed during the interval: the old configuration runs (see the log)");

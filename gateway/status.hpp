@@ -80,6 +80,7 @@ struct StatusReport {
   std::optional<CounterStatus> translated_kernel;
   CounterStatus reloads_ok, reloads_failed;
   double secrets_generation = 0;
+  double rules_in_place = -1;  // syngate_rules_in_place; -1 when the daemon does not export it
   double rss_bytes = 0;
   std::vector<std::string> warnings;  // what needs the operator's attention, one line each
 };

@@ -91,7 +91,7 @@ TEST(DropReasons, PublishedLabelsStay) {
       "cookie_invalid", "no_flow",           "table_full",              "source_limit",
       "new_flow_rate", "early_data_overflow", "backend_synack_consumed", "backend_synack_unexpected",
       "backend_timeout", "backend_reset",    "stale_segment",           "rst_out_of_window",
-      "icmp_no_flow"};
+      "icmp_no_flow",  "backend_unreachable"};
   ASSERT_LE(std::size(published), kDropReasonCount);
   for (size_t i = 0; i < std::size(published); ++i) EXPECT_EQ(kDropReasonLabels[i], published[i]) << i;
 }

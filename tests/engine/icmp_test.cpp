@@ -143,12 +143,43 @@ TEST_P(IcmpThroughEngine, AnErrorWithNoFlowHereGoesToTheNextQueueOrIsDropped) {
   EXPECT_EQ(counters().drop(DropReason::IcmpNoFlow), 1u);
 }
 
-TEST_P(IcmpThroughEngine, AnErrorAboutOurOwnBackendSynIsDropped) {
+// Host unreachable about our backend SYN, addressed to the client (whose address the SYN left
+// from): the client, established by the cookie, is reset now instead of after every retry.
+TEST_P(IcmpThroughEngine, AnUnreachableAboutOurBackendSynResetsTheClient) {
   Seen syn = open_to_backend_syn(c);
   Bytes err = GetParam() ? icmp_error(syn.bytes, router(), c.c2s.src, 1, 3) : icmp_error(syn.bytes, router(), c.c2s.src, 3, 1);
   EXPECT_EQ(feed(err).verdict, Verdict::Drop);
-  EXPECT_EQ(counters().drop(DropReason::IcmpNoFlow), 1u);
+  EXPECT_EQ(counters().drop(DropReason::BackendUnreachable), 1u);
+  EXPECT_EQ(counters().flows_active, 0u);
+  ASSERT_EQ(sink.size(), 1u);
+  Seen r(sink.packets[0]);
+  EXPECT_TRUE(r.pkt.has(tcp_flag::RST));
+  EXPECT_EQ(r.pkt.tuple(), c.c2s.reversed());
+  EXPECT_EQ(r.pkt.seq(), c.cookie_isn + 1) << "RST must be exactly in the client's window";
+}
+
+// Time exceeded (a routing loop toward the backend) fails the connection as a host in SYN-SENT does.
+TEST_P(IcmpThroughEngine, TimeExceededAboutOurBackendSynResetsTheClient) {
+  Seen syn = open_to_backend_syn(c);
+  Bytes err = GetParam() ? icmp_error(syn.bytes, router(), c.c2s.src, 3, 0) : icmp_error(syn.bytes, router(), c.c2s.src, 11, 0);
+  EXPECT_EQ(feed(err).verdict, Verdict::Drop);
+  EXPECT_EQ(counters().drop(DropReason::BackendUnreachable), 1u);
+  EXPECT_EQ(sink.size(), 1u);
+}
+
+// Not a hard error (fragmentation needed / packet too big), or a quote that is not our SYN (a
+// blind guess at the tuple): the flow waits for the backend's own answer.
+TEST_P(IcmpThroughEngine, OtherErrorsAboutOurBackendSynAreDropped) {
+  Seen syn = open_to_backend_syn(c);
+  Bytes big = too_big(syn.bytes, c.c2s.src);
+  EXPECT_EQ(feed(big).verdict, Verdict::Drop);
+  SegmentSpec guess{.tuple = c.c2s, .seq = c.client_isn + 7, .ack = 0, .flags = tcp_flag::SYN, .window = 100};
+  Bytes err = GetParam() ? icmp_error(make(guess), router(), c.c2s.src, 1, 3) : icmp_error(make(guess), router(), c.c2s.src, 3, 1);
+  EXPECT_EQ(feed(err).verdict, Verdict::Drop);
+  EXPECT_EQ(counters().drop(DropReason::IcmpNoFlow), 2u);
+  EXPECT_EQ(counters().drop(DropReason::BackendUnreachable), 0u);
   EXPECT_EQ(counters().flows_active, 1u) << "the flow waits for the backend's own answer";
+  EXPECT_EQ(sink.size(), 0u);
 }
 
 TEST_P(IcmpThroughEngine, OtherIcmpPassesUntouched) {

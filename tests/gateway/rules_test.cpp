@@ -232,3 +232,41 @@ TEST(Rules, DownRemovesJumpsBeforeTheChain) {
 TEST(Rules, RenderQuotes) {
   EXPECT_EQ(render("iptables", {"-A", "X", "--comment", "a b"}), "iptables -A X --comment 'a b'");
 }
+
+namespace syngate::gw {
+namespace {
+
+const char* kShownV4 =
+    "# iptables -t raw\n-N SYNGATE\n-A PREROUTING -p tcp -j SYNGATE\n-A OUTPUT -p tcp -j SYNGATE\n"
+    "-A SYNGATE -d 10.10.3.2/32 -p tcp -m tcp --dport 80 -j CT --notrack\n"
+    "# iptables -t mangle\n-N SYNGATE\n-A FORWARD -p tcp -j SYNGATE\n"
+    "-A SYNGATE -m mark --mark 0x5347 -j RETURN\n";
+
+TEST(MissingRules, NothingMissingWhenChainsRulesAndJumpsAreThere) {
+  EXPECT_TRUE(missing_rules(kShownV4, "SYNGATE", "iptables", true, "ip6tables", false).empty());
+}
+
+TEST(MissingRules, ADeletedJumpAFlushedChainOrNothingAtAllIsNamed) {
+  std::string no_jump = kShownV4;
+  no_jump.erase(no_jump.find("-A FORWARD -p tcp -j SYNGATE\n"), std::string("-A FORWARD -p tcp -j SYNGATE\n").size());
+  EXPECT_EQ(missing_rules(no_jump, "SYNGATE", "iptables", true, "ip6tables", false),
+            std::vector<std::string>{"iptables -t mangle: no jump to SYNGATE"});
+  std::string flushed = kShownV4;
+  flushed.erase(flushed.find("-A SYNGATE -m mark"));
+  EXPECT_EQ(missing_rules(flushed, "SYNGATE", "iptables", true, "ip6tables", false),
+            std::vector<std::string>{"iptables -t mangle: chain SYNGATE is empty"});
+  EXPECT_EQ(missing_rules("", "SYNGATE", "iptables", true, "ip6tables", false).size(), 4u);
+  EXPECT_EQ(missing_rules(kShownV4, "SYNGATE", "iptables", true, "ip6tables", true),
+            (std::vector<std::string>{"ip6tables -t raw: no chain SYNGATE", "ip6tables -t raw: no jump to SYNGATE",
+                                      "ip6tables -t mangle: no chain SYNGATE", "ip6tables -t mangle: no jump to SYNGATE"}));
+}
+
+TEST(MissingRules, AnotherChainsJumpIsNotOurs) {
+  std::string other = kShownV4;
+  const std::string jump = "-A FORWARD -p tcp -j SYNGATE\n";
+  other.replace(other.find(jump), jump.size(), "-A FORWARD -p tcp -j SYNGATE2\n");
+  EXPECT_EQ(missing_rules(other, "SYNGATE", "iptables", true, "ip6tables", false).size(), 1u);
+}
+
+}  // namespace
+}  // namespace syngate::gw

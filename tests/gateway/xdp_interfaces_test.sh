@@ -54,9 +54,12 @@ wait_xdp g1 no || fail "the program stayed on g1 while it was down"
 grep -q "xdp: detached from g1" "$LAB_DIR/syngate.log" || fail "the log does not say g1 was left"
 sleep 1.5  # an uplink down is not a namespace without a default route: nothing else gets it
 for ifc in g2 u0 u1; do has_xdp "$ifc" && fail "XDP program on $ifc while g1 was down"; done
+attached_before=$(grep -c "xdp: attached to g1 " "$LAB_DIR/syngate.log" || true)
 in_ns "$NS_GW" ip link set g1 up
 in_ns "$NS_GW" ip route replace default via 10.10.1.2  # as a network manager puts it back
 wait_xdp g1 yes || fail "g1 did not get the program again after it came back up: $(grep xdp: "$LAB_DIR/syngate.log" | tail -5)"
+(( $(grep -c "xdp: attached to g1 " "$LAB_DIR/syngate.log" || true) > attached_before )) ||
+  fail "g1 got the program again but the log does not say so"
 for ((i = 0; i < 50; i++)); do in_ns "$NS_CLI" ping -c1 -W1 10.10.1.1 >/dev/null 2>&1 && break; sleep 0.1; done
 before=$(xdp syn_answered)
 for i in $(seq 5); do
@@ -78,6 +81,8 @@ in_ns "$NS_GW" ip link set g1 up
 in_ns "$NS_CLI" ip route replace default via 10.10.1.1
 in_ns "$NS_GW" ip route replace default via 10.10.1.2
 wait_xdp g1 yes || fail "the new g1 did not get the program: $(grep xdp: "$LAB_DIR/syngate.log" | tail -5)"
+(( $(grep -c "xdp: attached to g1 " "$LAB_DIR/syngate.log" || true) > attached_before + 1 )) ||
+  fail "the new g1 got the program but the log does not say so"
 [[ $(cli_curl http://10.10.3.2/) == "hello from srv" ]] || fail "request over the new g1 failed"
 (( $(metric_sum syngate_xdp_attached 'interface="g1"') == 1 )) || fail "no attach gauge for the new g1"
 grep "xdp:" "$LAB_DIR/syngate.log" | tail -6

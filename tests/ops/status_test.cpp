@@ -207,6 +207,22 @@ TEST(StatusReport, WarnsAboutStuckWorkersFlowQueueDropsAndFullTables) {
   }
 }
 
+// The rules deleted under the daemon (syngate_rules_in_place 0): status says so; 1, or a daemon
+// too old to export it, raises nothing.
+TEST(StatusReport, WarnsWhenTheRulesAreMissing) {
+  const std::string base = daemon_text(500, 0, 10, 1000);
+  auto warned = [&](const std::string& extra) {
+    const StatusReport r = build_status(scrape_of(base + extra, 10), scrape_of(base + extra, 12), 0, 2000, "x");
+    for (const auto& w : r.warnings) {
+      if (w.find("iptables rules are missing") != std::string::npos) return true;
+    }
+    return false;
+  };
+  EXPECT_TRUE(warned("syngate_rules_in_place 0\n"));
+  EXPECT_FALSE(warned("syngate_rules_in_place 1\n"));
+  EXPECT_FALSE(warned(""));
+}
+
 // Without --config, status knew no table size and showed "?" for table use; the daemon exports
 // its own (syngate_flow_table_capacity), which is also right after a reload changed the file.
 TEST(StatusReport, TableUseFromTheDaemonsOwnCapacity) {

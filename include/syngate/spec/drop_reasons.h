@@ -80,7 +80,9 @@ extern "C" {
   X(RST_OUT_OF_WINDOW, RstOutOfWindow, "rst_out_of_window", DROP)                                 \
   /* ICMP error quoting a service's segment that no established flow explains (in SynSent only    \
    * our own SYN has crossed) */                                                                  \
-  X(ICMP_NO_FLOW, IcmpNoFlow, "icmp_no_flow", DROP)
+  X(ICMP_NO_FLOW, IcmpNoFlow, "icmp_no_flow", DROP)                                               \
+  /* ICMP unreachable or time exceeded for our backend SYN: RST sent to the client */              \
+  X(BACKEND_UNREACHABLE, BackendUnreachable, "backend_unreachable", DROP)
 
 #define SG_DROP_REASONS(X) SG_SYN_DROP_REASONS(X) SG_FLOW_DROP_REASONS(X)
 
