@@ -127,7 +127,6 @@ uint32_t bucket_count_for(uint32_t flows) noexcept {
 }  // namespace
 
 FlowTable::FlowTable(const FlowTableConfig& c, EngineState state) : cfg(c) {
-  syn_levels = cfg.backend_syn_retries + 1;
   const StateLayout lay = layout_of(cfg);
   std::span<uint8_t> region = state.region;
   if (region.empty()) {
@@ -137,17 +136,7 @@ FlowTable::FlowTable(const FlowTableConfig& c, EngineState state) : cfg(c) {
   header = reinterpret_cast<StateHeader*>(region.data());
   flows = reinterpret_cast<Flow*>(region.data() + lay.flows_offset);
   early_pool = region.data() + lay.early_offset;
-  const uint32_t nb = bucket_count_for(cfg.max_flows);
-  buckets.assign(nb, kNone);
-  bucket_mask = nb - 1;
-  if (cfg.max_flows_per_source > 0) {
-    sources.resize(cfg.max_flows);
-    for (uint32_t i = 0; i < cfg.max_flows; ++i) sources[i].next = i + 1 < cfg.max_flows ? i + 1 : kNone;
-    source_free = 0;
-    source_buckets.assign(nb, kNone);
-    source_mask = nb - 1;
-  }
-  early_free.reserve(cfg.early_data_slots);
+  clear_indexes();
 
   restored.reason = state.region.empty() ? std::string() : incompatibility(region, cfg, state.boot_id);
   if (!state.region.empty() && restored.reason.empty()) {
@@ -159,6 +148,46 @@ FlowTable::FlowTable(const FlowTableConfig& c, EngineState state) : cfg(c) {
   }
 }
 
+// The derived structures of an empty table (rebuild() then files the entries).
+void FlowTable::clear_indexes() {
+  syn_levels = cfg.backend_syn_retries + 1;
+  const uint32_t nb = bucket_count_for(cfg.max_flows);
+  buckets.assign(nb, kNone);
+  bucket_mask = nb - 1;
+  free_head = kNone;
+  sources.clear();
+  source_buckets.clear();
+  source_free = kNone;
+  source_mask = 0;
+  if (cfg.max_flows_per_source > 0) {
+    sources.resize(cfg.max_flows);
+    for (uint32_t i = 0; i < cfg.max_flows; ++i) sources[i].next = i + 1 < cfg.max_flows ? i + 1 : kNone;
+    source_free = 0;
+    source_buckets.assign(nb, kNone);
+    source_mask = nb - 1;
+  }
+  early_free.clear();
+  early_free.reserve(cfg.early_data_slots);
+  for (List& l : lists) l = List{};
+  count_ = FlowTableCounters{};
+  restored = RestoreReport{};
+  observer = nullptr;
+}
+
+bool FlowTable::reset(const FlowTableConfig& c) {
+  if (own.empty() || c.max_flows != cfg.max_flows || c.early_data_bytes != cfg.early_data_bytes ||
+      c.early_data_slots != cfg.early_data_slots) {
+    return false;
+  }
+  cfg = c;
+  // Every byte as the constructor leaves it: entries are reused without being cleared field by
+  // field, so a reset table must not differ from a new one in what a freed entry held.
+  std::fill(own.begin(), own.end(), 0);
+  clear_indexes();
+  format(0);
+  rebuild();
+  return true;
+}
 
 size_t FlowTable::state_bytes(const FlowTableConfig& config) { return layout_of(config).total; }
 
