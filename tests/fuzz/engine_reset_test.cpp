@@ -51,11 +51,19 @@ struct Run {
 };
 
 // How the engine is configured besides the program's choices.
-enum class Variant { Program, OwnProvenSources, OtherSizesBefore };
+enum class Variant { Program, OwnProvenSources, OtherSizesBefore, TightBudgets };
 
 EngineConfig config_for(fuzz::Input& in, Variant v) {
   EngineConfig c = fuzz::engine_program_config(in);
   if (v == Variant::OwnProvenSources) c.proven_sources = nullptr;
+  if (v == Variant::TightBudgets || v == Variant::OwnProvenSources) {
+    // Budgets that the inputs spend: what one input spent must not be missing in the next.
+    auto policy = std::make_shared<SourcePolicy>();
+    policy->synack_per_prefix_per_s = 2;
+    policy->synack_per_address_per_s = 1;
+    policy->new_flows_per_source_per_s = 1;
+    c.policy = policy;
+  }
   return c;
 }
 
@@ -114,6 +122,8 @@ TEST(EngineReset, BehavesAsANewEngineOnTheSameInputs) { expect_same_as_fresh(Var
 TEST(EngineReset, EmptiesTheEnginesOwnProvenSources) { expect_same_as_fresh(Variant::OwnProvenSources, 150); }
 
 TEST(EngineReset, AfterOtherTableSizes) { expect_same_as_fresh(Variant::OtherSizesBefore, 150); }
+
+TEST(EngineReset, RefillsTheBudgets) { expect_same_as_fresh(Variant::TightBudgets, 300); }
 
 TEST(EngineReset, ForgetsTheFlowObserver) {
   struct Count : FlowObserver {
