@@ -60,6 +60,13 @@ Flow from_v2(const FlowV2& o, const FlowTable::OlderLayout& older) {
   return f;
 }
 
+// The window scales an entry holds are shift counts: past RFC 7323's 14 they come from damage,
+// and a shift that large is undefined. Checked for entries taken over in place and imported.
+bool scales_plausible(const Flow& f) {
+  return (f.client_ws == kNoWscale || f.client_ws <= kMaxWindowScale) && f.backend_ws <= kMaxWindowScale &&
+         f.announced_ws <= kMaxWindowScale;
+}
+
 struct StateLayout {
   size_t flows_offset, early_offset, total;
 };
@@ -304,9 +311,7 @@ bool FlowTable::plausible(const Flow& f, std::vector<uint8_t>& slot_used) const 
     case State::Linger: if (f.list != kListLinger) return false; break;
     default: return false;
   }
-  if (f.client_ws != kNoWscale && f.client_ws > kMaxWindowScale) return false;
-  if (f.backend_ws > kMaxWindowScale || f.announced_ws > kMaxWindowScale) return false;
-  return true;
+  return scales_plausible(f);
 }
 
 // ---- flow hash --------------------------------------------------------------------------
@@ -524,8 +529,7 @@ RestoreReport FlowTable::import_from(std::span<const uint8_t> region, uint64_t b
       ++r.dropped_torn;
       continue;
     }
-    if (src.state < State::SynSent || src.state > State::Linger || find(src.key) != kNone ||
-        src.announced_ws > kMaxWindowScale) {
+    if (src.state < State::SynSent || src.state > State::Linger || find(src.key) != kNone || !scales_plausible(src)) {
       ++r.dropped_invalid;
       continue;
     }
