@@ -22,34 +22,7 @@ namespace syngate {
 // The flow record and its table: the proxy below reads and edits entries, the table owns them.
 using namespace flows;
 
-static_assert(drop_reason(SynDropReason::Truncated) == DropReason::Truncated);
-static_assert(drop_reason(SynDropReason::BackscatterBudget) == DropReason::BackscatterBudget);
-static_assert(static_cast<int>(SynDropReason::Count_) - 1 == static_cast<int>(DropReason::SynAnswered));
 static_assert(kNoWscale == SG_FLOW_NO_WSCALE && kMaxWindowScale == SG_MAX_WSCALE);
-
-std::string_view to_string(DropReason r) noexcept {
-  if (static_cast<uint8_t>(r) < static_cast<uint8_t>(DropReason::SynAnswered)) {
-    return to_string(static_cast<SynDropReason>(static_cast<uint8_t>(r) + 1));
-  }
-  switch (r) {
-    case DropReason::SynAnswered: return "syn_answered";
-    case DropReason::CookieInvalid: return "cookie_invalid";
-    case DropReason::NoFlow: return "no_flow";
-    case DropReason::TableFull: return "table_full";
-    case DropReason::SourceLimit: return "source_limit";
-    case DropReason::NewFlowRate: return "new_flow_rate";
-    case DropReason::EarlyDataOverflow: return "early_data_overflow";
-    case DropReason::BackendSynAckConsumed: return "backend_synack_consumed";
-    case DropReason::BackendSynAckUnexpected: return "backend_synack_unexpected";
-    case DropReason::BackendTimeout: return "backend_timeout";
-    case DropReason::BackendReset: return "backend_reset";
-    case DropReason::StaleSegment: return "stale_segment";
-    case DropReason::RstOutOfWindow: return "rst_out_of_window";
-    case DropReason::IcmpNoFlow: return "icmp_no_flow";
-    default: break;
-  }
-  return "unknown";
-}
 
 namespace {
 
@@ -711,7 +684,7 @@ struct Engine::Impl {
     Decision d;
     switch (v.action) {
       case SynAction::Drop:
-        return drop(drop_reason(v.reason));
+        return drop(v.reason);
       case SynAction::Pass:
         if (!draining.empty()) {
           if (is_protected(draining, p.dst(), p.dport()) && !(p.flags() & tcp_flag::SYN) && table.find(p.tuple()) != kNone) {

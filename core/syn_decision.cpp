@@ -14,36 +14,7 @@
 
 namespace syngate {
 
-static_assert(static_cast<int>(SynDropReason::Truncated) == SG_R_TRUNCATED);
-static_assert(static_cast<int>(SynDropReason::BadIpHeader) == SG_R_BAD_IP_HEADER);
-static_assert(static_cast<int>(SynDropReason::Fragment) == SG_R_FRAGMENT);
-static_assert(static_cast<int>(SynDropReason::IpOptions) == SG_R_IP_OPTIONS);
-static_assert(static_cast<int>(SynDropReason::BadDataOffset) == SG_R_BAD_DATA_OFFSET);
-static_assert(static_cast<int>(SynDropReason::BadTcpOption) == SG_R_BAD_OPTION);
-static_assert(static_cast<int>(SynDropReason::InvalidFlags) == SG_R_INVALID_FLAGS);
-static_assert(static_cast<int>(SynDropReason::Denied) == SG_R_DENIED);
-static_assert(static_cast<int>(SynDropReason::NotAllowed) == SG_R_NOT_ALLOWED);
-static_assert(static_cast<int>(SynDropReason::BackscatterBudget) == SG_R_BACKSCATTER_BUDGET);
-static_assert(static_cast<int>(SynDropReason::Count_) == SG_R_COUNT_);
 static_assert(kPolicyAllow == SG_POLICY_MATCH_ALLOW && kPolicyDeny == SG_POLICY_MATCH_DENY);
-
-std::string_view to_string(SynDropReason r) noexcept {
-  switch (r) {
-    case SynDropReason::None: return "none";
-    case SynDropReason::Truncated: return "truncated";
-    case SynDropReason::BadIpHeader: return "bad_ip_header";
-    case SynDropReason::Fragment: return "fragment";
-    case SynDropReason::IpOptions: return "ip_options";
-    case SynDropReason::BadDataOffset: return "bad_data_offset";
-    case SynDropReason::BadTcpOption: return "bad_tcp_option";
-    case SynDropReason::InvalidFlags: return "invalid_flags";
-    case SynDropReason::Denied: return "denied";
-    case SynDropReason::NotAllowed: return "not_allowed";
-    case SynDropReason::BackscatterBudget: return "backscatter_budget";
-    case SynDropReason::Count_: break;
-  }
-  return "unknown";
-}
 
 // ---- Prefixes --------------------------------------------------------------------------------
 
@@ -320,7 +291,7 @@ SynVerdict SynGuard::decide(std::span<uint8_t> packet, std::span<const Service> 
   }
   if (!v.parsed) {
     v.action = SynAction::Drop;
-    v.reason = static_cast<SynDropReason>(sg_reason_of_parse_error(static_cast<sg_parse_error>(v.parsed.error)));
+    v.reason = drop_reason(sg_reason_of_parse_error(static_cast<sg_parse_error>(v.parsed.error)));
     return v;
   }
   const TcpPacket& p = v.parsed.packet;
@@ -333,7 +304,7 @@ SynVerdict SynGuard::decide(std::span<uint8_t> packet, std::span<const Service> 
   switch (sg_syn_precheck(p.flags(), v.parsed.has_ip_options, &why)) {
     case SG_ACTION_DROP:
       v.action = SynAction::Drop;
-      v.reason = static_cast<SynDropReason>(why);
+      v.reason = drop_reason(why);
       return v;
     case SG_ACTION_FLOW:
       v.action = SynAction::ClientFlow;
@@ -348,7 +319,7 @@ SynVerdict SynGuard::decide(std::span<uint8_t> packet, std::span<const Service> 
     why = sg_policy_verdict(m ? static_cast<sg_policy_match>(*m) : SG_POLICY_NO_MATCH, pol.allow_list);
     if (why != SG_OK) {
       v.action = SynAction::Drop;
-      v.reason = static_cast<SynDropReason>(why);
+      v.reason = drop_reason(why);
       return v;
     }
   }
@@ -363,7 +334,7 @@ SynVerdict SynGuard::decide(std::span<uint8_t> packet, std::span<const Service> 
     }
     if (!answered) {
       v.action = SynAction::Drop;
-      v.reason = SynDropReason::BackscatterBudget;
+      v.reason = DropReason::BackscatterBudget;
       return v;
     }
   }

@@ -100,7 +100,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         check(independent.error == ParseError::NotTcp && v.icmp.kind != IcmpKind::NotIcmp);
         continue;
       }
-      check(v.action == SynAction::Drop && v.reason != SynDropReason::None && v.reason < SynDropReason::Count_);
+      check(v.action == SynAction::Drop && is_syn_decision_reason(v.reason));
       continue;
     }
     if (v.action != SynAction::Answer) continue;

@@ -54,7 +54,7 @@ EngineCounters sum_engine(const std::vector<WorkerSnapshot>& workers) {
     t.restore_dropped_torn += c.restore_dropped_torn;
     t.restore_dropped_invalid += c.restore_dropped_invalid;
     t.restore_dropped_no_room += c.restore_dropped_no_room;
-    for (size_t i = 0; i < static_cast<size_t>(DropReason::Count_); ++i) t.drops[i] += c.drops[i];
+    for (size_t i = 0; i < kDropReasonCount; ++i) t.drops[i] += c.drops[i];
   }
   return t;
 }
@@ -173,12 +173,16 @@ std::string render_prometheus(const GatewaySnapshot& s) {
     w.worker("syngate_flows_restore_dropped_total", wk, wk.engine.restore_dropped_no_room, "reason=\"no_room\"");
   }
 
-  w.family("syngate_drops_total", "counter",
-           "Packets consumed or dropped, and flows refused, by reason (syn_answered and "
-           "backend_synack_consumed are normal work, not errors).");
+  std::string work;  // the reasons that count normal work: "a and b"
+  for (size_t i = 1; i < kDropReasonCount; ++i) {
+    if (kDropReasonIsWork[i]) work += (work.empty() ? "" : " and ") + std::string(kDropReasonLabels[i]);
+  }
+  const std::string drops_help =
+      "Packets consumed or dropped, and flows refused, by reason (" + work + " are normal work, not errors).";
+  w.family("syngate_drops_total", "counter", drops_help.c_str());
   for (const auto& wk : s.workers) {
-    for (size_t i = 0; i < static_cast<size_t>(DropReason::Count_); ++i) {
-      std::string extra = "reason=\"" + prometheus_label_value(to_string(static_cast<DropReason>(i))) + "\"";
+    for (size_t i = 1; i < kDropReasonCount; ++i) {  // every reason but None
+      std::string extra = "reason=\"" + prometheus_label_value(kDropReasonLabels[i]) + "\"";
       w.worker("syngate_drops_total", wk, wk.engine.drops[i], extra.c_str());
     }
   }

@@ -6,8 +6,11 @@
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
+#include <optional>
 #include <set>
 #include <sstream>
+
+#include "syngate/drop_reason.hpp"
 
 namespace syngate::gw {
 
@@ -165,9 +168,10 @@ std::string pad(const std::string& s, size_t w, bool right) {
   return right ? std::string(w - s.size(), ' ') + s : s + std::string(w - s.size(), ' ');
 }
 
-// The reasons that count normal work, not trouble (see README, syngate metrics).
+// The reasons that count normal work, not trouble (drop_reasons.h: WORK).
 bool normal_work(const std::string& reason) {
-  return reason == "syn_answered" || reason == "backend_synack_consumed";
+  const std::optional<DropReason> r = drop_reason_labelled(reason);
+  return r && is_normal_work(*r);
 }
 
 }  // namespace
@@ -357,10 +361,11 @@ StatusReport build_status(const Scrape& prev, const Scrape& now, uint32_t max_fl
     }
     r.queues.push_back(q);
   }
-  for (const char* reason : {"table_full", "source_limit"}) {
+  for (const DropReason refused : {DropReason::TableFull, DropReason::SourceLimit}) {
+    const std::string reason(to_string(refused));
     auto it = r.drops.find(reason);
     if (it != r.drops.end() && it->second.rate > 0) {
-      r.warnings.push_back(std::string("valid cookies refused a flow (") + reason + "): " +
+      r.warnings.push_back("valid cookies refused a flow (" + reason + "): " +
                            rate_text(it->second.rate) + "/s");
     }
   }

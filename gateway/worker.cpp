@@ -172,7 +172,7 @@ Decision SynWorker::decide(const QueuedPacket& p, const EngineClock& now) {
       if (answer_syn(v.parsed.packet, jar_, setup_.engine, now.cookie_ns, sender_)) ++c.cookies_sent;
       return drop(DropReason::SynAnswered);
     case SynAction::Drop:
-      return drop(drop_reason(v.reason));
+      return drop(v.reason);
     case SynAction::ClientFlow:
     case SynAction::ServerFlow:
     case SynAction::Icmp:  // errors about flows go to the flow queues

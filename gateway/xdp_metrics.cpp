@@ -31,8 +31,8 @@ std::string FastPath::render_metrics() const {
   out << "# HELP syngate_xdp_drops_total Packets the XDP fast path dropped by the SYN decision, by reason.\n"
          "# TYPE syngate_xdp_drops_total counter\n";
   const ReasonCounters r = program_->reasons();
-  for (size_t i = 1; i < r.size(); ++i) {
-    out << "syngate_xdp_drops_total{reason=\"" << to_string(static_cast<SynDropReason>(i)) << "\"} " << r[i] << "\n";
+  for (size_t i = 1; i < kSynDropReasonEnd; ++i) {  // the reasons the program can drop for
+    out << "syngate_xdp_drops_total{reason=\"" << kDropReasonLabels[i] << "\"} " << r[i] << "\n";
   }
   out << "# HELP syngate_xdp_flow_insert_failures_total Flows the XDP flow map could not take.\n"
          "# TYPE syngate_xdp_flow_insert_failures_total counter\n"

@@ -30,8 +30,6 @@ namespace syngate::xdp {
 
 namespace {
 
-static_assert(kCounterNames.size() == SG_XDP_COUNTER_COUNT, "one name per program counter");
-
 sg_xdp_flow_key flow_key(const FlowTuple& t) {
   sg_xdp_flow_key k{};
   std::memcpy(k.src, t.src.bytes.data(), 16);

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "config.hpp"
+#include "syngate/bpf/xdp_abi.h"
 #include "syngate/cookie.hpp"
 #include "syngate/engine.hpp"
 #include "syngate/syn_decision.hpp"
@@ -39,13 +40,15 @@ struct Settings {
   std::array<uint8_t, 16> budget_key{};
 };
 
-// Counter names, in the program's counter order (include/syngate/bpf/xdp_abi.h), for metrics.
-inline constexpr std::array<std::string_view, 11> kCounterNames = {
-    "syn_answered",  "cookie_valid", "cookie_invalid",   "flow_passed",  "no_flow",   "invalid_flags",
-    "malformed",     "passed_unhandled", "passed_other", "tx_error",     "syn_refused"};
-using Counters = std::array<uint64_t, kCounterNames.size()>;
-// Drops by the SYN decision's reason (SynDropReason order).
-using ReasonCounters = std::array<uint64_t, static_cast<size_t>(SynDropReason::Count_)>;
+// Outcome labels, indexed by the program's counters (xdp_abi.h: SG_XDP_OUTCOMES), for metrics.
+inline constexpr std::array<std::string_view, SG_XDP_COUNTER_COUNT> kCounterNames = {
+#define SG_XDP_OUTCOME_LABEL_(e, label, reason) label,
+    SG_XDP_OUTCOMES(SG_XDP_OUTCOME_LABEL_)
+#undef SG_XDP_OUTCOME_LABEL_
+};
+using Counters = std::array<uint64_t, SG_XDP_COUNTER_COUNT>;
+// Drops by reason (drop_reasons.h: the program counts the SYN decision's reasons).
+using ReasonCounters = std::array<uint64_t, kDropReasonCount>;
 
 // Which XDP hook an interface gets: the configuration's [xdp] mode (gw::XdpMode). Auto: native
 // on real NICs, generic (skb) on veth, since a veth delivers natively XDP_TX'd frames only when

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "syngate/cookie.hpp"
+#include "syngate/drop_reason.hpp"
 #include "syngate/flow_table.hpp"
 #include "syngate/packet.hpp"
 #include "syngate/syn_decision.hpp"
@@ -109,41 +110,6 @@ class PacketSink {
   virtual void send(std::span<const uint8_t> packet) = 0;
 };
 
-// Every reason a packet is dropped or a flow refused, for counters and metrics. The first ten
-// are the SYN decision's (SynDropReason, in the same order).
-enum class DropReason : uint8_t {
-  Truncated,            // headers cut short (IP or TCP)
-  BadIpHeader,          // IP version, header or total length, IPv6 extension chain, mapped address
-  Fragment,             // a fragment: its TCP header cannot be trusted to be whole
-  IpOptions,            // a SYN with IPv4 options or IPv6 extension headers
-  BadDataOffset,        // TCP data offset < 5 words or past the segment
-  BadTcpOption,         // a TCP option with an impossible length or running past the header
-  InvalidFlags,         // impossible flag combination (SYN+RST, SYN+FIN, client SYN+ACK, no ACK)
-  Denied,               // SYN from a source in policy.deny
-  NotAllowed,           // SYN from a source outside a non-empty policy.allow
-  BackscatterBudget,    // SYN whose source /24 (/48) had its SYN-ACKs for this second
-  SynAnswered,          // client SYN consumed, cookie SYN-ACK sent (not an error)
-  CookieInvalid,        // ACK with no flow and a cookie that does not validate
-  NoFlow,               // packet for a protected service that no flow or cookie explains
-  TableFull,            // valid cookie, but the flow table is full
-  SourceLimit,          // valid cookie, but the source has max_flows_per_source flows
-  NewFlowRate,          // valid cookie, but the source opened policy.new_flows_per_source_per_s
-  EarlyDataOverflow,    // data before the backend answered, past the buffer
-  BackendSynAckConsumed,// backend SYN-ACK consumed (not an error)
-  BackendSynAckUnexpected, // SYN-ACK for no flow or not matching our SYN
-  BackendTimeout,       // backend never answered: RST sent to the client
-  BackendReset,         // backend RST during handshake: RST sent to the client
-  StaleSegment,         // segment for a flow that cannot take it (e.g. client data before ack)
-  RstOutOfWindow,       // RST whose sequence number is outside the receiver's window: a blind guess
-  IcmpNoFlow,           // ICMP error quoting a service's segment that no established flow
-                        // explains (in SynSent only our own SYN has crossed)
-  Count_
-};
-// The engine's name for a reason of the SYN decision.
-constexpr DropReason drop_reason(SynDropReason r) noexcept {
-  return static_cast<DropReason>(static_cast<uint8_t>(r) - 1);
-}
-std::string_view to_string(DropReason r) noexcept;
 
 struct EngineCounters {
   uint64_t packets = 0;
@@ -184,7 +150,7 @@ struct EngineCounters {
   uint64_t flows_restore_dropped() const noexcept {
     return restore_dropped_torn + restore_dropped_invalid + restore_dropped_no_room;
   }
-  uint64_t drops[static_cast<size_t>(DropReason::Count_)] = {};
+  uint64_t drops[kDropReasonCount] = {};  // by reason (drops[0], None, stays 0)
   uint64_t drop(DropReason r) const noexcept { return drops[static_cast<size_t>(r)]; }
 };
 

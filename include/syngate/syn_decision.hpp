@@ -17,6 +17,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "syngate/drop_reason.hpp"
 #include "syngate/icmp.hpp"
 #include "syngate/packet.hpp"
 
@@ -194,26 +195,10 @@ enum class SynAction : uint8_t {
   Drop,          // dropped; `reason` says why
 };
 
-// Reasons the decision drops a packet: the specification's sg_reason values, one for one.
-enum class SynDropReason : uint8_t {
-  None = 0,
-  Truncated,
-  BadIpHeader,
-  Fragment,
-  IpOptions,
-  BadDataOffset,
-  BadTcpOption,
-  InvalidFlags,
-  Denied,
-  NotAllowed,
-  BackscatterBudget,
-  Count_
-};
-std::string_view to_string(SynDropReason r) noexcept;
 
 struct SynVerdict {
   SynAction action = SynAction::Drop;
-  SynDropReason reason = SynDropReason::None;
+  DropReason reason = DropReason::None;  // one of the SYN decision's reasons (is_syn_decision_reason)
   ParseResult parsed;  // valid when the packet parsed (every action but a malformed Drop and Icmp)
   IcmpError icmp;      // what an Icmp packet is
 };

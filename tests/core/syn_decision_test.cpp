@@ -70,7 +70,7 @@ Bytes with_ip_options(Bytes b) {
 struct DecisionTest : ::testing::Test {
   SynGuard guard{SynGuardConfig{nullptr, key_of(7), 1}};
   SynVerdict decide(Bytes& b, uint64_t now = 100 * kSecond) { return guard.decide(b, services(), now); }
-  SynDropReason dropped(Bytes b) {
+  DropReason dropped(Bytes b) {
     SynVerdict v = decide(b);
     EXPECT_EQ(v.action, SynAction::Drop);
     return v.reason;
@@ -94,22 +94,22 @@ TEST_F(DecisionTest, MalformedOptionsAreDroppedNotPassed) {
   // there and accepts the SYN; every path here must drop it.
   Bytes zero_len = syn();
   set_options(zero_len, {2, 4, 0x05, 0xb4, 8, 0});
-  EXPECT_EQ(dropped(zero_len), SynDropReason::BadTcpOption);
+  EXPECT_EQ(dropped(zero_len), DropReason::BadTcpOption);
   Bytes len_one = syn();
   set_options(len_one, {2, 4, 0x05, 0xb4, 30, 1});
-  EXPECT_EQ(dropped(len_one), SynDropReason::BadTcpOption);
+  EXPECT_EQ(dropped(len_one), DropReason::BadTcpOption);
   Bytes past_header = syn();
   set_options(past_header, {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 4});  // MSS runs out
-  EXPECT_EQ(dropped(past_header), SynDropReason::BadTcpOption);
+  EXPECT_EQ(dropped(past_header), DropReason::BadTcpOption);
   Bytes no_length_byte = syn();
   set_options(no_length_byte, {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 3});
-  EXPECT_EQ(dropped(no_length_byte), SynDropReason::BadTcpOption);
+  EXPECT_EQ(dropped(no_length_byte), DropReason::BadTcpOption);
   Bytes wrong_mss_len = syn();
   set_options(wrong_mss_len, {2, 5, 0x05, 0xb4, 0});
-  EXPECT_EQ(dropped(wrong_mss_len), SynDropReason::BadTcpOption);
+  EXPECT_EQ(dropped(wrong_mss_len), DropReason::BadTcpOption);
   Bytes bad_sack = syn();
   set_options(bad_sack, {5, 9, 0, 0, 0, 0, 0, 0, 0});
-  EXPECT_EQ(dropped(bad_sack), SynDropReason::BadTcpOption);
+  EXPECT_EQ(dropped(bad_sack), DropReason::BadTcpOption);
 }
 
 TEST_F(DecisionTest, UnknownWellFormedOptionsAreAnswered) {
@@ -131,35 +131,35 @@ TEST_F(DecisionTest, UnknownWellFormedOptionsAreAnswered) {
 TEST_F(DecisionTest, BadDataOffsetAndTruncatedHeadersAreDropped) {
   Bytes small = syn();
   small[tcp_offset(small) + 12] = 0x40;  // 4 words
-  EXPECT_EQ(dropped(small), SynDropReason::BadDataOffset);
+  EXPECT_EQ(dropped(small), DropReason::BadDataOffset);
   Bytes past = syn();
   past[tcp_offset(past) + 12] = 0xf0;  // 60 bytes, the segment has 40
-  EXPECT_EQ(dropped(past), SynDropReason::BadDataOffset);
+  EXPECT_EQ(dropped(past), DropReason::BadDataOffset);
   Bytes cut = syn();
   cut.resize(20 + 12);
   cut[2] = 0;
   cut[3] = 32;  // IP length says 12 bytes of TCP
-  EXPECT_EQ(dropped(cut), SynDropReason::Truncated);
+  EXPECT_EQ(dropped(cut), DropReason::Truncated);
   Bytes shorter_than_ip_length = syn();
   shorter_than_ip_length.resize(shorter_than_ip_length.size() - 4);
-  EXPECT_EQ(dropped(shorter_than_ip_length), SynDropReason::BadIpHeader);
-  EXPECT_EQ(dropped(Bytes{0x45, 0}), SynDropReason::Truncated);
+  EXPECT_EQ(dropped(shorter_than_ip_length), DropReason::BadIpHeader);
+  EXPECT_EQ(dropped(Bytes{0x45, 0}), DropReason::Truncated);
 }
 
 TEST_F(DecisionTest, FragmentsAreDropped) {
   Bytes first = syn();
   first[6] = 0x20;  // MF
-  EXPECT_EQ(dropped(first), SynDropReason::Fragment);
+  EXPECT_EQ(dropped(first), DropReason::Fragment);
   Bytes later = syn();
   later[7] = 0x10;  // offset 128
-  EXPECT_EQ(dropped(later), SynDropReason::Fragment);
+  EXPECT_EQ(dropped(later), DropReason::Fragment);
   Bytes v6 = syn(kClient6, kServer6);
   v6[6] = 44;  // fragment header instead of TCP
-  EXPECT_EQ(dropped(v6), SynDropReason::Fragment);
+  EXPECT_EQ(dropped(v6), DropReason::Fragment);
 }
 
 TEST_F(DecisionTest, SynsWithIpOptionsAreDroppedButFlowsMayCarryThem) {
-  EXPECT_EQ(dropped(with_ip_options(syn())), SynDropReason::IpOptions);
+  EXPECT_EQ(dropped(with_ip_options(syn())), DropReason::IpOptions);
   Bytes ack = with_ip_options(syn(kClient, kServer, 80, tcp_flag::ACK));
   EXPECT_EQ(decide(ack).action, SynAction::ClientFlow);
 }
@@ -168,7 +168,7 @@ TEST_F(DecisionTest, ImpossibleFlagSetsAreDropped) {
   for (uint8_t f : {uint8_t(tcp_flag::SYN | tcp_flag::FIN), uint8_t(tcp_flag::SYN | tcp_flag::RST),
                     uint8_t(tcp_flag::SYN | tcp_flag::ACK), uint8_t(tcp_flag::FIN), uint8_t(0),
                     uint8_t(tcp_flag::PSH | tcp_flag::URG), uint8_t(tcp_flag::FIN | tcp_flag::PSH | tcp_flag::URG)}) {
-    EXPECT_EQ(dropped(syn(kClient, kServer, 80, f)), SynDropReason::InvalidFlags) << int(f);
+    EXPECT_EQ(dropped(syn(kClient, kServer, 80, f)), DropReason::InvalidFlags) << int(f);
   }
 }
 
@@ -196,7 +196,7 @@ TEST_F(DecisionTest, MalformedPacketsDropEvenForOtherServices) {
   // What the rules queued and we cannot read, we cannot vouch for.
   Bytes b = syn(kClient, kServer, 22);
   set_options(b, {8, 0});
-  EXPECT_EQ(dropped(b), SynDropReason::BadTcpOption);
+  EXPECT_EQ(dropped(b), DropReason::BadTcpOption);
 }
 
 // ICMP is not TCP, yet an error about a flow's segment is the flow path's, and other ICMP passes
@@ -218,7 +218,7 @@ TEST_F(DecisionTest, IcmpGoesToTheFlowPathOtherProtocolsDrop) {
   EXPECT_EQ(v.icmp.kind, IcmpKind::Untouched);
   Bytes udp = syn();
   udp[9] = 17;
-  EXPECT_EQ(dropped(udp), SynDropReason::BadIpHeader);
+  EXPECT_EQ(dropped(udp), DropReason::BadIpHeader);
 }
 
 // ---- policy ----------------------------------------------------------------------------------
@@ -234,11 +234,11 @@ TEST_F(DecisionTest, DenyAllowLongestPrefix) {
                               {"2001:db8::/32", true}}));
   Bytes ok = syn(*Address::parse("10.10.1.2"));
   EXPECT_EQ(decide(ok).action, SynAction::Answer) << "the /32 allow is longer than the /24 deny";
-  EXPECT_EQ(dropped(syn(*Address::parse("10.10.1.3"))), SynDropReason::Denied);
+  EXPECT_EQ(dropped(syn(*Address::parse("10.10.1.3"))), DropReason::Denied);
   Bytes in16 = syn(*Address::parse("10.10.7.1"));
   EXPECT_EQ(decide(in16).action, SynAction::Answer);
-  EXPECT_EQ(dropped(syn(*Address::parse("192.0.2.1"))), SynDropReason::NotAllowed);
-  EXPECT_EQ(dropped(syn(kClient6, kServer6)), SynDropReason::Denied);
+  EXPECT_EQ(dropped(syn(*Address::parse("192.0.2.1"))), DropReason::NotAllowed);
+  EXPECT_EQ(dropped(syn(kClient6, kServer6)), DropReason::Denied);
   // Policy is about SYNs: an ACK from a denied source still reaches the flow path, which only
   // creates a flow for a valid cookie (that a denied source never got).
   Bytes ack = syn(*Address::parse("10.10.1.3"), kServer, 80, tcp_flag::ACK);
@@ -247,7 +247,7 @@ TEST_F(DecisionTest, DenyAllowLongestPrefix) {
 
 TEST_F(DecisionTest, DenyOnlyPolicyAnswersEveryoneElse) {
   guard.set_policy(policy_of({{"198.18.0.0/15", true}}));
-  EXPECT_EQ(dropped(syn(*Address::parse("198.19.255.255"))), SynDropReason::Denied);
+  EXPECT_EQ(dropped(syn(*Address::parse("198.19.255.255"))), DropReason::Denied);
   Bytes other = syn(*Address::parse("198.20.0.1"));
   EXPECT_EQ(decide(other).action, SynAction::Answer);
 }
@@ -421,10 +421,10 @@ TEST_F(DecisionTest, AnIpv6PolicyPrefixDecidesNothingForIpv4) {
   guard.set_policy(policy_of({{"::/0", true}}));
   Bytes v4 = syn(kClient);
   EXPECT_EQ(decide(v4).action, SynAction::Answer) << "deny ::/0 denied an IPv4 client";
-  EXPECT_EQ(dropped(syn(kClient6, kServer6)), SynDropReason::Denied);
+  EXPECT_EQ(dropped(syn(kClient6, kServer6)), DropReason::Denied);
   // allow one IPv4 /24 and all of IPv6: other IPv4 clients are not let in by ::/0.
   guard.set_policy(policy_of({{"10.10.9.0/24", false}, {"::/0", false}}));
-  EXPECT_EQ(dropped(syn(kClient)), SynDropReason::NotAllowed) << "allow ::/0 let an IPv4 client in";
+  EXPECT_EQ(dropped(syn(kClient)), DropReason::NotAllowed) << "allow ::/0 let an IPv4 client in";
   Bytes listed = syn(*Address::parse("10.10.9.7"));
   EXPECT_EQ(decide(listed).action, SynAction::Answer);
   Bytes v6 = syn(kClient6, kServer6);

@@ -677,7 +677,7 @@ TEST_F(XdpDiff, BackscatterBudgetStopsAtTheLimitPerPrefixAndSecond) {
   apply();
   one_second("next second: a fresh budget");
   sched_setaffinity(0, sizeof old, &old);
-  EXPECT_GE(program_->reasons()[static_cast<size_t>(SynDropReason::BackscatterBudget)], 120u);
+  EXPECT_GE(program_->reasons()[static_cast<size_t>(DropReason::BackscatterBudget)], 120u);
 }
 
 TEST_F(XdpDiff, PolicyPrefixesOfOneFamilyNeverMatchTheOther) {

@@ -75,21 +75,43 @@ struct sg_xdp_proven_key {
  * index, so a reader never sees half of a key (an array map value is not updated atomically). */
 #define SG_XDP_KEY_SLOTS 2
 
+/* What the program did with a packet: one per-CPU counter each (sg_counters), one label each for
+ * syngate_xdp_packets_total{outcome}. X(ENUM, "label", REASON): REASON is the drop vocabulary's
+ * reason this outcome is (drop_reasons.h), SG_OK when it drops nothing or stands for several
+ * reasons (sg_reasons, the per-reason map, tells those apart). The labels are published: never
+ * rename one. Append only. */
+#define SG_XDP_OUTCOMES(X)                                                                        \
+  /* SYN answered with a cookie SYN-ACK (XDP_TX) */                                               \
+  X(SYN_ANSWERED, "syn_answered", SG_R_SYN_ANSWERED)                                              \
+  /* ACK with no flow and a valid cookie: passed to the engine */                                 \
+  X(COOKIE_VALID, "cookie_valid", SG_OK)                                                          \
+  /* ACK with no flow and no valid cookie: dropped */                                             \
+  X(COOKIE_INVALID, "cookie_invalid", SG_R_COOKIE_INVALID)                                        \
+  /* packet of a flow the engine holds: passed */                                                 \
+  X(FLOW_PASSED, "flow_passed", SG_OK)                                                            \
+  /* RST with no flow: dropped */                                                                 \
+  X(NO_FLOW, "no_flow", SG_R_NO_FLOW)                                                             \
+  /* impossible flags (SYN+ACK/RST/FIN from a client, no ACK): dropped */                         \
+  X(INVALID_FLAGS, "invalid_flags", SG_R_INVALID_FLAGS)                                           \
+  /* a SYN whose TCP options do not parse or with IPv4 options or IPv6 extension headers, or an   \
+   * IPv4 TCP fragment for a service: dropped (bad_tcp_option, ip_options, fragment) */           \
+  X(MALFORMED, "malformed", SG_OK)                                                                \
+  /* for a service but left to the engine: IP options, fragments, IPv6 extension headers, bad     \
+   * lengths, not ready */                                                                        \
+  X(PASSED_UNHANDLED, "passed_unhandled", SG_OK)                                                  \
+  /* not TCP to a protected service */                                                            \
+  X(PASSED_OTHER, "passed_other", SG_OK)                                                          \
+  /* a SYN-ACK could not be built in place (tail adjust): passed */                               \
+  X(TX_ERROR, "tx_error", SG_OK)                                                                  \
+  /* SYN dropped by the source policy or the backscatter budget (denied, not_allowed,             \
+   * backscatter_budget) */                                                                       \
+  X(SYN_REFUSED, "syn_refused", SG_OK)
+
+#define SG_XDP_OUTCOME_ENUM_(e, label, reason) SG_XDP_##e,
 enum sg_xdp_counter {
-  SG_XDP_SYN_ANSWERED = 0,   /* SYN answered with a cookie SYN-ACK (XDP_TX) */
-  SG_XDP_COOKIE_VALID,       /* ACK with no flow and a valid cookie: passed to the engine */
-  SG_XDP_COOKIE_INVALID,     /* ACK with no flow and no valid cookie: dropped */
-  SG_XDP_FLOW_PASSED,        /* packet of a flow the engine holds: passed */
-  SG_XDP_NO_FLOW,            /* RST with no flow: dropped */
-  SG_XDP_INVALID_FLAGS,      /* impossible flags (SYN+ACK/RST/FIN from a client, no ACK): dropped */
-  SG_XDP_MALFORMED,          /* a SYN whose TCP options do not parse or with IPv4 options or IPv6
-                                extension headers, or an IPv4 TCP fragment for a service: dropped */
-  SG_XDP_PASSED_UNHANDLED,   /* for a service but left to the engine: IP options, fragments,
-                                IPv6 extension headers, bad lengths, not ready */
-  SG_XDP_PASSED_OTHER,       /* not TCP to a protected service */
-  SG_XDP_TX_ERROR,           /* a SYN-ACK could not be built in place (tail adjust): passed */
-  SG_XDP_SYN_REFUSED,        /* SYN dropped by the source policy or the backscatter budget */
+  SG_XDP_OUTCOMES(SG_XDP_OUTCOME_ENUM_)
   SG_XDP_COUNTER_COUNT
 };
+#undef SG_XDP_OUTCOME_ENUM_
 
 #endif /* SYNGATE_BPF_XDP_ABI_H */

@@ -16,6 +16,7 @@
 #ifndef SYNGATE_SPEC_SYN_RULES_H
 #define SYNGATE_SPEC_SYN_RULES_H
 
+#include "syngate/spec/drop_reasons.h"
 #include "syngate/spec/sg_types.h"
 
 #ifdef __cplusplus
@@ -63,24 +64,8 @@ enum sg_parse_error {
 };
 
 /* ---- Reasons -------------------------------------------------------------------------------
- * Every way the SYN decision drops a packet. The values are part of the specification: the fast
- * path counts into an array indexed by them, and the daemon maps them onto its drop reasons by
- * value. Append only; never renumber. */
-enum sg_reason {
-  SG_OK = 0,
-  SG_R_TRUNCATED = 1,          /* headers cut short: IP or TCP */
-  SG_R_BAD_IP_HEADER = 2,      /* version, IHL, lengths, extension headers, mapped addresses */
-  SG_R_FRAGMENT = 3,           /* IPv4 MF or offset, IPv6 fragment header */
-  SG_R_IP_OPTIONS = 4,         /* a SYN with IPv4 options or IPv6 extension headers */
-  SG_R_BAD_DATA_OFFSET = 5,    /* TCP data offset < 5 words or past the segment */
-  SG_R_BAD_OPTION = 6,         /* a TCP option with an impossible length or past the header */
-  SG_R_INVALID_FLAGS = 7,      /* a flag set no real client sends */
-  SG_R_DENIED = 8,             /* source in policy.deny (longest prefix) */
-  SG_R_NOT_ALLOWED = 9,        /* policy.allow is set and the source is not in it */
-  SG_R_BACKSCATTER_BUDGET = 10,/* the source's budget of SYN-ACKs is spent for this second: its
-                                  own (a proven source) or its /24's (/48's) (sg_budget_of) */
-  SG_R_COUNT_ = 11
-};
+ * Every way the SYN decision drops a packet: SG_SYN_DROP_REASONS in drop_reasons.h, the one list
+ * of reasons the engine, the metrics and the fast path's per-reason counters share. */
 
 /* ::ffff:0:0/96 never appears on a wire (RFC 4291 2.5.5.2): an IPv6 packet that carries such an
  * address would alias an IPv4 flow, so every path refuses it. `a` holds 16 address bytes. */
