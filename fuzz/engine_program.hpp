@@ -67,6 +67,18 @@ struct Sink : PacketSink {
 
 constexpr int kClients = 4;
 
+// Client i's connection (client -> service): two IPv4 clients of one address, one of another,
+// one IPv6.
+inline FlowTuple client_tuple(int i) {
+  FlowTuple t;
+  const bool v6 = i == 3;
+  t.src = v6 ? *Address::parse("fd00::1") : Address::from_v4(0x0a0a0100u + static_cast<uint32_t>(i % 2));
+  t.dst = v6 ? *Address::parse("fd00::2") : *Address::parse("10.10.3.2");
+  t.sport = static_cast<uint16_t>(1000 + i);
+  t.dport = v6 ? 443 : 80;
+  return t;
+}
+
 }  // namespace engine_program
 
 // The engine's configuration: small tables (the flows of a few clients fill them) and a few
@@ -100,17 +112,10 @@ inline void run_engine_program(Engine& engine, Input& in, std::vector<uint8_t>* 
   Peer peers[kClients];
   Sink sink{trace};
 
-  // The clients' tuples, parsed once: this runs for every packet the engine emits.
+  // The clients' tuples, made once: this runs for every packet the engine emits.
   static const std::array<FlowTuple, kClients> tuples = [] {
     std::array<FlowTuple, kClients> a;
-    for (int i = 0; i < kClients; ++i) {
-      FlowTuple& t = a[static_cast<size_t>(i)];
-      const bool v6 = i == 3;
-      t.src = v6 ? *Address::parse("fd00::1") : Address::from_v4(0x0a0a0100u + static_cast<uint32_t>(i % 2));
-      t.dst = v6 ? *Address::parse("fd00::2") : *Address::parse("10.10.3.2");
-      t.sport = static_cast<uint16_t>(1000 + i);
-      t.dport = v6 ? 443 : 80;
-    }
+    for (int i = 0; i < kClients; ++i) a[static_cast<size_t>(i)] = client_tuple(i);
     return a;
   }();
   auto tuple_of = [](int i) { return tuples[static_cast<size_t>(i)]; };

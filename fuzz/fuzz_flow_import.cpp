@@ -43,13 +43,7 @@ std::vector<uint8_t> build_region(Input& in, const flows::StateHeader& h, size_t
     if (how & 2) {  // a live flow of one of the program's clients, on its state's list
       flows::Flow f{};
       if (how & 1) std::memcpy(&f, e, std::min(flow_bytes, sizeof f));
-      const int who = how >> 2 & 3;
-      FlowTuple t;
-      t.src = who == 3 ? *Address::parse("fd00::1") : Address::from_v4(0x0a0a0100u + static_cast<uint32_t>(who % 2));
-      t.dst = who == 3 ? *Address::parse("fd00::2") : *Address::parse("10.10.3.2");
-      t.sport = static_cast<uint16_t>(1000 + who);
-      t.dport = who == 3 ? 443 : 80;
-      f.key = t;
+      f.key = fuzz::engine_program::client_tuple(how >> 2 & 3);
       const uint8_t s = 1 + (how >> 4) % 4;
       f.state = static_cast<flows::State>(s);
       f.list = s == 1 ? static_cast<uint8_t>(flows::kListSynSent0 + f.retries % 4)
