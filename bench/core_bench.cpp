@@ -9,6 +9,7 @@
 
 #include "syngate/cookie.hpp"
 #include "syngate/packet.hpp"
+#include "syngate_test/segments.hpp"
 
 namespace syngate {
 namespace {
@@ -98,19 +99,8 @@ void BM_CookieCheckForged(benchmark::State& state) {
 }
 BENCHMARK(BM_CookieCheckForged);
 
-// A SYN as Linux sends it: MSS, SACK-permitted, timestamps, NOP, window scale (40 bytes of
-// options after 20 of TCP).
-TcpOptions linux_syn_options() {
-  TcpOptions o;
-  o.has_mss = true;
-  o.mss = 1460;
-  o.sack_permitted = true;
-  o.has_timestamps = true;
-  o.tsval = 0x01020304;
-  o.has_wscale = true;
-  o.wscale = 7;
-  return o;
-}
+// A SYN as Linux sends it: MSS, SACK-permitted, timestamps, NOP, window scale.
+TcpOptions linux_syn_options() { return test::linux_syn_options(0x01020304); }
 
 struct Packet {
   std::array<uint8_t, 128> bytes{};

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "syngate/engine.hpp"
+#include "syngate_test/segments.hpp"
 
 namespace {
 using namespace syngate;
@@ -34,23 +35,8 @@ CookieSecrets secrets() {
   return s;
 }
 
-std::vector<uint8_t> packet(const SegmentSpec& s) {
-  std::vector<uint8_t> b(kMaxHeadersLen + s.payload.size());
-  b.resize(build_tcp_packet(b, s));
-  return b;
-}
-
-TcpOptions syn_options() {
-  TcpOptions o;
-  o.has_mss = true;
-  o.mss = 1460;
-  o.sack_permitted = true;
-  o.has_timestamps = true;
-  o.tsval = 12345;
-  o.has_wscale = true;
-  o.wscale = 7;
-  return o;
-}
+using test::segment;
+TcpOptions syn_options() { return test::linux_syn_options(12345); }
 
 const FlowTuple kTuple{*Address::parse("198.18.0.1"), *Address::parse("10.10.3.2"), 1024, 80};
 constexpr uint64_t kNow = 1000ull * 1000 * 1000 * 1000;
@@ -59,7 +45,7 @@ constexpr uint64_t kNow = 1000ull * 1000 * 1000 * 1000;
 // flow established.
 void handshake(Engine& engine, NullSink& sink, const FlowTuple& t, uint64_t now, uint8_t backend_wscale) {
   SegmentSpec syn{.tuple = t, .seq = 100, .flags = tcp_flag::SYN, .window = 64240, .options = syn_options()};
-  std::vector<uint8_t> b = packet(syn);
+  std::vector<uint8_t> b = segment(syn);
   engine.process(b, now, sink);
   const TcpPacket sa = parse_tcp_packet(sink.copy).packet;
   TcpOptions ts;
@@ -67,7 +53,7 @@ void handshake(Engine& engine, NullSink& sink, const FlowTuple& t, uint64_t now,
   ts.tsval = 12346;
   ts.tsecr = sa.options().tsval;
   SegmentSpec ack{.tuple = t, .seq = 101, .ack = sa.seq() + 1, .flags = tcp_flag::ACK, .window = 502, .options = ts};
-  b = packet(ack);
+  b = segment(ack);
   engine.process(b, now, sink);
   TcpOptions bts = syn_options();
   bts.tsval = 999;
@@ -75,7 +61,7 @@ void handshake(Engine& engine, NullSink& sink, const FlowTuple& t, uint64_t now,
   bts.wscale = backend_wscale;
   SegmentSpec synack{.tuple = t.reversed(), .seq = 5000, .ack = 101, .flags = tcp_flag::SYN | tcp_flag::ACK,
                      .window = 65160, .options = bts};
-  b = packet(synack);
+  b = segment(synack);
   engine.process(b, now, sink);
 }
 
@@ -84,7 +70,7 @@ void BM_SpoofedSyn(benchmark::State& state) {
   Engine engine(config(), jar);
   NullSink sink;
   SegmentSpec s{.tuple = kTuple, .seq = 1, .flags = tcp_flag::SYN, .window = 64240, .options = syn_options()};
-  std::vector<uint8_t> b = packet(s);
+  std::vector<uint8_t> b = segment(s);
   uint32_t i = 0;
   for (auto _ : state) {
     b[15] = static_cast<uint8_t>(++i);  // a new spoofed source each time (IPv4 checksum not read)
@@ -99,7 +85,7 @@ void BM_ForgedAck(benchmark::State& state) {
   Engine engine(config(), jar);
   NullSink sink;
   SegmentSpec s{.tuple = kTuple, .seq = 2, .ack = 0x12345678, .flags = tcp_flag::ACK, .window = 502};
-  std::vector<uint8_t> b = packet(s);
+  std::vector<uint8_t> b = segment(s);
   for (auto _ : state) {
     ++b[b.size() - 13];  // vary the ack number
     benchmark::DoNotOptimize(engine.process(b, kNow, sink));
@@ -124,7 +110,7 @@ void BM_ProxiedHandshake(benchmark::State& state) {
     t.sport = ++port;
     handshake(engine, sink, t, now, 7);
     SegmentSpec rst{.tuple = t, .seq = 101, .flags = tcp_flag::RST};
-    std::vector<uint8_t> b = packet(rst);
+    std::vector<uint8_t> b = segment(rst);
     engine.process(b, now, sink);
     now += 1000 * 1000;
     engine.advance(now, sink);
@@ -150,7 +136,7 @@ void BM_TranslateEstablished(benchmark::State& state) {
   dts.tsecr = 12346;
   SegmentSpec data{.tuple = t.reversed(), .seq = 5001, .ack = 101, .flags = tcp_flag::ACK, .window = 300,
                    .options = dts, .payload = payload};
-  const std::vector<uint8_t> original = packet(data);
+  const std::vector<uint8_t> original = segment(data);
   std::vector<uint8_t> work = original;
   for (auto _ : state) {
     std::copy(original.begin(), original.begin() + 60, work.begin());  // headers only: fresh numbers

@@ -2,6 +2,8 @@
 
 #include <cstring>
 
+#include "syngate/spec/xlate_spec.h"
+
 namespace syngate {
 namespace {
 
@@ -70,16 +72,13 @@ uint16_t ipv4_header_checksum(std::span<const uint8_t> header) noexcept {
   return csum_fold(csum_partial(header));
 }
 
+// The arithmetic is xlate_spec.h's, which the BPF programs compile too.
 uint16_t csum_replace16(uint16_t check, uint16_t old_value, uint16_t new_value) noexcept {
-  uint32_t sum = uint32_t{static_cast<uint16_t>(~check)} + static_cast<uint16_t>(~old_value) + new_value;
-  return csum_fold(sum);
+  return sg_csum_apply(check, sg_csum_fold(sg_csum_diff16(old_value, new_value)));
 }
 
 uint16_t csum_replace32(uint16_t check, uint32_t old_value, uint32_t new_value) noexcept {
-  uint32_t sum = uint32_t{static_cast<uint16_t>(~check)} +
-                 static_cast<uint16_t>(~(old_value >> 16)) + static_cast<uint16_t>(~old_value) +
-                 (new_value >> 16) + (new_value & 0xffffu);
-  return csum_fold(sum);
+  return sg_csum_apply(check, sg_csum_fold(sg_csum_diff32(old_value, new_value)));
 }
 
 }  // namespace syngate

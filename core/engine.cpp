@@ -15,6 +15,7 @@
 #include "syngate/checksum.hpp"
 #include "syngate/flow_table.hpp"
 #include "syngate/spec/flow_spec.h"
+#include "syngate/spec/xlate_spec.h"
 #include "syngate/icmp.hpp"
 
 namespace syngate {
@@ -243,20 +244,14 @@ struct Engine::Impl {
   // A client segment, before translation. Only a segment that fits what the server offered and
   // acknowledges only what the server sent moves the record: a blind forgery cannot aim it.
   static void track_client(Flow& f, const TcpPacket& p, const sg_flow_shifts& shift) {
-    const uint32_t ack = sg_ack_to_backend(p.ack(), f.delta);
-    const uint32_t window = sg_window_bytes(p.window(), shift.client_sends);
-    if (!(f.seen & kSeenClient)) {  // first packet since an import from an older table
-      f.client_next = seq_end(p);
-      f.client_acked = ack;
-      f.client_wnd = window;
-      f.seen |= kSeenClient;
-      return;
-    }
-    if (!(f.seen & kSeenServer)) return;
-    if (!sg_segment_plausible(p.seq(), ack, f.server_acked, f.server_wnd, f.client_acked, f.server_next)) return;
-    f.client_next = sg_seq_max(f.client_next, seq_end(p));
-    f.client_acked = ack;
-    f.client_wnd = window;
+    sg_flow_track self{f.client_next, f.client_acked, f.client_wnd};
+    const sg_flow_track peer{f.server_next, f.server_acked, f.server_wnd};
+    sg_flow_track_segment(&self, f.seen & kSeenClient, &peer, f.seen & kSeenServer, p.seq(), seq_end(p),
+                          sg_ack_to_backend(p.ack(), f.delta), sg_window_bytes(p.window(), shift.client_sends));
+    f.client_next = self.next;
+    f.client_acked = self.acked;
+    f.client_wnd = self.window;
+    f.seen |= kSeenClient;
   }
   // The RST check of one direction (flow_spec.h); counts what is passed on for the endpoint.
   sg_rst_verdict judge_rst(const Flow& f, uint32_t seq, uint32_t sender_next, uint32_t receiver_acked,
@@ -267,19 +262,14 @@ struct Engine::Impl {
     return v;
   }
   static void track_server(Flow& f, const TcpPacket& p, const sg_flow_shifts& shift) {
-    const uint32_t window = sg_window_bytes(p.window(), shift.server_sends);
-    if (!(f.seen & kSeenServer)) {
-      f.server_next = seq_end(p);
-      f.server_acked = p.ack();
-      f.server_wnd = window;
-      f.seen |= kSeenServer;
-      return;
-    }
-    if (!(f.seen & kSeenClient)) return;
-    if (!sg_segment_plausible(p.seq(), p.ack(), f.client_acked, f.client_wnd, f.server_acked, f.client_next)) return;
-    f.server_next = sg_seq_max(f.server_next, seq_end(p));
-    f.server_acked = p.ack();
-    f.server_wnd = window;
+    sg_flow_track self{f.server_next, f.server_acked, f.server_wnd};
+    const sg_flow_track peer{f.client_next, f.client_acked, f.client_wnd};
+    sg_flow_track_segment(&self, f.seen & kSeenServer, &peer, f.seen & kSeenClient, p.seq(), seq_end(p), p.ack(),
+                          sg_window_bytes(p.window(), shift.server_sends));
+    f.server_next = self.next;
+    f.server_acked = self.acked;
+    f.server_wnd = self.window;
+    f.seen |= kSeenServer;
   }
 
   // ---- the client's side --------------------------------------------------------------------
@@ -332,20 +322,16 @@ struct Engine::Impl {
     }
 
     // Established, closing or lingering: translate into the backend's sequence space.
-    if (ack) {
-      const uint32_t backend_ack = sg_ack_to_backend(p.ack(), f.delta);
-      p.set_ack(backend_ack);
-      if (!rst && (f.bits & bit::kServerFin) && seq_after(backend_ack, f.server_fin_seq)) f.bits |= bit::kServerFinAcked;
-    }
-    const TcpOptions& o = p.options();
-    for (size_t b = 0; b < o.sack_count; ++b) {
-      p.set_sack_block(b, {sg_sack_edge_to_backend(o.sack[b].left, f.delta),
-                           sg_sack_edge_to_backend(o.sack[b].right, f.delta)});
+    if (ack && !rst && (f.bits & bit::kServerFin) &&
+        seq_after(sg_ack_to_backend(p.ack(), f.delta), f.server_fin_seq)) {
+      f.bits |= bit::kServerFinAcked;
     }
     // A backend without timestamps ignores the option (RFC 7323 3.2); its TSecr names our clock.
-    if (o.has_timestamps && !(f.supply & kSupplyTimestamps)) p.set_tsecr(sg_tsecr_to_backend(o.tsecr, f.tsoff));
-    const uint16_t w = sg_window_rescale(p.window(), shift.client_sends, shift.server_reads);
-    if (w != p.window()) p.set_window(w);
+    const sg_xlate_params xp{f.delta, f.tsoff, SG_XLATE_TO_SERVER, shift.client_sends, shift.server_reads,
+                             static_cast<uint8_t>(!(f.supply & kSupplyTimestamps))};
+    sg_xlate_segment s = p.xlate_fields();
+    const uint16_t diff = sg_xlate(&s, &xp);
+    p.store_xlate(s, diff);
     if (!rst && (fl & tcp_flag::FIN)) {
       f.bits |= bit::kClientFin;
       f.client_fin_seq = p.seq() + static_cast<uint32_t>(p.payload_len());
@@ -504,11 +490,10 @@ struct Engine::Impl {
         f.bits |= bit::kClientFinAcked;
       }
     }
-    p.set_seq(sg_seq_to_client(p.seq(), f.delta));
-    const TcpOptions& o = p.options();
-    if (o.has_timestamps) p.set_tsval(sg_tsval_to_client(o.tsval, f.tsoff));
-    const uint16_t w = sg_window_rescale(p.window(), shift.server_sends, shift.client_reads);
-    if (w != p.window()) p.set_window(w);
+    const sg_xlate_params xp{f.delta, f.tsoff, SG_XLATE_TO_CLIENT, shift.server_sends, shift.client_reads, 1};
+    sg_xlate_segment s = p.xlate_fields();
+    const uint16_t diff = sg_xlate(&s, &xp);
+    p.store_xlate(s, diff);
     if (!rst || ends_flow) after_translation(i, ends_flow, timer_ms(now));
     ++counters.translated;
     if ((f.supply & kSupplyTimestamps) && !rst) return supply_timestamps(f, p, now, room);

@@ -237,6 +237,45 @@ void TcpPacket::set_sack_block(size_t index, SackBlock block) noexcept {
   rewrite_option32(data_ + tcp_offset_, off + 4, block.right, *this);
 }
 
+sg_xlate_segment TcpPacket::xlate_fields() const noexcept {
+  const uint8_t* t = data_ + tcp_offset_;
+  sg_xlate_segment s{};
+  s.seq = load_be32(t + kSeqOff);
+  s.ack = load_be32(t + kAckOff);
+  s.window = load_be16(t + kWindowOff);
+  s.has_ack = (t[kFlagsOff] & tcp_flag::ACK) != 0;
+  s.has_ts = options_.has_timestamps;
+  s.tsval = options_.tsval;
+  s.tsecr = options_.tsecr;
+  s.ts_odd = options_.ts_offset & 1u;
+  s.sack_count = options_.sack_count;
+  s.sack_odd = options_.sack_offset & 1u;
+  for (size_t b = 0; b < options_.sack_count; ++b) {
+    s.sack[2 * b] = options_.sack[b].left;
+    s.sack[2 * b + 1] = options_.sack[b].right;
+  }
+  return s;
+}
+
+void TcpPacket::store_xlate(const sg_xlate_segment& s, uint16_t csum_diff) noexcept {
+  uint8_t* t = data_ + tcp_offset_;
+  store_be32(t + kSeqOff, s.seq);
+  store_be32(t + kAckOff, s.ack);
+  store_be16(t + kWindowOff, s.window);
+  if (options_.has_timestamps) {
+    options_.tsval = s.tsval;
+    options_.tsecr = s.tsecr;
+    store_be32(t + options_.ts_offset, s.tsval);
+    store_be32(t + options_.ts_offset + 4, s.tsecr);
+  }
+  for (size_t b = 0; b < options_.sack_count; ++b) {
+    options_.sack[b] = {s.sack[2 * b], s.sack[2 * b + 1]};
+    store_be32(t + options_.sack_offset + 8 * b, s.sack[2 * b]);
+    store_be32(t + options_.sack_offset + 8 * b + 4, s.sack[2 * b + 1]);
+  }
+  store_be16(t + kChecksumOff, sg_csum_apply(load_be16(t + kChecksumOff), csum_diff));
+}
+
 namespace {
 uint16_t segment_checksum(const uint8_t* data, bool v4, std::span<const uint8_t> segment) noexcept {
   if (v4) {

@@ -16,11 +16,11 @@
 #include <memory>
 #include <vector>
 
-#include "../tests/core/icmp_builder.hpp"
 #include "fuzz_input.hpp"
 #include "syngate/engine.hpp"
 #include "syngate/icmp.hpp"
 #include "syngate/packet.hpp"
+#include "syngate_test/icmp_builder.hpp"
 
 namespace syngate::fuzz {
 

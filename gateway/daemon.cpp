@@ -2,7 +2,8 @@
 // and runs each worker on a thread of its own (named, niced and pinned here); the workers
 // themselves (worker.hpp: SynWorker answers SYNs statelessly, FlowWorker owns an Engine) hold the
 // per-packet loop. Besides: a metrics thread, and the main thread that waits for signals,
-// reloads, rotates secrets, feeds systemd and logs the periodic summary.
+// reloads, rotates secrets, feeds systemd and logs the periodic summary. The daemon is a sequence
+// of named steps (struct Daemon below); what a reload applies is decided in reload_plan.cpp.
 #include "daemon.hpp"
 
 #include <pthread.h>
@@ -86,6 +87,30 @@ struct WorkerThread {
   std::thread thread;
 };
 
+using Clock = std::chrono::steady_clock;
+
+void set_log_level(const std::string& level) {
+  spdlog::set_level(spdlog::level::from_str(level));
+}
+
+uint64_t rss_bytes() {
+  std::ifstream in("/proc/self/statm");
+  uint64_t size = 0, resident = 0;
+  in >> size >> resident;
+  return resident * static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+}
+
+// The gateway process. run_daemon (at the end of this file) takes its steps in order:
+//   startup: read_config, block_signals, publish_secrets, check_room, open_flow_state,
+//            share_proven_sources, start_workers (queues, senders, tables; no thread yet),
+//            start_fast_path, serve_metrics, run_workers, log_started, begin_ticks;
+//   tick(), once a second (or half the watchdog period) until it returns false: notify_systemd,
+//            sync_draining_services, wait_for_signal, reload, rotate_cookie_secrets,
+//            sync_fast_path, log_stats;
+//   shutdown().
+// A further data path (such as tc) is one more start step beside start_fast_path (before
+// run_workers, so that every flow reaches it), its publishing beside sync_fast_path in tick(), and
+// its detach in shutdown() beside the fast path's, before the workers stop.
 struct Daemon {
   GatewayConfig config;
   std::string config_path;
@@ -101,9 +126,525 @@ struct Daemon {
   uint64_t xdp_secrets_generation = 0;
   uint64_t xdp_policy_generation = 0;
 
+  // Startup only: the saved tables and what to do with them (the mapped ones are let go once the
+  // workers hold theirs).
+  uint64_t boot_id = 0;
+  FlowStatePlan state_plan;
+  std::unique_ptr<MetricsEndpoint> metrics_endpoint;
+
+  // The main thread's state from one tick to the next.
+  sigset_t signals;
+  int exit_code = 0;  // 0, or kRestartInPlace once a reload asks for a new process
+  SystemdNotifier notifier;
+  std::chrono::microseconds watchdog_period{0};
+  bool ready_sent = false;
+  bool rules_warned = false;
+  ProgressCheck progress;
+  Clock::time_point last_watchdog_check;
+  std::vector<size_t> last_stuck;
+  GatewaySnapshot status_prev;  // what the last STATUS line counted from
+  Clock::time_point status_time;
+  GatewaySnapshot stats_prev;  // what the last periodic summary counted from
+  Clock::time_point stats_time;
+  Clock::time_point last_rotation;
+  // Removed services whose flows are still draining, as last written for `syngate rules up`.
+  std::vector<ServiceEntry> written_draining;
+
+  // Startup steps. Those returning bool have logged why the gateway cannot start when false.
+  bool read_config();
+  void block_signals();
+  bool publish_secrets();
+  bool check_room();
+  bool open_flow_state();
+  bool share_proven_sources();
+  bool start_workers();
+  void add_worker(bool syn_only, uint16_t queue, int cpu);
+  std::unique_ptr<FlowWorker> flow_worker_on_state(WorkerSetup setup, WorkerThread& t, uint16_t queue);
+  void start_fast_path();
+  void serve_metrics();
+  void run_workers();
+  void log_started();
+  void begin_ticks();
+
+  // One turn of the main thread; false once the gateway stops (a signal, a restart in place).
+  bool tick();
+  void notify_systemd();
+  void feed_watchdog(Clock::time_point now);
+  void sync_draining_services();
+  int wait_for_signal();
+  bool reload();
+  void apply_reload(const GatewayConfig& next, const ReloadPlan& plan, const std::string& keys);
+  void rotate_cookie_secrets(Clock::time_point now);
+  void sync_fast_path();
+  void log_stats(Clock::time_point now);
+
+  int shutdown();
+
   void run_worker(WorkerThread& t);
   GatewaySnapshot snapshot();
+  bool rules_in_place() const;
+  std::string status_line(const GatewaySnapshot& cur, const GatewaySnapshot& before, double dt) const;
 };
+
+// ---- startup --------------------------------------------------------------------------------
+
+bool Daemon::read_config() {
+  try {
+    config = load_config(config_path);
+  } catch (const std::exception& e) {
+    spdlog::critical("{}", e.what());
+    return false;
+  }
+  set_log_level(config.log_level);
+  set_log_format(config.log_format);
+  start_time = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  return true;
+}
+
+// Signals go to the main thread only: block them before any thread starts.
+void Daemon::block_signals() {
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+}
+
+// The source policy and the cookie secrets, which every worker reads.
+bool Daemon::publish_secrets() {
+  policy.publish(config.engine.policy, config.engine.services);
+  uint32_t counter = cookie_counter(clock_ns());
+  try {
+    secrets.publish(sane(load_or_create_secrets(config.secret_file, counter), counter));
+  } catch (const std::exception& e) {
+    spdlog::critical("gateway.secret_file {}: {}", config.secret_file, e.what());
+    return false;
+  }
+  return true;
+}
+
+bool Daemon::check_room() {
+  try {
+    check_table_room(config, machine_room(config.state_dir), false);
+  } catch (const std::exception& e) {
+    spdlog::critical("{}", e.what());
+    return false;
+  }
+  return true;
+}
+
+// Flow tables that outlive the process: which saved tables to take over, which to import.
+bool Daemon::open_flow_state() {
+  boot_id = current_boot_id();
+  if (config.state_dir.empty()) return true;
+  try {
+    state = std::make_unique<StateDir>(config.state_dir, this_instance(config.instance));
+    for (const auto& note : state->notes()) spdlog::warn("flow state: {}", note);
+    state_plan = plan_flow_state(*state, config.flow_queue, config.flow_queues, config.engine, boot_id);
+    for (const auto& note : state_plan.notes) spdlog::warn("flow state: {}", note);
+  } catch (const std::exception& e) {
+    spdlog::critical("gateway.state_dir: {}", e.what());
+    return false;
+  }
+  return true;
+}
+
+// One table of proven sources for every worker: flow workers write what cookie ACKs prove, SYN
+// workers read it (its own random key, like every other hash table here).
+bool Daemon::share_proven_sources() {
+  if (sodium_init() < 0) {
+    spdlog::critical("libsodium failed to initialise (no random source)");
+    return false;
+  }
+  HashKey key{};
+  randombytes_buf(key.data(), key.size());
+  config.engine.proven_sources = std::make_shared<ProvenSources>(ProvenSources::kDefaultSlots, key);
+  return true;
+}
+
+// Every worker with its queue, raw sender and (flow workers) table, SYN workers first; then the
+// saved tables no worker took are let go.
+bool Daemon::start_workers() {
+  try {
+    for (uint16_t i = 0; i < config.syn_queues; ++i) {
+      int cpu = config.syn_cpus.empty() ? -1 : config.syn_cpus[i % config.syn_cpus.size()];
+      add_worker(true, static_cast<uint16_t>(config.syn_queue + i), cpu);
+    }
+    for (uint16_t i = 0; i < config.flow_queues; ++i) {
+      int cpu = config.flow_cpus.empty() ? -1 : config.flow_cpus[i % config.flow_cpus.size()];
+      add_worker(false, static_cast<uint16_t>(config.flow_queue + i), cpu);
+    }
+  } catch (const std::exception& e) {
+    spdlog::critical("startup failed: {}", e.what());
+    return false;
+  }
+  for (const auto& name : state_plan.obsolete) {
+    if (!remove_state_file(*state, name)) {
+      spdlog::warn("flow state: cannot remove {}/{}: {}", state->path(), name, std::strerror(errno));
+    }
+  }
+  state_plan.saved.clear();  // unmaps the old files (those replaced by a fresh table are freed now)
+  return true;
+}
+
+WorkerSetup worker_setup(const GatewayConfig& cfg, unsigned id, bool syn_only, uint16_t queue) {
+  WorkerSetup setup;
+  setup.id = id;
+  setup.queue = queue;
+  setup.engine = cfg.engine;
+  randomize_hash_keys(setup.engine);
+  // SYN workers split the per-prefix SYN-ACK budget; a flow worker answers SYNs only when the
+  // rules send it some, and then holds the whole budget.
+  setup.engine.budget_share = syn_only ? cfg.syn_queues : 1;
+  // ICMP errors enter at the first flow queue and move along until a worker has their flow.
+  setup.engine.icmp_next_queue = !syn_only && queue + 1 < cfg.flow_queue + cfg.flow_queues;
+  setup.cookie_max_age = cfg.cookie_max_age;
+  setup.fail_open = cfg.fail_open;
+  setup.advance_interval_ns = static_cast<uint64_t>(cfg.advance_interval_ms) * 1000000ull;
+  return setup;
+}
+
+QueueOptions queue_options(const GatewayConfig& cfg, bool syn_only) {
+  QueueOptions qo;
+  qo.maxlen = syn_only ? cfg.syn_queue_maxlen : cfg.flow_queue_maxlen;
+  qo.fail_open = cfg.fail_open;
+  qo.rcvbuf_bytes = cfg.rcvbuf_bytes;
+  qo.sndbuf_bytes = cfg.sndbuf_bytes;
+  qo.batch = cfg.batch_size;
+  qo.recv_timeout_ms = std::min<uint32_t>(cfg.advance_interval_ms, 100);
+  if (syn_only) {
+    // SYNs are never GSO and only their headers matter; small slots keep large batches cheap.
+    qo.copy_range = 2048;
+    qo.slot_bytes = 4096;
+    qo.gso = false;
+  }
+  return qo;
+}
+
+void Daemon::add_worker(bool syn_only, uint16_t queue, int cpu) {
+  auto t = std::make_unique<WorkerThread>();
+  t->nice = syn_only ? config.syn_worker_nice : config.flow_worker_nice;
+  t->cpu = cpu;
+  WorkerSetup setup = worker_setup(config, static_cast<unsigned>(workers.size()), syn_only, queue);
+  t->nfq = std::make_unique<NfQueue>(queue, queue_options(config, syn_only));
+  t->sender = std::make_unique<RawSender>(config.mark, config.sndbuf_bytes, config.has_v4(), config.has_v6());
+  if (syn_only) {
+    t->worker = std::make_unique<SynWorker>(std::move(setup), *t->nfq, *t->sender, secrets, policy, engine_clock);
+  } else {
+    auto w = config.state_dir.empty()
+                 ? std::make_unique<FlowWorker>(std::move(setup), *t->nfq, *t->sender, secrets, policy, engine_clock)
+                 : flow_worker_on_state(std::move(setup), *t, queue);
+    t->flow = w.get();
+    t->worker = std::move(w);
+  }
+  workers.push_back(std::move(t));
+}
+
+// A flow worker whose table is a file in state_dir: a saved table taken over, or a fresh one
+// filled with what the plan imports from the others.
+std::unique_ptr<FlowWorker> Daemon::flow_worker_on_state(WorkerSetup setup, WorkerThread& t, uint16_t queue) {
+  const FlowStatePlan::Queue& plan = state_plan.queues.at(queue - config.flow_queue);
+  auto table_file = std::make_unique<MappedTable>(*state, plan.name, Engine::state_bytes(setup.engine), plan.in_place);
+  const std::string table_path = table_file->path();
+  auto w = std::make_unique<FlowWorker>(std::move(setup), *t.nfq, *t.sender, secrets, policy, engine_clock,
+                                        std::move(table_file), boot_id);
+  Engine& engine = w->engine();
+  const RestoreReport& r = engine.restore_report();
+  if (r.attached) {
+    spdlog::info("flow queue {}: took over {} flows from {} (dropped: {} torn, {} invalid)", queue, r.restored,
+                 table_path, r.dropped_torn, r.dropped_invalid);
+  } else if (r.reason != "no saved table") {
+    spdlog::warn("flow queue {}: started with an empty table: {}", queue, r.reason);
+  }
+  for (const auto& name : plan.imports) {
+    const std::string path = state->path() + "/" + name;
+    const RestoreReport ir = engine.import_state(state_plan.saved.at(name)->region(), boot_id, engine_clock());
+    if (ir.attached) {
+      spdlog::info("flow queue {}: imported {} flows from {} (dropped: {} torn, {} invalid, {} no room)", queue,
+                   ir.restored, path, ir.dropped_torn, ir.dropped_invalid, ir.dropped_no_room);
+    } else {
+      spdlog::warn("flow queue {}: nothing imported from {}: {}", queue, path, ir.reason);
+    }
+  }
+  return w;
+}
+
+// The XDP fast path, before any worker runs, so that every flow reaches its flow map.
+void Daemon::start_fast_path() {
+  const uint64_t all_flows = uint64_t{config.engine.max_flows} * config.flow_queues;
+  xdp = xdp::FastPath::start(config.xdp_mode, config.xdp_interfaces, config.mode, config.engine, secrets.get(),
+                             config.cookie_max_age, static_cast<uint32_t>(std::min<uint64_t>(all_flows, 1u << 26)));
+  xdp_secrets_generation = secrets.generation.load();
+  xdp_policy_generation = policy.generation.load();
+  if (xdp) {
+    for (auto& w : workers) {
+      if (w->flow) w->flow->engine().set_flow_observer(xdp.get());
+    }
+  }
+}
+
+// The endpoint never stops the gateway: an address it cannot bind is logged and retried.
+void Daemon::serve_metrics() {
+  if (config.metrics_port == 0) return;
+  metrics_endpoint = std::make_unique<MetricsEndpoint>(config.metrics_host, config.metrics_port, [this] {
+    return render_prometheus(snapshot()) + (xdp ? xdp->render_metrics() : xdp::FastPath::render_disabled());
+  });
+}
+
+void Daemon::run_workers() {
+  for (auto& w : workers) {
+    WorkerThread* wp = w.get();
+    w->thread = std::thread([this, wp] { run_worker(*wp); });
+  }
+}
+
+void Daemon::log_started() {
+  const GatewayConfig& cfg = config;
+  spdlog::info("syngate running: {} service(s), SYN queue(s) {}..{}, flow queue(s) {}..{}, fail-{}, "
+               "metrics {}",
+               cfg.services.size(), cfg.syn_queue, cfg.syn_queue + cfg.syn_queues - 1, cfg.flow_queue,
+               cfg.flow_queue + cfg.flow_queues - 1, cfg.fail_open ? "open" : "closed",
+               cfg.metrics_port ? cfg.metrics_host + ":" + std::to_string(cfg.metrics_port) : "off");
+  for (const auto& w : workers) {
+    if (w->flow && !w->nfq->gso_enabled()) {
+      spdlog::warn("queue {}: kernel refused NFQA_CFG_F_GSO; GSO packets are segmented before queueing", w->nfq->queue());
+    }
+  }
+}
+
+// systemd: READY once the queues are bound (done: the workers hold them) and the rules are in
+// place; STATUS every tick; WATCHDOG only while every worker makes progress.
+void Daemon::begin_ticks() {
+  stats_prev = snapshot();
+  stats_time = Clock::now();
+  last_rotation = stats_time;
+  watchdog_period = notifier.watchdog_interval() / 2;
+  last_watchdog_check = Clock::now();
+  status_prev = stats_prev;
+  if (state) {
+    try {
+      written_draining = read_draining_services(*state);
+    } catch (const std::exception& e) {
+      spdlog::warn("flow state: {}: replaced by an empty list", e.what());
+      try {
+        write_draining_services(*state, {});
+      } catch (const std::exception& w) {
+        spdlog::error("{}", w.what());
+      }
+    }
+  }
+  status_time = stats_time;
+}
+
+// ---- one tick -------------------------------------------------------------------------------
+
+bool Daemon::tick() {
+  if (notifier.enabled()) notify_systemd();
+  if (state) sync_draining_services();
+  const int sig = wait_for_signal();
+  if (sig == SIGTERM || sig == SIGINT) {
+    spdlog::info("signal {}: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    return false;
+  }
+  if (sig == SIGHUP && !reload()) return false;  // restarting in place
+  const auto now = Clock::now();
+  rotate_cookie_secrets(now);
+  sync_fast_path();
+  log_stats(now);
+  return true;
+}
+
+void Daemon::notify_systemd() {
+  const auto t = Clock::now();
+  GatewaySnapshot cur = snapshot();
+  const std::string line = status_line(cur, status_prev, std::chrono::duration<double>(t - status_time).count());
+  status_prev = std::move(cur);
+  status_time = t;
+  if (ready_sent) {
+    notifier.status(line);
+  } else if (rules_in_place()) {
+    notifier.ready(line);
+    ready_sent = true;
+    spdlog::info("systemd: ready");
+  } else {
+    if (!rules_warned) spdlog::warn("systemd: waiting for the rules (syngate rules up) before READY");
+    rules_warned = true;
+    notifier.status("waiting for the iptables rules: run syngate rules up");
+  }
+  if (watchdog_period.count() > 0 && t - last_watchdog_check >= watchdog_period) feed_watchdog(t);
+}
+
+void Daemon::feed_watchdog(Clock::time_point now) {
+  last_watchdog_check = now;
+  std::vector<uint64_t> beats;
+  for (const auto& w : workers) beats.push_back(w->worker->heartbeat());
+  std::vector<size_t> stuck = progress.stuck(beats);
+  if (stuck.empty()) {
+    notifier.watchdog();
+  } else if (stuck != last_stuck) {
+    std::string names;
+    for (size_t i : stuck) names += (names.empty() ? "" : ", ") + std::to_string(workers[i]->worker->id());
+    spdlog::error("worker(s) {} made no progress for {} ms: withholding the systemd watchdog", names,
+                  std::chrono::duration_cast<std::chrono::milliseconds>(watchdog_period).count());
+  }
+  last_stuck = std::move(stuck);
+}
+
+// The services the workers still drain, written to state_dir when the list changes, for
+// `syngate rules up` to keep their flow traffic queued.
+void Daemon::sync_draining_services() {
+  std::vector<ServiceEntry> draining;
+  for (const auto& w : workers) {
+    for (const Service& sv : w->worker->draining_services()) {
+      ServiceEntry e{sv.address.to_string(), !sv.address.is_v4(), sv.port};
+      if (std::find(draining.begin(), draining.end(), e) == draining.end()) draining.push_back(e);
+    }
+  }
+  if (draining == written_draining) return;
+  try {
+    write_draining_services(*state, draining);
+    written_draining = std::move(draining);
+  } catch (const std::exception& e) {
+    spdlog::error("{}", e.what());
+  }
+}
+
+// A second, or half the watchdog period when that is shorter; -1 when no signal came.
+int Daemon::wait_for_signal() {
+  timespec timeout{1, 0};
+  if (watchdog_period.count() > 0 && watchdog_period < std::chrono::seconds(1)) {
+    timeout = {0, static_cast<long>(std::chrono::duration_cast<std::chrono::nanoseconds>(watchdog_period).count())};
+  }
+  return sigtimedwait(&signals, nullptr, &timeout);
+}
+
+// SIGHUP. All or nothing: everything the new configuration needs is read and checked first; only
+// then is it applied, in steps that cannot fail. A refused reload leaves nothing changed. False
+// when the reload restarts in place (the ticks end).
+bool Daemon::reload() {
+  try {
+    const GatewayConfig next = load_config(config_path);
+    const ReloadPlan plan = plan_reload(config, next);
+    std::string keys;
+    for (const auto& key : plan.restart_keys) keys += (keys.empty() ? "" : ", ") + key;
+    if (plan.restart_in_place) {
+      // What only a new process can apply (queues, table sizes, buffers): stop like for SIGTERM,
+      // then start again in this same process (exec). The flow tables in state_dir carry every
+      // connection over, resized or re-sharded on the way in. A configuration the new process
+      // could not start on is refused here, while this one still runs.
+      check_restart(next, plan);
+      spdlog::info("reload: {} changed: restarting in place to apply it; proxied flows are kept", keys);
+      ++reloads;
+      exit_code = kRestartInPlace;
+      return false;
+    }
+    apply_reload(next, plan, keys);
+  } catch (const std::exception& e) {
+    ++reload_failures;
+    spdlog::error("reload failed, keeping the running configuration: {}", e.what());
+  }
+  return true;
+}
+
+// What this process applies of a reload (reloaded_config says what), once the secrets are read.
+void Daemon::apply_reload(const GatewayConfig& next, const ReloadPlan& plan, const std::string& keys) {
+  const uint32_t c = cookie_counter(clock_ns());
+  const CookieSecrets loaded = sane(load_or_create_secrets(config.secret_file, c), c);
+
+  if (!keys.empty()) spdlog::warn("reload: {} changed; it takes effect only after a restart", keys);
+  config = reloaded_config(config, next, plan);
+  set_log_level(config.log_level);
+  set_log_format(config.log_format);
+  if (plan.services_wait_for_restart) {
+    spdlog::warn("reload: [[service]] list adds an address family syngate has no raw socket for; "
+                 "it takes effect only after a restart (which keeps every flow)");
+  }
+  for (const auto& sv : plan.removed_services) {
+    spdlog::info("reload: service {}:{} removed: its flows drain, new connections are not proxied", sv.address,
+                 sv.port);
+  }
+  if (plan.apply_services) {
+    spdlog::info("reload: {} service(s); run `syngate rules up` to queue what was added", config.services.size());
+  }
+  policy.publish(config.engine.policy, config.engine.services);
+  if (!(loaded == secrets.get())) {
+    secrets.publish(loaded);
+    spdlog::info("reload: new cookie secrets from {}", config.secret_file);
+  }
+  ++reloads;
+  const SourcePolicy& pol = *config.engine.policy;
+  spdlog::info("reload: done (log level {}, stats every {} s, policy: {} prefixes, {} SYN-ACKs/s per "
+               "prefix, {} unanswered per proven address, {} new flows/s per source)",
+               config.log_level, config.stats_interval_s, pol.prefixes.size(), pol.synack_per_prefix_per_s,
+               pol.synack_per_address_per_s, pol.new_flows_per_source_per_s);
+}
+
+void Daemon::rotate_cookie_secrets(Clock::time_point now) {
+  if (config.secret_rotation_s == 0 || now - last_rotation < std::chrono::seconds(config.secret_rotation_s)) return;
+  try {
+    CookieSecrets next = rotate_secrets(secrets.get(), cookie_counter(clock_ns()));
+    save_secrets(config.secret_file, next);
+    secrets.publish(next);
+    spdlog::info("cookie secrets rotated");
+  } catch (const std::exception& e) {
+    spdlog::error("secret rotation failed: {}", e.what());
+  }
+  last_rotation = now;
+}
+
+// The fast path follows the interfaces, and the secrets and policy the workers already use; what
+// it cannot take detaches it (NFQUEUE then sees every packet).
+void Daemon::sync_fast_path() {
+  if (!xdp) return;
+  xdp->follow_interfaces();
+  if (secrets.generation.load() != xdp_secrets_generation) {
+    xdp_secrets_generation = secrets.generation.load();
+    try {
+      xdp->set_secrets(secrets.get(), config.cookie_max_age);
+    } catch (const std::exception& e) {
+      spdlog::error("xdp: new cookie secrets not published ({}); detaching, NFQUEUE takes over", e.what());
+      xdp->detach();
+    }
+  }
+  if (policy.generation.load() != xdp_policy_generation) {
+    xdp_policy_generation = policy.generation.load();
+    try {
+      xdp->set_policy(config.engine);
+    } catch (const std::exception& e) {
+      spdlog::error("xdp: new policy not published ({}); detaching, NFQUEUE takes over", e.what());
+      xdp->detach();
+    }
+  }
+}
+
+void Daemon::log_stats(Clock::time_point now) {
+  if (config.stats_interval_s == 0 || now - stats_time < std::chrono::seconds(config.stats_interval_s)) return;
+  GatewaySnapshot cur = snapshot();
+  double dt = std::chrono::duration<double>(now - stats_time).count();
+  spdlog::info("{}", summary_line(cur, stats_prev, dt));
+  stats_prev = std::move(cur);
+  stats_time = now;
+}
+
+// ---- shutdown -------------------------------------------------------------------------------
+
+int Daemon::shutdown() {
+  if (exit_code == kRestartInPlace) {
+    notifier.reloading("restarting in place to apply the new configuration");
+  } else {
+    notifier.stopping("stopping: draining the queues");
+  }
+  // Off the interfaces first: until the workers stop, NFQUEUE takes the traffic XDP was taking.
+  if (xdp) xdp->detach();
+  stop.store(true);
+  for (auto& w : workers) w->thread.join();
+  metrics_endpoint.reset();
+  GatewaySnapshot last = snapshot();
+  spdlog::info("stopped: {}", summary_line(last, GatewaySnapshot{}, 0));
+  return exit_code;
+}
+
+// ---- helpers --------------------------------------------------------------------------------
 
 void Daemon::run_worker(WorkerThread& t) {
   Worker& w = *t.worker;
@@ -130,13 +671,6 @@ void Daemon::run_worker(WorkerThread& t) {
   w.publish();
 }
 
-uint64_t rss_bytes() {
-  std::ifstream in("/proc/self/statm");
-  uint64_t size = 0, resident = 0;
-  in >> size >> resident;
-  return resident * static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
-}
-
 GatewaySnapshot Daemon::snapshot() {
   GatewaySnapshot s;
   for (auto& w : workers) {
@@ -158,423 +692,41 @@ GatewaySnapshot Daemon::snapshot() {
   return s;
 }
 
-void set_log_level(const std::string& level) {
-  spdlog::set_level(spdlog::level::from_str(level));
+bool Daemon::rules_in_place() const {
+  try {
+    return !show_rules(choose_backend(config.iptables), config.chain).empty();
+  } catch (const std::exception&) {
+    return false;
+  }
+}
+
+std::string Daemon::status_line(const GatewaySnapshot& cur, const GatewaySnapshot& before, double dt) const {
+  const EngineCounters now_c = sum_engine(cur.workers), then_c = sum_engine(before.workers);
+  auto rate = [dt](uint64_t a, uint64_t b) { return dt > 0 ? static_cast<uint64_t>((a - b) / dt) : 0; };
+  return fmt::format("{} flows, {} SYN/s, {} cookies sent/s, {} valid/s, {} invalid/s, {} workers",
+                     now_c.flows_active, rate(now_c.syn_received, then_c.syn_received),
+                     rate(now_c.cookies_sent, then_c.cookies_sent), rate(now_c.cookies_valid, then_c.cookies_valid),
+                     rate(now_c.cookies_invalid, then_c.cookies_invalid), workers.size());
 }
 
 }  // namespace
 
+// The sequence; each step is a Daemon member above.
 int run_daemon(const std::string& config_path) {
   auto d = std::make_unique<Daemon>();
   d->config_path = config_path;
-  try {
-    d->config = load_config(config_path);
-  } catch (const std::exception& e) {
-    spdlog::critical("{}", e.what());
-    return 2;
+  if (!d->read_config()) return 2;
+  d->block_signals();
+  if (!d->publish_secrets()) return 2;
+  if (!d->check_room() || !d->open_flow_state() || !d->share_proven_sources() || !d->start_workers()) return 1;
+  d->start_fast_path();
+  d->serve_metrics();
+  d->run_workers();
+  d->log_started();
+  d->begin_ticks();
+  while (d->tick()) {
   }
-  GatewayConfig& cfg = d->config;
-  set_log_level(cfg.log_level);
-  set_log_format(cfg.log_format);
-  d->start_time = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-
-  // Signals go to the main thread only: block them before any thread starts.
-  sigset_t sigs;
-  sigemptyset(&sigs);
-  sigaddset(&sigs, SIGTERM);
-  sigaddset(&sigs, SIGINT);
-  sigaddset(&sigs, SIGHUP);
-  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
-
-  d->policy.publish(cfg.engine.policy, cfg.engine.services);
-  uint32_t counter = cookie_counter(clock_ns());
-  try {
-    d->secrets.publish(sane(load_or_create_secrets(cfg.secret_file, counter), counter));
-  } catch (const std::exception& e) {
-    spdlog::critical("gateway.secret_file {}: {}", cfg.secret_file, e.what());
-    return 2;
-  }
-
-  try {
-    check_table_room(cfg, machine_room(cfg.state_dir), false);
-  } catch (const std::exception& e) {
-    spdlog::critical("{}", e.what());
-    return 1;
-  }
-
-  // Flow tables that outlive the process: which saved tables to take over, which to import.
-  const uint64_t boot_id = current_boot_id();
-  FlowStatePlan state_plan;
-  if (!cfg.state_dir.empty()) {
-    try {
-      d->state = std::make_unique<StateDir>(cfg.state_dir, this_instance(cfg.instance));
-      for (const auto& note : d->state->notes()) spdlog::warn("flow state: {}", note);
-      state_plan = plan_flow_state(*d->state, cfg.flow_queue, cfg.flow_queues, cfg.engine, boot_id);
-      for (const auto& note : state_plan.notes) spdlog::warn("flow state: {}", note);
-    } catch (const std::exception& e) {
-      spdlog::critical("gateway.state_dir: {}", e.what());
-      return 1;
-    }
-  }
-
-  // One table of proven sources for every worker: flow workers write what cookie ACKs prove, SYN
-  // workers read it (its own random key, like every other hash table here).
-  {
-    if (sodium_init() < 0) {
-      spdlog::critical("libsodium failed to initialise (no random source)");
-      return 1;
-    }
-    HashKey key{};
-    randombytes_buf(key.data(), key.size());
-    cfg.engine.proven_sources = std::make_shared<ProvenSources>(ProvenSources::kDefaultSlots, key);
-  }
-  try {
-    unsigned id = 0;
-    auto add = [&](bool syn_only, uint16_t queue, int cpu) {
-      auto t = std::make_unique<WorkerThread>();
-      t->nice = syn_only ? cfg.syn_worker_nice : cfg.flow_worker_nice;
-      t->cpu = cpu;
-      WorkerSetup setup;
-      setup.id = id++;
-      setup.queue = queue;
-      setup.engine = cfg.engine;
-      randomize_hash_keys(setup.engine);
-      // SYN workers split the per-prefix SYN-ACK budget; a flow worker answers SYNs only when
-      // the rules send it some, and then holds the whole budget.
-      setup.engine.budget_share = syn_only ? cfg.syn_queues : 1;
-      // ICMP errors enter at the first flow queue and move along until a worker has their flow.
-      setup.engine.icmp_next_queue = !syn_only && queue + 1 < cfg.flow_queue + cfg.flow_queues;
-      setup.cookie_max_age = cfg.cookie_max_age;
-      setup.fail_open = cfg.fail_open;
-      setup.advance_interval_ns = static_cast<uint64_t>(cfg.advance_interval_ms) * 1000000ull;
-      QueueOptions qo;
-      qo.maxlen = syn_only ? cfg.syn_queue_maxlen : cfg.flow_queue_maxlen;
-      qo.fail_open = cfg.fail_open;
-      qo.rcvbuf_bytes = cfg.rcvbuf_bytes;
-      qo.sndbuf_bytes = cfg.sndbuf_bytes;
-      qo.batch = cfg.batch_size;
-      qo.recv_timeout_ms = std::min<uint32_t>(cfg.advance_interval_ms, 100);
-      if (syn_only) {
-        // SYNs are never GSO and only their headers matter; small slots keep large batches cheap.
-        qo.copy_range = 2048;
-        qo.slot_bytes = 4096;
-        qo.gso = false;
-      }
-      t->nfq = std::make_unique<NfQueue>(queue, qo);
-      t->sender = std::make_unique<RawSender>(cfg.mark, cfg.sndbuf_bytes, cfg.has_v4(), cfg.has_v6());
-      if (syn_only) {
-        t->worker = std::make_unique<SynWorker>(std::move(setup), *t->nfq, *t->sender, d->secrets, d->policy, engine_clock);
-      } else if (cfg.state_dir.empty()) {
-        auto w = std::make_unique<FlowWorker>(std::move(setup), *t->nfq, *t->sender, d->secrets, d->policy, engine_clock);
-        t->flow = w.get();
-        t->worker = std::move(w);
-      } else {
-        const FlowStatePlan::Queue& plan = state_plan.queues.at(queue - cfg.flow_queue);
-        auto table_file =
-            std::make_unique<MappedTable>(*d->state, plan.name, Engine::state_bytes(setup.engine), plan.in_place);
-        const std::string table_path = table_file->path();
-        auto w = std::make_unique<FlowWorker>(std::move(setup), *t->nfq, *t->sender, d->secrets, d->policy, engine_clock,
-                                              std::move(table_file), boot_id);
-        t->flow = w.get();
-        t->worker = std::move(w);
-        Engine& engine = t->flow->engine();
-        const RestoreReport& r = engine.restore_report();
-        if (r.attached) {
-          spdlog::info("flow queue {}: took over {} flows from {} (dropped: {} torn, {} invalid)", queue,
-                       r.restored, table_path, r.dropped_torn, r.dropped_invalid);
-        } else if (r.reason != "no saved table") {
-          spdlog::warn("flow queue {}: started with an empty table: {}", queue, r.reason);
-        }
-        for (const auto& name : plan.imports) {
-          const std::string path = d->state->path() + "/" + name;
-          const RestoreReport ir = engine.import_state(state_plan.saved.at(name)->region(), boot_id, engine_clock());
-          if (ir.attached) {
-            spdlog::info("flow queue {}: imported {} flows from {} (dropped: {} torn, {} invalid, {} no room)", queue,
-                         ir.restored, path, ir.dropped_torn, ir.dropped_invalid, ir.dropped_no_room);
-          } else {
-            spdlog::warn("flow queue {}: nothing imported from {}: {}", queue, path, ir.reason);
-          }
-        }
-      }
-      d->workers.push_back(std::move(t));
-    };
-    for (uint16_t i = 0; i < cfg.syn_queues; ++i) {
-      int cpu = cfg.syn_cpus.empty() ? -1 : cfg.syn_cpus[i % cfg.syn_cpus.size()];
-      add(true, static_cast<uint16_t>(cfg.syn_queue + i), cpu);
-    }
-    for (uint16_t i = 0; i < cfg.flow_queues; ++i) {
-      int cpu = cfg.flow_cpus.empty() ? -1 : cfg.flow_cpus[i % cfg.flow_cpus.size()];
-      add(false, static_cast<uint16_t>(cfg.flow_queue + i), cpu);
-    }
-  } catch (const std::exception& e) {
-    spdlog::critical("startup failed: {}", e.what());
-    return 1;
-  }
-
-  for (const auto& name : state_plan.obsolete) {
-    if (!remove_state_file(*d->state, name)) {
-      spdlog::warn("flow state: cannot remove {}/{}: {}", d->state->path(), name, std::strerror(errno));
-    }
-  }
-  state_plan.saved.clear();  // unmaps the old files (those replaced by a fresh table are freed now)
-
-  // The XDP fast path, before any worker runs, so that every flow reaches its flow map.
-  const uint64_t all_flows = uint64_t{cfg.engine.max_flows} * cfg.flow_queues;
-  d->xdp = xdp::FastPath::start(cfg.xdp_mode, cfg.xdp_interfaces, cfg.mode,
-                                cfg.engine, d->secrets.get(), cfg.cookie_max_age,
-                                static_cast<uint32_t>(std::min<uint64_t>(all_flows, 1u << 26)));
-  d->xdp_secrets_generation = d->secrets.generation.load();
-  d->xdp_policy_generation = d->policy.generation.load();
-  if (d->xdp) {
-    for (auto& w : d->workers) {
-      if (w->flow) w->flow->engine().set_flow_observer(d->xdp.get());
-    }
-  }
-
-  // The endpoint never stops the gateway: an address it cannot bind is logged and retried.
-  std::unique_ptr<MetricsEndpoint> metrics_endpoint;
-  if (cfg.metrics_port != 0) {
-    Daemon* dp = d.get();
-    metrics_endpoint = std::make_unique<MetricsEndpoint>(cfg.metrics_host, cfg.metrics_port, [dp] {
-      return render_prometheus(dp->snapshot()) + (dp->xdp ? dp->xdp->render_metrics() : xdp::FastPath::render_disabled());
-    });
-  }
-
-  for (auto& w : d->workers) {
-    WorkerThread* wp = w.get();
-    w->thread = std::thread([&d, wp] { d->run_worker(*wp); });
-  }
-  spdlog::info("syngate running: {} service(s), SYN queue(s) {}..{}, flow queue(s) {}..{}, fail-{}, "
-               "metrics {}",
-               cfg.services.size(), cfg.syn_queue, cfg.syn_queue + cfg.syn_queues - 1, cfg.flow_queue,
-               cfg.flow_queue + cfg.flow_queues - 1, cfg.fail_open ? "open" : "closed",
-               cfg.metrics_port ? cfg.metrics_host + ":" + std::to_string(cfg.metrics_port) : "off");
-  for (const auto& w : d->workers) {
-    if (w->flow && !w->nfq->gso_enabled()) {
-      spdlog::warn("queue {}: kernel refused NFQA_CFG_F_GSO; GSO packets are segmented before queueing", w->nfq->queue());
-    }
-  }
-
-  GatewaySnapshot prev = d->snapshot();
-  auto prev_time = std::chrono::steady_clock::now();
-  auto last_rotation = prev_time;
-  int exit_code = 0;
-
-  // systemd: READY once the queues are bound (done: the workers hold them) and the rules are in
-  // place; STATUS every turn; WATCHDOG only while every worker makes progress.
-  SystemdNotifier notifier;
-  bool ready_sent = false;
-  bool rules_warned = false;
-  ProgressCheck progress;
-  const auto watchdog_period = notifier.watchdog_interval() / 2;
-  auto last_watchdog_check = std::chrono::steady_clock::now();
-  std::vector<size_t> last_stuck;
-  auto rules_in_place = [&cfg]() {
-    try {
-      return !show_rules(choose_backend(cfg.iptables), cfg.chain).empty();
-    } catch (const std::exception&) {
-      return false;
-    }
-  };
-  auto status_line = [&d](const GatewaySnapshot& cur, const GatewaySnapshot& before, double dt) {
-    const EngineCounters now_c = sum_engine(cur.workers), then_c = sum_engine(before.workers);
-    auto rate = [dt](uint64_t a, uint64_t b) { return dt > 0 ? static_cast<uint64_t>((a - b) / dt) : 0; };
-    return fmt::format("{} flows, {} SYN/s, {} cookies sent/s, {} valid/s, {} invalid/s, {} workers",
-                       now_c.flows_active, rate(now_c.syn_received, then_c.syn_received),
-                       rate(now_c.cookies_sent, then_c.cookies_sent), rate(now_c.cookies_valid, then_c.cookies_valid),
-                       rate(now_c.cookies_invalid, then_c.cookies_invalid), d->workers.size());
-  };
-  GatewaySnapshot status_prev = prev;
-  // Removed services whose flows are still draining, as last written for `syngate rules up`.
-  std::vector<ServiceEntry> written_draining;
-  if (d->state) {
-    try {
-      written_draining = read_draining_services(*d->state);
-    } catch (const std::exception& e) {
-      spdlog::warn("flow state: {}: replaced by an empty list", e.what());
-      try {
-        write_draining_services(*d->state, {});
-      } catch (const std::exception& w) {
-        spdlog::error("{}", w.what());
-      }
-    }
-  }
-  auto status_time = prev_time;
-
-  for (;;) {
-    if (notifier.enabled()) {
-      const auto t = std::chrono::steady_clock::now();
-      GatewaySnapshot cur = d->snapshot();
-      const std::string line = status_line(cur, status_prev, std::chrono::duration<double>(t - status_time).count());
-      status_prev = std::move(cur);
-      status_time = t;
-      if (!ready_sent) {
-        if (rules_in_place()) {
-          notifier.ready(line);
-          ready_sent = true;
-          spdlog::info("systemd: ready");
-        } else {
-          if (!rules_warned) spdlog::warn("systemd: waiting for the rules (syngate rules up) before READY");
-          rules_warned = true;
-          notifier.status("waiting for the iptables rules: run syngate rules up");
-        }
-      } else {
-        notifier.status(line);
-      }
-      if (watchdog_period.count() > 0 && t - last_watchdog_check >= watchdog_period) {
-        last_watchdog_check = t;
-        std::vector<uint64_t> beats;
-        for (const auto& w : d->workers) beats.push_back(w->worker->heartbeat());
-        std::vector<size_t> stuck = progress.stuck(beats);
-        if (stuck.empty()) {
-          notifier.watchdog();
-        } else if (stuck != last_stuck) {
-          std::string names;
-          for (size_t i : stuck) names += (names.empty() ? "" : ", ") + std::to_string(d->workers[i]->worker->id());
-          spdlog::error("worker(s) {} made no progress for {} ms: withholding the systemd watchdog", names,
-                        std::chrono::duration_cast<std::chrono::milliseconds>(watchdog_period).count());
-        }
-        last_stuck = std::move(stuck);
-      }
-    }
-    if (d->state) {
-      std::vector<ServiceEntry> draining;
-      for (const auto& w : d->workers) {
-        for (const Service& sv : w->worker->draining_services()) {
-          ServiceEntry e{sv.address.to_string(), !sv.address.is_v4(), sv.port};
-          if (std::find(draining.begin(), draining.end(), e) == draining.end()) draining.push_back(e);
-        }
-      }
-      if (draining != written_draining) {
-        try {
-          write_draining_services(*d->state, draining);
-          written_draining = std::move(draining);
-        } catch (const std::exception& e) {
-          spdlog::error("{}", e.what());
-        }
-      }
-    }
-    timespec timeout{1, 0};
-    if (watchdog_period.count() > 0 && watchdog_period < std::chrono::seconds(1)) {
-      timeout = {0, static_cast<long>(std::chrono::duration_cast<std::chrono::nanoseconds>(watchdog_period).count())};
-    }
-    int sig = sigtimedwait(&sigs, nullptr, &timeout);
-    if (sig == SIGTERM || sig == SIGINT) {
-      spdlog::info("signal {}: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
-      break;
-    }
-    if (sig == SIGHUP) {
-      // All or nothing: everything the new configuration needs is read and checked first; only
-      // then is it applied, in steps that cannot fail. A refused reload leaves nothing changed.
-      try {
-        GatewayConfig next = load_config(config_path);
-        const ReloadPlan plan = plan_reload(cfg, next);
-        std::string keys;
-        for (const auto& key : plan.restart_keys) keys += (keys.empty() ? "" : ", ") + key;
-        if (plan.restart_in_place) {
-          // What only a new process can apply (queues, table sizes, buffers): stop like for
-          // SIGTERM, then start again in this same process (exec). The flow tables in state_dir
-          // carry every connection over, resized or re-sharded on the way in. A configuration
-          // the new process could not start on is refused here, while this one still runs.
-          check_restart(next, plan);
-          spdlog::info("reload: {} changed: restarting in place to apply it; proxied flows are kept", keys);
-          ++d->reloads;
-          exit_code = kRestartInPlace;
-          break;
-        }
-        const uint32_t c = cookie_counter(clock_ns());
-        const CookieSecrets loaded = sane(load_or_create_secrets(cfg.secret_file, c), c);
-
-        if (!keys.empty()) spdlog::warn("reload: {} changed; it takes effect only after a restart", keys);
-        cfg.log_level = next.log_level;
-        set_log_level(cfg.log_level);
-        cfg.log_format = next.log_format;
-        set_log_format(cfg.log_format);
-        cfg.stats_interval_s = next.stats_interval_s;
-        cfg.secret_rotation_s = next.secret_rotation_s;
-        cfg.engine.policy = next.engine.policy;
-        if (plan.services_wait_for_restart) {
-          spdlog::warn("reload: [[service]] list adds an address family syngate has no raw socket for; "
-                       "it takes effect only after a restart (which keeps every flow)");
-        }
-        for (const auto& sv : plan.removed_services) {
-          spdlog::info("reload: service {}:{} removed: its flows drain, new connections are not proxied",
-                       sv.address, sv.port);
-        }
-        if (plan.apply_services) {
-          cfg.services = next.services;
-          cfg.engine.services = next.engine.services;
-          spdlog::info("reload: {} service(s); run `syngate rules up` to queue what was added", cfg.services.size());
-        }
-        d->policy.publish(cfg.engine.policy, cfg.engine.services);
-        if (!(loaded == d->secrets.get())) {
-          d->secrets.publish(loaded);
-          spdlog::info("reload: new cookie secrets from {}", cfg.secret_file);
-        }
-        ++d->reloads;
-        const SourcePolicy& pol = *cfg.engine.policy;
-        spdlog::info("reload: done (log level {}, stats every {} s, policy: {} prefixes, {} SYN-ACKs/s per "
-                     "prefix, {} unanswered per proven address, {} new flows/s per source)",
-                     cfg.log_level, cfg.stats_interval_s, pol.prefixes.size(), pol.synack_per_prefix_per_s,
-                     pol.synack_per_address_per_s, pol.new_flows_per_source_per_s);
-      } catch (const std::exception& e) {
-        ++d->reload_failures;
-        spdlog::error("reload failed, keeping the running configuration: {}", e.what());
-      }
-    }
-    auto now = std::chrono::steady_clock::now();
-    if (cfg.secret_rotation_s != 0 &&
-        now - last_rotation >= std::chrono::seconds(cfg.secret_rotation_s)) {
-      try {
-        CookieSecrets next = rotate_secrets(d->secrets.get(), cookie_counter(clock_ns()));
-        save_secrets(cfg.secret_file, next);
-        d->secrets.publish(next);
-        spdlog::info("cookie secrets rotated");
-      } catch (const std::exception& e) {
-        spdlog::error("secret rotation failed: {}", e.what());
-      }
-      last_rotation = now;
-    }
-    if (d->xdp) d->xdp->follow_interfaces();
-    if (d->xdp && d->secrets.generation.load() != d->xdp_secrets_generation) {
-      d->xdp_secrets_generation = d->secrets.generation.load();
-      try {
-        d->xdp->set_secrets(d->secrets.get(), cfg.cookie_max_age);
-      } catch (const std::exception& e) {
-        spdlog::error("xdp: new cookie secrets not published ({}); detaching, NFQUEUE takes over", e.what());
-        d->xdp->detach();
-      }
-    }
-    if (d->xdp && d->policy.generation.load() != d->xdp_policy_generation) {
-      d->xdp_policy_generation = d->policy.generation.load();
-      try {
-        d->xdp->set_policy(cfg.engine);
-      } catch (const std::exception& e) {
-        spdlog::error("xdp: new policy not published ({}); detaching, NFQUEUE takes over", e.what());
-        d->xdp->detach();
-      }
-    }
-    if (cfg.stats_interval_s != 0 && now - prev_time >= std::chrono::seconds(cfg.stats_interval_s)) {
-      GatewaySnapshot cur = d->snapshot();
-      double dt = std::chrono::duration<double>(now - prev_time).count();
-      spdlog::info("{}", summary_line(cur, prev, dt));
-      prev = std::move(cur);
-      prev_time = now;
-    }
-  }
-  if (exit_code == kRestartInPlace) {
-    notifier.reloading("restarting in place to apply the new configuration");
-  } else {
-    notifier.stopping("stopping: draining the queues");
-  }
-  // Off the interfaces first: until the workers stop, NFQUEUE takes the traffic XDP was taking.
-  if (d->xdp) d->xdp->detach();
-  d->stop.store(true);
-  for (auto& w : d->workers) w->thread.join();
-  metrics_endpoint.reset();
-  GatewaySnapshot last = d->snapshot();
-  spdlog::info("stopped: {}", summary_line(last, GatewaySnapshot{}, 0));
-  return exit_code;
+  return d->shutdown();
 }
 
 }  // namespace syngate::gw

@@ -64,14 +64,32 @@ ReloadPlan plan_reload(const GatewayConfig& running, const GatewayConfig& next) 
       p.services_wait_for_restart = true;
     } else {
       p.apply_services = true;
-      for (const auto& sv : running.services) {
-        if (std::find(next.services.begin(), next.services.end(), sv) == next.services.end()) {
-          p.removed_services.push_back(sv);
+      auto missing = [](const std::vector<ServiceEntry>& from, const std::vector<ServiceEntry>& in) {
+        std::vector<ServiceEntry> out;
+        for (const auto& sv : from) {
+          if (std::find(in.begin(), in.end(), sv) == in.end()) out.push_back(sv);
         }
-      }
+        return out;
+      };
+      p.added_services = missing(next.services, running.services);
+      p.removed_services = missing(running.services, next.services);
     }
   }
   return p;
+}
+
+GatewayConfig reloaded_config(const GatewayConfig& running, const GatewayConfig& next, const ReloadPlan& plan) {
+  GatewayConfig c = running;
+  c.log_level = next.log_level;
+  c.log_format = next.log_format;
+  c.stats_interval_s = next.stats_interval_s;
+  c.secret_rotation_s = next.secret_rotation_s;
+  c.engine.policy = next.engine.policy;
+  if (plan.apply_services) {
+    c.services = next.services;
+    c.engine.services = next.engine.services;
+  }
+  return c;
 }
 
 }  // namespace syngate::gw

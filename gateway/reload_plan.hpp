@@ -43,8 +43,18 @@ struct ReloadPlan {
   bool apply_services = false;
   // It changes but adds an address family this process has no raw socket for: it waits.
   bool services_wait_for_restart = false;
+  // With apply_services: the services the new list adds (queued once `syngate rules up` runs) and
+  // those it removes (their flows drain: kept through the proxy until they end, while new
+  // connections to them are no longer proxied).
+  std::vector<ServiceEntry> added_services;
   std::vector<ServiceEntry> removed_services;
 };
 ReloadPlan plan_reload(const GatewayConfig& running, const GatewayConfig& next);
+
+// The configuration this process runs on after a reload it applies itself (the plan does not
+// restart in place): `running`, with from `next` what a reload changes (log level and format,
+// stats and secret rotation intervals, the source policy, and the [[service]] list when
+// apply_services). What restart_keys names stays as it runs until the next restart.
+GatewayConfig reloaded_config(const GatewayConfig& running, const GatewayConfig& next, const ReloadPlan& plan);
 
 }  // namespace syngate::gw

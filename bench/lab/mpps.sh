@@ -31,24 +31,18 @@ other=$(( (cpu + 1) % ncpu ))
 tx="sgmpps-tx-$$"
 rx="sgmpps-rx-$$"
 rxdev="mrx$$"   # unique, so the NAPI thread (napi/<dev>-<id>) is ours
-cleanup() {
-  ip netns del "$tx" 2>/dev/null || true
-  ip netns del "$rx" 2>/dev/null || true
-}
-trap cleanup EXIT INT TERM
+source "$here/../../tests/lib/netns.sh"
+netns_init
 
 run_layout() {
   local layout=$1
-  cleanup
-  ip netns add "$tx"
-  ip netns add "$rx"
-  ip -n "$tx" link add veth0 type veth peer name "$rxdev" netns "$rx"
+  netns_reset
+  ns_add "$tx" "$rx"
+  veth "$tx" veth0 "$rx" "$rxdev"
   ip -n "$tx" addr add 10.99.0.1/24 dev veth0
   ip -n "$rx" addr add 10.99.0.2/24 dev "$rxdev"
   ip -n "$tx" addr add fd00:99::1/64 dev veth0 nodad
   ip -n "$rx" addr add fd00:99::2/64 dev "$rxdev" nodad
-  ip -n "$tx" link set lo up
-  ip -n "$rx" link set lo up
   ip -n "$tx" link set veth0 up
   ip -n "$rx" link set "$rxdev" up
   ip netns exec "$rx" iptables -t raw -A PREROUTING -p tcp --dport 80 -j DROP

@@ -180,24 +180,14 @@ if [ "$gw_cpu" = same ]; then syngate_cpu=$flood_cpu; else syngate_cpu=$(( (floo
 log() { ((quiet)) || echo "[lab] $*" >&2; }
 
 # ---------------------------------------------------------------------------------------------
-# Topology, with a trap that removes it whatever happens.
+# Topology, removed whatever happens by the namespace kit's trap (tests/lib/netns.sh): it kills the
+# processes registered with track_pid and whatever still runs in the four namespaces, then
+# deletes them.
+source "$here/../../tests/lib/netns.sh"
 tag="sgl$$"
 cli="$tag-cli"; atk="$tag-atk"; gw="$tag-gw"; srv="$tag-srv"
 tmp=$(mktemp -d "/tmp/syngate-lab.XXXXXX")
 mkdir -p "$out/points"
-pids=()
-
-teardown() {
-  local rc=$?
-  trap - EXIT INT TERM
-  set +e  # every step runs even if one fails
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  stop_nginx
-  for ns in "$cli" "$atk" "$gw" "$srv"; do ip netns del "$ns" 2>/dev/null || true; done
-  rm -rf "$tmp"
-  exit "$rc"
-}
 
 stop_nginx() {
   if [ -s "$tmp/nginx.pid" ]; then
@@ -208,18 +198,16 @@ stop_nginx() {
     rm -f "$tmp/nginx.pid"
   fi
 }
-trap teardown EXIT
-trap 'exit 130' INT TERM
+lab_files() { rm -rf "$tmp"; }
+netns_init
+netns_on_exit lab_files
 
 nsx() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
 
 log "building topology $tag (cli atk gw srv)"
-for ns in "$cli" "$atk" "$gw" "$srv"; do
-  ip netns add "$ns"
-  ip -n "$ns" link set lo up
-done
+ns_add "$cli" "$atk" "$gw" "$srv"
 link() {  # link NS_A IF_A ADDR_A NS_B IF_B ADDR_B
-  ip -n "$1" link add "$2" type veth peer name "$5" netns "$4"
+  veth "$1" "$2" "$4" "$5"
   ip -n "$1" addr add "$3" dev "$2"
   ip -n "$4" addr add "$6" dev "$5"
   ip -n "$1" link set "$2" up
@@ -321,7 +309,7 @@ EOF
   # Not through nsx: $! must be the process itself (ip netns exec execs it), so kill reaches it.
   ip netns exec "$srv" python3 "$tmp/banner.py" >"$tmp/banner.log" 2>&1 &
   banner_pid=$!
-  pids+=("$banner_pid")
+  track_pid "$banner_pid"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -413,7 +401,7 @@ EOF
   fi
   ip netns exec "$gw" taskset -c "$syngate_cpu" "$syngate" run --config "$tmp/syngate.toml" >"$out/$mode.log" 2>&1 &
   syngate_pid=$!
-  pids+=("$syngate_pid")
+  track_pid "$syngate_pid"
   sleep 1
   if ! kill -0 "$syngate_pid" 2>/dev/null; then
     skip_reason="syngate run exited at start: $(tail -n 3 "$out/$mode.log" | tr '\n' ' ')"
@@ -563,7 +551,7 @@ run_point() {  # run_point MODE NAME RATE [FLOOD_KIND [FAMILY]]  (points/MODE/NA
     ip netns exec "$atk" taskset -c "$flood_cpu" "$synflood" "$flood_kind" --target "$target" --rate "$r" \
       --duration "$flood_s" --json >"$base.flood.json" 2>"$base.flood.err" &
     flood_pid=$!
-    pids+=("$flood_pid")
+    track_pid "$flood_pid"
     sleep "$warmup_s"
   fi
   local counters0='{}' counters1='{}' k0=0 k1=0
@@ -663,7 +651,7 @@ run_ack() {  # run_ack MODE FAMILY
   ip netns exec "$atk" taskset -c "$flood_cpu" "$synflood" ack --target "$target" --rate "$r" \
     --duration "$((download_repeats * download_max_s + probe_bound + 5))" --json >"$base.flood.json" 2>"$base.flood.err" &
   flood_pid=$!
-  pids+=("$flood_pid")
+  track_pid "$flood_pid"
   sleep "$warmup_s"
   flood_res=$(download_median "$family" "$tmp/dl")
   http_probe "$target" "$probe_count" "$base.probe.json"

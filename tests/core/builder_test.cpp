@@ -9,9 +9,10 @@
 #include <random>
 #include <vector>
 
-#include "packet_fixtures.hpp"
+#include "syngate_test/packet_fixtures.hpp"
 #include "syngate/checksum.hpp"
 #include "syngate/packet.hpp"
+#include "syngate_test/segments.hpp"
 
 namespace syngate {
 namespace {
@@ -46,18 +47,7 @@ bool ref_tcp_checksum_ok(const Bytes& pkt) {
 const FlowTuple kTuple4{*Address::parse("192.0.2.1"), *Address::parse("198.51.100.7"), 40000, 443};
 const FlowTuple kTuple6{*Address::parse("2001:db8::1"), *Address::parse("2001:db8:ffff::abcd"), 65535, 1};
 
-TcpOptions syn_options() {
-  TcpOptions o;
-  o.has_mss = true;
-  o.mss = 1460;
-  o.sack_permitted = true;
-  o.has_timestamps = true;
-  o.tsval = 0x11223344;
-  o.tsecr = 0;
-  o.has_wscale = true;
-  o.wscale = 7;
-  return o;
-}
+TcpOptions syn_options() { return test::linux_syn_options(0x11223344); }
 
 // The packet parses, and every field equals the spec; IP header and TCP checksum verify.
 void expect_matches_spec(const Bytes& out, size_t n, const SegmentSpec& spec) {

@@ -130,7 +130,8 @@ fi
 for tool in ip ethtool tcpdump iptables ip6tables python3 ss; do
   command -v "$tool" >/dev/null || { echo "capture_fixtures: missing $tool (run scripts/deps.sh)" >&2; exit 1; }
 done
-[ "$(id -u)" = 0 ] || { echo "capture_fixtures: needs root (network namespaces)" >&2; exit 1; }
+source "$(dirname "$0")/../lib/netns.sh"
+require_root "capture_fixtures needs root (network namespaces)"
 
 # Unique per run so parallel runs never collide; interface names stay under 15 characters.
 cns="sgfx-c-$$"
@@ -138,18 +139,13 @@ sns="sgfx-s-$$"
 cif="sgfxc$$"
 sif="sgfxs$$"
 work=$(mktemp -d)
-pids=()
 
+# At exit, after the kit's teardown (its processes and namespaces).
 cleanup() {
-  local pid
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  ip netns del "$cns" 2>/dev/null || true
-  ip netns del "$sns" 2>/dev/null || true
   if [ -n "${KEEP_WORK:-}" ]; then echo "kept $work" >&2; else rm -rf "$work"; fi
 }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+netns_init
+netns_on_exit cleanup
 
 C4=10.77.0.1
 S4=10.77.0.2
@@ -158,11 +154,8 @@ S6=fd77::2
 PORT=47001      # not a port tcpdump decodes as an application protocol, so -v output stays TCP-only
 CLOSED=47009    # nothing listens here: SYNs and stray ACKs to it get the kernel's RSTs
 
-ip netns add "$cns"
-ip netns add "$sns"
-ip link add "$cif" type veth peer name "$sif"
-ip link set "$cif" netns "$cns"
-ip link set "$sif" netns "$sns"
+ns_add "$cns" "$sns"
+veth "$cns" "$cif" "$sns" "$sif"
 for pair in "$cns:$cif:$C4:$C6" "$sns:$sif:$S4:$S6"; do
   ns=$(cut -d: -f1 <<<"$pair")
   ifc=$(cut -d: -f2 <<<"$pair")
@@ -306,7 +299,7 @@ wait_listen() {
 start_capture() {
   ip netns exec "$cns" tcpdump -i "$cif" -s 0 -U --immediate-mode -w "$work/$1.pcap" tcp 2>"$work/$1.tcpdump.log" &
   cap_pid=$!
-  pids+=("$cap_pid")
+  track_pid "$cap_pid"
   local i
   for i in $(seq 100); do
     grep -q "listening on" "$work/$1.tcpdump.log" 2>/dev/null && return 0
@@ -319,13 +312,14 @@ stop_capture() {
   sleep 0.3   # let the last ACKs cross the veth
   kill -INT "$cap_pid"
   wait "$cap_pid" || true
+  untrack_pid "$cap_pid"
 }
 
 # run_conn SERVER_ADDR SERVER_MODE CLIENT_MODE BYTES
 run_conn() {
   ip netns exec "$sns" python3 "$work/helper.py" server "$1" "$PORT" "$2" "$4" &
   local spid=$!
-  pids+=("$spid")
+  track_pid "$spid"
   wait_listen
   timeout 60 ip netns exec "$cns" python3 "$work/helper.py" client "$1" "$PORT" "$3" "$4"
   timeout 10 tail --pid="$spid" -f /dev/null || { echo "capture_fixtures: server hung" >&2; exit 1; }

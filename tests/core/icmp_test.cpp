@@ -4,15 +4,14 @@
 
 #include <vector>
 
-#include "icmp_builder.hpp"
+#include "syngate_test/icmp_builder.hpp"
+#include "syngate_test/segments.hpp"
 #include "syngate/bytes.hpp"
 #include "syngate/icmp.hpp"
 #include "syngate/packet.hpp"
 
 namespace syngate::test {
 namespace {
-
-using Bytes = std::vector<uint8_t>;
 
 constexpr uint32_t kDelta = 0x6f3c1a27;  // backend ISN - cookie ISN
 constexpr uint32_t kTsoff = 0x01020304;  // backend TSval - our TSval
@@ -24,12 +23,12 @@ const Address kClient6 = *Address::parse("fd00:10:1::2");
 const Address kServer6 = *Address::parse("fd00:10:3::2");
 const Address kRouter6 = *Address::parse("fd00:10:4::2");
 
-Bytes segment(const SegmentSpec& s, size_t payload = 1400) {
+// `s` carrying `payload` bytes of data.
+Bytes data_segment(const SegmentSpec& s, size_t payload = 1400) {
   Bytes data(payload, 0x5a);
   SegmentSpec spec = s;
   spec.payload = data;
-  Bytes b(kMaxHeadersLen + payload);
-  b.resize(build_tcp_packet(b, spec));
+  Bytes b = segment(spec);
   EXPECT_FALSE(b.empty());
   return b;
 }
@@ -90,7 +89,7 @@ std::span<const uint8_t> quote_of(const Bytes& err) { return std::span<const uin
 // ---- parsing --------------------------------------------------------------------------------
 
 TEST(IcmpParse, FragmentationNeededQuotingTcpIsAnError) {
-  const Bytes seg = segment(as_client_sees(server_segment(false)));
+  const Bytes seg = data_segment(as_client_sees(server_segment(false)));
   const Bytes err = frag_needed(seg, kServer, 576 - 28);
   const IcmpError e = parse_icmp_error(err);
   ASSERT_EQ(e.kind, IcmpKind::TcpError);
@@ -104,7 +103,7 @@ TEST(IcmpParse, FragmentationNeededQuotingTcpIsAnError) {
 }
 
 TEST(IcmpParse, PacketTooBigQuotingTcpIsAnError) {
-  const Bytes seg = segment(as_client_sees(server_segment(true)));
+  const Bytes seg = data_segment(as_client_sees(server_segment(true)));
   const Bytes err = frag_needed(seg, kServer6, 1280 - 48);
   const IcmpError e = parse_icmp_error(err);
   ASSERT_EQ(e.kind, IcmpKind::TcpError);
@@ -115,29 +114,29 @@ TEST(IcmpParse, PacketTooBigQuotingTcpIsAnError) {
 }
 
 TEST(IcmpParse, EveryErrorThatConcernsTcpCounts) {
-  const Bytes seg = segment(client_segment(false));
+  const Bytes seg = data_segment(client_segment(false));
   for (uint8_t type : {3, 11, 12}) {
     EXPECT_EQ(parse_icmp_error(icmp_error(seg, kRouter, kClient, type, 1)).kind, IcmpKind::TcpError) << int{type};
   }
-  const Bytes seg6 = segment(client_segment(true));
+  const Bytes seg6 = data_segment(client_segment(true));
   for (uint8_t type : {1, 2, 3, 4}) {
     EXPECT_EQ(parse_icmp_error(icmp_error(seg6, kRouter6, kClient6, type, 0)).kind, IcmpKind::TcpError) << int{type};
   }
 }
 
 TEST(IcmpParse, OtherIcmpIsLeftUntouched) {
-  const Bytes seg = segment(client_segment(false));
+  const Bytes seg = data_segment(client_segment(false));
   for (uint8_t type : {0, 4, 5, 8, 13}) {  // echo reply, source quench, redirect, echo, timestamp
     EXPECT_EQ(parse_icmp_error(icmp_error(seg, kRouter, kClient, type, 0)).kind, IcmpKind::Untouched) << int{type};
   }
-  const Bytes seg6 = segment(client_segment(true));
+  const Bytes seg6 = data_segment(client_segment(true));
   for (uint8_t type : {128, 129, 135, 137}) {  // echo, neighbour solicitation, redirect
     EXPECT_EQ(parse_icmp_error(icmp_error(seg6, kRouter6, kClient6, type, 0)).kind, IcmpKind::Untouched) << int{type};
   }
 }
 
 TEST(IcmpParse, QuotesThatAreNotWholeTcpHeadersAreLeftUntouched) {
-  const Bytes seg = segment(client_segment(false));
+  const Bytes seg = data_segment(client_segment(false));
   // Less than ports and sequence number.
   EXPECT_EQ(parse_icmp_error(frag_needed(seg, kClient, 20 + 7)).kind, IcmpKind::Untouched);
   EXPECT_EQ(parse_icmp_error(frag_needed(seg, kClient, 19)).kind, IcmpKind::Untouched);
@@ -151,17 +150,17 @@ TEST(IcmpParse, QuotesThatAreNotWholeTcpHeadersAreLeftUntouched) {
   later[7] = 0x10;
   EXPECT_EQ(parse_icmp_error(frag_needed(later, kClient)).kind, IcmpKind::Untouched);
   // An IPv6 quote in an IPv4 error.
-  EXPECT_EQ(parse_icmp_error(icmp_error(segment(client_segment(true)), kRouter, kClient, 3, 4)).kind,
+  EXPECT_EQ(parse_icmp_error(icmp_error(data_segment(client_segment(true)), kRouter, kClient, 3, 4)).kind,
             IcmpKind::Untouched);
   // An IPv6 quote with a v4-mapped address: never a flow.
-  Bytes mapped = segment(client_segment(true));
+  Bytes mapped = data_segment(client_segment(true));
   for (int i = 0; i < 10; ++i) mapped[8 + i] = 0;
   mapped[18] = mapped[19] = 0xff;
   EXPECT_EQ(parse_icmp_error(frag_needed(mapped, kClient6)).kind, IcmpKind::Untouched);
 }
 
 TEST(IcmpParse, AnIpv6QuoteBehindExtensionHeadersIsFound) {
-  Bytes seg = segment(client_segment(true));
+  Bytes seg = data_segment(client_segment(true));
   // A hop-by-hop header (8 bytes: next header, length 0, PadN) in front of TCP.
   const uint8_t hbh[8] = {6, 0, 1, 4, 0, 0, 0, 0};
   seg.insert(seg.begin() + 40, hbh, hbh + 8);
@@ -176,7 +175,7 @@ TEST(IcmpParse, AnIpv6QuoteBehindExtensionHeadersIsFound) {
 }
 
 TEST(IcmpParse, Rfc4884LengthBoundsTheQuote) {
-  const Bytes seg = segment(client_segment(false));
+  const Bytes seg = data_segment(client_segment(false));
   Bytes err = icmp_error(seg, kRouter, kClient, 11, 0, 0, 128);
   err.resize(err.size() + 8, 0xee);  // an extension structure after the 128-byte quote
   err[2] = static_cast<uint8_t>(err.size() >> 8);
@@ -188,7 +187,7 @@ TEST(IcmpParse, Rfc4884LengthBoundsTheQuote) {
 }
 
 TEST(IcmpParse, NotIcmpAtAll) {
-  Bytes seg = segment(client_segment(false));
+  Bytes seg = data_segment(client_segment(false));
   EXPECT_EQ(parse_icmp_error(seg).kind, IcmpKind::NotIcmp);
   Bytes err = frag_needed(seg, kClient);
   EXPECT_EQ(parse_icmp_error(std::span<const uint8_t>(err.data(), 19)).kind, IcmpKind::NotIcmp);
@@ -212,8 +211,8 @@ struct Translate : ::testing::TestWithParam<bool> {};  // IPv6?
 
 TEST_P(Translate, AnErrorToTheServerQuotesTheBackendsSegmentAgain) {
   const bool v6 = GetParam();
-  const Bytes sent = segment(server_segment(v6));
-  const Bytes forwarded = segment(as_client_sees(server_segment(v6)));
+  const Bytes sent = data_segment(server_segment(v6));
+  const Bytes forwarded = data_segment(as_client_sees(server_segment(v6)));
   Bytes err = frag_needed(forwarded, v6 ? kServer6 : kServer);
   const IcmpError e = parse_icmp_error(err);
   ASSERT_EQ(e.kind, IcmpKind::TcpError);
@@ -225,8 +224,8 @@ TEST_P(Translate, AnErrorToTheServerQuotesTheBackendsSegmentAgain) {
 
 TEST_P(Translate, AnErrorToTheClientQuotesTheClientsSegmentAgain) {
   const bool v6 = GetParam();
-  const Bytes sent = segment(client_segment(v6));
-  const Bytes forwarded = segment(as_backend_sees(client_segment(v6)));
+  const Bytes sent = data_segment(client_segment(v6));
+  const Bytes forwarded = data_segment(as_backend_sees(client_segment(v6)));
   Bytes err = frag_needed(forwarded, v6 ? kClient6 : kClient);
   const IcmpError e = parse_icmp_error(err);
   ASSERT_EQ(e.kind, IcmpKind::TcpError);
@@ -243,8 +242,8 @@ INSTANTIATE_TEST_SUITE_P(Families, Translate, ::testing::Values(false, true),
 // translated, nothing past the quote is read or written, and the checksum stays right.
 TEST(IcmpTranslate, QuotesCutAnywhereTranslateWhatTheyHold) {
   for (bool v6 : {false, true}) {
-    const Bytes sent = segment(client_segment(v6), 0);
-    const Bytes forwarded = segment(as_backend_sees(client_segment(v6)), 0);
+    const Bytes sent = data_segment(client_segment(v6), 0);
+    const Bytes forwarded = data_segment(as_backend_sees(client_segment(v6)), 0);
     const size_t ip = v6 ? 40 : 20;
     const size_t hdr = forwarded.size() - ip;  // 20 + 32 bytes of options: NOP NOP TS, NOP NOP SACK(2)
     for (size_t cut = 8; cut <= hdr; ++cut) {
@@ -280,7 +279,7 @@ TEST(IcmpTranslate, AnAckLessSegmentKeepsItsAcknowledgmentField) {
   SegmentSpec s = client_segment(false);
   s.flags = tcp_flag::RST;
   s.ack = 0x12345678;
-  const Bytes forwarded = segment(s, 0);
+  const Bytes forwarded = data_segment(s, 0);
   Bytes err = frag_needed(forwarded, kClient);
   shift_quote(err, parse_icmp_error(err), quote_shift_to_client(kDelta, kTsoff));
   const auto q = quote_of(err).subspan(20);
@@ -292,7 +291,7 @@ TEST(IcmpTranslate, AnAckLessSegmentKeepsItsAcknowledgmentField) {
 TEST(IcmpTranslate, FieldsAtOddOffsetsKeepTheChecksumRight) {
   SegmentSpec s = client_segment(false);
   s.options = {};
-  Bytes seg = segment(s, 0);
+  Bytes seg = data_segment(s, 0);
   const uint8_t opts[16] = {tcp_option::NOP, tcp_option::TIMESTAMP, 10, 0, 0, 0x03, 0xed, 0x11, 0x22, 0x33, 0x44,
                             tcp_option::NOP, tcp_option::NOP, tcp_option::NOP, tcp_option::NOP, tcp_option::END};
   seg.insert(seg.end(), opts, opts + 16);
@@ -310,7 +309,7 @@ TEST(IcmpTranslate, FieldsAtOddOffsetsKeepTheChecksumRight) {
 TEST(IcmpTranslate, MalformedOptionsEndTheWalk) {
   SegmentSpec s = client_segment(false);
   s.options = {};
-  Bytes seg = segment(s, 0);
+  Bytes seg = data_segment(s, 0);
   // A zero-length option, then what would be a timestamp: not an option any more.
   const uint8_t opts[12] = {0x1e, 0, tcp_option::TIMESTAMP, 10, 0, 0, 0, 1, 0, 0, 0, 2};
   seg.insert(seg.end(), opts, opts + 12);
@@ -324,7 +323,7 @@ TEST(IcmpTranslate, MalformedOptionsEndTheWalk) {
 }
 
 TEST(IcmpTranslate, NothingHappensToWhatIsNotATcpError) {
-  Bytes echo = icmp_error(segment(client_segment(false)), kRouter, kClient, 8, 0);
+  Bytes echo = icmp_error(data_segment(client_segment(false)), kRouter, kClient, 8, 0);
   const Bytes before = echo;
   EXPECT_EQ(shift_quote(echo, parse_icmp_error(echo), quote_shift_to_client(kDelta, kTsoff)), 0);
   EXPECT_EQ(echo, before);

@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "packet_fixtures.hpp"
+#include "syngate_test/packet_fixtures.hpp"
 #include "syngate/checksum.hpp"
 #include "syngate/packet.hpp"
 

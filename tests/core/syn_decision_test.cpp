@@ -4,16 +4,17 @@
 
 #include <vector>
 
-#include "icmp_builder.hpp"
+#include "syngate_test/icmp_builder.hpp"
 #include "syngate/engine.hpp"
 #include "syngate/packet.hpp"
 #include "syngate/spec/syn_rules.h"
 #include "syngate/syn_decision.hpp"
+#include "syngate_test/segments.hpp"
 
 namespace syngate {
 namespace {
 
-using Bytes = std::vector<uint8_t>;
+using test::Bytes;
 constexpr uint64_t kSecond = 1000000000ull;
 
 const Address kClient = *Address::parse("10.10.1.2");
@@ -32,30 +33,11 @@ HashKey key_of(uint8_t b) {
 // A SYN as Linux sends it: MSS, SACK-permitted, timestamps, NOP, window scale (20 option bytes).
 Bytes syn(const Address& src = kClient, const Address& dst = kServer, uint16_t dport = 80,
           uint8_t flags = tcp_flag::SYN) {
-  TcpOptions o;
-  o.has_mss = true;
-  o.mss = 1460;
-  o.sack_permitted = true;
-  o.has_timestamps = true;
-  o.tsval = 12345;
-  o.has_wscale = true;
-  o.wscale = 7;
-  SegmentSpec s{.tuple = {src, dst, 40000, dport}, .seq = 1000, .flags = flags, .window = 64240, .options = o};
-  Bytes b(kMaxHeadersLen + 64);
-  b.resize(build_tcp_packet(b, s));
-  return b;
+  return test::segment({.tuple = {src, dst, 40000, dport}, .seq = 1000, .flags = flags, .window = 64240,
+                        .options = test::linux_syn_options(12345)});
 }
 
-size_t tcp_offset(const Bytes& b) { return (b[0] >> 4) == 4 ? size_t(b[0] & 0xf) * 4 : 40; }
-
-// Overwrites the TCP option bytes (after the fixed 20) with `opts`, padded with END to the
-// current header length.
-void set_options(Bytes& b, const std::vector<uint8_t>& opts) {
-  const size_t t = tcp_offset(b);
-  const size_t hdr = size_t(b[t + 12] >> 4) * 4;
-  ASSERT_LE(opts.size(), hdr - 20);
-  for (size_t i = 0; i < hdr - 20; ++i) b[t + 20 + i] = i < opts.size() ? opts[i] : 0;
-}
+using test::tcp_offset;
 
 // Inserts IPv4 options (a 4-byte NOP NOP NOP END block) into an IPv4 packet.
 Bytes with_ip_options(Bytes b) {
@@ -93,22 +75,24 @@ TEST_F(DecisionTest, MalformedOptionsAreDroppedNotPassed) {
   // The attack: one zero-length option among normal ones. Linux's stack stops parsing
   // there and accepts the SYN; every path here must drop it.
   Bytes zero_len = syn();
-  set_options(zero_len, {2, 4, 0x05, 0xb4, 8, 0});
+  ASSERT_TRUE(test::set_tcp_options(zero_len, {2, 4, 0x05, 0xb4, 8, 0}));
   EXPECT_EQ(dropped(zero_len), DropReason::BadTcpOption);
   Bytes len_one = syn();
-  set_options(len_one, {2, 4, 0x05, 0xb4, 30, 1});
+  ASSERT_TRUE(test::set_tcp_options(len_one, {2, 4, 0x05, 0xb4, 30, 1}));
   EXPECT_EQ(dropped(len_one), DropReason::BadTcpOption);
   Bytes past_header = syn();
-  set_options(past_header, {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 4});  // MSS runs out
+  // MSS runs out
+  ASSERT_TRUE(test::set_tcp_options(past_header, {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 4}));
   EXPECT_EQ(dropped(past_header), DropReason::BadTcpOption);
   Bytes no_length_byte = syn();
-  set_options(no_length_byte, {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 3});
+  ASSERT_TRUE(
+      test::set_tcp_options(no_length_byte, {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 3}));
   EXPECT_EQ(dropped(no_length_byte), DropReason::BadTcpOption);
   Bytes wrong_mss_len = syn();
-  set_options(wrong_mss_len, {2, 5, 0x05, 0xb4, 0});
+  ASSERT_TRUE(test::set_tcp_options(wrong_mss_len, {2, 5, 0x05, 0xb4, 0}));
   EXPECT_EQ(dropped(wrong_mss_len), DropReason::BadTcpOption);
   Bytes bad_sack = syn();
-  set_options(bad_sack, {5, 9, 0, 0, 0, 0, 0, 0, 0});
+  ASSERT_TRUE(test::set_tcp_options(bad_sack, {5, 9, 0, 0, 0, 0, 0, 0, 0}));
   EXPECT_EQ(dropped(bad_sack), DropReason::BadTcpOption);
 }
 
@@ -121,7 +105,7 @@ TEST_F(DecisionTest, UnknownWellFormedOptionsAreAnswered) {
            {254, 6, 0xab, 0xcd, 1, 2, 2, 4, 0x05, 0xb4},
            {2, 4, 0x05, 0xb4, 0, 0x99, 0x99}}) {  // END: what follows is padding
     Bytes b = syn();
-    set_options(b, opts);
+    ASSERT_TRUE(test::set_tcp_options(b, opts));
     SynVerdict v = decide(b);
     EXPECT_EQ(v.action, SynAction::Answer) << int(opts[4]);
     EXPECT_TRUE(v.parsed.packet.options().has_mss);
@@ -195,7 +179,7 @@ TEST_F(DecisionTest, OtherServicesPassUntouched) {
 TEST_F(DecisionTest, MalformedPacketsDropEvenForOtherServices) {
   // What the rules queued and we cannot read, we cannot vouch for.
   Bytes b = syn(kClient, kServer, 22);
-  set_options(b, {8, 0});
+  ASSERT_TRUE(test::set_tcp_options(b, {8, 0}));
   EXPECT_EQ(dropped(b), DropReason::BadTcpOption);
 }
 
@@ -296,7 +280,7 @@ TEST_F(DecisionTest, RefusedSynsSpendNoBudget) {
   guard.set_policy(p);
   for (int i = 0; i < 10; ++i) dropped(syn(Address::from_v4(0xC6120000u + 5)));
   Bytes bad = syn(*Address::parse("10.10.1.2"));
-  set_options(bad, {8, 0});
+  ASSERT_TRUE(test::set_tcp_options(bad, {8, 0}));
   dropped(bad);
   Bytes good = syn(*Address::parse("10.10.1.2"));
   EXPECT_EQ(decide(good).action, SynAction::Answer);
@@ -617,7 +601,7 @@ TEST(EngineDecision, EngineDropsWhatTheGuardDrops) {
   Engine e(cfg, jar);
   NullSink sink;
   Bytes zero_len = syn();
-  set_options(zero_len, {2, 4, 0x05, 0xb4, 8, 0});
+  ASSERT_TRUE(test::set_tcp_options(zero_len, {2, 4, 0x05, 0xb4, 8, 0}));
   EXPECT_EQ(e.process(zero_len, kSecond, sink).verdict, Verdict::Drop);
   EXPECT_EQ(e.counters().drop(DropReason::BadTcpOption), 1u);
   Bytes denied = syn(*Address::parse("198.18.3.4"));

@@ -5,7 +5,7 @@
 
 #include <random>
 
-#include "engine_harness.hpp"
+#include "syngate_test/engine_harness.hpp"
 #include "syngate/checksum.hpp"
 
 namespace syngate::test {

@@ -6,7 +6,7 @@
 #include <algorithm>
 #include <vector>
 
-#include "engine_harness.hpp"
+#include "syngate_test/engine_harness.hpp"
 
 namespace syngate::test {
 namespace {

@@ -4,8 +4,8 @@
 
 #include <string_view>
 
-#include "../core/icmp_builder.hpp"
-#include "engine_harness.hpp"
+#include "syngate_test/icmp_builder.hpp"
+#include "syngate_test/engine_harness.hpp"
 #include "syngate/icmp.hpp"
 
 namespace syngate::test {

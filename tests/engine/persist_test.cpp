@@ -13,7 +13,7 @@
 #include <iterator>
 #include <random>
 
-#include "engine_harness.hpp"
+#include "syngate_test/engine_harness.hpp"
 
 namespace syngate::test {
 namespace {

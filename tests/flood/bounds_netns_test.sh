@@ -11,9 +11,9 @@
 #   when stdout is a pipe.
 set -euo pipefail
 bin=${1:?usage: bounds_netns_test.sh SYNFLOOD}
-[ "$(id -u)" = 0 ] || { echo "SKIP: needs root"; exit 77; }
 
 source "$(dirname "$0")/pair.sh"
+require_root "needs root"
 pair_up fb "10.77.0.1/24" "10.77.0.2/24"
 rxmac=$(ip -n "$rx" -br link show veth1 | awk '{print $3}')
 

@@ -8,9 +8,9 @@
 # the prober connects over IPv6.
 set -euo pipefail
 bin=${1:?usage: ipv6_netns_test.sh SYNFLOOD}
-[ "$(id -u)" = 0 ] || { echo "SKIP: needs root"; exit 77; }
 
 source "$(dirname "$0")/pair.sh"
+require_root "needs root"
 pair_up f6 "fd00:77::1/64" "fd00:77::2/64"
 
 counter() {

@@ -7,10 +7,10 @@
 # the IPv4 header checksum and the TCP checksum where the frame holds a whole segment.
 set -euo pipefail
 bin=${1:?usage: malform_netns_test.sh SYNFLOOD}
-[ "$(id -u)" = 0 ] || { echo "SKIP: needs root"; exit 77; }
 command -v tcpdump >/dev/null || { echo "SKIP: needs tcpdump"; exit 77; }
 
 source "$(dirname "$0")/pair.sh"
+require_root "needs root"
 pair_up mf "10.99.0.1/24 fd00:99::1/64" "10.99.0.2/24 fd00:99::2/64"
 ip netns exec "$rx" iptables -t raw -A PREROUTING -s 198.18.0.0/15 -p tcp -m comment --comment malformed -j DROP
 ip netns exec "$rx" ip6tables -t raw -A PREROUTING -s 2001:2::/48 -m comment --comment malformed -j DROP

@@ -6,9 +6,9 @@
 # prober (HTTP success, refused), and pcap replay (rewrite + skip counting).
 set -euo pipefail
 bin=${1:?usage: netns_test.sh SYNFLOOD}
-[ "$(id -u)" = 0 ] || { echo "SKIP: needs root"; exit 77; }
 
 source "$(dirname "$0")/pair.sh"
+require_root "needs root"
 pair_up ft "10.99.0.1/24" "10.99.0.2/24"
 ip -n "$tx" route add 198.18.0.0/15 dev veth0  # backscatter from rx has somewhere to go, and dies
 

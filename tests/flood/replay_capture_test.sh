@@ -7,9 +7,9 @@
 #   replay_capture_test.sh SYNFLOOD
 set -euo pipefail
 bin=${1:?usage: replay_capture_test.sh SYNFLOOD}
-[ "$(id -u)" = 0 ] || { echo "SKIP: needs root"; exit 77; }
 command -v tcpdump >/dev/null || { echo "SKIP: no tcpdump (scripts/deps.sh installs it)"; exit 77; }
 source "$(dirname "$0")/pair.sh"
+require_root "needs root"
 pair_up rc "10.99.0.1/24" "10.99.0.2/24 10.99.0.3/24"
 # The receiver drops what it counts (nothing answers the spoofed sources).
 ip netns exec $rx iptables -t raw -A PREROUTING -d 10.99.0.3 -p tcp --dport 8080 -s 198.19.0.0/16 -j DROP

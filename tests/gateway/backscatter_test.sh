@@ -112,7 +112,7 @@ rest_before=$(synacks sg-rest-of-24)
 refused_before=$(( $(budget_refused) + $(xdp_refused) ))
 ( flood 198.18.60.0/24 "$FLOOD_RATE" 6; echo "$FLOOD_SECS" > "$LAB_DIR/flood.secs" ) &
 flood_pid=$!
-LAB_PIDS+=("$flood_pid")
+track_pid "$flood_pid"
 sleep 1
 in_ns "$NS_CLI" "$SYNFLOOD" probe --target 10.10.3.2:80 --http / --count 1000 --concurrency 4 --timeout-ms 1000 \
   --json > "$LAB_DIR/probe.json" || fail "probe failed: $(cat "$LAB_DIR/probe.json")"

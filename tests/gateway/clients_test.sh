@@ -109,7 +109,7 @@ pass "client with MSS 1260: 20/20 + 4 MB intact, backend MSS $mss"
 log "iperf3 with a backend window scale different from the announced one"
 in_ns "$NS_CLI" iperf3 -c 10.10.3.2 -p 5201 -t 3 -J > "$LAB_DIR/iperf.json" &
 iperf_pid=$!
-LAB_PIDS+=("$iperf_pid")
+track_pid "$iperf_pid"
 maxwnd=0
 for i in $(seq 25); do
   sleep 0.1

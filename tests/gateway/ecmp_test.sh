@@ -11,34 +11,26 @@
 #   ecmp_test.sh SYNGATE
 set -euo pipefail
 SYNGATE_BIN=${1:?usage: ecmp_test.sh SYNGATE}
-[[ $(id -u) == 0 ]] || { echo "SKIP: needs root"; exit 77; }
+source "$(dirname "$0")/../lib/netns.sh"
+require_root "needs root"
 ID="$$$RANDOM"; ID=${ID:0:9}
 CLI=sgecli$ID RT=sgert$ID HA=sgeha$ID HB=sgehb$ID
 DIR=$(mktemp -d /tmp/syngate-ecmp.XXXXXX)
-PIDS=()
+# At exit, after the kit's teardown: the daemons' logs on failure, then the files.
 down() {
-  local rc=$?
-  set +e
-  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
-  sleep 0.2
-  for ns in $CLI $RT $HA $HB; do
-    for p in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$p" 2>/dev/null; done
-    ip netns del "$ns" 2>/dev/null
-  done
-  if [[ $rc != 0 ]]; then for h in a b; do echo "--- syngate $h"; tail -5 "$DIR/syngate-$h.log" 2>/dev/null; done; fi
+  if [[ $1 != 0 ]]; then for h in a b; do echo "--- syngate $h"; tail -5 "$DIR/syngate-$h.log" 2>/dev/null; done; fi
   rm -rf "$DIR"
-  exit $rc
 }
-trap down EXIT
-trap 'exit 130' INT TERM
+netns_init
+netns_on_exit down
 fail() { echo "FAIL: $*"; exit 1; }
 pass() { echo "PASS: $*"; }
 in_ns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
 
-for ns in $CLI $RT $HA $HB; do ip netns add "$ns"; in_ns "$ns" ip link set lo up; done
-ip link add c0 netns "$CLI" type veth peer name r1 netns "$RT"
-ip link add a0 netns "$HA" type veth peer name r5 netns "$RT"
-ip link add b0 netns "$HB" type veth peer name r6 netns "$RT"
+ns_add "$CLI" "$RT" "$HA" "$HB"
+veth "$CLI" c0 "$RT" r1
+veth "$HA" a0 "$RT" r5
+veth "$HB" b0 "$RT" r6
 in_ns "$CLI" ip addr add 10.10.1.2/24 dev c0
 in_ns "$RT" ip addr add 10.10.1.1/24 dev r1
 in_ns "$RT" ip addr add 10.10.5.1/24 dev r5
@@ -67,7 +59,7 @@ http { access_log off; keepalive_timeout 0; client_body_temp_path $DIR/$h/nginx/
   server { listen 10.10.9.9:80; root $DIR/$h/www; } }
 CONF
   in_ns "$ns" nginx -c "$DIR/$h/nginx.conf" -p "$DIR/$h/nginx" > /dev/null 2>&1 &
-  PIDS+=($!)
+  track_pid $!
   cat > "$DIR/$h/syngate.toml" <<CONF
 [gateway]
 secret_file = "$DIR/$h/secrets"
@@ -89,7 +81,7 @@ start() {  # start a|b
   [[ $h == b ]] && ns=$HB
   in_ns "$ns" "$SYNGATE_BIN" rules up --config "$DIR/$h/syngate.toml" > /dev/null
   in_ns "$ns" "$SYNGATE_BIN" run --config "$DIR/$h/syngate.toml" >> "$DIR/syngate-$h.log" 2>&1 &
-  PIDS+=($!)
+  track_pid $!
   for _ in $(seq 100); do grep -q "syngate running" "$DIR/syngate-$h.log" 2>/dev/null && return 0; sleep 0.05; done
   fail "syngate on host $h did not start: $(cat "$DIR/syngate-$h.log")"
 }
@@ -122,7 +114,7 @@ in_ns "$CLI" iptables -A OUTPUT -p tcp --dport 80 --tcp-flags SYN,ACK,RST ACK -j
 sent_a0=$(metric a syngate_cookies_sent_total); sent_b0=$(metric b syngate_cookies_sent_total)
 in_ns "$CLI" curl -sS --max-time 15 --local-port 31000 -o "$DIR/split.txt" http://10.10.9.9/ 2>"$DIR/split.err" &
 curl_pid=$!
-PIDS+=($curl_pid)
+track_pid "$curl_pid"
 sleep 0.6
 sent_a=$(( $(metric a syngate_cookies_sent_total) - sent_a0 )); sent_b=$(( $(metric b syngate_cookies_sent_total) - sent_b0 ))
 if (( sent_a > 0 )); then first=a; other=b; via=10.10.6.2; else first=b; other=a; via=10.10.5.2; fi

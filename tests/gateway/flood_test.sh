@@ -63,7 +63,7 @@ legit() {
 }
 legit > "$LAB_DIR/legit.out" &
 legit_pid=$!
-LAB_PIDS+=("$legit_pid")
+track_pid "$legit_pid"
 start=$(date +%s.%N)
 flood $((RATE * SECS))
 flood_secs=$(calc "$(date +%s.%N) - $start")

@@ -6,25 +6,25 @@
 #
 # The namespaces are linked only to each other: nothing here touches the root namespace's
 # interfaces, sysctls or iptables. Processes are started through `bg NS cmd...` and killed by PID.
+# Built on the namespace kit (tests/lib/netns.sh): its registry and trap remove what a test made.
 #
 # Usage in a test script:
 #   source "$(dirname "$0")/lib.sh"; lab_init "$1"   # $1 = path of the syngate binary
 #   lab_up; start_nginx; start_syngate "$config_text"; ... ; pass "message"
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/netns.sh"
 
 lab_init() {
   SYNGATE_BIN=${1:?usage: test.sh /path/to/syngate [extra]}
   [[ -x $SYNGATE_BIN ]] || { echo "FAIL: $SYNGATE_BIN is not executable"; exit 1; }
-  if [[ $(id -u) != 0 ]]; then echo "SKIP: needs root"; exit 77; fi
+  require_root "needs root"
   LAB_ID="$$$RANDOM"
   LAB_ID=${LAB_ID:0:9}
   NS_CLI="sgcli$LAB_ID"; NS_GW="sggw$LAB_ID"; NS_SRV="sgsrv$LAB_ID"; NS_ATK="sgatk$LAB_ID"
   LAB_DIR=$(mktemp -d /tmp/syngate-test.XXXXXX)
-  LAB_PIDS=()
-  LAB_EXTRA_NS=()  # namespaces a topology adds beyond the four above (lab_up_routed)
   LAB_FAILED=0
-  trap lab_down EXIT
-  trap 'exit 130' INT TERM
+  netns_init
+  netns_on_exit lab_down
 }
 
 log() { echo "[$(date +%T.%3N)] $*"; }
@@ -38,14 +38,11 @@ fcmp() { awk "BEGIN { exit !($1) }"; }
 in_ns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
 
 lab_up() {
-  for ns in "$NS_CLI" "$NS_GW" "$NS_SRV" "$NS_ATK"; do
-    ip netns add "$ns"
-    in_ns "$ns" ip link set lo up
-  done
+  ns_add "$NS_CLI" "$NS_GW" "$NS_SRV" "$NS_ATK"
   # veth pairs created directly inside the namespaces (never in the root namespace)
-  ip link add c0 netns "$NS_CLI" type veth peer name g1 netns "$NS_GW"
-  ip link add a0 netns "$NS_ATK" type veth peer name g2 netns "$NS_GW"
-  ip link add s0 netns "$NS_SRV" type veth peer name g3 netns "$NS_GW"
+  veth "$NS_CLI" c0 "$NS_GW" g1
+  veth "$NS_ATK" a0 "$NS_GW" g2
+  veth "$NS_SRV" s0 "$NS_GW" g3
   in_ns "$NS_CLI" ip addr add 10.10.1.2/24 dev c0
   in_ns "$NS_ATK" ip addr add 10.10.2.2/24 dev a0
   in_ns "$NS_SRV" ip addr add 10.10.3.2/24 dev s0
@@ -111,15 +108,11 @@ socket.socket(socket.AF_INET6, socket.SOCK_DGRAM).sendto(b"x", (sys.argv[1], 9))
 # sender through the gateway; toward srv, rsv does.
 lab_up_routed() {
   NS_RCL="sgrc$LAB_ID"; NS_RSV="sgrs$LAB_ID"
-  LAB_EXTRA_NS=("$NS_RCL" "$NS_RSV")
-  for ns in "$NS_CLI" "$NS_RCL" "$NS_GW" "$NS_RSV" "$NS_SRV"; do
-    ip netns add "$ns"
-    in_ns "$ns" ip link set lo up
-  done
-  ip link add c0 netns "$NS_CLI" type veth peer name rc0 netns "$NS_RCL"
-  ip link add rc1 netns "$NS_RCL" type veth peer name g1 netns "$NS_GW"
-  ip link add g3 netns "$NS_GW" type veth peer name rs0 netns "$NS_RSV"
-  ip link add rs1 netns "$NS_RSV" type veth peer name s0 netns "$NS_SRV"
+  ns_add "$NS_CLI" "$NS_RCL" "$NS_GW" "$NS_RSV" "$NS_SRV"
+  veth "$NS_CLI" c0 "$NS_RCL" rc0
+  veth "$NS_RCL" rc1 "$NS_GW" g1
+  veth "$NS_GW" g3 "$NS_RSV" rs0
+  veth "$NS_RSV" rs1 "$NS_SRV" s0
   local link ns dev a4 a6
   for link in "$NS_CLI c0 10.10.1.2 fd00:10:1::2" "$NS_RCL rc0 10.10.1.1 fd00:10:1::1" \
               "$NS_RCL rc1 10.10.4.2 fd00:10:4::2" "$NS_GW g1 10.10.4.1 fd00:10:4::1" \
@@ -170,37 +163,19 @@ socket.socket(socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET, socket.
 }
 
 # Kills what the test started and deletes its namespaces (the lab can then come up again, fresh).
-lab_reset() {
-  local pid ns
-  for pid in "${LAB_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  sleep 0.2
-  for pid in "${LAB_PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
-  # anything still running inside our namespaces was started by this test
-  for ns in "$NS_CLI" "$NS_GW" "$NS_SRV" "$NS_ATK" "${LAB_EXTRA_NS[@]}"; do
-    for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null || true; done
-  done
-  for ns in "$NS_CLI" "$NS_GW" "$NS_SRV" "$NS_ATK" "${LAB_EXTRA_NS[@]}"; do ip netns del "$ns" 2>/dev/null || true; done
-  LAB_PIDS=()
-}
+lab_reset() { netns_reset; }
 
+# At exit, after the kit's teardown (netns_on_exit): the daemon's log on failure, then the files.
 lab_down() {
-  local rc=$?
-  set +e
-  lab_reset
+  local rc=$1
   if [[ $rc != 0 && -f $LAB_DIR/syngate.log ]]; then
     echo "---- syngate log (tail) ----"; tail -n 40 "$LAB_DIR/syngate.log"
   fi
   rm -rf "$LAB_DIR"
-  exit $rc
 }
 
-# bg NS cmd... : start a process in a namespace; its PID lands in LAB_PIDS and in $BG_PID.
-bg() {
-  local ns=$1; shift
-  ip netns exec "$ns" "$@" >>"${BG_LOG:-$LAB_DIR/bg.log}" 2>&1 &
-  BG_PID=$!
-  LAB_PIDS+=("$BG_PID")
-}
+# bg NS cmd... : start a process in a namespace; its PID is registered (kit) and in $BG_PID.
+bg() { BG_LOG=${BG_LOG:-$LAB_DIR/bg.log} bg_in "$@"; }
 
 wait_port() {  # wait_port NS ADDR PORT [seconds]
   local ns=$1 addr=$2 port=$3 limit=${4:-10} i

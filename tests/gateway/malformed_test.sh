@@ -49,7 +49,7 @@ legit() {
   echo "$ok $total" > "$LAB_DIR/legit.out"
 }
 legit &
-LAB_PIDS+=("$!")
+track_pid "$!"
 legit_pid=$!
 
 # kind -> the drop reason syngate counts it under ("-": not checked). Every kind reaches a queue:

@@ -66,7 +66,7 @@ print("released", flush=True)
 PY
 python3 "$LAB_DIR/stall.py" "$tid" 3.5 > "$LAB_DIR/stall.out" 2>&1 &
 stall_pid=$!
-LAB_PIDS+=("$stall_pid")
+track_pid "$stall_pid"
 for _ in $(seq 40); do grep -q stopped "$LAB_DIR/stall.out" && break; sleep 0.05; done
 grep -q stopped "$LAB_DIR/stall.out" || fail "could not stop the worker thread: $(cat "$LAB_DIR/stall.out")"
 sleep 1  # one watchdog period to notice

@@ -66,7 +66,7 @@ flood_start=$(date +%s.%N)
 ( in_ns "$NS_ATK" timeout 20 "$SYNFLOOD" syn --target 10.10.3.2:80 --spoof 198.18.7.0/24 --rate 5000 \
     --count 10000 --duration 10 > "$LAB_DIR/budget-flood.out" 2>&1 ) &
 flood_pid=$!
-LAB_PIDS+=("$flood_pid")
+track_pid "$flood_pid"
 for i in $(seq 20); do
   [[ $(cli_curl http://10.10.3.2/ 2>/dev/null) == "hello from srv" ]] && ok=$((ok + 1))
   sleep 0.05
@@ -89,7 +89,7 @@ policy ''
 reload
 in_ns "$NS_CLI" curl -sS --max-time 30 --limit-rate 2M -o "$LAB_DIR/got.bin" http://10.10.3.2/big.bin &
 dl_pid=$!
-LAB_PIDS+=("$dl_pid")
+track_pid "$dl_pid"
 sleep 1
 policy 'deny = ["10.10.1.0/24"]
 synack_per_prefix_per_s = 10'

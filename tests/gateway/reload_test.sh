@@ -40,7 +40,7 @@ BG_LOG=$LAB_DIR/old.out bg "$NS_CLI" /usr/bin/python3 "$LAB_DIR/talk.py" 7000 "$
 old_pid=$BG_PID
 in_ns "$NS_CLI" curl -sS --max-time 30 --limit-rate 500k -o "$LAB_DIR/got.bin" http://10.10.3.2/big.bin &
 dl_pid=$!
-LAB_PIDS+=("$dl_pid")
+track_pid "$dl_pid"
 for _ in $(seq 100); do grep -q connected "$LAB_DIR/old.out" 2>/dev/null && break; sleep 0.05; done
 grep -q connected "$LAB_DIR/old.out" || fail "no connection to 7000"
 sleep 1

@@ -59,7 +59,7 @@ round() {
     in_ns "$NS_CLI" curl -sS --max-time 40 --limit-rate 600k -o "$LAB_DIR/got.$i" http://10.10.3.2/big.bin \
       2>>"$LAB_DIR/curl.err" &
     dl+=($!)
-    LAB_PIDS+=($!)
+    track_pid $!
   done
   for _ in $(seq 100); do grep -q connected "$LAB_DIR/idle.out" 2>/dev/null && break; sleep 0.05; done
   grep -q connected "$LAB_DIR/idle.out" || fail "$name: idle connections did not open: $(cat "$LAB_DIR/idle.out")"
@@ -151,7 +151,7 @@ log "a handshake split across a restart"
 in_ns "$NS_CLI" iptables -A OUTPUT -p tcp --dport 80 --tcp-flags SYN,ACK,RST ACK -j DROP
 in_ns "$NS_CLI" curl -sS --max-time 20 -o "$LAB_DIR/split.txt" http://10.10.3.2/ 2>"$LAB_DIR/split.err" &
 split_pid=$!
-LAB_PIDS+=("$split_pid")
+track_pid "$split_pid"
 sleep 0.5
 crash
 valid_before=$(metric_sum syngate_cookies_valid_total)

@@ -127,7 +127,7 @@ log "RSTs reaching srv: $at_srv, reaching cli: $at_cli; dropped as out of window
 
 log "the client resets for real"
 touch "$LAB_DIR/stop"
-for ((i = 0; i < 100; i++)); do kill -0 "$CLIENT_PID" 2>/dev/null || break; sleep 0.05; done
+wait_exit "$CLIENT_PID" 5 || true
 grep -q "^ok after" "$LAB_DIR/client.log" || fail "client: $(cat "$LAB_DIR/client.log")"
 for ((i = 0; i < 20; i++)); do (( $(rsts_at "$NS_SRV") > at_srv )) && break; sleep 0.05; done
 (( $(rsts_at "$NS_SRV") > at_srv )) || fail "the client's real RST did not reach srv: $(metrics | grep -E 'drops_total.*(rst|no_flow|stale)|rst_passed')"

@@ -245,7 +245,7 @@ CONF
     exec ip netns exec "$2" "$3" run --config "$4"' _ "$tiny" "$NS_GW" "$SYNGATE_BIN" "$LAB_DIR/syngate.toml" \
     >"$LAB_DIR/tiny.log" 2>&1 &
   local pid=$!
-  LAB_PIDS+=("$pid")
+  track_pid "$pid"
   for _ in $(seq 100); do grep -qE "syngate running|startup failed|critical" "$LAB_DIR/tiny.log" && break; sleep 0.05; done
   if grep -q "syngate running" "$LAB_DIR/tiny.log"; then
     log "reserve: syngate started on a table it cannot hold; 60 handshakes with data"
@@ -255,7 +255,7 @@ CONF
     sleep 4
   fi
   local rc=0
-  for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done  # a refusal exits
+  wait_exit "$pid" 5 || true  # a refusal exits
   if kill -0 "$pid" 2>/dev/null; then
     kill -TERM "$pid"
     fail "reserve: syngate ran on a table its filesystem cannot hold: $(tail -3 "$LAB_DIR/tiny.log")"

@@ -8,8 +8,8 @@
 #include <string>
 #include <vector>
 
-#include "../core/icmp_builder.hpp"
-#include "engine_harness.hpp"
+#include "syngate_test/icmp_builder.hpp"
+#include "syngate_test/engine_harness.hpp"
 #include "packet_io.hpp"
 #include "shared_state.hpp"
 #include "worker.hpp"
@@ -129,14 +129,6 @@ CookieSecrets other_secrets() {
   return s;
 }
 
-// Overwrites the option bytes after the fixed TCP header (an IPv4 packet), padded with END.
-void set_tcp_options(Bytes& b, const std::vector<uint8_t>& opts) {
-  const size_t t = size_t(b[0] & 0xf) * 4;
-  const size_t hdr = size_t(b[t + 12] >> 4) * 4;
-  ASSERT_LE(opts.size(), hdr - 20);
-  for (size_t i = 0; i < hdr - 20; ++i) b[t + 20 + i] = i < opts.size() ? opts[i] : 0;
-}
-
 class WorkerTest : public ::testing::Test {
  protected:
   Wire wire;
@@ -203,7 +195,7 @@ TEST_F(WorkerTest, SynWorkerAnswersASynWithACookieAndDropsIt) {
 TEST_F(WorkerTest, SynWorkerDropsASynWithAMalformedOptionSilently) {
   SynWorker w(setup(), queue, sender, secrets, policy, clock);
   Bytes b = Conn::v4().syn();
-  set_tcp_options(b, {2, 4, 0x05, 0xb4, 8, 0});  // a zero-length option among normal ones
+  ASSERT_TRUE(test::set_tcp_options(b, {2, 4, 0x05, 0xb4, 8, 0}));  // a zero-length option among normal ones
   turn_with(w, {{b}});
   EXPECT_EQ(wire.kinds(), (std::vector<K>{K::Drop}));
   const WorkerSnapshot s = w.snapshot();

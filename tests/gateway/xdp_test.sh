@@ -116,14 +116,13 @@ log "policy reload: $denied SYNs of a denied client dropped in XDP, then admitte
 
 # ---- the program goes with the process ----------------------------------------------------
 kill -TERM "$SYNGATE_PID"
-for ((i = 0; i < 100; i++)); do kill -0 "$SYNGATE_PID" 2>/dev/null || break; sleep 0.05; done
-kill -0 "$SYNGATE_PID" 2>/dev/null && fail "syngate did not stop"
+wait_exit "$SYNGATE_PID" 5 || fail "syngate did not stop"
 in_ns "$NS_GW" ip -d link show g1 | grep -q "xdp" && fail "XDP program still attached to g1 after syngate exited"
 # Killed outright, too: the links die with the process's file descriptors.
 start_syngate
 in_ns "$NS_GW" ip -d link show g1 | grep -q "xdpgeneric" || fail "no XDP program on g1 after the restart"
 kill -KILL "$SYNGATE_PID"
-for ((i = 0; i < 100; i++)); do kill -0 "$SYNGATE_PID" 2>/dev/null || break; sleep 0.05; done
+wait_exit "$SYNGATE_PID" 5 || true
 sleep 0.2
 in_ns "$NS_GW" ip -d link show g1 | grep -q "xdp" && fail "XDP program still attached to g1 after syngate was killed"
 pass "XDP: $answered+$answered6+$syn_answered SYNs answered in XDP, 50/50 IPv4 and 20/20 IPv6 requests, $dropped/$ACKS forged ACKs dropped before NFQUEUE, detached on exit and on SIGKILL"

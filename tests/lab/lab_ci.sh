@@ -9,7 +9,8 @@ set -euo pipefail
 synflood=${1:?usage: lab_ci.sh SYNFLOOD SYNGATE OUT}
 syngate=${2:?}
 out=${3:?}
-[ "$(id -u)" = 0 ] || { echo "SKIP: the lab needs root"; exit 77; }
+source "$(dirname "$0")/../lib/netns.sh"
+require_root "the lab needs root"
 here=$(cd "$(dirname "$0")" && pwd)
 rm -rf "$out"
 "$here/../../bench/lab/run.sh" --synflood "$synflood" --syngate "$syngate" --out "$out" --layout shared \

@@ -8,7 +8,8 @@ set -euo pipefail
 synflood=${1:?usage: lab_ci_offcore.sh SYNFLOOD SYNGATE OUT}
 syngate=${2:?}
 out=${3:?}
-[ "$(id -u)" = 0 ] || { echo "SKIP: the lab needs root"; exit 77; }
+source "$(dirname "$0")/../lib/netns.sh"
+require_root "the lab needs root"
 [ "$(nproc)" -ge 2 ] || { echo "SKIP: the offcore layout needs two CPUs"; exit 77; }
 here=$(cd "$(dirname "$0")" && pwd)
 rm -rf "$out"

@@ -29,7 +29,7 @@ for i in range(5000 * 4):
         if ahead > 0: time.sleep(ahead)
 PY
 flood_pid=$!
-LAB_PIDS+=("$flood_pid")
+track_pid "$flood_pid"
 sleep 1.5
 metrics > "$out/metrics_flood_a.txt"
 sleep 1

@@ -43,7 +43,7 @@ grep -q SyngateSynFlood <<<"$groups" || fail "the rules did not load"
 RATE=6000 SECS=15
 spoofed_syn_flood "$RATE" "$SECS" > "$LAB_DIR/flood.out" 2>&1 &
 flood_pid=$!
-LAB_PIDS+=("$flood_pid")
+track_pid "$flood_pid"
 sleep 8
 mid=$(promql 'sum(rate(syngate_cookies_sent_total[5s]))')
 log "mid-flood, Prometheus: cookies sent $mid/s (offered $RATE SYN/s)"

@@ -27,7 +27,7 @@ for i in $(seq 25); do cli_curl http://10.10.3.2/ >/dev/null || fail "request $i
 # A bounded flood: 6000 SYNs/s for 6 s from the spoofed range.
 spoofed_syn_flood 6000 6 > "$LAB_DIR/flood.out" 2>&1 &
 flood_pid=$!
-LAB_PIDS+=("$flood_pid")
+track_pid "$flood_pid"
 sleep 1.5
 
 status --json > "$LAB_DIR/status.json" || fail "status --json exited $? during the flood: $(cat "$LAB_DIR/status.json")"
@@ -87,7 +87,7 @@ log "metrics off (exit $rc): $out"
 [[ $rc == 2 ]] || fail "status with metrics off exited $rc, want 2"
 
 kill -TERM "$SYNGATE_PID"
-for i in $(seq 100); do kill -0 "$SYNGATE_PID" 2>/dev/null || break; sleep 0.05; done
+wait_exit "$SYNGATE_PID" 5 || true
 set +e
 out=$(status 2>&1); rc=$?
 set -e

@@ -6,13 +6,15 @@
 set -euo pipefail
 T=$1
 PROFILES=$2
-[ "$(id -u)" = 0 ] || { echo "SKIP: needs root (network namespaces)"; exit 77; }
+source "$(dirname "$0")/../lib/netns.sh"
+require_root
 
 NS=tcptune-test-$$-apply
 TMP=$(mktemp -d /tmp/tcptune-test.XXXXXX)
-cleanup() { ip netns del "$NS" 2>/dev/null || true; rm -rf "$TMP"; }
-trap cleanup EXIT INT TERM
-ip netns add "$NS"
+cleanup() { rm -rf "$TMP"; }
+netns_init
+netns_on_exit cleanup
+ns_add "$NS"
 
 CONF=$TMP/sysctl.conf
 STATE=$TMP/state

@@ -5,26 +5,22 @@
 set -euo pipefail
 T=$1
 HERE=$(cd "$(dirname "$0")" && pwd)
-[ "$(id -u)" = 0 ] || { echo "SKIP: needs root (network namespaces)"; exit 77; }
+source "$HERE/../lib/netns.sh"
+require_root
 
 NS=tcptune-test-$$-diag
 TMP=$(mktemp -d /tmp/tcptune-test.XXXXXX)
-PY_PID=
-cleanup() {
-  [ -n "$PY_PID" ] && kill "$PY_PID" 2>/dev/null || true
-  ip netns del "$NS" 2>/dev/null || true
-  rm -rf "$TMP"
-}
-trap cleanup EXIT INT TERM
+cleanup() { rm -rf "$TMP"; }
+netns_init
+netns_on_exit cleanup
 fail() { echo "FAIL: $*" >&2; exit 1; }
-ip netns add "$NS"
-ip netns exec "$NS" ip link set lo up
+ns_add "$NS"
 # Drop only the client's handshake-completing ACK towards port 8003 (flags exactly ACK), in this netns.
 ip netns exec "$NS" iptables -A OUTPUT -p tcp --dport 8003 --tcp-flags SYN,ACK,FIN,RST ACK -j DROP
 
 N_EST=7 N_CW=5 N_TW=6 N_SR=4
-ip netns exec "$NS" python3 "$HERE/sockets.py" "$TMP/ready" $N_EST $N_CW $N_TW $N_SR &
-PY_PID=$!
+BG_LOG=/dev/stdout bg_in "$NS" python3 "$HERE/sockets.py" "$TMP/ready" $N_EST $N_CW $N_TW $N_SR
+PY_PID=$BG_PID
 for _ in $(seq 100); do [ -f "$TMP/ready" ] && break; kill -0 "$PY_PID" 2>/dev/null || fail "socket helper died"; sleep 0.1; done
 [ -f "$TMP/ready" ] || fail "socket helper not ready"
 HOLDER=$(awk '{print $2}' "$TMP/ready")

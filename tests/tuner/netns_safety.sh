@@ -8,18 +8,15 @@
 set -uo pipefail
 T=$1
 PROFILES=$2
-[ "$(id -u)" = 0 ] || { echo "SKIP: needs root (network namespaces)"; exit 77; }
+source "$(dirname "$0")/../lib/netns.sh"
+require_root
 
 NS=tcptune-test-$$-safety
 TMP=$(mktemp -d /tmp/tcptune-test.XXXXXX)
-SLEEPER=
-cleanup() {
-  [ -n "$SLEEPER" ] && kill "$SLEEPER" 2>/dev/null
-  ip netns del "$NS" 2>/dev/null || true
-  rm -rf "$TMP"
-}
-trap cleanup EXIT INT TERM
-ip netns add "$NS"
+cleanup() { rm -rf "$TMP"; }
+netns_init
+netns_on_exit cleanup
+ns_add "$NS"
 
 CONF=$TMP/sysctl.conf
 STATE=$TMP/state
@@ -258,9 +255,10 @@ check_rc 2 tt rollback
 # non-interactive shell starts with SIGINT ignored, and tcptune leaves an ignored signal ignored)
 "$T" --netns "$NS" diagnose --interval 30 >"$TMP/out" 2>"$TMP/err" &
 SLEEPER=$!
+track_pid "$SLEEPER"
 sleep 1
 kill -TERM "$SLEEPER"
-wait "$SLEEPER"; rc=$?; SLEEPER=
+wait "$SLEEPER"; rc=$?; untrack_pid "$SLEEPER"
 eq "$rc" 143 "diagnose interrupted by SIGTERM: exit code"
 has "interrupted"
 

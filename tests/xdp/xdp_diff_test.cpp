@@ -24,7 +24,7 @@
 #include <string>
 #include <vector>
 
-#include "../core/packet_fixtures.hpp"
+#include "syngate_test/packet_fixtures.hpp"
 #include "syngate/engine.hpp"
 #include "syngate/packet.hpp"
 #include "syngate/syn_decision.hpp"

@@ -12,7 +12,13 @@
  * unmarked to NFQUEUE as before.
  *
  * Ownership. Only the daemon creates and deletes entries; the programs only update the
- * kernel-kept fields below, so a forged packet can never remove state. */
+ * kernel-kept fields below, so a forged packet can never remove state.
+ *
+ * The object (bpf/syngate_tc.bpf.c, skeleton `syngate_tc`): programs sg_tc_ingress and
+ * sg_tc_egress (SEC "tc", clsact), map sg_tc_flows (BPF_MAP_TYPE_HASH, this key and value; the
+ * daemon sets max_entries before load) and sg_tc_counters (BPF_MAP_TYPE_PERCPU_ARRAY of __u64,
+ * indexed by enum sg_tc_counter). A segment of either direction is punted once either of the
+ * flow's two entries has `closing` set. */
 #ifndef SYNGATE_BPF_TC_ABI_H
 #define SYNGATE_BPF_TC_ABI_H
 
@@ -34,9 +40,19 @@ enum sg_tc_direction {
 };
 
 /* value.options */
-#define SG_TC_OPT_TIMESTAMPS 0x01u /* both ends send timestamps: TSval/TSecr are translated */
+#define SG_TC_OPT_TIMESTAMPS 0x01u /* both ends send timestamps: TSval/TSecr are translated (to the
+                                      server: TSecr; to the client: TSval). A flow whose timestamps
+                                      the engine supplies (backend without them) is not handed over */
 
-/* value.closing, set by the program (never cleared by it) */
+/* value.seen, set by the program: sender_next/acked/window_bytes hold the record of this
+ * direction (xlate_spec.h, sg_flow_track_segment: started by the first segment, then moved only by
+ * plausible ones against the reverse entry's record); newest_tsval/newest_tsval_seq hold one. */
+#define SG_TC_SEEN_RECORD 0x01u
+#define SG_TC_SEEN_TSVAL 0x02u
+
+/* value.closing, set by the program (never cleared by it). FIN: any FIN segment (fin_seq = its
+ * seq + payload length, the first one's). RST: one sg_rst_check does not call a blind guess
+ * (exact, or in the receiver's window; always while either direction's record is empty). */
 #define SG_TC_SEEN_FIN 0x01u
 #define SG_TC_SEEN_RST 0x02u
 
@@ -48,6 +64,8 @@ struct sg_tc_flow {
   sg_u8 window_from;     /* the shift the sender's window field is in (flow_spec.h shifts) */
   sg_u8 window_to;       /* the shift the receiver reads it with */
   sg_u8 options;         /* SG_TC_OPT_* */
+                         /* direction/window_from/window_to/options with delta and tsoff are the
+                            specification's struct sg_xlate_params (xlate_spec.h), field by field */
   sg_u32 generation;     /* the daemon's hand-over counter: tells a reused tuple's entries apart */
 
   /* Kept by the programs (the engine reads them when it needs them: timers, RST, FIN, restart).
@@ -61,7 +79,7 @@ struct sg_tc_flow {
   sg_u32 newest_tsval;   /* this direction's newest TSval, as it sent it, in sequence order */
   sg_u32 newest_tsval_seq; /* the sequence number that carried newest_tsval */
   sg_u32 fin_seq;        /* sequence number of this direction's FIN when SG_TC_SEEN_FIN */
-  sg_u8 seen;            /* non-zero once a segment has moved the fields above */
+  sg_u8 seen;            /* SG_TC_SEEN_RECORD | SG_TC_SEEN_TSVAL: which fields above hold something */
   sg_u8 closing;         /* SG_TC_SEEN_*: the program punts this flow to NFQUEUE from now on */
   sg_u8 pad[6];
   sg_u64 packets;        /* segments translated by the program (atomic adds) */

@@ -1,0 +1,296 @@
+// SPDX-License-Identifier: GPL-2.0
+/* Established flows in the kernel: a tc (clsact) program, attached at ingress and egress, that
+ * translates the segments of proxied connections the daemon handed over, so that they skip
+ * NFQUEUE. What a segment becomes is include/syngate/spec/xlate_spec.h's, the engine's own
+ * specification; what the program shares with the daemon (map key and value, mark, counters) is
+ * include/syngate/bpf/tc_abi.h, which also explains the hand-over and who owns the entries.
+ *
+ * Per packet: parse (bpf/lib/parse.h); anything the program cannot rewrite (not TCP, IPv4
+ * options, fragments, IPv6 extension headers, lengths the engine would judge, an option layout
+ * it cannot walk) is left alone and unmarked, so the NFQUEUE rules take it as before. A flow's
+ * SYN, FIN and RST segments, and every segment once the flow has seen a FIN or a believable RST,
+ * go the same way (after FIN/RST are recorded for the engine). The rest is translated: the
+ * header and options are copied to the stack, translated there, written back, and the checksum
+ * gets one incremental update with the difference the specification returns. */
+#include <linux/bpf.h>
+#include <linux/pkt_cls.h>
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+
+#include "syngate/bpf/tc_abi.h"
+#include "syngate/spec/flow_spec.h"
+#include "syngate/spec/xlate_spec.h"
+#include "lib/bytes.h"
+#include "lib/parse.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+_Static_assert(sizeof(struct pkt_tuple) == sizeof(struct sg_tc_flow_key), "the parsed tuple is the map key");
+_Static_assert(SG_TC_TO_SERVER == SG_XLATE_TO_SERVER && SG_TC_TO_CLIENT == SG_XLATE_TO_CLIENT,
+               "one direction vocabulary");
+
+/* Entries are written and deleted by the daemon only (tc_abi.h); it sizes the map at load. */
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, 65536);
+  __type(key, struct sg_tc_flow_key);
+  __type(value, struct sg_tc_flow);
+} sg_tc_flows SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+  __uint(max_entries, SG_TC_COUNTER_COUNT);
+  __type(key, __u32);
+  __type(value, __u64);
+} sg_tc_counters SEC(".maps");
+
+#define TCP_FLAG_FIN 0x01
+#define TCP_FLAG_SYN 0x02
+#define TCP_FLAG_RST 0x04
+#define TCP_FLAG_ACK 0x10
+#define TCP_MAX_HLEN 60
+/* Enough linear bytes for the deepest TCP header the parser accepts. */
+#define TC_PULL_LEN (PKT_MAX_L4_OFF + TCP_MAX_HLEN)
+
+/* An offset into the stack copy of the header, masked where the verifier sees it (the compiler
+ * would drop a mask it can prove redundant, and the verifier may not share its proof). The copy
+ * has room past 64 for the field read at the largest masked offset. */
+#define HDR_ROOM (64 + 8)
+static __always_inline __u32 hdr_off(__u32 off) {
+  asm volatile("" : "+r"(off));
+  return off & 63;
+}
+
+static __always_inline void count(__u32 which) {
+  __u64* c = bpf_map_lookup_elem(&sg_tc_counters, &which);
+  if (c) *c += 1;
+}
+
+/* Where the translated option fields sit, from the start of the TCP header. */
+struct layout {
+  __u32 ts_off;   /* TSval; TSecr at +4; 0: no timestamps */
+  __u32 sack_off; /* first SACK edge; 0: no SACK blocks */
+  __u32 sack_count;
+};
+
+/* Linux's layouts (NOP NOP TS, NOP NOP SACK, both) are recognised directly; anything else is
+ * walked option by option with the specification's step (bpf_loop). Returns 0 when the options
+ * cannot be walked (malformed: the engine judges them). */
+/* The TCP header and options copied to the stack, with room past them (see hdr_off). */
+struct hdr_copy {
+  __u8 b[HDR_ROOM];
+  __u32 len;
+};
+
+/* A global (not inlined) function: the verifier checks it once, on its own, and its caller sees
+ * its results as unknown numbers; one path after it instead of one per layout. */
+__attribute__((noinline)) int find_options(struct hdr_copy* h, struct layout* l) {
+  if (!h || !l) return 0;
+  const __u8* hdr = h->b;
+  const __u32 hlen = h->len;
+  if (hlen < TCP_HLEN || hlen > TCP_MAX_HLEN) return 0;
+  const __u32 optlen = hlen - TCP_HLEN;
+  l->ts_off = l->sack_off = l->sack_count = 0;
+  if (optlen == 0) return 1;
+  if (hdr[20] == SG_OPT_NOP && hdr[21] == SG_OPT_NOP && hdr[22] == SG_OPT_TIMESTAMP && hdr[23] == 10) {
+    l->ts_off = 24;
+    if (optlen == 12) return 1;
+    if (hdr[32] == SG_OPT_NOP && hdr[33] == SG_OPT_NOP && hdr[34] == SG_OPT_SACK && hdr[35] == optlen - 14 &&
+        (hdr[35] == 10 || hdr[35] == 18 || hdr[35] == 26)) {
+      l->sack_off = 36;
+      l->sack_count = ((__u32)hdr[35] - 2) / 8;
+      return 1;
+    }
+  } else if (hdr[20] == SG_OPT_NOP && hdr[21] == SG_OPT_NOP && hdr[22] == SG_OPT_SACK && hdr[23] == optlen - 2 &&
+             (hdr[23] == 10 || hdr[23] == 18 || hdr[23] == 26 || hdr[23] == 34)) {
+    l->sack_off = 24;
+    l->sack_count = ((__u32)hdr[23] - 2) / 8;
+    return 1;
+  }
+  struct option_walk w = {};
+  __builtin_memcpy(w.buf, hdr + TCP_HLEN, SG_TCP_MAX_OPTIONS);
+  w.len = optlen;
+  option_walk_run(&w);
+  if (w.bad) return 0;
+  l->ts_off = w.o.has_timestamps ? TCP_HLEN + w.o.ts_offset : 0;
+  l->sack_count = w.o.sack_count > SG_XLATE_MAX_SACK ? SG_XLATE_MAX_SACK : w.o.sack_count;
+  l->sack_off = l->sack_count ? TCP_HLEN + w.o.sack_offset : 0;
+  return 1;
+}
+
+static __always_inline void reverse_key(const struct sg_tc_flow_key* k, struct sg_tc_flow_key* r) {
+  __builtin_memcpy(r->src, k->dst, 16);
+  __builtin_memcpy(r->dst, k->src, 16);
+  r->sport_be = k->dport_be;
+  r->dport_be = k->sport_be;
+}
+
+static __always_inline int translate(struct __sk_buff* skb, int egress) {
+  if (egress && (skb->mark & SG_TC_MARK)) {
+    count(SG_TC_ALREADY_MARKED);
+    return TC_ACT_OK;
+  }
+  /* The headers may not all be linear (GRO, a frag list): make them so, up to what can matter. */
+  const __u32 want = skb->len < TC_PULL_LEN ? skb->len : TC_PULL_LEN;
+  if ((long)skb->data_end - (long)skb->data < (long)want) bpf_skb_pull_data(skb, want);
+  const void* data = (const void*)(long)skb->data;
+  const void* end = (const void*)(long)skb->data_end;
+  struct pkt p = {};
+  if (pkt_parse_headers(data, end, &p) != PKT_TCP) return TC_ACT_OK;
+  if (p.ip_options || !pkt_lengths_ok(&p, skb->len)) return TC_ACT_OK;
+  /* From here on the packet is reached through helpers only: forgetting how IPv4 and IPv6 got
+   * their offsets lets the verifier treat both families as one path. */
+  __u32 hlen = p.tcp_hlen;
+  __u32 l4 = p.l4_off;
+  __u32 payload = p.ip_total - (l4 - ETH_HLEN_) - hlen;
+  asm volatile("" : "+r"(l4), "+r"(hlen), "+r"(payload));
+  if (hlen < TCP_HLEN || hlen > TCP_MAX_HLEN || l4 > PKT_MAX_L4_OFF) return TC_ACT_OK;
+
+  const struct sg_tc_flow_key* key = (const struct sg_tc_flow_key*)&p.key;
+  struct sg_tc_flow* f = bpf_map_lookup_elem(&sg_tc_flows, key);
+  if (!f) {
+    count(SG_TC_MISS);
+    return TC_ACT_OK;
+  }
+  struct sg_tc_flow_key rkey;
+  reverse_key(key, &rkey);
+  const struct sg_tc_flow* peer = bpf_map_lookup_elem(&sg_tc_flows, &rkey);
+
+  /* The engine's segments: SYN (a retransmitted SYN-ACK), FIN and RST, and all of a closing flow. */
+  if (p.flags & TCP_FLAG_RST) {
+    /* Only an RST the engine may believe (exact, or in the receiver's window) closes the flow
+     * for the program: a blind one must not push the flow back to the queue. */
+    const int known = f->seen && peer && peer->seen;
+    const enum sg_rst_verdict v = sg_rst_check(p.seq, f->sender_next, peer ? peer->acked : 0,
+                                               peer ? peer->window_bytes : 0, known);
+    if (v != SG_RST_OUT_OF_WINDOW) f->closing |= SG_TC_SEEN_RST;
+    count(SG_TC_PUNTED);
+    return TC_ACT_OK;
+  }
+  if (p.flags & TCP_FLAG_FIN) {
+    if (!(f->closing & SG_TC_SEEN_FIN)) f->fin_seq = p.seq + payload;
+    f->closing |= SG_TC_SEEN_FIN;
+  }
+  if ((p.flags & (TCP_FLAG_SYN | TCP_FLAG_FIN)) || f->closing || (peer && peer->closing)) {
+    count(SG_TC_PUNTED);
+    return TC_ACT_OK;
+  }
+
+  /* The TCP header and its options, on the stack. */
+  struct hdr_copy h = {};
+  __u8* hdr = h.b;
+  h.len = hlen;
+  if (bpf_skb_load_bytes(skb, l4, hdr, hlen) != 0) return TC_ACT_OK;
+  struct layout lay = {};
+  if (!find_options(&h, &lay)) {
+    count(SG_TC_PUNTED);
+    return TC_ACT_OK;
+  }
+  if (lay.ts_off > TCP_MAX_HLEN - 8 || lay.sack_off > TCP_MAX_HLEN - 8 * lay.sack_count ||
+      lay.sack_count > SG_XLATE_MAX_SACK) {
+    count(SG_TC_PUNTED); /* never for a walked layout: tells the verifier */
+    return TC_ACT_OK;
+  }
+
+  struct sg_xlate_segment s = {};
+  s.seq = p.seq;
+  s.ack = p.ack;
+  s.window = (__u16)(hdr[14] << 8 | hdr[15]);
+  s.has_ack = (p.flags & TCP_FLAG_ACK) != 0;
+  if (lay.ts_off) {
+    s.has_ts = 1;
+    s.tsval = load_be32(hdr + hdr_off(lay.ts_off));
+    s.tsecr = load_be32(hdr + hdr_off(lay.ts_off + 4));
+    s.ts_odd = lay.ts_off & 1;
+  }
+  s.sack_count = (__u8)lay.sack_count;
+  s.sack_odd = lay.sack_off & 1;
+  /* All eight edges, whatever the count: the ones past it are stored back unchanged below, before
+   * the fields they may overlap are (fewer branches for the verifier to follow). */
+  for (__u32 i = 0; i < 2 * SG_XLATE_MAX_SACK; i++) s.sack[i] = load_be32(hdr + hdr_off(lay.sack_off + 4 * i));
+  const __u32 ack_sent = s.ack, tsval_sent = s.tsval;
+  const __u16 window_sent = s.window;
+  const struct sg_xlate_params xp = {
+      .delta = f->delta,
+      .tsoff = f->tsoff,
+      .direction = f->direction,
+      .window_from = f->window_from,
+      .window_to = f->window_to,
+      .timestamps = (f->options & SG_TC_OPT_TIMESTAMPS) != 0,
+  };
+  __u16 diff = sg_xlate(&s, &xp);
+#ifdef SG_TC_BREAK_FIELD
+  /* A test build only (tests/tc): one field translated wrong, its checksum kept right, so only
+   * the differential test can notice. 1 (the default): the sequence number; 2: the last SACK
+   * edge; 3: the TSecr; 4: a non-zero window. */
+#if SG_TC_BREAK_FIELD == 2
+  if (s.sack_count) {
+    const __u32 last = 2 * (__u32)s.sack_count - 1;
+    if (last < 2 * SG_XLATE_MAX_SACK) {
+      diff = sg_csum_fold((__u32)diff + sg_xlate_option_diff(s.sack[last], s.sack[last] + 1, s.sack_odd));
+      s.sack[last] += 1;
+    }
+  }
+#elif SG_TC_BREAK_FIELD == 3
+  if (s.has_ts) {
+    diff = sg_csum_fold((__u32)diff + sg_xlate_option_diff(s.tsecr, s.tsecr + 1, s.ts_odd));
+    s.tsecr += 1;
+  }
+#elif SG_TC_BREAK_FIELD == 4
+  if (s.window > 1) {
+    diff = sg_csum_fold((__u32)diff + sg_csum_diff16(s.window, s.window - 1));
+    s.window -= 1;
+  }
+#else
+  diff = sg_csum_fold((__u32)diff + sg_csum_diff32(s.seq, s.seq + 1));
+  s.seq += 1;
+#endif
+#endif
+
+  for (__u32 i = 0; i < 2 * SG_XLATE_MAX_SACK; i++) store_be32(hdr + hdr_off(lay.sack_off + 4 * i), s.sack[i]);
+  if (lay.ts_off) {
+    store_be32(hdr + hdr_off(lay.ts_off), s.tsval);
+    store_be32(hdr + hdr_off(lay.ts_off + 4), s.tsecr);
+  }
+  store_be32(hdr + 4, s.seq);
+  store_be32(hdr + 8, s.ack);
+  store_be16(hdr + 14, s.window);
+  if (bpf_skb_store_bytes(skb, l4, hdr, hlen, 0) != 0) return TC_ACT_OK;
+  if (bpf_l4_csum_replace(skb, l4 + 16, 0, bpf_htons(diff), 0) != 0) return TC_ACT_SHOT; /* half-written */
+
+  /* The record the engine reads (RST checks, timers, the merge of both views). Numbers as this
+   * direction sent them: acks of the client moved into the backend's space. */
+  const __u8 from = f->window_from;
+  const __u32 ack_rx = f->direction == SG_TC_TO_SERVER ? sg_ack_to_backend(ack_sent, f->delta) : ack_sent;
+  struct sg_flow_track self = {f->sender_next, f->acked, f->window_bytes};
+  struct sg_flow_track other = {0, 0, 0};
+  if (peer) {
+    other.next = peer->sender_next;
+    other.acked = peer->acked;
+    other.window = peer->window_bytes;
+  }
+  sg_flow_track_segment(&self, f->seen & SG_TC_SEEN_RECORD, &other, peer && (peer->seen & SG_TC_SEEN_RECORD), p.seq,
+                        p.seq + payload, ack_rx, sg_window_bytes(window_sent, from));
+  f->sender_next = self.next;
+  f->acked = self.acked;
+  f->window_bytes = self.window;
+  __u8 seen = f->seen | SG_TC_SEEN_RECORD;
+  if (lay.ts_off && sg_tsval_newer(p.seq, f->newest_tsval_seq, f->seen & SG_TC_SEEN_TSVAL)) {
+    f->newest_tsval = tsval_sent;
+    f->newest_tsval_seq = p.seq;
+    seen |= SG_TC_SEEN_TSVAL;
+  }
+  f->seen = seen;
+  f->last_ns = bpf_ktime_get_ns();
+  __sync_fetch_and_add(&f->packets, 1);
+
+  skb->mark |= SG_TC_MARK;
+  count(SG_TC_TRANSLATED);
+  return TC_ACT_OK;
+}
+
+SEC("tc")
+int sg_tc_ingress(struct __sk_buff* skb) { return translate(skb, 0); }
+
+SEC("tc")
+int sg_tc_egress(struct __sk_buff* skb) { return translate(skb, 1); }
