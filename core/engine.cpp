@@ -112,6 +112,7 @@ bool answer_syn(const TcpPacket& syn, const CookieJar& cookies, const EngineConf
   return true;
 }
 
+// Engine::reset returns every member to what the constructor makes of it: keep it in step.
 struct Engine::Impl {
   EngineConfig cfg;
   CookieJar cookies;
@@ -779,6 +780,24 @@ struct Engine::Impl {
 Engine::Engine(const EngineConfig& config, const CookieJar& cookies, EngineState state)
     : impl_(std::make_unique<Impl>(config, cookies, state)) {}
 Engine::~Engine() = default;
+
+void Engine::reset(const EngineConfig& config, const CookieJar& cookies) {
+  Impl& m = *impl_;
+  const EngineConfig c = Impl::normalized(config);
+  if (!m.table.reset(Impl::table_config(c))) {
+    impl_ = std::make_unique<Impl>(config, cookies, EngineState{});
+    return;
+  }
+  // Every member of Impl as its constructor leaves it (EngineReset tests compare with a new
+  // engine): a member added to Impl belongs here too.
+  m.cfg = c;
+  m.cookies = cookies;
+  m.counters = EngineCounters{};
+  m.scratch.assign(kMaxHeadersLen + std::max<size_t>(c.early_data_bytes, 64), 0);
+  m.guard.reset(syn_guard_config(config));
+  m.draining.clear();
+  m.backends_with_timestamps.clear();
+}
 
 size_t Engine::state_bytes(const EngineConfig& config) {
   return FlowTable::state_bytes(Impl::table_config(Impl::normalized(config)));

@@ -60,6 +60,13 @@ Flow from_v2(const FlowV2& o, const FlowTable::OlderLayout& older) {
   return f;
 }
 
+// The window scales an entry holds are shift counts: past RFC 7323's 14 they come from damage,
+// and a shift that large is undefined. Checked for entries taken over in place and imported.
+bool scales_plausible(const Flow& f) {
+  return (f.client_ws == kNoWscale || f.client_ws <= kMaxWindowScale) && f.backend_ws <= kMaxWindowScale &&
+         f.announced_ws <= kMaxWindowScale;
+}
+
 struct StateLayout {
   size_t flows_offset, early_offset, total;
 };
@@ -127,7 +134,6 @@ uint32_t bucket_count_for(uint32_t flows) noexcept {
 }  // namespace
 
 FlowTable::FlowTable(const FlowTableConfig& c, EngineState state) : cfg(c) {
-  syn_levels = cfg.backend_syn_retries + 1;
   const StateLayout lay = layout_of(cfg);
   std::span<uint8_t> region = state.region;
   if (region.empty()) {
@@ -137,17 +143,7 @@ FlowTable::FlowTable(const FlowTableConfig& c, EngineState state) : cfg(c) {
   header = reinterpret_cast<StateHeader*>(region.data());
   flows = reinterpret_cast<Flow*>(region.data() + lay.flows_offset);
   early_pool = region.data() + lay.early_offset;
-  const uint32_t nb = bucket_count_for(cfg.max_flows);
-  buckets.assign(nb, kNone);
-  bucket_mask = nb - 1;
-  if (cfg.max_flows_per_source > 0) {
-    sources.resize(cfg.max_flows);
-    for (uint32_t i = 0; i < cfg.max_flows; ++i) sources[i].next = i + 1 < cfg.max_flows ? i + 1 : kNone;
-    source_free = 0;
-    source_buckets.assign(nb, kNone);
-    source_mask = nb - 1;
-  }
-  early_free.reserve(cfg.early_data_slots);
+  clear_indexes();
 
   restored.reason = state.region.empty() ? std::string() : incompatibility(region, cfg, state.boot_id);
   if (!state.region.empty() && restored.reason.empty()) {
@@ -159,6 +155,46 @@ FlowTable::FlowTable(const FlowTableConfig& c, EngineState state) : cfg(c) {
   }
 }
 
+// The derived structures of an empty table (rebuild() then files the entries).
+void FlowTable::clear_indexes() {
+  syn_levels = cfg.backend_syn_retries + 1;
+  const uint32_t nb = bucket_count_for(cfg.max_flows);
+  buckets.assign(nb, kNone);
+  bucket_mask = nb - 1;
+  free_head = kNone;
+  sources.clear();
+  source_buckets.clear();
+  source_free = kNone;
+  source_mask = 0;
+  if (cfg.max_flows_per_source > 0) {
+    sources.resize(cfg.max_flows);
+    for (uint32_t i = 0; i < cfg.max_flows; ++i) sources[i].next = i + 1 < cfg.max_flows ? i + 1 : kNone;
+    source_free = 0;
+    source_buckets.assign(nb, kNone);
+    source_mask = nb - 1;
+  }
+  early_free.clear();
+  early_free.reserve(cfg.early_data_slots);
+  for (List& l : lists) l = List{};
+  count_ = FlowTableCounters{};
+  restored = RestoreReport{};
+  observer = nullptr;
+}
+
+bool FlowTable::reset(const FlowTableConfig& c) {
+  if (own.empty() || c.max_flows != cfg.max_flows || c.early_data_bytes != cfg.early_data_bytes ||
+      c.early_data_slots != cfg.early_data_slots) {
+    return false;
+  }
+  cfg = c;
+  // Every byte as the constructor leaves it: entries are reused without being cleared field by
+  // field, so a reset table must not differ from a new one in what a freed entry held.
+  std::fill(own.begin(), own.end(), 0);
+  clear_indexes();
+  format(0);
+  rebuild();
+  return true;
+}
 
 size_t FlowTable::state_bytes(const FlowTableConfig& config) { return layout_of(config).total; }
 
@@ -275,9 +311,7 @@ bool FlowTable::plausible(const Flow& f, std::vector<uint8_t>& slot_used) const 
     case State::Linger: if (f.list != kListLinger) return false; break;
     default: return false;
   }
-  if (f.client_ws != kNoWscale && f.client_ws > kMaxWindowScale) return false;
-  if (f.backend_ws > kMaxWindowScale || f.announced_ws > kMaxWindowScale) return false;
-  return true;
+  return scales_plausible(f);
 }
 
 // ---- flow hash --------------------------------------------------------------------------
@@ -495,8 +529,7 @@ RestoreReport FlowTable::import_from(std::span<const uint8_t> region, uint64_t b
       ++r.dropped_torn;
       continue;
     }
-    if (src.state < State::SynSent || src.state > State::Linger || find(src.key) != kNone ||
-        src.announced_ws > kMaxWindowScale) {
+    if (src.state < State::SynSent || src.state > State::Linger || find(src.key) != kNone || !scales_plausible(src)) {
       ++r.dropped_invalid;
       continue;
     }

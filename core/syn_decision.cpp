@@ -122,6 +122,17 @@ size_t round_up_pow2(size_t n) {
 BudgetTable::BudgetTable(size_t cells, const HashKey& key)
     : cells_(round_up_pow2(std::max<size_t>(cells, 1)), 0), key_(key), mask_(cells_.size() - 1) {}
 
+void BudgetTable::reset(size_t cells, const HashKey& key) {
+  const size_t n = round_up_pow2(std::max<size_t>(cells, 1));
+  if (n == cells_.size()) {
+    std::memset(cells_.data(), 0, n * sizeof(cells_[0]));  // one call, not a loop over the cells
+  } else {
+    cells_.assign(n, 0);
+  }
+  key_ = key;
+  mask_ = n - 1;
+}
+
 bool BudgetTable::take(std::span<const uint8_t> key_bytes, uint32_t now_s, uint32_t limit) noexcept {
   if (limit == 0) return true;
   uint64_t h = 0;
@@ -145,6 +156,14 @@ sg_budget_cell unpack(uint64_t v) { return {static_cast<uint32_t>(v), static_cas
 
 ProvenSources::ProvenSources(size_t slots, const HashKey& key)
     : slots_(round_up_pow2(std::max<size_t>(slots, 1))), key_(key), mask_(slots_.size() - 1) {}
+
+void ProvenSources::clear(const HashKey& key) noexcept {
+  for (Slot& s : slots_) {
+    s.owner.store(0, std::memory_order_relaxed);
+    s.budget.store(0, std::memory_order_relaxed);
+  }
+  key_ = key;
+}
 
 uint64_t ProvenSources::hash(const Address& a) const noexcept {
   uint64_t h = 0;
@@ -222,6 +241,7 @@ SynGuard::SynGuard(SynGuardConfig config)
     : share_(std::max<uint32_t>(config.budget_share, 1)),
       prefix_budget_(config.budget_cells, derived_key(config.hash_key, 0x01)),
       source_budget_(config.budget_cells, derived_key(config.hash_key, 0x02)),
+      own_proven_(!config.proven),
       proven_(config.proven ? std::move(config.proven)
                             : std::make_shared<ProvenSources>(ProvenSources::kDefaultSlots,
                                                               derived_key(config.hash_key, 0x03))),
@@ -234,6 +254,23 @@ void SynGuard::set_policy(std::shared_ptr<const SourcePolicy> policy) {
   const uint32_t total = policy_->synack_per_prefix_per_s;
   // Each worker holds its share, rounded up so that a small budget never becomes 0 (= unlimited).
   synack_limit_ = total == 0 ? 0 : (total + share_ - 1) / share_;
+}
+
+void SynGuard::reset(SynGuardConfig config) {
+  share_ = std::max<uint32_t>(config.budget_share, 1);
+  prefix_budget_.reset(config.budget_cells, derived_key(config.hash_key, 0x01));
+  source_budget_.reset(config.budget_cells, derived_key(config.hash_key, 0x02));
+  if (config.proven) {
+    proven_ = std::move(config.proven);
+    own_proven_ = false;
+  } else if (own_proven_) {
+    proven_->clear(derived_key(config.hash_key, 0x03));
+  } else {
+    proven_ = std::make_shared<ProvenSources>(ProvenSources::kDefaultSlots, derived_key(config.hash_key, 0x03));
+    own_proven_ = true;
+  }
+  source_prefix_v6_ = config.source_prefix_v6;
+  set_policy(std::move(config.policy));
 }
 
 size_t SynGuard::memory_bytes() const noexcept {

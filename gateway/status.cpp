@@ -85,6 +85,15 @@ MetricSample parse_line(std::string_view line, size_t line_no) {
   return m;
 }
 
+// A gauge that counts (flows, packets waiting) as an integer. The value is whatever the endpoint
+// sent: negative or NaN is 0, and past the integer's range it saturates (a cast would be
+// undefined behaviour there).
+uint64_t count_of(double v) {
+  if (!(v > 0)) return 0;
+  if (v >= 18446744073709551616.0) return UINT64_MAX;  // 2^64
+  return static_cast<uint64_t>(v);
+}
+
 std::string label(const MetricSample& m, const char* key) {
   auto it = m.labels.find(key);
   return it == m.labels.end() ? std::string() : it->second;
@@ -184,9 +193,12 @@ std::vector<MetricSample> parse_prometheus_text(std::string_view text) {
   return out;
 }
 
+std::string json_text(const nlohmann::json& j) {
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
 std::string format_duration(double seconds) {
-  if (!(seconds >= 0)) seconds = 0;
-  auto s = static_cast<uint64_t>(seconds);
+  const uint64_t s = count_of(seconds);
   uint64_t d = s / 86400, h = s / 3600 % 24, m = s / 60 % 60, sec = s % 60;
   char buf[64];
   if (d > 0) {
@@ -248,7 +260,7 @@ StatusReport build_status(const Scrape& prev, const Scrape& now, uint32_t max_fl
     } else if (w && m.name == "syngate_flows_created_total") {
       w->flows_created_rate = rate;
     } else if (w && m.name == "syngate_flows_active") {
-      w->flows_active = static_cast<uint64_t>(m.value);
+      w->flows_active = count_of(m.value);
     } else if (w && m.name == "syngate_flow_table_capacity") {
       capacity[worker] = m.value;
     } else if (w && m.name == "syngate_drops_total") {
@@ -257,7 +269,7 @@ StatusReport build_status(const Scrape& prev, const Scrape& now, uint32_t max_fl
       d.rate += rate;
     } else if (m.name == "syngate_queue_waiting") {
       QueueStatus& q = queues[label(m, "queue")];
-      q.waiting = static_cast<uint64_t>(m.value);
+      q.waiting = count_of(m.value);
     } else if (m.name == "syngate_queue_dropped_total") {
       QueueStatus& q = queues[label(m, "queue")];
       q.dropped = {m.value, rate};

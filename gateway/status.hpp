@@ -98,6 +98,9 @@ nlohmann::json status_to_json(const StatusReport& r);
 // The screen for a daemon that does not answer (exit code 1 of `syngate status`).
 std::string render_down_text(const std::string& endpoint, const std::string& reason);
 nlohmann::json down_to_json(const std::string& endpoint, const std::string& reason);
+// The JSON text `syngate status --json` prints. Label values and parse errors quote what the
+// endpoint sent, which need not be UTF-8: such bytes print as U+FFFD instead of aborting.
+std::string json_text(const nlohmann::json& j);
 
 // "2d 03h 04m", "3h 02m 01s", "42s".
 std::string format_duration(double seconds);

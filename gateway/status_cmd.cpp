@@ -176,7 +176,7 @@ int cmd_status(const StatusOptions& o) {
     }
     if (clear) std::cout << "\033[H\033[2J";
     if (o.json) {
-      std::cout << json.dump() << "\n";
+      std::cout << json_text(json) << "\n";
     } else {
       std::cout << text;
       if (watching) std::cout << "\n(every " << o.watch_s << " s; Ctrl-C to stop)\n";

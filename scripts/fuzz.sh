@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets with clang (ASan + UBSan) and runs each for a bounded time on its
-# seed corpus from tests/fuzz/. Usage: scripts/fuzz.sh [SECONDS_PER_TARGET]
+# seed corpus from tests/fuzz/corpus/<target>/ (what earlier runs found, kept small): new inputs go
+# to a temporary corpus, never into the repository. Undefined behaviour is a finding like a crash.
+# Usage: scripts/fuzz.sh [SECONDS_PER_TARGET]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-60}
@@ -16,8 +18,8 @@ for target in "$build"/fuzz/fuzz_*; do
   trap 'rm -rf "$work"' EXIT
   mkdir -p fuzz-artifacts
   echo "fuzzing $name for ${seconds}s"
-  "$target" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
-    -artifact_prefix=fuzz-artifacts/"$name"- "$work" "$corpus_seed"
+  UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 "$target" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
+    -artifact_prefix=fuzz-artifacts/"$name"- "$work" $([ -d "$corpus_seed" ] && echo "$corpus_seed")
   rm -rf "$work"
 done
 echo "fuzz: all targets ran without a finding"

@@ -161,6 +161,13 @@ class Engine {
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
 
+  // Back to what Engine(config, cookies) builds on heap memory: no flows, counters, timers, early
+  // data, budgets or draining services, no flow observer. The table's memory is reused when its
+  // sizes are unchanged (a fuzzer runs millions of inputs on one engine; the reset costs a pass
+  // over the table, cheap for a small one). A proven-sources table in config is the caller's and
+  // left as it is; the engine's own is emptied.
+  void reset(const EngineConfig& config, const CookieJar& cookies);
+
   // One packet as it crossed the hook. `checksum_ready=false` when the kernel handed it over
   // with its checksum not yet computed (NFQA_SKB_CSUMNOTREADY): a rewrite then recomputes it.
   // `capacity`: bytes writable from packet.data() (at least packet.size()); a segment may grow

@@ -225,6 +225,10 @@ class FlowTable {
   FlowTable& operator=(const FlowTable&) = delete;
 
   static size_t state_bytes(const FlowTableConfig& config);
+  // Back to what FlowTable(config, {}) builds, in the same memory: false (nothing changed) when
+  // the table lives in a caller's region or `config` has other sizes. Costs a pass over the
+  // table's memory, so it suits small tables (a fuzzer reusing one engine).
+  bool reset(const FlowTableConfig& config);
   // Empty when `region` holds a table this configuration can use in place; otherwise why not.
   static std::string incompatibility(std::span<const uint8_t> region, const FlowTableConfig& config,
                                      uint64_t boot_id);
@@ -299,6 +303,7 @@ class FlowTable {
   }
 
  private:
+  void clear_indexes();
   void format(uint64_t boot_id);
   void rebuild();
   bool plausible(const Flow& f, std::vector<uint8_t>& slot_used) const;

@@ -140,6 +140,8 @@ class BudgetTable {
   // Takes one unit for `key_bytes` in second `now_s`; false when the cell is spent.
   bool take(std::span<const uint8_t> key_bytes, uint32_t now_s, uint32_t limit) noexcept;
   size_t memory_bytes() const noexcept;
+  // Back to what BudgetTable(cells, key) builds, keeping the memory when the size is the same.
+  void reset(size_t cells, const HashKey& key);
 
  private:
   std::vector<uint64_t> cells_;  // sg_budget_cell, packed
@@ -165,6 +167,9 @@ class ProvenSources {
   bool proven(const Address& a, uint32_t now_s) const noexcept;
   size_t memory_bytes() const noexcept { return slots_.size() * sizeof(Slot); }
   static constexpr size_t kDefaultSlots = 65536;
+  // Forgets every source and takes a new key, as a new table of the same size. Not while other
+  // threads use the table (Engine::reset, on an engine that owns it).
+  void clear(const HashKey& key) noexcept;
 
  private:
   struct Slot {
@@ -229,6 +234,10 @@ class SynGuard {
   void set_policy(std::shared_ptr<const SourcePolicy> policy);
   const SourcePolicy& policy() const noexcept { return *policy_; }
   size_t memory_bytes() const noexcept;
+  // Back to what SynGuard(config) builds (budgets empty), reusing the tables' memory where the
+  // sizes allow. A proven-sources table of its own is emptied; one from config.proven is the
+  // caller's and left as it is.
+  void reset(SynGuardConfig config);
 
  private:
   std::shared_ptr<const SourcePolicy> policy_;
@@ -236,6 +245,7 @@ class SynGuard {
   uint32_t synack_limit_ = 0;  // per worker, from the policy and share
   BudgetTable prefix_budget_;
   BudgetTable source_budget_;
+  bool own_proven_;  // proven_ was made here (config.proven was null), not shared by the caller
   std::shared_ptr<ProvenSources> proven_;
   uint8_t source_prefix_v6_;
 };

@@ -163,6 +163,43 @@ TEST_F(PersistTest, OtherSizesImportWhatFits) {
   EXPECT_EQ(engine->import_state(region, kBoot, now).restored, 0u);
 }
 
+// Found by fuzz_flow_import (UBSan): import took an entry's window scales as they were, and a
+// damaged client_ws of 200 became a shift by 200 when the backend SYN was retried (undefined).
+// An imported entry is held to the window-scale checks an entry taken over in place is.
+TEST_F(PersistTest, ImportedWindowScalesOutOfRangeAreDropped) {
+  start_on(region);
+  Conn a = Conn::v4(1000), b = Conn::v4(1001), c = Conn::v4(1002);
+  open_to_backend_syn(a);
+  establish(b);
+  establish(c);
+  engine.reset();
+  auto scribble = [&](const Conn& k, auto&& change) {
+    for (size_t off = 128; off + sizeof(flows::Flow) <= region.size() && off < 128 + cfg.max_flows * sizeof(flows::Flow);
+         off += sizeof(flows::Flow)) {
+      flows::Flow f;
+      std::memcpy(&f, region.data() + off, sizeof f);
+      if (f.state == flows::State::Free || !(f.key == k.c2s)) continue;
+      change(f);
+      std::memcpy(region.data() + off, &f, sizeof f);
+      return;
+    }
+    ADD_FAILURE() << "no entry for the connection";
+  };
+  scribble(a, [](flows::Flow& f) { f.client_ws = 200; });
+  scribble(b, [](flows::Flow& f) { f.backend_ws = 15; });
+  cfg.max_flows = 8;  // other sizes: imported, not taken over in place
+  std::vector<uint8_t> fresh;
+  start_on(fresh);
+  const RestoreReport r = engine->import_state(region, kBoot, now);
+  ASSERT_TRUE(r.attached) << r.reason;
+  EXPECT_EQ(r.restored, 1u) << "c is intact";
+  EXPECT_EQ(r.dropped_invalid, 2u);
+  // The retry that shifted by 200 has nothing to retry.
+  now += 60 * kSecond;
+  engine->advance(now, sink);
+  EXPECT_EQ(counters().backend_syn_retries, 0u);
+}
+
 // An upgrade keeps every connection: a table saved by the release before the layout changed
 // (version 2, written by 901d793's engine: tests/engine/fixtures, made with the harness of this
 // file) is imported, and its flows translate exactly as that engine translated them.

@@ -321,3 +321,42 @@ TEST(StatusRender, DownScreenAndDurations) {
   EXPECT_EQ(format_duration(2 * 86400 + 3 * 3600 + 4 * 60), "2d 03h 04m");
   EXPECT_EQ(format_duration(-5), "0s");
 }
+
+// Found by fuzz_status_metrics: a label value that is not UTF-8 (the daemon's or whatever answers
+// on its port) made `syngate status --json` abort in the JSON dump. It prints as U+FFFD.
+TEST(StatusJson, LabelBytesThatAreNotUtf8) {
+  const std::string text = "syngate_packets_total{worker=\"0\",kind=\"syn\",queue=\"q\x86\"} 5\n";
+  const Scrape a = scrape_of(text, 100.0);
+  const StatusReport r = build_status(a, a, 0, 2e9, "127.0.0.1:9470");
+  const std::string out = json_text(status_to_json(r));
+  EXPECT_NE(out.find("q\xef\xbf\xbd"), std::string::npos) << out;
+  const std::string down = json_text(down_to_json("127.0.0.1:9470", "metrics line 1: \xff"));
+  EXPECT_NE(down.find("\xef\xbf\xbd"), std::string::npos) << down;
+  EXPECT_THROW((void)status_to_json(r).dump(), nlohmann::json::type_error) << "the finding: a plain dump throws";
+}
+
+// Found by fuzz_status_metrics (UBSan): a gauge outside an integer's range (negative, NaN,
+// 1e300) was cast to one, which is undefined. Counts below 0 or NaN read as 0; past the range
+// they saturate.
+TEST(StatusReport, GaugesOutsideTheIntegerRange) {
+  const std::string text =
+      "syngate_flows_active{worker=\"1\",kind=\"flow\",queue=\"8\"} 1e300\n"
+      "syngate_flows_active{worker=\"2\",kind=\"flow\",queue=\"9\"} -5\n"
+      "syngate_flows_active{worker=\"3\",kind=\"flow\",queue=\"10\"} NaN\n"
+      "syngate_queue_waiting{queue=\"8\"} +Inf\n"
+      "syngate_queue_waiting{queue=\"9\"} -Inf\n"
+      "syngate_start_time_seconds 1e300\n";
+  const Scrape a = scrape_of(text, 100.0);
+  const StatusReport r = build_status(a, a, 1000, 2e9, "127.0.0.1:9470");
+  ASSERT_EQ(r.workers.size(), 3u);
+  EXPECT_EQ(r.workers[0].flows_active, UINT64_MAX);
+  EXPECT_EQ(r.workers[1].flows_active, 0u);
+  EXPECT_EQ(r.workers[2].flows_active, 0u);
+  std::map<std::string, uint64_t> waiting;
+  for (const QueueStatus& q : r.queues) waiting[q.queue] = q.waiting;
+  EXPECT_EQ(waiting["8"], UINT64_MAX);
+  EXPECT_EQ(waiting["9"], 0u);
+  EXPECT_EQ(format_duration(1e300), format_duration(1.8446744073709552e19));
+  EXPECT_EQ(format_duration(-1), "0s");
+  EXPECT_FALSE(render_status_text(r).empty());
+}
