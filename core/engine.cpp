@@ -797,6 +797,7 @@ void Engine::reset(const EngineConfig& config, const CookieJar& cookies) {
   m.guard.reset(syn_guard_config(config));
   m.draining.clear();
   m.backends_with_timestamps.clear();
+  m.kernel = nullptr;  // as the observer: a new engine hears of no kernel path until told
 }
 
 size_t Engine::state_bytes(const EngineConfig& config) {
