@@ -26,6 +26,7 @@
 #include <bpf/libbpf.h>
 #include <linux/pkt_cls.h>
 
+#include "syngate/bpf/flow_key.hpp"
 #include "syngate_tc.skel.h"
 #endif
 
@@ -42,14 +43,7 @@ std::string pin_dir(const std::string& instance) {
   return dir;
 }
 
-sg_tc_flow_key flow_key(const FlowTuple& t) {
-  sg_tc_flow_key k{};
-  std::memcpy(k.src, t.src.bytes.data(), 16);
-  std::memcpy(k.dst, t.dst.bytes.data(), 16);
-  k.sport_be = htons(t.sport);
-  k.dport_be = htons(t.dport);
-  return k;
-}
+sg_tc_flow_key flow_key(const FlowTuple& t) { return bpf::map_flow_key<sg_tc_flow_key>(t); }
 
 FlowEntries flow_entries(const FlowTuple& c2s, const FlowTranslation& t, uint32_t generation) {
   FlowEntries e;

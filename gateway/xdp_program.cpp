@@ -20,6 +20,7 @@
 
 #include "bpf_util.hpp"
 #include "interfaces.hpp"
+#include "syngate/bpf/flow_key.hpp"
 #include "syngate/bpf/xdp_abi.h"
 #include "syngate_xdp.skel.h"
 #endif
@@ -30,14 +31,7 @@ namespace syngate::xdp {
 
 namespace {
 
-sg_xdp_flow_key flow_key(const FlowTuple& t) {
-  sg_xdp_flow_key k{};
-  std::memcpy(k.src, t.src.bytes.data(), 16);
-  std::memcpy(k.dst, t.dst.bytes.data(), 16);
-  k.sport_be = htons(t.sport);
-  k.dport_be = htons(t.dport);
-  return k;
-}
+sg_xdp_flow_key flow_key(const FlowTuple& t) { return bpf::map_flow_key<sg_xdp_flow_key>(t); }
 
 sg_xdp_service_key service_key(const Service& s) {
   sg_xdp_service_key k{};

@@ -18,29 +18,7 @@ if [[ $MODE == host ]]; then
 else
   V4=10.10.3.2; V6=fd00:10:3::2; NGINX_NS=$NS_SRV
 fi
-mkdir -p "$LAB_DIR/www" "$LAB_DIR/nginx"
-echo "hello from srv" > "$LAB_DIR/www/index.html"
-cat > "$LAB_DIR/nginx/nginx.conf" <<CONF
-user root;
-worker_processes 1;
-daemon off;
-pid $LAB_DIR/nginx/nginx.pid;
-error_log $LAB_DIR/nginx/error.log warn;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  sendfile on;
-  keepalive_timeout 0;
-  client_body_temp_path $LAB_DIR/nginx/body;
-  proxy_temp_path $LAB_DIR/nginx/proxy;
-  fastcgi_temp_path $LAB_DIR/nginx/fastcgi;
-  uwsgi_temp_path $LAB_DIR/nginx/uwsgi;
-  scgi_temp_path $LAB_DIR/nginx/scgi;
-  server { listen $V4:80; listen [$V6]:80; root $LAB_DIR/www; }
-}
-CONF
-bg "$NGINX_NS" nginx -c "$LAB_DIR/nginx/nginx.conf" -p "$LAB_DIR/nginx"
-wait_listen "$NGINX_NS" 80 || fail "nginx did not start: $(cat "$LAB_DIR/nginx/error.log" 2>/dev/null)"
+start_nginx "listen $V4:80; listen [$V6]:80;"
 serve_big 30
 
 cat > "$LAB_DIR/syngate.toml" <<CONF

@@ -201,8 +201,10 @@ wait_listen() {  # wait_listen NS PORT: until a local listener exists (without c
   return 1
 }
 
-# start_nginx [SERVER_BLOCK_BODY]: nginx in srv serving $LAB_DIR/www; by default on 10.10.3.2:80.
+# start_nginx [SERVER_BLOCK_BODY]: nginx serving $LAB_DIR/www, in $NGINX_NS (default srv); by
+# default on 10.10.3.2:80.
 start_nginx() {
+  local ns=${NGINX_NS:-$NS_SRV}
   mkdir -p "$LAB_DIR/www" "$LAB_DIR/nginx"
   echo "hello from srv" > "$LAB_DIR/www/index.html"
   cat > "$LAB_DIR/nginx/nginx.conf" <<CONF
@@ -224,8 +226,8 @@ http {
   server { ${1:-listen 10.10.3.2:80 backlog=4096;} root $LAB_DIR/www; }
 }
 CONF
-  bg "$NS_SRV" nginx -c "$LAB_DIR/nginx/nginx.conf" -p "$LAB_DIR/nginx"
-  wait_listen "$NS_SRV" 80 || fail "nginx did not start: $(cat "$LAB_DIR/nginx/error.log" 2>/dev/null)"
+  bg "$ns" nginx -c "$LAB_DIR/nginx/nginx.conf" -p "$LAB_DIR/nginx"
+  wait_listen "$ns" 80 || fail "nginx did not start: $(cat "$LAB_DIR/nginx/error.log" 2>/dev/null)"
 }
 
 # A server that speaks first: writes a greeting as soon as a connection is accepted.

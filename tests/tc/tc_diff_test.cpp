@@ -27,6 +27,7 @@
 
 #include "syngate_test/packet_fixtures.hpp"
 #include "syngate_test/engine_harness.hpp"
+#include "syngate/bpf/flow_key.hpp"
 #include "syngate/bpf/tc_abi.h"
 #include "syngate/spec/flow_spec.h"
 #include "syngate_tc.skel.h"
@@ -52,14 +53,7 @@ Bytes ethernet(const Bytes& ip) {
   return f;
 }
 
-sg_tc_flow_key key_of(const FlowTuple& t) {
-  sg_tc_flow_key k{};
-  std::memcpy(k.src, t.src.bytes.data(), 16);
-  std::memcpy(k.dst, t.dst.bytes.data(), 16);
-  k.sport_be = htons(t.sport);
-  k.dport_be = htons(t.dport);
-  return k;
-}
+sg_tc_flow_key key_of(const FlowTuple& t) { return bpf::map_flow_key<sg_tc_flow_key>(t); }
 
 // One loaded object: the real program, or the deliberately broken build.
 struct TcObject {
