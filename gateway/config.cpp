@@ -563,6 +563,11 @@ std::vector<std::string> non_reloadable_changes(const GatewayConfig& a, const Ga
             a.syn_cpus != b.syn_cpus || a.flow_cpus != b.flow_cpus,
         "gateway worker placement (nice/cpus)");
   check(a.mark != b.mark, "gateway.mark");
+  // Where the rules send traffic and how often the engine's timers run are set when the workers
+  // and the data paths start: a reload that took them would leave the process half on each.
+  check(a.mode != b.mode, "gateway.mode");
+  check(a.advance_interval_ms != b.advance_interval_ms, "gateway.advance_interval_ms");
+  check(a.iptables != b.iptables || a.chain != b.chain, "gateway.iptables/chain");
   check(a.kernel_path != b.kernel_path, "gateway.kernel_path");
   check(a.cookie_max_age != b.cookie_max_age, "engine.cookie_max_age");
   const EngineConfig& x = a.engine;

@@ -213,6 +213,11 @@ TEST(ReloadPlan, EachRestartKeyRestartsInPlaceRebuildingTablesOnlyForTheirShape)
       {"fail_open = true", "", "gateway.fail_open", false},
       {"mark = 7", "", "gateway.mark", false},
       {"metrics_address = \"127.0.0.1:9998\"", "", "gateway.metrics_address", false},
+      // A reload once ignored these three without a word.
+      {"mode = \"router\"", "", "gateway.mode", false},
+      {"advance_interval_ms = 50", "", "gateway.advance_interval_ms", false},
+      {"chain = \"SYNGATE2\"", "", "gateway.iptables/chain", false},
+      {"iptables = \"legacy\"", "", "gateway.iptables/chain", false},
   };
   const GatewayConfig a = config("");
   for (const Case& c : cases) {
