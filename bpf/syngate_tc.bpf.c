@@ -1,4 +1,3 @@
-// SPDX-License-Identifier: GPL-2.0
 /* Established flows in the kernel: a tc (clsact) program, attached at ingress and egress, that
  * translates the segments of proxied connections the daemon handed over, so that they skip
  * NFQUEUE. What a segment becomes is include/syngate/spec/xlate_spec.h's, the engine's own
@@ -23,6 +22,7 @@
 #include "lib/bytes.h"
 #include "lib/parse.h"
 
+// The project's licence (GPL-2.0-or-later, LICENSE) as the kernel spells it.
 char LICENSE[] SEC("license") = "GPL";
 
 _Static_assert(sizeof(struct pkt_tuple) == sizeof(struct sg_tc_flow_key), "the parsed tuple is the map key");
@@ -73,17 +73,17 @@ struct layout {
   __u32 sack_count;
 };
 
-/* Linux's layouts (NOP NOP TS, NOP NOP SACK, both) are recognised directly; anything else is
- * walked option by option with the specification's step (bpf_loop). Returns 0 when the options
- * cannot be walked (malformed: the engine judges them). */
 /* The TCP header and options copied to the stack, with room past them (see hdr_off). */
 struct hdr_copy {
   __u8 b[HDR_ROOM];
   __u32 len;
 };
 
-/* A global (not inlined) function: the verifier checks it once, on its own, and its caller sees
- * its results as unknown numbers; one path after it instead of one per layout. */
+/* Linux's layouts (NOP NOP TS, NOP NOP SACK, both) are recognised directly; anything else is
+ * walked option by option with the specification's step (bpf_loop). Returns 0 when the options
+ * cannot be walked (malformed: the engine judges them). A global (not inlined) function: the
+ * verifier checks it once, on its own, and its caller sees its results as unknown numbers; one
+ * path after it instead of one per layout. */
 __attribute__((noinline)) int find_options(struct hdr_copy* h, struct layout* l) {
   if (!h || !l) return 0;
   const __u8* hdr = h->b;
