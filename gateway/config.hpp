@@ -85,7 +85,7 @@ struct GatewayConfig {
   std::string chain = "SYNGATE";
   // With the kernel path on, packets carrying SG_TC_MARK (tc_abi.h) skip the queue rules, and
   // syngate sets that bit on what it translates and sends (so tc egress leaves them alone).
-  KernelPath kernel_path = KernelPath::Auto;
+  KernelPath kernel_path = KernelPath::Off;  // opt-in until its lab figures are in (issue 23)
   bool kernel_path_on() const noexcept { return kernel_path != KernelPath::Off; }
 
   // Where flow workers keep their flow tables (one file per flow queue, mapped shared) so that

@@ -219,14 +219,16 @@ TEST(Config, EnumsAndChain) {
   EXPECT_EQ(error_of(with_gateway("chain = \"BAD CHAIN\"")).key(), "gateway.chain");
 }
 
-TEST(Config, KernelPathIsAutoUnlessTurnedOffAndNeedsARestart) {
+TEST(Config, KernelPathIsOffUnlessAskedForAndNeedsARestart) {
   const GatewayConfig a = parse_config(kMinimal, "t");
-  EXPECT_EQ(a.kernel_path, syngate::gw::KernelPath::Auto);
-  EXPECT_TRUE(a.kernel_path_on());
+  EXPECT_EQ(a.kernel_path, syngate::gw::KernelPath::Off);
+  EXPECT_FALSE(a.kernel_path_on());
+  const GatewayConfig on = parse_config(with_gateway("kernel_path = \"auto\""), "t");
+  EXPECT_TRUE(on.kernel_path_on());
   const GatewayConfig off = parse_config(with_gateway("kernel_path = \"off\""), "t");
   EXPECT_FALSE(off.kernel_path_on());
   EXPECT_EQ(error_of(with_gateway("kernel_path = \"on\"")).key(), "gateway.kernel_path");
-  const auto changes = non_reloadable_changes(parse_config(with_gateway(""), "t"), off);
+  const auto changes = non_reloadable_changes(on, off);
   ASSERT_EQ(changes.size(), 1u);
   EXPECT_EQ(changes[0], "gateway.kernel_path");
 }

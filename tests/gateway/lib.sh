@@ -285,7 +285,7 @@ write_config() {
 secret_file = "$LAB_DIR/secrets"
 state_dir = "$LAB_DIR/state"
 stats_interval_s = 0
-kernel_path = "${KERNEL_PATH:-auto}"
+kernel_path = "${KERNEL_PATH:-off}"
 ${1:-}
 
 [engine]

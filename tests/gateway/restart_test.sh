@@ -55,14 +55,16 @@ round() {
   rm -f "$LAB_DIR"/got.* "$LAB_DIR/trigger" "$LAB_DIR/idle.out"
   BG_LOG=$LAB_DIR/idle.out bg "$NS_CLI" /usr/bin/python3 "$LAB_DIR/idle.py" "$LAB_DIR/trigger"
   local idle_pid=$BG_PID dl=()
+  for _ in $(seq 100); do grep -q connected "$LAB_DIR/idle.out" 2>/dev/null && break; sleep 0.05; done
+  grep -q connected "$LAB_DIR/idle.out" || fail "$name: idle connections did not open: $(cat "$LAB_DIR/idle.out")"
+  # The downloads start once the idle connections are up, so that the time they have before the
+  # cut does not depend on how long those took (a loaded machine once let them finish first).
   for i in 1 2 3 4 5; do
     in_ns "$NS_CLI" curl -sS --max-time 40 --limit-rate 600k -o "$LAB_DIR/got.$i" http://10.10.3.2/big.bin \
       2>>"$LAB_DIR/curl.err" &
     dl+=($!)
     track_pid $!
   done
-  for _ in $(seq 100); do grep -q connected "$LAB_DIR/idle.out" 2>/dev/null && break; sleep 0.05; done
-  grep -q connected "$LAB_DIR/idle.out" || fail "$name: idle connections did not open: $(cat "$LAB_DIR/idle.out")"
   sleep 1.5
   local partial
   partial=$(stat -c %s "$LAB_DIR"/got.* 2>/dev/null | awk '{ s += $1 } END { print s + 0 }')

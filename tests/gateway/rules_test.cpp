@@ -79,14 +79,15 @@ TEST(Rules, TranslatedBitSkipsTheQueuesWhenTheKernelPathIsOn) {
   for (bool v6 : {false, true}) {
     const std::string services = v6 ? "[[service]]\naddress = \"2001:db8::1\"\nport = 80\n"
                                     : "[[service]]\naddress = \"10.10.3.2\"\nport = 80\n";
-    auto on = chain_rules(config("", services), v6, "mangle");
+    auto on = chain_rules(config("kernel_path = \"auto\"", services), v6, "mangle");
     ASSERT_GE(on.size(), 3u);
     EXPECT_EQ(join(on[0]), "-m mark --mark 0x5347 -j RETURN");
     EXPECT_EQ(join(on[1]), "-m mark --mark 0x40000000/0x40000000 -j RETURN");
     auto off = chain_rules(config("kernel_path = \"off\"", services), v6, "mangle");
     EXPECT_EQ(off.size() + 1, on.size());
     for (const auto& r : off) EXPECT_EQ(std::find(r.begin(), r.end(), "0x40000000/0x40000000"), r.end());
-    EXPECT_EQ(chain_rules(config("", services), v6, "raw"), chain_rules(config("kernel_path = \"off\"", services), v6, "raw"));
+    EXPECT_EQ(chain_rules(config("kernel_path = \"auto\"", services), v6, "raw"),
+              chain_rules(config("kernel_path = \"off\"", services), v6, "raw"));
   }
 }
 
