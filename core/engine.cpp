@@ -562,7 +562,9 @@ struct Engine::Impl {
       return {Verdict::Accept, true};
     }
     ++counters.timestamps_supplied;
-    return {Verdict::Accept, true, static_cast<uint32_t>(n)};
+    // Padding among the options can leave the length as it was, or shorten it: a length is
+    // reported only when it changed.
+    return {Verdict::Accept, true, n != length ? static_cast<uint32_t>(n) : 0u};
   }
 
   void backend_answered(uint32_t i, const TcpPacket& synack, const EngineClock& now, PacketSink& sink) {

@@ -99,7 +99,7 @@ struct EngineClock {
 struct Decision {
   Verdict verdict = Verdict::Accept;
   bool modified = false;  // the packet was rewritten in place: hand the new bytes to the kernel
-  uint32_t length = 0;    // when modified and it grew (within the capacity given): its new length
+  uint32_t length = 0;    // when modified and its length changed (within the capacity given): the new one
 };
 
 // Receives the packets the engine wants on the wire (full IP packets). The bytes are valid only
