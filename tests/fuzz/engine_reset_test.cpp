@@ -1,6 +1,7 @@
 // Engine::reset: an engine reset between inputs (as fuzz_engine runs) behaves as a new one. The
 // inputs run through fuzz_engine's own program, which reaches every flow state; the trace holds
 // every decision, rewritten and emitted packet, and the counters at the end.
+#include <algorithm>
 #include <gtest/gtest.h>
 
 #include <cstdint>
@@ -25,6 +26,8 @@ std::vector<std::vector<uint8_t>> seeds() {
     std::ifstream in(f.path(), std::ios::binary);
     out.emplace_back(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
   }
+  // Directory order differs between filesystems: sorted, every machine draws the same inputs.
+  std::sort(out.begin(), out.end());
   return out;
 }
 
