@@ -391,7 +391,8 @@ StatusReport build_status(const Scrape& prev, const Scrape& now, uint32_t max_fl
 std::string render_status_text(const StatusReport& r) {
   std::ostringstream o;
   o << "syngate at " << r.endpoint << ": UP";
-  if (r.start_time_s > 0) {
+  // A start time past any calendar (a scrape is input too) is not shown rather than cast.
+  if (r.start_time_s > 0 && r.start_time_s < 1e11) {
     std::time_t t = static_cast<std::time_t>(r.start_time_s);
     char when[64];
     std::tm tm{};

@@ -358,5 +358,6 @@ TEST(StatusReport, GaugesOutsideTheIntegerRange) {
   EXPECT_EQ(waiting["9"], 0u);
   EXPECT_EQ(format_duration(1e300), format_duration(1.8446744073709552e19));
   EXPECT_EQ(format_duration(-1), "0s");
-  EXPECT_FALSE(render_status_text(r).empty());
+  // A start time past any calendar is not shown (casting it to time_t was undefined behaviour).
+  EXPECT_EQ(render_status_text(r).find("since"), std::string::npos);
 }
