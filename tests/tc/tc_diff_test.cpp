@@ -63,25 +63,19 @@ struct TcObject {
   std::string error;
   explicit TcObject(bool break_field) {
     libbpf_set_print([](enum libbpf_print_level, const char*, va_list) { return 0; });
-    if (break_field) {
-      broken = syngate_tc_broken__open_and_load();
-      if (!broken) {
-        error = std::strerror(errno);
-        return;
-      }
-      ingress = bpf_program__fd(broken->progs.sg_tc_ingress);
-      egress = bpf_program__fd(broken->progs.sg_tc_egress);
-      flows = bpf_map__fd(broken->maps.sg_tc_flows);
-    } else {
-      good = syngate_tc__open_and_load();
-      if (!good) {
-        error = std::strerror(errno);
-        return;
-      }
-      ingress = bpf_program__fd(good->progs.sg_tc_ingress);
-      egress = bpf_program__fd(good->progs.sg_tc_egress);
-      flows = bpf_map__fd(good->maps.sg_tc_flows);
+    if (break_field) take(broken = syngate_tc_broken__open_and_load());
+    else take(good = syngate_tc__open_and_load());
+  }
+  // Both skeletons have the same programs and maps: one way to read their descriptors.
+  template <typename Skeleton>
+  void take(Skeleton* s) {
+    if (!s) {
+      error = std::strerror(errno);
+      return;
     }
+    ingress = bpf_program__fd(s->progs.sg_tc_ingress);
+    egress = bpf_program__fd(s->progs.sg_tc_egress);
+    flows = bpf_map__fd(s->maps.sg_tc_flows);
   }
   ~TcObject() {
     if (good) syngate_tc__destroy(good);
