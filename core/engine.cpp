@@ -246,12 +246,15 @@ struct Engine::Impl {
 
   // Folds what the kernel path recorded since the hand-over into the flow: each end's highest
   // sequence number and ack (the later wins, as in tracking), the window that came with the
-  // latest ack, the client's newest TSval, the latest activity.
-  void merge_kernel(Flow& f) {
-    if (!kernel || f.state == State::SynSent || f.state == State::Free) return;
-    if (f.supply & kSupplyTimestamps) return;  // never handed over (translation())
+  // latest ack, the client's newest TSval, the latest activity. A read is a system call, so it is
+  // made only where the engine judges with that record: an RST, a FIN, a segment its own view
+  // would not track, an idle timer, a retransmitted SYN-ACK, a snapshot. Returns whether there
+  // was a record.
+  bool merge_kernel(Flow& f) {
+    if (!kernel || f.state == State::SynSent || f.state == State::Free) return false;
+    if (f.supply & kSupplyTimestamps) return false;  // never handed over (translation())
     KernelFlowView v;
-    if (!kernel->read(f.key, v)) return;
+    if (!kernel->read(f.key, v)) return false;
     const KernelRecord& c = v.to_server;
     const KernelRecord& s = v.to_client;
     if (c.has_record) {
@@ -273,6 +276,7 @@ struct Engine::Impl {
     }
     const uint64_t last = std::max(c.last_ns, s.last_ns);
     if (last != 0 && sg_seq_after(now_ms(last), f.stamp_ms)) f.stamp_ms = now_ms(last);
+    return true;
   }
 
   // ---- window translation (flow_spec.h) ---------------------------------------------------
@@ -291,15 +295,18 @@ struct Engine::Impl {
   static constexpr uint8_t kSeenBoth = kSeenClient | kSeenServer;
   // A client segment, before translation. Only a segment that fits what the server offered and
   // acknowledges only what the server sent moves the record: a blind forgery cannot aim it.
-  static void track_client(Flow& f, const TcpPacket& p, const sg_flow_shifts& shift) {
+  // Both return whether the segment was taken (xlate_spec.h).
+  static bool track_client(Flow& f, const TcpPacket& p, const sg_flow_shifts& shift) {
     sg_flow_track self{f.client_next, f.client_acked, f.client_wnd};
     const sg_flow_track peer{f.server_next, f.server_acked, f.server_wnd};
-    sg_flow_track_segment(&self, f.seen & kSeenClient, &peer, f.seen & kSeenServer, p.seq(), seq_end(p),
-                          sg_ack_to_backend(p.ack(), f.delta), sg_window_bytes(p.window(), shift.client_sends));
+    const int taken = sg_flow_track_segment(&self, f.seen & kSeenClient, &peer, f.seen & kSeenServer, p.seq(),
+                                            seq_end(p), sg_ack_to_backend(p.ack(), f.delta),
+                                            sg_window_bytes(p.window(), shift.client_sends));
     f.client_next = self.next;
     f.client_acked = self.acked;
     f.client_wnd = self.window;
     f.seen |= kSeenClient;
+    return taken != 0;
   }
   // The RST check of one direction (flow_spec.h); counts what is passed on for the endpoint.
   sg_rst_verdict judge_rst(const Flow& f, uint32_t seq, uint32_t sender_next, uint32_t receiver_acked,
@@ -309,15 +316,16 @@ struct Engine::Impl {
     if (v == SG_RST_CHALLENGE) ++counters.rst_passed_in_window;
     return v;
   }
-  static void track_server(Flow& f, const TcpPacket& p, const sg_flow_shifts& shift) {
+  static bool track_server(Flow& f, const TcpPacket& p, const sg_flow_shifts& shift) {
     sg_flow_track self{f.server_next, f.server_acked, f.server_wnd};
     const sg_flow_track peer{f.client_next, f.client_acked, f.client_wnd};
-    sg_flow_track_segment(&self, f.seen & kSeenServer, &peer, f.seen & kSeenClient, p.seq(), seq_end(p), p.ack(),
-                          sg_window_bytes(p.window(), shift.server_sends));
+    const int taken = sg_flow_track_segment(&self, f.seen & kSeenServer, &peer, f.seen & kSeenClient, p.seq(),
+                                            seq_end(p), p.ack(), sg_window_bytes(p.window(), shift.server_sends));
     f.server_next = self.next;
     f.server_acked = self.acked;
     f.server_wnd = self.window;
     f.seen |= kSeenServer;
+    return taken != 0;
   }
 
   // ---- the client's side --------------------------------------------------------------------
@@ -358,7 +366,12 @@ struct Engine::Impl {
       return {Verdict::Drop, false};
     }
 
-    merge_kernel(f);  // before the RST check and tracking read the record
+    // The kernel's record, before the RST check and the FIN rules read the flow's. Other segments
+    // are tracked against the engine's own view first: one that view cannot place may answer
+    // what the server sent through the kernel, so it is placed again against the merged view
+    // (what it took, the merge keeps: the later ack, the higher sequence number).
+    const bool judged = rst || (fl & tcp_flag::FIN);
+    if (judged) merge_kernel(f);
     const sg_flow_shifts shift = shifts(f);  // once per packet: tracking and rescaling both use it
     bool ends_flow = false;
     if (rst) {
@@ -367,7 +380,7 @@ struct Engine::Impl {
       ends_flow = v == SG_RST_RESET;
     } else {
       if (f.bits & bit::kTimestamps && p.options().has_timestamps) f.client_tsval = p.options().tsval;
-      track_client(f, p, shift);
+      if (!track_client(f, p, shift) && !judged && merge_kernel(f)) track_client(f, p, shift);
     }
 
     // Established, closing or lingering: translate into the backend's sequence space.
@@ -515,6 +528,7 @@ struct Engine::Impl {
     if (fl & tcp_flag::SYN) {
       // A retransmitted SYN-ACK: our ACK was lost. Answer it again rather than let it through.
       if ((fl & tcp_flag::ACK) && p.seq() - f.cookie_isn == f.delta) {
+        merge_kernel(f);  // the ACK carries the client's newest TSval, which may have crossed the kernel
         const uint32_t backend_ts = p.options().has_timestamps ? p.options().tsval : 0;
         emit(sink, build_ack(scratch, f.key, f.client_isn + 1, p.seq() + 1,
                              client_window_for_server(f, f.client_window), ts_to_backend(f, backend_ts)));
@@ -522,7 +536,9 @@ struct Engine::Impl {
       }
       return drop(DropReason::BackendSynAckUnexpected);
     }
-    merge_kernel(f);
+    // As for the client's segments: the kernel's record only where it is judged with.
+    const bool judged = rst || (fl & tcp_flag::FIN);
+    if (judged) merge_kernel(f);
     const sg_flow_shifts shift = shifts(f);  // once per packet: tracking and rescaling both use it
     bool ends_flow = false;
     if (rst) {
@@ -531,7 +547,7 @@ struct Engine::Impl {
       if (v == SG_RST_OUT_OF_WINDOW) return drop(DropReason::RstOutOfWindow);
       ends_flow = v == SG_RST_RESET;
     } else {
-      track_server(f, p, shift);
+      if (!track_server(f, p, shift) && !judged && merge_kernel(f)) track_server(f, p, shift);
       if (fl & tcp_flag::FIN) {
         f.bits |= bit::kServerFin;
         f.server_fin_seq = p.seq() + static_cast<uint32_t>(p.payload_len());

@@ -328,5 +328,76 @@ TEST_F(KernelMergeTest, WithoutTheKernelsRecordThatRstWouldBeTakenForABlindGuess
   EXPECT_EQ(counters().drop(DropReason::RstOutOfWindow), 1u);
 }
 
+
+// Item 3 of issue 23, the hot path: a segment the engine handles on a handed-over flow reads the
+// kernel's record only where the engine judges with it, not once per segment.
+TEST_F(KernelMergeTest, SegmentsTheEngineCanPlaceReadNothingFromTheKernel) {
+  Conn c = Conn::v4();
+  establish(c);
+  kernel.has = true;  // the map holds the flow, with nothing recorded yet
+  kernel.reads = 0;
+  const std::vector<uint8_t> data(100, 'x');
+  uint32_t seq = c.client_isn + 1;
+  for (int k = 0; k < 50; ++k) {
+    SegmentSpec s{.tuple = c.c2s, .seq = seq, .ack = c.cookie_isn + 1, .flags = tcp_flag::ACK,
+                  .window = c.client_window, .options = c.client_ts_opts(1002 + k), .payload = data};
+    ASSERT_EQ(feed(make(s)).verdict, Verdict::Accept);
+    seq += 100;
+    SegmentSpec r{.tuple = c.c2s.reversed(), .seq = c.backend_isn + 1, .ack = seq, .flags = tcp_flag::ACK,
+                  .window = c.backend_window, .options = c.client_ts_opts(0)};
+    r.options.tsval = c.backend_ts + 1;
+    r.options.tsecr = 1002 + k;
+    ASSERT_EQ(feed(make(r)).verdict, Verdict::Accept);
+  }
+  EXPECT_EQ(kernel.reads, 0) << "100 segments in order, each placed by the engine's own view";
+  // A FIN is judged with the kernel's view: one read.
+  SegmentSpec fin{.tuple = c.c2s, .seq = seq, .ack = c.cookie_isn + 1, .flags = tcp_flag::ACK | tcp_flag::FIN,
+                  .window = c.client_window, .options = c.client_ts_opts(2000)};
+  EXPECT_EQ(feed(make(fin)).verdict, Verdict::Accept);
+  EXPECT_EQ(kernel.reads, 1);
+}
+
+TEST_F(KernelMergeTest, ASegmentAnsweringKernelTrafficIsPlacedAgainstTheMergedView) {
+  Conn c = Conn::v4();
+  establish(c);
+  // The server sent 1 MB through the kernel path; the engine's own view still stops at the
+  // handshake, so the client's ack of it looks like one of data the server never sent.
+  const uint32_t sent = 1u << 20;
+  kernel.has = true;
+  kernel.view.to_client = {.has_record = true, .last_ns = now, .sender_next = c.backend_isn + 1 + sent,
+                           .acked = c.client_isn + 1, .window_bytes = 65535u << 7};
+  kernel.view.to_server = {.has_record = true, .last_ns = now, .sender_next = c.client_isn + 1,
+                           .acked = c.backend_isn + 1 + sent / 2, .window_bytes = 65535u << 7};
+  kernel.reads = 0;
+  // A client segment that reached the engine (an IPv4 option, say) with 100 bytes and the ack
+  // of all the server sent.
+  const std::vector<uint8_t> data(100, 'x');
+  SegmentSpec s{.tuple = c.c2s, .seq = c.client_isn + 1, .ack = c.cookie_isn + 1 + sent, .flags = tcp_flag::ACK,
+                .window = c.client_window, .options = c.client_ts_opts(1500), .payload = data};
+  ASSERT_EQ(feed(make(s)).verdict, Verdict::Accept);
+  EXPECT_EQ(kernel.reads, 1) << "the engine's view could not place it: read once, placed again";
+  // The client's RST at exactly what it has sent (its 100 bytes included) is believed: the flow
+  // ends. Had the segment not been placed, the RST would only be passed on in the window.
+  SegmentSpec rst{.tuple = c.c2s, .seq = c.client_isn + 1 + 100, .ack = 0, .flags = tcp_flag::RST, .window = 0};
+  ASSERT_EQ(feed(make(rst)).verdict, Verdict::Accept);
+  EXPECT_EQ(counters().rst_passed_in_window, 0u);
+  EXPECT_EQ(kernel.reads, 2) << "the RST is judged with the kernel's view";
+  now += (cfg.linger_s + 1) * kSecond;
+  engine->advance(now, sink);
+  EXPECT_EQ(counters().flows_active, 0u) << "the RST ended the flow";
+}
+
+TEST_F(KernelMergeTest, WithoutAKernelRecordTheEngineReadsOnlyWhereItJudges) {
+  Conn c = Conn::v4();
+  establish(c);
+  kernel.has = false;  // never handed over (or the entry is gone): the engine sees everything
+  kernel.reads = 0;
+  const std::vector<uint8_t> data(10, 'y');
+  SegmentSpec s{.tuple = c.c2s, .seq = c.client_isn + 1, .ack = c.cookie_isn + 1, .flags = tcp_flag::ACK,
+                .window = c.client_window, .options = c.client_ts_opts(1500), .payload = data};
+  for (int k = 0; k < 10; ++k) ASSERT_EQ(feed(make(s)).verdict, Verdict::Accept);
+  EXPECT_EQ(kernel.reads, 0) << "retransmissions of placed data";
+}
+
 }  // namespace
 }  // namespace syngate::test

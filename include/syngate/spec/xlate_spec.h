@@ -141,20 +141,23 @@ struct sg_flow_track {
  * from an older table, a tc entry just written); after that only a segment that fits what the
  * peer offered and acknowledges only what the peer sent moves it (sg_segment_plausible), so a
  * blind forgery cannot aim the RST check. `self_seen`, `peer_seen`: the records hold something;
- * afterwards `self` always does (the caller sets its seen bit). */
-SG_INLINE void sg_flow_track_segment(struct sg_flow_track* self, int self_seen, const struct sg_flow_track* peer,
+ * afterwards `self` always does (the caller sets its seen bit). Returns non-zero when the segment
+ * was taken: a caller whose view of the peer may be behind (the engine, while the tc programs
+ * carry the flow) refreshes it and asks again only when it was not. */
+SG_INLINE int sg_flow_track_segment(struct sg_flow_track* self, int self_seen, const struct sg_flow_track* peer,
                                     int peer_seen, sg_u32 seq, sg_u32 seq_end, sg_u32 ack, sg_u32 window_bytes) {
   if (!self_seen) {
     self->next = seq_end;
     self->acked = ack;
     self->window = window_bytes;
-    return;
+    return 1;
   }
-  if (!peer_seen) return;
-  if (!sg_segment_plausible(seq, ack, peer->acked, peer->window, self->acked, peer->next)) return;
+  if (!peer_seen) return 0;
+  if (!sg_segment_plausible(seq, ack, peer->acked, peer->window, self->acked, peer->next)) return 0;
   self->next = sg_seq_max(self->next, seq_end);
   self->acked = ack;
   self->window = window_bytes;
+  return 1;
 }
 
 /* The newest TSval a direction sent, in sequence order: a retransmission or a reordered older
