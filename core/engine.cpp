@@ -244,17 +244,24 @@ struct Engine::Impl {
     return t;
   }
 
+  // What a merge found of the flow on the kernel side.
+  enum class KernelSide : uint8_t {
+    None,         // no entry: never handed over, or gone; the engine sees every segment
+    Translating,  // the programs translate its segments
+    Punting       // the programs send every segment to NFQUEUE (a FIN or RST crossed them, or punt())
+  };
+
   // Folds what the kernel path recorded since the hand-over into the flow: each end's highest
   // sequence number and ack (the later wins, as in tracking), the window that came with the
-  // latest ack, the client's newest TSval, the latest activity. A read is a system call, so it is
-  // made only where the engine judges with that record: an RST, a FIN, a segment its own view
-  // would not track, an idle timer, a retransmitted SYN-ACK, a snapshot. Returns whether there
-  // was a record.
-  bool merge_kernel(Flow& f) {
-    if (!kernel || f.state == State::SynSent || f.state == State::Free) return false;
-    if (f.supply & kSupplyTimestamps) return false;  // never handed over (translation())
+  // latest ack, the client's newest TSval, the latest activity, and a FIN the program saw with its
+  // sequence number, as if it had crossed the engine (its state follows, follow_fins). A read is
+  // a system call, so it is made only where the engine judges with that record: an RST, a FIN, a
+  // segment its own view would not track, an idle timer, a retransmitted SYN-ACK, a start.
+  KernelSide merge_kernel(Flow& f) {
+    if (!kernel || f.state == State::SynSent || f.state == State::Free) return KernelSide::None;
+    if (f.supply & kSupplyTimestamps) return KernelSide::None;  // never handed over (translation())
     KernelFlowView v;
-    if (!kernel->read(f.key, v)) return false;
+    if (!kernel->read(f.key, v)) return KernelSide::None;
     const KernelRecord& c = v.to_server;
     const KernelRecord& s = v.to_client;
     if (c.has_record) {
@@ -276,7 +283,48 @@ struct Engine::Impl {
     }
     const uint64_t last = std::max(c.last_ns, s.last_ns);
     if (last != 0 && sg_seq_after(now_ms(last), f.stamp_ms)) f.stamp_ms = now_ms(last);
-    return true;
+    // A FIN occupies one sequence number; the first one of a direction is the one that counts.
+    if (c.fin && !(f.bits & bit::kClientFin)) {
+      f.bits |= bit::kClientFin;
+      f.client_fin_seq = c.fin_seq;
+      f.client_next = sg_seq_max(f.client_next, c.fin_seq + 1);
+    }
+    if (s.fin && !(f.bits & bit::kServerFin)) {
+      f.bits |= bit::kServerFin;
+      f.server_fin_seq = s.fin_seq;
+      f.server_next = sg_seq_max(f.server_next, s.fin_seq + 1);
+    }
+    // The same rule as for segments: a FIN is acknowledged once the other end acked past it.
+    if ((f.bits & bit::kClientFin) && seq_after(f.server_acked, f.client_fin_seq)) f.bits |= bit::kClientFinAcked;
+    if ((f.bits & bit::kServerFin) && seq_after(f.client_acked, f.server_fin_seq)) f.bits |= bit::kServerFinAcked;
+    return c.punting || s.punting ? KernelSide::Punting : KernelSide::Translating;
+  }
+
+  // The state the FIN bits call for (what a segment's after_translation does, without counting
+  // activity): both FINs acknowledged, linger; one FIN, closing. True when the flow moved.
+  bool follow_fins(uint32_t i, uint32_t now) {
+    const Flow& f = table.get(i);
+    const uint8_t both_acked = bit::kClientFinAcked | bit::kServerFinAcked;
+    if ((f.bits & both_acked) == both_acked) {
+      if (f.state == State::Linger) return false;
+      table.enter(i, State::Linger, now);
+      return true;
+    }
+    if ((f.bits & (bit::kClientFin | bit::kServerFin)) && f.state == State::Established) {
+      table.enter(i, State::Closing, now);
+      return true;
+    }
+    return false;
+  }
+
+  // After a FIN or RST the engine handled: if the programs still translate the flow, they must stop
+  // (KernelFlowState::punt), or a new connection on the same address/port pair would be
+  // translated with this one's numbers.
+  void punt_if_closed(const Flow& f, KernelSide side) {
+    if (side != KernelSide::Translating) return;
+    if (f.state == State::Established && !(f.bits & (bit::kClientFin | bit::kServerFin))) return;
+    kernel->punt(f.key);
+    ++counters.kernel_punts;
   }
 
   // ---- window translation (flow_spec.h) ---------------------------------------------------
@@ -371,7 +419,7 @@ struct Engine::Impl {
     // what the server sent through the kernel, so it is placed again against the merged view
     // (what it took, the merge keeps: the later ack, the higher sequence number).
     const bool judged = rst || (fl & tcp_flag::FIN);
-    if (judged) merge_kernel(f);
+    const KernelSide side = judged ? merge_kernel(f) : KernelSide::None;
     const sg_flow_shifts shift = shifts(f);  // once per packet: tracking and rescaling both use it
     bool ends_flow = false;
     if (rst) {
@@ -380,7 +428,7 @@ struct Engine::Impl {
       ends_flow = v == SG_RST_RESET;
     } else {
       if (f.bits & bit::kTimestamps && p.options().has_timestamps) f.client_tsval = p.options().tsval;
-      if (!track_client(f, p, shift) && !judged && merge_kernel(f)) track_client(f, p, shift);
+      if (!track_client(f, p, shift) && !judged && merge_kernel(f) != KernelSide::None) track_client(f, p, shift);
     }
 
     // Established, closing or lingering: translate into the backend's sequence space.
@@ -400,6 +448,7 @@ struct Engine::Impl {
     }
     // An RST passed on for the endpoint to judge is not activity: it must not keep a flow alive.
     if (!rst || ends_flow) after_translation(i, ends_flow, timer_ms(now));
+    punt_if_closed(f, side);
     ++counters.translated;
     return {Verdict::Accept, true};
   }
@@ -407,11 +456,10 @@ struct Engine::Impl {
   void after_translation(uint32_t i, bool reset, uint32_t now) {
     Flow& f = table.edit(i);
     f.stamp_ms = now;
-    const uint8_t both_acked = bit::kClientFinAcked | bit::kServerFinAcked;
-    if (reset || (f.bits & both_acked) == both_acked) {
+    if (reset) {
       if (f.state != State::Linger) table.enter(i, State::Linger, now);
-    } else if ((f.bits & (bit::kClientFin | bit::kServerFin)) && f.state == State::Established) {
-      table.enter(i, State::Closing, now);
+    } else {
+      follow_fins(i, now);
     }
   }
 
@@ -538,7 +586,7 @@ struct Engine::Impl {
     }
     // As for the client's segments: the kernel's record only where it is judged with.
     const bool judged = rst || (fl & tcp_flag::FIN);
-    if (judged) merge_kernel(f);
+    const KernelSide side = judged ? merge_kernel(f) : KernelSide::None;
     const sg_flow_shifts shift = shifts(f);  // once per packet: tracking and rescaling both use it
     bool ends_flow = false;
     if (rst) {
@@ -547,7 +595,7 @@ struct Engine::Impl {
       if (v == SG_RST_OUT_OF_WINDOW) return drop(DropReason::RstOutOfWindow);
       ends_flow = v == SG_RST_RESET;
     } else {
-      if (!track_server(f, p, shift) && !judged && merge_kernel(f)) track_server(f, p, shift);
+      if (!track_server(f, p, shift) && !judged && merge_kernel(f) != KernelSide::None) track_server(f, p, shift);
       if (fl & tcp_flag::FIN) {
         f.bits |= bit::kServerFin;
         f.server_fin_seq = p.seq() + static_cast<uint32_t>(p.payload_len());
@@ -561,6 +609,7 @@ struct Engine::Impl {
     const uint16_t diff = sg_xlate(&s, &xp);
     p.store_xlate(s, diff);
     if (!rst || ends_flow) after_translation(i, ends_flow, timer_ms(now));
+    punt_if_closed(f, side);
     ++counters.translated;
     if ((f.supply & kSupplyTimestamps) && !rst) return supply_timestamps(f, p, now, room);
     return {Verdict::Accept, true};
@@ -728,8 +777,9 @@ struct Engine::Impl {
       const uint32_t i = l.head;
       Flow& f = table.edit(i);
       if (!time_reached(now, f.queued_ms + timeout)) break;
-      // A handed-over flow's segments may all have crossed the kernel path: its record says.
-      if (refresh) merge_kernel(f);
+      // A handed-over flow's segments may all have crossed the kernel path: its record says,
+      // and a FIN it recorded moves the flow on (to closing or linger, queued afresh there).
+      if (refresh && merge_kernel(f) != KernelSide::None && follow_fins(i, now)) continue;
       if (refresh && !time_reached(now, f.stamp_ms + timeout)) {
         table.list_append(i, id);
         f.queued_ms = now;

@@ -45,6 +45,7 @@ EngineCounters sum_engine(const std::vector<WorkerSnapshot>& workers) {
     t.backend_syn_retries += c.backend_syn_retries;
     t.established += c.established;
     t.translated += c.translated;
+    t.kernel_punts += c.kernel_punts;
     t.passed_through += c.passed_through;
     t.early_data_buffered += c.early_data_buffered;
     t.icmp_translated += c.icmp_translated;
@@ -135,6 +136,7 @@ std::string render_prometheus(const GatewaySnapshot& s) {
       {"syngate_timestamps_supplied_total", "counter", "Segments to clients given the Timestamps option their backend does not send (the client was promised timestamps).", &EngineCounters::timestamps_supplied},
       {"syngate_timestamps_not_supplied_total", "counter", "Segments to such clients left without one (no room, or an option syngate cannot keep).", &EngineCounters::timestamps_not_supplied},
       {"syngate_rst_passed_in_window_total", "counter", "RSTs inside the receiver's window but not exact: passed on for the endpoint to judge, which answers with a challenge ACK (RFC 5961); the flow carries on.", &EngineCounters::rst_passed_in_window},
+      {"syngate_kernel_punts_total", "counter", "Flows the engine saw close (FIN, RST) that the tc programs still translated: told to send their segments to NFQUEUE from then on.", &EngineCounters::kernel_punts},
       {"syngate_passed_through_total", "counter", "Packets accepted untouched (not for a protected service).", &EngineCounters::passed_through},
       {"syngate_early_data_buffered_total", "counter", "Client data segments held until the backend answered.", &EngineCounters::early_data_buffered},
       {"syngate_flows_restored_total", "counter", "Flows taken over at start from the table the previous process left (restart, upgrade, crash).", &EngineCounters::flows_restored},

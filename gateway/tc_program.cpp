@@ -73,6 +73,9 @@ KernelRecord kernel_record(const sg_tc_flow& e) noexcept {
   r.acked = e.acked;
   r.window_bytes = e.window_bytes;
   r.newest_tsval = e.newest_tsval;
+  r.fin = (e.closing & SG_TC_SEEN_FIN) != 0;
+  r.fin_seq = e.fin_seq;
+  r.punting = e.closing != 0;
   return r;
 }
 
@@ -242,6 +245,18 @@ bool Program::read_flow(const FlowTuple& c2s, sg_tc_flow& to_server, sg_tc_flow&
   return bpf_map_lookup_elem(fd, &a, &to_server) == 0 && bpf_map_lookup_elem(fd, &b, &to_client) == 0;
 }
 
+void Program::punt_flow(const FlowTuple& c2s) noexcept {
+  const int fd = impl_->flows_fd();
+  for (const sg_tc_flow_key& k : {flow_key(c2s), flow_key(c2s.reversed())}) {
+    sg_tc_flow v{};
+    if (bpf_map_lookup_elem(fd, &k, &v) != 0 || v.closing != 0) continue;
+    // Read, changed, written back: a segment the program records in between loses that record,
+    // which the flow no longer needs (from here on its segments all reach the engine).
+    v.closing |= SG_TC_CLOSED_BY_ENGINE;
+    bpf_map_update_elem(fd, &k, &v, BPF_EXIST);
+  }
+}
+
 void Program::delete_flow(const FlowTuple& c2s) noexcept {
   const int fd = impl_->flows_fd();
   const sg_tc_flow_key a = flow_key(c2s);
@@ -314,6 +329,7 @@ void Program::detach_all() noexcept {}
 std::vector<int> Program::attached() const { return {}; }
 bool Program::write_flow(const FlowTuple&, const FlowTranslation&, uint32_t) noexcept { return false; }
 void Program::delete_flow(const FlowTuple&) noexcept {}
+void Program::punt_flow(const FlowTuple&) noexcept {}
 bool Program::read_flow(const FlowTuple&, sg_tc_flow&, sg_tc_flow&) const noexcept { return false; }
 uint64_t Program::clear_flows() noexcept { return 0; }
 uint64_t Program::flow_entries_count() const noexcept { return 0; }
@@ -401,6 +417,8 @@ void KernelPath::flow_established(const FlowTuple& t, const FlowTranslation& x) 
 }
 
 void KernelPath::flow_freed(const FlowTuple& t) noexcept { program_->delete_flow(t); }
+
+void KernelPath::punt(const FlowTuple& t) noexcept { program_->punt_flow(t); }
 
 bool KernelPath::read(const FlowTuple& t, KernelFlowView& out) noexcept {
   sg_tc_flow to_server{}, to_client{};

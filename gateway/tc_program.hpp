@@ -74,6 +74,9 @@ class Program {
   // Both entries of a flow; false when either is missing.
   bool read_flow(const FlowTuple& client_to_server, sg_tc_flow& to_server, sg_tc_flow& to_client) const noexcept;
   void delete_flow(const FlowTuple& client_to_server) noexcept;
+  // Marks both entries SG_TC_CLOSED_BY_ENGINE (unless already closing): the programs then send the
+  // flow's segments to NFQUEUE.
+  void punt_flow(const FlowTuple& client_to_server) noexcept;
   // Deletes every entry (at start: the flow workers hand their established flows over again).
   uint64_t clear_flows() noexcept;
   uint64_t flow_entries_count() const noexcept;
@@ -103,6 +106,7 @@ class KernelPath : public FlowObserver, public KernelFlowState {
   void flow_freed(const FlowTuple& t) noexcept override;
   void flow_established(const FlowTuple& t, const FlowTranslation& x) noexcept override;
   bool read(const FlowTuple& client_to_server, KernelFlowView& out) noexcept override;
+  void punt(const FlowTuple& client_to_server) noexcept override;
 
   // syngate_tc_* metrics in the Prometheus text format.
   std::string render_metrics() const;

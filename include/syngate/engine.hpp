@@ -129,6 +129,9 @@ struct EngineCounters {
   // RSTs inside the receiver's window but not exact (RFC 5961 3.2): passed on for the endpoint to
   // judge (it answers with a challenge ACK); the flow carries on.
   uint64_t rst_passed_in_window = 0;
+  // Flows the engine closed (FIN, RST) while the tc programs still translated them (they had not
+  // recorded it): told to send the flow's segments to NFQUEUE from now on (KernelFlowState::punt).
+  uint64_t kernel_punts = 0;
   // Segments to a client that was promised timestamps its backend lacks: given one by syngate,
   // or not (no room: the flow's backend was told the full MSS, or an option syngate cannot keep).
   uint64_t timestamps_supplied = 0;

@@ -85,6 +85,15 @@ struct KernelRecord {
   uint32_t acked = 0;        // highest ack sent, in the space of the receiver it goes to
   uint32_t window_bytes = 0;
   uint32_t newest_tsval = 0;  // as the sender sent it
+  // The program saw this direction's FIN (and sent it on to NFQUEUE): its sequence number (seq +
+  // payload length) in the sender's space. The engine folds it in as if the FIN had reached it,
+  // for the one that did not (lost in a full queue, or sent while syngate was restarting).
+  bool fin = false;
+  uint32_t fin_seq = 0;
+  // The programs send every segment of the flow to NFQUEUE (a FIN, a believable RST, or the
+  // engine asked, punt()). An RST the program saw is not folded in: it reached the engine, which
+  // judged it with the whole record; the program's own judgement starts from an empty one.
+  bool punting = false;
 };
 struct KernelFlowView {
   KernelRecord to_server;  // the client's segments
@@ -97,6 +106,11 @@ class KernelFlowState {
   virtual ~KernelFlowState() = default;
   // False when it holds nothing for the flow (never handed over, or the entry is gone).
   virtual bool read(const FlowTuple& client_to_server, KernelFlowView& out) noexcept = 0;
+  // From now on every segment of the flow goes to the engine: it saw a FIN or ended the flow on an
+  // RST that the kernel side did not record (a FIN in a packet the program cannot parse, an RST
+  // only the engine's whole record believes). Without it a new connection on the lingering
+  // address/port pair would be translated with the old flow's numbers.
+  virtual void punt(const FlowTuple& /*client_to_server*/) noexcept {}
 };
 
 namespace flows {

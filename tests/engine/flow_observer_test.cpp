@@ -265,10 +265,15 @@ struct FakeKernel : KernelFlowState {
   bool has = false;
   KernelFlowView view;
   int reads = 0;
+  int punts = 0;
   bool read(const FlowTuple&, KernelFlowView& out) noexcept override {
     ++reads;
     if (has) out = view;
     return has;
+  }
+  void punt(const FlowTuple&) noexcept override {
+    ++punts;
+    view.to_server.punting = view.to_client.punting = true;  // as the daemon marks both entries
   }
 };
 
@@ -397,6 +402,79 @@ TEST_F(KernelMergeTest, WithoutAKernelRecordTheEngineReadsOnlyWhereItJudges) {
                 .window = c.client_window, .options = c.client_ts_opts(1500), .payload = data};
   for (int k = 0; k < 10; ++k) ASSERT_EQ(feed(make(s)).verdict, Verdict::Accept);
   EXPECT_EQ(kernel.reads, 0) << "retransmissions of placed data";
+}
+
+
+// A FIN the program recorded (and sent on to NFQUEUE) that never reached the engine: lost in a
+// full queue, or sent while syngate restarted. The engine folds it in with its sequence number,
+// so the flow closes and lingers as if the FIN had crossed it.
+class KernelFinTest : public KernelMergeTest {
+ protected:
+  void SetUp() override {
+    EngineTest::SetUp();
+    cfg.established_idle_s = 600;
+    cfg.closing_idle_s = 100;
+    cfg.linger_s = 2;
+    start();
+    engine->set_kernel_state(&kernel);
+  }
+  void step(uint32_t seconds) {
+    for (uint32_t k = 0; k < seconds; ++k) {
+      now += kSecond;
+      engine->advance(now, sink);
+    }
+  }
+};
+
+TEST_F(KernelFinTest, AFinOnlyTheKernelSawClosesTheFlowLikeOneTheEngineSaw) {
+  Conn c = Conn::v4();
+  establish(c);
+  kernel.has = true;
+  kernel.view.to_server = {.last_ns = now, .fin = true, .fin_seq = c.client_isn + 1, .punting = true};
+  // The server acknowledges the client's FIN and sends its own (punted: the flow is closing).
+  SegmentSpec sfin{.tuple = c.c2s.reversed(), .seq = c.backend_isn + 1, .ack = c.client_isn + 2,
+                   .flags = tcp_flag::ACK | tcp_flag::FIN, .window = c.backend_window};
+  ASSERT_EQ(feed(make(sfin)).verdict, Verdict::Accept);
+  // The client's last ACK, of the server's FIN.
+  SegmentSpec last{.tuple = c.c2s, .seq = c.client_isn + 2, .ack = c.cookie_isn + 2, .flags = tcp_flag::ACK,
+                   .window = c.client_window};
+  ASSERT_EQ(feed(make(last)).verdict, Verdict::Accept);
+  step(cfg.linger_s + 1);
+  EXPECT_EQ(counters().flows_active, 0u) << "both FINs acknowledged: freed after linger, not after closing_idle_s";
+  EXPECT_EQ(kernel.punts, 0) << "the program punts this flow already";
+}
+
+TEST_F(KernelFinTest, AFinTheKernelRecordedMovesAnIdleFlowToClosing) {
+  Conn c = Conn::v4();
+  establish(c);
+  kernel.has = true;
+  kernel.view.to_client = {.last_ns = now, .fin = true, .fin_seq = c.backend_isn + 1, .punting = true};
+  // Idle past the established timeout's first check: the merge finds the server's FIN; from
+  // then on the flow is closing and goes after closing_idle_s, not established_idle_s.
+  step(cfg.established_idle_s + 1);
+  EXPECT_EQ(counters().flows_active, 1u);
+  step(cfg.closing_idle_s * 2 + 1);
+  EXPECT_EQ(counters().flows_active, 0u);
+}
+
+TEST_F(KernelFinTest, AFinOrRstTheKernelMissedMakesItPuntTheFlow) {
+  Conn c = Conn::v4();
+  establish(c);
+  kernel.has = true;  // translating, no FIN recorded: this FIN came in a packet tc could not parse
+  SegmentSpec fin{.tuple = c.c2s, .seq = c.client_isn + 1, .ack = c.cookie_isn + 1,
+                  .flags = tcp_flag::ACK | tcp_flag::FIN, .window = c.client_window};
+  ASSERT_EQ(feed(make(fin)).verdict, Verdict::Accept);
+  EXPECT_EQ(kernel.punts, 1);
+  ASSERT_EQ(feed(make(fin)).verdict, Verdict::Accept);  // its retransmission
+  EXPECT_EQ(kernel.punts, 1) << "punted once";
+  EXPECT_EQ(counters().kernel_punts, 1u);
+
+  Conn d = Conn::v4(40001);
+  establish(d);
+  kernel.view = {};
+  SegmentSpec rst{.tuple = d.c2s, .seq = d.client_isn + 1, .ack = 0, .flags = tcp_flag::RST, .window = 0};
+  ASSERT_EQ(feed(make(rst)).verdict, Verdict::Accept);
+  EXPECT_EQ(kernel.punts, 2) << "an exact RST the program did not record";
 }
 
 }  // namespace

@@ -55,6 +55,10 @@ enum sg_tc_direction {
  * (exact, or in the receiver's window; always while either direction's record is empty). */
 #define SG_TC_SEEN_FIN 0x01u
 #define SG_TC_SEEN_RST 0x02u
+/* Set by the daemon (the only write it makes to a live entry besides creating it): the engine saw
+ * a FIN or ended the flow on an RST that the program did not record (a FIN in a packet it cannot
+ * parse, an RST only the engine's whole record believes). The program punts as for the others. */
+#define SG_TC_CLOSED_BY_ENGINE 0x04u
 
 struct sg_tc_flow {
   /* Written by the daemon at hand-over; the programs only read these. */
