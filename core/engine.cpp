@@ -932,6 +932,23 @@ void Engine::set_flow_observer(FlowObserver* observer) noexcept {
   });
 }
 void Engine::set_kernel_state(KernelFlowState* state) noexcept { impl_->kernel = state; }
+uint64_t Engine::merge_kernel_state(const EngineClock& now) {
+  Impl& m = *impl_;
+  if (!m.kernel) return 0;
+  std::vector<uint32_t> flows;
+  m.table.for_each([&](uint32_t i, const Flow& f) {
+    if (f.state != State::SynSent) flows.push_back(i);
+  });
+  uint64_t merged = 0;
+  for (const uint32_t i : flows) {
+    if (m.merge_kernel(m.table.edit(i)) != Impl::KernelSide::None) {
+      ++merged;
+      m.follow_fins(i, timer_ms(now));
+    }
+    m.table.settle();
+  }
+  return merged;
+}
 void Engine::set_policy(std::shared_ptr<const SourcePolicy> policy) {
   impl_->cfg.policy = policy;
   impl_->guard.set_policy(std::move(policy));

@@ -406,6 +406,15 @@ void Daemon::start_kernel_path() {
     w->flow->engine().set_kernel_state(tc.get());
     w->flow->engine().set_flow_observer(observer);
   }
+  if (!tc) return;
+  // What the programs recorded while no process read the map (a kill -9, an upgrade) goes into the
+  // restored flows before their timers run; then the entries no restored flow kept go.
+  const EngineClock now = engine_clock();
+  uint64_t merged = 0;
+  for (auto& w : workers) {
+    if (w->flow) merged += w->flow->engine().merge_kernel_state(now);
+  }
+  tc->finish_start(merged);
 }
 
 // The endpoint never stops the gateway: an address it cannot bind is logged and retried.
@@ -646,6 +655,7 @@ void Daemon::check_rules(Clock::time_point now) {
 // The fast path follows the interfaces, and the secrets and policy the workers already use; what
 // it cannot take detaches it (NFQUEUE then sees every packet).
 void Daemon::sync_fast_path() {
+  if (tc) tc->follow_interfaces();
   if (!xdp) return;
   xdp->follow_interfaces();
   if (secrets.generation.load() != xdp_secrets_generation) {
@@ -692,6 +702,14 @@ int Daemon::shutdown() {
   if (tc) tc->stop();
   stop.store(true);
   for (auto& w : workers) w->thread.join();
+  if (tc) {
+    // The map goes with this process (its pin is removed): what the programs recorded goes into
+    // the saved tables first, so the next process starts from it. The workers have stopped.
+    const EngineClock now = engine_clock();
+    for (auto& w : workers) {
+      if (w->flow) w->flow->engine().merge_kernel_state(now);
+    }
+  }
   metrics_endpoint.reset();
   GatewaySnapshot last = snapshot();
   spdlog::info("stopped: {}", summary_line(last, GatewaySnapshot{}, 0));

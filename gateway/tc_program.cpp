@@ -64,6 +64,14 @@ FlowEntries flow_entries(const FlowTuple& c2s, const FlowTranslation& t, uint32_
   return e;
 }
 
+bool same_translation(const FlowEntries& w, const sg_tc_flow& a, const sg_tc_flow& b) noexcept {
+  const auto same = [](const sg_tc_flow& x, const sg_tc_flow& y) {
+    return x.delta == y.delta && x.tsoff == y.tsoff && x.direction == y.direction &&
+           x.window_from == y.window_from && x.window_to == y.window_to && x.options == y.options;
+  };
+  return same(w.to_server, a) && same(w.to_client, b);
+}
+
 KernelRecord kernel_record(const sg_tc_flow& e) noexcept {
   KernelRecord r;
   r.has_record = (e.seen & SG_TC_SEEN_RECORD) != 0;
@@ -205,8 +213,19 @@ bool Program::attach(int ifindex, bool egress, std::string* why) {
     if (why) *why = bpf::errno_text(err);
     return false;
   }
+  std::erase_if(impl_->attached, [&](const auto& a) { return a.first == ifindex; });
   impl_->attached.emplace_back(ifindex, egress);
   return true;
+}
+
+void Program::detach(int ifindex) noexcept {
+  std::lock_guard lock(impl_->mutex);
+  for (const auto& [index, egress] : impl_->attached) {
+    if (index != ifindex) continue;
+    detach_one(index, BPF_TC_INGRESS);
+    if (egress) detach_one(index, BPF_TC_EGRESS);
+  }
+  std::erase_if(impl_->attached, [&](const auto& a) { return a.first == ifindex; });
 }
 
 void Program::detach_all() noexcept {
@@ -277,6 +296,22 @@ uint64_t Program::clear_flows() noexcept {
   return n;
 }
 
+std::vector<sg_tc_flow_key> Program::keys(uint32_t* max_generation) const {
+  const int fd = impl_->flows_fd();
+  std::vector<sg_tc_flow_key> out;
+  sg_tc_flow_key next{};
+  uint32_t top = 0;
+  while (bpf_map_get_next_key(fd, out.empty() ? nullptr : &out.back(), &next) == 0) {
+    out.push_back(next);
+    sg_tc_flow v{};
+    if (max_generation && bpf_map_lookup_elem(fd, &next, &v) == 0) top = std::max(top, v.generation);
+  }
+  if (max_generation) *max_generation = top;
+  return out;
+}
+
+void Program::delete_key(const sg_tc_flow_key& key) noexcept { bpf_map_delete_elem(impl_->flows_fd(), &key); }
+
 uint64_t Program::flow_entries_count() const noexcept {
   const int fd = impl_->flows_fd();
   uint64_t n = 0;
@@ -326,12 +361,34 @@ bool Program::attach(int, bool, std::string* why) {
   return false;
 }
 void Program::detach_all() noexcept {}
+void Program::detach(int) noexcept {}
 std::vector<int> Program::attached() const { return {}; }
 bool Program::write_flow(const FlowTuple&, const FlowTranslation&, uint32_t) noexcept { return false; }
 void Program::delete_flow(const FlowTuple&) noexcept {}
 void Program::punt_flow(const FlowTuple&) noexcept {}
 bool Program::read_flow(const FlowTuple&, sg_tc_flow&, sg_tc_flow&) const noexcept { return false; }
 uint64_t Program::clear_flows() noexcept { return 0; }
+std::vector<sg_tc_flow_key> Program::keys(uint32_t* max_generation) const {
+  if (max_generation) *max_generation = 0;
+  return {};
+}
+void Program::delete_key(const sg_tc_flow_key&) noexcept {}
+std::vector<sg_tc_flow_key> Program::keys(uint32_t* max_generation) const {
+  const int fd = impl_->flows_fd();
+  std::vector<sg_tc_flow_key> out;
+  sg_tc_flow_key next{};
+  uint32_t top = 0;
+  while (bpf_map_get_next_key(fd, out.empty() ? nullptr : &out.back(), &next) == 0) {
+    out.push_back(next);
+    sg_tc_flow v{};
+    if (max_generation && bpf_map_lookup_elem(fd, &next, &v) == 0) top = std::max(top, v.generation);
+  }
+  if (max_generation) *max_generation = top;
+  return out;
+}
+
+void Program::delete_key(const sg_tc_flow_key& key) noexcept { bpf_map_delete_elem(impl_->flows_fd(), &key); }
+
 uint64_t Program::flow_entries_count() const noexcept { return 0; }
 Counters Program::counters() const { return {}; }
 std::vector<std::string> remove_everywhere(const std::string& dir) noexcept {
@@ -359,11 +416,11 @@ std::unique_ptr<KernelPath> KernelPath::start(const gw::GatewayConfig& config, u
     spdlog::warn("tc: kernel path unavailable, every segment crosses NFQUEUE: {}", e.what());
     return nullptr;
   }
-  // Entries a dead syngate left (a reused pinned map) may name flows its restore dropped: start
-  // empty; the flow workers hand over every established flow again before they run.
-  if (const uint64_t stale = program->clear_flows(); stale > 0) {
-    spdlog::info("tc: {} flow map entries of an earlier run cleared; established flows are handed over again", stale);
-  }
+  // Entries a dead syngate left (a reused pinned map) stay until finish_start() has reconciled
+  // them with the restored flows.
+  uint32_t top_generation = 0;
+  const size_t found = program->keys(&top_generation).size();
+  if (found > 0) spdlog::info("tc: the pinned flow map holds {} entries of an earlier run; reconciling", found);
   std::vector<Address> addresses;
   std::vector<Service> services = gw::to_engine_services(config.services);
   for (const Service& s : services) {
@@ -396,7 +453,80 @@ std::unique_ptr<KernelPath> KernelPath::start(const gw::GatewayConfig& config, u
     spdlog::warn("tc: attached nowhere; kernel path off, every segment crosses NFQUEUE");
     return nullptr;
   }
-  return std::unique_ptr<KernelPath>(new KernelPath(std::move(program), pins));
+  std::unique_ptr<KernelPath> path(new KernelPath(std::move(program), pins));
+  path->generation_.store(top_generation);
+  path->addresses_ = addresses;
+  path->mode_ = config.mode;
+  path->listed_ = config.xdp_interfaces;
+  path->egress_ = egress;
+  for (const gw::InterfaceChoice& c : plan.interfaces) path->applied_.push_back(c.ifindex);
+  try {
+    path->watcher_ = std::make_unique<gw::LinkWatcher>();
+  } catch (const std::exception& e) {
+    spdlog::warn("tc: cannot follow link changes ({}); the filters stay where they are", e.what());
+  }
+  return path;
+}
+
+gw::InterfacePlan KernelPath::plan() const {
+  const gw::RoutingFacts facts = gw::read_routing_facts(addresses_);
+  return listed_.empty() ? gw::plan_interfaces(facts, mode_) : gw::plan_listed(facts, listed_);
+}
+
+void KernelPath::follow_interfaces() noexcept {
+  if (!watcher_ || !watcher_->changed()) return;
+  try {
+    apply(plan());
+  } catch (const std::exception& e) {
+    spdlog::warn("tc: links or routes changed, but cannot read them: {}; filters stay as they are", e.what());
+  }
+}
+
+void KernelPath::apply(const gw::InterfacePlan& next) {
+  const std::vector<int> attached = program_->attached();
+  for (const int index : attached) {
+    const bool needed = std::any_of(next.interfaces.begin(), next.interfaces.end(),
+                                    [&](const gw::InterfaceChoice& c) { return c.ifindex == index; });
+    if (needed) continue;
+    program_->detach(index);
+    spdlog::info("tc: off ifindex {}: gone, down, or no longer picked by the interface rule", index);
+  }
+  std::vector<int> applied;
+  for (const gw::InterfaceChoice& c : next.interfaces) {
+    applied.push_back(c.ifindex);
+    // Attached again even where it was: a link that went down and up, or was made anew under
+    // the same index, may have lost its clsact qdisc; replacing the filter costs one netlink
+    // exchange and never doubles it.
+    const bool known = std::find(applied_.begin(), applied_.end(), c.ifindex) != applied_.end();
+    std::string why;
+    if (program_->attach(c.ifindex, egress_, &why)) {
+      if (!known) spdlog::info("tc: translating established flows on {} (ingress{})", c.name, egress_ ? " and egress" : "");
+    } else {
+      spdlog::warn("tc: cannot attach to {}: {}", c.name, why);
+    }
+  }
+  applied_ = std::move(applied);
+}
+
+void KernelPath::finish_start(uint64_t merged) {
+  const auto by_bytes = [](const sg_tc_flow_key& a, const sg_tc_flow_key& b) {
+    return std::memcmp(&a, &b, sizeof a) < 0;
+  };
+  std::sort(claimed_.begin(), claimed_.end(), by_bytes);
+  uint64_t stale = 0;
+  for (const sg_tc_flow_key& k : program_->keys()) {
+    if (std::binary_search(claimed_.begin(), claimed_.end(), k, by_bytes)) continue;
+    program_->delete_key(k);
+    ++stale;
+  }
+  if (kept_ + stale > 0) {
+    spdlog::info("tc: flow map reconciled with the restored flows: {} kept with what the programs recorded ({} "
+                 "merged into their flows), {} written anew, {} stale entries deleted",
+                 kept_, merged, rewritten_, stale);
+  }
+  claimed_.clear();
+  claimed_.shrink_to_fit();
+  starting_.store(false);
 }
 
 KernelPath::~KernelPath() = default;
@@ -407,6 +537,22 @@ void KernelPath::stop() noexcept {
 }
 
 void KernelPath::flow_established(const FlowTuple& t, const FlowTranslation& x) noexcept {
+  if (starting_.load(std::memory_order_relaxed)) {
+    // A restored flow (finish_start): its entries stay when they translate as it does.
+    const FlowEntries want = flow_entries(t, x, 0);
+    try {
+      claimed_.push_back(want.to_server_key);
+      claimed_.push_back(want.to_client_key);
+    } catch (const std::bad_alloc&) {
+    }
+    sg_tc_flow a{}, b{};
+    if (program_->read_flow(t, a, b) && same_translation(want, a, b)) {
+      ++kept_;
+      handed_over_.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    ++rewritten_;  // none there, or another translation (the entries of an older flow on the tuple)
+  }
   const uint32_t generation = generation_.fetch_add(1, std::memory_order_relaxed) + 1;
   // A flow the map cannot take stays the engine's: its segments miss and go to NFQUEUE.
   if (program_->write_flow(t, x, generation)) {

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "config.hpp"
+#include "interfaces.hpp"
 #include "syngate/bpf/tc_abi.h"
 #include "syngate/flow_table.hpp"
 
@@ -45,6 +46,9 @@ struct FlowEntries {
   sg_tc_flow to_client{};
 };
 FlowEntries flow_entries(const FlowTuple& client_to_server, const FlowTranslation& t, uint32_t generation);
+// True when the entries found in the map translate as `want` does (the fields the daemon writes,
+// generation aside): what a restart keeps, with what the programs recorded.
+bool same_translation(const FlowEntries& want, const sg_tc_flow& to_server, const sg_tc_flow& to_client) noexcept;
 // What the engine merges from one entry (the program's record of its direction).
 KernelRecord kernel_record(const sg_tc_flow& entry) noexcept;
 sg_tc_flow_key flow_key(const FlowTuple& t);
@@ -65,7 +69,8 @@ class Program {
   // Attaches ingress (and egress when `egress`) on the interface, replacing what an earlier
   // syngate left under the same handle and priority. False, with *why, when it cannot.
   bool attach(int ifindex, bool egress, std::string* why);
-  // Removes the filters this program attached.
+  // Removes the filters this program attached: from one interface, from all.
+  void detach(int ifindex) noexcept;
   void detach_all() noexcept;
   std::vector<int> attached() const;
 
@@ -77,8 +82,11 @@ class Program {
   // Marks both entries SG_TC_CLOSED_BY_ENGINE (unless already closing): the programs then send the
   // flow's segments to NFQUEUE.
   void punt_flow(const FlowTuple& client_to_server) noexcept;
-  // Deletes every entry (at start: the flow workers hand their established flows over again).
+  // Deletes every entry.
   uint64_t clear_flows() noexcept;
+  // Every key in the map, and the highest generation among the entries (0 when empty).
+  std::vector<sg_tc_flow_key> keys(uint32_t* max_generation = nullptr) const;
+  void delete_key(const sg_tc_flow_key& key) noexcept;
   uint64_t flow_entries_count() const noexcept;
   Counters counters() const;
 
@@ -108,15 +116,45 @@ class KernelPath : public FlowObserver, public KernelFlowState {
   bool read(const FlowTuple& client_to_server, KernelFlowView& out) noexcept override;
   void punt(const FlowTuple& client_to_server) noexcept override;
 
+  // Reconciliation at start, both ways. A map pinned by an earlier run (kill -9, an upgrade) is
+  // kept, not cleared: between start() and finish_start() (no worker runs yet) the flow engines
+  // hand their restored flows over, and flow_established keeps the entries that carry the flow's
+  // own translation, with what the programs recorded (which the engines then merge,
+  // Engine::merge_kernel_state), and writes the others; finish_start() deletes every entry no
+  // restored flow claimed (flows the restore dropped, a stale tuple). Entries are keyed by the
+  // flow's tuple only, never by a worker's index: a reshard moves flows between workers.
+  // `merged`: flows whose kernel record the engines took, for the log.
+  void finish_start(uint64_t merged);
+
+  // The interface rule again when links or routes changed (the daemon's tick, as the XDP fast
+  // path does): attaches to an interface that appeared or came back up (a filter on an interface
+  // that was deleted and made again is gone with it), detaches from one the rule no longer picks.
+  void follow_interfaces() noexcept;
+
   // syngate_tc_* metrics in the Prometheus text format.
   std::string render_metrics() const;
   const Program& program() const noexcept { return *program_; }
 
  private:
   KernelPath(std::unique_ptr<Program> p, std::string pins) : program_(std::move(p)), pin_dir_(std::move(pins)) {}
+  gw::InterfacePlan plan() const;
+  void apply(const gw::InterfacePlan& plan);
   std::unique_ptr<Program> program_;
   std::string pin_dir_;
+  // What the interface rule needs, kept from start for follow_interfaces().
+  std::vector<Address> addresses_;
+  gw::Mode mode_{};
+  std::vector<std::string> listed_;
+  bool egress_ = false;
+  std::unique_ptr<gw::LinkWatcher> watcher_;  // null: links are not followed (no rtnetlink)
+  std::vector<int> applied_;                  // ifindexes of the last plan applied
+  // Hand-over counter, from the highest generation in the map at start (a kept entry's number is
+  // never given to a new flow).
   std::atomic<uint32_t> generation_{0};
+  std::atomic<bool> starting_{true};
+  std::vector<sg_tc_flow_key> claimed_;  // start only (one thread): keys restored flows kept or wrote
+  uint64_t kept_ = 0;
+  uint64_t rewritten_ = 0;
   std::atomic<uint64_t> handed_over_{0};
   std::atomic<uint64_t> write_failures_{0};
 };

@@ -192,9 +192,15 @@ class Engine {
   // is told at once of every flow already in the table (restored or imported).
   void set_flow_observer(FlowObserver* observer) noexcept;
   // nullptr (the default) for none. Where another data path translates handed-over flows, the
-  // engine merges what it recorded (activity, each end's numbers, the newest TSval) before it
-  // expires an idle flow, judges an RST or tracks a segment. Must outlive the Engine or be reset.
+  // engine merges what it recorded (activity, each end's numbers, the newest TSval, a FIN) where
+  // it judges with it: an idle timer, an RST or FIN, a segment its own view cannot place. Must
+  // outlive the Engine or be reset.
   void set_kernel_state(KernelFlowState* state) noexcept;
+  // Merges that record into every handed-over flow now: at start, once the observer has taken the
+  // restored flows (the kernel side kept recording while no process read it), and at a clean
+  // stop, before the kernel side goes (the saved table then holds it all). A system call or two
+  // per flow. Returns how many flows had a record.
+  uint64_t merge_kernel_state(const EngineClock& now);
   // Removed services that still have flows. prune_draining() forgets those whose flows have all
   // ended (a walk over the table: call it every few seconds, not per packet).
   const std::vector<Service>& draining_services() const noexcept;

@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# Established flows in the kernel across a kill -9 (issue 23, "Nothing lost across restarts"): the
+# tc flow map is pinned (a bpffs of this test's own, in a mount namespace a holder process keeps;
+# the host's /sys/fs/bpf is not touched) and outlives the process. Three idle-looking connections
+# to an echo server carry pings through the tc programs only (the engine sees nothing after the
+# hand-over); a stale entry is planted in the pinned map; then kill -9 and a restart with the same
+# config, established_idle_s = 6. Must hold:
+#   - the new process keeps the restored flows' entries (with what the programs recorded) and
+#     deletes the planted one;
+#   - the activity the kernel recorded survives: the flows, busy only through tc until the cut
+#     and older than the idle timeout by the saved table's clock, are not expired;
+#   - afterwards every connection carries data both ways, through the kernel path.
+#   kernel_restart_test.sh SYNGATE
+source "$(dirname "$0")/lib.sh"
+lab_init "$(realpath "$1")"
+command -v bpftool >/dev/null || { echo "SKIP: needs bpftool"; exit 77; }
+lab_up
+start_echo 7000
+
+# The holder: a mount namespace (inside the gateway's network namespace) with a bpffs of its own.
+# Syngate runs inside it (nsenter), so its pins live as long as the holder, across restarts.
+BG_LOG=$LAB_DIR/holder.log bg "$NS_GW" unshare -m --propagation private \
+  sh -c 'mount -t bpf bpf /sys/fs/bpf && echo ready $$ && exec sleep 600'
+# `ip netns exec` may fork: the holder is the process that printed its PID.
+wait_until 5 grep -q ready "$LAB_DIR/holder.log" 2>/dev/null || fail "no bpffs for the test: $(cat "$LAB_DIR/holder.log")"
+HOLDER=$(awk '$1 == "ready" { print $2 }' "$LAB_DIR/holder.log")
+track_pid "$HOLDER"
+in_holder() { nsenter -t "$HOLDER" -m -n "$@"; }
+
+KERNEL_PATH=auto write_config "" "established_idle_s = 6" '[[service]]
+address = "10.10.3.2"
+port = 7000'
+start_pinned() {
+  in_ns "$NS_GW" "$SYNGATE_BIN" rules up --config "$LAB_DIR/syngate.toml" >/dev/null
+  local before
+  before=$(running_lines)
+  in_holder "$SYNGATE_BIN" run --config "$LAB_DIR/syngate.toml" >>"$LAB_DIR/syngate.log" 2>&1 &
+  SYNGATE_PID=$!
+  track_pid "$SYNGATE_PID"
+  wait_until 5 eval '(( $(running_lines) > before ))' || fail "syngate did not start: $(tail -5 "$LAB_DIR/syngate.log")"
+}
+start_pinned
+PIN=$(tc_pin_dir)/sg_tc_flows
+in_holder test -e "$PIN" || fail "the flow map is not pinned at $PIN: $(grep 'tc:' "$LAB_DIR/syngate.log")"
+
+cat > "$LAB_DIR/pinger.py" <<'PY'
+import os, socket, sys, time
+d, n = sys.argv[1], 3
+conns = []
+for i in range(n):
+    c = socket.create_connection(("10.10.3.2", 7000), timeout=10)
+    f = c.makefile("rb")
+    assert f.readline() == b"hello\n"
+    conns.append((c, f))
+print("connected", flush=True)
+k = 0
+while not os.path.exists(d + "/quiet"):  # busy, through the kernel path only
+    for i, (c, f) in enumerate(conns):
+        c.sendall(b"busy %d %d\n" % (i, k))
+        assert f.readline() == b"echo busy %d %d\n" % (i, k)
+    k += 1
+    time.sleep(0.3)
+print("quiet after", k, "rounds", flush=True)
+deadline = time.time() + 40
+while not os.path.exists(d + "/trigger") and time.time() < deadline:
+    time.sleep(0.05)
+ok = 0
+for i, (c, f) in enumerate(conns):
+    try:
+        c.sendall(b"after %d\n" % i)
+        if f.readline() == b"echo after %d\n" % i:
+            ok += 1
+    except OSError as e:
+        print("connection", i, e, flush=True)
+print("ok", ok, flush=True)
+PY
+BG_LOG=$LAB_DIR/pinger.out bg "$NS_CLI" /usr/bin/python3 "$LAB_DIR/pinger.py" "$LAB_DIR"
+PINGER=$BG_PID
+wait_until 10 grep -q connected "$LAB_DIR/pinger.out" || fail "connections did not open: $(cat "$LAB_DIR/pinger.out")"
+
+# A stale entry, as a dead syngate would leave one for a flow its restore no longer has
+# (198.18.0.1:4242 -> 10.10.3.2:7000; addresses as ::ffff:a.b.c.d, ports in network order).
+STALE_KEY="00 00 00 00 00 00 00 00 00 00 ff ff c6 12 00 01  00 00 00 00 00 00 00 00 00 00 ff ff 0a 0a 03 02  10 92 1b 58"
+in_holder bpftool map update pinned "$PIN" key hex $STALE_KEY value hex $(printf '00 %.0s' $(seq 64)) ||
+  fail "cannot plant a stale entry in $PIN"
+
+sleep 8  # busy through tc; the saved table's stamps stay at the handshake
+k_before=$(metric_sum syngate_tc_packets_total 'outcome="translated"')
+(( k_before > 50 )) || fail "only $k_before segments translated in the kernel before the cut"
+touch "$LAB_DIR/quiet"
+sleep 0.5
+kill -KILL "$SYNGATE_PID"
+wait "$SYNGATE_PID" 2>/dev/null || true
+untrack_pid "$SYNGATE_PID"
+in_holder bpftool map lookup pinned "$PIN" key hex $STALE_KEY >/dev/null 2>&1 ||
+  fail "the planted entry is not in the pinned map before the restart"
+entries_before=$(in_holder bpftool -j map dump pinned "$PIN" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
+log "killed after $k_before segments translated in the kernel; the pinned map holds $entries_before entries"
+sleep 1
+start_pinned
+
+grep -q "flow map reconciled" "$LAB_DIR/syngate.log" ||
+  fail "no reconciliation at start: $(grep 'tc:' "$LAB_DIR/syngate.log" | tail -5)"
+log "$(grep 'flow map reconciled' "$LAB_DIR/syngate.log" | tail -1)"
+if in_holder bpftool map lookup pinned "$PIN" key hex $STALE_KEY >/dev/null 2>&1; then
+  fail "the stale entry survived the start"
+fi
+grep 'flow map reconciled' "$LAB_DIR/syngate.log" | tail -1 | grep -q ": 3 kept" ||
+  fail "the restored flows' entries were not kept"
+pass "kill -9: the 3 restored flows kept their entries, the planted stale one is gone"
+
+# Past the idle timeout by the saved table's clock (the handshake, > 10 s ago) but not by the
+# kernel's (the last busy ping, ~2 s ago): a timer tick or two after the start.
+sleep 2.5
+touch "$LAB_DIR/trigger"
+wait "$PINGER" 2>/dev/null || true
+ok=$(awk '$1 == "ok" { print $2 }' "$LAB_DIR/pinger.out")
+[[ $ok == 3 ]] || fail "$ok/3 connections carried data both ways after the restart: $(cat "$LAB_DIR/pinger.out")"
+active=$(metric_sum syngate_flows_active)
+k_after=$(metric_sum syngate_tc_packets_total 'outcome="translated"')
+(( k_after > 0 )) || fail "nothing translated in the kernel after the restart"
+pass "3/3 connections both ways after kill -9 (flows active $active, translated in the kernel since: $k_after)"
+
+# The filters follow the interfaces (the daemon's tick, as XDP does): the client's interface down
+# and up again, and a new one appearing; translated traffic flows through tc afterwards.
+log "interfaces: g1 down and up, a new veth g9"
+in_ns "$NS_GW" ip link set g1 down
+sleep 1.5
+in_ns "$NS_GW" ip link set g1 up
+veth "$NS_CLI" c9 "$NS_GW" g9
+in_ns "$NS_CLI" ip link set c9 up
+in_ns "$NS_GW" ip link set g9 up
+wait_until 6 grep -q "translating established flows on g9" "$LAB_DIR/syngate.log" ||
+  fail "tc did not attach to the new interface g9: $(grep 'tc:' "$LAB_DIR/syngate.log" | tail -5)"
+wait_until 6 eval 'in_ns "$NS_GW" tc filter show dev g1 ingress | grep -q bpf' ||
+  fail "no tc filter on g1 after it came back up"
+k0=$(metric_sum syngate_tc_packets_total 'outcome="translated"')
+in_ns "$NS_CLI" python3 - <<'PY' || fail "an echo connection after the interface changes failed"
+import socket
+c = socket.create_connection(("10.10.3.2", 7000), timeout=10)
+f = c.makefile("rb")
+assert f.readline() == b"hello\n"
+for i in range(30):
+    c.sendall(b"line %d\n" % i)
+    assert f.readline() == b"echo line %d\n" % i
+PY
+k1=$(metric_sum syngate_tc_packets_total 'outcome="translated"')
+(( k1 - k0 >= 30 )) || fail "only $((k1 - k0)) segments translated in the kernel after g1 down/up"
+pass "g1 down/up and a new veth: tc followed ($(grep -c 'tc: translating established flows on g1' "$LAB_DIR/syngate.log") attaches logged on g1), $((k1 - k0)) segments translated in the kernel since"
