@@ -586,6 +586,10 @@ std::string KernelPath::render_metrics() const {
   for (size_t i = 0; i < c.size(); ++i) {
     out << "syngate_tc_packets_total{outcome=\"" << kCounterNames[i] << "\"} " << c[i] << "\n";
   }
+  // A walk of the map (one system call per entry): a scrape's cost, not the packets'.
+  out << "# HELP syngate_tc_flow_entries Entries in the tc flow map (two per handed-over flow).\n"
+         "# TYPE syngate_tc_flow_entries gauge\nsyngate_tc_flow_entries "
+      << program_->flow_entries_count() << "\n";
   out << "# HELP syngate_tc_flows_handed_over_total Established flows handed to the tc programs.\n"
          "# TYPE syngate_tc_flows_handed_over_total counter\nsyngate_tc_flows_handed_over_total "
       << handed_over_.load() << "\n";
