@@ -20,6 +20,7 @@
 #include "bpf_util.hpp"
 #include "flow_state.hpp"
 #include "interfaces.hpp"
+#include "tc_match.hpp"
 
 #ifdef SYNGATE_HAVE_TC
 #include <bpf/bpf.h>
@@ -32,16 +33,18 @@
 
 namespace syngate::tc {
 
-std::string pin_dir(const std::string& instance) {
+std::string pin_dir(const std::string& instance, const std::string& bpf_dir) {
   // Named as the instance's state directory is (flow_state.hpp): instances in other network
   // namespaces never share a map.
-  std::string dir = "/sys/fs/bpf/syngate/" + instance;
+  std::string dir = bpf_dir + "/syngate/" + instance;
   try {
     dir += ".netns-" + std::to_string(gw::this_instance(instance).netns_inode);
   } catch (const std::exception&) {
   }
   return dir;
 }
+
+uint32_t flow_map_entries(uint32_t max_flows) noexcept { return std::max<uint32_t>(max_flows, 1024) * 2; }
 
 sg_tc_flow_key flow_key(const FlowTuple& t) { return bpf::map_flow_key<sg_tc_flow_key>(t); }
 
@@ -92,6 +95,7 @@ constexpr const char* kFlowsPin = "/sg_tc_flows";
 void remove_pins(const std::string& dir) noexcept {
   if (dir.empty()) return;
   unlink((dir + kFlowsPin).c_str());
+  unlink((dir + "/" + kMatchPinName).c_str());  // the OUTPUT match (tc_match.hpp): its rule keeps it
   rmdir(dir.c_str());
 }
 
@@ -164,7 +168,7 @@ syngate_tc* open_and_load(uint32_t max_entries, const std::string& pin, int* err
 }  // namespace
 
 Program::Program(uint32_t max_flows, const std::string& dir) : impl_(std::make_unique<Impl>()) {
-  const uint32_t entries = std::max<uint32_t>(max_flows, 1024) * 2;
+  const uint32_t entries = flow_map_entries(max_flows);
   std::string pin;
   if (!dir.empty()) {
     if (make_dirs(dir)) {
@@ -275,6 +279,8 @@ uint64_t Program::flow_entries_count() const noexcept {
   return n;
 }
 
+int Program::flows_map_fd() const noexcept { return impl_->flows_fd(); }
+
 Counters Program::counters() const {
   Counters out{};
   const std::vector<uint64_t> sums = bpf::per_cpu_sums(bpf_map__fd(impl_->skel->maps.sg_tc_counters), out.size());
@@ -318,6 +324,7 @@ bool Program::read_flow(const FlowTuple&, sg_tc_flow&, sg_tc_flow&) const noexce
 uint64_t Program::clear_flows() noexcept { return 0; }
 uint64_t Program::flow_entries_count() const noexcept { return 0; }
 Counters Program::counters() const { return {}; }
+int Program::flows_map_fd() const noexcept { return -1; }
 std::vector<std::string> remove_everywhere(const std::string& dir) noexcept {
   remove_pins(dir);
   return {};
@@ -328,7 +335,7 @@ std::vector<std::string> remove_everywhere(const std::string& dir) noexcept {
 // ---- KernelPath -------------------------------------------------------------------------------
 
 std::unique_ptr<KernelPath> KernelPath::start(const gw::GatewayConfig& config, uint32_t max_flows) {
-  const std::string pins = pin_dir(config.instance);
+  const std::string pins = pin_dir(config.instance, config.bpf_dir);
   if (!config.kernel_path_on()) {
     // A kernel path a dead syngate left must not keep translating with its old offsets.
     for (const std::string& r : remove_everywhere(pins)) spdlog::info("tc: removed {} left by an earlier run", r);
@@ -380,6 +387,7 @@ std::unique_ptr<KernelPath> KernelPath::start(const gw::GatewayConfig& config, u
     spdlog::warn("tc: attached nowhere; kernel path off, every segment crosses NFQUEUE");
     return nullptr;
   }
+  check_output_match(config, *program);
   return std::unique_ptr<KernelPath>(new KernelPath(std::move(program), pins));
 }
 
@@ -387,6 +395,9 @@ KernelPath::~KernelPath() = default;
 
 void KernelPath::stop() noexcept {
   program_->detach_all();
+  // Host mode's OUTPUT match (its rule outlives the process) must not let a reply past the queue
+  // once no tc egress translates it: an empty map matches nothing.
+  program_->clear_flows();
   remove_pins(pin_dir_);
 }
 

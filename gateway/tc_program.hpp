@@ -27,9 +27,12 @@ namespace syngate::tc {
 inline constexpr uint32_t kFilterHandle = 0x5347;
 inline constexpr uint32_t kFilterPriority = 0x5347;
 
-// Where an instance pins its maps: /sys/fs/bpf/syngate/<instance>.netns-<inode of this network
-// namespace>.
-std::string pin_dir(const std::string& instance);
+// Where an instance pins its maps: BPF_DIR/syngate/<instance>.netns-<inode of this network
+// namespace>, under gateway.bpf_dir.
+std::string pin_dir(const std::string& instance, const std::string& bpf_dir = "/sys/fs/bpf");
+// The flow map's size for `max_flows` flows (two entries each): the tc programs' and, in `rules up`,
+// the OUTPUT match's (tc_match.hpp), which must agree to share the pinned map.
+uint32_t flow_map_entries(uint32_t max_flows) noexcept;
 
 // Counter names, in the program's order (tc_abi.h, enum sg_tc_counter).
 inline constexpr std::array<const char*, SG_TC_COUNTER_COUNT> kCounterNames = {"translated", "punted",
@@ -78,6 +81,8 @@ class Program {
   uint64_t clear_flows() noexcept;
   uint64_t flow_entries_count() const noexcept;
   Counters counters() const;
+  // The flow map (host mode's OUTPUT match must look at this one: tc_match.hpp).
+  int flows_map_fd() const noexcept;
 
  private:
   struct Impl;
