@@ -20,6 +20,9 @@
 #include <bpf/bpf_helpers.h>
 
 #include "syngate/bpf/tc_abi.h"
+/* IPv6 extension headers make a segment not rewritable (tc_headers_rewritable) wherever they
+ * stand: the parser need not walk them here. */
+#define PKT_PARSE_NO_IPV6_EXT 1
 #include "lib/parse.h"
 #include "lib/tc_rewritable.h"
 
@@ -36,11 +39,13 @@ struct {
   __type(value, struct sg_tc_flow);
 } sg_tc_flows SEC(".maps");
 
-/* The headers as the parser wants them: Ethernet (made up), then up to PKT_MAX_L4_OFF - 14 bytes
- * of IP headers and the fixed TCP header. */
-#define SCRATCH_LEN (PKT_MAX_L4_OFF + TCP_HLEN)
+/* The headers as the parser wants them: Ethernet (made up), the IP header with its options (IPv4:
+ * up to 60 bytes; IPv6: no extension headers) and the fixed TCP header. The parser's bounds
+ * checks compare with `end` (right at run time), but the verifier tracks no such comparison
+ * outside packet memory: the buffer is as large as the farthest read it can prove. */
+#define SCRATCH_LEN (ETH_HLEN_ + 60 + TCP_HLEN)
 struct scratch {
-  __u8 b[SCRATCH_LEN + 8];
+  __u8 b[PKT_MAX_L4_OFF + TCP_HLEN + 8];
 };
 struct {
   __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -83,10 +88,10 @@ int sg_tc_match(struct __sk_buff* skb) {
   /* The decision tc egress will not take again (decided = 0 here, 1 there). */
   if (!tc_segment_rewritable(p.flags, f, peer, 0)) return 0;
 
-  __u32 hlen = p.tcp_hlen;
-  __u32 l4 = p.l4_off - ETH_HLEN_;
-  asm volatile("" : "+r"(l4), "+r"(hlen));
-  if (hlen < TCP_HLEN || hlen > TCP_MAX_HLEN || l4 > PKT_MAX_L4_OFF) return 0;
+  /* Masked, not only compared: the verifier must see the load's length bounded and non-zero. */
+  const __u32 hlen = p.tcp_hlen & 0x3f;
+  const __u32 l4 = (p.l4_off - ETH_HLEN_) & 0x1ff;
+  if (hlen < TCP_HLEN) return 0;
   struct tc_hdr_copy h = {};
   h.len = hlen;
   if (bpf_skb_load_bytes(skb, l4, h.b, hlen) != 0) return 0;

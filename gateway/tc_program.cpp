@@ -35,10 +35,13 @@ namespace syngate::tc {
 
 std::string pin_dir(const std::string& instance, const std::string& bpf_dir) {
   // Named as the instance's state directory is (flow_state.hpp): instances in other network
-  // namespaces never share a map.
-  std::string dir = bpf_dir + "/syngate/" + instance;
+  // namespaces never share a map. bpffs refuses names with a dot (EPERM): ':' stands for it, a
+  // character no instance name holds.
+  std::string name = instance;
+  std::replace(name.begin(), name.end(), '.', ':');
+  std::string dir = bpf_dir + "/syngate/" + name;
   try {
-    dir += ".netns-" + std::to_string(gw::this_instance(instance).netns_inode);
+    dir += ":netns-" + std::to_string(gw::this_instance(instance).netns_inode);
   } catch (const std::exception&) {
   }
   return dir;

@@ -27,8 +27,8 @@ namespace syngate::tc {
 inline constexpr uint32_t kFilterHandle = 0x5347;
 inline constexpr uint32_t kFilterPriority = 0x5347;
 
-// Where an instance pins its maps: BPF_DIR/syngate/<instance>.netns-<inode of this network
-// namespace>, under gateway.bpf_dir.
+// Where an instance pins its maps: BPF_DIR/syngate/<instance>:netns-<inode of this network
+// namespace> (BPF_DIR: gateway.bpf_dir; dots in the instance name become ':', bpffs refuses them).
 std::string pin_dir(const std::string& instance, const std::string& bpf_dir = "/sys/fs/bpf");
 // The flow map's size for `max_flows` flows (two entries each): the tc programs' and, in `rules up`,
 // the OUTPUT match's (tc_match.hpp), which must agree to share the pinned map.

@@ -358,7 +358,8 @@ state_instance_dir() {
 tc_pin_dir() {
   local inode
   inode=$(in_ns "$NS_GW" stat -Lc %i /proc/self/ns/net) || return 1
-  echo "/sys/fs/bpf/syngate/${1:-syngate}.netns-$inode"
+  local name=${1:-syngate}
+  echo "${LAB_BPFFS:-/sys/fs/bpf}/syngate/${name//./:}:netns-$inode"
 }
 
 metrics() { in_ns "$NS_GW" curl -s --max-time 2 http://127.0.0.1:9470/metrics; }
