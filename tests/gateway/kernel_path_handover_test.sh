@@ -57,12 +57,12 @@ if [[ $MODE == host ]]; then
 fi
 
 counter() { metric_sum syngate_tc_packets_total "outcome=\"$1\""; }
-for spec in "$V4 800" "$V6 300"; do
+for spec in "$V4 1500" "$V6 500"; do
   read -r addr conns <<<"$spec"
   k0=$(counter translated); e0=$(metric_sum syngate_translated_total)
   h0=$(metric_sum syngate_tc_flows_handed_over_total)
   start=$(date +%s.%N)
-  out=$(in_ns "$NS_CLI" timeout 50 python3 "$(dirname "$0")/stream_check.py" client "$addr" $PORT \
+  out=$(in_ns "$NS_CLI" timeout 40 python3 "$(dirname "$0")/stream_check.py" client "$addr" $PORT \
         --conns "$conns" --parallel 64 --req 16384 --resp 65536) || fail "$addr: $out"
   secs=$(calc "$(date +%s.%N) - $start")
   k=$(( $(counter translated) - k0 )); e=$(( $(metric_sum syngate_translated_total) - e0 ))

@@ -2,14 +2,17 @@
 """Byte-exact request/response streams through the gateway, for the kernel path's tests.
 
   stream_check.py server ADDR PORT
-  stream_check.py client ADDR PORT [--conns N] [--parallel P] [--req BYTES] [--resp BYTES] [--ip-options]
+  stream_check.py client ADDR PORT [--conns N] [--parallel P] [--req BYTES] [--resp BYTES]
+                  [--ip-options] [--half-close]
 
 Each connection: the client sends, at once after connect() (right behind its handshake ACK), a
 header line "SEED REQLEN RESPLEN OPTS" and REQLEN bytes; the server answers the request's sha256
 and RESPLEN bytes generated from SEED, then closes. With OPTS = 1 the server sends the middle
 third of its answer with IPv4 options (NOPs) on its segments: the tc programs leave those to the
-engine. The client checks every byte; it prints "ok N" and exits 0 only when all N connections
-were intact.
+engine. With --half-close the client shuts its side down after the request (its FIN closes the
+flow for the tc programs) and the server answers only once it has seen that FIN: the whole answer
+is then the engine's to translate. The client checks every byte; it prints "ok N" and exits 0 only
+when all N connections were intact (after 10 failures it stops starting new ones).
 """
 import argparse
 import hashlib
@@ -41,9 +44,12 @@ def serve_one(c):
         f = c.makefile("rb")
         seed, reqlen, resplen, opts = (int(x) for x in f.readline().split())
         req = f.read(reqlen)
+        if opts & 2:
+            while f.read(65536):
+                pass
         data = stream(seed, resplen)
         c.sendall(hashlib.sha256(req).digest())
-        if opts and c.family == socket.AF_INET:
+        if opts & 1 and c.family == socket.AF_INET:
             third = resplen // 3
             c.sendall(data[:third])
             c.setsockopt(socket.IPPROTO_IP, socket.IP_OPTIONS, NOP_OPTIONS)
@@ -53,8 +59,9 @@ def serve_one(c):
         else:
             c.sendall(data)
         c.shutdown(socket.SHUT_WR)
-        while c.recv(65536):
-            pass
+        if not opts & 2:
+            while c.recv(65536):
+                pass
     except OSError:
         pass
     finally:
@@ -72,15 +79,30 @@ def server(addr, port):
         threading.Thread(target=serve_one, args=(c,), daemon=True).start()
 
 
+FAILURES = []
+
+
 def client_one(args, i):
+    if len(FAILURES) >= 10:
+        return "skipped after 10 failures"
+    r = client_conn(args, i)
+    if r:
+        FAILURES.append(r)
+    return r
+
+
+def client_conn(args, i):
     seed = random.getrandbits(64)
     req = stream(seed ^ 0x5A5A, args.req)
     family = socket.AF_INET6 if ":" in args.addr else socket.AF_INET
     c = socket.socket(family)
-    c.settimeout(20)
+    c.settimeout(10)
     try:
         c.connect((args.addr, args.port))
-        c.sendall(f"{seed} {args.req} {args.resp} {int(args.ip_options)}\n".encode() + req)
+        opts = int(args.ip_options) | 2 * int(args.half_close)
+        c.sendall(f"{seed} {args.req} {args.resp} {opts}\n".encode() + req)
+        if args.half_close:
+            c.shutdown(socket.SHUT_WR)
         digest = recv_exact(c, 32)
         body = recv_exact(c, args.resp)
         rest = c.recv(1)
@@ -118,6 +140,7 @@ def main():
     ap.add_argument("--req", type=int, default=16384)
     ap.add_argument("--resp", type=int, default=65536)
     ap.add_argument("--ip-options", action="store_true")
+    ap.add_argument("--half-close", action="store_true")
     args = ap.parse_args()
     if args.role == "server":
         server(args.addr, args.port)
