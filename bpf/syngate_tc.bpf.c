@@ -8,7 +8,9 @@
  * options, fragments, IPv6 extension headers, lengths the engine would judge, an option layout
  * it cannot walk) is left alone and unmarked, so the NFQUEUE rules take it as before. A flow's
  * SYN, FIN and RST segments, and every segment once the flow has seen a FIN or a believable RST,
- * go the same way (after FIN/RST are recorded for the engine). The rest is translated: the
+ * go the same way (after FIN/RST are recorded for the engine; the closing flow only where the
+ * packet can still reach the queue: lib/tc_rewritable.h, which host mode's OUTPUT match shares).
+ * The rest is translated: the
  * header and options are copied to the stack, translated there, written back, and the checksum
  * gets one incremental update with the difference the specification returns. */
 #include <linux/bpf.h>
@@ -21,6 +23,7 @@
 #include "syngate/spec/xlate_spec.h"
 #include "lib/bytes.h"
 #include "lib/parse.h"
+#include "lib/tc_rewritable.h"
 
 // The project's licence (GPL-2.0-or-later, LICENSE) as the kernel spells it.
 char LICENSE[] SEC("license") = "GPL";
@@ -44,18 +47,12 @@ struct {
   __type(value, __u64);
 } sg_tc_counters SEC(".maps");
 
-#define TCP_FLAG_FIN 0x01
-#define TCP_FLAG_SYN 0x02
-#define TCP_FLAG_RST 0x04
-#define TCP_FLAG_ACK 0x10
-#define TCP_MAX_HLEN 60
 /* Enough linear bytes for the deepest TCP header the parser accepts. */
 #define TC_PULL_LEN (PKT_MAX_L4_OFF + TCP_MAX_HLEN)
 
 /* An offset into the stack copy of the header, masked where the verifier sees it (the compiler
  * would drop a mask it can prove redundant, and the verifier may not share its proof). The copy
- * has room past 64 for the field read at the largest masked offset. */
-#define HDR_ROOM (64 + 8)
+ * has room past 64 for the field read at the largest masked offset (TC_HDR_ROOM). */
 static __always_inline __u32 hdr_off(__u32 off) {
   asm volatile("" : "+r"(off));
   return off & 63;
@@ -64,58 +61,6 @@ static __always_inline __u32 hdr_off(__u32 off) {
 static __always_inline void count(__u32 which) {
   __u64* c = bpf_map_lookup_elem(&sg_tc_counters, &which);
   if (c) *c += 1;
-}
-
-/* Where the translated option fields sit, from the start of the TCP header. */
-struct layout {
-  __u32 ts_off;   /* TSval; TSecr at +4; 0: no timestamps */
-  __u32 sack_off; /* first SACK edge; 0: no SACK blocks */
-  __u32 sack_count;
-};
-
-/* The TCP header and options copied to the stack, with room past them (see hdr_off). */
-struct hdr_copy {
-  __u8 b[HDR_ROOM];
-  __u32 len;
-};
-
-/* Linux's layouts (NOP NOP TS, NOP NOP SACK, both) are recognised directly; anything else is
- * walked option by option with the specification's step (bpf_loop). Returns 0 when the options
- * cannot be walked (malformed: the engine judges them). A global (not inlined) function: the
- * verifier checks it once, on its own, and its caller sees its results as unknown numbers; one
- * path after it instead of one per layout. */
-__attribute__((noinline)) int find_options(struct hdr_copy* h, struct layout* l) {
-  if (!h || !l) return 0;
-  const __u8* hdr = h->b;
-  const __u32 hlen = h->len;
-  if (hlen < TCP_HLEN || hlen > TCP_MAX_HLEN) return 0;
-  const __u32 optlen = hlen - TCP_HLEN;
-  l->ts_off = l->sack_off = l->sack_count = 0;
-  if (optlen == 0) return 1;
-  if (hdr[20] == SG_OPT_NOP && hdr[21] == SG_OPT_NOP && hdr[22] == SG_OPT_TIMESTAMP && hdr[23] == 10) {
-    l->ts_off = 24;
-    if (optlen == 12) return 1;
-    if (hdr[32] == SG_OPT_NOP && hdr[33] == SG_OPT_NOP && hdr[34] == SG_OPT_SACK && hdr[35] == optlen - 14 &&
-        (hdr[35] == 10 || hdr[35] == 18 || hdr[35] == 26)) {
-      l->sack_off = 36;
-      l->sack_count = ((__u32)hdr[35] - 2) / 8;
-      return 1;
-    }
-  } else if (hdr[20] == SG_OPT_NOP && hdr[21] == SG_OPT_NOP && hdr[22] == SG_OPT_SACK && hdr[23] == optlen - 2 &&
-             (hdr[23] == 10 || hdr[23] == 18 || hdr[23] == 26 || hdr[23] == 34)) {
-    l->sack_off = 24;
-    l->sack_count = ((__u32)hdr[23] - 2) / 8;
-    return 1;
-  }
-  struct option_walk w = {};
-  __builtin_memcpy(w.buf, hdr + TCP_HLEN, SG_TCP_MAX_OPTIONS);
-  w.len = optlen;
-  option_walk_run(&w);
-  if (w.bad) return 0;
-  l->ts_off = w.o.has_timestamps ? TCP_HLEN + w.o.ts_offset : 0;
-  l->sack_count = w.o.sack_count > SG_XLATE_MAX_SACK ? SG_XLATE_MAX_SACK : w.o.sack_count;
-  l->sack_off = l->sack_count ? TCP_HLEN + w.o.sack_offset : 0;
-  return 1;
 }
 
 static __always_inline void reverse_key(const struct sg_tc_flow_key* k, struct sg_tc_flow_key* r) {
@@ -137,7 +82,7 @@ static __always_inline int translate(struct __sk_buff* skb, int egress) {
   const void* end = (const void*)(long)skb->data_end;
   struct pkt p = {};
   if (pkt_parse_headers(data, end, skb->len, &p) != PKT_TCP) return TC_ACT_OK;
-  if (p.ip_options || !pkt_lengths_ok(&p, skb->len)) return TC_ACT_OK;
+  if (!tc_headers_rewritable(&p, skb->len)) return TC_ACT_OK;
   /* From here on the packet is reached through helpers only: forgetting how IPv4 and IPv6 got
    * their offsets lets the verifier treat both families as one path. */
   __u32 hlen = p.tcp_hlen;
@@ -171,24 +116,22 @@ static __always_inline int translate(struct __sk_buff* skb, int egress) {
     if (!(f->closing & SG_TC_SEEN_FIN)) f->fin_seq = p.seq + payload;
     f->closing |= SG_TC_SEEN_FIN;
   }
-  if ((p.flags & (TCP_FLAG_SYN | TCP_FLAG_FIN)) || f->closing || (peer && peer->closing)) {
+  /* Egress sees unmarked only what host mode's OUTPUT match let past the queue (the same test,
+   * lib/tc_rewritable.h): that decision is taken, and a flow that started closing since must not
+   * make this segment leave untranslated. */
+  if (!tc_segment_rewritable(p.flags, f, peer, egress)) {
     count(SG_TC_PUNTED);
     return TC_ACT_OK;
   }
 
   /* The TCP header and its options, on the stack. */
-  struct hdr_copy h = {};
+  struct tc_hdr_copy h = {};
   __u8* hdr = h.b;
   h.len = hlen;
   if (bpf_skb_load_bytes(skb, l4, hdr, hlen) != 0) return TC_ACT_OK;
-  struct layout lay = {};
-  if (!find_options(&h, &lay)) {
+  struct tc_layout lay = {};
+  if (!tc_options_rewritable(&h, &lay)) {
     count(SG_TC_PUNTED);
-    return TC_ACT_OK;
-  }
-  if (lay.ts_off > TCP_MAX_HLEN - 8 || lay.sack_off > TCP_MAX_HLEN - 8 * lay.sack_count ||
-      lay.sack_count > SG_XLATE_MAX_SACK) {
-    count(SG_TC_PUNTED); /* never for a walked layout: tells the verifier */
     return TC_ACT_OK;
   }
 

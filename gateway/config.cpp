@@ -309,6 +309,9 @@ void parse_gateway(const toml::table& t, GatewayConfig& c) {
     else r.fail("kernel_path", "must be \"auto\" (established flows translated by tc programs where they load) or "
                                "\"off\" (every segment through NFQUEUE) (got \"" + text + "\")");
   }
+  if (r.string("bpf_dir", c.bpf_dir) && (c.bpf_dir.empty() || c.bpf_dir.front() != '/')) {
+    r.fail("bpf_dir", "must be an absolute path to a bpffs mount (got \"" + c.bpf_dir + "\")");
+  }
   if (r.string("iptables", text)) {
     if (text == "auto") c.iptables = IptablesBackend::Auto;
     else if (text == "nft") c.iptables = IptablesBackend::Nft;
@@ -569,6 +572,7 @@ std::vector<std::string> non_reloadable_changes(const GatewayConfig& a, const Ga
   check(a.advance_interval_ms != b.advance_interval_ms, "gateway.advance_interval_ms");
   check(a.iptables != b.iptables || a.chain != b.chain, "gateway.iptables/chain");
   check(a.kernel_path != b.kernel_path, "gateway.kernel_path");
+  check(a.bpf_dir != b.bpf_dir, "gateway.bpf_dir");
   check(a.cookie_max_age != b.cookie_max_age, "engine.cookie_max_age");
   const EngineConfig& x = a.engine;
   const EngineConfig& y = b.engine;

@@ -87,6 +87,11 @@ struct GatewayConfig {
   // syngate sets that bit on what it translates and sends (so tc egress leaves them alone).
   KernelPath kernel_path = KernelPath::Off;  // opt-in until its lab figures are in (issue 23)
   bool kernel_path_on() const noexcept { return kernel_path != KernelPath::Off; }
+  // The bpffs directory the kernel path pins under (syngate/<instance>.netns-<inode>/): its flow
+  // map, and in host and both modes the OUTPUT match that `rules up` names by path (xt_bpf reads
+  // the pin when a rule is added). `ip netns exec` mounts a fresh /sys, without a bpffs: a
+  // gateway run that way needs a bpffs mounted elsewhere (tests/gateway/lib.sh, kernel_path_pins).
+  std::string bpf_dir = "/sys/fs/bpf";
 
   // Where flow workers keep their flow tables (one file per flow queue, mapped shared) so that
   // proxied connections survive a restart, an upgrade or a crash. Empty: in process memory only.

@@ -31,6 +31,7 @@
 #include "flow_state.hpp"
 #include "iptables_exec.hpp"
 #include "rules.hpp"
+#include "tc_match.hpp"
 #include "log_format.hpp"
 #include "metrics.hpp"
 #include "metrics_endpoint.hpp"
@@ -395,8 +396,7 @@ void Daemon::start_fast_path() {
 // saved table is handed over again when its engine gets the observer. The flow engines then
 // tell the XDP flow map and the tc flow map of their flows through one observer.
 void Daemon::start_kernel_path() {
-  const uint64_t all_flows = uint64_t{config.engine.max_flows} * config.flow_queues;
-  tc = tc::KernelPath::start(config, static_cast<uint32_t>(std::min<uint64_t>(all_flows, 1u << 25)));
+  tc = tc::KernelPath::start(config, tc::kernel_path_max_flows(config));
   observers.add(xdp.get());
   observers.add(tc.get());
   if (observers.empty()) return;

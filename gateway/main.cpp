@@ -16,6 +16,7 @@
 #include "daemon.hpp"
 #include "iptables_exec.hpp"
 #include "rules.hpp"
+#include "tc_match.hpp"
 #include "tc_program.hpp"
 #include "start_check.hpp"
 #include "status_cmd.hpp"
@@ -120,8 +121,22 @@ int cmd_rules(const std::string& action, const std::string& path, const std::str
           std::cout << "service " << s.address << ":" << s.port << " is draining: its flows stay queued\n";
         }
       }
+      // Host and both modes with the kernel path: the OUTPUT match on the pinned flow map. Without
+      // it every server reply stays queued (safe: the engine translates it).
+      std::string output_match;
+      if (syngate::tc::output_match_wanted(c)) {
+        const syngate::tc::MatchPin pin = syngate::tc::pin_output_match(c);
+        if (pin.path.empty()) {
+          std::cerr << "warning: kernel path: no OUTPUT match, the server's replies stay on the queue (the engine "
+                       "translates them): "
+                    << pin.why << "\n";
+        } else {
+          std::cout << "kernel path: OUTPUT match pinned at " << pin.path << "\n";
+          output_match = pin.path;
+        }
+      }
       gw::Backend b = gw::choose_backend(c.iptables);
-      gw::apply_plan(b, gw::plan_up(c), c.has_v6());
+      gw::apply_plan(b, gw::plan_up(c, output_match), c.has_v6());
       std::cout << "syngate rules installed (iptables-" << b.name << ", chain " << c.chain << ")\n"
                 << gw::show_rules(b, c.chain);
     } else if (action == "down") {
@@ -130,7 +145,7 @@ int cmd_rules(const std::string& action, const std::string& path, const std::str
       }
       // The kernel path's tc filters (and, with a configuration, its pinned map) go too: left
       // alone they would keep translating with the offsets of flows nobody tracks.
-      for (const std::string& r : syngate::tc::remove_everywhere(chain_only.empty() ? syngate::tc::pin_dir(c.instance) : "")) {
+      for (const std::string& r : syngate::tc::remove_everywhere(chain_only.empty() ? syngate::tc::pin_dir(c.instance, c.bpf_dir) : "")) {
         std::cout << "removed tc " << r << "\n";
       }
       std::cout << "syngate rules removed (chain " << c.chain << ")\n";

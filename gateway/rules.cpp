@@ -89,13 +89,21 @@ std::vector<std::string> nfqueue_target(uint16_t first, uint16_t count, bool byp
   return t;
 }
 
-std::vector<std::vector<std::string>> chain_rules(const GatewayConfig& c, bool v6, const std::string& table) {
+std::vector<std::vector<std::string>> chain_rules(const GatewayConfig& c, bool v6, const std::string& table,
+                                                  const std::string& output_match) {
   std::vector<std::vector<std::string>> rules;
   if (table == "mangle") {
     rules.push_back({"-m", "mark", "--mark", hex(c.mark), "-j", "RETURN"});
     // Translated already (tc ingress, the engine's verdict, syngate's own packets): matched by
     // the one bit, so an operator's MARK/CONNMARK in the other bits cannot queue it again.
     if (c.kernel_path_on()) rules.push_back({"-m", "mark", "--mark", hex(SG_TC_MARK) + "/" + hex(SG_TC_MARK), "-j", "RETURN"});
+    // Host mode's server replies that tc egress will translate (tc_match.hpp): egress runs after
+    // OUTPUT and cannot send a packet back to the queue. Not what leaves by lo: no tc program
+    // there (the engine translates a local client's flow). The match answers only for the
+    // server's direction, so in INPUT and FORWARD it lets through nothing tc ingress left.
+    if (c.kernel_path_on() && c.mode != Mode::Router && !output_match.empty()) {
+      rules.push_back({"!", "-o", "lo", "-p", "tcp", "-m", "bpf", "--object-pinned", output_match, "-j", "RETURN"});
+    }
     // A non-first fragment carries no ports, so no port rule below matches it: without this it
     // would cross the gateway unseen. Every TCP fragment to a protected address goes to the SYN
     // queue, where the SYN decision drops and counts it (a lone fragment is harmless to the
@@ -183,9 +191,10 @@ std::vector<std::vector<std::string>> chain_rules(const GatewayConfig& c, bool v
   return rules;
 }
 
-std::string restore_script(const GatewayConfig& c, bool v6, const std::string& table) {
+std::string restore_script(const GatewayConfig& c, bool v6, const std::string& table,
+                           const std::string& output_match) {
   std::string out = "*" + table + "\n:" + c.chain + " - [0:0]\n";
-  for (const auto& rule : chain_rules(c, v6, table)) {
+  for (const auto& rule : chain_rules(c, v6, table, output_match)) {
     out += "-A " + c.chain;
     for (const auto& a : rule) out += " " + a;
     out += "\n";
@@ -194,7 +203,7 @@ std::string restore_script(const GatewayConfig& c, bool v6, const std::string& t
   return out;
 }
 
-std::vector<RuleCommand> plan_up(const GatewayConfig& c) {
+std::vector<RuleCommand> plan_up(const GatewayConfig& c, const std::string& output_match) {
   std::vector<RuleCommand> plan;
   for (bool v6 : {false, true}) {
     bool used = v6 ? c.has_v6() : c.has_v4();
@@ -211,7 +220,7 @@ std::vector<RuleCommand> plan_up(const GatewayConfig& c) {
       r.kind = RuleCommand::Kind::Restore;
       r.v6 = v6;
       r.args = {"--noflush", "-w"};
-      r.restore_input = restore_script(c, v6, table);
+      r.restore_input = restore_script(c, v6, table, output_match);
       plan.push_back(r);
     }
     for (const std::string protocol : {"tcp", icmp_protocol(v6)}) {

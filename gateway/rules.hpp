@@ -8,6 +8,8 @@
 //   mangle SYNGATE  <- FORWARD (router mode), INPUT + OUTPUT (host mode)
 //                   1. packets carrying our mark (our own raw-socket output) -> RETURN
 //                      with the kernel path on: the SG_TC_MARK bit (translated already) -> RETURN
+//                      and in host/both mode, when `rules up` pinned it (tc_match.hpp): a server
+//                      reply tc egress will translate (xt_bpf on the flow map), not via lo -> RETURN
 //                   2. client SYN to a service          -> NFQUEUE over the SYN queues
 //                   3. anything else to/from a service  -> NFQUEUE over the flow queues
 // Queueing from mangle (not filter) means the operator's filter rules still see, and may drop,
@@ -41,16 +43,18 @@ struct RuleCommand {
 // The text that `iptables-restore --noflush` gets for one table of one family: declares our chain
 // (creating it, or flushing it when it exists) and fills it, so an update never leaves a window
 // with a half-filled chain.
-std::string restore_script(const GatewayConfig& config, bool v6, const std::string& table);
+// `output_match`: the pinned OUTPUT match (tc_match.hpp) to name, or "" for none.
+std::string restore_script(const GatewayConfig& config, bool v6, const std::string& table,
+                           const std::string& output_match = "");
 
 // The chain body alone (the "-A CHAIN ..." lines, without the -A prefix split out): for tests and
 // `rules show` comparisons.
 std::vector<std::vector<std::string>> chain_rules(const GatewayConfig& config, bool v6,
-                                                  const std::string& table);
+                                                  const std::string& table, const std::string& output_match = "");
 
 // Installs or updates the rules: idempotent, and running it with another mode removes the jumps
 // the new mode does not use.
-std::vector<RuleCommand> plan_up(const GatewayConfig& config);
+std::vector<RuleCommand> plan_up(const GatewayConfig& config, const std::string& output_match = "");
 // Removes every jump to the chain and the chain itself from both tables, for both families.
 // Depends only on the chain name so that a config whose services changed still cleans up.
 std::vector<RuleCommand> plan_down(const std::string& chain);

@@ -20,6 +20,7 @@
 #include "bpf_util.hpp"
 #include "flow_state.hpp"
 #include "interfaces.hpp"
+#include "tc_match.hpp"
 
 #ifdef SYNGATE_HAVE_TC
 #include <bpf/bpf.h>
@@ -32,16 +33,21 @@
 
 namespace syngate::tc {
 
-std::string pin_dir(const std::string& instance) {
+std::string pin_dir(const std::string& instance, const std::string& bpf_dir) {
   // Named as the instance's state directory is (flow_state.hpp): instances in other network
-  // namespaces never share a map.
-  std::string dir = "/sys/fs/bpf/syngate/" + instance;
+  // namespaces never share a map. bpffs refuses names with a dot (EPERM): ':' stands for it, a
+  // character no instance name holds.
+  std::string name = instance;
+  std::replace(name.begin(), name.end(), '.', ':');
+  std::string dir = bpf_dir + "/syngate/" + name;
   try {
-    dir += ".netns-" + std::to_string(gw::this_instance(instance).netns_inode);
+    dir += ":netns-" + std::to_string(gw::this_instance(instance).netns_inode);
   } catch (const std::exception&) {
   }
   return dir;
 }
+
+uint32_t flow_map_entries(uint32_t max_flows) noexcept { return std::max<uint32_t>(max_flows, 1024) * 2; }
 
 sg_tc_flow_key flow_key(const FlowTuple& t) { return bpf::map_flow_key<sg_tc_flow_key>(t); }
 
@@ -103,6 +109,7 @@ constexpr const char* kFlowsPin = "/sg_tc_flows";
 void remove_pins(const std::string& dir) noexcept {
   if (dir.empty()) return;
   unlink((dir + kFlowsPin).c_str());
+  unlink((dir + "/" + kMatchPinName).c_str());  // the OUTPUT match (tc_match.hpp): its rule keeps it
   rmdir(dir.c_str());
 }
 
@@ -175,7 +182,7 @@ syngate_tc* open_and_load(uint32_t max_entries, const std::string& pin, int* err
 }  // namespace
 
 Program::Program(uint32_t max_flows, const std::string& dir) : impl_(std::make_unique<Impl>()) {
-  const uint32_t entries = std::max<uint32_t>(max_flows, 1024) * 2;
+  const uint32_t entries = flow_map_entries(max_flows);
   std::string pin;
   if (!dir.empty()) {
     if (make_dirs(dir)) {
@@ -312,6 +319,17 @@ std::vector<sg_tc_flow_key> Program::keys(uint32_t* max_generation) const {
 
 void Program::delete_key(const sg_tc_flow_key& key) noexcept { bpf_map_delete_elem(impl_->flows_fd(), &key); }
 
+std::vector<std::pair<sg_tc_flow_key, sg_tc_flow>> Program::entries() const {
+  const int fd = impl_->flows_fd();
+  std::vector<std::pair<sg_tc_flow_key, sg_tc_flow>> out;
+  sg_tc_flow_key next{};
+  while (bpf_map_get_next_key(fd, out.empty() ? nullptr : &out.back().first, &next) == 0) {
+    sg_tc_flow v{};
+    if (bpf_map_lookup_elem(fd, &next, &v) == 0) out.emplace_back(next, v);
+  }
+  return out;
+}
+
 uint64_t Program::flow_entries_count() const noexcept {
   const int fd = impl_->flows_fd();
   uint64_t n = 0;
@@ -324,6 +342,8 @@ uint64_t Program::flow_entries_count() const noexcept {
   }
   return n;
 }
+
+int Program::flows_map_fd() const noexcept { return impl_->flows_fd(); }
 
 Counters Program::counters() const {
   Counters out{};
@@ -373,24 +393,10 @@ std::vector<sg_tc_flow_key> Program::keys(uint32_t* max_generation) const {
   return {};
 }
 void Program::delete_key(const sg_tc_flow_key&) noexcept {}
-std::vector<sg_tc_flow_key> Program::keys(uint32_t* max_generation) const {
-  const int fd = impl_->flows_fd();
-  std::vector<sg_tc_flow_key> out;
-  sg_tc_flow_key next{};
-  uint32_t top = 0;
-  while (bpf_map_get_next_key(fd, out.empty() ? nullptr : &out.back(), &next) == 0) {
-    out.push_back(next);
-    sg_tc_flow v{};
-    if (max_generation && bpf_map_lookup_elem(fd, &next, &v) == 0) top = std::max(top, v.generation);
-  }
-  if (max_generation) *max_generation = top;
-  return out;
-}
-
-void Program::delete_key(const sg_tc_flow_key& key) noexcept { bpf_map_delete_elem(impl_->flows_fd(), &key); }
-
+std::vector<std::pair<sg_tc_flow_key, sg_tc_flow>> Program::entries() const { return {}; }
 uint64_t Program::flow_entries_count() const noexcept { return 0; }
 Counters Program::counters() const { return {}; }
+int Program::flows_map_fd() const noexcept { return -1; }
 std::vector<std::string> remove_everywhere(const std::string& dir) noexcept {
   remove_pins(dir);
   return {};
@@ -401,7 +407,7 @@ std::vector<std::string> remove_everywhere(const std::string& dir) noexcept {
 // ---- KernelPath -------------------------------------------------------------------------------
 
 std::unique_ptr<KernelPath> KernelPath::start(const gw::GatewayConfig& config, uint32_t max_flows) {
-  const std::string pins = pin_dir(config.instance);
+  const std::string pins = pin_dir(config.instance, config.bpf_dir);
   if (!config.kernel_path_on()) {
     // A kernel path a dead syngate left must not keep translating with its old offsets.
     for (const std::string& r : remove_everywhere(pins)) spdlog::info("tc: removed {} left by an earlier run", r);
@@ -453,6 +459,7 @@ std::unique_ptr<KernelPath> KernelPath::start(const gw::GatewayConfig& config, u
     spdlog::warn("tc: attached nowhere; kernel path off, every segment crosses NFQUEUE");
     return nullptr;
   }
+  check_output_match(config, *program);
   std::unique_ptr<KernelPath> path(new KernelPath(std::move(program), pins));
   path->generation_.store(top_generation);
   path->addresses_ = addresses;
@@ -531,8 +538,29 @@ void KernelPath::finish_start(uint64_t merged) {
 
 KernelPath::~KernelPath() = default;
 
+namespace {
+bool key_less(const sg_tc_flow_key& a, const sg_tc_flow_key& b) noexcept { return std::memcmp(&a, &b, sizeof a) < 0; }
+
+const sg_tc_flow* find_entry(const std::vector<std::pair<sg_tc_flow_key, sg_tc_flow>>& sorted,
+                             const sg_tc_flow_key& k) noexcept {
+  const auto it = std::lower_bound(sorted.begin(), sorted.end(), k,
+                                   [](const auto& e, const sg_tc_flow_key& key) { return key_less(e.first, key); });
+  return it != sorted.end() && !key_less(k, it->first) ? &it->second : nullptr;
+}
+}  // namespace
+
 void KernelPath::stop() noexcept {
   program_->detach_all();
+  try {
+    at_stop_ = program_->entries();
+    std::sort(at_stop_.begin(), at_stop_.end(), [](const auto& a, const auto& b) { return key_less(a.first, b.first); });
+  } catch (const std::exception&) {
+    at_stop_.clear();  // out of memory: the flows keep the engine's own view
+  }
+  stopped_.store(true, std::memory_order_release);
+  // Host mode's OUTPUT match (its rule outlives the process) must not let a reply past the queue
+  // once no tc egress translates it: an empty map matches nothing.
+  program_->clear_flows();
   remove_pins(pin_dir_);
 }
 
@@ -568,7 +596,15 @@ void KernelPath::punt(const FlowTuple& t) noexcept { program_->punt_flow(t); }
 
 bool KernelPath::read(const FlowTuple& t, KernelFlowView& out) noexcept {
   sg_tc_flow to_server{}, to_client{};
-  if (!program_->read_flow(t, to_server, to_client)) return false;
+  if (stopped_.load(std::memory_order_acquire)) {
+    const sg_tc_flow* a = find_entry(at_stop_, flow_key(t));
+    const sg_tc_flow* b = find_entry(at_stop_, flow_key(t.reversed()));
+    if (!a || !b) return false;
+    to_server = *a;
+    to_client = *b;
+  } else if (!program_->read_flow(t, to_server, to_client)) {
+    return false;
+  }
   out.to_server = kernel_record(to_server);
   out.to_client = kernel_record(to_client);
   return true;

@@ -28,9 +28,12 @@ namespace syngate::tc {
 inline constexpr uint32_t kFilterHandle = 0x5347;
 inline constexpr uint32_t kFilterPriority = 0x5347;
 
-// Where an instance pins its maps: /sys/fs/bpf/syngate/<instance>.netns-<inode of this network
-// namespace>.
-std::string pin_dir(const std::string& instance);
+// Where an instance pins its maps: BPF_DIR/syngate/<instance>:netns-<inode of this network
+// namespace> (BPF_DIR: gateway.bpf_dir; dots in the instance name become ':', bpffs refuses them).
+std::string pin_dir(const std::string& instance, const std::string& bpf_dir = "/sys/fs/bpf");
+// The flow map's size for `max_flows` flows (two entries each): the tc programs' and, in `rules up`,
+// the OUTPUT match's (tc_match.hpp), which must agree to share the pinned map.
+uint32_t flow_map_entries(uint32_t max_flows) noexcept;
 
 // Counter names, in the program's order (tc_abi.h, enum sg_tc_counter).
 inline constexpr std::array<const char*, SG_TC_COUNTER_COUNT> kCounterNames = {"translated", "punted",
@@ -87,8 +90,12 @@ class Program {
   // Every key in the map, and the highest generation among the entries (0 when empty).
   std::vector<sg_tc_flow_key> keys(uint32_t* max_generation = nullptr) const;
   void delete_key(const sg_tc_flow_key& key) noexcept;
+  // Every entry, with its value.
+  std::vector<std::pair<sg_tc_flow_key, sg_tc_flow>> entries() const;
   uint64_t flow_entries_count() const noexcept;
   Counters counters() const;
+  // The flow map (host mode's OUTPUT match must look at this one: tc_match.hpp).
+  int flows_map_fd() const noexcept;
 
  private:
   struct Impl;
@@ -107,7 +114,11 @@ class KernelPath : public FlowObserver, public KernelFlowState {
   // the daemon then runs as before.
   static std::unique_ptr<KernelPath> start(const gw::GatewayConfig& config, uint32_t max_flows);
   ~KernelPath() override;
-  // Off every interface, pins removed (a clean stop).
+  // A clean stop: off every interface, the map emptied (host mode's OUTPUT match, whose rule
+  // outlives the process, then lets nothing past the queue that no tc egress would translate) and
+  // the pins removed. What the programs recorded is kept in memory: read() answers from it from
+  // then on, so the engines' last merge (Engine::merge_kernel_state, once the workers have
+  // stopped) still finds it and the saved tables carry it to the next process.
   void stop() noexcept;
 
   void flow_created(const FlowTuple&) noexcept override {}
@@ -157,6 +168,9 @@ class KernelPath : public FlowObserver, public KernelFlowState {
   uint64_t rewritten_ = 0;
   std::atomic<uint64_t> handed_over_{0};
   std::atomic<uint64_t> write_failures_{0};
+  // The map's entries as stop() found them, sorted by key bytes; published by stopped_.
+  std::vector<std::pair<sg_tc_flow_key, sg_tc_flow>> at_stop_;
+  std::atomic<bool> stopped_{false};
 };
 
 // Hands every flow event to several observers (the XDP fast path and the kernel path), in order.

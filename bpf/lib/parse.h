@@ -94,6 +94,11 @@ static __always_inline enum pkt_parse pkt_parse_headers(const void* data, const 
      * fragment to the SYN workers, away from the flows). */
     __u8 next = ip[6];
     __u32 off = ETH_HLEN_ + IPV6_HLEN;
+#ifdef PKT_PARSE_NO_IPV6_EXT
+    /* For a caller that refuses extension headers whatever they hold (tc_rewritable.h) and reads
+     * a copy outside packet memory, where the verifier cannot bound the walk by data_end. */
+    if (next != IPPROTO_TCP) return PKT_UNHANDLED;
+#endif
     for (int i = 0; i < SG_IPV6_MAX_EXT_HEADERS && next != IPPROTO_TCP; i++) {
       /* The header's next-header and length bytes; unreadable ones matter only if `next` names
        * an extension header (for anything else the walk ends as not TCP). */

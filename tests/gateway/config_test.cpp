@@ -233,6 +233,17 @@ TEST(Config, KernelPathIsOffUnlessAskedForAndNeedsARestart) {
   EXPECT_EQ(changes[0], "gateway.kernel_path");
 }
 
+TEST(Config, BpfDirIsAnAbsolutePathAndNeedsARestart) {
+  EXPECT_EQ(parse_config(kMinimal, "t").bpf_dir, "/sys/fs/bpf");
+  const GatewayConfig a = parse_config(with_gateway("bpf_dir = \"/run/syngate-bpf\""), "t");
+  EXPECT_EQ(a.bpf_dir, "/run/syngate-bpf");
+  EXPECT_EQ(error_of(with_gateway("bpf_dir = \"bpf\"")).key(), "gateway.bpf_dir");
+  EXPECT_EQ(error_of(with_gateway("bpf_dir = \"\"")).key(), "gateway.bpf_dir");
+  const auto changes = non_reloadable_changes(a, parse_config(with_gateway(""), "t"));
+  ASSERT_EQ(changes.size(), 1u);
+  EXPECT_EQ(changes[0], "gateway.bpf_dir");
+}
+
 TEST(Config, RotationFasterThanTwoTicksIsRefused) {
   EXPECT_EQ(error_of(with_gateway("secret_rotation_s = 60")).key(), "gateway.secret_rotation_s");
   EXPECT_EQ(parse_config(with_gateway("secret_rotation_s = 3600"), "t").secret_rotation_s, 3600u);

@@ -177,7 +177,17 @@ lab_down() {
   if [[ $rc != 0 && -f $LAB_DIR/syngate.log ]]; then
     echo "---- syngate log (tail) ----"; tail -n 40 "$LAB_DIR/syngate.log"
   fi
+  if [[ -n ${LAB_BPFFS:-} ]]; then umount -l "$LAB_BPFFS" 2>/dev/null || true; fi
   rm -rf "$LAB_DIR"
+}
+
+# A bpffs for the kernel path's pins (gateway.bpf_dir = $LAB_BPFFS) that `rules up` and the daemon
+# both see: `ip netns exec` mounts a fresh /sys without one, but keeps the rest of the mount tree.
+# In the test's own directory; unmounted at exit (lab_down).
+kernel_path_bpffs() {
+  LAB_BPFFS=$LAB_DIR/bpffs
+  mkdir -p "$LAB_BPFFS"
+  mount -t bpf bpf "$LAB_BPFFS"
 }
 
 # bg NS cmd... : start a process in a namespace; its PID is registered (kit) and in $BG_PID.
@@ -348,7 +358,8 @@ state_instance_dir() {
 tc_pin_dir() {
   local inode
   inode=$(in_ns "$NS_GW" stat -Lc %i /proc/self/ns/net) || return 1
-  echo "/sys/fs/bpf/syngate/${1:-syngate}.netns-$inode"
+  local name=${1:-syngate}
+  echo "${LAB_BPFFS:-/sys/fs/bpf}/syngate/${name//./:}:netns-$inode"
 }
 
 metrics() { in_ns "$NS_GW" curl -s --max-time 2 http://127.0.0.1:9470/metrics; }

@@ -91,6 +91,33 @@ TEST(Rules, TranslatedBitSkipsTheQueuesWhenTheKernelPathIsOn) {
   }
 }
 
+// Host mode's OUTPUT match (tc_match.hpp): named by its pin, right after the translated bit, only
+// in host and both modes with the kernel path on and a pin to name, never for what leaves by lo.
+TEST(Rules, OutputMatchSkipsTheQueueForRepliesTcEgressTranslates) {
+  const std::string pin = "/sys/fs/bpf/syngate/t.netns-1/sg_tc_match";
+  for (bool v6 : {false, true}) {
+    const std::string services = v6 ? "[[service]]\naddress = \"2001:db8::1\"\nport = 80\n"
+                                    : "[[service]]\naddress = \"10.10.3.2\"\nport = 80\n";
+    for (const char* mode : {"host", "both"}) {
+      const GatewayConfig c = config(std::string("mode = \"") + mode + "\"\nkernel_path = \"auto\"", services);
+      auto with = chain_rules(c, v6, "mangle", pin);
+      ASSERT_GE(with.size(), 4u);
+      EXPECT_EQ(join(with[1]), "-m mark --mark 0x40000000/0x40000000 -j RETURN");
+      EXPECT_EQ(join(with[2]), "! -o lo -p tcp -m bpf --object-pinned " + pin + " -j RETURN");
+      auto without = chain_rules(c, v6, "mangle");
+      EXPECT_EQ(without.size() + 1, with.size());
+      EXPECT_NE(restore_script(c, v6, "mangle", pin).find("-A SYNGATE ! -o lo -p tcp -m bpf --object-pinned " + pin),
+                std::string::npos);
+      EXPECT_EQ(chain_rules(c, v6, "raw", pin), chain_rules(c, v6, "raw"));
+    }
+    // Router mode: no OUTPUT to cross; kernel path off: no tc egress to hand to.
+    const GatewayConfig router = config("mode = \"router\"\nkernel_path = \"auto\"", services);
+    EXPECT_EQ(chain_rules(router, v6, "mangle", pin), chain_rules(router, v6, "mangle"));
+    const GatewayConfig off = config("mode = \"host\"\nkernel_path = \"off\"", services);
+    EXPECT_EQ(chain_rules(off, v6, "mangle", pin), chain_rules(off, v6, "mangle"));
+  }
+}
+
 TEST(Rules, RawChainUntracksBothDirections) {
   auto rules = chain_rules(config(), false, "raw");
   ASSERT_EQ(rules.size(), 4u);

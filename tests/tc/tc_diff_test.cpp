@@ -10,6 +10,8 @@
 //
 // Needs root (BPF_PROG_LOAD, BPF_PROG_TEST_RUN): skipped, saying so, otherwise.
 #include <gtest/gtest.h>
+
+#include <array>
 #include <linux/bpf.h>
 #include <arpa/inet.h>
 #include <linux/pkt_cls.h>
@@ -32,6 +34,7 @@
 #include "syngate/spec/flow_spec.h"
 #include "syngate_tc.skel.h"
 #include "syngate_tc_broken.skel.h"
+#include "syngate_tc_match.skel.h"
 
 namespace syngate {
 namespace {
@@ -550,6 +553,93 @@ TEST_F(TcDiff, CatchesADeliberatelyBrokenField) {
   }
   std::printf("[ tc diff ] broken build: %zu of %zu segments differ\n", differ, compared);
   EXPECT_EQ(differ, compared) << "every segment carries the broken sequence number";
+}
+
+// Host mode's OUTPUT match (bpf/syngate_tc_match.bpf.c), loaded on the same flow map: it lets past
+// the queue only what tc egress then translates (else a reply would leave untranslated), and every
+// server segment egress translates on an open flow (else it crosses the queue for nothing); never a
+// client segment. Segments of every layout, FIN/RST/SYN, IPv4 options, malformed options, IPv6,
+// and flows that started closing (the match queues; egress, which comes after it, still translates).
+TEST_F(TcDiff, OutputMatchAgreesWithEgress) {
+  libbpf_set_print([](enum libbpf_print_level, const char*, va_list) { return 0; });
+  syngate_tc_match* m = syngate_tc_match__open();
+  ASSERT_NE(m, nullptr);
+  ASSERT_EQ(bpf_map__reuse_fd(m->maps.sg_tc_flows, good_->flows), 0);
+  ASSERT_EQ(syngate_tc_match__load(m), 0) << "the match does not load";
+  const int match = bpf_program__fd(m->progs.sg_tc_match);
+  auto run_match = [&](const Bytes& ip) {
+    Bytes frame = ethernet(ip);
+    LIBBPF_OPTS(bpf_test_run_opts, opts);
+    opts.data_in = frame.data();
+    opts.data_size_in = static_cast<uint32_t>(frame.size());
+    opts.repeat = 1;
+    EXPECT_EQ(bpf_prog_test_run_opts(match, &opts), 0) << std::strerror(errno);
+    return opts.retval;
+  };
+  std::mt19937 rng(4242);
+  size_t yes = 0, no = 0, closing_checked = 0;
+  for (int v6 = 0; v6 < 2; ++v6) {
+    for (int k = 0; k < 6; ++k) {
+      Conn c = v6 ? Conn::v6(static_cast<uint16_t>(7000 + k)) : Conn::v4(static_cast<uint16_t>(7100 + k));
+      const bool ts = k % 3 != 2;
+      c.client_syn_opts.has_timestamps = c.backend_synack_opts.has_timestamps = ts;
+      c.client_isn = static_cast<uint32_t>(rng());
+      c.backend_isn = static_cast<uint32_t>(rng());
+      establish(c);
+      for (int n = 0; n < 96; ++n) {
+        hand_over(*good_, c);  // fresh entries: a FIN below must not close the next segment's flow
+        const bool to_server = n % 2 == 0;
+        Bytes ip = segment(c, to_server, rng, ts ? rng() % 4 : rng() % 5, ts);
+        if (!relayout(ip, static_cast<Layout>(n / 2 % static_cast<int>(Layout::Count)))) continue;
+        ParseResult r = parse_tcp_packet(ip);
+        const int variant = n / 10 % 6;  // 0, 1: as is; 2: FIN or RST or SYN; 3: IPv4 options; 4: bad options; 5: closing
+        if (variant == 2) {
+          ip[r.packet.tcp_offset() + 13] |= std::array<uint8_t, 3>{tcp_flag::FIN, tcp_flag::RST, tcp_flag::SYN}[n % 3];
+          r.packet.recompute_checksum();
+        } else if (variant == 3 && !v6) {
+          ip.insert(ip.begin() + 20, {1, 1, 1, 0});
+          ip[0] = 0x46;
+          ip[3] = static_cast<uint8_t>(ip[3] + 4);
+          ip[10] = ip[11] = 0;  // the IP checksum is nobody's concern here
+        } else if (variant == 4 && r.packet.tcp_header_len() > 20) {
+          ip[r.packet.tcp_offset() + 20] = 30;
+          ip[r.packet.tcp_offset() + 21] = 40;
+          r.packet.recompute_checksum();
+        } else if (variant == 5) {
+          sg_tc_flow up = entry(*good_, c.c2s);  // the client's FIN crossed tc ingress
+          up.closing |= SG_TC_SEEN_FIN;
+          const sg_tc_flow_key ku = key_of(c.c2s);
+          ASSERT_EQ(bpf_map_update_elem(good_->flows, &ku, &up, BPF_EXIST), 0);
+        }
+        const std::string what = std::string(v6 ? "v6" : "v4") + " conn " + std::to_string(k) + " seg " +
+                                 std::to_string(n) + " variant " + std::to_string(variant) +
+                                 (to_server ? " to server" : " to client");
+        const uint32_t said = run_match(ip);
+        const bool translated = run_tc(good_->egress, ethernet(ip)).mark & SG_TC_MARK;
+        (said ? yes : no)++;
+        if (said) {
+          EXPECT_TRUE(translated) << what << ": let past the queue, and tc egress left it untranslated";
+        }
+        if (to_server) {
+          EXPECT_EQ(said, 0u) << what << ": a client segment";
+        }
+        if (!to_server && variant != 5) {
+          EXPECT_EQ(said != 0, translated) << what;
+        }
+        if (!to_server && variant == 5) {
+          EXPECT_EQ(said, 0u) << what << ": a closing flow's reply goes to the engine";
+          EXPECT_TRUE(translated) << what << ": egress translates what OUTPUT already let through";
+          ++closing_checked;
+        }
+      }
+    }
+  }
+  syngate_tc_match__destroy(m);
+  std::printf("[ tc match ] %zu segments let past the queue, %zu queued, %zu of closing flows\n", yes, no,
+              closing_checked);
+  EXPECT_GT(yes, 100u);
+  EXPECT_GT(no, 300u);
+  EXPECT_GT(closing_checked, 10u);
 }
 
 // The verifier accepts both sections as built (loaded through the skeleton, as the daemon will),
