@@ -66,6 +66,7 @@ SynGuardConfig syn_guard_config(const EngineConfig& c) {
   g.policy = c.policy;
   g.hash_key = c.hash_key;
   g.budget_share = c.budget_share;
+  g.budget_cells = c.budget_cells;
   g.proven = c.proven_sources;
   g.source_prefix_v6 = c.source_prefix_v6;
   return g;

@@ -189,7 +189,7 @@ bool FlowTable::reset(const FlowTableConfig& c) {
   cfg = c;
   // Every byte as the constructor leaves it: entries are reused without being cleared field by
   // field, so a reset table must not differ from a new one in what a freed entry held.
-  std::fill(own.begin(), own.end(), 0);
+  std::memset(own.data(), 0, own.size());  // one call: a byte loop costs more under sanitizers
   clear_indexes();
   format(0);
   rebuild();

@@ -56,6 +56,9 @@ struct EngineConfig {
   std::shared_ptr<const SourcePolicy> policy;
   // How many workers split the per-prefix SYN-ACK budget between them.
   uint32_t budget_share = 1;
+  // Cells of each budget table. A reset clears them all: the fuzzer, which resets the engine for
+  // every input, uses a few.
+  size_t budget_cells = kDefaultBudgetCells;
   // Sources that proved themselves, shared by every worker of a gateway (SYN workers read what
   // flow workers prove); null = the engine's own.
   std::shared_ptr<ProvenSources> proven_sources{};

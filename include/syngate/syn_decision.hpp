@@ -203,11 +203,15 @@ struct SynVerdict {
   IcmpError icmp;      // what an Icmp packet is
 };
 
+// Cells of each budget table (per prefix, per address): 128 KiB each. Sources share a cell when
+// their hashes collide, which only makes their budgets stricter.
+inline constexpr size_t kDefaultBudgetCells = 16384;
+
 struct SynGuardConfig {
   std::shared_ptr<const SourcePolicy> policy;  // null = no policy, default budgets
   HashKey hash_key{};     // random per process; keys the budget tables
   uint32_t budget_share = 1;  // how many workers split the per-prefix budget (SYN workers)
-  size_t budget_cells = 16384;  // per table: 128 KiB each, fixed
+  size_t budget_cells = kDefaultBudgetCells;  // per table, fixed
   // Shared by every worker of a gateway (flow workers prove, SYN workers take); null = a table
   // of this guard's own (a single engine that answers its SYNs and validates its ACKs).
   std::shared_ptr<ProvenSources> proven{};

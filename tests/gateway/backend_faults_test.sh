@@ -25,12 +25,7 @@ in_ns "$NS_SRV" iptables -A INPUT -p tcp --dport 83 -j REJECT --reject-with icmp
 retries=2 initial_ms=200
 give_up_s=$(calc "$initial_ms * (2 ^ $retries) / 1000")  # the last retry's timeout
 if [[ $with == synproxy ]]; then
-  # as bench/lab/run.sh sets it up: the client's SYN untracked, answered by SYNPROXY
-  in_ns "$NS_GW" iptables -t raw -A PREROUTING -i g1 -p tcp -d 10.10.3.2 --dport 80:84 --syn -j CT --notrack
-  in_ns "$NS_GW" iptables -A FORWARD -p tcp -d 10.10.3.2 --dport 80:84 -m conntrack --ctstate INVALID,UNTRACKED \
-    -j SYNPROXY --sack-perm --timestamp --wscale 7 --mss 1460
-  in_ns "$NS_GW" iptables -A FORWARD -m conntrack --ctstate INVALID -j DROP
-  in_ns "$NS_GW" sysctl -qw net.netfilter.nf_conntrack_tcp_loose=0
+  synproxy_up 80:84 g1
 else
   services=""
   for port in 81 82 83 84; do services+=$'[[service]]\naddress = "10.10.3.2"\nport = '"$port"$'\n'; done

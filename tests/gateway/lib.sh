@@ -331,6 +331,51 @@ reload() {
   fail "no reload after SIGHUP: $(tail -3 "$LAB_DIR/syngate.log")"
 }
 
+# The kernel's SYNPROXY in gw instead of syngate, as bench/lab/run.sh sets it up, for the tests
+# that measure it side by side (docs/faults.md): the SYNs to 10.10.3.2 on PORTS (iptables syntax,
+# 80 or 80:84) arriving on each of IFACES untracked in raw PREROUTING (rules that name interfaces,
+# as a deployment's do), answered by SYNPROXY in FORWARD, INVALID dropped, conntrack not loose.
+synproxy_up() {  # synproxy_up PORTS IFACE...
+  local ports=$1 ifc
+  shift
+  for ifc in "$@"; do
+    in_ns "$NS_GW" iptables -t raw -A PREROUTING -i "$ifc" -p tcp -d 10.10.3.2 --dport "$ports" --syn -j CT --notrack
+  done
+  in_ns "$NS_GW" iptables -A FORWARD -p tcp -d 10.10.3.2 --dport "$ports" -m conntrack --ctstate INVALID,UNTRACKED \
+    -j SYNPROXY --sack-perm --timestamp --wscale 7 --mss 1460
+  in_ns "$NS_GW" iptables -A FORWARD -m conntrack --ctstate INVALID -j DROP
+  in_ns "$NS_GW" sysctl -qw net.netfilter.nf_conntrack_tcp_loose=0
+}
+# SYNs SYNPROXY answered in gw so far (/proc/net/stat/synproxy is per namespace, one hex line per
+# CPU: entries, syn_received, cookie_invalid, cookie_valid, cookie_retrans, conn_reopened).
+synproxy_syns() {
+  local n=0 _e syn _rest
+  while read -r _e syn _rest; do n=$((n + 16#$syn)); done < <(in_ns "$NS_GW" tail -n +2 /proc/net/stat/synproxy)
+  echo "$n"
+}
+
+# spoofed_syns NS COUNT [DST_PORT]: COUNT SYNs to 10.10.3.2 from random 198.18.0.0/15 sources,
+# sent from namespace NS (atk, whose backscatter dies in its raw PREROUTING), bounded in time.
+spoofed_syns() {
+  in_ns "$1" timeout 60 /usr/bin/python3 - "$2" "${3:-80}" <<'PY'
+import random, socket, struct, sys
+def csum(b):
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b)); s = (s >> 16) + (s & 0xffff); s += s >> 16
+    return ~s & 0xffff
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+dst = socket.inet_aton("10.10.3.2")
+port = int(sys.argv[2])
+for i in range(int(sys.argv[1])):
+    src = struct.pack("!I", (198 << 24 | 18 << 16) + random.randrange(1 << 17))  # 198.18.0.0/15
+    tcp = struct.pack("!HHIIBBHHH", random.randrange(1024, 65535), port, random.getrandbits(32), 0, 5 << 4, 0x02, 64240, 0, 0)
+    tcp = tcp[:16] + struct.pack("!H", csum(src + dst + struct.pack("!BBH", 0, 6, len(tcp)) + tcp)) + tcp[18:]
+    s.sendto(struct.pack("!BBHHHBBH4s4s", 0x45, 0, 40, 0, 0, 64, 6, 0, src, dst) + tcp, ("10.10.3.2", 0))
+PY
+}
+# A counting rule in srv for the spoofed SYNs that reach the backend; backend_syns reads it.
+count_spoofed_at_backend() { in_ns "$NS_SRV" iptables -A INPUT -p tcp --syn -s 198.18.0.0/15; }
+backend_syns() { in_ns "$NS_SRV" iptables -nvxL INPUT | awk '/198.18.0.0\/15/ { s += $1 } END { printf "%d\n", s }'; }
+
 # Installs the rules and starts the daemon in gw; waits until the queues are bound.
 start_syngate() {
   in_ns "$NS_GW" "$SYNGATE_BIN" check --config "$LAB_DIR/syngate.toml" >/dev/null
