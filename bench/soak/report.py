@@ -155,7 +155,8 @@ def chart(out, rows, ev):
     t0 = event_time(ev, "load start") or rows[0]["t"]
     dat = os.path.join(out, "soak.dat")
     workers = sorted({w for r in rows for w in r.get("packets_by_worker", {})})
-    maps = sorted({k for r in rows for k in map_by_name(r)})
+    # Only maps with a count (a map whose dump failed throughout has no line to draw).
+    maps = sorted({k for r in rows for k, v in map_by_name(r).items() if v is not None})
     prev = None
     with open(dat, "w") as f:
         f.write("# t rss_mb fds flows " + " ".join(f"pps_{w}" for w in workers) + " "
@@ -209,9 +210,9 @@ def chart(out, rows, ev):
         term, ext = "svg size 1400,900", "svg"
     target = os.path.join(out, f"soak.{ext}")
     n = 4
-    pw = ", ".join(f"'{dat}' using 1:{n + 1 + i} with lines lw 1.5 title '{w}'" for i, w in enumerate(workers)) or "NaN notitle"
+    pw = ", ".join(f"'{dat}' using 1:{n + 1 + i} with lines lw 1.5 title '{w}'" for i, w in enumerate(workers)) or "0 notitle"
     pm = ", ".join(f"'{dat}' using 1:{n + 1 + len(workers) + i} with lines lw 1.5 title '{m}'"
-                   for i, m in enumerate(maps)) or "NaN notitle"
+                   for i, m in enumerate(maps)) or "0 notitle"
     script = f"""
 set terminal {term}
 set output '{target}'
@@ -234,7 +235,10 @@ set title 'client outcomes per second'
 plot '{cdat}' using 1:2 with impulses lw 1 title 'succeeded', '{cdat}' using 1:3 with impulses lw 3 lc rgb 'red' title 'failed'
 unset multiplot
 """
-    subprocess.run([gnuplot], input=script, text=True, check=True)
+    run = subprocess.run([gnuplot], input=script, text=True, capture_output=True)
+    if run.returncode != 0:
+        print("report.py: gnuplot failed, no plot:\n" + run.stderr[-2000:], file=sys.stderr)
+        return None
     return target
 
 

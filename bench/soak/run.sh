@@ -193,9 +193,9 @@ client_pids=()
 BG_LOG=$out/clients.err bg "$NS_CLI" bash -c '
   while [[ ! -e $1 ]]; do
     r=$(ab -q -n 200 -c 2 -s 20 -r http://10.10.3.2/ 2>&1) && rc=0 || rc=$?
-    done=$(awk "/^Complete requests:/ {print \$3}" <<<"$r"); failed=$(awk "/^Failed requests:/ {print \$3}" <<<"$r")
+    n=$(awk "/^Complete requests:/ {print \$3}" <<<"$r"); failed=$(awk "/^Failed requests:/ {print \$3}" <<<"$r")
     non2xx=$(awk "/^Non-2xx responses:/ {print \$3}" <<<"$r")
-    echo "$(date +%s.%N) ab ${done:-0} $(( ${failed:-0} + ${non2xx:-0} + (rc ? 200 - ${done:-0} : 0) ))" >>"$2"
+    echo "$(date +%s.%N) ab ${n:-0} $(( ${failed:-0} + ${non2xx:-0} + (rc ? 200 - ${n:-0} : 0) ))" >>"$2"
     ((rc == 0)) || echo "$(date +%T) ab exit $rc: $(tail -2 <<<"$r")" >&2
     sleep 0.5
   done' soak-ab "$stopfile" "$out/ab.log"
@@ -231,7 +231,7 @@ done
 # Idle connections, opened now, used at the end.
 BG_LOG=$out/clients.err bg "$NS_CLI" python3 "$tools" idle-client 10.10.3.2 fd00:10:3::2 7000 "$idle_per_family" "$gofile" "$out/idle.log"
 idle_pid=$BG_PID
-wait_until 20 grep -q "idle opened" "$out/idle.log" || fail "idle connections did not open: $(tail -3 "$out/idle.log" 2>/dev/null)"
+wait_until 20 grep -qs "idle opened" "$out/idle.log" || fail "idle connections did not open: $(tail -3 "$out/idle.log" 2>/dev/null)"
 event "load start"
 
 # ---- schedule --------------------------------------------------------------------------------
@@ -305,6 +305,14 @@ done
 
 # ---- stop the clients, then the drain --------------------------------------------------------
 event "load end"
+# Back to the configuration of the baseline, so that the service and policy maps can be compared
+# with it.
+if ((policy_on || extra_on)); then
+  policy_on=0 extra_on=0
+  write_soak_config 0 0
+  reload
+  event "reload back to the starting configuration"
+fi
 touch "$stopfile"
 touch "$gofile"
 for p in "${client_pids[@]}" "$idle_pid"; do wait "$p" 2>/dev/null || true; untrack_pid "$p"; done

@@ -253,10 +253,11 @@ def bpf_maps(pid):
             show = json.loads(subprocess.run(["bpftool", "-j", "map", "show", "id", str(mid)],
                                              capture_output=True, text=True, timeout=5).stdout)
             m["name"] = show.get("name", str(mid))
-            out = subprocess.run(["bpftool", "map", "dump", "id", str(mid)],
+            # The JSON dump is a list of the entries (the plain one's "Found N elements" line is
+            # missing when the map has BTF).
+            out = subprocess.run(["bpftool", "-j", "map", "dump", "id", str(mid)],
                                  capture_output=True, text=True, timeout=10).stdout
-            found = re.search(r"Found (\d+) element", out)
-            m["entries"] = int(found.group(1)) if found else None
+            m["entries"] = len(json.loads(out))
         except Exception:  # noqa: BLE001
             m["entries"] = None
     return maps
