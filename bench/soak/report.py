@@ -28,6 +28,7 @@ import sys
 FLAT_LIMIT = 0.05
 MIN_LIFETIME_S = 60
 WINDOW = 10
+CLIENT_BIN_S = 5
 CACHE_MAPS = {"sg_proven": 2}  # name prefix -> most entries allowed after the drain
 
 
@@ -159,12 +160,17 @@ def chart(out, rows, ev):
     maps = sorted({k for r in rows for k, v in map_by_name(r).items() if v is not None})
     prev = None
     with open(dat, "w") as f:
-        f.write("# t rss_mb fds flows " + " ".join(f"pps_{w}" for w in workers) + " "
+        f.write("# t rss_mb fds flows xdp_pps " + " ".join(f"pps_{w}" for w in workers) + " "
                 + " ".join(f"map_{m}" for m in maps) + "\n")
         for r in rows:
             cols = [r["t"] - t0, r.get("rss_kb", float("nan")) / 1024 if "rss_kb" in r else "NaN",
                     r.get("fds", "NaN"), r.get("flows_active", "NaN")]
             pw = r.get("packets_by_worker", {})
+            xdp = sum(r.get("xdp", {}).values()) + r.get("xdp_drops", 0) if "xdp" in r else None
+            if prev and xdp is not None and prev[2] is not None and xdp >= prev[2] and r["t"] > prev[0]:
+                cols.append((xdp - prev[2]) / (r["t"] - prev[0]))
+            else:
+                cols.append("NaN")
             for w in workers:
                 if prev and w in pw and w in prev[1] and pw[w] >= prev[1][w] and r["t"] > prev[0]:
                     cols.append((pw[w] - prev[1][w]) / (r["t"] - prev[0]))
@@ -173,13 +179,13 @@ def chart(out, rows, ev):
             mb = map_by_name(r)
             cols += [mb.get(m) if mb.get(m) is not None else "NaN" for m in maps]
             if pw:
-                prev = (r["t"], pw)
+                prev = (r["t"], pw, xdp)
             f.write(" ".join(f"{c:.3f}" if isinstance(c, float) else str(c) for c in cols) + "\n")
     # Client outcomes per second.
     cdat = os.path.join(out, "clients.dat")
     bins = {}
     def add(t, ok, n=1):
-        b = bins.setdefault(int(t - t0), [0, 0])
+        b = bins.setdefault(int((t - t0) // CLIENT_BIN_S) * CLIENT_BIN_S, [0, 0])
         b[0 if ok else 1] += n
     for f in read_lines(os.path.join(out, "ab.log")):
         add(float(f[0]), True, int(f[2])); add(float(f[0]), False, int(f[3]))
@@ -194,7 +200,7 @@ def chart(out, rows, ev):
     with open(cdat, "w") as f:
         f.write("# t ok fail\n")
         for t in sorted(bins):
-            f.write(f"{t} {bins[t][0]} {bins[t][1]}\n")
+            f.write(f"{t} {bins[t][0] / CLIENT_BIN_S:.1f} {bins[t][1]}\n")
     marks = []
     for t, e in ev:
         color = {"kill": "red", "reload": "gray50", "key": "dark-green"}.get(e.split()[0])
@@ -209,17 +215,21 @@ def chart(out, rows, ev):
     else:
         term, ext = "svg size 1400,900", "svg"
     target = os.path.join(out, f"soak.{ext}")
-    n = 4
-    pw = ", ".join(f"'{dat}' using 1:{n + 1 + i} with lines lw 1.5 title '{w}'" for i, w in enumerate(workers)) or "0 notitle"
+    n = 5
+    pw = ", ".join([f"'{dat}' using 1:5 with lines lw 1.5 title 'XDP (all CPUs)'"]
+                   + [f"'{dat}' using 1:{n + 1 + i} with lines lw 1.5 title 'NFQUEUE worker {w}'"
+                      for i, w in enumerate(workers)])
     pm = ", ".join(f"'{dat}' using 1:{n + 1 + len(workers) + i} with lines lw 1.5 title '{m}'"
                    for i, m in enumerate(maps)) or "0 notitle"
     script = f"""
 set terminal {term}
 set output '{target}'
 set multiplot layout 3,2 title 'syngate soak: {os.path.basename(out)} (red: kill -9, gray: SIGHUP, green: key rotation; t = 0 at load start)'
+set termoption noenhanced
 set grid
 set key top left
 set xlabel 's'
+set xrange [*:*]
 {marks}
 set title "syngate's RSS (MB)"
 plot '{dat}' using 1:2 with lines lw 2 title 'RSS'
@@ -229,10 +239,13 @@ set title 'flows in the flow tables'
 plot '{dat}' using 1:4 with lines lw 2 title 'flows_active'
 set title 'BPF hash map entries'
 plot {pm}
-set title 'packets per second per worker (NFQUEUE)'
+set title 'packets per second: XDP and each NFQUEUE worker (log scale)'
+set logscale y
 plot {pw}
-set title 'client outcomes per second'
-plot '{cdat}' using 1:2 with impulses lw 1 title 'succeeded', '{cdat}' using 1:3 with impulses lw 3 lc rgb 'red' title 'failed'
+unset logscale y
+set title 'clients: requests and downloads that succeeded per second (5 s bins), failed (count per bin)'
+set yrange [0:*]
+plot '{cdat}' using 1:2 with steps lw 2 title 'succeeded/s', '{cdat}' using 1:3 with impulses lw 4 lc rgb 'red' title 'failed'
 unset multiplot
 """
     run = subprocess.run([gnuplot], input=script, text=True, capture_output=True)

@@ -40,6 +40,7 @@ idle_per_family=8
 syngate=$root/build/gateway/syngate
 synflood=$root/build/flood/synflood
 out=""
+sabotage=""
 
 usage() {
   cat <<EOF
@@ -56,6 +57,9 @@ Usage: $0 [options]   (root; takes the lab lock itself only if you wrap it: floc
                       closed flows linger engine.linger_s = 30 s)
   --syngate PATH      (default $syngate)
   --synflood PATH     (default $synflood)
+  --sabotage lose-state
+                      to show the soak can fail: the kill -9 also deletes the flow tables syngate
+                      keeps in gateway.state_dir, so the restart loses every proxied connection
   --out DIR           where samples, logs, table.md, summary.json and soak.png go
                       (default bench/soak/out/<timestamp>)
 Pass: 0 failed or corrupt transfers, 0 lost idle connections, RSS and fds flat after warm-up in
@@ -78,10 +82,12 @@ while (($#)); do
     --syngate) syngate=$2; shift 2 ;;
     --synflood) synflood=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
+    --sabotage) sabotage=$2; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "soak: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
+case "$sabotage" in ""|lose-state) ;; *) echo "soak: --sabotage must be lose-state" >&2; exit 2 ;; esac
 case "$kernel_path" in off|auto) ;; *) echo "soak: --kernel-path must be off or auto" >&2; exit 2 ;; esac
 for n in "$duration" "$kill_every" "$hup_every" "$flood_rate" "$dl_mb" "$cooldown"; do
   [[ $n =~ ^[0-9]+$ ]] || { echo "soak: $n is not a number of seconds/packets/MB" >&2; exit 2; }
@@ -285,6 +291,10 @@ crash() {
   kill -KILL "$pid"
   wait "$pid" 2>/dev/null || true
   untrack_pid "$pid"
+  if [[ $sabotage == lose-state ]]; then
+    rm -f "$(state_instance_dir)"/flows-*.bin
+    event "sabotage: flow tables deleted"
+  fi
   launch
 }
 
