@@ -226,7 +226,7 @@ for host in 10.10.3.2 "[fd00:10:3::2]"; do
     f=$(mktemp); trap "rm -f $f" EXIT
     while [[ ! -e $1 ]]; do
       t0=$(date +%s.%N)
-      w=$(curl -sS -g --max-time 600 -o "$f" -w "%{http_code} %{size_download}" "http://$2/dl/big.bin" 2>&1) && rc=0 || rc=$?
+      w=$(curl -sS -g --max-time 600 --speed-limit 1 --speed-time 30 -o "$f" -w "%{http_code} %{size_download}" "http://$2/dl/big.bin" 2>&1) && rc=0 || rc=$?
       if ((rc)); then r="fail rc=$rc"
       elif [[ $(sha256sum <"$f" | cut -d" " -f1) == "$3" ]]; then r=ok
       else r="corrupt"; fi
