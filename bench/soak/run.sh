@@ -115,9 +115,6 @@ gofile=$LAB_DIR/idle-go
 pins=""
 drop_pins() { [[ -n $pins ]] && rm -rf "$pins" && rmdir /sys/fs/bpf/syngate 2>/dev/null; return 0; }
 netns_on_exit drop_pins
-# syngate's log is in LAB_DIR, which the teardown removes: keep a copy with the results.
-keep_log() { cp "$LAB_DIR/syngate.log" "$out/syngate.log" 2>/dev/null || true; }
-netns_on_exit keep_log
 
 lab_up
 lab_ipv6
@@ -339,6 +336,8 @@ touch "$LAB_DIR/sampler-stop"
 wait "$sampler_pid" 2>/dev/null || true
 untrack_pid "$sampler_pid"
 
+# syngate's log is in LAB_DIR, which the teardown removes (on a failure it prints the tail).
+cp "$LAB_DIR/syngate.log" "$out/syngate.log"
 rc=0
 python3 "$here/report.py" "$out" --watchdog-usec "$watchdog_usec" || rc=$?
 exit "$rc"
