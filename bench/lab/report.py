@@ -418,7 +418,7 @@ EST_TESTS = [  # (test, row label, unit, scale of the figure for the table)
     ("wrk", "wrk, 50 keep-alive connections", "req/s", 1),
     ("ab", "ab, a connection per request", "conn/s", 1),
     ("redis", "redis-benchmark -k 0 (GET, a connection per request)", "req/s", 1),
-    ("loss", "iperf3, one stream srv to cli, 1% of srv's segments lost", "Gbit/s", 1e9),
+    ("loss", "iperf3, one stream srv to cli, 1% of its segments lost after the gateway", "Gbit/s", 1e9),
     ("ack", "20 MB download under a max-rate forged-ACK flood, share of its no-flood speed", "share", 1),
 ]
 EST_MODE_LABEL = {"none": "no gateway", "synproxy": "kernel SYNPROXY", "syngate": "syngate, kernel_path off",
@@ -533,6 +533,9 @@ def est_point(d, test):
          "gw_core_softirq_pct": round(100.0 * (int(sq1) - int(sq0)) / dtot, 1) if dtot > 0 else 0,
          "daemon_cpu_pct": round(100.0 * (int(d1) - int(d0)) / int(hz) / wall, 1) if wall > 0 else 0}
     m0, m1 = _metrics(os.path.join(d, test + ".m0")), _metrics(os.path.join(d, test + ".m1"))
+    dropped = _read(os.path.join(d, test + ".dropped")).strip()
+    if dropped.isdigit():
+        p["segments_dropped"] = int(dropped)
     if m1:
         p["counters"] = {k: int(m1.get(name, 0) - m0.get(name, 0)) for k, name in EST_COUNTERS.items()}
     return p
@@ -662,7 +665,8 @@ def est_table(report):
               "conntrack flushed before each figure; "
               f"iperf3 and wrk {cfg.get('est_seconds')} s (iperf3 omits its first second); forged-ACK flood at the "
               f"generator's maximum, {cfg.get('download_repeats')} downloads alone and {cfg.get('download_repeats')} "
-              "under it per run (their medians); loss: netem on srv's link with its TSO/GSO off."]
+              "under it per run (their medians); loss: 1% of srv's segments (TSO/GSO off on srv) dropped at random as "
+              "cli receives them (raw PREROUTING, GRO off), iperf3 -R."]
     return "\n".join(lines) + "\n"
 
 

@@ -21,8 +21,8 @@
 #              in each repeat (a drifting machine load then hits every mode alike): iperf3 one stream
 #              srv->cli and four streams cli->srv, wrk (50 keep-alive connections to nginx), ab (a
 #              connection per request), redis-benchmark -k 0 (a connection per request, to a
-#              redis-server on srv), iperf3 one stream srv->cli with netem dropping 1% of what srv
-#              sends, and the ack kind's downloads under a max-rate forged-ACK flood (every mode
+#              redis-server on srv), iperf3 one stream srv->cli with 1% of srv's segments dropped
+#              as cli receives them, and the ack kind's downloads under a max-rate forged-ACK flood (every mode
 #              but none). Medians of the repeats and their ratios against kernel SYNPROXY go into
 #              table.md and report.json ("established"). Its modes default to none synproxy
 #              syngate syngate-tc, and syngate runs with its shipped configuration (no [policy]
@@ -431,6 +431,9 @@ lab_policy=1
 syngate_up() {  # syngate_up XDP_MODE [XDP_INTERFACES as a TOML array] [KERNEL_PATH]
   local xdp_mode=$1 xdp_interfaces=${2:-} kernel_path=${3:-} kernel_path_line=""
   [ -n "$kernel_path" ] && kernel_path_line="kernel_path = \"$kernel_path\""
+  # Every mode starts as a new install: a stop keeps the flow tables for the next start (syngate's
+  # restarts keep connections), and one mode must not take over the flows another left lingering.
+  rm -rf "$tmp/syngate-state"
   if [ ! -x "$syngate" ]; then
     skip_reason="no syngate binary at $syngate (build the gateway: cmake --build BUILD --target syngate)"
     return 1
@@ -886,14 +889,21 @@ run_established() {  # run_established MODE REPEAT
       -n "$connrate_count" -t get --csv
   fi
   if has_est_test loss; then
-    # 1% of the segments srv sends lost on its link (SACK recovery through the gateway); srv's
-    # segmentation offloads off for it, or netem would drop whole 64 KB GSO super-packets.
+    # 1% of the data segments lost between gw and cli, after the gateway (cli sends SACKs, srv
+    # retransmits, both through the gateway). Dropped as cli receives them (no netem in every
+    # kernel; a drop in srv's OUTPUT would be a local send failure, not a loss): srv sends
+    # MSS-sized segments (its segmentation offloads off) and cli does not coalesce them (GRO off),
+    # or one drop would take out a whole 64 KB super-packet.
     nsx "$srv" ethtool -K "$srv_if" tso off gso off >/dev/null
-    nsx "$srv" tc qdisc add dev "$srv_if" root netem loss 1%
+    nsx "$cli" ethtool -K "$cli_if" gro off >/dev/null
+    local drop=(-t raw -p tcp -s 10.10.3.2 --sport 5201 -m statistic --mode random --probability 0.01 -j DROP)
+    nsx "$cli" iptables -A PREROUTING "${drop[@]}"
     est_measure "$dir" loss timeout "$bound" iperf3 -c 10.10.3.2 -p 5201 -R -t "$s" -O 1 -J --connect-timeout 3000
-    nsx "$srv" tc qdisc del dev "$srv_if" root
+    nsx "$cli" iptables -t raw -L PREROUTING -vnx | awk '/statistic/ { print $1 }' >"$dir/loss.dropped"
+    nsx "$cli" iptables -D PREROUTING "${drop[@]}"
     nsx "$srv" ethtool -K "$srv_if" gso on >/dev/null
     [ "$layout" = offcore ] || nsx "$srv" ethtool -K "$srv_if" tso on >/dev/null
+    if [ "$layout" = offcore ]; then nsx "$cli" ethtool -K "$cli_if" gro on >/dev/null; fi
   fi
   # The forged-ACK flood has nothing to defend without a defence: srv's own stack takes it.
   if has_est_test ack && [ "$mode" != none ]; then
