@@ -533,6 +533,9 @@ def est_point(d, test):
          "gw_core_softirq_pct": round(100.0 * (int(sq1) - int(sq0)) / dtot, 1) if dtot > 0 else 0,
          "daemon_cpu_pct": round(100.0 * (int(d1) - int(d0)) / int(hz) / wall, 1) if wall > 0 else 0}
     m0, m1 = _metrics(os.path.join(d, test + ".m0")), _metrics(os.path.join(d, test + ".m1"))
+    inv = _read(os.path.join(d, test + ".invalid")).split()
+    if len(inv) == 2:
+        p["gw_invalid_dropped"] = int(inv[1]) - int(inv[0])
     dropped = _read(os.path.join(d, test + ".dropped")).strip()
     if dropped.isdigit():
         p["segments_dropped"] = int(dropped)
@@ -561,6 +564,8 @@ def est_collect(mdir):
         t = {"runs": runs, "median": _median([p["value"] for p in runs]),
              "failed_runs": sum(1 for p in runs if p["error"]),
              "errors": sorted({p["error"] for p in runs if p["error"]})}
+        if any(p.get("gw_invalid_dropped") for p in runs):
+            t["median_gw_invalid_dropped"] = _median([p.get("gw_invalid_dropped", 0) for p in runs])
         if "gw_core_busy_pct" in runs[0]:
             t["median_gw_core_busy_pct"] = _median([p["gw_core_busy_pct"] for p in runs])
             t["median_daemon_cpu_pct"] = _median([p["daemon_cpu_pct"] for p in runs])
@@ -658,6 +663,11 @@ def est_table(report):
               for t, *_ in EST_TESTS if t in e and e[t]["errors"]]
     if errors:
         lines += ["", "Failed runs (counted as 0 in the medians):"] + errors
+    invalid = [f"- {EST_MODE_LABEL.get(m, m)}, {t}: {report['modes'][m]['established'][t]['median_gw_invalid_dropped']:.0f}"
+               for m in modes for t, *_ in EST_TESTS
+               if report["modes"][m]["established"].get(t, {}).get("median_gw_invalid_dropped")]
+    if invalid:
+        lines += ["", "Packets gw's conntrack refused as INVALID (dropped by the SYNPROXY rules), median per figure:"] + invalid
     lines += ["", "Settings: syngate as shipped ([xdp] mode auto, backscatter budget at its default) but for "
               "kernel_path; kernel SYNPROXY with --sack-perm --wscale 7 --mss 1460, no timestamps; srv's "
               "somaxconn and tcp_max_syn_backlog 64 (nginx backlog 64); "
@@ -699,6 +709,10 @@ def main():
         p = est_point(d, test)
         unit, scale = next((u, sc) for t, _, u, sc in EST_TESTS if t == test)
         extra = "".join(f" {k}={v}" for k, v in p.get("counters", {}).items() if v)
+        if p.get("gw_invalid_dropped"):
+            extra += f" conntrack INVALID dropped={p['gw_invalid_dropped']}"
+        if p.get("segments_dropped"):
+            extra += f" loss rule dropped={p['segments_dropped']}"
         print(f"{mode:>12} {test}: {_fmt(p['value'], unit, scale)} {unit}, gw core busy {p['gw_core_busy_pct']:.0f}%"
               + (f", daemon {p['daemon_cpu_pct']:.0f}%" if mode.startswith("syngate") else "") + extra
               + (f"  FAILED: {p['error']}" if p["error"] else ""))

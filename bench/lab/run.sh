@@ -842,6 +842,11 @@ start_est_servers() {
   kill -0 "$iperf3_pid" 2>/dev/null || { echo "run.sh: iperf3 -s did not start: $(cat "$tmp/iperf3-server.log")" >&2; exit 1; }
 }
 
+# Packets kernel SYNPROXY's conntrack refused: its INVALID DROP rule (0 in the other modes).
+gw_invalid_drops() {
+  nsx "$gw" iptables -L FORWARD -vnx | awk '$3 == "DROP" && /INVALID/ { n += $1 } END { print n + 0 }'
+}
+
 # Runs one measurement (CMD... from cli, its output in DIR/TEST.out) and records its window:
 # DIR/TEST.win holds "t0 t1 core_busy0 core_total0 core_softirq0 busy1 total1 softirq1 daemon0
 # daemon1 clk_tck exit_code" (the core: the gateway's, syngate's CPU), DIR/TEST.m0 and .m1 the
@@ -850,9 +855,10 @@ est_measure() {  # est_measure DIR TEST CMD...
   local dir=$1 test=$2
   shift 2
   fresh_state
-  local t0 t1 g0 g1 d0=0 d1=0 rc=0
+  local t0 t1 g0 g1 d0=0 d1=0 rc=0 i0
   : >"$dir/$test.m0"; : >"$dir/$test.m1"
   [ -n "$syngate_pid" ] && { syngate_metrics_raw >"$dir/$test.m0"; d0=$(cpu_ticks "$syngate_pid"); }
+  i0=$(gw_invalid_drops)
   g0=$(core_ticks "$syngate_cpu"); t0=$(date +%s.%N)
   nsx "$cli" "${ep[@]}" "$@" >"$dir/$test.out" 2>"$dir/$test.err" || rc=$?
   t1=$(date +%s.%N); g1=$(core_ticks "$syngate_cpu")
@@ -862,6 +868,7 @@ est_measure() {  # est_measure DIR TEST CMD...
     syngate_metrics_raw >"$dir/$test.m1"
   fi
   echo "$t0 $t1 $g0 $g1 $d0 $d1 $clk_tck $rc" >"$dir/$test.win"
+  echo "$i0 $(gw_invalid_drops)" >"$dir/$test.invalid"
   log "$(python3 "$here/report.py" --est-point "$dir" "$test" "$mode")"
 }
 
