@@ -533,6 +533,9 @@ def est_point(d, test):
          "gw_core_softirq_pct": round(100.0 * (int(sq1) - int(sq0)) / dtot, 1) if dtot > 0 else 0,
          "daemon_cpu_pct": round(100.0 * (int(d1) - int(d0)) / int(hz) / wall, 1) if wall > 0 else 0}
     m0, m1 = _metrics(os.path.join(d, test + ".m0")), _metrics(os.path.join(d, test + ".m1"))
+    kv = [dict(x.split("=", 1) for x in _read(os.path.join(d, test + suffix)).split()) for suffix in (".srv0", ".srv1")]
+    if kv[1]:
+        p["srv_tcp"] = {k: int(v) - int(kv[0].get(k, 0)) for k, v in kv[1].items()}
     inv = _read(os.path.join(d, test + ".invalid")).split()
     if len(inv) == 2:
         p["gw_invalid_dropped"] = int(inv[1]) - int(inv[0])
@@ -564,6 +567,9 @@ def est_collect(mdir):
         t = {"runs": runs, "median": _median([p["value"] for p in runs]),
              "failed_runs": sum(1 for p in runs if p["error"]),
              "errors": sorted({p["error"] for p in runs if p["error"]})}
+        if any("srv_tcp" in p for p in runs):
+            keys = sorted({k for p in runs for k in p.get("srv_tcp", {})})
+            t["median_srv_tcp"] = {k: _median([p.get("srv_tcp", {}).get(k, 0) for p in runs]) for k in keys}
         if any(p.get("gw_invalid_dropped") for p in runs):
             t["median_gw_invalid_dropped"] = _median([p.get("gw_invalid_dropped", 0) for p in runs])
         if "gw_core_busy_pct" in runs[0]:
@@ -632,12 +638,13 @@ def est_table(report):
         cells += [f"{r['ratio_to_none'][m]:.2f}" if m in r["ratio_to_none"] else "-" for m in modes if m.startswith("syngate")]
         lines.append("| " + " | ".join(cells) + " |")
     # Where the gateway's work went: its core's busy share and, for syngate, each path's segments.
-    lines += ["", f"Gateway core (CPU {cfg.get('syngate_cpu')}, syngate's) busy during each figure, median % "
-              "(softirq, syngate and anything else on it; in the offcore layout nothing else runs there):", "",
-              "| figure | " + " | ".join(EST_MODE_LABEL.get(m, m) for m in modes) + " |", "|---|" + "---:|" * len(modes)]
-    for r in s["rows"]:
-        if r["test"] == "ack":
-            continue
+    # In the shared layout every client and server may run on the gateway's core: no cost to read.
+    busy_rows = [r for r in s["rows"] if r["test"] != "ack"] if cfg.get("layout") == "offcore" else []
+    if busy_rows:
+        lines += ["", f"Gateway core (CPU {cfg.get('syngate_cpu')}, syngate's) busy during each figure, median % "
+                  "(softirq, syngate and anything else on it: no lab process, but other users of the machine):", "",
+                  "| figure | " + " | ".join(EST_MODE_LABEL.get(m, m) for m in modes) + " |", "|---|" + "---:|" * len(modes)]
+    for r in busy_rows:
         cells = []
         for m in modes:
             t = report["modes"][m]["established"].get(r["test"], {})
@@ -652,6 +659,8 @@ def est_table(report):
                   "| figure | " + " | ".join(EST_MODE_LABEL.get(m, m) for m in tc_modes) + " |",
                   "|---|" + "---:|" * len(tc_modes)]
         for r in s["rows"]:
+            if r["test"] == "ack":
+                continue
             cells = []
             for m in tc_modes:
                 c = report["modes"][m]["established"].get(r["test"], {}).get("median_counters")
@@ -663,6 +672,15 @@ def est_table(report):
               for t, *_ in EST_TESTS if t in e and e[t]["errors"]]
     if errors:
         lines += ["", "Failed runs (counted as 0 in the medians):"] + errors
+    srv_keys = ("RetransSegs", "TCPTimeouts", "TCPSACKDiscard", "TCPSackRecovery")
+    lossy = [m for m in modes if report["modes"][m]["established"].get("loss", {}).get("median_srv_tcp")]
+    if lossy:
+        lines += ["", "srv's TCP during the loss figure, median per run (SACK blocks it discarded are "
+                  "outside what it sent: SACK translated wrongly on the way):", "",
+                  "| mode | " + " | ".join(srv_keys) + " |", "|---|" + "---:|" * len(srv_keys)]
+        for m in lossy:
+            c = report["modes"][m]["established"]["loss"]["median_srv_tcp"]
+            lines.append(f"| {EST_MODE_LABEL.get(m, m)} | " + " | ".join(f"{c.get(k, 0):.0f}" for k in srv_keys) + " |")
     invalid = [f"- {EST_MODE_LABEL.get(m, m)}, {t}: {report['modes'][m]['established'][t]['median_gw_invalid_dropped']:.0f}"
                for m in modes for t, *_ in EST_TESTS
                if report["modes"][m]["established"].get(t, {}).get("median_gw_invalid_dropped")]
@@ -711,6 +729,8 @@ def main():
         extra = "".join(f" {k}={v}" for k, v in p.get("counters", {}).items() if v)
         if p.get("gw_invalid_dropped"):
             extra += f" conntrack INVALID dropped={p['gw_invalid_dropped']}"
+        srv = p.get("srv_tcp", {})
+        extra += "".join(f" srv:{k}={srv[k]}" for k in ("RetransSegs", "TCPTimeouts", "TCPSACKDiscard") if srv.get(k))
         if p.get("segments_dropped"):
             extra += f" loss rule dropped={p['segments_dropped']}"
         print(f"{mode:>12} {test}: {_fmt(p['value'], unit, scale)} {unit}, gw core busy {p['gw_core_busy_pct']:.0f}%"

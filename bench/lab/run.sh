@@ -847,6 +847,14 @@ gw_invalid_drops() {
   nsx "$gw" iptables -L FORWARD -vnx | awk '$3 == "DROP" && /INVALID/ { n += $1 } END { print n + 0 }'
 }
 
+# srv's TCP counters that tell how its senders recovered: retransmission timeouts, SACK blocks it
+# threw away (outside its window: a wrongly translated SACK), fast recoveries.
+srv_tcp_counters() {
+  nsx "$srv" awk '$1 ~ /^(Tcp|TcpExt):$/ { if (!(($1) in hdr)) { hdr[$1] = $0; next } split(hdr[$1], k)
+    for (i = 2; i <= NF; i++) if (k[i] ~ /^(RetransSegs|TCPTimeouts|TCPSACKDiscard|TCPDSACKIgnoredOld|TCPDSACKIgnoredNoUndo|TCPSackRecovery|TCPRenoRecovery|TCPSACKReneging|TCPLossProbes|TCPSackFailures|TCPRenoFailures)$/) print k[i] "=" $i }' \
+    /proc/net/snmp /proc/net/netstat | tr '\n' ' '
+}
+
 # Runs one measurement (CMD... from cli, its output in DIR/TEST.out) and records its window:
 # DIR/TEST.win holds "t0 t1 core_busy0 core_total0 core_softirq0 busy1 total1 softirq1 daemon0
 # daemon1 clk_tck exit_code" (the core: the gateway's, syngate's CPU), DIR/TEST.m0 and .m1 the
@@ -859,6 +867,7 @@ est_measure() {  # est_measure DIR TEST CMD...
   : >"$dir/$test.m0"; : >"$dir/$test.m1"
   [ -n "$syngate_pid" ] && { syngate_metrics_raw >"$dir/$test.m0"; d0=$(cpu_ticks "$syngate_pid"); }
   i0=$(gw_invalid_drops)
+  srv_tcp_counters >"$dir/$test.srv0"
   g0=$(core_ticks "$syngate_cpu"); t0=$(date +%s.%N)
   nsx "$cli" "${ep[@]}" "$@" >"$dir/$test.out" 2>"$dir/$test.err" || rc=$?
   t1=$(date +%s.%N); g1=$(core_ticks "$syngate_cpu")
@@ -869,6 +878,7 @@ est_measure() {  # est_measure DIR TEST CMD...
   fi
   echo "$t0 $t1 $g0 $g1 $d0 $d1 $clk_tck $rc" >"$dir/$test.win"
   echo "$i0 $(gw_invalid_drops)" >"$dir/$test.invalid"
+  srv_tcp_counters >"$dir/$test.srv1"
   log "$(python3 "$here/report.py" --est-point "$dir" "$test" "$mode")"
 }
 
