@@ -13,7 +13,7 @@ import shutil
 import subprocess
 import sys
 
-MODE_ORDER = ["none", "syncookies", "synproxy", "synproxy-ts", "syngate", "syngate-native", "syngate-nfqueue"]
+MODE_ORDER = ["none", "syncookies", "synproxy", "synproxy-ts", "syngate", "syngate-tc", "syngate-tc-noxdp", "syngate-native", "syngate-nfqueue"]
 CLEAN_PCT = 99.0  # a point is clean when at least this share of legitimate connections succeeded
 
 
@@ -422,7 +422,7 @@ EST_TESTS = [  # (test, row label, unit, scale of the figure for the table)
     ("ack", "20 MB download under a max-rate forged-ACK flood, share of its no-flood speed", "share", 1),
 ]
 EST_MODE_LABEL = {"none": "no gateway", "synproxy": "kernel SYNPROXY", "syngate": "syngate, kernel_path off",
-                  "syngate-tc": "syngate, kernel_path auto"}
+                  "syngate-tc": "syngate, kernel_path auto", "syngate-tc-noxdp": "syngate, kernel_path auto, [xdp] off"}
 
 
 def _read(path):

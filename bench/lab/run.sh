@@ -98,7 +98,8 @@ Usage: $0 [options]
                          none synproxy syngate syngate-tc). syngate: as shipped, [xdp] mode = "auto"
                          (generic XDP on veth) and kernel_path "off" (its default); syngate-tc: the
                          same with kernel_path = "auto" (established flows translated by tc
-                         programs); syngate-native: native XDP on gw's client- and
+                         programs); syngate-tc-noxdp: kernel_path "auto" with [xdp] mode "off"
+                         (what generic XDP costs the established traffic); syngate-native: native XDP on gw's client- and
                          flood-facing veths, with a pass-through XDP program on their peers, which
                          a veth needs and a NIC does not (BUILD/bpf/lab_xdp_pass.bpf.o);
                          syngate-nfqueue: [xdp] mode = "off", every packet through NFQUEUE
@@ -538,7 +539,7 @@ mode_up() {
     syncookies) srv_sysctls 1 ;;
     synproxy) srv_sysctls 0; synproxy_up "" ;;
     synproxy-ts) srv_sysctls 0; synproxy_up "--timestamp" ;;
-    syngate|syngate-tc|syngate-native|syngate-nfqueue) srv_sysctls 0 ;;
+    syngate|syngate-tc|syngate-tc-noxdp|syngate-native|syngate-nfqueue) srv_sysctls 0 ;;
     *) skip_reason="unknown mode $1"; return 1 ;;
   esac
   start_nginx  # after the sysctls: the listen backlog is fixed at listen() time
@@ -546,6 +547,7 @@ mode_up() {
   case "$1" in
     syngate) syngate_up auto || return 1 ;;
     syngate-tc) syngate_up auto "" auto || return 1 ;;
+    syngate-tc-noxdp) syngate_up off "" auto || return 1 ;;
     syngate-nfqueue) syngate_up off || return 1 ;;
     syngate-native)
       if [ ! -f "$lab_pass" ]; then
@@ -564,7 +566,7 @@ wire_pass_off() {
 }
 
 mode_down() {
-  case "$1" in syngate|syngate-tc|syngate-native|syngate-nfqueue) syngate_down ;; esac
+  case "$1" in syngate|syngate-tc|syngate-tc-noxdp|syngate-native|syngate-nfqueue) syngate_down ;; esac
   if [ "$1" = syngate-native ]; then wire_pass_off; fi
   gw_clear
 }
