@@ -26,8 +26,8 @@
 #              but none). Medians of the repeats and their ratios against kernel SYNPROXY go into
 #              table.md and report.json ("established"). Its modes default to none synproxy
 #              syngate syngate-tc, and syngate runs with its shipped configuration (no [policy]
-#              override; only kernel_path differs between syngate and syngate-tc). About 150 s a
-#              repeat per layout with the defaults: 5 repeats take 12-13 minutes a layout.
+#              override; only kernel_path differs between syngate and syngate-tc). About 130 s a
+#              repeat per layout with the defaults, measured: 5 repeats took 11 minutes a layout.
 #
 # Layouts (--layout): where the gateway's per-packet work runs.
 #   shared     veth as it is: what atk sends, gw receives on atk's CPU (softirq in the sender's
@@ -118,7 +118,7 @@ Usage: $0 [options]
                          established: iperf3, wrk, ab, redis-benchmark, a download under 1% loss
                          and under a forged-ACK flood, no SYN flood (see the top of this file)
   --repeats N            established: runs of every mode, medians reported (default $repeats; 1 is a
-                         quick look: about 150 s a layout)
+                         quick look: about 130 s a layout, 95 s with --est-seconds 2)
   --est-seconds S        established: seconds of each iperf3 and wrk measurement (default $est_seconds)
   --est-tests "LIST"     established: any of $est_tests (default: all)
   --kind-modes "LIST"    run the kinds other than syn only for these modes (default: every mode)
