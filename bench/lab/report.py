@@ -13,7 +13,7 @@ import shutil
 import subprocess
 import sys
 
-MODE_ORDER = ["none", "syncookies", "synproxy", "synproxy-ts", "syngate", "syngate-native", "syngate-nfqueue"]
+MODE_ORDER = ["none", "syncookies", "synproxy", "synproxy-ts", "syngate", "syngate-tc", "syngate-tc-noxdp", "syngate-native", "syngate-nfqueue"]
 CLEAN_PCT = 99.0  # a point is clean when at least this share of legitimate connections succeeded
 
 
@@ -93,11 +93,20 @@ def collect(out):
         connrate = os.path.join(mdir, "connrate.tsv")
         if os.path.exists(connrate):
             entry["connrate"] = connrate_of(connrate)
+        est = est_collect(mdir)
+        if est:
+            entry["established"] = est
         modes[mode] = entry
-    return {"config": config, "modes": modes}
+    report = {"config": config, "modes": modes}
+    est = est_summary(report)
+    if est:
+        report["established"] = est
+    return report
 
 
 def table(report):
+    if not any(m["points"] for m in report["modes"].values()):
+        return est_table(report) + kind_tables(report)
     lines = ["| mode | flood (SYN/s) | success % | connect p50 / p99 (ms) | first byte p99 (ms) | failures (timeout/rst/other) | gw CPU | gw RSS |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
     notes = []
@@ -126,7 +135,7 @@ def table(report):
             notes.append(f"- {mode}: server-speaks-first service, no flood: "
                          f"{m['banner_no_flood']['success_pct']:.1f}% got the banner within 1 s")
     text = "## Spoofed SYN flood\n\n" + "\n".join(lines) + "\n" + ("\n" + "\n".join(notes) + "\n" if notes else "")
-    return text + kind_tables(report) + "\n".join(targets(report))
+    return text + kind_tables(report) + "\n".join(targets(report)) + ("\n\n" + est_table(report) if "established" in report else "")
 
 
 def ok_modes(report, key):
@@ -273,6 +282,10 @@ def summary(out, layout_dirs):
         report = load(path)
         layout = report["config"].get("layout", os.path.basename(d))
         parts += [f"## Layout: {layout}", "", f"Full tables: {os.path.join(d, 'table.md')}", ""]
+        if "established" in report:
+            parts += [est_table(report), ""]
+        if not any(m["points"] for m in report["modes"].values()):
+            continue
         rows = ["| mode | capacity (SYN/s, >= 99% served) | clean at every rate | highest rate | served there | connect p99 no flood (ms) | conn/s |",
                 "|---|---:|---|---:|---:|---:|---:|"]
         for mode, m in report["modes"].items():
@@ -396,6 +409,305 @@ unset multiplot
     return target
 
 
+# ---------------------------------------------------------------------------------------------
+# The established kind: points/<mode>/est/<repeat>/<test>.{out,err,win,m0,m1} and ack.json.
+
+EST_TESTS = [  # (test, row label, unit, scale of the figure for the table)
+    ("iperf-down", "iperf3, one stream, srv to cli", "Gbit/s", 1e9),
+    ("iperf-up4", "iperf3, four streams, cli to srv", "Gbit/s", 1e9),
+    ("wrk", "wrk, 50 keep-alive connections", "req/s", 1),
+    ("ab", "ab, a connection per request", "conn/s", 1),
+    ("redis", "redis-benchmark -k 0 (GET, a connection per request)", "req/s", 1),
+    ("loss", "iperf3, one stream srv to cli, 1% of its segments lost after the gateway", "Gbit/s", 1e9),
+    ("ack", "20 MB download under a max-rate forged-ACK flood, share of its no-flood speed", "share", 1),
+]
+EST_MODE_LABEL = {"none": "no gateway", "synproxy": "kernel SYNPROXY", "syngate": "syngate, kernel_path off",
+                  "syngate-tc": "syngate, kernel_path auto", "syngate-tc-noxdp": "syngate, kernel_path auto, [xdp] off"}
+
+
+def _read(path):
+    return open(path, errors="replace").read() if os.path.exists(path) else ""
+
+
+def est_figure(test, out, rc):
+    """(figure, error or None) from a tool's own output; a run that failed counts 0."""
+    if test in ("iperf-down", "iperf-up4", "loss"):
+        try:
+            j = json.loads(out)
+        except ValueError:
+            return 0.0, f"iperf3 printed no JSON (exit {rc})"
+        if j.get("error"):
+            return 0.0, "iperf3: " + j["error"]
+        end = j.get("end", {})
+        bps = end.get("sum_received", {}).get("bits_per_second", 0.0)
+        retr = end.get("sum_sent", {}).get("retransmits")
+        return bps, None if bps else "iperf3 received nothing" if retr is None else None
+    if test == "wrk":
+        rps, errs = 0.0, []
+        for line in out.splitlines():
+            f = line.split()
+            if line.startswith("Requests/sec:"):
+                rps = float(f[1])
+            elif "Socket errors" in line or "Non-2xx" in line:
+                errs.append(line.strip())
+        return rps, ("; ".join(errs) or None) if rps else f"wrk: no rate (exit {rc}) {'; '.join(errs)}"
+    if test == "ab":
+        rps = complete = failed = 0
+        for line in out.splitlines():
+            f = line.split()
+            if line.startswith("Requests per second:"):
+                rps = float(f[3])
+            elif line.startswith("Complete requests:"):
+                complete = int(f[2])
+            elif line.startswith("Failed requests:"):
+                failed = int(f[2])
+        err = None
+        if rc != 0 or failed or not rps:
+            err = f"ab: exit {rc}, {complete} complete, {failed} failed" + (" (stalled: stopped at its deadline)" if rc in (124, 130) else "")
+        return (rps if rc == 0 else 0.0), err
+    if test == "redis":
+        for line in out.splitlines():
+            f = [x.strip('"') for x in line.split(",")]
+            if len(f) > 1 and f[0] != "test":
+                try:
+                    return float(f[1]), (None if rc == 0 else f"redis-benchmark exit {rc}")
+                except ValueError:
+                    pass
+        return 0.0, f"redis-benchmark: no result (exit {rc})" + (" (stalled: stopped at its deadline)" if rc == 124 else "")
+    raise ValueError(test)
+
+
+def _metrics(path):
+    """Prometheus text -> {name or name{outcome}: value}, summed over the other labels."""
+    out = {}
+    for line in _read(path).splitlines():
+        parts = line.rsplit(None, 1)
+        if len(parts) != 2:
+            continue
+        name, labels = parts[0], ""
+        if "{" in name:
+            name, labels = name.split("{", 1)
+        outcome = ""
+        for lab in labels.rstrip("}").split(","):
+            if lab.startswith("outcome="):
+                outcome = lab.split("=", 1)[1].strip('"')
+        key = f"{name}{{{outcome}}}" if outcome else name
+        try:
+            out[key] = out.get(key, 0) + float(parts[1])
+        except ValueError:
+            pass
+    return out
+
+
+EST_COUNTERS = {  # what each path did during a measurement (deltas)
+    "tc_translated": "syngate_tc_packets_total{translated}",
+    "tc_punted": "syngate_tc_packets_total{punted}",
+    "tc_already_marked": "syngate_tc_packets_total{already_marked}",
+    "tc_miss": "syngate_tc_packets_total{miss}",
+    "tc_flows_handed_over": "syngate_tc_flows_handed_over_total",
+    "tc_flow_write_failures": "syngate_tc_flow_write_failures_total",
+    "engine_translated": "syngate_translated_total",
+    "nfqueue_packets": "syngate_packets_total",
+}
+
+
+def est_point(d, test):
+    """One measurement of one repeat, or None if it was not run."""
+    if test == "ack":
+        path = os.path.join(d, "ack.json")
+        if not os.path.exists(path):
+            return None
+        a = load(path)
+        intact = a["flood"]["intact"] and a["no_flood"]["intact"]
+        return {"value": a["speed_ratio"], "error": None if intact else "a download arrived corrupt or incomplete",
+                "no_flood_bytes_per_s": a["no_flood"]["bytes_per_s"], "flood_bytes_per_s": a["flood"]["bytes_per_s"],
+                "flood_pps": a["flood_pps"]}
+    win = os.path.join(d, test + ".win")
+    if not os.path.exists(win):
+        return None
+    t0, t1, b0, tot0, sq0, b1, tot1, sq1, d0, d1, hz, rc = _read(win).split()
+    value, err = est_figure(test, _read(os.path.join(d, test + ".out")), int(rc))
+    wall, dtot = float(t1) - float(t0), int(tot1) - int(tot0)
+    p = {"value": value, "error": err, "window_s": round(wall, 2),
+         "gw_core_busy_pct": round(100.0 * (int(b1) - int(b0)) / dtot, 1) if dtot > 0 else 0,
+         "gw_core_softirq_pct": round(100.0 * (int(sq1) - int(sq0)) / dtot, 1) if dtot > 0 else 0,
+         "daemon_cpu_pct": round(100.0 * (int(d1) - int(d0)) / int(hz) / wall, 1) if wall > 0 else 0}
+    m0, m1 = _metrics(os.path.join(d, test + ".m0")), _metrics(os.path.join(d, test + ".m1"))
+    kv = [dict(x.split("=", 1) for x in _read(os.path.join(d, test + suffix)).split()) for suffix in (".srv0", ".srv1")]
+    if kv[1]:
+        p["srv_tcp"] = {k: int(v) - int(kv[0].get(k, 0)) for k, v in kv[1].items()}
+    inv = _read(os.path.join(d, test + ".invalid")).split()
+    if len(inv) == 2:
+        p["gw_invalid_dropped"] = int(inv[1]) - int(inv[0])
+    dropped = _read(os.path.join(d, test + ".dropped")).strip()
+    if dropped.isdigit():
+        p["segments_dropped"] = int(dropped)
+    if m1:
+        p["counters"] = {k: int(m1.get(name, 0) - m0.get(name, 0)) for k, name in EST_COUNTERS.items()}
+    return p
+
+
+def _median(xs):
+    xs = sorted(xs)
+    n = len(xs)
+    return (xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2) if n else None
+
+
+def est_collect(mdir):
+    """{test: {runs, median, failed_runs, median gw core busy, median counters}} for one mode."""
+    edir = os.path.join(mdir, "est")
+    if not os.path.isdir(edir):
+        return None
+    reps = sorted((r for r in os.listdir(edir) if r.isdigit()), key=int)
+    result = {"repeats": len(reps), "skipped": [r for r in reps if os.path.exists(os.path.join(edir, r, "skipped"))]}
+    for test, *_ in EST_TESTS:
+        runs = [dict(p, repeat=int(r)) for r, p in ((r, est_point(os.path.join(edir, r), test)) for r in reps) if p]
+        if not runs:
+            continue
+        t = {"runs": runs, "median": _median([p["value"] for p in runs]),
+             "failed_runs": sum(1 for p in runs if p["error"]),
+             "errors": sorted({p["error"] for p in runs if p["error"]})}
+        if any("srv_tcp" in p for p in runs):
+            keys = sorted({k for p in runs for k in p.get("srv_tcp", {})})
+            t["median_srv_tcp"] = {k: _median([p.get("srv_tcp", {}).get(k, 0) for p in runs]) for k in keys}
+        if any(p.get("gw_invalid_dropped") for p in runs):
+            t["median_gw_invalid_dropped"] = _median([p.get("gw_invalid_dropped", 0) for p in runs])
+        if "gw_core_busy_pct" in runs[0]:
+            t["median_gw_core_busy_pct"] = _median([p["gw_core_busy_pct"] for p in runs])
+            t["median_daemon_cpu_pct"] = _median([p["daemon_cpu_pct"] for p in runs])
+        if any("counters" in p for p in runs):
+            t["median_counters"] = {k: _median([p.get("counters", {}).get(k, 0) for p in runs]) for k in EST_COUNTERS}
+        result[test] = t
+    return result
+
+
+def est_summary(report):
+    """Medians side by side and the ratios against kernel SYNPROXY (and plain forwarding)."""
+    modes = {m: e["established"] for m, e in report["modes"].items() if e.get("established")}
+    if not modes:
+        return None
+    rows = []
+    for test, label, unit, scale in EST_TESTS:
+        row = {"test": test, "label": label, "unit": unit, "median": {}, "failed_runs": {}, "runs": {}}
+        for mode, e in modes.items():
+            if test in e:
+                row["median"][mode] = e[test]["median"]
+                row["failed_runs"][mode] = e[test]["failed_runs"]
+                row["runs"][mode] = len(e[test]["runs"])
+        if not row["median"]:
+            continue
+        base, plain = row["median"].get("synproxy"), row["median"].get("none")
+        row["ratio_to_synproxy"] = {m: v / base for m, v in row["median"].items() if base and m != "synproxy"}
+        row["ratio_to_none"] = {m: v / plain for m, v in row["median"].items() if plain and m != "none"}
+        # The same ratio taken within each repeat (the modes ran minutes apart, not hours), then
+        # its median: less exposed to the machine's load drifting between repeats.
+        if "synproxy" in modes and test in modes["synproxy"]:
+            base_by = {p["repeat"]: p["value"] for p in modes["synproxy"][test]["runs"]}
+            row["paired_ratio_to_synproxy"] = {
+                m: _median([p["value"] / base_by[p["repeat"]] for p in e[test]["runs"] if base_by.get(p["repeat"])])
+                for m, e in modes.items() if m != "synproxy" and test in e
+                and any(base_by.get(p["repeat"]) for p in e[test]["runs"])}
+        rows.append(row)
+    return {"modes": list(modes), "rows": rows}
+
+
+def _fmt(v, unit, scale):
+    if v is None:
+        return "-"
+    if unit == "share":
+        return f"{100 * v:.0f}%"
+    v /= scale
+    return f"{v:.2f}" if unit == "Gbit/s" else f"{v / 1000:.1f}k" if v >= 10000 else f"{v:.0f}"
+
+
+def est_table(report):
+    s = report.get("established")
+    if not s:
+        return ""
+    cfg = report["config"]
+    modes = s["modes"]
+    scale = {t: sc for t, _, _, sc in EST_TESTS}
+    ratio_modes = [m for m in modes if m != "synproxy"]
+    head = ["figure (median of runs)"] + [EST_MODE_LABEL.get(m, m) for m in modes] + \
+           [f"{EST_MODE_LABEL.get(m, m)} / SYNPROXY (median of each repeat's)" for m in ratio_modes if m != "none"] + \
+           [f"{EST_MODE_LABEL.get(m, m)} / no gateway" for m in modes if m.startswith("syngate")]
+    lines = [f"## Established flows ({cfg.get('layout', 'shared')} layout, {cfg.get('repeats')} repeat(s), "
+             f"modes interleaved in each)", "",
+             "| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
+    for r in s["rows"]:
+        cells = [f"{r['label']} ({r['unit']})"]
+        for m in modes:
+            v = r["median"].get(m)
+            c = _fmt(v, r["unit"], scale[r["test"]])
+            if r["failed_runs"].get(m):
+                c += f" ({r['failed_runs'][m]}/{r['runs'][m]} runs failed)"
+            cells.append(c)
+        paired = r.get("paired_ratio_to_synproxy", {})
+        cells += [(f"{r['ratio_to_synproxy'][m]:.2f}" if m in r["ratio_to_synproxy"] else "-")
+                  + (f" ({paired[m]:.2f})" if paired.get(m) is not None else "") for m in ratio_modes if m != "none"]
+        cells += [f"{r['ratio_to_none'][m]:.2f}" if m in r["ratio_to_none"] else "-" for m in modes if m.startswith("syngate")]
+        lines.append("| " + " | ".join(cells) + " |")
+    # Where the gateway's work went: its core's busy share and, for syngate, each path's segments.
+    # In the shared layout every client and server may run on the gateway's core: no cost to read.
+    busy_rows = [r for r in s["rows"] if r["test"] != "ack"] if cfg.get("layout") == "offcore" else []
+    if busy_rows:
+        lines += ["", f"Gateway core (CPU {cfg.get('syngate_cpu')}, syngate's) busy during each figure, median % "
+                  "(softirq, syngate and anything else on it: no lab process, but other users of the machine):", "",
+                  "| figure | " + " | ".join(EST_MODE_LABEL.get(m, m) for m in modes) + " |", "|---|" + "---:|" * len(modes)]
+    for r in busy_rows:
+        cells = []
+        for m in modes:
+            t = report["modes"][m]["established"].get(r["test"], {})
+            b = t.get("median_gw_core_busy_pct")
+            cells.append("-" if b is None else f"{b:.0f}" + (f" (daemon {t['median_daemon_cpu_pct']:.0f})"
+                                                             if m.startswith("syngate") else ""))
+        lines.append(f"| {r['test']} | " + " | ".join(cells) + " |")
+    tc_modes = [m for m in modes if m.startswith("syngate")]
+    if tc_modes:
+        lines += ["", "Segments per path during each figure (median of runs): tc translated / punted / miss, "
+                  "engine translated (NFQUEUE):", "",
+                  "| figure | " + " | ".join(EST_MODE_LABEL.get(m, m) for m in tc_modes) + " |",
+                  "|---|" + "---:|" * len(tc_modes)]
+        for r in s["rows"]:
+            if r["test"] == "ack":
+                continue
+            cells = []
+            for m in tc_modes:
+                c = report["modes"][m]["established"].get(r["test"], {}).get("median_counters")
+                cells.append("-" if not c else f"{c['tc_translated']:.0f} / {c['tc_punted']:.0f} / {c['tc_miss']:.0f}, "
+                             f"{c['engine_translated']:.0f}")
+            lines.append(f"| {r['test']} | " + " | ".join(cells) + " |")
+    errors = [f"- {EST_MODE_LABEL.get(m, m)}, {t}: " + "; ".join(e[t]["errors"])
+              for m, e in ((m, report["modes"][m]["established"]) for m in modes)
+              for t, *_ in EST_TESTS if t in e and e[t]["errors"]]
+    if errors:
+        lines += ["", "Failed runs (counted as 0 in the medians):"] + errors
+    srv_keys = ("RetransSegs", "TCPTimeouts", "TCPSACKDiscard", "TCPSackRecovery")
+    lossy = [m for m in modes if report["modes"][m]["established"].get("loss", {}).get("median_srv_tcp")]
+    if lossy:
+        lines += ["", "srv's TCP during the loss figure, median per run (SACK blocks it discarded are "
+                  "outside what it sent: SACK translated wrongly on the way):", "",
+                  "| mode | " + " | ".join(srv_keys) + " |", "|---|" + "---:|" * len(srv_keys)]
+        for m in lossy:
+            c = report["modes"][m]["established"]["loss"]["median_srv_tcp"]
+            lines.append(f"| {EST_MODE_LABEL.get(m, m)} | " + " | ".join(f"{c.get(k, 0):.0f}" for k in srv_keys) + " |")
+    invalid = [f"- {EST_MODE_LABEL.get(m, m)}, {t}: {report['modes'][m]['established'][t]['median_gw_invalid_dropped']:.0f}"
+               for m in modes for t, *_ in EST_TESTS
+               if report["modes"][m]["established"].get(t, {}).get("median_gw_invalid_dropped")]
+    if invalid:
+        lines += ["", "Packets gw's conntrack refused as INVALID (dropped by the SYNPROXY rules), median per figure:"] + invalid
+    lines += ["", "Settings: syngate as shipped ([xdp] mode auto, backscatter budget at its default) but for "
+              "kernel_path; kernel SYNPROXY with --sack-perm --wscale 7 --mss 1460, no timestamps; srv's "
+              "somaxconn and tcp_max_syn_backlog 64 (nginx backlog 64); "
+              f"ab and redis-benchmark {cfg.get('connrate_count')} connections, {cfg.get('connrate_concurrency')} at once, "
+              "conntrack flushed before each figure; "
+              f"iperf3 and wrk {cfg.get('est_seconds')} s (iperf3 omits its first second); forged-ACK flood at the "
+              f"generator's maximum, {cfg.get('download_repeats')} downloads alone and {cfg.get('download_repeats')} "
+              "under it per run (their medians); loss: 1% of srv's segments (TSO/GSO off on srv) dropped at random as "
+              "cli receives them (raw PREROUTING, GRO off), iperf3 -R."]
+    return "\n".join(lines) + "\n"
+
+
 def main():
     # One-line summaries for run.sh's progress log.
     if sys.argv[1] == "--point":
@@ -419,6 +731,21 @@ def main():
         runs = ", ".join(f"{r['conn_per_s']:.0f}" for r in c["runs"])
         print(f"{mode:>12} new connections/s (ab, no keep-alive): median {c['median_conn_per_s']:.0f} ({runs}), "
               f"{c['failed']} failed")
+        return
+    if sys.argv[1] == "--est-point":
+        d, test, mode = sys.argv[2:5]
+        p = est_point(d, test)
+        unit, scale = next((u, sc) for t, _, u, sc in EST_TESTS if t == test)
+        extra = "".join(f" {k}={v}" for k, v in p.get("counters", {}).items() if v)
+        if p.get("gw_invalid_dropped"):
+            extra += f" conntrack INVALID dropped={p['gw_invalid_dropped']}"
+        srv = p.get("srv_tcp", {})
+        extra += "".join(f" srv:{k}={srv[k]}" for k in ("RetransSegs", "TCPTimeouts", "TCPSACKDiscard") if srv.get(k))
+        if p.get("segments_dropped"):
+            extra += f" loss rule dropped={p['segments_dropped']}"
+        print(f"{mode:>12} {test}: {_fmt(p['value'], unit, scale)} {unit}, gw core busy {p['gw_core_busy_pct']:.0f}%"
+              + (f", daemon {p['daemon_cpu_pct']:.0f}%" if mode.startswith("syngate") else "") + extra
+              + (f"  FAILED: {p['error']}" if p["error"] else ""))
         return
     if sys.argv[1] == "--summary":
         summary(sys.argv[2], sys.argv[3:])

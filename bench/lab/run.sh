@@ -17,6 +17,17 @@
 #   mixed      a SYN/ACK/RST/FIN mixed flood at --mixed-rate, legitimate HTTP probe during it
 #   ipv6       ack, malformed and mixed again with IPv6 targets, spoofed from 2001:2::/48
 #   connrate   new connections per second of a real client (ab, a connection per request), no flood
+#   established  the traffic users pay for, no SYN flood, --repeats times with the modes interleaved
+#              in each repeat (a drifting machine load then hits every mode alike): iperf3 one stream
+#              srv->cli and four streams cli->srv, wrk (50 keep-alive connections to nginx), ab (a
+#              connection per request), redis-benchmark -k 0 (a connection per request, to a
+#              redis-server on srv), iperf3 one stream srv->cli with 1% of srv's segments dropped
+#              as cli receives them, and the ack kind's downloads under a max-rate forged-ACK flood (every mode
+#              but none). Medians of the repeats and their ratios against kernel SYNPROXY go into
+#              table.md and report.json ("established"). Its modes default to none synproxy
+#              syngate syngate-tc, and syngate runs with its shipped configuration (no [policy]
+#              override; only kernel_path differs between syngate and syngate-tc). About 130 s a
+#              repeat per layout with the defaults, measured: 5 repeats took 11 minutes a layout.
 #
 # Layouts (--layout): where the gateway's per-packet work runs.
 #   shared     veth as it is: what atk sends, gw receives on atk's CPU (softirq in the sender's
@@ -25,6 +36,10 @@
 #   offcore    gw's flood-facing veth in NAPI mode with a threaded poller pinned to one CPU and
 #              syngate pinned to the same CPU, the generator alone on the other: every cost of the
 #              defence (kernel and daemon) lands on one core, as on a real box with a NIC queue.
+#              With the established kind, gw's client- and server-facing veths are polled there too,
+#              cli and srv receive on the other CPU (their own pollers) and every client and server
+#              process (nginx, redis, iperf3, wrk, ab) is pinned to it: the gateway's core carries
+#              only the gateway's work, whose share of that core each figure records.
 #   both       the two, one after the other (OUT/shared, OUT/offcore), then OUT/summary.md with
 #              the ratios against the kernel's SYNPROXY measured in the same run.
 #
@@ -67,6 +82,10 @@ mixed_rate=60000
 # stays below that and conntrack is flushed before each.
 connrate_count=3000
 connrate_conc=16
+repeats=5             # the established kind: runs of every mode, medians reported
+est_seconds=4         # the established kind: length of each iperf3 and wrk measurement
+est_tests="iperf-down iperf-up4 wrk ab redis loss ack"
+modes_given=0
 
 usage() {
   cat <<EOF
@@ -74,9 +93,13 @@ Usage: $0 [options]
   --build DIR            build tree holding flood/synflood and gateway/syngate (default: $build)
   --synflood PATH        synflood binary (default: BUILD/flood/synflood)
   --syngate PATH         syngate binary (default: BUILD/gateway/syngate; mode skipped if absent/broken)
-  --modes "LIST"         any of: none syncookies synproxy synproxy-ts syngate syngate-native
-                         syngate-nfqueue (default: all). syngate: as shipped, [xdp] mode = "auto"
-                         (generic XDP on veth); syngate-native: native XDP on gw's client- and
+  --modes "LIST"         any of: none syncookies synproxy synproxy-ts syngate syngate-tc syngate-native
+                         syngate-nfqueue (default: all but syngate-tc; with --kinds established:
+                         none synproxy syngate syngate-tc). syngate: as shipped, [xdp] mode = "auto"
+                         (generic XDP on veth) and kernel_path "off" (its default); syngate-tc: the
+                         same with kernel_path = "auto" (established flows translated by tc
+                         programs); syngate-tc-noxdp: kernel_path "auto" with [xdp] mode "off"
+                         (what generic XDP costs the established traffic); syngate-native: native XDP on gw's client- and
                          flood-facing veths, with a pass-through XDP program on their peers, which
                          a veth needs and a NIC does not (BUILD/bpf/lab_xdp_pass.bpf.o);
                          syngate-nfqueue: [xdp] mode = "off", every packet through NFQUEUE
@@ -90,7 +113,14 @@ Usage: $0 [options]
   --banner-count N       server-speaks-first probes per mode, no flood (default $banner_count; 0 = skip)
   --gw-cpu same|other    shared layout: pin syngate to the flood's CPU or the other one (default
                          $gw_cpu); offcore always uses the other one, with the poller
-  --kinds "LIST"         attack kinds: syn ack malformed mixed ipv6 connrate (default: "$kinds")
+  --kinds "LIST"         attack kinds: syn ack malformed mixed ipv6 connrate established
+                         (default: "$kinds");
+                         established: iperf3, wrk, ab, redis-benchmark, a download under 1% loss
+                         and under a forged-ACK flood, no SYN flood (see the top of this file)
+  --repeats N            established: runs of every mode, medians reported (default $repeats; 1 is a
+                         quick look: about 130 s a layout, 95 s with --est-seconds 2)
+  --est-seconds S        established: seconds of each iperf3 and wrk measurement (default $est_seconds)
+  --est-tests "LIST"     established: any of $est_tests (default: all)
   --kind-modes "LIST"    run the kinds other than syn only for these modes (default: every mode)
   --malform-kinds "LIST" synflood --malform kinds (default: all eleven)
   --malform-count N      SYNs per malform kind (default $malform_count)
@@ -117,7 +147,10 @@ while (($#)); do
     --build) build=$2; shift 2 ;;
     --synflood) synflood=$2; shift 2 ;;
     --syngate) syngate=$2; shift 2 ;;
-    --modes) modes=$2; shift 2 ;;
+    --modes) modes=$2; modes_given=1; shift 2 ;;
+    --repeats) repeats=$2; shift 2 ;;
+    --est-seconds) est_seconds=$2; shift 2 ;;
+    --est-tests) est_tests=$2; shift 2 ;;
     --rates) rates=$2; shift 2 ;;
     --probe-count) probe_count=$2; shift 2 ;;
     --probe-concurrency) probe_conc=$2; shift 2 ;;
@@ -150,9 +183,21 @@ for tool in ip iptables ip6tables nginx python3 taskset curl sha256sum; do
   command -v "$tool" >/dev/null || { echo "run.sh: missing $tool (run scripts/deps.sh)" >&2; exit 2; }
 done
 for k in $kinds; do
-  case "$k" in syn|ack|malformed|mixed|ipv6|connrate) ;; *) echo "run.sh: unknown kind $k (see --help)" >&2; exit 2 ;; esac
+  case "$k" in syn|ack|malformed|mixed|ipv6|connrate|established) ;; *) echo "run.sh: unknown kind $k (see --help)" >&2; exit 2 ;; esac
 done
 has_kind() { [[ " $kinds " == *" $1 "* ]]; }
+has_est_test() { [[ " $est_tests " == *" $1 "* ]]; }
+if has_kind established; then
+  ((modes_given)) || modes="none synproxy syngate syngate-tc"
+  [[ $repeats =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: --repeats must be a positive integer" >&2; exit 2; }
+  [[ $est_seconds =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: --est-seconds must be a positive integer" >&2; exit 2; }
+  for t in $est_tests; do
+    case "$t" in iperf-down|iperf-up4|wrk|ab|redis|loss|ack) ;; *) echo "run.sh: unknown --est-tests entry $t" >&2; exit 2 ;; esac
+  done
+  for tool in iperf3 wrk ab redis-server redis-benchmark tc timeout; do
+    command -v "$tool" >/dev/null || { echo "run.sh: missing $tool for the established kind (run scripts/deps.sh)" >&2; exit 2; }
+  done
+fi
 case "$gw_cpu" in same|other) ;; *) echo "run.sh: --gw-cpu must be same or other" >&2; exit 2 ;; esac
 ncpu=$(nproc)
 case "$layout" in
@@ -213,21 +258,22 @@ link() {  # link NS_A IF_A ADDR_A NS_B IF_B ADDR_B
   ip -n "$1" link set "$2" up
   ip -n "$4" link set "$5" up
 }
-link "$cli" eth0 10.10.1.2/24 "$gw" c0 10.10.1.1/24
-# The two ends of the flood's link: in the offcore layout their NAPI poller threads are found by
-# name (napi/<dev>-<id>), so the names must be unique on the machine.
-aif=a0 atk_if=eth0
+# The ends of a link polled by a NAPI thread (the offcore layout) must have names unique on the
+# machine: the poller thread is found by name (napi/<dev>-<id>).
+aif=a0 atk_if=eth0 cif=c0 cli_if=eth0 sif=s0 srv_if=eth0
 [ "$layout" = offcore ] && { aif="a$$"; atk_if="k$$"; }
+if [ "$layout" = offcore ] && has_kind established; then cif="c$$"; cli_if="l$$"; sif="s$$"; srv_if="v$$"; fi
+link "$cli" "$cli_if" 10.10.1.2/24 "$gw" "$cif" 10.10.1.1/24
 link "$atk" "$atk_if" 10.10.2.2/24 "$gw" "$aif" 10.10.2.1/24
-link "$srv" eth0 10.10.3.2/24 "$gw" s0 10.10.3.1/24
+link "$srv" "$srv_if" 10.10.3.2/24 "$gw" "$sif" 10.10.3.1/24
 ip -n "$cli" route add default via 10.10.1.1
 # IPv6 on every link: nodad, or the addresses are unusable for a second or two.
-ip -n "$cli" -6 addr add fd00:10:1::2/64 dev eth0 nodad
-ip -n "$gw" -6 addr add fd00:10:1::1/64 dev c0 nodad
+ip -n "$cli" -6 addr add fd00:10:1::2/64 dev "$cli_if" nodad
+ip -n "$gw" -6 addr add fd00:10:1::1/64 dev "$cif" nodad
 ip -n "$atk" -6 addr add fd00:10:2::2/64 dev "$atk_if" nodad
 ip -n "$gw" -6 addr add fd00:10:2::1/64 dev "$aif" nodad
-ip -n "$srv" -6 addr add fd00:10:3::2/64 dev eth0 nodad
-ip -n "$gw" -6 addr add fd00:10:3::1/64 dev s0 nodad
+ip -n "$srv" -6 addr add fd00:10:3::2/64 dev "$srv_if" nodad
+ip -n "$gw" -6 addr add fd00:10:3::1/64 dev "$sif" nodad
 ip -n "$cli" -6 route add default via fd00:10:1::1
 ip -n "$atk" -6 route add default via fd00:10:2::1
 ip -n "$srv" -6 route add default via fd00:10:3::1
@@ -258,7 +304,28 @@ if [ "$layout" = offcore ]; then
   atk_poller=$("$here/offcore_receiver.sh" "$gw" "$aif" "$atk" "$atk_if" "$flood_cpu")
   log "offcore layout: gw's $aif polled by NAPI thread $poller on CPU $syngate_cpu, generator and atk's" \
     "receive (NAPI thread $atk_poller) on CPU $flood_cpu"
+  if has_kind established; then
+    # The clients' traffic too: gw receives it on its core, cli and srv on the other one.
+    est_pollers=""
+    for pair in "$cli $cli_if $gw $cif $syngate_cpu" "$srv $srv_if $gw $sif $syngate_cpu" \
+                "$gw $cif $cli $cli_if $flood_cpu" "$gw $sif $srv $srv_if $flood_cpu"; do
+      # shellcheck disable=SC2086
+      est_pollers+=" $("$here/offcore_receiver.sh" $pair)"
+      # A queue on the sending end: veth then stops it while the receiver's 256-entry ring is full
+      # instead of dropping (noqueue, veth's default, drops: a bulk TCP stream lost tens of
+      # thousands of segments a second and ran at 0.6 Gbit/s with no gateway at all).
+      # shellcheck disable=SC2086
+      set -- $pair
+      nsx "$1" tc qdisc replace dev "$2" root pfifo limit 1000
+    done
+    log "offcore layout, established kind: gw's $cif and $sif polled on CPU $syngate_cpu, cli's and srv's" \
+      "on CPU $flood_cpu (NAPI threads$est_pollers); clients and servers pinned to CPU $flood_cpu"
+  fi
 fi
+# Where the clients and servers of the established kind run: the generator's CPU in the offcore
+# layout (the gateway's core is the gateway's), anywhere in the shared one.
+ep=()
+[ "$layout" = offcore ] && ep=(taskset -c "$flood_cpu")
 
 # ---------------------------------------------------------------------------------------------
 # Servers on srv: nginx on :80 (client speaks first) and a banner service on :2222 (server
@@ -284,7 +351,7 @@ http {
   }
 }
 EOF
-  nsx "$srv" nginx -c "$tmp/nginx.conf" -p "$tmp" -e "$tmp/nginx-error.log"
+  nsx "$srv" "${ep[@]}" nginx -c "$tmp/nginx.conf" -p "$tmp" -e "$tmp/nginx-error.log"
   for _ in $(seq 50); do [ -s "$tmp/nginx.pid" ] && break; sleep 0.1; done
   [ -s "$tmp/nginx.pid" ] || { echo "run.sh: nginx did not start:" >&2; cat "$tmp/nginx-error.log" >&2; exit 1; }
 }
@@ -337,19 +404,24 @@ gw_clear() {
   nsx "$gw" conntrack -F >/dev/null 2>&1 || true
 }
 
+# The ports both defences protect on srv: nginx and the banner service, and with the established
+# kind iperf3's and redis's.
+protected_ports="80 2222"
+has_kind established && protected_ports+=" 5201 6379"
+
 synproxy_up() {  # synproxy_up "EXTRA SYNPROXY OPTIONS"
   local port
-  for port in 80 2222; do
+  for port in $protected_ports; do
     nsx "$gw" iptables -t raw -A PREROUTING -i "$aif" -p tcp -d 10.10.3.2 --dport $port --syn -j CT --notrack
-    nsx "$gw" iptables -t raw -A PREROUTING -i c0 -p tcp -d 10.10.3.2 --dport $port --syn -j CT --notrack
+    nsx "$gw" iptables -t raw -A PREROUTING -i "$cif" -p tcp -d 10.10.3.2 --dport $port --syn -j CT --notrack
     # shellcheck disable=SC2086
     nsx "$gw" iptables -A FORWARD -p tcp -d 10.10.3.2 --dport $port -m conntrack --ctstate INVALID,UNTRACKED \
       -j SYNPROXY --sack-perm $1 --wscale 7 --mss 1460
   done
   nsx "$gw" iptables -A FORWARD -m conntrack --ctstate INVALID -j DROP
-  for port in 80 2222; do
+  for port in $protected_ports; do
     nsx "$gw" ip6tables -t raw -A PREROUTING -i "$aif" -p tcp -d fd00:10:3::2 --dport $port --syn -j CT --notrack
-    nsx "$gw" ip6tables -t raw -A PREROUTING -i c0 -p tcp -d fd00:10:3::2 --dport $port --syn -j CT --notrack
+    nsx "$gw" ip6tables -t raw -A PREROUTING -i "$cif" -p tcp -d fd00:10:3::2 --dport $port --syn -j CT --notrack
     # shellcheck disable=SC2086
     nsx "$gw" ip6tables -A FORWARD -p tcp -d fd00:10:3::2 --dport $port -m conntrack --ctstate INVALID,UNTRACKED \
       -j SYNPROXY --sack-perm $1 --wscale 7 --mss 1440
@@ -360,8 +432,15 @@ synproxy_up() {  # synproxy_up "EXTRA SYNPROXY OPTIONS"
 
 syngate_pid=""
 syngate_metrics_port=9470  # inside gw's namespace: its own loopback
-syngate_up() {  # syngate_up XDP_MODE [XDP_INTERFACES as a TOML array]
-  local xdp_mode=$1 xdp_interfaces=${2:-}
+# The lab's one departure from syngate's shipped configuration (see [policy] below); the
+# established kind runs syngate as shipped (no SYN flood there for the budget to matter).
+lab_policy=1
+syngate_up() {  # syngate_up XDP_MODE [XDP_INTERFACES as a TOML array] [KERNEL_PATH]
+  local xdp_mode=$1 xdp_interfaces=${2:-} kernel_path=${3:-} kernel_path_line=""
+  [ -n "$kernel_path" ] && kernel_path_line="kernel_path = \"$kernel_path\""
+  # Every mode starts as a new install: a stop keeps the flow tables for the next start (syngate's
+  # restarts keep connections), and one mode must not take over the flows another left lingering.
+  rm -rf "$tmp/syngate-state"
   if [ ! -x "$syngate" ]; then
     skip_reason="no syngate binary at $syngate (build the gateway: cmake --build BUILD --target syngate)"
     return 1
@@ -371,10 +450,13 @@ syngate_up() {  # syngate_up XDP_MODE [XDP_INTERFACES as a TOML array]
 secret_file = "$tmp/syngate.secrets"
 state_dir = "$tmp/syngate-state"
 metrics_address = "127.0.0.1:$syngate_metrics_port"
+$kernel_path_line
 
 [xdp]
 mode = "$xdp_mode"
 ${xdp_interfaces:+interfaces = $xdp_interfaces}
+EOF
+  if ((lab_policy)); then cat >>"$tmp/syngate.toml" <<EOF
 
 # The lab spoofs from one /15, 512 /24s: from 512k SYN/s up the default backscatter budget
 # (1000 SYN-ACKs/s per /24) would refuse part of the flood cheaply where the kernel modes answer
@@ -382,19 +464,11 @@ ${xdp_interfaces:+interfaces = $xdp_interfaces}
 # makes syngate answer every SYN too, and the connrate kind's one client is not held to it.
 [policy]
 synack_per_prefix_per_s = 0
-
-[[service]]
-address = "10.10.3.2"
-port = 80
-
-[[service]]
-address = "10.10.3.2"
-port = 2222
-
-[[service]]
-address = "fd00:10:3::2"
-port = 80
 EOF
+  fi
+  local port
+  for port in $protected_ports; do printf '\n[[service]]\naddress = "10.10.3.2"\nport = %s\n' "$port"; done >>"$tmp/syngate.toml"
+  printf '\n[[service]]\naddress = "fd00:10:3::2"\nport = 80\n' >>"$tmp/syngate.toml"
   if ! nsx "$gw" "$syngate" rules up --config "$tmp/syngate.toml" >"$tmp/syngate-rules.log" 2>&1; then
     skip_reason="syngate rules up failed: $(tail -n 3 "$tmp/syngate-rules.log" | tr '\n' ' ')"
     return 1
@@ -422,6 +496,9 @@ EOF
   fi
   # Which path answers is part of the result: say so when the fast path did not attach.
   syngate_counters >"$out/points/$mode/xdp_at_start.json"
+  if [ "$kernel_path" = auto ] && ! grep -q "tc: translating established flows" "$out/$mode.log"; then
+    log "$mode: the kernel path did not attach; this mode measures the engine only: $(grep 'tc:' "$out/$mode.log" | tail -n 2 | tr '\n' ' ')"
+  fi
   if [ "$xdp_mode" != off ] && [ "$(json_field "$out/points/$mode/xdp_at_start.json" xdp_enabled 0)" != 1 ]; then
     log "$mode: the XDP fast path did not attach; this mode measures NFQUEUE only: $(grep -i 'xdp' "$out/$mode.log" | tail -n 2 | tr '\n' ' ')"
   fi
@@ -468,32 +545,34 @@ mode_up() {
     syncookies) srv_sysctls 1 ;;
     synproxy) srv_sysctls 0; synproxy_up "" ;;
     synproxy-ts) srv_sysctls 0; synproxy_up "--timestamp" ;;
-    syngate|syngate-native|syngate-nfqueue) srv_sysctls 0 ;;
+    syngate|syngate-tc|syngate-tc-noxdp|syngate-native|syngate-nfqueue) srv_sysctls 0 ;;
     *) skip_reason="unknown mode $1"; return 1 ;;
   esac
   start_nginx  # after the sysctls: the listen backlog is fixed at listen() time
   # The gateway's own readiness check needs the backend listening.
   case "$1" in
     syngate) syngate_up auto || return 1 ;;
+    syngate-tc) syngate_up auto "" auto || return 1 ;;
+    syngate-tc-noxdp) syngate_up off "" auto || return 1 ;;
     syngate-nfqueue) syngate_up off || return 1 ;;
     syngate-native)
       if [ ! -f "$lab_pass" ]; then
         skip_reason="no $lab_pass (built with the syngate target when the XDP fast path is built)"
         return 1
       fi
-      nsx "$cli" ip link set dev eth0 xdpdrv obj "$lab_pass" sec xdp
+      nsx "$cli" ip link set dev "$cli_if" xdpdrv obj "$lab_pass" sec xdp
       nsx "$atk" ip link set dev "$atk_if" xdpdrv obj "$lab_pass" sec xdp
-      syngate_up native "[\"$aif\", \"c0\"]" || { wire_pass_off; return 1; } ;;
+      syngate_up native "[\"$aif\", \"$cif\"]" || { wire_pass_off; return 1; } ;;
   esac
 }
 
 wire_pass_off() {
-  nsx "$cli" ip link set dev eth0 xdpdrv off 2>/dev/null || true
+  nsx "$cli" ip link set dev "$cli_if" xdpdrv off 2>/dev/null || true
   nsx "$atk" ip link set dev "$atk_if" xdpdrv off 2>/dev/null || true
 }
 
 mode_down() {
-  case "$1" in syngate|syngate-native|syngate-nfqueue) syngate_down ;; esac
+  case "$1" in syngate|syngate-tc|syngate-tc-noxdp|syngate-native|syngate-nfqueue) syngate_down ;; esac
   if [ "$1" = syngate-native ]; then wire_pass_off; fi
   gw_clear
 }
@@ -637,8 +716,8 @@ download() {  # download FAMILY OUTFILE -> "bytes_per_s seconds http_code intact
 
 # The download alone, then the same download while atk floods forged ACKs at the port, then new
 # legitimate connections while the flood goes on.
-run_ack() {  # run_ack MODE FAMILY
-  local mode=$1 family=$2 base="$out/points/$1/ack$2"
+run_ack() {  # run_ack MODE FAMILY [BASE]  (BASE.json; default points/MODE/ackFAMILY)
+  local mode=$1 family=$2 base=${3:-"$out/points/$1/ack$2"}
   local target r=$ack_rate
   target=$(target_of "$family" 80)
   [ "$r" = max ] && r=0
@@ -742,7 +821,124 @@ run_banner() {  # server-speaks-first check, no flood
 }
 
 # ---------------------------------------------------------------------------------------------
+# The established kind: no SYN flood, the traffic the gateway's users pay for.
+
+# One CPU's ticks from /proc/stat: "busy total softirq" (busy: everything but idle and iowait).
+core_ticks() {  # core_ticks CPU
+  awk -v c="cpu$1" '$1 == c { print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9, $8 }' /proc/stat
+}
+
+syngate_metrics_raw() {
+  nsx "$gw" curl -s --max-time 2 "http://127.0.0.1:$syngate_metrics_port/metrics" 2>/dev/null | grep '^syngate_' || true
+}
+
+start_est_servers() {
+  # No persistence (nothing written), bound to srv's address only, stopped by PID with the lab.
+  ip netns exec "$srv" "${ep[@]}" redis-server --bind 10.10.3.2 --port 6379 --save '' --appendonly no \
+    --protected-mode no --daemonize no --dir "$tmp" --logfile "$tmp/redis.log" --maxclients 10000 &
+  redis_pid=$!
+  track_pid "$redis_pid"
+  ip netns exec "$srv" "${ep[@]}" iperf3 -s -B 10.10.3.2 -p 5201 >"$tmp/iperf3-server.log" 2>&1 &
+  iperf3_pid=$!
+  track_pid "$iperf3_pid"
+  local i
+  for i in $(seq 50); do
+    nsx "$srv" redis-cli -h 10.10.3.2 -p 6379 ping 2>/dev/null | grep -q PONG && break
+    sleep 0.1
+  done
+  ((i < 50)) || { echo "run.sh: redis-server did not start: $(tail -n 5 "$tmp/redis.log")" >&2; exit 1; }
+  kill -0 "$iperf3_pid" 2>/dev/null || { echo "run.sh: iperf3 -s did not start: $(cat "$tmp/iperf3-server.log")" >&2; exit 1; }
+}
+
+# Packets kernel SYNPROXY's conntrack refused: its INVALID DROP rule (0 in the other modes).
+gw_invalid_drops() {
+  nsx "$gw" iptables -L FORWARD -vnx | awk '$3 == "DROP" && /INVALID/ { n += $1 } END { print n + 0 }'
+}
+
+# srv's TCP counters that tell how its senders recovered: retransmission timeouts, SACK blocks it
+# threw away (outside its window: a wrongly translated SACK), fast recoveries.
+srv_tcp_counters() {
+  nsx "$srv" awk '$1 ~ /^(Tcp|TcpExt):$/ { if (!(($1) in hdr)) { hdr[$1] = $0; next } split(hdr[$1], k)
+    for (i = 2; i <= NF; i++) if (k[i] ~ /^(RetransSegs|TCPTimeouts|TCPSACKDiscard|TCPDSACKIgnoredOld|TCPDSACKIgnoredNoUndo|TCPSackRecovery|TCPRenoRecovery|TCPSACKReneging|TCPLossProbes|TCPSackFailures|TCPRenoFailures)$/) print k[i] "=" $i }' \
+    /proc/net/snmp /proc/net/netstat | tr '\n' ' '
+}
+
+# Runs one measurement (CMD... from cli, its output in DIR/TEST.out) and records its window:
+# DIR/TEST.win holds "t0 t1 core_busy0 core_total0 core_softirq0 busy1 total1 softirq1 daemon0
+# daemon1 clk_tck exit_code" (the core: the gateway's, syngate's CPU), DIR/TEST.m0 and .m1 the
+# daemon's metrics around it. report.py reads the figure from the tool's own output.
+est_measure() {  # est_measure DIR TEST CMD...
+  local dir=$1 test=$2
+  shift 2
+  fresh_state
+  local t0 t1 g0 g1 d0=0 d1=0 rc=0 i0
+  : >"$dir/$test.m0"; : >"$dir/$test.m1"
+  [ -n "$syngate_pid" ] && { syngate_metrics_raw >"$dir/$test.m0"; d0=$(cpu_ticks "$syngate_pid"); }
+  i0=$(gw_invalid_drops)
+  srv_tcp_counters >"$dir/$test.srv0"
+  g0=$(core_ticks "$syngate_cpu"); t0=$(date +%s.%N)
+  nsx "$cli" "${ep[@]}" "$@" >"$dir/$test.out" 2>"$dir/$test.err" || rc=$?
+  t1=$(date +%s.%N); g1=$(core_ticks "$syngate_cpu")
+  if [ -n "$syngate_pid" ]; then
+    d1=$(cpu_ticks "$syngate_pid")
+    sleep 0.25  # the workers publish their counters every 100 ms
+    syngate_metrics_raw >"$dir/$test.m1"
+  fi
+  echo "$t0 $t1 $g0 $g1 $d0 $d1 $clk_tck $rc" >"$dir/$test.win"
+  echo "$i0 $(gw_invalid_drops)" >"$dir/$test.invalid"
+  srv_tcp_counters >"$dir/$test.srv1"
+  log "$(python3 "$here/report.py" --est-point "$dir" "$test" "$mode")"
+}
+
+run_established() {  # run_established MODE REPEAT
+  local mode=$1 dir="$out/points/$1/est/$2" s=$est_seconds
+  mkdir -p "$dir"
+  # Every client has a deadline well past its own length: a stalled run is a result (0), not a hang.
+  local bound=$((s + 20))
+  if has_est_test iperf-down; then
+    est_measure "$dir" iperf-down timeout "$bound" iperf3 -c 10.10.3.2 -p 5201 -R -t "$s" -O 1 -J --connect-timeout 3000
+  fi
+  if has_est_test iperf-up4; then
+    est_measure "$dir" iperf-up4 timeout "$bound" iperf3 -c 10.10.3.2 -p 5201 -P 4 -t "$s" -O 1 -J --connect-timeout 3000
+  fi
+  if has_est_test wrk; then
+    est_measure "$dir" wrk timeout "$bound" wrk -t 2 -c 50 -d "${s}s" --timeout 2s "http://10.10.3.2/"
+  fi
+  # A connection per request, as the connrate kind (its count and concurrency); SIGINT makes ab
+  # print what it did so far.
+  if has_est_test ab; then
+    est_measure "$dir" ab timeout -s INT 60 ab -q -n "$connrate_count" -c "$connrate_conc" -s 5 -r "http://10.10.3.2/"
+  fi
+  if has_est_test redis; then
+    est_measure "$dir" redis timeout 60 redis-benchmark -h 10.10.3.2 -p 6379 -k 0 -c "$connrate_conc" \
+      -n "$connrate_count" -t get --csv
+  fi
+  if has_est_test loss; then
+    # 1% of the data segments lost between gw and cli, after the gateway (cli sends SACKs, srv
+    # retransmits, both through the gateway). Dropped as cli receives them (no netem in every
+    # kernel; a drop in srv's OUTPUT would be a local send failure, not a loss): srv sends
+    # MSS-sized segments (its segmentation offloads off) and cli does not coalesce them (GRO off),
+    # or one drop would take out a whole 64 KB super-packet.
+    nsx "$srv" ethtool -K "$srv_if" tso off gso off >/dev/null
+    nsx "$cli" ethtool -K "$cli_if" gro off >/dev/null
+    local drop=(-t raw -p tcp -s 10.10.3.2 --sport 5201 -m statistic --mode random --probability 0.01 -j DROP)
+    nsx "$cli" iptables -A PREROUTING "${drop[@]}"
+    est_measure "$dir" loss timeout "$bound" iperf3 -c 10.10.3.2 -p 5201 -R -t "$s" -O 1 -J --connect-timeout 3000
+    nsx "$cli" iptables -t raw -L PREROUTING -vnx | awk '/statistic/ { print $1 }' >"$dir/loss.dropped"
+    nsx "$cli" iptables -D PREROUTING "${drop[@]}"
+    nsx "$srv" ethtool -K "$srv_if" gso on >/dev/null
+    [ "$layout" = offcore ] || nsx "$srv" ethtool -K "$srv_if" tso on >/dev/null
+    if [ "$layout" = offcore ]; then nsx "$cli" ethtool -K "$cli_if" gro on >/dev/null; fi
+  fi
+  # The forged-ACK flood has nothing to defend without a defence: srv's own stack takes it.
+  if has_est_test ack && [ "$mode" != none ]; then
+    run_ack "$mode" 4 "$dir/ack"
+  fi
+}
+
+# ---------------------------------------------------------------------------------------------
 start_banner
+has_kind established && start_est_servers
 mkdir -p "$tmp/www"
 head -c "$((download_mb * 1024 * 1024))" /dev/urandom >"$tmp/www/big"
 # nginx's workers run unprivileged and mktemp -d is 0700.
@@ -757,7 +953,9 @@ big_sha=$(sha256sum <"$tmp/www/big" | cut -d' ' -f1)
   echo "\"kinds\": \"$kinds\", \"malform_kinds\": \"$malform_kinds\", \"malform_count\": $malform_count,"
   echo "\"malform_rate\": $malform_rate, \"download_mb\": $download_mb, \"ack_rate\": \"$ack_rate\", \"mixed_rate\": $mixed_rate,"
   echo "\"download_repeats\": $download_repeats, \"layout\": \"$layout\", \"napi_poller_pid\": \"$poller\","
-  echo "\"max_probe_count\": $max_probe_count, \"connrate_count\": $connrate_count, \"connrate_concurrency\": $connrate_conc"
+  echo "\"max_probe_count\": $max_probe_count, \"connrate_count\": $connrate_count, \"connrate_concurrency\": $connrate_conc,"
+  echo "\"modes\": \"$modes\", \"repeats\": $repeats, \"est_seconds\": $est_seconds, \"est_tests\": \"$est_tests\","
+  echo "\"protected_ports\": \"$protected_ports\""
   echo "}"
 } >"$out/config.json"
 
@@ -765,7 +963,10 @@ n_modes=$(wc -w <<<"$modes")
 n_rates=$(wc -w <<<"$rates")
 mode_no=0
 lab_start=$SECONDS
+# The kinds that run mode by mode (all but established, which interleaves the modes itself).
+flood_kinds=${kinds//established/}
 for mode in $modes; do
+  [ -n "${flood_kinds// /}" ] || break
   mode_no=$((mode_no + 1))
   mkdir -p "$out/points/$mode"
   if ! mode_up "$mode"; then
@@ -790,6 +991,27 @@ for mode in $modes; do
   fi
   mode_down "$mode"
 done
+
+if has_kind established; then
+  # Shipped configuration from here on (lab_policy), and every mode once per repeat.
+  lab_policy=0
+  for rep in $(seq "$repeats"); do
+    for mode in $modes; do
+      mkdir -p "$out/points/$mode/est/$rep"
+      if ! mode_up "$mode"; then
+        log "$mode: SKIPPED in repeat $rep: $skip_reason"
+        printf '%s\n' "$skip_reason" >"$out/points/$mode/est/$rep/skipped"
+        mode_down "$mode"
+        continue
+      fi
+      log "established: repeat $rep/$repeats, mode $mode ($((SECONDS - lab_start)) s so far)"
+      run_established "$mode" "$rep"
+      mode_down "$mode"
+      [ -f "$out/$mode.log" ] && mv "$out/$mode.log" "$out/points/$mode/est/$rep/syngate.log"
+    done
+  done
+  log "established: $repeats repeat(s) in $((SECONDS - lab_start)) s"
+fi
 
 python3 "$here/report.py" "$out"
 log "report: $out/report.json, table: $out/table.md, chart: $(ls "$out"/chart.* 2>/dev/null | head -1)"
