@@ -13,7 +13,8 @@
 #   cli (10.10.1.2) --- rt (BIRD, AS 65000) ==ECMP== ga (10.10.5.2, AS 65010): syngate, nginx, BIRD
 #   fl (10.10.2.2, flood) ---/                       gb (10.10.6.2, AS 65010): syngate, nginx, BIRD
 #   service 10.10.9.9:80 on lo of both gateways (host mode).
-#   bgp_test.sh SYNGATE SYNFLOOD ; env BOUND (default 3 s), FLOOD_RATE (default 3000/s)
+#   bgp_test.sh SYNGATE SYNFLOOD ; env BOUND (default 3 s), FLOOD_RATE (default 3000/s), FALL (the
+#   loop's failures before a withdrawal, default 2: a large one shows the test failing)
 set -euo pipefail
 SYNGATE_BIN=${1:?usage: bgp_test.sh SYNGATE SYNFLOOD}
 SYNFLOOD=${2:?usage: bgp_test.sh SYNGATE SYNFLOOD}
@@ -129,7 +130,7 @@ wait_until 10 grep -qs "syngate running" "$DIR/syngate-b.log" || fail "syngate b
 for h in a b; do
   ns=$GA; [[ $h == b ]] && ns=$GB
   BG_LOG=$DIR/health-$h.log bg_in "$ns" "$ROOT/deploy/bird/syngate-bird-health" --syngate "$SYNGATE_BIN" \
-    --config "$DIR/$h/syngate.toml" --birdc-socket "$DIR/bird-$h.ctl" --interval 1 --fall 2 --rise 2
+    --config "$DIR/$h/syngate.toml" --birdc-socket "$DIR/bird-$h.ctl" --interval 1 --fall "${FALL:-2}" --rise 2
 done
 
 route() { in_ns "$RT" ip route show 10.10.9.9/32; }
