@@ -147,6 +147,7 @@ struct Daemon {
   HeartbeatWatch heartbeat_watch;  // the health socket's thread only
   std::atomic<int64_t> last_tick_ns{0};
   std::atomic<int> fast_path_interfaces{-1};
+  bool fast_path_required = false;  // set before the socket's thread starts: a reload rewrites config
 
   // The main thread's state from one tick to the next.
   sigset_t signals;
@@ -450,6 +451,7 @@ void Daemon::serve_health() {
     return;
   }
   const std::string path = state->path() + "/" + kHealthSocketName;
+  fast_path_required = config.xdp_mode == XdpMode::Native || config.xdp_mode == XdpMode::Generic;
   try {
     health = std::make_unique<HealthSocket>(
         path,
@@ -474,7 +476,7 @@ HealthSnapshot Daemon::health_snapshot() {
   s.worker_idle_s = heartbeat_watch.idle_s(now);
   s.tick_age_s = now - std::chrono::duration<double>(Clock::duration(last_tick_ns.load())).count();
   s.rules_in_place = rules_state.load();
-  s.fast_path_required = config.xdp_mode == XdpMode::Native || config.xdp_mode == XdpMode::Generic;
+  s.fast_path_required = fast_path_required;
   s.fast_path_interfaces = fast_path_interfaces.load();
   return s;
 }
