@@ -161,9 +161,13 @@ probe_hold() {  # probe_hold FD FILE
   wait_until 10 test -s "$2" || fail "holder did not answer $2"
 }
 
-# New connections for the rest of the run.
-BG_LOG=$DIR/probe.err bg_in "$CLI" python3 "$HERE/bgp_probe.py" new "$DIR/new.txt" 45
-PROBE_PID=$BG_PID
+# New connections for the rest of the run: 4 clients, each one connection at a time, so that a
+# failing connection (1 s) does not hide what the others see meanwhile.
+PROBE_PIDS=()
+for i in 1 2 3 4; do
+  BG_LOG=$DIR/probe.err bg_in "$CLI" python3 "$HERE/bgp_probe.py" new "$DIR/new-$i.txt" 45
+  PROBE_PIDS+=("$BG_PID")
+done
 t_start=$(now)
 sleep 4
 probe_hold "$H1" "$DIR/h1-before.txt"
@@ -198,8 +202,8 @@ sleep 1
 probe_hold "$H2" "$DIR/h2-after-return.txt"
 sleep 6
 t_end=$(now)
-wait "$PROBE_PID" 2>/dev/null || true
-untrack_pid "$PROBE_PID"
+for p in "${PROBE_PIDS[@]}"; do wait "$p" 2>/dev/null || true; untrack_pid "$p"; done
+sort -n "$DIR"/new-?.txt > "$DIR/new.txt"
 stop_pid "$FLOOD_PID" INT
 
 # ---- the figures
@@ -213,9 +217,9 @@ awk -v k="$t_kill" -v b="$BOUND" -v r="$t_back" -v s="$t_start" '
         printf "kill..kill+%ss: %d/%d ok, %d failed\n", b, win_ok, win, win - win_ok
         printf "kill+%ss..return: %d/%d ok, %d failed\n", b, out_ok, out, out - out_ok
         printf "after return: %d/%d ok (a %d, b %d)\n", post_ok, post, qa, qb
-        printf "NUMBERS %d %d %d %d %d %d %d %d %d %d\n", pre, pre_ok, pa, pb, win - win_ok, out, out_ok, post, qa, qb }' \
+        printf "NUMBERS %d %d %d %d %d %d %d %d %d %d %d\n", pre, pre_ok, pa, pb, win - win_ok, out, out_ok, post, post_ok, qa, qb }' \
   "$DIR/new.txt" | tee "$DIR/figures.txt"
-read -r _ pre pre_ok pa pb win_fail out out_ok post qa qb < <(grep NUMBERS "$DIR/figures.txt")
+read -r _ pre pre_ok pa pb win_fail out out_ok post post_ok qa qb < <(grep NUMBERS "$DIR/figures.txt")
 # The new connections around the kill, by start time in half-second bins (relative to kill -9).
 awk -v k="$t_kill" '$1 >= k - 1 && $1 < k + 4 { b = int(($1 - k + 1) * 2); n[b]++; ok[b] += $2; if ($3 == "a") a[b]++; if ($3 == "b") bb[b]++ }
   END { for (i = 0; i < 10; i++) printf "  kill%+.1fs: %d started, %d ok (a %d, b %d)\n", i / 2 - 1, n[i], ok[i], a[i], bb[i] }' "$DIR/new.txt"
