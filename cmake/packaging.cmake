@@ -64,6 +64,12 @@ function(syngate_packaging)
   install(DIRECTORY ${PROJECT_SOURCE_DIR}/deploy/prometheus ${PROJECT_SOURCE_DIR}/deploy/grafana
           DESTINATION ${syngate_doc_dir}/examples OPTIONAL
           FILES_MATCHING PATTERN "*.yml" PATTERN "*.json")
+  # The BGP integration (docs/scale-out.md): the health loop where its example unit runs it (a
+  # helper program: /usr/lib/syngate); the
+  # BIRD snippet and the unit as examples, since each names the operator's addresses and daemons.
+  install(PROGRAMS ${PROJECT_SOURCE_DIR}/deploy/bird/syngate-bird-health DESTINATION lib/syngate)
+  install(FILES ${PROJECT_SOURCE_DIR}/deploy/bird/bird.conf ${PROJECT_SOURCE_DIR}/deploy/bird/syngate-bird-health.service
+          DESTINATION ${syngate_doc_dir}/examples/bird)
 
   set(CPACK_GENERATOR DEB)
   set(CPACK_PACKAGE_NAME syngate)

@@ -44,6 +44,8 @@
 #include "shared_state.hpp"
 #include "worker.hpp"
 #include "fast_path.hpp"
+#include "health.hpp"
+#include "health_socket.hpp"
 #include "tc_program.hpp"
 #include "syngate/bpf/tc_abi.h"
 #include "syngate/cookie.hpp"
@@ -107,11 +109,12 @@ uint64_t rss_bytes() {
 // The gateway process. run_daemon (at the end of this file) takes its steps in order:
 //   startup: read_config, block_signals, publish_secrets, check_room, open_flow_state,
 //            share_proven_sources, start_workers (queues, senders, tables; no thread yet),
-//            start_fast_path, start_kernel_path, serve_metrics, run_workers, log_started, begin_ticks;
+//            start_fast_path, start_kernel_path, serve_metrics, run_workers, serve_health, log_started,
+//            begin_ticks;
 //   tick(), once a second (or half the watchdog period) until it returns false: notify_systemd,
 //            sync_draining_services, wait_for_signal, reload, rotate_cookie_secrets,
 //            check_rules, sync_fast_path, log_stats;
-//   shutdown().
+//   shutdown() (serve_health's socket goes first: a stopping gateway is withdrawn at once).
 // A further data path is one more start step beside start_fast_path and start_kernel_path (before
 // run_workers, so that every flow reaches it), its publishing beside sync_fast_path in tick(), and
 // its detach in shutdown() beside theirs, before the workers stop.
@@ -138,6 +141,14 @@ struct Daemon {
   uint64_t boot_id = 0;
   FlowStatePlan state_plan;
   std::unique_ptr<MetricsEndpoint> metrics_endpoint;
+
+  // The health socket (serve_health) and what its thread reads: the main thread's last tick and
+  // the fast path's attachments as the main thread last saw them, the workers' heartbeats.
+  std::unique_ptr<HealthSocket> health;
+  HeartbeatWatch heartbeat_watch;  // the health socket's thread only
+  std::atomic<int64_t> last_tick_ns{0};
+  std::atomic<int> fast_path_interfaces{-1};
+  bool fast_path_required = false;  // set before the socket's thread starts: a reload rewrites config
 
   // The main thread's state from one tick to the next.
   sigset_t signals;
@@ -172,6 +183,8 @@ struct Daemon {
   void start_kernel_path();
   void serve_metrics();
   void run_workers();
+  void serve_health();
+  HealthSnapshot health_snapshot();
   void log_started();
   void begin_ticks();
 
@@ -390,6 +403,7 @@ void Daemon::start_fast_path() {
                              config.cookie_max_age, static_cast<uint32_t>(std::min<uint64_t>(all_flows, 1u << 26)));
   xdp_secrets_generation = secrets.generation.load();
   xdp_policy_generation = policy.generation.load();
+  fast_path_interfaces.store(xdp ? static_cast<int>(xdp->attached_interfaces()) : -1);
 }
 
 // Established flows in the kernel (tc), also before any worker runs: every flow restored from a
@@ -431,6 +445,49 @@ void Daemon::run_workers() {
     WorkerThread* wp = w.get();
     w->thread = std::thread([this, wp] { run_worker(*wp); });
   }
+}
+
+double steady_s() { return std::chrono::duration<double>(Clock::now().time_since_epoch()).count(); }
+
+// `syngate status --check` (health_socket.hpp), after the workers run: their heartbeats move
+// from here on. Without a state_dir there is no private directory to put the socket in, so no
+// check either (said once). A socket that cannot be made is logged; the data path runs on, and
+// the check then fails, which withdraws the route: the safe side.
+void Daemon::serve_health() {
+  last_tick_ns.store(Clock::now().time_since_epoch().count());
+  if (!state) {
+    spdlog::warn("gateway.state_dir is empty: no health socket, `syngate status --check` cannot ask");
+    return;
+  }
+  const std::string path = state->path() + "/" + kHealthSocketName;
+  fast_path_required = config.xdp_mode == XdpMode::Native || config.xdp_mode == XdpMode::Generic;
+  try {
+    health = std::make_unique<HealthSocket>(
+        path,
+        [this] {
+          std::vector<uint64_t> beats;
+          for (const auto& w : workers) beats.push_back(w->worker->heartbeat());
+          heartbeat_watch.observe(beats, steady_s());
+        },
+        [this] {
+          const HealthSnapshot s = health_snapshot();
+          return health_answer(s, judge_health(s));
+        },
+        std::vector<uid_t>{0, geteuid()});
+  } catch (const std::exception& e) {
+    spdlog::error("{}: `syngate status --check` will fail", e.what());
+  }
+}
+
+HealthSnapshot Daemon::health_snapshot() {
+  HealthSnapshot s;
+  const double now = steady_s();
+  s.worker_idle_s = heartbeat_watch.idle_s(now);
+  s.tick_age_s = now - std::chrono::duration<double>(Clock::duration(last_tick_ns.load())).count();
+  s.rules_in_place = rules_state.load();
+  s.fast_path_required = fast_path_required;
+  s.fast_path_interfaces = fast_path_interfaces.load();
+  return s;
 }
 
 void Daemon::log_started() {
@@ -484,6 +541,7 @@ bool Daemon::tick() {
   }
   if (sig == SIGHUP && !reload()) return false;  // restarting in place
   const auto now = Clock::now();
+  last_tick_ns.store(now.time_since_epoch().count());
   rotate_cookie_secrets(now);
   check_rules(now);
   sync_fast_path();
@@ -658,6 +716,7 @@ void Daemon::sync_fast_path() {
   if (tc) tc->follow_interfaces();
   if (!xdp) return;
   xdp->follow_interfaces();
+  fast_path_interfaces.store(static_cast<int>(xdp->attached_interfaces()));
   if (secrets.generation.load() != xdp_secrets_generation) {
     xdp_secrets_generation = secrets.generation.load();
     try {
@@ -690,6 +749,7 @@ void Daemon::log_stats(Clock::time_point now) {
 // ---- shutdown -------------------------------------------------------------------------------
 
 int Daemon::shutdown() {
+  health.reset();
   if (exit_code == kRestartInPlace) {
     notifier.reloading("restarting in place to apply the new configuration");
   } else {
@@ -796,6 +856,7 @@ int run_daemon(const std::string& config_path) {
   d->start_kernel_path();
   d->serve_metrics();
   d->run_workers();
+  d->serve_health();
   d->log_started();
   d->begin_ticks();
   while (d->tick()) {

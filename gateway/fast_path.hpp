@@ -52,6 +52,8 @@ class FastPath : public FlowObserver {
   // The metrics when there is no fast path: none.
   static std::string render_disabled();
   const Program& program() const noexcept { return *program_; }
+  // Interfaces the program is attached to now (the health check asks, from the main thread).
+  size_t attached_interfaces() const { return program_->attachments().size(); }
 
  private:
   explicit FastPath(std::unique_ptr<Program> p) : program_(std::move(p)) {}

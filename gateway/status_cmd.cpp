@@ -1,6 +1,7 @@
 // `syngate status`: fetches the daemon's metrics twice and prints the report (status.hpp).
 #include "status_cmd.hpp"
 
+#include <pwd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -13,6 +14,9 @@
 #include <thread>
 
 #include "config.hpp"
+#include "flow_state.hpp"
+#include "health.hpp"
+#include "health_socket.hpp"
 #include "http_get.hpp"
 #include "status.hpp"
 
@@ -91,7 +95,16 @@ CLI::App* add_status_subcommand(CLI::App& app, StatusOptions& o) {
       "Rates need two scrapes: a single run takes two one second apart; --watch S redraws every S s.\n"
       "Each scrape gets 5 s and 16 MiB in all, whatever answers at the address.\n"
       "Exit codes: 0 up, 1 not running (nothing answers, or not within 5 s), 2 bad configuration\n"
-      "or metrics off, 3 the address answers but not with syngate's metrics.");
+      "or metrics off, 3 the address answers but not with syngate's metrics.\n\n"
+      "--check: is this gateway fit to receive traffic? For a routing daemon that announces the\n"
+      "service only while it is (deploy/bird/, docs/scale-out.md). Asks the daemon over the unix\n"
+      "socket health.sock in its instance directory (gateway.state_dir, 0700), not over the\n"
+      "metrics port; believes only a socket held by root or --daemon-user. Healthy: every worker\n"
+      "made progress within 2 s, the main thread within 5 s, the iptables rules are in place and,\n"
+      "with [xdp] mode native or generic, the fast path is attached. Prints one line; answers\n"
+      "within 2 s. Exit codes with --check: 0 healthy; 1 not healthy (the line says why) or not\n"
+      "running (no socket, no answer); 2 bad configuration or gateway.state_dir empty; 3 the socket\n"
+      "is held by another user or answered something else (not believed). Non-zero: withdraw.");
   cmd->add_option("-c,--config", o.config,
                   "TOML configuration: gateway.metrics_address comes from it (default\n"
                   "/etc/syngate/syngate.toml when it exists, else 127.0.0.1:9470); table use comes\n"
@@ -107,6 +120,13 @@ CLI::App* add_status_subcommand(CLI::App& app, StatusOptions& o) {
                   },
                   "", "finite"))
       ->check(CLI::Range(0.2, 86400.0));
+  auto* check = cmd->add_flag("--check", o.check,
+                              "Exit 0 only when the daemon is healthy (see above); for routing daemons");
+  cmd->add_option("--daemon-user", o.daemon_user,
+                  "--check: the user the daemon runs as, whose socket is believed besides root's\n"
+                  "(default syngate, the package's user)")
+      ->needs(check);
+  check->excludes("--watch")->excludes("--json");
   cmd->callback([&o]() {
     struct stat st;
     if (o.config.empty() && stat(kDefaultConfig, &st) == 0) o.config = kDefaultConfig;
@@ -114,7 +134,55 @@ CLI::App* add_status_subcommand(CLI::App& app, StatusOptions& o) {
   return cmd;
 }
 
+int cmd_status_check(const StatusOptions& o) {
+  if (o.config.empty()) {
+    std::cerr << "error: status --check needs the daemon's configuration (--config FILE; "
+              << kDefaultConfig << " does not exist): the socket lives in its gateway.state_dir\n";
+    return 2;
+  }
+  GatewayConfig c;
+  std::string path;
+  try {
+    c = load_config(o.config);
+    if (c.state_dir.empty()) {
+      std::cerr << "error: " << o.config << ": gateway.state_dir is empty: the daemon has no health socket\n";
+      return 2;
+    }
+    path = instance_dir(c.state_dir, this_instance(c.instance)) + "/" + kHealthSocketName;
+  } catch (const std::exception& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return 2;
+  }
+  std::vector<uid_t> trusted{0};
+  if (const passwd* pw = getpwnam(o.daemon_user.c_str())) trusted.push_back(pw->pw_uid);
+  const HealthQuery q = query_health(path, trusted, std::chrono::milliseconds(2000));
+  if (q.result == HealthQuery::Result::NoAnswer) {
+    std::cout << "not running: " << q.error << "\n";
+    return 1;
+  }
+  if (q.result == HealthQuery::Result::Untrusted) {
+    std::cout << "not believed: " << q.error << "\n";
+    return 3;
+  }
+  HealthVerdict v;
+  try {
+    v = parse_health_answer(q.line);
+  } catch (const std::exception& e) {
+    std::cout << "not believed: " << path << ": " << e.what() << "\n";
+    return 3;
+  }
+  if (v.healthy) {
+    std::cout << "healthy: " << v.summary << "\n";
+    return 0;
+  }
+  std::string problems;
+  for (const auto& p : v.problems) problems += (problems.empty() ? "" : "; ") + p;
+  std::cout << "unhealthy: " << problems << "\n";
+  return 1;
+}
+
 int cmd_status(const StatusOptions& o) {
+  if (o.check) return cmd_status_check(o);
   std::string host = "127.0.0.1";
   uint16_t port = 9470;
   uint32_t max_flows = 0;

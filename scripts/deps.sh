@@ -7,7 +7,7 @@ packages=(
   libnetfilter-queue-dev libmnl-dev libtomlplusplus-dev libspdlog-dev libsodium-dev
   libcli11-dev libpcap-dev libsystemd-dev nlohmann-json3-dev
   iproute2 iptables conntrack nginx-light curl apache2-utils iperf3 wrk redis-server redis-tools tcpdump ethtool gnuplot-nox procps python3
-  lintian file man-db prometheus debootstrap systemd-container
+  lintian file man-db prometheus debootstrap systemd-container bird2
 )
 missing=()
 for p in "${packages[@]}"; do
