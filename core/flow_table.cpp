@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <bit>
 #include <cstring>
 
 namespace syngate::flows {
@@ -132,13 +133,8 @@ uint32_t bucket_count_for(uint32_t flows) noexcept {
   return p;
 }
 
-// Flow index slots: a power of two at least 4/3 of the flows, plus one so a slot stays empty.
-uint32_t slot_count_for(uint32_t flows) noexcept {
-  const uint64_t want = uint64_t{flows} + uint64_t{flows} / 3 + 1;
-  uint64_t p = 2;
-  while (p < want) p <<= 1;
-  return static_cast<uint32_t>(p);
-}
+// Flow index slots: 5/4 of the flows, plus one so that a slot stays empty.
+uint32_t slot_count_for(uint32_t flows) noexcept { return flows + flows / 4 + 1; }
 }  // namespace
 
 FlowTable::FlowTable(const FlowTableConfig& c, EngineState state) : cfg(c) {
@@ -167,9 +163,9 @@ FlowTable::FlowTable(const FlowTableConfig& c, EngineState state) : cfg(c) {
 // The derived structures of an empty table (rebuild() then files the entries).
 void FlowTable::clear_indexes() {
   syn_levels = cfg.backend_syn_retries + 1;
-  const uint32_t ns = slot_count_for(cfg.max_flows);
-  slots.assign(ns, Slot{0, kNone});
-  slot_mask = ns - 1;
+  slot_count = slot_count_for(cfg.max_flows);
+  slots.assign(slot_count, 0);
+  index_bits = static_cast<uint32_t>(std::bit_width(cfg.max_flows));  // index + 1 <= max_flows fits
   const uint32_t nb = bucket_count_for(cfg.max_flows);
   free_head = kNone;
   sources.clear();
@@ -323,68 +319,76 @@ bool FlowTable::plausible(const Flow& f, std::vector<uint8_t>& slot_used) const 
 }
 
 // ---- flow index -------------------------------------------------------------------------
-uint32_t FlowTable::hash_of(const FlowTuple& k) const noexcept { return static_cast<uint32_t>(hash_tuple(k, cfg.hash_seed)); }
+// The home slot from the hash's low half (scaled to the slot count), the tag from its high half.
+FlowTable::Hashed FlowTable::hashed(const FlowTuple& k) const noexcept {
+  const uint64_t h = hash_tuple(k, cfg.hash_seed);
+  return {static_cast<uint32_t>((h & 0xffffffffu) * slot_count >> 32), static_cast<uint32_t>(h >> 32) >> index_bits};
+}
 
 uint32_t FlowTable::find(const FlowTuple& k) const {
-  const uint32_t h = hash_of(k);
-  for (uint32_t pos = h & slot_mask;; pos = (pos + 1) & slot_mask) {
-    const Slot s = slots[pos];
-    if (s.flow == kNone) return kNone;
-    if (s.hash == h && flows[s.flow].key == k) return s.flow;
+  const Hashed h = hashed(k);
+  const uint32_t low = (1u << index_bits) - 1;
+  for (uint32_t pos = h.home;; pos = next_slot(pos)) {
+    const uint32_t s = slots[pos];
+    if (s == 0) return kNone;
+    if ((s >> index_bits) == h.tag && flows[(s & low) - 1].key == k) return (s & low) - 1;
   }
 }
 
 void FlowTable::prefetch(std::span<const FlowTuple> keys) const noexcept {
   constexpr size_t kChunk = 64;
-  constexpr uint32_t kSlotsPerLine = 64 / sizeof(Slot);
-  uint32_t hashes[kChunk];
+  constexpr uintptr_t kLine = 64;
+  const uint32_t low = (1u << index_bits) - 1;
+  Hashed hs[kChunk];
   for (size_t base = 0; base < keys.size(); base += kChunk) {
     const size_t n = std::min(kChunk, keys.size() - base);
     for (size_t k = 0; k < n; ++k) {
-      hashes[k] = hash_of(keys[base + k]);
-      __builtin_prefetch(&slots[hashes[k] & slot_mask]);
+      hs[k] = hashed(keys[base + k]);
+      __builtin_prefetch(&slots[hs[k].home]);
     }
     // By now the first lines have arrived: the entry each one names, within the home slot's line
     // (a flow further on is rare, and find() reaches it anyway).
     for (size_t k = 0; k < n; ++k) {
-      const uint32_t h = hashes[k];
-      for (uint32_t pos = h & slot_mask;; pos = (pos + 1) & slot_mask) {
-        const Slot s = slots[pos];
-        if (s.flow == kNone) break;
-        if (s.hash == h) {
-          const auto* entry = reinterpret_cast<const uint8_t*>(&flows[s.flow]);
+      for (uint32_t pos = hs[k].home;; pos = next_slot(pos)) {
+        const uint32_t s = slots[pos];
+        if (s == 0) break;
+        if ((s >> index_bits) == hs[k].tag) {
+          const auto* entry = reinterpret_cast<const uint8_t*>(&flows[(s & low) - 1]);
           __builtin_prefetch(entry);
           __builtin_prefetch(entry + 64);
           break;
         }
-        if ((pos + 1) % kSlotsPerLine == 0) break;
+        if (reinterpret_cast<uintptr_t>(&slots[pos] + 1) % kLine == 0) break;
       }
     }
   }
 }
 
 void FlowTable::index_insert(uint32_t i) {
-  const uint32_t h = hash_of(flows[i].key);
-  uint32_t pos = h & slot_mask;
-  while (slots[pos].flow != kNone) pos = (pos + 1) & slot_mask;
-  slots[pos] = {h, i};
+  const Hashed h = hashed(flows[i].key);
+  uint32_t pos = h.home;
+  while (slots[pos] != 0) pos = next_slot(pos);
+  slots[pos] = h.tag << index_bits | (i + 1);
 }
 
 // Backward-shift deletion: each later slot of the run that may move into the hole does, so no
-// tombstones are left for later probes to walk over.
+// tombstones are left for later probes to walk over. A slot's home comes from its entry's key
+// (the slot holds too few bits of the hash): a deletion touches the entries of the run after it.
 void FlowTable::index_erase(uint32_t i) {
-  uint32_t hole = hash_of(flows[i].key) & slot_mask;
-  while (slots[hole].flow != i) hole = (hole + 1) & slot_mask;
-  for (uint32_t next = (hole + 1) & slot_mask; slots[next].flow != kNone; next = (next + 1) & slot_mask) {
-    // A slot may fill the hole when its home is not after the hole (cyclically): it is at least
-    // as far from its home as from the hole.
-    const uint32_t home = slots[next].hash & slot_mask;
-    if (((next - home) & slot_mask) >= ((next - hole) & slot_mask)) {
+  const uint32_t low = (1u << index_bits) - 1;
+  uint32_t hole = hashed(flows[i].key).home;
+  while ((slots[hole] & low) != i + 1) hole = next_slot(hole);
+  for (uint32_t next = next_slot(hole); slots[next] != 0; next = next_slot(next)) {
+    // It may fill the hole when it is at least as far from its home as from the hole (cyclically:
+    // its home is not after the hole).
+    const uint32_t home = hashed(flows[(slots[next] & low) - 1].key).home;
+    const auto distance = [this](uint32_t from, uint32_t to) { return to >= from ? to - from : to + slot_count - from; };
+    if (distance(home, next) >= distance(hole, next)) {
       slots[hole] = slots[next];
       hole = next;
     }
   }
-  slots[hole] = {0, kNone};
+  slots[hole] = 0;
 }
 
 // ---- timer lists ------------------------------------------------------------------------
@@ -650,7 +654,7 @@ uint32_t FlowTable::take_early_slot() {
 }
 
 size_t FlowTable::memory_bytes() const noexcept {
-  return size_t{cfg.max_flows} * sizeof(Flow) + slots.size() * sizeof(Slot) +
+  return size_t{cfg.max_flows} * sizeof(Flow) + slots.size() * sizeof(uint32_t) +
          sources.size() * sizeof(SourceEntry) + source_buckets.size() * sizeof(uint32_t) +
          size_t{cfg.early_data_slots} * cfg.early_data_bytes + early_free.capacity() * sizeof(uint32_t);
 }

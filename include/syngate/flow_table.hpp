@@ -122,7 +122,8 @@ enum ListId : uint8_t {
 
 
 // One proxied connection: 128 bytes (two cache lines: a lookup that finds it reads both, and
-// nothing else of the table but one line of the index). The layout is saved in the table files
+// nothing else of the table but one line of the index), so that with its index slot and
+// per-source accounting a flow costs at most 160 bytes of the fixed budget. The layout is saved in the table files
 // (kStateVersion in flow_table.cpp): a change needs a new version and an import of the old one.
 struct Flow {
   FlowTuple key;            // client -> backend, 36 bytes
@@ -313,7 +314,6 @@ class FlowTable {
   void format(uint64_t boot_id);
   void rebuild();
   bool plausible(const Flow& f, std::vector<uint8_t>& slot_used) const;
-  uint32_t hash_of(const FlowTuple& k) const noexcept;
   void index_insert(uint32_t i);
   void index_erase(uint32_t i);
   void list_remove(uint32_t i);
@@ -341,17 +341,21 @@ class FlowTable {
   uint8_t* early_pool = nullptr;
   RestoreReport restored;
 
-  // The flow index: open addressing with linear probing, each slot an entry's index and 32 bits
-  // of its key's hash (whose low bits are also its home slot). A lookup reads the slots from the
-  // home one on, usually within one cache line, and touches only entries whose hash matches: one
-  // entry per found flow, where hash chains through the entries cost a miss per link. At most
-  // three quarters full, so probes stay short, and never full, so a probe always ends.
-  struct Slot {
-    uint32_t hash;
-    uint32_t flow;  // kNone: empty
+  // The flow index: open addressing with linear probing. A slot holds an entry's index + 1 in
+  // its low index_bits bits (0: empty) and the rest of the slot is a tag, more bits of the key's
+  // hash: a lookup reads slots from the home one on, usually within one cache line, and touches
+  // only entries whose tag matches. One entry per found flow, where hash chains through the
+  // entries cost a miss per link. Four bytes a slot and at most four fifths full (probes stay
+  // short, and a probe always ends at an empty slot): 5 bytes per flow.
+  struct Hashed {
+    uint32_t home;
+    uint32_t tag;
   };
-  std::vector<Slot> slots;
-  uint32_t slot_mask = 0;
+  Hashed hashed(const FlowTuple& k) const noexcept;
+  uint32_t next_slot(uint32_t pos) const noexcept { return pos + 1 == slot_count ? 0 : pos + 1; }
+  std::vector<uint32_t> slots;
+  uint32_t slot_count = 0;
+  uint32_t index_bits = 0;
   uint32_t free_head = kNone;
 
   std::vector<SourceEntry> sources;
