@@ -191,10 +191,9 @@ probe() {  # probe NAME: --probe-runs runs, each OUT/probe-NAME-i.json
 snapshot() {  # snapshot NAME
   metrics >"$tmp/metrics-$1.txt" || true
   grep -E '^(VmRSS|RssAnon|RssFile|RssShmem):' "/proc/$syngate_pid/status" >"$tmp/status-$1.txt"
-  bpftool -j map show >"$tmp/maps-$1.json" 2>/dev/null || echo '[]' >"$tmp/maps-$1.json"
-  python3 - "$syngate_pid" "$tmp/maps-$1.json" "$tmp/status-$1.txt" "$tmp/metrics-$1.txt" >"$out/snapshot-$1.json" <<'EOF'
-import json, re, subprocess, sys
-pid, maps_path, status_path, metrics_path = sys.argv[1:]
+  python3 - "$syngate_pid" "$tmp/status-$1.txt" "$tmp/metrics-$1.txt" >"$out/snapshot-$1.json" <<'EOF'
+import json, os, re, subprocess, sys
+pid, status_path, metrics_path = sys.argv[1:]
 status = {}
 for line in open(status_path):
     k, v = line.split(":")
@@ -206,18 +205,33 @@ for line in open(metrics_path):
                             "syngate_resident_memory_bytes"):
         m[r.group(1)] = m.get(r.group(1), 0) + float(r.group(3))
 maps = []
-for x in json.load(open(maps_path)):
-    if not any(str(p.get("pid")) == pid for p in x.get("pids", [])):
+# The daemon's BPF maps, from its file descriptors (fdinfo: id, type, sizes, memlock).
+for fd in os.listdir(f"/proc/{pid}/fd"):
+    try:
+        if os.readlink(f"/proc/{pid}/fd/{fd}") != "anon_inode:bpf-map":
+            continue
+        info = dict(l.split(":", 1) for l in open(f"/proc/{pid}/fdinfo/{fd}") if ":" in l)
+    except OSError:
         continue
+    info = {k.strip(): v.strip() for k, v in info.items()}
+    mid = int(info["map_id"])
+    if any(x["id"] == mid for x in maps):
+        continue
+    shown = subprocess.run(["bpftool", "-j", "map", "show", "id", str(mid)], capture_output=True, text=True)
+    try:
+        name = json.loads(shown.stdout).get("name")
+    except ValueError:
+        name = None
     entries = None
-    if x.get("type") in ("hash", "lru_hash", "percpu_hash", "lru_percpu_hash"):
-        d = subprocess.run(["bpftool", "-j", "map", "dump", "id", str(x["id"])], capture_output=True, text=True)
+    if int(info["map_type"]) in (1, 5, 9, 10):  # hash, percpu hash, lru hash, lru percpu hash
+        d = subprocess.run(["bpftool", "-j", "map", "dump", "id", str(mid)], capture_output=True, text=True)
         try:
             entries = len(json.loads(d.stdout))
         except ValueError:
             entries = None
-    maps.append({"id": x["id"], "name": x.get("name"), "type": x.get("type"), "max_entries": x.get("max_entries"),
-                 "bytes_memlock": x.get("bytes_memlock"), "entries": entries})
+    maps.append({"id": mid, "name": name, "type": int(info["map_type"]), "max_entries": int(info["max_entries"]),
+                 "bytes_memlock": int(info["memlock"]), "entries": entries})
+maps.sort(key=lambda x: x["id"])
 print(json.dumps({"status": status, "metrics": m, "maps": maps}))
 EOF
 }
@@ -250,7 +264,7 @@ import json, statistics, sys
 out, runs, wanted = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 def load(p): return json.load(open(f"{out}/{p}"))
 def p99s(name, key):
-    return [load(f"probe-{name}-{i}.json")[key]["p99"] for i in range(1, runs + 1)]
+    return [load(f"probe-{name}-{i}.json")[f"{key}_ms"]["p99"] for i in range(1, runs + 1)]
 idle, held = load("snapshot-idle.json"), load("snapshot-held.json")
 client, server = load("held-client.json"), load("held-server-after.json")
 flows = held["metrics"].get("syngate_flows_active", 0) - idle["metrics"].get("syngate_flows_active", 0)
@@ -276,13 +290,14 @@ print(f"- held: {client['established']} of {wanted} opened ({client['failed']} f
       f"in {client['seconds']} s from {client['sources']} addresses; srv holds {server['held']}; "
       f"syngate flows {r['syngate_flows_idle']:.0f} -> {r['syngate_flows_held']:.0f}")
 print(f"- syngate RSS {idle['status']['VmRSS'] / 2**20:.1f} -> {held['status']['VmRSS'] / 2**20:.1f} MiB: "
-      f"+{d['VmRSS'] / 2**20:.1f} MiB ({per(d['VmRSS'])}; anon {per(d['RssAnon'])}, shmem (mapped table) {per(d['RssShmem'])})")
+      f"+{d['VmRSS'] / 2**20:.1f} MiB ({per(d['VmRSS'])}; anon {per(d['RssAnon'])}, file {per(d['RssFile'])}, "
+      f"shmem {per(d['RssShmem'])}: the flow tables are mapped files in state_dir)")
 if r["table_bytes"]:
     print(f"- flow tables preallocated: {r['table_bytes'] / 2**20:.1f} MiB for {r['table_capacity']:.0f} flows "
           f"({r['table_bytes'] / r['table_capacity']:.0f} B/flow of capacity)")
 for a, b in zip(idle["maps"], held["maps"]):
     ent = f"entries {a['entries']} -> {b['entries']}, " if b["entries"] is not None else ""
-    print(f"- BPF map {b['name']} ({b['type']}): {ent}max {b['max_entries']}, memlock {b['bytes_memlock'] / 2**20:.2f} MiB "
+    print(f"- BPF map {b['name']} (type {b['type']}): {ent}max {b['max_entries']}, memlock {b['bytes_memlock'] / 2**20:.2f} MiB "
           f"({b['bytes_memlock'] / max(b['max_entries'], 1):.0f} B/entry)")
 print(f"- new clients, connect p99 ms: idle {r['connect_p99_ms_idle']} held {r['connect_p99_ms_held']}: "
       f"ratio of medians {r['connect_p99_ratio']:.2f}")
