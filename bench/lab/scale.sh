@@ -144,9 +144,19 @@ EOF
 nsx "$srv" nginx -c "$tmp/nginx.conf" -p "$tmp" -e "$tmp/nginx-error.log"
 wait_until 5 test -s "$tmp/nginx.pid" || { echo "scale.sh: nginx did not start" >&2; cat "$tmp/nginx-error.log" >&2; exit 1; }
 track_pid "$(cat "$tmp/nginx.pid")"
-BG_LOG=$tmp/holder-server.log bg_in "$srv" python3 "$here/scale_holder.py" server --listen 10.10.3.2:8080 \
-  --max-fds $((connections + 4096)) --status "$tmp/server.json"
-wait_until 5 test -s "$tmp/server.json" || { echo "scale.sh: the holder server did not start" >&2; cat "$tmp/holder-server.log" >&2; exit 1; }
+# One process holds at most what its descriptor hard limit allows (raising that takes
+# CAP_SYS_RESOURCE): the connections are split over as many holders as that needs, each side.
+fd_hard=$(ulimit -Hn)
+[ "$fd_hard" = unlimited ] && fd_hard=1048576
+per_holder=$((fd_hard - 1024))
+holders=$(( (connections + per_holder - 1) / per_holder ))
+for ((h = 0; h < holders; h++)); do
+  BG_LOG=$tmp/holder-server.log bg_in "$srv" python3 "$here/scale_holder.py" server --listen 10.10.3.2:8080 \
+    --max-fds $((per_holder + 512)) --status "$tmp/server-$h.json"
+done
+servers_up() { local h; for ((h = 0; h < holders; h++)); do test -s "$tmp/server-$h.json" || return 1; done; }
+wait_until 5 servers_up || { echo "scale.sh: the holder servers did not start" >&2; cat "$tmp/holder-server.log" >&2; exit 1; }
+server_held() { cat "$tmp"/server-*.json | python3 -c 'import json,sys; print(json.dumps({"held": sum(json.loads(l)["held"] for l in sys.stdin)}))'; }
 
 # ---- syngate on gw -------------------------------------------------------------------------
 metrics_port=9471
@@ -240,24 +250,37 @@ log "probe with nothing held ($probe_runs x $probe_count connections)"
 probe idle
 snapshot idle
 
-log "opening $connections connections to :8080 at $open_rate/s ($per_source per source address)"
-sources_csv=$(IFS=,; echo "${source_list[*]}")
-BG_LOG=$tmp/holder-client.log bg_in "$cli" python3 "$here/scale_holder.py" client --target 10.10.3.2:8080 \
-  --sources "$sources_csv" --count "$connections" --rate "$open_rate" --inflight 2000 --timeout-s 10 \
-  --deadline-s "$open_deadline_s" --status "$tmp/client.json"
-if ! wait_until $((open_deadline_s + 30)) test -s "$tmp/client.json"; then
-  echo "scale.sh: the client holder did not report within $((open_deadline_s + 30)) s" >&2
+log "opening $connections connections to :8080 at $open_rate/s ($per_source per source address, $holders holders)"
+for ((h = 0; h < holders; h++)); do
+  mine=()  # this holder's share of the source addresses and of the connections
+  for ((i = h; i < sources; i += holders)); do mine+=("${source_list[$i]}"); done
+  BG_LOG=$tmp/holder-client.log bg_in "$cli" python3 "$here/scale_holder.py" client --target 10.10.3.2:8080 \
+    --sources "$(IFS=,; echo "${mine[*]}")" --count $(( ${#mine[@]} * per_source )) \
+    --rate $(( open_rate / holders + 1 )) --inflight 2000 --timeout-s 10 --deadline-s "$open_deadline_s" \
+    --status "$tmp/client-$h.json"
+done
+clients_done() { local h; for ((h = 0; h < holders; h++)); do test -s "$tmp/client-$h.json" || return 1; done; }
+if ! wait_until $((open_deadline_s + 30)) clients_done; then
+  echo "scale.sh: the client holders did not report within $((open_deadline_s + 30)) s" >&2
   cat "$tmp/holder-client.log" >&2
   exit 1
 fi
-cp "$tmp/client.json" "$out/held-client.json"
+cat "$tmp"/client-*.json | python3 -c '
+import json, sys
+parts = [json.loads(l) for l in sys.stdin]
+errors = {}
+for p in parts:
+    for k, v in p["errors"].items(): errors[k] = errors.get(k, 0) + v
+print(json.dumps({"established": sum(p["established"] for p in parts), "failed": sum(p["failed"] for p in parts),
+                  "errors": errors, "seconds": max(p["seconds"] for p in parts),
+                  "sources": sum(p["sources"] for p in parts), "holders": len(parts)}))' >"$out/held-client.json"
 sleep 2  # the last ACKs through, srv's accept queue drained
-cp "$tmp/server.json" "$out/held-server.json"
+server_held >"$out/held-server.json"
 log "held: $(cat "$out/held-client.json"); srv holds $(cat "$out/held-server.json")"
 snapshot held
 log "probe with everything held"
 probe held
-cp "$tmp/server.json" "$out/held-server-after.json"
+server_held >"$out/held-server-after.json"
 
 python3 - "$out" "$probe_runs" "$connections" <<'EOF' | tee "$out/scale.md"
 import json, statistics, sys

@@ -28,11 +28,12 @@ IP_BIND_ADDRESS_NO_PORT = 24  # linux/in.h: the port is picked at connect(), per
 
 
 def raise_fd_limit(n):
+    """Raises the soft limit to n; fails when the hard limit is lower (raising it takes
+    CAP_SYS_RESOURCE, which a container may not grant): scale.sh then runs more holders."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    want = max(soft, n)
-    if hard != resource.RLIM_INFINITY and want > hard:
-        hard = want  # root may raise its own hard limit up to fs.nr_open
-    resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    if hard != resource.RLIM_INFINITY and n > hard:
+        sys.exit(f"scale_holder: needs {n} descriptors, the hard limit is {hard}: run more holders")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, n), hard))
 
 
 def write_status(path, obj):
@@ -60,6 +61,7 @@ def server(a):
     host, port = split_addr(a.listen)
     ls = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)  # several holders share the port
     ls.bind((host, port))
     ls.listen(a.backlog)
     ls.setblocking(False)
