@@ -156,7 +156,7 @@ for ((h = 0; h < holders; h++)); do
 done
 servers_up() { local h; for ((h = 0; h < holders; h++)); do test -s "$tmp/server-$h.json" || return 1; done; }
 wait_until 5 servers_up || { echo "scale.sh: the holder servers did not start" >&2; cat "$tmp/holder-server.log" >&2; exit 1; }
-server_held() { cat "$tmp"/server-*.json | python3 -c 'import json,sys; print(json.dumps({"held": sum(json.loads(l)["held"] for l in sys.stdin)}))'; }
+server_held() { python3 -c 'import json,sys; print(json.dumps({"held": sum(json.load(open(f))["held"] for f in sys.argv[1:])}))' "$tmp"/server-*.json; }
 
 # ---- syngate on gw -------------------------------------------------------------------------
 metrics_port=9471
@@ -265,15 +265,15 @@ if ! wait_until $((open_deadline_s + 30)) clients_done; then
   cat "$tmp/holder-client.log" >&2
   exit 1
 fi
-cat "$tmp"/client-*.json | python3 -c '
+python3 -c '
 import json, sys
-parts = [json.loads(l) for l in sys.stdin]
+parts = [json.load(open(f)) for f in sys.argv[1:]]
 errors = {}
 for p in parts:
     for k, v in p["errors"].items(): errors[k] = errors.get(k, 0) + v
 print(json.dumps({"established": sum(p["established"] for p in parts), "failed": sum(p["failed"] for p in parts),
                   "errors": errors, "seconds": max(p["seconds"] for p in parts),
-                  "sources": sum(p["sources"] for p in parts), "holders": len(parts)}))' >"$out/held-client.json"
+                  "sources": sum(p["sources"] for p in parts), "holders": len(parts)}))' "$tmp"/client-*.json >"$out/held-client.json"
 sleep 2  # the last ACKs through, srv's accept queue drained
 server_held >"$out/held-server.json"
 log "held: $(cat "$out/held-client.json"); srv holds $(cat "$out/held-server.json")"
