@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <bit>
 #include <cstring>
 
 namespace syngate::flows {
@@ -124,21 +125,25 @@ uint64_t hash_tuple(const FlowTuple& t, uint64_t seed) noexcept {
   return mix64(h ^ (uint64_t{t.sport} << 16 | t.dport));
 }
 
-// Hash buckets: the largest power of two not above the flow count, so chains average one to
-// two entries and the buckets cost at most 4 bytes per flow.
+// Per-source hash buckets: the largest power of two not above the flow count, so chains average
+// one to two entries and the buckets cost at most 4 bytes per flow.
 uint32_t bucket_count_for(uint32_t flows) noexcept {
   uint32_t p = 1;
   while (p <= flows / 2) p <<= 1;
   return p;
 }
+
+// Flow index slots: 5/4 of the flows, plus one so that a slot stays empty.
+uint32_t slot_count_for(uint32_t flows) noexcept { return flows + flows / 4 + 1; }
 }  // namespace
 
 FlowTable::FlowTable(const FlowTableConfig& c, EngineState state) : cfg(c) {
   const StateLayout lay = layout_of(cfg);
   std::span<uint8_t> region = state.region;
   if (region.empty()) {
-    own.assign(lay.total, 0);
-    region = own;
+    own.reset(new (std::align_val_t{kOwnAlign}) uint8_t[lay.total]());
+    own_bytes = lay.total;
+    region = {own.get(), own_bytes};
   }
   header = reinterpret_cast<StateHeader*>(region.data());
   flows = reinterpret_cast<Flow*>(region.data() + lay.flows_offset);
@@ -158,9 +163,10 @@ FlowTable::FlowTable(const FlowTableConfig& c, EngineState state) : cfg(c) {
 // The derived structures of an empty table (rebuild() then files the entries).
 void FlowTable::clear_indexes() {
   syn_levels = cfg.backend_syn_retries + 1;
+  slot_count = slot_count_for(cfg.max_flows);
+  slots.assign(slot_count, 0);
+  index_bits = static_cast<uint32_t>(std::bit_width(cfg.max_flows));  // index + 1 <= max_flows fits
   const uint32_t nb = bucket_count_for(cfg.max_flows);
-  buckets.assign(nb, kNone);
-  bucket_mask = nb - 1;
   free_head = kNone;
   sources.clear();
   source_buckets.clear();
@@ -182,14 +188,14 @@ void FlowTable::clear_indexes() {
 }
 
 bool FlowTable::reset(const FlowTableConfig& c) {
-  if (own.empty() || c.max_flows != cfg.max_flows || c.early_data_bytes != cfg.early_data_bytes ||
+  if (!own || c.max_flows != cfg.max_flows || c.early_data_bytes != cfg.early_data_bytes ||
       c.early_data_slots != cfg.early_data_slots) {
     return false;
   }
   cfg = c;
   // Every byte as the constructor leaves it: entries are reused without being cleared field by
   // field, so a reset table must not differ from a new one in what a freed entry held.
-  std::memset(own.data(), 0, own.size());  // one call: a byte loop costs more under sanitizers
+  std::memset(own.get(), 0, own_bytes);  // one call: a byte loop costs more under sanitizers
   clear_indexes();
   format(0);
   rebuild();
@@ -248,7 +254,7 @@ void FlowTable::rebuild() {
   count_.active = 0;
   for (uint32_t i = cfg.max_flows; i-- > 0;) {
     Flow& f = flows[i];
-    f.hash_next = f.list_prev = f.list_next = kNone;
+    f.free_next = f.list_prev = f.list_next = kNone;
     if (f.state != State::Free && !plausible(f, slot_used)) {
       f.state = State::Free;
       ++restored.dropped_invalid;
@@ -259,13 +265,11 @@ void FlowTable::rebuild() {
     }
     if (f.state == State::Free) {
       f.list = kListNone;
-      f.hash_next = free_head;
+      f.free_next = free_head;
       free_head = i;
       continue;
     }
-    uint32_t& head = buckets[bucket_of(f.key)];
-    f.hash_next = head;
-    head = i;
+    index_insert(i);
     if (f.state != State::Linger) source_acquire_unchecked(f.key.src);
     const uint32_t stamp = f.state == State::SynSent ? f.stamp_ms : f.queued_ms;
     by_list[f.list].push_back({i, stamp});
@@ -314,14 +318,77 @@ bool FlowTable::plausible(const Flow& f, std::vector<uint8_t>& slot_used) const 
   return scales_plausible(f);
 }
 
-// ---- flow hash --------------------------------------------------------------------------
-uint32_t FlowTable::bucket_of(const FlowTuple& k) const { return static_cast<uint32_t>(hash_tuple(k, cfg.hash_seed)) & bucket_mask; }
+// ---- flow index -------------------------------------------------------------------------
+// The home slot from the hash's low half (scaled to the slot count), the tag from its high half.
+FlowTable::Hashed FlowTable::hashed(const FlowTuple& k) const noexcept {
+  const uint64_t h = hash_tuple(k, cfg.hash_seed);
+  return {static_cast<uint32_t>((h & 0xffffffffu) * slot_count >> 32), static_cast<uint32_t>(h >> 32) >> index_bits};
+}
 
 uint32_t FlowTable::find(const FlowTuple& k) const {
-  for (uint32_t i = buckets[bucket_of(k)]; i != kNone; i = flows[i].hash_next) {
-    if (flows[i].key == k) return i;
+  const Hashed h = hashed(k);
+  const uint32_t low = (1u << index_bits) - 1;
+  for (uint32_t pos = h.home;; pos = next_slot(pos)) {
+    const uint32_t s = slots[pos];
+    if (s == 0) return kNone;
+    if ((s >> index_bits) == h.tag && flows[(s & low) - 1].key == k) return (s & low) - 1;
   }
-  return kNone;
+}
+
+void FlowTable::prefetch(std::span<const FlowTuple> keys) const noexcept {
+  constexpr size_t kChunk = 64;
+  constexpr uintptr_t kLine = 64;
+  const uint32_t low = (1u << index_bits) - 1;
+  Hashed hs[kChunk];
+  for (size_t base = 0; base < keys.size(); base += kChunk) {
+    const size_t n = std::min(kChunk, keys.size() - base);
+    for (size_t k = 0; k < n; ++k) {
+      hs[k] = hashed(keys[base + k]);
+      __builtin_prefetch(&slots[hs[k].home]);
+    }
+    // By now the first lines have arrived: the entry each one names, within the home slot's line
+    // (a flow further on is rare, and find() reaches it anyway).
+    for (size_t k = 0; k < n; ++k) {
+      for (uint32_t pos = hs[k].home;; pos = next_slot(pos)) {
+        const uint32_t s = slots[pos];
+        if (s == 0) break;
+        if ((s >> index_bits) == hs[k].tag) {
+          const auto* entry = reinterpret_cast<const uint8_t*>(&flows[(s & low) - 1]);
+          __builtin_prefetch(entry);
+          __builtin_prefetch(entry + 64);
+          break;
+        }
+        if (reinterpret_cast<uintptr_t>(&slots[pos] + 1) % kLine == 0) break;
+      }
+    }
+  }
+}
+
+void FlowTable::index_insert(uint32_t i) {
+  const Hashed h = hashed(flows[i].key);
+  uint32_t pos = h.home;
+  while (slots[pos] != 0) pos = next_slot(pos);
+  slots[pos] = h.tag << index_bits | (i + 1);
+}
+
+// Backward-shift deletion: each later slot of the run that may move into the hole does, so no
+// tombstones are left for later probes to walk over. A slot's home comes from its entry's key
+// (the slot holds too few bits of the hash): a deletion touches the entries of the run after it.
+void FlowTable::index_erase(uint32_t i) {
+  const uint32_t low = (1u << index_bits) - 1;
+  uint32_t hole = hashed(flows[i].key).home;
+  while ((slots[hole] & low) != i + 1) hole = next_slot(hole);
+  for (uint32_t next = next_slot(hole); slots[next] != 0; next = next_slot(next)) {
+    // It may fill the hole when it is at least as far from its home as from the hole (cyclically:
+    // its home is not after the hole).
+    const uint32_t home = hashed(flows[(slots[next] & low) - 1].key).home;
+    const auto distance = [this](uint32_t from, uint32_t to) { return to >= from ? to - from : to + slot_count - from; };
+    if (distance(home, next) >= distance(hole, next)) {
+      slots[hole] = slots[next];
+      hole = next;
+    }
+  }
+  slots[hole] = 0;
 }
 
 // ---- timer lists ------------------------------------------------------------------------
@@ -416,14 +483,12 @@ void FlowTable::release_early(Flow& f) {
 void FlowTable::free_flow(uint32_t i) {
   Flow& f = edit(i);
   list_remove(i);
-  uint32_t* link = &buckets[bucket_of(f.key)];
-  while (*link != i) link = &flows[*link].hash_next;
-  *link = f.hash_next;
+  index_erase(i);
   release_early(f);
   if (f.state != State::Linger) source_release(f.key.src);  // a lingering flow gave it back already
   if (observer) observer->flow_freed(f.key);
   f.state = State::Free;
-  f.hash_next = free_head;
+  f.free_next = free_head;
   free_head = i;
   --count_.active;
   ++count_.closed;
@@ -451,7 +516,7 @@ uint32_t FlowTable::allocate_flow(const FlowTuple& key, uint32_t now) {
   }
   const uint32_t i = free_head;
   Flow& f = edit(i);
-  free_head = f.hash_next;
+  free_head = f.free_next;
   f = Flow{};
   f.key = key;
   f.early_slot = kNone;
@@ -460,9 +525,8 @@ uint32_t FlowTable::allocate_flow(const FlowTuple& key, uint32_t now) {
   f.client_ws = kNoWscale;
   f.backend_ws = 0;
   f.stamp_ms = now;
-  uint32_t& head = buckets[bucket_of(key)];
-  f.hash_next = head;
-  head = i;
+  f.free_next = kNone;
+  index_insert(i);
   ++count_.active;
   ++count_.created;
   if (observer) observer->flow_created(key);
@@ -544,10 +608,10 @@ RestoreReport FlowTable::import_from(std::span<const uint8_t> region, uint64_t b
       continue;
     }
     const uint32_t j = free_head;
-    free_head = flows[j].hash_next;
+    free_head = flows[j].free_next;
     Flow& f = edit(j);
     f = src;
-    f.hash_next = f.list_prev = f.list_next = kNone;
+    f.free_next = f.list_prev = f.list_next = kNone;
     f.list = kListNone;
     if (f.state == State::SynSent) {
       f.retries = static_cast<uint8_t>(std::min<uint32_t>(f.retries, cfg.backend_syn_retries));
@@ -561,9 +625,7 @@ RestoreReport FlowTable::import_from(std::span<const uint8_t> region, uint64_t b
         f.early_len = 0;
       }
     }
-    uint32_t& head = buckets[bucket_of(f.key)];
-    f.hash_next = head;
-    head = j;
+    index_insert(j);
     if (f.state != State::Linger) source_acquire_unchecked(f.key.src);
     // Filed at the tail of its timer list with its own stamps: an imported flow that is older
     // than the ones already queued expires late, never early.
@@ -592,7 +654,7 @@ uint32_t FlowTable::take_early_slot() {
 }
 
 size_t FlowTable::memory_bytes() const noexcept {
-  return size_t{cfg.max_flows} * sizeof(Flow) + buckets.size() * sizeof(uint32_t) +
+  return size_t{cfg.max_flows} * sizeof(Flow) + slots.size() * sizeof(uint32_t) +
          sources.size() * sizeof(SourceEntry) + source_buckets.size() * sizeof(uint32_t) +
          size_t{cfg.early_data_slots} * cfg.early_data_bytes + early_free.capacity() * sizeof(uint32_t);
 }

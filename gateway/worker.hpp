@@ -12,6 +12,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <vector>
 
 #include "flow_state.hpp"
@@ -76,6 +77,8 @@ class Worker {
   // The kind's answer to one whole packet; may throw (the packet then gets the fail-mode verdict).
   virtual Decision decide(const QueuedPacket& p, const EngineClock& now) = 0;
   virtual void count_truncated() {}
+  // Before the packets of a batch are decided, with all of them.
+  virtual void before_batch(const std::vector<QueuedPacket>& /*batch*/) {}
   // After each packet's verdict was given (not yet flushed).
   virtual void after_packet() {}
   // Once, at the start of the first turn.
@@ -150,6 +153,7 @@ class FlowWorker final : public Worker {
 
  private:
   Decision decide(const QueuedPacket& p, const EngineClock& now) override;
+  void before_batch(const std::vector<QueuedPacket>& batch) override;
   void after_packet() override;
   void start(uint64_t now) override;
   void periodic(uint64_t now) override;
@@ -161,6 +165,7 @@ class FlowWorker final : public Worker {
   std::unique_ptr<Engine> engine_;
   uint64_t last_advance_ = 0;
   uint64_t last_prune_ = 0;
+  std::vector<std::span<uint8_t>> batch_packets_;  // before_batch's, kept to reuse its memory
 };
 
 }  // namespace syngate::gw
