@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Established flows in the kernel across a kill -9 (issue 23, "Nothing lost across restarts"): the
-# tc flow map is pinned (a bpffs of this test's own, in a mount namespace a holder process keeps;
-# the host's /sys/fs/bpf is not touched) and outlives the process. Three idle-looking connections
+# tc flow map is pinned (gateway.bpf_dir on a bpffs of this test's own; the host's /sys/fs/bpf is
+# not touched) and outlives the process. Three idle-looking connections
 # to an echo server carry pings through the tc programs only (the engine sees nothing after the
 # hand-over); a stale entry is planted in the pinned map; then kill -9 and a restart with the same
 # config, established_idle_s = 6. Must hold:
@@ -17,24 +17,20 @@ command -v bpftool >/dev/null || { echo "SKIP: needs bpftool"; exit 77; }
 lab_up
 start_echo 7000
 
-# The holder: a mount namespace (inside the gateway's network namespace) with a bpffs of its own.
-# Syngate runs inside it (nsenter), so its pins live as long as the holder, across restarts.
-BG_LOG=$LAB_DIR/holder.log bg "$NS_GW" unshare -m --propagation private \
-  sh -c 'mount -t bpf bpf /sys/fs/bpf && echo ready $$ && exec sleep 600'
-# `ip netns exec` may fork: the holder is the process that printed its PID.
-wait_until 5 grep -q ready "$LAB_DIR/holder.log" 2>/dev/null || fail "no bpffs for the test: $(cat "$LAB_DIR/holder.log")"
-HOLDER=$(awk '$1 == "ready" { print $2 }' "$LAB_DIR/holder.log")
-track_pid "$HOLDER"
-in_holder() { nsenter -t "$HOLDER" -m -n "$@"; }
+# A bpffs of this test's own (gateway.bpf_dir): the pins outlive each syngate process, across the
+# kill -9, as /sys/fs/bpf's would on a real host; the host's own /sys/fs/bpf is not touched.
+kernel_path_bpffs
+in_holder() { in_ns "$NS_GW" "$@"; }
 
-KERNEL_PATH=auto write_config "" "established_idle_s = 6" '[[service]]
+KERNEL_PATH=auto write_config "bpf_dir = \"$LAB_BPFFS\"" "established_idle_s = 6" '[[service]]
 address = "10.10.3.2"
 port = 7000'
 start_pinned() {
   in_ns "$NS_GW" "$SYNGATE_BIN" rules up --config "$LAB_DIR/syngate.toml" >/dev/null
   local before
   before=$(running_lines)
-  in_holder "$SYNGATE_BIN" run --config "$LAB_DIR/syngate.toml" >>"$LAB_DIR/syngate.log" 2>&1 &
+  # ip netns exec execs syngate: the PID is the daemon's own, for the kill -9 below.
+  ip netns exec "$NS_GW" "$SYNGATE_BIN" run --config "$LAB_DIR/syngate.toml" >>"$LAB_DIR/syngate.log" 2>&1 &
   SYNGATE_PID=$!
   track_pid "$SYNGATE_PID"
   wait_until 5 eval '(( $(running_lines) > before ))' || fail "syngate did not start: $(tail -5 "$LAB_DIR/syngate.log")"
@@ -130,6 +126,8 @@ in_ns "$NS_GW" ip link set g1 up
 veth "$NS_CLI" c9 "$NS_GW" g9
 in_ns "$NS_CLI" ip link set c9 up
 in_ns "$NS_GW" ip link set g9 up
+# With no default route the interface rule takes every link that has an address: g9 gets one.
+in_ns "$NS_GW" ip addr add 10.10.9.1/24 dev g9
 wait_until 6 grep -q "translating established flows on g9" "$LAB_DIR/syngate.log" ||
   fail "tc did not attach to the new interface g9: $(grep 'tc:' "$LAB_DIR/syngate.log" | tail -5)"
 wait_until 6 eval 'in_ns "$NS_GW" tc filter show dev g1 ingress | grep -q bpf' ||
