@@ -892,39 +892,13 @@ Decision Engine::process(std::span<uint8_t> packet, const EngineClock& now, Pack
   return impl_->process(packet, now, sink, checksum_ready, capacity);
 }
 void Engine::advance(const EngineClock& now, PacketSink& sink) { impl_->advance(now, sink); }
-namespace {
-// The addresses and ports of a TCP segment in IPv4 or in IPv6 without extension headers, read
-// without validating the rest: enough for a prefetch hint, which is harmless when wrong
-// (process() validates everything).
-std::optional<FlowTuple> tuple_hint(std::span<const uint8_t> b) noexcept {
-  if (b.size() < 40) return std::nullopt;
-  FlowTuple t;
-  size_t tcp = 0;
-  if ((b[0] >> 4) == 4 && b[9] == 6) {
-    tcp = size_t{b[0] & 0x0fu} * 4;
-    t.src = Address::from_v4(std::span<const uint8_t, 4>(b.data() + 12, 4));
-    t.dst = Address::from_v4(std::span<const uint8_t, 4>(b.data() + 16, 4));
-  } else if ((b[0] >> 4) == 6 && b[6] == 6) {
-    tcp = 40;
-    t.src = Address::from_v6(std::span<const uint8_t, 16>(b.data() + 8, 16));
-    t.dst = Address::from_v6(std::span<const uint8_t, 16>(b.data() + 24, 16));
-  } else {
-    return std::nullopt;
-  }
-  if (tcp < 20 || b.size() < tcp + 4) return std::nullopt;
-  t.sport = static_cast<uint16_t>(b[tcp] << 8 | b[tcp + 1]);
-  t.dport = static_cast<uint16_t>(b[tcp + 2] << 8 | b[tcp + 3]);
-  return t;
-}
-}  // namespace
-
 void Engine::prefetch(std::span<const std::span<uint8_t>> batch) {
   const Impl& m = *impl_;
   constexpr size_t kChunk = 64;
   FlowTuple keys[kChunk];
   size_t n = 0;
   for (const std::span<uint8_t> bytes : batch) {
-    const std::optional<FlowTuple> t = tuple_hint(bytes);
+    const std::optional<FlowTuple> t = peek_tcp_tuple(bytes);
     if (!t) continue;
     // Oriented as the flow path will look it up (SynGuard::decide); draining services are left
     // out: their flows are few and ending.

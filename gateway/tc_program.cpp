@@ -303,20 +303,6 @@ uint64_t Program::clear_flows() noexcept {
   return n;
 }
 
-std::vector<sg_tc_flow_key> Program::keys(uint32_t* max_generation) const {
-  const int fd = impl_->flows_fd();
-  std::vector<sg_tc_flow_key> out;
-  sg_tc_flow_key next{};
-  uint32_t top = 0;
-  while (bpf_map_get_next_key(fd, out.empty() ? nullptr : &out.back(), &next) == 0) {
-    out.push_back(next);
-    sg_tc_flow v{};
-    if (max_generation && bpf_map_lookup_elem(fd, &next, &v) == 0) top = std::max(top, v.generation);
-  }
-  if (max_generation) *max_generation = top;
-  return out;
-}
-
 void Program::delete_key(const sg_tc_flow_key& key) noexcept { bpf_map_delete_elem(impl_->flows_fd(), &key); }
 
 std::vector<std::pair<sg_tc_flow_key, sg_tc_flow>> Program::entries() const {
@@ -388,10 +374,6 @@ void Program::delete_flow(const FlowTuple&) noexcept {}
 void Program::punt_flow(const FlowTuple&) noexcept {}
 bool Program::read_flow(const FlowTuple&, sg_tc_flow&, sg_tc_flow&) const noexcept { return false; }
 uint64_t Program::clear_flows() noexcept { return 0; }
-std::vector<sg_tc_flow_key> Program::keys(uint32_t* max_generation) const {
-  if (max_generation) *max_generation = 0;
-  return {};
-}
 void Program::delete_key(const sg_tc_flow_key&) noexcept {}
 std::vector<std::pair<sg_tc_flow_key, sg_tc_flow>> Program::entries() const { return {}; }
 uint64_t Program::flow_entries_count() const noexcept { return 0; }
@@ -425,8 +407,9 @@ std::unique_ptr<KernelPath> KernelPath::start(const gw::GatewayConfig& config, u
   // Entries a dead syngate left (a reused pinned map) stay until finish_start() has reconciled
   // them with the restored flows.
   uint32_t top_generation = 0;
-  const size_t found = program->keys(&top_generation).size();
-  if (found > 0) spdlog::info("tc: the pinned flow map holds {} entries of an earlier run; reconciling", found);
+  const auto left = program->entries();
+  for (const auto& [key, entry] : left) top_generation = std::max(top_generation, entry.generation);
+  if (!left.empty()) spdlog::info("tc: the pinned flow map holds {} entries of an earlier run; reconciling", left.size());
   std::vector<Address> addresses;
   std::vector<Service> services = gw::to_engine_services(config.services);
   for (const Service& s : services) {
@@ -515,14 +498,22 @@ void KernelPath::apply(const gw::InterfacePlan& next) {
   applied_ = std::move(applied);
 }
 
+namespace {
+bool key_less(const sg_tc_flow_key& a, const sg_tc_flow_key& b) noexcept { return std::memcmp(&a, &b, sizeof a) < 0; }
+
+const sg_tc_flow* find_entry(const std::vector<std::pair<sg_tc_flow_key, sg_tc_flow>>& sorted,
+                             const sg_tc_flow_key& k) noexcept {
+  const auto it = std::lower_bound(sorted.begin(), sorted.end(), k,
+                                   [](const auto& e, const sg_tc_flow_key& key) { return key_less(e.first, key); });
+  return it != sorted.end() && !key_less(k, it->first) ? &it->second : nullptr;
+}
+}  // namespace
+
 void KernelPath::finish_start(uint64_t merged) {
-  const auto by_bytes = [](const sg_tc_flow_key& a, const sg_tc_flow_key& b) {
-    return std::memcmp(&a, &b, sizeof a) < 0;
-  };
-  std::sort(claimed_.begin(), claimed_.end(), by_bytes);
+  std::sort(claimed_.begin(), claimed_.end(), key_less);
   uint64_t stale = 0;
-  for (const sg_tc_flow_key& k : program_->keys()) {
-    if (std::binary_search(claimed_.begin(), claimed_.end(), k, by_bytes)) continue;
+  for (const auto& [k, entry] : program_->entries()) {
+    if (std::binary_search(claimed_.begin(), claimed_.end(), k, key_less)) continue;
     program_->delete_key(k);
     ++stale;
   }
@@ -537,17 +528,6 @@ void KernelPath::finish_start(uint64_t merged) {
 }
 
 KernelPath::~KernelPath() = default;
-
-namespace {
-bool key_less(const sg_tc_flow_key& a, const sg_tc_flow_key& b) noexcept { return std::memcmp(&a, &b, sizeof a) < 0; }
-
-const sg_tc_flow* find_entry(const std::vector<std::pair<sg_tc_flow_key, sg_tc_flow>>& sorted,
-                             const sg_tc_flow_key& k) noexcept {
-  const auto it = std::lower_bound(sorted.begin(), sorted.end(), k,
-                                   [](const auto& e, const sg_tc_flow_key& key) { return key_less(e.first, key); });
-  return it != sorted.end() && !key_less(k, it->first) ? &it->second : nullptr;
-}
-}  // namespace
 
 void KernelPath::stop() noexcept {
   program_->detach_all();

@@ -87,8 +87,6 @@ class Program {
   void punt_flow(const FlowTuple& client_to_server) noexcept;
   // Deletes every entry.
   uint64_t clear_flows() noexcept;
-  // Every key in the map, and the highest generation among the entries (0 when empty).
-  std::vector<sg_tc_flow_key> keys(uint32_t* max_generation = nullptr) const;
   void delete_key(const sg_tc_flow_key& key) noexcept;
   // Every entry, with its value.
   std::vector<std::pair<sg_tc_flow_key, sg_tc_flow>> entries() const;

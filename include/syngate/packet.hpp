@@ -198,6 +198,11 @@ struct ParseResult {
   explicit operator bool() const noexcept { return error == ParseError::None; }
 };
 
+// The addresses and ports of a TCP segment in IPv4, or IPv6 without extension headers, read
+// without validating the rest: a hint (the flow table's prefetch), harmless when wrong, since
+// parse_tcp_packet validates everything before anything acts on the packet.
+std::optional<FlowTuple> peek_tcp_tuple(std::span<const uint8_t> packet) noexcept;
+
 // Validates and parses one IP packet holding TCP. The buffer must outlive the returned view.
 ParseResult parse_tcp_packet(std::span<uint8_t> buffer) noexcept;
 

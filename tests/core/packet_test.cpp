@@ -411,6 +411,19 @@ TEST(KernelFixtures, TruncatedAtEveryLengthIsAnError) {
   }
 }
 
+TEST(KernelFixtures, PeekedTupleIsTheParsedOne) {
+  for (const Fixture& f : fixtures()) {
+    SCOPED_TRACE(f.name);
+    Parsed p = parse_copy(f.bytes, f.bytes.size());
+    ASSERT_EQ(p.result.error, ParseError::None);
+    const std::optional<FlowTuple> peeked = peek_tcp_tuple(f.bytes);
+    ASSERT_TRUE(peeked.has_value());
+    EXPECT_EQ(*peeked, p.result.packet.tuple());
+    // A hint never reads past the buffer: cut short, it gives up instead.
+    EXPECT_FALSE(peek_tcp_tuple(std::span<const uint8_t>(f.bytes.data(), 39)).has_value());
+  }
+}
+
 TEST(KernelFixtures, TrailingLinkPaddingIsIgnored) {
   for (const Fixture& f : fixtures()) {
     SCOPED_TRACE(f.name);
