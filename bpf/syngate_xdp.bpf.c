@@ -106,7 +106,8 @@ static __always_inline int refuse_source(const struct pkt* p, const struct sg_xd
   return ok ? SG_OK : SG_R_BACKSCATTER_BUDGET;
 }
 
-static __noinline int answer_syn(struct xdp_md* ctx, const struct parsed* x, const struct sg_xdp_config* cfg) {
+static __noinline int answer_syn(struct xdp_md* ctx, const struct parsed* x, const struct sg_xdp_config* cfg,
+                                  __u32 service_flags) {
   const struct pkt* p = &x->h;
   const __u32 client_seq = p->seq;
   struct option_walk w = {};
@@ -140,10 +141,10 @@ static __noinline int answer_syn(struct xdp_md* ctx, const struct parsed* x, con
     struct sg_syn_option_bits bits;
     bits.has_wscale = w.o.has_wscale;
     bits.wscale = w.o.wscale;
-    bits.sack_permitted = w.o.sack_permitted;
+    bits.sack_permitted = sg_promise_sack(w.o.sack_permitted, service_flags);
     bits.ecn = cfg->announce_ecn && (p->flags & (SG_TCP_ECE | SG_TCP_CWR)) == (SG_TCP_ECE | SG_TCP_CWR);
-    th[24] = w.o.sack_permitted ? 4 : 1;
-    th[25] = w.o.sack_permitted ? 2 : 1;
+    th[24] = bits.sack_permitted ? 4 : 1;
+    th[25] = bits.sack_permitted ? 2 : 1;
     th[26] = 8;
     th[27] = 10;
     store_be32(th + 28, sg_encode_ts_options(sg_now_ms(now), &bits));
@@ -313,7 +314,9 @@ int syngate_xdp(struct xdp_md* ctx) {
   struct sg_xdp_service_key service = {};
   __builtin_memcpy(service.addr, p->key.dst, 16);
   service.port_be = p->key.dport_be;
-  if (!bpf_map_lookup_elem(&sg_services, &service)) return pass_as(SG_XDP_PASSED_OTHER);
+  const __u8* service_flags = bpf_map_lookup_elem(&sg_services, &service);
+  if (!service_flags) return pass_as(SG_XDP_PASSED_OTHER);
+  const __u32 flags = *service_flags;
 
   __u32 zero = 0;
   const struct sg_xdp_config* cfg = bpf_map_lookup_elem(&sg_config, &zero);
@@ -325,7 +328,7 @@ int syngate_xdp(struct xdp_md* ctx) {
     case SG_ACTION_DROP:
       return drop_for(why == SG_R_IP_OPTIONS ? SG_XDP_MALFORMED : SG_XDP_INVALID_FLAGS, why);
     case SG_ACTION_ANSWER:
-      return answer_syn(ctx, &x, cfg);
+      return answer_syn(ctx, &x, cfg, flags);
     default:
       break;
   }

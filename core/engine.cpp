@@ -13,6 +13,7 @@
 #include <functional>
 #include <string>
 
+#include "syngate/backend_facts.hpp"
 #include "syngate/bytes.hpp"
 #include "syngate/checksum.hpp"
 #include "syngate/flow_table.hpp"
@@ -90,15 +91,18 @@ bool answer_syn(const TcpPacket& syn, const CookieJar& cookies, const EngineConf
   // Without timestamps the cookie cannot carry window scale or SACK, so (as Linux does) we offer
   // neither: both ends then agree on unscaled windows.
   if (in.has_timestamps) {
+    const uint32_t service_flags =
+        config.backend_facts ? config.backend_facts->service_flags(Service{t.dst, t.dport}, now_ms(now_ns)) : 0;
+    const bool sack = sg_promise_sack(in.sack_permitted, service_flags);
     SynOptionBits b;
     b.has_wscale = in.has_wscale;
     b.wscale = in.wscale;
-    b.sack_permitted = in.sack_permitted;
+    b.sack_permitted = sack;
     b.ecn = config.announce_ecn && is_ecn_setup_syn(syn.flags());
     out.has_timestamps = true;
     out.tsval = encode_ts_options(now_ms(now_ns), b);
     out.tsecr = in.tsval;
-    out.sack_permitted = in.sack_permitted;
+    out.sack_permitted = sack;
     if (in.has_wscale) {
       out.has_wscale = true;
       out.wscale = config.announced_wscale;
@@ -131,6 +135,8 @@ struct Engine::Impl {
   // MSS. The others (and any not heard from yet) are told 12 bytes less, so that syngate can add
   // the Timestamps option the client was promised if the backend turns out not to send it.
   std::vector<Service> backends_with_timestamps;
+  // cfg.backend_facts when the caller shares none (reused by reset()).
+  std::shared_ptr<BackendFacts> own_backend_facts = std::make_shared<BackendFacts>();
   // What the kernel path recorded of handed-over flows (null: none, the engine sees every segment).
   KernelFlowState* kernel = nullptr;
 
@@ -140,6 +146,7 @@ struct Engine::Impl {
         table(table_config(cfg), state),
         guard(syn_guard_config(c)) {
     scratch.resize(kMaxHeadersLen + std::max<size_t>(cfg.early_data_bytes, 64));
+    if (!cfg.backend_facts) cfg.backend_facts = own_backend_facts;
   }
 
   static EngineConfig normalized(EngineConfig c) {
@@ -640,6 +647,10 @@ struct Engine::Impl {
     f.delta = backend_isn - f.cookie_isn;
     uint32_t backend_ts = 0;
     if (f.bits & bit::kTimestamps) learn_backend_timestamps(f.key, o.has_timestamps);
+    // Only a flow whose client was promised SACK asked the backend for it.
+    if (f.bits & bit::kSack) {
+      cfg.backend_facts->backend_answered(Service{f.key.dst, f.key.dport}, o.sack_permitted, now_ms(now.cookie_ns));
+    }
     if ((f.bits & bit::kTimestamps) && o.has_timestamps) {
       backend_ts = o.tsval;
       f.tsoff = o.tsval - f.tsoff;  // f.tsoff held our SYN-ACK TSval until now
@@ -866,6 +877,10 @@ void Engine::reset(const EngineConfig& config, const CookieJar& cookies) {
   m.guard.reset(syn_guard_config(config));
   m.draining.clear();
   m.backends_with_timestamps.clear();
+  if (!m.cfg.backend_facts) {
+    m.own_backend_facts->clear();
+    m.cfg.backend_facts = m.own_backend_facts;
+  }
   m.kernel = nullptr;  // as the observer: a new engine hears of no kernel path until told
 }
 

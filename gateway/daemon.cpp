@@ -282,6 +282,9 @@ bool Daemon::share_proven_sources() {
   HashKey key{};
   randombytes_buf(key.data(), key.size());
   config.engine.proven_sources = std::make_shared<ProvenSources>(ProvenSources::kDefaultSlots, key);
+  // Likewise what the backends' SYN-ACKs teach the flow workers: the SYN workers and the XDP
+  // program promise SACK by it.
+  config.engine.backend_facts = std::make_shared<BackendFacts>();
   return true;
 }
 
@@ -734,6 +737,9 @@ void Daemon::sync_fast_path() {
       spdlog::error("xdp: new policy not published ({}); detaching, NFQUEUE takes over", e.what());
       xdp->detach();
     }
+  }
+  if (config.engine.backend_facts) {
+    xdp->sync_backend_facts(*config.engine.backend_facts, static_cast<uint32_t>(engine_clock().cookie_ns / 1000000));
   }
 }
 

@@ -70,6 +70,7 @@ std::unique_ptr<FastPath> FastPath::start(gw::XdpMode mode, std::vector<std::str
   std::unique_ptr<FastPath> fast(new FastPath(std::move(program)));
   fast->budget_key_ = budget_key;
   fast->services_ = engine.services;
+  fast->service_flags_.assign(engine.services.size(), SG_SERVICE_PROTECTED);
   fast->mode_ = mode;
   fast->listed_ = std::move(interfaces);
   fast->gateway_mode_ = gateway_mode;
@@ -202,7 +203,21 @@ void FastPath::set_policy(const EngineConfig& engine) {
   }
   program_->set_services(kept);
   services_ = std::move(kept);
+  service_flags_.assign(services_.size(), SG_SERVICE_PROTECTED);
   program_->configure(settings, true);
+}
+
+void FastPath::sync_backend_facts(const BackendFacts& facts, uint32_t now_ms) noexcept {
+  for (size_t i = 0; i < services_.size(); ++i) {
+    const uint8_t flags = static_cast<uint8_t>(SG_SERVICE_PROTECTED | facts.service_flags(services_[i], now_ms));
+    if (flags == service_flags_[i]) continue;
+    if (!program_->set_service_flags(services_[i], flags)) continue;
+    service_flags_[i] = flags;
+    spdlog::info("xdp: backend of {}:{} {}", services_[i].address.to_string(), services_[i].port,
+                 (flags & SG_SERVICE_BACKEND_LACKS_SACK)
+                     ? "answered without SACK: its clients are not promised SACK for now"
+                     : "may have SACK again: its clients are promised SACK when they offer it");
+  }
 }
 
 void FastPath::set_secrets(const CookieSecrets& secrets, uint32_t cookie_max_age) {

@@ -43,6 +43,10 @@ class FastPath : public FlowObserver {
   // The policy or the services changed (reload): prefixes, allow list, budget; services removed
   // leave the program (added ones join at the next start).
   void set_policy(const EngineConfig& engine);
+  // What the program promises each service's clients follows what the flow workers learned of
+  // its backend (BackendFacts, sg_promise_sack): rewrites the service entries whose flags changed
+  // or expired. Every tick; a failed write keeps the old flags and is retried next tick.
+  void sync_backend_facts(const BackendFacts& facts, uint32_t now_ms) noexcept;
   // Detaches from every interface (the program stays loaded for the flow workers' last calls).
   void detach() noexcept;
   void flow_created(const FlowTuple& t) noexcept override;
@@ -72,6 +76,7 @@ class FastPath : public FlowObserver {
   std::vector<std::pair<int, std::string>> attach_failures_;  // logged once per interface and reason
   std::array<uint8_t, 16> budget_key_{};
   std::vector<Service> services_;  // what the program protects
+  std::vector<uint8_t> service_flags_;  // as written for services_ (SG_SERVICE_*)
   std::atomic<uint64_t> flow_insert_failures_{0};
 };
 

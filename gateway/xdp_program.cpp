@@ -134,7 +134,7 @@ void Program::set_secrets(const CookieSecrets& secrets, uint32_t max_age) {
 void Program::set_services(const std::vector<Service>& services) {
   const int fd = impl_->map_fd(impl_->skel->maps.sg_services);
   const int addr_fd = impl_->map_fd(impl_->skel->maps.sg_service_addrs);
-  const uint8_t one = 1;
+  const uint8_t one = SG_SERVICE_PROTECTED;
   auto hosts = [](const std::vector<Service>& list, const Address& a) {
     return std::any_of(list.begin(), list.end(), [&a](const Service& s) { return s.address == a; });
   };
@@ -155,6 +155,11 @@ void Program::set_services(const std::vector<Service>& services) {
     }
   }
   impl_->services = services;
+}
+
+bool Program::set_service_flags(const Service& service, uint8_t flags) noexcept {
+  const sg_xdp_service_key k = service_key(service);
+  return bpf_map_update_elem(impl_->map_fd(impl_->skel->maps.sg_services), &k, &flags, BPF_EXIST) == 0;
 }
 
 void Program::set_prefixes(const PrefixSet& prefixes) {
@@ -301,6 +306,7 @@ Program::~Program() = default;
 void Program::configure(const Settings&, bool) {}
 void Program::set_secrets(const CookieSecrets&, uint32_t) {}
 void Program::set_services(const std::vector<Service>&) {}
+bool Program::set_service_flags(const Service&, uint8_t) noexcept { return false; }
 void Program::set_prefixes(const PrefixSet&) {}
 void Program::forget_proven_sources() {}
 ReasonCounters Program::reasons() const { return {}; }

@@ -81,6 +81,9 @@ class Program {
   void set_secrets(const CookieSecrets& secrets, uint32_t max_age);
   // Replaces the protected services.
   void set_services(const std::vector<Service>& services);
+  // A protected service's SG_SERVICE_* flags (cookie_spec.h). False when it is not protected
+  // here or the map refused the write.
+  bool set_service_flags(const Service& service, uint8_t flags) noexcept;
   // Replaces the policy's allow/deny prefixes (new ones in first, then stale ones out).
   void set_prefixes(const PrefixSet& prefixes);
   // Forgets every source that proved itself (each then proves itself again with its next cookie

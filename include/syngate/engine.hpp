@@ -12,6 +12,7 @@
 #include <string_view>
 #include <vector>
 
+#include "syngate/backend_facts.hpp"
 #include "syngate/cookie.hpp"
 #include "syngate/drop_reason.hpp"
 #include "syngate/flow_table.hpp"
@@ -62,6 +63,10 @@ struct EngineConfig {
   // Sources that proved themselves, shared by every worker of a gateway (SYN workers read what
   // flow workers prove); null = the engine's own.
   std::shared_ptr<ProvenSources> proven_sources{};
+
+  // What the backends' SYN-ACKs said (SACK or not), shared by every worker of a gateway (SYN
+  // workers promise what flow workers learned); null = the engine's own.
+  std::shared_ptr<BackendFacts> backend_facts{};
 
   // Data that arrives before the backend has answered is held here (bytes per flow, and how many
   // flows may hold data at once); the rest is dropped and the client retransmits it.

@@ -715,6 +715,82 @@ TEST_F(BackendWithoutTimestamps, ABackendHeardWithTimestampsGetsTheFullMssNextTi
   EXPECT_EQ(syn.pkt.options().mss, 1460) << "learned: no room needed";
 }
 
+// A backend without SACK behind a client that was promised it: the client's SACK stack counts
+// no duplicate ACK without SACK blocks, so each loss on the way to the backend waits for a
+// retransmission timeout. Once a backend has answered without SACK-permitted, its next clients
+// are not promised it (sg_promise_sack), and are again once it answers with it.
+struct BackendWithoutSack : EngineTest {
+  Conn c = Conn::v4();
+  void SetUp() override {
+    EngineTest::SetUp();
+    c.backend_synack_opts.sack_permitted = false;  // e.g. net.ipv4.tcp_sack = 0 behind us
+  }
+  bool promised_sack(Conn& client) { return learn_cookie(client).pkt.options().sack_permitted; }
+};
+
+TEST_F(BackendWithoutSack, TheFirstClientIsPromisedSackTheNextOnesAreNot) {
+  EXPECT_TRUE(promised_sack(c)) << "nothing is known of the backend yet";
+  establish(c);
+  Conn next = Conn::v4(41000);
+  Seen synack = learn_cookie(next);
+  EXPECT_FALSE(synack.pkt.options().sack_permitted);
+  EXPECT_FALSE(decode_ts_options(synack.pkt.options().tsval).sack_permitted)
+      << "the cookie records what was promised";
+  EXPECT_TRUE(synack.pkt.options().has_timestamps);
+  EXPECT_TRUE(synack.pkt.options().has_wscale) << "only SACK is withheld";
+  Seen syn = open_to_backend_syn(next);
+  EXPECT_FALSE(syn.pkt.options().sack_permitted) << "the backend is not asked for what the client was not promised";
+}
+
+TEST_F(BackendWithoutSack, OtherServicesAreStillPromisedSack) {
+  cfg.services.push_back(Service{c.c2s.dst, 8080});
+  establish(c);
+  Conn other = Conn::v4(41000);
+  other.c2s.dport = 8080;
+  EXPECT_TRUE(promised_sack(other));
+}
+
+TEST_F(BackendWithoutSack, TheFactExpiresAndABackendWithSackAgainIsBelieved) {
+  establish(c);
+  Conn later = Conn::v4(41000);
+  now += (BackendFacts::kLacksSackMemoryMs - 1000) * kMs;
+  EXPECT_FALSE(promised_sack(later));
+  now += 2000 * kMs;
+  later = Conn::v4(41001);
+  later.backend_synack_opts.sack_permitted = true;  // the operator turned SACK back on
+  EXPECT_TRUE(promised_sack(later)) << "after the memory lapses one client is promised it again";
+  establish(later);
+  now += 1000 * kMs;
+  Conn next = Conn::v4(41002);
+  EXPECT_TRUE(promised_sack(next));
+}
+
+TEST_F(BackendWithoutSack, WorkersSharingFactsPromiseWhatTheFlowWorkerLearned) {
+  // The daemon's SYN workers answer with answer_syn() on the facts the flow workers write.
+  cfg.backend_facts = std::make_shared<BackendFacts>();
+  establish(c);
+  Conn next = Conn::v4(41000);
+  RecordingSink syn_sink;
+  Bytes syn = next.syn();
+  ParseResult r = parse_tcp_packet(syn);
+  ASSERT_TRUE(r);
+  ASSERT_TRUE(answer_syn(r.packet, *jar, cfg, now, syn_sink));
+  ASSERT_EQ(syn_sink.size(), 1u);
+  EXPECT_FALSE(Seen(syn_sink.packets[0]).pkt.options().sack_permitted);
+  EngineConfig unshared = cfg;
+  unshared.backend_facts = nullptr;
+  syn_sink.clear();
+  ASSERT_TRUE(answer_syn(r.packet, *jar, unshared, now, syn_sink));
+  EXPECT_TRUE(Seen(syn_sink.packets[0]).pkt.options().sack_permitted);
+}
+
+TEST_F(BackendWithoutSack, AResetEngineForgetsWhatItLearned) {
+  establish(c);
+  engine->reset(cfg, *jar);
+  Conn next = Conn::v4(41000);
+  EXPECT_TRUE(promised_sack(next));
+}
+
 TEST_F(Established, AReloadedAnnouncedScaleDoesNotChangeARunningFlow) {
   // The client was told shift 7 in the cookie SYN-ACK; a restart in place under a config that
   // announces 9 must keep translating this flow with 7.

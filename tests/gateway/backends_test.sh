@@ -12,6 +12,7 @@
 # at all). The assertion here only catches a collapse; the 10% comparison is a measurement:
 #   BACKENDS_RUNS=7 BACKENDS_MIN_RATIO=0.9 BACKENDS_MB=32 bash tests/gateway/backends_test.sh ...
 source "$(dirname "$0")/lib.sh"
+TESTS=$(cd "$(dirname "$0")" && pwd)
 lab_init "$1"
 lab_up
 RUNS=${BACKENDS_RUNS:-3}
@@ -20,57 +21,7 @@ MB=${BACKENDS_MB:-8}
 
 head -c $((MB * 1024 * 1024)) /dev/urandom > "$LAB_DIR/data.bin"
 want=$(sha256sum < "$LAB_DIR/data.bin" | cut -d' ' -f1)
-cat > "$LAB_DIR/server.py" <<'PY'
-# 7100: sends the file and closes. 7101: hashes what it receives, answers with the sha256.
-import hashlib, socket, sys, threading
-path = sys.argv[1]
-def down(c):
-    with c, open(path, "rb") as f:
-        c.sendfile(f)
-def up(c):
-    with c:
-        h = hashlib.sha256()
-        while True:
-            b = c.recv(1 << 20)
-            if not b: break
-            h.update(b)
-        c.sendall(h.hexdigest().encode())
-def serve(port, fn):
-    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("10.10.3.2", port)); s.listen(16)
-    while True:
-        c, _ = s.accept()
-        threading.Thread(target=fn, args=(c,), daemon=True).start()
-threading.Thread(target=serve, args=(7101, up), daemon=True).start()
-serve(7100, down)
-PY
-cat > "$LAB_DIR/client.py" <<'PY'
-# down|up FILE: prints "sha256 seconds"
-import hashlib, socket, sys, time
-mode, path = sys.argv[1], sys.argv[2]
-t0 = time.monotonic()
-if mode == "down":
-    c = socket.create_connection(("10.10.3.2", 7100), timeout=20)
-    h = hashlib.sha256()
-    while True:
-        b = c.recv(1 << 20)
-        if not b: break
-        h.update(b)
-    digest = h.hexdigest()
-else:
-    c = socket.create_connection(("10.10.3.2", 7101), timeout=20)
-    with open(path, "rb") as f:
-        c.sendfile(f)
-    c.shutdown(socket.SHUT_WR)
-    digest = b""
-    while True:
-        b = c.recv(100)
-        if not b: break
-        digest += b
-    digest = digest.decode()
-print(digest, "%.4f" % (time.monotonic() - t0))
-PY
-bg "$NS_SRV" /usr/bin/python3 "$LAB_DIR/server.py" "$LAB_DIR/data.bin"
+bg "$NS_SRV" /usr/bin/python3 "$TESTS/transfer_server.py" 10.10.3.2 "$LAB_DIR/data.bin"
 wait_listen "$NS_SRV" 7100 || fail "server did not start"
 wait_listen "$NS_SRV" 7101 || fail "server did not start"
 write_config "" "" '[[service]]
@@ -94,7 +45,7 @@ set_options() {  # set_options NS none|timestamps|sack|window_scaling: that one 
 }
 transfer() {  # transfer down|up: checks the digest, prints the seconds
   local out digest secs
-  out=$(in_ns "$NS_CLI" /usr/bin/python3 "$LAB_DIR/client.py" "$1" "$LAB_DIR/data.bin") || fail "$1 failed: $out"
+  out=$(in_ns "$NS_CLI" /usr/bin/python3 "$TESTS/transfer_client.py" 10.10.3.2 "$1" "$LAB_DIR/data.bin") || fail "$1 failed: $out"
   read -r digest secs <<<"$out"
   [[ $digest == "$want" ]] || fail "$1: data corrupted ($combo)"
   echo "$secs"
@@ -104,8 +55,8 @@ transfer() {  # transfer down|up: checks the digest, prints the seconds
 # Those first connections were told the full MSS and so get no timestamps added: their last
 # segments must be gone before the counters are read.
 warm_up() {
-  in_ns "$NS_CLI" /usr/bin/python3 "$LAB_DIR/client.py" down "$LAB_DIR/data.bin" >/dev/null
-  in_ns "$NS_CLI" /usr/bin/python3 "$LAB_DIR/client.py" up "$LAB_DIR/data.bin" >/dev/null
+  in_ns "$NS_CLI" /usr/bin/python3 "$TESTS/transfer_client.py" 10.10.3.2 down "$LAB_DIR/data.bin" >/dev/null
+  in_ns "$NS_CLI" /usr/bin/python3 "$TESTS/transfer_client.py" 10.10.3.2 up "$LAB_DIR/data.bin" >/dev/null
   sleep 1
 }
 

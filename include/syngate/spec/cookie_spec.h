@@ -254,6 +254,21 @@ struct sg_syn_option_bits {
   sg_u8 ecn;
 };
 
+/* What syngate knows of a service's backend, as the XDP program's service map stores it (the
+ * engine's BackendFacts answers the same question for the NFQUEUE path). */
+#define SG_SERVICE_PROTECTED 0x01u
+#define SG_SERVICE_BACKEND_LACKS_SACK 0x02u
+
+/* Whether a cookie SYN-ACK promises SACK to a client that offers it. Not when the service's
+ * backend recently answered our SYN without SACK-permitted: the client, told SACK is on, would
+ * get the backend's duplicate ACKs without SACK blocks, which a SACK sender (Linux with RACK)
+ * does not count as a loss signal, so every segment lost on its way to the backend would wait
+ * for a retransmission timeout (uploads 50x slower at 1% loss). A client never promised SACK
+ * recovers from the same duplicate ACKs at once (NewReno). */
+SG_INLINE sg_u8 sg_promise_sack(sg_u8 client_offers_sack, sg_u32 service_flags) {
+  return client_offers_sack && !(service_flags & SG_SERVICE_BACKEND_LACKS_SACK);
+}
+
 /* Our SYN-ACK TSval: now_ts with its low 6 bits replaced by the option bits, never ahead of
  * now_ts. Stepping back one period rather than running ahead keeps the backend's later
  * timestamps (offset to ours) from ever looking older to the client than the SYN-ACK's (PAWS).
