@@ -405,6 +405,31 @@ TEST_F(XdpDiff, RandomSynsAreAnsweredByteForByteAsTheEngineDoes) {
   EXPECT_EQ(answered_, 3000);
 }
 
+// A service whose backend answered without SACK: neither path promises it (sg_promise_sack), the
+// other service still is. The engine reads the shared facts, the program its service map.
+TEST_F(XdpDiff, ABackendWithoutSackIsPromisedSackByNeither) {
+  config_.backend_facts = std::make_shared<BackendFacts>();
+  const Service v4 = config_.services[0];
+  const uint32_t now_ms = static_cast<uint32_t>(now_ns_ / 1000000);
+  config_.backend_facts->backend_answered(v4, false, now_ms);
+  ASSERT_TRUE(program_->set_service_flags(
+      v4, static_cast<uint8_t>(SG_SERVICE_PROTECTED | config_.backend_facts->service_flags(v4, now_ms))));
+  std::mt19937_64 rng(77);
+  int promised[2] = {0, 0};
+  for (int i = 0; i < 600; ++i) {
+    const Segment s = random_syn(rng);
+    const std::vector<uint8_t> ip = build(s);
+    ASSERT_EQ(compare(ip, "random SYN " + std::to_string(i)), static_cast<uint32_t>(XDP_TX));
+    const XdpResult x = run_xdp(ethernet(ip, 0, nullptr));
+    std::vector<uint8_t> answer(x.frame.begin() + 14, x.frame.end());
+    const ParseResult r = parse_tcp_packet(answer);
+    ASSERT_TRUE(r);
+    promised[s.v6] += r.packet.options().sack_permitted;
+  }
+  EXPECT_EQ(promised[0], 0) << "the IPv4 service's backend lacks SACK";
+  EXPECT_GT(promised[1], 0) << "the IPv6 service's backend is not known to lack it";
+}
+
 TEST_F(XdpDiff, MalformedAndOddSynsGetTheSameVerdict) {
   std::mt19937_64 rng(1515);
   int malformed = 0, invalid = 0, fragments_dropped = 0;
