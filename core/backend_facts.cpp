@@ -37,9 +37,10 @@ void BackendFacts::backend_answered(const Service& service, bool sack_permitted,
 }
 
 void BackendFacts::clear() noexcept {
-  for (Slot& slot : slots_) {
-    slot.service = Service{};
-    slot.lacks_sack_since.store(0, std::memory_order_relaxed);
+  const size_t n = used_.load(std::memory_order_relaxed);
+  for (size_t i = 0; i < n; ++i) {  // the rest were never written
+    slots_[i].service = Service{};
+    slots_[i].lacks_sack_since.store(0, std::memory_order_relaxed);
   }
   used_.store(0, std::memory_order_release);
   generation_.store(0, std::memory_order_release);
