@@ -133,6 +133,7 @@ struct Daemon {
   std::unique_ptr<xdp::FastPath> xdp;  // null: no fast path (off, unavailable, attached nowhere)
   uint64_t xdp_secrets_generation = 0;
   uint64_t xdp_policy_generation = 0;
+  std::vector<Service> services_without_sack;  // as last logged (log_backend_facts)
   std::unique_ptr<tc::KernelPath> tc;  // null: every segment through NFQUEUE (off, unavailable)
   tc::FlowObservers observers;         // what the flow engines tell of their flows
 
@@ -199,6 +200,7 @@ struct Daemon {
   void rotate_cookie_secrets(Clock::time_point now);
   void check_rules(Clock::time_point now);
   void sync_fast_path();
+  void log_backend_facts();
   void log_stats(Clock::time_point now);
 
   int shutdown();
@@ -547,9 +549,34 @@ bool Daemon::tick() {
   last_tick_ns.store(now.time_since_epoch().count());
   rotate_cookie_secrets(now);
   check_rules(now);
+  log_backend_facts();
   sync_fast_path();
   log_stats(now);
   return true;
+}
+
+// Says when a service's clients stop (or start again) being promised SACK: otherwise an operator
+// whose clients lose SACK would find no reason anywhere.
+void Daemon::log_backend_facts() {
+  const BackendFacts* facts = config.engine.backend_facts.get();
+  if (!facts) return;
+  const uint32_t now_ms = static_cast<uint32_t>(engine_clock().cookie_ns / 1000000);
+  std::vector<Service> lacking;
+  for (const Service& s : config.engine.services) {
+    if (facts->service_flags(s, now_ms) & SG_SERVICE_BACKEND_LACKS_SACK) lacking.push_back(s);
+  }
+  for (const Service& s : lacking) {
+    if (std::find(services_without_sack.begin(), services_without_sack.end(), s) != services_without_sack.end()) continue;
+    spdlog::warn("backend of {}:{} answered without SACK: its clients are not promised SACK for {} minutes "
+                 "(net.ipv4.tcp_sack on the backend?)",
+                 s.address.to_string(), s.port, BackendFacts::kLacksSackMemoryMs / 60000);
+  }
+  for (const Service& s : services_without_sack) {
+    if (std::find(lacking.begin(), lacking.end(), s) != lacking.end()) continue;
+    spdlog::info("backend of {}:{}: its clients are promised SACK again (the next backend SYN-ACK tells)",
+                 s.address.to_string(), s.port);
+  }
+  services_without_sack = std::move(lacking);
 }
 
 void Daemon::notify_systemd() {

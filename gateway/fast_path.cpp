@@ -213,10 +213,6 @@ void FastPath::sync_backend_facts(const BackendFacts& facts, uint32_t now_ms) no
     if (flags == service_flags_[i]) continue;
     if (!program_->set_service_flags(services_[i], flags)) continue;
     service_flags_[i] = flags;
-    spdlog::info("xdp: backend of {}:{} {}", services_[i].address.to_string(), services_[i].port,
-                 (flags & SG_SERVICE_BACKEND_LACKS_SACK)
-                     ? "answered without SACK: its clients are not promised SACK for now"
-                     : "may have SACK again: its clients are promised SACK when they offer it");
   }
 }
 

@@ -45,12 +45,10 @@ median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
 first=$(options)
 (( first & 2 )) || fail "the first client was not promised SACK (tcp_info options $first): nothing was known yet"
-if [[ ${XDP_MODE:-off} != off ]]; then
-  # The daemon copies what the flow workers learned into the program's service map each tick.
-  wait_until 5 grep -q "answered without SACK" "$LAB_DIR/syngate.log" ||
-    fail "the fast path was not told: $(grep xdp "$LAB_DIR/syngate.log")"
-fi
-sleep 0.5
+# The daemon says so (and copies it into the XDP program's service map) at its next tick.
+wait_until 5 grep -q "10.10.3.2:7100 answered without SACK" "$LAB_DIR/syngate.log" ||
+  fail "the daemon did not say the backend lacks SACK: $(tail -5 "$LAB_DIR/syngate.log")"
+sleep 0.2  # the map write follows the log line in the same tick
 after=$(options)
 (( after & 2 )) && fail "a client offering SACK is still promised it after the backend answered without (tcp_info options $after)"
 (( (after & 5) == 5 )) || fail "timestamps or window scaling withheld too (tcp_info options $after)"
@@ -62,6 +60,9 @@ pass "learned: the backend answered without SACK; the next client offering SACK 
 
 # The upload service's backend is learned by its own first connection, as the first one was.
 upload >/dev/null
+wait_until 5 grep -q "10.10.3.2:7101 answered without SACK" "$LAB_DIR/syngate.log" ||
+  fail "the daemon did not say the upload service's backend lacks SACK"
+sleep 0.2
 
 # 1% of the upload's segments dropped as the backend receives them, one MSS segment at a time
 # (no segmentation offload at the client or the gateway's backend side, no GRO at the backend).
