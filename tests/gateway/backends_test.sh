@@ -113,6 +113,31 @@ warm_up() {
 BG_LOG=$LAB_DIR/tcpdump.log bg "$NS_CLI" tcpdump -i c0 -nn -S -s 96 -U -w "$LAB_DIR/cli.pcap" "tcp and src host 10.10.3.2"
 TCPDUMP_PID=$BG_PID
 wait_until 5 grep -q "listening on" "$LAB_DIR/tcpdump.log" || fail "tcpdump did not start: $(cat "$LAB_DIR/tcpdump.log")"
+# late_segments: what the capture so far holds that reached the client two or more ticks older
+# than a segment before it on its connection (the first few lines, then a count); fails when any.
+late_segments() {
+  in_ns "$NS_CLI" tcpdump -nn -S -r "$LAB_DIR/cli.pcap" 2>/dev/null > "$LAB_DIR/cli.txt"
+  python3 - "$LAB_DIR/cli.txt" <<'PY'
+import re, sys
+newest, back, conns = {}, [], set()
+for line in open(sys.argv[1]):
+    m = re.search(r"IP6? (\S+) > (\S+): Flags \[[^\]]*\].*TS val (\d+)", line)
+    if not m:
+        continue
+    k = (m.group(1), m.group(2))
+    ts = int(m.group(3))
+    conns.add(k)
+    # Wrap-safe: older when behind by less than half the space.
+    if k in newest and 2 <= (newest[k] - ts) % 2**32 < 2**31:
+        back.append(line.strip())
+    elif k not in newest or (ts - newest[k]) % 2**32 < 2**31:
+        newest[k] = ts
+for line in back[:5]:
+    print(line)
+print(len(back), "segments two or more ticks older than an earlier one, on", len(conns), "connections with timestamps")
+sys.exit(1 if back else 0)
+PY
+}
 
 kinds=(none timestamps sack window_scaling)
 for backend in "${kinds[@]}"; do
@@ -129,7 +154,7 @@ for backend in "${kinds[@]}"; do
     read -r cli_paws cli_sack < <(bad_counters "$NS_CLI")
     read -r srv_paws srv_sack < <(bad_counters "$NS_SRV")
     (( cli_paws == cli_paws0 && srv_paws == srv_paws0 )) ||
-      fail "$combo: PAWS rejections (client +$((cli_paws - cli_paws0)), backend +$((srv_paws - srv_paws0)))"
+      fail "$combo: PAWS rejections (client +$((cli_paws - cli_paws0)), backend +$((srv_paws - srv_paws0))); at the client so far: $(late_segments)"
     (( cli_sack == cli_sack0 && srv_sack == srv_sack0 )) ||
       fail "$combo: SACK blocks discarded (client +$((cli_sack - cli_sack0)), backend +$((srv_sack - srv_sack0)))"
     (( $(metric_sum syngate_timestamps_not_supplied_total) == unsupplied0 )) ||
@@ -146,27 +171,8 @@ done
 # ACK that started them), as old as the whole exchange took.
 sleep 0.5
 stop_pid "$TCPDUMP_PID" INT
-in_ns "$NS_CLI" tcpdump -nn -S -r "$LAB_DIR/cli.pcap" 2>/dev/null > "$LAB_DIR/cli.txt"
-python3 - "$LAB_DIR/cli.txt" <<'PY' || fail "segments reached the client two or more timestamp ticks older than earlier ones: $(head -c 2000 "$LAB_DIR/order.txt")"
-import re, sys
-newest, back, conns = {}, [], set()
-for line in open(sys.argv[1]):
-    m = re.search(r"IP6? (\S+) > (\S+): Flags \[[^\]]*\].*TS val (\d+)", line)
-    if not m:
-        continue
-    k = (m.group(1), m.group(2))
-    ts = int(m.group(3))
-    conns.add(k)
-    # Wrap-safe: older when behind by less than half the space.
-    if k in newest and 2 <= (newest[k] - ts) % 2**32 < 2**31:
-        back.append(line.strip())
-    elif k not in newest or (ts - newest[k]) % 2**32 < 2**31:
-        newest[k] = ts
-with open(sys.argv[1].replace("cli.txt", "order.txt"), "w") as out:
-    out.write("\n".join(back[:10]))
-print(len(back), "segments two or more ticks older than an earlier one, on", len(conns), "connections with timestamps")
-sys.exit(1 if back else 0)
-PY
+late=$(late_segments) || fail "segments reached the client two or more timestamp ticks older than earlier ones: $late"
+log "$(tail -1 <<<"$late")"
 pass "no segment reached the client two or more timestamp ticks older than one before it on its connection"
 supplied=$(metric_sum syngate_timestamps_supplied_total)
 (( supplied > 0 )) || fail "no segment was given timestamps: the backend without them was not exercised"
