@@ -73,12 +73,13 @@ PY
 bg "$NS_SRV" /usr/bin/python3 "$LAB_DIR/server.py" "$LAB_DIR/data.bin"
 wait_listen "$NS_SRV" 7100 || fail "server did not start"
 wait_listen "$NS_SRV" 7101 || fail "server did not start"
-write_config "" "" '[[service]]
+SERVICES='[[service]]
 address = "10.10.3.2"
 port = 7100
 [[service]]
 address = "10.10.3.2"
 port = 7101'
+write_config "" "" "$SERVICES"
 start_syngate
 
 # The counters of a namespace's kernel that say a peer broke what was negotiated.
@@ -189,6 +190,22 @@ for backend in "${kinds[@]}"; do
     speed[$backend.$dir]=$(for ((r = 0; r < RUNS; r++)); do transfer "$dir"; done | median)
   done
 done
+# With the kernel path on, the backend with every option has its flows translated by tc, but one
+# without timestamps keeps them on the engine (it adds timestamps to every segment: no hand-over),
+# so the two would compare the paths, not the options. Its baseline is then the backend with every
+# option through the engine: syngate restarted with kernel_path off.
+declare -A engine_speed
+if grep -q "tc: translating established flows" "$LAB_DIR/syngate.log"; then
+  kill "$SYNGATE_PID"; wait "$SYNGATE_PID" 2>/dev/null || true
+  in_ns "$NS_GW" "$SYNGATE_BIN" rules down --config "$LAB_DIR/syngate.toml" >/dev/null
+  KERNEL_PATH=off write_config "" "" "$SERVICES"
+  start_syngate
+  set_options "$NS_SRV" none
+  warm_up
+  for dir in down up; do
+    engine_speed[$dir]=$(for ((r = 0; r < RUNS; r++)); do transfer "$dir"; done | median)
+  done
+fi
 # The same two backends without a gateway: a backend that cannot scale its windows is held to
 # 64 KB in flight by its own stack, through syngate or not; what syngate must not do is cost more
 # when an option is missing than when it is there.
@@ -203,15 +220,20 @@ for backend in none window_scaling; do
 done
 for backend in timestamps sack window_scaling; do
   for dir in down up; do
-    ratio=$(calc "${speed[none.$dir]} / ${speed[$backend.$dir]}")
-    want=$MIN_RATIO
+    base=${speed[none.$dir]}
     note=""
+    if [[ $backend == timestamps && -n ${engine_speed[$dir]:-} ]]; then
+      base=${engine_speed[$dir]}
+      note=" (against every option through the engine: neither is handed to tc)"
+    fi
+    ratio=$(calc "$base / ${speed[$backend.$dir]}")
+    want=$MIN_RATIO
     if [[ $backend == window_scaling ]]; then
       bound=$(calc "${direct[none.$dir]} / ${direct[$backend.$dir]}")
       want=$(calc "$MIN_RATIO * $bound")
-      note=" (without a gateway the same backend runs at ${bound}x: its own 64 KB window)"
+      note="$note (without a gateway the same backend runs at ${bound}x: its own 64 KB window)"
     fi
-    log "backend without $backend, $dir: ${speed[$backend.$dir]}s vs ${speed[none.$dir]}s with every option: ${ratio}x the speed (median of $RUNS)$note"
+    log "backend without $backend, $dir: ${speed[$backend.$dir]}s vs ${base}s with every option: ${ratio}x the speed (median of $RUNS)$note"
     fcmp "$ratio >= $want" || fail "backend without $backend, $dir: ${ratio}x the speed of a backend with every option$note"
   done
 done
