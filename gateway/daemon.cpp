@@ -423,6 +423,7 @@ void Daemon::start_kernel_path() {
   for (auto& w : workers) {
     if (!w->flow) continue;
     w->flow->engine().set_kernel_state(tc.get());
+    if (tc) w->flow->set_after_flush([path = tc.get()] { path->publish_pending(); });
     w->flow->engine().set_flow_observer(observer);
   }
   if (!tc) return;

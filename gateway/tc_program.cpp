@@ -305,6 +305,10 @@ uint64_t Program::clear_flows() noexcept {
 
 void Program::delete_key(const sg_tc_flow_key& key) noexcept { bpf_map_delete_elem(impl_->flows_fd(), &key); }
 
+bool Program::write_key(const sg_tc_flow_key& key, const sg_tc_flow& value) noexcept {
+  return bpf_map_update_elem(impl_->flows_fd(), &key, &value, BPF_ANY) == 0;
+}
+
 std::vector<std::pair<sg_tc_flow_key, sg_tc_flow>> Program::entries() const {
   const int fd = impl_->flows_fd();
   std::vector<std::pair<sg_tc_flow_key, sg_tc_flow>> out;
@@ -375,6 +379,7 @@ void Program::punt_flow(const FlowTuple&) noexcept {}
 bool Program::read_flow(const FlowTuple&, sg_tc_flow&, sg_tc_flow&) const noexcept { return false; }
 uint64_t Program::clear_flows() noexcept { return 0; }
 void Program::delete_key(const sg_tc_flow_key&) noexcept {}
+bool Program::write_key(const sg_tc_flow_key&, const sg_tc_flow&) noexcept { return false; }
 std::vector<std::pair<sg_tc_flow_key, sg_tc_flow>> Program::entries() const { return {}; }
 uint64_t Program::flow_entries_count() const noexcept { return 0; }
 Counters Program::counters() const { return {}; }
@@ -387,6 +392,11 @@ std::vector<std::string> remove_everywhere(const std::string& dir) noexcept {
 #endif
 
 // ---- KernelPath -------------------------------------------------------------------------------
+
+namespace {
+// Per thread: each flow worker publishes its own hand-overs after its own flush.
+thread_local std::vector<PendingEntry> pending_to_client;
+}  // namespace
 
 std::unique_ptr<KernelPath> KernelPath::start(const gw::GatewayConfig& config, uint32_t max_flows) {
   const std::string pins = pin_dir(config.instance, config.bpf_dir);
@@ -562,17 +572,71 @@ void KernelPath::flow_established(const FlowTuple& t, const FlowTranslation& x) 
     ++rewritten_;  // none there, or another translation (the entries of an older flow on the tuple)
   }
   const uint32_t generation = generation_.fetch_add(1, std::memory_order_relaxed) + 1;
+  if (starting_.load(std::memory_order_relaxed)) {
+    // Restored flows: no worker runs yet, nothing of the step is still to be sent.
+    if (program_->write_flow(t, x, generation)) {
+      handed_over_.fetch_add(1, std::memory_order_relaxed);
+    } else {
+      write_failures_.fetch_add(1, std::memory_order_relaxed);
+    }
+    return;
+  }
+  const FlowEntries e = flow_entries(t, x, generation);
+  // The client's segments go to the kernel now; the server's once the step's packets are out
+  // (publish_pending). An entry an earlier flow on the tuple left (a lost free) must not
+  // translate the server's segments meanwhile.
+  program_->delete_key(e.to_client_key);
   // A flow the map cannot take stays the engine's: its segments miss and go to NFQUEUE.
-  if (program_->write_flow(t, x, generation)) {
+  if (!program_->write_key(e.to_server_key, e.to_server)) {
+    write_failures_.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  try {
+    pending_to_client.push_back({this, t, e.to_client_key, e.to_client});
+  } catch (const std::bad_alloc&) {
+    publish_one({this, t, e.to_client_key, e.to_client});
+  }
+}
+
+void KernelPath::publish_one(const PendingEntry& p) noexcept {
+  if (program_->write_key(p.key, p.value)) {
     handed_over_.fetch_add(1, std::memory_order_relaxed);
   } else {
+    program_->delete_key(flow_key(p.flow));  // the engine keeps the flow, both ways
     write_failures_.fetch_add(1, std::memory_order_relaxed);
   }
 }
 
-void KernelPath::flow_freed(const FlowTuple& t) noexcept { program_->delete_flow(t); }
+void KernelPath::publish_pending() noexcept {
+  for (const PendingEntry& p : pending_to_client) {
+    if (p.owner == this) publish_one(p);
+  }
+  std::erase_if(pending_to_client, [this](const PendingEntry& p) { return p.owner == this; });
+}
 
-void KernelPath::punt(const FlowTuple& t) noexcept { program_->punt_flow(t); }
+namespace {
+// A hand-over of this thread whose server-to-client entry waits for publish_pending; the engine
+// calls flow_freed and punt on the same thread, so they find it here.
+std::vector<PendingEntry>::iterator pending_of(KernelPath* owner, const FlowTuple& t) {
+  return std::find_if(pending_to_client.begin(), pending_to_client.end(),
+                      [&](const PendingEntry& p) { return p.owner == owner && p.flow == t; });
+}
+}  // namespace
+
+void KernelPath::flow_freed(const FlowTuple& t) noexcept {
+  if (const auto it = pending_of(this, t); it != pending_to_client.end()) pending_to_client.erase(it);
+  program_->delete_flow(t);
+}
+
+void KernelPath::punt(const FlowTuple& t) noexcept {
+  // Closing before its server entry was live: written first, so that the punt marks both.
+  if (const auto it = pending_of(this, t); it != pending_to_client.end()) {
+    const PendingEntry p = *it;
+    pending_to_client.erase(it);
+    publish_one(p);
+  }
+  program_->punt_flow(t);
+}
 
 bool KernelPath::read(const FlowTuple& t, KernelFlowView& out) noexcept {
   sg_tc_flow to_server{}, to_client{};

@@ -88,6 +88,8 @@ class Program {
   // Deletes every entry.
   uint64_t clear_flows() noexcept;
   void delete_key(const sg_tc_flow_key& key) noexcept;
+  // One entry, created or replaced whole.
+  bool write_key(const sg_tc_flow_key& key, const sg_tc_flow& value) noexcept;
   // Every entry, with its value.
   std::vector<std::pair<sg_tc_flow_key, sg_tc_flow>> entries() const;
   uint64_t flow_entries_count() const noexcept;
@@ -104,6 +106,15 @@ class Program {
 // interface of the namespace and the pins of `pin_dir` (when not empty). For `rules down`, and
 // for a start with the kernel path off. Returns what it removed, for the log.
 std::vector<std::string> remove_everywhere(const std::string& pin_dir) noexcept;
+
+class KernelPath;
+// A hand-over's server-to-client entry, held until its step's packets are sent (publish_pending).
+struct PendingEntry {
+  KernelPath* owner;
+  FlowTuple flow;  // client to server
+  sg_tc_flow_key key;
+  sg_tc_flow value;
+};
 
 // The daemon's use of the programs.
 class KernelPath : public FlowObserver, public KernelFlowState {
@@ -124,6 +135,16 @@ class KernelPath : public FlowObserver, public KernelFlowState {
   void flow_established(const FlowTuple& t, const FlowTranslation& x) noexcept override;
   bool read(const FlowTuple& client_to_server, KernelFlowView& out) noexcept override;
   void punt(const FlowTuple& client_to_server) noexcept override;
+  // The server-to-client entries of the flows this thread handed over since its last call,
+  // written now. A flow worker calls it once the packets of its batch are sent (Worker's
+  // after_flush): the engine's hand-over step sends the backend the ACK that completes its
+  // handshake and then the client a window update with the SYN-ACK's timestamp; delivering that
+  // ACK can run the backend's first replies, and the client's answers to them, through the kernel
+  // in the same softirq, so a to-client entry live at once let them reach the client before the
+  // window update, which then arrived with a timestamp two or more ticks old (a PAWS rejection,
+  // TcpExtPAWSEstab). Until then the server's segments go to NFQUEUE and the engine translates
+  // them after the update (the same numbers, flow_established's).
+  void publish_pending() noexcept;
 
   // Reconciliation at start, both ways. A map pinned by an earlier run (kill -9, an upgrade) is
   // kept, not cleared: between start() and finish_start() (no worker runs yet) the flow engines
@@ -148,6 +169,7 @@ class KernelPath : public FlowObserver, public KernelFlowState {
   KernelPath(std::unique_ptr<Program> p, std::string pins) : program_(std::move(p)), pin_dir_(std::move(pins)) {}
   gw::InterfacePlan plan() const;
   void apply(const gw::InterfacePlan& plan);
+  void publish_one(const PendingEntry& p) noexcept;
   std::unique_ptr<Program> program_;
   std::string pin_dir_;
   // What the interface rule needs, kept from start for follow_interfaces().

@@ -118,6 +118,7 @@ void Worker::handle(const QueuedPacket& p, const EngineClock& now) {
 void Worker::flush_verdicts_then_packets() {
   queue_.flush(rx_);
   sender_.flush();
+  if (after_flush_) after_flush_();
 }
 
 void Worker::publish() {

@@ -60,6 +60,10 @@ class Worker {
   void publish();
 
   WorkerSnapshot snapshot() const;
+  // Called after every flush of the batch's verdicts and packets, on the worker's thread (the
+  // kernel path publishes there the hand-overs whose packets are now sent). Set before the
+  // worker's first turn.
+  void set_after_flush(std::function<void()> f) { after_flush_ = std::move(f); }
   // Removed services that still have flows on this worker (only a flow worker has any).
   std::vector<Service> draining_services() const;
 
@@ -114,6 +118,7 @@ class Worker {
   bool started_ = false;
   uint64_t last_publish_ = 0;
   std::atomic<uint64_t> heartbeat_{0};
+  std::function<void()> after_flush_;
 
   mutable std::mutex snapshot_mutex_;
   WorkerSnapshot snapshot_;

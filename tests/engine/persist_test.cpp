@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <fstream>
 #include <iterator>
@@ -114,6 +115,77 @@ TEST_F(PersistTest, AnEntryBeingChangedWhenTheProcessDiedIsDropped) {
   EXPECT_EQ(engine->restore_report().dropped_torn, 1u);
   EXPECT_EQ(counters().flows_restore_dropped(), 1u);
   EXPECT_EQ(counters().restore_dropped_torn, 1u);
+}
+
+// The tc flow map is written inside the hand-over step (flow_established, before the backend's
+// ACK), outside the table file: a kill -9 can fall between that write and the end of the step
+// (FlowTable::settle, which empties the table's journal). The kernel path's start reconciliation (tc_program.cpp, finish_start)
+// keeps an entry only when a restored flow hands over the same translation again, rewrites it when
+// the translation differs or the entry is missing, and deletes every entry nothing claimed. That is
+// safe exactly when, at every instant of the step, the restored table either has no flow for the
+// tuple (entry unclaimed: deleted) or hands over the very translation the map holds. This test
+// kills (snapshots the region) inside flow_established, i.e. just after the map write, and after
+// the step, and checks both halves.
+struct SnapshotAtHandOver : FlowObserver {
+  const std::vector<uint8_t>* region = nullptr;
+  std::vector<uint8_t> at_write;  // the region when the map entry has just been written
+  std::vector<std::pair<FlowTuple, FlowTranslation>> handed;
+  void flow_created(const FlowTuple&) noexcept override {}
+  void flow_freed(const FlowTuple&) noexcept override {}
+  void flow_established(const FlowTuple& k, const FlowTranslation& t) noexcept override {
+    if (region && at_write.empty()) at_write = *region;
+    handed.emplace_back(k, t);
+  }
+};
+
+TEST_F(PersistTest, AKillRightAfterTheTcMapWriteLeavesNoFlowToClaimTheEntry) {
+  start_on(region);
+  Conn a = Conn::v4(1000);
+  establish(a);  // an earlier flow, settled: it must survive either way
+  SnapshotAtHandOver first;
+  engine->set_flow_observer(&first);
+  first.handed.clear();  // set_flow_observer re-announced `a`
+  first.region = &region;
+  Conn b = Conn::v4(1001);
+  establish(b);
+  ASSERT_EQ(first.handed.size(), 1u);
+  ASSERT_FALSE(first.at_write.empty());
+  const FlowTranslation written = first.handed[0].second;
+  std::vector<uint8_t> after_step = region;
+  engine->set_flow_observer(nullptr);
+  engine.reset();
+
+  // Killed just after the map write: b's entry is journalled, so it is dropped as torn and the
+  // restart hands over a alone. b's map entry is claimed by nobody and finish_start deletes it.
+  start_on(first.at_write);
+  SnapshotAtHandOver crashed;
+  engine->set_flow_observer(&crashed);
+  // What safety needs: b is not handed over, or handed over with the numbers the map holds.
+  for (const auto& [k, t] : crashed.handed) {
+    if (k == b.c2s) {
+      EXPECT_EQ(t, written) << "a restored flow would claim an entry with other numbers";
+    }
+  }
+  // How it holds today: the journal drops b, so its entry goes and `a` is the only hand-over.
+  EXPECT_EQ(engine->restore_report().dropped_torn, 1u);
+  EXPECT_EQ(engine->restore_report().restored, 1u);
+  ASSERT_EQ(crashed.handed.size(), 1u);
+  EXPECT_EQ(crashed.handed[0].first, a.c2s);
+  engine->set_flow_observer(nullptr);
+  engine.reset();
+
+  // Killed after the step: b is restored and handed over with the translation the map holds, so
+  // finish_start keeps its entry (same_translation) and the kernel goes on with the same numbers.
+  start_on(after_step);
+  EXPECT_EQ(engine->restore_report().dropped_torn, 0u);
+  SnapshotAtHandOver settled;
+  engine->set_flow_observer(&settled);
+  ASSERT_EQ(settled.handed.size(), 2u);
+  const auto it = std::find_if(settled.handed.begin(), settled.handed.end(),
+                               [&](const auto& h) { return h.first == b.c2s; });
+  ASSERT_NE(it, settled.handed.end());
+  EXPECT_EQ(it->second, written);
+  engine->set_flow_observer(nullptr);
 }
 
 TEST_F(PersistTest, ImplausibleEntriesAreDropped) {

@@ -79,6 +79,9 @@ pass "$MODE: the OUTPUT match is in the rules (iptables, ip6tables) and reads th
 counter() { metric_sum syngate_tc_packets_total "outcome=\"$1\""; }
 snapshot() { K0=$(counter translated); M0=$(counter already_marked); E0=$(metric_sum syngate_translated_total); }
 deltas() {
+  # The tc counters are live, the engine's are published by each worker every 100 ms (after a
+  # receive timeout of up to 100 ms): a transfer shorter than that would read as "engine 0".
+  sleep 0.3
   K=$(( $(counter translated) - K0 )); M=$(( $(counter already_marked) - M0 ))
   E=$(( $(metric_sum syngate_translated_total) - E0 ))
 }

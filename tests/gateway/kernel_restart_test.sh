@@ -5,11 +5,12 @@
 # to an echo server carry pings through the tc programs only (the engine sees nothing after the
 # hand-over); a stale entry is planted in the pinned map; then kill -9 and a restart with the same
 # config, established_idle_s = 6. Must hold:
-#   - the new process keeps the restored flows' entries (with what the programs recorded) and
-#     deletes the planted one;
+#   - the new process keeps the restored flows' entries (with what the programs recorded), writes
+#     anew those of a restored flow whose entries were removed, and deletes the planted one;
 #   - the activity the kernel recorded survives: the flows, busy only through tc until the cut
 #     and older than the idle timeout by the saved table's clock, are not expired;
-#   - afterwards every connection carries data both ways, through the kernel path.
+#   - afterwards the connections whose entries were kept carry data both ways, through the kernel
+#     path (the one whose entries were removed lost its activity record with them and expires).
 #   kernel_restart_test.sh SYNGATE
 source "$(dirname "$0")/lib.sh"
 lab_init "$(realpath "$1")"
@@ -60,10 +61,13 @@ print("quiet after", k, "rounds", flush=True)
 deadline = time.time() + 40
 while not os.path.exists(d + "/trigger") and time.time() < deadline:
     time.sleep(0.05)
+# All sent first, then all read: one dead connection's timeout must not age the others past the
+# idle timeout.
+for i, (c, f) in enumerate(conns):
+    c.sendall(b"after %d\n" % i)
 ok = 0
 for i, (c, f) in enumerate(conns):
     try:
-        c.sendall(b"after %d\n" % i)
         if f.readline() == b"echo after %d\n" % i:
             ok += 1
     except OSError as e:
@@ -90,6 +94,20 @@ wait "$SYNGATE_PID" 2>/dev/null || true
 untrack_pid "$SYNGATE_PID"
 in_holder bpftool map lookup pinned "$PIN" key hex $STALE_KEY >/dev/null 2>&1 ||
   fail "the planted entry is not in the pinned map before the restart"
+# One restored flow's two entries removed, as a kill -9 before its hand-over's map write would
+# leave them (the table says established, the map knows nothing): the start writes them anew.
+mapfile -t GONE_KEYS < <(in_holder bpftool -j map dump pinned "$PIN" | python3 -c '
+import json, sys
+keys = [bytes(int(b, 16) for b in e["key"]) for e in json.load(sys.stdin)]
+mine = sorted(k for k in keys if k[34:36] == bytes([0x1b, 0x58]) and k[:16] != bytes(10) + bytes([0xff, 0xff, 198, 18, 0, 1]))
+k = mine[0]
+for key in (k, k[16:32] + k[:16] + k[34:36] + k[32:34]):
+    print(" ".join("%02x" % b for b in key))')
+(( ${#GONE_KEYS[@]} == 2 )) || fail "cannot find a restored flow's entries in $PIN"
+for key in "${GONE_KEYS[@]}"; do
+  # shellcheck disable=SC2086
+  in_holder bpftool map delete pinned "$PIN" key hex $key || fail "cannot delete $key from $PIN"
+done
 entries_before=$(in_holder bpftool -j map dump pinned "$PIN" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
 log "killed after $k_before segments translated in the kernel; the pinned map holds $entries_before entries"
 sleep 1
@@ -101,9 +119,9 @@ log "$(grep 'flow map reconciled' "$LAB_DIR/syngate.log" | tail -1)"
 if in_holder bpftool map lookup pinned "$PIN" key hex $STALE_KEY >/dev/null 2>&1; then
   fail "the stale entry survived the start"
 fi
-grep 'flow map reconciled' "$LAB_DIR/syngate.log" | tail -1 | grep -q ": 3 kept" ||
-  fail "the restored flows' entries were not kept"
-pass "kill -9: the 3 restored flows kept their entries, the planted stale one is gone"
+grep 'flow map reconciled' "$LAB_DIR/syngate.log" | tail -1 | grep -q ": 2 kept .*, 1 written anew" ||
+  fail "the restored flows' entries were not kept (2) and written anew (1)"
+pass "kill -9: 2 restored flows kept their entries, the one without was written anew, the planted stale one is gone"
 
 # Past the idle timeout by the saved table's clock (the handshake, > 10 s ago) but not by the
 # kernel's (the last busy ping, ~2 s ago): a timer tick or two after the start.
@@ -111,11 +129,15 @@ sleep 2.5
 touch "$LAB_DIR/trigger"
 wait "$PINGER" 2>/dev/null || true
 ok=$(awk '$1 == "ok" { print $2 }' "$LAB_DIR/pinger.out")
-[[ $ok == 3 ]] || fail "$ok/3 connections carried data both ways after the restart: $(cat "$LAB_DIR/pinger.out")"
+# The flow whose entries were removed lost the kernel's record of its activity with them: by the
+# saved table it has been idle since its handshake, and it expires on the first timer run. (A
+# real kill -9 leaves no such flow: without an entry, the engine saw every segment; see
+# persist_test's AKillRightAfterTheTcMapWrite...) The other two must live.
+[[ $ok == 2 ]] || fail "$ok/3 connections carried data both ways after the restart (want the 2 whose entries were kept): $(cat "$LAB_DIR/pinger.out")"
 active=$(metric_sum syngate_flows_active)
 k_after=$(metric_sum syngate_tc_packets_total 'outcome="translated"')
 (( k_after > 0 )) || fail "nothing translated in the kernel after the restart"
-pass "3/3 connections both ways after kill -9 (flows active $active, translated in the kernel since: $k_after)"
+pass "2/3 connections both ways after kill -9 (the third lost its kernel record above) (flows active $active, translated in the kernel since: $k_after)"
 
 # The filters follow the interfaces (the daemon's tick, as XDP does): the client's interface down
 # and up again, and a new one appearing; translated traffic flows through tc afterwards.
