@@ -136,13 +136,40 @@ bpf_tc_hook hook_of(int ifindex, bpf_tc_attach_point point) {
   return h;
 }
 
+const char* point_name(bpf_tc_attach_point point) { return point == BPF_TC_INGRESS ? "ingress" : "egress"; }
+
+// True when a failed detach only says there was nothing to remove: no filter of ours (ENOENT),
+// no clsact qdisc at all (EINVAL, with the kernel's "Parent Qdisc doesn't exists": the usual case
+// at start, on every interface nobody attached to), or the interface itself gone.
+bool nothing_there(int err, const std::string& libbpf_log) {
+  if (err == -ENOENT || err == -ENODEV) return true;
+  return err == -EINVAL && libbpf_log.find("Parent Qdisc doesn") != std::string::npos;
+}
+
+// Removes our filter from one hook. 0: removed; -ENOENT: there was none (nothing logged, since
+// start and `rules down` probe every interface); another error: logged, with libbpf's message
+// (which libbpf would otherwise print to stderr, the expected ones included).
 int detach_one(int ifindex, bpf_tc_attach_point point) {
   bpf_tc_hook h = hook_of(ifindex, point);
   bpf_tc_opts o{};
   o.sz = sizeof o;
   o.handle = kFilterHandle;
   o.priority = kFilterPriority;
-  return bpf_tc_detach(&h, &o);
+  int err = 0;
+  std::string log;
+  {
+    bpf::LibbpfLog capture;
+    err = bpf_tc_detach(&h, &o);
+    log = capture.text();
+  }
+  if (err == 0) return 0;
+  if (nothing_there(err, log)) return -ENOENT;
+  while (!log.empty() && (log.back() == '\n' || log.back() == ' ')) log.pop_back();
+  char name[IF_NAMESIZE] = {};
+  spdlog::warn("tc: cannot remove the {} filter from {}: {}{}{}", point_name(point),
+               if_indextoname(static_cast<unsigned>(ifindex), name) ? name : std::to_string(ifindex),
+               bpf::errno_text(err), log.empty() ? "" : "; ", log);
+  return err;
 }
 
 int attach_one(int ifindex, bpf_tc_attach_point point, int prog_fd) {

@@ -386,7 +386,13 @@ start_syngate() {
   BG_LOG=$LAB_DIR/syngate.log bg "$NS_GW" "$SYNGATE_BIN" run --config "$LAB_DIR/syngate.toml"
   SYNGATE_PID=$BG_PID
   for ((i = 0; i < 100; i++)); do
-    if (( $(running_lines) > before )); then return 0; fi
+    if (( $(running_lines) > before )); then
+      # Start probes every interface for a dead syngate's tc filters: an interface without a
+      # clsact qdisc simply has none, which is no error for the log (issue 23).
+      ! grep -q "Parent Qdisc" "$LAB_DIR/syngate.log" ||
+        fail "the start logged the kernel's answer for an interface without a qdisc: $(grep -m2 "Parent Qdisc" "$LAB_DIR/syngate.log")"
+      return 0
+    fi
     kill -0 "$SYNGATE_PID" 2>/dev/null || fail "syngate exited: $(cat "$LAB_DIR/syngate.log")"
     sleep 0.05
   done
