@@ -68,6 +68,9 @@ function(syngate_packaging)
   # helper program: /usr/lib/syngate); the
   # BIRD snippet and the unit as examples, since each names the operator's addresses and daemons.
   install(PROGRAMS ${PROJECT_SOURCE_DIR}/deploy/bird/syngate-bird-health DESTINATION lib/syngate)
+  # Empty, root's: what the units show the daemon at /sys/fs/bpf, with only its own directory of
+  # the bpffs bound into it (deploy/syngate.service, the kernel path's pins).
+  install(DIRECTORY DESTINATION lib/syngate/bpf-view)
   install(FILES ${PROJECT_SOURCE_DIR}/deploy/bird/bird.conf ${PROJECT_SOURCE_DIR}/deploy/bird/syngate-bird-health.service
           DESTINATION ${syngate_doc_dir}/examples/bird)
 

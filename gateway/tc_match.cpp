@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <vector>
 
 #include <spdlog/spdlog.h>
 
@@ -75,13 +76,32 @@ std::vector<uint32_t> prog_map_ids(int prog_fd) {
   return ids;
 }
 
+// The unit's root step makes <bpf_dir>/syngate the service user's (deploy/syngate.service): what
+// `rules up` (root) pins below it goes to that user too, or the daemon could not open the flow
+// map it must share with the match. Where root owns that directory, nothing changes hands.
+void hand_to_owner(const std::string& bpf_dir, const std::vector<std::string>& paths) {
+  struct stat top{};
+  if (stat((bpf_dir + "/syngate").c_str(), &top) != 0 || top.st_uid == geteuid()) return;
+  for (const std::string& p : paths) {
+    if (chown(p.c_str(), top.st_uid, top.st_gid) != 0 && errno != ENOENT) {
+      spdlog::warn("tc: cannot hand {} to uid {} (the owner of {}/syngate): {}", p, top.st_uid, bpf_dir,
+                   std::strerror(errno));
+    }
+  }
+}
+
 }  // namespace
 
 MatchPin pin_output_match(const gw::GatewayConfig& c) noexcept {
   MatchPin out;
   try {
+    // Under the shipped unit even this root step sees the unit's view: bpf_dir an empty
+    // directory, with syngate's own directory of the bpffs bound into it. The pins go there.
     struct statfs fs{};
-    if (statfs(c.bpf_dir.c_str(), &fs) != 0 || fs.f_type != BPF_FS_MAGIC) {
+    const auto on_bpffs = [&fs](const std::string& path) {
+      return statfs(path.c_str(), &fs) == 0 && fs.f_type == BPF_FS_MAGIC;
+    };
+    if (!on_bpffs(c.bpf_dir) && !on_bpffs(c.bpf_dir + "/syngate")) {
       out.why = "gateway.bpf_dir " + c.bpf_dir + " is not a bpffs (mount one there, or name one: `ip netns exec` " +
                 "mounts a fresh /sys without it)";
       return out;
@@ -114,6 +134,7 @@ MatchPin pin_output_match(const gw::GatewayConfig& c) noexcept {
     } else {
       out.path = path;
     }
+    hand_to_owner(c.bpf_dir, {dir, map_pin, path});
     syngate_tc_match__destroy(skel);  // pins stay
   } catch (const std::exception& e) {
     out.why = e.what();

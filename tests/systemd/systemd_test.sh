@@ -231,6 +231,38 @@ grep -i "watchdog timeout" "$LAB_DIR/journal.txt" | tail -1 | sed 's/^/  journal
 [[ $(cli_curl http://10.10.3.2/) == "hello from srv" ]] || fail "not serving after the watchdog restart"
 pass "SIGSTOP: watchdog timeout (WatchdogSec=$watchdog_s), restarted and serving again after ${took} s"
 
+# ---- The kernel path under the unit: the daemon (user syngate) pins its flow map ----
+# On a host, systemd mounts a bpffs at /sys/fs/bpf, mode 0700 for root; in this container the
+# same mount is made by hand (systemd mounts none inside a container).
+if [[ $(ct stat -f -c %T /sys/fs/bpf) != bpf_fs ]]; then
+  ct mount -t bpf -o mode=700 bpf /sys/fs/bpf || fail "cannot mount a bpffs at the container's /sys/fs/bpf"
+fi
+ct sed -i 's|^\[gateway\]$|[gateway]\nkernel_path = "auto"|' /etc/syngate/syngate.toml
+ct systemctl restart syngate || fail "start with kernel_path auto: $(ct journalctl -u syngate --no-pager -o cat | tail -20)"
+[[ $(ct systemctl is-active syngate) == active ]] || fail "not active with kernel_path auto"
+since=$(ct systemctl show -P ExecMainStartTimestamp syngate)
+ct journalctl -u syngate --no-pager -o cat --since "$since" > "$LAB_DIR/journal-tc.txt"
+grep "tc: " "$LAB_DIR/journal-tc.txt" | sed 's/^/  journal: /'
+grep -q "tc: translating established flows on g1" "$LAB_DIR/journal-tc.txt" ||
+  fail "the tc programs are not attached to g1: $(grep 'tc:' "$LAB_DIR/journal-tc.txt")"
+grep -q "is not pinned" "$LAB_DIR/journal-tc.txt" &&
+  fail "the daemon could not pin its flow map: $(grep 'not pinned' "$LAB_DIR/journal-tc.txt")"
+# Mode both (the shipped default): `rules up` (root) pinned the OUTPUT match on the flow map, and
+# handed both to the syngate user, whose daemon reuses that map.
+grep -q "OUTPUT match .* reads this flow map" "$LAB_DIR/journal-tc.txt" ||
+  fail "the daemon does not share the OUTPUT match's flow map: $(grep 'OUTPUT match' "$LAB_DIR/journal-tc.txt")"
+pin=/sys/fs/bpf/syngate/syngate:netns-$(in_ns "$NS_GW" stat -Lc %i /proc/self/ns/net)/sg_tc_flows
+[[ $(ct stat -c %U "$pin" 2>&1) == syngate ]] || fail "no flow map pinned by the syngate user at $pin: $(ct stat -c %U "$pin" 2>&1)"
+in_ns "$NS_GW" tc filter show dev g1 ingress | grep -q "sg_tc_ingress" ||
+  fail "no tc filter on g1 ingress: $(in_ns "$NS_GW" tc filter show dev g1 ingress)"
+k0=$(metric_sum syngate_tc_packets_total 'outcome="translated"')
+got=$(CURL_TIMEOUT=30 cli_curl http://10.10.3.2/big.bin | sha256sum | cut -d' ' -f1)
+[[ $got == "$want" ]] || fail "kernel path: the download is corrupt"
+sleep 0.3
+k1=$(metric_sum syngate_tc_packets_total 'outcome="translated"')
+((k1 > k0 + 100)) || fail "kernel path: only $((k1 - k0)) segments translated by tc"
+pass "kernel_path auto under the unit: tc attached (g1 ingress), OUTPUT match on the daemon's map, flow map pinned by user syngate at $pin, a 4 MiB download intact with $((k1 - k0)) segments translated in the kernel"
+
 # ---- stop, dpkg -r, dpkg -P: what each leaves (deploy/README.md, section 7) ----
 rules() { in_ns "$NS_GW" "iptables${IPTABLES:+-$IPTABLES}" -t mangle -S SYNGATE 2>/dev/null | grep -c NFQUEUE || true; }
 ct systemctl stop syngate
