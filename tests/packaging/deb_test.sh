@@ -54,7 +54,7 @@ if [[ $part == contents ]]; then
            /usr/share/doc/syngate/deploy-README.md /usr/share/doc/syngate/tcptune.md \
            /usr/share/doc/syngate/examples/prometheus/syngate-rules.yml \
            /usr/share/doc/syngate/examples/grafana/syngate-dashboard.json \
-           /usr/lib/syngate/syngate-bird-health /usr/share/doc/syngate/examples/bird/bird.conf \
+           /usr/lib/syngate/syngate-bird-health /usr/lib/syngate/bpf-view /usr/share/doc/syngate/examples/bird/bird.conf \
            /usr/share/doc/syngate/examples/bird/syngate-bird-health.service \
            /usr/share/lintian/overrides/syngate; do
     has "$f"
@@ -65,7 +65,7 @@ if [[ $part == contents ]]; then
   grep -qx -- '-rwxr-xr-x /usr/sbin/syngate' "$work/modes" || fail "syngate mode: $(grep sbin/syngate "$work/modes")"
   grep -qx -- '-rw-r--r-- /etc/syngate/syngate.toml' "$work/modes" || fail "conffile mode"
   # Nothing else sneaks in (test programs, headers, static libraries).
-  unexpected=$(grep -vE '^(/usr/(sbin|bin)/(syngate|tcptune|synflood)|/etc(/syngate(/syngate.toml)?)?|/lib(/systemd(/system(/syngate@?.service)?)?)?|/usr(/sbin|/bin|/lib(/sysusers.d(/syngate.conf)?|/syngate(/syngate-bird-health)?)?|/share(/man(/man[18](/(syngate|tcptune).8.gz|/synflood.1.gz)?)?|/doc(/syngate(/.*)?)?|/tcptune(/profiles(/[a-z-]+\.toml)?)?|/lintian(/overrides(/syngate)?)?)?)?|)$' "$work/files" || true)
+  unexpected=$(grep -vE '^(/usr/(sbin|bin)/(syngate|tcptune|synflood)|/etc(/syngate(/syngate.toml)?)?|/lib(/systemd(/system(/syngate@?.service)?)?)?|/usr(/sbin|/bin|/lib(/sysusers.d(/syngate.conf)?|/syngate(/syngate-bird-health|/bpf-view)?)?|/share(/man(/man[18](/(syngate|tcptune).8.gz|/synflood.1.gz)?)?|/doc(/syngate(/.*)?)?|/tcptune(/profiles(/[a-z-]+\.toml)?)?|/lintian(/overrides(/syngate)?)?)?)?|)$' "$work/files" || true)
   [[ -z $unexpected ]] || fail "unexpected files in the package: $unexpected"
   # Binaries are stripped (lintian would say so too, as an error).
   dpkg-deb -x "$deb" "$work/root"
