@@ -12,17 +12,13 @@
 #      backend reached with no gateway and through the kernel's SYNPROXY beside (with the median
 #      time of RUNS uploads).
 source "$(dirname "$0")/lib.sh"
-TESTS=$(cd "$(dirname "$0")" && pwd)
 lab_init "$1"
 lab_up
 RUNS=${SACK_RUNS:-3}
 MB=${SACK_MB:-8}
 
-head -c $((MB * 1024 * 1024)) /dev/urandom > "$LAB_DIR/data.bin"
-want=$(sha256sum < "$LAB_DIR/data.bin" | cut -d' ' -f1)
-bg "$NS_SRV" /usr/bin/python3 "$TESTS/transfer_server.py" 10.10.3.2 "$LAB_DIR/data.bin"
-wait_listen "$NS_SRV" 7100 || fail "server did not start"
-wait_listen "$NS_SRV" 7101 || fail "server did not start"
+start_transfer_server "$MB"
+want=$TRANSFER_SHA256
 in_ns "$NS_SRV" sysctl -qw net.ipv4.tcp_sack=0
 for o in sack timestamps window_scaling; do in_ns "$NS_CLI" sysctl -qw "net.ipv4.tcp_$o=1"; done
 write_config "" "" '[[service]]
@@ -33,10 +29,10 @@ address = "10.10.3.2"
 port = 7101'
 start_syngate
 
-options() { in_ns "$NS_CLI" /usr/bin/python3 "$TESTS/transfer_client.py" 10.10.3.2 options; }
+options() { in_ns "$NS_CLI" /usr/bin/python3 "$LAB_TESTS/transfer_client.py" 10.10.3.2 options; }
 upload() {  # prints the seconds; checks the digest
   local out digest secs
-  out=$(in_ns "$NS_CLI" /usr/bin/python3 "$TESTS/transfer_client.py" 10.10.3.2 up "$LAB_DIR/data.bin") || fail "upload failed: $out"
+  out=$(in_ns "$NS_CLI" /usr/bin/python3 "$LAB_TESTS/transfer_client.py" 10.10.3.2 up "$LAB_DIR/data.bin") || fail "upload failed: $out"
   read -r digest secs <<<"$out"
   [[ $digest == "$want" ]] || fail "upload corrupted"
   echo "$secs"

@@ -12,18 +12,14 @@
 # at all). The assertion here only catches a collapse; the 10% comparison is a measurement:
 #   BACKENDS_RUNS=7 BACKENDS_MIN_RATIO=0.9 BACKENDS_MB=32 bash tests/gateway/backends_test.sh ...
 source "$(dirname "$0")/lib.sh"
-TESTS=$(cd "$(dirname "$0")" && pwd)
 lab_init "$1"
 lab_up
 RUNS=${BACKENDS_RUNS:-3}
 MIN_RATIO=${BACKENDS_MIN_RATIO:-0.5}
 MB=${BACKENDS_MB:-8}
 
-head -c $((MB * 1024 * 1024)) /dev/urandom > "$LAB_DIR/data.bin"
-want=$(sha256sum < "$LAB_DIR/data.bin" | cut -d' ' -f1)
-bg "$NS_SRV" /usr/bin/python3 "$TESTS/transfer_server.py" 10.10.3.2 "$LAB_DIR/data.bin"
-wait_listen "$NS_SRV" 7100 || fail "server did not start"
-wait_listen "$NS_SRV" 7101 || fail "server did not start"
+start_transfer_server "$MB"
+want=$TRANSFER_SHA256
 SERVICES='[[service]]
 address = "10.10.3.2"
 port = 7100
@@ -46,7 +42,7 @@ set_options() {  # set_options NS none|timestamps|sack|window_scaling: that one 
 }
 transfer() {  # transfer down|up: checks the digest, prints the seconds
   local out digest secs
-  out=$(in_ns "$NS_CLI" /usr/bin/python3 "$TESTS/transfer_client.py" 10.10.3.2 "$1" "$LAB_DIR/data.bin") || fail "$1 failed: $out"
+  out=$(in_ns "$NS_CLI" /usr/bin/python3 "$LAB_TESTS/transfer_client.py" 10.10.3.2 "$1" "$LAB_DIR/data.bin") || fail "$1 failed: $out"
   read -r digest secs <<<"$out"
   [[ $digest == "$want" ]] || fail "$1: data corrupted ($combo)"
   echo "$secs"
@@ -56,8 +52,8 @@ transfer() {  # transfer down|up: checks the digest, prints the seconds
 # Those first connections were told the full MSS and so get no timestamps added: their last
 # segments must be gone before the counters are read.
 warm_up() {
-  in_ns "$NS_CLI" /usr/bin/python3 "$TESTS/transfer_client.py" 10.10.3.2 down "$LAB_DIR/data.bin" >/dev/null
-  in_ns "$NS_CLI" /usr/bin/python3 "$TESTS/transfer_client.py" 10.10.3.2 up "$LAB_DIR/data.bin" >/dev/null
+  in_ns "$NS_CLI" /usr/bin/python3 "$LAB_TESTS/transfer_client.py" 10.10.3.2 down "$LAB_DIR/data.bin" >/dev/null
+  in_ns "$NS_CLI" /usr/bin/python3 "$LAB_TESTS/transfer_client.py" 10.10.3.2 up "$LAB_DIR/data.bin" >/dev/null
   sleep 1
 }
 

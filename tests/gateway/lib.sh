@@ -13,6 +13,8 @@
 #   lab_up; start_nginx; start_syngate "$config_text"; ... ; pass "message"
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../lib/netns.sh"
+# This directory: the tests' helper scripts (transfer_server.py, stream_check.py, ...).
+LAB_TESTS=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 lab_init() {
   SYNGATE_BIN=${1:?usage: test.sh /path/to/syngate [extra]}
@@ -264,6 +266,15 @@ serve_big() {
 
 # A small client receive buffer: a rate-limited download then waits in the server's send queue,
 # not in the client's socket, so it depends on the gateway for its whole length.
+# The transfer tests' server (transfer_server.py: 7100 sends the file, 7101 hashes what it gets)
+# with MB random megabytes; sets TRANSFER_SHA256. transfer_client.py is its client.
+start_transfer_server() {  # start_transfer_server MB
+  head -c $(($1 * 1024 * 1024)) /dev/urandom > "$LAB_DIR/data.bin"
+  TRANSFER_SHA256=$(sha256sum < "$LAB_DIR/data.bin" | cut -d' ' -f1)
+  bg "$NS_SRV" /usr/bin/python3 "$LAB_TESTS/transfer_server.py" 10.10.3.2 "$LAB_DIR/data.bin"
+  wait_listen "$NS_SRV" 7100 || fail "transfer server did not start"
+  wait_listen "$NS_SRV" 7101 || fail "transfer server did not start"
+}
 small_client_rmem() { in_ns "$NS_CLI" sysctl -qw net.ipv4.tcp_rmem="4096 16384 65536"; }
 
 # A server that speaks first and then echoes: "hello\n" on accept, "echo LINE" for every line.
