@@ -31,6 +31,7 @@ open_deadline_s=180
 probe_count=2000
 probe_conc=20
 probe_runs=3
+gateway=syngate
 out=""
 
 usage() {
@@ -46,6 +47,9 @@ Usage: $0 [options]   (root; under flock /tmp/syngate-lab.lock)
   --probe-count N      probe connections per run (default $probe_count)
   --probe-concurrency C  (default $probe_conc)
   --probe-runs N       probe runs before and while holding; the median p99 is compared (default $probe_runs)
+  --gateway syngate|none  none: gw only forwards (no syngate, no rules): what holding the
+                       connections costs the client and server kernels alone, the baseline for
+                       syngate's connect p99 ratio (default $gateway)
   --out DIR            output directory (default: bench/lab/out/scale-<timestamp>)
 Exit codes: 0 done (figures in OUT/scale.md), 1 a step failed, 2 usage.
 EOF
@@ -63,11 +67,13 @@ while (($#)); do
     --probe-count) probe_count=$2; shift 2 ;;
     --probe-concurrency) probe_conc=$2; shift 2 ;;
     --probe-runs) probe_runs=$2; shift 2 ;;
+    --gateway) gateway=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "scale.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
+case "$gateway" in syngate|none) ;; *) echo "scale.sh: --gateway is syngate or none" >&2; exit 2 ;; esac
 
 syngate=$build/gateway/syngate
 synflood=$build/flood/synflood
@@ -178,13 +184,16 @@ port = 80
 address = "10.10.3.2"
 port = 8080
 EOF
-nsx "$gw" "$syngate" rules up --config "$tmp/syngate.toml" >"$tmp/rules.log" 2>&1 ||
-  { echo "scale.sh: syngate rules up failed:" >&2; cat "$tmp/rules.log" >&2; exit 1; }
-ip netns exec "$gw" "$syngate" run --config "$tmp/syngate.toml" >"$out/syngate.log" 2>&1 &
-syngate_pid=$!
-track_pid "$syngate_pid"
 metrics() { nsx "$gw" curl -s --max-time 5 "http://127.0.0.1:$metrics_port/metrics"; }
-wait_until 15 metrics >/dev/null || { echo "scale.sh: syngate did not start:" >&2; tail -n 5 "$out/syngate.log" >&2; exit 1; }
+syngate_pid=""
+if [ "$gateway" = syngate ]; then
+  nsx "$gw" "$syngate" rules up --config "$tmp/syngate.toml" >"$tmp/rules.log" 2>&1 ||
+    { echo "scale.sh: syngate rules up failed:" >&2; cat "$tmp/rules.log" >&2; exit 1; }
+  ip netns exec "$gw" "$syngate" run --config "$tmp/syngate.toml" >"$out/syngate.log" 2>&1 &
+  syngate_pid=$!
+  track_pid "$syngate_pid"
+  wait_until 15 metrics >/dev/null || { echo "scale.sh: syngate did not start:" >&2; tail -n 5 "$out/syngate.log" >&2; exit 1; }
+fi
 
 probe() {  # probe NAME: --probe-runs runs, each OUT/probe-NAME-i.json
   local i
@@ -199,6 +208,10 @@ probe() {  # probe NAME: --probe-runs runs, each OUT/probe-NAME-i.json
 # state_dir, counted in RssShmem as pages are touched), the flows of its tables (metrics) and its
 # BPF maps (bpftool: memlock, max_entries, entries now).
 snapshot() {  # snapshot NAME
+  if [ -z "$syngate_pid" ]; then  # no gateway: nothing of syngate's to measure
+    echo '{"status": {"VmRSS": 0, "RssAnon": 0, "RssFile": 0, "RssShmem": 0}, "metrics": {}, "maps": []}' >"$out/snapshot-$1.json"
+    return
+  fi
   metrics >"$tmp/metrics-$1.txt" || true
   grep -E '^(VmRSS|RssAnon|RssFile|RssShmem):' "/proc/$syngate_pid/status" >"$tmp/status-$1.txt"
   python3 - "$syngate_pid" "$tmp/status-$1.txt" "$tmp/metrics-$1.txt" >"$out/snapshot-$1.json" <<'EOF'
@@ -308,10 +321,10 @@ r["table_capacity"] = held["metrics"].get("syngate_flow_table_capacity")
 r["maps_idle"], r["maps_held"] = idle["maps"], held["maps"]
 json.dump(r, open(f"{out}/scale.json", "w"), indent=1)
 per = lambda b: f"{b / flows:.0f} B/flow" if flows > 0 else "n/a"
-print(f"# syngate scale lab\n")
+print(f"# syngate scale lab (gateway: {'syngate' if idle['maps'] or idle['metrics'] else 'none, forwarding only'})\n")
 print(f"- held: {client['established']} of {wanted} opened ({client['failed']} failed: {client['errors']}) "
       f"in {client['seconds']} s from {client['sources']} addresses; srv holds {server['held']}; "
-      f"syngate flows {r['syngate_flows_idle']:.0f} -> {r['syngate_flows_held']:.0f}")
+      f"syngate flows {r['syngate_flows_idle'] or 0:.0f} -> {r['syngate_flows_held'] or 0:.0f}")
 print(f"- syngate RSS {idle['status']['VmRSS'] / 2**20:.1f} -> {held['status']['VmRSS'] / 2**20:.1f} MiB: "
       f"+{d['VmRSS'] / 2**20:.1f} MiB ({per(d['VmRSS'])}; anon {per(d['RssAnon'])}, file {per(d['RssFile'])}, "
       f"shmem {per(d['RssShmem'])}: the flow tables are mapped files in state_dir)")
