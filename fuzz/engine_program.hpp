@@ -125,7 +125,12 @@ inline void run_engine_program(Engine& engine, Input& in, std::vector<uint8_t>* 
     for (int i = 0; i < kClients; ++i) a[static_cast<size_t>(i)] = client_tuple(i);
     return a;
   }();
-  auto tuple_of = [](int i) { return tuples[static_cast<size_t>(i)]; };
+  static const std::array<FlowTuple, kClients> reversed = [] {
+    std::array<FlowTuple, kClients> a;
+    for (size_t i = 0; i < a.size(); ++i) a[i] = tuples[i].reversed();
+    return a;
+  }();
+  auto tuple_of = [](int i) -> const FlowTuple& { return tuples[static_cast<size_t>(i)]; };
 
   auto feed = [&](std::vector<uint8_t>& pkt, bool ready) {
     ParseResult before = parse_tcp_packet(pkt);
@@ -152,15 +157,17 @@ inline void run_engine_program(Engine& engine, Input& in, std::vector<uint8_t>* 
       check(static_cast<bool>(after));
       if (was_valid || !ready || d.length) check(after.packet.checksum_valid());
     }
-    // Learn what the engine told each side, so later packets can answer it.
+    // Learn what the engine told each side, so later packets can answer it. Only SYNs teach
+    // anything: the rest of what the engine sends is not matched against the clients at all.
     for (const TcpPacket& e : sink.out) {
+      if (!e.has(tcp_flag::SYN)) continue;
+      const FlowTuple et = e.tuple();
       for (int i = 0; i < kClients; ++i) {
-        const FlowTuple t = tuple_of(i);
-        if (e.tuple() == t.reversed() && e.has(tcp_flag::SYN | tcp_flag::ACK)) {
+        if (e.has(tcp_flag::ACK) && et == reversed[static_cast<size_t>(i)]) {
           peers[i].cookie = e.seq();
           peers[i].synack_ts = e.options().tsval;
           peers[i].have_cookie = true;
-        } else if (e.tuple() == t && e.has(tcp_flag::SYN)) {
+        } else if (et == tuple_of(i)) {
           peers[i].backend_syn_ts = e.options().tsval;
           peers[i].have_backend_syn = true;
         }
