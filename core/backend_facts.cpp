@@ -18,8 +18,7 @@ const BackendFacts::Slot* BackendFacts::find(const Service& service) const noexc
 void BackendFacts::backend_answered(const Service& service, bool sack_permitted, uint32_t now_ms) noexcept {
   const uint32_t value = sack_permitted ? 0 : (now_ms | 1u);
   if (const Slot* found = find(service)) {
-    const uint32_t before = found->lacks_sack_since.exchange(value, std::memory_order_relaxed);
-    if ((before == 0) != (value == 0)) generation_.fetch_add(1, std::memory_order_release);
+    found->lacks_sack_since.store(value, std::memory_order_relaxed);
     return;
   }
   if (sack_permitted) return;  // nothing to remember: promising SACK is what happens anyway
@@ -33,7 +32,6 @@ void BackendFacts::backend_answered(const Service& service, bool sack_permitted,
     slots_[n].lacks_sack_since.store(value, std::memory_order_relaxed);
     used_.store(n + 1, std::memory_order_release);
   }
-  generation_.fetch_add(1, std::memory_order_release);
 }
 
 void BackendFacts::clear() noexcept {
@@ -43,7 +41,6 @@ void BackendFacts::clear() noexcept {
     slots_[i].lacks_sack_since.store(0, std::memory_order_relaxed);
   }
   used_.store(0, std::memory_order_release);
-  generation_.store(0, std::memory_order_release);
 }
 
 uint32_t BackendFacts::service_flags(const Service& service, uint32_t now_ms) const noexcept {

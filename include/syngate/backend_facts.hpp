@@ -34,9 +34,6 @@ class BackendFacts {
   uint32_t service_flags(const Service& service, uint32_t now_ms) const noexcept;
   // Forgets everything. Not while other threads use it (Engine::reset, on an engine that owns it).
   void clear() noexcept;
-  // Bumped whenever a fact is learned or changes (the daemon rewrites the XDP map when it moves;
-  // it also does so when a fact expires, which changes no generation).
-  uint64_t generation() const noexcept { return generation_.load(std::memory_order_acquire); }
 
  private:
   struct Slot {
@@ -49,7 +46,6 @@ class BackendFacts {
   std::mutex insert_mutex_;
   std::array<Slot, kMaxServices> slots_{};
   std::atomic<size_t> used_{0};
-  std::atomic<uint64_t> generation_{0};
 };
 
 }  // namespace syngate

@@ -97,10 +97,11 @@ off_median=$(median "${off[@]}")
 ratio=$(calc "$on_median / $off_median")
 log "median: shipped $on_median conn/s, budget off $off_median conn/s (ratio $ratio); client SYNs refused by the budget: $refused_on"
 (( refused_on == 0 )) || fail "the budget refused $refused_on SYNs of a client that answers every SYN-ACK"
-# The rate comparison is a measurement (a shared 2-vCPU VM varies by 15% between runs, so a 5%
-# bound would fail on noise): the exact check is the line above, that the budget refused none
-# of this client's SYNs. The bound here catches the throttling it used to do (a twentieth).
-min_ratio=${BACKSCATTER_MIN_RATIO:-0.7}
+# The rate comparison is a measurement (a shared 2-vCPU VM varies by 15% between runs, and under
+# CI's parallel root tests single rounds spread 4.5k-9.5k conn/s: a median ratio of 0.62 with no
+# SYN refused was seen): the exact check is the line above, that the budget refused none of
+# this client's SYNs. The bound here catches the throttling it used to do (a twentieth).
+min_ratio=${BACKSCATTER_MIN_RATIO:-0.35}
 fcmp "$on_median >= $min_ratio * $off_median" ||
   fail "one client lost more than the noise to the budget: $on_median against $off_median conn/s (bound ${min_ratio}x)"
 pass "one busy client: $on_median conn/s with the shipped budget, $off_median with it off"
