@@ -75,6 +75,9 @@ EngineClock engine_clock() {
   return {clock_ns(), static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec)};
 }
 
+// The cookie clock in ms, as the engine stamps what it learns of backends (BackendFacts).
+uint32_t cookie_clock_ms() { return static_cast<uint32_t>(clock_ns() / 1000000); }
+
 // A secrets file whose key claims to start in the future (written under another clock: an older
 // syngate counted from the boot, or a machine whose clock ran ahead) is taken to start now.
 CookieSecrets sane(CookieSecrets s, uint32_t counter_now) {
@@ -561,7 +564,7 @@ bool Daemon::tick() {
 void Daemon::log_backend_facts() {
   const BackendFacts* facts = config.engine.backend_facts.get();
   if (!facts) return;
-  const uint32_t now_ms = static_cast<uint32_t>(engine_clock().cookie_ns / 1000000);
+  const uint32_t now_ms = cookie_clock_ms();
   std::vector<Service> lacking;
   for (const Service& s : config.engine.services) {
     if (facts->service_flags(s, now_ms) & SG_SERVICE_BACKEND_LACKS_SACK) lacking.push_back(s);
@@ -767,7 +770,7 @@ void Daemon::sync_fast_path() {
     }
   }
   if (config.engine.backend_facts) {
-    xdp->sync_backend_facts(*config.engine.backend_facts, static_cast<uint32_t>(engine_clock().cookie_ns / 1000000));
+    xdp->sync_backend_facts(*config.engine.backend_facts, cookie_clock_ms());
   }
 }
 

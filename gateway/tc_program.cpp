@@ -280,12 +280,9 @@ std::vector<int> Program::attached() const {
 
 bool Program::write_flow(const FlowTuple& c2s, const FlowTranslation& t, uint32_t generation) noexcept {
   const FlowEntries e = flow_entries(c2s, t, generation);
-  const int fd = impl_->flows_fd();
-  // BPF_ANY: an entry of an earlier flow on the tuple (a restart's, or one whose free was lost) is
-  // replaced whole, kernel-kept fields included.
-  if (bpf_map_update_elem(fd, &e.to_client_key, &e.to_client, BPF_ANY) != 0) return false;
-  if (bpf_map_update_elem(fd, &e.to_server_key, &e.to_server, BPF_ANY) != 0) {
-    bpf_map_delete_elem(fd, &e.to_client_key);
+  if (!write_key(e.to_client_key, e.to_client)) return false;
+  if (!write_key(e.to_server_key, e.to_server)) {
+    delete_key(e.to_client_key);
     return false;
   }
   return true;
@@ -332,6 +329,8 @@ uint64_t Program::clear_flows() noexcept {
 
 void Program::delete_key(const sg_tc_flow_key& key) noexcept { bpf_map_delete_elem(impl_->flows_fd(), &key); }
 
+// BPF_ANY: an entry of an earlier flow on the tuple (a restart's, or one whose free was lost) is
+// replaced whole, kernel-kept fields included.
 bool Program::write_key(const sg_tc_flow_key& key, const sg_tc_flow& value) noexcept {
   return bpf_map_update_elem(impl_->flows_fd(), &key, &value, BPF_ANY) == 0;
 }
