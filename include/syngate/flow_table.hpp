@@ -368,6 +368,7 @@ class FlowTable {
   Hashed hashed(const FlowTuple& k) const noexcept;
   uint32_t next_slot(uint32_t pos) const noexcept { return pos + 1 == slot_count ? 0 : pos + 1; }
   std::vector<uint32_t> slots;
+  uint64_t hash_keys[6] = {};  // from cfg.hash_seed
   uint32_t slot_count = 0;
   uint32_t index_bits = 0;
   uint32_t free_head = kNone;
