@@ -165,7 +165,11 @@ void FlowTable::clear_indexes() {
   syn_levels = cfg.backend_syn_retries + 1;
   slot_count = slot_count_for(cfg.max_flows);
   slots.assign(slot_count, 0);
-  for (uint64_t k = 0; k < std::size(hash_keys); ++k) hash_keys[k] = mix64(cfg.hash_seed ^ (0x9e3779b97f4a7c15ull * (k + 1)));
+  // Odd, so never 0: a key of 0 would leave an all-zero word (the high half of every IPv4
+  // address) multiplying the other to nothing.
+  for (uint64_t k = 0; k < std::size(hash_keys); ++k) {
+    hash_keys[k] = mix64(cfg.hash_seed + 0x9e3779b97f4a7c15ull * (k + 1)) | 1;
+  }
   index_bits = static_cast<uint32_t>(std::bit_width(cfg.max_flows));  // index + 1 <= max_flows fits
   const uint32_t nb = bucket_count_for(cfg.max_flows);
   free_head = kNone;
@@ -321,15 +325,15 @@ bool FlowTable::plausible(const Flow& f, std::vector<uint8_t>& slot_used) const 
 
 // ---- flow index -------------------------------------------------------------------------
 // The home slot from the hash's low half (scaled to the slot count), the tag from its high half.
-// Three multiplications of words xored with secret keys (two of them independent), where the
-// murmur finalizers it replaced took five in a chain: the lookup hashes every packet's tuple, and
+// Four multiplications of words xored with secret keys (the first two independent), where the
+// murmur finalizers it replaced took ten, five in a chain: the lookup hashes every packet's tuple, and
 // the batch path (prefetch) hashes it twice. The keys come from the seed (the index is rebuilt
 // at every start, so the hash is not part of the saved layout).
 inline FlowTable::Hashed FlowTable::hashed(const FlowTuple& k) const noexcept {
   const uint64_t* key = hash_keys;
   const uint64_t src = fold(load64(k.src.bytes.data()) ^ key[0], load64(k.src.bytes.data() + 8) ^ key[1]);
   const uint64_t dst = fold(load64(k.dst.bytes.data()) ^ key[2], load64(k.dst.bytes.data() + 8) ^ key[3]);
-  const uint64_t h = fold(src ^ (uint64_t{k.sport} << 16 | k.dport) ^ key[4], dst ^ key[5]);
+  const uint64_t h = fold(fold(src ^ (uint64_t{k.sport} << 16 | k.dport) ^ key[4], dst ^ key[5]), key[6]);
   return {static_cast<uint32_t>((h & 0xffffffffu) * slot_count >> 32), static_cast<uint32_t>(h >> 32) >> index_bits};
 }
 
@@ -370,6 +374,22 @@ void FlowTable::prefetch(std::span<const FlowTuple> keys) const noexcept {
       }
     }
   }
+}
+
+FlowTable::ProbeStats FlowTable::probe_stats() const {
+  const uint32_t low = (1u << index_bits) - 1;
+  ProbeStats st;
+  uint64_t total = 0, live = 0;
+  for (uint32_t pos = 0; pos < slot_count; ++pos) {
+    if (slots[pos] == 0) continue;
+    const uint32_t home = hashed(flows[(slots[pos] & low) - 1].key).home;
+    const uint32_t d = pos >= home ? pos - home : pos + slot_count - home;
+    total += d;
+    ++live;
+    st.longest = std::max(st.longest, d);
+  }
+  st.mean = live ? static_cast<double>(total) / static_cast<double>(live) : 0.0;
+  return st;
 }
 
 void FlowTable::index_insert(uint32_t i) {
