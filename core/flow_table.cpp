@@ -326,7 +326,7 @@ bool FlowTable::plausible(const Flow& f, std::vector<uint8_t>& slot_used) const 
 // ---- flow index -------------------------------------------------------------------------
 // The home slot from the hash's low half (scaled to the slot count), the tag from its high half.
 // Four multiplications of words xored with secret keys (the first two independent), where the
-// murmur finalizers it replaced took ten, five in a chain: the lookup hashes every packet's tuple, and
+// six murmur finalizers it replaced took twelve, eight in a chain: the lookup hashes every packet's tuple, and
 // the batch path (prefetch) hashes it twice. The keys come from the seed (the index is rebuilt
 // at every start, so the hash is not part of the saved layout).
 inline FlowTable::Hashed FlowTable::hashed(const FlowTuple& k) const noexcept {
