@@ -7,14 +7,6 @@
 
 namespace syngate {
 
-Address Address::from_v4(std::span<const uint8_t, 4> v4) noexcept {
-  Address a;
-  a.bytes[10] = 0xff;
-  a.bytes[11] = 0xff;
-  std::memcpy(a.bytes.data() + 12, v4.data(), 4);
-  return a;
-}
-
 Address Address::from_v4(uint32_t host_order) noexcept {
   const uint8_t b[4] = {static_cast<uint8_t>(host_order >> 24), static_cast<uint8_t>(host_order >> 16),
                         static_cast<uint8_t>(host_order >> 8), static_cast<uint8_t>(host_order)};

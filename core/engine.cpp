@@ -126,6 +126,8 @@ struct Engine::Impl {
   // Storage, lookup, timers and persistence of the flows (flow_table.hpp); this file is the
   // proxy logic on top of it.
   FlowTable table;
+  // Engine::prefetch's keys, kept here: a local array would be cleared on every call.
+  std::vector<FlowTuple> prefetch_keys = std::vector<FlowTuple>(64);
   std::vector<uint8_t> scratch;  // one packet being built
   SynGuard guard;
   // Services removed by a reload: their flows are still translated until they end; new
@@ -908,22 +910,22 @@ Decision Engine::process(std::span<uint8_t> packet, const EngineClock& now, Pack
 }
 void Engine::advance(const EngineClock& now, PacketSink& sink) { impl_->advance(now, sink); }
 void Engine::prefetch(std::span<const std::span<uint8_t>> batch) {
-  const Impl& m = *impl_;
-  constexpr size_t kChunk = 64;
-  FlowTuple keys[kChunk];
+  Impl& m = *impl_;
+  FlowTuple* const keys = m.prefetch_keys.data();
+  const size_t chunk = m.prefetch_keys.size();
   size_t n = 0;
+  FlowTuple t;
   for (const std::span<uint8_t> bytes : batch) {
-    const std::optional<FlowTuple> t = peek_tcp_tuple(bytes);
-    if (!t) continue;
+    if (!peek_tcp_tuple(bytes, t)) continue;
     // Oriented as the flow path will look it up (SynGuard::decide); draining services are left
     // out: their flows are few and ending.
-    if (is_protected(m.cfg.services, t->dst, t->dport)) {
-      keys[n++] = *t;
-    } else if (is_protected(m.cfg.services, t->src, t->sport)) {
-      keys[n++] = t->reversed();
+    if (is_protected(m.cfg.services, t.dst, t.dport)) {
+      keys[n++] = t;
+    } else if (is_protected(m.cfg.services, t.src, t.sport)) {
+      keys[n++] = t.reversed();
     }
-    if (n == kChunk) {
-      m.table.prefetch(keys);
+    if (n == chunk) {
+      m.table.prefetch(std::span<const FlowTuple>(keys, n));
       n = 0;
     }
   }

@@ -119,10 +119,10 @@ uint64_t hash_address(const Address& a, uint64_t seed) noexcept {
   return mix64(seed ^ load64(a.bytes.data()) ^ mix64(load64(a.bytes.data() + 8) + seed));
 }
 
-uint64_t hash_tuple(const FlowTuple& t, uint64_t seed) noexcept {
-  uint64_t h = hash_address(t.src, seed);
-  h = mix64(h ^ hash_address(t.dst, seed + 1));
-  return mix64(h ^ (uint64_t{t.sport} << 16 | t.dport));
+// The 128-bit product of two words folded to 64 bits: each output bit depends on every input bit.
+inline uint64_t fold(uint64_t a, uint64_t b) noexcept {
+  const unsigned __int128 p = static_cast<unsigned __int128>(a) * b;
+  return static_cast<uint64_t>(p) ^ static_cast<uint64_t>(p >> 64);
 }
 
 // Per-source hash buckets: the largest power of two not above the flow count, so chains average
@@ -165,6 +165,11 @@ void FlowTable::clear_indexes() {
   syn_levels = cfg.backend_syn_retries + 1;
   slot_count = slot_count_for(cfg.max_flows);
   slots.assign(slot_count, 0);
+  // Odd, so never 0: a key of 0 would leave an all-zero word (the high half of every IPv4
+  // address) multiplying the other to nothing.
+  for (uint64_t k = 0; k < std::size(hash_keys); ++k) {
+    hash_keys[k] = mix64(cfg.hash_seed + 0x9e3779b97f4a7c15ull * (k + 1)) | 1;
+  }
   index_bits = static_cast<uint32_t>(std::bit_width(cfg.max_flows));  // index + 1 <= max_flows fits
   const uint32_t nb = bucket_count_for(cfg.max_flows);
   free_head = kNone;
@@ -320,8 +325,15 @@ bool FlowTable::plausible(const Flow& f, std::vector<uint8_t>& slot_used) const 
 
 // ---- flow index -------------------------------------------------------------------------
 // The home slot from the hash's low half (scaled to the slot count), the tag from its high half.
-FlowTable::Hashed FlowTable::hashed(const FlowTuple& k) const noexcept {
-  const uint64_t h = hash_tuple(k, cfg.hash_seed);
+// Four multiplications of words xored with secret keys (the first two independent), where the
+// six murmur finalizers it replaced took twelve, eight in a chain: the lookup hashes every packet's tuple, and
+// the batch path (prefetch) hashes it twice. The keys come from the seed (the index is rebuilt
+// at every start, so the hash is not part of the saved layout).
+inline FlowTable::Hashed FlowTable::hashed(const FlowTuple& k) const noexcept {
+  const uint64_t* key = hash_keys;
+  const uint64_t src = fold(load64(k.src.bytes.data()) ^ key[0], load64(k.src.bytes.data() + 8) ^ key[1]);
+  const uint64_t dst = fold(load64(k.dst.bytes.data()) ^ key[2], load64(k.dst.bytes.data() + 8) ^ key[3]);
+  const uint64_t h = fold(fold(src ^ (uint64_t{k.sport} << 16 | k.dport) ^ key[4], dst ^ key[5]), key[6]);
   return {static_cast<uint32_t>((h & 0xffffffffu) * slot_count >> 32), static_cast<uint32_t>(h >> 32) >> index_bits};
 }
 
@@ -362,6 +374,22 @@ void FlowTable::prefetch(std::span<const FlowTuple> keys) const noexcept {
       }
     }
   }
+}
+
+FlowTable::ProbeStats FlowTable::probe_stats() const {
+  const uint32_t low = (1u << index_bits) - 1;
+  ProbeStats st;
+  uint64_t total = 0, live = 0;
+  for (uint32_t pos = 0; pos < slot_count; ++pos) {
+    if (slots[pos] == 0) continue;
+    const uint32_t home = hashed(flows[(slots[pos] & low) - 1].key).home;
+    const uint32_t d = pos >= home ? pos - home : pos + slot_count - home;
+    total += d;
+    ++live;
+    st.longest = std::max(st.longest, d);
+  }
+  st.mean = live ? static_cast<double>(total) / static_cast<double>(live) : 0.0;
+  return st;
 }
 
 void FlowTable::index_insert(uint32_t i) {

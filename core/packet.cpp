@@ -160,27 +160,6 @@ struct PacketParser {
   }
 };
 
-std::optional<FlowTuple> peek_tcp_tuple(std::span<const uint8_t> b) noexcept {
-  if (b.size() < 40) return std::nullopt;
-  FlowTuple t;
-  size_t tcp = 0;
-  if ((b[0] >> 4) == 4 && b[9] == 6) {
-    tcp = size_t{b[0] & 0x0fu} * 4;
-    t.src = Address::from_v4(std::span<const uint8_t, 4>(b.data() + 12, 4));
-    t.dst = Address::from_v4(std::span<const uint8_t, 4>(b.data() + 16, 4));
-  } else if ((b[0] >> 4) == 6 && b[6] == 6) {
-    tcp = 40;
-    t.src = Address::from_v6(std::span<const uint8_t, 16>(b.data() + 8, 16));
-    t.dst = Address::from_v6(std::span<const uint8_t, 16>(b.data() + 24, 16));
-  } else {
-    return std::nullopt;
-  }
-  if (tcp < 20 || b.size() < tcp + 4) return std::nullopt;
-  t.sport = static_cast<uint16_t>(b[tcp] << 8 | b[tcp + 1]);
-  t.dport = static_cast<uint16_t>(b[tcp + 2] << 8 | b[tcp + 3]);
-  return t;
-}
-
 ParseResult parse_tcp_packet(std::span<uint8_t> buffer) noexcept { return PacketParser::parse(buffer); }
 
 // ---- TcpPacket accessors ----------------------------------------------------------------------

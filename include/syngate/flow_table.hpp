@@ -315,6 +315,13 @@ class FlowTable {
   const FlowTableCounters& counters() const noexcept { return count_; }
   const FlowTableConfig& config() const noexcept { return cfg; }
   size_t memory_bytes() const noexcept;
+  // How far the index keeps live flows from their home slots (a lookup reads that many slots
+  // past the home one): short when the hash spreads the keys it is given. A walk over the index.
+  struct ProbeStats {
+    double mean = 0;
+    uint32_t longest = 0;
+  };
+  ProbeStats probe_stats() const;
   // Every live entry, in table order.
   template <typename Fn>
   void for_each(Fn&& fn) const {
@@ -368,6 +375,7 @@ class FlowTable {
   Hashed hashed(const FlowTuple& k) const noexcept;
   uint32_t next_slot(uint32_t pos) const noexcept { return pos + 1 == slot_count ? 0 : pos + 1; }
   std::vector<uint32_t> slots;
+  uint64_t hash_keys[7] = {};  // from cfg.hash_seed
   uint32_t slot_count = 0;
   uint32_t index_bits = 0;
   uint32_t free_head = kNone;
