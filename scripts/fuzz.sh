@@ -6,9 +6,9 @@
 # Two builds. Each target explores with AddressSanitizer alone (clang 14 traces every compare
 # UBSan inserts as the program's own: with UBSan fuzz_engine ran about a third as many inputs),
 # then every input that run kept, the seeds and any crash it left are replayed once by the build
-# with ASan and UBSan, so undefined behaviour that an explored input reached is still reported.
-# The second build's time comes out of the exploring runs, so the whole takes what one build
-# and SECONDS per target took before.
+# with ASan and UBSan, so undefined behaviour that a kept input reaches is still reported. That
+# second build runs at low priority beside the exploring runs (libFuzzer uses one core), so the
+# whole takes about what one build and SECONDS per target took before.
 # Usage: scripts/fuzz.sh [SECONDS_PER_TARGET [TARGET...]]   (targets by name, e.g. fuzz_engine;
 # default all). Build directories: FUZZ_BUILD_DIR (build-fuzz), FUZZ_REPLAY_BUILD_DIR
 # (FUZZ_BUILD_DIR-ubsan).
@@ -25,49 +25,64 @@ configure() {  # DIR SANITIZERS
   cmake --build "$1" -j "$(nproc)" --target "${wanted[@]}"
 }
 configure "$build" address
-start=$SECONDS
-configure "$replay_build" address,undefined
+
+works=()
+replay_pid=""
+replay_log=$(mktemp)
+wait_replay_build() {
+  [ -n "$replay_pid" ] || return 0
+  local pid=$replay_pid
+  replay_pid=""
+  wait "$pid" || { cat "$replay_log" >&2; echo "fuzz: the ASan+UBSan build failed" >&2; exit 1; }
+}
+# On any exit the background build is waited for, not left running.
+trap 'wait_replay_build; rm -rf "${works[@]}" "$replay_log"' EXIT
+(renice -n 19 "$BASHPID" >/dev/null; configure "$replay_build" address,undefined) >"$replay_log" 2>&1 &
+replay_pid=$!
+
 targets=()
 if [[ ${wanted[*]} == fuzz_targets ]]; then
   for target in "$build"/fuzz/fuzz_*; do [ -x "$target" ] && targets+=("$target"); done
 else
   for name in "${wanted[@]}"; do targets+=("$build/fuzz/$name"); done
 fi
-# At least half of each run explores, however long the second build took (a cold cache).
-explore=$(( seconds - (SECONDS - start) / ${#targets[@]} ))
-(( explore >= (seconds + 1) / 2 )) || explore=$(( (seconds + 1) / 2 ))
+target_args() {  # NAME: sets opts and seed, the same for both runs
+  opts=(-timeout=10 -rss_limit_mb=2048)
+  # fuzz_engine's cost grows with the input (a packet per dozen bytes): 1 KiB is some 70 packets,
+  # far more than any state needs (the longest seed is about 530 bytes), and keeps a long run
+  # from drifting to libFuzzer's default of 4 KiB and a quarter of the speed.
+  if [[ $1 == fuzz_engine ]]; then opts+=(-max_len=1024); fi
+  seed=()
+  if [ -d "tests/fuzz/corpus/${1#fuzz_}" ]; then seed=("tests/fuzz/corpus/${1#fuzz_}"); fi
+}
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 mkdir -p fuzz-artifacts
-work=""
-trap 'rm -rf "$work"' EXIT
-for target in "${targets[@]}"; do
+for i in "${!targets[@]}"; do
+  target=${targets[$i]}
   name=$(basename "$target")
-  replay="$replay_build/fuzz/$name"
-  corpus_seed="tests/fuzz/corpus/${name#fuzz_}"
-  seed=()
-  [ -d "$corpus_seed" ] && seed=("$corpus_seed")
-  work=$(mktemp -d)
-  # fuzz_engine's cost grows with the input (a packet per dozen bytes): 1 KiB is some 70 packets,
-  # far more than any state needs (the longest seed is about 530 bytes), and keeps a long run from
-  # drifting to libFuzzer's default of 4 KiB and a quarter of the speed.
-  extra=(-timeout=10 -rss_limit_mb=2048)
-  [[ $name == fuzz_engine ]] && extra+=(-max_len=1024)
-  echo "fuzzing $name for ${explore}s (ASan), then replaying what it kept (ASan and UBSan)"
-  marker="$work/.started"
+  target_args "$name"
+  works[i]=$(mktemp -d)
+  marker="${works[$i]}/.started"
   touch "$marker"
-  status=0
-  "$target" -max_total_time="$explore" "${extra[@]}" -artifact_prefix=fuzz-artifacts/"$name"- \
-    "$work" "${seed[@]}" || status=$?
-  if (( status != 0 )); then
+  echo "fuzzing $name for ${seconds}s (ASan)"
+  if ! "$target" -max_total_time="$seconds" "${opts[@]}" -artifact_prefix=fuzz-artifacts/"$name"- \
+      "${works[$i]}" "${seed[@]}"; then
     # The finding stands; its inputs once more under UBSan too, for the fuller report.
+    wait_replay_build
     find fuzz-artifacts -maxdepth 1 -name "$name-*" -newer "$marker" -type f -print0 |
-      xargs -0 -r "$replay" -runs=1 "${extra[@]}" || true
+      xargs -0 -r "$replay_build/fuzz/$name" -runs=1 "${opts[@]}" || true
     echo "fuzz: $name found a problem (inputs in fuzz-artifacts/)" >&2
     exit 1
   fi
-  # -runs=0: every input of the corpora is run once as it is read, nothing new is tried.
-  "$replay" -runs=0 "${extra[@]}" -artifact_prefix=fuzz-artifacts/"$name"-ubsan- "$work" "${seed[@]}" ||
+done
+wait_replay_build
+for i in "${!targets[@]}"; do
+  name=$(basename "${targets[$i]}")
+  target_args "$name"
+  echo "replaying what $name kept and its seeds (ASan and UBSan)"
+  # -runs=0: every input of the corpora runs once as it is read; nothing new is tried.
+  "$replay_build/fuzz/$name" -runs=0 "${opts[@]}" -artifact_prefix=fuzz-artifacts/"$name"-ubsan- \
+    "${works[$i]}" "${seed[@]}" ||
     { echo "fuzz: $name: an input the run kept shows undefined behaviour (see above)" >&2; exit 1; }
-  rm -rf "$work"
 done
 echo "fuzz: all targets ran without a finding"
