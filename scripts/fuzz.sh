@@ -4,7 +4,7 @@
 # temporary corpus, never into the repository. Undefined behaviour is a finding like a crash.
 #
 # Two builds. Each target explores with AddressSanitizer alone (clang 14 traces every compare
-# UBSan inserts as the program's own: with UBSan fuzz_engine ran about half as many inputs),
+# UBSan inserts as the program's own: with UBSan fuzz_engine ran 1/1.8 as many inputs),
 # then every input that run kept, the seeds and any crash it left are replayed once by the build
 # with ASan and UBSan, so undefined behaviour that a kept input reaches is still reported. That
 # second build runs at low priority beside the exploring runs (libFuzzer uses one core), so the
