@@ -300,13 +300,14 @@ PY
 # (extra [gateway] keys go in $1, extra [engine] keys in $2, extra services in $3).
 # The XDP fast path is off unless XDP_MODE says otherwise: these tests assert the NFQUEUE path's
 # own counters, and xdp_test.sh tests the fast path.
+# The kernel path is the shipped default (on) unless KERNEL_PATH says "off" (or "auto").
 write_config() {
   cat > "$LAB_DIR/syngate.toml" <<CONF
 [gateway]
 secret_file = "$LAB_DIR/secrets"
 state_dir = "$LAB_DIR/state"
 stats_interval_s = 0
-kernel_path = "${KERNEL_PATH:-off}"
+${KERNEL_PATH:+kernel_path = \"$KERNEL_PATH\"}
 ${1:-}
 
 [engine]
