@@ -388,10 +388,11 @@ PY
 count_spoofed_at_backend() { in_ns "$NS_SRV" iptables -A INPUT -p tcp --syn -s 198.18.0.0/15; }
 backend_syns() { in_ns "$NS_SRV" iptables -nvxL INPUT | awk '/198.18.0.0\/15/ { s += $1 } END { printf "%d\n", s }'; }
 
-# Installs the rules and starts the daemon in gw; waits until the queues are bound.
+# Installs the rules and starts the daemon in gw; waits until the queues are bound. The rules come
+# from RULES_CONFIG when set (rules made for another configuration), else from the daemon's.
 start_syngate() {
   in_ns "$NS_GW" "$SYNGATE_BIN" check --config "$LAB_DIR/syngate.toml" >/dev/null
-  in_ns "$NS_GW" "$SYNGATE_BIN" rules up --config "$LAB_DIR/syngate.toml" >/dev/null
+  in_ns "$NS_GW" "$SYNGATE_BIN" rules up --config "${RULES_CONFIG:-$LAB_DIR/syngate.toml}" >/dev/null
   # the log is appended across restarts: wait for one more "running" line than before
   local before i
   before=$(running_lines)
