@@ -174,6 +174,11 @@ elif what == "established":
             continue
         for test in ("iperf-down", "iperf-up4", "wrk", "ab", "redis", "loss") + (("ack",) if mode != "none" else ()):
             t = e.get(test)
+            # Kernel SYNPROXY collapses under 1% loss (docs/lab.md: 0.01-0.02 Gbit/s, and iperf3
+            # can end with nothing in a 2 s figure): a measured result there, not a lab failure.
+            if mode == "synproxy" and test == "loss":
+                check(t is not None, f"{mode} {test}: the figure ran")
+                continue
             check(t is not None and t["median"] > 0, f"{mode} {test}: a figure ({t['median'] if t else None})")
             # SYNPROXY stalls a client that reconnects per request (see run.sh's connrate_count):
             # reported in the table, not a failure of the lab.
