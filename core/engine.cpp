@@ -310,6 +310,24 @@ struct Engine::Impl {
     return c.punting || s.punting ? KernelSide::Punting : KernelSide::Translating;
   }
 
+  // A pure ACK of a handed-over flow that waited in the queue while the hand-over went live
+  // reaches the engine after newer ones of its direction crossed tc (the programs do not wait
+  // for the queue to drain). When it acknowledges less than what they already delivered, the
+  // receiver would drop it as old (with timestamps two or more ticks older than what it last
+  // took: a PAWS rejection), so it is dropped here. Pure duplicate ACKs pass: they count for fast
+  // retransmit, and the receiver takes them. The record is read only while the kernel path says
+  // such stragglers may still be queued (no system call otherwise).
+  bool ack_superseded(const Flow& f, const TcpPacket& p, bool to_client) {
+    if (!kernel || (f.supply & kSupplyTimestamps) || p.payload_len() != 0) return false;
+    if ((p.flags() & (tcp_flag::ACK | tcp_flag::SYN | tcp_flag::FIN | tcp_flag::RST)) != tcp_flag::ACK) return false;
+    if (!kernel->may_be_overtaken(f.key)) return false;
+    KernelFlowView v;
+    if (!kernel->read(f.key, v)) return false;
+    const KernelRecord& r = to_client ? v.to_client : v.to_server;
+    const uint32_t ack = to_client ? p.ack() : sg_ack_to_backend(p.ack(), f.delta);
+    return r.has_record && sg_seq_before(ack, r.acked);
+  }
+
   // The state the FIN bits call for (what a segment's after_translation does, without counting
   // activity): both FINs acknowledged, linger; one FIN, closing. True when the flow moved.
   bool follow_fins(uint32_t i, uint32_t now) {
@@ -424,6 +442,7 @@ struct Engine::Impl {
       return {Verdict::Drop, false};
     }
 
+    if (ack_superseded(f, p, false)) return drop(DropReason::AckSuperseded);
     // The kernel's record, before the RST check and the FIN rules read the flow's. Other segments
     // are tracked against the engine's own view first: one that view cannot place may answer
     // what the server sent through the kernel, so it is placed again against the merged view
@@ -594,6 +613,7 @@ struct Engine::Impl {
       }
       return drop(DropReason::BackendSynAckUnexpected);
     }
+    if (ack_superseded(f, p, true)) return drop(DropReason::AckSuperseded);
     // As for the client's segments: the kernel's record only where it is judged with.
     const bool judged = rst || (fl & tcp_flag::FIN);
     const KernelSide side = judged ? merge_kernel(f) : KernelSide::None;

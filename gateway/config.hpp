@@ -85,7 +85,7 @@ struct GatewayConfig {
   std::string chain = "SYNGATE";
   // With the kernel path on, packets carrying SG_TC_MARK (tc_abi.h) skip the queue rules, and
   // syngate sets that bit on what it translates and sends (so tc egress leaves them alone).
-  KernelPath kernel_path = KernelPath::Off;  // opt-in until its lab figures are in (issue 23)
+  KernelPath kernel_path = KernelPath::Auto;  // where the tc programs load (else said, and off)
   bool kernel_path_on() const noexcept { return kernel_path != KernelPath::Off; }
   // The bpffs directory the kernel path pins under (syngate/<instance>.netns-<inode>/): its flow
   // map, and in host and both modes the OUTPUT match that `rules up` names by path (xt_bpf reads

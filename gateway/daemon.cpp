@@ -137,6 +137,7 @@ struct Daemon {
   uint64_t xdp_secrets_generation = 0;
   uint64_t xdp_policy_generation = 0;
   std::vector<Service> services_without_sack;  // as last logged (log_backend_facts)
+  bool kernel_path = false;            // on in the config and the rules agree (decide_kernel_path)
   std::unique_ptr<tc::KernelPath> tc;  // null: every segment through NFQUEUE (off, unavailable)
   tc::FlowObservers observers;         // what the flow engines tell of their flows
 
@@ -184,6 +185,7 @@ struct Daemon {
   void add_worker(bool syn_only, uint16_t queue, int cpu);
   std::unique_ptr<FlowWorker> flow_worker_on_state(WorkerSetup setup, WorkerThread& t, uint16_t queue);
   void start_fast_path();
+  void decide_kernel_path();
   void start_kernel_path();
   void serve_metrics();
   void run_workers();
@@ -318,7 +320,7 @@ bool Daemon::start_workers() {
   return true;
 }
 
-WorkerSetup worker_setup(const GatewayConfig& cfg, unsigned id, bool syn_only, uint16_t queue) {
+WorkerSetup worker_setup(const GatewayConfig& cfg, bool kernel_path, unsigned id, bool syn_only, uint16_t queue) {
   WorkerSetup setup;
   setup.id = id;
   setup.queue = queue;
@@ -332,7 +334,7 @@ WorkerSetup worker_setup(const GatewayConfig& cfg, unsigned id, bool syn_only, u
   setup.cookie_max_age = cfg.cookie_max_age;
   setup.fail_open = cfg.fail_open;
   setup.advance_interval_ns = static_cast<uint64_t>(cfg.advance_interval_ms) * 1000000ull;
-  setup.verdict_mark_bits = cfg.kernel_path_on() ? SG_TC_MARK : 0;
+  setup.verdict_mark_bits = kernel_path ? SG_TC_MARK : 0;
   return setup;
 }
 
@@ -357,11 +359,11 @@ void Daemon::add_worker(bool syn_only, uint16_t queue, int cpu) {
   auto t = std::make_unique<WorkerThread>();
   t->nice = syn_only ? config.syn_worker_nice : config.flow_worker_nice;
   t->cpu = cpu;
-  WorkerSetup setup = worker_setup(config, static_cast<unsigned>(workers.size()), syn_only, queue);
+  WorkerSetup setup = worker_setup(config, kernel_path, static_cast<unsigned>(workers.size()), syn_only, queue);
   t->nfq = std::make_unique<NfQueue>(queue, queue_options(config, syn_only));
   // syngate's own packets (window updates, RSTs, backend SYNs and ACKs) are translated already:
   // with the kernel path on they carry SG_TC_MARK too, which tc egress leaves alone.
-  t->sender = std::make_unique<RawSender>(config.mark | (config.kernel_path_on() ? SG_TC_MARK : 0), config.sndbuf_bytes,
+  t->sender = std::make_unique<RawSender>(config.mark | (kernel_path ? SG_TC_MARK : 0), config.sndbuf_bytes,
                                           config.has_v4(), config.has_v6());
   if (syn_only) {
     t->worker = std::make_unique<SynWorker>(std::move(setup), *t->nfq, *t->sender, secrets, policy, engine_clock);
@@ -417,8 +419,33 @@ void Daemon::start_fast_path() {
 // Established flows in the kernel (tc), also before any worker runs: every flow restored from a
 // saved table is handed over again when its engine gets the observer. The flow engines then
 // tell the XDP flow map and the tc flow map of their flows through one observer.
+// Before the workers: their verdicts and own packets carry SG_TC_MARK only with the kernel path
+// on, and the rules in place must let such packets past the queue. Rules made with kernel_path
+// "off" (an upgrade that turned it on without `syngate rules up`, a saved ruleset restored) would
+// queue what tc translated and the engine would translate it again: the kernel path stays off
+// for this run and the log says how to turn it on. No rules yet is fine: `rules up` with this
+// config adds that rule.
+void Daemon::decide_kernel_path() {
+  kernel_path = config.kernel_path_on();
+  if (!kernel_path) return;
+  std::vector<std::string> stale;
+  try {
+    const Backend b = choose_backend(config.iptables);
+    stale = rules_queue_translated(show_rules(b, config.chain), config.chain, b.v4, config.has_v4(), b.v6, config.has_v6());
+  } catch (const std::exception& e) {
+    spdlog::debug("kernel path: rules not read ({}); checked again every 2 s", e.what());
+  }
+  if (stale.empty()) return;
+  kernel_path = false;
+  std::string what;
+  for (const auto& s : stale) what += (what.empty() ? "" : "; ") + s;
+  spdlog::warn("kernel path off for this run: {}; run `syngate rules up` with this config, then restart", what);
+}
+
 void Daemon::start_kernel_path() {
-  tc = tc::KernelPath::start(config, tc::kernel_path_max_flows(config));
+  GatewayConfig effective = config;
+  if (!kernel_path) effective.kernel_path = KernelPath::Off;  // removes what a dead syngate left
+  tc = tc::KernelPath::start(effective, tc::kernel_path_max_flows(config));
   observers.add(xdp.get());
   observers.add(tc.get());
   if (observers.empty()) return;
@@ -426,7 +453,11 @@ void Daemon::start_kernel_path() {
   for (auto& w : workers) {
     if (!w->flow) continue;
     w->flow->engine().set_kernel_state(tc.get());
-    if (tc) w->flow->set_after_flush([path = tc.get()] { path->publish_pending(); });
+    if (tc) {
+      tc::KernelPath* path = tc.get();
+      w->flow->set_turn_hooks({[path](bool all) { path->turn_received(all); }, [path] { path->publish_pending(); },
+                               [path] { path->turn_done(); }});
+    }
     w->flow->engine().set_flow_observer(observer);
   }
   if (!tc) return;
@@ -730,7 +761,8 @@ void Daemon::check_rules(Clock::time_point now) {
   std::vector<std::string> missing;
   try {
     const Backend b = choose_backend(config.iptables);
-    missing = missing_rules(show_rules(b, config.chain), config.chain, b.v4, config.has_v4(), b.v6, config.has_v6());
+    missing = missing_rules(show_rules(b, config.chain), config.chain, b.v4, config.has_v4(), b.v6, config.has_v6(),
+                            tc != nullptr);
   } catch (const std::exception& e) {
     missing = {e.what()};
   }
@@ -888,7 +920,9 @@ int run_daemon(const std::string& config_path) {
   if (!d->read_config()) return 2;
   d->block_signals();
   if (!d->publish_secrets()) return 2;
-  if (!d->check_room() || !d->open_flow_state() || !d->share_proven_sources() || !d->start_workers()) return 1;
+  if (!d->check_room() || !d->open_flow_state() || !d->share_proven_sources()) return 1;
+  d->decide_kernel_path();
+  if (!d->start_workers()) return 1;
   d->start_fast_path();
   d->start_kernel_path();
   d->serve_metrics();

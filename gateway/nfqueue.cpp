@@ -140,6 +140,7 @@ const std::vector<QueuedPacket>& NfQueue::receive(bool nonblocking, ReceiveStats
   }
   int flags = nonblocking ? MSG_DONTWAIT : MSG_WAITFORONE;
   int n = recvmmsg(fd_, msgs_.data(), opt_.batch, flags, nullptr);
+  took_everything_ = n < static_cast<int>(opt_.batch);
   if (n < 0) {
     if (errno == ENOBUFS) ++stats.enobufs;
     else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) ++stats.errors;

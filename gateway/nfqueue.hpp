@@ -43,6 +43,7 @@ class NfQueue final : public PacketQueue {
   // Waits up to recv_timeout_ms (or not at all when nonblocking) for packets, then takes what is
   // ready, up to `batch` messages. Returns the packets; an empty result means timeout or error.
   const std::vector<QueuedPacket>& receive(bool nonblocking, ReceiveStats& stats) override;
+  bool took_everything() const noexcept override { return took_everything_; }
 
   // Verdicts, in the order the packets were received.
   void verdict(uint32_t id, bool accept) override;
@@ -69,6 +70,7 @@ class NfQueue final : public PacketQueue {
   std::vector<struct mmsghdr> msgs_;
   std::vector<struct iovec> iov_;
   std::vector<QueuedPacket> packets_;
+  bool took_everything_ = true;
 
   std::vector<char> tx_;
   size_t tx_used_ = 0;

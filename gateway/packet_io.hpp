@@ -36,6 +36,9 @@ class PacketQueue {
   // takes what is ready. Returns the packets, valid until the next call; an empty result means
   // timeout or error.
   virtual const std::vector<QueuedPacket>& receive(bool nonblocking, ReceiveStats& stats) = 0;
+  // Whether the last receive took every packet that was waiting (it returned less than a batch):
+  // what was queued before it has then all been received.
+  virtual bool took_everything() const noexcept = 0;
   virtual void verdict(uint32_t id, bool accept) = 0;
   // Accept, with the packet's new bytes, and its new skb->mark when `mark` is set.
   virtual void verdict_modified(uint32_t id, std::span<const uint8_t> bytes, std::optional<uint32_t> mark) = 0;

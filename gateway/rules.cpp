@@ -275,13 +275,15 @@ std::string render(const std::string& binary, const std::vector<std::string>& ar
   return out;
 }
 
-std::vector<std::string> missing_rules(const std::string& shown, const std::string& chain,
-                                       const std::string& v4_binary, bool need_v4,
-                                       const std::string& v6_binary, bool need_v6) {
-  struct Seen {
-    bool declared = false, filled = false, jumped = false;
-  };
-  std::map<std::string, Seen> sections;  // "BINARY -t TABLE"
+namespace {
+struct ChainSeen {
+  bool declared = false, filled = false, jumped = false, skips_translated = false;
+};
+
+// What `show_rules` output says of the chain, per section ("BINARY -t TABLE").
+std::map<std::string, ChainSeen> read_shown(const std::string& shown, const std::string& chain) {
+  std::map<std::string, ChainSeen> sections;
+  const std::string skip = "-m mark --mark " + hex(SG_TC_MARK) + "/" + hex(SG_TC_MARK) + " -j RETURN";
   std::string section;
   size_t pos = 0;
   while (pos < shown.size()) {
@@ -293,27 +295,49 @@ std::vector<std::string> missing_rules(const std::string& shown, const std::stri
       section = line.substr(2);
       continue;
     }
-    Seen& s = sections[section];
+    ChainSeen& s = sections[section];
     if (line == "-N " + chain) {
       s.declared = true;
     } else if (line.rfind("-A " + chain + " ", 0) == 0) {
       s.filled = true;
+      if (line == "-A " + chain + " " + skip) s.skips_translated = true;
     } else if (line.rfind("-A ", 0) == 0 && (line + " ").find(" -j " + chain + " ") != std::string::npos) {
       s.jumped = true;
     }
   }
+  return sections;
+}
+}  // namespace
+
+std::vector<std::string> missing_rules(const std::string& shown, const std::string& chain,
+                                       const std::string& v4_binary, bool need_v4,
+                                       const std::string& v6_binary, bool need_v6, bool kernel_path) {
+  std::map<std::string, ChainSeen> sections = read_shown(shown, chain);
   std::vector<std::string> missing;
   for (const auto& [binary, needed] : {std::pair{v4_binary, need_v4}, std::pair{v6_binary, need_v6}}) {
     if (!needed) continue;
     for (const char* table : {"raw", "mangle"}) {
       const std::string where = binary + " -t " + table;
-      const Seen s = sections.count(where) ? sections[where] : Seen{};
+      const ChainSeen s = sections.count(where) ? sections[where] : ChainSeen{};
       if (!s.declared) missing.push_back(where + ": no chain " + chain);
       else if (!s.filled) missing.push_back(where + ": chain " + chain + " is empty");
       if (!s.jumped) missing.push_back(where + ": no jump to " + chain);
+      if (kernel_path && std::string(table) == "mangle" && s.filled && !s.skips_translated) {
+        missing.push_back(where + ": chain " + chain + " queues packets tc translated (made with kernel_path \"off\")");
+      }
     }
   }
   return missing;
+}
+
+std::vector<std::string> rules_queue_translated(const std::string& shown, const std::string& chain,
+                                                const std::string& v4_binary, bool need_v4,
+                                                const std::string& v6_binary, bool need_v6) {
+  std::vector<std::string> out;
+  for (const std::string& m : missing_rules(shown, chain, v4_binary, need_v4, v6_binary, need_v6, true)) {
+    if (m.find("queues packets tc translated") != std::string::npos) out.push_back(m);
+  }
+  return out;
 }
 
 }  // namespace syngate::gw

@@ -66,10 +66,19 @@ std::vector<std::string> nfqueue_target(uint16_t first, uint16_t count, bool byp
 // family in use (its binary named) and each of raw and mangle, the chain, a rule in it and a jump
 // into it. One line per missing piece, e.g. "iptables -t mangle: no jump to SYNGATE"; empty when
 // everything is there. Checks presence, not every rule's text: enough to see the rules deleted or
-// flushed (a firewall reload, iptables -F) under a running syngate.
+// flushed (a firewall reload, iptables -F) under a running syngate. With `kernel_path`, a mangle
+// chain that has rules but not the one letting translated packets (SG_TC_MARK) past the queue is
+// named too: rules made while kernel_path was "off" (before an upgrade that turned it on, or
+// restored from a saved ruleset) would queue what tc translated, and the engine would translate
+// it a second time.
 std::vector<std::string> missing_rules(const std::string& shown, const std::string& chain,
                                        const std::string& v4_binary, bool need_v4,
-                                       const std::string& v6_binary, bool need_v6);
+                                       const std::string& v6_binary, bool need_v6, bool kernel_path = false);
+// Only that last kind: the sections whose chain is in place and would queue translated packets.
+// Empty when none (also when no rule is in place yet: `rules up` with this config adds it).
+std::vector<std::string> rules_queue_translated(const std::string& shown, const std::string& chain,
+                                                const std::string& v4_binary, bool need_v4,
+                                                const std::string& v6_binary, bool need_v6);
 
 // One command line as a shell would show it (for logs and error messages).
 std::string render(const std::string& binary, const std::vector<std::string>& args);

@@ -422,6 +422,9 @@ std::vector<std::string> remove_everywhere(const std::string& dir) noexcept {
 namespace {
 // Per thread: each flow worker publishes its own hand-overs after its own flush.
 thread_local std::vector<PendingEntry> pending_to_client;
+
+// Per thread: the flows this worker published since its queue last emptied.
+thread_local OvertakeWatch overtake_watch;
 }  // namespace
 
 std::unique_ptr<KernelPath> KernelPath::start(const gw::GatewayConfig& config, uint32_t max_flows) {
@@ -627,6 +630,7 @@ void KernelPath::flow_established(const FlowTuple& t, const FlowTranslation& x) 
 void KernelPath::publish_one(const PendingEntry& p) noexcept {
   if (program_->write_key(p.key, p.value)) {
     handed_over_.fetch_add(1, std::memory_order_relaxed);
+    overtake_watch.published(this, p.flow);
   } else {
     program_->delete_key(flow_key(p.flow));  // the engine keeps the flow, both ways
     write_failures_.fetch_add(1, std::memory_order_relaxed);
@@ -640,6 +644,36 @@ void KernelPath::publish_pending() noexcept {
   std::erase_if(pending_to_client, [this](const PendingEntry& p) { return p.owner == this; });
 }
 
+void KernelPath::turn_received(bool took_everything) noexcept { overtake_watch.received(took_everything); }
+void KernelPath::turn_done() noexcept { overtake_watch.handled(); }
+bool KernelPath::may_be_overtaken(const FlowTuple& t) noexcept { return overtake_watch.watching(this, t); }
+
+void OvertakeWatch::published(const void* owner, const FlowTuple& flow) noexcept {
+  try {
+    if (flows_.size() >= kMax) flows_.erase(flows_.begin());
+    flows_.push_back({owner, flow, epoch_});
+  } catch (const std::bad_alloc&) {
+  }
+}
+
+void OvertakeWatch::received(bool took_everything) noexcept {
+  if (took_everything) forget_before_ = ++epoch_;
+}
+
+void OvertakeWatch::handled() noexcept {
+  if (forget_before_ == 0) return;
+  std::erase_if(flows_, [this](const Watched& w) { return w.epoch < forget_before_; });
+  forget_before_ = 0;
+}
+
+bool OvertakeWatch::watching(const void* owner, const FlowTuple& flow) const noexcept {
+  return std::any_of(flows_.begin(), flows_.end(), [&](const Watched& w) { return w.owner == owner && w.flow == flow; });
+}
+
+void OvertakeWatch::forget(const void* owner, const FlowTuple& flow) noexcept {
+  std::erase_if(flows_, [&](const Watched& w) { return w.owner == owner && w.flow == flow; });
+}
+
 namespace {
 // A hand-over of this thread whose server-to-client entry waits for publish_pending; the engine
 // calls flow_freed and punt on the same thread, so they find it here.
@@ -651,6 +685,7 @@ std::vector<PendingEntry>::iterator pending_of(KernelPath* owner, const FlowTupl
 
 void KernelPath::flow_freed(const FlowTuple& t) noexcept {
   if (const auto it = pending_of(this, t); it != pending_to_client.end()) pending_to_client.erase(it);
+  overtake_watch.forget(this, t);
   program_->delete_flow(t);
 }
 

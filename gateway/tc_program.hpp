@@ -107,6 +107,35 @@ class Program {
 // for a start with the kernel path off. Returns what it removed, for the log.
 std::vector<std::string> remove_everywhere(const std::string& pin_dir) noexcept;
 
+// Which of a worker's flows may still have segments in its queue from before their hand-over
+// went live (KernelPath::may_be_overtaken). A flow is watched from its publication until a
+// receive that began after it took everything waiting and that batch was handled: by then every
+// segment queued before the publication has reached the engine. The worker's turn in order:
+// received(whether the receive emptied the queue), published() for hand-overs (after each
+// flush), handled() at the end. Bounded: past kMax the oldest are forgotten (only under an
+// overload that never lets the queue empty; a forgotten flow's stale ACKs then pass unchecked,
+// which loses no data).
+class OvertakeWatch {
+ public:
+  static constexpr size_t kMax = 1024;
+  void published(const void* owner, const FlowTuple& flow) noexcept;
+  void received(bool took_everything) noexcept;
+  void handled() noexcept;
+  bool watching(const void* owner, const FlowTuple& flow) const noexcept;
+  void forget(const void* owner, const FlowTuple& flow) noexcept;
+  size_t size() const noexcept { return flows_.size(); }
+
+ private:
+  struct Watched {
+    const void* owner;
+    FlowTuple flow;
+    uint64_t epoch;
+  };
+  std::vector<Watched> flows_;
+  uint64_t epoch_ = 0;          // receives that emptied the queue so far
+  uint64_t forget_before_ = 0;  // set by such a receive: at handled(), flows published before it go
+};
+
 class KernelPath;
 // A hand-over's server-to-client entry, held until its step's packets are sent (publish_pending).
 struct PendingEntry {
@@ -145,6 +174,14 @@ class KernelPath : public FlowObserver, public KernelFlowState {
   // TcpExtPAWSEstab). Until then the server's segments go to NFQUEUE and the engine translates
   // them after the update (the same numbers, flow_established's).
   void publish_pending() noexcept;
+  // The same thread's turns (Worker::TurnHooks): a flow stays "may be overtaken" from the
+  // publication of its server-to-client entry until a receive that began after it emptied the
+  // queue and its packets were handled (turn_done): segments queued before the hand-over went live
+  // have all reached the engine by then. Until then the engine checks its pure ACKs against what
+  // the programs delivered (Engine: ack_superseded).
+  void turn_received(bool took_everything) noexcept;
+  void turn_done() noexcept;
+  bool may_be_overtaken(const FlowTuple& client_to_server) noexcept override;
 
   // Reconciliation at start, both ways. A map pinned by an earlier run (kill -9, an upgrade) is
   // kept, not cleared: between start() and finish_start() (no worker runs yet) the flow engines

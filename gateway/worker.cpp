@@ -44,6 +44,7 @@ size_t Worker::turn(bool draining) {
   const EngineClock clock = clock_();
   const uint64_t now = clock.timer_ns;
   const size_t packets = batch.size();
+  if (hooks_.received) hooks_.received(packets == 0 || queue_.took_everything());
   if (packets != 0) {
     ++intake_.batches;
     before_batch(batch);
@@ -53,6 +54,7 @@ size_t Worker::turn(bool draining) {
     }
     flush_verdicts_then_packets();
   }
+  if (hooks_.done) hooks_.done();
   periodic(now);
   if (now - last_publish_ >= kPublishIntervalNs) {
     publish();
@@ -118,7 +120,7 @@ void Worker::handle(const QueuedPacket& p, const EngineClock& now) {
 void Worker::flush_verdicts_then_packets() {
   queue_.flush(rx_);
   sender_.flush();
-  if (after_flush_) after_flush_();
+  if (hooks_.flushed) hooks_.flushed();
 }
 
 void Worker::publish() {

@@ -60,10 +60,15 @@ class Worker {
   void publish();
 
   WorkerSnapshot snapshot() const;
-  // Called after every flush of the batch's verdicts and packets, on the worker's thread (the
-  // kernel path publishes there the hand-overs whose packets are now sent). Set before the
-  // worker's first turn.
-  void set_after_flush(std::function<void()> f) { after_flush_ = std::move(f); }
+  // What a data path beside the engine follows of the worker's turns, on the worker's thread (the
+  // kernel path, tc_program.hpp: it publishes the hand-overs whose packets are sent, and knows
+  // when no segment queued before a hand-over can still come). Set before the first turn.
+  struct TurnHooks {
+    std::function<void(bool took_everything)> received;  // after each receive
+    std::function<void()> flushed;                       // after every flush of verdicts and packets
+    std::function<void()> done;                          // at the end of each turn
+  };
+  void set_turn_hooks(TurnHooks hooks) { hooks_ = std::move(hooks); }
   // Removed services that still have flows on this worker (only a flow worker has any).
   std::vector<Service> draining_services() const;
 
@@ -118,7 +123,7 @@ class Worker {
   bool started_ = false;
   uint64_t last_publish_ = 0;
   std::atomic<uint64_t> heartbeat_{0};
-  std::function<void()> after_flush_;
+  TurnHooks hooks_;
 
   mutable std::mutex snapshot_mutex_;
   WorkerSnapshot snapshot_;

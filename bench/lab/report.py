@@ -13,7 +13,7 @@ import shutil
 import subprocess
 import sys
 
-MODE_ORDER = ["none", "syncookies", "synproxy", "synproxy-ts", "syngate", "syngate-tc", "syngate-tc-noxdp", "syngate-native", "syngate-nfqueue"]
+MODE_ORDER = ["none", "syncookies", "synproxy", "synproxy-ts", "syngate", "syngate-notc", "syngate-native", "syngate-nfqueue"]
 CLEAN_PCT = 99.0  # a point is clean when at least this share of legitimate connections succeeded
 
 
@@ -421,8 +421,8 @@ EST_TESTS = [  # (test, row label, unit, scale of the figure for the table)
     ("loss", "iperf3, one stream srv to cli, 1% of its segments lost after the gateway", "Gbit/s", 1e9),
     ("ack", "20 MB download under a max-rate forged-ACK flood, share of its no-flood speed", "share", 1),
 ]
-EST_MODE_LABEL = {"none": "no gateway", "synproxy": "kernel SYNPROXY", "syngate": "syngate, kernel_path off",
-                  "syngate-tc": "syngate, kernel_path auto", "syngate-tc-noxdp": "syngate, kernel_path auto, [xdp] off"}
+EST_MODE_LABEL = {"none": "no gateway", "synproxy": "kernel SYNPROXY", "syngate": "syngate (kernel_path auto)",
+                  "syngate-notc": "syngate, kernel_path off", "syngate-nfqueue": "syngate, [xdp] off"}
 
 
 def _read(path):
@@ -696,8 +696,8 @@ def est_table(report):
                if report["modes"][m]["established"].get(t, {}).get("median_gw_invalid_dropped")]
     if invalid:
         lines += ["", "Packets gw's conntrack refused as INVALID (dropped by the SYNPROXY rules), median per figure:"] + invalid
-    lines += ["", "Settings: syngate as shipped ([xdp] mode auto, backscatter budget at its default) but for "
-              "kernel_path; kernel SYNPROXY with --sack-perm --wscale 7 --mss 1460, no timestamps; srv's "
+    lines += ["", "Settings: syngate as shipped ([xdp] mode auto, kernel_path auto, backscatter budget at its "
+              "default), syngate-notc the same with kernel_path off; kernel SYNPROXY with --sack-perm --wscale 7 --mss 1460, no timestamps; srv's "
               "somaxconn and tcp_max_syn_backlog 64 (nginx backlog 64); "
               f"ab and redis-benchmark {cfg.get('connrate_count')} connections, {cfg.get('connrate_concurrency')} at once, "
               "conntrack flushed before each figure; "

@@ -25,8 +25,8 @@
 #              as cli receives them, and the ack kind's downloads under a max-rate forged-ACK flood (every mode
 #              but none). Medians of the repeats and their ratios against kernel SYNPROXY go into
 #              table.md and report.json ("established"). Its modes default to none synproxy
-#              syngate syngate-tc, and syngate runs with its shipped configuration (no [policy]
-#              override; only kernel_path differs between syngate and syngate-tc). About 130 s a
+#              syngate syngate-notc, and syngate runs with its shipped configuration (no [policy]
+#              override; syngate-notc differs only by kernel_path "off"). About 130 s a
 #              repeat per layout with the defaults, measured: 5 repeats took 11 minutes a layout.
 #
 # Layouts (--layout): where the gateway's per-packet work runs.
@@ -93,16 +93,16 @@ Usage: $0 [options]
   --build DIR            build tree holding flood/synflood and gateway/syngate (default: $build)
   --synflood PATH        synflood binary (default: BUILD/flood/synflood)
   --syngate PATH         syngate binary (default: BUILD/gateway/syngate; mode skipped if absent/broken)
-  --modes "LIST"         any of: none syncookies synproxy synproxy-ts syngate syngate-tc syngate-native
-                         syngate-nfqueue (default: all but syngate-tc; with --kinds established:
-                         none synproxy syngate syngate-tc). syngate: as shipped, [xdp] mode = "auto"
-                         (generic XDP on veth) and kernel_path "off" (its default); syngate-tc: the
-                         same with kernel_path = "auto" (established flows translated by tc
-                         programs); syngate-tc-noxdp: kernel_path "auto" with [xdp] mode "off"
-                         (what generic XDP costs the established traffic); syngate-native: native XDP on gw's client- and
+  --modes "LIST"         any of: none syncookies synproxy synproxy-ts syngate syngate-notc syngate-native
+                         syngate-nfqueue (default: all but syngate-notc; with --kinds established:
+                         none synproxy syngate syngate-notc). syngate: as shipped, [xdp] mode = "auto"
+                         (generic XDP on veth) and kernel_path "auto" (established flows translated by
+                         tc programs); syngate-notc: the same with kernel_path = "off" (every segment
+                         through NFQUEUE); syngate-native: native XDP on gw's client- and
                          flood-facing veths, with a pass-through XDP program on their peers, which
                          a veth needs and a NIC does not (BUILD/bpf/lab_xdp_pass.bpf.o);
-                         syngate-nfqueue: [xdp] mode = "off", every packet through NFQUEUE
+                         syngate-nfqueue: [xdp] mode = "off" (what generic XDP costs established
+                         traffic, and every SYN through NFQUEUE)
   --layout L             shared, offcore or both (default $layout; see the top of this file)
   --rates "LIST"         flood rates in SYN/s; 0 = no flood, max = as fast as the generator goes
                          (default: "$rates")
@@ -188,7 +188,7 @@ done
 has_kind() { [[ " $kinds " == *" $1 "* ]]; }
 has_est_test() { [[ " $est_tests " == *" $1 "* ]]; }
 if has_kind established; then
-  ((modes_given)) || modes="none synproxy syngate syngate-tc"
+  ((modes_given)) || modes="none synproxy syngate syngate-notc"
   [[ $repeats =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: --repeats must be a positive integer" >&2; exit 2; }
   [[ $est_seconds =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: --est-seconds must be a positive integer" >&2; exit 2; }
   for t in $est_tests; do
@@ -496,7 +496,7 @@ EOF
   fi
   # Which path answers is part of the result: say so when the fast path did not attach.
   syngate_counters >"$out/points/$mode/xdp_at_start.json"
-  if [ "$kernel_path" = auto ] && ! grep -q "tc: translating established flows" "$out/$mode.log"; then
+  if [ "$kernel_path" != off ] && ! grep -q "tc: translating established flows" "$out/$mode.log"; then
     log "$mode: the kernel path did not attach; this mode measures the engine only: $(grep 'tc:' "$out/$mode.log" | tail -n 2 | tr '\n' ' ')"
   fi
   if [ "$xdp_mode" != off ] && [ "$(json_field "$out/points/$mode/xdp_at_start.json" xdp_enabled 0)" != 1 ]; then
@@ -545,15 +545,14 @@ mode_up() {
     syncookies) srv_sysctls 1 ;;
     synproxy) srv_sysctls 0; synproxy_up "" ;;
     synproxy-ts) srv_sysctls 0; synproxy_up "--timestamp" ;;
-    syngate|syngate-tc|syngate-tc-noxdp|syngate-native|syngate-nfqueue) srv_sysctls 0 ;;
+    syngate|syngate-notc|syngate-native|syngate-nfqueue) srv_sysctls 0 ;;
     *) skip_reason="unknown mode $1"; return 1 ;;
   esac
   start_nginx  # after the sysctls: the listen backlog is fixed at listen() time
   # The gateway's own readiness check needs the backend listening.
   case "$1" in
     syngate) syngate_up auto || return 1 ;;
-    syngate-tc) syngate_up auto "" auto || return 1 ;;
-    syngate-tc-noxdp) syngate_up off "" auto || return 1 ;;
+    syngate-notc) syngate_up auto "" off || return 1 ;;
     syngate-nfqueue) syngate_up off || return 1 ;;
     syngate-native)
       if [ ! -f "$lab_pass" ]; then
@@ -572,7 +571,7 @@ wire_pass_off() {
 }
 
 mode_down() {
-  case "$1" in syngate|syngate-tc|syngate-tc-noxdp|syngate-native|syngate-nfqueue) syngate_down ;; esac
+  case "$1" in syngate|syngate-notc|syngate-native|syngate-nfqueue) syngate_down ;; esac
   if [ "$1" = syngate-native ]; then wire_pass_off; fi
   gw_clear
 }

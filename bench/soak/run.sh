@@ -33,7 +33,7 @@ flood_rate=20000
 flood_on=8
 flood_period=12
 cooldown=120
-kernel_path=off
+kernel_path=auto
 dl_mb=8
 dl_rate=256k
 idle_per_family=8
@@ -50,8 +50,8 @@ Usage: $0 [options]   (root; takes the lab lock itself only if you wrap it: floc
                       shorter than twice that, once at half-time)
   --hup-every S       SIGHUP period (default $hup_every)
   --flood-rate PPS    rate of every flood (default $flood_rate)
-  --kernel-path MODE  gateway.kernel_path: off (the shipped default) or auto (tc programs carry
-                      established flows)
+  --kernel-path MODE  gateway.kernel_path: auto (the shipped default: tc programs carry
+                      established flows) or off (every segment through NFQUEUE)
   --download-mb N     size of each rate-limited download (default $dl_mb, at nginx limit_rate $dl_rate)
   --cooldown S        after the clients stop, how long the tables may take to drain (default $cooldown;
                       closed flows linger engine.linger_s = 30 s)
@@ -140,7 +140,7 @@ write_soak_config() {
 [gateway]
 secret_file = "$LAB_DIR/secrets"
 state_dir = "$LAB_DIR/state"
-$([[ $kernel_path == auto ]] && echo 'kernel_path = "auto"')
+kernel_path = "$kernel_path"
 
 [policy]
 $deny

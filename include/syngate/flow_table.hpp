@@ -113,6 +113,10 @@ class KernelFlowState {
   // only the engine's whole record believes). Without it a new connection on the lingering
   // address/port pair would be translated with the old flow's numbers.
   virtual void punt(const FlowTuple& /*client_to_server*/) noexcept {}
+  // Whether segments of the flow that waited in the queue while its hand-over went live may still
+  // reach the engine: the programs translate the newer ones at once, so such a segment arrives
+  // after them. Answered without a system call (the engine asks it before reading the record).
+  virtual bool may_be_overtaken(const FlowTuple& client_to_server) noexcept = 0;
 };
 
 namespace flows {

@@ -37,7 +37,9 @@ cli_curl http://10.10.3.2/ >/dev/null || fail "baseline request failed"
 
 capture_start() {
   : > "$LAB_DIR/cap.txt"
-  in_ns "$NS_GW" tcpdump -i g3 -nn -tt -l --immediate-mode host 10.10.3.2 >"$LAB_DIR/cap.txt" 2>"$LAB_DIR/tcpdump.err" &
+  # Not through in_ns (a function: its subshell would be the PID killed, leaving tcpdump writing
+  # into the next capture's file).
+  ip netns exec "$NS_GW" tcpdump -i g3 -nn -tt -l --immediate-mode host 10.10.3.2 >"$LAB_DIR/cap.txt" 2>"$LAB_DIR/tcpdump.err" &
   CAP_PID=$!
   LAB_PIDS+=("$CAP_PID")
   for _ in $(seq 100); do grep -q "listening on" "$LAB_DIR/tcpdump.err" && return 0; sleep 0.05; done

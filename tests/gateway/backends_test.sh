@@ -121,6 +121,9 @@ sleep 0.5
 stop_pid "$TCPDUMP_PID" INT
 late=$(late_segments) || fail "segments reached the client two or more timestamp ticks older than earlier ones: $late"
 log "$(tail -1 <<<"$late")"
+# Pure ACKs queued while their flow's hand-over went live and superseded by newer ones through tc
+# are dropped by the engine (Engine: ack_superseded); how many, for the record.
+log "ACKs superseded at hand-overs, dropped: $(metric_sum syngate_drops_total 'reason="ack_superseded"')"
 pass "no segment reached the client two or more timestamp ticks older than one before it on its connection"
 supplied=$(metric_sum syngate_timestamps_supplied_total)
 (( supplied > 0 )) || fail "no segment was given timestamps: the backend without them was not exercised"
@@ -176,7 +179,9 @@ for backend in timestamps sack window_scaling; do
     ratio=$(calc "$base / ${speed[$backend.$dir]}")
     want=$MIN_RATIO
     if [[ $backend == window_scaling ]]; then
+      # A missing option cannot make the backend faster than with every option: above 1 is noise.
       bound=$(calc "${direct[none.$dir]} / ${direct[$backend.$dir]}")
+      bound=$(calc "($bound > 1) ? 1 : $bound")
       want=$(calc "$MIN_RATIO * $bound")
       note="$note (without a gateway the same backend runs at ${bound}x: its own 64 KB window)"
     fi

@@ -219,10 +219,10 @@ TEST(Config, EnumsAndChain) {
   EXPECT_EQ(error_of(with_gateway("chain = \"BAD CHAIN\"")).key(), "gateway.chain");
 }
 
-TEST(Config, KernelPathIsOffUnlessAskedForAndNeedsARestart) {
+TEST(Config, KernelPathIsOnUnlessTurnedOffAndNeedsARestart) {
   const GatewayConfig a = parse_config(kMinimal, "t");
-  EXPECT_EQ(a.kernel_path, syngate::gw::KernelPath::Off);
-  EXPECT_FALSE(a.kernel_path_on());
+  EXPECT_EQ(a.kernel_path, syngate::gw::KernelPath::Auto);
+  EXPECT_TRUE(a.kernel_path_on());
   const GatewayConfig on = parse_config(with_gateway("kernel_path = \"auto\""), "t");
   EXPECT_TRUE(on.kernel_path_on());
   const GatewayConfig off = parse_config(with_gateway("kernel_path = \"off\""), "t");

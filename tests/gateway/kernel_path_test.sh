@@ -108,4 +108,21 @@ PINS=$(tc_pin_dir)
 left=$(in_ns "$NS_GW" tc filter show dev g1 ingress)
 [[ -z $left ]] || fail "tc filter left on g1 after a clean stop: $left"
 pass "$MODE: a clean stop removed the filters and the pins"
+
+if [[ $MODE == router ]]; then
+  # Rules made with kernel_path "off" (an upgrade that turned the default on without `rules up`)
+  # lack the rule that lets translated packets past the queue: the engine would translate what tc
+  # did a second time. syngate starts with the kernel path off for the run, and says so.
+  sed 's/^kernel_path = "auto"$/kernel_path = "off"/' "$LAB_DIR/syngate.toml" > "$LAB_DIR/rules-off.toml"
+  RULES_CONFIG=$LAB_DIR/rules-off.toml start_syngate
+  grep -q "kernel path off for this run: .*queues packets tc translated" "$LAB_DIR/syngate.log" ||
+    fail "rules without the translated-mark rule: no refusal in the log: $(grep -E 'tc:|kernel path' "$LAB_DIR/syngate.log" | tail -3)"
+  k0=$(metric_sum syngate_tc_packets_total 'outcome="translated"')
+  got=$(CURL_TIMEOUT=60 cli_curl -g "http://$V4/big.bin" | sha256sum | cut -d' ' -f1)
+  [[ $got == "$want" ]] || fail "old rules: sha256 $got, want $want"
+  (( $(metric_sum syngate_tc_packets_total 'outcome="translated"') == k0 )) || fail "old rules: tc translated segments"
+  pass "rules made with kernel_path off: the kernel path stays off for the run (logged), 30 MB intact"
+  kill -TERM "$SYNGATE_PID"
+  wait "$SYNGATE_PID" || fail "syngate exit code $? after SIGTERM"
+fi
 (( ${#SHARE_FAILED[@]} == 0 )) || fail "segments left to the engine: ${SHARE_FAILED[*]}"

@@ -300,13 +300,14 @@ PY
 # (extra [gateway] keys go in $1, extra [engine] keys in $2, extra services in $3).
 # The XDP fast path is off unless XDP_MODE says otherwise: these tests assert the NFQUEUE path's
 # own counters, and xdp_test.sh tests the fast path.
+# The kernel path is the shipped default (on) unless KERNEL_PATH says "off" (or "auto").
 write_config() {
   cat > "$LAB_DIR/syngate.toml" <<CONF
 [gateway]
 secret_file = "$LAB_DIR/secrets"
 state_dir = "$LAB_DIR/state"
 stats_interval_s = 0
-kernel_path = "${KERNEL_PATH:-off}"
+${KERNEL_PATH:+kernel_path = \"$KERNEL_PATH\"}
 ${1:-}
 
 [engine]
@@ -387,10 +388,11 @@ PY
 count_spoofed_at_backend() { in_ns "$NS_SRV" iptables -A INPUT -p tcp --syn -s 198.18.0.0/15; }
 backend_syns() { in_ns "$NS_SRV" iptables -nvxL INPUT | awk '/198.18.0.0\/15/ { s += $1 } END { printf "%d\n", s }'; }
 
-# Installs the rules and starts the daemon in gw; waits until the queues are bound.
+# Installs the rules and starts the daemon in gw; waits until the queues are bound. The rules come
+# from RULES_CONFIG when set (rules made for another configuration), else from the daemon's.
 start_syngate() {
   in_ns "$NS_GW" "$SYNGATE_BIN" check --config "$LAB_DIR/syngate.toml" >/dev/null
-  in_ns "$NS_GW" "$SYNGATE_BIN" rules up --config "$LAB_DIR/syngate.toml" >/dev/null
+  in_ns "$NS_GW" "$SYNGATE_BIN" rules up --config "${RULES_CONFIG:-$LAB_DIR/syngate.toml}" >/dev/null
   # the log is appended across restarts: wait for one more "running" line than before
   local before i
   before=$(running_lines)

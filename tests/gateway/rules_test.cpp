@@ -296,5 +296,32 @@ TEST(MissingRules, AnotherChainsJumpIsNotOurs) {
   EXPECT_EQ(missing_rules(other, "SYNGATE", "iptables", true, "ip6tables", false).size(), 1u);
 }
 
+// With the kernel path on, rules made while it was off (no rule letting SG_TC_MARK past the queue)
+// would queue what tc translated, for the engine to translate again: named, and only then.
+TEST(MissingRules, WithTheKernelPathAChainThatWouldQueueTranslatedPacketsIsNamed) {
+  const std::string old_rules = kShownV4;
+  EXPECT_TRUE(missing_rules(old_rules, "SYNGATE", "iptables", true, "ip6tables", false).empty());
+  const std::vector<std::string> stale{
+      "iptables -t mangle: chain SYNGATE queues packets tc translated (made with kernel_path \"off\")"};
+  EXPECT_EQ(missing_rules(old_rules, "SYNGATE", "iptables", true, "ip6tables", false, true), stale);
+  EXPECT_EQ(rules_queue_translated(old_rules, "SYNGATE", "iptables", true, "ip6tables", false), stale);
+
+  // What `rules up` makes with the kernel path on has it (the same text chain_rules writes).
+  GatewayConfig c;
+  c.kernel_path = KernelPath::Auto;
+  std::string with_skip = old_rules;
+  for (const auto& r : chain_rules(c, false, "mangle")) {
+    if (std::find(r.begin(), r.end(), "RETURN") == r.end()) continue;
+    std::string line = "-A SYNGATE";
+    for (const auto& a : r) line += " " + a;
+    if (line.find("0x40000000") != std::string::npos) with_skip += line + "\n";
+  }
+  ASSERT_NE(with_skip, old_rules);
+  EXPECT_TRUE(missing_rules(with_skip, "SYNGATE", "iptables", true, "ip6tables", false, true).empty());
+  EXPECT_TRUE(rules_queue_translated(with_skip, "SYNGATE", "iptables", true, "ip6tables", false).empty());
+  // No rules in place yet: nothing to refuse (`rules up` with this config adds it).
+  EXPECT_TRUE(rules_queue_translated("", "SYNGATE", "iptables", true, "ip6tables", false).empty());
+}
+
 }  // namespace
 }  // namespace syngate::gw

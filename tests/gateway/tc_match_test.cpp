@@ -38,3 +38,57 @@ TEST(TcPins, MapSizeFollowsTheFlowWorkers) {
   EXPECT_EQ(syngate::tc::flow_map_entries(10), 2048u);
   EXPECT_EQ(syngate::tc::flow_map_entries(5000), 10000u);
 }
+
+// A worker's turns, as Worker::TurnHooks drives the watch: a flow is watched from its
+// publication until a later receive that emptied the queue has been handled.
+TEST(OvertakeWatch, AFlowIsWatchedUntilAReceiveAfterItsPublicationEmptiedTheQueue) {
+  syngate::tc::OvertakeWatch w;
+  const int owner = 0;
+  syngate::FlowTuple a{}, b{};
+  a.sport = 1;
+  b.sport = 2;
+  // Turn 1: a full batch (the queue still holds more), a hand-over mid-batch.
+  w.received(false);
+  w.published(&owner, a);
+  w.handled();
+  EXPECT_TRUE(w.watching(&owner, a));
+  // Turn 2: the receive took everything, but b is published in this very turn, after it began:
+  // segments queued between that receive and b's publication are still to come.
+  w.received(true);
+  w.published(&owner, b);
+  EXPECT_TRUE(w.watching(&owner, a)) << "a's stragglers are in this batch, not handled yet";
+  w.handled();
+  EXPECT_FALSE(w.watching(&owner, a)) << "everything queued before a went live has been handled";
+  EXPECT_TRUE(w.watching(&owner, b));
+  // Turn 3: a full batch again: b stays watched; turn 4 empties the queue.
+  w.received(false);
+  w.handled();
+  EXPECT_TRUE(w.watching(&owner, b));
+  w.received(true);
+  w.handled();
+  EXPECT_FALSE(w.watching(&owner, b));
+  EXPECT_EQ(w.size(), 0u);
+  // Another owner's flow with the same tuple is not this one's; a freed flow is forgotten.
+  const int other = 0;
+  w.published(&owner, a);
+  EXPECT_FALSE(w.watching(&other, a));
+  w.forget(&owner, a);
+  EXPECT_FALSE(w.watching(&owner, a));
+}
+
+TEST(OvertakeWatch, AQueueThatNeverEmptiesKeepsAtMostTheNewestFlows) {
+  syngate::tc::OvertakeWatch w;
+  const int owner = 0;
+  for (uint16_t i = 0; i < syngate::tc::OvertakeWatch::kMax + 10; ++i) {
+    syngate::FlowTuple t{};
+    t.sport = i;
+    w.received(false);
+    w.published(&owner, t);
+    w.handled();
+  }
+  EXPECT_EQ(w.size(), syngate::tc::OvertakeWatch::kMax);
+  syngate::FlowTuple oldest{}, newest{};
+  newest.sport = syngate::tc::OvertakeWatch::kMax + 9;
+  EXPECT_FALSE(w.watching(&owner, oldest));
+  EXPECT_TRUE(w.watching(&owner, newest));
+}

@@ -80,6 +80,8 @@ class ScriptedQueue final : public PacketQueue {
     }
     return current_;
   }
+  // The script holds what is waiting: the receive took everything when no batch is left.
+  bool took_everything() const noexcept override { return script_.empty(); }
   void verdict(uint32_t id, bool accept) override { held_verdicts_.push_back({accept ? K::Accept : K::Drop, id, {}}); }
   void verdict_modified(uint32_t id, std::span<const uint8_t> bytes, std::optional<uint32_t> mark) override {
     held_verdicts_.push_back({K::Modified, id, Bytes(bytes.begin(), bytes.end())});

@@ -7,7 +7,7 @@ keeps its speed under a forged-ACK flood and new clients get in during it, clien
 mixed flood, a client reconnecting per request loses none. `offcore`: on one gateway core,
 syngate in generic and native XDP mode serve >= 99% at the generator's maximum, from XDP.
 `established`: every figure of the established kind ran through none, synproxy, syngate and
-syngate-tc, and syngate-tc's established segments were translated by its tc programs.
+syngate-notc, and syngate's established segments were translated by its tc programs.
 Exit 77 (ctest SKIP) when the lab had to skip the syngate mode."""
 import json
 import sys
@@ -161,19 +161,24 @@ elif what == "offcore":
         check_path(mode, p, xdp=True)
 elif what == "established":
     # The established kind ran every figure through every mode, and each path did the work it is
-    # meant to: syngate as shipped (kernel_path off) translates in the engine, syngate-tc in the
-    # tc programs. Speeds are the benchmark's business (ratios in its table), not asserted here.
+    # meant to: syngate as shipped (kernel_path auto) in the tc programs, syngate-notc (kernel_path
+    # off) in the engine. Speeds are the benchmark's business (ratios in its table), not asserted here.
     est = {m: e.get("established") for m, e in modes.items()}
     if not est.get("syngate") or est["syngate"]["skipped"]:
-        print("SKIP: syngate could not run (see the lab's log); only syngate-tc failing alone is a failure")
+        print("SKIP: syngate could not run (see the lab's log); only syngate-notc failing alone is a failure")
         sys.exit(SKIP)
-    for mode in ("none", "synproxy", "syngate", "syngate-tc"):
+    for mode in ("none", "synproxy", "syngate", "syngate-notc"):
         e = est.get(mode)
         check(e is not None and not e["skipped"], f"{mode}: the established kind ran")
         if not e:
             continue
         for test in ("iperf-down", "iperf-up4", "wrk", "ab", "redis", "loss") + (("ack",) if mode != "none" else ()):
             t = e.get(test)
+            # Kernel SYNPROXY collapses under 1% loss (docs/lab.md: 0.01-0.02 Gbit/s, and iperf3
+            # can end with nothing in a 2 s figure): a measured result there, not a lab failure.
+            if mode == "synproxy" and test == "loss":
+                check(t is not None, f"{mode} {test}: the figure ran")
+                continue
             check(t is not None and t["median"] > 0, f"{mode} {test}: a figure ({t['median'] if t else None})")
             # SYNPROXY stalls a client that reconnects per request (see run.sh's connrate_count):
             # reported in the table, not a failure of the lab.
@@ -183,15 +188,15 @@ elif what == "established":
     check(loss is not None and all(r.get("segments_dropped", 0) > 0 for r in loss["runs"]),
           "the loss figure really lost segments (cli's drop rule counted them)")
     for test in ("iperf-down", "iperf-up4", "wrk", "loss"):
-        off = ((est.get("syngate") or {}).get(test) or {}).get("median_counters", {})
-        on = ((est.get("syngate-tc") or {}).get(test) or {}).get("median_counters", {})
+        off = ((est.get("syngate-notc") or {}).get(test) or {}).get("median_counters", {})
+        on = ((est.get("syngate") or {}).get(test) or {}).get("median_counters", {})
         check(off.get("tc_translated", -1) == 0 and off.get("engine_translated", 0) > 1000,
-              f"syngate (kernel_path off) {test}: the engine translated ({off.get('engine_translated')}), tc nothing "
+              f"syngate-notc (kernel_path off) {test}: the engine translated ({off.get('engine_translated')}), tc nothing "
               f"({off.get('tc_translated')})")
         # An established flow's segments are the kernel's once handed over: the engine keeps the
         # handshake and the close (a few per connection; wrk's 50 connections make ~300).
         check(on.get("tc_translated", 0) > 1000 and on.get("engine_translated", 1e9) < on.get("tc_translated", 0) / 20,
-              f"syngate-tc {test}: tc translated {on.get('tc_translated')}, the engine {on.get('engine_translated')} "
+              f"syngate (kernel_path auto) {test}: tc translated {on.get('tc_translated')}, the engine {on.get('engine_translated')} "
               "(< 5% of it)")
 else:
     sys.exit(f"unknown check {what}")

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Short run of the lab's established kind for CI (shared layout, one repeat, 2 s figures): iperf3,
 # wrk, ab, redis-benchmark -k 0, a download under 1% loss and under a forged-ACK flood through
-# none, kernel SYNPROXY, syngate (kernel_path off) and syngate-tc (kernel_path auto); then
+# none, kernel SYNPROXY, syngate as shipped (kernel_path auto) and syngate-notc (kernel_path off); then
 # check_report.py established asserts every figure ran and each syngate setting translated on its
 # own path. About 100 s. RUN_SERIAL: iperf3 and a flood on 2 CPUs must not share them with other
 # tests' timing.

@@ -82,7 +82,10 @@ extern "C" {
    * our own SYN has crossed) */                                                                  \
   X(ICMP_NO_FLOW, IcmpNoFlow, "icmp_no_flow", DROP)                                               \
   /* ICMP unreachable or time exceeded for our backend SYN: RST sent to the client */              \
-  X(BACKEND_UNREACHABLE, BackendUnreachable, "backend_unreachable", DROP)
+  X(BACKEND_UNREACHABLE, BackendUnreachable, "backend_unreachable", DROP)                          \
+  /* a pure ACK that waited in the queue while its flow's hand-over went live, acknowledging less  \
+   * than newer ones of its direction the tc programs already delivered (normal work) */          \
+  X(ACK_SUPERSEDED, AckSuperseded, "ack_superseded", WORK)
 
 #define SG_DROP_REASONS(X) SG_SYN_DROP_REASONS(X) SG_FLOW_DROP_REASONS(X)
 
