@@ -80,10 +80,17 @@ counter() { metric_sum syngate_tc_packets_total "outcome=\"$1\""; }
 snapshot() { K0=$(counter translated); M0=$(counter already_marked); E0=$(metric_sum syngate_translated_total); }
 deltas() {
   # The tc counters are live, the engine's are published by each worker every 100 ms (after a
-  # receive timeout of up to 100 ms): a transfer shorter than that would read as "engine 0".
+  # receive timeout of up to 100 ms), later on a loaded machine: read until they settle.
+  local e prev=-1 i
   sleep 0.3
+  for ((i = 0; i < 20; i++)); do
+    e=$(metric_sum syngate_translated_total)
+    (( e == prev )) && break
+    prev=$e
+    sleep 0.25
+  done
   K=$(( $(counter translated) - K0 )); M=$(( $(counter already_marked) - M0 ))
-  E=$(( $(metric_sum syngate_translated_total) - E0 ))
+  E=$(( e - E0 ))
 }
 check() {  # check ADDR RESP_BYTES [--ip-options]
   in_ns "$NS_CLI" timeout 60 python3 "$(dirname "$0")/stream_check.py" client "$1" $PORT --resp "$2" "${@:3}" ||
