@@ -316,7 +316,10 @@ struct Engine::Impl {
   // receiver would drop it as old (with timestamps two or more ticks older than what it last
   // took: a PAWS rejection), so it is dropped here. Pure duplicate ACKs pass: they count for fast
   // retransmit, and the receiver takes them. The record is read only while the kernel path says
-  // such stragglers may still be queued (no system call otherwise).
+  // such stragglers may still be queued (no system call otherwise). One that acknowledges as much
+  // as the newest but announces a larger window is dropped too: the receiver would take it as a
+  // window update (PAWS-rejected when old, and otherwise reopening a window its peer has since
+  // narrowed).
   bool ack_superseded(const Flow& f, const TcpPacket& p, bool to_client) {
     if (!kernel || (f.supply & kSupplyTimestamps) || p.payload_len() != 0) return false;
     if ((p.flags() & (tcp_flag::ACK | tcp_flag::SYN | tcp_flag::FIN | tcp_flag::RST)) != tcp_flag::ACK) return false;
@@ -324,8 +327,12 @@ struct Engine::Impl {
     KernelFlowView v;
     if (!kernel->read(f.key, v)) return false;
     const KernelRecord& r = to_client ? v.to_client : v.to_server;
+    if (!r.has_record) return false;
     const uint32_t ack = to_client ? p.ack() : sg_ack_to_backend(p.ack(), f.delta);
-    return r.has_record && sg_seq_before(ack, r.acked);
+    if (sg_seq_before(ack, r.acked)) return true;
+    const sg_flow_shifts shift = shifts(f);
+    const uint32_t window = sg_window_bytes(p.window(), to_client ? shift.server_sends : shift.client_sends);
+    return ack == r.acked && window > r.window_bytes;
   }
 
   // The state the FIN bits call for (what a segment's after_translation does, without counting

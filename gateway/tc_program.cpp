@@ -6,6 +6,7 @@
 #include <arpa/inet.h>
 #include <net/if.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -423,7 +424,13 @@ namespace {
 // Per thread: each flow worker publishes its own hand-overs after its own flush.
 thread_local std::vector<PendingEntry> pending_to_client;
 
-// Per thread: the flows this worker published since its queue last emptied.
+uint64_t monotonic_ns() noexcept {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000u + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+// Per thread: the flows this worker published that may still have segments queued before that.
 thread_local OvertakeWatch overtake_watch;
 }  // namespace
 
@@ -630,7 +637,7 @@ void KernelPath::flow_established(const FlowTuple& t, const FlowTranslation& x) 
 void KernelPath::publish_one(const PendingEntry& p) noexcept {
   if (program_->write_key(p.key, p.value)) {
     handed_over_.fetch_add(1, std::memory_order_relaxed);
-    overtake_watch.published(this, p.flow);
+    overtake_watch.published(this, p.flow, monotonic_ns());
   } else {
     program_->delete_key(flow_key(p.flow));  // the engine keeps the flow, both ways
     write_failures_.fetch_add(1, std::memory_order_relaxed);
@@ -645,13 +652,13 @@ void KernelPath::publish_pending() noexcept {
 }
 
 void KernelPath::turn_received(bool took_everything) noexcept { overtake_watch.received(took_everything); }
-void KernelPath::turn_done() noexcept { overtake_watch.handled(); }
+void KernelPath::turn_done() noexcept { overtake_watch.handled(monotonic_ns()); }
 bool KernelPath::may_be_overtaken(const FlowTuple& t) noexcept { return overtake_watch.watching(this, t); }
 
-void OvertakeWatch::published(const void* owner, const FlowTuple& flow) noexcept {
+void OvertakeWatch::published(const void* owner, const FlowTuple& flow, uint64_t now_ns) noexcept {
   try {
     if (flows_.size() >= kMax) flows_.erase(flows_.begin());
-    flows_.push_back({owner, flow, epoch_});
+    flows_.push_back({owner, flow, epoch_, now_ns});
   } catch (const std::bad_alloc&) {
   }
 }
@@ -660,9 +667,12 @@ void OvertakeWatch::received(bool took_everything) noexcept {
   if (took_everything) forget_before_ = ++epoch_;
 }
 
-void OvertakeWatch::handled() noexcept {
+void OvertakeWatch::handled(uint64_t now_ns) noexcept {
   if (forget_before_ == 0) return;
-  std::erase_if(flows_, [this](const Watched& w) { return w.epoch < forget_before_; });
+  // Flows kept for their minimum time go at a later turn that empties the queue.
+  std::erase_if(flows_, [&](const Watched& w) {
+    return w.epoch < forget_before_ && now_ns - w.published_ns >= kMinWatchNs;
+  });
   forget_before_ = 0;
 }
 

@@ -110,17 +110,20 @@ std::vector<std::string> remove_everywhere(const std::string& pin_dir) noexcept;
 // Which of a worker's flows may still have segments in its queue from before their hand-over
 // went live (KernelPath::may_be_overtaken). A flow is watched from its publication until a
 // receive that began after it took everything waiting and that batch was handled: by then every
-// segment queued before the publication has reached the engine. The worker's turn in order:
-// received(whether the receive emptied the queue), published() for hand-overs (after each
-// flush), handled() at the end. Bounded: past kMax the oldest are forgotten (only under an
-// overload that never lets the queue empty; a forgotten flow's stale ACKs then pass unchecked,
-// which loses no data).
+// segment queued before the publication has reached the engine. And at least kMinWatchNs: a
+// segment that crossed tc before the entry went live can still be on its way to the queue when
+// a receive empties it (between tc and the NFQUEUE hook on a vCPU the host paused). The worker's
+// turn in order: received(whether the receive emptied the queue), published() for hand-overs
+// (after each flush), handled() at the end; times on CLOCK_MONOTONIC. Bounded: past kMax the
+// oldest are forgotten (only under an overload that never lets the queue empty; a forgotten
+// flow's stale ACKs then pass unchecked, which loses no data).
 class OvertakeWatch {
  public:
   static constexpr size_t kMax = 1024;
-  void published(const void* owner, const FlowTuple& flow) noexcept;
+  static constexpr uint64_t kMinWatchNs = 100'000'000;
+  void published(const void* owner, const FlowTuple& flow, uint64_t now_ns) noexcept;
   void received(bool took_everything) noexcept;
-  void handled() noexcept;
+  void handled(uint64_t now_ns) noexcept;
   bool watching(const void* owner, const FlowTuple& flow) const noexcept;
   void forget(const void* owner, const FlowTuple& flow) noexcept;
   size_t size() const noexcept { return flows_.size(); }
@@ -130,6 +133,7 @@ class OvertakeWatch {
     const void* owner;
     FlowTuple flow;
     uint64_t epoch;
+    uint64_t published_ns;
   };
   std::vector<Watched> flows_;
   uint64_t epoch_ = 0;          // receives that emptied the queue so far

@@ -408,8 +408,8 @@ TEST_F(KernelMergeTest, WithoutAKernelRecordTheEngineReadsOnlyWhereItJudges) {
 
 // Pure ACKs queued while the hand-over went live reach the engine after newer ones crossed tc.
 // One that acknowledges less than the tc programs already delivered would reach its receiver with
-// an older timestamp than the last it took (PAWS rejects it): dropped. A duplicate ACK (the same
-// ack) passes, and nothing is read once the kernel path says no straggler can still come.
+// an older timestamp than the last it took (PAWS rejects it): dropped, as is one with the same ack
+// and a larger window than the newest (an old window update). A duplicate ACK passes, and nothing is read once the kernel path says no straggler can still come.
 TEST_F(KernelMergeTest, AQueuedAckThatNewerOnesThroughTcSupersededIsDropped) {
   Conn c = Conn::v4();
   establish(c);
@@ -432,6 +432,11 @@ TEST_F(KernelMergeTest, AQueuedAckThatNewerOnesThroughTcSupersededIsDropped) {
   EXPECT_EQ(counters().drop(DropReason::AckSuperseded), 1u);
   EXPECT_EQ(kernel.reads, 1);
   EXPECT_EQ(feed(server_ack(up, c.backend_ts + 1)).verdict, Verdict::Accept) << "a duplicate of the newest: kept";
+  kernel.view.to_client.window_bytes = 1000;  // the newest through tc narrowed the window
+  EXPECT_EQ(feed(server_ack(up, c.backend_ts + 1)).verdict, Verdict::Drop)
+      << "the same ack with a larger window: an old window update the receiver would reject (PAWS)";
+  EXPECT_EQ(counters().drop(DropReason::AckSuperseded), 2u);
+  kernel.view.to_client.window_bytes = 65535u << 7;
   EXPECT_EQ(feed(server_ack(up / 2, c.backend_ts + 1, std::vector<uint8_t>(10, 'd'))).verdict, Verdict::Accept)
       << "data is never dropped for its ack";
   // The client's side the same way: its ack in the server's numbers, behind what tc delivered.
@@ -439,13 +444,13 @@ TEST_F(KernelMergeTest, AQueuedAckThatNewerOnesThroughTcSupersededIsDropped) {
   SegmentSpec a{.tuple = c.c2s, .seq = c.client_isn + 1 + up, .ack = c.cookie_isn + 1 + 1000, .flags = tcp_flag::ACK,
                 .window = c.client_window, .options = c.client_ts_opts(1500)};
   EXPECT_EQ(feed(make(a)).verdict, Verdict::Drop);
-  EXPECT_EQ(counters().drop(DropReason::AckSuperseded), 2u);
+  EXPECT_EQ(counters().drop(DropReason::AckSuperseded), 3u);
 
   // Once the kernel path says no segment queued before the hand-over can still come, the check is
   // not made (the ack passes as before it existed).
   kernel.fresh = false;
   EXPECT_EQ(feed(server_ack(up / 2, c.backend_ts + 2)).verdict, Verdict::Accept);
-  EXPECT_EQ(counters().drop(DropReason::AckSuperseded), 2u);
+  EXPECT_EQ(counters().drop(DropReason::AckSuperseded), 3u);
 }
 
 // A FIN the program recorded (and sent on to NFQUEUE) that never reached the engine: lost in a

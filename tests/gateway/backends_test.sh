@@ -87,6 +87,18 @@ sys.exit(1 if back else 0)
 PY
 }
 
+# What to look at when a PAWS rejection was counted: the capture (stopped, so that tcpdump says
+# whether it lost packets: a late segment it did not see cannot be shown), the client's other
+# PAWS counter and what syngate dropped as superseded.
+paws_evidence() {
+  kill -INT "$TCPDUMP_PID" 2>/dev/null
+  wait_until 3 grep -q "dropped by kernel" "$LAB_DIR/tcpdump.log"
+  echo "capture: $(grep -E 'captured|dropped' "$LAB_DIR/tcpdump.log" | tr '\n' ' ');" \
+    "client PAWSOldAck $(in_ns "$NS_CLI" awk '/^TcpExt:/ { if (!n) { split($0, k); n = 1 } else { for (i = 2; i <= NF; i++) if (k[i] == "PAWSOldAck") print $i } }' /proc/net/netstat);" \
+    "superseded ACKs dropped $(metric_sum syngate_drops_total 'reason="ack_superseded"');" \
+    "at the client: $(late_segments)"
+}
+
 kinds=(none timestamps sack window_scaling)
 for backend in "${kinds[@]}"; do
   set_options "$NS_SRV" "$backend"
@@ -102,7 +114,7 @@ for backend in "${kinds[@]}"; do
     read -r cli_paws cli_sack < <(bad_counters "$NS_CLI")
     read -r srv_paws srv_sack < <(bad_counters "$NS_SRV")
     (( cli_paws == cli_paws0 && srv_paws == srv_paws0 )) ||
-      fail "$combo: PAWS rejections (client +$((cli_paws - cli_paws0)), backend +$((srv_paws - srv_paws0))); at the client so far: $(late_segments)"
+      fail "$combo: PAWS rejections (client +$((cli_paws - cli_paws0)), backend +$((srv_paws - srv_paws0))); $(paws_evidence)"
     (( cli_sack == cli_sack0 && srv_sack == srv_sack0 )) ||
       fail "$combo: SACK blocks discarded (client +$((cli_sack - cli_sack0)), backend +$((srv_sack - srv_sack0)))"
     (( $(metric_sum syngate_timestamps_not_supplied_total) == unsupplied0 )) ||

@@ -41,36 +41,39 @@ TEST(TcPins, MapSizeFollowsTheFlowWorkers) {
 
 // A worker's turns, as Worker::TurnHooks drives the watch: a flow is watched from its
 // publication until a later receive that emptied the queue has been handled.
+constexpr uint64_t kPastMin = syngate::tc::OvertakeWatch::kMinWatchNs;
+
 TEST(OvertakeWatch, AFlowIsWatchedUntilAReceiveAfterItsPublicationEmptiedTheQueue) {
   syngate::tc::OvertakeWatch w;
+  uint64_t now = 1;
   const int owner = 0;
   syngate::FlowTuple a{}, b{};
   a.sport = 1;
   b.sport = 2;
   // Turn 1: a full batch (the queue still holds more), a hand-over mid-batch.
   w.received(false);
-  w.published(&owner, a);
-  w.handled();
+  w.published(&owner, a, now);
+  w.handled(now += kPastMin);
   EXPECT_TRUE(w.watching(&owner, a));
   // Turn 2: the receive took everything, but b is published in this very turn, after it began:
   // segments queued between that receive and b's publication are still to come.
   w.received(true);
-  w.published(&owner, b);
+  w.published(&owner, b, now);
   EXPECT_TRUE(w.watching(&owner, a)) << "a's stragglers are in this batch, not handled yet";
-  w.handled();
+  w.handled(now += kPastMin);
   EXPECT_FALSE(w.watching(&owner, a)) << "everything queued before a went live has been handled";
   EXPECT_TRUE(w.watching(&owner, b));
   // Turn 3: a full batch again: b stays watched; turn 4 empties the queue.
   w.received(false);
-  w.handled();
+  w.handled(now += kPastMin);
   EXPECT_TRUE(w.watching(&owner, b));
   w.received(true);
-  w.handled();
+  w.handled(now += kPastMin);
   EXPECT_FALSE(w.watching(&owner, b));
   EXPECT_EQ(w.size(), 0u);
   // Another owner's flow with the same tuple is not this one's; a freed flow is forgotten.
   const int other = 0;
-  w.published(&owner, a);
+  w.published(&owner, a, now);
   EXPECT_FALSE(w.watching(&other, a));
   w.forget(&owner, a);
   EXPECT_FALSE(w.watching(&owner, a));
@@ -78,17 +81,39 @@ TEST(OvertakeWatch, AFlowIsWatchedUntilAReceiveAfterItsPublicationEmptiedTheQueu
 
 TEST(OvertakeWatch, AQueueThatNeverEmptiesKeepsAtMostTheNewestFlows) {
   syngate::tc::OvertakeWatch w;
+  uint64_t now = 1;
   const int owner = 0;
   for (uint16_t i = 0; i < syngate::tc::OvertakeWatch::kMax + 10; ++i) {
     syngate::FlowTuple t{};
     t.sport = i;
     w.received(false);
-    w.published(&owner, t);
-    w.handled();
+    w.published(&owner, t, now);
+    w.handled(now += kPastMin);
   }
   EXPECT_EQ(w.size(), syngate::tc::OvertakeWatch::kMax);
   syngate::FlowTuple oldest{}, newest{};
   newest.sport = syngate::tc::OvertakeWatch::kMax + 9;
   EXPECT_FALSE(w.watching(&owner, oldest));
   EXPECT_TRUE(w.watching(&owner, newest));
+}
+
+// A segment that crossed tc before the entry went live can still be on its way to the queue when
+// a receive empties it: a flow stays watched for kMinWatchNs whatever the turns say.
+TEST(OvertakeWatch, AFlowIsWatchedForAMinimumTimeEvenWhenTheQueueEmptiedAtOnce) {
+  syngate::tc::OvertakeWatch w;
+  const int owner = 0;
+  syngate::FlowTuple a{};
+  a.sport = 1;
+  uint64_t now = 5'000'000'000;
+  w.published(&owner, a, now);
+  w.received(true);
+  w.handled(now + kPastMin - 1);
+  EXPECT_TRUE(w.watching(&owner, a)) << "emptied 1 ns before its minimum time";
+  w.received(false);
+  w.handled(now + 2 * kPastMin);
+  EXPECT_TRUE(w.watching(&owner, a)) << "past its time, but no receive has emptied the queue since";
+  w.received(true);
+  w.handled(now + 2 * kPastMin);
+  EXPECT_FALSE(w.watching(&owner, a));
+  EXPECT_EQ(w.size(), 0u);
 }
