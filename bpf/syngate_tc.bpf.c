@@ -112,8 +112,12 @@ static __always_inline int translate(struct __sk_buff* skb, int egress) {
     count(SG_TC_PUNTED);
     return TC_ACT_OK;
   }
-  if (p.flags & TCP_FLAG_FIN) {
-    if (!(f->closing & SG_TC_SEEN_FIN)) f->fin_seq = p.seq + payload;
+  /* As for an RST: only a FIN the sender could have aimed (flow_spec.h) closes the flow for the
+   * program; a blind one still goes to the queue, for the engine and then the endpoint to judge. */
+  if ((p.flags & TCP_FLAG_FIN) && !(f->closing & SG_TC_SEEN_FIN) &&
+      sg_fin_believable(p.seq + payload, f->sender_next, peer ? peer->acked : 0, peer ? peer->window_bytes : 0,
+                        f->seen && peer && peer->seen)) {
+    f->fin_seq = p.seq + payload;
     f->closing |= SG_TC_SEEN_FIN;
   }
   /* Egress sees unmarked only what host mode's OUTPUT match let past the queue (the same test,

@@ -391,6 +391,14 @@ struct Engine::Impl {
     f.seen |= kSeenClient;
     return taken != 0;
   }
+  // Where a FIN segment's FIN lies (its sequence number plus payload), as the kernel record has it.
+  static uint32_t fin_seq(const TcpPacket& p) { return p.seq() + static_cast<uint32_t>(p.payload_len()); }
+  // Only a FIN the sender could have aimed moves the flow towards closing (flow_spec.h): judged
+  // on the flow before the segment is tracked, as the tc program judges it.
+  static bool fin_believable(const Flow& f, uint32_t fin, uint32_t sender_next, uint32_t receiver_acked,
+                             uint32_t receiver_window) {
+    return sg_fin_believable(fin, sender_next, receiver_acked, receiver_window, (f.seen & kSeenBoth) == kSeenBoth) != 0;
+  }
   // The RST check of one direction (flow_spec.h); counts what is passed on for the endpoint.
   sg_rst_verdict judge_rst(const Flow& f, uint32_t seq, uint32_t sender_next, uint32_t receiver_acked,
                            uint32_t receiver_window) {
@@ -457,6 +465,8 @@ struct Engine::Impl {
     const bool judged = rst || (fl & tcp_flag::FIN);
     const KernelSide side = judged ? merge_kernel(f) : KernelSide::None;
     const sg_flow_shifts shift = shifts(f);  // once per packet: tracking and rescaling both use it
+    const bool fin = !rst && (fl & tcp_flag::FIN) &&
+                     fin_believable(f, fin_seq(p), f.client_next, f.server_acked, f.server_wnd);
     bool ends_flow = false;
     if (rst) {
       const sg_rst_verdict v = judge_rst(f, p.seq(), f.client_next, f.server_acked, f.server_wnd);
@@ -478,9 +488,9 @@ struct Engine::Impl {
     sg_xlate_segment s = p.xlate_fields();
     const uint16_t diff = sg_xlate(&s, &xp);
     p.store_xlate(s, diff);
-    if (!rst && (fl & tcp_flag::FIN)) {
+    if (fin && !(f.bits & bit::kClientFin)) {
       f.bits |= bit::kClientFin;
-      f.client_fin_seq = p.seq() + static_cast<uint32_t>(p.payload_len());
+      f.client_fin_seq = fin_seq(p);
     }
     // An RST passed on for the endpoint to judge is not activity: it must not keep a flow alive.
     if (!rst || ends_flow) after_translation(i, ends_flow, timer_ms(now));
@@ -632,10 +642,11 @@ struct Engine::Impl {
       if (v == SG_RST_OUT_OF_WINDOW) return drop(DropReason::RstOutOfWindow);
       ends_flow = v == SG_RST_RESET;
     } else {
+      const bool fin = (fl & tcp_flag::FIN) && fin_believable(f, fin_seq(p), f.server_next, f.client_acked, f.client_wnd);
       if (!track_server(f, p, shift) && !judged && merge_kernel(f) != KernelSide::None) track_server(f, p, shift);
-      if (fl & tcp_flag::FIN) {
+      if (fin && !(f.bits & bit::kServerFin)) {
         f.bits |= bit::kServerFin;
-        f.server_fin_seq = p.seq() + static_cast<uint32_t>(p.payload_len());
+        f.server_fin_seq = fin_seq(p);
       }
       if ((fl & tcp_flag::ACK) && (f.bits & bit::kClientFin) && seq_after(p.ack(), f.client_fin_seq)) {
         f.bits |= bit::kClientFinAcked;

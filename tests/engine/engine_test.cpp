@@ -577,6 +577,62 @@ TEST_F(BlindReset, AnRstInTheWindowGoesToTheEndpointAndChangesNothingHere) {
   expect_alive();
 }
 
+// A blind FIN: the same guess as a blind RST, with a quieter effect. Taken at face value it put the
+// flow on the short closing timer, so an idle connection (a shell, a pooled database link) was
+// freed under both ends after closing_idle_s. Only a FIN the sender could have aimed counts.
+struct BlindFin : BlindReset {
+  void SetUp() override {
+    BlindReset::SetUp();
+    cfg.closing_idle_s = 5;
+    cfg.linger_s = 8;  // expect_alive() waits twice this: past the closing timer (freed after T to 2T)
+  }
+  Bytes fin_from(const FlowTuple& tuple, uint32_t seq, uint32_t ack) {
+    return make(SegmentSpec{.tuple = tuple, .seq = seq, .ack = ack, .flags = tcp_flag::FIN | tcp_flag::ACK,
+                            .window = 1000});
+  }
+};
+
+TEST_F(BlindFin, GuessesFromEitherSideLeaveAnIdleFlowOnItsEstablishedTimer) {
+  open();
+  feed(from_client(text("GET / HTTP/1.1\r\n\r\n")));
+  feed(from_backend(text("hello")));
+  std::mt19937 rng(793);
+  for (int k = 0; k < 4096; ++k) {
+    const uint32_t cs = static_cast<uint32_t>(rng()), ss = static_cast<uint32_t>(rng());
+    // Far outside either window (a guess lands inside with probability window / 2^32).
+    if (cs - c.client_next < (1u << 20) || c.client_next - cs < (1u << 20)) continue;
+    if (ss - c.backend_next < (1u << 20) || c.backend_next - ss < (1u << 20)) continue;
+    feed(fin_from(c.c2s, cs, static_cast<uint32_t>(rng())));
+    feed(fin_from(c.c2s.reversed(), ss, static_cast<uint32_t>(rng())));
+  }
+  expect_alive();
+}
+
+TEST_F(BlindFin, TheRealFinsStillCloseTheFlow) {
+  open();
+  feed(from_client(text("GET / HTTP/1.1\r\n\r\n")));
+  feed(from_backend(text("bye"), tcp_flag::ACK | tcp_flag::FIN | tcp_flag::PSH));  // data and FIN at once
+  now += 3 * cfg.closing_idle_s * kSecond;
+  engine->advance(now, sink);
+  EXPECT_EQ(counters().flows_active, 0u) << "the server's FIN put the idle flow on the closing timer";
+}
+
+TEST_F(BlindFin, AClientFinInTheWindowCounts) {
+  open();
+  const Bytes data(100, 'x');
+  // The client's data and FIN whose first bytes the server already acknowledged (a retransmission
+  // after a lost ACK): judged by where the FIN lies.
+  feed(from_client(data));
+  feed(from_backend(text("ok")));  // acknowledges all of it
+  const Decision d = feed(make(SegmentSpec{.tuple = c.c2s, .seq = c.client_next - 100, .ack = c.cookie_isn + 1,
+                                           .flags = tcp_flag::FIN | tcp_flag::ACK, .window = c.client_window,
+                                           .options = c.client_ts_opts(1006), .payload = data}));
+  EXPECT_EQ(d.verdict, Verdict::Accept);
+  now += 3 * cfg.closing_idle_s * kSecond;
+  engine->advance(now, sink);
+  EXPECT_EQ(counters().flows_active, 0u);
+}
+
 TEST_F(BlindReset, TheRealClientsResetStillEndsTheFlowWithinLinger) {
   open();
   feed(from_backend(text("data")));

@@ -413,6 +413,38 @@ TEST_F(TcDiff, LeavesTheEnginesPacketsAlone) {
   expect_untouched(good_->ingress, b, "IPv4 options");
 }
 
+// A FIN far outside what its receiver offered is a blind guess (flow_spec.h sg_fin_believable,
+// the engine's rule too): it goes on to the engine untouched, but must not close the flow for the
+// program, whose segments stay translated. The FIN at the sender's next sequence number does.
+TEST_F(TcDiff, ABlindFinIsNotRecorded) {
+  for (int v6 = 0; v6 < 2; ++v6) {
+    Conn c = v6 ? Conn::v6(5010) : Conn::v4(5010);
+    establish(c);
+    hand_over(*good_, c);
+    auto seg = [&](bool to_server, uint32_t seq_offset, uint8_t flags) {
+      return test::make(SegmentSpec{.tuple = to_server ? c.c2s : c.c2s.reversed(),
+                                    .seq = (to_server ? c.client_isn : c.backend_isn) + 1 + seq_offset,
+                                    .ack = (to_server ? c.cookie_isn : c.client_isn) + 1,
+                                    .flags = flags,
+                                    .window = 1000});
+    };
+    // One segment each way starts both records.
+    EXPECT_TRUE(run_tc(good_->ingress, ethernet(seg(true, 0, tcp_flag::ACK))).mark & SG_TC_MARK);
+    EXPECT_TRUE(run_tc(good_->ingress, ethernet(seg(false, 0, tcp_flag::ACK))).mark & SG_TC_MARK);
+    const uint8_t fin = tcp_flag::FIN | tcp_flag::ACK;
+    expect_untouched(good_->ingress, seg(true, 0x40000000u, fin), "a blind client FIN");
+    expect_untouched(good_->ingress, seg(false, 0x40000000u, fin), "a blind server FIN");
+    EXPECT_EQ(entry(*good_, c.c2s).closing, 0) << "a blind client FIN was recorded";
+    EXPECT_EQ(entry(*good_, c.c2s.reversed()).closing, 0) << "a blind server FIN was recorded";
+    EXPECT_TRUE(run_tc(good_->ingress, ethernet(seg(true, 0, tcp_flag::ACK))).mark & SG_TC_MARK)
+        << "the flow's segments are still translated";
+    expect_untouched(good_->ingress, seg(true, 0, fin), "the client's real FIN");
+    const sg_tc_flow up = entry(*good_, c.c2s);
+    EXPECT_TRUE(up.closing & SG_TC_SEEN_FIN);
+    EXPECT_EQ(up.fin_seq, c.client_isn + 1);
+  }
+}
+
 // The kernel-captured connections of tests/core/fixtures (Linux's own segments: its option
 // layouts, SACK blocks, payloads and checksums), each replayed as a proxied flow: the captured
 // handshake's numbers and options open the flow through the engine, then every captured segment

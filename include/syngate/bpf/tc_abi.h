@@ -50,8 +50,8 @@ enum sg_tc_direction {
 #define SG_TC_SEEN_RECORD 0x01u
 #define SG_TC_SEEN_TSVAL 0x02u
 
-/* value.closing, set by the program (never cleared by it). FIN: any FIN segment (fin_seq = its
- * seq + payload length, the first one's). RST: one sg_rst_check does not call a blind guess
+/* value.closing, set by the program (never cleared by it). FIN: a FIN sg_fin_believable takes
+ * (fin_seq = its seq + payload length, the first one's). RST: one sg_rst_check does not call a blind guess
  * (exact, or in the receiver's window; always while either direction's record is empty). */
 #define SG_TC_SEEN_FIN 0x01u
 #define SG_TC_SEEN_RST 0x02u
