@@ -112,13 +112,21 @@ static __always_inline int translate(struct __sk_buff* skb, int egress) {
     count(SG_TC_PUNTED);
     return TC_ACT_OK;
   }
-  /* As for an RST: only a FIN the sender could have aimed (flow_spec.h) closes the flow for the
-   * program; a blind one still goes to the queue, for the engine and then the endpoint to judge. */
-  if ((p.flags & TCP_FLAG_FIN) && !(f->closing & SG_TC_SEEN_FIN) &&
-      sg_fin_believable(p.seq + payload, f->sender_next, peer ? peer->acked : 0, peer ? peer->window_bytes : 0,
-                        f->seen && peer && peer->seen)) {
-    f->fin_seq = p.seq + payload;
-    f->closing |= SG_TC_SEEN_FIN;
+  /* Only a FIN the sender could have aimed (xlate_spec.h, the engine's rule) closes the flow for
+   * the program; a blind one still goes to the queue, for the engine and then the endpoint. */
+  if ((p.flags & TCP_FLAG_FIN) && !(f->closing & SG_TC_SEEN_FIN)) {
+    const struct sg_flow_track me = {f->sender_next, f->acked, f->window_bytes};
+    struct sg_flow_track other = {0, 0, 0};
+    if (peer) {
+      other.next = peer->sender_next;
+      other.acked = peer->acked;
+      other.window = peer->window_bytes;
+    }
+    const __u32 ack_rx = f->direction == SG_TC_TO_SERVER ? sg_ack_to_backend(p.ack, f->delta) : p.ack;
+    if (sg_fin_believable(&me, &other, f->seen && peer && peer->seen, p.seq, p.seq + payload, ack_rx)) {
+      f->fin_seq = p.seq + payload;
+      f->closing |= SG_TC_SEEN_FIN;
+    }
   }
   /* Egress sees unmarked only what host mode's OUTPUT match let past the queue (the same test,
    * lib/tc_rewritable.h): that decision is taken, and a flow that started closing since must not

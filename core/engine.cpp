@@ -393,11 +393,18 @@ struct Engine::Impl {
   }
   // Where a FIN segment's FIN lies (its sequence number plus payload), as the kernel record has it.
   static uint32_t fin_seq(const TcpPacket& p) { return p.seq() + static_cast<uint32_t>(p.payload_len()); }
-  // Only a FIN the sender could have aimed moves the flow towards closing (flow_spec.h): judged
+  // Only a FIN the sender could have aimed moves the flow towards closing (xlate_spec.h): judged
   // on the flow before the segment is tracked, as the tc program judges it.
-  static bool fin_believable(const Flow& f, uint32_t fin, uint32_t sender_next, uint32_t receiver_acked,
-                             uint32_t receiver_window) {
-    return sg_fin_believable(fin, sender_next, receiver_acked, receiver_window, (f.seen & kSeenBoth) == kSeenBoth) != 0;
+  static bool client_fin_believable(const Flow& f, const TcpPacket& p) {
+    const sg_flow_track self{f.client_next, f.client_acked, f.client_wnd};
+    const sg_flow_track peer{f.server_next, f.server_acked, f.server_wnd};
+    return sg_fin_believable(&self, &peer, (f.seen & kSeenBoth) == kSeenBoth, p.seq(), fin_seq(p),
+                             sg_ack_to_backend(p.ack(), f.delta)) != 0;
+  }
+  static bool server_fin_believable(const Flow& f, const TcpPacket& p) {
+    const sg_flow_track self{f.server_next, f.server_acked, f.server_wnd};
+    const sg_flow_track peer{f.client_next, f.client_acked, f.client_wnd};
+    return sg_fin_believable(&self, &peer, (f.seen & kSeenBoth) == kSeenBoth, p.seq(), fin_seq(p), p.ack()) != 0;
   }
   // The RST check of one direction (flow_spec.h); counts what is passed on for the endpoint.
   sg_rst_verdict judge_rst(const Flow& f, uint32_t seq, uint32_t sender_next, uint32_t receiver_acked,
@@ -465,8 +472,7 @@ struct Engine::Impl {
     const bool judged = rst || (fl & tcp_flag::FIN);
     const KernelSide side = judged ? merge_kernel(f) : KernelSide::None;
     const sg_flow_shifts shift = shifts(f);  // once per packet: tracking and rescaling both use it
-    const bool fin = !rst && (fl & tcp_flag::FIN) &&
-                     fin_believable(f, fin_seq(p), f.client_next, f.server_acked, f.server_wnd);
+    const bool fin = !rst && (fl & tcp_flag::FIN) && client_fin_believable(f, p);
     bool ends_flow = false;
     if (rst) {
       const sg_rst_verdict v = judge_rst(f, p.seq(), f.client_next, f.server_acked, f.server_wnd);
@@ -642,7 +648,7 @@ struct Engine::Impl {
       if (v == SG_RST_OUT_OF_WINDOW) return drop(DropReason::RstOutOfWindow);
       ends_flow = v == SG_RST_RESET;
     } else {
-      const bool fin = (fl & tcp_flag::FIN) && fin_believable(f, fin_seq(p), f.server_next, f.client_acked, f.client_wnd);
+      const bool fin = (fl & tcp_flag::FIN) && server_fin_believable(f, p);
       if (!track_server(f, p, shift) && !judged && merge_kernel(f) != KernelSide::None) track_server(f, p, shift);
       if (fin && !(f.bits & bit::kServerFin)) {
         f.bits |= bit::kServerFin;

@@ -608,6 +608,23 @@ TEST_F(BlindFin, GuessesFromEitherSideLeaveAnIdleFlowOnItsEstablishedTimer) {
   expect_alive();
 }
 
+// A spray lands inside a window of megabytes dozens of times in 65536 tries (the endpoint, which
+// queues an out-of-order FIN and waits, would not tell): the ack must be right as well.
+TEST_F(BlindFin, GuessesInsideTheWindowWithoutTheRightAckChangeNothing) {
+  open();
+  feed(from_client(text("GET / HTTP/1.1\r\n\r\n")));
+  feed(from_backend(text("hello")));
+  std::mt19937 rng(5961);
+  for (int k = 0; k < 4096; ++k) {
+    const uint32_t in_window = 1 + static_cast<uint32_t>(rng() % 1000);
+    uint32_t ack = static_cast<uint32_t>(rng());
+    if (ack - c.cookie_isn < (1u << 20)) ack += 1u << 21;  // never the right one by chance
+    feed(fin_from(c.c2s, c.client_next + in_window, ack));
+    feed(fin_from(c.c2s.reversed(), c.backend_next + in_window, ack));
+  }
+  expect_alive();
+}
+
 TEST_F(BlindFin, TheRealFinsStillCloseTheFlow) {
   open();
   feed(from_client(text("GET / HTTP/1.1\r\n\r\n")));

@@ -143,19 +143,6 @@ SG_INLINE enum sg_rst_verdict sg_rst_check(sg_u32 seq, sg_u32 sender_next, sg_u3
   return sg_seq_within(seq, receiver_acked, hi) ? SG_RST_CHALLENGE : SG_RST_OUT_OF_WINDOW;
 }
 
-/* ---- FINs ------------------------------------------------------------------------------------ */
-
-/* Whether a FIN may change the flow's state (closing, then linger): its own sequence number
- * (fin_seq: the segment's seq + payload length) where the RST check would not call it a blind
- * guess. A FIN outside the receiver's window is passed on for the endpoint to judge (it drops
- * it) but must not put a live, idle flow on the short closing timer, where it would be freed
- * under both ends. A data segment carrying the FIN that starts before what the receiver acked
- * (a retransmission) is judged by where its FIN lies, not where it starts. */
-SG_INLINE int sg_fin_believable(sg_u32 fin_seq, sg_u32 sender_next, sg_u32 receiver_acked, sg_u32 receiver_window,
-                                int known) {
-  return sg_rst_check(fin_seq, sender_next, receiver_acked, receiver_window, known) != SG_RST_OUT_OF_WINDOW;
-}
-
 #ifdef __cplusplus
 }
 #endif

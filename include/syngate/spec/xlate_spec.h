@@ -160,6 +160,24 @@ SG_INLINE int sg_flow_track_segment(struct sg_flow_track* self, int self_seen, c
   return 1;
 }
 
+/* Whether a FIN segment of `self`'s direction may start the flow's close (closing, then linger),
+ * judged before the segment is tracked; numbers as for sg_flow_track_segment, `fin_seq` the FIN's
+ * own sequence number (seq + payload length). A FIN is a quieter kill than an RST: taken at face
+ * value it puts a live, idle flow on the short closing timer, freed under both ends. The RST
+ * check's window is not enough here (a spray of 65536 guesses lands in a few megabytes of window
+ * dozens of times, and the endpoint, unlike for an RST, will not challenge an out-of-order FIN:
+ * it queues it and waits). So: the FIN lands exactly where this direction ends or where the
+ * receiver acknowledged up to, or the segment is one the record would take (its sequence number
+ * in the receiver's window and its ack within what the peer sent: two guesses at once). While
+ * either record is empty (known 0) the FIN is believed, as an RST is. A FIN not believed is
+ * passed on for the endpoint to judge. */
+SG_INLINE int sg_fin_believable(const struct sg_flow_track* self, const struct sg_flow_track* peer, int known,
+                                sg_u32 seq, sg_u32 fin_seq, sg_u32 ack) {
+  if (!known) return 1;
+  if (fin_seq == self->next || fin_seq == peer->acked) return 1;
+  return sg_segment_plausible(seq, ack, peer->acked, peer->window, self->acked, peer->next);
+}
+
 /* The newest TSval a direction sent, in sequence order: a retransmission or a reordered older
  * segment does not take it back (the rule both data paths merge their views by). `have`: a
  * TSval is recorded. Returns non-zero when (tsval, seq) becomes the newest. */
