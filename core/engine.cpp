@@ -686,6 +686,14 @@ struct Engine::Impl {
     return {Verdict::Accept, true, n != length ? static_cast<uint32_t>(n) : 0u};
   }
 
+  // The payload one segment to the backend may carry: its SYN-ACK's MSS (RFC 9293's default
+  // without one) less the options each segment carries, never below Linux's floor (48).
+  static uint32_t early_segment_bytes(const TcpOptions& synack, const TcpOptions& sent, bool v4) {
+    const uint32_t mss = synack.has_mss ? synack.mss : (v4 ? 536u : 1220u);
+    const uint32_t options = static_cast<uint32_t>(tcp_options_wire_length(sent));
+    return std::max<uint32_t>(mss > options ? mss - options : 0u, 48u);
+  }
+
   void backend_answered(uint32_t i, const TcpPacket& synack, const EngineClock& now, PacketSink& sink) {
     Flow& f = table.edit(i);
     const TcpOptions& o = synack.options();
@@ -718,9 +726,17 @@ struct Engine::Impl {
     const uint16_t client_window = client_window_for_server(f, f.client_window);
     const TcpOptions ts = ts_to_backend(f, backend_ts);
     if (f.early_len > 0) {
+      // What the client sent early may have reached the queue as one GRO super-packet (2,896
+      // bytes from a client with a full MSS): it goes on in segments the backend's MSS allows,
+      // as one packet it would exceed the MTU and the raw send fail (EMSGSIZE), the backend
+      // never getting it and the client waiting a retransmission timeout.
+      const uint32_t segment = early_segment_bytes(o, ts, f.key.src.is_v4());
       const uint8_t* data = table.early_data(f.early_slot);
-      emit(sink, build_ack(scratch, f.key, f.client_isn + 1, backend_isn + 1, client_window, ts,
-                           std::span<const uint8_t>(data, f.early_len)));
+      for (uint32_t off = 0; off < f.early_len; off += segment) {
+        const uint32_t n = std::min<uint32_t>(segment, f.early_len - off);
+        emit(sink, build_ack(scratch, f.key, f.client_isn + 1 + off, backend_isn + 1, client_window, ts,
+                             std::span<const uint8_t>(data + off, n)));
+      }
     } else {
       emit(sink, build_ack(scratch, f.key, f.client_isn + 1, backend_isn + 1, client_window, ts));
     }

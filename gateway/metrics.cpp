@@ -2,6 +2,7 @@
 
 #include <cinttypes>
 #include <cstdio>
+#include <cstring>
 #include <sstream>
 
 namespace syngate::gw {
@@ -75,6 +76,7 @@ IntakeCounters sum_intake(const std::vector<WorkerSnapshot>& workers) {
     t.truncated += c.truncated;
     t.emitted += c.emitted;
     t.emit_errors += c.emit_errors;
+    if (c.emit_last_errno != 0) t.emit_last_errno = c.emit_last_errno;
   }
   return t;
 }
@@ -259,7 +261,9 @@ std::string summary_line(const GatewaySnapshot& now, const GatewaySnapshot& prev
                 rate(a.cookies_invalid, b.cookies_invalid), a.flows_active,
                 rate(a.flows_created, b.flows_created), a.flows_refused, qd, ud, ia.netlink_enobufs,
                 ia.exceptions, ia.emit_errors);
-  return buf;
+  std::string line = buf;
+  if (ia.emit_errors > 0 && ia.emit_last_errno != 0) line += std::string(" (last: ") + std::strerror(ia.emit_last_errno) + ")";
+  return line;
 }
 
 }  // namespace syngate::gw

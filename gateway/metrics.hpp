@@ -24,6 +24,7 @@ struct IntakeCounters {
   uint64_t truncated = 0;        // packet larger than the copy range: dropped (never mangled)
   uint64_t emitted = 0;          // packets sent through the raw sockets
   uint64_t emit_errors = 0;      // raw-socket sends that failed
+  int emit_last_errno = 0;       // why the latest failed (for the log: an operator's first question)
 };
 
 struct WorkerSnapshot {

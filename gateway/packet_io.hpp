@@ -57,6 +57,7 @@ class BatchSender : public PacketSink {
 
   uint64_t sent = 0;    // packets that left
   uint64_t errors = 0;  // packets that could not be sent
+  int last_errno = 0;   // why the latest of them failed (0: a packet the sender refused itself)
 };
 
 }  // namespace syngate::gw

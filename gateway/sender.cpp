@@ -114,6 +114,7 @@ void RawSender::flush_family(bool v6) {
     } else {
       // The message at i failed (unreachable, filtered by an OUTPUT rule, too big): skip it.
       ++errors;
+      last_errno = errno;
       ++i;
     }
   }

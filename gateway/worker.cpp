@@ -130,6 +130,7 @@ void Worker::publish() {
   intake_.netlink_errors = rx_.errors;
   intake_.emitted = sender_.sent;
   intake_.emit_errors = sender_.errors;
+  intake_.emit_last_errno = sender_.last_errno;
   snapshot_.intake = intake_;
 }
 

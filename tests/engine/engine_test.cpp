@@ -198,6 +198,40 @@ TEST_F(EngineTest, DataSentWhileBackendIsSilentIsBufferedInOrder) {
   EXPECT_EQ(data.pkt.options().tsval, 1002u) << "newest client TSval";
 }
 
+// NFQUEUE hands over what GRO merged: a client with a full MSS sends its first request in two
+// segments that reach the engine as one packet. Sent on as one, it exceeded the MTU (the raw
+// send failed with EMSGSIZE, the backend never got it, the client waited out an RTO).
+TEST_F(EngineTest, EarlyDataOfASuperPacketGoesToTheBackendInSegmentsItsMssAllows) {
+  for (int v6 = 0; v6 < 2; ++v6) {
+    SCOPED_TRACE(v6 ? "IPv6" : "IPv4");
+    sink.clear();
+    Conn c = v6 ? Conn::v6() : Conn::v4();
+    Seen syn = open_to_backend_syn(c);
+    std::vector<uint8_t> request(2 * (c.backend_synack_opts.mss - 12));
+    for (size_t k = 0; k < request.size(); ++k) request[k] = static_cast<uint8_t>(k * 7);
+    SegmentSpec s{.tuple = c.c2s, .seq = c.client_isn + 1, .ack = c.cookie_isn + 1,
+                  .flags = tcp_flag::ACK | tcp_flag::PSH, .window = c.client_window,
+                  .options = c.client_ts_opts(1002), .payload = request};
+    EXPECT_EQ(feed(make(s)).verdict, Verdict::Drop);
+    feed(c.backend_synack(syn.pkt.options().tsval));
+    std::vector<uint8_t> delivered;
+    uint32_t next = c.client_isn + 1;
+    size_t segments = 0;
+    for (const Bytes& b : sink.packets) {
+      Seen p(b);
+      if (p.pkt.tuple() != c.c2s || p.pkt.payload_len() == 0) continue;
+      ++segments;
+      EXPECT_EQ(p.pkt.seq(), next) << "contiguous";
+      EXPECT_LE(p.pkt.payload_len() + p.pkt.tcp_header_len() - 20, c.backend_synack_opts.mss) << "within the backend's MSS";
+      EXPECT_EQ(p.pkt.ack(), c.backend_isn + 1);
+      next += static_cast<uint32_t>(p.pkt.payload_len());
+      delivered.insert(delivered.end(), p.pkt.payload().begin(), p.pkt.payload().end());
+    }
+    EXPECT_EQ(segments, 2u);
+    EXPECT_EQ(delivered, request);
+  }
+}
+
 TEST_F(EngineTest, EarlyDataBeyondTheBufferIsDroppedNotAcked) {
   cfg.early_data_bytes = 8;
   Conn c = Conn::v4();

@@ -137,6 +137,11 @@ log "$(tail -1 <<<"$late")"
 # are dropped by the engine (Engine: ack_superseded); how many, for the record.
 log "ACKs superseded at hand-overs, dropped: $(metric_sum syngate_drops_total 'reason="ack_superseded"')"
 pass "no segment reached the client two or more timestamp ticks older than one before it on its connection"
+# The uploads send a full-MSS request at once, which GRO hands to the queue as one packet before
+# the backend has answered: it must reach the backend in segments (one raw send of it failed with
+# EMSGSIZE, and the client waited out a retransmission timeout).
+emit_errors=$(metric_sum syngate_emit_errors_total)
+(( emit_errors == 0 )) || fail "$emit_errors packets syngate built could not be sent (raw sends failed): $(tail -1 "$LAB_DIR/syngate.log")"
 supplied=$(metric_sum syngate_timestamps_supplied_total)
 (( supplied > 0 )) || fail "no segment was given timestamps: the backend without them was not exercised"
 pass "16 pairs of backend and client options: every transfer intact both ways, no PAWS rejection or SACK discard at either end ($supplied segments given timestamps by syngate)"

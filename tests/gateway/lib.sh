@@ -179,6 +179,8 @@ lab_down() {
   if [[ $rc != 0 && -f $LAB_DIR/syngate.log ]]; then
     echo "---- syngate log (tail) ----"; tail -n 40 "$LAB_DIR/syngate.log"
   fi
+  # LAB_KEEP_LOG=FILE keeps the daemon's whole log (its stop line included) for a person to read.
+  if [[ -n ${LAB_KEEP_LOG:-} && -f $LAB_DIR/syngate.log ]]; then cp "$LAB_DIR/syngate.log" "$LAB_KEEP_LOG"; fi
   if [[ -n ${LAB_BPFFS:-} ]]; then umount -l "$LAB_BPFFS" 2>/dev/null || true; fi
   rm -rf "$LAB_DIR"
 }

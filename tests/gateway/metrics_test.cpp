@@ -1,3 +1,5 @@
+#include <cerrno>
+#include <cstring>
 #include <gtest/gtest.h>
 
 #include <string>
@@ -87,4 +89,10 @@ TEST(Metrics, SumsAndSummary) {
   std::string line = summary_line(now, before, 2.0);
   EXPECT_NE(line.find("syn 500/s"), std::string::npos) << line;
   EXPECT_NE(line.find("queue drops 30"), std::string::npos) << line;
+  EXPECT_EQ(line.find("(last:"), std::string::npos) << "no send failed: " << line;
+  // A failed raw send says why (the errno of the latest), so that a count is not a mystery.
+  now.workers[0].intake.emit_errors = 7;
+  now.workers[0].intake.emit_last_errno = EPERM;
+  line = summary_line(now, before, 2.0);
+  EXPECT_NE(line.find("emit errors 7 (last: " + std::string(std::strerror(EPERM)) + ")"), std::string::npos) << line;
 }
