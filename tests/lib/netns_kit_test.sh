@@ -60,6 +60,9 @@ wait_until 1 false && fail "wait_until succeeded on false"
 sleep 0.2 & p=$!
 wait_exit "$p" 2 || fail "wait_exit missed an exit"
 sleep 60 & p=$!
+# Signalled before it has become `sleep`, the forked shell may still hold the script's own traps
+# and live on (seen when the script runs as a background job): stop what was started.
+wait_until 2 grep -qx sleep "/proc/$p/comm" || fail "the background sleep did not start"
 track_pid "$p"
 stop_pid "$p"
 kill -0 "$p" 2>/dev/null && fail "stop_pid left $p running"
