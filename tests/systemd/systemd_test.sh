@@ -76,10 +76,13 @@ unshare --mount --propagation private bash -c '
 ' ct "$root" "$LAB_DIR" "$LAB_ID" "$NS_GW" > "$LAB_DIR/console.log" 2>&1 < /dev/null &
 NSPAWN_PID=$!
 track_pid "$NSPAWN_PID"
-# The container's PID 1 (systemd): nspawn's child in a PID namespace of its own.
+# The container's PID 1 (systemd): nspawn's child in a PID namespace of its own, once it runs
+# systemd (before that exec it can be a helper of nspawn's that goes away: CI once took one, and
+# every nsenter after it failed with "stat of /proc/PID/ns/user failed").
 for _ in $(seq 200); do
   for p in $(pgrep -P "$NSPAWN_PID" 2>/dev/null || true); do
-    [[ $(readlink "/proc/$p/ns/pid" 2>/dev/null) != "$(readlink /proc/self/ns/pid)" ]] && CT_PID=$p
+    [[ $(readlink "/proc/$p/ns/pid" 2>/dev/null) != "$(readlink /proc/self/ns/pid)" ]] || continue
+    [[ $(cat "/proc/$p/comm" 2>/dev/null) == systemd ]] && CT_PID=$p
   done
   [[ -n $CT_PID ]] && break
   kill -0 "$NSPAWN_PID" 2>/dev/null || fail "systemd-nspawn exited: $(tail -20 "$LAB_DIR/console.log")"
