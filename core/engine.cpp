@@ -379,9 +379,11 @@ struct Engine::Impl {
   // A client segment, before translation. Only a segment that fits what the server offered and
   // acknowledges only what the server sent moves the record: a blind forgery cannot aim it.
   // Both return whether the segment was taken (xlate_spec.h).
+  static sg_flow_track client_record(const Flow& f) { return {f.client_next, f.client_acked, f.client_wnd}; }
+  static sg_flow_track server_record(const Flow& f) { return {f.server_next, f.server_acked, f.server_wnd}; }
   static bool track_client(Flow& f, const TcpPacket& p, const sg_flow_shifts& shift) {
-    sg_flow_track self{f.client_next, f.client_acked, f.client_wnd};
-    const sg_flow_track peer{f.server_next, f.server_acked, f.server_wnd};
+    sg_flow_track self = client_record(f);
+    const sg_flow_track peer = server_record(f);
     const int taken = sg_flow_track_segment(&self, f.seen & kSeenClient, &peer, f.seen & kSeenServer, p.seq(),
                                             seq_end(p), sg_ack_to_backend(p.ack(), f.delta),
                                             sg_window_bytes(p.window(), shift.client_sends));
@@ -395,16 +397,12 @@ struct Engine::Impl {
   static uint32_t fin_seq(const TcpPacket& p) { return p.seq() + static_cast<uint32_t>(p.payload_len()); }
   // Only a FIN the sender could have aimed moves the flow towards closing (xlate_spec.h): judged
   // on the flow before the segment is tracked, as the tc program judges it.
-  static bool client_fin_believable(const Flow& f, const TcpPacket& p) {
-    const sg_flow_track self{f.client_next, f.client_acked, f.client_wnd};
-    const sg_flow_track peer{f.server_next, f.server_acked, f.server_wnd};
-    return sg_fin_believable(&self, &peer, (f.seen & kSeenBoth) == kSeenBoth, p.seq(), fin_seq(p),
-                             sg_ack_to_backend(p.ack(), f.delta)) != 0;
-  }
-  static bool server_fin_believable(const Flow& f, const TcpPacket& p) {
-    const sg_flow_track self{f.server_next, f.server_acked, f.server_wnd};
-    const sg_flow_track peer{f.client_next, f.client_acked, f.client_wnd};
-    return sg_fin_believable(&self, &peer, (f.seen & kSeenBoth) == kSeenBoth, p.seq(), fin_seq(p), p.ack()) != 0;
+  static bool fin_believable(const Flow& f, const TcpPacket& p, bool from_client) {
+    const sg_flow_track client = client_record(f), server = server_record(f);
+    // The client's ack is in its own space; the records hold it in the backend's.
+    const uint32_t ack = from_client ? sg_ack_to_backend(p.ack(), f.delta) : p.ack();
+    return sg_fin_believable(from_client ? &client : &server, from_client ? &server : &client,
+                             (f.seen & kSeenBoth) == kSeenBoth, p.seq(), fin_seq(p), ack) != 0;
   }
   // The RST check of one direction (flow_spec.h); counts what is passed on for the endpoint.
   sg_rst_verdict judge_rst(const Flow& f, uint32_t seq, uint32_t sender_next, uint32_t receiver_acked,
@@ -415,8 +413,8 @@ struct Engine::Impl {
     return v;
   }
   static bool track_server(Flow& f, const TcpPacket& p, const sg_flow_shifts& shift) {
-    sg_flow_track self{f.server_next, f.server_acked, f.server_wnd};
-    const sg_flow_track peer{f.client_next, f.client_acked, f.client_wnd};
+    sg_flow_track self = server_record(f);
+    const sg_flow_track peer = client_record(f);
     const int taken = sg_flow_track_segment(&self, f.seen & kSeenServer, &peer, f.seen & kSeenClient, p.seq(),
                                             seq_end(p), p.ack(), sg_window_bytes(p.window(), shift.server_sends));
     f.server_next = self.next;
@@ -472,7 +470,7 @@ struct Engine::Impl {
     const bool judged = rst || (fl & tcp_flag::FIN);
     const KernelSide side = judged ? merge_kernel(f) : KernelSide::None;
     const sg_flow_shifts shift = shifts(f);  // once per packet: tracking and rescaling both use it
-    const bool fin = !rst && (fl & tcp_flag::FIN) && client_fin_believable(f, p);
+    const bool fin = !rst && (fl & tcp_flag::FIN) && fin_believable(f, p, true);
     bool ends_flow = false;
     if (rst) {
       const sg_rst_verdict v = judge_rst(f, p.seq(), f.client_next, f.server_acked, f.server_wnd);
@@ -648,7 +646,7 @@ struct Engine::Impl {
       if (v == SG_RST_OUT_OF_WINDOW) return drop(DropReason::RstOutOfWindow);
       ends_flow = v == SG_RST_RESET;
     } else {
-      const bool fin = (fl & tcp_flag::FIN) && server_fin_believable(f, p);
+      const bool fin = (fl & tcp_flag::FIN) && fin_believable(f, p, false);
       if (!track_server(f, p, shift) && !judged && merge_kernel(f) != KernelSide::None) track_server(f, p, shift);
       if (fin && !(f.bits & bit::kServerFin)) {
         f.bits |= bit::kServerFin;

@@ -655,10 +655,30 @@ void KernelPath::turn_received(bool took_everything) noexcept { overtake_watch.r
 void KernelPath::turn_done() noexcept { overtake_watch.handled(monotonic_ns()); }
 bool KernelPath::may_be_overtaken(const FlowTuple& t) noexcept { return overtake_watch.watching(this, t); }
 
+size_t OvertakeWatch::bucket(const FlowTuple& flow) noexcept {
+  uint32_t low_src = 0;
+  std::memcpy(&low_src, flow.src.bytes.data() + 12, sizeof low_src);  // IPv4: the whole address
+  const uint32_t mixed = (low_src ^ (uint32_t{flow.sport} << 16 | flow.dport)) * 0x9e3779b1u;
+  return mixed >> (32 - 12);
+}
+static_assert(OvertakeWatch::kMax < UINT16_MAX, "a bucket's count must hold every watched flow");
+
+void OvertakeWatch::erase_where(auto&& pred) noexcept {
+  std::erase_if(flows_, [&](const Watched& w) {
+    if (!pred(w)) return false;
+    --watched_in_bucket_[bucket(w.flow)];
+    return true;
+  });
+}
+
 void OvertakeWatch::published(const void* owner, const FlowTuple& flow, uint64_t now_ns) noexcept {
   try {
-    if (flows_.size() >= kMax) flows_.erase(flows_.begin());
+    if (flows_.size() >= kMax) {
+      --watched_in_bucket_[bucket(flows_.front().flow)];
+      flows_.erase(flows_.begin());
+    }
     flows_.push_back({owner, flow, epoch_, now_ns});
+    ++watched_in_bucket_[bucket(flow)];
   } catch (const std::bad_alloc&) {
   }
 }
@@ -670,18 +690,17 @@ void OvertakeWatch::received(bool took_everything) noexcept {
 void OvertakeWatch::handled(uint64_t now_ns) noexcept {
   if (forget_before_ == 0) return;
   // Flows kept for their minimum time go at a later turn that empties the queue.
-  std::erase_if(flows_, [&](const Watched& w) {
-    return w.epoch < forget_before_ && now_ns - w.published_ns >= kMinWatchNs;
-  });
+  erase_where([&](const Watched& w) { return w.epoch < forget_before_ && now_ns - w.published_ns >= kMinWatchNs; });
   forget_before_ = 0;
 }
 
 bool OvertakeWatch::watching(const void* owner, const FlowTuple& flow) const noexcept {
+  if (watched_in_bucket_[bucket(flow)] == 0) return false;
   return std::any_of(flows_.begin(), flows_.end(), [&](const Watched& w) { return w.owner == owner && w.flow == flow; });
 }
 
 void OvertakeWatch::forget(const void* owner, const FlowTuple& flow) noexcept {
-  std::erase_if(flows_, [&](const Watched& w) { return w.owner == owner && w.flow == flow; });
+  erase_where([&](const Watched& w) { return w.owner == owner && w.flow == flow; });
 }
 
 namespace {

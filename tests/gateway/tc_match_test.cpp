@@ -117,3 +117,24 @@ TEST(OvertakeWatch, AFlowIsWatchedForAMinimumTimeEvenWhenTheQueueEmptiedAtOnce) 
   EXPECT_FALSE(w.watching(&owner, a));
   EXPECT_EQ(w.size(), 0u);
 }
+
+// Flows that differ only in a field the bucket count does not look at share a count: forgetting
+// one leaves the other watched, and every count returns to zero with the flows.
+TEST(OvertakeWatch, FlowsSharingACountAreToldApart) {
+  syngate::tc::OvertakeWatch w;
+  const int owner = 0;
+  syngate::FlowTuple a{}, b{};
+  a.sport = b.sport = 7;
+  a.dst.bytes[15] = 1;
+  b.dst.bytes[15] = 2;
+  w.published(&owner, a, 1);
+  w.published(&owner, b, 1);
+  w.forget(&owner, a);
+  EXPECT_FALSE(w.watching(&owner, a));
+  EXPECT_TRUE(w.watching(&owner, b));
+  w.received(true);
+  w.handled(1 + kPastMin);
+  EXPECT_FALSE(w.watching(&owner, b));
+  w.published(&owner, a, 2);
+  EXPECT_TRUE(w.watching(&owner, a)) << "counted again";
+}
