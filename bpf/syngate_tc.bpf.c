@@ -87,6 +87,12 @@ static __always_inline void tell_engine(const struct sg_tc_flow* f, const struct
   if (bpf_ringbuf_output(&sg_tc_events, (void*)c2s, sizeof(*c2s), 0) != 0) count(SG_TC_EVENT_LOST);
 }
 
+/* A FIN of this segment's direction is recorded (this segment's, or an earlier one it retransmits:
+ * told again, which the engine's merge takes as nothing new). Read where the segment is done
+ * with, so the engine, told, finds all of it in the entry (no stack slot to carry it: the program
+ * is at the verifier's stack limit). */
+#define FIN_TO_TELL ((p.flags & TCP_FLAG_FIN) && (f->closing & SG_TC_SEEN_FIN))
+
 static __always_inline int translate(struct __sk_buff* skb, int egress) {
   if (egress && (skb->mark & SG_TC_MARK)) {
     count(SG_TC_ALREADY_MARKED);
@@ -138,7 +144,9 @@ static __always_inline int translate(struct __sk_buff* skb, int egress) {
                         f->seen && peer && peer->seen)) {
     f->fin_seq = p.seq + payload;
     f->closing |= SG_TC_SEEN_FIN;
-    tell_engine(f, key, &rkey);
+    /* Told once the segment is recorded below (FIN_TO_TELL): the engine may read the entry the
+     * moment the event is out, and must find the whole segment in it. */
+    if (!rewritable) tell_engine(f, key, &rkey);
   }
   /* Egress sees unmarked only what host mode's OUTPUT match let past the queue (the same test,
    * lib/tc_rewritable.h): that decision is taken, and a flow that started closing since must not
@@ -152,9 +160,13 @@ static __always_inline int translate(struct __sk_buff* skb, int egress) {
   struct tc_hdr_copy h = {};
   __u8* hdr = h.b;
   h.len = hlen;
-  if (bpf_skb_load_bytes(skb, l4, hdr, hlen) != 0) return TC_ACT_OK;
+  if (bpf_skb_load_bytes(skb, l4, hdr, hlen) != 0) {
+    if (FIN_TO_TELL) tell_engine(f, key, &rkey);
+    return TC_ACT_OK;
+  }
   struct tc_layout lay = {};
   if (!tc_options_rewritable(&h, &lay)) {
+    if (FIN_TO_TELL) tell_engine(f, key, &rkey);
     count(SG_TC_PUNTED);
     return TC_ACT_OK;
   }
@@ -222,8 +234,14 @@ static __always_inline int translate(struct __sk_buff* skb, int egress) {
   store_be32(hdr + 4, s.seq);
   store_be32(hdr + 8, s.ack);
   store_be16(hdr + 14, s.window);
-  if (bpf_skb_store_bytes(skb, l4, hdr, hlen, 0) != 0) return TC_ACT_OK;
-  if (bpf_l4_csum_replace(skb, l4 + 16, 0, bpf_htons(diff), 0) != 0) return TC_ACT_SHOT; /* half-written */
+  if (bpf_skb_store_bytes(skb, l4, hdr, hlen, 0) != 0) {
+    if (FIN_TO_TELL) tell_engine(f, key, &rkey);
+    return TC_ACT_OK;
+  }
+  if (bpf_l4_csum_replace(skb, l4 + 16, 0, bpf_htons(diff), 0) != 0) {
+    if (FIN_TO_TELL) tell_engine(f, key, &rkey);
+    return TC_ACT_SHOT; /* half-written */
+  }
 
   /* The record the engine reads (RST checks, timers, the merge of both views). Numbers as this
    * direction sent them: acks of the client moved into the backend's space. */
@@ -252,16 +270,21 @@ static __always_inline int translate(struct __sk_buff* skb, int egress) {
   if (peer && (peer->closing & SG_TC_SEEN_FIN) && !(seen & SG_TC_SEEN_PEER_FIN_ACKED) && (p.flags & TCP_FLAG_ACK) &&
       (sg_seq_after(self.acked, peer->fin_seq) || ack_rx == peer->fin_seq + 1)) {
     seen |= SG_TC_SEEN_PEER_FIN_ACKED;
-    tell_engine(f, key, &rkey);
+  }
+  if (p.flags & TCP_FLAG_ACK) {
+    f->last_ack = ack_rx;
+    seen |= SG_TC_SEEN_LAST_ACK;
   }
   if (lay.ts_off && sg_tsval_newer(p.seq, f->newest_tsval_seq, f->seen & SG_TC_SEEN_TSVAL)) {
     f->newest_tsval = tsval_sent;
     f->newest_tsval_seq = p.seq;
     seen |= SG_TC_SEEN_TSVAL;
   }
+  const int tell = FIN_TO_TELL || ((seen ^ f->seen) & SG_TC_SEEN_PEER_FIN_ACKED);
   f->seen = seen;
   f->last_ns = bpf_ktime_get_ns();
   __sync_fetch_and_add(&f->packets, 1);
+  if (tell) tell_engine(f, key, &rkey);
 
   skb->mark |= SG_TC_MARK;
   count(SG_TC_TRANSLATED);

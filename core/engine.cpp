@@ -311,6 +311,16 @@ struct Engine::Impl {
     // The program's own word for it: the ack of a FIN its record may not hold.
     if ((f.bits & bit::kClientFin) && s.acked_peer_fin) f.bits |= bit::kClientFinAcked;
     if ((f.bits & bit::kServerFin) && c.acked_peer_fin) f.bits |= bit::kServerFinAcked;
+    // A FIN this engine saw (the server's first replies cross the queue until the hand-over is
+    // published) is not in the program's record, so the segments answering it were not taken
+    // there: their exact ack of it counts, as the program counts one of a FIN it recorded (a
+    // blind sender must guess it exactly, as for an RST).
+    if ((f.bits & bit::kServerFin) && c.has_last_ack && c.last_ack == f.server_fin_seq + 1) {
+      f.bits |= bit::kServerFinAcked;
+    }
+    if ((f.bits & bit::kClientFin) && s.has_last_ack && s.last_ack == f.client_fin_seq + 1) {
+      f.bits |= bit::kClientFinAcked;
+    }
     return c.punting ? KernelSide::Punting : KernelSide::Translating;
   }
 

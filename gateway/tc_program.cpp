@@ -91,6 +91,8 @@ KernelRecord kernel_record(const sg_tc_flow& e) noexcept {
   r.fin = (e.closing & SG_TC_SEEN_FIN) != 0;
   r.fin_seq = e.fin_seq;
   r.acked_peer_fin = (e.seen & SG_TC_SEEN_PEER_FIN_ACKED) != 0;
+  r.has_last_ack = (e.seen & SG_TC_SEEN_LAST_ACK) != 0;
+  r.last_ack = e.last_ack;
   r.punting = e.closing != 0;
   return r;
 }

@@ -95,6 +95,11 @@ struct KernelRecord {
   uint32_t fin_seq = 0;
   // This direction acknowledged the other's FIN the program recorded (SG_TC_SEEN_PEER_FIN_ACKED).
   bool acked_peer_fin = false;
+  // The ack of this direction's latest segment the program translated, whether its record took
+  // the segment or not (its view of the other direction may lack what the engine saw: the
+  // server's first replies, with their FIN, cross the engine until the hand-over is published).
+  bool has_last_ack = false;
+  uint32_t last_ack = 0;
   // The programs send this direction's segments to NFQUEUE: the client's after its FIN, both after
   // a believable RST or the engine's punt(). An RST the program saw is not folded in: it reached
   // the engine, which judged it with the whole record; the program's own judgement starts from an

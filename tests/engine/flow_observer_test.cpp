@@ -648,5 +648,41 @@ TEST_F(KernelFinTest, ASourceAtItsLimitGetsTheSharesOfReportedClosesBack) {
   EXPECT_EQ(counters().flows_active, 2u) << "the first lingers, the second is open";
 }
 
+// The server's first reply and its FIN crossed the engine (the to-client entry is published only
+// once the hand-over's packets are out); the client's answers crossed the program, whose record of
+// the server had not started, so it did not take them: its record holds a stale ack. The ack of
+// the client's latest segment (last_ack) is judged here, against the FIN the engine saw: the exact
+// ack of it completes the close (linger), as the program counts one of a FIN it recorded; any
+// other number does not (a blind sender must guess it exactly). Seen in gateway_kernel_churn:
+// flows left closing held their source's share until new ones were refused.
+TEST_F(KernelFinTest, TheExactAckOfAFinTheEngineSawCompletesACloseInTheKernel) {
+  for (const uint32_t off : {0u, 1u, 2u}) {  // 1: the exact ack of the FIN
+    SCOPED_TRACE(off);
+    Conn c = Conn::v4(static_cast<uint16_t>(42000 + off));
+    establish(c);
+    kernel.has = false;
+    const std::vector<uint8_t> reply(100, 'r');
+    SegmentSpec sfin{.tuple = c.c2s.reversed(), .seq = c.backend_isn + 1, .ack = c.client_isn + 1,
+                     .flags = tcp_flag::ACK | tcp_flag::PSH | tcp_flag::FIN, .window = c.backend_window,
+                     .payload = std::span<const uint8_t>(reply)};
+    ASSERT_EQ(feed(make(sfin)).verdict, Verdict::Accept);
+    const uint32_t server_fin = c.backend_isn + 1 + 100;
+    kernel.has = true;
+    kernel.view.to_server = {.has_record = true, .last_ns = now, .sender_next = c.client_isn + 1,
+                             .acked = c.backend_isn + 1 + 50, .window_bytes = 65535,
+                             .fin = true, .fin_seq = c.client_isn + 1, .has_last_ack = true,
+                             .last_ack = server_fin + off, .punting = true};
+    kernel.view.to_client = {.has_record = true, .last_ns = now, .sender_next = server_fin + 1,
+                             .acked = c.client_isn + 2, .window_bytes = 65535, .acked_peer_fin = true};
+    kernel.closes.push_back(c.c2s);
+    step(1);
+    step(cfg.linger_s + 1);
+    EXPECT_EQ(counters().flows_active, off == 1 ? 0u : 1u)
+        << (off == 1 ? "the exact ack: linger, then freed" : "not the FIN's ack: closing, at its idle timer");
+    step(cfg.closing_idle_s * 2 + 1);
+    ASSERT_EQ(counters().flows_active, 0u);
+  }
+}
+
 }  // namespace
 }  // namespace syngate::test

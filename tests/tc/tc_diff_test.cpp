@@ -486,6 +486,27 @@ TEST_F(TcDiff, FinsAreTranslatedAndTheClientsSegmentsAfterItsFinGoToTheEngine) {
   EXPECT_GE(checked, 30u);
 }
 
+// The server's reply and FIN crossed the engine (its entry not yet published), so the program's
+// record of the server never started and it cannot take the client's answers: the record keeps the
+// first one's ack. The ack of the latest segment is kept apart (last_ack), for the engine to judge
+// against the FIN it saw; its FIN is recorded all the same.
+TEST_F(TcDiff, TheLatestAckIsKeptWhereTheRecordCannotTakeTheSegment) {
+  Conn c = Conn::v4(5300);
+  establish(c);
+  hand_over(*good_, c);
+  const uint32_t cs = c.client_isn + 1, bs = c.backend_isn + 1, ks = c.cookie_isn + 1;
+  auto to_server = [&](uint32_t ack, uint8_t flags) {
+    return test::make(SegmentSpec{.tuple = c.c2s, .seq = cs, .ack = ack, .flags = flags, .window = 1000});
+  };
+  EXPECT_TRUE(run_tc(good_->ingress, ethernet(to_server(ks + 50, tcp_flag::ACK))).mark & SG_TC_MARK);
+  EXPECT_TRUE(run_tc(good_->ingress, ethernet(to_server(ks + 101, tcp_flag::ACK | tcp_flag::FIN))).mark & SG_TC_MARK);
+  const sg_tc_flow up = entry(*good_, c.c2s);
+  EXPECT_EQ(up.acked, bs + 50) << "the record took only its first segment";
+  EXPECT_TRUE(up.seen & SG_TC_SEEN_LAST_ACK);
+  EXPECT_EQ(up.last_ack, bs + 101) << "the latest ack, in the backend's space";
+  EXPECT_TRUE(up.closing & SG_TC_SEEN_FIN);
+}
+
 // The kernel-captured connections of tests/core/fixtures (Linux's own segments: its option
 // layouts, SACK blocks, payloads and checksums), each replayed as a proxied flow: the captured
 // handshake's numbers and options open the flow through the engine, then every captured segment

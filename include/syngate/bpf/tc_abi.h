@@ -58,6 +58,8 @@ enum sg_tc_direction {
 #define SG_TC_SEEN_TSVAL 0x02u
 /* This direction acknowledged the other's recorded FIN (acked past its fin_seq): told once. */
 #define SG_TC_SEEN_PEER_FIN_ACKED 0x04u
+/* last_ack holds the ack of this direction's latest translated segment, taken by the record or not. */
+#define SG_TC_SEEN_LAST_ACK 0x08u
 
 /* value.closing, set by the program (never cleared by it). FIN: a FIN sg_fin_believable takes
  * (fin_seq = its seq + payload length, the first one's). RST: one sg_rst_check does not call a blind guess
@@ -95,7 +97,12 @@ struct sg_tc_flow {
   sg_u32 fin_seq;        /* sequence number of this direction's FIN when SG_TC_SEEN_FIN */
   sg_u8 seen;            /* SG_TC_SEEN_RECORD | SG_TC_SEEN_TSVAL: which fields above hold something */
   sg_u8 closing;         /* SG_TC_SEEN_FIN/RST, SG_TC_CLOSED_BY_ENGINE: what punts (tc_rewritable.h) */
-  sg_u8 pad[6];
+  sg_u8 pad[2];
+  sg_u32 last_ack;       /* the ack of the latest segment translated (SG_TC_SEEN_LAST_ACK), in the
+                            receiver's space, whether the record took it or not: a segment answering
+                            a FIN the engine saw (the other direction's record not started) is not
+                            taken, and the engine judges this against its own record (an exact ack
+                            of the FIN only, as for an RST) */
   sg_u64 packets;        /* segments translated by the program (atomic adds) */
 };
 
