@@ -7,9 +7,11 @@
  * Per packet: parse (bpf/lib/parse.h); anything the program cannot rewrite (not TCP, IPv4
  * options, fragments, IPv6 extension headers, lengths the engine would judge, an option layout
  * it cannot walk) is left alone and unmarked, so the NFQUEUE rules take it as before. A flow's
- * SYN, FIN and RST segments, and every segment once the flow has seen a FIN or a believable RST,
- * go the same way (after FIN/RST are recorded for the engine; the closing flow only where the
- * packet can still reach the queue: lib/tc_rewritable.h, which host mode's OUTPUT match shares).
+ * SYN and RST segments go the same way (an RST recorded for the engine first), and so do the
+ * client's segments after its FIN and every segment after a believable RST (only where the packet
+ * can still reach the queue: lib/tc_rewritable.h, which host mode's OUTPUT match shares). FINs are
+ * translated here, both ways; a believable one is recorded, and the engine told through
+ * sg_tc_events (so are the acks of a recorded FIN), as it sees none of the close.
  * The rest is translated: the
  * header and options are copied to the stack, translated there, written back, and the checksum
  * gets one incremental update with the difference the specification returns. */
@@ -47,6 +49,14 @@ struct {
   __type(value, __u64);
 } sg_tc_counters SEC(".maps");
 
+/* The flows whose close the engine should merge now (tc_abi.h): at most four records a
+ * connection (each direction's FIN and its ack), read by the daemon every 100 ms. 1 MiB holds
+ * 20000 of them: two seconds of closes at 10k connections/s. */
+struct {
+  __uint(type, BPF_MAP_TYPE_RINGBUF);
+  __uint(max_entries, 1 << 20);
+} sg_tc_events SEC(".maps");
+
 /* Enough linear bytes for the deepest TCP header the parser accepts. */
 #define TC_PULL_LEN (PKT_MAX_L4_OFF + TCP_MAX_HLEN)
 
@@ -69,6 +79,19 @@ static __always_inline void reverse_key(const struct sg_tc_flow_key* k, struct s
   r->sport_be = k->dport_be;
   r->dport_be = k->sport_be;
 }
+
+/* The engine's sweep merges the flow now (its client -> server key). */
+static __always_inline void tell_engine(const struct sg_tc_flow* f, const struct sg_tc_flow_key* key,
+                                        const struct sg_tc_flow_key* rkey) {
+  const struct sg_tc_flow_key* c2s = f->direction == SG_TC_TO_SERVER ? key : rkey;
+  if (bpf_ringbuf_output(&sg_tc_events, (void*)c2s, sizeof(*c2s), 0) != 0) count(SG_TC_EVENT_LOST);
+}
+
+/* A FIN of this segment's direction is recorded (this segment's, or an earlier one it retransmits:
+ * told again, which the engine's merge takes as nothing new). Read where the segment is done
+ * with, so the engine, told, finds all of it in the entry (no stack slot to carry it: the program
+ * is at the verifier's stack limit). */
+#define FIN_TO_TELL ((p.flags & TCP_FLAG_FIN) && (f->closing & SG_TC_SEEN_FIN))
 
 static __always_inline int translate(struct __sk_buff* skb, int egress) {
   if (egress && (skb->mark & SG_TC_MARK)) {
@@ -101,7 +124,7 @@ static __always_inline int translate(struct __sk_buff* skb, int egress) {
   reverse_key(key, &rkey);
   const struct sg_tc_flow* peer = bpf_map_lookup_elem(&sg_tc_flows, &rkey);
 
-  /* The engine's segments: SYN (a retransmitted SYN-ACK), FIN and RST, and all of a closing flow. */
+  /* The engine's segments: SYN (a retransmitted SYN-ACK) and RST, and what closing sends back. */
   if (p.flags & TCP_FLAG_RST) {
     /* Only an RST the engine may believe (exact, or in the receiver's window) closes the flow
      * for the program: a blind one must not push the flow back to the queue. */
@@ -112,8 +135,11 @@ static __always_inline int translate(struct __sk_buff* skb, int egress) {
     count(SG_TC_PUNTED);
     return TC_ACT_OK;
   }
+  /* Judged on the flow as it was before this segment: the client's own FIN is still translated. */
+  const int rewritable = tc_segment_rewritable(p.flags, f, peer, egress);
   /* Only a FIN the sender could have aimed (xlate_spec.h, the engine's rule) closes the flow for
-   * the program; a blind one still goes to the queue, for the engine and then the endpoint. */
+   * the program; a blind one is still translated, for the endpoint to judge, and changes nothing
+   * here. */
   if ((p.flags & TCP_FLAG_FIN) && !(f->closing & SG_TC_SEEN_FIN)) {
     const struct sg_flow_track me = {f->sender_next, f->acked, f->window_bytes};
     struct sg_flow_track other = {0, 0, 0};
@@ -126,12 +152,15 @@ static __always_inline int translate(struct __sk_buff* skb, int egress) {
     if (sg_fin_believable(&me, &other, f->seen && peer && peer->seen, p.seq, p.seq + payload, ack_rx)) {
       f->fin_seq = p.seq + payload;
       f->closing |= SG_TC_SEEN_FIN;
+      /* Told once the segment is recorded below (FIN_TO_TELL): the engine may read the entry the
+       * moment the event is out, and must find the whole segment in it. */
+      if (!rewritable) tell_engine(f, key, &rkey);
     }
   }
   /* Egress sees unmarked only what host mode's OUTPUT match let past the queue (the same test,
    * lib/tc_rewritable.h): that decision is taken, and a flow that started closing since must not
    * make this segment leave untranslated. */
-  if (!tc_segment_rewritable(p.flags, f, peer, egress)) {
+  if (!rewritable) {
     count(SG_TC_PUNTED);
     return TC_ACT_OK;
   }
@@ -140,9 +169,13 @@ static __always_inline int translate(struct __sk_buff* skb, int egress) {
   struct tc_hdr_copy h = {};
   __u8* hdr = h.b;
   h.len = hlen;
-  if (bpf_skb_load_bytes(skb, l4, hdr, hlen) != 0) return TC_ACT_OK;
+  if (bpf_skb_load_bytes(skb, l4, hdr, hlen) != 0) {
+    if (FIN_TO_TELL) tell_engine(f, key, &rkey);
+    return TC_ACT_OK;
+  }
   struct tc_layout lay = {};
   if (!tc_options_rewritable(&h, &lay)) {
+    if (FIN_TO_TELL) tell_engine(f, key, &rkey);
     count(SG_TC_PUNTED);
     return TC_ACT_OK;
   }
@@ -210,8 +243,14 @@ static __always_inline int translate(struct __sk_buff* skb, int egress) {
   store_be32(hdr + 4, s.seq);
   store_be32(hdr + 8, s.ack);
   store_be16(hdr + 14, s.window);
-  if (bpf_skb_store_bytes(skb, l4, hdr, hlen, 0) != 0) return TC_ACT_OK;
-  if (bpf_l4_csum_replace(skb, l4 + 16, 0, bpf_htons(diff), 0) != 0) return TC_ACT_SHOT; /* half-written */
+  if (bpf_skb_store_bytes(skb, l4, hdr, hlen, 0) != 0) {
+    if (FIN_TO_TELL) tell_engine(f, key, &rkey);
+    return TC_ACT_OK;
+  }
+  if (bpf_l4_csum_replace(skb, l4 + 16, 0, bpf_htons(diff), 0) != 0) {
+    if (FIN_TO_TELL) tell_engine(f, key, &rkey);
+    return TC_ACT_SHOT; /* half-written */
+  }
 
   /* The record the engine reads (RST checks, timers, the merge of both views). Numbers as this
    * direction sent them: acks of the client moved into the backend's space. */
@@ -224,20 +263,37 @@ static __always_inline int translate(struct __sk_buff* skb, int egress) {
     other.acked = peer->acked;
     other.window = peer->window_bytes;
   }
+  /* A FIN occupies a sequence number, as in the engine's record: the last ACK acknowledges it. */
+  const __u32 seq_end = p.seq + payload + ((p.flags & TCP_FLAG_FIN) ? 1 : 0);
   sg_flow_track_segment(&self, f->seen & SG_TC_SEEN_RECORD, &other, peer && (peer->seen & SG_TC_SEEN_RECORD), p.seq,
-                        p.seq + payload, ack_rx, sg_window_bytes(window_sent, from));
+                        seq_end, ack_rx, sg_window_bytes(window_sent, from));
   f->sender_next = self.next;
   f->acked = self.acked;
   f->window_bytes = self.window;
   __u8 seen = f->seen | SG_TC_SEEN_RECORD;
+  /* This direction acknowledged the other's FIN: the engine may move the flow on (linger once both
+   * are), told once. acked and fin_seq are both in this direction's receiver's space. */
+  /* The exact ack of the FIN counts even when the record did not take the segment (a FIN sent
+   * before the other side's record started is not in its sender's record): a blind sender must
+   * guess it exactly, as for an RST. */
+  if (peer && (peer->closing & SG_TC_SEEN_FIN) && !(seen & SG_TC_SEEN_PEER_FIN_ACKED) && (p.flags & TCP_FLAG_ACK) &&
+      (sg_seq_after(self.acked, peer->fin_seq) || ack_rx == peer->fin_seq + 1)) {
+    seen |= SG_TC_SEEN_PEER_FIN_ACKED;
+  }
+  if (p.flags & TCP_FLAG_ACK) {
+    f->last_ack = ack_rx;
+    seen |= SG_TC_SEEN_LAST_ACK;
+  }
   if (lay.ts_off && sg_tsval_newer(p.seq, f->newest_tsval_seq, f->seen & SG_TC_SEEN_TSVAL)) {
     f->newest_tsval = tsval_sent;
     f->newest_tsval_seq = p.seq;
     seen |= SG_TC_SEEN_TSVAL;
   }
+  const int tell = FIN_TO_TELL || ((seen ^ f->seen) & SG_TC_SEEN_PEER_FIN_ACKED);
   f->seen = seen;
   f->last_ns = bpf_ktime_get_ns();
   __sync_fetch_and_add(&f->packets, 1);
+  if (tell) tell_engine(f, key, &rkey);
 
   skb->mark |= SG_TC_MARK;
   count(SG_TC_TRANSLATED);

@@ -141,6 +141,7 @@ struct Engine::Impl {
   std::shared_ptr<BackendFacts> own_backend_facts = std::make_shared<BackendFacts>();
   // What the kernel path recorded of handed-over flows (null: none, the engine sees every segment).
   KernelFlowState* kernel = nullptr;
+  std::vector<FlowTuple> closes;  // the sweep's (merge_kernel_closes), kept for its capacity
 
   Impl(const EngineConfig& c, const CookieJar& j, EngineState state)
       : cfg(normalized(c)),
@@ -257,8 +258,8 @@ struct Engine::Impl {
   // What a merge found of the flow on the kernel side.
   enum class KernelSide : uint8_t {
     None,         // no entry: never handed over, or gone; the engine sees every segment
-    Translating,  // the programs translate its segments
-    Punting       // the programs send every segment to NFQUEUE (a FIN or RST crossed them, or punt())
+    Translating,  // the programs translate the client's segments
+    Punting       // they send the client's to NFQUEUE (its FIN or an RST crossed them, or punt())
   };
 
   // Folds what the kernel path recorded since the hand-over into the flow: each end's highest
@@ -307,7 +308,20 @@ struct Engine::Impl {
     // The same rule as for segments: a FIN is acknowledged once the other end acked past it.
     if ((f.bits & bit::kClientFin) && seq_after(f.server_acked, f.client_fin_seq)) f.bits |= bit::kClientFinAcked;
     if ((f.bits & bit::kServerFin) && seq_after(f.client_acked, f.server_fin_seq)) f.bits |= bit::kServerFinAcked;
-    return c.punting || s.punting ? KernelSide::Punting : KernelSide::Translating;
+    // The program's own word for it: the ack of a FIN its record may not hold.
+    if ((f.bits & bit::kClientFin) && s.acked_peer_fin) f.bits |= bit::kClientFinAcked;
+    if ((f.bits & bit::kServerFin) && c.acked_peer_fin) f.bits |= bit::kServerFinAcked;
+    // A FIN this engine saw (the server's first replies cross the queue until the hand-over is
+    // published) is not in the program's record, so the segments answering it were not taken
+    // there: their exact ack of it counts, as the program counts one of a FIN it recorded (a
+    // blind sender must guess it exactly, as for an RST).
+    if ((f.bits & bit::kServerFin) && c.has_last_ack && c.last_ack == f.server_fin_seq + 1) {
+      f.bits |= bit::kServerFinAcked;
+    }
+    if ((f.bits & bit::kClientFin) && s.has_last_ack && s.last_ack == f.client_fin_seq + 1) {
+      f.bits |= bit::kClientFinAcked;
+    }
+    return c.punting ? KernelSide::Punting : KernelSide::Translating;
   }
 
   // A pure ACK of a handed-over flow that waited in the queue while the hand-over went live
@@ -352,12 +366,13 @@ struct Engine::Impl {
     return false;
   }
 
-  // After a FIN or RST the engine handled: if the programs still translate the flow, they must stop
-  // (KernelFlowState::punt), or a new connection on the same address/port pair would be
-  // translated with this one's numbers.
+  // After the client's FIN or an RST the engine handled: if the programs still translate the
+  // client's segments, they must stop (KernelFlowState::punt), or a new connection on the same
+  // address/port pair would be translated with this one's numbers. The server's FIN alone needs
+  // nothing: the client cannot reuse its port before its own FIN or an RST.
   void punt_if_closed(const Flow& f, KernelSide side) {
     if (side != KernelSide::Translating) return;
-    if (f.state == State::Established && !(f.bits & (bit::kClientFin | bit::kServerFin))) return;
+    if (!(f.bits & bit::kClientFin) && f.state != State::Linger) return;
     kernel->punt(f.key);
     ++counters.kernel_punts;
   }
@@ -404,6 +419,13 @@ struct Engine::Impl {
     return sg_fin_believable(from_client ? &client : &server, from_client ? &server : &client,
                              (f.seen & kSeenBoth) == kSeenBoth, p.seq(), fin_seq(p), ack) != 0;
   }
+  // Whether track_client would take the segment, without taking it.
+  static bool client_placeable(const Flow& f, const TcpPacket& p) {
+    if (!(f.seen & kSeenClient)) return true;
+    if (!(f.seen & kSeenServer)) return false;
+    return sg_segment_plausible(p.seq(), sg_ack_to_backend(p.ack(), f.delta), f.server_acked, f.server_wnd,
+                                f.client_acked, f.server_next) != 0;
+  }
   // The RST check of one direction (flow_spec.h); counts what is passed on for the endpoint.
   sg_rst_verdict judge_rst(const Flow& f, uint32_t seq, uint32_t sender_next, uint32_t receiver_acked,
                            uint32_t receiver_window) {
@@ -432,6 +454,16 @@ struct Engine::Impl {
     const bool ack = fl & tcp_flag::ACK;
     if (syn) return drop(DropReason::InvalidFlags);  // client SYNs were decided by the SynGuard
     uint32_t i = table.find(key);
+    bool merged = false;
+    if (i != kNone && kernel && ack && !rst && table.get(i).state == State::Established &&
+        !client_placeable(table.get(i), p)) {
+      // The programs translate a handed-over flow's client segments up to the client's FIN and
+      // may carry the whole close: a segment the engine's own view cannot place may follow that
+      // FIN (it acknowledges the server's) or open a new connection on the pair. The kernel's
+      // record first, and the state it calls for, before the port-reuse check below.
+      if (merge_kernel(table.edit(i)) != KernelSide::None) follow_fins(i, timer_ms(now));
+      merged = true;
+    }
     if (i != kNone && (table.get(i).state == State::Linger || table.get(i).state == State::Closing) && ack && !rst &&
         p.seq() - 1 != table.get(i).client_isn) {
       // Client port reuse: a fresh cookie ACK on a tuple whose old connection is winding down.
@@ -478,7 +510,9 @@ struct Engine::Impl {
       ends_flow = v == SG_RST_RESET;
     } else {
       if (f.bits & bit::kTimestamps && p.options().has_timestamps) f.client_tsval = p.options().tsval;
-      if (!track_client(f, p, shift) && !judged && merge_kernel(f) != KernelSide::None) track_client(f, p, shift);
+      if (!track_client(f, p, shift) && !judged && !merged && merge_kernel(f) != KernelSide::None) {
+        track_client(f, p, shift);
+      }
     }
 
     // Established, closing or lingering: translate into the backend's sequence space.
@@ -527,7 +561,13 @@ struct Engine::Impl {
       ++counters.flows_refused;
       return drop(DropReason::NewFlowRate);
     }
-    const uint32_t i = table.allocate_flow(key, timer_ms(now));
+    uint32_t i = table.allocate_flow(key, timer_ms(now));
+    if (i == kNone && kernel) {
+      // Closes the kernel path carried and the sweep has not merged yet still hold their
+      // source's share (a busy client reconnecting faster than the sweep runs): merge them first.
+      merge_kernel_closes(timer_ms(now));
+      i = table.allocate_flow(key, timer_ms(now));
+    }
     if (i == kNone) {
       ++counters.flows_refused;
       if (cfg.table_full_reset) {
@@ -812,6 +852,7 @@ struct Engine::Impl {
   // ---- timers -------------------------------------------------------------------------------
   void advance(const EngineClock& clock, PacketSink& sink) {
     const uint32_t now = timer_ms(clock);
+    if (kernel) merge_kernel_closes(now);
     for (uint32_t level = 0; level <= cfg.backend_syn_retries; ++level) {
       const uint32_t timeout = cfg.backend_retry_initial_ms << level;
       const FlowTable::List& l = table.list(static_cast<uint8_t>(kListSynSent0 + level));
@@ -836,6 +877,19 @@ struct Engine::Impl {
     expire(kListClosing, cfg.closing_idle_s * 1000u, now, true);
     expire(kListLinger, cfg.linger_s * 1000u, now, false);
     table.settle();
+  }
+
+  // The flows whose close the kernel side recorded since the last sweep: their state now (closing,
+  // linger: queued afresh on that list), not at the established idle timer.
+  void merge_kernel_closes(uint32_t now) {
+    closes.clear();
+    kernel->take_closing(closes, [this](const FlowTuple& t) { return table.find(t) != kNone; });
+    for (const FlowTuple& t : closes) {
+      const uint32_t i = table.find(t);
+      if (i == kNone || table.get(i).state == State::SynSent) continue;
+      if (merge_kernel(table.edit(i)) != KernelSide::None) follow_fins(i, now);
+      table.settle();
+    }
   }
 
   // Lists are in queued_ms order, so the walk stops at the first flow not yet due. Packets only
@@ -942,6 +996,7 @@ void Engine::reset(const EngineConfig& config, const CookieJar& cookies) {
     m.cfg.backend_facts = m.own_backend_facts;
   }
   m.kernel = nullptr;  // as the observer: a new engine hears of no kernel path until told
+  m.closes.clear();
 }
 
 size_t Engine::state_bytes(const EngineConfig& config) {

@@ -90,6 +90,9 @@ KernelRecord kernel_record(const sg_tc_flow& e) noexcept {
   r.newest_tsval = e.newest_tsval;
   r.fin = (e.closing & SG_TC_SEEN_FIN) != 0;
   r.fin_seq = e.fin_seq;
+  r.acked_peer_fin = (e.seen & SG_TC_SEEN_PEER_FIN_ACKED) != 0;
+  r.has_last_ack = (e.seen & SG_TC_SEEN_LAST_ACK) != 0;
+  r.last_ack = e.last_ack;
   r.punting = e.closing != 0;
   return r;
 }
@@ -122,6 +125,8 @@ bool available() noexcept { return true; }
 
 struct Program::Impl {
   syngate_tc* skel = nullptr;
+  ring_buffer* events = nullptr;  // sg_tc_events' reader (null: none could be made; closes wait for the sweep)
+  std::vector<sg_tc_flow_key>* target = nullptr;  // where take_events puts what it reads
   mutable std::mutex mutex;
   std::vector<std::pair<int, bool>> attached;  // ifindex, egress too
   int flows_fd() const { return bpf_map__fd(skel->maps.sg_tc_flows); }
@@ -231,10 +236,37 @@ Program::Program(uint32_t max_flows, const std::string& dir) : impl_(std::make_u
   }
   if (!skel) throw std::runtime_error(bpf::load_failure("tc programs", err, log));
   impl_->skel = skel;
+  impl_->events = ring_buffer__new(
+      bpf_map__fd(skel->maps.sg_tc_events),
+      [](void* ctx, void* data, size_t size) {
+        auto* out = static_cast<Impl*>(ctx)->target;
+        if (!out || size != sizeof(sg_tc_flow_key)) return 0;
+        sg_tc_flow_key k;
+        std::memcpy(&k, data, sizeof k);
+        try {
+          out->push_back(k);
+        } catch (const std::bad_alloc&) {
+          return -ENOMEM;  // the rest stays in the ring for the next drain
+        }
+        return 0;
+      },
+      impl_.get(), nullptr);
+  if (!impl_->events) {
+    spdlog::warn("tc: cannot read the programs' close events ({}): closes are merged at the idle timers",
+                 std::strerror(errno));
+  }
 }
 
 Program::~Program() {
+  if (impl_->events) ring_buffer__free(impl_->events);
   if (impl_->skel) syngate_tc__destroy(impl_->skel);
+}
+
+void Program::take_events(std::vector<sg_tc_flow_key>& out) noexcept {
+  if (!impl_->events) return;
+  impl_->target = &out;
+  ring_buffer__consume(impl_->events);
+  impl_->target = nullptr;
 }
 
 bool Program::attach(int ifindex, bool egress, std::string* why) {
@@ -408,6 +440,7 @@ uint64_t Program::clear_flows() noexcept { return 0; }
 void Program::delete_key(const sg_tc_flow_key&) noexcept {}
 bool Program::write_key(const sg_tc_flow_key&, const sg_tc_flow&) noexcept { return false; }
 std::vector<std::pair<sg_tc_flow_key, sg_tc_flow>> Program::entries() const { return {}; }
+void Program::take_events(std::vector<sg_tc_flow_key>&) noexcept {}
 uint64_t Program::flow_entries_count() const noexcept { return 0; }
 Counters Program::counters() const { return {}; }
 int Program::flows_map_fd() const noexcept { return -1; }
@@ -741,7 +774,37 @@ bool KernelPath::read(const FlowTuple& t, KernelFlowView& out) noexcept {
   }
   out.to_server = kernel_record(to_server);
   out.to_client = kernel_record(to_client);
+  // What punts (lib/tc_rewritable.h): the client's segments after its FIN; both ways after an RST
+  // or the engine's punt, recorded in either entry.
+  const uint8_t both = (to_server.closing | to_client.closing) & (SG_TC_SEEN_RST | SG_TC_CLOSED_BY_ENGINE);
+  out.to_server.punting = (to_server.closing & SG_TC_SEEN_FIN) || both;
+  out.to_client.punting = both != 0;
   return true;
+}
+
+void KernelPath::take_closing(std::vector<FlowTuple>& out, const std::function<bool(const FlowTuple&)>& mine) noexcept {
+  std::lock_guard lock(closes_mutex_);
+  drained_.clear();
+  if (!stopped_.load(std::memory_order_acquire)) program_->take_events(drained_);
+  const uint32_t round = ++close_round_;
+  try {
+    for (const sg_tc_flow_key& k : drained_) closes_.push_back({k, round});
+    const size_t first = out.size();
+    std::erase_if(closes_, [&](const Close& c) {
+      const FlowTuple t = bpf::map_flow_tuple(c.key);
+      if (mine(t)) {
+        out.push_back(t);
+        return true;
+      }
+      return round - c.round > kCloseRounds;
+    });
+    // Up to four reports a connection (each FIN and its ack): one merge each.
+    auto fresh = out.begin() + static_cast<std::ptrdiff_t>(first);
+    std::sort(fresh, out.end(), [](const FlowTuple& a, const FlowTuple& b) { return key_less(flow_key(a), flow_key(b)); });
+    out.erase(std::unique(fresh, out.end()), out.end());
+  } catch (const std::bad_alloc&) {
+    closes_.clear();  // those flows are merged at their idle timers
+  }
 }
 
 std::string KernelPath::render_metrics() const {

@@ -13,7 +13,9 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -36,8 +38,8 @@ std::string pin_dir(const std::string& instance, const std::string& bpf_dir = "/
 uint32_t flow_map_entries(uint32_t max_flows) noexcept;
 
 // Counter names, in the program's order (tc_abi.h, enum sg_tc_counter).
-inline constexpr std::array<const char*, SG_TC_COUNTER_COUNT> kCounterNames = {"translated", "punted",
-                                                                               "already_marked", "miss"};
+inline constexpr std::array<const char*, SG_TC_COUNTER_COUNT> kCounterNames = {
+    "translated", "punted", "already_marked", "miss", "events_lost"};
 using Counters = std::array<uint64_t, SG_TC_COUNTER_COUNT>;
 
 // The two map entries of a handed-over flow: the client's segments keyed client -> server, the
@@ -92,6 +94,9 @@ class Program {
   bool write_key(const sg_tc_flow_key& key, const sg_tc_flow& value) noexcept;
   // Every entry, with its value.
   std::vector<std::pair<sg_tc_flow_key, sg_tc_flow>> entries() const;
+  // Appends the keys the programs put on sg_tc_events since the last call (tc_abi.h). Reads the
+  // ring's shared memory: no system call unless it holds something. Not thread-safe.
+  void take_events(std::vector<sg_tc_flow_key>& out) noexcept;
   uint64_t flow_entries_count() const noexcept;
   Counters counters() const;
   // The flow map (host mode's OUTPUT match must look at this one: tc_match.hpp).
@@ -175,6 +180,7 @@ class KernelPath : public FlowObserver, public KernelFlowState {
   void flow_established(const FlowTuple& t, const FlowTranslation& x) noexcept override;
   bool read(const FlowTuple& client_to_server, KernelFlowView& out) noexcept override;
   void punt(const FlowTuple& client_to_server) noexcept override;
+  void take_closing(std::vector<FlowTuple>& out, const std::function<bool(const FlowTuple&)>& mine) noexcept override;
   // The server-to-client entries of the flows this thread handed over since its last call,
   // written now. A flow worker calls it once the packets of its batch are sent (Worker's
   // after_flush): the engine's hand-over step sends the backend the ACK that completes its
@@ -239,6 +245,18 @@ class KernelPath : public FlowObserver, public KernelFlowState {
   // The map's entries as stop() found them, sorted by key bytes; published by stopped_.
   std::vector<std::pair<sg_tc_flow_key, sg_tc_flow>> at_stop_;
   std::atomic<bool> stopped_{false};
+  // Closes the programs reported (take_closing), until the engine that holds the flow takes them:
+  // each engine's sweep drains the ring into it and takes its own. One an engine does not hold
+  // (freed meanwhile) goes after kCloseRounds more drains.
+  static constexpr uint32_t kCloseRounds = 64;
+  struct Close {
+    sg_tc_flow_key key;
+    uint32_t round;
+  };
+  std::mutex closes_mutex_;
+  std::vector<sg_tc_flow_key> drained_;
+  std::vector<Close> closes_;
+  uint32_t close_round_ = 0;
 };
 
 // Hands every flow event to several observers (the XDP fast path and the kernel path), in order.

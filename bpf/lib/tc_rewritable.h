@@ -10,14 +10,18 @@
  * Three parts, in the order the programs meet them:
  *   tc_headers_rewritable: IP and TCP laid out as the program can rewrite (no IPv4 options, no
  *     IPv6 extension headers, lengths as the engine reads them). A property of the packet alone.
- *   tc_segment_rewritable: the flags and the flow's state (entries from the map). SYN (a
- *     retransmitted SYN-ACK), FIN and RST are the engine's; and a flow that has seen a FIN or a
- *     believable RST goes back to the engine, so a new cookie ACK on the lingering pair reaches it.
- *     That last clause is a decision, and a decision taken at a hook where the packet can still
- *     go to the queue: `decided` = 1 says it was taken upstream (host mode's tc egress: OUTPUT's
- *     match took it, and the flow may have started closing since, on another CPU; refusing then
- *     would send the segment out untranslated), so only the clauses that cannot change between
- *     the two hooks apply.
+ *   tc_segment_rewritable: the flags and the flow's state (entries from the map), as it was
+ *     before this segment. SYN (a retransmitted SYN-ACK) and RST are the engine's. FIN segments
+ *     are not: the program translates them and records them for the engine. After a FIN the
+ *     server's segments stay here; the client's go back to the engine once the client has sent its
+ *     FIN (its own FIN included in what is translated here, what follows it not): a client
+ *     reuses its port only after its FIN or an RST, so a new cookie ACK on the lingering pair
+ *     reaches the engine. A believable RST, or the engine's punt (SG_TC_CLOSED_BY_ENGINE), sends
+ *     both directions back. Those clauses are a decision, and a decision taken at a hook where the
+ *     packet can still go to the queue: `decided` = 1 says it was taken upstream (host mode's tc
+ *     egress: OUTPUT's match took it, and the flow may have started closing since, on another
+ *     CPU; refusing then would send the segment out untranslated), so only the clauses that
+ *     cannot change between the two hooks apply.
  *   tc_options_rewritable: the option layout (tc_find_options below).
  * Each part holds or fails for the same packet at OUTPUT and at egress, except the closing clause
  * (why `decided`) and a flow entry deleted in between (the flow was freed: its linger is over). */
@@ -60,9 +64,12 @@ static __always_inline int tc_headers_rewritable(const struct pkt* p, __u32 fram
 /* `f`: the entry of the segment's own direction (found); `peer`: the reverse one, or NULL. */
 static __always_inline int tc_segment_rewritable(__u8 flags, const struct sg_tc_flow* f,
                                                  const struct sg_tc_flow* peer, int decided) {
-  if (flags & (TCP_FLAG_SYN | TCP_FLAG_FIN | TCP_FLAG_RST)) return 0;
+  if (flags & (TCP_FLAG_SYN | TCP_FLAG_RST)) return 0;
   if (decided) return 1;
-  return !f->closing && !(peer && peer->closing);
+  const __u8 either = f->closing | (peer ? peer->closing : 0);
+  if (either & (SG_TC_SEEN_RST | SG_TC_CLOSED_BY_ENGINE)) return 0;
+  /* The client's FIN (recorded in the client's own entry) ends its segments' time here. */
+  return !(f->direction == SG_TC_TO_SERVER && (f->closing & SG_TC_SEEN_FIN));
 }
 
 /* Linux's layouts (NOP NOP TS, NOP NOP SACK, both) are recognised directly; anything else is

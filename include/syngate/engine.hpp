@@ -206,7 +206,8 @@ class Engine {
   void set_flow_observer(FlowObserver* observer) noexcept;
   // nullptr (the default) for none. Where another data path translates handed-over flows, the
   // engine merges what it recorded (activity, each end's numbers, the newest TSval, a FIN) where
-  // it judges with it: an idle timer, an RST or FIN, a segment its own view cannot place. Must
+  // it judges with it: an idle timer, an RST or FIN, a segment its own view cannot place, and at
+  // each advance() the flows whose close it reported (KernelFlowState::take_closing). Must
   // outlive the Engine or be reset.
   void set_kernel_state(KernelFlowState* state) noexcept;
   // Merges that record into every handed-over flow now: at start, once the observer has taken the

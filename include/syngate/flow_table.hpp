@@ -9,6 +9,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <new>
 #include <span>
@@ -87,14 +88,22 @@ struct KernelRecord {
   uint32_t acked = 0;        // highest ack sent, in the space of the receiver it goes to
   uint32_t window_bytes = 0;
   uint32_t newest_tsval = 0;  // as the sender sent it
-  // The program saw this direction's FIN (and sent it on to NFQUEUE): its sequence number (seq +
-  // payload length) in the sender's space. The engine folds it in as if the FIN had reached it,
-  // for the one that did not (lost in a full queue, or sent while syngate was restarting).
+  // The program translated this direction's FIN, a believable one (the RST window): its sequence
+  // number (seq + payload length) in the sender's space. The engine, which does not see it, folds
+  // it in as if the FIN had reached it (take_closing says when).
   bool fin = false;
   uint32_t fin_seq = 0;
-  // The programs send every segment of the flow to NFQUEUE (a FIN, a believable RST, or the
-  // engine asked, punt()). An RST the program saw is not folded in: it reached the engine, which
-  // judged it with the whole record; the program's own judgement starts from an empty one.
+  // This direction acknowledged the other's FIN the program recorded (SG_TC_SEEN_PEER_FIN_ACKED).
+  bool acked_peer_fin = false;
+  // The ack of this direction's latest segment the program translated, whether its record took
+  // the segment or not (its view of the other direction may lack what the engine saw: the
+  // server's first replies, with their FIN, cross the engine until the hand-over is published).
+  bool has_last_ack = false;
+  uint32_t last_ack = 0;
+  // The programs send this direction's segments to NFQUEUE: the client's after its FIN, both after
+  // a believable RST or the engine's punt(). An RST the program saw is not folded in: it reached
+  // the engine, which judged it with the whole record; the program's own judgement starts from an
+  // empty one.
   bool punting = false;
 };
 struct KernelFlowView {
@@ -117,6 +126,12 @@ class KernelFlowState {
   // reach the engine: the programs translate the newer ones at once, so such a segment arrives
   // after them. Answered without a system call (the engine asks it before reading the record).
   virtual bool may_be_overtaken(const FlowTuple& client_to_server) noexcept = 0;
+  // The engine's sweep: the flows of this engine (`mine`) whose FIN, or the ack of one, the kernel
+  // side recorded since it last asked, appended to `out` (client -> server, each once). The close
+  // of a handed-over flow may cross the kernel side whole: these are merged at once, not at the
+  // idle timer. Several engines may share one kernel side, each with its own flows.
+  virtual void take_closing(std::vector<FlowTuple>& /*out*/,
+                            const std::function<bool(const FlowTuple&)>& /*mine*/) noexcept {}
 };
 
 namespace flows {

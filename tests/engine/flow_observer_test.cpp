@@ -277,6 +277,17 @@ struct FakeKernel : KernelFlowState {
   }
   bool fresh = false;  // what may_be_overtaken answers
   bool may_be_overtaken(const FlowTuple&) noexcept override { return fresh; }
+  // Closes the programs reported (sg_tc_events), for the sweep.
+  std::vector<FlowTuple> closes;
+  int takes = 0;
+  void take_closing(std::vector<FlowTuple>& out, const std::function<bool(const FlowTuple&)>& mine) noexcept override {
+    ++takes;
+    std::erase_if(closes, [&](const FlowTuple& t) {
+      if (!mine(t)) return false;
+      out.push_back(t);
+      return true;
+    });
+  }
 };
 
 class KernelMergeTest : public EngineTest {
@@ -453,9 +464,8 @@ TEST_F(KernelMergeTest, AQueuedAckThatNewerOnesThroughTcSupersededIsDropped) {
   EXPECT_EQ(counters().drop(DropReason::AckSuperseded), 3u);
 }
 
-// A FIN the program recorded (and sent on to NFQUEUE) that never reached the engine: lost in a
-// full queue, or sent while syngate restarted. The engine folds it in with its sequence number,
-// so the flow closes and lingers as if the FIN had crossed it.
+// A FIN the program recorded (and translated: the engine never sees it). The engine folds it in
+// with its sequence number, so the flow closes and lingers as if the FIN had crossed it.
 class KernelFinTest : public KernelMergeTest {
  protected:
   void SetUp() override {
@@ -523,6 +533,155 @@ TEST_F(KernelFinTest, AFinOrRstTheKernelMissedMakesItPuntTheFlow) {
   SegmentSpec rst{.tuple = d.c2s, .seq = d.client_isn + 1, .ack = 0, .flags = tcp_flag::RST, .window = 0};
   ASSERT_EQ(feed(make(rst)).verdict, Verdict::Accept);
   EXPECT_EQ(kernel.punts, 2) << "an exact RST the program did not record";
+}
+
+// The whole close crossed the programs (FINs are translated in tc, the server's last ACK too): the
+// engine saw none of it. The program's report (take_closing) makes the next sweep merge the flow:
+// both FINs acknowledged, linger, and freed after linger_s, not after established_idle_s.
+TEST_F(KernelFinTest, ACloseCarriedWholeByTheKernelLingersAtTheNextSweep) {
+  Conn c = Conn::v4();
+  establish(c);
+  const uint32_t up = 300, down = 5000;  // bytes each way through the kernel before the FINs
+  kernel.has = true;
+  kernel.view.to_server = {.has_record = true, .last_ns = now, .sender_next = c.client_isn + 1 + up + 1,
+                           .acked = c.backend_isn + 1 + down + 1, .window_bytes = 65535,
+                           .fin = true, .fin_seq = c.client_isn + 1 + up, .punting = true};
+  kernel.view.to_client = {.has_record = true, .last_ns = now, .sender_next = c.backend_isn + 1 + down + 1,
+                           .acked = c.client_isn + 1 + up + 1, .window_bytes = 65535,
+                           .fin = true, .fin_seq = c.backend_isn + 1 + down};
+  kernel.closes.push_back(c.c2s);
+  step(1);
+  EXPECT_TRUE(kernel.closes.empty()) << "the sweep took its flow's report";
+  EXPECT_EQ(counters().flows_active, 1u) << "lingering";
+  step(cfg.linger_s + 1);
+  EXPECT_EQ(counters().flows_active, 0u) << "freed after linger, not after established_idle_s";
+  EXPECT_EQ(kernel.punts, 0) << "the programs punt the client's segments already";
+}
+
+// One FIN, reported: closing at once, so the flow goes after closing_idle_s. A report of a flow
+// this engine does not hold is left for the engine that does.
+TEST_F(KernelFinTest, AReportedFinMovesTheFlowToClosingAtTheNextSweep) {
+  Conn c = Conn::v4();
+  establish(c);
+  kernel.has = true;
+  kernel.view.to_client = {.has_record = true, .last_ns = now, .sender_next = c.backend_isn + 1 + 1,
+                           .acked = c.client_isn + 1, .window_bytes = 65535,
+                           .fin = true, .fin_seq = c.backend_isn + 1};
+  kernel.closes.push_back(c.c2s);
+  const Conn other = Conn::v4(40999);
+  kernel.closes.push_back(other.c2s);
+  step(1);
+  ASSERT_EQ(kernel.closes.size(), 1u);
+  EXPECT_EQ(kernel.closes[0], other.c2s) << "another engine's flow";
+  step(cfg.closing_idle_s * 2 + 1);
+  EXPECT_EQ(counters().flows_active, 0u) << "closing: freed after closing_idle_s, well before established_idle_s";
+  EXPECT_EQ(kernel.punts, 0) << "the server's FIN alone: the programs keep translating the client's segments";
+}
+
+// A client reconnects on its port at once after a close the engine never saw (the programs sent
+// its new cookie ACK to NFQUEUE, as they do after the client's FIN): the engine, still holding
+// the old flow as established, reads the kernel's record before the port-reuse check, so the
+// cookie ACK opens the new connection instead of being translated with the old one's numbers.
+TEST_F(KernelFinTest, ANewCookieAckAfterACloseInTheKernelStartsANewConnection) {
+  Conn c = Conn::v4();
+  establish(c);
+  kernel.has = true;
+  kernel.view.to_server = {.has_record = true, .last_ns = now, .sender_next = c.client_isn + 2,
+                           .acked = c.backend_isn + 2, .window_bytes = 65535,
+                           .fin = true, .fin_seq = c.client_isn + 1, .punting = true};
+  kernel.view.to_client = {.has_record = true, .last_ns = now, .sender_next = c.backend_isn + 2,
+                           .acked = c.client_isn + 2, .window_bytes = 65535,
+                           .fin = true, .fin_seq = c.backend_isn + 1};
+  Conn again = Conn::v4(c.c2s.sport);
+  again.client_isn = c.client_isn + 100000;
+  again.backend_isn = 0x12345678;
+  std::vector<Seen> out = establish(again);
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_EQ(out[0].pkt.ack(), again.backend_isn + 1);
+  EXPECT_EQ(counters().flows_reused, 1u);
+  EXPECT_EQ(counters().flows_active, 1u);
+}
+
+// A FIN whose sequence number is outside anything the sender could have sent (a blind forgery,
+// either way) is passed on for the endpoint to judge, but must not put a live, idle flow on the
+// closing timer.
+TEST_F(KernelFinTest, ABlindFinDoesNotMoveTheFlowToClosing) {
+  Conn c = Conn::v4();
+  establish(c);
+  SegmentSpec fin{.tuple = c.c2s, .seq = c.client_isn + 1 + 0x40000000u, .ack = c.cookie_isn + 1,
+                  .flags = tcp_flag::ACK | tcp_flag::FIN, .window = c.client_window};
+  EXPECT_EQ(feed(make(fin)).verdict, Verdict::Accept);
+  SegmentSpec sfin{.tuple = c.c2s.reversed(), .seq = c.backend_isn + 1 + 0x40000000u, .ack = c.client_isn + 1,
+                   .flags = tcp_flag::ACK | tcp_flag::FIN, .window = c.backend_window};
+  EXPECT_EQ(feed(make(sfin)).verdict, Verdict::Accept);
+  step(cfg.closing_idle_s * 2 + 1);
+  EXPECT_EQ(counters().flows_active, 1u) << "still established: idle for less than established_idle_s";
+  // The real FIN, at what the client sent, still closes it.
+  SegmentSpec real{.tuple = c.c2s, .seq = c.client_isn + 1, .ack = c.cookie_isn + 1,
+                   .flags = tcp_flag::ACK | tcp_flag::FIN, .window = c.client_window};
+  EXPECT_EQ(feed(make(real)).verdict, Verdict::Accept);
+  step(cfg.closing_idle_s * 2 + 1);
+  EXPECT_EQ(counters().flows_active, 0u);
+}
+
+// A busy client reconnecting faster than the sweep runs: a close the kernel path carried and
+// reported still holds its source's share until merged; a new flow that the share would refuse
+// merges the reported closes first.
+TEST_F(KernelFinTest, ASourceAtItsLimitGetsTheSharesOfReportedClosesBack) {
+  engine.reset();
+  cfg.max_flows_per_source = 1;
+  start();
+  engine->set_kernel_state(&kernel);
+  Conn c = Conn::v4(41000);
+  establish(c);
+  kernel.has = true;
+  kernel.view.to_server = {.has_record = true, .last_ns = now, .sender_next = c.client_isn + 2,
+                           .acked = c.backend_isn + 2, .window_bytes = 65535,
+                           .fin = true, .fin_seq = c.client_isn + 1, .punting = true};
+  kernel.view.to_client = {.has_record = true, .last_ns = now, .sender_next = c.backend_isn + 2,
+                           .acked = c.client_isn + 2, .window_bytes = 65535,
+                           .fin = true, .fin_seq = c.backend_isn + 1};
+  kernel.closes.push_back(c.c2s);
+  Conn d = Conn::v4(41001);  // the same source, another port, before the next sweep
+  establish(d);
+  EXPECT_EQ(counters().flows_refused, 0u);
+  EXPECT_EQ(counters().flows_active, 2u) << "the first lingers, the second is open";
+}
+
+// The server's first reply and its FIN crossed the engine (the to-client entry is published only
+// once the hand-over's packets are out); the client's answers crossed the program, whose record of
+// the server had not started, so it did not take them: its record holds a stale ack. The ack of
+// the client's latest segment (last_ack) is judged here, against the FIN the engine saw: the exact
+// ack of it completes the close (linger), as the program counts one of a FIN it recorded; any
+// other number does not (a blind sender must guess it exactly). Seen in gateway_kernel_churn:
+// flows left closing held their source's share until new ones were refused.
+TEST_F(KernelFinTest, TheExactAckOfAFinTheEngineSawCompletesACloseInTheKernel) {
+  for (const uint32_t off : {0u, 1u, 2u}) {  // 1: the exact ack of the FIN
+    SCOPED_TRACE(off);
+    Conn c = Conn::v4(static_cast<uint16_t>(42000 + off));
+    establish(c);
+    kernel.has = false;
+    const std::vector<uint8_t> reply(100, 'r');
+    SegmentSpec sfin{.tuple = c.c2s.reversed(), .seq = c.backend_isn + 1, .ack = c.client_isn + 1,
+                     .flags = tcp_flag::ACK | tcp_flag::PSH | tcp_flag::FIN, .window = c.backend_window,
+                     .payload = std::span<const uint8_t>(reply)};
+    ASSERT_EQ(feed(make(sfin)).verdict, Verdict::Accept);
+    const uint32_t server_fin = c.backend_isn + 1 + 100;
+    kernel.has = true;
+    kernel.view.to_server = {.has_record = true, .last_ns = now, .sender_next = c.client_isn + 1,
+                             .acked = c.backend_isn + 1 + 50, .window_bytes = 65535,
+                             .fin = true, .fin_seq = c.client_isn + 1, .has_last_ack = true,
+                             .last_ack = server_fin + off, .punting = true};
+    kernel.view.to_client = {.has_record = true, .last_ns = now, .sender_next = server_fin + 1,
+                             .acked = c.client_isn + 2, .window_bytes = 65535, .acked_peer_fin = true};
+    kernel.closes.push_back(c.c2s);
+    step(1);
+    step(cfg.linger_s + 1);
+    EXPECT_EQ(counters().flows_active, off == 1 ? 0u : 1u)
+        << (off == 1 ? "the exact ack: linger, then freed" : "not the FIN's ack: closing, at its idle timer");
+    step(cfg.closing_idle_s * 2 + 1);
+    ASSERT_EQ(counters().flows_active, 0u);
+  }
 }
 
 }  // namespace

@@ -22,4 +22,15 @@ Key map_flow_key(const FlowTuple& t) {
   return k;
 }
 
+// The other way: the tuple a map key names.
+template <typename Key>
+FlowTuple map_flow_tuple(const Key& k) {
+  FlowTuple t;
+  std::memcpy(t.src.bytes.data(), k.src, 16);
+  std::memcpy(t.dst.bytes.data(), k.dst, 16);
+  t.sport = ntohs(k.sport_be);
+  t.dport = ntohs(k.dport_be);
+  return t;
+}
+
 }  // namespace syngate::bpf

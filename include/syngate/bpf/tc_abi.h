@@ -8,17 +8,24 @@
  * same parameters. From then on the programs translate what they can and set SG_TC_MARK on the
  * packet, which the NFQUEUE rules skip (matched with the mask SG_TC_MARK: an operator's own
  * MARK/CONNMARK bits are left alone); anything they cannot rewrite (IPv4 options, fragments,
- * IPv6 extension headers, an option layout they cannot walk, SYN, RST, FIN, a map miss) goes on
+ * IPv6 extension headers, an option layout they cannot walk, SYN, RST, a map miss) goes on
  * unmarked to NFQUEUE as before.
+ *
+ * The close. FIN segments are translated by the programs, both ways, and recorded (when their
+ * sequence number is believable, as for an RST) for the engine, which the programs tell through
+ * sg_tc_events. After a FIN the server's segments stay in the kernel; the client's go to NFQUEUE
+ * once the client has sent its FIN: a client reuses its port only after that (or an RST), so a new
+ * cookie ACK on the lingering pair reaches the engine. A believable RST, or the engine's punt,
+ * sends every segment of both directions to NFQUEUE (lib/tc_rewritable.h says it once).
  *
  * Ownership. Only the daemon creates and deletes entries; the programs only update the
  * kernel-kept fields below, so a forged packet can never remove state.
  *
  * The object (bpf/syngate_tc.bpf.c, skeleton `syngate_tc`): programs sg_tc_ingress and
  * sg_tc_egress (SEC "tc", clsact), map sg_tc_flows (BPF_MAP_TYPE_HASH, this key and value; the
- * daemon sets max_entries before load) and sg_tc_counters (BPF_MAP_TYPE_PERCPU_ARRAY of __u64,
- * indexed by enum sg_tc_counter). A segment of either direction is punted once either of the
- * flow's two entries has `closing` set. */
+ * daemon sets max_entries before load), sg_tc_counters (BPF_MAP_TYPE_PERCPU_ARRAY of __u64,
+ * indexed by enum sg_tc_counter) and sg_tc_events (BPF_MAP_TYPE_RINGBUF of struct sg_tc_flow_key,
+ * client -> server: a flow whose close the engine should merge now, not at its idle timeout). */
 #ifndef SYNGATE_BPF_TC_ABI_H
 #define SYNGATE_BPF_TC_ABI_H
 
@@ -49,10 +56,15 @@ enum sg_tc_direction {
  * plausible ones against the reverse entry's record); newest_tsval/newest_tsval_seq hold one. */
 #define SG_TC_SEEN_RECORD 0x01u
 #define SG_TC_SEEN_TSVAL 0x02u
+/* This direction acknowledged the other's recorded FIN (acked past its fin_seq): told once. */
+#define SG_TC_SEEN_PEER_FIN_ACKED 0x04u
+/* last_ack holds the ack of this direction's latest translated segment, taken by the record or not. */
+#define SG_TC_SEEN_LAST_ACK 0x08u
 
 /* value.closing, set by the program (never cleared by it). FIN: a FIN sg_fin_believable takes
  * (fin_seq = its seq + payload length, the first one's). RST: one sg_rst_check does not call a blind guess
- * (exact, or in the receiver's window; always while either direction's record is empty). */
+ * (exact, or in the receiver's window; always while either direction's record is empty). A blind FIN
+ * is still translated (the endpoint judges it) but changes nothing here. */
 #define SG_TC_SEEN_FIN 0x01u
 #define SG_TC_SEEN_RST 0x02u
 /* Set by the daemon (the only write it makes to a live entry besides creating it): the engine saw
@@ -84,8 +96,13 @@ struct sg_tc_flow {
   sg_u32 newest_tsval_seq; /* the sequence number that carried newest_tsval */
   sg_u32 fin_seq;        /* sequence number of this direction's FIN when SG_TC_SEEN_FIN */
   sg_u8 seen;            /* SG_TC_SEEN_RECORD | SG_TC_SEEN_TSVAL: which fields above hold something */
-  sg_u8 closing;         /* SG_TC_SEEN_*: the program punts this flow to NFQUEUE from now on */
-  sg_u8 pad[6];
+  sg_u8 closing;         /* SG_TC_SEEN_FIN/RST, SG_TC_CLOSED_BY_ENGINE: what punts (tc_rewritable.h) */
+  sg_u8 pad[2];
+  sg_u32 last_ack;       /* the ack of the latest segment translated (SG_TC_SEEN_LAST_ACK), in the
+                            receiver's space, whether the record took it or not: a segment answering
+                            a FIN the engine saw (the other direction's record not started) is not
+                            taken, and the engine judges this against its own record (an exact ack
+                            of the FIN only, as for an RST) */
   sg_u64 packets;        /* segments translated by the program (atomic adds) */
 };
 
@@ -95,9 +112,10 @@ struct sg_tc_flow {
 
 enum sg_tc_counter {
   SG_TC_TRANSLATED = 0, /* translated and marked */
-  SG_TC_PUNTED,         /* a flow's packet the program left to NFQUEUE (SYN/FIN/RST, layout) */
+  SG_TC_PUNTED,         /* a flow's packet the program left to NFQUEUE (SYN/RST, after a FIN, layout) */
   SG_TC_ALREADY_MARKED, /* egress: translated before (ingress, engine verdict, syngate's own) */
   SG_TC_MISS,           /* TCP with no flow entry: left alone */
+  SG_TC_EVENT_LOST,     /* sg_tc_events full: the engine learns of that close at its idle timer */
   SG_TC_COUNTER_COUNT
 };
 
