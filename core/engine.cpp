@@ -342,6 +342,10 @@ struct Engine::Impl {
     if (!kernel->read(f.key, v)) return false;
     const KernelRecord& r = to_client ? v.to_client : v.to_server;
     if (!r.has_record) return false;
+    // Sent after its sender's FIN, which crossed tc: after the hand-over went live, so it waited
+    // behind nothing (the client's segments come to the queue after its FIN by design; its
+    // window updates there carry the same ack as the FIN and a larger window).
+    if (r.fin && !sg_seq_before(p.seq(), r.fin_seq + 1)) return false;
     const uint32_t ack = to_client ? p.ack() : sg_ack_to_backend(p.ack(), f.delta);
     if (sg_seq_before(ack, r.acked)) return true;
     const sg_flow_shifts shift = shifts(f);

@@ -456,12 +456,23 @@ TEST_F(KernelMergeTest, AQueuedAckThatNewerOnesThroughTcSupersededIsDropped) {
                 .window = c.client_window, .options = c.client_ts_opts(1500)};
   EXPECT_EQ(feed(make(a)).verdict, Verdict::Drop);
   EXPECT_EQ(counters().drop(DropReason::AckSuperseded), 3u);
+  // Once its FIN crossed tc, the client's segments come to the queue: a window update sent after
+  // the FIN (its seq past it, the FIN's ack, a larger window) is new, not a straggler.
+  kernel.view.to_server.fin = true;
+  kernel.view.to_server.fin_seq = c.client_isn + 1 + up;
+  kernel.view.to_server.window_bytes = 1000;
+  SegmentSpec w{.tuple = c.c2s, .seq = c.client_isn + 2 + up, .ack = c.cookie_isn + 1 + 4000, .flags = tcp_flag::ACK,
+                .window = c.client_window, .options = c.client_ts_opts(1501)};
+  EXPECT_EQ(feed(make(w)).verdict, Verdict::Accept) << "a window update after the client's FIN";
+  w.seq = c.client_isn + 1 + up;
+  EXPECT_EQ(feed(make(w)).verdict, Verdict::Drop) << "the same update from before the FIN is an old one";
+  EXPECT_EQ(counters().drop(DropReason::AckSuperseded), 4u);
 
   // Once the kernel path says no segment queued before the hand-over can still come, the check is
   // not made (the ack passes as before it existed).
   kernel.fresh = false;
   EXPECT_EQ(feed(server_ack(up / 2, c.backend_ts + 2)).verdict, Verdict::Accept);
-  EXPECT_EQ(counters().drop(DropReason::AckSuperseded), 3u);
+  EXPECT_EQ(counters().drop(DropReason::AckSuperseded), 4u);
 }
 
 // A FIN the program recorded (and translated: the engine never sees it). The engine folds it in
