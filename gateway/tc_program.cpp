@@ -348,25 +348,60 @@ void Program::delete_flow(const FlowTuple& c2s) noexcept {
   bpf_map_delete_elem(fd, &b);
 }
 
-// The keys are collected by one walk, then deleted. Deleting as it walks would restart every step
-// from the first key (the current one is gone), and the kernel finds the first key by scanning the
-// buckets from the start: quadratic, 7-9 s of a core for the 30k entries 15k lingering connections
-// leave in a map of 2^19 buckets, and minutes for a full table, all while stop() holds the gateway.
-// A walk that meets a key deleted under it starts again from the first (a duplicate delete fails
-// harmlessly); entries written meanwhile are taken by the next round.
+namespace {
+// Every entry of the flow map once. By buckets (BPF_MAP_LOOKUP_BATCH) where the kernel has it: a
+// get_next_key walk whose last key is deleted under it (the workers free flows while a scrape or
+// stop() walks) starts again from the first key and meets entries twice; a batch walk keeps its
+// place by bucket, and takes many entries per system call.
+template <class Fn>
+void walk_flows(int fd, Fn&& fn) {
+  uint32_t room = 256;
+  std::vector<sg_tc_flow_key> keys(room);
+  std::vector<sg_tc_flow> values(room);
+  uint32_t cursor = 0, next = 0;
+  bool started = false;
+  for (;;) {
+    uint32_t count = room;
+    LIBBPF_OPTS(bpf_map_batch_opts, opts);
+    const int rc = bpf_map_lookup_batch(fd, started ? &cursor : nullptr, &next, keys.data(), values.data(), &count, &opts);
+    if (rc == -ENOSPC && count == 0 && room < (1u << 16)) {  // one bucket holds more than `room`
+      room *= 2;
+      keys.resize(room);
+      values.resize(room);
+      continue;
+    }
+    if (rc != 0 && rc != -ENOENT) break;
+    for (uint32_t i = 0; i < count && i < room; ++i) fn(keys[i], values[i]);
+    if (rc == -ENOENT) return;  // the last bucket was in this batch
+    cursor = next;
+    started = true;
+  }
+  if (started) return;  // a failure midway: what was walked is all there is
+  // No batch lookup for this map (a kernel before 5.6): key by key.
+  sg_tc_flow_key key{}, at{};
+  const void* prev = nullptr;
+  while (bpf_map_get_next_key(fd, prev, &at) == 0) {
+    sg_tc_flow v{};
+    if (bpf_map_lookup_elem(fd, &at, &v) == 0) fn(at, v);
+    key = at;
+    prev = &key;
+  }
+}
+}  // namespace
+
+// The keys are collected by one walk, then deleted. Deleting as a get_next_key walk goes would
+// restart every step from the first key, and the kernel finds that key by scanning the buckets
+// from the start: quadratic, 7-9 s of a core for the 30k entries 15k lingering connections leave
+// in a map of 2^19 buckets, minutes for a full table, all while stop() holds the gateway. Entries
+// written meanwhile are taken by the next round.
 uint64_t Program::clear_flows() noexcept {
   const int fd = impl_->flows_fd();
   uint64_t n = 0;
   std::vector<sg_tc_flow_key> keys;
   for (int round = 0; round < 4; ++round) {
     keys.clear();
-    sg_tc_flow_key next{};
-    // Bounded: each restart walks again from the first key.
-    const size_t most = 2 * static_cast<size_t>(bpf_map__max_entries(impl_->skel->maps.sg_tc_flows));
     try {
-      while (keys.size() < most && bpf_map_get_next_key(fd, keys.empty() ? nullptr : &keys.back(), &next) == 0) {
-        keys.push_back(next);
-      }
+      walk_flows(fd, [&](const sg_tc_flow_key& k, const sg_tc_flow&) { keys.push_back(k); });
     } catch (const std::bad_alloc&) {
       // Out of memory: what was collected goes, and the next round walks again.
     }
@@ -385,25 +420,17 @@ bool Program::write_key(const sg_tc_flow_key& key, const sg_tc_flow& value) noex
 }
 
 std::vector<std::pair<sg_tc_flow_key, sg_tc_flow>> Program::entries() const {
-  const int fd = impl_->flows_fd();
   std::vector<std::pair<sg_tc_flow_key, sg_tc_flow>> out;
-  sg_tc_flow_key next{};
-  while (bpf_map_get_next_key(fd, out.empty() ? nullptr : &out.back().first, &next) == 0) {
-    sg_tc_flow v{};
-    if (bpf_map_lookup_elem(fd, &next, &v) == 0) out.emplace_back(next, v);
-  }
+  walk_flows(impl_->flows_fd(), [&](const sg_tc_flow_key& k, const sg_tc_flow& v) { out.emplace_back(k, v); });
   return out;
 }
 
 uint64_t Program::flow_entries_count() const noexcept {
-  const int fd = impl_->flows_fd();
   uint64_t n = 0;
-  sg_tc_flow_key key{}, next{};
-  const void* prev = nullptr;
-  while (bpf_map_get_next_key(fd, prev, &next) == 0) {
-    ++n;
-    key = next;
-    prev = &key;
+  try {
+    walk_flows(impl_->flows_fd(), [&](const sg_tc_flow_key&, const sg_tc_flow&) { ++n; });
+  } catch (const std::bad_alloc&) {
+    // The walk's buffers: the count so far.
   }
   return n;
 }

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <set>
 
 #include "syngate/bpf/tc_abi.h"
 #include "tc_program.hpp"
@@ -29,6 +30,13 @@ TEST(TcMap, ClearFlowsDeletesEveryEntryOfAFullMap) {
   const sg_tc_flow value{};
   for (uint32_t i = 0; i < capacity; ++i) ASSERT_TRUE(program.write_key(key_of(i), value)) << i;
   EXPECT_EQ(program.flow_entries_count(), capacity);
+  std::set<uint32_t> seen;
+  for (const auto& [k, v] : program.entries()) {
+    uint32_t i = 0;
+    std::memcpy(&i, k.src, sizeof i);
+    EXPECT_TRUE(seen.insert(i).second) << "entry " << i << " walked twice";
+  }
+  EXPECT_EQ(seen.size(), capacity);
   EXPECT_EQ(program.clear_flows(), capacity);
   EXPECT_EQ(program.flow_entries_count(), 0u);
   EXPECT_TRUE(program.entries().empty());
