@@ -82,12 +82,12 @@ std::unique_ptr<FastPath> FastPath::start(gw::XdpMode mode, std::vector<std::str
     planned = false;
     spdlog::warn("xdp: cannot read links and routes ({}); attaching to every up interface", e.what());
     for (const std::string& name : fast->listed_.empty() ? gw::default_interfaces() : fast->listed_) {
-      plan.interfaces.push_back({static_cast<int>(if_nametoindex(name.c_str())), name, {"up"}});
+      plan.interfaces.push_back({static_cast<int>(if_nametoindex(name.c_str())), name, {"up"}, true});
     }
   }
   if (planned) {
     spdlog::info("xdp: {} interface(s) need the fast path{}", plan.interfaces.size(),
-                 fast->listed_.empty() ? " (clients by the default routes, servers by the routes to the services)"
+                 fast->listed_.empty() ? " (where clients arrive: by the default routes)"
                                        : " (listed in [xdp] interfaces)");
     for (const std::string& line : gw::describe(plan)) spdlog::info("xdp: needed on {}", line);
     for (const std::string& note : plan.notes) spdlog::info("xdp: {}", note);
@@ -123,7 +123,7 @@ gw::InterfacePlan FastPath::plan() {
   facts.had_default = had_default_;
   links_ = facts.links;
   had_default_ = had_default_ || !facts.defaults.empty();
-  return listed_.empty() ? gw::plan_interfaces(facts, gateway_mode_) : gw::plan_listed(facts, listed_);
+  return listed_.empty() ? gw::client_side(gw::plan_interfaces(facts, gateway_mode_)) : gw::plan_listed(facts, listed_);
 }
 
 void FastPath::apply(const gw::InterfacePlan& plan) {

@@ -21,19 +21,20 @@ class Chooser {
   Chooser(const RoutingFacts& facts, InterfacePlan& plan) : facts_(facts), plan_(plan) {}
 
   // False when the interface cannot take a program (noted once per interface and cause).
-  bool add(int ifindex, const std::string& reason) {
+  bool add(int ifindex, const std::string& reason, bool clients) {
     const LinkFact* link = find_link(facts_, ifindex);
     if (!link) return note("ifindex " + std::to_string(ifindex) + " (" + reason + "): no such interface");
     if (link->loopback) return note(link->name + " (" + reason + "): loopback carries only this host's own traffic");
     if (!link->up) return note(link->name + " (" + reason + "): down");
-    auto& reasons = chosen_[ifindex];
-    if (std::find(reasons.begin(), reasons.end(), reason) == reasons.end()) reasons.push_back(reason);
+    Chosen& c = chosen_[ifindex];
+    if (std::find(c.reasons.begin(), c.reasons.end(), reason) == c.reasons.end()) c.reasons.push_back(reason);
+    c.clients = c.clients || clients;
     return true;
   }
   bool any() const { return !chosen_.empty(); }
   void finish() {
-    for (auto& [ifindex, reasons] : chosen_) {
-      plan_.interfaces.push_back({ifindex, find_link(facts_, ifindex)->name, reasons});
+    for (auto& [ifindex, c] : chosen_) {
+      plan_.interfaces.push_back({ifindex, find_link(facts_, ifindex)->name, c.reasons, c.clients});
     }
   }
   bool note(const std::string& text) {
@@ -44,7 +45,11 @@ class Chooser {
  private:
   const RoutingFacts& facts_;
   InterfacePlan& plan_;
-  std::map<int, std::vector<std::string>> chosen_;
+  struct Chosen {
+    std::vector<std::string> reasons;
+    bool clients = false;
+  };
+  std::map<int, Chosen> chosen_;
 };
 
 }  // namespace
@@ -55,7 +60,7 @@ InterfacePlan plan_interfaces(const RoutingFacts& facts, Mode mode) {
   for (const DefaultRouteFact& d : facts.defaults) {
     std::string reason = std::string("default route (") + (d.v6 ? "IPv6" : "IPv4");
     reason += d.via.empty() ? ")" : " via " + d.via + ")";
-    chooser.add(d.ifindex, reason + ": clients arrive here");
+    chooser.add(d.ifindex, reason + ": clients arrive here", true);
   }
   // A default route through a down interface still says where clients come from: it is down.
   const bool have_default = !facts.defaults.empty() || facts.had_default;
@@ -79,13 +84,27 @@ InterfacePlan plan_interfaces(const RoutingFacts& facts, Mode mode) {
       chooser.note("service " + addr + " is on another host, but gateway.mode = \"host\" queues only this "
                    "host's own traffic");
     }
-    for (int ifindex : s.ifindexes) chooser.add(ifindex, "route to service " + addr + ": toward the servers");
+    for (int ifindex : s.ifindexes) chooser.add(ifindex, "route to service " + addr + ": toward the servers", false);
   }
   if (!have_default) {
-    // No uplink to tell the client side by: a client can come through any route there is.
+    // No uplink to tell the client side by: a client can come through any route there is, except
+    // an interface that leads to the servers, unless no other has a route (one-armed).
+    std::vector<int> toward_servers;
+    for (const ServiceRouteFact& s : facts.services) {
+      if (!s.local) toward_servers.insert(toward_servers.end(), s.ifindexes.begin(), s.ifindexes.end());
+    }
+    auto leads_to_servers = [&](int ifindex) {
+      return std::find(toward_servers.begin(), toward_servers.end(), ifindex) != toward_servers.end();
+    };
+    const bool one_armed = std::all_of(facts.routed.begin(), facts.routed.end(),
+                                       [&](const RoutedFact& r) { return leads_to_servers(r.ifindex); });
     bool taken = false;
     for (const RoutedFact& r : facts.routed) {
-      taken |= chooser.add(r.ifindex, "no default route; clients may arrive by route " + r.prefix);
+      const bool clients = one_armed || !leads_to_servers(r.ifindex);
+      taken |= chooser.add(r.ifindex,
+                           clients ? "no default route; clients may arrive by route " + r.prefix
+                                   : "no default route; route " + r.prefix + " leads to the servers",
+                           clients);
     }
     chooser.note(std::string("no default route in this namespace: ") +
                  (taken ? "every up interface with a route is taken" : "and no other route either") +
@@ -102,10 +121,24 @@ InterfacePlan plan_listed(const RoutingFacts& facts, const std::vector<std::stri
     if (it == facts.links.end()) {
       plan.notes.push_back(name + " (listed in [xdp] interfaces): no such interface (yet)");
     } else {
-      plan.interfaces.push_back({it->ifindex, name, {"listed in [xdp] interfaces"}});
+      plan.interfaces.push_back({it->ifindex, name, {"listed in [xdp] interfaces"}, true});
     }
   }
   return plan;
+}
+
+InterfacePlan client_side(const InterfacePlan& plan) {
+  InterfacePlan out;
+  out.notes = plan.notes;
+  for (const InterfaceChoice& c : plan.interfaces) {
+    if (c.clients) {
+      out.interfaces.push_back(c);
+    } else {
+      out.notes.push_back(c.name + " leads only toward the servers: no fast path there (it would pass every reply, "
+                          "and in generic mode copy each first)");
+    }
+  }
+  return out;
 }
 
 std::vector<std::string> describe(const InterfacePlan& plan) {

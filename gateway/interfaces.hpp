@@ -57,6 +57,9 @@ struct InterfaceChoice {
   int ifindex = 0;
   std::string name;
   std::vector<std::string> reasons;  // why, one line per fact that makes it needed
+  // Clients (and floods) arrive here: the XDP fast path's side. False: it leads only toward the
+  // servers, where the tc programs translate the replies and XDP would have nothing to answer.
+  bool clients = false;
   friend bool operator==(const InterfaceChoice&, const InterfaceChoice&) = default;
 };
 
@@ -74,8 +77,14 @@ struct InterfacePlan {
 // gateway.mode (notes).
 InterfacePlan plan_interfaces(const RoutingFacts& facts, Mode mode);
 
-// `[xdp] interfaces` given: exactly those that exist (up or not), in the order listed.
+// `[xdp] interfaces` given: exactly those that exist (up or not), in the order listed, each taken
+// as a client side.
 InterfacePlan plan_listed(const RoutingFacts& facts, const std::vector<std::string>& listed);
+
+// The XDP fast path's part of a plan: the interfaces clients arrive on. Every packet it sees on an
+// interface toward the servers is a reply it passes, and in generic mode (veth, drivers without
+// XDP) each costs a copy of the whole GRO super-packet first; a note names each one left out.
+InterfacePlan client_side(const InterfacePlan& plan);
 
 // The plan as log lines: "g1: default route (IPv4 via 10.10.1.2)".
 std::vector<std::string> describe(const InterfacePlan& plan);

@@ -48,6 +48,12 @@ TEST(InterfaceRule, ClientsByTheDefaultRouteServersByTheServiceRouteNothingElse)
   EXPECT_NE(p.interfaces[1].reasons[0].find("route to service 10.10.3.2"), std::string::npos);
   EXPECT_TRUE(p.notes.empty());
   EXPECT_EQ(describe(p)[0], "g1: default route (IPv4 via 10.10.1.2): clients arrive here");
+  // The tc programs take both; the XDP fast path only the side clients arrive on.
+  EXPECT_TRUE(p.interfaces[0].clients);
+  EXPECT_FALSE(p.interfaces[1].clients);
+  const InterfacePlan xdp = client_side(p);
+  EXPECT_EQ(names(xdp), std::vector<std::string>{"g1"});
+  EXPECT_TRUE(notes_contain(xdp, "g3 leads only toward the servers"));
 }
 
 TEST(InterfaceRule, EveryDefaultRouteAndEveryNexthopCounts) {
@@ -66,6 +72,7 @@ TEST(InterfaceRule, OneInterfaceForBothSidesHasBothReasons) {
   const InterfacePlan p = plan_interfaces(f, Mode::Router);
   EXPECT_EQ(names(p), std::vector<std::string>{"g1"});
   EXPECT_EQ(p.interfaces[0].reasons.size(), 2u);
+  EXPECT_EQ(names(client_side(p)), std::vector<std::string>{"g1"});
 }
 
 TEST(InterfaceRule, HostModeServiceIsLocalNothingTowardIt) {
@@ -128,6 +135,20 @@ TEST(InterfaceRule, WithoutADefaultRouteEveryRoutedInterface) {
   EXPECT_EQ(names(p), (std::vector<std::string>{"g1", "g2", "g3"}));
   EXPECT_TRUE(notes_contain(p, "no default route"));
   EXPECT_EQ(p.interfaces[1].reasons.size(), 2u);  // both of g2's routes
+  // g3 carries the route to the service: the servers' side, not a client's.
+  EXPECT_EQ(names(client_side(p)), (std::vector<std::string>{"g1", "g2"}));
+}
+
+// One-armed and without a default route: clients and servers share the only routed interface.
+TEST(InterfaceRule, WithoutADefaultRouteTheOnlyRoutedInterfaceIsAClientSideToo) {
+  RoutingFacts f;
+  f.links = {{1, "lo", true, true}, {2, "eth0", true, false}};
+  f.services = {{addr("10.10.3.2"), false, {2}}};
+  f.routed = {{2, "10.10.0.0/16"}};
+  const InterfacePlan p = plan_interfaces(f, Mode::Router);
+  ASSERT_EQ(names(p), std::vector<std::string>{"eth0"});
+  EXPECT_TRUE(p.interfaces[0].clients);
+  EXPECT_EQ(names(client_side(p)), std::vector<std::string>{"eth0"});
 }
 
 // The uplink goes down and its default route with it: that is not a namespace without a default
@@ -151,6 +172,7 @@ TEST(InterfaceRule, ListedInterfacesWinAsListedUpOrNot) {
   f.links[2].up = false;  // g2
   const InterfacePlan p = plan_listed(f, {"u0", "g2", "eth9"});
   EXPECT_EQ(names(p), (std::vector<std::string>{"u0", "g2"}));
+  EXPECT_EQ(names(client_side(p)), (std::vector<std::string>{"u0", "g2"})) << "listed: the operator's word";
   EXPECT_TRUE(notes_contain(p, "eth9 (listed in [xdp] interfaces): no such interface"));
 }
 
