@@ -765,8 +765,16 @@ void OvertakeWatch::received(bool took_everything) noexcept {
 
 void OvertakeWatch::handled(uint64_t now_ns) noexcept {
   if (forget_before_ == 0) return;
-  // Flows kept for their minimum time go at a later turn that empties the queue.
-  erase_where([&](const Watched& w) { return w.epoch < forget_before_ && now_ns - w.published_ns >= kMinWatchNs; });
+  // Flows kept for their minimum time go at a later turn that empties the queue. flows_ is in
+  // publication order (epoch and time never go back along it), so those that go are a prefix: the
+  // walk stops at the first that stays instead of reading all (this runs at every such turn).
+  size_t done = 0;
+  while (done < flows_.size() && flows_[done].epoch < forget_before_ &&
+         now_ns - flows_[done].published_ns >= kMinWatchNs) {
+    --watched_in_bucket_[bucket(flows_[done].flow)];
+    ++done;
+  }
+  flows_.erase(flows_.begin(), flows_.begin() + static_cast<std::ptrdiff_t>(done));
   forget_before_ = 0;
 }
 
@@ -776,6 +784,7 @@ bool OvertakeWatch::watching(const void* owner, const FlowTuple& flow) const noe
 }
 
 void OvertakeWatch::forget(const void* owner, const FlowTuple& flow) noexcept {
+  if (watched_in_bucket_[bucket(flow)] == 0) return;  // every freed flow comes here
   erase_where([&](const Watched& w) { return w.owner == owner && w.flow == flow; });
 }
 
