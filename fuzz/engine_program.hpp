@@ -47,14 +47,28 @@ inline void record(std::vector<uint8_t>& trace, const EngineCounters& c) {
   record<EngineCounters>(trace, c);
 }
 
+// The program's buffers, kept from input to input (one program runs at a time): allocations under
+// ASan (a stack trace each, a quarantine) cost more than a packet's trip through the engine.
+// Nothing read from them outlives the step that wrote it.
+struct Buffers {
+  std::vector<std::vector<uint8_t>> sent;  // the packets the engine emitted in this step
+  std::vector<uint8_t> built;              // a segment as build_tcp_packet makes it
+  std::vector<uint8_t> pkt;                // the packet fed to the engine
+  std::vector<uint8_t> before;             // pkt as it was fed, for the checksum rule
+  std::vector<TcpPacket> out;              // views into sent
+};
+inline Buffers& buffers() {
+  static Buffers b;
+  return b;
+}
+
 // Checks what the engine emits and, for the reset test, appends it to the trace. Keeps the
-// packets of the current step (begin() forgets them) parsed, in buffers reused from step to step:
-// allocations under ASan cost more than a packet's trip through the engine.
+// packets of the current step (begin() forgets them) parsed.
 struct Sink : PacketSink {
   std::vector<uint8_t>* trace = nullptr;
-  std::vector<std::vector<uint8_t>> bufs;
-  std::vector<TcpPacket> out;  // views into bufs
-  explicit Sink(std::vector<uint8_t>* t) : trace(t) {}
+  std::vector<std::vector<uint8_t>>& bufs = buffers().sent;
+  std::vector<TcpPacket>& out = buffers().out;  // views into bufs
+  explicit Sink(std::vector<uint8_t>* t) : trace(t) { out.clear(); }
   void begin() { out.clear(); }
   void send(std::span<const uint8_t> p) override {
     if (out.size() == bufs.size()) bufs.emplace_back();
@@ -87,8 +101,16 @@ inline FlowTuple client_tuple(int i) {
 
 }  // namespace engine_program
 
-// The engine's configuration: small tables (the flows of a few clients fill them) and a few
-// settings from the input's first bytes.
+// The engine's settings that come from the input's first bytes.
+inline void engine_program_settings(Input& in, EngineConfig& cfg) {
+  cfg.backend_syn_retries = in.u8() % 4;
+  cfg.announced_wscale = in.u8() % 15;
+  cfg.icmp_next_queue = cfg.announced_wscale & 1;
+}
+
+// The engine's configuration: small tables (the flows of a few clients fill them) and the
+// settings from the input's first bytes. A caller that keeps it from input to input updates it
+// with engine_program_settings and clears its proven sources.
 inline EngineConfig engine_program_config(Input& in) {
   EngineConfig cfg;
   cfg.services = {{*Address::parse("10.10.3.2"), 80}, {*Address::parse("fd00::2"), 443}};
@@ -98,9 +120,7 @@ inline EngineConfig engine_program_config(Input& in) {
   cfg.budget_cells = 64;  // a few clients: a reset clears 1 KiB, not 256
   cfg.early_data_bytes = 64;
   cfg.early_data_slots = 2;
-  cfg.backend_syn_retries = in.u8() % 4;
-  cfg.announced_wscale = in.u8() % 15;
-  cfg.icmp_next_queue = cfg.announced_wscale & 1;
+  engine_program_settings(in, cfg);
   return cfg;
 }
 
@@ -132,9 +152,16 @@ inline void run_engine_program(Engine& engine, Input& in, std::vector<uint8_t>* 
   }();
   auto tuple_of = [](int i) -> const FlowTuple& { return tuples[static_cast<size_t>(i)]; };
 
+  Buffers& bufs = buffers();
   auto feed = [&](std::vector<uint8_t>& pkt, bool ready) {
-    ParseResult before = parse_tcp_packet(pkt);
-    const bool was_valid = before && before.packet.checksum_valid();
+    // Kept as fed and parsed only if the checksum rule below needs to know whether it was valid
+    // (an in-place rewrite of a segment): parsing every packet for it cost as much as the copy
+    // saves many times over.
+    bufs.before.assign(pkt.begin(), pkt.end());
+    auto was_valid = [&] {
+      ParseResult before = parse_tcp_packet(bufs.before);
+      return before && before.packet.checksum_valid();
+    };
     const IcmpError icmp = parse_icmp_error(pkt);
     const bool icmp_plain = icmp.kind != IcmpKind::NotIcmp && (pkt[0] >> 4 == 4 || pkt[6] == 58);
     const bool icmp_valid = icmp_plain && syngate::test::icmp_checksum_residue(pkt) == 0;
@@ -155,7 +182,7 @@ inline void run_engine_program(Engine& engine, Input& in, std::vector<uint8_t>* 
     } else if (d.modified) {
       ParseResult after = parse_tcp_packet(pkt);
       check(static_cast<bool>(after));
-      if (was_valid || !ready || d.length) check(after.packet.checksum_valid());
+      if (!ready || d.length || was_valid()) check(after.packet.checksum_valid());
     }
     // Learn what the engine told each side, so later packets can answer it. Only SYNs teach
     // anything: the rest of what the engine sends is not matched against the clients at all.
@@ -180,16 +207,20 @@ inline void run_engine_program(Engine& engine, Input& in, std::vector<uint8_t>* 
     }
   };
 
-  std::vector<uint8_t> buf(kMaxHeadersLen + 256);
-  // The packet fed to the engine, one buffer for the whole input: room for an ICMP error quoting
-  // a full segment plus the 64 bytes feed() lets a segment grow by, so it never reallocates.
-  std::vector<uint8_t> pkt;
+  std::vector<uint8_t>& buf = bufs.built;
+  buf.resize(kMaxHeadersLen + 256);
+  // The packet fed to the engine: room for an ICMP error quoting a full segment plus the 64 bytes
+  // feed() lets a segment grow by, so it never reallocates.
+  std::vector<uint8_t>& pkt = bufs.pkt;
   pkt.reserve(2 * buf.size() + 128);
+  bufs.before.reserve(pkt.capacity());
+  // The segments carry zeros (what the engine does with payload does not depend on its bytes).
+  static constexpr uint8_t payload[100] = {};
   while (!in.empty()) {
     const uint8_t op = in.u8();
     const int who = op >> 5 & 3;
     Peer& peer = peers[who];
-    const FlowTuple t = tuple_of(who);
+    const FlowTuple& t = tuple_of(who);
     const uint8_t bits = in.u8();
     TcpOptions o;
     o.has_timestamps = bits & 1;
@@ -199,7 +230,6 @@ inline void run_engine_program(Engine& engine, Input& in, std::vector<uint8_t>* 
     o.wscale = in.u8();
     o.sack_permitted = bits & 8;
     const uint8_t len = in.u8() % 100;
-    uint8_t payload[100] = {};
     SegmentSpec s;
     s.options = o;
     s.window = in.u16();
