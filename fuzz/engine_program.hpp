@@ -109,8 +109,7 @@ inline void engine_program_settings(Input& in, EngineConfig& cfg) {
 }
 
 // The engine's configuration: small tables (the flows of a few clients fill them) and the
-// settings from the input's first bytes. A caller that keeps it from input to input updates it
-// with engine_program_settings and clears its proven sources.
+// settings from the input's first bytes. A caller may keep it: engine_program_next_config.
 inline EngineConfig engine_program_config(Input& in) {
   EngineConfig cfg;
   cfg.services = {{*Address::parse("10.10.3.2"), 80}, {*Address::parse("fd00::2"), 443}};
@@ -122,6 +121,15 @@ inline EngineConfig engine_program_config(Input& in) {
   cfg.early_data_slots = 2;
   engine_program_settings(in, cfg);
   return cfg;
+}
+
+// The configuration for the next input when one is kept from input to input (as fuzz_engine
+// does, to spare an allocation per input): the input's settings, and the shared table of proven
+// sources cleared, as a new one.
+inline const EngineConfig& engine_program_next_config(EngineConfig& kept, Input& in) {
+  engine_program_settings(in, kept);
+  kept.proven_sources->clear(kept.hash_key);
+  return kept;
 }
 
 inline CookieJar engine_program_cookies() {
@@ -221,8 +229,10 @@ inline void run_engine_program(Engine& engine, Input& in, std::vector<uint8_t>* 
     const int who = op >> 5 & 3;
     Peer& peer = peers[who];
     const FlowTuple& t = tuple_of(who);
+    const FlowTuple& back = reversed[static_cast<size_t>(who)];  // the backend's direction
     const uint8_t bits = in.u8();
-    TcpOptions o;
+    SegmentSpec s;
+    TcpOptions& o = s.options;
     o.has_timestamps = bits & 1;
     o.tsval = in.u32();
     o.tsecr = (bits & 2) ? peer.synack_ts : in.u32();
@@ -230,8 +240,6 @@ inline void run_engine_program(Engine& engine, Input& in, std::vector<uint8_t>* 
     o.wscale = in.u8();
     o.sack_permitted = bits & 8;
     const uint8_t len = in.u8() % 100;
-    SegmentSpec s;
-    s.options = o;
     s.window = in.u16();
     s.payload = std::span<const uint8_t>(payload, (bits & 16) ? len : 0);
     const uint32_t jitter = (bits & 32) ? in.u32() : in.u8() % 4;
@@ -253,7 +261,7 @@ inline void run_engine_program(Engine& engine, Input& in, std::vector<uint8_t>* 
         break;
       case 2:  // backend SYN-ACK
         peer.backend_isn = in.u32();
-        s.tuple = t.reversed();
+        s.tuple = back;
         s.seq = peer.backend_isn;
         s.ack = peer.client_isn + 1 + ((bits & 64) ? jitter : 0);
         s.flags = tcp_flag::SYN | tcp_flag::ACK;
@@ -261,13 +269,13 @@ inline void run_engine_program(Engine& engine, Input& in, std::vector<uint8_t>* 
         s.payload = {};
         break;
       case 3:  // backend data / FIN
-        s.tuple = t.reversed();
+        s.tuple = back;
         s.seq = peer.backend_isn + 1 + jitter;
         s.ack = peer.client_isn + 1 + in.u16();
         s.flags = tcp_flag::ACK | ((bits & 128) ? tcp_flag::FIN : 0);
         break;
       case 4:  // RST either way
-        s.tuple = (bits & 64) ? t.reversed() : t;
+        s.tuple = (bits & 64) ? back : t;
         s.seq = (bits & 64) ? peer.backend_isn + 1 : peer.client_isn + 1;
         s.ack = peer.client_isn + 1;
         s.flags = tcp_flag::RST | ((bits & 128) ? tcp_flag::ACK : 0);
@@ -286,7 +294,7 @@ inline void run_engine_program(Engine& engine, Input& in, std::vector<uint8_t>* 
         if (trace) trace->push_back(0xa5);
         continue;
       case 7: {  // a well-formed packet with one byte flipped
-        s.tuple = (bits & 64) ? t.reversed() : t;
+        s.tuple = (bits & 64) ? back : t;
         s.seq = in.u32();
         s.ack = in.u32();
         s.flags = in.u8();
@@ -299,7 +307,7 @@ inline void run_engine_program(Engine& engine, Input& in, std::vector<uint8_t>* 
       }
       case 8: {  // a router's ICMP error quoting a segment of either side, near the flow's numbers
         const bool from_backend = bits & 64;
-        s.tuple = from_backend ? t.reversed() : t;
+        s.tuple = from_backend ? back : t;
         s.seq = from_backend ? peer.backend_isn + 1 + jitter : peer.client_isn + 1 + jitter;
         s.ack = from_backend ? peer.client_isn + 1 : peer.cookie + 1 + jitter;
         s.flags = tcp_flag::ACK | ((bits & 128) ? tcp_flag::RST : 0);

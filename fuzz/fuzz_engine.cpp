@@ -1,7 +1,6 @@
 // fuzz_engine: the engine program (engine_program.hpp) on one engine, reset between inputs so
 // that an input costs its packets, not an engine's allocation (a reset engine behaves as a new
-// one: tests/fuzz/engine_reset_test.cpp). The configuration is kept too: the input sets its
-// settings and the table of proven sources is cleared, as new.
+// one: tests/fuzz/engine_reset_test.cpp). The configuration is kept too (engine_program_next_config).
 #include <cstddef>
 #include <cstdint>
 
@@ -16,8 +15,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }();
   static Engine* engine = nullptr;  // never freed: lives as long as the fuzzer
   fuzz::Input in{data, size};
-  fuzz::engine_program_settings(in, cfg);
-  cfg.proven_sources->clear(cfg.hash_key);
+  fuzz::engine_program_next_config(cfg, in);
   if (engine) {
     engine->reset(cfg, jar);
   } else {
