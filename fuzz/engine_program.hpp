@@ -8,6 +8,7 @@
 // emits nothing and is rewritten only when it is an error about TCP; the flow count stays bounded.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cstddef>
 #include <cstdint>
@@ -47,29 +48,18 @@ inline void record(std::vector<uint8_t>& trace, const EngineCounters& c) {
   record<EngineCounters>(trace, c);
 }
 
-// Checks what the engine emits and, for the reset test, appends it to the trace. Keeps the
-// packets of the current step (begin() forgets them) parsed, in buffers reused from step to step:
-// allocations under ASan cost more than a packet's trip through the engine.
-struct Sink : PacketSink {
-  std::vector<uint8_t>* trace = nullptr;
-  std::vector<std::vector<uint8_t>> bufs;
-  std::vector<TcpPacket> out;  // views into bufs
-  explicit Sink(std::vector<uint8_t>* t) : trace(t) {}
-  void begin() { out.clear(); }
-  void send(std::span<const uint8_t> p) override {
-    if (out.size() == bufs.size()) bufs.emplace_back();
-    std::vector<uint8_t>& copy = bufs[out.size()];
-    copy.assign(p.begin(), p.end());
-    ParseResult r = parse_tcp_packet(copy);
-    check(static_cast<bool>(r));
-    check(r.packet.checksum_valid());
-    if (trace) {
-      record(*trace, static_cast<uint32_t>(copy.size()));
-      trace->insert(trace->end(), copy.begin(), copy.end());
-    }
-    out.push_back(r.packet);
-  }
+// The program's buffers, kept from input to input (one program runs at a time): allocations under
+// ASan (a stack trace each, a quarantine) cost more than a packet's trip through the engine.
+// Nothing read from them outlives the step that wrote it.
+struct Buffers {
+  std::vector<uint8_t> built;   // a segment that an ICMP error quotes
+  std::vector<uint8_t> pkt;     // the packet fed to the engine, with room to grow
+  std::vector<uint8_t> before;  // pkt as it was fed, for the checksum rule
 };
+inline Buffers& buffers() {
+  static Buffers b;
+  return b;
+}
 
 constexpr int kClients = 4;
 
@@ -85,10 +75,74 @@ inline FlowTuple client_tuple(int i) {
   return t;
 }
 
+// The clients' tuples and their reverse (the backend's direction), made once: they are compared
+// with every SYN the engine emits.
+inline const std::array<FlowTuple, kClients>& client_tuples() {
+  static const std::array<FlowTuple, kClients> a = [] {
+    std::array<FlowTuple, kClients> t;
+    for (int i = 0; i < kClients; ++i) t[static_cast<size_t>(i)] = client_tuple(i);
+    return t;
+  }();
+  return a;
+}
+inline const std::array<FlowTuple, kClients>& backend_tuples() {
+  static const std::array<FlowTuple, kClients> a = [] {
+    std::array<FlowTuple, kClients> t;
+    for (size_t i = 0; i < t.size(); ++i) t[i] = client_tuples()[i].reversed();
+    return t;
+  }();
+  return a;
+}
+
+// Checks what the engine emits, learns from it what the peers answer, and for the reset test
+// appends it to the trace.
+struct Sink : PacketSink {
+  std::vector<uint8_t>* trace = nullptr;
+  Peer* peers = nullptr;  // kClients of them
+  bool only_rsts = true;  // of what was sent since begin()
+  Sink(std::vector<uint8_t>* t, Peer* p) : trace(t), peers(p) {}
+  void begin() { only_rsts = true; }
+  void send(std::span<const uint8_t> p) override {
+    // Parsed where the engine built it, not copied: parsing only reads, and everything this
+    // checks or learns is taken before send returns.
+    ParseResult r = parse_tcp_packet(std::span<uint8_t>(const_cast<uint8_t*>(p.data()), p.size()));
+    check(static_cast<bool>(r));
+    const TcpPacket& e = r.packet;
+    check(e.checksum_valid());
+    if (trace) {
+      record(*trace, static_cast<uint32_t>(p.size()));
+      trace->insert(trace->end(), p.begin(), p.end());
+    }
+    only_rsts = only_rsts && e.has(tcp_flag::RST);
+    // Learn what the engine told each side, so later packets can answer it. Only SYNs teach
+    // anything: the rest of what the engine sends is not matched against the clients at all. (A
+    // backend SYN that a timer resends says what the first one said.)
+    if (!e.has(tcp_flag::SYN)) return;
+    const FlowTuple et = e.tuple();
+    for (size_t i = 0; i < kClients; ++i) {
+      if (e.has(tcp_flag::ACK) && et == backend_tuples()[i]) {
+        peers[i].cookie = e.seq();
+        peers[i].synack_ts = e.options().tsval;
+        peers[i].have_cookie = true;
+      } else if (et == client_tuples()[i]) {
+        peers[i].backend_syn_ts = e.options().tsval;
+        peers[i].have_backend_syn = true;
+      }
+    }
+  }
+};
+
 }  // namespace engine_program
 
-// The engine's configuration: small tables (the flows of a few clients fill them) and a few
-// settings from the input's first bytes.
+// The engine's settings that come from the input's first bytes.
+inline void engine_program_settings(Input& in, EngineConfig& cfg) {
+  cfg.backend_syn_retries = in.u8() % 4;
+  cfg.announced_wscale = in.u8() % 15;
+  cfg.icmp_next_queue = cfg.announced_wscale & 1;
+}
+
+// The engine's configuration: small tables (the flows of a few clients fill them) and the
+// settings from the input's first bytes. A caller may keep it: engine_program_next_config.
 inline EngineConfig engine_program_config(Input& in) {
   EngineConfig cfg;
   cfg.services = {{*Address::parse("10.10.3.2"), 80}, {*Address::parse("fd00::2"), 443}};
@@ -98,10 +152,17 @@ inline EngineConfig engine_program_config(Input& in) {
   cfg.budget_cells = 64;  // a few clients: a reset clears 1 KiB, not 256
   cfg.early_data_bytes = 64;
   cfg.early_data_slots = 2;
-  cfg.backend_syn_retries = in.u8() % 4;
-  cfg.announced_wscale = in.u8() % 15;
-  cfg.icmp_next_queue = cfg.announced_wscale & 1;
+  engine_program_settings(in, cfg);
   return cfg;
+}
+
+// The configuration for the next input when one is kept from input to input (as fuzz_engine
+// does, to spare an allocation per input): the input's settings, and the shared table of proven
+// sources cleared, as a new one.
+inline const EngineConfig& engine_program_next_config(EngineConfig& kept, Input& in) {
+  engine_program_settings(in, kept);
+  kept.proven_sources->clear(kept.hash_key);
+  return kept;
 }
 
 inline CookieJar engine_program_cookies() {
@@ -117,81 +178,69 @@ inline void run_engine_program(Engine& engine, Input& in, std::vector<uint8_t>* 
   const EngineConfig& cfg = engine.config();
   uint64_t now = 100ull * 1000 * 1000 * 1000;
   Peer peers[kClients];
-  Sink sink{trace};
+  Sink sink{trace, peers};
+  const std::array<FlowTuple, kClients>& tuples = client_tuples();
+  const std::array<FlowTuple, kClients>& backs = backend_tuples();
 
-  // The clients' tuples, made once: this runs for every packet the engine emits.
-  static const std::array<FlowTuple, kClients> tuples = [] {
-    std::array<FlowTuple, kClients> a;
-    for (int i = 0; i < kClients; ++i) a[static_cast<size_t>(i)] = client_tuple(i);
-    return a;
-  }();
-  static const std::array<FlowTuple, kClients> reversed = [] {
-    std::array<FlowTuple, kClients> a;
-    for (size_t i = 0; i < a.size(); ++i) a[i] = tuples[i].reversed();
-    return a;
-  }();
-  auto tuple_of = [](int i) -> const FlowTuple& { return tuples[static_cast<size_t>(i)]; };
+  // The packet fed to the engine is built or copied into pkt, which has room for an ICMP error
+  // quoting a full segment plus the 64 bytes feed() lets a segment grow by.
+  Buffers& bufs = buffers();
+  constexpr size_t kBuilt = kMaxHeadersLen + 256;  // what a segment is built in
+  std::vector<uint8_t>& pkt = bufs.pkt;
+  pkt.resize(2 * kBuilt + 128);
+  bufs.before.reserve(pkt.size());
+  std::vector<uint8_t>& buf = bufs.built;
+  buf.resize(kBuilt);
+  const std::span<uint8_t> build_here(pkt.data(), kBuilt);
 
-  auto feed = [&](std::vector<uint8_t>& pkt, bool ready) {
-    ParseResult before = parse_tcp_packet(pkt);
-    const bool was_valid = before && before.packet.checksum_valid();
-    const IcmpError icmp = parse_icmp_error(pkt);
+  auto feed = [&](size_t length, bool ready) {
+    const std::span<uint8_t> fed(pkt.data(), length);
+    // Kept as fed and parsed only if the checksum rule below needs to know whether it was valid
+    // (an in-place rewrite of a segment): parsing every packet for it cost more than the copy.
+    bufs.before.assign(fed.begin(), fed.end());
+    auto was_valid = [&] {
+      ParseResult before = parse_tcp_packet(bufs.before);
+      return before && before.packet.checksum_valid();
+    };
+    const IcmpError icmp = parse_icmp_error(fed);
     const bool icmp_plain = icmp.kind != IcmpKind::NotIcmp && (pkt[0] >> 4 == 4 || pkt[6] == 58);
-    const bool icmp_valid = icmp_plain && syngate::test::icmp_checksum_residue(pkt) == 0;
+    const bool icmp_valid = icmp_plain && syngate::test::icmp_checksum_residue(fed) == 0;
     sink.begin();
     // Room to grow, as the daemon's receive slots give (a segment may get timestamps added).
-    const size_t length = pkt.size();
-    pkt.resize(length + 64);
-    Decision d = engine.process(std::span<uint8_t>(pkt.data(), length), now, sink, ready, pkt.size());
-    check(d.length == 0 || (d.modified && d.length != length && d.length <= pkt.size()));
-    pkt.resize(d.length ? d.length : length);
+    const size_t capacity = length + 64;
+    std::memset(pkt.data() + length, 0, 64);
+    Decision d = engine.process(fed, now, sink, ready, capacity);
+    check(d.length == 0 || (d.modified && d.length != length && d.length <= capacity));
+    const std::span<uint8_t> out(pkt.data(), d.length ? d.length : length);
     check(d.verdict != Verdict::NextQueue || (cfg.icmp_next_queue && !d.modified && icmp.kind == IcmpKind::TcpError));
     if (icmp.kind != IcmpKind::NotIcmp) {
       check(d.length == 0);
       // An error about syngate's own SYN to the backend resets the client at once: RSTs only.
-      for (const TcpPacket& e : sink.out) check(e.has(tcp_flag::RST));
+      check(sink.only_rsts);
       check(!d.modified || icmp.kind == IcmpKind::TcpError);
-      if (d.modified && icmp_valid) check(syngate::test::icmp_checksum_residue(pkt) == 0);
+      if (d.modified && icmp_valid) check(syngate::test::icmp_checksum_residue(out) == 0);
     } else if (d.modified) {
-      ParseResult after = parse_tcp_packet(pkt);
+      ParseResult after = parse_tcp_packet(out);
       check(static_cast<bool>(after));
-      if (was_valid || !ready || d.length) check(after.packet.checksum_valid());
-    }
-    // Learn what the engine told each side, so later packets can answer it. Only SYNs teach
-    // anything: the rest of what the engine sends is not matched against the clients at all.
-    for (const TcpPacket& e : sink.out) {
-      if (!e.has(tcp_flag::SYN)) continue;
-      const FlowTuple et = e.tuple();
-      for (int i = 0; i < kClients; ++i) {
-        if (e.has(tcp_flag::ACK) && et == reversed[static_cast<size_t>(i)]) {
-          peers[i].cookie = e.seq();
-          peers[i].synack_ts = e.options().tsval;
-          peers[i].have_cookie = true;
-        } else if (et == tuple_of(i)) {
-          peers[i].backend_syn_ts = e.options().tsval;
-          peers[i].have_backend_syn = true;
-        }
-      }
+      if (!ready || d.length || was_valid()) check(after.packet.checksum_valid());
     }
     check(engine.counters().flows_active <= cfg.max_flows);
     if (trace) {
       record(*trace, d);
-      if (d.modified) trace->insert(trace->end(), pkt.begin(), pkt.end());
+      if (d.modified) trace->insert(trace->end(), out.begin(), out.end());
     }
   };
 
-  std::vector<uint8_t> buf(kMaxHeadersLen + 256);
-  // The packet fed to the engine, one buffer for the whole input: room for an ICMP error quoting
-  // a full segment plus the 64 bytes feed() lets a segment grow by, so it never reallocates.
-  std::vector<uint8_t> pkt;
-  pkt.reserve(2 * buf.size() + 128);
+  static constexpr uint8_t payload[100] = {};  // what every segment carries
   while (!in.empty()) {
     const uint8_t op = in.u8();
     const int who = op >> 5 & 3;
     Peer& peer = peers[who];
-    const FlowTuple t = tuple_of(who);
+    const FlowTuple& t = tuples[static_cast<size_t>(who)];
+    const FlowTuple& back = backs[static_cast<size_t>(who)];
     const uint8_t bits = in.u8();
-    TcpOptions o;
+    SegmentSpec s;
+    TcpOptions& o = s.options;
     o.has_timestamps = bits & 1;
     o.tsval = in.u32();
     o.tsecr = (bits & 2) ? peer.synack_ts : in.u32();
@@ -199,9 +248,6 @@ inline void run_engine_program(Engine& engine, Input& in, std::vector<uint8_t>* 
     o.wscale = in.u8();
     o.sack_permitted = bits & 8;
     const uint8_t len = in.u8() % 100;
-    uint8_t payload[100] = {};
-    SegmentSpec s;
-    s.options = o;
     s.window = in.u16();
     s.payload = std::span<const uint8_t>(payload, (bits & 16) ? len : 0);
     const uint32_t jitter = (bits & 32) ? in.u32() : in.u8() % 4;
@@ -223,7 +269,7 @@ inline void run_engine_program(Engine& engine, Input& in, std::vector<uint8_t>* 
         break;
       case 2:  // backend SYN-ACK
         peer.backend_isn = in.u32();
-        s.tuple = t.reversed();
+        s.tuple = back;
         s.seq = peer.backend_isn;
         s.ack = peer.client_isn + 1 + ((bits & 64) ? jitter : 0);
         s.flags = tcp_flag::SYN | tcp_flag::ACK;
@@ -231,23 +277,23 @@ inline void run_engine_program(Engine& engine, Input& in, std::vector<uint8_t>* 
         s.payload = {};
         break;
       case 3:  // backend data / FIN
-        s.tuple = t.reversed();
+        s.tuple = back;
         s.seq = peer.backend_isn + 1 + jitter;
         s.ack = peer.client_isn + 1 + in.u16();
         s.flags = tcp_flag::ACK | ((bits & 128) ? tcp_flag::FIN : 0);
         break;
       case 4:  // RST either way
-        s.tuple = (bits & 64) ? t.reversed() : t;
+        s.tuple = (bits & 64) ? back : t;
         s.seq = (bits & 64) ? peer.backend_isn + 1 : peer.client_isn + 1;
         s.ack = peer.client_isn + 1;
         s.flags = tcp_flag::RST | ((bits & 128) ? tcp_flag::ACK : 0);
         s.payload = {};
         break;
       case 5: {  // raw bytes
-        pkt.clear();
         const size_t n = in.u8();
-        for (size_t i = 0; i < n && !in.empty(); ++i) pkt.push_back(in.u8());
-        feed(pkt, true);
+        size_t length = 0;
+        while (length < n && !in.empty()) pkt[length++] = in.u8();
+        feed(length, true);
         continue;
       }
       case 6:  // time passes
@@ -256,20 +302,19 @@ inline void run_engine_program(Engine& engine, Input& in, std::vector<uint8_t>* 
         if (trace) trace->push_back(0xa5);
         continue;
       case 7: {  // a well-formed packet with one byte flipped
-        s.tuple = (bits & 64) ? t.reversed() : t;
+        s.tuple = (bits & 64) ? back : t;
         s.seq = in.u32();
         s.ack = in.u32();
         s.flags = in.u8();
-        const size_t n = build_tcp_packet(buf, s);
+        const size_t n = build_tcp_packet(build_here, s);
         if (n == 0) continue;
-        pkt.assign(buf.begin(), buf.begin() + static_cast<long>(n));
         pkt[in.u8() % n] ^= static_cast<uint8_t>(1u << (in.u8() % 8));
-        feed(pkt, true);
+        feed(n, true);
         continue;
       }
       case 8: {  // a router's ICMP error quoting a segment of either side, near the flow's numbers
         const bool from_backend = bits & 64;
-        s.tuple = from_backend ? t.reversed() : t;
+        s.tuple = from_backend ? back : t;
         s.seq = from_backend ? peer.backend_isn + 1 + jitter : peer.client_isn + 1 + jitter;
         s.ack = from_backend ? peer.client_isn + 1 : peer.cookie + 1 + jitter;
         s.flags = tcp_flag::ACK | ((bits & 128) ? tcp_flag::RST : 0);
@@ -285,16 +330,15 @@ inline void run_engine_program(Engine& engine, Input& in, std::vector<uint8_t>* 
         const uint8_t type = v6 ? kTypes6[in.u8() % 6] : kTypes4[in.u8() % 6];
         const std::vector<uint8_t> icmp = syngate::test::icmp_error(
             std::span<const uint8_t>(buf.data(), n), router, s.tuple.src, type, in.u8(), in.u32(), in.u16() % (n + 1));
-        pkt.assign(icmp.begin(), icmp.end());
-        if (in.u8() & 1) pkt[in.u16() % pkt.size()] ^= static_cast<uint8_t>(1u << (in.u8() % 8));
-        feed(pkt, true);
+        std::copy(icmp.begin(), icmp.end(), pkt.begin());
+        if (in.u8() & 1) pkt[in.u16() % icmp.size()] ^= static_cast<uint8_t>(1u << (in.u8() % 8));
+        feed(icmp.size(), true);
         continue;
       }
     }
-    const size_t n = build_tcp_packet(buf, s);
+    const size_t n = build_tcp_packet(build_here, s);
     if (n == 0) continue;
-    pkt.assign(buf.begin(), buf.begin() + static_cast<long>(n));
-    feed(pkt, !(bits & 64) || op % 9 == 0);
+    feed(n, !(bits & 64) || op % 9 == 0);
   }
   if (trace) record(*trace, engine.counters());
 }

@@ -55,12 +55,14 @@ struct Run {
 };
 
 // How the engine is configured besides the program's choices.
-enum class Variant { Program, OwnProvenSources, OtherSizesBefore, TightBudgets };
+// KeptConfig: the reset engine gets one configuration kept from input to input, as fuzz_engine
+// keeps it (engine_program_next_config); the new engine a new one.
+enum class Variant { Program, OwnProvenSources, OtherSizesBefore, TightBudgets, KeptConfig };
 
 EngineConfig config_for(fuzz::Input& in, Variant v) {
   EngineConfig c = fuzz::engine_program_config(in);
   if (v == Variant::OwnProvenSources) c.proven_sources = nullptr;
-  if (v == Variant::TightBudgets || v == Variant::OwnProvenSources) {
+  if (v == Variant::TightBudgets || v == Variant::OwnProvenSources || v == Variant::KeptConfig) {
     // Budgets that the inputs spend: what one input spent must not be missing in the next.
     auto policy = std::make_shared<SourcePolicy>();
     policy->synack_per_prefix_per_s = 2;
@@ -83,7 +85,11 @@ Run run_fresh(const std::vector<uint8_t>& input, Variant v) {
 
 Run run_reset(Engine& engine, const std::vector<uint8_t>& input, Variant v) {
   fuzz::Input in{input.data(), input.size()};
-  EngineConfig cfg = config_for(in, v);
+  static EngineConfig kept = [] {
+    fuzz::Input none{nullptr, 0};
+    return config_for(none, Variant::KeptConfig);
+  }();
+  EngineConfig cfg = v == Variant::KeptConfig ? fuzz::engine_program_next_config(kept, in) : config_for(in, v);
   if (v == Variant::OtherSizesBefore) {
     // The last input ran on other table sizes: the reset cannot reuse the memory.
     EngineConfig other = cfg;
@@ -128,6 +134,10 @@ TEST(EngineReset, EmptiesTheEnginesOwnProvenSources) { expect_same_as_fresh(Vari
 TEST(EngineReset, AfterOtherTableSizes) { expect_same_as_fresh(Variant::OtherSizesBefore, 150); }
 
 TEST(EngineReset, RefillsTheBudgets) { expect_same_as_fresh(Variant::TightBudgets, 300); }
+
+// Proven sources skip the tight budgets: one input's proofs, kept, would let the next one's SYNs
+// through where a new engine drops them.
+TEST(EngineReset, WithTheConfigurationFuzzEngineKeeps) { expect_same_as_fresh(Variant::KeptConfig, 300); }
 
 // The engine behaves the same whatever a freed entry or early-data slot still holds (new flows
 // are written whole), so the traces above cannot see it; but a reset promises the memory a new
