@@ -66,7 +66,8 @@ Pass: 0 failed or corrupt transfers, 0 lost idle connections, RSS and fds flat a
 every process lifetime of 60 s or more (< 5% growth over its last two thirds), every flow table
 and BPF hash map back to its baseline after the clients stop, no watchdog gap over WATCHDOG_USEC.
 Differences from the shipped configuration: secret_file and state_dir in the lab's directory,
-the services of the lab, and kernel_path when --kernel-path auto.
+the services of the lab, kernel_path when --kernel-path off, and with auto a bpffs of the run's own
+as bpf_dir (where a host has /sys/fs/bpf).
 EOF
 }
 
@@ -113,12 +114,20 @@ gofile=$LAB_DIR/idle-go
 
 # The pins the kernel path leaves in the root bpffs are this run's: removed on every exit path.
 pins=""
-drop_pins() { [[ -n $pins ]] && rm -rf "$pins" && rmdir /sys/fs/bpf/syngate 2>/dev/null; return 0; }
+drop_pins() { [[ -n $pins ]] && rm -rf "$pins" && rmdir "${LAB_BPFFS:-/sys/fs/bpf}/syngate" 2>/dev/null; return 0; }
 netns_on_exit drop_pins
 
 lab_up
 lab_ipv6
-[[ $kernel_path == auto ]] && pins=$(tc_pin_dir)
+# A bpffs for the pins, as a host has at /sys/fs/bpf (`ip netns exec` hides that one): without it
+# the flow map is not pinned, and a kill -9 loses what the tc programs recorded while no process
+# ran (a close carried in the kernel then waits for established_idle_s). Unmounted at exit.
+bpf_dir_line=""
+if [[ $kernel_path == auto ]]; then
+  kernel_path_bpffs
+  bpf_dir_line="bpf_dir = \"$LAB_BPFFS\""
+  pins=$(tc_pin_dir)
+fi
 
 # ---- servers ---------------------------------------------------------------------------------
 start_nginx "listen 10.10.3.2:80 backlog=4096; listen [fd00:10:3::2]:80 backlog=4096;
@@ -141,6 +150,7 @@ write_soak_config() {
 secret_file = "$LAB_DIR/secrets"
 state_dir = "$LAB_DIR/state"
 kernel_path = "$kernel_path"
+$bpf_dir_line
 
 [policy]
 $deny

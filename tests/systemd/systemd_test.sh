@@ -243,8 +243,10 @@ fi
 ct sed -i 's|^\[gateway\]$|[gateway]\nkernel_path = "auto"|' /etc/syngate/syngate.toml
 ct systemctl restart syngate || fail "start with kernel_path auto: $(ct journalctl -u syngate --no-pager -o cat | tail -20)"
 [[ $(ct systemctl is-active syngate) == active ]] || fail "not active with kernel_path auto"
-since=$(ct systemctl show -P ExecMainStartTimestamp syngate)
-ct journalctl -u syngate --no-pager -o cat --since "$since" > "$LAB_DIR/journal-tc.txt"
+# The new daemon's own lines: a timestamp has whole seconds, and the process before it (started
+# before the bpffs was mounted, so it could not pin) may have logged in the same second.
+main_pid=$(ct systemctl show -P MainPID syngate)
+ct journalctl --no-pager -o cat "_PID=$main_pid" > "$LAB_DIR/journal-tc.txt"
 grep "tc: " "$LAB_DIR/journal-tc.txt" | sed 's/^/  journal: /'
 grep -q "tc: translating established flows on g1" "$LAB_DIR/journal-tc.txt" ||
   fail "the tc programs are not attached to g1: $(grep 'tc:' "$LAB_DIR/journal-tc.txt")"
