@@ -93,6 +93,23 @@ static __always_inline void tell_engine(const struct sg_tc_flow* f, const struct
  * is at the verifier's stack limit). */
 #define FIN_TO_TELL ((p.flags & TCP_FLAG_FIN) && (f->closing & SG_TC_SEEN_FIN))
 
+/* Each direction's record as the shared rules (xlate_spec.h) read it; no peer: an empty one. */
+static __always_inline void tracks_of(const struct sg_tc_flow* f, const struct sg_tc_flow* peer,
+                                      struct sg_flow_track* self, struct sg_flow_track* other) {
+  self->next = f->sender_next;
+  self->acked = f->acked;
+  self->window = f->window_bytes;
+  other->next = peer ? peer->sender_next : 0;
+  other->acked = peer ? peer->acked : 0;
+  other->window = peer ? peer->window_bytes : 0;
+}
+
+/* A segment's ack in its receiver's space, as the records keep it (the client's acks moved into
+ * the backend's). */
+static __always_inline __u32 ack_in_rx_space(const struct sg_tc_flow* f, __u32 ack) {
+  return f->direction == SG_TC_TO_SERVER ? sg_ack_to_backend(ack, f->delta) : ack;
+}
+
 static __always_inline int translate(struct __sk_buff* skb, int egress) {
   if (egress && (skb->mark & SG_TC_MARK)) {
     count(SG_TC_ALREADY_MARKED);
@@ -141,15 +158,9 @@ static __always_inline int translate(struct __sk_buff* skb, int egress) {
    * the program; a blind one is still translated, for the endpoint to judge, and changes nothing
    * here. */
   if ((p.flags & TCP_FLAG_FIN) && !(f->closing & SG_TC_SEEN_FIN)) {
-    const struct sg_flow_track me = {f->sender_next, f->acked, f->window_bytes};
-    struct sg_flow_track other = {0, 0, 0};
-    if (peer) {
-      other.next = peer->sender_next;
-      other.acked = peer->acked;
-      other.window = peer->window_bytes;
-    }
-    const __u32 ack_rx = f->direction == SG_TC_TO_SERVER ? sg_ack_to_backend(p.ack, f->delta) : p.ack;
-    if (sg_fin_believable(&me, &other, f->seen && peer && peer->seen, p.seq, p.seq + payload, ack_rx)) {
+    struct sg_flow_track me, other;
+    tracks_of(f, peer, &me, &other);
+    if (sg_fin_believable(&me, &other, f->seen && peer && peer->seen, p.seq, p.seq + payload, ack_in_rx_space(f, p.ack))) {
       f->fin_seq = p.seq + payload;
       f->closing |= SG_TC_SEEN_FIN;
       /* Told once the segment is recorded below (FIN_TO_TELL): the engine may read the entry the
@@ -255,14 +266,9 @@ static __always_inline int translate(struct __sk_buff* skb, int egress) {
   /* The record the engine reads (RST checks, timers, the merge of both views). Numbers as this
    * direction sent them: acks of the client moved into the backend's space. */
   const __u8 from = f->window_from;
-  const __u32 ack_rx = f->direction == SG_TC_TO_SERVER ? sg_ack_to_backend(ack_sent, f->delta) : ack_sent;
-  struct sg_flow_track self = {f->sender_next, f->acked, f->window_bytes};
-  struct sg_flow_track other = {0, 0, 0};
-  if (peer) {
-    other.next = peer->sender_next;
-    other.acked = peer->acked;
-    other.window = peer->window_bytes;
-  }
+  const __u32 ack_rx = ack_in_rx_space(f, ack_sent);
+  struct sg_flow_track self, other;
+  tracks_of(f, peer, &self, &other);
   /* A FIN occupies a sequence number, as in the engine's record: the last ACK acknowledges it. */
   const __u32 seq_end = p.seq + payload + ((p.flags & TCP_FLAG_FIN) ? 1 : 0);
   sg_flow_track_segment(&self, f->seen & SG_TC_SEEN_RECORD, &other, peer && (peer->seen & SG_TC_SEEN_RECORD), p.seq,
