@@ -13,7 +13,8 @@ import shutil
 import subprocess
 import sys
 
-MODE_ORDER = ["none", "syncookies", "synproxy", "synproxy-ts", "syngate", "syngate-notc", "syngate-native", "syngate-nfqueue"]
+MODE_ORDER = ["none", "syncookies", "synproxy", "synproxy-ts", "syngate", "syngate-notc", "syngate-native",
+              "syngate-generic", "syngate-nfqueue"]
 CLEAN_PCT = 99.0  # a point is clean when at least this share of legitimate connections succeeded
 
 
@@ -231,7 +232,7 @@ def targets(report, against="synproxy"):
     layout = report["config"].get("layout", "shared")
     base = sweep(report, against)
     lines = []
-    for mode in ("syngate", "syngate-native", "syngate-nfqueue"):
+    for mode in ("syngate", "syngate-native", "syngate-generic", "syngate-nfqueue"):
         pts = sweep(report, mode)
         if not pts or not base:
             continue
@@ -422,7 +423,8 @@ EST_TESTS = [  # (test, row label, unit, scale of the figure for the table)
     ("ack", "20 MB download under a max-rate forged-ACK flood, share of its no-flood speed", "share", 1),
 ]
 EST_MODE_LABEL = {"none": "no gateway", "synproxy": "kernel SYNPROXY", "syngate": "syngate (kernel_path auto)",
-                  "syngate-notc": "syngate, kernel_path off", "syngate-nfqueue": "syngate, [xdp] off"}
+                  "syngate-notc": "syngate, kernel_path off", "syngate-nfqueue": "syngate, [xdp] off",
+                  "syngate-generic": "syngate, generic XDP"}
 
 
 def _read(path):
