@@ -1,5 +1,7 @@
 /* syngate's in-kernel fast path: the stateless part of the defence, run in XDP before a packet
- * costs an skb, a netfilter traversal and an NFQUEUE round trip.
+ * costs an skb, a netfilter traversal and an NFQUEUE round trip. The same decisions have a second
+ * entry for the tc ingress hook (syngate_tc_fast, at the end), for interfaces where XDP could only
+ * run in generic mode; both build the same SYN-ACK and differ only in how they write and send it.
  *
  * For TCP to a protected service:
  *   - a client SYN is answered in place (XDP_TX) with the SYN-ACK the NFQUEUE engine would send:
@@ -19,6 +21,7 @@
  * Lengths come from the IP header, never from data_end (Ethernet pads short frames). */
 #include <linux/bpf.h>
 #include <linux/in.h>
+#include <linux/pkt_cls.h>
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
 
@@ -106,17 +109,24 @@ static __always_inline int refuse_source(const struct pkt* p, const struct sg_xd
   return ok ? SG_OK : SG_R_BACKSCATTER_BUDGET;
 }
 
-static __noinline int answer_syn(struct xdp_md* ctx, const struct parsed* x, const struct sg_xdp_config* cfg,
-                                  __u32 service_flags) {
+/* A SYN-ACK as both hooks write it: Ethernet, IP and TCP headers, the TCP checksum complete. */
+struct synack {
+  __u8 eth[14];
+  __u8 ih[IPV6_HLEN];
+  __u8 th[TCP_HLEN + 20]; /* MSS, SACK-permitted or NOPs, timestamps, NOP and window scale */
+  __u32 tcp_len;
+  __u32 pseudo; /* the pseudo-header's sum, unfolded: what a checksum left to the NIC starts from */
+};
+
+/* The SYN-ACK for the SYN in `x`, whose options `w` holds (loaded by the hook, not yet walked):
+ * XDP_TX with the reply in `out`, or XDP_DROP / XDP_PASS as the SYN decision says (counted). */
+static __noinline int build_synack(const struct parsed* x, struct option_walk* w, const struct sg_xdp_config* cfg,
+                                   __u32 service_flags, struct synack* out) {
   const struct pkt* p = &x->h;
   const __u32 client_seq = p->seq;
-  struct option_walk w = {};
-  w.len = (p->tcp_hlen - TCP_HLEN) & 63;
-  if (w.len > TCP_MAX_OPTIONS) return pass_as(SG_XDP_PASSED_UNHANDLED);
-  if (w.len > 0) {
-    if (bpf_xdp_load_bytes(ctx, p->l4_off + TCP_HLEN, w.buf, w.len)) return pass_as(SG_XDP_PASSED_UNHANDLED);
-    option_walk_run(&w);
-    if (w.bad) return drop_for(SG_XDP_MALFORMED, SG_R_BAD_OPTION);
+  if (w->len > 0) {
+    option_walk_run(w);
+    if (w->bad) return drop_for(SG_XDP_MALFORMED, SG_R_BAD_OPTION);
   }
   const int refused = refuse_source(p, cfg);
   if (refused != SG_OK) return drop_for(SG_XDP_SYN_REFUSED, (enum sg_reason)refused);
@@ -124,33 +134,33 @@ static __noinline int answer_syn(struct xdp_md* ctx, const struct parsed* x, con
   const struct sg_cookie_secrets* secrets = current_secrets();
   if (!secrets) return pass_as(SG_XDP_PASSED_UNHANDLED);
   const __u64 now = now_ns(cfg);
-  const __u16 client_mss = w.o.has_mss ? w.o.mss : (p->v6 ? SG_DEFAULT_MSS_V6 : SG_DEFAULT_MSS_V4);
+  const __u16 client_mss = w->o.has_mss ? w->o.mss : (p->v6 ? SG_DEFAULT_MSS_V6 : SG_DEFAULT_MSS_V4);
   const struct sg_cookie_flow cf = cookie_flow(p);
   const __u32 cookie = sg_cookie_make(secrets, &cf, client_seq, client_mss, sg_cookie_counter(now));
 
   /* The TCP header, laid out as the engine's option writer does: MSS; with timestamps,
    * SACK-permitted (or two NOPs) and the timestamps, then NOP + window scale if asked for.
    * Without timestamps the cookie cannot carry window scale or SACK, so neither is offered. */
-  __u8 th[TCP_HLEN + TCP_MAX_OPTIONS] = {};
+  __u8* th = out->th;
   __u32 tcp_len = TCP_HLEN + 4;
   __u8 extra_flags = 0;
   th[20] = 2;
   th[21] = 4;
   store_be16(th + 22, p->v6 ? cfg->mss_v6 : cfg->mss_v4);
-  if (w.o.has_timestamps) {
+  if (w->o.has_timestamps) {
     struct sg_syn_option_bits bits;
-    bits.has_wscale = w.o.has_wscale;
-    bits.wscale = w.o.wscale;
-    bits.sack_permitted = sg_promise_sack(w.o.sack_permitted, service_flags);
+    bits.has_wscale = w->o.has_wscale;
+    bits.wscale = w->o.wscale;
+    bits.sack_permitted = sg_promise_sack(w->o.sack_permitted, service_flags);
     bits.ecn = cfg->announce_ecn && (p->flags & (SG_TCP_ECE | SG_TCP_CWR)) == (SG_TCP_ECE | SG_TCP_CWR);
     th[24] = bits.sack_permitted ? 4 : 1;
     th[25] = bits.sack_permitted ? 2 : 1;
     th[26] = 8;
     th[27] = 10;
     store_be32(th + 28, sg_encode_ts_options(sg_now_ms(now), &bits));
-    store_be32(th + 32, w.o.tsval);
+    store_be32(th + 32, w->o.tsval);
     tcp_len = TCP_HLEN + 16;
-    if (w.o.has_wscale) {
+    if (w->o.has_wscale) {
       th[36] = 1;
       th[37] = 3;
       th[38] = 3;
@@ -168,10 +178,9 @@ static __noinline int answer_syn(struct xdp_md* ctx, const struct parsed* x, con
   store_be16(th + 14, cfg->synack_window ? cfg->synack_window : 1);
 
   /* IP header and the pseudo-header sum, from server to client. */
-  __u8 ih[IPV6_HLEN] = {};
-  __u32 ip_len, pseudo;
+  __u8* ih = out->ih;
+  __u32 pseudo;
   if (p->v6) {
-    ip_len = IPV6_HLEN;
     ih[0] = 0x60;
     store_be16(ih + 4, (__u16)tcp_len);
     ih[6] = IPPROTO_TCP;
@@ -183,7 +192,6 @@ static __noinline int answer_syn(struct xdp_md* ctx, const struct parsed* x, con
     pseudo = sum_words(ih + 8, 32, 0);
     pseudo = sum_words(tail, 8, pseudo);
   } else {
-    ip_len = IPV4_HLEN;
     ih[0] = 0x45;
     store_be16(ih + 2, (__u16)(IPV4_HLEN + tcp_len));
     ih[6] = 0x40; /* DF; ID 0 is fine with DF (RFC 6864) */
@@ -199,23 +207,101 @@ static __noinline int answer_syn(struct xdp_md* ctx, const struct parsed* x, con
   }
   const __u16 tcp_csum = fold(sum_words(th, tcp_len, pseudo));
   __builtin_memcpy(th + 16, &tcp_csum, 2);
+  out->tcp_len = tcp_len;
+  out->pseudo = pseudo;
 
-  __u8 eth[14];
-  __builtin_memcpy(eth, x->eth + 6, 6);
-  __builtin_memcpy(eth + 6, x->eth, 6);
-  __builtin_memcpy(eth + 12, x->eth + 12, 2);
+  __builtin_memcpy(out->eth, x->eth + 6, 6);
+  __builtin_memcpy(out->eth + 6, x->eth, 6);
+  __builtin_memcpy(out->eth + 12, x->eth + 12, 2);
+  return XDP_TX;
+}
 
+/* The SYN's options onto the stack, for build_synack: 0, or XDP_PASS when they cannot be read. */
+#define LOAD_OPTIONS(load_bytes, ctx, p, w)                                                    \
+  ({                                                                                           \
+    int _r = 0;                                                                                \
+    (w)->len = ((p)->tcp_hlen - TCP_HLEN) & 63;                                                \
+    if ((w)->len > TCP_MAX_OPTIONS) {                                                          \
+      _r = pass_as(SG_XDP_PASSED_UNHANDLED);                                                   \
+    } else if ((w)->len > 0 && load_bytes((ctx), (p)->l4_off + TCP_HLEN, (w)->buf, (w)->len)) { \
+      _r = pass_as(SG_XDP_PASSED_UNHANDLED);                                                   \
+    }                                                                                          \
+    _r;                                                                                        \
+  })
+
+/* The reply's header lengths as the verifier can bound them (read back from the stack, they are
+ * any 32-bit value to it): 0 if out of range, which build_synack never returns. */
+static __always_inline int synack_lengths(const struct parsed* x, const struct synack* r, __u32* ip_len, __u32* tcp_len) {
+  *ip_len = x->h.v6 ? IPV6_HLEN : IPV4_HLEN;
+  __u64 len = r->tcp_len; /* 64 bits: no zero-extending copy between the tests */
+  /* Two tests on one register (the compiler would merge them into one on a copy, which bounds
+   * nothing for the verifier). */
+  if (len > sizeof(r->th)) return 0;
+  asm volatile("" : "+r"(len));
+  if (len < TCP_HLEN + 4) return 0;
+  *tcp_len = (__u32)len;
+  return 1;
+}
+
+/* XDP: the frame becomes the SYN-ACK and goes back out where it came in. */
+static __noinline int answer_syn_xdp(struct xdp_md* ctx, const struct parsed* x, const struct sg_xdp_config* cfg,
+                                     __u32 service_flags) {
+  struct option_walk w = {};
+  const int unreadable = LOAD_OPTIONS(bpf_xdp_load_bytes, ctx, &x->h, &w);
+  if (unreadable) return unreadable;
+  struct synack r = {};
+  const int verdict = build_synack(x, &w, cfg, service_flags, &r);
+  if (verdict != XDP_TX) return verdict;
+  __u32 ip_len, tcp_len;
+  if (!synack_lengths(x, &r, &ip_len, &tcp_len)) return pass_as(SG_XDP_TX_ERROR);
   /* The reply's length from its own headers; the frame's (padding included) from data_end. */
   const int frame_len = (int)((long)ctx->data_end - (long)ctx->data);
   const int delta = (int)(ETH_HLEN_ + ip_len + tcp_len) - frame_len;
   if (delta != 0 && bpf_xdp_adjust_tail(ctx, delta)) return pass_as(SG_XDP_TX_ERROR);
   /* From here the frame is ours: a failure leaves it half-written, so it must not pass. */
-  if (bpf_xdp_store_bytes(ctx, 0, eth, ETH_HLEN_) || bpf_xdp_store_bytes(ctx, ETH_HLEN_, ih, ip_len & 0x3c) ||
-      bpf_xdp_store_bytes(ctx, ETH_HLEN_ + ip_len, th, tcp_len & 0x3c)) {
+  if (bpf_xdp_store_bytes(ctx, 0, r.eth, ETH_HLEN_) || bpf_xdp_store_bytes(ctx, ETH_HLEN_, r.ih, ip_len) ||
+      bpf_xdp_store_bytes(ctx, ETH_HLEN_ + ip_len, r.th, tcp_len)) {
     return drop_as(SG_XDP_TX_ERROR);
   }
   count(SG_XDP_SYN_ANSWERED);
   return XDP_TX;
+}
+
+/* tc: the skb becomes the SYN-ACK and is redirected out of the interface it came in on. An skb,
+ * unlike an XDP frame, may leave its TCP checksum to the NIC (CHECKSUM_PARTIAL, as every segment
+ * a local stack sends through a veth does): then the field must hold the pseudo-header's sum,
+ * not the complete checksum, and a program cannot read which it is. bpf_l4_csum_replace without
+ * the pseudo-header flag changes the field of every skb but a CHECKSUM_PARTIAL one: that tells. */
+static __noinline int answer_syn_tc(struct __sk_buff* skb, const struct parsed* x, const struct sg_xdp_config* cfg,
+                                    __u32 service_flags) {
+  struct option_walk w = {};
+  const int unreadable = LOAD_OPTIONS(bpf_skb_load_bytes, skb, &x->h, &w);
+  if (unreadable) return unreadable;
+  struct synack r = {};
+  const int verdict = build_synack(x, &w, cfg, service_flags, &r);
+  if (verdict != XDP_TX) return verdict;
+  __u32 ip_len, tcp_len;
+  if (!synack_lengths(x, &r, &ip_len, &tcp_len)) return pass_as(SG_XDP_TX_ERROR);
+  const __u32 reply_len = ETH_HLEN_ + ip_len + tcp_len;
+  if (skb->len != reply_len && bpf_skb_change_tail(skb, reply_len, 0)) return pass_as(SG_XDP_TX_ERROR);
+  /* From here the skb is ours: a failure leaves it half-written, so it must not pass. */
+  const __u32 check_off = ETH_HLEN_ + ip_len + 16;
+  __u16 before = 0, after = 0;
+  if (bpf_skb_store_bytes(skb, 0, r.eth, ETH_HLEN_, 0) || bpf_skb_store_bytes(skb, ETH_HLEN_, r.ih, ip_len, 0) ||
+      bpf_skb_store_bytes(skb, ETH_HLEN_ + ip_len, r.th, tcp_len, 0) ||
+      bpf_l4_csum_replace(skb, check_off, 0, 1, 0) || bpf_skb_load_bytes(skb, check_off, &after, 2)) {
+    return drop_as(SG_XDP_TX_ERROR);
+  }
+  __builtin_memcpy(&before, r.th + 16, 2);
+  if (after == before) {
+    /* Left to the NIC: the pseudo-header's sum, as the kernel's own TCP writes it. */
+    const __u16 partial = sg_csum_fold(r.pseudo);
+    if (bpf_skb_store_bytes(skb, check_off, &partial, 2, 0)) return drop_as(SG_XDP_TX_ERROR);
+  } else if (bpf_skb_store_bytes(skb, check_off, &before, 2, 0)) {
+    return drop_as(SG_XDP_TX_ERROR);
+  }
+  count(SG_XDP_SYN_ANSWERED);
+  return bpf_redirect(skb->ifindex, 0);
 }
 
 /* A valid cookie ACK: its source receives at its address (syn_rules.h: sg_source_proved). */
@@ -290,13 +376,14 @@ static __noinline int ipv4_fragment(const __u8* ip, const void* end) {
   return drop_for(SG_XDP_MALFORMED, SG_R_FRAGMENT);
 }
 
-SEC("xdp")
-int syngate_xdp(struct xdp_md* ctx) {
-  const void* data = (void*)(long)ctx->data;
-  const void* end = (void*)(long)ctx->data_end;
-  struct parsed x = {};
-  struct pkt* p = &x.h;
-  switch (pkt_parse_headers(data, end, (__u32)((long)end - (long)data), p)) {
+/* The decision both hooks share, for the frame at [data, end) of `frame_len` bytes (the linear
+ * part holds every header: XDP frames are linear, the tc entry pulls them): XDP_PASS or XDP_DROP
+ * (counted), or XDP_TX for a SYN to answer, with what answering it needs in *x, *cfg_out and
+ * *service_flags_out. */
+static __always_inline int decide(const void* data, const void* end, __u32 frame_len, struct parsed* x,
+                                  const struct sg_xdp_config** cfg_out, __u32* service_flags_out) {
+  struct pkt* p = &x->h;
+  switch (pkt_parse_headers(data, end, frame_len, p)) {
     case PKT_TCP:
       break;
     case PKT_NOT_TCP:
@@ -309,29 +396,69 @@ int syngate_xdp(struct xdp_md* ctx) {
   /* IP options and IPv6 extension headers were parsed past: a SYN carrying them is refused below
    * (sg_syn_precheck), and any other segment meets the flow and cookie checks as one without
    * would, so that forged ACKs behind them cost the flow workers nothing either. */
-  __builtin_memcpy(x.eth, data, ETH_HLEN_); /* the parse checked ETH_HLEN_ bytes */
+  if ((const void*)((const __u8*)data + ETH_HLEN_) > end) return pass_as(SG_XDP_PASSED_UNHANDLED);
+  __builtin_memcpy(x->eth, data, ETH_HLEN_); /* the parse checked ETH_HLEN_ bytes; so does the line above */
 
   struct sg_xdp_service_key service = {};
   __builtin_memcpy(service.addr, p->key.dst, 16);
   service.port_be = p->key.dport_be;
   const __u8* service_flags = bpf_map_lookup_elem(&sg_services, &service);
   if (!service_flags) return pass_as(SG_XDP_PASSED_OTHER);
-  const __u32 flags = *service_flags;
+  *service_flags_out = *service_flags;
 
   __u32 zero = 0;
   const struct sg_xdp_config* cfg = bpf_map_lookup_elem(&sg_config, &zero);
   if (!cfg || !cfg->ready) return pass_as(SG_XDP_PASSED_UNHANDLED);
-  if (!pkt_lengths_ok(p, (__u32)((long)end - (long)data))) return pass_as(SG_XDP_PASSED_UNHANDLED);
+  *cfg_out = cfg;
+  if (!pkt_lengths_ok(p, frame_len)) return pass_as(SG_XDP_PASSED_UNHANDLED);
 
   enum sg_reason why = SG_OK;
   switch (sg_syn_precheck(p->flags, p->ip_options, &why)) {
     case SG_ACTION_DROP:
       return drop_for(why == SG_R_IP_OPTIONS ? SG_XDP_MALFORMED : SG_XDP_INVALID_FLAGS, why);
     case SG_ACTION_ANSWER:
-      return answer_syn(ctx, &x, cfg, flags);
+      return XDP_TX;
     default:
       break;
   }
   if (!cfg->drop_no_flow) return pass_as(SG_XDP_PASSED_UNHANDLED);
   return check_no_flow(p, cfg);
+}
+
+SEC("xdp")
+int syngate_xdp(struct xdp_md* ctx) {
+  const void* data = (void*)(long)ctx->data;
+  const void* end = (void*)(long)ctx->data_end;
+  struct parsed x = {};
+  const struct sg_xdp_config* cfg = 0;
+  __u32 service_flags = 0;
+  const int verdict = decide(data, end, (__u32)((long)end - (long)data), &x, &cfg, &service_flags);
+  if (verdict != XDP_TX || !cfg) return verdict;
+  return answer_syn_xdp(ctx, &x, cfg, service_flags);
+}
+
+/* The same fast path in the tc ingress hook (a tcx link), for interfaces where XDP would run in
+ * generic mode (veth; drivers without native XDP). Generic XDP needs a linear frame, so the kernel
+ * copies every GRO super-packet before the program runs, the established flows' bulk data
+ * included; tc sees the skb as it is and reads only its headers. A packet this program passes
+ * goes on to the next tc program (the kernel path's translation) and the stack, as from XDP. */
+SEC("tc")
+int syngate_tc_fast(struct __sk_buff* skb) {
+  const __u32 want = skb->len < PKT_MAX_L4_OFF + TCP_HLEN ? skb->len : PKT_MAX_L4_OFF + TCP_HLEN;
+  if ((long)skb->data_end - (long)skb->data < (long)want) bpf_skb_pull_data(skb, want);
+  const void* data = (void*)(long)skb->data;
+  const void* end = (void*)(long)skb->data_end;
+  struct parsed x = {};
+  const struct sg_xdp_config* cfg = 0;
+  __u32 service_flags = 0;
+  int verdict = decide(data, end, skb->len, &x, &cfg, &service_flags);
+  if (verdict == XDP_TX && cfg) verdict = answer_syn_tc(skb, &x, cfg, service_flags);
+  switch (verdict) {
+    case XDP_DROP:
+      return TC_ACT_SHOT;
+    case XDP_PASS:
+      return TC_ACT_UNSPEC; /* tcx: the next program, then the stack */
+    default:
+      return verdict; /* bpf_redirect's TC_ACT_REDIRECT */
+  }
 }

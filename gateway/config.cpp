@@ -44,6 +44,7 @@ std::string_view to_string(XdpMode m) noexcept {
     case XdpMode::Auto: return "auto";
     case XdpMode::Native: return "native";
     case XdpMode::Generic: return "generic";
+    case XdpMode::Tc: return "tc";
     case XdpMode::Off: return "off";
   }
   return "?";
@@ -366,8 +367,9 @@ void parse_xdp(const toml::table& t, GatewayConfig& c) {
     if (text == "auto") c.xdp_mode = XdpMode::Auto;
     else if (text == "native") c.xdp_mode = XdpMode::Native;
     else if (text == "generic") c.xdp_mode = XdpMode::Generic;
+    else if (text == "tc") c.xdp_mode = XdpMode::Tc;
     else if (text == "off") c.xdp_mode = XdpMode::Off;
-    else r.fail("mode", "must be \"auto\", \"native\", \"generic\" or \"off\" (got \"" + text + "\")");
+    else r.fail("mode", "must be \"auto\", \"native\", \"generic\", \"tc\" or \"off\" (got \"" + text + "\")");
   }
   if (const toml::node* n = r.find("interfaces")) {
     const toml::array* a = n->as_array();

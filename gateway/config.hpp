@@ -33,10 +33,12 @@ std::string_view to_string(Mode m) noexcept;
 enum class IptablesBackend : uint8_t { Auto, Nft, Legacy };
 std::string_view to_string(IptablesBackend b) noexcept;
 
-// Where the XDP fast path attaches: auto picks per interface (native on real NICs, generic on
-// veth) and runs without it where nothing can attach; native/generic force one hook; off never
-// loads it.
-enum class XdpMode : uint8_t { Auto, Native, Generic, Off };
+// Where the fast path (bpf/syngate_xdp.bpf.c) attaches: auto picks per interface (native XDP on
+// a NIC whose driver has it, else the tc ingress hook; generic XDP where tc cannot attach) and
+// runs without it where nothing can attach; native, generic and tc force one hook; off never loads
+// it. Generic XDP needs linear frames, so the kernel copies every GRO super-packet before the
+// program runs (bulk traffic of established flows included); tc reads the skb as it is.
+enum class XdpMode : uint8_t { Auto, Native, Generic, Tc, Off };
 std::string_view to_string(XdpMode m) noexcept;
 
 // Established flows in the kernel (tc programs translate them, issue 23): auto where the programs

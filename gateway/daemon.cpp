@@ -500,7 +500,7 @@ void Daemon::serve_health() {
     return;
   }
   const std::string path = state->path() + "/" + kHealthSocketName;
-  fast_path_required = config.xdp_mode == XdpMode::Native || config.xdp_mode == XdpMode::Generic;
+  fast_path_required = config.xdp_mode != XdpMode::Auto && config.xdp_mode != XdpMode::Off;
   try {
     health = std::make_unique<HealthSocket>(
         path,

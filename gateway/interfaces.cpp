@@ -135,7 +135,7 @@ InterfacePlan client_side(const InterfacePlan& plan) {
       out.interfaces.push_back(c);
     } else {
       out.notes.push_back(c.name + " leads only toward the servers: no fast path there (it would pass every reply, "
-                          "and in generic mode copy each first)");
+                          "and in generic XDP copy each first)");
     }
   }
   return out;

@@ -101,7 +101,7 @@ CLI::App* add_status_subcommand(CLI::App& app, StatusOptions& o) {
       "socket health.sock in its instance directory (gateway.state_dir, 0700), not over the\n"
       "metrics port; believes only a socket held by root or --daemon-user. Healthy: every worker\n"
       "made progress within 2 s, the main thread within 5 s, the iptables rules are in place and,\n"
-      "with [xdp] mode native or generic, the fast path is attached. Prints one line; answers\n"
+      "with [xdp] mode native, generic or tc, the fast path is attached. Prints one line; answers\n"
       "within 2 s. Exit codes with --check: 0 healthy; 1 not healthy (the line says why) or not\n"
       "running (no socket, no answer); 2 bad configuration or gateway.state_dir empty; 3 the socket\n"
       "is held by another user or answered something else (not believed). Non-zero: withdraw.");

@@ -244,6 +244,25 @@ ReasonCounters Program::reasons() const {
   return out;
 }
 
+namespace {
+
+// The tcx ingress hook (kernel 6.6): links that go with their fd, as XDP links do, run before
+// the classic clsact filters (the kernel path's). Debian 12's headers predate it.
+constexpr auto kTcxIngress = static_cast<bpf_attach_type>(46);
+
+// The hooks `mode` asks for, in the order to try them. Auto: native XDP where the driver has it,
+// else tc, generic XDP last (tc needs kernel 6.6). A veth skips native (it delivers natively
+// XDP_TX'd frames only when its peer runs XDP too, which syngate cannot see or arrange).
+std::vector<AttachMode> hooks_to_try(AttachMode mode, const std::string& driver) {
+  if (mode != AttachMode::Auto) return {mode};
+  if (driver == "veth") return {AttachMode::Tc, AttachMode::Generic};
+  return {AttachMode::Native, AttachMode::Tc, AttachMode::Generic};
+}
+
+}  // namespace
+
+int Program::tc_program_fd() const noexcept { return bpf_program__fd(impl_->skel->progs.syngate_tc_fast); }
+
 bool Program::attach(const std::string& interface, AttachMode mode, std::string* why) {
   const int ifindex = static_cast<int>(if_nametoindex(interface.c_str()));
   if (ifindex == 0) {
@@ -251,39 +270,31 @@ bool Program::attach(const std::string& interface, AttachMode mode, std::string*
     return false;
   }
   const std::string driver = gw::interface_driver(interface);
-  // A veth hands natively XDP_TX'd frames to its peer only when the peer runs XDP too, which
-  // syngate cannot see or arrange from here: generic mode answers correctly on veth.
-  AttachMode want = mode;
-  if (mode == AttachMode::Auto) want = driver == "veth" ? AttachMode::Generic : AttachMode::Native;
   if (mode == AttachMode::Native && driver == "veth") {
     spdlog::warn("xdp: native mode on veth {}: its SYN-ACKs reach the peer only if the peer runs an XDP "
-                 "program too; \"auto\" or \"generic\" work as is", interface);
+                 "program too; \"auto\" or \"tc\" work as is", interface);
   }
-  auto try_mode = [&](AttachMode m) -> int {
+  auto try_hook = [&](AttachMode m) -> int {
+    if (m == AttachMode::Tc) return bpf_link_create(tc_program_fd(), ifindex, kTcxIngress, nullptr);
     LIBBPF_OPTS(bpf_link_create_opts, opts);
     opts.flags = m == AttachMode::Generic ? XDP_FLAGS_SKB_MODE : XDP_FLAGS_DRV_MODE;
     return bpf_link_create(program_fd(), ifindex, BPF_XDP, &opts);
   };
-  int fd = try_mode(want);
   std::string failure;
-  if (fd < 0) {
-    failure = std::string(to_string(want)) + ": " + bpf::errno_text(errno);
-    // Auto falls back to generic on a driver without native XDP.
-    if (mode == AttachMode::Auto && want == AttachMode::Native) {
-      want = AttachMode::Generic;
-      fd = try_mode(want);
-      if (fd < 0) failure += "; generic: " + bpf::errno_text(errno);
+  for (const AttachMode m : hooks_to_try(mode, driver)) {
+    const int fd = try_hook(m);
+    if (fd >= 0) {
+      impl_->links.add({interface, ifindex, m, driver}, fd);
+      return true;
     }
+    const int err = errno;
+    if (!failure.empty()) failure += "; ";
+    failure += std::string(to_string(m)) + ": " + bpf::errno_text(err);
+    if (err == EBUSY && m != AttachMode::Tc) failure += " (another XDP program is attached)";
+    if (err == EINVAL && m == AttachMode::Tc) failure += " (tcx needs Linux 6.6 or later)";
   }
-  if (fd < 0) {
-    if (why) {
-      *why = failure;
-      if (failure.find("Device or resource busy") != std::string::npos) *why += " (another XDP program is attached)";
-    }
-    return false;
-  }
-  impl_->links.add({interface, ifindex, want, driver}, fd);
-  return true;
+  if (why) *why = failure;
+  return false;
 }
 
 void Program::detach(int ifindex) noexcept { impl_->links.remove(ifindex); }
@@ -315,6 +326,7 @@ void Program::remove_flow(const FlowTuple&) noexcept {}
 uint32_t Program::flow_holders(const FlowTuple&) const noexcept { return 0; }
 Counters Program::counters() const { return {}; }
 int Program::program_fd() const noexcept { return -1; }
+int Program::tc_program_fd() const noexcept { return -1; }
 bool Program::attach(const std::string&, AttachMode, std::string* why) {
   if (why) *why = "built without XDP";
   return false;

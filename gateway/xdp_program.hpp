@@ -50,15 +50,15 @@ using Counters = std::array<uint64_t, SG_XDP_COUNTER_COUNT>;
 // Drops by reason (drop_reasons.h: the program counts the SYN decision's reasons).
 using ReasonCounters = std::array<uint64_t, kDropReasonCount>;
 
-// Which XDP hook an interface gets: the configuration's [xdp] mode (gw::XdpMode). Auto: native
-// on real NICs, generic (skb) on veth, since a veth delivers natively XDP_TX'd frames only when
-// its peer runs an XDP program too.
+// Which hook an interface gets: the configuration's [xdp] mode (gw::XdpMode). Auto: native XDP
+// where the driver has it (not veth: a veth delivers natively XDP_TX'd frames only when its peer
+// runs an XDP program too), else the tc ingress hook, generic XDP last.
 using AttachMode = gw::XdpMode;
 
 struct Attachment {
   std::string interface;
   int ifindex = 0;
-  AttachMode mode = AttachMode::Off;  // Native or Generic once attached
+  AttachMode mode = AttachMode::Off;  // Native, Generic or Tc once attached
   std::string driver;
 };
 
@@ -99,7 +99,8 @@ class Program {
 
   Counters counters() const;
   ReasonCounters reasons() const;
-  int program_fd() const noexcept;
+  int program_fd() const noexcept;     // the XDP entry
+  int tc_program_fd() const noexcept;  // the same decisions at tc ingress (mode tc)
 
   // Attaches to one interface. Returns false and sets *why when it cannot (then nothing changed).
   bool attach(const std::string& interface, AttachMode mode, std::string* why);

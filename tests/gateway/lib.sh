@@ -325,6 +325,20 @@ ${3:-}
 CONF
 }
 
+# Whether the fast path's program is attached to interface IF of the gateway namespace in HOOK
+# (generic or tc), as the kernel shows it: `ip link` for XDP, the tcx links for tc (an ifindex is
+# per namespace, so the program's name is matched too).
+fast_path_on() {  # fast_path_on IF HOOK
+  local ifindex
+  case $2 in
+    generic) in_ns "$NS_GW" ip -d link show "$1" | grep -q "xdpgeneric" ;;
+    tc)
+      ifindex=$(in_ns "$NS_GW" ip -o link show "$1" | cut -d: -f1) || return 1
+      python3 "$(dirname "${BASH_SOURCE[0]}")/tcx_links.py" | grep -qx "$ifindex ingress syngate_tc_fast" ;;
+    *) fail "fast_path_on: unknown hook $2" ;;
+  esac
+}
+
 # How many times the daemon's log says it is running (0 before the log exists).
 running_lines() {
   local n

@@ -44,7 +44,7 @@ port = 80'
 start_syngate
 grep -q "syngate running" "$LAB_DIR/syngate.log"
 if [[ ${XDP_MODE:-off} != off ]]; then
-  in_ns "$NS_GW" ip -d link show g1 | grep -q xdp || fail "XDP_MODE=$XDP_MODE but no XDP program on g1"
+  fast_path_on g1 tc || fail "XDP_MODE=$XDP_MODE but no fast path program on g1 (auto: the tc hook on veth)"
 fi
 
 # Captures on both endpoints (what each sent, and the ICMP errors it got), checked at the end.

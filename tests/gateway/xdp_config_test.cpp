@@ -36,13 +36,14 @@ TEST(XdpConfig, DefaultIsAutoOnEveryInterface) {
 TEST(XdpConfig, EveryModeAndAnInterfaceList) {
   EXPECT_EQ(parse_config(with_xdp("mode = \"native\"")).xdp_mode, XdpMode::Native);
   EXPECT_EQ(parse_config(with_xdp("mode = \"generic\"")).xdp_mode, XdpMode::Generic);
+  EXPECT_EQ(parse_config(with_xdp("mode = \"tc\"")).xdp_mode, XdpMode::Tc);
   EXPECT_EQ(parse_config(with_xdp("mode = \"off\"")).xdp_mode, XdpMode::Off);
   GatewayConfig c = parse_config(with_xdp("mode = \"auto\"\ninterfaces = [\"eth0\", \"veth-gw1\"]"));
   EXPECT_EQ(c.xdp_interfaces, (std::vector<std::string>{"eth0", "veth-gw1"}));
 }
 
 TEST(XdpConfig, BadValuesNameTheKeyAndTheReason) {
-  EXPECT_NE(error_of(with_xdp("mode = \"fast\"")).find("xdp.mode: must be \"auto\", \"native\", \"generic\" or \"off\""),
+  EXPECT_NE(error_of(with_xdp("mode = \"fast\"")).find("xdp.mode: must be \"auto\", \"native\", \"generic\", \"tc\" or \"off\""),
             std::string::npos);
   EXPECT_NE(error_of(with_xdp("interfaces = \"eth0\"")).find("xdp.interfaces: must be an array"), std::string::npos);
   EXPECT_NE(error_of(with_xdp("interfaces = [1]")).find("xdp.interfaces"), std::string::npos);

@@ -62,7 +62,7 @@ unrelated() {  # unrelated NAME ADDR/LEN: a veth pair inside gw, up, with an add
   in_ns "$NS_GW" ip link set "$1p" up
 }
 unrelated u0 10.99.0.1/24
-has_xdp() { in_ns "$NS_GW" ip -d link show "$1" | grep -q "prog/xdp\|xdpgeneric"; }
+has_xdp() { fast_path_on "$1" tc; }  # auto on veth: the tc hook
 wait_xdp() {  # wait_xdp IF yes|no: until the interface has (or has not) the program, 5 s at most
   local i
   for ((i = 0; i < 50; i++)); do
@@ -92,6 +92,8 @@ has_xdp g1 || fail "g1 lost the program when an unrelated veth came"
 xdp() { metric_sum syngate_xdp_packets_total "outcome=\"$1\""; }
 in_ns "$NS_GW" ip link set g1 down
 wait_xdp g1 no || fail "the program stayed on g1 while it was down"
+# The link goes with its fd, just before the daemon logs it.
+for ((i = 0; i < 20; i++)); do grep -q "xdp: detached from g1" "$LAB_DIR/syngate.log" && break; sleep 0.05; done
 grep -q "xdp: detached from g1" "$LAB_DIR/syngate.log" || fail "the log does not say g1 was left"
 sleep 1.5  # an uplink down is not a namespace without a default route: nothing else gets it
 for ifc in g2 u0 u1; do has_xdp "$ifc" && fail "XDP program on $ifc while g1 was down"; done

@@ -5,7 +5,8 @@ reach an undefended srv) and the kernel defences behave as measured on this mach
 does syngate-nfqueue with them sent through NFQUEUE; no malformed SYN reaches srv, a download
 keeps its speed under a forged-ACK flood and new clients get in during it, clients get through a
 mixed flood, a client reconnecting per request loses none. `offcore`: on one gateway core,
-syngate in generic and native XDP mode serve >= 99% at the generator's maximum, from XDP.
+syngate as shipped (the fast path in the tc hook on veth) and in native XDP mode serve >= 99% at
+the generator's maximum, their SYN-ACKs from the fast path.
 `established`: every figure of the established kind ran through none, synproxy, syngate and
 syngate-notc, and syngate's established segments were translated by its tc programs.
 Exit 77 (ctest SKIP) when the lab had to skip the syngate mode."""

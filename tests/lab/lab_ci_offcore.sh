@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Short offcore-layout lab for CI: gw's flood-facing veth polled by a NAPI thread on syngate's
-# CPU, the generator on the other. Kernel SYNPROXY, syngate as shipped (generic XDP on veth) and
+# CPU, the generator on the other. Kernel SYNPROXY, syngate as shipped (the tc hook on veth) and
 # syngate in native XDP mode (the peers running the lab's pass-through program), at no flood and
 # at the generator's maximum. check_report.py offcore then asserts that both syngate modes keep
 # their clients served and that their SYN-ACKs came from XDP, not from NFQUEUE.

@@ -164,7 +164,7 @@ capeff=$(ct_proc "$main_pid" | awk '/^CapEff:/ { print $2 }')
 pass "runs as user syngate, capabilities $capeff (NET_ADMIN NET_RAW SYS_NICE PERFMON BPF), no new privileges, seccomp"
 
 # ---- Served through cookies ----
-# Valid cookie ACKs, whether the XDP fast path (attached here, generic mode on veth) or the
+# Valid cookie ACKs, whether the fast path (attached here: the tc hook on veth) or the
 # NFQUEUE path checked them, and the flows made from them.
 cookies() {
   echo $(( $(metric_sum syngate_xdp_packets_total 'outcome="cookie_valid"') + $(metric_sum syngate_cookies_valid_total) ))

@@ -1,5 +1,7 @@
-// The XDP program against the C++ engine, packet by packet: the kernel runs the real BPF object
-// (BPF_PROG_TEST_RUN) and a fresh Engine processes the same IP packet at the same instant. A SYN
+// The fast path against the C++ engine, packet by packet, in each of its hooks (the XDP entry and
+// the tc entry, one instantiation each): the kernel runs the real BPF object
+// (BPF_PROG_TEST_RUN) and a fresh Engine processes the same IP packet at the same instant. The tc
+// entry's verdicts are read as XDP's (redirect as XDP_TX, shot as XDP_DROP, next as XDP_PASS). A SYN
 // the program answers must get a byte-identical SYN-ACK from the engine; a packet it drops must
 // be dropped by the engine too (and create no flow); an ACK it passes as a valid cookie must make
 // the engine create a flow. XDP_PASS otherwise leaves the decision to the engine, as in the
@@ -9,6 +11,7 @@
 // Needs root (or CAP_BPF + CAP_NET_ADMIN) and a kernel with BPF: skipped, saying so, otherwise.
 #include <gtest/gtest.h>
 #include <linux/bpf.h>
+#include <linux/pkt_cls.h>
 #include <unistd.h>
 
 #include <bpf/bpf.h>
@@ -70,7 +73,22 @@ std::vector<uint8_t> ethernet(const std::vector<uint8_t>& ip, size_t padding, st
   return f;
 }
 
-class XdpDiff : public ::testing::Test {
+// Which entry of the object a test runs.
+enum class Hook { Xdp, Tc };
+
+// The tc entry's return as the XDP action it stands for; anything else stays as it is (and
+// fails every comparison).
+uint32_t as_xdp_action(Hook hook, int32_t retval) {
+  if (hook == Hook::Xdp) return static_cast<uint32_t>(retval);
+  switch (retval) {
+    case TC_ACT_REDIRECT: return XDP_TX;
+    case TC_ACT_SHOT: return XDP_DROP;
+    case TC_ACT_UNSPEC: return XDP_PASS;
+    default: return 0x1000u + static_cast<uint32_t>(retval);
+  }
+}
+
+class XdpDiff : public ::testing::TestWithParam<Hook> {
  protected:
   static void SetUpTestSuite() {
     if (!xdp::available()) return;
@@ -108,7 +126,9 @@ class XdpDiff : public ::testing::Test {
     config_.max_flows = 64;
     config_.early_data_slots = 4;
     secrets_ = {key(1), key(2), 0};
-    now_ns_ = 1'800'000'000'000'000'000ull;  // a clock far from zero: counter and TSval wrap-free
+    // A clock far from zero: counter and TSval wrap-free. The two hooks share one loaded object,
+    // whose budget cells count per second: the tc runs are 1000 s later, in seconds of their own.
+    now_ns_ = 1'800'000'000'000'000'000ull + (GetParam() == Hook::Tc ? 1'000'000'000'000ull : 0);
     apply();
   }
 
@@ -137,6 +157,10 @@ class XdpDiff : public ::testing::Test {
     program_->set_prefixes(config_.policy->prefixes);
   }
 
+  static int program_fd() {
+    return GetParam() == Hook::Xdp ? program_->program_fd() : program_->tc_program_fd();
+  }
+
   XdpResult run_xdp(const std::vector<uint8_t>& frame) {
     XdpResult r;
     const xdp::Counters before = program_->counters();
@@ -147,9 +171,9 @@ class XdpDiff : public ::testing::Test {
     opts.data_out = out.data();
     opts.data_size_out = static_cast<uint32_t>(out.size());
     opts.repeat = 1;
-    const int rc = bpf_prog_test_run_opts(program_->program_fd(), &opts);
+    const int rc = bpf_prog_test_run_opts(program_fd(), &opts);
     EXPECT_EQ(rc, 0) << "BPF_PROG_TEST_RUN: " << std::strerror(errno);
-    r.action = opts.retval;
+    r.action = as_xdp_action(GetParam(), static_cast<int32_t>(opts.retval));
     out.resize(opts.data_size_out);
     r.frame = std::move(out);
     const xdp::Counters after = program_->counters();
@@ -364,7 +388,7 @@ Segment random_syn(std::mt19937_64& rng) {
   return s;
 }
 
-TEST_F(XdpDiff, KernelCapturedFixturesGetTheEnginesAnswer) {
+TEST_P(XdpDiff, KernelCapturedFixturesGetTheEnginesAnswer) {
   int syns = 0;
   for (const auto& f : fixtures()) {
     compare(f.bytes, f.name);
@@ -377,7 +401,7 @@ TEST_F(XdpDiff, KernelCapturedFixturesGetTheEnginesAnswer) {
   EXPECT_GT(dropped_, 0);  // the captures' later segments have no flow here
 }
 
-TEST_F(XdpDiff, FixturesWithEcnAnnouncedAndOtherSettings) {
+TEST_P(XdpDiff, FixturesWithEcnAnnouncedAndOtherSettings) {
   config_.announce_ecn = true;
   config_.synack_window = 0;  // sent as 1 by both
   config_.announced_wscale = 14;
@@ -388,7 +412,7 @@ TEST_F(XdpDiff, FixturesWithEcnAnnouncedAndOtherSettings) {
   EXPECT_GT(answered_, 0);
 }
 
-TEST_F(XdpDiff, RandomSynsAreAnsweredByteForByteAsTheEngineDoes) {
+TEST_P(XdpDiff, RandomSynsAreAnsweredByteForByteAsTheEngineDoes) {
   std::mt19937_64 rng(15);
   for (int i = 0; i < 3000; ++i) {
     if (i % 500 == 0) {
@@ -407,7 +431,7 @@ TEST_F(XdpDiff, RandomSynsAreAnsweredByteForByteAsTheEngineDoes) {
 
 // A service whose backend answered without SACK: neither path promises it (sg_promise_sack), the
 // other service still is. The engine reads the shared facts, the program its service map.
-TEST_F(XdpDiff, ABackendWithoutSackIsPromisedSackByNeither) {
+TEST_P(XdpDiff, ABackendWithoutSackIsPromisedSackByNeither) {
   config_.backend_facts = std::make_shared<BackendFacts>();
   const Service v4 = config_.services[0];
   const uint32_t now_ms = static_cast<uint32_t>(now_ns_ / 1000000);
@@ -430,7 +454,7 @@ TEST_F(XdpDiff, ABackendWithoutSackIsPromisedSackByNeither) {
   EXPECT_GT(promised[1], 0) << "the IPv6 service's backend is not known to lack it";
 }
 
-TEST_F(XdpDiff, MalformedAndOddSynsGetTheSameVerdict) {
+TEST_P(XdpDiff, MalformedAndOddSynsGetTheSameVerdict) {
   std::mt19937_64 rng(1515);
   int malformed = 0, invalid = 0, fragments_dropped = 0;
   for (int i = 0; i < 4000; ++i) {
@@ -476,7 +500,7 @@ TEST_F(XdpDiff, MalformedAndOddSynsGetTheSameVerdict) {
   EXPECT_GT(passed_, 100);
 }
 
-TEST_F(XdpDiff, CookieAcksPassForgedOnesDrop) {
+TEST_P(XdpDiff, CookieAcksPassForgedOnesDrop) {
   std::mt19937_64 rng(151515);
   int valid = 0, forged = 0, forged_with_ip_options = 0, forged_behind_ext_header = 0;
   for (int i = 0; i < 2000; ++i) {
@@ -525,7 +549,7 @@ TEST_F(XdpDiff, CookieAcksPassForgedOnesDrop) {
   EXPECT_GT(forged_behind_ext_header, 20);
 }
 
-TEST_F(XdpDiff, FlowsPassRstAndFlaglessSegmentsWithoutAFlowDrop) {
+TEST_P(XdpDiff, FlowsPassRstAndFlaglessSegmentsWithoutAFlowDrop) {
   Segment s;
   s.src = addr("198.18.1.1").bytes;
   s.dst = addr("10.77.0.2").bytes;
@@ -559,7 +583,7 @@ TEST_F(XdpDiff, FlowsPassRstAndFlaglessSegmentsWithoutAFlowDrop) {
 // After a change in the number of flow queues every worker imports every saved flow; the copies
 // a worker never sees packets for expire there as idle. Freeing such a copy must not delete the
 // key the live copy needs: the map counts the tables holding each flow.
-TEST_F(XdpDiff, AFlowStaysInTheMapWhileAnyTableHoldsIt) {
+TEST_P(XdpDiff, AFlowStaysInTheMapWhileAnyTableHoldsIt) {
   Segment s;
   s.src = addr("198.18.1.2").bytes;
   s.dst = addr("10.77.0.2").bytes;
@@ -582,7 +606,7 @@ TEST_F(XdpDiff, AFlowStaysInTheMapWhileAnyTableHoldsIt) {
   EXPECT_EQ(program_->flow_holders(t), 0u);
 }
 
-TEST_F(XdpDiff, OtherTrafficPassesUntouched) {
+TEST_P(XdpDiff, OtherTrafficPassesUntouched) {
   Segment s;
   s.src = addr("198.18.1.1").bytes;
   s.dst = addr("10.77.0.2").bytes;
@@ -600,7 +624,7 @@ TEST_F(XdpDiff, OtherTrafficPassesUntouched) {
   EXPECT_EQ(r.frame, arp);
 }
 
-TEST_F(XdpDiff, KeyRotationFlipsSlotsAndCookiesFollowTheEngine) {
+TEST_P(XdpDiff, KeyRotationFlipsSlotsAndCookiesFollowTheEngine) {
   std::mt19937_64 rng(7);
   for (int round = 0; round < 6; ++round) {
     secrets_ = rotate_secrets(secrets_, cookie_counter(now_ns_));
@@ -613,7 +637,7 @@ TEST_F(XdpDiff, KeyRotationFlipsSlotsAndCookiesFollowTheEngine) {
   }
 }
 
-TEST_F(XdpDiff, SourcePolicyDeniesAndAllowsAsTheEngineDoes) {
+TEST_P(XdpDiff, SourcePolicyDeniesAndAllowsAsTheEngineDoes) {
   std::mt19937_64 rng(2024);
   auto prefix = [](const char* text) { return *Prefix::parse(text); };
   set_policy([&](SourcePolicy& p) {
@@ -646,7 +670,7 @@ TEST_F(XdpDiff, SourcePolicyDeniesAndAllowsAsTheEngineDoes) {
 // The policy map holds SG_XDP_MAX_PREFIXES prefixes, the bound `syngate check` enforces (a
 // longer list made the map update fail at start and left the whole fast path off): all of them
 // load, one more does not.
-TEST_F(XdpDiff, PolicyMapHoldsTheCheckedLimitAndNoMore) {
+TEST_P(XdpDiff, PolicyMapHoldsTheCheckedLimitAndNoMore) {
   auto fill = [](size_t count) {
     auto p = std::make_shared<SourcePolicy>();
     for (size_t i = 0; i < count; ++i) {
@@ -664,7 +688,7 @@ TEST_F(XdpDiff, PolicyMapHoldsTheCheckedLimitAndNoMore) {
   program_->set_prefixes(PrefixSet{});  // the next tests start from an empty map
 }
 
-TEST_F(XdpDiff, BackscatterBudgetStopsAtTheLimitPerPrefixAndSecond) {
+TEST_P(XdpDiff, BackscatterBudgetStopsAtTheLimitPerPrefixAndSecond) {
   // One CPU, so that every run meets the same per-CPU budget cells.
   cpu_set_t one;
   CPU_ZERO(&one);
@@ -705,7 +729,7 @@ TEST_F(XdpDiff, BackscatterBudgetStopsAtTheLimitPerPrefixAndSecond) {
   EXPECT_GE(program_->reasons()[static_cast<size_t>(DropReason::BackscatterBudget)], 120u);
 }
 
-TEST_F(XdpDiff, PolicyPrefixesOfOneFamilyNeverMatchTheOther) {
+TEST_P(XdpDiff, PolicyPrefixesOfOneFamilyNeverMatchTheOther) {
   // IPv4 lives in the v4-mapped part of the 128-bit form, inside ::/0 .. ::/80; the LPM map's
   // family tag keeps IPv6 prefixes off IPv4 sources, as the engine's prefix set does.
   std::mt19937_64 rng(46);
@@ -737,7 +761,7 @@ TEST_F(XdpDiff, PolicyPrefixesOfOneFamilyNeverMatchTheOther) {
   }
 }
 
-TEST_F(XdpDiff, ProvenSourcesKeepTheirOwnBudgetWhileTheirPrefixIsSpoofed) {
+TEST_P(XdpDiff, ProvenSourcesKeepTheirOwnBudgetWhileTheirPrefixIsSpoofed) {
   // One CPU, so that every run meets the same per-CPU prefix cells.
   cpu_set_t one;
   CPU_ZERO(&one);
@@ -822,7 +846,7 @@ TEST_F(XdpDiff, ProvenSourcesKeepTheirOwnBudgetWhileTheirPrefixIsSpoofed) {
   sched_setaffinity(0, sizeof old, &old);
 }
 
-TEST_F(XdpDiff, ACookieAckOverALingeringFlowGivesItsSynAckBack) {
+TEST_P(XdpDiff, ACookieAckOverALingeringFlowGivesItsSynAckBack) {
   // A client reusing its port while its closed flow lingers: the tuple is in the flow map, so the
   // ACK passes as the flow's, and still answers the SYN-ACK XDP sent for it.
   set_policy([](SourcePolicy& p) {
@@ -865,7 +889,7 @@ TEST_F(XdpDiff, ACookieAckOverALingeringFlowGivesItsSynAckBack) {
 }
 
 // Not a check: the per-packet cost, printed for the README (BPF_PROG_TEST_RUN's own timing).
-TEST_F(XdpDiff, CostPerPacket) {
+TEST_P(XdpDiff, CostPerPacket) {
   std::mt19937_64 rng(99);
   Segment syn = random_syn(rng);
   syn.v6 = false;
@@ -892,12 +916,13 @@ TEST_F(XdpDiff, CostPerPacket) {
       opts.data_out = out.data();
       opts.data_size_out = static_cast<uint32_t>(out.size());
       opts.repeat = 1;
-      ASSERT_EQ(bpf_prog_test_run_opts(program_->program_fd(), &opts), 0);
-      ASSERT_EQ(opts.retval, expected_action) << what;
+      ASSERT_EQ(bpf_prog_test_run_opts(program_fd(), &opts), 0);
+      ASSERT_EQ(as_xdp_action(GetParam(), static_cast<int32_t>(opts.retval)), expected_action) << what;
       ns.push_back(opts.duration);
     }
     std::sort(ns.begin(), ns.end());
-    std::printf("[ xdp cost ] %-30s median %u ns, p90 %u ns per packet (BPF_PROG_TEST_RUN)\n", what,
+    std::printf("[ %s cost ] %-30s median %u ns, p90 %u ns per packet (BPF_PROG_TEST_RUN)\n",
+                GetParam() == Hook::Xdp ? "xdp" : "tc ", what,
                 ns[ns.size() / 2], ns[ns.size() * 9 / 10]);
   };
   auto measure = [&](const Segment& s, const char* what, uint32_t expected_action) {
@@ -918,6 +943,9 @@ TEST_F(XdpDiff, CostPerPacket) {
   measure(syn, "IPv6 SYN answered (XDP_TX)", XDP_TX);
   measure(ack, "IPv6 forged ACK dropped", XDP_DROP);
 }
+
+INSTANTIATE_TEST_SUITE_P(Hooks, XdpDiff, ::testing::Values(Hook::Xdp, Hook::Tc),
+                         [](const ::testing::TestParamInfo<Hook>& info) { return info.param == Hook::Xdp ? "xdp" : "tc"; });
 
 }  // namespace
 }  // namespace syngate
