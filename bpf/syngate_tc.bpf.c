@@ -131,6 +131,13 @@ static __always_inline int translate(struct __sk_buff* skb, int egress) {
   asm volatile("" : "+r"(l4), "+r"(hlen), "+r"(payload));
   if (hlen < TCP_HLEN || hlen > TCP_MAX_HLEN || l4 > PKT_MAX_L4_OFF) return TC_ACT_OK;
 
+  /* A SYN is never translated here (a retransmitted SYN-ACK is the engine's, and the fast path's
+   * cookie SYN-ACKs leave through this hook by the thousand in a flood): no lookup, which in a
+   * table of many flows costs a cache miss or two. */
+  if (p.flags & TCP_FLAG_SYN) {
+    count(SG_TC_MISS);
+    return TC_ACT_OK;
+  }
   const struct sg_tc_flow_key* key = (const struct sg_tc_flow_key*)&p.key;
   struct sg_tc_flow* f = bpf_map_lookup_elem(&sg_tc_flows, key);
   if (!f) {
@@ -141,7 +148,7 @@ static __always_inline int translate(struct __sk_buff* skb, int egress) {
   reverse_key(key, &rkey);
   const struct sg_tc_flow* peer = bpf_map_lookup_elem(&sg_tc_flows, &rkey);
 
-  /* The engine's segments: SYN (a retransmitted SYN-ACK) and RST, and what closing sends back. */
+  /* The engine's segments: RST (SYN went above), and what closing sends back. */
   if (p.flags & TCP_FLAG_RST) {
     /* Only an RST the engine may believe (exact, or in the receiver's window) closes the flow
      * for the program: a blind one must not push the flow back to the queue. */

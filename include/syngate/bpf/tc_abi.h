@@ -112,9 +112,9 @@ struct sg_tc_flow {
 
 enum sg_tc_counter {
   SG_TC_TRANSLATED = 0, /* translated and marked */
-  SG_TC_PUNTED,         /* a flow's packet the program left to NFQUEUE (SYN/RST, after a FIN, layout) */
+  SG_TC_PUNTED,         /* a flow's packet the program left to NFQUEUE (RST, after a FIN, layout) */
   SG_TC_ALREADY_MARKED, /* egress: translated before (ingress, engine verdict, syngate's own) */
-  SG_TC_MISS,           /* TCP with no flow entry: left alone */
+  SG_TC_MISS,           /* TCP with no flow entry, or a SYN (never looked up): left alone */
   SG_TC_EVENT_LOST,     /* sg_tc_events full: the engine learns of that close at its idle timer */
   SG_TC_COUNTER_COUNT
 };
