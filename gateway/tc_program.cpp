@@ -5,16 +5,20 @@
 
 #include <arpa/inet.h>
 #include <net/if.h>
+#include <linux/magic.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cstring>
 #include <mutex>
 #include <sstream>
 #include <stdexcept>
+#include <string_view>
 
 #include <spdlog/spdlog.h>
 
@@ -195,14 +199,90 @@ int attach_one(int ifindex, bpf_tc_attach_point point, int prog_fd) {
   return bpf_tc_attach(&h, &o);
 }
 
-syngate_tc* open_and_load(uint32_t max_entries, const std::string& pin, int* err, std::string* log) {
+// The path itself or its closest ancestor that exists: what a directory made there would be on.
+std::string nearest_existing(std::string path) {
+  while (path.size() > 1 && access(path.c_str(), F_OK) != 0) {
+    const size_t slash = path.find_last_of('/');
+    path = slash == 0 || slash == std::string::npos ? "/" : path.substr(0, slash);
+  }
+  return path;
+}
+
+bool on_bpffs(const std::string& path) {
+  struct statfs fs{};
+  return statfs(path.c_str(), &fs) == 0 && fs.f_type == BPF_FS_MAGIC;
+}
+
+// The flow map of the filters a dead syngate left on this namespace's interfaces (tc filters
+// outlive their process, and keep their map alive): an fd for it, or -1. Where no pin kept the map
+// (no bpffs at gateway.bpf_dir), this is how a restart still finds what the programs recorded
+// during the gap (activity, FINs, RSTs). Found through the kernel: the filter's program id, the
+// program's map ids, the map named as ours.
+int left_flow_map() noexcept {
+  uint32_t prog_id = 0;
+  struct if_nameindex* list = if_nameindex();
+  for (struct if_nameindex* i = list; list && i->if_index != 0 && prog_id == 0; ++i) {
+    for (const bpf_tc_attach_point point : {BPF_TC_INGRESS, BPF_TC_EGRESS}) {
+      bpf_tc_hook h = hook_of(static_cast<int>(i->if_index), point);
+      bpf_tc_opts o{};
+      o.sz = sizeof o;
+      o.handle = kFilterHandle;
+      o.priority = kFilterPriority;
+      bpf::LibbpfLog quiet;  // no clsact or no filter: the usual answer, not news
+      if (bpf_tc_query(&h, &o) == 0 && o.prog_id != 0) {
+        prog_id = o.prog_id;
+        break;
+      }
+    }
+  }
+  if (list) if_freenameindex(list);
+  if (prog_id == 0) return -1;
+  const int prog = bpf_prog_get_fd_by_id(prog_id);
+  if (prog < 0) return -1;
+  std::array<uint32_t, 16> map_ids{};
+  bpf_prog_info info{};
+  info.nr_map_ids = map_ids.size();
+  info.map_ids = reinterpret_cast<uint64_t>(map_ids.data());
+  uint32_t len = sizeof info;
+  const int got = bpf_obj_get_info_by_fd(prog, &info, &len);
+  close(prog);
+  if (got != 0) return -1;
+  for (uint32_t n = 0; n < std::min<uint32_t>(info.nr_map_ids, map_ids.size()); ++n) {
+    const int map = bpf_map_get_fd_by_id(map_ids[n]);
+    if (map < 0) continue;
+    bpf_map_info m{};
+    uint32_t mlen = sizeof m;
+    if (bpf_obj_get_info_by_fd(map, &m, &mlen) == 0 && std::string_view(m.name) == "sg_tc_flows") return map;
+    close(map);
+  }
+  return -1;
+}
+
+// Whether an existing map is the flow map this build would create: libbpf's reuse_fd adopts the
+// map's own definition without comparing (a pinned map gets the comparison, not this), and a
+// map of another size or layout must not be taken over.
+bool fits(int fd, const bpf_map* want) {
+  bpf_map_info m{};
+  uint32_t len = sizeof m;
+  if (bpf_obj_get_info_by_fd(fd, &m, &len) != 0) return false;
+  return m.type == static_cast<uint32_t>(bpf_map__type(want)) && m.key_size == bpf_map__key_size(want) &&
+         m.value_size == bpf_map__value_size(want) && m.max_entries == bpf_map__max_entries(want) &&
+         m.map_flags == bpf_map__map_flags(want);
+}
+
+// `reuse_fd` >= 0: that map becomes the flow map if it fits (-EINVAL if not), pinned at `pin`
+// when that is set and empty.
+syngate_tc* open_and_load(uint32_t max_entries, const std::string& pin, int reuse_fd, int* err, std::string* log) {
   bpf::LibbpfLog capture;
   syngate_tc* skel = syngate_tc__open();
   *err = skel ? 0 : -errno;
   if (skel) {
     bpf_map__set_max_entries(skel->maps.sg_tc_flows, max_entries);
     if (!pin.empty()) bpf_map__set_pin_path(skel->maps.sg_tc_flows, pin.c_str());
-    *err = syngate_tc__load(skel);
+    if (reuse_fd >= 0) {
+      *err = fits(reuse_fd, skel->maps.sg_tc_flows) ? bpf_map__reuse_fd(skel->maps.sg_tc_flows, reuse_fd) : -EINVAL;
+    }
+    if (*err == 0) *err = syngate_tc__load(skel);
     if (*err != 0) {
       syngate_tc__destroy(skel);
       skel = nullptr;
@@ -218,7 +298,10 @@ Program::Program(uint32_t max_flows, const std::string& dir) : impl_(std::make_u
   const uint32_t entries = flow_map_entries(max_flows);
   std::string pin;
   if (!dir.empty()) {
-    if (make_dirs(dir)) {
+    const std::string fs = nearest_existing(dir);
+    if (!on_bpffs(fs)) {
+      spdlog::warn("tc: {} is not on a bpffs ({} is not one): the flow map is not pinned", dir, fs);
+    } else if (make_dirs(dir)) {
       pin = dir + kFlowsPin;
     } else {
       spdlog::warn("tc: cannot create {} ({}): the flow map is not pinned", dir, std::strerror(errno));
@@ -226,13 +309,25 @@ Program::Program(uint32_t max_flows, const std::string& dir) : impl_(std::make_u
   }
   int err = 0;
   std::string log;
-  syngate_tc* skel = open_and_load(entries, pin, &err, &log);
+  // No pinned map to take over: the one the filters of a dead syngate still hold, if any.
+  int left = -1;
+  if (pin.empty() || access(pin.c_str(), F_OK) != 0) {
+    left = left_flow_map();
+    if (left >= 0) spdlog::info("tc: taking over the flow map the filters of an earlier run hold (no pinned map)");
+  }
+  syngate_tc* skel = open_and_load(entries, pin, left, &err, &log);
+  if (!skel && left >= 0) {
+    spdlog::info("tc: the earlier run's flow map cannot be taken over ({}); starting a new one",
+                 err == -EINVAL ? "another size or layout" : bpf::errno_text(err));
+    skel = open_and_load(entries, pin, -1, &err, &log);
+  }
+  if (left >= 0) close(left);  // the skeleton holds its own reference
   if (!skel && !pin.empty()) {
     // A map pinned by another layout or size cannot be reused: its flows are handed over again
     // from the flow tables anyway.
     spdlog::info("tc: the pinned flow map {} cannot be reused ({}); replacing it", pin, bpf::errno_text(err));
     unlink(pin.c_str());
-    skel = open_and_load(entries, pin, &err, &log);
+    skel = open_and_load(entries, pin, -1, &err, &log);
   }
   if (!skel) throw std::runtime_error(bpf::load_failure("tc programs", err, log));
   impl_->skel = skel;
@@ -531,7 +626,7 @@ std::unique_ptr<KernelPath> KernelPath::start(const gw::GatewayConfig& config, u
   uint32_t top_generation = 0;
   const auto left = program->entries();
   for (const auto& [key, entry] : left) top_generation = std::max(top_generation, entry.generation);
-  if (!left.empty()) spdlog::info("tc: the pinned flow map holds {} entries of an earlier run; reconciling", left.size());
+  if (!left.empty()) spdlog::info("tc: the flow map holds {} entries of an earlier run; reconciling", left.size());
   std::vector<Address> addresses;
   std::vector<Service> services = gw::to_engine_services(config.services);
   for (const Service& s : services) {
