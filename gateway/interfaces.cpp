@@ -15,6 +15,9 @@ const LinkFact* find_link(const RoutingFacts& facts, int ifindex) {
   return nullptr;
 }
 
+constexpr const char* kNotEthernet =
+    "not an Ethernet interface (the programs read Ethernet frames): its packets stay with NFQUEUE";
+
 // Collects reasons per interface, refusing the ones no program belongs on.
 class Chooser {
  public:
@@ -26,6 +29,7 @@ class Chooser {
     if (!link) return note("ifindex " + std::to_string(ifindex) + " (" + reason + "): no such interface");
     if (link->loopback) return note(link->name + " (" + reason + "): loopback carries only this host's own traffic");
     if (!link->up) return note(link->name + " (" + reason + "): down");
+    if (!link->ethernet) return note(link->name + " (" + reason + "): " + kNotEthernet);
     Chosen& c = chosen_[ifindex];
     if (std::find(c.reasons.begin(), c.reasons.end(), reason) == c.reasons.end()) c.reasons.push_back(reason);
     c.clients = c.clients || clients;
@@ -120,6 +124,8 @@ InterfacePlan plan_listed(const RoutingFacts& facts, const std::vector<std::stri
     auto it = std::find_if(facts.links.begin(), facts.links.end(), [&](const LinkFact& l) { return l.name == name; });
     if (it == facts.links.end()) {
       plan.notes.push_back(name + " (listed in [xdp] interfaces): no such interface (yet)");
+    } else if (!it->ethernet) {
+      plan.notes.push_back(name + " (listed in [xdp] interfaces): " + kNotEthernet);
     } else {
       plan.interfaces.push_back({it->ifindex, name, {"listed in [xdp] interfaces"}, true});
     }

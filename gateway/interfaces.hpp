@@ -18,6 +18,9 @@ struct LinkFact {
   std::string name;
   bool up = false;  // IFF_UP
   bool loopback = false;
+  // ARPHRD_ETHER. The programs read Ethernet frames; on an L3 device (tun, WireGuard, ipip) a
+  // frame starts at its IP header and would be misread.
+  bool ethernet = true;
 };
 
 // One nexthop of a default route (any table but `local`, any metric: a backup uplink carries

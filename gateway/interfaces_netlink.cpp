@@ -7,6 +7,7 @@
 #include <libmnl/libmnl.h>
 #include <linux/rtnetlink.h>
 #include <net/if.h>
+#include <net/if_arp.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -78,6 +79,7 @@ int link_cb(const nlmsghdr* nlh, void* data) {
   l.ifindex = ifi->ifi_index;
   l.up = (ifi->ifi_flags & IFF_UP) != 0;
   l.loopback = (ifi->ifi_flags & IFF_LOOPBACK) != 0;
+  l.ethernet = ifi->ifi_type == ARPHRD_ETHER;
   for_each_attr(nlh, sizeof(*ifi), [&](const nlattr* attr) {
     if (mnl_attr_get_type(attr) == IFLA_IFNAME && mnl_attr_validate(attr, MNL_TYPE_NUL_STRING) >= 0) {
       l.name = mnl_attr_get_str(attr);

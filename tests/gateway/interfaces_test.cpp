@@ -139,6 +139,23 @@ TEST(InterfaceRule, WithoutADefaultRouteEveryRoutedInterface) {
   EXPECT_EQ(names(client_side(p)), (std::vector<std::string>{"g1", "g2"}));
 }
 
+// A default route over an L3 device (a VPN's tun or WireGuard interface): its frames start at the
+// IP header, which the programs would read as Ethernet; it gets none, said in a note, listed or not.
+TEST(InterfaceRule, NoProgramOnAnInterfaceWithoutEthernetFrames) {
+  RoutingFacts f = lab();
+  LinkFact wg{7, "wg0", true, false};
+  wg.ethernet = false;
+  f.links.push_back(wg);
+  f.defaults.push_back({false, 7, ""});
+  const InterfacePlan p = plan_interfaces(f, Mode::Router);
+  EXPECT_TRUE(notes_contain(p, "wg0 (default route")) << "no note says why wg0 was left out";
+  EXPECT_TRUE(notes_contain(p, "not an Ethernet interface"));
+  EXPECT_EQ(names(p), (std::vector<std::string>{"g1", "g3"}));  // the rest as without wg0
+  const InterfacePlan listed = plan_listed(f, {"g1", "wg0"});
+  EXPECT_EQ(names(listed), std::vector<std::string>{"g1"});
+  EXPECT_TRUE(notes_contain(listed, "wg0 (listed in [xdp] interfaces): not an Ethernet interface"));
+}
+
 // One-armed and without a default route: clients and servers share the only routed interface.
 TEST(InterfaceRule, WithoutADefaultRouteTheOnlyRoutedInterfaceIsAClientSideToo) {
   RoutingFacts f;
