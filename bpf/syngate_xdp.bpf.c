@@ -118,7 +118,7 @@ struct synack {
   __u32 pseudo; /* the pseudo-header's sum, unfolded: what a checksum left to the NIC starts from */
 };
 
-/* The SYN-ACK for the SYN in `x`, whose options `w` holds (loaded by the hook, not yet walked):
+/* The SYN-ACK for the SYN in `x`, whose options `w` holds (loaded, not yet walked):
  * XDP_TX with the reply in `out`, or XDP_DROP / XDP_PASS as the SYN decision says (counted). */
 static __noinline int build_synack(const struct parsed* x, struct option_walk* w, const struct sg_xdp_config* cfg,
                                    __u32 service_flags, struct synack* out) {
@@ -216,19 +216,6 @@ static __noinline int build_synack(const struct parsed* x, struct option_walk* w
   return XDP_TX;
 }
 
-/* The SYN's options onto the stack, for build_synack: 0, or XDP_PASS when they cannot be read. */
-#define LOAD_OPTIONS(load_bytes, ctx, p, w)                                                    \
-  ({                                                                                           \
-    int _r = 0;                                                                                \
-    (w)->len = ((p)->tcp_hlen - TCP_HLEN) & 63;                                                \
-    if ((w)->len > TCP_MAX_OPTIONS) {                                                          \
-      _r = pass_as(SG_XDP_PASSED_UNHANDLED);                                                   \
-    } else if ((w)->len > 0 && load_bytes((ctx), (p)->l4_off + TCP_HLEN, (w)->buf, (w)->len)) { \
-      _r = pass_as(SG_XDP_PASSED_UNHANDLED);                                                   \
-    }                                                                                          \
-    _r;                                                                                        \
-  })
-
 /* The reply's header lengths as the verifier can bound them (read back from the stack, they are
  * any 32-bit value to it): 0 if out of range, which build_synack never returns. */
 static __always_inline int synack_lengths(const struct parsed* x, const struct synack* r, __u32* ip_len, __u32* tcp_len) {
@@ -243,17 +230,33 @@ static __always_inline int synack_lengths(const struct parsed* x, const struct s
   return 1;
 }
 
+/* What both hooks do before writing the reply: the SYN's options loaded (each hook's own helper:
+ * `tc` is a constant in each entry, so each keeps only its own call), the SYN-ACK built and its
+ * lengths bounded. XDP_TX with *r, *ip_len and *tcp_len set, or the verdict to return (counted). */
+static __always_inline int prepare_synack(void* ctx, const int tc, const struct parsed* x,
+                                          const struct sg_xdp_config* cfg, __u32 service_flags, struct synack* r,
+                                          __u32* ip_len, __u32* tcp_len) {
+  struct option_walk w = {};
+  w.len = (x->h.tcp_hlen - TCP_HLEN) & 63;
+  if (w.len > TCP_MAX_OPTIONS) return pass_as(SG_XDP_PASSED_UNHANDLED);
+  if (w.len > 0) {
+    const __u32 off = x->h.l4_off + TCP_HLEN;
+    const long err = tc ? bpf_skb_load_bytes(ctx, off, w.buf, w.len) : bpf_xdp_load_bytes(ctx, off, w.buf, w.len);
+    if (err) return pass_as(SG_XDP_PASSED_UNHANDLED);
+  }
+  const int verdict = build_synack(x, &w, cfg, service_flags, r);
+  if (verdict != XDP_TX) return verdict;
+  if (!synack_lengths(x, r, ip_len, tcp_len)) return pass_as(SG_XDP_TX_ERROR);
+  return XDP_TX;
+}
+
 /* XDP: the frame becomes the SYN-ACK and goes back out where it came in. */
 static __noinline int answer_syn_xdp(struct xdp_md* ctx, const struct parsed* x, const struct sg_xdp_config* cfg,
                                      __u32 service_flags) {
-  struct option_walk w = {};
-  const int unreadable = LOAD_OPTIONS(bpf_xdp_load_bytes, ctx, &x->h, &w);
-  if (unreadable) return unreadable;
   struct synack r = {};
-  const int verdict = build_synack(x, &w, cfg, service_flags, &r);
+  __u32 ip_len = 0, tcp_len = 0;
+  const int verdict = prepare_synack(ctx, 0, x, cfg, service_flags, &r, &ip_len, &tcp_len);
   if (verdict != XDP_TX) return verdict;
-  __u32 ip_len, tcp_len;
-  if (!synack_lengths(x, &r, &ip_len, &tcp_len)) return pass_as(SG_XDP_TX_ERROR);
   /* The reply's length from its own headers; the frame's (padding included) from data_end. */
   const int frame_len = (int)((long)ctx->data_end - (long)ctx->data);
   const int delta = (int)(ETH_HLEN_ + ip_len + tcp_len) - frame_len;
@@ -274,14 +277,10 @@ static __noinline int answer_syn_xdp(struct xdp_md* ctx, const struct parsed* x,
  * the pseudo-header flag changes the field of every skb but a CHECKSUM_PARTIAL one: that tells. */
 static __noinline int answer_syn_tc(struct __sk_buff* skb, const struct parsed* x, const struct sg_xdp_config* cfg,
                                     __u32 service_flags) {
-  struct option_walk w = {};
-  const int unreadable = LOAD_OPTIONS(bpf_skb_load_bytes, skb, &x->h, &w);
-  if (unreadable) return unreadable;
   struct synack r = {};
-  const int verdict = build_synack(x, &w, cfg, service_flags, &r);
+  __u32 ip_len = 0, tcp_len = 0;
+  const int verdict = prepare_synack(skb, 1, x, cfg, service_flags, &r, &ip_len, &tcp_len);
   if (verdict != XDP_TX) return verdict;
-  __u32 ip_len, tcp_len;
-  if (!synack_lengths(x, &r, &ip_len, &tcp_len)) return pass_as(SG_XDP_TX_ERROR);
   const __u32 reply_len = ETH_HLEN_ + ip_len + tcp_len;
   if (skb->len != reply_len && bpf_skb_change_tail(skb, reply_len, 0)) return pass_as(SG_XDP_TX_ERROR);
   /* From here the skb is ours: a failure leaves it half-written, so it must not pass. */
