@@ -421,6 +421,10 @@ EST_TESTS = [  # (test, row label, unit, scale of the figure for the table)
     ("redis", "redis-benchmark -k 0 (GET, a connection per request)", "req/s", 1),
     ("loss", "iperf3, one stream srv to cli, 1% of its segments lost after the gateway", "Gbit/s", 1e9),
     ("ack", "20 MB download under a max-rate forged-ACK flood, share of its no-flood speed", "share", 1),
+    ("iperf-down-v6", "IPv6: iperf3, one stream, srv to cli", "Gbit/s", 1e9),
+    ("iperf-up4-v6", "IPv6: iperf3, four streams, cli to srv", "Gbit/s", 1e9),
+    ("wrk-v6", "IPv6: wrk, 50 keep-alive connections", "req/s", 1),
+    ("ab-v6", "IPv6: ab, a connection per request", "conn/s", 1),
 ]
 EST_MODE_LABEL = {"none": "no gateway", "synproxy": "kernel SYNPROXY", "syngate": "syngate (kernel_path auto)",
                   "syngate-notc": "syngate, kernel_path off", "syngate-nfqueue": "syngate, [xdp] off",
@@ -433,6 +437,7 @@ def _read(path):
 
 def est_figure(test, out, rc):
     """(figure, error or None) from a tool's own output; a run that failed counts 0."""
+    test = test.removesuffix("-v6")  # the IPv6 figures' tools print as the IPv4 ones'
     if test in ("iperf-down", "iperf-up4", "loss"):
         try:
             j = json.loads(out)

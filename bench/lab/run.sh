@@ -23,7 +23,7 @@
 #              connection per request), redis-benchmark -k 0 (a connection per request, to a
 #              redis-server on srv), iperf3 one stream srv->cli with 1% of srv's segments dropped
 #              as cli receives them, and the ack kind's downloads under a max-rate forged-ACK flood (every mode
-#              but none). Medians of the repeats and their ratios against kernel SYNPROXY go into
+#              but none); then the first four again over IPv6 (tests named -v6). Medians of the repeats and their ratios against kernel SYNPROXY go into
 #              table.md and report.json ("established"). Its modes default to none synproxy
 #              syngate syngate-notc, and syngate runs with its shipped configuration (no [policy]
 #              override; syngate-notc differs only by kernel_path "off"). About 130 s a
@@ -84,7 +84,7 @@ connrate_count=3000
 connrate_conc=16
 repeats=5             # the established kind: runs of every mode, medians reported
 est_seconds=4         # the established kind: length of each iperf3 and wrk measurement
-est_tests="iperf-down iperf-up4 wrk ab redis loss ack"
+est_tests="iperf-down iperf-up4 wrk ab redis loss ack iperf-down-v6 iperf-up4-v6 wrk-v6 ab-v6"
 modes_given=0
 
 usage() {
@@ -118,7 +118,8 @@ Usage: $0 [options]
   --kinds "LIST"         attack kinds: syn ack malformed mixed ipv6 connrate established
                          (default: "$kinds");
                          established: iperf3, wrk, ab, redis-benchmark, a download under 1% loss
-                         and under a forged-ACK flood, no SYN flood (see the top of this file)
+                         and under a forged-ACK flood, no SYN flood, the first four over IPv6 too
+                         (see the top of this file)
   --repeats N            established: runs of every mode, medians reported (default $repeats; 1 is a
                          quick look: about 130 s a layout, 95 s with --est-seconds 2)
   --est-seconds S        established: seconds of each iperf3 and wrk measurement (default $est_seconds)
@@ -194,7 +195,10 @@ if has_kind established; then
   [[ $repeats =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: --repeats must be a positive integer" >&2; exit 2; }
   [[ $est_seconds =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: --est-seconds must be a positive integer" >&2; exit 2; }
   for t in $est_tests; do
-    case "$t" in iperf-down|iperf-up4|wrk|ab|redis|loss|ack) ;; *) echo "run.sh: unknown --est-tests entry $t" >&2; exit 2 ;; esac
+    case "$t" in
+      iperf-down|iperf-up4|wrk|ab|redis|loss|ack|iperf-down-v6|iperf-up4-v6|wrk-v6|ab-v6) ;;
+      *) echo "run.sh: unknown --est-tests entry $t" >&2; exit 2 ;;
+    esac
   done
   for tool in iperf3 wrk ab redis-server redis-benchmark tc timeout; do
     command -v "$tool" >/dev/null || { echo "run.sh: missing $tool for the established kind (run scripts/deps.sh)" >&2; exit 2; }
@@ -471,6 +475,8 @@ EOF
   local port
   for port in $protected_ports; do printf '\n[[service]]\naddress = "10.10.3.2"\nport = %s\n' "$port"; done >>"$tmp/syngate.toml"
   printf '\n[[service]]\naddress = "fd00:10:3::2"\nport = 80\n' >>"$tmp/syngate.toml"
+  # The established kind's IPv6 figures: iperf3 over IPv6 too (nginx's :80 is above).
+  if has_kind established; then printf '\n[[service]]\naddress = "fd00:10:3::2"\nport = 5201\n' >>"$tmp/syngate.toml"; fi
   if ! nsx "$gw" "$syngate" rules up --config "$tmp/syngate.toml" >"$tmp/syngate-rules.log" 2>&1; then
     skip_reason="syngate rules up failed: $(tail -n 3 "$tmp/syngate-rules.log" | tr '\n' ' ')"
     return 1
@@ -843,6 +849,10 @@ start_est_servers() {
   ip netns exec "$srv" "${ep[@]}" iperf3 -s -B 10.10.3.2 -p 5201 >"$tmp/iperf3-server.log" 2>&1 &
   iperf3_pid=$!
   track_pid "$iperf3_pid"
+  # The IPv6 figures' server: the same port on srv's IPv6 address.
+  ip netns exec "$srv" "${ep[@]}" iperf3 -s -B fd00:10:3::2 -p 5201 >"$tmp/iperf3-server6.log" 2>&1 &
+  iperf3_pid6=$!
+  track_pid "$iperf3_pid6"
   local i
   for i in $(seq 50); do
     nsx "$srv" redis-cli -h 10.10.3.2 -p 6379 ping 2>/dev/null | grep -q PONG && break
@@ -850,6 +860,7 @@ start_est_servers() {
   done
   ((i < 50)) || { echo "run.sh: redis-server did not start: $(tail -n 5 "$tmp/redis.log")" >&2; exit 1; }
   kill -0 "$iperf3_pid" 2>/dev/null || { echo "run.sh: iperf3 -s did not start: $(cat "$tmp/iperf3-server.log")" >&2; exit 1; }
+  kill -0 "$iperf3_pid6" 2>/dev/null || { echo "run.sh: iperf3 -s (IPv6) did not start: $(cat "$tmp/iperf3-server6.log")" >&2; exit 1; }
 }
 
 # Packets kernel SYNPROXY's conntrack refused: its INVALID DROP rule (0 in the other modes).
@@ -931,6 +942,20 @@ run_established() {  # run_established MODE REPEAT
     nsx "$srv" ethtool -K "$srv_if" gso on >/dev/null
     [ "$layout" = offcore ] || nsx "$srv" ethtool -K "$srv_if" tso on >/dev/null
     if [ "$layout" = offcore ]; then nsx "$cli" ethtool -K "$cli_if" gro on >/dev/null; fi
+  fi
+  # The same over IPv6 (the one-stream download, the upload, keep-alive and a connection per
+  # request): the tc programs and the fast path have an IPv6 path of their own.
+  if has_est_test iperf-down-v6; then
+    est_measure "$dir" iperf-down-v6 timeout "$bound" iperf3 -c fd00:10:3::2 -p 5201 -R -t "$s" -O 1 -J --connect-timeout 3000
+  fi
+  if has_est_test iperf-up4-v6; then
+    est_measure "$dir" iperf-up4-v6 timeout "$bound" iperf3 -c fd00:10:3::2 -p 5201 -P 4 -t "$s" -O 1 -J --connect-timeout 3000
+  fi
+  if has_est_test wrk-v6; then
+    est_measure "$dir" wrk-v6 timeout "$bound" wrk -t 2 -c 50 -d "${s}s" --timeout 2s "http://[fd00:10:3::2]/"
+  fi
+  if has_est_test ab-v6; then
+    est_measure "$dir" ab-v6 timeout -s INT 60 ab -q -n "$connrate_count" -c "$connrate_conc" -s 5 -r "http://[fd00:10:3::2]/"
   fi
   # The forged-ACK flood has nothing to defend without a defence: srv's own stack takes it.
   if has_est_test ack && [ "$mode" != none ]; then

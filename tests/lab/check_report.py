@@ -7,7 +7,7 @@ keeps its speed under a forged-ACK flood and new clients get in during it, clien
 mixed flood, a client reconnecting per request loses none. `offcore`: on one gateway core,
 syngate as shipped (the fast path in the tc hook on veth) and in native XDP mode serve >= 99% at
 the generator's maximum, their SYN-ACKs from the fast path.
-`established`: every figure of the established kind ran through none, synproxy, syngate and
+`established`: every figure of the established kind (IPv4, and its first four over IPv6) ran through none, synproxy, syngate and
 syngate-notc, and syngate's established segments were translated by its tc programs.
 Exit 77 (ctest SKIP) when the lab had to skip the syngate mode."""
 import json
@@ -173,7 +173,8 @@ elif what == "established":
         check(e is not None and not e["skipped"], f"{mode}: the established kind ran")
         if not e:
             continue
-        for test in ("iperf-down", "iperf-up4", "wrk", "ab", "redis", "loss") + (("ack",) if mode != "none" else ()):
+        for test in (("iperf-down", "iperf-up4", "wrk", "ab", "redis", "loss", "iperf-down-v6", "iperf-up4-v6", "wrk-v6", "ab-v6")
+                     + (("ack",) if mode != "none" else ())):
             t = e.get(test)
             # Kernel SYNPROXY collapses under 1% loss (docs/lab.md: 0.01-0.02 Gbit/s, and iperf3
             # can end with nothing in a 2 s figure): a measured result there, not a lab failure.
@@ -188,7 +189,7 @@ elif what == "established":
     loss = (est.get("none") or {}).get("loss")
     check(loss is not None and all(r.get("segments_dropped", 0) > 0 for r in loss["runs"]),
           "the loss figure really lost segments (cli's drop rule counted them)")
-    for test in ("iperf-down", "iperf-up4", "wrk", "loss"):
+    for test in ("iperf-down", "iperf-up4", "wrk", "loss", "iperf-down-v6", "iperf-up4-v6", "wrk-v6"):
         off = ((est.get("syngate-notc") or {}).get(test) or {}).get("median_counters", {})
         on = ((est.get("syngate") or {}).get(test) or {}).get("median_counters", {})
         check(off.get("tc_translated", -1) == 0 and off.get("engine_translated", 0) > 1000,
