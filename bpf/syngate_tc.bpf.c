@@ -115,13 +115,10 @@ static __always_inline int translate(struct __sk_buff* skb, int egress) {
     count(SG_TC_ALREADY_MARKED);
     return TC_ACT_OK;
   }
-  /* The headers may not all be linear (GRO, a frag list): make them so, up to what can matter. */
-  const __u32 want = skb->len < TC_PULL_LEN ? skb->len : TC_PULL_LEN;
-  if ((long)skb->data_end - (long)skb->data < (long)want) bpf_skb_pull_data(skb, want);
-  const void* data = (const void*)(long)skb->data;
-  const void* end = (const void*)(long)skb->data_end;
+  const void* data;
+  const void* end;
   struct pkt p = {};
-  if (pkt_parse_headers(data, end, skb->len, &p) != PKT_TCP) return TC_ACT_OK;
+  if (pkt_parse_skb(skb, TC_PULL_LEN, &data, &end, &p) != PKT_TCP) return TC_ACT_OK;
   if (!tc_headers_rewritable(&p, skb->len)) return TC_ACT_OK;
   /* From here on the packet is reached through helpers only: forgetting how IPv4 and IPv6 got
    * their offsets lets the verifier treat both families as one path. */

@@ -375,14 +375,14 @@ static __noinline int ipv4_fragment(const __u8* ip, const void* end) {
   return drop_for(SG_XDP_MALFORMED, SG_R_FRAGMENT);
 }
 
-/* The decision both hooks share, for the frame at [data, end) of `frame_len` bytes (the linear
- * part holds every header: XDP frames are linear, the tc entry pulls them): XDP_PASS or XDP_DROP
+/* The decision both hooks share, for the frame at [data, end) of `frame_len` bytes, parsed as
+ * `parsed_as` (XDP frames are linear; the tc entry pulls the headers when it must): XDP_PASS or XDP_DROP
  * (counted), or XDP_TX for a SYN to answer, with what answering it needs in *x, *cfg_out and
  * *service_flags_out. */
-static __always_inline int decide(const void* data, const void* end, __u32 frame_len, struct parsed* x,
-                                  const struct sg_xdp_config** cfg_out, __u32* service_flags_out) {
+static __always_inline int decide(enum pkt_parse parsed_as, const void* data, const void* end, __u32 frame_len,
+                                  struct parsed* x, const struct sg_xdp_config** cfg_out, __u32* service_flags_out) {
   struct pkt* p = &x->h;
-  switch (pkt_parse_headers(data, end, frame_len, p)) {
+  switch (parsed_as) {
     case PKT_TCP:
       break;
     case PKT_NOT_TCP:
@@ -431,7 +431,8 @@ int syngate_xdp(struct xdp_md* ctx) {
   struct parsed x = {};
   const struct sg_xdp_config* cfg = 0;
   __u32 service_flags = 0;
-  const int verdict = decide(data, end, (__u32)((long)end - (long)data), &x, &cfg, &service_flags);
+  const __u32 len = (__u32)((long)end - (long)data);
+  const int verdict = decide(pkt_parse_headers(data, end, len, &x.h), data, end, len, &x, &cfg, &service_flags);
   if (verdict != XDP_TX || !cfg) return verdict;
   return answer_syn_xdp(ctx, &x, cfg, service_flags);
 }
@@ -443,14 +444,13 @@ int syngate_xdp(struct xdp_md* ctx) {
  * goes on to the next tc program (the kernel path's translation) and the stack, as from XDP. */
 SEC("tc")
 int syngate_tc_fast(struct __sk_buff* skb) {
-  const __u32 want = skb->len < PKT_MAX_L4_OFF + TCP_HLEN ? skb->len : PKT_MAX_L4_OFF + TCP_HLEN;
-  if ((long)skb->data_end - (long)skb->data < (long)want) bpf_skb_pull_data(skb, want);
-  const void* data = (void*)(long)skb->data;
-  const void* end = (void*)(long)skb->data_end;
   struct parsed x = {};
   const struct sg_xdp_config* cfg = 0;
   __u32 service_flags = 0;
-  int verdict = decide(data, end, skb->len, &x, &cfg, &service_flags);
+  const void* data;
+  const void* end;
+  const enum pkt_parse parsed_as = pkt_parse_skb(skb, PKT_MAX_L4_OFF + TCP_HLEN, &data, &end, &x.h);
+  int verdict = decide(parsed_as, data, end, skb->len, &x, &cfg, &service_flags);
   if (verdict == XDP_TX && cfg) verdict = answer_syn_tc(skb, &x, cfg, service_flags);
   switch (verdict) {
     case XDP_DROP:
