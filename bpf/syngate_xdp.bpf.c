@@ -395,8 +395,7 @@ static __always_inline int decide(enum pkt_parse parsed_as, const void* data, co
   /* IP options and IPv6 extension headers were parsed past: a SYN carrying them is refused below
    * (sg_syn_precheck), and any other segment meets the flow and cookie checks as one without
    * would, so that forged ACKs behind them cost the flow workers nothing either. */
-  if ((const void*)((const __u8*)data + ETH_HLEN_) > end) return pass_as(SG_XDP_PASSED_UNHANDLED);
-  __builtin_memcpy(x->eth, data, ETH_HLEN_); /* the parse checked ETH_HLEN_ bytes; so does the line above */
+  __builtin_memcpy(x->eth, data, ETH_HLEN_); /* the parse checked ETH_HLEN_ bytes */
 
   struct sg_xdp_service_key service = {};
   __builtin_memcpy(service.addr, p->key.dst, 16);

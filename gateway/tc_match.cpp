@@ -3,7 +3,6 @@
 #include "tc_match.hpp"
 
 #include <sys/stat.h>
-#include <sys/vfs.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -19,7 +18,6 @@
 #ifdef SYNGATE_HAVE_TC
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
-#include <linux/magic.h>
 
 #include "syngate_tc_match.skel.h"
 #endif
@@ -44,14 +42,6 @@ std::string match_path(const gw::GatewayConfig& c) { return pin_dir(c.instance, 
 #ifdef SYNGATE_HAVE_TC
 
 namespace {
-
-bool make_dirs(const std::string& path) {
-  for (size_t pos = path.find('/', 1);; pos = path.find('/', pos + 1)) {
-    const std::string part = path.substr(0, pos);
-    if (mkdir(part.c_str(), 0700) != 0 && errno != EEXIST) return false;
-    if (pos == std::string::npos) return true;
-  }
-}
 
 // The map id a program fd or a map fd names (0 when it cannot tell).
 uint32_t map_id_of(int map_fd) {
@@ -97,17 +87,13 @@ MatchPin pin_output_match(const gw::GatewayConfig& c) noexcept {
   try {
     // Under the shipped unit even this root step sees the unit's view: bpf_dir an empty
     // directory, with syngate's own directory of the bpffs bound into it. The pins go there.
-    struct statfs fs{};
-    const auto on_bpffs = [&fs](const std::string& path) {
-      return statfs(path.c_str(), &fs) == 0 && fs.f_type == BPF_FS_MAGIC;
-    };
-    if (!on_bpffs(c.bpf_dir) && !on_bpffs(c.bpf_dir + "/syngate")) {
+    const std::string dir = pin_dir(c.instance, c.bpf_dir);
+    if (!on_bpffs(dir)) {
       out.why = "gateway.bpf_dir " + c.bpf_dir + " is not a bpffs (mount one there, or name one: `ip netns exec` " +
                 "mounts a fresh /sys without it)";
       return out;
     }
-    const std::string dir = pin_dir(c.instance, c.bpf_dir);
-    if (!make_dirs(dir)) {
+    if (!make_pin_dirs(dir)) {
       out.why = "cannot create " + dir + ": " + std::strerror(errno);
       return out;
     }

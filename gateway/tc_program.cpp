@@ -101,16 +101,25 @@ KernelRecord kernel_record(const sg_tc_flow& e) noexcept {
   return r;
 }
 
-namespace {
-
-// mkdir -p for the pin directory (bpffs allows directories).
-[[maybe_unused]] bool make_dirs(const std::string& path) {
-  for (size_t pos = path.find('/', 1);; pos = path.find('/', pos + 1)) {
-    const std::string part = path.substr(0, pos);
+bool make_pin_dirs(const std::string& dir) {
+  for (size_t pos = dir.find('/', 1);; pos = dir.find('/', pos + 1)) {
+    const std::string part = dir.substr(0, pos);
     if (mkdir(part.c_str(), 0700) != 0 && errno != EEXIST) return false;
     if (pos == std::string::npos) return true;
   }
 }
+
+bool on_bpffs(const std::string& dir) {
+  std::string path = dir;
+  while (path.size() > 1 && access(path.c_str(), F_OK) != 0) {
+    const size_t slash = path.find_last_of('/');
+    path = slash == 0 || slash == std::string::npos ? "/" : path.substr(0, slash);
+  }
+  struct statfs fs{};
+  return statfs(path.c_str(), &fs) == 0 && fs.f_type == BPF_FS_MAGIC;
+}
+
+namespace {
 
 constexpr const char* kFlowsPin = "/sg_tc_flows";
 
@@ -146,6 +155,15 @@ bpf_tc_hook hook_of(int ifindex, bpf_tc_attach_point point) {
   return h;
 }
 
+// Our filter on a hook: one handle and priority, so a restart replaces, detaches or finds it.
+bpf_tc_opts our_filter() {
+  bpf_tc_opts o{};
+  o.sz = sizeof o;
+  o.handle = kFilterHandle;
+  o.priority = kFilterPriority;
+  return o;
+}
+
 const char* point_name(bpf_tc_attach_point point) { return point == BPF_TC_INGRESS ? "ingress" : "egress"; }
 
 // True when a failed detach only says there was nothing to remove: no filter of ours (ENOENT),
@@ -161,10 +179,7 @@ bool nothing_there(int err, const std::string& libbpf_log) {
 // (which libbpf would otherwise print to stderr, the expected ones included).
 int detach_one(int ifindex, bpf_tc_attach_point point) {
   bpf_tc_hook h = hook_of(ifindex, point);
-  bpf_tc_opts o{};
-  o.sz = sizeof o;
-  o.handle = kFilterHandle;
-  o.priority = kFilterPriority;
+  bpf_tc_opts o = our_filter();
   int err = 0;
   std::string log;
   {
@@ -190,27 +205,10 @@ int attach_one(int ifindex, bpf_tc_attach_point point, int prog_fd) {
     created = bpf_tc_hook_create(&h);  // the clsact qdisc, shared with others: never removed
   }
   if (created != 0 && created != -EEXIST) return created;
-  bpf_tc_opts o{};
-  o.sz = sizeof o;
-  o.handle = kFilterHandle;
-  o.priority = kFilterPriority;
+  bpf_tc_opts o = our_filter();
   o.prog_fd = prog_fd;
   o.flags = BPF_TC_F_REPLACE;  // a dead syngate's filter is replaced in place, never doubled
   return bpf_tc_attach(&h, &o);
-}
-
-// The path itself or its closest ancestor that exists: what a directory made there would be on.
-std::string nearest_existing(std::string path) {
-  while (path.size() > 1 && access(path.c_str(), F_OK) != 0) {
-    const size_t slash = path.find_last_of('/');
-    path = slash == 0 || slash == std::string::npos ? "/" : path.substr(0, slash);
-  }
-  return path;
-}
-
-bool on_bpffs(const std::string& path) {
-  struct statfs fs{};
-  return statfs(path.c_str(), &fs) == 0 && fs.f_type == BPF_FS_MAGIC;
 }
 
 // The flow map of the filters a dead syngate left on this namespace's interfaces (tc filters
@@ -224,10 +222,7 @@ int left_flow_map() noexcept {
   for (struct if_nameindex* i = list; list && i->if_index != 0 && prog_id == 0; ++i) {
     for (const bpf_tc_attach_point point : {BPF_TC_INGRESS, BPF_TC_EGRESS}) {
       bpf_tc_hook h = hook_of(static_cast<int>(i->if_index), point);
-      bpf_tc_opts o{};
-      o.sz = sizeof o;
-      o.handle = kFilterHandle;
-      o.priority = kFilterPriority;
+      bpf_tc_opts o = our_filter();
       bpf::LibbpfLog quiet;  // no clsact or no filter: the usual answer, not news
       if (bpf_tc_query(&h, &o) == 0 && o.prog_id != 0) {
         prog_id = o.prog_id;
@@ -298,10 +293,9 @@ Program::Program(uint32_t max_flows, const std::string& dir) : impl_(std::make_u
   const uint32_t entries = flow_map_entries(max_flows);
   std::string pin;
   if (!dir.empty()) {
-    const std::string fs = nearest_existing(dir);
-    if (!on_bpffs(fs)) {
-      spdlog::warn("tc: {} is not on a bpffs ({} is not one): the flow map is not pinned", dir, fs);
-    } else if (make_dirs(dir)) {
+    if (!on_bpffs(dir)) {
+      spdlog::warn("tc: {} is not on a bpffs: the flow map is not pinned", dir);
+    } else if (make_pin_dirs(dir)) {
       pin = dir + kFlowsPin;
     } else {
       spdlog::warn("tc: cannot create {} ({}): the flow map is not pinned", dir, std::strerror(errno));

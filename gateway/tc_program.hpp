@@ -33,6 +33,12 @@ inline constexpr uint32_t kFilterPriority = 0x5347;
 // Where an instance pins its maps: BPF_DIR/syngate/<instance>:netns-<inode of this network
 // namespace> (BPF_DIR: gateway.bpf_dir; dots in the instance name become ':', bpffs refuses them).
 std::string pin_dir(const std::string& instance, const std::string& bpf_dir = "/sys/fs/bpf");
+// mkdir -p for a pin directory (bpffs allows directories).
+bool make_pin_dirs(const std::string& dir);
+// Whether pins made in `dir` land on a bpffs: `dir` or, where it does not exist yet, its nearest
+// ancestor that does (under the shipped unit bpf_dir is a plain directory with syngate's own
+// directory of the bpffs bound into it; in `ip netns exec` /sys/fs/bpf is absent).
+bool on_bpffs(const std::string& dir);
 // The flow map's size for `max_flows` flows (two entries each): the tc programs' and, in `rules up`,
 // the OUTPUT match's (tc_match.hpp), which must agree to share the pinned map.
 uint32_t flow_map_entries(uint32_t max_flows) noexcept;

@@ -87,6 +87,16 @@ for i, (c, f) in enumerate(conns):
         print("connection", i, e, flush=True)
 print("ok", ok, flush=True)
 PY
+# Past the idle timeout by the saved table's clock (the handshake, > 10 s ago) but not by the
+# kernel's (the last busy ping, ~2 s ago): a timer tick or two after the start, the pinger sends
+# on every connection; $ok is how many answered (not a command substitution: a subshell cannot
+# wait for the pinger).
+pings_after_restart() {
+  sleep 2.5
+  touch "$LAB_DIR/trigger"
+  wait "$PINGER" 2>/dev/null || true
+  ok=$(awk '$1 == "ok" { print $2 }' "$LAB_DIR/pinger.out")
+}
 BG_LOG=$LAB_DIR/pinger.out bg "$NS_CLI" /usr/bin/python3 "$LAB_DIR/pinger.py" "$LAB_DIR"
 PINGER=$BG_PID
 wait_until 10 grep -q connected "$LAB_DIR/pinger.out" || fail "connections did not open: $(cat "$LAB_DIR/pinger.out")"
@@ -115,10 +125,7 @@ if [[ $PINNED == no ]]; then
   grep 'flow map reconciled' "$LAB_DIR/syngate.log" | tail -1 | grep -q ": 3 kept" ||
     fail "the 3 flows' entries were not kept: $(grep 'flow map reconciled' "$LAB_DIR/syngate.log" | tail -1)"
   log "$(grep 'flow map reconciled' "$LAB_DIR/syngate.log" | tail -1)"
-  sleep 2.5
-  touch "$LAB_DIR/trigger"
-  wait "$PINGER" 2>/dev/null || true
-  ok=$(awk '$1 == "ok" { print $2 }' "$LAB_DIR/pinger.out")
+  pings_after_restart
   [[ $ok == 3 ]] || fail "$ok/3 connections carried data both ways after the restart: $(cat "$LAB_DIR/pinger.out")"
   pass "kill -9 without a pinned map: the restart took over the map the dead process's filters held, 3/3 flows kept and alive"
   exit 0
@@ -154,12 +161,7 @@ grep 'flow map reconciled' "$LAB_DIR/syngate.log" | tail -1 | grep -q ": 2 kept 
   fail "the restored flows' entries were not kept (2) and written anew (1)"
 pass "kill -9: 2 restored flows kept their entries, the one without was written anew, the planted stale one is gone"
 
-# Past the idle timeout by the saved table's clock (the handshake, > 10 s ago) but not by the
-# kernel's (the last busy ping, ~2 s ago): a timer tick or two after the start.
-sleep 2.5
-touch "$LAB_DIR/trigger"
-wait "$PINGER" 2>/dev/null || true
-ok=$(awk '$1 == "ok" { print $2 }' "$LAB_DIR/pinger.out")
+pings_after_restart
 # The flow whose entries were removed lost the kernel's record of its activity with them: by the
 # saved table it has been idle since its handshake, and it expires on the first timer run. (A
 # real kill -9 leaves no such flow: without an entry, the engine saw every segment; see
