@@ -333,8 +333,13 @@ fast_path_on() {  # fast_path_on IF HOOK
   case $2 in
     generic) in_ns "$NS_GW" ip -d link show "$1" | grep -q "xdpgeneric" ;;
     tc)
+      # The tcx links this test's syngate holds (their fdinfo names the ifindex): the kernel's
+      # list of all links would also show those of a syngate in another test's namespace, where
+      # the same ifindex means another interface. A dead syngate holds none.
       ifindex=$(in_ns "$NS_GW" ip -o link show "$1" | cut -d: -f1) || return 1
-      python3 "$(dirname "${BASH_SOURCE[0]}")/tcx_links.py" | grep -qx "$ifindex ingress syngate_tc_fast" ;;
+      [[ -n ${SYNGATE_PID:-} ]] || return 1
+      grep -ls "^link_type:[[:space:]]*tcx" /proc/"$SYNGATE_PID"/fdinfo/* 2>/dev/null |
+        xargs -r grep -ls "^ifindex:[[:space:]]*$ifindex\$" | grep -q . ;;
     *) fail "fast_path_on: unknown hook $2" ;;
   esac
 }
