@@ -6,6 +6,8 @@
 #include <linux/types.h>
 #include <bpf/bpf_helpers.h>
 
+static __always_inline __u16 load_be16(const __u8* p) { return (__u16)(p[0] << 8 | p[1]); }
+
 static __always_inline __u32 load_be32(const __u8* p) {
   return (__u32)p[0] << 24 | (__u32)p[1] << 16 | (__u32)p[2] << 8 | p[3];
 }

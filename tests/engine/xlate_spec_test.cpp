@@ -190,5 +190,34 @@ TEST(XlateSpec, NewestTsvalFollowsSequenceOrder) {
   EXPECT_FALSE(sg_tsval_newer(99, 100, 1)) << "a retransmission of older data";
 }
 
+
+// A forwarded IPv4 header must still verify after the TTL goes down by one: over every TTL a
+// forward can lower (2..255) and random headers, the ones' complement sum of the header with its
+// updated checksum is 0xffff, as a full recompute's is.
+TEST(XlateSpec, Ipv4ChecksumStaysValidWhenTheTtlGoesDown) {
+  std::mt19937 rng(7);
+  auto sum_of = [](const uint8_t* h) {
+    uint32_t sum = 0;
+    for (int i = 0; i < 20; i += 2) sum += static_cast<uint32_t>(h[i] << 8 | h[i + 1]);
+    return sg_csum_fold(sum);
+  };
+  for (int n = 0; n < 100000; ++n) {
+    uint8_t h[20];
+    for (uint8_t& b : h) b = static_cast<uint8_t>(rng());
+    h[0] = 0x45;
+    h[8] = static_cast<uint8_t>(2 + n % 254);
+    h[10] = h[11] = 0;
+    const uint16_t check = static_cast<uint16_t>(~sum_of(h));
+    h[10] = static_cast<uint8_t>(check >> 8);
+    h[11] = static_cast<uint8_t>(check);
+    ASSERT_EQ(sum_of(h), 0xffff);
+    h[8] -= 1;
+    const uint16_t updated = sg_ipv4_check_after_ttl_decrement(check);
+    h[10] = static_cast<uint8_t>(updated >> 8);
+    h[11] = static_cast<uint8_t>(updated);
+    ASSERT_EQ(sum_of(h), 0xffff) << "ttl " << int(h[8]) << " check " << std::hex << check;
+  }
+}
+
 }  // namespace
 }  // namespace syngate

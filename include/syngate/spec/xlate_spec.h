@@ -185,6 +185,17 @@ SG_INLINE int sg_tsval_newer(sg_u32 seq, sg_u32 newest_seq, int have) {
   return !have || !sg_seq_before(seq, newest_seq);
 }
 
+/* ---- forwarding ---------------------------------------------------------------------------- */
+
+/* An IPv4 header's checksum (as read, host order) once its TTL is one lower: the TTL is the high
+ * byte of its 16-bit word, so the sum loses 0x0100 and the checksum gains it, with the end-around
+ * carry (RFC 1624); a result of 0xffff is stored as 0 (the kernel's ip_decrease_ttl does the same,
+ * and both verify). The tc program forwards a translated segment itself (no ip_forward to do it). */
+SG_INLINE sg_u16 sg_ipv4_check_after_ttl_decrement(sg_u16 check) {
+  const sg_u32 sum = (sg_u32)check + 0x0100u;
+  return (sg_u16)(sum + (sum >= 0xffffu));
+}
+
 #ifdef __cplusplus
 }
 #endif
