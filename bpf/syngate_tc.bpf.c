@@ -14,7 +14,16 @@
  * sg_tc_events (so are the acks of a recorded FIN), as it sees none of the close.
  * The rest is translated: the
  * header and options are copied to the stack, translated there, written back, and the checksum
- * gets one incremental update with the difference the specification returns. */
+ * gets one incremental update with the difference the specification returns.
+ *
+ * Forwarding (router and both modes, ingress). Before a segment is rewritten the program asks the
+ * kernel's FIB where it goes (route_of). One the kernel would refuse to forward (TTL about to
+ * expire, too big for the way out with DF or IPv6, an unreachable, prohibit or blackhole route) is
+ * left untranslated: the ICMP error the kernel answers with must quote what its sender sent, or
+ * the sender ignores it (a download through a small-MTU link would stall). Once translated, a
+ * segment with a resolved next hop is sent on by the program itself (TTL lowered, MACs from the
+ * FIB, bpf_redirect), skipping ip_forward and netfilter's FORWARD and POSTROUTING hooks, as a
+ * flowtable does; anything else goes up the stack as before. */
 #include <linux/bpf.h>
 #include <linux/pkt_cls.h>
 #include <bpf/bpf_endian.h>
@@ -71,6 +80,118 @@ static __always_inline __u32 hdr_off(__u32 off) {
 static __always_inline void count(__u32 which) {
   __u64* c = bpf_map_lookup_elem(&sg_tc_counters, &which);
   if (c) *c += 1;
+}
+
+/* Set by the daemon before load: the programs sit where segments are forwarded (router and both
+ * modes), and may send a translated one on themselves (gateway.tc_forward). */
+const volatile __u8 sg_tc_router = 0;
+const volatile __u8 sg_tc_forward = 0;
+
+enum tc_route {
+  TC_ROUTE_UP = 0,  /* the stack takes it from here (local, no neighbour yet, forwarding off...) */
+  TC_ROUTE_OUT,     /* forwardable: route.fib holds the way out and the MACs */
+  TC_ROUTE_REFUSED  /* the kernel will answer it with an ICMP error, or drop it: leave it as sent */
+};
+
+/* The FIB query and its answer, per CPU: on the stack it would not fit beside the translation's
+ * frame (the verifier's 512 bytes are the sum of a call chain's frames). */
+struct tc_route_scratch {
+  struct bpf_fib_lookup fib;
+  __u8 ip[IPV6_HLEN];
+  __u32 verdict; /* enum tc_route: this packet's, set by route_of (no room on the caller's stack) */
+};
+struct {
+  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+  __uint(max_entries, 1);
+  __type(key, __u32);
+  __type(value, struct tc_route_scratch);
+} sg_tc_route SEC(".maps");
+
+static __always_inline struct tc_route_scratch* route_scratch(void) {
+  __u32 zero = 0;
+  return bpf_map_lookup_elem(&sg_tc_route, &zero);
+}
+
+/* Where the kernel would send this ingress segment (its IP header has no options or extension
+ * headers: tc_headers_rewritable), asked with what its own forwarding would use: the incoming
+ * interface (policy rules, the forwarding sysctl), the addresses, ports and TOS/flow label, and
+ * the size of the datagrams it carries for the MTU. Leaves the answer in the scratch. */
+static __noinline int route_of(struct __sk_buff* skb, __u32 v6) {
+  struct tc_route_scratch* r = route_scratch();
+  if (!r) return TC_ROUTE_UP;
+  r->verdict = TC_ROUTE_UP;
+  /* Frames for another host's MAC (a promiscuous port) the stack would drop: not ours to send. */
+  if (skb->pkt_type != 0 /* PACKET_HOST */) return TC_ROUTE_UP;
+  __builtin_memset(&r->fib, 0, sizeof(r->fib));
+  struct bpf_fib_lookup* fib = &r->fib;
+  __u8* ip = r->ip;
+  __u32 ttl;
+  int dont_fragment;
+  if (v6) {
+    if (bpf_skb_load_bytes(skb, ETH_HLEN_, ip, IPV6_HLEN) != 0) return TC_ROUTE_UP;
+    fib->family = 10; /* AF_INET6 */
+    fib->flowinfo = bpf_htonl(load_be32(ip) & 0x0fffffffu);
+    __builtin_memcpy(fib->ipv6_src, ip + 8, 16);
+    __builtin_memcpy(fib->ipv6_dst, ip + 24, 16);
+    ttl = ip[7];
+    dont_fragment = 1; /* IPv6 routers never fragment */
+  } else {
+    if (bpf_skb_load_bytes(skb, ETH_HLEN_, ip, IPV4_HLEN) != 0) return TC_ROUTE_UP;
+    fib->family = 2; /* AF_INET */
+    fib->tos = ip[1];
+    __builtin_memcpy(&fib->ipv4_src, ip + 12, 4);
+    __builtin_memcpy(&fib->ipv4_dst, ip + 16, 4);
+    ttl = ip[8];
+    dont_fragment = (ip[6] & 0x40) != 0;
+  }
+  const __u32 ip_hlen = v6 ? IPV6_HLEN : IPV4_HLEN;
+  __u8 tcp[16]; /* ports ... data offset */
+  if (bpf_skb_load_bytes(skb, ETH_HLEN_ + ip_hlen, tcp, sizeof(tcp)) != 0) return TC_ROUTE_UP;
+  fib->l4_protocol = IPPROTO_TCP;
+  __builtin_memcpy(&fib->sport, tcp, 2);
+  __builtin_memcpy(&fib->dport, tcp + 2, 2);
+  fib->ifindex = skb->ingress_ifindex;
+  /* The largest datagram this skb puts on the wire, against the route's MTU (cached path MTUs
+   * included): a GRO/GSO super-packet's are its segments (the kernel's own skb check with tot_len 0
+   * lets every GSO skb pass, and a redirected one would leave too big for the link). */
+  const __u32 ip_total = v6 ? IPV6_HLEN + load_be16(ip + 4) : load_be16(ip + 2);
+  fib->tot_len = skb->gso_size ? ip_hlen + (__u32)(tcp[12] >> 4) * 4 + skb->gso_size : ip_total;
+  const long rc = bpf_fib_lookup(skb, fib, sizeof(*fib), 0);
+  const int forwarded = rc == BPF_FIB_LKUP_RET_SUCCESS || rc == BPF_FIB_LKUP_RET_NO_NEIGH ||
+                        rc == BPF_FIB_LKUP_RET_FRAG_NEEDED;
+  if ((forwarded && ttl <= 1) || (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED && dont_fragment) ||
+      rc == BPF_FIB_LKUP_RET_BLACKHOLE || rc == BPF_FIB_LKUP_RET_UNREACHABLE || rc == BPF_FIB_LKUP_RET_PROHIBIT)
+    return TC_ROUTE_REFUSED;
+  if (rc == BPF_FIB_LKUP_RET_SUCCESS) r->verdict = TC_ROUTE_OUT;
+  return r->verdict;
+}
+
+/* Sends a translated segment on by the way route_of found for it, as ip_forward/ip6_forward
+ * would: TTL or hop limit one lower (route_of refused the ones that would expire), MACs of the
+ * next hop. TC_ACT_OK (up the stack) where route_of found no way out, or a write fails before the
+ * packet is changed. */
+static __noinline int forward(struct __sk_buff* skb, __u32 v6) {
+  struct tc_route_scratch* r = route_scratch();
+  if (!r || r->verdict != TC_ROUTE_OUT) return TC_ACT_OK;
+  __u8* ip = r->ip;
+  if (v6) {
+    const __u8 hop_limit = ip[7] - 1;
+    if (bpf_skb_store_bytes(skb, ETH_HLEN_ + 7, &hop_limit, 1, 0) != 0) return TC_ACT_OK;
+  } else {
+    /* TTL and checksum in one write: no moment where they disagree. */
+    __u8 ttl_to_check[4];
+    const __u16 check = sg_ipv4_check_after_ttl_decrement(load_be16(ip + 10));
+    ttl_to_check[0] = ip[8] - 1;
+    ttl_to_check[1] = ip[9];
+    store_be16(ttl_to_check + 2, check);
+    if (bpf_skb_store_bytes(skb, ETH_HLEN_ + 8, ttl_to_check, 4, 0) != 0) return TC_ACT_OK;
+  }
+  __u8 macs[12];
+  __builtin_memcpy(macs, r->fib.dmac, 6);
+  __builtin_memcpy(macs + 6, r->fib.smac, 6);
+  if (bpf_skb_store_bytes(skb, 0, macs, 12, 0) != 0) return TC_ACT_SHOT; /* TTL already lowered */
+  count(SG_TC_FORWARDED);
+  return bpf_redirect(r->fib.ifindex, 0);
 }
 
 static __always_inline void reverse_key(const struct sg_tc_flow_key* k, struct sg_tc_flow_key* r) {
@@ -153,6 +274,12 @@ static __always_inline int translate(struct __sk_buff* skb, int egress) {
     const enum sg_rst_verdict v = sg_rst_check(p.seq, f->sender_next, peer ? peer->acked : 0,
                                                peer ? peer->window_bytes : 0, known);
     if (v != SG_RST_OUT_OF_WINDOW) f->closing |= SG_TC_SEEN_RST;
+    count(SG_TC_PUNTED);
+    return TC_ACT_OK;
+  }
+  /* Before anything is recorded or rewritten: a segment the kernel will refuse to forward stays
+   * as its sender sent it, for the ICMP error to quote. */
+  if (sg_tc_router && !egress && route_of(skb, p.v6) == TC_ROUTE_REFUSED) {
     count(SG_TC_PUNTED);
     return TC_ACT_OK;
   }
@@ -307,6 +434,8 @@ static __always_inline int translate(struct __sk_buff* skb, int egress) {
 
   skb->mark |= SG_TC_MARK;
   count(SG_TC_TRANSLATED);
+  /* route_of ran for this packet (sg_tc_forward implies sg_tc_router) and left its answer. */
+  if (sg_tc_forward && !egress) return forward(skb, p.v6);
   return TC_ACT_OK;
 }
 

@@ -310,6 +310,7 @@ void parse_gateway(const toml::table& t, GatewayConfig& c) {
     else r.fail("kernel_path", "must be \"auto\" (established flows translated by tc programs where they load) or "
                                "\"off\" (every segment through NFQUEUE) (got \"" + text + "\")");
   }
+  r.boolean("tc_forward", c.tc_forward);
   if (r.string("bpf_dir", c.bpf_dir) && (c.bpf_dir.empty() || c.bpf_dir.front() != '/')) {
     r.fail("bpf_dir", "must be an absolute path to a bpffs mount (got \"" + c.bpf_dir + "\")");
   }
@@ -573,7 +574,7 @@ std::vector<std::string> non_reloadable_changes(const GatewayConfig& a, const Ga
   check(a.mode != b.mode, "gateway.mode");
   check(a.advance_interval_ms != b.advance_interval_ms, "gateway.advance_interval_ms");
   check(a.iptables != b.iptables || a.chain != b.chain, "gateway.iptables/chain");
-  check(a.kernel_path != b.kernel_path, "gateway.kernel_path");
+  check(a.kernel_path != b.kernel_path || a.tc_forward != b.tc_forward, "gateway.kernel_path/tc_forward");
   check(a.bpf_dir != b.bpf_dir, "gateway.bpf_dir");
   check(a.cookie_max_age != b.cookie_max_age, "engine.cookie_max_age");
   const EngineConfig& x = a.engine;

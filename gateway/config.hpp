@@ -89,6 +89,10 @@ struct GatewayConfig {
   // syngate sets that bit on what it translates and sends (so tc egress leaves them alone).
   KernelPath kernel_path = KernelPath::Auto;  // where the tc programs load (else said, and off)
   bool kernel_path_on() const noexcept { return kernel_path != KernelPath::Off; }
+  // With the kernel path on in router and both modes: the tc ingress program sends the segments
+  // it translated on itself (FIB lookup, bpf_redirect), skipping ip_forward and the FORWARD and
+  // POSTROUTING hooks. Off: they go up the stack and are forwarded by the kernel.
+  bool tc_forward = true;
   // The bpffs directory the kernel path pins under (syngate/<instance>.netns-<inode>/): its flow
   // map, and in host and both modes the OUTPUT match that `rules up` names by path (xt_bpf reads
   // the pin when a rule is added). `ip netns exec` mounts a fresh /sys, without a bpffs: a

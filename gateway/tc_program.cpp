@@ -267,11 +267,14 @@ bool fits(int fd, const bpf_map* want) {
 
 // `reuse_fd` >= 0: that map becomes the flow map if it fits (-EINVAL if not), pinned at `pin`
 // when that is set and empty.
-syngate_tc* open_and_load(uint32_t max_entries, const std::string& pin, int reuse_fd, int* err, std::string* log) {
+syngate_tc* open_and_load(uint32_t max_entries, const std::string& pin, int reuse_fd, const Placement& at, int* err,
+                          std::string* log) {
   bpf::LibbpfLog capture;
   syngate_tc* skel = syngate_tc__open();
   *err = skel ? 0 : -errno;
   if (skel) {
+    skel->rodata->sg_tc_router = at.router;
+    skel->rodata->sg_tc_forward = at.router && at.forward;
     bpf_map__set_max_entries(skel->maps.sg_tc_flows, max_entries);
     if (!pin.empty()) bpf_map__set_pin_path(skel->maps.sg_tc_flows, pin.c_str());
     if (reuse_fd >= 0) {
@@ -289,7 +292,7 @@ syngate_tc* open_and_load(uint32_t max_entries, const std::string& pin, int reus
 
 }  // namespace
 
-Program::Program(uint32_t max_flows, const std::string& dir) : impl_(std::make_unique<Impl>()) {
+Program::Program(uint32_t max_flows, const std::string& dir, const Placement& at) : impl_(std::make_unique<Impl>()) {
   const uint32_t entries = flow_map_entries(max_flows);
   std::string pin;
   if (!dir.empty()) {
@@ -309,11 +312,11 @@ Program::Program(uint32_t max_flows, const std::string& dir) : impl_(std::make_u
     left = left_flow_map();
     if (left >= 0) spdlog::info("tc: taking over the flow map the filters of an earlier run hold (no pinned map)");
   }
-  syngate_tc* skel = open_and_load(entries, pin, left, &err, &log);
+  syngate_tc* skel = open_and_load(entries, pin, left, at, &err, &log);
   if (!skel && left >= 0) {
     spdlog::info("tc: the earlier run's flow map cannot be taken over ({}); starting a new one",
                  err == -EINVAL ? "another size or layout" : bpf::errno_text(err));
-    skel = open_and_load(entries, pin, -1, &err, &log);
+    skel = open_and_load(entries, pin, -1, at, &err, &log);
   }
   if (left >= 0) close(left);  // the skeleton holds its own reference
   if (!skel && !pin.empty()) {
@@ -321,7 +324,7 @@ Program::Program(uint32_t max_flows, const std::string& dir) : impl_(std::make_u
     // from the flow tables anyway.
     spdlog::info("tc: the pinned flow map {} cannot be reused ({}); replacing it", pin, bpf::errno_text(err));
     unlink(pin.c_str());
-    skel = open_and_load(entries, pin, -1, &err, &log);
+    skel = open_and_load(entries, pin, -1, at, &err, &log);
   }
   if (!skel) throw std::runtime_error(bpf::load_failure("tc programs", err, log));
   impl_->skel = skel;
@@ -553,7 +556,7 @@ bool available() noexcept { return false; }
 
 struct Program::Impl {};
 
-Program::Program(uint32_t, const std::string&) {
+Program::Program(uint32_t, const std::string&, const Placement&) {
   throw std::runtime_error("this build has no tc programs (built without the BPF tools or bpf/syngate_tc.bpf.c)");
 }
 Program::~Program() = default;
@@ -609,7 +612,9 @@ std::unique_ptr<KernelPath> KernelPath::start(const gw::GatewayConfig& config, u
   }
   std::unique_ptr<Program> program;
   try {
-    program = std::make_unique<Program>(max_flows, pins);
+    // Router and both modes forward: the ingress programs ask the FIB first (and send segments on
+    // themselves unless tc_forward is off).
+    program = std::make_unique<Program>(max_flows, pins, Placement{config.mode != gw::Mode::Host, config.tc_forward});
   } catch (const std::exception& e) {
     remove_everywhere(pins);
     spdlog::warn("tc: kernel path unavailable, every segment crosses NFQUEUE: {}", e.what());

@@ -45,7 +45,7 @@ uint32_t flow_map_entries(uint32_t max_flows) noexcept;
 
 // Counter names, in the program's order (tc_abi.h, enum sg_tc_counter).
 inline constexpr std::array<const char*, SG_TC_COUNTER_COUNT> kCounterNames = {
-    "translated", "punted", "already_marked", "miss", "events_lost"};
+    "translated", "punted", "already_marked", "miss", "events_lost", "forwarded"};
 using Counters = std::array<uint64_t, SG_TC_COUNTER_COUNT>;
 
 // The two map entries of a handed-over flow: the client's segments keyed client -> server, the
@@ -67,12 +67,18 @@ sg_tc_flow_key flow_key(const FlowTuple& t);
 // True when this build carries the tc program.
 bool available() noexcept;
 
+// Where the programs are loaded for (rodata, fixed at load).
+struct Placement {
+  bool router = false;   // segments are forwarded here (router and both modes): ask the FIB first
+  bool forward = false;  // with router: send translated segments on from tc (gateway.tc_forward)
+};
+
 class Program {
  public:
   // Loads the programs with room for `max_flows` flows (two entries each) and pins the flow map in
   // `pin_dir` (created; "" pins nothing), reusing a compatible map pinned there by an earlier
   // run. Throws std::runtime_error with the reason.
-  Program(uint32_t max_flows, const std::string& pin_dir);
+  Program(uint32_t max_flows, const std::string& pin_dir, const Placement& at = {});
   ~Program();  // closes its fds; attached filters stay until detach_all()
   Program(const Program&) = delete;
   Program& operator=(const Program&) = delete;

@@ -230,7 +230,17 @@ TEST(Config, KernelPathIsOnUnlessTurnedOffAndNeedsARestart) {
   EXPECT_EQ(error_of(with_gateway("kernel_path = \"on\"")).key(), "gateway.kernel_path");
   const auto changes = non_reloadable_changes(on, off);
   ASSERT_EQ(changes.size(), 1u);
-  EXPECT_EQ(changes[0], "gateway.kernel_path");
+  EXPECT_EQ(changes[0], "gateway.kernel_path/tc_forward");
+}
+
+TEST(Config, TcForwardIsOnUnlessTurnedOffAndNeedsARestart) {
+  EXPECT_TRUE(parse_config(kMinimal, "t").tc_forward);
+  const GatewayConfig off = parse_config(with_gateway("tc_forward = false"), "t");
+  EXPECT_FALSE(off.tc_forward);
+  EXPECT_EQ(error_of(with_gateway("tc_forward = \"no\"")).key(), "gateway.tc_forward");
+  const auto changes = non_reloadable_changes(parse_config(with_gateway("tc_forward = true"), "t"), off);
+  ASSERT_EQ(changes.size(), 1u);
+  EXPECT_EQ(changes[0], "gateway.kernel_path/tc_forward");
 }
 
 TEST(Config, BpfDirIsAnAbsolutePathAndNeedsARestart) {

@@ -90,6 +90,71 @@ done
 handed=$(metric_sum syngate_tc_flows_handed_over_total)
 (( handed >= 2 )) || fail "flows handed over: $handed"
 
+if [[ $MODE == router ]]; then
+  # Forwarded by the tc program itself (gateway.tc_forward, on by default): the segments it
+  # translated leave through its redirect, one hop lower as from ip_forward. srv's INPUT counts the
+  # client's segments by the TTL or hop limit they arrive with: 63 (one gateway hop), but for the
+  # few syngate sends itself (its SYN and handshake ACK: 64).
+  fwd=$(metric_sum syngate_tc_packets_total 'outcome="forwarded"')
+  tr=$(metric_sum syngate_tc_packets_total 'outcome="translated"')
+  (( fwd > 100 && fwd <= tr )) || fail "forwarded from tc: $fwd of $tr translated"
+  ttl_rules() {  # ttl_rules -A|-D
+    in_ns "$NS_SRV" iptables "$1" INPUT -p tcp --dport 80 -m ttl --ttl-eq 63
+    in_ns "$NS_SRV" iptables "$1" INPUT -p tcp --dport 80 -m ttl --ttl-eq 64
+    in_ns "$NS_SRV" ip6tables "$1" INPUT -p tcp --dport 80 -m hl --hl-eq 63
+    in_ns "$NS_SRV" ip6tables "$1" INPUT -p tcp --dport 80 -m hl --hl-eq 64
+  }
+  ttl_count() {  # ttl_count iptables|ip6tables 63|64
+    in_ns "$NS_SRV" "$1" -nvxL INPUT | awk -v want="$2" '$0 ~ ("(TTL|HL) match (TTL|HL) == " want "$") { print $1 }'
+  }
+  ttl_rules -A
+  for url in "http://$V4/big.bin" "http://[$V6]/big.bin"; do
+    got=$(CURL_TIMEOUT=60 cli_curl -g "$url" | sha256sum | cut -d' ' -f1)
+    [[ $got == "$want" ]] || fail "$url (counting TTLs): sha256 $got, want $want"
+  done
+  for t in iptables ip6tables; do
+    at63=$(ttl_count "$t" 63) at64=$(ttl_count "$t" 64)
+    all=$(in_ns "$NS_SRV" "$t" -nvxL INPUT | awk '/dpt:80/ { n += $1 } END { print n + 0 }')
+    (( at63 > 100 && at64 <= 10 && at63 + at64 == all )) ||
+      fail "$t: the client's segments at srv: $at63 at 63, $at64 at 64, $all in all (one hop lower, from tc or the kernel)"
+    pass "router $t: $at63 client segments reached srv one hop lower, $at64 sent by syngate itself (64)"
+  done
+  ttl_rules -D
+  (( $(metric_sum syngate_tc_packets_total 'outcome="forwarded"') > fwd )) || fail "the counted downloads were not forwarded from tc"
+
+  # A segment the kernel will refuse to forward stays as its sender sent it: the ICMP error must
+  # quote that, or its sender ignores it. TTL 1 after the hand-over: answered by Time Exceeded
+  # (not forwarded with TTL 0, nor translated), then carried once the TTL is back.
+  icmp_time_exceeded() {  # at cli, both families
+    in_ns "$NS_CLI" awk '/^Icmp: / { if (!n) { split($0, k); n = 1 } else for (i = 2; i <= NF; i++) if (k[i] == "InTimeExcds") v = $i }
+      END { print v + 0 }' /proc/net/snmp
+    in_ns "$NS_CLI" awk '$1 == "Icmp6InTimeExcds" { print $2 }' /proc/net/snmp6
+  }
+  for addr in "$V4" "$V6"; do
+    read -r te4 te6 < <(icmp_time_exceeded | paste -sd' ')
+    out=$(in_ns "$NS_CLI" python3 "$LAB_TESTS/ttl_client.py" "$addr" 80 | paste -sd' ')
+    read -r te4b te6b < <(icmp_time_exceeded | paste -sd' ')
+    [[ $out == "sent silent answered" ]] || fail "$addr: a request sent with TTL 1 after the hand-over: $out"
+    (( te4b + te6b > te4 + te6 )) || fail "$addr: no Time Exceeded reached the client for its TTL 1 segment"
+    pass "router $addr: a TTL 1 segment of a handed-over flow got Time Exceeded, not forwarded; answered at TTL 64"
+  done
+
+  # Path MTU discovery through the gateway's own way out: g1 (to cli) at 1280. srv's full-size
+  # segments of a handed-over download are too big there; the kernel's Fragmentation Needed /
+  # Packet Too Big must quote them as srv sent them (srv counts a quote it cannot match to its
+  # connection as out of window and ignores it: the download would stall).
+  oow() { in_ns "$NS_SRV" awk '/^TcpExt:/ { if (!n) { split($0, k); n = 1 } else for (i = 2; i <= NF; i++) if (k[i] == "OutOfWindowIcmps") print $i }' /proc/net/netstat; }
+  oow0=$(oow)
+  in_ns "$NS_GW" ip link set g1 mtu 1280
+  for url in "http://$V4/big.bin" "http://[$V6]/big.bin"; do
+    got=$(CURL_TIMEOUT=60 cli_curl -g "$url" | sha256sum | cut -d' ' -f1)
+    [[ $got == "$want" ]] || fail "$url through a 1280-byte g1: sha256 $got, want $want"
+  done
+  in_ns "$NS_GW" ip link set g1 mtu 1500
+  (( $(oow) == oow0 )) || fail "srv ignored $(( $(oow) - oow0 )) ICMP errors as out of window: they quoted translated segments"
+  pass "router: 30 MB down both families through a 1280-byte gateway link; every ICMP error quoted what srv sent"
+fi
+
 log "every entry gone once the connections closed and lingered"
 for ((i = 0; i < 100; i++)); do
   n=$(map_entries)

@@ -749,28 +749,39 @@ TEST_F(TcDiff, OutputMatchAgreesWithEgress) {
   EXPECT_GT(closing_checked, 10u);
 }
 
-// The verifier accepts both sections as built (loaded through the skeleton, as the daemon will),
-// and what it cost; plus the program's cost per packet, as information (not asserted).
+// The verifier accepts both sections as built, in each placement the daemon loads them with
+// (host; router and both modes, forwarding off and on: the rodata settings prune differently),
+// loaded through the skeleton as the daemon does; what it cost is printed (not asserted).
 TEST(TcProgram, VerifierAcceptsIt) {
   if (geteuid() != 0) GTEST_SKIP() << "needs root for BPF_PROG_LOAD";
-  syngate_tc* skel = syngate_tc__open();
-  ASSERT_NE(skel, nullptr);
-  static char in_log[1 << 16], out_log[1 << 16];
-  bpf_program__set_log_buf(skel->progs.sg_tc_ingress, in_log, sizeof in_log);
-  bpf_program__set_log_level(skel->progs.sg_tc_ingress, 4);  // statistics only
-  bpf_program__set_log_buf(skel->progs.sg_tc_egress, out_log, sizeof out_log);
-  bpf_program__set_log_level(skel->progs.sg_tc_egress, 4);
-  const int err = syngate_tc__load(skel);
-  EXPECT_EQ(err, 0) << in_log << out_log;
-  if (err == 0) {
-    auto stats = [](const char* log) {
-      const char* p = std::strstr(log, "processed ");
-      return p ? std::string(p, std::strcspn(p, "\n")) : std::string("(no statistics)");
-    };
-    std::printf("[ tc verifier ] ingress: %s\n[ tc verifier ] egress: %s\n", stats(in_log).c_str(),
-                stats(out_log).c_str());
+  struct Placement {
+    const char* name;
+    bool router, forward;
+  };
+  for (const Placement& at : {Placement{"host", false, false}, Placement{"router", true, false},
+                              Placement{"router, forwarding", true, true}}) {
+    syngate_tc* skel = syngate_tc__open();
+    ASSERT_NE(skel, nullptr);
+    skel->rodata->sg_tc_router = at.router;
+    skel->rodata->sg_tc_forward = at.forward;
+    static char in_log[1 << 16], out_log[1 << 16];
+    in_log[0] = out_log[0] = 0;
+    bpf_program__set_log_buf(skel->progs.sg_tc_ingress, in_log, sizeof in_log);
+    bpf_program__set_log_level(skel->progs.sg_tc_ingress, 4);  // statistics only
+    bpf_program__set_log_buf(skel->progs.sg_tc_egress, out_log, sizeof out_log);
+    bpf_program__set_log_level(skel->progs.sg_tc_egress, 4);
+    const int err = syngate_tc__load(skel);
+    EXPECT_EQ(err, 0) << at.name << ": " << in_log << out_log;
+    if (err == 0) {
+      auto stats = [](const char* log) {
+        const char* p = std::strstr(log, "processed ");
+        return p ? std::string(p, std::strcspn(p, "\n")) : std::string("(no statistics)");
+      };
+      std::printf("[ tc verifier ] %s: ingress: %s\n[ tc verifier ] %s: egress: %s\n", at.name,
+                  stats(in_log).c_str(), at.name, stats(out_log).c_str());
+    }
+    syngate_tc__destroy(skel);
   }
-  syngate_tc__destroy(skel);
 }
 
 }  // namespace

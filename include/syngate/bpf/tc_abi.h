@@ -25,7 +25,11 @@
  * sg_tc_egress (SEC "tc", clsact), map sg_tc_flows (BPF_MAP_TYPE_HASH, this key and value; the
  * daemon sets max_entries before load), sg_tc_counters (BPF_MAP_TYPE_PERCPU_ARRAY of __u64,
  * indexed by enum sg_tc_counter) and sg_tc_events (BPF_MAP_TYPE_RINGBUF of struct sg_tc_flow_key,
- * client -> server: a flow whose close the engine should merge now, not at its idle timeout). */
+ * client -> server: a flow whose close the engine should merge now, not at its idle timeout).
+ * Set before load (rodata): sg_tc_router (router and both modes: ingress asks the FIB where a
+ * segment goes before rewriting it, and leaves untranslated one the kernel will refuse) and
+ * sg_tc_forward (gateway.tc_forward: ingress then sends translated segments on itself, counted
+ * SG_TC_FORWARDED); sg_tc_route is the per-CPU scratch of that lookup. */
 #ifndef SYNGATE_BPF_TC_ABI_H
 #define SYNGATE_BPF_TC_ABI_H
 
@@ -116,6 +120,7 @@ enum sg_tc_counter {
   SG_TC_ALREADY_MARKED, /* egress: translated before (ingress, engine verdict, syngate's own) */
   SG_TC_MISS,           /* TCP with no flow entry, or a SYN (never looked up): left alone */
   SG_TC_EVENT_LOST,     /* sg_tc_events full: the engine learns of that close at its idle timer */
+  SG_TC_FORWARDED,      /* translated at ingress and sent on by the program itself (bpf_redirect) */
   SG_TC_COUNTER_COUNT
 };
 
