@@ -13,7 +13,7 @@ import shutil
 import subprocess
 import sys
 
-MODE_ORDER = ["none", "syncookies", "synproxy", "synproxy-ts", "syngate", "syngate-notc", "syngate-native",
+MODE_ORDER = ["none", "syncookies", "synproxy", "synproxy-ts", "syngate", "syngate-notc", "syngate-nofwd", "syngate-native",
               "syngate-generic", "syngate-nfqueue"]
 CLEAN_PCT = 99.0  # a point is clean when at least this share of legitimate connections succeeded
 
@@ -425,9 +425,11 @@ EST_TESTS = [  # (test, row label, unit, scale of the figure for the table)
     ("iperf-up4-v6", "IPv6: iperf3, four streams, cli to srv", "Gbit/s", 1e9),
     ("wrk-v6", "IPv6: wrk, 50 keep-alive connections", "req/s", 1),
     ("ab-v6", "IPv6: ab, a connection per request", "conn/s", 1),
+    ("ack-v6", "IPv6: 20 MB download under a max-rate forged-ACK flood, share of its no-flood speed", "share", 1),
 ]
+FLOOD_TESTS = ("ack", "ack-v6")  # shares of a download's speed, not a traffic figure
 EST_MODE_LABEL = {"none": "no gateway", "synproxy": "kernel SYNPROXY", "syngate": "syngate (kernel_path auto)",
-                  "syngate-notc": "syngate, kernel_path off", "syngate-nfqueue": "syngate, [xdp] off",
+                  "syngate-notc": "syngate, kernel_path off", "syngate-nofwd": "syngate, tc_forward off", "syngate-nfqueue": "syngate, [xdp] off",
                   "syngate-generic": "syngate, generic XDP"}
 
 
@@ -520,8 +522,8 @@ EST_COUNTERS = {  # what each path did during a measurement (deltas)
 
 def est_point(d, test):
     """One measurement of one repeat, or None if it was not run."""
-    if test == "ack":
-        path = os.path.join(d, "ack.json")
+    if test in FLOOD_TESTS:
+        path = os.path.join(d, test + ".json")
         if not os.path.exists(path):
             return None
         a = load(path)
@@ -656,7 +658,7 @@ def est_table(report):
         lines.append("| " + " | ".join(cells) + " |")
     # Where the gateway's work went: its core's busy share and, for syngate, each path's segments.
     # In the shared layout every client and server may run on the gateway's core: no cost to read.
-    busy_rows = [r for r in s["rows"] if r["test"] != "ack"] if cfg.get("layout") == "offcore" else []
+    busy_rows = [r for r in s["rows"] if r["test"] not in FLOOD_TESTS] if cfg.get("layout") == "offcore" else []
     if busy_rows:
         lines += ["", f"Gateway core (CPU {cfg.get('syngate_cpu')}, syngate's) busy during each figure, median % "
                   "(softirq, syngate and anything else on it: no lab process, but other users of the machine):", "",
@@ -676,7 +678,7 @@ def est_table(report):
                   "| figure | " + " | ".join(EST_MODE_LABEL.get(m, m) for m in tc_modes) + " |",
                   "|---|" + "---:|" * len(tc_modes)]
         for r in s["rows"]:
-            if r["test"] == "ack":
+            if r["test"] in FLOOD_TESTS:
                 continue
             cells = []
             for m in tc_modes:

@@ -84,7 +84,7 @@ connrate_count=3000
 connrate_conc=16
 repeats=5             # the established kind: runs of every mode, medians reported
 est_seconds=4         # the established kind: length of each iperf3 and wrk measurement
-est_tests="iperf-down iperf-up4 wrk ab redis loss ack iperf-down-v6 iperf-up4-v6 wrk-v6 ab-v6"
+est_tests="iperf-down iperf-up4 wrk ab redis loss ack iperf-down-v6 iperf-up4-v6 wrk-v6 ab-v6 ack-v6"
 modes_given=0
 
 usage() {
@@ -93,13 +93,14 @@ Usage: $0 [options]
   --build DIR            build tree holding flood/synflood and gateway/syngate (default: $build)
   --synflood PATH        synflood binary (default: BUILD/flood/synflood)
   --syngate PATH         syngate binary (default: BUILD/gateway/syngate; mode skipped if absent/broken)
-  --modes "LIST"         any of: none syncookies synproxy synproxy-ts syngate syngate-notc syngate-native
+  --modes "LIST"         any of: none syncookies synproxy synproxy-ts syngate syngate-notc syngate-nofwd syngate-native
                          syngate-generic syngate-nfqueue (default: all but syngate-notc and
                          syngate-generic; with --kinds established: none synproxy syngate
                          syngate-notc). syngate: as shipped, [xdp] mode = "auto" (the fast path in
                          the tc ingress hook on veth) and kernel_path "auto" (established flows
                          translated by tc programs); syngate-notc: the same with kernel_path = "off"
-                         (every segment through NFQUEUE); syngate-generic: [xdp] mode = "generic"
+                         (every segment through NFQUEUE); syngate-nofwd: with tc_forward = false
+                         (translated in tc, forwarded by the kernel); syngate-generic: [xdp] mode = "generic"
                          (the fast path in generic XDP); syngate-native: native XDP on gw's client- and
                          flood-facing veths, with a pass-through XDP program on their peers, which
                          a veth needs and a NIC does not (BUILD/bpf/lab_xdp_pass.bpf.o);
@@ -196,7 +197,7 @@ if has_kind established; then
   [[ $est_seconds =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: --est-seconds must be a positive integer" >&2; exit 2; }
   for t in $est_tests; do
     case "$t" in
-      iperf-down|iperf-up4|wrk|ab|redis|loss|ack|iperf-down-v6|iperf-up4-v6|wrk-v6|ab-v6) ;;
+      iperf-down|iperf-up4|wrk|ab|redis|loss|ack|iperf-down-v6|iperf-up4-v6|wrk-v6|ab-v6|ack-v6) ;;
       *) echo "run.sh: unknown --est-tests entry $t" >&2; exit 2 ;;
     esac
   done
@@ -441,9 +442,8 @@ syngate_metrics_port=9470  # inside gw's namespace: its own loopback
 # The lab's one departure from syngate's shipped configuration (see [policy] below); the
 # established kind runs syngate as shipped (no SYN flood there for the budget to matter).
 lab_policy=1
-syngate_up() {  # syngate_up XDP_MODE [XDP_INTERFACES as a TOML array] [KERNEL_PATH]
-  local xdp_mode=$1 xdp_interfaces=${2:-} kernel_path=${3:-} kernel_path_line=""
-  [ -n "$kernel_path" ] && kernel_path_line="kernel_path = \"$kernel_path\""
+syngate_up() {  # syngate_up XDP_MODE [XDP_INTERFACES as a TOML array] [A [gateway] LINE]
+  local xdp_mode=$1 xdp_interfaces=${2:-} gateway_line=${3:-}
   # Every mode starts as a new install: a stop keeps the flow tables for the next start (syngate's
   # restarts keep connections), and one mode must not take over the flows another left lingering.
   rm -rf "$tmp/syngate-state"
@@ -456,7 +456,7 @@ syngate_up() {  # syngate_up XDP_MODE [XDP_INTERFACES as a TOML array] [KERNEL_P
 secret_file = "$tmp/syngate.secrets"
 state_dir = "$tmp/syngate-state"
 metrics_address = "127.0.0.1:$syngate_metrics_port"
-$kernel_path_line
+$gateway_line
 
 [xdp]
 mode = "$xdp_mode"
@@ -553,14 +553,15 @@ mode_up() {
     syncookies) srv_sysctls 1 ;;
     synproxy) srv_sysctls 0; synproxy_up "" ;;
     synproxy-ts) srv_sysctls 0; synproxy_up "--timestamp" ;;
-    syngate|syngate-notc|syngate-native|syngate-generic|syngate-nfqueue) srv_sysctls 0 ;;
+    syngate|syngate-notc|syngate-nofwd|syngate-native|syngate-generic|syngate-nfqueue) srv_sysctls 0 ;;
     *) skip_reason="unknown mode $1"; return 1 ;;
   esac
   start_nginx  # after the sysctls: the listen backlog is fixed at listen() time
   # The gateway's own readiness check needs the backend listening.
   case "$1" in
     syngate) syngate_up auto || return 1 ;;
-    syngate-notc) syngate_up auto "" off || return 1 ;;
+    syngate-notc) syngate_up auto "" 'kernel_path = "off"' || return 1 ;;
+    syngate-nofwd) syngate_up auto "" 'tc_forward = false' || return 1 ;;
     syngate-nfqueue) syngate_up off || return 1 ;;
     syngate-generic) syngate_up generic || return 1 ;;
     syngate-native)
@@ -580,7 +581,7 @@ wire_pass_off() {
 }
 
 mode_down() {
-  case "$1" in syngate|syngate-notc|syngate-native|syngate-generic|syngate-nfqueue) syngate_down ;; esac
+  case "$1" in syngate|syngate-notc|syngate-nofwd|syngate-native|syngate-generic|syngate-nfqueue) syngate_down ;; esac
   if [ "$1" = syngate-native ]; then wire_pass_off; fi
   gw_clear
 }
@@ -960,6 +961,9 @@ run_established() {  # run_established MODE REPEAT
   # The forged-ACK flood has nothing to defend without a defence: srv's own stack takes it.
   if has_est_test ack && [ "$mode" != none ]; then
     run_ack "$mode" 4 "$dir/ack"
+  fi
+  if has_est_test ack-v6 && [ "$mode" != none ]; then
+    run_ack "$mode" 6 "$dir/ack-v6"
   fi
 }
 

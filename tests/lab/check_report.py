@@ -118,8 +118,15 @@ elif what == "syngate":
                   f"syngate {fam} {kind}: {k['reached_srv']} of {k['sent']} malformed SYNs reached srv (want 0 of > 0)")
     for fam, a in sorted(m.get("forged_ack_download", {}).items()):
         check(a["flood_pps"] >= 20000, f"syngate {fam}: the forged-ACK flood really ran ({a['flood_pps']} ACK/s)")
-        check(a["forged_acks_at_srv"] == 0,
-              f"syngate {fam}: {a['forged_acks_at_srv']} forged ACKs reached srv (want 0)")
+        # A forged ACK whose number happens to be a valid cookie opens a connection like any other:
+        # syngate's SYN and handshake ACK then reach srv from the spoofed source (2 packets). With
+        # 26 bits of hash, two counter values and at most 16 MSS indices, a random ACK passes with
+        # p <= 2**-26 (the kernel's own cookies, 24 bits, are weaker): tens of millions of ACKs may
+        # guess one or two. A bypass lets through a share of the flood, not a handful.
+        guessed_allowed = 3
+        check(a["forged_acks_at_srv"] <= 2 * guessed_allowed,
+              f"syngate {fam}: {a['forged_acks_at_srv']} packets from the forged-ACK flood's sources reached srv "
+              f"(want at most {2 * guessed_allowed}: {guessed_allowed} cookies guessed by chance, 2 packets each)")
         check(a["no_flood"]["intact"] and a["flood"]["intact"],
               f"syngate {fam}: the {a['size_mb']} MB download arrived intact, alone and under the flood")
         # Threshold: a collapse detector, not a speed target (the benchmark compares against
