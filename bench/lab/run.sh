@@ -504,7 +504,7 @@ EOF
   fi
   # Which path answers is part of the result: say so when the fast path did not attach.
   syngate_counters >"$out/points/$mode/xdp_at_start.json"
-  if [ "$kernel_path" != off ] && ! grep -q "tc: translating established flows" "$out/$mode.log"; then
+  if [ "$gateway_line" != 'kernel_path = "off"' ] && ! grep -q "tc: translating established flows" "$out/$mode.log"; then
     log "$mode: the kernel path did not attach; this mode measures the engine only: $(grep 'tc:' "$out/$mode.log" | tail -n 2 | tr '\n' ' ')"
   fi
   if [ "$xdp_mode" != off ] && [ "$(json_field "$out/points/$mode/xdp_at_start.json" xdp_enabled 0)" != 1 ]; then
