@@ -96,6 +96,19 @@ std::vector<std::string> describe(const InterfacePlan& plan);
 // route lookup per service address). Throws std::runtime_error when netlink fails.
 RoutingFacts read_routing_facts(const std::vector<Address>& services);
 
+// The policy routing rules (`ip rule`) that select by firewall mark, both families, as
+// "ipv4 priority 100: fwmark 0x1/0xffffffff" ("not fwmark" for an inverted one). Throws
+// std::runtime_error when netlink fails.
+std::vector<std::string> read_fwmark_rules();
+
+// Whether the tc ingress program sends the segments it translated on itself (gateway.tc_forward):
+// only where segments are forwarded (router and both modes), and only where the FIB answer it
+// gets cannot differ from the kernel's. tc ingress runs before netfilter's PREROUTING, so a mark
+// an iptables or nft rule sets there is not on the packet yet: with policy rules that select by
+// fwmark, the program could send a segment where the kernel would not. *why says why not, when
+// it was asked for and is not.
+bool forward_from_tc(Mode mode, bool tc_forward, const std::vector<std::string>& fwmark_rules, std::string* why);
+
 // Every interface of the namespace that is up and not loopback, by ioctl (for when rtnetlink
 // cannot be read).
 std::vector<std::string> default_interfaces();

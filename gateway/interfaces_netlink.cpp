@@ -5,12 +5,14 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <libmnl/libmnl.h>
+#include <linux/fib_rules.h>
 #include <linux/rtnetlink.h>
 #include <net/if.h>
 #include <net/if_arp.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <ctime>
 #include <stdexcept>
@@ -239,6 +241,49 @@ RoutingFacts read_routing_facts(const std::vector<Address>& services) {
     facts.services.push_back(std::move(fact));
   }
   return facts;
+}
+
+namespace {
+
+int fwmark_rule_cb(const nlmsghdr* nlh, void* data) {
+  auto* out = static_cast<std::vector<std::string>*>(data);
+  const auto* frh = static_cast<const fib_rule_hdr*>(mnl_nlmsg_get_payload(nlh));
+  uint32_t mark = 0, mask = 0xffffffffu, priority = 0;
+  bool has_mark = false;
+  for_each_attr(nlh, sizeof(fib_rule_hdr), [&](const nlattr* a) {
+    switch (mnl_attr_get_type(a)) {
+      case FRA_FWMARK: has_mark = true; mark = mnl_attr_get_u32(a); break;
+      case FRA_FWMASK: has_mark = true; mask = mnl_attr_get_u32(a); break;
+      case FRA_PRIORITY: priority = mnl_attr_get_u32(a); break;
+      default: break;
+    }
+  });
+  // `ip rule` leaves out a zero mark with a zero mask: it selects nothing by mark.
+  if (!has_mark || (mark == 0 && mask == 0)) return MNL_CB_OK;
+  char text[96];
+  std::snprintf(text, sizeof text, "%s priority %u: %sfwmark 0x%x/0x%x", frh->family == AF_INET6 ? "ipv6" : "ipv4",
+                priority, (frh->flags & FIB_RULE_INVERT) ? "not " : "", mark, mask);
+  out->push_back(text);
+  return MNL_CB_OK;
+}
+
+}  // namespace
+
+std::vector<std::string> read_fwmark_rules() {
+  std::vector<std::string> rules;
+  Netlink nl;
+  char buf[MNL_SOCKET_BUFFER_SIZE];
+  for (const int family : {AF_INET, AF_INET6}) {
+    nlmsghdr* nlh = mnl_nlmsg_put_header(buf);
+    nlh->nlmsg_type = RTM_GETRULE;
+    nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+    auto* frh = static_cast<fib_rule_hdr*>(mnl_nlmsg_put_extra_header(nlh, sizeof(fib_rule_hdr)));
+    frh->family = static_cast<uint8_t>(family);
+    if (const int err = nl.talk(nlh, fwmark_rule_cb, &rules)) {
+      throw std::runtime_error(std::string("rtnetlink rule dump: ") + std::strerror(err));
+    }
+  }
+  return rules;
 }
 
 LinkWatcher::LinkWatcher() {

@@ -610,11 +610,22 @@ std::unique_ptr<KernelPath> KernelPath::start(const gw::GatewayConfig& config, u
     spdlog::info("tc: kernel path off by configuration; every segment of a proxied flow crosses NFQUEUE");
     return nullptr;
   }
+  // Router and both modes forward: the ingress programs ask the FIB first, and send segments on
+  // themselves where the FIB's answer is the kernel's (interfaces.hpp, forward_from_tc).
+  bool forward = false;
+  std::string no_forwarding;
+  try {
+    const std::vector<std::string> fwmark_rules =
+        config.mode != gw::Mode::Host && config.tc_forward ? gw::read_fwmark_rules() : std::vector<std::string>{};
+    forward = gw::forward_from_tc(config.mode, config.tc_forward, fwmark_rules, &no_forwarding);
+  } catch (const std::exception& e) {
+    no_forwarding = std::string("cannot read the policy routing rules (") + e.what() +
+                    "): translated segments are forwarded by the kernel (gateway.tc_forward off for this run)";
+  }
+  if (!no_forwarding.empty()) spdlog::warn("tc: {}", no_forwarding);
   std::unique_ptr<Program> program;
   try {
-    // Router and both modes forward: the ingress programs ask the FIB first (and send segments on
-    // themselves unless tc_forward is off).
-    program = std::make_unique<Program>(max_flows, pins, Placement{config.mode != gw::Mode::Host, config.tc_forward});
+    program = std::make_unique<Program>(max_flows, pins, Placement{config.mode != gw::Mode::Host, forward});
   } catch (const std::exception& e) {
     remove_everywhere(pins);
     spdlog::warn("tc: kernel path unavailable, every segment crosses NFQUEUE: {}", e.what());

@@ -199,3 +199,21 @@ TEST(InterfaceRule, TheSameFactsGiveTheSamePlan) {
   f.links.push_back({7, "veth-new", true, false});  // a new, unrelated interface changes nothing
   EXPECT_EQ(plan_interfaces(f, Mode::Both), plan_interfaces(lab(), Mode::Both));
 }
+
+// Forwarding from tc: asked for, where segments are forwarded, and never where a policy rule
+// selects by a firewall mark that netfilter would set after tc ingress (the FIB answer the program
+// gets could differ from the kernel's); the log line names the rule.
+TEST(TcForward, OnlyWhereTheFibAnswerIsTheKernelsOwn) {
+  std::string why;
+  EXPECT_TRUE(forward_from_tc(Mode::Router, true, {}, &why));
+  EXPECT_TRUE(forward_from_tc(Mode::Both, true, {}, &why));
+  EXPECT_TRUE(why.empty());
+  EXPECT_FALSE(forward_from_tc(Mode::Host, true, {}, &why)) << "host mode forwards nothing";
+  EXPECT_FALSE(forward_from_tc(Mode::Router, false, {}, &why));
+  EXPECT_TRUE(why.empty()) << "turned off by the operator: nothing to explain";
+  const std::vector<std::string> rules = {"ipv4 priority 100: fwmark 0x1/0xffffffff",
+                                          "ipv6 priority 32765: not fwmark 0xca6c/0xffffffff"};
+  EXPECT_FALSE(forward_from_tc(Mode::Router, true, rules, &why));
+  EXPECT_NE(why.find("ipv4 priority 100: fwmark 0x1/0xffffffff, and 1 more"), std::string::npos) << why;
+  EXPECT_NE(why.find("gateway.tc_forward off for this run"), std::string::npos) << why;
+}
