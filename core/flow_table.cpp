@@ -61,11 +61,13 @@ Flow from_v2(const FlowV2& o, const FlowTable::OlderLayout& older) {
   return f;
 }
 
-// The window scales an entry holds are shift counts: past RFC 7323's 14 they come from damage,
-// and a shift that large is undefined. Checked for entries taken over in place and imported.
-bool scales_plausible(const Flow& f) {
+// What any saved entry must hold, taken over in place or imported. The window scales are shift
+// counts: past RFC 7323's 14 they come from damage, and a shift that large is undefined. The
+// tuple has one family, as a parsed packet has (an IPv6 header with a v4-mapped address is
+// refused): what the engine builds from a mixed one (its RST to the client) would not parse.
+bool fields_plausible(const Flow& f) {
   return (f.client_ws == kNoWscale || f.client_ws <= kMaxWindowScale) && f.backend_ws <= kMaxWindowScale &&
-         f.announced_ws <= kMaxWindowScale;
+         f.announced_ws <= kMaxWindowScale && f.key.src.is_v4() == f.key.dst.is_v4();
 }
 
 struct StateLayout {
@@ -320,7 +322,7 @@ bool FlowTable::plausible(const Flow& f, std::vector<uint8_t>& slot_used) const 
     case State::Linger: if (f.list != kListLinger) return false; break;
     default: return false;
   }
-  return scales_plausible(f);
+  return fields_plausible(f);
 }
 
 // ---- flow index -------------------------------------------------------------------------
@@ -621,7 +623,7 @@ RestoreReport FlowTable::import_from(std::span<const uint8_t> region, uint64_t b
       ++r.dropped_torn;
       continue;
     }
-    if (src.state < State::SynSent || src.state > State::Linger || find(src.key) != kNone || !scales_plausible(src)) {
+    if (src.state < State::SynSent || src.state > State::Linger || find(src.key) != kNone || !fields_plausible(src)) {
       ++r.dropped_invalid;
       continue;
     }
