@@ -241,7 +241,15 @@ SG_INLINE sg_u16 sg_cookie_check(const struct sg_cookie_secrets* s, const struct
   const sg_u32 made_at = counter - age;
   const sg_u8 mss_index = (sg_u8)(cookie & SG_COOKIE_MSS_MASK);
   const sg_u32 h = sg_cookie_hash(sg_cookie_key_for(s, made_at), f, client_isn, made_at, mss_index);
-  if (h != cookie >> (32 - SG_COOKIE_HASH_BITS)) return 0;
+  if (h != cookie >> (32 - SG_COOKIE_HASH_BITS)) {
+    /* A rotation dates the new key from the tick it happens in (current_since = the counter of
+     * now), so cookies made earlier in that tick carry the previous key: without this their
+     * clients' ACKs, and every retransmission of them, fail until the handshake times out. Only
+     * that one tick gets the second try. */
+    if (made_at != s->current_since) return 0;
+    const sg_u32 h_previous = sg_cookie_hash(s->previous, f, client_isn, made_at, mss_index);
+    if (h_previous != cookie >> (32 - SG_COOKIE_HASH_BITS)) return 0;
+  }
   return sg_cookie_mss_value(mss_index);
 }
 
