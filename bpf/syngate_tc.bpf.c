@@ -115,8 +115,9 @@ static __always_inline struct tc_route_scratch* route_scratch(void) {
 /* Where the kernel would send this ingress segment (its IP header has no options or extension
  * headers: tc_headers_rewritable), asked with what its own forwarding would use: the incoming
  * interface (policy rules, the forwarding sysctl), the addresses, ports and TOS/flow label, and
- * the size of the datagrams it carries for the MTU. Leaves the answer in the scratch. */
-static __noinline int route_of(struct __sk_buff* skb, __u32 v6) {
+ * the size of the datagrams it carries for the MTU. The parse's TCP header length and ports
+ * (network order, source in the low half) come from the caller. Leaves the answer in the scratch. */
+static __noinline int route_of(struct __sk_buff* skb, __u32 v6, __u32 tcp_hlen, __u32 ports) {
   struct tc_route_scratch* r = route_scratch();
   if (!r) return TC_ROUTE_UP;
   r->verdict = TC_ROUTE_UP;
@@ -145,17 +146,15 @@ static __noinline int route_of(struct __sk_buff* skb, __u32 v6) {
     dont_fragment = (ip[6] & 0x40) != 0;
   }
   const __u32 ip_hlen = v6 ? IPV6_HLEN : IPV4_HLEN;
-  __u8 tcp[16]; /* ports ... data offset */
-  if (bpf_skb_load_bytes(skb, ETH_HLEN_ + ip_hlen, tcp, sizeof(tcp)) != 0) return TC_ROUTE_UP;
   fib->l4_protocol = IPPROTO_TCP;
-  __builtin_memcpy(&fib->sport, tcp, 2);
-  __builtin_memcpy(&fib->dport, tcp + 2, 2);
+  fib->sport = (__be16)(ports & 0xffff);
+  fib->dport = (__be16)(ports >> 16);
   fib->ifindex = skb->ingress_ifindex;
   /* The largest datagram this skb puts on the wire, against the route's MTU (cached path MTUs
    * included): a GRO/GSO super-packet's are its segments (the kernel's own skb check with tot_len 0
    * lets every GSO skb pass, and a redirected one would leave too big for the link). */
   const __u32 ip_total = v6 ? IPV6_HLEN + load_be16(ip + 4) : load_be16(ip + 2);
-  fib->tot_len = skb->gso_size ? ip_hlen + (__u32)(tcp[12] >> 4) * 4 + skb->gso_size : ip_total;
+  fib->tot_len = skb->gso_size ? ip_hlen + tcp_hlen + skb->gso_size : ip_total;
   const long rc = bpf_fib_lookup(skb, fib, sizeof(*fib), 0);
   const int forwarded = rc == BPF_FIB_LKUP_RET_SUCCESS || rc == BPF_FIB_LKUP_RET_NO_NEIGH ||
                         rc == BPF_FIB_LKUP_RET_FRAG_NEEDED;
@@ -279,7 +278,8 @@ static __always_inline int translate(struct __sk_buff* skb, int egress) {
   }
   /* Before anything is recorded or rewritten: a segment the kernel will refuse to forward stays
    * as its sender sent it, for the ICMP error to quote. */
-  if (sg_tc_router && !egress && route_of(skb, p.v6) == TC_ROUTE_REFUSED) {
+  if (sg_tc_router && !egress &&
+      route_of(skb, p.v6, hlen, (__u32)p.key.sport_be | (__u32)p.key.dport_be << 16) == TC_ROUTE_REFUSED) {
     count(SG_TC_PUNTED);
     return TC_ACT_OK;
   }
