@@ -152,9 +152,12 @@ struct Engine::Impl {
     if (!cfg.backend_facts) cfg.backend_facts = own_backend_facts;
   }
 
-  static EngineConfig normalized(EngineConfig c) {
+  static void normalize(EngineConfig& c) {
     c.max_flows = std::max<uint32_t>(c.max_flows, 1);
     c.backend_syn_retries = std::min<uint32_t>(c.backend_syn_retries, kMaxSynRetryLevels - 1);
+  }
+  static EngineConfig normalized(EngineConfig c) {
+    normalize(c);
     return c;
   }
 
@@ -981,14 +984,16 @@ Engine::~Engine() = default;
 
 void Engine::reset(const EngineConfig& config, const CookieJar& cookies) {
   Impl& m = *impl_;
-  const EngineConfig c = Impl::normalized(config);
+  // Assigned in place (its vectors keep their storage), not copied twice: a reset per fuzz input.
+  m.cfg = config;
+  Impl::normalize(m.cfg);
+  const EngineConfig& c = m.cfg;
   if (!m.table.reset(Impl::table_config(c))) {
     impl_ = std::make_unique<Impl>(config, cookies, EngineState{});
     return;
   }
   // Every member of Impl as its constructor leaves it (EngineReset tests compare with a new
   // engine): a member added to Impl belongs here too.
-  m.cfg = c;
   m.cookies = cookies;
   m.counters = EngineCounters{};
   m.scratch.assign(kMaxHeadersLen + std::max<size_t>(c.early_data_bytes, 64), 0);

@@ -302,10 +302,9 @@ bool TcpPacket::checksum_valid() const noexcept {
 
 namespace {
 
-// Writes the options of `o` into dst (when non-null) in the layout Linux uses, and returns their
-// padded length. SACK blocks that do not fit in the 40 option bytes are left out.
-size_t write_options(uint8_t* dst, const TcpOptions& o) noexcept {
-  uint8_t buf[kMaxTcpOptionsLen];
+// Writes the options of `o` into buf in the layout Linux uses, and returns their padded length.
+// SACK blocks that do not fit in the 40 option bytes are left out.
+size_t write_options(uint8_t (&buf)[kMaxTcpOptionsLen], const TcpOptions& o) noexcept {
   size_t n = 0;
   if (o.has_mss) {
     buf[n++] = tcp_option::MSS;
@@ -353,18 +352,22 @@ size_t write_options(uint8_t* dst, const TcpOptions& o) noexcept {
     }
   }
   while (n % 4 != 0) buf[n++] = tcp_option::END;
-  if (dst) std::memcpy(dst, buf, n);
   return n;
 }
 
 }  // namespace
 
-size_t tcp_options_wire_length(const TcpOptions& o) noexcept { return write_options(nullptr, o); }
+size_t tcp_options_wire_length(const TcpOptions& o) noexcept {
+  uint8_t unused[kMaxTcpOptionsLen];
+  return write_options(unused, o);
+}
 
 size_t build_tcp_packet(std::span<uint8_t> out, const SegmentSpec& s) noexcept {
   const bool v4 = s.tuple.src.is_v4();
   const size_t ip_len = v4 ? kIpv4MinHeader : kIpv6Header;
-  const size_t opt_len = tcp_options_wire_length(s.options);
+  // Written once, here, and copied below: the length decides the headers before any of them is written.
+  uint8_t opts[kMaxTcpOptionsLen];
+  const size_t opt_len = write_options(opts, s.options);
   const size_t tcp_len = kTcpMinHeader + opt_len + s.payload.size();
   const size_t total = ip_len + tcp_len;
   if (total > out.size() || tcp_len > 0xffff || (v4 && total > 0xffff)) return 0;
@@ -400,7 +403,7 @@ size_t build_tcp_packet(std::span<uint8_t> out, const SegmentSpec& s) noexcept {
   store_be16(t + kWindowOff, s.window);
   store_be16(t + kChecksumOff, 0);
   store_be16(t + 18, 0);  // urgent pointer
-  write_options(t + kTcpMinHeader, s.options);
+  std::memcpy(t + kTcpMinHeader, opts, opt_len);
   if (!s.payload.empty()) std::memcpy(t + kTcpMinHeader + opt_len, s.payload.data(), s.payload.size());
   store_be16(t + kChecksumOff, segment_checksum(d, v4, std::span<const uint8_t>(t, tcp_len)));
   return total;

@@ -193,16 +193,19 @@ inline void run_engine_program(Engine& engine, Input& in, std::vector<uint8_t>* 
   buf.resize(kBuilt);
   const std::span<uint8_t> build_here(pkt.data(), kBuilt);
 
-  auto feed = [&](size_t length, bool ready) {
+  // `built`: a segment as build_tcp_packet made it, so a valid TCP segment with a valid checksum
+  // (builder_test), not ICMP; anything else (raw bytes, a flipped bit, an ICMP error) is examined.
+  auto feed = [&](size_t length, bool ready, bool built) {
     const std::span<uint8_t> fed(pkt.data(), length);
     // Kept as fed and parsed only if the checksum rule below needs to know whether it was valid
     // (an in-place rewrite of a segment): parsing every packet for it cost more than the copy.
-    bufs.before.assign(fed.begin(), fed.end());
+    if (!built) bufs.before.assign(fed.begin(), fed.end());
     auto was_valid = [&] {
+      if (built) return true;
       ParseResult before = parse_tcp_packet(bufs.before);
       return before && before.packet.checksum_valid();
     };
-    const IcmpError icmp = parse_icmp_error(fed);
+    const IcmpError icmp = built ? IcmpError{} : parse_icmp_error(fed);
     const bool icmp_plain = icmp.kind != IcmpKind::NotIcmp && (pkt[0] >> 4 == 4 || pkt[6] == 58);
     const bool icmp_valid = icmp_plain && syngate::test::icmp_checksum_residue(fed) == 0;
     sink.begin();
@@ -293,7 +296,7 @@ inline void run_engine_program(Engine& engine, Input& in, std::vector<uint8_t>* 
         const size_t n = in.u8();
         size_t length = 0;
         while (length < n && !in.empty()) pkt[length++] = in.u8();
-        feed(length, true);
+        feed(length, true, false);
         continue;
       }
       case 6:  // time passes
@@ -309,7 +312,7 @@ inline void run_engine_program(Engine& engine, Input& in, std::vector<uint8_t>* 
         const size_t n = build_tcp_packet(build_here, s);
         if (n == 0) continue;
         pkt[in.u8() % n] ^= static_cast<uint8_t>(1u << (in.u8() % 8));
-        feed(n, true);
+        feed(n, true, false);
         continue;
       }
       case 8: {  // a router's ICMP error quoting a segment of either side, near the flow's numbers
@@ -332,13 +335,13 @@ inline void run_engine_program(Engine& engine, Input& in, std::vector<uint8_t>* 
             std::span<const uint8_t>(buf.data(), n), router, s.tuple.src, type, in.u8(), in.u32(), in.u16() % (n + 1));
         std::copy(icmp.begin(), icmp.end(), pkt.begin());
         if (in.u8() & 1) pkt[in.u16() % icmp.size()] ^= static_cast<uint8_t>(1u << (in.u8() % 8));
-        feed(icmp.size(), true);
+        feed(icmp.size(), true, false);
         continue;
       }
     }
     const size_t n = build_tcp_packet(build_here, s);
     if (n == 0) continue;
-    feed(n, !(bits & 64) || op % 9 == 0);
+    feed(n, !(bits & 64) || op % 9 == 0, true);
   }
   if (trace) record(*trace, engine.counters());
 }
