@@ -10,14 +10,14 @@
 # second build runs at low priority beside the exploring runs (libFuzzer uses one core), so the
 # whole takes about what one build and SECONDS per target took before.
 #
-# fuzz_engine explores at about 12k inputs/s (median of three 60 s runs of `scripts/fuzz.sh 60
-# fuzz_engine` on these 2 vCPUs while other work ran; main before it ran 10.3k in the same rounds,
-# 14.6k on an idle machine): its program's buffers and configuration are kept from input to input
-# and its own code is not instrumented for coverage (fuzz/coverage_ignore.txt). 20k/s is out of
-# reach with ASan (perf, 30 s): per input the engine's own work is a third of the time, building
-# and checking the program's packets a third, libFuzzer's 29% (collecting the features of every
-# edge hit, writing what it keeps), the reset 4%; ASan's range checks (13%) and compare tracing
-# (23%) are spread through all of it.
+# fuzz_engine explores at 18.6k inputs/s on an idle machine (a 10-minute run from its seeds: 11.2M
+# inputs; 10.2M before segments' options were written once and the program stopped copying and
+# ICMP-parsing the segments it built itself), 12-14k/s beside the replay build: its program's
+# buffers and configuration are kept from input to input and its own code is not instrumented for
+# coverage (fuzz/coverage_ignore.txt). Where the rest goes (perf): libFuzzer's own work per input
+# is a quarter (collecting the features of every edge hit, Entropic's frequency update 12%), the
+# engine's parse and SYN-ACK build a quarter; ASan's range checks and compare tracing are spread
+# through all of it.
 #
 # FUZZ_EXPLORE=fast (opt-in, never the default) explores with coverage alone, no ASan
 # (build-fuzz-fast): about twice the inputs per second, and what the run keeps, its seeds and any
