@@ -152,15 +152,21 @@ def kind_tables(report):
     acks = ok_modes(report, "forged_ack_download")
     if acks:
         out += ["", "## Forged-ACK flood during a download", "",
-                "| mode | IP | alone (MB/s) | under flood (MB/s) | ratio | intact | flood (ACK/s) | forged ACKs at srv | new connections during the flood |",
-                "|---|---|---:|---:|---:|---|---:|---:|---:|"]
+                "| mode | IP | alone (MB/s) | under flood (MB/s) | ratio | generator alone (MB/s) | defence's own ratio | intact | flood (ACK/s) | forged ACKs at srv | new connections during the flood |",
+                "|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|"]
         for mode, fams in acks:
             for fam, a in sorted(fams.items()):
                 intact = "yes" if a["flood"]["intact"] and a["no_flood"]["intact"] else "NO"
                 nc = a.get("new_connections")
                 ncs = f"{nc['success_pct']:.1f}% (p99 {nc['connect_ms']['p99']:.1f} ms)" if nc else "-"
+                gen = mb_s(a["generator_alone"]["bytes_per_s"]) if "generator_alone" in a else "-"
+                own = f"{a['defence_ratio']:.2f}" if "defence_ratio" in a else "-"
                 out.append(f"| {mode} | {fam} | {mb_s(a['no_flood']['bytes_per_s'])} | {mb_s(a['flood']['bytes_per_s'])} | "
-                           f"{a['speed_ratio']:.2f} | {intact} | {a['flood_pps']} | {a['forged_acks_at_srv']} | {ncs} |")
+                           f"{a['speed_ratio']:.2f} | {gen} | {own} | {intact} | {a['flood_pps']} | {a['forged_acks_at_srv']} | {ncs} |")
+        if any("defence_ratio" in a for _, fams in acks for a in fams.values()):
+            out += ["", "Generator alone: the same flood, from the same CPU, into a sink inside atk (XDP drop) "
+                    "while the download runs: what the attacker's CPU takes from the download, no defence at work. "
+                    "Defence's own ratio: the download under the real flood over the download beside the generator alone."]
     mals = ok_modes(report, "malformed")
     if mals:
         kinds = []
@@ -420,12 +426,12 @@ EST_TESTS = [  # (test, row label, unit, scale of the figure for the table)
     ("ab", "ab, a connection per request", "conn/s", 1),
     ("redis", "redis-benchmark -k 0 (GET, a connection per request)", "req/s", 1),
     ("loss", "iperf3, one stream srv to cli, 1% of its segments lost after the gateway", "Gbit/s", 1e9),
-    ("ack", "20 MB download under a max-rate forged-ACK flood, share of its no-flood speed", "share", 1),
+    ("ack", "20 MB download under a forged-ACK flood (rate below), share of its no-flood speed", "share", 1),
     ("iperf-down-v6", "IPv6: iperf3, one stream, srv to cli", "Gbit/s", 1e9),
     ("iperf-up4-v6", "IPv6: iperf3, four streams, cli to srv", "Gbit/s", 1e9),
     ("wrk-v6", "IPv6: wrk, 50 keep-alive connections", "req/s", 1),
     ("ab-v6", "IPv6: ab, a connection per request", "conn/s", 1),
-    ("ack-v6", "IPv6: 20 MB download under a max-rate forged-ACK flood, share of its no-flood speed", "share", 1),
+    ("ack-v6", "IPv6: 20 MB download under a forged-ACK flood (rate below), share of its no-flood speed", "share", 1),
 ]
 FLOOD_TESTS = ("ack", "ack-v6")  # shares of a download's speed, not a traffic figure
 EST_MODE_LABEL = {"none": "no gateway", "synproxy": "kernel SYNPROXY", "syngate": "syngate (kernel_path auto)",
@@ -528,9 +534,13 @@ def est_point(d, test):
             return None
         a = load(path)
         intact = a["flood"]["intact"] and a["no_flood"]["intact"]
-        return {"value": a["speed_ratio"], "error": None if intact else "a download arrived corrupt or incomplete",
-                "no_flood_bytes_per_s": a["no_flood"]["bytes_per_s"], "flood_bytes_per_s": a["flood"]["bytes_per_s"],
-                "flood_pps": a["flood_pps"]}
+        p = {"value": a["speed_ratio"], "error": None if intact else "a download arrived corrupt or incomplete",
+             "no_flood_bytes_per_s": a["no_flood"]["bytes_per_s"], "flood_bytes_per_s": a["flood"]["bytes_per_s"],
+             "flood_pps": a["flood_pps"]}
+        for k in ("generator_ratio", "defence_ratio"):
+            if k in a:
+                p[k] = a[k]
+        return p
     win = os.path.join(d, test + ".win")
     if not os.path.exists(win):
         return None
@@ -581,6 +591,9 @@ def est_collect(mdir):
             t["median_srv_tcp"] = {k: _median([p.get("srv_tcp", {}).get(k, 0) for p in runs]) for k in keys}
         if any(p.get("gw_invalid_dropped") for p in runs):
             t["median_gw_invalid_dropped"] = _median([p.get("gw_invalid_dropped", 0) for p in runs])
+        for k in ("flood_bytes_per_s", "no_flood_bytes_per_s", "generator_ratio", "defence_ratio"):
+            if all(k in p for p in runs):
+                t["median_" + k] = _median([p[k] for p in runs])
         if "gw_core_busy_pct" in runs[0]:
             t["median_gw_core_busy_pct"] = _median([p["gw_core_busy_pct"] for p in runs])
             t["median_daemon_cpu_pct"] = _median([p["daemon_cpu_pct"] for p in runs])
@@ -656,6 +669,23 @@ def est_table(report):
                   + (f" ({paired[m]:.2f})" if paired.get(m) is not None else "") for m in ratio_modes if m != "none"]
         cells += [f"{r['ratio_to_none'][m]:.2f}" if m in r["ratio_to_none"] else "-" for m in modes if m.startswith("syngate")]
         lines.append("| " + " | ".join(cells) + " |")
+    flood_rows = [r for r in s["rows"] if r["test"] in FLOOD_TESTS]
+    if any("median_defence_ratio" in report["modes"][m]["established"].get(r["test"], {}) for r in flood_rows for m in modes):
+        lines += ["", "The forged-ACK shares taken apart (medians of runs): MB/s alone and under the flood; the share "
+                  "the flood's generator alone leaves (the same flood from the same CPU into a sink inside atk, "
+                  "no defence at work: on these CPUs the generator takes CPU a fast download would use); the "
+                  "defence's own ratio (the download under the real flood over the download beside the "
+                  "generator alone):", "",
+                  "| figure | mode | alone (MB/s) | under flood (MB/s) | share | generator alone leaves | defence's own ratio |",
+                  "|---|---|---:|---:|---:|---:|---:|"]
+        for r in flood_rows:
+            for m in modes:
+                t = report["modes"][m]["established"].get(r["test"], {})
+                if "median_defence_ratio" not in t:
+                    continue
+                lines.append(f"| {r['test']} | {EST_MODE_LABEL.get(m, m)} | {t['median_no_flood_bytes_per_s'] / 1e6:.0f} | "
+                             f"{t['median_flood_bytes_per_s'] / 1e6:.0f} | {100 * t['median']:.0f}% | "
+                             f"{100 * t['median_generator_ratio']:.0f}% | {t['median_defence_ratio']:.2f} |")
     # Where the gateway's work went: its core's busy share and, for syngate, each path's segments.
     # In the shared layout every client and server may run on the gateway's core: no cost to read.
     busy_rows = [r for r in s["rows"] if r["test"] not in FLOOD_TESTS] if cfg.get("layout") == "offcore" else []
@@ -672,7 +702,7 @@ def est_table(report):
                                                              if m.startswith("syngate") else ""))
         lines.append(f"| {r['test']} | " + " | ".join(cells) + " |")
     tc_modes = [m for m in modes if m.startswith("syngate")]
-    if tc_modes:
+    if tc_modes and any(r["test"] not in FLOOD_TESTS for r in s["rows"]):
         lines += ["", "Segments per path during each figure (median of runs): tc translated / punted / miss, "
                   "engine translated (NFQUEUE):", "",
                   "| figure | " + " | ".join(EST_MODE_LABEL.get(m, m) for m in tc_modes) + " |",
@@ -710,9 +740,10 @@ def est_table(report):
               "somaxconn and tcp_max_syn_backlog 64 (nginx backlog 64); "
               f"ab and redis-benchmark {cfg.get('connrate_count')} connections, {cfg.get('connrate_concurrency')} at once, "
               "conntrack flushed before each figure; "
-              f"iperf3 and wrk {cfg.get('est_seconds')} s (iperf3 omits its first second); forged-ACK flood at the "
-              f"generator's maximum, {cfg.get('download_repeats')} downloads alone and {cfg.get('download_repeats')} "
-              "under it per run (their medians); loss: 1% of srv's segments (TSO/GSO off on srv) dropped at random as "
+              f"iperf3 and wrk {cfg.get('est_seconds')} s (iperf3 omits its first second); forged-ACK flood at "
+              + ("the generator's maximum" if str(cfg.get("ack_rate", "max")) == "max" else f"{cfg.get('ack_rate')} ACK/s")
+              + f", {cfg.get('download_repeats')} downloads alone, {cfg.get('download_repeats')} under it and as many "
+              "beside the generator alone per run (their medians); loss: 1% of srv's segments (TSO/GSO off on srv) dropped at random as "
               "cli receives them (raw PREROUTING, GRO off), iperf3 -R."]
     return "\n".join(lines) + "\n"
 
@@ -728,7 +759,10 @@ def main():
         a, mode, fam = load(sys.argv[2]), sys.argv[3], sys.argv[4]
         print(f"{mode:>12} IPv{fam} download {a['size_mb']} MB: alone {mb_s(a['no_flood']['bytes_per_s'])} MB/s, "
               f"under {a['flood_pps']} forged ACK/s {mb_s(a['flood']['bytes_per_s'])} MB/s "
-              f"(ratio {a['speed_ratio']:.2f}, intact {a['flood']['intact']})")
+              f"(ratio {a['speed_ratio']:.2f}, intact {a['flood']['intact']})"
+              + (f"; beside the generator alone {mb_s(a['generator_alone']['bytes_per_s'])} MB/s "
+                 f"({a['generator_alone_pps']} ACK/s into atk's sink): the defence's own ratio {a['defence_ratio']:.2f}"
+                 if "defence_ratio" in a else ""))
         return
     if sys.argv[1] == "--malformed":
         path, mode, fam = sys.argv[2:5]

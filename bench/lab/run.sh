@@ -12,7 +12,8 @@
 #
 # Attack kinds (--kinds), each run for every mode:
 #   syn        spoofed SYN floods at --rates, legitimate HTTP probe during each
-#   ack        a download of --download-mb MB from srv, alone and then during a forged-ACK flood
+#   ack        a download of --download-mb MB from srv, alone, during a forged-ACK flood, and beside the
+#              same flood sent into a sink inside atk (the generator's cost alone; see sink_ok)
 #   malformed  a bounded flood of each --malform-kinds SYN at srv; srv counts what reaches it
 #   mixed      a SYN/ACK/RST/FIN mixed flood at --mixed-rate, legitimate HTTP probe during it
 #   ipv6       ack, malformed and mixed again with IPv6 targets, spoofed from 2001:2::/48
@@ -180,6 +181,7 @@ done
 synflood=${synflood:-$build/flood/synflood}
 syngate=${syngate:-$build/gateway/syngate}
 lab_pass=$(dirname "$syngate")/../bpf/lab_xdp_pass.bpf.o  # built next to syngate (BUILD/gateway/syngate)
+lab_drop=$(dirname "$syngate")/../bpf/lab_xdp_drop.bpf.o
 out=${out:-$here/out/$(date +%Y%m%d-%H%M%S)}
 [ "$(id -u)" = 0 ] || { echo "run.sh: needs root (network namespaces, iptables inside them)" >&2; exit 2; }
 [ -x "$synflood" ] || { echo "run.sh: no synflood at $synflood (build it: cmake --build BUILD --target synflood)" >&2; exit 2; }
@@ -301,6 +303,23 @@ nsx "$atk" sysctl -qw net.ipv4.ip_forward=0
 # charged to whatever sent the SYN-ACK: the defence under test. Measured before this rule: a
 # fifth of syngate's SYN worker went to atk's ip_rcv.
 nsx "$atk" iptables -t raw -A PREROUTING -d 198.18.0.0/15 -j DROP
+# The generator's sink: a veth pair inside atk whose far end drops everything in XDP. The
+# forged-ACK downloads are measured a third time while the same flood, from the same CPU, goes in
+# there instead of to gw: what the download loses then is the generator's cost (on 2 vCPUs it
+# takes CPU the download would use), not the defence's. The flood addresses 10.10.9.1 and
+# fd00:10:9::1 by a made-up MAC: nothing answers, nothing leaves atk.
+sink_ok=0
+if [ -f "$lab_drop" ]; then
+  nsx "$atk" ip link add n0 type veth peer name n1
+  nsx "$atk" ip link set n0 up
+  nsx "$atk" ip link set n1 up
+  if nsx "$atk" ip link set dev n1 xdpdrv obj "$lab_drop" sec xdp; then
+    nsx "$atk" ip route add 10.10.9.0/24 dev n0
+    nsx "$atk" ip -6 route add fd00:10:9::/64 dev n0
+    sink_ok=1
+  fi
+fi
+((sink_ok)) || log "no generator sink ($lab_drop missing or refused): forged-ACK figures without the generator-alone baseline"
 poller=""
 if [ "$layout" = offcore ]; then
   # The flood reaches gw through a NAPI ring drained by a poller thread on syngate's CPU, so the
@@ -746,20 +765,42 @@ run_ack() {  # run_ack MODE FAMILY [BASE]  (BASE.json; default points/MODE/ackFA
   kill -TERM "$flood_pid" 2>/dev/null || true
   wait "$flood_pid" || true
   reached1=$(reached_srv "$family")
+  # The same flood into atk's sink (see sink_ok): the generator's cost alone.
+  local sink_res="" sink_pid sink_target=10.10.9.1:80
+  [ "$family" = 6 ] && sink_target="[fd00:10:9::1]:80"
+  if ((sink_ok)); then
+    ip netns exec "$atk" taskset -c "$flood_cpu" "$synflood" ack --target "$sink_target" --dst-mac 02:00:00:00:00:01 \
+      --rate "$r" --duration "$((download_repeats * download_max_s + 5))" --json >"$base.sink.json" 2>"$base.sink.err" &
+    sink_pid=$!
+    track_pid "$sink_pid"
+    sleep "$warmup_s"
+    sink_res=$(download_median "$family" "$tmp/dl")
+    kill -TERM "$sink_pid" 2>/dev/null || true
+    wait "$sink_pid" || true
+  fi
   python3 - "$base.json" "$quiet_res" "$flood_res" "$(json_field "$base.flood.json" pps 0)" \
-    "$((reached1 - reached0))" "$download_mb" "$base.probe.json" <<'EOF'
+    "$((reached1 - reached0))" "$download_mb" "$base.probe.json" "$sink_res" "$(json_field "$base.sink.json" pps 0)" <<'EOF'
 import json, sys
-path, quiet, flood, pps, reached, mb, probe_path = sys.argv[1:]
+path, quiet, flood, pps, reached, mb, probe_path, sink, sink_pps = sys.argv[1:]
 def parse(s):
     bps, secs, code, intact = s.split()
     return {"bytes_per_s": float(bps), "seconds": float(secs), "http_code": int(code), "intact": intact == "1"}
+def ratio(a, b):
+    return a["bytes_per_s"] / b["bytes_per_s"] if b["bytes_per_s"] > 0 else 0
 q, f = parse(quiet), parse(flood)
 probe = json.load(open(probe_path))
-json.dump({"size_mb": int(mb), "no_flood": q, "flood": f, "flood_pps": round(float(pps)),
-           "forged_acks_at_srv": int(reached),
-           "new_connections": {"count": probe["count"],
-                               "success_pct": probe["success_pct"], "connect_ms": probe["connect_ms"]},
-           "speed_ratio": f["bytes_per_s"] / q["bytes_per_s"] if q["bytes_per_s"] > 0 else 0}, open(path, "w"))
+result = {"size_mb": int(mb), "no_flood": q, "flood": f, "flood_pps": round(float(pps)),
+          "forged_acks_at_srv": int(reached),
+          "new_connections": {"count": probe["count"],
+                              "success_pct": probe["success_pct"], "connect_ms": probe["connect_ms"]},
+          "speed_ratio": ratio(f, q)}
+if sink:
+    # generator_ratio: what the flood's generator alone leaves of the download; defence_ratio: what
+    # the defence leaves of that (speed_ratio = their product, up to noise).
+    s = parse(sink)
+    result.update({"generator_alone": s, "generator_alone_pps": round(float(sink_pps)),
+                   "generator_ratio": ratio(s, q), "defence_ratio": ratio(f, s)})
+json.dump(result, open(path, "w"))
 EOF
   log "$(python3 "$here/report.py" --ack "$base.json" "$mode" "$family")"
 }

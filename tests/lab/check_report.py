@@ -129,6 +129,11 @@ elif what == "syngate":
               f"(want at most {2 * guessed_allowed}: {guessed_allowed} cookies guessed by chance, 2 packets each)")
         check(a["no_flood"]["intact"] and a["flood"]["intact"],
               f"syngate {fam}: the {a['size_mb']} MB download arrived intact, alone and under the flood")
+        # The baseline that separates the generator's cost from the defence's (run.sh's sink).
+        alone = a.get("generator_alone")
+        check(alone is not None and alone["intact"] and a.get("generator_alone_pps", 0) >= 20000,
+              f"syngate {fam}: the download beside the generator alone ran ({a.get('generator_alone_pps', 0)} ACK/s "
+              f"into atk's sink) and arrived intact")
         # Threshold: a collapse detector, not a speed target (the benchmark compares against
         # SYNPROXY in the same run). On the 2-CPU machine kind CI runs on, with the generator at
         # its maximum on one CPU and syngate on the other, the median download kept 0.55-0.85 of
