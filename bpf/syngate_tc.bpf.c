@@ -86,6 +86,10 @@ static __always_inline void count(__u32 which) {
  * modes), and may send a translated one on themselves (gateway.tc_forward). */
 const volatile __u8 sg_tc_router = 0;
 const volatile __u8 sg_tc_forward = 0;
+/* Written by the daemon while the programs run: 0 while a policy rule selects by firewall mark
+ * (gateway/interfaces.hpp, fib_use), which netfilter sets only after this hook. The FIB's answer
+ * is then not the kernel's: route_of asks nothing, so no segment is judged or sent on by it. */
+volatile __u8 sg_tc_fib_trusted = 1;
 
 enum tc_route {
   TC_ROUTE_UP = 0,  /* the stack takes it from here (local, no neighbour yet, forwarding off...) */
@@ -121,6 +125,8 @@ static __noinline int route_of(struct __sk_buff* skb, __u32 v6, __u32 tcp_hlen, 
   struct tc_route_scratch* r = route_scratch();
   if (!r) return TC_ROUTE_UP;
   r->verdict = TC_ROUTE_UP;
+  /* Read once, here: forward() goes by the verdict this call leaves, never by the flag. */
+  if (!sg_tc_fib_trusted) return TC_ROUTE_UP;
   /* Frames for another host's MAC (a promiscuous port) the stack would drop: not ours to send. */
   if (skb->pkt_type != 0 /* PACKET_HOST */) return TC_ROUTE_UP;
   __builtin_memset(&r->fib, 0, sizeof(r->fib));

@@ -157,16 +157,16 @@ std::vector<std::string> describe(const InterfacePlan& plan) {
   return out;
 }
 
-bool forward_from_tc(Mode mode, bool tc_forward, const std::vector<std::string>& fwmark_rules, std::string* why) {
-  if (mode == Mode::Host || !tc_forward) return false;
-  if (fwmark_rules.empty()) return true;
+FibUse fib_use(Mode mode, bool tc_forward, const std::vector<std::string>& fwmark_rules, std::string* why) {
+  if (mode == Mode::Host) return {};
+  if (fwmark_rules.empty()) return {.judge = true, .forward = tc_forward};
   if (why) {
     *why = "policy routing selects by firewall mark (" + fwmark_rules.front() +
            (fwmark_rules.size() > 1 ? ", and " + std::to_string(fwmark_rules.size() - 1) + " more" : "") +
-           "), which netfilter sets after tc ingress: translated segments are forwarded by the kernel "
-           "(gateway.tc_forward off for this run)";
+           "), which netfilter sets after tc ingress: the kernel forwards the translated segments and "
+           "judges them (TTL, MTU, unreachable) while such a rule exists";
   }
-  return false;
+  return {};
 }
 
 }  // namespace syngate::gw

@@ -101,13 +101,20 @@ RoutingFacts read_routing_facts(const std::vector<Address>& services);
 // std::runtime_error when netlink fails.
 std::vector<std::string> read_fwmark_rules();
 
-// Whether the tc ingress program sends the segments it translated on itself (gateway.tc_forward):
-// only where segments are forwarded (router and both modes), and only where the FIB answer it
-// gets cannot differ from the kernel's. tc ingress runs before netfilter's PREROUTING, so a mark
-// an iptables or nft rule sets there is not on the packet yet: with policy rules that select by
-// fwmark, the program could send a segment where the kernel would not. *why says why not, when
-// it was asked for and is not.
-bool forward_from_tc(Mode mode, bool tc_forward, const std::vector<std::string>& fwmark_rules, std::string* why);
+// What the tc ingress programs take from their FIB lookup, where segments are forwarded (router
+// and both modes): `judge` leaves a segment the kernel will refuse (TTL about to expire, too big
+// with DF, unreachable) as its sender sent it; `forward` also sends the translated ones on
+// (gateway.tc_forward). Both only while the FIB answer the program gets cannot differ from the
+// kernel's: tc ingress runs before netfilter's PREROUTING, so a mark an iptables or nft rule sets
+// there is not on the packet yet, and with a policy rule that selects by fwmark the program could
+// judge or send a segment where the kernel would not. *why says so, for such rules. The daemon
+// asks again whenever the rules change (a VPN that adds its rules after syngate started).
+struct FibUse {
+  bool judge = false;
+  bool forward = false;
+  friend bool operator==(const FibUse&, const FibUse&) = default;
+};
+FibUse fib_use(Mode mode, bool tc_forward, const std::vector<std::string>& fwmark_rules, std::string* why);
 
 // Every interface of the namespace that is up and not loopback, by ioctl (for when rtnetlink
 // cannot be read).
@@ -115,7 +122,8 @@ std::vector<std::string> default_interfaces();
 // The kernel driver of an interface (ethtool), "" when unknown.
 std::string interface_driver(const std::string& interface);
 
-// Tells when links or routes change (RTNLGRP_LINK, RTNLGRP_IPV4_ROUTE, RTNLGRP_IPV6_ROUTE):
+// Tells when links, routes or policy rules change (RTNLGRP_LINK, _IPV4_ROUTE, _IPV6_ROUTE, _IPV4_RULE,
+// _IPV6_RULE):
 // a non-blocking netlink socket drained by changed().
 class LinkWatcher {
  public:

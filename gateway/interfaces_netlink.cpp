@@ -291,11 +291,18 @@ LinkWatcher::LinkWatcher() {
   if (fd_ < 0) throw std::runtime_error(std::string("rtnetlink watcher: ") + std::strerror(errno));
   sockaddr_nl addr{};
   addr.nl_family = AF_NETLINK;
-  addr.nl_groups = RTMGRP_LINK | RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE;
+  addr.nl_groups = RTMGRP_LINK | RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE | RTMGRP_IPV4_RULE;
   if (bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
     const int err = errno;
     close(fd_);
     throw std::runtime_error(std::string("rtnetlink watcher: ") + std::strerror(err));
+  }
+  // IPv6 rules have no bit in the legacy group mask.
+  const int v6_rules = RTNLGRP_IPV6_RULE;
+  if (setsockopt(fd_, SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, &v6_rules, sizeof v6_rules) != 0) {
+    const int err = errno;
+    close(fd_);
+    throw std::runtime_error(std::string("rtnetlink watcher, IPv6 rules: ") + std::strerror(err));
   }
 }
 

@@ -529,6 +529,11 @@ uint64_t Program::flow_entries_count() const noexcept {
 
 int Program::flows_map_fd() const noexcept { return impl_->flows_fd(); }
 
+void Program::set_fib_trusted(bool trusted) noexcept {
+  // The .data section is mapped into this process: the programs read the byte at their next packet.
+  __atomic_store_n(&impl_->skel->data->sg_tc_fib_trusted, static_cast<uint8_t>(trusted), __ATOMIC_RELAXED);
+}
+
 Counters Program::counters() const {
   Counters out{};
   const std::vector<uint64_t> sums = bpf::per_cpu_sums(bpf_map__fd(impl_->skel->maps.sg_tc_counters), out.size());
@@ -579,6 +584,7 @@ void Program::take_events(std::vector<sg_tc_flow_key>&) noexcept {}
 uint64_t Program::flow_entries_count() const noexcept { return 0; }
 Counters Program::counters() const { return {}; }
 int Program::flows_map_fd() const noexcept { return -1; }
+void Program::set_fib_trusted(bool) noexcept {}
 std::vector<std::string> remove_everywhere(const std::string& dir) noexcept {
   remove_pins(dir);
   return {};
@@ -611,26 +617,20 @@ std::unique_ptr<KernelPath> KernelPath::start(const gw::GatewayConfig& config, u
     return nullptr;
   }
   // Router and both modes forward: the ingress programs ask the FIB first, and send segments on
-  // themselves where the FIB's answer is the kernel's (interfaces.hpp, forward_from_tc).
-  bool forward = false;
-  std::string no_forwarding;
-  try {
-    const std::vector<std::string> fwmark_rules =
-        config.mode != gw::Mode::Host && config.tc_forward ? gw::read_fwmark_rules() : std::vector<std::string>{};
-    forward = gw::forward_from_tc(config.mode, config.tc_forward, fwmark_rules, &no_forwarding);
-  } catch (const std::exception& e) {
-    no_forwarding = std::string("cannot read the policy routing rules (") + e.what() +
-                    "): translated segments are forwarded by the kernel (gateway.tc_forward off for this run)";
-  }
-  if (!no_forwarding.empty()) spdlog::warn("tc: {}", no_forwarding);
+  // themselves where the FIB's answer is the kernel's (interfaces.hpp, fib_use). Loaded able to,
+  // as configured; whether they may is set below and follows the policy rules while syngate runs.
+  const bool router = config.mode != gw::Mode::Host;
   std::unique_ptr<Program> program;
   try {
-    program = std::make_unique<Program>(max_flows, pins, Placement{config.mode != gw::Mode::Host, forward});
+    program = std::make_unique<Program>(max_flows, pins, Placement{router, router && config.tc_forward});
   } catch (const std::exception& e) {
     remove_everywhere(pins);
     spdlog::warn("tc: kernel path unavailable, every segment crosses NFQUEUE: {}", e.what());
     return nullptr;
   }
+  // Untrusted until the policy rules are read (follow_fwmark_rules, below): the filters go on
+  // before that, and a reused map's flows may have segments at once.
+  program->set_fib_trusted(false);
   // Entries a dead syngate left (a reused pinned map) stay until finish_start() has reconciled
   // them with the restored flows.
   uint32_t top_generation = 0;
@@ -676,13 +676,43 @@ std::unique_ptr<KernelPath> KernelPath::start(const gw::GatewayConfig& config, u
   path->mode_ = config.mode;
   path->listed_ = config.xdp_interfaces;
   path->egress_ = egress;
+  path->tc_forward_ = config.tc_forward;
+  // Trusted as loaded (.data's 1) until the rules are read, here: before the first segment is
+  // handed over (finish_start).
+  path->follow_fwmark_rules();
   for (const gw::InterfaceChoice& c : plan.interfaces) path->applied_.push_back(c.ifindex);
   try {
     path->watcher_ = std::make_unique<gw::LinkWatcher>();
   } catch (const std::exception& e) {
-    spdlog::warn("tc: cannot follow link changes ({}); the filters stay where they are", e.what());
+    spdlog::warn("tc: cannot follow link, route or rule changes ({}); the filters stay where they are", e.what());
   }
   return path;
+}
+
+void KernelPath::follow_fwmark_rules() noexcept {
+  if (mode_ == gw::Mode::Host) return;
+  std::string why;
+  gw::FibUse now;
+  try {
+    now = gw::fib_use(mode_, tc_forward_, gw::read_fwmark_rules(), &why);
+  } catch (const std::exception& e) {
+    // Unknown rules: the safe side is the kernel's own forwarding.
+    now = {};
+    why = std::string("cannot read the policy routing rules (") + e.what() +
+          "): the kernel forwards the translated segments and judges them";
+  }
+  const bool first = !rules_read_;
+  rules_read_ = true;
+  if (!first && now == fib_use_) return;
+  program_->set_fib_trusted(now.judge);
+  if (!now.judge) {
+    spdlog::warn("tc: {}", why);
+  } else if (!first) {
+    spdlog::info("tc: no policy rule selects by firewall mark now: {}", now.forward
+                                                                            ? "tc forwards translated segments again"
+                                                                            : "tc judges segments by the FIB again");
+  }
+  fib_use_ = now;
 }
 
 gw::InterfacePlan KernelPath::plan() const {
@@ -692,6 +722,7 @@ gw::InterfacePlan KernelPath::plan() const {
 
 void KernelPath::follow_interfaces() noexcept {
   if (!watcher_ || !watcher_->changed()) return;
+  follow_fwmark_rules();
   try {
     apply(plan());
   } catch (const std::exception& e) {

@@ -113,6 +113,8 @@ class Program {
   Counters counters() const;
   // The flow map (host mode's OUTPUT match must look at this one: tc_match.hpp).
   int flows_map_fd() const noexcept;
+  // Whether the programs may act on their FIB lookup (gw::fib_use's judge), while they run.
+  void set_fib_trusted(bool trusted) noexcept;
 
  private:
   struct Impl;
@@ -243,6 +245,13 @@ class KernelPath : public FlowObserver, public KernelFlowState {
   gw::Mode mode_{};
   std::vector<std::string> listed_;
   bool egress_ = false;
+  // The FIB use asked for (gateway.tc_forward) and the one in force (the policy rules of now).
+  bool tc_forward_ = false;
+  gw::FibUse fib_use_{};
+  bool rules_read_ = false;
+  // Reads the policy rules and sets the programs' trust in their FIB lookup (at start, and when
+  // rtnetlink announces a change), saying so when it changes.
+  void follow_fwmark_rules() noexcept;
   std::unique_ptr<gw::LinkWatcher> watcher_;  // null: links are not followed (no rtnetlink)
   std::vector<int> applied_;                  // ifindexes of the last plan applied
   // Hand-over counter, from the highest generation in the map at start (a kept entry's number is

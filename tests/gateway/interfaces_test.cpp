@@ -205,15 +205,20 @@ TEST(InterfaceRule, TheSameFactsGiveTheSamePlan) {
 // gets could differ from the kernel's); the log line names the rule.
 TEST(TcForward, OnlyWhereTheFibAnswerIsTheKernelsOwn) {
   std::string why;
-  EXPECT_TRUE(forward_from_tc(Mode::Router, true, {}, &why));
-  EXPECT_TRUE(forward_from_tc(Mode::Both, true, {}, &why));
+  EXPECT_EQ(fib_use(Mode::Router, true, {}, &why), (FibUse{.judge = true, .forward = true}));
+  EXPECT_EQ(fib_use(Mode::Both, true, {}, &why), (FibUse{.judge = true, .forward = true}));
   EXPECT_TRUE(why.empty());
-  EXPECT_FALSE(forward_from_tc(Mode::Host, true, {}, &why)) << "host mode forwards nothing";
-  EXPECT_FALSE(forward_from_tc(Mode::Router, false, {}, &why));
+  EXPECT_EQ(fib_use(Mode::Host, true, {}, &why), FibUse{}) << "host mode forwards nothing";
+  EXPECT_EQ(fib_use(Mode::Router, false, {}, &why), (FibUse{.judge = true, .forward = false}))
+      << "tc_forward off still leaves what the kernel refuses as it was sent";
   EXPECT_TRUE(why.empty()) << "turned off by the operator: nothing to explain";
   const std::vector<std::string> rules = {"ipv4 priority 100: fwmark 0x1/0xffffffff",
                                           "ipv6 priority 32765: not fwmark 0xca6c/0xffffffff"};
-  EXPECT_FALSE(forward_from_tc(Mode::Router, true, rules, &why));
-  EXPECT_NE(why.find("ipv4 priority 100: fwmark 0x1/0xffffffff, and 1 more"), std::string::npos) << why;
-  EXPECT_NE(why.find("gateway.tc_forward off for this run"), std::string::npos) << why;
+  for (const bool tc_forward : {true, false}) {
+    why.clear();
+    EXPECT_EQ(fib_use(Mode::Router, tc_forward, rules, &why), FibUse{})
+        << "with fwmark rules the FIB's answer is not the kernel's: neither judged nor sent";
+    EXPECT_NE(why.find("ipv4 priority 100: fwmark 0x1/0xffffffff, and 1 more"), std::string::npos) << why;
+    EXPECT_NE(why.find("while such a rule exists"), std::string::npos) << why;
+  }
 }

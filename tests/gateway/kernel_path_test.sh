@@ -203,8 +203,37 @@ if [[ $MODE == router ]]; then
   fwd=$(metric_sum syngate_tc_packets_total 'outcome="forwarded"')
   (( tr > 100 && fwd == 0 )) || fail "with a fwmark rule: $tr translated in tc, $fwd forwarded from tc (want > 100, 0)"
   pass "a fwmark policy rule: translated in tc ($tr), forwarded by the kernel (0 from tc), said in the log, 30 MB intact"
+
+  # The rules change while syngate runs (a VPN started or stopped after it): followed within
+  # seconds, both ways, and said. Run with no rule, then with one again (IPv6 this time).
+  wait_log() {  # wait_log PATTERN COUNT: until the log holds COUNT lines matching PATTERN
+    local i
+    for ((i = 0; i < 100; i++)); do
+      (( $(grep -c "$1" "$LAB_DIR/syngate.log") >= $2 )) && return 0
+      sleep 0.1
+    done
+    return 1
+  }
+  in_ns "$NS_GW" ip rule del fwmark 0x1 table 100 priority 100
+  wait_log "tc: no policy rule selects by firewall mark now: tc forwards translated segments again" 1 ||
+    fail "the fwmark rule deleted under a running syngate: not followed: $(grep 'tc:' "$LAB_DIR/syngate.log" | tail -3)"
+  got=$(CURL_TIMEOUT=60 cli_curl -g "http://$V4/big.bin" | sha256sum | cut -d' ' -f1)
+  [[ $got == "$want" ]] || fail "rule deleted: sha256 $got, want $want"
+  fwd1=$(metric_sum syngate_tc_packets_total 'outcome="forwarded"')
+  (( fwd1 > fwd + 100 )) || fail "rule deleted under a running syngate: $((fwd1 - fwd)) segments forwarded from tc (want > 100)"
+  in_ns "$NS_GW" ip -6 rule add fwmark 0x2 table 100 priority 101
+  wait_log "tc: policy routing selects by firewall mark (ipv6 priority 101: fwmark 0x2/0xffffffff)" 1 ||
+    fail "a fwmark rule added under a running syngate: not followed: $(grep 'tc:' "$LAB_DIR/syngate.log" | tail -3)"
+  tr1=$(metric_sum syngate_tc_packets_total 'outcome="translated"')
+  got=$(CURL_TIMEOUT=60 cli_curl -g "http://$V4/big.bin" | sha256sum | cut -d' ' -f1)
+  [[ $got == "$want" ]] || fail "rule added: sha256 $got, want $want"
+  tr2=$(metric_sum syngate_tc_packets_total 'outcome="translated"')
+  fwd2=$(metric_sum syngate_tc_packets_total 'outcome="forwarded"')
+  (( tr2 > tr1 + 100 && fwd2 == fwd1 )) ||
+    fail "rule added under a running syngate: $((tr2 - tr1)) translated, $((fwd2 - fwd1)) forwarded from tc (want > 100, 0)"
+  pass "fwmark rules deleted and added under a running syngate: followed both ways ($((fwd1 - fwd)) forwarded, then 0 of $((tr2 - tr1))), said in the log, 30 MB intact each time"
   kill -TERM "$SYNGATE_PID"
   wait "$SYNGATE_PID" || fail "syngate exit code $? after SIGTERM"
-  in_ns "$NS_GW" ip rule del fwmark 0x1 table 100 priority 100
+  in_ns "$NS_GW" ip -6 rule del fwmark 0x2 table 100 priority 101
 fi
 (( ${#SHARE_FAILED[@]} == 0 )) || fail "segments left to the engine: ${SHARE_FAILED[*]}"
