@@ -677,8 +677,7 @@ std::unique_ptr<KernelPath> KernelPath::start(const gw::GatewayConfig& config, u
   path->listed_ = config.xdp_interfaces;
   path->egress_ = egress;
   path->tc_forward_ = config.tc_forward;
-  // Trusted as loaded (.data's 1) until the rules are read, here: before the first segment is
-  // handed over (finish_start).
+  // The trust the rules of now allow, set before the first segment is handed over (finish_start).
   path->follow_fwmark_rules();
   for (const gw::InterfaceChoice& c : plan.interfaces) path->applied_.push_back(c.ifindex);
   try {
