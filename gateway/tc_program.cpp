@@ -700,13 +700,11 @@ void KernelPath::follow_fwmark_rules() noexcept {
     why = std::string("cannot read the policy routing rules (") + e.what() +
           "): the kernel forwards the translated segments and judges them";
   }
-  const bool first = !rules_read_;
-  rules_read_ = true;
-  if (!first && now == fib_use_) return;
+  if (fib_use_ == now) return;
   program_->set_fib_trusted(now.judge);
   if (!now.judge) {
     spdlog::warn("tc: {}", why);
-  } else if (!first) {
+  } else if (fib_use_) {
     spdlog::info("tc: no policy rule selects by firewall mark now: {}", now.forward
                                                                             ? "tc forwards translated segments again"
                                                                             : "tc judges segments by the FIB again");

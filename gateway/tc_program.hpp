@@ -16,6 +16,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -245,10 +246,10 @@ class KernelPath : public FlowObserver, public KernelFlowState {
   gw::Mode mode_{};
   std::vector<std::string> listed_;
   bool egress_ = false;
-  // The FIB use asked for (gateway.tc_forward) and the one in force (the policy rules of now).
+  // The FIB use asked for (gateway.tc_forward) and the one in force (the policy rules of now;
+  // none before the first read).
   bool tc_forward_ = false;
-  gw::FibUse fib_use_{};
-  bool rules_read_ = false;
+  std::optional<gw::FibUse> fib_use_;
   // Reads the policy rules and sets the programs' trust in their FIB lookup (at start, and when
   // rtnetlink announces a change), saying so when it changes.
   void follow_fwmark_rules() noexcept;

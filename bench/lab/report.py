@@ -147,6 +147,13 @@ def mb_s(bps):
     return f"{bps / 1e6:.1f}"
 
 
+# What the forged-ACK figures' two extra columns mean (run.sh's sink), under both tables that show them.
+ACK_DECOMPOSITION = ("generator alone: the same flood, from the same CPU, into a sink inside atk (XDP drop) while "
+                     "the download runs: what the attacker's CPU takes from the download, no defence at work (on "
+                     "these CPUs the generator takes CPU a fast download would use); the defence's own ratio: the "
+                     "download under the real flood over the download beside the generator alone.")
+
+
 def kind_tables(report):
     out = []
     acks = ok_modes(report, "forged_ack_download")
@@ -164,9 +171,7 @@ def kind_tables(report):
                 out.append(f"| {mode} | {fam} | {mb_s(a['no_flood']['bytes_per_s'])} | {mb_s(a['flood']['bytes_per_s'])} | "
                            f"{a['speed_ratio']:.2f} | {gen} | {own} | {intact} | {a['flood_pps']} | {a['forged_acks_at_srv']} | {ncs} |")
         if any("defence_ratio" in a for _, fams in acks for a in fams.values()):
-            out += ["", "Generator alone: the same flood, from the same CPU, into a sink inside atk (XDP drop) "
-                    "while the download runs: what the attacker's CPU takes from the download, no defence at work. "
-                    "Defence's own ratio: the download under the real flood over the download beside the generator alone."]
+            out += ["", ACK_DECOMPOSITION[0].upper() + ACK_DECOMPOSITION[1:]]
     mals = ok_modes(report, "malformed")
     if mals:
         kinds = []
@@ -671,11 +676,8 @@ def est_table(report):
         lines.append("| " + " | ".join(cells) + " |")
     flood_rows = [r for r in s["rows"] if r["test"] in FLOOD_TESTS]
     if any("median_defence_ratio" in report["modes"][m]["established"].get(r["test"], {}) for r in flood_rows for m in modes):
-        lines += ["", "The forged-ACK shares taken apart (medians of runs): MB/s alone and under the flood; the share "
-                  "the flood's generator alone leaves (the same flood from the same CPU into a sink inside atk, "
-                  "no defence at work: on these CPUs the generator takes CPU a fast download would use); the "
-                  "defence's own ratio (the download under the real flood over the download beside the "
-                  "generator alone):", "",
+        lines += ["", "The forged-ACK shares taken apart (medians of runs): MB/s alone and under the flood, the share "
+                  "the generator alone leaves and the defence's own ratio; " + ACK_DECOMPOSITION, "",
                   "| figure | mode | alone (MB/s) | under flood (MB/s) | share | generator alone leaves | defence's own ratio |",
                   "|---|---|---:|---:|---:|---:|---:|"]
         for r in flood_rows:
@@ -683,8 +685,8 @@ def est_table(report):
                 t = report["modes"][m]["established"].get(r["test"], {})
                 if "median_defence_ratio" not in t:
                     continue
-                lines.append(f"| {r['test']} | {EST_MODE_LABEL.get(m, m)} | {t['median_no_flood_bytes_per_s'] / 1e6:.0f} | "
-                             f"{t['median_flood_bytes_per_s'] / 1e6:.0f} | {100 * t['median']:.0f}% | "
+                lines.append(f"| {r['test']} | {EST_MODE_LABEL.get(m, m)} | {mb_s(t['median_no_flood_bytes_per_s'])} | "
+                             f"{mb_s(t['median_flood_bytes_per_s'])} | {100 * t['median']:.0f}% | "
                              f"{100 * t['median_generator_ratio']:.0f}% | {t['median_defence_ratio']:.2f} |")
     # Where the gateway's work went: its core's busy share and, for syngate, each path's segments.
     # In the shared layout every client and server may run on the gateway's core: no cost to read.

@@ -742,6 +742,21 @@ download() {  # download FAMILY OUTFILE -> "bytes_per_s seconds http_code intact
   echo "$w $intact"
 }
 
+# A forged-ACK flood from atk on the generator's CPU, in the background (its pid in ack_flood_pid),
+# its result in BASE.json and its errors in BASE.err.
+start_ack_flood() {  # start_ack_flood TARGET RATE SECONDS BASE [SYNFLOOD OPTION...]
+  local target=$1 rate=$2 seconds=$3 base=$4
+  shift 4
+  ip netns exec "$atk" taskset -c "$flood_cpu" "$synflood" ack --target "$target" --rate "$rate" \
+    --duration "$seconds" "$@" --json >"$base.json" 2>"$base.err" &
+  ack_flood_pid=$!
+  track_pid "$ack_flood_pid"
+}
+stop_ack_flood() {
+  kill -TERM "$ack_flood_pid" 2>/dev/null || true
+  wait "$ack_flood_pid" || true
+}
+
 # The download alone, then the same download while atk floods forged ACKs at the port, then new
 # legitimate connections while the flood goes on.
 run_ack() {  # run_ack MODE FAMILY [BASE]  (BASE.json; default points/MODE/ackFAMILY)
@@ -750,33 +765,26 @@ run_ack() {  # run_ack MODE FAMILY [BASE]  (BASE.json; default points/MODE/ackFA
   target=$(target_of "$family" 80)
   [ "$r" = max ] && r=0
   fresh_state
-  local quiet_res flood_res reached0 reached1 flood_pid
+  local quiet_res flood_res reached0 reached1
   quiet_res=$(download_median "$family" "$tmp/dl")
   reached0=$(reached_srv "$family")
   local probe_bound
   probe_bound=$(probe_bound_s "$probe_count")
-  ip netns exec "$atk" taskset -c "$flood_cpu" "$synflood" ack --target "$target" --rate "$r" \
-    --duration "$((download_repeats * download_max_s + probe_bound + 5))" --json >"$base.flood.json" 2>"$base.flood.err" &
-  flood_pid=$!
-  track_pid "$flood_pid"
+  start_ack_flood "$target" "$r" "$((download_repeats * download_max_s + probe_bound + 5))" "$base.flood"
   sleep "$warmup_s"
   flood_res=$(download_median "$family" "$tmp/dl")
   http_probe "$target" "$probe_count" "$base.probe.json"
-  kill -TERM "$flood_pid" 2>/dev/null || true
-  wait "$flood_pid" || true
+  stop_ack_flood
   reached1=$(reached_srv "$family")
   # The same flood into atk's sink (see sink_ok): the generator's cost alone.
-  local sink_res="" sink_pid sink_target=10.10.9.1:80
+  local sink_res="" sink_target=10.10.9.1:80
   [ "$family" = 6 ] && sink_target="[fd00:10:9::1]:80"
   if ((sink_ok)); then
-    ip netns exec "$atk" taskset -c "$flood_cpu" "$synflood" ack --target "$sink_target" --dst-mac 02:00:00:00:00:01 \
-      --rate "$r" --duration "$((download_repeats * download_max_s + 5))" --json >"$base.sink.json" 2>"$base.sink.err" &
-    sink_pid=$!
-    track_pid "$sink_pid"
+    start_ack_flood "$sink_target" "$r" "$((download_repeats * download_max_s + 5))" "$base.sink" \
+      --dst-mac 02:00:00:00:00:01
     sleep "$warmup_s"
     sink_res=$(download_median "$family" "$tmp/dl")
-    kill -TERM "$sink_pid" 2>/dev/null || true
-    wait "$sink_pid" || true
+    stop_ack_flood
   fi
   python3 - "$base.json" "$quiet_res" "$flood_res" "$(json_field "$base.flood.json" pps 0)" \
     "$((reached1 - reached0))" "$download_mb" "$base.probe.json" "$sink_res" "$(json_field "$base.sink.json" pps 0)" <<'EOF'

@@ -242,20 +242,33 @@ TEST(Cookie, ValidAtEveryAgeUpToMaxAgeAndNotBeyond) {
 
 // ---- Key rotation ----------------------------------------------------------------------------
 
+// The keys before and after a rotation at `tick` (the old key current since long before), a jar
+// of each, and random flows (IPv4 and IPv6 in turn, a random ISN each) to make cookies for.
+struct Rotation {
+  explicit Rotation(uint32_t tick)
+      : before(fixed_secrets(tick - 100)), after(rotate_secrets(before, tick)), old_jar(before, 1), new_jar(after, 1) {}
+  template <typename Check>
+  void for_random_flows(uint64_t seed, Check check) const {
+    std::mt19937_64 rng(seed);
+    for (int n = 0; n < 1000; ++n) {
+      const FlowTuple t = (n & 1) ? random_v6_tuple(rng) : random_v4_tuple(rng);
+      check(t, static_cast<uint32_t>(rng()));
+    }
+  }
+  CookieSecrets before, after;
+  CookieJar old_jar, new_jar;
+};
+
 TEST(CookieRotation, CookiesOfThePreviousKeyStillValidate) {
   const uint32_t c0 = 27'000'000;
-  const CookieSecrets before = fixed_secrets(c0 - 100);
-  const CookieSecrets after = rotate_secrets(before, c0 + 1);
+  const Rotation r(c0 + 1);
+  const CookieSecrets &before = r.before, &after = r.after;
   ASSERT_EQ(after.previous, before.current);
   ASSERT_NE(after.current, before.current);
   ASSERT_EQ(after.current_since, c0 + 1);
 
-  CookieJar old_jar(before, 1);
-  CookieJar new_jar(after, 1);
-  std::mt19937_64 rng(13);
-  for (int n = 0; n < 1000; ++n) {
-    const FlowTuple t = (n & 1) ? random_v6_tuple(rng) : random_v4_tuple(rng);
-    const auto isn = static_cast<uint32_t>(rng());
+  const CookieJar &old_jar = r.old_jar, &new_jar = r.new_jar;
+  r.for_random_flows(13, [&](const FlowTuple& t, uint32_t isn) {
     // Made just before the rotation, with the key that is now `previous`.
     const uint32_t old_cookie = old_jar.make(t, isn, 1460, c0);
     EXPECT_EQ(new_jar.check(t, isn, old_cookie, c0 + 1), 1460);
@@ -266,7 +279,7 @@ TEST(CookieRotation, CookiesOfThePreviousKeyStillValidate) {
     // Dated after the rotation's tick but made with the old key: the new jar uses `current` for it.
     const uint32_t stale = old_jar.make(t, isn, 1460, c0 + 2);
     EXPECT_FALSE(new_jar.check(t, isn, stale, c0 + 2));
-  }
+  });
 }
 
 // A rotation dates the new key from the tick it happens in (rotate_secrets(old, counter of now),
@@ -276,14 +289,9 @@ TEST(CookieRotation, CookiesOfThePreviousKeyStillValidate) {
 // connections per rotation). The second try is for that tick only.
 TEST(CookieRotation, ACookieMadeInTheRotationsOwnTickBeforeItStillValidates) {
   const uint32_t tick = 27'000'000;
-  const CookieSecrets before = fixed_secrets(tick - 100);
-  const CookieSecrets after = rotate_secrets(before, tick);
-  CookieJar old_jar(before, 1);
-  CookieJar new_jar(after, 1);
-  std::mt19937_64 rng(15);
-  for (int n = 0; n < 1000; ++n) {
-    const FlowTuple t = (n & 1) ? random_v6_tuple(rng) : random_v4_tuple(rng);
-    const auto isn = static_cast<uint32_t>(rng());
+  const Rotation r(tick);
+  const CookieJar &old_jar = r.old_jar, &new_jar = r.new_jar;
+  r.for_random_flows(15, [&](const FlowTuple& t, uint32_t isn) {
     const uint32_t before_rotation = old_jar.make(t, isn, 1460, tick);
     EXPECT_EQ(new_jar.check(t, isn, before_rotation, tick), 1460);
     EXPECT_EQ(new_jar.check(t, isn, before_rotation, tick + 1), 1460) << "one tick old";
@@ -292,7 +300,7 @@ TEST(CookieRotation, ACookieMadeInTheRotationsOwnTickBeforeItStillValidates) {
     // Only that tick: a cookie of the old key dated the tick after is not taken.
     EXPECT_FALSE(new_jar.check(t, isn, old_jar.make(t, isn, 1460, tick + 1), tick + 1));
     EXPECT_FALSE(new_jar.check(t, isn, before_rotation ^ 0x80000000u, tick)) << "a flipped hash bit";
-  }
+  });
 }
 
 TEST(CookieRotation, ACookieOfAnUnknownKeyIsRejectedOnBothSidesOfTheRotation) {

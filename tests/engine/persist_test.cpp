@@ -205,14 +205,14 @@ TEST_F(PersistTest, ImplausibleEntriesAreDropped) {
 // passed the checks, and the RST the engine sent the client on its timer did not parse. Both
 // halves of the mix, and the entry as saved restores.
 TEST_F(PersistTest, AnEntryWhoseTupleMixesFamiliesIsDropped) {
+  const size_t key = 128;  // the first entry's key: src, then dst (Flow starts with its tuple)
+  const Address v6 = *Address::parse("fd00::9");
   for (const bool mixed_src : {false, true}) {
     region.clear();
     start_on(region);
     Conn a = Conn::v4(1000);
     establish(a);
     engine.reset();
-    const size_t key = 128;  // the first entry's key: src, then dst (Flow starts with its tuple)
-    const Address v6 = *Address::parse("fd00::9");
     std::memcpy(region.data() + key + (mixed_src ? 0 : 16), v6.bytes.data(), 16);
     start_on(region);
     EXPECT_EQ(engine->restore_report().restored, 0u) << (mixed_src ? "src" : "dst") << " IPv6, the other v4-mapped";
@@ -227,8 +227,7 @@ TEST_F(PersistTest, AnEntryWhoseTupleMixesFamiliesIsDropped) {
   EXPECT_EQ(engine->restore_report().restored, 1u);
   // Imported into a table of another size: the same rule.
   engine.reset();
-  const Address v6 = *Address::parse("fd00::9");
-  std::memcpy(region.data() + 128, v6.bytes.data(), 16);
+  std::memcpy(region.data() + key, v6.bytes.data(), 16);
   cfg.max_flows = 4;
   std::vector<uint8_t> fresh;
   start_on(fresh);
