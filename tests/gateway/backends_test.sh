@@ -7,14 +7,16 @@
 # moves data both ways through syngate with the real kernel at both ends: a download and an
 # upload, each checked by sha256, and neither end may count a PAWS rejection (TcpExtPAWSEstab) or
 # a discarded SACK block (TcpExtTCPSACKDiscard). Then, for a client with every option, each
-# backend's transfer speed is reported against the backend that has them all (median of
-# BACKENDS_RUNS runs; a backend without window scaling against what it reaches with no gateway
-# at all). The assertion here only catches a collapse; the 10% comparison is a measurement:
+# backend's transfer speed is reported against the backend that has them all (the fastest of
+# BACKENDS_RUNS runs: ctest runs this beside other root tests on a 2-vCPU machine, and their load
+# only ever adds time, so the fastest run is the one that measures syngate; a backend without
+# window scaling against what it reaches with no gateway at all). The assertion here only catches
+# a collapse; the 10% comparison is a measurement:
 #   BACKENDS_RUNS=7 BACKENDS_MIN_RATIO=0.9 BACKENDS_MB=32 bash tests/gateway/backends_test.sh ...
 source "$(dirname "$0")/lib.sh"
 lab_init "$1"
 lab_up
-RUNS=${BACKENDS_RUNS:-3}
+RUNS=${BACKENDS_RUNS:-5}
 MIN_RATIO=${BACKENDS_MIN_RATIO:-0.5}
 MB=${BACKENDS_MB:-8}
 
@@ -148,13 +150,13 @@ pass "16 pairs of backend and client options: every transfer intact both ways, n
 
 # Speed with a client that has every option: each backend against the one with all of them.
 set_options "$NS_CLI" none
-median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+fastest() { sort -g | head -n 1; }
 declare -A speed
 for backend in "${kinds[@]}"; do
   set_options "$NS_SRV" "$backend"
   warm_up
   for dir in down up; do
-    speed[$backend.$dir]=$(for ((r = 0; r < RUNS; r++)); do transfer "$dir"; done | median)
+    speed[$backend.$dir]=$(for ((r = 0; r < RUNS; r++)); do transfer "$dir"; done | fastest)
   done
 done
 # With the kernel path on, the backend with every option has its flows translated by tc, but one
@@ -170,7 +172,7 @@ if grep -q "tc: translating established flows" "$LAB_DIR/syngate.log"; then
   set_options "$NS_SRV" none
   warm_up
   for dir in down up; do
-    engine_speed[$dir]=$(for ((r = 0; r < RUNS; r++)); do transfer "$dir"; done | median)
+    engine_speed[$dir]=$(for ((r = 0; r < RUNS; r++)); do transfer "$dir"; done | fastest)
   done
 fi
 # The same two backends without a gateway: a backend that cannot scale its windows is held to
@@ -182,7 +184,7 @@ declare -A direct
 for backend in none window_scaling; do
   set_options "$NS_SRV" "$backend"
   for dir in down up; do
-    direct[$backend.$dir]=$(for ((r = 0; r < RUNS; r++)); do transfer "$dir"; done | median)
+    direct[$backend.$dir]=$(for ((r = 0; r < RUNS; r++)); do transfer "$dir"; done | fastest)
   done
 done
 for backend in timestamps sack window_scaling; do
@@ -202,8 +204,8 @@ for backend in timestamps sack window_scaling; do
       want=$(calc "$MIN_RATIO * $bound")
       note="$note (without a gateway the same backend runs at ${bound}x: its own 64 KB window)"
     fi
-    log "backend without $backend, $dir: ${speed[$backend.$dir]}s vs ${base}s with every option: ${ratio}x the speed (median of $RUNS)$note"
+    log "backend without $backend, $dir: ${speed[$backend.$dir]}s vs ${base}s with every option: ${ratio}x the speed (fastest of $RUNS)$note"
     fcmp "$ratio >= $want" || fail "backend without $backend, $dir: ${ratio}x the speed of a backend with every option$note"
   done
 done
-pass "speed against a backend with every option: every ratio >= $MIN_RATIO (for window scaling: of what the same backend reaches without a gateway; median of $RUNS runs of $MB MB)"
+pass "speed against a backend with every option: every ratio >= $MIN_RATIO (for window scaling: of what the same backend reaches without a gateway; fastest of $RUNS runs of $MB MB)"
