@@ -4,6 +4,7 @@
 #include "xdp_program.hpp"
 
 #include <algorithm>
+#include <map>
 #include <mutex>
 #include <cerrno>
 #include <cstring>
@@ -56,9 +57,17 @@ struct Program::Impl {
   bool keys_written = false;
   std::vector<Service> services;
   std::vector<sg_xdp_prefix_key> prefixes;
-  // Flow workers add and remove flows from their own threads; a reference count is a
-  // read-modify-write of the map value.
+  // Flow workers add and remove flows from their own threads. The map holds a key while any
+  // table holds the flow; the holders past the first (a flow imported by two workers) are
+  // counted here, so the usual flow costs one system call to add and one to remove, not a
+  // lookup before each (at 5k connections/s, 10k fewer bpf() calls a second).
   std::mutex flows_mutex;
+  struct KeyLess {
+    bool operator()(const sg_xdp_flow_key& a, const sg_xdp_flow_key& b) const noexcept {
+      return std::memcmp(&a, &b, sizeof a) < 0;
+    }
+  };
+  std::map<sg_xdp_flow_key, uint32_t, KeyLess> extra_holders;
   bpf::Links<Attachment> links;
   int map_fd(const bpf_map* m) const { return bpf_map__fd(m); }
 };
@@ -195,38 +204,45 @@ void Program::forget_proven_sources() {
   }
 }
 
-// The key's value counts the flow tables that hold the flow. A copy that one worker imported but
-// never sees packets for expires as idle there; removing it must not delete the key the live
-// copy in another worker needs, whether or not a worker ever sees that flow's packets.
+// A copy of a flow that one worker imported but never sees packets for expires as idle there;
+// removing it must not delete the key the live copy in another worker needs, whether or not a
+// worker ever sees that flow's packets: the key goes with the last holder.
 bool Program::add_flow(const FlowTuple& t) noexcept {
   const sg_xdp_flow_key k = flow_key(t);
   const int fd = impl_->map_fd(impl_->skel->maps.sg_flows);
+  const uint32_t present = 1;  // the program only asks whether the key is there
   std::lock_guard lock(impl_->flows_mutex);
-  uint32_t holders = 0;
-  if (bpf_map_lookup_elem(fd, &k, &holders) != 0) holders = 0;
-  ++holders;
-  return bpf_map_update_elem(fd, &k, &holders, BPF_ANY) == 0;
+  const int rc = bpf_map_update_elem(fd, &k, &present, BPF_NOEXIST);
+  if (rc == 0) return true;
+  if (rc != -EEXIST) return false;
+  try {
+    ++impl_->extra_holders[k];
+  } catch (const std::bad_alloc&) {
+    // Uncounted: the first holder's removal then takes the key while this copy lives, and its
+    // packets miss XDP's flow check and go the cookie way (the engine still has the flow).
+  }
+  return true;
 }
 
 void Program::remove_flow(const FlowTuple& t) noexcept {
   const sg_xdp_flow_key k = flow_key(t);
-  const int fd = impl_->map_fd(impl_->skel->maps.sg_flows);
   std::lock_guard lock(impl_->flows_mutex);
-  uint32_t holders = 0;
-  if (bpf_map_lookup_elem(fd, &k, &holders) != 0) return;
-  if (holders > 1) {
-    --holders;
-    bpf_map_update_elem(fd, &k, &holders, BPF_EXIST);
-  } else {
-    bpf_map_delete_elem(fd, &k);
+  if (!impl_->extra_holders.empty()) {
+    if (const auto it = impl_->extra_holders.find(k); it != impl_->extra_holders.end()) {
+      if (--it->second == 0) impl_->extra_holders.erase(it);
+      return;
+    }
   }
+  bpf_map_delete_elem(impl_->map_fd(impl_->skel->maps.sg_flows), &k);
 }
 
 uint32_t Program::flow_holders(const FlowTuple& t) const noexcept {
   const sg_xdp_flow_key k = flow_key(t);
-  uint32_t holders = 0;
-  if (bpf_map_lookup_elem(impl_->map_fd(impl_->skel->maps.sg_flows), &k, &holders) != 0) return 0;
-  return holders;
+  uint32_t present = 0;
+  if (bpf_map_lookup_elem(impl_->map_fd(impl_->skel->maps.sg_flows), &k, &present) != 0) return 0;
+  std::lock_guard lock(impl_->flows_mutex);
+  const auto it = impl_->extra_holders.find(k);
+  return 1 + (it == impl_->extra_holders.end() ? 0 : it->second);
 }
 
 Counters Program::counters() const {
