@@ -19,11 +19,6 @@ Address Address::from_v6(std::span<const uint8_t, 16> v6) noexcept {
   return a;
 }
 
-bool Address::is_v4() const noexcept {
-  static constexpr uint8_t prefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-  return std::memcmp(bytes.data(), prefix, sizeof prefix) == 0;
-}
-
 uint32_t Address::v4_host_order() const noexcept {
   return (uint32_t{bytes[12]} << 24) | (uint32_t{bytes[13]} << 16) | (uint32_t{bytes[14]} << 8) |
          bytes[15];

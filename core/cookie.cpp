@@ -15,17 +15,10 @@ static_assert(std::is_sorted(kCookieMssTable.begin(), kCookieMssTable.end()));
 static_assert(SG_COOKIE_HASH_BITS + 2 + 4 == 32);
 static_assert(kTsOptionBits == SG_TS_OPTION_BITS && kMaxWindowScale == SG_MAX_WSCALE);
 
-// The IPv4-mapped prefix ::ffff:0:0/96, as Address stores IPv4. Checked here rather than through
-// Address::is_v4() so the hot path inlines it.
-inline bool mapped_v4(const Address& a) noexcept {
-  static constexpr uint8_t kPrefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-  return std::memcmp(a.bytes.data(), kPrefix, sizeof kPrefix) == 0;
-}
-
 // IPv4 hashes only the 4 address bytes (three SipHash blocks instead of six); a tuple with one
 // mapped and one native address is hashed as IPv6, whole.
 inline sg_cookie_flow spec_flow(const FlowTuple& t) noexcept {
-  const bool v4 = mapped_v4(t.src) && mapped_v4(t.dst);
+  const bool v4 = t.src.is_v4() && t.dst.is_v4();
   const int skip = v4 ? 12 : 0;
   return {t.src.bytes.data() + skip, t.dst.bytes.data() + skip, t.sport, t.dport, v4 ? 0 : 1};
 }
