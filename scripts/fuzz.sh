@@ -10,13 +10,14 @@
 # second build runs at low priority beside the exploring runs (libFuzzer uses one core), so the
 # whole takes about what one build and SECONDS per target took before.
 #
-# fuzz_engine explores at 18.6k inputs/s on an idle machine (a 10-minute run from its seeds: 11.2M
-# inputs; 10.2M before segments' options were written once and the program stopped copying and
-# ICMP-parsing the segments it built itself), 12-14k/s beside the replay build: its program's
-# buffers and configuration are kept from input to input and its own code is not instrumented for
-# coverage (fuzz/coverage_ignore.txt). Where the rest goes (perf): libFuzzer's own work per input
-# is a quarter (collecting the features of every edge hit, Entropic's frequency update 12%), the
-# engine's parse and SYN-ACK build a quarter; ASan's range checks and compare tracing are spread
+# fuzz_engine explores at 25.1k inputs/s on an idle machine (a 10-minute run from its seeds: 15.1M
+# inputs; such runs vary by about a tenth with the fuzzer's path, so changes are compared on a
+# fixed -runs=N -seed=S run), 12-14k/s beside the replay build: one engine reset between inputs,
+# its program's buffers and configuration kept from input to input, and its own code not
+# instrumented for coverage (fuzz/coverage_ignore.txt). Where the rest goes (perf): libFuzzer's
+# own work per input is a quarter (collecting the features of every edge hit, Entropic's
+# frequency update), the engine's parse and SYN-ACK build a quarter; ASan's range checks (a copy
+# or clear of more than 64 bytes is checked through the shadow) and compare tracing are spread
 # through all of it.
 #
 # FUZZ_EXPLORE=fast (opt-in, never the default) explores with coverage alone, no ASan
