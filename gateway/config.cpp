@@ -293,6 +293,7 @@ void parse_gateway(const toml::table& t, GatewayConfig& c) {
   r.integer("batch_size", c.batch_size, 1, 1024);
   r.integer("syn_worker_nice", c.syn_worker_nice, -20, 19);
   r.integer("flow_worker_nice", c.flow_worker_nice, -20, 19);
+  r.integer("flow_worker_rt_priority", c.flow_worker_rt_priority, 0, 99);
   r.int_list("syn_cpus", c.syn_cpus, 0, 4095);
   r.int_list("flow_cpus", c.flow_cpus, 0, 4095);
   r.integer("advance_interval_ms", c.advance_interval_ms, 10, 1000);
@@ -566,8 +567,9 @@ std::vector<std::string> non_reloadable_changes(const GatewayConfig& a, const Ga
   check(a.rcvbuf_bytes != b.rcvbuf_bytes || a.sndbuf_bytes != b.sndbuf_bytes, "gateway.*buf_bytes");
   check(a.batch_size != b.batch_size, "gateway.batch_size");
   check(a.syn_worker_nice != b.syn_worker_nice || a.flow_worker_nice != b.flow_worker_nice ||
-            a.syn_cpus != b.syn_cpus || a.flow_cpus != b.flow_cpus,
-        "gateway worker placement (nice/cpus)");
+            a.flow_worker_rt_priority != b.flow_worker_rt_priority || a.syn_cpus != b.syn_cpus ||
+            a.flow_cpus != b.flow_cpus,
+        "gateway worker placement (nice/rt priority/cpus)");
   check(a.mark != b.mark, "gateway.mark");
   // Where the rules send traffic and how often the engine's timers run are set when the workers
   // and the data paths start: a reload that took them would leave the process half on each.

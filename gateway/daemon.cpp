@@ -92,6 +92,7 @@ struct WorkerThread {
   std::unique_ptr<Worker> worker;  // after nfq and sender: destroyed before them
   FlowWorker* flow = nullptr;      // the same worker when it is a flow worker
   int nice = 0;
+  int rt_priority = 0;  // SCHED_FIFO when > 0
   int cpu = -1;
   std::thread thread;
 };
@@ -358,6 +359,7 @@ QueueOptions queue_options(const GatewayConfig& cfg, bool syn_only) {
 void Daemon::add_worker(bool syn_only, uint16_t queue, int cpu) {
   auto t = std::make_unique<WorkerThread>();
   t->nice = syn_only ? config.syn_worker_nice : config.flow_worker_nice;
+  t->rt_priority = syn_only ? 0 : config.flow_worker_rt_priority;
   t->cpu = cpu;
   WorkerSetup setup = worker_setup(config, kernel_path, static_cast<unsigned>(workers.size()), syn_only, queue);
   t->nfq = std::make_unique<NfQueue>(queue, queue_options(config, syn_only));
@@ -855,6 +857,19 @@ void Daemon::run_worker(WorkerThread& t) {
   // established connections keep moving.
   if (setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), t.nice) != 0) {
     spdlog::warn("worker {}: cannot set nice {}: {}", w.id(), t.nice, std::strerror(errno));
+  }
+  if (t.rt_priority > 0) {
+    // Each new connection's handshake wakes this thread twice (the cookie ACK, the backend's
+    // SYN-ACK); under the normal scheduler each wake-up waits for the kernel thread polling the
+    // NIC on the same CPU to yield, which cost a connection-per-request client a quarter of its
+    // rate in the lab (docs/lab.md). Never the SYN workers: a flood keeps them busy.
+    sched_param param{};
+    param.sched_priority = t.rt_priority;
+    if (const int err = pthread_setschedparam(pthread_self(), SCHED_FIFO, &param); err != 0) {
+      spdlog::warn("worker {}: cannot run SCHED_FIFO at priority {} (gateway.flow_worker_rt_priority): {}; it runs "
+                   "at nice {} (needs CAP_SYS_NICE, and under systemd RestrictRealtime=no)",
+                   w.id(), t.rt_priority, std::strerror(err), t.nice);
+    }
   }
   if (t.cpu >= 0) {
     cpu_set_t set;

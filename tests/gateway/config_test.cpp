@@ -243,6 +243,17 @@ TEST(Config, TcForwardIsOnUnlessTurnedOffAndNeedsARestart) {
   EXPECT_EQ(changes[0], "gateway.kernel_path/tc_forward");
 }
 
+TEST(Config, FlowWorkerRtPriorityIsOffUnlessSetAndNeedsARestart) {
+  EXPECT_EQ(parse_config(kMinimal, "t").flow_worker_rt_priority, 0);
+  const GatewayConfig rt = parse_config(with_gateway("flow_worker_rt_priority = 10"), "t");
+  EXPECT_EQ(rt.flow_worker_rt_priority, 10);
+  EXPECT_EQ(error_of(with_gateway("flow_worker_rt_priority = 100")).key(), "gateway.flow_worker_rt_priority");
+  EXPECT_EQ(error_of(with_gateway("flow_worker_rt_priority = -1")).key(), "gateway.flow_worker_rt_priority");
+  const auto changes = non_reloadable_changes(parse_config(with_gateway(""), "t"), rt);
+  ASSERT_EQ(changes.size(), 1u);
+  EXPECT_EQ(changes[0], "gateway worker placement (nice/rt priority/cpus)");
+}
+
 TEST(Config, BpfDirIsAnAbsolutePathAndNeedsARestart) {
   EXPECT_EQ(parse_config(kMinimal, "t").bpf_dir, "/sys/fs/bpf");
   const GatewayConfig a = parse_config(with_gateway("bpf_dir = \"/run/syngate-bpf\""), "t");
