@@ -65,11 +65,13 @@ flood() {  # flood SPOOF-CIDR RATE SECONDS
 bound() { awk -v t="$1" -v b="$2" 'BEGIN { printf "%d", (int(t) + 2) * b }'; }
 median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
+# Sets $rate. Not called in a command substitution: a fail() there would end only the subshell,
+# its message captured with the figure, and the test would stop without saying why.
 ab_rate() {
   local out
-  out=$(in_ns "$NS_CLI" ab -q -n 3000 -c 8 http://10.10.3.2/ 2>&1) || fail "ab failed: $out"
-  grep -q "^Failed requests: *0$" <<<"$out" || fail "ab saw failed requests: $(grep -E 'Failed|Complete' <<<"$out")"
-  awk '/^Requests per second/ { print $4 }' <<<"$out"
+  out=$(in_ns "$NS_CLI" ab -q -n 3000 -c 8 http://10.10.3.2/ 2>&1) || fail "ab failed: $(tail -n 5 <<<"$out")"
+  grep -q "^Failed requests: *0$" <<<"$out" || fail "ab saw failed requests: $(grep -E 'Failed|Complete|Length|Exceptions' <<<"$out")"
+  rate=$(awk '/^Requests per second/ { print $4 }' <<<"$out")
 }
 
 log "XDP mode: ${XDP_MODE:-off}; flood rate $FLOOD_RATE SYN/s"
@@ -84,12 +86,14 @@ for round in 1 2 3; do
   policy ''
   reload
   before=$(( $(budget_refused) + $(xdp_refused) ))
-  on+=("$(ab_rate)")
+  ab_rate
+  on+=("$rate")
   refused_on=$(( refused_on + $(budget_refused) + $(xdp_refused) - before ))
   policy 'synack_per_prefix_per_s = 0
 synack_per_address_per_s = 0'
   reload
-  off+=("$(ab_rate)")
+  ab_rate
+  off+=("$rate")
   log "round $round: shipped ${on[-1]}/s, budget off ${off[-1]}/s"
 done
 on_median=$(median "${on[@]}")
