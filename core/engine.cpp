@@ -181,6 +181,20 @@ struct Engine::Impl {
   void emit(PacketSink& sink, size_t n) {
     if (n) sink.send(std::span<const uint8_t>(scratch.data(), n));
   }
+  // The packet just built (n bytes of scratch) goes where the packet being decided was going: the
+  // backend's SYN answering a cookie ACK, the client's window update answering the backend's
+  // SYN-ACK. It takes that packet's place in the verdict when the packet's slot holds it (the
+  // daemon's always does), which spares a send on each new connection's two wake-ups; otherwise it
+  // is sent and the packet dropped. The verdict hands the kernel a whole checksum either way.
+  Decision take_place(size_t n, std::span<uint8_t> room, PacketSink& sink) {
+    if (n == 0) return {Verdict::Drop, false};
+    if (n > room.size()) {
+      emit(sink, n);
+      return {Verdict::Drop, false};
+    }
+    std::memcpy(room.data(), scratch.data(), n);
+    return {Verdict::Accept, true, static_cast<uint32_t>(n)};
+  }
 
   static constexpr uint16_t kTimestampRoom = 12;  // NOP NOP TS(10)
   bool backend_has_timestamps(const FlowTuple& key) const {
@@ -218,15 +232,17 @@ struct Engine::Impl {
     return o;
   }
 
-  void send_backend_syn(uint32_t i, PacketSink& sink) {
+  // Builds the backend's SYN in scratch; returns its length.
+  size_t build_backend_syn(uint32_t i) {
     const Flow& f = table.get(i);
     const uint8_t extra = (f.bits & bit::kEcn) ? (tcp_flag::ECE | tcp_flag::CWR) : 0;
     // A SYN's window is never scaled: send the client's real window, as far as 16 bits hold it.
     const uint8_t shift = f.client_ws == kNoWscale ? 0 : f.client_ws;
     const uint16_t window = static_cast<uint16_t>(std::min<uint64_t>(uint64_t{f.client_window} << shift, 0xffff));
-    emit(sink, build_syn(scratch, f.key, f.client_isn, window, backend_syn_options(f), extra));
     ++counters.backend_syns_sent;
+    return build_syn(scratch, f.key, f.client_isn, window, backend_syn_options(f), extra);
   }
+  void send_backend_syn(uint32_t i, PacketSink& sink) { emit(sink, build_backend_syn(i)); }
 
   // RST to the client from the backend's address, acceptable in the client's ESTABLISHED state
   // because its sequence number is exactly what the client expects next.
@@ -454,7 +470,8 @@ struct Engine::Impl {
   }
 
   // ---- the client's side --------------------------------------------------------------------
-  Decision client_packet(TcpPacket& p, const FlowTuple& key, const EngineClock& now, PacketSink& sink) {
+  Decision client_packet(TcpPacket& p, const FlowTuple& key, const EngineClock& now, PacketSink& sink,
+                         std::span<uint8_t> room) {
     const uint8_t fl = p.flags();
     const bool syn = fl & tcp_flag::SYN;
     const bool rst = fl & tcp_flag::RST;
@@ -477,12 +494,12 @@ struct Engine::Impl {
       if (cookies.check(key, p.seq() - 1, p.ack() - 1, cookie_counter(now.cookie_ns))) {
         table.free_flow(i);
         ++counters.flows_reused;
-        return new_flow(p, key, now, sink);
+        return new_flow(p, key, now, sink, room);
       }
     }
     if (i == kNone) {
       if (!ack || rst) return drop(rst ? DropReason::NoFlow : DropReason::InvalidFlags);
-      return new_flow(p, key, now, sink);
+      return new_flow(p, key, now, sink, room);
     }
     Flow& f = table.edit(i);
     if (!ack && !rst) return drop(DropReason::InvalidFlags);
@@ -554,7 +571,8 @@ struct Engine::Impl {
     }
   }
 
-  Decision new_flow(TcpPacket& p, const FlowTuple& key, const EngineClock& now, PacketSink& sink) {
+  Decision new_flow(TcpPacket& p, const FlowTuple& key, const EngineClock& now, PacketSink& sink,
+                    std::span<uint8_t> room) {
     const uint32_t client_isn = p.seq() - 1;
     const uint32_t cookie_isn = p.ack() - 1;
     const std::optional<uint16_t> mss = cookies.check(key, client_isn, cookie_isn, cookie_counter(now.cookie_ns));
@@ -603,7 +621,11 @@ struct Engine::Impl {
     f.client_next = client_isn + 1;
     f.retries = 0;
     table.enter(i, State::SynSent, timer_ms(now));
+    // A bare cookie ACK becomes the backend's SYN. One that carries data (buffered here) may be a
+    // GSO super-packet, which a shorter verdict would leave flagged for segmentation: sent apart.
+    const bool bare = p.payload_len() == 0 && !(p.flags() & tcp_flag::FIN);
     buffer_early_data(f, p);
+    if (bare) return take_place(build_backend_syn(i), room, sink);
     send_backend_syn(i, sink);
     return {Verdict::Drop, false};
   }
@@ -665,8 +687,8 @@ struct Engine::Impl {
         return drop(DropReason::StaleSegment);
       }
       if ((fl & (tcp_flag::SYN | tcp_flag::ACK)) == (tcp_flag::SYN | tcp_flag::ACK) && p.ack() == f.client_isn + 1) {
-        backend_answered(i, p, now, sink);
-        return drop(DropReason::BackendSynAckConsumed);
+        count(DropReason::BackendSynAckConsumed);
+        return take_place(backend_answered(i, p, now, sink), room, sink);
       }
       return drop(DropReason::BackendSynAckUnexpected);
     }
@@ -739,7 +761,9 @@ struct Engine::Impl {
     return std::max<uint32_t>(mss > options ? mss - options : 0u, 48u);
   }
 
-  void backend_answered(uint32_t i, const TcpPacket& synack, const EngineClock& now, PacketSink& sink) {
+  // Sends the backend its ACK and builds the client's window update in scratch (its length
+  // returned: it goes the SYN-ACK's way).
+  size_t backend_answered(uint32_t i, const TcpPacket& synack, const EngineClock& now, PacketSink& sink) {
     Flow& f = table.edit(i);
     const TcpOptions& o = synack.options();
     const uint32_t backend_isn = synack.seq();
@@ -804,10 +828,10 @@ struct Engine::Impl {
       to_client.tsval = (f.supply & kSupplyTimestamps) ? supplied_tsval(f, now) : sg_tsval_to_client(backend_ts, f.tsoff);
       to_client.tsecr = f.client_tsval;
     }
-    emit(sink, build_window_update(scratch, f.key.reversed(), f.cookie_isn + 1, f.client_isn + 1, update, to_client));
     f.stamp_ms = timer_ms(now);
     ++counters.established;
     table.enter(i, State::Established, f.stamp_ms);
+    return build_window_update(scratch, f.key.reversed(), f.cookie_isn + 1, f.client_isn + 1, update, to_client);
   }
 
   // ---- ICMP errors about flows (icmp.hpp) ------------------------------------------------------
@@ -948,7 +972,8 @@ struct Engine::Impl {
       case SynAction::Pass:
         if (!draining.empty()) {
           if (is_protected(draining, p.dst(), p.dport()) && !(p.flags() & tcp_flag::SYN) && table.find(p.tuple()) != kNone) {
-            d = client_packet(p, p.tuple(), now, sink);
+            d = client_packet(p, p.tuple(), now, sink, room);
+            if (d.length) return d;  // replaced: its checksum is whole
             break;
           }
           if (is_protected(draining, p.src(), p.sport()) && table.find(p.tuple().reversed()) != kNone) {
@@ -964,7 +989,8 @@ struct Engine::Impl {
         if (answer_syn(p, cookies, cfg, now.cookie_ns, sink)) ++counters.cookies_sent;
         return drop(DropReason::SynAnswered);
       case SynAction::ClientFlow:
-        d = client_packet(p, p.tuple(), now, sink);
+        d = client_packet(p, p.tuple(), now, sink, room);
+        if (d.length) return d;  // replaced: its checksum is whole
         break;
       case SynAction::ServerFlow:
         d = server_packet(p, p.tuple().reversed(), now, sink, room);

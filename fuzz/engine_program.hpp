@@ -213,7 +213,7 @@ inline void run_engine_program(Engine& engine, Input& in, std::vector<uint8_t>* 
     const size_t capacity = length + 64;
     std::memset(pkt.data() + length, 0, 64);
     Decision d = engine.process(fed, now, sink, ready, capacity);
-    check(d.length == 0 || (d.modified && d.length != length && d.length <= capacity));
+    check(d.length == 0 || (d.modified && d.length <= capacity));
     const std::span<uint8_t> out(pkt.data(), d.length ? d.length : length);
     check(d.verdict != Verdict::NextQueue || (cfg.icmp_next_queue && !d.modified && icmp.kind == IcmpKind::TcpError));
     if (icmp.kind != IcmpKind::NotIcmp) {

@@ -107,7 +107,8 @@ Usage: $0 [options]
                          flood-facing veths, with a pass-through XDP program on their peers, which
                          a veth needs and a NIC does not (BUILD/bpf/lab_xdp_pass.bpf.o);
                          syngate-nfqueue: [xdp] mode = "off" (what the fast path costs established
-                         traffic, and every SYN through NFQUEUE)
+                         traffic, and every SYN through NFQUEUE); syngate-rt-nfqueue: the two at once
+                         (every forged ACK reaches a SCHED_FIFO flow worker)
   --layout L             shared, offcore or both (default $layout; see the top of this file)
   --rates "LIST"         flood rates in SYN/s; 0 = no flood, max = as fast as the generator goes
                          (default: "$rates")
@@ -573,7 +574,7 @@ mode_up() {
     syncookies) srv_sysctls 1 ;;
     synproxy) srv_sysctls 0; synproxy_up "" ;;
     synproxy-ts) srv_sysctls 0; synproxy_up "--timestamp" ;;
-    syngate|syngate-notc|syngate-nofwd|syngate-rt|syngate-native|syngate-generic|syngate-nfqueue) srv_sysctls 0 ;;
+    syngate|syngate-notc|syngate-nofwd|syngate-rt|syngate-native|syngate-generic|syngate-nfqueue|syngate-rt-nfqueue) srv_sysctls 0 ;;
     *) skip_reason="unknown mode $1"; return 1 ;;
   esac
   start_nginx  # after the sysctls: the listen backlog is fixed at listen() time
@@ -584,6 +585,7 @@ mode_up() {
     syngate-nofwd) syngate_up auto "" 'tc_forward = false' || return 1 ;;
     syngate-rt) syngate_up auto "" 'flow_worker_rt_priority = 10' || return 1 ;;
     syngate-nfqueue) syngate_up off || return 1 ;;
+    syngate-rt-nfqueue) syngate_up off "" 'flow_worker_rt_priority = 10' || return 1 ;;
     syngate-generic) syngate_up generic || return 1 ;;
     syngate-native)
       if [ ! -f "$lab_pass" ]; then
@@ -602,7 +604,7 @@ wire_pass_off() {
 }
 
 mode_down() {
-  case "$1" in syngate|syngate-notc|syngate-nofwd|syngate-rt|syngate-native|syngate-generic|syngate-nfqueue) syngate_down ;; esac
+  case "$1" in syngate|syngate-notc|syngate-nofwd|syngate-rt|syngate-native|syngate-generic|syngate-nfqueue|syngate-rt-nfqueue) syngate_down ;; esac
   if [ "$1" = syngate-native ]; then wire_pass_off; fi
   gw_clear
 }

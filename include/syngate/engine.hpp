@@ -107,7 +107,9 @@ struct EngineClock {
 struct Decision {
   Verdict verdict = Verdict::Accept;
   bool modified = false;  // the packet was rewritten in place: hand the new bytes to the kernel
-  uint32_t length = 0;    // when modified and its length changed (within the capacity given): the new one
+  // When modified and its length changed, or another packet took its place (within the capacity
+  // given): the new length, the checksum then whole whatever the packet came with.
+  uint32_t length = 0;
 };
 
 // Receives the packets the engine wants on the wire (full IP packets). The bytes are valid only
@@ -182,7 +184,9 @@ class Engine {
   // One packet as it crossed the hook. `checksum_ready=false` when the kernel handed it over
   // with its checksum not yet computed (NFQA_SKB_CSUMNOTREADY): a rewrite then recomputes it.
   // `capacity`: bytes writable from packet.data() (at least packet.size()); a segment may grow
-  // into them (Decision::length), e.g. by the timestamps a backend lacks.
+  // into them (Decision::length), e.g. by the timestamps a backend lacks, and the packet that
+  // answers it may take its place when it goes the same way (the backend's SYN for a bare cookie
+  // ACK, the client's window update for the backend's SYN-ACK); without room that one is sent.
   Decision process(std::span<uint8_t> packet, const EngineClock& now, PacketSink& sink,
                    bool checksum_ready = true, size_t capacity = 0);
 

@@ -102,6 +102,77 @@ TEST_F(EngineTest, ValidCookieAckOpensBackendConnection) {
   EXPECT_EQ(counters().backend_syns_sent, 1u);
 }
 
+// The two answers that go the way their packet went take its place in the verdict: a send fewer
+// on each of a new connection's two wake-ups of the daemon.
+TEST_F(EngineTest, BareCookieAckBecomesTheBackendSynInItsVerdict) {
+  for (Conn c : {Conn::v4(), Conn::v6()}) {
+    learn_cookie(c);
+    const Bytes ack = c.third_ack();
+    const Delivered d = feed_in_slot(ack);
+    EXPECT_EQ(d.decision.verdict, Verdict::Accept);
+    EXPECT_TRUE(d.decision.modified);
+    ASSERT_EQ(d.wire.size(), 1u) << "nothing sent: the SYN is the verdict's packet";
+    const Seen syn(d.wire[0]);
+    EXPECT_EQ(d.decision.length, d.wire[0].size());
+    EXPECT_NE(d.decision.length, ack.size()) << "a SYN's options are longer than the ACK's";
+    EXPECT_TRUE(syn.pkt.has(tcp_flag::SYN));
+    EXPECT_FALSE(syn.pkt.has(tcp_flag::ACK));
+    EXPECT_EQ(syn.pkt.tuple(), c.c2s);
+    EXPECT_EQ(syn.pkt.seq(), c.client_isn);
+    EXPECT_TRUE(syn.pkt.options().has_mss);
+  }
+  EXPECT_EQ(counters().backend_syns_sent, 2u);
+}
+
+TEST_F(EngineTest, CookieAckCarryingDataStaysDroppedAndTheSynIsSent) {
+  Conn c = Conn::v4();
+  learn_cookie(c);
+  const std::vector<uint8_t> request(100, 'g');
+  const Delivered d = feed_in_slot(c.third_ack(request));
+  EXPECT_EQ(d.decision.verdict, Verdict::Drop) << "its payload is the engine's to hand on";
+  ASSERT_EQ(d.wire.size(), 1u);
+  const Seen syn(d.wire[0]);
+  EXPECT_TRUE(syn.pkt.has(tcp_flag::SYN));
+  EXPECT_EQ(syn.pkt.payload_len(), 0u);
+  EXPECT_EQ(counters().early_data_buffered, 1u);
+}
+
+TEST_F(EngineTest, BackendSynAckBecomesTheClientWindowUpdateInItsVerdict) {
+  Conn c = Conn::v4();
+  const Seen syn = open_to_backend_syn(c);
+  const Delivered d = feed_in_slot(c.backend_synack(syn.pkt.options().tsval));
+  EXPECT_EQ(d.decision.verdict, Verdict::Accept);
+  EXPECT_TRUE(d.decision.modified);
+  ASSERT_EQ(d.wire.size(), 2u);
+  const Seen to_backend(d.wire[0]);  // sent: it goes against the SYN-ACK's way
+  EXPECT_EQ(to_backend.pkt.tuple(), c.c2s);
+  EXPECT_EQ(to_backend.pkt.flags(), tcp_flag::ACK);
+  EXPECT_EQ(to_backend.pkt.ack(), c.backend_isn + 1);
+  const Seen update(d.wire[1]);  // the verdict's packet
+  EXPECT_EQ(update.pkt.tuple(), c.c2s.reversed());
+  EXPECT_EQ(update.pkt.flags(), tcp_flag::ACK);
+  EXPECT_EQ(update.pkt.seq(), c.cookie_isn + 1) << "in the client's space";
+  EXPECT_EQ(update.pkt.ack(), c.client_isn + 1);
+  EXPECT_EQ(counters().drop(DropReason::BackendSynAckConsumed), 1u) << "consumed: it is not passed on";
+  EXPECT_EQ(counters().established, 1u);
+}
+
+// A packet without room behind it (a caller that gives none) cannot become a longer one: what the
+// engine builds is sent instead. The SYN-ACK's own bytes always hold the shorter window update.
+TEST_F(EngineTest, WithoutRoomInTheSlotTheBackendSynIsSent) {
+  for (Conn c : {Conn::v4(), Conn::v6()}) {
+    learn_cookie(c);
+    Bytes ack = c.third_ack();
+    const Decision d = engine->process(ack, now, sink, true, ack.size());
+    EXPECT_EQ(d.verdict, Verdict::Drop);
+    ASSERT_EQ(sink.size(), 1u);
+    const Seen syn(sink.packets[0]);
+    EXPECT_TRUE(syn.pkt.has(tcp_flag::SYN));
+    EXPECT_EQ(syn.pkt.tuple(), c.c2s);
+    sink.clear();
+  }
+}
+
 TEST_F(EngineTest, ForgedCookieAckIsDroppedAndCounted) {
   Conn c = Conn::v4();
   learn_cookie(c);
@@ -241,9 +312,9 @@ TEST_F(EngineTest, EarlyDataBeyondTheBufferIsDroppedNotAcked) {
                 .payload = text("0123456789")};
   feed(make(s));
   EXPECT_EQ(counters().drop(DropReason::EarlyDataOverflow), 1u);
-  feed(c.backend_synack(syn.pkt.options().tsval));
-  ASSERT_EQ(sink.size(), 2u);
-  EXPECT_EQ(Seen(sink.packets[0]).pkt.payload_len(), 0u);
+  const Delivered d = feed_in_slot(c.backend_synack(syn.pkt.options().tsval));
+  ASSERT_EQ(d.wire.size(), 2u);
+  EXPECT_EQ(Seen(d.wire[0]).pkt.payload_len(), 0u);
 }
 
 TEST_F(EngineTest, BackendResetDuringHandshakeResetsTheClientAtOnce) {
@@ -806,12 +877,12 @@ TEST_F(BackendWithoutTimestamps, ASuperPacketGetsThemOnce) {
 
 TEST_F(BackendWithoutTimestamps, TheWindowUpdateCarriesATimestampToo) {
   Seen syn = open_to_backend_syn(c);
-  feed(c.backend_synack(0));
-  ASSERT_EQ(sink.size(), 2u);
-  Seen update(sink.packets[1]);
+  const Delivered d = feed_in_slot(c.backend_synack(0));
+  ASSERT_EQ(d.wire.size(), 2u);
+  Seen update(d.wire[1]);
   ASSERT_TRUE(update.pkt.options().has_timestamps);
   EXPECT_FALSE(seq_before(update.pkt.options().tsval, c.synack_tsval)) << "not 0, not back";
-  Seen ack(sink.packets[0]);
+  Seen ack(d.wire[0]);
   EXPECT_FALSE(ack.pkt.options().has_timestamps) << "the backend agreed to none";
 }
 
@@ -1267,12 +1338,11 @@ TEST_P(ClientVariants, HandshakeAndDataBothWays) {
   if (o.has_wscale) {
     EXPECT_EQ(o.wscale, 7);
   }
-  feed(c.backend_synack(o.has_timestamps ? o.tsval : 0));
-  ASSERT_EQ(sink.size(), 2u);
-  Seen data(sink.packets[0]);
+  const Delivered d = feed_in_slot(c.backend_synack(o.has_timestamps ? o.tsval : 0));
+  ASSERT_EQ(d.wire.size(), 2u);
+  Seen data(d.wire[0]);
   EXPECT_EQ(data.pkt.payload_len(), 2u);
   EXPECT_EQ(data.pkt.options().has_timestamps, v.timestamps);
-  sink.clear();
 
   TcpOptions bo;
   if (v.timestamps) {

@@ -46,6 +46,14 @@ struct Wire {
     }
     return out;
   }
+  // Every packet put on the wire with new bytes: modified verdicts and emitted packets.
+  std::vector<Bytes> rewritten() const {
+    std::vector<Bytes> out;
+    for (const auto& e : entries) {
+      if (e.kind == Kind::Emitted || e.kind == Kind::Modified) out.push_back(e.bytes);
+    }
+    return out;
+  }
   void clear() { entries.clear(); }
 };
 using K = Wire::Kind;
@@ -71,8 +79,12 @@ class ScriptedQueue final : public PacketQueue {
       for (Scripted& s : held_) {
         QueuedPacket p;
         p.id = next_id_++;
-        p.data = s.bytes;
-        p.original_length = static_cast<uint32_t>(s.bytes.size());
+        // In a slot with room behind it, as NfQueue's receive buffer gives.
+        const size_t length = s.bytes.size();
+        s.bytes.resize(length + kSlotRoom);
+        p.data = std::span<uint8_t>(s.bytes.data(), length);
+        p.capacity = s.bytes.size();
+        p.original_length = static_cast<uint32_t>(length);
         p.truncated = s.truncated;
         p.mark = queued_mark;
         current_.push_back(p);
@@ -97,6 +109,7 @@ class ScriptedQueue final : public PacketQueue {
   size_t unflushed() const { return held_verdicts_.size(); }
   std::vector<std::optional<uint32_t>> marks;  // of each modified verdict
   uint32_t queued_mark = 0;                    // skb->mark of every packet received
+  static constexpr size_t kSlotRoom = 2048;
 
  private:
   Wire& wire_;
@@ -308,8 +321,8 @@ TEST_F(FlowWorkerTest, ACookieAckFromTheSynWorkersSynAckOpensTheBackendConnectio
   Conn c = Conn::v4();
   learn_cookie(c);
   turn_with(w, {{c.third_ack()}});
-  ASSERT_EQ(wire.kinds(), (std::vector<K>{K::Drop, K::Emitted}));
-  Seen syn(wire.entries[1].bytes);
+  ASSERT_EQ(wire.kinds(), (std::vector<K>{K::Modified})) << "the SYN takes the cookie ACK's place";
+  Seen syn(wire.entries[0].bytes);
   EXPECT_EQ(syn.pkt.flags(), tcp_flag::SYN);
   EXPECT_EQ(syn.pkt.tuple(), c.c2s) << "the client's own tuple, towards the backend";
   EXPECT_EQ(syn.pkt.seq(), c.client_isn);
@@ -336,7 +349,9 @@ TEST_F(FlowWorkerTest, EmittedPacketsFollowTheVerdictsOfThePacketsBeforeThem) {
   FlowWorker w(setup(), queue, sender, secrets, policy, clock);
   Conn c = Conn::v4();
   learn_cookie(c);
-  turn_with(w, {{not_for_a_service(50001)}, {c.third_ack()}, {not_for_a_service(50002)}});
+  // A cookie ACK carrying data is dropped (its data buffered) and the backend SYN sent.
+  const Bytes request = {'G', 'E', 'T'};
+  turn_with(w, {{not_for_a_service(50001)}, {c.third_ack(request)}, {not_for_a_service(50002)}});
   ASSERT_EQ(wire.kinds(), (std::vector<K>{K::Accept, K::Drop, K::Emitted, K::Accept}));
   EXPECT_EQ(wire.entries[0].id, 1u);
   EXPECT_EQ(wire.entries[1].id, 2u);
@@ -348,8 +363,8 @@ TEST_F(FlowWorkerTest, TranslatedPacketsLeaveAsModifiedVerdictsWithTheNewBytes) 
   Conn c = Conn::v4();
   learn_cookie(c);
   turn_with(w, {{c.third_ack()}});
-  ASSERT_EQ(wire.emitted().size(), 1u);
-  Seen backend_syn(wire.emitted()[0]);
+  ASSERT_EQ(wire.kinds(), (std::vector<K>{K::Modified})) << "the cookie ACK's verdict carries the backend SYN";
+  Seen backend_syn(wire.entries[0].bytes);
   turn_with(w, {{c.backend_synack(backend_syn.pkt.options().tsval)}});
   wire.clear();
   // The backend speaks first.
@@ -366,7 +381,7 @@ TEST_F(FlowWorkerTest, TranslatedPacketsLeaveAsModifiedVerdictsWithTheNewBytes) 
   EXPECT_EQ(out.pkt.seq(), c.cookie_isn + 1) << "in the client's sequence space";
   EXPECT_EQ(out.pkt.payload_len(), hello.size());
   w.publish();  // the turns ran at one instant: the snapshot was published before them
-  EXPECT_EQ(w.snapshot().intake.verdict_modified, 1u);
+  EXPECT_EQ(w.snapshot().intake.verdict_modified, 3u) << "the backend SYN, the client's window update, the data";
   EXPECT_EQ(w.snapshot().engine.translated, 1u);
 }
 
@@ -385,7 +400,7 @@ TEST_F(FlowWorkerTest, RewrittenPacketsCarryTheVerdictMarkBitOnTopOfTheirOwn) {
     learn_cookie(c);
     q.add_batch({{c.third_ack()}});
     w.turn(false);
-    Seen backend_syn(w_wire.emitted().at(0));
+    Seen backend_syn(w_wire.rewritten().at(0));
     q.add_batch({{c.backend_synack(backend_syn.pkt.options().tsval)}});
     w.turn(false);
     q.queued_mark = 0x5;  // an operator's MARK
@@ -396,11 +411,15 @@ TEST_F(FlowWorkerTest, RewrittenPacketsCarryTheVerdictMarkBitOnTopOfTheirOwn) {
     d.options.tsecr = 1001;
     q.add_batch({{test::make(d)}});
     w.turn(false);
-    ASSERT_EQ(q.marks.size(), 1u);
-    if (bits == 0) {
-      EXPECT_FALSE(q.marks[0].has_value());
-    } else {
-      EXPECT_EQ(q.marks[0], std::optional<uint32_t>(0x40000005u));
+    // The backend SYN and the client's window update took their packets' places, then the data.
+    ASSERT_EQ(q.marks.size(), 3u);
+    for (size_t i = 0; i < q.marks.size(); ++i) {
+      const uint32_t own = i == 2 ? 0x5u : 0u;  // the operator's MARK was on the data packet only
+      if (bits == 0) {
+        EXPECT_FALSE(q.marks[i].has_value()) << i;
+      } else {
+        EXPECT_EQ(q.marks[i], std::optional<uint32_t>(bits | own)) << i;
+      }
     }
   }
 }
@@ -423,7 +442,7 @@ TEST_F(FlowWorkerTest, AnIcmpErrorMovesAlongTheFlowQueuesToTheWorkerThatHasItsFl
   Conn c = Conn::v4();
   learn_cookie(c);
   turn_with(owner, {{c.third_ack()}});
-  Seen backend_syn(wire.emitted().at(0));
+  Seen backend_syn(wire.rewritten().at(0));
   turn_with(owner, {{c.backend_synack(backend_syn.pkt.options().tsval)}});
   wire.clear();
   const std::string data(1400, 'd');
@@ -481,7 +500,7 @@ TEST_F(FlowWorkerTest, TimersRunOnlyOnceTheAdvanceIntervalHasPassed) {
   Conn c = Conn::v4();
   learn_cookie(c);
   turn_with(w, {{c.third_ack()}});
-  ASSERT_EQ(wire.emitted().size(), 1u);
+  ASSERT_EQ(wire.rewritten().size(), 1u);
   wire.clear();
   now += 1500 * kMs;  // the backend SYN's retry is due, the interval has not passed
   EXPECT_EQ(w.turn(false), 0u);
