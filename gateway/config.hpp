@@ -77,10 +77,10 @@ struct GatewayConfig {
   uint32_t batch_size = 64;
   int syn_worker_nice = 10;
   int flow_worker_nice = 0;
-  // 1-99: flow workers run SCHED_FIFO at that priority, so a packet that wakes one does not wait
-  // behind the kernel's own threads on its CPU (threaded NAPI, ksoftirqd); 0: the normal
-  // scheduler at flow_worker_nice.
-  int flow_worker_rt_priority = 0;
+  // 1-99: while the fast path is attached, flow workers run SCHED_FIFO at that priority, so a
+  // packet that wakes one does not wait behind the kernel's own threads on its CPU (threaded NAPI,
+  // ksoftirqd); 0, and without the fast path: the normal scheduler at flow_worker_nice.
+  int flow_worker_rt_priority = 10;
   std::vector<int> syn_cpus;   // empty: let the scheduler place workers
   std::vector<int> flow_cpus;
   uint32_t advance_interval_ms = 100;

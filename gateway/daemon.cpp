@@ -92,7 +92,6 @@ struct WorkerThread {
   std::unique_ptr<Worker> worker;  // after nfq and sender: destroyed before them
   FlowWorker* flow = nullptr;      // the same worker when it is a flow worker
   int nice = 0;
-  int rt_priority = 0;  // SCHED_FIFO when > 0
   int cpu = -1;
   std::thread thread;
 };
@@ -155,6 +154,9 @@ struct Daemon {
   std::atomic<int64_t> last_tick_ns{0};
   std::atomic<int> fast_path_interfaces{-1};
   bool fast_path_required = false;  // set before the socket's thread starts: a reload rewrites config
+  // The flow workers' policy (schedule_flow_workers): SCHED_FIFO now; the kernel refused it once.
+  bool flow_workers_realtime = false;
+  bool realtime_refused = false;
 
   // The main thread's state from one tick to the next.
   sigset_t signals;
@@ -206,6 +208,7 @@ struct Daemon {
   void rotate_cookie_secrets(Clock::time_point now);
   void check_rules(Clock::time_point now);
   void sync_fast_path();
+  void schedule_flow_workers();
   void log_backend_facts();
   void log_stats(Clock::time_point now);
 
@@ -359,7 +362,6 @@ QueueOptions queue_options(const GatewayConfig& cfg, bool syn_only) {
 void Daemon::add_worker(bool syn_only, uint16_t queue, int cpu) {
   auto t = std::make_unique<WorkerThread>();
   t->nice = syn_only ? config.syn_worker_nice : config.flow_worker_nice;
-  t->rt_priority = syn_only ? 0 : config.flow_worker_rt_priority;
   t->cpu = cpu;
   WorkerSetup setup = worker_setup(config, kernel_path, static_cast<unsigned>(workers.size()), syn_only, queue);
   t->nfq = std::make_unique<NfQueue>(queue, queue_options(config, syn_only));
@@ -486,6 +488,42 @@ void Daemon::run_workers() {
   for (auto& w : workers) {
     WorkerThread* wp = w.get();
     w->thread = std::thread([this, wp] { run_worker(*wp); });
+  }
+  schedule_flow_workers();
+}
+
+// Each new connection's handshake wakes a flow worker twice (the cookie ACK, the backend's
+// SYN-ACK); under the normal scheduler each wake-up waits for the kernel thread polling the NIC on
+// the same CPU to yield, which cost a connection-per-request client a quarter of its rate in the
+// lab (docs/lab.md). SCHED_FIFO (gateway.flow_worker_rt_priority) runs it at once, but only while
+// the fast path filters floods: with SYNs and forged ACKs in NFQUEUE, a real-time flow worker busy
+// with a forged-ACK flood starved the SYN workers (new connections' p99 30-270 ms instead of
+// 14-20 ms in the lab). Never the SYN workers: a flood keeps them busy. Called as the fast path's
+// attachments change.
+void Daemon::schedule_flow_workers() {
+  const int priority = config.flow_worker_rt_priority;
+  const bool filtered = xdp && xdp->attached_interfaces() > 0;
+  const bool want = priority > 0 && filtered && !realtime_refused;
+  if (want == flow_workers_realtime) return;
+  for (auto& t : workers) {
+    if (t->worker->syn_only()) continue;
+    sched_param param{};
+    param.sched_priority = want ? priority : 0;
+    if (const int err = pthread_setschedparam(t->thread.native_handle(), want ? SCHED_FIFO : SCHED_OTHER, &param);
+        err != 0) {
+      spdlog::warn("flow workers: cannot run SCHED_FIFO at priority {} (gateway.flow_worker_rt_priority): {}; they "
+                   "run at nice {} (needs CAP_SYS_NICE, and under systemd RestrictRealtime=no)",
+                   priority, std::strerror(err), config.flow_worker_nice);
+      realtime_refused = true;
+      return;
+    }
+  }
+  flow_workers_realtime = want;
+  if (want) {
+    spdlog::info("flow workers: SCHED_FIFO at priority {} while the fast path filters floods", priority);
+  } else {
+    spdlog::info("flow workers: normal scheduler at nice {} (no fast path attached: floods reach the queues)",
+                 config.flow_worker_nice);
   }
 }
 
@@ -806,6 +844,7 @@ void Daemon::sync_fast_path() {
   if (config.engine.backend_facts) {
     xdp->sync_backend_facts(*config.engine.backend_facts, cookie_clock_ms());
   }
+  schedule_flow_workers();  // after any detach above
 }
 
 void Daemon::log_stats(Clock::time_point now) {
@@ -857,19 +896,6 @@ void Daemon::run_worker(WorkerThread& t) {
   // established connections keep moving.
   if (setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), t.nice) != 0) {
     spdlog::warn("worker {}: cannot set nice {}: {}", w.id(), t.nice, std::strerror(errno));
-  }
-  if (t.rt_priority > 0) {
-    // Each new connection's handshake wakes this thread twice (the cookie ACK, the backend's
-    // SYN-ACK); under the normal scheduler each wake-up waits for the kernel thread polling the
-    // NIC on the same CPU to yield, which cost a connection-per-request client a quarter of its
-    // rate in the lab (docs/lab.md). Never the SYN workers: a flood keeps them busy.
-    sched_param param{};
-    param.sched_priority = t.rt_priority;
-    if (const int err = pthread_setschedparam(pthread_self(), SCHED_FIFO, &param); err != 0) {
-      spdlog::warn("worker {}: cannot run SCHED_FIFO at priority {} (gateway.flow_worker_rt_priority): {}; it runs "
-                   "at nice {} (needs CAP_SYS_NICE, and under systemd RestrictRealtime=no)",
-                   w.id(), t.rt_priority, std::strerror(err), t.nice);
-    }
   }
   if (t.cpu >= 0) {
     cpu_set_t set;

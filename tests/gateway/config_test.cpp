@@ -243,10 +243,11 @@ TEST(Config, TcForwardIsOnUnlessTurnedOffAndNeedsARestart) {
   EXPECT_EQ(changes[0], "gateway.kernel_path/tc_forward");
 }
 
-TEST(Config, FlowWorkerRtPriorityIsOffUnlessSetAndNeedsARestart) {
-  EXPECT_EQ(parse_config(kMinimal, "t").flow_worker_rt_priority, 0);
-  const GatewayConfig rt = parse_config(with_gateway("flow_worker_rt_priority = 10"), "t");
-  EXPECT_EQ(rt.flow_worker_rt_priority, 10);
+TEST(Config, FlowWorkerRtPriorityIsTenUnlessSetAndNeedsARestart) {
+  EXPECT_EQ(parse_config(kMinimal, "t").flow_worker_rt_priority, 10);
+  EXPECT_EQ(parse_config(with_gateway("flow_worker_rt_priority = 0"), "t").flow_worker_rt_priority, 0);
+  const GatewayConfig rt = parse_config(with_gateway("flow_worker_rt_priority = 20"), "t");
+  EXPECT_EQ(rt.flow_worker_rt_priority, 20);
   EXPECT_EQ(error_of(with_gateway("flow_worker_rt_priority = 100")).key(), "gateway.flow_worker_rt_priority");
   EXPECT_EQ(error_of(with_gateway("flow_worker_rt_priority = -1")).key(), "gateway.flow_worker_rt_priority");
   const auto changes = non_reloadable_changes(parse_config(with_gateway(""), "t"), rt);

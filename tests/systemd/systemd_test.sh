@@ -266,6 +266,19 @@ got=$(CURL_TIMEOUT=30 cli_curl http://10.10.3.2/big.bin | sha256sum | cut -d' ' 
 sleep 0.3
 k1=$(metric_sum syngate_tc_packets_total 'outcome="translated"')
 ((k1 > k0 + 100)) || fail "kernel path: only $((k1 - k0)) segments translated by tc"
+# The flow workers' real-time policy under the shipped unit's sandbox (RestrictRealtime=no,
+# CAP_SYS_NICE): with the fast path attached they run SCHED_FIFO, or the journal says why not.
+if (($(metric_sum syngate_xdp_attached) > 0)); then
+  grep -q "cannot run SCHED_FIFO" "$LAB_DIR/journal-tc.txt" &&
+    fail "the unit keeps the flow workers off SCHED_FIFO: $(grep 'cannot run SCHED_FIFO' "$LAB_DIR/journal-tc.txt")"
+  grep -q "flow workers: SCHED_FIFO at priority 10" "$LAB_DIR/journal-tc.txt" ||
+    fail "the journal does not say the flow workers run SCHED_FIFO: $(grep 'flow workers' "$LAB_DIR/journal-tc.txt")"
+  # flow-q8's policy and priority (stat fields 41 and 40, counted after comm's parenthesis), as the
+  # container's /proc shows the unit's main process.
+  flow_sched=$(ct sh -c "grep -l '^flow-q8\$' /proc/$main_pid/task/*/comm | head -1 | xargs dirname | xargs -I{} sed 's/.*) //' {}/stat" | awk '{ print $39, $38 }')
+  [[ $flow_sched == "1 10" ]] || fail "flow-q8 under the unit runs policy/priority '$flow_sched', want '1 10' (SCHED_FIFO)"
+  log "flow workers under the unit: SCHED_FIFO at 10 (flow-q8: $flow_sched)"
+fi
 pass "kernel_path auto under the unit: tc attached (g1 ingress), OUTPUT match on the daemon's map, flow map pinned by user syngate at $pin, a 4 MiB download intact with $((k1 - k0)) segments translated in the kernel"
 
 # ---- stop, dpkg -r, dpkg -P: what each leaves (deploy/README.md, section 7) ----
