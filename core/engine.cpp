@@ -622,12 +622,11 @@ struct Engine::Impl {
     f.retries = 0;
     table.enter(i, State::SynSent, timer_ms(now));
     // A bare cookie ACK becomes the backend's SYN. One that carries data (buffered here) may be a
-    // GSO super-packet, which a shorter verdict would leave flagged for segmentation: sent apart.
+    // GSO super-packet, which a shorter verdict would leave flagged for segmentation: no room, so
+    // the SYN is sent apart.
     const bool bare = p.payload_len() == 0 && !(p.flags() & tcp_flag::FIN);
     buffer_early_data(f, p);
-    if (bare) return take_place(build_backend_syn(i), room, sink);
-    send_backend_syn(i, sink);
-    return {Verdict::Drop, false};
+    return take_place(build_backend_syn(i), bare ? room : std::span<uint8_t>{}, sink);
   }
 
   // Holds in-order data the client sends before the backend has answered; the rest is dropped
@@ -973,12 +972,10 @@ struct Engine::Impl {
         if (!draining.empty()) {
           if (is_protected(draining, p.dst(), p.dport()) && !(p.flags() & tcp_flag::SYN) && table.find(p.tuple()) != kNone) {
             d = client_packet(p, p.tuple(), now, sink, room);
-            if (d.length) return d;  // replaced: its checksum is whole
             break;
           }
           if (is_protected(draining, p.src(), p.sport()) && table.find(p.tuple().reversed()) != kNone) {
             d = server_packet(p, p.tuple().reversed(), now, sink, room);
-            if (d.length) return d;  // grown: its checksum is whole
             break;
           }
         }
@@ -990,16 +987,16 @@ struct Engine::Impl {
         return drop(DropReason::SynAnswered);
       case SynAction::ClientFlow:
         d = client_packet(p, p.tuple(), now, sink, room);
-        if (d.length) return d;  // replaced: its checksum is whole
         break;
       case SynAction::ServerFlow:
         d = server_packet(p, p.tuple().reversed(), now, sink, room);
-        if (d.length) return d;  // grown: its checksum is whole
         break;
       case SynAction::Icmp:
         return icmp_message(bytes, v.icmp, sink);
     }
-    if (d.modified && !checksum_ready) p.recompute_checksum();
+    // A packet that grew, or that another took the place of, carries a whole checksum already
+    // (and p no longer describes its bytes).
+    if (d.modified && !d.length && !checksum_ready) p.recompute_checksum();
     return d;
   }
 };

@@ -505,18 +505,22 @@ void Daemon::schedule_flow_workers() {
   const bool filtered = xdp && xdp->attached_interfaces() > 0;
   const bool want = priority > 0 && filtered && !realtime_refused;
   if (want == flow_workers_realtime) return;
-  for (auto& t : workers) {
-    if (t->worker->syn_only()) continue;
-    sched_param param{};
-    param.sched_priority = want ? priority : 0;
-    if (const int err = pthread_setschedparam(t->thread.native_handle(), want ? SCHED_FIFO : SCHED_OTHER, &param);
-        err != 0) {
-      spdlog::warn("flow workers: cannot run SCHED_FIFO at priority {} (gateway.flow_worker_rt_priority): {}; they "
-                   "run at nice {} (needs CAP_SYS_NICE, and under systemd RestrictRealtime=no)",
-                   priority, std::strerror(err), config.flow_worker_nice);
-      realtime_refused = true;
-      return;
+  auto set_all = [this](int policy, int prio) {
+    for (auto& t : workers) {
+      if (t->worker->syn_only()) continue;
+      sched_param param{};
+      param.sched_priority = prio;
+      if (const int err = pthread_setschedparam(t->thread.native_handle(), policy, &param); err != 0) return err;
     }
+    return 0;
+  };
+  if (const int err = want ? set_all(SCHED_FIFO, priority) : set_all(SCHED_OTHER, 0); err != 0) {
+    spdlog::warn("flow workers: cannot run SCHED_FIFO at priority {} (gateway.flow_worker_rt_priority): {}; they "
+                 "run at nice {} (needs CAP_SYS_NICE, and under systemd RestrictRealtime=no)",
+                 priority, std::strerror(err), config.flow_worker_nice);
+    realtime_refused = true;
+    set_all(SCHED_OTHER, 0);  // any the kernel took before it refused one
+    return;
   }
   flow_workers_realtime = want;
   if (want) {

@@ -456,4 +456,16 @@ metric_sum() {
 rss_kb() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status"; }
 
 # curl from cli; prints the body; extra curl options allowed
+# thread_sched PID THREAD [PREFIX...]: "<policy> <rt priority> <nice>" of PID's thread named
+# THREAD, from its /proc stat (fields 41, 40 and 19, counted after comm's closing parenthesis: comm
+# may hold spaces or parentheses); PREFIX runs the read elsewhere (a container's PID namespace).
+# Policies (sched.h): SCHED_OTHER 0, SCHED_FIFO 1.
+thread_sched() {
+  local pid=$1 name=$2
+  shift 2
+  "$@" sh -c 'for t in /proc/'"$pid"'/task/*; do
+      [ "$(cat "$t/comm" 2>/dev/null)" = "'"$name"'" ] && { sed "s/.*) //" "$t/stat"; break; }
+    done' | awk '{ print $39, $38, $17 }'
+}
+
 cli_curl() { in_ns "$NS_CLI" curl -sS --max-time "${CURL_TIMEOUT:-5}" "$@"; }

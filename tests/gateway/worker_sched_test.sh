@@ -12,26 +12,16 @@ lab_init "$1"
 lab_up
 start_nginx
 
-policy_of() {  # policy_of THREAD_NAME: "<policy> <rt priority> <nice>" from /proc (stat fields 41, 40, 19)
-  local t
-  for t in /proc/"$SYNGATE_PID"/task/*; do
-    [[ $(cat "$t/comm" 2>/dev/null) == "$1" ]] || continue
-    # comm may hold spaces or parentheses: the fields are counted after its closing parenthesis.
-    sed 's/.*) //' "$t/stat" | awk '{ print $39, $38, $17 }'
-    return
-  done
-}
-
 # run_case XDP_MODE GATEWAY_LINE WANT_POLICY WANT_PRIORITY: start syngate so, check both workers'
-# policies and the log's word for it, pass 5 requests, stop it. SCHED_OTHER 0, SCHED_FIFO 1 (sched.h).
+# policies (thread_sched) and the log's word for it, pass 5 requests, stop it.
 run_case() {
   local what="[xdp] mode $1${2:+, $2}" flow syn flow_policy flow_prio syn_policy syn_nice
   XDP_MODE=$1 write_config "$2"
   : > "$LAB_DIR/syngate.log"
   start_syngate
   for i in $(seq 5); do cli_curl http://10.10.3.2/ >/dev/null || fail "$what: request $i through the gateway failed"; done
-  flow=$(policy_of flow-q8)
-  syn=$(policy_of syn-q0)
+  flow=$(thread_sched "$SYNGATE_PID" flow-q8)
+  syn=$(thread_sched "$SYNGATE_PID" syn-q0)
   [[ -n $flow && -n $syn ]] || fail "$what: no flow-q8 or syn-q0 thread in syngate ($flow / $syn)"
   read -r flow_policy flow_prio _ <<<"$flow"
   read -r syn_policy _ syn_nice <<<"$syn"

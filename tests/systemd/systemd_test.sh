@@ -273,9 +273,8 @@ if (($(metric_sum syngate_xdp_attached) > 0)); then
     fail "the unit keeps the flow workers off SCHED_FIFO: $(grep 'cannot run SCHED_FIFO' "$LAB_DIR/journal-tc.txt")"
   grep -q "flow workers: SCHED_FIFO at priority 10" "$LAB_DIR/journal-tc.txt" ||
     fail "the journal does not say the flow workers run SCHED_FIFO: $(grep 'flow workers' "$LAB_DIR/journal-tc.txt")"
-  # flow-q8's policy and priority (stat fields 41 and 40, counted after comm's parenthesis), as the
-  # container's /proc shows the unit's main process.
-  flow_sched=$(ct sh -c "grep -l '^flow-q8\$' /proc/$main_pid/task/*/comm | head -1 | xargs dirname | xargs -I{} sed 's/.*) //' {}/stat" | awk '{ print $39, $38 }')
+  # flow-q8's policy and priority, as the container's /proc shows the unit's main process.
+  flow_sched=$(thread_sched "$main_pid" flow-q8 ct | cut -d' ' -f1,2)
   [[ $flow_sched == "1 10" ]] || fail "flow-q8 under the unit runs policy/priority '$flow_sched', want '1 10' (SCHED_FIFO)"
   log "flow workers under the unit: SCHED_FIFO at 10 (flow-q8: $flow_sched)"
 fi
