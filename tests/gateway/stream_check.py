@@ -8,18 +8,21 @@
 Each connection: the client sends, at once after connect() (right behind its handshake ACK), a
 header line "SEED REQLEN RESPLEN OPTS" and REQLEN bytes; the server answers the request's sha256
 and RESPLEN bytes generated from SEED, then closes. With OPTS = 1 the server sends the middle
-third of its answer with IPv4 options (NOPs) on its segments: the tc programs leave those to the
-engine. With --half-close the client shuts its side down after the request (its FIN closes the
+third of its answer with IPv4 options (NOPs) on its segments, switching them only once the
+client has acknowledged all sent before: the tc programs leave those to the engine. With --half-close the client shuts its side down after the request (its FIN closes the
 flow for the tc programs) and the server answers only once it has seen that FIN: the whole answer
 is then the engine's to translate. The client checks every byte; it prints "ok N" and exits 0 only
 when all N connections were intact (after 10 failures it stops starting new ones).
 """
 import argparse
+import fcntl
 import hashlib
 import random
 import socket
 import sys
+import termios
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 NOP_OPTIONS = b"\x01\x01\x01\x00"  # NOP NOP NOP EOL: an IPv4 header of 24 bytes
@@ -39,6 +42,17 @@ def recv_exact(c, n):
     return bytes(buf)
 
 
+def drain(c, timeout=30.0):
+    """Wait until the peer has acknowledged everything written: IP_OPTIONS apply to segments as
+    they are transmitted, so without this a switch would also reach bytes still in the send buffer
+    (and miss some written after it), and how much of the third carries options would vary."""
+    deadline = time.monotonic() + timeout
+    while int.from_bytes(fcntl.ioctl(c, termios.TIOCOUTQ, b"\0" * 4), sys.byteorder) > 0:
+        if time.monotonic() > deadline:
+            raise TimeoutError("send queue not drained")
+        time.sleep(0.001)
+
+
 def serve_one(c):
     try:
         f = c.makefile("rb")
@@ -52,8 +66,10 @@ def serve_one(c):
         if opts & 1 and c.family == socket.AF_INET:
             third = resplen // 3
             c.sendall(data[:third])
+            drain(c)
             c.setsockopt(socket.IPPROTO_IP, socket.IP_OPTIONS, NOP_OPTIONS)
             c.sendall(data[third:2 * third])
+            drain(c)
             c.setsockopt(socket.IPPROTO_IP, socket.IP_OPTIONS, b"")
             c.sendall(data[2 * third:])
         else:
