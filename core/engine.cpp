@@ -18,6 +18,7 @@
 #include "syngate/checksum.hpp"
 #include "syngate/flow_table.hpp"
 #include "syngate/spec/flow_spec.h"
+#include "syngate/spec/handover_spec.h"
 #include "syngate/spec/xlate_spec.h"
 #include "syngate/icmp.hpp"
 
@@ -626,6 +627,9 @@ struct Engine::Impl {
     // the SYN is sent apart.
     const bool bare = p.payload_len() == 0 && !(p.flags() & tcp_flag::FIN);
     buffer_early_data(f, p);
+    if (bare) {
+      if (FlowObserver* observer = table.flow_observer()) observer->handshake_sent(f.key, handshake_of(f));
+    }
     return take_place(build_backend_syn(i), bare ? room : std::span<uint8_t>{}, sink);
   }
 
@@ -760,77 +764,104 @@ struct Engine::Impl {
     return std::max<uint32_t>(mss > options ? mss - options : 0u, 48u);
   }
 
+  // What the SYN to the backend was sent with, for the hand-over (handover_spec.h).
+  static sg_handshake handshake_of(const Flow& f) {
+    sg_handshake h{};
+    h.client_isn = f.client_isn;
+    h.cookie_isn = f.cookie_isn;
+    h.our_tsval = f.tsoff;  // f.tsoff holds our SYN-ACK TSval until the backend answers
+    h.client_tsval = f.client_tsval;
+    h.client_window = f.client_window;
+    h.client_ws = f.client_ws;
+    h.announced_ws = f.announced_ws;
+    h.asked = static_cast<uint8_t>(((f.bits & bit::kTimestamps) ? SG_HS_TIMESTAMPS : 0u) |
+                                   ((f.bits & bit::kSack) ? SG_HS_SACK : 0u));
+    return h;
+  }
+  static sg_synack synack_of(const TcpPacket& p) {
+    const TcpOptions& o = p.options();
+    sg_synack s{};
+    s.seq = p.seq();
+    s.ack = p.ack();
+    s.window = p.window();
+    s.has_ts = o.has_timestamps;
+    s.tsval = o.has_timestamps ? o.tsval : 0u;
+    s.has_wscale = o.has_wscale;
+    s.wscale = o.has_wscale ? o.wscale : 0u;
+    s.sack_permitted = o.sack_permitted;
+    return s;
+  }
+  static TcpOptions options_of(const sg_handover_ack& a) {
+    TcpOptions o;
+    if (a.has_ts) {
+      o.has_timestamps = true;
+      o.tsval = a.tsval;
+      o.tsecr = a.tsecr;
+    }
+    return o;
+  }
+
   // Sends the backend its ACK and builds the client's window update in scratch (its length
   // returned: it goes the SYN-ACK's way).
   size_t backend_answered(uint32_t i, const TcpPacket& synack, const EngineClock& now, PacketSink& sink) {
     Flow& f = table.edit(i);
-    const TcpOptions& o = synack.options();
-    const uint32_t backend_isn = synack.seq();
-    f.delta = backend_isn - f.cookie_isn;
-    uint32_t backend_ts = 0;
-    if (f.bits & bit::kTimestamps) learn_backend_timestamps(f.key, o.has_timestamps);
+    const sg_handshake h = handshake_of(f);
+    const sg_synack s = synack_of(synack);
+    sg_handover ho;
+    sg_hand_over(&h, &s, &ho);
+    if (f.bits & bit::kTimestamps) learn_backend_timestamps(f.key, s.has_ts);
     // Only a flow whose client was promised SACK asked the backend for it.
     if (f.bits & bit::kSack) {
-      cfg.backend_facts->backend_answered(Service{f.key.dst, f.key.dport}, o.sack_permitted, now_ms(now.cookie_ns));
+      cfg.backend_facts->backend_answered(Service{f.key.dst, f.key.dport}, !ho.sack_refused, now_ms(now.cookie_ns));
     }
-    if ((f.bits & bit::kTimestamps) && o.has_timestamps) {
-      backend_ts = o.tsval;
-      f.tsoff = o.tsval - f.tsoff;  // f.tsoff held our SYN-ACK TSval until now
-    } else if (f.bits & bit::kTimestamps) {
-      // f.tsoff keeps our SYN-ACK TSval: the last one the client saw, where supplied ones start.
-      f.supply |= kSupplyTimestamps;
-    } else {
-      f.tsoff = 0;
-    }
-    if (f.client_ws != kNoWscale && o.has_wscale) {
+    f.delta = ho.delta;
+    // Supplied, f.tsoff keeps our SYN-ACK TSval: the last one the client saw, where supplied ones start.
+    if (ho.supply_timestamps) f.supply |= kSupplyTimestamps;
+    else f.tsoff = ho.tsoff;
+    if (ho.backend_scales) {
       f.bits |= bit::kBackendWscale;
-      f.backend_ws = o.wscale;
+      f.backend_ws = ho.backend_ws;
     }
     // The translation is complete: hand it over before anything reaches the backend (the ACK
     // below lets it send), so that none of its segments can overtake the hand-over.
     if (FlowObserver* observer = table.flow_observer()) {
       if (const std::optional<FlowTranslation> t = translation(f)) observer->flow_established(f.key, *t);
     }
-    const uint16_t client_window = client_window_for_server(f, f.client_window);
-    const TcpOptions ts = ts_to_backend(f, backend_ts);
+    const TcpOptions ts = options_of(ho.to_backend);
     if (f.early_len > 0) {
       // What the client sent early may have reached the queue as one GRO super-packet (2,896
       // bytes from a client with a full MSS): it goes on in segments the backend's MSS allows,
       // as one packet it would exceed the MTU and the raw send fail (EMSGSIZE), the backend
       // never getting it and the client waiting a retransmission timeout.
-      const uint32_t segment = early_segment_bytes(o, ts, f.key.src.is_v4());
+      const uint32_t segment = early_segment_bytes(synack.options(), ts, f.key.src.is_v4());
       const uint8_t* data = table.early_data(f.early_slot);
       for (uint32_t off = 0; off < f.early_len; off += segment) {
         const uint32_t n = std::min<uint32_t>(segment, f.early_len - off);
-        emit(sink, build_ack(scratch, f.key, f.client_isn + 1 + off, backend_isn + 1, client_window, ts,
+        emit(sink, build_ack(scratch, f.key, ho.to_backend.seq + off, ho.to_backend.ack, ho.to_backend.window, ts,
                              std::span<const uint8_t>(data + off, n)));
       }
     } else {
-      emit(sink, build_ack(scratch, f.key, f.client_isn + 1, backend_isn + 1, client_window, ts));
+      emit(sink, build_ack(scratch, f.key, ho.to_backend.seq, ho.to_backend.ack, ho.to_backend.window, ts));
     }
     // The early-data slot goes back to the pool when the flow enters Established below.
 
     // What each end has sent and acknowledged so far, for the RST check.
     f.client_next = sg_seq_max(f.client_next, f.client_isn + 1 + f.early_len);
-    f.client_acked = backend_isn + 1;
-    f.client_wnd = sg_window_bytes(f.client_window, shifts(f).client_sends);
-    f.server_next = backend_isn + 1;
+    f.client_acked = s.seq + 1;
+    f.client_wnd = sg_window_bytes(f.client_window, ho.shifts.client_sends);
+    f.server_next = s.seq + 1;
     f.server_acked = f.client_isn + 1;
-    f.server_wnd = synack.window();  // a SYN-ACK's own window is unscaled
+    f.server_wnd = s.window;  // a SYN-ACK's own window is unscaled
     f.seen = kSeenBoth;
 
     // Tell the client the real window now that it is known (ours was only the early-data room).
-    const uint16_t update = sg_window_rescale(synack.window(), 0, shifts(f).client_reads);
-    TcpOptions to_client;
-    if (f.bits & bit::kTimestamps) {
-      to_client.has_timestamps = true;
-      to_client.tsval = (f.supply & kSupplyTimestamps) ? supplied_tsval(f, now) : sg_tsval_to_client(backend_ts, f.tsoff);
-      to_client.tsecr = f.client_tsval;
-    }
+    TcpOptions to_client = options_of(ho.to_client);
+    if (ho.supply_timestamps) to_client.tsval = supplied_tsval(f, now);
     f.stamp_ms = timer_ms(now);
     ++counters.established;
     table.enter(i, State::Established, f.stamp_ms);
-    return build_window_update(scratch, f.key.reversed(), f.cookie_isn + 1, f.client_isn + 1, update, to_client);
+    return build_window_update(scratch, f.key.reversed(), ho.to_client.seq, ho.to_client.ack, ho.to_client.window,
+                               to_client);
   }
 
   // ---- ICMP errors about flows (icmp.hpp) ------------------------------------------------------

@@ -18,6 +18,7 @@
 
 #include "syngate/packet.hpp"
 #include "syngate/spec/flow_spec.h"
+#include "syngate/spec/handover_spec.h"
 #include "syngate/syn_decision.hpp"
 
 namespace syngate {
@@ -75,6 +76,10 @@ class FlowObserver {
   // promised timestamps its backend lacks (the engine adds them to every segment). Also called
   // by set_flow_observer for established flows already in the table. flow_freed ends it.
   virtual void flow_established(const FlowTuple& /*client_to_server*/, const FlowTranslation& /*t*/) noexcept {}
+  // The engine sent the backend its SYN for a client that sent no data with its cookie ACK (not
+  // called for retries): what another data path needs to take the backend's SYN-ACK itself
+  // (handover_spec.h). The engine still takes a SYN-ACK that reaches it.
+  virtual void handshake_sent(const FlowTuple& /*client_to_server*/, const sg_handshake& /*h*/) noexcept {}
 };
 
 // What another data path (the tc programs) recorded of a handed-over flow since the hand-over, one

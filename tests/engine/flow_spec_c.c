@@ -18,3 +18,9 @@ void xlate_track_from_c(struct sg_flow_track* self, int self_seen, const struct 
                         sg_u32 seq, sg_u32 seq_end, sg_u32 ack, sg_u32 window_bytes) {
   sg_flow_track_segment(self, self_seen, peer, peer_seen, seq, seq_end, ack, window_bytes);
 }
+
+#include "syngate/spec/handover_spec.h"
+void handover_spec_from_c(const struct sg_handshake* h, const struct sg_synack* s, struct sg_handover* o);
+void handover_spec_from_c(const struct sg_handshake* h, const struct sg_synack* s, struct sg_handover* o) {
+  sg_hand_over(h, s, o);
+}
