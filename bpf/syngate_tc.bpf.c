@@ -58,13 +58,36 @@ struct {
   __type(value, __u64);
 } sg_tc_counters SEC(".maps");
 
-/* The flows whose close the engine should merge now (tc_abi.h): at most four records a
- * connection (each direction's FIN and its ack), read by the daemon every 100 ms. 1 MiB holds
- * 20000 of them: two seconds of closes at 10k connections/s. */
+/* The flows whose close the engine should merge now, or whose hand-over sg_tc_synack made
+ * (tc_abi.h): at most five records a connection (the hand-over, each direction's FIN and its
+ * ack), read by the daemon every 100 ms. 2 MiB holds 29000 of them (72 bytes with the ring's
+ * header): over half a second of connections at 10k/s, five times the reading interval. */
 struct {
   __uint(type, BPF_MAP_TYPE_RINGBUF);
-  __uint(max_entries, 1 << 20);
+  __uint(max_entries, 2 << 20);
 } sg_tc_events SEC(".maps");
+
+/* The backend SYNs whose SYN-ACK sg_tc_synack may answer (tc_abi.h, struct sg_tc_handshake),
+ * keyed by the SYN-ACK's own tuple; sized by the daemon at load, as the flow map. */
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, 65536);
+  __type(key, struct sg_tc_flow_key);
+  __type(value, struct sg_tc_handshake);
+} sg_tc_handshakes SEC(".maps");
+
+/* sg_tc_synack, reached by a tail call from the ingress program: a frame of its own (the
+ * translation's is at the verifier's limit). */
+SEC("tc")
+int sg_tc_synack(struct __sk_buff* skb);
+struct {
+  __uint(type, BPF_MAP_TYPE_PROG_ARRAY);
+  __uint(max_entries, 1);
+  __type(key, __u32);
+  __array(values, int(void*));
+} sg_tc_tail SEC(".maps") = {
+    .values = {[0] = (void*)&sg_tc_synack},
+};
 
 /* Enough linear bytes for the deepest TCP header the parser accepts. */
 #define TC_PULL_LEN (PKT_MAX_L4_OFF + TCP_MAX_HLEN)
@@ -209,8 +232,15 @@ static __always_inline void reverse_key(const struct sg_tc_flow_key* k, struct s
 /* The engine's sweep merges the flow now (its client -> server key). */
 static __always_inline void tell_engine(const struct sg_tc_flow* f, const struct sg_tc_flow_key* key,
                                         const struct sg_tc_flow_key* rkey) {
-  const struct sg_tc_flow_key* c2s = f->direction == SG_TC_TO_SERVER ? key : rkey;
-  if (bpf_ringbuf_output(&sg_tc_events, (void*)c2s, sizeof(*c2s), 0) != 0) count(SG_TC_EVENT_LOST);
+  struct sg_tc_event* e = bpf_ringbuf_reserve(&sg_tc_events, sizeof(*e), 0);
+  if (!e) {
+    count(SG_TC_EVENT_LOST);
+    return;
+  }
+  __builtin_memset(e, 0, sizeof(*e));
+  __builtin_memcpy(&e->key, f->direction == SG_TC_TO_SERVER ? key : rkey, sizeof(e->key));
+  e->kind = SG_TC_EVENT_CLOSE;
+  bpf_ringbuf_submit(e, 0);
 }
 
 /* A FIN of this segment's direction is recorded (this segment's, or an earlier one it retransmits:
@@ -258,6 +288,11 @@ static __always_inline int translate(struct __sk_buff* skb, int egress) {
    * cookie SYN-ACKs leave through this hook by the thousand in a flood): no lookup, which in a
    * table of many flows costs a cache miss or two. */
   if (p.flags & TCP_FLAG_SYN) {
+    /* A backend's SYN-ACK reaches the router's ingress: sg_tc_synack may answer it (it counts its
+     * own outcome, and comes back here only if the tail call cannot be made). */
+    if (sg_tc_router && !egress && (p.flags & (TCP_FLAG_SYN | TCP_FLAG_ACK | TCP_FLAG_RST | TCP_FLAG_FIN)) ==
+                                       (TCP_FLAG_SYN | TCP_FLAG_ACK))
+      bpf_tail_call(skb, &sg_tc_tail, 0);
     count(SG_TC_MISS);
     return TC_ACT_OK;
   }
@@ -450,3 +485,227 @@ int sg_tc_ingress(struct __sk_buff* skb) { return translate(skb, 0); }
 
 SEC("tc")
 int sg_tc_egress(struct __sk_buff* skb) { return translate(skb, 1); }
+
+/* ---- the backend's SYN-ACK (tc_abi.h, struct sg_tc_handshake; handover_spec.h) ------------------
+ * Per CPU, off the stack: the handshake and the answer's headers do not fit beside the parse and
+ * the option walk (which bpf_loop wants on the stack). */
+struct tc_synack_scratch {
+  struct sg_tc_handshake hs;
+  struct sg_synack synack;
+  struct sg_handover ho;
+  struct sg_tc_flow to_server;
+  struct sg_tc_flow to_client;
+  struct sg_tc_flow_key c2s;
+  __u8 macs[12];                          /* the SYN-ACK's destination and source MACs */
+  __u8 old_tcp[TCP_MAX_HLEN + 4];         /* the SYN-ACK's TCP header (room for the masks) */
+  __u8 hdr[IPV6_HLEN + TCP_MAX_HLEN];      /* an answer's IP and TCP headers (room for the masks) */
+};
+struct {
+  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+  __uint(max_entries, 1);
+  __type(key, __u32);
+  __type(value, struct tc_synack_scratch);
+} sg_tc_synack_scratch SEC(".maps");
+
+#define ANSWER_MAX (IPV6_HLEN + TCP_HLEN + 12)
+
+/* One's-complement sum of n bytes (even, at most ANSWER_MAX) of b, on top of sum. */
+static __always_inline __u32 sum_bytes(const __u8* b, __u32 n, __u32 sum) {
+  for (__u32 i = 0; i < ANSWER_MAX; i += 2) {
+    if (i >= n) break;
+    sum += (__u32)b[i] << 8 | b[i + 1];
+  }
+  return sum;
+}
+
+/* Writes into x->hdr the IP and TCP headers of a bare ACK from `src` to `dst` (the SYN-ACK's
+ * tuple, or its reverse) with hop limit `ttl`, as the engine builds one (core/packet.cpp: no
+ * IPv4 ID, DF, options NOP NOP TS when timestamps): its TCP checksum field is the SYN-ACK's
+ * (x->old_tcp), for answer_into to correct by difference. Returns the headers' length. */
+static __always_inline __u32 build_answer(struct tc_synack_scratch* x, const struct pkt_tuple* t, int reverse,
+                                          __u32 v6, __u8 ttl, const struct sg_handover_ack* a) {
+  __u8* h = x->hdr;
+  const __u32 ip_len = v6 ? IPV6_HLEN : IPV4_HLEN;
+  const __u32 tcp_len = TCP_HLEN + (a->has_ts ? 12 : 0);
+  const __u8* src = reverse ? t->dst : t->src;
+  const __u8* dst = reverse ? t->src : t->dst;
+  __builtin_memset(h, 0, sizeof(x->hdr));
+  if (v6) {
+    h[0] = 0x60;
+    store_be16(h + 4, (__u16)tcp_len);
+    h[6] = IPPROTO_TCP;
+    h[7] = ttl;
+    __builtin_memcpy(h + 8, src, 16);
+    __builtin_memcpy(h + 24, dst, 16);
+  } else {
+    h[0] = 0x45;
+    store_be16(h + 2, (__u16)(IPV4_HLEN + tcp_len));
+    h[6] = 0x40; /* DF */
+    h[8] = ttl;
+    h[9] = IPPROTO_TCP;
+    __builtin_memcpy(h + 12, src + 12, 4);
+    __builtin_memcpy(h + 16, dst + 12, 4);
+    store_be16(h + 10, (__u16)~sg_csum_fold(sum_bytes(h, IPV4_HLEN, 0)));
+  }
+  __u8* tcp = h + (v6 ? IPV6_HLEN : IPV4_HLEN);
+  __builtin_memcpy(tcp, reverse ? &t->dport_be : &t->sport_be, 2);
+  __builtin_memcpy(tcp + 2, reverse ? &t->sport_be : &t->dport_be, 2);
+  store_be32(tcp + 4, a->seq);
+  store_be32(tcp + 8, a->ack);
+  tcp[12] = (__u8)((tcp_len / 4) << 4);
+  tcp[13] = TCP_FLAG_ACK;
+  store_be16(tcp + 14, a->window);
+  tcp[16] = x->old_tcp[16];
+  tcp[17] = x->old_tcp[17];
+  if (a->has_ts) {
+    tcp[20] = 1; /* NOP */
+    tcp[21] = 1;
+    tcp[22] = 8; /* Timestamps */
+    tcp[23] = 10;
+    store_be32(tcp + 24, a->tsval);
+    store_be32(tcp + 28, a->tsecr);
+  }
+  return ip_len + tcp_len;
+}
+
+/* Makes the packet the answer in x->hdr (`len` bytes of headers, no payload): the TCP checksum
+ * is corrected by the difference from the SYN-ACK's header (x->old_tcp, `old_hlen` bytes) and
+ * pseudo-header length, the form bpf_l4_csum_replace applies right whether the checksum is
+ * complete, partial or not yet checked. Addresses and ports only swap places, which no sum sees.
+ * False when the packet could not be changed. */
+static __always_inline int answer_into(struct __sk_buff* skb, struct tc_synack_scratch* x, __u32 v6, __u32 len,
+                                       __u32 old_hlen) {
+  const __u32 ip_len = v6 ? IPV6_HLEN : IPV4_HLEN;
+  const __u32 new_hlen = len - ip_len;
+  if (bpf_skb_change_tail(skb, ETH_HLEN_ + len, 0) != 0) return 0;
+  if (len > ANSWER_MAX || len < ip_len + TCP_HLEN) return 0;
+  if (bpf_skb_store_bytes(skb, ETH_HLEN_, x->hdr, len, BPF_F_RECOMPUTE_CSUM) != 0) return 0;
+  __u32 o = old_hlen & 0x3c, n = new_hlen & 0x3c;
+  if (o < TCP_HLEN || n < TCP_HLEN) return 0;
+  const __s64 diff = bpf_csum_diff((__be32*)x->old_tcp, o, (__be32*)(x->hdr + (v6 ? IPV6_HLEN : IPV4_HLEN)), n, 0);
+  if (diff < 0) return 0;
+  const __u32 l4 = ETH_HLEN_ + ip_len;
+  if (bpf_l4_csum_replace(skb, l4 + 16, 0, (__u32)diff, 0) != 0) return 0;
+  return bpf_l4_csum_replace(skb, l4 + 16, bpf_htons((__u16)old_hlen), bpf_htons((__u16)new_hlen),
+                             BPF_F_PSEUDO_HDR | 2) == 0;
+}
+
+/* A header length (20 to 60) as a helper's size argument: bounded to [1, 64] on the register the
+ * call reads (the compiler may pass a copy that earlier checks did not bound). */
+static __always_inline __u32 len_1_to_64(__u32 n) {
+  n -= 1;
+  asm volatile("%0 &= 0x3f" : "+r"(n));
+  return n + 1;
+}
+
+static __always_inline struct tc_synack_scratch* synack_scratch(void) {
+  __u32 zero = 0;
+  return bpf_map_lookup_elem(&sg_tc_synack_scratch, &zero);
+}
+
+/* Left to the engine, untouched. */
+static __always_inline int punt_synack(void) {
+  count(SG_TC_HANDSHAKE_PUNTED);
+  return TC_ACT_OK;
+}
+
+SEC("tc")
+int sg_tc_synack(struct __sk_buff* skb) {
+  const void* data;
+  const void* end;
+  struct pkt p = {};
+  if (pkt_parse_skb(skb, TC_PULL_LEN, &data, &end, &p) != PKT_TCP) return TC_ACT_OK;
+  if (!tc_headers_rewritable(&p, skb->len)) return TC_ACT_OK;
+  struct tc_synack_scratch* x = synack_scratch();
+  if (!x) return TC_ACT_OK;
+  const struct sg_tc_handshake* found = bpf_map_lookup_elem(&sg_tc_handshakes, &p.key);
+  if (!found) {
+    count(SG_TC_MISS);
+    return TC_ACT_OK;
+  }
+  __builtin_memcpy(&x->hs, found, sizeof(x->hs));
+  __u32 hlen = p.tcp_hlen;
+  __u32 l4 = p.l4_off;
+  const __u32 payload = p.ip_total - (l4 - ETH_HLEN_) - hlen;
+  asm volatile("" : "+r"(l4), "+r"(hlen));
+  if (hlen < TCP_HLEN || hlen > TCP_MAX_HLEN || l4 > PKT_MAX_L4_OFF) return TC_ACT_OK;
+  /* Data on a SYN-ACK (TCP Fast Open's answer) is the engine's. */
+  if (payload != 0) return punt_synack();
+  if (bpf_skb_load_bytes(skb, l4, x->old_tcp, len_1_to_64(hlen)) != 0) return punt_synack();
+  struct option_walk walk = {};
+  const __u32 opt_len = hlen - TCP_HLEN;
+  if (opt_len > 0) {
+    if (opt_len > SG_TCP_MAX_OPTIONS) return punt_synack();
+    __builtin_memcpy(walk.buf, x->old_tcp + TCP_HLEN, SG_TCP_MAX_OPTIONS);
+    walk.len = opt_len;
+    option_walk_run(&walk);
+    if (walk.bad) return punt_synack();
+  }
+  x->synack.seq = p.seq;
+  x->synack.ack = p.ack;
+  x->synack.window = load_be16(x->old_tcp + 14);
+  x->synack.has_ts = walk.o.has_timestamps;
+  x->synack.tsval = walk.o.has_timestamps ? walk.o.tsval : 0;
+  x->synack.has_wscale = walk.o.has_wscale;
+  x->synack.wscale = walk.o.has_wscale ? walk.o.wscale : 0;
+  x->synack.sack_permitted = walk.o.sack_permitted;
+  x->synack.pad[0] = x->synack.pad[1] = 0;
+  if (!sg_synack_answers(&x->hs.hs, &x->synack)) return punt_synack();
+  sg_hand_over(&x->hs.hs, &x->synack, &x->ho);
+  if (x->ho.supply_timestamps) return punt_synack();
+  /* The window update goes on from here: only with a way out, and never where the kernel would
+   * answer the SYN-ACK with an ICMP error instead. */
+  if (!sg_tc_forward ||
+      route_of(skb, p.v6, hlen, (__u32)p.key.sport_be | (__u32)p.key.dport_be << 16) != TC_ROUTE_OUT)
+    return punt_synack();
+  struct tc_route_scratch* r = route_scratch();
+  if (!r) return punt_synack();
+  /* The claim: of two copies of the SYN-ACK on two CPUs, only the one that deletes the entry goes
+   * on; the other is a retransmission for the engine. */
+  if (bpf_map_delete_elem(&sg_tc_handshakes, &p.key) != 0) return punt_synack();
+  reverse_key((const struct sg_tc_flow_key*)&p.key, &x->c2s);
+  sg_tc_flow_entries(&x->ho.shifts, x->ho.delta, x->ho.tsoff, x->ho.timestamps, x->hs.generation, &x->to_server,
+                     &x->to_client);
+  /* Both entries before any answer leaves: the backend sends nothing before its ACK, and the
+   * client's next segment must find its entry. Without room the engine takes the SYN-ACK and
+   * writes them itself. */
+  if (bpf_map_update_elem(&sg_tc_flows, &x->c2s, &x->to_server, BPF_ANY) != 0) return punt_synack();
+  if (bpf_map_update_elem(&sg_tc_flows, &p.key, &x->to_client, BPF_ANY) != 0) {
+    bpf_map_delete_elem(&sg_tc_flows, &x->c2s);
+    return punt_synack();
+  }
+  if (bpf_skb_load_bytes(skb, 0, x->macs, 12) != 0) return punt_synack();
+
+  /* The client's window update, from the service's address, one hop lower as forwarding makes
+   * it: a clone, out the FIB's way. */
+  __u32 len = build_answer(x, &p.key, 0, p.v6, 63, &x->ho.to_client);
+  if (!answer_into(skb, x, p.v6, len, hlen)) return TC_ACT_SHOT; /* the entries stand; the client retransmits */
+  __u8 macs[12];
+  __builtin_memcpy(macs, r->fib.dmac, 6);
+  __builtin_memcpy(macs + 6, r->fib.smac, 6);
+  if (bpf_skb_store_bytes(skb, 0, macs, 12, 0) != 0) return TC_ACT_SHOT;
+  skb->mark |= SG_TC_MARK;
+  if (bpf_clone_redirect(skb, r->fib.ifindex, 0) != 0) count(SG_TC_HANDSHAKE_PUNTED);
+
+  /* The backend's ACK, from the client's address, back where the SYN-ACK came from. Its TCP
+   * header's previous form is now the window update's. */
+  const __u32 update_hlen = len - (p.v6 ? IPV6_HLEN : IPV4_HLEN);
+  if (bpf_skb_load_bytes(skb, l4, x->old_tcp, len_1_to_64(update_hlen)) != 0) return TC_ACT_SHOT;
+  len = build_answer(x, &p.key, 1, p.v6, 64, &x->ho.to_backend);
+  if (!answer_into(skb, x, p.v6, len, update_hlen)) return TC_ACT_SHOT;
+  __builtin_memcpy(macs, x->macs + 6, 6);
+  __builtin_memcpy(macs + 6, x->macs, 6);
+  if (bpf_skb_store_bytes(skb, 0, macs, 12, 0) != 0) return TC_ACT_SHOT;
+
+  struct sg_tc_event* e = bpf_ringbuf_reserve(&sg_tc_events, sizeof(*e), 0);
+  if (e) {
+    __builtin_memcpy(&e->key, &x->c2s, sizeof(e->key));
+    e->kind = SG_TC_EVENT_HANDED_OVER;
+    __builtin_memcpy(&e->synack, &x->synack, sizeof(e->synack));
+    bpf_ringbuf_submit(e, 0);
+  } else {
+    count(SG_TC_EVENT_LOST);
+  }
+  count(SG_TC_HANDED_OVER);
+  return bpf_redirect(skb->ingress_ifindex, 0);
+}

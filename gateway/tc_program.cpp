@@ -58,20 +58,9 @@ sg_tc_flow_key flow_key(const FlowTuple& t) { return bpf::map_flow_key<sg_tc_flo
 
 FlowEntries flow_entries(const FlowTuple& c2s, const FlowTranslation& t, uint32_t generation) {
   FlowEntries e;
-  const uint8_t options = t.timestamps ? SG_TC_OPT_TIMESTAMPS : 0;
   e.to_server_key = flow_key(c2s);
-  e.to_server.delta = t.delta;
-  e.to_server.tsoff = t.tsoff;
-  e.to_server.direction = SG_TC_TO_SERVER;
-  e.to_server.window_from = t.shifts.client_sends;
-  e.to_server.window_to = t.shifts.server_reads;
-  e.to_server.options = options;
-  e.to_server.generation = generation;
   e.to_client_key = flow_key(c2s.reversed());
-  e.to_client = e.to_server;
-  e.to_client.direction = SG_TC_TO_CLIENT;
-  e.to_client.window_from = t.shifts.server_sends;
-  e.to_client.window_to = t.shifts.client_reads;
+  sg_tc_flow_entries(&t.shifts, t.delta, t.tsoff, t.timestamps, generation, &e.to_server, &e.to_client);
   return e;
 }
 
@@ -139,7 +128,7 @@ bool available() noexcept { return true; }
 struct Program::Impl {
   syngate_tc* skel = nullptr;
   ring_buffer* events = nullptr;  // sg_tc_events' reader (null: none could be made; closes wait for the sweep)
-  std::vector<sg_tc_flow_key>* target = nullptr;  // where take_events puts what it reads
+  std::vector<sg_tc_event>* target = nullptr;  // where take_events puts what it reads
   mutable std::mutex mutex;
   std::vector<std::pair<int, bool>> attached;  // ifindex, egress too
   int flows_fd() const { return bpf_map__fd(skel->maps.sg_tc_flows); }
@@ -332,11 +321,11 @@ Program::Program(uint32_t max_flows, const std::string& dir, const Placement& at
       bpf_map__fd(skel->maps.sg_tc_events),
       [](void* ctx, void* data, size_t size) {
         auto* out = static_cast<Impl*>(ctx)->target;
-        if (!out || size != sizeof(sg_tc_flow_key)) return 0;
-        sg_tc_flow_key k;
-        std::memcpy(&k, data, sizeof k);
+        if (!out || size != sizeof(sg_tc_event)) return 0;
+        sg_tc_event e;
+        std::memcpy(&e, data, sizeof e);
         try {
-          out->push_back(k);
+          out->push_back(e);
         } catch (const std::bad_alloc&) {
           return -ENOMEM;  // the rest stays in the ring for the next drain
         }
@@ -354,7 +343,7 @@ Program::~Program() {
   if (impl_->skel) syngate_tc__destroy(impl_->skel);
 }
 
-void Program::take_events(std::vector<sg_tc_flow_key>& out) noexcept {
+void Program::take_events(std::vector<sg_tc_event>& out) noexcept {
   if (!impl_->events) return;
   impl_->target = &out;
   ring_buffer__consume(impl_->events);
@@ -588,7 +577,7 @@ uint64_t Program::clear_flows() noexcept { return 0; }
 void Program::delete_key(const sg_tc_flow_key&) noexcept {}
 bool Program::write_key(const sg_tc_flow_key&, const sg_tc_flow&) noexcept { return false; }
 std::vector<std::pair<sg_tc_flow_key, sg_tc_flow>> Program::entries() const { return {}; }
-void Program::take_events(std::vector<sg_tc_flow_key>&) noexcept {}
+void Program::take_events(std::vector<sg_tc_event>&) noexcept {}
 uint64_t Program::flow_entries_count() const noexcept { return 0; }
 Counters Program::counters() const { return {}; }
 int Program::flows_map_fd() const noexcept { return -1; }
@@ -981,7 +970,9 @@ void KernelPath::take_closing(std::vector<FlowTuple>& out, const std::function<b
   if (!stopped_.load(std::memory_order_acquire)) program_->take_events(drained_);
   const uint32_t round = ++close_round_;
   try {
-    for (const sg_tc_flow_key& k : drained_) closes_.push_back({k, round});
+    for (const sg_tc_event& e : drained_) {
+      if (e.kind == SG_TC_EVENT_CLOSE) closes_.push_back({e.key, round});
+    }
     const size_t first = out.size();
     std::erase_if(closes_, [&](const Close& c) {
       const FlowTuple t = bpf::map_flow_tuple(c.key);

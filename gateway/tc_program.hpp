@@ -46,7 +46,7 @@ uint32_t flow_map_entries(uint32_t max_flows) noexcept;
 
 // Counter names, in the program's order (tc_abi.h, enum sg_tc_counter).
 inline constexpr std::array<const char*, SG_TC_COUNTER_COUNT> kCounterNames = {
-    "translated", "punted", "already_marked", "miss", "events_lost", "forwarded"};
+    "translated", "punted", "already_marked", "miss", "events_lost", "forwarded", "handed_over", "handshake_punted"};
 using Counters = std::array<uint64_t, SG_TC_COUNTER_COUNT>;
 
 // The two map entries of a handed-over flow: the client's segments keyed client -> server, the
@@ -107,9 +107,9 @@ class Program {
   bool write_key(const sg_tc_flow_key& key, const sg_tc_flow& value) noexcept;
   // Every entry, with its value.
   std::vector<std::pair<sg_tc_flow_key, sg_tc_flow>> entries() const;
-  // Appends the keys the programs put on sg_tc_events since the last call (tc_abi.h). Reads the
+  // Appends the records the programs put on sg_tc_events since the last call (tc_abi.h). Reads the
   // ring's shared memory: no system call unless it holds something. Not thread-safe.
-  void take_events(std::vector<sg_tc_flow_key>& out) noexcept;
+  void take_events(std::vector<sg_tc_event>& out) noexcept;
   uint64_t flow_entries_count() const noexcept;
   Counters counters() const;
   // The flow map (host mode's OUTPUT match must look at this one: tc_match.hpp).
@@ -276,7 +276,7 @@ class KernelPath : public FlowObserver, public KernelFlowState {
     uint32_t round;
   };
   std::mutex closes_mutex_;
-  std::vector<sg_tc_flow_key> drained_;
+  std::vector<sg_tc_event> drained_;
   std::vector<Close> closes_;
   uint32_t close_round_ = 0;
 };
@@ -297,6 +297,9 @@ class FlowObservers final : public FlowObserver {
   }
   void flow_established(const FlowTuple& t, const FlowTranslation& x) noexcept override {
     for (FlowObserver* o : observers_) o->flow_established(t, x);
+  }
+  void handshake_sent(const FlowTuple& t, const sg_handshake& h) noexcept override {
+    for (FlowObserver* o : observers_) o->handshake_sent(t, h);
   }
 
  private:

@@ -22,10 +22,12 @@
  * kernel-kept fields below, so a forged packet can never remove state.
  *
  * The object (bpf/syngate_tc.bpf.c, skeleton `syngate_tc`): programs sg_tc_ingress and
- * sg_tc_egress (SEC "tc", clsact), map sg_tc_flows (BPF_MAP_TYPE_HASH, this key and value; the
- * daemon sets max_entries before load), sg_tc_counters (BPF_MAP_TYPE_PERCPU_ARRAY of __u64,
- * indexed by enum sg_tc_counter) and sg_tc_events (BPF_MAP_TYPE_RINGBUF of struct sg_tc_flow_key,
- * client -> server: a flow whose close the engine should merge now, not at its idle timeout).
+ * sg_tc_egress (SEC "tc", clsact) and sg_tc_synack (the ingress program's tail call through
+ * sg_tc_tail, for a backend's SYN-ACK), maps sg_tc_flows (BPF_MAP_TYPE_HASH, this key and value;
+ * the daemon sets max_entries before load), sg_tc_handshakes (the same key, struct
+ * sg_tc_handshake), sg_tc_counters (BPF_MAP_TYPE_PERCPU_ARRAY of __u64, indexed by enum
+ * sg_tc_counter) and sg_tc_events (BPF_MAP_TYPE_RINGBUF of struct sg_tc_event: a flow whose close
+ * the engine should merge now, not at its idle timeout, or whose hand-over the program made).
  * Set before load (rodata): sg_tc_router (router and both modes: ingress asks the FIB where a
  * segment goes before rewriting it, and leaves untranslated one the kernel will refuse) and
  * sg_tc_forward (gateway.tc_forward: ingress then sends translated segments on itself, counted
@@ -33,6 +35,7 @@
 #ifndef SYNGATE_BPF_TC_ABI_H
 #define SYNGATE_BPF_TC_ABI_H
 
+#include "syngate/spec/handover_spec.h"
 #include "syngate/spec/sg_types.h"
 
 /* The packet's own direction, as on the wire: the client's segments are keyed client -> server,
@@ -110,6 +113,53 @@ struct sg_tc_flow {
   sg_u64 packets;        /* segments translated by the program (atomic adds) */
 };
 
+/* sg_tc_handshakes: a SYN syngate sent a backend on a client's behalf, keyed by the tuple of the
+ * backend's SYN-ACK (server -> client). With it the ingress program (router mode) can take that
+ * SYN-ACK itself (sg_tc_synack): check it answers the SYN (handover_spec.h), claim the entry by
+ * deleting it (one CPU wins a duplicate), write the flow's two entries, turn the SYN-ACK into the
+ * client's window update (sent on first, a clone: its TSval must reach the client before any of
+ * the backend's data) and then into the ACK that completes the backend's handshake (sent back out
+ * where the SYN-ACK came from), and report SG_TC_EVENT_HANDED_OVER. It leaves to the engine a
+ * SYN-ACK that does not answer the SYN, carries data, has options it cannot read, lacks the
+ * timestamps the client was promised (the engine supplies them), or has no way out the FIB knows;
+ * the engine then deletes the entry. The daemon writes entries and deletes those the program did
+ * not take; the program deletes only the one it takes. */
+struct sg_tc_handshake {
+  struct sg_handshake hs;
+  sg_u32 generation; /* the flow entries' generation */
+};
+
+/* sg_tc_events records (BPF_MAP_TYPE_RINGBUF), for the engine that holds the flow. */
+enum sg_tc_event_kind {
+  SG_TC_EVENT_CLOSE = 0,      /* a FIN, or the ack of one, recorded: merge the flow's close now */
+  SG_TC_EVENT_HANDED_OVER = 1 /* sg_tc_synack took the backend's SYN-ACK: synack holds it */
+};
+struct sg_tc_event {
+  struct sg_tc_flow_key key; /* client -> server */
+  sg_u32 kind;               /* enum sg_tc_event_kind */
+  struct sg_synack synack;   /* SG_TC_EVENT_HANDED_OVER */
+};
+
+/* The two entries of a flow from its hand-over (handover_spec.h): the client's keyed client ->
+ * server, the server's keyed server -> client. What the daemon writes, and what the ingress
+ * program writes when it takes the backend's SYN-ACK itself: one definition for both. The
+ * kernel-kept fields start empty. */
+SG_INLINE void sg_tc_flow_entries(const struct sg_flow_shifts* shifts, sg_u32 delta, sg_u32 tsoff, int timestamps,
+                                  sg_u32 generation, struct sg_tc_flow* to_server, struct sg_tc_flow* to_client) {
+  __builtin_memset(to_server, 0, sizeof(*to_server));
+  to_server->delta = delta;
+  to_server->tsoff = timestamps ? tsoff : 0u;
+  to_server->direction = SG_TC_TO_SERVER;
+  to_server->window_from = shifts->client_sends;
+  to_server->window_to = shifts->server_reads;
+  to_server->options = timestamps ? SG_TC_OPT_TIMESTAMPS : 0u;
+  to_server->generation = generation;
+  *to_client = *to_server;
+  to_client->direction = SG_TC_TO_CLIENT;
+  to_client->window_from = shifts->server_sends;
+  to_client->window_to = shifts->client_reads;
+}
+
 /* skb->mark bit of a packet already translated (by a tc program, by the engine's verdict, or
  * sent by syngate itself): the NFQUEUE rules skip it, tc egress leaves it alone. */
 #define SG_TC_MARK 0x40000000u
@@ -121,6 +171,8 @@ enum sg_tc_counter {
   SG_TC_MISS,           /* TCP with no flow entry, or a SYN (never looked up): left alone */
   SG_TC_EVENT_LOST,     /* sg_tc_events full: the engine learns of that close at its idle timer */
   SG_TC_FORWARDED,      /* translated at ingress and sent on by the program itself (bpf_redirect) */
+  SG_TC_HANDED_OVER,    /* a backend's SYN-ACK answered by sg_tc_synack (the flow's entries written) */
+  SG_TC_HANDSHAKE_PUNTED, /* one it left to the engine (with a handshake entry: see above) */
   SG_TC_COUNTER_COUNT
 };
 
