@@ -68,9 +68,11 @@ struct {
 } sg_tc_events SEC(".maps");
 
 /* The backend SYNs whose SYN-ACK sg_tc_synack may answer (tc_abi.h, struct sg_tc_handshake),
- * keyed by the SYN-ACK's own tuple; sized by the daemon at load, as the flow map. */
+ * keyed by the SYN-ACK's own tuple; sized by the daemon at load. LRU: a record whose flow ended
+ * before its SYN-ACK (a timeout, the backend's RST) is not withdrawn, and goes when room is
+ * needed; a stale one never matches (the SYN-ACK must acknowledge its client ISN). */
 struct {
-  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(type, BPF_MAP_TYPE_LRU_HASH);
   __uint(max_entries, 65536);
   __type(key, struct sg_tc_flow_key);
   __type(value, struct sg_tc_handshake);
@@ -649,7 +651,9 @@ int sg_tc_synack(struct __sk_buff* skb) {
   x->synack.has_wscale = walk.o.has_wscale;
   x->synack.wscale = walk.o.has_wscale ? walk.o.wscale : 0;
   x->synack.sack_permitted = walk.o.sack_permitted;
-  x->synack.pad[0] = x->synack.pad[1] = 0;
+  x->synack.has_mss = walk.o.has_mss;
+  x->synack.mss = walk.o.has_mss ? walk.o.mss : 0;
+  x->synack.pad[0] = x->synack.pad[1] = x->synack.pad[2] = 0;
   if (!sg_synack_answers(&x->hs.hs, &x->synack)) return punt_synack();
   sg_hand_over(&x->hs.hs, &x->synack, &x->ho);
   if (x->ho.supply_timestamps) return punt_synack();

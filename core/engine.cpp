@@ -61,6 +61,11 @@ constexpr uint8_t kClientFinAcked = 1 << 6;
 constexpr uint8_t kServerFinAcked = 1 << 7;
 }  // namespace bit
 
+// Flow::kernel_handshake in SynSent: the kernel side may answer the backend's SYN-ACK
+// (FlowObserver::handshake_sent); or it did (its withdrawal failed) and its report is awaited.
+constexpr uint8_t kHandshakeOffered = 1;
+constexpr uint8_t kHandshakeTaken = 2;
+
 }  // namespace
 
 SynGuardConfig syn_guard_config(const EngineConfig& c) {
@@ -143,6 +148,7 @@ struct Engine::Impl {
   // What the kernel path recorded of handed-over flows (null: none, the engine sees every segment).
   KernelFlowState* kernel = nullptr;
   std::vector<FlowTuple> closes;  // the sweep's (merge_kernel_closes), kept for its capacity
+  std::vector<KernelHandOver> handovers;  // the same for take_kernel_handovers
 
   Impl(const EngineConfig& c, const CookieJar& j, EngineState state)
       : cfg(normalized(c)),
@@ -505,6 +511,12 @@ struct Engine::Impl {
     Flow& f = table.edit(i);
     if (!ack && !rst) return drop(DropReason::InvalidFlags);
 
+    // Data, a FIN or an RST for a flow whose SYN-ACK the kernel side may answer: the record is
+    // withdrawn (the engine holds what the program's ACK would not carry), or the hand-over it
+    // made is taken first and the segment is the established flow's.
+    if (f.state == State::SynSent && f.kernel_handshake && (p.payload_len() || (fl & (tcp_flag::FIN | tcp_flag::RST)))) {
+      settle_kernel_handshake(i, now, sink);
+    }
     if (f.state == State::SynSent) {
       if (rst) {
         // The client gave up before the backend answered: withdraw our SYN from the backend. Its
@@ -627,8 +639,10 @@ struct Engine::Impl {
     // the SYN is sent apart.
     const bool bare = p.payload_len() == 0 && !(p.flags() & tcp_flag::FIN);
     buffer_early_data(f, p);
+    f.kernel_handshake = 0;
     if (bare) {
-      if (FlowObserver* observer = table.flow_observer()) observer->handshake_sent(f.key, handshake_of(f));
+      FlowObserver* observer = table.flow_observer();
+      if (observer && observer->handshake_sent(f.key, handshake_of(f))) f.kernel_handshake = kHandshakeOffered;
     }
     return take_place(build_backend_syn(i), bare ? room : std::span<uint8_t>{}, sink);
   }
@@ -691,6 +705,9 @@ struct Engine::Impl {
       }
       if ((fl & (tcp_flag::SYN | tcp_flag::ACK)) == (tcp_flag::SYN | tcp_flag::ACK) && p.ack() == f.client_isn + 1) {
         count(DropReason::BackendSynAckConsumed);
+        // One the kernel side left (or a copy of one it took: then answered already).
+        settle_kernel_handshake(i, now, sink);
+        if (f.state != State::SynSent) return {Verdict::Drop, false};
         return take_place(backend_answered(i, p, now, sink), room, sink);
       }
       return drop(DropReason::BackendSynAckUnexpected);
@@ -758,8 +775,8 @@ struct Engine::Impl {
 
   // The payload one segment to the backend may carry: its SYN-ACK's MSS (RFC 9293's default
   // without one) less the options each segment carries, never below Linux's floor (48).
-  static uint32_t early_segment_bytes(const TcpOptions& synack, const TcpOptions& sent, bool v4) {
-    const uint32_t mss = synack.has_mss ? synack.mss : (v4 ? 536u : 1220u);
+  static uint32_t early_segment_bytes(const sg_synack& synack, const TcpOptions& sent, bool v4) {
+    const uint32_t mss = synack.has_mss ? synack.mss : (v4 ? SG_DEFAULT_MSS_V4 : SG_DEFAULT_MSS_V6);
     const uint32_t options = static_cast<uint32_t>(tcp_options_wire_length(sent));
     return std::max<uint32_t>(mss > options ? mss - options : 0u, 48u);
   }
@@ -789,6 +806,8 @@ struct Engine::Impl {
     s.has_wscale = o.has_wscale;
     s.wscale = o.has_wscale ? o.wscale : 0u;
     s.sack_permitted = o.sack_permitted;
+    s.has_mss = o.has_mss;
+    s.mss = o.has_mss ? o.mss : 0u;
     return s;
   }
   static TcpOptions options_of(const sg_handover_ack& a) {
@@ -801,12 +820,12 @@ struct Engine::Impl {
     return o;
   }
 
-  // Sends the backend its ACK and builds the client's window update in scratch (its length
-  // returned: it goes the SYN-ACK's way).
-  size_t backend_answered(uint32_t i, const TcpPacket& synack, const EngineClock& now, PacketSink& sink) {
+  // The flow's side of the hand-over (handover_spec.h): what the backend's SYN-ACK taught it and
+  // each end's record, for whichever path answers the SYN-ACK. The flow enters Established with
+  // enter_established once its early data is out (its slot goes back to the pool then).
+  sg_handover adopt_synack(uint32_t i, const sg_synack& s, const EngineClock& now) {
     Flow& f = table.edit(i);
     const sg_handshake h = handshake_of(f);
-    const sg_synack s = synack_of(synack);
     sg_handover ho;
     sg_hand_over(&h, &s, &ho);
     if (f.bits & bit::kTimestamps) learn_backend_timestamps(f.key, s.has_ts);
@@ -822,29 +841,6 @@ struct Engine::Impl {
       f.bits |= bit::kBackendWscale;
       f.backend_ws = ho.backend_ws;
     }
-    // The translation is complete: hand it over before anything reaches the backend (the ACK
-    // below lets it send), so that none of its segments can overtake the hand-over.
-    if (FlowObserver* observer = table.flow_observer()) {
-      if (const std::optional<FlowTranslation> t = translation(f)) observer->flow_established(f.key, *t);
-    }
-    const TcpOptions ts = options_of(ho.to_backend);
-    if (f.early_len > 0) {
-      // What the client sent early may have reached the queue as one GRO super-packet (2,896
-      // bytes from a client with a full MSS): it goes on in segments the backend's MSS allows,
-      // as one packet it would exceed the MTU and the raw send fail (EMSGSIZE), the backend
-      // never getting it and the client waiting a retransmission timeout.
-      const uint32_t segment = early_segment_bytes(synack.options(), ts, f.key.src.is_v4());
-      const uint8_t* data = table.early_data(f.early_slot);
-      for (uint32_t off = 0; off < f.early_len; off += segment) {
-        const uint32_t n = std::min<uint32_t>(segment, f.early_len - off);
-        emit(sink, build_ack(scratch, f.key, ho.to_backend.seq + off, ho.to_backend.ack, ho.to_backend.window, ts,
-                             std::span<const uint8_t>(data + off, n)));
-      }
-    } else {
-      emit(sink, build_ack(scratch, f.key, ho.to_backend.seq, ho.to_backend.ack, ho.to_backend.window, ts));
-    }
-    // The early-data slot goes back to the pool when the flow enters Established below.
-
     // What each end has sent and acknowledged so far, for the RST check.
     f.client_next = sg_seq_max(f.client_next, f.client_isn + 1 + f.early_len);
     f.client_acked = s.seq + 1;
@@ -853,15 +849,90 @@ struct Engine::Impl {
     f.server_acked = f.client_isn + 1;
     f.server_wnd = s.window;  // a SYN-ACK's own window is unscaled
     f.seen = kSeenBoth;
-
-    // Tell the client the real window now that it is known (ours was only the early-data room).
-    TcpOptions to_client = options_of(ho.to_client);
-    if (ho.supply_timestamps) to_client.tsval = supplied_tsval(f, now);
+    f.kernel_handshake = 0;
+    return ho;
+  }
+  void enter_established(uint32_t i, const EngineClock& now) {
+    Flow& f = table.edit(i);
     f.stamp_ms = timer_ms(now);
     ++counters.established;
     table.enter(i, State::Established, f.stamp_ms);
+  }
+
+  // What the client sent early, to the backend in segments its MSS allows: it may have reached the
+  // queue as one GRO super-packet (2,896 bytes from a client with a full MSS), which as one packet
+  // would exceed the MTU and the raw send fail (EMSGSIZE), the backend never getting it and the
+  // client waiting a retransmission timeout.
+  void send_early_data(const Flow& f, const sg_synack& s, const sg_handover_ack& a, PacketSink& sink) {
+    const TcpOptions ts = options_of(a);
+    const uint32_t segment = early_segment_bytes(s, ts, f.key.src.is_v4());
+    const uint8_t* data = table.early_data(f.early_slot);
+    for (uint32_t off = 0; off < f.early_len; off += segment) {
+      const uint32_t n = std::min<uint32_t>(segment, f.early_len - off);
+      emit(sink, build_ack(scratch, f.key, a.seq + off, a.ack, a.window, ts, std::span<const uint8_t>(data + off, n)));
+    }
+  }
+
+  // Sends the backend its ACK and builds the client's window update in scratch (its length
+  // returned: it goes the SYN-ACK's way).
+  size_t backend_answered(uint32_t i, const TcpPacket& synack, const EngineClock& now, PacketSink& sink) {
+    const sg_synack s = synack_of(synack);
+    const sg_handover ho = adopt_synack(i, s, now);
+    Flow& f = table.edit(i);
+    // The translation is complete: hand it over before anything reaches the backend (the ACK
+    // below lets it send), so that none of its segments can overtake the hand-over.
+    if (FlowObserver* observer = table.flow_observer()) {
+      if (const std::optional<FlowTranslation> t = translation(f)) observer->flow_established(f.key, *t);
+    }
+    if (f.early_len > 0) send_early_data(f, s, ho.to_backend, sink);
+    else emit(sink, build_ack(scratch, f.key, ho.to_backend.seq, ho.to_backend.ack, ho.to_backend.window,
+                              options_of(ho.to_backend)));
+    // Tell the client the real window now that it is known (ours was only the early-data room).
+    TcpOptions to_client = options_of(ho.to_client);
+    if (ho.supply_timestamps) to_client.tsval = supplied_tsval(f, now);
+    enter_established(i, now);
     return build_window_update(scratch, f.key.reversed(), ho.to_client.seq, ho.to_client.ack, ho.to_client.window,
                                to_client);
+  }
+
+  // ---- hand-overs the kernel side made (FlowObserver::handshake_sent) --------------------------
+  // The tc program answered the flow's SYN-ACK (the backend's ACK and the client's window update
+  // are out, both entries written): the flow takes what it taught and sends on what the client
+  // sent early, if anything (the program's ACK carried none).
+  void kernel_handed_over(uint32_t i, const sg_synack& s, const EngineClock& now, PacketSink& sink) {
+    const Flow& before = table.get(i);
+    if (before.state != State::SynSent || !before.kernel_handshake) return;
+    const sg_handshake h = handshake_of(before);
+    if (!sg_synack_answers(&h, &s)) return;
+    const sg_handover ho = adopt_synack(i, s, now);
+    const Flow& f = table.get(i);
+    if (f.early_len > 0) send_early_data(f, s, ho.to_backend, sink);
+    ++counters.kernel_handshakes;
+    enter_established(i, now);
+  }
+  // Takes the hand-overs the kernel side reported for this engine's flows.
+  void take_kernel_handovers(const EngineClock& now, PacketSink& sink) {
+    handovers.clear();
+    kernel->take_handed_over(handovers, [this](const FlowTuple& t) { return table.find(t) != kNone; });
+    for (const KernelHandOver& k : handovers) {
+      const uint32_t i = table.find(k.flow);
+      if (i != kNone) kernel_handed_over(i, k.synack, now, sink);
+      table.settle();
+    }
+  }
+  // The flow's SYN-ACK is the engine's from now on, unless the kernel side took it already: then
+  // its report is taken now (the program writes it before its answers leave; a few reads cover a
+  // report still being written on another CPU), or at the next sweep.
+  void settle_kernel_handshake(uint32_t i, const EngineClock& now, PacketSink& sink) {
+    if (!kernel || !table.get(i).kernel_handshake) return;
+    if (table.get(i).kernel_handshake == kHandshakeOffered) {
+      if (kernel->withdraw_handshake(table.get(i).key)) {
+        table.edit(i).kernel_handshake = 0;
+        return;
+      }
+      table.edit(i).kernel_handshake = kHandshakeTaken;  // withdrawn once: never again
+    }
+    for (int tries = 0; tries < 4 && table.get(i).state == State::SynSent; ++tries) take_kernel_handovers(now, sink);
   }
 
   // ---- ICMP errors about flows (icmp.hpp) ------------------------------------------------------
@@ -913,7 +984,11 @@ struct Engine::Impl {
   // ---- timers -------------------------------------------------------------------------------
   void advance(const EngineClock& clock, PacketSink& sink) {
     const uint32_t now = timer_ms(clock);
-    if (kernel) merge_kernel_closes(now);
+    if (kernel) {
+      // Before the SYN retries: a flow the kernel side handed over must not send its SYN again.
+      take_kernel_handovers(clock, sink);
+      merge_kernel_closes(now);
+    }
     for (uint32_t level = 0; level <= cfg.backend_syn_retries; ++level) {
       const uint32_t timeout = cfg.backend_retry_initial_ms << level;
       const FlowTable::List& l = table.list(static_cast<uint8_t>(kListSynSent0 + level));

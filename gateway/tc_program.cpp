@@ -265,6 +265,7 @@ syngate_tc* open_and_load(uint32_t max_entries, const std::string& pin, int reus
     skel->rodata->sg_tc_router = at.router;
     skel->rodata->sg_tc_forward = at.router && at.forward;
     bpf_map__set_max_entries(skel->maps.sg_tc_flows, max_entries);
+    bpf_map__set_max_entries(skel->maps.sg_tc_handshakes, max_entries / 2 > 0 ? max_entries / 2 : 1);
     if (!pin.empty()) bpf_map__set_pin_path(skel->maps.sg_tc_flows, pin.c_str());
     if (reuse_fd >= 0) {
       *err = fits(reuse_fd, skel->maps.sg_tc_flows) ? bpf_map__reuse_fd(skel->maps.sg_tc_flows, reuse_fd) : -EINVAL;
@@ -508,6 +509,17 @@ bool Program::write_key(const sg_tc_flow_key& key, const sg_tc_flow& value) noex
   return bpf_map_update_elem(impl_->flows_fd(), &key, &value, BPF_ANY) == 0;
 }
 
+bool Program::write_handshake(const sg_tc_flow_key& key, const sg_tc_handshake& value) noexcept {
+  return bpf_map_update_elem(bpf_map__fd(impl_->skel->maps.sg_tc_handshakes), &key, &value, BPF_ANY) == 0;
+}
+
+// ENOENT: the program took the record (or the LRU map let it go, which the engine survives: the
+// SYN-ACK then reaches it). Any other failure leaves the record where the program may still take
+// it: false as well, so the engine waits for the report rather than answer twice.
+bool Program::delete_handshake(const sg_tc_flow_key& key) noexcept {
+  return bpf_map_delete_elem(bpf_map__fd(impl_->skel->maps.sg_tc_handshakes), &key) == 0;
+}
+
 std::vector<std::pair<sg_tc_flow_key, sg_tc_flow>> Program::entries() const {
   std::vector<std::pair<sg_tc_flow_key, sg_tc_flow>> out;
   walk_flows(impl_->flows_fd(), [&](const sg_tc_flow_key& k, const sg_tc_flow& v) { out.emplace_back(k, v); });
@@ -576,6 +588,8 @@ bool Program::read_flow(const FlowTuple&, sg_tc_flow&, sg_tc_flow&) const noexce
 uint64_t Program::clear_flows() noexcept { return 0; }
 void Program::delete_key(const sg_tc_flow_key&) noexcept {}
 bool Program::write_key(const sg_tc_flow_key&, const sg_tc_flow&) noexcept { return false; }
+bool Program::write_handshake(const sg_tc_flow_key&, const sg_tc_handshake&) noexcept { return false; }
+bool Program::delete_handshake(const sg_tc_flow_key&) noexcept { return true; }
 std::vector<std::pair<sg_tc_flow_key, sg_tc_flow>> Program::entries() const { return {}; }
 void Program::take_events(std::vector<sg_tc_event>&) noexcept {}
 uint64_t Program::flow_entries_count() const noexcept { return 0; }
@@ -674,6 +688,14 @@ std::unique_ptr<KernelPath> KernelPath::start(const gw::GatewayConfig& config, u
   path->listed_ = config.xdp_interfaces;
   path->egress_ = egress;
   path->tc_forward_ = config.tc_forward;
+  // The backend's SYN-ACK answered in the kernel: a router's ingress sees it, and sends the
+  // client's window update on itself.
+  path->handshakes_ = config.tc_handshake && config.mode == gw::Mode::Router && config.tc_forward;
+  if (config.tc_handshake && !path->handshakes_) {
+    spdlog::warn("tc: gateway.tc_handshake needs mode = \"router\" and tc_forward: backend SYN-ACKs stay the engine's");
+  } else if (path->handshakes_) {
+    spdlog::info("tc: the router's ingress answers backend SYN-ACKs of bare cookie ACKs (gateway.tc_handshake)");
+  }
   // The trust the rules of now allow, set before the first segment is handed over (finish_start).
   path->follow_fwmark_rules();
   for (const gw::InterfaceChoice& c : plan.interfaces) path->applied_.push_back(c.ifindex);
@@ -964,15 +986,27 @@ bool KernelPath::read(const FlowTuple& t, KernelFlowView& out) noexcept {
   return true;
 }
 
-void KernelPath::take_closing(std::vector<FlowTuple>& out, const std::function<bool(const FlowTuple&)>& mine) noexcept {
-  std::lock_guard lock(closes_mutex_);
+// The ring's records since the last drain, sorted into the closes and hand-overs the engines
+// take. Under closes_mutex_.
+uint32_t KernelPath::drain_events() noexcept {
   drained_.clear();
   if (!stopped_.load(std::memory_order_acquire)) program_->take_events(drained_);
   const uint32_t round = ++close_round_;
   try {
     for (const sg_tc_event& e : drained_) {
       if (e.kind == SG_TC_EVENT_CLOSE) closes_.push_back({e.key, round});
+      else if (e.kind == SG_TC_EVENT_HANDED_OVER) handovers_.push_back({e.key, e.synack, round});
     }
+  } catch (const std::bad_alloc&) {
+    closes_.clear();  // those flows are merged at their idle timers
+  }
+  return round;
+}
+
+void KernelPath::take_closing(std::vector<FlowTuple>& out, const std::function<bool(const FlowTuple&)>& mine) noexcept {
+  std::lock_guard lock(closes_mutex_);
+  const uint32_t round = drain_events();
+  try {
     const size_t first = out.size();
     std::erase_if(closes_, [&](const Close& c) {
       const FlowTuple t = bpf::map_flow_tuple(c.key);
@@ -989,6 +1023,37 @@ void KernelPath::take_closing(std::vector<FlowTuple>& out, const std::function<b
   } catch (const std::bad_alloc&) {
     closes_.clear();  // those flows are merged at their idle timers
   }
+}
+
+void KernelPath::take_handed_over(std::vector<KernelHandOver>& out,
+                                  const std::function<bool(const FlowTuple&)>& mine) noexcept {
+  std::lock_guard lock(closes_mutex_);
+  const uint32_t round = drain_events();
+  try {
+    std::erase_if(handovers_, [&](const HandOver& h) {
+      const FlowTuple t = bpf::map_flow_tuple(h.key);
+      if (mine(t)) {
+        out.push_back({t, h.synack});
+        handed_over_.fetch_add(1, std::memory_order_relaxed);
+        return true;
+      }
+      // A flow no engine holds (freed meanwhile): its entries went with it.
+      return round - h.round > kCloseRounds;
+    });
+  } catch (const std::bad_alloc&) {
+    handovers_.clear();  // those flows' SYN retries find the backend established; they end at its RST
+  }
+}
+
+bool KernelPath::handshake_sent(const FlowTuple& t, const sg_handshake& h) noexcept {
+  if (!handshakes_ || stopped_.load(std::memory_order_acquire)) return false;
+  const sg_tc_handshake record{h, generation_.fetch_add(1, std::memory_order_relaxed) + 1};
+  return program_->write_handshake(flow_key(t.reversed()), record);
+}
+
+bool KernelPath::withdraw_handshake(const FlowTuple& t) noexcept {
+  if (stopped_.load(std::memory_order_acquire)) return true;  // detached: no program takes it now
+  return program_->delete_handshake(flow_key(t.reversed()));
 }
 
 std::string KernelPath::render_metrics() const {

@@ -105,6 +105,10 @@ class Program {
   void delete_key(const sg_tc_flow_key& key) noexcept;
   // One entry, created or replaced whole.
   bool write_key(const sg_tc_flow_key& key, const sg_tc_flow& value) noexcept;
+  // A backend SYN's record (tc_abi.h, sg_tc_handshakes), keyed by its SYN-ACK's tuple; and its
+  // withdrawal: true when it was there and is gone, false when the program took it.
+  bool write_handshake(const sg_tc_flow_key& key, const sg_tc_handshake& value) noexcept;
+  bool delete_handshake(const sg_tc_flow_key& key) noexcept;
   // Every entry, with its value.
   std::vector<std::pair<sg_tc_flow_key, sg_tc_flow>> entries() const;
   // Appends the records the programs put on sg_tc_events since the last call (tc_abi.h). Reads the
@@ -196,6 +200,12 @@ class KernelPath : public FlowObserver, public KernelFlowState {
   bool read(const FlowTuple& client_to_server, KernelFlowView& out) noexcept override;
   void punt(const FlowTuple& client_to_server) noexcept override;
   void take_closing(std::vector<FlowTuple>& out, const std::function<bool(const FlowTuple&)>& mine) noexcept override;
+  // gateway.tc_handshake (router mode): the record sg_tc_synack answers the backend's SYN-ACK
+  // from, written as the SYN leaves; its withdrawal; the hand-overs the program reported.
+  bool handshake_sent(const FlowTuple& t, const sg_handshake& h) noexcept override;
+  bool withdraw_handshake(const FlowTuple& client_to_server) noexcept override;
+  void take_handed_over(std::vector<KernelHandOver>& out,
+                        const std::function<bool(const FlowTuple&)>& mine) noexcept override;
   // The server-to-client entries of the flows this thread handed over since its last call,
   // written now. A flow worker calls it once the packets of its batch are sent (Worker's
   // after_flush): the engine's hand-over step sends the backend the ACK that completes its
@@ -275,9 +285,17 @@ class KernelPath : public FlowObserver, public KernelFlowState {
     sg_tc_flow_key key;
     uint32_t round;
   };
+  struct HandOver {
+    sg_tc_flow_key key;
+    sg_synack synack;
+    uint32_t round;
+  };
+  uint32_t drain_events() noexcept;
+  bool handshakes_ = false;  // gateway.tc_handshake in force
   std::mutex closes_mutex_;
   std::vector<sg_tc_event> drained_;
   std::vector<Close> closes_;
+  std::vector<HandOver> handovers_;
   uint32_t close_round_ = 0;
 };
 
@@ -298,8 +316,10 @@ class FlowObservers final : public FlowObserver {
   void flow_established(const FlowTuple& t, const FlowTranslation& x) noexcept override {
     for (FlowObserver* o : observers_) o->flow_established(t, x);
   }
-  void handshake_sent(const FlowTuple& t, const sg_handshake& h) noexcept override {
-    for (FlowObserver* o : observers_) o->handshake_sent(t, h);
+  bool handshake_sent(const FlowTuple& t, const sg_handshake& h) noexcept override {
+    bool taken = false;
+    for (FlowObserver* o : observers_) taken = o->handshake_sent(t, h) || taken;
+    return taken;
   }
 
  private:

@@ -135,6 +135,7 @@ struct EngineCounters {
   uint64_t backend_syns_sent = 0;
   uint64_t backend_syn_retries = 0;
   uint64_t established = 0;
+  uint64_t kernel_handshakes = 0;  // of those, the backend's SYN-ACK answered by the kernel side
   uint64_t translated = 0;  // packets rewritten on an established flow
   // RSTs inside the receiver's window but not exact (RFC 5961 3.2): passed on for the endpoint to
   // judge (it answers with a challenge ACK); the flow carries on.

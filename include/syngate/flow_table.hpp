@@ -78,8 +78,11 @@ class FlowObserver {
   virtual void flow_established(const FlowTuple& /*client_to_server*/, const FlowTranslation& /*t*/) noexcept {}
   // The engine sent the backend its SYN for a client that sent no data with its cookie ACK (not
   // called for retries): what another data path needs to take the backend's SYN-ACK itself
-  // (handover_spec.h). The engine still takes a SYN-ACK that reaches it.
-  virtual void handshake_sent(const FlowTuple& /*client_to_server*/, const sg_handshake& /*h*/) noexcept {}
+  // (handover_spec.h). True when it may (KernelFlowState: withdraw_handshake, take_handed_over);
+  // the engine still takes a SYN-ACK that reaches it.
+  virtual bool handshake_sent(const FlowTuple& /*client_to_server*/, const sg_handshake& /*h*/) noexcept {
+    return false;
+  }
 };
 
 // What another data path (the tc programs) recorded of a handed-over flow since the hand-over, one
@@ -117,6 +120,12 @@ struct KernelFlowView {
 };
 // Reads that record; implemented by the daemon over the tc flow map (a system call each, so the
 // engine asks only when it needs it: expiry, RST, a segment that reached it anyway).
+// A backend's SYN-ACK the kernel side answered itself (FlowObserver::handshake_sent).
+struct KernelHandOver {
+  FlowTuple flow;  // client to server
+  sg_synack synack;
+};
+
 class KernelFlowState {
  public:
   virtual ~KernelFlowState() = default;
@@ -137,6 +146,13 @@ class KernelFlowState {
   // idle timer. Several engines may share one kernel side, each with its own flows.
   virtual void take_closing(std::vector<FlowTuple>& /*out*/,
                             const std::function<bool(const FlowTuple&)>& /*mine*/) noexcept {}
+  // The hand-overs the kernel side made since it was last asked, of this engine's flows (`mine`),
+  // appended to `out`, each once.
+  virtual void take_handed_over(std::vector<KernelHandOver>& /*out*/,
+                                const std::function<bool(const FlowTuple&)>& /*mine*/) noexcept {}
+  // Takes back what handshake_sent offered: true when the flow's SYN-ACK is the engine's from now
+  // on, false when the kernel side took it already (its report follows: take_handed_over).
+  virtual bool withdraw_handshake(const FlowTuple& /*client_to_server*/) noexcept { return true; }
 };
 
 namespace flows {
@@ -201,7 +217,8 @@ struct Flow {
   uint8_t seen;             // which ends the tracking fields above hold (kSeenClient, kSeenServer)
   uint8_t announced_ws;     // the shift our SYN-ACK announced to this client: a reload never changes it
   uint8_t supply;           // what syngate supplies that the backend lacks (kSupply* bits)
-  uint8_t reserved[5];
+  uint8_t kernel_handshake;  // in SynSent: the kernel side may answer the SYN-ACK (handshake_sent)
+  uint8_t reserved[4];
 };
 static_assert(sizeof(Flow) == 128, "flow entry size is part of the saved table layout");
 inline constexpr uint8_t kSeenClient = 1 << 0;

@@ -6,10 +6,18 @@
 # answers the request's sha256 and a reply generated from a seed). A segment translated twice or
 # not at all breaks its connection. The counters must show both translators at work: the engine
 # (what was queued before the hand-over) and the tc programs.
-#   kernel_path_handover_test.sh SYNGATE [router|host]
+# With router-synack (router mode, gateway.tc_handshake) the tc program also answers the backend's
+# SYN-ACK of every flow whose client had not yet sent its request when the SYN-ACK came back, and
+# the engine the others: both must have happened, every byte still intact.
+#   kernel_path_handover_test.sh SYNGATE [router|host|router-synack]
 source "$(dirname "$0")/lib.sh"
 lab_init "$@"
 MODE=${2:-router}
+TC_HANDSHAKE=false
+if [[ $MODE == router-synack ]]; then
+  MODE=router
+  TC_HANDSHAKE=true
+fi
 lab_up
 lab_ipv6
 PORT=9000
@@ -32,6 +40,7 @@ state_dir = "$LAB_DIR/state"
 stats_interval_s = 0
 mode = "$MODE"
 kernel_path = "auto"
+tc_handshake = $TC_HANDSHAKE
 flow_queues = 2
 $BPF_DIR
 
@@ -61,15 +70,32 @@ for spec in "$V4 1500" "$V6 500"; do
   read -r addr conns <<<"$spec"
   k0=$(counter translated); e0=$(metric_sum syngate_translated_total)
   h0=$(metric_sum syngate_tc_flows_handed_over_total)
+  s0=$(metric_sum syngate_kernel_handshakes_total)
   start=$(date +%s.%N)
   out=$(in_ns "$NS_CLI" timeout 40 python3 "$(dirname "$0")/stream_check.py" client "$addr" $PORT \
         --conns "$conns" --parallel 64 --req 16384 --resp 65536) || fail "$addr: $out"
   secs=$(calc "$(date +%s.%N) - $start")
+  # The engines take the programs' hand-over reports at their sweep (every 100 ms): read once
+  # the count has settled.
+  prev=-1
+  for ((i = 0; i < 20; i++)); do
+    now_h=$(metric_sum syngate_tc_flows_handed_over_total)
+    (( now_h == prev )) && break
+    prev=$now_h
+    sleep 0.25
+  done
   k=$(( $(counter translated) - k0 )); e=$(( $(metric_sum syngate_translated_total) - e0 ))
   h=$(( $(metric_sum syngate_tc_flows_handed_over_total) - h0 ))
+  sa=$(( $(metric_sum syngate_kernel_handshakes_total) - s0 ))
   [[ $out == "ok $conns of $conns" ]] || fail "$addr: $out"
   (( h >= conns )) || fail "$addr: $h of $conns flows handed over to tc"
   (( e > 0 && k > 0 )) || fail "$addr: translated by the engine $e, by tc $k: both must have worked"
+  if [[ $TC_HANDSHAKE == true ]]; then
+    (( sa > 0 && sa < conns )) ||
+      fail "$addr: $sa of $conns SYN-ACKs answered by tc: both tc and the engine (requests held) must have"
+  else
+    (( sa == 0 )) || fail "$addr: $sa SYN-ACKs answered by tc with gateway.tc_handshake off"
+  fi
   pass "$MODE $addr: $conns connections (64 at once, 16 KiB up, 64 KiB down) intact in ${secs}s;" \
-       "handed over $h; translated by the engine $e, by tc $k"
+       "handed over $h (SYN-ACK answered by tc: $sa); translated by the engine $e, by tc $k"
 done

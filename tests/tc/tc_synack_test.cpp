@@ -107,7 +107,10 @@ struct Recorder : FlowObserver {
   void flow_created(const FlowTuple&) noexcept override {}
   void flow_freed(const FlowTuple&) noexcept override {}
   void flow_established(const FlowTuple&, const FlowTranslation& t) noexcept override { translation = t; }
-  void handshake_sent(const FlowTuple&, const sg_handshake& h) noexcept override { handshake = h; }
+  bool handshake_sent(const FlowTuple&, const sg_handshake& h) noexcept override {
+    handshake = h;
+    return false;  // the test hands the SYN-ACK to both paths itself
+  }
 };
 
 // The programs as router mode loads them (sg_tc_router, sg_tc_forward).

@@ -45,11 +45,13 @@ struct sg_synack {
   sg_u32 ack;
   sg_u32 tsval;      /* when has_ts */
   sg_u16 window;     /* a SYN-ACK's window field is never scaled */
+  sg_u16 mss;        /* when has_mss: what segments of early data to the backend may carry */
   sg_u8 has_ts;
   sg_u8 has_wscale;
   sg_u8 wscale;      /* when has_wscale, as sent */
   sg_u8 sack_permitted;
-  sg_u8 pad[2];
+  sg_u8 has_mss;
+  sg_u8 pad[3];
 };
 
 /* A bare ACK one side of the hand-over is sent. */

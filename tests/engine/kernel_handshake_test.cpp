@@ -1,0 +1,207 @@
+// The backend's SYN-ACK answered by the kernel side (gateway.tc_handshake; the tc program's part
+// is tests/tc/tc_synack_test.cpp): the engine offers the record for a bare cookie ACK, takes the
+// program's report, withdraws the record when the client's data must wait for the backend, and
+// never answers a SYN-ACK twice or sends a SYN the backend already answered.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <deque>
+
+#include "syngate_test/engine_harness.hpp"
+
+namespace syngate {
+namespace {
+
+using test::Bytes;
+using test::Conn;
+using test::EngineTest;
+using test::kMs;
+using test::kSecond;
+using test::make;
+
+// The kernel side as the engine sees it: it takes an offered SYN-ACK when the test says so.
+struct FakeKernelSide : FlowObserver, KernelFlowState {
+  bool offer = true;  // handshake_sent's answer
+  std::vector<std::pair<FlowTuple, sg_handshake>> records;
+  size_t count(const FlowTuple& t) const {
+    return static_cast<size_t>(std::count_if(records.begin(), records.end(), [&](const auto& r) { return r.first == t; }));
+  }
+  std::deque<KernelHandOver> reports;
+  int withdrawals = 0;
+  void flow_created(const FlowTuple&) noexcept override {}
+  void flow_freed(const FlowTuple&) noexcept override {}
+  bool handshake_sent(const FlowTuple& t, const sg_handshake& h) noexcept override {
+    if (offer) records.emplace_back(t, h);
+    return offer;
+  }
+  bool withdraw_handshake(const FlowTuple& t) noexcept override {
+    ++withdrawals;
+    return std::erase_if(records, [&](const auto& r) { return r.first == t; }) == 1;
+  }
+  void take_handed_over(std::vector<KernelHandOver>& out, const std::function<bool(const FlowTuple&)>& mine) noexcept override {
+    std::erase_if(reports, [&](const KernelHandOver& k) {
+      if (!mine(k.flow)) return false;
+      out.push_back(k);
+      return true;
+    });
+  }
+  // What the program does with the backend's SYN-ACK: the record consumed, the report queued.
+  bool take(const FlowTuple& t, const Bytes& synack) {
+    if (std::erase_if(records, [&](const auto& r) { return r.first == t; }) != 1) return false;
+    Bytes copy = synack;
+    ParseResult r = parse_tcp_packet(copy);
+    const TcpOptions& o = r.packet.options();
+    KernelHandOver k{t, {}};
+    k.synack.seq = r.packet.seq();
+    k.synack.ack = r.packet.ack();
+    k.synack.window = r.packet.window();
+    k.synack.has_ts = o.has_timestamps;
+    k.synack.tsval = o.has_timestamps ? o.tsval : 0;
+    k.synack.has_wscale = o.has_wscale;
+    k.synack.wscale = o.has_wscale ? o.wscale : 0;
+    k.synack.sack_permitted = o.sack_permitted;
+    k.synack.has_mss = o.has_mss;
+    k.synack.mss = o.has_mss ? o.mss : 0;
+    reports.push_back(k);
+    return true;
+  }
+  bool read(const FlowTuple&, KernelFlowView&) noexcept override { return false; }
+  bool may_be_overtaken(const FlowTuple&) noexcept override { return false; }
+};
+
+class KernelHandshakeTest : public EngineTest {
+ protected:
+  FakeKernelSide side;
+  void SetUp() override {
+    EngineTest::SetUp();
+    start();
+    engine->set_flow_observer(&side);
+    engine->set_kernel_state(&side);
+  }
+  void TearDown() override {
+    engine->set_flow_observer(nullptr);
+    engine->set_kernel_state(nullptr);
+  }
+  Bytes synack_for(Conn& c) {
+    const test::Seen syn = open_to_backend_syn(c);
+    return c.backend_synack(syn.pkt.options().has_timestamps ? syn.pkt.options().tsval : 0);
+  }
+  // A server segment after the hand-over, as the engine translates it.
+  test::Seen server_segment(const Conn& c, uint32_t tsval) {
+    static const uint8_t data[100] = {};
+    TcpOptions o;
+    o.has_timestamps = c.client_has_ts();
+    o.tsval = tsval;
+    o.tsecr = 1001;
+    SegmentSpec s{.tuple = c.c2s.reversed(), .seq = c.backend_isn + 1, .ack = c.client_isn + 1,
+                  .flags = tcp_flag::ACK | tcp_flag::PSH, .window = 500, .options = o, .payload = data};
+    Bytes b = make(s);
+    sink.clear();
+    const Decision d = feed(b);
+    EXPECT_EQ(d.verdict, Verdict::Accept);
+    return test::Seen(b);
+  }
+};
+
+TEST_F(KernelHandshakeTest, AReportedHandOverEstablishesTheFlowAsTheEnginesOwnWould) {
+  Conn mine = Conn::v4(41000), kernels = Conn::v4(41001);
+  // The engine's own hand-over, for comparison (not offered).
+  side.offer = false;
+  const Bytes a = synack_for(mine);
+  feed_in_slot(a);
+  side.offer = true;
+  const Bytes b = synack_for(kernels);
+  ASSERT_EQ(side.count(kernels.c2s), 1u) << "a bare cookie ACK offers the record";
+  ASSERT_TRUE(side.take(kernels.c2s, b));
+  sink.clear();
+  engine->advance(now, sink);
+  EXPECT_EQ(sink.size(), 0u) << "the program sent the answers; the engine sends nothing";
+  EXPECT_EQ(counters().established, 2u);
+  EXPECT_EQ(counters().kernel_handshakes, 1u);
+  // Both flows translate the server's segments alike (each relative to its own cookie).
+  const test::Seen x = server_segment(mine, mine.backend_ts + 7);
+  const test::Seen y = server_segment(kernels, kernels.backend_ts + 7);
+  EXPECT_EQ(x.pkt.seq() - mine.cookie_isn, y.pkt.seq() - kernels.cookie_isn);
+  EXPECT_EQ(x.pkt.options().tsval - mine.synack_tsval, y.pkt.options().tsval - kernels.synack_tsval);
+  EXPECT_EQ(y.pkt.seq(), kernels.cookie_isn + 1);
+  EXPECT_EQ(x.pkt.window(), y.pkt.window());
+}
+
+TEST_F(KernelHandshakeTest, ClientDataBeforeTheSynAckWithdrawsTheRecord) {
+  Conn c = Conn::v4();
+  const Bytes synack = synack_for(c);
+  static const uint8_t request[20] = {'G', 'E', 'T'};
+  SegmentSpec s{.tuple = c.c2s, .seq = c.client_isn + 1, .ack = c.cookie_isn + 1,
+                .flags = tcp_flag::ACK | tcp_flag::PSH, .window = c.client_window, .options = c.client_ts_opts(1002),
+                .payload = request};
+  const Delivered d = feed_in_slot(make(s));
+  EXPECT_EQ(d.decision.verdict, Verdict::Drop) << "held for the backend";
+  EXPECT_EQ(side.withdrawals, 1);
+  EXPECT_TRUE(side.records.empty()) << "withdrawn: the SYN-ACK is the engine's";
+  EXPECT_FALSE(side.take(c.c2s, synack));
+  const Delivered answered = feed_in_slot(synack);
+  ASSERT_EQ(answered.wire.size(), 2u) << "the request to the backend and the client's window update";
+  const test::Seen out(answered.wire[0]);
+  EXPECT_EQ(out.pkt.payload_len(), sizeof request);
+  EXPECT_EQ(counters().kernel_handshakes, 0u);
+}
+
+TEST_F(KernelHandshakeTest, ClientDataAfterTheKernelTookTheSynAckIsTheEstablishedFlows) {
+  Conn c = Conn::v4();
+  const Bytes synack = synack_for(c);
+  ASSERT_TRUE(side.take(c.c2s, synack));  // the report waits in the ring: no sweep yet
+  static const uint8_t request[20] = {'G', 'E', 'T'};
+  SegmentSpec s{.tuple = c.c2s, .seq = c.client_isn + 1, .ack = c.cookie_isn + 1,
+                .flags = tcp_flag::ACK | tcp_flag::PSH, .window = c.client_window, .options = c.client_ts_opts(1002),
+                .payload = request};
+  const Delivered d = feed_in_slot(make(s));
+  EXPECT_EQ(d.decision.verdict, Verdict::Accept) << "translated on, not held: the backend is established";
+  ASSERT_EQ(d.wire.size(), 1u);
+  const test::Seen out(d.wire[0]);
+  EXPECT_EQ(out.pkt.ack(), c.backend_isn + 1) << "in the backend's space";
+  EXPECT_EQ(counters().kernel_handshakes, 1u);
+  EXPECT_EQ(counters().early_data_buffered, 0u);
+}
+
+TEST_F(KernelHandshakeTest, AnswersNoSynAckTwiceAndSendsNoSynTheBackendAnswered) {
+  Conn c = Conn::v4();
+  cfg.backend_retry_initial_ms = 1000;
+  const Bytes synack = synack_for(c);
+  ASSERT_TRUE(side.take(c.c2s, synack));
+  // A copy of the SYN-ACK the program took reaches the engine before the sweep.
+  const Delivered d = feed_in_slot(synack);
+  EXPECT_EQ(d.decision.verdict, Verdict::Drop);
+  EXPECT_TRUE(d.wire.empty()) << "the program answered it";
+  EXPECT_EQ(counters().kernel_handshakes, 1u);
+  // Long past the SYN retry: nothing sent.
+  for (int n = 0; n < 10; ++n) {
+    now += kSecond;
+    sink.clear();
+    engine->advance(now, sink);
+    EXPECT_EQ(sink.size(), 0u);
+  }
+  EXPECT_EQ(counters().backend_syn_retries, 0u);
+  EXPECT_EQ(counters().flows_active, 1u);
+}
+
+TEST_F(KernelHandshakeTest, TheReportComesBeforeTheSynRetry) {
+  Conn c = Conn::v4();
+  const Bytes synack = synack_for(c);
+  ASSERT_TRUE(side.take(c.c2s, synack));
+  now += 30 * kSecond;  // every retry due at once
+  sink.clear();
+  engine->advance(now, sink);
+  EXPECT_EQ(sink.size(), 0u) << "no SYN for a flow the kernel side handed over";
+  EXPECT_EQ(counters().backend_syn_retries, 0u);
+  EXPECT_EQ(counters().established, 1u);
+}
+
+TEST_F(KernelHandshakeTest, OnlyABareCookieAckIsOffered) {
+  Conn c = Conn::v4();
+  static const uint8_t request[8] = {'G', 'E', 'T'};
+  (void)open_to_backend_syn(c, request);
+  EXPECT_TRUE(side.records.empty()) << "the SYN-ACK of a flow with early data is the engine's";
+}
+
+}  // namespace
+}  // namespace syngate
