@@ -97,9 +97,9 @@ struct GatewayConfig {
   // it translated on itself (FIB lookup, bpf_redirect), skipping ip_forward and the FORWARD and
   // POSTROUTING hooks. Off: they go up the stack and are forwarded by the kernel.
   bool tc_forward = true;
-  // Router mode with tc_forward: the ingress program answers a backend's SYN-ACK itself when the
-  // client's cookie ACK carried no data (tc_abi.h, sg_tc_handshakes). Off by default until the
-  // lab has measured it.
+  // Router and both modes with tc_forward, for services behind a route: the ingress program
+  // answers a backend's SYN-ACK itself when the client's cookie ACK carried no data (tc_abi.h,
+  // sg_tc_handshakes). Off by default until the lab has measured it.
   bool tc_handshake = false;
   // The bpffs directory the kernel path pins under (syngate/<instance>.netns-<inode>/): its flow
   // map, and in host and both modes the OUTPUT match that `rules up` names by path (xt_bpf reads

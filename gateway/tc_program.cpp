@@ -654,8 +654,12 @@ std::unique_ptr<KernelPath> KernelPath::start(const gw::GatewayConfig& config, u
     if (std::find(addresses.begin(), addresses.end(), s.address) == addresses.end()) addresses.push_back(s.address);
   }
   gw::InterfacePlan plan;
+  std::vector<Address> routed_services;  // whose SYN-ACKs reach a tc ingress: not this host's own
   try {
     const gw::RoutingFacts facts = gw::read_routing_facts(addresses);
+    for (const gw::ServiceRouteFact& f : facts.services) {
+      if (!f.local) routed_services.push_back(f.address);
+    }
     plan = config.xdp_interfaces.empty() ? gw::plan_interfaces(facts, config.mode)
                                          : gw::plan_listed(facts, config.xdp_interfaces);
   } catch (const std::exception& e) {
@@ -690,11 +694,16 @@ std::unique_ptr<KernelPath> KernelPath::start(const gw::GatewayConfig& config, u
   path->tc_forward_ = config.tc_forward;
   // The backend's SYN-ACK answered in the kernel: a router's ingress sees it, and sends the
   // client's window update on itself.
-  path->handshakes_ = config.tc_handshake && config.mode == gw::Mode::Router && config.tc_forward;
+  // client's window update on itself. Services on this host (host mode, or both mode's own) answer
+  // through the local stack, past every tc ingress.
+  path->handshakes_ = config.tc_handshake && router && config.tc_forward && !routed_services.empty();
+  path->handshake_services_ = std::move(routed_services);
   if (config.tc_handshake && !path->handshakes_) {
-    spdlog::warn("tc: gateway.tc_handshake needs mode = \"router\" and tc_forward: backend SYN-ACKs stay the engine's");
+    spdlog::warn("tc: gateway.tc_handshake needs mode router or both, tc_forward and a service behind a route: "
+                 "backend SYN-ACKs stay the engine's");
   } else if (path->handshakes_) {
-    spdlog::info("tc: the router's ingress answers backend SYN-ACKs of bare cookie ACKs (gateway.tc_handshake)");
+    spdlog::info("tc: the ingress answers the SYN-ACKs of {} routed service address(es) for bare cookie ACKs "
+                 "(gateway.tc_handshake)", path->handshake_services_.size());
   }
   // The trust the rules of now allow, set before the first segment is handed over (finish_start).
   path->follow_fwmark_rules();
@@ -1047,6 +1056,7 @@ void KernelPath::take_handed_over(std::vector<KernelHandOver>& out,
 
 bool KernelPath::handshake_sent(const FlowTuple& t, const sg_handshake& h) noexcept {
   if (!handshakes_ || stopped_.load(std::memory_order_acquire)) return false;
+  if (std::find(handshake_services_.begin(), handshake_services_.end(), t.dst) == handshake_services_.end()) return false;
   const sg_tc_handshake record{h, generation_.fetch_add(1, std::memory_order_relaxed) + 1};
   return program_->write_handshake(flow_key(t.reversed()), record);
 }

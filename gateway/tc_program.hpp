@@ -292,6 +292,9 @@ class KernelPath : public FlowObserver, public KernelFlowState {
   };
   uint32_t drain_events() noexcept;
   bool handshakes_ = false;  // gateway.tc_handshake in force
+  // The service addresses it applies to: reached through a route, as read at start (a service
+  // that moves on or off this host later only costs a withdrawal, or misses the saving).
+  std::vector<Address> handshake_services_;
   std::mutex closes_mutex_;
   std::vector<sg_tc_event> drained_;
   std::vector<Close> closes_;

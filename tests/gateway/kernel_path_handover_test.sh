@@ -6,16 +6,17 @@
 # answers the request's sha256 and a reply generated from a seed). A segment translated twice or
 # not at all breaks its connection. The counters must show both translators at work: the engine
 # (what was queued before the hand-over) and the tc programs.
-# With router-synack (router mode, gateway.tc_handshake) the tc program also answers the backend's
-# SYN-ACK of every flow whose client had not yet sent its request when the SYN-ACK came back, and
-# the engine the others: both must have happened, every byte still intact.
-#   kernel_path_handover_test.sh SYNGATE [router|host|router-synack]
+# With router-synack or both-synack (gateway.tc_handshake; the service behind a route) the tc
+# program also answers the backend's SYN-ACK of every flow whose client had not yet sent its
+# request when the SYN-ACK came back, and the engine the others: both must have happened, every
+# byte still intact.
+#   kernel_path_handover_test.sh SYNGATE [router|host|router-synack|both-synack]
 source "$(dirname "$0")/lib.sh"
 lab_init "$@"
 MODE=${2:-router}
 TC_HANDSHAKE=false
-if [[ $MODE == router-synack ]]; then
-  MODE=router
+if [[ $MODE == *-synack ]]; then
+  MODE=${MODE%-synack}
   TC_HANDSHAKE=true
 fi
 lab_up

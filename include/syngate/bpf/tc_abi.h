@@ -114,8 +114,8 @@ struct sg_tc_flow {
 };
 
 /* sg_tc_handshakes: a SYN syngate sent a backend on a client's behalf, keyed by the tuple of the
- * backend's SYN-ACK (server -> client). With it the ingress program (router mode) can take that
- * SYN-ACK itself (sg_tc_synack): check it answers the SYN (handover_spec.h), claim the entry by
+ * backend's SYN-ACK (server -> client). With it the ingress program (router and both modes) can
+ * take that SYN-ACK itself (sg_tc_synack): check it answers the SYN (handover_spec.h), claim the entry by
  * deleting it (one CPU wins a duplicate), write the flow's two entries, turn the SYN-ACK into the
  * client's window update (sent on first, a clone: its TSval must reach the client before any of
  * the backend's data) and then into the ACK that completes the backend's handshake (sent back out
