@@ -149,6 +149,7 @@ struct Engine::Impl {
   KernelFlowState* kernel = nullptr;
   std::vector<FlowTuple> closes;  // the sweep's (merge_kernel_closes), kept for its capacity
   std::vector<KernelHandOver> handovers;  // the same for take_kernel_handovers
+  bool kernel_offers = false;  // the kernel side has accepted a handshake (handshake_sent)
 
   Impl(const EngineConfig& c, const CookieJar& j, EngineState state)
       : cfg(normalized(c)),
@@ -513,9 +514,11 @@ struct Engine::Impl {
 
     // Data, a FIN or an RST for a flow whose SYN-ACK the kernel side may answer: the record is
     // withdrawn (the engine holds what the program's ACK would not carry), or the hand-over it
-    // made is taken first and the segment is the established flow's.
-    if (f.state == State::SynSent && f.kernel_handshake && (p.payload_len() || (fl & (tcp_flag::FIN | tcp_flag::RST)))) {
-      settle_kernel_handshake(i, now, sink);
+    // made is taken first and the segment is the established flow's. A bare ACK only looks for
+    // the hand-over (the client's last ACK of a connection that closed whole in the kernel).
+    if (f.state == State::SynSent && f.kernel_handshake) {
+      if (p.payload_len() || (fl & (tcp_flag::FIN | tcp_flag::RST))) settle_kernel_handshake(i, now, sink);
+      else take_kernel_handovers(now, sink);  // an ACK the program's window update caused, say
     }
     if (f.state == State::SynSent) {
       if (rst) {
@@ -642,7 +645,10 @@ struct Engine::Impl {
     f.kernel_handshake = 0;
     if (bare) {
       FlowObserver* observer = table.flow_observer();
-      if (observer && observer->handshake_sent(f.key, handshake_of(f))) f.kernel_handshake = kHandshakeOffered;
+      if (observer && observer->handshake_sent(f.key, handshake_of(f))) {
+        f.kernel_handshake = kHandshakeOffered;
+        kernel_offers = true;
+      }
     }
     return take_place(build_backend_syn(i), bare ? room : std::span<uint8_t>{}, sink);
   }
@@ -823,14 +829,14 @@ struct Engine::Impl {
   // The flow's side of the hand-over (handover_spec.h): what the backend's SYN-ACK taught it and
   // each end's record, for whichever path answers the SYN-ACK. The flow enters Established with
   // enter_established once its early data is out (its slot goes back to the pool then).
-  sg_handover adopt_synack(uint32_t i, const sg_synack& s, const EngineClock& now) {
+  sg_handover adopt_synack(uint32_t i, const sg_synack& s, const EngineClock& now, bool learn = true) {
     Flow& f = table.edit(i);
     const sg_handshake h = handshake_of(f);
     sg_handover ho;
     sg_hand_over(&h, &s, &ho);
-    if (f.bits & bit::kTimestamps) learn_backend_timestamps(f.key, s.has_ts);
+    if (learn && (f.bits & bit::kTimestamps)) learn_backend_timestamps(f.key, s.has_ts);
     // Only a flow whose client was promised SACK asked the backend for it.
-    if (f.bits & bit::kSack) {
+    if (learn && (f.bits & bit::kSack)) {
       cfg.backend_facts->backend_answered(Service{f.key.dst, f.key.dport}, !ho.sack_refused, now_ms(now.cookie_ns));
     }
     f.delta = ho.delta;
@@ -910,6 +916,28 @@ struct Engine::Impl {
     ++counters.kernel_handshakes;
     enter_established(i, now);
   }
+  // The same from the flow's entries alone (handed_over_translation): the SYN-ACK as they imply it.
+  // Its window and options beyond the translation are unknown: the backend's window is taken as
+  // 64 KiB until the kernel's record tells, and nothing is learnt of the backend (SACK, timestamps).
+  void adopt_kernel_translation(uint32_t i, const FlowTranslation& t, const EngineClock& now, PacketSink& sink) {
+    const Flow& before = table.get(i);
+    sg_synack s{};
+    s.seq = before.cookie_isn + t.delta;
+    s.ack = before.client_isn + 1;
+    s.window = 0xffff;
+    s.has_ts = t.timestamps;
+    s.tsval = t.timestamps ? before.tsoff + t.tsoff : 0u;  // before.tsoff: our SYN-ACK TSval
+    const bool client_scales = before.client_ws != kNoWscale;
+    s.has_wscale = client_scales && t.shifts.server_reads == before.client_ws;
+    s.wscale = s.has_wscale ? t.shifts.server_sends : 0u;
+    s.sack_permitted = (before.bits & bit::kSack) != 0;
+    const sg_handover ho = adopt_synack(i, s, now, false);
+    const Flow& f = table.get(i);
+    if (f.early_len > 0) send_early_data(f, s, ho.to_backend, sink);
+    ++counters.kernel_handshakes;
+    enter_established(i, now);
+  }
+
   // Takes the hand-overs the kernel side reported for this engine's flows.
   void take_kernel_handovers(const EngineClock& now, PacketSink& sink) {
     handovers.clear();
@@ -996,6 +1024,15 @@ struct Engine::Impl {
         table.settle();
         const uint32_t i = l.head;
         Flow& f = table.edit(i);
+        // A flow the kernel side may have answered and whose report never came (a full ring, a
+        // restart between the two): its entries say so, and the backend must get no SYN again.
+        if (kernel && f.kernel_handshake) {
+          if (const std::optional<FlowTranslation> t = kernel->handed_over_translation(f.key)) {
+            adopt_kernel_translation(i, *t, clock, sink);
+            table.settle();
+            continue;
+          }
+        }
         if (f.retries >= cfg.backend_syn_retries) {
           reset_client(f, sink);
           count(DropReason::BackendTimeout);
@@ -1160,6 +1197,9 @@ Decision Engine::process(std::span<uint8_t> packet, const EngineClock& now, Pack
   return impl_->process(packet, now, sink, checksum_ready, capacity);
 }
 void Engine::advance(const EngineClock& now, PacketSink& sink) { impl_->advance(now, sink); }
+void Engine::take_kernel_handovers(const EngineClock& now, PacketSink& sink) {
+  if (impl_->kernel && impl_->kernel_offers) impl_->take_kernel_handovers(now, sink);
+}
 void Engine::prefetch(std::span<const std::span<uint8_t>> batch) {
   Impl& m = *impl_;
   FlowTuple* const keys = m.prefetch_keys.data();

@@ -1061,6 +1061,17 @@ bool KernelPath::handshake_sent(const FlowTuple& t, const sg_handshake& h) noexc
   return program_->write_handshake(flow_key(t.reversed()), record);
 }
 
+std::optional<FlowTranslation> KernelPath::handed_over_translation(const FlowTuple& t) noexcept {
+  sg_tc_flow up{}, down{};
+  if (!handshakes_ || stopped_.load(std::memory_order_acquire) || !program_->read_flow(t, up, down)) return std::nullopt;
+  FlowTranslation x;
+  x.delta = up.delta;
+  x.timestamps = (up.options & SG_TC_OPT_TIMESTAMPS) != 0;
+  x.tsoff = x.timestamps ? up.tsoff : 0;
+  x.shifts = {up.window_from, up.window_to, down.window_from, down.window_to};
+  return x;
+}
+
 bool KernelPath::withdraw_handshake(const FlowTuple& t) noexcept {
   if (stopped_.load(std::memory_order_acquire)) return true;  // detached: no program takes it now
   return program_->delete_handshake(flow_key(t.reversed()));

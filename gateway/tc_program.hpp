@@ -204,6 +204,7 @@ class KernelPath : public FlowObserver, public KernelFlowState {
   // from, written as the SYN leaves; its withdrawal; the hand-overs the program reported.
   bool handshake_sent(const FlowTuple& t, const sg_handshake& h) noexcept override;
   bool withdraw_handshake(const FlowTuple& client_to_server) noexcept override;
+  std::optional<FlowTranslation> handed_over_translation(const FlowTuple& client_to_server) noexcept override;
   void take_handed_over(std::vector<KernelHandOver>& out,
                         const std::function<bool(const FlowTuple&)>& mine) noexcept override;
   // The server-to-client entries of the flows this thread handed over since its last call,

@@ -47,7 +47,7 @@ size_t Worker::turn(bool draining) {
   if (hooks_.received) hooks_.received(packets == 0 || queue_.took_everything());
   if (packets != 0) {
     ++intake_.batches;
-    before_batch(batch);
+    before_batch(batch, clock);
     for (const QueuedPacket& p : batch) {
       handle(p, clock);
       after_packet();
@@ -210,7 +210,9 @@ Decision FlowWorker::decide(const QueuedPacket& p, const EngineClock& now) {
 
 // With a large table each packet's flow lookup misses the cache: started together, the misses of
 // a batch overlap (Engine::prefetch).
-void FlowWorker::before_batch(const std::vector<QueuedPacket>& batch) {
+void FlowWorker::before_batch(const std::vector<QueuedPacket>& batch, const EngineClock& now) {
+  // Hand-overs the tc program made while these waited: their packets are the established flows'.
+  engine_->take_kernel_handovers(now, sender_);
   if (batch.size() < 2) return;
   batch_packets_.clear();
   for (const QueuedPacket& p : batch) batch_packets_.push_back(p.data);

@@ -87,7 +87,7 @@ class Worker {
   virtual Decision decide(const QueuedPacket& p, const EngineClock& now) = 0;
   virtual void count_truncated() {}
   // Before the packets of a batch are decided, with all of them.
-  virtual void before_batch(const std::vector<QueuedPacket>& /*batch*/) {}
+  virtual void before_batch(const std::vector<QueuedPacket>& /*batch*/, const EngineClock& /*now*/) {}
   // After each packet's verdict was given (not yet flushed).
   virtual void after_packet() {}
   // Once, at the start of the first turn.
@@ -163,7 +163,7 @@ class FlowWorker final : public Worker {
 
  private:
   Decision decide(const QueuedPacket& p, const EngineClock& now) override;
-  void before_batch(const std::vector<QueuedPacket>& batch) override;
+  void before_batch(const std::vector<QueuedPacket>& batch, const EngineClock& now) override;
   void after_packet() override;
   void start(uint64_t now) override;
   void periodic(uint64_t now) override;

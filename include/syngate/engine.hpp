@@ -199,6 +199,10 @@ class Engine {
   // Runs timers due at now_ns: backend SYN retries, idle and linger expiry. Call it at least a
   // few times a second; cost is proportional to the timers that fire.
   void advance(const EngineClock& now, PacketSink& sink);
+  // Takes the hand-overs the kernel side made since (FlowObserver::handshake_sent), so that a
+  // batch's packets find their flows established: call it before each batch. Nothing to do, and
+  // no lock taken, until the kernel side has accepted a handshake.
+  void take_kernel_handovers(const EngineClock& now, PacketSink& sink);
 
   // New cookie secrets (rotation or reload); flows in progress are not affected.
   void set_cookies(const CookieJar& cookies);

@@ -12,6 +12,7 @@
 #include <functional>
 #include <memory>
 #include <new>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -153,6 +154,11 @@ class KernelFlowState {
   // Takes back what handshake_sent offered: true when the flow's SYN-ACK is the engine's from now
   // on, false when the kernel side took it already (its report follows: take_handed_over).
   virtual bool withdraw_handshake(const FlowTuple& /*client_to_server*/) noexcept { return true; }
+  // The translation the flow's entries hold, when the kernel side handed it over: asked (a system
+  // call) only before a SYN retry of a flow offered to it, whose report may have been lost.
+  virtual std::optional<FlowTranslation> handed_over_translation(const FlowTuple& /*client_to_server*/) noexcept {
+    return std::nullopt;
+  }
 };
 
 namespace flows {

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <deque>
+#include <optional>
 
 #include "syngate_test/engine_harness.hpp"
 
@@ -47,7 +48,10 @@ struct FakeKernelSide : FlowObserver, KernelFlowState {
   }
   // What the program does with the backend's SYN-ACK: the record consumed, the report queued.
   bool take(const FlowTuple& t, const Bytes& synack) {
-    if (std::erase_if(records, [&](const auto& r) { return r.first == t; }) != 1) return false;
+    const auto record = std::find_if(records.begin(), records.end(), [&](const auto& r) { return r.first == t; });
+    if (record == records.end()) return false;
+    const sg_handshake h = record->second;
+    records.erase(record);
     Bytes copy = synack;
     ParseResult r = parse_tcp_packet(copy);
     const TcpOptions& o = r.packet.options();
@@ -63,7 +67,23 @@ struct FakeKernelSide : FlowObserver, KernelFlowState {
     k.synack.has_mss = o.has_mss;
     k.synack.mss = o.has_mss ? o.mss : 0;
     reports.push_back(k);
+    sg_handover ho;
+    sg_hand_over(&h, &k.synack, &ho);
+    FlowTranslation x;
+    x.delta = ho.delta;
+    x.tsoff = ho.tsoff;
+    x.timestamps = ho.timestamps;
+    x.shifts = ho.shifts;
+    entries.emplace_back(t, x);
     return true;
+  }
+  // The entries the program wrote, as handed_over_translation reads them back.
+  std::vector<std::pair<FlowTuple, FlowTranslation>> entries;
+  std::optional<FlowTranslation> handed_over_translation(const FlowTuple& t) noexcept override {
+    for (const auto& [flow, x] : entries) {
+      if (flow == t) return x;
+    }
+    return std::nullopt;
   }
   bool read(const FlowTuple&, KernelFlowView&) noexcept override { return false; }
   bool may_be_overtaken(const FlowTuple&) noexcept override { return false; }
@@ -194,6 +214,45 @@ TEST_F(KernelHandshakeTest, TheReportComesBeforeTheSynRetry) {
   EXPECT_EQ(sink.size(), 0u) << "no SYN for a flow the kernel side handed over";
   EXPECT_EQ(counters().backend_syn_retries, 0u);
   EXPECT_EQ(counters().established, 1u);
+}
+
+TEST_F(KernelHandshakeTest, ALostReportIsMadeUpFromTheEntriesBeforeTheSynRetry) {
+  Conn c = Conn::v4();
+  const Bytes synack = synack_for(c);
+  ASSERT_TRUE(side.take(c.c2s, synack));
+  side.reports.clear();  // the ring was full, or a restart came between
+  now += 30 * kSecond;
+  sink.clear();
+  engine->advance(now, sink);
+  EXPECT_EQ(sink.size(), 0u) << "no SYN to a backend the kernel side handed over";
+  EXPECT_EQ(counters().backend_syn_retries, 0u);
+  EXPECT_EQ(counters().kernel_handshakes, 1u);
+  const test::Seen y = server_segment(c, c.backend_ts + 7);
+  EXPECT_EQ(y.pkt.seq(), c.cookie_isn + 1);
+  EXPECT_EQ(y.pkt.options().tsval, c.synack_tsval + 7) << "the same offsets as the report would have given";
+}
+
+TEST_F(KernelHandshakeTest, DataHeldForALostReportGoesToTheBackendOnceTheEntriesSaySo) {
+  Conn c = Conn::v4();
+  const Bytes synack = synack_for(c);
+  ASSERT_TRUE(side.take(c.c2s, synack));
+  side.reports.clear();
+  static const uint8_t request[20] = {'G', 'E', 'T'};
+  SegmentSpec s{.tuple = c.c2s, .seq = c.client_isn + 1, .ack = c.cookie_isn + 1,
+                .flags = tcp_flag::ACK | tcp_flag::PSH, .window = c.client_window, .options = c.client_ts_opts(1002),
+                .payload = request};
+  const Delivered held = feed_in_slot(make(s));
+  EXPECT_EQ(held.decision.verdict, Verdict::Drop) << "no report yet: held";
+  EXPECT_EQ(side.withdrawals, 1);
+  now += 30 * kSecond;
+  sink.clear();
+  engine->advance(now, sink);
+  ASSERT_EQ(sink.size(), 1u) << "the request, and no SYN";
+  const test::Seen out(sink.packets[0]);
+  EXPECT_EQ(out.pkt.payload_len(), sizeof request);
+  EXPECT_EQ(out.pkt.ack(), c.backend_isn + 1);
+  EXPECT_EQ(out.pkt.seq(), c.client_isn + 1);
+  EXPECT_EQ(side.withdrawals, 1) << "withdrawn once";
 }
 
 TEST_F(KernelHandshakeTest, OnlyABareCookieAckIsOffered) {
