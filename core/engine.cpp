@@ -1266,6 +1266,25 @@ void Engine::set_kernel_state(KernelFlowState* state) noexcept { impl_->kernel =
 uint64_t Engine::merge_kernel_state(const EngineClock& now) {
   Impl& m = *impl_;
   if (!m.kernel) return 0;
+  // A flow whose SYN-ACK the kernel side answered just before the last process ended, its report
+  // unread: established from its entries, which the observer then keeps (start reconciliation).
+  // What it held of the client's early data is left to the client's retransmission.
+  std::vector<uint32_t> answered;
+  m.table.for_each([&](uint32_t i, const Flow& f) {
+    if (f.state == State::SynSent && f.kernel_handshake) answered.push_back(i);
+  });
+  for (const uint32_t i : answered) {
+    if (const std::optional<FlowTranslation> t = m.kernel->handed_over_translation(m.table.get(i).key)) {
+      struct : PacketSink {
+        void send(std::span<const uint8_t>) override {}
+      } none;
+      m.adopt_kernel_translation(i, *t, now, none);
+      FlowObserver* observer = m.table.flow_observer();
+      const std::optional<FlowTranslation> kept = Impl::translation(m.table.get(i));
+      if (observer && kept) observer->flow_established(m.table.get(i).key, *kept);
+    }
+    m.table.settle();
+  }
   std::vector<uint32_t> flows;
   m.table.for_each([&](uint32_t i, const Flow& f) {
     if (f.state != State::SynSent) flows.push_back(i);

@@ -1063,7 +1063,8 @@ bool KernelPath::handshake_sent(const FlowTuple& t, const sg_handshake& h) noexc
 
 std::optional<FlowTranslation> KernelPath::handed_over_translation(const FlowTuple& t) noexcept {
   sg_tc_flow up{}, down{};
-  if (!handshakes_ || stopped_.load(std::memory_order_acquire) || !program_->read_flow(t, up, down)) return std::nullopt;
+  // Whatever gateway.tc_handshake says now: the entries may be an earlier run's answer.
+  if (stopped_.load(std::memory_order_acquire) || !program_->read_flow(t, up, down)) return std::nullopt;
   FlowTranslation x;
   x.delta = up.delta;
   x.timestamps = (up.options & SG_TC_OPT_TIMESTAMPS) != 0;

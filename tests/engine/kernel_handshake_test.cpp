@@ -31,6 +31,8 @@ struct FakeKernelSide : FlowObserver, KernelFlowState {
   int withdrawals = 0;
   void flow_created(const FlowTuple&) noexcept override {}
   void flow_freed(const FlowTuple&) noexcept override {}
+  std::vector<std::pair<FlowTuple, FlowTranslation>> kept;  // flow_established: the entries claimed
+  void flow_established(const FlowTuple& t, const FlowTranslation& x) noexcept override { kept.emplace_back(t, x); }
   bool handshake_sent(const FlowTuple& t, const sg_handshake& h) noexcept override {
     if (offer) records.emplace_back(t, h);
     return offer;
@@ -253,6 +255,27 @@ TEST_F(KernelHandshakeTest, DataHeldForALostReportGoesToTheBackendOnceTheEntries
   EXPECT_EQ(out.pkt.ack(), c.backend_isn + 1);
   EXPECT_EQ(out.pkt.seq(), c.client_isn + 1);
   EXPECT_EQ(side.withdrawals, 1) << "withdrawn once";
+}
+
+// A restart between the program's answer and its report: at start the flow is established from
+// its entries and the observer claims them (start reconciliation keeps claimed entries only).
+TEST_F(KernelHandshakeTest, AtStartAnAnswerWhoseReportWasLostIsEstablishedAndItsEntriesKept) {
+  Conn c = Conn::v4();
+  const Bytes synack = synack_for(c);
+  ASSERT_TRUE(side.take(c.c2s, synack));
+  side.reports.clear();
+  side.kept.clear();
+  engine->merge_kernel_state(now);
+  EXPECT_EQ(counters().kernel_handshakes, 1u);
+  ASSERT_EQ(side.kept.size(), 1u) << "the observer claims the entries";
+  EXPECT_EQ(side.kept[0].first, c.c2s);
+  EXPECT_TRUE(side.kept[0].second == side.entries[0].second) << "with the translation they hold";
+  now += 30 * kSecond;
+  sink.clear();
+  engine->advance(now, sink);
+  EXPECT_EQ(counters().backend_syn_retries, 0u);
+  const test::Seen y = server_segment(c, c.backend_ts + 7);
+  EXPECT_EQ(y.pkt.seq(), c.cookie_isn + 1);
 }
 
 TEST_F(KernelHandshakeTest, OnlyABareCookieAckIsOffered) {
