@@ -99,7 +99,8 @@ struct GatewayConfig {
   bool tc_forward = true;
   // Router and both modes with tc_forward, for services behind a route: the ingress program
   // answers a backend's SYN-ACK itself when the client's cookie ACK carried no data (tc_abi.h,
-  // sg_tc_handshakes). Off by default until the lab has measured it.
+  // sg_tc_handshakes). Off by default: the lab shows less daemon CPU but no rate gain yet
+  // (docs/lab.md).
   bool tc_handshake = false;
   // The bpffs directory the kernel path pins under (syngate/<instance>.netns-<inode>/): its flow
   // map, and in host and both modes the OUTPUT match that `rules up` names by path (xt_bpf reads
