@@ -108,6 +108,15 @@ class KernelHandshakeTest : public EngineTest {
     const test::Seen syn = open_to_backend_syn(c);
     return c.backend_synack(syn.pkt.options().has_timestamps ? syn.pkt.options().tsval : 0);
   }
+  // The client's first request, right behind its handshake.
+  static constexpr size_t kRequestBytes = 20;
+  static Bytes request(const Conn& c) {
+    static const uint8_t data[kRequestBytes] = {'G', 'E', 'T'};
+    SegmentSpec s{.tuple = c.c2s, .seq = c.client_isn + 1, .ack = c.cookie_isn + 1,
+                  .flags = tcp_flag::ACK | tcp_flag::PSH, .window = c.client_window, .options = c.client_ts_opts(1002),
+                  .payload = data};
+    return make(s);
+  }
   // A server segment after the hand-over, as the engine translates it.
   test::Seen server_segment(const Conn& c, uint32_t tsval) {
     static const uint8_t data[100] = {};
@@ -152,11 +161,7 @@ TEST_F(KernelHandshakeTest, AReportedHandOverEstablishesTheFlowAsTheEnginesOwnWo
 TEST_F(KernelHandshakeTest, ClientDataBeforeTheSynAckWithdrawsTheRecord) {
   Conn c = Conn::v4();
   const Bytes synack = synack_for(c);
-  static const uint8_t request[20] = {'G', 'E', 'T'};
-  SegmentSpec s{.tuple = c.c2s, .seq = c.client_isn + 1, .ack = c.cookie_isn + 1,
-                .flags = tcp_flag::ACK | tcp_flag::PSH, .window = c.client_window, .options = c.client_ts_opts(1002),
-                .payload = request};
-  const Delivered d = feed_in_slot(make(s));
+  const Delivered d = feed_in_slot(request(c));
   EXPECT_EQ(d.decision.verdict, Verdict::Drop) << "held for the backend";
   EXPECT_EQ(side.withdrawals, 1);
   EXPECT_TRUE(side.records.empty()) << "withdrawn: the SYN-ACK is the engine's";
@@ -164,7 +169,7 @@ TEST_F(KernelHandshakeTest, ClientDataBeforeTheSynAckWithdrawsTheRecord) {
   const Delivered answered = feed_in_slot(synack);
   ASSERT_EQ(answered.wire.size(), 2u) << "the request to the backend and the client's window update";
   const test::Seen out(answered.wire[0]);
-  EXPECT_EQ(out.pkt.payload_len(), sizeof request);
+  EXPECT_EQ(out.pkt.payload_len(), kRequestBytes);
   EXPECT_EQ(counters().kernel_handshakes, 0u);
 }
 
@@ -172,11 +177,7 @@ TEST_F(KernelHandshakeTest, ClientDataAfterTheKernelTookTheSynAckIsTheEstablishe
   Conn c = Conn::v4();
   const Bytes synack = synack_for(c);
   ASSERT_TRUE(side.take(c.c2s, synack));  // the report waits in the ring: no sweep yet
-  static const uint8_t request[20] = {'G', 'E', 'T'};
-  SegmentSpec s{.tuple = c.c2s, .seq = c.client_isn + 1, .ack = c.cookie_isn + 1,
-                .flags = tcp_flag::ACK | tcp_flag::PSH, .window = c.client_window, .options = c.client_ts_opts(1002),
-                .payload = request};
-  const Delivered d = feed_in_slot(make(s));
+  const Delivered d = feed_in_slot(request(c));
   EXPECT_EQ(d.decision.verdict, Verdict::Accept) << "translated on, not held: the backend is established";
   ASSERT_EQ(d.wire.size(), 1u);
   const test::Seen out(d.wire[0]);
@@ -239,11 +240,7 @@ TEST_F(KernelHandshakeTest, DataHeldForALostReportGoesToTheBackendOnceTheEntries
   const Bytes synack = synack_for(c);
   ASSERT_TRUE(side.take(c.c2s, synack));
   side.reports.clear();
-  static const uint8_t request[20] = {'G', 'E', 'T'};
-  SegmentSpec s{.tuple = c.c2s, .seq = c.client_isn + 1, .ack = c.cookie_isn + 1,
-                .flags = tcp_flag::ACK | tcp_flag::PSH, .window = c.client_window, .options = c.client_ts_opts(1002),
-                .payload = request};
-  const Delivered held = feed_in_slot(make(s));
+  const Delivered held = feed_in_slot(request(c));
   EXPECT_EQ(held.decision.verdict, Verdict::Drop) << "no report yet: held";
   EXPECT_EQ(side.withdrawals, 1);
   now += 30 * kSecond;
@@ -251,7 +248,7 @@ TEST_F(KernelHandshakeTest, DataHeldForALostReportGoesToTheBackendOnceTheEntries
   engine->advance(now, sink);
   ASSERT_EQ(sink.size(), 1u) << "the request, and no SYN";
   const test::Seen out(sink.packets[0]);
-  EXPECT_EQ(out.pkt.payload_len(), sizeof request);
+  EXPECT_EQ(out.pkt.payload_len(), kRequestBytes);
   EXPECT_EQ(out.pkt.ack(), c.backend_isn + 1);
   EXPECT_EQ(out.pkt.seq(), c.client_isn + 1);
   EXPECT_EQ(side.withdrawals, 1) << "withdrawn once";

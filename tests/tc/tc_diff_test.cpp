@@ -35,6 +35,7 @@
 #include "syngate_tc.skel.h"
 #include "syngate_tc_broken.skel.h"
 #include "syngate_tc_match.skel.h"
+#include "tc_frames.hpp"
 
 namespace syngate {
 namespace {
@@ -45,16 +46,7 @@ using test::Conn;
 constexpr uint8_t kMacA[6] = {0x02, 0, 0, 0, 0, 1};
 constexpr uint8_t kMacB[6] = {0x02, 0, 0, 0, 0, 2};
 
-Bytes ethernet(const Bytes& ip) {
-  Bytes f(kMacA, kMacA + 6);
-  f.insert(f.end(), kMacB, kMacB + 6);
-  const bool v6 = (ip[0] >> 4) == 6;
-  f.push_back(v6 ? 0x86 : 0x08);
-  f.push_back(v6 ? 0xdd : 0x00);
-  f.insert(f.end(), ip.begin(), ip.end());
-  while (f.size() < 60) f.push_back(0);
-  return f;
-}
+Bytes ethernet(const Bytes& ip) { return test::ethernet_frame(ip, kMacA, kMacB); }
 
 sg_tc_flow_key key_of(const FlowTuple& t) { return bpf::map_flow_key<sg_tc_flow_key>(t); }
 

@@ -42,6 +42,7 @@
 #include "syngate_tc.skel.h"
 #include "syngate_test/engine_harness.hpp"
 #include "syngate_test/packet_fixtures.hpp"
+#include "tc_frames.hpp"
 
 namespace syngate {
 namespace {
@@ -73,17 +74,7 @@ const char* const kLabCommands[] = {
     "sysctl -qw net.ipv4.ip_forward=1", "sysctl -qw net.ipv6.conf.all.forwarding=1",
 };
 
-Bytes frame_from_server(const Bytes& ip) {
-  Bytes f;
-  for (uint8_t b : kGsMac) f.push_back(b);
-  for (uint8_t b : kBsMac) f.push_back(b);
-  const bool v6 = (ip[0] >> 4) == 6;
-  f.push_back(v6 ? 0x86 : 0x08);
-  f.push_back(v6 ? 0xdd : 0x00);
-  f.insert(f.end(), ip.begin(), ip.end());
-  while (f.size() < 60) f.push_back(0);
-  return f;
-}
+Bytes frame_from_server(const Bytes& ip) { return test::ethernet_frame(ip, kGsMac, kBsMac); }
 
 sg_tc_flow_key key_of(const FlowTuple& t) { return bpf::map_flow_key<sg_tc_flow_key>(t); }
 
