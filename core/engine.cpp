@@ -940,6 +940,9 @@ struct Engine::Impl {
 
   // Takes the hand-overs the kernel side reported for this engine's flows.
   void take_kernel_handovers(const EngineClock& now, PacketSink& sink) {
+    // A flow may carry the mark without a kernel side: restored or imported from a table saved
+    // by a process that had one.
+    if (!kernel) return;
     handovers.clear();
     kernel->take_handed_over(handovers, [this](const FlowTuple& t) { return table.find(t) != kNone; });
     for (const KernelHandOver& k : handovers) {

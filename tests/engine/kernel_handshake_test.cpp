@@ -275,6 +275,23 @@ TEST_F(KernelHandshakeTest, AtStartAnAnswerWhoseReportWasLostIsEstablishedAndIts
   EXPECT_EQ(y.pkt.seq(), c.cookie_isn + 1);
 }
 
+// A flow restored or imported with the mark into an engine without a kernel side (the fuzz
+// harness found the crash): its segments are the engine's as before.
+TEST_F(KernelHandshakeTest, AMarkedFlowWithoutAKernelSideIsTheEnginesOwn) {
+  Conn c = Conn::v4();
+  const Bytes synack = synack_for(c);
+  engine->set_kernel_state(nullptr);
+  SegmentSpec s{.tuple = c.c2s, .seq = c.client_isn + 1, .ack = c.cookie_isn + 1, .flags = tcp_flag::ACK,
+                .window = c.client_window, .options = c.client_ts_opts(1002)};
+  EXPECT_EQ(feed_in_slot(make(s)).decision.verdict, Verdict::Drop);
+  EXPECT_EQ(feed_in_slot(request(c)).decision.verdict, Verdict::Drop) << "held for the backend";
+  const Delivered answered = feed_in_slot(synack);
+  EXPECT_EQ(answered.wire.size(), 2u) << "the request to the backend and the client's window update";
+  now += 30 * kSecond;
+  engine->advance(now, sink);
+  EXPECT_EQ(counters().kernel_handshakes, 0u);
+}
+
 TEST_F(KernelHandshakeTest, OnlyABareCookieAckIsOffered) {
   Conn c = Conn::v4();
   static const uint8_t request[8] = {'G', 'E', 'T'};
