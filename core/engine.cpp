@@ -910,7 +910,12 @@ struct Engine::Impl {
     if (before.state != State::SynSent || !before.kernel_handshake) return;
     const sg_handshake h = handshake_of(before);
     if (!sg_synack_answers(&h, &s)) return;
-    const sg_handover ho = adopt_synack(i, s, now);
+    established_by_kernel(i, s, true, now, sink);
+  }
+  // The engine's side of a hand-over the kernel side made: the flow takes the SYN-ACK (`learn`:
+  // what it says of the backend too) and sends on the client's early data, if any.
+  void established_by_kernel(uint32_t i, const sg_synack& s, bool learn, const EngineClock& now, PacketSink& sink) {
+    const sg_handover ho = adopt_synack(i, s, now, learn);
     const Flow& f = table.get(i);
     if (f.early_len > 0) send_early_data(f, s, ho.to_backend, sink);
     ++counters.kernel_handshakes;
@@ -931,11 +936,7 @@ struct Engine::Impl {
     s.has_wscale = client_scales && t.shifts.server_reads == before.client_ws;
     s.wscale = s.has_wscale ? t.shifts.server_sends : 0u;
     s.sack_permitted = (before.bits & bit::kSack) != 0;
-    const sg_handover ho = adopt_synack(i, s, now, false);
-    const Flow& f = table.get(i);
-    if (f.early_len > 0) send_early_data(f, s, ho.to_backend, sink);
-    ++counters.kernel_handshakes;
-    enter_established(i, now);
+    established_by_kernel(i, s, false, now, sink);
   }
 
   // Takes the hand-overs the kernel side reported for this engine's flows.

@@ -79,34 +79,12 @@ struct TcObject {
   bool ok() const { return ingress >= 0; }
 };
 
-struct TcRun {
-  int retval = -1;
-  uint32_t mark = 0;
-  Bytes frame;
-};
+using test::TcRun;
 
 TcRun run_tc(int prog, const Bytes& frame, uint32_t mark_in = 0) {
-  TcRun r;
-  r.frame.resize(frame.size() + 256);
   __sk_buff ctx{};
   ctx.mark = mark_in;
-  __sk_buff ctx_out{};
-  LIBBPF_OPTS(bpf_test_run_opts, opts);
-  opts.data_in = frame.data();
-  opts.data_size_in = static_cast<uint32_t>(frame.size());
-  opts.data_out = r.frame.data();
-  opts.data_size_out = static_cast<uint32_t>(r.frame.size());
-  opts.ctx_in = &ctx;
-  opts.ctx_size_in = sizeof ctx;
-  opts.ctx_out = &ctx_out;
-  opts.ctx_size_out = sizeof ctx_out;
-  opts.repeat = 1;
-  const int rc = bpf_prog_test_run_opts(prog, &opts);
-  EXPECT_EQ(rc, 0) << "BPF_PROG_TEST_RUN: " << std::strerror(errno);
-  r.retval = static_cast<int>(opts.retval);
-  r.mark = ctx_out.mark;
-  r.frame.resize(opts.data_size_out);
-  return r;
+  return test::run_tc_program(prog, frame, ctx);
 }
 
 // How a segment's options are laid out on the wire (Linux's, or one the program must walk).

@@ -163,11 +163,6 @@ struct RouterObject {
   }
 };
 
-struct ProgRun {
-  int retval = -1;
-  Bytes frame;
-};
-
 class TcSynack : public test::EngineTest {
  protected:
   void SetUp() override {
@@ -207,24 +202,11 @@ class TcSynack : public test::EngineTest {
     if (!failure.empty()) GTEST_SKIP() << failure;
   }
 
-  ProgRun run(const RouterObject& o, const Bytes& frame) {
-    ProgRun r;
-    r.frame.resize(frame.size() + 256);
+  test::TcRun run(const RouterObject& o, const Bytes& frame) {
     __sk_buff ctx{};
     ctx.ifindex = static_cast<uint32_t>(gs_);
     ctx.ingress_ifindex = static_cast<uint32_t>(gs_);
-    LIBBPF_OPTS(bpf_test_run_opts, opts);
-    opts.data_in = frame.data();
-    opts.data_size_in = static_cast<uint32_t>(frame.size());
-    opts.data_out = r.frame.data();
-    opts.data_size_out = static_cast<uint32_t>(r.frame.size());
-    opts.ctx_in = &ctx;
-    opts.ctx_size_in = sizeof ctx;
-    opts.repeat = 1;
-    EXPECT_EQ(bpf_prog_test_run_opts(o.ingress(), &opts), 0) << "BPF_PROG_TEST_RUN: " << std::strerror(errno);
-    r.retval = static_cast<int>(opts.retval);
-    r.frame.resize(opts.data_size_out);
-    return r;
+    return test::run_tc_program(o.ingress(), frame, ctx);
   }
 
   // The next TCP frame that reached the client's end of the link, within `wait_ms`.
@@ -312,7 +294,7 @@ TEST_F(TcSynack, AnswersAsTheEngineDoes) {
         while (captured(0)) {
         }
         const uint64_t handed0 = o.counter(SG_TC_HANDED_OVER);
-        const ProgRun r = run(o, frame_from_server(synack));
+        const test::TcRun r = run(o, frame_from_server(synack));
         EXPECT_EQ(r.retval, TC_ACT_REDIRECT);
         EXPECT_EQ(o.counter(SG_TC_HANDED_OVER), handed0 + 1);
         // The SYN-ACK became the ACK, back to the router it came from.
@@ -376,7 +358,7 @@ TEST_F(TcSynack, LeavesTheEnginesOwnToTheEngine) {
       }
       const Bytes frame = frame_from_server(answer(c));
       const uint64_t punted0 = o.counter(SG_TC_HANDSHAKE_PUNTED), miss0 = o.counter(SG_TC_MISS);
-      const ProgRun r = run(o, frame);
+      const test::TcRun r = run(o, frame);
       EXPECT_EQ(r.retval, TC_ACT_OK);
       EXPECT_EQ(r.frame, frame);
       EXPECT_EQ(o.counter(with_record ? SG_TC_HANDSHAKE_PUNTED : SG_TC_MISS),
