@@ -87,6 +87,7 @@ repeats=5             # the established kind: runs of every mode, medians report
 est_seconds=4         # the established kind: length of each iperf3 and wrk measurement
 est_tests="iperf-down iperf-up4 wrk ab redis loss ack iperf-down-v6 iperf-up4-v6 wrk-v6 ab-v6 ack-v6"
 modes_given=0
+perf_record=0         # --perf: a system-wide perf profile of every established measurement
 
 usage() {
   cat <<EOF
@@ -130,6 +131,10 @@ Usage: $0 [options]
                          quick look: about 130 s a layout, 95 s with --est-seconds 2)
   --est-seconds S        established: seconds of each iperf3 and wrk measurement (default $est_seconds)
   --est-tests "LIST"     established: any of $est_tests (default: all)
+  --perf                 established: record a system-wide profile (perf record -a -g) of each
+                         measurement into its DIR/TEST.perf.data (read: perf report -i FILE);
+                         perf itself costs a few percent, so figures of such a run are not
+                         compared with others
   --kind-modes "LIST"    run the kinds other than syn only for these modes (default: every mode)
   --malform-kinds "LIST" synflood --malform kinds (default: all eleven)
   --malform-count N      SYNs per malform kind (default $malform_count)
@@ -139,6 +144,9 @@ Usage: $0 [options]
   --ack-rate R           forged-ACK flood rate, max = as fast as the generator goes (default $ack_rate)
   --mixed-rate R         mixed flood rate (default $mixed_rate)
   --connrate-count N     connections per ab run of the connrate kind (default $connrate_count)
+  --connrate-concurrency C  connections in flight at once in those runs and in the established
+                         kind's ab and redis-benchmark (default $connrate_conc; 1 gives the
+                         latency of one connection: the rate's inverse)
   --out DIR              output directory (default: bench/lab/out/<timestamp>)
   --quiet                less chatter
 Every flood is bounded (${flood_max_s}s, or its probe's worst case + 5s if longer; the forged-ACK flood
@@ -153,6 +161,7 @@ while (($#)); do
     --layout) layout=$2; shift 2 ;;
     --max-probe-count) max_probe_count=$2; shift 2 ;;
     --connrate-count) connrate_count=$2; shift 2 ;;
+    --connrate-concurrency) connrate_conc=$2; shift 2 ;;
     --build) build=$2; shift 2 ;;
     --synflood) synflood=$2; shift 2 ;;
     --syngate) syngate=$2; shift 2 ;;
@@ -160,6 +169,7 @@ while (($#)); do
     --repeats) repeats=$2; shift 2 ;;
     --est-seconds) est_seconds=$2; shift 2 ;;
     --est-tests) est_tests=$2; shift 2 ;;
+    --perf) perf_record=1; shift ;;
     --rates) rates=$2; shift 2 ;;
     --probe-count) probe_count=$2; shift 2 ;;
     --probe-concurrency) probe_conc=$2; shift 2 ;;
@@ -952,9 +962,20 @@ est_measure() {  # est_measure DIR TEST CMD...
   [ -n "$syngate_pid" ] && { syngate_metrics_raw >"$dir/$test.m0"; d0=$(cpu_ticks "$syngate_pid"); }
   i0=$(gw_invalid_drops)
   srv_tcp_counters >"$dir/$test.srv0"
+  local perf_pid=
+  if [ "$perf_record" = 1 ]; then
+    perf record -q -a -g -o "$dir/$test.perf.data" >/dev/null 2>"$dir/$test.perf.err" &
+    perf_pid=$!
+    track_pid "$perf_pid"
+    sleep 0.5  # perf maps every CPU's buffers before it samples
+  fi
   g0=$(core_ticks "$syngate_cpu"); t0=$(date +%s.%N)
   nsx "$cli" "${ep[@]}" "$@" >"$dir/$test.out" 2>"$dir/$test.err" || rc=$?
   t1=$(date +%s.%N); g1=$(core_ticks "$syngate_cpu")
+  if [ -n "$perf_pid" ]; then
+    kill -INT "$perf_pid" 2>/dev/null
+    wait "$perf_pid" 2>/dev/null || true
+  fi
   if [ -n "$syngate_pid" ]; then
     d1=$(cpu_ticks "$syngate_pid")
     sleep 0.25  # the workers publish their counters every 100 ms
