@@ -332,7 +332,7 @@ static __always_inline int translate(struct __sk_buff* skb, int egress) {
     return TC_ACT_OK;
   }
   /* Judged on the flow as it was before this segment: the client's own FIN is still translated. */
-  const int rewritable = tc_segment_rewritable(p.flags, f, peer, egress);
+  const int rewritable = tc_segment_rewritable(p.flags, p.seq, p.ack, payload, f, peer, egress);
   /* Only a FIN the sender could have aimed (xlate_spec.h, the engine's rule) closes the flow for
    * the program; a blind one is still translated, for the endpoint to judge, and changes nothing
    * here. */

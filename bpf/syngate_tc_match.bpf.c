@@ -86,7 +86,8 @@ int sg_tc_match(struct __sk_buff* skb) {
   reverse_key(key, &rkey);
   const struct sg_tc_flow* peer = bpf_map_lookup_elem(&sg_tc_flows, &rkey);
   /* The decision tc egress will not take again (decided = 0 here, 1 there). */
-  if (!tc_segment_rewritable(p.flags, f, peer, 0)) return 0;
+  /* The server's direction: seq, ack and payload (the client's last ACK) do not matter. */
+  if (!tc_segment_rewritable(p.flags, p.seq, p.ack, 0, f, peer, 0)) return 0;
 
   /* Masked, not only compared: the verifier must see the load's length bounded and non-zero. */
   const __u32 hlen = p.tcp_hlen & 0x3f;

@@ -14,14 +14,14 @@
  *     before this segment. SYN (a retransmitted SYN-ACK) and RST are the engine's. FIN segments
  *     are not: the program translates them and records them for the engine. After a FIN the
  *     server's segments stay here; the client's go back to the engine once the client has sent its
- *     FIN (its own FIN included in what is translated here, what follows it not): a client
- *     reuses its port only after its FIN or an RST, so a new cookie ACK on the lingering pair
- *     reaches the engine. A believable RST, or the engine's punt (SG_TC_CLOSED_BY_ENGINE), sends
- *     both directions back. Those clauses are a decision, and a decision taken at a hook where the
- *     packet can still go to the queue: `decided` = 1 says it was taken upstream (host mode's tc
- *     egress: OUTPUT's match took it, and the flow may have started closing since, on another
- *     CPU; refusing then would send the segment out untranslated), so only the clauses that
- *     cannot change between the two hooks apply.
+ *     FIN (its own FIN included in what is translated here, what follows it not, but for its exact
+ *     last ACK: tc_client_last_ack): a client reuses its port only after its FIN or an RST, so a
+ *     new cookie ACK on the lingering pair reaches the engine. A believable RST, or the engine's
+ *     punt (SG_TC_CLOSED_BY_ENGINE), sends both directions back. Those clauses are a decision,
+ *     and a decision taken at a hook where the packet can still go to the queue: `decided` = 1
+ *     says it was taken upstream (host mode's tc egress: OUTPUT's match took it, and the flow may
+ *     have started closing since, on another CPU; refusing then would send the segment out
+ *     untranslated), so only the clauses that cannot change between the two hooks apply.
  *   tc_options_rewritable: the option layout (tc_find_options below).
  * Each part holds or fails for the same packet at OUTPUT and at egress, except the closing clause
  * (why `decided`) and a flow entry deleted in between (the flow was freed: its linger is over). */
@@ -61,15 +61,31 @@ static __always_inline int tc_headers_rewritable(const struct pkt* p, __u32 fram
   return p->tcp_hlen >= TCP_HLEN && p->tcp_hlen <= TCP_MAX_HLEN && p->l4_off <= PKT_MAX_L4_OFF;
 }
 
-/* `f`: the entry of the segment's own direction (found); `peer`: the reverse one, or NULL. */
-static __always_inline int tc_segment_rewritable(__u8 flags, const struct sg_tc_flow* f,
-                                                 const struct sg_tc_flow* peer, int decided) {
+/* The one client segment still translated after its FIN: its last ACK, the exact acknowledgement
+ * of the server's recorded FIN, sent from just past its own (a pure ACK, no payload). A client that
+ * closes first sends it on every connection, and it reaching the queue cost one NFQUEUE crossing
+ * per connection (redis-benchmark -k 0: a third of the queue's packets). A new cookie ACK on the
+ * lingering pair carries the new connection's numbers and matches both only by chance (2^-64);
+ * `ack_rx` is the segment's ack in the server's space (the entries record the server's FIN there). */
+static __always_inline int tc_client_last_ack(__u8 flags, __u32 seq, __u32 ack_rx, __u32 payload,
+                                              const struct sg_tc_flow* f, const struct sg_tc_flow* peer) {
+  return (flags & (TCP_FLAG_SYN | TCP_FLAG_RST | TCP_FLAG_FIN | TCP_FLAG_ACK)) == TCP_FLAG_ACK && payload == 0 &&
+         peer && (peer->closing & SG_TC_SEEN_FIN) && seq == f->fin_seq + 1 && ack_rx == peer->fin_seq + 1;
+}
+
+/* `f`: the entry of the segment's own direction (found); `peer`: the reverse one, or NULL. `seq`,
+ * `ack` (as sent) and `payload` matter only for the client's last ACK. */
+static __always_inline int tc_segment_rewritable(__u8 flags, __u32 seq, __u32 ack, __u32 payload,
+                                                 const struct sg_tc_flow* f, const struct sg_tc_flow* peer,
+                                                 int decided) {
   if (flags & (TCP_FLAG_SYN | TCP_FLAG_RST)) return 0;
   if (decided) return 1;
   const __u8 either = f->closing | (peer ? peer->closing : 0);
   if (either & (SG_TC_SEEN_RST | SG_TC_CLOSED_BY_ENGINE)) return 0;
-  /* The client's FIN (recorded in the client's own entry) ends its segments' time here. */
-  return !(f->direction == SG_TC_TO_SERVER && (f->closing & SG_TC_SEEN_FIN));
+  /* The client's FIN (recorded in the client's own entry) ends its segments' time here, its last
+   * ACK excepted. */
+  if (f->direction != SG_TC_TO_SERVER || !(f->closing & SG_TC_SEEN_FIN)) return 1;
+  return tc_client_last_ack(flags, seq, sg_ack_to_backend(ack, f->delta), payload, f, peer);
 }
 
 /* Linux's layouts (NOP NOP TS, NOP NOP SACK, both) are recognised directly; anything else is

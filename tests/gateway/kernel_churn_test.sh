@@ -2,16 +2,27 @@
 # 100k connections come and go with the kernel path on (issue 23, "State stays right"): ApacheBench,
 # a connection per request, through syngate with gateway.kernel_path = "auto"; afterwards (linger
 # 1 s) the flow table and the tc flow map are both back to empty, and every connection succeeded.
+# Then a client that closes first (redis-benchmark -k 0: the client's FIN, the server's FIN, the
+# client's last ACK, all translated in tc): its last ACKs stay in the kernel, and the flows still
+# end by the engine's merge of what tc recorded. A half-closed flow's idle timer (closing_idle_s)
+# is longer than the wait for empty tables, so the closes must come from tc's records.
 #   kernel_churn_test.sh SYNGATE [CONNECTIONS]
 source "$(dirname "$0")/lib.sh"
 lab_init "$1"
 N=${2:-100000}
 lab_up
 start_nginx 'listen 10.10.3.2:80 backlog=4096;'
+bg "$NS_SRV" redis-server --bind 10.10.3.2 --port 6379 --save "" --appendonly no --protected-mode no \
+  --tcp-backlog 511 --dir "$LAB_DIR"
+wait_listen "$NS_SRV" 6379 || fail "redis-server did not start"
 # One client at ~10k connections/s: the backscatter budget (per /24) would hold it back.
 KERNEL_PATH=auto write_config "" "linger_s = 1
-closing_idle_s = 2
-max_flows = 65536" "[policy]
+closing_idle_s = 30
+max_flows = 65536" "[[service]]
+address = \"10.10.3.2\"
+port = 6379
+
+[policy]
 synack_per_prefix_per_s = 0"
 start_syngate
 grep -q "tc: translating established flows" "$LAB_DIR/syngate.log" || fail "the kernel path did not attach"
@@ -33,3 +44,25 @@ done
 (( active == 0 )) || fail "$active flows still in the table 10 s after the last connection"
 (( entries == 0 )) || fail "$entries tc flow map entries left 10 s after the last connection"
 pass "$N connections through the kernel path ($handed handed over): flow table and tc flow map back to empty"
+
+# The client closes first.
+R=$(( N / 5 ))
+punted0=$(metric_sum syngate_tc_packets_total punted)
+handed0=$(metric_sum syngate_tc_flows_handed_over_total)
+in_ns "$NS_CLI" timeout 60 redis-benchmark -h 10.10.3.2 -p 6379 -k 0 -c 32 -n "$R" -t get --csv \
+  > "$LAB_DIR/redis.out" 2>&1 || fail "redis-benchmark: $(tail -5 "$LAB_DIR/redis.out")"
+grep -q '"GET"' "$LAB_DIR/redis.out" || fail "redis-benchmark: $(tail -5 "$LAB_DIR/redis.out")"
+punted=$(( $(metric_sum syngate_tc_packets_total punted) - punted0 ))
+handed=$(( $(metric_sum syngate_tc_flows_handed_over_total) - handed0 ))
+(( handed >= R * 9 / 10 )) || fail "only $handed of $R client-first flows handed to the kernel path"
+# Before, every last ACK was punted (one a connection).
+(( punted < R / 10 )) || fail "$punted of $R client-first connections' segments punted to the queue (their last ACKs?)"
+for _ in $(seq 100); do
+  active=$(metric_sum syngate_flows_active)
+  entries=$(metric_sum syngate_tc_flow_entries)
+  (( active == 0 && entries == 0 )) && break
+  sleep 0.1
+done
+(( active == 0 )) || fail "$active client-first flows still in the table 10 s after the last connection"
+(( entries == 0 )) || fail "$entries tc flow map entries left 10 s after the last client-first connection"
+pass "$R client-first connections ($handed handed over, $punted segments punted): flow table and tc flow map back to empty"

@@ -245,6 +245,14 @@ class TcDiff : public test::EngineTest {
     return false;
   }
 
+  // The test's own statement of the one client segment translated after the client's FIN: a pure
+  // ACK from just past its FIN, acknowledging exactly the server's recorded FIN.
+  static bool client_last_ack(const TcpPacket& p, const sg_tc_flow& up, const sg_tc_flow& down) {
+    return (p.flags() & (tcp_flag::SYN | tcp_flag::RST | tcp_flag::FIN | tcp_flag::ACK)) == tcp_flag::ACK &&
+           p.payload_len() == 0 && (down.closing & SG_TC_SEEN_FIN) && p.seq() == up.fin_seq + 1 &&
+           p.ack() + up.delta == down.fin_seq + 1;
+  }
+
   // Leaves it alone: the bytes as they were, no mark, TC_ACT_OK.
   void expect_untouched(int prog, const Bytes& ip, const std::string& what, uint32_t mark_in = 0) {
     const Bytes frame = ethernet(ip);
@@ -441,8 +449,11 @@ TEST_F(TcDiff, FinsAreTranslatedAndTheClientsSegmentsAfterItsFinGoToTheEngine) {
         EXPECT_EQ(up.fin_seq, cs + 100) << name;
         same(to_client(bs + 201, cs + 101, A, 0), "the server's last ACK");
         EXPECT_TRUE(entry(*good_, c.c2s.reversed()).seen & SG_TC_SEEN_PEER_FIN_ACKED) << name;
-        expect_untouched(good_->ingress, to_server(cs + 101, ks + 201, A, 0), name + "a client segment after its FIN");
+        expect_untouched(good_->ingress, to_server(cs + 101, ks + 200, A, 0), name + "a client segment after its FIN");
+        expect_untouched(good_->ingress, to_server(cs + 101, ks + 201, A, 1), name + "client data after its FIN");
         expect_untouched(good_->ingress, to_server(cs + 100, ks + 201, F, 0), name + "the client's FIN again");
+        // Its ack of a retransmitted server FIN has the last ACK's form, and is taken as one.
+        same(to_server(cs + 101, ks + 201, A, 0), "the client's ack after its FIN of the server's FIN");
       } else {
         same(to_server(cs + 100, ks + 200, F, 0), "the client's FIN");
         EXPECT_EQ(entry(*good_, c.c2s).fin_seq, cs + 100) << name;
@@ -450,7 +461,17 @@ TEST_F(TcDiff, FinsAreTranslatedAndTheClientsSegmentsAfterItsFinGoToTheEngine) {
         same(to_client(bs + 200, cs + 101, A, 10), "server data after the client's FIN", true);
         same(to_client(bs + 210, cs + 101, F, 0), "the server's FIN");
         EXPECT_TRUE(entry(*good_, c.c2s.reversed()).closing & SG_TC_SEEN_FIN) << name;
-        expect_untouched(good_->ingress, to_server(cs + 101, ks + 211, A, 0), name + "the client's last ACK");
+        // Of the client's segments after its FIN only its exact last ACK is translated here.
+        expect_untouched(good_->ingress, to_server(cs + 101, ks + 211, A, 5), name + "data acking the server's FIN");
+        expect_untouched(good_->ingress, to_server(cs + 101, ks + 210, A, 0), name + "an ack short of the server's FIN");
+        expect_untouched(good_->ingress, to_server(cs + 102, ks + 211, A, 0), name + "a last ACK past the client's FIN");
+        expect_untouched(good_->ingress, to_server(cs + 101, ks + 211, F, 0), name + "a FIN acking the server's FIN");
+        expect_untouched(good_->ingress, to_server(cs + 0x12345678u, ks + 0x9abcdefu, A, 0),
+                         name + "a new connection's cookie ACK on the pair");
+        EXPECT_FALSE(entry(*good_, c.c2s).seen & SG_TC_SEEN_PEER_FIN_ACKED) << name;
+        same(to_server(cs + 101, ks + 211, A, 0), "the client's last ACK");
+        EXPECT_TRUE(entry(*good_, c.c2s).seen & SG_TC_SEEN_PEER_FIN_ACKED) << name;
+        same(to_server(cs + 101, ks + 211, A, 0), "the client's last ACK again (the server's FIN retransmitted)");
       }
       // A believable RST now sends the server's side back too (egress excepted: OUTPUT decided).
       expect_untouched(good_->ingress, to_client(bs + 211, 0, tcp_flag::RST, 0), name + "the server's RST");
@@ -535,8 +556,10 @@ TEST_F(TcDiff, CapturedConnectionsAreByteIdentical) {
         continue;
       }
       if (f->name.find("_03_ack") != std::string::npos && syn) continue;  // the handshake's ACK
-      // The client's segments after its FIN are the engine's (FINs themselves are translated).
-      if (r.packet.tuple() == c.c2s && (entry(*good_, c.c2s).closing & SG_TC_SEEN_FIN)) {
+      // The client's segments after its FIN are the engine's (FINs themselves are translated), but
+      // for its exact last ACK (of the server's recorded FIN).
+      if (r.packet.tuple() == c.c2s && (entry(*good_, c.c2s).closing & SG_TC_SEEN_FIN) &&
+          !client_last_ack(r.packet, entry(*good_, c.c2s), entry(*good_, c.c2s.reversed()))) {
         expect_untouched(good_->ingress, f->bytes, f->name + " (after the client's FIN)");
         ++untouched;
         continue;
