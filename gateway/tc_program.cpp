@@ -693,14 +693,14 @@ std::unique_ptr<KernelPath> KernelPath::start(const gw::GatewayConfig& config, u
   path->egress_ = egress;
   path->tc_forward_ = config.tc_forward;
   // The backend's SYN-ACK answered in the kernel: a router's ingress sees it, and sends the
-  // client's window update on itself.
   // client's window update on itself. Services on this host (host mode, or both mode's own) answer
   // through the local stack, past every tc ingress.
   path->handshakes_ = config.tc_handshake && router && config.tc_forward && !routed_services.empty();
   path->handshake_services_ = std::move(routed_services);
   if (config.tc_handshake && !path->handshakes_) {
-    spdlog::warn("tc: gateway.tc_handshake needs mode router or both, tc_forward and a service behind a route: "
-                 "backend SYN-ACKs stay the engine's");
+    // On by default: a host's own services are the normal case here, not a mistake.
+    spdlog::info("tc: backend SYN-ACKs stay the engine's (gateway.tc_handshake needs mode router or both, "
+                 "tc_forward and a service behind a route)");
   } else if (path->handshakes_) {
     spdlog::info("tc: the ingress answers the SYN-ACKs of {} routed service address(es) for bare cookie ACKs "
                  "(gateway.tc_handshake)", path->handshake_services_.size());
