@@ -33,6 +33,7 @@
 #include "syngate/spec/flow_spec.h"
 #include "syngate/spec/xlate_spec.h"
 #include "lib/bytes.h"
+#include "lib/csum.h"
 #include "lib/parse.h"
 #include "lib/tc_rewritable.h"
 
@@ -236,6 +237,19 @@ static __always_inline void reverse_key(const struct sg_tc_flow_key* k, struct s
   r->dport_be = k->sport_be;
 }
 
+/* A flow's client segment with data (or a FIN) meets no entry: if the flow's SYN-ACK may still be
+ * answered here, the segment is on its way to the engine, which will hold it until the backend
+ * has answered. The answer is then the engine's (sg_tc_synack leaves it): it sends the data right
+ * behind the backend's ACK and only then opens the client's window. Answered here, the window
+ * update would let the client's next segments through tc ahead of the held one, which then reached
+ * the backend late with an older timestamp, and was refused (PAWS). */
+static __always_inline void client_data_before_synack(const struct sg_tc_flow_key* key) {
+  struct sg_tc_flow_key synack_key;
+  reverse_key(key, &synack_key);
+  struct sg_tc_handshake* record = bpf_map_lookup_elem(&sg_tc_handshakes, &synack_key);
+  if (record) *(volatile __u32*)&record->client_data = 1;
+}
+
 /* The engine's sweep merges the flow now (its client -> server key). */
 static __always_inline void tell_engine(const struct sg_tc_flow* f, const struct sg_tc_flow_key* key,
                                         const struct sg_tc_flow_key* rkey) {
@@ -306,6 +320,7 @@ static __always_inline int translate(struct __sk_buff* skb, int egress) {
   const struct sg_tc_flow_key* key = (const struct sg_tc_flow_key*)&p.key;
   struct sg_tc_flow* f = bpf_map_lookup_elem(&sg_tc_flows, key);
   if (!f) {
+    if (sg_tc_router && !egress && (payload != 0 || (p.flags & TCP_FLAG_FIN))) client_data_before_synack(key);
     count(SG_TC_MISS);
     return TC_ACT_OK;
   }
@@ -516,15 +531,6 @@ struct {
 
 #define ANSWER_MAX (IPV6_HLEN + TCP_HLEN + 12)
 
-/* One's-complement sum of n bytes (even, at most ANSWER_MAX) of b, on top of sum. */
-static __always_inline __u32 sum_bytes(const __u8* b, __u32 n, __u32 sum) {
-  for (__u32 i = 0; i < ANSWER_MAX; i += 2) {
-    if (i >= n) break;
-    sum += (__u32)b[i] << 8 | b[i + 1];
-  }
-  return sum;
-}
-
 /* Writes into x->hdr the IP and TCP headers of a bare ACK from `src` to `dst` (the SYN-ACK's
  * tuple, or its reverse) with hop limit `ttl`, as the engine builds one (core/packet.cpp: no
  * IPv4 ID, DF, options NOP NOP TS when timestamps): its TCP checksum field is the SYN-ACK's
@@ -552,7 +558,9 @@ static __always_inline __u32 build_answer(struct tc_synack_scratch* x, const str
     h[9] = IPPROTO_TCP;
     __builtin_memcpy(h + 12, src + 12, 4);
     __builtin_memcpy(h + 16, dst + 12, 4);
-    store_be16(h + 10, (__u16)~sg_csum_fold(sum_bytes(h, IPV4_HLEN, 0)));
+    /* Summed as the bytes lie (bpf_csum_diff), so stored as they lie too. */
+    const __u16 csum = fold(sum_words(h, IPV4_HLEN, 0));
+    __builtin_memcpy(h + 10, &csum, 2);
   }
   __u8* tcp = h + (v6 ? IPV6_HLEN : IPV4_HLEN);
   __builtin_memcpy(tcp, reverse ? &t->dport_be : &t->sport_be, 2);
@@ -669,6 +677,8 @@ int sg_tc_synack(struct __sk_buff* skb) {
     return punt_synack();
   struct tc_route_scratch* r = route_scratch();
   if (!r) return punt_synack();
+  /* The client's data passed on to the engine first (client_data_before_synack): the engine's. */
+  if (*(volatile const __u32*)&found->client_data) return punt_synack();
   /* The claim: of two copies of the SYN-ACK on two CPUs, only the one that deletes the entry goes
    * on; the other is a retransmission for the engine. */
   if (bpf_map_delete_elem(&sg_tc_handshakes, &p.key) != 0) return punt_synack();
@@ -683,7 +693,22 @@ int sg_tc_synack(struct __sk_buff* skb) {
     bpf_map_delete_elem(&sg_tc_flows, &x->c2s);
     return punt_synack();
   }
-  if (bpf_skb_load_bytes(skb, 0, x->macs, 12) != 0) return punt_synack();
+  /* Reported as soon as the entries stand: client data that reached the engine meanwhile finds
+   * the record claimed and goes on as the established flow's at once (the engine looks for this
+   * report, then for the entries). Held until a later batch instead, it reached the backend
+   * behind the client's later segments (through tc) and was refused for its older timestamp. */
+  struct sg_tc_event* e = bpf_ringbuf_reserve(&sg_tc_events, sizeof(*e), 0);
+  if (e) {
+    __builtin_memcpy(&e->key, &x->c2s, sizeof(e->key));
+    e->kind = SG_TC_EVENT_HANDED_OVER;
+    __builtin_memcpy(&e->synack, &x->synack, sizeof(e->synack));
+    bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
+  } else {
+    count(SG_TC_EVENT_LOST);
+  }
+  /* From here a failure leaves the entries and the report standing: the backend, unanswered,
+   * sends its SYN-ACK again, and the client's next segment (translated) completes its handshake. */
+  if (bpf_skb_load_bytes(skb, 0, x->macs, 12) != 0) return TC_ACT_SHOT;
 
   /* The client's window update, from the service's address, one hop lower as forwarding makes
    * it: a clone, out the FIB's way. */
@@ -706,15 +731,6 @@ int sg_tc_synack(struct __sk_buff* skb) {
   __builtin_memcpy(macs + 6, x->macs, 6);
   if (bpf_skb_store_bytes(skb, 0, macs, 12, 0) != 0) return TC_ACT_SHOT;
 
-  struct sg_tc_event* e = bpf_ringbuf_reserve(&sg_tc_events, sizeof(*e), 0);
-  if (e) {
-    __builtin_memcpy(&e->key, &x->c2s, sizeof(e->key));
-    e->kind = SG_TC_EVENT_HANDED_OVER;
-    __builtin_memcpy(&e->synack, &x->synack, sizeof(e->synack));
-    bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
-  } else {
-    count(SG_TC_EVENT_LOST);
-  }
   count(SG_TC_HANDED_OVER);
   return bpf_redirect(skb->ingress_ifindex, 0);
 }

@@ -65,6 +65,8 @@ constexpr uint8_t kServerFinAcked = 1 << 7;
 // (FlowObserver::handshake_sent); or it did (its withdrawal failed) and its report is awaited.
 constexpr uint8_t kHandshakeOffered = 1;
 constexpr uint8_t kHandshakeTaken = 2;
+// settle_kernel_handshake's looks at the kernel side for a hand-over whose record it found claimed.
+constexpr int kClaimLooks = 16;
 
 }  // namespace
 
@@ -953,8 +955,12 @@ struct Engine::Impl {
     }
   }
   // The flow's SYN-ACK is the engine's from now on, unless the kernel side took it already: then
-  // its report is taken now (the program writes it before its answers leave; a few reads cover a
-  // report still being written on another CPU), or at the next sweep.
+  // the flow is established now, from the program's report or from the entries it wrote before
+  // it (a report may still be on its way on another CPU). Held instead, the client's data would
+  // wait for the flow worker's next batch while the client's later segments crossed tc: reaching
+  // the backend behind those, with older timestamps, it was refused (PAWS: backends_test with
+  // tc_handshake on, 5 ms late). Nothing of either (the program claimed the record and then left
+  // the SYN-ACK to the engine): the data is held, and the engine answers the SYN-ACK.
   void settle_kernel_handshake(uint32_t i, const EngineClock& now, PacketSink& sink) {
     if (!kernel || !table.get(i).kernel_handshake) return;
     if (table.get(i).kernel_handshake == kHandshakeOffered) {
@@ -964,7 +970,17 @@ struct Engine::Impl {
       }
       table.edit(i).kernel_handshake = kHandshakeTaken;  // withdrawn once: never again
     }
-    for (int tries = 0; tries < 4 && table.get(i).state == State::SynSent; ++tries) take_kernel_handovers(now, sink);
+    // The program claims, writes both entries and reports within a microsecond or two, in softirq
+    // (not preempted): a few looks cover one caught between the claim and the entries.
+    for (int look = 0; look < kClaimLooks; ++look) {
+      take_kernel_handovers(now, sink);
+      if (table.get(i).state != State::SynSent) return;
+      if (const std::optional<FlowTranslation> t = kernel->handed_over_translation(table.get(i).key)) {
+        adopt_kernel_translation(i, *t, now, sink);
+        table.settle();
+        return;
+      }
+    }
   }
 
   // ---- ICMP errors about flows (icmp.hpp) ------------------------------------------------------

@@ -1057,7 +1057,7 @@ void KernelPath::take_handed_over(std::vector<KernelHandOver>& out,
 bool KernelPath::handshake_sent(const FlowTuple& t, const sg_handshake& h) noexcept {
   if (!handshakes_ || stopped_.load(std::memory_order_acquire)) return false;
   if (std::find(handshake_services_.begin(), handshake_services_.end(), t.dst) == handshake_services_.end()) return false;
-  const sg_tc_handshake record{h, generation_.fetch_add(1, std::memory_order_relaxed) + 1};
+  const sg_tc_handshake record{h, generation_.fetch_add(1, std::memory_order_relaxed) + 1, 0};
   return program_->write_handshake(flow_key(t.reversed()), record);
 }
 

@@ -235,23 +235,54 @@ TEST_F(KernelHandshakeTest, ALostReportIsMadeUpFromTheEntriesBeforeTheSynRetry) 
   EXPECT_EQ(y.pkt.options().tsval, c.synack_tsval + 7) << "the same offsets as the report would have given";
 }
 
-TEST_F(KernelHandshakeTest, DataHeldForALostReportGoesToTheBackendOnceTheEntriesSaySo) {
+// The program claimed the record and wrote the entries; its report is not in the ring yet (it is
+// being written on another CPU, or was lost). The client's data must not wait for a later batch:
+// the client's next segments cross tc at once, and data held meanwhile reached the backend behind
+// them with an older timestamp, which the backend refused (PAWS).
+TEST_F(KernelHandshakeTest, DataForAClaimedRecordWhoseReportIsLateGoesOnByTheEntries) {
   Conn c = Conn::v4();
   const Bytes synack = synack_for(c);
   ASSERT_TRUE(side.take(c.c2s, synack));
   side.reports.clear();
-  const Delivered held = feed_in_slot(request(c));
-  EXPECT_EQ(held.decision.verdict, Verdict::Drop) << "no report yet: held";
+  const Delivered d = feed_in_slot(request(c));
+  EXPECT_EQ(d.decision.verdict, Verdict::Accept) << "translated on at once, not held";
+  ASSERT_EQ(d.wire.size(), 1u);
+  const test::Seen out(d.wire[0]);
+  EXPECT_EQ(out.pkt.payload_len(), kRequestBytes);
+  EXPECT_EQ(out.pkt.ack(), c.backend_isn + 1) << "in the backend's space";
+  EXPECT_EQ(out.pkt.seq(), c.client_isn + 1);
+  EXPECT_EQ(counters().early_data_buffered, 0u);
+  EXPECT_EQ(counters().kernel_handshakes, 1u);
   EXPECT_EQ(side.withdrawals, 1);
   now += 30 * kSecond;
   sink.clear();
   engine->advance(now, sink);
-  ASSERT_EQ(sink.size(), 1u) << "the request, and no SYN";
-  const test::Seen out(sink.packets[0]);
-  EXPECT_EQ(out.pkt.payload_len(), kRequestBytes);
-  EXPECT_EQ(out.pkt.ack(), c.backend_isn + 1);
-  EXPECT_EQ(out.pkt.seq(), c.client_isn + 1);
-  EXPECT_EQ(side.withdrawals, 1) << "withdrawn once";
+  EXPECT_EQ(sink.size(), 0u) << "no SYN, nothing held";
+  EXPECT_EQ(counters().backend_syn_retries, 0u);
+}
+
+// The program claimed the record and then left the SYN-ACK to the engine (no room for the
+// entries): neither report nor entries. The data is held, and the engine answers the SYN-ACK with
+// it.
+TEST_F(KernelHandshakeTest, DataForAClaimedRecordWithoutEntriesWaitsForTheEnginesAnswer) {
+  Conn c = Conn::v4();
+  const Bytes synack = synack_for(c);
+  ASSERT_TRUE(side.take(c.c2s, synack));
+  side.reports.clear();
+  side.entries.clear();
+  const Delivered held = feed_in_slot(request(c));
+  EXPECT_EQ(held.decision.verdict, Verdict::Drop) << "held";
+  EXPECT_TRUE(held.wire.empty());
+  EXPECT_EQ(side.withdrawals, 1);
+  const Delivered answer = feed_in_slot(synack);
+  ASSERT_FALSE(answer.wire.empty()) << "the engine answers the SYN-ACK the program left";
+  const auto carries_request = [&](const Bytes& b) {
+    const test::Seen s(b);
+    return s.pkt.tuple() == c.c2s && s.pkt.payload_len() == kRequestBytes && s.pkt.ack() == c.backend_isn + 1;
+  };
+  EXPECT_TRUE(std::any_of(answer.wire.begin(), answer.wire.end(), carries_request)) << "with the held request";
+  EXPECT_EQ(counters().kernel_handshakes, 0u);
+  EXPECT_EQ(counters().established, 1u);
 }
 
 // A restart between the program's answer and its report: at start the flow is established from

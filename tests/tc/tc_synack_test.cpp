@@ -75,6 +75,7 @@ const char* const kLabCommands[] = {
 };
 
 Bytes frame_from_server(const Bytes& ip) { return test::ethernet_frame(ip, kGsMac, kBsMac); }
+Bytes frame_from_client(const Bytes& ip) { return test::ethernet_frame(ip, kGcMac, kClientMac); }
 
 sg_tc_flow_key key_of(const FlowTuple& t) { return bpf::map_flow_key<sg_tc_flow_key>(t); }
 
@@ -279,7 +280,7 @@ TEST_F(TcSynack, AnswersAsTheEngineDoes) {
         Recorder rec;
         const Bytes synack = open(c, rec);
         ASSERT_TRUE(rec.handshake) << "the engine did not report its SYN";
-        const sg_tc_handshake record{*rec.handshake, ++generation};
+        const sg_tc_handshake record{*rec.handshake, ++generation, 0};
         const sg_tc_flow_key s2c = key_of(c.c2s.reversed()), c2s = key_of(c.c2s);
         ASSERT_EQ(bpf_map_update_elem(o.handshakes(), &s2c, &record, BPF_NOEXIST), 0);
 
@@ -345,16 +346,23 @@ TEST_F(TcSynack, LeavesTheEnginesOwnToTheEngine) {
   ASSERT_TRUE(o.skel) << o.error;
   in_lab([&] {
     uint16_t port = 3000;
+    // `before`: what the client sent that crossed the ingress before the SYN-ACK.
     const auto untouched = [&](Conn c, const std::function<Bytes(const Conn&)>& answer, const char* what,
-                               bool with_record = true) {
+                               bool with_record = true, const std::function<Bytes(const Conn&)>& before = {}) {
       SCOPED_TRACE(what);
       Recorder rec;
       (void)open(c, rec);
       ASSERT_TRUE(rec.handshake);
-      const sg_tc_handshake record{*rec.handshake, 9};
+      const sg_tc_handshake record{*rec.handshake, 9, 0};
       const sg_tc_flow_key s2c = key_of(c.c2s.reversed()), c2s = key_of(c.c2s);
       if (with_record) {
         ASSERT_EQ(bpf_map_update_elem(o.handshakes(), &s2c, &record, BPF_ANY), 0);
+      }
+      if (before) {
+        const Bytes sent = frame_from_client(before(c));
+        const test::TcRun b = run(o, sent);
+        EXPECT_EQ(b.retval, TC_ACT_OK);
+        EXPECT_EQ(b.frame, sent) << "the client's segment was rewritten";
       }
       const Bytes frame = frame_from_server(answer(c));
       const uint64_t punted0 = o.counter(SG_TC_HANDSHAKE_PUNTED), miss0 = o.counter(SG_TC_MISS);
@@ -394,6 +402,20 @@ TEST_F(TcSynack, LeavesTheEnginesOwnToTheEngine) {
                       .payload = std::span<const uint8_t>(data, sizeof data)};
         return test::make(s);
       }, "a SYN-ACK with data");
+      // The client's request passed on to the engine before the SYN-ACK came: the engine holds it
+      // and must answer the SYN-ACK itself, the request right behind its ACK.
+      const auto client_sends = [](uint8_t flags, size_t len) {
+        return [flags, len](const Conn& c) {
+          SegmentSpec s{.tuple = c.c2s, .seq = c.client_isn + 1, .ack = c.cookie_isn + 1, .flags = flags,
+                        .window = c.client_window, .options = c.client_ts_opts(1002),
+                        .payload = std::span<const uint8_t>(data, len)};
+          return test::make(s);
+        };
+      };
+      untouched(conn(), [](const Conn& c) { return c.backend_synack(0); }, "client data before the SYN-ACK", true,
+                client_sends(tcp_flag::ACK | tcp_flag::PSH, sizeof data));
+      untouched(conn(), [](const Conn& c) { return c.backend_synack(0); }, "a client FIN before the SYN-ACK", true,
+                client_sends(tcp_flag::ACK | tcp_flag::FIN, 0));
     }
   });
 }

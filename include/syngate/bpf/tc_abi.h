@@ -126,7 +126,11 @@ struct sg_tc_flow {
  * not take; the program deletes only the one it takes. */
 struct sg_tc_handshake {
   struct sg_handshake hs;
-  sg_u32 generation; /* the flow entries' generation */
+  sg_u32 generation;  /* the flow entries' generation */
+  sg_u32 client_data; /* set by the ingress program when the client's data or FIN passed it before
+                         the SYN-ACK (on its way to the engine, which holds it): the SYN-ACK is
+                         then the engine's, which answers it with that data behind its ACK, and
+                         opens the client's window only after */
 };
 
 /* sg_tc_events records (BPF_MAP_TYPE_RINGBUF), for the engine that holds the flow. */
