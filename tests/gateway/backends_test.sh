@@ -59,8 +59,10 @@ warm_up() {
   sleep 1
 }
 
-# What the client receives, for the order of the timestamps below.
-BG_LOG=$LAB_DIR/tcpdump.log bg "$NS_CLI" tcpdump -i c0 -nn -S -s 96 -U -w "$LAB_DIR/cli.pcap" "tcp and src host 10.10.3.2"
+# What the client receives, for the order of the timestamps below. Immediate mode: without it
+# libpcap hands packets over in blocks, and the last ones before a failure (the evidence) are lost
+# when the capture is stopped.
+BG_LOG=$LAB_DIR/tcpdump.log bg "$NS_CLI" tcpdump --immediate-mode -i c0 -nn -S -s 96 -U -w "$LAB_DIR/cli.pcap" "tcp and src host 10.10.3.2"
 TCPDUMP_PID=$BG_PID
 wait_until 5 grep -q "listening on" "$LAB_DIR/tcpdump.log" || fail "tcpdump did not start: $(cat "$LAB_DIR/tcpdump.log")"
 # late_segments: what the capture so far holds that reached the client two or more ticks older

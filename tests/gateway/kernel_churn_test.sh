@@ -26,6 +26,18 @@ port = 6379
 synack_per_prefix_per_s = 0"
 start_syngate
 grep -q "tc: translating established flows" "$LAB_DIR/syngate.log" || fail "the kernel path did not attach"
+# Within 10 s of the last connection, the flow table and the tc flow map are both empty.
+expect_empty_tables() {  # expect_empty_tables WHAT
+  local active entries
+  for _ in $(seq 100); do
+    active=$(metric_sum syngate_flows_active)
+    entries=$(metric_sum syngate_tc_flow_entries)
+    (( active == 0 && entries == 0 )) && return 0
+    sleep 0.1
+  done
+  (( active == 0 )) || fail "$active $1 still in the table 10 s after the last connection"
+  fail "$entries tc flow map entries left 10 s after the last connection ($1)"
+}
 t0=$(date +%s)
 in_ns "$NS_CLI" timeout 80 ab -q -n "$N" -c 32 -r http://10.10.3.2/ > "$LAB_DIR/ab.out" 2>&1 || true
 t1=$(date +%s)
@@ -35,14 +47,7 @@ log "ab: $complete complete, $failed failed in $((t1 - t0)) s ($(awk '/^Requests
 [[ $complete == "$N" && $failed == 0 ]] || fail "ab: $(tail -15 "$LAB_DIR/ab.out")"
 handed=$(metric_sum syngate_tc_flows_handed_over_total)
 (( handed >= N * 9 / 10 )) || fail "only $handed of $N flows handed to the kernel path"
-for _ in $(seq 100); do
-  active=$(metric_sum syngate_flows_active)
-  entries=$(metric_sum syngate_tc_flow_entries)
-  (( active == 0 && entries == 0 )) && break
-  sleep 0.1
-done
-(( active == 0 )) || fail "$active flows still in the table 10 s after the last connection"
-(( entries == 0 )) || fail "$entries tc flow map entries left 10 s after the last connection"
+expect_empty_tables "flows"
 pass "$N connections through the kernel path ($handed handed over): flow table and tc flow map back to empty"
 
 # The client closes first.
@@ -57,12 +62,5 @@ handed=$(( $(metric_sum syngate_tc_flows_handed_over_total) - handed0 ))
 (( handed >= R * 9 / 10 )) || fail "only $handed of $R client-first flows handed to the kernel path"
 # Before, every last ACK was punted (one a connection).
 (( punted < R / 10 )) || fail "$punted of $R client-first connections' segments punted to the queue (their last ACKs?)"
-for _ in $(seq 100); do
-  active=$(metric_sum syngate_flows_active)
-  entries=$(metric_sum syngate_tc_flow_entries)
-  (( active == 0 && entries == 0 )) && break
-  sleep 0.1
-done
-(( active == 0 )) || fail "$active client-first flows still in the table 10 s after the last connection"
-(( entries == 0 )) || fail "$entries tc flow map entries left 10 s after the last client-first connection"
+expect_empty_tables "client-first flows"
 pass "$R client-first connections ($handed handed over, $punted segments punted): flow table and tc flow map back to empty"
