@@ -117,6 +117,10 @@ static __always_inline void count(__u32 which) {
  * modes), and may send a translated one on themselves (gateway.tc_forward). */
 const volatile __u8 sg_tc_router = 0;
 const volatile __u8 sg_tc_forward = 0;
+/* gateway.tc_handshake (implies sg_tc_forward): sg_tc_synack may answer backends' SYN-ACKs. Off,
+ * neither the tail call nor the mark of a record (client_data_before_synack) costs a segment
+ * anything. */
+const volatile __u8 sg_tc_answer_synacks = 0;
 /* Written by the daemon while the programs run: 0 while a policy rule selects by firewall mark
  * (gateway/interfaces.hpp, fib_use), which netfilter sets only after this hook. The FIB's answer
  * is then not the kernel's: route_of asks nothing, so no segment is judged or sent on by it. */
@@ -311,7 +315,7 @@ static __always_inline int translate(struct __sk_buff* skb, int egress) {
   if (p.flags & TCP_FLAG_SYN) {
     /* A backend's SYN-ACK reaches the router's ingress: sg_tc_synack may answer it (it counts its
      * own outcome, and comes back here only if the tail call cannot be made). */
-    if (sg_tc_router && !egress && (p.flags & (TCP_FLAG_SYN | TCP_FLAG_ACK | TCP_FLAG_RST | TCP_FLAG_FIN)) ==
+    if (sg_tc_answer_synacks && !egress && (p.flags & (TCP_FLAG_SYN | TCP_FLAG_ACK | TCP_FLAG_RST | TCP_FLAG_FIN)) ==
                                        (TCP_FLAG_SYN | TCP_FLAG_ACK))
       bpf_tail_call(skb, &sg_tc_tail, 0);
     count(SG_TC_MISS);
@@ -320,7 +324,7 @@ static __always_inline int translate(struct __sk_buff* skb, int egress) {
   const struct sg_tc_flow_key* key = (const struct sg_tc_flow_key*)&p.key;
   struct sg_tc_flow* f = bpf_map_lookup_elem(&sg_tc_flows, key);
   if (!f) {
-    if (sg_tc_router && !egress && (payload != 0 || (p.flags & TCP_FLAG_FIN))) client_data_before_synack(key);
+    if (sg_tc_answer_synacks && !egress && (payload != 0 || (p.flags & TCP_FLAG_FIN))) client_data_before_synack(key);
     count(SG_TC_MISS);
     return TC_ACT_OK;
   }

@@ -264,6 +264,7 @@ syngate_tc* open_and_load(uint32_t max_entries, const std::string& pin, int reus
   if (skel) {
     skel->rodata->sg_tc_router = at.router;
     skel->rodata->sg_tc_forward = at.router && at.forward;
+    skel->rodata->sg_tc_answer_synacks = at.router && at.forward && at.synacks;
     bpf_map__set_max_entries(skel->maps.sg_tc_flows, max_entries);
     bpf_map__set_max_entries(skel->maps.sg_tc_handshakes, max_entries / 2 > 0 ? max_entries / 2 : 1);
     if (!pin.empty()) bpf_map__set_pin_path(skel->maps.sg_tc_flows, pin.c_str());
@@ -633,7 +634,7 @@ std::unique_ptr<KernelPath> KernelPath::start(const gw::GatewayConfig& config, u
   const bool router = config.mode != gw::Mode::Host;
   std::unique_ptr<Program> program;
   try {
-    program = std::make_unique<Program>(max_flows, pins, Placement{router, router && config.tc_forward});
+    program = std::make_unique<Program>(max_flows, pins, Placement{router, router && config.tc_forward, config.tc_handshake});
   } catch (const std::exception& e) {
     remove_everywhere(pins);
     spdlog::warn("tc: kernel path unavailable, every segment crosses NFQUEUE: {}", e.what());

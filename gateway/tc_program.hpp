@@ -72,6 +72,7 @@ bool available() noexcept;
 struct Placement {
   bool router = false;   // segments are forwarded here (router and both modes): ask the FIB first
   bool forward = false;  // with router: send translated segments on from tc (gateway.tc_forward)
+  bool synacks = false;  // with forward: the ingress may answer backends' SYN-ACKs (gateway.tc_handshake)
 };
 
 class Program {

@@ -108,6 +108,14 @@ class KernelHandshakeTest : public EngineTest {
     const test::Seen syn = open_to_backend_syn(c);
     return c.backend_synack(syn.pkt.options().has_timestamps ? syn.pkt.options().tsval : 0);
   }
+  // The program answered c's SYN-ACK (the record taken, the entries written) and its report is not
+  // in the ring: still being written on another CPU, or lost. Returns the SYN-ACK.
+  Bytes answered_without_report(Conn& c) {
+    const Bytes synack = synack_for(c);
+    EXPECT_TRUE(side.take(c.c2s, synack));
+    side.reports.clear();
+    return synack;
+  }
   // The client's first request, right behind its handshake.
   static constexpr size_t kRequestBytes = 20;
   static Bytes request(const Conn& c) {
@@ -221,9 +229,7 @@ TEST_F(KernelHandshakeTest, TheReportComesBeforeTheSynRetry) {
 
 TEST_F(KernelHandshakeTest, ALostReportIsMadeUpFromTheEntriesBeforeTheSynRetry) {
   Conn c = Conn::v4();
-  const Bytes synack = synack_for(c);
-  ASSERT_TRUE(side.take(c.c2s, synack));
-  side.reports.clear();  // the ring was full, or a restart came between
+  (void)answered_without_report(c);  // the ring was full, or a restart came between
   now += 30 * kSecond;
   sink.clear();
   engine->advance(now, sink);
@@ -241,9 +247,7 @@ TEST_F(KernelHandshakeTest, ALostReportIsMadeUpFromTheEntriesBeforeTheSynRetry) 
 // them with an older timestamp, which the backend refused (PAWS).
 TEST_F(KernelHandshakeTest, DataForAClaimedRecordWhoseReportIsLateGoesOnByTheEntries) {
   Conn c = Conn::v4();
-  const Bytes synack = synack_for(c);
-  ASSERT_TRUE(side.take(c.c2s, synack));
-  side.reports.clear();
+  (void)answered_without_report(c);
   const Delivered d = feed_in_slot(request(c));
   EXPECT_EQ(d.decision.verdict, Verdict::Accept) << "translated on at once, not held";
   ASSERT_EQ(d.wire.size(), 1u);
@@ -266,9 +270,7 @@ TEST_F(KernelHandshakeTest, DataForAClaimedRecordWhoseReportIsLateGoesOnByTheEnt
 // it.
 TEST_F(KernelHandshakeTest, DataForAClaimedRecordWithoutEntriesWaitsForTheEnginesAnswer) {
   Conn c = Conn::v4();
-  const Bytes synack = synack_for(c);
-  ASSERT_TRUE(side.take(c.c2s, synack));
-  side.reports.clear();
+  const Bytes synack = answered_without_report(c);
   side.entries.clear();
   const Delivered held = feed_in_slot(request(c));
   EXPECT_EQ(held.decision.verdict, Verdict::Drop) << "held";
@@ -289,9 +291,7 @@ TEST_F(KernelHandshakeTest, DataForAClaimedRecordWithoutEntriesWaitsForTheEngine
 // its entries and the observer claims them (start reconciliation keeps claimed entries only).
 TEST_F(KernelHandshakeTest, AtStartAnAnswerWhoseReportWasLostIsEstablishedAndItsEntriesKept) {
   Conn c = Conn::v4();
-  const Bytes synack = synack_for(c);
-  ASSERT_TRUE(side.take(c.c2s, synack));
-  side.reports.clear();
+  (void)answered_without_report(c);
   side.kept.clear();
   engine->merge_kernel_state(now);
   EXPECT_EQ(counters().kernel_handshakes, 1u);

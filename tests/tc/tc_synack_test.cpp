@@ -120,6 +120,7 @@ struct RouterObject {
     }
     skel->rodata->sg_tc_router = 1;
     skel->rodata->sg_tc_forward = 1;
+    skel->rodata->sg_tc_answer_synacks = 1;
     static std::vector<char> verifier(1 << 24);
     verifier[0] = 0;
     bpf_program__set_log_buf(skel->progs.sg_tc_synack, verifier.data(), verifier.size());
