@@ -88,8 +88,14 @@ std::optional<Mac> find_neighbour6(const Ip6& ip, int ifindex) {
   for (bool done = false; !done;) {
     const ssize_t got = ::recv(fd, buf.data(), buf.size(), 0);
     if (got <= 0) break;
-    int n = static_cast<int>(got);
-    for (auto* nh = reinterpret_cast<nlmsghdr*>(buf.data()); NLMSG_OK(nh, n); nh = NLMSG_NEXT(nh, n)) {
+    // NLMSG_OK compares the header's unsigned length with a signed remainder (-Wsign-compare
+    // under clang): the walk is spelled out instead.
+    const auto message_at = [&](size_t off) -> const nlmsghdr* {
+      if (off + sizeof(nlmsghdr) > static_cast<size_t>(got)) return nullptr;
+      const auto* nh = reinterpret_cast<const nlmsghdr*>(buf.data() + off);
+      return nh->nlmsg_len >= sizeof(nlmsghdr) && nh->nlmsg_len <= static_cast<size_t>(got) - off ? nh : nullptr;
+    };
+    for (size_t off = 0; const nlmsghdr* nh = message_at(off); off += NLMSG_ALIGN(nh->nlmsg_len)) {
       if (nh->nlmsg_type == NLMSG_DONE || nh->nlmsg_type == NLMSG_ERROR) {
         done = true;
         break;
