@@ -17,6 +17,7 @@
 #include "syngate/bytes.hpp"
 #include "syngate/checksum.hpp"
 #include "syngate/flow_table.hpp"
+#include "syngate/spec/backend_syn_spec.h"
 #include "syngate/spec/flow_spec.h"
 #include "syngate/spec/handover_spec.h"
 #include "syngate/spec/xlate_spec.h"
@@ -206,7 +207,6 @@ struct Engine::Impl {
     return {Verdict::Accept, true, static_cast<uint32_t>(n)};
   }
 
-  static constexpr uint16_t kTimestampRoom = 12;  // NOP NOP TS(10)
   bool backend_has_timestamps(const FlowTuple& key) const {
     return is_protected(backends_with_timestamps, key.dst, key.dport);
   }
@@ -224,33 +224,23 @@ struct Engine::Impl {
     return f.tsoff;
   }
 
-  TcpOptions backend_syn_options(const Flow& f) const {
-    TcpOptions o;
-    o.has_mss = true;
-    o.mss = f.mss;
-    if (f.supply & kSupplyRoomForTimestamps) o.mss = static_cast<uint16_t>(std::max<int>(f.mss - kTimestampRoom, 64));
-    if (f.client_ws != kNoWscale) {
-      o.has_wscale = true;
-      o.wscale = f.client_ws;
-    }
-    o.sack_permitted = (f.bits & bit::kSack) != 0;
-    if (f.bits & bit::kTimestamps) {
-      o.has_timestamps = true;
-      o.tsval = f.client_tsval;
-      o.tsecr = 0;
-    }
-    return o;
-  }
-
-  // Builds the backend's SYN in scratch; returns its length.
+  // Builds the backend's SYN (backend_syn_spec.h) in scratch; returns its length.
   size_t build_backend_syn(uint32_t i) {
     const Flow& f = table.get(i);
-    const uint8_t extra = (f.bits & bit::kEcn) ? (tcp_flag::ECE | tcp_flag::CWR) : 0;
-    // A SYN's window is never scaled: send the client's real window, as far as 16 bits hold it.
-    const uint8_t shift = f.client_ws == kNoWscale ? 0 : f.client_ws;
-    const uint16_t window = static_cast<uint16_t>(std::min<uint64_t>(uint64_t{f.client_window} << shift, 0xffff));
+    const sg_handshake h = handshake_of(f);
+    sg_backend_syn s;
+    sg_backend_syn_of(&h, f.mss, (f.supply & kSupplyRoomForTimestamps) != 0, &s);
+    TcpOptions o;
+    o.has_mss = true;
+    o.mss = s.mss;
+    o.has_wscale = s.has_wscale;
+    o.wscale = s.wscale;
+    o.sack_permitted = s.sack_permitted;
+    o.has_timestamps = s.has_ts;
+    o.tsval = s.tsval;
+    o.tsecr = 0;
     ++counters.backend_syns_sent;
-    return build_syn(scratch, f.key, f.client_isn, window, backend_syn_options(f), extra);
+    return build_syn(scratch, f.key, s.seq, s.window, o, static_cast<uint8_t>(s.flags & ~tcp_flag::SYN));
   }
   void send_backend_syn(uint32_t i, PacketSink& sink) { emit(sink, build_backend_syn(i)); }
 
@@ -591,9 +581,12 @@ struct Engine::Impl {
 
   Decision new_flow(TcpPacket& p, const FlowTuple& key, const EngineClock& now, PacketSink& sink,
                     std::span<uint8_t> room) {
-    const uint32_t client_isn = p.seq() - 1;
-    const uint32_t cookie_isn = p.ack() - 1;
-    const std::optional<uint16_t> mss = cookies.check(key, client_isn, cookie_isn, cookie_counter(now.cookie_ns));
+    const TcpOptions& o = p.options();
+    const sg_cookie_ack ack{p.seq(), p.ack(), o.has_timestamps ? o.tsval : 0u, o.has_timestamps ? o.tsecr : 0u,
+                            p.window(), o.has_timestamps, 0};
+    sg_handshake h;
+    sg_handshake_of_cookie_ack(&ack, cfg.announced_wscale, &h);
+    const std::optional<uint16_t> mss = cookies.check(key, h.client_isn, h.cookie_isn, cookie_counter(now.cookie_ns));
     if (!mss) {
       ++counters.cookies_invalid;
       return drop(DropReason::CookieInvalid);
@@ -614,29 +607,24 @@ struct Engine::Impl {
     if (i == kNone) {
       ++counters.flows_refused;
       if (cfg.table_full_reset) {
-        emit(sink, build_rst(scratch, key.reversed(), cookie_isn + 1, 0, false));
+        emit(sink, build_rst(scratch, key.reversed(), h.cookie_isn + 1, 0, false));
       }
       return {Verdict::Drop, false};
     }
     Flow& f = table.edit(i);
-    f.client_isn = client_isn;
-    f.cookie_isn = cookie_isn;
+    f.client_isn = h.client_isn;
+    f.cookie_isn = h.cookie_isn;
     f.mss = *mss;
-    const TcpOptions& o = p.options();
-    if (o.has_timestamps) {
-      // Only a client that sent timestamps got window scale and SACK offered (answer_syn).
-      const SynOptionBits b = decode_ts_options(o.tsecr);
-      f.bits |= bit::kTimestamps;
-      f.client_tsval = o.tsval;
-      f.tsoff = o.tsecr;  // our SYN-ACK TSval, until the backend's is known
-      if (b.sack_permitted) f.bits |= bit::kSack;
-      if (b.ecn) f.bits |= bit::kEcn;
-      if (b.has_wscale) f.client_ws = b.wscale;
-    }
-    f.client_window = p.window();
-    f.announced_ws = cfg.announced_wscale;
+    if (h.asked & SG_HS_TIMESTAMPS) f.bits |= bit::kTimestamps;
+    if (h.asked & SG_HS_SACK) f.bits |= bit::kSack;
+    if (h.asked & SG_HS_ECN) f.bits |= bit::kEcn;
+    f.client_tsval = h.client_tsval;
+    f.tsoff = h.our_tsval;  // our SYN-ACK TSval, until the backend's is known
+    f.client_ws = h.client_ws;
+    f.client_window = h.client_window;
+    f.announced_ws = h.announced_ws;
     if ((f.bits & bit::kTimestamps) && !backend_has_timestamps(key)) f.supply |= kSupplyRoomForTimestamps;
-    f.client_next = client_isn + 1;
+    f.client_next = h.client_isn + 1;
     f.retries = 0;
     table.enter(i, State::SynSent, timer_ms(now));
     // A bare cookie ACK becomes the backend's SYN. One that carries data (buffered here) may be a
@@ -800,7 +788,7 @@ struct Engine::Impl {
     h.client_ws = f.client_ws;
     h.announced_ws = f.announced_ws;
     h.asked = static_cast<uint8_t>(((f.bits & bit::kTimestamps) ? SG_HS_TIMESTAMPS : 0u) |
-                                   ((f.bits & bit::kSack) ? SG_HS_SACK : 0u));
+                                   ((f.bits & bit::kSack) ? SG_HS_SACK : 0u) | ((f.bits & bit::kEcn) ? SG_HS_ECN : 0u));
     return h;
   }
   static sg_synack synack_of(const TcpPacket& p) {

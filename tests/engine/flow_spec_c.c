@@ -24,3 +24,13 @@ void handover_spec_from_c(const struct sg_handshake* h, const struct sg_synack* 
 void handover_spec_from_c(const struct sg_handshake* h, const struct sg_synack* s, struct sg_handover* o) {
   sg_hand_over(h, s, o);
 }
+
+#include "syngate/spec/backend_syn_spec.h"
+sg_u32 backend_syn_spec_from_c(const struct sg_cookie_ack* a, sg_u8 announced_ws, sg_u16 cookie_mss, int room,
+                               struct sg_handshake* h, struct sg_backend_syn* s, sg_u8* options);
+sg_u32 backend_syn_spec_from_c(const struct sg_cookie_ack* a, sg_u8 announced_ws, sg_u16 cookie_mss, int room,
+                               struct sg_handshake* h, struct sg_backend_syn* s, sg_u8* options) {
+  sg_handshake_of_cookie_ack(a, announced_ws, h);
+  sg_backend_syn_of(h, cookie_mss, room, s);
+  return sg_backend_syn_write_options(s, options);
+}

@@ -25,6 +25,7 @@ extern "C" {
 /* sg_handshake.asked: what the SYN to the backend asked for, as the client's cookie promised it. */
 #define SG_HS_TIMESTAMPS 0x01u /* the client sends timestamps (the SYN carried its TSval) */
 #define SG_HS_SACK 0x02u       /* the client was promised SACK */
+#define SG_HS_ECN 0x04u        /* the client asked for ECN (the SYN carried ECE and CWR) */
 
 /* What syngate knew when its SYN left for the backend. */
 struct sg_handshake {
