@@ -701,9 +701,14 @@ struct Engine::Impl {
       }
       if ((fl & (tcp_flag::SYN | tcp_flag::ACK)) == (tcp_flag::SYN | tcp_flag::ACK) && p.ack() == f.client_isn + 1) {
         count(DropReason::BackendSynAckConsumed);
-        // One the kernel side left (or a copy of one it took: then answered already).
+        // One the kernel side left, or a copy of one it took: answered, but a copy may as well be
+        // the backend's retransmission after the program's ACK was lost, and unanswered a backend
+        // that speaks first would wait for the client's next segment. A duplicate ACK costs nothing.
         settle_kernel_handshake(i, now, sink);
-        if (f.state != State::SynSent) return {Verdict::Drop, false};
+        if (table.get(i).state != State::SynSent) {
+          ack_synack_again(table.edit(i), p, sink);
+          return {Verdict::Drop, false};
+        }
         return take_place(backend_answered(i, p, now, sink), room, sink);
       }
       return drop(DropReason::BackendSynAckUnexpected);
@@ -711,10 +716,7 @@ struct Engine::Impl {
     if (fl & tcp_flag::SYN) {
       // A retransmitted SYN-ACK: our ACK was lost. Answer it again rather than let it through.
       if ((fl & tcp_flag::ACK) && p.seq() - f.cookie_isn == f.delta) {
-        merge_kernel(f);  // the ACK carries the client's newest TSval, which may have crossed the kernel
-        const uint32_t backend_ts = p.options().has_timestamps ? p.options().tsval : 0;
-        emit(sink, build_ack(scratch, f.key, f.client_isn + 1, p.seq() + 1,
-                             client_window_for_server(f, f.client_window), ts_to_backend(f, backend_ts)));
+        ack_synack_again(f, p, sink);
         return drop(DropReason::BackendSynAckConsumed);
       }
       return drop(DropReason::BackendSynAckUnexpected);
@@ -889,6 +891,14 @@ struct Engine::Impl {
     enter_established(i, now);
     return build_window_update(scratch, f.key.reversed(), ho.to_client.seq, ho.to_client.ack, ho.to_client.window,
                                to_client);
+  }
+
+  // The backend's ACK again, for a SYN-ACK of a flow already established.
+  void ack_synack_again(Flow& f, const TcpPacket& synack, PacketSink& sink) {
+    merge_kernel(f);  // the ACK carries the client's newest TSval, which may have crossed the kernel
+    const uint32_t backend_ts = synack.options().has_timestamps ? synack.options().tsval : 0;
+    emit(sink, build_ack(scratch, f.key, f.client_isn + 1, synack.seq() + 1,
+                         client_window_for_server(f, f.client_window), ts_to_backend(f, backend_ts)));
   }
 
   // ---- hand-overs the kernel side made (FlowObserver::handshake_sent) --------------------------
