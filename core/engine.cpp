@@ -66,6 +66,9 @@ constexpr uint8_t kServerFinAcked = 1 << 7;
 // (FlowObserver::handshake_sent); or it did (its withdrawal failed) and its report is awaited.
 constexpr uint8_t kHandshakeOffered = 1;
 constexpr uint8_t kHandshakeTaken = 2;
+// ... and once Established from the program's entries alone (adopt_kernel_translation): what its
+// SYN-ACK said of the backend (SACK, timestamps) is still to be learnt from the late report.
+constexpr uint8_t kHandshakeUnlearnt = 3;
 // settle_kernel_handshake's looks at the kernel side for a hand-over whose record it found claimed.
 constexpr int kClaimLooks = 16;
 
@@ -826,11 +829,7 @@ struct Engine::Impl {
     const sg_handshake h = handshake_of(f);
     sg_handover ho;
     sg_hand_over(&h, &s, &ho);
-    if (learn && (f.bits & bit::kTimestamps)) learn_backend_timestamps(f.key, s.has_ts);
-    // Only a flow whose client was promised SACK asked the backend for it.
-    if (learn && (f.bits & bit::kSack)) {
-      cfg.backend_facts->backend_answered(Service{f.key.dst, f.key.dport}, !ho.sack_refused, now_ms(now.cookie_ns));
-    }
+    if (learn) learn_backend(f, s, now);
     f.delta = ho.delta;
     // Supplied, f.tsoff keeps our SYN-ACK TSval: the last one the client saw, where supplied ones start.
     if (ho.supply_timestamps) f.supply |= kSupplyTimestamps;
@@ -849,6 +848,14 @@ struct Engine::Impl {
     f.seen = kSeenBoth;
     f.kernel_handshake = 0;
     return ho;
+  }
+  // What a backend's SYN-ACK says of the service's backend, for the next clients' promises.
+  void learn_backend(const Flow& f, const sg_synack& s, const EngineClock& now) {
+    if (f.bits & bit::kTimestamps) learn_backend_timestamps(f.key, s.has_ts);
+    // Only a flow whose client was promised SACK asked the backend for it.
+    if (f.bits & bit::kSack) {
+      cfg.backend_facts->backend_answered(Service{f.key.dst, f.key.dport}, s.sack_permitted != 0, now_ms(now.cookie_ns));
+    }
   }
   void enter_established(uint32_t i, const EngineClock& now) {
     Flow& f = table.edit(i);
@@ -907,10 +914,15 @@ struct Engine::Impl {
   // sent early, if anything (the program's ACK carried none).
   void kernel_handed_over(uint32_t i, const sg_synack& s, const EngineClock& now, PacketSink& sink) {
     const Flow& before = table.get(i);
-    if (before.state != State::SynSent || !before.kernel_handshake) return;
     const sg_handshake h = handshake_of(before);
     if (!sg_synack_answers(&h, &s)) return;
-    established_by_kernel(i, s, true, now, sink);
+    if (before.state == State::SynSent && before.kernel_handshake) {
+      established_by_kernel(i, s, true, now, sink);
+    } else if (before.kernel_handshake == kHandshakeUnlearnt && s.seq - before.cookie_isn == before.delta) {
+      // Established from the entries before this report came: the backend's facts come from it.
+      learn_backend(before, s, now);
+      table.edit(i).kernel_handshake = 0;
+    }
   }
   // The engine's side of a hand-over the kernel side made: the flow takes the SYN-ACK (`learn`:
   // what it says of the backend too) and sends on the client's early data, if any.
@@ -937,6 +949,7 @@ struct Engine::Impl {
     s.wscale = s.has_wscale ? t.shifts.server_sends : 0u;
     s.sack_permitted = (before.bits & bit::kSack) != 0;
     established_by_kernel(i, s, false, now, sink);
+    table.edit(i).kernel_handshake = kHandshakeUnlearnt;
   }
 
   // Takes the hand-overs the kernel side reported for this engine's flows.

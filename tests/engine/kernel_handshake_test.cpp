@@ -273,6 +273,38 @@ TEST_F(KernelHandshakeTest, DataForAClaimedRecordWhoseReportIsLateGoesOnByTheEnt
   EXPECT_EQ(counters().backend_syn_retries, 0u);
 }
 
+// The same with a backend that lacks SACK: established from the entries, the flow learnt nothing
+// of the backend; the report that comes after must still teach it, or the next clients are
+// promised SACK their backend refuses (uploads at 1% loss then wait for timeouts).
+TEST_F(KernelHandshakeTest, AReportAfterTheEntriesStillTeachesWhatTheBackendLacks) {
+  cfg.backend_facts = std::make_shared<BackendFacts>();
+  start();
+  engine->set_flow_observer(&side);
+  engine->set_kernel_state(&side);
+  Conn c = Conn::v4();
+  c.backend_synack_opts.sack_permitted = false;
+  const Bytes synack = synack_for(c);
+  ASSERT_TRUE(side.take(c.c2s, synack));
+  const KernelHandOver late = side.reports.back();
+  side.reports.clear();
+  EXPECT_EQ(feed_in_slot(request(c)).decision.verdict, Verdict::Accept) << "on by the entries";
+  const Service service{c.c2s.dst, c.c2s.dport};
+  const auto lacks_sack = [&] {
+    return (cfg.backend_facts->service_flags(service, static_cast<uint32_t>(now / kMs)) & SG_SERVICE_BACKEND_LACKS_SACK) != 0;
+  };
+  EXPECT_FALSE(lacks_sack()) << "nothing learnt from the entries";
+  side.reports.push_back(late);
+  now += kMs;
+  sink.clear();
+  engine->advance(now, sink);
+  EXPECT_TRUE(lacks_sack()) << "the late report teaches it";
+  EXPECT_EQ(counters().kernel_handshakes, 1u) << "and counts no second hand-over";
+  // A copy of the report (a restart's replay) changes nothing more.
+  side.reports.push_back(late);
+  engine->advance(now, sink);
+  EXPECT_EQ(counters().kernel_handshakes, 1u);
+}
+
 // The program claimed the record and then left the SYN-ACK to the engine (no room for the
 // entries): neither report nor entries. The data is held, and the engine answers the SYN-ACK with
 // it.
