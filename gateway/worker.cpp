@@ -55,7 +55,7 @@ size_t Worker::turn(bool draining) {
     flush_verdicts_then_packets();
   }
   if (hooks_.done) hooks_.done();
-  periodic(now);
+  periodic(clock);
   if (now - last_publish_ >= kPublishIntervalNs) {
     publish();
     last_publish_ = now;
@@ -227,7 +227,8 @@ void FlowWorker::after_packet() {
 
 void FlowWorker::start(uint64_t now) { last_advance_ = now; }
 
-void FlowWorker::periodic(uint64_t now) {
+void FlowWorker::periodic(const EngineClock& clock) {
+  const uint64_t now = clock.timer_ns;
   if (now - last_prune_ >= kPruneIntervalNs) {
     engine_->prune_draining();
     set_draining(engine_->draining_services());
@@ -235,7 +236,10 @@ void FlowWorker::periodic(uint64_t now) {
   }
   if (now - last_advance_ >= setup_.advance_interval_ns) {
     try {
-      engine_->advance(now, sender_);
+      // The whole clock: a bare number would stand for both, and the hand-overs advance takes
+      // would learn backend facts stamped in timer time, which the cookie clock reads as
+      // expired (a backend without SACK never learnt when its report came between batches).
+      engine_->advance(clock, sender_);
     } catch (const std::exception& e) {
       ++intake_.exceptions;
       spdlog::error("worker {}: advance threw: {}", setup_.id, e.what());

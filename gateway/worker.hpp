@@ -92,8 +92,9 @@ class Worker {
   virtual void after_packet() {}
   // Once, at the start of the first turn.
   virtual void start(uint64_t /*now*/) {}
-  // After the batch, every turn.
-  virtual void periodic(uint64_t /*now*/) {}
+  // After the batch, every turn, with the batch's clock (both of them: the engine's timers run on
+  // one and what it learns of backends and supplies as TSvals on the other).
+  virtual void periodic(const EngineClock& /*now*/) {}
   virtual void use_cookies() {}
   // New policy and services, before they replace setup_.engine's.
   virtual void use_policy(const std::shared_ptr<const SourcePolicy>& policy, const std::vector<Service>& services) = 0;
@@ -166,7 +167,7 @@ class FlowWorker final : public Worker {
   void before_batch(const std::vector<QueuedPacket>& batch, const EngineClock& now) override;
   void after_packet() override;
   void start(uint64_t now) override;
-  void periodic(uint64_t now) override;
+  void periodic(const EngineClock& clock) override;
   void use_cookies() override;
   void use_policy(const std::shared_ptr<const SourcePolicy>& policy, const std::vector<Service>& services) override;
   EngineCounters counters() const override { return engine_->counters(); }

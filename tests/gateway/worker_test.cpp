@@ -10,6 +10,7 @@
 
 #include "syngate_test/icmp_builder.hpp"
 #include "syngate_test/engine_harness.hpp"
+#include "syngate_test/fake_kernel_side.hpp"
 #include "packet_io.hpp"
 #include "shared_state.hpp"
 #include "worker.hpp"
@@ -512,6 +513,37 @@ TEST_F(FlowWorkerTest, TimersRunOnlyOnceTheAdvanceIntervalHasPassed) {
   EXPECT_EQ(retry.pkt.flags(), tcp_flag::SYN);
   EXPECT_EQ(retry.pkt.seq(), c.client_isn);
   EXPECT_EQ(w.snapshot().engine.backend_syn_retries, 1u);
+}
+
+// The engine's timers run on the timer clock, but what its sweep learns (a hand-over the tc program
+// reported between batches) is stamped on the cookie clock, which the daemon and the SYN answers
+// read it by. The worker once passed the sweep a bare number, the timer time standing for both: a
+// backend without SACK learnt there was taken as learnt an hour off, so forgotten at once, and its
+// clients went on being promised SACK (gateway_backend_sack with tc_handshake on).
+TEST_F(FlowWorkerTest, TheSweepLearnsOnTheCookieClock) {
+  const uint64_t cookie_ahead = 3600 * kSecond;  // the clocks differ, as boot time and wall time do
+  clock = [this, cookie_ahead] { return EngineClock{now + cookie_ahead, now}; };
+  WorkerSetup st = setup();
+  st.engine.backend_facts = std::make_shared<BackendFacts>();
+  FlowWorker w(st, queue, sender, secrets, policy, clock);
+  test::FakeKernelSide side;
+  w.engine().set_flow_observer(&side);
+  w.engine().set_kernel_state(&side);
+  Conn c = Conn::v4();
+  c.backend_synack_opts.sack_permitted = false;
+  learn_cookie(c);
+  turn_with(w, {{c.third_ack()}});
+  ASSERT_EQ(side.records.size(), 1u) << "the bare cookie ACK's handshake offered to the kernel side";
+  const Seen syn(wire.entries.at(0).bytes);
+  ASSERT_TRUE(side.take(c.c2s, c.backend_synack(syn.pkt.options().tsval)));
+  now += st.advance_interval_ns;
+  EXPECT_EQ(w.turn(false), 0u) << "no packet: the report is taken by the sweep";
+  EXPECT_EQ(w.snapshot().engine.kernel_handshakes, 1u);
+  const uint32_t cookie_ms = static_cast<uint32_t>((now + cookie_ahead) / kMs);
+  EXPECT_NE(st.engine.backend_facts->service_flags(kService, cookie_ms) & SG_SERVICE_BACKEND_LACKS_SACK, 0u)
+      << "learnt on the cookie clock";
+  w.engine().set_flow_observer(nullptr);
+  w.engine().set_kernel_state(nullptr);
 }
 
 // ---- What every worker kind shares -------------------------------------------------------------

@@ -1,0 +1,93 @@
+// The kernel side (the tc programs) as the engine sees it, for tests without root: it records the
+// handshakes offered, takes one's SYN-ACK when the test says so (the record consumed, the report
+// queued, the entries written) and gives the reports to the engine that asks.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <deque>
+#include <functional>
+#include <optional>
+#include <utility>
+#include <vector>
+
+#include "syngate/flow_table.hpp"
+#include "syngate/packet.hpp"
+#include "syngate/spec/handover_spec.h"
+#include "syngate_test/engine_harness.hpp"
+
+namespace syngate::test {
+
+// The kernel side as the engine sees it: it takes an offered SYN-ACK when the test says so.
+struct FakeKernelSide : FlowObserver, KernelFlowState {
+  bool offer = true;  // handshake_sent's answer
+  std::vector<std::pair<FlowTuple, sg_handshake>> records;
+  size_t count(const FlowTuple& t) const {
+    return static_cast<size_t>(std::count_if(records.begin(), records.end(), [&](const auto& r) { return r.first == t; }));
+  }
+  std::deque<KernelHandOver> reports;
+  int withdrawals = 0;
+  void flow_created(const FlowTuple&) noexcept override {}
+  void flow_freed(const FlowTuple&) noexcept override {}
+  std::vector<std::pair<FlowTuple, FlowTranslation>> kept;  // flow_established: the entries claimed
+  void flow_established(const FlowTuple& t, const FlowTranslation& x) noexcept override { kept.emplace_back(t, x); }
+  bool handshake_sent(const FlowTuple& t, const sg_handshake& h) noexcept override {
+    if (offer) records.emplace_back(t, h);
+    return offer;
+  }
+  bool withdraw_handshake(const FlowTuple& t) noexcept override {
+    ++withdrawals;
+    return std::erase_if(records, [&](const auto& r) { return r.first == t; }) == 1;
+  }
+  void take_handed_over(std::vector<KernelHandOver>& out, const std::function<bool(const FlowTuple&)>& mine) noexcept override {
+    std::erase_if(reports, [&](const KernelHandOver& k) {
+      if (!mine(k.flow)) return false;
+      out.push_back(k);
+      return true;
+    });
+  }
+  // What the program does with the backend's SYN-ACK: the record consumed, the report queued.
+  bool take(const FlowTuple& t, const Bytes& synack) {
+    const auto record = std::find_if(records.begin(), records.end(), [&](const auto& r) { return r.first == t; });
+    if (record == records.end()) return false;
+    const sg_handshake h = record->second;
+    records.erase(record);
+    Bytes copy = synack;
+    ParseResult r = parse_tcp_packet(copy);
+    const TcpOptions& o = r.packet.options();
+    KernelHandOver k{t, {}};
+    k.synack.seq = r.packet.seq();
+    k.synack.ack = r.packet.ack();
+    k.synack.window = r.packet.window();
+    k.synack.has_ts = o.has_timestamps;
+    k.synack.tsval = o.has_timestamps ? o.tsval : 0;
+    k.synack.has_wscale = o.has_wscale;
+    k.synack.wscale = o.has_wscale ? o.wscale : 0;
+    k.synack.sack_permitted = o.sack_permitted;
+    k.synack.has_mss = o.has_mss;
+    k.synack.mss = o.has_mss ? o.mss : 0;
+    reports.push_back(k);
+    sg_handover ho;
+    sg_hand_over(&h, &k.synack, &ho);
+    FlowTranslation x;
+    x.delta = ho.delta;
+    x.tsoff = ho.tsoff;
+    x.timestamps = ho.timestamps;
+    x.shifts = ho.shifts;
+    entries.emplace_back(t, x);
+    return true;
+  }
+  // The entries the program wrote, as handed_over_translation reads them back.
+  std::vector<std::pair<FlowTuple, FlowTranslation>> entries;
+  std::optional<FlowTranslation> handed_over_translation(const FlowTuple& t) noexcept override {
+    for (const auto& [flow, x] : entries) {
+      if (flow == t) return x;
+    }
+    return std::nullopt;
+  }
+  bool read(const FlowTuple&, KernelFlowView&) noexcept override { return false; }
+  bool may_be_overtaken(const FlowTuple&) noexcept override { return false; }
+};
+
+}  // namespace syngate::test
