@@ -699,8 +699,9 @@ std::unique_ptr<KernelPath> KernelPath::start(const gw::GatewayConfig& config, u
   path->handshakes_ = config.tc_handshake && router && config.tc_forward && !routed_services.empty();
   path->handshake_services_ = std::move(routed_services);
   if (config.tc_handshake && !path->handshakes_) {
-    spdlog::warn("tc: gateway.tc_handshake needs mode router or both, tc_forward and a service behind a route: "
-                 "backend SYN-ACKs stay the engine's");
+    // On by default: a host's own services are the normal case here, not a mistake.
+    spdlog::info("tc: backend SYN-ACKs stay the engine's (gateway.tc_handshake needs mode router or both, "
+                 "tc_forward and a service behind a route)");
   } else if (path->handshakes_) {
     spdlog::info("tc: the ingress answers the SYN-ACKs of {} routed service address(es) for bare cookie ACKs "
                  "(gateway.tc_handshake)", path->handshake_services_.size());

@@ -243,8 +243,9 @@ TEST(Config, TcForwardIsOnUnlessTurnedOffAndNeedsARestart) {
   EXPECT_EQ(changes[0], "gateway.kernel_path/tc_forward/tc_handshake");
 }
 
-TEST(Config, TcHandshakeIsOffUnlessTurnedOnAndNeedsARestart) {
-  EXPECT_FALSE(parse_config(kMinimal, "t").tc_handshake);
+TEST(Config, TcHandshakeIsOnUnlessTurnedOffAndNeedsARestart) {
+  EXPECT_TRUE(parse_config(kMinimal, "t").tc_handshake);
+  EXPECT_FALSE(parse_config(with_gateway("tc_handshake = false"), "t").tc_handshake);
   const GatewayConfig on = parse_config(with_gateway("tc_handshake = true"), "t");
   EXPECT_TRUE(on.tc_handshake);
   EXPECT_EQ(error_of(with_gateway("tc_handshake = 1")).key(), "gateway.tc_handshake");
