@@ -233,17 +233,8 @@ struct Engine::Impl {
     const sg_handshake h = handshake_of(f);
     sg_backend_syn s;
     sg_backend_syn_of(&h, f.mss, (f.supply & kSupplyRoomForTimestamps) != 0, &s);
-    TcpOptions o;
-    o.has_mss = true;
-    o.mss = s.mss;
-    o.has_wscale = s.has_wscale;
-    o.wscale = s.wscale;
-    o.sack_permitted = s.sack_permitted;
-    o.has_timestamps = s.has_ts;
-    o.tsval = s.tsval;
-    o.tsecr = 0;
     ++counters.backend_syns_sent;
-    return build_syn(scratch, f.key, s.seq, s.window, o, static_cast<uint8_t>(s.flags & ~tcp_flag::SYN));
+    return syngate::build_backend_syn(scratch, f.key, s);
   }
   void send_backend_syn(uint32_t i, PacketSink& sink) { emit(sink, build_backend_syn(i)); }
 

@@ -421,6 +421,19 @@ size_t build_syn(std::span<uint8_t> out, const FlowTuple& t, uint32_t seq, uint1
   return build_tcp_packet(out, s);
 }
 
+size_t build_backend_syn(std::span<uint8_t> out, const FlowTuple& t, const sg_backend_syn& syn) noexcept {
+  TcpOptions o;
+  o.has_mss = true;
+  o.mss = syn.mss;
+  o.has_wscale = syn.has_wscale;
+  o.wscale = syn.wscale;
+  o.sack_permitted = syn.sack_permitted;
+  o.has_timestamps = syn.has_ts;
+  o.tsval = syn.tsval;
+  o.tsecr = 0;
+  return build_syn(out, t, syn.seq, syn.window, o, static_cast<uint8_t>(syn.flags & ~tcp_flag::SYN));
+}
+
 size_t build_syn_ack(std::span<uint8_t> out, const FlowTuple& t, uint32_t seq, uint32_t ack,
                      uint16_t window, const TcpOptions& options, uint8_t extra_flags) noexcept {
   SegmentSpec s{.tuple = t, .seq = seq, .ack = ack,

@@ -12,6 +12,7 @@
 #include <string>
 #include <string_view>
 
+#include "syngate/spec/backend_syn_spec.h"
 #include "syngate/spec/xlate_spec.h"
 
 namespace syngate {
@@ -285,6 +286,8 @@ size_t build_tcp_packet(std::span<uint8_t> out, const SegmentSpec& spec) noexcep
 
 size_t build_syn(std::span<uint8_t> out, const FlowTuple& t, uint32_t seq, uint16_t window,
                  const TcpOptions& options, uint8_t extra_flags = 0) noexcept;
+// The backend's SYN on tuple t, as backend_syn_spec.h specifies it.
+size_t build_backend_syn(std::span<uint8_t> out, const FlowTuple& t, const sg_backend_syn& syn) noexcept;
 size_t build_syn_ack(std::span<uint8_t> out, const FlowTuple& t, uint32_t seq, uint32_t ack,
                      uint16_t window, const TcpOptions& options, uint8_t extra_flags = 0) noexcept;
 size_t build_ack(std::span<uint8_t> out, const FlowTuple& t, uint32_t seq, uint32_t ack,

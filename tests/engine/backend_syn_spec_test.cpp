@@ -42,26 +42,21 @@ sg_cookie_ack linux_cookie_ack() {
   return a;
 }
 
-// The options build_syn (the engine's builder) writes for `s`.
+// The options the engine's builder (build_backend_syn) writes for `s`.
 std::vector<uint8_t> builder_options(const sg_backend_syn& s) {
-  TcpOptions o;
-  o.has_mss = true;
-  o.mss = s.mss;
-  o.has_wscale = s.has_wscale;
-  o.wscale = s.wscale;
-  o.sack_permitted = s.sack_permitted;
-  o.has_timestamps = s.has_ts;
-  o.tsval = s.tsval;
   FlowTuple t;
   t.src = *Address::parse("10.10.1.2");
   t.dst = *Address::parse("10.10.3.2");
   t.sport = 40000;
   t.dport = 80;
   std::array<uint8_t, 128> out{};
-  const size_t n = build_syn(out, t, s.seq, s.window, o, 0);
+  const size_t n = build_backend_syn(out, t, s);
   const size_t tcp = 20;
   const size_t doff = (out[tcp + 12] >> 4) * 4u;
   EXPECT_EQ(n, tcp + doff);
+  EXPECT_EQ(out[tcp + 13], s.flags);
+  EXPECT_EQ((uint32_t{out[tcp + 4]} << 24 | uint32_t{out[tcp + 5]} << 16 | uint32_t{out[tcp + 6]} << 8 | out[tcp + 7]), s.seq);
+  EXPECT_EQ((out[tcp + 14] << 8 | out[tcp + 15]), s.window);
   return {out.begin() + tcp + 20, out.begin() + tcp + doff};
 }
 
