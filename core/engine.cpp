@@ -700,7 +700,8 @@ struct Engine::Impl {
         // that speaks first would wait for the client's next segment. A duplicate ACK costs nothing.
         settle_kernel_handshake(i, now, sink);
         if (table.get(i).state != State::SynSent) {
-          ack_synack_again(table.edit(i), p, sink);
+          // Only a copy of the SYN-ACK that was taken (its ISN gave the flow its delta).
+          if (p.seq() - table.get(i).cookie_isn == table.get(i).delta) ack_synack_again(table.edit(i), p, sink);
           return {Verdict::Drop, false};
         }
         return take_place(backend_answered(i, p, now, sink), room, sink);

@@ -155,6 +155,20 @@ TEST_F(KernelHandshakeTest, AnswersNoSynAckTwiceAndSendsNoSynTheBackendAnswered)
   EXPECT_EQ(counters().flows_active, 1u);
 }
 
+// A SYN-ACK that reaches the engine while the program's report is on its way, but is not the one
+// the program took (another ISN: forged, the client's ISN guessed), establishes the flow from the
+// report and gets no ACK of its own.
+TEST_F(KernelHandshakeTest, ASynAckThatIsNotTheTakenOnesCopyGetsNoAck) {
+  Conn c = Conn::v4();
+  ASSERT_TRUE(side.take(c.c2s, synack_for(c)));
+  Conn forged = c;
+  forged.backend_isn += 1000;
+  const Delivered d = feed_in_slot(forged.backend_synack(0));
+  EXPECT_EQ(d.decision.verdict, Verdict::Drop);
+  EXPECT_TRUE(d.wire.empty());
+  EXPECT_EQ(counters().kernel_handshakes, 1u) << "established by the report";
+}
+
 TEST_F(KernelHandshakeTest, TheReportComesBeforeTheSynRetry) {
   Conn c = Conn::v4();
   const Bytes synack = synack_for(c);
