@@ -30,6 +30,8 @@
 #include <bpf/bpf_helpers.h>
 
 #include "syngate/bpf/tc_abi.h"
+#include "syngate/spec/backend_syn_spec.h"
+#include "syngate/spec/cookie_spec.h"
 #include "syngate/spec/flow_spec.h"
 #include "syngate/spec/xlate_spec.h"
 #include "lib/bytes.h"
@@ -84,17 +86,51 @@ struct {
   __type(value, struct sg_tc_handshake);
 } sg_tc_handshakes SEC(".maps");
 
-/* sg_tc_synack, reached by a tail call from the ingress program: a frame of its own (the
- * translation's is at the verifier's limit). */
+/* What sg_tc_cookie_ack needs to open a flow (tc_abi.h): the cookie secrets the daemon publishes,
+ * the services it may open flows for, and while the daemon is there to take them. */
+struct {
+  __uint(type, BPF_MAP_TYPE_ARRAY);
+  __uint(max_entries, SG_TC_KEY_SLOTS);
+  __type(key, __u32);
+  __type(value, struct sg_cookie_secrets);
+} sg_tc_keys SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_ARRAY);
+  __uint(max_entries, 1);
+  __type(key, __u32);
+  __type(value, __u32);
+} sg_tc_key_slot SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, 4096);
+  __type(key, struct sg_tc_service_key);
+  __type(value, __u8);
+} sg_tc_services SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_ARRAY);
+  __uint(max_entries, 1);
+  __type(key, __u32);
+  __type(value, struct sg_tc_open_config);
+} sg_tc_open SEC(".maps");
+
+/* sg_tc_synack and sg_tc_cookie_ack, reached by tail calls from the ingress program: frames of
+ * their own (the translation's is at the verifier's limit). */
+#define TC_TAIL_SYNACK 0
+#define TC_TAIL_COOKIE_ACK 1
 SEC("tc")
 int sg_tc_synack(struct __sk_buff* skb);
+SEC("tc")
+int sg_tc_cookie_ack(struct __sk_buff* skb);
 struct {
   __uint(type, BPF_MAP_TYPE_PROG_ARRAY);
-  __uint(max_entries, 1);
+  __uint(max_entries, 2);
   __type(key, __u32);
   __array(values, int(void*));
 } sg_tc_tail SEC(".maps") = {
-    .values = {[0] = (void*)&sg_tc_synack},
+    .values = {[TC_TAIL_SYNACK] = (void*)&sg_tc_synack, [TC_TAIL_COOKIE_ACK] = (void*)&sg_tc_cookie_ack},
 };
 
 /* Enough linear bytes for the deepest TCP header the parser accepts. */
@@ -121,6 +157,13 @@ const volatile __u8 sg_tc_forward = 0;
  * neither the tail call nor the mark of a record (client_data_before_synack) costs a segment
  * anything. */
 const volatile __u8 sg_tc_answer_synacks = 0;
+/* sg_tc_cookie_ack may open flows from clients' cookie ACKs (implies sg_tc_answer_synacks: the
+ * SYN-ACK of a flow opened here must find the program that answers it). Off, a bare ACK that
+ * meets no entry costs nothing more. */
+const volatile __u8 sg_tc_open_flows = 0;
+/* The hand-over counter (tc_abi.h, sg_tc_flow.generation) of the records sg_tc_cookie_ack
+ * writes: the daemon starts it where its own count stands. */
+__u32 sg_tc_generation = 0;
 /* Written by the daemon while the programs run: 0 while a policy rule selects by firewall mark
  * (gateway/interfaces.hpp, fib_use), which netfilter sets only after this hook. The FIB's answer
  * is then not the kernel's: route_of asks nothing, so no segment is judged or sent on by it. */
@@ -317,14 +360,20 @@ static __always_inline int translate(struct __sk_buff* skb, int egress) {
      * own outcome, and comes back here only if the tail call cannot be made). */
     if (sg_tc_answer_synacks && !egress && (p.flags & (TCP_FLAG_SYN | TCP_FLAG_ACK | TCP_FLAG_RST | TCP_FLAG_FIN)) ==
                                        (TCP_FLAG_SYN | TCP_FLAG_ACK))
-      bpf_tail_call(skb, &sg_tc_tail, 0);
+      bpf_tail_call(skb, &sg_tc_tail, TC_TAIL_SYNACK);
     count(SG_TC_MISS);
     return TC_ACT_OK;
   }
   const struct sg_tc_flow_key* key = (const struct sg_tc_flow_key*)&p.key;
   struct sg_tc_flow* f = bpf_map_lookup_elem(&sg_tc_flows, key);
   if (!f) {
-    if (sg_tc_answer_synacks && !egress && (payload != 0 || (p.flags & TCP_FLAG_FIN))) client_data_before_synack(key);
+    if (sg_tc_answer_synacks && !egress && (payload != 0 || (p.flags & TCP_FLAG_FIN))) {
+      client_data_before_synack(key);
+    } else if (sg_tc_open_flows && !egress && payload == 0 &&
+               (p.flags & (TCP_FLAG_SYN | TCP_FLAG_ACK | TCP_FLAG_RST | TCP_FLAG_FIN)) == TCP_FLAG_ACK) {
+      /* A bare ACK with no flow: a client's cookie ACK, maybe (it counts its own outcome). */
+      bpf_tail_call(skb, &sg_tc_tail, TC_TAIL_COOKIE_ACK);
+    }
     count(SG_TC_MISS);
     return TC_ACT_OK;
   }
@@ -525,6 +574,10 @@ struct tc_synack_scratch {
   __u8 macs[12];                          /* the SYN-ACK's destination and source MACs */
   __u8 old_tcp[TCP_MAX_HLEN + 4];         /* the SYN-ACK's TCP header (room for the masks) */
   __u8 hdr[IPV6_HLEN + TCP_MAX_HLEN];      /* an answer's IP and TCP headers (room for the masks) */
+  /* sg_tc_cookie_ack's */
+  struct sg_cookie_ack cookie_ack;
+  struct sg_backend_syn syn;
+  __u8 syn_options[SG_BACKEND_SYN_MAX_OPTIONS];
 };
 struct {
   __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -533,19 +586,15 @@ struct {
   __type(value, struct tc_synack_scratch);
 } sg_tc_synack_scratch SEC(".maps");
 
-#define ANSWER_MAX (IPV6_HLEN + TCP_HLEN + 12)
+/* The largest headers the programs turn a packet into: the backend's SYN with every option. */
+#define ANSWER_MAX (IPV6_HLEN + TCP_HLEN + SG_BACKEND_SYN_MAX_OPTIONS)
 
-/* Writes into x->hdr the IP and TCP headers of a bare ACK from `src` to `dst` (the SYN-ACK's
- * tuple, or its reverse) with hop limit `ttl`, as the engine builds one (core/packet.cpp: no
- * IPv4 ID, DF, options NOP NOP TS when timestamps): its TCP checksum field is the SYN-ACK's
- * (x->old_tcp), for answer_into to correct by difference. Returns the headers' length. */
-static __always_inline __u32 build_answer(struct tc_synack_scratch* x, const struct pkt_tuple* t, int reverse,
-                                          __u32 v6, __u8 ttl, const struct sg_handover_ack* a) {
+/* Clears x->hdr and writes into it the IP header of a segment from `src` to `dst` carrying
+ * `tcp_len` bytes of TCP, with hop limit `ttl`, as the engine builds one (core/packet.cpp: no
+ * IPv4 ID, DF). Returns where its TCP header goes. */
+static __always_inline __u8* build_ip(struct tc_synack_scratch* x, const __u8* src, const __u8* dst, __u32 v6,
+                                      __u8 ttl, __u32 tcp_len) {
   __u8* h = x->hdr;
-  const __u32 ip_len = v6 ? IPV6_HLEN : IPV4_HLEN;
-  const __u32 tcp_len = TCP_HLEN + (a->has_ts ? 12 : 0);
-  const __u8* src = reverse ? t->dst : t->src;
-  const __u8* dst = reverse ? t->src : t->dst;
   __builtin_memset(h, 0, sizeof(x->hdr));
   if (v6) {
     h[0] = 0x60;
@@ -566,7 +615,18 @@ static __always_inline __u32 build_answer(struct tc_synack_scratch* x, const str
     const __u16 csum = fold(sum_words(h, IPV4_HLEN, 0));
     __builtin_memcpy(h + 10, &csum, 2);
   }
-  __u8* tcp = h + (v6 ? IPV6_HLEN : IPV4_HLEN);
+  return h + (v6 ? IPV6_HLEN : IPV4_HLEN);
+}
+
+/* Writes into x->hdr the IP and TCP headers of a bare ACK from `src` to `dst` (the SYN-ACK's
+ * tuple, or its reverse) with hop limit `ttl`, as the engine builds one (options NOP NOP TS when
+ * timestamps): its TCP checksum field is the SYN-ACK's (x->old_tcp), for answer_into to correct
+ * by difference. Returns the headers' length. */
+static __always_inline __u32 build_answer(struct tc_synack_scratch* x, const struct pkt_tuple* t, int reverse,
+                                          __u32 v6, __u8 ttl, const struct sg_handover_ack* a) {
+  const __u32 ip_len = v6 ? IPV6_HLEN : IPV4_HLEN;
+  const __u32 tcp_len = TCP_HLEN + (a->has_ts ? 12 : 0);
+  __u8* tcp = build_ip(x, reverse ? t->dst : t->src, reverse ? t->src : t->dst, v6, ttl, tcp_len);
   __builtin_memcpy(tcp, reverse ? &t->dport_be : &t->sport_be, 2);
   __builtin_memcpy(tcp + 2, reverse ? &t->sport_be : &t->dport_be, 2);
   store_be32(tcp + 4, a->seq);
@@ -737,4 +797,161 @@ int sg_tc_synack(struct __sk_buff* skb) {
 
   count(SG_TC_HANDED_OVER);
   return bpf_redirect(skb->ingress_ifindex, 0);
+}
+
+/* ---- the client's cookie ACK (tc_abi.h, sg_tc_cookie_ack; backend_syn_spec.h) ---------------- */
+
+/* The cookie keys in the slot the daemon last published. */
+static __always_inline const struct sg_cookie_secrets* tc_secrets(void) {
+  __u32 zero = 0;
+  const __u32* slot = bpf_map_lookup_elem(&sg_tc_key_slot, &zero);
+  if (!slot) return 0;
+  __u32 index = *slot & (SG_TC_KEY_SLOTS - 1);
+  return bpf_map_lookup_elem(&sg_tc_keys, &index);
+}
+
+/* Writes into x->hdr the IP and TCP headers of the backend's SYN x->syn with its options
+ * (x->syn_options, `opt_len` bytes), on the cookie ACK's own tuple, as the engine builds it
+ * (core/packet.cpp: build_backend_syn) and one hop later, as forwarding would leave the engine's:
+ * its TCP checksum field is the ACK's (x->old_tcp), for answer_into to correct by difference.
+ * Returns the headers' length. */
+static __always_inline __u32 build_backend_syn(struct tc_synack_scratch* x, const struct pkt_tuple* t, __u32 v6,
+                                               __u32 opt_len) {
+  const __u32 ip_len = v6 ? IPV6_HLEN : IPV4_HLEN;
+  opt_len &= 0x1c; /* a multiple of 4, at most SG_BACKEND_SYN_MAX_OPTIONS (checked by the caller) */
+  const __u32 tcp_len = TCP_HLEN + opt_len;
+  __u8* tcp = build_ip(x, t->src, t->dst, v6, 63, tcp_len);
+  __builtin_memcpy(tcp, &t->sport_be, 2);
+  __builtin_memcpy(tcp + 2, &t->dport_be, 2);
+  store_be32(tcp + 4, x->syn.seq);
+  tcp[12] = (__u8)((tcp_len / 4) << 4);
+  tcp[13] = x->syn.flags;
+  store_be16(tcp + 14, x->syn.window);
+  tcp[16] = x->old_tcp[16];
+  tcp[17] = x->old_tcp[17];
+  /* All of them: the headers' length leaves out what lies past opt_len. */
+  __builtin_memcpy(tcp + TCP_HLEN, x->syn_options, SG_BACKEND_SYN_MAX_OPTIONS);
+  return ip_len + tcp_len;
+}
+
+/* Left to the engine, untouched. */
+static __always_inline int punt_open(void) {
+  count(SG_TC_OPEN_PUNTED);
+  return TC_ACT_OK;
+}
+
+SEC("tc")
+int sg_tc_cookie_ack(struct __sk_buff* skb) {
+  const void* data;
+  const void* end;
+  struct pkt p = {};
+  if (pkt_parse_skb(skb, TC_PULL_LEN, &data, &end, &p) != PKT_TCP) return TC_ACT_OK;
+  if (!tc_headers_rewritable(&p, skb->len)) return TC_ACT_OK;
+  struct sg_tc_service_key service = {};
+  __builtin_memcpy(service.addr, p.key.dst, 16);
+  service.port_be = p.key.dport_be;
+  const __u8* listed = bpf_map_lookup_elem(&sg_tc_services, &service);
+  if (!listed || !(*listed & SG_TC_SERVICE_OPENS)) {
+    count(SG_TC_MISS);
+    return TC_ACT_OK;
+  }
+  const __u8 service_flags = *listed;
+  __u32 zero = 0;
+  const struct sg_tc_open_config* cfg = bpf_map_lookup_elem(&sg_tc_open, &zero);
+  if (!cfg || bpf_ktime_get_ns() >= cfg->open_until_ns) return punt_open();
+  const struct sg_cookie_secrets* secrets = tc_secrets();
+  struct tc_synack_scratch* x = synack_scratch();
+  if (!secrets || !x) return punt_open();
+  __u32 hlen = p.tcp_hlen;
+  __u32 l4 = p.l4_off;
+  const __u32 payload = p.ip_total - (l4 - ETH_HLEN_) - hlen;
+  asm volatile("" : "+r"(l4), "+r"(hlen));
+  if (hlen < TCP_HLEN || hlen > TCP_MAX_HLEN || l4 > PKT_MAX_L4_OFF || payload != 0) return punt_open();
+
+  /* The cookie, as the engine checks it (the same flow, numbers and clock). */
+  const __u64 now = cfg->fixed_now_ns ? cfg->fixed_now_ns : bpf_ktime_get_tai_ns();
+  const int skip = p.v6 ? 0 : 12;
+  const struct sg_cookie_flow cf = {
+      .src = p.key.src + skip,
+      .dst = p.key.dst + skip,
+      .sport = bpf_ntohs(p.key.sport_be),
+      .dport = bpf_ntohs(p.key.dport_be),
+      .v6 = p.v6,
+  };
+  const __u16 mss = sg_cookie_check(secrets, &cf, p.seq - 1, p.ack - 1, sg_cookie_counter(now));
+  if (!mss) return punt_open();
+
+  /* The ACK's timestamps: the options our SYN-ACK promised, echoed. */
+  if (bpf_skb_load_bytes(skb, l4, x->old_tcp, len_1_to_64(hlen)) != 0) return punt_open();
+  struct option_walk walk = {};
+  const __u32 opt_len = hlen - TCP_HLEN;
+  if (opt_len > 0) {
+    if (opt_len > SG_TCP_MAX_OPTIONS) return punt_open();
+    __builtin_memcpy(walk.buf, x->old_tcp + TCP_HLEN, SG_TCP_MAX_OPTIONS);
+    walk.len = opt_len;
+    option_walk_run(&walk);
+    if (walk.bad) return punt_open();
+  }
+  x->cookie_ack.seq = p.seq;
+  x->cookie_ack.ack = p.ack;
+  x->cookie_ack.has_ts = walk.o.has_timestamps;
+  x->cookie_ack.tsval = walk.o.has_timestamps ? walk.o.tsval : 0;
+  x->cookie_ack.tsecr = walk.o.has_timestamps ? walk.o.tsecr : 0;
+  x->cookie_ack.window = load_be16(x->old_tcp + 14);
+  x->cookie_ack.pad = 0;
+  sg_handshake_of_cookie_ack(&x->cookie_ack, cfg->announced_ws, &x->hs.hs);
+  const int room = (x->hs.hs.asked & SG_HS_TIMESTAMPS) && !(service_flags & SG_TC_SERVICE_BACKEND_HAS_TIMESTAMPS);
+  sg_backend_syn_of(&x->hs.hs, mss, room, &x->syn);
+  const __u32 syn_opt_len = sg_backend_syn_write_options(&x->syn, x->syn_options);
+  if (syn_opt_len > SG_BACKEND_SYN_MAX_OPTIONS) return punt_open();
+
+  /* The SYN goes on from here: only with a way out, and never where the kernel would answer the
+   * ACK with an ICMP error instead. */
+  if (!sg_tc_forward ||
+      route_of(skb, p.v6, hlen, (__u32)p.key.sport_be | (__u32)p.key.dport_be << 16) != TC_ROUTE_OUT)
+    return punt_open();
+  struct tc_route_scratch* r = route_scratch();
+  if (!r) return punt_open();
+
+  /* The record for the backend's SYN-ACK and the report, both or neither: the engine must hold
+   * every flow whose SYN-ACK may come. */
+  struct sg_tc_event* e = bpf_ringbuf_reserve(&sg_tc_events, sizeof(*e), 0);
+  if (!e) {
+    count(SG_TC_EVENT_LOST);
+    return punt_open();
+  }
+  /* Added, then read: this compiler's BPF target (v1) cannot return the old value of an atomic
+   * add. Two CPUs may read the same number; nothing compares generations (they tell a reader
+   * which entries came later), so that costs nothing. */
+  __sync_fetch_and_add(&sg_tc_generation, 1);
+  x->hs.generation = *(volatile __u32*)&sg_tc_generation;
+  x->hs.client_data = 0;
+  struct sg_tc_flow_key s2c;
+  reverse_key((const struct sg_tc_flow_key*)&p.key, &s2c);
+  /* Never over a record already there: the engine's own (a copy of this ACK reached it first) or
+   * one a flow on this pair left. */
+  if (bpf_map_update_elem(&sg_tc_handshakes, &s2c, &x->hs, BPF_NOEXIST) != 0) {
+    bpf_ringbuf_discard(e, BPF_RB_NO_WAKEUP);
+    return punt_open();
+  }
+  __builtin_memset(e, 0, sizeof(*e));
+  __builtin_memcpy(&e->key, &p.key, sizeof(e->key));
+  e->kind = SG_TC_EVENT_OPENED;
+  __builtin_memcpy(&e->opened.hs, &x->hs.hs, sizeof(e->opened.hs));
+  e->opened.generation = x->hs.generation;
+  e->opened.mss = mss;
+  e->opened.room_for_timestamps = (__u8)room;
+  bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
+
+  /* From here a failure drops the ACK: the engine holds the flow and sends the SYN again at its
+   * retry. */
+  const __u32 len = build_backend_syn(x, &p.key, p.v6, syn_opt_len);
+  if (!answer_into(skb, x, p.v6, len, hlen)) return TC_ACT_SHOT;
+  __u8 macs[12];
+  __builtin_memcpy(macs, r->fib.dmac, 6);
+  __builtin_memcpy(macs + 6, r->fib.smac, 6);
+  if (bpf_skb_store_bytes(skb, 0, macs, 12, 0) != 0) return TC_ACT_SHOT;
+  skb->mark |= SG_TC_MARK;
+  count(SG_TC_OPENED);
+  return bpf_redirect(r->fib.ifindex, 0);
 }

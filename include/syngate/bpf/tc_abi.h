@@ -133,15 +133,61 @@ struct sg_tc_handshake {
                          opens the client's window only after */
 };
 
+/* A flow the ingress program opened from the client's cookie ACK (sg_tc_cookie_ack): what the
+ * engine needs to hold it as its own flow from the backend's SYN on (retries, the SYN-ACK either
+ * path takes, limits, timers). */
+struct sg_tc_opened {
+  struct sg_handshake hs; /* the handshake record written for the backend's SYN-ACK */
+  sg_u32 generation;      /* that record's, and so the flow entries' */
+  sg_u16 mss;             /* the cookie's MSS (the SYN asked for less with room_for_timestamps) */
+  sg_u8 room_for_timestamps; /* the SYN left room for timestamps syngate may have to supply */
+  sg_u8 pad;
+};
+
 /* sg_tc_events records (BPF_MAP_TYPE_RINGBUF), for the engine that holds the flow. */
 enum sg_tc_event_kind {
-  SG_TC_EVENT_CLOSE = 0,      /* a FIN, or the ack of one, recorded: merge the flow's close now */
-  SG_TC_EVENT_HANDED_OVER = 1 /* sg_tc_synack took the backend's SYN-ACK: synack holds it */
+  SG_TC_EVENT_CLOSE = 0,       /* a FIN, or the ack of one, recorded: merge the flow's close now */
+  SG_TC_EVENT_HANDED_OVER = 1, /* sg_tc_synack took the backend's SYN-ACK: synack holds it */
+  SG_TC_EVENT_OPENED = 2       /* sg_tc_cookie_ack sent the backend's SYN: opened holds the flow */
 };
 struct sg_tc_event {
   struct sg_tc_flow_key key; /* client -> server */
   sg_u32 kind;               /* enum sg_tc_event_kind */
-  struct sg_synack synack;   /* SG_TC_EVENT_HANDED_OVER */
+  union {
+    struct sg_synack synack; /* SG_TC_EVENT_HANDED_OVER */
+    struct sg_tc_opened opened; /* SG_TC_EVENT_OPENED */
+  };
+};
+
+/* The client's cookie ACK taken in the kernel (sg_tc_cookie_ack, the ingress program's tail call
+ * for a bare ACK that meets no flow entry; router and both modes, with sg_tc_open_flows set before
+ * load). Only for a service the daemon listed in sg_tc_services with SG_TC_SERVICE_OPENS, while
+ * sg_tc_open_config says the daemon is there to take the flow (open_until_ns, which it moves on
+ * at every sweep: a dead daemon's programs stop opening flows nobody would hold), with the cookie
+ * checked against the secrets it published (sg_tc_keys, sg_tc_key_slot, as the XDP program's).
+ * The ACK becomes the backend's SYN (backend_syn_spec.h, byte for byte the engine's), sent on by
+ * the FIB's way; the handshake record for its SYN-ACK is written first (BPF_NOEXIST: a record
+ * already there, the engine's or an earlier one's, leaves the ACK to the engine) and the flow
+ * reported (SG_TC_EVENT_OPENED; no room in the ring leaves the ACK to the engine, the record
+ * withdrawn). Anything else, an invalid cookie included, goes on untouched: the engine judges it
+ * as before. */
+struct sg_tc_service_key {
+  sg_u8 addr[16]; /* as sg_tc_flow_key's */
+  sg_u16 port_be;
+  sg_u16 pad;     /* zero */
+};
+/* sg_tc_services values */
+#define SG_TC_SERVICE_OPENS 0x01u                 /* the program may open this service's flows */
+#define SG_TC_SERVICE_BACKEND_HAS_TIMESTAMPS 0x02u /* its backend answered with timestamps: no room
+                                                     is left for supplied ones (the engine's fact) */
+/* sg_tc_keys slots: the daemon writes the one the program does not read, then points
+ * sg_tc_key_slot at it (as for the XDP program's keys). */
+#define SG_TC_KEY_SLOTS 2
+struct sg_tc_open_config {
+  sg_u64 open_until_ns; /* bpf_ktime_get_ns(): flows are opened only before this instant */
+  sg_u64 fixed_now_ns;  /* 0: CLOCK_TAI for the cookie counter, as the daemon's; else this (tests) */
+  sg_u8 announced_ws;   /* the window shift the cookie SYN-ACKs announce */
+  sg_u8 pad[7];
 };
 
 /* The two entries of a flow from its hand-over (handover_spec.h): the client's keyed client ->
@@ -177,6 +223,9 @@ enum sg_tc_counter {
   SG_TC_FORWARDED,      /* translated at ingress and sent on by the program itself (bpf_redirect) */
   SG_TC_HANDED_OVER,    /* a backend's SYN-ACK answered by sg_tc_synack (the flow's entries written) */
   SG_TC_HANDSHAKE_PUNTED, /* one it left to the engine (with a handshake entry: see above) */
+  SG_TC_OPENED,         /* a client's cookie ACK turned into the backend's SYN (sg_tc_cookie_ack) */
+  SG_TC_OPEN_PUNTED,    /* a bare ACK to an open service it left to the engine (invalid cookie
+                           included: the engine counts and drops it as before) */
   SG_TC_COUNTER_COUNT
 };
 

@@ -66,6 +66,7 @@ struct Conn {
   uint16_t backend_window = 509;
   uint32_t client_ts = 1000;        // client's TS clock
   uint32_t backend_ts = 50000000;   // backend's TS clock
+  uint8_t syn_extra_flags = 0;      // ECE | CWR: the client asks for ECN
 
   // Learned from the engine:
   uint32_t cookie_isn = 0;  // what the client sees as the server ISN
@@ -96,7 +97,8 @@ struct Conn {
   }
 
   Bytes syn() const {
-    SegmentSpec s{.tuple = c2s, .seq = client_isn, .flags = tcp_flag::SYN, .window = 64240,
+    SegmentSpec s{.tuple = c2s, .seq = client_isn, .flags = static_cast<uint8_t>(tcp_flag::SYN | syn_extra_flags),
+                  .window = 64240,
                   .options = client_syn_opts};
     s.options.tsval = client_ts;
     return make(s);
