@@ -900,7 +900,7 @@ int sg_tc_cookie_ack(struct __sk_buff* skb) {
   x->cookie_ack.window = load_be16(x->old_tcp + 14);
   x->cookie_ack.pad = 0;
   sg_handshake_of_cookie_ack(&x->cookie_ack, cfg->announced_ws, &x->hs.hs);
-  const int room = (x->hs.hs.asked & SG_HS_TIMESTAMPS) && !(service_flags & SG_TC_SERVICE_BACKEND_HAS_TIMESTAMPS);
+  const int room = (x->hs.hs.asked & SG_HS_TIMESTAMPS) && !(service_flags & SG_SERVICE_BACKEND_HAS_TIMESTAMPS);
   sg_backend_syn_of(&x->hs.hs, mss, room, &x->syn);
   const __u32 syn_opt_len = sg_backend_syn_write_options(&x->syn, x->syn_options);
   if (syn_opt_len > SG_BACKEND_SYN_MAX_OPTIONS) return punt_open();

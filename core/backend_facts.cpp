@@ -15,23 +15,33 @@ const BackendFacts::Slot* BackendFacts::find(const Service& service) const noexc
   return nullptr;
 }
 
+const BackendFacts::Slot* BackendFacts::find_or_add(const Service& service) noexcept {
+  if (const Slot* found = find(service)) return found;
+  std::lock_guard lock(insert_mutex_);
+  if (const Slot* added = find(service)) return added;  // another worker added it meanwhile
+  const size_t n = used_.load(std::memory_order_relaxed);
+  if (n == slots_.size()) return nullptr;
+  slots_[n].service = service;
+  used_.store(n + 1, std::memory_order_release);
+  return &slots_[n];
+}
+
 void BackendFacts::backend_answered(const Service& service, bool sack_permitted, uint32_t now_ms) noexcept {
   const uint32_t value = sack_permitted ? 0 : (now_ms | 1u);
-  if (const Slot* found = find(service)) {
-    found->lacks_sack_since.store(value, std::memory_order_relaxed);
-    return;
-  }
-  if (sack_permitted) return;  // nothing to remember: promising SACK is what happens anyway
-  std::lock_guard lock(insert_mutex_);
-  if (const Slot* added = find(service)) {  // another worker added it meanwhile
-    added->lacks_sack_since.store(value, std::memory_order_relaxed);
-  } else {
-    const size_t n = used_.load(std::memory_order_relaxed);
-    if (n == slots_.size()) return;
-    slots_[n].service = service;
-    slots_[n].lacks_sack_since.store(value, std::memory_order_relaxed);
-    used_.store(n + 1, std::memory_order_release);
-  }
+  // Nothing to remember of a backend with SACK: promising it is what happens anyway.
+  const Slot* slot = sack_permitted ? find(service) : find_or_add(service);
+  if (slot) slot->lacks_sack_since.store(value, std::memory_order_relaxed);
+}
+
+void BackendFacts::backend_timestamps(const Service& service, bool has_timestamps) noexcept {
+  // Nothing to remember of a backend without: leaving room is what happens anyway.
+  const Slot* slot = has_timestamps ? find_or_add(service) : find(service);
+  if (slot) slot->has_timestamps.store(has_timestamps, std::memory_order_relaxed);
+}
+
+bool BackendFacts::has_timestamps(const Service& service) const noexcept {
+  const Slot* slot = find(service);
+  return slot && slot->has_timestamps.load(std::memory_order_relaxed);
 }
 
 void BackendFacts::clear() noexcept {
@@ -39,6 +49,7 @@ void BackendFacts::clear() noexcept {
   for (size_t i = 0; i < n; ++i) {  // the rest were never written
     slots_[i].service = Service{};
     slots_[i].lacks_sack_since.store(0, std::memory_order_relaxed);
+    slots_[i].has_timestamps.store(false, std::memory_order_relaxed);
   }
   used_.store(0, std::memory_order_release);
 }
@@ -46,12 +57,13 @@ void BackendFacts::clear() noexcept {
 uint32_t BackendFacts::service_flags(const Service& service, uint32_t now_ms) const noexcept {
   const Slot* slot = find(service);
   if (!slot) return 0;
+  const uint32_t timestamps = slot->has_timestamps.load(std::memory_order_relaxed) ? SG_SERVICE_BACKEND_HAS_TIMESTAMPS : 0;
   const uint32_t since = slot->lacks_sack_since.load(std::memory_order_relaxed);
   // Signed age: `since` may be 1 ms ahead of now (its low bit is set). A cookie clock stepped
   // back further expires the fact, to be learned again on the next connection.
   const int64_t age = static_cast<int32_t>(now_ms - since);
-  if (since == 0 || age >= kLacksSackMemoryMs || age < -1000) return 0;
-  return SG_SERVICE_BACKEND_LACKS_SACK;
+  if (since == 0 || age >= kLacksSackMemoryMs || age < -1000) return timestamps;
+  return timestamps | SG_SERVICE_BACKEND_LACKS_SACK;
 }
 
 }  // namespace syngate

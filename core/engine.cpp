@@ -148,13 +148,13 @@ struct Engine::Impl {
   // Services whose backend last answered with timestamps: their new flows get the client's full
   // MSS. The others (and any not heard from yet) are told 12 bytes less, so that syngate can add
   // the Timestamps option the client was promised if the backend turns out not to send it.
-  std::vector<Service> backends_with_timestamps;
   // cfg.backend_facts when the caller shares none (reused by reset()).
   std::shared_ptr<BackendFacts> own_backend_facts = std::make_shared<BackendFacts>();
   // What the kernel path recorded of handed-over flows (null: none, the engine sees every segment).
   KernelFlowState* kernel = nullptr;
   std::vector<FlowTuple> closes;  // the sweep's (merge_kernel_closes), kept for its capacity
   std::vector<KernelHandOver> handovers;  // the same for take_kernel_handovers
+  std::vector<KernelOpened> opened;       // and for take_kernel_opened
   bool kernel_offers = false;  // the kernel side has accepted a handshake (handshake_sent)
 
   Impl(const EngineConfig& c, const CookieJar& j, EngineState state)
@@ -211,13 +211,7 @@ struct Engine::Impl {
   }
 
   bool backend_has_timestamps(const FlowTuple& key) const {
-    return is_protected(backends_with_timestamps, key.dst, key.dport);
-  }
-  void learn_backend_timestamps(const FlowTuple& key, bool has) {
-    const Service s{key.dst, key.dport};
-    const auto it = std::find(backends_with_timestamps.begin(), backends_with_timestamps.end(), s);
-    if (has && it == backends_with_timestamps.end()) backends_with_timestamps.push_back(s);
-    if (!has && it != backends_with_timestamps.end()) backends_with_timestamps.erase(it);
+    return cfg.backend_facts->has_timestamps(Service{key.dst, key.dport});
   }
   // The TSval syngate gives a client whose backend lacks timestamps: the cookie clock in ms, as in
   // our SYN-ACK, and never below the last one sent (that clock may step back).
@@ -493,7 +487,13 @@ struct Engine::Impl {
     }
     if (i == kNone) {
       if (!ack || rst) return drop(rst ? DropReason::NoFlow : DropReason::InvalidFlags);
-      return new_flow(p, key, now, sink, room);
+      // The kernel side may have opened the flow from the cookie ACK, its report not taken yet:
+      // this is then the flow's segment, and its cookie must not open a second one.
+      if (kernel) {
+        take_kernel_opened(now, sink);
+        i = table.find(key);
+      }
+      if (i == kNone) return new_flow(p, key, now, sink, room);
     }
     Flow& f = table.edit(i);
     if (!ack && !rst) return drop(DropReason::InvalidFlags);
@@ -605,22 +605,8 @@ struct Engine::Impl {
       }
       return {Verdict::Drop, false};
     }
+    start_flow(i, h, *mss, (h.asked & SG_HS_TIMESTAMPS) && !backend_has_timestamps(key), now);
     Flow& f = table.edit(i);
-    f.client_isn = h.client_isn;
-    f.cookie_isn = h.cookie_isn;
-    f.mss = *mss;
-    if (h.asked & SG_HS_TIMESTAMPS) f.bits |= bit::kTimestamps;
-    if (h.asked & SG_HS_SACK) f.bits |= bit::kSack;
-    if (h.asked & SG_HS_ECN) f.bits |= bit::kEcn;
-    f.client_tsval = h.client_tsval;
-    f.tsoff = h.our_tsval;  // our SYN-ACK TSval, until the backend's is known
-    f.client_ws = h.client_ws;
-    f.client_window = h.client_window;
-    f.announced_ws = h.announced_ws;
-    if ((f.bits & bit::kTimestamps) && !backend_has_timestamps(key)) f.supply |= kSupplyRoomForTimestamps;
-    f.client_next = h.client_isn + 1;
-    f.retries = 0;
-    table.enter(i, State::SynSent, timer_ms(now));
     // A bare cookie ACK becomes the backend's SYN. One that carries data (buffered here) may be a
     // GSO super-packet, which a shorter verdict would leave flagged for segmentation: no room, so
     // the SYN is sent apart.
@@ -635,6 +621,91 @@ struct Engine::Impl {
       }
     }
     return take_place(build_backend_syn(i), bare ? room : std::span<uint8_t>{}, sink);
+  }
+
+  // A flow allocated for handshake `h` (the cookie's MSS; `room`: the backend's SYN leaves room for
+  // timestamps syngate may supply), its SYN leaving now.
+  void start_flow(uint32_t i, const sg_handshake& h, uint16_t mss, bool room, const EngineClock& now) {
+    Flow& f = table.edit(i);
+    f.client_isn = h.client_isn;
+    f.cookie_isn = h.cookie_isn;
+    f.mss = mss;
+    if (h.asked & SG_HS_TIMESTAMPS) f.bits |= bit::kTimestamps;
+    if (h.asked & SG_HS_SACK) f.bits |= bit::kSack;
+    if (h.asked & SG_HS_ECN) f.bits |= bit::kEcn;
+    f.client_tsval = h.client_tsval;
+    f.tsoff = h.our_tsval;  // our SYN-ACK TSval, until the backend's is known
+    f.client_ws = h.client_ws;
+    f.client_window = h.client_window;
+    f.announced_ws = h.announced_ws;
+    if (room) f.supply |= kSupplyRoomForTimestamps;
+    f.client_next = h.client_isn + 1;
+    f.retries = 0;
+    table.enter(i, State::SynSent, timer_ms(now));
+  }
+
+  // ---- flows the kernel side opened (KernelFlowState::take_opened) -----------------------------
+  // The program checked the cookie, sent the backend's SYN and wrote the record for its SYN-ACK:
+  // the engine holds the flow from here as if it had sent that SYN itself, the record offered
+  // (handshake_sent). The source's limits and the table's room are the engine's, and judged now:
+  // a flow refused is undone (the record withdrawn, entries the programs wrote since deleted,
+  // the backend's half-open connection and the client reset), as the engine would have refused
+  // its cookie ACK.
+  void kernel_opened(const KernelOpened& k, const EngineClock& now, PacketSink& sink) {
+    ++counters.kernel_opened;
+    ++counters.cookies_valid;
+    guard.source_proved(k.flow.src, now.cookie_ns);
+    uint32_t i = table.find(k.flow);
+    if (i != kNone) {
+      Flow& f = table.edit(i);
+      if (f.state == State::SynSent && f.client_isn == k.handshake.client_isn) {
+        // The engine opened it too, from a copy of the ACK or the client's data that reached it
+        // first: the program's record stands, and may answer the SYN-ACK.
+        if (!f.kernel_handshake) f.kernel_handshake = kHandshakeOffered;
+        kernel_offers = true;
+        return;
+      }
+      if ((f.state == State::Linger || f.state == State::Closing) && f.client_isn != k.handshake.client_isn) {
+        table.free_flow(i);  // client port reuse, as for a cookie ACK the engine takes
+        ++counters.flows_reused;
+      } else {
+        refuse_kernel_opened(k, sink);
+        return;
+      }
+    }
+    if (!guard.take_new_flow(k.flow.src, now.cookie_ns)) {
+      count(DropReason::NewFlowRate);
+      refuse_kernel_opened(k, sink);
+      return;
+    }
+    i = table.allocate_flow(k.flow, timer_ms(now));
+    if (i == kNone) {
+      merge_kernel_closes(timer_ms(now));
+      i = table.allocate_flow(k.flow, timer_ms(now));
+    }
+    if (i == kNone) {
+      refuse_kernel_opened(k, sink);
+      return;
+    }
+    start_flow(i, k.handshake, k.mss, k.room_for_timestamps, now);
+    table.edit(i).kernel_handshake = kHandshakeOffered;
+    kernel_offers = true;
+  }
+  void refuse_kernel_opened(const KernelOpened& k, PacketSink& sink) {
+    ++counters.flows_refused;
+    ++counters.kernel_opened_refused;
+    kernel->withdraw_handshake(k.flow);
+    kernel->discard(k.flow);
+    emit(sink, build_rst(scratch, k.flow, k.handshake.client_isn + 1, 0, false));
+    emit(sink, build_rst(scratch, k.flow.reversed(), k.handshake.cookie_isn + 1, k.handshake.client_isn + 1, true));
+  }
+  void take_kernel_opened(const EngineClock& now, PacketSink& sink) {
+    opened.clear();
+    kernel->take_opened(opened);
+    for (const KernelOpened& k : opened) {
+      kernel_opened(k, now, sink);
+      table.settle();
+    }
   }
 
   // Holds in-order data the client sends before the backend has answered; the rest is dropped
@@ -843,7 +914,7 @@ struct Engine::Impl {
   }
   // What a backend's SYN-ACK says of the service's backend, for the next clients' promises.
   void learn_backend(const Flow& f, const sg_synack& s, const EngineClock& now) {
-    if (f.bits & bit::kTimestamps) learn_backend_timestamps(f.key, s.has_ts);
+    if (f.bits & bit::kTimestamps) cfg.backend_facts->backend_timestamps(Service{f.key.dst, f.key.dport}, s.has_ts != 0);
     // Only a flow whose client was promised SACK asked the backend for it.
     if (f.bits & bit::kSack) {
       cfg.backend_facts->backend_answered(Service{f.key.dst, f.key.dport}, s.sack_permitted != 0, now_ms(now.cookie_ns));
@@ -949,6 +1020,8 @@ struct Engine::Impl {
     // A flow may carry the mark without a kernel side: restored or imported from a table saved
     // by a process that had one.
     if (!kernel) return;
+    take_kernel_opened(now, sink);
+    if (!kernel_offers) return;
     handovers.clear();
     kernel->take_handed_over(handovers, [this](const FlowTuple& t) { return table.find(t) != kNone; });
     for (const KernelHandOver& k : handovers) {
@@ -1188,7 +1261,6 @@ void Engine::reset(const EngineConfig& config, const CookieJar& cookies) {
   m.scratch.assign(kMaxHeadersLen + std::max<size_t>(c.early_data_bytes, 64), 0);
   m.guard.reset(syn_guard_config(config));
   m.draining.clear();
-  m.backends_with_timestamps.clear();
   if (!m.cfg.backend_facts) {
     m.own_backend_facts->clear();
     m.cfg.backend_facts = m.own_backend_facts;
@@ -1221,7 +1293,7 @@ Decision Engine::process(std::span<uint8_t> packet, const EngineClock& now, Pack
 }
 void Engine::advance(const EngineClock& now, PacketSink& sink) { impl_->advance(now, sink); }
 void Engine::take_kernel_handovers(const EngineClock& now, PacketSink& sink) {
-  if (impl_->kernel && impl_->kernel_offers) impl_->take_kernel_handovers(now, sink);
+  if (impl_->kernel) impl_->take_kernel_handovers(now, sink);
 }
 void Engine::prefetch(std::span<const std::span<uint8_t>> batch) {
   Impl& m = *impl_;

@@ -1,7 +1,9 @@
 // What the backends' SYN-ACKs taught syngate about each service, shared by every worker of a
 // gateway: the flow workers learn it (they see the backend's answer), the SYN workers read it
-// when they answer a client's SYN, and the daemon copies it into the XDP program's service map.
-// The rule it feeds is sg_promise_sack (syngate/spec/cookie_spec.h).
+// when they answer a client's SYN, the flow workers when they send a backend's SYN, and the
+// daemon copies it into the XDP program's and the tc programs' service maps. The rules it feeds
+// are sg_promise_sack (syngate/spec/cookie_spec.h) and the room the backend's SYN leaves for
+// supplied timestamps (backend_syn_spec.h).
 //
 // Pure code: no syscalls, no clocks (the caller passes the cookie clock in ms). Lock-free reads:
 // a SYN flood through a SYN worker costs one atomic load per SYN while nothing is known.
@@ -23,15 +25,20 @@ class BackendFacts {
   // whether the backend still lacks it: a backend whose operator turns SACK back on gets it used
   // within this time; one that still lacks it costs one connection per period.
   static constexpr uint32_t kLacksSackMemoryMs = 10 * 60 * 1000;
-  // Services remembered; a gateway protecting more than this many backends that lack SACK
-  // promises SACK to the clients of the rest (what it did before it learned anything).
+  // Services remembered; a gateway protecting more than this many backends that lack SACK or send
+  // timestamps promises SACK to the clients of the rest and asks their backends for room for
+  // timestamps (what it did before it learned anything).
   static constexpr size_t kMaxServices = 256;
 
   // A backend answered the SYN syngate sent for a client promised SACK: with SACK-permitted or
   // without.
   void backend_answered(const Service& service, bool sack_permitted, uint32_t now_ms) noexcept;
+  // A backend answered the SYN syngate sent for a client that sends timestamps: with them or
+  // without (the latest answer holds).
+  void backend_timestamps(const Service& service, bool has_timestamps) noexcept;
   // SG_SERVICE_* flags (cookie_spec.h) for the service at now_ms, without SG_SERVICE_PROTECTED.
   uint32_t service_flags(const Service& service, uint32_t now_ms) const noexcept;
+  bool has_timestamps(const Service& service) const noexcept;
   // Forgets everything. Not while other threads use it (Engine::reset, on an engine that owns it).
   void clear() noexcept;
 
@@ -41,8 +48,11 @@ class BackendFacts {
     // When the backend last answered without SACK-permitted (ms | 1, so 0 means "has SACK").
     // Mutable: the one field that changes after the slot is published.
     mutable std::atomic<uint32_t> lacks_sack_since{0};
+    mutable std::atomic<bool> has_timestamps{false};
   };
   const Slot* find(const Service& service) const noexcept;
+  // The service's slot, added when there is none and room is left (nullptr then).
+  const Slot* find_or_add(const Service& service) noexcept;
   std::mutex insert_mutex_;
   std::array<Slot, kMaxServices> slots_{};
   std::atomic<size_t> used_{0};

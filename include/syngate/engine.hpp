@@ -136,6 +136,11 @@ struct EngineCounters {
   uint64_t backend_syn_retries = 0;
   uint64_t established = 0;
   uint64_t kernel_handshakes = 0;  // of those, the backend's SYN-ACK answered by the kernel side
+  // Flows the kernel side opened from the client's cookie ACK (KernelFlowState::take_opened), and
+  // of those the ones the engine could not hold (the source's limits, no room, the pair busy with
+  // another connection): their backend and client were reset.
+  uint64_t kernel_opened = 0;
+  uint64_t kernel_opened_refused = 0;
   uint64_t translated = 0;  // packets rewritten on an established flow
   // RSTs inside the receiver's window but not exact (RFC 5961 3.2): passed on for the endpoint to
   // judge (it answers with a challenge ACK); the flow carries on.

@@ -127,6 +127,16 @@ struct KernelHandOver {
   sg_synack synack;
 };
 
+// A flow the kernel side opened itself from the client's cookie ACK (its cookie checked, the
+// backend's SYN sent, the handshake record for its SYN-ACK written): the engine holds it from
+// then on as if it had sent that SYN.
+struct KernelOpened {
+  FlowTuple flow;  // client to server
+  sg_handshake handshake;
+  uint16_t mss = 0;                  // the cookie's
+  bool room_for_timestamps = false;  // the SYN asked for less, for timestamps syngate may supply
+};
+
 class KernelFlowState {
  public:
   virtual ~KernelFlowState() = default;
@@ -151,6 +161,12 @@ class KernelFlowState {
   // appended to `out`, each once.
   virtual void take_handed_over(std::vector<KernelHandOver>& /*out*/,
                                 const std::function<bool(const FlowTuple&)>& /*mine*/) noexcept {}
+  // The flows the kernel side opened since it was last asked (each once, in the order it opened
+  // them): before take_handed_over, whose reports may be of these flows.
+  virtual void take_opened(std::vector<KernelOpened>& /*out*/) noexcept {}
+  // Deletes what the kernel side holds for a flow it opened that the engine refused (entries
+  // written since, a hand-over on its way).
+  virtual void discard(const FlowTuple& /*client_to_server*/) noexcept {}
   // Takes back what handshake_sent offered: true when the flow's SYN-ACK is the engine's from now
   // on, false when the kernel side took it already (its report follows: take_handed_over).
   virtual bool withdraw_handshake(const FlowTuple& /*client_to_server*/) noexcept { return true; }

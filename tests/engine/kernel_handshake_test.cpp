@@ -316,5 +316,193 @@ TEST_F(KernelHandshakeTest, OnlyABareCookieAckIsOffered) {
   EXPECT_TRUE(side.records.empty()) << "the SYN-ACK of a flow with early data is the engine's";
 }
 
+
+// ---- flows the kernel side opened from the client's cookie ACK (sg_tc_cookie_ack; the program's
+// part is tests/tc/tc_cookie_ack_test.cpp) ---------------------------------------------------------
+
+class KernelOpenedTest : public KernelHandshakeTest {
+ protected:
+  // The program opened c's flow from its cookie ACK (the engine never saw the ACK); its report
+  // waits for the engine's next turn. Returns the ACK.
+  Bytes opened_by_kernel(Conn& c, uint16_t mss = 1460, bool room = false) {
+    learn_cookie(c);
+    const Bytes ack = c.third_ack();
+    side.open(ack, mss, room, cfg.announced_wscale);
+    return ack;
+  }
+  // The backend's SYN as the engine sends it for c's handshake (backend_syn_spec.h).
+  Bytes backend_syn(const Conn& c, uint16_t mss, bool room) {
+    Bytes ack = c.third_ack();
+    ParseResult r = parse_tcp_packet(ack);
+    const TcpOptions& o = r.packet.options();
+    const sg_cookie_ack a{r.packet.seq(), r.packet.ack(), o.has_timestamps ? o.tsval : 0u,
+                          o.has_timestamps ? o.tsecr : 0u, r.packet.window(), o.has_timestamps, 0};
+    sg_handshake h;
+    sg_handshake_of_cookie_ack(&a, cfg.announced_wscale, &h);
+    sg_backend_syn s;
+    sg_backend_syn_of(&h, mss, room, &s);
+    Bytes out(128);
+    out.resize(build_backend_syn(out, c.c2s, s));
+    return out;
+  }
+  void restart_engine() {
+    engine->set_flow_observer(nullptr);
+    engine->set_kernel_state(nullptr);
+    engine.reset();
+    start();
+    engine->set_flow_observer(&side);
+    engine->set_kernel_state(&side);
+  }
+};
+
+TEST_F(KernelOpenedTest, TheEngineHoldsTheFlowAsIfItHadSentTheSyn) {
+  Conn c = Conn::v4(42000);
+  opened_by_kernel(c);
+  sink.clear();
+  engine->take_kernel_handovers(now, sink);  // the flow worker's turn
+  EXPECT_EQ(counters().kernel_opened, 1u);
+  EXPECT_EQ(counters().flows_created, 1u);
+  EXPECT_EQ(counters().backend_syns_sent, 0u);
+  EXPECT_TRUE(sink.packets.empty()) << "the program sent the SYN";
+  // The program answers the backend's SYN-ACK from its record: the flow is established by the
+  // report, and no SYN is sent again.
+  ASSERT_TRUE(side.take(c.c2s, c.backend_synack(1001)));
+  engine->take_kernel_handovers(now, sink);
+  EXPECT_EQ(counters().kernel_handshakes, 1u);
+  EXPECT_EQ(counters().established, 1u);
+  now += 10 * kSecond;
+  engine->advance(now, sink);
+  EXPECT_EQ(counters().backend_syn_retries, 0u);
+  EXPECT_TRUE(sink.packets.empty());
+}
+
+TEST_F(KernelOpenedTest, TheSynItSentIsRetriedAsTheEngineSendsIt) {
+  for (const bool room : {false, true}) {
+    SCOPED_TRACE(room ? "room for supplied timestamps" : "no room");
+    Conn c = Conn::v4(room ? 42011 : 42010);
+    opened_by_kernel(c, 1260, room);
+    engine->take_kernel_handovers(now, sink);
+    sink.clear();
+    now += cfg.backend_retry_initial_ms * kMs + kMs;
+    engine->advance(now, sink);
+    ASSERT_EQ(sink.size(), 1u) << "no SYN retry";
+    EXPECT_EQ(sink.packets[0], backend_syn(c, 1260, room));
+    sink.clear();
+  }
+}
+
+// The client's request reaches the engine before the program's report: the report is taken
+// first, the request is the opened flow's (held, the record withdrawn), and its cookie opens no
+// second flow.
+TEST_F(KernelOpenedTest, ClientDataBeforeTheReportIsTheOpenedFlows) {
+  Conn c = Conn::v4(42020);
+  opened_by_kernel(c);
+  const Delivered d = feed_in_slot(request(c));
+  EXPECT_EQ(d.decision.verdict, Verdict::Drop) << "held for the backend";
+  EXPECT_TRUE(d.wire.empty()) << "a second SYN left";
+  EXPECT_EQ(counters().flows_created, 1u);
+  EXPECT_EQ(counters().backend_syns_sent, 0u);
+  EXPECT_EQ(counters().early_data_buffered, 1u);
+  EXPECT_EQ(side.count(c.c2s), 0u) << "the record was not withdrawn";
+  // The SYN-ACK is then the engine's: its ACK carries the request, then the client's window.
+  const Delivered a = feed_in_slot(c.backend_synack(1001));
+  ASSERT_EQ(a.wire.size(), 2u);
+  const test::Seen ack(a.wire[0]);
+  EXPECT_EQ(ack.pkt.payload_len(), kRequestBytes);
+  EXPECT_EQ(ack.pkt.seq(), c.client_isn + 1);
+}
+
+// The engine judges the source's limits and the table's room late, and undoes what it refuses:
+// the record withdrawn, entries discarded, the backend's half-open connection and the client reset.
+TEST_F(KernelOpenedTest, AFlowTheSourceMayNotOpenIsUndone) {
+  cfg.max_flows_per_source = 1;
+  restart_engine();
+  Conn first = Conn::v4(42030), second = Conn::v4(42031);
+  side.offer = false;
+  establish(first);
+  side.offer = true;
+  opened_by_kernel(second);
+  sink.clear();
+  engine->take_kernel_handovers(now, sink);
+  EXPECT_EQ(counters().kernel_opened_refused, 1u);
+  EXPECT_EQ(counters().flows_refused, 1u);
+  EXPECT_EQ(side.count(second.c2s), 0u) << "the record stands";
+  ASSERT_EQ(side.discarded.size(), 1u);
+  EXPECT_EQ(side.discarded[0], second.c2s);
+  ASSERT_EQ(sink.size(), 2u);
+  const test::Seen to_backend(sink.packets[0]), to_client(sink.packets[1]);
+  EXPECT_EQ(to_backend.pkt.tuple(), second.c2s);
+  EXPECT_EQ(to_backend.pkt.flags(), tcp_flag::RST);
+  EXPECT_EQ(to_backend.pkt.seq(), second.client_isn + 1);
+  EXPECT_EQ(to_client.pkt.tuple(), second.c2s.reversed());
+  EXPECT_TRUE(to_client.pkt.flags() & tcp_flag::RST);
+  EXPECT_EQ(to_client.pkt.seq(), second.cookie_isn + 1);
+  EXPECT_EQ(to_client.pkt.ack(), second.client_isn + 1);
+}
+
+// The engine opened the flow too (a copy of the ACK reached it first, offered nothing): the
+// program's record stands and its answer establishes the flow, which sends no SYN again.
+TEST_F(KernelOpenedTest, AFlowBothOpenedIsOne) {
+  Conn c = Conn::v4(42040);
+  side.offer = false;
+  const test::Seen syn = open_to_backend_syn(c);
+  side.offer = true;
+  side.open(c.third_ack(), 1460, false, cfg.announced_wscale);
+  engine->take_kernel_handovers(now, sink);
+  EXPECT_EQ(counters().flows_created, 1u);
+  EXPECT_EQ(counters().kernel_opened_refused, 0u);
+  ASSERT_TRUE(side.take(c.c2s, c.backend_synack(syn.pkt.options().tsval)));
+  engine->take_kernel_handovers(now, sink);
+  EXPECT_EQ(counters().kernel_handshakes, 1u);
+  sink.clear();
+  now += 10 * kSecond;
+  engine->advance(now, sink);
+  EXPECT_EQ(counters().backend_syn_retries, 0u);
+}
+
+// A new connection on a pair whose old one lingers: the old flow goes, as for a cookie ACK the
+// engine takes; on a pair whose connection is established, the program's SYN met the backend's
+// connection and the flow is refused.
+TEST_F(KernelOpenedTest, APairInUse) {
+  Conn old = Conn::v4(42050);
+  side.offer = false;
+  establish(old);
+  // The client's FIN, the server's, their acks: the flow lingers.
+  {
+    SegmentSpec fin{.tuple = old.c2s, .seq = old.client_isn + 1, .ack = old.cookie_isn + 1,
+                    .flags = tcp_flag::ACK | tcp_flag::FIN, .window = old.client_window,
+                    .options = old.client_ts_opts(1003)};
+    feed(make(fin));
+    SegmentSpec sfin{.tuple = old.c2s.reversed(), .seq = old.backend_isn + 1, .ack = old.client_isn + 2,
+                     .flags = tcp_flag::ACK | tcp_flag::FIN, .window = 500};
+    sfin.options.has_timestamps = true;
+    sfin.options.tsval = old.backend_ts + 10;
+    sfin.options.tsecr = 1003;
+    feed(make(sfin));
+    SegmentSpec last{.tuple = old.c2s, .seq = old.client_isn + 2, .ack = old.cookie_isn + 2,
+                     .flags = tcp_flag::ACK, .window = old.client_window, .options = old.client_ts_opts(1004)};
+    feed(make(last));
+  }
+  side.offer = true;
+  Conn reuse = old;
+  reuse.client_isn = old.client_isn + 100000;
+  opened_by_kernel(reuse);
+  engine->take_kernel_handovers(now, sink);
+  EXPECT_EQ(counters().flows_reused, 1u);
+  EXPECT_EQ(counters().kernel_opened_refused, 0u);
+  ASSERT_TRUE(side.take(reuse.c2s, reuse.backend_synack(1001)));
+  engine->take_kernel_handovers(now, sink);
+  EXPECT_EQ(counters().kernel_handshakes, 1u);
+
+  // Established: another cookie ACK opened on the pair is refused.
+  Conn again = reuse;
+  again.client_isn += 100000;
+  opened_by_kernel(again);
+  sink.clear();
+  engine->take_kernel_handovers(now, sink);
+  EXPECT_EQ(counters().kernel_opened_refused, 1u);
+  EXPECT_EQ(sink.size(), 2u);
+}
+
 }  // namespace
 }  // namespace syngate

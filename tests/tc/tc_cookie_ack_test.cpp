@@ -113,7 +113,7 @@ TEST_F(TcCookieAck, SendsTheBackendTheEnginesSyn) {
             start();
           }
           share_engine(o, c.c2s,
-                       SG_TC_SERVICE_OPENS | (backend_ts_known ? SG_TC_SERVICE_BACKEND_HAS_TIMESTAMPS : 0));
+                       SG_TC_SERVICE_OPENS | (backend_ts_known ? SG_SERVICE_BACKEND_HAS_TIMESTAMPS : 0));
           Recorder rec;
           engine->set_flow_observer(&rec);
           learn_cookie(c);

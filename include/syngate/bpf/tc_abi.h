@@ -35,6 +35,7 @@
 #ifndef SYNGATE_BPF_TC_ABI_H
 #define SYNGATE_BPF_TC_ABI_H
 
+#include "syngate/spec/cookie_spec.h"
 #include "syngate/spec/handover_spec.h"
 #include "syngate/spec/sg_types.h"
 
@@ -176,10 +177,10 @@ struct sg_tc_service_key {
   sg_u16 port_be;
   sg_u16 pad;     /* zero */
 };
-/* sg_tc_services values */
-#define SG_TC_SERVICE_OPENS 0x01u                 /* the program may open this service's flows */
-#define SG_TC_SERVICE_BACKEND_HAS_TIMESTAMPS 0x02u /* its backend answered with timestamps: no room
-                                                     is left for supplied ones (the engine's fact) */
+/* sg_tc_services values: what the daemon knows of the service's backend (cookie_spec.h,
+ * SG_SERVICE_*: SG_SERVICE_BACKEND_HAS_TIMESTAMPS leaves no room in the SYN for supplied ones, as
+ * the engine's SYN), and whether the program may open its flows at all. */
+#define SG_TC_SERVICE_OPENS 0x80u
 /* sg_tc_keys slots: the daemon writes the one the program does not read, then points
  * sg_tc_key_slot at it (as for the XDP program's keys). */
 #define SG_TC_KEY_SLOTS 2

@@ -266,6 +266,9 @@ struct sg_syn_option_bits {
  * engine's BackendFacts answers the same question for the NFQUEUE path). */
 #define SG_SERVICE_PROTECTED 0x01u
 #define SG_SERVICE_BACKEND_LACKS_SACK 0x02u
+/* The backend answered syngate's SYN with timestamps: a client promised them needs none supplied,
+ * so its SYN to the backend leaves no room for them (backend_syn_spec.h). */
+#define SG_SERVICE_BACKEND_HAS_TIMESTAMPS 0x04u
 
 /* Whether a cookie SYN-ACK promises SACK to a client that offers it. Not when the service's
  * backend recently answered our SYN without SACK-permitted: the client, told SACK is on, would

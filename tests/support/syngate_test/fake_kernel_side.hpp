@@ -14,6 +14,7 @@
 
 #include "syngate/flow_table.hpp"
 #include "syngate/packet.hpp"
+#include "syngate/spec/backend_syn_spec.h"
 #include "syngate/spec/handover_spec.h"
 #include "syngate_test/engine_harness.hpp"
 
@@ -85,6 +86,35 @@ struct FakeKernelSide : FlowObserver, KernelFlowState {
       if (flow == t) return x;
     }
     return std::nullopt;
+  }
+  // Flows the program opened from cookie ACKs (sg_tc_cookie_ack), reported in order.
+  std::deque<KernelOpened> opened_reports;
+  std::vector<FlowTuple> discarded;
+  void take_opened(std::vector<KernelOpened>& out) noexcept override {
+    out.insert(out.end(), opened_reports.begin(), opened_reports.end());
+    opened_reports.clear();
+  }
+  void discard(const FlowTuple& t) noexcept override {
+    discarded.push_back(t);
+    std::erase_if(entries, [&](const auto& e) { return e.first == t; });
+  }
+  // What the program does with a client's cookie ACK (its cookie's MSS `mss`): the backend's SYN
+  // sent, the record written, the flow reported. Returns the record.
+  sg_handshake open(const Bytes& cookie_ack, uint16_t mss, bool room, uint8_t announced_ws) {
+    Bytes copy = cookie_ack;
+    ParseResult r = parse_tcp_packet(copy);
+    EXPECT_TRUE(r);
+    const TcpOptions& o = r.packet.options();
+    const sg_cookie_ack a{r.packet.seq(), r.packet.ack(), o.has_timestamps ? o.tsval : 0u,
+                          o.has_timestamps ? o.tsecr : 0u, r.packet.window(), o.has_timestamps, 0};
+    KernelOpened k;
+    k.flow = r.packet.tuple();
+    sg_handshake_of_cookie_ack(&a, announced_ws, &k.handshake);
+    k.mss = mss;
+    k.room_for_timestamps = room;
+    records.emplace_back(k.flow, k.handshake);
+    opened_reports.push_back(k);
+    return k.handshake;
   }
   bool read(const FlowTuple&, KernelFlowView&) noexcept override { return false; }
   bool may_be_overtaken(const FlowTuple&) noexcept override { return false; }
