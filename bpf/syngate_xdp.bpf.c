@@ -339,6 +339,7 @@ static __noinline int check_no_flow(const struct pkt* p, const struct sg_xdp_con
     answered_over_flow(p, cfg);
     return pass_as(SG_XDP_FLOW_PASSED);
   }
+  if (kernel_flow(&p->key)) return pass_as(SG_XDP_FLOW_PASSED);
   if (p->flags & SG_TCP_RST) return drop_as(SG_XDP_NO_FLOW);
   const struct sg_cookie_secrets* secrets = current_secrets();
   if (!secrets) return pass_as(SG_XDP_PASSED_UNHANDLED);

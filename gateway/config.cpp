@@ -313,6 +313,7 @@ void parse_gateway(const toml::table& t, GatewayConfig& c) {
   }
   r.boolean("tc_forward", c.tc_forward);
   r.boolean("tc_handshake", c.tc_handshake);
+  r.boolean("tc_open_flows", c.tc_open_flows);
   if (r.string("bpf_dir", c.bpf_dir) && (c.bpf_dir.empty() || c.bpf_dir.front() != '/')) {
     r.fail("bpf_dir", "must be an absolute path to a bpffs mount (got \"" + c.bpf_dir + "\")");
   }
@@ -577,8 +578,9 @@ std::vector<std::string> non_reloadable_changes(const GatewayConfig& a, const Ga
   check(a.mode != b.mode, "gateway.mode");
   check(a.advance_interval_ms != b.advance_interval_ms, "gateway.advance_interval_ms");
   check(a.iptables != b.iptables || a.chain != b.chain, "gateway.iptables/chain");
-  check(a.kernel_path != b.kernel_path || a.tc_forward != b.tc_forward || a.tc_handshake != b.tc_handshake,
-        "gateway.kernel_path/tc_forward/tc_handshake");
+  check(a.kernel_path != b.kernel_path || a.tc_forward != b.tc_forward || a.tc_handshake != b.tc_handshake ||
+            a.tc_open_flows != b.tc_open_flows,
+        "gateway.kernel_path/tc_forward/tc_handshake/tc_open_flows");
   check(a.bpf_dir != b.bpf_dir, "gateway.bpf_dir");
   check(a.cookie_max_age != b.cookie_max_age, "engine.cookie_max_age");
   const EngineConfig& x = a.engine;

@@ -208,6 +208,7 @@ struct Daemon {
   void rotate_cookie_secrets(Clock::time_point now);
   void check_rules(Clock::time_point now);
   void sync_fast_path();
+  void keep_kernel_opening();
   void schedule_flow_workers();
   void log_backend_facts();
   void log_stats(Clock::time_point now);
@@ -450,6 +451,13 @@ void Daemon::start_kernel_path() {
   GatewayConfig effective = config;
   if (!kernel_path) effective.kernel_path = KernelPath::Off;  // removes what a dead syngate left
   tc = tc::KernelPath::start(effective, tc::kernel_path_max_flows(config));
+  if (tc && tc->opens_flows() && xdp && !xdp->share_kernel_flows(tc->program().flows_map_fd())) {
+    // The fast path would drop a kernel-opened flow's packets until its engine heard of it.
+    spdlog::warn("xdp: cannot read the tc flow map ({}); the kernel path stops opening flows",
+                 std::strerror(errno));
+    tc->stop_opening();
+  }
+  keep_kernel_opening();
   observers.add(xdp.get());
   observers.add(tc.get());
   if (observers.empty()) return;
@@ -822,8 +830,18 @@ void Daemon::check_rules(Clock::time_point now) {
 
 // The fast path follows the interfaces, and the secrets and policy the workers already use; what
 // it cannot take detaches it (NFQUEUE then sees every packet).
+// gateway.tc_open_flows: what the tc ingress opens flows with, and its lease (tc_program.hpp).
+void Daemon::keep_kernel_opening() {
+  if (!tc || !tc->opens_flows()) return;
+  tc->keep_opening(config.engine.services, secrets.get(), secrets.generation.load(), config.cookie_max_age,
+                   config.engine.backend_facts.get(), cookie_clock_ms(), engine_clock().timer_ns);
+}
+
 void Daemon::sync_fast_path() {
-  if (tc) tc->follow_interfaces();
+  if (tc) {
+    tc->follow_interfaces();
+    keep_kernel_opening();
+  }
   if (!xdp) return;
   xdp->follow_interfaces();
   fast_path_interfaces.store(static_cast<int>(xdp->attached_interfaces()));

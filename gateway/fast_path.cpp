@@ -207,6 +207,8 @@ void FastPath::set_policy(const EngineConfig& engine) {
   program_->configure(settings, true);
 }
 
+bool FastPath::share_kernel_flows(int tc_flow_map_fd) noexcept { return program_->set_kernel_flows(tc_flow_map_fd); }
+
 void FastPath::sync_backend_facts(const BackendFacts& facts, uint32_t now_ms) noexcept {
   for (size_t i = 0; i < services_.size(); ++i) {
     const uint8_t flags = static_cast<uint8_t>(SG_SERVICE_PROTECTED | facts.service_flags(services_[i], now_ms));

@@ -46,6 +46,8 @@ EngineCounters sum_engine(const std::vector<WorkerSnapshot>& workers) {
     t.backend_syn_retries += c.backend_syn_retries;
     t.established += c.established;
     t.kernel_handshakes += c.kernel_handshakes;
+    t.kernel_opened += c.kernel_opened;
+    t.kernel_opened_refused += c.kernel_opened_refused;
     t.translated += c.translated;
     t.kernel_punts += c.kernel_punts;
     t.passed_through += c.passed_through;
@@ -136,6 +138,8 @@ std::string render_prometheus(const GatewaySnapshot& s) {
       {"syngate_backend_syn_retries_total", "counter", "SYN retransmissions to backends that did not answer.", &EngineCounters::backend_syn_retries},
       {"syngate_established_total", "counter", "Flows whose backend handshake completed.", &EngineCounters::established},
       {"syngate_kernel_handshakes_total", "counter", "Of those, the ones whose backend SYN-ACK the tc program answered (gateway.tc_handshake).", &EngineCounters::kernel_handshakes},
+      {"syngate_kernel_opened_total", "counter", "Flows the tc program opened from the client's cookie ACK (gateway.tc_open_flows).", &EngineCounters::kernel_opened},
+      {"syngate_kernel_opened_refused_total", "counter", "Of those, the ones the engine refused (the source's limits, no room, the pair in use): backend and client reset.", &EngineCounters::kernel_opened_refused},
       {"syngate_translated_total", "counter", "Packets of established flows rewritten (seq/ack/timestamps/window).", &EngineCounters::translated},
       {"syngate_timestamps_supplied_total", "counter", "Segments to clients given the Timestamps option their backend does not send (the client was promised timestamps).", &EngineCounters::timestamps_supplied},
       {"syngate_timestamps_not_supplied_total", "counter", "Segments to such clients left without one (no room, or an option syngate cannot keep).", &EngineCounters::timestamps_not_supplied},

@@ -265,6 +265,7 @@ syngate_tc* open_and_load(uint32_t max_entries, const std::string& pin, int reus
     skel->rodata->sg_tc_router = at.router;
     skel->rodata->sg_tc_forward = at.router && at.forward;
     skel->rodata->sg_tc_answer_synacks = at.router && at.forward && at.synacks;
+    skel->rodata->sg_tc_open_flows = at.router && at.forward && at.synacks && at.open_flows;
     bpf_map__set_max_entries(skel->maps.sg_tc_flows, max_entries);
     bpf_map__set_max_entries(skel->maps.sg_tc_handshakes, max_entries / 2 > 0 ? max_entries / 2 : 1);
     if (!pin.empty()) bpf_map__set_pin_path(skel->maps.sg_tc_flows, pin.c_str());
@@ -521,6 +522,55 @@ bool Program::delete_handshake(const sg_tc_flow_key& key) noexcept {
   return bpf_map_delete_elem(bpf_map__fd(impl_->skel->maps.sg_tc_handshakes), &key) == 0;
 }
 
+bool Program::set_cookie_secrets(const CookieSecrets& secrets, uint32_t max_age) noexcept {
+  sg_cookie_secrets v{};
+  std::memcpy(v.current, secrets.current.data(), 16);
+  std::memcpy(v.previous, secrets.previous.data(), 16);
+  v.current_since = secrets.current_since;
+  v.max_age = std::min<uint32_t>(max_age, SG_COOKIE_MAX_AGE);
+  const uint32_t zero = 0;
+  uint32_t slot = 0;
+  const int slot_fd = bpf_map__fd(impl_->skel->maps.sg_tc_key_slot);
+  if (bpf_map_lookup_elem(slot_fd, &zero, &slot) != 0) return false;
+  slot = (slot ^ 1u) & (SG_TC_KEY_SLOTS - 1);
+  return bpf_map_update_elem(bpf_map__fd(impl_->skel->maps.sg_tc_keys), &slot, &v, BPF_ANY) == 0 &&
+         bpf_map_update_elem(slot_fd, &zero, &slot, BPF_ANY) == 0;
+}
+
+bool Program::set_open_services(const std::vector<std::pair<Service, uint8_t>>& services) noexcept {
+  const int fd = bpf_map__fd(impl_->skel->maps.sg_tc_services);
+  std::vector<sg_tc_service_key> keys;
+  bool ok = true;
+  for (const auto& [service, flags] : services) {
+    sg_tc_service_key k{};
+    std::memcpy(k.addr, service.address.bytes.data(), 16);
+    k.port_be = htons(service.port);
+    keys.push_back(k);
+    ok = bpf_map_update_elem(fd, &k, &flags, BPF_ANY) == 0 && ok;
+  }
+  // Then the services no longer listed go.
+  sg_tc_service_key key{}, next{};
+  std::vector<sg_tc_service_key> stale;
+  for (const void* at = nullptr; bpf_map_get_next_key(fd, at, &next) == 0; at = &key) {
+    key = next;
+    if (std::none_of(keys.begin(), keys.end(), [&](const sg_tc_service_key& k) { return std::memcmp(&k, &key, sizeof k) == 0; })) {
+      stale.push_back(key);
+    }
+  }
+  for (const sg_tc_service_key& k : stale) bpf_map_delete_elem(fd, &k);
+  return ok;
+}
+
+bool Program::set_open_until(uint64_t until_ns, uint8_t announced_ws) noexcept {
+  const sg_tc_open_config c{until_ns, 0, announced_ws, {}};
+  const uint32_t zero = 0;
+  return bpf_map_update_elem(bpf_map__fd(impl_->skel->maps.sg_tc_open), &zero, &c, BPF_ANY) == 0;
+}
+
+void Program::set_generation(uint32_t generation) noexcept {
+  __atomic_store_n(&impl_->skel->bss->sg_tc_generation, generation, __ATOMIC_RELAXED);
+}
+
 std::vector<std::pair<sg_tc_flow_key, sg_tc_flow>> Program::entries() const {
   std::vector<std::pair<sg_tc_flow_key, sg_tc_flow>> out;
   walk_flows(impl_->flows_fd(), [&](const sg_tc_flow_key& k, const sg_tc_flow& v) { out.emplace_back(k, v); });
@@ -591,6 +641,10 @@ void Program::delete_key(const sg_tc_flow_key&) noexcept {}
 bool Program::write_key(const sg_tc_flow_key&, const sg_tc_flow&) noexcept { return false; }
 bool Program::write_handshake(const sg_tc_flow_key&, const sg_tc_handshake&) noexcept { return false; }
 bool Program::delete_handshake(const sg_tc_flow_key&) noexcept { return true; }
+bool Program::set_cookie_secrets(const CookieSecrets&, uint32_t) noexcept { return false; }
+bool Program::set_open_services(const std::vector<std::pair<Service, uint8_t>>&) noexcept { return false; }
+bool Program::set_open_until(uint64_t, uint8_t) noexcept { return false; }
+void Program::set_generation(uint32_t) noexcept {}
 std::vector<std::pair<sg_tc_flow_key, sg_tc_flow>> Program::entries() const { return {}; }
 void Program::take_events(std::vector<sg_tc_event>&) noexcept {}
 uint64_t Program::flow_entries_count() const noexcept { return 0; }
@@ -634,7 +688,11 @@ std::unique_ptr<KernelPath> KernelPath::start(const gw::GatewayConfig& config, u
   const bool router = config.mode != gw::Mode::Host;
   std::unique_ptr<Program> program;
   try {
-    program = std::make_unique<Program>(max_flows, pins, Placement{router, router && config.tc_forward, config.tc_handshake});
+    // Flows opened in the kernel go to the one engine there is: with several flow queues the
+    // kernel's queue hash (random per boot) decides which engine a flow's packets reach.
+    const bool open_flows = config.tc_open_flows && config.flow_queues == 1;
+    program = std::make_unique<Program>(max_flows, pins,
+                                        Placement{router, router && config.tc_forward, config.tc_handshake, open_flows});
   } catch (const std::exception& e) {
     remove_everywhere(pins);
     spdlog::warn("tc: kernel path unavailable, every segment crosses NFQUEUE: {}", e.what());
@@ -705,6 +763,15 @@ std::unique_ptr<KernelPath> KernelPath::start(const gw::GatewayConfig& config, u
   } else if (path->handshakes_) {
     spdlog::info("tc: the ingress answers the SYN-ACKs of {} routed service address(es) for bare cookie ACKs "
                  "(gateway.tc_handshake)", path->handshake_services_.size());
+  }
+  path->opens_ = path->handshakes_ && config.tc_open_flows && config.flow_queues == 1;
+  if (config.tc_open_flows && !path->opens_) {
+    spdlog::warn("tc: cookie ACKs stay the engine's (gateway.tc_open_flows needs tc_handshake in force and "
+                 "flow_queues = 1)");
+  } else if (path->opens_) {
+    path->announced_ws_ = config.engine.announced_wscale;
+    path->program_->set_generation(top_generation);
+    spdlog::info("tc: the ingress takes the cookie ACKs of services behind a route itself (gateway.tc_open_flows)");
   }
   // The trust the rules of now allow, set before the first segment is handed over (finish_start).
   path->follow_fwmark_rules();
@@ -1006,6 +1073,9 @@ uint32_t KernelPath::drain_events() noexcept {
     for (const sg_tc_event& e : drained_) {
       if (e.kind == SG_TC_EVENT_CLOSE) closes_.push_back({e.key, round});
       else if (e.kind == SG_TC_EVENT_HANDED_OVER) handovers_.push_back({e.key, e.synack, round});
+      else if (e.kind == SG_TC_EVENT_OPENED) {
+        opened_.push_back({bpf::map_flow_tuple(e.key), e.opened.hs, e.opened.mss, e.opened.room_for_timestamps != 0});
+      }
     }
   } catch (const std::bad_alloc&) {
     closes_.clear();  // those flows are merged at their idle timers
@@ -1052,6 +1122,55 @@ void KernelPath::take_handed_over(std::vector<KernelHandOver>& out,
     });
   } catch (const std::bad_alloc&) {
     handovers_.clear();  // those flows' SYN retries find the backend established; they end at its RST
+  }
+}
+
+void KernelPath::take_opened(std::vector<KernelOpened>& out) noexcept {
+  if (!opens_) return;
+  std::lock_guard lock(closes_mutex_);
+  drain_events();
+  try {
+    out.insert(out.end(), opened_.begin(), opened_.end());
+  } catch (const std::bad_alloc&) {
+    // Those flows' SYN-ACKs reach the engine, which finds no flow: their clients retry.
+  }
+  opened_.clear();
+}
+
+void KernelPath::discard(const FlowTuple& t) noexcept {
+  program_->delete_handshake(flow_key(t.reversed()));
+  flow_freed(t);
+}
+
+void KernelPath::keep_opening(const std::vector<Service>& services, const CookieSecrets& secrets,
+                              uint64_t secrets_generation, uint32_t cookie_max_age, const BackendFacts* facts,
+                              uint32_t now_ms, uint64_t now_ns) noexcept {
+  if (!opens_ || stopped_.load(std::memory_order_acquire)) return;
+  if (secrets_generation != published_secrets_) {
+    if (!program_->set_cookie_secrets(secrets, cookie_max_age)) {
+      spdlog::error("tc: new cookie secrets not published ({}); cookie ACKs stay the engine's", bpf::errno_text(errno));
+      program_->set_open_until(0, announced_ws_);
+      return;
+    }
+    published_secrets_ = secrets_generation;
+  }
+  std::vector<std::pair<Service, uint8_t>> listed;
+  try {
+    for (const Service& s : services) {
+      // A service on this host answers through the local stack, past every tc ingress.
+      if (std::find(handshake_services_.begin(), handshake_services_.end(), s.address) == handshake_services_.end()) {
+        continue;
+      }
+      const uint32_t known = facts ? facts->service_flags(s, now_ms) : 0;
+      listed.emplace_back(s, static_cast<uint8_t>(SG_TC_SERVICE_OPENS | known));
+    }
+  } catch (const std::bad_alloc&) {
+    listed.clear();  // none opened in the kernel until the next tick
+  }
+  // Three ticks: one late tick costs nothing, a daemon gone stops the opening soon.
+  constexpr uint64_t kLeaseNs = 3'000'000'000;
+  if (!program_->set_open_services(listed) || !program_->set_open_until(now_ns + kLeaseNs, announced_ws_)) {
+    spdlog::error("tc: cookie ACK settings not published ({})", bpf::errno_text(errno));
   }
 }
 

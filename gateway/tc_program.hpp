@@ -22,7 +22,9 @@
 
 #include "config.hpp"
 #include "interfaces.hpp"
+#include "syngate/backend_facts.hpp"
 #include "syngate/bpf/tc_abi.h"
+#include "syngate/cookie.hpp"
 #include "syngate/flow_table.hpp"
 
 namespace syngate::tc {
@@ -74,6 +76,7 @@ struct Placement {
   bool router = false;   // segments are forwarded here (router and both modes): ask the FIB first
   bool forward = false;  // with router: send translated segments on from tc (gateway.tc_forward)
   bool synacks = false;  // with forward: the ingress may answer backends' SYN-ACKs (gateway.tc_handshake)
+  bool open_flows = false;  // with synacks: ... and open flows from cookie ACKs (gateway.tc_open_flows)
 };
 
 class Program {
@@ -122,6 +125,15 @@ class Program {
   int flows_map_fd() const noexcept;
   // Whether the programs may act on their FIB lookup (gw::fib_use's judge), while they run.
   void set_fib_trusted(bool trusted) noexcept;
+  // What sg_tc_cookie_ack opens flows with (tc_abi.h): the cookie secrets (as the XDP program's:
+  // the slot not read, then the slot), the services with their SG_SERVICE_* facts and
+  // SG_TC_SERVICE_OPENS (the map made to hold exactly these), and until when (CLOCK_MONOTONIC)
+  // with which announced window shift. False when a map write failed.
+  bool set_cookie_secrets(const CookieSecrets& secrets, uint32_t max_age) noexcept;
+  bool set_open_services(const std::vector<std::pair<Service, uint8_t>>& services) noexcept;
+  bool set_open_until(uint64_t until_ns, uint8_t announced_ws) noexcept;
+  // The hand-over counter the programs number their records from.
+  void set_generation(uint32_t generation) noexcept;
 
  private:
   struct Impl;
@@ -209,6 +221,21 @@ class KernelPath : public FlowObserver, public KernelFlowState {
   std::optional<FlowTranslation> handed_over_translation(const FlowTuple& client_to_server) noexcept override;
   void take_handed_over(std::vector<KernelHandOver>& out,
                         const std::function<bool(const FlowTuple&)>& mine) noexcept override;
+  // gateway.tc_open_flows: the flows the ingress opened from cookie ACKs (all of them: it opens
+  // flows only with one flow queue, whose engine takes them), and the undoing of one refused.
+  void take_opened(std::vector<KernelOpened>& out) noexcept override;
+  void discard(const FlowTuple& client_to_server) noexcept override;
+  // Whether the programs open flows (gateway.tc_open_flows in force), and the end of it (the
+  // programs stop as their lease runs out: none has been given before the first tick).
+  bool opens_flows() const noexcept { return opens_; }
+  void stop_opening() noexcept { opens_ = false; }
+  // The daemon's tick (a reload's too), while it opens flows: the cookie secrets when they
+  // changed, the services of now behind a route with what their backends taught (`facts`,
+  // SG_SERVICE_* at the cookie clock's now_ms), and a lease of a few ticks (CLOCK_MONOTONIC
+  // `now_ns`): a daemon that stops ticking (dead, hung) stops the programs opening flows no engine
+  // would hold.
+  void keep_opening(const std::vector<Service>& services, const CookieSecrets& secrets, uint64_t secrets_generation,
+                    uint32_t cookie_max_age, const BackendFacts* facts, uint32_t now_ms, uint64_t now_ns) noexcept;
   // The server-to-client entries of the flows this thread handed over since its last call,
   // written now. A flow worker calls it once the packets of its batch are sent (Worker's
   // after_flush): the engine's hand-over step sends the backend the ACK that completes its
@@ -295,6 +322,10 @@ class KernelPath : public FlowObserver, public KernelFlowState {
   };
   uint32_t drain_events() noexcept;
   bool handshakes_ = false;  // gateway.tc_handshake in force
+  bool opens_ = false;       // gateway.tc_open_flows in force
+  uint8_t announced_ws_ = 0;
+  uint64_t published_secrets_ = 0;  // the generation of the secrets last published, 0: none
+  std::vector<KernelOpened> opened_;    // reported, until the engine takes them (under closes_mutex_)
   // The service addresses it applies to: reached through a route, as read at start (a service
   // that moves on or off this host later only costs a withdrawal, or misses the saving).
   std::vector<Address> handshake_services_;

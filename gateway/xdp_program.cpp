@@ -171,6 +171,13 @@ bool Program::set_service_flags(const Service& service, uint8_t flags) noexcept 
   return bpf_map_update_elem(impl_->map_fd(impl_->skel->maps.sg_services), &k, &flags, BPF_EXIST) == 0;
 }
 
+bool Program::set_kernel_flows(int map_fd) noexcept {
+  const uint32_t zero = 0;
+  const int outer = impl_->map_fd(impl_->skel->maps.sg_kernel_flows);
+  if (map_fd < 0) return bpf_map_delete_elem(outer, &zero) == 0 || errno == ENOENT;
+  return bpf_map_update_elem(outer, &zero, &map_fd, BPF_ANY) == 0;
+}
+
 void Program::set_prefixes(const PrefixSet& prefixes) {
   const int fd = impl_->map_fd(impl_->skel->maps.sg_prefixes);
   std::vector<sg_xdp_prefix_key> keys;
@@ -333,6 +340,7 @@ Program::~Program() = default;
 void Program::configure(const Settings&, bool) {}
 void Program::set_secrets(const CookieSecrets&, uint32_t) {}
 void Program::set_services(const std::vector<Service>&) {}
+bool Program::set_kernel_flows(int) noexcept { return false; }
 bool Program::set_service_flags(const Service&, uint8_t) noexcept { return false; }
 void Program::set_prefixes(const PrefixSet&) {}
 void Program::forget_proven_sources() {}

@@ -7,6 +7,7 @@
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 
+#include "syngate/bpf/tc_abi.h"
 #include "syngate/bpf/xdp_abi.h"
 
 struct {
@@ -55,6 +56,24 @@ struct {
   __type(key, struct sg_xdp_flow_key);
   __type(value, __u32);
 } sg_flows SEC(".maps");
+
+/* The tc programs' flow map (include/syngate/bpf/tc_abi.h), put here by the daemon when the tc
+ * ingress opens flows from cookie ACKs itself (gateway.tc_open_flows): such a flow's packets
+ * come before the engine has heard of it and told sg_flows, and pass by the tc entries. Empty
+ * otherwise. An inner map need not match the template's size, only its kind, key, value and flags. */
+struct sg_kernel_flows_inner {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, 1);
+  /* By size: this libbpf cannot size an inner map's BTF key type. */
+  __uint(key_size, sizeof(struct sg_tc_flow_key));
+  __uint(value_size, sizeof(struct sg_tc_flow));
+};
+struct {
+  __uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+  __uint(max_entries, 1);
+  __type(key, __u32);
+  __array(values, struct sg_kernel_flows_inner);
+} sg_kernel_flows SEC(".maps");
 
 struct {
   __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -110,6 +129,13 @@ static __always_inline void count_reason(enum sg_reason why) {
   __u32 r = (__u32)why;
   __u64* v = bpf_map_lookup_elem(&sg_reasons, &r);
   if (v) *v += 1;
+}
+
+/* A flow the tc programs hold (sg_kernel_flows). */
+static __always_inline int kernel_flow(const void* key) {
+  __u32 zero = 0;
+  void* flows = bpf_map_lookup_elem(&sg_kernel_flows, &zero);
+  return flows && bpf_map_lookup_elem(flows, key);
 }
 
 /* CLOCK_TAI, as the daemon's clock: the cookie counter and the TSvals must agree with the

@@ -230,7 +230,7 @@ TEST(Config, KernelPathIsOnUnlessTurnedOffAndNeedsARestart) {
   EXPECT_EQ(error_of(with_gateway("kernel_path = \"on\"")).key(), "gateway.kernel_path");
   const auto changes = non_reloadable_changes(on, off);
   ASSERT_EQ(changes.size(), 1u);
-  EXPECT_EQ(changes[0], "gateway.kernel_path/tc_forward/tc_handshake");
+  EXPECT_EQ(changes[0], "gateway.kernel_path/tc_forward/tc_handshake/tc_open_flows");
 }
 
 TEST(Config, TcForwardIsOnUnlessTurnedOffAndNeedsARestart) {
@@ -240,7 +240,7 @@ TEST(Config, TcForwardIsOnUnlessTurnedOffAndNeedsARestart) {
   EXPECT_EQ(error_of(with_gateway("tc_forward = \"no\"")).key(), "gateway.tc_forward");
   const auto changes = non_reloadable_changes(parse_config(with_gateway("tc_forward = true"), "t"), off);
   ASSERT_EQ(changes.size(), 1u);
-  EXPECT_EQ(changes[0], "gateway.kernel_path/tc_forward/tc_handshake");
+  EXPECT_EQ(changes[0], "gateway.kernel_path/tc_forward/tc_handshake/tc_open_flows");
 }
 
 TEST(Config, TcHandshakeIsOnUnlessTurnedOffAndNeedsARestart) {
@@ -251,7 +251,17 @@ TEST(Config, TcHandshakeIsOnUnlessTurnedOffAndNeedsARestart) {
   EXPECT_EQ(error_of(with_gateway("tc_handshake = 1")).key(), "gateway.tc_handshake");
   const auto changes = non_reloadable_changes(parse_config(with_gateway("tc_handshake = false"), "t"), on);
   ASSERT_EQ(changes.size(), 1u);
-  EXPECT_EQ(changes[0], "gateway.kernel_path/tc_forward/tc_handshake");
+  EXPECT_EQ(changes[0], "gateway.kernel_path/tc_forward/tc_handshake/tc_open_flows");
+}
+
+TEST(Config, TcOpenFlowsIsOffUnlessTurnedOnAndNeedsARestart) {
+  EXPECT_FALSE(parse_config(kMinimal, "t").tc_open_flows);
+  const GatewayConfig on = parse_config(with_gateway("tc_open_flows = true"), "t");
+  EXPECT_TRUE(on.tc_open_flows);
+  EXPECT_EQ(error_of(with_gateway("tc_open_flows = \"yes\"")).key(), "gateway.tc_open_flows");
+  const auto changes = non_reloadable_changes(parse_config(with_gateway(""), "t"), on);
+  ASSERT_EQ(changes.size(), 1u);
+  EXPECT_EQ(changes[0], "gateway.kernel_path/tc_forward/tc_handshake/tc_open_flows");
 }
 
 TEST(Config, FlowWorkerRtPriorityIsTenUnlessSetAndNeedsARestart) {
