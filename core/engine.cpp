@@ -680,6 +680,10 @@ struct Engine::Impl {
     }
     i = table.allocate_flow(k.flow, timer_ms(now));
     if (i == kNone) {
+      // The reports taken with this one may end flows that hold the source's share or the
+      // table's room (the programs may have carried whole connections since the last look):
+      // their hand-overs and closes first.
+      take_handed_over_reports(now, sink);
       merge_kernel_closes(timer_ms(now));
       i = table.allocate_flow(k.flow, timer_ms(now));
     }
@@ -1021,6 +1025,9 @@ struct Engine::Impl {
     // by a process that had one.
     if (!kernel) return;
     take_kernel_opened(now, sink);
+    take_handed_over_reports(now, sink);
+  }
+  void take_handed_over_reports(const EngineClock& now, PacketSink& sink) {
     if (!kernel_offers) return;
     handovers.clear();
     kernel->take_handed_over(handovers, [this](const FlowTuple& t) { return table.find(t) != kNone; });
@@ -1152,7 +1159,12 @@ struct Engine::Impl {
   // linger: queued afresh on that list), not at the established idle timer.
   void merge_kernel_closes(uint32_t now) {
     closes.clear();
-    kernel->take_closing(closes, [this](const FlowTuple& t) { return table.find(t) != kNone; });
+    // A flow still in SynSent has a hand-over report on its way (the kernel side carried the whole
+    // connection): its closes stay with the kernel side until that report has established it.
+    kernel->take_closing(closes, [this](const FlowTuple& t) {
+      const uint32_t i = table.find(t);
+      return i != kNone && table.get(i).state != State::SynSent;
+    });
     for (const FlowTuple& t : closes) {
       const uint32_t i = table.find(t);
       if (i == kNone || table.get(i).state == State::SynSent) continue;

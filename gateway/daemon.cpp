@@ -350,7 +350,10 @@ QueueOptions queue_options(const GatewayConfig& cfg, bool syn_only) {
   qo.rcvbuf_bytes = cfg.rcvbuf_bytes;
   qo.sndbuf_bytes = cfg.sndbuf_bytes;
   qo.batch = cfg.batch_size;
-  qo.recv_timeout_ms = std::min<uint32_t>(cfg.advance_interval_ms, 100);
+  // A flow the tc program opens (gateway.tc_open_flows) reaches its engine only through the
+  // programs' reports, read when the worker wakes: every 10 ms at least, so that the engine's
+  // limits (a source's flows, the table's room) judge it within that.
+  qo.recv_timeout_ms = std::min<uint32_t>(cfg.advance_interval_ms, !syn_only && cfg.tc_open_flows ? 10 : 100);
   if (syn_only) {
     // SYNs are never GSO and only their headers matter; small slots keep large batches cheap.
     qo.copy_range = 2048;

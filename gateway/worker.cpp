@@ -213,6 +213,7 @@ Decision FlowWorker::decide(const QueuedPacket& p, const EngineClock& now) {
 void FlowWorker::before_batch(const std::vector<QueuedPacket>& batch, const EngineClock& now) {
   // Hand-overs the tc program made while these waited: their packets are the established flows'.
   engine_->take_kernel_handovers(now, sender_);
+  reports_taken_ = true;
   if (batch.size() < 2) return;
   batch_packets_.clear();
   for (const QueuedPacket& p : batch) batch_packets_.push_back(p.data);
@@ -229,6 +230,13 @@ void FlowWorker::start(uint64_t now) { last_advance_ = now; }
 
 void FlowWorker::periodic(const EngineClock& clock) {
   const uint64_t now = clock.timer_ns;
+  // A turn without packets still takes the kernel side's reports: flows it opened or handed over
+  // while the queue was quiet are this engine's now, not at the next sweep.
+  if (!reports_taken_) {
+    engine_->take_kernel_handovers(clock, sender_);
+    sender_.flush();
+  }
+  reports_taken_ = false;
   if (now - last_prune_ >= kPruneIntervalNs) {
     engine_->prune_draining();
     set_draining(engine_->draining_services());

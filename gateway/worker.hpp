@@ -177,6 +177,7 @@ class FlowWorker final : public Worker {
   uint64_t last_advance_ = 0;
   uint64_t last_prune_ = 0;
   std::vector<std::span<uint8_t>> batch_packets_;  // before_batch's, kept to reuse its memory
+  bool reports_taken_ = false;  // this turn's before_batch took the kernel side's reports
 };
 
 }  // namespace syngate::gw

@@ -13,7 +13,7 @@ import shutil
 import subprocess
 import sys
 
-MODE_ORDER = ["none", "syncookies", "synproxy", "synproxy-ts", "syngate", "syngate-notc", "syngate-nofwd", "syngate-nort", "syngate-nosynack", "syngate-native",
+MODE_ORDER = ["none", "syncookies", "synproxy", "synproxy-ts", "syngate", "syngate-notc", "syngate-nofwd", "syngate-nort", "syngate-nosynack", "syngate-open", "syngate-native",
               "syngate-generic", "syngate-nfqueue"]
 CLEAN_PCT = 99.0  # a point is clean when at least this share of legitimate connections succeeded
 
@@ -442,6 +442,7 @@ FLOOD_TESTS = ("ack", "ack-v6")  # shares of a download's speed, not a traffic f
 EST_MODE_LABEL = {"none": "no gateway", "synproxy": "kernel SYNPROXY", "syngate": "syngate (kernel_path auto)",
                   "syngate-notc": "syngate, kernel_path off", "syngate-nofwd": "syngate, tc_forward off",
                   "syngate-nort": "syngate, flow workers not real-time", "syngate-nosynack": "syngate, tc_handshake off",
+                  "syngate-open": "syngate, tc_open_flows on",
                   "syngate-nfqueue": "syngate, [xdp] off",
                   "syngate-generic": "syngate, generic XDP"}
 
@@ -529,6 +530,8 @@ EST_COUNTERS = {  # what each path did during a measurement (deltas)
     "tc_flows_handed_over": "syngate_tc_flows_handed_over_total",
     "tc_synacks_answered": "syngate_kernel_handshakes_total",
     "tc_handshakes_punted": "syngate_tc_packets_total{handshake_punted}",
+    "tc_flows_opened": "syngate_tc_packets_total{opened}",
+    "tc_opens_punted": "syngate_tc_packets_total{open_punted}",
     "tc_flow_write_failures": "syngate_tc_flow_write_failures_total",
     "engine_translated": "syngate_translated_total",
     "nfqueue_packets": "syngate_packets_total",

@@ -460,6 +460,24 @@ TEST_F(KernelOpenedTest, AFlowBothOpenedIsOne) {
   EXPECT_EQ(counters().backend_syn_retries, 0u);
 }
 
+// The programs may carry a whole connection before the engine looks: its close, reported while
+// the flow waits for its hand-over report, is merged once that report has established it, never
+// dropped (the flow would hold its source's share until its idle timeout).
+TEST_F(KernelOpenedTest, AClosedWhileSynSentIsMergedAfterTheHandOver) {
+  Conn c = Conn::v4(42060);
+  opened_by_kernel(c);
+  engine->take_kernel_handovers(now, sink);
+  side.closing.push_back(c.c2s);
+  now += 200 * kMs;
+  engine->advance(now, sink);
+  ASSERT_EQ(side.closing.size(), 1u) << "the close of a flow in SynSent was taken (and lost)";
+  ASSERT_TRUE(side.take(c.c2s, c.backend_synack(1001)));
+  now += 200 * kMs;
+  engine->advance(now, sink);
+  EXPECT_EQ(counters().kernel_handshakes, 1u);
+  EXPECT_TRUE(side.closing.empty()) << "the close was not taken once the flow was established";
+}
+
 // A new connection on a pair whose old one lingers: the old flow goes, as for a cookie ACK the
 // engine takes; on a pair whose connection is established, the program's SYN met the backend's
 // connection and the flow is refused.

@@ -22,8 +22,9 @@
  * kernel-kept fields below, so a forged packet can never remove state.
  *
  * The object (bpf/syngate_tc.bpf.c, skeleton `syngate_tc`): programs sg_tc_ingress and
- * sg_tc_egress (SEC "tc", clsact) and sg_tc_synack (the ingress program's tail call through
- * sg_tc_tail, for a backend's SYN-ACK), maps sg_tc_flows (BPF_MAP_TYPE_HASH, this key and value;
+ * sg_tc_egress (SEC "tc", clsact), sg_tc_synack and sg_tc_cookie_ack (the ingress program's tail
+ * calls through sg_tc_tail, for a backend's SYN-ACK and a client's cookie ACK; the latter's maps
+ * sg_tc_keys, sg_tc_key_slot, sg_tc_services and sg_tc_open are described with it below), maps sg_tc_flows (BPF_MAP_TYPE_HASH, this key and value;
  * the daemon sets max_entries before load), sg_tc_handshakes (the same key, struct
  * sg_tc_handshake), sg_tc_counters (BPF_MAP_TYPE_PERCPU_ARRAY of __u64, indexed by enum
  * sg_tc_counter) and sg_tc_events (BPF_MAP_TYPE_RINGBUF of struct sg_tc_event: a flow whose close

@@ -87,6 +87,15 @@ struct FakeKernelSide : FlowObserver, KernelFlowState {
     }
     return std::nullopt;
   }
+  // Closes the programs recorded, until an engine takes them as its own.
+  std::deque<FlowTuple> closing;
+  void take_closing(std::vector<FlowTuple>& out, const std::function<bool(const FlowTuple&)>& mine) noexcept override {
+    std::erase_if(closing, [&](const FlowTuple& t) {
+      if (!mine(t)) return false;
+      out.push_back(t);
+      return true;
+    });
+  }
   // Flows the program opened from cookie ACKs (sg_tc_cookie_ack), reported in order.
   std::deque<KernelOpened> opened_reports;
   std::vector<FlowTuple> discarded;
