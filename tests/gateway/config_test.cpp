@@ -254,12 +254,13 @@ TEST(Config, TcHandshakeIsOnUnlessTurnedOffAndNeedsARestart) {
   EXPECT_EQ(changes[0], "gateway.kernel_path/tc_forward/tc_handshake/tc_open_flows");
 }
 
-TEST(Config, TcOpenFlowsIsOffUnlessTurnedOnAndNeedsARestart) {
-  EXPECT_FALSE(parse_config(kMinimal, "t").tc_open_flows);
+TEST(Config, TcOpenFlowsIsOnUnlessTurnedOffAndNeedsARestart) {
+  EXPECT_TRUE(parse_config(kMinimal, "t").tc_open_flows);
+  EXPECT_FALSE(parse_config(with_gateway("tc_open_flows = false"), "t").tc_open_flows);
   const GatewayConfig on = parse_config(with_gateway("tc_open_flows = true"), "t");
   EXPECT_TRUE(on.tc_open_flows);
   EXPECT_EQ(error_of(with_gateway("tc_open_flows = \"yes\"")).key(), "gateway.tc_open_flows");
-  const auto changes = non_reloadable_changes(parse_config(with_gateway(""), "t"), on);
+  const auto changes = non_reloadable_changes(parse_config(with_gateway("tc_open_flows = false"), "t"), on);
   ASSERT_EQ(changes.size(), 1u);
   EXPECT_EQ(changes[0], "gateway.kernel_path/tc_forward/tc_handshake/tc_open_flows");
 }

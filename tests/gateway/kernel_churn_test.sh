@@ -14,7 +14,7 @@ source "$(dirname "$0")/lib.sh"
 lab_init "$1"
 N=${2:-100000}
 OPEN=${3:-}
-GATEWAY_KEYS=""
+GATEWAY_KEYS="tc_open_flows = false"
 if [[ $OPEN == open ]]; then
   GATEWAY_KEYS="tc_open_flows = true"
   export XDP_MODE=auto
