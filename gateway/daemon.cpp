@@ -460,7 +460,6 @@ void Daemon::start_kernel_path() {
                  std::strerror(errno));
     tc->stop_opening();
   }
-  keep_kernel_opening();
   observers.add(xdp.get());
   observers.add(tc.get());
   if (observers.empty()) return;
@@ -484,6 +483,10 @@ void Daemon::start_kernel_path() {
     if (w->flow) merged += w->flow->engine().merge_kernel_state(now);
   }
   tc->finish_start(merged);
+  // Only now: finish_start deletes every entry no restored flow claimed, and would take those of
+  // flows the programs opened meanwhile (their closes then lost to the engine, which would keep
+  // them as established and refuse the next connection on their address/port pairs).
+  keep_kernel_opening();
 }
 
 // The endpoint never stops the gateway: an address it cannot bind is logged and retried.

@@ -766,8 +766,7 @@ std::unique_ptr<KernelPath> KernelPath::start(const gw::GatewayConfig& config, u
   }
   path->opens_ = path->handshakes_ && config.tc_open_flows && config.flow_queues == 1;
   if (config.tc_open_flows && path->handshakes_ && !path->opens_) {
-    // On by default: several flow queues are a choice, not a mistake.
-    spdlog::info("tc: cookie ACKs stay the engine's (gateway.tc_open_flows needs flow_queues = 1: the kernel's "
+    spdlog::warn("tc: cookie ACKs stay the engine's (gateway.tc_open_flows needs flow_queues = 1: the kernel's "
                  "queue hash decides which engine a flow's packets reach)");
   } else if (path->opens_) {
     path->announced_ws_ = config.engine.announced_wscale;
