@@ -957,7 +957,21 @@ void KernelPath::publish_pending() noexcept {
 }
 
 void KernelPath::turn_received(bool took_everything) noexcept { overtake_watch.received(took_everything); }
-void KernelPath::turn_done() noexcept { overtake_watch.handled(monotonic_ns()); }
+void KernelPath::turn_done() noexcept {
+  const uint64_t now = monotonic_ns();
+  overtake_watch.handled(now);
+  renew_lease(now);
+}
+
+// The flow worker's turn renews the lease, at most every kLeaseRenewNs: a process that dies
+// leaves programs that stop opening flows within kLeaseNs, before a restart can attach new ones
+// (flows they opened meanwhile would exist only in the kernel, their reports in a dead ring).
+void KernelPath::renew_lease(uint64_t now_ns) noexcept {
+  if (!opens_ || !leased_.load(std::memory_order_acquire)) return;
+  if (now_ns - lease_renewed_ns_.load(std::memory_order_relaxed) < kLeaseRenewNs) return;
+  lease_renewed_ns_.store(now_ns, std::memory_order_relaxed);
+  program_->set_open_until(now_ns + kLeaseNs, announced_ws_);
+}
 bool KernelPath::may_be_overtaken(const FlowTuple& t) noexcept { return overtake_watch.watching(this, t); }
 
 size_t OvertakeWatch::bucket(const FlowTuple& flow) noexcept {
@@ -1026,9 +1040,23 @@ std::vector<PendingEntry>::iterator pending_of(KernelPath* owner, const FlowTupl
 }
 }  // namespace
 
+void KernelPath::flow_created(const FlowTuple& t) noexcept {
+  if (!opens_) return;
+  std::lock_guard lock(fresh_mutex_);
+  std::erase_if(fresh_, [&](const Fresh& f) { return f.flow == t; });
+}
+
 void KernelPath::flow_freed(const FlowTuple& t) noexcept {
   if (const auto it = pending_of(this, t); it != pending_to_client.end()) pending_to_client.erase(it);
   overtake_watch.forget(this, t);
+  if (opens_) {
+    std::lock_guard lock(fresh_mutex_);
+    const uint64_t now = monotonic_ns();
+    const auto it = std::find_if(fresh_.begin(), fresh_.end(),
+                                 [&](const Fresh& f) { return f.flow == t && now - f.taken_ns < kFreshNs; });
+    sg_tc_flow up{}, down{};
+    if (it != fresh_.end() && program_->read_flow(t, up, down) && up.generation == it->generation) return;
+  }
   program_->delete_flow(t);
 }
 
@@ -1074,7 +1102,8 @@ uint32_t KernelPath::drain_events() noexcept {
       if (e.kind == SG_TC_EVENT_CLOSE) closes_.push_back({e.key, round});
       else if (e.kind == SG_TC_EVENT_HANDED_OVER) handovers_.push_back({e.key, e.synack, round});
       else if (e.kind == SG_TC_EVENT_OPENED) {
-        opened_.push_back({bpf::map_flow_tuple(e.key), e.opened.hs, e.opened.mss, e.opened.room_for_timestamps != 0});
+        opened_.push_back({bpf::map_flow_tuple(e.key), e.opened.hs, e.opened.mss, e.opened.room_for_timestamps != 0,
+                           e.opened.generation});
       }
     }
   } catch (const std::bad_alloc&) {
@@ -1131,6 +1160,14 @@ void KernelPath::take_opened(std::vector<KernelOpened>& out) noexcept {
   drain_events();
   try {
     out.insert(out.end(), opened_.begin(), opened_.end());
+    std::lock_guard fresh_lock(fresh_mutex_);
+    const uint64_t now = monotonic_ns();
+    const auto expired = std::find_if(fresh_.begin(), fresh_.end(), [&](const Fresh& f) { return now - f.taken_ns < kFreshNs; });
+    fresh_.erase(fresh_.begin(), expired);
+    for (const KernelOpened& k : opened_) {
+      if (fresh_.size() >= kMaxFresh) fresh_.erase(fresh_.begin());
+      fresh_.push_back({k.flow, k.generation, now});
+    }
   } catch (const std::bad_alloc&) {
     // Those flows' SYN-ACKs reach the engine, which finds no flow: their clients retry.
   }
@@ -1139,6 +1176,10 @@ void KernelPath::take_opened(std::vector<KernelOpened>& out) noexcept {
 
 void KernelPath::discard(const FlowTuple& t) noexcept {
   program_->delete_handshake(flow_key(t.reversed()));
+  {
+    std::lock_guard lock(fresh_mutex_);
+    std::erase_if(fresh_, [&](const Fresh& f) { return f.flow == t; });
+  }
   flow_freed(t);
 }
 
@@ -1167,11 +1208,12 @@ void KernelPath::keep_opening(const std::vector<Service>& services, const Cookie
   } catch (const std::bad_alloc&) {
     listed.clear();  // none opened in the kernel until the next tick
   }
-  // Three ticks: one late tick costs nothing, a daemon gone stops the opening soon.
-  constexpr uint64_t kLeaseNs = 3'000'000'000;
+  // The first lease; the flow worker's turns renew it (renew_lease).
   if (!program_->set_open_services(listed) || !program_->set_open_until(now_ns + kLeaseNs, announced_ws_)) {
     spdlog::error("tc: cookie ACK settings not published ({})", bpf::errno_text(errno));
+    return;
   }
+  leased_.store(true, std::memory_order_release);
 }
 
 bool KernelPath::handshake_sent(const FlowTuple& t, const sg_handshake& h) noexcept {

@@ -208,7 +208,7 @@ class KernelPath : public FlowObserver, public KernelFlowState {
   // stopped) still finds it and the saved tables carry it to the next process.
   void stop() noexcept;
 
-  void flow_created(const FlowTuple&) noexcept override {}
+  void flow_created(const FlowTuple& t) noexcept override;
   void flow_freed(const FlowTuple& t) noexcept override;
   void flow_established(const FlowTuple& t, const FlowTranslation& x) noexcept override;
   bool read(const FlowTuple& client_to_server, KernelFlowView& out) noexcept override;
@@ -229,11 +229,16 @@ class KernelPath : public FlowObserver, public KernelFlowState {
   // programs stop as their lease runs out: none has been given before the first tick).
   bool opens_flows() const noexcept { return opens_; }
   void stop_opening() noexcept { opens_ = false; }
+  // The programs may open flows until now + kLeaseNs: renewed by the flow worker's turns (which
+  // come every 10 ms at least with tc_open_flows) and the daemon's tick.
+  static constexpr uint64_t kLeaseNs = 100'000'000;
+  static constexpr uint64_t kLeaseRenewNs = 20'000'000;
+  void renew_lease(uint64_t now_ns) noexcept;
   // The daemon's tick (a reload's too), while it opens flows: the cookie secrets when they
   // changed, the services of now behind a route with what their backends taught (`facts`,
-  // SG_SERVICE_* at the cookie clock's now_ms), and a lease of a few ticks (CLOCK_MONOTONIC
-  // `now_ns`): a daemon that stops ticking (dead, hung) stops the programs opening flows no engine
-  // would hold.
+  // SG_SERVICE_* at the cookie clock's now_ms), and the first lease (CLOCK_MONOTONIC `now_ns`,
+  // kLeaseNs), which the flow worker's turns renew: a daemon whose worker stops turning (dead,
+  // hung) stops the programs opening flows no engine would hold.
   void keep_opening(const std::vector<Service>& services, const CookieSecrets& secrets, uint64_t secrets_generation,
                     uint32_t cookie_max_age, const BackendFacts* facts, uint32_t now_ms, uint64_t now_ns) noexcept;
   // The server-to-client entries of the flows this thread handed over since its last call,
@@ -323,9 +328,27 @@ class KernelPath : public FlowObserver, public KernelFlowState {
   uint32_t drain_events() noexcept;
   bool handshakes_ = false;  // gateway.tc_handshake in force
   bool opens_ = false;       // gateway.tc_open_flows in force
+  std::atomic<bool> leased_{false};  // keep_opening published what the programs open flows with
+  std::atomic<uint64_t> lease_renewed_ns_{0};
   uint8_t announced_ws_ = 0;
   uint64_t published_secrets_ = 0;  // the generation of the secrets last published, 0: none
   std::vector<KernelOpened> opened_;    // reported, until the engine takes them (under closes_mutex_)
+  // Flows the programs opened that no engine holds yet, with their entries' generation: the
+  // entries on such a pair are the new flow's, and freeing an older flow on the pair (a lingering
+  // one whose own entries went at a restart's reconciliation) must not delete them, or the new
+  // flow's close, recorded there, is lost and the flow stays established. Until the engine
+  // creates the flow (flow_created) or undoes it (discard), and for kFreshNs at most (the engine
+  // takes the reports within 10 ms; one it found opened already creates nothing). In the order
+  // taken. Under fresh_mutex_.
+  struct Fresh {
+    FlowTuple flow;
+    uint32_t generation;
+    uint64_t taken_ns;
+  };
+  std::mutex fresh_mutex_;
+  std::vector<Fresh> fresh_;
+  static constexpr size_t kMaxFresh = 65536;
+  static constexpr uint64_t kFreshNs = 1'000'000'000;
   // The service addresses it applies to: reached through a route, as read at start (a service
   // that moves on or off this host later only costs a withdrawal, or misses the saving).
   std::vector<Address> handshake_services_;

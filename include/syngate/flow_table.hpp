@@ -135,6 +135,7 @@ struct KernelOpened {
   sg_handshake handshake;
   uint16_t mss = 0;                  // the cookie's
   bool room_for_timestamps = false;  // the SYN asked for less, for timestamps syngate may supply
+  uint32_t generation = 0;           // of the record, and so of the flow entries the programs write
 };
 
 class KernelFlowState {
