@@ -677,6 +677,21 @@ static __always_inline __u32 len_1_to_64(__u32 n) {
   return n + 1;
 }
 
+/* Loads the segment's TCP header (`hlen` bytes at `l4`, bounded by the caller) into x->old_tcp
+ * and walks its options into *walk: false when it cannot or they are malformed (the segment is
+ * then the engine's). */
+static __always_inline int load_tcp_header(struct __sk_buff* skb, struct tc_synack_scratch* x, __u32 l4, __u32 hlen,
+                                           struct option_walk* walk) {
+  if (bpf_skb_load_bytes(skb, l4, x->old_tcp, len_1_to_64(hlen)) != 0) return 0;
+  const __u32 opt_len = hlen - TCP_HLEN;
+  if (opt_len == 0) return 1;
+  if (opt_len > SG_TCP_MAX_OPTIONS) return 0;
+  __builtin_memcpy(walk->buf, x->old_tcp + TCP_HLEN, SG_TCP_MAX_OPTIONS);
+  walk->len = opt_len;
+  option_walk_run(walk);
+  return !walk->bad;
+}
+
 static __always_inline struct tc_synack_scratch* synack_scratch(void) {
   __u32 zero = 0;
   return bpf_map_lookup_elem(&sg_tc_synack_scratch, &zero);
@@ -710,16 +725,8 @@ int sg_tc_synack(struct __sk_buff* skb) {
   if (hlen < TCP_HLEN || hlen > TCP_MAX_HLEN || l4 > PKT_MAX_L4_OFF) return TC_ACT_OK;
   /* Data on a SYN-ACK (TCP Fast Open's answer) is the engine's. */
   if (payload != 0) return punt_synack();
-  if (bpf_skb_load_bytes(skb, l4, x->old_tcp, len_1_to_64(hlen)) != 0) return punt_synack();
   struct option_walk walk = {};
-  const __u32 opt_len = hlen - TCP_HLEN;
-  if (opt_len > 0) {
-    if (opt_len > SG_TCP_MAX_OPTIONS) return punt_synack();
-    __builtin_memcpy(walk.buf, x->old_tcp + TCP_HLEN, SG_TCP_MAX_OPTIONS);
-    walk.len = opt_len;
-    option_walk_run(&walk);
-    if (walk.bad) return punt_synack();
-  }
+  if (!load_tcp_header(skb, x, l4, hlen, &walk)) return punt_synack();
   x->synack.seq = p.seq;
   x->synack.ack = p.ack;
   x->synack.window = load_be16(x->old_tcp + 14);
@@ -882,16 +889,8 @@ int sg_tc_cookie_ack(struct __sk_buff* skb) {
   if (!mss) return punt_open();
 
   /* The ACK's timestamps: the options our SYN-ACK promised, echoed. */
-  if (bpf_skb_load_bytes(skb, l4, x->old_tcp, len_1_to_64(hlen)) != 0) return punt_open();
   struct option_walk walk = {};
-  const __u32 opt_len = hlen - TCP_HLEN;
-  if (opt_len > 0) {
-    if (opt_len > SG_TCP_MAX_OPTIONS) return punt_open();
-    __builtin_memcpy(walk.buf, x->old_tcp + TCP_HLEN, SG_TCP_MAX_OPTIONS);
-    walk.len = opt_len;
-    option_walk_run(&walk);
-    if (walk.bad) return punt_open();
-  }
+  if (!load_tcp_header(skb, x, l4, hlen, &walk)) return punt_open();
   x->cookie_ack.seq = p.seq;
   x->cookie_ack.ack = p.ack;
   x->cookie_ack.has_ts = walk.o.has_timestamps;
