@@ -766,7 +766,8 @@ std::unique_ptr<KernelPath> KernelPath::start(const gw::GatewayConfig& config, u
   }
   path->opens_ = path->handshakes_ && config.tc_open_flows && config.flow_queues == 1;
   if (config.tc_open_flows && path->handshakes_ && !path->opens_) {
-    spdlog::warn("tc: cookie ACKs stay the engine's (gateway.tc_open_flows needs flow_queues = 1: the kernel's "
+    // On by default: several flow queues are a choice, not a mistake.
+    spdlog::info("tc: cookie ACKs stay the engine's (gateway.tc_open_flows needs flow_queues = 1: the kernel's "
                  "queue hash decides which engine a flow's packets reach)");
   } else if (path->opens_) {
     path->announced_ws_ = config.engine.announced_wscale;
@@ -862,19 +863,36 @@ const sg_tc_flow* find_entry(const std::vector<std::pair<sg_tc_flow_key, sg_tc_f
 
 void KernelPath::finish_start(uint64_t merged) {
   std::sort(claimed_.begin(), claimed_.end(), key_less);
-  uint64_t stale = 0;
-  for (const auto& [k, entry] : program_->entries()) {
+  std::sort(restored_.begin(), restored_.end(), key_less);
+  uint64_t stale = 0, punting = 0;
+  for (auto [k, entry] : program_->entries()) {
     if (std::binary_search(claimed_.begin(), claimed_.end(), k, key_less)) continue;
+    // A restored flow that is closing or lingering keeps its entries, made to punt: a client
+    // reconnecting on the pair then reaches the engine, as before the restart, rather than
+    // meeting no entry and being opened by the programs while the engine still holds the old flow.
+    const sg_tc_flow_key client_to_server =
+        entry.direction == SG_TC_TO_SERVER ? k : flow_key(bpf::map_flow_tuple(k).reversed());
+    if (std::binary_search(restored_.begin(), restored_.end(), client_to_server, key_less)) {
+      if (entry.closing == 0) {
+        entry.closing = SG_TC_CLOSED_BY_ENGINE;
+        program_->write_key(k, entry);
+      }
+      ++punting;
+      continue;
+    }
     program_->delete_key(k);
     ++stale;
   }
-  if (kept_ + stale > 0) {
+  if (kept_ + stale + punting > 0) {
     spdlog::info("tc: flow map reconciled with the restored flows: {} kept with what the programs recorded ({} "
-                 "merged into their flows), {} written anew, {} stale entries deleted",
-                 kept_, merged, rewritten_, stale);
+                 "merged into their flows), {} written anew, {} entries of closing flows kept (punting), {} stale "
+                 "entries deleted",
+                 kept_, merged, rewritten_, punting, stale);
   }
   claimed_.clear();
   claimed_.shrink_to_fit();
+  restored_.clear();
+  restored_.shrink_to_fit();
   starting_.store(false);
 }
 
@@ -1040,22 +1058,66 @@ std::vector<PendingEntry>::iterator pending_of(KernelPath* owner, const FlowTupl
 }
 }  // namespace
 
+bool FreshOpens::KeyLess::operator()(const sg_tc_flow_key& a, const sg_tc_flow_key& b) const noexcept {
+  return key_less(a, b);
+}
+
+void FreshOpens::forget_expired(uint64_t now_ns) noexcept {
+  while (!by_age_.empty() && (now_ns - by_age_.front().second >= kKeepNs || by_key_.size() > kMax)) {
+    const auto it = by_key_.find(by_age_.front().first);
+    if (it != by_key_.end() && it->second.taken_ns == by_age_.front().second) by_key_.erase(it);
+    by_age_.pop_front();
+  }
+}
+
+void FreshOpens::add(const FlowTuple& flow, uint32_t generation, uint64_t now_ns) {
+  forget_expired(now_ns);
+  const sg_tc_flow_key key = flow_key(flow);
+  by_key_.insert_or_assign(key, Opened{generation, now_ns});
+  by_age_.emplace_back(key, now_ns);
+  if (by_key_.size() > kMax) forget_expired(now_ns);
+}
+
+void FreshOpens::erase(const FlowTuple& flow) noexcept {
+  // by_age_ keeps its record until it expires (skipped then): erasing from the middle would cost
+  // a scan.
+  by_key_.erase(flow_key(flow));
+  if (by_key_.empty()) by_age_.clear();
+}
+
+std::optional<uint32_t> FreshOpens::generation_of(const FlowTuple& flow, uint64_t now_ns) const noexcept {
+  const auto it = by_key_.find(flow_key(flow));
+  if (it == by_key_.end() || now_ns - it->second.taken_ns >= kKeepNs) return std::nullopt;
+  return it->second.generation;
+}
+
 void KernelPath::flow_created(const FlowTuple& t) noexcept {
-  if (!opens_) return;
+  if (starting_.load(std::memory_order_relaxed)) {
+    try {
+      restored_.push_back(flow_key(t));
+    } catch (const std::bad_alloc&) {
+      // Its entries, if it is closing, go as stale: a reconnection on its pair may then open in
+      // the kernel, which the engine handles as port reuse.
+    }
+    return;
+  }
+  if (!any_fresh_.load(std::memory_order_acquire)) return;
   std::lock_guard lock(fresh_mutex_);
-  std::erase_if(fresh_, [&](const Fresh& f) { return f.flow == t; });
+  fresh_.erase(t);
+  any_fresh_.store(!fresh_.empty(), std::memory_order_release);
 }
 
 void KernelPath::flow_freed(const FlowTuple& t) noexcept {
   if (const auto it = pending_of(this, t); it != pending_to_client.end()) pending_to_client.erase(it);
   overtake_watch.forget(this, t);
-  if (opens_) {
-    std::lock_guard lock(fresh_mutex_);
-    const uint64_t now = monotonic_ns();
-    const auto it = std::find_if(fresh_.begin(), fresh_.end(),
-                                 [&](const Fresh& f) { return f.flow == t && now - f.taken_ns < kFreshNs; });
+  if (any_fresh_.load(std::memory_order_acquire)) {
+    std::optional<uint32_t> generation;
+    {
+      std::lock_guard lock(fresh_mutex_);
+      generation = fresh_.generation_of(t, monotonic_ns());
+    }
     sg_tc_flow up{}, down{};
-    if (it != fresh_.end() && program_->read_flow(t, up, down) && up.generation == it->generation) return;
+    if (generation && program_->read_flow(t, up, down) && up.generation == *generation) return;
   }
   program_->delete_flow(t);
 }
@@ -1112,12 +1174,24 @@ uint32_t KernelPath::drain_events() noexcept {
   return round;
 }
 
+void KernelPath::index_opening() {
+  opening_.clear();
+  for (const KernelOpened& k : opened_) opening_.push_back(flow_key(k.flow));
+  std::sort(opening_.begin(), opening_.end(), key_less);
+}
+
+bool KernelPath::opening(const sg_tc_flow_key& key) const noexcept {
+  return !opening_.empty() && std::binary_search(opening_.begin(), opening_.end(), key, key_less);
+}
+
 void KernelPath::take_closing(std::vector<FlowTuple>& out, const std::function<bool(const FlowTuple&)>& mine) noexcept {
   std::lock_guard lock(closes_mutex_);
   const uint32_t round = drain_events();
   try {
+    index_opening();
     const size_t first = out.size();
     std::erase_if(closes_, [&](const Close& c) {
+      if (opening(c.key)) return false;
       const FlowTuple t = bpf::map_flow_tuple(c.key);
       if (mine(t)) {
         out.push_back(t);
@@ -1139,7 +1213,9 @@ void KernelPath::take_handed_over(std::vector<KernelHandOver>& out,
   std::lock_guard lock(closes_mutex_);
   const uint32_t round = drain_events();
   try {
+    index_opening();
     std::erase_if(handovers_, [&](const HandOver& h) {
+      if (opening(h.key)) return false;
       const FlowTuple t = bpf::map_flow_tuple(h.key);
       if (mine(t)) {
         out.push_back({t, h.synack});
@@ -1160,13 +1236,12 @@ void KernelPath::take_opened(std::vector<KernelOpened>& out) noexcept {
   drain_events();
   try {
     out.insert(out.end(), opened_.begin(), opened_.end());
-    std::lock_guard fresh_lock(fresh_mutex_);
-    const uint64_t now = monotonic_ns();
-    const auto expired = std::find_if(fresh_.begin(), fresh_.end(), [&](const Fresh& f) { return now - f.taken_ns < kFreshNs; });
-    fresh_.erase(fresh_.begin(), expired);
-    for (const KernelOpened& k : opened_) {
-      if (fresh_.size() >= kMaxFresh) fresh_.erase(fresh_.begin());
-      fresh_.push_back({k.flow, k.generation, now});
+    if (!opened_.empty() || any_fresh_.load(std::memory_order_acquire)) {
+      std::lock_guard fresh_lock(fresh_mutex_);
+      const uint64_t now = monotonic_ns();
+      fresh_.forget_expired(now);
+      for (const KernelOpened& k : opened_) fresh_.add(k.flow, k.generation, now);
+      any_fresh_.store(!fresh_.empty(), std::memory_order_release);
     }
   } catch (const std::bad_alloc&) {
     // Those flows' SYN-ACKs reach the engine, which finds no flow: their clients retry.
@@ -1176,10 +1251,7 @@ void KernelPath::take_opened(std::vector<KernelOpened>& out) noexcept {
 
 void KernelPath::discard(const FlowTuple& t) noexcept {
   program_->delete_handshake(flow_key(t.reversed()));
-  {
-    std::lock_guard lock(fresh_mutex_);
-    std::erase_if(fresh_, [&](const Fresh& f) { return f.flow == t; });
-  }
+  flow_created(t);  // forgets it: its entries go now
   flow_freed(t);
 }
 

@@ -13,7 +13,9 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -185,6 +187,39 @@ class OvertakeWatch {
   uint64_t forget_before_ = 0;  // set by such a receive: at handled(), flows published before it go
 };
 
+// Flows the programs opened (gateway.tc_open_flows) that no engine holds yet, with their entries'
+// generation (KernelPath::flow_freed). Every flow created or freed asks, so a lookup is a tree
+// walk, and an empty set (tc_open_flows off, a quiet gateway) answers without one. Each is
+// remembered kKeepNs at most (the engine takes the reports within 10 ms; one it found opened
+// already creates nothing) and kMax in all (past that the oldest are forgotten: a forgotten flow
+// only loses the protection of its entries against an older flow freed on its pair). Not
+// thread-safe.
+class FreshOpens {
+ public:
+  static constexpr size_t kMax = 65536;
+  static constexpr uint64_t kKeepNs = 1'000'000'000;
+  void add(const FlowTuple& flow, uint32_t generation, uint64_t now_ns);
+  void erase(const FlowTuple& flow) noexcept;
+  // The generation of the flow's entries when it is remembered (and not expired at now_ns).
+  std::optional<uint32_t> generation_of(const FlowTuple& flow, uint64_t now_ns) const noexcept;
+  // Forgets those taken kKeepNs or more before now_ns.
+  void forget_expired(uint64_t now_ns) noexcept;
+  bool empty() const noexcept { return by_key_.empty(); }
+  size_t size() const noexcept { return by_key_.size(); }
+
+ private:
+  struct KeyLess {
+    bool operator()(const sg_tc_flow_key& a, const sg_tc_flow_key& b) const noexcept;
+  };
+  struct Opened {
+    uint32_t generation;
+    uint64_t taken_ns;
+  };
+  std::map<sg_tc_flow_key, Opened, KeyLess> by_key_;
+  // In the order taken, for expiry; an entry whose flow was erased or taken again since is skipped.
+  std::deque<std::pair<sg_tc_flow_key, uint64_t>> by_age_;
+};
+
 class KernelPath;
 // A hand-over's server-to-client entry, held until its step's packets are sent (publish_pending).
 struct PendingEntry {
@@ -305,6 +340,7 @@ class KernelPath : public FlowObserver, public KernelFlowState {
   std::atomic<uint32_t> generation_{0};
   std::atomic<bool> starting_{true};
   std::vector<sg_tc_flow_key> claimed_;  // start only (one thread): keys restored flows kept or wrote
+  std::vector<sg_tc_flow_key> restored_;  // start only: every restored flow's client-to-server key
   uint64_t kept_ = 0;
   uint64_t rewritten_ = 0;
   std::atomic<uint64_t> handed_over_{0};
@@ -326,6 +362,16 @@ class KernelPath : public FlowObserver, public KernelFlowState {
     uint32_t round;
   };
   uint32_t drain_events() noexcept;
+  // The closes and hand-overs of a pair whose opening (opened_) the engine has not taken yet are
+  // the new flow's: given now, an older flow still held on the pair (a lingering one, whose
+  // entries a restart's reconciliation deleted, so the program opened the client's new
+  // connection) would take them as its own and the new flow would never hear of them (found
+  // established from its entries at its SYN retry, with its close lost: held until the idle
+  // timer; or retrying its SYN while the client waits). They wait for the engine's next take.
+  // Under closes_mutex_; index_opening() after each drain.
+  void index_opening();
+  bool opening(const sg_tc_flow_key& key) const noexcept;
+  std::vector<sg_tc_flow_key> opening_;
   bool handshakes_ = false;  // gateway.tc_handshake in force
   bool opens_ = false;       // gateway.tc_open_flows in force
   std::atomic<bool> leased_{false};  // keep_opening published what the programs open flows with
@@ -337,18 +383,10 @@ class KernelPath : public FlowObserver, public KernelFlowState {
   // entries on such a pair are the new flow's, and freeing an older flow on the pair (a lingering
   // one whose own entries went at a restart's reconciliation) must not delete them, or the new
   // flow's close, recorded there, is lost and the flow stays established. Until the engine
-  // creates the flow (flow_created) or undoes it (discard), and for kFreshNs at most (the engine
-  // takes the reports within 10 ms; one it found opened already creates nothing). In the order
-  // taken. Under fresh_mutex_.
-  struct Fresh {
-    FlowTuple flow;
-    uint32_t generation;
-    uint64_t taken_ns;
-  };
+  // creates the flow (flow_created) or undoes it (discard). Under fresh_mutex_.
   std::mutex fresh_mutex_;
-  std::vector<Fresh> fresh_;
-  static constexpr size_t kMaxFresh = 65536;
-  static constexpr uint64_t kFreshNs = 1'000'000'000;
+  FreshOpens fresh_;
+  std::atomic<bool> any_fresh_{false};  // !fresh_.empty(), read without the lock
   // The service addresses it applies to: reached through a route, as read at start (a service
   // that moves on or off this host later only costs a withdrawal, or misses the saving).
   std::vector<Address> handshake_services_;

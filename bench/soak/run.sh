@@ -339,7 +339,13 @@ for ((i = 0; i < cooldown; i++)); do
   python3 "$here/report.py" "$out" --drained && { drained=1; break; }
   sleep 1
 done
-((drained)) || log "tables not back at the baseline after ${cooldown}s (the report says which)"
+if ((!drained)); then
+  log "tables not back at the baseline after ${cooldown}s (the report says which)"
+  # What the tc programs still hold, for the diagnosis (the entries' closing flags, generations
+  # and last activity tell a close the engine never took from a flow still in use).
+  [[ -n $pins && -e $pins/sg_tc_flows ]] && command -v bpftool >/dev/null &&
+    bpftool -j map dump pinned "$pins/sg_tc_flows" >"$out/tc_flows.json" 2>&1 || true
+fi
 sleep 2
 event "end"
 touch "$LAB_DIR/sampler-stop"

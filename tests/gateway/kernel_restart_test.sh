@@ -157,7 +157,7 @@ log "$(grep 'flow map reconciled' "$LAB_DIR/syngate.log" | tail -1)"
 if in_holder bpftool map lookup pinned "$PIN" key hex $STALE_KEY >/dev/null 2>&1; then
   fail "the stale entry survived the start"
 fi
-grep 'flow map reconciled' "$LAB_DIR/syngate.log" | tail -1 | grep -q ": 2 kept .*, 1 written anew" ||
+grep 'flow map reconciled' "$LAB_DIR/syngate.log" | tail -1 | grep -q ": 2 kept .*, 1 written anew, 0 entries of closing flows kept" ||
   fail "the restored flows' entries were not kept (2) and written anew (1)"
 pass "kill -9: 2 restored flows kept their entries, the one without was written anew, the planted stale one is gone"
 

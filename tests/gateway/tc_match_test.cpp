@@ -138,3 +138,49 @@ TEST(OvertakeWatch, FlowsSharingACountAreToldApart) {
   w.published(&owner, a, 2);
   EXPECT_TRUE(w.watching(&owner, a)) << "counted again";
 }
+
+// The flows the programs opened that no engine holds yet (KernelPath::flow_freed leaves their
+// entries alone): remembered with their generation until erased, for kKeepNs, and kMax at most,
+// the oldest forgotten first.
+TEST(FreshOpens, RemembersAFlowsGenerationUntilErasedOrExpired) {
+  using syngate::tc::FreshOpens;
+  FreshOpens f;
+  syngate::FlowTuple a{}, b{};
+  a.sport = 1;
+  b.sport = 2;
+  EXPECT_TRUE(f.empty());
+  f.add(a, 7, 100);
+  f.add(b, 8, 200);
+  EXPECT_EQ(f.generation_of(a, 150), 7u);
+  EXPECT_EQ(f.generation_of(b, 250), 8u);
+  EXPECT_EQ(f.generation_of(a.reversed(), 150), std::nullopt) << "keyed by direction";
+  f.erase(a);
+  EXPECT_EQ(f.generation_of(a, 150), std::nullopt);
+  EXPECT_EQ(f.generation_of(b, 250), 8u);
+  // Taken again (the pair reused by a newer open): the newer generation, kept from its own time.
+  f.add(b, 9, 300);
+  EXPECT_EQ(f.generation_of(b, 200 + FreshOpens::kKeepNs), 9u) << "the first record's expiry forgets nothing";
+  f.forget_expired(200 + FreshOpens::kKeepNs);
+  EXPECT_EQ(f.generation_of(b, 200 + FreshOpens::kKeepNs), 9u);
+  EXPECT_EQ(f.generation_of(b, 300 + FreshOpens::kKeepNs), std::nullopt) << "expired unasked";
+  f.forget_expired(300 + FreshOpens::kKeepNs);
+  EXPECT_TRUE(f.empty());
+}
+
+TEST(FreshOpens, HoldsAtMostKMaxTheOldestForgottenFirst) {
+  using syngate::tc::FreshOpens;
+  FreshOpens f;
+  syngate::FlowTuple t{};
+  for (uint32_t i = 0; i <= FreshOpens::kMax; ++i) {
+    t.sport = static_cast<uint16_t>(i);
+    t.dport = static_cast<uint16_t>(i >> 16);
+    f.add(t, i, 1000 + i);
+  }
+  EXPECT_EQ(f.size(), FreshOpens::kMax);
+  syngate::FlowTuple first{};
+  const uint64_t now = 1000 + FreshOpens::kMax;
+  EXPECT_EQ(f.generation_of(first, now), std::nullopt);
+  t.sport = 1;
+  t.dport = 0;
+  EXPECT_EQ(f.generation_of(t, now), 1u) << "the second oldest stays";
+}
