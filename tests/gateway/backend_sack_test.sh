@@ -30,9 +30,12 @@ port = 7101'
 start_syngate
 
 options() { in_ns "$NS_CLI" /usr/bin/python3 "$LAB_TESTS/transfer_client.py" 10.10.3.2 options; }
-upload() {  # prints the seconds; checks the digest
+upload() {  # prints the seconds; checks the digest (UPLOAD_MAY_STALL=1: "inf" for a stalled one)
   local out digest secs
-  out=$(in_ns "$NS_CLI" /usr/bin/python3 "$LAB_TESTS/transfer_client.py" 10.10.3.2 up "$LAB_DIR/data.bin") || fail "upload failed: $out"
+  if ! out=$(in_ns "$NS_CLI" /usr/bin/python3 "$LAB_TESTS/transfer_client.py" 10.10.3.2 up "$LAB_DIR/data.bin" 2>&1); then
+    [[ -n ${UPLOAD_MAY_STALL:-} ]] && { echo inf; return 0; }
+    fail "upload failed: $out"
+  fi
   read -r digest secs <<<"$out"
   [[ $digest == "$want" ]] || fail "upload corrupted"
   echo "$secs"
@@ -89,7 +92,9 @@ direct_secs=$secs direct_rtos=$rtos direct_lost=$lost
 versus=""
 if [[ ${XDP_MODE:-off} == off ]]; then
   synproxy_up 7101 g1
-  lossy_uploads "kernel SYNPROXY (--sack-perm)"
+  # Its client, promised SACK, recovers by timeouts alone, which back off: a run of losses can
+  # stall it past the client's 20 s socket timeout (seen once in the root suite).
+  UPLOAD_MAY_STALL=1 lossy_uploads "kernel SYNPROXY (--sack-perm)"
   (( $(synproxy_syns) >= RUNS )) || fail "SYNPROXY answered no SYN: the comparison did not run through it"
   versus=", $rtos for $lost through SYNPROXY (median ${secs}s)"
 fi
