@@ -111,10 +111,19 @@ bool on_bpffs(const std::string& dir) {
 namespace {
 
 constexpr const char* kFlowsPin = "/sg_tc_flows";
+// Pinned beside the flow map, so that what the programs did while no process ran (a kill -9, the
+// gap of a restart) reaches the next process: the reports it had not read yet (the flows the
+// programs opened, handed over and saw close) and the records for SYN-ACKs still to come.
+constexpr const char* kEventsPin = "/sg_tc_events";
+constexpr const char* kHandshakesPin = "/sg_tc_handshakes";
+
+void remove_map_pins(const std::string& dir) noexcept {
+  for (const char* name : {kFlowsPin, kEventsPin, kHandshakesPin}) unlink((dir + name).c_str());
+}
 
 void remove_pins(const std::string& dir) noexcept {
   if (dir.empty()) return;
-  unlink((dir + kFlowsPin).c_str());
+  remove_map_pins(dir);
   unlink((dir + "/" + kMatchPinName).c_str());  // the OUTPUT match (tc_match.hpp): its rule keeps it
   rmdir(dir.c_str());
 }
@@ -254,9 +263,10 @@ bool fits(int fd, const bpf_map* want) {
          m.map_flags == bpf_map__map_flags(want);
 }
 
-// `reuse_fd` >= 0: that map becomes the flow map if it fits (-EINVAL if not), pinned at `pin`
-// when that is set and empty.
-syngate_tc* open_and_load(uint32_t max_entries, const std::string& pin, int reuse_fd, const Placement& at, int* err,
+// `reuse_fd` >= 0: that map becomes the flow map if it fits (-EINVAL if not). With `pins` (a
+// directory on a bpffs, or empty) the flow map, the event ring and the handshake records are
+// pinned there, those an earlier run pinned reused (libbpf compares their definitions).
+syngate_tc* open_and_load(uint32_t max_entries, const std::string& pins, int reuse_fd, const Placement& at, int* err,
                           std::string* log) {
   bpf::LibbpfLog capture;
   syngate_tc* skel = syngate_tc__open();
@@ -268,7 +278,11 @@ syngate_tc* open_and_load(uint32_t max_entries, const std::string& pin, int reus
     skel->rodata->sg_tc_open_flows = at.router && at.forward && at.synacks && at.open_flows;
     bpf_map__set_max_entries(skel->maps.sg_tc_flows, max_entries);
     bpf_map__set_max_entries(skel->maps.sg_tc_handshakes, max_entries / 2 > 0 ? max_entries / 2 : 1);
-    if (!pin.empty()) bpf_map__set_pin_path(skel->maps.sg_tc_flows, pin.c_str());
+    if (!pins.empty()) {
+      bpf_map__set_pin_path(skel->maps.sg_tc_flows, (pins + kFlowsPin).c_str());
+      bpf_map__set_pin_path(skel->maps.sg_tc_events, (pins + kEventsPin).c_str());
+      bpf_map__set_pin_path(skel->maps.sg_tc_handshakes, (pins + kHandshakesPin).c_str());
+    }
     if (reuse_fd >= 0) {
       *err = fits(reuse_fd, skel->maps.sg_tc_flows) ? bpf_map__reuse_fd(skel->maps.sg_tc_flows, reuse_fd) : -EINVAL;
     }
@@ -286,11 +300,12 @@ syngate_tc* open_and_load(uint32_t max_entries, const std::string& pin, int reus
 
 Program::Program(uint32_t max_flows, const std::string& dir, const Placement& at) : impl_(std::make_unique<Impl>()) {
   const uint32_t entries = flow_map_entries(max_flows);
-  std::string pin;
+  std::string pin, pins;
   if (!dir.empty()) {
     if (!on_bpffs(dir)) {
       spdlog::warn("tc: {} is not on a bpffs: the flow map is not pinned", dir);
     } else if (make_pin_dirs(dir)) {
+      pins = dir;
       pin = dir + kFlowsPin;
     } else {
       spdlog::warn("tc: cannot create {} ({}): the flow map is not pinned", dir, std::strerror(errno));
@@ -304,19 +319,19 @@ Program::Program(uint32_t max_flows, const std::string& dir, const Placement& at
     left = left_flow_map();
     if (left >= 0) spdlog::info("tc: taking over the flow map the filters of an earlier run hold (no pinned map)");
   }
-  syngate_tc* skel = open_and_load(entries, pin, left, at, &err, &log);
+  syngate_tc* skel = open_and_load(entries, pins, left, at, &err, &log);
   if (!skel && left >= 0) {
     spdlog::info("tc: the earlier run's flow map cannot be taken over ({}); starting a new one",
                  err == -EINVAL ? "another size or layout" : bpf::errno_text(err));
-    skel = open_and_load(entries, pin, -1, at, &err, &log);
+    skel = open_and_load(entries, pins, -1, at, &err, &log);
   }
   if (left >= 0) close(left);  // the skeleton holds its own reference
   if (!skel && !pin.empty()) {
     // A map pinned by another layout or size cannot be reused: its flows are handed over again
     // from the flow tables anyway.
-    spdlog::info("tc: the pinned flow map {} cannot be reused ({}); replacing it", pin, bpf::errno_text(err));
-    unlink(pin.c_str());
-    skel = open_and_load(entries, pin, -1, at, &err, &log);
+    spdlog::info("tc: the maps pinned in {} cannot be reused ({}); replacing them", pins, bpf::errno_text(err));
+    remove_map_pins(pins);
+    skel = open_and_load(entries, pins, -1, at, &err, &log);
   }
   if (!skel) throw std::runtime_error(bpf::load_failure("tc programs", err, log));
   impl_->skel = skel;
@@ -522,6 +537,18 @@ bool Program::delete_handshake(const sg_tc_flow_key& key) noexcept {
   return bpf_map_delete_elem(bpf_map__fd(impl_->skel->maps.sg_tc_handshakes), &key) == 0;
 }
 
+std::vector<sg_tc_flow_key> Program::handshake_keys() const {
+  const int fd = bpf_map__fd(impl_->skel->maps.sg_tc_handshakes);
+  std::vector<sg_tc_flow_key> keys;
+  sg_tc_flow_key key{};
+  const void* prev = nullptr;
+  while (bpf_map_get_next_key(fd, prev, &key) == 0) {
+    keys.push_back(key);
+    prev = &keys.back();
+  }
+  return keys;
+}
+
 bool Program::set_cookie_secrets(const CookieSecrets& secrets, uint32_t max_age) noexcept {
   sg_cookie_secrets v{};
   std::memcpy(v.current, secrets.current.data(), 16);
@@ -641,6 +668,7 @@ void Program::delete_key(const sg_tc_flow_key&) noexcept {}
 bool Program::write_key(const sg_tc_flow_key&, const sg_tc_flow&) noexcept { return false; }
 bool Program::write_handshake(const sg_tc_flow_key&, const sg_tc_handshake&) noexcept { return false; }
 bool Program::delete_handshake(const sg_tc_flow_key&) noexcept { return true; }
+std::vector<sg_tc_flow_key> Program::handshake_keys() const { return {}; }
 bool Program::set_cookie_secrets(const CookieSecrets&, uint32_t) noexcept { return false; }
 bool Program::set_open_services(const std::vector<std::pair<Service, uint8_t>>&) noexcept { return false; }
 bool Program::set_open_until(uint64_t, uint8_t) noexcept { return false; }
@@ -864,14 +892,32 @@ const sg_tc_flow* find_entry(const std::vector<std::pair<sg_tc_flow_key, sg_tc_f
 void KernelPath::finish_start(uint64_t merged) {
   std::sort(claimed_.begin(), claimed_.end(), key_less);
   std::sort(restored_.begin(), restored_.end(), key_less);
-  uint64_t stale = 0, punting = 0;
+  // The reports the last process had not read (the ring is pinned): the flows its programs opened
+  // that no saved table holds are the engine's at its first turn, and keep their entries.
+  uint64_t pending = 0;
+  {
+    std::lock_guard lock(closes_mutex_);
+    drain_events();
+    try {
+      index_opening();
+    } catch (const std::bad_alloc&) {
+      opening_.clear();  // their entries go as stale: those connections fail, as before the ring was pinned
+    }
+    pending = opened_.size();
+    left_opened_.store(pending > 0, std::memory_order_release);
+  }
+  uint64_t stale = 0, punting = 0, opened = 0;
   for (auto [k, entry] : program_->entries()) {
     if (std::binary_search(claimed_.begin(), claimed_.end(), k, key_less)) continue;
+    const sg_tc_flow_key client_to_server =
+        entry.direction == SG_TC_TO_SERVER ? k : flow_key(bpf::map_flow_tuple(k).reversed());
+    if (opening(client_to_server)) {
+      ++opened;
+      continue;
+    }
     // A restored flow that is closing or lingering keeps its entries, made to punt: a client
     // reconnecting on the pair then reaches the engine, as before the restart, rather than
     // meeting no entry and being opened by the programs while the engine still holds the old flow.
-    const sg_tc_flow_key client_to_server =
-        entry.direction == SG_TC_TO_SERVER ? k : flow_key(bpf::map_flow_tuple(k).reversed());
     if (std::binary_search(restored_.begin(), restored_.end(), client_to_server, key_less)) {
       if (entry.closing == 0) {
         entry.closing = SG_TC_CLOSED_BY_ENGINE;
@@ -883,11 +929,27 @@ void KernelPath::finish_start(uint64_t merged) {
     program_->delete_key(k);
     ++stale;
   }
-  if (kept_ + stale + punting > 0) {
+  // Handshake records (pinned too) of flows neither restored nor reported opened: the map is an
+  // LRU one, but a record left from a dead process must not answer a SYN-ACK no engine awaits.
+  uint64_t orphans = 0;
+  try {
+    for (const sg_tc_flow_key& k : program_->handshake_keys()) {
+      const sg_tc_flow_key client_to_server = flow_key(bpf::map_flow_tuple(k).reversed());
+      if (opening(client_to_server) ||
+          std::binary_search(restored_.begin(), restored_.end(), client_to_server, key_less)) {
+        continue;
+      }
+      orphans += program_->delete_handshake(k) ? 1 : 0;
+    }
+  } catch (const std::bad_alloc&) {
+    // Left to the LRU: such a record answers only a SYN-ACK of its own tuple.
+  }
+  if (kept_ + stale + punting + opened + pending + orphans > 0) {
     spdlog::info("tc: flow map reconciled with the restored flows: {} kept with what the programs recorded ({} "
-                 "merged into their flows), {} written anew, {} entries of closing flows kept (punting), {} stale "
-                 "entries deleted",
-                 kept_, merged, rewritten_, punting, stale);
+                 "merged into their flows), {} written anew, {} entries of closing flows kept (punting), {} of "
+                 "flows the programs opened after the last save kept ({} reports not read), {} stale entries "
+                 "and {} handshake records deleted",
+                 kept_, merged, rewritten_, punting, opened, pending, stale, orphans);
   }
   claimed_.clear();
   claimed_.shrink_to_fit();
@@ -1231,7 +1293,8 @@ void KernelPath::take_handed_over(std::vector<KernelHandOver>& out,
 }
 
 void KernelPath::take_opened(std::vector<KernelOpened>& out) noexcept {
-  if (!opens_) return;
+  // Without tc_open_flows in force only the reports a previous process's programs left (once).
+  if (!opens_ && !left_opened_.exchange(false, std::memory_order_acq_rel)) return;
   std::lock_guard lock(closes_mutex_);
   drain_events();
   try {

@@ -1,6 +1,7 @@
 // Established flows in the kernel (issue 23): the daemon's side of the tc programs
-// (bpf/syngate_tc.bpf.c). Loads them (libbpf skeleton), pins their flow map under bpffs so that
-// host mode's xt_bpf match and a restarted daemon find it, attaches them as clsact filters, and
+// (bpf/syngate_tc.bpf.c). Loads them (libbpf skeleton), pins their flow map (with their report
+// ring and handshake records) under bpffs so that host mode's xt_bpf match and a restarted
+// daemon find it, attaches them as clsact filters, and
 // keeps the flow map in step with the flow workers (as their engines' FlowObserver: two entries
 // per handed-over flow, one per direction, deleted when the flow is freed).
 //
@@ -83,9 +84,9 @@ struct Placement {
 
 class Program {
  public:
-  // Loads the programs with room for `max_flows` flows (two entries each) and pins the flow map in
-  // `pin_dir` (created; "" pins nothing), reusing a compatible map pinned there by an earlier
-  // run. Throws std::runtime_error with the reason.
+  // Loads the programs with room for `max_flows` flows (two entries each) and pins the flow map,
+  // the report ring and the handshake records in `pin_dir` (created; "" pins nothing), reusing
+  // compatible maps pinned there by an earlier run. Throws std::runtime_error with the reason.
   Program(uint32_t max_flows, const std::string& pin_dir, const Placement& at = {});
   ~Program();  // closes its fds; attached filters stay until detach_all()
   Program(const Program&) = delete;
@@ -116,6 +117,8 @@ class Program {
   // withdrawal: true when it was there and is gone, false when the program took it.
   bool write_handshake(const sg_tc_flow_key& key, const sg_tc_handshake& value) noexcept;
   bool delete_handshake(const sg_tc_flow_key& key) noexcept;
+  // The keys of every handshake record (a restart's reconciliation).
+  std::vector<sg_tc_flow_key> handshake_keys() const;
   // Every entry, with its value.
   std::vector<std::pair<sg_tc_flow_key, sg_tc_flow>> entries() const;
   // Appends the records the programs put on sg_tc_events since the last call (tc_abi.h). Reads the
@@ -379,6 +382,7 @@ class KernelPath : public FlowObserver, public KernelFlowState {
   uint8_t announced_ws_ = 0;
   uint64_t published_secrets_ = 0;  // the generation of the secrets last published, 0: none
   std::vector<KernelOpened> opened_;    // reported, until the engine takes them (under closes_mutex_)
+  std::atomic<bool> left_opened_{false};  // finish_start found reports of opened flows in the ring
   // Flows the programs opened that no engine holds yet, with their entries' generation: the
   // entries on such a pair are the new flow's, and freeing an older flow on the pair (a lingering
   // one whose own entries went at a restart's reconciliation) must not delete them, or the new

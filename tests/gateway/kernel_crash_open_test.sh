@@ -13,12 +13,15 @@
 # later connections refused), or retried its SYN while the client waited (ab timed out). Now the
 # restored closing flows keep their entries, made to punt (a reconnection reaches the engine, as
 # before the crash), and reports of a pair whose opening the engine has not taken yet wait for it.
+# Then flows the programs opened while no process read their reports (a stopped daemon) must
+# survive its kill -9: the ring and the handshake records are pinned, the new process reads them.
 #   kernel_crash_open_test.sh SYNGATE
 source "$(dirname "$0")/lib.sh"
 lab_init "$1"
 export XDP_MODE=auto
 lab_up
 start_nginx 'listen 10.10.3.2:80 backlog=4096;'
+start_echo 7000
 # The flow map pinned on a bpffs, as on a host: the restart takes it over.
 kernel_path_bpffs
 KERNEL_PATH=auto write_config "bpf_dir = \"$LAB_BPFFS\"
@@ -26,7 +29,10 @@ tc_open_flows = true" "linger_s = 5
 closing_idle_s = 4
 
 [policy]
-synack_per_prefix_per_s = 0"
+synack_per_prefix_per_s = 0" '[[service]]
+address = "10.10.3.2"
+port = 7000'
+
 start_syngate
 grep -q "tc: the ingress takes the cookie ACKs" "$LAB_DIR/syngate.log" || fail "the programs do not open flows"
 
@@ -83,6 +89,58 @@ done
 ((runs > 15)) || fail "only $runs ab runs within the windows"
 ((refused == 0)) || fail "$refused flows the programs opened were refused (a source's share held by flows that never ended)"
 log "$runs ab runs of 200 connections within the three windows, none failed"
+
+# Flows the programs open while the daemon reads no report: SIGSTOP it, and within the 100 ms
+# the programs' lease still runs, 20 connections to a server that speaks first (the XDP fast
+# path answers their SYNs, the tc programs open and hand them over, the server's greeting
+# reaches the client); then kill -9 and restart. Their reports are in the ring and their
+# entries in the flow map, which the new process must read and keep (both pinned): each
+# connection must still echo a line.
+cat >"$LAB_DIR/window.py" <<'PY'
+import os, socket, sys, time
+fifo, go, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+open(fifo).read()
+socks = []
+for i in range(n):
+    c = socket.create_connection(("10.10.3.2", 7000), timeout=5)
+    socks.append(c)
+greeted = sum(1 for c in socks if c.recv(6) == b"hello\n")
+print(f"greeted {greeted}", flush=True)
+while not os.path.exists(go):
+    time.sleep(0.05)
+echoed = 0
+for i, c in enumerate(socks):
+    try:
+        c.sendall(b"ping %d\n" % i)
+        if c.recv(64) == b"echo ping %d\n" % i:
+            echoed += 1
+    except OSError:
+        pass
+print(f"echoed {echoed}", flush=True)
+PY
+mkfifo "$LAB_DIR/window.fifo"
+BG_LOG=$LAB_DIR/window.out bg "$NS_CLI" python3 "$LAB_DIR/window.py" "$LAB_DIR/window.fifo" "$LAB_DIR/window.go" 20
+window_pid=$BG_PID
+sleep 0.5
+kill -STOP "$SYNGATE_PID"
+echo go >"$LAB_DIR/window.fifo"
+wait_until 5 grep -q greeted "$LAB_DIR/window.out" || fail "the 20 connections did not open while the daemon was stopped"
+kill -KILL "$SYNGATE_PID"
+wait "$SYNGATE_PID" 2>/dev/null || true
+untrack_pid "$SYNGATE_PID"
+start_syngate
+log "$(grep 'flow map reconciled' "$LAB_DIR/syngate.log" | tail -1)"
+touch "$LAB_DIR/window.go"
+wait "$window_pid" 2>/dev/null || true
+untrack_pid "$window_pid"
+log "connections opened while the daemon was stopped: $(tr '\n' ' ' <"$LAB_DIR/window.out")"
+grep -q "greeted 20" "$LAB_DIR/window.out" || fail "not every connection opened while the daemon was stopped was greeted: $(cat "$LAB_DIR/window.out")"
+grep -q "echoed 20" "$LAB_DIR/window.out" ||
+  fail "connections the programs opened before a kill -9 did not survive the restart: $(cat "$LAB_DIR/window.out")"
+opened_unread=$(metric_sum syngate_kernel_opened_total)
+((opened_unread >= 20)) || fail "the new process took $opened_unread opened reports (20 were left in the ring)"
+pass "20 connections the programs opened while the daemon was stopped survived its kill -9: the new process read their reports and kept their entries"
+
 # linger_s 5 + closing_idle_s 4, with the sweeps' slack.
 for ((i = 0; i < 30; i++)); do
   active=$(metric_sum syngate_flows_active)
