@@ -1163,6 +1163,10 @@ void KernelPath::flow_created(const FlowTuple& t) noexcept {
     }
     return;
   }
+  forget_fresh(t);
+}
+
+void KernelPath::forget_fresh(const FlowTuple& t) noexcept {
   if (!any_fresh_.load(std::memory_order_acquire)) return;
   std::lock_guard lock(fresh_mutex_);
   fresh_.erase(t);
@@ -1314,7 +1318,7 @@ void KernelPath::take_opened(std::vector<KernelOpened>& out) noexcept {
 
 void KernelPath::discard(const FlowTuple& t) noexcept {
   program_->delete_handshake(flow_key(t.reversed()));
-  flow_created(t);  // forgets it: its entries go now
+  forget_fresh(t);  // its entries go now
   flow_freed(t);
 }
 

@@ -388,6 +388,7 @@ class KernelPath : public FlowObserver, public KernelFlowState {
   // one whose own entries went at a restart's reconciliation) must not delete them, or the new
   // flow's close, recorded there, is lost and the flow stays established. Until the engine
   // creates the flow (flow_created) or undoes it (discard). Under fresh_mutex_.
+  void forget_fresh(const FlowTuple& t) noexcept;
   std::mutex fresh_mutex_;
   FreshOpens fresh_;
   std::atomic<bool> any_fresh_{false};  // !fresh_.empty(), read without the lock
