@@ -525,21 +525,21 @@ void FlowTable::free_flow(uint32_t i) {
 }
 
 // Returns the new flow's index, or kNone with the refusal counted.
-uint32_t FlowTable::allocate_flow(const FlowTuple& key, uint32_t now) {
+uint32_t FlowTable::allocate_flow(const FlowTuple& key, uint32_t now, bool retry_follows) {
   // The source is checked first, so that a refused source never costs another client its
   // lingering flow.
   if (!source_acquire(key.src)) {
     // With no room either, the table is what refused: a source at its limit in a full table
     // would be refused all the same below its limit.
     const bool table_full = free_head == kNone && lists[kListLinger].head == kNone;
-    ++(table_full ? count_.refused_table_full : count_.refused_source_limit);
+    if (!retry_follows) ++(table_full ? count_.refused_table_full : count_.refused_source_limit);
     return kNone;
   }
   if (free_head == kNone) {
     const uint32_t victim = lists[kListLinger].head;
     if (victim == kNone) {
       source_release(key.src);
-      ++count_.refused_table_full;
+      if (!retry_follows) ++count_.refused_table_full;
       return kNone;
     }
     free_flow(victim);

@@ -211,8 +211,9 @@ Decision FlowWorker::decide(const QueuedPacket& p, const EngineClock& now) {
 // With a large table each packet's flow lookup misses the cache: started together, the misses of
 // a batch overlap (Engine::prefetch).
 void FlowWorker::before_batch(const std::vector<QueuedPacket>& batch, const EngineClock& now) {
-  // Hand-overs the tc program made while these waited: their packets are the established flows'.
-  engine_->take_kernel_handovers(now, sender_);
+  // What the tc programs reported while these waited: hand-overs first of all, whose packets are
+  // the established flows'.
+  engine_->take_kernel_reports(now, sender_);
   reports_taken_ = true;
   if (batch.size() < 2) return;
   batch_packets_.clear();
@@ -230,10 +231,10 @@ void FlowWorker::start(uint64_t now) { last_advance_ = now; }
 
 void FlowWorker::periodic(const EngineClock& clock) {
   const uint64_t now = clock.timer_ns;
-  // A turn without packets still takes the kernel side's reports: flows it opened or handed over
-  // while the queue was quiet are this engine's now, not at the next sweep.
+  // A turn without packets still takes the kernel side's reports: flows it opened, handed over or
+  // closed while the queue was quiet are this engine's now, not at the next sweep.
   if (!reports_taken_) {
-    engine_->take_kernel_handovers(clock, sender_);
+    engine_->take_kernel_reports(clock, sender_);
     sender_.flush();
   }
   reports_taken_ = false;

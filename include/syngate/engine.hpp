@@ -204,10 +204,11 @@ class Engine {
   // Runs timers due at now_ns: backend SYN retries, idle and linger expiry. Call it at least a
   // few times a second; cost is proportional to the timers that fire.
   void advance(const EngineClock& now, PacketSink& sink);
-  // Takes the hand-overs the kernel side made since (FlowObserver::handshake_sent), so that a
-  // batch's packets find their flows established: call it before each batch. Nothing to do, and
-  // no lock taken, until the kernel side has accepted a handshake.
-  void take_kernel_handovers(const EngineClock& now, PacketSink& sink);
+  // Takes what the kernel side reported since: flows it opened, hand-overs it made
+  // (FlowObserver::handshake_sent), so that a batch's packets find their flows established, and
+  // closes it recorded, so that ended connections give back their source's share. Call it before
+  // each batch and on each idle turn. Nothing to do without a kernel side.
+  void take_kernel_reports(const EngineClock& now, PacketSink& sink);
 
   // New cookie secrets (rotation or reload); flows in progress are not affected.
   void set_cookies(const CookieJar& cookies);
@@ -221,7 +222,8 @@ class Engine {
   // nullptr (the default) for none. Where another data path translates handed-over flows, the
   // engine merges what it recorded (activity, each end's numbers, the newest TSval, a FIN) where
   // it judges with it: an idle timer, an RST or FIN, a segment its own view cannot place, and at
-  // each advance() the flows whose close it reported (KernelFlowState::take_closing). Must
+  // each advance() and take_kernel_reports() the flows whose close it reported
+  // (KernelFlowState::take_closing). Must
   // outlive the Engine or be reset.
   void set_kernel_state(KernelFlowState* state) noexcept;
   // Merges that record into every handed-over flow now: at start, once the observer has taken the

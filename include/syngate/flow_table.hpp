@@ -356,9 +356,9 @@ class FlowTable {
     std::atomic_signal_fence(std::memory_order_seq_cst);
     header->dirty_count = 0;
   }
-  // A new entry for `key`, or kNone (refusal counted: the source's limit, or a full table
-  // with no lingering flow to evict).
-  uint32_t allocate_flow(const FlowTuple& key, uint32_t now);
+  // A new entry for `key`, or kNone: the source's limit, or a full table with no lingering flow
+  // to evict. The refusal is counted unless the caller will try again (`retry_follows`).
+  uint32_t allocate_flow(const FlowTuple& key, uint32_t now, bool retry_follows = false);
   void free_flow(uint32_t i);
   // Moves the entry to state `s` and files it on that state's timer list.
   void enter(uint32_t i, State s, uint32_t now);

@@ -359,7 +359,7 @@ TEST_F(KernelOpenedTest, TheEngineHoldsTheFlowAsIfItHadSentTheSyn) {
   Conn c = Conn::v4(42000);
   opened_by_kernel(c);
   sink.clear();
-  engine->take_kernel_handovers(now, sink);  // the flow worker's turn
+  engine->take_kernel_reports(now, sink);  // the flow worker's turn
   EXPECT_EQ(counters().kernel_opened, 1u);
   EXPECT_EQ(counters().flows_created, 1u);
   EXPECT_EQ(counters().backend_syns_sent, 0u);
@@ -367,7 +367,7 @@ TEST_F(KernelOpenedTest, TheEngineHoldsTheFlowAsIfItHadSentTheSyn) {
   // The program answers the backend's SYN-ACK from its record: the flow is established by the
   // report, and no SYN is sent again.
   ASSERT_TRUE(side.take(c.c2s, c.backend_synack(1001)));
-  engine->take_kernel_handovers(now, sink);
+  engine->take_kernel_reports(now, sink);
   EXPECT_EQ(counters().kernel_handshakes, 1u);
   EXPECT_EQ(counters().established, 1u);
   now += 10 * kSecond;
@@ -381,7 +381,7 @@ TEST_F(KernelOpenedTest, TheSynItSentIsRetriedAsTheEngineSendsIt) {
     SCOPED_TRACE(room ? "room for supplied timestamps" : "no room");
     Conn c = Conn::v4(room ? 42011 : 42010);
     opened_by_kernel(c, 1260, room);
-    engine->take_kernel_handovers(now, sink);
+    engine->take_kernel_reports(now, sink);
     sink.clear();
     now += cfg.backend_retry_initial_ms * kMs + kMs;
     engine->advance(now, sink);
@@ -423,7 +423,7 @@ TEST_F(KernelOpenedTest, AFlowTheSourceMayNotOpenIsUndone) {
   side.offer = true;
   opened_by_kernel(second);
   sink.clear();
-  engine->take_kernel_handovers(now, sink);
+  engine->take_kernel_reports(now, sink);
   EXPECT_EQ(counters().kernel_opened_refused, 1u);
   EXPECT_EQ(counters().flows_refused, 1u);
   EXPECT_EQ(side.count(second.c2s), 0u) << "the record stands";
@@ -448,11 +448,11 @@ TEST_F(KernelOpenedTest, AFlowBothOpenedIsOne) {
   const test::Seen syn = open_to_backend_syn(c);
   side.offer = true;
   side.open(c.third_ack(), 1460, false, cfg.announced_wscale);
-  engine->take_kernel_handovers(now, sink);
+  engine->take_kernel_reports(now, sink);
   EXPECT_EQ(counters().flows_created, 1u);
   EXPECT_EQ(counters().kernel_opened_refused, 0u);
   ASSERT_TRUE(side.take(c.c2s, c.backend_synack(syn.pkt.options().tsval)));
-  engine->take_kernel_handovers(now, sink);
+  engine->take_kernel_reports(now, sink);
   EXPECT_EQ(counters().kernel_handshakes, 1u);
   sink.clear();
   now += 10 * kSecond;
@@ -466,7 +466,7 @@ TEST_F(KernelOpenedTest, AFlowBothOpenedIsOne) {
 TEST_F(KernelOpenedTest, AClosedWhileSynSentIsMergedAfterTheHandOver) {
   Conn c = Conn::v4(42060);
   opened_by_kernel(c);
-  engine->take_kernel_handovers(now, sink);
+  engine->take_kernel_reports(now, sink);
   side.closing.push_back(c.c2s);
   now += 200 * kMs;
   engine->advance(now, sink);
@@ -505,11 +505,11 @@ TEST_F(KernelOpenedTest, APairInUse) {
   Conn reuse = old;
   reuse.client_isn = old.client_isn + 100000;
   opened_by_kernel(reuse);
-  engine->take_kernel_handovers(now, sink);
+  engine->take_kernel_reports(now, sink);
   EXPECT_EQ(counters().flows_reused, 1u);
   EXPECT_EQ(counters().kernel_opened_refused, 0u);
   ASSERT_TRUE(side.take(reuse.c2s, reuse.backend_synack(1001)));
-  engine->take_kernel_handovers(now, sink);
+  engine->take_kernel_reports(now, sink);
   EXPECT_EQ(counters().kernel_handshakes, 1u);
 
   // Established: another cookie ACK opened on the pair is refused.
@@ -517,7 +517,7 @@ TEST_F(KernelOpenedTest, APairInUse) {
   again.client_isn += 100000;
   opened_by_kernel(again);
   sink.clear();
-  engine->take_kernel_handovers(now, sink);
+  engine->take_kernel_reports(now, sink);
   EXPECT_EQ(counters().kernel_opened_refused, 1u);
   EXPECT_EQ(sink.size(), 2u);
 }
