@@ -675,6 +675,7 @@ struct Engine::Impl {
         table.free_flow(i);  // client port reuse, as for a cookie ACK the engine takes
         ++counters.flows_reused;
       } else {
+        count(DropReason::PairInUse);
         refuse_kernel_opened(k, sink);
         return;
       }

@@ -248,6 +248,19 @@ std::string render_prometheus(const GatewaySnapshot& s) {
   return w.str();
 }
 
+namespace {
+// Why valid cookies were refused, for a person reading a stop line after a client saw a reset.
+std::string refused_breakdown(const EngineCounters& c) {
+  std::string out;
+  for (const DropReason r : {DropReason::TableFull, DropReason::SourceLimit, DropReason::NewFlowRate, DropReason::PairInUse}) {
+    if (c.drop(r) == 0) continue;
+    out += out.empty() ? " (" : ", ";
+    out += std::string(to_string(r)) + " " + std::to_string(c.drop(r));
+  }
+  return out.empty() ? out : out + ")";
+}
+}  // namespace
+
 std::string summary_line(const GatewaySnapshot& now, const GatewaySnapshot& prev, double dt) {
   EngineCounters a = sum_engine(now.workers), b = sum_engine(prev.workers);
   IntakeCounters ia = sum_intake(now.workers);
@@ -257,17 +270,19 @@ std::string summary_line(const GatewaySnapshot& now, const GatewaySnapshot& prev
     ud += q.user_dropped;
   }
   auto rate = [&](uint64_t x, uint64_t y) { return dt > 0 ? static_cast<double>(x - y) / dt : 0.0; };
-  char buf[512];
-  std::snprintf(buf, sizeof buf,
+  char head[256], tail[256];
+  std::snprintf(head, sizeof head,
                 "pkts %.0f/s syn %.0f/s cookies sent %.0f/s valid %.0f/s invalid %.0f/s | flows active %" PRIu64
-                " created %.0f/s refused %" PRIu64 " | queue drops %" PRIu64 " user drops %" PRIu64
-                " enobufs %" PRIu64 " exceptions %" PRIu64 " emit errors %" PRIu64,
+                " created %.0f/s refused %" PRIu64,
                 rate(a.packets, b.packets), rate(a.syn_received, b.syn_received),
                 rate(a.cookies_sent, b.cookies_sent), rate(a.cookies_valid, b.cookies_valid),
                 rate(a.cookies_invalid, b.cookies_invalid), a.flows_active,
-                rate(a.flows_created, b.flows_created), a.flows_refused, qd, ud, ia.netlink_enobufs,
-                ia.exceptions, ia.emit_errors);
-  std::string line = buf;
+                rate(a.flows_created, b.flows_created), a.flows_refused);
+  std::snprintf(tail, sizeof tail,
+                " | queue drops %" PRIu64 " user drops %" PRIu64 " enobufs %" PRIu64 " exceptions %" PRIu64
+                " emit errors %" PRIu64,
+                qd, ud, ia.netlink_enobufs, ia.exceptions, ia.emit_errors);
+  std::string line = std::string(head) + refused_breakdown(a) + tail;
   if (ia.emit_errors > 0 && ia.emit_last_errno != 0) line += std::string(" (last: ") + std::strerror(ia.emit_last_errno) + ")";
   return line;
 }

@@ -302,7 +302,9 @@ PY
 # (extra [gateway] keys go in $1, extra [engine] keys in $2, extra services in $3).
 # The XDP fast path is off unless XDP_MODE says otherwise: these tests assert the NFQUEUE path's
 # own counters, and xdp_test.sh tests the fast path.
-# The kernel path is the shipped default (on) unless KERNEL_PATH says "off" (or "auto").
+# The kernel path is the shipped default (on) unless KERNEL_PATH says "off" (or "auto");
+# TC_OPEN_FLOWS=true|false runs a test with tc_open_flows other than its default (not for tests
+# that set the key themselves).
 write_config() {
   cat > "$LAB_DIR/syngate.toml" <<CONF
 [gateway]
@@ -310,6 +312,7 @@ secret_file = "$LAB_DIR/secrets"
 state_dir = "$LAB_DIR/state"
 stats_interval_s = 0
 ${KERNEL_PATH:+kernel_path = \"$KERNEL_PATH\"}
+${TC_OPEN_FLOWS:+tc_open_flows = $TC_OPEN_FLOWS}
 ${1:-}
 
 [engine]

@@ -96,3 +96,16 @@ TEST(Metrics, SumsAndSummary) {
   line = summary_line(now, before, 2.0);
   EXPECT_NE(line.find("emit errors 7 (last: " + std::string(std::strerror(EPERM)) + ")"), std::string::npos) << line;
 }
+
+// A refused flow reset a client: the stop line says which limit refused it.
+TEST(Metrics, SummarySaysWhyFlowsWereRefused) {
+  GatewaySnapshot now = sample();
+  for (auto& w : now.workers) w.engine.flows_refused = 0;
+  std::string line = summary_line(now, now, 1.0);
+  EXPECT_NE(line.find("refused 0 |"), std::string::npos) << line;
+  now.workers[0].engine.flows_refused = 3;
+  now.workers[0].engine.drops[static_cast<size_t>(syngate::DropReason::SourceLimit)] = 2;
+  now.workers[1].engine.drops[static_cast<size_t>(syngate::DropReason::PairInUse)] = 1;
+  line = summary_line(now, now, 1.0);
+  EXPECT_NE(line.find("refused 3 (source_limit 2, pair_in_use 1) |"), std::string::npos) << line;
+}

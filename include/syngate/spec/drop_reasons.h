@@ -85,7 +85,10 @@ extern "C" {
   X(BACKEND_UNREACHABLE, BackendUnreachable, "backend_unreachable", DROP)                          \
   /* a pure ACK that waited in the queue while its flow's hand-over went live, acknowledging less  \
    * than newer ones of its direction the tc programs already delivered (normal work) */          \
-  X(ACK_SUPERSEDED, AckSuperseded, "ack_superseded", WORK)
+  X(ACK_SUPERSEDED, AckSuperseded, "ack_superseded", WORK)                                        \
+  /* a flow the tc ingress opened from a cookie ACK on an address/port pair whose connection the \
+   * engine still holds established: backend and client reset */                                 \
+  X(PAIR_IN_USE, PairInUse, "pair_in_use", DROP)
 
 #define SG_DROP_REASONS(X) SG_SYN_DROP_REASONS(X) SG_FLOW_DROP_REASONS(X)
 
