@@ -345,6 +345,22 @@ class KernelOpenedTest : public KernelHandshakeTest {
     out.resize(build_backend_syn(out, c.c2s, s));
     return out;
   }
+  // The client's FIN, the server's, their acks, through the engine: the flow lingers.
+  void close_both_ways(const Conn& c) {
+    SegmentSpec fin{.tuple = c.c2s, .seq = c.client_isn + 1, .ack = c.cookie_isn + 1,
+                    .flags = tcp_flag::ACK | tcp_flag::FIN, .window = c.client_window,
+                    .options = c.client_ts_opts(1003)};
+    feed(make(fin));
+    SegmentSpec sfin{.tuple = c.c2s.reversed(), .seq = c.backend_isn + 1, .ack = c.client_isn + 2,
+                     .flags = tcp_flag::ACK | tcp_flag::FIN, .window = 500};
+    sfin.options.has_timestamps = true;
+    sfin.options.tsval = c.backend_ts + 10;
+    sfin.options.tsecr = 1003;
+    feed(make(sfin));
+    SegmentSpec last{.tuple = c.c2s, .seq = c.client_isn + 2, .ack = c.cookie_isn + 2,
+                     .flags = tcp_flag::ACK, .window = c.client_window, .options = c.client_ts_opts(1004)};
+    feed(make(last));
+  }
   void restart_engine() {
     engine->set_flow_observer(nullptr);
     engine->set_kernel_state(nullptr);
@@ -485,22 +501,7 @@ TEST_F(KernelOpenedTest, APairInUse) {
   Conn old = Conn::v4(42050);
   side.offer = false;
   establish(old);
-  // The client's FIN, the server's, their acks: the flow lingers.
-  {
-    SegmentSpec fin{.tuple = old.c2s, .seq = old.client_isn + 1, .ack = old.cookie_isn + 1,
-                    .flags = tcp_flag::ACK | tcp_flag::FIN, .window = old.client_window,
-                    .options = old.client_ts_opts(1003)};
-    feed(make(fin));
-    SegmentSpec sfin{.tuple = old.c2s.reversed(), .seq = old.backend_isn + 1, .ack = old.client_isn + 2,
-                     .flags = tcp_flag::ACK | tcp_flag::FIN, .window = 500};
-    sfin.options.has_timestamps = true;
-    sfin.options.tsval = old.backend_ts + 10;
-    sfin.options.tsecr = 1003;
-    feed(make(sfin));
-    SegmentSpec last{.tuple = old.c2s, .seq = old.client_isn + 2, .ack = old.cookie_isn + 2,
-                     .flags = tcp_flag::ACK, .window = old.client_window, .options = old.client_ts_opts(1004)};
-    feed(make(last));
-  }
+  close_both_ways(old);
   side.offer = true;
   Conn reuse = old;
   reuse.client_isn = old.client_isn + 100000;
@@ -519,7 +520,34 @@ TEST_F(KernelOpenedTest, APairInUse) {
   sink.clear();
   engine->take_kernel_reports(now, sink);
   EXPECT_EQ(counters().kernel_opened_refused, 1u);
+  EXPECT_EQ(counters().drop(DropReason::PairInUse), 1u);
   EXPECT_EQ(sink.size(), 2u);
+}
+
+// The report of a flow the engine opened too and then took further alone: the client's request,
+// sent by its process on another CPU, overtook the program's report (the program's vCPU paused
+// between its record and its report) and the engine opened the connection from it, answered the
+// SYN-ACK, maybe carried it to its end. The report is the same connection, late: nothing is
+// refused or reset, the program's record goes.
+TEST_F(KernelOpenedTest, ALateReportOfAConnectionTheEngineTookFurtherResetsNothing) {
+  for (const bool ended : {false, true}) {
+    SCOPED_TRACE(ended ? "the connection ended (linger)" : "established");
+    Conn c = Conn::v4(ended ? 42071 : 42070);
+    side.offer = false;
+    establish(c);
+    if (ended) close_both_ways(c);
+    side.offer = true;
+    const uint64_t refused = counters().kernel_opened_refused;
+    const uint64_t active = counters().flows_active;
+    side.open(c.third_ack(), 1460, false, cfg.announced_wscale);  // the report, late
+    sink.clear();
+    engine->take_kernel_reports(now, sink);
+    EXPECT_EQ(counters().kernel_opened_refused, refused);
+    EXPECT_TRUE(sink.packets.empty()) << "a reset or a SYN left";
+    EXPECT_EQ(side.count(c.c2s), 0u) << "the program's record stands";
+    EXPECT_TRUE(side.discarded.empty()) << "the flow's entries were discarded";
+    EXPECT_EQ(counters().flows_active, active);
+  }
 }
 
 }  // namespace
