@@ -106,12 +106,8 @@ struct GatewayConfig {
   // itself (tc_abi.h, sg_tc_cookie_ack): it checks the cookie, sends the backend's SYN and tells
   // the engine, so a connection whose SYN-ACK comes before the client's data crosses no queue.
   // In the lab connections per second gain a quarter to a third and the daemon's share of its
-  // core halves (docs/lab.md). With several flow queues it does nothing (said at start). Off by
-  // default: the engine judges a source's limits when it reads the programs' reports, and merges
-  // their closes only at its sweep (every advance_interval_ms), so one client opening 11k
-  // connections/s can meet max_flows_per_source with connections long closed and get a RST
-  // (gateway_backscatter in CI, docs/lab.md).
-  bool tc_open_flows = false;
+  // core halves (docs/lab.md). With several flow queues it does nothing (said at start).
+  bool tc_open_flows = true;
   // The bpffs directory the kernel path pins under (syngate/<instance>.netns-<inode>/): its flow
   // map, and in host and both modes the OUTPUT match that `rules up` names by path (xt_bpf reads
   // the pin when a rule is added). `ip netns exec` mounts a fresh /sys, without a bpffs: a

@@ -13,7 +13,7 @@ import shutil
 import subprocess
 import sys
 
-MODE_ORDER = ["none", "syncookies", "synproxy", "synproxy-ts", "syngate", "syngate-notc", "syngate-nofwd", "syngate-nort", "syngate-nosynack", "syngate-open", "syngate-native",
+MODE_ORDER = ["none", "syncookies", "synproxy", "synproxy-ts", "syngate", "syngate-notc", "syngate-nofwd", "syngate-nort", "syngate-nosynack", "syngate-noopen", "syngate-native",
               "syngate-generic", "syngate-nfqueue"]
 CLEAN_PCT = 99.0  # a point is clean when at least this share of legitimate connections succeeded
 
@@ -442,7 +442,7 @@ FLOOD_TESTS = ("ack", "ack-v6")  # shares of a download's speed, not a traffic f
 EST_MODE_LABEL = {"none": "no gateway", "synproxy": "kernel SYNPROXY", "syngate": "syngate (kernel_path auto)",
                   "syngate-notc": "syngate, kernel_path off", "syngate-nofwd": "syngate, tc_forward off",
                   "syngate-nort": "syngate, flow workers not real-time", "syngate-nosynack": "syngate, tc_handshake off",
-                  "syngate-open": "syngate, tc_open_flows on",
+                  "syngate-noopen": "syngate, tc_open_flows off",
                   "syngate-nfqueue": "syngate, [xdp] off",
                   "syngate-generic": "syngate, generic XDP"}
 

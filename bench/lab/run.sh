@@ -95,9 +95,9 @@ Usage: $0 [options]
   --build DIR            build tree holding flood/synflood and gateway/syngate (default: $build)
   --synflood PATH        synflood binary (default: BUILD/flood/synflood)
   --syngate PATH         syngate binary (default: BUILD/gateway/syngate; mode skipped if absent/broken)
-  --modes "LIST"         any of: none syncookies synproxy synproxy-ts syngate syngate-notc syngate-nofwd syngate-nort syngate-nosynack syngate-open
+  --modes "LIST"         any of: none syncookies synproxy synproxy-ts syngate syngate-notc syngate-nofwd syngate-nort syngate-nosynack syngate-noopen
                          syngate-native syngate-generic syngate-nfqueue (default: all but syngate-notc, syngate-nort,
-                         syngate-nosynack, syngate-open and
+                         syngate-nosynack, syngate-noopen and
                          syngate-generic; with --kinds established: none synproxy syngate
                          syngate-notc). syngate: as shipped, [xdp] mode = "auto" (the fast path in
                          the tc ingress hook on veth) and kernel_path "auto" (established flows
@@ -107,8 +107,8 @@ Usage: $0 [options]
                          flow_worker_rt_priority = 0 (flow workers on the normal scheduler; by
                          default they run SCHED_FIFO while the fast path is attached); syngate-nosynack: with
                          tc_handshake = false (the engine answers every backend SYN-ACK; by default
-                         the tc program does where it can); syngate-open: with tc_open_flows = true
-                         (the tc program also takes the clients' cookie ACKs); syngate-generic: [xdp] mode = "generic"
+                         the tc program does where it can); syngate-noopen: with tc_open_flows = false
+                         (the engine takes every cookie ACK; by default the tc program does); syngate-generic: [xdp] mode = "generic"
                          (the fast path in generic XDP); syngate-native: native XDP on gw's client- and
                          flood-facing veths, with a pass-through XDP program on their peers, which
                          a veth needs and a NIC does not (BUILD/bpf/lab_xdp_pass.bpf.o);
@@ -595,7 +595,7 @@ mode_up() {
     syncookies) srv_sysctls 1 ;;
     synproxy) srv_sysctls 0; synproxy_up "" ;;
     synproxy-ts) srv_sysctls 0; synproxy_up "--timestamp" ;;
-    syngate|syngate-notc|syngate-nofwd|syngate-nort|syngate-nosynack|syngate-open|syngate-native|syngate-generic|syngate-nfqueue) srv_sysctls 0 ;;
+    syngate|syngate-notc|syngate-nofwd|syngate-nort|syngate-nosynack|syngate-noopen|syngate-native|syngate-generic|syngate-nfqueue) srv_sysctls 0 ;;
     *) skip_reason="unknown mode $1"; return 1 ;;
   esac
   start_nginx  # after the sysctls: the listen backlog is fixed at listen() time
@@ -606,7 +606,7 @@ mode_up() {
     syngate-nofwd) syngate_up auto "" 'tc_forward = false' || return 1 ;;
     syngate-nort) syngate_up auto "" 'flow_worker_rt_priority = 0' || return 1 ;;
     syngate-nosynack) syngate_up auto "" 'tc_handshake = false' || return 1 ;;
-    syngate-open) syngate_up auto "" 'tc_open_flows = true' || return 1 ;;
+    syngate-noopen) syngate_up auto "" 'tc_open_flows = false' || return 1 ;;
     syngate-nfqueue) syngate_up off || return 1 ;;
     syngate-generic) syngate_up generic || return 1 ;;
     syngate-native)
@@ -626,7 +626,7 @@ wire_pass_off() {
 }
 
 mode_down() {
-  case "$1" in syngate|syngate-notc|syngate-nofwd|syngate-nort|syngate-nosynack|syngate-open|syngate-native|syngate-generic|syngate-nfqueue) syngate_down ;; esac
+  case "$1" in syngate|syngate-notc|syngate-nofwd|syngate-nort|syngate-nosynack|syngate-noopen|syngate-native|syngate-generic|syngate-nfqueue) syngate_down ;; esac
   if [ "$1" = syngate-native ]; then wire_pass_off; fi
   gw_clear
 }

@@ -254,8 +254,8 @@ TEST(Config, TcHandshakeIsOnUnlessTurnedOffAndNeedsARestart) {
   EXPECT_EQ(changes[0], "gateway.kernel_path/tc_forward/tc_handshake/tc_open_flows");
 }
 
-TEST(Config, TcOpenFlowsIsOffUnlessTurnedOnAndNeedsARestart) {
-  EXPECT_FALSE(parse_config(kMinimal, "t").tc_open_flows);
+TEST(Config, TcOpenFlowsIsOnUnlessTurnedOffAndNeedsARestart) {
+  EXPECT_TRUE(parse_config(kMinimal, "t").tc_open_flows);
   EXPECT_FALSE(parse_config(with_gateway("tc_open_flows = false"), "t").tc_open_flows);
   const GatewayConfig on = parse_config(with_gateway("tc_open_flows = true"), "t");
   EXPECT_TRUE(on.tc_open_flows);
