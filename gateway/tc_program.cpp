@@ -19,6 +19,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <string_view>
+#include <utility>
 
 #include <spdlog/spdlog.h>
 
@@ -456,15 +457,15 @@ void Program::delete_flow(const FlowTuple& c2s) noexcept {
 }
 
 namespace {
-// Every entry of the flow map once. By buckets (BPF_MAP_LOOKUP_BATCH) where the kernel has it: a
+// Every entry of a hash map once. By buckets (BPF_MAP_LOOKUP_BATCH) where the kernel has it: a
 // get_next_key walk whose last key is deleted under it (the workers free flows while a scrape or
 // stop() walks) starts again from the first key and meets entries twice; a batch walk keeps its
 // place by bucket, and takes many entries per system call.
-template <class Fn>
-void walk_flows(int fd, Fn&& fn) {
+template <class Key, class Value, class Fn>
+void walk_map(int fd, Fn&& fn) {
   uint32_t room = 256;
-  std::vector<sg_tc_flow_key> keys(room);
-  std::vector<sg_tc_flow> values(room);
+  std::vector<Key> keys(room);
+  std::vector<Value> values(room);
   uint32_t cursor = 0, next = 0;
   bool started = false;
   for (;;) {
@@ -485,14 +486,19 @@ void walk_flows(int fd, Fn&& fn) {
   }
   if (started) return;  // a failure midway: what was walked is all there is
   // No batch lookup for this map (a kernel before 5.6): key by key.
-  sg_tc_flow_key key{}, at{};
+  Key key{}, at{};
   const void* prev = nullptr;
   while (bpf_map_get_next_key(fd, prev, &at) == 0) {
-    sg_tc_flow v{};
+    Value v{};
     if (bpf_map_lookup_elem(fd, &at, &v) == 0) fn(at, v);
     key = at;
     prev = &key;
   }
+}
+
+template <class Fn>
+void walk_flows(int fd, Fn&& fn) {
+  walk_map<sg_tc_flow_key, sg_tc_flow>(fd, std::forward<Fn>(fn));
 }
 }  // namespace
 
@@ -538,14 +544,9 @@ bool Program::delete_handshake(const sg_tc_flow_key& key) noexcept {
 }
 
 std::vector<sg_tc_flow_key> Program::handshake_keys() const {
-  const int fd = bpf_map__fd(impl_->skel->maps.sg_tc_handshakes);
   std::vector<sg_tc_flow_key> keys;
-  sg_tc_flow_key key{};
-  const void* prev = nullptr;
-  while (bpf_map_get_next_key(fd, prev, &key) == 0) {
-    keys.push_back(key);
-    prev = &keys.back();
-  }
+  walk_map<sg_tc_flow_key, sg_tc_handshake>(bpf_map__fd(impl_->skel->maps.sg_tc_handshakes),
+                                            [&](const sg_tc_flow_key& k, const sg_tc_handshake&) { keys.push_back(k); });
   return keys;
 }
 
