@@ -183,8 +183,10 @@ HealthQuery query_health(const std::string& path, const std::vector<uid_t>& trus
     return q;
   }
   const char request[] = "health\n";
+  const char* const closed = "closed without an answer (refused, or shutting down)";
   if (send(fd, request, sizeof request - 1, MSG_NOSIGNAL) != static_cast<ssize_t>(sizeof request - 1)) {
-    q.error = std::string("send: ") + std::strerror(errno);
+    // A daemon that refuses a client may close before the request is sent.
+    q.error = errno == EPIPE || errno == ECONNRESET ? closed : std::string("send: ") + std::strerror(errno);
     return q;
   }
   std::string line;
@@ -204,7 +206,7 @@ HealthQuery query_health(const std::string& path, const std::vector<uid_t>& trus
     }
     // A refused client's request is left unread, so the close may arrive as a reset.
     if (r == 0 || (r < 0 && errno == ECONNRESET)) {
-      q.error = "closed without an answer (refused, or shutting down)";
+      q.error = closed;
       return q;
     }
     line.append(buf, static_cast<size_t>(r));
