@@ -487,6 +487,16 @@ class KernelFinTest : public KernelMergeTest {
     start();
     engine->set_kernel_state(&kernel);
   }
+  // c closed whole in the programs, with no data: both FINs, each acknowledged.
+  void closed_in_kernel(const Conn& c) {
+    kernel.has = true;
+    kernel.view.to_server = {.has_record = true, .last_ns = now, .sender_next = c.client_isn + 2,
+                             .acked = c.backend_isn + 2, .window_bytes = 65535,
+                             .fin = true, .fin_seq = c.client_isn + 1, .punting = true};
+    kernel.view.to_client = {.has_record = true, .last_ns = now, .sender_next = c.backend_isn + 2,
+                             .acked = c.client_isn + 2, .window_bytes = 65535,
+                             .fin = true, .fin_seq = c.backend_isn + 1};
+  }
   void step(uint32_t seconds) {
     for (uint32_t k = 0; k < seconds; ++k) {
       now += kSecond;
@@ -596,13 +606,7 @@ TEST_F(KernelFinTest, AReportedFinMovesTheFlowToClosingAtTheNextSweep) {
 TEST_F(KernelFinTest, ANewCookieAckAfterACloseInTheKernelStartsANewConnection) {
   Conn c = Conn::v4();
   establish(c);
-  kernel.has = true;
-  kernel.view.to_server = {.has_record = true, .last_ns = now, .sender_next = c.client_isn + 2,
-                           .acked = c.backend_isn + 2, .window_bytes = 65535,
-                           .fin = true, .fin_seq = c.client_isn + 1, .punting = true};
-  kernel.view.to_client = {.has_record = true, .last_ns = now, .sender_next = c.backend_isn + 2,
-                           .acked = c.client_isn + 2, .window_bytes = 65535,
-                           .fin = true, .fin_seq = c.backend_isn + 1};
+  closed_in_kernel(c);
   Conn again = Conn::v4(c.c2s.sport);
   again.client_isn = c.client_isn + 100000;
   again.backend_isn = 0x12345678;
@@ -645,13 +649,7 @@ TEST_F(KernelFinTest, ASourceAtItsLimitGetsTheSharesOfReportedClosesBack) {
   engine->set_kernel_state(&kernel);
   Conn c = Conn::v4(41000);
   establish(c);
-  kernel.has = true;
-  kernel.view.to_server = {.has_record = true, .last_ns = now, .sender_next = c.client_isn + 2,
-                           .acked = c.backend_isn + 2, .window_bytes = 65535,
-                           .fin = true, .fin_seq = c.client_isn + 1, .punting = true};
-  kernel.view.to_client = {.has_record = true, .last_ns = now, .sender_next = c.backend_isn + 2,
-                           .acked = c.client_isn + 2, .window_bytes = 65535,
-                           .fin = true, .fin_seq = c.backend_isn + 1};
+  closed_in_kernel(c);
   kernel.closes.push_back(c.c2s);
   Conn d = Conn::v4(41001);  // the same source, another port, before the next sweep
   establish(d);
@@ -666,13 +664,7 @@ TEST_F(KernelFinTest, ASourceAtItsLimitGetsTheSharesOfReportedClosesBack) {
 TEST_F(KernelFinTest, ReportedClosesAreMergedAtEachTurn) {
   Conn c = Conn::v4(41010);
   establish(c);
-  kernel.has = true;
-  kernel.view.to_server = {.has_record = true, .last_ns = now, .sender_next = c.client_isn + 2,
-                           .acked = c.backend_isn + 2, .window_bytes = 65535,
-                           .fin = true, .fin_seq = c.client_isn + 1, .punting = true};
-  kernel.view.to_client = {.has_record = true, .last_ns = now, .sender_next = c.backend_isn + 2,
-                           .acked = c.client_isn + 2, .window_bytes = 65535,
-                           .fin = true, .fin_seq = c.backend_isn + 1};
+  closed_in_kernel(c);
   kernel.closes.push_back(c.c2s);
   const int reads = kernel.reads;
   engine->take_kernel_reports(now, sink);
