@@ -563,6 +563,9 @@ def est_point(d, test):
          "gw_core_busy_pct": round(100.0 * (int(b1) - int(b0)) / dtot, 1) if dtot > 0 else 0,
          "gw_core_softirq_pct": round(100.0 * (int(sq1) - int(sq0)) / dtot, 1) if dtot > 0 else 0,
          "daemon_cpu_pct": round(100.0 * (int(d1) - int(d0)) / int(hz) / wall, 1) if wall > 0 else 0}
+    ends = _read(os.path.join(d, test + ".ends")).split()
+    if len(ends) == 6 and int(ends[4]) > int(ends[1]):
+        p["ends_core_busy_pct"] = round(100.0 * (int(ends[3]) - int(ends[0])) / (int(ends[4]) - int(ends[1])), 1)
     m0, m1 = _metrics(os.path.join(d, test + ".m0")), _metrics(os.path.join(d, test + ".m1"))
     kv = [dict(x.split("=", 1) for x in _read(os.path.join(d, test + suffix)).split()) for suffix in (".srv0", ".srv1")]
     if kv[1]:
@@ -609,6 +612,8 @@ def est_collect(mdir):
         if "gw_core_busy_pct" in runs[0]:
             t["median_gw_core_busy_pct"] = _median([p["gw_core_busy_pct"] for p in runs])
             t["median_daemon_cpu_pct"] = _median([p["daemon_cpu_pct"] for p in runs])
+        if all("ends_core_busy_pct" in p for p in runs):
+            t["median_ends_core_busy_pct"] = _median([p["ends_core_busy_pct"] for p in runs])
         if any("counters" in p for p in runs):
             t["median_counters"] = {k: _median([p.get("counters", {}).get(k, 0) for p in runs]) for k in EST_COUNTERS}
         result[test] = t
@@ -710,6 +715,15 @@ def est_table(report):
             cells.append("-" if b is None else f"{b:.0f}" + (f" (daemon {t['median_daemon_cpu_pct']:.0f})"
                                                              if m.startswith("syngate") else ""))
         lines.append(f"| {r['test']} | " + " | ".join(cells) + " |")
+    ends_rows = [r for r in busy_rows if any("median_ends_core_busy_pct" in report["modes"][m]["established"].get(r["test"], {})
+                                             for m in modes)]
+    if ends_rows:
+        lines += ["", f"Clients' and servers' core (CPU {cfg.get('flood_cpu')}) busy during each figure, median %: "
+                  "near 100, the figure is bound by the ends, not by the gateway:", "",
+                  "| figure | " + " | ".join(EST_MODE_LABEL.get(m, m) for m in modes) + " |", "|---|" + "---:|" * len(modes)]
+    for r in ends_rows:
+        cells = [report["modes"][m]["established"].get(r["test"], {}).get("median_ends_core_busy_pct") for m in modes]
+        lines.append(f"| {r['test']} | " + " | ".join("-" if b is None else f"{b:.0f}" for b in cells) + " |")
     tc_modes = [m for m in modes if m.startswith("syngate")]
     if tc_modes and any(r["test"] not in FLOOD_TESTS for r in s["rows"]):
         lines += ["", "Segments per path during each figure (median of runs): tc translated / punted / miss, "

@@ -955,7 +955,9 @@ srv_tcp_counters() {
 # Runs one measurement (CMD... from cli, its output in DIR/TEST.out) and records its window:
 # DIR/TEST.win holds "t0 t1 core_busy0 core_total0 core_softirq0 busy1 total1 softirq1 daemon0
 # daemon1 clk_tck exit_code" (the core: the gateway's, syngate's CPU), DIR/TEST.m0 and .m1 the
-# daemon's metrics around it. report.py reads the figure from the tool's own output.
+# daemon's metrics around it; in the offcore layout DIR/TEST.ends the same ticks of the clients'
+# and servers' core ("busy0 total0 softirq0 busy1 total1 softirq1"): where a figure bound by
+# those ends, not by the gateway, loses. report.py reads the figure from the tool's own output.
 est_measure() {  # est_measure DIR TEST CMD...
   local dir=$1 test=$2
   shift 2
@@ -972,9 +974,12 @@ est_measure() {  # est_measure DIR TEST CMD...
     track_pid "$perf_pid"
     sleep 0.5  # perf maps every CPU's buffers before it samples
   fi
+  local e0=
+  [ "$layout" = offcore ] && e0=$(core_ticks "$flood_cpu")
   g0=$(core_ticks "$syngate_cpu"); t0=$(date +%s.%N)
   nsx "$cli" "${ep[@]}" "$@" >"$dir/$test.out" 2>"$dir/$test.err" || rc=$?
   t1=$(date +%s.%N); g1=$(core_ticks "$syngate_cpu")
+  [ -n "$e0" ] && echo "$e0 $(core_ticks "$flood_cpu")" >"$dir/$test.ends"
   if [ -n "$perf_pid" ]; then
     kill -INT "$perf_pid" 2>/dev/null
     wait "$perf_pid" 2>/dev/null || true
