@@ -975,11 +975,11 @@ est_measure() {  # est_measure DIR TEST CMD...
     sleep 0.5  # perf maps every CPU's buffers before it samples
   fi
   local e0=
-  [ "$layout" = offcore ] && e0=$(core_ticks "$flood_cpu")
+  if [ "$layout" = offcore ]; then e0=$(core_ticks "$flood_cpu"); fi
   g0=$(core_ticks "$syngate_cpu"); t0=$(date +%s.%N)
   nsx "$cli" "${ep[@]}" "$@" >"$dir/$test.out" 2>"$dir/$test.err" || rc=$?
   t1=$(date +%s.%N); g1=$(core_ticks "$syngate_cpu")
-  [ -n "$e0" ] && echo "$e0 $(core_ticks "$flood_cpu")" >"$dir/$test.ends"
+  if [ -n "$e0" ]; then echo "$e0 $(core_ticks "$flood_cpu")" >"$dir/$test.ends"; fi
   if [ -n "$perf_pid" ]; then
     kill -INT "$perf_pid" 2>/dev/null
     wait "$perf_pid" 2>/dev/null || true
