@@ -223,8 +223,7 @@ class Engine {
   // engine merges what it recorded (activity, each end's numbers, the newest TSval, a FIN) where
   // it judges with it: an idle timer, an RST or FIN, a segment its own view cannot place, and at
   // each advance() and take_kernel_reports() the flows whose close it reported
-  // (KernelFlowState::take_closing). Must
-  // outlive the Engine or be reset.
+  // (KernelFlowState::take_closing). Must outlive the Engine or be reset.
   void set_kernel_state(KernelFlowState* state) noexcept;
   // Merges that record into every handed-over flow now: at start, once the observer has taken the
   // restored flows (the kernel side kept recording while no process read it), and at a clean
