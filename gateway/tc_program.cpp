@@ -301,13 +301,12 @@ syngate_tc* open_and_load(uint32_t max_entries, const std::string& pins, int reu
 
 Program::Program(uint32_t max_flows, const std::string& dir, const Placement& at) : impl_(std::make_unique<Impl>()) {
   const uint32_t entries = flow_map_entries(max_flows);
-  std::string pin, pins;
+  std::string pins;  // dir when the maps are pinned there
   if (!dir.empty()) {
     if (!on_bpffs(dir)) {
       spdlog::warn("tc: {} is not on a bpffs: the flow map is not pinned", dir);
     } else if (make_pin_dirs(dir)) {
       pins = dir;
-      pin = dir + kFlowsPin;
     } else {
       spdlog::warn("tc: cannot create {} ({}): the flow map is not pinned", dir, std::strerror(errno));
     }
@@ -316,7 +315,7 @@ Program::Program(uint32_t max_flows, const std::string& dir, const Placement& at
   std::string log;
   // No pinned map to take over: the one the filters of a dead syngate still hold, if any.
   int left = -1;
-  if (pin.empty() || access(pin.c_str(), F_OK) != 0) {
+  if (pins.empty() || access((pins + kFlowsPin).c_str(), F_OK) != 0) {
     left = left_flow_map();
     if (left >= 0) spdlog::info("tc: taking over the flow map the filters of an earlier run hold (no pinned map)");
   }
@@ -327,7 +326,7 @@ Program::Program(uint32_t max_flows, const std::string& dir, const Placement& at
     skel = open_and_load(entries, pins, -1, at, &err, &log);
   }
   if (left >= 0) close(left);  // the skeleton holds its own reference
-  if (!skel && !pin.empty()) {
+  if (!skel && !pins.empty()) {
     // A map pinned by another layout or size cannot be reused: its flows are handed over again
     // from the flow tables anyway.
     spdlog::info("tc: the maps pinned in {} cannot be reused ({}); replacing them", pins, bpf::errno_text(err));
@@ -907,6 +906,9 @@ void KernelPath::finish_start(uint64_t merged) {
     pending = opened_.size();
     left_opened_.store(pending > 0, std::memory_order_release);
   }
+  const auto restored = [this](const sg_tc_flow_key& client_to_server) {
+    return std::binary_search(restored_.begin(), restored_.end(), client_to_server, key_less);
+  };
   uint64_t stale = 0, punting = 0, opened = 0;
   for (auto [k, entry] : program_->entries()) {
     if (std::binary_search(claimed_.begin(), claimed_.end(), k, key_less)) continue;
@@ -919,7 +921,7 @@ void KernelPath::finish_start(uint64_t merged) {
     // A restored flow that is closing or lingering keeps its entries, made to punt: a client
     // reconnecting on the pair then reaches the engine, as before the restart, rather than
     // meeting no entry and being opened by the programs while the engine still holds the old flow.
-    if (std::binary_search(restored_.begin(), restored_.end(), client_to_server, key_less)) {
+    if (restored(client_to_server)) {
       if (entry.closing == 0) {
         entry.closing = SG_TC_CLOSED_BY_ENGINE;
         program_->write_key(k, entry);
@@ -936,10 +938,7 @@ void KernelPath::finish_start(uint64_t merged) {
   try {
     for (const sg_tc_flow_key& k : program_->handshake_keys()) {
       const sg_tc_flow_key client_to_server = flow_key(bpf::map_flow_tuple(k).reversed());
-      if (opening(client_to_server) ||
-          std::binary_search(restored_.begin(), restored_.end(), client_to_server, key_less)) {
-        continue;
-      }
+      if (opening(client_to_server) || restored(client_to_server)) continue;
       orphans += program_->delete_handshake(k) ? 1 : 0;
     }
   } catch (const std::bad_alloc&) {

@@ -1,9 +1,9 @@
 // Established flows in the kernel (issue 23): the daemon's side of the tc programs
 // (bpf/syngate_tc.bpf.c). Loads them (libbpf skeleton), pins their flow map (with their report
 // ring and handshake records) under bpffs so that host mode's xt_bpf match and a restarted
-// daemon find it, attaches them as clsact filters, and
-// keeps the flow map in step with the flow workers (as their engines' FlowObserver: two entries
-// per handed-over flow, one per direction, deleted when the flow is freed).
+// daemon find it, attaches them as clsact filters, and keeps the flow map in step with the flow
+// workers (as their engines' FlowObserver: two entries per handed-over flow, one per direction,
+// deleted when the flow is freed).
 //
 // tc filters attached through netlink outlive the process: at start the filters a dead syngate
 // left (same handle and priority) are replaced, never doubled; a clean stop and
@@ -388,9 +388,9 @@ class KernelPath : public FlowObserver, public KernelFlowState {
   // one whose own entries went at a restart's reconciliation) must not delete them, or the new
   // flow's close, recorded there, is lost and the flow stays established. Until the engine
   // creates the flow (flow_created) or undoes it (discard). Under fresh_mutex_.
-  void forget_fresh(const FlowTuple& t) noexcept;
   std::mutex fresh_mutex_;
   FreshOpens fresh_;
+  void forget_fresh(const FlowTuple& t) noexcept;  // fresh_ forgets t: the engine holds or undid it
   std::atomic<bool> any_fresh_{false};  // !fresh_.empty(), read without the lock
   // The service addresses it applies to: reached through a route, as read at start (a service
   // that moves on or off this host later only costs a withdrawal, or misses the saving).
