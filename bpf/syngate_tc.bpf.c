@@ -169,6 +169,39 @@ __u32 sg_tc_generation = 0;
  * is then not the kernel's: route_of asks nothing, so no segment is judged or sent on by it. */
 volatile __u8 sg_tc_fib_trusted = 1;
 
+/* The tail calls' scratch (sg_tc_synack, sg_tc_cookie_ack), per CPU, off the stack: the handshake
+ * and the answer's headers do not fit beside the parse and the option walk (which bpf_loop wants
+ * on the stack). */
+struct tc_synack_scratch {
+  struct sg_tc_handshake hs;
+  struct sg_synack synack;
+  struct sg_handover ho;
+  struct sg_tc_flow to_server;
+  struct sg_tc_flow to_client;
+  struct sg_tc_flow_key c2s;
+  __u8 macs[12];                          /* the SYN-ACK's destination and source MACs */
+  __u8 old_tcp[TCP_MAX_HLEN + 4];         /* the SYN-ACK's TCP header (room for the masks) */
+  __u8 hdr[IPV6_HLEN + TCP_MAX_HLEN];      /* an answer's IP and TCP headers (room for the masks) */
+  /* sg_tc_cookie_ack's */
+  struct sg_cookie_ack cookie_ack;
+  struct sg_backend_syn syn;
+  __u8 syn_options[SG_BACKEND_SYN_MAX_OPTIONS];
+  /* Set by translate just before its tail call for a cookie ACK on a closed flow's pair, taken
+   * (and cleared) by sg_tc_cookie_ack first thing: the one fact a tail call cannot carry. */
+  __u32 over_closed;
+};
+struct {
+  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+  __uint(max_entries, 1);
+  __type(key, __u32);
+  __type(value, struct tc_synack_scratch);
+} sg_tc_synack_scratch SEC(".maps");
+
+static __always_inline struct tc_synack_scratch* synack_scratch(void) {
+  __u32 zero = 0;
+  return bpf_map_lookup_elem(&sg_tc_synack_scratch, &zero);
+}
+
 enum tc_route {
   TC_ROUTE_UP = 0,  /* the stack takes it from here (local, no neighbour yet, forwarding off...) */
   TC_ROUTE_OUT,     /* forwardable: route.fib holds the way out and the MACs */
@@ -334,6 +367,19 @@ static __always_inline __u32 ack_in_rx_space(const struct sg_tc_flow* f, __u32 a
   return f->direction == SG_TC_TO_SERVER ? sg_ack_to_backend(ack, f->delta) : ack;
 }
 
+/* A client's bare ACK that the flow's closed record leaves to the queue (tc_segment_rewritable:
+ * after the client's FIN, an RST or the engine's punt; never translated with the old numbers) may
+ * be a new connection's cookie ACK: the client reuses its port, as a busy one does within the
+ * linger. sg_tc_cookie_ack takes it as on a pair with no entries, and an ACK whose cookie fails
+ * goes on to the engine as before. Returns only if the tail call could not be made. */
+static __always_inline void open_over_closed(struct __sk_buff* skb) {
+  struct tc_synack_scratch* x = synack_scratch();
+  if (!x) return;
+  x->over_closed = 1;
+  bpf_tail_call(skb, &sg_tc_tail, TC_TAIL_COOKIE_ACK);
+  x->over_closed = 0;
+}
+
 static __always_inline int translate(struct __sk_buff* skb, int egress) {
   if (egress && (skb->mark & SG_TC_MARK)) {
     count(SG_TC_ALREADY_MARKED);
@@ -419,6 +465,9 @@ static __always_inline int translate(struct __sk_buff* skb, int egress) {
    * lib/tc_rewritable.h): that decision is taken, and a flow that started closing since must not
    * make this segment leave untranslated. */
   if (!rewritable) {
+    if (sg_tc_open_flows && !egress && f->direction == SG_TC_TO_SERVER && payload == 0 &&
+        (p.flags & (TCP_FLAG_SYN | TCP_FLAG_ACK | TCP_FLAG_RST | TCP_FLAG_FIN)) == TCP_FLAG_ACK)
+      open_over_closed(skb);
     count(SG_TC_PUNTED);
     return TC_ACT_OK;
   }
@@ -561,30 +610,7 @@ int sg_tc_ingress(struct __sk_buff* skb) { return translate(skb, 0); }
 SEC("tc")
 int sg_tc_egress(struct __sk_buff* skb) { return translate(skb, 1); }
 
-/* ---- the backend's SYN-ACK (tc_abi.h, struct sg_tc_handshake; handover_spec.h) ------------------
- * Per CPU, off the stack: the handshake and the answer's headers do not fit beside the parse and
- * the option walk (which bpf_loop wants on the stack). */
-struct tc_synack_scratch {
-  struct sg_tc_handshake hs;
-  struct sg_synack synack;
-  struct sg_handover ho;
-  struct sg_tc_flow to_server;
-  struct sg_tc_flow to_client;
-  struct sg_tc_flow_key c2s;
-  __u8 macs[12];                          /* the SYN-ACK's destination and source MACs */
-  __u8 old_tcp[TCP_MAX_HLEN + 4];         /* the SYN-ACK's TCP header (room for the masks) */
-  __u8 hdr[IPV6_HLEN + TCP_MAX_HLEN];      /* an answer's IP and TCP headers (room for the masks) */
-  /* sg_tc_cookie_ack's */
-  struct sg_cookie_ack cookie_ack;
-  struct sg_backend_syn syn;
-  __u8 syn_options[SG_BACKEND_SYN_MAX_OPTIONS];
-};
-struct {
-  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-  __uint(max_entries, 1);
-  __type(key, __u32);
-  __type(value, struct tc_synack_scratch);
-} sg_tc_synack_scratch SEC(".maps");
+/* ---- the backend's SYN-ACK (tc_abi.h, struct sg_tc_handshake; handover_spec.h) ------------------ */
 
 /* The largest headers the programs turn a packet into: the backend's SYN with every option. */
 #define ANSWER_MAX (IPV6_HLEN + TCP_HLEN + SG_BACKEND_SYN_MAX_OPTIONS)
@@ -690,11 +716,6 @@ static __always_inline int load_tcp_header(struct __sk_buff* skb, struct tc_syna
   walk->len = opt_len;
   option_walk_run(walk);
   return !walk->bad;
-}
-
-static __always_inline struct tc_synack_scratch* synack_scratch(void) {
-  __u32 zero = 0;
-  return bpf_map_lookup_elem(&sg_tc_synack_scratch, &zero);
 }
 
 /* Left to the engine, untouched. */
@@ -849,6 +870,10 @@ static __always_inline int punt_open(void) {
 
 SEC("tc")
 int sg_tc_cookie_ack(struct __sk_buff* skb) {
+  struct tc_synack_scratch* x = synack_scratch();
+  if (!x) return TC_ACT_OK;
+  const __u8 over_closed = x->over_closed != 0;
+  x->over_closed = 0;
   const void* data;
   const void* end;
   struct pkt p = {};
@@ -867,8 +892,7 @@ int sg_tc_cookie_ack(struct __sk_buff* skb) {
   const struct sg_tc_open_config* cfg = bpf_map_lookup_elem(&sg_tc_open, &zero);
   if (!cfg || bpf_ktime_get_ns() >= cfg->open_until_ns) return punt_open();
   const struct sg_cookie_secrets* secrets = tc_secrets();
-  struct tc_synack_scratch* x = synack_scratch();
-  if (!secrets || !x) return punt_open();
+  if (!secrets) return punt_open();
   __u32 hlen = p.tcp_hlen;
   __u32 l4 = p.l4_off;
   const __u32 payload = p.ip_total - (l4 - ETH_HLEN_) - hlen;
@@ -940,6 +964,7 @@ int sg_tc_cookie_ack(struct __sk_buff* skb) {
   e->opened.generation = x->hs.generation;
   e->opened.mss = mss;
   e->opened.room_for_timestamps = (__u8)room;
+  e->opened.over_closed = over_closed;
   bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
 
   /* From here a failure drops the ACK: the engine holds the flow and sends the SYN again at its

@@ -680,8 +680,12 @@ struct Engine::Impl {
         }
         return;
       }
-      if (f.state == State::Linger || f.state == State::Closing) {
-        table.free_flow(i);  // client port reuse, as for a cookie ACK the engine takes
+      // Client port reuse, as for a cookie ACK the engine takes. The programs open over a pair's
+      // entries only once they recorded its close (over_closed), which the engine may not have
+      // merged yet: opens are taken before closes, and the old entries may already be the new
+      // flow's.
+      if (f.state == State::Linger || f.state == State::Closing || (k.over_closed && f.state != State::SynSent)) {
+        table.free_flow(i);
         ++counters.flows_reused;
       } else {
         count(DropReason::PairInUse);

@@ -1231,7 +1231,7 @@ uint32_t KernelPath::drain_events() noexcept {
       else if (e.kind == SG_TC_EVENT_HANDED_OVER) handovers_.push_back({e.key, e.synack, round});
       else if (e.kind == SG_TC_EVENT_OPENED) {
         opened_.push_back({bpf::map_flow_tuple(e.key), e.opened.hs, e.opened.mss, e.opened.room_for_timestamps != 0,
-                           e.opened.generation});
+                           e.opened.generation, e.opened.over_closed != 0});
       }
     }
   } catch (const std::bad_alloc&) {

@@ -16,7 +16,9 @@
  *     server's segments stay here; the client's go back to the engine once the client has sent its
  *     FIN (its own FIN included in what is translated here, what follows it not, but for its exact
  *     last ACK: tc_client_last_ack): a client reuses its port only after its FIN or an RST, so a
- *     new cookie ACK on the lingering pair reaches the engine. A believable RST, or the engine's
+ *     new cookie ACK on the lingering pair is never translated with the old numbers (the ingress
+ *     hands a bare one to sg_tc_cookie_ack, which opens the new flow if its cookie holds, and
+ *     leaves it to the engine otherwise). A believable RST, or the engine's
  *     punt (SG_TC_CLOSED_BY_ENGINE), sends both directions back. Those clauses are a decision,
  *     and a decision taken at a hook where the packet can still go to the queue: `decided` = 1
  *     says it was taken upstream (host mode's tc egress: OUTPUT's match took it, and the flow may

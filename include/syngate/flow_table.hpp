@@ -136,6 +136,9 @@ struct KernelOpened {
   uint16_t mss = 0;                  // the cookie's
   bool room_for_timestamps = false;  // the SYN asked for less, for timestamps syngate may supply
   uint32_t generation = 0;           // of the record, and so of the flow entries the programs write
+  // Opened over the entries of the pair's previous flow, closed by the programs' record
+  // (sg_tc_opened.over_closed): client port reuse, whatever the engine's view of that flow.
+  bool over_closed = false;
 };
 
 class KernelFlowState {

@@ -524,6 +524,30 @@ TEST_F(KernelOpenedTest, APairInUse) {
   EXPECT_EQ(sink.size(), 2u);
 }
 
+// The programs open over a pair's entries once they recorded its close, and the close may still
+// be on its way to the engine (opens are taken before closes): a flow established in the
+// engine's view, opened over as closed, is client port reuse, not a pair in use. Nothing is reset.
+TEST_F(KernelOpenedTest, AnOpenOverEntriesTheProgramsSawCloseIsPortReuse) {
+  Conn old = Conn::v4(42080);
+  side.offer = false;
+  establish(old);
+  side.offer = true;
+  Conn reuse = old;
+  reuse.client_isn = old.client_isn + 100000;
+  learn_cookie(reuse);
+  side.open(reuse.third_ack(), 1460, false, cfg.announced_wscale, /*over_closed=*/true);
+  sink.clear();
+  engine->take_kernel_reports(now, sink);
+  EXPECT_EQ(counters().flows_reused, 1u);
+  EXPECT_EQ(counters().kernel_opened_refused, 0u);
+  EXPECT_EQ(counters().drop(DropReason::PairInUse), 0u);
+  EXPECT_TRUE(sink.packets.empty()) << "a reset or a SYN left";
+  EXPECT_EQ(side.count(reuse.c2s), 1u) << "the program's record was withdrawn";
+  ASSERT_TRUE(side.take(reuse.c2s, reuse.backend_synack(1001)));
+  engine->take_kernel_reports(now, sink);
+  EXPECT_EQ(counters().kernel_handshakes, 1u);
+}
+
 // The report of a flow the engine opened too and then took further alone: the client's request,
 // sent by its process on another CPU, overtook the program's report (the program's vCPU paused
 // between its record and its report) and the engine opened the connection from it, answered the

@@ -7,8 +7,9 @@
 # end by the engine's merge of what tc recorded. A half-closed flow's idle timer (closing_idle_s)
 # is longer than the wait for empty tables, so the closes must come from tc's records.
 # With `open` (gateway.tc_open_flows, the XDP fast path on) the tc program also takes the cookie
-# ACKs: most connections then never cross a queue, and the engine, which hears of each flow
-# only from the programs' reports, must still end every one.
+# ACKs, those of a client back on a port whose old flow lingers included: the connections then
+# never cross a queue, and the engine, which hears of each flow only from the programs' reports,
+# must still end every one.
 #   kernel_churn_test.sh SYNGATE [CONNECTIONS] [open]
 source "$(dirname "$0")/lib.sh"
 lab_init "$1"
@@ -59,11 +60,14 @@ handed=$(metric_sum syngate_tc_flows_handed_over_total)
 opened=$(metric_sum syngate_kernel_opened_total)
 if [[ $OPEN == open ]]; then
   # One client at 10k connections/s comes back to a port every second or two, while its old flow
-  # lingers (linger_s = 1): those cookie ACKs meet the old flow's entries and go to the engine,
-  # which takes the port over (flows_reused). The rest are the program's.
-  (( opened >= N / 10 )) || fail "only $opened of $N flows opened by the tc program (left to the engine:" \
+  # lingers (linger_s = 1): those cookie ACKs meet the old flow's closed entries and are opened by
+  # the program too (before, they went to the engine: 27% opened in tc), the engine freeing the
+  # old flow (flows_reused).
+  reused=$(metric_sum syngate_flows_reused_total)
+  log "opened by tc: $opened of $N; ports reused over a lingering flow: $reused"
+  (( opened >= N * 9 / 10 )) || fail "only $opened of $N flows opened by the tc program (left to the engine:" \
     "$(metric_sum syngate_tc_packets_total open_punted); events lost: $(metric_sum syngate_tc_packets_total events_lost);" \
-    "reused: $(metric_sum syngate_flows_reused_total))"
+    "reused: $reused)"
   (( $(metric_sum syngate_kernel_opened_refused_total) == 0 )) || fail "the engine refused flows tc opened"
 else
   (( opened == 0 )) || fail "$opened flows opened by tc with gateway.tc_open_flows off"

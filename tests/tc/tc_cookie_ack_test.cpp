@@ -150,6 +150,7 @@ TEST_F(TcCookieAck, SendsTheBackendTheEnginesSyn) {
           EXPECT_EQ(std::memcmp(&events[0].key, &c2s, sizeof c2s), 0);
           EXPECT_EQ(std::memcmp(&events[0].opened.hs, &*rec.handshake, sizeof record.hs), 0);
           EXPECT_EQ(events[0].opened.generation, record.generation);
+          EXPECT_EQ(events[0].opened.over_closed, 0) << "no flow on the pair";
           const bool room = c.client_syn_opts.has_timestamps && !backend_ts_known;
           EXPECT_EQ(events[0].opened.room_for_timestamps, room ? 1 : 0);
           EXPECT_EQ(events[0].opened.mss, engine_syn.pkt.options().mss + (room ? SG_SUPPLIED_TIMESTAMPS_ROOM : 0u))
@@ -299,6 +300,93 @@ TEST_F(TcCookieAck, NeverWritesOverARecord) {
       EXPECT_EQ(std::memcmp(&left, &engines, sizeof left), 0) << "the record was written over";
       EXPECT_TRUE(o.take_events().empty());
       bpf_map_delete_elem(o.handshakes(), &s2c);
+    }
+  });
+}
+
+// A client that reuses its port while its previous connection on it lingers: the closed flow's
+// entries leave its bare ACK untranslated (never with the old numbers), and the ingress hands it
+// to the same cookie check. A valid cookie opens the new flow, reported as opened over a closed
+// flow (the engine frees the old one, whose close it may not have merged yet); anything else goes
+// on to the engine untouched. On a flow that has not closed, the ACK is the flow's, as before.
+TEST_F(TcCookieAck, OpensOverAClosedFlowOfThePair) {
+  RouterObject o(true);
+  ASSERT_TRUE(o.skel) << o.error;
+  in_lab([&] {
+    enum class Old { ClientFin, Rst, ClosedByEngine, Open };
+    struct Case {
+      const char* name;
+      Old old;
+      bool forged;
+    };
+    const Case cases[] = {
+        {"after the client's FIN", Old::ClientFin, false},
+        {"after an RST", Old::Rst, false},
+        {"after the engine's punt", Old::ClosedByEngine, false},
+        {"a forged cookie after the client's FIN", Old::ClientFin, true},
+        {"a flow not closed", Old::Open, false},
+    };
+    uint16_t port = 8000;
+    for (int v6 = 0; v6 < 2; ++v6) {
+      for (const Case& k : cases) {
+        SCOPED_TRACE(std::string(v6 ? "IPv6 " : "IPv4 ") + k.name);
+        Conn c = v6 ? Conn::v6(++port) : Conn::v4(++port);
+        share_engine(o, c.c2s, SG_TC_SERVICE_OPENS);
+        learn_cookie(c);
+        // The previous connection's entries: its numbers far from the new one's.
+        const sg_tc_flow_key c2s = key_of(c.c2s), s2c = key_of(c.c2s.reversed());
+        sg_tc_flow up{}, down{};
+        up.direction = SG_TC_TO_SERVER;
+        down.direction = SG_TC_TO_CLIENT;
+        up.delta = down.delta = 0x10000000u;
+        up.generation = down.generation = 5;
+        up.seen = down.seen = SG_TC_SEEN_RECORD;
+        up.sender_next = c.client_isn - 0x40000000u;
+        down.sender_next = c.cookie_isn - 0x40000000u;
+        up.fin_seq = up.sender_next - 1;
+        if (k.old == Old::ClientFin) up.closing = SG_TC_SEEN_FIN;
+        if (k.old == Old::Rst) down.closing = SG_TC_SEEN_RST;
+        if (k.old == Old::ClosedByEngine) up.closing = down.closing = SG_TC_CLOSED_BY_ENGINE;
+        ASSERT_EQ(bpf_map_update_elem(o.flows(), &c2s, &up, BPF_ANY), 0);
+        ASSERT_EQ(bpf_map_update_elem(o.flows(), &s2c, &down, BPF_ANY), 0);
+        Conn sent = c;
+        if (k.forged) sent.cookie_isn += 1 << 8;
+        const Bytes frame = frame_from_client(sent.third_ack());
+        const uint64_t opened0 = o.counter(SG_TC_OPENED), punted0 = o.counter(SG_TC_OPEN_PUNTED);
+        const TcRun r = run_from_client(o, frame);
+        const std::vector<sg_tc_event> events = o.take_events();
+        sg_tc_handshake record{};
+        const bool recorded = bpf_map_lookup_elem(o.handshakes(), &s2c, &record) == 0;
+        if (k.old == Old::Open) {
+          EXPECT_EQ(o.counter(SG_TC_OPENED), opened0);
+          EXPECT_FALSE(recorded) << "a record was written over a live flow";
+          for (const sg_tc_event& e : events) EXPECT_NE(e.kind, SG_TC_EVENT_OPENED);
+        } else if (k.forged) {
+          EXPECT_EQ(r.retval, TC_ACT_OK);
+          EXPECT_EQ(r.frame, frame) << "the ACK was rewritten";
+          EXPECT_FALSE(r.mark & SG_TC_MARK);
+          EXPECT_EQ(o.counter(SG_TC_OPENED), opened0);
+          EXPECT_EQ(o.counter(SG_TC_OPEN_PUNTED), punted0 + 1);
+          EXPECT_FALSE(recorded);
+          EXPECT_TRUE(events.empty());
+        } else {
+          EXPECT_EQ(r.retval, TC_ACT_REDIRECT);
+          EXPECT_EQ(o.counter(SG_TC_OPENED), opened0 + 1);
+          EXPECT_TRUE(r.mark & SG_TC_MARK);
+          const Seen syn(Bytes(r.frame.begin() + 14, r.frame.end()));
+          EXPECT_EQ(syn.pkt.flags(), tcp_flag::SYN) << "the backend's SYN";
+          EXPECT_EQ(syn.pkt.seq(), c.client_isn) << "the new connection's ISN";
+          ASSERT_TRUE(recorded);
+          EXPECT_EQ(record.hs.client_isn, c.client_isn);
+          ASSERT_EQ(events.size(), 1u);
+          EXPECT_EQ(events[0].kind, SG_TC_EVENT_OPENED);
+          EXPECT_EQ(std::memcmp(&events[0].key, &c2s, sizeof c2s), 0);
+          EXPECT_EQ(events[0].opened.over_closed, 1);
+        }
+        bpf_map_delete_elem(o.handshakes(), &s2c);
+        bpf_map_delete_elem(o.flows(), &c2s);
+        bpf_map_delete_elem(o.flows(), &s2c);
+      }
     }
   });
 }

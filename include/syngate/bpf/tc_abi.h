@@ -143,7 +143,11 @@ struct sg_tc_opened {
   sg_u32 generation;      /* that record's, and so the flow entries' */
   sg_u16 mss;             /* the cookie's MSS (the SYN asked for less with room_for_timestamps) */
   sg_u8 room_for_timestamps; /* the SYN left room for timestamps syngate may have to supply */
-  sg_u8 pad;
+  /* 1: opened over the entries of the pair's previous flow, which had closed by the program's
+   * record (the client's FIN, an RST, or the engine's punt): the client reuses its port. The
+   * engine, which may not have merged that close yet, frees the old flow as for any port reuse.
+   * A release before this field wrote 0 here (a pad). */
+  sg_u8 over_closed;
 };
 
 /* sg_tc_events records (BPF_MAP_TYPE_RINGBUF), for the engine that holds the flow. */
@@ -162,8 +166,9 @@ struct sg_tc_event {
 };
 
 /* The client's cookie ACK taken in the kernel (sg_tc_cookie_ack, the ingress program's tail call
- * for a bare ACK that meets no flow entry; router and both modes, with sg_tc_open_flows set before
- * load). Only for a service the daemon listed in sg_tc_services with SG_TC_SERVICE_OPENS, while
+ * for a bare ACK that meets no flow entry, or meets the entries of a flow whose record has closed
+ * for the client's segments: port reuse, sg_tc_opened.over_closed; router and both modes, with
+ * sg_tc_open_flows set before load). Only for a service the daemon listed in sg_tc_services with SG_TC_SERVICE_OPENS, while
  * sg_tc_open_config says the daemon is there to take the flow (open_until_ns, which it moves on
  * at every sweep: a dead daemon's programs stop opening flows nobody would hold), with the cookie
  * checked against the secrets it published (sg_tc_keys, sg_tc_key_slot, as the XDP program's).

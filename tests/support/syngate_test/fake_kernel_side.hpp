@@ -108,8 +108,9 @@ struct FakeKernelSide : FlowObserver, KernelFlowState {
     std::erase_if(entries, [&](const auto& e) { return e.first == t; });
   }
   // What the program does with a client's cookie ACK (its cookie's MSS `mss`): the backend's SYN
-  // sent, the record written, the flow reported. Returns the record.
-  sg_handshake open(const Bytes& cookie_ack, uint16_t mss, bool room, uint8_t announced_ws) {
+  // sent, the record written, the flow reported (`over_closed`: over the closed entries of the
+  // pair's previous flow). Returns the record.
+  sg_handshake open(const Bytes& cookie_ack, uint16_t mss, bool room, uint8_t announced_ws, bool over_closed = false) {
     Bytes copy = cookie_ack;
     ParseResult r = parse_tcp_packet(copy);
     EXPECT_TRUE(r);
@@ -121,6 +122,7 @@ struct FakeKernelSide : FlowObserver, KernelFlowState {
     sg_handshake_of_cookie_ack(&a, announced_ws, &k.handshake);
     k.mss = mss;
     k.room_for_timestamps = room;
+    k.over_closed = over_closed;
     records.emplace_back(k.flow, k.handshake);
     opened_reports.push_back(k);
     return k.handshake;
