@@ -175,7 +175,7 @@ static __noinline int build_synack(const struct parsed* x, struct option_walk* w
   store_be32(th + 8, client_seq + 1);
   th[12] = (__u8)((tcp_len / 4) << 4);
   th[13] = SG_TCP_SYN | SG_TCP_ACK | extra_flags;
-  store_be16(th + 14, cfg->synack_window ? cfg->synack_window : 1);
+  store_be16(th + 14, cfg->synack_window);
 
   /* IP header and the pseudo-header sum, from server to client. */
   __u8* ih = out->ih;

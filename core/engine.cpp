@@ -122,8 +122,7 @@ bool answer_syn(const TcpPacket& syn, const CookieJar& cookies, const EngineConf
     if (b.ecn) extra = tcp_flag::ECE;
   }
   uint8_t buf[kMaxHeadersLen];
-  const size_t n = build_syn_ack(buf, t.reversed(), cookie, syn.seq() + 1,
-                                 std::max<uint16_t>(config.synack_window, 1), out, extra);
+  const size_t n = build_syn_ack(buf, t.reversed(), cookie, syn.seq() + 1, config.synack_window, out, extra);
   if (n == 0) return false;
   sink.send(std::span<const uint8_t>(buf, n));
   return true;

@@ -350,7 +350,7 @@ void parse_engine(const toml::table& t, GatewayConfig& c) {
   r.integer("max_flows", e.max_flows, 1, 1 << 26);
   r.integer("max_flows_per_source", e.max_flows_per_source, 0, kU32Max);
   r.integer("source_prefix_v6", e.source_prefix_v6, 16, 128);
-  r.integer("synack_window", e.synack_window, 1, 65535);
+  r.integer("synack_window", e.synack_window, 0, 65535);
   r.integer("announced_wscale", e.announced_wscale, 0, kMaxWindowScale);
   r.boolean("announce_ecn", e.announce_ecn);
   r.integer("early_data_bytes", e.early_data_bytes, 0, 1 << 20);

@@ -34,9 +34,12 @@ struct EngineConfig {
   // prefix of this length (source_group), IPv4 per address.
   uint8_t source_prefix_v6 = kDefaultSourcePrefixV6;
 
-  // What our SYN-ACK announces to clients. The window is unscaled (as in every SYN segment) and
-  // never 0, so a client can send its request with the third ACK; by default it matches the
-  // early-data buffer so what the client may send is what we can hold.
+  // What our SYN-ACK announces to clients. The window is unscaled (as in every SYN segment). By
+  // default a client may send its request with the third ACK, up to what the early-data buffer
+  // holds; that request usually reaches the gateway before the backend has answered, and waits
+  // in the engine. 0 makes the client wait for the window update sent with the backend's answer
+  // (kernel SYNPROXY's way): one client round trip more per connection, and with the kernel path
+  // the request then never crosses userspace.
   uint16_t synack_window = 4096;
   uint8_t announced_wscale = 7;       // what the client will scale our windows by
   uint16_t announced_mss_v4 = 1460;   // MSS we announce (the backend's is not known yet)

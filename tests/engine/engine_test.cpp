@@ -42,6 +42,21 @@ TEST_F(EngineTest, SynIsAnsweredWithCookieAndKeepsNoState) {
   EXPECT_EQ(counters().drop(DropReason::SynAnswered), 1u);
 }
 
+// synack_window = 0 (kernel SYNPROXY's way): the client may send nothing before the backend has
+// answered, and the window update sent with the backend's answer opens its window.
+TEST_F(EngineTest, AZeroSynAckWindowIsOpenedByTheBackendsAnswer) {
+  cfg.synack_window = 0;
+  Conn c = Conn::v4();
+  EXPECT_EQ(learn_cookie(c).pkt.window(), 0);
+  int updates = 0;
+  for (const Seen& s : establish(c)) {
+    if (s.pkt.tuple() != c.c2s.reversed()) continue;
+    ++updates;
+    EXPECT_GT(s.pkt.window(), 0) << "the client's window stays shut";
+  }
+  EXPECT_EQ(updates, 1) << "no window update to the client";
+}
+
 TEST_F(EngineTest, RetransmittedSynGetsTheSameAnswer) {
   Conn c = Conn::v4();
   feed(c.syn());

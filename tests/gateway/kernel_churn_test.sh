@@ -10,6 +10,8 @@
 # ACKs, those of a client back on a port whose old flow lingers included: the connections then
 # never cross a queue, and the engine, which hears of each flow only from the programs' reports,
 # must still end every one.
+# With SYNACK_WINDOW=0 in the environment (engine.synack_window = 0, kernel SYNPROXY's way) the
+# clients wait for their backend's answer before they send: no request waits in the engine.
 #   kernel_churn_test.sh SYNGATE [CONNECTIONS] [open]
 source "$(dirname "$0")/lib.sh"
 lab_init "$1"
@@ -28,7 +30,8 @@ wait_listen "$NS_SRV" 6379 || fail "redis-server did not start"
 # One client at ~10k connections/s: the backscatter budget (per /24) would hold it back.
 KERNEL_PATH=auto write_config "$GATEWAY_KEYS" "linger_s = 1
 closing_idle_s = 30
-max_flows = 65536" "[[service]]
+max_flows = 65536
+${SYNACK_WINDOW:+synack_window = $SYNACK_WINDOW}" "[[service]]
 address = \"10.10.3.2\"
 port = 6379
 
@@ -48,6 +51,15 @@ expect_empty_tables() {  # expect_empty_tables WHAT
   (( active == 0 )) || fail "$active $1 still in the table 10 s after the last connection"
   fail "$entries tc flow map entries left 10 s after the last connection ($1)"
 }
+# The client's side of the first SYN-ACKs: the window they announce.
+if [[ -n ${SYNACK_WINDOW:-} ]]; then
+  ip netns exec "$NS_CLI" timeout 20 tcpdump -i c0 -nn -l -c 5 'tcp[13] == 18' >"$LAB_DIR/synacks.txt" \
+    2>"$LAB_DIR/tcpdump.err" &
+  CAP_PID=$!
+  track_pid "$CAP_PID"
+  for _ in $(seq 100); do grep -q "listening on" "$LAB_DIR/tcpdump.err" && break; sleep 0.05; done
+  grep -q "listening on" "$LAB_DIR/tcpdump.err" || fail "tcpdump did not start: $(cat "$LAB_DIR/tcpdump.err")"
+fi
 t0=$(date +%s)
 in_ns "$NS_CLI" timeout 80 ab -q -n "$N" -c 32 -r http://10.10.3.2/ > "$LAB_DIR/ab.out" 2>&1 || true
 t1=$(date +%s)
@@ -55,6 +67,18 @@ complete=$(awk '/^Complete requests:/ { print $3 }' "$LAB_DIR/ab.out")
 failed=$(awk '/^Failed requests:/ { print $3 }' "$LAB_DIR/ab.out")
 log "ab: $complete complete, $failed failed in $((t1 - t0)) s ($(awk '/^Requests per second:/ { print $4 }' "$LAB_DIR/ab.out")/s)"
 [[ $complete == "$N" && $failed == 0 ]] || fail "ab: $(tail -15 "$LAB_DIR/ab.out")"
+early=$(metric_sum syngate_early_data_buffered_total)
+log "requests that reached the gateway before their backend's SYN-ACK (held by the engine): $early"
+if [[ -n ${SYNACK_WINDOW:-} ]]; then
+  wait "$CAP_PID" 2>/dev/null || true
+  untrack_pid "$CAP_PID"
+  wins=$(grep -o 'win [0-9]*' "$LAB_DIR/synacks.txt" | sort -u | tr '\n' ' ')
+  [[ $wins == "win $SYNACK_WINDOW " ]] || fail "the clients' SYN-ACKs announced: ${wins:-nothing captured}"
+fi
+if [[ ${SYNACK_WINDOW:-} == 0 ]]; then
+  # Each client waited for the window update sent with its backend's answer.
+  (( early == 0 )) || fail "$early requests waited in the engine with synack_window = 0"
+fi
 handed=$(metric_sum syngate_tc_flows_handed_over_total)
 (( handed >= N * 9 / 10 )) || fail "only $handed of $N flows handed to the kernel path"
 opened=$(metric_sum syngate_kernel_opened_total)

@@ -403,7 +403,7 @@ TEST_P(XdpDiff, KernelCapturedFixturesGetTheEnginesAnswer) {
 
 TEST_P(XdpDiff, FixturesWithEcnAnnouncedAndOtherSettings) {
   config_.announce_ecn = true;
-  config_.synack_window = 0;  // sent as 1 by both
+  config_.synack_window = 0;  // the client waits for the backend (SYNPROXY's way), in both
   config_.announced_wscale = 14;
   config_.announced_mss_v4 = 1400;
   config_.announced_mss_v6 = 1380;

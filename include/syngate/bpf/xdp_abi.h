@@ -32,7 +32,7 @@ struct sg_xdp_flow_key {
 /* What the SYN-ACK announces and how the program behaves; one entry, written before `ready`. */
 struct sg_xdp_config {
   sg_u64 fixed_now_ns;   /* 0: CLOCK_TAI, the daemon's clock; else this instant (tests) */
-  sg_u16 synack_window;  /* never 0 on the wire: 0 is sent as 1, as the engine does */
+  sg_u16 synack_window;  /* as sent, 0 included (the engine's engine.synack_window) */
   sg_u16 mss_v4;
   sg_u16 mss_v6;
   sg_u8 wscale;          /* announced when the client asked for window scaling (with timestamps) */
