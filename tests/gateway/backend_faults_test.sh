@@ -41,11 +41,11 @@ capture_start() {
   # into the next capture's file).
   ip netns exec "$NS_GW" tcpdump -i g3 -nn -tt -l --immediate-mode host 10.10.3.2 >"$LAB_DIR/cap.txt" 2>"$LAB_DIR/tcpdump.err" &
   CAP_PID=$!
-  LAB_PIDS+=("$CAP_PID")
+  track_pid "$CAP_PID"
   for _ in $(seq 100); do grep -q "listening on" "$LAB_DIR/tcpdump.err" && return 0; sleep 0.05; done
   fail "tcpdump did not start: $(cat "$LAB_DIR/tcpdump.err")"
 }
-capture_stop() { sleep 0.3; kill "$CAP_PID"; wait "$CAP_PID" 2>/dev/null || true; }
+capture_stop() { sleep 0.3; kill "$CAP_PID"; wait "$CAP_PID" 2>/dev/null || true; untrack_pid "$CAP_PID"; }
 
 # measure NAME PORT EVENT_AWK [dies]: prints "NAME OUTCOME DELAY_S" (delay from the fault's moment)
 measure() {
