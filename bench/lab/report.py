@@ -13,7 +13,7 @@ import shutil
 import subprocess
 import sys
 
-MODE_ORDER = ["none", "syncookies", "synproxy", "synproxy-ts", "syngate", "syngate-notc", "syngate-nofwd", "syngate-nort", "syngate-nosynack", "syngate-noopen", "syngate-native",
+MODE_ORDER = ["none", "syncookies", "synproxy", "synproxy-ts", "syngate", "syngate-notc", "syngate-nofwd", "syngate-nort", "syngate-nosynack", "syngate-noopen", "syngate-zw", "syngate-native",
               "syngate-generic", "syngate-nfqueue"]
 CLEAN_PCT = 99.0  # a point is clean when at least this share of legitimate connections succeeded
 
@@ -443,6 +443,7 @@ EST_MODE_LABEL = {"none": "no gateway", "synproxy": "kernel SYNPROXY", "syngate"
                   "syngate-notc": "syngate, kernel_path off", "syngate-nofwd": "syngate, tc_forward off",
                   "syngate-nort": "syngate, flow workers not real-time", "syngate-nosynack": "syngate, tc_handshake off",
                   "syngate-noopen": "syngate, tc_open_flows off",
+                  "syngate-zw": "syngate, synack_window 0",
                   "syngate-nfqueue": "syngate, [xdp] off",
                   "syngate-generic": "syngate, generic XDP"}
 

@@ -95,9 +95,9 @@ Usage: $0 [options]
   --build DIR            build tree holding flood/synflood and gateway/syngate (default: $build)
   --synflood PATH        synflood binary (default: BUILD/flood/synflood)
   --syngate PATH         syngate binary (default: BUILD/gateway/syngate; mode skipped if absent/broken)
-  --modes "LIST"         any of: none syncookies synproxy synproxy-ts syngate syngate-notc syngate-nofwd syngate-nort syngate-nosynack syngate-noopen
+  --modes "LIST"         any of: none syncookies synproxy synproxy-ts syngate syngate-notc syngate-nofwd syngate-nort syngate-nosynack syngate-noopen syngate-zw
                          syngate-native syngate-generic syngate-nfqueue (default: all but syngate-notc, syngate-nort,
-                         syngate-nosynack, syngate-noopen and
+                         syngate-nosynack, syngate-noopen, syngate-zw and
                          syngate-generic; with --kinds established: none synproxy syngate
                          syngate-notc). syngate: as shipped, [xdp] mode = "auto" (the fast path in
                          the tc ingress hook on veth) and kernel_path "auto" (established flows
@@ -108,7 +108,9 @@ Usage: $0 [options]
                          default they run SCHED_FIFO while the fast path is attached); syngate-nosynack: with
                          tc_handshake = false (the engine answers every backend SYN-ACK; by default
                          the tc program does where it can); syngate-noopen: with tc_open_flows = false
-                         (the engine takes every cookie ACK; by default the tc program does); syngate-generic: [xdp] mode = "generic"
+                         (the engine takes every cookie ACK; by default the tc program does); syngate-zw: with
+                         [engine] synack_window = 0 (the client waits for its backend's answer
+                         before it sends, as kernel SYNPROXY's clients do); syngate-generic: [xdp] mode = "generic"
                          (the fast path in generic XDP); syngate-native: native XDP on gw's client- and
                          flood-facing veths, with a pass-through XDP program on their peers, which
                          a veth needs and a NIC does not (BUILD/bpf/lab_xdp_pass.bpf.o);
@@ -484,8 +486,8 @@ syngate_metrics_port=9470  # inside gw's namespace: its own loopback
 # The lab's one departure from syngate's shipped configuration (see [policy] below); the
 # established kind runs syngate as shipped (no SYN flood there for the budget to matter).
 lab_policy=1
-syngate_up() {  # syngate_up XDP_MODE [XDP_INTERFACES as a TOML array] [A [gateway] LINE]
-  local xdp_mode=$1 xdp_interfaces=${2:-} gateway_line=${3:-}
+syngate_up() {  # syngate_up XDP_MODE [XDP_INTERFACES as a TOML array] [A [gateway] LINE] [AN [engine] LINE]
+  local xdp_mode=$1 xdp_interfaces=${2:-} gateway_line=${3:-} engine_line=${4:-}
   # Every mode starts as a new install: a stop keeps the flow tables for the next start (syngate's
   # restarts keep connections), and one mode must not take over the flows another left lingering.
   rm -rf "$tmp/syngate-state"
@@ -499,6 +501,9 @@ secret_file = "$tmp/syngate.secrets"
 state_dir = "$tmp/syngate-state"
 metrics_address = "127.0.0.1:$syngate_metrics_port"
 $gateway_line
+
+[engine]
+$engine_line
 
 [xdp]
 mode = "$xdp_mode"
@@ -595,7 +600,7 @@ mode_up() {
     syncookies) srv_sysctls 1 ;;
     synproxy) srv_sysctls 0; synproxy_up "" ;;
     synproxy-ts) srv_sysctls 0; synproxy_up "--timestamp" ;;
-    syngate|syngate-notc|syngate-nofwd|syngate-nort|syngate-nosynack|syngate-noopen|syngate-native|syngate-generic|syngate-nfqueue) srv_sysctls 0 ;;
+    syngate|syngate-notc|syngate-nofwd|syngate-nort|syngate-nosynack|syngate-noopen|syngate-zw|syngate-native|syngate-generic|syngate-nfqueue) srv_sysctls 0 ;;
     *) skip_reason="unknown mode $1"; return 1 ;;
   esac
   start_nginx  # after the sysctls: the listen backlog is fixed at listen() time
@@ -607,6 +612,7 @@ mode_up() {
     syngate-nort) syngate_up auto "" 'flow_worker_rt_priority = 0' || return 1 ;;
     syngate-nosynack) syngate_up auto "" 'tc_handshake = false' || return 1 ;;
     syngate-noopen) syngate_up auto "" 'tc_open_flows = false' || return 1 ;;
+    syngate-zw) syngate_up auto "" "" 'synack_window = 0' || return 1 ;;
     syngate-nfqueue) syngate_up off || return 1 ;;
     syngate-generic) syngate_up generic || return 1 ;;
     syngate-native)
@@ -626,7 +632,7 @@ wire_pass_off() {
 }
 
 mode_down() {
-  case "$1" in syngate|syngate-notc|syngate-nofwd|syngate-nort|syngate-nosynack|syngate-noopen|syngate-native|syngate-generic|syngate-nfqueue) syngate_down ;; esac
+  case "$1" in syngate|syngate-notc|syngate-nofwd|syngate-nort|syngate-nosynack|syngate-noopen|syngate-zw|syngate-native|syngate-generic|syngate-nfqueue) syngate_down ;; esac
   if [ "$1" = syngate-native ]; then wire_pass_off; fi
   gw_clear
 }
