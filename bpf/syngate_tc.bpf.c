@@ -415,8 +415,7 @@ static __always_inline int translate(struct __sk_buff* skb, int egress) {
   if (!f) {
     if (sg_tc_answer_synacks && !egress && (payload != 0 || (p.flags & TCP_FLAG_FIN))) {
       client_data_before_synack(key);
-    } else if (sg_tc_open_flows && !egress && payload == 0 &&
-               (p.flags & (TCP_FLAG_SYN | TCP_FLAG_ACK | TCP_FLAG_RST | TCP_FLAG_FIN)) == TCP_FLAG_ACK) {
+    } else if (sg_tc_open_flows && !egress && tc_bare_ack(p.flags, payload)) {
       /* A bare ACK with no flow: a client's cookie ACK, maybe (it counts its own outcome). */
       bpf_tail_call(skb, &sg_tc_tail, TC_TAIL_COOKIE_ACK);
     }
@@ -465,8 +464,7 @@ static __always_inline int translate(struct __sk_buff* skb, int egress) {
    * lib/tc_rewritable.h): that decision is taken, and a flow that started closing since must not
    * make this segment leave untranslated. */
   if (!rewritable) {
-    if (sg_tc_open_flows && !egress && f->direction == SG_TC_TO_SERVER && payload == 0 &&
-        (p.flags & (TCP_FLAG_SYN | TCP_FLAG_ACK | TCP_FLAG_RST | TCP_FLAG_FIN)) == TCP_FLAG_ACK)
+    if (sg_tc_open_flows && !egress && f->direction == SG_TC_TO_SERVER && tc_bare_ack(p.flags, payload))
       open_over_closed(skb);
     count(SG_TC_PUNTED);
     return TC_ACT_OK;
