@@ -46,7 +46,8 @@ _Static_assert(sizeof(struct pkt_tuple) == sizeof(struct sg_tc_flow_key), "the p
 _Static_assert(SG_TC_TO_SERVER == SG_XLATE_TO_SERVER && SG_TC_TO_CLIENT == SG_XLATE_TO_CLIENT,
                "one direction vocabulary");
 
-/* Entries are written and deleted by the daemon only (tc_abi.h); it sizes the map at load. */
+/* Entries are written by the daemon and by sg_tc_synack's hand-over, and deleted by the daemon only,
+ * through sg_tc_release (tc_abi.h); it sizes the map at load. */
 struct {
   __uint(type, BPF_MAP_TYPE_HASH);
   __uint(max_entries, 65536);
@@ -942,10 +943,12 @@ int sg_tc_cookie_ack(struct __sk_buff* skb) {
     return punt_open();
   }
   /* Added, then read: this compiler's BPF target (v1) cannot return the old value of an atomic
-   * add. Two CPUs may read the same number; nothing compares generations (they tell a reader
-   * which entries came later), so that costs nothing. */
+   * add. Two CPUs (or this one and the daemon) may read the same number; only the flows of one
+   * pair are compared (sg_tc_release), and a pair has one open at a time (the record, BPF_NOEXIST,
+   * below) or, with the engine's, the same connection. */
   __sync_fetch_and_add(&sg_tc_generation, 1);
   x->hs.generation = *(volatile __u32*)&sg_tc_generation;
+  if (!x->hs.generation) x->hs.generation = 1; /* 0 is "unknown" (sg_tc_release) */
   x->hs.client_data = 0;
   struct sg_tc_flow_key s2c;
   reverse_key((const struct sg_tc_flow_key*)&p.key, &s2c);
@@ -976,4 +979,54 @@ int sg_tc_cookie_ack(struct __sk_buff* skb) {
   skb->mark |= SG_TC_MARK;
   count(SG_TC_OPENED);
   return bpf_redirect(r->fib.ifindex, 0);
+}
+
+/* ---- the daemon's releases (tc_abi.h, sg_tc_release) ------------------------------------------ */
+#define TC_EEXIST 17
+
+static __always_inline int release_newer(__u32 generation, const struct sg_tc_release* a) {
+  return a->generation && sg_seq_after(generation, a->generation);
+}
+/* Whether a release takes this entry as the flow's: its own, or (FREE, PUNT) an older flow's. */
+static __always_inline int release_takes(__u32 generation, const struct sg_tc_release* a) {
+  if (a->op == SG_TC_RELEASE_REFUSED) return !a->generation || generation == a->generation;
+  return !release_newer(generation, a);
+}
+
+static __always_inline int release_entry(const struct sg_tc_flow_key* key, const struct sg_tc_release* a,
+                                         int released) {
+  struct sg_tc_flow* f = bpf_map_lookup_elem(&sg_tc_flows, key);
+  if (!f) return 0;
+  if (!release_takes(f->generation, a)) return release_newer(f->generation, a) ? SG_TC_RELEASE_LEFT_NEWER : 0;
+  if (a->op == SG_TC_RELEASE_PUNT) {
+    if (!f->closing) f->closing |= SG_TC_CLOSED_BY_ENGINE;
+    return released;
+  }
+  return bpf_map_delete_elem(&sg_tc_flows, key) == 0 ? released : 0;
+}
+
+SEC("syscall")
+int sg_tc_release(struct sg_tc_release* ctx) {
+  struct sg_tc_release a;
+  __builtin_memcpy(&a, ctx, sizeof(a));
+  struct sg_tc_flow_key s2c;
+  reverse_key(&a.key, &s2c);
+  if (a.op == SG_TC_RELEASE_PUNT)
+    return release_entry(&a.key, &a, SG_TC_RELEASED_TO_SERVER) | release_entry(&s2c, &a, SG_TC_RELEASED_TO_CLIENT);
+  int done = 0;
+  const struct sg_tc_handshake* record = bpf_map_lookup_elem(&sg_tc_handshakes, &s2c);
+  if (record) {
+    if (release_newer(record->generation, &a)) return SG_TC_RELEASE_LEFT_NEWER;
+    if (bpf_map_delete_elem(&sg_tc_handshakes, &s2c) == 0) done |= SG_TC_RELEASED_RECORD;
+  }
+  struct sg_tc_handshake hold = {};
+  hold.generation = a.generation;
+  hold.client_data = 1;
+  const long held = bpf_map_update_elem(&sg_tc_handshakes, &s2c, &hold, BPF_NOEXIST);
+  if (held == -TC_EEXIST) return done | SG_TC_RELEASE_LEFT_NEWER; /* an open since the look above */
+  done |= release_entry(&a.key, &a, SG_TC_RELEASED_TO_SERVER);
+  done |= release_entry(&s2c, &a, SG_TC_RELEASED_TO_CLIENT);
+  /* No room for the hold (held < 0) leaves no room for an open's record either. */
+  if (held == 0) bpf_map_delete_elem(&sg_tc_handshakes, &s2c);
+  return done;
 }

@@ -383,7 +383,7 @@ struct Engine::Impl {
   void punt_if_closed(const Flow& f, KernelSide side) {
     if (side != KernelSide::Translating) return;
     if (!(f.bits & bit::kClientFin) && f.state != State::Linger) return;
-    kernel->punt(f.key);
+    kernel->punt(f.key, f.kernel_generation);
     ++counters.kernel_punts;
   }
 
@@ -608,7 +608,7 @@ struct Engine::Impl {
     f.kernel_handshake = 0;
     if (bare) {
       FlowObserver* observer = table.flow_observer();
-      if (observer && observer->handshake_sent(f.key, handshake_of(f))) {
+      if (observer && observer->handshake_sent(f.key, handshake_of(f), f.kernel_generation)) {
         f.kernel_handshake = kHandshakeOffered;
         kernel_offers = true;
       }
@@ -621,11 +621,14 @@ struct Engine::Impl {
   // taken with this one, a client reconnecting within a turn): their hand-overs and closes are
   // taken before a refusal.
   uint32_t allocate_flow(const FlowTuple& key, const EngineClock& now, PacketSink& sink) {
-    const uint32_t i = table.allocate_flow(key, timer_ms(now), kernel != nullptr);
-    if (i != kNone || !kernel) return i;
-    take_handed_over_reports(now, sink);
-    merge_kernel_closes(timer_ms(now));
-    return table.allocate_flow(key, timer_ms(now));
+    uint32_t i = table.allocate_flow(key, timer_ms(now), kernel != nullptr);
+    if (i == kNone && kernel) {
+      take_handed_over_reports(now, sink);
+      merge_kernel_closes(timer_ms(now));
+      i = table.allocate_flow(key, timer_ms(now));
+    }
+    if (i != kNone && kernel) table.edit(i).kernel_generation = kernel->new_generation();
+    return i;
   }
 
   // A flow allocated for handshake `h` (the cookie's MSS; `room`: the backend's SYN leaves room for
@@ -664,6 +667,9 @@ struct Engine::Impl {
     if (i != kNone) {
       Flow& f = table.edit(i);
       if (f.client_isn == k.handshake.client_isn) {
+        // Whichever record stands (the program's, or the engine's written over it), the flow's
+        // entries carry its number: the flow releases up to the later of the two.
+        f.kernel_generation = sg_seq_max(f.kernel_generation, k.generation);
         // The engine opened this connection too, from a copy of the ACK or from the client's
         // data, which can overtake the report: sent by the client's process on another CPU, it
         // meets the program's record before the program has submitted its report, and a vCPU
@@ -704,13 +710,14 @@ struct Engine::Impl {
     }
     start_flow(i, k.handshake, k.mss, k.room_for_timestamps, now);
     table.edit(i).kernel_handshake = kHandshakeOffered;
+    table.edit(i).kernel_generation = k.generation;  // the program's record's, and so its entries'
     kernel_offers = true;
   }
   void refuse_kernel_opened(const KernelOpened& k, PacketSink& sink) {
     ++counters.flows_refused;
     ++counters.kernel_opened_refused;
     kernel->withdraw_handshake(k.flow);
-    kernel->discard(k.flow);
+    kernel->discard(k.flow, k.generation);
     emit(sink, build_rst(scratch, k.flow, k.handshake.client_isn + 1, 0, false));
     emit(sink, build_rst(scratch, k.flow.reversed(), k.handshake.cookie_isn + 1, k.handshake.client_isn + 1, true));
   }
@@ -965,7 +972,9 @@ struct Engine::Impl {
     // The translation is complete: hand it over before anything reaches the backend (the ACK
     // below lets it send), so that none of its segments can overtake the hand-over.
     if (FlowObserver* observer = table.flow_observer()) {
-      if (const std::optional<FlowTranslation> t = translation(f)) observer->flow_established(f.key, *t);
+      if (const std::optional<FlowTranslation> t = translation(f)) {
+        observer->flow_established(f.key, *t, f.kernel_generation);
+      }
     }
     if (f.early_len > 0) send_early_data(f, s, ho.to_backend, sink);
     else emit(sink, build_ack(scratch, f.key, ho.to_backend.seq, ho.to_backend.ack, ho.to_backend.window,
@@ -1382,10 +1391,25 @@ void Engine::set_flow_observer(FlowObserver* observer) noexcept {
     observer->flow_created(f.key);
     // Only Established: a closing flow's segments are the engine's anyway (FIN and RST merge).
     if (f.state != State::Established) return;
-    if (const std::optional<FlowTranslation> t = Impl::translation(f)) observer->flow_established(f.key, *t);
+    if (const std::optional<FlowTranslation> t = Impl::translation(f)) {
+      observer->flow_established(f.key, *t, f.kernel_generation);
+    }
   });
 }
-void Engine::set_kernel_state(KernelFlowState* state) noexcept { impl_->kernel = state; }
+void Engine::set_kernel_state(KernelFlowState* state) noexcept {
+  Impl& m = *impl_;
+  m.kernel = state;
+  if (!state) return;
+  // Restored or imported flows carry the numbers of the process that saved them: each gets one
+  // after every number the kernel side holds, so that it releases its own (older) record and
+  // entries, and a connection the programs open on its pair from now on is newer.
+  std::vector<uint32_t> flows;
+  m.table.for_each([&](uint32_t i, const Flow&) { flows.push_back(i); });
+  for (const uint32_t i : flows) {
+    m.table.edit(i).kernel_generation = state->new_generation();
+    m.table.settle();
+  }
+}
 uint64_t Engine::merge_kernel_state(const EngineClock& now) {
   Impl& m = *impl_;
   if (!m.kernel) return 0;
@@ -1404,7 +1428,7 @@ uint64_t Engine::merge_kernel_state(const EngineClock& now) {
       m.adopt_kernel_translation(i, *t, now, none);
       FlowObserver* observer = m.table.flow_observer();
       const std::optional<FlowTranslation> kept = Impl::translation(m.table.get(i));
-      if (observer && kept) observer->flow_established(m.table.get(i).key, *kept);
+      if (observer && kept) observer->flow_established(m.table.get(i).key, *kept, m.table.get(i).kernel_generation);
     }
     m.table.settle();
   }

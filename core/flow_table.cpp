@@ -516,7 +516,7 @@ void FlowTable::free_flow(uint32_t i) {
   index_erase(i);
   release_early(f);
   if (f.state != State::Linger) source_release(f.key.src);  // a lingering flow gave it back already
-  if (observer) observer->flow_freed(f.key);
+  if (observer) observer->flow_freed(f.key, f.kernel_generation);
   f.state = State::Free;
   f.free_next = free_head;
   free_head = i;

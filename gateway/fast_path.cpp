@@ -233,6 +233,6 @@ void FastPath::flow_created(const FlowTuple& t) noexcept {
   if (!program_->add_flow(t)) flow_insert_failures_.fetch_add(1, std::memory_order_relaxed);
 }
 
-void FastPath::flow_freed(const FlowTuple& t) noexcept { program_->remove_flow(t); }
+void FastPath::flow_freed(const FlowTuple& t, uint32_t) noexcept { program_->remove_flow(t); }
 
 }  // namespace syngate::xdp

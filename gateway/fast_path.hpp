@@ -53,7 +53,7 @@ class FastPath : public FlowObserver {
   // Detaches from every interface (the program stays loaded for the flow workers' last calls).
   void detach() noexcept;
   void flow_created(const FlowTuple& t) noexcept override;
-  void flow_freed(const FlowTuple& t) noexcept override;
+  void flow_freed(const FlowTuple& t, uint32_t generation) noexcept override;
   // syngate_xdp_* metrics in the Prometheus text format.
   std::string render_metrics() const;
   // The metrics when there is no fast path: none.

@@ -427,32 +427,14 @@ bool Program::read_flow(const FlowTuple& c2s, sg_tc_flow& to_server, sg_tc_flow&
   return bpf_map_lookup_elem(fd, &a, &to_server) == 0 && bpf_map_lookup_elem(fd, &b, &to_client) == 0;
 }
 
-void Program::punt_flow(const FlowTuple& c2s) noexcept {
-  const int fd = impl_->flows_fd();
-  for (const sg_tc_flow_key& k : {flow_key(c2s), flow_key(c2s.reversed())}) {
-    sg_tc_flow v{};
-    if (bpf_map_lookup_elem(fd, &k, &v) != 0 || v.closing != 0) continue;
-    // Read, changed, written back: a segment the program records in between loses that record,
-    // which the flow no longer needs (from here on its segments all reach the engine).
-    v.closing |= SG_TC_CLOSED_BY_ENGINE;
-    bpf_map_update_elem(fd, &k, &v, BPF_EXIST);
-  }
-}
-
-// Both entries in one system call (every connection ends here). The kernel deletes the keys in
-// order and stops at one that is not there; a flow never handed over has neither, and the
-// client-to-server entry goes first because the server-to-client one never outlives it.
-void Program::delete_flow(const FlowTuple& c2s) noexcept {
-  const int fd = impl_->flows_fd();
-  const sg_tc_flow_key keys[2] = {flow_key(c2s), flow_key(c2s.reversed())};
-  uint32_t count = 2;
-  LIBBPF_OPTS(bpf_map_batch_opts, opts);
-  const int rc = bpf_map_delete_batch(fd, keys, &count, &opts);
-  if (rc == 0) return;
-  // -ENOENT: keys[count] was not there, those before it are gone. Anything else (no batch
-  // deletion before 5.6) says nothing of what was deleted: each key again.
-  const uint32_t from = rc == -ENOENT ? std::min<uint32_t>(count + 1, 2) : 0;
-  for (uint32_t i = from; i < 2; ++i) bpf_map_delete_elem(fd, &keys[i]);
+int Program::release(const FlowTuple& c2s, uint32_t generation, sg_tc_release_op op) noexcept {
+  sg_tc_release args{};
+  args.key = flow_key(c2s);
+  args.generation = generation;
+  args.op = op;
+  LIBBPF_OPTS(bpf_test_run_opts, opts, .ctx_in = &args, .ctx_size_in = sizeof args);
+  if (bpf_prog_test_run_opts(bpf_program__fd(impl_->skel->progs.sg_tc_release), &opts) != 0) return -1;
+  return static_cast<int>(opts.retval);
 }
 
 namespace {
@@ -598,6 +580,22 @@ void Program::set_generation(uint32_t generation) noexcept {
   __atomic_store_n(&impl_->skel->bss->sg_tc_generation, generation, __ATOMIC_RELAXED);
 }
 
+uint32_t Program::next_generation() noexcept {
+  uint32_t g = __atomic_add_fetch(&impl_->skel->bss->sg_tc_generation, 1, __ATOMIC_RELAXED);
+  if (g == 0) g = __atomic_add_fetch(&impl_->skel->bss->sg_tc_generation, 1, __ATOMIC_RELAXED);
+  return g;
+}
+
+uint32_t Program::top_generation() const {
+  uint32_t top = 0;
+  for (const auto& [key, entry] : entries()) top = std::max(top, entry.generation);
+  walk_map<sg_tc_flow_key, sg_tc_handshake>(bpf_map__fd(impl_->skel->maps.sg_tc_handshakes),
+                                            [&](const sg_tc_flow_key&, const sg_tc_handshake& r) {
+                                              top = std::max(top, r.generation);
+                                            });
+  return top;
+}
+
 std::vector<std::pair<sg_tc_flow_key, sg_tc_flow>> Program::entries() const {
   std::vector<std::pair<sg_tc_flow_key, sg_tc_flow>> out;
   walk_flows(impl_->flows_fd(), [&](const sg_tc_flow_key& k, const sg_tc_flow& v) { out.emplace_back(k, v); });
@@ -660,8 +658,7 @@ void Program::detach_all() noexcept {}
 void Program::detach(int) noexcept {}
 std::vector<int> Program::attached() const { return {}; }
 bool Program::write_flow(const FlowTuple&, const FlowTranslation&, uint32_t) noexcept { return false; }
-void Program::delete_flow(const FlowTuple&) noexcept {}
-void Program::punt_flow(const FlowTuple&) noexcept {}
+int Program::release(const FlowTuple&, uint32_t, sg_tc_release_op) noexcept { return -1; }
 bool Program::read_flow(const FlowTuple&, sg_tc_flow&, sg_tc_flow&) const noexcept { return false; }
 uint64_t Program::clear_flows() noexcept { return 0; }
 void Program::delete_key(const sg_tc_flow_key&) noexcept {}
@@ -673,6 +670,8 @@ bool Program::set_cookie_secrets(const CookieSecrets&, uint32_t) noexcept { retu
 bool Program::set_open_services(const std::vector<std::pair<Service, uint8_t>>&) noexcept { return false; }
 bool Program::set_open_until(uint64_t, uint8_t) noexcept { return false; }
 void Program::set_generation(uint32_t) noexcept {}
+uint32_t Program::next_generation() noexcept { return 1; }
+uint32_t Program::top_generation() const { return 0; }
 std::vector<std::pair<sg_tc_flow_key, sg_tc_flow>> Program::entries() const { return {}; }
 void Program::take_events(std::vector<sg_tc_event>&) noexcept {}
 uint64_t Program::flow_entries_count() const noexcept { return 0; }
@@ -726,14 +725,23 @@ std::unique_ptr<KernelPath> KernelPath::start(const gw::GatewayConfig& config, u
     spdlog::warn("tc: kernel path unavailable, every segment crosses NFQUEUE: {}", e.what());
     return nullptr;
   }
+  // Every flow's end runs the release program (tc_abi.h, sg_tc_release): one that cannot run would
+  // leave every entry in the map. Tried once on a tuple that holds nothing.
+  if (program->release(FlowTuple{}, 0, SG_TC_RELEASE_PUNT) < 0) {
+    const std::string why = bpf::errno_text(errno);
+    program.reset();
+    remove_everywhere(pins);
+    spdlog::warn("tc: kernel path unavailable, every segment crosses NFQUEUE: its release program cannot run ({})",
+                 why);
+    return nullptr;
+  }
   // Untrusted until the policy rules are read (follow_fwmark_rules, below): the filters go on
   // before that, and a reused map's flows may have segments at once.
   program->set_fib_trusted(false);
   // Entries a dead syngate left (a reused pinned map) stay until finish_start() has reconciled
   // them with the restored flows.
-  uint32_t top_generation = 0;
+  const uint32_t top_generation = program->top_generation();
   const auto left = program->entries();
-  for (const auto& [key, entry] : left) top_generation = std::max(top_generation, entry.generation);
   if (!left.empty()) spdlog::info("tc: the flow map holds {} entries of an earlier run; reconciling", left.size());
   std::vector<Address> addresses;
   std::vector<Service> services = gw::to_engine_services(config.services);
@@ -773,7 +781,7 @@ std::unique_ptr<KernelPath> KernelPath::start(const gw::GatewayConfig& config, u
   }
   check_output_match(config, *program);
   std::unique_ptr<KernelPath> path(new KernelPath(std::move(program), pins));
-  path->generation_.store(top_generation);
+  path->program_->set_generation(top_generation);
   path->addresses_ = addresses;
   path->mode_ = config.mode;
   path->listed_ = config.xdp_interfaces;
@@ -799,7 +807,6 @@ std::unique_ptr<KernelPath> KernelPath::start(const gw::GatewayConfig& config, u
                  "queue hash decides which engine a flow's packets reach)");
   } else if (path->opens_) {
     path->announced_ws_ = config.engine.announced_wscale;
-    path->program_->set_generation(top_generation);
     spdlog::info("tc: the ingress takes the cookie ACKs of services behind a route itself (gateway.tc_open_flows)");
   }
   // The trust the rules of now allow, set before the first segment is handed over (finish_start).
@@ -975,7 +982,7 @@ void KernelPath::stop() noexcept {
   remove_pins(pin_dir_);
 }
 
-void KernelPath::flow_established(const FlowTuple& t, const FlowTranslation& x) noexcept {
+void KernelPath::flow_established(const FlowTuple& t, const FlowTranslation& x, uint32_t generation) noexcept {
   if (starting_.load(std::memory_order_relaxed)) {
     // A restored flow (finish_start): its entries stay when they translate as it does.
     const FlowEntries want = flow_entries(t, x, 0);
@@ -992,7 +999,6 @@ void KernelPath::flow_established(const FlowTuple& t, const FlowTranslation& x) 
     }
     ++rewritten_;  // none there, or another translation (the entries of an older flow on the tuple)
   }
-  const uint32_t generation = generation_.fetch_add(1, std::memory_order_relaxed) + 1;
   if (starting_.load(std::memory_order_relaxed)) {
     // Restored flows: no worker runs yet, nothing of the step is still to be sent.
     if (program_->write_flow(t, x, generation)) {
@@ -1120,39 +1126,6 @@ std::vector<PendingEntry>::iterator pending_of(KernelPath* owner, const FlowTupl
 }
 }  // namespace
 
-bool FreshOpens::KeyLess::operator()(const sg_tc_flow_key& a, const sg_tc_flow_key& b) const noexcept {
-  return key_less(a, b);
-}
-
-void FreshOpens::forget_expired(uint64_t now_ns) noexcept {
-  while (!by_age_.empty() && (now_ns - by_age_.front().second >= kKeepNs || by_key_.size() > kMax)) {
-    const auto it = by_key_.find(by_age_.front().first);
-    if (it != by_key_.end() && it->second.taken_ns == by_age_.front().second) by_key_.erase(it);
-    by_age_.pop_front();
-  }
-}
-
-void FreshOpens::add(const FlowTuple& flow, uint32_t generation, uint64_t now_ns) {
-  forget_expired(now_ns);
-  const sg_tc_flow_key key = flow_key(flow);
-  by_key_.insert_or_assign(key, Opened{generation, now_ns});
-  by_age_.emplace_back(key, now_ns);
-  if (by_key_.size() > kMax) forget_expired(now_ns);
-}
-
-void FreshOpens::erase(const FlowTuple& flow) noexcept {
-  // by_age_ keeps its record until it expires (skipped then): erasing from the middle would cost
-  // a scan.
-  by_key_.erase(flow_key(flow));
-  if (by_key_.empty()) by_age_.clear();
-}
-
-std::optional<uint32_t> FreshOpens::generation_of(const FlowTuple& flow, uint64_t now_ns) const noexcept {
-  const auto it = by_key_.find(flow_key(flow));
-  if (it == by_key_.end() || now_ns - it->second.taken_ns >= kKeepNs) return std::nullopt;
-  return it->second.generation;
-}
-
 void KernelPath::flow_created(const FlowTuple& t) noexcept {
   if (starting_.load(std::memory_order_relaxed)) {
     try {
@@ -1163,39 +1136,28 @@ void KernelPath::flow_created(const FlowTuple& t) noexcept {
     }
     return;
   }
-  forget_fresh(t);
 }
 
-void KernelPath::forget_fresh(const FlowTuple& t) noexcept {
-  if (!any_fresh_.load(std::memory_order_acquire)) return;
-  std::lock_guard lock(fresh_mutex_);
-  fresh_.erase(t);
-  any_fresh_.store(!fresh_.empty(), std::memory_order_release);
-}
-
-void KernelPath::flow_freed(const FlowTuple& t) noexcept {
+void KernelPath::flow_freed(const FlowTuple& t, uint32_t generation) noexcept {
   if (const auto it = pending_of(this, t); it != pending_to_client.end()) pending_to_client.erase(it);
   overtake_watch.forget(this, t);
-  if (any_fresh_.load(std::memory_order_acquire)) {
-    std::optional<uint32_t> generation;
-    {
-      std::lock_guard lock(fresh_mutex_);
-      generation = fresh_.generation_of(t, monotonic_ns());
-    }
-    sg_tc_flow up{}, down{};
-    if (generation && program_->read_flow(t, up, down) && up.generation == *generation) return;
-  }
-  program_->delete_flow(t);
+  released(program_->release(t, generation, SG_TC_RELEASE_FREE));
 }
 
-void KernelPath::punt(const FlowTuple& t) noexcept {
+void KernelPath::released(int outcome) noexcept {
+  if (outcome < 0) release_failures_.fetch_add(1, std::memory_order_relaxed);
+}
+
+uint32_t KernelPath::new_generation() noexcept { return program_->next_generation(); }
+
+void KernelPath::punt(const FlowTuple& t, uint32_t generation) noexcept {
   // Closing before its server entry was live: written first, so that the punt marks both.
   if (const auto it = pending_of(this, t); it != pending_to_client.end()) {
     const PendingEntry p = *it;
     pending_to_client.erase(it);
     publish_one(p);
   }
-  program_->punt_flow(t);
+  released(program_->release(t, generation, SG_TC_RELEASE_PUNT));
 }
 
 bool KernelPath::read(const FlowTuple& t, KernelFlowView& out) noexcept {
@@ -1303,23 +1265,16 @@ void KernelPath::take_opened(std::vector<KernelOpened>& out) noexcept {
   drain_events();
   try {
     out.insert(out.end(), opened_.begin(), opened_.end());
-    if (!opened_.empty() || any_fresh_.load(std::memory_order_acquire)) {
-      std::lock_guard fresh_lock(fresh_mutex_);
-      const uint64_t now = monotonic_ns();
-      fresh_.forget_expired(now);
-      for (const KernelOpened& k : opened_) fresh_.add(k.flow, k.generation, now);
-      any_fresh_.store(!fresh_.empty(), std::memory_order_release);
-    }
   } catch (const std::bad_alloc&) {
     // Those flows' SYN-ACKs reach the engine, which finds no flow: their clients retry.
   }
   opened_.clear();
 }
 
-void KernelPath::discard(const FlowTuple& t) noexcept {
-  program_->delete_handshake(flow_key(t.reversed()));
-  forget_fresh(t);  // its entries go now
-  flow_freed(t);
+void KernelPath::discard(const FlowTuple& t, uint32_t generation) noexcept {
+  if (const auto it = pending_of(this, t); it != pending_to_client.end()) pending_to_client.erase(it);
+  overtake_watch.forget(this, t);
+  released(program_->release(t, generation, SG_TC_RELEASE_REFUSED));
 }
 
 void KernelPath::keep_opening(const std::vector<Service>& services, const CookieSecrets& secrets,
@@ -1355,10 +1310,10 @@ void KernelPath::keep_opening(const std::vector<Service>& services, const Cookie
   leased_.store(true, std::memory_order_release);
 }
 
-bool KernelPath::handshake_sent(const FlowTuple& t, const sg_handshake& h) noexcept {
+bool KernelPath::handshake_sent(const FlowTuple& t, const sg_handshake& h, uint32_t generation) noexcept {
   if (!handshakes_ || stopped_.load(std::memory_order_acquire)) return false;
   if (std::find(handshake_services_.begin(), handshake_services_.end(), t.dst) == handshake_services_.end()) return false;
-  const sg_tc_handshake record{h, generation_.fetch_add(1, std::memory_order_relaxed) + 1, 0};
+  const sg_tc_handshake record{h, generation, 0};
   return program_->write_handshake(flow_key(t.reversed()), record);
 }
 
@@ -1402,6 +1357,10 @@ std::string KernelPath::render_metrics() const {
          "keeps those flows).\n# TYPE syngate_tc_flow_write_failures_total counter\n"
          "syngate_tc_flow_write_failures_total "
       << write_failures_.load() << "\n";
+  out << "# HELP syngate_tc_release_failures_total Flow ends, punts and refusals whose release program "
+         "could not run (their entries stay in the map until a restart).\n"
+         "# TYPE syngate_tc_release_failures_total counter\nsyngate_tc_release_failures_total "
+      << release_failures_.load() << "\n";
   return out.str();
 }
 

@@ -14,9 +14,7 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
-#include <deque>
 #include <functional>
-#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -104,10 +102,11 @@ class Program {
   bool write_flow(const FlowTuple& client_to_server, const FlowTranslation& t, uint32_t generation) noexcept;
   // Both entries of a flow; false when either is missing.
   bool read_flow(const FlowTuple& client_to_server, sg_tc_flow& to_server, sg_tc_flow& to_client) const noexcept;
-  void delete_flow(const FlowTuple& client_to_server) noexcept;
-  // Marks both entries SG_TC_CLOSED_BY_ENGINE (unless already closing): the programs then send the
-  // flow's segments to NFQUEUE.
-  void punt_flow(const FlowTuple& client_to_server) noexcept;
+  // A flow's entries and record deleted (SG_TC_RELEASE_FREE, _REFUSED) or its entries marked
+  // SG_TC_CLOSED_BY_ENGINE (_PUNT), by the sg_tc_release program (tc_abi.h): what a connection
+  // newer than `generation` wrote on the pair stays. Its SG_TC_RELEASED_* bits; -1 when the
+  // program could not run.
+  int release(const FlowTuple& client_to_server, uint32_t generation, sg_tc_release_op op) noexcept;
   // Deletes every entry.
   uint64_t clear_flows() noexcept;
   void delete_key(const sg_tc_flow_key& key) noexcept;
@@ -137,8 +136,14 @@ class Program {
   bool set_cookie_secrets(const CookieSecrets& secrets, uint32_t max_age) noexcept;
   bool set_open_services(const std::vector<std::pair<Service, uint8_t>>& services) noexcept;
   bool set_open_until(uint64_t until_ns, uint8_t announced_ws) noexcept;
-  // The hand-over counter the programs number their records from.
+  // The hand-over counter the programs number their records from (sg_tc_generation), and a
+  // number from it for the daemon's own (an atomic add on the programs' memory: never one the
+  // programs take too, and never 0).
   void set_generation(uint32_t generation) noexcept;
+  uint32_t next_generation() noexcept;
+  // The highest generation of the entries and records in the maps (a restart's counter starts
+  // there).
+  uint32_t top_generation() const;
 
  private:
   struct Impl;
@@ -190,39 +195,6 @@ class OvertakeWatch {
   uint64_t forget_before_ = 0;  // set by such a receive: at handled(), flows published before it go
 };
 
-// Flows the programs opened (gateway.tc_open_flows) that no engine holds yet, with their entries'
-// generation (KernelPath::flow_freed). Every flow created or freed asks, so a lookup is a tree
-// walk, and an empty set (tc_open_flows off, a quiet gateway) answers without one. Each is
-// remembered kKeepNs at most (the engine takes the reports within 10 ms; one it found opened
-// already creates nothing) and kMax in all (past that the oldest are forgotten: a forgotten flow
-// only loses the protection of its entries against an older flow freed on its pair). Not
-// thread-safe.
-class FreshOpens {
- public:
-  static constexpr size_t kMax = 65536;
-  static constexpr uint64_t kKeepNs = 1'000'000'000;
-  void add(const FlowTuple& flow, uint32_t generation, uint64_t now_ns);
-  void erase(const FlowTuple& flow) noexcept;
-  // The generation of the flow's entries when it is remembered (and not expired at now_ns).
-  std::optional<uint32_t> generation_of(const FlowTuple& flow, uint64_t now_ns) const noexcept;
-  // Forgets those taken kKeepNs or more before now_ns.
-  void forget_expired(uint64_t now_ns) noexcept;
-  bool empty() const noexcept { return by_key_.empty(); }
-  size_t size() const noexcept { return by_key_.size(); }
-
- private:
-  struct KeyLess {
-    bool operator()(const sg_tc_flow_key& a, const sg_tc_flow_key& b) const noexcept;
-  };
-  struct Opened {
-    uint32_t generation;
-    uint64_t taken_ns;
-  };
-  std::map<sg_tc_flow_key, Opened, KeyLess> by_key_;
-  // In the order taken, for expiry; an entry whose flow was erased or taken again since is skipped.
-  std::deque<std::pair<sg_tc_flow_key, uint64_t>> by_age_;
-};
-
 class KernelPath;
 // A hand-over's server-to-client entry, held until its step's packets are sent (publish_pending).
 struct PendingEntry {
@@ -247,14 +219,15 @@ class KernelPath : public FlowObserver, public KernelFlowState {
   void stop() noexcept;
 
   void flow_created(const FlowTuple& t) noexcept override;
-  void flow_freed(const FlowTuple& t) noexcept override;
-  void flow_established(const FlowTuple& t, const FlowTranslation& x) noexcept override;
+  void flow_freed(const FlowTuple& t, uint32_t generation) noexcept override;
+  void flow_established(const FlowTuple& t, const FlowTranslation& x, uint32_t generation) noexcept override;
+  uint32_t new_generation() noexcept override;
   bool read(const FlowTuple& client_to_server, KernelFlowView& out) noexcept override;
-  void punt(const FlowTuple& client_to_server) noexcept override;
+  void punt(const FlowTuple& client_to_server, uint32_t generation) noexcept override;
   void take_closing(std::vector<FlowTuple>& out, const std::function<bool(const FlowTuple&)>& mine) noexcept override;
   // gateway.tc_handshake (router mode): the record sg_tc_synack answers the backend's SYN-ACK
   // from, written as the SYN leaves; its withdrawal; the hand-overs the program reported.
-  bool handshake_sent(const FlowTuple& t, const sg_handshake& h) noexcept override;
+  bool handshake_sent(const FlowTuple& t, const sg_handshake& h, uint32_t generation) noexcept override;
   bool withdraw_handshake(const FlowTuple& client_to_server) noexcept override;
   std::optional<FlowTranslation> handed_over_translation(const FlowTuple& client_to_server) noexcept override;
   void take_handed_over(std::vector<KernelHandOver>& out,
@@ -262,7 +235,7 @@ class KernelPath : public FlowObserver, public KernelFlowState {
   // gateway.tc_open_flows: the flows the ingress opened from cookie ACKs (all of them: it opens
   // flows only with one flow queue, whose engine takes them), and the undoing of one refused.
   void take_opened(std::vector<KernelOpened>& out) noexcept override;
-  void discard(const FlowTuple& client_to_server) noexcept override;
+  void discard(const FlowTuple& client_to_server, uint32_t generation) noexcept override;
   // Whether the programs open flows (gateway.tc_open_flows in force), and the end of it (the
   // programs stop as their lease runs out: none has been given before the first tick).
   bool opens_flows() const noexcept { return opens_; }
@@ -338,9 +311,6 @@ class KernelPath : public FlowObserver, public KernelFlowState {
   void follow_fwmark_rules() noexcept;
   std::unique_ptr<gw::LinkWatcher> watcher_;  // null: links are not followed (no rtnetlink)
   std::vector<int> applied_;                  // ifindexes of the last plan applied
-  // Hand-over counter, from the highest generation in the map at start (a kept entry's number is
-  // never given to a new flow).
-  std::atomic<uint32_t> generation_{0};
   std::atomic<bool> starting_{true};
   std::vector<sg_tc_flow_key> claimed_;  // start only (one thread): keys restored flows kept or wrote
   std::vector<sg_tc_flow_key> restored_;  // start only: every restored flow's client-to-server key
@@ -348,6 +318,8 @@ class KernelPath : public FlowObserver, public KernelFlowState {
   uint64_t rewritten_ = 0;
   std::atomic<uint64_t> handed_over_{0};
   std::atomic<uint64_t> write_failures_{0};
+  std::atomic<uint64_t> release_failures_{0};
+  void released(int outcome) noexcept;  // counts a release that could not run
   // The map's entries as stop() found them, sorted by key bytes; published by stopped_.
   std::vector<std::pair<sg_tc_flow_key, sg_tc_flow>> at_stop_;
   std::atomic<bool> stopped_{false};
@@ -383,15 +355,6 @@ class KernelPath : public FlowObserver, public KernelFlowState {
   uint64_t published_secrets_ = 0;  // the generation of the secrets last published, 0: none
   std::vector<KernelOpened> opened_;    // reported, until the engine takes them (under closes_mutex_)
   std::atomic<bool> left_opened_{false};  // finish_start found reports of opened flows in the ring
-  // Flows the programs opened that no engine holds yet, with their entries' generation: the
-  // entries on such a pair are the new flow's, and freeing an older flow on the pair (a lingering
-  // one whose own entries went at a restart's reconciliation) must not delete them, or the new
-  // flow's close, recorded there, is lost and the flow stays established. Until the engine
-  // creates the flow (flow_created) or undoes it (discard). Under fresh_mutex_.
-  std::mutex fresh_mutex_;
-  FreshOpens fresh_;
-  void forget_fresh(const FlowTuple& t) noexcept;  // fresh_ forgets t: the engine holds or undid it
-  std::atomic<bool> any_fresh_{false};  // !fresh_.empty(), read without the lock
   // The service addresses it applies to: reached through a route, as read at start (a service
   // that moves on or off this host later only costs a withdrawal, or misses the saving).
   std::vector<Address> handshake_services_;
@@ -413,15 +376,15 @@ class FlowObservers final : public FlowObserver {
   void flow_created(const FlowTuple& t) noexcept override {
     for (FlowObserver* o : observers_) o->flow_created(t);
   }
-  void flow_freed(const FlowTuple& t) noexcept override {
-    for (FlowObserver* o : observers_) o->flow_freed(t);
+  void flow_freed(const FlowTuple& t, uint32_t generation) noexcept override {
+    for (FlowObserver* o : observers_) o->flow_freed(t, generation);
   }
-  void flow_established(const FlowTuple& t, const FlowTranslation& x) noexcept override {
-    for (FlowObserver* o : observers_) o->flow_established(t, x);
+  void flow_established(const FlowTuple& t, const FlowTranslation& x, uint32_t generation) noexcept override {
+    for (FlowObserver* o : observers_) o->flow_established(t, x, generation);
   }
-  bool handshake_sent(const FlowTuple& t, const sg_handshake& h) noexcept override {
+  bool handshake_sent(const FlowTuple& t, const sg_handshake& h, uint32_t generation) noexcept override {
     bool taken = false;
-    for (FlowObserver* o : observers_) taken = o->handshake_sent(t, h) || taken;
+    for (FlowObserver* o : observers_) taken = o->handshake_sent(t, h, generation) || taken;
     return taken;
   }
 

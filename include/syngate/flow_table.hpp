@@ -69,19 +69,22 @@ class FlowObserver {
  public:
   virtual ~FlowObserver() = default;
   virtual void flow_created(const FlowTuple& client_to_server) noexcept = 0;
-  virtual void flow_freed(const FlowTuple& client_to_server) noexcept = 0;
+  // `generation`: the flow's kernel_generation (KernelFlowState::new_generation; 0 without one).
+  virtual void flow_freed(const FlowTuple& client_to_server, uint32_t generation) noexcept = 0;
   // The backend's SYN-ACK completed the flow's handshake and its translation needs nothing only
   // the engine can do: another data path may translate it from now on. Called synchronously
   // before the engine emits the ACK that completes the backend's handshake, so the backend cannot
   // send a segment the other path has not heard of. Not called for a flow whose client was
   // promised timestamps its backend lacks (the engine adds them to every segment). Also called
   // by set_flow_observer for established flows already in the table. flow_freed ends it.
-  virtual void flow_established(const FlowTuple& /*client_to_server*/, const FlowTranslation& /*t*/) noexcept {}
+  virtual void flow_established(const FlowTuple& /*client_to_server*/, const FlowTranslation& /*t*/,
+                                uint32_t /*generation*/) noexcept {}
   // The engine sent the backend its SYN for a client that sent no data with its cookie ACK (not
   // called for retries): what another data path needs to take the backend's SYN-ACK itself
   // (handover_spec.h). True when it may (KernelFlowState: withdraw_handshake, take_handed_over);
   // the engine still takes a SYN-ACK that reaches it.
-  virtual bool handshake_sent(const FlowTuple& /*client_to_server*/, const sg_handshake& /*h*/) noexcept {
+  virtual bool handshake_sent(const FlowTuple& /*client_to_server*/, const sg_handshake& /*h*/,
+                              uint32_t /*generation*/) noexcept {
     return false;
   }
 };
@@ -144,13 +147,17 @@ struct KernelOpened {
 class KernelFlowState {
  public:
   virtual ~KernelFlowState() = default;
+  // A number for a new flow's record and entries, after every one the kernel side holds (one
+  // counter with the programs' own opens): what it releases for that flow (flow_freed, punt,
+  // discard) leaves alone what a newer connection on the pair wrote. Never 0.
+  virtual uint32_t new_generation() noexcept { return 0; }
   // False when it holds nothing for the flow (never handed over, or the entry is gone).
   virtual bool read(const FlowTuple& client_to_server, KernelFlowView& out) noexcept = 0;
   // From now on every segment of the flow goes to the engine: it saw a FIN or ended the flow on an
   // RST that the kernel side did not record (a FIN in a packet the program cannot parse, an RST
   // only the engine's whole record believes). Without it a new connection on the lingering
   // address/port pair would be translated with the old flow's numbers.
-  virtual void punt(const FlowTuple& /*client_to_server*/) noexcept {}
+  virtual void punt(const FlowTuple& /*client_to_server*/, uint32_t /*generation*/) noexcept {}
   // Whether segments of the flow that waited in the queue while its hand-over went live may still
   // reach the engine: the programs translate the newer ones at once, so such a segment arrives
   // after them. Answered without a system call (the engine asks it before reading the record).
@@ -170,7 +177,7 @@ class KernelFlowState {
   virtual void take_opened(std::vector<KernelOpened>& /*out*/) noexcept {}
   // Deletes what the kernel side holds for a flow it opened that the engine refused (entries
   // written since, a hand-over on its way).
-  virtual void discard(const FlowTuple& /*client_to_server*/) noexcept {}
+  virtual void discard(const FlowTuple& /*client_to_server*/, uint32_t /*generation*/) noexcept {}
   // Takes back what handshake_sent offered: true when the flow's SYN-ACK is the engine's from now
   // on, false when the kernel side took it already (its report follows: take_handed_over).
   virtual bool withdraw_handshake(const FlowTuple& /*client_to_server*/) noexcept { return true; }
@@ -244,7 +251,9 @@ struct Flow {
   uint8_t announced_ws;     // the shift our SYN-ACK announced to this client: a reload never changes it
   uint8_t supply;           // what syngate supplies that the backend lacks (kSupply* bits)
   uint8_t kernel_handshake;  // in SynSent: the kernel side may answer the SYN-ACK (handshake_sent)
-  uint8_t reserved[4];
+  // The number the kernel side writes this flow's record and entries with, and releases them by
+  // (KernelFlowState::new_generation): what a newer connection on the pair wrote stays. 0: none.
+  uint32_t kernel_generation;
 };
 static_assert(sizeof(Flow) == 128, "flow entry size is part of the saved table layout");
 inline constexpr uint8_t kSeenClient = 1 << 0;

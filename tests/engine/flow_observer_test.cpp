@@ -18,7 +18,7 @@ struct Recorder : FlowObserver {
     ++created;
     live.push_back(t);
   }
-  void flow_freed(const FlowTuple& t) noexcept override {
+  void flow_freed(const FlowTuple& t, uint32_t) noexcept override {
     ++freed;
     auto it = std::find(live.begin(), live.end(), t);
     EXPECT_NE(it, live.end()) << "freed a flow never reported created";
@@ -115,8 +115,8 @@ struct HandOvers : FlowObserver {
   };
   std::vector<Call> calls;
   void flow_created(const FlowTuple&) noexcept override {}
-  void flow_freed(const FlowTuple&) noexcept override {}
-  void flow_established(const FlowTuple& key, const FlowTranslation& t) noexcept override {
+  void flow_freed(const FlowTuple&, uint32_t) noexcept override {}
+  void flow_established(const FlowTuple& key, const FlowTranslation& t, uint32_t) noexcept override {
     calls.push_back({key, t, sink ? sink->size() : 0});
   }
 };
@@ -271,7 +271,7 @@ struct FakeKernel : KernelFlowState {
     if (has) out = view;
     return has;
   }
-  void punt(const FlowTuple&) noexcept override {
+  void punt(const FlowTuple&, uint32_t) noexcept override {
     ++punts;
     view.to_server.punting = view.to_client.punting = true;  // as the daemon marks both entries
   }

@@ -574,5 +574,62 @@ TEST_F(KernelOpenedTest, ALateReportOfAConnectionTheEngineTookFurtherResetsNothi
   }
 }
 
+// Each flow releases what it was numbered: the program's number for a flow it opened, one of the
+// engine's own for a flow the engine opened (the number its record went out with), so that freeing
+// an old flow on a reused pair leaves what the newer connection wrote (tc_abi.h, sg_tc_release).
+TEST_F(KernelOpenedTest, EachFlowReleasesByItsOwnNumber) {
+  Conn old = Conn::v4(42090);
+  const test::Seen syn = open_to_backend_syn(old);
+  ASSERT_EQ(side.offered.size(), 1u);
+  const uint32_t engines = side.offered[0].second;
+  EXPECT_NE(engines, 0u);
+  ASSERT_TRUE(side.take(old.c2s, old.backend_synack(syn.pkt.options().tsval)));
+  engine->take_kernel_reports(now, sink);
+  close_both_ways(old);
+
+  Conn reuse = old;
+  reuse.client_isn = old.client_isn + 100000;
+  learn_cookie(reuse);
+  side.open(reuse.third_ack(), 1460, false, cfg.announced_wscale, /*over_closed=*/true);
+  const uint32_t programs = side.generation;
+  EXPECT_TRUE(sg_seq_after(programs, engines));
+  engine->take_kernel_reports(now, sink);
+  EXPECT_EQ(counters().flows_reused, 1u);
+  ASSERT_EQ(side.freed.size(), 1u);
+  EXPECT_EQ(side.freed[0], std::make_pair(old.c2s, engines)) << "the old flow released by another number";
+
+  // Refused (the pair in use): the program's flow is undone by its own number.
+  ASSERT_TRUE(side.take(reuse.c2s, reuse.backend_synack(1001)));
+  engine->take_kernel_reports(now, sink);
+  Conn again = reuse;
+  again.client_isn += 100000;
+  opened_by_kernel(again);
+  engine->take_kernel_reports(now, sink);
+  EXPECT_EQ(counters().kernel_opened_refused, 1u);
+  ASSERT_EQ(side.discards.size(), 1u);
+  EXPECT_EQ(side.discards[0], std::make_pair(again.c2s, side.generation));
+
+  // The established reuse ends at its idle timer: released by the program's number.
+  now += 3600 * kSecond;
+  engine->advance(now, sink);
+  ASSERT_EQ(side.freed.size(), 2u);
+  EXPECT_EQ(side.freed[1], std::make_pair(reuse.c2s, programs));
+}
+
+// A restored table's flows carry the old process's numbers: each gets one after every number the
+// kernel side holds when the engine meets it.
+TEST_F(KernelOpenedTest, ARestoredFlowIsNumberedAfterWhatTheMapsHold) {
+  Conn c = Conn::v4(42091);
+  side.offer = false;
+  establish(c);
+  engine->set_kernel_state(nullptr);
+  side.generation = 5000;
+  engine->set_kernel_state(&side);
+  now += 3600 * kSecond;
+  engine->advance(now, sink);
+  ASSERT_EQ(side.freed.size(), 1u);
+  EXPECT_EQ(side.freed[0], std::make_pair(c.c2s, 5001u));
+}
+
 }  // namespace
 }  // namespace syngate

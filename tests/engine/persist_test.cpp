@@ -130,8 +130,8 @@ struct SnapshotAtHandOver : FlowObserver {
   std::vector<uint8_t> at_write;  // the region when the map entry has just been written
   std::vector<std::pair<FlowTuple, FlowTranslation>> handed;
   void flow_created(const FlowTuple&) noexcept override {}
-  void flow_freed(const FlowTuple&) noexcept override {}
-  void flow_established(const FlowTuple& k, const FlowTranslation& t) noexcept override {
+  void flow_freed(const FlowTuple&, uint32_t) noexcept override {}
+  void flow_established(const FlowTuple& k, const FlowTranslation& t, uint32_t) noexcept override {
     if (region && at_write.empty()) at_write = *region;
     handed.emplace_back(k, t);
   }

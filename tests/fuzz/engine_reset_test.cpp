@@ -192,7 +192,7 @@ TEST(EngineReset, ForgetsTheFlowObserver) {
   struct Count : FlowObserver {
     int created = 0;
     void flow_created(const FlowTuple&) noexcept override { ++created; }
-    void flow_freed(const FlowTuple&) noexcept override {}
+    void flow_freed(const FlowTuple&, uint32_t) noexcept override {}
   } observer;
   std::mt19937_64 rng(7);
   fuzz::Input none{nullptr, 0};

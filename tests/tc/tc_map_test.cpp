@@ -3,7 +3,9 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
+#include <optional>
 #include <set>
 
 #include "syngate/packet.hpp"
@@ -44,9 +46,9 @@ TEST(TcMap, ClearFlowsDeletesEveryEntryOfAFullMap) {
   EXPECT_EQ(program.clear_flows(), 0u) << "an empty map";
 }
 
-// Every connection's end deletes its two entries (one batch): whichever of them is there goes,
-// and a flow never handed over, or half written, costs nothing else.
-TEST(TcMap, DeleteFlowTakesWhicheverEntriesAreThere) {
+// Every connection's end releases its two entries: whichever of them is there goes, and a flow
+// never handed over, or half written, costs nothing else.
+TEST(TcMap, ReleaseTakesWhicheverEntriesAreThere) {
   if (geteuid() != 0) GTEST_SKIP() << "needs root for the BPF map";
   tc::Program program(1024, "");
   const sg_tc_flow value{};
@@ -67,12 +69,123 @@ TEST(TcMap, DeleteFlowTakesWhicheverEntriesAreThere) {
   for (const FlowTuple& t : {both, client_only, bystander}) {
     ASSERT_TRUE(program.write_key(tc::flow_key(t.reversed()), value));
   }
-  for (const FlowTuple& t : {both, server_only, client_only, none}) program.delete_flow(t);
+  EXPECT_EQ(program.release(both, 0, SG_TC_RELEASE_FREE), int(SG_TC_RELEASED_TO_SERVER | SG_TC_RELEASED_TO_CLIENT));
+  EXPECT_EQ(program.release(server_only, 0, SG_TC_RELEASE_FREE), int(SG_TC_RELEASED_TO_SERVER));
+  EXPECT_EQ(program.release(client_only, 0, SG_TC_RELEASE_FREE), int(SG_TC_RELEASED_TO_CLIENT));
+  EXPECT_EQ(program.release(none, 0, SG_TC_RELEASE_FREE), 0);
   for (const FlowTuple& t : {both, server_only, client_only, none}) {
     EXPECT_EQ(present(t), 0u) << "port " << t.sport << " keeps an entry";
   }
   EXPECT_EQ(present(bystander), 2u) << "another flow's entries are left alone";
   EXPECT_EQ(program.flow_entries_count(), 2u);
+  EXPECT_TRUE(program.handshake_keys().empty()) << "the release's hold outlived it";
+}
+
+// A client that reuses its port can have a new connection opened on the pair in tc (its record
+// written, then its entries at its hand-over) before the engine frees the old flow: what is newer
+// than the flow released stays, whether the release comes before the new flow's hand-over (its
+// record there) or after it (its entries there), and what is the flow's own or older goes.
+TEST(TcMap, ReleaseLeavesWhatANewerConnectionWrote) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root for the BPF map";
+  tc::Program program(1024, "");
+  const FlowTuple t{*Address::parse("198.18.0.7"), *Address::parse("10.10.3.2"), 2001, 80};
+  const sg_tc_flow_key up_key = tc::flow_key(t), down_key = tc::flow_key(t.reversed());
+  const auto write_entries = [&](uint32_t generation, uint8_t closing) {
+    sg_tc_flow v{};
+    v.generation = generation;
+    v.closing = closing;
+    v.direction = SG_TC_TO_SERVER;
+    ASSERT_TRUE(program.write_key(up_key, v));
+    v.direction = SG_TC_TO_CLIENT;
+    ASSERT_TRUE(program.write_key(down_key, v));
+  };
+  const auto entry = [&](const sg_tc_flow_key& k) -> std::optional<sg_tc_flow> {
+    for (const auto& [key, v] : program.entries()) {
+      if (std::memcmp(&key, &k, sizeof k) == 0) return v;
+    }
+    return std::nullopt;
+  };
+  const auto record_there = [&] {
+    const std::vector<sg_tc_flow_key> keys = program.handshake_keys();
+    return std::any_of(keys.begin(), keys.end(), [&](const sg_tc_flow_key& k) { return std::memcmp(&k, &down_key, sizeof k) == 0; });
+  };
+  const auto write_record = [&](uint32_t generation) {
+    sg_tc_handshake r{};
+    r.generation = generation;
+    ASSERT_TRUE(program.write_handshake(down_key, r));
+  };
+  const int both = SG_TC_RELEASED_TO_SERVER | SG_TC_RELEASED_TO_CLIENT;
+
+  // The old flow (7) freed after the new one's hand-over (9): its entries stay.
+  write_entries(9, 0);
+  EXPECT_EQ(program.release(t, 7, SG_TC_RELEASE_FREE), int(SG_TC_RELEASE_LEFT_NEWER));
+  EXPECT_EQ(program.flow_entries_count(), 2u);
+  EXPECT_FALSE(record_there()) << "the hold outlived the release";
+  // ... before it: the new flow's record (9) stands over the old flow's closed entries (7), which
+  // that hand-over will overwrite. Nothing is touched.
+  write_entries(7, SG_TC_SEEN_FIN);
+  write_record(9);
+  EXPECT_EQ(program.release(t, 7, SG_TC_RELEASE_FREE), int(SG_TC_RELEASE_LEFT_NEWER));
+  EXPECT_EQ(program.flow_entries_count(), 2u);
+  EXPECT_TRUE(record_there()) << "the new flow's record was taken";
+  // ... and when the new flow (9) ends before its backend answered, it takes the older entries.
+  EXPECT_EQ(program.release(t, 9, SG_TC_RELEASE_FREE), int(both | SG_TC_RELEASED_RECORD));
+  EXPECT_EQ(program.flow_entries_count(), 0u);
+  EXPECT_FALSE(record_there());
+  // Its own entries and record, or an older record (a flow that ended before its SYN-ACK), go.
+  write_entries(7, 0);
+  write_record(3);
+  EXPECT_EQ(program.release(t, 7, SG_TC_RELEASE_FREE), int(both | SG_TC_RELEASED_RECORD));
+  EXPECT_EQ(program.flow_entries_count(), 0u);
+  EXPECT_FALSE(record_there());
+  // Numbers wrap: 0xfffffff0 came before 5.
+  write_entries(0xfffffff0u, 0);
+  EXPECT_EQ(program.release(t, 5, SG_TC_RELEASE_FREE), both);
+  write_entries(5, 0);
+  EXPECT_EQ(program.release(t, 0xfffffff0u, SG_TC_RELEASE_FREE), int(SG_TC_RELEASE_LEFT_NEWER));
+  EXPECT_EQ(program.release(t, 5, SG_TC_RELEASE_FREE), both);
+
+  // A refused flow (9) takes only its own: the older flow it found on the pair keeps its entries.
+  write_entries(7, 0);
+  EXPECT_EQ(program.release(t, 9, SG_TC_RELEASE_REFUSED), 0);
+  EXPECT_EQ(program.flow_entries_count(), 2u);
+  write_entries(9, 0);
+  EXPECT_EQ(program.release(t, 9, SG_TC_RELEASE_REFUSED), both);
+  EXPECT_EQ(program.flow_entries_count(), 0u);
+
+  // A punt marks the flow's own entries in place, and leaves a newer flow's translating.
+  write_entries(7, 0);
+  EXPECT_EQ(program.release(t, 7, SG_TC_RELEASE_PUNT), both);
+  EXPECT_EQ(entry(up_key)->closing, SG_TC_CLOSED_BY_ENGINE);
+  EXPECT_EQ(entry(down_key)->closing, SG_TC_CLOSED_BY_ENGINE);
+  write_entries(9, SG_TC_SEEN_FIN);
+  sg_tc_flow open_down{};
+  open_down.generation = 9;
+  ASSERT_TRUE(program.write_key(down_key, open_down));
+  EXPECT_EQ(program.release(t, 7, SG_TC_RELEASE_PUNT), int(SG_TC_RELEASE_LEFT_NEWER));
+  EXPECT_EQ(entry(up_key)->closing, SG_TC_SEEN_FIN) << "a newer flow's record changed";
+  EXPECT_EQ(entry(down_key)->closing, 0) << "a newer flow punted";
+  EXPECT_EQ(program.release(t, 9, SG_TC_RELEASE_PUNT), both);
+  EXPECT_EQ(entry(up_key)->closing, SG_TC_SEEN_FIN) << "a closing entry keeps what it recorded";
+  EXPECT_EQ(entry(down_key)->closing, SG_TC_CLOSED_BY_ENGINE);
+  EXPECT_FALSE(record_there());
+}
+
+// The daemon's numbers and the programs' come from one counter, and none is 0 ("unknown").
+TEST(TcMap, GenerationsSkipZero) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root for the BPF map";
+  tc::Program program(1024, "");
+  program.set_generation(0xfffffffeu);
+  EXPECT_EQ(program.next_generation(), 0xffffffffu);
+  EXPECT_EQ(program.next_generation(), 1u);
+  EXPECT_EQ(program.next_generation(), 2u);
+  sg_tc_handshake r{};
+  r.generation = 40;
+  ASSERT_TRUE(program.write_handshake(tc::flow_key(FlowTuple{}), r));
+  sg_tc_flow v{};
+  v.generation = 30;
+  ASSERT_TRUE(program.write_key(tc::flow_key(FlowTuple{}), v));
+  EXPECT_EQ(program.top_generation(), 40u) << "a restart counts from records too";
 }
 
 }  // namespace

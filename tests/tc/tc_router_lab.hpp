@@ -84,9 +84,9 @@ struct Recorder : FlowObserver {
   std::optional<sg_handshake> handshake;
   std::optional<FlowTranslation> translation;
   void flow_created(const FlowTuple&) noexcept override {}
-  void flow_freed(const FlowTuple&) noexcept override {}
-  void flow_established(const FlowTuple&, const FlowTranslation& t) noexcept override { translation = t; }
-  bool handshake_sent(const FlowTuple&, const sg_handshake& h) noexcept override {
+  void flow_freed(const FlowTuple&, uint32_t) noexcept override {}
+  void flow_established(const FlowTuple&, const FlowTranslation& t, uint32_t) noexcept override { translation = t; }
+  bool handshake_sent(const FlowTuple&, const sg_handshake& h, uint32_t) noexcept override {
     handshake = h;
     return false;  // the test hands the SYN-ACK to both paths itself
   }

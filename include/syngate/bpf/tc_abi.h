@@ -125,7 +125,7 @@ struct sg_tc_flow {
  * SYN-ACK that does not answer the SYN, carries data, has options it cannot read, lacks the
  * timestamps the client was promised (the engine supplies them), or has no way out the FIB knows;
  * the engine then deletes the entry. The daemon writes entries and deletes those the program did
- * not take; the program deletes only the one it takes. */
+ * not take (withdrawn, or with the flow: sg_tc_release); the program deletes only the one it takes. */
 struct sg_tc_handshake {
   struct sg_handshake hs;
   sg_u32 generation;  /* the flow entries' generation */
@@ -134,6 +134,45 @@ struct sg_tc_handshake {
                          then the engine's, which answers it with that data behind its ACK, and
                          opens the client's window only after */
 };
+
+/* sg_tc_release: a BPF_PROG_TYPE_SYSCALL program the daemon runs (BPF_PROG_TEST_RUN, this struct
+ * as the context) whenever the engine frees a flow, punts it, or refuses one the programs opened.
+ * From userspace a release would be a read and then a write, two system calls: a client that
+ * reuses its port may meanwhile have had a new connection opened on the pair in tc, whose
+ * hand-over writes its entries between the two, and the old flow's delete took them (the engine
+ * then held the new flow with nothing in the kernel: its close was never merged, and every later
+ * connection on the pair was refused as pair_in_use until its idle timer). Each flow carries its
+ * generation (the number its record and entries are written with, from one counter,
+ * sg_tc_generation, that the daemon and the programs both take from), and the program leaves
+ * alone what is newer than the flow it was asked about:
+ *  - a record newer than the flow is a connection the programs opened since, whose report the
+ *    engine has not taken: nothing is touched (that flow's hand-over overwrites the entries; its
+ *    own release takes them otherwise). The flow's own record, or an older one left by a flow that
+ *    ended before its SYN-ACK, goes.
+ *  - while it looks at the entries it holds a record of its own on the pair (BPF_NOEXIST, with
+ *    client_data set, so that sg_tc_synack never claims it), so that no open can start and no
+ *    hand-over can write: an open's record already there makes it leave everything.
+ *  - FREE deletes each entry not newer than the flow; REFUSED only the flow's own (exact); PUNT
+ *    marks the flow's own or older entries SG_TC_CLOSED_BY_ENGINE in place (no write-back that
+ *    could land on a newer flow's entry).
+ * Generation 0 is unknown (a flow from before generations): every entry and record is taken as
+ * the flow's. Generations compare with wrap (sg_seq_after): a pair's flows are numbered far less
+ * than 2^31 apart. */
+enum sg_tc_release_op {
+  SG_TC_RELEASE_FREE = 0,    /* the flow is gone from the engine */
+  SG_TC_RELEASE_PUNT = 1,    /* every segment of the flow to the engine from now on */
+  SG_TC_RELEASE_REFUSED = 2  /* a flow the programs opened that the engine refused */
+};
+struct sg_tc_release {
+  struct sg_tc_flow_key key; /* client -> server */
+  sg_u32 generation;         /* the flow's */
+  sg_u32 op;                 /* enum sg_tc_release_op */
+};
+/* The program's return value: what it did. */
+#define SG_TC_RELEASED_TO_SERVER 0x01u /* the client-to-server entry (deleted, or punted) */
+#define SG_TC_RELEASED_TO_CLIENT 0x02u
+#define SG_TC_RELEASED_RECORD 0x04u    /* the flow's (or an older) handshake record deleted */
+#define SG_TC_RELEASE_LEFT_NEWER 0x08u /* a newer connection's record or entry left in place */
 
 /* A flow the ingress program opened from the client's cookie ACK (sg_tc_cookie_ack): what the
  * engine needs to hold it as its own flow from the backend's SYN on (retries, the SYN-ACK either

@@ -30,11 +30,17 @@ struct FakeKernelSide : FlowObserver, KernelFlowState {
   std::deque<KernelHandOver> reports;
   int withdrawals = 0;
   void flow_created(const FlowTuple&) noexcept override {}
-  void flow_freed(const FlowTuple&) noexcept override {}
+  // One counter for the engine's flows (new_generation) and the programs' opens (open), as the
+  // daemon's; what each flow was released with.
+  uint32_t generation = 100;
+  uint32_t new_generation() noexcept override { return ++generation; }
+  std::vector<std::pair<FlowTuple, uint32_t>> freed, offered, discards;
+  void flow_freed(const FlowTuple& t, uint32_t g) noexcept override { freed.emplace_back(t, g); }
   std::vector<std::pair<FlowTuple, FlowTranslation>> kept;  // flow_established: the entries claimed
-  void flow_established(const FlowTuple& t, const FlowTranslation& x) noexcept override { kept.emplace_back(t, x); }
-  bool handshake_sent(const FlowTuple& t, const sg_handshake& h) noexcept override {
+  void flow_established(const FlowTuple& t, const FlowTranslation& x, uint32_t) noexcept override { kept.emplace_back(t, x); }
+  bool handshake_sent(const FlowTuple& t, const sg_handshake& h, uint32_t g) noexcept override {
     if (offer) records.emplace_back(t, h);
+    if (offer) offered.emplace_back(t, g);
     return offer;
   }
   bool withdraw_handshake(const FlowTuple& t) noexcept override {
@@ -103,8 +109,9 @@ struct FakeKernelSide : FlowObserver, KernelFlowState {
     out.insert(out.end(), opened_reports.begin(), opened_reports.end());
     opened_reports.clear();
   }
-  void discard(const FlowTuple& t) noexcept override {
+  void discard(const FlowTuple& t, uint32_t g) noexcept override {
     discarded.push_back(t);
+    discards.emplace_back(t, g);
     std::erase_if(entries, [&](const auto& e) { return e.first == t; });
   }
   // What the program does with a client's cookie ACK (its cookie's MSS `mss`): the backend's SYN
@@ -123,6 +130,7 @@ struct FakeKernelSide : FlowObserver, KernelFlowState {
     k.mss = mss;
     k.room_for_timestamps = room;
     k.over_closed = over_closed;
+    k.generation = ++generation;
     records.emplace_back(k.flow, k.handshake);
     opened_reports.push_back(k);
     return k.handshake;
