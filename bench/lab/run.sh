@@ -85,7 +85,11 @@ connrate_count=3000
 connrate_conc=16
 repeats=5             # the established kind: runs of every mode, medians reported
 est_seconds=4         # the established kind: length of each iperf3 and wrk measurement
-est_tests="iperf-down iperf-up4 wrk ab redis loss ack iperf-down-v6 iperf-up4-v6 wrk-v6 ab-v6 ack-v6"
+est_tests="iperf-down iperf-paced iperf-up4 wrk ab redis loss ack iperf-down-v6 iperf-up4-v6 wrk-v6 ab-v6 ack-v6"
+# iperf-paced: the one-stream download held at this rate in every mode, so that the gateway core's
+# busy share compares the cost of the same bytes (unpaced, each mode moves what it can, and a core
+# at 78 % for 10 Gbit/s and one at 46 % for 6.7 are not the same work).
+paced_gbit=4
 modes_given=0
 perf_record=0         # --perf: a system-wide perf profile of every established measurement
 
@@ -134,6 +138,9 @@ Usage: $0 [options]
   --repeats N            established: runs of every mode, medians reported (default $repeats; 1 is a
                          quick look: about 130 s a layout, 95 s with --est-seconds 2)
   --est-seconds S        established: seconds of each iperf3 and wrk measurement (default $est_seconds)
+  --paced-gbit N         established: the rate iperf-paced holds its download at in every mode
+                         (default $paced_gbit; below what every mode moves unpaced), for the gateway
+                         core's cost of the same bytes
   --est-tests "LIST"     established: any of $est_tests (default: all)
   --perf                 established: record a system-wide profile (perf record -a -g) of each
                          measurement into its DIR/TEST.perf.data (read: perf report -i FILE);
@@ -172,6 +179,7 @@ while (($#)); do
     --modes) modes=$2; modes_given=1; shift 2 ;;
     --repeats) repeats=$2; shift 2 ;;
     --est-seconds) est_seconds=$2; shift 2 ;;
+    --paced-gbit) paced_gbit=$2; shift 2 ;;
     --est-tests) est_tests=$2; shift 2 ;;
     --perf) perf_record=1; shift ;;
     --rates) rates=$2; shift 2 ;;
@@ -215,9 +223,10 @@ if has_kind established; then
   ((modes_given)) || modes="none synproxy syngate syngate-notc"
   [[ $repeats =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: --repeats must be a positive integer" >&2; exit 2; }
   [[ $est_seconds =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: --est-seconds must be a positive integer" >&2; exit 2; }
+  [[ $paced_gbit =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: --paced-gbit must be a positive integer" >&2; exit 2; }
   for t in $est_tests; do
     case "$t" in
-      iperf-down|iperf-up4|wrk|ab|redis|loss|ack|iperf-down-v6|iperf-up4-v6|wrk-v6|ab-v6|ack-v6) ;;
+      iperf-down|iperf-paced|iperf-up4|wrk|ab|redis|loss|ack|iperf-down-v6|iperf-up4-v6|wrk-v6|ab-v6|ack-v6) ;;
       *) echo "run.sh: unknown --est-tests entry $t" >&2; exit 2 ;;
     esac
   done
@@ -640,7 +649,12 @@ mode_down() {
 # ---------------------------------------------------------------------------------------------
 # Measurements
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+# A process's CPU time in clock ticks, from the scheduler's own count (every thread's, in ns): the
+# utime and stime of /proc/PID/stat are sampled by the timer tick and miss a daemon that works in
+# bursts shorter than a tick.
+cpu_ticks() {
+  cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk -v hz="$clk_tck" '{ ns += $1 } END { printf "%.2f\n", ns * hz / 1e9 }'
+}
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 softirq_ticks() { awk '/^cpu / {print $8}' /proc/stat; }
 clk_tck=$(getconf CLK_TCK)
@@ -722,7 +736,7 @@ path, t0, t1, c0, c1, s0, s1, hz, rss, ct, ncpu, n0, n1, k0, k1 = sys.argv[1:]
 wall = float(t1) - float(t0)
 out = {
     "window_s": wall,
-    "daemon_cpu_pct": 100.0 * (int(c1) - int(c0)) / int(hz) / wall if wall > 0 else 0,
+    "daemon_cpu_pct": 100.0 * (float(c1) - float(c0)) / int(hz) / wall if wall > 0 else 0,
     "softirq_pct_of_machine": 100.0 * (int(s1) - int(s0)) / int(hz) / wall / int(ncpu) if wall > 0 else 0,
     "daemon_rss_kb": int(rss),
     "gw_conntrack_entries": int(ct),
@@ -1008,6 +1022,10 @@ run_established() {  # run_established MODE REPEAT
   local bound=$((s + 20))
   if has_est_test iperf-down; then
     est_measure "$dir" iperf-down timeout "$bound" iperf3 -c 10.10.3.2 -p 5201 -R -t "$s" -O 1 -J --connect-timeout 3000
+  fi
+  if has_est_test iperf-paced; then
+    est_measure "$dir" iperf-paced timeout "$bound" iperf3 -c 10.10.3.2 -p 5201 -R -b "${paced_gbit}G" -t "$s" -O 1 -J \
+      --connect-timeout 3000
   fi
   if has_est_test iperf-up4; then
     est_measure "$dir" iperf-up4 timeout "$bound" iperf3 -c 10.10.3.2 -p 5201 -P 4 -t "$s" -O 1 -J --connect-timeout 3000
