@@ -206,7 +206,11 @@ void scrape_under_attack(size_t clients, std::chrono::milliseconds interval, std
   ASSERT_NE(port, 0);
 
   SlowClients slow(port, clients, interval);
-  const auto connected_by = Clock::now() + 5s;
+  // The attackers connect one after another, blocking: on a machine busy with other work (a
+  // build beside `ctest -j2`) 800 of them once took over 5 s (likely the endpoint's accepts lagging
+  // and a full backlog dropping SYNs, each such connect then waiting for its retransmission).
+  // Waiting longer costs nothing once they are all up.
+  const auto connected_by = Clock::now() + 30s;
   while (slow.open() < clients && Clock::now() < connected_by) std::this_thread::sleep_for(20ms);
   ASSERT_EQ(slow.open(), clients) << "the attack never got its connections up";
   std::this_thread::sleep_for(interval + 500ms);  // every slow client has trickled a header line
