@@ -799,15 +799,6 @@ struct Engine::Impl {
         }
         return take_place(backend_answered(i, p, now, sink), room, sink);
       }
-      // An ACK of something else: the backend still holds an older connection on this
-      // address/port pair, and a client in SYN-SENT answers that with a reset (RFC 9293 3.10.7.3)
-      // so that its next SYN finds the pair free. Unanswered, every retry met the same ACK and the
-      // client was reset after the last (a CI lab run: 4 such answers, then the flow's timeout).
-      // Not while the kernel side may have taken the handshake: the backend's own segments of the
-      // connection it completed could reach the engine before that report.
-      if ((fl & tcp_flag::ACK) && !f.kernel_handshake && p.ack() != f.client_isn + 1) {
-        emit(sink, build_rst(scratch, f.key, p.ack(), 0, false));
-      }
       return drop(DropReason::BackendSynAckUnexpected);
     }
     if (fl & tcp_flag::SYN) {

@@ -347,37 +347,6 @@ TEST_F(EngineTest, BackendResetDuringHandshakeResetsTheClientAtOnce) {
   EXPECT_EQ(counters().drop(DropReason::BackendReset), 1u);
 }
 
-// The backend answers our SYN with an ACK of an older connection on the pair (it still holds it):
-// reset, as a client in SYN-SENT does, so that the retry finds the pair free and the connection
-// opens instead of timing out.
-TEST_F(EngineTest, AnOlderConnectionsAckToOurSynIsReset) {
-  cfg.backend_syn_retries = 3;
-  cfg.backend_retry_initial_ms = 1000;
-  Conn c = Conn::v4();
-  const Seen syn = open_to_backend_syn(c);
-  const uint32_t old_ack = c.client_isn - 70000;
-  SegmentSpec stale{.tuple = c.c2s.reversed(), .seq = 4242, .ack = old_ack, .flags = tcp_flag::ACK, .window = 500};
-  EXPECT_EQ(feed(make(stale)).verdict, Verdict::Drop);
-  ASSERT_EQ(sink.size(), 1u);
-  const Seen r(sink.packets[0]);
-  EXPECT_EQ(r.pkt.tuple(), c.c2s) << "the reset goes to the backend, as from the client";
-  EXPECT_EQ(r.pkt.flags(), tcp_flag::RST) << "no ACK bit";
-  EXPECT_EQ(r.pkt.seq(), old_ack) << "its sequence number is the ACK it answers";
-  EXPECT_EQ(counters().flows_active, 1u) << "the handshake goes on";
-  EXPECT_EQ(counters().drop(DropReason::BackendSynAckUnexpected), 1u);
-  // The acceptable ACK (ours, a SYN-ACK's) is not reset, and the retry completes the handshake.
-  sink.clear();
-  now += 1000 * kMs;
-  engine->advance(now, sink);
-  ASSERT_EQ(sink.size(), 1u);
-  EXPECT_TRUE(Seen(sink.packets[0]).pkt.has(tcp_flag::SYN));
-  sink.clear();
-  const Delivered d = feed_in_slot(c.backend_synack(syn.pkt.options().tsval));
-  EXPECT_FALSE(d.wire.empty());
-  for (const Bytes& b : d.wire) EXPECT_FALSE(Seen(b).pkt.has(tcp_flag::RST));
-  EXPECT_EQ(counters().drop(DropReason::BackendTimeout), 0u);
-}
-
 TEST_F(EngineTest, SilentBackendGetsRetriesWithBackoffThenClientIsReset) {
   cfg.backend_syn_retries = 3;
   cfg.backend_retry_initial_ms = 1000;

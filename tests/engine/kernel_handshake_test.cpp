@@ -631,20 +631,5 @@ TEST_F(KernelOpenedTest, ARestoredFlowIsNumberedAfterWhatTheMapsHold) {
   EXPECT_EQ(side.freed[0], std::make_pair(c.c2s, 5001u));
 }
 
-// While the kernel side may have taken the handshake, the backend's segments of the connection it
-// completed can reach the engine before that report: an ACK the engine cannot place is dropped,
-// never answered with a reset.
-TEST_F(KernelOpenedTest, ABackendsAckBeforeTheHandOverReportIsNotReset) {
-  Conn c = Conn::v4(42092);
-  opened_by_kernel(c);
-  engine->take_kernel_reports(now, sink);
-  sink.clear();
-  static const uint8_t reply[5] = {'+', 'O', 'K', '\r', '\n'};
-  SegmentSpec data{.tuple = c.c2s.reversed(), .seq = c.backend_isn + 1, .ack = c.client_isn + 1 + 100,
-                   .flags = tcp_flag::ACK, .window = 500, .payload = reply};
-  feed(make(data));
-  for (const Bytes& b : sink.packets) EXPECT_FALSE(test::Seen(b).pkt.has(tcp_flag::RST)) << "a live connection reset";
-}
-
 }  // namespace
 }  // namespace syngate
