@@ -620,14 +620,19 @@ struct Engine::Impl {
   // whole since the last look may still hold the source's share or the table's room (reports
   // taken with this one, a client reconnecting within a turn): their hand-overs and closes are
   // taken before a refusal.
-  uint32_t allocate_flow(const FlowTuple& key, const EngineClock& now, PacketSink& sink) {
+  // `kernel_generation`: the number the kernel side already gave the flow (one it opened), 0 for
+  // a new one.
+  uint32_t allocate_flow(const FlowTuple& key, const EngineClock& now, PacketSink& sink,
+                         uint32_t kernel_generation = 0) {
     uint32_t i = table.allocate_flow(key, timer_ms(now), kernel != nullptr);
     if (i == kNone && kernel) {
       take_handed_over_reports(now, sink);
       merge_kernel_closes(timer_ms(now));
       i = table.allocate_flow(key, timer_ms(now));
     }
-    if (i != kNone && kernel) table.edit(i).kernel_generation = kernel->new_generation();
+    if (i != kNone && kernel) {
+      table.edit(i).kernel_generation = kernel_generation ? kernel_generation : kernel->new_generation();
+    }
     return i;
   }
 
@@ -703,14 +708,13 @@ struct Engine::Impl {
       refuse_kernel_opened(k, sink);
       return;
     }
-    i = allocate_flow(k.flow, now, sink);
+    i = allocate_flow(k.flow, now, sink, k.generation);  // the program's record's, and so its entries'
     if (i == kNone) {
       refuse_kernel_opened(k, sink);
       return;
     }
     start_flow(i, k.handshake, k.mss, k.room_for_timestamps, now);
     table.edit(i).kernel_handshake = kHandshakeOffered;
-    table.edit(i).kernel_generation = k.generation;  // the program's record's, and so its entries'
     kernel_offers = true;
   }
   void refuse_kernel_opened(const KernelOpened& k, PacketSink& sink) {

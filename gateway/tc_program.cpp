@@ -1139,9 +1139,15 @@ void KernelPath::flow_created(const FlowTuple& t) noexcept {
 }
 
 void KernelPath::flow_freed(const FlowTuple& t, uint32_t generation) noexcept {
+  release_flow(t, generation, SG_TC_RELEASE_FREE);
+}
+
+// A flow the engine no longer holds (freed, or refused): what this thread still keeps of it goes,
+// and its entries through the release program.
+void KernelPath::release_flow(const FlowTuple& t, uint32_t generation, sg_tc_release_op op) noexcept {
   if (const auto it = pending_of(this, t); it != pending_to_client.end()) pending_to_client.erase(it);
   overtake_watch.forget(this, t);
-  released(program_->release(t, generation, SG_TC_RELEASE_FREE));
+  released(program_->release(t, generation, op));
 }
 
 void KernelPath::released(int outcome) noexcept {
@@ -1272,9 +1278,7 @@ void KernelPath::take_opened(std::vector<KernelOpened>& out) noexcept {
 }
 
 void KernelPath::discard(const FlowTuple& t, uint32_t generation) noexcept {
-  if (const auto it = pending_of(this, t); it != pending_to_client.end()) pending_to_client.erase(it);
-  overtake_watch.forget(this, t);
-  released(program_->release(t, generation, SG_TC_RELEASE_REFUSED));
+  release_flow(t, generation, SG_TC_RELEASE_REFUSED);
 }
 
 void KernelPath::keep_opening(const std::vector<Service>& services, const CookieSecrets& secrets,

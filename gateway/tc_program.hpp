@@ -319,6 +319,7 @@ class KernelPath : public FlowObserver, public KernelFlowState {
   std::atomic<uint64_t> handed_over_{0};
   std::atomic<uint64_t> write_failures_{0};
   std::atomic<uint64_t> release_failures_{0};
+  void release_flow(const FlowTuple& t, uint32_t generation, sg_tc_release_op op) noexcept;
   void released(int outcome) noexcept;  // counts a release that could not run
   // The map's entries as stop() found them, sorted by key bytes; published by stopped_.
   std::vector<std::pair<sg_tc_flow_key, sg_tc_flow>> at_stop_;
