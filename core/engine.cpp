@@ -1404,15 +1404,13 @@ void Engine::set_kernel_state(KernelFlowState* state) noexcept {
   Impl& m = *impl_;
   m.kernel = state;
   if (!state) return;
-  // Restored or imported flows carry the numbers of the process that saved them: each gets one
-  // after every number the kernel side holds, so that it releases its own (older) record and
-  // entries, and a connection the programs open on its pair from now on is newer.
-  std::vector<uint32_t> flows;
-  m.table.for_each([&](uint32_t i, const Flow&) { flows.push_back(i); });
-  for (const uint32_t i : flows) {
-    m.table.edit(i).kernel_generation = state->new_generation();
-    m.table.settle();
-  }
+  // Restored or imported flows keep the numbers their records and entries carry; a flow the
+  // programs opened after the save (its report left in the ring) has a later one, and so must
+  // every number given from now on. Renumbered instead, a restored flow freed as port reuse took
+  // that newer flow's record and entries.
+  m.table.for_each([&](uint32_t, const Flow& f) {
+    if (f.kernel_generation) state->generation_at_least(f.kernel_generation);
+  });
 }
 uint64_t Engine::merge_kernel_state(const EngineClock& now) {
   Impl& m = *impl_;

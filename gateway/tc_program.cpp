@@ -586,6 +586,14 @@ uint32_t Program::next_generation() noexcept {
   return g;
 }
 
+void Program::raise_generation(uint32_t at_least) noexcept {
+  uint32_t* counter = &impl_->skel->bss->sg_tc_generation;
+  uint32_t now = __atomic_load_n(counter, __ATOMIC_RELAXED);
+  while (sg_seq_after(at_least, now) &&
+         !__atomic_compare_exchange_n(counter, &now, at_least, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+  }
+}
+
 uint32_t Program::top_generation() const {
   uint32_t top = 0;
   for (const auto& [key, entry] : entries()) top = std::max(top, entry.generation);
@@ -671,6 +679,7 @@ bool Program::set_open_services(const std::vector<std::pair<Service, uint8_t>>&)
 bool Program::set_open_until(uint64_t, uint8_t) noexcept { return false; }
 void Program::set_generation(uint32_t) noexcept {}
 uint32_t Program::next_generation() noexcept { return 1; }
+void Program::raise_generation(uint32_t) noexcept {}
 uint32_t Program::top_generation() const { return 0; }
 std::vector<std::pair<sg_tc_flow_key, sg_tc_flow>> Program::entries() const { return {}; }
 void Program::take_events(std::vector<sg_tc_event>&) noexcept {}
@@ -1155,6 +1164,8 @@ void KernelPath::released(int outcome) noexcept {
 }
 
 uint32_t KernelPath::new_generation() noexcept { return program_->next_generation(); }
+
+void KernelPath::generation_at_least(uint32_t generation) noexcept { program_->raise_generation(generation); }
 
 void KernelPath::punt(const FlowTuple& t, uint32_t generation) noexcept {
   // Closing before its server entry was live: written first, so that the punt marks both.

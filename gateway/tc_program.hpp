@@ -141,6 +141,7 @@ class Program {
   // programs take too, and never 0).
   void set_generation(uint32_t generation) noexcept;
   uint32_t next_generation() noexcept;
+  void raise_generation(uint32_t at_least) noexcept;  // the counter moved on to at_least (wrap-aware)
   // The highest generation of the entries and records in the maps (a restart's counter starts
   // there).
   uint32_t top_generation() const;
@@ -222,6 +223,7 @@ class KernelPath : public FlowObserver, public KernelFlowState {
   void flow_freed(const FlowTuple& t, uint32_t generation) noexcept override;
   void flow_established(const FlowTuple& t, const FlowTranslation& x, uint32_t generation) noexcept override;
   uint32_t new_generation() noexcept override;
+  void generation_at_least(uint32_t generation) noexcept override;
   bool read(const FlowTuple& client_to_server, KernelFlowView& out) noexcept override;
   void punt(const FlowTuple& client_to_server, uint32_t generation) noexcept override;
   void take_closing(std::vector<FlowTuple>& out, const std::function<bool(const FlowTuple&)>& mine) noexcept override;

@@ -151,6 +151,8 @@ class KernelFlowState {
   // counter with the programs' own opens): what it releases for that flow (flow_freed, punt,
   // discard) leaves alone what a newer connection on the pair wrote. Never 0.
   virtual uint32_t new_generation() noexcept { return 0; }
+  // Numbers given from now on come after `generation` (a restored flow's).
+  virtual void generation_at_least(uint32_t /*generation*/) noexcept {}
   // False when it holds nothing for the flow (never handed over, or the entry is gone).
   virtual bool read(const FlowTuple& client_to_server, KernelFlowView& out) noexcept = 0;
   // From now on every segment of the flow goes to the engine: it saw a FIN or ended the flow on an

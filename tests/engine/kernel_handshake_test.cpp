@@ -616,19 +616,25 @@ TEST_F(KernelOpenedTest, EachFlowReleasesByItsOwnNumber) {
   EXPECT_EQ(side.freed[1], std::make_pair(reuse.c2s, programs));
 }
 
-// A restored table's flows carry the old process's numbers: each gets one after every number the
-// kernel side holds when the engine meets it.
-TEST_F(KernelOpenedTest, ARestoredFlowIsNumberedAfterWhatTheMapsHold) {
+// A restored table's flows keep the numbers their entries carry (a flow the programs opened after
+// the save has a later one, and a restored flow freed as port reuse must leave it), and every
+// number given from then on comes after theirs, whatever the maps held.
+TEST_F(KernelOpenedTest, ARestoredFlowKeepsItsNumberAndLaterOnesComeAfter) {
   Conn c = Conn::v4(42091);
   side.offer = false;
   establish(c);
+  const uint32_t restored = side.generation;
   engine->set_kernel_state(nullptr);
-  side.generation = 5000;
+  side.generation = 7;  // the maps held less than the restored flow's number
   engine->set_kernel_state(&side);
+  EXPECT_EQ(side.generation, restored) << "the counter did not move past the restored flow's number";
+  Conn later = Conn::v4(42093);
+  opened_by_kernel(later);
+  EXPECT_TRUE(sg_seq_after(side.generation, restored));
   now += 3600 * kSecond;
   engine->advance(now, sink);
-  ASSERT_EQ(side.freed.size(), 1u);
-  EXPECT_EQ(side.freed[0], std::make_pair(c.c2s, 5001u));
+  ASSERT_FALSE(side.freed.empty());
+  EXPECT_EQ(side.freed[0], std::make_pair(c.c2s, restored)) << "the restored flow was renumbered";
 }
 
 }  // namespace

@@ -34,6 +34,7 @@ struct FakeKernelSide : FlowObserver, KernelFlowState {
   // daemon's; what each flow was released with.
   uint32_t generation = 100;
   uint32_t new_generation() noexcept override { return ++generation; }
+  void generation_at_least(uint32_t g) noexcept override { generation = std::max(generation, g); }
   std::vector<std::pair<FlowTuple, uint32_t>> freed, offered, discards;
   void flow_freed(const FlowTuple& t, uint32_t g) noexcept override { freed.emplace_back(t, g); }
   std::vector<std::pair<FlowTuple, FlowTranslation>> kept;  // flow_established: the entries claimed
