@@ -230,6 +230,15 @@ struct Engine::Impl {
     return syngate::build_backend_syn(scratch, f.key, s);
   }
   void send_backend_syn(uint32_t i, PacketSink& sink) { emit(sink, build_backend_syn(i)); }
+  // The SYN again, one retry level up, its timer from `now_ms`.
+  void retry_backend_syn(uint32_t i, uint32_t now_ms, PacketSink& sink) {
+    Flow& f = table.edit(i);
+    ++f.retries;
+    ++counters.backend_syn_retries;
+    f.stamp_ms = now_ms;
+    table.enter(i, State::SynSent, now_ms);
+    send_backend_syn(i, sink);
+  }
 
   // RST to the client from the backend's address, acceptable in the client's ESTABLISHED state
   // because its sequence number is exactly what the client expects next.
@@ -769,10 +778,42 @@ struct Engine::Impl {
   }
 
   // ---- the backend's side -------------------------------------------------------------------
+  // The backend answered our SYN with something other than its SYN-ACK (`i` in SynSent).
+  // A connection the kernel side completed, its open or hand-over not taken yet, is taken first,
+  // and the segment is then that connection's. Otherwise an ACK of anything but what the client
+  // sent comes from an older connection the backend still holds on the pair (a LAST-ACK whose last
+  // ACK it never got, a TIME-WAIT): reset, as a client in SYN-SENT does (RFC 9293 3.10.7.3,
+  // <SEQ=SEG.ACK><CTL=RST>), and the SYN sent again at once (a retry), so that the connection opens
+  // instead of meeting the same ACK at every retry and the client being reset at the timeout.
+  Decision backend_answered_otherwise(uint32_t i, TcpPacket& p, const FlowTuple& key, const EngineClock& now,
+                                      PacketSink& sink, std::span<uint8_t> room) {
+    const uint8_t fl = p.flags();
+    if (kernel) {
+      if (!table.get(i).kernel_handshake) take_kernel_opened(now, sink);
+      i = table.find(key);
+      if (i == kNone) return drop(DropReason::NoFlow);
+      settle_kernel_handshake(i, now, sink);
+      if (table.get(i).state != State::SynSent) return server_packet(p, key, now, sink, room);
+    }
+    Flow& f = table.edit(i);
+    if (!(fl & tcp_flag::ACK) || sg_seq_within(p.ack(), f.client_isn + 1, f.client_next)) {
+      return drop(DropReason::BackendSynAckUnexpected);
+    }
+    emit(sink, build_rst(scratch, f.key, p.ack(), 0, false));
+    count(DropReason::BackendSynAckUnexpected);
+    if (f.retries < cfg.backend_syn_retries) retry_backend_syn(i, timer_ms(now), sink);
+    return {Verdict::Drop, false};
+  }
+
   Decision server_packet(TcpPacket& p, const FlowTuple& key, const EngineClock& now, PacketSink& sink,
                          std::span<uint8_t> room) {
     const uint8_t fl = p.flags();
-    const uint32_t i = table.find(key);
+    uint32_t i = table.find(key);
+    if (i == kNone && kernel && (fl & tcp_flag::ACK) && !(fl & tcp_flag::RST)) {
+      // A flow the programs opened, its report not taken yet: the backend's answer is judged by it.
+      take_kernel_opened(now, sink);
+      i = table.find(key);
+    }
     if (i == kNone) {
       if (fl & tcp_flag::SYN) return drop(DropReason::BackendSynAckUnexpected);
       return drop(DropReason::NoFlow);
@@ -803,7 +844,7 @@ struct Engine::Impl {
         }
         return take_place(backend_answered(i, p, now, sink), room, sink);
       }
-      return drop(DropReason::BackendSynAckUnexpected);
+      return backend_answered_otherwise(i, p, key, now, sink, room);
     }
     if (fl & tcp_flag::SYN) {
       // A retransmitted SYN-ACK: our ACK was lost. Answer it again rather than let it through.
@@ -1171,11 +1212,7 @@ struct Engine::Impl {
           table.free_flow(i);
           continue;
         }
-        ++f.retries;
-        ++counters.backend_syn_retries;
-        f.stamp_ms = now;
-        table.enter(i, State::SynSent, now);
-        send_backend_syn(i, sink);
+        retry_backend_syn(i, now, sink);
       }
     }
     expire(kListEstablished, cfg.established_idle_s * 1000u, now, true);

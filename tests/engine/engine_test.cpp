@@ -347,6 +347,53 @@ TEST_F(EngineTest, BackendResetDuringHandshakeResetsTheClientAtOnce) {
   EXPECT_EQ(counters().drop(DropReason::BackendReset), 1u);
 }
 
+// The backend answers our SYN with an ACK of an older connection it still holds on the pair (a
+// LAST-ACK whose last ACK it never got): reset, as a client in SYN-SENT does, and the SYN sent
+// again at once, so the connection opens instead of meeting the same ACK at every retry.
+TEST_F(EngineTest, AnOlderConnectionsAckToOurSynIsResetAndTheSynSentAgain) {
+  cfg.backend_syn_retries = 3;
+  cfg.backend_retry_initial_ms = 1000;
+  start();
+  Conn c = Conn::v4();
+  const Seen syn = open_to_backend_syn(c);
+  const uint32_t old_ack = c.client_isn - 70000;
+  SegmentSpec stale{.tuple = c.c2s.reversed(), .seq = 4242, .ack = old_ack, .flags = tcp_flag::ACK, .window = 500};
+  sink.clear();
+  EXPECT_EQ(feed(make(stale)).verdict, Verdict::Drop);
+  ASSERT_EQ(sink.size(), 2u) << "a reset, then the SYN";
+  const Seen r(sink.packets[0]);
+  EXPECT_EQ(r.pkt.tuple(), c.c2s) << "the reset goes to the backend, as from the client";
+  EXPECT_EQ(r.pkt.flags(), tcp_flag::RST) << "no ACK bit";
+  EXPECT_EQ(r.pkt.seq(), old_ack) << "its sequence number is the ACK it answers";
+  const Seen again(sink.packets[1]);
+  EXPECT_EQ(again.pkt.flags(), tcp_flag::SYN);
+  EXPECT_EQ(again.pkt.seq(), syn.pkt.seq()) << "the same SYN again";
+  EXPECT_EQ(again.pkt.tuple(), c.c2s);
+  EXPECT_EQ(counters().backend_syn_retries, 1u);
+  EXPECT_EQ(counters().drop(DropReason::BackendSynAckUnexpected), 1u);
+  // The SYN-ACK to it completes the handshake: no reset, no timeout.
+  sink.clear();
+  const Delivered d = feed_in_slot(c.backend_synack(syn.pkt.options().tsval));
+  EXPECT_FALSE(d.wire.empty());
+  for (const Bytes& b : d.wire) EXPECT_FALSE(Seen(b).pkt.has(tcp_flag::RST));
+  EXPECT_EQ(counters().established, 1u);
+  now += 10 * kSecond;
+  engine->advance(now, sink);
+  EXPECT_EQ(counters().drop(DropReason::BackendTimeout), 0u);
+}
+
+// An ACK of what the client sent is not an older connection's: nothing is reset.
+TEST_F(EngineTest, AnAckOfOurOwnSynIsNotReset) {
+  Conn c = Conn::v4();
+  (void)open_to_backend_syn(c);
+  SegmentSpec bare{.tuple = c.c2s.reversed(), .seq = c.backend_isn + 1, .ack = c.client_isn + 1,
+                   .flags = tcp_flag::ACK, .window = 500};
+  sink.clear();
+  EXPECT_EQ(feed(make(bare)).verdict, Verdict::Drop);
+  EXPECT_EQ(sink.size(), 0u);
+  EXPECT_EQ(counters().backend_syn_retries, 0u);
+}
+
 TEST_F(EngineTest, SilentBackendGetsRetriesWithBackoffThenClientIsReset) {
   cfg.backend_syn_retries = 3;
   cfg.backend_retry_initial_ms = 1000;

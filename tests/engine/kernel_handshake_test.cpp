@@ -251,6 +251,26 @@ TEST_F(KernelHandshakeTest, AReportAfterTheEntriesStillTeachesWhatTheBackendLack
   EXPECT_EQ(counters().kernel_handshakes, 1u);
 }
 
+// The backend's segment of the connection the program completed reaches the engine before the
+// report (a segment tc punts: an option layout it cannot rewrite, say): the hand-over is taken from
+// the entries and the segment translated as the established flow's. Judged in SynSent, it acks
+// nothing the engine knows the client sent, and would have been reset as an older connection's.
+TEST_F(KernelHandshakeTest, ABackendSegmentForAClaimedRecordWhoseReportIsLateIsTheEstablishedFlows) {
+  Conn c = Conn::v4();
+  (void)answered_without_report(c);
+  static const uint8_t reply[5] = {'+', 'O', 'K', '\r', '\n'};
+  SegmentSpec data{.tuple = c.c2s.reversed(), .seq = c.backend_isn + 1, .ack = c.client_isn + 1 + 100,
+                   .flags = tcp_flag::ACK, .window = 500, .payload = reply};
+  data.options.has_timestamps = c.client_has_ts();
+  data.options.tsval = c.backend_ts + 3;
+  data.options.tsecr = 1002;
+  const Delivered d = feed_in_slot(make(data));
+  EXPECT_EQ(d.decision.verdict, Verdict::Accept);
+  for (const Bytes& b : d.wire) EXPECT_FALSE(test::Seen(b).pkt.has(tcp_flag::RST)) << "a live connection reset";
+  EXPECT_EQ(counters().kernel_handshakes, 1u);
+  EXPECT_EQ(counters().backend_syn_retries, 0u);
+}
+
 // The program claimed the record and then left the SYN-ACK to the engine (no room for the
 // entries): neither report nor entries. The data is held, and the engine answers the SYN-ACK with
 // it.
@@ -619,6 +639,31 @@ TEST_F(KernelOpenedTest, EachFlowReleasesByItsOwnNumber) {
 // A restored table's flows keep the numbers their entries carry (a flow the programs opened after
 // the save has a later one, and a restored flow freed as port reuse must leave it), and every
 // number given from then on comes after theirs, whatever the maps held.
+// The backend still holds an older connection on the pair and answers the program's SYN with an
+// ACK of it, before the engine has taken the open: the open is taken, the record withdrawn (the
+// backend gave no SYN-ACK), the older connection reset and the SYN sent again; the SYN-ACK to it is
+// then the engine's.
+TEST_F(KernelOpenedTest, AnOlderConnectionsAckToTheProgramsSynIsResetAndTheSynSentAgain) {
+  Conn c = Conn::v4(42100);
+  opened_by_kernel(c);
+  const uint32_t old_ack = c.client_isn + 0x40000000u;
+  SegmentSpec stale{.tuple = c.c2s.reversed(), .seq = 777, .ack = old_ack, .flags = tcp_flag::ACK, .window = 500};
+  sink.clear();
+  EXPECT_EQ(feed(make(stale)).verdict, Verdict::Drop);
+  EXPECT_EQ(counters().kernel_opened, 1u) << "the open taken first";
+  EXPECT_EQ(side.count(c.c2s), 0u) << "the record withdrawn";
+  ASSERT_EQ(sink.size(), 2u);
+  const test::Seen r(sink.packets[0]);
+  EXPECT_EQ(r.pkt.tuple(), c.c2s);
+  EXPECT_EQ(r.pkt.flags(), tcp_flag::RST);
+  EXPECT_EQ(r.pkt.seq(), old_ack);
+  EXPECT_EQ(sink.packets[1], backend_syn(c, 1460, false)) << "the program's SYN again";
+  sink.clear();
+  const Delivered a = feed_in_slot(c.backend_synack(1001));
+  EXPECT_EQ(counters().established, 1u);
+  for (const Bytes& b : a.wire) EXPECT_FALSE(test::Seen(b).pkt.has(tcp_flag::RST));
+}
+
 TEST_F(KernelOpenedTest, ARestoredFlowKeepsItsNumberAndLaterOnesComeAfter) {
   Conn c = Conn::v4(42091);
   side.offer = false;
