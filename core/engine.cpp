@@ -51,16 +51,7 @@ uint16_t announced_mss(const EngineConfig& c, bool v4) noexcept {
   return v4 ? c.announced_mss_v4 : c.announced_mss_v6;
 }
 
-namespace bit {
-constexpr uint8_t kSack = 1 << 0;
-constexpr uint8_t kTimestamps = 1 << 1;
-constexpr uint8_t kEcn = 1 << 2;
-constexpr uint8_t kBackendWscale = 1 << 3;  // backend agreed to window scaling
-constexpr uint8_t kClientFin = 1 << 4;
-constexpr uint8_t kServerFin = 1 << 5;
-constexpr uint8_t kClientFinAcked = 1 << 6;
-constexpr uint8_t kServerFinAcked = 1 << 7;
-}  // namespace bit
+namespace bit = flow_bit;
 
 // Flow::kernel_handshake in SynSent: the kernel side may answer the backend's SYN-ACK
 // (FlowObserver::handshake_sent); or it did (its withdrawal failed) and its report is awaited.

@@ -584,6 +584,45 @@ void FlowTable::enter(uint32_t i, State s, uint32_t now) {
 
 // Copies the live flows of another table (another layout, or another worker's shard) into this
 // one, as far as they fit; see Engine::import_state.
+FlowTable::Snapshot FlowTable::snapshot(std::span<const uint8_t> region) {
+  Snapshot out;
+  if (region.size() < kStateHeaderBytes) {
+    out.refused = "no saved table";
+    return out;
+  }
+  StateHeader h;
+  std::memcpy(&h, region.data(), sizeof h);
+  if (std::memcmp(h.magic, kStateMagic, sizeof h.magic) != 0) {
+    out.refused = "no saved table";
+    return out;
+  }
+  if (h.version != kStateVersion || h.flow_bytes != sizeof(Flow)) {
+    out.refused = "another table layout (version " + std::to_string(h.version) + ")";
+    return out;
+  }
+  FlowTableConfig theirs;
+  theirs.max_flows = h.max_flows;
+  theirs.early_data_bytes = h.early_data_bytes;
+  theirs.early_data_slots = h.early_data_slots;
+  if (region.size() != layout_of(theirs).total) {
+    out.refused = "the file has the wrong size";
+    return out;
+  }
+  out.max_flows = h.max_flows;
+  out.boot_id = h.boot_id;
+  for (uint32_t i = 0; i < h.max_flows; ++i) {
+    Flow f;
+    std::memcpy(&f, region.data() + kStateHeaderBytes + size_t{i} * sizeof(Flow), sizeof f);
+    if (f.state == State::Free) continue;
+    if (f.state > State::Linger || !fields_plausible(f)) {
+      ++out.unreadable;
+      continue;
+    }
+    out.flows.push_back(f);
+  }
+  return out;
+}
+
 RestoreReport FlowTable::import_from(std::span<const uint8_t> region, uint64_t boot_id, const OlderLayout& older) {
   RestoreReport r;
   if (region.size() < kStateHeaderBytes) return r.refuse("no saved table");

@@ -19,6 +19,7 @@
 #include "tc_match.hpp"
 #include "tc_program.hpp"
 #include "start_check.hpp"
+#include "flows_cmd.hpp"
 #include "status_cmd.hpp"
 #include "syngate/cookie.hpp"
 
@@ -178,6 +179,7 @@ int main(int argc, char** argv) {
       "  syngate rules up --config /etc/syngate/syngate.toml # install the iptables rules\n"
       "  syngate run --config /etc/syngate/syngate.toml     # or: systemctl start syngate\n"
       "  syngate status --watch 2                           # what the running daemon is doing\n"
+      "  syngate flows --config /etc/syngate/syngate.toml   # the connections it holds\n"
       "Signals: SIGTERM/SIGINT stop cleanly; SIGHUP reloads log level, stats interval and cookie\n"
       "secrets (other changes need a restart and are named in the log)."};
   app.require_subcommand(1);
@@ -211,9 +213,12 @@ int main(int argc, char** argv) {
 
   gw::StatusOptions status_options;
   auto* status = gw::add_status_subcommand(app, status_options);
+  gw::FlowsOptions flows_options;
+  auto* flows = gw::add_flows_subcommand(app, flows_options);
 
   CLI11_PARSE(app, argc, argv);
   if (*status) return gw::cmd_status(status_options);
+  if (*flows) return gw::cmd_flows(flows_options);
   if (*check) return cmd_check(config);
   if (*rules) return cmd_rules(action, config, chain);
   const int rc = gw::run_daemon(config);

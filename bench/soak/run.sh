@@ -345,6 +345,9 @@ if ((!drained)); then
   # and last activity tell a close the engine never took from a flow still in use).
   [[ -n $pins && -e $pins/sg_tc_flows ]] && command -v bpftool >/dev/null &&
     bpftool -j map dump pinned "$pins/sg_tc_flows" >"$out/tc_flows.json" 2>&1 || true
+  # ... and what the engine's tables hold, each flow in its state.
+  in_ns "$NS_GW" "$SYNGATE_BIN" flows --config "$LAB_DIR/syngate.toml" >"$out/flows.txt" 2>&1 || true
+  log "the engine's flows left: $(head -20 "$out/flows.txt")"
 fi
 sleep 2
 event "end"

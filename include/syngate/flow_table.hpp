@@ -267,6 +267,18 @@ inline constexpr uint8_t kSupplyRoomForTimestamps = 1 << 0;
 // every segment to the client (flow.tsoff then holds the last TSval it sent).
 inline constexpr uint8_t kSupplyTimestamps = 1 << 1;
 
+// Flow::bits: what the handshake agreed and how far the close went.
+namespace flow_bit {
+inline constexpr uint8_t kSack = 1 << 0;
+inline constexpr uint8_t kTimestamps = 1 << 1;
+inline constexpr uint8_t kEcn = 1 << 2;
+inline constexpr uint8_t kBackendWscale = 1 << 3;  // backend agreed to window scaling
+inline constexpr uint8_t kClientFin = 1 << 4;
+inline constexpr uint8_t kServerFin = 1 << 5;
+inline constexpr uint8_t kClientFinAcked = 1 << 6;
+inline constexpr uint8_t kServerFinAcked = 1 << 7;
+}  // namespace flow_bit
+
 struct SourceEntry {
   Address address;
   uint32_t count;
@@ -336,6 +348,18 @@ class FlowTable {
     uint8_t announced_wscale = 7;  // older entries did not record the shift their client was told
   };
   RestoreReport import_from(std::span<const uint8_t> region, uint64_t boot_id, const OlderLayout& older);
+
+  // The live entries of a table file as they stand (`syngate flows`): a copy of each, read from a
+  // region the daemon may be writing, so an entry being edited may read half old, half new. Only
+  // the current layout is read; `refused` says why nothing was.
+  struct Snapshot {
+    std::vector<Flow> flows;
+    uint32_t max_flows = 0;
+    uint64_t boot_id = 0;
+    uint32_t unreadable = 0;  // entries whose state or fields no table could hold (damage, a torn read)
+    std::string refused;
+  };
+  static Snapshot snapshot(std::span<const uint8_t> region);
 
   // ---- for the proxy: lookup, lifetime, edits ----------------------------------------------
   uint32_t find(const FlowTuple& key) const;

@@ -12,6 +12,7 @@
 #include <cstring>
 #include <fstream>
 #include <iterator>
+#include <cstddef>
 #include <random>
 
 #include "syngate_test/engine_harness.hpp"
@@ -70,6 +71,59 @@ TEST_F(PersistTest, ARestartedEngineKeepsTranslatingEveryFlow) {
   now += 2 * kSecond * cfg.established_idle_s + kSecond;
   engine->advance(now, sink);
   EXPECT_EQ(counters().flows_active, 0u);
+}
+
+// What `syngate flows` reads: the live entries of a table file as they stand, with the engine
+// still running on it, each in its state; damaged entries are counted, not listed; a region that
+// holds no table of this layout is refused with the reason.
+TEST_F(PersistTest, ASnapshotListsTheLiveEntriesInTheirStates) {
+  start_on(region);
+  Conn a = Conn::v4(1000), b = Conn::v4(1001), c = Conn::v6(1002);
+  establish(a);
+  establish(c);
+  (void)open_to_backend_syn(b);
+  SegmentSpec fin{.tuple = a.c2s, .seq = a.client_isn + 1, .ack = a.cookie_isn + 1,
+                  .flags = tcp_flag::ACK | tcp_flag::FIN, .window = a.client_window, .options = a.client_ts_opts(1003)};
+  feed(make(fin));
+  using flows::FlowTable;
+  using flows::State;
+  const FlowTable::Snapshot snap = FlowTable::snapshot(region);
+  EXPECT_EQ(snap.refused, "");
+  EXPECT_EQ(snap.max_flows, cfg.max_flows);
+  EXPECT_EQ(snap.boot_id, kBoot);
+  EXPECT_EQ(snap.unreadable, 0u);
+  ASSERT_EQ(snap.flows.size(), 3u);
+  auto find = [&](const Conn& x) -> const flows::Flow* {
+    for (const flows::Flow& f : snap.flows) {
+      if (f.key == x.c2s) return &f;
+    }
+    return nullptr;
+  };
+  ASSERT_TRUE(find(a) && find(b) && find(c));
+  EXPECT_EQ(find(a)->state, State::Closing);
+  EXPECT_TRUE(find(a)->bits & flows::flow_bit::kClientFin);
+  EXPECT_EQ(find(b)->state, State::SynSent);
+  EXPECT_EQ(find(c)->state, State::Established);
+
+  // One entry damaged (a state no table holds): counted, the others listed.
+  std::vector<uint8_t> damaged = region;
+  const size_t state_at = offsetof(flows::Flow, state);
+  size_t entry = 0;
+  while (damaged[128 + entry * sizeof(flows::Flow) + state_at] == 0) ++entry;
+  damaged[128 + entry * sizeof(flows::Flow) + state_at] = 9;
+  const FlowTable::Snapshot hurt = FlowTable::snapshot(damaged);
+  EXPECT_EQ(hurt.flows.size(), 2u);
+  EXPECT_EQ(hurt.unreadable, 1u);
+
+  std::vector<uint8_t> other = region;
+  other[8] = 99;  // the header's layout version
+  EXPECT_EQ(FlowTable::snapshot(other).refused, "another table layout (version 99)");
+  EXPECT_TRUE(FlowTable::snapshot(other).flows.empty());
+  other.assign(region.size(), 0);
+  EXPECT_EQ(FlowTable::snapshot(other).refused, "no saved table");
+  other = region;
+  other.resize(region.size() - 1);
+  EXPECT_EQ(FlowTable::snapshot(other).refused, "the file has the wrong size");
 }
 
 TEST_F(PersistTest, AHandshakeSplitAcrossTheRestartCompletes) {

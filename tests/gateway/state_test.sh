@@ -12,6 +12,8 @@
 #   reserve    the tables are reserved on their filesystem: a full tmpfs (in a private mount
 #              namespace) refuses the start with a message, where it used to SIGBUS the daemon;
 #   bigfile    a 2 GiB table file of the wrong size costs the restart nothing (header read only);
+#   flows      `syngate flows` lists the connections held (text, --json, --state), as they close,
+#              and from the saved tables once syngate has stopped; no table: exit 1;
 #   legacy     (only with SYNGATE_OLD=path of a syngate that kept its tables directly in state_dir,
 #              e.g. 901d793) an upgrade from it keeps every connection.
 #   state_test.sh SYNGATE [PART...]   (default: every part but legacy)
@@ -19,7 +21,7 @@ source "$(dirname "$0")/lib.sh"
 lab_init "$1"
 shift
 parts=("$@")
-(( ${#parts[@]} )) || parts=(stale twons sameqs trustdir trusttable trustlink reserve bigfile)
+(( ${#parts[@]} )) || parts=(stale twons sameqs trustdir trusttable trustlink reserve bigfile flows)
 
 # Every table file of the lab's state_dir, wherever the running release puts them.
 tables() { find "$LAB_DIR/state" -name 'flows-q*.bin' -type f 2>/dev/null | sort; }
@@ -325,6 +327,62 @@ part_legacy() {
   stop_syngate
   lab_reset
   pass "legacy: the upgrade took over the earlier release's $restored flows"
+}
+
+# flows_json [ARGS...]: `syngate flows --json` in the gateway's namespace.
+flows_json() { in_ns "$NS_GW" "$SYNGATE_BIN" flows --config "$LAB_DIR/syngate.toml" --json "$@"; }
+# count_flows STATE [ARGS...]: how many listed flows are in STATE to the echo service.
+count_flows() {
+  local state=$1
+  shift
+  flows_json "$@" | python3 -c '
+import json, sys
+j = json.load(sys.stdin)
+print(sum(1 for f in j["flows"] if f["state"] == sys.argv[1] and f["backend"] == "10.10.3.2:7000"
+          and f["client"].startswith("10.10.1.")))' "$state"
+}
+
+part_flows() {
+  log "flows: syngate flows lists what the tables hold"
+  lab_up
+  start_echo 7000
+  echo_config
+  local rc=0
+  in_ns "$NS_GW" "$SYNGATE_BIN" flows --config "$LAB_DIR/syngate.toml" >"$LAB_DIR/flows.out" 2>&1 || rc=$?
+  (( rc == 1 )) || fail "flows: before any start, exit $rc (want 1): $(cat "$LAB_DIR/flows.out")"
+  grep -q "no flow table" "$LAB_DIR/flows.out" || fail "flows: no reason given: $(cat "$LAB_DIR/flows.out")"
+  start_syngate
+  hold_connections 3
+  wait_flows 3 || fail "flows: the connections are not in the table"
+  local n
+  n=$(count_flows established)
+  (( n == 3 )) || fail "flows: $n established flows listed, want 3: $(flows_json)"
+  n=$(count_flows established --state linger)
+  (( n == 0 )) || fail "flows: --state linger listed $n established flows"
+  in_ns "$NS_GW" "$SYNGATE_BIN" flows --config "$LAB_DIR/syngate.toml" >"$LAB_DIR/flows.out" ||
+    fail "flows: the text listing failed"
+  (( $(grep -c "10.10.3.2:7000 *established" "$LAB_DIR/flows.out") == 3 )) ||
+    fail "flows: the text listing does not show 3 established flows: $(cat "$LAB_DIR/flows.out")"
+  grep -q "3 of [0-9]* entries live" "$LAB_DIR/flows.out" || fail "flows: no table summary: $(cat "$LAB_DIR/flows.out")"
+  log "flows: $(cat "$LAB_DIR/flows.out")"
+  # The client closes: the flows close in the table (the kernel path's closes at the next sweep).
+  touch "$LAB_DIR/release"
+  local closed=0
+  for _ in $(seq 60); do
+    closed=$(( $(count_flows closing) + $(count_flows linger) ))
+    (( closed == 3 )) && break
+    sleep 0.1
+  done
+  (( closed == 3 )) || fail "flows: $closed of 3 flows listed closing or lingering after the close: $(flows_json)"
+  # Stopped, the saved tables still answer.
+  stop_syngate
+  n=$(( $(count_flows closing) + $(count_flows linger) ))
+  (( n == 3 )) || fail "flows: the saved tables list $n of 3 flows"
+  rc=0
+  in_ns "$NS_GW" "$SYNGATE_BIN" flows --config "$LAB_DIR/nope.toml" >"$LAB_DIR/flows.out" 2>&1 || rc=$?
+  (( rc == 2 )) || fail "flows: a missing configuration: exit $rc (want 2)"
+  lab_reset
+  pass "flows: 3 held connections listed established, then closing, and from the saved tables"
 }
 
 for p in "${parts[@]}"; do
