@@ -21,6 +21,7 @@
 #include "config.hpp"
 #include "flow_state.hpp"
 #include "syngate/flow_table.hpp"
+#include "tc_program.hpp"
 
 namespace syngate::gw {
 namespace {
@@ -32,13 +33,13 @@ namespace flow_bit = flows::flow_bit;
 constexpr const char* kStateNames[] = {"free", "syn-sent", "established", "closing", "linger"};
 
 // The flow worker's timer clock (CLOCK_MONOTONIC in ms, as a 32-bit stamp), so that a stamp's age
-// reads right whatever the clock's value.
-uint32_t timer_clock_ms() {
+// reads right whatever the clock's value; the tc programs stamp with the same clock in ns.
+uint64_t monotonic_ns() {
   timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<uint32_t>((static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec)) /
-                               1000000ull);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
 }
+uint32_t timer_clock_ms() { return static_cast<uint32_t>(monotonic_ns() / 1000000ull); }
 
 std::string endpoint(const Address& a, uint16_t port) {
   return a.is_v4() ? a.to_string() + ":" + std::to_string(port) : "[" + a.to_string() + "]:" + std::to_string(port);
@@ -53,6 +54,31 @@ std::string closing_of(uint8_t bits) {
   if (bits & flow_bit::kClientFinAcked) add("client-fin-acked");
   if (bits & flow_bit::kServerFinAcked) add("server-fin-acked");
   return out;
+}
+
+// What the tc programs keep of a flow: its entries of the flow's own generation (a newer
+// connection on the pair may have written others).
+struct KernelView {
+  int entries = 0;
+  uint64_t segments = 0;
+  uint64_t last_ns = 0;
+  std::string closing;
+};
+KernelView kernel_view(const tc::PinnedFlows& map, const Flow& f) {
+  KernelView v;
+  auto add = [&](const std::optional<sg_tc_flow>& e, const char* end) {
+    if (!e || e->generation != f.kernel_generation) return;
+    ++v.entries;
+    v.segments += e->packets;
+    v.last_ns = std::max(v.last_ns, e->last_ns);
+    auto note = [&](const std::string& what) { v.closing += (v.closing.empty() ? "" : ",") + what; };
+    if (e->closing & SG_TC_SEEN_FIN) note(std::string(end) + "-fin");
+    if (e->closing & SG_TC_SEEN_RST) note(std::string(end) + "-rst");
+    if (e->closing & SG_TC_CLOSED_BY_ENGINE) note(std::string(end) + "-punted");
+  };
+  add(map.entry(f.key), "client");
+  add(map.entry(f.key.reversed()), "server");
+  return v;
 }
 
 struct Table {
@@ -95,12 +121,13 @@ CLI::App* add_flows_subcommand(CLI::App& app, FlowsOptions& o) {
       "instance of this configuration in this network namespace; run it where syngate runs, as\n"
       "root or the daemon's user). Nothing is asked of the daemon: the files are read as they\n"
       "stand, whether syngate runs or has stopped (its saved tables, taken over at its next start).\n"
-      "One line a flow: queue, client, backend, state, idle (since the last segment the engine\n"
-      "saw; in syn-sent, since the SYN to the backend was sent), what of the close was seen, the SYN\n"
-      "retries, and the kernel path's generation. With the kernel path on, the tc programs carry\n"
-      "established flows and the engine takes their activity and closes at its sweeps, so a flow's\n"
-      "idle time can read up to a sweep late (its entries: bpftool map dump pinned\n"
-      "BPF_DIR/syngate/INSTANCE.netns-INODE/sg_tc_flows).\n"
+      "One line a flow: queue, client, backend, state, idle (since its last segment; in syn-sent,\n"
+      "since the SYN to the backend was sent), what of the close was seen, the SYN retries, the\n"
+      "kernel path's generation and its tc entries. With the kernel path on, the tc programs carry\n"
+      "established flows and the engine takes their activity and closes at its sweeps: the command\n"
+      "reads their entries from the pinned map (gateway.bpf_dir) read-only, and the idle time is\n"
+      "the newer of the two views; \"tc:\" marks a close only the programs have seen so far, and\n"
+      "the state is the engine's until it takes it. Where the map cannot be read, it says why.\n"
       "Exit codes: 0 listed (an empty list too), 1 no table to read (syngate has not run here with\n"
       "this configuration), 2 bad configuration or gateway.state_dir empty.");
   cmd->add_option("-c,--config", o.config, "TOML configuration (default /etc/syngate/syngate.toml)");
@@ -123,6 +150,17 @@ int cmd_flows(const FlowsOptions& o) {
   } catch (const std::exception& e) {
     std::cerr << "error: " << e.what() << "\n";
     return 2;
+  }
+  // The tc programs' entries, where the kernel path may run: established flows' activity and
+  // closes live there until the engine's next sweep.
+  std::optional<tc::PinnedFlows> pinned;
+  std::string kernel_unread;
+  if (c.kernel_path_on()) {
+    try {
+      pinned.emplace(tc::pin_dir(c.instance, c.bpf_dir));
+    } catch (const std::exception& e) {
+      kernel_unread = e.what();
+    }
   }
   static const std::regex kTable(R"(flows-q(\d{1,5})\.bin)");
   std::vector<Table> tables;
@@ -149,11 +187,24 @@ int cmd_flows(const FlowsOptions& o) {
 
   const uint32_t now = timer_clock_ms();
   auto wanted = [&](const Flow& f) { return o.state.empty() || o.state == kStateNames[static_cast<int>(f.state)]; };
-  auto idle_s = [&](const Flow& f) { return static_cast<int32_t>(now - f.stamp_ms) / 1000.0; };
+  const uint64_t now_ns = monotonic_ns();
+  auto kernel_of = [&](const Flow& f) { return pinned ? kernel_view(*pinned, f) : KernelView{}; };
+  // The newer of the engine's stamp and the programs' last segment, as the engine merges them.
+  auto idle_s = [&](const Flow& f, const KernelView& k) {
+    const double engine = static_cast<int32_t>(now - f.stamp_ms) / 1000.0;
+    if (!k.entries || f.state == flows::State::SynSent) return engine;
+    return std::min(engine, static_cast<double>(static_cast<int64_t>(now_ns - k.last_ns)) / 1e9);
+  };
+  auto closing_text = [&](const Flow& f, const KernelView& k) {
+    std::string out = closing_of(f.bits);
+    if (!k.closing.empty()) out += (out.empty() ? "tc:" : " tc:") + k.closing;
+    return out;
+  };
   size_t listed = 0;
   if (o.json) {
     nlohmann::json j;
     j["state_dir"] = dir;
+    if (!kernel_unread.empty()) j["kernel_unread"] = kernel_unread;
     j["tables"] = nlohmann::json::array();
     j["flows"] = nlohmann::json::array();
     for (const Table& t : tables) {
@@ -164,14 +215,21 @@ int cmd_flows(const FlowsOptions& o) {
       for (const Flow& f : t.snapshot.flows) {
         if (!wanted(f)) continue;
         ++listed;
-        j["flows"].push_back({{"queue", t.queue},
-                              {"client", endpoint(f.key.src, f.key.sport)},
-                              {"backend", endpoint(f.key.dst, f.key.dport)},
-                              {"state", kStateNames[static_cast<int>(f.state)]},
-                              {"idle_s", idle_s(f)},
-                              {"closing", closing_of(f.bits)},
-                              {"syn_retries", f.retries},
-                              {"kernel_generation", f.kernel_generation}});
+        const KernelView k = kernel_of(f);
+        nlohmann::json fj{{"queue", t.queue},
+                          {"client", endpoint(f.key.src, f.key.sport)},
+                          {"backend", endpoint(f.key.dst, f.key.dport)},
+                          {"state", kStateNames[static_cast<int>(f.state)]},
+                          {"idle_s", idle_s(f, k)},
+                          {"closing", closing_of(f.bits)},
+                          {"syn_retries", f.retries},
+                          {"kernel_generation", f.kernel_generation},
+                          {"kernel_entries", k.entries}};
+        if (k.entries) {
+          fj["kernel_segments"] = k.segments;
+          fj["kernel_closing"] = k.closing;
+        }
+        j["flows"].push_back(fj);
       }
     }
     std::cout << j.dump() << "\n";
@@ -182,18 +240,21 @@ int cmd_flows(const FlowsOptions& o) {
     for (const Flow& f : t.snapshot.flows) {
       if (!wanted(f)) continue;
       ++listed;
+      const KernelView k = kernel_of(f);
       char idle[32];
-      std::snprintf(idle, sizeof idle, "%.1fs", idle_s(f));
-      const std::string closing = closing_of(f.bits);
+      std::snprintf(idle, sizeof idle, "%.1fs", idle_s(f, k));
+      const std::string closing = closing_text(f, k);
       rows << std::left << std::setw(6) << t.queue << std::setw(48) << endpoint(f.key.src, f.key.sport) << std::setw(48)
            << endpoint(f.key.dst, f.key.dport) << std::setw(12) << kStateNames[static_cast<int>(f.state)]
-           << std::setw(10) << idle << std::setw(40) << (closing.empty() ? "-" : closing) << std::setw(8)
-           << static_cast<unsigned>(f.retries) << f.kernel_generation << "\n";
+           << std::setw(10) << idle << std::setw(48) << (closing.empty() ? "-" : closing) << std::setw(8)
+           << static_cast<unsigned>(f.retries) << std::setw(12) << f.kernel_generation
+           << (k.entries ? std::to_string(k.entries) + " entries, " + std::to_string(k.segments) + " segments" : "-")
+           << "\n";
     }
   }
   std::cout << std::left << std::setw(6) << "queue" << std::setw(48) << "client" << std::setw(48) << "backend"
-            << std::setw(12) << "state" << std::setw(10) << "idle" << std::setw(40) << "closing" << std::setw(8)
-            << "retries" << "generation\n"
+            << std::setw(12) << "state" << std::setw(10) << "idle" << std::setw(48) << "closing" << std::setw(8)
+            << "retries" << std::setw(12) << "generation" << "tc\n"
             << rows.str();
   for (const Table& t : tables) {
     std::cout << "queue " << t.queue << ": " << t.path << ": ";
@@ -205,6 +266,7 @@ int cmd_flows(const FlowsOptions& o) {
     if (t.snapshot.unreadable) std::cout << ", " << t.snapshot.unreadable << " unreadable (damaged, or caught mid-write)";
     std::cout << "\n";
   }
+  if (!kernel_unread.empty()) std::cout << "tc entries not read: " << kernel_unread << "\n";
   if (!o.state.empty()) std::cout << listed << " in state " << o.state << "\n";
   return 0;
 }

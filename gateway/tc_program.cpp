@@ -648,7 +648,33 @@ std::vector<std::string> remove_everywhere(const std::string& dir) noexcept {
   return removed;
 }
 
+PinnedFlows::PinnedFlows(const std::string& pin_dir) {
+  const std::string path = pin_dir + kFlowsPin;
+  LIBBPF_OPTS(bpf_obj_get_opts, opts, .file_flags = BPF_F_RDONLY);
+  fd_ = bpf_obj_get_opts(path.c_str(), &opts);
+  if (fd_ < 0) {
+    const int e = errno;
+    throw std::runtime_error(path + ": " + std::strerror(e) +
+                             (e == ENOENT && !on_bpffs(pin_dir) ? " (not on a bpffs: gateway.bpf_dir)" : ""));
+  }
+}
+PinnedFlows::~PinnedFlows() {
+  if (fd_ >= 0) close(fd_);
+}
+std::optional<sg_tc_flow> PinnedFlows::entry(const FlowTuple& sender_to_receiver) const noexcept {
+  const sg_tc_flow_key k = flow_key(sender_to_receiver);
+  sg_tc_flow v{};
+  if (bpf_map_lookup_elem(fd_, &k, &v) != 0) return std::nullopt;
+  return v;
+}
+
 #else  // !SYNGATE_HAVE_TC
+
+PinnedFlows::PinnedFlows(const std::string&) {
+  throw std::runtime_error("this build has no tc programs");
+}
+PinnedFlows::~PinnedFlows() = default;
+std::optional<sg_tc_flow> PinnedFlows::entry(const FlowTuple&) const noexcept { return std::nullopt; }
 
 bool available() noexcept { return false; }
 

@@ -69,6 +69,22 @@ bool same_translation(const FlowEntries& want, const sg_tc_flow& to_server, cons
 KernelRecord kernel_record(const sg_tc_flow& entry) noexcept;
 sg_tc_flow_key flow_key(const FlowTuple& t);
 
+// An instance's pinned flow map (`pin_dir`/sg_tc_flows), opened read-only for `syngate flows`:
+// a flow's entries as the programs keep them. The constructor throws std::runtime_error with the
+// reason when the map cannot be opened (no pin, no bpffs there, no permission).
+class PinnedFlows {
+ public:
+  explicit PinnedFlows(const std::string& pin_dir);
+  ~PinnedFlows();
+  PinnedFlows(const PinnedFlows&) = delete;
+  PinnedFlows& operator=(const PinnedFlows&) = delete;
+  // The entry for the segments that travel along `sender_to_receiver`.
+  std::optional<sg_tc_flow> entry(const FlowTuple& sender_to_receiver) const noexcept;
+
+ private:
+  int fd_ = -1;
+};
+
 // True when this build carries the tc program.
 bool available() noexcept;
 

@@ -112,6 +112,23 @@ fi
 sleep 8  # busy through tc; the saved table's stamps stay at the handshake
 k_before=$(metric_sum syngate_tc_packets_total 'outcome="translated"')
 (( k_before > 50 )) || fail "only $k_before segments translated in the kernel before the cut"
+if [[ $PINNED == yes ]]; then
+  # `syngate flows` reads the pinned entries: busy through tc only, each flow shows its two
+  # entries and a recent segment, where the engine's own stamp (the handshake, > 8 s ago) would not.
+  in_holder "$SYNGATE_BIN" flows --config "$LAB_DIR/syngate.toml" --json >"$LAB_DIR/flows.json" ||
+    fail "syngate flows failed: $(cat "$LAB_DIR/flows.json")"
+  python3 - "$LAB_DIR/flows.json" <<'PY' || fail "syngate flows does not show the kernel's view: $(cat "$LAB_DIR/flows.json")"
+import json, sys
+j = json.load(open(sys.argv[1]))
+assert "kernel_unread" not in j, j.get("kernel_unread")
+mine = [f for f in j["flows"] if f["backend"] == "10.10.3.2:7000" and f["state"] == "established"]
+assert len(mine) == 3, mine
+for f in mine:
+    assert f["kernel_entries"] == 2 and f["kernel_segments"] > 10, f
+    assert f["idle_s"] < 2, f
+PY
+  log "syngate flows: 3 established flows, each with its 2 tc entries and idle < 2 s"
+fi
 touch "$LAB_DIR/quiet"
 sleep 0.5
 kill -KILL "$SYNGATE_PID"
