@@ -690,11 +690,18 @@ struct Engine::Impl {
         }
         return;
       }
+      // The programs may have carried the pair's previous connection whole (its open, hand-over
+      // and close) since the engine's last turn: its hand-over report is then in this turn too,
+      // behind the opens, and the flow still SynSent in the engine's view. Taken first, or this
+      // open would be refused as a pair in use (both ends reset: seen at ~10k connections/s of
+      // one client, with the shipped linger).
+      if (k.over_closed && f.state == State::SynSent && f.kernel_handshake) take_handed_over_reports(now, sink);
+      const State old_state = table.get(i).state;  // a hand-over moves the flow, never frees it
       // Client port reuse, as for a cookie ACK the engine takes. The programs open over a pair's
       // entries only once they recorded its close (over_closed), which the engine may not have
       // merged yet: opens are taken before closes, and the old entries may already be the new
       // flow's.
-      if (f.state == State::Linger || f.state == State::Closing || (k.over_closed && f.state != State::SynSent)) {
+      if (old_state == State::Linger || old_state == State::Closing || (k.over_closed && old_state != State::SynSent)) {
         table.free_flow(i);
         ++counters.flows_reused;
       } else {

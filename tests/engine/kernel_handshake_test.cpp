@@ -544,6 +544,33 @@ TEST_F(KernelOpenedTest, APairInUse) {
   EXPECT_EQ(sink.size(), 2u);
 }
 
+// The programs carried a connection whole (open, hand-over, close) and then opened the client's
+// next one on the same pair, all since the engine's last turn: the turn takes the opens first, and
+// the earlier flow must not still count as a handshake in progress then (the pair in use: both
+// ends of the new connection reset; seen with ab at ~10k connections/s and the shipped linger).
+TEST_F(KernelOpenedTest, AConnectionCarriedWholeWithinOneTurnLeavesItsPairToTheNext) {
+  Conn first = Conn::v4(42110);
+  opened_by_kernel(first);
+  ASSERT_TRUE(side.take(first.c2s, first.backend_synack(1001)));
+  Conn next = first;
+  next.client_isn = first.client_isn + 100000;
+  learn_cookie(next);
+  side.open(next.third_ack(), 1460, false, cfg.announced_wscale, /*over_closed=*/true);
+  sink.clear();
+  engine->take_kernel_reports(now, sink);
+  EXPECT_EQ(counters().kernel_opened, 2u);
+  EXPECT_EQ(counters().kernel_opened_refused, 0u);
+  EXPECT_EQ(counters().drop(DropReason::PairInUse), 0u);
+  EXPECT_EQ(counters().flows_reused, 1u);
+  EXPECT_TRUE(sink.packets.empty()) << "nothing reset";
+  EXPECT_EQ(counters().kernel_handshakes, 1u) << "the first connection's hand-over, taken before the refusal";
+  ASSERT_TRUE(side.take(next.c2s, next.backend_synack(1001)));
+  engine->take_kernel_reports(now, sink);
+  EXPECT_EQ(counters().kernel_handshakes, 2u);
+  EXPECT_EQ(counters().established, 2u);
+  EXPECT_EQ(counters().flows_active, 1u);
+}
+
 // The programs open over a pair's entries once they recorded its close, and the close may still
 // be on its way to the engine (opens are taken before closes): a flow established in the
 // engine's view, opened over as closed, is client port reuse, not a pair in use. Nothing is reset.
