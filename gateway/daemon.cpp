@@ -5,6 +5,7 @@
 // reloads, rotates secrets, feeds systemd and logs the periodic summary. The daemon is a sequence
 // of named steps (struct Daemon below); what a reload applies is decided in reload_plan.cpp.
 #include "daemon.hpp"
+#include "timer_clock.hpp"
 
 #include <pthread.h>
 #include <sched.h>
@@ -66,14 +67,8 @@ uint64_t clock_ns() {
   clock_gettime(CLOCK_TAI, &ts);
   return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
 }
-// Flow timers count on CLOCK_MONOTONIC instead: TAI steps with the wall clock (`date -s`,
-// `chronyc makestep`), and a forward step longer than the idle timeout would free every flow.
-// Saved tables are tied to the boot, so monotonic stamps stay meaningful across restarts.
-EngineClock engine_clock() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return {clock_ns(), static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec)};
-}
+// Flow timers count on the monotonic timer clock instead (timer_clock.hpp says why).
+EngineClock engine_clock() { return {clock_ns(), timer_clock_ns()}; }
 
 // The cookie clock in ms, as the engine stamps what it learns of backends (BackendFacts).
 uint32_t cookie_clock_ms() { return static_cast<uint32_t>(clock_ns() / 1000000); }

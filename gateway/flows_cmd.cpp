@@ -22,6 +22,7 @@
 #include "flow_state.hpp"
 #include "syngate/flow_table.hpp"
 #include "tc_program.hpp"
+#include "timer_clock.hpp"
 
 namespace syngate::gw {
 namespace {
@@ -32,14 +33,8 @@ namespace flow_bit = flows::flow_bit;
 
 constexpr const char* kStateNames[] = {"free", "syn-sent", "established", "closing", "linger"};
 
-// The flow worker's timer clock (CLOCK_MONOTONIC in ms, as a 32-bit stamp), so that a stamp's age
-// reads right whatever the clock's value; the tc programs stamp with the same clock in ns.
-uint64_t monotonic_ns() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
-}
-uint32_t timer_clock_ms() { return static_cast<uint32_t>(monotonic_ns() / 1000000ull); }
+// The flow worker's stamps: the timer clock in ms, as 32 bits (their age reads right across a wrap).
+uint32_t timer_clock_ms() { return static_cast<uint32_t>(timer_clock_ns() / 1000000ull); }
 
 std::string endpoint(const Address& a, uint16_t port) {
   return a.is_v4() ? a.to_string() + ":" + std::to_string(port) : "[" + a.to_string() + "]:" + std::to_string(port);
@@ -187,7 +182,7 @@ int cmd_flows(const FlowsOptions& o) {
 
   const uint32_t now = timer_clock_ms();
   auto wanted = [&](const Flow& f) { return o.state.empty() || o.state == kStateNames[static_cast<int>(f.state)]; };
-  const uint64_t now_ns = monotonic_ns();
+  const uint64_t now_ns = timer_clock_ns();
   auto kernel_of = [&](const Flow& f) { return pinned ? kernel_view(*pinned, f) : KernelView{}; };
   // The newer of the engine's stamp and the programs' last segment, as the engine merges them.
   auto idle_s = [&](const Flow& f, const KernelView& k) {

@@ -27,6 +27,7 @@
 #include "flow_state.hpp"
 #include "interfaces.hpp"
 #include "tc_match.hpp"
+#include "timer_clock.hpp"
 
 #ifdef SYNGATE_HAVE_TC
 #include <bpf/bpf.h>
@@ -726,11 +727,6 @@ namespace {
 // Per thread: each flow worker publishes its own hand-overs after its own flush.
 thread_local std::vector<PendingEntry> pending_to_client;
 
-uint64_t monotonic_ns() noexcept {
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000u + static_cast<uint64_t>(ts.tv_nsec);
-}
 
 // Per thread: the flows this worker published that may still have segments queued before that.
 thread_local OvertakeWatch overtake_watch;
@@ -1063,7 +1059,7 @@ void KernelPath::flow_established(const FlowTuple& t, const FlowTranslation& x, 
 void KernelPath::publish_one(const PendingEntry& p) noexcept {
   if (program_->write_key(p.key, p.value)) {
     handed_over_.fetch_add(1, std::memory_order_relaxed);
-    overtake_watch.published(this, p.flow, monotonic_ns());
+    overtake_watch.published(this, p.flow, gw::timer_clock_ns());
   } else {
     program_->delete_key(flow_key(p.flow));  // the engine keeps the flow, both ways
     write_failures_.fetch_add(1, std::memory_order_relaxed);
@@ -1079,7 +1075,7 @@ void KernelPath::publish_pending() noexcept {
 
 void KernelPath::turn_received(bool took_everything) noexcept { overtake_watch.received(took_everything); }
 void KernelPath::turn_done() noexcept {
-  const uint64_t now = monotonic_ns();
+  const uint64_t now = gw::timer_clock_ns();
   overtake_watch.handled(now);
   renew_lease(now);
 }
