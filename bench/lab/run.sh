@@ -1006,6 +1006,11 @@ est_measure() {  # est_measure DIR TEST CMD...
   fi
   if [ -n "$syngate_pid" ]; then
     d1=$(cpu_ticks "$syngate_pid")
+    # A client that failed (a stall, a reset): the connections syngate still holds, each in its
+    # state, for the diagnosis (the counters name no connection).
+    if [ "$rc" != 0 ]; then
+      nsx "$gw" "$syngate" flows --config "$tmp/syngate.toml" >"$dir/$test.flows" 2>&1 || true
+    fi
     sleep 0.25  # the workers publish their counters every 100 ms
     syngate_metrics_raw >"$dir/$test.m1"
   fi
