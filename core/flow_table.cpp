@@ -4,6 +4,7 @@
 #include <atomic>
 #include <bit>
 #include <cstring>
+#include <optional>
 
 namespace syngate::flows {
 
@@ -81,12 +82,20 @@ StateLayout layout_of(const FlowTableConfig& c, size_t flow_bytes = sizeof(Flow)
   return l;
 }
 
-// Empty when `region` holds a table this configuration can use in place; otherwise why not.
-std::string incompatibility(std::span<const uint8_t> region, const FlowTableConfig& c, uint64_t boot_id) {
-  if (region.size() < kStateHeaderBytes) return "no saved table";
+// `region`'s header, when it starts like a table file (of any layout version).
+std::optional<StateHeader> header_of(std::span<const uint8_t> region) {
+  if (region.size() < kStateHeaderBytes) return std::nullopt;
   StateHeader h;
   std::memcpy(&h, region.data(), sizeof h);
-  if (std::memcmp(h.magic, kStateMagic, sizeof h.magic) != 0) return "no saved table";
+  if (std::memcmp(h.magic, kStateMagic, sizeof h.magic) != 0) return std::nullopt;
+  return h;
+}
+
+// Empty when `region` holds a table this configuration can use in place; otherwise why not.
+std::string incompatibility(std::span<const uint8_t> region, const FlowTableConfig& c, uint64_t boot_id) {
+  const std::optional<StateHeader> header = header_of(region);
+  if (!header) return "no saved table";
+  const StateHeader& h = *header;
   if (h.version != kStateVersion || h.flow_bytes != sizeof(Flow)) {
     return "saved by a syngate with another table layout (version " + std::to_string(h.version) + ")";
   }
@@ -582,20 +591,14 @@ void FlowTable::enter(uint32_t i, State s, uint32_t now) {
   }
 }
 
-// Copies the live flows of another table (another layout, or another worker's shard) into this
-// one, as far as they fit; see Engine::import_state.
 FlowTable::Snapshot FlowTable::snapshot(std::span<const uint8_t> region) {
   Snapshot out;
-  if (region.size() < kStateHeaderBytes) {
+  const std::optional<StateHeader> header = header_of(region);
+  if (!header) {
     out.refused = "no saved table";
     return out;
   }
-  StateHeader h;
-  std::memcpy(&h, region.data(), sizeof h);
-  if (std::memcmp(h.magic, kStateMagic, sizeof h.magic) != 0) {
-    out.refused = "no saved table";
-    return out;
-  }
+  const StateHeader& h = *header;
   if (h.version != kStateVersion || h.flow_bytes != sizeof(Flow)) {
     out.refused = "another table layout (version " + std::to_string(h.version) + ")";
     return out;
@@ -623,12 +626,13 @@ FlowTable::Snapshot FlowTable::snapshot(std::span<const uint8_t> region) {
   return out;
 }
 
+// Copies the live flows of another table (another layout, or another worker's shard) into this
+// one, as far as they fit; see Engine::import_state.
 RestoreReport FlowTable::import_from(std::span<const uint8_t> region, uint64_t boot_id, const OlderLayout& older) {
   RestoreReport r;
-  if (region.size() < kStateHeaderBytes) return r.refuse("no saved table");
-  StateHeader h;
-  std::memcpy(&h, region.data(), sizeof h);
-  if (std::memcmp(h.magic, kStateMagic, sizeof h.magic) != 0) return r.refuse("no saved table");
+  const std::optional<StateHeader> header = header_of(region);
+  if (!header) return r.refuse("no saved table");
+  const StateHeader& h = *header;
   const bool current = h.version == kStateVersion && h.flow_bytes == sizeof(Flow);
   const bool v2 = h.version == kOldestImportedVersion && h.flow_bytes == sizeof(FlowV2);
   if (!current && !v2) return r.refuse("another table layout (version " + std::to_string(h.version) + ")");

@@ -140,14 +140,6 @@ std::vector<std::string> list_names(int dir) {
   return out;
 }
 
-bool is_table_name(const std::string& name, uint16_t* queue = nullptr) {
-  std::smatch m;
-  if (!std::regex_match(name, m, kTableName)) return false;
-  const unsigned long q = std::stoul(m[1].str());
-  if (q > 0xffff) return false;
-  if (queue) *queue = static_cast<uint16_t>(q);
-  return true;
-}
 
 std::string read_small(int fd) {
   std::string text;
@@ -261,6 +253,15 @@ std::string instance_dir(const std::string& state_dir, const InstanceId& id) {
 void check_state_dir(const std::string& state_dir) {
   const int fd = open_trusted_dir(AT_FDCWD, state_dir, state_dir, false);
   if (fd >= 0) close(fd);
+}
+
+bool is_table_name(const std::string& name, uint16_t* queue) {
+  std::smatch m;
+  if (!std::regex_match(name, m, kTableName)) return false;
+  const unsigned long q = std::stoul(m[1].str());
+  if (q > 0xffff) return false;
+  if (queue) *queue = static_cast<uint16_t>(q);
+  return true;
 }
 
 std::string table_name(uint16_t queue) { return "flows-q" + std::to_string(queue) + ".bin"; }

@@ -134,6 +134,8 @@ FlowStatePlan plan_flow_state(const StateDir& dir, uint16_t first, uint16_t coun
 bool remove_state_file(const StateDir& dir, const std::string& name);
 
 std::string table_name(uint16_t queue);
+// Whether `name` is a queue's table file (flows-qN.bin), and N.
+bool is_table_name(const std::string& name, uint16_t* queue = nullptr);
 
 // Services removed by a reload whose flows have not all ended yet ("ADDRESS PORT" lines in the
 // instance directory's draining-services). `syngate rules up` keeps queueing their flow traffic

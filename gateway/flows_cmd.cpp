@@ -15,7 +15,6 @@
 #include <iomanip>
 #include <iostream>
 #include <nlohmann/json.hpp>
-#include <regex>
 #include <sstream>
 
 #include "config.hpp"
@@ -157,15 +156,11 @@ int cmd_flows(const FlowsOptions& o) {
       kernel_unread = e.what();
     }
   }
-  static const std::regex kTable(R"(flows-q(\d{1,5})\.bin)");
   std::vector<Table> tables;
   std::error_code ec;
   for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
-    const std::string name = e.path().filename().string();
-    std::smatch m;
-    if (!std::regex_match(name, m, kTable)) continue;
     Table t;
-    t.queue = static_cast<uint16_t>(std::stoul(m[1].str()));
+    if (!is_table_name(e.path().filename().string(), &t.queue)) continue;
     t.path = e.path().string();
     t.snapshot = read_table(t.path);
     tables.push_back(std::move(t));

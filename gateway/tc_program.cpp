@@ -727,7 +727,6 @@ namespace {
 // Per thread: each flow worker publishes its own hand-overs after its own flush.
 thread_local std::vector<PendingEntry> pending_to_client;
 
-
 // Per thread: the flows this worker published that may still have segments queued before that.
 thread_local OvertakeWatch overtake_watch;
 }  // namespace
