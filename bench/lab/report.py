@@ -440,6 +440,9 @@ EST_TESTS = [  # (test, row label, unit, scale of the figure for the table)
     ("ack-v6", "IPv6: 20 MB download under a forged-ACK flood (rate below), share of its no-flood speed", "share", 1),
 ]
 FLOOD_TESTS = ("ack", "ack-v6")  # shares of a download's speed, not a traffic figure
+# A connection per request: their CPU is also given per connection (the core's busy share over the
+# figure's rate), which the lab's spread of rates moves far less than the rates themselves.
+PER_CONN_TESTS = ("ab", "ab-v6", "redis")
 EST_MODE_LABEL = {"none": "no gateway", "synproxy": "kernel SYNPROXY", "syngate": "syngate (kernel_path auto)",
                   "syngate-notc": "syngate, kernel_path off", "syngate-nofwd": "syngate, tc_forward off",
                   "syngate-nort": "syngate, flow workers not real-time", "syngate-nosynack": "syngate, tc_handshake off",
@@ -576,6 +579,9 @@ def est_point(d, test):
          "gw_core_busy_pct": _busy_pct(b0, tot0, b1, tot1, wall, hz),
          "gw_core_softirq_pct": round(100.0 * (int(sq1) - int(sq0)) / dtot, 1) if dtot > 0 else 0,
          "daemon_cpu_pct": round(100.0 * (float(d1) - float(d0)) / int(hz) / wall, 1) if wall > 0 else 0}
+    if test in PER_CONN_TESTS and value > 0:
+        p["gw_core_us_per_conn"] = round(p["gw_core_busy_pct"] * 1e4 / value, 1)
+        p["daemon_us_per_conn"] = round(p["daemon_cpu_pct"] * 1e4 / value, 1)
     ends = _read(os.path.join(d, test + ".ends")).split()
     if len(ends) == 6 and int(ends[4]) > int(ends[1]):
         p["ends_core_busy_pct"] = _busy_pct(ends[0], ends[1], ends[3], ends[4], wall, hz)
@@ -625,6 +631,9 @@ def est_collect(mdir):
         if "gw_core_busy_pct" in runs[0]:
             t["median_gw_core_busy_pct"] = _median([p["gw_core_busy_pct"] for p in runs])
             t["median_daemon_cpu_pct"] = _median([p["daemon_cpu_pct"] for p in runs])
+        for k in ("gw_core_us_per_conn", "daemon_us_per_conn"):
+            if any(k in p for p in runs):
+                t["median_" + k] = _median([p[k] for p in runs if k in p])
         if all("ends_core_busy_pct" in p for p in runs):
             t["median_ends_core_busy_pct"] = _median([p["ends_core_busy_pct"] for p in runs])
         if any("counters" in p for p in runs):
@@ -737,6 +746,28 @@ def est_table(report):
     for r in ends_rows:
         cells = [report["modes"][m]["established"].get(r["test"], {}).get("median_ends_core_busy_pct") for m in modes]
         lines.append(f"| {r['test']} | " + " | ".join("-" if b is None else f"{b:.0f}" for b in cells) + " |")
+    # The same per connection: in the offcore layout the gateway core's whole cost; in the shared one
+    # only the daemon's (its CPU is its own there, the gateway's kernel work is on the senders').
+    conn_rows = [r for r in s["rows"] if r["test"] in PER_CONN_TESTS]
+    offcore = cfg.get("layout") == "offcore"
+    cost_modes = [m for m in modes if offcore or m.startswith("syngate")]
+    if conn_rows and cost_modes:
+        what = "gateway core (softirq and daemon)" if offcore else "the daemon alone"
+        lines += ["", f"CPU a connection, µs (median of runs; {what}, over the figure's rate"
+                  + ("; the daemon's share in brackets" if offcore else "") + "):", "",
+                  "| figure | " + " | ".join(EST_MODE_LABEL.get(m, m) for m in cost_modes) + " |",
+                  "|---|" + "---:|" * len(cost_modes)]
+        for r in conn_rows:
+            cells = []
+            for m in cost_modes:
+                t = report["modes"][m]["established"].get(r["test"], {})
+                core, daemon = t.get("median_gw_core_us_per_conn"), t.get("median_daemon_us_per_conn")
+                if offcore:
+                    cells.append("-" if core is None else f"{core:.1f}"
+                                 + (f" ({daemon:.1f})" if daemon is not None and m.startswith("syngate") else ""))
+                else:
+                    cells.append("-" if daemon is None else f"{daemon:.1f}")
+            lines.append(f"| {r['test']} | " + " | ".join(cells) + " |")
     tc_modes = [m for m in modes if m.startswith("syngate")]
     if tc_modes and any(r["test"] not in FLOOD_TESTS for r in s["rows"]):
         lines += ["", "Segments per path during each figure (median of runs): tc translated / punted / miss, "
@@ -822,8 +853,10 @@ def main():
         extra += "".join(f" srv:{k}={srv[k]}" for k in ("RetransSegs", "TCPTimeouts", "TCPSACKDiscard") if srv.get(k))
         if p.get("segments_dropped"):
             extra += f" loss rule dropped={p['segments_dropped']}"
+        per_conn = (f" ({p['daemon_us_per_conn']:.1f} µs a connection)"
+                    if mode.startswith("syngate") and "daemon_us_per_conn" in p else "")
         print(f"{mode:>12} {test}: {_fmt(p['value'], unit, scale)} {unit}, gw core busy {p['gw_core_busy_pct']:.0f}%"
-              + (f", daemon {p['daemon_cpu_pct']:.0f}%" if mode.startswith("syngate") else "") + extra
+              + (f", daemon {p['daemon_cpu_pct']:.0f}%{per_conn}" if mode.startswith("syngate") else "") + extra
               + (f"  FAILED: {p['error']}" if p["error"] else ""))
         return
     if sys.argv[1] == "--summary":

@@ -25,7 +25,8 @@
 #              redis-server on srv), iperf3 one stream srv->cli with 1% of srv's segments dropped
 #              as cli receives them, and the ack kind's downloads under a max-rate forged-ACK flood (every mode
 #              but none); then the first four again over IPv6 (tests named -v6). Medians of the repeats and their ratios against kernel SYNPROXY go into
-#              table.md and report.json ("established"). Its modes default to none synproxy
+#              table.md and report.json ("established"), with the CPU a connection of the
+#              connection-per-request figures. Its modes default to none synproxy
 #              syngate syngate-notc, and syngate runs with its shipped configuration (no [policy]
 #              override; syngate-notc differs only by kernel_path "off"). About 130 s a
 #              repeat per layout with the defaults, measured: 5 repeats took 11 minutes a layout.
