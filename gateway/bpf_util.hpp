@@ -5,6 +5,7 @@
 
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdint>
 #include <mutex>
 #include <string>
@@ -12,6 +13,7 @@
 #include <vector>
 
 #ifdef SYNGATE_HAVE_XDP
+#include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #endif
 
@@ -45,6 +47,45 @@ std::string load_failure(std::string_view what, int err, const std::string& log)
 // Each entry [0, entries) of a per-CPU array map summed over the possible CPUs (0 where a
 // lookup fails).
 std::vector<uint64_t> per_cpu_sums(int map_fd, uint32_t entries);
+
+// Every entry of a hash map once. By buckets (BPF_MAP_LOOKUP_BATCH) where the kernel has it: a
+// get_next_key walk whose last key is deleted under it (the workers free flows while a scrape or
+// stop() walks) starts again from the first key and meets entries twice; a batch walk keeps its
+// place by bucket, and takes many entries per system call.
+template <class Key, class Value, class Fn>
+void walk_map(int fd, Fn&& fn) {
+  uint32_t room = 256;
+  std::vector<Key> keys(room);
+  std::vector<Value> values(room);
+  uint32_t cursor = 0, next = 0;
+  bool started = false;
+  for (;;) {
+    uint32_t count = room;
+    LIBBPF_OPTS(bpf_map_batch_opts, opts);
+    const int rc = bpf_map_lookup_batch(fd, started ? &cursor : nullptr, &next, keys.data(), values.data(), &count, &opts);
+    if (rc == -ENOSPC && count == 0 && room < (1u << 16)) {  // one bucket holds more than `room`
+      room *= 2;
+      keys.resize(room);
+      values.resize(room);
+      continue;
+    }
+    if (rc != 0 && rc != -ENOENT) break;
+    for (uint32_t i = 0; i < count && i < room; ++i) fn(keys[i], values[i]);
+    if (rc == -ENOENT) return;  // the last bucket was in this batch
+    cursor = next;
+    started = true;
+  }
+  if (started) return;  // a failure midway: what was walked is all there is
+  // No batch lookup for this map (a kernel before 5.6): key by key.
+  Key key{}, at{};
+  const void* prev = nullptr;
+  while (bpf_map_get_next_key(fd, prev, &at) == 0) {
+    Value v{};
+    if (bpf_map_lookup_elem(fd, &at, &v) == 0) fn(at, v);
+    key = at;
+    prev = &key;
+  }
+}
 
 #endif
 

@@ -463,48 +463,9 @@ int Program::release(const FlowTuple& c2s, uint32_t generation, sg_tc_release_op
 }
 
 namespace {
-// Every entry of a hash map once. By buckets (BPF_MAP_LOOKUP_BATCH) where the kernel has it: a
-// get_next_key walk whose last key is deleted under it (the workers free flows while a scrape or
-// stop() walks) starts again from the first key and meets entries twice; a batch walk keeps its
-// place by bucket, and takes many entries per system call.
-template <class Key, class Value, class Fn>
-void walk_map(int fd, Fn&& fn) {
-  uint32_t room = 256;
-  std::vector<Key> keys(room);
-  std::vector<Value> values(room);
-  uint32_t cursor = 0, next = 0;
-  bool started = false;
-  for (;;) {
-    uint32_t count = room;
-    LIBBPF_OPTS(bpf_map_batch_opts, opts);
-    const int rc = bpf_map_lookup_batch(fd, started ? &cursor : nullptr, &next, keys.data(), values.data(), &count, &opts);
-    if (rc == -ENOSPC && count == 0 && room < (1u << 16)) {  // one bucket holds more than `room`
-      room *= 2;
-      keys.resize(room);
-      values.resize(room);
-      continue;
-    }
-    if (rc != 0 && rc != -ENOENT) break;
-    for (uint32_t i = 0; i < count && i < room; ++i) fn(keys[i], values[i]);
-    if (rc == -ENOENT) return;  // the last bucket was in this batch
-    cursor = next;
-    started = true;
-  }
-  if (started) return;  // a failure midway: what was walked is all there is
-  // No batch lookup for this map (a kernel before 5.6): key by key.
-  Key key{}, at{};
-  const void* prev = nullptr;
-  while (bpf_map_get_next_key(fd, prev, &at) == 0) {
-    Value v{};
-    if (bpf_map_lookup_elem(fd, &at, &v) == 0) fn(at, v);
-    key = at;
-    prev = &key;
-  }
-}
-
 template <class Fn>
 void walk_flows(int fd, Fn&& fn) {
-  walk_map<sg_tc_flow_key, sg_tc_flow>(fd, std::forward<Fn>(fn));
+  bpf::walk_map<sg_tc_flow_key, sg_tc_flow>(fd, std::forward<Fn>(fn));
 }
 }  // namespace
 
@@ -551,7 +512,7 @@ bool Program::delete_handshake(const sg_tc_flow_key& key) noexcept {
 
 std::vector<sg_tc_flow_key> Program::handshake_keys() const {
   std::vector<sg_tc_flow_key> keys;
-  walk_map<sg_tc_flow_key, sg_tc_handshake>(bpf_map__fd(impl_->skel->maps.sg_tc_handshakes),
+  bpf::walk_map<sg_tc_flow_key, sg_tc_handshake>(bpf_map__fd(impl_->skel->maps.sg_tc_handshakes),
                                             [&](const sg_tc_flow_key& k, const sg_tc_handshake&) { keys.push_back(k); });
   return keys;
 }
@@ -622,7 +583,7 @@ void Program::raise_generation(uint32_t at_least) noexcept {
 uint32_t Program::top_generation() const {
   uint32_t top = 0;
   for (const auto& [key, entry] : entries()) top = std::max(top, entry.generation);
-  walk_map<sg_tc_flow_key, sg_tc_handshake>(bpf_map__fd(impl_->skel->maps.sg_tc_handshakes),
+  bpf::walk_map<sg_tc_flow_key, sg_tc_handshake>(bpf_map__fd(impl_->skel->maps.sg_tc_handshakes),
                                             [&](const sg_tc_flow_key&, const sg_tc_handshake& r) {
                                               top = std::max(top, r.generation);
                                             });

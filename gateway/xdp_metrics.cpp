@@ -37,6 +37,10 @@ std::string FastPath::render_metrics() const {
   out << "# HELP syngate_xdp_flow_insert_failures_total Flows the XDP flow map could not take.\n"
          "# TYPE syngate_xdp_flow_insert_failures_total counter\n"
       << "syngate_xdp_flow_insert_failures_total " << flow_insert_failures_.load() << "\n";
+  // A walk of the map: a scrape's cost, not the packets'.
+  out << "# HELP syngate_xdp_flow_keys Keys in the XDP flow map (one per flow the engines hold).\n"
+         "# TYPE syngate_xdp_flow_keys gauge\nsyngate_xdp_flow_keys "
+      << program_->flow_keys_count() << "\n";
   return out.str();
 }
 

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <map>
+#include <new>
 #include <mutex>
 #include <cerrno>
 #include <cstring>
@@ -252,6 +253,17 @@ uint32_t Program::flow_holders(const FlowTuple& t) const noexcept {
   return 1 + (it == impl_->extra_holders.end() ? 0 : it->second);
 }
 
+uint64_t Program::flow_keys_count() const noexcept {
+  uint64_t n = 0;
+  try {
+    bpf::walk_map<sg_xdp_flow_key, uint32_t>(impl_->map_fd(impl_->skel->maps.sg_flows),
+                                             [&](const sg_xdp_flow_key&, uint32_t) { ++n; });
+  } catch (const std::bad_alloc&) {
+    // The walk's buffers: the count so far.
+  }
+  return n;
+}
+
 Counters Program::counters() const {
   Counters out{};
   const std::vector<uint64_t> sums = bpf::per_cpu_sums(impl_->map_fd(impl_->skel->maps.sg_counters), out.size());
@@ -348,6 +360,7 @@ ReasonCounters Program::reasons() const { return {}; }
 bool Program::add_flow(const FlowTuple&) noexcept { return false; }
 void Program::remove_flow(const FlowTuple&) noexcept {}
 uint32_t Program::flow_holders(const FlowTuple&) const noexcept { return 0; }
+uint64_t Program::flow_keys_count() const noexcept { return 0; }
 Counters Program::counters() const { return {}; }
 int Program::program_fd() const noexcept { return -1; }
 int Program::tc_program_fd() const noexcept { return -1; }

@@ -98,6 +98,8 @@ class Program {
   void remove_flow(const FlowTuple& t) noexcept;
   // How many flow tables hold the flow (0: not in the map).
   uint32_t flow_holders(const FlowTuple& t) const noexcept;
+  // The keys in the flow map: a walk of it (a system call per batch), a scrape's cost.
+  uint64_t flow_keys_count() const noexcept;
 
   Counters counters() const;
   ReasonCounters reasons() const;

@@ -42,17 +42,23 @@ port = 6379
 synack_per_prefix_per_s = 0"
 start_syngate
 grep -q "tc: translating established flows" "$LAB_DIR/syngate.log" || fail "the kernel path did not attach"
-# Within 10 s of the last connection, the flow table and the tc flow map are both empty.
+if [[ $OPEN == open ]] && (( $(metric_sum syngate_xdp_enabled) != 1 )); then
+  fail "the XDP fast path did not attach (its flow map's keys are checked below)"
+fi
+# Within 10 s of the last connection, the flow table, the tc flow map and (with the fast path,
+# `open`) the XDP flow map are all empty.
 expect_empty_tables() {  # expect_empty_tables WHAT
-  local active entries
+  local active entries keys
   for _ in $(seq 100); do
     active=$(metric_sum syngate_flows_active)
     entries=$(metric_sum syngate_tc_flow_entries)
-    (( active == 0 && entries == 0 )) && return 0
+    keys=$(metric_sum syngate_xdp_flow_keys)
+    (( active == 0 && entries == 0 && keys == 0 )) && return 0
     sleep 0.1
   done
   (( active == 0 )) || fail "$active $1 still in the table 10 s after the last connection"
-  fail "$entries tc flow map entries left 10 s after the last connection ($1)"
+  (( entries == 0 )) || fail "$entries tc flow map entries left 10 s after the last connection ($1)"
+  fail "$keys XDP flow map keys left 10 s after the last connection ($1)"
 }
 # The client's side of the first SYN-ACKs: the window they announce.
 if [[ -n ${SYNACK_WINDOW:-} ]]; then
@@ -100,7 +106,7 @@ else
   (( opened == 0 )) || fail "$opened flows opened by tc with gateway.tc_open_flows off"
 fi
 expect_empty_tables "flows"
-pass "$N connections through the kernel path ($handed handed over, $opened opened by tc): flow table and tc flow map back to empty"
+pass "$N connections through the kernel path ($handed handed over, $opened opened by tc): flow table and tc flow map${OPEN:+ and XDP flow map} back to empty"
 
 # The client closes first.
 R=$(( N / 5 ))
