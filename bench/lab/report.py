@@ -585,6 +585,8 @@ def est_point(d, test):
     ends = _read(os.path.join(d, test + ".ends")).split()
     if len(ends) == 6 and int(ends[4]) > int(ends[1]):
         p["ends_core_busy_pct"] = _busy_pct(ends[0], ends[1], ends[3], ends[4], wall, hz)
+        if "gw_core_us_per_conn" in p:
+            p["ends_us_per_conn"] = round(p["ends_core_busy_pct"] * 1e4 / value, 1)
     m0, m1 = _metrics(os.path.join(d, test + ".m0")), _metrics(os.path.join(d, test + ".m1"))
     kv = [dict(x.split("=", 1) for x in _read(os.path.join(d, test + suffix)).split()) for suffix in (".srv0", ".srv1")]
     if kv[1]:
@@ -631,7 +633,7 @@ def est_collect(mdir):
         if "gw_core_busy_pct" in runs[0]:
             t["median_gw_core_busy_pct"] = _median([p["gw_core_busy_pct"] for p in runs])
             t["median_daemon_cpu_pct"] = _median([p["daemon_cpu_pct"] for p in runs])
-        for k in ("gw_core_us_per_conn", "daemon_us_per_conn"):
+        for k in ("gw_core_us_per_conn", "daemon_us_per_conn", "ends_us_per_conn"):
             if any(k in p for p in runs):
                 t["median_" + k] = _median([p[k] for p in runs if k in p])
         if all("ends_core_busy_pct" in p for p in runs):
@@ -754,7 +756,8 @@ def est_table(report):
     if conn_rows and cost_modes:
         what = "gateway core (softirq and daemon)" if offcore else "the daemon alone"
         lines += ["", f"CPU a connection, µs (median of runs; {what}, over the figure's rate"
-                  + ("; the daemon's share in brackets" if offcore else "") + "):", "",
+                  + ("; the daemon's share in brackets; then the clients' and servers' core, which bounds "
+                     "these figures when it is near 100 % busy" if offcore else "") + "):", "",
                   "| figure | " + " | ".join(EST_MODE_LABEL.get(m, m) for m in cost_modes) + " |",
                   "|---|" + "---:|" * len(cost_modes)]
         for r in conn_rows:
@@ -763,8 +766,10 @@ def est_table(report):
                 t = report["modes"][m]["established"].get(r["test"], {})
                 core, daemon = t.get("median_gw_core_us_per_conn"), t.get("median_daemon_us_per_conn")
                 if offcore:
+                    ends = t.get("median_ends_us_per_conn")
                     cells.append("-" if core is None else f"{core:.1f}"
-                                 + (f" ({daemon:.1f})" if daemon is not None and m.startswith("syngate") else ""))
+                                 + (f" ({daemon:.1f})" if daemon is not None and m.startswith("syngate") else "")
+                                 + (f"; ends {ends:.0f}" if ends is not None else ""))
                 else:
                     cells.append("-" if daemon is None else f"{daemon:.1f}")
             lines.append(f"| {r['test']} | " + " | ".join(cells) + " |")
