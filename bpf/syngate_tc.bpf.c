@@ -981,40 +981,6 @@ int sg_tc_cookie_ack(struct __sk_buff* skb) {
   return bpf_redirect(r->fib.ifindex, 0);
 }
 
-/* ---- the daemon's batched reads (tc_abi.h, sg_tc_read) ------------------------------------------ */
-/* One flow of the batch; inlined at a constant index each time, so that every access into the
- * context has a constant offset (the verifier allows no other). */
-static __always_inline void read_one(struct sg_tc_read_flow* r) {
-  struct sg_tc_flow_key c2s, s2c;
-  __builtin_memcpy(&c2s, &r->key, sizeof(c2s));
-  reverse_key(&c2s, &s2c);
-  __u32 found = 0;
-  const struct sg_tc_flow* up = bpf_map_lookup_elem(&sg_tc_flows, &c2s);
-  if (up) {
-    __builtin_memcpy(&r->to_server, up, sizeof(*up));
-    found |= SG_TC_READ_TO_SERVER;
-  }
-  const struct sg_tc_flow* down = bpf_map_lookup_elem(&sg_tc_flows, &s2c);
-  if (down) {
-    __builtin_memcpy(&r->to_client, down, sizeof(*down));
-    found |= SG_TC_READ_TO_CLIENT;
-  }
-  r->found = found;
-}
-
-SEC("syscall")
-int sg_tc_read(struct sg_tc_read* ctx) {
-  const __u32 count = ctx->count;
-#define READ_AT(i) \
-  if (count <= (i)) return 0; \
-  read_one(&ctx->flows[i]);
-  READ_AT(0) READ_AT(1) READ_AT(2) READ_AT(3) READ_AT(4) READ_AT(5) READ_AT(6) READ_AT(7)
-  READ_AT(8) READ_AT(9) READ_AT(10) READ_AT(11) READ_AT(12) READ_AT(13) READ_AT(14) READ_AT(15)
-#undef READ_AT
-  _Static_assert(SG_TC_READ_MAX == 16, "one READ_AT per flow of the batch");
-  return 0;
-}
-
 /* ---- the daemon's releases (tc_abi.h, sg_tc_release) ------------------------------------------ */
 #define TC_EEXIST 17
 

@@ -7,7 +7,6 @@
 #include <algorithm>
 #include <cstring>
 #include <limits>
-#include <new>
 #include <optional>
 #include <vector>
 #include <atomic>
@@ -144,7 +143,6 @@ struct Engine::Impl {
   // What the kernel path recorded of handed-over flows (null: none, the engine sees every segment).
   KernelFlowState* kernel = nullptr;
   std::vector<FlowTuple> closes;  // the sweep's (merge_kernel_closes), kept for its capacity
-  std::vector<std::optional<KernelFlowView>> close_views;  // their records, read together
   std::vector<KernelHandOver> handovers;  // the same for take_kernel_handovers
   std::vector<KernelOpened> opened;       // and for take_kernel_opened
   bool kernel_offers = false;  // the kernel side has accepted a handshake (handshake_sent)
@@ -276,17 +274,11 @@ struct Engine::Impl {
   // sequence number, as if it had crossed the engine (its state follows, follow_fins). A read is
   // a system call, so it is made only where the engine judges with that record: an RST, a FIN, a
   // segment its own view would not track, an idle timer, a retransmitted SYN-ACK, a start.
-  // `read`: the record already read (read_many), empty where there was none; null: read it here.
-  KernelSide merge_kernel(Flow& f, const std::optional<KernelFlowView>* read = nullptr) {
+  KernelSide merge_kernel(Flow& f) {
     if (!kernel || f.state == State::SynSent || f.state == State::Free) return KernelSide::None;
     if (f.supply & kSupplyTimestamps) return KernelSide::None;  // never handed over (translation())
     KernelFlowView v;
-    if (read) {
-      if (!*read) return KernelSide::None;
-      v = **read;
-    } else if (!kernel->read(f.key, v)) {
-      return KernelSide::None;
-    }
+    if (!kernel->read(f.key, v)) return KernelSide::None;
     const KernelRecord& c = v.to_server;
     const KernelRecord& s = v.to_client;
     if (c.has_record) {
@@ -1237,19 +1229,10 @@ struct Engine::Impl {
       const uint32_t i = table.find(t);
       return i != kNone && table.get(i).state != State::SynSent;
     });
-    // Their records in one read: the flows are distinct, and merging one touches no other's.
-    bool read_together = false;
-    try {
-      close_views.resize(closes.size());
-      read_together = true;
-    } catch (const std::bad_alloc&) {
-      // each read on its own below
-    }
-    if (read_together) kernel->read_many(closes, close_views);
-    for (size_t n = 0; n < closes.size(); ++n) {
-      const uint32_t i = table.find(closes[n]);
+    for (const FlowTuple& t : closes) {
+      const uint32_t i = table.find(t);
       if (i == kNone || table.get(i).state == State::SynSent) continue;
-      if (merge_kernel(table.edit(i), read_together ? &close_views[n] : nullptr) != KernelSide::None) follow_fins(i, now);
+      if (merge_kernel(table.edit(i)) != KernelSide::None) follow_fins(i, now);
       table.settle();
     }
   }

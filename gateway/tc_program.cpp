@@ -92,18 +92,6 @@ KernelRecord kernel_record(const sg_tc_flow& e) noexcept {
   return r;
 }
 
-// Both entries as the engine reads them. What punts (lib/tc_rewritable.h): the client's segments
-// after its FIN; both ways after an RST or the engine's punt, recorded in either entry.
-KernelFlowView view_of(const sg_tc_flow& to_server, const sg_tc_flow& to_client) noexcept {
-  KernelFlowView v;
-  v.to_server = kernel_record(to_server);
-  v.to_client = kernel_record(to_client);
-  const uint8_t both = (to_server.closing | to_client.closing) & (SG_TC_SEEN_RST | SG_TC_CLOSED_BY_ENGINE);
-  v.to_server.punting = (to_server.closing & SG_TC_SEEN_FIN) || both;
-  v.to_client.punting = both != 0;
-  return v;
-}
-
 bool make_pin_dirs(const std::string& dir) {
   for (size_t pos = dir.find('/', 1);; pos = dir.find('/', pos + 1)) {
     const std::string part = dir.substr(0, pos);
@@ -440,18 +428,6 @@ bool Program::read_flow(const FlowTuple& c2s, sg_tc_flow& to_server, sg_tc_flow&
   return bpf_map_lookup_elem(fd, &a, &to_server) == 0 && bpf_map_lookup_elem(fd, &b, &to_client) == 0;
 }
 
-bool Program::read_flows(std::span<const FlowTuple> c2s, sg_tc_read& out) const noexcept {
-  if (c2s.size() > SG_TC_READ_MAX) return false;
-  out.count = static_cast<uint32_t>(c2s.size());
-  out.pad = 0;
-  for (size_t i = 0; i < c2s.size(); ++i) {
-    out.flows[i].key = flow_key(c2s[i]);
-    out.flows[i].found = 0;
-  }
-  LIBBPF_OPTS(bpf_test_run_opts, opts, .ctx_in = &out, .ctx_size_in = sizeof out);
-  return bpf_prog_test_run_opts(bpf_program__fd(impl_->skel->progs.sg_tc_read), &opts) == 0;
-}
-
 int Program::release(const FlowTuple& c2s, uint32_t generation, sg_tc_release_op op) noexcept {
   sg_tc_release args{};
   args.key = flow_key(c2s);
@@ -680,7 +656,6 @@ std::vector<int> Program::attached() const { return {}; }
 bool Program::write_flow(const FlowTuple&, const FlowTranslation&, uint32_t) noexcept { return false; }
 int Program::release(const FlowTuple&, uint32_t, sg_tc_release_op) noexcept { return -1; }
 bool Program::read_flow(const FlowTuple&, sg_tc_flow&, sg_tc_flow&) const noexcept { return false; }
-bool Program::read_flows(std::span<const FlowTuple>, sg_tc_read&) const noexcept { return false; }
 uint64_t Program::clear_flows() noexcept { return 0; }
 void Program::delete_key(const sg_tc_flow_key&) noexcept {}
 bool Program::write_key(const sg_tc_flow_key&, const sg_tc_flow&) noexcept { return false; }
@@ -1195,29 +1170,14 @@ bool KernelPath::read(const FlowTuple& t, KernelFlowView& out) noexcept {
   } else if (!program_->read_flow(t, to_server, to_client)) {
     return false;
   }
-  out = view_of(to_server, to_client);
+  out.to_server = kernel_record(to_server);
+  out.to_client = kernel_record(to_client);
+  // What punts (lib/tc_rewritable.h): the client's segments after its FIN; both ways after an RST
+  // or the engine's punt, recorded in either entry.
+  const uint8_t both = (to_server.closing | to_client.closing) & (SG_TC_SEEN_RST | SG_TC_CLOSED_BY_ENGINE);
+  out.to_server.punting = (to_server.closing & SG_TC_SEEN_FIN) || both;
+  out.to_client.punting = both != 0;
   return true;
-}
-
-void KernelPath::read_many(std::span<const FlowTuple> flows, std::span<std::optional<KernelFlowView>> out) noexcept {
-  const size_t n = std::min(flows.size(), out.size());
-  if (stopped_.load(std::memory_order_acquire)) {
-    KernelFlowState::read_many(flows.first(n), out.first(n));  // from what stop() kept
-    return;
-  }
-  sg_tc_read got;
-  for (size_t at = 0; at < n; at += SG_TC_READ_MAX) {
-    const size_t m = std::min<size_t>(SG_TC_READ_MAX, n - at);
-    if (!program_->read_flows(flows.subspan(at, m), got)) {
-      KernelFlowState::read_many(flows.subspan(at, m), out.subspan(at, m));
-      continue;
-    }
-    for (size_t i = 0; i < m; ++i) {
-      const sg_tc_read_flow& r = got.flows[i];
-      if (r.found == (SG_TC_READ_TO_SERVER | SG_TC_READ_TO_CLIENT)) out[at + i] = view_of(r.to_server, r.to_client);
-      else out[at + i].reset();
-    }
-  }
 }
 
 // The ring's records since the last drain, sorted into the closes and hand-overs the engines

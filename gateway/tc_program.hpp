@@ -18,7 +18,6 @@
 #include <memory>
 #include <mutex>
 #include <optional>
-#include <span>
 #include <string>
 #include <vector>
 
@@ -119,9 +118,6 @@ class Program {
   bool write_flow(const FlowTuple& client_to_server, const FlowTranslation& t, uint32_t generation) noexcept;
   // Both entries of a flow; false when either is missing.
   bool read_flow(const FlowTuple& client_to_server, sg_tc_flow& to_server, sg_tc_flow& to_client) const noexcept;
-  // The entries of up to SG_TC_READ_MAX flows in one system call (the sg_tc_read program):
-  // out.flows[i] for flows[i]. False when the program could not run, or with too many flows.
-  bool read_flows(std::span<const FlowTuple> client_to_server, sg_tc_read& out) const noexcept;
   // A flow's entries and record deleted (SG_TC_RELEASE_FREE, _REFUSED) or its entries marked
   // SG_TC_CLOSED_BY_ENGINE (_PUNT), by the sg_tc_release program (tc_abi.h): what a connection
   // newer than `generation` wrote on the pair stays. Its SG_TC_RELEASED_* bits; -1 when the
@@ -245,8 +241,6 @@ class KernelPath : public FlowObserver, public KernelFlowState {
   uint32_t new_generation() noexcept override;
   void generation_at_least(uint32_t generation) noexcept override;
   bool read(const FlowTuple& client_to_server, KernelFlowView& out) noexcept override;
-  // SG_TC_READ_MAX flows a system call (sg_tc_read), where read() costs two lookups a flow.
-  void read_many(std::span<const FlowTuple> client_to_server, std::span<std::optional<KernelFlowView>> out) noexcept override;
   void punt(const FlowTuple& client_to_server, uint32_t generation) noexcept override;
   void take_closing(std::vector<FlowTuple>& out, const std::function<bool(const FlowTuple&)>& mine) noexcept override;
   // gateway.tc_handshake (router mode): the record sg_tc_synack answers the backend's SYN-ACK

@@ -155,16 +155,6 @@ class KernelFlowState {
   virtual void generation_at_least(uint32_t /*generation*/) noexcept {}
   // False when it holds nothing for the flow (never handed over, or the entry is gone).
   virtual bool read(const FlowTuple& client_to_server, KernelFlowView& out) noexcept = 0;
-  // read() for many flows at once (out.size() == client_to_server.size()): out[i] for the i-th,
-  // empty where read() would say false. The daemon's costs a system call for many flows, where
-  // read() costs two each: the engine reads a sweep's reported closes this way.
-  virtual void read_many(std::span<const FlowTuple> client_to_server,
-                         std::span<std::optional<KernelFlowView>> out) noexcept {
-    for (size_t i = 0; i < client_to_server.size() && i < out.size(); ++i) {
-      KernelFlowView v;
-      out[i] = read(client_to_server[i], v) ? std::optional<KernelFlowView>(v) : std::nullopt;
-    }
-  }
   // From now on every segment of the flow goes to the engine: it saw a FIN or ended the flow on an
   // RST that the kernel side did not record (a FIN in a packet the program cannot parse, an RST
   // only the engine's whole record believes). Without it a new connection on the lingering

@@ -275,19 +275,6 @@ struct FakeKernel : KernelFlowState {
     ++punts;
     view.to_server.punting = view.to_client.punting = true;  // as the daemon marks both entries
   }
-  // read_many as the daemon's: one call for many flows, none of them read one by one.
-  std::vector<size_t> batches;  // the flows asked in each call
-  size_t records_read() const {  // one by one or together
-    size_t n = static_cast<size_t>(reads);
-    for (const size_t b : batches) n += b;
-    return n;
-  }
-  void read_many(std::span<const FlowTuple> flows, std::span<std::optional<KernelFlowView>> out) noexcept override {
-    batches.push_back(flows.size());
-    for (size_t i = 0; i < flows.size() && i < out.size(); ++i) {
-      out[i] = has ? std::optional<KernelFlowView>(view) : std::nullopt;
-    }
-  }
   bool fresh = false;  // what may_be_overtaken answers
   bool may_be_overtaken(const FlowTuple&) noexcept override { return fresh; }
   // Closes the programs reported (sg_tc_events), for the sweep.
@@ -612,26 +599,6 @@ TEST_F(KernelFinTest, AReportedFinMovesTheFlowToClosingAtTheNextSweep) {
   EXPECT_EQ(kernel.punts, 0) << "the server's FIN alone: the programs keep translating the client's segments";
 }
 
-// The closes a sweep takes are read together (the daemon's read_many: a system call for many
-// flows, where read() costs two lookups each), and merged as if each had been read on its own.
-TEST_F(KernelFinTest, TheClosesOfASweepAreReadTogether) {
-  std::vector<Conn> conns;
-  for (uint16_t port = 41000; port < 41005; ++port) {
-    conns.push_back(Conn::v4(port));
-    establish(conns.back());
-  }
-  closed_in_kernel(conns.front());  // every Conn has the same numbers: one record fits them all
-  for (const Conn& c : conns) kernel.closes.push_back(c.c2s);
-  const int reads_before = kernel.reads;
-  step(1);
-  ASSERT_EQ(kernel.batches.size(), 1u);
-  EXPECT_EQ(kernel.batches[0], conns.size()) << "every reported close in the one read";
-  EXPECT_EQ(kernel.reads, reads_before) << "none read on its own";
-  EXPECT_EQ(counters().flows_active, conns.size()) << "lingering";
-  step(cfg.linger_s + 1);
-  EXPECT_EQ(counters().flows_active, 0u) << "each merged: both FINs acknowledged, freed after linger";
-}
-
 // A client reconnects on its port at once after a close the engine never saw (the programs sent
 // its new cookie ACK to NFQUEUE, as they do after the client's FIN): the engine, still holding
 // the old flow as established, reads the kernel's record before the port-reuse check, so the
@@ -699,10 +666,10 @@ TEST_F(KernelFinTest, ReportedClosesAreMergedAtEachTurn) {
   establish(c);
   closed_in_kernel(c);
   kernel.closes.push_back(c.c2s);
-  const size_t read_before = kernel.records_read();
+  const int reads = kernel.reads;
   engine->take_kernel_reports(now, sink);
   EXPECT_TRUE(kernel.closes.empty()) << "the close waits for the sweep";
-  EXPECT_GT(kernel.records_read(), read_before) << "taken but not merged";
+  EXPECT_GT(kernel.reads, reads) << "taken but not merged";
 }
 
 // The server's first reply and its FIN crossed the engine (the to-client entry is published only

@@ -7,8 +7,6 @@
 #include <cstring>
 #include <optional>
 #include <set>
-#include <span>
-#include <vector>
 
 #include "syngate/packet.hpp"
 #include "syngate/bpf/tc_abi.h"
@@ -171,58 +169,6 @@ TEST(TcMap, ReleaseLeavesWhatANewerConnectionWrote) {
   EXPECT_EQ(entry(up_key)->closing, SG_TC_SEEN_FIN) << "a closing entry keeps what it recorded";
   EXPECT_EQ(entry(down_key)->closing, SG_TC_CLOSED_BY_ENGINE);
   EXPECT_FALSE(record_there());
-}
-
-// The engine reads the records of a sweep's reported closes in one system call (sg_tc_read): each
-// flow's two entries byte for byte as a lookup gives them, and which of them are there.
-TEST(TcMap, ReadFlowsGivesEachFlowsEntriesInOneCall) {
-  if (geteuid() != 0) GTEST_SKIP() << "needs root for the BPF map";
-  tc::Program program(1024, "");
-  std::vector<FlowTuple> flows;
-  for (uint16_t i = 0; i < SG_TC_READ_MAX; ++i) {
-    const char* client = i % 2 ? "fd00:10:1::9" : "198.18.0.7";
-    const char* server = i % 2 ? "fd00:10:3::2" : "10.10.3.2";
-    flows.push_back(FlowTuple{*Address::parse(client), *Address::parse(server), static_cast<uint16_t>(2000 + i), 80});
-  }
-  // Every byte of each entry its own, so a field copied from the wrong place or left out shows.
-  const auto pattern = [](uint16_t flow, uint8_t direction) {
-    sg_tc_flow v{};
-    auto* b = reinterpret_cast<uint8_t*>(&v);
-    for (size_t k = 0; k < sizeof v; ++k) b[k] = static_cast<uint8_t>(flow * 31 + direction * 17 + k);
-    return v;
-  };
-  for (uint16_t i = 0; i < flows.size(); ++i) {
-    if (i % 5 != 3) {
-      ASSERT_TRUE(program.write_key(tc::flow_key(flows[i]), pattern(i, 0)));
-    }
-    if (i % 5 != 4) {
-      ASSERT_TRUE(program.write_key(tc::flow_key(flows[i].reversed()), pattern(i, 1)));
-    }
-  }
-  sg_tc_read got{};
-  ASSERT_TRUE(program.read_flows(flows, got));
-  for (uint16_t i = 0; i < flows.size(); ++i) {
-    const sg_tc_read_flow& r = got.flows[i];
-    const uint32_t want = (i % 5 != 3 ? SG_TC_READ_TO_SERVER : 0) | (i % 5 != 4 ? SG_TC_READ_TO_CLIENT : 0);
-    EXPECT_EQ(r.found, want) << "flow " << i;
-    if (want & SG_TC_READ_TO_SERVER) {
-      const sg_tc_flow up = pattern(i, 0);
-      EXPECT_EQ(std::memcmp(&r.to_server, &up, sizeof up), 0) << "flow " << i << ", the client's entry";
-    }
-    if (want & SG_TC_READ_TO_CLIENT) {
-      const sg_tc_flow down = pattern(i, 1);
-      EXPECT_EQ(std::memcmp(&r.to_client, &down, sizeof down), 0) << "flow " << i << ", the server's entry";
-    }
-  }
-  // Fewer than a whole batch: only those are read.
-  sg_tc_read part{};
-  part.flows[5].found = 0xdead;
-  ASSERT_TRUE(program.read_flows(std::span<const FlowTuple>(flows).first(5), part));
-  EXPECT_EQ(part.count, 5u);
-  EXPECT_EQ(part.flows[0].found, SG_TC_READ_TO_SERVER | SG_TC_READ_TO_CLIENT);
-  EXPECT_EQ(part.flows[5].found, 0xdeadu) << "a flow past the count was touched";
-  flows.push_back(flows.front());
-  EXPECT_FALSE(program.read_flows(flows, got)) << "more than a batch";
 }
 
 // The daemon's numbers and the programs' come from one counter, and none is 0 ("unknown").

@@ -174,28 +174,6 @@ struct sg_tc_release {
 #define SG_TC_RELEASED_RECORD 0x04u    /* the flow's (or an older) handshake record deleted */
 #define SG_TC_RELEASE_LEFT_NEWER 0x08u /* a newer connection's record or entry left in place */
 
-/* sg_tc_read (SEC "syscall", run by BPF_PROG_TEST_RUN): both entries of up to SG_TC_READ_MAX flows
- * in one system call, where a lookup each would cost two a flow. The engine reads the record of
- * every flow whose close the programs reported, a sweep's worth at a time (the daemon's biggest
- * share of system calls per connection before). The context is read and written back whole: the
- * daemon fills count and each key, the program each found and the entries there. A loop over the
- * context needs constant offsets (the verifier allows no variable one into it): the program
- * unrolls, hence the small bound. */
-#define SG_TC_READ_MAX 16
-#define SG_TC_READ_TO_SERVER 0x01u /* to_server holds the client -> server entry */
-#define SG_TC_READ_TO_CLIENT 0x02u /* to_client holds the server -> client entry */
-struct sg_tc_read_flow {
-  struct sg_tc_flow_key key; /* client -> server */
-  sg_u32 found;              /* SG_TC_READ_* */
-  struct sg_tc_flow to_server;
-  struct sg_tc_flow to_client;
-};
-struct sg_tc_read {
-  sg_u32 count; /* flows[0, count) are asked; at most SG_TC_READ_MAX */
-  sg_u32 pad;
-  struct sg_tc_read_flow flows[SG_TC_READ_MAX];
-};
-
 /* A flow the ingress program opened from the client's cookie ACK (sg_tc_cookie_ack): what the
  * engine needs to hold it as its own flow from the backend's SYN on (retries, the SYN-ACK either
  * path takes, limits, timers). */
