@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstdint>
 #include <mutex>
+#include <new>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -85,6 +86,17 @@ void walk_map(int fd, Fn&& fn) {
     key = at;
     prev = &key;
   }
+}
+
+// The entries walk_map finds (a scrape's gauge): on a failed allocation, the count so far.
+template <class Key, class Value>
+uint64_t count_map(int fd) noexcept {
+  uint64_t n = 0;
+  try {
+    walk_map<Key, Value>(fd, [&](const Key&, const Value&) { ++n; });
+  } catch (const std::bad_alloc&) {
+  }
+  return n;
 }
 
 #endif

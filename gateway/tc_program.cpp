@@ -573,13 +573,7 @@ std::vector<std::pair<sg_tc_flow_key, sg_tc_flow>> Program::entries() const {
 }
 
 uint64_t Program::flow_entries_count() const noexcept {
-  uint64_t n = 0;
-  try {
-    walk_flows(impl_->flows_fd(), [&](const sg_tc_flow_key&, const sg_tc_flow&) { ++n; });
-  } catch (const std::bad_alloc&) {
-    // The walk's buffers: the count so far.
-  }
-  return n;
+  return bpf::count_map<sg_tc_flow_key, sg_tc_flow>(impl_->flows_fd());
 }
 
 int Program::flows_map_fd() const noexcept { return impl_->flows_fd(); }

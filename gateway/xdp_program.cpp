@@ -254,14 +254,7 @@ uint32_t Program::flow_holders(const FlowTuple& t) const noexcept {
 }
 
 uint64_t Program::flow_keys_count() const noexcept {
-  uint64_t n = 0;
-  try {
-    bpf::walk_map<sg_xdp_flow_key, uint32_t>(impl_->map_fd(impl_->skel->maps.sg_flows),
-                                             [&](const sg_xdp_flow_key&, uint32_t) { ++n; });
-  } catch (const std::bad_alloc&) {
-    // The walk's buffers: the count so far.
-  }
-  return n;
+  return bpf::count_map<sg_xdp_flow_key, uint32_t>(impl_->map_fd(impl_->skel->maps.sg_flows));
 }
 
 Counters Program::counters() const {

@@ -579,14 +579,18 @@ def est_point(d, test):
          "gw_core_busy_pct": _busy_pct(b0, tot0, b1, tot1, wall, hz),
          "gw_core_softirq_pct": round(100.0 * (int(sq1) - int(sq0)) / dtot, 1) if dtot > 0 else 0,
          "daemon_cpu_pct": round(100.0 * (float(d1) - float(d0)) / int(hz) / wall, 1) if wall > 0 else 0}
-    if test in PER_CONN_TESTS and value > 0:
-        p["gw_core_us_per_conn"] = round(p["gw_core_busy_pct"] * 1e4 / value, 1)
-        p["daemon_us_per_conn"] = round(p["daemon_cpu_pct"] * 1e4 / value, 1)
+    per_conn = test in PER_CONN_TESTS and value > 0
+
+    def us_per_conn(busy_pct):  # a core's busy share over the figure's rate
+        return round(busy_pct * 1e4 / value, 1)
+    if per_conn:
+        p["gw_core_us_per_conn"] = us_per_conn(p["gw_core_busy_pct"])
+        p["daemon_us_per_conn"] = us_per_conn(p["daemon_cpu_pct"])
     ends = _read(os.path.join(d, test + ".ends")).split()
     if len(ends) == 6 and int(ends[4]) > int(ends[1]):
         p["ends_core_busy_pct"] = _busy_pct(ends[0], ends[1], ends[3], ends[4], wall, hz)
-        if "gw_core_us_per_conn" in p:
-            p["ends_us_per_conn"] = round(p["ends_core_busy_pct"] * 1e4 / value, 1)
+        if per_conn:
+            p["ends_us_per_conn"] = us_per_conn(p["ends_core_busy_pct"])
     m0, m1 = _metrics(os.path.join(d, test + ".m0")), _metrics(os.path.join(d, test + ".m1"))
     kv = [dict(x.split("=", 1) for x in _read(os.path.join(d, test + suffix)).split()) for suffix in (".srv0", ".srv1")]
     if kv[1]:
