@@ -461,3 +461,29 @@ int syngate_tc_fast(struct __sk_buff* skb) {
       return verdict; /* bpf_redirect's TC_ACT_REDIRECT */
   }
 }
+
+/* ---- the daemon's flow-map writes (xdp_abi.h, sg_xdp_write_flows) ----------------------------- */
+/* One change of the batch; inlined at a constant index each time, so that every access into the
+ * context has a constant offset (the verifier allows no other). */
+static __always_inline void write_flow(struct sg_xdp_flow_write* w) {
+  struct sg_xdp_flow_key key;
+  __builtin_memcpy(&key, &w->key, sizeof(key));
+  const __u32 present = 1; /* the flow check only asks whether the key is there */
+  if (w->op == SG_XDP_FLOW_ADD) w->result = (sg_s32)bpf_map_update_elem(&sg_flows, &key, &present, BPF_NOEXIST);
+  else w->result = (sg_s32)bpf_map_delete_elem(&sg_flows, &key);
+}
+
+SEC("syscall")
+int sg_xdp_write_flows(struct sg_xdp_flow_writes* ctx) {
+  const __u32 count = ctx->count;
+#define WRITE_AT(i) \
+  if (count <= (i)) return 0; \
+  write_flow(&ctx->writes[i]);
+  WRITE_AT(0) WRITE_AT(1) WRITE_AT(2) WRITE_AT(3) WRITE_AT(4) WRITE_AT(5) WRITE_AT(6) WRITE_AT(7)
+  WRITE_AT(8) WRITE_AT(9) WRITE_AT(10) WRITE_AT(11) WRITE_AT(12) WRITE_AT(13) WRITE_AT(14) WRITE_AT(15)
+  WRITE_AT(16) WRITE_AT(17) WRITE_AT(18) WRITE_AT(19) WRITE_AT(20) WRITE_AT(21) WRITE_AT(22) WRITE_AT(23)
+  WRITE_AT(24) WRITE_AT(25) WRITE_AT(26) WRITE_AT(27) WRITE_AT(28) WRITE_AT(29) WRITE_AT(30) WRITE_AT(31)
+#undef WRITE_AT
+  _Static_assert(SG_XDP_FLOW_WRITES_MAX == 32, "one WRITE_AT per change of the batch");
+  return 0;
+}

@@ -462,13 +462,18 @@ void Daemon::start_kernel_path() {
   for (auto& w : workers) {
     if (!w->flow) continue;
     w->flow->engine().set_kernel_state(tc.get());
+    Worker::TurnHooks hooks;
     if (tc) {
       tc::KernelPath* path = tc.get();
-      w->flow->set_turn_hooks({[path](bool all) { path->turn_received(all); }, [path] { path->publish_pending(); },
-                               [path] { path->turn_done(); }});
+      hooks.received = [path](bool all) { path->turn_received(all); };
+      hooks.flushed = [path] { path->publish_pending(); };
+      hooks.done = [path] { path->turn_done(); };
     }
+    if (xdp) hooks.before_send = [fast = xdp.get()] { fast->write_flows(); };
+    w->flow->set_turn_hooks(std::move(hooks));
     w->flow->engine().set_flow_observer(observer);
   }
+  if (xdp) xdp->write_flows();  // the restored flows' keys (set_flow_observer), before any turn
   if (!tc) return;
   // What the programs recorded while no process read the map (a kill -9, an upgrade) goes into the
   // restored flows before their timers run; then the entries no restored flow kept go.

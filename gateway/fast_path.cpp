@@ -227,10 +227,12 @@ void FastPath::detach() noexcept {
   program_->detach_all();
 }
 
-void FastPath::flow_created(const FlowTuple& t) noexcept {
+void FastPath::flow_created(const FlowTuple& t) noexcept { program_->add_flow(t); }
+
+void FastPath::write_flows() noexcept {
   // A flow XDP does not know has its later packets dropped there; the map is sized to the
   // engines' total, so this only fails under memory pressure. Counted, for the metrics.
-  if (!program_->add_flow(t)) flow_insert_failures_.fetch_add(1, std::memory_order_relaxed);
+  if (const uint64_t failed = program_->write_flows()) flow_insert_failures_.fetch_add(failed, std::memory_order_relaxed);
 }
 
 void FastPath::flow_freed(const FlowTuple& t, uint32_t) noexcept { program_->remove_flow(t); }

@@ -54,6 +54,9 @@ class FastPath : public FlowObserver {
   void detach() noexcept;
   void flow_created(const FlowTuple& t) noexcept override;
   void flow_freed(const FlowTuple& t, uint32_t generation) noexcept override;
+  // The flows created and freed since the last call into the program's flow map, a batch at a
+  // time (Program::write_flows): each flow worker's turn, before its packets leave.
+  void write_flows() noexcept;
   // syngate_xdp_* metrics in the Prometheus text format.
   std::string render_metrics() const;
   // The metrics when there is no fast path: none.

@@ -56,6 +56,7 @@ size_t Worker::turn(bool draining) {
   }
   if (hooks_.done) hooks_.done();
   periodic(clock);
+  if (hooks_.before_send) hooks_.before_send();  // flows the timers freed, with no packet sent
   if (now - last_publish_ >= kPublishIntervalNs) {
     publish();
     last_publish_ = now;
@@ -118,9 +119,15 @@ void Worker::handle(const QueuedPacket& p, const EngineClock& now) {
 }
 
 void Worker::flush_verdicts_then_packets() {
+  if (hooks_.before_send) hooks_.before_send();
   queue_.flush(rx_);
   sender_.flush();
   if (hooks_.flushed) hooks_.flushed();
+}
+
+void Worker::send_packets() {
+  if (hooks_.before_send) hooks_.before_send();
+  sender_.flush();
 }
 
 void Worker::publish() {
@@ -235,7 +242,7 @@ void FlowWorker::periodic(const EngineClock& clock) {
   // closed while the queue was quiet are this engine's now, not at the next sweep.
   if (!reports_taken_) {
     engine_->take_kernel_reports(clock, sender_);
-    sender_.flush();
+    send_packets();
   }
   reports_taken_ = false;
   if (now - last_prune_ >= kPruneIntervalNs) {
@@ -253,7 +260,7 @@ void FlowWorker::periodic(const EngineClock& clock) {
       ++intake_.exceptions;
       spdlog::error("worker {}: advance threw: {}", setup_.id, e.what());
     }
-    sender_.flush();
+    send_packets();
     last_advance_ = now;
   }
 }

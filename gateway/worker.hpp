@@ -67,6 +67,10 @@ class Worker {
     std::function<void(bool took_everything)> received;  // after each receive
     std::function<void()> flushed;                       // after every flush of verdicts and packets
     std::function<void()> done;                          // at the end of each turn
+    // Before every flush of verdicts or packets, and once more after the turn's timers: what the
+    // flows created and freed meanwhile change beside the engine (the XDP flow keys,
+    // xdp::Program::write_flows), in place before the packets that follow from them leave.
+    std::function<void()> before_send;
   };
   void set_turn_hooks(TurnHooks hooks) { hooks_ = std::move(hooks); }
   // Removed services that still have flows on this worker (only a flow worker has any).
@@ -103,6 +107,8 @@ class Worker {
   void set_draining(std::vector<Service> services);
   void set_flow_table_size(uint64_t bytes, uint64_t capacity);
   void flush_verdicts_then_packets();
+  // The turn's own packets (no verdicts), after the before_send hook.
+  void send_packets();
 
   WorkerSetup setup_;
   PacketQueue& queue_;

@@ -4,7 +4,10 @@
 #include "xdp_program.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <map>
+#include <string_view>
+#include <unordered_map>
 #include <new>
 #include <mutex>
 #include <cerrno>
@@ -60,17 +63,53 @@ struct Program::Impl {
   std::vector<sg_xdp_prefix_key> prefixes;
   // Flow workers add and remove flows from their own threads. The map holds a key while any
   // table holds the flow; the holders past the first (a flow imported by two workers) are
-  // counted here, so the usual flow costs one system call to add and one to remove, not a
-  // lookup before each (at 5k connections/s, 10k fewer bpf() calls a second).
+  // counted here, so the usual flow costs no lookup. The adds and removes wait in `changed`,
+  // each key's net count, until write_flows makes them through the sg_xdp_write_flows program,
+  // up to 32 changes a system call: a flow that came and went cost two of its own before (with
+  // the programs opening the flows, half the flow worker's bpf() calls a connection).
   std::mutex flows_mutex;
   struct KeyLess {
     bool operator()(const sg_xdp_flow_key& a, const sg_xdp_flow_key& b) const noexcept {
       return std::memcmp(&a, &b, sizeof a) < 0;
     }
   };
+  struct KeyHash {
+    size_t operator()(const sg_xdp_flow_key& k) const noexcept {
+      return std::hash<std::string_view>{}(std::string_view(reinterpret_cast<const char*>(&k), sizeof k));
+    }
+  };
+  struct KeyEqual {
+    bool operator()(const sg_xdp_flow_key& a, const sg_xdp_flow_key& b) const noexcept {
+      return std::memcmp(&a, &b, sizeof a) == 0;
+    }
+  };
   std::map<sg_xdp_flow_key, uint32_t, KeyLess> extra_holders;
-  bpf::Links<Attachment> links;
+  std::unordered_map<sg_xdp_flow_key, int32_t, KeyHash, KeyEqual> changed;  // adds minus removes
+  std::atomic<bool> any_changed{false};  // write_flows skips the lock on the usual empty turn
+  std::atomic<uint64_t> unwritten{0};    // adds that found no memory to wait in
+  std::vector<sg_xdp_flow_write> writes;  // write_flows's, kept for its capacity
   int map_fd(const bpf_map* m) const { return bpf_map__fd(m); }
+  int flows_fd() const { return map_fd(skel->maps.sg_flows); }
+
+  // One removal, as write_flows applies it: a holder past the first goes from the count, the
+  // last takes the key. Under flows_mutex.
+  void remove_now(const sg_xdp_flow_key& k) noexcept {
+    if (const auto it = extra_holders.find(k); it != extra_holders.end()) {
+      if (--it->second == 0) extra_holders.erase(it);
+      return;
+    }
+    bpf_map_delete_elem(flows_fd(), &k);
+  }
+  // Under flows_mutex.
+  void add_holders(const sg_xdp_flow_key& k, uint32_t n) noexcept {
+    try {
+      extra_holders[k] += n;
+    } catch (const std::bad_alloc&) {
+      // Uncounted: the first holder's removal then takes the key while this copy lives, and its
+      // packets miss XDP's flow check and go the cookie way (the engine still has the flow).
+    }
+  }
+  bpf::Links<Attachment> links;
 };
 
 Program::Program(uint32_t max_flows) : impl_(std::make_unique<Impl>()) {
@@ -215,46 +254,104 @@ void Program::forget_proven_sources() {
 // A copy of a flow that one worker imported but never sees packets for expires as idle there;
 // removing it must not delete the key the live copy in another worker needs, whether or not a
 // worker ever sees that flow's packets: the key goes with the last holder.
-bool Program::add_flow(const FlowTuple& t) noexcept {
-  const sg_xdp_flow_key k = flow_key(t);
-  const int fd = impl_->map_fd(impl_->skel->maps.sg_flows);
-  const uint32_t present = 1;  // the program only asks whether the key is there
+void Program::add_flow(const FlowTuple& t) noexcept {
   std::lock_guard lock(impl_->flows_mutex);
-  const int rc = bpf_map_update_elem(fd, &k, &present, BPF_NOEXIST);
-  if (rc == 0) return true;
-  if (rc != -EEXIST) return false;
   try {
-    ++impl_->extra_holders[k];
+    ++impl_->changed[flow_key(t)];
+    impl_->any_changed.store(true, std::memory_order_release);
   } catch (const std::bad_alloc&) {
-    // Uncounted: the first holder's removal then takes the key while this copy lives, and its
-    // packets miss XDP's flow check and go the cookie way (the engine still has the flow).
+    // Never written: its packets miss XDP's flow check and go the cookie way (the engine still
+    // has the flow), as when the map is full.
+    impl_->unwritten.fetch_add(1, std::memory_order_relaxed);
   }
-  return true;
 }
 
 void Program::remove_flow(const FlowTuple& t) noexcept {
-  const sg_xdp_flow_key k = flow_key(t);
   std::lock_guard lock(impl_->flows_mutex);
-  if (!impl_->extra_holders.empty()) {
-    if (const auto it = impl_->extra_holders.find(k); it != impl_->extra_holders.end()) {
-      if (--it->second == 0) impl_->extra_holders.erase(it);
-      return;
+  try {
+    --impl_->changed[flow_key(t)];
+    impl_->any_changed.store(true, std::memory_order_release);
+  } catch (const std::bad_alloc&) {
+    impl_->remove_now(flow_key(t));
+  }
+}
+
+// A key's net change is what its adds and removes since the last write come to, applied in any
+// order: a flow freed and its pair's next connection created in one turn (a client's port
+// reused) leave the key in place and cost nothing; one created and refused, likewise. (A removal
+// past the last holder changes nothing, so a remove then an add of a key no table held would
+// come to nothing instead of one holder: that needs a removal without its add, which only a
+// failed write makes, and that flow is counted in the insert failures.)
+uint64_t Program::write_flows() noexcept {
+  if (!impl_->any_changed.load(std::memory_order_acquire)) return 0;
+  std::lock_guard lock(impl_->flows_mutex);
+  impl_->any_changed.store(false, std::memory_order_relaxed);
+  Impl& m = *impl_;
+  uint64_t failed = m.unwritten.exchange(0, std::memory_order_relaxed);
+  // Removals first (a key that goes frees its slot for an add of this write), then the adds.
+  auto& writes = m.writes;
+  writes.clear();
+  for (const auto& [k, net] : m.changed) {
+    for (int32_t n = net; n < 0; ++n) {
+      const auto it = m.extra_holders.find(k);
+      if (it == m.extra_holders.end()) {
+        writes.push_back({k, SG_XDP_FLOW_REMOVE, 0});
+        break;  // the key goes once; any further removal is past the last holder
+      }
+      if (--it->second == 0) m.extra_holders.erase(it);
     }
   }
-  bpf_map_delete_elem(impl_->map_fd(impl_->skel->maps.sg_flows), &k);
+  for (const auto& [k, net] : m.changed) {
+    if (net > 0) writes.push_back({k, SG_XDP_FLOW_ADD, 0});
+  }
+  sg_xdp_flow_writes batch;
+  const int prog = bpf_program__fd(m.skel->progs.sg_xdp_write_flows);
+  for (size_t at = 0; at < writes.size(); at += SG_XDP_FLOW_WRITES_MAX) {
+    const size_t n = std::min<size_t>(SG_XDP_FLOW_WRITES_MAX, writes.size() - at);
+    batch.count = static_cast<uint32_t>(n);
+    batch.pad = 0;
+    std::copy_n(writes.begin() + static_cast<std::ptrdiff_t>(at), n, batch.writes);
+    LIBBPF_OPTS(bpf_test_run_opts, opts, .ctx_in = &batch, .ctx_size_in = sizeof batch);
+    if (bpf_prog_test_run_opts(prog, &opts) != 0) {
+      // The program could not run: each change on its own.
+      for (size_t i = 0; i < n; ++i) {
+        sg_xdp_flow_write& w = batch.writes[i];
+        const uint32_t present = 1;
+        const int rc = w.op == SG_XDP_FLOW_ADD ? bpf_map_update_elem(m.flows_fd(), &w.key, &present, BPF_NOEXIST)
+                                               : bpf_map_delete_elem(m.flows_fd(), &w.key);
+        w.result = rc == 0 ? 0 : -errno;
+      }
+    }
+    for (size_t i = 0; i < n; ++i) {
+      const sg_xdp_flow_write& w = batch.writes[i];
+      if (w.op != SG_XDP_FLOW_ADD) continue;
+      // The key written is one holder and the rest of its net count are holders past the first;
+      // a key another table's copy holds gets them all.
+      const auto net = static_cast<uint32_t>(m.changed.find(w.key)->second);
+      if (w.result == 0) {
+        if (net > 1) m.add_holders(w.key, net - 1);
+      } else if (w.result == -EEXIST) {
+        m.add_holders(w.key, net);
+      } else {
+        ++failed;  // the map is full, or the kernel short of memory
+      }
+    }
+  }
+  m.changed.clear();
+  return failed;
 }
 
 uint32_t Program::flow_holders(const FlowTuple& t) const noexcept {
   const sg_xdp_flow_key k = flow_key(t);
   uint32_t present = 0;
-  if (bpf_map_lookup_elem(impl_->map_fd(impl_->skel->maps.sg_flows), &k, &present) != 0) return 0;
+  if (bpf_map_lookup_elem(impl_->flows_fd(), &k, &present) != 0) return 0;
   std::lock_guard lock(impl_->flows_mutex);
   const auto it = impl_->extra_holders.find(k);
   return 1 + (it == impl_->extra_holders.end() ? 0 : it->second);
 }
 
 uint64_t Program::flow_keys_count() const noexcept {
-  return bpf::count_map<sg_xdp_flow_key, uint32_t>(impl_->map_fd(impl_->skel->maps.sg_flows));
+  return bpf::count_map<sg_xdp_flow_key, uint32_t>(impl_->flows_fd());
 }
 
 Counters Program::counters() const {
@@ -350,8 +447,9 @@ bool Program::set_service_flags(const Service&, uint8_t) noexcept { return false
 void Program::set_prefixes(const PrefixSet&) {}
 void Program::forget_proven_sources() {}
 ReasonCounters Program::reasons() const { return {}; }
-bool Program::add_flow(const FlowTuple&) noexcept { return false; }
+void Program::add_flow(const FlowTuple&) noexcept {}
 void Program::remove_flow(const FlowTuple&) noexcept {}
+uint64_t Program::write_flows() noexcept { return 0; }
 uint32_t Program::flow_holders(const FlowTuple&) const noexcept { return 0; }
 uint64_t Program::flow_keys_count() const noexcept { return 0; }
 Counters Program::counters() const { return {}; }

@@ -93,9 +93,14 @@ class Program {
   void forget_proven_sources();
   // The engine's flows (client -> server). Thread-safe.
   // Every flow table that holds the flow adds it once and removes it once: the key stays while
-  // any table holds the flow (see xdp_program.cpp).
-  bool add_flow(const FlowTuple& t) noexcept;
+  // any table holds the flow (see xdp_program.cpp). Both only note the change: write_flows puts
+  // what changed since its last call into the map, a few system calls for any number of flows
+  // (the flow workers call it before their turn's packets leave: Worker::TurnHooks).
+  void add_flow(const FlowTuple& t) noexcept;
   void remove_flow(const FlowTuple& t) noexcept;
+  // Returns how many flows the map could not take (full, or out of memory): their packets miss
+  // XDP's flow check and go the cookie way, and are dropped there but for the first.
+  uint64_t write_flows() noexcept;
   // How many flow tables hold the flow (0: not in the map).
   uint32_t flow_holders(const FlowTuple& t) const noexcept;
   // The keys in the flow map: a walk of it (a system call per batch), a scrape's cost.

@@ -560,11 +560,13 @@ TEST_P(XdpDiff, FlowsPassRstAndFlaglessSegmentsWithoutAFlowDrop) {
   s.payload.assign(10, 'a');
   EXPECT_EQ(compare(build(s), "forged data"), static_cast<uint32_t>(XDP_DROP));
   const FlowTuple t{addr("198.18.1.1"), addr("10.77.0.2"), 40000, 47001};
-  ASSERT_TRUE(program_->add_flow(t));
+  program_->add_flow(t);
+  ASSERT_EQ(program_->write_flows(), 0u);
   const XdpResult with_flow = run_xdp(ethernet(build(s), 0, nullptr));
   EXPECT_EQ(with_flow.action, static_cast<uint32_t>(XDP_PASS));
   EXPECT_EQ(with_flow.delta[SG_XDP_FLOW_PASSED], 1u);
   program_->remove_flow(t);
+  EXPECT_EQ(program_->write_flows(), 0u);
   EXPECT_EQ(run_xdp(ethernet(build(s), 0, nullptr)).action, static_cast<uint32_t>(XDP_DROP));
 
   s.flags = tcp_flag::RST;
@@ -592,18 +594,69 @@ TEST_P(XdpDiff, AFlowStaysInTheMapWhileAnyTableHoldsIt) {
   s.ack = 2000;
   s.flags = tcp_flag::ACK;
   const FlowTuple t{addr("198.18.1.2"), addr("10.77.0.2"), 40001, 47001};
-  ASSERT_TRUE(program_->add_flow(t));  // worker A's live copy
-  ASSERT_TRUE(program_->add_flow(t));  // worker B's imported copy
+  program_->add_flow(t);  // worker A's live copy
+  ASSERT_EQ(program_->write_flows(), 0u);
+  program_->add_flow(t);  // worker B's imported copy, in a later turn
+  ASSERT_EQ(program_->write_flows(), 0u);
   EXPECT_EQ(program_->flow_holders(t), 2u);
   program_->remove_flow(t);  // B's copy expires as idle
+  program_->write_flows();
   EXPECT_EQ(program_->flow_holders(t), 1u);
   EXPECT_EQ(run_xdp(ethernet(build(s), 0, nullptr)).action, static_cast<uint32_t>(XDP_PASS))
       << "the live copy's packets must still pass";
   program_->remove_flow(t);  // the connection ends
+  program_->write_flows();
   EXPECT_EQ(program_->flow_holders(t), 0u);
   EXPECT_EQ(run_xdp(ethernet(build(s), 0, nullptr)).action, static_cast<uint32_t>(XDP_DROP));
   program_->remove_flow(t);  // a stray extra free changes nothing
+  program_->write_flows();
   EXPECT_EQ(program_->flow_holders(t), 0u);
+
+  // Both copies added within one write, and one removed within another.
+  program_->add_flow(t);
+  program_->add_flow(t);
+  ASSERT_EQ(program_->write_flows(), 0u);
+  EXPECT_EQ(program_->flow_holders(t), 2u);
+  program_->remove_flow(t);
+  program_->write_flows();
+  EXPECT_EQ(program_->flow_holders(t), 1u);
+  EXPECT_EQ(run_xdp(ethernet(build(s), 0, nullptr)).action, static_cast<uint32_t>(XDP_PASS));
+  program_->remove_flow(t);
+  program_->write_flows();
+  EXPECT_EQ(program_->flow_holders(t), 0u);
+}
+
+// The flow workers' changes reach the map only at write_flows, all of a turn's together. Within
+// one write, a freed flow whose pair's next connection came in the same turn (a client's port
+// reused) keeps its key, and a flow created and refused leaves none.
+TEST_P(XdpDiff, FlowKeysAreWrittenATurnAtATime) {
+  Segment s;
+  s.src = addr("198.18.1.3").bytes;
+  s.dst = addr("10.77.0.2").bytes;
+  s.sport = 40002;
+  s.seq = 1000;
+  s.ack = 2000;
+  s.flags = tcp_flag::ACK;
+  const FlowTuple t{addr("198.18.1.3"), addr("10.77.0.2"), 40002, 47001};
+  const auto action = [&] { return run_xdp(ethernet(build(s), 0, nullptr)).action; };
+  program_->add_flow(t);
+  EXPECT_EQ(action(), static_cast<uint32_t>(XDP_DROP)) << "not written yet";
+  ASSERT_EQ(program_->write_flows(), 0u);
+  EXPECT_EQ(action(), static_cast<uint32_t>(XDP_PASS));
+  program_->remove_flow(t);  // the old connection freed...
+  program_->add_flow(t);     // ...and the client's next one on its port, in one turn
+  ASSERT_EQ(program_->write_flows(), 0u);
+  EXPECT_EQ(action(), static_cast<uint32_t>(XDP_PASS));
+  EXPECT_EQ(program_->flow_holders(t), 1u);
+  program_->remove_flow(t);
+  EXPECT_EQ(action(), static_cast<uint32_t>(XDP_PASS)) << "not removed yet";
+  program_->write_flows();
+  EXPECT_EQ(action(), static_cast<uint32_t>(XDP_DROP));
+  program_->add_flow(t);  // created and refused in one turn
+  program_->remove_flow(t);
+  program_->write_flows();
+  EXPECT_EQ(program_->flow_holders(t), 0u);
+  EXPECT_EQ(action(), static_cast<uint32_t>(XDP_DROP));
 }
 
 // The gauge the churn tests read to see the map back to empty (syngate_xdp_flow_keys): every key
@@ -612,13 +665,16 @@ TEST_P(XdpDiff, FlowKeysCountCountsEachKeyOnce) {
   const uint64_t before = program_->flow_keys_count();
   std::vector<FlowTuple> flows;
   for (uint16_t i = 0; i < 3000; ++i) flows.push_back(FlowTuple{addr("198.18.2.2"), addr("10.77.0.2"), static_cast<uint16_t>(20000 + i), 80});
-  for (const FlowTuple& t : flows) ASSERT_TRUE(program_->add_flow(t));
-  ASSERT_TRUE(program_->add_flow(flows[0]));  // a second table's copy
+  for (const FlowTuple& t : flows) program_->add_flow(t);
+  program_->add_flow(flows[0]);  // a second table's copy
+  ASSERT_EQ(program_->write_flows(), 0u);
   EXPECT_EQ(program_->flow_keys_count(), before + flows.size());
   for (size_t i = 0; i < flows.size(); i += 2) program_->remove_flow(flows[i]);
+  program_->write_flows();
   EXPECT_EQ(program_->flow_keys_count(), before + flows.size() / 2 + 1) << "flows[0] is still held";
   program_->remove_flow(flows[0]);
   for (size_t i = 1; i < flows.size(); i += 2) program_->remove_flow(flows[i]);
+  program_->write_flows();
   EXPECT_EQ(program_->flow_keys_count(), before);
 }
 
@@ -890,12 +946,16 @@ TEST_P(XdpDiff, ACookieAckOverALingeringFlowGivesItsSynAckBack) {
     ack.options.clear();
     const FlowTuple t{addr("198.18.61.7"), addr("10.77.0.2"), sport, 47001};
     if (flow_in_map) {
-      EXPECT_TRUE(program_->add_flow(t));
+      program_->add_flow(t);
+      EXPECT_EQ(program_->write_flows(), 0u);
     }
     const XdpResult passed = run_xdp(ethernet(build(ack), 0, nullptr));
     EXPECT_EQ(passed.action, static_cast<uint32_t>(XDP_PASS));
     EXPECT_EQ(passed.delta[flow_in_map ? SG_XDP_FLOW_PASSED : SG_XDP_COOKIE_VALID], 1u);
-    if (flow_in_map) program_->remove_flow(t);
+    if (flow_in_map) {
+      program_->remove_flow(t);
+      program_->write_flows();
+    }
     return true;
   };
   ASSERT_TRUE(handshake(1000, false));  // proves the source

@@ -29,6 +29,28 @@ struct sg_xdp_flow_key {
   sg_u16 dport_be;
 };
 
+/* sg_xdp_write_flows (SEC "syscall", run by BPF_PROG_TEST_RUN): up to SG_XDP_FLOW_WRITES_MAX
+ * changes to the flow map in one system call, where a map call each would cost one a change: the
+ * flow workers write a turn's created and freed flows together (xdp::Program::write_flows). An add
+ * writes only a key not there (BPF_NOEXIST), so that the daemon learns of a key another table
+ * already holds; the batch map calls cannot say that per key. The context is read and written back
+ * whole: the daemon fills count, each key and op, the program each result. A loop over the
+ * context needs constant offsets (the verifier allows no variable one into it): the program
+ * unrolls, hence the bound. */
+#define SG_XDP_FLOW_WRITES_MAX 32
+#define SG_XDP_FLOW_ADD 1u    /* insert the key where absent */
+#define SG_XDP_FLOW_REMOVE 2u /* delete the key */
+struct sg_xdp_flow_write {
+  struct sg_xdp_flow_key key;
+  sg_u32 op;     /* SG_XDP_FLOW_* */
+  sg_s32 result; /* the map helper's: 0, or -EEXIST (an add over a key there), -ENOENT, -E2BIG, ... */
+};
+struct sg_xdp_flow_writes {
+  sg_u32 count; /* writes[0, count) are made, in order; at most SG_XDP_FLOW_WRITES_MAX */
+  sg_u32 pad;
+  struct sg_xdp_flow_write writes[SG_XDP_FLOW_WRITES_MAX];
+};
+
 /* What the SYN-ACK announces and how the program behaves; one entry, written before `ready`. */
 struct sg_xdp_config {
   sg_u64 fixed_now_ns;   /* 0: CLOCK_TAI, the daemon's clock; else this instant (tests) */
