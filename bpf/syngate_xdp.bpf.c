@@ -334,12 +334,19 @@ static __always_inline void answered_over_flow(const struct pkt* p, const struct
   if (sg_cookie_check(secrets, &cf, p->seq - 1, p->ack - 1, sg_cookie_counter(now))) sg_source_proved(entry, 1, now_s);
 }
 
+/* Data or a FIN: what a client sends behind its cookie ACK before its backend has answered (a bare
+ * ACK has nothing to acknowledge then), so the bare ACKs of a forged-ACK flood cost no look at
+ * the handshake records. */
+static __always_inline int sends_data(const struct pkt* p) {
+  return (p->flags & SG_TCP_FIN) || p->ip_total - (p->l4_off - ETH_HLEN_) - p->tcp_hlen != 0;
+}
+
 static __noinline int check_no_flow(const struct pkt* p, const struct sg_xdp_config* cfg) {
   if (bpf_map_lookup_elem(&sg_flows, &p->key)) {
     answered_over_flow(p, cfg);
     return pass_as(SG_XDP_FLOW_PASSED);
   }
-  if (kernel_flow(&p->key)) return pass_as(SG_XDP_FLOW_PASSED);
+  if (kernel_flow(&p->key) || (sends_data(p) && kernel_handshake(&p->key))) return pass_as(SG_XDP_FLOW_PASSED);
   if (p->flags & SG_TCP_RST) return drop_as(SG_XDP_NO_FLOW);
   const struct sg_cookie_secrets* secrets = current_secrets();
   if (!secrets) return pass_as(SG_XDP_PASSED_UNHANDLED);

@@ -449,9 +449,10 @@ void Daemon::start_kernel_path() {
   GatewayConfig effective = config;
   if (!kernel_path) effective.kernel_path = KernelPath::Off;  // removes what a dead syngate left
   tc = tc::KernelPath::start(effective, tc::kernel_path_max_flows(config));
-  if (tc && tc->opens_flows() && xdp && !xdp->share_kernel_flows(tc->program().flows_map_fd())) {
+  if (tc && tc->opens_flows() && xdp &&
+      !xdp->share_kernel_flows(tc->program().flows_map_fd(), tc->program().handshakes_map_fd())) {
     // The fast path would drop a kernel-opened flow's packets until its engine heard of it.
-    spdlog::warn("xdp: cannot read the tc flow map ({}); the kernel path stops opening flows",
+    spdlog::warn("xdp: cannot read the tc flow and handshake maps ({}); the kernel path stops opening flows",
                  std::strerror(errno));
     tc->stop_opening();
   }

@@ -207,7 +207,9 @@ void FastPath::set_policy(const EngineConfig& engine) {
   program_->configure(settings, true);
 }
 
-bool FastPath::share_kernel_flows(int tc_flow_map_fd) noexcept { return program_->set_kernel_flows(tc_flow_map_fd); }
+bool FastPath::share_kernel_flows(int tc_flow_map_fd, int tc_handshakes_map_fd) noexcept {
+  return program_->set_kernel_flows(tc_flow_map_fd, tc_handshakes_map_fd);
+}
 
 void FastPath::sync_backend_facts(const BackendFacts& facts, uint32_t now_ms) noexcept {
   for (size_t i = 0; i < services_.size(); ++i) {

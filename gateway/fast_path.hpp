@@ -47,9 +47,10 @@ class FastPath : public FlowObserver {
   // its backend (BackendFacts, sg_promise_sack): rewrites the service entries whose flags changed
   // or expired. Every tick; a failed write keeps the old flags and is retried next tick.
   void sync_backend_facts(const BackendFacts& facts, uint32_t now_ms) noexcept;
-  // The tc programs open flows from cookie ACKs (gateway.tc_open_flows): their flow map's flows
-  // pass as the engine's do, from before the engine hears of them.
-  bool share_kernel_flows(int tc_flow_map_fd) noexcept;
+  // The tc programs open flows from cookie ACKs (gateway.tc_open_flows): the flows of their flow
+  // map and of their handshake records pass as the engine's do, from before the engine hears of
+  // them.
+  bool share_kernel_flows(int tc_flow_map_fd, int tc_handshakes_map_fd) noexcept;
   // Detaches from every interface (the program stays loaded for the flow workers' last calls).
   void detach() noexcept;
   void flow_created(const FlowTuple& t) noexcept override;

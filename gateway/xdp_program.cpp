@@ -211,11 +211,15 @@ bool Program::set_service_flags(const Service& service, uint8_t flags) noexcept 
   return bpf_map_update_elem(impl_->map_fd(impl_->skel->maps.sg_services), &k, &flags, BPF_EXIST) == 0;
 }
 
-bool Program::set_kernel_flows(int map_fd) noexcept {
-  const uint32_t zero = 0;
-  const int outer = impl_->map_fd(impl_->skel->maps.sg_kernel_flows);
-  if (map_fd < 0) return bpf_map_delete_elem(outer, &zero) == 0 || errno == ENOENT;
-  return bpf_map_update_elem(outer, &zero, &map_fd, BPF_ANY) == 0;
+bool Program::set_kernel_flows(int flows_map_fd, int handshakes_map_fd) noexcept {
+  const auto put = [](int outer, int inner) {
+    const uint32_t zero = 0;
+    if (inner < 0) return bpf_map_delete_elem(outer, &zero) == 0 || errno == ENOENT;
+    return bpf_map_update_elem(outer, &zero, &inner, BPF_ANY) == 0;
+  };
+  // The records first: a flow's record comes before its entries, and goes after they are written.
+  return put(impl_->map_fd(impl_->skel->maps.sg_kernel_handshakes), handshakes_map_fd) &&
+         put(impl_->map_fd(impl_->skel->maps.sg_kernel_flows), flows_map_fd);
 }
 
 void Program::set_prefixes(const PrefixSet& prefixes) {
@@ -442,7 +446,7 @@ Program::~Program() = default;
 void Program::configure(const Settings&, bool) {}
 void Program::set_secrets(const CookieSecrets&, uint32_t) {}
 void Program::set_services(const std::vector<Service>&) {}
-bool Program::set_kernel_flows(int) noexcept { return false; }
+bool Program::set_kernel_flows(int, int) noexcept { return false; }
 bool Program::set_service_flags(const Service&, uint8_t) noexcept { return false; }
 void Program::set_prefixes(const PrefixSet&) {}
 void Program::forget_proven_sources() {}

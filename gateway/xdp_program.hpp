@@ -84,8 +84,9 @@ class Program {
   // A protected service's SG_SERVICE_* flags (cookie_spec.h). False when it is not protected
   // here or the map refused the write.
   bool set_service_flags(const Service& service, uint8_t flags) noexcept;
-  // The tc programs' flow map (tc_abi.h), whose flows pass as the engine's do; -1 takes it away.
-  bool set_kernel_flows(int map_fd) noexcept;
+  // The tc programs' flow map and handshake records (tc_abi.h), whose flows pass as the engine's
+  // do; -1 takes each away.
+  bool set_kernel_flows(int flows_map_fd, int handshakes_map_fd) noexcept;
   // Replaces the policy's allow/deny prefixes (new ones in first, then stale ones out).
   void set_prefixes(const PrefixSet& prefixes);
   // Forgets every source that proved itself (each then proves itself again with its next cookie

@@ -7,6 +7,7 @@
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 
+#include "lib/parse.h"
 #include "syngate/bpf/tc_abi.h"
 #include "syngate/bpf/xdp_abi.h"
 
@@ -75,6 +76,25 @@ struct {
   __array(values, struct sg_kernel_flows_inner);
 } sg_kernel_flows SEC(".maps");
 
+/* The tc programs' handshake records (tc_abi.h, struct sg_tc_handshake, keyed by the backend's
+ * SYN-ACK's tuple), put here beside sg_kernel_flows: a flow the tc ingress opened has its record
+ * from its cookie ACK on, before the engine has heard of the flow and told sg_flows (up to a
+ * flow worker's turn later), and before its tc entries exist (the backend's SYN-ACK). The client's
+ * further segments of that time (a request longer than one segment, within the SYN-ACK's window)
+ * pass by it instead of failing the cookie check. Empty otherwise. */
+struct sg_kernel_handshakes_inner {
+  __uint(type, BPF_MAP_TYPE_LRU_HASH);
+  __uint(max_entries, 1);
+  __uint(key_size, sizeof(struct sg_tc_flow_key));
+  __uint(value_size, sizeof(struct sg_tc_handshake));
+};
+struct {
+  __uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+  __uint(max_entries, 1);
+  __type(key, __u32);
+  __array(values, struct sg_kernel_handshakes_inner);
+} sg_kernel_handshakes SEC(".maps");
+
 struct {
   __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
   __uint(max_entries, SG_XDP_COUNTER_COUNT);
@@ -136,6 +156,19 @@ static __always_inline int kernel_flow(const void* key) {
   __u32 zero = 0;
   void* flows = bpf_map_lookup_elem(&sg_kernel_flows, &zero);
   return flows && bpf_map_lookup_elem(flows, key);
+}
+
+/* A handshake record for the client -> server `key`: records are keyed by the SYN-ACK's tuple. */
+static __always_inline int kernel_handshake(const struct pkt_tuple* key) {
+  __u32 zero = 0;
+  void* records = bpf_map_lookup_elem(&sg_kernel_handshakes, &zero);
+  if (!records) return 0;
+  struct sg_tc_flow_key synack;
+  __builtin_memcpy(synack.src, key->dst, 16);
+  __builtin_memcpy(synack.dst, key->src, 16);
+  synack.sport_be = key->dport_be;
+  synack.dport_be = key->sport_be;
+  return bpf_map_lookup_elem(records, &synack) != 0;
 }
 
 /* CLOCK_TAI, as the daemon's clock: the cookie counter and the TSvals must agree with the

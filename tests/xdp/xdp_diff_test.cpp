@@ -31,6 +31,8 @@
 #include "syngate/engine.hpp"
 #include "syngate/packet.hpp"
 #include "syngate/syn_decision.hpp"
+#include "syngate/bpf/flow_key.hpp"
+#include "syngate/bpf/tc_abi.h"
 #include "syngate/bpf/xdp_abi.h"
 #include "fast_path.hpp"
 
@@ -659,6 +661,65 @@ TEST_P(XdpDiff, FlowKeysAreWrittenATurnAtATime) {
   EXPECT_EQ(action(), static_cast<uint32_t>(XDP_DROP));
 }
 
+// A flow the tc ingress opened from its cookie ACK is known to the kernel side before its engine
+// hears of it: by its handshake record until the backend's SYN-ACK, by its tc entries after. The
+// client's segments of that time that fail the cookie check (a request's second segment) pass by
+// either, and are dropped again once neither is there.
+TEST_P(XdpDiff, SegmentsOfAFlowTheKernelSideOpenedPassByItsRecordOrEntries) {
+  const int records = bpf_map_create(BPF_MAP_TYPE_LRU_HASH, "t_handshakes", sizeof(sg_tc_flow_key),
+                                     sizeof(sg_tc_handshake), 16, nullptr);
+  const int entries = bpf_map_create(BPF_MAP_TYPE_HASH, "t_flows", sizeof(sg_tc_flow_key), sizeof(sg_tc_flow), 16, nullptr);
+  ASSERT_GE(records, 0);
+  ASSERT_GE(entries, 0);
+  ASSERT_TRUE(program_->set_kernel_flows(entries, records));
+  Segment s;
+  s.src = addr("198.18.1.4").bytes;
+  s.dst = addr("10.77.0.2").bytes;
+  s.sport = 40003;
+  s.seq = 1000 + 1448;  // the second segment: no cookie in seq - 1
+  s.ack = 2000;
+  s.flags = tcp_flag::ACK | tcp_flag::PSH;
+  s.payload.assign(100, 'b');
+  const FlowTuple t{addr("198.18.1.4"), addr("10.77.0.2"), 40003, 47001};
+  const sg_tc_flow_key c2s = bpf::map_flow_key<sg_tc_flow_key>(t);
+  const sg_tc_flow_key synack = bpf::map_flow_key<sg_tc_flow_key>(t.reversed());
+  const auto run = [&] { return run_xdp(ethernet(build(s), 0, nullptr)); };
+  EXPECT_EQ(run().action, static_cast<uint32_t>(XDP_DROP)) << "no record, no entry: the cookie check fails";
+  const sg_tc_handshake record{};
+  ASSERT_EQ(bpf_map_update_elem(records, &synack, &record, BPF_ANY), 0);
+  XdpResult r = run();
+  EXPECT_EQ(r.action, static_cast<uint32_t>(XDP_PASS)) << "by the record";
+  EXPECT_EQ(r.delta[SG_XDP_FLOW_PASSED], 1u);
+  // The SYN-ACK answered in tc: the record goes, the entries stand.
+  const sg_tc_flow entry{};
+  ASSERT_EQ(bpf_map_update_elem(entries, &c2s, &entry, BPF_ANY), 0);
+  ASSERT_EQ(bpf_map_delete_elem(records, &synack), 0);
+  r = run();
+  EXPECT_EQ(r.action, static_cast<uint32_t>(XDP_PASS)) << "by the entries";
+  EXPECT_EQ(r.delta[SG_XDP_FLOW_PASSED], 1u);
+  ASSERT_EQ(bpf_map_delete_elem(entries, &c2s), 0);
+  EXPECT_EQ(run().action, static_cast<uint32_t>(XDP_DROP)) << "neither any more";
+  // A bare ACK is not what a client sends before its backend answered: a forged-ACK flood's pay
+  // no look at the records, and die as before.
+  ASSERT_EQ(bpf_map_update_elem(records, &synack, &record, BPF_ANY), 0);
+  ASSERT_EQ(run().action, static_cast<uint32_t>(XDP_PASS));
+  s.payload.clear();
+  s.flags = tcp_flag::ACK;
+  EXPECT_EQ(run().action, static_cast<uint32_t>(XDP_DROP)) << "a bare ACK";
+  s.flags = tcp_flag::ACK | tcp_flag::FIN;
+  EXPECT_EQ(run().action, static_cast<uint32_t>(XDP_PASS)) << "a FIN";
+  ASSERT_EQ(bpf_map_delete_elem(records, &synack), 0);
+  EXPECT_EQ(run().action, static_cast<uint32_t>(XDP_DROP));
+  // A record of the other direction's tuple is not this flow's.
+  s.flags = tcp_flag::ACK | tcp_flag::PSH;
+  s.payload.assign(100, 'b');
+  ASSERT_EQ(bpf_map_update_elem(records, &c2s, &record, BPF_ANY), 0);
+  EXPECT_EQ(run().action, static_cast<uint32_t>(XDP_DROP));
+  EXPECT_TRUE(program_->set_kernel_flows(-1, -1));
+  close(records);
+  close(entries);
+}
+
 // The gauge the churn tests read to see the map back to empty (syngate_xdp_flow_keys): every key
 // once, a flow held by two tables once.
 TEST_P(XdpDiff, FlowKeysCountCountsEachKeyOnce) {
@@ -1010,6 +1071,32 @@ TEST_P(XdpDiff, CostPerPacket) {
   measure_frame(arp, "ARP passed (timing floor)", XDP_PASS);
   measure(syn, "IPv4 SYN answered (XDP_TX)", XDP_TX);
   measure(ack, "IPv4 forged ACK dropped", XDP_DROP);
+  {
+    // With tc_open_flows the flow check also looks in the kernel path's maps, 10 000 entries each.
+    const int records = bpf_map_create(BPF_MAP_TYPE_LRU_HASH, "t_handshakes", sizeof(sg_tc_flow_key),
+                                       sizeof(sg_tc_handshake), 32768, nullptr);
+    const int entries = bpf_map_create(BPF_MAP_TYPE_HASH, "t_flows", sizeof(sg_tc_flow_key), sizeof(sg_tc_flow), 65536, nullptr);
+    ASSERT_GE(records, 0);
+    ASSERT_GE(entries, 0);
+    const sg_tc_handshake record{};
+    const sg_tc_flow entry{};
+    for (uint16_t i = 0; i < 10000; ++i) {
+      const FlowTuple t{addr("198.19.0.1"), addr("10.77.0.2"), static_cast<uint16_t>(10000 + i), 47001};
+      const sg_tc_flow_key k = bpf::map_flow_key<sg_tc_flow_key>(t);
+      ASSERT_EQ(bpf_map_update_elem(records, &k, &record, BPF_ANY), 0);
+      ASSERT_EQ(bpf_map_update_elem(entries, &k, &entry, BPF_ANY), 0);
+    }
+    ASSERT_TRUE(program_->set_kernel_flows(entries, -1));
+    measure(ack, "IPv4 forged ACK, tc entries", XDP_DROP);
+    ASSERT_TRUE(program_->set_kernel_flows(entries, records));
+    measure(ack, "IPv4 forged ACK, entries+records", XDP_DROP);
+    Segment data = ack;
+    data.payload.assign(100, 'd');
+    measure(data, "IPv4 forged data, entries+records", XDP_DROP);
+    ASSERT_TRUE(program_->set_kernel_flows(-1, -1));
+    close(records);
+    close(entries);
+  }
   syn.v6 = true;
   syn.src = addr("2001:2::7").bytes;
   syn.dst = addr("fd77::2").bytes;
