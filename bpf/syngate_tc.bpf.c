@@ -981,6 +981,27 @@ int sg_tc_cookie_ack(struct __sk_buff* skb) {
   return bpf_redirect(r->fib.ifindex, 0);
 }
 
+/* ---- the daemon's reads (tc_abi.h, sg_tc_read) ---------------------------------------------- */
+SEC("syscall")
+int sg_tc_read(struct sg_tc_read* ctx) {
+  struct sg_tc_flow_key c2s, s2c;
+  __builtin_memcpy(&c2s, &ctx->key, sizeof(c2s));
+  reverse_key(&c2s, &s2c);
+  __u32 found = 0;
+  const struct sg_tc_flow* up = bpf_map_lookup_elem(&sg_tc_flows, &c2s);
+  if (up) {
+    __builtin_memcpy(&ctx->to_server, up, sizeof(*up));
+    found |= SG_TC_READ_TO_SERVER;
+  }
+  const struct sg_tc_flow* down = bpf_map_lookup_elem(&sg_tc_flows, &s2c);
+  if (down) {
+    __builtin_memcpy(&ctx->to_client, down, sizeof(*down));
+    found |= SG_TC_READ_TO_CLIENT;
+  }
+  ctx->found = found;
+  return 0;
+}
+
 /* ---- the daemon's releases (tc_abi.h, sg_tc_release) ------------------------------------------ */
 #define TC_EEXIST 17
 

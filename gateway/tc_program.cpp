@@ -422,10 +422,26 @@ bool Program::write_flow(const FlowTuple& c2s, const FlowTranslation& t, uint32_
 }
 
 bool Program::read_flow(const FlowTuple& c2s, sg_tc_flow& to_server, sg_tc_flow& to_client) const noexcept {
+  uint32_t found = 0;
+  if (read_flow_in_one_call(c2s, to_server, to_client, found)) {
+    return found == (SG_TC_READ_TO_SERVER | SG_TC_READ_TO_CLIENT);
+  }
   const int fd = impl_->flows_fd();
   const sg_tc_flow_key a = flow_key(c2s);
   const sg_tc_flow_key b = flow_key(c2s.reversed());
   return bpf_map_lookup_elem(fd, &a, &to_server) == 0 && bpf_map_lookup_elem(fd, &b, &to_client) == 0;
+}
+
+bool Program::read_flow_in_one_call(const FlowTuple& c2s, sg_tc_flow& to_server, sg_tc_flow& to_client,
+                                    uint32_t& found) const noexcept {
+  sg_tc_read args{};
+  args.key = flow_key(c2s);
+  LIBBPF_OPTS(bpf_test_run_opts, opts, .ctx_in = &args, .ctx_size_in = sizeof args);
+  if (bpf_prog_test_run_opts(bpf_program__fd(impl_->skel->progs.sg_tc_read), &opts) != 0) return false;
+  found = args.found;
+  if (found & SG_TC_READ_TO_SERVER) to_server = args.to_server;
+  if (found & SG_TC_READ_TO_CLIENT) to_client = args.to_client;
+  return true;
 }
 
 int Program::release(const FlowTuple& c2s, uint32_t generation, sg_tc_release_op op) noexcept {
@@ -652,6 +668,9 @@ std::vector<int> Program::attached() const { return {}; }
 bool Program::write_flow(const FlowTuple&, const FlowTranslation&, uint32_t) noexcept { return false; }
 int Program::release(const FlowTuple&, uint32_t, sg_tc_release_op) noexcept { return -1; }
 bool Program::read_flow(const FlowTuple&, sg_tc_flow&, sg_tc_flow&) const noexcept { return false; }
+bool Program::read_flow_in_one_call(const FlowTuple&, sg_tc_flow&, sg_tc_flow&, uint32_t&) const noexcept {
+  return false;
+}
 uint64_t Program::clear_flows() noexcept { return 0; }
 void Program::delete_key(const sg_tc_flow_key&) noexcept {}
 bool Program::write_key(const sg_tc_flow_key&, const sg_tc_flow&) noexcept { return false; }

@@ -118,6 +118,11 @@ class Program {
   bool write_flow(const FlowTuple& client_to_server, const FlowTranslation& t, uint32_t generation) noexcept;
   // Both entries of a flow; false when either is missing.
   bool read_flow(const FlowTuple& client_to_server, sg_tc_flow& to_server, sg_tc_flow& to_client) const noexcept;
+  // The same through the sg_tc_read program, one system call (read_flow's way; two lookups when
+  // it cannot run): `found` says which entries were there (SG_TC_READ_*). False when the program
+  // could not run.
+  bool read_flow_in_one_call(const FlowTuple& client_to_server, sg_tc_flow& to_server, sg_tc_flow& to_client,
+                             uint32_t& found) const noexcept;
   // A flow's entries and record deleted (SG_TC_RELEASE_FREE, _REFUSED) or its entries marked
   // SG_TC_CLOSED_BY_ENGINE (_PUNT), by the sg_tc_release program (tc_abi.h): what a connection
   // newer than `generation` wrote on the pair stays. Its SG_TC_RELEASED_* bits; -1 when the

@@ -171,6 +171,44 @@ TEST(TcMap, ReleaseLeavesWhatANewerConnectionWrote) {
   EXPECT_FALSE(record_there());
 }
 
+// The engine reads a flow's two entries in one system call (sg_tc_read): byte for byte as a
+// lookup gives them, and which of them are there; read_flow says true only with both.
+TEST(TcMap, ReadFlowGivesBothEntriesInOneCall) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root for the BPF map";
+  tc::Program program(1024, "");
+  // Every byte of each entry its own, so a field copied from the wrong place or left out shows.
+  const auto pattern = [](uint16_t flow, uint8_t direction) {
+    sg_tc_flow v{};
+    auto* b = reinterpret_cast<uint8_t*>(&v);
+    for (size_t k = 0; k < sizeof v; ++k) b[k] = static_cast<uint8_t>(flow * 31 + direction * 17 + k);
+    return v;
+  };
+  for (uint16_t i = 0; i < 8; ++i) {
+    const char* client = i % 2 ? "fd00:10:1::9" : "198.18.0.7";
+    const char* server = i % 2 ? "fd00:10:3::2" : "10.10.3.2";
+    const FlowTuple flow{*Address::parse(client), *Address::parse(server), static_cast<uint16_t>(2000 + i), 80};
+    const bool up = i % 4 != 2, down = i % 4 != 3;  // flows 2 and 6 lack the client's entry, 3 and 7 the server's
+    if (up) {
+      ASSERT_TRUE(program.write_key(tc::flow_key(flow), pattern(i, 0)));
+    }
+    if (down) {
+      ASSERT_TRUE(program.write_key(tc::flow_key(flow.reversed()), pattern(i, 1)));
+    }
+    sg_tc_flow to_server{}, to_client{};
+    uint32_t found = 0xdead;
+    ASSERT_TRUE(program.read_flow_in_one_call(flow, to_server, to_client, found)) << "the program did not run";
+    EXPECT_EQ(found, (up ? SG_TC_READ_TO_SERVER : 0u) | (down ? SG_TC_READ_TO_CLIENT : 0u)) << "flow " << i;
+    const sg_tc_flow want_up = pattern(i, 0), want_down = pattern(i, 1);
+    if (up) {
+      EXPECT_EQ(std::memcmp(&to_server, &want_up, sizeof want_up), 0) << "flow " << i << ", the client's entry";
+    }
+    if (down) {
+      EXPECT_EQ(std::memcmp(&to_client, &want_down, sizeof want_down), 0) << "flow " << i << ", the server's entry";
+    }
+    EXPECT_EQ(program.read_flow(flow, to_server, to_client), up && down) << "flow " << i;
+  }
+}
+
 // The daemon's numbers and the programs' come from one counter, and none is 0 ("unknown").
 TEST(TcMap, GenerationsSkipZero) {
   if (geteuid() != 0) GTEST_SKIP() << "needs root for the BPF map";

@@ -174,6 +174,22 @@ struct sg_tc_release {
 #define SG_TC_RELEASED_RECORD 0x04u    /* the flow's (or an older) handshake record deleted */
 #define SG_TC_RELEASE_LEFT_NEWER 0x08u /* a newer connection's record or entry left in place */
 
+/* sg_tc_read (SEC "syscall", run by BPF_PROG_TEST_RUN): both entries of a flow in one system call,
+ * where a lookup each costs two. The engine reads a handed-over flow's entries wherever it judges
+ * with them (each close the programs report, an RST, an idle timer): the biggest share of the
+ * daemon's system calls a connection once its XDP flow keys went in batches. Read just before
+ * each use, as the lookups were (reading a turn's closes together, ahead of their merges, was
+ * tried and taken back: docs/lab.md, session 27). The daemon fills key; the program found and
+ * the entries it found. */
+#define SG_TC_READ_TO_SERVER 0x01u /* to_server holds the client -> server entry */
+#define SG_TC_READ_TO_CLIENT 0x02u /* to_client holds the server -> client entry */
+struct sg_tc_read {
+  struct sg_tc_flow_key key; /* client -> server */
+  sg_u32 found;              /* SG_TC_READ_* */
+  struct sg_tc_flow to_server;
+  struct sg_tc_flow to_client;
+};
+
 /* A flow the ingress program opened from the client's cookie ACK (sg_tc_cookie_ack): what the
  * engine needs to hold it as its own flow from the backend's SYN on (retries, the SYN-ACK either
  * path takes, limits, timers). */
