@@ -16,13 +16,7 @@
 source "$(dirname "$0")/lib.sh"
 lab_init "$1"
 lab_up
-in_ns "$NS_CLI" ip -6 addr add fd00:10:1::2/64 dev c0 nodad
-in_ns "$NS_GW" ip -6 addr add fd00:10:1::1/64 dev g1 nodad
-in_ns "$NS_GW" ip -6 addr add fd00:10:3::1/64 dev g3 nodad
-in_ns "$NS_SRV" ip -6 addr add fd00:10:3::2/64 dev s0 nodad
-in_ns "$NS_CLI" ip -6 route add default via fd00:10:1::1
-in_ns "$NS_SRV" ip -6 route add default via fd00:10:3::1
-in_ns "$NS_GW" sysctl -qw net.ipv6.conf.all.forwarding=1
+lab_ipv6
 in_ns "$NS_CLI" ethtool -K c0 tso off gso off >/dev/null
 in_ns "$NS_GW" ethtool -K g1 gro off >/dev/null
 
