@@ -91,7 +91,7 @@ struct Program::Impl {
   int map_fd(const bpf_map* m) const { return bpf_map__fd(m); }
   int flows_fd() const { return map_fd(skel->maps.sg_flows); }
 
-  // One removal, as write_flows applies it: a holder past the first goes from the count, the
+  // One removal at once (no memory to note it): a holder past the first goes from the count, the
   // last takes the key. Under flows_mutex.
   void remove_now(const sg_xdp_flow_key& k) noexcept {
     if (const auto it = extra_holders.find(k); it != extra_holders.end()) {
@@ -99,6 +99,24 @@ struct Program::Impl {
       return;
     }
     bpf_map_delete_elem(flows_fd(), &k);
+  }
+  // write_flows's changes a map call each, with no memory for its batch. Returns the adds the
+  // map refused. Under flows_mutex.
+  uint64_t write_each() noexcept {
+    uint64_t refused = 0;
+    for (const auto& [k, net] : changed) {
+      for (int32_t n = net; n < 0; ++n) remove_now(k);
+      if (net <= 0) continue;
+      const uint32_t present = 1;
+      if (bpf_map_update_elem(flows_fd(), &k, &present, BPF_NOEXIST) == 0) {
+        if (net > 1) add_holders(k, static_cast<uint32_t>(net - 1));
+      } else if (errno == EEXIST) {
+        add_holders(k, static_cast<uint32_t>(net));
+      } else {
+        ++refused;
+      }
+    }
+    return refused;
   }
   // Under flows_mutex.
   void add_holders(const sg_xdp_flow_key& k, uint32_t n) noexcept {
@@ -295,11 +313,18 @@ uint64_t Program::write_flows() noexcept {
   // Removals first (a key that goes frees its slot for an add of this write), then the adds.
   auto& writes = m.writes;
   writes.clear();
+  try {
+    writes.reserve(m.changed.size());
+  } catch (const std::bad_alloc&) {
+    failed += m.write_each();
+    m.changed.clear();
+    return failed;
+  }
   for (const auto& [k, net] : m.changed) {
     for (int32_t n = net; n < 0; ++n) {
       const auto it = m.extra_holders.find(k);
       if (it == m.extra_holders.end()) {
-        writes.push_back({k, SG_XDP_FLOW_REMOVE, 0});
+        writes.push_back({k, SG_XDP_FLOW_REMOVE, 0});  // within the capacity reserved
         break;  // the key goes once; any further removal is past the last holder
       }
       if (--it->second == 0) m.extra_holders.erase(it);

@@ -102,7 +102,7 @@ class Program {
   // Returns how many flows the map could not take (full, or out of memory): their packets miss
   // XDP's flow check and go the cookie way, and are dropped there but for the first.
   uint64_t write_flows() noexcept;
-  // How many flow tables hold the flow (0: not in the map).
+  // How many flow tables hold the flow, as written (write_flows; 0: not in the map).
   uint32_t flow_holders(const FlowTuple& t) const noexcept;
   // The keys in the flow map: a walk of it (a system call per batch), a scrape's cost.
   uint64_t flow_keys_count() const noexcept;
