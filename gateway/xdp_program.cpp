@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <map>
 #include <string_view>
 #include <unordered_map>
 #include <new>
@@ -68,11 +67,6 @@ struct Program::Impl {
   // up to 32 changes a system call: a flow that came and went cost two of its own before (with
   // the programs opening the flows, half the flow worker's bpf() calls a connection).
   std::mutex flows_mutex;
-  struct KeyLess {
-    bool operator()(const sg_xdp_flow_key& a, const sg_xdp_flow_key& b) const noexcept {
-      return std::memcmp(&a, &b, sizeof a) < 0;
-    }
-  };
   struct KeyHash {
     size_t operator()(const sg_xdp_flow_key& k) const noexcept {
       return std::hash<std::string_view>{}(std::string_view(reinterpret_cast<const char*>(&k), sizeof k));
@@ -83,7 +77,7 @@ struct Program::Impl {
       return std::memcmp(&a, &b, sizeof a) == 0;
     }
   };
-  std::map<sg_xdp_flow_key, uint32_t, KeyLess> extra_holders;
+  std::unordered_map<sg_xdp_flow_key, uint32_t, KeyHash, KeyEqual> extra_holders;
   std::unordered_map<sg_xdp_flow_key, int32_t, KeyHash, KeyEqual> changed;  // adds minus removes
   std::atomic<bool> any_changed{false};  // write_flows skips the lock on the usual empty turn
   std::atomic<uint64_t> unwritten{0};    // adds that found no memory to wait in
@@ -106,17 +100,28 @@ struct Program::Impl {
     uint64_t refused = 0;
     for (const auto& [k, net] : changed) {
       for (int32_t n = net; n < 0; ++n) remove_now(k);
-      if (net <= 0) continue;
-      const uint32_t present = 1;
-      if (bpf_map_update_elem(flows_fd(), &k, &present, BPF_NOEXIST) == 0) {
-        if (net > 1) add_holders(k, static_cast<uint32_t>(net - 1));
-      } else if (errno == EEXIST) {
-        add_holders(k, static_cast<uint32_t>(net));
-      } else {
-        ++refused;
-      }
+      if (net > 0 && !took_add(k, static_cast<uint32_t>(net), add_now(k))) ++refused;
     }
     return refused;
+  }
+  // One add (BPF_NOEXIST): 0 or -errno, as the write program reports it.
+  int add_now(const sg_xdp_flow_key& k) noexcept {
+    const uint32_t present = 1;  // the program only asks whether the key is there
+    return bpf_map_update_elem(flows_fd(), &k, &present, BPF_NOEXIST) == 0 ? 0 : -errno;
+  }
+  // An add of a key whose net count since the last write is `net`, with the map's `result`: the
+  // key written is one holder and the rest are holders past the first; a key another table's copy
+  // holds gets them all. False when the map refused it (full, or the kernel short of memory).
+  // Under flows_mutex.
+  bool took_add(const sg_xdp_flow_key& k, uint32_t net, int result) noexcept {
+    if (result == 0) {
+      if (net > 1) add_holders(k, net - 1);
+    } else if (result == -EEXIST) {
+      add_holders(k, net);
+    } else {
+      return false;
+    }
+    return true;
   }
   // Under flows_mutex.
   void add_holders(const sg_xdp_flow_key& k, uint32_t n) noexcept {
@@ -345,25 +350,13 @@ uint64_t Program::write_flows() noexcept {
       // The program could not run: each change on its own.
       for (size_t i = 0; i < n; ++i) {
         sg_xdp_flow_write& w = batch.writes[i];
-        const uint32_t present = 1;
-        const int rc = w.op == SG_XDP_FLOW_ADD ? bpf_map_update_elem(m.flows_fd(), &w.key, &present, BPF_NOEXIST)
-                                               : bpf_map_delete_elem(m.flows_fd(), &w.key);
-        w.result = rc == 0 ? 0 : -errno;
+        w.result = w.op == SG_XDP_FLOW_ADD ? m.add_now(w.key) : (bpf_map_delete_elem(m.flows_fd(), &w.key) == 0 ? 0 : -errno);
       }
     }
     for (size_t i = 0; i < n; ++i) {
       const sg_xdp_flow_write& w = batch.writes[i];
       if (w.op != SG_XDP_FLOW_ADD) continue;
-      // The key written is one holder and the rest of its net count are holders past the first;
-      // a key another table's copy holds gets them all.
-      const auto net = static_cast<uint32_t>(m.changed.find(w.key)->second);
-      if (w.result == 0) {
-        if (net > 1) m.add_holders(w.key, net - 1);
-      } else if (w.result == -EEXIST) {
-        m.add_holders(w.key, net);
-      } else {
-        ++failed;  // the map is full, or the kernel short of memory
-      }
+      if (!m.took_add(w.key, static_cast<uint32_t>(m.changed.find(w.key)->second), w.result)) ++failed;
     }
   }
   m.changed.clear();
