@@ -1026,28 +1026,49 @@ static __always_inline int release_entry(const struct sg_tc_flow_key* key, const
   return bpf_map_delete_elem(&sg_tc_flows, key) == 0 ? released : 0;
 }
 
+/* One release (tc_abi.h), from a copy on the caller's stack: a frame of its own, which both
+ * programs below call. */
+static __noinline int release_one(const struct sg_tc_release* a) {
+  struct sg_tc_flow_key s2c;
+  reverse_key(&a->key, &s2c);
+  if (a->op == SG_TC_RELEASE_PUNT)
+    return release_entry(&a->key, a, SG_TC_RELEASED_TO_SERVER) | release_entry(&s2c, a, SG_TC_RELEASED_TO_CLIENT);
+  int done = 0;
+  const struct sg_tc_handshake* record = bpf_map_lookup_elem(&sg_tc_handshakes, &s2c);
+  if (record) {
+    if (release_newer(record->generation, a)) return SG_TC_RELEASE_LEFT_NEWER;
+    if (bpf_map_delete_elem(&sg_tc_handshakes, &s2c) == 0) done |= SG_TC_RELEASED_RECORD;
+  }
+  struct sg_tc_handshake hold = {};
+  hold.generation = a->generation;
+  hold.client_data = 1;
+  const long held = bpf_map_update_elem(&sg_tc_handshakes, &s2c, &hold, BPF_NOEXIST);
+  if (held == -TC_EEXIST) return done | SG_TC_RELEASE_LEFT_NEWER; /* an open since the look above */
+  done |= release_entry(&a->key, a, SG_TC_RELEASED_TO_SERVER);
+  done |= release_entry(&s2c, a, SG_TC_RELEASED_TO_CLIENT);
+  /* No room for the hold (held < 0) leaves no room for an open's record either. */
+  if (held == 0) bpf_map_delete_elem(&sg_tc_handshakes, &s2c);
+  return done;
+}
+
 SEC("syscall")
 int sg_tc_release(struct sg_tc_release* ctx) {
   struct sg_tc_release a;
   __builtin_memcpy(&a, ctx, sizeof(a));
-  struct sg_tc_flow_key s2c;
-  reverse_key(&a.key, &s2c);
-  if (a.op == SG_TC_RELEASE_PUNT)
-    return release_entry(&a.key, &a, SG_TC_RELEASED_TO_SERVER) | release_entry(&s2c, &a, SG_TC_RELEASED_TO_CLIENT);
-  int done = 0;
-  const struct sg_tc_handshake* record = bpf_map_lookup_elem(&sg_tc_handshakes, &s2c);
-  if (record) {
-    if (release_newer(record->generation, &a)) return SG_TC_RELEASE_LEFT_NEWER;
-    if (bpf_map_delete_elem(&sg_tc_handshakes, &s2c) == 0) done |= SG_TC_RELEASED_RECORD;
-  }
-  struct sg_tc_handshake hold = {};
-  hold.generation = a.generation;
-  hold.client_data = 1;
-  const long held = bpf_map_update_elem(&sg_tc_handshakes, &s2c, &hold, BPF_NOEXIST);
-  if (held == -TC_EEXIST) return done | SG_TC_RELEASE_LEFT_NEWER; /* an open since the look above */
-  done |= release_entry(&a.key, &a, SG_TC_RELEASED_TO_SERVER);
-  done |= release_entry(&s2c, &a, SG_TC_RELEASED_TO_CLIENT);
-  /* No room for the hold (held < 0) leaves no room for an open's record either. */
-  if (held == 0) bpf_map_delete_elem(&sg_tc_handshakes, &s2c);
-  return done;
+  return release_one(&a);
+}
+
+SEC("syscall")
+int sg_tc_release_many(struct sg_tc_releases* ctx) {
+  const __u32 count = ctx->count;
+  struct sg_tc_release a;
+#define RELEASE_AT(i) \
+  if (count <= (i)) return 0; \
+  __builtin_memcpy(&a, &ctx->ops[i], sizeof(a)); \
+  ctx->results[i] = release_one(&a);
+  RELEASE_AT(0) RELEASE_AT(1) RELEASE_AT(2) RELEASE_AT(3) RELEASE_AT(4) RELEASE_AT(5) RELEASE_AT(6) RELEASE_AT(7)
+  RELEASE_AT(8) RELEASE_AT(9) RELEASE_AT(10) RELEASE_AT(11) RELEASE_AT(12) RELEASE_AT(13) RELEASE_AT(14) RELEASE_AT(15)
+#undef RELEASE_AT
+  _Static_assert(SG_TC_RELEASES_MAX == 16, "one RELEASE_AT per release of the batch");
+  return 0;
 }

@@ -470,7 +470,15 @@ void Daemon::start_kernel_path() {
       hooks.flushed = [path] { path->publish_pending(); };
       hooks.done = [path] { path->turn_done(); };
     }
-    if (xdp) hooks.before_send = [fast = xdp.get()] { fast->write_flows(); };
+    // A turn's flow-key writes and frees are made before the packets that follow from them leave.
+    xdp::FastPath* fast = xdp.get();
+    tc::KernelPath* path = tc.get();
+    if (fast || path) {
+      hooks.before_send = [fast, path] {
+        if (path) path->write_releases();
+        if (fast) fast->write_flows();
+      };
+    }
     w->flow->set_turn_hooks(std::move(hooks));
     w->flow->engine().set_flow_observer(observer);
   }

@@ -454,6 +454,33 @@ int Program::release(const FlowTuple& c2s, uint32_t generation, sg_tc_release_op
   return static_cast<int>(opts.retval);
 }
 
+uint64_t Program::release_many(std::span<const sg_tc_release> releases, std::span<int> results) noexcept {
+  uint64_t failed = 0;
+  const bool report = results.size() == releases.size();
+  const int single = bpf_program__fd(impl_->skel->progs.sg_tc_release);
+  const int many = bpf_program__fd(impl_->skel->progs.sg_tc_release_many);
+  sg_tc_releases batch{};
+  for (size_t at = 0; at < releases.size(); at += SG_TC_RELEASES_MAX) {
+    const size_t n = std::min<size_t>(SG_TC_RELEASES_MAX, releases.size() - at);
+    batch.count = static_cast<uint32_t>(n);
+    std::copy_n(releases.begin() + static_cast<std::ptrdiff_t>(at), n, batch.ops);
+    // A syscall program's context is written back where it came from (ctx_out is refused).
+    LIBBPF_OPTS(bpf_test_run_opts, opts, .ctx_in = &batch, .ctx_size_in = sizeof batch);
+    if (bpf_prog_test_run_opts(many, &opts) == 0) {
+      if (report) std::copy_n(batch.results, n, results.begin() + static_cast<std::ptrdiff_t>(at));
+      continue;
+    }
+    for (size_t i = 0; i < n; ++i) {  // the batch could not run: each on its own
+      sg_tc_release one = batch.ops[i];
+      LIBBPF_OPTS(bpf_test_run_opts, o, .ctx_in = &one, .ctx_size_in = sizeof one);
+      const bool ran = bpf_prog_test_run_opts(single, &o) == 0;
+      if (!ran) ++failed;
+      if (report) results[at + i] = ran ? static_cast<int>(o.retval) : -1;
+    }
+  }
+  return failed;
+}
+
 namespace {
 template <class Fn>
 void walk_flows(int fd, Fn&& fn) {
@@ -667,6 +694,9 @@ void Program::detach(int) noexcept {}
 std::vector<int> Program::attached() const { return {}; }
 bool Program::write_flow(const FlowTuple&, const FlowTranslation&, uint32_t) noexcept { return false; }
 int Program::release(const FlowTuple&, uint32_t, sg_tc_release_op) noexcept { return -1; }
+uint64_t Program::release_many(std::span<const sg_tc_release> releases, std::span<int>) noexcept {
+  return releases.size();
+}
 bool Program::read_flow(const FlowTuple&, sg_tc_flow&, sg_tc_flow&) const noexcept { return false; }
 bool Program::read_flow_in_one_call(const FlowTuple&, sg_tc_flow&, sg_tc_flow&, uint32_t&) const noexcept {
   return false;
@@ -976,6 +1006,7 @@ KernelPath::~KernelPath() = default;
 
 void KernelPath::stop() noexcept {
   program_->detach_all();
+  write_releases();  // the last turn's frees, if a worker stopped before its hook ran
   try {
     at_stop_ = program_->entries();
     std::sort(at_stop_.begin(), at_stop_.end(), [](const auto& a, const auto& b) { return key_less(a.first, b.first); });
@@ -1145,16 +1176,49 @@ void KernelPath::flow_created(const FlowTuple& t) noexcept {
   }
 }
 
+// A free waits for the turn's write_releases, except where no turn may follow (start, stop) and
+// for a flow without a generation (from before generations: its release would take a newer
+// connection's entries as its own).
 void KernelPath::flow_freed(const FlowTuple& t, uint32_t generation) noexcept {
-  release_flow(t, generation, SG_TC_RELEASE_FREE);
+  if (generation == 0 || starting_.load(std::memory_order_relaxed) || stopped_.load(std::memory_order_acquire)) {
+    release_flow(t, generation, SG_TC_RELEASE_FREE);
+    return;
+  }
+  forget(t);
+  sg_tc_release r{};
+  r.key = flow_key(t);
+  r.generation = generation;
+  r.op = SG_TC_RELEASE_FREE;
+  std::lock_guard lock(releases_mutex_);
+  try {
+    pending_releases_.push_back(r);
+    any_release_.store(true, std::memory_order_release);
+  } catch (const std::bad_alloc&) {
+    released(program_->release(t, generation, SG_TC_RELEASE_FREE));  // no room to wait: at once
+  }
+}
+
+void KernelPath::write_releases() noexcept {
+  if (!any_release_.load(std::memory_order_acquire)) return;
+  std::lock_guard lock(releases_mutex_);
+  any_release_.store(false, std::memory_order_relaxed);
+  releasing_.swap(pending_releases_);
+  pending_releases_.clear();
+  const uint64_t failed = program_->release_many(releasing_);
+  if (failed != 0) release_failures_.fetch_add(failed, std::memory_order_relaxed);
+  releasing_.clear();
 }
 
 // A flow the engine no longer holds (freed, or refused): what this thread still keeps of it goes,
 // and its entries through the release program.
 void KernelPath::release_flow(const FlowTuple& t, uint32_t generation, sg_tc_release_op op) noexcept {
+  forget(t);
+  released(program_->release(t, generation, op));
+}
+
+void KernelPath::forget(const FlowTuple& t) noexcept {
   if (const auto it = pending_of(this, t); it != pending_to_client.end()) pending_to_client.erase(it);
   overtake_watch.forget(this, t);
-  released(program_->release(t, generation, op));
 }
 
 void KernelPath::released(int outcome) noexcept {

@@ -18,6 +18,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -128,6 +129,10 @@ class Program {
   // newer than `generation` wrote on the pair stays. Its SG_TC_RELEASED_* bits; -1 when the
   // program could not run.
   int release(const FlowTuple& client_to_server, uint32_t generation, sg_tc_release_op op) noexcept;
+  // Many releases, each as release() makes it, in order, SG_TC_RELEASES_MAX a system call
+  // (sg_tc_release_many; one call each when it cannot run). Returns how many could not run;
+  // `results`, when as long as `releases`, gets each one's release() value.
+  uint64_t release_many(std::span<const sg_tc_release> releases, std::span<int> results = {}) noexcept;
   // Deletes every entry.
   uint64_t clear_flows() noexcept;
   void delete_key(const sg_tc_flow_key& key) noexcept;
@@ -294,6 +299,10 @@ class KernelPath : public FlowObserver, public KernelFlowState {
   // the programs delivered (Engine: ack_superseded).
   void turn_received(bool took_everything) noexcept;
   void turn_done() noexcept;
+  // The releases of the flows freed since the last call (flow_freed only notes them), made now,
+  // SG_TC_RELEASES_MAX a system call: the flow workers' before_send hook, so that a turn's frees
+  // are made before its packets leave, as the XDP flow keys are.
+  void write_releases() noexcept;
   bool may_be_overtaken(const FlowTuple& client_to_server) noexcept override;
 
   // Reconciliation at start, both ways. A map pinned by an earlier run (kill -9, an upgrade) is
@@ -344,7 +353,13 @@ class KernelPath : public FlowObserver, public KernelFlowState {
   std::atomic<uint64_t> handed_over_{0};
   std::atomic<uint64_t> write_failures_{0};
   std::atomic<uint64_t> release_failures_{0};
+  // Frees waiting for write_releases; any worker's turn makes them all.
+  std::mutex releases_mutex_;
+  std::vector<sg_tc_release> pending_releases_;
+  std::vector<sg_tc_release> releasing_;  // write_releases's, kept for its capacity
+  std::atomic<bool> any_release_{false};  // write_releases skips the lock on the usual empty turn
   void release_flow(const FlowTuple& t, uint32_t generation, sg_tc_release_op op) noexcept;
+  void forget(const FlowTuple& t) noexcept;  // what this thread still keeps of a flow that ends
   void released(int outcome) noexcept;  // counts a release that could not run
   // The map's entries as stop() found them, sorted by key bytes; published by stopped_.
   std::vector<std::pair<sg_tc_flow_key, sg_tc_flow>> at_stop_;

@@ -7,6 +7,8 @@
 #include <cstring>
 #include <optional>
 #include <set>
+#include <string>
+#include <vector>
 
 #include "syngate/packet.hpp"
 #include "syngate/bpf/tc_abi.h"
@@ -169,6 +171,71 @@ TEST(TcMap, ReleaseLeavesWhatANewerConnectionWrote) {
   EXPECT_EQ(entry(up_key)->closing, SG_TC_SEEN_FIN) << "a closing entry keeps what it recorded";
   EXPECT_EQ(entry(down_key)->closing, SG_TC_CLOSED_BY_ENGINE);
   EXPECT_FALSE(record_there());
+}
+
+// A turn's frees go together (sg_tc_release_many): each release as sg_tc_release makes it, in
+// order, across batches. Two maps set up alike, every mix of entries and records a pair can hold
+// and several releases on one pair in a row: the results and what is left are the same.
+TEST(TcMap, ReleasesInABatchAreEachAsOnItsOwn) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root for the BPF map";
+  tc::Program one_by_one(1024, ""), batched(1024, "");
+  const uint32_t entry_generations[] = {0, 5, 7, 9};  // 0: no entries
+  const uint32_t record_generations[] = {0, 3, 7, 9};  // 0: no record
+  std::vector<sg_tc_release> releases;
+  std::vector<FlowTuple> released;  // each release's flow, for release()
+  uint16_t port = 3000;
+  for (uint32_t entries : entry_generations) {
+    for (uint32_t record : record_generations) {
+      for (uint32_t op = SG_TC_RELEASE_FREE; op <= SG_TC_RELEASE_REFUSED; ++op) {
+        const FlowTuple t{*Address::parse("198.18.0.9"), *Address::parse("10.10.3.2"), port++, 80};
+        for (tc::Program* p : {&one_by_one, &batched}) {
+          if (entries != 0) {
+            sg_tc_flow v{};
+            v.generation = entries;
+            ASSERT_TRUE(p->write_key(tc::flow_key(t), v));
+            ASSERT_TRUE(p->write_key(tc::flow_key(t.reversed()), v));
+          }
+          if (record != 0) {
+            sg_tc_handshake r{};
+            r.generation = record;
+            ASSERT_TRUE(p->write_handshake(tc::flow_key(t.reversed()), r));
+          }
+        }
+        // The flow of generation 7 released, then (every third pair) the next connection's too.
+        sg_tc_release r{};
+        r.key = tc::flow_key(t);
+        r.generation = 7;
+        r.op = op;
+        releases.push_back(r);
+        released.push_back(t);
+        if (port % 3 == 0) {
+          r.generation = 9;
+          r.op = SG_TC_RELEASE_FREE;
+          releases.push_back(r);
+          released.push_back(t);
+        }
+      }
+    }
+  }
+  ASSERT_GT(releases.size(), size_t{2 * SG_TC_RELEASES_MAX}) << "more than one batch";
+  std::vector<int> expected;
+  for (size_t i = 0; i < releases.size(); ++i) {
+    const sg_tc_release& r = releases[i];
+    expected.push_back(one_by_one.release(released[i], r.generation, static_cast<sg_tc_release_op>(r.op)));
+  }
+  std::vector<int> results(releases.size(), -2);
+  EXPECT_EQ(batched.release_many(releases, results), 0u);
+  EXPECT_EQ(results, expected);
+  const auto bytes = [](const auto& x) { return std::string(reinterpret_cast<const char*>(&x), sizeof x); };
+  std::set<std::string> left_one, left_batched;
+  for (const auto& [k, v] : one_by_one.entries()) left_one.insert(bytes(k) + bytes(v));
+  for (const auto& [k, v] : batched.entries()) left_batched.insert(bytes(k) + bytes(v));
+  EXPECT_EQ(left_one, left_batched);
+  EXPECT_FALSE(left_one.empty()) << "no release left anything: the mix tests too little";
+  std::set<std::string> records_one, records_batched;
+  for (const sg_tc_flow_key& k : one_by_one.handshake_keys()) records_one.insert(bytes(k));
+  for (const sg_tc_flow_key& k : batched.handshake_keys()) records_batched.insert(bytes(k));
+  EXPECT_EQ(records_one, records_batched);
 }
 
 // The engine reads a flow's two entries in one system call (sg_tc_read): byte for byte as a

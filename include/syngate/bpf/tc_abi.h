@@ -174,6 +174,23 @@ struct sg_tc_release {
 #define SG_TC_RELEASED_RECORD 0x04u    /* the flow's (or an older) handshake record deleted */
 #define SG_TC_RELEASE_LEFT_NEWER 0x08u /* a newer connection's record or entry left in place */
 
+/* sg_tc_release_many (SEC "syscall", run by BPF_PROG_TEST_RUN): up to SG_TC_RELEASES_MAX releases
+ * in one system call, each exactly as sg_tc_release makes it, in order. The flow worker frees a
+ * turn's flows together (their entries go before the turn's packets leave, as the XDP flow keys
+ * do): the release was the last system call every connection cost on its own. Only frees wait
+ * for the batch: a punt and a refusal change what the programs do with the flow's next segment,
+ * and are made at once. A generation is what makes the wait safe: a connection opened on the pair
+ * meanwhile is newer, and its record and entries stay. The daemon fills count and ops, the
+ * program each result (sg_tc_release's return value). The context needs constant offsets, hence
+ * the bound (the program unrolls). */
+#define SG_TC_RELEASES_MAX 16
+struct sg_tc_releases {
+  sg_u32 count; /* ops[0, count) are made, in order; at most SG_TC_RELEASES_MAX */
+  sg_u32 pad;
+  struct sg_tc_release ops[SG_TC_RELEASES_MAX];
+  sg_s32 results[SG_TC_RELEASES_MAX];
+};
+
 /* sg_tc_read (SEC "syscall", run by BPF_PROG_TEST_RUN): both entries of a flow in one system call,
  * where a lookup each costs two. The engine reads a handed-over flow's entries wherever it judges
  * with them (each close the programs report, an RST, an idle timer): the biggest share of the
