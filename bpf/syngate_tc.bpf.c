@@ -467,6 +467,12 @@ static __always_inline int translate(struct __sk_buff* skb, int egress) {
   if (!rewritable) {
     if (sg_tc_open_flows && !egress && f->direction == SG_TC_TO_SERVER && tc_bare_ack(p.flags, payload))
       open_over_closed(skb);
+    /* A new connection on the pair, opened over the old flow's closed entries (a port reused
+     * within the linger), sends its request before its backend answered: it goes to the engine
+     * as on a pair with no entries, and so does the SYN-ACK. */
+    if (sg_tc_answer_synacks && !egress && f->direction == SG_TC_TO_SERVER &&
+        (payload != 0 || (p.flags & TCP_FLAG_FIN)))
+      client_data_before_synack(key);
     count(SG_TC_PUNTED);
     return TC_ACT_OK;
   }

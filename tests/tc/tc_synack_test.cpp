@@ -150,8 +150,11 @@ TEST_F(TcSynack, LeavesTheEnginesOwnToTheEngine) {
   in_lab([&] {
     uint16_t port = 3000;
     // `before`: what the client sent that crossed the ingress before the SYN-ACK.
+    // `over_closed`: the pair still holds an older flow's entries, closed by the client's FIN (a
+    // port reused within the linger).
     const auto untouched = [&](Conn c, const std::function<Bytes(const Conn&)>& answer, const char* what,
-                               bool with_record = true, const std::function<Bytes(const Conn&)>& before = {}) {
+                               bool with_record = true, const std::function<Bytes(const Conn&)>& before = {},
+                               bool over_closed = false) {
       SCOPED_TRACE(what);
       Recorder rec;
       (void)open(c, rec);
@@ -160,6 +163,16 @@ TEST_F(TcSynack, LeavesTheEnginesOwnToTheEngine) {
       const sg_tc_flow_key s2c = key_of(c.c2s.reversed()), c2s = key_of(c.c2s);
       if (with_record) {
         ASSERT_EQ(bpf_map_update_elem(o.handshakes(), &s2c, &record, BPF_ANY), 0);
+      }
+      if (over_closed) {
+        sg_tc_flow old{};
+        old.generation = 7;
+        old.direction = SG_TC_TO_SERVER;
+        old.closing = SG_TC_SEEN_FIN;
+        ASSERT_EQ(bpf_map_update_elem(o.flows(), &c2s, &old, BPF_ANY), 0);
+        old.direction = SG_TC_TO_CLIENT;
+        old.closing = 0;
+        ASSERT_EQ(bpf_map_update_elem(o.flows(), &s2c, &old, BPF_ANY), 0);
       }
       if (before) {
         const Bytes sent = frame_from_client(before(c));
@@ -175,7 +188,14 @@ TEST_F(TcSynack, LeavesTheEnginesOwnToTheEngine) {
       EXPECT_EQ(o.counter(with_record ? SG_TC_HANDSHAKE_PUNTED : SG_TC_MISS),
                 (with_record ? punted0 : miss0) + 1);
       sg_tc_flow entry{};
-      EXPECT_NE(bpf_map_lookup_elem(o.flows(), &c2s, &entry), 0) << "an entry was written";
+      if (over_closed) {
+        ASSERT_EQ(bpf_map_lookup_elem(o.flows(), &c2s, &entry), 0);
+        EXPECT_EQ(entry.generation, 7u) << "the new flow's entries were written";
+        bpf_map_delete_elem(o.flows(), &c2s);
+        bpf_map_delete_elem(o.flows(), &s2c);
+      } else {
+        EXPECT_NE(bpf_map_lookup_elem(o.flows(), &c2s, &entry), 0) << "an entry was written";
+      }
       sg_tc_handshake left{};
       if (with_record) {
         EXPECT_EQ(bpf_map_lookup_elem(o.handshakes(), &s2c, &left), 0) << "the record was taken";
@@ -219,6 +239,9 @@ TEST_F(TcSynack, LeavesTheEnginesOwnToTheEngine) {
                 client_sends(tcp_flag::ACK | tcp_flag::PSH, sizeof data));
       untouched(conn(), [](const Conn& c) { return c.backend_synack(0); }, "a client FIN before the SYN-ACK", true,
                 client_sends(tcp_flag::ACK | tcp_flag::FIN, 0));
+      untouched(conn(), [](const Conn& c) { return c.backend_synack(0); },
+                "client data before the SYN-ACK, over an older flow's closed entries", true,
+                client_sends(tcp_flag::ACK | tcp_flag::PSH, sizeof data), true);
     }
   });
 }
