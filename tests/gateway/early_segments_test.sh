@@ -97,6 +97,10 @@ for addr in 10.10.3.2 fd00:10:3::2; do
   in_ns "$NS_CLI" timeout 30 python3 "$LAB_DIR/client.py" "$addr" 1 "$REQUEST" >/dev/null || fail "the first request to $addr failed"
 done
 sleep 0.3
+# What the clients send, seen at the gateway before its fast path (a packet tap comes ahead of the
+# tc ingress hook): when a segment is dropped, the log shows every segment of these connections.
+BG_LOG=$LAB_DIR/tcpdump.log bg "$NS_GW" tcpdump --immediate-mode -i g1 -nn -S -s 128 -U -w "$LAB_DIR/g1.pcap" "tcp port 8080"
+wait_until 5 grep -q "listening on" "$LAB_DIR/tcpdump.log" || fail "tcpdump did not start: $(cat "$LAB_DIR/tcpdump.log")"
 invalid_before=$(xdp cookie_invalid)
 opened_before=$(metric_sum syngate_kernel_opened_total)
 early_before=$(metric_sum syngate_early_data_buffered_total)
@@ -111,6 +115,10 @@ opened=$(( $(metric_sum syngate_kernel_opened_total) - opened_before ))
 early=$(( $(metric_sum syngate_early_data_buffered_total) - early_before ))
 total=$(( 2 * CONNECTIONS ))
 log "opened by tc: $opened of $total; segments held for their backend: $early; segments dropped by the fast path as invalid cookies: $invalid"
+if (( invalid > 0 )); then
+  log "every segment of these connections at g1, one of them dropped:"
+  in_ns "$NS_GW" tcpdump -nn -S -tt -r "$LAB_DIR/g1.pcap" 2>/dev/null | sed 's/^/  /'
+fi
 (( opened == total )) || fail "the tc ingress opened $opened of the $total connections: the path under test was not taken"
 (( early >= total )) || fail "only $early segments waited for their backend: the backend answered before the client sent"
 # Before the records were looked at, every request lost its second and third segments here (24
