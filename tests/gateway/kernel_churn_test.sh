@@ -90,14 +90,21 @@ if [[ ${SYNACK_WINDOW:-} == 0 ]]; then
 fi
 handed=$(metric_sum syngate_tc_flows_handed_over_total)
 (( handed >= N * 9 / 10 )) || fail "only $handed of $N flows handed to the kernel path"
-opened=$(metric_sum syngate_kernel_opened_total)
+# The workers publish their counters every 100 ms: read until a read 150 ms later says the same.
+opened=-1
+for _ in $(seq 20); do
+  now=$(metric_sum syngate_kernel_opened_total)
+  (( now == opened )) && break
+  opened=$now
+  sleep 0.15
+done
 if [[ $OPEN == open ]]; then
   # One client at 10k connections/s comes back to a port every second or two, while its old flow
   # lingers (linger_s = 1): those cookie ACKs meet the old flow's closed entries and are opened by
   # the program too (before, they went to the engine: 27% opened in tc), the engine freeing the
   # old flow (flows_reused).
   reused=$(metric_sum syngate_flows_reused_total)
-  log "opened by tc: $opened of $N; ports reused over a lingering flow: $reused"
+  log "opened by tc: $opened of $N; ports reused over a lingering flow: $reused; cookie ACKs the program left to the engine: $(metric_sum syngate_tc_packets_total open_punted)"
   (( opened >= N * 9 / 10 )) || fail "only $opened of $N flows opened by the tc program (left to the engine:" \
     "$(metric_sum syngate_tc_packets_total open_punted); events lost: $(metric_sum syngate_tc_packets_total events_lost);" \
     "reused: $reused)"

@@ -136,7 +136,8 @@ struct sg_tc_handshake {
 };
 
 /* sg_tc_release: a BPF_PROG_TYPE_SYSCALL program the daemon runs (BPF_PROG_TEST_RUN, this struct
- * as the context) whenever the engine frees a flow, punts it, or refuses one the programs opened.
+ * as the context) whenever the engine punts a flow or refuses one the programs opened; the flows
+ * it frees go through sg_tc_release_many (below), which makes the same release for each.
  * From userspace a release would be a read and then a write, two system calls: a client that
  * reuses its port may meanwhile have had a new connection opened on the pair in tc, whose
  * hand-over writes its entries between the two, and the old flow's delete took them (the engine
