@@ -1202,11 +1202,9 @@ void KernelPath::write_releases() noexcept {
   if (!any_release_.load(std::memory_order_acquire)) return;
   std::lock_guard lock(releases_mutex_);
   any_release_.store(false, std::memory_order_relaxed);
-  releasing_.swap(pending_releases_);
-  pending_releases_.clear();
-  const uint64_t failed = program_->release_many(releasing_);
+  const uint64_t failed = program_->release_many(pending_releases_);
   if (failed != 0) release_failures_.fetch_add(failed, std::memory_order_relaxed);
-  releasing_.clear();
+  pending_releases_.clear();  // its capacity kept for the next turn's
 }
 
 // A flow the engine no longer holds (freed, or refused): what this thread still keeps of it goes,

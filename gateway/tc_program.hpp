@@ -356,7 +356,6 @@ class KernelPath : public FlowObserver, public KernelFlowState {
   // Frees waiting for write_releases; any worker's turn makes them all.
   std::mutex releases_mutex_;
   std::vector<sg_tc_release> pending_releases_;
-  std::vector<sg_tc_release> releasing_;  // write_releases's, kept for its capacity
   std::atomic<bool> any_release_{false};  // write_releases skips the lock on the usual empty turn
   void release_flow(const FlowTuple& t, uint32_t generation, sg_tc_release_op op) noexcept;
   void forget(const FlowTuple& t) noexcept;  // what this thread still keeps of a flow that ends
