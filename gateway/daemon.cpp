@@ -456,6 +456,7 @@ void Daemon::start_kernel_path() {
                  std::strerror(errno));
     tc->stop_opening();
   }
+  if (tc && xdp) tc->set_before_withdraw([fast = xdp.get()] { fast->write_flows(); });
   observers.add(xdp.get());
   observers.add(tc.get());
   if (observers.empty()) return;

@@ -1406,6 +1406,7 @@ std::optional<FlowTranslation> KernelPath::handed_over_translation(const FlowTup
 
 bool KernelPath::withdraw_handshake(const FlowTuple& t) noexcept {
   if (stopped_.load(std::memory_order_acquire)) return true;  // detached: no program takes it now
+  if (before_withdraw_) before_withdraw_();
   return program_->delete_handshake(flow_key(t.reversed()));
 }
 

@@ -259,6 +259,12 @@ class KernelPath : public FlowObserver, public KernelFlowState {
   // from, written as the SYN leaves; its withdrawal; the hand-overs the program reported.
   bool handshake_sent(const FlowTuple& t, const sg_handshake& h, uint32_t generation) noexcept override;
   bool withdraw_handshake(const FlowTuple& client_to_server) noexcept override;
+  // Runs before each withdrawal: the daemon writes the turn's XDP flow keys there. The fast path
+  // passes a flow's later segments by its handshake record until its key is in the flow map; a
+  // record withdrawn first (the engine took the client's early data) left a gap in which the
+  // client's next segment, a FIN behind its request, was dropped as an invalid cookie. Set before
+  // the workers start.
+  void set_before_withdraw(std::function<void()> hook) { before_withdraw_ = std::move(hook); }
   std::optional<FlowTranslation> handed_over_translation(const FlowTuple& client_to_server) noexcept override;
   void take_handed_over(std::vector<KernelHandOver>& out,
                         const std::function<bool(const FlowTuple&)>& mine) noexcept override;
@@ -353,6 +359,7 @@ class KernelPath : public FlowObserver, public KernelFlowState {
   std::atomic<uint64_t> handed_over_{0};
   std::atomic<uint64_t> write_failures_{0};
   std::atomic<uint64_t> release_failures_{0};
+  std::function<void()> before_withdraw_;
   // Frees waiting for write_releases; any worker's turn makes them all.
   std::mutex releases_mutex_;
   std::vector<sg_tc_release> pending_releases_;

@@ -122,8 +122,11 @@ fi
 (( opened == total )) || fail "the tc ingress opened $opened of the $total connections: the path under test was not taken"
 (( early >= total )) || fail "only $early segments waited for their backend: the backend answered before the client sent"
 # Before the records were looked at, every request lost its second and third segments here (24
-# drops with the retransmissions). One clean-clone CI run counted 1 drop with them (the 24 all
-# held, so another packet of these connections; not traced, and not seen here in 11 runs, 4 of
-# them beside two busy loops): a stray one is tolerated, a request's worth is not.
+# drops with the retransmissions). Two clean-clone CI runs counted 1 and 2 more, the 24 all held:
+# the capture above showed them to be the client's FIN right behind its request. The engine,
+# taking the request, withdrew the flow's record before the turn had written the flow's XDP key,
+# and a FIN arriving between the two met neither. The keys are now written first
+# (KernelPath::set_before_withdraw). Not reproduced here (the gap is microseconds wide): a stray
+# drop is still tolerated until CI has shown none for a while; a request's worth is not.
 (( invalid <= 1 )) || fail "the fast path dropped $invalid of the clients' segments as invalid cookies"
 pass "$total requests of $REQUEST bytes, three segments each sent before the backend answered, passed the fast path by their flows' handshake records"
