@@ -318,13 +318,15 @@ static __always_inline void reverse_key(const struct sg_tc_flow_key* k, struct s
   r->dport_be = k->sport_be;
 }
 
-/* A flow's client segment with data (or a FIN) meets no entry: if the flow's SYN-ACK may still be
- * answered here, the segment is on its way to the engine, which will hold it until the backend
- * has answered. The answer is then the engine's (sg_tc_synack leaves it): it sends the data right
+/* A flow's client segment with data (or a FIN) meets no entry, or an older flow's closed ones: if
+ * the flow's SYN-ACK may still be answered here, the segment is on its way to the engine, which
+ * will hold it until the backend has answered. The answer is then the engine's (sg_tc_synack leaves it): it sends the data right
  * behind the backend's ACK and only then opens the client's window. Answered here, the window
  * update would let the client's next segments through tc ahead of the held one, which then reached
  * the backend late with an older timestamp, and was refused (PAWS). */
-static __always_inline void client_data_before_synack(const struct sg_tc_flow_key* key) {
+static __always_inline void client_data_before_synack(const struct sg_tc_flow_key* key, __u8 flags, __u32 payload,
+                                                      int egress) {
+  if (!sg_tc_answer_synacks || egress || (payload == 0 && !(flags & TCP_FLAG_FIN))) return;
   struct sg_tc_flow_key synack_key;
   reverse_key(key, &synack_key);
   struct sg_tc_handshake* record = bpf_map_lookup_elem(&sg_tc_handshakes, &synack_key);
@@ -414,12 +416,9 @@ static __always_inline int translate(struct __sk_buff* skb, int egress) {
   const struct sg_tc_flow_key* key = (const struct sg_tc_flow_key*)&p.key;
   struct sg_tc_flow* f = bpf_map_lookup_elem(&sg_tc_flows, key);
   if (!f) {
-    if (sg_tc_answer_synacks && !egress && (payload != 0 || (p.flags & TCP_FLAG_FIN))) {
-      client_data_before_synack(key);
-    } else if (sg_tc_open_flows && !egress && tc_bare_ack(p.flags, payload)) {
-      /* A bare ACK with no flow: a client's cookie ACK, maybe (it counts its own outcome). */
-      bpf_tail_call(skb, &sg_tc_tail, TC_TAIL_COOKIE_ACK);
-    }
+    client_data_before_synack(key, p.flags, payload, egress);
+    /* A bare ACK with no flow: a client's cookie ACK, maybe (it counts its own outcome). */
+    if (sg_tc_open_flows && !egress && tc_bare_ack(p.flags, payload)) bpf_tail_call(skb, &sg_tc_tail, TC_TAIL_COOKIE_ACK);
     count(SG_TC_MISS);
     return TC_ACT_OK;
   }
@@ -470,9 +469,7 @@ static __always_inline int translate(struct __sk_buff* skb, int egress) {
     /* A new connection on the pair, opened over the old flow's closed entries (a port reused
      * within the linger), sends its request before its backend answered: it goes to the engine
      * as on a pair with no entries, and so does the SYN-ACK. */
-    if (sg_tc_answer_synacks && !egress && f->direction == SG_TC_TO_SERVER &&
-        (payload != 0 || (p.flags & TCP_FLAG_FIN)))
-      client_data_before_synack(key);
+    if (f->direction == SG_TC_TO_SERVER) client_data_before_synack(key, p.flags, payload, egress);
     count(SG_TC_PUNTED);
     return TC_ACT_OK;
   }

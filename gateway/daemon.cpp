@@ -465,15 +465,14 @@ void Daemon::start_kernel_path() {
     if (!w->flow) continue;
     w->flow->engine().set_kernel_state(tc.get());
     Worker::TurnHooks hooks;
-    if (tc) {
-      tc::KernelPath* path = tc.get();
+    xdp::FastPath* fast = xdp.get();
+    tc::KernelPath* path = tc.get();
+    if (path) {
       hooks.received = [path](bool all) { path->turn_received(all); };
       hooks.flushed = [path] { path->publish_pending(); };
       hooks.done = [path] { path->turn_done(); };
     }
     // A turn's flow-key writes and frees are made before the packets that follow from them leave.
-    xdp::FastPath* fast = xdp.get();
-    tc::KernelPath* path = tc.get();
     if (fast || path) {
       hooks.before_send = [fast, path] {
         if (path) path->write_releases();

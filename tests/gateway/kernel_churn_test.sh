@@ -90,14 +90,7 @@ if [[ ${SYNACK_WINDOW:-} == 0 ]]; then
 fi
 handed=$(metric_sum syngate_tc_flows_handed_over_total)
 (( handed >= N * 9 / 10 )) || fail "only $handed of $N flows handed to the kernel path"
-# The workers publish their counters every 100 ms: read until a read 150 ms later says the same.
-opened=-1
-for _ in $(seq 20); do
-  now=$(metric_sum syngate_kernel_opened_total)
-  (( now == opened )) && break
-  opened=$now
-  sleep 0.15
-done
+opened=$(settled_metric syngate_kernel_opened_total)
 if [[ $OPEN == open ]]; then
   # One client at 10k connections/s comes back to a port every second or two, while its old flow
   # lingers (linger_s = 1): those cookie ACKs meet the old flow's closed entries and are opened by

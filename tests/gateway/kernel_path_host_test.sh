@@ -78,16 +78,10 @@ pass "$MODE: the OUTPUT match is in the rules (iptables, ip6tables) and reads th
 counter() { metric_sum syngate_tc_packets_total "outcome=\"$1\""; }
 snapshot() { K0=$(counter translated); M0=$(counter already_marked); E0=$(metric_sum syngate_translated_total); }
 deltas() {
-  # The tc counters are live, the engine's are published by each worker every 100 ms (after a
-  # receive timeout of up to 100 ms), later on a loaded machine: read until they settle.
-  local e prev=-1 i
+  # The tc counters are live, the engine's published by each worker: read once they settle.
+  local e
   sleep 0.3
-  for ((i = 0; i < 20; i++)); do
-    e=$(metric_sum syngate_translated_total)
-    (( e == prev )) && break
-    prev=$e
-    sleep 0.25
-  done
+  e=$(settled_metric syngate_translated_total)
   K=$(( $(counter translated) - K0 )); M=$(( $(counter already_marked) - M0 ))
   E=$(( e - E0 ))
 }

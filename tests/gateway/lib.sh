@@ -456,6 +456,20 @@ metric_sum() {
   metrics | awk -v n="$1" -v f="${2:-}" '$1 ~ "^"n"({|$)" && index($1, f) { s += $2 } END { printf "%d\n", s }'
 }
 
+# settled_metric NAME [label-filter]: metric_sum once two reads 0.25 s apart agree (up to 5 s).
+# The workers publish their counters every 100 ms, after a receive timeout of up to 100 ms, later
+# on a loaded machine: a read right after the traffic can miss the last of it.
+settled_metric() {
+  local now prev=-1 i
+  for ((i = 0; i < 20; i++)); do
+    now=$(metric_sum "$@")
+    (( now == prev )) && break
+    prev=$now
+    sleep 0.25
+  done
+  echo "$now"
+}
+
 rss_kb() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status"; }
 
 # curl from cli; prints the body; extra curl options allowed
