@@ -315,14 +315,22 @@ static __always_inline void source_proved(const __u8* src, __u32 now_s) {
   bpf_map_update_elem(&sg_proven, src, &fresh, BPF_ANY);
 }
 
+/* Data or a FIN: what a client sends behind its cookie ACK before its backend has answered (a bare
+ * ACK has nothing to acknowledge then), so the bare ACKs of a forged-ACK flood cost no look at
+ * the handshake records. */
+static __always_inline int sends_data(const struct pkt* p) {
+  return (p->flags & SG_TCP_FIN) || p->ip_total - (p->l4_off - ETH_HLEN_) - p->tcp_hlen != 0;
+}
+
 /* An ACK on a tuple the engine holds a flow for may still answer a SYN-ACK sent here: a client
  * that reuses its port while its closed flow lingers starts a new handshake on that tuple, and
  * the engine takes its cookie ACK over the old flow. Unless it is given back here, every such
  * SYN-ACK would count as unanswered, and a busy client that cycles through its ports would spend
- * its budget on connections it completed. Checked only while the source has SYN-ACKs outstanding
- * this second, so the traffic of established flows costs no cookie check. */
+ * its budget on connections it completed. Checked only for a bare ACK (a cookie ACK is one; data
+ * and FINs cost no look at the source) while the source has SYN-ACKs outstanding this second, so
+ * the traffic of established flows costs no cookie check. */
 static __always_inline void answered_over_flow(const struct pkt* p, const struct sg_xdp_config* cfg) {
-  if (p->flags & SG_TCP_RST) return;
+  if ((p->flags & (SG_TCP_SYN | SG_TCP_RST | SG_TCP_FIN | SG_TCP_ACK)) != SG_TCP_ACK || sends_data(p)) return;
   struct sg_proven* entry = bpf_map_lookup_elem(&sg_proven, p->key.src);
   if (!entry) return;
   const __u64 now = now_ns(cfg);
@@ -332,13 +340,6 @@ static __always_inline void answered_over_flow(const struct pkt* p, const struct
   if (!secrets) return;
   const struct sg_cookie_flow cf = cookie_flow(p);
   if (sg_cookie_check(secrets, &cf, p->seq - 1, p->ack - 1, sg_cookie_counter(now))) sg_source_proved(entry, 1, now_s);
-}
-
-/* Data or a FIN: what a client sends behind its cookie ACK before its backend has answered (a bare
- * ACK has nothing to acknowledge then), so the bare ACKs of a forged-ACK flood cost no look at
- * the handshake records. */
-static __always_inline int sends_data(const struct pkt* p) {
-  return (p->flags & SG_TCP_FIN) || p->ip_total - (p->l4_off - ETH_HLEN_) - p->tcp_hlen != 0;
 }
 
 static __noinline int check_no_flow(const struct pkt* p, const struct sg_xdp_config* cfg) {

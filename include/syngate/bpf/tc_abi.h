@@ -96,8 +96,9 @@ struct sg_tc_flow {
   /* Kept by the programs (the engine reads them when it needs them: timers, RST, FIN, restart).
    * Sequence spaces as in the engine's Flow: client numbers as sent, server numbers in the
    * backend's space, acks in the space of the receiver they go to. */
-  sg_u64 last_ns;        /* bpf_ktime_get_ns() (CLOCK_MONOTONIC: the engine's timer clock) of the
-                            latest segment this entry translated */
+  sg_u64 last_ns;        /* bpf_ktime_get_coarse_ns() (CLOCK_MONOTONIC at the last tick: the
+                            engine's timer clock, at most a tick behind) of the latest segment this
+                            entry translated */
   sg_u32 sender_next;    /* highest seq + length this direction sent */
   sg_u32 acked;          /* highest ack this direction sent */
   sg_u32 window_bytes;   /* this direction's latest window, in bytes */
