@@ -894,7 +894,8 @@ int sg_tc_cookie_ack(struct __sk_buff* skb) {
   const __u8 service_flags = *listed;
   __u32 zero = 0;
   const struct sg_tc_open_config* cfg = bpf_map_lookup_elem(&sg_tc_open, &zero);
-  if (!cfg || bpf_ktime_get_ns() >= cfg->open_until_ns) return punt_open();
+  /* The lease is seconds long: the coarse clock (a tick behind at most) spares a TSC read. */
+  if (!cfg || bpf_ktime_get_coarse_ns() >= cfg->open_until_ns) return punt_open();
   const struct sg_cookie_secrets* secrets = tc_secrets();
   if (!secrets) return punt_open();
   __u32 hlen = p.tcp_hlen;

@@ -265,7 +265,7 @@ struct sg_tc_service_key {
  * sg_tc_key_slot at it (as for the XDP program's keys). */
 #define SG_TC_KEY_SLOTS 2
 struct sg_tc_open_config {
-  sg_u64 open_until_ns; /* bpf_ktime_get_ns(): flows are opened only before this instant */
+  sg_u64 open_until_ns; /* CLOCK_MONOTONIC (read coarse): flows are opened only before this instant */
   sg_u64 fixed_now_ns;  /* 0: CLOCK_TAI for the cookie counter, as the daemon's; else this (tests) */
   sg_u8 announced_ws;   /* the window shift the cookie SYN-ACKs announce */
   sg_u8 pad[7];
