@@ -443,6 +443,8 @@ FLOOD_TESTS = ("ack", "ack-v6")  # shares of a download's speed, not a traffic f
 # A connection per request: their CPU is also given per connection (the core's busy share over the
 # figure's rate), which the lab's spread of rates moves far less than the rates themselves.
 PER_CONN_TESTS = ("ab", "ab-v6", "redis")
+# Figures counted in requests or connections, whose wake-up interrupts are reported per thousand.
+PER_UNIT_TESTS = ("wrk", "wrk-v6") + PER_CONN_TESTS
 EST_MODE_LABEL = {"none": "no gateway", "synproxy": "kernel SYNPROXY", "syngate": "syngate (kernel_path auto)",
                   "syngate-notc": "syngate, kernel_path off", "syngate-nofwd": "syngate, tc_forward off",
                   "syngate-nort": "syngate, flow workers not real-time", "syngate-nosynack": "syngate, tc_handshake off",
@@ -591,6 +593,13 @@ def est_point(d, test):
         p["ends_core_busy_pct"] = _busy_pct(ends[0], ends[1], ends[3], ends[4], wall, hz)
         if per_conn:
             p["ends_us_per_conn"] = us_per_conn(p["ends_core_busy_pct"])
+    ipi = _read(os.path.join(d, test + ".ipi")).split()
+    if len(ipi) == 8 and test in PER_UNIT_TESTS and value > 0 and wall > 0:
+        # Per thousand requests (wrk) or connections (ab, redis): the figure's rate over its window.
+        units = value * wall / 1000.0
+        n = [int(x) for x in ipi]
+        p["gw_ipi_per_k"] = round((n[4] - n[0] + n[5] - n[1]) / units, 1)
+        p["ends_ipi_per_k"] = round((n[6] - n[2] + n[7] - n[3]) / units, 1)
     m0, m1 = _metrics(os.path.join(d, test + ".m0")), _metrics(os.path.join(d, test + ".m1"))
     kv = [dict(x.split("=", 1) for x in _read(os.path.join(d, test + suffix)).split()) for suffix in (".srv0", ".srv1")]
     if kv[1]:
@@ -637,7 +646,7 @@ def est_collect(mdir):
         if "gw_core_busy_pct" in runs[0]:
             t["median_gw_core_busy_pct"] = _median([p["gw_core_busy_pct"] for p in runs])
             t["median_daemon_cpu_pct"] = _median([p["daemon_cpu_pct"] for p in runs])
-        for k in ("gw_core_us_per_conn", "daemon_us_per_conn", "ends_us_per_conn"):
+        for k in ("gw_core_us_per_conn", "daemon_us_per_conn", "ends_us_per_conn", "gw_ipi_per_k", "ends_ipi_per_k"):
             if any(k in p for p in runs):
                 t["median_" + k] = _median([p[k] for p in runs if k in p])
         if all("ends_core_busy_pct" in p for p in runs):
@@ -752,6 +761,22 @@ def est_table(report):
     for r in ends_rows:
         cells = [report["modes"][m]["established"].get(r["test"], {}).get("median_ends_core_busy_pct") for m in modes]
         lines.append(f"| {r['test']} | " + " | ".join("-" if b is None else f"{b:.0f}" for b in cells) + " |")
+    # The wake-ups each core took (offcore only: .ipi). Where the ends bound a figure, a gateway
+    # that sleeps between packets costs them a wake-up (an exit, in a VM) each time it is woken.
+    ipi_rows = [r for r in busy_rows if any("median_gw_ipi_per_k" in report["modes"][m]["established"].get(r["test"], {})
+                                            for m in modes)]
+    if ipi_rows:
+        lines += ["", "Wake-up interrupts (rescheduling and function-call IPIs) each core took, per thousand "
+                  f"requests or connections, median: gateway core (CPU {cfg.get('syngate_cpu')}) / clients' and "
+                  f"servers' core (CPU {cfg.get('flood_cpu')}):", "",
+                  "| figure | " + " | ".join(EST_MODE_LABEL.get(m, m) for m in modes) + " |", "|---|" + "---:|" * len(modes)]
+    for r in ipi_rows:
+        cells = []
+        for m in modes:
+            t = report["modes"][m]["established"].get(r["test"], {})
+            g, e = t.get("median_gw_ipi_per_k"), t.get("median_ends_ipi_per_k")
+            cells.append("-" if g is None or e is None else f"{g:.0f} / {e:.0f}")
+        lines.append(f"| {r['test']} | " + " | ".join(cells) + " |")
     # The same per connection: in the offcore layout the gateway core's whole cost; in the shared one
     # only the daemon's (its CPU is its own there, the gateway's kernel work is on the senders').
     conn_rows = [r for r in s["rows"] if r["test"] in PER_CONN_TESTS]

@@ -144,7 +144,9 @@ Usage: $0 [options]
                          core's cost of the same bytes
   --est-tests "LIST"     established: any of $est_tests (default: all)
   --perf                 established: record a system-wide profile (perf record -a -g) of each
-                         measurement into its DIR/TEST.perf.data (read: perf report -i FILE);
+                         measurement into its DIR/TEST.perf.data (read: perf report -i FILE,
+                         or bench/lab/perf_breakdown.py FILE: a thread's time per connection by
+                         BPF program, helpers included);
                          perf itself costs a few percent, so figures of such a run are not
                          compared with others
   --kind-modes "LIST"    run the kinds other than syn only for these modes (default: every mode)
@@ -933,6 +935,14 @@ core_ticks() {  # core_ticks CPU
   awk -v c="cpu$1" '$1 == c { print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9, $8 }' /proc/stat
 }
 
+# The wake-up interrupts (rescheduling and function-call IPIs) two CPUs have taken so far:
+# "res_a cal_a res_b cal_b". A sleeping poller or process woken from the other CPU costs one; in
+# a VM each costs its sender an exit to the hypervisor.
+ipi_counts() {  # ipi_counts CPU_A CPU_B
+  awk -v a=$(($1 + 2)) -v b=$(($2 + 2)) '$1 == "RES:" { ra = $a; rb = $b } $1 == "CAL:" { ca = $a; cb = $b }
+    END { print ra + 0, ca + 0, rb + 0, cb + 0 }' /proc/interrupts
+}
+
 syngate_metrics_raw() {
   nsx "$gw" curl -s --max-time 2 "http://127.0.0.1:$syngate_metrics_port/metrics" 2>/dev/null | grep '^syngate_' || true
 }
@@ -978,7 +988,8 @@ srv_tcp_counters() {
 # daemon1 clk_tck exit_code" (the core: the gateway's, syngate's CPU), DIR/TEST.m0 and .m1 the
 # daemon's metrics around it; in the offcore layout DIR/TEST.ends the same ticks of the clients'
 # and servers' core ("busy0 total0 softirq0 busy1 total1 softirq1"): where a figure bound by
-# those ends, not by the gateway, loses. report.py reads the figure from the tool's own output.
+# those ends, not by the gateway, loses; and DIR/TEST.ipi the wake-up interrupts both cores took
+# (ipi_counts, before then after). report.py reads the figure from the tool's own output.
 est_measure() {  # est_measure DIR TEST CMD...
   local dir=$1 test=$2
   shift 2
@@ -995,12 +1006,15 @@ est_measure() {  # est_measure DIR TEST CMD...
     track_pid "$perf_pid"
     sleep 0.5  # perf maps every CPU's buffers before it samples
   fi
-  local e0=
-  if [ "$layout" = offcore ]; then e0=$(core_ticks "$flood_cpu"); fi
+  local e0= w0=
+  if [ "$layout" = offcore ]; then e0=$(core_ticks "$flood_cpu"); w0=$(ipi_counts "$syngate_cpu" "$flood_cpu"); fi
   g0=$(core_ticks "$syngate_cpu"); t0=$(date +%s.%N)
   nsx "$cli" "${ep[@]}" "$@" >"$dir/$test.out" 2>"$dir/$test.err" || rc=$?
   t1=$(date +%s.%N); g1=$(core_ticks "$syngate_cpu")
-  if [ -n "$e0" ]; then echo "$e0 $(core_ticks "$flood_cpu")" >"$dir/$test.ends"; fi
+  if [ -n "$e0" ]; then
+    echo "$e0 $(core_ticks "$flood_cpu")" >"$dir/$test.ends"
+    echo "$w0 $(ipi_counts "$syngate_cpu" "$flood_cpu")" >"$dir/$test.ipi"
+  fi
   if [ -n "$perf_pid" ]; then
     kill -INT "$perf_pid" 2>/dev/null
     wait "$perf_pid" 2>/dev/null || true
