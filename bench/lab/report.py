@@ -845,7 +845,9 @@ def est_table(report):
               + ("the generator's maximum" if str(cfg.get("ack_rate", "max")) == "max" else f"{cfg.get('ack_rate')} ACK/s")
               + f", {cfg.get('download_repeats')} downloads alone, {cfg.get('download_repeats')} under it and as many "
               "beside the generator alone per run (their medians); loss: 1% of srv's segments (TSO/GSO off on srv) dropped at random as "
-              "cli receives them (raw PREROUTING, GRO off), iperf3 -R."]
+              "cli receives them (raw PREROUTING, GRO off), iperf3 -R."
+              + (f" Offcore receivers coalescing: each holds off {cfg.get('napi_defer_us')} µs after a poll "
+                 "(--napi-defer-us; every mode alike)." if cfg.get("napi_defer_us") and cfg.get("layout") == "offcore" else "")]
     return "\n".join(lines) + "\n"
 
 

@@ -91,6 +91,7 @@ est_tests="iperf-down iperf-paced iperf-up4 wrk ab redis loss ack iperf-down-v6 
 # busy share compares the cost of the same bytes (unpaced, each mode moves what it can, and a core
 # at 78 % for 10 Gbit/s and one at 46 % for 6.7 are not the same work).
 paced_gbit=4
+napi_defer_us=0       # --napi-defer-us: the offcore layout's receivers coalesce as a NIC does
 modes_given=0
 perf_record=0         # --perf: a system-wide perf profile of every established measurement
 
@@ -143,6 +144,10 @@ Usage: $0 [options]
                          (default $paced_gbit; below what every mode moves unpaced), for the gateway
                          core's cost of the same bytes
   --est-tests "LIST"     established: any of $est_tests (default: all)
+  --napi-defer-us N      established, offcore: the four client- and server-side receivers hold
+                         off N µs after a poll (gro_flush_timeout with napi_defer_hard_irqs 2), as
+                         a NIC's interrupt coalescing does, instead of being woken from the other
+                         CPU for every burst (default $napi_defer_us: off, every mode alike)
   --perf                 established: record a system-wide profile (perf record -a -g) of each
                          measurement into its DIR/TEST.perf.data (read: perf report -i FILE,
                          or bench/lab/perf_breakdown.py FILE: a thread's time per connection by
@@ -183,6 +188,7 @@ while (($#)); do
     --repeats) repeats=$2; shift 2 ;;
     --est-seconds) est_seconds=$2; shift 2 ;;
     --paced-gbit) paced_gbit=$2; shift 2 ;;
+    --napi-defer-us) napi_defer_us=$2; shift 2 ;;
     --est-tests) est_tests=$2; shift 2 ;;
     --perf) perf_record=1; shift ;;
     --rates) rates=$2; shift 2 ;;
@@ -227,6 +233,7 @@ if has_kind established; then
   [[ $repeats =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: --repeats must be a positive integer" >&2; exit 2; }
   [[ $est_seconds =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: --est-seconds must be a positive integer" >&2; exit 2; }
   [[ $paced_gbit =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: --paced-gbit must be a positive integer" >&2; exit 2; }
+  [[ $napi_defer_us =~ ^[0-9]+$ ]] || { echo "run.sh: --napi-defer-us must be a whole number of µs" >&2; exit 2; }
   for t in $est_tests; do
     case "$t" in
       iperf-down|iperf-paced|iperf-up4|wrk|ab|redis|loss|ack|iperf-down-v6|iperf-up4-v6|wrk-v6|ab-v6|ack-v6) ;;
@@ -373,7 +380,7 @@ if [ "$layout" = offcore ]; then
     for pair in "$cli $cli_if $gw $cif $syngate_cpu" "$srv $srv_if $gw $sif $syngate_cpu" \
                 "$gw $cif $cli $cli_if $flood_cpu" "$gw $sif $srv $srv_if $flood_cpu"; do
       # shellcheck disable=SC2086
-      est_pollers+=" $("$here/offcore_receiver.sh" $pair)"
+      est_pollers+=" $("$here/offcore_receiver.sh" $pair "$napi_defer_us")"
       # A queue on the sending end: veth then stops it while the receiver's 256-entry ring is full
       # instead of dropping (noqueue, veth's default, drops: a bulk TCP stream lost tens of
       # thousands of segments a second and ran at 0.6 Gbit/s with no gateway at all).
@@ -1121,7 +1128,7 @@ big_sha=$(sha256sum <"$tmp/www/big" | cut -d' ' -f1)
   echo "\"download_repeats\": $download_repeats, \"layout\": \"$layout\", \"napi_poller_pid\": \"$poller\","
   echo "\"max_probe_count\": $max_probe_count, \"connrate_count\": $connrate_count, \"connrate_concurrency\": $connrate_conc,"
   echo "\"modes\": \"$modes\", \"repeats\": $repeats, \"est_seconds\": $est_seconds, \"est_tests\": \"$est_tests\","
-  echo "\"protected_ports\": \"$protected_ports\""
+  echo "\"napi_defer_us\": $napi_defer_us, \"protected_ports\": \"$protected_ports\""
   echo "}"
 } >"$out/config.json"
 
