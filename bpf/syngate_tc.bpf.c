@@ -418,7 +418,7 @@ static __always_inline int translate(struct __sk_buff* skb, int egress) {
   if (!f) {
     client_data_before_synack(key, p.flags, payload, egress);
     /* A bare ACK with no flow: a client's cookie ACK, maybe (it counts its own outcome). */
-    if (sg_tc_open_flows && !egress && tc_bare_ack(p.flags, payload)) bpf_tail_call(skb, &sg_tc_tail, TC_TAIL_COOKIE_ACK);
+    if (sg_tc_open_flows && !egress && pkt_bare_ack(p.flags, payload)) bpf_tail_call(skb, &sg_tc_tail, TC_TAIL_COOKIE_ACK);
     count(SG_TC_MISS);
     return TC_ACT_OK;
   }
@@ -464,7 +464,7 @@ static __always_inline int translate(struct __sk_buff* skb, int egress) {
    * lib/tc_rewritable.h): that decision is taken, and a flow that started closing since must not
    * make this segment leave untranslated. */
   if (!rewritable) {
-    if (sg_tc_open_flows && !egress && f->direction == SG_TC_TO_SERVER && tc_bare_ack(p.flags, payload))
+    if (sg_tc_open_flows && !egress && f->direction == SG_TC_TO_SERVER && pkt_bare_ack(p.flags, payload))
       open_over_closed(skb);
     /* A new connection on the pair, opened over the old flow's closed entries (a port reused
      * within the linger), sends its request before its backend answered: it goes to the engine

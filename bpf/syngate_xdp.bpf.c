@@ -319,7 +319,7 @@ static __always_inline void source_proved(const __u8* src, __u32 now_s) {
  * ACK has nothing to acknowledge then), so the bare ACKs of a forged-ACK flood cost no look at
  * the handshake records. */
 static __always_inline int sends_data(const struct pkt* p) {
-  return (p->flags & SG_TCP_FIN) || p->ip_total - (p->l4_off - ETH_HLEN_) - p->tcp_hlen != 0;
+  return (p->flags & SG_TCP_FIN) || pkt_payload_len(p) != 0;
 }
 
 /* An ACK on a tuple the engine holds a flow for may still answer a SYN-ACK sent here: a client
@@ -330,7 +330,7 @@ static __always_inline int sends_data(const struct pkt* p) {
  * and FINs cost no look at the source) while the source has SYN-ACKs outstanding this second, so
  * the traffic of established flows costs no cookie check. */
 static __always_inline void answered_over_flow(const struct pkt* p, const struct sg_xdp_config* cfg) {
-  if ((p->flags & (SG_TCP_SYN | SG_TCP_RST | SG_TCP_FIN | SG_TCP_ACK)) != SG_TCP_ACK || sends_data(p)) return;
+  if (!pkt_bare_ack(p->flags, pkt_payload_len(p))) return;
   struct sg_proven* entry = bpf_map_lookup_elem(&sg_proven, p->key.src);
   if (!entry) return;
   const __u64 now = now_ns(cfg);

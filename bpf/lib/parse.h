@@ -54,6 +54,21 @@ struct pkt {
   __u8 ip_options;  /* an IPv4 header longer than 20 bytes, or IPv6 extension headers */
 };
 
+#define TCP_FLAG_FIN 0x01
+#define TCP_FLAG_SYN 0x02
+#define TCP_FLAG_RST 0x04
+#define TCP_FLAG_ACK 0x10
+
+/* The TCP payload's length by the IP header's (pkt_lengths_ok checks the lengths agree). */
+static __always_inline __u32 pkt_payload_len(const struct pkt* p) {
+  return p->ip_total - (p->l4_off - ETH_HLEN_) - p->tcp_hlen;
+}
+
+/* A pure ACK: no payload, no SYN, RST or FIN. A client's cookie ACK is one, and so is its last ACK. */
+static __always_inline int pkt_bare_ack(__u8 flags, __u32 payload) {
+  return (flags & (TCP_FLAG_SYN | TCP_FLAG_RST | TCP_FLAG_FIN | TCP_FLAG_ACK)) == TCP_FLAG_ACK && payload == 0;
+}
+
 enum pkt_parse {
   PKT_TCP = 0,         /* IPv4 or IPv6 TCP with a whole fixed TCP header: every field is set */
   PKT_NOT_TCP,         /* not IP, not TCP, or too short to say: not the programs' business */

@@ -37,10 +37,6 @@
 #include "syngate/spec/xlate_spec.h"
 #include "parse.h"
 
-#define TCP_FLAG_FIN 0x01
-#define TCP_FLAG_SYN 0x02
-#define TCP_FLAG_RST 0x04
-#define TCP_FLAG_ACK 0x10
 #define TCP_MAX_HLEN 60
 
 /* Where the translated option fields sit, from the start of the TCP header. */
@@ -63,11 +59,6 @@ static __always_inline int tc_headers_rewritable(const struct pkt* p, __u32 fram
   return p->tcp_hlen >= TCP_HLEN && p->tcp_hlen <= TCP_MAX_HLEN && p->l4_off <= PKT_MAX_L4_OFF;
 }
 
-/* A pure ACK: no payload, no SYN, RST or FIN. A client's cookie ACK is one, and so is its last ACK. */
-static __always_inline int tc_bare_ack(__u8 flags, __u32 payload) {
-  return (flags & (TCP_FLAG_SYN | TCP_FLAG_RST | TCP_FLAG_FIN | TCP_FLAG_ACK)) == TCP_FLAG_ACK && payload == 0;
-}
-
 /* The one client segment still translated after its FIN: its last ACK, the exact acknowledgement
  * of the server's recorded FIN, sent from just past its own (a pure ACK, no payload). A client that
  * closes first sends it on every connection, and it reaching the queue cost one NFQUEUE crossing
@@ -76,7 +67,7 @@ static __always_inline int tc_bare_ack(__u8 flags, __u32 payload) {
  * `ack_rx` is the segment's ack in the server's space (the entries record the server's FIN there). */
 static __always_inline int tc_client_last_ack(__u8 flags, __u32 seq, __u32 ack_rx, __u32 payload,
                                               const struct sg_tc_flow* f, const struct sg_tc_flow* peer) {
-  return tc_bare_ack(flags, payload) && peer && (peer->closing & SG_TC_SEEN_FIN) && seq == f->fin_seq + 1 &&
+  return pkt_bare_ack(flags, payload) && peer && (peer->closing & SG_TC_SEEN_FIN) && seq == f->fin_seq + 1 &&
          ack_rx == peer->fin_seq + 1;
 }
 
