@@ -326,7 +326,7 @@ static __always_inline void reverse_key(const struct sg_tc_flow_key* k, struct s
  * the backend late with an older timestamp, and was refused (PAWS). */
 static __always_inline void client_data_before_synack(const struct sg_tc_flow_key* key, __u8 flags, __u32 payload,
                                                       int egress) {
-  if (!sg_tc_answer_synacks || egress || (payload == 0 && !(flags & TCP_FLAG_FIN))) return;
+  if (!sg_tc_answer_synacks || egress || !pkt_sends_data(flags, payload)) return;
   struct sg_tc_flow_key synack_key;
   reverse_key(key, &synack_key);
   struct sg_tc_handshake* record = bpf_map_lookup_elem(&sg_tc_handshakes, &synack_key);

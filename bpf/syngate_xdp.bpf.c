@@ -315,13 +315,6 @@ static __always_inline void source_proved(const __u8* src, __u32 now_s) {
   bpf_map_update_elem(&sg_proven, src, &fresh, BPF_ANY);
 }
 
-/* Data or a FIN: what a client sends behind its cookie ACK before its backend has answered (a bare
- * ACK has nothing to acknowledge then), so the bare ACKs of a forged-ACK flood cost no look at
- * the handshake records. */
-static __always_inline int sends_data(const struct pkt* p) {
-  return (p->flags & SG_TCP_FIN) || pkt_payload_len(p) != 0;
-}
-
 /* An ACK on a tuple the engine holds a flow for may still answer a SYN-ACK sent here: a client
  * that reuses its port while its closed flow lingers starts a new handshake on that tuple, and
  * the engine takes its cookie ACK over the old flow. Unless it is given back here, every such
@@ -347,7 +340,9 @@ static __noinline int check_no_flow(const struct pkt* p, const struct sg_xdp_con
     answered_over_flow(p, cfg);
     return pass_as(SG_XDP_FLOW_PASSED);
   }
-  if (kernel_flow(&p->key) || (sends_data(p) && kernel_handshake(&p->key))) return pass_as(SG_XDP_FLOW_PASSED);
+  /* Only data or a FIN looks for a handshake record: the bare ACKs of a forged-ACK flood cost no look. */
+  if (kernel_flow(&p->key) || (pkt_sends_data(p->flags, pkt_payload_len(p)) && kernel_handshake(&p->key)))
+    return pass_as(SG_XDP_FLOW_PASSED);
   if (p->flags & SG_TCP_RST) return drop_as(SG_XDP_NO_FLOW);
   const struct sg_cookie_secrets* secrets = current_secrets();
   if (!secrets) return pass_as(SG_XDP_PASSED_UNHANDLED);

@@ -64,6 +64,12 @@ static __always_inline __u32 pkt_payload_len(const struct pkt* p) {
   return p->ip_total - (p->l4_off - ETH_HLEN_) - p->tcp_hlen;
 }
 
+/* Data or a FIN: what a client may send behind its cookie ACK before its backend has answered (a
+ * bare ACK has nothing to acknowledge then). */
+static __always_inline int pkt_sends_data(__u8 flags, __u32 payload) {
+  return (flags & TCP_FLAG_FIN) || payload != 0;
+}
+
 /* A pure ACK: no payload, no SYN, RST or FIN. A client's cookie ACK is one, and so is its last ACK. */
 static __always_inline int pkt_bare_ack(__u8 flags, __u32 payload) {
   return (flags & (TCP_FLAG_SYN | TCP_FLAG_RST | TCP_FLAG_FIN | TCP_FLAG_ACK)) == TCP_FLAG_ACK && payload == 0;
