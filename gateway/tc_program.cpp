@@ -505,7 +505,7 @@ uint64_t Program::clear_flows() noexcept {
       // Out of memory: what was collected goes, and the next round walks again.
     }
     if (keys.empty()) break;
-    for (const sg_tc_flow_key& k : keys) n += bpf_map_delete_elem(fd, &k) == 0 ? 1 : 0;
+    n += bpf::delete_keys(fd, keys);
   }
   return n;
 }

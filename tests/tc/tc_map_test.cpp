@@ -10,6 +10,9 @@
 #include <string>
 #include <vector>
 
+#include <bpf/bpf.h>
+
+#include "bpf_util.hpp"
 #include "syngate/packet.hpp"
 #include "syngate/bpf/tc_abi.h"
 #include "tc_program.hpp"
@@ -46,6 +49,29 @@ TEST(TcMap, ClearFlowsDeletesEveryEntryOfAFullMap) {
   EXPECT_EQ(program.flow_entries_count(), 0u);
   EXPECT_TRUE(program.entries().empty());
   EXPECT_EQ(program.clear_flows(), 0u) << "an empty map";
+}
+
+// stop()'s deletes go many a system call; a key deleted meanwhile (a worker's release racing the
+// walk) must not stop the rest, wherever it falls in a batch.
+TEST(TcMap, DeleteKeysSkipsKeysAlreadyGone) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root for the BPF map";
+  const uint32_t n = 10000;
+  const int fd = bpf_map_create(BPF_MAP_TYPE_HASH, "sg_test_del", sizeof(sg_tc_flow_key), sizeof(uint32_t), n, nullptr);
+  ASSERT_GE(fd, 0);
+  std::vector<sg_tc_flow_key> keys;
+  for (uint32_t i = 0; i < n; ++i) {
+    keys.push_back(key_of(i));
+    ASSERT_EQ(bpf_map_update_elem(fd, &keys.back(), &i, BPF_ANY), 0) << i;
+  }
+  // Gone already: the first key, the last, one at a batch's edge, and a run in the middle.
+  std::set<uint32_t> gone = {0, n - 1, 4095, 4096};
+  for (uint32_t i = 5000; i < 5100; ++i) gone.insert(i);
+  for (uint32_t i : gone) ASSERT_EQ(bpf_map_delete_elem(fd, &keys[i]), 0) << i;
+  EXPECT_EQ(bpf::delete_keys(fd, keys), n - gone.size());
+  sg_tc_flow_key first{};
+  EXPECT_NE(bpf_map_get_next_key(fd, nullptr, &first), 0) << "an entry is left";
+  EXPECT_EQ(bpf::delete_keys(fd, keys), 0u) << "nothing left to delete";
+  close(fd);
 }
 
 // Every connection's end releases its two entries: whichever of them is there goes, and a flow
