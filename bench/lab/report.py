@@ -18,6 +18,19 @@ MODE_ORDER = ["none", "syncookies", "synproxy", "synproxy-ts", "syngate", "synga
 CLEAN_PCT = 99.0  # a point is clean when at least this share of legitimate connections succeeded
 
 
+def _coalescing(cfg):
+    """The offcore receivers' interrupt coalescing, when a run asked for it (every mode alike)."""
+    if cfg.get("layout") != "offcore":
+        return ""
+    ends, gw = cfg.get("napi_defer_us") or 0, cfg.get("gw_napi_defer_us", cfg.get("napi_defer_us")) or 0
+    if not ends and not gw:
+        return ""
+    if ends == gw:
+        return f" Offcore receivers coalescing: each holds off {ends} µs after a poll (--napi-defer-us; every mode alike)."
+    return (f" Offcore receivers coalescing (every mode alike): gw's two hold off {gw} µs after a poll "
+            f"(--gw-napi-defer-us), cli's and srv's {ends} µs (--napi-defer-us).")
+
+
 def load(path):
     with open(path) as f:
         return json.load(f)
@@ -594,12 +607,17 @@ def est_point(d, test):
         if per_conn:
             p["ends_us_per_conn"] = us_per_conn(p["ends_core_busy_pct"])
     ipi = _read(os.path.join(d, test + ".ipi")).split()
-    if len(ipi) == 8 and test in PER_UNIT_TESTS and value > 0 and wall > 0:
+    if len(ipi) in (8, 12) and test in PER_UNIT_TESTS and value > 0 and wall > 0:
         # Per thousand requests (wrk) or connections (ab, redis): the figure's rate over its window.
+        # Before and after: four IPI counts each, then (since session 31) each core's idle entries.
         units = value * wall / 1000.0
-        n = [int(x) for x in ipi]
-        p["gw_ipi_per_k"] = round((n[4] - n[0] + n[5] - n[1]) / units, 1)
-        p["ends_ipi_per_k"] = round((n[6] - n[2] + n[7] - n[3]) / units, 1)
+        half = len(ipi) // 2
+        a, b = [int(x) for x in ipi[:half]], [int(x) for x in ipi[half:]]
+        p["gw_ipi_per_k"] = round((b[0] - a[0] + b[1] - a[1]) / units, 1)
+        p["ends_ipi_per_k"] = round((b[2] - a[2] + b[3] - a[3]) / units, 1)
+        if half == 6 and b[4] > a[4]:
+            p["gw_idle_per_k"] = round((b[4] - a[4]) / units, 1)
+            p["ends_idle_per_k"] = round((b[5] - a[5]) / units, 1)
     m0, m1 = _metrics(os.path.join(d, test + ".m0")), _metrics(os.path.join(d, test + ".m1"))
     kv = [dict(x.split("=", 1) for x in _read(os.path.join(d, test + suffix)).split()) for suffix in (".srv0", ".srv1")]
     if kv[1]:
@@ -646,7 +664,8 @@ def est_collect(mdir):
         if "gw_core_busy_pct" in runs[0]:
             t["median_gw_core_busy_pct"] = _median([p["gw_core_busy_pct"] for p in runs])
             t["median_daemon_cpu_pct"] = _median([p["daemon_cpu_pct"] for p in runs])
-        for k in ("gw_core_us_per_conn", "daemon_us_per_conn", "ends_us_per_conn", "gw_ipi_per_k", "ends_ipi_per_k"):
+        for k in ("gw_core_us_per_conn", "daemon_us_per_conn", "ends_us_per_conn", "gw_ipi_per_k", "ends_ipi_per_k",
+                  "gw_idle_per_k", "ends_idle_per_k"):
             if any(k in p for p in runs):
                 t["median_" + k] = _median([p[k] for p in runs if k in p])
         if all("ends_core_busy_pct" in p for p in runs):
@@ -777,6 +796,22 @@ def est_table(report):
             g, e = t.get("median_gw_ipi_per_k"), t.get("median_ends_ipi_per_k")
             cells.append("-" if g is None or e is None else f"{g:.0f} / {e:.0f}")
         lines.append(f"| {r['test']} | " + " | ".join(cells) + " |")
+    # How often each core went idle: in a VM, the wake-up of a halted vCPU is the costly kind, and its
+    # sender (the ends, waking the gateway's pollers) pays for it.
+    idle_rows = [r for r in ipi_rows if any("median_gw_idle_per_k" in report["modes"][m]["established"].get(r["test"], {})
+                                            for m in modes)]
+    if idle_rows:
+        lines += ["", "Times each core went idle (cpuidle entries), per thousand requests or connections, median: "
+                  "gateway core / clients' and servers' core (each ends in a wake-up; a halted vCPU's costs its "
+                  "sender the most):", "",
+                  "| figure | " + " | ".join(EST_MODE_LABEL.get(m, m) for m in modes) + " |", "|---|" + "---:|" * len(modes)]
+    for r in idle_rows:
+        cells = []
+        for m in modes:
+            t = report["modes"][m]["established"].get(r["test"], {})
+            g, e = t.get("median_gw_idle_per_k"), t.get("median_ends_idle_per_k")
+            cells.append("-" if g is None or e is None else f"{g:.0f} / {e:.0f}")
+        lines.append(f"| {r['test']} | " + " | ".join(cells) + " |")
     # The same per connection: in the offcore layout the gateway core's whole cost; in the shared one
     # only the daemon's (its CPU is its own there, the gateway's kernel work is on the senders').
     conn_rows = [r for r in s["rows"] if r["test"] in PER_CONN_TESTS]
@@ -846,8 +881,7 @@ def est_table(report):
               + f", {cfg.get('download_repeats')} downloads alone, {cfg.get('download_repeats')} under it and as many "
               "beside the generator alone per run (their medians); loss: 1% of srv's segments (TSO/GSO off on srv) dropped at random as "
               "cli receives them (raw PREROUTING, GRO off), iperf3 -R."
-              + (f" Offcore receivers coalescing: each holds off {cfg.get('napi_defer_us')} µs after a poll "
-                 "(--napi-defer-us; every mode alike)." if cfg.get("napi_defer_us") and cfg.get("layout") == "offcore" else "")]
+              + _coalescing(cfg)]
     return "\n".join(lines) + "\n"
 
 

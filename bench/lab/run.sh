@@ -92,6 +92,7 @@ est_tests="iperf-down iperf-paced iperf-up4 wrk ab redis loss ack iperf-down-v6 
 # at 78 % for 10 Gbit/s and one at 46 % for 6.7 are not the same work).
 paced_gbit=4
 napi_defer_us=0       # --napi-defer-us: the offcore layout's receivers coalesce as a NIC does
+gw_napi_defer_us=""   # --gw-napi-defer-us: the gateway's two receivers alone (default: as the others)
 modes_given=0
 perf_record=0         # --perf: a system-wide perf profile of every established measurement
 
@@ -148,6 +149,11 @@ Usage: $0 [options]
                          off N µs after a poll (gro_flush_timeout with napi_defer_hard_irqs 2), as
                          a NIC's interrupt coalescing does, instead of being woken from the other
                          CPU for every burst (default $napi_defer_us: off, every mode alike)
+  --gw-napi-defer-us N   the same for gw's two receivers alone (the clients' and servers' side
+                         as --napi-defer-us says): a gateway whose NIC coalesces, with senders
+                         on other machines that do not pay to wake its core, which on veth the
+                         ends' core does (an IPI for every wake-up, in a VM the costly kind
+                         when the gateway core sat idle); default: as --napi-defer-us
   --perf                 established: record a system-wide profile (perf record -a -g) of each
                          measurement into its DIR/TEST.perf.data (read: perf report -i FILE,
                          or bench/lab/perf_breakdown.py FILE: a thread's time per connection by
@@ -189,6 +195,7 @@ while (($#)); do
     --est-seconds) est_seconds=$2; shift 2 ;;
     --paced-gbit) paced_gbit=$2; shift 2 ;;
     --napi-defer-us) napi_defer_us=$2; shift 2 ;;
+    --gw-napi-defer-us) gw_napi_defer_us=$2; shift 2 ;;
     --est-tests) est_tests=$2; shift 2 ;;
     --perf) perf_record=1; shift ;;
     --rates) rates=$2; shift 2 ;;
@@ -234,6 +241,8 @@ if has_kind established; then
   [[ $est_seconds =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: --est-seconds must be a positive integer" >&2; exit 2; }
   [[ $paced_gbit =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: --paced-gbit must be a positive integer" >&2; exit 2; }
   [[ $napi_defer_us =~ ^[0-9]+$ ]] || { echo "run.sh: --napi-defer-us must be a whole number of µs" >&2; exit 2; }
+  [ -n "$gw_napi_defer_us" ] || gw_napi_defer_us=$napi_defer_us
+  [[ $gw_napi_defer_us =~ ^[0-9]+$ ]] || { echo "run.sh: --gw-napi-defer-us must be a whole number of µs" >&2; exit 2; }
   for t in $est_tests; do
     case "$t" in
       iperf-down|iperf-paced|iperf-up4|wrk|ab|redis|loss|ack|iperf-down-v6|iperf-up4-v6|wrk-v6|ab-v6|ack-v6) ;;
@@ -377,10 +386,10 @@ if [ "$layout" = offcore ]; then
   if has_kind established; then
     # The clients' traffic too: gw receives it on its core, cli and srv on the other one.
     est_pollers=""
-    for pair in "$cli $cli_if $gw $cif $syngate_cpu" "$srv $srv_if $gw $sif $syngate_cpu" \
-                "$gw $cif $cli $cli_if $flood_cpu" "$gw $sif $srv $srv_if $flood_cpu"; do
+    for pair in "$cli $cli_if $gw $cif $syngate_cpu $gw_napi_defer_us" "$srv $srv_if $gw $sif $syngate_cpu $gw_napi_defer_us" \
+                "$gw $cif $cli $cli_if $flood_cpu $napi_defer_us" "$gw $sif $srv $srv_if $flood_cpu $napi_defer_us"; do
       # shellcheck disable=SC2086
-      est_pollers+=" $("$here/offcore_receiver.sh" $pair "$napi_defer_us")"
+      est_pollers+=" $("$here/offcore_receiver.sh" $pair)"
       # A queue on the sending end: veth then stops it while the receiver's 256-entry ring is full
       # instead of dropping (noqueue, veth's default, drops: a bulk TCP stream lost tens of
       # thousands of segments a second and ran at 0.6 Gbit/s with no gateway at all).
@@ -942,12 +951,18 @@ core_ticks() {  # core_ticks CPU
   awk -v c="cpu$1" '$1 == c { print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9, $8 }' /proc/stat
 }
 
-# The wake-up interrupts (rescheduling and function-call IPIs) two CPUs have taken so far:
-# "res_a cal_a res_b cal_b". A sleeping poller or process woken from the other CPU costs one; in
-# a VM each costs its sender an exit to the hypervisor.
+# The wake-up interrupts (rescheduling and function-call IPIs) two CPUs have taken so far, then
+# the times each went idle (cpuidle's entries, every state): "res_a cal_a res_b cal_b idle_a
+# idle_b". A sleeping poller or process woken from the other CPU costs one IPI; in a VM each
+# costs its sender an exit to the hypervisor, and one to a CPU that went idle (a halted vCPU) the
+# most: the hypervisor must wake it. Without cpuidle the idle entries read 0.
 ipi_counts() {  # ipi_counts CPU_A CPU_B
-  awk -v a=$(($1 + 2)) -v b=$(($2 + 2)) '$1 == "RES:" { ra = $a; rb = $b } $1 == "CAL:" { ca = $a; cb = $b }
-    END { print ra + 0, ca + 0, rb + 0, cb + 0 }' /proc/interrupts
+  local idle_a idle_b
+  idle_a=$(cat /sys/devices/system/cpu/cpu"$1"/cpuidle/state*/usage 2>/dev/null | awk '{ n += $1 } END { print n + 0 }')
+  idle_b=$(cat /sys/devices/system/cpu/cpu"$2"/cpuidle/state*/usage 2>/dev/null | awk '{ n += $1 } END { print n + 0 }')
+  awk -v a=$(($1 + 2)) -v b=$(($2 + 2)) -v ia="$idle_a" -v ib="$idle_b" \
+    '$1 == "RES:" { ra = $a; rb = $b } $1 == "CAL:" { ca = $a; cb = $b }
+    END { print ra + 0, ca + 0, rb + 0, cb + 0, ia, ib }' /proc/interrupts
 }
 
 syngate_metrics_raw() {
@@ -1128,7 +1143,7 @@ big_sha=$(sha256sum <"$tmp/www/big" | cut -d' ' -f1)
   echo "\"download_repeats\": $download_repeats, \"layout\": \"$layout\", \"napi_poller_pid\": \"$poller\","
   echo "\"max_probe_count\": $max_probe_count, \"connrate_count\": $connrate_count, \"connrate_concurrency\": $connrate_conc,"
   echo "\"modes\": \"$modes\", \"repeats\": $repeats, \"est_seconds\": $est_seconds, \"est_tests\": \"$est_tests\","
-  echo "\"napi_defer_us\": $napi_defer_us, \"protected_ports\": \"$protected_ports\""
+  echo "\"napi_defer_us\": $napi_defer_us, \"gw_napi_defer_us\": $gw_napi_defer_us, \"protected_ports\": \"$protected_ports\""
   echo "}"
 } >"$out/config.json"
 
