@@ -31,6 +31,22 @@ def _coalescing(cfg):
             f"(--gw-napi-defer-us), cli's and srv's {ends} µs (--napi-defer-us).")
 
 
+def _per_core_table(report, modes, rows, figure, heading):
+    """A table of median_gw_FIGURE / median_ends_FIGURE by mode for the rows that have it (none: no lines)."""
+    def cell(m, r):
+        t = report["modes"][m]["established"].get(r["test"], {})
+        g, e = t.get("median_gw_" + figure), t.get("median_ends_" + figure)
+        return None if g is None or e is None else f"{g:.0f} / {e:.0f}"
+    have = [r for r in rows if any(cell(m, r) for m in modes)]
+    if not have:
+        return []
+    lines = ["", heading, "", "| figure | " + " | ".join(EST_MODE_LABEL.get(m, m) for m in modes) + " |",
+             "|---|" + "---:|" * len(modes)]
+    for r in have:
+        lines.append(f"| {r['test']} | " + " | ".join(cell(m, r) or "-" for m in modes) + " |")
+    return lines
+
+
 def load(path):
     with open(path) as f:
         return json.load(f)
@@ -782,36 +798,16 @@ def est_table(report):
         lines.append(f"| {r['test']} | " + " | ".join("-" if b is None else f"{b:.0f}" for b in cells) + " |")
     # The wake-ups each core took (offcore only: .ipi). Where the ends bound a figure, a gateway
     # that sleeps between packets costs them a wake-up (an exit, in a VM) each time it is woken.
-    ipi_rows = [r for r in busy_rows if any("median_gw_ipi_per_k" in report["modes"][m]["established"].get(r["test"], {})
-                                            for m in modes)]
-    if ipi_rows:
-        lines += ["", "Wake-up interrupts (rescheduling and function-call IPIs) each core took, per thousand "
-                  f"requests or connections, median: gateway core (CPU {cfg.get('syngate_cpu')}) / clients' and "
-                  f"servers' core (CPU {cfg.get('flood_cpu')}):", "",
-                  "| figure | " + " | ".join(EST_MODE_LABEL.get(m, m) for m in modes) + " |", "|---|" + "---:|" * len(modes)]
-    for r in ipi_rows:
-        cells = []
-        for m in modes:
-            t = report["modes"][m]["established"].get(r["test"], {})
-            g, e = t.get("median_gw_ipi_per_k"), t.get("median_ends_ipi_per_k")
-            cells.append("-" if g is None or e is None else f"{g:.0f} / {e:.0f}")
-        lines.append(f"| {r['test']} | " + " | ".join(cells) + " |")
+    lines += _per_core_table(report, modes, busy_rows, "ipi_per_k",
+                             "Wake-up interrupts (rescheduling and function-call IPIs) each core took, per thousand "
+                             f"requests or connections, median: gateway core (CPU {cfg.get('syngate_cpu')}) / clients' "
+                             f"and servers' core (CPU {cfg.get('flood_cpu')}):")
     # How often each core went idle: in a VM, the wake-up of a halted vCPU is the costly kind, and its
     # sender (the ends, waking the gateway's pollers) pays for it.
-    idle_rows = [r for r in ipi_rows if any("median_gw_idle_per_k" in report["modes"][m]["established"].get(r["test"], {})
-                                            for m in modes)]
-    if idle_rows:
-        lines += ["", "Times each core went idle (cpuidle entries), per thousand requests or connections, median: "
-                  "gateway core / clients' and servers' core (each ends in a wake-up; a halted vCPU's costs its "
-                  "sender the most):", "",
-                  "| figure | " + " | ".join(EST_MODE_LABEL.get(m, m) for m in modes) + " |", "|---|" + "---:|" * len(modes)]
-    for r in idle_rows:
-        cells = []
-        for m in modes:
-            t = report["modes"][m]["established"].get(r["test"], {})
-            g, e = t.get("median_gw_idle_per_k"), t.get("median_ends_idle_per_k")
-            cells.append("-" if g is None or e is None else f"{g:.0f} / {e:.0f}")
-        lines.append(f"| {r['test']} | " + " | ".join(cells) + " |")
+    lines += _per_core_table(report, modes, busy_rows, "idle_per_k",
+                             "Times each core went idle (cpuidle entries), per thousand requests or connections, "
+                             "median: gateway core / clients' and servers' core (each ends in a wake-up; a halted "
+                             "vCPU's costs its sender the most):")
     # The same per connection: in the offcore layout the gateway core's whole cost; in the shared one
     # only the daemon's (its CPU is its own there, the gateway's kernel work is on the senders').
     conn_rows = [r for r in s["rows"] if r["test"] in PER_CONN_TESTS]
