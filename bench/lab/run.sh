@@ -234,15 +234,16 @@ for k in $kinds; do
   case "$k" in syn|ack|malformed|mixed|ipv6|connrate|established) ;; *) echo "run.sh: unknown kind $k (see --help)" >&2; exit 2 ;; esac
 done
 has_kind() { [[ " $kinds " == *" $1 "* ]]; }
+# Checked whatever the kinds: config.json records both.
+[[ $napi_defer_us =~ ^[0-9]+$ ]] || { echo "run.sh: --napi-defer-us must be a whole number of µs" >&2; exit 2; }
+[ -n "$gw_napi_defer_us" ] || gw_napi_defer_us=$napi_defer_us  # unset: as the ends' receivers
+[[ $gw_napi_defer_us =~ ^[0-9]+$ ]] || { echo "run.sh: --gw-napi-defer-us must be a whole number of µs" >&2; exit 2; }
 has_est_test() { [[ " $est_tests " == *" $1 "* ]]; }
 if has_kind established; then
   ((modes_given)) || modes="none synproxy syngate syngate-notc"
   [[ $repeats =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: --repeats must be a positive integer" >&2; exit 2; }
   [[ $est_seconds =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: --est-seconds must be a positive integer" >&2; exit 2; }
   [[ $paced_gbit =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: --paced-gbit must be a positive integer" >&2; exit 2; }
-  [[ $napi_defer_us =~ ^[0-9]+$ ]] || { echo "run.sh: --napi-defer-us must be a whole number of µs" >&2; exit 2; }
-  [ -n "$gw_napi_defer_us" ] || gw_napi_defer_us=$napi_defer_us
-  [[ $gw_napi_defer_us =~ ^[0-9]+$ ]] || { echo "run.sh: --gw-napi-defer-us must be a whole number of µs" >&2; exit 2; }
   for t in $est_tests; do
     case "$t" in
       iperf-down|iperf-paced|iperf-up4|wrk|ab|redis|loss|ack|iperf-down-v6|iperf-up4-v6|wrk-v6|ab-v6|ack-v6) ;;
