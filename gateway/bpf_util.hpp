@@ -90,8 +90,8 @@ void walk_map(int fd, Fn&& fn) {
 }
 
 // Deletes these keys from a hash map; returns how many it deleted. Many a system call
-// (BPF_MAP_DELETE_BATCH) where the kernel has it: a full flow table is half a million keys, one
-// call each took the better part of a second of stop(). A batch stops at a key that is not there
+// (BPF_MAP_DELETE_BATCH) where the kernel has it: a full flow table is half a million keys, and
+// one call each took about 1.2 µs a key of stop() here, batches 0.7. A batch stops at a key not there
 // (deleted meanwhile): that one is skipped and the rest go on. Without batch deletes (a kernel
 // before 5.6, a map type without them), key by key.
 template <class Key>
