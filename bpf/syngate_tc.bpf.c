@@ -351,7 +351,7 @@ static __always_inline void tell_engine(const struct sg_tc_flow* f, const struct
  * told again, which the engine's merge takes as nothing new). Read where the segment is done
  * with, so the engine, told, finds all of it in the entry (no stack slot to carry it: the program
  * is at the verifier's stack limit). */
-#define FIN_TO_TELL ((p.flags & TCP_FLAG_FIN) && (f->closing & SG_TC_SEEN_FIN))
+#define FIN_TO_TELL ((p.flags & SG_TCP_FIN) && (f->closing & SG_TC_SEEN_FIN))
 
 /* Each direction's record as the shared rules (xlate_spec.h) read it; no peer: an empty one. */
 static __always_inline void tracks_of(const struct sg_tc_flow* f, const struct sg_tc_flow* peer,
@@ -397,18 +397,18 @@ static __always_inline int translate(struct __sk_buff* skb, int egress) {
    * their offsets lets the verifier treat both families as one path. */
   __u32 hlen = p.tcp_hlen;
   __u32 l4 = p.l4_off;
-  __u32 payload = p.ip_total - (l4 - ETH_HLEN_) - hlen;
+  __u32 payload = pkt_payload_len(&p);
   asm volatile("" : "+r"(l4), "+r"(hlen), "+r"(payload));
   if (hlen < TCP_HLEN || hlen > TCP_MAX_HLEN || l4 > PKT_MAX_L4_OFF) return TC_ACT_OK;
 
   /* A SYN is never translated here (a retransmitted SYN-ACK is the engine's, and the fast path's
    * cookie SYN-ACKs leave through this hook by the thousand in a flood): no lookup, which in a
    * table of many flows costs a cache miss or two. */
-  if (p.flags & TCP_FLAG_SYN) {
+  if (p.flags & SG_TCP_SYN) {
     /* A backend's SYN-ACK reaches the router's ingress: sg_tc_synack may answer it (it counts its
      * own outcome, and comes back here only if the tail call cannot be made). */
-    if (sg_tc_answer_synacks && !egress && (p.flags & (TCP_FLAG_SYN | TCP_FLAG_ACK | TCP_FLAG_RST | TCP_FLAG_FIN)) ==
-                                       (TCP_FLAG_SYN | TCP_FLAG_ACK))
+    if (sg_tc_answer_synacks && !egress && (p.flags & (SG_TCP_SYN | SG_TCP_ACK | SG_TCP_RST | SG_TCP_FIN)) ==
+                                       (SG_TCP_SYN | SG_TCP_ACK))
       bpf_tail_call(skb, &sg_tc_tail, TC_TAIL_SYNACK);
     count(SG_TC_MISS);
     return TC_ACT_OK;
@@ -427,7 +427,7 @@ static __always_inline int translate(struct __sk_buff* skb, int egress) {
   const struct sg_tc_flow* peer = bpf_map_lookup_elem(&sg_tc_flows, &rkey);
 
   /* The engine's segments: RST (SYN went above), and what closing sends back. */
-  if (p.flags & TCP_FLAG_RST) {
+  if (p.flags & SG_TCP_RST) {
     /* Only an RST the engine may believe (exact, or in the receiver's window) closes the flow
      * for the program: a blind one must not push the flow back to the queue. */
     const int known = f->seen && peer && peer->seen;
@@ -449,7 +449,7 @@ static __always_inline int translate(struct __sk_buff* skb, int egress) {
   /* Only a FIN the sender could have aimed (xlate_spec.h, the engine's rule) closes the flow for
    * the program; a blind one is still translated, for the endpoint to judge, and changes nothing
    * here. */
-  if ((p.flags & TCP_FLAG_FIN) && !(f->closing & SG_TC_SEEN_FIN)) {
+  if ((p.flags & SG_TCP_FIN) && !(f->closing & SG_TC_SEEN_FIN)) {
     struct sg_flow_track me, other;
     tracks_of(f, peer, &me, &other);
     if (sg_fin_believable(&me, &other, f->seen && peer && peer->seen, p.seq, p.seq + payload, ack_in_rx_space(f, p.ack))) {
@@ -493,7 +493,7 @@ static __always_inline int translate(struct __sk_buff* skb, int egress) {
   s.seq = p.seq;
   s.ack = p.ack;
   s.window = (__u16)(hdr[14] << 8 | hdr[15]);
-  s.has_ack = (p.flags & TCP_FLAG_ACK) != 0;
+  s.has_ack = (p.flags & SG_TCP_ACK) != 0;
   if (lay.ts_off) {
     s.has_ts = 1;
     s.tsval = load_be32(hdr + hdr_off(lay.ts_off));
@@ -568,7 +568,7 @@ static __always_inline int translate(struct __sk_buff* skb, int egress) {
   struct sg_flow_track self, other;
   tracks_of(f, peer, &self, &other);
   /* A FIN occupies a sequence number, as in the engine's record: the last ACK acknowledges it. */
-  const __u32 seq_end = p.seq + payload + ((p.flags & TCP_FLAG_FIN) ? 1 : 0);
+  const __u32 seq_end = p.seq + payload + ((p.flags & SG_TCP_FIN) ? 1 : 0);
   sg_flow_track_segment(&self, f->seen & SG_TC_SEEN_RECORD, &other, peer && (peer->seen & SG_TC_SEEN_RECORD), p.seq,
                         seq_end, ack_rx, sg_window_bytes(window_sent, from));
   f->sender_next = self.next;
@@ -580,11 +580,11 @@ static __always_inline int translate(struct __sk_buff* skb, int egress) {
   /* The exact ack of the FIN counts even when the record did not take the segment (a FIN sent
    * before the other side's record started is not in its sender's record): a blind sender must
    * guess it exactly, as for an RST. */
-  if (peer && (peer->closing & SG_TC_SEEN_FIN) && !(seen & SG_TC_SEEN_PEER_FIN_ACKED) && (p.flags & TCP_FLAG_ACK) &&
+  if (peer && (peer->closing & SG_TC_SEEN_FIN) && !(seen & SG_TC_SEEN_PEER_FIN_ACKED) && (p.flags & SG_TCP_ACK) &&
       (sg_seq_after(self.acked, peer->fin_seq) || ack_rx == peer->fin_seq + 1)) {
     seen |= SG_TC_SEEN_PEER_FIN_ACKED;
   }
-  if (p.flags & TCP_FLAG_ACK) {
+  if (p.flags & SG_TCP_ACK) {
     f->last_ack = ack_rx;
     seen |= SG_TC_SEEN_LAST_ACK;
   }
@@ -662,7 +662,7 @@ static __always_inline __u32 build_answer(struct tc_synack_scratch* x, const str
   store_be32(tcp + 4, a->seq);
   store_be32(tcp + 8, a->ack);
   tcp[12] = (__u8)((tcp_len / 4) << 4);
-  tcp[13] = TCP_FLAG_ACK;
+  tcp[13] = SG_TCP_ACK;
   store_be16(tcp + 14, a->window);
   tcp[16] = x->old_tcp[16];
   tcp[17] = x->old_tcp[17];
@@ -745,7 +745,7 @@ int sg_tc_synack(struct __sk_buff* skb) {
   __builtin_memcpy(&x->hs, found, sizeof(x->hs));
   __u32 hlen = p.tcp_hlen;
   __u32 l4 = p.l4_off;
-  const __u32 payload = p.ip_total - (l4 - ETH_HLEN_) - hlen;
+  const __u32 payload = pkt_payload_len(&p);
   asm volatile("" : "+r"(l4), "+r"(hlen));
   if (hlen < TCP_HLEN || hlen > TCP_MAX_HLEN || l4 > PKT_MAX_L4_OFF) return TC_ACT_OK;
   /* Data on a SYN-ACK (TCP Fast Open's answer) is the engine's. */
@@ -900,7 +900,7 @@ int sg_tc_cookie_ack(struct __sk_buff* skb) {
   if (!secrets) return punt_open();
   __u32 hlen = p.tcp_hlen;
   __u32 l4 = p.l4_off;
-  const __u32 payload = p.ip_total - (l4 - ETH_HLEN_) - hlen;
+  const __u32 payload = pkt_payload_len(&p);
   asm volatile("" : "+r"(l4), "+r"(hlen));
   if (hlen < TCP_HLEN || hlen > TCP_MAX_HLEN || l4 > PKT_MAX_L4_OFF || payload != 0) return punt_open();
 

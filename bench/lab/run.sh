@@ -957,11 +957,11 @@ core_ticks() {  # core_ticks CPU
 # idle_b". A sleeping poller or process woken from the other CPU costs one IPI; in a VM each
 # costs its sender an exit to the hypervisor, and one to a CPU that went idle (a halted vCPU) the
 # most: the hypervisor must wake it. Without cpuidle the idle entries read 0.
+idle_entries() {  # idle_entries CPU
+  cat /sys/devices/system/cpu/cpu"$1"/cpuidle/state*/usage 2>/dev/null | awk '{ n += $1 } END { print n + 0 }'
+}
 ipi_counts() {  # ipi_counts CPU_A CPU_B
-  local idle_a idle_b
-  idle_a=$(cat /sys/devices/system/cpu/cpu"$1"/cpuidle/state*/usage 2>/dev/null | awk '{ n += $1 } END { print n + 0 }')
-  idle_b=$(cat /sys/devices/system/cpu/cpu"$2"/cpuidle/state*/usage 2>/dev/null | awk '{ n += $1 } END { print n + 0 }')
-  awk -v a=$(($1 + 2)) -v b=$(($2 + 2)) -v ia="$idle_a" -v ib="$idle_b" \
+  awk -v a=$(($1 + 2)) -v b=$(($2 + 2)) -v ia="$(idle_entries "$1")" -v ib="$(idle_entries "$2")" \
     '$1 == "RES:" { ra = $a; rb = $b } $1 == "CAL:" { ca = $a; cb = $b }
     END { print ra + 0, ca + 0, rb + 0, cb + 0, ia, ib }' /proc/interrupts
 }

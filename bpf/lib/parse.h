@@ -54,11 +54,6 @@ struct pkt {
   __u8 ip_options;  /* an IPv4 header longer than 20 bytes, or IPv6 extension headers */
 };
 
-#define TCP_FLAG_FIN 0x01
-#define TCP_FLAG_SYN 0x02
-#define TCP_FLAG_RST 0x04
-#define TCP_FLAG_ACK 0x10
-
 /* The TCP payload's length by the IP header's (pkt_lengths_ok checks the lengths agree). */
 static __always_inline __u32 pkt_payload_len(const struct pkt* p) {
   return p->ip_total - (p->l4_off - ETH_HLEN_) - p->tcp_hlen;
@@ -67,12 +62,12 @@ static __always_inline __u32 pkt_payload_len(const struct pkt* p) {
 /* Data or a FIN: what a client may send behind its cookie ACK before its backend has answered (a
  * bare ACK has nothing to acknowledge then). */
 static __always_inline int pkt_sends_data(__u8 flags, __u32 payload) {
-  return (flags & TCP_FLAG_FIN) || payload != 0;
+  return (flags & SG_TCP_FIN) || payload != 0;
 }
 
 /* A pure ACK: no payload, no SYN, RST or FIN. A client's cookie ACK is one, and so is its last ACK. */
 static __always_inline int pkt_bare_ack(__u8 flags, __u32 payload) {
-  return (flags & (TCP_FLAG_SYN | TCP_FLAG_RST | TCP_FLAG_FIN | TCP_FLAG_ACK)) == TCP_FLAG_ACK && payload == 0;
+  return (flags & (SG_TCP_SYN | SG_TCP_RST | SG_TCP_FIN | SG_TCP_ACK)) == SG_TCP_ACK && payload == 0;
 }
 
 enum pkt_parse {

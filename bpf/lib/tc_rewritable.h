@@ -76,7 +76,7 @@ static __always_inline int tc_client_last_ack(__u8 flags, __u32 seq, __u32 ack_r
 static __always_inline int tc_segment_rewritable(__u8 flags, __u32 seq, __u32 ack, __u32 payload,
                                                  const struct sg_tc_flow* f, const struct sg_tc_flow* peer,
                                                  int decided) {
-  if (flags & (TCP_FLAG_SYN | TCP_FLAG_RST)) return 0;
+  if (flags & (SG_TCP_SYN | SG_TCP_RST)) return 0;
   if (decided) return 1;
   const __u8 either = f->closing | (peer ? peer->closing : 0);
   if (either & (SG_TC_SEEN_RST | SG_TC_CLOSED_BY_ENGINE)) return 0;
