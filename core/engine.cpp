@@ -1200,6 +1200,9 @@ struct Engine::Impl {
         if (kernel && f.kernel_handshake) {
           if (const std::optional<FlowTranslation> t = kernel->handed_over_translation(f.key)) {
             adopt_kernel_translation(i, *t, clock, sink);
+            // Its connection may have run whole in tc since, and the reports of its close gone
+            // with nobody to take them while it waited here: the entries say.
+            if (merge_kernel(table.edit(i)) != KernelSide::None) follow_fins(i, now);
             table.settle();
             continue;
           }

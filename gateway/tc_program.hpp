@@ -370,20 +370,40 @@ class KernelPath : public FlowObserver, public KernelFlowState {
   // The map's entries as stop() found them, sorted by key bytes; published by stopped_.
   std::vector<std::pair<sg_tc_flow_key, sg_tc_flow>> at_stop_;
   std::atomic<bool> stopped_{false};
-  // Closes the programs reported (take_closing), until the engine that holds the flow takes them:
-  // each engine's sweep drains the ring into it and takes its own. One an engine does not hold
-  // (freed meanwhile) goes after kCloseRounds more drains.
-  static constexpr uint32_t kCloseRounds = 64;
+  // Closes and hand-overs the programs reported (take_closing, take_handed_over), until the
+  // engine that holds the flow takes them: each engine's turn drains the ring into them and takes
+  // its own. One no engine takes (its flow freed meanwhile) goes once it has waited kReportRounds
+  // drains and kReportHoldNs both. Rounds alone were not enough: a drain is not a turn (the engine
+  // drains for each backend ACK of a flow it does not know, and up to 32 times while it settles a
+  // claimed handshake), so under load 64 of them passed while a flow waited in SynSent for its
+  // hand-over, and its closes went: the flow then stayed established until its idle timer
+  // (lab_soak, once: 26 connections carried whole in tc). The hold outlasts a turn (10 ms with
+  // tc_open_flows, 100 ms otherwise) and a backend SYN retry's timeout, at which a flow whose
+  // hand-over report went is established from its entries.
+  static constexpr uint32_t kReportRounds = 64;
+  static constexpr uint64_t kReportHoldNs = 3'000'000'000;
   struct Close {
     sg_tc_flow_key key;
     uint32_t round;
+    uint64_t drained_ns;
   };
   struct HandOver {
     sg_tc_flow_key key;
     sg_synack synack;
     uint32_t round;
+    uint64_t drained_ns;
   };
-  uint32_t drain_events() noexcept;
+  struct Drain {
+    uint32_t round;
+    uint64_t now_ns;
+  };
+  Drain drain_events() noexcept;
+  template <typename Report>
+  bool expired(const Report& r, const Drain& d) const noexcept {
+    return d.round - r.round > kReportRounds && d.now_ns - r.drained_ns > kReportHoldNs;
+  }
+  std::atomic<uint64_t> closes_expired_{0};
+  std::atomic<uint64_t> handovers_expired_{0};
   // The closes and hand-overs of a pair whose opening (opened_) the engine has not taken yet are
   // the new flow's: given now, an older flow still held on the pair (a lingering one, whose
   // entries a restart's reconciliation deleted, so the program opened the client's new

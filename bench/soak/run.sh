@@ -347,6 +347,8 @@ if ((!drained)); then
     bpftool -j map dump pinned "$pins/sg_tc_flows" >"$out/tc_flows.json" 2>&1 || true
   # ... and what the engine's tables hold, each flow in its state.
   in_ns "$NS_GW" "$SYNGATE_BIN" flows --config "$LAB_DIR/syngate.toml" >"$out/flows.txt" 2>&1 || true
+  # ... and its counters (syngate_tc_reports_expired_total: closes no engine took).
+  in_ns "$NS_GW" curl -s --max-time 2 http://127.0.0.1:9470/metrics >"$out/metrics.txt" 2>&1 || true
   log "the engine's flows left: $(head -20 "$out/flows.txt")"
 fi
 sleep 2

@@ -195,6 +195,40 @@ TEST_F(KernelHandshakeTest, ALostReportIsMadeUpFromTheEntriesBeforeTheSynRetry) 
   EXPECT_EQ(y.pkt.options().tsval, c.synack_tsval + 7) << "the same offsets as the report would have given";
 }
 
+// The same, and the connection then ran whole in tc (request, reply, both FINs and their acks)
+// while the engine held the flow in SynSent, with nobody to take the reports of its close. Made
+// up from the entries at the retry, the flow must take those FINs too, or it is held as
+// established until its idle timer, ten minutes on (lab_soak: 26 such connections).
+TEST_F(KernelHandshakeTest, ALostReportsConnectionThatClosedInTcLingersFromItsEntries) {
+  Conn c = Conn::v4();
+  (void)answered_without_report(c);
+  KernelFlowView v;
+  v.to_server.has_record = true;
+  v.to_server.sender_next = c.client_isn + 1 + kRequestBytes + 1;
+  v.to_server.acked = c.backend_isn + 1 + 100 + 1;
+  v.to_server.fin = true;
+  v.to_server.fin_seq = c.client_isn + 1 + kRequestBytes;
+  v.to_server.acked_peer_fin = true;
+  v.to_client.has_record = true;
+  v.to_client.sender_next = c.backend_isn + 1 + 100 + 1;
+  v.to_client.acked = c.client_isn + 1 + kRequestBytes + 1;
+  v.to_client.fin = true;
+  v.to_client.fin_seq = c.backend_isn + 1 + 100;
+  v.to_client.acked_peer_fin = true;
+  side.views.emplace_back(c.c2s, v);
+  now += 2 * kSecond;  // the first retry's time
+  sink.clear();
+  engine->advance(now, sink);
+  EXPECT_EQ(sink.size(), 0u) << "no SYN to a backend the kernel side handed over";
+  EXPECT_EQ(counters().kernel_handshakes, 1u);
+  EXPECT_EQ(counters().flows_active, 1u) << "lingering";
+  now += static_cast<uint64_t>(cfg.linger_s + 1) * kSecond;
+  engine->advance(now, sink);
+  now += static_cast<uint64_t>(cfg.linger_s + 1) * kSecond;
+  engine->advance(now, sink);
+  EXPECT_EQ(counters().flows_active, 0u) << "freed after its linger, not at the idle timer";
+}
+
 // The program claimed the record and wrote the entries; its report is not in the ring yet (it is
 // being written on another CPU, or was lost). The client's data must not wait for a later batch:
 // the client's next segments cross tc at once, and data held meanwhile reached the backend behind

@@ -136,7 +136,17 @@ struct FakeKernelSide : FlowObserver, KernelFlowState {
     opened_reports.push_back(k);
     return k.handshake;
   }
-  bool read(const FlowTuple&, KernelFlowView&) noexcept override { return false; }
+  // What the programs recorded of a flow (read), when the test says.
+  std::vector<std::pair<FlowTuple, KernelFlowView>> views;
+  bool read(const FlowTuple& t, KernelFlowView& out) noexcept override {
+    for (const auto& [flow, v] : views) {
+      if (flow == t) {
+        out = v;
+        return true;
+      }
+    }
+    return false;
+  }
   bool may_be_overtaken(const FlowTuple&) noexcept override { return false; }
 };
 
