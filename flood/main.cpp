@@ -325,6 +325,7 @@ int run_flood(const FloodOptions& o) {
                         {"malform", o.malform},
                         {"rate_target", o.rate},
                         {"sent", sent},
+                        {"behind", bucket.behind()},
                         {"send_errors", sock.errors()},
                         {"device_full_waits", sock.full_waits()},
                         {"elapsed_s", elapsed},
@@ -341,6 +342,11 @@ int run_flood(const FloodOptions& o) {
                 static_cast<unsigned long long>(sent), elapsed, pps,
                 o.rate ? std::to_string(o.rate).c_str() : "unlimited",
                 static_cast<unsigned long long>(sock.errors()), interrupted ? " (interrupted)" : "");
+    if (bucket.behind() != 0) {
+      std::printf("the generator fell behind the rate by %llu packets (it was off the CPU longer than its %llu-packet "
+                  "burst covers: a busy machine)\n",
+                  static_cast<unsigned long long>(bucket.behind()), static_cast<unsigned long long>(bucket.burst()));
+    }
   }
   if (!error.empty()) std::fprintf(stderr, "synflood: %s flood failed: %s\n", o.kind.c_str(), error.c_str());
   return error.empty() ? kExitDone : kExitFailed;
@@ -515,7 +521,8 @@ int run_replay(const ReplayOptions& o) {
                         {"target", o.target},     {"read", read},
                         {"sources", sources},
                         {"timing", o.rate_set ? "rate" : "capture"},
-                        {"sent", sent},           {"send_errors", sock.errors()},
+                        {"sent", sent},           {"behind", bucket.behind()},
+                        {"send_errors", sock.errors()},
                         {"device_full_waits", sock.full_waits()},
                         {"tx_method", sock.method()},
                         {"skipped", skip_json},   {"elapsed_s", elapsed},

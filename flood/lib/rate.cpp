@@ -18,10 +18,14 @@ void TokenBucket::refill(uint64_t now_ns) noexcept {
   last_ns_ = now_ns;
   // Compare before multiplying: dt * rate can overflow 64 bits after a long pause.
   const uint64_t room = cap - std::min(cap, nanotokens_);
-  if (dt >= room / rate_ + 1) {
+  uint64_t credit = 0;
+  if (__builtin_mul_overflow(dt, rate_, &credit)) credit = UINT64_MAX;
+  if (credit > room) {
     nanotokens_ = cap;
+    const uint64_t lost = credit - room;
+    discarded_nanotokens_ = lost > UINT64_MAX - discarded_nanotokens_ ? UINT64_MAX : discarded_nanotokens_ + lost;
   } else {
-    nanotokens_ = std::min(cap, nanotokens_ + dt * rate_);
+    nanotokens_ += credit;
   }
 }
 

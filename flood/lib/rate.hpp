@@ -24,6 +24,10 @@ class TokenBucket {
 
   uint64_t rate() const noexcept { return rate_; }
   uint64_t burst() const noexcept { return burst_; }
+  // Packets the rate called for that the burst cap discarded: the sender was away (descheduled,
+  // stalled in a system call) longer than its burst covers. A run's sent + behind is what the
+  // rate asked for, so a short count says whether the generator or the path fell short.
+  uint64_t behind() const noexcept { return discarded_nanotokens_ / 1'000'000'000ULL; }
 
  private:
   void refill(uint64_t now_ns) noexcept;
@@ -31,6 +35,7 @@ class TokenBucket {
   uint64_t burst_;
   uint64_t last_ns_;
   uint64_t nanotokens_ = 0;
+  uint64_t discarded_nanotokens_ = 0;
 };
 
 // How many packets to send per wake-up at a given rate: about half a millisecond of traffic, so

@@ -43,6 +43,25 @@ TEST(TokenBucket, BurstCapsAccumulation) {
   EXPECT_EQ(b.take(60 * kSec, 1000), 5u);  // a minute idle still allows only the burst
 }
 
+// A sender away longer than its burst loses the rest of that time's packets; behind() counts
+// them, so that sent + behind is what the rate asked for.
+TEST(TokenBucket, CountsWhatTheCapDiscarded) {
+  TokenBucket b(1000, 5, 0);
+  EXPECT_EQ(b.take(3'000'000, 10), 3u);  // within the burst: nothing lost
+  EXPECT_EQ(b.behind(), 0u);
+  EXPECT_EQ(b.take(103'000'000, 1000), 5u);  // 100 ms away: 100 called for, 5 kept
+  EXPECT_EQ(b.behind(), 95u);
+  EXPECT_EQ(b.take(105'000'000, 10), 2u);
+  EXPECT_EQ(b.behind(), 95u);
+  EXPECT_EQ(3u + 5u + 2u + b.behind(), 105u) << "sent + behind = rate x time";
+}
+
+TEST(TokenBucket, BehindSaturatesAfterHugePause) {
+  TokenBucket b(50'000'000, 1'000'000, 0);
+  (void)b.take(UINT64_MAX / 2, 1);
+  EXPECT_GT(b.behind(), 1'000'000'000u);
+}
+
 TEST(TokenBucket, NoOverflowAfterHugePause) {
   TokenBucket b(50'000'000, 1'000'000, 0);
   EXPECT_EQ(b.take(UINT64_MAX / 2, UINT64_MAX), 1'000'000u);
