@@ -373,13 +373,14 @@ class KernelPath : public FlowObserver, public KernelFlowState {
   // Closes and hand-overs the programs reported (take_closing, take_handed_over), until the
   // engine that holds the flow takes them: each engine's turn drains the ring into them and takes
   // its own. One no engine takes (its flow freed meanwhile) goes once it has waited kReportRounds
-  // drains and kReportHoldNs both. Rounds alone were not enough: a drain is not a turn (the engine
-  // drains for each backend ACK of a flow it does not know, and up to 32 times while it settles a
-  // claimed handshake), so under load 64 of them passed while a flow waited in SynSent for its
-  // hand-over, and its closes went: the flow then stayed established until its idle timer
-  // (lab_soak, once: 26 connections carried whole in tc). The hold outlasts a turn (10 ms with
-  // tc_open_flows, 100 ms otherwise) and a backend SYN retry's timeout, at which a flow whose
-  // hand-over report went is established from its entries.
+  // drains and kReportHoldNs both. Rounds alone do not measure time: a drain is not a turn (the
+  // engine drains for each backend ACK of a flow it does not know, and up to 32 times while it
+  // settles a claimed handshake), so under load 64 can pass while a flow waits in SynSent for its
+  // hand-over, and its closes would go: the flow then stays established until its idle timer
+  // (the suspect in a lab_soak failure, 26 connections carried whole in tc; not reproduced). The
+  // hold outlasts a turn (10 ms with tc_open_flows, 100 ms otherwise) and the first backend SYN
+  // retry (1 s by default), at which a flow whose hand-over report went is established from its
+  // entries, and takes the FINs they recorded.
   static constexpr uint32_t kReportRounds = 64;
   static constexpr uint64_t kReportHoldNs = 3'000'000'000;
   struct Close {

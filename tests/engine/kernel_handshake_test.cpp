@@ -198,7 +198,7 @@ TEST_F(KernelHandshakeTest, ALostReportIsMadeUpFromTheEntriesBeforeTheSynRetry) 
 // The same, and the connection then ran whole in tc (request, reply, both FINs and their acks)
 // while the engine held the flow in SynSent, with nobody to take the reports of its close. Made
 // up from the entries at the retry, the flow must take those FINs too, or it is held as
-// established until its idle timer, ten minutes on (lab_soak: 26 such connections).
+// established until its idle timer, ten minutes on (a lab_soak failure showed 26 flows held so).
 TEST_F(KernelHandshakeTest, ALostReportsConnectionThatClosedInTcLingersFromItsEntries) {
   Conn c = Conn::v4();
   (void)answered_without_report(c);
