@@ -1260,14 +1260,14 @@ bool KernelPath::read(const FlowTuple& t, KernelFlowView& out) noexcept {
 
 // The ring's records since the last drain, sorted into the closes and hand-overs the engines
 // take. Under closes_mutex_.
-KernelPath::Drain KernelPath::drain_events() noexcept {
+uint64_t KernelPath::drain_events() noexcept {
   drained_.clear();
   if (!stopped_.load(std::memory_order_acquire)) program_->take_events(drained_);
-  const Drain d{++close_round_, gw::timer_clock_ns()};
+  const uint64_t now = gw::timer_clock_ns();
   try {
     for (const sg_tc_event& e : drained_) {
-      if (e.kind == SG_TC_EVENT_CLOSE) closes_.push_back({e.key, d.round, d.now_ns});
-      else if (e.kind == SG_TC_EVENT_HANDED_OVER) handovers_.push_back({e.key, e.synack, d.round, d.now_ns});
+      if (e.kind == SG_TC_EVENT_CLOSE) closes_.push_back({e.key, now});
+      else if (e.kind == SG_TC_EVENT_HANDED_OVER) handovers_.push_back({e.key, e.synack, now});
       else if (e.kind == SG_TC_EVENT_OPENED) {
         opened_.push_back({bpf::map_flow_tuple(e.key), e.opened.hs, e.opened.mss, e.opened.room_for_timestamps != 0,
                            e.opened.generation, e.opened.over_closed != 0});
@@ -1276,7 +1276,7 @@ KernelPath::Drain KernelPath::drain_events() noexcept {
   } catch (const std::bad_alloc&) {
     closes_.clear();  // those flows are merged at their idle timers
   }
-  return d;
+  return now;
 }
 
 void KernelPath::index_opening() {
@@ -1291,7 +1291,7 @@ bool KernelPath::opening(const sg_tc_flow_key& key) const noexcept {
 
 void KernelPath::take_closing(std::vector<FlowTuple>& out, const std::function<bool(const FlowTuple&)>& mine) noexcept {
   std::lock_guard lock(closes_mutex_);
-  const Drain drain = drain_events();
+  const uint64_t now = drain_events();
   try {
     index_opening();
     const size_t first = out.size();
@@ -1302,9 +1302,7 @@ void KernelPath::take_closing(std::vector<FlowTuple>& out, const std::function<b
         out.push_back(t);
         return true;
       }
-      if (!expired(c, drain)) return false;
-      closes_expired_.fetch_add(1, std::memory_order_relaxed);
-      return true;
+      return expire(c.drained_ns, now, closes_expired_);
     });
     // Up to four reports a connection (each FIN and its ack): one merge each.
     auto fresh = out.begin() + static_cast<std::ptrdiff_t>(first);
@@ -1318,7 +1316,7 @@ void KernelPath::take_closing(std::vector<FlowTuple>& out, const std::function<b
 void KernelPath::take_handed_over(std::vector<KernelHandOver>& out,
                                   const std::function<bool(const FlowTuple&)>& mine) noexcept {
   std::lock_guard lock(closes_mutex_);
-  const Drain drain = drain_events();
+  const uint64_t now = drain_events();
   try {
     index_opening();
     std::erase_if(handovers_, [&](const HandOver& h) {
@@ -1330,9 +1328,7 @@ void KernelPath::take_handed_over(std::vector<KernelHandOver>& out,
         return true;
       }
       // A flow no engine holds (freed meanwhile): its entries went with it.
-      if (!expired(h, drain)) return false;
-      handovers_expired_.fetch_add(1, std::memory_order_relaxed);
-      return true;
+      return expire(h.drained_ns, now, handovers_expired_);
     });
   } catch (const std::bad_alloc&) {
     handovers_.clear();  // those flows' SYN retries find the backend established; they end at its RST

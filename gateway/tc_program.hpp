@@ -372,36 +372,32 @@ class KernelPath : public FlowObserver, public KernelFlowState {
   std::atomic<bool> stopped_{false};
   // Closes and hand-overs the programs reported (take_closing, take_handed_over), until the
   // engine that holds the flow takes them: each engine's turn drains the ring into them and takes
-  // its own. One no engine takes (its flow freed meanwhile) goes once it has waited kReportRounds
-  // drains and kReportHoldNs both. Rounds alone do not measure time: a drain is not a turn (the
-  // engine drains for each backend ACK of a flow it does not know, and up to 32 times while it
-  // settles a claimed handshake), so under load 64 can pass while a flow waits in SynSent for its
-  // hand-over, and its closes would go: the flow then stays established until its idle timer
-  // (the suspect in a lab_soak failure, 26 connections carried whole in tc; not reproduced). The
-  // hold outlasts a turn (10 ms with tc_open_flows, 100 ms otherwise) and the first backend SYN
-  // retry (1 s by default), at which a flow whose hand-over report went is established from its
-  // entries, and takes the FINs they recorded.
-  static constexpr uint32_t kReportRounds = 64;
+  // its own. One no engine takes (its flow freed meanwhile) goes kReportHoldNs after the drain that
+  // brought it. By time, not by drains: a drain is not a turn (the engine drains for each backend
+  // ACK of a flow it does not know, and up to 32 times while it settles a claimed handshake), so
+  // the 64 drains that used to be the limit could pass in milliseconds while a flow waited in
+  // SynSent for its hand-over, and its closes went: the flow then stayed established until its
+  // idle timer (the suspect in a lab_soak failure, 26 connections carried whole in tc; not
+  // reproduced). The hold outlasts a turn (10 ms with tc_open_flows, 100 ms otherwise) and the
+  // first backend SYN retry (1 s by default), at which a flow whose hand-over report went is
+  // established from its entries, and takes the FINs they recorded.
   static constexpr uint64_t kReportHoldNs = 3'000'000'000;
   struct Close {
     sg_tc_flow_key key;
-    uint32_t round;
     uint64_t drained_ns;
   };
   struct HandOver {
     sg_tc_flow_key key;
     sg_synack synack;
-    uint32_t round;
     uint64_t drained_ns;
   };
-  struct Drain {
-    uint32_t round;
-    uint64_t now_ns;
-  };
-  Drain drain_events() noexcept;
-  template <typename Report>
-  bool expired(const Report& r, const Drain& d) const noexcept {
-    return d.round - r.round > kReportRounds && d.now_ns - r.drained_ns > kReportHoldNs;
+  // Returns the drain's time (timer clock).
+  uint64_t drain_events() noexcept;
+  // Whether a report drained at `drained_ns` has waited long enough at `now_ns`; counts it if so.
+  static bool expire(uint64_t drained_ns, uint64_t now_ns, std::atomic<uint64_t>& expired) noexcept {
+    if (now_ns - drained_ns <= kReportHoldNs) return false;
+    expired.fetch_add(1, std::memory_order_relaxed);
+    return true;
   }
   std::atomic<uint64_t> closes_expired_{0};
   std::atomic<uint64_t> handovers_expired_{0};
@@ -430,7 +426,6 @@ class KernelPath : public FlowObserver, public KernelFlowState {
   std::vector<sg_tc_event> drained_;
   std::vector<Close> closes_;
   std::vector<HandOver> handovers_;
-  uint32_t close_round_ = 0;
 };
 
 // Hands every flow event to several observers (the XDP fast path and the kernel path), in order.
