@@ -14,10 +14,17 @@ Criteria (issue 24):
   drain         once the clients stopped: flows in syngate's tables and the entries of every BPF
                 hash map back to the baseline (the last sample before the first client), map by map name;
                 the proven-sources map is a cache of clients that completed a handshake (15 min
-                memory, LRU) and must hold no more entries than there are client addresses (2)
+                memory, LRU) and must hold no more entries than there are client addresses (2).
+                One exception, bounded: a forged ACK passes the 26-bit cookie hash by chance once
+                in 2^26, and the backend then holds the connection its spoofed "client" never
+                uses until its FIN retransmissions give up, past the cooldown. A run sends about
+                10^6 forged ACKs (about 1.5 % a run to see one such flow; two in a run have a
+                chance near 10^-4), so one leftover flow whose client lies in a flood's spoofed
+                range, with exactly its own entries in the maps, passes and is reported
   watchdog      no gap over WATCHDOG_USEC between a process's READY=1, its WATCHDOG=1 pings and
                 its end (kill -9 or the end of the run)
 """
+import ipaddress
 import json
 import os
 import shutil
@@ -30,6 +37,8 @@ MIN_LIFETIME_S = 60
 WINDOW = 10
 CLIENT_BIN_S = 5
 CACHE_MAPS = {"sg_proven": 2}  # name prefix -> most entries allowed after the drain
+COOKIE_HASH_BITS = 26  # include/syngate/spec/cookie_spec.h, SG_COOKIE_HASH_BITS
+CHANCE_FLOWS_ALLOWED = 1
 
 
 def read_lines(path):
@@ -85,6 +94,63 @@ def drain_check(rows, ev):
         details[name] = [before, after] + ([f"cache, at most {cap}"] if cap is not None else [])
         ok = ok and good
     return ok, details
+
+
+def floods(out):
+    path = os.path.join(out, "floods.log")
+    return [json.loads(l) for l in open(path) if l.strip().startswith("{")] if os.path.exists(path) else []
+
+
+def leftover_clients(out):
+    """The client address of each flow the engine still held when the drain timed out (flows.txt,
+    written by run.sh only then), or None without that dump."""
+    path = os.path.join(out, "flows.txt")
+    if not os.path.exists(path):
+        return None
+    clients = []
+    for f in read_lines(path):
+        if len(f) < 2 or not f[0].isdigit():
+            continue
+        host = f[1].rsplit(":", 1)[0].strip("[]")
+        try:
+            clients.append(ipaddress.ip_address(host))
+        except ValueError:
+            continue
+    return clients
+
+
+def chance_forgeries(out, base, last):
+    """(n, forged ACKs sent) when what the drain left is exactly n <= CHANCE_FLOWS_ALLOWED flows
+    whose clients lie in a flood's spoofed range and the map entries those flows own; None
+    otherwise. The maps' names are those of the rows (map_by_name)."""
+    clients = leftover_clients(out)
+    fl = floods(out)
+    ranges = {ipaddress.ip_network(f["spoof"]) for f in fl if f.get("spoof")}
+    if not clients or len(clients) > CHANCE_FLOWS_ALLOWED:
+        return None
+    if not all(any(c in r for r in ranges) for c in clients):
+        return None
+    n = len(clients)
+    if last["flows_active"] - base["flows_active"] != n:
+        return None
+    b, l = map_by_name(base), map_by_name(last)
+    # A proxied flow owns one engine entry and up to one tc entry a direction; a proven source
+    # joins the cache's bound.
+    owned = {"sg_flows": (0, n), "sg_tc_flows": (0, 2 * n)}
+    for name in set(b) | set(l):
+        before, after = b.get(name) or 0, l.get(name) or 0
+        cap = is_cache(name)
+        if cap is not None:
+            if after > cap + n:
+                return None
+        elif name in owned:
+            lo, hi = owned[name]
+            if not lo <= after - before <= hi:
+                return None
+        elif before != after:
+            return None
+    acks = sum(f.get("sent", 0) for f in fl if f.get("mode") in ("ack", "mixed"))
+    return n, acks
 
 
 def transfers(out):
@@ -287,9 +353,19 @@ def main():
         verdict.append(("rss/fds flat", "no lifetime of 60 s under load", "at least one", False))
 
     dok, details = drain_check(rows, ev)
-    verdict.append(("tables and maps back to the baseline after the clients stop",
-                    "; ".join(f"{k} {v[0]} -> {v[1]}" + (f" ({v[2]})" if len(v) > 2 else "") for k, v in details.items()),
-                    "equal (caches bounded)", dok))
+    measured = "; ".join(f"{k} {v[0]} -> {v[1]}" + (f" ({v[2]})" if len(v) > 2 else "") for k, v in details.items())
+    if not dok and "error" not in details:
+        base = baseline_row(rows, ev)
+        last = [r for r in rows if "maps" in r and "flows_active" in r][-1]
+        chance = chance_forgeries(out, base, last)
+        if chance:
+            n, acks = chance
+            dok = True
+            measured += (f"; left: {n} flow(s) from a flood's spoofed range, a forged ACK that passed the cookie"
+                         f" by chance ({acks} forged ACKs sent, counting mixed floods whole:"
+                         f" {acks / 2 ** COOKIE_HASH_BITS:.3f} expected)")
+    verdict.append(("tables and maps back to the baseline after the clients stop", measured,
+                    f"equal (caches bounded; at most {CHANCE_FLOWS_ALLOWED} chance cookie pass from a flood)", dok))
 
     gaps, missing, limit = watchdog(out, ev, usec, rows)
     worst = max(gaps.values()) if gaps else float("inf")
