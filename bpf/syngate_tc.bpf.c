@@ -87,6 +87,33 @@ struct {
   __type(value, struct sg_tc_handshake);
 } sg_tc_handshakes SEC(".maps");
 
+/* A client's early segments, kept while its backend has not answered (tc_abi.h, struct
+ * sg_tc_early_segment): written by sg_tc_early_store, sent on and deleted by sg_tc_synack. LRU: a
+ * slot whose SYN-ACK never came here goes when room is needed; a stale one never matches (the
+ * record's generation). 4096 slots of 2 KiB: 8 MiB, a few hundred milliseconds of early requests
+ * at 10k connections a second waiting on their backends. */
+struct {
+  __uint(type, BPF_MAP_TYPE_LRU_HASH);
+  __uint(max_entries, 4096);
+  __type(key, struct sg_tc_early_key);
+  __type(value, struct sg_tc_early_segment);
+} sg_tc_early SEC(".maps");
+
+/* sg_tc_early_store's scratch, per CPU: the slot as it is written, with room past the frame for
+ * the checksum's last chunk (summed in fixed steps the verifier can bound) and the pseudo-header. */
+struct tc_early_scratch {
+  struct sg_tc_early_key key;
+  struct sg_tc_early_segment seg;
+  __u8 slack[1024 + 8];
+  __u8 pseudo[40];
+};
+struct {
+  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+  __uint(max_entries, 1);
+  __type(key, __u32);
+  __type(value, struct tc_early_scratch);
+} sg_tc_early_scratch SEC(".maps");
+
 /* What sg_tc_cookie_ack needs to open a flow (tc_abi.h): the cookie secrets the daemon publishes,
  * the services it may open flows for, and while the daemon is there to take them. */
 struct {
@@ -121,17 +148,21 @@ struct {
  * their own (the translation's is at the verifier's limit). */
 #define TC_TAIL_SYNACK 0
 #define TC_TAIL_COOKIE_ACK 1
+#define TC_TAIL_EARLY 2
 SEC("tc")
 int sg_tc_synack(struct __sk_buff* skb);
 SEC("tc")
 int sg_tc_cookie_ack(struct __sk_buff* skb);
+SEC("tc")
+int sg_tc_early_store(struct __sk_buff* skb);
 struct {
   __uint(type, BPF_MAP_TYPE_PROG_ARRAY);
-  __uint(max_entries, 2);
+  __uint(max_entries, 3);
   __type(key, __u32);
   __array(values, int(void*));
 } sg_tc_tail SEC(".maps") = {
-    .values = {[TC_TAIL_SYNACK] = (void*)&sg_tc_synack, [TC_TAIL_COOKIE_ACK] = (void*)&sg_tc_cookie_ack},
+    .values = {[TC_TAIL_SYNACK] = (void*)&sg_tc_synack, [TC_TAIL_COOKIE_ACK] = (void*)&sg_tc_cookie_ack,
+               [TC_TAIL_EARLY] = (void*)&sg_tc_early_store},
 };
 
 /* Enough linear bytes for the deepest TCP header the parser accepts. */
@@ -143,6 +174,14 @@ struct {
 static __always_inline __u32 hdr_off(__u32 off) {
   asm volatile("" : "+r"(off));
   return off & 63;
+}
+
+/* A frame length (1 to 2048) as a helper's size argument: bounded on the register the call reads
+ * (the compiler may pass a copy that earlier checks did not bound). */
+static __always_inline __u32 len_1_to_2048(__u32 n) {
+  n -= 1;
+  asm volatile("%0 &= 0x7ff" : "+r"(n));
+  return n + 1;
 }
 
 static __always_inline void count(__u32 which) {
@@ -162,6 +201,10 @@ const volatile __u8 sg_tc_answer_synacks = 0;
  * SYN-ACK of a flow opened here must find the program that answers it). Off, a bare ACK that
  * meets no entry costs nothing more. */
 const volatile __u8 sg_tc_open_flows = 0;
+/* gateway.tc_early_data (implies sg_tc_answer_synacks): a client's data that overtakes its
+ * backend's SYN-ACK is kept here (sg_tc_early_store) for sg_tc_synack to send on, rather than
+ * making the SYN-ACK the engine's. */
+const volatile __u8 sg_tc_keep_early = 0;
 /* The hand-over counter (tc_abi.h, sg_tc_flow.generation) of the records sg_tc_cookie_ack
  * writes: the daemon starts it where its own count stands. */
 __u32 sg_tc_generation = 0;
@@ -190,6 +233,13 @@ struct tc_synack_scratch {
   /* Set by translate just before its tail call for a cookie ACK on a closed flow's pair, taken
    * (and cleared) by sg_tc_cookie_ack first thing: the one fact a tail call cannot carry. */
   __u32 over_closed;
+  /* sg_tc_synack with early segments to send (send_early): the SYN-ACK as it came, to be put back
+   * in the skb after they went, and whether its checksum field holds a full sum. */
+  __u32 synack_len;      /* 0 while not saved */
+  __u32 synack_full;
+  struct sg_tc_early_key early_key;
+  __u8 pseudo[40];
+  __u8 synack_frame[128];
 };
 struct {
   __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -330,7 +380,7 @@ static __always_inline void client_data_before_synack(const struct sg_tc_flow_ke
   struct sg_tc_flow_key synack_key;
   reverse_key(key, &synack_key);
   struct sg_tc_handshake* record = bpf_map_lookup_elem(&sg_tc_handshakes, &synack_key);
-  if (record) *(volatile __u32*)&record->client_data = 1;
+  if (record) *(volatile __u8*)&record->client_data = 1; /* the low byte alone: tc_abi.h */
 }
 
 /* The engine's sweep merges the flow now (its client -> server key). */
@@ -416,6 +466,9 @@ static __always_inline int translate(struct __sk_buff* skb, int egress) {
   const struct sg_tc_flow_key* key = (const struct sg_tc_flow_key*)&p.key;
   struct sg_tc_flow* f = bpf_map_lookup_elem(&sg_tc_flows, key);
   if (!f) {
+    /* A client's early data: kept for the SYN-ACK to send on (the tail call counts its own
+     * outcome, and comes back here only if it cannot be made). */
+    if (sg_tc_keep_early && !egress && pkt_sends_data(p.flags, payload)) bpf_tail_call(skb, &sg_tc_tail, TC_TAIL_EARLY);
     client_data_before_synack(key, p.flags, payload, egress);
     /* A bare ACK with no flow: a client's cookie ACK, maybe (it counts its own outcome). */
     if (sg_tc_open_flows && !egress && pkt_bare_ack(p.flags, payload)) bpf_tail_call(skb, &sg_tc_tail, TC_TAIL_COOKIE_ACK);
@@ -614,6 +667,146 @@ int sg_tc_ingress(struct __sk_buff* skb) { return translate(skb, 0); }
 SEC("tc")
 int sg_tc_egress(struct __sk_buff* skb) { return translate(skb, 1); }
 
+/* ---- a client's early segment (tc_abi.h, struct sg_tc_early_segment) --------------------------- */
+
+/* The unfolded sum of a TCP segment's pseudo-header (`tcp_len` bytes of TCP between the tuple's
+ * addresses), laid out in `buf` (40 bytes) as the bytes lie. */
+static __always_inline __u32 pseudo_sum(__u8* buf, const struct pkt_tuple* t, __u32 v6, __u32 tcp_len) {
+  if (v6) {
+    __builtin_memcpy(buf, t->src, 16);
+    __builtin_memcpy(buf + 16, t->dst, 16);
+    store_be32(buf + 32, tcp_len);
+    store_be32(buf + 36, IPPROTO_TCP);
+    return (__u32)bpf_csum_diff(0, 0, (__be32*)buf, 40, 0);
+  }
+  __builtin_memcpy(buf, t->src + 12, 4);
+  __builtin_memcpy(buf + 4, t->dst + 12, 4);
+  buf[8] = 0;
+  buf[9] = IPPROTO_TCP;
+  store_be16(buf + 10, (__u16)tcp_len);
+  return (__u32)bpf_csum_diff(0, 0, (__be32*)buf, 12, 0);
+}
+
+/* A segment that cannot be kept (tc_abi.h). The first one is the engine's, and the SYN-ACK with
+ * it (client_data): on it goes, unchanged, as without the map. Behind kept ones it is dropped: the
+ * engine, given it, would withdraw the record, and the kept ones would wait for the client's
+ * retransmission instead; this one does (counted). */
+static __always_inline int early_to_engine(struct sg_tc_handshake* record) {
+  if (*(volatile const __u32*)&record->client_data >= SG_TC_CLIENT_DATA_KEPT) {
+    count(SG_TC_EARLY_REFUSED);
+    return TC_ACT_SHOT;
+  }
+  *(volatile __u8*)&record->client_data = 1;
+  count(SG_TC_MISS);
+  return TC_ACT_OK;
+}
+
+/* A client's data or FIN with no flow entry (the ingress program's tail call, sg_tc_keep_early):
+ * kept in sg_tc_early and dropped when its flow's SYN-ACK may still be answered here and it names
+ * our cookie ISN exactly, within the first SG_TC_EARLY_WINDOW bytes; else on to the engine as
+ * before. */
+SEC("tc")
+int sg_tc_early_store(struct __sk_buff* skb) {
+  const void* data;
+  const void* end;
+  struct pkt p = {};
+  if (pkt_parse_skb(skb, TC_PULL_LEN, &data, &end, &p) != PKT_TCP) return TC_ACT_OK;
+  if (!tc_headers_rewritable(&p, skb->len)) return TC_ACT_OK;
+  struct sg_tc_flow_key synack_key;
+  reverse_key((const struct sg_tc_flow_key*)&p.key, &synack_key);
+  struct sg_tc_handshake* record = bpf_map_lookup_elem(&sg_tc_handshakes, &synack_key);
+  if (!record || (*(volatile const __u32*)&record->client_data & SG_TC_CLIENT_DATA_ENGINE)) {
+    count(SG_TC_MISS);
+    return TC_ACT_OK;
+  }
+  __u32 zero = 0;
+  struct tc_early_scratch* x = bpf_map_lookup_elem(&sg_tc_early_scratch, &zero);
+  if (!x) return early_to_engine(record);
+  const __u32 ip_len = p.v6 ? IPV6_HLEN : IPV4_HLEN;
+  const __u32 payload = pkt_payload_len(&p);
+  const __u32 offset = p.seq - (record->hs.client_isn + 1u);
+  __u32 len = ETH_HLEN_ + p.ip_total; /* without the link's padding */
+  if (p.ack != record->hs.cookie_isn + 1u || (p.flags & (SG_TCP_RST | SG_TCP_ACK)) != SG_TCP_ACK ||
+      p.l4_off != ETH_HLEN_ + ip_len || offset >= SG_TC_EARLY_WINDOW || payload > SG_TC_EARLY_WINDOW - offset ||
+      len > SG_TC_EARLY_FRAME_MAX || skb->gso_segs > 1)
+    return early_to_engine(record);
+  /* The slot its offset names, else the next free one: two small segments may start within one
+   * slot's bytes. A retransmission walks the same way to its own slot (the flow's kept slots stay
+   * until the SYN-ACK), and is not kept twice. */
+  __builtin_memcpy(&x->key.flow, &p.key, sizeof(x->key.flow));
+  const __u32 first = offset / SG_TC_EARLY_SLOT_BYTES;
+  __u32 free_slot = SG_TC_EARLY_SLOTS;
+  for (__u32 k = 0; k < SG_TC_EARLY_SLOTS; k++) {
+    x->key.slot = (first + k) & (SG_TC_EARLY_SLOTS - 1);
+    const struct sg_tc_early_segment* held = bpf_map_lookup_elem(&sg_tc_early, &x->key);
+    if (!held || held->generation != record->generation) {
+      free_slot = x->key.slot;
+      break;
+    }
+    if (held->seq == p.seq && held->len == len) {
+      count(SG_TC_EARLY_STORED);
+      return TC_ACT_SHOT;
+    }
+  }
+  if (free_slot >= SG_TC_EARLY_SLOTS) return early_to_engine(record);
+  x->key.slot = free_slot;
+
+  /* The frame, then four zero bytes past it: the sum below takes whole words. */
+  __u8* frame = x->seg.frame;
+  len = len_1_to_2048(len);
+  if (bpf_skb_load_bytes(skb, 0, frame, len) != 0) return early_to_engine(record);
+  store_be32(frame + (len & (SG_TC_EARLY_FRAME_ROOM - 1)), 0);
+  /* The checksum field as the SYN-ACK's state will need it (tc_abi.h): the full sum and the
+   * CHECKSUM_PARTIAL seed. A field that is neither (a corrupt frame) stays the engine's: written
+   * over, it would be made good. */
+  const __u32 l4 = ETH_HLEN_ + ip_len;
+  const __u32 tcp_len = len - l4;
+  const __u32 pseudo = pseudo_sum(x->pseudo, &p.key, p.v6, tcp_len);
+  __u32 sum = pseudo;
+  for (__u32 at = 0; at < SG_TC_EARLY_FRAME_MAX; at += 512) {
+    if (at >= tcp_len) break;
+    __u32 chunk = tcp_len - at;
+    if (chunk > 512) chunk = 512;
+    chunk += 3;
+    /* Whole words, bounded on the register the call reads (the slack past the frame covers the
+     * mask's 1020). */
+    asm volatile("%0 &= 0x3fc" : "+r"(chunk));
+    __u32 from = (l4 + at) & (SG_TC_EARLY_FRAME_ROOM - 1);
+    sum = (__u32)bpf_csum_diff(0, 0, (__be32*)(frame + from), chunk, sum);
+  }
+  __u16 field;
+  __builtin_memcpy(&field, frame + (l4 & 63) + 16, 2);
+  const __u16 seed = sg_csum_fold(pseudo);
+  if (sg_csum_fold(sum) == 0xffff) {
+    x->seg.full_csum = field;
+    x->seg.seed_csum = seed;
+  } else if (field == seed) {
+    x->seg.full_csum = fold((__u32)sg_csum_fold(sum) + (__u16)~field);
+    x->seg.seed_csum = seed;
+  } else {
+    return early_to_engine(record);
+  }
+  x->seg.generation = record->generation;
+  x->seg.seq = p.seq;
+  x->seg.len = len;
+  x->seg.ifindex = skb->ingress_ifindex;
+  x->seg.pad = 0;
+  if (bpf_map_update_elem(&sg_tc_early, &x->key, &x->seg, BPF_ANY) != 0) return early_to_engine(record);
+  /* Counted on the record after the slot is written, for sg_tc_synack to look; a locked add, so
+   * that on x86 the count is visible before the record is looked up again below (sg_tc_synack
+   * reads the count after its claim deletes the record: one of the two sees the other). */
+  __sync_fetch_and_add(&record->client_data, SG_TC_CLIENT_DATA_KEPT);
+  /* Claimed meanwhile on another CPU: whether it found this slot is unknown, so the segment goes
+   * on to the engine as well (the flow's by now; a copy the backend may also get is a duplicate
+   * it drops). */
+  if (!bpf_map_lookup_elem(&sg_tc_handshakes, &synack_key)) {
+    count(SG_TC_MISS);
+    return TC_ACT_OK;
+  }
+  count(SG_TC_EARLY_STORED);
+  return TC_ACT_SHOT;
+}
+
 /* ---- the backend's SYN-ACK (tc_abi.h, struct sg_tc_handshake; handover_spec.h) ------------------ */
 
 /* The largest headers the programs turn a packet into: the backend's SYN with every option. */
@@ -706,6 +899,11 @@ static __always_inline __u32 len_1_to_64(__u32 n) {
   asm volatile("%0 &= 0x3f" : "+r"(n));
   return n + 1;
 }
+static __always_inline __u32 len_1_to_128(__u32 n) {
+  n -= 1;
+  asm volatile("%0 &= 0x7f" : "+r"(n));
+  return n + 1;
+}
 
 /* Loads the segment's TCP header (`hlen` bytes at `l4`, bounded by the caller) into x->old_tcp
  * and walks its options into *walk: false when it cannot or they are malformed (the segment is
@@ -728,6 +926,68 @@ static __always_inline int punt_synack(void) {
   return TC_ACT_OK;
 }
 
+/* The segments sg_tc_early_store kept for this record (tc_abi.h, client_data). */
+static __always_inline __u32 early_kept(const struct sg_tc_handshake* record) {
+  return *(volatile const __u32*)&record->client_data / SG_TC_CLIENT_DATA_KEPT;
+}
+
+/* Saves the SYN-ACK (no payload: `hlen` bytes of TCP header, already in x->old_tcp) before the skb
+ * carries early segments, and judges its checksum field: a full sum, or a CHECKSUM_PARTIAL seed
+ * (a local sender's). False when it cannot be saved. */
+static __always_inline int save_synack(struct __sk_buff* skb, struct tc_synack_scratch* x, const struct pkt* p,
+                                       __u32 hlen) {
+  if (x->synack_len) return 1;
+  const __u32 len = skb->len;
+  if (len > sizeof(x->synack_frame) || len < ETH_HLEN_ + IPV4_HLEN + TCP_HLEN) return 0;
+  if (bpf_skb_load_bytes(skb, 0, x->synack_frame, len_1_to_128(len)) != 0) return 0;
+  const __u32 sum = pseudo_sum(x->pseudo, &p->key, p->v6, hlen);
+  x->synack_full = sg_csum_fold((__u32)bpf_csum_diff(0, 0, (__be32*)x->old_tcp, hlen & 0x7c, sum)) == 0xffff;
+  x->synack_len = len;
+  return 1;
+}
+
+/* Re-injects the record's kept segments (tc_abi.h, sg_tc_early) of `generation` at the ingress
+ * they came in on, each written over the skb with its checksum field as the SYN-ACK's state needs,
+ * then puts the SYN-ACK back. The ingress program takes each from the CPU's backlog: translated
+ * when the flow's entries stand, else on to the engine (the record the engine's first). Returns
+ * how many went, or -1 when the SYN-ACK could not be put back. */
+static __always_inline int send_early(struct __sk_buff* skb, struct tc_synack_scratch* x, __u32 generation, __u32 v6) {
+  const __u32 l4 = ETH_HLEN_ + (v6 ? IPV6_HLEN : IPV4_HLEN);
+  int sent = 0;
+  __builtin_memcpy(&x->early_key.flow, &x->c2s, sizeof(x->early_key.flow));
+  for (__u32 slot = 0; slot < SG_TC_EARLY_SLOTS; slot++) {
+    x->early_key.slot = slot;
+    const struct sg_tc_early_segment* seg = bpf_map_lookup_elem(&sg_tc_early, &x->early_key);
+    if (!seg || seg->generation != generation) continue;
+    const __u32 len = seg->len;
+    const __u32 ifindex = seg->ifindex;
+    const __u16 field = x->synack_full ? seg->full_csum : seg->seed_csum;
+    if (len <= l4 + TCP_HLEN || len > SG_TC_EARLY_FRAME_MAX) continue;
+    if (bpf_skb_change_tail(skb, len, 0) != 0) break;
+    if (bpf_skb_store_bytes(skb, 0, seg->frame, len_1_to_2048(len), BPF_F_RECOMPUTE_CSUM) != 0) break;
+    if (bpf_skb_store_bytes(skb, l4 + 16, &field, 2, BPF_F_RECOMPUTE_CSUM) != 0) break;
+    skb->mark &= ~SG_TC_MARK;
+    if (bpf_clone_redirect(skb, ifindex, BPF_F_INGRESS) == 0) sent++;
+    bpf_map_delete_elem(&sg_tc_early, &x->early_key);
+  }
+  const __u32 len = x->synack_len;
+  if (bpf_skb_change_tail(skb, len, 0) != 0) return -1;
+  if (bpf_skb_store_bytes(skb, 0, x->synack_frame, len_1_to_128(len), BPF_F_RECOMPUTE_CSUM) != 0) return -1;
+  return sent;
+}
+
+/* Left to the engine, with the segments kept for it: they follow the SYN-ACK to the engine. */
+static __always_inline int punt_synack_with_early(struct __sk_buff* skb, struct tc_synack_scratch* x,
+                                                  struct sg_tc_handshake* record, const struct pkt* p, __u32 hlen) {
+  if (early_kept(record) && save_synack(skb, x, p, hlen)) {
+    *(volatile __u8*)&record->client_data = 1; /* so that the store lets them by */
+    const int sent = send_early(skb, x, x->hs.generation, p->v6);
+    if (sent < 0) return TC_ACT_SHOT; /* the backend sends its SYN-ACK again */
+    for (int i = 0; i < sent && i < SG_TC_EARLY_SLOTS; i++) count(SG_TC_EARLY_TO_ENGINE);
+  }
+  return punt_synack();
+}
+
 SEC("tc")
 int sg_tc_synack(struct __sk_buff* skb) {
   const void* data;
@@ -737,21 +997,24 @@ int sg_tc_synack(struct __sk_buff* skb) {
   if (!tc_headers_rewritable(&p, skb->len)) return TC_ACT_OK;
   struct tc_synack_scratch* x = synack_scratch();
   if (!x) return TC_ACT_OK;
-  const struct sg_tc_handshake* found = bpf_map_lookup_elem(&sg_tc_handshakes, &p.key);
+  struct sg_tc_handshake* found = bpf_map_lookup_elem(&sg_tc_handshakes, &p.key);
   if (!found) {
     count(SG_TC_MISS);
     return TC_ACT_OK;
   }
   __builtin_memcpy(&x->hs, found, sizeof(x->hs));
+  x->synack_len = 0;
   __u32 hlen = p.tcp_hlen;
   __u32 l4 = p.l4_off;
   const __u32 payload = pkt_payload_len(&p);
   asm volatile("" : "+r"(l4), "+r"(hlen));
   if (hlen < TCP_HLEN || hlen > TCP_MAX_HLEN || l4 > PKT_MAX_L4_OFF) return TC_ACT_OK;
-  /* Data on a SYN-ACK (TCP Fast Open's answer) is the engine's. */
+  /* Data on a SYN-ACK (TCP Fast Open's answer) is the engine's (and so are early segments kept
+   * for it, which then wait for the client's retransmission: the SYN-ACK cannot be saved). */
   if (payload != 0) return punt_synack();
   struct option_walk walk = {};
   if (!load_tcp_header(skb, x, l4, hlen, &walk)) return punt_synack();
+  reverse_key((const struct sg_tc_flow_key*)&p.key, &x->c2s);
   x->synack.seq = p.seq;
   x->synack.ack = p.ack;
   x->synack.window = load_be16(x->old_tcp + 14);
@@ -763,22 +1026,27 @@ int sg_tc_synack(struct __sk_buff* skb) {
   x->synack.has_mss = walk.o.has_mss;
   x->synack.mss = walk.o.has_mss ? walk.o.mss : 0;
   x->synack.pad[0] = x->synack.pad[1] = x->synack.pad[2] = 0;
-  if (!sg_synack_answers(&x->hs.hs, &x->synack)) return punt_synack();
+  if (!sg_synack_answers(&x->hs.hs, &x->synack)) return punt_synack_with_early(skb, x, found, &p, hlen);
   sg_hand_over(&x->hs.hs, &x->synack, &x->ho);
-  if (x->ho.supply_timestamps) return punt_synack();
+  if (x->ho.supply_timestamps) return punt_synack_with_early(skb, x, found, &p, hlen);
   /* The window update goes on from here: only with a way out, and never where the kernel would
    * answer the SYN-ACK with an ICMP error instead. */
   if (!sg_tc_forward ||
       route_of(skb, p.v6, hlen, (__u32)p.key.sport_be | (__u32)p.key.dport_be << 16) != TC_ROUTE_OUT)
-    return punt_synack();
+    return punt_synack_with_early(skb, x, found, &p, hlen);
   struct tc_route_scratch* r = route_scratch();
-  if (!r) return punt_synack();
+  if (!r) return punt_synack_with_early(skb, x, found, &p, hlen);
   /* The client's data passed on to the engine first (client_data_before_synack): the engine's. */
-  if (*(volatile const __u32*)&found->client_data) return punt_synack();
+  if (*(volatile const __u32*)&found->client_data & SG_TC_CLIENT_DATA_ENGINE)
+    return punt_synack_with_early(skb, x, found, &p, hlen);
   /* The claim: of two copies of the SYN-ACK on two CPUs, only the one that deletes the entry goes
    * on; the other is a retransmission for the engine. */
   if (bpf_map_delete_elem(&sg_tc_handshakes, &p.key) != 0) return punt_synack();
-  reverse_key((const struct sg_tc_flow_key*)&p.key, &x->c2s);
+  /* Read after the claim: a segment kept on another CPU meanwhile either counted itself before
+   * this read or finds the record gone and goes on to the engine (sg_tc_early_store). Saved now,
+   * while the skb is the SYN-ACK; without room they wait for the client's retransmission. */
+  const __u32 kept = early_kept(found);
+  if (kept) save_synack(skb, x, &p, hlen);
   sg_tc_flow_entries(&x->ho.shifts, x->ho.delta, x->ho.tsoff, x->ho.timestamps, x->hs.generation, &x->to_server,
                      &x->to_client);
   /* Both entries before any answer leaves: the backend sends nothing before its ACK, and the
@@ -805,6 +1073,14 @@ int sg_tc_synack(struct __sk_buff* skb) {
   /* From here a failure leaves the entries and the report standing: the backend, unanswered,
    * sends its SYN-ACK again, and the client's next segment (translated) completes its handshake. */
   if (bpf_skb_load_bytes(skb, 0, x->macs, 12) != 0) return TC_ACT_SHOT;
+  /* The client's early segments, ahead of the window update in the CPU's backlog (the client's
+   * next segments answer it) and behind the ACK to the backend (which leaves now, when the
+   * program returns; they come back through the ingress program first). */
+  if (kept && x->synack_len) {
+    const int sent = send_early(skb, x, x->hs.generation, p.v6);
+    if (sent < 0) return TC_ACT_SHOT; /* the entries stand; the backend sends its SYN-ACK again */
+    for (int i = 0; i < sent && i < SG_TC_EARLY_SLOTS; i++) count(SG_TC_EARLY_SENT);
+  }
 
   /* The client's window update, from the service's address, one hop lower as forwarding makes
    * it: a clone, out the FIB's way. */

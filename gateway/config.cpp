@@ -314,6 +314,7 @@ void parse_gateway(const toml::table& t, GatewayConfig& c) {
   r.boolean("tc_forward", c.tc_forward);
   r.boolean("tc_handshake", c.tc_handshake);
   r.boolean("tc_open_flows", c.tc_open_flows);
+  r.boolean("tc_early_data", c.tc_early_data);
   if (r.string("bpf_dir", c.bpf_dir) && (c.bpf_dir.empty() || c.bpf_dir.front() != '/')) {
     r.fail("bpf_dir", "must be an absolute path to a bpffs mount (got \"" + c.bpf_dir + "\")");
   }
@@ -581,6 +582,7 @@ std::vector<std::string> non_reloadable_changes(const GatewayConfig& a, const Ga
   check(a.kernel_path != b.kernel_path || a.tc_forward != b.tc_forward || a.tc_handshake != b.tc_handshake ||
             a.tc_open_flows != b.tc_open_flows,
         "gateway.kernel_path/tc_forward/tc_handshake/tc_open_flows");
+  check(a.tc_early_data != b.tc_early_data, "gateway.tc_early_data");
   check(a.bpf_dir != b.bpf_dir, "gateway.bpf_dir");
   check(a.cookie_max_age != b.cookie_max_age, "engine.cookie_max_age");
   const EngineConfig& x = a.engine;

@@ -108,6 +108,12 @@ struct GatewayConfig {
   // In the lab connections per second gain a quarter to a third and the daemon's share of its
   // core halves (docs/lab.md). With several flow queues it does nothing (said at start).
   bool tc_open_flows = true;
+  // With tc_handshake: a client's request that reaches the tc ingress before its backend's SYN-ACK
+  // is kept in the kernel (tc_abi.h, sg_tc_early) and sent on behind the ACK that completes the
+  // backend's handshake, so that the SYN-ACK is still answered in tc. Off: such a request and
+  // its SYN-ACK cross NFQUEUE, and the engine answers. On a real network nearly every
+  // client-speaks-first connection's request overtakes its SYN-ACK (docs/lab.md).
+  bool tc_early_data = true;
   // The bpffs directory the kernel path pins under (syngate/<instance>.netns-<inode>/): its flow
   // map, and in host and both modes the OUTPUT match that `rules up` names by path (xt_bpf reads
   // the pin when a rule is added). `ip netns exec` mounts a fresh /sys, without a bpffs: a

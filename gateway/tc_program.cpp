@@ -278,6 +278,7 @@ syngate_tc* open_and_load(uint32_t max_entries, const std::string& pins, int reu
     skel->rodata->sg_tc_forward = at.router && at.forward;
     skel->rodata->sg_tc_answer_synacks = at.router && at.forward && at.synacks;
     skel->rodata->sg_tc_open_flows = at.router && at.forward && at.synacks && at.open_flows;
+    skel->rodata->sg_tc_keep_early = at.router && at.forward && at.synacks && at.early_data;
     bpf_map__set_max_entries(skel->maps.sg_tc_flows, max_entries);
     bpf_map__set_max_entries(skel->maps.sg_tc_handshakes, max_entries / 2 > 0 ? max_entries / 2 : 1);
     if (!pins.empty()) {
@@ -756,7 +757,8 @@ std::unique_ptr<KernelPath> KernelPath::start(const gw::GatewayConfig& config, u
     // kernel's queue hash (random per boot) decides which engine a flow's packets reach.
     const bool open_flows = config.tc_open_flows && config.flow_queues == 1;
     program = std::make_unique<Program>(max_flows, pins,
-                                        Placement{router, router && config.tc_forward, config.tc_handshake, open_flows});
+                                        Placement{router, router && config.tc_forward, config.tc_handshake, open_flows,
+                                                  config.tc_early_data});
   } catch (const std::exception& e) {
     remove_everywhere(pins);
     spdlog::warn("tc: kernel path unavailable, every segment crosses NFQUEUE: {}", e.what());
@@ -834,8 +836,9 @@ std::unique_ptr<KernelPath> KernelPath::start(const gw::GatewayConfig& config, u
     spdlog::info("tc: backend SYN-ACKs stay the engine's (gateway.tc_handshake needs mode router or both, "
                  "tc_forward and a service behind a route)");
   } else if (path->handshakes_) {
-    spdlog::info("tc: the ingress answers the SYN-ACKs of {} routed service address(es) for bare cookie ACKs "
-                 "(gateway.tc_handshake)", path->handshake_services_.size());
+    spdlog::info("tc: the ingress answers the SYN-ACKs of {} routed service address(es) (gateway.tc_handshake){}",
+                 path->handshake_services_.size(),
+                 config.tc_early_data ? ", a request that overtakes one kept for it (gateway.tc_early_data)" : "");
   }
   path->opens_ = path->handshakes_ && config.tc_open_flows && config.flow_queues == 1;
   if (config.tc_open_flows && path->handshakes_ && !path->opens_) {

@@ -51,7 +51,7 @@ uint32_t flow_map_entries(uint32_t max_flows) noexcept;
 // Counter names, in the program's order (tc_abi.h, enum sg_tc_counter).
 inline constexpr std::array<const char*, SG_TC_COUNTER_COUNT> kCounterNames = {
     "translated", "punted", "already_marked", "miss", "events_lost", "forwarded", "handed_over", "handshake_punted",
-    "opened", "open_punted"};
+    "opened", "open_punted", "early_stored", "early_sent", "early_to_engine", "early_refused"};
 using Counters = std::array<uint64_t, SG_TC_COUNTER_COUNT>;
 
 // The two map entries of a handed-over flow: the client's segments keyed client -> server, the
@@ -95,6 +95,7 @@ struct Placement {
   bool forward = false;  // with router: send translated segments on from tc (gateway.tc_forward)
   bool synacks = false;  // with forward: the ingress may answer backends' SYN-ACKs (gateway.tc_handshake)
   bool open_flows = false;  // with synacks: ... and open flows from cookie ACKs (gateway.tc_open_flows)
+  bool early_data = false;  // with synacks: ... and keep a client's early segments (gateway.tc_early_data)
 };
 
 class Program {

@@ -265,6 +265,17 @@ TEST(Config, TcOpenFlowsIsOnUnlessTurnedOffAndNeedsARestart) {
   EXPECT_EQ(changes[0], "gateway.kernel_path/tc_forward/tc_handshake/tc_open_flows");
 }
 
+TEST(Config, TcEarlyDataIsOnUnlessTurnedOffAndNeedsARestart) {
+  EXPECT_TRUE(parse_config(kMinimal, "t").tc_early_data);
+  EXPECT_FALSE(parse_config(with_gateway("tc_early_data = false"), "t").tc_early_data);
+  const GatewayConfig on = parse_config(with_gateway("tc_early_data = true"), "t");
+  EXPECT_TRUE(on.tc_early_data);
+  EXPECT_EQ(error_of(with_gateway("tc_early_data = 0")).key(), "gateway.tc_early_data");
+  const auto changes = non_reloadable_changes(parse_config(with_gateway("tc_early_data = false"), "t"), on);
+  ASSERT_EQ(changes.size(), 1u);
+  EXPECT_EQ(changes[0], "gateway.tc_early_data");
+}
+
 TEST(Config, FlowWorkerRtPriorityIsTenUnlessSetAndNeedsARestart) {
   EXPECT_EQ(parse_config(kMinimal, "t").flow_worker_rt_priority, 10);
   EXPECT_EQ(parse_config(with_gateway("flow_worker_rt_priority = 0"), "t").flow_worker_rt_priority, 0);

@@ -99,7 +99,8 @@ struct RouterObject {
   ring_buffer* ring = nullptr;
   std::vector<sg_tc_event> events;
   std::string error;
-  explicit RouterObject(bool open_flows = false) {
+  // `keep_early`: gateway.tc_early_data (sg_tc_keep_early).
+  explicit RouterObject(bool open_flows = false, bool keep_early = false) {
     libbpf_set_print([](enum libbpf_print_level, const char*, va_list) { return 0; });
     skel = syngate_tc__open();
     if (!skel) {
@@ -110,10 +111,11 @@ struct RouterObject {
     skel->rodata->sg_tc_forward = 1;
     skel->rodata->sg_tc_answer_synacks = 1;
     skel->rodata->sg_tc_open_flows = open_flows ? 1 : 0;
+    skel->rodata->sg_tc_keep_early = keep_early ? 1 : 0;
     // The tail-called programs' logs, the likelier to fail; the last one to fail is reported.
     static std::vector<char> verifier(1 << 24);
     verifier[0] = 0;
-    for (bpf_program* prog : {skel->progs.sg_tc_synack, skel->progs.sg_tc_cookie_ack}) {
+    for (bpf_program* prog : {skel->progs.sg_tc_synack, skel->progs.sg_tc_cookie_ack, skel->progs.sg_tc_early_store}) {
       bpf_program__set_log_buf(prog, verifier.data(), verifier.size());
       bpf_program__set_log_level(prog, 1);
     }
@@ -201,11 +203,32 @@ class TcRouterLab : public EngineTest {
         failure = std::string("capture socket: ") + std::strerror(errno);
         return;
       }
+      // What enters the gateway's client-facing interface from elsewhere than its link: the
+      // early segments sg_tc_synack re-injects there.
+      capture_gc_ = socket(AF_PACKET, SOCK_RAW | SOCK_NONBLOCK, htons(ETH_P_ALL));
+      at.sll_ifindex = gc_;
+      if (capture_gc_ < 0 || bind(capture_gc_, reinterpret_cast<sockaddr*>(&at), sizeof at) != 0) {
+        failure = std::string("capture socket on gc: ") + std::strerror(errno);
+        return;
+      }
       body();
+      close(capture_gc_);
       close(capture_);
     });
     t.join();
     if (!failure.empty()) GTEST_SKIP() << failure;
+  }
+
+  // The handshake up to the backend's SYN-ACK (returned), with the record the daemon would
+  // write in `rec`.
+  Bytes open(Conn& c, Recorder& rec) {
+    if (!engine) start();
+    engine->set_flow_observer(&rec);
+    rec.handshake.reset();
+    rec.translation.reset();
+    const test::Seen syn = open_to_backend_syn(c);
+    const uint32_t tsecr = syn.pkt.options().has_timestamps ? syn.pkt.options().tsval : 0;
+    return c.backend_synack(tsecr);
   }
 
   // The ingress program run on a frame that came in from the server's side.
@@ -236,9 +259,32 @@ class TcRouterLab : public EngineTest {
     return std::nullopt;
   }
 
+  // Every TCP frame that entered the gateway's client-facing interface (not those it sent)
+  // within `wait_ms` of the last one.
+  std::vector<Bytes> reinjected(int wait_ms = 300) {
+    std::vector<Bytes> got;
+    for (int waited = 0; waited <= wait_ms; waited += 10) {
+      uint8_t buf[2048];
+      sockaddr_ll from{};
+      socklen_t from_len = sizeof from;
+      const ssize_t n = recvfrom(capture_gc_, buf, sizeof buf, 0, reinterpret_cast<sockaddr*>(&from), &from_len);
+      if (n > 0) {
+        const bool v4 = n > 34 && buf[12] == 0x08 && buf[13] == 0x00 && buf[23] == 6;
+        const bool v6 = n > 54 && buf[12] == 0x86 && buf[13] == 0xdd && buf[20] == 6;
+        if ((v4 || v6) && from.sll_pkttype != PACKET_OUTGOING) got.emplace_back(buf, buf + n);
+        waited = 0;
+        continue;
+      }
+      pollfd p{capture_gc_, POLLIN, 0};
+      poll(&p, 1, 10);
+    }
+    return got;
+  }
+
   int gs_ = 0;
   int gc_ = 0;
   int capture_ = -1;
+  int capture_gc_ = -1;
 };
 
 }  // namespace syngate::test

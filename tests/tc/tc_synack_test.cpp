@@ -30,20 +30,7 @@ namespace {
 
 using namespace test;
 
-class TcSynack : public test::TcRouterLab {
- protected:
-  // The handshake up to the backend's SYN-ACK, with the record the daemon would write.
-  Bytes open(Conn& c, Recorder& rec) {
-    if (!engine) start();
-    engine->set_flow_observer(&rec);
-    rec.handshake.reset();
-    rec.translation.reset();
-    const test::Seen syn = open_to_backend_syn(c);
-    const uint32_t tsecr = syn.pkt.options().has_timestamps ? syn.pkt.options().tsval : 0;
-    return c.backend_synack(tsecr);
-  }
-
-};
+using TcSynack = test::TcRouterLab;
 
 // Every way a handshake's options can come out, IPv4 and IPv6, numbers across 2^32.
 TEST_F(TcSynack, AnswersAsTheEngineDoes) {

@@ -130,10 +130,61 @@ struct sg_tc_flow {
 struct sg_tc_handshake {
   struct sg_handshake hs;
   sg_u32 generation;  /* the flow entries' generation */
-  sg_u32 client_data; /* set by the ingress program when the client's data or FIN passed it before
-                         the SYN-ACK (on its way to the engine, which holds it): the SYN-ACK is
-                         then the engine's, which answers it with that data behind its ACK, and
-                         opens the client's window only after */
+  sg_u32 client_data; /* low byte (SG_TC_CLIENT_DATA_ENGINE): set by the ingress program when the
+                         client's data or FIN passed it before the SYN-ACK (on its way to the
+                         engine, which holds it): the SYN-ACK is then the engine's, which answers
+                         it with that data behind its ACK, and opens the client's window only
+                         after. Above it (SG_TC_CLIENT_DATA_KEPT each): the segments
+                         sg_tc_early_store kept in sg_tc_early, which the SYN-ACK sends on */
+};
+#define SG_TC_CLIENT_DATA_ENGINE 0xffu
+#define SG_TC_CLIENT_DATA_KEPT 0x100u
+
+/* sg_tc_early (BPF_MAP_TYPE_LRU_HASH; gateway.tc_early_data): a client's early segment kept by the
+ * ingress program (sg_tc_early_store, a tail call) while its backend has not answered, so that tc
+ * takes the SYN-ACK even when the request overtook it (on a real network nearly every
+ * client-speaks-first connection's first data does). Kept is a data or FIN segment of a flow
+ * with a handshake record and no entries whose ack names our cookie ISN exactly (a blind sender
+ * guesses 32 bits, as for the engine's early buffer) and which lies in the first
+ * SG_TC_EARLY_WINDOW bytes (the cookie SYN-ACK's window bounds what a client may send; the
+ * default is that size): the frame whole, from its Ethernet header, in the slot its offset from
+ * the client's ISN names (SG_TC_EARLY_SLOT_BYTES each), else the next free one; a retransmission
+ * finds its own and is dropped. Each kept segment adds SG_TC_CLIENT_DATA_KEPT to the record's
+ * client_data. The first segment that cannot be kept (no slot, beyond the window, a frame over
+ * SG_TC_EARLY_FRAME_MAX or several segments' worth (GSO), a checksum field neither a full sum
+ * nor a seed) makes the record the engine's, as without the map; one behind kept segments is
+ * dropped instead, and the client sends it again once the flow stands (the engine, given it,
+ * would withdraw the record, and the kept ones would be the ones to wait).
+ * sg_tc_synack, once the flow's entries stand, re-injects each slot of the record's generation at
+ * the ingress of the interface it came in on (bpf_clone_redirect, BPF_F_INGRESS), where the
+ * ingress program translates it as any later segment of the flow. Re-injected frames wait in the
+ * CPU's backlog: they reach the backend behind the ACK that completes its handshake (sent when
+ * the program returns) and ahead of the client's answer to its window update (sent after them).
+ * A SYN-ACK left to the engine sends them the same way after marking the record the engine's,
+ * so that they follow it to the engine.
+ * The checksum: a re-injected frame carries the SYN-ACK's checksum state (the skb is the SYN-ACK's,
+ * overwritten, and put back after), so its TCP checksum field is written as that state needs: the
+ * full sum when the SYN-ACK's field holds one, else the pseudo-header seed of CHECKSUM_PARTIAL
+ * (both computed when the segment is kept). The program deletes the slots it sends; the LRU takes
+ * the rest (a record withdrawn, a flow that ended first). */
+#define SG_TC_EARLY_SLOTS 8
+#define SG_TC_EARLY_SLOT_BYTES 512
+#define SG_TC_EARLY_WINDOW (SG_TC_EARLY_SLOTS * SG_TC_EARLY_SLOT_BYTES)
+#define SG_TC_EARLY_FRAME_MAX 1600 /* a 1500-byte MTU's frame and then some */
+#define SG_TC_EARLY_FRAME_ROOM 2048 /* the buffer: a power of two, for the verifier's bounds */
+struct sg_tc_early_key {
+  struct sg_tc_flow_key flow; /* client -> server */
+  sg_u32 slot;
+};
+struct sg_tc_early_segment {
+  sg_u32 generation; /* the handshake record's */
+  sg_u32 seq;
+  sg_u32 len;        /* of frame, Ethernet header included */
+  sg_u32 ifindex;    /* where it came in */
+  sg_u16 full_csum;  /* the TCP checksum field as a full sum, as the bytes lie */
+  sg_u16 seed_csum;  /* ... as a CHECKSUM_PARTIAL pseudo-header seed */
+  sg_u32 pad;
+  sg_u8 frame[SG_TC_EARLY_FRAME_ROOM];
 };
 
 /* sg_tc_release: a BPF_PROG_TYPE_SYSCALL program the daemon runs (BPF_PROG_TEST_RUN, this struct
@@ -307,6 +358,10 @@ enum sg_tc_counter {
   SG_TC_OPENED,         /* a client's cookie ACK turned into the backend's SYN (sg_tc_cookie_ack) */
   SG_TC_OPEN_PUNTED,    /* a bare ACK to an open service it left to the engine (invalid cookie
                            included: the engine counts and drops it as before) */
+  SG_TC_EARLY_STORED,   /* a client's early segment kept in sg_tc_early (sg_tc_early_store) */
+  SG_TC_EARLY_SENT,     /* one re-injected behind the SYN-ACK sg_tc_synack answered */
+  SG_TC_EARLY_TO_ENGINE, /* one re-injected for the engine (its SYN-ACK left to the engine) */
+  SG_TC_EARLY_REFUSED,  /* one that could not be kept behind kept ones: dropped (tc_abi.h) */
   SG_TC_COUNTER_COUNT
 };
 
