@@ -22,8 +22,9 @@
  * kernel-kept fields below, so a forged packet can never remove state.
  *
  * The object (bpf/syngate_tc.bpf.c, skeleton `syngate_tc`): programs sg_tc_ingress and
- * sg_tc_egress (SEC "tc", clsact), sg_tc_synack and sg_tc_cookie_ack (the ingress program's tail
- * calls through sg_tc_tail, for a backend's SYN-ACK and a client's cookie ACK; the latter's maps
+ * sg_tc_egress (SEC "tc", clsact), sg_tc_synack, sg_tc_cookie_ack and sg_tc_early_store (the
+ * ingress program's tail calls through sg_tc_tail, for a backend's SYN-ACK, a client's cookie ACK
+ * and a client's early segment, kept in sg_tc_early: below); the cookie ACK's maps
  * sg_tc_keys, sg_tc_key_slot, sg_tc_services and sg_tc_open are described with it below), maps sg_tc_flows (BPF_MAP_TYPE_HASH, this key and value;
  * the daemon sets max_entries before load), sg_tc_handshakes (the same key, struct
  * sg_tc_handshake), sg_tc_counters (BPF_MAP_TYPE_PERCPU_ARRAY of __u64, indexed by enum
