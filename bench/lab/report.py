@@ -580,6 +580,10 @@ EST_COUNTERS = {  # what each path did during a measurement (deltas)
     "tc_flows_opened": "syngate_tc_packets_total{opened}",
     "tc_opens_punted": "syngate_tc_packets_total{open_punted}",
     "tc_flow_write_failures": "syngate_tc_flow_write_failures_total",
+    "tc_early_kept": "syngate_tc_packets_total{early_stored}",
+    "tc_early_sent": "syngate_tc_packets_total{early_sent}",
+    "tc_early_to_engine": "syngate_tc_packets_total{early_to_engine}",
+    "tc_early_refused": "syngate_tc_packets_total{early_refused}",
     "engine_translated": "syngate_translated_total",
     "nfqueue_packets": "syngate_packets_total",
 }
