@@ -520,8 +520,10 @@ static __always_inline int translate(struct __sk_buff* skb, int egress) {
     if (sg_tc_open_flows && !egress && f->direction == SG_TC_TO_SERVER && pkt_bare_ack(p.flags, payload))
       open_over_closed(skb);
     /* A new connection on the pair, opened over the old flow's closed entries (a port reused
-     * within the linger), sends its request before its backend answered: it goes to the engine
-     * as on a pair with no entries, and so does the SYN-ACK. */
+     * within the linger), sends its request before its backend answered: it goes to the engine,
+     * and so does the SYN-ACK. Not kept here (gateway.tc_early_data): answered in tc, the SYN-ACK
+     * would write the new flow's entries over the old flow's before the engine merged its close
+     * from them, and the engine would refuse the new flow (pair_in_use; docs/lab.md). */
     if (f->direction == SG_TC_TO_SERVER) client_data_before_synack(key, p.flags, payload, egress);
     count(SG_TC_PUNTED);
     return TC_ACT_OK;
@@ -1316,9 +1318,11 @@ static __noinline int release_one(const struct sg_tc_release* a) {
   if (a->op == SG_TC_RELEASE_PUNT)
     return release_entry(&a->key, a, SG_TC_RELEASED_TO_SERVER) | release_entry(&s2c, a, SG_TC_RELEASED_TO_CLIENT);
   int done = 0;
+  __u32 kept = 0;
   const struct sg_tc_handshake* record = bpf_map_lookup_elem(&sg_tc_handshakes, &s2c);
   if (record) {
     if (release_newer(record->generation, a)) return SG_TC_RELEASE_LEFT_NEWER;
+    kept = record->client_data / SG_TC_CLIENT_DATA_KEPT;
     if (bpf_map_delete_elem(&sg_tc_handshakes, &s2c) == 0) done |= SG_TC_RELEASED_RECORD;
   }
   struct sg_tc_handshake hold = {};
@@ -1328,6 +1332,18 @@ static __noinline int release_one(const struct sg_tc_release* a) {
   if (held == -TC_EEXIST) return done | SG_TC_RELEASE_LEFT_NEWER; /* an open since the look above */
   done |= release_entry(&a->key, a, SG_TC_RELEASED_TO_SERVER);
   done |= release_entry(&s2c, a, SG_TC_RELEASED_TO_CLIENT);
+  /* The segments a record released before its SYN-ACK came had kept (a flow refused, or timed out
+   * waiting for its backend): no SYN-ACK will send them. Looked for only then (eight deletes a
+   * release would cost every connection); while the hold stands no newer connection keeps any. */
+  if (kept) {
+    struct sg_tc_early_key slot_key;
+    __builtin_memcpy(&slot_key.flow, &a->key, sizeof(slot_key.flow));
+    for (__u32 slot = 0; slot < SG_TC_EARLY_SLOTS; slot++) {
+      slot_key.slot = slot;
+      const struct sg_tc_early_segment* seg = bpf_map_lookup_elem(&sg_tc_early, &slot_key);
+      if (seg && !release_newer(seg->generation, a)) bpf_map_delete_elem(&sg_tc_early, &slot_key);
+    }
+  }
   /* No room for the hold (held < 0) leaves no room for an open's record either. */
   if (held == 0) bpf_map_delete_elem(&sg_tc_handshakes, &s2c);
   return done;

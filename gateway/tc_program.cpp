@@ -624,6 +624,8 @@ int Program::flows_map_fd() const noexcept { return impl_->flows_fd(); }
 
 int Program::handshakes_map_fd() const noexcept { return bpf_map__fd(impl_->skel->maps.sg_tc_handshakes); }
 
+int Program::early_map_fd() const noexcept { return bpf_map__fd(impl_->skel->maps.sg_tc_early); }
+
 void Program::set_fib_trusted(bool trusted) noexcept {
   // The .data section is mapped into this process: the programs read the byte at their next packet.
   __atomic_store_n(&impl_->skel->data->sg_tc_fib_trusted, static_cast<uint8_t>(trusted), __ATOMIC_RELAXED);
@@ -721,6 +723,7 @@ uint64_t Program::flow_entries_count() const noexcept { return 0; }
 Counters Program::counters() const { return {}; }
 int Program::flows_map_fd() const noexcept { return -1; }
 int Program::handshakes_map_fd() const noexcept { return -1; }
+int Program::early_map_fd() const noexcept { return -1; }
 void Program::set_fib_trusted(bool) noexcept {}
 std::vector<std::string> remove_everywhere(const std::string& dir) noexcept {
   remove_pins(dir);

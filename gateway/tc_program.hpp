@@ -156,6 +156,8 @@ class Program {
   int flows_map_fd() const noexcept;
   // The handshake records (sg_tc_handshakes), keyed by the backend's SYN-ACK's tuple.
   int handshakes_map_fd() const noexcept;
+  // A client's early segments kept for their SYN-ACK (sg_tc_early), keyed by flow and slot.
+  int early_map_fd() const noexcept;
   // Whether the programs may act on their FIB lookup (gw::fib_use's judge), while they run.
   void set_fib_trusted(bool trusted) noexcept;
   // What sg_tc_cookie_ack opens flows with (tc_abi.h): the cookie secrets (as the XDP program's:

@@ -194,6 +194,45 @@ TEST_F(TcEarly, KeepsTheRequestAndSendsItOnBehindTheHandshake) {
   });
 }
 
+// A client that reuses its port while its previous connection's entries linger, closed by its
+// FIN: the new connection's request is not kept but goes to the engine and takes the SYN-ACK with
+// it, so that the old entries stay until the engine merged the old flow's close from them.
+TEST_F(TcEarly, LeavesARequestOverAClosedFlowsEntriesToTheEngine) {
+  RouterObject o(false, true);
+  ASSERT_TRUE(o.skel) << o.error;
+  in_lab([&] {
+    uint16_t port = 6500;
+    for (int v6 = 0; v6 < 2; ++v6) {
+      SCOPED_TRACE(v6 ? "IPv6" : "IPv4");
+      Flow f;
+      f.c = v6 ? Conn::v6(++port) : Conn::v4(++port);
+      sg_tc_flow old{};
+      old.generation = 7;
+      old.direction = SG_TC_TO_SERVER;
+      old.closing = SG_TC_SEEN_FIN;
+      const sg_tc_flow_key c2s = key_of(f.c.c2s), s2c = key_of(f.c.c2s.reversed());
+      ASSERT_EQ(bpf_map_update_elem(o.flows(), &c2s, &old, BPF_ANY), 0);
+      old.direction = SG_TC_TO_CLIENT;
+      old.closing = 0;
+      ASSERT_EQ(bpf_map_update_elem(o.flows(), &s2c, &old, BPF_ANY), 0);
+      begin(o, f, 250 + static_cast<uint32_t>(v6));
+      if (HasFatalFailure()) return;
+      const Bytes request = frame_from_client(client_segment(f.c, 0, tcp_flag::ACK | tcp_flag::PSH, kHello));
+      const uint64_t kept0 = o.counter(SG_TC_EARLY_STORED);
+      const TcRun r = run_from_client(o, request);
+      EXPECT_EQ(r.retval, TC_ACT_OK);
+      EXPECT_EQ(r.frame, request);
+      EXPECT_EQ(o.counter(SG_TC_EARLY_STORED), kept0) << "kept over the old flow's entries";
+      EXPECT_EQ(client_data(o, f), 1u) << "the record is not the engine's";
+      EXPECT_EQ(run(o, frame_from_server(f.synack)).retval, TC_ACT_OK) << "the SYN-ACK was answered in tc";
+      sg_tc_flow up{};
+      ASSERT_EQ(bpf_map_lookup_elem(o.flows(), &c2s, &up), 0);
+      EXPECT_EQ(up.generation, 7u) << "the old entries were written over";
+      end(o, f);
+    }
+  });
+}
+
 // A SYN-ACK the engine must answer (a backend without the timestamps the client was promised)
 // takes the kept segments with it: re-injected for the engine, the record marked the engine's so
 // that they are not kept again, and the SYN-ACK goes up as it came.

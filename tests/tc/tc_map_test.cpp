@@ -202,6 +202,50 @@ TEST(TcMap, ReleaseLeavesWhatANewerConnectionWrote) {
 // A turn's frees go together (sg_tc_release_many): each release as sg_tc_release makes it, in
 // order, across batches. Two maps set up alike, every mix of entries and records a pair can hold
 // and several releases on one pair in a row: the results and what is left are the same.
+// A flow released before its SYN-ACK came (refused, or timed out waiting for its backend) takes
+// the early segments its record had kept (no SYN-ACK will send them), not a newer connection's.
+TEST(TcMap, ReleaseTakesTheSegmentsARecordKept) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root for the BPF map";
+  tc::Program program(1024, "");
+  const FlowTuple t{*Address::parse("198.18.0.9"), *Address::parse("10.10.3.2"), 2002, 80};
+  const sg_tc_flow_key up_key = tc::flow_key(t), down_key = tc::flow_key(t.reversed());
+  const int early = program.early_map_fd();
+  ASSERT_GE(early, 0);
+  std::vector<uint8_t> value(sizeof(sg_tc_early_segment));
+  const auto keep = [&](uint32_t slot, uint32_t generation) {
+    sg_tc_early_segment* seg = reinterpret_cast<sg_tc_early_segment*>(value.data());
+    seg->generation = generation;
+    seg->len = 80;
+    const sg_tc_early_key k{up_key, slot};
+    ASSERT_EQ(bpf_map_update_elem(early, &k, value.data(), BPF_ANY), 0);
+  };
+  const auto slots = [&] {
+    int n = 0;
+    for (uint32_t slot = 0; slot < SG_TC_EARLY_SLOTS; ++slot) {
+      const sg_tc_early_key k{up_key, slot};
+      if (bpf_map_lookup_elem(early, &k, value.data()) == 0) ++n;
+    }
+    return n;
+  };
+  const auto write_record = [&](uint32_t generation, uint32_t kept) {
+    sg_tc_handshake r{};
+    r.generation = generation;
+    r.client_data = kept * SG_TC_CLIENT_DATA_KEPT;
+    ASSERT_TRUE(program.write_handshake(down_key, r));
+  };
+  // The record counted two kept segments: both go with it, and one a newer connection kept stays.
+  keep(0, 7);
+  keep(2, 7);
+  keep(5, 9);
+  write_record(7, 2);
+  EXPECT_EQ(program.release(t, 7, SG_TC_RELEASE_FREE), int(SG_TC_RELEASED_RECORD));
+  EXPECT_EQ(slots(), 1) << "the released record's slots stayed, or a newer one's went";
+  // A record that kept nothing: no slot is looked for (the newer one stays all the same).
+  write_record(11, 0);
+  EXPECT_EQ(program.release(t, 11, SG_TC_RELEASE_FREE), int(SG_TC_RELEASED_RECORD));
+  EXPECT_EQ(slots(), 1);
+}
+
 TEST(TcMap, ReleasesInABatchAreEachAsOnItsOwn) {
   if (geteuid() != 0) GTEST_SKIP() << "needs root for the BPF map";
   tc::Program one_by_one(1024, ""), batched(1024, "");

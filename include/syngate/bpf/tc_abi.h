@@ -166,8 +166,10 @@ struct sg_tc_handshake {
  * The checksum: a re-injected frame carries the SYN-ACK's checksum state (the skb is the SYN-ACK's,
  * overwritten, and put back after), so its TCP checksum field is written as that state needs: the
  * full sum when the SYN-ACK's field holds one, else the pseudo-header seed of CHECKSUM_PARTIAL
- * (both computed when the segment is kept). The program deletes the slots it sends; the LRU takes
- * the rest (a record withdrawn, a flow that ended first). */
+ * (both computed when the segment is kept). The program deletes the slots it sends; a release of
+ * the flow (sg_tc_release, below) those its record counted (a flow refused, or timed out waiting
+ * for its backend); the LRU takes the rest (a record the engine withdrew: the client's RST before
+ * its backend answered). */
 #define SG_TC_EARLY_SLOTS 8
 #define SG_TC_EARLY_SLOT_BYTES 512
 #define SG_TC_EARLY_WINDOW (SG_TC_EARLY_SLOTS * SG_TC_EARLY_SLOT_BYTES)
