@@ -184,10 +184,11 @@ static __always_inline __u32 len_1_to_2048(__u32 n) {
   return n + 1;
 }
 
-static __always_inline void count(__u32 which) {
+static __always_inline void count_by(__u32 which, __u64 n) {
   __u64* c = bpf_map_lookup_elem(&sg_tc_counters, &which);
-  if (c) *c += 1;
+  if (c) *c += n;
 }
+static __always_inline void count(__u32 which) { count_by(which, 1); }
 
 /* Set by the daemon before load: the programs sit where segments are forwarded (router and both
  * modes), and may send a translated one on themselves (gateway.tc_forward). */
@@ -951,11 +952,12 @@ static __always_inline int save_synack(struct __sk_buff* skb, struct tc_synack_s
 /* Re-injects the record's kept segments (tc_abi.h, sg_tc_early) of `generation` at the ingress
  * they came in on, each written over the skb with its checksum field as the SYN-ACK's state needs,
  * then puts the SYN-ACK back. The ingress program takes each from the CPU's backlog: translated
- * when the flow's entries stand, else on to the engine (the record the engine's first). Returns
- * how many went, or -1 when the SYN-ACK could not be put back. */
-static __always_inline int send_early(struct __sk_buff* skb, struct tc_synack_scratch* x, __u32 generation, __u32 v6) {
+ * when the flow's entries stand, else on to the engine (the record the engine's first). Those that
+ * went are counted as `counter`. Returns -1 when the SYN-ACK could not be put back. */
+static __always_inline int send_early(struct __sk_buff* skb, struct tc_synack_scratch* x, __u32 generation, __u32 v6,
+                                      __u32 counter) {
   const __u32 l4 = ETH_HLEN_ + (v6 ? IPV6_HLEN : IPV4_HLEN);
-  int sent = 0;
+  __u64 sent = 0;
   __builtin_memcpy(&x->early_key.flow, &x->c2s, sizeof(x->early_key.flow));
   for (__u32 slot = 0; slot < SG_TC_EARLY_SLOTS; slot++) {
     x->early_key.slot = slot;
@@ -972,10 +974,11 @@ static __always_inline int send_early(struct __sk_buff* skb, struct tc_synack_sc
     if (bpf_clone_redirect(skb, ifindex, BPF_F_INGRESS) == 0) sent++;
     bpf_map_delete_elem(&sg_tc_early, &x->early_key);
   }
+  count_by(counter, sent);
   const __u32 len = x->synack_len;
   if (bpf_skb_change_tail(skb, len, 0) != 0) return -1;
   if (bpf_skb_store_bytes(skb, 0, x->synack_frame, len_1_to_128(len), BPF_F_RECOMPUTE_CSUM) != 0) return -1;
-  return sent;
+  return 0;
 }
 
 /* Left to the engine, with the segments kept for it: they follow the SYN-ACK to the engine. */
@@ -983,9 +986,8 @@ static __always_inline int punt_synack_with_early(struct __sk_buff* skb, struct 
                                                   struct sg_tc_handshake* record, const struct pkt* p, __u32 hlen) {
   if (early_kept(record) && save_synack(skb, x, p, hlen)) {
     *(volatile __u8*)&record->client_data = 1; /* so that the store lets them by */
-    const int sent = send_early(skb, x, x->hs.generation, p->v6);
-    if (sent < 0) return TC_ACT_SHOT; /* the backend sends its SYN-ACK again */
-    for (int i = 0; i < sent && i < SG_TC_EARLY_SLOTS; i++) count(SG_TC_EARLY_TO_ENGINE);
+    if (send_early(skb, x, x->hs.generation, p->v6, SG_TC_EARLY_TO_ENGINE) < 0)
+      return TC_ACT_SHOT; /* the backend sends its SYN-ACK again */
   }
   return punt_synack();
 }
@@ -1079,9 +1081,8 @@ int sg_tc_synack(struct __sk_buff* skb) {
    * next segments answer it) and behind the ACK to the backend (which leaves now, when the
    * program returns; they come back through the ingress program first). */
   if (kept && x->synack_len) {
-    const int sent = send_early(skb, x, x->hs.generation, p.v6);
-    if (sent < 0) return TC_ACT_SHOT; /* the entries stand; the backend sends its SYN-ACK again */
-    for (int i = 0; i < sent && i < SG_TC_EARLY_SLOTS; i++) count(SG_TC_EARLY_SENT);
+    if (send_early(skb, x, x->hs.generation, p.v6, SG_TC_EARLY_SENT) < 0)
+      return TC_ACT_SHOT; /* the entries stand; the backend sends its SYN-ACK again */
   }
 
   /* The client's window update, from the service's address, one hop lower as forwarding makes
