@@ -258,6 +258,10 @@ struct Engine::Impl {
     t.timestamps = (f.bits & bit::kTimestamps) != 0;
     t.tsoff = t.timestamps ? f.tsoff : 0;
     t.shifts = shifts(f);
+    if (f.bits & bit::kClientFin) {
+      t.client_fin = true;
+      t.client_fin_seq = f.client_fin_seq;
+    }
     return t;
   }
 
@@ -753,11 +757,15 @@ struct Engine::Impl {
       f.client_next = sg_seq_max(f.client_next, end);
     }
     const uint32_t expected = f.client_isn + 1 + f.early_len;
+    if (f.bits & bit::kClientFin) return;  // nothing follows a FIN
     if (p.seq() != expected) {
       if (seq_after(p.seq(), expected)) count(DropReason::EarlyDataOverflow);
       return;  // a retransmission of what we hold, or a gap
     }
-    if (len == 0) return;  // a bare FIN waits for its retransmission after the handshake
+    if (len == 0) {
+      hold_early_fin(f, p);
+      return;
+    }
     if (f.early_slot == kNone) {
       f.early_slot = table.take_early_slot();
       if (f.early_slot == kNone) {
@@ -773,6 +781,19 @@ struct Engine::Impl {
                 p.payload().data(), len);
     f.early_len = static_cast<uint16_t>(f.early_len + len);
     ++counters.early_data_buffered;
+    if (fin) hold_early_fin(f, p);
+  }
+  // A FIN right behind what is held goes to the backend with it: left to the client's
+  // retransmission, a server that answers at the client's EOF (a request sent, then shutdown)
+  // would wait out the client's retransmission timeout. Only one that names our cookie SYN-ACK
+  // (ack) and the end of the held data (seq) exactly: a blind FIN would end the client's half of
+  // a connection before it began.
+  void hold_early_fin(Flow& f, const TcpPacket& p) {
+    if (p.ack() != f.cookie_isn + 1 || fin_seq(p) != f.client_isn + 1 + f.early_len) return;
+    f.bits |= bit::kClientFin;
+    f.client_fin_seq = fin_seq(p);
+    f.client_next = sg_seq_max(f.client_next, f.client_fin_seq + 1);
+    ++counters.early_fins_held;
   }
 
   // ---- the backend's side -------------------------------------------------------------------
@@ -1004,6 +1025,14 @@ struct Engine::Impl {
       const uint32_t n = std::min<uint32_t>(segment, f.early_len - off);
       emit(sink, build_ack(scratch, f.key, a.seq + off, a.ack, a.window, ts, std::span<const uint8_t>(data + off, n)));
     }
+    send_early_fin(f, a, ts, sink);
+  }
+  // The FIN held behind the early data (hold_early_fin), in a segment of its own after it.
+  void send_early_fin(const Flow& f, const sg_handover_ack& a, const TcpOptions& ts, PacketSink& sink) {
+    if (!(f.bits & bit::kClientFin)) return;
+    const SegmentSpec fin{.tuple = f.key, .seq = f.client_fin_seq, .ack = a.ack,
+                          .flags = tcp_flag::ACK | tcp_flag::FIN, .window = a.window, .options = ts};
+    emit(sink, build_tcp_packet(scratch, fin));
   }
 
   // Sends the backend its ACK and builds the client's window update in scratch (its length
@@ -1019,13 +1048,18 @@ struct Engine::Impl {
         observer->flow_established(f.key, *t, f.kernel_generation);
       }
     }
-    if (f.early_len > 0) send_early_data(f, s, ho.to_backend, sink);
-    else emit(sink, build_ack(scratch, f.key, ho.to_backend.seq, ho.to_backend.ack, ho.to_backend.window,
-                              options_of(ho.to_backend)));
+    if (f.early_len > 0) {
+      send_early_data(f, s, ho.to_backend, sink);
+    } else {
+      emit(sink, build_ack(scratch, f.key, ho.to_backend.seq, ho.to_backend.ack, ho.to_backend.window,
+                           options_of(ho.to_backend)));
+      send_early_fin(f, ho.to_backend, options_of(ho.to_backend), sink);
+    }
     // Tell the client the real window now that it is known (ours was only the early-data room).
     TcpOptions to_client = options_of(ho.to_client);
     if (ho.supply_timestamps) to_client.tsval = supplied_tsval(f, now);
     enter_established(i, now);
+    follow_fins(i, timer_ms(now));  // the FIN held behind the early data went with it
     return build_window_update(scratch, f.key.reversed(), ho.to_client.seq, ho.to_client.ack, ho.to_client.window,
                                to_client);
   }
@@ -1060,8 +1094,16 @@ struct Engine::Impl {
     const sg_handover ho = adopt_synack(i, s, now, learn);
     const Flow& f = table.get(i);
     if (f.early_len > 0) send_early_data(f, s, ho.to_backend, sink);
+    else send_early_fin(f, ho.to_backend, options_of(ho.to_backend), sink);
     ++counters.kernel_handshakes;
     enter_established(i, now);
+    if (f.bits & bit::kClientFin) {
+      // The program wrote the entries without the FIN the engine held: the client's later
+      // segments (and a new connection's cookie ACK on the pair) must reach the engine.
+      kernel->punt(f.key, f.kernel_generation);
+      ++counters.kernel_punts;
+      follow_fins(i, timer_ms(now));
+    }
   }
   // The same from the flow's entries alone (handed_over_translation): the SYN-ACK as they imply it.
   // Its window and options beyond the translation are unknown: the backend's window is taken as

@@ -695,6 +695,8 @@ RestoreReport FlowTable::import_from(std::span<const uint8_t> region, uint64_t b
         std::memcpy(early_pool + size_t{f.early_slot} * cfg.early_data_bytes,
                     region.data() + lay.early_offset + size_t{src.early_slot} * h.early_data_bytes, f.early_len);
       } else {
+        // A FIN held behind the data would go to the backend past a gap: the client sends both again.
+        if (f.early_len) f.bits &= static_cast<uint8_t>(~flow_bit::kClientFin);
         f.early_len = 0;
       }
     }

@@ -52,6 +52,7 @@ EngineCounters sum_engine(const std::vector<WorkerSnapshot>& workers) {
     t.kernel_punts += c.kernel_punts;
     t.passed_through += c.passed_through;
     t.early_data_buffered += c.early_data_buffered;
+    t.early_fins_held += c.early_fins_held;
     t.icmp_translated += c.icmp_translated;
     t.icmp_passed_on += c.icmp_passed_on;
     t.icmp_untouched += c.icmp_untouched;
@@ -147,6 +148,7 @@ std::string render_prometheus(const GatewaySnapshot& s) {
       {"syngate_kernel_punts_total", "counter", "Flows the engine saw close (FIN, RST) that the tc programs still translated: told to send their segments to NFQUEUE from then on.", &EngineCounters::kernel_punts},
       {"syngate_passed_through_total", "counter", "Packets accepted untouched (not for a protected service).", &EngineCounters::passed_through},
       {"syngate_early_data_buffered_total", "counter", "Client data segments held until the backend answered.", &EngineCounters::early_data_buffered},
+      {"syngate_early_fins_held_total", "counter", "Client FINs right behind their early data, held with it and sent on when the backend answered.", &EngineCounters::early_fins_held},
       {"syngate_flows_restored_total", "counter", "Flows taken over at start from the table the previous process left (restart, upgrade, crash).", &EngineCounters::flows_restored},
   };
   for (const auto& m : engine_metrics) {

@@ -63,6 +63,11 @@ FlowEntries flow_entries(const FlowTuple& c2s, const FlowTranslation& t, uint32_
   e.to_server_key = flow_key(c2s);
   e.to_client_key = flow_key(c2s.reversed());
   sg_tc_flow_entries(&t.shifts, t.delta, t.tsoff, t.timestamps, generation, &e.to_server, &e.to_client);
+  if (t.client_fin) {
+    // As the program records a FIN it translates: the client's later segments are the engine's.
+    e.to_server.closing = SG_TC_SEEN_FIN;
+    e.to_server.fin_seq = t.client_fin_seq;
+  }
   return e;
 }
 

@@ -157,6 +157,7 @@ struct EngineCounters {
   uint64_t timestamps_not_supplied = 0;
   uint64_t passed_through = 0;  // packets for services we do not protect, accepted untouched
   uint64_t early_data_buffered = 0;
+  uint64_t early_fins_held = 0;  // a client's FIN right behind its early data, sent on with it
   // ICMP errors about TCP segments (icmp.hpp): quote translated for its endpoint; handed to the
   // next flow queue (no flow here); other ICMP accepted untouched (not an error that concerns
   // TCP, or a quote too short or malformed to translate).

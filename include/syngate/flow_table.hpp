@@ -56,8 +56,14 @@ struct FlowTranslation {
   uint32_t tsoff = 0;  // backend TSval - our SYN-ACK TSval (0 without timestamps)
   sg_flow_shifts shifts{};
   bool timestamps = false;  // both ends send timestamps: TSval/TSecr are translated
+  // The client's FIN already went to the backend, sent on by the engine behind the early data it
+  // held (client_fin_seq: its sequence number). The other path takes it as a FIN it saw: the
+  // client's later segments are the engine's, as after any client FIN.
+  bool client_fin = false;
+  uint32_t client_fin_seq = 0;
   friend bool operator==(const FlowTranslation& a, const FlowTranslation& b) noexcept {
     return a.delta == b.delta && a.tsoff == b.tsoff && a.timestamps == b.timestamps &&
+           a.client_fin == b.client_fin && (!a.client_fin || a.client_fin_seq == b.client_fin_seq) &&
            a.shifts.client_sends == b.shifts.client_sends && a.shifts.server_reads == b.shifts.server_reads &&
            a.shifts.server_sends == b.shifts.server_sends && a.shifts.client_reads == b.shifts.client_reads;
   }

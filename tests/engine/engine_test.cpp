@@ -318,6 +318,112 @@ TEST_F(EngineTest, EarlyDataOfASuperPacketGoesToTheBackendInSegmentsItsMssAllows
   }
 }
 
+// A client that sends its request and then shuts its side (HTTP/1.0 clients, `nc -N`, RPC over a
+// half-closed stream) sends the FIN before the backend has answered. Left to the client's
+// retransmission, a server that answers at EOF would wait out the client's RTO.
+TEST_F(EngineTest, AFinRightBehindEarlyDataGoesToTheBackendWithIt) {
+  for (int v6 = 0; v6 < 2; ++v6) {
+    for (const bool apart : {true, false}) {
+      SCOPED_TRACE(std::string(v6 ? "IPv6" : "IPv4") + (apart ? ", a bare FIN" : ", the FIN on the data"));
+      sink.clear();
+      Conn c = v6 ? Conn::v6() : Conn::v4();
+      const Seen syn = open_to_backend_syn(c);
+      const std::string req = "GET / HTTP/1.0\r\n\r\n";
+      SegmentSpec s{.tuple = c.c2s, .seq = c.client_isn + 1, .ack = c.cookie_isn + 1,
+                    .flags = static_cast<uint8_t>(tcp_flag::ACK | tcp_flag::PSH | (apart ? 0 : tcp_flag::FIN)),
+                    .window = c.client_window, .options = c.client_ts_opts(1002), .payload = text(req)};
+      EXPECT_EQ(feed(make(s)).verdict, Verdict::Drop);
+      if (apart) {
+        SegmentSpec fin{.tuple = c.c2s, .seq = c.client_isn + 1 + static_cast<uint32_t>(req.size()),
+                        .ack = c.cookie_isn + 1, .flags = tcp_flag::ACK | tcp_flag::FIN, .window = c.client_window,
+                        .options = c.client_ts_opts(1003)};
+        EXPECT_EQ(feed(make(fin)).verdict, Verdict::Drop);
+      }
+      const Delivered d = feed_in_slot(c.backend_synack(syn.pkt.options().tsval));
+      std::vector<Seen> to_backend;
+      for (const Bytes& b : d.wire) {
+        if (Seen(b).pkt.tuple() == c.c2s) to_backend.emplace_back(b);
+      }
+      ASSERT_EQ(to_backend.size(), 2u) << "the request, then the FIN";
+      EXPECT_EQ(to_backend[0].pkt.payload_len(), req.size());
+      EXPECT_FALSE(to_backend[0].pkt.has(tcp_flag::FIN));
+      const TcpPacket& f = to_backend[1].pkt;
+      EXPECT_TRUE(f.has(tcp_flag::FIN | tcp_flag::ACK));
+      EXPECT_EQ(f.payload_len(), 0u);
+      EXPECT_EQ(f.seq(), c.client_isn + 1 + req.size()) << "right behind the request";
+      EXPECT_EQ(f.ack(), c.backend_isn + 1) << "in the backend's space";
+      EXPECT_EQ(f.options().has_timestamps, c.client_has_ts());
+      // The server answers and closes; the client's retransmitted FIN and its last ACK close the flow.
+      c.client_next = c.client_isn + 1 + static_cast<uint32_t>(req.size());
+      c.backend_next = c.backend_isn + 1;
+      SegmentSpec answer{.tuple = c.c2s.reversed(), .seq = c.backend_isn + 1, .ack = c.client_next + 1,
+                         .flags = tcp_flag::ACK | tcp_flag::FIN, .window = 500, .options = c.backend_synack_opts};
+      answer.options.has_mss = answer.options.has_wscale = answer.options.sack_permitted = false;
+      EXPECT_EQ(feed(make(answer)).verdict, Verdict::Accept);
+      SegmentSpec last{.tuple = c.c2s, .seq = c.client_next + 1, .ack = c.cookie_isn + 2, .flags = tcp_flag::ACK,
+                       .window = c.client_window, .options = c.client_ts_opts(1004)};
+      EXPECT_EQ(feed(make(last)).verdict, Verdict::Accept);
+      now += 2 * cfg.linger_s * kSecond;
+      engine->advance(now, sink);
+      EXPECT_EQ(counters().flows_active, 0u) << "both FINs acknowledged: lingered and freed";
+    }
+  }
+  EXPECT_EQ(counters().early_fins_held, 4u);
+}
+
+TEST_F(EngineTest, ABareFinBeforeTheBackendAnsweredFollowsItsAck) {
+  Conn c = Conn::v4();
+  const Seen syn = open_to_backend_syn(c);
+  SegmentSpec fin{.tuple = c.c2s, .seq = c.client_isn + 1, .ack = c.cookie_isn + 1,
+                  .flags = tcp_flag::ACK | tcp_flag::FIN, .window = c.client_window, .options = c.client_ts_opts(1002)};
+  feed(make(fin));
+  const Delivered d = feed_in_slot(c.backend_synack(syn.pkt.options().tsval));
+  ASSERT_EQ(d.wire.size(), 3u) << "the backend's ACK, the FIN, the client's window update";
+  EXPECT_FALSE(Seen(d.wire[0]).pkt.has(tcp_flag::FIN));
+  EXPECT_EQ(Seen(d.wire[0]).pkt.seq(), c.client_isn + 1);
+  EXPECT_TRUE(Seen(d.wire[1]).pkt.has(tcp_flag::FIN));
+  EXPECT_EQ(Seen(d.wire[1]).pkt.seq(), c.client_isn + 1);
+  EXPECT_EQ(Seen(d.wire[2]).pkt.tuple(), c.c2s.reversed());
+  EXPECT_EQ(counters().early_fins_held, 1u);
+}
+
+// Only a FIN that names the cookie SYN-ACK and the end of what is held: a blind one, or one past
+// a gap, waits for the client's retransmission, and the backend gets only the ACK and the data.
+TEST_F(EngineTest, AnEarlyFinThatIsNotExactlyBehindTheDataIsNotHeld) {
+  for (int k = 0; k < 3; ++k) {
+    SCOPED_TRACE(k == 0 ? "another ack" : k == 1 ? "past a gap" : "after a FIN, more data");
+    sink.clear();
+    Conn c = Conn::v4(static_cast<uint16_t>(40000 + k));
+    const Seen syn = open_to_backend_syn(c);
+    SegmentSpec data{.tuple = c.c2s, .seq = c.client_isn + 1, .ack = c.cookie_isn + 1,
+                     .flags = tcp_flag::ACK | tcp_flag::PSH, .window = c.client_window,
+                     .options = c.client_ts_opts(1002), .payload = text("abcd")};
+    feed(make(data));
+    SegmentSpec fin{.tuple = c.c2s, .seq = c.client_isn + 5, .ack = c.cookie_isn + 1,
+                    .flags = tcp_flag::ACK | tcp_flag::FIN, .window = c.client_window,
+                    .options = c.client_ts_opts(1003)};
+    if (k == 0) fin.ack += 1000;
+    if (k == 1) fin.seq += 2;
+    feed(make(fin));
+    if (k == 2) {
+      // The FIN was held: data after it (the same sequence number) is not taken behind it.
+      data.seq = c.client_isn + 5;
+      feed(make(data));
+    }
+    const Delivered d = feed_in_slot(c.backend_synack(syn.pkt.options().tsval));
+    size_t fins = 0, bytes = 0;
+    for (const Bytes& b : d.wire) {
+      const Seen p(b);
+      if (p.pkt.tuple() != c.c2s) continue;
+      fins += p.pkt.has(tcp_flag::FIN);
+      bytes += p.pkt.payload_len();
+    }
+    EXPECT_EQ(fins, k == 2 ? 1u : 0u);
+    EXPECT_EQ(bytes, 4u);
+  }
+  EXPECT_EQ(counters().early_fins_held, 1u);
+}
+
 TEST_F(EngineTest, EarlyDataBeyondTheBufferIsDroppedNotAcked) {
   cfg.early_data_bytes = 8;
   Conn c = Conn::v4();

@@ -327,6 +327,58 @@ TEST_F(KernelHandshakeTest, DataForAClaimedRecordWithoutEntriesWaitsForTheEngine
   EXPECT_EQ(counters().established, 1u);
 }
 
+// The client's request and its FIN, both before the backend answered (a request, then shutdown):
+// the engine sends the FIN on behind the request, and the other path learns of it as of a FIN it
+// saw itself, so that the client's later segments (a new connection's cookie ACK on the pair
+// among them) reach the engine.
+TEST_F(KernelHandshakeTest, AFinHeldBehindTheRequestIsTheOtherPathsToo) {
+  for (const bool program_answers : {false, true}) {
+    SCOPED_TRACE(program_answers ? "the program took the SYN-ACK, its report late" : "the engine answers");
+    sink.clear();
+    Conn c = Conn::v4(program_answers ? 40001 : 40000);
+    const Bytes synack = synack_for(c);
+    std::optional<KernelHandOver> late;
+    if (program_answers) {
+      ASSERT_TRUE(side.take(c.c2s, synack));
+      late = side.reports.back();
+      side.reports.clear();
+      side.entries.clear();
+    }
+    feed(request(c));
+    SegmentSpec fin{.tuple = c.c2s, .seq = c.client_isn + 1 + static_cast<uint32_t>(kRequestBytes),
+                    .ack = c.cookie_isn + 1, .flags = tcp_flag::ACK | tcp_flag::FIN, .window = c.client_window,
+                    .options = c.client_ts_opts(1003)};
+    EXPECT_EQ(feed(make(fin)).verdict, Verdict::Drop) << "held";
+    side.kept.clear();
+    side.punts.clear();
+    sink.clear();
+    std::vector<Bytes> wire;
+    if (program_answers) {
+      side.reports.push_back(*late);
+      engine->take_kernel_reports(now, sink);
+      wire = sink.packets;
+    } else {
+      wire = feed_in_slot(synack).wire;
+    }
+    const auto fins = std::count_if(wire.begin(), wire.end(), [&](const Bytes& b) {
+      const test::Seen s(b);
+      return s.pkt.tuple() == c.c2s && s.pkt.has(tcp_flag::FIN) && s.pkt.seq() == fin.seq &&
+             s.pkt.ack() == c.backend_isn + 1;
+    });
+    EXPECT_EQ(fins, 1) << "the FIN behind the request, in the backend's space";
+    if (program_answers) {
+      // Its entries were written without the FIN: the engine takes the flow's segments back.
+      EXPECT_EQ(side.punts, std::vector<FlowTuple>{c.c2s});
+    } else {
+      ASSERT_EQ(side.kept.size(), 1u);
+      EXPECT_TRUE(side.kept[0].second.client_fin) << "the entries carry the FIN";
+      EXPECT_EQ(side.kept[0].second.client_fin_seq, fin.seq);
+      EXPECT_TRUE(side.punts.empty()) << "nothing to take back: the entries were written closed";
+    }
+  }
+  EXPECT_EQ(counters().early_fins_held, 2u);
+}
+
 // A restart between the program's answer and its report: at start the flow is established from
 // its entries and the observer claims them (start reconciliation keeps claimed entries only).
 TEST_F(KernelHandshakeTest, AtStartAnAnswerWhoseReportWasLostIsEstablishedAndItsEntriesKept) {

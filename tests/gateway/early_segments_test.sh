@@ -14,7 +14,8 @@
 # request reaches the server whole, and the fast path drops none of the clients' segments.
 # Two rounds: the shipped default, where the tc ingress keeps the request's segments and sends
 # them on behind the SYN-ACK it answers (gateway.tc_early_data: every segment waits in tc, none
-# reaches the engine), then tc_early_data = false, where the engine holds them and answers.
+# reaches the engine), then tc_early_data = false, where the engine holds them (the FIN too) and
+# answers.
 #   early_segments_test.sh SYNGATE
 source "$(dirname "$0")/lib.sh"
 lab_init "$1"
@@ -112,10 +113,11 @@ port = 8080'
   BG_LOG=$LAB_DIR/tcpdump.log bg "$NS_GW" tcpdump --immediate-mode -i g1 -nn -S -s 128 -U -w "$LAB_DIR/g1.pcap" "tcp port 8080"
   local tcpdump_pid=$BG_PID
   wait_until 5 grep -q "listening on" "$LAB_DIR/tcpdump.log" || fail "tcpdump did not start: $(cat "$LAB_DIR/tcpdump.log")"
-  local invalid_before opened_before early_before sent_before out
+  local invalid_before opened_before early_before fins_before sent_before out
   invalid_before=$(xdp cookie_invalid)
   opened_before=$(metric_sum syngate_kernel_opened_total)
   early_before=$(metric_sum syngate_early_data_buffered_total)
+  fins_before=$(metric_sum syngate_early_fins_held_total)
   sent_before=$(tc_outcome early_sent)
   for addr in 10.10.3.2 fd00:10:3::2; do
     out=$(in_ns "$NS_CLI" timeout 60 python3 "$LAB_DIR/client.py" "$addr" "$CONNECTIONS" "$REQUEST" 2>&1) ||
@@ -123,12 +125,13 @@ port = 8080'
     log "$1: to $addr: $out"
   done
   sleep 0.3  # the workers publish their counters every 100 ms
-  local invalid opened early sent total=$(( 2 * CONNECTIONS ))
+  local invalid opened early fins sent total=$(( 2 * CONNECTIONS ))
   invalid=$(( $(xdp cookie_invalid) - invalid_before ))
   opened=$(( $(metric_sum syngate_kernel_opened_total) - opened_before ))
   early=$(( $(metric_sum syngate_early_data_buffered_total) - early_before ))
+  fins=$(( $(metric_sum syngate_early_fins_held_total) - fins_before ))
   sent=$(( $(tc_outcome early_sent) - sent_before ))
-  log "$1: opened by tc: $opened of $total; segments held for their backend by the engine: $early, kept and sent on by tc: $sent; dropped by the fast path as invalid cookies: $invalid"
+  log "$1: opened by tc: $opened of $total; segments held for their backend by the engine: $early (and $fins FINs), kept and sent on by tc: $sent; dropped by the fast path as invalid cookies: $invalid"
   if (( invalid > 0 )); then
     log "every segment of these connections at g1, $invalid of them dropped:"
     in_ns "$NS_GW" tcpdump -nn -S -tt -r "$LAB_DIR/g1.pcap" 2>/dev/null | sed 's/^/  /'
@@ -142,6 +145,9 @@ port = 8080'
   else
     (( early >= total )) || fail "engine: only $early segments waited for their backend: the backend answered before the client sent"
     (( sent == 0 )) || fail "engine: tc kept segments with tc_early_data off"
+    # Each client's FIN, right behind its request, goes on with it: left to the client's
+    # retransmission, the server (which answers at EOF) waited out the client's backed-off RTO.
+    (( fins == total )) || fail "engine: $fins of the $total clients' FINs were held with their requests"
   fi
   # Before the records were looked at, every request lost its second and third segments here (24
   # drops with the retransmissions). Two clean-clone CI runs counted 1 and 2 more, the 24 all

@@ -346,6 +346,28 @@ TEST(TcMap, ReadFlowGivesBothEntriesInOneCall) {
   }
 }
 
+// A flow the engine establishes with the client's FIN already sent on (held behind its early data):
+// its entries start as the program leaves them after translating that FIN, so the client's later
+// segments go to the engine (tc_rewritable.h) and the server's ack of the FIN is told.
+TEST(TcMap, AFlowHandedOverAfterTheClientsFinStartsClosedForTheClient) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root for the BPF map";
+  tc::Program program(1024, "");
+  for (const bool fin : {false, true}) {
+    const FlowTuple flow{*Address::parse("198.18.0.7"), *Address::parse("10.10.3.2"), fin ? uint16_t{2001} : uint16_t{2000}, 80};
+    FlowTranslation x;
+    x.delta = 0x12345678;
+    x.client_fin = fin;
+    x.client_fin_seq = 0xfffffff0;
+    ASSERT_TRUE(program.write_flow(flow, x, 7));
+    sg_tc_flow to_server{}, to_client{};
+    ASSERT_TRUE(program.read_flow(flow, to_server, to_client));
+    EXPECT_EQ(to_server.closing, fin ? SG_TC_SEEN_FIN : 0u);
+    EXPECT_EQ(to_server.fin_seq, fin ? 0xfffffff0u : 0u);
+    EXPECT_EQ(to_client.closing, 0u) << "the server's segments stay in the kernel";
+    EXPECT_EQ(to_server.delta, x.delta);
+  }
+}
+
 // The daemon's numbers and the programs' come from one counter, and none is 0 ("unknown").
 TEST(TcMap, GenerationsSkipZero) {
   if (geteuid() != 0) GTEST_SKIP() << "needs root for the BPF map";

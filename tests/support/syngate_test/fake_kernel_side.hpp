@@ -148,6 +148,8 @@ struct FakeKernelSide : FlowObserver, KernelFlowState {
     return false;
   }
   bool may_be_overtaken(const FlowTuple&) noexcept override { return false; }
+  std::vector<FlowTuple> punts;  // flows whose segments the engine took back (punt)
+  void punt(const FlowTuple& t, uint32_t) noexcept override { punts.push_back(t); }
 };
 
 }  // namespace syngate::test
