@@ -704,8 +704,15 @@ struct Engine::Impl {
       // Client port reuse, as for a cookie ACK the engine takes. The programs open over a pair's
       // entries only once they recorded its close (over_closed), which the engine may not have
       // merged yet: opens are taken before closes, and the old entries may already be the new
-      // flow's.
-      if (old_state == State::Linger || old_state == State::Closing || (k.over_closed && old_state != State::SynSent)) {
+      // flow's. An old flow still SynSent whose SYN-ACK the programs may have answered was carried
+      // whole by them, its report lost (the ring full while the flow worker waited for a CPU: a
+      // turn late, thousands of a client's connections stayed SynSent and every reuse of their
+      // ports was refused, both ends reset); the programs claim a record only to write the flow's
+      // entries, so entries closed over it are its own. One the engine answers itself (its record
+      // withdrawn) is in use until its client's RST reaches the engine.
+      const bool carried_whole = old_state == State::SynSent && table.get(i).kernel_handshake;
+      if (old_state == State::Linger || old_state == State::Closing ||
+          (k.over_closed && (old_state != State::SynSent || carried_whole))) {
         table.free_flow(i);
         ++counters.flows_reused;
       } else {
@@ -1143,7 +1150,15 @@ struct Engine::Impl {
   void take_handed_over_reports(const EngineClock& now, PacketSink& sink) {
     if (!kernel_offers) return;
     handovers.clear();
-    kernel->take_handed_over(handovers, [this](const FlowTuple& t) { return table.find(t) != kNone; });
+    // Only a report that answers the flow the table holds on its pair: one drained before its
+    // flow's open was taken (a turn's opens are taken one by one, and an earlier one may look for
+    // reports) finds the pair's previous connection there, and waits for its own.
+    kernel->take_handed_over(handovers, [this](const KernelHandOver& k) {
+      const uint32_t i = table.find(k.flow);
+      if (i == kNone) return false;
+      const sg_handshake h = handshake_of(table.get(i));
+      return sg_synack_answers(&h, &k.synack) != 0;
+    });
     for (const KernelHandOver& k : handovers) {
       const uint32_t i = table.find(k.flow);
       if (i != kNone) kernel_handed_over(i, k.synack, now, sink);

@@ -1325,16 +1325,16 @@ void KernelPath::take_closing(std::vector<FlowTuple>& out, const std::function<b
 }
 
 void KernelPath::take_handed_over(std::vector<KernelHandOver>& out,
-                                  const std::function<bool(const FlowTuple&)>& mine) noexcept {
+                                  const std::function<bool(const KernelHandOver&)>& mine) noexcept {
   std::lock_guard lock(closes_mutex_);
   const uint64_t now = drain_events();
   try {
     index_opening();
     std::erase_if(handovers_, [&](const HandOver& h) {
       if (opening(h.key)) return false;
-      const FlowTuple t = bpf::map_flow_tuple(h.key);
-      if (mine(t)) {
-        out.push_back({t, h.synack});
+      const KernelHandOver k{bpf::map_flow_tuple(h.key), h.synack};
+      if (mine(k)) {
+        out.push_back(k);
         handed_over_.fetch_add(1, std::memory_order_relaxed);
         return true;
       }

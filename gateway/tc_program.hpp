@@ -270,7 +270,7 @@ class KernelPath : public FlowObserver, public KernelFlowState {
   void set_before_withdraw(std::function<void()> hook) { before_withdraw_ = std::move(hook); }
   std::optional<FlowTranslation> handed_over_translation(const FlowTuple& client_to_server) noexcept override;
   void take_handed_over(std::vector<KernelHandOver>& out,
-                        const std::function<bool(const FlowTuple&)>& mine) noexcept override;
+                        const std::function<bool(const KernelHandOver&)>& mine) noexcept override;
   // gateway.tc_open_flows: the flows the ingress opened from cookie ACKs (all of them: it opens
   // flows only with one flow queue, whose engine takes them), and the undoing of one refused.
   void take_opened(std::vector<KernelOpened>& out) noexcept override;

@@ -176,10 +176,11 @@ class KernelFlowState {
   // idle timer. Several engines may share one kernel side, each with its own flows.
   virtual void take_closing(std::vector<FlowTuple>& /*out*/,
                             const std::function<bool(const FlowTuple&)>& /*mine*/) noexcept {}
-  // The hand-overs the kernel side made since it was last asked, of this engine's flows (`mine`),
-  // appended to `out`, each once.
+  // The hand-overs the kernel side made since it was last asked, of this engine's flows (`mine`:
+  // one that answers a flow the engine holds; another waits, its flow's open perhaps not taken
+  // yet), appended to `out`, each once.
   virtual void take_handed_over(std::vector<KernelHandOver>& /*out*/,
-                                const std::function<bool(const FlowTuple&)>& /*mine*/) noexcept {}
+                                const std::function<bool(const KernelHandOver&)>& /*mine*/) noexcept {}
   // The flows the kernel side opened since it was last asked (each once, in the order it opened
   // them): before take_handed_over, whose reports may be of these flows.
   virtual void take_opened(std::vector<KernelOpened>& /*out*/) noexcept {}

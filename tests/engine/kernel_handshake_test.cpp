@@ -657,6 +657,89 @@ TEST_F(KernelOpenedTest, AConnectionCarriedWholeWithinOneTurnLeavesItsPairToTheN
   EXPECT_EQ(counters().flows_active, 1u);
 }
 
+// The same with the first connection's hand-over report lost (the ring full while the flow worker
+// waited for a CPU, EVENT_LOST): its flow is still SynSent when the next connection on the pair is
+// opened over its closed entries. Refused, both ends of the new connection were reset, and with it
+// every later reuse of the port (the churn test beside a SYN flood: 87 refusals, ab aborted).
+TEST_F(KernelOpenedTest, AConnectionCarriedWholeWhoseReportWasLostLeavesItsPairToTheNext) {
+  Conn first = Conn::v4(42120);
+  opened_by_kernel(first);
+  ASSERT_TRUE(side.take(first.c2s, first.backend_synack(1001)));
+  side.reports.clear();  // lost
+  Conn next = first;
+  next.client_isn = first.client_isn + 100000;
+  learn_cookie(next);
+  side.open(next.third_ack(), 1460, false, cfg.announced_wscale, /*over_closed=*/true);
+  sink.clear();
+  engine->take_kernel_reports(now, sink);
+  EXPECT_EQ(counters().kernel_opened_refused, 0u);
+  EXPECT_EQ(counters().drop(DropReason::PairInUse), 0u);
+  EXPECT_EQ(counters().flows_reused, 1u);
+  EXPECT_TRUE(sink.packets.empty()) << "nothing reset";
+  ASSERT_TRUE(side.take(next.c2s, next.backend_synack(1001)));
+  engine->take_kernel_reports(now, sink);
+  EXPECT_EQ(counters().kernel_handshakes, 1u) << "the second connection's";
+  EXPECT_EQ(counters().flows_active, 1u);
+}
+
+// A turn takes its opens, and the first of them may look for hand-over reports (an open over a
+// pair whose flow is still SynSent) before a later one of the same turn is in the table: the
+// later flow's report, drained meanwhile, belongs to no flow yet. Its pair still held the
+// previous connection (lingering), and the report was taken for that one, found not to answer
+// it, and dropped: the flow stayed SynSent, and the next connection on its port was refused
+// (pair_in_use, both ends reset; the churn test beside a flood, 87 refusals).
+TEST_F(KernelOpenedTest, AHandOverReportWaitsForItsFlowsOpen) {
+  Conn lingering = Conn::v4(42140);
+  side.offer = false;
+  establish(lingering);
+  close_both_ways(lingering);
+  side.offer = true;
+  Conn other_old = Conn::v4(42141);
+  opened_by_kernel(other_old);
+  engine->take_kernel_reports(now, sink);  // SynSent, its SYN-ACK the program's to answer
+  // In one turn: an open over other_old's pair (which looks for hand-over reports first), then
+  // the lingering flow's next connection, opened and answered in tc.
+  Conn other = other_old;
+  other.client_isn = other_old.client_isn + 100000;
+  learn_cookie(other);
+  side.open(other.third_ack(), 1460, false, cfg.announced_wscale, /*over_closed=*/true);
+  Conn next = lingering;
+  next.client_isn = lingering.client_isn + 100000;
+  learn_cookie(next);
+  side.open(next.third_ack(), 1460, false, cfg.announced_wscale, /*over_closed=*/true);
+  ASSERT_TRUE(side.take(next.c2s, next.backend_synack(1001)));
+  sink.clear();
+  engine->take_kernel_reports(now, sink);
+  EXPECT_EQ(counters().kernel_handshakes, 1u) << "next's report was not taken";
+  EXPECT_EQ(counters().drop(DropReason::PairInUse), 0u);
+  // The connection after it on the same port opens over its closed entries.
+  Conn after = next;
+  after.client_isn = next.client_isn + 100000;
+  learn_cookie(after);
+  side.open(after.third_ack(), 1460, false, cfg.announced_wscale, /*over_closed=*/true);
+  engine->take_kernel_reports(now, sink);
+  EXPECT_EQ(counters().drop(DropReason::PairInUse), 0u);
+  EXPECT_EQ(counters().flows_reused, 3u) << "lingering by next, other_old by other, next by after";
+}
+
+// A SynSent flow whose SYN-ACK the engine answers itself (its record withdrawn: the client's data
+// went to the engine) is the client's until its RST says otherwise: an open over closed entries
+// (an older flow's) is still refused there.
+TEST_F(KernelOpenedTest, AnOpenBesideAHandshakeTheEngineHoldsIsRefused) {
+  Conn first = Conn::v4(42130);
+  opened_by_kernel(first);
+  feed(request(first));  // withdraws the record: the SYN-ACK is the engine's
+  ASSERT_EQ(side.withdrawals, 1);
+  Conn next = first;
+  next.client_isn = first.client_isn + 100000;
+  learn_cookie(next);
+  side.open(next.third_ack(), 1460, false, cfg.announced_wscale, /*over_closed=*/true);
+  sink.clear();
+  engine->take_kernel_reports(now, sink);
+  EXPECT_EQ(counters().drop(DropReason::PairInUse), 1u);
+  EXPECT_EQ(counters().flows_reused, 0u);
+}
+
 // The programs open over a pair's entries once they recorded its close, and the close may still
 // be on its way to the engine (opens are taken before closes): a flow established in the
 // engine's view, opened over as closed, is client port reuse, not a pair in use. Nothing is reset.

@@ -48,9 +48,9 @@ struct FakeKernelSide : FlowObserver, KernelFlowState {
     ++withdrawals;
     return std::erase_if(records, [&](const auto& r) { return r.first == t; }) == 1;
   }
-  void take_handed_over(std::vector<KernelHandOver>& out, const std::function<bool(const FlowTuple&)>& mine) noexcept override {
+  void take_handed_over(std::vector<KernelHandOver>& out, const std::function<bool(const KernelHandOver&)>& mine) noexcept override {
     std::erase_if(reports, [&](const KernelHandOver& k) {
-      if (!mine(k.flow)) return false;
+      if (!mine(k)) return false;
       out.push_back(k);
       return true;
     });
