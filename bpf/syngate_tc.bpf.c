@@ -106,6 +106,9 @@ struct tc_early_scratch {
   struct sg_tc_early_segment seg;
   __u8 slack[1024 + 8];
   __u8 pseudo[40];
+  /* Set by translate just before its tail call for a segment on a closed flow's pair, taken (and
+   * cleared) first thing, as sg_tc_cookie_ack's over_closed. */
+  __u32 over_closed;
 };
 struct {
   __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -434,6 +437,19 @@ static __always_inline void open_over_closed(struct __sk_buff* skb) {
   x->over_closed = 0;
 }
 
+/* A client's data on a pair whose flow's entries are closed (tc_rewritable.h) may be a new
+ * connection's early request: sg_tc_early_store takes it as on a pair with no entries, and counts
+ * one it finds no record for as this flow's punted segment. Returns only if the tail call could
+ * not be made. */
+static __always_inline void early_over_closed(struct __sk_buff* skb) {
+  __u32 zero = 0;
+  struct tc_early_scratch* x = bpf_map_lookup_elem(&sg_tc_early_scratch, &zero);
+  if (!x) return;
+  x->over_closed = 1;
+  bpf_tail_call(skb, &sg_tc_tail, TC_TAIL_EARLY);
+  x->over_closed = 0;
+}
+
 static __always_inline int translate(struct __sk_buff* skb, int egress) {
   if (egress && (skb->mark & SG_TC_MARK)) {
     count(SG_TC_ALREADY_MARKED);
@@ -521,11 +537,13 @@ static __always_inline int translate(struct __sk_buff* skb, int egress) {
     if (sg_tc_open_flows && !egress && f->direction == SG_TC_TO_SERVER && pkt_bare_ack(p.flags, payload))
       open_over_closed(skb);
     /* A new connection on the pair, opened over the old flow's closed entries (a port reused
-     * within the linger), sends its request before its backend answered: it goes to the engine,
-     * and so does the SYN-ACK. Not kept here (gateway.tc_early_data): answered in tc, the SYN-ACK
-     * would write the new flow's entries over the old flow's before the engine merged its close
-     * from them, and the engine would refuse the new flow (pair_in_use; docs/lab.md). */
-    if (f->direction == SG_TC_TO_SERVER) client_data_before_synack(key, p.flags, payload, egress);
+     * within the linger), sends its request before its backend answered: kept as on a pair with
+     * no entries (the tail call counts a segment it finds no record for as punted, as here), else
+     * it goes to the engine, and so does the SYN-ACK. */
+    if (f->direction == SG_TC_TO_SERVER) {
+      if (sg_tc_keep_early && !egress && pkt_sends_data(p.flags, payload)) early_over_closed(skb);
+      client_data_before_synack(key, p.flags, payload, egress);
+    }
     count(SG_TC_PUNTED);
     return TC_ACT_OK;
   }
@@ -691,16 +709,16 @@ static __always_inline __u32 pseudo_sum(__u8* buf, const struct pkt_tuple* t, __
 }
 
 /* A segment that cannot be kept (tc_abi.h). The first one is the engine's, and the SYN-ACK with
- * it (client_data): on it goes, unchanged, as without the map. Behind kept ones it is dropped: the
+ * it (client_data): on it goes, unchanged, as without the map, counted `unkept`. Behind kept ones it is dropped: the
  * engine, given it, would withdraw the record, and the kept ones would wait for the client's
  * retransmission instead; this one does (counted). */
-static __always_inline int early_to_engine(struct sg_tc_handshake* record) {
+static __always_inline int early_to_engine(struct sg_tc_handshake* record, __u32 unkept) {
   if (*(volatile const __u32*)&record->client_data >= SG_TC_CLIENT_DATA_KEPT) {
     count(SG_TC_EARLY_REFUSED);
     return TC_ACT_SHOT;
   }
   *(volatile __u8*)&record->client_data = 1;
-  count(SG_TC_MISS);
+  count(unkept);
   return TC_ACT_OK;
 }
 
@@ -710,6 +728,11 @@ static __always_inline int early_to_engine(struct sg_tc_handshake* record) {
  * before. */
 SEC("tc")
 int sg_tc_early_store(struct __sk_buff* skb) {
+  __u32 zero = 0;
+  struct tc_early_scratch* x = bpf_map_lookup_elem(&sg_tc_early_scratch, &zero);
+  if (!x) return TC_ACT_OK;
+  const __u32 unkept = x->over_closed ? SG_TC_PUNTED : SG_TC_MISS;
+  x->over_closed = 0;
   const void* data;
   const void* end;
   struct pkt p = {};
@@ -719,12 +742,9 @@ int sg_tc_early_store(struct __sk_buff* skb) {
   reverse_key((const struct sg_tc_flow_key*)&p.key, &synack_key);
   struct sg_tc_handshake* record = bpf_map_lookup_elem(&sg_tc_handshakes, &synack_key);
   if (!record || (*(volatile const __u32*)&record->client_data & SG_TC_CLIENT_DATA_ENGINE)) {
-    count(SG_TC_MISS);
+    count(unkept);
     return TC_ACT_OK;
   }
-  __u32 zero = 0;
-  struct tc_early_scratch* x = bpf_map_lookup_elem(&sg_tc_early_scratch, &zero);
-  if (!x) return early_to_engine(record);
   const __u32 ip_len = p.v6 ? IPV6_HLEN : IPV4_HLEN;
   const __u32 payload = pkt_payload_len(&p);
   const __u32 offset = p.seq - (record->hs.client_isn + 1u);
@@ -732,7 +752,7 @@ int sg_tc_early_store(struct __sk_buff* skb) {
   if (p.ack != record->hs.cookie_isn + 1u || (p.flags & (SG_TCP_RST | SG_TCP_ACK)) != SG_TCP_ACK ||
       p.l4_off != ETH_HLEN_ + ip_len || offset >= SG_TC_EARLY_WINDOW || payload > SG_TC_EARLY_WINDOW - offset ||
       len > SG_TC_EARLY_FRAME_MAX || skb->gso_segs > 1)
-    return early_to_engine(record);
+    return early_to_engine(record, unkept);
   /* The slot its offset names, else the next free one: two small segments may start within one
    * slot's bytes. A retransmission walks the same way to its own slot (the flow's kept slots stay
    * until the SYN-ACK), and is not kept twice. */
@@ -751,13 +771,13 @@ int sg_tc_early_store(struct __sk_buff* skb) {
       return TC_ACT_SHOT;
     }
   }
-  if (free_slot >= SG_TC_EARLY_SLOTS) return early_to_engine(record);
+  if (free_slot >= SG_TC_EARLY_SLOTS) return early_to_engine(record, unkept);
   x->key.slot = free_slot;
 
   /* The frame, then four zero bytes past it: the sum below takes whole words. */
   __u8* frame = x->seg.frame;
   len = len_1_to_2048(len);
-  if (bpf_skb_load_bytes(skb, 0, frame, len) != 0) return early_to_engine(record);
+  if (bpf_skb_load_bytes(skb, 0, frame, len) != 0) return early_to_engine(record, unkept);
   store_be32(frame + (len & (SG_TC_EARLY_FRAME_ROOM - 1)), 0);
   /* The checksum field as the SYN-ACK's state will need it (tc_abi.h): the full sum and the
    * CHECKSUM_PARTIAL seed. A field that is neither (a corrupt frame) stays the engine's: written
@@ -787,14 +807,14 @@ int sg_tc_early_store(struct __sk_buff* skb) {
     x->seg.full_csum = fold((__u32)sg_csum_fold(sum) + (__u16)~field);
     x->seg.seed_csum = seed;
   } else {
-    return early_to_engine(record);
+    return early_to_engine(record, unkept);
   }
   x->seg.generation = record->generation;
   x->seg.seq = p.seq;
   x->seg.len = len;
   x->seg.ifindex = skb->ingress_ifindex;
   x->seg.pad = 0;
-  if (bpf_map_update_elem(&sg_tc_early, &x->key, &x->seg, BPF_ANY) != 0) return early_to_engine(record);
+  if (bpf_map_update_elem(&sg_tc_early, &x->key, &x->seg, BPF_ANY) != 0) return early_to_engine(record, unkept);
   /* Counted on the record after the slot is written, for sg_tc_synack to look; a locked add, so
    * that on x86 the count is visible before the record is looked up again below (sg_tc_synack
    * reads the count after its claim deletes the record: one of the two sees the other). */
@@ -803,7 +823,7 @@ int sg_tc_early_store(struct __sk_buff* skb) {
    * on to the engine as well (the flow's by now; a copy the backend may also get is a duplicate
    * it drops). */
   if (!bpf_map_lookup_elem(&sg_tc_handshakes, &synack_key)) {
-    count(SG_TC_MISS);
+    count(unkept);
     return TC_ACT_OK;
   }
   count(SG_TC_EARLY_STORED);

@@ -195,9 +195,10 @@ TEST_F(TcEarly, KeepsTheRequestAndSendsItOnBehindTheHandshake) {
 }
 
 // A client that reuses its port while its previous connection's entries linger, closed by its
-// FIN: the new connection's request is not kept but goes to the engine and takes the SYN-ACK with
-// it, so that the old entries stay until the engine merged the old flow's close from them.
-TEST_F(TcEarly, LeavesARequestOverAClosedFlowsEntriesToTheEngine) {
+// FIN (a busy client does, within the linger): the new connection's request is kept as on a pair
+// with no entries, and the SYN-ACK's entries take the old ones' place. A segment on such a pair
+// with no record (the old connection's, after its FIN) goes on to the engine, counted punted.
+TEST_F(TcEarly, KeepsARequestOverAClosedFlowsEntries) {
   RouterObject o(false, true);
   ASSERT_TRUE(o.skel) << o.error;
   in_lab([&] {
@@ -215,19 +216,29 @@ TEST_F(TcEarly, LeavesARequestOverAClosedFlowsEntriesToTheEngine) {
       old.direction = SG_TC_TO_CLIENT;
       old.closing = 0;
       ASSERT_EQ(bpf_map_update_elem(o.flows(), &s2c, &old, BPF_ANY), 0);
+
+      // Before the new connection's record: the old connection's segment, for the engine.
+      const Bytes late = frame_from_client(client_segment(f.c, 0, tcp_flag::ACK | tcp_flag::PSH, kWorld));
+      const uint64_t punted0 = o.counter(SG_TC_PUNTED), kept0 = o.counter(SG_TC_EARLY_STORED);
+      const TcRun l = run_from_client(o, late);
+      EXPECT_EQ(l.retval, TC_ACT_OK);
+      EXPECT_EQ(l.frame, late);
+      EXPECT_EQ(o.counter(SG_TC_PUNTED), punted0 + 1);
+      EXPECT_EQ(o.counter(SG_TC_EARLY_STORED), kept0);
+
       begin(o, f, 250 + static_cast<uint32_t>(v6));
       if (HasFatalFailure()) return;
       const Bytes request = frame_from_client(client_segment(f.c, 0, tcp_flag::ACK | tcp_flag::PSH, kHello));
-      const uint64_t kept0 = o.counter(SG_TC_EARLY_STORED);
-      const TcRun r = run_from_client(o, request);
-      EXPECT_EQ(r.retval, TC_ACT_OK);
-      EXPECT_EQ(r.frame, request);
-      EXPECT_EQ(o.counter(SG_TC_EARLY_STORED), kept0) << "kept over the old flow's entries";
-      EXPECT_EQ(client_data(o, f), 1u) << "the record is not the engine's";
-      EXPECT_EQ(run(o, frame_from_server(f.synack)).retval, TC_ACT_OK) << "the SYN-ACK was answered in tc";
+      EXPECT_EQ(run_from_client(o, request).retval, TC_ACT_SHOT) << "not kept";
+      EXPECT_EQ(client_data(o, f), SG_TC_CLIENT_DATA_KEPT);
+      EXPECT_EQ(run(o, frame_from_server(f.synack)).retval, TC_ACT_REDIRECT);
       sg_tc_flow up{};
       ASSERT_EQ(bpf_map_lookup_elem(o.flows(), &c2s, &up), 0);
-      EXPECT_EQ(up.generation, 7u) << "the old entries were written over";
+      EXPECT_EQ(up.generation, f.record.generation) << "the old entries stayed";
+      const std::vector<Bytes> back = reinjected();
+      ASSERT_EQ(back.size(), 1u);
+      EXPECT_EQ(unpadded(back[0]), unpadded(request));
+      EXPECT_EQ(run_from_client(o, back[0]).retval, TC_ACT_REDIRECT) << "not translated by the new entries";
       end(o, f);
     }
   });

@@ -145,7 +145,8 @@ struct sg_tc_handshake {
  * ingress program (sg_tc_early_store, a tail call) while its backend has not answered, so that tc
  * takes the SYN-ACK even when the request overtook it (on a real network nearly every
  * client-speaks-first connection's first data does). Kept is a data or FIN segment of a flow
- * with a handshake record and no entries whose ack names our cookie ISN exactly (a blind sender
+ * with a handshake record and no entries (or a closed flow's: a port reused within the linger,
+ * whose new entries the SYN-ACK writes over them) whose ack names our cookie ISN exactly (a blind sender
  * guesses 32 bits, as for the engine's early buffer) and which lies in the first
  * SG_TC_EARLY_WINDOW bytes (the cookie SYN-ACK's window bounds what a client may send; the
  * default is that size): the frame whole, from its Ethernet header, in the slot its offset from
