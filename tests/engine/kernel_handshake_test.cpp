@@ -430,6 +430,24 @@ class KernelOpenedTest : public KernelHandshakeTest {
  protected:
   // The program opened c's flow from its cookie ACK (the engine never saw the ACK); its report
   // waits for the engine's next turn. Returns the ACK.
+  // A connection the engine carried whole (no record offered) and closed both ways: it lingers.
+  Conn lingering_connection(uint16_t port) {
+    Conn c = Conn::v4(port);
+    side.offer = false;
+    establish(c);
+    close_both_ways(c);
+    side.offer = true;
+    return c;
+  }
+  // The client's next connection on `previous`'s pair (its port reused), opened by the program
+  // over the previous flow's closed entries.
+  Conn opened_over_closed(const Conn& previous) {
+    Conn next = previous;
+    next.client_isn = previous.client_isn + 100000;
+    learn_cookie(next);
+    side.open(next.third_ack(), 1460, false, cfg.announced_wscale, /*over_closed=*/true);
+    return next;
+  }
   Bytes opened_by_kernel(Conn& c, uint16_t mss = 1460, bool room = false) {
     learn_cookie(c);
     const Bytes ack = c.third_ack();
@@ -604,11 +622,7 @@ TEST_F(KernelOpenedTest, AClosedWhileSynSentIsMergedAfterTheHandOver) {
 // engine takes; on a pair whose connection is established, the program's SYN met the backend's
 // connection and the flow is refused.
 TEST_F(KernelOpenedTest, APairInUse) {
-  Conn old = Conn::v4(42050);
-  side.offer = false;
-  establish(old);
-  close_both_ways(old);
-  side.offer = true;
+  Conn old = lingering_connection(42050);
   Conn reuse = old;
   reuse.client_isn = old.client_isn + 100000;
   opened_by_kernel(reuse);
@@ -635,52 +649,35 @@ TEST_F(KernelOpenedTest, APairInUse) {
 // the earlier flow must not still count as a handshake in progress then (the pair in use: both
 // ends of the new connection reset; seen with ab at ~10k connections/s and the shipped linger).
 TEST_F(KernelOpenedTest, AConnectionCarriedWholeWithinOneTurnLeavesItsPairToTheNext) {
-  Conn first = Conn::v4(42110);
-  opened_by_kernel(first);
-  ASSERT_TRUE(side.take(first.c2s, first.backend_synack(1001)));
-  Conn next = first;
-  next.client_isn = first.client_isn + 100000;
-  learn_cookie(next);
-  side.open(next.third_ack(), 1460, false, cfg.announced_wscale, /*over_closed=*/true);
-  sink.clear();
-  engine->take_kernel_reports(now, sink);
-  EXPECT_EQ(counters().kernel_opened, 2u);
-  EXPECT_EQ(counters().kernel_opened_refused, 0u);
-  EXPECT_EQ(counters().drop(DropReason::PairInUse), 0u);
-  EXPECT_EQ(counters().flows_reused, 1u);
-  EXPECT_TRUE(sink.packets.empty()) << "nothing reset";
-  EXPECT_EQ(counters().kernel_handshakes, 1u) << "the first connection's hand-over, taken before the refusal";
-  ASSERT_TRUE(side.take(next.c2s, next.backend_synack(1001)));
-  engine->take_kernel_reports(now, sink);
-  EXPECT_EQ(counters().kernel_handshakes, 2u);
-  EXPECT_EQ(counters().established, 2u);
-  EXPECT_EQ(counters().flows_active, 1u);
+  for (const bool lost : {false, true}) {
+    // Lost: the first connection's report never comes (the ring full while the flow worker waited
+    // for a CPU, EVENT_LOST), and its flow is still SynSent when the next connection on the pair
+    // is opened over its closed entries. Refused, both ends of the new connection were reset, and
+    // with it every later reuse of the port.
+    SCOPED_TRACE(lost ? "its report lost" : "its report behind the next open");
+    const EngineCounters before = counters();
+    Conn first = Conn::v4(lost ? 42120 : 42110);
+    opened_by_kernel(first);
+    ASSERT_TRUE(side.take(first.c2s, first.backend_synack(1001)));
+    if (lost) side.reports.clear();
+    Conn next = opened_over_closed(first);
+    sink.clear();
+    engine->take_kernel_reports(now, sink);
+    EXPECT_EQ(counters().kernel_opened - before.kernel_opened, 2u);
+    EXPECT_EQ(counters().kernel_opened_refused, 0u);
+    EXPECT_EQ(counters().drop(DropReason::PairInUse), 0u);
+    EXPECT_EQ(counters().flows_reused - before.flows_reused, 1u);
+    EXPECT_TRUE(sink.packets.empty()) << "nothing reset";
+    EXPECT_EQ(counters().kernel_handshakes - before.kernel_handshakes, lost ? 0u : 1u)
+        << "the first connection's hand-over, taken before the open";
+    ASSERT_TRUE(side.take(next.c2s, next.backend_synack(1001)));
+    engine->take_kernel_reports(now, sink);
+    EXPECT_EQ(counters().kernel_handshakes - before.kernel_handshakes, lost ? 1u : 2u);
+    EXPECT_EQ(counters().established - before.established, lost ? 1u : 2u);
+    EXPECT_EQ(counters().flows_active - before.flows_active, 1u);
+  }
 }
 
-// The same with the first connection's hand-over report lost (the ring full while the flow worker
-// waited for a CPU, EVENT_LOST): its flow is still SynSent when the next connection on the pair is
-// opened over its closed entries. Refused, both ends of the new connection were reset, and with it
-// every later reuse of the port (the churn test beside a SYN flood: 87 refusals, ab aborted).
-TEST_F(KernelOpenedTest, AConnectionCarriedWholeWhoseReportWasLostLeavesItsPairToTheNext) {
-  Conn first = Conn::v4(42120);
-  opened_by_kernel(first);
-  ASSERT_TRUE(side.take(first.c2s, first.backend_synack(1001)));
-  side.reports.clear();  // lost
-  Conn next = first;
-  next.client_isn = first.client_isn + 100000;
-  learn_cookie(next);
-  side.open(next.third_ack(), 1460, false, cfg.announced_wscale, /*over_closed=*/true);
-  sink.clear();
-  engine->take_kernel_reports(now, sink);
-  EXPECT_EQ(counters().kernel_opened_refused, 0u);
-  EXPECT_EQ(counters().drop(DropReason::PairInUse), 0u);
-  EXPECT_EQ(counters().flows_reused, 1u);
-  EXPECT_TRUE(sink.packets.empty()) << "nothing reset";
-  ASSERT_TRUE(side.take(next.c2s, next.backend_synack(1001)));
-  engine->take_kernel_reports(now, sink);
-  EXPECT_EQ(counters().kernel_handshakes, 1u) << "the second connection's";
-  EXPECT_EQ(counters().flows_active, 1u);
-}
 
 // A turn takes its opens, and the first of them may look for hand-over reports (an open over a
 // pair whose flow is still SynSent) before a later one of the same turn is in the table: the
@@ -689,34 +686,21 @@ TEST_F(KernelOpenedTest, AConnectionCarriedWholeWhoseReportWasLostLeavesItsPairT
 // it, and dropped: the flow stayed SynSent, and the next connection on its port was refused
 // (pair_in_use, both ends reset; the churn test beside a flood, 87 refusals).
 TEST_F(KernelOpenedTest, AHandOverReportWaitsForItsFlowsOpen) {
-  Conn lingering = Conn::v4(42140);
-  side.offer = false;
-  establish(lingering);
-  close_both_ways(lingering);
-  side.offer = true;
+  Conn lingering = lingering_connection(42140);
   Conn other_old = Conn::v4(42141);
   opened_by_kernel(other_old);
   engine->take_kernel_reports(now, sink);  // SynSent, its SYN-ACK the program's to answer
   // In one turn: an open over other_old's pair (which looks for hand-over reports first), then
   // the lingering flow's next connection, opened and answered in tc.
-  Conn other = other_old;
-  other.client_isn = other_old.client_isn + 100000;
-  learn_cookie(other);
-  side.open(other.third_ack(), 1460, false, cfg.announced_wscale, /*over_closed=*/true);
-  Conn next = lingering;
-  next.client_isn = lingering.client_isn + 100000;
-  learn_cookie(next);
-  side.open(next.third_ack(), 1460, false, cfg.announced_wscale, /*over_closed=*/true);
+  opened_over_closed(other_old);
+  Conn next = opened_over_closed(lingering);
   ASSERT_TRUE(side.take(next.c2s, next.backend_synack(1001)));
   sink.clear();
   engine->take_kernel_reports(now, sink);
   EXPECT_EQ(counters().kernel_handshakes, 1u) << "next's report was not taken";
   EXPECT_EQ(counters().drop(DropReason::PairInUse), 0u);
   // The connection after it on the same port opens over its closed entries.
-  Conn after = next;
-  after.client_isn = next.client_isn + 100000;
-  learn_cookie(after);
-  side.open(after.third_ack(), 1460, false, cfg.announced_wscale, /*over_closed=*/true);
+  opened_over_closed(next);
   engine->take_kernel_reports(now, sink);
   EXPECT_EQ(counters().drop(DropReason::PairInUse), 0u);
   EXPECT_EQ(counters().flows_reused, 3u) << "lingering by next, other_old by other, next by after";
@@ -730,10 +714,7 @@ TEST_F(KernelOpenedTest, AnOpenBesideAHandshakeTheEngineHoldsIsRefused) {
   opened_by_kernel(first);
   feed(request(first));  // withdraws the record: the SYN-ACK is the engine's
   ASSERT_EQ(side.withdrawals, 1);
-  Conn next = first;
-  next.client_isn = first.client_isn + 100000;
-  learn_cookie(next);
-  side.open(next.third_ack(), 1460, false, cfg.announced_wscale, /*over_closed=*/true);
+  opened_over_closed(first);
   sink.clear();
   engine->take_kernel_reports(now, sink);
   EXPECT_EQ(counters().drop(DropReason::PairInUse), 1u);
@@ -748,10 +729,7 @@ TEST_F(KernelOpenedTest, AnOpenOverEntriesTheProgramsSawCloseIsPortReuse) {
   side.offer = false;
   establish(old);
   side.offer = true;
-  Conn reuse = old;
-  reuse.client_isn = old.client_isn + 100000;
-  learn_cookie(reuse);
-  side.open(reuse.third_ack(), 1460, false, cfg.announced_wscale, /*over_closed=*/true);
+  Conn reuse = opened_over_closed(old);
   sink.clear();
   engine->take_kernel_reports(now, sink);
   EXPECT_EQ(counters().flows_reused, 1u);
@@ -803,10 +781,7 @@ TEST_F(KernelOpenedTest, EachFlowReleasesByItsOwnNumber) {
   engine->take_kernel_reports(now, sink);
   close_both_ways(old);
 
-  Conn reuse = old;
-  reuse.client_isn = old.client_isn + 100000;
-  learn_cookie(reuse);
-  side.open(reuse.third_ack(), 1460, false, cfg.announced_wscale, /*over_closed=*/true);
+  Conn reuse = opened_over_closed(old);
   const uint32_t programs = side.generation;
   EXPECT_TRUE(sg_seq_after(programs, engines));
   engine->take_kernel_reports(now, sink);
