@@ -705,10 +705,10 @@ struct Engine::Impl {
       // entries only once they recorded its close (over_closed), which the engine may not have
       // merged yet: opens are taken before closes, and the old entries may already be the new
       // flow's. An old flow still SynSent whose SYN-ACK the programs may have answered was carried
-      // whole by them, its report lost (the ring full while the flow worker waited for a CPU: a
-      // turn late, thousands of a client's connections stayed SynSent and every reuse of their
-      // ports was refused, both ends reset); the programs claim a record only to write the flow's
-      // entries, so entries closed over it are its own. One the engine answers itself (its record
+      // whole by them and its report lost (the ring full while the flow worker waited for a CPU):
+      // refused, the new connection's ends would be reset, and so would every later one on the
+      // port until the old flow's SYN retry. The programs claim a record only to write the flow's
+      // entries, so closed entries over it are its own. One the engine answers itself (its record
       // withdrawn) is in use until its client's RST reaches the engine.
       const bool carried_whole = old_state == State::SynSent && table.get(i).kernel_handshake;
       if (old_state == State::Linger || old_state == State::Closing ||
