@@ -1186,7 +1186,8 @@ struct Engine::Impl {
     for (int look = 0; look < kClaimLooks; ++look) {
       take_kernel_handovers(now, sink);
       if (table.get(i).state != State::SynSent) return;
-      if (const std::optional<FlowTranslation> t = kernel->handed_over_translation(table.get(i).key)) {
+      const Flow& f = table.get(i);
+      if (const std::optional<FlowTranslation> t = kernel->handed_over_translation(f.key, f.kernel_generation)) {
         adopt_kernel_translation(i, *t, now, sink);
         table.settle();
         return;
@@ -1255,7 +1256,7 @@ struct Engine::Impl {
         // A flow the kernel side may have answered and whose report never came (a full ring, a
         // restart between the two): its entries say so, and the backend must get no SYN again.
         if (kernel && f.kernel_handshake) {
-          if (const std::optional<FlowTranslation> t = kernel->handed_over_translation(f.key)) {
+          if (const std::optional<FlowTranslation> t = kernel->handed_over_translation(f.key, f.kernel_generation)) {
             adopt_kernel_translation(i, *t, clock, sink);
             // Its connection may have run whole in tc since, and the reports of its close gone
             // with nobody to take them while it waited here: the entries say.
@@ -1518,7 +1519,8 @@ uint64_t Engine::merge_kernel_state(const EngineClock& now) {
     if (f.state == State::SynSent && f.kernel_handshake) answered.push_back(i);
   });
   for (const uint32_t i : answered) {
-    if (const std::optional<FlowTranslation> t = m.kernel->handed_over_translation(m.table.get(i).key)) {
+    const Flow& f = m.table.get(i);
+    if (const std::optional<FlowTranslation> t = m.kernel->handed_over_translation(f.key, f.kernel_generation)) {
       struct : PacketSink {
         void send(std::span<const uint8_t>) override {}
       } none;

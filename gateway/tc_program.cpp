@@ -71,6 +71,13 @@ FlowEntries flow_entries(const FlowTuple& c2s, const FlowTranslation& t, uint32_
   return e;
 }
 
+bool previous_connections_entries(const sg_tc_flow& to_server, const sg_tc_flow& to_client,
+                                  uint32_t generation) noexcept {
+  const uint8_t closed =
+      (to_server.closing | to_client.closing) & (SG_TC_SEEN_FIN | SG_TC_SEEN_RST | SG_TC_CLOSED_BY_ENGINE);
+  return generation != 0 && closed != 0 && sg_seq_before(to_server.generation, generation);
+}
+
 bool same_translation(const FlowEntries& w, const sg_tc_flow& a, const sg_tc_flow& b) noexcept {
   const auto same = [](const sg_tc_flow& x, const sg_tc_flow& y) {
     return x.delta == y.delta && x.tsoff == y.tsoff && x.direction == y.direction &&
@@ -1403,10 +1410,11 @@ bool KernelPath::handshake_sent(const FlowTuple& t, const sg_handshake& h, uint3
   return program_->write_handshake(flow_key(t.reversed()), record);
 }
 
-std::optional<FlowTranslation> KernelPath::handed_over_translation(const FlowTuple& t) noexcept {
+std::optional<FlowTranslation> KernelPath::handed_over_translation(const FlowTuple& t, uint32_t generation) noexcept {
   sg_tc_flow up{}, down{};
   // Whatever gateway.tc_handshake says now: the entries may be an earlier run's answer.
   if (stopped_.load(std::memory_order_acquire) || !program_->read_flow(t, up, down)) return std::nullopt;
+  if (previous_connections_entries(up, down, generation)) return std::nullopt;
   FlowTranslation x;
   x.delta = up.delta;
   x.timestamps = (up.options & SG_TC_OPT_TIMESTAMPS) != 0;

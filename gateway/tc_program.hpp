@@ -68,6 +68,12 @@ FlowEntries flow_entries(const FlowTuple& client_to_server, const FlowTranslatio
 bool same_translation(const FlowEntries& want, const sg_tc_flow& to_server, const sg_tc_flow& to_client) noexcept;
 // What the engine merges from one entry (the program's record of its direction).
 KernelRecord kernel_record(const sg_tc_flow& entry) noexcept;
+// True when a flow numbered `generation` (0: unknown) finds on its pair the entries of the
+// client's previous connection there: closed, and older than the flow, which was opened over them
+// and whose SYN-ACK has not replaced them yet. (Older open ones are its own: a flow both paths
+// opened numbers itself by the later of the two records, its entries by the one that stood.)
+bool previous_connections_entries(const sg_tc_flow& to_server, const sg_tc_flow& to_client,
+                                  uint32_t generation) noexcept;
 sg_tc_flow_key flow_key(const FlowTuple& t);
 
 // An instance's pinned flow map (`pin_dir`/sg_tc_flows), opened read-only for `syngate flows`:
@@ -268,7 +274,8 @@ class KernelPath : public FlowObserver, public KernelFlowState {
   // client's next segment, a FIN behind its request, was dropped as an invalid cookie. Set before
   // the workers start.
   void set_before_withdraw(std::function<void()> hook) { before_withdraw_ = std::move(hook); }
-  std::optional<FlowTranslation> handed_over_translation(const FlowTuple& client_to_server) noexcept override;
+  std::optional<FlowTranslation> handed_over_translation(const FlowTuple& client_to_server,
+                                                         uint32_t generation) noexcept override;
   void take_handed_over(std::vector<KernelHandOver>& out,
                         const std::function<bool(const KernelHandOver&)>& mine) noexcept override;
   // gateway.tc_open_flows: the flows the ingress opened from cookie ACKs (all of them: it opens

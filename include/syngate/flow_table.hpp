@@ -191,8 +191,12 @@ class KernelFlowState {
   // on, false when the kernel side took it already (its report follows: take_handed_over).
   virtual bool withdraw_handshake(const FlowTuple& /*client_to_server*/) noexcept { return true; }
   // The translation the flow's entries hold, when the kernel side handed it over: asked (a system
-  // call) only before a SYN retry of a flow offered to it, whose report may have been lost.
-  virtual std::optional<FlowTranslation> handed_over_translation(const FlowTuple& /*client_to_server*/) noexcept {
+  // call) only before a SYN retry of a flow offered to it, whose report may have been lost. Not
+  // closed entries older than `generation` (the flow's kernel_generation; 0: unknown): the pair may
+  // still hold those of the client's previous connection on it, which the flow was opened over and
+  // its SYN-ACK has not yet replaced.
+  virtual std::optional<FlowTranslation> handed_over_translation(const FlowTuple& /*client_to_server*/,
+                                                                 uint32_t /*generation*/) noexcept {
     return std::nullopt;
   }
 };

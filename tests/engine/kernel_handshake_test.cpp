@@ -389,7 +389,7 @@ TEST_F(KernelHandshakeTest, AtStartAnAnswerWhoseReportWasLostIsEstablishedAndIts
   EXPECT_EQ(counters().kernel_handshakes, 1u);
   ASSERT_EQ(side.kept.size(), 1u) << "the observer claims the entries";
   EXPECT_EQ(side.kept[0].first, c.c2s);
-  EXPECT_TRUE(side.kept[0].second == side.entries[0].second) << "with the translation they hold";
+  EXPECT_TRUE(side.kept[0].second == side.entries[0].x) << "with the translation they hold";
   now += 30 * kSecond;
   sink.clear();
   engine->advance(now, sink);
@@ -704,6 +704,27 @@ TEST_F(KernelOpenedTest, AHandOverReportWaitsForItsFlowsOpen) {
   engine->take_kernel_reports(now, sink);
   EXPECT_EQ(counters().drop(DropReason::PairInUse), 0u);
   EXPECT_EQ(counters().flows_reused, 3u) << "lingering by next, other_old by other, next by after";
+}
+
+// A connection opened over its port's previous connection's closed entries, whose backend has not
+// answered by the SYN retry (a backend dropping SYNs from a full backlog): the entries on the pair
+// are still the previous connection's, and made up into this flow's hand-over they left it
+// established with another connection's offsets, its backend never sent the SYN again.
+TEST_F(KernelOpenedTest, ASynRetryIsNotMadeUpFromThePreviousConnectionsEntries) {
+  Conn previous = lingering_connection(42150);
+  FlowTranslation theirs;
+  theirs.delta = 0x5000;
+  side.entries.push_back({previous.c2s, theirs, /*generation=*/1, /*closed=*/true});
+  opened_over_closed(previous);
+  engine->take_kernel_reports(now, sink);
+  ASSERT_EQ(counters().flows_reused, 1u);
+  const uint64_t established = counters().established;
+  now += 2 * static_cast<uint64_t>(cfg.backend_retry_initial_ms) * kMs;
+  sink.clear();
+  engine->advance(now, sink);
+  EXPECT_EQ(counters().backend_syn_retries, 1u) << "the backend never got the SYN again";
+  EXPECT_EQ(counters().established, established) << "established from another connection's entries";
+  EXPECT_EQ(counters().kernel_handshakes, 0u);
 }
 
 // A SynSent flow whose SYN-ACK the engine answers itself (its record withdrawn: the client's data

@@ -39,6 +39,44 @@ TEST(TcPins, MapSizeFollowsTheFlowWorkers) {
   EXPECT_EQ(syngate::tc::flow_map_entries(5000), 10000u);
 }
 
+// The entries a flow finds on its pair before its SYN-ACK replaced them: a SYN retry must not take
+// the client's previous connection's (closed, older) for this flow's hand-over.
+TEST(TcEntries, ThePreviousConnectionsAreClosedAndOlder) {
+  using syngate::tc::previous_connections_entries;
+  sg_tc_flow up{}, down{};
+  up.generation = down.generation = 40;
+  EXPECT_FALSE(previous_connections_entries(up, down, 41)) << "open: the flow's own (both paths opened it)";
+  for (const uint8_t closing : {SG_TC_SEEN_FIN, SG_TC_SEEN_RST, SG_TC_CLOSED_BY_ENGINE}) {
+    up.closing = closing;
+    EXPECT_TRUE(previous_connections_entries(up, down, 41));
+    EXPECT_FALSE(previous_connections_entries(up, down, 40)) << "its own, carried whole";
+    EXPECT_FALSE(previous_connections_entries(up, down, 0)) << "a flow from before generations";
+    up.closing = 0;
+    down.closing = closing;
+    EXPECT_TRUE(previous_connections_entries(up, down, 41)) << "the server's side closed";
+    down.closing = 0;
+  }
+  up.closing = SG_TC_SEEN_FIN;
+  up.generation = down.generation = 0xfffffff0u;
+  EXPECT_TRUE(previous_connections_entries(up, down, 5)) << "older across the wrap";
+}
+
+// A flow the engine establishes with the client's FIN already sent on: its entries start as the
+// program leaves them after translating that FIN.
+TEST(TcEntries, AFinSentWithTheEarlyDataIsWrittenClosedForTheClient) {
+  const syngate::FlowTuple t{*syngate::Address::parse("198.18.0.7"), *syngate::Address::parse("10.10.3.2"), 2000, 80};
+  syngate::FlowTranslation x;
+  x.delta = 7;
+  EXPECT_EQ(syngate::tc::flow_entries(t, x, 3).to_server.closing, 0u);
+  x.client_fin = true;
+  x.client_fin_seq = 1234;
+  const syngate::tc::FlowEntries e = syngate::tc::flow_entries(t, x, 3);
+  EXPECT_EQ(e.to_server.closing, SG_TC_SEEN_FIN);
+  EXPECT_EQ(e.to_server.fin_seq, 1234u);
+  EXPECT_EQ(e.to_client.closing, 0u);
+  EXPECT_EQ(e.to_server.generation, 3u);
+}
+
 // A worker's turns, as Worker::TurnHooks drives the watch: a flow is watched from its
 // publication until a later receive that emptied the queue has been handled.
 constexpr uint64_t kPastMin = syngate::tc::OvertakeWatch::kMinWatchNs;

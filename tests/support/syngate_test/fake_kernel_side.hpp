@@ -23,9 +23,14 @@ namespace syngate::test {
 // The kernel side as the engine sees it: it takes an offered SYN-ACK when the test says so.
 struct FakeKernelSide : FlowObserver, KernelFlowState {
   bool offer = true;  // handshake_sent's answer
-  std::vector<std::pair<FlowTuple, sg_handshake>> records;
+  struct Record {
+    FlowTuple flow;
+    sg_handshake hs;
+    uint32_t generation;  // the flow's, which its entries will carry
+  };
+  std::vector<Record> records;
   size_t count(const FlowTuple& t) const {
-    return static_cast<size_t>(std::count_if(records.begin(), records.end(), [&](const auto& r) { return r.first == t; }));
+    return static_cast<size_t>(std::count_if(records.begin(), records.end(), [&](const Record& r) { return r.flow == t; }));
   }
   std::deque<KernelHandOver> reports;
   int withdrawals = 0;
@@ -40,13 +45,13 @@ struct FakeKernelSide : FlowObserver, KernelFlowState {
   std::vector<std::pair<FlowTuple, FlowTranslation>> kept;  // flow_established: the entries claimed
   void flow_established(const FlowTuple& t, const FlowTranslation& x, uint32_t) noexcept override { kept.emplace_back(t, x); }
   bool handshake_sent(const FlowTuple& t, const sg_handshake& h, uint32_t g) noexcept override {
-    if (offer) records.emplace_back(t, h);
+    if (offer) records.push_back({t, h, g});
     if (offer) offered.emplace_back(t, g);
     return offer;
   }
   bool withdraw_handshake(const FlowTuple& t) noexcept override {
     ++withdrawals;
-    return std::erase_if(records, [&](const auto& r) { return r.first == t; }) == 1;
+    return std::erase_if(records, [&](const Record& r) { return r.flow == t; }) == 1;
   }
   void take_handed_over(std::vector<KernelHandOver>& out, const std::function<bool(const KernelHandOver&)>& mine) noexcept override {
     std::erase_if(reports, [&](const KernelHandOver& k) {
@@ -57,9 +62,10 @@ struct FakeKernelSide : FlowObserver, KernelFlowState {
   }
   // What the program does with the backend's SYN-ACK: the record consumed, the report queued.
   bool take(const FlowTuple& t, const Bytes& synack) {
-    const auto record = std::find_if(records.begin(), records.end(), [&](const auto& r) { return r.first == t; });
+    const auto record = std::find_if(records.begin(), records.end(), [&](const Record& r) { return r.flow == t; });
     if (record == records.end()) return false;
-    const sg_handshake h = record->second;
+    const sg_handshake h = record->hs;
+    const uint32_t g = record->generation;
     records.erase(record);
     Bytes copy = synack;
     ParseResult r = parse_tcp_packet(copy);
@@ -83,14 +89,23 @@ struct FakeKernelSide : FlowObserver, KernelFlowState {
     x.tsoff = ho.tsoff;
     x.timestamps = ho.timestamps;
     x.shifts = ho.shifts;
-    entries.emplace_back(t, x);
+    std::erase_if(entries, [&](const Entries& e) { return e.flow == t; });  // written over
+    entries.push_back({t, x, g, false});
     return true;
   }
-  // The entries the program wrote, as handed_over_translation reads them back.
-  std::vector<std::pair<FlowTuple, FlowTranslation>> entries;
-  std::optional<FlowTranslation> handed_over_translation(const FlowTuple& t) noexcept override {
-    for (const auto& [flow, x] : entries) {
-      if (flow == t) return x;
+  // The entries the program wrote (or a test put there), as handed_over_translation reads them back.
+  struct Entries {
+    FlowTuple flow;
+    FlowTranslation x;
+    uint32_t generation;
+    bool closed = false;  // a FIN, an RST or the engine's punt recorded
+  };
+  std::vector<Entries> entries;
+  std::optional<FlowTranslation> handed_over_translation(const FlowTuple& t, uint32_t g) noexcept override {
+    for (const Entries& e : entries) {
+      if (e.flow != t) continue;
+      if (g != 0 && e.closed && sg_seq_before(e.generation, g)) return std::nullopt;  // an older connection's
+      return e.x;
     }
     return std::nullopt;
   }
@@ -113,7 +128,7 @@ struct FakeKernelSide : FlowObserver, KernelFlowState {
   void discard(const FlowTuple& t, uint32_t g) noexcept override {
     discarded.push_back(t);
     discards.emplace_back(t, g);
-    std::erase_if(entries, [&](const auto& e) { return e.first == t; });
+    std::erase_if(entries, [&](const Entries& e) { return e.flow == t; });
   }
   // What the program does with a client's cookie ACK (its cookie's MSS `mss`): the backend's SYN
   // sent, the record written, the flow reported (`over_closed`: over the closed entries of the
@@ -132,7 +147,7 @@ struct FakeKernelSide : FlowObserver, KernelFlowState {
     k.room_for_timestamps = room;
     k.over_closed = over_closed;
     k.generation = ++generation;
-    records.emplace_back(k.flow, k.handshake);
+    records.push_back({k.flow, k.handshake, k.generation});
     opened_reports.push_back(k);
     return k.handshake;
   }
