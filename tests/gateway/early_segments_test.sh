@@ -32,28 +32,7 @@ for ipt in iptables ip6tables; do
   in_ns "$NS_SRV" $ipt -A OUTPUT -p tcp --sport 8080 --tcp-flags SYN,ACK SYN,ACK -j DROP
 done
 # The server answers each connection with the number of bytes it read before the client's FIN.
-cat > "$LAB_DIR/server.py" <<'PY'
-import socket, sys, threading
-def serve(family, addr):
-    s = socket.socket(family, socket.SOCK_STREAM)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind((addr, 8080))
-    s.listen(64)
-    while True:
-        c, _ = s.accept()
-        got = 0
-        while True:
-            b = c.recv(65536)
-            if not b:
-                break
-            got += len(b)
-        c.sendall(b"got %d\n" % got)
-        c.close()
-for family, addr in ((socket.AF_INET, "10.10.3.2"), (socket.AF_INET6, "fd00:10:3::2")):
-    threading.Thread(target=serve, args=(family, addr), daemon=True).start()
-threading.Event().wait()
-PY
-bg "$NS_SRV" python3 "$LAB_DIR/server.py"
+bg "$NS_SRV" python3 "$(cd "$(dirname "$0")" && pwd)/count_server.py" --until-eof
 wait_listen "$NS_SRV" 8080 || fail "the test server did not start"
 
 xdp() { metric_sum syngate_xdp_packets_total "outcome=\"$1\""; }
@@ -87,14 +66,7 @@ PY
 round() {
   local gateway_keys=""
   [[ $1 == engine ]] && gateway_keys="tc_early_data = false"
-  XDP_MODE=auto write_config "$gateway_keys" "" '
-[[service]]
-address = "10.10.3.2"
-port = 8080
-
-[[service]]
-address = "fd00:10:3::2"
-port = 8080'
+  XDP_MODE=auto write_config "$gateway_keys" "" "$SERVICES_8080"
   start_syngate
   grep -q "tc: translating established flows" "$LAB_DIR/syngate.log" || fail "the kernel path did not attach"
   grep -q "gateway.tc_open_flows" "$LAB_DIR/syngate.log" || fail "the tc ingress does not open flows (gateway.tc_open_flows)"

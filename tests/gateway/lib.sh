@@ -298,6 +298,16 @@ PY
   wait_listen "$NS_SRV" "$port" || fail "echo server on $port did not start"
 }
 
+# srv's two addresses on port 8080 (count_server.py's), as write_config's service tables.
+SERVICES_8080='
+[[service]]
+address = "10.10.3.2"
+port = 8080
+
+[[service]]
+address = "fd00:10:3::2"
+port = 8080'
+
 # Writes $LAB_DIR/syngate.toml: the minimal config plus whatever extra TOML the caller gives
 # (extra [gateway] keys go in $1, extra [engine] keys in $2, extra services in $3).
 # The XDP fast path is off unless XDP_MODE says otherwise: these tests assert the NFQUEUE path's

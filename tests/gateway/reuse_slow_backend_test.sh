@@ -20,23 +20,7 @@ for ipt in iptables ip6tables; do
 done
 # The server answers each request with its size and closes first (its side keeps the TIME-WAIT,
 # so the client's port is free again at once).
-cat > "$LAB_DIR/server.py" <<'PY'
-import socket, threading
-def serve(family, addr):
-    s = socket.socket(family, socket.SOCK_STREAM)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind((addr, 8080))
-    s.listen(64)
-    while True:
-        c, _ = s.accept()
-        got = c.recv(65536)
-        c.sendall(b"got %d\n" % len(got))
-        c.close()
-for family, addr in ((socket.AF_INET, "10.10.3.2"), (socket.AF_INET6, "fd00:10:3::2")):
-    threading.Thread(target=serve, args=(family, addr), daemon=True).start()
-threading.Event().wait()
-PY
-bg "$NS_SRV" python3 "$LAB_DIR/server.py"
+bg "$NS_SRV" python3 "$(cd "$(dirname "$0")" && pwd)/count_server.py"
 wait_listen "$NS_SRV" 8080 || fail "the test server did not start"
 
 # Connections from one port, one after the other; each must be answered within 5 s (the retry
@@ -68,14 +52,7 @@ for i in range(rounds):
 print("%d connections from port %d: %s s" % (rounds, port, ", ".join("%.2f" % t for t in took)))
 PY
 
-XDP_MODE=auto write_config "" "" '
-[[service]]
-address = "10.10.3.2"
-port = 8080
-
-[[service]]
-address = "fd00:10:3::2"
-port = 8080'
+XDP_MODE=auto write_config "" "" "$SERVICES_8080"
 start_syngate
 grep -q "gateway.tc_open_flows" "$LAB_DIR/syngate.log" || fail "the tc ingress does not open flows (gateway.tc_open_flows)"
 # The gateway's neighbour entries first: a connection whose cookie ACK waits for one goes to the
