@@ -1020,26 +1020,26 @@ struct Engine::Impl {
     table.enter(i, State::Established, f.stamp_ms);
   }
 
-  // What the client sent early, to the backend in segments its MSS allows: it may have reached the
-  // queue as one GRO super-packet (2,896 bytes from a client with a full MSS), which as one packet
-  // would exceed the MTU and the raw send fail (EMSGSIZE), the backend never getting it and the
-  // client waiting a retransmission timeout.
-  void send_early_data(const Flow& f, const sg_synack& s, const sg_handover_ack& a, PacketSink& sink) {
+  // What the client sent early, to the backend: its data in segments its MSS allows (it may have
+  // reached the queue as one GRO super-packet, 2,896 bytes from a client with a full MSS, which as
+  // one packet would exceed the MTU and the raw send fail, EMSGSIZE, the backend never getting it
+  // and the client waiting a retransmission timeout), then the FIN held behind it
+  // (hold_early_fin) in a segment of its own. Nothing when nothing was held.
+  void send_early(const Flow& f, const sg_synack& s, const sg_handover_ack& a, PacketSink& sink) {
     const TcpOptions ts = options_of(a);
-    const uint32_t segment = early_segment_bytes(s, ts, f.key.src.is_v4());
-    const uint8_t* data = table.early_data(f.early_slot);
-    for (uint32_t off = 0; off < f.early_len; off += segment) {
-      const uint32_t n = std::min<uint32_t>(segment, f.early_len - off);
-      emit(sink, build_ack(scratch, f.key, a.seq + off, a.ack, a.window, ts, std::span<const uint8_t>(data + off, n)));
+    if (f.early_len > 0) {
+      const uint32_t segment = early_segment_bytes(s, ts, f.key.src.is_v4());
+      const uint8_t* data = table.early_data(f.early_slot);
+      for (uint32_t off = 0; off < f.early_len; off += segment) {
+        const uint32_t n = std::min<uint32_t>(segment, f.early_len - off);
+        emit(sink, build_ack(scratch, f.key, a.seq + off, a.ack, a.window, ts, std::span<const uint8_t>(data + off, n)));
+      }
     }
-    send_early_fin(f, a, ts, sink);
-  }
-  // The FIN held behind the early data (hold_early_fin), in a segment of its own after it.
-  void send_early_fin(const Flow& f, const sg_handover_ack& a, const TcpOptions& ts, PacketSink& sink) {
-    if (!(f.bits & bit::kClientFin)) return;
-    const SegmentSpec fin{.tuple = f.key, .seq = f.client_fin_seq, .ack = a.ack,
-                          .flags = tcp_flag::ACK | tcp_flag::FIN, .window = a.window, .options = ts};
-    emit(sink, build_tcp_packet(scratch, fin));
+    if (f.bits & bit::kClientFin) {
+      const SegmentSpec fin{.tuple = f.key, .seq = f.client_fin_seq, .ack = a.ack,
+                            .flags = tcp_flag::ACK | tcp_flag::FIN, .window = a.window, .options = ts};
+      emit(sink, build_tcp_packet(scratch, fin));
+    }
   }
 
   // Sends the backend its ACK and builds the client's window update in scratch (its length
@@ -1055,13 +1055,12 @@ struct Engine::Impl {
         observer->flow_established(f.key, *t, f.kernel_generation);
       }
     }
-    if (f.early_len > 0) {
-      send_early_data(f, s, ho.to_backend, sink);
-    } else {
+    // The early data's first segment completes the backend's handshake; without any, a bare ACK.
+    if (f.early_len == 0) {
       emit(sink, build_ack(scratch, f.key, ho.to_backend.seq, ho.to_backend.ack, ho.to_backend.window,
                            options_of(ho.to_backend)));
-      send_early_fin(f, ho.to_backend, options_of(ho.to_backend), sink);
     }
+    send_early(f, s, ho.to_backend, sink);
     // Tell the client the real window now that it is known (ours was only the early-data room).
     TcpOptions to_client = options_of(ho.to_client);
     if (ho.supply_timestamps) to_client.tsval = supplied_tsval(f, now);
@@ -1100,8 +1099,7 @@ struct Engine::Impl {
   void established_by_kernel(uint32_t i, const sg_synack& s, bool learn, const EngineClock& now, PacketSink& sink) {
     const sg_handover ho = adopt_synack(i, s, now, learn);
     const Flow& f = table.get(i);
-    if (f.early_len > 0) send_early_data(f, s, ho.to_backend, sink);
-    else send_early_fin(f, ho.to_backend, options_of(ho.to_backend), sink);
+    send_early(f, s, ho.to_backend, sink);
     ++counters.kernel_handshakes;
     enter_established(i, now);
     if (f.bits & bit::kClientFin) {

@@ -71,11 +71,18 @@ FlowEntries flow_entries(const FlowTuple& c2s, const FlowTranslation& t, uint32_
   return e;
 }
 
+bool punts_both_ways(const sg_tc_flow& to_server, const sg_tc_flow& to_client) noexcept {
+  return ((to_server.closing | to_client.closing) & (SG_TC_SEEN_RST | SG_TC_CLOSED_BY_ENGINE)) != 0;
+}
+
+bool punts_client_segments(const sg_tc_flow& to_server, const sg_tc_flow& to_client) noexcept {
+  return (to_server.closing & SG_TC_SEEN_FIN) != 0 || punts_both_ways(to_server, to_client);
+}
+
 bool previous_connections_entries(const sg_tc_flow& to_server, const sg_tc_flow& to_client,
                                   uint32_t generation) noexcept {
-  const uint8_t closed =
-      (to_server.closing | to_client.closing) & (SG_TC_SEEN_FIN | SG_TC_SEEN_RST | SG_TC_CLOSED_BY_ENGINE);
-  return generation != 0 && closed != 0 && sg_seq_before(to_server.generation, generation);
+  return generation != 0 && punts_client_segments(to_server, to_client) &&
+         sg_seq_before(to_server.generation, generation);
 }
 
 bool same_translation(const FlowEntries& w, const sg_tc_flow& a, const sg_tc_flow& b) noexcept {
@@ -1268,11 +1275,8 @@ bool KernelPath::read(const FlowTuple& t, KernelFlowView& out) noexcept {
   }
   out.to_server = kernel_record(to_server);
   out.to_client = kernel_record(to_client);
-  // What punts (lib/tc_rewritable.h): the client's segments after its FIN; both ways after an RST
-  // or the engine's punt, recorded in either entry.
-  const uint8_t both = (to_server.closing | to_client.closing) & (SG_TC_SEEN_RST | SG_TC_CLOSED_BY_ENGINE);
-  out.to_server.punting = (to_server.closing & SG_TC_SEEN_FIN) || both;
-  out.to_client.punting = both != 0;
+  out.to_server.punting = punts_client_segments(to_server, to_client);
+  out.to_client.punting = punts_both_ways(to_server, to_client);
   return true;
 }
 

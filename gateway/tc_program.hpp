@@ -68,10 +68,15 @@ FlowEntries flow_entries(const FlowTuple& client_to_server, const FlowTranslatio
 bool same_translation(const FlowEntries& want, const sg_tc_flow& to_server, const sg_tc_flow& to_client) noexcept;
 // What the engine merges from one entry (the program's record of its direction).
 KernelRecord kernel_record(const sg_tc_flow& entry) noexcept;
+// What the programs punt to NFQUEUE (lib/tc_rewritable.h, the same rule): every segment of both
+// directions after an RST or the engine's punt recorded in either entry; the client's after its FIN.
+bool punts_both_ways(const sg_tc_flow& to_server, const sg_tc_flow& to_client) noexcept;
+bool punts_client_segments(const sg_tc_flow& to_server, const sg_tc_flow& to_client) noexcept;
 // True when a flow numbered `generation` (0: unknown) finds on its pair the entries of the
-// client's previous connection there: closed, and older than the flow, which was opened over them
-// and whose SYN-ACK has not replaced them yet. (Older open ones are its own: a flow both paths
-// opened numbers itself by the later of the two records, its entries by the one that stood.)
+// client's previous connection there: closed for the client's segments (what the programs open a
+// new connection over), and older than the flow, which was opened over them and whose SYN-ACK has
+// not replaced them yet. (Older open ones are its own: a flow both paths opened numbers itself by
+// the later of the two records, its entries by the one that stood.)
 bool previous_connections_entries(const sg_tc_flow& to_server, const sg_tc_flow& to_client,
                                   uint32_t generation) noexcept;
 sg_tc_flow_key flow_key(const FlowTuple& t);

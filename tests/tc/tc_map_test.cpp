@@ -199,9 +199,6 @@ TEST(TcMap, ReleaseLeavesWhatANewerConnectionWrote) {
   EXPECT_FALSE(record_there());
 }
 
-// A turn's frees go together (sg_tc_release_many): each release as sg_tc_release makes it, in
-// order, across batches. Two maps set up alike, every mix of entries and records a pair can hold
-// and several releases on one pair in a row: the results and what is left are the same.
 // A flow released before its SYN-ACK came (refused, or timed out waiting for its backend) takes
 // the early segments its record had kept (no SYN-ACK will send them), not a newer connection's.
 TEST(TcMap, ReleaseTakesTheSegmentsARecordKept) {
@@ -246,6 +243,9 @@ TEST(TcMap, ReleaseTakesTheSegmentsARecordKept) {
   EXPECT_EQ(slots(), 1);
 }
 
+// A turn's frees go together (sg_tc_release_many): each release as sg_tc_release makes it, in
+// order, across batches. Two maps set up alike, every mix of entries and records a pair can hold
+// and several releases on one pair in a row: the results and what is left are the same.
 TEST(TcMap, ReleasesInABatchAreEachAsOnItsOwn) {
   if (geteuid() != 0) GTEST_SKIP() << "needs root for the BPF map";
   tc::Program one_by_one(1024, ""), batched(1024, "");
