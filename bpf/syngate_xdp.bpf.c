@@ -336,13 +336,14 @@ static __always_inline void answered_over_flow(const struct pkt* p, const struct
 }
 
 static __noinline int check_no_flow(const struct pkt* p, const struct sg_xdp_config* cfg) {
-  if (bpf_map_lookup_elem(&sg_flows, &p->key)) {
+  /* The tc programs' entry first: the translation behind this program looks the same key up next
+   * and then finds it in cache, and a flow carried in tc costs no look in a second table. */
+  if (kernel_flow(&p->key) || bpf_map_lookup_elem(&sg_flows, &p->key)) {
     answered_over_flow(p, cfg);
     return pass_as(SG_XDP_FLOW_PASSED);
   }
   /* Only data or a FIN looks for a handshake record: the bare ACKs of a forged-ACK flood cost no look. */
-  if (kernel_flow(&p->key) || (pkt_sends_data(p->flags, pkt_payload_len(p)) && kernel_handshake(&p->key)))
-    return pass_as(SG_XDP_FLOW_PASSED);
+  if (pkt_sends_data(p->flags, pkt_payload_len(p)) && kernel_handshake(&p->key)) return pass_as(SG_XDP_FLOW_PASSED);
   if (p->flags & SG_TCP_RST) return drop_as(SG_XDP_NO_FLOW);
   const struct sg_cookie_secrets* secrets = current_secrets();
   if (!secrets) return pass_as(SG_XDP_PASSED_UNHANDLED);
