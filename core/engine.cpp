@@ -146,6 +146,12 @@ struct Engine::Impl {
   std::vector<KernelHandOver> handovers;  // the same for take_kernel_handovers
   std::vector<KernelOpened> opened;       // and for take_kernel_opened
   bool kernel_offers = false;  // the kernel side has accepted a handshake (handshake_sent)
+  // The lost-report sweep (sweep_lost_reports): the kernel side's count of reports it could not
+  // hand over when last looked at, the next table slot to look at (kNone: no sweep under way),
+  // and whether more were lost while one was under way (another follows it).
+  uint64_t reports_lost_seen = 0;
+  uint32_t sweep_next = kNone;
+  bool sweep_again = false;
 
   Impl(const EngineConfig& c, const CookieJar& j, EngineState state)
       : cfg(normalized(c)),
@@ -1144,6 +1150,68 @@ struct Engine::Impl {
     if (!kernel) return;
     take_kernel_handovers(now, sink);
     merge_kernel_closes(timer_ms(now));
+    sweep_lost_reports(now, sink);
+  }
+
+  // A report the programs could not write (their ring full: a flow worker that did not run for a
+  // while, a burst of closes) is gone for good. Its flow's entries still hold what it said, so
+  // once the kernel side counts one lost, every flow of the table is looked at, a slice a turn:
+  // one whose SYN-ACK the programs answered is established from its entries, one that closed in
+  // tc takes its FINs. Without it those flows waited for their SYN retry (a second) or their idle
+  // timer (ten minutes by default), holding their source's share (max_flows_per_source) and the
+  // table's room all the while. Losses during a sweep start another one after it, so that a ring
+  // that keeps overflowing still sees every sweep through.
+  static constexpr uint32_t kSweepSlotsPerTurn = 16384;  // a look at a slot's state: cheap
+  static constexpr uint32_t kSweepReadsPerTurn = 512;    // a read is a system call
+  void sweep_lost_reports(const EngineClock& now, PacketSink& sink) {
+    const uint64_t lost = kernel->reports_lost();
+    if (lost != reports_lost_seen) {
+      reports_lost_seen = lost;
+      if (sweep_next == kNone) {
+        sweep_next = 0;
+        ++counters.kernel_report_sweeps;
+      } else {
+        sweep_again = true;
+      }
+    }
+    if (sweep_next == kNone) return;
+    const uint32_t slots = cfg.max_flows;
+    const uint32_t stop = sweep_next + std::min(kSweepSlotsPerTurn, slots - sweep_next);
+    uint32_t reads = 0;
+    for (; sweep_next < stop && reads < kSweepReadsPerTurn; ++sweep_next) {
+      const uint32_t i = sweep_next;
+      const Flow& f = table.get(i);
+      if (f.state == State::Free) continue;
+      ++reads;
+      if (f.state == State::SynSent) {
+        adopt_from_entries(i, now, sink);
+        continue;
+      }
+      if (merge_kernel(table.edit(i)) != KernelSide::None) follow_fins(i, timer_ms(now));
+      table.settle();
+    }
+    if (sweep_next < slots) return;
+    sweep_next = kNone;
+    if (sweep_again) {
+      sweep_again = false;
+      sweep_next = 0;
+      ++counters.kernel_report_sweeps;
+    }
+  }
+
+  // A flow in SynSent whose SYN-ACK the kernel side may have answered without its report reaching
+  // the engine (a full ring, a restart between the two): its entries say so, and then it is
+  // established from them, with what its connection did in tc since (it may have run whole
+  // there, its close's reports gone with nobody to take them). True when it was.
+  bool adopt_from_entries(uint32_t i, const EngineClock& now, PacketSink& sink) {
+    const Flow& f = table.get(i);
+    if (!f.kernel_handshake) return false;
+    const std::optional<FlowTranslation> t = kernel->handed_over_translation(f.key, f.kernel_generation);
+    if (!t) return false;
+    adopt_kernel_translation(i, *t, now, sink);
+    if (merge_kernel(table.edit(i)) != KernelSide::None) follow_fins(i, timer_ms(now));
+    table.settle();
+    return true;
   }
   void take_handed_over_reports(const EngineClock& now, PacketSink& sink) {
     if (!kernel_offers) return;
@@ -1250,19 +1318,9 @@ struct Engine::Impl {
       while (l.head != kNone && time_reached(now, table.get(l.head).stamp_ms + timeout)) {
         table.settle();
         const uint32_t i = l.head;
+        // The backend must get no SYN again from a flow the kernel side handed over.
+        if (kernel && adopt_from_entries(i, clock, sink)) continue;
         Flow& f = table.edit(i);
-        // A flow the kernel side may have answered and whose report never came (a full ring, a
-        // restart between the two): its entries say so, and the backend must get no SYN again.
-        if (kernel && f.kernel_handshake) {
-          if (const std::optional<FlowTranslation> t = kernel->handed_over_translation(f.key, f.kernel_generation)) {
-            adopt_kernel_translation(i, *t, clock, sink);
-            // Its connection may have run whole in tc since, and the reports of its close gone
-            // with nobody to take them while it waited here: the entries say.
-            if (merge_kernel(table.edit(i)) != KernelSide::None) follow_fins(i, now);
-            table.settle();
-            continue;
-          }
-        }
         if (f.retries >= cfg.backend_syn_retries) {
           reset_client(f, sink);
           count(DropReason::BackendTimeout);

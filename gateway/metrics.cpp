@@ -50,6 +50,7 @@ EngineCounters sum_engine(const std::vector<WorkerSnapshot>& workers) {
     t.kernel_opened_refused += c.kernel_opened_refused;
     t.translated += c.translated;
     t.kernel_punts += c.kernel_punts;
+    t.kernel_report_sweeps += c.kernel_report_sweeps;
     t.passed_through += c.passed_through;
     t.early_data_buffered += c.early_data_buffered;
     t.early_fins_held += c.early_fins_held;
@@ -146,6 +147,7 @@ std::string render_prometheus(const GatewaySnapshot& s) {
       {"syngate_timestamps_not_supplied_total", "counter", "Segments to such clients left without one (no room, or an option syngate cannot keep).", &EngineCounters::timestamps_not_supplied},
       {"syngate_rst_passed_in_window_total", "counter", "RSTs inside the receiver's window but not exact: passed on for the endpoint to judge, which answers with a challenge ACK (RFC 5961); the flow carries on.", &EngineCounters::rst_passed_in_window},
       {"syngate_kernel_punts_total", "counter", "Flows the engine saw close (FIN, RST) that the tc programs still translated: told to send their segments to NFQUEUE from then on.", &EngineCounters::kernel_punts},
+      {"syngate_kernel_report_sweeps_total", "counter", "Walks of the flow table after the tc programs' report ring overflowed (events_lost): each flow is established or closed from its entries.", &EngineCounters::kernel_report_sweeps},
       {"syngate_passed_through_total", "counter", "Packets accepted untouched (not for a protected service).", &EngineCounters::passed_through},
       {"syngate_early_data_buffered_total", "counter", "Client data segments held until the backend answered.", &EngineCounters::early_data_buffered},
       {"syngate_early_fins_held_total", "counter", "Client FINs right behind their early data, held with it and sent on when the backend answered.", &EngineCounters::early_fins_held},

@@ -1123,6 +1123,21 @@ void KernelPath::renew_lease(uint64_t now_ns) noexcept {
 }
 bool KernelPath::may_be_overtaken(const FlowTuple& t) noexcept { return overtake_watch.watching(this, t); }
 
+uint64_t KernelPath::reports_lost() noexcept {
+  const uint64_t now = gw::timer_clock_ns();
+  if (now - lost_read_ns_.load(std::memory_order_relaxed) < kLostReadNs || stopped_.load(std::memory_order_acquire)) {
+    return lost_.load(std::memory_order_relaxed);
+  }
+  lost_read_ns_.store(now, std::memory_order_relaxed);
+  try {
+    const Counters c = program_->counters();
+    lost_.store(c[SG_TC_EVENT_LOST], std::memory_order_relaxed);
+  } catch (const std::exception&) {
+    // Unread this time: the next look reads again.
+  }
+  return lost_.load(std::memory_order_relaxed);
+}
+
 size_t OvertakeWatch::bucket(const FlowTuple& flow) noexcept {
   uint32_t low_src = 0;
   std::memcpy(&low_src, flow.src.bytes.data() + 12, sizeof low_src);  // IPv4: the whole address

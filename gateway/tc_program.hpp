@@ -286,6 +286,10 @@ class KernelPath : public FlowObserver, public KernelFlowState {
   // gateway.tc_open_flows: the flows the ingress opened from cookie ACKs (all of them: it opens
   // flows only with one flow queue, whose engine takes them), and the undoing of one refused.
   void take_opened(std::vector<KernelOpened>& out) noexcept override;
+  // The programs' count of reports their ring had no room for (events_lost), read at most every
+  // kLostReadNs: every flow worker asks each turn.
+  uint64_t reports_lost() noexcept override;
+  static constexpr uint64_t kLostReadNs = 100'000'000;
   void discard(const FlowTuple& client_to_server, uint32_t generation) noexcept override;
   // Whether the programs open flows (gateway.tc_open_flows in force), and the end of it (the
   // programs stop as their lease runs out: none has been given before the first tick).
@@ -430,6 +434,8 @@ class KernelPath : public FlowObserver, public KernelFlowState {
   bool opens_ = false;       // gateway.tc_open_flows in force
   std::atomic<bool> leased_{false};  // keep_opening published what the programs open flows with
   std::atomic<uint64_t> lease_renewed_ns_{0};
+  std::atomic<uint64_t> lost_read_ns_{0};
+  std::atomic<uint64_t> lost_{0};
   uint8_t announced_ws_ = 0;
   uint64_t published_secrets_ = 0;  // the generation of the secrets last published, 0: none
   std::vector<KernelOpened> opened_;    // reported, until the engine takes them (under closes_mutex_)

@@ -151,6 +151,9 @@ struct EngineCounters {
   // Flows the engine closed (FIN, RST) while the tc programs still translated them (they had not
   // recorded it): told to send the flow's segments to NFQUEUE from now on (KernelFlowState::punt).
   uint64_t kernel_punts = 0;
+  // Walks of the flow table that looked at every flow after the kernel side lost reports (its
+  // ring full): a flow it answered or closed is established or closed from its entries.
+  uint64_t kernel_report_sweeps = 0;
   // Segments to a client that was promised timestamps its backend lacks: given one by syngate,
   // or not (no room: the flow's backend was told the full MSS, or an option syngate cannot keep).
   uint64_t timestamps_supplied = 0;

@@ -181,6 +181,10 @@ class KernelFlowState {
   // yet), appended to `out`, each once.
   virtual void take_handed_over(std::vector<KernelHandOver>& /*out*/,
                                 const std::function<bool(const KernelHandOver&)>& /*mine*/) noexcept {}
+  // How many reports (hand-overs, closes) the kernel side could not make since it started: its
+  // ring was full. The engine then looks at every flow (sweep_lost_reports in engine.cpp). Asked
+  // each turn: an answer without a system call most of the time.
+  virtual uint64_t reports_lost() noexcept { return 0; }
   // The flows the kernel side opened since it was last asked (each once, in the order it opened
   // them): before take_handed_over, whose reports may be of these flows.
   virtual void take_opened(std::vector<KernelOpened>& /*out*/) noexcept {}

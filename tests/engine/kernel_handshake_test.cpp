@@ -229,6 +229,104 @@ TEST_F(KernelHandshakeTest, ALostReportsConnectionThatClosedInTcLingersFromItsEn
   EXPECT_EQ(counters().flows_active, 0u) << "freed after its linger, not at the idle timer";
 }
 
+// What the programs record of c's connection run whole in tc after the hand-over: request,
+// reply, both FINs and their acks.
+static KernelFlowView closed_in_tc(const Conn& c, uint32_t request_bytes) {
+  KernelFlowView v;
+  v.to_server.has_record = true;
+  v.to_server.sender_next = c.client_isn + 1 + request_bytes + 1;
+  v.to_server.acked = c.backend_isn + 1 + 100 + 1;
+  v.to_server.fin = true;
+  v.to_server.fin_seq = c.client_isn + 1 + request_bytes;
+  v.to_server.acked_peer_fin = true;
+  v.to_client.has_record = true;
+  v.to_client.sender_next = c.backend_isn + 1 + 100 + 1;
+  v.to_client.acked = c.client_isn + 1 + request_bytes + 1;
+  v.to_client.fin = true;
+  v.to_client.fin_seq = c.backend_isn + 1 + 100;
+  v.to_client.acked_peer_fin = true;
+  return v;
+}
+
+// A full ring (a flow worker that did not run for a while, a burst of closes) loses the reports
+// of a connection that closed in tc: once the kernel side counts reports lost, the engine looks at
+// its flows and closes that one from its entries, at the next turn. Before, it stayed established
+// until its idle timer (ten minutes by default), holding its source's share.
+TEST_F(KernelHandshakeTest, AFlowWhoseCloseReportsWereLostClosesOnceTheLossIsCounted) {
+  Conn c = Conn::v4();
+  ASSERT_TRUE(side.take(c.c2s, synack_for(c)));
+  engine->take_kernel_reports(now, sink);
+  ASSERT_EQ(counters().kernel_handshakes, 1u);
+  side.views.emplace_back(c.c2s, closed_in_tc(c, kRequestBytes));  // no close report in the ring
+  const auto after_the_linger = [&] {
+    for (int k = 0; k < 2; ++k) {
+      now += static_cast<uint64_t>(cfg.linger_s + 1) * kSecond;
+      engine->advance(now, sink);
+    }
+  };
+  after_the_linger();
+  EXPECT_EQ(counters().flows_active, 1u) << "no report, no loss counted: held as established";
+  EXPECT_EQ(counters().kernel_report_sweeps, 0u);
+  side.lost = 1;
+  engine->take_kernel_reports(now, sink);
+  EXPECT_EQ(counters().kernel_report_sweeps, 1u);
+  after_the_linger();
+  EXPECT_EQ(counters().flows_active, 0u) << "closed from its entries, freed after its linger";
+}
+
+// The same for a hand-over whose report was lost: the flow is established from its entries at the
+// next turn, not a second later at its SYN retry (its client's data waited for that).
+TEST_F(KernelHandshakeTest, AHandOverWhoseReportWasLostIsTakenAtTheNextTurnOnceTheLossIsCounted) {
+  Conn c = Conn::v4();
+  (void)answered_without_report(c);
+  engine->take_kernel_reports(now, sink);
+  EXPECT_EQ(counters().kernel_handshakes, 0u) << "nothing lost counted: the report may still come";
+  side.lost = 3;
+  sink.clear();
+  engine->take_kernel_reports(now, sink);
+  EXPECT_EQ(counters().kernel_handshakes, 1u);
+  EXPECT_EQ(sink.size(), 0u) << "the program answered the SYN-ACK; the engine sends nothing";
+  const test::Seen y = server_segment(c, c.backend_ts + 7);
+  EXPECT_EQ(y.pkt.seq(), c.cookie_isn + 1);
+  EXPECT_EQ(y.pkt.options().tsval, c.synack_tsval + 7) << "the offsets the report would have given";
+  now += 30 * kSecond;
+  engine->advance(now, sink);
+  EXPECT_EQ(counters().backend_syn_retries, 0u);
+}
+
+// A sweep reads at most a slice of flows a turn (a read is a system call), sees every flow through
+// however many turns that takes, and losses counted meanwhile start another sweep after it rather
+// than starting this one again (a ring that keeps overflowing would otherwise never see one end).
+TEST_F(KernelHandshakeTest, ASweepReadsItsFlowsInSlicesAndLossesDuringItStartAnother) {
+  constexpr int kFlows = 700;  // more than a turn's reads
+  cfg.max_flows = 1024;
+  start();
+  engine->set_flow_observer(&side);
+  engine->set_kernel_state(&side);
+  std::vector<Conn> conns;
+  for (int k = 0; k < kFlows; ++k) {
+    conns.push_back(Conn::v4(static_cast<uint16_t>(20000 + k)));
+    Conn& c = conns.back();
+    ASSERT_TRUE(side.take(c.c2s, synack_for(c)));
+    side.views.emplace_back(c.c2s, closed_in_tc(c, kRequestBytes));
+  }
+  engine->take_kernel_reports(now, sink);
+  ASSERT_EQ(counters().kernel_handshakes, static_cast<uint64_t>(kFlows));
+  side.lost = 1;
+  side.reads = 0;
+  engine->take_kernel_reports(now, sink);
+  EXPECT_GT(side.reads, 0);
+  EXPECT_LT(side.reads, kFlows) << "one turn reads a slice, not the whole table";
+  side.lost = 2;  // more lost while the sweep is under way
+  for (int turn = 0; turn < 10; ++turn) engine->take_kernel_reports(now, sink);
+  for (int k = 0; k < 2; ++k) {
+    now += static_cast<uint64_t>(cfg.linger_s + 1) * kSecond;
+    engine->advance(now, sink);
+  }
+  EXPECT_EQ(counters().flows_active, 0u) << "the sweep saw every flow through";
+  EXPECT_EQ(counters().kernel_report_sweeps, 2u) << "the loss during it started one more after it";
+}
+
 // The program claimed the record and wrote the entries; its report is not in the ring yet (it is
 // being written on another CPU, or was lost). The client's data must not wait for a later batch:
 // the client's next segments cross tc at once, and data held meanwhile reached the backend behind

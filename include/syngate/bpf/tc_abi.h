@@ -355,7 +355,7 @@ enum sg_tc_counter {
   SG_TC_PUNTED,         /* a flow's packet the program left to NFQUEUE (RST, after a FIN, layout) */
   SG_TC_ALREADY_MARKED, /* egress: translated before (ingress, engine verdict, syngate's own) */
   SG_TC_MISS,           /* TCP with no flow entry, or a SYN (never looked up): left alone */
-  SG_TC_EVENT_LOST,     /* sg_tc_events full: the engine learns of that close at its idle timer */
+  SG_TC_EVENT_LOST,     /* sg_tc_events full: the engines then sweep their flows (reports_lost) */
   SG_TC_FORWARDED,      /* translated at ingress and sent on by the program itself (bpf_redirect) */
   SG_TC_HANDED_OVER,    /* a backend's SYN-ACK answered by sg_tc_synack (the flow's entries written) */
   SG_TC_HANDSHAKE_PUNTED, /* one it left to the engine (with a handshake entry: see above) */

@@ -153,7 +153,9 @@ struct FakeKernelSide : FlowObserver, KernelFlowState {
   }
   // What the programs recorded of a flow (read), when the test says.
   std::vector<std::pair<FlowTuple, KernelFlowView>> views;
+  int reads = 0;
   bool read(const FlowTuple& t, KernelFlowView& out) noexcept override {
+    ++reads;
     for (const auto& [flow, v] : views) {
       if (flow == t) {
         out = v;
@@ -163,6 +165,8 @@ struct FakeKernelSide : FlowObserver, KernelFlowState {
     return false;
   }
   bool may_be_overtaken(const FlowTuple&) noexcept override { return false; }
+  uint64_t lost = 0;  // reports the ring had no room for (reports_lost)
+  uint64_t reports_lost() noexcept override { return lost; }
   std::vector<FlowTuple> punts;  // flows whose segments the engine took back (punt)
   void punt(const FlowTuple& t, uint32_t) noexcept override { punts.push_back(t); }
 };
