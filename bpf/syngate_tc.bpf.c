@@ -398,6 +398,7 @@ static __always_inline void tell_engine(const struct sg_tc_flow* f, const struct
   __builtin_memset(e, 0, sizeof(*e));
   __builtin_memcpy(&e->key, f->direction == SG_TC_TO_SERVER ? key : rkey, sizeof(e->key));
   e->kind = SG_TC_EVENT_CLOSE;
+  e->close_generation = f->generation;
   bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
 }
 

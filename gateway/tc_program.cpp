@@ -1303,7 +1303,7 @@ uint64_t KernelPath::drain_events() noexcept {
   const uint64_t now = gw::timer_clock_ns();
   try {
     for (const sg_tc_event& e : drained_) {
-      if (e.kind == SG_TC_EVENT_CLOSE) closes_.push_back({e.key, now});
+      if (e.kind == SG_TC_EVENT_CLOSE) closes_.push_back({e.key, e.close_generation, now});
       else if (e.kind == SG_TC_EVENT_HANDED_OVER) handovers_.push_back({e.key, e.synack, now});
       else if (e.kind == SG_TC_EVENT_OPENED) {
         opened_.push_back({bpf::map_flow_tuple(e.key), e.opened.hs, e.opened.mss, e.opened.room_for_timestamps != 0,
@@ -1326,7 +1326,7 @@ bool KernelPath::opening(const sg_tc_flow_key& key) const noexcept {
   return !opening_.empty() && std::binary_search(opening_.begin(), opening_.end(), key, key_less);
 }
 
-void KernelPath::take_closing(std::vector<FlowTuple>& out, const std::function<bool(const FlowTuple&)>& mine) noexcept {
+void KernelPath::take_closing(std::vector<FlowTuple>& out, const std::function<bool(const KernelClose&)>& mine) noexcept {
   std::lock_guard lock(closes_mutex_);
   const uint64_t now = drain_events();
   try {
@@ -1335,7 +1335,7 @@ void KernelPath::take_closing(std::vector<FlowTuple>& out, const std::function<b
     std::erase_if(closes_, [&](const Close& c) {
       if (opening(c.key)) return false;
       const FlowTuple t = bpf::map_flow_tuple(c.key);
-      if (mine(t)) {
+      if (mine(KernelClose{t, c.generation})) {
         out.push_back(t);
         return true;
       }

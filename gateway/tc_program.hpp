@@ -268,7 +268,7 @@ class KernelPath : public FlowObserver, public KernelFlowState {
   void generation_at_least(uint32_t generation) noexcept override;
   bool read(const FlowTuple& client_to_server, KernelFlowView& out) noexcept override;
   void punt(const FlowTuple& client_to_server, uint32_t generation) noexcept override;
-  void take_closing(std::vector<FlowTuple>& out, const std::function<bool(const FlowTuple&)>& mine) noexcept override;
+  void take_closing(std::vector<FlowTuple>& out, const std::function<bool(const KernelClose&)>& mine) noexcept override;
   // gateway.tc_handshake (router mode): the record sg_tc_synack answers the backend's SYN-ACK
   // from, written as the SYN leaves; its withdrawal; the hand-overs the program reported.
   bool handshake_sent(const FlowTuple& t, const sg_handshake& h, uint32_t generation) noexcept override;
@@ -403,6 +403,7 @@ class KernelPath : public FlowObserver, public KernelFlowState {
   static constexpr uint64_t kReportHoldNs = 3'000'000'000;
   struct Close {
     sg_tc_flow_key key;
+    uint32_t generation;
     uint64_t drained_ns;
   };
   struct HandOver {

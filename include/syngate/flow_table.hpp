@@ -131,6 +131,12 @@ struct KernelFlowView {
 // Reads that record; implemented by the daemon over the tc flow map (a system call each, so the
 // engine asks only when it needs it: expiry, RST, a segment that reached it anyway).
 // A backend's SYN-ACK the kernel side answered itself (FlowObserver::handshake_sent).
+// A close the kernel side recorded: the flow, and the generation of its entries (0: unknown).
+struct KernelClose {
+  FlowTuple flow;  // client to server
+  uint32_t generation;
+};
+
 struct KernelHandOver {
   FlowTuple flow;  // client to server
   sg_synack synack;
@@ -170,12 +176,13 @@ class KernelFlowState {
   // reach the engine: the programs translate the newer ones at once, so such a segment arrives
   // after them. Answered without a system call (the engine asks it before reading the record).
   virtual bool may_be_overtaken(const FlowTuple& client_to_server) noexcept = 0;
-  // The engine's sweep: the flows of this engine (`mine`) whose FIN, or the ack of one, the kernel
+  // The engine's sweep: the flows of this engine (`mine`: one whose entries the report is of;
+  // another waits, its flow's open perhaps not taken yet) whose FIN, or the ack of one, the kernel
   // side recorded since it last asked, appended to `out` (client -> server, each once). The close
   // of a handed-over flow may cross the kernel side whole: these are merged at once, not at the
   // idle timer. Several engines may share one kernel side, each with its own flows.
   virtual void take_closing(std::vector<FlowTuple>& /*out*/,
-                            const std::function<bool(const FlowTuple&)>& /*mine*/) noexcept {}
+                            const std::function<bool(const KernelClose&)>& /*mine*/) noexcept {}
   // The hand-overs the kernel side made since it was last asked, of this engine's flows (`mine`:
   // one that answers a flow the engine holds; another waits, its flow's open perhaps not taken
   // yet), appended to `out`, each once.

@@ -280,10 +280,10 @@ struct FakeKernel : KernelFlowState {
   // Closes the programs reported (sg_tc_events), for the sweep.
   std::vector<FlowTuple> closes;
   int takes = 0;
-  void take_closing(std::vector<FlowTuple>& out, const std::function<bool(const FlowTuple&)>& mine) noexcept override {
+  void take_closing(std::vector<FlowTuple>& out, const std::function<bool(const KernelClose&)>& mine) noexcept override {
     ++takes;
     std::erase_if(closes, [&](const FlowTuple& t) {
-      if (!mine(t)) return false;
+      if (!mine(KernelClose{t, 0})) return false;
       out.push_back(t);
       return true;
     });

@@ -705,7 +705,7 @@ TEST_F(KernelOpenedTest, AClosedWhileSynSentIsMergedAfterTheHandOver) {
   Conn c = Conn::v4(42060);
   opened_by_kernel(c);
   engine->take_kernel_reports(now, sink);
-  side.closing.push_back(c.c2s);
+  side.closing.push_back(KernelClose{c.c2s, side.generation});
   now += 200 * kMs;
   engine->advance(now, sink);
   ASSERT_EQ(side.closing.size(), 1u) << "the close of a flow in SynSent was taken (and lost)";
@@ -802,6 +802,30 @@ TEST_F(KernelOpenedTest, AHandOverReportWaitsForItsFlowsOpen) {
   engine->take_kernel_reports(now, sink);
   EXPECT_EQ(counters().drop(DropReason::PairInUse), 0u);
   EXPECT_EQ(counters().flows_reused, 3u) << "lingering by next, other_old by other, next by after";
+}
+
+// The same for a close report: it carries its entries' generation, and one drained while the table
+// still holds the pair's previous connection (the new one's open taken from the kernel side but
+// not yet in the table: a turn's opens that make room in a full table merge closes meanwhile)
+// waits for its own flow. Taken by the previous connection, it was lost, and the new flow held as
+// established until its idle timer.
+TEST_F(KernelOpenedTest, ACloseReportWaitsForItsFlowsOpen) {
+  Conn previous = lingering_connection(42150);
+  const uint32_t next_generation = side.generation + 1;  // the number the program gives the next open
+  side.closing.push_back(KernelClose{previous.c2s, next_generation});
+  engine->take_kernel_reports(now, sink);
+  ASSERT_EQ(side.closing.size(), 1u) << "taken by the previous connection on the pair";
+  Conn next = opened_over_closed(previous);
+  ASSERT_TRUE(side.take(next.c2s, next.backend_synack(1001)));
+  side.views.emplace_back(next.c2s, closed_in_tc(next, 0));
+  engine->take_kernel_reports(now, sink);
+  EXPECT_EQ(counters().kernel_handshakes, 1u);
+  EXPECT_TRUE(side.closing.empty()) << "taken by its own flow";
+  for (int k = 0; k < 2; ++k) {
+    now += static_cast<uint64_t>(cfg.linger_s + 1) * kSecond;
+    engine->advance(now, sink);
+  }
+  EXPECT_EQ(counters().flows_active, 0u) << "closed from the report, freed after its linger";
 }
 
 // A connection opened over its port's previous connection's closed entries, whose backend has not

@@ -122,6 +122,19 @@ TEST_F(TcSynack, AnswersAsTheEngineDoes) {
         EXPECT_EQ(events[0].synack.window, 65160);
         EXPECT_EQ(events[0].synack.has_ts, c.backend_synack_opts.has_timestamps ? 1 : 0);
         EXPECT_EQ(events[0].synack.sack_permitted, c.backend_synack_opts.sack_permitted ? 1 : 0);
+        // The client's FIN, translated: its close reported with the entries' generation, so that
+        // only this flow takes it (not the pair's previous connection, still in the table).
+        const SegmentSpec fin{.tuple = c.c2s, .seq = c.client_isn + 1, .ack = c.cookie_isn + 1,
+                              .flags = tcp_flag::ACK | tcp_flag::FIN, .window = c.client_window,
+                              .options = c.client_ts_opts(1002)};
+        const uint64_t translated0 = o.counter(SG_TC_TRANSLATED);
+        (void)run(o, frame_from_client(make(fin)));
+        EXPECT_EQ(o.counter(SG_TC_TRANSLATED), translated0 + 1);
+        const std::vector<sg_tc_event> closes = o.take_events();
+        ASSERT_EQ(closes.size(), 1u);
+        EXPECT_EQ(closes[0].kind, SG_TC_EVENT_CLOSE);
+        EXPECT_EQ(std::memcmp(&closes[0].key, &c2s, sizeof c2s), 0);
+        EXPECT_EQ(closes[0].close_generation, record.generation);
         bpf_map_delete_elem(o.flows(), &c2s);
         bpf_map_delete_elem(o.flows(), &s2c);
         engine->set_flow_observer(nullptr);

@@ -291,6 +291,10 @@ struct sg_tc_event {
   union {
     struct sg_synack synack; /* SG_TC_EVENT_HANDED_OVER */
     struct sg_tc_opened opened; /* SG_TC_EVENT_OPENED */
+    /* SG_TC_EVENT_CLOSE: the entry's generation, so that only the flow it belongs to takes the
+     * report, not the pair's previous connection while the new one's open is still on its way to
+     * the table. A release before this field wrote 0 here (unknown: any flow on the pair). */
+    sg_u32 close_generation;
   };
 };
 

@@ -109,12 +109,13 @@ struct FakeKernelSide : FlowObserver, KernelFlowState {
     }
     return std::nullopt;
   }
-  // Closes the programs recorded, until an engine takes them as its own.
-  std::deque<FlowTuple> closing;
-  void take_closing(std::vector<FlowTuple>& out, const std::function<bool(const FlowTuple&)>& mine) noexcept override {
-    std::erase_if(closing, [&](const FlowTuple& t) {
-      if (!mine(t)) return false;
-      out.push_back(t);
+  // Closes the programs recorded (generation 0: a release's before it was reported), until an
+  // engine takes them as its own.
+  std::deque<KernelClose> closing;
+  void take_closing(std::vector<FlowTuple>& out, const std::function<bool(const KernelClose&)>& mine) noexcept override {
+    std::erase_if(closing, [&](const KernelClose& k) {
+      if (!mine(k)) return false;
+      out.push_back(k.flow);
       return true;
     });
   }
