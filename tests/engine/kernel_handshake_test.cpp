@@ -23,6 +23,25 @@ using test::make;
 
 using test::FakeKernelSide;
 
+// What the programs record of c's connection run whole in tc after the hand-over: request,
+// reply, both FINs and their acks.
+static KernelFlowView closed_in_tc(const Conn& c, uint32_t request_bytes) {
+  KernelFlowView v;
+  v.to_server.has_record = true;
+  v.to_server.sender_next = c.client_isn + 1 + request_bytes + 1;
+  v.to_server.acked = c.backend_isn + 1 + 100 + 1;
+  v.to_server.fin = true;
+  v.to_server.fin_seq = c.client_isn + 1 + request_bytes;
+  v.to_server.acked_peer_fin = true;
+  v.to_client.has_record = true;
+  v.to_client.sender_next = c.backend_isn + 1 + 100 + 1;
+  v.to_client.acked = c.client_isn + 1 + request_bytes + 1;
+  v.to_client.fin = true;
+  v.to_client.fin_seq = c.backend_isn + 1 + 100;
+  v.to_client.acked_peer_fin = true;
+  return v;
+}
+
 class KernelHandshakeTest : public EngineTest {
  protected:
   FakeKernelSide side;
@@ -35,6 +54,13 @@ class KernelHandshakeTest : public EngineTest {
   void TearDown() override {
     engine->set_flow_observer(nullptr);
     engine->set_kernel_state(nullptr);
+  }
+  // Time enough for a flow that lingers to be freed.
+  void past_the_linger() {
+    for (int k = 0; k < 2; ++k) {
+      now += static_cast<uint64_t>(cfg.linger_s + 1) * kSecond;
+      engine->advance(now, sink);
+    }
   }
   Bytes synack_for(Conn& c) {
     const test::Seen syn = open_to_backend_syn(c);
@@ -202,50 +228,15 @@ TEST_F(KernelHandshakeTest, ALostReportIsMadeUpFromTheEntriesBeforeTheSynRetry) 
 TEST_F(KernelHandshakeTest, ALostReportsConnectionThatClosedInTcLingersFromItsEntries) {
   Conn c = Conn::v4();
   (void)answered_without_report(c);
-  KernelFlowView v;
-  v.to_server.has_record = true;
-  v.to_server.sender_next = c.client_isn + 1 + kRequestBytes + 1;
-  v.to_server.acked = c.backend_isn + 1 + 100 + 1;
-  v.to_server.fin = true;
-  v.to_server.fin_seq = c.client_isn + 1 + kRequestBytes;
-  v.to_server.acked_peer_fin = true;
-  v.to_client.has_record = true;
-  v.to_client.sender_next = c.backend_isn + 1 + 100 + 1;
-  v.to_client.acked = c.client_isn + 1 + kRequestBytes + 1;
-  v.to_client.fin = true;
-  v.to_client.fin_seq = c.backend_isn + 1 + 100;
-  v.to_client.acked_peer_fin = true;
-  side.views.emplace_back(c.c2s, v);
+  side.views.emplace_back(c.c2s, closed_in_tc(c, kRequestBytes));
   now += 2 * kSecond;  // the first retry's time
   sink.clear();
   engine->advance(now, sink);
   EXPECT_EQ(sink.size(), 0u) << "no SYN to a backend the kernel side handed over";
   EXPECT_EQ(counters().kernel_handshakes, 1u);
   EXPECT_EQ(counters().flows_active, 1u) << "lingering";
-  now += static_cast<uint64_t>(cfg.linger_s + 1) * kSecond;
-  engine->advance(now, sink);
-  now += static_cast<uint64_t>(cfg.linger_s + 1) * kSecond;
-  engine->advance(now, sink);
+  past_the_linger();
   EXPECT_EQ(counters().flows_active, 0u) << "freed after its linger, not at the idle timer";
-}
-
-// What the programs record of c's connection run whole in tc after the hand-over: request,
-// reply, both FINs and their acks.
-static KernelFlowView closed_in_tc(const Conn& c, uint32_t request_bytes) {
-  KernelFlowView v;
-  v.to_server.has_record = true;
-  v.to_server.sender_next = c.client_isn + 1 + request_bytes + 1;
-  v.to_server.acked = c.backend_isn + 1 + 100 + 1;
-  v.to_server.fin = true;
-  v.to_server.fin_seq = c.client_isn + 1 + request_bytes;
-  v.to_server.acked_peer_fin = true;
-  v.to_client.has_record = true;
-  v.to_client.sender_next = c.backend_isn + 1 + 100 + 1;
-  v.to_client.acked = c.client_isn + 1 + request_bytes + 1;
-  v.to_client.fin = true;
-  v.to_client.fin_seq = c.backend_isn + 1 + 100;
-  v.to_client.acked_peer_fin = true;
-  return v;
 }
 
 // A full ring (a flow worker that did not run for a while, a burst of closes) loses the reports
@@ -258,19 +249,13 @@ TEST_F(KernelHandshakeTest, AFlowWhoseCloseReportsWereLostClosesOnceTheLossIsCou
   engine->take_kernel_reports(now, sink);
   ASSERT_EQ(counters().kernel_handshakes, 1u);
   side.views.emplace_back(c.c2s, closed_in_tc(c, kRequestBytes));  // no close report in the ring
-  const auto after_the_linger = [&] {
-    for (int k = 0; k < 2; ++k) {
-      now += static_cast<uint64_t>(cfg.linger_s + 1) * kSecond;
-      engine->advance(now, sink);
-    }
-  };
-  after_the_linger();
+  past_the_linger();
   EXPECT_EQ(counters().flows_active, 1u) << "no report, no loss counted: held as established";
   EXPECT_EQ(counters().kernel_report_sweeps, 0u);
   side.lost = 1;
   engine->take_kernel_reports(now, sink);
   EXPECT_EQ(counters().kernel_report_sweeps, 1u);
-  after_the_linger();
+  past_the_linger();
   EXPECT_EQ(counters().flows_active, 0u) << "closed from its entries, freed after its linger";
 }
 
@@ -319,10 +304,7 @@ TEST_F(KernelHandshakeTest, ASweepReadsItsFlowsInSlicesAndLossesDuringItStartAno
   EXPECT_LT(side.reads, kFlows) << "one turn reads a slice, not the whole table";
   side.lost = 2;  // more lost while the sweep is under way
   for (int turn = 0; turn < 10; ++turn) engine->take_kernel_reports(now, sink);
-  for (int k = 0; k < 2; ++k) {
-    now += static_cast<uint64_t>(cfg.linger_s + 1) * kSecond;
-    engine->advance(now, sink);
-  }
+  past_the_linger();
   EXPECT_EQ(counters().flows_active, 0u) << "the sweep saw every flow through";
   EXPECT_EQ(counters().kernel_report_sweeps, 2u) << "the loss during it started one more after it";
 }
@@ -821,10 +803,7 @@ TEST_F(KernelOpenedTest, ACloseReportWaitsForItsFlowsOpen) {
   engine->take_kernel_reports(now, sink);
   EXPECT_EQ(counters().kernel_handshakes, 1u);
   EXPECT_TRUE(side.closing.empty()) << "taken by its own flow";
-  for (int k = 0; k < 2; ++k) {
-    now += static_cast<uint64_t>(cfg.linger_s + 1) * kSecond;
-    engine->advance(now, sink);
-  }
+  past_the_linger();
   EXPECT_EQ(counters().flows_active, 0u) << "closed from the report, freed after its linger";
 }
 
