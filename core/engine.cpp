@@ -1342,14 +1342,15 @@ struct Engine::Impl {
     closes.clear();
     // A flow still in SynSent has a hand-over report on its way (the kernel side carried the whole
     // connection): its closes stay with the kernel side until that report has established it.
-    // Only the flow whose entries the report is of: one drained while the table still holds the
-    // pair's previous connection (the new one's open taken from the kernel side but not yet into
-    // the table, as when a turn's opens make room in a full table) waits for its own.
+    // Not a newer connection's: one drained while the table still holds the pair's previous
+    // connection (the new one's open taken from the kernel side but not yet into the table, as
+    // when a turn's opens make room in a full table) waits for its own. An older number may be
+    // this flow's own: one both paths opened carries the later of the two, its entries either.
     kernel->take_closing(closes, [this](const KernelClose& k) {
       const uint32_t i = table.find(k.flow);
       if (i == kNone || table.get(i).state == State::SynSent) return false;
       const uint32_t mine = table.get(i).kernel_generation;
-      return k.generation == 0 || mine == 0 || mine == k.generation;
+      return k.generation == 0 || mine == 0 || !sg_seq_after(k.generation, mine);
     });
     for (const FlowTuple& t : closes) {
       const uint32_t i = table.find(t);

@@ -176,8 +176,8 @@ class KernelFlowState {
   // reach the engine: the programs translate the newer ones at once, so such a segment arrives
   // after them. Answered without a system call (the engine asks it before reading the record).
   virtual bool may_be_overtaken(const FlowTuple& client_to_server) noexcept = 0;
-  // The engine's sweep: the flows of this engine (`mine`: one whose entries the report is of;
-  // another waits, its flow's open perhaps not taken yet) whose FIN, or the ack of one, the kernel
+  // The engine's sweep: the flows of this engine (`mine`: not a report of a newer connection on
+  // the pair, which waits, its flow's open perhaps not taken yet) whose FIN, or the ack of one, the kernel
   // side recorded since it last asked, appended to `out` (client -> server, each once). The close
   // of a handed-over flow may cross the kernel side whole: these are merged at once, not at the
   // idle timer. Several engines may share one kernel side, each with its own flows.

@@ -807,6 +807,23 @@ TEST_F(KernelOpenedTest, ACloseReportWaitsForItsFlowsOpen) {
   EXPECT_EQ(counters().flows_active, 0u) << "closed from the report, freed after its linger";
 }
 
+// A flow both paths opened carries the later of their two numbers, and its entries may carry the
+// earlier one (the engine's record, written over the program's): a close report with a number
+// older than the flow's is still the flow's own.
+TEST_F(KernelOpenedTest, ACloseReportWithTheOlderOfAFlowsTwoNumbersIsItsOwn) {
+  Conn c = Conn::v4(42160);
+  opened_by_kernel(c);
+  engine->take_kernel_reports(now, sink);
+  ASSERT_TRUE(side.take(c.c2s, c.backend_synack(1001)));
+  side.views.emplace_back(c.c2s, closed_in_tc(c, 0));
+  side.closing.push_back(KernelClose{c.c2s, side.generation - 1});
+  engine->take_kernel_reports(now, sink);
+  EXPECT_EQ(counters().kernel_handshakes, 1u);
+  EXPECT_TRUE(side.closing.empty()) << "left to expire, the flow held until its idle timer";
+  past_the_linger();
+  EXPECT_EQ(counters().flows_active, 0u);
+}
+
 // A connection opened over its port's previous connection's closed entries, whose backend has not
 // answered by the SYN retry (a backend dropping SYNs from a full backlog): the entries on the pair
 // are still the previous connection's, and made up into this flow's hand-over they left it
