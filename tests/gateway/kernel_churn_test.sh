@@ -45,21 +45,6 @@ grep -q "tc: translating established flows" "$LAB_DIR/syngate.log" || fail "the 
 if [[ $OPEN == open ]] && (( $(metric_sum syngate_xdp_enabled) != 1 )); then
   fail "the XDP fast path did not attach (its flow map's keys are checked below)"
 fi
-# Within 10 s of the last connection, the flow table, the tc flow map and (with the fast path,
-# `open`) the XDP flow map are all empty.
-expect_empty_tables() {  # expect_empty_tables WHAT
-  local active entries keys
-  for _ in $(seq 100); do
-    active=$(metric_sum syngate_flows_active)
-    entries=$(metric_sum syngate_tc_flow_entries)
-    keys=$(metric_sum syngate_xdp_flow_keys)
-    (( active == 0 && entries == 0 && keys == 0 )) && return 0
-    sleep 0.1
-  done
-  (( active == 0 )) || fail "$active $1 still in the table 10 s after the last connection"
-  (( entries == 0 )) || fail "$entries tc flow map entries left 10 s after the last connection ($1)"
-  fail "$keys XDP flow map keys left 10 s after the last connection ($1)"
-}
 # The client's side of the first SYN-ACKs: the window they announce.
 if [[ -n ${SYNACK_WINDOW:-} ]]; then
   ip netns exec "$NS_CLI" timeout 20 tcpdump -i c0 -nn -l -c 5 'tcp[13] == 18' >"$LAB_DIR/synacks.txt" \

@@ -480,6 +480,23 @@ settled_metric() {
   echo "$now"
 }
 
+# expect_empty_tables WHAT: within 10 s, the flow table, the tc flow map and the XDP flow map
+# (empty without the fast path) are all empty; fails naming what is left of WHAT.
+expect_empty_tables() {
+  local active entries keys
+  for _ in $(seq 100); do
+    active=$(metric_sum syngate_flows_active)
+    entries=$(metric_sum syngate_tc_flow_entries)
+    keys=$(metric_sum syngate_xdp_flow_keys)
+    (( active == 0 && entries == 0 && keys == 0 )) && return 0
+    sleep 0.1
+  done
+  (( active == 0 )) || fail "$active $1 still in the table 10 s after the last connection"
+  (( entries == 0 )) || fail "$entries tc flow map entries left 10 s after the last connection ($1)"
+  fail "$keys XDP flow map keys left 10 s after the last connection ($1)"
+}
+
+
 rss_kb() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status"; }
 
 # curl from cli; prints the body; extra curl options allowed
