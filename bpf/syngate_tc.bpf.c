@@ -209,6 +209,10 @@ const volatile __u8 sg_tc_open_flows = 0;
  * backend's SYN-ACK is kept here (sg_tc_early_store) for sg_tc_synack to send on, rather than
  * making the SYN-ACK the engine's. */
 const volatile __u8 sg_tc_keep_early = 0;
+/* How long a flow's entry keeps the FIB's answer (tc_abi.h, struct sg_tc_route_cache), in ticks of
+ * 2^20 ns: the shipped SG_TC_ROUTE_CACHE_TICKS; the tests set it longer, where a stalled test run
+ * must not turn a cached answer into a lookup. */
+const volatile __u32 sg_tc_route_ticks = SG_TC_ROUTE_CACHE_TICKS;
 /* The hand-over counter (tc_abi.h, sg_tc_flow.generation) of the records sg_tc_cookie_ack
  * writes: the daemon starts it where its own count stands. */
 __u32 sg_tc_generation = 0;
@@ -269,6 +273,7 @@ struct tc_route_scratch {
   struct bpf_fib_lookup fib;
   __u8 ip[IPV6_HLEN];
   __u32 verdict; /* enum tc_route: this packet's, set by route_of (no room on the caller's stack) */
+  struct sg_tc_route_cache cached; /* route_of's answer as an entry keeps it (tc_abi.h) */
 };
 struct {
   __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -286,8 +291,11 @@ static __always_inline struct tc_route_scratch* route_scratch(void) {
  * headers: tc_headers_rewritable), asked with what its own forwarding would use: the incoming
  * interface (policy rules, the forwarding sysctl), the addresses, ports and TOS/flow label, and
  * the size of the datagrams it carries for the MTU. The parse's TCP header length and ports
- * (network order, source in the low half) come from the caller. Leaves the answer in the scratch. */
-static __noinline int route_of(struct __sk_buff* skb, __u32 v6, __u32 tcp_hlen, __u32 ports) {
+ * (network order, source in the low half) come from the caller, and the entry of the segment's
+ * direction, if any (NULL before the flow has one), whose route cache (tc_abi.h) answers instead
+ * of the FIB where it can and keeps the FIB's answer. Leaves the answer in the scratch, and in
+ * r->cached as an entry would keep it. */
+static __noinline int route_of(struct __sk_buff* skb, __u32 v6, __u32 tcp_hlen, __u32 ports, struct sg_tc_flow* f) {
   struct tc_route_scratch* r = route_scratch();
   if (!r) return TC_ROUTE_UP;
   r->verdict = TC_ROUTE_UP;
@@ -318,23 +326,54 @@ static __noinline int route_of(struct __sk_buff* skb, __u32 v6, __u32 tcp_hlen, 
     dont_fragment = (ip[6] & 0x40) != 0;
   }
   const __u32 ip_hlen = v6 ? IPV6_HLEN : IPV4_HLEN;
-  fib->l4_protocol = IPPROTO_TCP;
-  fib->sport = (__be16)(ports & 0xffff);
-  fib->dport = (__be16)(ports >> 16);
-  fib->ifindex = skb->ingress_ifindex;
+  const __u32 inputs = v6 ? load_be32(ip) & 0x0fffffffu : ip[1];
+  const __u32 in_ifindex = skb->ingress_ifindex;
   /* The largest datagram this skb puts on the wire, against the route's MTU (cached path MTUs
    * included): a GRO/GSO super-packet's are its segments (the kernel's own skb check with tot_len 0
    * lets every GSO skb pass, and a redirected one would leave too big for the link). */
   const __u32 ip_total = v6 ? IPV6_HLEN + load_be16(ip + 4) : load_be16(ip + 2);
-  fib->tot_len = skb->gso_size ? ip_hlen + tcp_hlen + skb->gso_size : ip_total;
+  const __u32 tot_len = skb->gso_size ? ip_hlen + tcp_hlen + skb->gso_size : ip_total;
+  const __u32 now = (__u32)(bpf_ktime_get_coarse_ns() >> 20);
+  struct sg_tc_route_cache* c = &r->cached;
+  if (f) {
+    /* A copy, checked as a whole: what it holds cannot change under the checks. */
+    __builtin_memcpy(c, &f->route, sizeof(*c));
+    if (c->out_ifindex && c->in_ifindex == in_ifindex && c->inputs == inputs && tot_len <= c->mtu && ttl > 1 &&
+        (__s32)(c->until - now) > 0 && c->check == sg_tc_route_check(c)) {
+      fib->ifindex = c->out_ifindex;
+      __builtin_memcpy(fib->dmac, c->macs, 6);
+      __builtin_memcpy(fib->smac, c->macs + 6, 6);
+      count(SG_TC_ROUTE_CACHED);
+      r->verdict = TC_ROUTE_OUT;
+      return TC_ROUTE_OUT;
+    }
+  }
+  fib->l4_protocol = IPPROTO_TCP;
+  fib->sport = (__be16)(ports & 0xffff);
+  fib->dport = (__be16)(ports >> 16);
+  fib->ifindex = in_ifindex;
+  fib->tot_len = (__u16)tot_len;
   const long rc = bpf_fib_lookup(skb, fib, sizeof(*fib), 0);
   const int forwarded = rc == BPF_FIB_LKUP_RET_SUCCESS || rc == BPF_FIB_LKUP_RET_NO_NEIGH ||
                         rc == BPF_FIB_LKUP_RET_FRAG_NEEDED;
   if ((forwarded && ttl <= 1) || (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED && dont_fragment) ||
       rc == BPF_FIB_LKUP_RET_BLACKHOLE || rc == BPF_FIB_LKUP_RET_UNREACHABLE || rc == BPF_FIB_LKUP_RET_PROHIBIT)
     return TC_ROUTE_REFUSED;
-  if (rc == BPF_FIB_LKUP_RET_SUCCESS) r->verdict = TC_ROUTE_OUT;
-  return r->verdict;
+  if (rc != BPF_FIB_LKUP_RET_SUCCESS) return r->verdict;
+  r->verdict = TC_ROUTE_OUT;
+  /* With tot_len given, a lookup that succeeds gives the route's MTU in its place. */
+  c->out_ifindex = fib->ifindex;
+  c->in_ifindex = in_ifindex;
+  c->inputs = inputs;
+  c->until = now + sg_tc_route_ticks;
+  __builtin_memcpy(c->macs, fib->dmac, 6);
+  __builtin_memcpy(c->macs + 6, fib->smac, 6);
+  c->mtu = fib->mtu_result;
+  c->pad = 0;
+  c->pad2 = 0;
+  c->check = sg_tc_route_check(c);
+  if (f) __builtin_memcpy(&f->route, c, sizeof(*c));
+  return TC_ROUTE_OUT;
 }
 
 /* Sends a translated segment on by the way route_of found for it, as ip_forward/ip6_forward
@@ -511,7 +550,7 @@ static __always_inline int translate(struct __sk_buff* skb, int egress) {
   /* Before anything is recorded or rewritten: a segment the kernel will refuse to forward stays
    * as its sender sent it, for the ICMP error to quote. */
   if (sg_tc_router && !egress &&
-      route_of(skb, p.v6, hlen, (__u32)p.key.sport_be | (__u32)p.key.dport_be << 16) == TC_ROUTE_REFUSED) {
+      route_of(skb, p.v6, hlen, (__u32)p.key.sport_be | (__u32)p.key.dport_be << 16, f) == TC_ROUTE_REFUSED) {
     count(SG_TC_PUNTED);
     return TC_ACT_OK;
   }
@@ -1057,7 +1096,7 @@ int sg_tc_synack(struct __sk_buff* skb) {
   /* The window update goes on from here: only with a way out, and never where the kernel would
    * answer the SYN-ACK with an ICMP error instead. */
   if (!sg_tc_forward ||
-      route_of(skb, p.v6, hlen, (__u32)p.key.sport_be | (__u32)p.key.dport_be << 16) != TC_ROUTE_OUT)
+      route_of(skb, p.v6, hlen, (__u32)p.key.sport_be | (__u32)p.key.dport_be << 16, NULL) != TC_ROUTE_OUT)
     return punt_synack_with_early(skb, x, found, &p, hlen);
   struct tc_route_scratch* r = route_scratch();
   if (!r) return punt_synack_with_early(skb, x, found, &p, hlen);
@@ -1074,6 +1113,10 @@ int sg_tc_synack(struct __sk_buff* skb) {
   if (kept) save_synack(skb, x, &p, hlen);
   sg_tc_flow_entries(&x->ho.shifts, x->ho.delta, x->ho.tsoff, x->ho.timestamps, x->hs.generation, &x->to_server,
                      &x->to_client);
+  /* The SYN-ACK came the way the server's segments will, the SYN (sg_tc_cookie_ack's record) the
+   * way the client's will: their entries start with those routes. */
+  __builtin_memcpy(&x->to_client.route, &r->cached, sizeof(x->to_client.route));
+  __builtin_memcpy(&x->to_server.route, &x->hs.to_server_route, sizeof(x->to_server.route));
   /* Both entries before any answer leaves: the backend sends nothing before its ACK, and the
    * client's next segment must find its entry. Without room the engine takes the SYN-ACK and
    * writes them itself. */
@@ -1236,10 +1279,12 @@ int sg_tc_cookie_ack(struct __sk_buff* skb) {
   /* The SYN goes on from here: only with a way out, and never where the kernel would answer the
    * ACK with an ICMP error instead. */
   if (!sg_tc_forward ||
-      route_of(skb, p.v6, hlen, (__u32)p.key.sport_be | (__u32)p.key.dport_be << 16) != TC_ROUTE_OUT)
+      route_of(skb, p.v6, hlen, (__u32)p.key.sport_be | (__u32)p.key.dport_be << 16, NULL) != TC_ROUTE_OUT)
     return punt_open();
   struct tc_route_scratch* r = route_scratch();
   if (!r) return punt_open();
+  /* The client's segments will go the SYN's way: their entry starts with its route. */
+  __builtin_memcpy(&x->hs.to_server_route, &r->cached, sizeof(x->hs.to_server_route));
 
   /* The record for the backend's SYN-ACK and the report, both or neither: the engine must hold
    * every flow whose SYN-ACK may come. */

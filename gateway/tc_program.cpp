@@ -1425,7 +1425,7 @@ void KernelPath::keep_opening(const std::vector<Service>& services, const Cookie
 bool KernelPath::handshake_sent(const FlowTuple& t, const sg_handshake& h, uint32_t generation) noexcept {
   if (!handshakes_ || stopped_.load(std::memory_order_acquire)) return false;
   if (std::find(handshake_services_.begin(), handshake_services_.end(), t.dst) == handshake_services_.end()) return false;
-  const sg_tc_handshake record{h, generation, 0};
+  const sg_tc_handshake record{h, generation, 0, {}};  // no route: the client's first segment asks the FIB
   return program_->write_handshake(flow_key(t.reversed()), record);
 }
 

@@ -51,7 +51,8 @@ uint32_t flow_map_entries(uint32_t max_flows) noexcept;
 // Counter names, in the program's order (tc_abi.h, enum sg_tc_counter).
 inline constexpr std::array<const char*, SG_TC_COUNTER_COUNT> kCounterNames = {
     "translated", "punted", "already_marked", "miss", "events_lost", "forwarded", "handed_over", "handshake_punted",
-    "opened", "open_punted", "early_stored", "early_sent", "early_to_engine", "early_refused"};
+    "opened", "open_punted", "early_stored", "early_sent", "early_to_engine", "early_refused",
+    "route_cached"};
 using Counters = std::array<uint64_t, SG_TC_COUNTER_COUNT>;
 
 // The two map entries of a handed-over flow: the client's segments keyed client -> server, the

@@ -144,6 +144,12 @@ TEST_F(TcCookieAck, SendsTheBackendTheEnginesSyn) {
           EXPECT_EQ(std::memcmp(&record.hs, &*rec.handshake, sizeof record.hs), 0) << "the handshake record";
           EXPECT_EQ(record.client_data, 0u);
           EXPECT_NE(record.generation, 0u);
+          // The SYN's way out, for the client's entry to start with (tc_abi.h).
+          EXPECT_EQ(record.to_server_route.out_ifindex, static_cast<uint32_t>(gs()));
+          EXPECT_EQ(record.to_server_route.in_ifindex, static_cast<uint32_t>(gc()));
+          EXPECT_TRUE(std::equal(kBsMac, kBsMac + 6, record.to_server_route.macs));
+          EXPECT_TRUE(std::equal(kGsMac, kGsMac + 6, record.to_server_route.macs + 6));
+          EXPECT_EQ(record.to_server_route.check, sg_tc_route_check(&record.to_server_route));
           const std::vector<sg_tc_event> events = o.take_events();
           ASSERT_EQ(events.size(), 1u);
           EXPECT_EQ(events[0].kind, SG_TC_EVENT_OPENED);

@@ -79,7 +79,7 @@ class TcEarly : public TcRouterLab {
   void begin(const RouterObject& o, Flow& f, uint32_t generation) {
     f.synack = open(f.c, f.rec);
     ASSERT_TRUE(f.rec.handshake) << "the engine did not report its SYN";
-    f.record = sg_tc_handshake{*f.rec.handshake, generation, 0};
+    f.record = sg_tc_handshake{*f.rec.handshake, generation, 0, {}};
     f.c2s = key_of(f.c.c2s);
     f.s2c = key_of(f.c.c2s.reversed());
     ASSERT_EQ(bpf_map_update_elem(o.handshakes(), &f.s2c, &f.record, BPF_NOEXIST), 0);

@@ -100,7 +100,9 @@ struct RouterObject {
   std::vector<sg_tc_event> events;
   std::string error;
   // `keep_early`: gateway.tc_early_data (sg_tc_keep_early).
-  explicit RouterObject(bool open_flows = false, bool keep_early = false) {
+  // `route_ticks`: how long an entry keeps the FIB's answer (sg_tc_route_ticks).
+  explicit RouterObject(bool open_flows = false, bool keep_early = false,
+                        uint32_t route_ticks = SG_TC_ROUTE_CACHE_TICKS) {
     libbpf_set_print([](enum libbpf_print_level, const char*, va_list) { return 0; });
     skel = syngate_tc__open();
     if (!skel) {
@@ -112,6 +114,7 @@ struct RouterObject {
     skel->rodata->sg_tc_answer_synacks = 1;
     skel->rodata->sg_tc_open_flows = open_flows ? 1 : 0;
     skel->rodata->sg_tc_keep_early = keep_early ? 1 : 0;
+    skel->rodata->sg_tc_route_ticks = route_ticks;
     // The tail-called programs' logs, the likelier to fail; the last one to fail is reported.
     static std::vector<char> verifier(1 << 24);
     verifier[0] = 0;
@@ -230,6 +233,9 @@ class TcRouterLab : public EngineTest {
     const uint32_t tsecr = syn.pkt.options().has_timestamps ? syn.pkt.options().tsval : 0;
     return c.backend_synack(tsecr);
   }
+
+  int gs() const { return gs_; }  // the gateway's server-facing interface
+  int gc() const { return gc_; }  // ... client-facing
 
   // The ingress program run on a frame that came in from the server's side.
   TcRun run(const RouterObject& o, const Bytes& frame) { return run_on(o, frame, gs_); }

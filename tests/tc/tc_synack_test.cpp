@@ -70,7 +70,7 @@ TEST_F(TcSynack, AnswersAsTheEngineDoes) {
         Recorder rec;
         const Bytes synack = open(c, rec);
         ASSERT_TRUE(rec.handshake) << "the engine did not report its SYN";
-        const sg_tc_handshake record{*rec.handshake, ++generation, 0};
+        const sg_tc_handshake record{*rec.handshake, ++generation, 0, {}};
         const sg_tc_flow_key s2c = key_of(c.c2s.reversed()), c2s = key_of(c.c2s);
         ASSERT_EQ(bpf_map_update_elem(o.handshakes(), &s2c, &record, BPF_NOEXIST), 0);
 
@@ -111,6 +111,15 @@ TEST_F(TcSynack, AnswersAsTheEngineDoes) {
         ASSERT_EQ(bpf_map_lookup_elem(o.flows(), &c2s, &up), 0);
         ASSERT_EQ(bpf_map_lookup_elem(o.flows(), &s2c, &down), 0);
         EXPECT_EQ(std::memcmp(&up, &want_up, sizeof up), 0) << "client -> server entry";
+        // The server's segments will come the SYN-ACK's way: their entry starts with its route
+        // (tc_abi.h, sg_tc_route_cache), the window update's, good for a few ms.
+        EXPECT_EQ(down.route.out_ifindex, static_cast<uint32_t>(gc())) << "the route to the client";
+        EXPECT_EQ(down.route.in_ifindex, static_cast<uint32_t>(gs())) << "asked for the server's side";
+        EXPECT_TRUE(std::equal(kClientMac, kClientMac + 6, down.route.macs)) << "the next hop";
+        EXPECT_TRUE(std::equal(kGcMac, kGcMac + 6, down.route.macs + 6)) << "the way out's own";
+        EXPECT_EQ(down.route.mtu, 1500) << "the link's MTU";
+        EXPECT_EQ(down.route.check, sg_tc_route_check(&down.route));
+        want_down.route = down.route;
         EXPECT_EQ(std::memcmp(&down, &want_down, sizeof down), 0) << "server -> client entry";
         sg_tc_handshake left{};
         EXPECT_NE(bpf_map_lookup_elem(o.handshakes(), &s2c, &left), 0) << "the record was not consumed";
@@ -159,7 +168,7 @@ TEST_F(TcSynack, LeavesTheEnginesOwnToTheEngine) {
       Recorder rec;
       (void)open(c, rec);
       ASSERT_TRUE(rec.handshake);
-      const sg_tc_handshake record{*rec.handshake, 9, 0};
+      const sg_tc_handshake record{*rec.handshake, 9, 0, {}};
       const sg_tc_flow_key s2c = key_of(c.c2s.reversed()), c2s = key_of(c.c2s);
       if (with_record) {
         ASSERT_EQ(bpf_map_update_elem(o.handshakes(), &s2c, &record, BPF_ANY), 0);
