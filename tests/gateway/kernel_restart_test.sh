@@ -105,7 +105,10 @@ wait_until 10 grep -q connected "$LAB_DIR/pinger.out" || fail "connections did n
 # (198.18.0.1:4242 -> 10.10.3.2:7000; addresses as ::ffff:a.b.c.d, ports in network order).
 STALE_KEY="00 00 00 00 00 00 00 00 00 00 ff ff c6 12 00 01  00 00 00 00 00 00 00 00 00 00 ff ff 0a 0a 03 02  10 92 1b 58"
 if [[ $PINNED == yes ]]; then
-  in_holder bpftool map update pinned "$PIN" key hex $STALE_KEY value hex $(printf '00 %.0s' $(seq 64)) ||
+  # An all-zero value of the map's own size (the layout's, tc_abi.h).
+  VALUE_SIZE=$(in_holder bpftool -j map show pinned "$PIN" | python3 -c 'import json, sys; print(json.load(sys.stdin)["bytes_value"])') ||
+    fail "cannot read the value size of $PIN"
+  in_holder bpftool map update pinned "$PIN" key hex $STALE_KEY value hex $(printf '00 %.0s' $(seq "$VALUE_SIZE")) ||
     fail "cannot plant a stale entry in $PIN"
 fi
 
