@@ -326,7 +326,9 @@ static __noinline int route_of(struct __sk_buff* skb, __u32 v6, __u32 tcp_hlen, 
     dont_fragment = (ip[6] & 0x40) != 0;
   }
   const __u32 ip_hlen = v6 ? IPV6_HLEN : IPV4_HLEN;
-  const __u32 inputs = v6 ? load_be32(ip) & 0x0fffffffu : ip[1];
+  /* The per-packet inputs just set (tos or flowinfo, one union in the zeroed query), before the
+   * lookup writes its answer over them. */
+  const __u32 inputs = fib->flowinfo;
   const __u32 in_ifindex = skb->ingress_ifindex;
   /* The largest datagram this skb puts on the wire, against the route's MTU (cached path MTUs
    * included): a GRO/GSO super-packet's are its segments (the kernel's own skb check with tot_len 0

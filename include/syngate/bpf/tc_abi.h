@@ -95,7 +95,7 @@ enum sg_tc_direction {
 struct sg_tc_route_cache {
   sg_u32 out_ifindex; /* the FIB's answer; 0: none */
   sg_u32 in_ifindex;  /* the ingress interface it was asked for */
-  sg_u32 inputs;      /* IPv4: the TOS byte; IPv6: the header's first word less its version */
+  sg_u32 inputs;      /* the FIB query's tos/flowinfo as asked (IPv4 TOS; IPv6 class and label) */
   sg_u32 until;       /* bpf_ktime_get_coarse_ns() >> 20 (about ms) it may be taken before */
   sg_u8 macs[12];     /* the next hop's, then the way out's own */
   sg_u16 mtu;         /* the route's, as the FIB gave it (mtu_result) */
