@@ -81,7 +81,8 @@ int sg_tc_match(struct __sk_buff* skb) {
 
   const struct sg_tc_flow_key* key = (const struct sg_tc_flow_key*)&p.key;
   const struct sg_tc_flow* f = bpf_map_lookup_elem(&sg_tc_flows, key);
-  if (!f || f->direction != SG_TC_TO_CLIENT) return 0;
+  /* Only where this run's tc egress translates what the match lets by (tc_abi.h). */
+  if (!f || f->direction != SG_TC_TO_CLIENT || !(f->options & SG_TC_OPT_EGRESS)) return 0;
   struct sg_tc_flow_key rkey;
   reverse_key(key, &rkey);
   const struct sg_tc_flow* peer = bpf_map_lookup_elem(&sg_tc_flows, &rkey);

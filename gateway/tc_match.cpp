@@ -130,10 +130,13 @@ MatchPin pin_output_match(const gw::GatewayConfig& c) noexcept {
 
 void check_output_match(const gw::GatewayConfig& c, const Program& program) noexcept {
   if (!output_match_wanted(c)) return;
+  // Both mode with no service on this host: no egress filter, and no entry the match would take.
+  const bool egress = program.egress_entries();
   const std::string path = match_path(c);
   const int prog_fd = bpf_obj_get(path.c_str());
   const uint32_t mine = map_id_of(program.flows_map_fd());
   if (prog_fd < 0) {
+    if (!egress) return;  // nothing of this host's to let by anyway
     spdlog::warn("tc: host mode: no OUTPUT match at {} ({}): the server's replies cross NFQUEUE and the engine "
                  "translates them; `syngate rules up` pins it (gateway.bpf_dir must be a bpffs both can reach)",
                  path, std::strerror(errno));
@@ -142,10 +145,16 @@ void check_output_match(const gw::GatewayConfig& c, const Program& program) noex
   const std::vector<uint32_t> ids = prog_map_ids(prog_fd);
   close(prog_fd);
   if (mine != 0 && std::find(ids.begin(), ids.end(), mine) != ids.end()) {
-    spdlog::info("tc: host mode: the OUTPUT match {} reads this flow map: the server's replies skip NFQUEUE and "
-                 "are translated at tc egress",
-                 path);
-  } else {
+    if (egress) {
+      spdlog::info("tc: host mode: the OUTPUT match {} reads this flow map: the server's replies skip NFQUEUE and "
+                   "are translated at tc egress",
+                   path);
+    } else {
+      spdlog::info("tc: host mode: the OUTPUT match {} reads this flow map; with no service on this host it lets "
+                   "nothing past the queue",
+                   path);
+    }
+  } else if (egress) {
     spdlog::warn("tc: host mode: the OUTPUT match {} reads another flow map than this run's (not pinned where "
                  "`rules up` pinned it?): the server's replies cross NFQUEUE; run `syngate rules up` again",
                  path);

@@ -58,11 +58,15 @@ uint32_t flow_map_entries(uint32_t max_flows) noexcept { return std::max<uint32_
 
 sg_tc_flow_key flow_key(const FlowTuple& t) { return bpf::map_flow_key<sg_tc_flow_key>(t); }
 
-FlowEntries flow_entries(const FlowTuple& c2s, const FlowTranslation& t, uint32_t generation) {
+FlowEntries flow_entries(const FlowTuple& c2s, const FlowTranslation& t, uint32_t generation, bool egress) {
   FlowEntries e;
   e.to_server_key = flow_key(c2s);
   e.to_client_key = flow_key(c2s.reversed());
   sg_tc_flow_entries(&t.shifts, t.delta, t.tsoff, t.timestamps, generation, &e.to_server, &e.to_client);
+  if (egress) {
+    e.to_server.options |= SG_TC_OPT_EGRESS;
+    e.to_client.options |= SG_TC_OPT_EGRESS;
+  }
   if (t.client_fin) {
     // As the program records a FIN it translates: the client's later segments are the engine's.
     e.to_server.closing = SG_TC_SEEN_FIN;
@@ -88,7 +92,8 @@ bool previous_connections_entries(const sg_tc_flow& to_server, const sg_tc_flow&
 bool same_translation(const FlowEntries& w, const sg_tc_flow& a, const sg_tc_flow& b) noexcept {
   const auto same = [](const sg_tc_flow& x, const sg_tc_flow& y) {
     return x.delta == y.delta && x.tsoff == y.tsoff && x.direction == y.direction &&
-           x.window_from == y.window_from && x.window_to == y.window_to && x.options == y.options;
+           x.window_from == y.window_from && x.window_to == y.window_to &&
+           (x.options & ~SG_TC_OPT_EGRESS) == (y.options & ~SG_TC_OPT_EGRESS);
   };
   return same(w.to_server, a) && same(w.to_client, b);
 }
@@ -395,6 +400,9 @@ bool Program::attach(int ifindex, bool egress, std::string* why) {
   if (err == 0 && egress) {
     err = attach_one(ifindex, BPF_TC_EGRESS, bpf_program__fd(impl_->skel->progs.sg_tc_egress));
     if (err != 0) detach_one(ifindex, BPF_TC_INGRESS);
+  } else if (err == 0) {
+    // An earlier run's egress filter would go on translating with the offsets it was loaded on.
+    detach_one(ifindex, BPF_TC_EGRESS);
   }
   if (err != 0) {
     if (why) *why = bpf::errno_text(err);
@@ -432,7 +440,7 @@ std::vector<int> Program::attached() const {
 }
 
 bool Program::write_flow(const FlowTuple& c2s, const FlowTranslation& t, uint32_t generation) noexcept {
-  const FlowEntries e = flow_entries(c2s, t, generation);
+  const FlowEntries e = flow_entries(c2s, t, generation, egress_entries_);
   if (!write_key(e.to_client_key, e.to_client)) return false;
   if (!write_key(e.to_server_key, e.to_server)) {
     delete_key(e.to_client_key);
@@ -811,10 +819,12 @@ std::unique_ptr<KernelPath> KernelPath::start(const gw::GatewayConfig& config, u
   }
   gw::InterfacePlan plan;
   std::vector<Address> routed_services;  // whose SYN-ACKs reach a tc ingress: not this host's own
+  bool local_service = false;
   try {
     const gw::RoutingFacts facts = gw::read_routing_facts(addresses);
     for (const gw::ServiceRouteFact& f : facts.services) {
-      if (!f.local) routed_services.push_back(f.address);
+      if (f.local) local_service = true;
+      else routed_services.push_back(f.address);
     }
     plan = config.xdp_interfaces.empty() ? gw::plan_interfaces(facts, config.mode)
                                          : gw::plan_listed(facts, config.xdp_interfaces);
@@ -823,9 +833,21 @@ std::unique_ptr<KernelPath> KernelPath::start(const gw::GatewayConfig& config, u
     spdlog::warn("tc: cannot read links and routes ({}); kernel path off, every segment crosses NFQUEUE", e.what());
     return nullptr;
   }
-  // Egress translates what this host's own services send (host and both modes); a router's
-  // forwarded segments are translated at the ingress of the interface they arrive on.
-  const bool egress = config.mode != gw::Mode::Router;
+  // Egress translates what host mode's OUTPUT match lets past the queue: what this host's own
+  // services send. A router's forwarded segments are translated at the ingress they arrive on, so
+  // both mode with no service on this host would only pay egress's look at every segment leaving
+  // (a tenth of a microsecond each, every cookie SYN-ACK included) unless an earlier run's entries
+  // still send a local service's replies there. The entries say which (SG_TC_OPT_EGRESS): an
+  // address made local later, without a restart, has its replies queued, never left untranslated.
+  const bool earlier_egress = std::any_of(left.begin(), left.end(), [](const auto& e) {
+    return (e.second.options & SG_TC_OPT_EGRESS) != 0;
+  });
+  const bool egress =
+      config.mode == gw::Mode::Host || (config.mode == gw::Mode::Both && (local_service || earlier_egress));
+  program->set_egress_entries(egress);
+  if (config.mode == gw::Mode::Both && !egress) {
+    spdlog::info("tc: no service on this host: no egress filter (forwarded segments are translated at ingress)");
+  }
   for (const gw::InterfaceChoice& c : plan.interfaces) {
     std::string why;
     if (program->attach(c.ifindex, egress, &why)) {
@@ -1048,7 +1070,7 @@ void KernelPath::stop() noexcept {
 void KernelPath::flow_established(const FlowTuple& t, const FlowTranslation& x, uint32_t generation) noexcept {
   if (starting_.load(std::memory_order_relaxed)) {
     // A restored flow (finish_start): its entries stay when they translate as it does.
-    const FlowEntries want = flow_entries(t, x, 0);
+    const FlowEntries want = flow_entries(t, x, 0, program_->egress_entries());
     try {
       claimed_.push_back(want.to_server_key);
       claimed_.push_back(want.to_client_key);
@@ -1071,7 +1093,7 @@ void KernelPath::flow_established(const FlowTuple& t, const FlowTranslation& x, 
     }
     return;
   }
-  const FlowEntries e = flow_entries(t, x, generation);
+  const FlowEntries e = flow_entries(t, x, generation, program_->egress_entries());
   // The client's segments go to the kernel now; the server's once the step's packets are out
   // (publish_pending). An entry an earlier flow on the tuple left (a lost free) must not
   // translate the server's segments meanwhile.

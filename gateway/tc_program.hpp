@@ -63,9 +63,13 @@ struct FlowEntries {
   sg_tc_flow_key to_client_key{};
   sg_tc_flow to_client{};
 };
-FlowEntries flow_entries(const FlowTuple& client_to_server, const FlowTranslation& t, uint32_t generation);
+// `egress`: written by a run whose tc egress translates (SG_TC_OPT_EGRESS on both entries).
+FlowEntries flow_entries(const FlowTuple& client_to_server, const FlowTranslation& t, uint32_t generation,
+                         bool egress);
 // True when the entries found in the map translate as `want` does (the fields the daemon writes,
-// generation aside): what a restart keeps, with what the programs recorded.
+// generation and SG_TC_OPT_EGRESS aside): what a restart keeps, with what the programs recorded.
+// An entry kept without the bit sends its flow's replies through the queue (the engine
+// translates them); one kept with it makes the run attach egress (KernelPath::start).
 bool same_translation(const FlowEntries& want, const sg_tc_flow& to_server, const sg_tc_flow& to_client) noexcept;
 // What the engine merges from one entry (the program's record of its direction).
 KernelRecord kernel_record(const sg_tc_flow& entry) noexcept;
@@ -121,8 +125,14 @@ class Program {
   Program& operator=(const Program&) = delete;
 
   // Attaches ingress (and egress when `egress`) on the interface, replacing what an earlier
-  // syngate left under the same handle and priority. False, with *why, when it cannot.
+  // syngate left under the same handle and priority (without `egress`, an egress filter it left
+  // is removed). False, with *why, when it cannot.
   bool attach(int ifindex, bool egress, std::string* why);
+  // Whether this run's filters include egress: the entries write_flow writes then carry
+  // SG_TC_OPT_EGRESS, without which host mode's OUTPUT match queues the reply. Set before any
+  // entry is written, and before attach.
+  void set_egress_entries(bool on) noexcept { egress_entries_ = on; }
+  bool egress_entries() const noexcept { return egress_entries_; }
   // Removes the filters this program attached: from one interface, from all.
   void detach(int ifindex) noexcept;
   void detach_all() noexcept;
@@ -192,6 +202,7 @@ class Program {
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;
+  bool egress_entries_ = false;
 };
 
 // Removes syngate's filters (kFilterHandle/kFilterPriority, ingress and egress) from every

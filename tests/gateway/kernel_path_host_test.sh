@@ -15,6 +15,8 @@
 #     translated twice would be off by the flow's delta);
 #   - both mode: segments forwarded between srv and cli are translated at ingress and left alone at
 #     egress (already_marked counts them), downloads intact.
+#   - both mode with the host's own services then gone from the configuration: a restart after a
+#     kill -9 attaches no egress and removes the one the dead run left; routed downloads intact.
 source "$(dirname "$0")/lib.sh"
 lab_init "$@"
 MODE=${2:-host}
@@ -161,3 +163,80 @@ for b in bad[:5]:
 sys.exit(1 if bad or seen < 100 else 0)
 PY
 pass "$MODE: every server segment the client saw lies in its flow's sequence range"
+
+# 5. Both mode, the host's own services gone from the configuration: the next run attaches no
+# egress (every segment it would see leaving is forwarded, translated at ingress), and the egress
+# filter the dead run left is removed (it would translate with offsets nobody keeps).
+if [[ $MODE == both ]]; then
+  flows_pin=$(tc_pin_dir)/sg_tc_flows
+  for ((i = 0; i < 100; i++)); do
+    n=$(bpftool -j map dump pinned "$flows_pin" | python3 -c 'import json, sys; print(len(json.load(sys.stdin)))')
+    (( n == 0 )) && break
+    sleep 0.1
+  done
+  (( n == 0 )) || fail "$n flow map entries left before the kill"
+  egress_filters() {  # every gateway interface's egress filters
+    local dev
+    for dev in $(in_ns "$NS_GW" ls /sys/class/net); do in_ns "$NS_GW" tc filter show dev "$dev" egress 2>/dev/null; done
+  }
+  restart_routed_only() {  # kill -9, then a start with the routed service alone
+    kill -KILL "$SYNGATE_PID"
+    wait "$SYNGATE_PID" 2>/dev/null || true
+    untrack_pid "$SYNGATE_PID"
+    [[ -n $(egress_filters) ]] || fail "the dead run left no egress filter: nothing to check"
+    awk '/^\[\[service\]\]/ { exit } { print }' "$LAB_DIR/syngate.toml" > "$LAB_DIR/routed.toml"
+    printf '%s\n' "$ROUTED" >> "$LAB_DIR/routed.toml"
+    cp "$LAB_DIR/routed.toml" "$LAB_DIR/syngate.toml"
+    LOG_FROM=$(( $(wc -l < "$LAB_DIR/syngate.log") + 1 ))
+    start_syngate
+  }
+  since_restart() { tail -n +"$LOG_FROM" "$LAB_DIR/syngate.log"; }
+  # First with a connection to the host's own service open across the kill: its entries say egress
+  # translates its replies, so the next run attaches egress although no service is on the host.
+  cp "$LAB_DIR/syngate.toml" "$LAB_DIR/with-local.toml"
+  rm -f "$LAB_DIR/go"
+  cat > "$LAB_DIR/held.py" <<'PY'
+import hashlib, os, socket, sys, time
+sys.path.insert(0, sys.argv[1])
+import stream_check
+seed, resp = 7, 4 << 20
+req = stream_check.stream(seed ^ 0x5A5A, 16)
+c = socket.create_connection(("10.10.1.1", 8080), timeout=30)
+c.sendall(f"{seed} 16 {resp} 0\n".encode())
+while not os.path.exists(sys.argv[2]):
+    time.sleep(0.05)
+c.sendall(req)
+ok = stream_check.recv_exact(c, 32) == hashlib.sha256(req).digest()
+ok = stream_check.recv_exact(c, resp) == stream_check.stream(seed, resp) and ok
+print("held: intact" if ok else "held: corrupt")
+PY
+  BG_LOG=$LAB_DIR/held.log bg "$NS_CLI" python3 "$LAB_DIR/held.py" "$(dirname "$0")" "$LAB_DIR/go"
+  HELD_PID=$BG_PID
+  sleep 1
+  restart_routed_only
+  since_restart | grep -q "tc: translating established flows on .* (ingress and egress)" ||
+    fail "a held connection's entries ask for egress, and the restart did not attach it: $(since_restart | grep 'tc:')"
+  touch "$LAB_DIR/go"
+  wait "$HELD_PID" || fail "the held connection failed: $(cat "$LAB_DIR/held.log")"
+  untrack_pid "$HELD_PID"
+  grep -q "held: intact" "$LAB_DIR/held.log" || fail "the held connection: $(cat "$LAB_DIR/held.log")"
+  pass "both: a connection to the host's own service held across a kill -9 and a restart without that service: egress kept, 4 MiB intact"
+  for ((i = 0; i < 100; i++)); do
+    n=$(bpftool -j map dump pinned "$flows_pin" | python3 -c 'import json, sys; print(len(json.load(sys.stdin)))')
+    (( n == 0 )) && break
+    sleep 0.1
+  done
+  (( n == 0 )) || fail "$n flow map entries left after the held connection"
+  # Then with none: no egress, and the filter the dead run left is removed.
+  restart_routed_only
+  since_restart | grep -q "tc: no service on this host: no egress filter" ||
+    fail "no service on the host: egress not left off: $(since_restart | grep 'tc:')"
+  left=$(egress_filters)
+  [[ -z $left ]] || fail "egress filters after a restart with no service on the host: $left"
+  snapshot
+  got=$(CURL_TIMEOUT=60 cli_curl http://10.10.3.2/big.bin | sha256sum | cut -d' ' -f1)
+  [[ $got == "$want" ]] || fail "routed download, no egress: sha256 $got, want $want"
+  deltas
+  (( K > 300 && M == 0 && E < 60 )) || fail "routed, no egress: kernel translated $K, egress saw $M, engine $E"
+  pass "both, no service on the host: the dead run's egress filter removed, none attached; routed 20 MiB intact, translated at ingress $K, engine $E"
+fi

@@ -68,14 +68,35 @@ TEST(TcEntries, AFinSentWithTheEarlyDataIsWrittenClosedForTheClient) {
   const syngate::FlowTuple t{*syngate::Address::parse("198.18.0.7"), *syngate::Address::parse("10.10.3.2"), 2000, 80};
   syngate::FlowTranslation x;
   x.delta = 7;
-  EXPECT_EQ(syngate::tc::flow_entries(t, x, 3).to_server.closing, 0u);
+  EXPECT_EQ(syngate::tc::flow_entries(t, x, 3, false).to_server.closing, 0u);
   x.client_fin = true;
   x.client_fin_seq = 1234;
-  const syngate::tc::FlowEntries e = syngate::tc::flow_entries(t, x, 3);
+  const syngate::tc::FlowEntries e = syngate::tc::flow_entries(t, x, 3, false);
   EXPECT_EQ(e.to_server.closing, SG_TC_SEEN_FIN);
   EXPECT_EQ(e.to_server.fin_seq, 1234u);
   EXPECT_EQ(e.to_client.closing, 0u);
   EXPECT_EQ(e.to_server.generation, 3u);
+}
+
+// Entries a run with an egress filter writes carry SG_TC_OPT_EGRESS (host mode's OUTPUT match
+// takes no other); a restart keeps entries whatever that bit says (their flow's replies are queued
+// where it is missing, and a run that finds it attaches egress).
+TEST(TcEntries, TheEgressBitIsWrittenOnlyWithEgressAndIgnoredWhenKept) {
+  const syngate::FlowTuple t{*syngate::Address::parse("198.18.0.7"), *syngate::Address::parse("10.10.3.2"), 2000, 80};
+  syngate::FlowTranslation x;
+  x.delta = 7;
+  x.timestamps = true;
+  const syngate::tc::FlowEntries with = syngate::tc::flow_entries(t, x, 3, true);
+  const syngate::tc::FlowEntries without = syngate::tc::flow_entries(t, x, 3, false);
+  EXPECT_EQ(with.to_server.options, SG_TC_OPT_TIMESTAMPS | SG_TC_OPT_EGRESS);
+  EXPECT_EQ(with.to_client.options, SG_TC_OPT_TIMESTAMPS | SG_TC_OPT_EGRESS);
+  EXPECT_EQ(without.to_server.options, SG_TC_OPT_TIMESTAMPS);
+  EXPECT_EQ(without.to_client.options, SG_TC_OPT_TIMESTAMPS);
+  EXPECT_TRUE(syngate::tc::same_translation(with, without.to_server, without.to_client));
+  EXPECT_TRUE(syngate::tc::same_translation(without, with.to_server, with.to_client));
+  sg_tc_flow other = without.to_client;
+  other.options = 0;
+  EXPECT_FALSE(syngate::tc::same_translation(with, without.to_server, other)) << "timestamps still count";
 }
 
 // A worker's turns, as Worker::TurnHooks drives the watch: a flow is watched from its

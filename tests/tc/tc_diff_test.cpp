@@ -165,8 +165,9 @@ class TcDiff : public test::EngineTest {
     cfg.max_flows = 4096;
   }
 
-  // The flow's parameters as the daemon hands them over, derived from what each end announced.
-  void hand_over(const TcObject& o, const Conn& c) {
+  // The flow's parameters as the daemon hands them over, derived from what each end announced;
+  // `egress`: as a run with an egress filter writes them (SG_TC_OPT_EGRESS).
+  void hand_over(const TcObject& o, const Conn& c, bool egress = false) {
     const bool ts = c.client_syn_opts.has_timestamps && c.backend_synack_opts.has_timestamps;
     const uint8_t client_ws = c.client_syn_opts.has_timestamps && c.client_syn_opts.has_wscale
                                   ? std::min<uint8_t>(c.client_syn_opts.wscale, 14)
@@ -177,7 +178,7 @@ class TcDiff : public test::EngineTest {
     sg_tc_flow up{}, down{};
     up.delta = down.delta = c.backend_isn - c.cookie_isn;
     up.tsoff = down.tsoff = ts ? c.backend_ts - c.synack_tsval : 0;
-    up.options = down.options = ts ? SG_TC_OPT_TIMESTAMPS : 0;
+    up.options = down.options = (ts ? SG_TC_OPT_TIMESTAMPS : 0) | (egress ? SG_TC_OPT_EGRESS : 0);
     up.direction = SG_TC_TO_SERVER;
     up.window_from = s.client_sends;
     up.window_to = s.server_reads;
@@ -657,6 +658,8 @@ TEST_F(TcDiff, CatchesADeliberatelyBrokenField) {
 // server segment egress translates on an open flow (else it crosses the queue for nothing); never a
 // client segment. Segments of every layout, FIN/RST/SYN, IPv4 options, malformed options, IPv6,
 // and flows that started closing (the match queues; egress, which comes after it, still translates).
+// Entries written by a run with no egress filter (both mode, no service on its host) are never
+// taken: the reply would leave untranslated.
 TEST_F(TcDiff, OutputMatchAgreesWithEgress) {
   libbpf_set_print([](enum libbpf_print_level, const char*, va_list) { return 0; });
   syngate_tc_match* m = syngate_tc_match__open();
@@ -674,7 +677,7 @@ TEST_F(TcDiff, OutputMatchAgreesWithEgress) {
     return opts.retval;
   };
   std::mt19937 rng(4242);
-  size_t yes = 0, no = 0, closing_checked = 0;
+  size_t yes = 0, no = 0, closing_checked = 0, without_egress = 0;
   for (int v6 = 0; v6 < 2; ++v6) {
     for (int k = 0; k < 6; ++k) {
       Conn c = v6 ? Conn::v6(static_cast<uint16_t>(7000 + k)) : Conn::v4(static_cast<uint16_t>(7100 + k));
@@ -684,7 +687,7 @@ TEST_F(TcDiff, OutputMatchAgreesWithEgress) {
       c.backend_isn = static_cast<uint32_t>(rng());
       establish(c);
       for (int n = 0; n < 96; ++n) {
-        hand_over(*good_, c);  // fresh entries: a FIN below must not close the next segment's flow
+        hand_over(*good_, c, true);  // fresh entries: a FIN below must not close the next segment's flow
         const bool to_server = n % 2 == 0;
         Bytes ip = segment(c, to_server, rng, ts ? rng() % 4 : rng() % 5, ts);
         if (!relayout(ip, static_cast<Layout>(n / 2 % static_cast<int>(Layout::Count)))) continue;
@@ -717,6 +720,15 @@ TEST_F(TcDiff, OutputMatchAgreesWithEgress) {
         const bool translated = run_tc(good_->egress, ethernet(ip)).mark & SG_TC_MARK;
         (said ? yes : no)++;
         if (said) {
+          // The same entries as a run without an egress filter writes them.
+          sg_tc_flow down = entry(*good_, c.c2s.reversed());
+          down.options &= static_cast<uint8_t>(~SG_TC_OPT_EGRESS);
+          const sg_tc_flow_key kd = key_of(c.c2s.reversed());
+          ASSERT_EQ(bpf_map_update_elem(good_->flows, &kd, &down, BPF_EXIST), 0);
+          EXPECT_EQ(run_match(ip), 0u) << what << ": let past the queue by a run with no egress filter";
+          ++without_egress;
+        }
+        if (said) {
           EXPECT_TRUE(translated) << what << ": let past the queue, and tc egress left it untranslated";
         }
         if (to_server) {
@@ -740,6 +752,7 @@ TEST_F(TcDiff, OutputMatchAgreesWithEgress) {
   EXPECT_GT(yes, 100u);
   EXPECT_GT(no, 300u);
   EXPECT_GT(closing_checked, 10u);
+  EXPECT_EQ(without_egress, yes);
 }
 
 // The verifier accepts both sections as built, in each placement the daemon loads them with

@@ -60,6 +60,9 @@ enum sg_tc_direction {
 #define SG_TC_OPT_TIMESTAMPS 0x01u /* both ends send timestamps: TSval/TSecr are translated (to the
                                       server: TSecr; to the client: TSval). A flow whose timestamps
                                       the engine supplies (backend without them) is not handed over */
+#define SG_TC_OPT_EGRESS 0x02u /* written by a run whose tc egress translates: host mode's OUTPUT
+                                  match lets the server's replies past the queue only on such an
+                                  entry (a run with no service on its own host attaches no egress) */
 
 /* value.seen, set by the program: sender_next/acked/window_bytes hold the record of this
  * direction (xlate_spec.h, sg_flow_track_segment: started by the first segment, then moved only by
