@@ -11,7 +11,9 @@
 // Safe by construction: where the match cannot be loaded or pinned, `rules up` leaves the rule out
 // and says why, and every reply is queued and translated by the engine as with the kernel path off.
 // An empty or stale map matches less, never more: a reply the match does not let through is
-// queued, translated by the engine and marked, and tc egress leaves it alone.
+// queued, translated by the engine and marked, and tc egress leaves it alone. It takes only
+// entries a run with an egress filter wrote (SG_TC_OPT_EGRESS): both mode with no service on the
+// host attaches none (KernelPath::start), and its entries must not let a reply past the queue.
 #pragma once
 
 #include <cstdint>

@@ -169,12 +169,16 @@ pass "$MODE: every server segment the client saw lies in its flow's sequence ran
 # filter the dead run left is removed (it would translate with offsets nobody keeps).
 if [[ $MODE == both ]]; then
   flows_pin=$(tc_pin_dir)/sg_tc_flows
-  for ((i = 0; i < 100; i++)); do
-    n=$(bpftool -j map dump pinned "$flows_pin" | python3 -c 'import json, sys; print(len(json.load(sys.stdin)))')
-    (( n == 0 )) && break
-    sleep 0.1
-  done
-  (( n == 0 )) || fail "$n flow map entries left before the kill"
+  wait_map_empty() {  # wait_map_empty WHEN: the pinned flow map empty within 10 s
+    local i n
+    for ((i = 0; i < 100; i++)); do
+      n=$(bpftool -j map dump pinned "$flows_pin" | python3 -c 'import json, sys; print(len(json.load(sys.stdin)))')
+      (( n == 0 )) && return 0
+      sleep 0.1
+    done
+    fail "$n flow map entries left $1"
+  }
+  wait_map_empty "before the kill"
   egress_filters() {  # every gateway interface's egress filters
     local dev
     for dev in $(in_ns "$NS_GW" ls /sys/class/net); do in_ns "$NS_GW" tc filter show dev "$dev" egress 2>/dev/null; done
@@ -221,12 +225,7 @@ PY
   untrack_pid "$HELD_PID"
   grep -q "held: intact" "$LAB_DIR/held.log" || fail "the held connection: $(cat "$LAB_DIR/held.log")"
   pass "both: a connection to the host's own service held across a kill -9 and a restart without that service: egress kept, 4 MiB intact"
-  for ((i = 0; i < 100; i++)); do
-    n=$(bpftool -j map dump pinned "$flows_pin" | python3 -c 'import json, sys; print(len(json.load(sys.stdin)))')
-    (( n == 0 )) && break
-    sleep 0.1
-  done
-  (( n == 0 )) || fail "$n flow map entries left after the held connection"
+  wait_map_empty "after the held connection"
   # Then with none: no egress, and the filter the dead run left is removed.
   restart_routed_only
   since_restart | grep -q "tc: no service on this host: no egress filter" ||
