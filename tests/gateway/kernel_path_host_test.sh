@@ -188,33 +188,17 @@ if [[ $MODE == both ]]; then
     wait "$SYNGATE_PID" 2>/dev/null || true
     untrack_pid "$SYNGATE_PID"
     [[ -n $(egress_filters) ]] || fail "the dead run left no egress filter: nothing to check"
-    awk '/^\[\[service\]\]/ { exit } { print }' "$LAB_DIR/syngate.toml" > "$LAB_DIR/routed.toml"
-    printf '%s\n' "$ROUTED" >> "$LAB_DIR/routed.toml"
-    cp "$LAB_DIR/routed.toml" "$LAB_DIR/syngate.toml"
+    { awk '/^\[\[service\]\]/ { exit } { print }' "$LAB_DIR/syngate.toml"; printf '%s\n' "$ROUTED"; } > "$LAB_DIR/routed.toml"
+    mv "$LAB_DIR/routed.toml" "$LAB_DIR/syngate.toml"
     LOG_FROM=$(( $(wc -l < "$LAB_DIR/syngate.log") + 1 ))
     start_syngate
   }
   since_restart() { tail -n +"$LOG_FROM" "$LAB_DIR/syngate.log"; }
   # First with a connection to the host's own service open across the kill: its entries say egress
   # translates its replies, so the next run attaches egress although no service is on the host.
-  cp "$LAB_DIR/syngate.toml" "$LAB_DIR/with-local.toml"
   rm -f "$LAB_DIR/go"
-  cat > "$LAB_DIR/held.py" <<'PY'
-import hashlib, os, socket, sys, time
-sys.path.insert(0, sys.argv[1])
-import stream_check
-seed, resp = 7, 4 << 20
-req = stream_check.stream(seed ^ 0x5A5A, 16)
-c = socket.create_connection(("10.10.1.1", 8080), timeout=30)
-c.sendall(f"{seed} 16 {resp} 0\n".encode())
-while not os.path.exists(sys.argv[2]):
-    time.sleep(0.05)
-c.sendall(req)
-ok = stream_check.recv_exact(c, 32) == hashlib.sha256(req).digest()
-ok = stream_check.recv_exact(c, resp) == stream_check.stream(seed, resp) and ok
-print("held: intact" if ok else "held: corrupt")
-PY
-  BG_LOG=$LAB_DIR/held.log bg "$NS_CLI" python3 "$LAB_DIR/held.py" "$(dirname "$0")" "$LAB_DIR/go"
+  BG_LOG=$LAB_DIR/held.log bg "$NS_CLI" python3 "$(dirname "$0")/stream_check.py" client 10.10.1.1 $PORT \
+    --req 16 --resp $((4 << 20)) --hold-until "$LAB_DIR/go"
   HELD_PID=$BG_PID
   sleep 1
   restart_routed_only
@@ -223,7 +207,7 @@ PY
   touch "$LAB_DIR/go"
   wait "$HELD_PID" || fail "the held connection failed: $(cat "$LAB_DIR/held.log")"
   untrack_pid "$HELD_PID"
-  grep -q "held: intact" "$LAB_DIR/held.log" || fail "the held connection: $(cat "$LAB_DIR/held.log")"
+  grep -q "^ok 1 of 1$" "$LAB_DIR/held.log" || fail "the held connection: $(cat "$LAB_DIR/held.log")"
   pass "both: a connection to the host's own service held across a kill -9 and a restart without that service: egress kept, 4 MiB intact"
   wait_map_empty "after the held connection"
   # Then with none: no egress, and the filter the dead run left is removed.

@@ -3,7 +3,7 @@
 
   stream_check.py server ADDR PORT
   stream_check.py client ADDR PORT [--conns N] [--parallel P] [--req BYTES] [--resp BYTES]
-                  [--ip-options] [--half-close]
+                  [--ip-options] [--half-close] [--hold-until PATH]
 
 Each connection: the client sends, at once after connect() (right behind its handshake ACK), a
 header line "SEED REQLEN RESPLEN OPTS" and REQLEN bytes; the server answers the request's sha256
@@ -11,12 +11,15 @@ and RESPLEN bytes generated from SEED, then closes. With OPTS = 1 the server sen
 third of its answer with IPv4 options (NOPs) on its segments, switching them only once the
 client has acknowledged all sent before: the tc programs leave those to the engine. With --half-close the client shuts its side down after the request (its FIN closes the
 flow for the tc programs) and the server answers only once it has seen that FIN: the whole answer
-is then the engine's to translate. The client checks every byte; it prints "ok N" and exits 0 only
+is then the engine's to translate. With --hold-until the client sends its header line, then waits
+for PATH to exist before it sends the request (a connection held open across a restart). The
+client checks every byte; it prints "ok N" and exits 0 only
 when all N connections were intact (after 10 failures it stops starting new ones).
 """
 import argparse
 import fcntl
 import hashlib
+import os
 import random
 import socket
 import sys
@@ -116,7 +119,13 @@ def client_conn(args, i):
     try:
         c.connect((args.addr, args.port))
         opts = int(args.ip_options) | 2 * int(args.half_close)
-        c.sendall(f"{seed} {args.req} {args.resp} {opts}\n".encode() + req)
+        header = f"{seed} {args.req} {args.resp} {opts}\n".encode()
+        if args.hold_until:
+            c.sendall(header)
+            while not os.path.exists(args.hold_until):
+                time.sleep(0.05)
+            header = b""
+        c.sendall(header + req)
         if args.half_close:
             c.shutdown(socket.SHUT_WR)
         digest = recv_exact(c, 32)
@@ -157,6 +166,7 @@ def main():
     ap.add_argument("--resp", type=int, default=65536)
     ap.add_argument("--ip-options", action="store_true")
     ap.add_argument("--half-close", action="store_true")
+    ap.add_argument("--hold-until", metavar="PATH")
     args = ap.parse_args()
     if args.role == "server":
         server(args.addr, args.port)
